@@ -1,0 +1,328 @@
+import { EventEmitter } from 'node:events';
+import { Job, Queue, QueueEvents } from 'bullmq';
+import { type Redis } from 'ioredis';
+import { RedisUnavailableError, ClosedError } from '../shared/errors.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
+import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
+import { RedisClient } from '../shared/redis/redis-client.js';
+import { decodeFailure } from '../shared/queues/failure.js';
+import { jobIdFor } from '../shared/queues/job-id.js';
+import { defineJobOutcome, readJobOutcome } from '../shared/queues/job-outcome.js';
+import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
+import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+
+/** Options of {@link JobSubmitter}. */
+export interface JobSubmitterOptions {
+  /** redis:// or rediss:// URL. */
+  redisUrl: string;
+  /** Queue key prefix; a {hash tag}. Default "{cell0}". */
+  prefix?: string;
+  /** Retries and retention of the jobs this producer adds. */
+  policy?: Partial<JobPolicy>;
+  /** Producer-side command timeout, ms. Default 500. */
+  commandTimeoutMs?: number;
+  /** Consecutive Redis failures that open the breaker. Default 5. */
+  breakerThreshold?: number;
+  /** Breaker open time before a trial call, ms. Default 5000. */
+  breakerResetMs?: number;
+  /** Queues this producer adds to. Default: all. */
+  queues?: readonly QueueName[];
+  logger?: Logger;
+}
+
+/** How a submission ended, from the caller's point of view. */
+export type SubmitResult<T = unknown> =
+  | { state: 'completed'; queue: QueueName; jobId: string; result: T; finishedOn: number }
+  | { state: 'failed'; queue: QueueName; jobId: string; code: string | undefined; message: string }
+  /** Not finished within the wait; `jobState` is BullMQ's state (waiting, active, delayed, …) or "unknown". */
+  | { state: 'pending'; queue: QueueName; jobId: string; jobState: string };
+
+/** A job as GET /v1/jobs shows it. */
+export interface JobView {
+  queue: QueueName;
+  jobId: string;
+  name: string;
+  /** waiting | active | delayed | prioritized | completed | failed | … */
+  state: string;
+  result?: unknown;
+  error?: { code: string | undefined; message: string };
+  attemptsMade: number;
+  createdAt: number;
+  processedAt?: number;
+  finishedAt?: number;
+}
+
+type FinishEvent = { kind: 'completed'; returnvalue: unknown } | { kind: 'failed'; failedReason: string };
+
+interface Lane {
+  queue: Queue;
+  events: QueueEvents;
+  eventsConn: Redis;
+  /** Local callers waiting for a job, by job id. One QueueEvents stream per queue feeds them all. */
+  waiters: Map<string, Set<(e: FinishEvent | undefined) => void>>;
+  key: string;
+}
+
+/**
+ * Adds jobs with coalescing ids and waits for their results.
+ *
+ * The job id is a hash of the canonical request, so identical requests from any number of producer
+ * processes map to one BullMQ job. The retention rule, which decides what a later identical request gets:
+ *
+ * - job running or queued → the caller joins it and gets its result;
+ * - job completed less than `resultTtlSeconds` ago → its stored result at once, no new run;
+ * - job completed longer ago (even if BullMQ has not trimmed it yet) → the job is re-run (retried in
+ *   place, same id) and the caller waits for the fresh result;
+ * - job failed → it is re-run the same way: a failure is never served to a request that arrived after it;
+ * - job gone (trimmed, removed) → added again.
+ *
+ * Every caller registers its waiter before reading the job's state, and the queue's event stream is read
+ * from a position taken before any waiter exists, so a result cannot slip between the check and the wait.
+ * A wait that runs out is not an error: the caller gets `pending` with the job id to poll.
+ */
+export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
+  /** The producer's Redis client; its breaker guards every Redis call the submitter makes. */
+  readonly redis: RedisClient;
+  readonly policy: JobPolicy;
+  readonly prefix: string;
+  private readonly conn: Redis;
+  private readonly opts: JobSubmitterOptions;
+  private readonly log: Logger;
+  private readonly lanes = new Map<QueueName, Lane>();
+  private readonly queueNames: readonly QueueName[];
+  private initializing: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+  private isInitialized = false;
+
+  constructor(opts: JobSubmitterOptions) {
+    super();
+    if (!opts.redisUrl) throw new TypeError('JobSubmitter: option "redisUrl" is required');
+    this.opts = opts;
+    this.prefix = opts.prefix ?? '{cell0}';
+    this.policy = { ...DEFAULT_JOB_POLICY, ...stripUndefined(opts.policy ?? {}) };
+    for (const [k, v] of Object.entries(this.policy)) {
+      if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0))
+        throw new TypeError(`JobSubmitter: option "policy.${k}" must be a number >= 0, got ${String(v)}`);
+    }
+    this.queueNames = opts.queues ?? QUEUE_NAMES;
+    this.log = opts.logger ?? silentLogger();
+    this.conn = createRedisConnection({
+      url: opts.redisUrl,
+      role: 'producer',
+      commandTimeoutMs: opts.commandTimeoutMs ?? 500,
+      connectionName: 'cell0:producer',
+    });
+    defineJobOutcome(this.conn);
+    this.redis = new RedisClient({
+      connection: this.conn,
+      commandTimeoutMs: opts.commandTimeoutMs ?? 500,
+      breakerThreshold: opts.breakerThreshold ?? 5,
+      breakerResetMs: opts.breakerResetMs ?? 5000,
+      name: 'redis',
+    });
+  }
+
+  /**
+   * Connects. Resolves once the queues are ready; until then submit() throws RedisUnavailableError. If
+   * Redis is down it keeps trying in the background (the returned promise resolves when it succeeds), so
+   * a process started before Redis still comes up.
+   */
+  start(): Promise<void> {
+    this.initializing ??= this.init();
+    return this.initializing;
+  }
+
+  /** True once start() has connected the queues. */
+  get ready(): boolean {
+    return this.isInitialized;
+  }
+
+  private async init(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.closing) throw new ClosedError('JobSubmitter');
+      try {
+        await waitUntilReady(this.conn, 3000);
+        break;
+      } catch {
+        if (attempt % 5 === 0) this.log.warn({ attempt }, 'waiting for Redis');
+      }
+    }
+    for (const name of this.queueNames) {
+      const queue = new Queue(name, { connection: this.conn, prefix: this.prefix, defaultJobOptions: jobOptionsFor(this.policy) });
+      queue.on('error', (err) => this.log.debug({ err, queue: name }, 'queue connection error'));
+      const key = `${this.prefix}:${name}`;
+      // Start reading the event stream at its current end, before any waiter exists (see class comment).
+      const last = await this.conn.xrevrange(`${key}:events`, '+', '-', 'COUNT', 1);
+      const lastEventId = last[0]?.[0] ?? '0-0';
+      const eventsConn = createRedisConnection({ url: this.opts.redisUrl, role: 'events', connectionName: `cell0:events:${name}` });
+      const events = new QueueEvents(name, { connection: eventsConn, prefix: this.prefix, lastEventId });
+      events.on('error', (err) => this.log.debug({ err, queue: name }, 'queue events connection error'));
+      const lane: Lane = { queue, events, eventsConn, waiters: new Map(), key };
+      events.on('completed', ({ jobId, returnvalue }) => this.dispatch(lane, jobId, { kind: 'completed', returnvalue }));
+      events.on('failed', ({ jobId, failedReason }) => this.dispatch(lane, jobId, { kind: 'failed', failedReason }));
+      await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+      this.lanes.set(name, lane);
+    }
+    this.isInitialized = true;
+    this.emit('ready');
+  }
+
+  private dispatch(lane: Lane, jobId: string, e: FinishEvent): void {
+    const set = lane.waiters.get(jobId);
+    if (!set) return;
+    for (const fn of set) fn(e);
+  }
+
+  private lane(queue: QueueName): Lane {
+    if (this.closing) throw new ClosedError('JobSubmitter');
+    const lane = this.lanes.get(queue);
+    if (!lane) {
+      if (!this.queueNames.includes(queue)) throw new TypeError(`JobSubmitter: queue "${queue}" is not enabled`);
+      throw new RedisUnavailableError('not connected to Redis yet');
+    }
+    return lane;
+  }
+
+  /** The BullMQ queue object (for dashboards and tests). */
+  getQueue(queue: QueueName): Queue {
+    return this.lane(queue).queue;
+  }
+
+  /** The job id `data` would get on `queue`. */
+  jobIdFor(queue: QueueName, data: unknown): string {
+    return jobIdFor(queue, data);
+  }
+
+  /**
+   * Adds (or joins) the job for `data` and waits up to `waitMs` for it to finish. `data` must already be
+   * validated and canonical (defaults filled): its hash is the job id.
+   */
+  async submit<T = unknown>(
+    queue: QueueName,
+    name: string,
+    data: unknown,
+    opts: { waitMs: number; signal?: AbortSignal },
+  ): Promise<SubmitResult<T>> {
+    const lane = this.lane(queue);
+    const jobId = jobIdFor(queue, data);
+    const started = Date.now();
+
+    let finish: (e: FinishEvent | undefined) => void = () => undefined;
+    const finished = new Promise<FinishEvent | undefined>((resolve) => (finish = resolve));
+    let set = lane.waiters.get(jobId);
+    if (!set) lane.waiters.set(jobId, (set = new Set()));
+    set.add(finish);
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => finish(undefined);
+    try {
+      const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+      if (outcome.status === 'completed') {
+        if (started - outcome.finishedOn <= this.policy.resultTtlSeconds * 1000) {
+          return { state: 'completed', queue, jobId, result: outcome.returnvalue as T, finishedOn: outcome.finishedOn };
+        }
+        await this.rerun(lane, jobId, 'completed');
+      } else if (outcome.status === 'failed') {
+        await this.rerun(lane, jobId, 'failed');
+      } else if (outcome.status === 'missing') {
+        await this.redis.run(() => lane.queue.add(name, data, { jobId }));
+      }
+
+      const remaining = opts.waitMs - (Date.now() - started);
+      if (remaining > 0 && !opts.signal?.aborted) {
+        timer = setTimeout(() => finish(undefined), remaining);
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        const e = await finished;
+        if (e?.kind === 'completed') {
+          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
+        }
+        if (e?.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
+      }
+      return await this.finalCheck<T>(lane, queue, jobId);
+    } finally {
+      if (timer) clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      set.delete(finish);
+      if (set.size === 0 && lane.waiters.get(jobId) === set) lane.waiters.delete(jobId);
+    }
+  }
+
+  /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */
+  private async rerun(lane: Lane, jobId: string, from: 'completed' | 'failed'): Promise<void> {
+    const job = await this.redis.run(() => Job.fromId(lane.queue, jobId));
+    if (!job) return;
+    try {
+      await this.redis.run(() => job.retry(from, { resetAttemptsMade: true, resetAttemptsStarted: true }));
+      this.log.debug({ queue: lane.queue.name, jobId, from }, 're-running finished job');
+    } catch (err) {
+      if (err instanceof RedisUnavailableError || (err as { code?: string }).code === 'CELL0_BREAKER_OPEN') throw err;
+      // Another producer re-ran it first (the job is no longer in the `from` set): join that run.
+    }
+  }
+
+  /** After the wait: one last look, in case the result landed just as the timer fired. */
+  private async finalCheck<T>(lane: Lane, queue: QueueName, jobId: string): Promise<SubmitResult<T>> {
+    try {
+      const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+      if (outcome.status === 'completed')
+        return { state: 'completed', queue, jobId, result: outcome.returnvalue as T, finishedOn: outcome.finishedOn };
+      if (outcome.status === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
+      const jobState = outcome.status === 'missing' ? 'unknown' : await this.redis.run(() => lane.queue.getJobState(jobId));
+      return { state: 'pending', queue, jobId, jobState };
+    } catch {
+      // The job was accepted; Redis trouble now only means we cannot say more than "pending".
+      return { state: 'pending', queue, jobId, jobState: 'unknown' };
+    }
+  }
+
+  /** A job's state and result, or undefined when no such job exists (never did, or was trimmed). */
+  async getJob(queue: QueueName, jobId: string): Promise<JobView | undefined> {
+    const lane = this.lane(queue);
+    const job = await this.redis.run(() => Job.fromId(lane.queue, jobId));
+    if (!job) return undefined;
+    const state = await this.redis.run(() => job.getState());
+    const view: JobView = {
+      queue,
+      jobId,
+      name: job.name,
+      state,
+      attemptsMade: job.attemptsMade,
+      createdAt: job.timestamp,
+    };
+    if (job.processedOn) view.processedAt = job.processedOn;
+    if (job.finishedOn) view.finishedAt = job.finishedOn;
+    if (state === 'completed') view.result = job.returnvalue;
+    if (state === 'failed' || (job.failedReason && state !== 'completed')) view.error = decodeFailure(job.failedReason);
+    return view;
+  }
+
+  /** Counts of jobs per state, per queue. */
+  async getCounts(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [name, lane] of this.lanes) {
+      out[name] = await this.redis.run(() =>
+        lane.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'),
+      );
+    }
+    return out;
+  }
+
+  /** Stops waiting callers (they get `pending`), closes queues and connections. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.initializing?.catch(() => undefined);
+      for (const lane of this.lanes.values()) {
+        for (const set of lane.waiters.values()) for (const fn of set) fn(undefined);
+        await Promise.allSettled([lane.events.close(), lane.queue.close()]);
+        await closeRedis(lane.eventsConn);
+      }
+      this.lanes.clear();
+      await this.redis.close();
+      await closeRedis(this.conn);
+    })();
+    return this.closing;
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,185 @@
+import { EventEmitter } from 'node:events';
+import CircuitBreaker from 'opossum';
+import { BreakerOpenError } from './errors.js';
+
+/** Options of {@link Breaker}. */
+export interface BreakerOptions {
+  /** Name in errors, metrics and logs. */
+  name: string;
+  /** Consecutive failures that open the breaker. Default 5. */
+  failureThreshold?: number;
+  /** How long the breaker stays open before it lets one trial call through (half-open). Default 5000 ms. */
+  resetTimeoutMs?: number;
+  /** A call that takes longer counts as a failure and is rejected. `false` = no timeout. Default 1000 ms. */
+  timeoutMs?: number | false;
+  /**
+   * Returns true for errors that must not count against the backend (a bad request is the caller's fault,
+   * not a sign the backend is down). Default: every error counts.
+   */
+  isIgnorable?: (err: unknown) => boolean;
+}
+
+const DEFAULTS = { failureThreshold: 5, resetTimeoutMs: 5000, timeoutMs: 1000 as number | false };
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/** Events of {@link Breaker}. */
+export interface BreakerEvents {
+  'breaker:open': [];
+  'breaker:half-open': [];
+  'breaker:close': [];
+}
+
+/** Counters of one breaker. */
+export interface BreakerMetrics {
+  name: string;
+  state: BreakerState;
+  calls: number;
+  successes: number;
+  failures: number;
+  timeouts: number;
+  /** Calls refused without being attempted because the breaker was open. */
+  rejections: number;
+  consecutiveFailures: number;
+  /** Mean latency (ms) of attempted calls. */
+  meanLatencyMs: number;
+  /** Approximate latency percentiles (ms) over the last 1024 attempted calls. */
+  p50LatencyMs: number;
+  p95LatencyMs: number;
+  p99LatencyMs: number;
+}
+
+/**
+ * A circuit breaker on opossum that opens after N consecutive failures (opossum's own rule is an error
+ * percentage over a rolling window; a count is easier to reason about for a single backend connection).
+ * While open, calls are refused at once with a BreakerOpenError carrying how long until the trial call.
+ */
+export class Breaker extends EventEmitter<BreakerEvents> {
+  readonly name: string;
+  private readonly opts: Required<Omit<BreakerOptions, 'isIgnorable'>> & Pick<BreakerOptions, 'isIgnorable'>;
+  private readonly cb: CircuitBreaker<[() => Promise<unknown>], unknown>;
+  private consecutive = 0;
+  private openedAt = 0;
+  private readonly counters = { calls: 0, successes: 0, failures: 0, timeouts: 0, rejections: 0, latencySum: 0 };
+  private readonly latencies = new Float64Array(1024);
+  private latencyCount = 0;
+
+  constructor(options: BreakerOptions) {
+    super();
+    const opts = { ...DEFAULTS, ...options };
+    if (!opts.name) throw new TypeError('Breaker: option "name" is required');
+    if (!Number.isInteger(opts.failureThreshold) || opts.failureThreshold < 1)
+      throw new TypeError(`Breaker: option "failureThreshold" must be an integer >= 1, got ${opts.failureThreshold}`);
+    if (!(opts.resetTimeoutMs > 0))
+      throw new TypeError(`Breaker: option "resetTimeoutMs" must be > 0, got ${opts.resetTimeoutMs}`);
+    if (opts.timeoutMs !== false && !(opts.timeoutMs > 0))
+      throw new TypeError(`Breaker: option "timeoutMs" must be > 0 or false, got ${opts.timeoutMs}`);
+    this.opts = opts;
+    this.name = opts.name;
+    this.cb = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
+      name: opts.name,
+      timeout: opts.timeoutMs,
+      resetTimeout: opts.resetTimeoutMs,
+      // Opening is decided here by the consecutive-failure count; opossum's percentage rule is disabled.
+      errorThresholdPercentage: 100,
+      volumeThreshold: Number.MAX_SAFE_INTEGER,
+      rollingPercentilesEnabled: false,
+      errorFilter: opts.isIgnorable ? (err: unknown) => opts.isIgnorable!(err) : undefined,
+    });
+    this.cb.on('open', () => {
+      this.openedAt = Date.now();
+      this.emit('breaker:open');
+    });
+    this.cb.on('halfOpen', () => this.emit('breaker:half-open'));
+    this.cb.on('close', () => {
+      this.consecutive = 0;
+      this.emit('breaker:close');
+    });
+    this.cb.on('success', (_r: unknown, latency: number) => {
+      this.consecutive = 0;
+      this.counters.successes++;
+      this.record(latency);
+    });
+    this.cb.on('failure', (_e: unknown, latency: number) => {
+      this.counters.failures++;
+      this.record(latency);
+      this.consecutive++;
+      if (this.consecutive >= this.opts.failureThreshold && this.cb.closed) this.cb.open();
+    });
+    this.cb.on('timeout', () => {
+      this.counters.timeouts++;
+    });
+    this.cb.on('reject', () => {
+      this.counters.rejections++;
+    });
+  }
+
+  /** The current state. */
+  get state(): BreakerState {
+    if (this.cb.opened) return 'open';
+    if (this.cb.halfOpen) return 'half-open';
+    return 'closed';
+  }
+
+  /** Milliseconds until an open breaker lets a trial call through (0 when not open). */
+  retryAfterMs(): number {
+    if (!this.cb.opened) return 0;
+    return Math.max(0, this.openedAt + this.opts.resetTimeoutMs - Date.now());
+  }
+
+  /**
+   * Runs `fn` through the breaker. Rejects with BreakerOpenError without calling `fn` while open, with a
+   * timeout error after `timeoutMs`, or with `fn`'s own error.
+   */
+  async fire<T>(fn: () => Promise<T>): Promise<T> {
+    this.counters.calls++;
+    try {
+      return (await this.cb.fire(fn)) as T;
+    } catch (err) {
+      if (isOpossumOpen(err)) throw new BreakerOpenError(this.name, this.retryAfterMs());
+      throw err;
+    }
+  }
+
+  /** Forces the breaker closed (after an out-of-band health check proved the backend is back). */
+  close(): void {
+    this.cb.close();
+  }
+
+  /** Stops the breaker's timers; later calls are refused. Idempotent. */
+  shutdown(): void {
+    if (!this.cb.isShutdown) this.cb.shutdown();
+  }
+
+  getMetrics(): BreakerMetrics {
+    const n = Math.min(this.latencyCount, this.latencies.length);
+    const sorted = Array.from(this.latencies.subarray(0, n)).sort((a, b) => a - b);
+    const pct = (p: number) => (n === 0 ? 0 : (sorted[Math.min(n - 1, Math.floor(p * n))] ?? 0));
+    const attempted = this.counters.successes + this.counters.failures;
+    return {
+      name: this.name,
+      state: this.state,
+      calls: this.counters.calls,
+      successes: this.counters.successes,
+      failures: this.counters.failures,
+      timeouts: this.counters.timeouts,
+      rejections: this.counters.rejections,
+      consecutiveFailures: this.consecutive,
+      meanLatencyMs: attempted === 0 ? 0 : this.counters.latencySum / attempted,
+      p50LatencyMs: pct(0.5),
+      p95LatencyMs: pct(0.95),
+      p99LatencyMs: pct(0.99),
+    };
+  }
+
+  private record(latency: number): void {
+    const ms = Number.isFinite(latency) ? latency : 0;
+    this.counters.latencySum += ms;
+    this.latencies[this.latencyCount % this.latencies.length] = ms;
+    this.latencyCount++;
+  }
+}
+
+function isOpossumOpen(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'EOPENBREAKER';
+}

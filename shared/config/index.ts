@@ -1,0 +1,1 @@
+export { ENV, loadConfig, redactUrl, type Config } from './config.js';

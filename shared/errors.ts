@@ -1,0 +1,172 @@
+/**
+ * Typed errors. Callers branch on `code`, never on `message`: messages are for people and may change,
+ * codes are part of the public API.
+ */
+
+/** Every error code cell0 raises on purpose. */
+export const ErrorCode = {
+  CONFIG_INVALID: 'CELL0_CONFIG_INVALID',
+  VALIDATION: 'CELL0_VALIDATION',
+  INPUT_TOO_LARGE: 'CELL0_INPUT_TOO_LARGE',
+  REDIS_UNAVAILABLE: 'CELL0_REDIS_UNAVAILABLE',
+  BREAKER_OPEN: 'CELL0_BREAKER_OPEN',
+  WAIT_TIMEOUT: 'CELL0_WAIT_TIMEOUT',
+  JOB_FAILED: 'CELL0_JOB_FAILED',
+  JOB_NOT_FOUND: 'CELL0_JOB_NOT_FOUND',
+  PROVIDER_ERROR: 'CELL0_PROVIDER_ERROR',
+  PROVIDER_UNAVAILABLE: 'CELL0_PROVIDER_UNAVAILABLE',
+  MODEL_NOT_FOUND: 'CELL0_MODEL_NOT_FOUND',
+  REDIS_NOT_INSTALLED: 'CELL0_REDIS_NOT_INSTALLED',
+  CLOSED: 'CELL0_CLOSED',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every error cell0 raises on purpose. */
+export class Cell0Error extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** One problem with an input: the field (dotted path) and why it was refused. */
+export interface FieldIssue {
+  field: string;
+  reason: string;
+}
+
+/** The environment (or options object) holds a value cell0 cannot run with. */
+export class ConfigError extends Cell0Error {
+  readonly issues: FieldIssue[];
+  constructor(issues: FieldIssue[]) {
+    super(
+      ErrorCode.CONFIG_INVALID,
+      'invalid configuration:\n' + issues.map((i) => `  ${i.field}: ${i.reason}`).join('\n'),
+    );
+    this.issues = issues;
+  }
+}
+
+/** A request did not match its schema. */
+export class ValidationError extends Cell0Error {
+  readonly issues: FieldIssue[];
+  constructor(issues: FieldIssue[]) {
+    super(ErrorCode.VALIDATION, issues.map((i) => `${i.field}: ${i.reason}`).join('; '));
+    this.issues = issues;
+  }
+}
+
+/** An input is larger than the configured limit; it never reaches Redis. */
+export class InputTooLargeError extends Cell0Error {
+  constructor(
+    readonly field: string,
+    readonly limitBytes: number,
+    readonly actualBytes: number,
+  ) {
+    super(ErrorCode.INPUT_TOO_LARGE, `${field}: ${actualBytes} bytes is over the limit of ${limitBytes} bytes`);
+  }
+}
+
+/** Redis could not be reached (connection down, command timed out). */
+export class RedisUnavailableError extends Cell0Error {
+  constructor(message = 'Redis is unavailable', options?: { cause?: unknown }) {
+    super(ErrorCode.REDIS_UNAVAILABLE, message, options);
+  }
+}
+
+/** A circuit breaker is open: the call was refused without being attempted. */
+export class BreakerOpenError extends Cell0Error {
+  constructor(
+    readonly breaker: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(ErrorCode.BREAKER_OPEN, `circuit breaker "${breaker}" is open; retry in ${retryAfterMs} ms`);
+  }
+}
+
+/** A caller stopped waiting for a job; the job itself goes on and can be fetched by id. */
+export class WaitTimeoutError extends Cell0Error {
+  constructor(
+    readonly queue: string,
+    readonly jobId: string,
+    readonly waitedMs: number,
+  ) {
+    super(ErrorCode.WAIT_TIMEOUT, `job ${queue}/${jobId} did not finish within ${waitedMs} ms`);
+  }
+}
+
+/** A job ended in the failed state. */
+export class JobFailedError extends Cell0Error {
+  constructor(
+    readonly queue: string,
+    readonly jobId: string,
+    readonly failedReason: string,
+  ) {
+    super(ErrorCode.JOB_FAILED, `job ${queue}/${jobId} failed: ${failedReason}`);
+  }
+}
+
+/** No job with that id exists (never did, or its retention ended). */
+export class JobNotFoundError extends Cell0Error {
+  constructor(
+    readonly queue: string,
+    readonly jobId: string,
+  ) {
+    super(ErrorCode.JOB_NOT_FOUND, `no job ${jobId} in queue ${queue}`);
+  }
+}
+
+/** A backend (Ollama, search provider) answered with an error. */
+export class ProviderError extends Cell0Error {
+  /** How long the backend asked us to wait before trying again (from Retry-After), when it said. */
+  readonly retryAfterMs: number | undefined;
+  constructor(
+    readonly provider: string,
+    message: string,
+    readonly status: number | undefined,
+    /** Whether trying again later can succeed (5xx, 429, connection errors). */
+    readonly retryable: boolean,
+    options?: { cause?: unknown; retryAfterMs?: number },
+  ) {
+    super(
+      ErrorCode.PROVIDER_ERROR,
+      `${provider}: ${message}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+}
+
+/** The backend does not know the requested model. Not retryable. */
+export class ModelNotFoundError extends Cell0Error {
+  constructor(
+    readonly provider: string,
+    readonly model: string,
+  ) {
+    super(ErrorCode.MODEL_NOT_FOUND, `${provider}: model "${model}" not found`);
+  }
+}
+
+/** The requested provider is not configured in this worker. Not retryable. */
+export class ProviderUnavailableError extends Cell0Error {
+  constructor(
+    readonly provider: string,
+    message?: string,
+  ) {
+    super(ErrorCode.PROVIDER_UNAVAILABLE, message ?? `provider "${provider}" is not configured on this worker`);
+  }
+}
+
+/** The object was closed; it takes no more calls. */
+export class ClosedError extends Cell0Error {
+  constructor(what: string) {
+    super(ErrorCode.CLOSED, `${what} is closed`);
+  }
+}
+
+/** True when `err` is a cell0 error with the given code. */
+export function hasCode(err: unknown, code: ErrorCode): boolean {
+  return err instanceof Cell0Error && err.code === code;
+}

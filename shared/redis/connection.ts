@@ -1,0 +1,84 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { RedisUnavailableError } from '../errors.js';
+
+/**
+ * What a connection is for. The roles differ in what a dropped connection does to a pending command:
+ * - `producer` / `client` fail fast (no offline queue, a command timeout), so an API request answers 503
+ *   quickly instead of hanging while Redis is away;
+ * - `worker` / `events` are BullMQ's blocking connections: `maxRetriesPerRequest: null` (BullMQ requires
+ *   it) and an offline queue, so they wait out an outage and resume on their own.
+ */
+export type ConnectionRole = 'producer' | 'client' | 'worker' | 'events';
+
+/** Options of {@link createRedisConnection}. */
+export interface RedisConnectionOptions {
+  /** redis:// or rediss:// URL (password and db in the URL are honoured; rediss enables TLS). */
+  url: string;
+  role: ConnectionRole;
+  /** Fail-fast roles: a command that takes longer is rejected. Default 500 ms. */
+  commandTimeoutMs?: number;
+  /** Shown in CLIENT LIST, handy when an operator hunts a connection. */
+  connectionName?: string;
+}
+
+/** Reconnect delay: quick first retries so a restarted Redis is picked up fast, capped at 2 s. */
+export function reconnectDelay(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 6), 2000);
+}
+
+/** A new ioredis connection configured for its role. It starts connecting at once. */
+export function createRedisConnection(opts: RedisConnectionOptions): Redis {
+  const failFast = opts.role === 'producer' || opts.role === 'client';
+  const options: RedisOptions = {
+    connectionName: opts.connectionName ?? `cell0:${opts.role}`,
+    retryStrategy: reconnectDelay,
+    connectTimeout: failFast ? 2000 : 10_000,
+    enableReadyCheck: true,
+    ...(failFast
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs ?? 500 }
+      : { enableOfflineQueue: true, maxRetriesPerRequest: null }),
+  };
+  const redis = new Redis(opts.url, options);
+  // Without a listener ioredis prints every reconnect error; callers attach their own logging listener.
+  redis.on('error', () => undefined);
+  return redis;
+}
+
+/** Resolves when the connection is ready; rejects with RedisUnavailableError after `timeoutMs`. */
+export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onReady = () => {
+      cleanup();
+      resolve();
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(new RedisUnavailableError('Redis connection ended before it was ready'));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new RedisUnavailableError(`Redis did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      redis.off('end', onEnd);
+    };
+    redis.on('ready', onReady);
+    redis.on('end', onEnd);
+  });
+}
+
+/** Closes a connection politely (QUIT), falling back to a hard disconnect. Never throws. */
+export async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'end') return;
+  try {
+    if (redis.status === 'ready') {
+      await Promise.race([redis.quit(), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
+  } catch {
+    // fall through to disconnect
+  }
+  redis.disconnect(false);
+}

@@ -1,0 +1,119 @@
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { JobSubmitter } from '../../producers/job-submitter';
+import { QueueName } from '../../shared/queues/names';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+
+describe('JobSubmitter (coalescing and retention)', () => {
+  let prefix: string;
+  let submitter: JobSubmitter;
+  let worker: Worker | undefined;
+  let calls: number;
+  let failNext: boolean;
+  const redis = new Redis(testRedisUrl());
+
+  beforeEach(async () => {
+    prefix = uniquePrefix();
+    calls = 0;
+    failNext = false;
+    submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1, resultTtlSeconds: 2 } });
+    await submitter.start();
+  });
+  afterEach(async () => {
+    await worker?.close();
+    worker = undefined;
+    await submitter.close();
+  });
+  afterAll(() => redis.quit());
+
+  function startWorker(delayMs = 50): Worker {
+    worker = new Worker(
+      QueueName.SEARCH,
+      async (job) => {
+        calls++;
+        await new Promise((r) => setTimeout(r, delayMs));
+        if (failNext) {
+          failNext = false;
+          throw new Error('boom');
+        }
+        return { echo: job.data, n: calls };
+      },
+      { connection: { url: testRedisUrl(), maxRetriesPerRequest: null }, prefix, concurrency: 8 },
+    );
+    return worker;
+  }
+
+  it('turns 50 concurrent identical submissions into one job and one run', async () => {
+    startWorker(200);
+    const data = { query: 'paris', limit: 5 };
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 10_000 })),
+    );
+    const ids = new Set(results.map((r) => r.jobId));
+    expect(ids.size).toBe(1);
+    expect(results.every((r) => r.state === 'completed')).toBe(true);
+    expect(calls).toBe(1);
+    for (const r of results) if (r.state === 'completed') expect(r.result).toEqual({ echo: data, n: 1 });
+  });
+
+  it('serves a completed result within the TTL without a new run, and re-runs after it', async () => {
+    startWorker(10);
+    const data = { query: 'ttl' };
+    const a = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    const b = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    expect(a.state).toBe('completed');
+    expect(b).toEqual(a.state === 'completed' ? { ...a, finishedOn: expect.any(Number) } : a);
+    expect(calls).toBe(1);
+    await new Promise((r) => setTimeout(r, 2100)); // past resultTtlSeconds = 2: the rule is about wall time
+    const c = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    expect(c.state).toBe('completed');
+    expect(calls).toBe(2);
+    if (c.state === 'completed') expect(c.result).toEqual({ echo: data, n: 2 });
+  });
+
+  it('reports a failure to callers that were waiting, and re-runs it for a later caller', async () => {
+    startWorker(10);
+    failNext = true;
+    const data = { query: 'flaky' };
+    const first = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    expect(first).toMatchObject({ state: 'failed', message: 'boom' });
+    const second = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    expect(second.state).toBe('completed');
+    expect(calls).toBe(2);
+  });
+
+  it('re-adds a job whose record is gone', async () => {
+    startWorker(10);
+    const data = { query: 'gone' };
+    const a = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    await submitter.getQueue(QueueName.SEARCH).remove(a.jobId);
+    const b = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    expect(b.state).toBe('completed');
+    expect(b.jobId).toBe(a.jobId);
+    expect(calls).toBe(2);
+  });
+
+  it('answers pending with the job state when the wait runs out, and the job still completes', async () => {
+    const data = { query: 'slow' };
+    const r = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 100 });
+    expect(r).toMatchObject({ state: 'pending', jobState: 'waiting' });
+    startWorker(10);
+    const later = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
+    expect(later.state).toBe('completed');
+    expect(later.jobId).toBe(r.jobId);
+    expect(calls).toBe(1);
+    const view = await submitter.getJob(QueueName.SEARCH, r.jobId);
+    expect(view).toMatchObject({ state: 'completed', jobId: r.jobId, result: { echo: data, n: 1 } });
+    expect(await submitter.getJob(QueueName.SEARCH, 's-doesnotexist')).toBeUndefined();
+  });
+
+  it('gives different ids to different requests', async () => {
+    startWorker(10);
+    const [a, b] = await Promise.all([
+      submitter.submit(QueueName.SEARCH, 'search', { query: 'a' }, { waitMs: 5000 }),
+      submitter.submit(QueueName.SEARCH, 'search', { query: 'b' }, { waitMs: 5000 }),
+    ]);
+    expect(a.jobId).not.toBe(b.jobId);
+    expect(calls).toBe(2);
+  });
+});
