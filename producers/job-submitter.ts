@@ -206,14 +206,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     const lane = this.lane(queue);
     const jobId = jobIdFor(queue, data);
     const started = Date.now();
-
-    let finish: (e: FinishEvent | undefined) => void = () => undefined;
-    const finished = new Promise<FinishEvent | undefined>((resolve) => (finish = resolve));
-    let set = lane.waiters.get(jobId);
-    if (!set) lane.waiters.set(jobId, (set = new Set()));
-    set.add(finish);
-    let timer: NodeJS.Timeout | undefined;
-    const onAbort = () => finish(undefined);
+    const waiter = this.register(lane, jobId);
     try {
       const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
       if (outcome.status === 'completed') {
@@ -226,24 +219,72 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       } else if (outcome.status === 'missing') {
         await this.redis.run(() => lane.queue.add(name, data, { jobId }));
       }
-
-      const remaining = opts.waitMs - (Date.now() - started);
-      if (remaining > 0 && !opts.signal?.aborted) {
-        timer = setTimeout(() => finish(undefined), remaining);
-        opts.signal?.addEventListener('abort', onAbort, { once: true });
-        const e = await finished;
-        if (e?.kind === 'completed') {
-          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
-        }
-        if (e?.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
-      }
-      return await this.finalCheck<T>(lane, queue, jobId);
+      return await this.await<T>(lane, queue, jobId, waiter, opts.waitMs - (Date.now() - started), opts.signal);
     } finally {
-      if (timer) clearTimeout(timer);
-      opts.signal?.removeEventListener('abort', onAbort);
+      waiter.release();
+    }
+  }
+
+  /**
+   * Waits up to `waitMs` for an existing job without adding or re-running anything: a failed job stays
+   * failed. Resolves `missing` when there is no such job.
+   */
+  async waitFor<T = unknown>(
+    queue: QueueName,
+    jobId: string,
+    opts: { waitMs: number; signal?: AbortSignal },
+  ): Promise<SubmitResult<T> | { state: 'missing'; queue: QueueName; jobId: string }> {
+    const lane = this.lane(queue);
+    const started = Date.now();
+    const waiter = this.register(lane, jobId);
+    try {
+      const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+      if (outcome.status === 'missing') return { state: 'missing', queue, jobId };
+      if (outcome.status === 'completed')
+        return { state: 'completed', queue, jobId, result: outcome.returnvalue as T, finishedOn: outcome.finishedOn };
+      if (outcome.status === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
+      return await this.await<T>(lane, queue, jobId, waiter, opts.waitMs - (Date.now() - started), opts.signal);
+    } finally {
+      waiter.release();
+    }
+  }
+
+  /** Registers a local waiter for the job's finish event (before its state is read: see class comment). */
+  private register(lane: Lane, jobId: string): { finished: Promise<FinishEvent | undefined>; finish: (e: FinishEvent | undefined) => void; release: () => void } {
+    let finish: (e: FinishEvent | undefined) => void = () => undefined;
+    const finished = new Promise<FinishEvent | undefined>((resolve) => (finish = resolve));
+    let set = lane.waiters.get(jobId);
+    if (!set) lane.waiters.set(jobId, (set = new Set()));
+    set.add(finish);
+    const release = () => {
       set.delete(finish);
       if (set.size === 0 && lane.waiters.get(jobId) === set) lane.waiters.delete(jobId);
+    };
+    return { finished, finish, release };
+  }
+
+  private async await<T>(
+    lane: Lane,
+    queue: QueueName,
+    jobId: string,
+    waiter: { finished: Promise<FinishEvent | undefined>; finish: (e: FinishEvent | undefined) => void },
+    remaining: number,
+    signal: AbortSignal | undefined,
+  ): Promise<SubmitResult<T>> {
+    if (remaining > 0 && !signal?.aborted) {
+      const timer = setTimeout(() => waiter.finish(undefined), remaining);
+      const onAbort = () => waiter.finish(undefined);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        const e = await waiter.finished;
+        if (e?.kind === 'completed') return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
+        if (e?.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      }
     }
+    return this.finalCheck<T>(lane, queue, jobId);
   }
 
   /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */

@@ -18,6 +18,11 @@ export const ErrorCode = {
   MODEL_NOT_FOUND: 'CELL0_MODEL_NOT_FOUND',
   REDIS_NOT_INSTALLED: 'CELL0_REDIS_NOT_INSTALLED',
   CLOSED: 'CELL0_CLOSED',
+  UNAUTHORIZED: 'CELL0_UNAUTHORIZED',
+  ROUTE_NOT_FOUND: 'CELL0_ROUTE_NOT_FOUND',
+  METHOD_NOT_ALLOWED: 'CELL0_METHOD_NOT_ALLOWED',
+  UNSUPPORTED_MEDIA_TYPE: 'CELL0_UNSUPPORTED_MEDIA_TYPE',
+  INTERNAL: 'CELL0_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -97,12 +102,13 @@ export class WaitTimeoutError extends Cell0Error {
   }
 }
 
-/** A job ended in the failed state. */
+/** A job ended in the failed state. `failureCode` is the code of the error the worker raised, if any. */
 export class JobFailedError extends Cell0Error {
   constructor(
     readonly queue: string,
     readonly jobId: string,
     readonly failedReason: string,
+    readonly failureCode?: string,
   ) {
     super(ErrorCode.JOB_FAILED, `job ${queue}/${jobId} failed: ${failedReason}`);
   }

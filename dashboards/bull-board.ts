@@ -1,0 +1,53 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import express, { type Router } from 'express';
+import { requireApiKey } from '../producers/api/auth.js';
+import { type JobSubmitter } from '../producers/job-submitter.js';
+import { QUEUE_NAMES } from '../shared/queues/names.js';
+
+/** Options of {@link createDashboard}. */
+export interface DashboardOptions {
+  /** Supplies the BullMQ Queue objects once it is connected. */
+  submitter: JobSubmitter;
+  /** Where the board is mounted; Bull Board needs it for its links. Default "/admin/queues". */
+  basePath?: string;
+  /** Allow retry / promote / remove / clean from the board. Default false (read-only, enforced server-side). */
+  write?: boolean;
+  /** When not empty, the board requires one of these keys (Bearer, or Basic auth with the key as password). */
+  apiKeys?: readonly string[];
+}
+
+/**
+ * Bull Board for the fleet's queues. The router can be mounted before Redis is reachable: the queues
+ * appear on the board as soon as the submitter connects.
+ */
+export function createDashboard(opts: DashboardOptions): { basePath: string; router: Router } {
+  const basePath = opts.basePath ?? '/admin/queues';
+  const write = opts.write ?? false;
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath(basePath);
+  const board = createBullBoard({
+    queues: [],
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'cell0' } },
+  });
+  const attach = () =>
+    board.replaceQueues(
+      QUEUE_NAMES.filter((q) => {
+        try {
+          opts.submitter.getQueue(q);
+          return true;
+        } catch {
+          return false;
+        }
+      }).map((q) => new BullMQAdapter(opts.submitter.getQueue(q), { readOnlyMode: !write, allowRetries: write })),
+    );
+  if (opts.submitter.ready) attach();
+  else opts.submitter.once('ready', attach);
+
+  const router = express.Router();
+  router.use(requireApiKey(opts.apiKeys ?? [], { basic: true }));
+  router.use(serverAdapter.getRouter() as Router);
+  return { basePath, router };
+}

@@ -1,0 +1,242 @@
+import { randomUUID } from 'node:crypto';
+import express, { type ErrorRequestHandler, type Express, type Request, type Response, type Router } from 'express';
+import {
+  BreakerOpenError,
+  Cell0Error,
+  ErrorCode,
+  InputTooLargeError,
+  ValidationError,
+  type FieldIssue,
+} from '../../shared/errors.js';
+import { type Logger, silentLogger } from '../../shared/logger.js';
+import { isQueueName, QueueName } from '../../shared/queues/names.js';
+import { type Cell0Client } from '../cell0-client.js';
+import { type SubmitResult } from '../job-submitter.js';
+import { requireApiKey } from './auth.js';
+
+/** Options of {@link createApi}. */
+export interface ApiOptions {
+  client: Cell0Client;
+  /** When not empty, /v1 requires `Authorization: Bearer <key>`. */
+  apiKeys?: readonly string[];
+  /** Default wait for a result before answering 202, ms. Default 30000. */
+  resultWaitMs?: number;
+  /** Largest `wait` a request may ask for, ms. Default 120000. */
+  maxWaitMs?: number;
+  /** Largest request body; larger → 413. Default 65536. */
+  maxBodyBytes?: number;
+  /** readyz answers within this, ms. Default 900. */
+  readyTimeoutMs?: number;
+  /** Extra routers mounted before the 404 handler (Bull Board, fleet pages). */
+  mounts?: { path: string; router: Router | Express }[];
+  logger?: Logger;
+}
+
+/** The error body every 4xx/5xx carries. */
+export interface ErrorBody {
+  error: { code: string; message: string; issues?: FieldIssue[] };
+}
+
+function errorBody(code: string, message: string, issues?: FieldIssue[]): ErrorBody {
+  return { error: { code, message, ...(issues ? { issues } : {}) } };
+}
+
+/** HTTP status for a job that failed, by the code of the error the worker raised. */
+function failedStatus(code: string | undefined): number {
+  switch (code) {
+    case ErrorCode.MODEL_NOT_FOUND:
+    case ErrorCode.PROVIDER_UNAVAILABLE:
+    case ErrorCode.VALIDATION:
+    case ErrorCode.INPUT_TOO_LARGE:
+      return 422;
+    default:
+      return 502;
+  }
+}
+
+/**
+ * The HTTP API on express 5. Every path answers: validation and size errors are 4xx naming the field,
+ * Redis trouble is 503 with Retry-After (fast: the producer's connection fails at once while Redis is
+ * away), and anything unexpected is a 500 JSON body — never a crash or a hanging socket.
+ */
+export function createApi(opts: ApiOptions): Express {
+  const client = opts.client;
+  const log = opts.logger ?? silentLogger();
+  const resultWaitMs = opts.resultWaitMs ?? 30_000;
+  const maxWaitMs = opts.maxWaitMs ?? 120_000;
+  const maxBodyBytes = opts.maxBodyBytes ?? 65_536;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 900;
+  const started = Date.now();
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use((req, res, next) => {
+    const id = typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128 ? req.headers['x-request-id'] : randomUUID();
+    res.setHeader('X-Request-Id', id);
+    const t0 = performance.now();
+    res.on('finish', () => {
+      const line = { reqId: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round((performance.now() - t0) * 10) / 10 };
+      if (res.statusCode >= 500) log.error(line, 'request failed');
+      else log.debug(line, 'request');
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000) });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const health = await Promise.race([
+      client.health(),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), readyTimeoutMs).unref()),
+    ]);
+    const ready = client.submitter.ready && health?.healthy === true;
+    if (!ready) res.setHeader('Retry-After', String(Math.max(1, Math.ceil((health?.retryAfterMs ?? 1000) / 1000))));
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'unavailable',
+      queuesConnected: client.submitter.ready,
+      redis: health ?? { healthy: false, error: `no answer within ${readyTimeoutMs} ms` },
+    });
+  });
+
+  const v1 = express.Router();
+  v1.use(requireApiKey(opts.apiKeys ?? []));
+  const json = express.json({ limit: maxBodyBytes, strict: true, type: () => true });
+
+  /** Checks the content type, parses JSON, splits the envelope (`wait`) from the request proper. */
+  const readBody = (req: Request): { body: Record<string, unknown>; waitMs: number } => {
+    const body = req.body as unknown;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ValidationError([{ field: '(body)', reason: 'expected a JSON object' }]);
+    }
+    const { wait, ...rest } = body as Record<string, unknown>;
+    let waitMs = resultWaitMs;
+    if (wait !== undefined) {
+      if (typeof wait !== 'number' || !Number.isInteger(wait) || wait < 0 || wait > maxWaitMs) {
+        throw new ValidationError([{ field: 'wait', reason: `expected an integer number of ms from 0 to ${maxWaitMs}` }]);
+      }
+      waitMs = wait;
+    }
+    return { body: rest, waitMs };
+  };
+
+  const requireJson: express.RequestHandler = (req, res, next) => {
+    if (!req.is(['application/json', 'application/*+json'])) {
+      res.status(415).json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json'));
+      return;
+    }
+    next();
+  };
+
+  const respond = (req: Request, res: Response, r: SubmitResult) => {
+    if (r.state === 'completed') {
+      res.status(200).json({ jobId: r.jobId, queue: r.queue, status: 'completed', result: r.result });
+    } else if (r.state === 'failed') {
+      res.status(failedStatus(r.code)).json({
+        jobId: r.jobId,
+        queue: r.queue,
+        status: 'failed',
+        error: { code: r.code ?? ErrorCode.JOB_FAILED, message: r.message },
+      });
+    } else {
+      const poll = `${req.baseUrl}/jobs/${r.queue}/${r.jobId}`;
+      res.setHeader('Location', poll);
+      res.setHeader('Retry-After', '1');
+      res.status(202).json({ jobId: r.jobId, queue: r.queue, status: 'pending', state: r.jobState, poll });
+    }
+  };
+
+  /** Aborts the wait (not the job) when the caller goes away. */
+  const disconnectSignal = (res: Response): AbortSignal => {
+    const ac = new AbortController();
+    res.on('close', () => {
+      if (!res.writableEnded) ac.abort();
+    });
+    return ac.signal;
+  };
+
+  v1.post('/inference', requireJson, json, async (req, res) => {
+    const { body, waitMs } = readBody(req);
+    const data = client.parseInference(body);
+    respond(req, res, await client.submitInference(data, { waitMs, signal: disconnectSignal(res) }));
+  });
+
+  v1.post('/search', requireJson, json, async (req, res) => {
+    const { body, waitMs } = readBody(req);
+    const data = client.parseSearch(body);
+    respond(req, res, await client.submitSearch(data, { waitMs, signal: disconnectSignal(res) }));
+  });
+
+  v1.get('/jobs/:queue/:id', async (req, res) => {
+    const queue = req.params.queue as string;
+    const id = req.params.id as string;
+    if (!isQueueName(queue)) {
+      res.status(404).json(errorBody(ErrorCode.JOB_NOT_FOUND, `no queue "${queue}"; queues are ${Object.values(QueueName).join(', ')}`));
+      return;
+    }
+    if (id.length > 200) {
+      res.status(404).json(errorBody(ErrorCode.JOB_NOT_FOUND, `no job ${id.slice(0, 40)}… in queue ${queue}`));
+      return;
+    }
+    const view = await client.getJob(queue, id);
+    if (!view) {
+      res.status(404).json(errorBody(ErrorCode.JOB_NOT_FOUND, `no job ${id} in queue ${queue} (never added, or its retention ended)`));
+      return;
+    }
+    res.json(view);
+  });
+
+  v1.get('/queues', async (_req, res) => {
+    res.json({ queues: await client.submitter.getCounts() });
+  });
+
+  for (const path of ['/inference', '/search']) {
+    v1.all(path, (req, res) => {
+      res.setHeader('Allow', 'POST');
+      res.status(405).json(errorBody(ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1${path}; use POST`));
+    });
+  }
+
+  app.use('/v1', v1);
+  for (const m of opts.mounts ?? []) app.use(m.path, m.router);
+
+  app.use((req, res) => {
+    res.status(404).json(errorBody(ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`));
+  });
+
+  const onError: ErrorRequestHandler = (err: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const e = err as { type?: string; status?: number; statusCode?: number; message?: string; limit?: number; length?: number };
+    if (err instanceof ValidationError) {
+      res.status(400).json(errorBody(err.code, err.message, err.issues));
+    } else if (err instanceof InputTooLargeError) {
+      res.status(413).json(errorBody(err.code, err.message, [{ field: err.field, reason: `${err.actualBytes} bytes is over the limit of ${err.limitBytes} bytes` }]));
+    } else if (err instanceof BreakerOpenError) {
+      res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+      res.status(503).json(errorBody(ErrorCode.REDIS_UNAVAILABLE, 'the queue store (Redis) is unavailable; retry later'));
+    } else if (err instanceof Cell0Error && err.code === ErrorCode.REDIS_UNAVAILABLE) {
+      res.setHeader('Retry-After', '1');
+      res.status(503).json(errorBody(err.code, 'the queue store (Redis) is unavailable; retry later'));
+    } else if (e?.type === 'entity.too.large') {
+      res.status(413).json(errorBody(ErrorCode.INPUT_TOO_LARGE, `request body is over the limit of ${maxBodyBytes} bytes`, [{ field: '(body)', reason: `over ${maxBodyBytes} bytes` }]));
+    } else if (e?.type === 'entity.parse.failed') {
+      res.status(400).json(errorBody(ErrorCode.VALIDATION, `malformed JSON: ${e.message ?? 'parse error'}`, [{ field: '(body)', reason: 'malformed JSON' }]));
+    } else if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
+      res.status(415).json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, e.message ?? 'unsupported encoding'));
+    } else if (typeof (e?.status ?? e?.statusCode) === 'number' && (e.status ?? e.statusCode)! >= 400 && (e.status ?? e.statusCode)! < 500) {
+      // Other body-reader errors: aborted request, bad content length, …
+      res.status((e.status ?? e.statusCode)!).json(errorBody(ErrorCode.VALIDATION, e.message ?? 'bad request'));
+    } else {
+      log.error({ err, path: req.path }, 'unhandled error');
+      res.status(500).json(errorBody(ErrorCode.INTERNAL, 'internal error'));
+    }
+  };
+  app.use(onError);
+  return app;
+}

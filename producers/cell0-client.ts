@@ -1,0 +1,201 @@
+import { type Config } from '../shared/config/config.js';
+import { JobFailedError, JobNotFoundError, WaitTimeoutError } from '../shared/errors.js';
+import { type Logger } from '../shared/logger.js';
+import { type RedisHealth } from '../shared/redis/redis-client.js';
+import { type JobPolicy } from '../shared/queues/job-policy.js';
+import { JobName, QueueName } from '../shared/queues/names.js';
+import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
+import {
+  parseInferenceRequest,
+  parseSearchRequest,
+  type InferenceJobData,
+  type InferenceRequest,
+  type InputLimits,
+  type SearchJobData,
+  type SearchRequest,
+} from '../shared/queues/schemas.js';
+import { JobSubmitter, type JobView, type SubmitResult } from './job-submitter.js';
+
+/** Options of {@link Cell0Client}. */
+export interface Cell0ClientOptions {
+  /** redis:// or rediss:// URL of the fleet's Redis. Default redis://localhost:6379. */
+  redisUrl?: string;
+  /** Queue key prefix ({hash tag}) the fleet uses. Default "{cell0}". */
+  prefix?: string;
+  /** How long infer() and search() wait for a result by default, ms. Default 30000. */
+  waitMs?: number;
+  /** Input limits checked before anything reaches Redis. Defaults: 32 KiB of prompt, 2 KiB of query. */
+  limits?: Partial<InputLimits>;
+  /** Retries and retention of the jobs this client adds. */
+  policy?: Partial<JobPolicy>;
+  /** A Redis command slower than this fails, ms. Default 500. */
+  commandTimeoutMs?: number;
+  /** Consecutive Redis failures that open the breaker. Default 5. */
+  breakerThreshold?: number;
+  /** Breaker open time before a trial call, ms. Default 5000. */
+  breakerResetMs?: number;
+  logger?: Logger;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Wait this long for the result, ms (default: the client's waitMs). */
+  waitMs?: number;
+  /** Stop waiting when aborted (the job goes on). */
+  signal?: AbortSignal;
+}
+
+/** A finished job's id and result. */
+export interface JobResult<T> {
+  jobId: string;
+  result: T;
+}
+
+/** A job that was added (or joined); wait on it or read its state later. */
+export interface JobHandle<T> {
+  readonly queue: QueueName;
+  readonly id: string;
+  /** Waits for the result: rejects with WaitTimeoutError, JobFailedError or JobNotFoundError. */
+  wait(timeoutMs?: number, signal?: AbortSignal): Promise<T>;
+  /** The job's current state, or undefined when it no longer exists. */
+  state(): Promise<JobView | undefined>;
+}
+
+const DEFAULT_LIMITS: InputLimits = { maxPromptBytes: 32 * 1024, maxQueryBytes: 2048 };
+
+/**
+ * The typed way for a service to put work on the fleet. Requests are validated and size-checked here,
+ * before they reach Redis; identical requests share one job (see JobSubmitter for the retention rule).
+ *
+ * ```ts
+ * const cell0 = new Cell0Client({ redisUrl: 'redis://localhost:6379' });
+ * await cell0.start();
+ * const { result } = await cell0.infer({ model: 'qwen2.5:7b', prompt: 'Hello' });
+ * ```
+ */
+export class Cell0Client {
+  readonly submitter: JobSubmitter;
+  private readonly waitMs: number;
+  private readonly limits: InputLimits;
+
+  constructor(opts: Cell0ClientOptions = {}) {
+    this.waitMs = opts.waitMs ?? 30_000;
+    if (!(this.waitMs >= 0)) throw new TypeError(`Cell0Client: option "waitMs" must be >= 0, got ${opts.waitMs}`);
+    this.limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(opts.limits ?? {}).filter(([, v]) => v !== undefined)) };
+    for (const [k, v] of Object.entries(this.limits))
+      if (!(Number.isInteger(v) && v > 0)) throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
+    this.submitter = new JobSubmitter({
+      redisUrl: opts.redisUrl ?? 'redis://localhost:6379',
+      prefix: opts.prefix ?? '{cell0}',
+      ...(opts.policy ? { policy: opts.policy } : {}),
+      ...(opts.commandTimeoutMs !== undefined ? { commandTimeoutMs: opts.commandTimeoutMs } : {}),
+      ...(opts.breakerThreshold !== undefined ? { breakerThreshold: opts.breakerThreshold } : {}),
+      ...(opts.breakerResetMs !== undefined ? { breakerResetMs: opts.breakerResetMs } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
+  }
+
+  /** A client configured from the environment's validated config. */
+  static fromConfig(config: Config, logger?: Logger): Cell0Client {
+    return new Cell0Client({
+      redisUrl: config.redis.url,
+      prefix: config.redis.prefix,
+      waitMs: config.api.resultWaitMs,
+      limits: { maxPromptBytes: config.limits.maxPromptBytes, maxQueryBytes: config.limits.maxQueryBytes },
+      policy: config.jobs,
+      commandTimeoutMs: config.redis.commandTimeoutMs,
+      breakerThreshold: config.redis.breakerThreshold,
+      breakerResetMs: config.redis.breakerResetMs,
+      ...(logger ? { logger } : {}),
+    });
+  }
+
+  /** Connects; resolves when the queues are ready (keeps retrying while Redis is down). */
+  start(): Promise<void> {
+    return this.submitter.start();
+  }
+
+  /** Validates an inference request and fills its defaults; throws ValidationError / InputTooLargeError. */
+  parseInference(req: unknown): InferenceJobData {
+    return parseInferenceRequest(req, this.limits);
+  }
+
+  /** Validates a search request and fills its defaults; throws ValidationError / InputTooLargeError. */
+  parseSearch(req: unknown): SearchJobData {
+    return parseSearchRequest(req, this.limits);
+  }
+
+  /** Runs inference and returns the result; throws WaitTimeoutError (the job goes on) or JobFailedError. */
+  async infer(req: InferenceRequest, opts: CallOptions = {}): Promise<JobResult<InferenceResult>> {
+    return unwrap(await this.submitInference(this.parseInference(req), opts), opts.waitMs ?? this.waitMs);
+  }
+
+  /** Runs a search and returns the result; throws WaitTimeoutError (the job goes on) or JobFailedError. */
+  async search(req: SearchRequest, opts: CallOptions = {}): Promise<JobResult<SearchResult>> {
+    return unwrap(await this.submitSearch(this.parseSearch(req), opts), opts.waitMs ?? this.waitMs);
+  }
+
+  /** Adds (or joins) an inference job for an already-parsed request; never throws for job outcomes. */
+  submitInference(data: InferenceJobData, opts: CallOptions = {}): Promise<SubmitResult<InferenceResult>> {
+    const name = data.messages ? JobName.CHAT : JobName.GENERATE;
+    return this.submitter.submit<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts));
+  }
+
+  /** Adds (or joins) a search job for an already-parsed request; never throws for job outcomes. */
+  submitSearch(data: SearchJobData, opts: CallOptions = {}): Promise<SubmitResult<SearchResult>> {
+    return this.submitter.submit<SearchResult>(QueueName.SEARCH, JobName.SEARCH, data, this.callOpts(opts));
+  }
+
+  /** Adds (or joins) an inference job and returns its handle without waiting. */
+  async enqueueInference(req: InferenceRequest): Promise<JobHandle<InferenceResult>> {
+    const r = await this.submitInference(this.parseInference(req), { waitMs: 0 });
+    return this.handle<InferenceResult>(QueueName.INFERENCE, r.jobId);
+  }
+
+  /** Adds (or joins) a search job and returns its handle without waiting. */
+  async enqueueSearch(req: SearchRequest): Promise<JobHandle<SearchResult>> {
+    const r = await this.submitSearch(this.parseSearch(req), { waitMs: 0 });
+    return this.handle<SearchResult>(QueueName.SEARCH, r.jobId);
+  }
+
+  /** A handle for a job id (from an earlier call or another process). */
+  handle<T>(queue: QueueName, id: string): JobHandle<T> {
+    return {
+      queue,
+      id,
+      wait: async (timeoutMs = this.waitMs, signal?: AbortSignal) => {
+        const r = await this.submitter.waitFor<T>(queue, id, { waitMs: timeoutMs, ...(signal ? { signal } : {}) });
+        if (r.state === 'missing') throw new JobNotFoundError(queue, id);
+        return unwrap(r, timeoutMs).result;
+      },
+      state: () => this.submitter.getJob(queue, id),
+    };
+  }
+
+  /** A job's state and result, or undefined when it does not exist. */
+  getJob(queue: QueueName, id: string): Promise<JobView | undefined> {
+    return this.submitter.getJob(queue, id);
+  }
+
+  /** Redis reachability and breaker state. */
+  health(): Promise<RedisHealth> {
+    return this.submitter.redis.healthCheck();
+  }
+
+  /** Closes connections; callers still waiting get their job id back as pending. Idempotent. */
+  close(): Promise<void> {
+    return this.submitter.close();
+  }
+
+  private callOpts(opts: CallOptions): { waitMs: number; signal?: AbortSignal } {
+    const waitMs = opts.waitMs ?? this.waitMs;
+    if (!(waitMs >= 0)) throw new TypeError(`waitMs must be >= 0, got ${waitMs}`);
+    return opts.signal ? { waitMs, signal: opts.signal } : { waitMs };
+  }
+}
+
+function unwrap<T>(r: SubmitResult<T>, waitedMs: number): JobResult<T> {
+  if (r.state === 'completed') return { jobId: r.jobId, result: r.result };
+  if (r.state === 'failed') throw new JobFailedError(r.queue, r.jobId, r.message, r.code);
+  throw new WaitTimeoutError(r.queue, r.jobId, waitedMs);
+}

@@ -1,0 +1,56 @@
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { type AddressInfo } from 'node:net';
+
+/** Options of {@link HttpServer}. */
+export interface HttpServerOptions {
+  host: string;
+  /** 0 = any free port. */
+  port: number;
+  /** On close, connections still busy after this long are cut. Default 5000 ms. */
+  closeGraceMs?: number;
+}
+
+/** A node:http server with the one lifecycle shape: start() → its URL; close() idempotent. */
+export class HttpServer {
+  readonly server: Server;
+  private readonly opts: Required<HttpServerOptions>;
+  private closing: Promise<void> | undefined;
+
+  constructor(handler: RequestListener, opts: HttpServerOptions) {
+    this.opts = { closeGraceMs: 5000, ...opts };
+    this.server = createServer(handler);
+    // Slow or stuck clients must not hold sockets forever (slowloris); a request gets 60 s to arrive.
+    this.server.headersTimeout = 20_000;
+    this.server.requestTimeout = 60_000;
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  /** Listens; resolves with the URL to reach it. */
+  start(): Promise<{ url: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(this.opts.port, this.opts.host, () => {
+        this.server.off('error', onError);
+        const port = (this.server.address() as AddressInfo).port;
+        const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host;
+        resolve({ url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port });
+      });
+    });
+  }
+
+  /** Stops accepting, lets in-flight requests finish for closeGraceMs, then cuts what is left. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve();
+      const timer = setTimeout(() => this.server.closeAllConnections(), this.opts.closeGraceMs);
+      timer.unref();
+      this.server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.server.closeIdleConnections();
+    });
+    return this.closing;
+  }
+}

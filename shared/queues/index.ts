@@ -1,0 +1,25 @@
+export { SearchProvider, SearchType } from './enums.js';
+export { QueueName, QUEUE_NAMES, JobName, isQueueName } from './names.js';
+export {
+  inferenceRequestSchema,
+  searchRequestSchema,
+  inferenceParamsSchema,
+  chatMessageSchema,
+  parseInferenceRequest,
+  parseSearchRequest,
+  promptBytes,
+  toFieldIssues,
+  INFERENCE_PARAM_DEFAULTS,
+  type InferenceRequest,
+  type InferenceJobData,
+  type InferenceParams,
+  type ChatMessage,
+  type SearchRequest,
+  type SearchJobData,
+  type InputLimits,
+} from './schemas.js';
+export { canonicalJson, jobIdFor } from './job-id.js';
+export { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from './job-policy.js';
+export { encodeFailure, decodeFailure } from './failure.js';
+export { readJobOutcome, defineJobOutcome, type JobOutcome } from './job-outcome.js';
+export type { InferenceResult, SearchHit, SearchResult } from './results.js';

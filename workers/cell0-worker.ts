@@ -1,0 +1,268 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { type Redis } from 'ioredis';
+import {
+  Cell0Error,
+  ErrorCode,
+  ProviderError,
+  ProviderUnavailableError,
+  ValidationError,
+} from '../shared/errors.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
+import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
+import { SearchProvider } from '../shared/queues/enums.js';
+import { encodeFailure } from '../shared/queues/failure.js';
+import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
+import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
+import { inferenceRequestSchema, searchRequestSchema, toFieldIssues } from '../shared/queues/schemas.js';
+import { type InferenceBackend, type SearchBackend } from './providers/provider.js';
+
+/** Options of {@link Cell0Worker}. */
+export interface Cell0WorkerOptions {
+  /** redis:// or rediss:// URL. */
+  redisUrl: string;
+  /** Queue key prefix ({hash tag}). Default "{cell0}". */
+  prefix?: string;
+  /** Queues to serve. Default: inference and search. */
+  queues?: readonly QueueName[];
+  /** Jobs run at once per queue. Defaults: inference 4, search 8. */
+  concurrency?: { inference?: number; search?: number };
+  /** Runs inference jobs; required when serving the inference queue. */
+  inference?: InferenceBackend;
+  /** Search backends by provider; required (at least one) when serving the search queue. */
+  search?: Partial<Record<SearchProvider, SearchBackend>>;
+  /** Longest a provider call may take before it is aborted (and retried). Default 120000 ms. */
+  providerTimeoutMs?: number;
+  /** Graceful close lets active jobs run this long, then puts them back to wait. Default 30000 ms. */
+  shutdownTimeoutMs?: number;
+  /** Job lock; a worker that dies loses its jobs to stalled recovery after about this long. Default 30000 ms. */
+  lockDurationMs?: number;
+  /** How often stalled jobs are looked for. Default 15000 ms. */
+  stalledIntervalMs?: number;
+  /** Times a job may stall before it fails. Default 2. */
+  maxStalledCount?: number;
+  logger?: Logger;
+}
+
+const DEFAULTS = {
+  prefix: '{cell0}',
+  queues: QUEUE_NAMES,
+  providerTimeoutMs: 120_000,
+  shutdownTimeoutMs: 30_000,
+  lockDurationMs: 30_000,
+  stalledIntervalMs: 15_000,
+  maxStalledCount: 2,
+};
+
+/** Events of {@link Cell0Worker}. */
+export interface Cell0WorkerEvents {
+  'job:completed': [{ queue: QueueName; jobId: string; durationMs: number }];
+  'job:failed': [{ queue: QueueName; jobId: string; error: string; willRetry: boolean }];
+  'worker:closed': [{ forced: boolean }];
+}
+
+/** Errors that trying again cannot fix: they fail the job at once instead of burning its attempts. */
+function isPermanent(err: unknown): boolean {
+  if (err instanceof ProviderError) return !err.retryable;
+  return (
+    err instanceof Cell0Error &&
+    (err.code === ErrorCode.MODEL_NOT_FOUND ||
+      err.code === ErrorCode.PROVIDER_UNAVAILABLE ||
+      err.code === ErrorCode.VALIDATION ||
+      err.code === ErrorCode.INPUT_TOO_LARGE)
+  );
+}
+
+/**
+ * One worker process's share of the fleet: a BullMQ Worker per queue, with stalled-job recovery, job logs
+ * (queue, job id, duration), typed failure reasons, and a graceful close: stop taking jobs, let active ones
+ * finish until `shutdownTimeoutMs`, then abort what is left and put it back to wait (no attempt burned) so
+ * another worker picks it up.
+ */
+export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
+  readonly id = `${hostname()}:${process.pid}`;
+  private readonly opts: Cell0WorkerOptions & typeof DEFAULTS;
+  private readonly log: Logger;
+  private readonly workers = new Map<QueueName, Worker>();
+  private readonly connections: Redis[] = [];
+  private forced = false;
+  private closing: Promise<void> | undefined;
+  private forcing: Promise<void> | undefined;
+  private lastErrorLog = 0;
+  private activeCount = 0;
+  private triggerForce: () => void = () => undefined;
+  private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
+
+  constructor(options: Cell0WorkerOptions) {
+    super();
+    const opts = { ...DEFAULTS, ...stripUndefined(options) } as Cell0WorkerOptions & typeof DEFAULTS;
+    if (!opts.redisUrl) throw new TypeError('Cell0Worker: option "redisUrl" is required');
+    for (const q of opts.queues) if (!QUEUE_NAMES.includes(q)) throw new TypeError(`Cell0Worker: unknown queue "${q}" in option "queues"`);
+    if (opts.queues.includes(QueueName.INFERENCE) && !opts.inference)
+      throw new TypeError('Cell0Worker: option "inference" (a backend) is required to serve the inference queue');
+    if (opts.queues.includes(QueueName.SEARCH) && Object.keys(opts.search ?? {}).length === 0)
+      throw new TypeError('Cell0Worker: option "search" (at least one backend) is required to serve the search queue');
+    for (const k of ['providerTimeoutMs', 'lockDurationMs', 'stalledIntervalMs'] as const)
+      if (!(opts[k] > 0)) throw new TypeError(`Cell0Worker: option "${k}" must be > 0, got ${opts[k]}`);
+    if (!(opts.shutdownTimeoutMs >= 0)) throw new TypeError(`Cell0Worker: option "shutdownTimeoutMs" must be >= 0`);
+    this.opts = opts;
+    this.log = (opts.logger ?? silentLogger()).child({ worker: this.id });
+  }
+
+  /** Starts taking jobs. Resolves when every queue's worker is connected. */
+  async start(): Promise<void> {
+    for (const queue of this.opts.queues) {
+      const concurrency =
+        (queue === QueueName.INFERENCE ? this.opts.concurrency?.inference : this.opts.concurrency?.search) ??
+        (queue === QueueName.INFERENCE ? 4 : 8);
+      const conn = createRedisConnection({ url: this.opts.redisUrl, role: 'worker', connectionName: `cell0:worker:${queue}` });
+      this.connections.push(conn);
+      const processor =
+        queue === QueueName.INFERENCE
+          ? (job: Job, token?: string, signal?: AbortSignal) => this.processInference(job, token, signal)
+          : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
+      const worker = new Worker(queue, processor, {
+        connection: conn,
+        prefix: this.opts.prefix,
+        concurrency,
+        lockDuration: this.opts.lockDurationMs,
+        stalledInterval: this.opts.stalledIntervalMs,
+        maxStalledCount: this.opts.maxStalledCount,
+        autorun: true,
+      });
+      worker.on('error', (err) => {
+        // A lost connection makes BullMQ emit an error per retry; log the first and then every 5 s.
+        const now = Date.now();
+        if (now - this.lastErrorLog > 5000) {
+          this.lastErrorLog = now;
+          this.log.warn({ queue, err: err.message }, 'worker connection error (will keep retrying)');
+        }
+      });
+      worker.on('failed', (job, err) => {
+        if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
+        const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
+        this.log.warn({ queue, jobId: job.id, attempt: job.attemptsMade, willRetry, error: err.message }, 'job failed');
+        this.emit('job:failed', { queue, jobId: job.id ?? '', error: err.message, willRetry });
+      });
+      worker.on('stalled', (jobId) => this.log.warn({ queue, jobId }, 'job stalled; it goes back to wait'));
+      this.workers.set(queue, worker);
+    }
+    await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
+    this.log.info({ queues: [...this.workers.keys()] }, 'worker started');
+  }
+
+  /** Jobs running now in this process. */
+  get active(): number {
+    return this.activeCount;
+  }
+
+  private async processInference(job: Job, token: string | undefined, signal: AbortSignal | undefined): Promise<InferenceResult> {
+    const parsed = inferenceRequestSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
+    const backend = this.opts.inference!;
+    return this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => ({
+      ...(await backend.run(parsed.data, { signal: ctxSignal })),
+      servedBy: this.id,
+    }));
+  }
+
+  private async processSearch(job: Job, token: string | undefined, signal: AbortSignal | undefined): Promise<SearchResult> {
+    const parsed = searchRequestSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
+    const backend = this.opts.search?.[parsed.data.provider];
+    if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(parsed.data.provider)));
+    return this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
+      const t0 = performance.now();
+      const r = await backend.search(parsed.data, { signal: ctxSignal });
+      return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
+    });
+  }
+
+  /** Runs a provider call with the job's deadline and cancellation, and sorts its errors. */
+  private async run<T>(
+    job: Job,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+    queue: QueueName,
+    call: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const t0 = performance.now();
+    this.activeCount++;
+    const timeout = AbortSignal.timeout(this.opts.providerTimeoutMs);
+    const ctxSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    try {
+      const result = await call(ctxSignal);
+      const durationMs = Math.round((performance.now() - t0) * 100) / 100;
+      this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
+      this.emit('job:completed', { queue, jobId: job.id ?? '', durationMs });
+      return result;
+    } catch (err) {
+      if (this.forced && signal?.aborted) {
+        // Forced shutdown: hand the job back instead of failing it, so it does not lose an attempt.
+        await job.moveToWait(token);
+        this.log.warn({ queue, jobId: job.id }, 'shutdown deadline passed; job put back to wait');
+        throw new WaitingError();
+      }
+      if (timeout.aborted && !signal?.aborted) {
+        throw new Error(encodeFailure(new ProviderError('worker', `provider call timed out after ${this.opts.providerTimeoutMs} ms`, undefined, true)));
+      }
+      if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
+      throw new Error(encodeFailure(err));
+    } finally {
+      this.activeCount--;
+    }
+  }
+
+  /**
+   * Stops taking jobs and waits for active ones up to `shutdownTimeoutMs`; then aborts the rest and puts
+   * them back to wait. Closes every connection. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.log.info({ active: this.active }, 'worker closing: finishing active jobs');
+      const graceful = Promise.allSettled([...this.workers.values()].map((w) => w.close()));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), this.opts.shutdownTimeoutMs);
+      });
+      const first = await Promise.race([graceful.then(() => 'done' as const), deadline, this.forceRequested]);
+      clearTimeout(timer);
+      if (first !== 'done') await this.doForce(graceful);
+      await this.release();
+      this.log.info({ forced: this.forced }, 'worker closed');
+      this.emit('worker:closed', { forced: this.forced });
+    })();
+    return this.closing;
+  }
+
+  /** Like close(), without waiting for active jobs: they are aborted and put back to wait. */
+  forceClose(): Promise<void> {
+    this.triggerForce();
+    return this.close();
+  }
+
+  private doForce(graceful: Promise<unknown>): Promise<void> {
+    this.forcing ??= (async () => {
+      this.forced = true;
+      this.log.warn({ active: this.active }, 'forcing shutdown: aborting active jobs');
+      for (const w of this.workers.values()) w.cancelAllJobs('shutdown');
+      // Give the aborted processors a moment to hand their jobs back before the connections go.
+      await Promise.race([graceful, new Promise((r) => setTimeout(r, 3000).unref())]);
+      await Promise.allSettled([...this.workers.values()].map((w) => w.close(true)));
+    })();
+    return this.forcing;
+  }
+
+  private async release(): Promise<void> {
+    await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
+    await Promise.allSettled([
+      this.opts.inference?.close(),
+      ...Object.values(this.opts.search ?? {}).map((b) => b?.close()),
+    ]);
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
