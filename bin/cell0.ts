@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+/*
+ * The `cell0` command. The only place that handles signals: the first SIGTERM/SIGINT closes every service
+ * gracefully (workers finish their active jobs up to CELL0_SHUTDOWN_TIMEOUT_MS); a second one forces them
+ * down (active jobs are put back to wait) and exits.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig, redactUrl, type Config } from '../shared/config/config.js';
+import { ConfigError } from '../shared/errors.js';
+import { createLogger, type Logger } from '../shared/logger.js';
+import { packageRoot } from '../shared/paths.js';
+import { RedisNotInstalledError } from '../shared/redis/embedded-redis.js';
+import { isQueueName, QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { ensureRedis, startApi, startDashboard, startSimulator, startWorker, type Service } from './runtime.js';
+
+const EXIT_CONFIG = 2;
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
+  return n;
+}
+
+function parseConcurrency(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 1000) throw new InvalidArgumentError('expected an integer from 1 to 1000');
+  return n;
+}
+
+function parseQueues(v: string): QueueName[] {
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.filter((q) => !isQueueName(q));
+  if (list.length === 0 || bad.length > 0)
+    throw new InvalidArgumentError(`expected a comma-separated list of ${QUEUE_NAMES.join(', ')}${bad.length ? `; unknown: ${bad.join(', ')}` : ''}`);
+  return [...new Set(list)] as QueueName[];
+}
+
+/** Loads the configuration or exits with code 2 naming every bad variable. */
+function config(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`cell0: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+}
+
+/** Runs services until a signal; prints their banners. */
+async function run(role: string, start: (cfg: Config, log: Logger, services: Service[]) => Promise<void>): Promise<void> {
+  const cfg = config();
+  const log = createLogger({ level: cfg.logLevel, name: role });
+  const services: Service[] = [];
+  let stopping: Promise<void> | undefined;
+
+  const stop = (signal: string) => {
+    if (stopping) {
+      process.stderr.write(`cell0: ${signal} again, forcing shutdown\n`);
+      log.warn({ signal }, 'second signal: forcing shutdown');
+      const forced = Promise.allSettled(services.map((s) => (s.forceClose ?? s.close)()));
+      void Promise.race([forced, new Promise((r) => setTimeout(r, 4000))]).then(() => process.exit(1));
+      return;
+    }
+    process.stderr.write(`cell0: ${signal} received, shutting down (send it again to force)\n`);
+    log.info({ signal }, 'shutting down');
+    stopping = (async () => {
+      for (const s of [...services].reverse()) {
+        try {
+          await s.close();
+        } catch (err) {
+          log.error({ err, service: s.name }, 'error while closing');
+        }
+      }
+    })();
+    void stopping.then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+  try {
+    await start(cfg, log, services);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`cell0 ${role}: could not start: ${message}\n`);
+    log.error({ err }, 'start failed');
+    await Promise.allSettled([...services].reverse().map((s) => s.close()));
+    process.exit(err instanceof RedisNotInstalledError ? 1 : 1);
+  }
+  const lines = services.flatMap((s) => s.banner);
+  process.stderr.write(`cell0 ${role} ${version()} ready\n${lines.map((l) => `  ${l}`).join('\n')}\n`);
+}
+
+const program = new Command();
+program
+  .name('cell0')
+  .description('A BullMQ job-queue worker fleet for LLM inference and web search. Configuration comes from the environment (see .env.example).')
+  .version(version());
+
+program
+  .command('start')
+  .description('All in one, for a first run: Redis (private, if none answers), the Ollama-compatible simulator (unless CELL0_OLLAMA_URL is set), workers, the API and Bull Board')
+  .option('-p, --port <port>', 'API port (default CELL0_PORT)', parsePort)
+  .action((o: { port?: number }) =>
+    run('start', async (cfg, log, services) => {
+      const r = await ensureRedis(cfg, log);
+      if (r.service) services.push(r.service);
+      let ollamaUrl = r.config.providers.ollamaUrl;
+      if (!ollamaUrl) {
+        const sim = await startSimulator(r.config, log);
+        services.push(sim);
+        ollamaUrl = sim.url;
+      }
+      services.push(await startWorker(r.config, log, { ollamaUrl }));
+      services.push(await startApi(r.config, log, { dashboard: true, ...(o.port !== undefined ? { port: o.port } : {}) }));
+      log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
+    }),
+  );
+
+program
+  .command('api')
+  .description('The HTTP API (producers): POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id, /healthz, /readyz')
+  .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
+  .option('--dashboard', 'also serve Bull Board at /admin/queues')
+  .action((o: { port?: number; dashboard?: boolean }) =>
+    run('api', async (cfg, log, services) => {
+      services.push(await startApi(cfg, log, { dashboard: o.dashboard === true, ...(o.port !== undefined ? { port: o.port } : {}) }));
+    }),
+  );
+
+program
+  .command('worker')
+  .description('A worker process; run as many as you like, on any hosts that reach Redis')
+  .option('-q, --queues <list>', `queues to serve, comma-separated (default ${QUEUE_NAMES.join(',')})`, parseQueues)
+  .option('-c, --concurrency <n>', 'jobs at once per queue (default CELL0_INFERENCE_CONCURRENCY / CELL0_SEARCH_CONCURRENCY)', parseConcurrency)
+  .action((o: { queues?: QueueName[]; concurrency?: number }) =>
+    run('worker', async (cfg, log, services) => {
+      services.push(
+        await startWorker(cfg, log, {
+          ...(o.queues ? { queues: o.queues } : {}),
+          ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+        }),
+      );
+    }),
+  );
+
+program
+  .command('dashboard')
+  .description('Bull Board on its own port (read-only unless CELL0_DASHBOARD_WRITE=1)')
+  .option('-p, --port <port>', 'port (default CELL0_DASHBOARD_PORT)', parsePort)
+  .action((o: { port?: number }) =>
+    run('dashboard', async (cfg, log, services) => {
+      services.push(await startDashboard(cfg, log, o.port !== undefined ? { port: o.port } : {}));
+    }),
+  );
+
+program
+  .command('simulator')
+  .description('The Ollama-compatible simulator (/api/generate, /api/chat, /api/embed, /api/ps, /api/tags, /_sim/stats)')
+  .option('-p, --port <port>', 'port (default CELL0_SIM_PORT)', parsePort)
+  .option('--host <host>', 'address to listen on (default CELL0_SIM_HOST)')
+  .action((o: { port?: number; host?: string }) =>
+    run('simulator', async (cfg, log, services) => {
+      const sim = { ...cfg.simulator, ...(o.port !== undefined ? { port: o.port } : {}), ...(o.host ? { host: o.host } : {}) };
+      services.push(await startSimulator({ ...cfg, simulator: sim }, log));
+    }),
+  );
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`cell0: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,180 @@
+/*
+ * How each `cell0` command is put together from the parts. Every function returns a Service whose close()
+ * is idempotent; bin/cell0.ts owns the signals and calls close() (first signal) or forceClose() (second).
+ */
+import express from 'express';
+import { type Config, redactUrl } from '../shared/config/config.js';
+import { type Logger } from '../shared/logger.js';
+import { HttpServer } from '../shared/http-server.js';
+import { redisAnswers, startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
+import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { SearchProvider } from '../shared/queues/enums.js';
+import { Cell0Client } from '../producers/cell0-client.js';
+import { createApi } from '../producers/api/create-api.js';
+import { createDashboard } from '../dashboards/bull-board.js';
+import { Cell0Worker } from '../workers/cell0-worker.js';
+import { OllamaBackend } from '../workers/providers/ollama-backend.js';
+import { OllamaClient } from '../workers/providers/ollama/ollama-client.js';
+import { LocalSearch } from '../workers/providers/local-search/local-search.js';
+import { OllamaSimulator } from '../workers/providers/simulator/ollama-simulator.js';
+
+/** Something running that can be stopped. */
+export interface Service {
+  name: string;
+  /** Lines for people: where it listens, what it uses. */
+  banner: string[];
+  close(): Promise<void>;
+  /** Stop without waiting for work in progress (second signal). Defaults to close(). */
+  forceClose?(): Promise<void>;
+}
+
+/** Ollama's own default address, used by `cell0 worker` when CELL0_OLLAMA_URL is unset. */
+export const DEFAULT_OLLAMA_URL = 'http://127.0.0.1:11434';
+
+/**
+ * For `cell0 start`: the configured Redis if it answers; else, unless REDIS_URL was given or
+ * CELL0_EMBEDDED_REDIS=never, a private redis-server with its data under CELL0_DATA_DIR.
+ */
+export async function ensureRedis(config: Config, log: Logger): Promise<{ config: Config; service?: Service }> {
+  if (await redisAnswers(config.redis.url)) return { config };
+  if (config.redis.explicitUrl || config.embeddedRedis === 'never') {
+    throw new Error(
+      `Redis at ${redactUrl(config.redis.url)} does not answer` +
+        (config.redis.explicitUrl ? ' (REDIS_URL is set, so no private Redis is started).' : ' and CELL0_EMBEDDED_REDIS=never.'),
+    );
+  }
+  const embedded = await startEmbeddedRedis({ port: config.redis.port, dataDir: config.dataDir });
+  log.info({ url: embedded.url, dataDir: embedded.dataDir }, 'started a private redis-server');
+  return {
+    config: { ...config, redis: { ...config.redis, url: embedded.url } },
+    service: {
+      name: 'redis',
+      banner: [`redis      ${embedded.url}  (private redis-server, data in ${embedded.dataDir})`],
+      close: () => embedded.stop(),
+    },
+  };
+}
+
+export async function startSimulator(config: Config, log: Logger): Promise<Service & { url: string }> {
+  const sim = new OllamaSimulator({
+    host: config.simulator.host,
+    port: config.simulator.port,
+    ttftMs: config.simulator.ttftMs,
+    tokensPerSec: config.simulator.tokensPerSec,
+    loadMsPerGb: config.simulator.loadMsPerGb,
+    maxLoaded: config.simulator.maxLoaded,
+    allowAnyModel: config.simulator.allowAnyModel,
+  });
+  const { url } = await sim.start();
+  log.info({ url }, 'simulator listening');
+  return { name: 'simulator', url, banner: [`simulator  ${url}  (Ollama-compatible; stats at ${url}/_sim/stats)`], close: () => sim.close() };
+}
+
+export async function startWorker(
+  config: Config,
+  log: Logger,
+  opts: { queues?: readonly QueueName[]; concurrency?: number; ollamaUrl?: string } = {},
+): Promise<Service & { worker: Cell0Worker }> {
+  const queues = opts.queues ?? QUEUE_NAMES;
+  const ollamaUrl = opts.ollamaUrl ?? config.providers.ollamaUrl ?? DEFAULT_OLLAMA_URL;
+  const inference = queues.includes('inference')
+    ? new OllamaBackend(new OllamaClient({ baseUrl: ollamaUrl, timeoutMs: config.workers.providerTimeoutMs }))
+    : undefined;
+  let local: LocalSearch | undefined;
+  if (queues.includes('search')) {
+    local = new LocalSearch(config.providers.searchCorpusDir ? { dir: config.providers.searchCorpusDir } : {});
+    for (const p of local.problems) log.warn(p, 'search corpus: skipped a document');
+    log.info({ dir: local.dir, documents: local.size }, 'local search index built');
+  }
+  const worker = new Cell0Worker({
+    redisUrl: config.redis.url,
+    prefix: config.redis.prefix,
+    queues,
+    concurrency: {
+      inference: opts.concurrency ?? config.workers.inferenceConcurrency,
+      search: opts.concurrency ?? config.workers.searchConcurrency,
+    },
+    ...(inference ? { inference } : {}),
+    ...(local ? { search: { [SearchProvider.LOCAL]: local } } : {}),
+    providerTimeoutMs: config.workers.providerTimeoutMs,
+    shutdownTimeoutMs: config.workers.shutdownTimeoutMs,
+    logger: log,
+  });
+  await worker.start();
+  return {
+    name: 'worker',
+    worker,
+    banner: [
+      `worker     queues ${queues.join(', ')}` +
+        (inference ? `; inference via ${ollamaUrl}` : '') +
+        (local ? `; local search over ${local.size} documents` : ''),
+    ],
+    close: () => worker.close(),
+    forceClose: () => worker.forceClose(),
+  };
+}
+
+/** The HTTP API, optionally with Bull Board mounted at /admin/queues. */
+export async function startApi(
+  config: Config,
+  log: Logger,
+  opts: { port?: number; dashboard?: boolean } = {},
+): Promise<Service & { url: string; client: Cell0Client }> {
+  const client = Cell0Client.fromConfig(config, log);
+  client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
+  const mounts = [];
+  if (opts.dashboard) {
+    const board = createDashboard({ submitter: client.submitter, write: config.api.dashboardWrite, apiKeys: config.api.apiKeys });
+    mounts.push({ path: board.basePath, router: board.router });
+  }
+  const app = createApi({
+    client,
+    apiKeys: config.api.apiKeys,
+    resultWaitMs: config.api.resultWaitMs,
+    maxWaitMs: config.api.maxWaitMs,
+    maxBodyBytes: config.limits.maxBodyBytes,
+    mounts,
+    logger: log,
+  });
+  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.port });
+  const { url } = await server.start();
+  log.info({ url, auth: config.api.apiKeys.length > 0 }, 'api listening');
+  const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id)`];
+  if (opts.dashboard) banner.push(`dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`);
+  return {
+    name: 'api',
+    url,
+    client,
+    banner,
+    close: async () => {
+      await server.close();
+      await client.close();
+    },
+  };
+}
+
+/** Bull Board on its own port. */
+export async function startDashboard(config: Config, log: Logger, opts: { port?: number } = {}): Promise<Service & { url: string }> {
+  const client = Cell0Client.fromConfig(config, log);
+  client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
+  const board = createDashboard({ submitter: client.submitter, write: config.api.dashboardWrite, apiKeys: config.api.apiKeys });
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/', (_req, res) => res.redirect(board.basePath));
+  app.use(board.basePath, board.router);
+  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.dashboardPort });
+  const { url } = await server.start();
+  log.info({ url: `${url}${board.basePath}` }, 'dashboard listening');
+  return {
+    name: 'dashboard',
+    url,
+    banner: [`dashboard  ${url}${board.basePath}  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`],
+    close: async () => {
+      await server.close();
+      await client.close();
+    },
+  };
+}

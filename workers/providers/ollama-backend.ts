@@ -1,0 +1,68 @@
+import { type InferenceJobData } from '../../shared/queues/schemas.js';
+import { type InferenceResult } from '../../shared/queues/results.js';
+import { type OllamaClient } from './ollama/ollama-client.js';
+import { timingsFromOllama } from './ollama/timings.js';
+import { type GenerationStats } from './ollama/types.js';
+import { type CallContext, type InferenceBackend } from './provider.js';
+
+/** Runs inference jobs on an Ollama (or Ollama-compatible) server, streaming to measure time to first token. */
+export class OllamaBackend implements InferenceBackend {
+  readonly name = 'ollama';
+  constructor(readonly client: OllamaClient) {}
+
+  async run(job: InferenceJobData, ctx: CallContext): Promise<Omit<InferenceResult, 'servedBy'>> {
+    const p = job.params;
+    const options: Record<string, number | string[]> = {
+      temperature: p.temperature,
+      top_p: p.top_p,
+      top_k: p.top_k,
+      repeat_penalty: p.repeat_penalty,
+      num_predict: p.max_tokens,
+    };
+    if (p.seed !== undefined) options.seed = p.seed;
+    if (p.stop !== undefined) options.stop = p.stop;
+    if (p.num_ctx !== undefined) options.num_ctx = p.num_ctx;
+
+    let text: string;
+    let final: GenerationStats & { model?: string; done_reason?: string };
+    let client: { ttftMs: number; totalMs: number };
+    if (job.messages) {
+      const r = await this.client.chat({ model: job.model, messages: job.messages, options, stream: true }, { signal: ctx.signal });
+      text = r.message?.content ?? '';
+      final = r;
+      client = r.clientTimings;
+    } else {
+      const r = await this.client.generate(
+        { model: job.model, prompt: job.prompt ?? '', ...(job.system !== undefined ? { system: job.system } : {}), options, stream: true },
+        { signal: ctx.signal },
+      );
+      text = r.response;
+      final = r;
+      client = r.clientTimings;
+    }
+    const t = timingsFromOllama(final);
+    const promptTokens = t.promptTokens ?? 0;
+    const completionTokens = t.completionTokens ?? 0;
+    return {
+      model: final.model ?? job.model,
+      text,
+      doneReason: final.done_reason ?? 'stop',
+      usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens },
+      timings: {
+        ttftMs: round(client.ttftMs),
+        totalMs: round(client.totalMs),
+        ...(t.loadMs !== undefined ? { loadMs: round(t.loadMs) } : {}),
+        ...(t.tokensPerSec !== undefined ? { tokensPerSec: round(t.tokensPerSec) } : {}),
+      },
+      provider: this.name,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}
