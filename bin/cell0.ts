@@ -7,19 +7,27 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfig, redactUrl, type Config } from '../shared/config/config.js';
+import { loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { packageRoot } from '../shared/paths.js';
 import { RedisNotInstalledError } from '../shared/redis/embedded-redis.js';
 import { isQueueName, QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
-import { ensureRedis, startApi, startDashboard, startSimulator, startWorker, type Service } from './runtime.js';
+import {
+  ensureRedis,
+  startApi,
+  startDashboard,
+  startSimulator,
+  startWorker,
+  type Service,
+} from './runtime.js';
 
 const EXIT_CONFIG = 2;
 
 function version(): string {
   try {
-    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string })
+      .version;
   } catch {
     return '0.0.0';
   }
@@ -33,21 +41,28 @@ function parsePort(v: string): number {
 
 function parseConcurrency(v: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n < 1 || n > 1000) throw new InvalidArgumentError('expected an integer from 1 to 1000');
+  if (!/^\d+$/.test(v) || n < 1 || n > 1000)
+    throw new InvalidArgumentError('expected an integer from 1 to 1000');
   return n;
 }
 
 function parseQueues(v: string): QueueName[] {
-  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bad = list.filter((q) => !isQueueName(q));
   if (list.length === 0 || bad.length > 0)
-    throw new InvalidArgumentError(`expected a comma-separated list of ${QUEUE_NAMES.join(', ')}${bad.length ? `; unknown: ${bad.join(', ')}` : ''}`);
+    throw new InvalidArgumentError(
+      `expected a comma-separated list of ${QUEUE_NAMES.join(', ')}${bad.length ? `; unknown: ${bad.join(', ')}` : ''}`,
+    );
   return [...new Set(list)] as QueueName[];
 }
 
 /** Loads the configuration or exits with code 2 naming every bad variable. */
 function config(): Config {
   try {
+    loadEnvFile();
     return loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -59,7 +74,10 @@ function config(): Config {
 }
 
 /** Runs services until a signal; prints their banners. */
-async function run(role: string, start: (cfg: Config, log: Logger, services: Service[]) => Promise<void>): Promise<void> {
+async function run(
+  role: string,
+  start: (cfg: Config, log: Logger, services: Service[]) => Promise<void>,
+): Promise<void> {
   const cfg = config();
   const log = createLogger({ level: cfg.logLevel, name: role });
   const services: Service[] = [];
@@ -106,12 +124,16 @@ async function run(role: string, start: (cfg: Config, log: Logger, services: Ser
 const program = new Command();
 program
   .name('cell0')
-  .description('A BullMQ job-queue worker fleet for LLM inference and web search. Configuration comes from the environment (see .env.example).')
+  .description(
+    'A BullMQ job-queue worker fleet for LLM inference and web search. Configuration comes from the environment (see .env.example).',
+  )
   .version(version());
 
 program
   .command('start')
-  .description('All in one, for a first run: Redis (private, if none answers), the Ollama-compatible simulator (unless CELL0_OLLAMA_URL is set), workers, the API and Bull Board')
+  .description(
+    'All in one, for a first run: Redis (private, if none answers), the Ollama-compatible simulator (unless CELL0_OLLAMA_URL is set), workers, the API and Bull Board',
+  )
   .option('-p, --port <port>', 'API port (default CELL0_PORT)', parsePort)
   .action((o: { port?: number }) =>
     run('start', async (cfg, log, services) => {
@@ -124,27 +146,44 @@ program
         ollamaUrl = sim.url;
       }
       services.push(await startWorker(r.config, log, { ollamaUrl }));
-      services.push(await startApi(r.config, log, { dashboard: true, ...(o.port !== undefined ? { port: o.port } : {}) }));
+      services.push(
+        await startApi(r.config, log, { dashboard: true, ...(o.port !== undefined ? { port: o.port } : {}) }),
+      );
       log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
     }),
   );
 
 program
   .command('api')
-  .description('The HTTP API (producers): POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id, /healthz, /readyz')
+  .description(
+    'The HTTP API (producers): POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id, /healthz, /readyz',
+  )
   .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
   .option('--dashboard', 'also serve Bull Board at /admin/queues')
   .action((o: { port?: number; dashboard?: boolean }) =>
     run('api', async (cfg, log, services) => {
-      services.push(await startApi(cfg, log, { dashboard: o.dashboard === true, ...(o.port !== undefined ? { port: o.port } : {}) }));
+      services.push(
+        await startApi(cfg, log, {
+          dashboard: o.dashboard === true,
+          ...(o.port !== undefined ? { port: o.port } : {}),
+        }),
+      );
     }),
   );
 
 program
   .command('worker')
   .description('A worker process; run as many as you like, on any hosts that reach Redis')
-  .option('-q, --queues <list>', `queues to serve, comma-separated (default ${QUEUE_NAMES.join(',')})`, parseQueues)
-  .option('-c, --concurrency <n>', 'jobs at once per queue (default CELL0_INFERENCE_CONCURRENCY / CELL0_SEARCH_CONCURRENCY)', parseConcurrency)
+  .option(
+    '-q, --queues <list>',
+    `queues to serve, comma-separated (default ${QUEUE_NAMES.join(',')})`,
+    parseQueues,
+  )
+  .option(
+    '-c, --concurrency <n>',
+    'jobs at once per queue (default CELL0_INFERENCE_CONCURRENCY / CELL0_SEARCH_CONCURRENCY)',
+    parseConcurrency,
+  )
   .action((o: { queues?: QueueName[]; concurrency?: number }) =>
     run('worker', async (cfg, log, services) => {
       services.push(
@@ -168,12 +207,18 @@ program
 
 program
   .command('simulator')
-  .description('The Ollama-compatible simulator (/api/generate, /api/chat, /api/embed, /api/ps, /api/tags, /_sim/stats)')
+  .description(
+    'The Ollama-compatible simulator (/api/generate, /api/chat, /api/embed, /api/ps, /api/tags, /_sim/stats)',
+  )
   .option('-p, --port <port>', 'port (default CELL0_SIM_PORT)', parsePort)
   .option('--host <host>', 'address to listen on (default CELL0_SIM_HOST)')
   .action((o: { port?: number; host?: string }) =>
     run('simulator', async (cfg, log, services) => {
-      const sim = { ...cfg.simulator, ...(o.port !== undefined ? { port: o.port } : {}), ...(o.host ? { host: o.host } : {}) };
+      const sim = {
+        ...cfg.simulator,
+        ...(o.port !== undefined ? { port: o.port } : {}),
+        ...(o.host ? { host: o.host } : {}),
+      };
       services.push(await startSimulator({ ...cfg, simulator: sim }, log));
     }),
   );

@@ -35,12 +35,17 @@ export const DEFAULT_OLLAMA_URL = 'http://127.0.0.1:11434';
  * For `cell0 start`: the configured Redis if it answers; else, unless REDIS_URL was given or
  * CELL0_EMBEDDED_REDIS=never, a private redis-server with its data under CELL0_DATA_DIR.
  */
-export async function ensureRedis(config: Config, log: Logger): Promise<{ config: Config; service?: Service }> {
+export async function ensureRedis(
+  config: Config,
+  log: Logger,
+): Promise<{ config: Config; service?: Service }> {
   if (await redisAnswers(config.redis.url)) return { config };
   if (config.redis.explicitUrl || config.embeddedRedis === 'never') {
     throw new Error(
       `Redis at ${redactUrl(config.redis.url)} does not answer` +
-        (config.redis.explicitUrl ? ' (REDIS_URL is set, so no private Redis is started).' : ' and CELL0_EMBEDDED_REDIS=never.'),
+        (config.redis.explicitUrl
+          ? ' (REDIS_URL is set, so no private Redis is started).'
+          : ' and CELL0_EMBEDDED_REDIS=never.'),
     );
   }
   const embedded = await startEmbeddedRedis({ port: config.redis.port, dataDir: config.dataDir });
@@ -67,7 +72,12 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
   });
   const { url } = await sim.start();
   log.info({ url }, 'simulator listening');
-  return { name: 'simulator', url, banner: [`simulator  ${url}  (Ollama-compatible; stats at ${url}/_sim/stats)`], close: () => sim.close() };
+  return {
+    name: 'simulator',
+    url,
+    banner: [`simulator  ${url}  (Ollama-compatible; stats at ${url}/_sim/stats)`],
+    close: () => sim.close(),
+  };
 }
 
 export async function startWorker(
@@ -82,7 +92,9 @@ export async function startWorker(
     : undefined;
   let local: LocalSearch | undefined;
   if (queues.includes('search')) {
-    local = new LocalSearch(config.providers.searchCorpusDir ? { dir: config.providers.searchCorpusDir } : {});
+    local = new LocalSearch(
+      config.providers.searchCorpusDir ? { dir: config.providers.searchCorpusDir } : {},
+    );
     for (const p of local.problems) log.warn(p, 'search corpus: skipped a document');
     log.info({ dir: local.dir, documents: local.size }, 'local search index built');
   }
@@ -124,7 +136,11 @@ export async function startApi(
   client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
   const mounts = [];
   if (opts.dashboard) {
-    const board = createDashboard({ submitter: client.submitter, write: config.api.dashboardWrite, apiKeys: config.api.apiKeys });
+    const board = createDashboard({
+      submitter: client.submitter,
+      write: config.api.dashboardWrite,
+      apiKeys: config.api.apiKeys,
+    });
     mounts.push({ path: board.basePath, router: board.router });
   }
   const app = createApi({
@@ -140,7 +156,10 @@ export async function startApi(
   const { url } = await server.start();
   log.info({ url, auth: config.api.apiKeys.length > 0 }, 'api listening');
   const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id)`];
-  if (opts.dashboard) banner.push(`dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`);
+  if (opts.dashboard)
+    banner.push(
+      `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
+    );
   return {
     name: 'api',
     url,
@@ -154,10 +173,18 @@ export async function startApi(
 }
 
 /** Bull Board on its own port. */
-export async function startDashboard(config: Config, log: Logger, opts: { port?: number } = {}): Promise<Service & { url: string }> {
+export async function startDashboard(
+  config: Config,
+  log: Logger,
+  opts: { port?: number } = {},
+): Promise<Service & { url: string }> {
   const client = Cell0Client.fromConfig(config, log);
   client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
-  const board = createDashboard({ submitter: client.submitter, write: config.api.dashboardWrite, apiKeys: config.api.apiKeys });
+  const board = createDashboard({
+    submitter: client.submitter,
+    write: config.api.dashboardWrite,
+    apiKeys: config.api.apiKeys,
+  });
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_req, res) => {
@@ -171,7 +198,9 @@ export async function startDashboard(config: Config, log: Logger, opts: { port?:
   return {
     name: 'dashboard',
     url,
-    banner: [`dashboard  ${url}${board.basePath}  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`],
+    banner: [
+      `dashboard  ${url}${board.basePath}  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
+    ],
     close: async () => {
       await server.close();
       await client.close();

@@ -41,7 +41,9 @@ export function createDashboard(opts: DashboardOptions): { basePath: string; rou
         } catch {
           return false;
         }
-      }).map((q) => new BullMQAdapter(opts.submitter.getQueue(q), { readOnlyMode: !write, allowRetries: write })),
+      }).map(
+        (q) => new BullMQAdapter(opts.submitter.getQueue(q), { readOnlyMode: !write, allowRetries: write }),
+      ),
     );
   if (opts.submitter.ready) attach();
   else opts.submitter.once('ready', attach);

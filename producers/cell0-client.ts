@@ -80,10 +80,15 @@ export class Cell0Client {
 
   constructor(opts: Cell0ClientOptions = {}) {
     this.waitMs = opts.waitMs ?? 30_000;
-    if (!(this.waitMs >= 0)) throw new TypeError(`Cell0Client: option "waitMs" must be >= 0, got ${opts.waitMs}`);
-    this.limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(opts.limits ?? {}).filter(([, v]) => v !== undefined)) };
+    if (!(this.waitMs >= 0))
+      throw new TypeError(`Cell0Client: option "waitMs" must be >= 0, got ${opts.waitMs}`);
+    this.limits = {
+      ...DEFAULT_LIMITS,
+      ...Object.fromEntries(Object.entries(opts.limits ?? {}).filter(([, v]) => v !== undefined)),
+    };
     for (const [k, v] of Object.entries(this.limits))
-      if (!(Number.isInteger(v) && v > 0)) throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
+      if (!(Number.isInteger(v) && v > 0))
+        throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
     this.submitter = new JobSubmitter({
       redisUrl: opts.redisUrl ?? 'redis://localhost:6379',
       prefix: opts.prefix ?? '{cell0}',
@@ -164,7 +169,10 @@ export class Cell0Client {
       queue,
       id,
       wait: async (timeoutMs = this.waitMs, signal?: AbortSignal) => {
-        const r = await this.submitter.waitFor<T>(queue, id, { waitMs: timeoutMs, ...(signal ? { signal } : {}) });
+        const r = await this.submitter.waitFor<T>(queue, id, {
+          waitMs: timeoutMs,
+          ...(signal ? { signal } : {}),
+        });
         if (r.state === 'missing') throw new JobNotFoundError(queue, id);
         return unwrap(r, timeoutMs).result;
       },

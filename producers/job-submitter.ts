@@ -148,18 +148,30 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       }
     }
     for (const name of this.queueNames) {
-      const queue = new Queue(name, { connection: this.conn, prefix: this.prefix, defaultJobOptions: jobOptionsFor(this.policy) });
+      const queue = new Queue(name, {
+        connection: this.conn,
+        prefix: this.prefix,
+        defaultJobOptions: jobOptionsFor(this.policy),
+      });
       queue.on('error', (err) => this.log.debug({ err, queue: name }, 'queue connection error'));
       const key = `${this.prefix}:${name}`;
       // Start reading the event stream at its current end, before any waiter exists (see class comment).
       const last = await this.conn.xrevrange(`${key}:events`, '+', '-', 'COUNT', 1);
       const lastEventId = last[0]?.[0] ?? '0-0';
-      const eventsConn = createRedisConnection({ url: this.opts.redisUrl, role: 'events', connectionName: `cell0:events:${name}` });
+      const eventsConn = createRedisConnection({
+        url: this.opts.redisUrl,
+        role: 'events',
+        connectionName: `cell0:events:${name}`,
+      });
       const events = new QueueEvents(name, { connection: eventsConn, prefix: this.prefix, lastEventId });
       events.on('error', (err) => this.log.debug({ err, queue: name }, 'queue events connection error'));
       const lane: Lane = { queue, events, eventsConn, waiters: new Map(), key };
-      events.on('completed', ({ jobId, returnvalue }) => this.dispatch(lane, jobId, { kind: 'completed', returnvalue }));
-      events.on('failed', ({ jobId, failedReason }) => this.dispatch(lane, jobId, { kind: 'failed', failedReason }));
+      events.on('completed', ({ jobId, returnvalue }) =>
+        this.dispatch(lane, jobId, { kind: 'completed', returnvalue }),
+      );
+      events.on('failed', ({ jobId, failedReason }) =>
+        this.dispatch(lane, jobId, { kind: 'failed', failedReason }),
+      );
       await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
       this.lanes.set(name, lane);
     }
@@ -177,7 +189,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     if (this.closing) throw new ClosedError('JobSubmitter');
     const lane = this.lanes.get(queue);
     if (!lane) {
-      if (!this.queueNames.includes(queue)) throw new TypeError(`JobSubmitter: queue "${queue}" is not enabled`);
+      if (!this.queueNames.includes(queue))
+        throw new TypeError(`JobSubmitter: queue "${queue}" is not enabled`);
       throw new RedisUnavailableError('not connected to Redis yet');
     }
     return lane;
@@ -211,7 +224,13 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
       if (outcome.status === 'completed') {
         if (started - outcome.finishedOn <= this.policy.resultTtlSeconds * 1000) {
-          return { state: 'completed', queue, jobId, result: outcome.returnvalue as T, finishedOn: outcome.finishedOn };
+          return {
+            state: 'completed',
+            queue,
+            jobId,
+            result: outcome.returnvalue as T,
+            finishedOn: outcome.finishedOn,
+          };
         }
         await this.rerun(lane, jobId, 'completed');
       } else if (outcome.status === 'failed') {
@@ -219,7 +238,14 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       } else if (outcome.status === 'missing') {
         await this.redis.run(() => lane.queue.add(name, data, { jobId }));
       }
-      return await this.await<T>(lane, queue, jobId, waiter, opts.waitMs - (Date.now() - started), opts.signal);
+      return await this.await<T>(
+        lane,
+        queue,
+        jobId,
+        waiter,
+        opts.waitMs - (Date.now() - started),
+        opts.signal,
+      );
     } finally {
       waiter.release();
     }
@@ -241,16 +267,37 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
       if (outcome.status === 'missing') return { state: 'missing', queue, jobId };
       if (outcome.status === 'completed')
-        return { state: 'completed', queue, jobId, result: outcome.returnvalue as T, finishedOn: outcome.finishedOn };
-      if (outcome.status === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
-      return await this.await<T>(lane, queue, jobId, waiter, opts.waitMs - (Date.now() - started), opts.signal);
+        return {
+          state: 'completed',
+          queue,
+          jobId,
+          result: outcome.returnvalue as T,
+          finishedOn: outcome.finishedOn,
+        };
+      if (outcome.status === 'failed')
+        return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
+      return await this.await<T>(
+        lane,
+        queue,
+        jobId,
+        waiter,
+        opts.waitMs - (Date.now() - started),
+        opts.signal,
+      );
     } finally {
       waiter.release();
     }
   }
 
   /** Registers a local waiter for the job's finish event (before its state is read: see class comment). */
-  private register(lane: Lane, jobId: string): { finished: Promise<FinishEvent | undefined>; finish: (e: FinishEvent | undefined) => void; release: () => void } {
+  private register(
+    lane: Lane,
+    jobId: string,
+  ): {
+    finished: Promise<FinishEvent | undefined>;
+    finish: (e: FinishEvent | undefined) => void;
+    release: () => void;
+  } {
     let finish: (e: FinishEvent | undefined) => void = () => undefined;
     const finished = new Promise<FinishEvent | undefined>((resolve) => (finish = resolve));
     let set = lane.waiters.get(jobId);
@@ -277,7 +324,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
         const e = await waiter.finished;
-        if (e?.kind === 'completed') return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
+        if (e?.kind === 'completed')
+          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
         if (e?.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
       } finally {
         clearTimeout(timer);
@@ -295,7 +343,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       await this.redis.run(() => job.retry(from, { resetAttemptsMade: true, resetAttemptsStarted: true }));
       this.log.debug({ queue: lane.queue.name, jobId, from }, 're-running finished job');
     } catch (err) {
-      if (err instanceof RedisUnavailableError || (err as { code?: string }).code === 'CELL0_BREAKER_OPEN') throw err;
+      if (err instanceof RedisUnavailableError || (err as { code?: string }).code === 'CELL0_BREAKER_OPEN')
+        throw err;
       // Another producer re-ran it first (the job is no longer in the `from` set): join that run.
     }
   }
@@ -305,9 +354,17 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     try {
       const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
       if (outcome.status === 'completed')
-        return { state: 'completed', queue, jobId, result: outcome.returnvalue as T, finishedOn: outcome.finishedOn };
-      if (outcome.status === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
-      const jobState = outcome.status === 'missing' ? 'unknown' : await this.redis.run(() => lane.queue.getJobState(jobId));
+        return {
+          state: 'completed',
+          queue,
+          jobId,
+          result: outcome.returnvalue as T,
+          finishedOn: outcome.finishedOn,
+        };
+      if (outcome.status === 'failed')
+        return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
+      const jobState =
+        outcome.status === 'missing' ? 'unknown' : await this.redis.run(() => lane.queue.getJobState(jobId));
       return { state: 'pending', queue, jobId, jobState };
     } catch {
       // The job was accepted; Redis trouble now only means we cannot say more than "pending".
@@ -332,7 +389,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     if (job.processedOn) view.processedAt = job.processedOn;
     if (job.finishedOn) view.finishedAt = job.finishedOn;
     if (state === 'completed') view.result = job.returnvalue;
-    if (state === 'failed' || (job.failedReason && state !== 'completed')) view.error = decodeFailure(job.failedReason);
+    if (state === 'failed' || (job.failedReason && state !== 'completed'))
+      view.error = decodeFailure(job.failedReason);
     return view;
   }
 

@@ -60,7 +60,14 @@ export class Breaker extends EventEmitter<BreakerEvents> {
   private readonly cb: CircuitBreaker<[() => Promise<unknown>], unknown>;
   private consecutive = 0;
   private openedAt = 0;
-  private readonly counters = { calls: 0, successes: 0, failures: 0, timeouts: 0, rejections: 0, latencySum: 0 };
+  private readonly counters = {
+    calls: 0,
+    successes: 0,
+    failures: 0,
+    timeouts: 0,
+    rejections: 0,
+    latencySum: 0,
+  };
   private readonly latencies = new Float64Array(1024);
   private latencyCount = 0;
 
@@ -69,7 +76,9 @@ export class Breaker extends EventEmitter<BreakerEvents> {
     const opts = { ...DEFAULTS, ...options };
     if (!opts.name) throw new TypeError('Breaker: option "name" is required');
     if (!Number.isInteger(opts.failureThreshold) || opts.failureThreshold < 1)
-      throw new TypeError(`Breaker: option "failureThreshold" must be an integer >= 1, got ${opts.failureThreshold}`);
+      throw new TypeError(
+        `Breaker: option "failureThreshold" must be an integer >= 1, got ${opts.failureThreshold}`,
+      );
     if (!(opts.resetTimeoutMs > 0))
       throw new TypeError(`Breaker: option "resetTimeoutMs" must be > 0, got ${opts.resetTimeoutMs}`);
     if (opts.timeoutMs !== false && !(opts.timeoutMs > 0))

@@ -70,7 +70,10 @@ export class InputTooLargeError extends Cell0Error {
     readonly limitBytes: number,
     readonly actualBytes: number,
   ) {
-    super(ErrorCode.INPUT_TOO_LARGE, `${field}: ${actualBytes} bytes is over the limit of ${limitBytes} bytes`);
+    super(
+      ErrorCode.INPUT_TOO_LARGE,
+      `${field}: ${actualBytes} bytes is over the limit of ${limitBytes} bytes`,
+    );
   }
 }
 
@@ -161,7 +164,10 @@ export class ProviderUnavailableError extends Cell0Error {
     readonly provider: string,
     message?: string,
   ) {
-    super(ErrorCode.PROVIDER_UNAVAILABLE, message ?? `provider "${provider}" is not configured on this worker`);
+    super(
+      ErrorCode.PROVIDER_UNAVAILABLE,
+      message ?? `provider "${provider}" is not configured on this worker`,
+    );
   }
 }
 

@@ -11,7 +11,7 @@ import {
 } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
-import { SearchProvider } from '../shared/queues/enums.js';
+import { type SearchProvider } from '../shared/queues/enums.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
@@ -98,14 +98,21 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     super();
     const opts = { ...DEFAULTS, ...stripUndefined(options) } as Cell0WorkerOptions & typeof DEFAULTS;
     if (!opts.redisUrl) throw new TypeError('Cell0Worker: option "redisUrl" is required');
-    for (const q of opts.queues) if (!QUEUE_NAMES.includes(q)) throw new TypeError(`Cell0Worker: unknown queue "${q}" in option "queues"`);
+    for (const q of opts.queues)
+      if (!QUEUE_NAMES.includes(q))
+        throw new TypeError(`Cell0Worker: unknown queue "${q}" in option "queues"`);
     if (opts.queues.includes(QueueName.INFERENCE) && !opts.inference)
-      throw new TypeError('Cell0Worker: option "inference" (a backend) is required to serve the inference queue');
+      throw new TypeError(
+        'Cell0Worker: option "inference" (a backend) is required to serve the inference queue',
+      );
     if (opts.queues.includes(QueueName.SEARCH) && Object.keys(opts.search ?? {}).length === 0)
-      throw new TypeError('Cell0Worker: option "search" (at least one backend) is required to serve the search queue');
+      throw new TypeError(
+        'Cell0Worker: option "search" (at least one backend) is required to serve the search queue',
+      );
     for (const k of ['providerTimeoutMs', 'lockDurationMs', 'stalledIntervalMs'] as const)
       if (!(opts[k] > 0)) throw new TypeError(`Cell0Worker: option "${k}" must be > 0, got ${opts[k]}`);
-    if (!(opts.shutdownTimeoutMs >= 0)) throw new TypeError(`Cell0Worker: option "shutdownTimeoutMs" must be >= 0`);
+    if (!(opts.shutdownTimeoutMs >= 0))
+      throw new TypeError(`Cell0Worker: option "shutdownTimeoutMs" must be >= 0`);
     this.opts = opts;
     this.log = (opts.logger ?? silentLogger()).child({ worker: this.id });
   }
@@ -116,7 +123,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const concurrency =
         (queue === QueueName.INFERENCE ? this.opts.concurrency?.inference : this.opts.concurrency?.search) ??
         (queue === QueueName.INFERENCE ? 4 : 8);
-      const conn = createRedisConnection({ url: this.opts.redisUrl, role: 'worker', connectionName: `cell0:worker:${queue}` });
+      const conn = createRedisConnection({
+        url: this.opts.redisUrl,
+        role: 'worker',
+        connectionName: `cell0:worker:${queue}`,
+      });
       this.connections.push(conn);
       const processor =
         queue === QueueName.INFERENCE
@@ -142,7 +153,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       worker.on('failed', (job, err) => {
         if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
         const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
-        this.log.warn({ queue, jobId: job.id, attempt: job.attemptsMade, willRetry, error: err.message }, 'job failed');
+        this.log.warn(
+          { queue, jobId: job.id, attempt: job.attemptsMade, willRetry, error: err.message },
+          'job failed',
+        );
         this.emit('job:failed', { queue, jobId: job.id ?? '', error: err.message, willRetry });
       });
       worker.on('stalled', (jobId) => this.log.warn({ queue, jobId }, 'job stalled; it goes back to wait'));
@@ -157,9 +171,14 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     return this.activeCount;
   }
 
-  private async processInference(job: Job, token: string | undefined, signal: AbortSignal | undefined): Promise<InferenceResult> {
+  private async processInference(
+    job: Job,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<InferenceResult> {
     const parsed = inferenceRequestSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
+    if (!parsed.success)
+      throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
     const backend = this.opts.inference!;
     return this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => ({
       ...(await backend.run(parsed.data, { signal: ctxSignal })),
@@ -167,11 +186,17 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     }));
   }
 
-  private async processSearch(job: Job, token: string | undefined, signal: AbortSignal | undefined): Promise<SearchResult> {
+  private async processSearch(
+    job: Job,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<SearchResult> {
     const parsed = searchRequestSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
+    if (!parsed.success)
+      throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
     const backend = this.opts.search?.[parsed.data.provider];
-    if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(parsed.data.provider)));
+    if (!backend)
+      throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(parsed.data.provider)));
     return this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
       const t0 = performance.now();
       const r = await backend.search(parsed.data, { signal: ctxSignal });
@@ -205,10 +230,20 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         throw new WaitingError();
       }
       if (timeout.aborted && !signal?.aborted) {
-        throw new Error(encodeFailure(new ProviderError('worker', `provider call timed out after ${this.opts.providerTimeoutMs} ms`, undefined, true)));
+        throw new Error(
+          encodeFailure(
+            new ProviderError(
+              'worker',
+              `provider call timed out after ${this.opts.providerTimeoutMs} ms`,
+              undefined,
+              true,
+            ),
+          ),
+          { cause: err },
+        );
       }
       if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
-      throw new Error(encodeFailure(err));
+      throw new Error(encodeFailure(err), { cause: err });
     } finally {
       this.activeCount--;
     }

@@ -38,8 +38,12 @@ export function requireApiKey(keys: readonly string[], opts: { basic?: boolean }
   const check = keyChecker(keys);
   return (req, res, next) => {
     const key = presentedKey(req.headers.authorization);
-    if (key !== undefined && (opts.basic || /^bearer/i.test(req.headers.authorization ?? '')) && check(key)) return next();
-    res.setHeader('WWW-Authenticate', opts.basic ? 'Basic realm="cell0", charset="UTF-8"' : 'Bearer realm="cell0"');
+    if (key !== undefined && (opts.basic || /^bearer/i.test(req.headers.authorization ?? '')) && check(key))
+      return next();
+    res.setHeader(
+      'WWW-Authenticate',
+      opts.basic ? 'Basic realm="cell0", charset="UTF-8"' : 'Bearer realm="cell0"',
+    );
     res.status(401).json({
       error: {
         code: ErrorCode.UNAUTHORIZED,

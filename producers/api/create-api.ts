@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import express, { type ErrorRequestHandler, type Express, type Request, type Response, type Router } from 'express';
+import express, {
+  type ErrorRequestHandler,
+  type Express,
+  type Request,
+  type Response,
+  type Router,
+} from 'express';
 import {
   BreakerOpenError,
   Cell0Error,
@@ -73,11 +79,20 @@ export function createApi(opts: ApiOptions): Express {
   app.set('etag', false);
 
   app.use((req, res, next) => {
-    const id = typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128 ? req.headers['x-request-id'] : randomUUID();
+    const id =
+      typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128
+        ? req.headers['x-request-id']
+        : randomUUID();
     res.setHeader('X-Request-Id', id);
     const t0 = performance.now();
     res.on('finish', () => {
-      const line = { reqId: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round((performance.now() - t0) * 10) / 10 };
+      const line = {
+        reqId: id,
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+      };
       if (res.statusCode >= 500) log.error(line, 'request failed');
       else log.debug(line, 'request');
     });
@@ -94,7 +109,8 @@ export function createApi(opts: ApiOptions): Express {
       new Promise<undefined>((r) => setTimeout(() => r(undefined), readyTimeoutMs).unref()),
     ]);
     const ready = client.submitter.ready && health?.healthy === true;
-    if (!ready) res.setHeader('Retry-After', String(Math.max(1, Math.ceil((health?.retryAfterMs ?? 1000) / 1000))));
+    if (!ready)
+      res.setHeader('Retry-After', String(Math.max(1, Math.ceil((health?.retryAfterMs ?? 1000) / 1000))));
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'unavailable',
       queuesConnected: client.submitter.ready,
@@ -116,7 +132,9 @@ export function createApi(opts: ApiOptions): Express {
     let waitMs = resultWaitMs;
     if (wait !== undefined) {
       if (typeof wait !== 'number' || !Number.isInteger(wait) || wait < 0 || wait > maxWaitMs) {
-        throw new ValidationError([{ field: 'wait', reason: `expected an integer number of ms from 0 to ${maxWaitMs}` }]);
+        throw new ValidationError([
+          { field: 'wait', reason: `expected an integer number of ms from 0 to ${maxWaitMs}` },
+        ]);
       }
       waitMs = wait;
     }
@@ -125,7 +143,9 @@ export function createApi(opts: ApiOptions): Express {
 
   const requireJson: express.RequestHandler = (req, res, next) => {
     if (!req.is(['application/json', 'application/*+json'])) {
-      res.status(415).json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json'));
+      res
+        .status(415)
+        .json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json'));
       return;
     }
     next();
@@ -174,16 +194,32 @@ export function createApi(opts: ApiOptions): Express {
     const queue = req.params.queue as string;
     const id = req.params.id as string;
     if (!isQueueName(queue)) {
-      res.status(404).json(errorBody(ErrorCode.JOB_NOT_FOUND, `no queue "${queue}"; queues are ${Object.values(QueueName).join(', ')}`));
+      res
+        .status(404)
+        .json(
+          errorBody(
+            ErrorCode.JOB_NOT_FOUND,
+            `no queue "${queue}"; queues are ${Object.values(QueueName).join(', ')}`,
+          ),
+        );
       return;
     }
     if (id.length > 200) {
-      res.status(404).json(errorBody(ErrorCode.JOB_NOT_FOUND, `no job ${id.slice(0, 40)}… in queue ${queue}`));
+      res
+        .status(404)
+        .json(errorBody(ErrorCode.JOB_NOT_FOUND, `no job ${id.slice(0, 40)}… in queue ${queue}`));
       return;
     }
     const view = await client.getJob(queue, id);
     if (!view) {
-      res.status(404).json(errorBody(ErrorCode.JOB_NOT_FOUND, `no job ${id} in queue ${queue} (never added, or its retention ended)`));
+      res
+        .status(404)
+        .json(
+          errorBody(
+            ErrorCode.JOB_NOT_FOUND,
+            `no job ${id} in queue ${queue} (never added, or its retention ended)`,
+          ),
+        );
       return;
     }
     res.json(view);
@@ -196,7 +232,11 @@ export function createApi(opts: ApiOptions): Express {
   for (const path of ['/inference', '/search']) {
     v1.all(path, (req, res) => {
       res.setHeader('Allow', 'POST');
-      res.status(405).json(errorBody(ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1${path}; use POST`));
+      res
+        .status(405)
+        .json(
+          errorBody(ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1${path}; use POST`),
+        );
     });
   }
 
@@ -212,26 +252,60 @@ export function createApi(opts: ApiOptions): Express {
       res.destroy();
       return;
     }
-    const e = err as { type?: string; status?: number; statusCode?: number; message?: string; limit?: number; length?: number };
+    const e = err as {
+      type?: string;
+      status?: number;
+      statusCode?: number;
+      message?: string;
+      limit?: number;
+      length?: number;
+    };
     if (err instanceof ValidationError) {
       res.status(400).json(errorBody(err.code, err.message, err.issues));
     } else if (err instanceof InputTooLargeError) {
-      res.status(413).json(errorBody(err.code, err.message, [{ field: err.field, reason: `${err.actualBytes} bytes is over the limit of ${err.limitBytes} bytes` }]));
+      res.status(413).json(
+        errorBody(err.code, err.message, [
+          {
+            field: err.field,
+            reason: `${err.actualBytes} bytes is over the limit of ${err.limitBytes} bytes`,
+          },
+        ]),
+      );
     } else if (err instanceof BreakerOpenError) {
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
-      res.status(503).json(errorBody(ErrorCode.REDIS_UNAVAILABLE, 'the queue store (Redis) is unavailable; retry later'));
+      res
+        .status(503)
+        .json(errorBody(ErrorCode.REDIS_UNAVAILABLE, 'the queue store (Redis) is unavailable; retry later'));
     } else if (err instanceof Cell0Error && err.code === ErrorCode.REDIS_UNAVAILABLE) {
       res.setHeader('Retry-After', '1');
       res.status(503).json(errorBody(err.code, 'the queue store (Redis) is unavailable; retry later'));
     } else if (e?.type === 'entity.too.large') {
-      res.status(413).json(errorBody(ErrorCode.INPUT_TOO_LARGE, `request body is over the limit of ${maxBodyBytes} bytes`, [{ field: '(body)', reason: `over ${maxBodyBytes} bytes` }]));
+      res
+        .status(413)
+        .json(
+          errorBody(ErrorCode.INPUT_TOO_LARGE, `request body is over the limit of ${maxBodyBytes} bytes`, [
+            { field: '(body)', reason: `over ${maxBodyBytes} bytes` },
+          ]),
+        );
     } else if (e?.type === 'entity.parse.failed') {
-      res.status(400).json(errorBody(ErrorCode.VALIDATION, `malformed JSON: ${e.message ?? 'parse error'}`, [{ field: '(body)', reason: 'malformed JSON' }]));
+      res
+        .status(400)
+        .json(
+          errorBody(ErrorCode.VALIDATION, `malformed JSON: ${e.message ?? 'parse error'}`, [
+            { field: '(body)', reason: 'malformed JSON' },
+          ]),
+        );
     } else if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
       res.status(415).json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, e.message ?? 'unsupported encoding'));
-    } else if (typeof (e?.status ?? e?.statusCode) === 'number' && (e.status ?? e.statusCode)! >= 400 && (e.status ?? e.statusCode)! < 500) {
+    } else if (
+      typeof (e?.status ?? e?.statusCode) === 'number' &&
+      (e.status ?? e.statusCode)! >= 400 &&
+      (e.status ?? e.statusCode)! < 500
+    ) {
       // Other body-reader errors: aborted request, bad content length, …
-      res.status((e.status ?? e.statusCode)!).json(errorBody(ErrorCode.VALIDATION, e.message ?? 'bad request'));
+      res
+        .status((e.status ?? e.statusCode)!)
+        .json(errorBody(ErrorCode.VALIDATION, e.message ?? 'bad request'));
     } else {
       log.error({ err, path: req.path }, 'unhandled error');
       res.status(500).json(errorBody(ErrorCode.INTERNAL, 'internal error'));

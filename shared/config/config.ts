@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, type FieldIssue } from '../errors.js';
 
@@ -13,7 +14,9 @@ const int = (min: number, max: number) =>
     .trim()
     .regex(/^-?\d+$/, `expected an integer between ${min} and ${max}`)
     .transform(Number)
-    .pipe(z.number().int().min(min, `expected an integer >= ${min}`).max(max, `expected an integer <= ${max}`));
+    .pipe(
+      z.number().int().min(min, `expected an integer >= ${min}`).max(max, `expected an integer <= ${max}`),
+    );
 
 const percent = int(1, 100);
 
@@ -21,7 +24,10 @@ const bool = z
   .string()
   .trim()
   .toLowerCase()
-  .refine((v) => ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'].includes(v), 'expected 1/0, true/false, yes/no or on/off')
+  .refine(
+    (v) => ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'].includes(v),
+    'expected 1/0, true/false, yes/no or on/off',
+  )
   .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
 
 const httpUrl = z
@@ -49,14 +55,12 @@ const redisUrl = z
     }
   }, 'expected a redis:// or rediss:// URL, for example redis://:password@host:6379/0');
 
-const list = z
-  .string()
-  .transform((v) =>
-    v
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0),
-  );
+const list = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0),
+);
 
 /** Declaration of one environment variable. */
 interface EnvVar {
@@ -71,59 +75,204 @@ interface EnvVar {
 
 /** Every environment variable cell0 reads. */
 export const ENV = {
-  CELL0_MAX_MEMORY_PERCENT: { default: '85', schema: percent, doc: 'Memory use (% of host RAM) above which a worker stops taking jobs' },
-  CELL0_MAX_CPU_PERCENT: { default: '90', schema: percent, doc: 'CPU use (%) above which a worker stops taking jobs' },
-  REDIS_URL: { schema: redisUrl, doc: 'Redis URL; wins over CELL0_REDIS_HOST/PORT. redis://[:password@]host:port[/db], rediss:// for TLS', secret: true },
-  CELL0_REDIS_HOST: { default: 'localhost', schema: z.string().trim().min(1, 'expected a host name'), doc: 'Redis host (when REDIS_URL is unset)' },
+  CELL0_MAX_MEMORY_PERCENT: {
+    default: '85',
+    schema: percent,
+    doc: 'Memory use (% of host RAM) above which a worker stops taking jobs',
+  },
+  CELL0_MAX_CPU_PERCENT: {
+    default: '90',
+    schema: percent,
+    doc: 'CPU use (%) above which a worker stops taking jobs',
+  },
+  REDIS_URL: {
+    schema: redisUrl,
+    doc: 'Redis URL; wins over CELL0_REDIS_HOST/PORT. redis://[:password@]host:port[/db], rediss:// for TLS',
+    secret: true,
+  },
+  CELL0_REDIS_HOST: {
+    default: 'localhost',
+    schema: z.string().trim().min(1, 'expected a host name'),
+    doc: 'Redis host (when REDIS_URL is unset)',
+  },
   CELL0_REDIS_PORT: { default: '6379', schema: int(1, 65535), doc: 'Redis port (when REDIS_URL is unset)' },
   CELL0_QUEUE_PREFIX: {
     default: '{cell0}',
     schema: z.string().regex(/^\{[A-Za-z0-9_.-]+\}$/, 'expected a Redis Cluster hash tag such as {cell0}'),
     doc: 'Key prefix of every queue; a {hash tag} keeps each queue in one cluster slot',
   },
-  CELL0_CACHE_TTL: { default: '300', schema: int(1, 31_536_000), doc: 'Default cache entry lifetime, seconds' },
-  CELL0_REDIS_COMMAND_TIMEOUT_MS: { default: '500', schema: int(50, 60_000), doc: 'A producer-side Redis command that takes longer fails (keeps 503 answers under 1 s)' },
-  CELL0_REDIS_BREAKER_THRESHOLD: { default: '5', schema: int(1, 1000), doc: 'Consecutive Redis failures that open the breaker' },
-  CELL0_REDIS_BREAKER_RESET_MS: { default: '5000', schema: int(100, 600_000), doc: 'How long the Redis breaker stays open before a trial call (half-open)' },
-  CELL0_HOST: { default: '127.0.0.1', schema: z.string().trim().min(1, 'expected an address to listen on'), doc: 'Address the API and dashboard listen on (0.0.0.0 in containers)' },
-  CELL0_PORT: { default: '3000', schema: int(0, 65535), doc: 'Port of the HTTP API (and of Bull Board in `cell0 start`)' },
-  CELL0_DASHBOARD_PORT: { default: '3001', schema: int(0, 65535), doc: 'Port of `cell0 dashboard` when run on its own' },
-  CELL0_API_KEYS: { schema: list, doc: 'Comma-separated API keys; when set, /v1 and /admin require `Authorization: Bearer <key>`', secret: true },
-  CELL0_DASHBOARD_WRITE: { default: '0', schema: bool, doc: 'Let Bull Board retry, promote and remove jobs (read-only when 0)' },
-  CELL0_INFERENCE_CONCURRENCY: { default: '4', schema: int(1, 1000), doc: 'Inference jobs one worker process runs at once' },
-  CELL0_SEARCH_CONCURRENCY: { default: '8', schema: int(1, 1000), doc: 'Search jobs one worker process runs at once' },
-  CELL0_RESULT_WAIT_MS: { default: '30000', schema: int(0, 600_000), doc: 'How long POST /v1/* waits for the result before answering 202 (request field `wait` overrides)' },
-  CELL0_MAX_WAIT_MS: { default: '120000', schema: int(0, 600_000), doc: 'Largest `wait` a request may ask for' },
-  CELL0_MAX_PROMPT_BYTES: { default: '32768', schema: int(1, 16_777_216), doc: 'Largest prompt (prompt + system + all message contents, UTF-8 bytes)' },
-  CELL0_MAX_QUERY_BYTES: { default: '2048', schema: int(1, 1_048_576), doc: 'Largest search query, UTF-8 bytes' },
-  CELL0_MAX_BODY_BYTES: { default: '65536', schema: int(1024, 67_108_864), doc: 'Largest HTTP request body; larger bodies get 413' },
-  CELL0_RESULT_TTL: { default: '3600', schema: int(1, 31_536_000), doc: 'Seconds a completed job (and its result) is kept; identical requests in that window get it without a new run' },
-  CELL0_RESULT_MAX_JOBS: { default: '100000', schema: int(1, 100_000_000), doc: 'Most completed jobs kept per queue; beyond it the oldest go first (a later identical request re-runs)' },
-  CELL0_FAILED_TTL: { default: '86400', schema: int(1, 31_536_000), doc: 'Seconds a failed job is kept for inspection; an identical request re-runs it' },
+  CELL0_CACHE_TTL: {
+    default: '300',
+    schema: int(1, 31_536_000),
+    doc: 'Default cache entry lifetime, seconds',
+  },
+  CELL0_REDIS_COMMAND_TIMEOUT_MS: {
+    default: '500',
+    schema: int(50, 60_000),
+    doc: 'A producer-side Redis command that takes longer fails (keeps 503 answers under 1 s)',
+  },
+  CELL0_REDIS_BREAKER_THRESHOLD: {
+    default: '5',
+    schema: int(1, 1000),
+    doc: 'Consecutive Redis failures that open the breaker',
+  },
+  CELL0_REDIS_BREAKER_RESET_MS: {
+    default: '5000',
+    schema: int(100, 600_000),
+    doc: 'How long the Redis breaker stays open before a trial call (half-open)',
+  },
+  CELL0_HOST: {
+    default: '127.0.0.1',
+    schema: z.string().trim().min(1, 'expected an address to listen on'),
+    doc: 'Address the API and dashboard listen on (0.0.0.0 in containers)',
+  },
+  CELL0_PORT: {
+    default: '3000',
+    schema: int(0, 65535),
+    doc: 'Port of the HTTP API (and of Bull Board in `cell0 start`)',
+  },
+  CELL0_DASHBOARD_PORT: {
+    default: '3001',
+    schema: int(0, 65535),
+    doc: 'Port of `cell0 dashboard` when run on its own',
+  },
+  CELL0_API_KEYS: {
+    schema: list,
+    doc: 'Comma-separated API keys; when set, /v1 and /admin require `Authorization: Bearer <key>`',
+    secret: true,
+  },
+  CELL0_DASHBOARD_WRITE: {
+    default: '0',
+    schema: bool,
+    doc: 'Let Bull Board retry, promote and remove jobs (read-only when 0)',
+  },
+  CELL0_INFERENCE_CONCURRENCY: {
+    default: '4',
+    schema: int(1, 1000),
+    doc: 'Inference jobs one worker process runs at once',
+  },
+  CELL0_SEARCH_CONCURRENCY: {
+    default: '8',
+    schema: int(1, 1000),
+    doc: 'Search jobs one worker process runs at once',
+  },
+  CELL0_RESULT_WAIT_MS: {
+    default: '30000',
+    schema: int(0, 600_000),
+    doc: 'How long POST /v1/* waits for the result before answering 202 (request field `wait` overrides)',
+  },
+  CELL0_MAX_WAIT_MS: {
+    default: '120000',
+    schema: int(0, 600_000),
+    doc: 'Largest `wait` a request may ask for',
+  },
+  CELL0_MAX_PROMPT_BYTES: {
+    default: '32768',
+    schema: int(1, 16_777_216),
+    doc: 'Largest prompt (prompt + system + all message contents, UTF-8 bytes)',
+  },
+  CELL0_MAX_QUERY_BYTES: {
+    default: '2048',
+    schema: int(1, 1_048_576),
+    doc: 'Largest search query, UTF-8 bytes',
+  },
+  CELL0_MAX_BODY_BYTES: {
+    default: '65536',
+    schema: int(1024, 67_108_864),
+    doc: 'Largest HTTP request body; larger bodies get 413',
+  },
+  CELL0_RESULT_TTL: {
+    default: '3600',
+    schema: int(1, 31_536_000),
+    doc: 'Seconds a completed job (and its result) is kept; identical requests in that window get it without a new run',
+  },
+  CELL0_RESULT_MAX_JOBS: {
+    default: '100000',
+    schema: int(1, 100_000_000),
+    doc: 'Most completed jobs kept per queue; beyond it the oldest go first (a later identical request re-runs)',
+  },
+  CELL0_FAILED_TTL: {
+    default: '86400',
+    schema: int(1, 31_536_000),
+    doc: 'Seconds a failed job is kept for inspection; an identical request re-runs it',
+  },
   CELL0_JOB_ATTEMPTS: { default: '3', schema: int(1, 100), doc: 'Attempts per job for retryable failures' },
-  CELL0_JOB_BACKOFF_MS: { default: '1000', schema: int(0, 3_600_000), doc: 'First retry delay (exponential backoff)' },
-  CELL0_PROVIDER_TIMEOUT_MS: { default: '120000', schema: int(100, 3_600_000), doc: 'Longest a single provider call may take' },
-  CELL0_SHUTDOWN_TIMEOUT_MS: { default: '30000', schema: int(0, 3_600_000), doc: 'On SIGTERM, how long active jobs may run before the worker is forced down' },
-  CELL0_OLLAMA_URL: { schema: httpUrl, doc: 'Ollama (or Ollama-compatible) base URL. Unset: `cell0 start` runs the bundled simulator; `cell0 worker` uses http://127.0.0.1:11434' },
-  CELL0_SEARCH_CORPUS_DIR: { schema: z.string().trim().min(1, 'expected a folder path'), doc: 'Folder of documents for the local search provider (default: the bundled data/corpus)' },
-  CELL0_SIM_HOST: { default: '127.0.0.1', schema: z.string().trim().min(1, 'expected an address'), doc: 'Address the simulator listens on' },
+  CELL0_JOB_BACKOFF_MS: {
+    default: '1000',
+    schema: int(0, 3_600_000),
+    doc: 'First retry delay (exponential backoff)',
+  },
+  CELL0_PROVIDER_TIMEOUT_MS: {
+    default: '120000',
+    schema: int(100, 3_600_000),
+    doc: 'Longest a single provider call may take',
+  },
+  CELL0_SHUTDOWN_TIMEOUT_MS: {
+    default: '30000',
+    schema: int(0, 3_600_000),
+    doc: 'On SIGTERM, how long active jobs may run before the worker is forced down',
+  },
+  CELL0_OLLAMA_URL: {
+    schema: httpUrl,
+    doc: 'Ollama (or Ollama-compatible) base URL. Unset: `cell0 start` runs the bundled simulator; `cell0 worker` uses http://127.0.0.1:11434',
+  },
+  CELL0_SEARCH_CORPUS_DIR: {
+    schema: z.string().trim().min(1, 'expected a folder path'),
+    doc: 'Folder of documents for the local search provider (default: the bundled data/corpus)',
+  },
+  CELL0_SIM_HOST: {
+    default: '127.0.0.1',
+    schema: z.string().trim().min(1, 'expected an address'),
+    doc: 'Address the simulator listens on',
+  },
   CELL0_SIM_PORT: { default: '11435', schema: int(0, 65535), doc: 'Port of the Ollama-compatible simulator' },
-  CELL0_SIM_TTFT_MS: { default: '40', schema: int(0, 600_000), doc: 'Simulator: time to first token once the model is loaded' },
+  CELL0_SIM_TTFT_MS: {
+    default: '40',
+    schema: int(0, 600_000),
+    doc: 'Simulator: time to first token once the model is loaded',
+  },
   CELL0_SIM_TOKENS_PER_SEC: { default: '200', schema: int(1, 1_000_000), doc: 'Simulator: generation speed' },
-  CELL0_SIM_LOAD_MS_PER_GB: { default: '100', schema: int(0, 600_000), doc: 'Simulator: model load time per GB of model size' },
-  CELL0_SIM_MAX_LOADED: { default: '3', schema: int(1, 1000), doc: 'Simulator: models resident at once (least recently used is unloaded)' },
-  CELL0_SIM_ALLOW_ANY_MODEL: { default: '0', schema: bool, doc: 'Simulator: serve model names outside its catalog instead of answering 404' },
-  CELL0_EMBEDDED_REDIS: { default: 'auto', schema: z.enum(['auto', 'never'], 'expected auto or never'), doc: '`cell0 start`: launch a private redis-server when none answers (auto) or never' },
-  CELL0_DATA_DIR: { default: '.cell0', schema: z.string().trim().min(1, 'expected a folder path'), doc: 'Where `cell0 start` keeps the embedded Redis data' },
+  CELL0_SIM_LOAD_MS_PER_GB: {
+    default: '100',
+    schema: int(0, 600_000),
+    doc: 'Simulator: model load time per GB of model size',
+  },
+  CELL0_SIM_MAX_LOADED: {
+    default: '3',
+    schema: int(1, 1000),
+    doc: 'Simulator: models resident at once (least recently used is unloaded)',
+  },
+  CELL0_SIM_ALLOW_ANY_MODEL: {
+    default: '0',
+    schema: bool,
+    doc: 'Simulator: serve model names outside its catalog instead of answering 404',
+  },
+  CELL0_EMBEDDED_REDIS: {
+    default: 'auto',
+    schema: z.enum(['auto', 'never'], 'expected auto or never'),
+    doc: '`cell0 start`: launch a private redis-server when none answers (auto) or never',
+  },
+  CELL0_DATA_DIR: {
+    default: '.cell0',
+    schema: z.string().trim().min(1, 'expected a folder path'),
+    doc: 'Where `cell0 start` keeps the embedded Redis data',
+  },
   CELL0_LOG_LEVEL: {
     default: 'info',
-    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent'),
+    schema: z.enum(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      'expected one of fatal, error, warn, info, debug, trace, silent',
+    ),
     doc: 'pino log level',
   },
 } satisfies Record<string, EnvVar>;
 
 type EnvName = keyof typeof ENV;
-type Parsed = { [K in EnvName]: (typeof ENV)[K] extends { default: string } ? z.output<(typeof ENV)[K]['schema']> : z.output<(typeof ENV)[K]['schema']> | undefined };
+type Parsed = {
+  [K in EnvName]: (typeof ENV)[K] extends { default: string }
+    ? z.output<(typeof ENV)[K]['schema']>
+    : z.output<(typeof ENV)[K]['schema']> | undefined;
+};
 
 /** Validated configuration of one cell0 process. */
 export interface Config {
@@ -223,7 +372,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (issues.length > 0) throw new ConfigError(issues);
 
   const explicitUrl = p.REDIS_URL !== undefined;
-  const url = p.REDIS_URL ?? `redis://${p.CELL0_REDIS_HOST.includes(':') ? `[${p.CELL0_REDIS_HOST}]` : p.CELL0_REDIS_HOST}:${p.CELL0_REDIS_PORT}`;
+  const url =
+    p.REDIS_URL ??
+    `redis://${p.CELL0_REDIS_HOST.includes(':') ? `[${p.CELL0_REDIS_HOST}]` : p.CELL0_REDIS_HOST}:${p.CELL0_REDIS_PORT}`;
   const parsedUrl = new URL(url);
   return {
     redis: {
@@ -283,6 +434,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: p.CELL0_DATA_DIR,
     logLevel: p.CELL0_LOG_LEVEL,
   };
+}
+
+/**
+ * Loads `path` (default ./.env) into the environment when it exists. Variables already set in the
+ * environment win over the file. Returns true when a file was read.
+ */
+export function loadEnvFile(path = '.env'): boolean {
+  if (!existsSync(path)) return false;
+  process.loadEnvFile(path);
+  return true;
 }
 
 /** The URL with its password replaced, for logs and messages. */

@@ -1,1 +1,1 @@
-export { ENV, loadConfig, redactUrl, type Config } from './config.js';
+export { ENV, loadConfig, loadEnvFile, redactUrl, type Config } from './config.js';

@@ -15,7 +15,10 @@ export function encodeFailure(err: unknown): string {
 }
 
 /** The code and message inside a failedReason; code is undefined for errors cell0 did not raise. */
-export function decodeFailure(reason: string | undefined | null): { code: string | undefined; message: string } {
+export function decodeFailure(reason: string | undefined | null): {
+  code: string | undefined;
+  message: string;
+} {
   const text = reason ?? 'unknown failure';
   const m = /^\[(CELL0_[A-Z_]+)\] ([\s\S]*)$/.exec(text);
   if (m && CODES.has(m[1]!)) return { code: m[1], message: m[2]! };

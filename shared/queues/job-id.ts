@@ -11,7 +11,8 @@ export function canonicalJson(value: unknown): string {
     if (s === undefined) throw new TypeError(`canonicalJson: cannot encode ${typeof value}`);
     return s;
   }
-  if (Array.isArray(value)) return '[' + value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',') + ']';
+  if (Array.isArray(value))
+    return '[' + value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',') + ']';
   const entries = Object.entries(value as Record<string, unknown>)
     .filter(([, v]) => v !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -28,6 +29,11 @@ const PREFIX: Record<QueueName, string> = { inference: 'i-', search: 's-' };
  * The letter prefix keeps ids from ever being all digits, which BullMQ refuses as custom ids.
  */
 export function jobIdFor(queue: QueueName, data: unknown): string {
-  const hash = createHash('sha256').update(ID_VERSION).update('\0').update(queue).update('\0').update(canonicalJson(data));
+  const hash = createHash('sha256')
+    .update(ID_VERSION)
+    .update('\0')
+    .update(queue)
+    .update('\0')
+    .update(canonicalJson(data));
   return PREFIX[queue] + hash.digest('hex').slice(0, 32);
 }

@@ -15,7 +15,12 @@ let source: string | undefined;
 const COMMAND = 'cell0JobOutcome';
 
 type WithCommand = {
-  [COMMAND](completedKey: string, failedKey: string, jobKey: string, jobId: string): Promise<[number, string | null, string | null]>;
+  [COMMAND](
+    completedKey: string,
+    failedKey: string,
+    jobKey: string,
+    jobId: string,
+  ): Promise<[number, string | null, string | null]>;
 };
 
 /** Registers the script on a connection (idempotent; ioredis loads it with EVALSHA/EVAL on first use). */
@@ -36,9 +41,17 @@ export async function readJobOutcome(redis: Redis, queueKey: string, jobId: stri
   );
   switch (status) {
     case 1:
-      return { status: 'completed', returnvalue: value == null ? null : JSON.parse(value), finishedOn: Number(finishedOn ?? 0) };
+      return {
+        status: 'completed',
+        returnvalue: value == null ? null : JSON.parse(value),
+        finishedOn: Number(finishedOn ?? 0),
+      };
     case 2:
-      return { status: 'failed', failedReason: value ?? 'unknown failure', finishedOn: Number(finishedOn ?? 0) };
+      return {
+        status: 'failed',
+        failedReason: value ?? 'unknown failure',
+        finishedOn: Number(finishedOn ?? 0),
+      };
     case 0:
       return { status: 'pending' };
     default:

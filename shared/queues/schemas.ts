@@ -23,7 +23,10 @@ const modelName = z
   .string()
   .min(1, 'must not be empty')
   .max(200, 'must be at most 200 characters')
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, 'must be a model name such as qwen2.5:7b (letters, digits and . _ : / @ + -)');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/,
+    'must be a model name such as qwen2.5:7b (letters, digits and . _ : / @ + -)',
+  );
 
 export const inferenceParamsSchema = z.strictObject({
   temperature: z.number().min(0).max(2).default(INFERENCE_PARAM_DEFAULTS.temperature),
@@ -31,7 +34,11 @@ export const inferenceParamsSchema = z.strictObject({
   top_k: z.int().min(1).max(1000).default(INFERENCE_PARAM_DEFAULTS.top_k),
   repeat_penalty: z.number().min(0).max(2).default(INFERENCE_PARAM_DEFAULTS.repeat_penalty),
   max_tokens: z.int().min(1).max(131_072).default(INFERENCE_PARAM_DEFAULTS.max_tokens),
-  seed: z.int().min(0).max(2 ** 31 - 1).optional(),
+  seed: z
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .optional(),
   stop: z.array(z.string().min(1).max(64)).max(8).optional(),
   num_ctx: z.int().min(128).max(1_048_576).optional(),
 });
@@ -56,9 +63,17 @@ export const inferenceRequestSchema = z
     if (v.prompt === undefined && v.messages === undefined)
       ctx.addIssue({ code: 'custom', path: ['prompt'], message: 'give either prompt or messages' });
     if (v.prompt !== undefined && v.messages !== undefined)
-      ctx.addIssue({ code: 'custom', path: ['messages'], message: 'give either prompt or messages, not both' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['messages'],
+        message: 'give either prompt or messages, not both',
+      });
     if (v.system !== undefined && v.messages !== undefined)
-      ctx.addIssue({ code: 'custom', path: ['system'], message: 'with messages, put the system prompt in a message with role "system"' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['system'],
+        message: 'with messages, put the system prompt in a message with role "system"',
+      });
   });
 export type InferenceRequest = z.input<typeof inferenceRequestSchema>;
 /** A validated inference request with every default filled in: exactly what goes on the queue. */
@@ -94,7 +109,8 @@ export function toFieldIssues(error: z.ZodError): FieldIssue[] {
   for (const issue of error.issues) {
     const path = issue.path.map(String).join('.');
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) issues.push({ field: path ? `${path}.${key}` : key, reason: 'unknown field' });
+      for (const key of issue.keys)
+        issues.push({ field: path ? `${path}.${key}` : key, reason: 'unknown field' });
     } else {
       issues.push({ field: path || '(body)', reason: issue.message });
     }

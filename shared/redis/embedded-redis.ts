@@ -55,7 +55,9 @@ export interface EmbeddedRedis {
 export async function startEmbeddedRedis(opts: { port: number; dataDir: string }): Promise<EmbeddedRedis> {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
-    throw new RedisNotInstalledError(`No Redis answers on 127.0.0.1:${opts.port} and there is no redis-server on PATH.`);
+    throw new RedisNotInstalledError(
+      `No Redis answers on 127.0.0.1:${opts.port} and there is no redis-server on PATH.`,
+    );
   }
   const dir = resolve(opts.dataDir, 'redis');
   mkdirSync(dir, { recursive: true });
@@ -64,7 +66,22 @@ export async function startEmbeddedRedis(opts: { port: number; dataDir: string }
   try {
     child = spawn(
       'redis-server',
-      ['--port', String(opts.port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'],
+      [
+        '--port',
+        String(opts.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+        '--protected-mode',
+        'yes',
+      ],
       { stdio: ['ignore', logFd, logFd], detached: false },
     );
   } finally {
@@ -77,7 +94,9 @@ export async function startEmbeddedRedis(opts: { port: number; dataDir: string }
   while (!(await redisAnswers(url, 300))) {
     if (exited || Date.now() > deadline) {
       if (!exited) child.kill('SIGKILL');
-      throw new RedisNotInstalledError(`redis-server did not start on 127.0.0.1:${opts.port}; see ${join(dir, 'redis.log')}.`);
+      throw new RedisNotInstalledError(
+        `redis-server did not start on 127.0.0.1:${opts.port}; see ${join(dir, 'redis.log')}.`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -1,2 +1,15 @@
-export { createRedisConnection, waitUntilReady, closeRedis, reconnectDelay, type ConnectionRole, type RedisConnectionOptions } from './connection.js';
-export { RedisClient, toRedisError, type RedisClientOptions, type RedisHealth, type RedisMetrics } from './redis-client.js';
+export {
+  createRedisConnection,
+  waitUntilReady,
+  closeRedis,
+  reconnectDelay,
+  type ConnectionRole,
+  type RedisConnectionOptions,
+} from './connection.js';
+export {
+  RedisClient,
+  toRedisError,
+  type RedisClientOptions,
+  type RedisHealth,
+  type RedisMetrics,
+} from './redis-client.js';

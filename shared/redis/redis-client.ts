@@ -75,9 +75,12 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
   constructor(options: RedisClientOptions) {
     super();
     const opts = { ...DEFAULTS, ...stripUndefined(options) };
-    if (!options.url && !options.connection) throw new TypeError('RedisClient: give option "url" or "connection"');
+    if (!options.url && !options.connection)
+      throw new TypeError('RedisClient: give option "url" or "connection"');
     if (!(opts.defaultTtlSeconds > 0))
-      throw new TypeError(`RedisClient: option "defaultTtlSeconds" must be > 0, got ${opts.defaultTtlSeconds}`);
+      throw new TypeError(
+        `RedisClient: option "defaultTtlSeconds" must be > 0, got ${opts.defaultTtlSeconds}`,
+      );
     this.opts = opts;
     this.ownsConnection = !options.connection;
     this.connection =
@@ -175,7 +178,12 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
       failures: m.failures,
       timeouts: m.timeouts,
       rejections: m.rejections,
-      latency: { meanMs: m.meanLatencyMs, p50Ms: m.p50LatencyMs, p95Ms: m.p95LatencyMs, p99Ms: m.p99LatencyMs },
+      latency: {
+        meanMs: m.meanLatencyMs,
+        p50Ms: m.p50LatencyMs,
+        p95Ms: m.p95LatencyMs,
+        p99Ms: m.p99LatencyMs,
+      },
       circuitState: m.state,
       connectionStatus: this.connection.status,
     };

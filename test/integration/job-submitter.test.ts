@@ -16,7 +16,11 @@ describe('JobSubmitter (coalescing and retention)', () => {
     prefix = uniquePrefix();
     calls = 0;
     failNext = false;
-    submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1, resultTtlSeconds: 2 } });
+    submitter = new JobSubmitter({
+      redisUrl: testRedisUrl(),
+      prefix,
+      policy: { attempts: 1, resultTtlSeconds: 2 },
+    });
     await submitter.start();
   });
   afterEach(async () => {
@@ -47,7 +51,9 @@ describe('JobSubmitter (coalescing and retention)', () => {
     startWorker(200);
     const data = { query: 'paris', limit: 5 };
     const results = await Promise.all(
-      Array.from({ length: 50 }, () => submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 10_000 })),
+      Array.from({ length: 50 }, () =>
+        submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 10_000 }),
+      ),
     );
     const ids = new Set(results.map((r) => r.jobId));
     expect(ids.size).toBe(1);

@@ -27,13 +27,22 @@ export class OllamaBackend implements InferenceBackend {
     let final: GenerationStats & { model?: string; done_reason?: string };
     let client: { ttftMs: number; totalMs: number };
     if (job.messages) {
-      const r = await this.client.chat({ model: job.model, messages: job.messages, options, stream: true }, { signal: ctx.signal });
+      const r = await this.client.chat(
+        { model: job.model, messages: job.messages, options, stream: true },
+        { signal: ctx.signal },
+      );
       text = r.message?.content ?? '';
       final = r;
       client = r.clientTimings;
     } else {
       const r = await this.client.generate(
-        { model: job.model, prompt: job.prompt ?? '', ...(job.system !== undefined ? { system: job.system } : {}), options, stream: true },
+        {
+          model: job.model,
+          prompt: job.prompt ?? '',
+          ...(job.system !== undefined ? { system: job.system } : {}),
+          options,
+          stream: true,
+        },
         { signal: ctx.signal },
       );
       text = r.response;

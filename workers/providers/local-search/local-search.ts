@@ -52,7 +52,8 @@ export class LocalSearch implements SearchBackend {
   constructor(opts: LocalSearchOptions = {}) {
     this.dir = opts.dir ?? bundledCorpusDir();
     this.snippetChars = opts.snippetChars ?? 240;
-    if (!(this.snippetChars >= 40)) throw new TypeError(`LocalSearch: option "snippetChars" must be >= 40, got ${this.snippetChars}`);
+    if (!(this.snippetChars >= 40))
+      throw new TypeError(`LocalSearch: option "snippetChars" must be >= 40, got ${this.snippetChars}`);
     const { documents, problems } = readCorpus(this.dir);
     this.problems = problems;
     this.index = new MiniSearch<CorpusDocument>({
@@ -81,7 +82,7 @@ export class LocalSearch implements SearchBackend {
     const matches = this.index.search(job.query, {
       boost: { title: 3, tags: 2 },
       prefix: (_term, i, terms) => i === terms.length - 1,
-      fuzzy: (term) => (term.length >= 5 ? 0.2 : false),
+      fuzzy: (term) => (term.length >= 6 ? 0.15 : false),
       filter: (r) => this.docs.get(String(r.id))?.type === job.type,
     });
     const hits: SearchHit[] = [];
@@ -92,7 +93,7 @@ export class LocalSearch implements SearchBackend {
       hits.push({
         title: doc.title,
         url: doc.url,
-        snippet: this.snippet(doc.text, m.terms),
+        snippet: this.snippet(doc, m.terms),
         source: doc.source,
         rank: job.offset + i + 1,
         score: Math.round(m.score * 1000) / 1000,
@@ -102,12 +103,25 @@ export class LocalSearch implements SearchBackend {
     return { query: job.query, provider: this.name, type: job.type, total: matches.length, hits };
   }
 
-  /** The sentence holding the first matched term, cut to snippetChars. */
-  private snippet(text: string, terms: string[]): string {
-    const sentences = text.split(/(?<=[.!?])\s+/);
-    const lowered = terms.map((t) => t.toLowerCase());
-    const hit = sentences.find((s) => tokenize(s).some((w) => lowered.includes(w))) ?? sentences[0] ?? '';
-    return hit.length <= this.snippetChars ? hit : hit.slice(0, this.snippetChars - 1).trimEnd() + '…';
+  /**
+   * The sentence that best explains the hit: most matched query terms, where a term that is not already
+   * in the title counts double (the title is shown anyway); ties go to the earlier sentence.
+   */
+  private snippet(doc: CorpusDocument, terms: string[]): string {
+    const sentences = doc.text.split(/(?<=[.!?])\s+/);
+    const inTitle = new Set(tokenize(doc.title));
+    const wanted = new Set(terms.map((t) => t.toLowerCase()));
+    let best = sentences[0] ?? '';
+    let bestScore = 0;
+    for (const sentence of sentences) {
+      let score = 0;
+      for (const w of new Set(tokenize(sentence))) if (wanted.has(w)) score += inTitle.has(w) ? 1 : 2;
+      if (score > bestScore) {
+        best = sentence;
+        bestScore = score;
+      }
+    }
+    return best.length <= this.snippetChars ? best : best.slice(0, this.snippetChars - 1).trimEnd() + '…';
   }
 
   async close(): Promise<void> {}

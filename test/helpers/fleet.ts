@@ -1,0 +1,131 @@
+import { Cell0Client } from '../../producers/cell0-client';
+import { createApi } from '../../producers/api/create-api';
+import { createDashboard } from '../../dashboards/bull-board';
+import { HttpServer } from '../../shared/http-server';
+import { SearchProvider } from '../../shared/queues/enums';
+import { Cell0Worker } from '../../workers/cell0-worker';
+import { OllamaBackend } from '../../workers/providers/ollama-backend';
+import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
+import { LocalSearch } from '../../workers/providers/local-search/local-search';
+import {
+  OllamaSimulator,
+  type OllamaSimulatorOptions,
+} from '../../workers/providers/simulator/ollama-simulator';
+import { testRedisUrl, uniquePrefix } from './redis';
+
+/** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
+export interface TestFleet {
+  url: string;
+  prefix: string;
+  client: Cell0Client;
+  worker: Cell0Worker | undefined;
+  sim: OllamaSimulator;
+  close(): Promise<void>;
+}
+
+let search: LocalSearch | undefined;
+
+export async function startTestFleet(
+  opts: {
+    redisUrl?: string;
+    apiKeys?: string[];
+    sim?: OllamaSimulatorOptions;
+    worker?: boolean;
+    resultWaitMs?: number;
+    maxBodyBytes?: number;
+    maxPromptBytes?: number;
+    dashboardWrite?: boolean;
+    breakerResetMs?: number;
+  } = {},
+): Promise<TestFleet> {
+  const redisUrl = opts.redisUrl ?? testRedisUrl();
+  const prefix = uniquePrefix('api');
+  const sim = new OllamaSimulator({ ttftMs: 5, tokensPerSec: 2000, loadMsPerGb: 5, ...opts.sim });
+  const { url: simUrl } = await sim.start();
+  search ??= new LocalSearch();
+  const worker =
+    opts.worker === false
+      ? undefined
+      : new Cell0Worker({
+          redisUrl,
+          prefix,
+          inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
+          search: { [SearchProvider.LOCAL]: search },
+          concurrency: { inference: 8, search: 8 },
+          shutdownTimeoutMs: 5000,
+        });
+  await worker?.start();
+  const client = new Cell0Client({
+    redisUrl,
+    prefix,
+    waitMs: opts.resultWaitMs ?? 10_000,
+    limits: { maxPromptBytes: opts.maxPromptBytes ?? 32 * 1024 },
+    policy: { attempts: 1 },
+    ...(opts.breakerResetMs !== undefined ? { breakerResetMs: opts.breakerResetMs } : {}),
+  });
+  void client.start().catch(() => undefined);
+  const board = createDashboard({
+    submitter: client.submitter,
+    apiKeys: opts.apiKeys ?? [],
+    write: opts.dashboardWrite ?? false,
+  });
+  const app = createApi({
+    client,
+    apiKeys: opts.apiKeys ?? [],
+    resultWaitMs: opts.resultWaitMs ?? 10_000,
+    maxBodyBytes: opts.maxBodyBytes ?? 65_536,
+    mounts: [{ path: board.basePath, router: board.router }],
+  });
+  const server = new HttpServer(app, { host: '127.0.0.1', port: 0 });
+  const { url } = await server.start();
+  if (opts.redisUrl === undefined) await client.start();
+  return {
+    url,
+    prefix,
+    client,
+    worker,
+    sim,
+    close: async () => {
+      await server.close();
+      await worker?.close();
+      await client.close();
+      await sim.close();
+    },
+  };
+}
+
+/** POST JSON (or raw text) and read the JSON answer. */
+export async function post(
+  url: string,
+  body: unknown,
+  opts: { raw?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...opts.headers },
+    body: opts.raw ?? JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    parsed = { _text: text };
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+export async function get(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const res = await fetch(url, { headers });
+  const text = await res.text();
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    parsed = { _text: text };
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}

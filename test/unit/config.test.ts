@@ -1,0 +1,110 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ENV, loadConfig, redactUrl } from '../../shared/config/config';
+import { ConfigError } from '../../shared/errors';
+
+const ROOT = join(__dirname, '..', '..');
+
+function issuesOf(env: Record<string, string>): { field: string; reason: string }[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('has the seed defaults', () => {
+    const c = loadConfig({});
+    expect(c.limits.maxMemoryPercent).toBe(85);
+    expect(c.limits.maxCpuPercent).toBe(90);
+    expect(c.redis.host).toBe('localhost');
+    expect(c.redis.port).toBe(6379);
+    expect(c.redis.url).toBe('redis://localhost:6379');
+    expect(c.redis.explicitUrl).toBe(false);
+    expect(c.redis.prefix).toBe('{cell0}');
+    expect(c.cache.ttlSeconds).toBe(300);
+    expect(c.api.port).toBe(3000);
+    expect(c.api.apiKeys).toEqual([]);
+    expect(c.limits.maxPromptBytes).toBe(32 * 1024);
+    expect(c.providers.ollamaUrl).toBeUndefined();
+  });
+
+  it('lets REDIS_URL win over host and port, with password, db and TLS', () => {
+    const c = loadConfig({
+      REDIS_URL: 'rediss://:s3cret@cache.example:6380/2',
+      CELL0_REDIS_HOST: 'other',
+      CELL0_REDIS_PORT: '1',
+    });
+    expect(c.redis.url).toBe('rediss://:s3cret@cache.example:6380/2');
+    expect(c.redis.explicitUrl).toBe(true);
+    expect(c.redis.host).toBe('cache.example');
+    expect(c.redis.port).toBe(6380);
+    expect(redactUrl(c.redis.url)).toBe('rediss://:***@cache.example:6380/2');
+  });
+
+  it('builds the URL from host and port, bracketing IPv6', () => {
+    expect(loadConfig({ CELL0_REDIS_HOST: 'redis.internal', CELL0_REDIS_PORT: '7000' }).redis.url).toBe(
+      'redis://redis.internal:7000',
+    );
+    expect(loadConfig({ CELL0_REDIS_HOST: '::1' }).redis.url).toBe('redis://[::1]:6379');
+  });
+
+  it('names every bad variable and what it expected, in one error', () => {
+    const issues = issuesOf({
+      CELL0_PORT: 'abc',
+      CELL0_MAX_CPU_PERCENT: '150',
+      REDIS_URL: 'http://x',
+      CELL0_DASHBOARD_WRITE: 'maybe',
+    });
+    const byField = Object.fromEntries(issues.map((i) => [i.field, i.reason]));
+    expect(Object.keys(byField).sort()).toEqual([
+      'CELL0_DASHBOARD_WRITE',
+      'CELL0_MAX_CPU_PERCENT',
+      'CELL0_PORT',
+      'REDIS_URL',
+    ]);
+    expect(byField.CELL0_PORT).toMatch(/integer between 0 and 65535.*"abc"/);
+    expect(byField.CELL0_MAX_CPU_PERCENT).toMatch(/<= 100/);
+    expect(byField.REDIS_URL).toMatch(/redis:\/\/ or rediss:\/\//);
+  });
+
+  it('never echoes a secret value back', () => {
+    const issues = issuesOf({ REDIS_URL: 'not a url with hunter2' });
+    expect(JSON.stringify(issues)).not.toContain('hunter2');
+  });
+
+  it('refuses a body limit below the prompt limit and a prefix without a hash tag', () => {
+    expect(issuesOf({ CELL0_MAX_PROMPT_BYTES: '100000', CELL0_MAX_BODY_BYTES: '50000' })[0]?.field).toBe(
+      'CELL0_MAX_BODY_BYTES',
+    );
+    expect(issuesOf({ CELL0_QUEUE_PREFIX: 'cell0' })[0]?.field).toBe('CELL0_QUEUE_PREFIX');
+  });
+
+  it('parses lists and booleans', () => {
+    const c = loadConfig({
+      CELL0_API_KEYS: ' a , b,,c ',
+      CELL0_DASHBOARD_WRITE: 'yes',
+      CELL0_OLLAMA_URL: 'http://gpu:11434/',
+    });
+    expect(c.api.apiKeys).toEqual(['a', 'b', 'c']);
+    expect(c.api.dashboardWrite).toBe(true);
+    expect(c.providers.ollamaUrl).toBe('http://gpu:11434');
+  });
+
+  it('.env.example and the README list every variable', () => {
+    const example = readFileSync(join(ROOT, '.env.example'), 'utf8');
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    for (const name of Object.keys(ENV)) {
+      expect({ name, inExample: new RegExp(`^#? ?${name}=`, 'm').test(example) }).toEqual({
+        name,
+        inExample: true,
+      });
+      expect({ name, inReadme: readme.includes(`\`${name}\``) }).toEqual({ name, inReadme: true });
+    }
+    // and nothing stale: every variable named in .env.example exists
+    for (const m of example.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)) expect(Object.keys(ENV)).toContain(m[1]);
+  });
+});

@@ -1,0 +1,428 @@
+import { performance } from 'node:perf_hooks';
+import { Pool, type Dispatcher } from 'undici';
+import {
+  Cell0Error,
+  ClosedError,
+  ConfigError,
+  ProviderError,
+  type FieldIssue,
+} from '../../../shared/errors.js';
+import { PROVIDER, connectionError, httpError, isConnectionError } from './http-errors.js';
+import { ndjsonLines } from './ndjson-lines.js';
+import {
+  type ChatRequest,
+  type ChatResponse,
+  type ChatResult,
+  type ClientTimings,
+  type EmbedRequest,
+  type EmbedResponse,
+  type GenerateCallOptions,
+  type GenerateRequest,
+  type GenerateResponse,
+  type GenerateResult,
+  type KeepAlive,
+  type PsResponse,
+  type TagsResponse,
+  type ToolCall,
+  type VersionResponse,
+} from './types.js';
+
+/** Options of {@link OllamaClient}. */
+export interface OllamaClientOptions {
+  /**
+   * Where Ollama listens, e.g. `http://127.0.0.1:11434`. http or https; a path prefix (a reverse proxy's
+   * mount point) is kept in front of `/api/...`. Required.
+   */
+  baseUrl: string;
+  /**
+   * Deadline of a whole call in ms: connecting, waiting for headers and reading the full answer (the whole
+   * stream, for streaming calls). Default 120000.
+   */
+  timeoutMs?: number;
+  /** Maximum keep-alive connections to the server; more concurrent calls queue in the pool. Default 16. */
+  connections?: number;
+  /** Extra headers sent with every request (e.g. Authorization for a proxy in front of Ollama). */
+  headers?: Record<string, string>;
+}
+
+const DEFAULTS = {
+  timeoutMs: 120_000,
+  connections: 16,
+  headers: {} as Record<string, string>,
+} satisfies Omit<Required<OllamaClientOptions>, 'baseUrl'>;
+
+type ResolvedOptions = Required<OllamaClientOptions>;
+
+/** Error bodies are only read for their message; a proxy's HTML page must not be buffered whole. */
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+type HttpMethod = 'GET' | 'POST';
+
+interface CallSpec<T> {
+  method: HttpMethod;
+  endpoint: string;
+  body?: unknown;
+  /** The model the call is about, for ModelNotFoundError. */
+  model?: string;
+  signal?: AbortSignal;
+  read: (body: Dispatcher.ResponseData['body']) => Promise<T>;
+}
+
+function validate(opts: ResolvedOptions): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  let url: URL | undefined;
+  try {
+    url = new URL(opts.baseUrl);
+  } catch {
+    // reported below
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    issues.push({
+      field: 'baseUrl',
+      reason: `expected an http:// or https:// URL, got ${JSON.stringify(opts.baseUrl)}`,
+    });
+  }
+  if (typeof opts.timeoutMs !== 'number' || !Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) {
+    issues.push({ field: 'timeoutMs', reason: `expected a number of ms > 0, got ${String(opts.timeoutMs)}` });
+  }
+  if (!Number.isInteger(opts.connections) || opts.connections < 1) {
+    issues.push({
+      field: 'connections',
+      reason: `expected an integer >= 1, got ${String(opts.connections)}`,
+    });
+  }
+  if (typeof opts.headers !== 'object' || opts.headers === null) {
+    issues.push({ field: 'headers', reason: 'expected an object of header names to string values' });
+  }
+  return issues;
+}
+
+function parseObject(text: string, endpoint: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ProviderError(
+      PROVIDER,
+      `${endpoint}: answer is not JSON: ${text.slice(0, 200)}`,
+      undefined,
+      false,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ProviderError(PROVIDER, `${endpoint}: answer is not a JSON object`, undefined, false);
+  }
+  const error = (parsed as { error?: unknown }).error;
+  if (typeof error === 'string') {
+    // Ollama reports failures that happen after the 200 header (e.g. the runner died) as an error line.
+    throw new ProviderError(PROVIDER, `${endpoint}: ${error}`, undefined, true);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= limit) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).toString('utf8').slice(0, limit);
+}
+
+/** How to read the pieces of a chunk that add up over a stream. */
+interface StreamParts<C> {
+  text(chunk: C): string | undefined;
+  thinking(chunk: C): string | undefined;
+  /** Sees every chunk, for anything else that adds up (chat tool calls). */
+  each?(chunk: C): void;
+}
+
+interface Aggregate<C> {
+  final: C;
+  text: string;
+  thinking: string;
+  ttftMs: number | undefined;
+}
+
+/**
+ * A client of one Ollama server. Connections are kept alive in an undici Pool for the server's origin.
+ * Errors are typed (see shared/errors.ts): ModelNotFoundError, ProviderError (with `retryable` and
+ * `retryAfterMs`), ClosedError; a caller's abort rejects with the signal's reason.
+ */
+export class OllamaClient {
+  private readonly opts: ResolvedOptions;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private closing: Promise<void> | undefined;
+
+  constructor(opts: OllamaClientOptions) {
+    // An option passed as undefined means "use the default", not "override it with undefined".
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
+    const merged = { ...DEFAULTS, ...given } as ResolvedOptions;
+    const issues = validate(merged);
+    if (issues.length > 0)
+      throw new ConfigError(issues.map((i) => ({ ...i, field: `OllamaClient.${i.field}` })));
+    this.opts = merged;
+    const url = new URL(merged.baseUrl);
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    // The whole-call deadline is ours (timeoutMs); undici's own timers would cut long generations short.
+    this.pool = new Pool(url.origin, { connections: merged.connections, headersTimeout: 0, bodyTimeout: 0 });
+  }
+
+  /** The server's base URL, as configured. */
+  get baseUrl(): string {
+    return this.opts.baseUrl;
+  }
+
+  /**
+   * POST /api/generate. Streams by default (as Ollama does): each chunk with text goes to `onToken`, and
+   * the result is the final chunk with `response` holding the whole text, plus client-side timings.
+   */
+  async generate(req: GenerateRequest, opts: GenerateCallOptions = {}): Promise<GenerateResult> {
+    if (req.stream === false) {
+      const started = performance.now();
+      const res = await this.call<GenerateResponse>({
+        method: 'POST',
+        endpoint: '/api/generate',
+        body: { ...req, stream: false },
+        model: req.model,
+        signal: opts.signal,
+        read: async (body) => parseObject(await body.text(), '/api/generate') as unknown as GenerateResponse,
+      });
+      const totalMs = performance.now() - started;
+      return { ...res, clientTimings: { ttftMs: totalMs, totalMs } };
+    }
+    const started = performance.now();
+    const agg = await this.call({
+      method: 'POST',
+      endpoint: '/api/generate',
+      body: { ...req, stream: true },
+      model: req.model,
+      signal: opts.signal,
+      read: (body) =>
+        this.aggregate<GenerateResponse>(
+          body,
+          '/api/generate',
+          started,
+          { text: (c) => c.response, thinking: (c) => c.thinking },
+          opts.onToken,
+        ),
+    });
+    const clientTimings = timingsOf(agg, started);
+    const result: GenerateResult = { ...agg.final, response: agg.text, clientTimings };
+    if (agg.thinking.length > 0) result.thinking = agg.thinking;
+    return result;
+  }
+
+  /**
+   * POST /api/chat. Streams by default; the result is the final chunk with `message.content` holding the
+   * whole text (and tool calls of every chunk gathered), plus client-side timings.
+   */
+  async chat(req: ChatRequest, opts: GenerateCallOptions = {}): Promise<ChatResult> {
+    if (req.stream === false) {
+      const started = performance.now();
+      const res = await this.call<ChatResponse>({
+        method: 'POST',
+        endpoint: '/api/chat',
+        body: { ...req, stream: false },
+        model: req.model,
+        signal: opts.signal,
+        read: async (body) => parseObject(await body.text(), '/api/chat') as unknown as ChatResponse,
+      });
+      const totalMs = performance.now() - started;
+      return { ...res, clientTimings: { ttftMs: totalMs, totalMs } };
+    }
+    const started = performance.now();
+    const toolCalls: ToolCall[] = [];
+    const agg = await this.call({
+      method: 'POST',
+      endpoint: '/api/chat',
+      body: { ...req, stream: true },
+      model: req.model,
+      signal: opts.signal,
+      read: (body) =>
+        this.aggregate<ChatResponse>(
+          body,
+          '/api/chat',
+          started,
+          {
+            text: (c) => c.message?.content,
+            thinking: (c) => c.message?.thinking,
+            each: (c) => toolCalls.push(...(c.message?.tool_calls ?? [])),
+          },
+          opts.onToken,
+        ),
+    });
+    const message = { ...agg.final.message, role: agg.final.message?.role ?? 'assistant', content: agg.text };
+    if (agg.thinking.length > 0) message.thinking = agg.thinking;
+    if (toolCalls.length > 0) message.tool_calls = toolCalls;
+    return { ...agg.final, message, clientTimings: timingsOf(agg, started) };
+  }
+
+  /** POST /api/embed: one vector per input. */
+  async embed(req: EmbedRequest): Promise<EmbedResponse> {
+    return this.postJson<EmbedResponse>('/api/embed', req, req.model);
+  }
+
+  /** GET /api/ps: the models loaded in memory. */
+  async ps(): Promise<PsResponse> {
+    return this.getJson<PsResponse>('/api/ps');
+  }
+
+  /** GET /api/tags: the models available locally. */
+  async tags(): Promise<TagsResponse> {
+    return this.getJson<TagsResponse>('/api/tags');
+  }
+
+  /** GET /api/version */
+  async version(): Promise<VersionResponse> {
+    return this.getJson<VersionResponse>('/api/version');
+  }
+
+  /** Loads a model into memory (a generate call with no prompt); Ollama answers done_reason "load". */
+  async load(model: string, keepAlive?: KeepAlive): Promise<GenerateResponse> {
+    const body: GenerateRequest = { model, stream: false };
+    if (keepAlive !== undefined) body.keep_alive = keepAlive;
+    return this.postJson<GenerateResponse>('/api/generate', body, model);
+  }
+
+  /** Unloads a model from memory (keep_alive 0); Ollama answers done_reason "unload". */
+  async unload(model: string): Promise<GenerateResponse> {
+    return this.postJson<GenerateResponse>('/api/generate', { model, stream: false, keep_alive: 0 }, model);
+  }
+
+  /**
+   * Closes the connection pool once the calls in flight have finished. Idempotent: every call returns the
+   * same promise. Calls made afterwards reject with ClosedError.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.pool.close();
+    return this.closing;
+  }
+
+  private postJson<T>(endpoint: string, body: unknown, model: string): Promise<T> {
+    return this.call<T>({
+      method: 'POST',
+      endpoint,
+      body,
+      model,
+      read: async (b) => parseObject(await b.text(), endpoint) as unknown as T,
+    });
+  }
+
+  private getJson<T>(endpoint: string): Promise<T> {
+    return this.call<T>({
+      method: 'GET',
+      endpoint,
+      read: async (b) => parseObject(await b.text(), endpoint) as unknown as T,
+    });
+  }
+
+  /**
+   * One HTTP exchange under the whole-call deadline and the caller's signal. Every path out of here
+   * consumes or destroys the response body, so the socket goes back to the pool (or is dropped).
+   */
+  private async call<T>(spec: CallSpec<T>): Promise<T> {
+    if (this.closing !== undefined) throw new ClosedError('OllamaClient');
+    const { signal } = spec;
+    signal?.throwIfAborted();
+
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort(new Error(`timed out after ${this.opts.timeoutMs} ms`));
+    }, this.opts.timeoutMs);
+    timer.unref();
+    const onAbort = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    let responseBody: Dispatcher.ResponseData['body'] | undefined;
+    try {
+      const headers: Record<string, string> = { ...this.opts.headers, accept: 'application/json' };
+      let payload: string | undefined;
+      if (spec.body !== undefined) {
+        headers['content-type'] = 'application/json';
+        payload = JSON.stringify(spec.body);
+      }
+      const res = await this.pool.request({
+        path: this.basePath + spec.endpoint,
+        method: spec.method,
+        headers,
+        body: payload,
+        signal: controller.signal,
+      });
+      responseBody = res.body;
+      if (res.statusCode >= 400) {
+        const text = await readLimited(res.body, ERROR_BODY_LIMIT);
+        throw httpError(spec.endpoint, res.statusCode, res.headers['retry-after'], text, spec.model);
+      }
+      return await spec.read(res.body);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (timedOut) {
+        throw new ProviderError(
+          PROVIDER,
+          `${spec.endpoint}: timed out after ${this.opts.timeoutMs} ms`,
+          undefined,
+          true,
+          { cause: err },
+        );
+      }
+      if (err instanceof Cell0Error) throw err;
+      if (isConnectionError(err)) throw connectionError(spec.endpoint, err);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      // A body left unread (error thrown by a reader or onToken) would hold the socket; drop it.
+      if (responseBody !== undefined && !responseBody.destroyed && !responseBody.readableEnded) {
+        responseBody.destroy();
+      }
+    }
+  }
+
+  /** Reads an NDJSON stream to its end, gathering text, and returns the final (done) chunk. */
+  private async aggregate<C extends { done?: boolean }>(
+    body: Dispatcher.ResponseData['body'],
+    endpoint: string,
+    started: number,
+    parts: StreamParts<C>,
+    onToken: ((text: string) => void) | undefined,
+  ): Promise<Aggregate<C>> {
+    let text = '';
+    let thinking = '';
+    let ttftMs: number | undefined;
+    let final: C | undefined;
+    for await (const line of ndjsonLines(body as AsyncIterable<Buffer>)) {
+      const chunk = parseObject(line, endpoint) as unknown as C;
+      parts.each?.(chunk);
+      const piece = parts.text(chunk);
+      if (typeof piece === 'string' && piece.length > 0) {
+        ttftMs ??= performance.now() - started;
+        text += piece;
+        onToken?.(piece);
+      }
+      const thought = parts.thinking(chunk);
+      if (typeof thought === 'string') thinking += thought;
+      if (chunk.done === true) final = chunk;
+    }
+    if (final === undefined) {
+      throw new ProviderError(PROVIDER, `${endpoint}: stream ended before the final chunk`, undefined, true);
+    }
+    return { final, text, thinking, ttftMs };
+  }
+}
+
+function timingsOf(agg: { ttftMs: number | undefined }, started: number): ClientTimings {
+  const totalMs = performance.now() - started;
+  return { ttftMs: agg.ttftMs ?? totalMs, totalMs };
+}
