@@ -82,13 +82,15 @@ async function run(
   const log = createLogger({ level: cfg.logLevel, name: role });
   const services: Service[] = [];
   let stopping: Promise<void> | undefined;
+  let forced = false;
 
   const stop = (signal: string) => {
     if (stopping) {
+      forced = true;
       process.stderr.write(`cell0: ${signal} again, forcing shutdown\n`);
       log.warn({ signal }, 'second signal: forcing shutdown');
-      const forced = Promise.allSettled(services.map((s) => (s.forceClose ?? s.close)()));
-      void Promise.race([forced, new Promise((r) => setTimeout(r, 4000))]).then(() => process.exit(1));
+      const all = Promise.allSettled(services.map((s) => (s.forceClose ?? s.close)()));
+      void Promise.race([all, new Promise((r) => setTimeout(r, 4000))]).then(() => process.exit(1));
       return;
     }
     process.stderr.write(`cell0: ${signal} received, shutting down (send it again to force)\n`);
@@ -102,7 +104,7 @@ async function run(
         }
       }
     })();
-    void stopping.then(() => process.exit(0));
+    void stopping.then(() => process.exit(forced ? 1 : 0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
