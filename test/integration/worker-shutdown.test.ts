@@ -55,7 +55,10 @@ describe('worker process shutdown (cell0 worker, real signals)', () => {
     w.kill('SIGTERM');
     const sigtermAt = Date.now();
     await w.waitFor(/SIGTERM received/);
-    const second = await client.enqueueInference({ model: 'qwen2.5:0.5b', prompt: 'arrives during shutdown' });
+    const second = await client.enqueueInference({
+      model: 'qwen2.5:0.5b',
+      prompt: 'arrives during shutdown',
+    });
 
     expect(await w.exited).toBe(0);
     const exitedAt = Date.now();
@@ -66,6 +69,14 @@ describe('worker process shutdown (cell0 worker, real signals)', () => {
     expect(exitedAt - sigtermAt).toBeGreaterThan(3000); // it really waited for the job
     expect((await second.state())?.state).toBe('waiting');
     expect(sim.stats().requests.byEndpoint['/api/generate']).toBe(1);
+    // The job's log line carries queue, job id and duration.
+    const line = w
+      .stdout()
+      .split('\n')
+      .filter((l) => l.includes('"job completed"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+    expect(line).toMatchObject({ queue: 'inference', jobId: job.id, durationMs: expect.any(Number) });
+    expect(line!.durationMs as number).toBeGreaterThan(3000);
   }, 40_000);
 
   it('on a second SIGTERM puts the active job back to wait without burning an attempt; another worker finishes it', async () => {

@@ -1,0 +1,92 @@
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { redisAnswers } from '../../shared/redis/embedded-redis';
+import { spawnCell0, type Cell0Process } from '../helpers/cli';
+import { freePort } from '../helpers/redis-server';
+
+describe('cell0 start (all in one, first run)', () => {
+  let dataDir: string;
+  let proc: Cell0Process | undefined;
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'cell0-start-'));
+  });
+  afterEach(() => {
+    proc?.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('starts a private Redis when none answers, serves an inference over HTTP, and stops it all on SIGTERM', async () => {
+    const redisPort = await freePort();
+    proc = spawnCell0(['start'], {
+      CELL0_REDIS_PORT: String(redisPort),
+      CELL0_PORT: '0',
+      CELL0_SIM_PORT: '0',
+      CELL0_DATA_DIR: dataDir,
+    });
+    const [, apiUrl] = await proc.waitFor(/api\s+(http:\/\/\S+)/, 30_000);
+    const [, simUrl] = await proc.waitFor(/simulator\s+(http:\/\/\S+)/);
+    expect(proc.stderr()).toMatch(
+      new RegExp(`redis\\s+redis://127\\.0\\.0\\.1:${redisPort}\\s+\\(private redis-server`),
+    );
+    expect(proc.stderr()).toMatch(/dashboard\s+http:\/\/\S+\/admin\/queues/);
+    expect(existsSync(join(dataDir, 'redis'))).toBe(true);
+
+    const res = await fetch(`${apiUrl}/v1/inference`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'qwen2.5:7b', prompt: 'What is the capital of France?' }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { jobId: string; result: { text: string } };
+    expect(body.result.text).toMatch(/^\[simulated qwen2\.5:7b\]/);
+    const stats = (await (await fetch(`${simUrl}/_sim/stats`)).json()) as { requests: { total: number } };
+    expect(stats.requests.total).toBe(1);
+    expect((await fetch(`${apiUrl}/admin/queues`)).status).toBe(200);
+
+    proc.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(await redisAnswers(`redis://127.0.0.1:${redisPort}`, 300)).toBe(false);
+  }, 60_000);
+
+  it('says how to get Redis when none answers and there is no redis-server', async () => {
+    const redisPort = await freePort();
+    proc = spawnCell0(['start'], {
+      PATH: '/nonexistent',
+      CELL0_REDIS_PORT: String(redisPort),
+      CELL0_PORT: '0',
+      CELL0_DATA_DIR: dataDir,
+    });
+    expect(await proc.exited).toBe(1);
+    expect(proc.stderr()).toMatch(/no redis-server on PATH/);
+    expect(proc.stderr()).toMatch(/apt-get install redis-server/);
+    expect(proc.stderr()).toMatch(/brew install redis/);
+    expect(proc.stderr()).toMatch(/docker compose up -d redis/);
+  }, 30_000);
+
+  it('does not start a private Redis when REDIS_URL is given but unreachable', async () => {
+    const redisPort = await freePort();
+    proc = spawnCell0(['start'], {
+      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      CELL0_PORT: '0',
+      CELL0_DATA_DIR: dataDir,
+    });
+    expect(await proc.exited).toBe(1);
+    expect(proc.stderr()).toMatch(/does not answer \(REDIS_URL is set/);
+  }, 30_000);
+
+  it('exits 2 naming the variable when the configuration is invalid', async () => {
+    proc = spawnCell0(['api'], { CELL0_PORT: 'eighty', CELL0_INFERENCE_CONCURRENCY: '0' });
+    expect(await proc.exited).toBe(2);
+    expect(proc.stderr()).toMatch(/CELL0_PORT: expected an integer between 0 and 65535, got "eighty"/);
+    expect(proc.stderr()).toMatch(/CELL0_INFERENCE_CONCURRENCY: expected an integer >= 1/);
+  }, 30_000);
+
+  it('prints help for every command', async () => {
+    const cmds = ['start', 'api', 'worker', 'dashboard', 'simulator'];
+    const procs = cmds.map((cmd) => spawnCell0([cmd, '--help'], {}));
+    const codes = await Promise.all(procs.map((p) => p.exited));
+    expect(codes).toEqual(cmds.map(() => 0));
+    cmds.forEach((cmd, i) => expect(procs[i]!.stdout()).toMatch(new RegExp(`Usage: cell0 ${cmd}`)));
+  }, 60_000);
+});
