@@ -6,14 +6,20 @@
 import { Cell0Client } from '../../producers/cell0-client';
 
 async function main(): Promise<void> {
-  const client = new Cell0Client({ redisUrl: process.env.REDIS_URL!, prefix: process.env.PREFIX!, waitMs: 20_000 });
+  const client = new Cell0Client({
+    redisUrl: process.env.REDIS_URL!,
+    prefix: process.env.PREFIX!,
+    waitMs: 20_000,
+  });
   await client.start();
   const body = JSON.parse(process.env.BODY!) as { model: string; prompt: string };
   const count = Number(process.env.COUNT ?? '1');
   const delay = Number(process.env.GO_AT) - Date.now();
   if (delay > 0) await new Promise((r) => setTimeout(r, delay));
   const results = await Promise.all(Array.from({ length: count }, () => client.infer(body)));
-  process.stdout.write(JSON.stringify({ jobIds: results.map((r) => r.jobId), texts: results.map((r) => r.result.text) }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ jobIds: results.map((r) => r.jobId), texts: results.map((r) => r.result.text) }) + '\n',
+  );
   await client.close();
 }
 

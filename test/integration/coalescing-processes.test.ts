@@ -7,10 +7,14 @@ import { testRedisUrl } from '../helpers/redis';
 const run = promisify(execFile);
 
 async function producer(env: Record<string, string>): Promise<{ jobIds: string[]; texts: string[] }> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'helpers', 'producer-process.ts')], {
-    env: { PATH: process.env.PATH ?? '', REDIS_URL: testRedisUrl(), ...env },
-    timeout: 30_000,
-  });
+  const { stdout } = await run(
+    process.execPath,
+    ['--import', 'tsx', join(__dirname, '..', 'helpers', 'producer-process.ts')],
+    {
+      env: { PATH: process.env.PATH ?? '', REDIS_URL: testRedisUrl(), ...env },
+      timeout: 30_000,
+    },
+  );
   return JSON.parse(stdout.trim().split('\n').pop()!) as { jobIds: string[]; texts: string[] };
 }
 

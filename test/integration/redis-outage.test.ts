@@ -21,7 +21,12 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
   afterAll(() => redis.destroy());
 
   it('opens the breaker after N failures, refuses fast while open, half-opens, and closes when Redis is back', async () => {
-    const client = new RedisClient({ url: redis.url, breakerThreshold: 3, breakerResetMs: 600, commandTimeoutMs: 300 });
+    const client = new RedisClient({
+      url: redis.url,
+      breakerThreshold: 3,
+      breakerResetMs: 600,
+      commandTimeoutMs: 300,
+    });
     try {
       await once(client.connection, 'ready');
       await client.set('k', { a: 1 }, 60);
@@ -33,7 +38,8 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
       await closed;
 
       const opened = once(client, 'breaker:open');
-      for (let i = 0; i < 3; i++) expect(await rejection(client.get('k'))).toBeInstanceOf(RedisUnavailableError);
+      for (let i = 0; i < 3; i++)
+        expect(await rejection(client.get('k'))).toBeInstanceOf(RedisUnavailableError);
       await opened;
       expect(client.getMetrics().circuitState).toBe('open');
 
