@@ -95,6 +95,11 @@ async function run(
     }
     process.stderr.write(`cell0: ${signal} received, shutting down (send it again to force)\n`);
     log.info({ signal }, 'shutting down');
+    // Backstop: whatever happens below, the process ends a while after the workers' own deadline.
+    setTimeout(() => {
+      log.error('shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, cfg.workers.shutdownTimeoutMs + 15_000).unref();
     stopping = (async () => {
       for (const s of [...services].reverse()) {
         try {

@@ -89,6 +89,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   private readonly opts: JobSubmitterOptions;
   private readonly log: Logger;
   private readonly lanes = new Map<QueueName, Lane>();
+  /** Every lane created, ready or not, so close() reaches the half-built ones too. */
+  private readonly created: Lane[] = [];
   private readonly queueNames: readonly QueueName[];
   private initializing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -137,46 +139,64 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     return this.isInitialized;
   }
 
+  /**
+   * Connects every queue, retrying until it works or close() is called. A BullMQ Queue whose first
+   * connection attempt failed stays broken, so a failed lane is thrown away and built again.
+   */
   private async init(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       if (this.closing) throw new ClosedError('JobSubmitter');
       try {
         await waitUntilReady(this.conn, 3000);
+        for (const name of this.queueNames) {
+          if (!this.lanes.has(name)) this.lanes.set(name, await this.openLane(name));
+        }
         break;
-      } catch {
-        if (attempt % 5 === 0) this.log.warn({ attempt }, 'waiting for Redis');
+      } catch (err) {
+        if (this.closing) throw new ClosedError('JobSubmitter');
+        if (attempt % 5 === 0) this.log.warn({ attempt, err: (err as Error).message }, 'waiting for Redis');
+        await new Promise((r) => setTimeout(r, 500));
       }
-    }
-    for (const name of this.queueNames) {
-      const queue = new Queue(name, {
-        connection: this.conn,
-        prefix: this.prefix,
-        defaultJobOptions: jobOptionsFor(this.policy),
-      });
-      queue.on('error', (err) => this.log.debug({ err, queue: name }, 'queue connection error'));
-      const key = `${this.prefix}:${name}`;
-      // Start reading the event stream at its current end, before any waiter exists (see class comment).
-      const last = await this.conn.xrevrange(`${key}:events`, '+', '-', 'COUNT', 1);
-      const lastEventId = last[0]?.[0] ?? '0-0';
-      const eventsConn = createRedisConnection({
-        url: this.opts.redisUrl,
-        role: 'events',
-        connectionName: `cell0:events:${name}`,
-      });
-      const events = new QueueEvents(name, { connection: eventsConn, prefix: this.prefix, lastEventId });
-      events.on('error', (err) => this.log.debug({ err, queue: name }, 'queue events connection error'));
-      const lane: Lane = { queue, events, eventsConn, waiters: new Map(), key };
-      events.on('completed', ({ jobId, returnvalue }) =>
-        this.dispatch(lane, jobId, { kind: 'completed', returnvalue }),
-      );
-      events.on('failed', ({ jobId, failedReason }) =>
-        this.dispatch(lane, jobId, { kind: 'failed', failedReason }),
-      );
-      await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
-      this.lanes.set(name, lane);
     }
     this.isInitialized = true;
     this.emit('ready');
+  }
+
+  private async openLane(name: QueueName): Promise<Lane> {
+    const key = `${this.prefix}:${name}`;
+    // Start reading the event stream at its current end, before any waiter exists (see class comment).
+    const last = await this.conn.xrevrange(`${key}:events`, '+', '-', 'COUNT', 1);
+    const lastEventId = last[0]?.[0] ?? '0-0';
+    const queue = new Queue(name, {
+      connection: this.conn,
+      prefix: this.prefix,
+      defaultJobOptions: jobOptionsFor(this.policy),
+    });
+    queue.on('error', (err) => this.log.debug({ err, queue: name }, 'queue connection error'));
+    const eventsConn = createRedisConnection({
+      url: this.opts.redisUrl,
+      role: 'events',
+      connectionName: `cell0:events:${name}`,
+    });
+    const events = new QueueEvents(name, { connection: eventsConn, prefix: this.prefix, lastEventId });
+    events.on('error', (err) => this.log.debug({ err, queue: name }, 'queue events connection error'));
+    const lane: Lane = { queue, events, eventsConn, waiters: new Map(), key };
+    this.created.push(lane);
+    events.on('completed', ({ jobId, returnvalue }) =>
+      this.dispatch(lane, jobId, { kind: 'completed', returnvalue }),
+    );
+    events.on('failed', ({ jobId, failedReason }) =>
+      this.dispatch(lane, jobId, { kind: 'failed', failedReason }),
+    );
+    try {
+      await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+      return lane;
+    } catch (err) {
+      this.created.splice(this.created.indexOf(lane), 1);
+      await withTimeout(Promise.allSettled([events.close(), queue.close()]), 500);
+      await closeRedis(eventsConn);
+      throw err;
+    }
   }
 
   private dispatch(lane: Lane, jobId: string, e: FinishEvent): void {
@@ -405,21 +425,44 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     return out;
   }
 
-  /** Stops waiting callers (they get `pending`), closes queues and connections. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Stops waiting callers (they get `pending`), closes queues and connections. Idempotent, and bounded:
+   * with Redis unreachable BullMQ's own close can wait forever for a reconnect, so after `graceMs` the
+   * connections are cut instead.
+   */
+  close(graceMs = 1500): Promise<void> {
     this.closing ??= (async () => {
-      await this.initializing?.catch(() => undefined);
       for (const lane of this.lanes.values()) {
         for (const set of lane.waiters.values()) for (const fn of set) fn(undefined);
-        await Promise.allSettled([lane.events.close(), lane.queue.close()]);
-        await closeRedis(lane.eventsConn);
       }
+      const lanes = this.created.splice(0);
       this.lanes.clear();
+      if (lanes.length > 0) {
+        await withTimeout(
+          Promise.allSettled(lanes.flatMap((l) => [l.events.close(), l.queue.close()])),
+          graceMs,
+        );
+      }
+      await Promise.allSettled(lanes.map((l) => closeRedis(l.eventsConn)));
       await this.redis.close();
       await closeRedis(this.conn);
+      // init() may still be waiting for Redis; it sees `closing` and stops.
+      await withTimeout(this.initializing?.catch(() => undefined) ?? Promise.resolve(), 100);
     })();
     return this.closing;
   }
+}
+
+/** Resolves when `p` settles or after `ms`, whichever is first. */
+function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((r) => (timer = setTimeout(r, ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

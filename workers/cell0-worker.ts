@@ -261,9 +261,18 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const deadline = new Promise<'timeout'>((r) => {
         timer = setTimeout(() => r('timeout'), this.opts.shutdownTimeoutMs);
       });
-      const first = await Promise.race([graceful.then(() => 'done' as const), deadline, this.forceRequested]);
+      const idle = this.idleFor(IDLE_CLOSE_GRACE_MS);
+      const first = await Promise.race([
+        graceful.then(() => 'done' as const),
+        deadline,
+        this.forceRequested,
+        idle.promise,
+      ]);
       clearTimeout(timer);
-      if (first !== 'done') await this.doForce(graceful);
+      idle.cancel();
+      // 'idle': no job is running but BullMQ's close has not returned — it waits for a Redis that is not
+      // there. Nothing is left to save, so the connections are simply cut.
+      if (first === 'timeout' || first === 'force') await this.doForce(graceful);
       await this.release();
       this.log.info({ forced: this.forced }, 'worker closed');
       this.emit('worker:closed', { forced: this.forced });
@@ -283,19 +292,46 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       this.log.warn({ active: this.active }, 'forcing shutdown: aborting active jobs');
       for (const w of this.workers.values()) w.cancelAllJobs('shutdown');
       // Give the aborted processors a moment to hand their jobs back before the connections go.
-      await Promise.race([graceful, new Promise((r) => setTimeout(r, 3000).unref())]);
-      await Promise.allSettled([...this.workers.values()].map((w) => w.close(true)));
+      await Promise.race([graceful, sleep(3000)]);
+      await Promise.race([
+        Promise.allSettled([...this.workers.values()].map((w) => w.close(true))),
+        sleep(2000),
+      ]);
     })();
     return this.forcing;
   }
 
   private async release(): Promise<void> {
     await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
-    await Promise.allSettled([
-      this.opts.inference?.close(),
-      ...Object.values(this.opts.search ?? {}).map((b) => b?.close()),
+    await Promise.race([
+      Promise.allSettled([
+        this.opts.inference?.close(),
+        ...Object.values(this.opts.search ?? {}).map((b) => b?.close()),
+      ]),
+      sleep(5000),
     ]);
   }
+
+  /** Resolves 'idle' once no job has been running for `ms` in a row. */
+  private idleFor(ms: number): { promise: Promise<'idle'>; cancel: () => void } {
+    let timer: NodeJS.Timeout | undefined;
+    let since = this.activeCount === 0 ? Date.now() : 0;
+    const promise = new Promise<'idle'>((resolve) => {
+      timer = setInterval(() => {
+        if (this.activeCount > 0) since = 0;
+        else if (since === 0) since = Date.now();
+        else if (Date.now() - since >= ms) resolve('idle');
+      }, 100);
+    });
+    return { promise, cancel: () => clearInterval(timer) };
+  }
+}
+
+/** How long a closing worker with no running job waits for BullMQ's close before cutting connections. */
+const IDLE_CLOSE_GRACE_MS = 2000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

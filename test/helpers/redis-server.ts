@@ -38,6 +38,7 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
       port,
       host: '127.0.0.1',
       lazyConnect: true,
+      connectTimeout: 500,
       retryStrategy: () => null,
       maxRetriesPerRequest: 0,
     });

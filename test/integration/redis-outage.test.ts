@@ -1,8 +1,10 @@
 import { once } from 'node:events';
 import { BreakerOpenError, RedisUnavailableError } from '../../shared/errors';
 import { RedisClient } from '../../shared/redis/redis-client';
+import { redisAnswers } from '../../shared/redis/embedded-redis';
 import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server';
+import { spawnCell0 } from '../helpers/cli';
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {
@@ -118,7 +120,32 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
   });
 });
 
+describe('shutdown while Redis is down', () => {
+  it('api, worker and dashboard processes still exit promptly on SIGTERM', async () => {
+    const redis = await startPrivateRedis();
+    try {
+      const procs = [['api'], ['worker'], ['dashboard']].map((args) =>
+        spawnCell0(args, {
+          REDIS_URL: redis.url,
+          CELL0_PORT: '0',
+          CELL0_DASHBOARD_PORT: '0',
+          CELL0_OLLAMA_URL: 'http://127.0.0.1:9',
+        }),
+      );
+      await Promise.all(procs.map((p) => p.waitFor(/ready/)));
+      await redis.stop();
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      for (const p of procs) p.kill('SIGTERM');
+      const codes = await Promise.all(procs.map((p) => p.exited));
+      expect(codes).toEqual([0, 0, 0]);
+      expect(Date.now() - t0).toBeLessThan(8000);
+    } finally {
+      await redis.destroy();
+    }
+  }, 40_000);
+});
+
 async function redisUp(r: PrivateRedis): Promise<boolean> {
-  const { redisAnswers } = await import('../../shared/redis/embedded-redis');
   return redisAnswers(r.url, 300);
 }
