@@ -133,7 +133,15 @@ export async function startApi(
   opts: { port?: number; dashboard?: boolean } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
-  client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
+  const started = client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
+  // Say "ready" only once the queues are connected; if Redis is down, come up anyway (healthz answers,
+  // /v1 answers 503) and connect when it returns.
+  const connected = await Promise.race([started.then(() => true), sleep(10_000).then(() => false)]);
+  if (!connected)
+    log.warn(
+      { redis: redactUrl(config.redis.url) },
+      'Redis is not reachable yet; /v1 answers 503 until it is',
+    );
   const mounts = [];
   if (opts.dashboard) {
     const board = createDashboard({
@@ -170,6 +178,10 @@ export async function startApi(
       await client.close();
     },
   };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
 }
 
 /** Bull Board on its own port. */

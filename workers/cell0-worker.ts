@@ -87,6 +87,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly workers = new Map<QueueName, Worker>();
   private readonly connections: Redis[] = [];
   private forced = false;
+  /** Set as soon as close() starts: a job that reaches the processor after that is handed back. */
+  private stopping = false;
   private closing: Promise<void> | undefined;
   private forcing: Promise<void> | undefined;
   private lastErrorLog = 0;
@@ -212,6 +214,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     queue: QueueName,
     call: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
+    if (this.stopping) {
+      // BullMQ can still hand over a job it fetched just before close(); this worker no longer takes jobs.
+      await job.moveToWait(token);
+      this.log.info({ queue, jobId: job.id }, 'closing: job handed back to wait');
+      throw new WaitingError();
+    }
     const t0 = performance.now();
     this.activeCount++;
     const timeout = AbortSignal.timeout(this.opts.providerTimeoutMs);
@@ -254,6 +262,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
    * them back to wait. Closes every connection. Idempotent.
    */
   close(): Promise<void> {
+    this.stopping = true;
     this.closing ??= (async () => {
       this.log.info({ active: this.active }, 'worker closing: finishing active jobs');
       const graceful = Promise.allSettled([...this.workers.values()].map((w) => w.close()));

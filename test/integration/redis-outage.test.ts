@@ -6,6 +6,15 @@ import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server';
 import { spawnCell0 } from '../helpers/cli';
 
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline)
+      throw new Error(`condition not met within ${timeoutMs} ms: ${cond.toString()}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {
     await p;
@@ -30,7 +39,7 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
       commandTimeoutMs: 300,
     });
     try {
-      await once(client.connection, 'ready');
+      await until(() => client.connection.status === 'ready', 10_000);
       await client.set('k', { a: 1 }, 60);
       expect(await client.get('k')).toEqual({ a: 1 });
       expect(await client.healthCheck()).toMatchObject({ healthy: true, circuitState: 'closed' });
@@ -58,15 +67,14 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
       expect(await client.healthCheck()).toMatchObject({ healthy: false, circuitState: 'open' });
 
       // Half-open: one trial call; Redis is still down, so it fails and the breaker opens again.
-      await once(client, 'breaker:half-open');
+      await until(() => client.breaker.state === 'half-open', 10_000);
       const reopened = once(client, 'breaker:open');
       expect(await rejection(client.get('k'))).toBeInstanceOf(RedisUnavailableError);
       await reopened;
 
-      await redis.start();
-      await once(client.connection, 'ready');
-      await once(client, 'breaker:half-open');
       const closedBreaker = once(client, 'breaker:close');
+      await redis.start();
+      await until(() => client.connection.status === 'ready' && client.breaker.state === 'half-open', 20_000);
       expect(await client.get('k')).toBeUndefined(); // a fresh server: the key is gone, the call works
       await closedBreaker;
       const m = client.getMetrics();
