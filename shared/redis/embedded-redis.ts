@@ -3,6 +3,7 @@ import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { Cell0Error, ErrorCode } from '../errors.js';
+import { tcpOpen } from '../net.js';
 
 /** Says how to get Redis when cell0 cannot find or start one. */
 export const HOW_TO_GET_REDIS = [
@@ -21,6 +22,14 @@ export class RedisNotInstalledError extends Cell0Error {
 
 /** True when something at host:port answers PING like Redis, within timeoutMs. */
 export async function redisAnswers(url: string, timeoutMs = 800): Promise<boolean> {
+  // A refused connection is answered here: ioredis keeps a timer alive for ~2 s after a refused connect,
+  // which would hold up the exit of short-lived processes (and test runs).
+  const u = new URL(url);
+  if (
+    u.protocol === 'redis:' &&
+    !(await tcpOpen(u.hostname.replace(/^\[|\]$/g, ''), Number(u.port || 6379), timeoutMs))
+  )
+    return false;
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,

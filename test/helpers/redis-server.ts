@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { tcpOpen } from '../../shared/net';
 
 /** A private redis-server on a free port, for tests that stop and restart Redis. */
 export interface PrivateRedis {
@@ -34,6 +35,13 @@ export function freePort(): Promise<number> {
 async function waitForPing(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    // Probe TCP first: ioredis keeps the process alive ~2 s after a refused connect.
+    if (!(await tcpOpen('127.0.0.1', port, 500))) {
+      if (Date.now() > deadline)
+        throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
     const client = new Redis({
       port,
       host: '127.0.0.1',
