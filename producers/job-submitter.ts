@@ -7,7 +7,7 @@ import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/red
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { decodeFailure } from '../shared/queues/failure.js';
 import { jobIdFor } from '../shared/queues/job-id.js';
-import { defineJobOutcome, readJobOutcome } from '../shared/queues/job-outcome.js';
+import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
 import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
 
@@ -286,16 +286,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     try {
       const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
       if (outcome.status === 'missing') return { state: 'missing', queue, jobId };
-      if (outcome.status === 'completed')
-        return {
-          state: 'completed',
-          queue,
-          jobId,
-          result: outcome.returnvalue as T,
-          finishedOn: outcome.finishedOn,
-        };
-      if (outcome.status === 'failed')
-        return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
+      const finished = finishedResult<T>(queue, jobId, outcome);
+      if (finished) return finished;
       return await this.await<T>(
         lane,
         queue,
@@ -373,16 +365,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   private async finalCheck<T>(lane: Lane, queue: QueueName, jobId: string): Promise<SubmitResult<T>> {
     try {
       const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
-      if (outcome.status === 'completed')
-        return {
-          state: 'completed',
-          queue,
-          jobId,
-          result: outcome.returnvalue as T,
-          finishedOn: outcome.finishedOn,
-        };
-      if (outcome.status === 'failed')
-        return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
+      const finished = finishedResult<T>(queue, jobId, outcome);
+      if (finished) return finished;
       const jobState =
         outcome.status === 'missing' ? 'unknown' : await this.redis.run(() => lane.queue.getJobState(jobId));
       return { state: 'pending', queue, jobId, jobState };
@@ -451,6 +435,25 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     })();
     return this.closing;
   }
+}
+
+/** The caller's view of a finished job's outcome; undefined while it is not finished. */
+function finishedResult<T>(
+  queue: QueueName,
+  jobId: string,
+  outcome: JobOutcome,
+): SubmitResult<T> | undefined {
+  if (outcome.status === 'completed')
+    return {
+      state: 'completed',
+      queue,
+      jobId,
+      result: outcome.returnvalue as T,
+      finishedOn: outcome.finishedOn,
+    };
+  if (outcome.status === 'failed')
+    return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
+  return undefined;
 }
 
 /** Resolves when `p` settles or after `ms`, whichever is first. */

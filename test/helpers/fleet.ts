@@ -105,14 +105,7 @@ export async function post(
     headers: { 'content-type': 'application/json', ...opts.headers },
     body: opts.raw ?? JSON.stringify(body),
   });
-  const text = await res.text();
-  let parsed: Record<string, unknown>;
-  try {
-    parsed = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    parsed = { _text: text };
-  }
-  return { status: res.status, body: parsed, headers: res.headers };
+  return readJson(res);
 }
 
 export async function get(
@@ -120,6 +113,13 @@ export async function get(
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
   const res = await fetch(url, { headers });
+  return readJson(res);
+}
+
+/** A response's status, headers and JSON body (non-JSON text lands in `_text`). */
+async function readJson(
+  res: Response,
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
   const text = await res.text();
   let parsed: Record<string, unknown>;
   try {
