@@ -1,0 +1,154 @@
+/*
+ * bench:e2e producer process. Started by bench/e2e.ts with a JSON ProducerConfig as argv[2]. Keeps
+ * `window` jobs in flight (start W, start another whenever one finishes), first `warmup` jobs that are
+ * not counted, then `jobs` measured ones, and sends { type: 'result', result } to the parent.
+ *
+ *   bare:  queue.add(name, data) + job.waitUntilFinished(queueEvents)
+ *   cell0: Cell0Client.infer({ model: 'noop', prompt: 'job <i> <run-id>' }) — every prompt unique
+ */
+import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Cell0Client } from '../producers/cell0-client.js';
+import { JobName } from '../shared/queues/names.js';
+import {
+  BENCH_QUEUE,
+  childConfig,
+  cpuMsSince,
+  isParentMessage,
+  percentile,
+  sendToParent,
+  type ProducerConfig,
+  type ProducerResult,
+} from './e2e-common.js';
+
+const cfg = childConfig<ProducerConfig>();
+
+// If the parent benchmark dies, do not linger (and keep writing keys under its prefix).
+process.on('disconnect', () => process.exit(1));
+
+interface Target {
+  /** Runs job `i` end to end: resolves when its result arrived, rejects when it failed or timed out. */
+  call(prompt: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function bareTarget(): Promise<Target> {
+  const conn = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  const eventsConn = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(BENCH_QUEUE, { connection: conn, prefix: cfg.prefix });
+  const events = new QueueEvents(BENCH_QUEUE, { connection: eventsConn, prefix: cfg.prefix });
+  queue.on('error', () => undefined);
+  events.on('error', () => undefined);
+  // waitUntilFinished adds listeners per job in flight (W of them): not a leak.
+  queue.setMaxListeners(0);
+  events.setMaxListeners(0);
+  await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+  return {
+    async call(prompt) {
+      const job = await queue.add(JobName.GENERATE, { model: 'noop', prompt });
+      await job.waitUntilFinished(events, cfg.waitMs);
+    },
+    async close() {
+      await Promise.allSettled([events.close(), queue.close()]);
+      await Promise.allSettled([conn.quit(), eventsConn.quit()]);
+    },
+  };
+}
+
+async function cell0Target(): Promise<Target> {
+  const client = new Cell0Client({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
+  await client.start();
+  return {
+    async call(prompt) {
+      await client.infer({ model: 'noop', prompt }, { waitMs: cfg.waitMs });
+    },
+    close: () => client.close(),
+  };
+}
+
+interface WindowRun {
+  latencies: Float64Array;
+  failures: number;
+  wallMs: number;
+  firstError?: string;
+}
+
+/** Runs `n` jobs keeping `window` in flight; latency per job = call to result. */
+async function runWindow(target: Target, n: number, window: number, tag: string): Promise<WindowRun> {
+  const latencies = new Float64Array(n).fill(NaN);
+  let next = 0;
+  let failures = 0;
+  let firstError: string | undefined;
+  const lane = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++;
+      const t0 = performance.now();
+      try {
+        await target.call(`job ${i} ${tag}`);
+        latencies[i] = performance.now() - t0;
+      } catch (err) {
+        failures++;
+        firstError ??= err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      }
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.min(window, n) }, lane));
+  const wallMs = performance.now() - t0;
+  return firstError === undefined
+    ? { latencies, failures, wallMs }
+    : { latencies, failures, wallMs, firstError };
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+async function main(): Promise<void> {
+  const target = cfg.side === 'bare' ? await bareTarget() : await cell0Target();
+  if (cfg.warmup > 0) await runWindow(target, cfg.warmup, cfg.window, `${cfg.runId}-warmup`);
+  if (process.send) {
+    // Barrier: the parent marks the worker's and Redis's CPU counters, then says go.
+    const go = new Promise<void>((resolve) => {
+      const onMessage = (m: unknown) => {
+        if (isParentMessage(m) && m.type === 'go') {
+          process.off('message', onMessage);
+          resolve();
+        }
+      };
+      process.on('message', onMessage);
+    });
+    await sendToParent({ type: 'measuring' });
+    await go;
+  }
+  const cpu0 = process.cpuUsage();
+  const run = await runWindow(target, cfg.jobs, cfg.window, cfg.runId);
+  const cpuMs = cpuMsSince(cpu0);
+  const ok = Array.from(run.latencies)
+    .filter((x) => !Number.isNaN(x))
+    .sort((a, b) => a - b);
+  const result: ProducerResult = {
+    side: cfg.side,
+    count: cfg.jobs,
+    failures: run.failures,
+    wallMs: round(run.wallMs),
+    jobsPerSec: round(cfg.jobs / (run.wallMs / 1000)),
+    p50: round(percentile(ok, 50)),
+    p95: round(percentile(ok, 95)),
+    p99: round(percentile(ok, 99)),
+    mean: round(ok.reduce((s, x) => s + x, 0) / (ok.length || 1)),
+    cpuMs: round(cpuMs),
+    ...(run.firstError !== undefined ? { firstError: run.firstError } : {}),
+  };
+  await sendToParent({ type: 'result', result });
+  await target.close();
+  process.exit(0);
+}
+
+main().catch(async (err: unknown) => {
+  await sendToParent({
+    type: 'error',
+    message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+  });
+  process.exit(1);
+});

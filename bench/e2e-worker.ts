@@ -1,0 +1,80 @@
+/*
+ * bench:e2e worker process. Started by bench/e2e.ts with a JSON WorkerConfig as argv[2]; sends
+ * { type: 'ready' } once it takes jobs, and closes gracefully on SIGTERM.
+ *
+ *   bare:  new Worker(queue, async () => ({ ok: true }), { concurrency: C })
+ *   cell0: Cell0Worker serving the inference queue with the no-op backend, concurrency C, silent logger.
+ */
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { QueueName } from '../shared/queues/names.js';
+import { Cell0Worker } from '../workers/cell0-worker.js';
+import { NoopInferenceBackend } from '../workers/providers/noop-provider.js';
+import {
+  BENCH_QUEUE,
+  childConfig,
+  cpuMsSince,
+  isParentMessage,
+  sendToParent,
+  type WorkerConfig,
+} from './e2e-common.js';
+
+const cfg = childConfig<WorkerConfig>();
+
+// If the parent benchmark dies, do not linger (and keep writing keys under its prefix).
+process.on('disconnect', () => process.exit(1));
+
+async function startBare(): Promise<() => Promise<void>> {
+  const conn = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  const worker = new Worker(BENCH_QUEUE, async () => ({ ok: true }), {
+    connection: conn,
+    prefix: cfg.prefix,
+    concurrency: cfg.concurrency,
+  });
+  worker.on('error', () => undefined);
+  await worker.waitUntilReady();
+  return async () => {
+    await worker.close();
+    await conn.quit();
+  };
+}
+
+async function startCell0(): Promise<() => Promise<void>> {
+  const worker = new Cell0Worker({
+    redisUrl: cfg.redisUrl,
+    prefix: cfg.prefix,
+    queues: [QueueName.INFERENCE],
+    inference: new NoopInferenceBackend(),
+    concurrency: { inference: cfg.concurrency },
+  });
+  await worker.start();
+  return () => worker.close();
+}
+
+async function main(): Promise<void> {
+  const stop = cfg.side === 'bare' ? await startBare() : await startCell0();
+  let stopping = false;
+  process.on('SIGTERM', () => {
+    if (stopping) return;
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+  let mark = process.cpuUsage();
+  process.on('message', (m: unknown) => {
+    if (!isParentMessage(m)) return;
+    if (m.type === 'mark') mark = process.cpuUsage();
+    else if (m.type === 'stats') void sendToParent({ type: 'stats', cpuMs: cpuMsSince(mark) });
+  });
+  await sendToParent({ type: 'ready' });
+}
+
+main().catch(async (err: unknown) => {
+  await sendToParent({
+    type: 'error',
+    message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+  });
+  process.exit(1);
+});

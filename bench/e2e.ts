@@ -1,0 +1,524 @@
+/*
+ * bench:e2e — end-to-end overhead of cell0 against bare BullMQ.
+ *
+ * Pushes N no-op jobs end to end through
+ *   A  bare BullMQ: a producer process doing queue.add + job.waitUntilFinished(queueEvents), and a worker
+ *      process running new Worker(queue, async () => ({ ok: true }), { concurrency: C });
+ *   B  cell0: a producer process calling Cell0Client.infer (unique prompts, so nothing coalesces), and a
+ *      worker process running Cell0Worker with the no-op inference backend, concurrency C.
+ * Both producers keep W jobs in flight. Each side of each pair runs in fresh child processes under a fresh
+ * key prefix, which is deleted afterwards. Pairs alternate their order (A B, B A, …) to cancel drift; the
+ * headline is the median of the per-pair throughput ratios B/A.
+ *
+ *   npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
+ *                        [--redis URL] [--json] [--cpu-prof DIR]
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { Redis } from 'ioredis';
+import {
+  SIDE_LABEL,
+  isChildMessage,
+  median,
+  type ChildMessage,
+  type ParentMessage,
+  type ProducerConfig,
+  type ProducerResult,
+  type Side,
+  type WorkerConfig,
+} from './e2e-common.js';
+
+interface Options {
+  jobs: number;
+  concurrency: number;
+  window: number;
+  pairs: number;
+  warmup: number;
+  redisUrl: string;
+  json: boolean;
+  /** When set, every child process runs with --cpu-prof and writes its profile here. */
+  cpuProfDir: string | undefined;
+}
+
+const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
+                          [--redis URL] [--json] [--cpu-prof DIR]
+  --jobs N         measured jobs per side per pair (default 2000)
+  --concurrency C  worker concurrency, both sides (default 16)
+  --window W       jobs in flight per producer (default 64)
+  --pairs P        A/B pairs, order alternating (default 5)
+  --warmup M       jobs per side run before measuring, not counted (default 200)
+  --redis URL      Redis (default $REDIS_URL or redis://127.0.0.1:6379)
+  --json           also print the summary as one JSON object
+  --cpu-prof DIR   run the child processes with node --cpu-prof, profiles written to DIR`;
+
+function parseArgs(argv: readonly string[]): Options {
+  const opts: Options = {
+    jobs: 2000,
+    concurrency: 16,
+    window: 64,
+    pairs: 5,
+    warmup: 200,
+    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    json: false,
+    cpuProfDir: undefined,
+  };
+  const ints = {
+    '--jobs': 'jobs',
+    '--concurrency': 'concurrency',
+    '--window': 'window',
+    '--pairs': 'pairs',
+    '--warmup': 'warmup',
+  } as const;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.includes('=')
+      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
+      : [arg, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
+      return v;
+    };
+    if (flag in ints) {
+      const key = ints[flag as keyof typeof ints];
+      const n = Number(value());
+      const min = key === 'warmup' ? 0 : 1;
+      if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer >= ${min}`);
+      opts[key] = n;
+    } else if (flag === '--redis') opts.redisUrl = value();
+    else if (flag === '--json') opts.json = true;
+    else if (flag === '--cpu-prof') opts.cpuProfDir = resolve(value());
+    else if (flag === '--help' || flag === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    } else throw new Error(`unknown option ${arg}\n${USAGE}`);
+  }
+  return opts;
+}
+
+const WORKER_SCRIPT = join(__dirname, 'e2e-worker.ts');
+const PRODUCER_SCRIPT = join(__dirname, 'e2e-producer.ts');
+
+/** Children alive now and prefixes not cleaned yet, for Ctrl-C. */
+const liveChildren = new Set<ChildProcess>();
+const dirtyPrefixes = new Set<string>();
+
+function spawnChild(
+  script: string,
+  config: WorkerConfig | ProducerConfig,
+  opts: Options,
+  label: string,
+): ChildProcess {
+  const execArgv = ['--import', 'tsx'];
+  if (opts.cpuProfDir) {
+    mkdirSync(opts.cpuProfDir, { recursive: true });
+    execArgv.push(
+      '--cpu-prof',
+      '--cpu-prof-dir',
+      opts.cpuProfDir,
+      '--cpu-prof-name',
+      `${label}.${Date.now()}.cpuprofile`,
+    );
+  }
+  const child = fork(script, [JSON.stringify(config)], {
+    execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  return child;
+}
+
+/** Resolves with the child's first message of type `type`; rejects on an error message, exit or timeout. */
+function nextMessage<T extends ChildMessage['type']>(
+  child: ChildProcess,
+  type: T,
+  timeoutMs: number,
+  what: string,
+): Promise<Extract<ChildMessage, { type: T }>> {
+  return new Promise((resolvePromise, reject) => {
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    const onMessage = (m: unknown) => {
+      if (!isChildMessage(m)) return;
+      if (m.type === 'error') {
+        cleanup();
+        reject(new Error(`${what} failed: ${m.message}`));
+      } else if (m.type === type) {
+        cleanup();
+        resolvePromise(m as Extract<ChildMessage, { type: T }>);
+      }
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      cleanup();
+      reject(new Error(`${what} exited (code ${code}, signal ${signal}) before sending "${type}"`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${what} sent no "${type}" within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+/** Waits for a child to exit; SIGTERM first (unless already gone), SIGKILL after `graceMs`. */
+function stopChild(
+  child: ChildProcess,
+  graceMs: number,
+  signal: NodeJS.Signals | null = 'SIGTERM',
+): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolvePromise) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolvePromise();
+    });
+    if (signal) child.kill(signal);
+  });
+}
+
+/** Deletes every key under `prefix` (SCAN + UNLINK); returns how many. */
+async function cleanPrefix(redis: Redis, prefix: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = nextCursor;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  dirtyPrefixes.delete(prefix);
+  return deleted;
+}
+
+/** Redis server CPU time (user + system) so far, ms. */
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const get = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? NaN);
+  return (get('used_cpu_user') + get('used_cpu_sys')) * 1000;
+}
+
+/**
+ * CPU time all processes on the machine have used so far, ms (Linux /proc/stat; NaN elsewhere). Used to
+ * tell how much of the machine something other than this benchmark took during a measurement.
+ */
+function machineBusyMs(): number {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8')
+      .split('\n')[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = fields[3]! + fields[4]!;
+    return (total - idle) * 10; // USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+
+function send(child: ChildProcess, msg: ParentMessage): void {
+  child.send(msg);
+}
+
+/** A producer's result plus the CPU the worker and Redis spent during the measured jobs. */
+interface SideResult extends ProducerResult {
+  workerCpuMs: number;
+  /** Redis server CPU over the measured jobs (the whole server: other clients would count too). */
+  redisCpuMs: number;
+  /**
+   * CPU other processes on the machine used during the measured jobs, in cores (machine busy time minus
+   * producer, worker and Redis, over wall time). Near 0 on a quiet machine; NaN when not on Linux.
+   */
+  bgCores: number;
+}
+
+/** One side of one pair: fresh worker and producer processes under a fresh prefix. */
+async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideResult> {
+  const runId = randomBytes(6).toString('hex');
+  const prefix = `{bench-${runId}}`;
+  dirtyPrefixes.add(prefix);
+  const worker = spawnChild(
+    WORKER_SCRIPT,
+    { side, redisUrl: opts.redisUrl, prefix, concurrency: opts.concurrency },
+    opts,
+    `${side}-worker`,
+  );
+  try {
+    await nextMessage(worker, 'ready', 60_000, `${side} worker`);
+    const producer = spawnChild(
+      PRODUCER_SCRIPT,
+      {
+        side,
+        redisUrl: opts.redisUrl,
+        prefix,
+        jobs: opts.jobs,
+        window: opts.window,
+        warmup: opts.warmup,
+        runId,
+        waitMs: 60_000,
+      },
+      opts,
+      `${side}-producer`,
+    );
+    try {
+      const timeoutMs = 60_000 + (opts.jobs + opts.warmup) * 20;
+      await nextMessage(producer, 'measuring', timeoutMs, `${side} producer`);
+      send(worker, { type: 'mark' });
+      const redisCpu0 = await redisCpuMs(redis);
+      const busy0 = machineBusyMs();
+      const resultMessage = nextMessage(producer, 'result', timeoutMs, `${side} producer`);
+      send(producer, { type: 'go' });
+      const { result } = await resultMessage;
+      const busy1 = machineBusyMs();
+      const redisCpu1 = await redisCpuMs(redis);
+      const stats = nextMessage(worker, 'stats', 10_000, `${side} worker`);
+      send(worker, { type: 'stats' });
+      const { cpuMs: workerCpuMs } = await stats;
+      await stopChild(producer, 10_000, null);
+      const redisCpu = redisCpu1 - redisCpu0;
+      const bg = (busy1 - busy0 - result.cpuMs - workerCpuMs - redisCpu) / result.wallMs;
+      return {
+        ...result,
+        workerCpuMs: Math.round(workerCpuMs * 100) / 100,
+        redisCpuMs: Math.round(redisCpu * 100) / 100,
+        bgCores: Math.round(Math.max(0, bg) * 100) / 100,
+      };
+    } finally {
+      await stopChild(producer, 5000);
+    }
+  } finally {
+    await stopChild(worker, 35_000);
+    await cleanPrefix(redis, prefix);
+  }
+}
+
+function fmt(x: number, digits = 1): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '-';
+}
+
+function row(cells: readonly string[], widths: readonly number[]): string {
+  return cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+}
+
+interface Pair {
+  index: number;
+  order: string;
+  bare: SideResult;
+  cell0: SideResult;
+  ratio: number;
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+  redis.on('error', () => undefined);
+  await redis.connect();
+  const info = await redis.info('server');
+  const redisVersion = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? 'unknown';
+
+  const onSignal = () => {
+    console.error('\ninterrupted: stopping children and deleting bench keys');
+    void abort(130, opts.redisUrl);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const cpus = os.cpus();
+  const machine = {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    ramGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    redis: redisVersion,
+    loadAvg: os.loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+  const date = new Date().toISOString();
+
+  console.log('bench:e2e — end-to-end overhead, cell0 vs bare BullMQ (no-op jobs)');
+  console.log(`date     ${date}`);
+  console.log(`machine  ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, ${machine.os}`);
+  console.log(
+    `runtime  Node ${machine.node}, Redis ${machine.redis} at ${opts.redisUrl.replace(/\/\/[^@/]*@/, '//***@')}`,
+  );
+  console.log(`load     ${machine.loadAvg.join(' ')} (1/5/15-minute load average at start)`);
+  console.log(
+    `setup    jobs N=${opts.jobs}/side/pair, worker concurrency C=${opts.concurrency}, window W=${opts.window}, ` +
+      `pairs P=${opts.pairs}, warmup ${opts.warmup} jobs/side (not counted)`,
+  );
+  console.log(
+    '         A = bare BullMQ (Queue.add + Job.waitUntilFinished, Worker async () => ({ ok: true }))',
+  );
+  console.log('         B = cell0 (Cell0Client.infer, unique prompts + Cell0Worker, NoopInferenceBackend);');
+  console.log(
+    '             caches off (cell0 has no cache layer yet); each run: fresh processes + fresh key prefix',
+  );
+  if (opts.cpuProfDir) console.log(`         CPU profiles of every child written to ${opts.cpuProfDir}`);
+  console.log('');
+
+  const widths = [10, 9, 7, 7, 7, 9, 7, 7, 7, 6, 8];
+  const header = row(
+    ['pair', 'A jobs/s', 'A p50', 'A p95', 'A p99', 'B jobs/s', 'B p50', 'B p95', 'B p99', 'B/A', 'bg A/B'],
+    widths,
+  );
+  console.log(header);
+  console.log('-'.repeat(header.length));
+
+  const pairs: Pair[] = [];
+  for (let p = 0; p < opts.pairs; p++) {
+    const order: Side[] = p % 2 === 0 ? ['bare', 'cell0'] : ['cell0', 'bare'];
+    const results: Partial<Record<Side, SideResult>> = {};
+    for (const side of order) results[side] = await runSide(side, opts, redis);
+    const bare = results.bare!;
+    const cell0 = results.cell0!;
+    const pair: Pair = {
+      index: p + 1,
+      order: order.map((s) => (s === 'bare' ? 'A' : 'B')).join(' '),
+      bare,
+      cell0,
+      ratio: cell0.jobsPerSec / bare.jobsPerSec,
+    };
+    pairs.push(pair);
+    console.log(
+      row(
+        [
+          `${pair.index} (${pair.order})`,
+          fmt(bare.jobsPerSec),
+          fmt(bare.p50),
+          fmt(bare.p95),
+          fmt(bare.p99),
+          fmt(cell0.jobsPerSec),
+          fmt(cell0.p50),
+          fmt(cell0.p95),
+          fmt(cell0.p99),
+          fmt(pair.ratio, 2),
+          `${fmt(bare.bgCores, 1)}/${fmt(cell0.bgCores, 1)}`,
+        ],
+        widths,
+      ),
+    );
+    for (const r of [bare, cell0]) {
+      if (r.failures > 0)
+        console.log(
+          `   ${SIDE_LABEL[r.side]}: ${r.failures} of ${r.count} jobs failed (${r.firstError ?? '?'})`,
+        );
+    }
+  }
+  console.log('(latencies in ms: call to result, per job; jobs/s = N / producer wall time;');
+  console.log(' bg A/B = cores used by other processes on the machine during each side, 0.0 = quiet)');
+
+  const side = (s: Side) => {
+    const rs = pairs.map((p) => p[s]);
+    return {
+      jobsPerSec: median(rs.map((r) => r.jobsPerSec)),
+      p50: median(rs.map((r) => r.p50)),
+      p95: median(rs.map((r) => r.p95)),
+      p99: median(rs.map((r) => r.p99)),
+      failures: rs.reduce((n, r) => n + r.failures, 0),
+      bgCores: median(rs.map((r) => r.bgCores)),
+      cpuUsPerJob: {
+        producer: median(rs.map((r) => (r.cpuMs * 1000) / r.count)),
+        worker: median(rs.map((r) => (r.workerCpuMs * 1000) / r.count)),
+        redis: median(rs.map((r) => (r.redisCpuMs * 1000) / r.count)),
+        total: median(rs.map((r) => ((r.cpuMs + r.workerCpuMs + r.redisCpuMs) * 1000) / r.count)),
+      },
+    };
+  };
+  const ratios = pairs.map((p) => p.ratio);
+  const summary = {
+    date,
+    machine,
+    options: {
+      jobs: opts.jobs,
+      concurrency: opts.concurrency,
+      window: opts.window,
+      pairs: opts.pairs,
+      warmup: opts.warmup,
+    },
+    pairs: pairs.map((p) => ({
+      pair: p.index,
+      order: p.order,
+      bare: p.bare,
+      cell0: p.cell0,
+      ratio: Math.round(p.ratio * 1000) / 1000,
+    })),
+    bare: side('bare'),
+    cell0: side('cell0'),
+    medianRatio: median(ratios),
+    minRatio: Math.min(...ratios),
+    maxRatio: Math.max(...ratios),
+  };
+
+  console.log('');
+  console.log('summary (medians over pairs)');
+  const sw = [16, 9, 7, 7, 7, 8];
+  console.log(row(['side', 'jobs/s', 'p50', 'p95', 'p99', 'failures'], sw));
+  for (const s of ['bare', 'cell0'] as const) {
+    const m = summary[s];
+    console.log(
+      row([SIDE_LABEL[s], fmt(m.jobsPerSec), fmt(m.p50), fmt(m.p95), fmt(m.p99), String(m.failures)], sw),
+    );
+  }
+  console.log('');
+  console.log('CPU per measured job, µs (medians over pairs; user + system; redis = whole server)');
+  const cw = [16, 9, 7, 7, 7];
+  console.log(row(['side', 'producer', 'worker', 'redis', 'total'], cw));
+  for (const s of ['bare', 'cell0'] as const) {
+    const c = summary[s].cpuUsPerJob;
+    console.log(
+      row([SIDE_LABEL[s], fmt(c.producer, 0), fmt(c.worker, 0), fmt(c.redis, 0), fmt(c.total, 0)], cw),
+    );
+  }
+  console.log('');
+  console.log(
+    `pair ratios B/A (jobs/s): ${ratios.map((r) => r.toFixed(2)).join(', ')}  (min ${fmt(summary.minRatio, 2)}, max ${fmt(summary.maxRatio, 2)})`,
+  );
+  const bg = Math.max(...pairs.flatMap((p) => [p.bare.bgCores, p.cell0.bgCores]));
+  if (bg > 0.25)
+    console.log(
+      `note: other processes used up to ${fmt(bg, 2)} cores during some runs (bg column): those pairs are noisier`,
+    );
+  console.log(`cell0 / bare BullMQ throughput ratio: ${summary.medianRatio.toFixed(2)} (target >= 0.90)`);
+  if (opts.json) console.log(JSON.stringify(summary));
+
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  await redis.quit();
+}
+
+let aborting: Promise<never> | undefined;
+
+/** Kills every child, deletes the keys of unfinished runs and exits. The first caller decides the exit code. */
+function abort(code: number, redisUrl: string): Promise<never> {
+  aborting ??= (async () => {
+    await Promise.allSettled([...liveChildren].map((c) => stopChild(c, 3000, 'SIGKILL')));
+    if (dirtyPrefixes.size > 0) {
+      const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+      redis.on('error', () => undefined);
+      for (const p of [...dirtyPrefixes]) await cleanPrefix(redis, p).catch(() => 0);
+      redis.disconnect();
+    }
+    process.exit(code);
+  })();
+  return aborting;
+}
+
+main().catch(async (err: unknown) => {
+  if (!aborting) console.error(err instanceof Error ? err.message : err);
+  let redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  try {
+    redisUrl = parseArgs(process.argv.slice(2)).redisUrl;
+  } catch {
+    // keep the default
+  }
+  await abort(1, redisUrl);
+});
