@@ -2,6 +2,13 @@
  * Shared pieces of bench:e2e: the configuration handed to the child processes, the messages they send
  * back over IPC, and small statistics helpers.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as producersIndex from '../producers/index.js';
+import type * as workersIndex from '../workers/index.js';
+
+type ProducersModule = typeof producersIndex;
+type WorkersModule = typeof workersIndex;
 
 /** A: bare BullMQ (Queue.add + Job.waitUntilFinished, a plain Worker). B: cell0 (Cell0Client + Cell0Worker). */
 export type Side = 'bare' | 'cell0';
@@ -127,4 +134,19 @@ export function sendToParent(msg: ChildMessage): Promise<void> {
     }
     process.send(msg, undefined, {}, () => resolve());
   });
+}
+
+/**
+ * cell0's compiled package (dist/, what `npm start` and a service importing cell0 run), loaded at run time
+ * so the benchmark measures production code rather than sources transpiled on the fly. Types come from
+ * the sources. `npm run bench:e2e` builds first.
+ */
+export async function loadCompiledCell0(): Promise<{ producers: ProducersModule; workers: WorkersModule }> {
+  const dist = join(__dirname, '..', 'dist');
+  if (!existsSync(join(dist, 'producers', 'index.js')))
+    throw new Error('dist/ is missing: run `npm run build` first (npm run bench:e2e does)');
+  return {
+    producers: (await import(join(dist, 'producers', 'index.js'))) as ProducersModule,
+    workers: (await import(join(dist, 'workers', 'index.js'))) as WorkersModule,
+  };
 }

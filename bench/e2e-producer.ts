@@ -8,12 +8,11 @@
  */
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Cell0Client } from '../producers/cell0-client.js';
-import { JobName } from '../shared/queues/names.js';
 import {
   BENCH_QUEUE,
   childConfig,
   cpuMsSince,
+  loadCompiledCell0,
   isParentMessage,
   percentile,
   sendToParent,
@@ -45,7 +44,7 @@ async function bareTarget(): Promise<Target> {
   await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
   return {
     async call(prompt) {
-      const job = await queue.add(JobName.GENERATE, { model: 'noop', prompt });
+      const job = await queue.add('generate', { model: 'noop', prompt });
       await job.waitUntilFinished(events, cfg.waitMs);
     },
     async close() {
@@ -56,6 +55,7 @@ async function bareTarget(): Promise<Target> {
 }
 
 async function cell0Target(): Promise<Target> {
+  const { Cell0Client } = (await loadCompiledCell0()).producers;
   const client = new Cell0Client({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
   await client.start();
   return {

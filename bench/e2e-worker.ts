@@ -7,11 +7,9 @@
  */
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { QueueName } from '../shared/queues/names.js';
-import { Cell0Worker } from '../workers/cell0-worker.js';
-import { NoopInferenceBackend } from '../workers/providers/noop-provider.js';
 import {
   BENCH_QUEUE,
+  loadCompiledCell0,
   childConfig,
   cpuMsSince,
   isParentMessage,
@@ -40,6 +38,9 @@ async function startBare(): Promise<() => Promise<void>> {
 }
 
 async function startCell0(): Promise<() => Promise<void>> {
+  const { producers, workers } = await loadCompiledCell0();
+  const { Cell0Worker, NoopInferenceBackend } = workers;
+  const { QueueName } = producers;
   const worker = new Cell0Worker({
     redisUrl: cfg.redisUrl,
     prefix: cfg.prefix,

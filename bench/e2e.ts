@@ -239,6 +239,16 @@ interface SideResult extends ProducerResult {
    * producer, worker and Redis, over wall time). Near 0 on a quiet machine; NaN when not on Linux.
    */
   bgCores: number;
+  /** Redis commands per measured job, by command (INFO commandstats; the whole server). */
+  redisCallsPerJob: Record<string, number>;
+}
+
+/** Calls per command so far (INFO commandstats). */
+async function redisCalls(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
 }
 
 /** One side of one pair: fresh worker and producer processes under a fresh prefix. */
@@ -274,12 +284,21 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
       await nextMessage(producer, 'measuring', timeoutMs, `${side} producer`);
       send(worker, { type: 'mark' });
       const redisCpu0 = await redisCpuMs(redis);
+      const calls0 = await redisCalls(redis);
       const busy0 = machineBusyMs();
       const resultMessage = nextMessage(producer, 'result', timeoutMs, `${side} producer`);
       send(producer, { type: 'go' });
       const { result } = await resultMessage;
       const busy1 = machineBusyMs();
       const redisCpu1 = await redisCpuMs(redis);
+      const calls1 = await redisCalls(redis);
+      const redisCallsPerJob: Record<string, number> = {};
+      for (const [cmd, n] of calls1) {
+        // The two INFO calls and this benchmark's own reads are not the jobs' doing.
+        if (cmd === 'info') continue;
+        const d = (n - (calls0.get(cmd) ?? 0)) / result.count;
+        if (d >= 0.005) redisCallsPerJob[cmd] = Math.round(d * 100) / 100;
+      }
       const stats = nextMessage(worker, 'stats', 10_000, `${side} worker`);
       send(worker, { type: 'stats' });
       const { cpuMs: workerCpuMs } = await stats;
@@ -291,6 +310,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
         workerCpuMs: Math.round(workerCpuMs * 100) / 100,
         redisCpuMs: Math.round(redisCpu * 100) / 100,
         bgCores: Math.round(Math.max(0, bg) * 100) / 100,
+        redisCallsPerJob,
       };
     } finally {
       await stopChild(producer, 5000);
@@ -477,6 +497,18 @@ async function main(): Promise<void> {
     console.log(
       row([SIDE_LABEL[s], fmt(c.producer, 0), fmt(c.worker, 0), fmt(c.redis, 0), fmt(c.total, 0)], cw),
     );
+  }
+  console.log('');
+  console.log('Redis commands per measured job (last pair; whole server)');
+  const last = pairs[pairs.length - 1];
+  if (last) {
+    for (const s of ['bare', 'cell0'] as const) {
+      const calls = Object.entries(last[s].redisCallsPerJob).sort((x, y) => y[1] - x[1]);
+      const total = calls.reduce((a, [, n]) => a + n, 0);
+      console.log(
+        `${SIDE_LABEL[s].padEnd(16)}  ${total.toFixed(2)}  (${calls.map(([c, n]) => `${c} ${n}`).join(', ')})`,
+      );
+    }
   }
   console.log('');
   console.log(

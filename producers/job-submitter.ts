@@ -52,14 +52,22 @@ export interface JobView {
   finishedAt?: number;
 }
 
-type FinishEvent = { kind: 'completed'; returnvalue: unknown } | { kind: 'failed'; failedReason: string };
+type JobEvent =
+  | { kind: 'completed'; returnvalue: unknown }
+  | { kind: 'failed'; failedReason: string }
+  | { kind: 'duplicated' };
+
+interface Waiter {
+  next(deadline: number, signal: AbortSignal | undefined): Promise<JobEvent | undefined>;
+  release(): void;
+}
 
 interface Lane {
   queue: Queue;
   events: QueueEvents;
   eventsConn: Redis;
   /** Local callers waiting for a job, by job id. One QueueEvents stream per queue feeds them all. */
-  waiters: Map<string, Set<(e: FinishEvent | undefined) => void>>;
+  waiters: Map<string, Set<(e: JobEvent | undefined) => void>>;
   key: string;
 }
 
@@ -76,9 +84,13 @@ interface Lane {
  * - job failed → it is re-run the same way: a failure is never served to a request that arrived after it;
  * - job gone (trimmed, removed) → added again.
  *
- * Every caller registers its waiter before reading the job's state, and the queue's event stream is read
- * from a position taken before any waiter exists, so a result cannot slip between the check and the wait.
- * A wait that runs out is not an error: the caller gets `pending` with the job id to poll.
+ * How: every caller registers its waiter, then adds the job. BullMQ ignores an add whose id exists, but
+ * writes a `duplicated` event; only a caller that sees one for its id reads the existing job's state (one
+ * Lua script) and applies the rule above, so a new request costs a single Redis command. The queue's event
+ * stream is read from a position taken before any waiter exists, so no event can slip past a waiter.
+ * When the wait ends the job's state is read once more under the same rule (this also covers a `wait: 0`
+ * request and a `duplicated` event lost to stream trimming). A wait that runs out is not an error: the
+ * caller gets `pending` with the job id to poll.
  */
 export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /** The producer's Redis client; its breaker guards every Redis call the submitter makes. */
@@ -188,6 +200,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     events.on('failed', ({ jobId, failedReason }) =>
       this.dispatch(lane, jobId, { kind: 'failed', failedReason }),
     );
+    events.on('duplicated', ({ jobId }) => this.dispatch(lane, jobId, { kind: 'duplicated' }));
     try {
       await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
       return lane;
@@ -199,7 +212,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
-  private dispatch(lane: Lane, jobId: string, e: FinishEvent): void {
+  private dispatch(lane: Lane, jobId: string, e: JobEvent): void {
     const set = lane.waiters.get(jobId);
     if (!set) return;
     for (const fn of set) fn(e);
@@ -229,6 +242,9 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /**
    * Adds (or joins) the job for `data` and waits up to `waitMs` for it to finish. `data` must already be
    * validated and canonical (defaults filled): its hash is the job id.
+   *
+   * The common case, a new request, costs one Redis command (the add). Only when BullMQ reports the add
+   * as a duplicate (its `duplicated` event) is the existing job's state read and the retention rule applied.
    */
   async submit<T = unknown>(
     queue: QueueName,
@@ -241,33 +257,60 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     const started = Date.now();
     const waiter = this.register(lane, jobId);
     try {
-      const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
-      if (outcome.status === 'completed') {
-        if (started - outcome.finishedOn <= this.policy.resultTtlSeconds * 1000) {
-          return {
-            state: 'completed',
-            queue,
-            jobId,
-            result: outcome.returnvalue as T,
-            finishedOn: outcome.finishedOn,
-          };
+      await this.redis.run(() => lane.queue.add(name, data, { jobId }));
+      let reconciled = false;
+      for (;;) {
+        const e = await waiter.next(started + opts.waitMs, opts.signal);
+        if (e === undefined) break;
+        if (e.kind === 'completed')
+          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
+        if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
+        // 'duplicated': an add of this id met an existing job (ours, or another caller's). Once per caller,
+        // look at that job and apply the retention rule.
+        if (!reconciled) {
+          reconciled = true;
+          const r = await this.reconcile<T>(lane, queue, name, data, jobId, started);
+          if (r) return r;
         }
-        await this.rerun(lane, jobId, 'completed');
-      } else if (outcome.status === 'failed') {
-        await this.rerun(lane, jobId, 'failed');
-      } else if (outcome.status === 'missing') {
-        await this.redis.run(() => lane.queue.add(name, data, { jobId }));
       }
-      return await this.await<T>(
-        lane,
-        queue,
-        jobId,
-        waiter,
-        opts.waitMs - (Date.now() - started),
-        opts.signal,
+      return await this.finalCheck<T>(lane, queue, jobId, () =>
+        this.reconcile<T>(lane, queue, name, data, jobId, started),
       );
     } finally {
       waiter.release();
+    }
+  }
+
+  /**
+   * The retention rule for a job that already existed when this caller added it. Returns the caller's
+   * answer when there is one now (a result within its TTL, or a failure that happened while the caller
+   * waited); otherwise re-runs or re-adds the job as the rule says and returns undefined (keep waiting).
+   */
+  private async reconcile<T>(
+    lane: Lane,
+    queue: QueueName,
+    name: string,
+    data: unknown,
+    jobId: string,
+    started: number,
+  ): Promise<SubmitResult<T> | undefined> {
+    const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+    switch (outcome.status) {
+      case 'completed':
+        if (started - outcome.finishedOn <= this.policy.resultTtlSeconds * 1000)
+          return finishedResult<T>(queue, jobId, outcome);
+        await this.rerun(lane, jobId, 'completed');
+        return undefined;
+      case 'failed':
+        // A failure from before this request is never served to it; one that happened while it waited is.
+        if (outcome.finishedOn >= started) return finishedResult<T>(queue, jobId, outcome);
+        await this.rerun(lane, jobId, 'failed');
+        return undefined;
+      case 'missing':
+        await this.redis.run(() => lane.queue.add(name, data, { jobId }));
+        return undefined;
+      default:
+        return undefined;
     }
   }
 
@@ -288,63 +331,57 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       if (outcome.status === 'missing') return { state: 'missing', queue, jobId };
       const finished = finishedResult<T>(queue, jobId, outcome);
       if (finished) return finished;
-      return await this.await<T>(
-        lane,
-        queue,
-        jobId,
-        waiter,
-        opts.waitMs - (Date.now() - started),
-        opts.signal,
-      );
+      for (;;) {
+        const e = await waiter.next(started + opts.waitMs, opts.signal);
+        if (e === undefined) break;
+        if (e.kind === 'completed')
+          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
+        if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
+      }
+      return await this.finalCheck<T>(lane, queue, jobId);
     } finally {
       waiter.release();
     }
   }
 
-  /** Registers a local waiter for the job's finish event (before its state is read: see class comment). */
-  private register(
-    lane: Lane,
-    jobId: string,
-  ): {
-    finished: Promise<FinishEvent | undefined>;
-    finish: (e: FinishEvent | undefined) => void;
-    release: () => void;
-  } {
-    let finish: (e: FinishEvent | undefined) => void = () => undefined;
-    const finished = new Promise<FinishEvent | undefined>((resolve) => (finish = resolve));
+  /**
+   * Registers a local waiter for the job's events (before anything is added or read: see class comment).
+   * `next(deadline, signal)` gives the next event, or undefined once the deadline passes or the signal
+   * aborts (or the submitter closes).
+   */
+  private register(lane: Lane, jobId: string): Waiter {
+    const queued: (JobEvent | undefined)[] = [];
+    let wake: (() => void) | undefined;
+    const push = (e: JobEvent | undefined) => {
+      queued.push(e);
+      wake?.();
+    };
     let set = lane.waiters.get(jobId);
     if (!set) lane.waiters.set(jobId, (set = new Set()));
-    set.add(finish);
-    const release = () => {
-      set.delete(finish);
-      if (set.size === 0 && lane.waiters.get(jobId) === set) lane.waiters.delete(jobId);
+    set.add(push);
+    return {
+      next: async (deadline, signal) => {
+        if (queued.length === 0) {
+          const remaining = deadline - Date.now();
+          if (remaining <= 0 || signal?.aborted) return undefined;
+          let timer: NodeJS.Timeout | undefined;
+          const onAbort = () => wake?.();
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            timer = setTimeout(resolve, remaining);
+            signal?.addEventListener('abort', onAbort, { once: true });
+          });
+          wake = undefined;
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        }
+        return queued.shift();
+      },
+      release: () => {
+        set.delete(push);
+        if (set.size === 0 && lane.waiters.get(jobId) === set) lane.waiters.delete(jobId);
+      },
     };
-    return { finished, finish, release };
-  }
-
-  private async await<T>(
-    lane: Lane,
-    queue: QueueName,
-    jobId: string,
-    waiter: { finished: Promise<FinishEvent | undefined>; finish: (e: FinishEvent | undefined) => void },
-    remaining: number,
-    signal: AbortSignal | undefined,
-  ): Promise<SubmitResult<T>> {
-    if (remaining > 0 && !signal?.aborted) {
-      const timer = setTimeout(() => waiter.finish(undefined), remaining);
-      const onAbort = () => waiter.finish(undefined);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        const e = await waiter.finished;
-        if (e?.kind === 'completed')
-          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
-        if (e?.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
-      } finally {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      }
-    }
-    return this.finalCheck<T>(lane, queue, jobId);
   }
 
   /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */
@@ -361,14 +398,27 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
-  /** After the wait: one last look, in case the result landed just as the timer fired. */
-  private async finalCheck<T>(lane: Lane, queue: QueueName, jobId: string): Promise<SubmitResult<T>> {
+  /**
+   * After the wait: one last look, in case the result landed just as the timer fired. With `reconcile`
+   * (submit), a job that existed before the request is judged by the retention rule first — this is
+   * what a `wait: 0` request relies on, and what covers a `duplicated` event that never arrived.
+   */
+  private async finalCheck<T>(
+    lane: Lane,
+    queue: QueueName,
+    jobId: string,
+    reconcile?: () => Promise<SubmitResult<T> | undefined>,
+  ): Promise<SubmitResult<T>> {
     try {
-      const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
-      const finished = finishedResult<T>(queue, jobId, outcome);
-      if (finished) return finished;
-      const jobState =
-        outcome.status === 'missing' ? 'unknown' : await this.redis.run(() => lane.queue.getJobState(jobId));
+      if (reconcile) {
+        const r = await reconcile();
+        if (r) return r;
+      } else {
+        const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+        const finished = finishedResult<T>(queue, jobId, outcome);
+        if (finished) return finished;
+      }
+      const jobState = await this.redis.run(() => lane.queue.getJobState(jobId));
       return { state: 'pending', queue, jobId, jobState };
     } catch {
       // The job was accepted; Redis trouble now only means we cannot say more than "pending".

@@ -15,7 +15,14 @@ import { type SearchProvider } from '../shared/queues/enums.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
-import { inferenceRequestSchema, searchRequestSchema, toFieldIssues } from '../shared/queues/schemas.js';
+import { type z } from 'zod';
+import {
+  inferenceRequestSchema,
+  isInferenceJobData,
+  isSearchJobData,
+  searchRequestSchema,
+  toFieldIssues,
+} from '../shared/queues/schemas.js';
 import { type InferenceBackend, type SearchBackend } from './providers/provider.js';
 
 /** Options of {@link Cell0Worker}. */
@@ -93,6 +100,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private forcing: Promise<void> | undefined;
   private lastErrorLog = 0;
   private activeCount = 0;
+  private readonly deadlines = new Set<Deadline>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private triggerForce: () => void = () => undefined;
   private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
 
@@ -165,6 +174,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       this.workers.set(queue, worker);
     }
     await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
+    this.sweepTimer = setInterval(
+      () => this.sweepDeadlines(),
+      Math.min(1000, Math.max(10, this.opts.providerTimeoutMs / 10)),
+    );
+    this.sweepTimer.unref();
     this.log.info({ queues: [...this.workers.keys()] }, 'worker started');
   }
 
@@ -178,12 +192,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     token: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<InferenceResult> {
-    const parsed = inferenceRequestSchema.safeParse(job.data);
-    if (!parsed.success)
-      throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
+    const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
     const backend = this.opts.inference!;
     return this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => ({
-      ...(await backend.run(parsed.data, { signal: ctxSignal })),
+      ...(await backend.run(data, { signal: ctxSignal })),
       servedBy: this.id,
     }));
   }
@@ -193,15 +205,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     token: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<SearchResult> {
-    const parsed = searchRequestSchema.safeParse(job.data);
-    if (!parsed.success)
-      throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(parsed.error))));
-    const backend = this.opts.search?.[parsed.data.provider];
-    if (!backend)
-      throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(parsed.data.provider)));
+    const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
+    const backend = this.opts.search?.[data.provider];
+    if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
     return this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
       const t0 = performance.now();
-      const r = await backend.search(parsed.data, { signal: ctxSignal });
+      const r = await backend.search(data, { signal: ctxSignal });
       return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
     });
   }
@@ -222,10 +231,18 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     }
     const t0 = performance.now();
     this.activeCount++;
-    const timeout = AbortSignal.timeout(this.opts.providerTimeoutMs);
-    const ctxSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const jobSignal = signal ?? new AbortController().signal;
+    // The provider deadline is enforced by one sweep timer for all jobs (see sweepDeadlines), which cancels
+    // the job through BullMQ's own per-job signal: no timer, controller or listener per job.
+    const entry: Deadline = {
+      worker: this.workers.get(queue)!,
+      jobId: job.id ?? '',
+      at: Date.now() + this.opts.providerTimeoutMs,
+      timedOut: false,
+    };
+    this.deadlines.add(entry);
     try {
-      const result = await call(ctxSignal);
+      const result = await call(jobSignal);
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
       this.emit('job:completed', { queue, jobId: job.id ?? '', durationMs });
@@ -237,7 +254,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         this.log.warn({ queue, jobId: job.id }, 'shutdown deadline passed; job put back to wait');
         throw new WaitingError();
       }
-      if (timeout.aborted && !signal?.aborted) {
+      if (entry.timedOut) {
         throw new Error(
           encodeFailure(
             new ProviderError(
@@ -253,7 +270,19 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
       throw new Error(encodeFailure(err), { cause: err });
     } finally {
+      this.deadlines.delete(entry);
       this.activeCount--;
+    }
+  }
+
+  /** Cancels every job whose provider call has run past providerTimeoutMs. */
+  private sweepDeadlines(): void {
+    const now = Date.now();
+    for (const d of this.deadlines) {
+      if (d.at <= now && !d.timedOut) {
+        d.timedOut = true;
+        d.worker.cancelJob(d.jobId, 'provider timeout');
+      }
     }
   }
 
@@ -311,6 +340,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   }
 
   private async release(): Promise<void> {
+    clearInterval(this.sweepTimer);
     await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
     await Promise.race([
       Promise.allSettled([
@@ -334,6 +364,25 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     });
     return { promise, cancel: () => clearInterval(timer) };
   }
+}
+
+/**
+ * Job data that failed the fast shape check (written by something other than cell0's producers, e.g.
+ * without defaults): the full schema either fills it in or says which field is wrong, failing the job
+ * without retries.
+ */
+function parseJobData<S extends z.ZodType>(schema: S, data: unknown): z.output<S> {
+  const r = schema.safeParse(data);
+  if (!r.success) throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(r.error))));
+  return r.data;
+}
+
+/** A running job's provider deadline. */
+interface Deadline {
+  worker: Worker;
+  jobId: string;
+  at: number;
+  timedOut: boolean;
 }
 
 /** How long a closing worker with no running job waits for BullMQ's close before cutting connections. */

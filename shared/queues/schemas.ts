@@ -146,3 +146,84 @@ export function parseSearchRequest(input: unknown, limits: InputLimits): SearchJ
   if (size > limits.maxQueryBytes) throw new InputTooLargeError('query', limits.maxQueryBytes, size);
   return r.data;
 }
+
+/*
+ * Fast structural checks for workers. A job written by cell0's producers was validated there already; a
+ * worker still refuses foreign or corrupted data, but need not pay a full schema parse for every job. When
+ * a check fails the worker runs the zod schema to report which field is wrong.
+ */
+
+const INFERENCE_KEYS = new Set(['model', 'prompt', 'system', 'messages', 'params']);
+const PARAM_KEYS = new Set([
+  'temperature',
+  'top_p',
+  'top_k',
+  'repeat_penalty',
+  'max_tokens',
+  'seed',
+  'stop',
+  'num_ctx',
+]);
+const SEARCH_KEYS = new Set(['query', 'provider', 'type', 'limit', 'offset', 'language']);
+const PROVIDERS = new Set<string>(Object.values(SearchProvider));
+const TYPES = new Set<string>(Object.values(SearchType));
+
+function onlyKeys(o: object, allowed: Set<string>): boolean {
+  for (const k in o) if (!allowed.has(k)) return false;
+  return true;
+}
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/** True when `d` has the shape of a canonical inference job (defaults filled in). */
+export function isInferenceJobData(d: unknown): d is InferenceJobData {
+  if (!isObj(d) || !onlyKeys(d, INFERENCE_KEYS) || typeof d.model !== 'string' || d.model.length === 0)
+    return false;
+  if (d.system !== undefined && typeof d.system !== 'string') return false;
+  if (d.prompt !== undefined) {
+    if (typeof d.prompt !== 'string' || d.messages !== undefined) return false;
+  } else {
+    if (!Array.isArray(d.messages) || d.messages.length === 0 || d.system !== undefined) return false;
+    for (const m of d.messages as unknown[]) {
+      if (
+        !isObj(m) ||
+        typeof m.content !== 'string' ||
+        (m.role !== 'system' && m.role !== 'user' && m.role !== 'assistant')
+      )
+        return false;
+    }
+  }
+  const p = d.params;
+  if (!isObj(p) || !onlyKeys(p, PARAM_KEYS)) return false;
+  if (
+    !isNum(p.temperature) ||
+    !isNum(p.top_p) ||
+    !isNum(p.top_k) ||
+    !isNum(p.repeat_penalty) ||
+    !isNum(p.max_tokens)
+  )
+    return false;
+  if (p.seed !== undefined && !isNum(p.seed)) return false;
+  if (p.num_ctx !== undefined && !isNum(p.num_ctx)) return false;
+  if (p.stop !== undefined && !(Array.isArray(p.stop) && p.stop.every((x) => typeof x === 'string')))
+    return false;
+  return true;
+}
+
+/** True when `d` has the shape of a canonical search job (defaults filled in). */
+export function isSearchJobData(d: unknown): d is SearchJobData {
+  return (
+    isObj(d) &&
+    onlyKeys(d, SEARCH_KEYS) &&
+    typeof d.query === 'string' &&
+    d.query.length > 0 &&
+    typeof d.provider === 'string' &&
+    PROVIDERS.has(d.provider) &&
+    typeof d.type === 'string' &&
+    TYPES.has(d.type) &&
+    Number.isInteger(d.limit) &&
+    Number.isInteger(d.offset) &&
+    (d.language === undefined || typeof d.language === 'string')
+  );
+}
