@@ -57,9 +57,50 @@ type JobEvent =
   | { kind: 'failed'; failedReason: string }
   | { kind: 'duplicated' };
 
-interface Waiter {
-  next(deadline: number, signal: AbortSignal | undefined): Promise<JobEvent | undefined>;
-  release(): void;
+/**
+ * One caller waiting for one job. `next(deadline, signal)` gives the job's next event, or undefined once
+ * the deadline passes, the signal aborts or the submitter closes. A class, not closures: one is made per
+ * request.
+ */
+class JobWaiter {
+  private readonly queued: (JobEvent | undefined)[] = [];
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly registry: Map<string, JobWaiter[]>,
+    private readonly jobId: string,
+  ) {}
+
+  push(e: JobEvent | undefined): void {
+    this.queued.push(e);
+    this.wake?.();
+  }
+
+  async next(deadline: number, signal: AbortSignal | undefined): Promise<JobEvent | undefined> {
+    if (this.queued.length === 0) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0 || signal?.aborted) return undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => this.wake?.();
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        timer = setTimeout(resolve, remaining);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      this.wake = undefined;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+    return this.queued.shift();
+  }
+
+  release(): void {
+    const list = this.registry.get(this.jobId);
+    if (!list) return;
+    const i = list.indexOf(this);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.registry.delete(this.jobId);
+  }
 }
 
 interface Lane {
@@ -67,7 +108,7 @@ interface Lane {
   events: QueueEvents;
   eventsConn: Redis;
   /** Local callers waiting for a job, by job id. One QueueEvents stream per queue feeds them all. */
-  waiters: Map<string, Set<(e: JobEvent | undefined) => void>>;
+  waiters: Map<string, JobWaiter[]>;
   key: string;
 }
 
@@ -213,9 +254,9 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   private dispatch(lane: Lane, jobId: string, e: JobEvent): void {
-    const set = lane.waiters.get(jobId);
-    if (!set) return;
-    for (const fn of set) fn(e);
+    const list = lane.waiters.get(jobId);
+    if (!list) return;
+    for (const w of list) w.push(e);
   }
 
   private lane(queue: QueueName): Lane {
@@ -344,44 +385,13 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
-  /**
-   * Registers a local waiter for the job's events (before anything is added or read: see class comment).
-   * `next(deadline, signal)` gives the next event, or undefined once the deadline passes or the signal
-   * aborts (or the submitter closes).
-   */
-  private register(lane: Lane, jobId: string): Waiter {
-    const queued: (JobEvent | undefined)[] = [];
-    let wake: (() => void) | undefined;
-    const push = (e: JobEvent | undefined) => {
-      queued.push(e);
-      wake?.();
-    };
-    let set = lane.waiters.get(jobId);
-    if (!set) lane.waiters.set(jobId, (set = new Set()));
-    set.add(push);
-    return {
-      next: async (deadline, signal) => {
-        if (queued.length === 0) {
-          const remaining = deadline - Date.now();
-          if (remaining <= 0 || signal?.aborted) return undefined;
-          let timer: NodeJS.Timeout | undefined;
-          const onAbort = () => wake?.();
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            timer = setTimeout(resolve, remaining);
-            signal?.addEventListener('abort', onAbort, { once: true });
-          });
-          wake = undefined;
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        }
-        return queued.shift();
-      },
-      release: () => {
-        set.delete(push);
-        if (set.size === 0 && lane.waiters.get(jobId) === set) lane.waiters.delete(jobId);
-      },
-    };
+  /** Registers a local waiter for the job's events (before anything is added or read: see class comment). */
+  private register(lane: Lane, jobId: string): JobWaiter {
+    const w = new JobWaiter(lane.waiters, jobId);
+    const list = lane.waiters.get(jobId);
+    if (list) list.push(w);
+    else lane.waiters.set(jobId, [w]);
+    return w;
   }
 
   /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */
@@ -467,7 +477,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   close(graceMs = 1500): Promise<void> {
     this.closing ??= (async () => {
       for (const lane of this.lanes.values()) {
-        for (const set of lane.waiters.values()) for (const fn of set) fn(undefined);
+        for (const list of lane.waiters.values()) for (const w of list) w.push(undefined);
       }
       const lanes = this.created.splice(0);
       this.lanes.clear();

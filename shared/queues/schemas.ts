@@ -28,36 +28,38 @@ const modelName = z
     'must be a model name such as qwen2.5:7b (letters, digits and . _ : / @ + -)',
   );
 
+// Fields are declared in alphabetical order, here and below: the validated output then lists its keys
+// sorted, which lets the job id's canonical JSON be plain JSON.stringify (see canonicalJson).
 export const inferenceParamsSchema = z.strictObject({
-  temperature: z.number().min(0).max(2).default(INFERENCE_PARAM_DEFAULTS.temperature),
-  top_p: z.number().gt(0).max(1).default(INFERENCE_PARAM_DEFAULTS.top_p),
-  top_k: z.int().min(1).max(1000).default(INFERENCE_PARAM_DEFAULTS.top_k),
-  repeat_penalty: z.number().min(0).max(2).default(INFERENCE_PARAM_DEFAULTS.repeat_penalty),
   max_tokens: z.int().min(1).max(131_072).default(INFERENCE_PARAM_DEFAULTS.max_tokens),
+  num_ctx: z.int().min(128).max(1_048_576).optional(),
+  repeat_penalty: z.number().min(0).max(2).default(INFERENCE_PARAM_DEFAULTS.repeat_penalty),
   seed: z
     .int()
     .min(0)
     .max(2 ** 31 - 1)
     .optional(),
   stop: z.array(z.string().min(1).max(64)).max(8).optional(),
-  num_ctx: z.int().min(128).max(1_048_576).optional(),
+  temperature: z.number().min(0).max(2).default(INFERENCE_PARAM_DEFAULTS.temperature),
+  top_k: z.int().min(1).max(1000).default(INFERENCE_PARAM_DEFAULTS.top_k),
+  top_p: z.number().gt(0).max(1).default(INFERENCE_PARAM_DEFAULTS.top_p),
 });
 export type InferenceParams = z.output<typeof inferenceParamsSchema>;
 
 export const chatMessageSchema = z.strictObject({
-  role: z.enum(['system', 'user', 'assistant']),
   content: z.string(),
+  role: z.enum(['system', 'user', 'assistant']),
 });
 export type ChatMessage = z.output<typeof chatMessageSchema>;
 
 /** What a caller sends to run inference (HTTP body or Cell0Client.infer). */
 export const inferenceRequestSchema = z
   .strictObject({
+    messages: z.array(chatMessageSchema).min(1, 'must hold at least one message').max(512).optional(),
     model: modelName,
+    params: inferenceParamsSchema.default(() => inferenceParamsSchema.parse({})),
     prompt: z.string().min(1, 'must not be empty').optional(),
     system: z.string().optional(),
-    messages: z.array(chatMessageSchema).min(1, 'must hold at least one message').max(512).optional(),
-    params: inferenceParamsSchema.default(() => inferenceParamsSchema.parse({})),
   })
   .superRefine((v, ctx) => {
     if (v.prompt === undefined && v.messages === undefined)
@@ -81,18 +83,18 @@ export type InferenceJobData = z.output<typeof inferenceRequestSchema>;
 
 /** What a caller sends to search. */
 export const searchRequestSchema = z.strictObject({
-  query: z
-    .string()
-    .transform((q) => q.trim().replace(/\s+/g, ' '))
-    .pipe(z.string().min(1, 'must not be empty')),
-  provider: z.enum(SearchProvider).default(SearchProvider.LOCAL),
-  type: z.enum(SearchType).default(SearchType.WEB),
-  limit: z.int().min(1).max(50).default(10),
-  offset: z.int().min(0).max(1000).default(0),
   language: z
     .string()
     .regex(/^[a-z]{2}(-[A-Z]{2})?$/, 'must be a language tag such as en or en-US')
     .optional(),
+  limit: z.int().min(1).max(50).default(10),
+  offset: z.int().min(0).max(1000).default(0),
+  provider: z.enum(SearchProvider).default(SearchProvider.LOCAL),
+  query: z
+    .string()
+    .transform((q) => q.trim().replace(/\s+/g, ' '))
+    .pipe(z.string().min(1, 'must not be empty')),
+  type: z.enum(SearchType).default(SearchType.WEB),
 });
 export type SearchRequest = z.input<typeof searchRequestSchema>;
 export type SearchJobData = z.output<typeof searchRequestSchema>;

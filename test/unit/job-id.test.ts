@@ -68,3 +68,24 @@ describe('canonical job ids', () => {
     expect(jobIdFor('inference', data)).toMatch(/^i-[0-9a-f]{32}$/);
   });
 });
+
+describe('canonical JSON fast path', () => {
+  it('validated requests come out with sorted keys, so canonical JSON is plain JSON', () => {
+    const inf = parseInferenceRequest(
+      { system: 's', params: { top_p: 0.5, stop: ['x'], seed: 3 }, prompt: 'p', model: 'm' },
+      limits,
+    );
+    expect(canonicalJson(inf)).toBe(JSON.stringify(inf));
+    const chat = parseInferenceRequest({ model: 'm', messages: [{ role: 'user', content: 'c' }] }, limits);
+    expect(canonicalJson(chat)).toBe(JSON.stringify(chat));
+    const search = parseSearchRequest({ type: 'news', query: 'q', language: 'en' }, limits);
+    expect(canonicalJson(search)).toBe(JSON.stringify(search));
+  });
+
+  it('gives the same text on the fast and the slow path', () => {
+    const sorted = { a: 1, b: { c: [1, 'x', null], d: 'é"\n' } };
+    const shuffled = { b: { d: 'é"\n', c: [1, 'x', null] }, a: 1 };
+    expect(canonicalJson(shuffled)).toBe(canonicalJson(sorted));
+    expect(canonicalJson({ a: [undefined, 1], b: undefined })).toBe('{"a":[null,1]}');
+  });
+});
