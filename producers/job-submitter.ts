@@ -65,13 +65,15 @@ type JobEvent =
 class JobWaiter {
   private readonly queued: (JobEvent | undefined)[] = [];
   private wake: (() => void) | undefined;
+  released = false;
 
   constructor(
-    private readonly registry: Map<string, JobWaiter[]>,
+    private readonly registry: Map<string, WaiterGroup>,
     private readonly jobId: string,
   ) {}
 
   push(e: JobEvent | undefined): void {
+    if (this.released) return;
     this.queued.push(e);
     this.wake?.();
   }
@@ -95,12 +97,21 @@ class JobWaiter {
   }
 
   release(): void {
-    const list = this.registry.get(this.jobId);
-    if (!list) return;
-    const i = list.indexOf(this);
-    if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.registry.delete(this.jobId);
+    this.released = true;
+    const group = this.registry.get(this.jobId);
+    if (!group) return;
+    group.all.delete(this);
+    if (group.all.size === 0) this.registry.delete(this.jobId);
   }
+}
+
+/**
+ * The local waiters of one job id. A `duplicated` event goes only to waiters that have not seen one yet
+ * (each needs one look at the existing job), so a stampede of n identical requests costs O(n), not O(n²).
+ */
+interface WaiterGroup {
+  all: Set<JobWaiter>;
+  awaitingDuplicate: JobWaiter[];
 }
 
 interface Lane {
@@ -108,7 +119,7 @@ interface Lane {
   events: QueueEvents;
   eventsConn: Redis;
   /** Local callers waiting for a job, by job id. One QueueEvents stream per queue feeds them all. */
-  waiters: Map<string, JobWaiter[]>;
+  waiters: Map<string, WaiterGroup>;
   key: string;
 }
 
@@ -254,9 +265,15 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   private dispatch(lane: Lane, jobId: string, e: JobEvent): void {
-    const list = lane.waiters.get(jobId);
-    if (!list) return;
-    for (const w of list) w.push(e);
+    const group = lane.waiters.get(jobId);
+    if (!group) return;
+    if (e.kind === 'duplicated') {
+      const list = group.awaitingDuplicate;
+      group.awaitingDuplicate = [];
+      for (const w of list) w.push(e);
+    } else {
+      for (const w of group.all) w.push(e);
+    }
   }
 
   private lane(queue: QueueName): Lane {
@@ -388,9 +405,13 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /** Registers a local waiter for the job's events (before anything is added or read: see class comment). */
   private register(lane: Lane, jobId: string): JobWaiter {
     const w = new JobWaiter(lane.waiters, jobId);
-    const list = lane.waiters.get(jobId);
-    if (list) list.push(w);
-    else lane.waiters.set(jobId, [w]);
+    const group = lane.waiters.get(jobId);
+    if (group) {
+      group.all.add(w);
+      group.awaitingDuplicate.push(w);
+    } else {
+      lane.waiters.set(jobId, { all: new Set([w]), awaitingDuplicate: [w] });
+    }
     return w;
   }
 
@@ -477,7 +498,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   close(graceMs = 1500): Promise<void> {
     this.closing ??= (async () => {
       for (const lane of this.lanes.values()) {
-        for (const list of lane.waiters.values()) for (const w of list) w.push(undefined);
+        for (const group of lane.waiters.values()) for (const w of group.all) w.push(undefined);
       }
       const lanes = this.created.splice(0);
       this.lanes.clear();

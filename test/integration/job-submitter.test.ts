@@ -62,6 +62,19 @@ describe('JobSubmitter (coalescing and retention)', () => {
     for (const r of results) if (r.state === 'completed') expect(r.result).toEqual({ echo: data, n: 1 });
   });
 
+  it('handles a stampede of 2,000 identical submissions in one process with one run', async () => {
+    startWorker(300);
+    const data = { query: 'stampede' };
+    const results = await Promise.all(
+      Array.from({ length: 2000 }, () =>
+        submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 20_000 }),
+      ),
+    );
+    expect(results.every((r) => r.state === 'completed')).toBe(true);
+    expect(new Set(results.map((r) => r.jobId)).size).toBe(1);
+    expect(calls).toBe(1);
+  });
+
   it('serves a completed result within the TTL without a new run, and re-runs after it', async () => {
     startWorker(10);
     const data = { query: 'ttl' };
