@@ -55,7 +55,9 @@ export interface JobView {
 type JobEvent =
   | { kind: 'completed'; returnvalue: unknown }
   | { kind: 'failed'; failedReason: string }
-  | { kind: 'duplicated' };
+  | { kind: 'duplicated' }
+  /** Sent to local followers when the caller they joined could not add the job. */
+  | { kind: 'leader-gone' };
 
 /**
  * One caller waiting for one job. `next(deadline, signal)` gives the job's next event, or undefined once
@@ -66,6 +68,7 @@ class JobWaiter {
   private readonly queued: (JobEvent | undefined)[] = [];
   private wake: (() => void) | undefined;
   released = false;
+  isLeader = false;
 
   constructor(
     private readonly registry: Map<string, WaiterGroup>,
@@ -101,6 +104,7 @@ class JobWaiter {
     const group = this.registry.get(this.jobId);
     if (!group) return;
     group.all.delete(this);
+    if (group.leader === this) group.leader = undefined;
     if (group.all.size === 0) this.registry.delete(this.jobId);
   }
 }
@@ -111,7 +115,12 @@ class JobWaiter {
  */
 interface WaiterGroup {
   all: Set<JobWaiter>;
+  /** Leaders that have not seen a `duplicated` event yet. */
   awaitingDuplicate: JobWaiter[];
+  /** The local caller that added (or is adding) the job; others in `all` follow it. */
+  leader: JobWaiter | undefined;
+  /** A completed/failed event reached the group: a newcomer must not join, but look for itself. */
+  finished: boolean;
 }
 
 interface Lane {
@@ -138,8 +147,10 @@ interface Lane {
  *
  * How: every caller registers its waiter, then adds the job. BullMQ ignores an add whose id exists, but
  * writes a `duplicated` event; only a caller that sees one for its id reads the existing job's state (one
- * Lua script) and applies the rule above, so a new request costs a single Redis command. The queue's event
- * stream is read from a position taken before any waiter exists, so no event can slip past a waiter.
+ * Lua script) and applies the rule above, so a new request costs a single Redis command. Within this
+ * process, identical requests are single-flight: later callers follow the one that added the job. The
+ * queue's event stream is read from a position taken before any waiter exists, so no event can slip past
+ * a waiter.
  * When the wait ends the job's state is read once more under the same rule (this also covers a `wait: 0`
  * request and a `duplicated` event lost to stream trimming). A wait that runs out is not an error: the
  * caller gets `pending` with the job id to poll.
@@ -272,6 +283,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       group.awaitingDuplicate = [];
       for (const w of list) w.push(e);
     } else {
+      if (e.kind === 'completed' || e.kind === 'failed') group.finished = true;
       for (const w of group.all) w.push(e);
     }
   }
@@ -313,9 +325,14 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     const lane = this.lane(queue);
     const jobId = jobIdFor(queue, data);
     const started = Date.now();
-    const waiter = this.register(lane, jobId);
+    // Single flight within this process: while another local caller is adding (or has added) this job and
+    // it has not finished, join that caller instead of sending another add. A stampede of identical
+    // requests then costs one add per producer process, not one per request.
+    const existing = lane.waiters.get(jobId);
+    let leader = !(existing?.leader && !existing.finished);
+    const waiter = this.register(lane, jobId, leader);
     try {
-      await this.redis.run(() => lane.queue.add(name, data, { jobId }));
+      if (leader) await this.addAsLeader(lane, name, data, jobId);
       let reconciled = false;
       for (;;) {
         const e = await waiter.next(started + opts.waitMs, opts.signal);
@@ -323,8 +340,17 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         if (e.kind === 'completed')
           return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
         if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
-        // 'duplicated': an add of this id met an existing job (ours, or another caller's). Once per caller,
-        // look at that job and apply the retention rule.
+        if (e.kind === 'leader-gone') {
+          // The local caller this one joined could not add the job: add it ourselves.
+          if (!leader) {
+            leader = true;
+            this.promote(lane, jobId, waiter);
+            await this.addAsLeader(lane, name, data, jobId);
+          }
+          continue;
+        }
+        // 'duplicated': an add of this id met an existing job (ours, or another caller's). Once per leader,
+        // look at that job and apply the retention rule; the answer, if any, goes to every local waiter.
         if (!reconciled) {
           reconciled = true;
           const r = await this.reconcile<T>(lane, queue, name, data, jobId, started);
@@ -336,6 +362,20 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       );
     } finally {
       waiter.release();
+    }
+  }
+
+  /** Adds the job; if that fails, the callers who joined this one are told to try themselves. */
+  private async addAsLeader(lane: Lane, name: string, data: unknown, jobId: string): Promise<void> {
+    try {
+      await this.redis.run(() => lane.queue.add(name, data, { jobId }));
+    } catch (err) {
+      const group = lane.waiters.get(jobId);
+      if (group) {
+        group.leader = undefined;
+        for (const w of group.all) if (!w.isLeader) w.push({ kind: 'leader-gone' });
+      }
+      throw err;
     }
   }
 
@@ -355,13 +395,18 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
     switch (outcome.status) {
       case 'completed':
-        if (started - outcome.finishedOn <= this.policy.resultTtlSeconds * 1000)
+        if (started - outcome.finishedOn <= this.policy.resultTtlSeconds * 1000) {
+          this.dispatch(lane, jobId, { kind: 'completed', returnvalue: outcome.returnvalue });
           return finishedResult<T>(queue, jobId, outcome);
+        }
         await this.rerun(lane, jobId, 'completed');
         return undefined;
       case 'failed':
         // A failure from before this request is never served to it; one that happened while it waited is.
-        if (outcome.finishedOn >= started) return finishedResult<T>(queue, jobId, outcome);
+        if (outcome.finishedOn >= started) {
+          this.dispatch(lane, jobId, { kind: 'failed', failedReason: outcome.failedReason });
+          return finishedResult<T>(queue, jobId, outcome);
+        }
         await this.rerun(lane, jobId, 'failed');
         return undefined;
       case 'missing':
@@ -403,16 +448,27 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   /** Registers a local waiter for the job's events (before anything is added or read: see class comment). */
-  private register(lane: Lane, jobId: string): JobWaiter {
+  private register(lane: Lane, jobId: string, leader = false): JobWaiter {
     const w = new JobWaiter(lane.waiters, jobId);
-    const group = lane.waiters.get(jobId);
-    if (group) {
-      group.all.add(w);
-      group.awaitingDuplicate.push(w);
-    } else {
-      lane.waiters.set(jobId, { all: new Set([w]), awaitingDuplicate: [w] });
-    }
+    let group = lane.waiters.get(jobId);
+    if (!group)
+      lane.waiters.set(
+        jobId,
+        (group = { all: new Set(), awaitingDuplicate: [], leader: undefined, finished: false }),
+      );
+    group.all.add(w);
+    if (leader) this.promote(lane, jobId, w);
     return w;
+  }
+
+  /** Makes `w` the caller that adds the job for this process; only leaders act on `duplicated` events. */
+  private promote(lane: Lane, jobId: string, w: JobWaiter): void {
+    const group = lane.waiters.get(jobId);
+    if (!group) return;
+    w.isLeader = true;
+    group.leader = w;
+    group.finished = false;
+    group.awaitingDuplicate.push(w);
   }
 
   /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */

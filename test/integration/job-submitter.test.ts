@@ -73,6 +73,10 @@ describe('JobSubmitter (coalescing and retention)', () => {
     expect(results.every((r) => r.state === 'completed')).toBe(true);
     expect(new Set(results.map((r) => r.jobId)).size).toBe(1);
     expect(calls).toBe(1);
+    // Single flight inside the process: one add reached Redis, so BullMQ logged no duplicate adds.
+    const events = await redis.xrange(`${prefix}:search:events`, '-', '+');
+    const duplicated = events.filter(([, fields]) => fields[1] === 'duplicated');
+    expect(duplicated).toHaveLength(0);
   });
 
   it('serves a completed result within the TTL without a new run, and re-runs after it', async () => {

@@ -110,6 +110,13 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
         expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
         expect(r.body).toMatchObject({ error: { code: 'CELL0_REDIS_UNAVAILABLE' } });
       }
+      // Identical requests at once (one caller adds, the others follow it): all get 503 fast, none hangs.
+      const t0 = performance.now();
+      const same = await Promise.all(
+        Array.from({ length: 20 }, () => post(`${fleet.url}/v1/inference`, body(50))),
+      );
+      expect(same.map((r) => r.status)).toEqual(Array(20).fill(503));
+      expect(performance.now() - t0).toBeLessThan(1000);
       const ready = await fetch(`${fleet.url}/readyz`);
       expect(ready.status).toBe(503);
 
