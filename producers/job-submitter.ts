@@ -337,9 +337,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       for (;;) {
         const e = await waiter.next(started + opts.waitMs, opts.signal);
         if (e === undefined) break;
-        if (e.kind === 'completed')
-          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
-        if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
+        const done = eventResult<T>(queue, jobId, e);
+        if (done) return done;
         if (e.kind === 'leader-gone') {
           // The local caller this one joined could not add the job: add it ourselves.
           if (!leader) {
@@ -437,9 +436,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       for (;;) {
         const e = await waiter.next(started + opts.waitMs, opts.signal);
         if (e === undefined) break;
-        if (e.kind === 'completed')
-          return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
-        if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
+        const done = eventResult<T>(queue, jobId, e);
+        if (done) return done;
       }
       return await this.finalCheck<T>(lane, queue, jobId);
     } finally {
@@ -572,6 +570,14 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     })();
     return this.closing;
   }
+}
+
+/** The caller's answer for a completed/failed event; undefined for other events. */
+function eventResult<T>(queue: QueueName, jobId: string, e: JobEvent): SubmitResult<T> | undefined {
+  if (e.kind === 'completed')
+    return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
+  if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
+  return undefined;
 }
 
 /** The caller's view of a finished job's outcome; undefined while it is not finished. */
