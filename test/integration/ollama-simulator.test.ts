@@ -22,19 +22,10 @@ import {
   type SimulatorStats,
 } from '../../workers/providers/simulator/index.js';
 import { freePort } from '../helpers/redis-server.js';
+import { rejectionOf } from '../helpers/wait';
 
 const SMALL = 'qwen2.5:0.5b';
 const EMBED = 'nomic-embed-text';
-
-/** Rejection of a promise that must reject (fails the test if it resolves). */
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the promise to reject, but it resolved');
-}
 
 function norm(v: readonly number[]): number {
   return Math.sqrt(v.reduce((s, x) => s + x * x, 0));

@@ -5,24 +5,7 @@ import { redisAnswers } from '../../shared/redis/embedded-redis';
 import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server';
 import { spawnCell0 } from '../helpers/cli';
-
-async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline)
-      throw new Error(`condition not met within ${timeoutMs} ms: ${cond.toString()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
+import { rejectionOf, until } from '../helpers/wait';
 
 describe('Redis outage (private redis-server, stopped and restarted)', () => {
   let redis: PrivateRedis;
@@ -50,14 +33,14 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
 
       const opened = once(client, 'breaker:open');
       for (let i = 0; i < 3; i++)
-        expect(await rejection(client.get('k'))).toBeInstanceOf(RedisUnavailableError);
+        expect(await rejectionOf(client.get('k'))).toBeInstanceOf(RedisUnavailableError);
       await opened;
       expect(client.getMetrics().circuitState).toBe('open');
 
       const times: number[] = [];
       for (let i = 0; i < 25; i++) {
         const t0 = performance.now();
-        const err = await rejection(client.get('k'));
+        const err = await rejectionOf(client.get('k'));
         times.push(performance.now() - t0);
         expect(err).toBeInstanceOf(BreakerOpenError);
         expect((err as BreakerOpenError).code).toBe('CELL0_BREAKER_OPEN');
@@ -69,7 +52,7 @@ describe('Redis outage (private redis-server, stopped and restarted)', () => {
       // Half-open: one trial call; Redis is still down, so it fails and the breaker opens again.
       await until(() => client.breaker.state === 'half-open', 10_000);
       const reopened = once(client, 'breaker:open');
-      expect(await rejection(client.get('k'))).toBeInstanceOf(RedisUnavailableError);
+      expect(await rejectionOf(client.get('k'))).toBeInstanceOf(RedisUnavailableError);
       await reopened;
 
       const closedBreaker = once(client, 'breaker:close');

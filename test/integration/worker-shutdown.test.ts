@@ -2,14 +2,7 @@ import { Cell0Client } from '../../producers/cell0-client';
 import { OllamaSimulator } from '../../workers/providers/simulator/ollama-simulator';
 import { spawnCell0, type Cell0Process } from '../helpers/cli';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
-
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { until } from '../helpers/wait';
 
 describe('worker process shutdown (cell0 worker, real signals)', () => {
   let sim: OllamaSimulator;

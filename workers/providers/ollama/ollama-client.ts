@@ -182,24 +182,31 @@ export class OllamaClient {
     return this.opts.baseUrl;
   }
 
+  /** One non-streamed generate/chat call; ttft equals the whole call, as nothing arrives earlier. */
+  private async callUnstreamed<R extends object>(
+    endpoint: '/api/generate' | '/api/chat',
+    req: { model: string },
+    signal: AbortSignal | undefined,
+  ): Promise<R & { clientTimings: ClientTimings }> {
+    const started = performance.now();
+    const res = await this.call<R>({
+      method: 'POST',
+      endpoint,
+      body: { ...req, stream: false },
+      model: req.model,
+      signal,
+      read: async (body) => parseObject(await body.text(), endpoint) as unknown as R,
+    });
+    const totalMs = performance.now() - started;
+    return { ...res, clientTimings: { ttftMs: totalMs, totalMs } };
+  }
+
   /**
    * POST /api/generate. Streams by default (as Ollama does): each chunk with text goes to `onToken`, and
    * the result is the final chunk with `response` holding the whole text, plus client-side timings.
    */
   async generate(req: GenerateRequest, opts: GenerateCallOptions = {}): Promise<GenerateResult> {
-    if (req.stream === false) {
-      const started = performance.now();
-      const res = await this.call<GenerateResponse>({
-        method: 'POST',
-        endpoint: '/api/generate',
-        body: { ...req, stream: false },
-        model: req.model,
-        signal: opts.signal,
-        read: async (body) => parseObject(await body.text(), '/api/generate') as unknown as GenerateResponse,
-      });
-      const totalMs = performance.now() - started;
-      return { ...res, clientTimings: { ttftMs: totalMs, totalMs } };
-    }
+    if (req.stream === false) return this.callUnstreamed<GenerateResponse>('/api/generate', req, opts.signal);
     const started = performance.now();
     const agg = await this.call({
       method: 'POST',
@@ -227,19 +234,7 @@ export class OllamaClient {
    * whole text (and tool calls of every chunk gathered), plus client-side timings.
    */
   async chat(req: ChatRequest, opts: GenerateCallOptions = {}): Promise<ChatResult> {
-    if (req.stream === false) {
-      const started = performance.now();
-      const res = await this.call<ChatResponse>({
-        method: 'POST',
-        endpoint: '/api/chat',
-        body: { ...req, stream: false },
-        model: req.model,
-        signal: opts.signal,
-        read: async (body) => parseObject(await body.text(), '/api/chat') as unknown as ChatResponse,
-      });
-      const totalMs = performance.now() - started;
-      return { ...res, clientTimings: { ttftMs: totalMs, totalMs } };
-    }
+    if (req.stream === false) return this.callUnstreamed<ChatResponse>('/api/chat', req, opts.signal);
     const started = performance.now();
     const toolCalls: ToolCall[] = [];
     const agg = await this.call({
