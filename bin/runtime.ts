@@ -8,14 +8,12 @@ import { type Logger } from '../shared/logger.js';
 import { HttpServer } from '../shared/http-server.js';
 import { redisAnswers, startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
-import { SearchProvider } from '../shared/queues/enums.js';
 import { Cell0Client } from '../producers/cell0-client.js';
 import { createApi } from '../producers/api/create-api.js';
 import { createDashboard } from '../dashboards/bull-board.js';
 import { Cell0Worker } from '../workers/cell0-worker.js';
-import { OllamaBackend } from '../workers/providers/ollama-backend.js';
-import { OllamaClient } from '../workers/providers/ollama/ollama-client.js';
-import { LocalSearch } from '../workers/providers/local-search/local-search.js';
+import { buildProviders, type ProviderSet } from '../workers/providers/from-config.js';
+import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
 import { OllamaSimulator } from '../workers/providers/simulator/ollama-simulator.js';
 
 /** Something running that can be stopped. */
@@ -28,8 +26,7 @@ export interface Service {
   forceClose?(): Promise<void>;
 }
 
-/** Ollama's own default address, used by `cell0 worker` when CELL0_OLLAMA_URL is unset. */
-export const DEFAULT_OLLAMA_URL = 'http://127.0.0.1:11434';
+export { DEFAULT_OLLAMA_URL } from '../workers/providers/from-config.js';
 
 /**
  * For `cell0 start`: the configured Redis if it answers; else, unless REDIS_URL was given or
@@ -69,6 +66,7 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     loadMsPerGb: config.simulator.loadMsPerGb,
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
+    faults: config.simulator.faults,
   });
   const { url } = await sim.start();
   log.info({ url }, 'simulator listening');
@@ -84,20 +82,21 @@ export async function startWorker(
   config: Config,
   log: Logger,
   opts: { queues?: readonly QueueName[]; concurrency?: number; ollamaUrl?: string } = {},
-): Promise<Service & { worker: Cell0Worker }> {
+): Promise<Service & { worker: Cell0Worker; providers: ProviderSet }> {
   const queues = opts.queues ?? QUEUE_NAMES;
-  const ollamaUrl = opts.ollamaUrl ?? config.providers.ollamaUrl ?? DEFAULT_OLLAMA_URL;
-  const inference = queues.includes('inference')
-    ? new OllamaBackend(new OllamaClient({ baseUrl: ollamaUrl, timeoutMs: config.workers.providerTimeoutMs }))
+  const fleetLimits = config.providers.rateLimitScope === 'fleet';
+  // Fleet-wide rate limits take one Redis round trip per backend call: a connection of their own, which
+  // keeps retrying while Redis is away (the worker cannot take jobs then anyway).
+  const redis = fleetLimits
+    ? createRedisConnection({ url: config.redis.url, role: 'worker', connectionName: 'cell0:ratelimit' })
     : undefined;
-  let local: LocalSearch | undefined;
-  if (queues.includes('search')) {
-    local = new LocalSearch(
-      config.providers.searchCorpusDir ? { dir: config.providers.searchCorpusDir } : {},
-    );
-    for (const p of local.problems) log.warn(p, 'search corpus: skipped a document');
-    log.info({ dir: local.dir, documents: local.size }, 'local search index built');
-  }
+  const providers = buildProviders(config, {
+    inference: queues.includes('inference'),
+    search: queues.includes('search'),
+    ...(opts.ollamaUrl !== undefined ? { ollamaUrl: opts.ollamaUrl } : {}),
+    ...(redis ? { redis } : {}),
+    logger: log,
+  });
   const worker = new Cell0Worker({
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
@@ -106,23 +105,37 @@ export async function startWorker(
       inference: opts.concurrency ?? config.workers.inferenceConcurrency,
       search: opts.concurrency ?? config.workers.searchConcurrency,
     },
-    ...(inference ? { inference } : {}),
-    ...(local ? { search: { [SearchProvider.LOCAL]: local } } : {}),
+    ...(providers.inference ? { inference: providers.inference } : {}),
+    search: providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,
     shutdownTimeoutMs: config.workers.shutdownTimeoutMs,
+    backendWaitMaxMs: config.providers.backendWaitMaxMs,
     logger: log,
   });
-  await worker.start();
+  const release = async (): Promise<void> => {
+    await providers.close();
+    if (redis) await closeRedis(redis);
+  };
+  try {
+    await worker.start();
+  } catch (err) {
+    await worker.close().catch(() => undefined);
+    await release();
+    throw err;
+  }
   return {
     name: 'worker',
     worker,
-    banner: [
-      `worker     queues ${queues.join(', ')}` +
-        (inference ? `; inference via ${ollamaUrl}` : '') +
-        (local ? `; local search over ${local.size} documents` : ''),
-    ],
-    close: () => worker.close(),
-    forceClose: () => worker.forceClose(),
+    providers,
+    banner: [`worker     queues ${queues.join(', ')}`, ...providers.describe().map((l) => `  ${l}`)],
+    close: async () => {
+      await worker.close();
+      await release();
+    },
+    forceClose: async () => {
+      await worker.forceClose();
+      await release();
+    },
   };
 }
 

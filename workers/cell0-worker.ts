@@ -1,12 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { type Redis } from 'ioredis';
 import {
+  BreakerOpenError,
   Cell0Error,
   ErrorCode,
   ProviderError,
   ProviderUnavailableError,
+  RateLimitedError,
   ValidationError,
 } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
@@ -49,6 +51,12 @@ export interface Cell0WorkerOptions {
   stalledIntervalMs?: number;
   /** Times a job may stall before it fails. Default 2. */
   maxStalledCount?: number;
+  /**
+   * How long a job may keep going back to wait because its backend is unreachable, open-circuited or
+   * rate-limited (no attempt is spent on those) before it fails with PROVIDER_UNAVAILABLE; counted from
+   * the first time it had to wait. 0 = no limit. Default 3600000 (1 h).
+   */
+  backendWaitMaxMs?: number;
   logger?: Logger;
 }
 
@@ -60,12 +68,15 @@ const DEFAULTS = {
   lockDurationMs: 30_000,
   stalledIntervalMs: 15_000,
   maxStalledCount: 2,
+  backendWaitMaxMs: 3_600_000,
 };
 
 /** Events of {@link Cell0Worker}. */
 export interface Cell0WorkerEvents {
   'job:completed': [{ queue: QueueName; jobId: string; durationMs: number }];
   'job:failed': [{ queue: QueueName; jobId: string; error: string; willRetry: boolean }];
+  /** A job went back to wait (delayed) because its backend is away or busy; no attempt was spent. */
+  'job:deferred': [{ queue: QueueName; jobId: string; delayMs: number; reason: string }];
   'worker:closed': [{ forced: boolean }];
 }
 
@@ -93,6 +104,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly log: Logger;
   private readonly workers = new Map<QueueName, Worker>();
   private readonly connections: Redis[] = [];
+  private readonly connectionOf = new Map<QueueName, Redis>();
   private forced = false;
   /** Set as soon as close() starts: a job that reaches the processor after that is handed back. */
   private stopping = false;
@@ -122,6 +134,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       );
     for (const k of ['providerTimeoutMs', 'lockDurationMs', 'stalledIntervalMs'] as const)
       if (!(opts[k] > 0)) throw new TypeError(`Cell0Worker: option "${k}" must be > 0, got ${opts[k]}`);
+    if (!(opts.backendWaitMaxMs >= 0))
+      throw new TypeError(`Cell0Worker: option "backendWaitMaxMs" must be >= 0`);
     if (!(opts.shutdownTimeoutMs >= 0))
       throw new TypeError(`Cell0Worker: option "shutdownTimeoutMs" must be >= 0`);
     this.opts = opts;
@@ -140,6 +154,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         connectionName: `cell0:worker:${queue}`,
       });
       this.connections.push(conn);
+      this.connectionOf.set(queue, conn);
       const processor =
         queue === QueueName.INFERENCE
           ? (job: Job, token?: string, signal?: AbortSignal) => this.processInference(job, token, signal)
@@ -246,6 +261,13 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
       this.emit('job:completed', { queue, jobId: job.id ?? '', durationMs });
+      // Started more often than attempted: it waited for its backend at some point; clear that record so a
+      // later re-run of the same job id starts a fresh waiting budget.
+      if (job.attemptsStarted > job.attemptsMade + 1 && this.opts.backendWaitMaxMs > 0)
+        this.connectionOf
+          .get(queue)
+          ?.del(waitingSinceKey(this.opts.prefix, queue, job.id))
+          .catch(() => undefined);
       return result;
     } catch (err) {
       if (this.forced && signal?.aborted) {
@@ -267,12 +289,55 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
           { cause: err },
         );
       }
+      if (isBackendAway(err)) await this.defer(job, token, queue, err);
       if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
       throw new Error(encodeFailure(err), { cause: err });
     } finally {
       this.deadlines.delete(entry);
       this.activeCount--;
     }
+  }
+
+  /**
+   * Puts a job whose backend is away (unreachable, open breaker, rate limit, 429/503) back to wait, delayed
+   * by what the backend or breaker asked (jittered), without spending an attempt. Throws DelayedError on
+   * success; returns (so the caller fails the job) once the job has waited longer than backendWaitMaxMs.
+   */
+  private async defer(
+    job: Job,
+    token: string | undefined,
+    queue: QueueName,
+    err: BreakerOpenError | RateLimitedError | ProviderError,
+  ): Promise<void> {
+    const max = this.opts.backendWaitMaxMs;
+    if (max > 0) {
+      // When the job first had to wait, kept in Redis so the budget holds across workers and restarts.
+      // (The connection handed to BullMQ is its non-blocking one; blocking reads use a duplicate.)
+      const client = this.connectionOf.get(queue)!;
+      const key = waitingSinceKey(this.opts.prefix, queue, job.id);
+      const now = Date.now();
+      const since = await client.set(key, String(now), 'PX', max + 60_000, 'NX', 'GET');
+      if (since !== null && now - Number(since) > max) {
+        this.log.warn(
+          { queue, jobId: job.id, waitedMs: now - Number(since) },
+          'backend still away; job fails',
+        );
+        throw new UnrecoverableError(
+          encodeFailure(
+            new ProviderUnavailableError(
+              err instanceof ProviderError ? err.provider : 'backend',
+              `backend unavailable for longer than ${max} ms: ${err.message}`,
+            ),
+          ),
+        );
+      }
+    }
+    const asked = err.retryAfterMs ?? 0;
+    const delayMs = Math.round(Math.min(60_000, Math.max(asked, 250) * (1 + Math.random() * 0.5)));
+    await job.moveToDelayed(Date.now() + delayMs, token);
+    this.log.info({ queue, jobId: job.id, delayMs, reason: err.message }, 'backend away; job waits');
+    this.emit('job:deferred', { queue, jobId: job.id ?? '', delayMs, reason: err.message });
+    throw new DelayedError();
   }
 
   /** Cancels every job whose provider call has run past providerTimeoutMs. */
@@ -364,6 +429,20 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     });
     return { promise, cancel: () => clearInterval(timer) };
   }
+}
+
+/** Where the time a job first had to wait for its backend is kept. */
+function waitingSinceKey(prefix: string, queue: string, jobId: string | undefined): string {
+  return `${prefix}:${queue}:${jobId ?? ''}:cell0-waiting-since`;
+}
+
+/** The backend is down or asked to back off: the job waits for it instead of spending an attempt. */
+function isBackendAway(err: unknown): err is BreakerOpenError | RateLimitedError | ProviderError {
+  return (
+    err instanceof BreakerOpenError ||
+    err instanceof RateLimitedError ||
+    (err instanceof ProviderError && err.backendUnavailable)
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, type FieldIssue } from '../errors.js';
+import { parseModelRoutes, parseRateLimits, type ModelRoute, type RateLimitSpec } from './provider-routes.js';
 
 /*
  * The one module that reads the environment. Every variable is declared here once, with its default and
@@ -61,6 +62,25 @@ const list = z.string().transform((v) =>
     .map((s) => s.trim())
     .filter((s) => s.length > 0),
 );
+
+/** A one-line list parsed by `parse`; its Error message becomes the variable's reason. */
+const parsedList = <T>(parse: (v: string) => T) =>
+  z.string().transform((v, ctx) => {
+    try {
+      return parse(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err) });
+      return z.NEVER;
+    }
+  });
+
+const rate = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?$/, `expected a number between ${min} and ${max}`)
+    .transform(Number)
+    .pipe(z.number().min(min, `expected a number >= ${min}`).max(max, `expected a number <= ${max}`));
 
 /** Declaration of one environment variable. */
 interface EnvVar {
@@ -216,6 +236,93 @@ export const ENV = {
     schema: httpUrl,
     doc: 'Ollama (or Ollama-compatible) base URL. Unset: `cell0 start` runs the bundled simulator; `cell0 worker` uses http://127.0.0.1:11434',
   },
+  CELL0_OPENAI_URL: {
+    schema: httpUrl,
+    doc: 'OpenAI-compatible base URL including /v1 (vLLM, llama.cpp server, hosted APIs), e.g. http://127.0.0.1:8000/v1',
+  },
+  CELL0_OPENAI_API_KEY: {
+    schema: z.string().trim().min(1, 'expected a key'),
+    doc: 'API key sent as a Bearer token to CELL0_OPENAI_URL (and to openai@URL routes)',
+    secret: true,
+  },
+  CELL0_MODEL_ROUTES: {
+    schema: parsedList(parseModelRoutes),
+    doc: 'Which backend serves which model: pattern=ollama|openai[@url], comma-separated, first match wins, * is a wildcard (e.g. qwen2.5:*=ollama,gpt-*=openai). Default: *=ollama, or *=openai when only CELL0_OPENAI_URL is set',
+  },
+  CELL0_SEARXNG_URL: {
+    schema: httpUrl,
+    doc: 'SearXNG base URL (its JSON format must be enabled); enables provider "searxng"',
+  },
+  CELL0_BRAVE_API_KEY: {
+    schema: z.string().trim().min(1, 'expected a key'),
+    doc: 'Brave Search API subscription token; enables provider "brave"',
+    secret: true,
+  },
+  CELL0_BRAVE_URL: {
+    default: 'https://api.search.brave.com',
+    schema: httpUrl,
+    doc: 'Base URL of the Brave Search API',
+  },
+  CELL0_RATE_LIMITS: {
+    default: 'brave=1/1',
+    schema: parsedList(parseRateLimits),
+    doc: 'Token-bucket limits per backend: target=rate[/burst[/maxInFlight]], comma-separated; target is ollama|openai|brave|searxng (each origin of that kind) or a URL origin. Default brave=1/1 (the free tier)',
+  },
+  CELL0_RATE_LIMIT_SCOPE: {
+    default: 'fleet',
+    schema: z.enum(['fleet', 'process'], 'expected fleet or process'),
+    doc: 'fleet: one bucket in Redis shared by every worker process; process: each process has its own',
+  },
+  CELL0_RATE_LIMIT_MAX_WAIT_MS: {
+    default: '5000',
+    schema: int(0, 600_000),
+    doc: 'Longest a job waits in a worker for a rate-limit token; beyond it the job goes back to the queue (no attempt spent)',
+  },
+  CELL0_PROVIDER_RETRIES: {
+    default: '2',
+    schema: int(0, 20),
+    doc: 'In-call retries of a retryable provider failure (5xx, unreachable, 429 after Retry-After), exponential backoff with jitter; 4xx are never retried',
+  },
+  CELL0_PROVIDER_BREAKER_THRESHOLD: {
+    default: '5',
+    schema: int(1, 1000),
+    doc: 'Consecutive failures of one backend origin that open its circuit breaker',
+  },
+  CELL0_PROVIDER_BREAKER_RESET_MS: {
+    default: '10000',
+    schema: int(100, 3_600_000),
+    doc: 'How long a backend breaker stays open before one trial call',
+  },
+  CELL0_BACKEND_WAIT_MAX_MS: {
+    default: '3600000',
+    schema: int(0, 604_800_000),
+    doc: 'How long a job may keep waiting for an unreachable, open-circuited or rate-limited backend before it fails (0 = no limit)',
+  },
+  CELL0_HTTP_MAX_CONNECTIONS: {
+    default: '256',
+    schema: int(1, 100_000),
+    doc: 'Most backend HTTP requests in flight at once per worker process, over all backends',
+  },
+  CELL0_HTTP_CONNECTIONS_PER_HOST: {
+    default: '16',
+    schema: int(1, 10_000),
+    doc: 'Keep-alive connections per backend origin; more concurrent calls queue',
+  },
+  CELL0_HTTP_CONNECT_TIMEOUT_MS: {
+    default: '10000',
+    schema: int(1, 600_000),
+    doc: 'Longest wait for a TCP/TLS connection to a backend',
+  },
+  CELL0_HTTP_BODY_TIMEOUT_MS: {
+    default: '60000',
+    schema: int(0, 3_600_000),
+    doc: 'Longest silence between two chunks of a backend answer (0 = none)',
+  },
+  CELL0_HTTP_KEEPALIVE_MS: {
+    default: '4000',
+    schema: int(1, 3_600_000),
+    doc: 'How long an idle backend connection is kept when the server gives no keep-alive hint',
+  },
   CELL0_SEARCH_CORPUS_DIR: {
     schema: z.string().trim().min(1, 'expected a folder path'),
     doc: 'Folder of documents for the local search provider (default: the bundled data/corpus)',
@@ -246,6 +353,48 @@ export const ENV = {
     default: '0',
     schema: bool,
     doc: 'Simulator: serve model names outside its catalog instead of answering 404',
+  },
+  CELL0_SIM_FAULT_RATE_429: {
+    default: '0',
+    schema: rate(0, 1),
+    doc: 'Simulator fault injection: fraction of model calls answered 429 with Retry-After',
+  },
+  CELL0_SIM_FAULT_RETRY_AFTER_SEC: {
+    default: '1',
+    schema: int(0, 3600),
+    doc: 'Simulator: Retry-After of injected 429s, seconds',
+  },
+  CELL0_SIM_FAULT_RATE_500: {
+    default: '0',
+    schema: rate(0, 1),
+    doc: 'Simulator: fraction of model calls answered 500',
+  },
+  CELL0_SIM_FAULT_SLOW_RATE: {
+    default: '0',
+    schema: rate(0, 1),
+    doc: 'Simulator: fraction of model calls delayed by CELL0_SIM_FAULT_SLOW_MS',
+  },
+  CELL0_SIM_FAULT_SLOW_MS: {
+    default: '2000',
+    schema: int(0, 3_600_000),
+    doc: 'Simulator: delay of slowed calls',
+  },
+  CELL0_SIM_FAULT_DROP_RATE: {
+    default: '0',
+    schema: rate(0, 1),
+    doc: 'Simulator: fraction of model calls whose connection is dropped without an answer',
+  },
+  CELL0_SIM_FAULT_SEED: {
+    schema: int(0, 2 ** 31 - 1),
+    doc: 'Simulator: seed of the fault draws (default random)',
+  },
+  CELL0_SIM_RATE_LIMIT_RPS: {
+    schema: rate(0.001, 1_000_000),
+    doc: 'Simulator: its own token-bucket limit on model calls (answers 429 beyond it), requests per second',
+  },
+  CELL0_SIM_RATE_LIMIT_BURST: {
+    schema: int(1, 1_000_000),
+    doc: 'Simulator: burst of its own limit (default: the rate, at least 1)',
   },
   CELL0_EMBEDDED_REDIS: {
     default: 'auto',
@@ -321,7 +470,28 @@ export interface Config {
   providers: {
     /** Undefined when not configured (see CELL0_OLLAMA_URL). */
     ollamaUrl: string | undefined;
+    openaiUrl: string | undefined;
+    openaiApiKey: string | undefined;
+    /** As configured; undefined = the default route (see CELL0_MODEL_ROUTES). */
+    modelRoutes: ModelRoute[] | undefined;
+    searxngUrl: string | undefined;
+    braveApiKey: string | undefined;
+    braveUrl: string;
     searchCorpusDir: string | undefined;
+    rateLimits: RateLimitSpec[];
+    rateLimitScope: 'fleet' | 'process';
+    rateLimitMaxWaitMs: number;
+    retries: number;
+    breakerThreshold: number;
+    breakerResetMs: number;
+    backendWaitMaxMs: number;
+    http: {
+      maxConnections: number;
+      connectionsPerHost: number;
+      connectTimeoutMs: number;
+      bodyTimeoutMs: number;
+      keepAliveMs: number;
+    };
   };
   simulator: {
     host: string;
@@ -331,6 +501,16 @@ export interface Config {
     loadMsPerGb: number;
     maxLoaded: number;
     allowAnyModel: boolean;
+    faults: {
+      rate429: number;
+      retryAfterSec: number;
+      rate500: number;
+      slowRate: number;
+      slowMs: number;
+      dropRate: number;
+      seed?: number;
+      rateLimit?: { rate: number; capacity: number };
+    };
   };
   embeddedRedis: 'auto' | 'never';
   dataDir: string;
@@ -368,6 +548,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       field: 'CELL0_MAX_BODY_BYTES',
       reason: `expected at least CELL0_MAX_PROMPT_BYTES (${p.CELL0_MAX_PROMPT_BYTES}), got ${p.CELL0_MAX_BODY_BYTES}`,
     });
+  }
+  if (issues.length === 0) {
+    const bare = (p.CELL0_MODEL_ROUTES ?? []).find((r) => r.kind === 'openai' && r.url === undefined);
+    if (bare && p.CELL0_OPENAI_URL === undefined)
+      issues.push({
+        field: 'CELL0_MODEL_ROUTES',
+        reason: `route "${bare.pattern}=openai" needs CELL0_OPENAI_URL (or write openai@URL)`,
+      });
+    const faultSum =
+      p.CELL0_SIM_FAULT_RATE_429 +
+      p.CELL0_SIM_FAULT_RATE_500 +
+      p.CELL0_SIM_FAULT_SLOW_RATE +
+      p.CELL0_SIM_FAULT_DROP_RATE;
+    if (faultSum > 1 + 1e-9)
+      issues.push({
+        field: 'CELL0_SIM_FAULT_RATE_429',
+        reason: `the simulator's fault fractions (429 + 500 + slow + drop) add up to ${faultSum}, more than 1`,
+      });
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
@@ -419,7 +617,27 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     providers: {
       ollamaUrl: p.CELL0_OLLAMA_URL,
+      openaiUrl: p.CELL0_OPENAI_URL,
+      openaiApiKey: p.CELL0_OPENAI_API_KEY,
+      modelRoutes: p.CELL0_MODEL_ROUTES,
+      searxngUrl: p.CELL0_SEARXNG_URL,
+      braveApiKey: p.CELL0_BRAVE_API_KEY,
+      braveUrl: p.CELL0_BRAVE_URL,
       searchCorpusDir: p.CELL0_SEARCH_CORPUS_DIR,
+      rateLimits: p.CELL0_RATE_LIMITS,
+      rateLimitScope: p.CELL0_RATE_LIMIT_SCOPE,
+      rateLimitMaxWaitMs: p.CELL0_RATE_LIMIT_MAX_WAIT_MS,
+      retries: p.CELL0_PROVIDER_RETRIES,
+      breakerThreshold: p.CELL0_PROVIDER_BREAKER_THRESHOLD,
+      breakerResetMs: p.CELL0_PROVIDER_BREAKER_RESET_MS,
+      backendWaitMaxMs: p.CELL0_BACKEND_WAIT_MAX_MS,
+      http: {
+        maxConnections: p.CELL0_HTTP_MAX_CONNECTIONS,
+        connectionsPerHost: p.CELL0_HTTP_CONNECTIONS_PER_HOST,
+        connectTimeoutMs: p.CELL0_HTTP_CONNECT_TIMEOUT_MS,
+        bodyTimeoutMs: p.CELL0_HTTP_BODY_TIMEOUT_MS,
+        keepAliveMs: p.CELL0_HTTP_KEEPALIVE_MS,
+      },
     },
     simulator: {
       host: p.CELL0_SIM_HOST,
@@ -429,6 +647,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       loadMsPerGb: p.CELL0_SIM_LOAD_MS_PER_GB,
       maxLoaded: p.CELL0_SIM_MAX_LOADED,
       allowAnyModel: p.CELL0_SIM_ALLOW_ANY_MODEL,
+      faults: {
+        rate429: p.CELL0_SIM_FAULT_RATE_429,
+        retryAfterSec: p.CELL0_SIM_FAULT_RETRY_AFTER_SEC,
+        rate500: p.CELL0_SIM_FAULT_RATE_500,
+        slowRate: p.CELL0_SIM_FAULT_SLOW_RATE,
+        slowMs: p.CELL0_SIM_FAULT_SLOW_MS,
+        dropRate: p.CELL0_SIM_FAULT_DROP_RATE,
+        ...(p.CELL0_SIM_FAULT_SEED !== undefined ? { seed: p.CELL0_SIM_FAULT_SEED } : {}),
+        ...(p.CELL0_SIM_RATE_LIMIT_RPS !== undefined
+          ? {
+              rateLimit: {
+                rate: p.CELL0_SIM_RATE_LIMIT_RPS,
+                capacity: p.CELL0_SIM_RATE_LIMIT_BURST ?? Math.max(1, Math.floor(p.CELL0_SIM_RATE_LIMIT_RPS)),
+              },
+            }
+          : {}),
+      },
     },
     embeddedRedis: p.CELL0_EMBEDDED_REDIS,
     dataDir: p.CELL0_DATA_DIR,

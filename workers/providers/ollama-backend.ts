@@ -3,12 +3,43 @@ import { type InferenceResult } from '../../shared/queues/results.js';
 import { type OllamaClient } from './ollama/ollama-client.js';
 import { timingsFromOllama } from './ollama/timings.js';
 import { type GenerationStats } from './ollama/types.js';
-import { type CallContext, type InferenceBackend } from './provider.js';
+import { type CallContext, type EmbedResult, type InferenceBackend, type LoadedModel } from './provider.js';
 
-/** Runs inference jobs on an Ollama (or Ollama-compatible) server, streaming to measure time to first token. */
+/**
+ * Runs inference jobs on an Ollama (or Ollama-compatible) server, streaming to measure time to first token;
+ * embeds with /api/embed, loads (a request with only `model`), unloads (`keep_alive: 0`), lists the loaded
+ * models (/api/ps) and the local ones (/api/tags).
+ */
 export class OllamaBackend implements InferenceBackend {
   readonly name = 'ollama';
   constructor(readonly client: OllamaClient) {}
+
+  get origin(): string {
+    return this.client.origin;
+  }
+
+  async embed(model: string, input: string[], ctx: CallContext): Promise<EmbedResult> {
+    const r = await this.client.embed({ model, input }, ctx.signal);
+    return { model: r.model, embeddings: r.embeddings };
+  }
+
+  async load(model: string, ctx: CallContext): Promise<void> {
+    await this.client.load(model, undefined, ctx.signal);
+  }
+
+  async unload(model: string, ctx: CallContext): Promise<void> {
+    await this.client.unload(model, ctx.signal);
+  }
+
+  async listLoaded(ctx: CallContext): Promise<LoadedModel[]> {
+    const r = await this.client.ps(ctx.signal);
+    return r.models.map((m) => ({ name: m.name, sizeBytes: m.size, expiresAt: m.expires_at }));
+  }
+
+  async listModels(ctx: CallContext): Promise<string[]> {
+    const r = await this.client.tags(ctx.signal);
+    return r.models.map((m) => m.name);
+  }
 
   async run(job: InferenceJobData, ctx: CallContext): Promise<Omit<InferenceResult, 'servedBy'>> {
     const p = job.params;

@@ -7,16 +7,49 @@ export interface CallContext {
   signal: AbortSignal;
 }
 
-/** Something that runs inference jobs (Ollama, the no-op provider, later OpenAI-compatible servers). */
+/** A model held in a backend's memory, as its list-loaded call reports it. */
+export interface LoadedModel {
+  name: string;
+  /** Bytes of memory it takes, when the backend says. */
+  sizeBytes?: number;
+  /** When the backend will unload it on its own (ISO 8601), when it says. */
+  expiresAt?: string;
+}
+
+/** Vectors for a list of texts, one per input, in input order. */
+export interface EmbedResult {
+  model: string;
+  embeddings: number[][];
+}
+
+/**
+ * Something that runs inference jobs: Ollama, an OpenAI-compatible server, the no-op backend. `run` does
+ * generate (a job with `prompt`) or chat (a job with `messages`). The optional methods exist where the
+ * backend has them.
+ */
 export interface InferenceBackend {
+  /** Kind of backend, as results name it ("ollama", "openai", "noop"). */
   readonly name: string;
+  /** The server's origin (scheme://host:port) when it is remote: breakers and rate limits are kept per origin. */
+  readonly origin?: string;
   run(job: InferenceJobData, ctx: CallContext): Promise<Omit<InferenceResult, 'servedBy'>>;
+  embed?(model: string, input: string[], ctx: CallContext): Promise<EmbedResult>;
+  /** Loads a model into memory ahead of use. */
+  load?(model: string, ctx: CallContext): Promise<void>;
+  /** Takes a model out of memory. */
+  unload?(model: string, ctx: CallContext): Promise<void>;
+  /** The models in memory now. */
+  listLoaded?(ctx: CallContext): Promise<LoadedModel[]>;
+  /** The models the backend can serve. */
+  listModels?(ctx: CallContext): Promise<string[]>;
   close(): Promise<void>;
 }
 
 /** Something that answers search jobs for one SearchProvider value. */
 export interface SearchBackend {
   readonly name: string;
+  /** The server's origin when it is remote: breakers and rate limits are kept per origin. */
+  readonly origin?: string;
   search(job: SearchJobData, ctx: CallContext): Promise<Omit<SearchResult, 'servedBy' | 'tookMs'>>;
   close(): Promise<void>;
 }

@@ -1,13 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { Pool, type Dispatcher } from 'undici';
-import {
-  Cell0Error,
-  ClosedError,
-  ConfigError,
-  ProviderError,
-  type FieldIssue,
-} from '../../../shared/errors.js';
-import { PROVIDER, connectionError, httpError, isConnectionError } from './http-errors.js';
+import { type Dispatcher } from 'undici';
+import { ClosedError, ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { HttpPoolRegistry, type HttpPool } from '../../../shared/http/pool.js';
+import { PROVIDER, httpError } from './http-errors.js';
 import { ndjsonLines } from './ndjson-lines.js';
 import {
   type ChatRequest,
@@ -39,22 +34,27 @@ export interface OllamaClientOptions {
    * stream, for streaming calls). Default 120000.
    */
   timeoutMs?: number;
-  /** Maximum keep-alive connections to the server; more concurrent calls queue in the pool. Default 16. */
+  /**
+   * Maximum keep-alive connections to the server; more concurrent calls queue in the pool. Used when this
+   * client creates the origin's pool (a registry's existing pool keeps its own setting). Default 16.
+   */
   connections?: number;
   /** Extra headers sent with every request (e.g. Authorization for a proxy in front of Ollama). */
   headers?: Record<string, string>;
+  /**
+   * The worker's pool registry, so every client of one origin shares its connections. Default: a registry
+   * of this client's own, closed by close().
+   */
+  pools?: HttpPoolRegistry;
 }
 
 const DEFAULTS = {
   timeoutMs: 120_000,
   connections: 16,
   headers: {} as Record<string, string>,
-} satisfies Omit<Required<OllamaClientOptions>, 'baseUrl'>;
+} satisfies Omit<Required<OllamaClientOptions>, 'baseUrl' | 'pools'>;
 
-type ResolvedOptions = Required<OllamaClientOptions>;
-
-/** Error bodies are only read for their message; a proxy's HTML page must not be buffered whole. */
-const ERROR_BODY_LIMIT = 64 * 1024;
+type ResolvedOptions = Required<Omit<OllamaClientOptions, 'pools'>> & Pick<OllamaClientOptions, 'pools'>;
 
 type HttpMethod = 'GET' | 'POST';
 
@@ -109,32 +109,21 @@ function parseObject(text: string, endpoint: string): Record<string, unknown> {
       false,
       {
         cause: err,
+        kind: 'protocol',
       },
     );
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new ProviderError(PROVIDER, `${endpoint}: answer is not a JSON object`, undefined, false);
+    throw new ProviderError(PROVIDER, `${endpoint}: answer is not a JSON object`, undefined, false, {
+      kind: 'protocol',
+    });
   }
   const error = (parsed as { error?: unknown }).error;
   if (typeof error === 'string') {
     // Ollama reports failures that happen after the 200 header (e.g. the runner died) as an error line.
-    throw new ProviderError(PROVIDER, `${endpoint}: ${error}`, undefined, true);
+    throw new ProviderError(PROVIDER, `${endpoint}: ${error}`, undefined, true, { kind: 'protocol' });
   }
   return parsed as Record<string, unknown>;
-}
-
-async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size >= limit) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).toString('utf8').slice(0, limit);
 }
 
 /** How to read the pieces of a chunk that add up over a stream. */
@@ -159,7 +148,8 @@ interface Aggregate<C> {
  */
 export class OllamaClient {
   private readonly opts: ResolvedOptions;
-  private readonly pool: Pool;
+  private readonly pool: HttpPool;
+  private readonly ownRegistry: HttpPoolRegistry | undefined;
   private readonly basePath: string;
   private closing: Promise<void> | undefined;
 
@@ -173,8 +163,15 @@ export class OllamaClient {
     this.opts = merged;
     const url = new URL(merged.baseUrl);
     this.basePath = url.pathname.replace(/\/+$/, '');
-    // The whole-call deadline is ours (timeoutMs); undici's own timers would cut long generations short.
-    this.pool = new Pool(url.origin, { connections: merged.connections, headersTimeout: 0, bodyTimeout: 0 });
+    if (merged.pools === undefined) this.ownRegistry = new HttpPoolRegistry();
+    this.pool = (merged.pools ?? this.ownRegistry!).get(url.origin, {
+      maxConnectionsPerHost: merged.connections,
+    });
+  }
+
+  /** The server's origin (scheme://host:port). */
+  get origin(): string {
+    return this.pool.origin;
   }
 
   /** The server's base URL, as configured. */
@@ -263,18 +260,18 @@ export class OllamaClient {
   }
 
   /** POST /api/embed: one vector per input. */
-  async embed(req: EmbedRequest): Promise<EmbedResponse> {
-    return this.postJson<EmbedResponse>('/api/embed', req, req.model);
+  async embed(req: EmbedRequest, signal?: AbortSignal): Promise<EmbedResponse> {
+    return this.postJson<EmbedResponse>('/api/embed', req, req.model, signal);
   }
 
   /** GET /api/ps: the models loaded in memory. */
-  async ps(): Promise<PsResponse> {
-    return this.getJson<PsResponse>('/api/ps');
+  async ps(signal?: AbortSignal): Promise<PsResponse> {
+    return this.getJson<PsResponse>('/api/ps', signal);
   }
 
   /** GET /api/tags: the models available locally. */
-  async tags(): Promise<TagsResponse> {
-    return this.getJson<TagsResponse>('/api/tags');
+  async tags(signal?: AbortSignal): Promise<TagsResponse> {
+    return this.getJson<TagsResponse>('/api/tags', signal);
   }
 
   /** GET /api/version */
@@ -283,15 +280,20 @@ export class OllamaClient {
   }
 
   /** Loads a model into memory (a generate call with no prompt); Ollama answers done_reason "load". */
-  async load(model: string, keepAlive?: KeepAlive): Promise<GenerateResponse> {
+  async load(model: string, keepAlive?: KeepAlive, signal?: AbortSignal): Promise<GenerateResponse> {
     const body: GenerateRequest = { model, stream: false };
     if (keepAlive !== undefined) body.keep_alive = keepAlive;
-    return this.postJson<GenerateResponse>('/api/generate', body, model);
+    return this.postJson<GenerateResponse>('/api/generate', body, model, signal);
   }
 
   /** Unloads a model from memory (keep_alive 0); Ollama answers done_reason "unload". */
-  async unload(model: string): Promise<GenerateResponse> {
-    return this.postJson<GenerateResponse>('/api/generate', { model, stream: false, keep_alive: 0 }, model);
+  async unload(model: string, signal?: AbortSignal): Promise<GenerateResponse> {
+    return this.postJson<GenerateResponse>(
+      '/api/generate',
+      { model, stream: false, keep_alive: 0 },
+      model,
+      signal,
+    );
   }
 
   /**
@@ -299,90 +301,51 @@ export class OllamaClient {
    * same promise. Calls made afterwards reject with ClosedError.
    */
   close(): Promise<void> {
-    this.closing ??= this.pool.close();
+    this.closing ??= this.ownRegistry?.close() ?? Promise.resolve();
     return this.closing;
   }
 
-  private postJson<T>(endpoint: string, body: unknown, model: string): Promise<T> {
+  private postJson<T>(endpoint: string, body: unknown, model: string, signal?: AbortSignal): Promise<T> {
     return this.call<T>({
       method: 'POST',
       endpoint,
       body,
       model,
+      signal,
       read: async (b) => parseObject(await b.text(), endpoint) as unknown as T,
     });
   }
 
-  private getJson<T>(endpoint: string): Promise<T> {
+  private getJson<T>(endpoint: string, signal?: AbortSignal): Promise<T> {
     return this.call<T>({
       method: 'GET',
       endpoint,
+      signal,
       read: async (b) => parseObject(await b.text(), endpoint) as unknown as T,
     });
   }
 
-  /**
-   * One HTTP exchange under the whole-call deadline and the caller's signal. Every path out of here
-   * consumes or destroys the response body, so the socket goes back to the pool (or is dropped).
-   */
-  private async call<T>(spec: CallSpec<T>): Promise<T> {
-    if (this.closing !== undefined) throw new ClosedError('OllamaClient');
-    const { signal } = spec;
-    signal?.throwIfAborted();
-
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort(new Error(`timed out after ${this.opts.timeoutMs} ms`));
-    }, this.opts.timeoutMs);
-    timer.unref();
-    const onAbort = (): void => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-
-    let responseBody: Dispatcher.ResponseData['body'] | undefined;
-    try {
-      const headers: Record<string, string> = { ...this.opts.headers, accept: 'application/json' };
-      let payload: string | undefined;
-      if (spec.body !== undefined) {
-        headers['content-type'] = 'application/json';
-        payload = JSON.stringify(spec.body);
-      }
-      const res = await this.pool.request({
-        path: this.basePath + spec.endpoint,
-        method: spec.method,
-        headers,
-        body: payload,
-        signal: controller.signal,
-      });
-      responseBody = res.body;
-      if (res.statusCode >= 400) {
-        const text = await readLimited(res.body, ERROR_BODY_LIMIT);
-        throw httpError(spec.endpoint, res.statusCode, res.headers['retry-after'], text, spec.model);
-      }
-      return await spec.read(res.body);
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      if (timedOut) {
-        throw new ProviderError(
-          PROVIDER,
-          `${spec.endpoint}: timed out after ${this.opts.timeoutMs} ms`,
-          undefined,
-          true,
-          { cause: err },
-        );
-      }
-      if (err instanceof Cell0Error) throw err;
-      if (isConnectionError(err)) throw connectionError(spec.endpoint, err);
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      // A body left unread (error thrown by a reader or onToken) would hold the socket; drop it.
-      if (responseBody !== undefined && !responseBody.destroyed && !responseBody.readableEnded) {
-        responseBody.destroy();
-      }
+  /** One HTTP exchange through the origin's pool (deadline, abort, typed errors: see HttpPool.call). */
+  private call<T>(spec: CallSpec<T>): Promise<T> {
+    if (this.closing !== undefined) return Promise.reject(new ClosedError('OllamaClient'));
+    const headers: Record<string, string> = { ...this.opts.headers, accept: 'application/json' };
+    let payload: string | undefined;
+    if (spec.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(spec.body);
     }
+    return this.pool.call({
+      provider: PROVIDER,
+      method: spec.method,
+      path: this.basePath + spec.endpoint,
+      headers,
+      body: payload,
+      signal: spec.signal,
+      timeoutMs: this.opts.timeoutMs,
+      read: (res) => spec.read(res.body),
+      onHttpError: (status, resHeaders, text) =>
+        httpError(spec.endpoint, status, resHeaders['retry-after'], text, spec.model),
+    });
   }
 
   /** Reads an NDJSON stream to its end, gathering text, and returns the final (done) chunk. */
@@ -411,7 +374,9 @@ export class OllamaClient {
       if (chunk.done === true) final = chunk;
     }
     if (final === undefined) {
-      throw new ProviderError(PROVIDER, `${endpoint}: stream ended before the final chunk`, undefined, true);
+      throw new ProviderError(PROVIDER, `${endpoint}: stream ended before the final chunk`, undefined, true, {
+        kind: 'protocol',
+      });
     }
     return { final, text, thinking, ttftMs };
   }

@@ -11,6 +11,13 @@ import {
   type SimModelSpec,
 } from './catalog.js';
 import { type Exchange, SimHttpError, readJsonBody, sendError, sendJson, sendText } from './http-exchange.js';
+import {
+  FAULT_ENDPOINTS,
+  FaultInjector,
+  validateSimFaults,
+  type FaultDecision,
+  type SimFaults,
+} from './faults.js';
 import { KeepAliveError, keepAliveMs } from './keep-alive.js';
 import {
   optionalBoolean,
@@ -51,6 +58,11 @@ export interface OllamaSimulatorOptions {
   maxBodyBytes?: number;
   /** Models added to the default catalog; an entry with a default model's name replaces it. Default none. */
   models?: readonly SimModelSpec[];
+  /**
+   * Faults injected into /api/generate, /api/chat, /api/embed and /api/embeddings; change them at run time
+   * with setFaults() or POST /_sim/faults. Default none.
+   */
+  faults?: SimFaults;
 }
 
 const DEFAULTS = {
@@ -64,6 +76,7 @@ const DEFAULTS = {
   defaultKeepAlive: '5m' as string | number,
   maxBodyBytes: 10 * 1024 * 1024,
   models: [] as readonly SimModelSpec[],
+  faults: {} as SimFaults,
 } satisfies Required<OllamaSimulatorOptions>;
 
 type ResolvedOptions = Required<OllamaSimulatorOptions>;
@@ -123,6 +136,7 @@ function validate(o: ResolvedOptions): FieldIssue[] {
   check(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes > 0, 'maxBodyBytes', 'expected an integer > 0');
   check(typeof o.allowAnyModel === 'boolean', 'allowAnyModel', 'expected a boolean');
   check(Array.isArray(o.models), 'models', 'expected an array of model specs');
+  issues.push(...validateSimFaults(o.faults, 'OllamaSimulator.faults'));
   try {
     keepAliveMs(o.defaultKeepAlive);
   } catch (err) {
@@ -147,6 +161,7 @@ export class OllamaSimulator {
   private readonly routes: Map<string, Route>;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly idleWaiters = new Set<() => void>();
+  private injector: FaultInjector;
   private server: Server | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private address: { url: string; port: number } | undefined;
@@ -162,6 +177,7 @@ export class OllamaSimulator {
     this.opts = merged;
     this.catalog = buildCatalog(merged.models);
     this.defaultKeepAliveMs = keepAliveMs(merged.defaultKeepAlive);
+    this.injector = new FaultInjector(merged.faults);
     this.residency = new ResidentModels({
       maxLoaded: merged.maxLoaded,
       loadMs: (model) => (model.sizeBytes / 1e9) * merged.loadMsPerGb,
@@ -187,6 +203,7 @@ export class OllamaSimulator {
       ['/api/version', { methods: get, handler: (ex) => sendJson(ex, 200, { version: SIMULATOR_VERSION }) }],
       ['/_sim/stats', { methods: ['GET'], handler: (ex) => sendJson(ex, 200, this.stats()) }],
       ['/_sim/reset', { methods: post, handler: (ex) => this.handleReset(ex) }],
+      ['/_sim/faults', { methods: ['GET', 'POST'], handler: (ex) => this.handleFaults(ex) }],
     ]);
   }
 
@@ -217,6 +234,21 @@ export class OllamaSimulator {
   reset(opts: { models?: boolean } = {}): void {
     if (opts.models === true) this.residency.clear();
     this.counters.reset();
+  }
+
+  /** The fault settings in force: defaults filled in, with the seed in use (a copy). */
+  get faults(): SimFaults {
+    return this.injector.settings;
+  }
+
+  /**
+   * Replaces the fault settings (fields left out take their defaults, not their previous values) and
+   * restarts the PRNG and the token bucket (full). Throws ConfigError when they are invalid.
+   */
+  setFaults(faults: SimFaults): void {
+    const issues = validateSimFaults(faults, 'OllamaSimulator.faults');
+    if (issues.length > 0) throw new ConfigError(issues);
+    this.injector = new FaultInjector(faults);
   }
 
   /** Resolves once no request is in flight (at once if none is). */
@@ -320,15 +352,67 @@ export class OllamaSimulator {
       sendJson(ex, 405, { error: 'method not allowed' });
       return;
     }
-    // Fault injection (forced 429/500, dropped connections) belongs here: it sees every routed exchange
-    // before its handler and can answer it instead.
+    // Fault injection sees every routed exchange before its handler and can answer it instead.
+    let delayMs = 0;
+    if (FAULT_ENDPOINTS.has(path)) {
+      this.counters.arrivals.record(ex.receivedAt);
+      const fault = this.injector.decide(ex.receivedAt);
+      if (fault.kind === 'slow') {
+        this.counters.faults.slowed++;
+        delayMs = fault.ms;
+      } else if (fault.kind !== 'none') {
+        this.answerFault(ex, fault);
+        return;
+      }
+    }
     Promise.resolve()
-      .then(() => route.handler(ex))
+      .then(() => (delayMs > 0 ? this.delay(ex, delayMs) : undefined))
+      .then(() => (ex.signal.aborted ? undefined : route.handler(ex)))
       .catch((err: unknown) => {
         if (err instanceof SimHttpError) sendError(ex, err.status, err.message);
         else if (err instanceof ClosedError) ex.res.destroy();
         else sendError(ex, 500, err instanceof Error ? err.message : String(err));
       });
+  }
+
+  /** Answers a request with an injected fault instead of its handler (a drop sends nothing). */
+  private answerFault(ex: Exchange, fault: Exclude<FaultDecision, { kind: 'none' | 'slow' }>): void {
+    switch (fault.kind) {
+      case 'drop':
+        // Counted as aborted by the close listener: the response never completes.
+        this.counters.faults.dropped++;
+        ex.req.socket.destroy();
+        return;
+      case 'rateLimited':
+        this.counters.faults.rateLimited++;
+        ex.res.setHeader('retry-after', String(fault.retryAfterSec));
+        sendError(ex, 429, `rate limit exceeded, retry in ${fault.retryAfterSec}s (simulated)`);
+        return;
+      case '429':
+        this.counters.faults.injected429++;
+        ex.res.setHeader('retry-after', String(fault.retryAfterSec));
+        sendError(ex, 429, 'too many requests (simulated fault)');
+        return;
+      case '500':
+        this.counters.faults.injected500++;
+        sendError(ex, 500, 'internal server error (simulated fault)');
+        return;
+    }
+  }
+
+  /** Waits `ms` (a slowed request); resolves early when the client goes away. */
+  private delay(ex: Exchange, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const onAbort = (): void => {
+        cancel();
+        resolve();
+      };
+      const cancel = this.setTimer(() => {
+        ex.signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      ex.signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private lookup(requestedName: string): SimModel {
@@ -625,6 +709,22 @@ export class OllamaSimulator {
   private async handleReset(ex: Exchange): Promise<void> {
     this.reset({ models: ex.query.get('models') === '1' });
     sendJson(ex, 200, this.stats());
+  }
+
+  /** GET /_sim/faults: the settings in force. POST: replaces them with the JSON body (400 when invalid). */
+  private async handleFaults(ex: Exchange): Promise<void> {
+    if (ex.req.method === 'POST') {
+      const body = await readJsonBody(ex, this.opts.maxBodyBytes);
+      const issues = validateSimFaults(body, 'faults');
+      if (issues.length > 0) {
+        throw new SimHttpError(
+          400,
+          'invalid faults: ' + issues.map((i) => `${i.field}: ${i.reason}`).join('; '),
+        );
+      }
+      this.injector = new FaultInjector(body as SimFaults);
+    }
+    sendJson(ex, 200, this.faults);
   }
 
   private details(model: SimModel): Record<string, unknown> {

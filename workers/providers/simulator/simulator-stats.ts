@@ -1,3 +1,5 @@
+import { ArrivalWindow } from './arrival-window.js';
+
 /** What GET /_sim/stats answers. Counters cover /api/* and / only (never /_sim/*). */
 export interface SimulatorStats {
   /** ISO 8601: when the simulator started listening (empty before start()). */
@@ -22,8 +24,22 @@ export interface SimulatorStats {
   evictions: number;
   /** Requests whose client went away before the answer was complete. */
   aborted: number;
-  /** Answers with an HTTP status of 400 or more. */
+  /** Answers with an HTTP status of 400 or more (injected 429s and 500s included). */
   errors: number;
+  /** Injected faults (see SimFaults); dropped requests are also counted in `aborted`, not in `errors`. */
+  faults: {
+    injected429: number;
+    injected500: number;
+    slowed: number;
+    dropped: number;
+    /** 429s of the rateLimit token bucket (not in injected429). */
+    rateLimited: number;
+  };
+  /** Arrivals at the model-serving endpoints (/api/generate, /api/chat, /api/embed, /api/embeddings). */
+  arrivals: {
+    /** The most that arrived within any sliding 1000 ms window. */
+    maxPerSecond: number;
+  };
 }
 
 /** The simulator's counters, with the bookkeeping the stats need. */
@@ -40,6 +56,15 @@ export class SimulatorCounters {
   evictions = 0;
   aborted = 0;
   errors = 0;
+  readonly faults: SimulatorStats['faults'] = {
+    injected429: 0,
+    injected500: 0,
+    slowed: 0,
+    dropped: 0,
+    rateLimited: 0,
+  };
+  /** Arrivals at the model-serving endpoints, for arrivals.maxPerSecond. */
+  readonly arrivals = new ArrivalWindow(1000);
 
   request(endpoint: string): void {
     this.total++;
@@ -64,6 +89,8 @@ export class SimulatorCounters {
     this.evictions = 0;
     this.aborted = 0;
     this.errors = 0;
+    for (const key of Object.keys(this.faults) as Array<keyof typeof this.faults>) this.faults[key] = 0;
+    this.arrivals.reset();
   }
 
   snapshot(): SimulatorStats {
@@ -82,6 +109,8 @@ export class SimulatorCounters {
       evictions: this.evictions,
       aborted: this.aborted,
       errors: this.errors,
+      faults: { ...this.faults },
+      arrivals: { maxPerSecond: this.arrivals.max },
     };
   }
 }

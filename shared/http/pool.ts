@@ -1,0 +1,406 @@
+import { performance } from 'node:perf_hooks';
+import { Pool, type Dispatcher } from 'undici';
+import { Cell0Error, ClosedError, ConfigError, ProviderError, type FieldIssue } from '../errors.js';
+import { LatencyWindow, type LatencySummary } from '../latency.js';
+import { connectionError, isConnectionError } from './errors.js';
+
+/** Options of one origin's pool. */
+export interface HttpPoolOptions {
+  /** Keep-alive connections kept open to the origin; more concurrent calls queue in the pool. Default 16. */
+  maxConnectionsPerHost?: number;
+  /** Longest wait for a TCP (and TLS) connection, ms. Default 10000. */
+  connectTimeoutMs?: number;
+  /**
+   * Longest wait for the response headers once the request is sent, ms; 0 = no limit (the call's own
+   * deadline still applies). Default 0, because a non-streamed generation sends its headers only when the
+   * whole text is ready.
+   */
+  headersTimeoutMs?: number;
+  /** Longest silence between two chunks of a response body, ms; 0 = no limit. Default 60000. */
+  bodyTimeoutMs?: number;
+  /** How long an idle connection is kept when the server gives no keep-alive hint, ms. Default 4000. */
+  keepAliveTimeoutMs?: number;
+  /** Upper bound on a server's keep-alive hint, ms. Default 600000. */
+  keepAliveMaxTimeoutMs?: number;
+}
+
+/** Options of {@link HttpPoolRegistry}. */
+export interface HttpPoolRegistryOptions {
+  /**
+   * Most requests in flight at once over all origins of the registry (each holds one connection, since
+   * requests are not pipelined); more wait in a FIFO queue. Default 256.
+   */
+  maxConnections?: number;
+  /** Options of pools created without their own. */
+  defaults?: HttpPoolOptions;
+}
+
+const POOL_DEFAULTS: Required<HttpPoolOptions> = {
+  maxConnectionsPerHost: 16,
+  connectTimeoutMs: 10_000,
+  headersTimeoutMs: 0,
+  bodyTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 4_000,
+  keepAliveMaxTimeoutMs: 600_000,
+};
+
+/** Counters of one origin's pool. */
+export interface HttpPoolMetrics {
+  origin: string;
+  maxConnectionsPerHost: number;
+  /** Sockets open now, and how many of them are idle. */
+  connections: { open: number; free: number };
+  /** Calls sent and not finished (their body not read to the end yet). */
+  inFlight: number;
+  /** Calls waiting for a connection (of this pool, or a slot of the registry's maxConnections). */
+  queued: number;
+  /** Calls made, and how they ended. */
+  requests: number;
+  /** Answers with status >= 400. */
+  httpErrors: number;
+  /** Calls that got no answer: connection failures, timeouts, protocol errors. */
+  errors: number;
+  /** Time from sending to the response headers. */
+  latency: LatencySummary;
+}
+
+/** One HTTP exchange run by {@link HttpPool.call}. */
+export interface HttpCall<T> {
+  /** Names the backend in errors ("ollama", "openai", "brave"). */
+  provider: string;
+  method: 'GET' | 'POST' | 'HEAD' | 'DELETE' | 'PUT';
+  /** Path and query, e.g. "/api/generate" or "/search?q=x". */
+  path: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  signal?: AbortSignal;
+  /** Deadline of the whole call (connection, headers, reading the body through `read`), ms. */
+  timeoutMs: number;
+  /** Reads a successful (status < 400) answer. The body must be consumed (or destroyed) by `read`. */
+  read: (res: Dispatcher.ResponseData) => Promise<T>;
+  /** Turns an error answer (status >= 400, body text up to 64 KiB) into the error to throw. */
+  onHttpError: (status: number, headers: Dispatcher.ResponseData['headers'], bodyText: string) => Error;
+}
+
+/** Error bodies are only read for their message; a proxy's HTML page must not be buffered whole. */
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+function checkPoolOptions(o: Required<HttpPoolOptions>): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  if (!Number.isInteger(o.maxConnectionsPerHost) || o.maxConnectionsPerHost < 1)
+    issues.push({
+      field: 'maxConnectionsPerHost',
+      reason: `expected an integer >= 1, got ${String(o.maxConnectionsPerHost)}`,
+    });
+  for (const k of [
+    'headersTimeoutMs',
+    'bodyTimeoutMs',
+    'keepAliveTimeoutMs',
+    'keepAliveMaxTimeoutMs',
+  ] as const)
+    if (typeof o[k] !== 'number' || !(o[k] >= 0))
+      issues.push({ field: k, reason: `expected a number of ms >= 0, got ${String(o[k])}` });
+  if (typeof o.connectTimeoutMs !== 'number' || !(o.connectTimeoutMs > 0))
+    issues.push({
+      field: 'connectTimeoutMs',
+      reason: `expected a number of ms > 0, got ${String(o.connectTimeoutMs)}`,
+    });
+  return issues;
+}
+
+/** The origin (scheme://host:port) of an http(s) URL; throws ConfigError for anything else. */
+export function originOf(url: string): string {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // reported below
+  }
+  if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:'))
+    throw new ConfigError([
+      { field: 'url', reason: `expected an http:// or https:// URL, got ${JSON.stringify(url)}` },
+    ]);
+  return parsed.origin;
+}
+
+/** A FIFO counting semaphore whose waiters can give up (abort). */
+class Slots {
+  private used = 0;
+  private readonly waiters: Array<{ grant: () => void }> = [];
+  constructor(readonly size: number) {}
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  async take(signal: AbortSignal): Promise<void> {
+    if (this.used < this.size) {
+      this.used++;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const waiter = {
+        grant: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  give(): void {
+    const next = this.waiters.shift();
+    if (next) next.grant();
+    else this.used--;
+  }
+}
+
+/**
+ * The keep-alive connection pool of one origin (an undici Pool), with a whole-call deadline, the caller's
+ * abort signal, typed errors and metrics. Get pools from an {@link HttpPoolRegistry}, never construct them
+ * per call: reusing connections is the point.
+ */
+export class HttpPool {
+  readonly origin: string;
+  readonly options: Required<HttpPoolOptions>;
+  private readonly pool: Pool;
+  private inFlight = 0;
+  private waiting = 0;
+  private requests = 0;
+  private httpErrors = 0;
+  private errors = 0;
+  private readonly latency = new LatencyWindow();
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    url: string,
+    options: HttpPoolOptions = {},
+    private readonly slots?: Slots,
+  ) {
+    this.origin = originOf(url);
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    const merged = { ...POOL_DEFAULTS, ...given } as Required<HttpPoolOptions>;
+    const issues = checkPoolOptions(merged);
+    if (issues.length > 0) throw new ConfigError(issues.map((i) => ({ ...i, field: `HttpPool.${i.field}` })));
+    this.options = merged;
+    this.pool = new Pool(this.origin, {
+      connections: merged.maxConnectionsPerHost,
+      connectTimeout: merged.connectTimeoutMs,
+      headersTimeout: merged.headersTimeoutMs,
+      bodyTimeout: merged.bodyTimeoutMs,
+      keepAliveTimeout: merged.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: merged.keepAliveMaxTimeoutMs,
+    });
+  }
+
+  /**
+   * Runs one exchange. Rejects with: the caller's abort reason; ProviderError kind "timeout" after
+   * `timeoutMs`; ProviderError kind "connection" when the server cannot be reached or drops the
+   * connection; `onHttpError`'s error for status >= 400; ClosedError after close(). Every path consumes or
+   * destroys the response body, so the socket returns to the pool (or is dropped).
+   */
+  async call<T>(spec: HttpCall<T>): Promise<T> {
+    if (this.closing !== undefined) throw new ClosedError(`HTTP pool for ${this.origin}`);
+    const { signal } = spec;
+    signal?.throwIfAborted();
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort(new Error(`timed out after ${spec.timeoutMs} ms`));
+    }, spec.timeoutMs);
+    timer.unref();
+    const onAbort = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    this.requests++;
+    let body: Dispatcher.ResponseData['body'] | undefined;
+    let holdsSlot = false;
+    let counted = false;
+    try {
+      if (this.slots) {
+        this.waiting++;
+        try {
+          await this.slots.take(controller.signal);
+        } finally {
+          this.waiting--;
+        }
+        holdsSlot = true;
+      }
+      this.inFlight++;
+      counted = true;
+      const sent = performance.now();
+      const res = await this.pool.request({
+        path: spec.path,
+        method: spec.method,
+        headers: spec.headers,
+        body: spec.body,
+        signal: controller.signal,
+      });
+      this.latency.record(performance.now() - sent);
+      body = res.body;
+      if (res.statusCode >= 400) {
+        this.httpErrors++;
+        const text = await readLimited(res.body, ERROR_BODY_LIMIT);
+        throw spec.onHttpError(res.statusCode, res.headers, text);
+      }
+      return await spec.read(res);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (timedOut) {
+        this.errors++;
+        throw new ProviderError(
+          spec.provider,
+          `${spec.path}: timed out after ${spec.timeoutMs} ms`,
+          undefined,
+          true,
+          {
+            cause: err,
+            kind: 'timeout',
+          },
+        );
+      }
+      if (err instanceof Cell0Error) {
+        if (!(err instanceof ProviderError && err.kind === 'http')) this.errors++;
+        throw err;
+      }
+      this.errors++;
+      if (isConnectionError(err))
+        throw connectionError(spec.provider, spec.path.split('?')[0] ?? spec.path, err);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (body !== undefined && !body.destroyed && !body.readableEnded) body.destroy();
+      if (counted) this.inFlight--;
+      if (holdsSlot) this.slots?.give();
+    }
+  }
+
+  metrics(): HttpPoolMetrics {
+    const s = this.pool.stats;
+    return {
+      origin: this.origin,
+      maxConnectionsPerHost: this.options.maxConnectionsPerHost,
+      connections: { open: s.connected, free: s.free },
+      inFlight: this.inFlight,
+      queued: this.waiting + s.queued,
+      requests: this.requests,
+      httpErrors: this.httpErrors,
+      errors: this.errors,
+      latency: this.latency.summary(),
+    };
+  }
+
+  /** Closes the pool once calls in flight have finished; later calls reject with ClosedError. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.pool.close();
+    return this.closing;
+  }
+}
+
+/**
+ * One {@link HttpPool} per origin, created on first use, and a cap on requests in flight across all of
+ * them. A worker process keeps one registry and hands it to every provider client, so two clients of the
+ * same server share connections.
+ */
+export class HttpPoolRegistry {
+  private readonly pools = new Map<string, HttpPool>();
+  private readonly slots: Slots;
+  private readonly defaults: HttpPoolOptions;
+  private closing: Promise<void> | undefined;
+
+  constructor(opts: HttpPoolRegistryOptions = {}) {
+    const max = opts.maxConnections ?? 256;
+    if (!Number.isInteger(max) || max < 1)
+      throw new ConfigError([
+        { field: 'HttpPoolRegistry.maxConnections', reason: `expected an integer >= 1, got ${max}` },
+      ]);
+    this.slots = new Slots(max);
+    this.defaults = opts.defaults ?? {};
+  }
+
+  /** Most requests in flight at once across all origins. */
+  get maxConnections(): number {
+    return this.slots.size;
+  }
+
+  /**
+   * The pool of `url`'s origin. `options` apply when this call creates the pool; a pool that exists keeps
+   * the options it was created with.
+   */
+  get(url: string, options?: HttpPoolOptions): HttpPool {
+    if (this.closing !== undefined) throw new ClosedError('HttpPoolRegistry');
+    const origin = originOf(url);
+    let pool = this.pools.get(origin);
+    if (pool === undefined) {
+      pool = new HttpPool(origin, { ...this.defaults, ...options }, this.slots);
+      this.pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  /** Metrics of every pool, by origin. */
+  metrics(): HttpPoolMetrics[] {
+    return [...this.pools.values()].map((p) => p.metrics());
+  }
+
+  /** Closes every pool (after their calls in flight). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= Promise.all([...this.pools.values()].map((p) => p.close())).then(() => undefined);
+    return this.closing;
+  }
+}
+
+let defaultRegistry: HttpPoolRegistry | undefined;
+
+/** The process-wide registry's pool for `url` (the seed's `get_http_pool(url)`). */
+export function getHttpPool(url: string, options?: HttpPoolOptions): HttpPool {
+  defaultRegistry ??= new HttpPoolRegistry();
+  return defaultRegistry.get(url, options);
+}
+
+/** Reads at most `limit` bytes of a body as UTF-8 and drops the rest. */
+export async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= limit) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).toString('utf8').slice(0, limit);
+}
+
+/** Reads a whole body as JSON; a body that is not JSON becomes a ProviderError of kind "protocol". */
+export async function readJson(
+  provider: string,
+  endpoint: string,
+  res: Dispatcher.ResponseData,
+): Promise<unknown> {
+  const text = await res.body.text();
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ProviderError(
+      provider,
+      `${endpoint}: answer is not JSON: ${text.slice(0, 200)}`,
+      undefined,
+      false,
+      {
+        cause: err,
+        kind: 'protocol',
+      },
+    );
+  }
+}

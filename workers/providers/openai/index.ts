@@ -1,0 +1,11 @@
+export {
+  OpenAIClient,
+  OPENAI_PROVIDER,
+  openAIErrorInfo,
+  openAIHttpError,
+  sseEvents,
+  type OpenAIClientOptions,
+  type OpenAIErrorInfo,
+  type SseEvent,
+} from './openai-client.js';
+export type * from './types.js';

@@ -1,0 +1,6 @@
+export {
+  SearxngSearch,
+  SEARXNG_CATEGORIES,
+  searxngHttpError,
+  type SearxngSearchOptions,
+} from './searxng-search.js';

@@ -1,0 +1,343 @@
+import { ClosedError, ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { httpStatusError } from '../../../shared/http/errors.js';
+import { HttpPoolRegistry, readJson, type HttpPool } from '../../../shared/http/pool.js';
+import { SearchType } from '../../../shared/queues/enums.js';
+import { type SearchJobData } from '../../../shared/queues/schemas.js';
+import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
+import { type CallContext, type SearchBackend } from '../provider.js';
+
+const PROVIDER = 'searxng';
+const ENDPOINT = '/search';
+
+/** Options of {@link SearxngSearch}. */
+export interface SearxngSearchOptions {
+  /**
+   * Where SearXNG listens, e.g. `http://127.0.0.1:8888`. http or https; a path prefix (a reverse proxy's
+   * mount point, `https://host/searx`) is kept in front of `/search`. Required.
+   */
+  baseUrl: string;
+  /** Deadline of each HTTP call (one result page: connecting, headers and body), ms. Default 15000. */
+  timeoutMs?: number;
+  /**
+   * The worker's pool registry, so every client of one origin shares its connections. Default: a registry
+   * of this provider's own, closed by close().
+   */
+  pools?: HttpPoolRegistry;
+  /**
+   * Extra headers sent with every request (e.g. Authorization for a proxy in front of SearXNG). Do not set
+   * Accept-Encoding: bodies are read as they come, not decompressed.
+   */
+  headers?: Record<string, string>;
+  /** Most result pages fetched for one job (see {@link SearxngSearch}). Default 5. */
+  maxPages?: number;
+}
+
+const DEFAULTS = { timeoutMs: 15_000, headers: {} as Record<string, string>, maxPages: 5 };
+
+type ResolvedOptions = Required<Omit<SearxngSearchOptions, 'pools'>> & Pick<SearxngSearchOptions, 'pools'>;
+
+/** The SearXNG category each search type asks for. */
+export const SEARXNG_CATEGORIES: Readonly<Record<SearchType, string>> = {
+  [SearchType.WEB]: 'general',
+  [SearchType.NEWS]: 'news',
+  [SearchType.ACADEMIC]: 'science',
+  [SearchType.IMAGES]: 'images',
+  [SearchType.VIDEOS]: 'videos',
+};
+
+/** One entry of `results[]` in SearXNG's JSON answer (the fields this provider reads). */
+interface SearxngRawResult {
+  url?: unknown;
+  title?: unknown;
+  content?: unknown;
+  engine?: unknown;
+  engines?: unknown;
+  score?: unknown;
+  publishedDate?: unknown;
+  img_src?: unknown;
+}
+
+/** One page of SearXNG's JSON answer, checked. */
+interface SearxngPage {
+  numberOfResults: number;
+  results: SearxngRawResult[];
+  /** `[engine, reason]` pairs of engines that failed for this page. */
+  unresponsive: string[];
+}
+
+/** A hit before its place in the list is known. */
+type Candidate = Omit<SearchHit, 'rank' | 'score'> & { score?: number };
+
+function validate(o: ResolvedOptions): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  let url: URL | undefined;
+  try {
+    url = new URL(o.baseUrl);
+  } catch {
+    // reported below
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+    issues.push({
+      field: 'baseUrl',
+      reason: `expected an http:// or https:// URL, got ${JSON.stringify(o.baseUrl)}`,
+    });
+  if (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0)
+    issues.push({ field: 'timeoutMs', reason: `expected a number of ms > 0, got ${String(o.timeoutMs)}` });
+  if (!Number.isInteger(o.maxPages) || o.maxPages < 1 || o.maxPages > 50)
+    issues.push({ field: 'maxPages', reason: `expected an integer from 1 to 50, got ${String(o.maxPages)}` });
+  if (typeof o.headers !== 'object' || o.headers === null)
+    issues.push({ field: 'headers', reason: 'expected an object of header names to string values' });
+  return issues;
+}
+
+/** Tags inside a line of text (highlighting): dropped without a space; any other tag becomes a space. */
+const INLINE_TAG = /<\/?(?:a|abbr|b|bdi|cite|code|em|i|mark|q|s|small|span|strong|sub|sup|u)\b[^>]*>/gi;
+
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
+
+/** Plain text of an HTML fragment: tags dropped, common entities decoded, whitespace collapsed. */
+function htmlToText(html: string): string {
+  return html
+    .replace(INLINE_TAG, '')
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (whole, name: string) => {
+      if (name[0] === '#') {
+        const code = name[1] === 'x' || name[1] === 'X' ? parseInt(name.slice(2), 16) : Number(name.slice(1));
+        return Number.isInteger(code) && code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
+      }
+      return ENTITIES[name.toLowerCase()] ?? whole;
+    })
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+/**
+ * ISO 8601 (UTC) form of a date string, or undefined when it cannot be read. A date-time without a zone
+ * (Python's isoformat() of a naive datetime, which is what SearXNG sends) is taken as UTC.
+ */
+function toIsoDate(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const text = value.trim();
+  const naive = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(text);
+  const ms = Date.parse(naive ? `${text.replace(' ', 'T')}Z` : text);
+  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
+}
+
+function hostnameOf(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return '';
+  }
+}
+
+function isHttpUrl(v: unknown): v is string {
+  return typeof v === 'string' && /^https?:\/\//i.test(v);
+}
+
+/** The message of an error answer: SearXNG's `{"error": "..."}`, else the body's text. */
+function errorDetail(bodyText: string): string {
+  try {
+    const parsed: unknown = JSON.parse(bodyText);
+    const error = (parsed as { error?: unknown } | null)?.error;
+    if (typeof error === 'string') return error;
+  } catch {
+    // not JSON: an HTML error page, or a proxy's text
+  }
+  return htmlToText(bodyText).slice(0, 200);
+}
+
+/**
+ * Maps an error answer of SearXNG to a ProviderError. 403 is what SearXNG answers when the JSON format is
+ * not enabled (it is off by default): that is a configuration problem, not retryable, and the message says
+ * how to fix it. Everything else follows the generic mapping (429, 408 and 5xx retryable with Retry-After).
+ */
+export function searxngHttpError(
+  status: number,
+  retryAfter: string | string[] | undefined,
+  bodyText: string,
+): ProviderError {
+  if (status === 403)
+    return new ProviderError(
+      PROVIDER,
+      `${ENDPOINT}: SearXNG refused format=json (HTTP 403). Enable it in SearXNG's settings.yml: ` +
+        'add "json" to search.formats (e.g. formats: [html, json]) and restart SearXNG; ' +
+        'if that is already done, check the proxy in front of it',
+      403,
+      false,
+      { kind: 'http' },
+    );
+  return httpStatusError(PROVIDER, ENDPOINT, status, retryAfter, errorDetail(bodyText));
+}
+
+function parsePage(body: unknown): SearxngPage {
+  if (typeof body !== 'object' || body === null || !Array.isArray((body as { results?: unknown }).results))
+    throw new ProviderError(PROVIDER, `${ENDPOINT}: answer has no results list`, undefined, false, {
+      kind: 'protocol',
+    });
+  const b = body as { number_of_results?: unknown; results: unknown[]; unresponsive_engines?: unknown };
+  const unresponsive = Array.isArray(b.unresponsive_engines)
+    ? b.unresponsive_engines.map((e) =>
+        Array.isArray(e) ? e.filter((x) => typeof x === 'string').join(': ') : String(e),
+      )
+    : [];
+  return {
+    numberOfResults:
+      typeof b.number_of_results === 'number' && Number.isFinite(b.number_of_results)
+        ? b.number_of_results
+        : 0,
+    results: b.results.filter((r): r is SearxngRawResult => typeof r === 'object' && r !== null),
+    unresponsive,
+  };
+}
+
+/** A SearXNG result as a hit (without rank), or undefined when it has no usable URL. */
+function toCandidate(r: SearxngRawResult, type: SearchType): Candidate | undefined {
+  if (!isHttpUrl(r.url)) return undefined;
+  const pageUrl = r.url;
+  // An image search is asking for images: the hit points at the image, the snippet names its page.
+  const url = type === SearchType.IMAGES && isHttpUrl(r.img_src) ? r.img_src : pageUrl;
+  // Titles are text (engines extract them); contents may carry HTML (highlight spans, entities).
+  const title = typeof r.title === 'string' ? r.title.replace(/\s+/g, ' ').trim() : '';
+  let snippet = typeof r.content === 'string' ? htmlToText(r.content) : '';
+  if (snippet === '' && url !== pageUrl) snippet = `From ${pageUrl}`;
+  const engines = Array.isArray(r.engines) ? r.engines.filter((e): e is string => typeof e === 'string') : [];
+  const source =
+    engines.length > 0
+      ? [...new Set(engines)].sort().join(', ')
+      : typeof r.engine === 'string' && r.engine !== ''
+        ? r.engine
+        : hostnameOf(pageUrl);
+  const publishedAt = toIsoDate(r.publishedDate);
+  return {
+    title: title || pageUrl,
+    url,
+    snippet,
+    source,
+    ...(typeof r.score === 'number' && Number.isFinite(r.score) ? { score: r.score } : {}),
+    ...(publishedAt !== undefined ? { publishedAt } : {}),
+  };
+}
+
+/**
+ * The SearXNG search provider: GET `/search?format=json` of a SearXNG instance, with the job's type as
+ * the SearXNG category (web → general, news → news, academic → science, images → images, videos → videos)
+ * and its language as `language`.
+ *
+ * Paging: SearXNG has no page-size parameter (a page holds whatever its engines returned, often 10-30
+ * results, and consecutive pages may repeat results). To serve `offset`/`limit`, pages are fetched one
+ * after the other from pageno 1, de-duplicated by URL, until `offset + limit` results are known, a page
+ * brings nothing new, or `maxPages` (default 5) pages were fetched; a window past what those pages hold
+ * comes back short or empty. Ranks are 1-based positions in that de-duplicated list.
+ *
+ * Hits: snippet = `content` as plain text; source = the engines that found it (else the hostname);
+ * score = SearXNG's own `score` (else 1/rank); publishedAt = `publishedDate` as ISO 8601, taken as UTC
+ * when it has no zone. For images, the hit's URL is the image (`img_src`). total = `number_of_results`
+ * when SearXNG reports one (most engines do not), else the number of distinct results seen.
+ *
+ * Errors: 403 (JSON format not enabled in `search.formats`) is a non-retryable ProviderError saying so;
+ * 429 (SearXNG's limiter: exempt the worker's address via `botdetection.ip_lists.pass_ip`) and 5xx are
+ * retryable. A first page with no results while engines report errors (`unresponsive_engines`: CAPTCHA,
+ * timeouts, …) is a retryable ProviderError of kind "protocol" naming them, rather than an empty answer.
+ */
+export class SearxngSearch implements SearchBackend {
+  readonly name = PROVIDER;
+  private readonly opts: ResolvedOptions;
+  private readonly pool: HttpPool;
+  private readonly ownRegistry: HttpPoolRegistry | undefined;
+  private readonly basePath: string;
+  private readonly headers: Record<string, string>;
+  private closing: Promise<void> | undefined;
+
+  constructor(opts: SearxngSearchOptions) {
+    // An option passed as undefined means "use the default", not "override it with undefined".
+    const given = Object.fromEntries(Object.entries(opts ?? {}).filter(([, v]) => v !== undefined));
+    const merged = { ...DEFAULTS, ...given } as ResolvedOptions;
+    const issues = validate(merged);
+    if (issues.length > 0)
+      throw new ConfigError(issues.map((i) => ({ ...i, field: `SearxngSearch.${i.field}` })));
+    this.opts = merged;
+    const url = new URL(merged.baseUrl);
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.headers = {};
+    for (const [k, v] of Object.entries(merged.headers)) this.headers[k.toLowerCase()] = String(v);
+    this.headers.accept = 'application/json';
+    if (merged.pools === undefined) this.ownRegistry = new HttpPoolRegistry();
+    this.pool = (merged.pools ?? this.ownRegistry!).get(url.origin);
+  }
+
+  /** The server's origin (scheme://host:port): breakers and rate limits are kept per origin. */
+  get origin(): string {
+    return this.pool.origin;
+  }
+
+  async search(job: SearchJobData, ctx: CallContext): Promise<Omit<SearchResult, 'servedBy' | 'tookMs'>> {
+    if (this.closing !== undefined) throw new ClosedError('SearxngSearch');
+    const wanted = job.offset + job.limit;
+    const seen = new Set<string>();
+    const list: Candidate[] = [];
+    let reported = 0;
+    for (let pageno = 1; pageno <= this.opts.maxPages && list.length < wanted; pageno++) {
+      const page = await this.fetchPage(job, pageno, ctx.signal);
+      reported = Math.max(reported, page.numberOfResults);
+      if (pageno === 1 && page.results.length === 0 && page.unresponsive.length > 0)
+        throw new ProviderError(
+          PROVIDER,
+          `${ENDPOINT}: no results, and engines failed: ${page.unresponsive.join('; ').slice(0, 300)}`,
+          undefined,
+          true,
+          { kind: 'protocol' },
+        );
+      let added = 0;
+      for (const raw of page.results) {
+        const c = toCandidate(raw, job.type);
+        if (c === undefined || seen.has(c.url)) continue;
+        seen.add(c.url);
+        list.push(c);
+        added++;
+      }
+      if (added === 0) break;
+    }
+    const hits: SearchHit[] = list.slice(job.offset, wanted).map((c, i) => {
+      const rank = job.offset + i + 1;
+      const { score, ...rest } = c;
+      return { ...rest, rank, score: score ?? Math.round(10_000 / rank) / 10_000 };
+    });
+    return {
+      query: job.query,
+      provider: this.name,
+      type: job.type,
+      total: reported > 0 ? Math.max(reported, list.length) : list.length,
+      hits,
+    };
+  }
+
+  /**
+   * Closes this provider's own pool (when it made one) once calls in flight have finished; a registry
+   * passed in is left to its owner. Idempotent. Searches afterwards reject with ClosedError.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.ownRegistry?.close() ?? Promise.resolve();
+    return this.closing;
+  }
+
+  private fetchPage(job: SearchJobData, pageno: number, signal: AbortSignal): Promise<SearxngPage> {
+    const params = new URLSearchParams({
+      q: job.query,
+      format: 'json',
+      categories: SEARXNG_CATEGORIES[job.type],
+      pageno: String(pageno),
+    });
+    if (job.language !== undefined) params.set('language', job.language);
+    return this.pool.call({
+      provider: PROVIDER,
+      method: 'GET',
+      path: `${this.basePath}${ENDPOINT}?${params.toString()}`,
+      headers: this.headers,
+      signal,
+      timeoutMs: this.opts.timeoutMs,
+      read: async (res) => parsePage(await readJson(PROVIDER, ENDPOINT, res)),
+      onHttpError: (status, headers, text) => searxngHttpError(status, headers['retry-after'], text),
+    });
+  }
+}
