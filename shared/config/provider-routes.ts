@@ -91,6 +91,11 @@ export function parseRateLimits(value: string): RateLimitSpec[] {
       .split('/')
       .map((p) => p.trim());
     if (!(PROVIDER_KINDS as readonly string[]).includes(target)) {
+      // A misspelt kind ("olama") must not be reported as a bad URL.
+      if (!target.includes('://'))
+        throw new Error(
+          `"${entry}": target must be ${PROVIDER_KINDS.join(', ')} or an http(s) origin, got "${target}"`,
+        );
       target = new URL(checkUrl(target, entry)).origin;
     }
     const [rateText, capText, inflightText] = parts;

@@ -1,6 +1,6 @@
 import { ClosedError, ConfigError, ProviderError } from '../../shared/errors';
 import { HttpPoolRegistry } from '../../shared/http/pool';
-import { parseSearchRequest, type SearchRequest } from '../../shared/queues/schemas';
+import { parseSearchRequest } from '../../shared/queues/schemas';
 import {
   BraveSearch,
   braveLocale,
@@ -13,7 +13,8 @@ import { startFakeSearxng, type FakeSearxng } from '../helpers/fake-searxng';
 import { rejectionOf } from '../helpers/wait';
 
 const limits = { maxPromptBytes: 10_000, maxQueryBytes: 1000 };
-const job = (r: SearchRequest) => parseSearchRequest(r, limits);
+/** A canonical search job (validated by the real schema) from a request body. */
+const job = (body: Record<string, unknown>) => parseSearchRequest(body, limits);
 const ctx = () => ({ signal: new AbortController().signal });
 const TYPES = ['web', 'news', 'academic', 'images', 'videos'] as const;
 
@@ -528,7 +529,9 @@ describe('BraveSearch', () => {
   it('refuses a missing apiKey with ConfigError', () => {
     expect(() => new BraveSearch({ apiKey: '' })).toThrow(ConfigError);
     expect(() => new BraveSearch({ apiKey: undefined as unknown as string })).toThrow(/apiKey/);
-    expect(new BraveSearch({ apiKey: 'k' }).origin).toBe('https://api.search.brave.com');
+    const defaults = new BraveSearch({ apiKey: 'k' });
+    expect(defaults.origin).toBe('https://api.search.brave.com');
+    return defaults.close();
   });
 
   it("maps 401, 403 and 422 to non-retryable errors carrying Brave's detail", async () => {

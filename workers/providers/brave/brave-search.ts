@@ -426,6 +426,7 @@ export class BraveSearch implements SearchBackend {
     return this.pool.origin;
   }
 
+  /** Runs one search job (one or more page requests); rejects with ProviderError, ClosedError or the abort reason. */
   async search(job: SearchJobData, ctx: CallContext): Promise<Omit<SearchResult, 'servedBy' | 'tookMs'>> {
     if (this.closing !== undefined) throw new ClosedError('BraveSearch');
     const vertical = VERTICALS[job.type];

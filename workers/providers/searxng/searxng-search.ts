@@ -230,7 +230,8 @@ function toCandidate(r: SearxngRawResult, type: SearchType): Candidate | undefin
  * brings nothing new, or `maxPages` (default 5) pages were fetched; a window past what those pages hold
  * comes back short or empty. Ranks are 1-based positions in that de-duplicated list.
  *
- * Hits: snippet = `content` as plain text; source = the engines that found it (else the hostname);
+ * Hits: title as SearXNG gives it (text); snippet = `content` as plain text (tags dropped, entities
+ * decoded, whitespace collapsed); source = the engines that found it (else the hostname);
  * score = SearXNG's own `score` (else 1/rank); publishedAt = `publishedDate` as ISO 8601, taken as UTC
  * when it has no zone. For images, the hit's URL is the image (`img_src`). total = `number_of_results`
  * when SearXNG reports one (most engines do not), else the number of distinct results seen.
@@ -271,6 +272,7 @@ export class SearxngSearch implements SearchBackend {
     return this.pool.origin;
   }
 
+  /** Runs one search job (one or more page requests); rejects with ProviderError, ClosedError or the abort reason. */
   async search(job: SearchJobData, ctx: CallContext): Promise<Omit<SearchResult, 'servedBy' | 'tookMs'>> {
     if (this.closing !== undefined) throw new ClosedError('SearxngSearch');
     const wanted = job.offset + job.limit;

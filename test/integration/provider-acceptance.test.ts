@@ -1,0 +1,252 @@
+/*
+ * The providers issue's acceptance checks, end to end: configuration → buildProviders → Cell0Worker →
+ * real Redis → local servers speaking the backends' real shapes.
+ */
+import { Redis } from 'ioredis';
+import { Cell0Client } from '../../producers/cell0-client';
+import { loadConfig, type Config } from '../../shared/config/config';
+import { silentLogger } from '../../shared/logger';
+import { closeRedis, createRedisConnection } from '../../shared/redis/connection';
+import { QueueName } from '../../shared/queues/names';
+import { SearchProvider } from '../../shared/queues/enums';
+import { Cell0Worker } from '../../workers/cell0-worker';
+import { buildProviders, type ProviderSet } from '../../workers/providers/from-config';
+import { OllamaSimulator } from '../../workers/providers/simulator/ollama-simulator';
+import { startFakeOpenAI } from '../helpers/fake-openai';
+import { startFakeSearxng } from '../helpers/fake-searxng';
+import { startFakeBrave } from '../helpers/fake-brave';
+import { freePort } from '../helpers/redis-server';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { until } from '../helpers/wait';
+
+jest.setTimeout(120_000);
+
+interface Fleet {
+  config: Config;
+  client: Cell0Client;
+  workers: Cell0Worker[];
+  providers: ProviderSet[];
+  deferred: number;
+  close(): Promise<void>;
+}
+
+/** `n` workers (each with its own pools, guards and rate-limit connection, as separate processes have). */
+async function startFleet(env: Record<string, string>, n = 1, concurrency = 8): Promise<Fleet> {
+  const prefix = uniquePrefix('prov');
+  const config = loadConfig({ REDIS_URL: testRedisUrl(), CELL0_QUEUE_PREFIX: prefix, ...env });
+  const conns: Redis[] = [];
+  const fleet: Fleet = {
+    config,
+    client: new Cell0Client({ redisUrl: config.redis.url, prefix, policy: { attempts: 1 } }),
+    workers: [],
+    providers: [],
+    deferred: 0,
+    close: async () => {
+      await Promise.all(fleet.workers.map((w) => w.close()));
+      await Promise.all(fleet.providers.map((p) => p.close()));
+      await fleet.client.close();
+      const r = new Redis(config.redis.url);
+      const keys = await r.keys(`${prefix}*`);
+      if (keys.length > 0) await r.unlink(...keys);
+      await r.quit();
+      await Promise.all(conns.map((c) => closeRedis(c)));
+    },
+  };
+  for (let i = 0; i < n; i++) {
+    const redis = createRedisConnection({ url: config.redis.url, role: 'worker', connectionName: 'test:rl' });
+    conns.push(redis);
+    const providers = buildProviders(config, {
+      inference: true,
+      search: true,
+      redis,
+      logger: silentLogger(),
+    });
+    const worker = new Cell0Worker({
+      redisUrl: config.redis.url,
+      prefix,
+      inference: providers.inference!,
+      search: providers.search,
+      concurrency: { inference: concurrency, search: concurrency },
+      backendWaitMaxMs: config.providers.backendWaitMaxMs,
+      shutdownTimeoutMs: 5000,
+    });
+    worker.on('job:deferred', () => fleet.deferred++);
+    await worker.start();
+    fleet.workers.push(worker);
+    fleet.providers.push(providers);
+  }
+  await fleet.client.start();
+  return fleet;
+}
+
+describe('providers acceptance', () => {
+  test('429 on a third of requests: 500 jobs, 0 failed, the backend never sees more than the configured rate', async () => {
+    const rate = 100;
+    const burst = 10;
+    // The simulator enforces the same rate itself: a request beyond it would be answered 429 and counted
+    // as rateLimited, so rateLimited === 0 shows the fleet never exceeded the rate. Its burst is larger by
+    // 2 tokens (20 ms at 100/s): grants are spaced on Redis's clock, and a request delayed a few ms on its
+    // way (a busy event loop) can arrive right before the next one; the server sees that jitter.
+    const sim = new OllamaSimulator({
+      ttftMs: 2,
+      tokensPerSec: 5000,
+      loadMsPerGb: 0,
+      faults: { rate429: 1 / 3, retryAfterSec: 1, seed: 42, rateLimit: { rate, capacity: burst + 2 } },
+    });
+    const { url } = await sim.start();
+    const fleet = await startFleet(
+      {
+        CELL0_OLLAMA_URL: url,
+        CELL0_RATE_LIMITS: `ollama=${rate}/${burst}`,
+        CELL0_RATE_LIMIT_SCOPE: 'fleet',
+      },
+      2,
+      32,
+    );
+    try {
+      const handles = await Promise.all(
+        Array.from({ length: 500 }, (_, i) =>
+          fleet.client.enqueueInference({
+            model: 'qwen2.5:0.5b',
+            prompt: `question ${i}`,
+            params: { max_tokens: 4 },
+          }),
+        ),
+      );
+      const results = await Promise.all(handles.map((h) => h.wait(110_000)));
+      expect(results).toHaveLength(500);
+      for (const r of results) expect(r.provider).toBe('ollama');
+
+      const counts = await fleet.client.submitter.getCounts();
+      expect(counts[QueueName.INFERENCE]).toMatchObject({ completed: 500, failed: 0 });
+      const stats = sim.stats();
+      // A third of the calls were refused with 429 and retried: the retries went through the limit too.
+      expect(stats.faults.injected429).toBeGreaterThan(150);
+      expect(stats.faults.rateLimited).toBe(0);
+      // Over any 1 s window: at most the burst plus one second of rate (plus the same jitter allowance).
+      expect(stats.arrivals.maxPerSecond).toBeLessThanOrEqual(rate + burst + 2);
+      const retries429 = fleet.providers
+        .flatMap((p) => p.metrics().backends)
+        .reduce((n, b) => n + (b.retriesBy['429'] ?? 0), 0);
+      expect(retries429).toBeGreaterThan(100);
+    } finally {
+      await fleet.close();
+      await sim.close();
+    }
+  });
+
+  test('with the backend down, jobs wait (no attempt spent) and complete once it is back', async () => {
+    const port = await freePort();
+    const fleet = await startFleet({
+      CELL0_OLLAMA_URL: `http://127.0.0.1:${port}`,
+      CELL0_PROVIDER_RETRIES: '1',
+      CELL0_PROVIDER_BREAKER_THRESHOLD: '3',
+      CELL0_PROVIDER_BREAKER_RESET_MS: '500',
+      CELL0_RATE_LIMITS: '',
+    });
+    let sim: OllamaSimulator | undefined;
+    try {
+      const handles = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          fleet.client.enqueueInference({
+            model: 'qwen2.5:0.5b',
+            prompt: `outage ${i}`,
+            params: { max_tokens: 4 },
+          }),
+        ),
+      );
+      await until(() => fleet.deferred >= 20, 20_000, 'jobs deferred while the backend is down');
+      const guard = fleet.providers[0]!.metrics().backends[0]!;
+      expect(guard.breaker.failures).toBeGreaterThanOrEqual(3);
+      const during = await fleet.client.submitter.getCounts();
+      expect(during[QueueName.INFERENCE]!.failed).toBe(0);
+      expect(during[QueueName.INFERENCE]!.completed).toBe(0);
+
+      sim = new OllamaSimulator({ port, ttftMs: 2, tokensPerSec: 5000, loadMsPerGb: 0 });
+      await sim.start();
+      const results = await Promise.all(handles.map((h) => h.wait(60_000)));
+      expect(results).toHaveLength(20);
+      const after = await fleet.client.submitter.getCounts();
+      expect(after[QueueName.INFERENCE]).toMatchObject({ completed: 20, failed: 0 });
+      // Waiting for the backend spent no attempt: each job completed on its first.
+      for (const h of handles) {
+        const job = await fleet.client.submitter.getQueue(QueueName.INFERENCE).getJob(h.id);
+        expect(job?.attemptsMade).toBe(1);
+      }
+    } finally {
+      await fleet.close();
+      await sim?.close();
+    }
+  });
+
+  test('CELL0_OPENAI_URL runs inference on an OpenAI-compatible server; routes split models between backends', async () => {
+    const openai = await startFakeOpenAI({ apiKey: 'sk-test', models: ['gpt-fake'] });
+    const sim = new OllamaSimulator({ ttftMs: 2, tokensPerSec: 5000, loadMsPerGb: 0 });
+    const { url: simUrl } = await sim.start();
+    const fleet = await startFleet({
+      CELL0_OPENAI_URL: openai.url,
+      CELL0_OPENAI_API_KEY: 'sk-test',
+      CELL0_OLLAMA_URL: simUrl,
+      CELL0_MODEL_ROUTES: 'gpt-*=openai,*=ollama',
+    });
+    try {
+      const a = await fleet.client.infer({ model: 'gpt-fake', prompt: 'hello openai' }, { waitMs: 20_000 });
+      expect(a.result.provider).toBe('openai');
+      expect(a.result.text.length).toBeGreaterThan(0);
+      const chat = openai.requests.find((r) => r.path.endsWith('/chat/completions'));
+      expect(chat?.headers.authorization).toBe('Bearer sk-test');
+      const b = await fleet.client.infer(
+        { model: 'qwen2.5:0.5b', prompt: 'hello ollama' },
+        { waitMs: 20_000 },
+      );
+      expect(b.result.provider).toBe('ollama');
+      expect(sim.stats().requests.byEndpoint['/api/generate']).toBe(1);
+    } finally {
+      await fleet.close();
+      await sim.close();
+      await openai.close();
+    }
+  });
+
+  test('only CELL0_OPENAI_URL set: every model goes to it', async () => {
+    const openai = await startFakeOpenAI({ models: ['served-model'] });
+    const fleet = await startFleet({ CELL0_OPENAI_URL: openai.url });
+    try {
+      const r = await fleet.client.infer({ model: 'served-model', prompt: 'hi' }, { waitMs: 20_000 });
+      expect(r.result.provider).toBe('openai');
+    } finally {
+      await fleet.close();
+      await openai.close();
+    }
+  });
+
+  test('search jobs reach SearXNG and Brave when configured', async () => {
+    const searxng = await startFakeSearxng();
+    const brave = await startFakeBrave({ apiKey: 'brave-key' });
+    const fleet = await startFleet({
+      CELL0_SEARXNG_URL: searxng.url,
+      CELL0_BRAVE_API_KEY: 'brave-key',
+      CELL0_BRAVE_URL: brave.url,
+      CELL0_RATE_LIMITS: 'brave=50/50',
+    });
+    try {
+      const s = await fleet.client.search(
+        { query: 'open source search', provider: SearchProvider.SEARXNG },
+        { waitMs: 20_000 },
+      );
+      expect(s.result.provider).toBe('searxng');
+      expect(s.result.hits.length).toBeGreaterThan(0);
+      const b = await fleet.client.search(
+        { query: 'open source search', provider: SearchProvider.BRAVE },
+        { waitMs: 20_000 },
+      );
+      expect(b.result.provider).toBe('brave');
+      expect(b.result.hits.length).toBeGreaterThan(0);
+      expect(brave.requests[0]?.headers['x-subscription-token']).toBe('brave-key');
+    } finally {
+      await fleet.close();
+      await searxng.close();
+      await brave.close();
+    }
+  });
+});
