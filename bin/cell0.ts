@@ -21,6 +21,7 @@ import {
   startWorker,
   type Service,
 } from './runtime.js';
+import { effectiveRoutes } from '../workers/providers/from-config.js';
 
 const EXIT_CONFIG = 2;
 
@@ -139,7 +140,7 @@ program
 program
   .command('start')
   .description(
-    'All in one, for a first run: Redis (private, if none answers), the Ollama-compatible simulator (unless CELL0_OLLAMA_URL is set), workers, the API and Bull Board',
+    'All in one, for a first run: Redis (private, if none answers), the Ollama-compatible simulator (unless CELL0_OLLAMA_URL is set or no model is routed to Ollama), workers, the API and Bull Board',
   )
   .option('-p, --port <port>', 'API port (default CELL0_PORT)', parsePort)
   .action((o: { port?: number }) =>
@@ -147,12 +148,16 @@ program
       const r = await ensureRedis(cfg, log);
       if (r.service) services.push(r.service);
       let ollamaUrl = r.config.providers.ollamaUrl;
-      if (!ollamaUrl) {
+      // The simulator stands in for Ollama only when some model is routed to Ollama with no URL of its own.
+      const needsLocalOllama = effectiveRoutes(r.config).some(
+        (route) => route.kind === 'ollama' && !route.url,
+      );
+      if (!ollamaUrl && needsLocalOllama) {
         const sim = await startSimulator(r.config, log);
         services.push(sim);
         ollamaUrl = sim.url;
       }
-      services.push(await startWorker(r.config, log, { ollamaUrl }));
+      services.push(await startWorker(r.config, log, ollamaUrl ? { ollamaUrl } : {}));
       services.push(
         await startApi(r.config, log, { dashboard: true, ...(o.port !== undefined ? { port: o.port } : {}) }),
       );

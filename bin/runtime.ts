@@ -110,6 +110,7 @@ export async function startWorker(
     providerTimeoutMs: config.workers.providerTimeoutMs,
     shutdownTimeoutMs: config.workers.shutdownTimeoutMs,
     backendWaitMaxMs: config.providers.backendWaitMaxMs,
+    status: () => providers.metrics(),
     logger: log,
   });
   const release = async (): Promise<void> => {

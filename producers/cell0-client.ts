@@ -3,6 +3,7 @@ import { JobFailedError, JobNotFoundError, WaitTimeoutError } from '../shared/er
 import { type Logger } from '../shared/logger.js';
 import { type RedisHealth } from '../shared/redis/redis-client.js';
 import { type JobPolicy } from '../shared/queues/job-policy.js';
+import { readWorkerStatuses, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { JobName, QueueName } from '../shared/queues/names.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
 import {
@@ -183,6 +184,11 @@ export class Cell0Client {
   /** A job's state and result, or undefined when it does not exist. */
   getJob(queue: QueueName, id: string): Promise<JobView | undefined> {
     return this.submitter.getJob(queue, id);
+  }
+
+  /** The live worker processes and what they report (queues, active jobs, backends). */
+  fleet(): Promise<WorkerStatus[]> {
+    return this.submitter.redis.run((r) => readWorkerStatuses(r, this.submitter.prefix));
   }
 
   /** Redis reachability and breaker state. */

@@ -13,6 +13,7 @@ import {
 } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
+import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { type SearchProvider } from '../shared/queues/enums.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
@@ -57,6 +58,13 @@ export interface Cell0WorkerOptions {
    * the first time it had to wait. 0 = no limit. Default 3600000 (1 h).
    */
   backendWaitMaxMs?: number;
+  /**
+   * How often the worker publishes its status (queues, active jobs, and `status()`'s sections) to Redis
+   * for `GET /v1/fleet`; the status expires after 3 intervals. 0 = do not publish. Default 5000 ms.
+   */
+  heartbeatMs?: number;
+  /** Extra sections of the published status, e.g. backend metrics. */
+  status?: () => Record<string, unknown>;
   logger?: Logger;
 }
 
@@ -69,6 +77,7 @@ const DEFAULTS = {
   stalledIntervalMs: 15_000,
   maxStalledCount: 2,
   backendWaitMaxMs: 3_600_000,
+  heartbeatMs: 5000,
 };
 
 /** Events of {@link Cell0Worker}. */
@@ -99,7 +108,8 @@ function isPermanent(err: unknown): boolean {
  * another worker picks it up.
  */
 export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
-  readonly id = `${hostname()}:${process.pid}`;
+  /** host:pid, with #n for the second and later workers of one process (ids must be unique in the fleet). */
+  readonly id = `${hostname()}:${process.pid}` + (++instances > 1 ? `#${instances}` : '');
   private readonly opts: Cell0WorkerOptions & typeof DEFAULTS;
   private readonly log: Logger;
   private readonly workers = new Map<QueueName, Worker>();
@@ -114,6 +124,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private activeCount = 0;
   private readonly deadlines = new Set<Deadline>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = new Date().toISOString();
   private triggerForce: () => void = () => undefined;
   private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
 
@@ -134,6 +146,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       );
     for (const k of ['providerTimeoutMs', 'lockDurationMs', 'stalledIntervalMs'] as const)
       if (!(opts[k] > 0)) throw new TypeError(`Cell0Worker: option "${k}" must be > 0, got ${opts[k]}`);
+    if (!(opts.heartbeatMs >= 0)) throw new TypeError(`Cell0Worker: option "heartbeatMs" must be >= 0`);
     if (!(opts.backendWaitMaxMs >= 0))
       throw new TypeError(`Cell0Worker: option "backendWaitMaxMs" must be >= 0`);
     if (!(opts.shutdownTimeoutMs >= 0))
@@ -194,7 +207,37 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       Math.min(1000, Math.max(10, this.opts.providerTimeoutMs / 10)),
     );
     this.sweepTimer.unref();
+    if (this.opts.heartbeatMs > 0) {
+      await this.publishStatus();
+      this.heartbeatTimer = setInterval(() => void this.publishStatus(), this.opts.heartbeatMs);
+      this.heartbeatTimer.unref();
+    }
     this.log.info({ queues: [...this.workers.keys()] }, 'worker started');
+  }
+
+  /** This worker's status as published for `GET /v1/fleet`. */
+  statusSnapshot(): WorkerStatus {
+    return {
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      queues: [...this.workers.keys()],
+      startedAt: this.startedAt,
+      updatedAt: new Date().toISOString(),
+      active: this.activeCount,
+      state: this.stopping ? 'closing' : 'running',
+      ...(this.opts.status?.() ?? {}),
+    };
+  }
+
+  private async publishStatus(): Promise<void> {
+    const conn = this.connections[0];
+    if (!conn || conn.status !== 'ready') return;
+    try {
+      await publishWorkerStatus(conn, this.opts.prefix, this.statusSnapshot(), this.opts.heartbeatMs * 3);
+    } catch (err) {
+      this.log.debug({ err }, 'could not publish worker status');
+    }
   }
 
   /** Jobs running now in this process. */
@@ -406,6 +449,13 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   private async release(): Promise<void> {
     clearInterval(this.sweepTimer);
+    clearInterval(this.heartbeatTimer);
+    const conn = this.connections[0];
+    if (this.opts.heartbeatMs > 0 && conn?.status === 'ready')
+      await Promise.race([
+        removeWorkerStatus(conn, this.opts.prefix, this.id).catch(() => undefined),
+        sleep(1000),
+      ]);
     await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
     await Promise.race([
       Promise.allSettled([
@@ -455,6 +505,9 @@ function parseJobData<S extends z.ZodType>(schema: S, data: unknown): z.output<S
   if (!r.success) throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(r.error))));
   return r.data;
 }
+
+/** Workers created in this process, for unique ids. */
+let instances = 0;
 
 /** A running job's provider deadline. */
 interface Deadline {

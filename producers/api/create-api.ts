@@ -190,6 +190,11 @@ export function createApi(opts: ApiOptions): Express {
     respond(req, res, await client.submitSearch(data, { waitMs, signal: disconnectSignal(res) }));
   });
 
+  v1.get('/fleet', async (_req, res) => {
+    const workers = await client.fleet();
+    res.json({ workers, count: workers.length });
+  });
+
   v1.get('/jobs/:queue/:id', async (req, res) => {
     const queue = req.params.queue as string;
     const id = req.params.id as string;

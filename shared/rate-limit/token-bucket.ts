@@ -143,6 +143,7 @@ abstract class BucketBase implements RateLimiter {
     const started = performance.now();
     const leaseId = this.opts.maxInFlight > 0 ? randomUUID() : '';
     let poll = 5;
+    let polled = false;
     for (;;) {
       const left = Math.max(0, timeoutMs - (performance.now() - started));
       const r = await this.reserve(tokens, Math.floor(left), leaseId);
@@ -163,7 +164,8 @@ abstract class BucketBase implements RateLimiter {
         }
         const waitedMs = performance.now() - started;
         this.counters.granted++;
-        if (waitedMs >= 1) this.counters.waited++;
+        // Had to wait: for tokens, or for an in-flight slot (a Redis round trip is no wait).
+        if (r.waitMs > 0 || polled) this.counters.waited++;
         this.counters.totalWaitMs += waitedMs;
         this.counters.maxWaitMs = Math.max(this.counters.maxWaitMs, waitedMs);
         return {
@@ -183,6 +185,7 @@ abstract class BucketBase implements RateLimiter {
       }
       const pause = Math.min(remaining, r.waitMs, poll * (0.5 + Math.random()));
       poll = Math.min(200, poll * 2);
+      polled = true;
       await sleep(Math.max(1, pause), signal);
     }
   }
@@ -243,8 +246,10 @@ export class TokenBucketRateLimiter extends BucketBase {
     this.ts = now;
     let waitMs = 0;
     if (this.tokens < tokens) {
-      waitMs = Math.ceil(((tokens - this.tokens) * 1000) / this.rate);
-      if (waitMs > maxWaitMs) return { granted: false, waitMs, now: nowMs, reason: 'rate' };
+      // Not rounded up: the grant time (now + waitMs) must be when the bucket really holds the tokens, or
+      // two grants can be reported closer than 1/rate (rounding the wait up, then the next wait down).
+      waitMs = ((tokens - this.tokens) * 1000) / this.rate;
+      if (waitMs > maxWaitMs) return { granted: false, waitMs: Math.ceil(waitMs), now: nowMs, reason: 'rate' };
     }
     this.tokens -= tokens;
     if (leaseId) this.inFlight++;

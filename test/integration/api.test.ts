@@ -74,6 +74,20 @@ describe('HTTP API', () => {
     expect((view.result as { text: string }).text).toMatch(/^\[simulated/);
   });
 
+  it('lists the live workers at GET /v1/fleet', async () => {
+    const r = await get(`${fleet.url}/v1/fleet`);
+    expect(r.status).toBe(200);
+    const workers = r.body.workers as Array<Record<string, unknown>>;
+    expect(r.body.count).toBe(1);
+    expect(workers[0]).toMatchObject({
+      id: fleet.worker!.id,
+      pid: process.pid,
+      queues: ['inference', 'search'],
+      state: 'running',
+    });
+    expect(typeof workers[0]!.updatedAt).toBe('string');
+  });
+
   it('answers 404 for unknown jobs and queues', async () => {
     const a = await get(`${fleet.url}/v1/jobs/inference/i-00000000000000000000000000000000`);
     expect(a.status).toBe(404);

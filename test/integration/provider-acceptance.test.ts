@@ -69,6 +69,8 @@ async function startFleet(env: Record<string, string>, n = 1, concurrency = 8): 
       concurrency: { inference: concurrency, search: concurrency },
       backendWaitMaxMs: config.providers.backendWaitMaxMs,
       shutdownTimeoutMs: 5000,
+      heartbeatMs: 200,
+      status: () => providers.metrics(),
     });
     worker.on('job:deferred', () => fleet.deferred++);
     await worker.start();
@@ -158,6 +160,16 @@ describe('providers acceptance', () => {
       await until(() => fleet.deferred >= 20, 20_000, 'jobs deferred while the backend is down');
       const guard = fleet.providers[0]!.metrics().backends[0]!;
       expect(guard.breaker.failures).toBeGreaterThanOrEqual(3);
+      // The open breaker is visible fleet-wide, in the status the worker publishes (GET /v1/fleet).
+      await until(
+        async () => {
+          const [w] = await fleet.client.fleet();
+          const backends = (w?.backends ?? []) as Array<{ breaker: { state: string } }>;
+          return backends[0]?.breaker.state === 'open';
+        },
+        10_000,
+        'the published status to show the open breaker',
+      );
       const during = await fleet.client.submitter.getCounts();
       expect(during[QueueName.INFERENCE]!.failed).toBe(0);
       expect(during[QueueName.INFERENCE]!.completed).toBe(0);
@@ -217,6 +229,21 @@ describe('providers acceptance', () => {
     } finally {
       await fleet.close();
       await openai.close();
+    }
+  });
+
+  test('a worker leaves the fleet list when it closes', async () => {
+    const sim = new OllamaSimulator();
+    const { url } = await sim.start();
+    const fleet = await startFleet({ CELL0_OLLAMA_URL: url }, 2);
+    try {
+      expect((await fleet.client.fleet()).length).toBe(2);
+      await fleet.workers[0]!.close();
+      const left = await fleet.client.fleet();
+      expect(left.map((w) => w.id)).toEqual([fleet.workers[1]!.id]);
+    } finally {
+      await fleet.close();
+      await sim.close();
     }
   });
 

@@ -58,9 +58,11 @@ end
 
 local wait = 0
 if tokens < wanted then
-  wait = math.ceil((wanted - tokens) * 1000 / rate)
+  -- Not rounded up: now + wait must be when the bucket really holds the tokens, or two grants can be
+  -- reported closer than 1/rate (rounding one wait up, then the next wait down). Callers sleep fractions fine.
+  wait = (wanted - tokens) * 1000 / rate
   if wait > maxWait then
-    return { 0, tostring(wait), tostring(now), 'rate' }
+    return { 0, tostring(math.ceil(wait)), tostring(now), 'rate' }
   end
 end
 
@@ -72,6 +74,6 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) * 1000 / rate) + 10
 if maxInFlight > 0 then
   local ttl = tonumber(ARGV[7])
   redis.call('ZADD', KEYS[2], now + wait + ttl, ARGV[6])
-  redis.call('PEXPIRE', KEYS[2], wait + ttl + 1000)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(wait + ttl) + 1000)
 end
 return { 1, tostring(wait), tostring(now), '' }
