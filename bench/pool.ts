@@ -23,17 +23,20 @@ function parseArgs(argv: readonly string[]): {
   const o = { requests: 2000, concurrency: 16, pairs: 5, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const v = Number(argv[i + 1]);
-    if (a === '--json') o.json = true;
-    else if (a === '--requests') ((o.requests = v), i++);
-    else if (a === '--concurrency') ((o.concurrency = v), i++);
-    else if (a === '--pairs') ((o.pairs = v), i++);
-    else {
+    if (a === '--json') {
+      o.json = true;
+      continue;
+    }
+    const key = { '--requests': 'requests', '--concurrency': 'concurrency', '--pairs': 'pairs' }[a ?? ''] as
+      'requests' | 'concurrency' | 'pairs' | undefined;
+    const v = Number(argv[++i]);
+    if (!key || !(v > 0)) {
       console.error(
-        `unknown argument ${a}\nusage: npm run bench:pool -- [--requests N] [--concurrency K] [--pairs P] [--json]`,
+        `bad argument ${a}\nusage: npm run bench:pool -- [--requests N] [--concurrency K] [--pairs P] [--json]`,
       );
       process.exit(2);
     }
+    o[key] = v;
   }
   return o;
 }

@@ -38,19 +38,28 @@ function parseArgs(argv: readonly string[]): Options {
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const v = argv[i + 1];
-    if (a === '--json') o.json = true;
-    else if (a === '--redis' && v) ((o.redisUrl = v), i++);
-    else if (a === '--processes' && v) ((o.processes = Number(v)), i++);
-    else if (a === '--rate' && v) ((o.rate = Number(v)), i++);
-    else if (a === '--capacity' && v) ((o.capacity = Number(v)), i++);
-    else if (a === '--seconds' && v) ((o.seconds = Number(v)), i++);
-    else {
+    if (a === '--json') {
+      o.json = true;
+      continue;
+    }
+    const v = argv[++i];
+    if (a === '--redis' && v) {
+      o.redisUrl = v;
+      continue;
+    }
+    const key = {
+      '--processes': 'processes',
+      '--rate': 'rate',
+      '--capacity': 'capacity',
+      '--seconds': 'seconds',
+    }[a ?? ''] as 'processes' | 'rate' | 'capacity' | 'seconds' | undefined;
+    if (!key || !(Number(v) > 0)) {
       console.error(
-        `unknown argument ${a}\nusage: npm run bench:ratelimit -- [--processes P] [--rate R] [--capacity C] [--seconds S] [--redis URL] [--json]`,
+        `bad argument ${a}\nusage: npm run bench:ratelimit -- [--processes P] [--rate R] [--capacity C] [--seconds S] [--redis URL] [--json]`,
       );
       process.exit(2);
     }
+    o[key] = Number(v);
   }
   return o;
 }
