@@ -1,7 +1,8 @@
 /*
  * One process of bench:ratelimit: acquires from the fleet-wide bucket as fast as it can for --seconds and
  * calls the simulator once per grant (so the server counts what it really receives). Prints one JSON line:
- * { grants: [Redis-clock ms of each grant], refused, calls, errors }.
+ * { grants: [Redis-clock ms of each grant], done: [local ms when each call was answered], refused, calls,
+ * errors }.
  */
 import { Redis } from 'ioredis';
 import { HttpPoolRegistry } from '../shared/http/pool.js';
@@ -32,6 +33,7 @@ async function main(): Promise<void> {
   const pools = new HttpPoolRegistry();
   const pool = pools.get(target);
   const grants: number[] = [];
+  const done: number[] = [];
   let refused = 0;
   let calls = 0;
   let errors = 0;
@@ -55,17 +57,20 @@ async function main(): Promise<void> {
             onHttpError: (status) => new Error(`HTTP ${status}`),
           });
           calls++;
+          done.push(Date.now());
         } catch {
           errors++;
         }
       } catch (err) {
-        if (err instanceof RateLimitedError) refused++;
-        else throw err;
+        if (!(err instanceof RateLimitedError)) throw err;
+        // What a worker does with a refusal: come back when the bucket says (the job waits meanwhile).
+        refused++;
+        await new Promise((r) => setTimeout(r, Math.min(err.retryAfterMs, 1000)));
       }
     }
   };
   await Promise.all(Array.from({ length: inFlight }, () => loop()));
-  process.stdout.write(JSON.stringify({ grants, refused, calls, errors }) + '\n');
+  process.stdout.write(JSON.stringify({ grants, done, refused, calls, errors }) + '\n');
   await pools.close();
   await redis.quit();
 }

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import { BreakerOpenError } from './errors.js';
+import { LatencyWindow } from './latency.js';
 
 /** Options of {@link Breaker}. */
 export interface BreakerOptions {
@@ -66,10 +67,8 @@ export class Breaker extends EventEmitter<BreakerEvents> {
     failures: 0,
     timeouts: 0,
     rejections: 0,
-    latencySum: 0,
   };
-  private readonly latencies = new Float64Array(1024);
-  private latencyCount = 0;
+  private readonly latency = new LatencyWindow(1024);
 
   constructor(options: BreakerOptions) {
     super();
@@ -161,10 +160,7 @@ export class Breaker extends EventEmitter<BreakerEvents> {
   }
 
   getMetrics(): BreakerMetrics {
-    const n = Math.min(this.latencyCount, this.latencies.length);
-    const sorted = Array.from(this.latencies.subarray(0, n)).sort((a, b) => a - b);
-    const pct = (p: number) => (n === 0 ? 0 : (sorted[Math.min(n - 1, Math.floor(p * n))] ?? 0));
-    const attempted = this.counters.successes + this.counters.failures;
+    const l = this.latency.summary();
     return {
       name: this.name,
       state: this.state,
@@ -174,18 +170,15 @@ export class Breaker extends EventEmitter<BreakerEvents> {
       timeouts: this.counters.timeouts,
       rejections: this.counters.rejections,
       consecutiveFailures: this.consecutive,
-      meanLatencyMs: attempted === 0 ? 0 : this.counters.latencySum / attempted,
-      p50LatencyMs: pct(0.5),
-      p95LatencyMs: pct(0.95),
-      p99LatencyMs: pct(0.99),
+      meanLatencyMs: l.meanMs,
+      p50LatencyMs: l.p50Ms,
+      p95LatencyMs: l.p95Ms,
+      p99LatencyMs: l.p99Ms,
     };
   }
 
   private record(latency: number): void {
-    const ms = Number.isFinite(latency) ? latency : 0;
-    this.counters.latencySum += ms;
-    this.latencies[this.latencyCount % this.latencies.length] = ms;
-    this.latencyCount++;
+    this.latency.record(latency);
   }
 }
 

@@ -224,6 +224,7 @@ export class HttpPool {
     let body: Dispatcher.ResponseData['body'] | undefined;
     let holdsSlot = false;
     let counted = false;
+    let answerError: Error | undefined;
     try {
       if (this.slots) {
         this.waiting++;
@@ -249,11 +250,15 @@ export class HttpPool {
       if (res.statusCode >= 400) {
         this.httpErrors++;
         const text = await readLimited(res.body, ERROR_BODY_LIMIT);
-        throw spec.onHttpError(res.statusCode, res.headers, text);
+        answerError = spec.onHttpError(res.statusCode, res.headers, text);
+        throw answerError;
       }
       return await spec.read(res);
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
+      // The server answered (counted in httpErrors), whatever error onHttpError made of it: a
+      // ModelNotFoundError or a plain Error is no failure to get an answer.
+      if (answerError !== undefined && err === answerError) throw err;
       if (timedOut) {
         this.errors++;
         throw new ProviderError(
@@ -341,7 +346,9 @@ export class HttpPoolRegistry {
     const origin = originOf(url);
     let pool = this.pools.get(origin);
     if (pool === undefined) {
-      pool = new HttpPool(origin, { ...this.defaults, ...options }, this.slots);
+      // An option given as undefined keeps the registry's default (not the pool's built-in one).
+      const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
+      pool = new HttpPool(origin, { ...this.defaults, ...given }, this.slots);
       this.pools.set(origin, pool);
     }
     return pool;

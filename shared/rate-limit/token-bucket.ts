@@ -70,8 +70,9 @@ export interface RateLimiter {
   readonly rate: number;
   readonly capacity: number;
   /**
-   * Takes `tokens` tokens, waiting for them up to the timeout. Rejects with RateLimitedError (with
-   * retryAfterMs) at once when they cannot be had within it, or with the signal's reason when aborted.
+   * Takes `tokens` tokens, waiting for them up to the timeout. Rejects at once with RateLimitedError when
+   * they cannot be had within it — its retryAfterMs is when a call with the same timeout would be granted
+   * (if nobody else takes the tokens first) — or with the signal's reason when aborted.
    */
   acquire(tokens?: number, opts?: AcquireOptions): Promise<Permit>;
   /** Like acquire(), but answers false instead of throwing RateLimitedError (and releases at once). */
@@ -181,7 +182,10 @@ abstract class BucketBase implements RateLimiter {
       const remaining = timeoutMs - (performance.now() - started);
       if (r.reason === 'rate' || remaining <= 0) {
         this.counters.refused++;
-        throw new RateLimitedError(this.name, Math.max(1, Math.ceil(r.waitMs)));
+        // Come back when a reservation would fit the same wait budget (tokens due within timeoutMs): callers
+        // that return then compete on equal terms with those already holding reservations.
+        const hint = r.reason === 'rate' ? r.waitMs - timeoutMs : r.waitMs;
+        throw new RateLimitedError(this.name, Math.max(1, Math.ceil(hint)));
       }
       const pause = Math.min(remaining, r.waitMs, poll * (0.5 + Math.random()));
       poll = Math.min(200, poll * 2);
@@ -249,7 +253,8 @@ export class TokenBucketRateLimiter extends BucketBase {
       // Not rounded up: the grant time (now + waitMs) must be when the bucket really holds the tokens, or
       // two grants can be reported closer than 1/rate (rounding the wait up, then the next wait down).
       waitMs = ((tokens - this.tokens) * 1000) / this.rate;
-      if (waitMs > maxWaitMs) return { granted: false, waitMs: Math.ceil(waitMs), now: nowMs, reason: 'rate' };
+      if (waitMs > maxWaitMs)
+        return { granted: false, waitMs: Math.ceil(waitMs), now: nowMs, reason: 'rate' };
     }
     this.tokens -= tokens;
     if (leaseId) this.inFlight++;

@@ -9,11 +9,16 @@ import {
 } from '../../shared/errors';
 import { httpStatusError } from '../../shared/http/errors';
 import { TokenBucketRateLimiter } from '../../shared/rate-limit/token-bucket';
-import { BackendGuard, countsAgainstBackend, type BackendGuardOptions } from '../../workers/providers/backend-guard';
+import {
+  BackendGuard,
+  countsAgainstBackend,
+  type BackendGuardOptions,
+} from '../../workers/providers/backend-guard';
 import { rejectionOf, until } from '../helpers/wait';
 
 /** An HTTP error answer as the provider clients build it (retryable for 408, 429 and 5xx). */
-const http = (status: number, retryAfter?: string) => httpStatusError('fake', '/x', status, retryAfter, 'said no');
+const http = (status: number, retryAfter?: string) =>
+  httpStatusError('fake', '/x', status, retryAfter, 'said no');
 /** A failure to get an answer at all: always retryable. */
 const noAnswer = (kind: Exclude<ProviderFailureKind, 'http'>) =>
   new ProviderError('fake', `/x: ${kind}`, undefined, kind !== 'protocol', { kind });

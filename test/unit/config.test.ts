@@ -94,6 +94,53 @@ describe('loadConfig', () => {
     expect(c.providers.ollamaUrl).toBe('http://gpu:11434');
   });
 
+  it('reads backends, routes and rate limits', () => {
+    const c = loadConfig({
+      CELL0_OPENAI_URL: 'http://gpu1:8000/v1/',
+      CELL0_OPENAI_API_KEY: 'sk-1',
+      CELL0_MODEL_ROUTES: 'qwen2.5:*=ollama, big-*=openai@https://api.example.com/v1, *=openai',
+      CELL0_RATE_LIMITS: 'brave=50/50, http://gpu1:8000=20/40/512',
+      CELL0_SIM_FAULT_RATE_429: '0.33',
+      CELL0_SIM_RATE_LIMIT_RPS: '20',
+    });
+    expect(c.providers.openaiUrl).toBe('http://gpu1:8000/v1');
+    expect(c.providers.modelRoutes).toEqual([
+      { pattern: 'qwen2.5:*', kind: 'ollama' },
+      { pattern: 'big-*', kind: 'openai', url: 'https://api.example.com/v1' },
+      { pattern: '*', kind: 'openai' },
+    ]);
+    expect(c.providers.rateLimits).toEqual([
+      { target: 'brave', rate: 50, capacity: 50, maxInFlight: 0 },
+      { target: 'http://gpu1:8000', rate: 20, capacity: 40, maxInFlight: 512 },
+    ]);
+    expect(c.providers.rateLimitScope).toBe('fleet');
+    expect(c.simulator.faults).toMatchObject({ rate429: 0.33, rateLimit: { rate: 20, capacity: 20 } });
+    expect(loadConfig({}).providers.rateLimits).toEqual([
+      { target: 'brave', rate: 1, capacity: 1, maxInFlight: 0 },
+    ]);
+  });
+
+  it('names the variable and the entry when a backend setting is wrong', () => {
+    expect(issuesOf({ CELL0_MODEL_ROUTES: 'qwen*=vllm' })).toEqual([
+      { field: 'CELL0_MODEL_ROUTES', reason: expect.stringContaining('backend must be ollama or openai') },
+    ]);
+    expect(issuesOf({ CELL0_MODEL_ROUTES: '*=openai' })).toEqual([
+      { field: 'CELL0_MODEL_ROUTES', reason: expect.stringContaining('needs CELL0_OPENAI_URL') },
+    ]);
+    expect(issuesOf({ CELL0_RATE_LIMITS: 'brave=fast' })[0]).toMatchObject({
+      field: 'CELL0_RATE_LIMITS',
+      reason: expect.stringContaining('"brave=fast": rate must be'),
+    });
+    expect(issuesOf({ CELL0_SIM_FAULT_RATE_429: '0.6', CELL0_SIM_FAULT_RATE_500: '0.6' })[0]).toMatchObject({
+      field: 'CELL0_SIM_FAULT_RATE_429',
+      reason: expect.stringContaining('more than 1'),
+    });
+    const secret = issuesOf({ CELL0_OPENAI_API_KEY: ' ', CELL0_RATE_LIMIT_SCOPE: 'global' });
+    expect(secret).toEqual([
+      { field: 'CELL0_RATE_LIMIT_SCOPE', reason: expect.stringContaining('expected fleet or process') },
+    ]);
+  });
+
   it('.env.example and the README list every variable', () => {
     const example = readFileSync(join(ROOT, '.env.example'), 'utf8');
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');

@@ -44,12 +44,18 @@ describe('parseModelRoutes', () => {
     expect(messageOf(() => parseModelRoutes('a=ollama, llama3'))).toBe(
       '"llama3": expected pattern=ollama|openai[@url]',
     );
-    expect(messageOf(() => parseModelRoutes('=ollama'))).toBe('"=ollama": expected pattern=ollama|openai[@url]');
+    expect(messageOf(() => parseModelRoutes('=ollama'))).toBe(
+      '"=ollama": expected pattern=ollama|openai[@url]',
+    );
     expect(messageOf(() => parseModelRoutes('m=vllm'))).toBe(
       '"m=vllm": backend must be ollama or openai, got "vllm"',
     );
-    expect(messageOf(() => parseModelRoutes('m=Ollama'))).toMatch(/backend must be ollama or openai, got "Ollama"/);
-    expect(messageOf(() => parseModelRoutes('m=@http://h:1'))).toMatch(/backend must be ollama or openai, got ""/);
+    expect(messageOf(() => parseModelRoutes('m=Ollama'))).toMatch(
+      /backend must be ollama or openai, got "Ollama"/,
+    );
+    expect(messageOf(() => parseModelRoutes('m=@http://h:1'))).toMatch(
+      /backend must be ollama or openai, got ""/,
+    );
     expect(messageOf(() => parseModelRoutes('bad pattern=ollama'))).toBe(
       '"bad pattern=ollama": pattern may hold letters, digits, . : / _ - + and *',
     );
@@ -120,7 +126,12 @@ describe('parseRateLimits', () => {
       maxInFlight: 0,
     });
     expect(parseRateLimits('searxng=7.5')[0]!.capacity).toBe(7.5);
-    expect(parseRateLimits('ollama=3//4')[0]).toEqual({ target: 'ollama', rate: 3, capacity: 3, maxInFlight: 4 });
+    expect(parseRateLimits('ollama=3//4')[0]).toEqual({
+      target: 'ollama',
+      rate: 3,
+      capacity: 3,
+      maxInFlight: 4,
+    });
     expect(parseRateLimits('ollama=3/10/')[0]).toEqual({
       target: 'ollama',
       rate: 3,
@@ -139,13 +150,19 @@ describe('parseRateLimits', () => {
     expect(messageOf(() => parseRateLimits('ollama=1, brave'))).toBe(
       '"brave": expected target=rate[/capacity[/maxInFlight]]',
     );
-    expect(messageOf(() => parseRateLimits('=5'))).toBe('"=5": expected target=rate[/capacity[/maxInFlight]]');
+    expect(messageOf(() => parseRateLimits('=5'))).toBe(
+      '"=5": expected target=rate[/capacity[/maxInFlight]]',
+    );
     for (const rate of ['', '0', '-1', 'abc', 'Infinity'])
       expect(messageOf(() => parseRateLimits(`ollama=${rate}`))).toBe(
         `"ollama=${rate}": rate must be a number of requests per second > 0`,
       );
-    expect(messageOf(() => parseRateLimits('ollama=5/0.5'))).toBe('"ollama=5/0.5": capacity must be a number >= 1');
-    expect(messageOf(() => parseRateLimits('ollama=5/x'))).toBe('"ollama=5/x": capacity must be a number >= 1');
+    expect(messageOf(() => parseRateLimits('ollama=5/0.5'))).toBe(
+      '"ollama=5/0.5": capacity must be a number >= 1',
+    );
+    expect(messageOf(() => parseRateLimits('ollama=5/x'))).toBe(
+      '"ollama=5/x": capacity must be a number >= 1',
+    );
     for (const n of ['-1', '1.5', 'x'])
       expect(messageOf(() => parseRateLimits(`ollama=5/5/${n}`))).toBe(
         `"ollama=5/5/${n}": maxInFlight must be an integer >= 0`,
@@ -186,7 +203,10 @@ describe('rateLimitFor', () => {
 
   it('falls back to the kind entry, and to nothing', () => {
     expect(rateLimitFor(specs, 'ollama', 'http://gpu-9:11434')).toMatchObject({ target: 'ollama', rate: 5 });
-    expect(rateLimitFor(specs, 'openai', 'https://api.example.com')).toMatchObject({ target: 'openai', rate: 1 });
+    expect(rateLimitFor(specs, 'openai', 'https://api.example.com')).toMatchObject({
+      target: 'openai',
+      rate: 1,
+    });
     expect(rateLimitFor(specs, 'brave', 'https://api.search.brave.com')).toBeUndefined();
     expect(rateLimitFor([], 'ollama', 'http://gpu-1:11434')).toBeUndefined();
   });

@@ -5,6 +5,7 @@ import { SearchType } from '../../../shared/queues/enums.js';
 import { type SearchJobData } from '../../../shared/queues/schemas.js';
 import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
 import { type CallContext, type SearchBackend } from '../provider.js';
+import { hostnameOf, htmlToText, isHttpUrl, toIsoDate } from '../search-text.js';
 
 const PROVIDER = 'brave';
 
@@ -82,48 +83,6 @@ interface BraveRawResult {
 }
 
 type Candidate = Omit<SearchHit, 'rank' | 'score'>;
-
-/** Tags inside a line of text (highlighting): dropped without a space; any other tag becomes a space. */
-const INLINE_TAG = /<\/?(?:a|abbr|b|bdi|cite|code|em|i|mark|q|s|small|span|strong|sub|sup|u)\b[^>]*>/gi;
-
-const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
-
-/** Plain text of an HTML fragment (Brave marks query words with <strong>): tags dropped, entities decoded. */
-function htmlToText(html: string): string {
-  return html
-    .replace(INLINE_TAG, '')
-    .replace(/<[^>]*>/g, ' ')
-    .replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (whole, name: string) => {
-      if (name[0] === '#') {
-        const code = name[1] === 'x' || name[1] === 'X' ? parseInt(name.slice(2), 16) : Number(name.slice(1));
-        return Number.isInteger(code) && code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
-      }
-      return ENTITIES[name.toLowerCase()] ?? whole;
-    })
-    .replace(/\s+/g, ' ')
-    .trim();
-}
-
-/** ISO 8601 (UTC) form of Brave's `page_age` (`2024-03-14T10:00:00`, no zone: taken as UTC). */
-function toIsoDate(value: unknown): string | undefined {
-  if (typeof value !== 'string' || value.trim() === '') return undefined;
-  const text = value.trim();
-  const naive = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(text);
-  const ms = Date.parse(naive ? `${text.replace(' ', 'T')}Z` : text);
-  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
-}
-
-function hostnameOf(url: string): string {
-  try {
-    return new URL(url).hostname;
-  } catch {
-    return '';
-  }
-}
-
-function isHttpUrl(v: unknown): v is string {
-  return typeof v === 'string' && /^https?:\/\//i.test(v);
-}
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' && v.trim() !== '' ? v : undefined;

@@ -36,7 +36,8 @@ export interface OllamaClientOptions {
   timeoutMs?: number;
   /**
    * Maximum keep-alive connections to the server; more concurrent calls queue in the pool. Used when this
-   * client creates the origin's pool (a registry's existing pool keeps its own setting). Default 16.
+   * client creates the origin's pool (a registry's existing pool keeps its own setting). Default: the
+   * registry's default (16 unless configured).
    */
   connections?: number;
   /** Extra headers sent with every request (e.g. Authorization for a proxy in front of Ollama). */
@@ -50,11 +51,11 @@ export interface OllamaClientOptions {
 
 const DEFAULTS = {
   timeoutMs: 120_000,
-  connections: 16,
   headers: {} as Record<string, string>,
-} satisfies Omit<Required<OllamaClientOptions>, 'baseUrl' | 'pools'>;
+} satisfies Omit<Required<OllamaClientOptions>, 'baseUrl' | 'pools' | 'connections'>;
 
-type ResolvedOptions = Required<Omit<OllamaClientOptions, 'pools'>> & Pick<OllamaClientOptions, 'pools'>;
+type ResolvedOptions = Required<Omit<OllamaClientOptions, 'pools' | 'connections'>> &
+  Pick<OllamaClientOptions, 'pools' | 'connections'>;
 
 type HttpMethod = 'GET' | 'POST';
 
@@ -85,7 +86,7 @@ function validate(opts: ResolvedOptions): FieldIssue[] {
   if (typeof opts.timeoutMs !== 'number' || !Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) {
     issues.push({ field: 'timeoutMs', reason: `expected a number of ms > 0, got ${String(opts.timeoutMs)}` });
   }
-  if (!Number.isInteger(opts.connections) || opts.connections < 1) {
+  if (opts.connections !== undefined && (!Number.isInteger(opts.connections) || opts.connections < 1)) {
     issues.push({
       field: 'connections',
       reason: `expected an integer >= 1, got ${String(opts.connections)}`,
@@ -164,9 +165,10 @@ export class OllamaClient {
     const url = new URL(merged.baseUrl);
     this.basePath = url.pathname.replace(/\/+$/, '');
     if (merged.pools === undefined) this.ownRegistry = new HttpPoolRegistry();
-    this.pool = (merged.pools ?? this.ownRegistry!).get(url.origin, {
-      maxConnectionsPerHost: merged.connections,
-    });
+    this.pool = (merged.pools ?? this.ownRegistry!).get(
+      url.origin,
+      merged.connections !== undefined ? { maxConnectionsPerHost: merged.connections } : {},
+    );
   }
 
   /** The server's origin (scheme://host:port). */

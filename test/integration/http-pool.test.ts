@@ -1,0 +1,549 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type AddressInfo, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { ClosedError, ConfigError, ModelNotFoundError, ProviderError } from '../../shared/errors';
+import { httpStatusError } from '../../shared/http/errors';
+import {
+  getHttpPool,
+  HttpPool,
+  HttpPoolRegistry,
+  originOf,
+  readJson,
+  readLimited,
+  type HttpCall,
+  type HttpPoolMetrics,
+} from '../../shared/http/pool';
+import { rejectionOf, until } from '../helpers/wait';
+
+/** A local server that counts its sockets and the requests it is answering at once. */
+interface TestServer {
+  url: string;
+  origin: string;
+  /** Distinct sockets opened to it so far. */
+  sockets: Set<Socket>;
+  /** Requests being answered now, and the most at once. */
+  active: number;
+  maxActive: number;
+  requests: number;
+  close(): Promise<void>;
+}
+
+/** Shared by several servers: requests answered at once over all of them. */
+interface Shared {
+  active: number;
+  maxActive: number;
+}
+
+/**
+ * Routes: /ok → 200 "ok"; /slow?ms=N → 200 "slow" after N ms; /json → a JSON body; /text → non-JSON;
+ * /status/N → status N with body "said no"; /big-error → 500 with a 200 KB body; /slow-body?ms=N → headers
+ * at once, the body after N ms.
+ */
+async function startServer(shared?: Shared): Promise<TestServer> {
+  const timers = new Set<NodeJS.Timeout>();
+  const later = (ms: number, req: IncomingMessage, res: ServerResponse, fn: () => void) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (!res.destroyed) fn();
+    }, ms);
+    timers.add(t);
+    res.on('close', () => {
+      clearTimeout(t);
+      timers.delete(t);
+    });
+  };
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    s.requests++;
+    s.active++;
+    s.maxActive = Math.max(s.maxActive, s.active);
+    if (shared) {
+      shared.active++;
+      shared.maxActive = Math.max(shared.maxActive, shared.active);
+    }
+    let done = false;
+    res.on('close', () => {
+      if (done) return;
+      done = true;
+      s.active--;
+      if (shared) shared.active--;
+    });
+    const url = new URL(req.url ?? '/', 'http://x');
+    const ms = Number(url.searchParams.get('ms') ?? '0');
+    req.resume();
+    if (url.pathname === '/ok') res.end('ok');
+    else if (url.pathname === '/slow') later(ms, req, res, () => res.end('slow'));
+    else if (url.pathname === '/json') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ a: 1, path: url.pathname }));
+    } else if (url.pathname === '/text') res.end('<html>not json</html>');
+    else if (url.pathname.startsWith('/status/')) {
+      res.statusCode = Number(url.pathname.slice('/status/'.length));
+      res.setHeader('retry-after', '3');
+      res.end('said no');
+    } else if (url.pathname === '/big-error') {
+      res.statusCode = 500;
+      res.end('x'.repeat(200 * 1024));
+    } else if (url.pathname === '/slow-body') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first ');
+      later(ms, req, res, () => res.end('last'));
+    } else {
+      res.statusCode = 404;
+      res.end('no route');
+    }
+  };
+  const server: Server = createServer(handler);
+  const sockets = new Set<Socket>();
+  server.on('connection', (sock: Socket) => sockets.add(sock));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const s: TestServer = {
+    url: `http://127.0.0.1:${port}`,
+    origin: `http://127.0.0.1:${port}`,
+    sockets,
+    active: 0,
+    maxActive: 0,
+    requests: 0,
+    close: async () => {
+      for (const t of timers) clearTimeout(t);
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return s;
+}
+
+/** A port nothing listens on (it was free a moment ago). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function spec<T>(path: string, read: HttpCall<T>['read'], extra: Partial<HttpCall<T>> = {}): HttpCall<T> {
+  return {
+    provider: 'fake',
+    method: 'GET',
+    path,
+    timeoutMs: 10_000,
+    read,
+    onHttpError: (status, headers, bodyText) =>
+      httpStatusError('fake', path.split('?')[0]!, status, headers['retry-after'], bodyText),
+    ...extra,
+  };
+}
+const text = (path: string, extra: Partial<HttpCall<string>> = {}) =>
+  spec(path, (res) => res.body.text(), extra);
+const json = (path: string) => spec(path, (res) => readJson('fake', path, res));
+
+function sumOf(ms: HttpPoolMetrics[], k: 'queued' | 'inFlight'): number {
+  return ms.reduce((a, m) => a + m[k], 0);
+}
+
+describe('HttpPool and HttpPoolRegistry (local node:http servers)', () => {
+  const servers: TestServer[] = [];
+  const closers: Array<{ close(): Promise<void> }> = [];
+  const server = async (shared?: Shared) => {
+    const s = await startServer(shared);
+    servers.push(s);
+    return s;
+  };
+  const pool = (url: string, opts?: ConstructorParameters<typeof HttpPool>[1]) => {
+    const p = new HttpPool(url, opts);
+    closers.push(p);
+    return p;
+  };
+  const registry = (opts?: ConstructorParameters<typeof HttpPoolRegistry>[0]) => {
+    const r = new HttpPoolRegistry(opts);
+    closers.push(r);
+    return r;
+  };
+  afterEach(async () => {
+    await Promise.all(closers.splice(0).map((c) => c.close()));
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  it('never opens more than maxConnectionsPerHost sockets; extra calls queue and all complete', async () => {
+    const s = await server();
+    const p = pool(s.url, { maxConnectionsPerHost: 2 });
+    let maxQueued = 0;
+    let maxOpen = 0;
+    const sampler = setInterval(() => {
+      const m = p.metrics();
+      maxQueued = Math.max(maxQueued, m.queued);
+      maxOpen = Math.max(maxOpen, m.connections.open);
+    }, 5);
+    try {
+      const t0 = performance.now();
+      const answers = await Promise.all(Array.from({ length: 10 }, () => p.call(text('/slow?ms=100'))));
+      const elapsed = performance.now() - t0;
+      expect(answers).toEqual(Array(10).fill('slow'));
+      expect(s.sockets.size).toBe(2);
+      expect(s.maxActive).toBe(2);
+      expect(s.requests).toBe(10);
+      // 10 calls two at a time: five rounds of 100 ms.
+      expect(elapsed).toBeGreaterThanOrEqual(5 * 100 - 10);
+      expect(elapsed).toBeLessThan(5 * 100 + 3000);
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(maxQueued).toBeGreaterThan(0);
+    expect(maxOpen).toBeLessThanOrEqual(2);
+    const m = p.metrics();
+    expect(m).toMatchObject({ maxConnectionsPerHost: 2, inFlight: 0, queued: 0, requests: 10 });
+    expect(m.connections.open).toBeLessThanOrEqual(2);
+  });
+
+  it('reuses a keep-alive connection for sequential calls', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    // undici frees a connection a tick after its body ends: calls a moment apart use one socket...
+    const pause = () => new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 5; i++) {
+      expect(await p.call(text('/ok'))).toBe('ok');
+      await pause();
+    }
+    expect(await p.call(json('/json'))).toEqual({
+      a: 1,
+      path: '/json',
+    });
+    await pause();
+    expect(s.sockets.size).toBe(1);
+    expect(s.requests).toBe(6);
+    expect(p.metrics().connections).toEqual({ open: 1, free: 1 });
+    // ...and strictly back-to-back calls alternate between at most two.
+    for (let i = 0; i < 10; i++) expect(await p.call(text('/ok'))).toBe('ok');
+    expect(s.sockets.size).toBeLessThanOrEqual(2);
+    expect(s.requests).toBe(16);
+  });
+
+  it('gives one pool per origin, shared by every URL of that origin', async () => {
+    const a = await server();
+    const b = await server();
+    const r = registry();
+    const pa = r.get(`${a.url}/api/generate`);
+    expect(r.get(`${a.url}/v1/chat?x=1`)).toBe(pa);
+    expect(r.get(`${a.url}/`)).toBe(pa);
+    expect(r.get(a.url.replace('127.0.0.1', '127.0.0.1'))).toBe(pa);
+    expect(pa.origin).toBe(a.origin);
+    const pb = r.get(b.url);
+    expect(pb).not.toBe(pa);
+    expect(pb.origin).toBe(b.origin);
+    // Same host, other scheme or port: another origin.
+    expect(r.get(a.url.replace('http:', 'https:'))).not.toBe(pa);
+    expect(r.metrics().map((m) => m.origin)).toEqual([
+      a.origin,
+      b.origin,
+      a.origin.replace('http:', 'https:'),
+    ]);
+    // Options apply when the pool is created; an existing pool keeps its own.
+    expect(r.get(a.url, { maxConnectionsPerHost: 99 }).options.maxConnectionsPerHost).toBe(16);
+    // Two clients of one origin share its connections.
+    await pa.call(text('/ok'));
+    await new Promise((resolve) => setTimeout(resolve, 5)); // see the keep-alive test
+    await r.get(`${a.url}/other`).call(text('/ok'));
+    expect(a.sockets.size).toBe(1);
+    expect(b.sockets.size).toBe(0);
+  });
+
+  it('gives pools the registry defaults, which a call-site option overrides only when defined', async () => {
+    const s = await server();
+    const r = registry({ defaults: { maxConnectionsPerHost: 3, connectTimeoutMs: 1234 } });
+    const p = r.get(s.url, { maxConnectionsPerHost: undefined, bodyTimeoutMs: 5000 });
+    expect(p.options).toMatchObject({
+      maxConnectionsPerHost: 3,
+      connectTimeoutMs: 1234,
+      bodyTimeoutMs: 5000,
+    });
+    const q = r.get('http://127.0.0.2:9', { maxConnectionsPerHost: 7 });
+    expect(q.options).toMatchObject({ maxConnectionsPerHost: 7, connectTimeoutMs: 1234 });
+  });
+
+  it('caps requests in flight across all origins at maxConnections, queueing the rest', async () => {
+    const shared: Shared = { active: 0, maxActive: 0 };
+    const a = await server(shared);
+    const b = await server(shared);
+    const r = registry({ maxConnections: 3 });
+    expect(r.maxConnections).toBe(3);
+    let maxQueued = 0;
+    let maxInFlight = 0;
+    const sampler = setInterval(() => {
+      const ms = r.metrics();
+      maxQueued = Math.max(maxQueued, sumOf(ms, 'queued'));
+      maxInFlight = Math.max(maxInFlight, sumOf(ms, 'inFlight'));
+    }, 5);
+    try {
+      const calls = [
+        ...Array.from({ length: 5 }, () => r.get(a.url).call(text('/slow?ms=120'))),
+        ...Array.from({ length: 5 }, () => r.get(b.url).call(text('/slow?ms=120'))),
+      ];
+      // While they run: at most 3 answered at once, the others waiting in the registry's queue.
+      await until(() => sumOf(r.metrics(), 'queued') > 0, 5000, 'queued calls');
+      const answers = await Promise.all(calls);
+      expect(answers).toEqual(Array(10).fill('slow'));
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(shared.maxActive).toBe(3);
+    expect(a.maxActive + b.maxActive).toBeGreaterThanOrEqual(3);
+    expect(maxInFlight).toBeLessThanOrEqual(3);
+    expect(maxQueued).toBeGreaterThan(0);
+    expect(a.requests + b.requests).toBe(10);
+    const ms = r.metrics();
+    expect(sumOf(ms, 'queued')).toBe(0);
+    expect(sumOf(ms, 'inFlight')).toBe(0);
+    // The slots are all free again: three more run at once.
+    shared.maxActive = 0;
+    await Promise.all(Array.from({ length: 3 }, () => r.get(a.url).call(text('/slow?ms=50'))));
+    expect(shared.maxActive).toBe(3);
+  });
+
+  it('counts requests, HTTP errors, failures, latency, and returns inFlight to 0', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    const empty = p.metrics();
+    expect(empty).toMatchObject({ origin: s.origin, requests: 0, httpErrors: 0, errors: 0, inFlight: 0 });
+    expect(empty.latency.count).toBe(0);
+    let insideInFlight = -1;
+    await p.call(
+      text('/ok', {
+        read: async (res) => {
+          insideInFlight = p.metrics().inFlight;
+          return res.body.text();
+        },
+      }),
+    );
+    expect(insideInFlight).toBe(1);
+    await p.call(text('/slow?ms=30'));
+    await rejectionOf(p.call(text('/status/500')));
+    await rejectionOf(p.call(text('/status/404')));
+    await rejectionOf(p.call(text('/slow?ms=5000', { timeoutMs: 100 })));
+    const m = p.metrics();
+    expect(m.requests).toBe(5);
+    expect(m.httpErrors).toBe(2);
+    expect(m.errors).toBe(1); // the timeout; an HTTP error answer is not a failure to get one
+    expect(m.inFlight).toBe(0);
+    expect(m.queued).toBe(0);
+    expect(m.latency.count).toBe(4); // the timed-out call never got its headers
+    expect(m.latency.meanMs).toBeGreaterThan(0);
+    expect(m.latency.p99Ms).toBeGreaterThanOrEqual(25);
+  });
+
+  it('rejects with a retryable ProviderError of kind "timeout" after timeoutMs', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    const t0 = performance.now();
+    const err = await rejectionOf(p.call(text('/slow?ms=5000', { timeoutMs: 200 })));
+    const elapsed = performance.now() - t0;
+    expect(err).toBeInstanceOf(ProviderError);
+    expect(err).toMatchObject({ kind: 'timeout', retryable: true, provider: 'fake', status: undefined });
+    expect((err as Error).message).toMatch(/\/slow\?ms=5000: timed out after 200 ms/);
+    expect(elapsed).toBeGreaterThanOrEqual(195);
+    expect(elapsed).toBeLessThan(2000);
+    // The deadline covers reading the body too.
+    const err2 = await rejectionOf(p.call(text('/slow-body?ms=5000', { timeoutMs: 200 })));
+    expect(err2).toMatchObject({ kind: 'timeout' });
+    expect(p.metrics()).toMatchObject({ errors: 2, inFlight: 0 });
+    // And the pool still works.
+    expect(await p.call(text('/ok'))).toBe('ok');
+  });
+
+  it('counts the wait for a registry slot in the deadline', async () => {
+    const s = await server();
+    const r = registry({ maxConnections: 1 });
+    const hog = r.get(s.url).call(text('/slow?ms=1000'));
+    await until(() => s.active === 1, 5000, 'the first call to arrive');
+    const err = await rejectionOf(r.get(s.url).call(text('/ok', { timeoutMs: 100 })));
+    expect(err).toMatchObject({ kind: 'timeout' });
+    expect(r.get(s.url).metrics().queued).toBe(0);
+    expect(await hog).toBe('slow');
+    expect(s.requests).toBe(1); // the timed-out call was never sent
+  });
+
+  it('rejects with a retryable ProviderError of kind "connection" when the server is unreachable', async () => {
+    const port = await freePort();
+    const p = pool(`http://127.0.0.1:${port}`, { connectTimeoutMs: 2000 });
+    const err = await rejectionOf(p.call(text('/api/generate?secret=1')));
+    expect(err).toBeInstanceOf(ProviderError);
+    const pe = err as ProviderError;
+    expect(pe).toMatchObject({ kind: 'connection', retryable: true, provider: 'fake' });
+    expect(pe.backendUnavailable).toBe(true);
+    expect(pe.message).toMatch(/\/api\/generate: connection failed \(ECONNREFUSED\)/);
+    expect(pe.message).not.toMatch(/secret/);
+    expect((pe.cause as { code?: string }).code).toBe('ECONNREFUSED');
+    expect(p.metrics()).toMatchObject({ requests: 1, errors: 1, httpErrors: 0, inFlight: 0 });
+  });
+
+  it('rejects with the abort reason when the caller aborts (before, while waiting, while reading)', async () => {
+    const s = await server();
+    const r = registry({ maxConnections: 1 });
+    const p = r.get(s.url);
+    const reason = new Error('job cancelled');
+
+    const already = new AbortController();
+    already.abort(reason);
+    await expect(p.call(text('/ok', { signal: already.signal }))).rejects.toBe(reason);
+
+    const ac = new AbortController();
+    const t0 = performance.now();
+    const pending = p.call(text('/slow?ms=5000', { signal: ac.signal }));
+    await until(() => s.active === 1, 5000, 'the call to arrive');
+    // A second call waits for the registry's only slot; its own abort ends the wait.
+    const ac2 = new AbortController();
+    const queued = p.call(text('/ok', { signal: ac2.signal }));
+    await until(() => p.metrics().queued === 1, 5000, 'the queued call');
+    ac2.abort(reason);
+    await expect(queued).rejects.toBe(reason);
+    ac.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+    expect(performance.now() - t0).toBeLessThan(3000);
+
+    const ac3 = new AbortController();
+    const reading = p.call(text('/slow-body?ms=5000', { signal: ac3.signal }));
+    await until(() => s.active === 1, 5000, 'the body to start');
+    ac3.abort(reason);
+    await expect(reading).rejects.toBe(reason);
+
+    const m = p.metrics();
+    expect(m.inFlight).toBe(0);
+    expect(m.queued).toBe(0);
+    expect(await p.call(text('/ok'))).toBe('ok'); // the slot was given back
+  });
+
+  it("throws onHttpError's error for status >= 400, with the body text limited to 64 KiB", async () => {
+    const s = await server();
+    const p = pool(s.url);
+    const seen: Array<{ status: number; retryAfter: unknown; bodyLength: number; body: string }> = [];
+    const mine = new Error('mapped');
+    const call = (path: string) =>
+      p.call(
+        text(path, {
+          onHttpError: (status, headers, bodyText) => {
+            seen.push({
+              status,
+              retryAfter: headers['retry-after'],
+              bodyLength: bodyText.length,
+              body: bodyText,
+            });
+            return mine;
+          },
+        }),
+      );
+    expect(await rejectionOf(call('/status/503'))).toBe(mine);
+    expect(await rejectionOf(call('/status/400'))).toBe(mine);
+    expect(await rejectionOf(call('/big-error'))).toBe(mine);
+    expect(seen.map((x) => [x.status, x.body.slice(0, 7)])).toEqual([
+      [503, 'said no'],
+      [400, 'said no'],
+      [500, 'xxxxxxx'],
+    ]);
+    expect(seen[0]!.retryAfter).toBe('3');
+    expect(seen[2]!.bodyLength).toBe(64 * 1024);
+    // The default mapping gives a ProviderError of kind "http" with the status and Retry-After.
+    const err = await rejectionOf(p.call(text('/status/429')));
+    expect(err).toMatchObject({ kind: 'http', status: 429, retryable: true, retryAfterMs: 3000 });
+    // A 404 a client maps to ModelNotFoundError is an answer too.
+    const missing = await rejectionOf(
+      p.call(text('/status/404', { onHttpError: () => new ModelNotFoundError('fake', 'nope:7b') })),
+    );
+    expect(missing).toBeInstanceOf(ModelNotFoundError);
+    // Error answers are httpErrors, never "errors" (calls that got no answer), whatever they were mapped to.
+    expect(p.metrics()).toMatchObject({ requests: 5, httpErrors: 5, errors: 0, inFlight: 0 });
+    expect(p.metrics().latency.count).toBe(5);
+    expect(await p.call(text('/ok'))).toBe('ok');
+  });
+
+  it('readLimited and readJson', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    // A body read up to a limit stops there (and a destroyed body does not break the pool).
+    expect(
+      await p.call(
+        text('/slow-body?ms=10', {
+          read: (res) => readLimited(res.body, 3),
+        }),
+      ),
+    ).toBe('fir');
+    expect(await p.call(json('/json'))).toEqual({ a: 1, path: '/json' });
+    const err = await rejectionOf(p.call(json('/text')));
+    expect(err).toMatchObject({ kind: 'protocol', retryable: false, provider: 'fake' });
+    expect((err as Error).message).toMatch(/\/text: answer is not JSON: <html>not json<\/html>/);
+  });
+
+  it('refuses calls after close() with ClosedError; close() is idempotent', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    expect(await p.call(text('/ok'))).toBe('ok');
+    const closing = p.close();
+    expect(p.close()).toBe(closing);
+    await closing;
+    expect(await rejectionOf(p.call(text('/ok')))).toBeInstanceOf(ClosedError);
+
+    const r = registry();
+    const q = r.get(s.url);
+    const slow = q.call(text('/slow?ms=100'));
+    await until(() => s.active === 1, 5000, 'the call to arrive');
+    await r.close(); // waits for the call in flight
+    expect(await slow).toBe('slow');
+    expect(await rejectionOf(q.call(text('/ok')))).toBeInstanceOf(ClosedError);
+    expect(() => r.get(s.url)).toThrow(ClosedError);
+  });
+
+  it('refuses invalid options with a ConfigError naming the field', () => {
+    const fields = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).issues.map((i) => i.field);
+      }
+      throw new Error('expected a ConfigError');
+    };
+    expect(fields(() => new HttpPool('http://127.0.0.1:1', { maxConnectionsPerHost: 0 }))).toEqual([
+      'HttpPool.maxConnectionsPerHost',
+    ]);
+    expect(fields(() => new HttpPool('http://127.0.0.1:1', { maxConnectionsPerHost: 1.5 }))).toEqual([
+      'HttpPool.maxConnectionsPerHost',
+    ]);
+    expect(fields(() => new HttpPool('http://127.0.0.1:1', { connectTimeoutMs: 0 }))).toEqual([
+      'HttpPool.connectTimeoutMs',
+    ]);
+    expect(
+      fields(
+        () =>
+          new HttpPool('http://127.0.0.1:1', {
+            headersTimeoutMs: -1,
+            bodyTimeoutMs: Number.NaN,
+            keepAliveTimeoutMs: -5,
+            keepAliveMaxTimeoutMs: -1,
+          }),
+      ),
+    ).toEqual([
+      'HttpPool.headersTimeoutMs',
+      'HttpPool.bodyTimeoutMs',
+      'HttpPool.keepAliveTimeoutMs',
+      'HttpPool.keepAliveMaxTimeoutMs',
+    ]);
+    expect(fields(() => new HttpPoolRegistry({ maxConnections: 0 }))).toEqual([
+      'HttpPoolRegistry.maxConnections',
+    ]);
+    expect(
+      fields(() => new HttpPoolRegistry({ defaults: { maxConnectionsPerHost: -1 } }).get('http://h:1')),
+    ).toEqual(['HttpPool.maxConnectionsPerHost']);
+    expect(fields(() => new HttpPool('ftp://h/x'))).toEqual(['url']);
+    expect(fields(() => originOf('not a url'))).toEqual(['url']);
+    expect(originOf('HTTP://Example.COM:80/a?b')).toBe('http://example.com');
+  });
+
+  it('getHttpPool gives the process-wide pool of an origin', async () => {
+    const s = await server();
+    const p = getHttpPool(`${s.url}/a`);
+    expect(getHttpPool(`${s.url}/b`)).toBe(p);
+    expect(getHttpPool('http://127.0.0.3:1')).not.toBe(p);
+    expect(await p.call(text('/ok'))).toBe('ok');
+    await p.close();
+    await getHttpPool('http://127.0.0.3:1').close();
+  });
+});

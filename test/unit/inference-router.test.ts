@@ -1,0 +1,57 @@
+import { ProviderUnavailableError } from '../../shared/errors';
+import { inferenceRequestSchema } from '../../shared/queues/schemas';
+import { BackendGuard } from '../../workers/providers/backend-guard';
+import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
+import { type InferenceBackend } from '../../workers/providers/provider';
+import { InferenceRouter } from '../../workers/providers/routing';
+import { rejectionOf } from '../helpers/wait';
+
+function backend(name: string): InferenceBackend & { calls: string[] } {
+  const noop = new NoopInferenceBackend();
+  const calls: string[] = [];
+  return {
+    name,
+    calls,
+    run: async (job, ctx) => {
+      calls.push(job.model);
+      return { ...(await noop.run(job)), provider: name, text: ctx.signal.aborted ? 'aborted' : name };
+    },
+    close: async () => undefined,
+  };
+}
+
+const job = (model: string) => inferenceRequestSchema.parse({ model, prompt: 'hi' });
+const ctx = { signal: new AbortController().signal };
+
+describe('InferenceRouter', () => {
+  it('sends each model to the first route that matches, in order', async () => {
+    const a = backend('a');
+    const b = backend('b');
+    const router = new InferenceRouter([
+      { pattern: 'qwen2.5:*', backend: a },
+      { pattern: 'qwen*', backend: b },
+      { pattern: '*', backend: a },
+    ]);
+    expect((await router.run(job('qwen2.5:7b'), ctx)).provider).toBe('a');
+    expect((await router.run(job('qwen3:8b'), ctx)).provider).toBe('b');
+    expect((await router.run(job('llama3.2'), ctx)).provider).toBe('a');
+    expect(a.calls).toEqual(['qwen2.5:7b', 'llama3.2']);
+    expect(router.backends()).toHaveLength(2);
+  });
+
+  it('fails a model no route matches with PROVIDER_UNAVAILABLE, naming the model', async () => {
+    const router = new InferenceRouter([{ pattern: 'gpt-*', backend: backend('a') }]);
+    const err = await rejectionOf(Promise.resolve().then(() => router.run(job('llama3.2'), ctx)));
+    expect(err).toBeInstanceOf(ProviderUnavailableError);
+    expect((err as Error).message).toContain('"llama3.2"');
+  });
+
+  it('runs routed calls through the route guard', async () => {
+    const guard = new BackendGuard({ name: 'g', retry: { maxRetries: 0 } });
+    const router = new InferenceRouter([{ pattern: '*', backend: backend('a'), guard }]);
+    await router.run(job('m'), ctx);
+    expect(guard.metrics().breaker.calls).toBe(1);
+    expect(guard.metrics().breaker.successes).toBe(1);
+    guard.close();
+  });
+});
