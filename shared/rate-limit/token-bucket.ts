@@ -112,6 +112,26 @@ function checkTokens(tokens: number, capacity: number, name: string): void {
     );
 }
 
+/** `p`, or the signal's reason if it aborts first. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
+}
+
 /** Bookkeeping both buckets share. */
 abstract class BucketBase implements RateLimiter {
   readonly name: string;
@@ -147,7 +167,14 @@ abstract class BucketBase implements RateLimiter {
     let polled = false;
     for (;;) {
       const left = Math.max(0, timeoutMs - (performance.now() - started));
-      const r = await this.reserve(tokens, Math.floor(left), leaseId);
+      // A fleet bucket's store can be slow or away (Redis reconnecting): the caller's signal still ends the
+      // wait. A reservation that lands after the caller left is a token spent for nothing, never an excess.
+      const pending = this.reserve(tokens, Math.floor(left), leaseId);
+      const r = await untilAborted(pending, signal).catch((err: unknown) => {
+        // Give back an in-flight slot the late reservation may still take.
+        pending.then((late) => late.granted && leaseId && this.releaseLease(leaseId)).catch(() => undefined);
+        throw err;
+      });
       if (r.granted) {
         this.counters.held++;
         let released = false;

@@ -8,6 +8,7 @@ import {
   type RedisTokenBucketOptions,
 } from '../../shared/rate-limit/token-bucket';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { startPrivateRedis } from '../helpers/redis-server';
 import { rejectionOf, until } from '../helpers/wait';
 
 const ROOT = join(__dirname, '..', '..');
@@ -347,4 +348,32 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     }
   }, 90_000);
+});
+
+describe('RedisTokenBucketRateLimiter while Redis is away', () => {
+  it('ends a wait on the caller’s signal even though the script call never returns', async () => {
+    const server = await startPrivateRedis();
+    const conn = new Redis(server.url, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
+    try {
+      const limiter = new RedisTokenBucketRateLimiter({
+        name: 'away',
+        rate: 5,
+        capacity: 1,
+        redis: conn,
+        prefix: uniquePrefix('rl-away'),
+      });
+      (await limiter.acquire()).release();
+      await server.stop();
+      const ac = new AbortController();
+      const reason = new Error('job cancelled');
+      setTimeout(() => ac.abort(reason), 200);
+      const t0 = performance.now();
+      const err = await rejectionOf(limiter.acquire(1, { timeoutMs: 10_000, signal: ac.signal }));
+      expect(err).toBe(reason);
+      expect(performance.now() - t0).toBeLessThan(2000);
+    } finally {
+      conn.disconnect();
+      await server.destroy();
+    }
+  });
 });
