@@ -1,5 +1,5 @@
 import { createServer, type ServerResponse } from 'node:http';
-import { type AddressInfo, type Socket } from 'node:net';
+import { listenLocal } from './listen';
 import { type FakeFault, type RecordedRequest } from './fake-searxng';
 
 export type { FakeFault, RecordedRequest } from './fake-searxng';
@@ -174,7 +174,6 @@ export async function startFakeBrave(opts: FakeBraveOptions = {}): Promise<FakeB
   const requests: RecordedRequest[] = [];
   let fault: FakeFault | undefined;
   let faultTimes = 0;
-  const sockets = new Set<Socket>();
   const rateHeaders = {
     'x-ratelimit-limit': '20, 15000',
     'x-ratelimit-policy': '20;w=1, 15000;w=2592000',
@@ -297,24 +296,15 @@ export async function startFakeBrave(opts: FakeBraveOptions = {}): Promise<FakeB
         return req.socket.destroy();
     }
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { url, close } = await listenLocal(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     requests,
     resultsFor: (query, vertical) => braveResultsFor(query, vertical, total),
     setFault(f, times = Number.POSITIVE_INFINITY) {
       fault = f;
       faultTimes = f === undefined ? 0 : times;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close,
   };
 }

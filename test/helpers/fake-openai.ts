@@ -6,7 +6,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import { type AddressInfo } from 'node:net';
+import { listenLocal } from './listen';
 
 /** One request the fake server received. */
 export interface RecordedRequest {
@@ -429,21 +429,13 @@ export async function startFakeOpenAI(opts: FakeOpenAIOptions = {}): Promise<Fak
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { url, close } = await listenLocal(server);
   return {
-    url: `http://127.0.0.1:${port}${prefix}`,
+    url: `${url}${prefix}`,
     requests,
     setNext: (...modes) => {
       queue.push(...modes);
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close,
   };
 }

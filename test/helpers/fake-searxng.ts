@@ -1,5 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import { type AddressInfo, type Socket } from 'node:net';
+import { listenLocal } from './listen';
 
 /** One request a fake server received. */
 export interface RecordedRequest {
@@ -141,7 +141,6 @@ export async function startFakeSearxng(opts: FakeSearxngOptions = {}): Promise<F
   const requests: RecordedRequest[] = [];
   let fault: FakeFault | undefined;
   let faultTimes = 0;
-  const sockets = new Set<Socket>();
 
   const send = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -207,24 +206,15 @@ export async function startFakeSearxng(opts: FakeSearxngOptions = {}): Promise<F
         return req.socket.destroy();
     }
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { url, close } = await listenLocal(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     requests,
     resultsFor: (query, category) => searxngResultsFor(query, category, total),
     setFault(f, times = Number.POSITIVE_INFINITY) {
       fault = f;
       faultTimes = f === undefined ? 0 : times;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close,
   };
 }

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { ClosedError, ConfigError, ModelNotFoundError, ProviderError } from '../../shared/errors';
+import { ClosedError, ModelNotFoundError, ProviderError } from '../../shared/errors';
 import { httpStatusError } from '../../shared/http/errors';
 import {
   getHttpPool,
@@ -13,6 +13,7 @@ import {
   type HttpCall,
   type HttpPoolMetrics,
 } from '../../shared/http/pool';
+import { configErrorFields } from '../helpers/checks';
 import { rejectionOf, until } from '../helpers/wait';
 
 /** A local server that counts its sockets and the requests it is answering at once. */
@@ -492,26 +493,17 @@ describe('HttpPool and HttpPoolRegistry (local node:http servers)', () => {
   });
 
   it('refuses invalid options with a ConfigError naming the field', () => {
-    const fields = (fn: () => unknown) => {
-      try {
-        fn();
-      } catch (err) {
-        expect(err).toBeInstanceOf(ConfigError);
-        return (err as ConfigError).issues.map((i) => i.field);
-      }
-      throw new Error('expected a ConfigError');
-    };
-    expect(fields(() => new HttpPool('http://127.0.0.1:1', { maxConnectionsPerHost: 0 }))).toEqual([
-      'HttpPool.maxConnectionsPerHost',
-    ]);
-    expect(fields(() => new HttpPool('http://127.0.0.1:1', { maxConnectionsPerHost: 1.5 }))).toEqual([
-      'HttpPool.maxConnectionsPerHost',
-    ]);
-    expect(fields(() => new HttpPool('http://127.0.0.1:1', { connectTimeoutMs: 0 }))).toEqual([
+    expect(configErrorFields(() => new HttpPool('http://127.0.0.1:1', { maxConnectionsPerHost: 0 }))).toEqual(
+      ['HttpPool.maxConnectionsPerHost'],
+    );
+    expect(
+      configErrorFields(() => new HttpPool('http://127.0.0.1:1', { maxConnectionsPerHost: 1.5 })),
+    ).toEqual(['HttpPool.maxConnectionsPerHost']);
+    expect(configErrorFields(() => new HttpPool('http://127.0.0.1:1', { connectTimeoutMs: 0 }))).toEqual([
       'HttpPool.connectTimeoutMs',
     ]);
     expect(
-      fields(
+      configErrorFields(
         () =>
           new HttpPool('http://127.0.0.1:1', {
             headersTimeoutMs: -1,
@@ -526,14 +518,16 @@ describe('HttpPool and HttpPoolRegistry (local node:http servers)', () => {
       'HttpPool.keepAliveTimeoutMs',
       'HttpPool.keepAliveMaxTimeoutMs',
     ]);
-    expect(fields(() => new HttpPoolRegistry({ maxConnections: 0 }))).toEqual([
+    expect(configErrorFields(() => new HttpPoolRegistry({ maxConnections: 0 }))).toEqual([
       'HttpPoolRegistry.maxConnections',
     ]);
     expect(
-      fields(() => new HttpPoolRegistry({ defaults: { maxConnectionsPerHost: -1 } }).get('http://h:1')),
+      configErrorFields(() =>
+        new HttpPoolRegistry({ defaults: { maxConnectionsPerHost: -1 } }).get('http://h:1'),
+      ),
     ).toEqual(['HttpPool.maxConnectionsPerHost']);
-    expect(fields(() => new HttpPool('ftp://h/x'))).toEqual(['url']);
-    expect(fields(() => originOf('not a url'))).toEqual(['url']);
+    expect(configErrorFields(() => new HttpPool('ftp://h/x'))).toEqual(['url']);
+    expect(configErrorFields(() => originOf('not a url'))).toEqual(['url']);
     expect(originOf('HTTP://Example.COM:80/a?b')).toBe('http://example.com');
   });
 

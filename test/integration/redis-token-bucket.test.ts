@@ -9,31 +9,10 @@ import {
 } from '../../shared/rate-limit/token-bucket';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { startPrivateRedis } from '../helpers/redis-server';
+import { EPOCH_MS_RESOLUTION, intervalViolation } from '../helpers/checks';
 import { rejectionOf, until } from '../helpers/wait';
 
 const ROOT = join(__dirname, '..', '..');
-
-/** 1 µs: comfortably above the resolution of a double holding epoch ms (2^-12 ms ≈ 0.24 µs). */
-const EPOCH_MS_RESOLUTION = 0.001;
-
-/**
- * The token-bucket guarantee on grant times: over ANY interval [a, b] at most capacity + rate × (b − a)
- * tokens are granted. Returns the first violation found (undefined when none).
- */
-function intervalViolation(
-  grantedAt: number[],
-  rate: number,
-  capacity: number,
-): { from: number; to: number; count: number; bound: number } | undefined {
-  const g = [...grantedAt].sort((x, y) => x - y);
-  for (let i = 0; i < g.length; i++)
-    for (let j = i; j < g.length; j++) {
-      const count = j - i + 1;
-      const bound = capacity + (rate * (g[j]! - g[i]! + EPOCH_MS_RESOLUTION)) / 1000;
-      if (count > bound) return { from: g[i]!, to: g[j]!, count, bound };
-    }
-  return undefined;
-}
 
 async function redisNowMs(redis: Redis): Promise<number> {
   const [s, us] = await redis.time();

@@ -1,33 +1,11 @@
 import { performance } from 'node:perf_hooks';
-import { ConfigError, RateLimitedError } from '../../shared/errors';
+import { RateLimitedError } from '../../shared/errors';
 import { TokenBucketRateLimiter, type Permit } from '../../shared/rate-limit/token-bucket';
+import { EPOCH_MS_RESOLUTION, configErrorFields, intervalViolation } from '../helpers/checks';
 import { rejectionOf, until } from '../helpers/wait';
-
-/** 1 µs: comfortably above the resolution of a double holding epoch ms (2^-12 ms ≈ 0.24 µs in 2026). */
-const EPOCH_MS_RESOLUTION = 0.001;
 
 const bucket = (rate: number, capacity: number, extra: { maxInFlight?: number; maxWaitMs?: number } = {}) =>
   new TokenBucketRateLimiter({ name: 'test', rate, capacity, ...extra });
-
-/**
- * The token-bucket guarantee on grant times: over ANY interval [a, b] at most capacity + rate × (b − a)
- * tokens are granted. Returns the first violation found (undefined when none). The only slack is 1 µs on
- * the interval: grant times are epoch milliseconds in a double, whose resolution there is ~0.25 µs.
- */
-function intervalViolation(
-  grantedAt: number[],
-  rate: number,
-  capacity: number,
-): { from: number; to: number; count: number; bound: number } | undefined {
-  const g = [...grantedAt].sort((x, y) => x - y);
-  for (let i = 0; i < g.length; i++)
-    for (let j = i; j < g.length; j++) {
-      const count = j - i + 1;
-      const bound = capacity + (rate * (g[j]! - g[i]! + EPOCH_MS_RESOLUTION)) / 1000;
-      if (count > bound) return { from: g[i]!, to: g[j]!, count, bound };
-    }
-  return undefined;
-}
 
 /** True when `p` has settled (after letting pending callbacks run). */
 async function settled(p: Promise<unknown>): Promise<boolean> {
@@ -157,23 +135,14 @@ describe('TokenBucketRateLimiter (in-process)', () => {
   });
 
   it('refuses invalid options with a ConfigError naming the field', () => {
-    const issues = (fn: () => unknown) => {
-      try {
-        fn();
-      } catch (err) {
-        expect(err).toBeInstanceOf(ConfigError);
-        return (err as ConfigError).issues.map((i) => i.field);
-      }
-      throw new Error('expected a ConfigError');
-    };
-    expect(issues(() => new TokenBucketRateLimiter({ name: 'x', rate: 0, capacity: 1 }))).toEqual([
+    expect(configErrorFields(() => new TokenBucketRateLimiter({ name: 'x', rate: 0, capacity: 1 }))).toEqual([
       'TokenBucketRateLimiter.rate',
     ]);
-    expect(issues(() => new TokenBucketRateLimiter({ name: 'x', rate: 1, capacity: 0.5 }))).toEqual([
-      'TokenBucketRateLimiter.capacity',
-    ]);
     expect(
-      issues(
+      configErrorFields(() => new TokenBucketRateLimiter({ name: 'x', rate: 1, capacity: 0.5 })),
+    ).toEqual(['TokenBucketRateLimiter.capacity']);
+    expect(
+      configErrorFields(
         () => new TokenBucketRateLimiter({ name: '', rate: 1, capacity: 1, maxInFlight: 1.5, maxWaitMs: -1 }),
       ),
     ).toEqual([

@@ -1,6 +1,7 @@
-import { ClosedError, ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { HttpEndpoint, withDefaults } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
-import { HttpPoolRegistry, readJson, type HttpPool } from '../../../shared/http/pool.js';
+import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';
 import { type SearchJobData } from '../../../shared/queues/schemas.js';
 import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
@@ -356,38 +357,30 @@ function validate(o: ResolvedOptions): FieldIssue[] {
 export class BraveSearch implements SearchBackend {
   readonly name = PROVIDER;
   private readonly opts: ResolvedOptions;
-  private readonly pool: HttpPool;
-  private readonly ownRegistry: HttpPoolRegistry | undefined;
-  private readonly basePath: string;
+  private readonly endpoint: HttpEndpoint;
   private readonly headers: Record<string, string>;
-  private closing: Promise<void> | undefined;
 
   constructor(opts: BraveSearchOptions) {
-    // An option passed as undefined means "use the default", not "override it with undefined".
-    const given = Object.fromEntries(Object.entries(opts ?? {}).filter(([, v]) => v !== undefined));
-    const merged = { ...DEFAULTS, ...given } as ResolvedOptions;
+    const merged = withDefaults<ResolvedOptions>(DEFAULTS, opts ?? {});
     const issues = validate(merged);
     if (issues.length > 0)
       throw new ConfigError(issues.map((i) => ({ ...i, field: `BraveSearch.${i.field}` })));
     this.opts = merged;
-    const url = new URL(merged.baseUrl);
-    this.basePath = url.pathname.replace(/\/+$/, '');
     this.headers = {};
     for (const [k, v] of Object.entries(merged.headers)) this.headers[k.toLowerCase()] = String(v);
     this.headers.accept = 'application/json';
     this.headers['x-subscription-token'] = merged.apiKey;
-    if (merged.pools === undefined) this.ownRegistry = new HttpPoolRegistry();
-    this.pool = (merged.pools ?? this.ownRegistry!).get(url.origin);
+    this.endpoint = new HttpEndpoint(merged.baseUrl, merged.pools);
   }
 
   /** The API's origin (scheme://host:port): breakers and rate limits are kept per origin. */
   get origin(): string {
-    return this.pool.origin;
+    return this.endpoint.origin;
   }
 
   /** Runs one search job (one or more page requests); rejects with ProviderError, ClosedError or the abort reason. */
   async search(job: SearchJobData, ctx: CallContext): Promise<Omit<SearchResult, 'servedBy' | 'tookMs'>> {
-    if (this.closing !== undefined) throw new ClosedError('BraveSearch');
+    this.endpoint.assertOpen('BraveSearch');
     const vertical = VERTICALS[job.type];
     const plan: BravePagePlan | undefined = vertical.paged
       ? planBravePages(job.offset, job.limit, vertical.maxCount)
@@ -431,8 +424,7 @@ export class BraveSearch implements SearchBackend {
    * passed in is left to its owner. Idempotent. Searches afterwards reject with ClosedError.
    */
   close(): Promise<void> {
-    this.closing ??= this.ownRegistry?.close() ?? Promise.resolve();
-    return this.closing;
+    return this.endpoint.close();
   }
 
   private fetchPage(
@@ -452,10 +444,10 @@ export class BraveSearch implements SearchBackend {
     if (country !== undefined) params.set('country', country);
     if (job.type === SearchType.ACADEMIC && this.opts.academicGoggles !== undefined)
       params.set('goggles', this.opts.academicGoggles);
-    return this.pool.call({
+    return this.endpoint.pool.call({
       provider: PROVIDER,
       method: 'GET',
-      path: `${this.basePath}${vertical.path}?${params.toString()}`,
+      path: `${this.endpoint.basePath}${vertical.path}?${params.toString()}`,
       headers: this.headers,
       signal,
       timeoutMs: this.opts.timeoutMs,

@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher } from 'undici';
-import { ClosedError, ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
-import { HttpPoolRegistry, type HttpPool } from '../../../shared/http/pool.js';
+import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { HttpEndpoint, withDefaults } from '../../../shared/http/endpoint.js';
+import { type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { PROVIDER, httpError } from './http-errors.js';
 import { ndjsonLines } from './ndjson-lines.js';
 import {
@@ -149,31 +150,24 @@ interface Aggregate<C> {
  */
 export class OllamaClient {
   private readonly opts: ResolvedOptions;
-  private readonly pool: HttpPool;
-  private readonly ownRegistry: HttpPoolRegistry | undefined;
-  private readonly basePath: string;
-  private closing: Promise<void> | undefined;
+  private readonly endpoint: HttpEndpoint;
 
   constructor(opts: OllamaClientOptions) {
-    // An option passed as undefined means "use the default", not "override it with undefined".
-    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
-    const merged = { ...DEFAULTS, ...given } as ResolvedOptions;
+    const merged = withDefaults<ResolvedOptions>(DEFAULTS, opts);
     const issues = validate(merged);
     if (issues.length > 0)
       throw new ConfigError(issues.map((i) => ({ ...i, field: `OllamaClient.${i.field}` })));
     this.opts = merged;
-    const url = new URL(merged.baseUrl);
-    this.basePath = url.pathname.replace(/\/+$/, '');
-    if (merged.pools === undefined) this.ownRegistry = new HttpPoolRegistry();
-    this.pool = (merged.pools ?? this.ownRegistry!).get(
-      url.origin,
+    this.endpoint = new HttpEndpoint(
+      merged.baseUrl,
+      merged.pools,
       merged.connections !== undefined ? { maxConnectionsPerHost: merged.connections } : {},
     );
   }
 
   /** The server's origin (scheme://host:port). */
   get origin(): string {
-    return this.pool.origin;
+    return this.endpoint.origin;
   }
 
   /** The server's base URL, as configured. */
@@ -303,8 +297,7 @@ export class OllamaClient {
    * same promise. Calls made afterwards reject with ClosedError.
    */
   close(): Promise<void> {
-    this.closing ??= this.ownRegistry?.close() ?? Promise.resolve();
-    return this.closing;
+    return this.endpoint.close();
   }
 
   private postJson<T>(endpoint: string, body: unknown, model: string, signal?: AbortSignal): Promise<T> {
@@ -329,17 +322,17 @@ export class OllamaClient {
 
   /** One HTTP exchange through the origin's pool (deadline, abort, typed errors: see HttpPool.call). */
   private call<T>(spec: CallSpec<T>): Promise<T> {
-    if (this.closing !== undefined) return Promise.reject(new ClosedError('OllamaClient'));
+    this.endpoint.assertOpen('OllamaClient');
     const headers: Record<string, string> = { ...this.opts.headers, accept: 'application/json' };
     let payload: string | undefined;
     if (spec.body !== undefined) {
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(spec.body);
     }
-    return this.pool.call({
+    return this.endpoint.pool.call({
       provider: PROVIDER,
       method: spec.method,
-      path: this.basePath + spec.endpoint,
+      path: this.endpoint.basePath + spec.endpoint,
       headers,
       body: payload,
       signal: spec.signal,

@@ -2,12 +2,12 @@ import { performance } from 'node:perf_hooks';
 import { type Dispatcher } from 'undici';
 import {
   type Cell0Error,
-  ClosedError,
   ConfigError,
   ModelNotFoundError,
   ProviderError,
   type FieldIssue,
 } from '../../../shared/errors.js';
+import { HttpEndpoint } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
 import { HttpPoolRegistry, readJson, type HttpPool } from '../../../shared/http/pool.js';
 import {
@@ -281,28 +281,23 @@ export class OpenAIClient {
   /** The pool of the server's origin. */
   readonly pool: HttpPool;
   private readonly opts: OpenAIClientOptions & { timeoutMs: number };
-  private readonly basePath: string;
+  private readonly endpoint: HttpEndpoint;
   private readonly query: string;
   private readonly headers: Record<string, string>;
-  private readonly ownRegistry: HttpPoolRegistry | undefined;
-  private closing: Promise<void> | undefined;
 
   constructor(opts: OpenAIClientOptions) {
     const issues = validate(opts);
     if (issues.length > 0)
       throw new ConfigError(issues.map((i) => ({ ...i, field: `OpenAIClient.${i.field}` })));
     this.opts = { ...opts, timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS };
-    const url = new URL(opts.baseUrl);
-    this.basePath = url.pathname.replace(/\/+$/, '');
-    this.query = url.search;
+    this.query = new URL(opts.baseUrl).search;
     // Lower-cased so a caller's "Authorization" cannot sit next to ours as a second header.
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = v;
     if (opts.apiKey !== undefined) headers.authorization = `Bearer ${opts.apiKey}`;
     this.headers = headers;
-    const registry = opts.pools ?? new HttpPoolRegistry();
-    this.ownRegistry = opts.pools === undefined ? registry : undefined;
-    this.pool = registry.get(opts.baseUrl);
+    this.endpoint = new HttpEndpoint(opts.baseUrl, opts.pools);
+    this.pool = this.endpoint.pool;
   }
 
   /** The server's base URL, as configured. */
@@ -402,12 +397,11 @@ export class OpenAIClient {
    * belongs to whoever passed it. Idempotent.
    */
   close(): Promise<void> {
-    this.closing ??= this.ownRegistry?.close() ?? Promise.resolve();
-    return this.closing;
+    return this.endpoint.close();
   }
 
   private call<T>(spec: CallSpec<T>): Promise<T> {
-    if (this.closing !== undefined) return Promise.reject(new ClosedError('OpenAIClient'));
+    this.endpoint.assertOpen('OpenAIClient');
     const headers: Record<string, string> = { ...this.headers, accept: spec.accept ?? 'application/json' };
     let payload: string | undefined;
     if (spec.body !== undefined) {
@@ -417,7 +411,7 @@ export class OpenAIClient {
     return this.pool.call({
       provider: OPENAI_PROVIDER,
       method: spec.method,
-      path: this.basePath + spec.endpoint + this.query,
+      path: this.endpoint.basePath + spec.endpoint + this.query,
       headers,
       body: payload,
       signal: spec.signal,

@@ -1,6 +1,7 @@
-import { ClosedError, ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { HttpEndpoint, withDefaults } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
-import { HttpPoolRegistry, readJson, type HttpPool } from '../../../shared/http/pool.js';
+import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';
 import { type SearchJobData } from '../../../shared/queues/schemas.js';
 import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
@@ -200,37 +201,29 @@ function toCandidate(r: SearxngRawResult, type: SearchType): Candidate | undefin
 export class SearxngSearch implements SearchBackend {
   readonly name = PROVIDER;
   private readonly opts: ResolvedOptions;
-  private readonly pool: HttpPool;
-  private readonly ownRegistry: HttpPoolRegistry | undefined;
-  private readonly basePath: string;
+  private readonly endpoint: HttpEndpoint;
   private readonly headers: Record<string, string>;
-  private closing: Promise<void> | undefined;
 
   constructor(opts: SearxngSearchOptions) {
-    // An option passed as undefined means "use the default", not "override it with undefined".
-    const given = Object.fromEntries(Object.entries(opts ?? {}).filter(([, v]) => v !== undefined));
-    const merged = { ...DEFAULTS, ...given } as ResolvedOptions;
+    const merged = withDefaults<ResolvedOptions>(DEFAULTS, opts ?? {});
     const issues = validate(merged);
     if (issues.length > 0)
       throw new ConfigError(issues.map((i) => ({ ...i, field: `SearxngSearch.${i.field}` })));
     this.opts = merged;
-    const url = new URL(merged.baseUrl);
-    this.basePath = url.pathname.replace(/\/+$/, '');
     this.headers = {};
     for (const [k, v] of Object.entries(merged.headers)) this.headers[k.toLowerCase()] = String(v);
     this.headers.accept = 'application/json';
-    if (merged.pools === undefined) this.ownRegistry = new HttpPoolRegistry();
-    this.pool = (merged.pools ?? this.ownRegistry!).get(url.origin);
+    this.endpoint = new HttpEndpoint(merged.baseUrl, merged.pools);
   }
 
   /** The server's origin (scheme://host:port): breakers and rate limits are kept per origin. */
   get origin(): string {
-    return this.pool.origin;
+    return this.endpoint.origin;
   }
 
   /** Runs one search job (one or more page requests); rejects with ProviderError, ClosedError or the abort reason. */
   async search(job: SearchJobData, ctx: CallContext): Promise<Omit<SearchResult, 'servedBy' | 'tookMs'>> {
-    if (this.closing !== undefined) throw new ClosedError('SearxngSearch');
+    this.endpoint.assertOpen('SearxngSearch');
     const wanted = job.offset + job.limit;
     const seen = new Set<string>();
     const list: Candidate[] = [];
@@ -275,8 +268,7 @@ export class SearxngSearch implements SearchBackend {
    * passed in is left to its owner. Idempotent. Searches afterwards reject with ClosedError.
    */
   close(): Promise<void> {
-    this.closing ??= this.ownRegistry?.close() ?? Promise.resolve();
-    return this.closing;
+    return this.endpoint.close();
   }
 
   private fetchPage(job: SearchJobData, pageno: number, signal: AbortSignal): Promise<SearxngPage> {
@@ -287,10 +279,10 @@ export class SearxngSearch implements SearchBackend {
       pageno: String(pageno),
     });
     if (job.language !== undefined) params.set('language', job.language);
-    return this.pool.call({
+    return this.endpoint.pool.call({
       provider: PROVIDER,
       method: 'GET',
-      path: `${this.basePath}${ENDPOINT}?${params.toString()}`,
+      path: `${this.endpoint.basePath}${ENDPOINT}?${params.toString()}`,
       headers: this.headers,
       signal,
       timeoutMs: this.opts.timeoutMs,
