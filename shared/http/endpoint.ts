@@ -63,3 +63,14 @@ export class HttpEndpoint {
     return this.closing;
   }
 }
+
+/** `text` as a URL when it is an http:// or https:// one, else undefined. */
+export function parseHttpUrl(text: unknown): URL | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    const url = new URL(text);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher } from 'undici';
 import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
-import { HttpEndpoint, withDefaults } from '../../../shared/http/endpoint.js';
+import { HttpEndpoint, withDefaults, parseHttpUrl } from '../../../shared/http/endpoint.js';
 import { type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { PROVIDER, httpError } from './http-errors.js';
 import { ndjsonLines } from './ndjson-lines.js';
@@ -72,13 +72,8 @@ interface CallSpec<T> {
 
 function validate(opts: ResolvedOptions): FieldIssue[] {
   const issues: FieldIssue[] = [];
-  let url: URL | undefined;
-  try {
-    url = new URL(opts.baseUrl);
-  } catch {
-    // reported below
-  }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+  const url = parseHttpUrl(opts.baseUrl);
+  if (url === undefined) {
     issues.push({
       field: 'baseUrl',
       reason: `expected an http:// or https:// URL, got ${JSON.stringify(opts.baseUrl)}`,

@@ -7,7 +7,7 @@ import {
   ProviderError,
   type FieldIssue,
 } from '../../../shared/errors.js';
-import { HttpEndpoint } from '../../../shared/http/endpoint.js';
+import { HttpEndpoint, parseHttpUrl } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
 import { HttpPoolRegistry, readJson, type HttpPool } from '../../../shared/http/pool.js';
 import {
@@ -66,13 +66,8 @@ interface CallSpec<T> {
 
 function validate(opts: OpenAIClientOptions): FieldIssue[] {
   const issues: FieldIssue[] = [];
-  let url: URL | undefined;
-  try {
-    url = new URL(opts.baseUrl);
-  } catch {
-    // reported below
-  }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+  const url = parseHttpUrl(opts.baseUrl);
+  if (url === undefined) {
     issues.push({
       field: 'baseUrl',
       reason: `expected an http:// or https:// URL such as http://127.0.0.1:8000/v1, got ${JSON.stringify(opts.baseUrl)}`,

@@ -1,5 +1,5 @@
 import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
-import { HttpEndpoint, withDefaults } from '../../../shared/http/endpoint.js';
+import { HttpEndpoint, withDefaults, parseHttpUrl } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
 import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';
@@ -72,13 +72,7 @@ type Candidate = Omit<SearchHit, 'rank' | 'score'> & { score?: number };
 
 function validate(o: ResolvedOptions): FieldIssue[] {
   const issues: FieldIssue[] = [];
-  let url: URL | undefined;
-  try {
-    url = new URL(o.baseUrl);
-  } catch {
-    // reported below
-  }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+  if (parseHttpUrl(o.baseUrl) === undefined)
     issues.push({
       field: 'baseUrl',
       reason: `expected an http:// or https:// URL, got ${JSON.stringify(o.baseUrl)}`,
