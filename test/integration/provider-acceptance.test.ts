@@ -191,6 +191,42 @@ describe('providers acceptance', () => {
     }
   });
 
+  test('a job the rate limit cannot serve now waits in the queue (no attempt spent) and runs later', async () => {
+    const sim = new OllamaSimulator({ ttftMs: 2, tokensPerSec: 5000, loadMsPerGb: 0 });
+    const { url } = await sim.start();
+    const fleet = await startFleet({
+      CELL0_OLLAMA_URL: url,
+      CELL0_RATE_LIMITS: 'ollama=4/1',
+      CELL0_RATE_LIMIT_MAX_WAIT_MS: '0',
+      CELL0_RATE_LIMIT_SCOPE: 'process',
+    });
+    try {
+      const handles = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          fleet.client.enqueueInference({
+            model: 'qwen2.5:0.5b',
+            prompt: `limited ${i}`,
+            params: { max_tokens: 4 },
+          }),
+        ),
+      );
+      const results = await Promise.all(handles.map((h) => h.wait(30_000)));
+      expect(results).toHaveLength(6);
+      expect(fleet.deferred).toBeGreaterThan(0);
+      const limiter = fleet.providers[0]!.metrics().backends[0]!.limiter!;
+      expect(limiter.granted).toBe(6);
+      expect(limiter.refused).toBeGreaterThan(0);
+      for (const h of handles) {
+        const job = await fleet.client.submitter.getQueue(QueueName.INFERENCE).getJob(h.id);
+        expect(job?.attemptsMade).toBe(1);
+      }
+      expect(sim.stats().requests.byEndpoint['/api/generate']).toBe(6);
+    } finally {
+      await fleet.close();
+      await sim.close();
+    }
+  });
+
   test('CELL0_OPENAI_URL runs inference on an OpenAI-compatible server; routes split models between backends', async () => {
     const openai = await startFakeOpenAI({ apiKey: 'sk-test', models: ['gpt-fake'] });
     const sim = new OllamaSimulator({ ttftMs: 2, tokensPerSec: 5000, loadMsPerGb: 0 });
