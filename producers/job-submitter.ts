@@ -320,7 +320,15 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     queue: QueueName,
     name: string,
     data: unknown,
-    opts: { waitMs: number; signal?: AbortSignal },
+    opts: {
+      waitMs: number;
+      signal?: AbortSignal;
+      /**
+       * Oldest completed result this caller accepts, ms (default: the result TTL). 0 = none from before
+       * this request: an identical job that already finished is run again (one running is joined).
+       */
+      maxAgeMs?: number;
+    },
   ): Promise<SubmitResult<T>> {
     const lane = this.lane(queue);
     const jobId = jobIdFor(queue, data);
@@ -352,12 +360,12 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         // look at that job and apply the retention rule; the answer, if any, goes to every local waiter.
         if (!reconciled) {
           reconciled = true;
-          const r = await this.reconcile<T>(lane, queue, name, data, jobId, started);
+          const r = await this.reconcile<T>(lane, queue, name, data, jobId, started, opts.maxAgeMs);
           if (r) return r;
         }
       }
       return await this.finalCheck<T>(lane, queue, jobId, () =>
-        this.reconcile<T>(lane, queue, name, data, jobId, started),
+        this.reconcile<T>(lane, queue, name, data, jobId, started, opts.maxAgeMs),
       );
     } finally {
       waiter.release();
@@ -390,11 +398,14 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     data: unknown,
     jobId: string,
     started: number,
+    maxAgeMs?: number,
   ): Promise<SubmitResult<T> | undefined> {
     const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+    const maxAge = Math.min(maxAgeMs ?? Infinity, this.policy.resultTtlSeconds * 1000);
     switch (outcome.status) {
       case 'completed':
-        if (started - outcome.finishedOn <= this.policy.resultTtlSeconds * 1000) {
+        // A result that landed while this caller waited is always its answer.
+        if (outcome.finishedOn >= started || started - outcome.finishedOn <= maxAge) {
           this.dispatch(lane, jobId, { kind: 'completed', returnvalue: outcome.returnvalue });
           return finishedResult<T>(queue, jobId, outcome);
         }

@@ -70,5 +70,21 @@ const PREFIX: Record<QueueName, string> = { inference: 'i-', search: 's-' };
  * The letter prefix keeps ids from ever being all digits, which BullMQ refuses as custom ids.
  */
 export function jobIdFor(queue: QueueName, data: unknown): string {
-  return PREFIX[queue] + hash('sha256', ID_VERSION + '\0' + queue + '\0' + canonicalJson(data)).slice(0, 32);
+  return (
+    PREFIX[queue] +
+    hash('sha256', ID_VERSION + '\0' + queue + '\0' + canonicalJson(identityOf(data))).slice(0, 32)
+  );
+}
+
+/**
+ * The part of a request that identifies its job. Of the cache controls only `namespace` does (a tenant's
+ * jobs are its own); noCache, noStore and ttlSeconds steer the caches, so requests that differ only in
+ * them share one job. A request without cache controls is returned as is (its id is unchanged).
+ */
+export function identityOf(data: unknown): unknown {
+  if (typeof data !== 'object' || data === null) return data;
+  const cache = (data as { cache?: { namespace?: string } }).cache;
+  if (cache === undefined) return data;
+  const { cache: _controls, ...rest } = data as Record<string, unknown>;
+  return cache.namespace === undefined ? rest : { cache: { namespace: cache.namespace }, ...rest };
 }

@@ -46,6 +46,26 @@ export const inferenceParamsSchema = z.strictObject({
 });
 export type InferenceParams = z.output<typeof inferenceParamsSchema>;
 
+/**
+ * Per-request cache controls (the `cache` field of both request kinds). `namespace` partitions every cache
+ * and the job itself (it is part of the job id); the API sets it from the caller's API key, so two keys
+ * never share a cached answer or a job. The other three only steer the caches and are left out of the job
+ * id, so a request that asks for a fresh answer still joins an identical job that is running.
+ */
+export const cacheControlSchema = z.strictObject({
+  namespace: z
+    .string()
+    .regex(/^[A-Za-z0-9._:@/-]{1,160}$/, 'must be 1-160 letters, digits or . _ : @ / -')
+    .optional(),
+  /** Do not answer from a cache (nor from a completed job): run it, or join a run in progress. */
+  noCache: z.boolean().optional(),
+  /** Do not store the answer in the caches. */
+  noStore: z.boolean().optional(),
+  /** Lifetime of the cache entry this request's answer makes, seconds (default: the cache's). */
+  ttlSeconds: z.int().min(1).max(31_536_000).optional(),
+});
+export type CacheControl = z.output<typeof cacheControlSchema>;
+
 export const chatMessageSchema = z.strictObject({
   content: z.string(),
   role: z.enum(['system', 'user', 'assistant']),
@@ -55,6 +75,7 @@ export type ChatMessage = z.output<typeof chatMessageSchema>;
 /** What a caller sends to run inference (HTTP body or Cell0Client.infer). */
 export const inferenceRequestSchema = z
   .strictObject({
+    cache: cacheControlSchema.optional(),
     messages: z.array(chatMessageSchema).min(1, 'must hold at least one message').max(512).optional(),
     model: modelName,
     params: inferenceParamsSchema.default(() => inferenceParamsSchema.parse({})),
@@ -83,6 +104,7 @@ export type InferenceJobData = z.output<typeof inferenceRequestSchema>;
 
 /** What a caller sends to search. */
 export const searchRequestSchema = z.strictObject({
+  cache: cacheControlSchema.optional(),
   language: z
     .string()
     .regex(/^[a-z]{2}(-[A-Z]{2})?$/, 'must be a language tag such as en or en-US')
@@ -155,7 +177,7 @@ export function parseSearchRequest(input: unknown, limits: InputLimits): SearchJ
  * a check fails the worker runs the zod schema to report which field is wrong.
  */
 
-const INFERENCE_KEYS = new Set(['model', 'prompt', 'system', 'messages', 'params']);
+const INFERENCE_KEYS = new Set(['cache', 'model', 'prompt', 'system', 'messages', 'params']);
 const PARAM_KEYS = new Set([
   'temperature',
   'top_p',
@@ -166,7 +188,21 @@ const PARAM_KEYS = new Set([
   'stop',
   'num_ctx',
 ]);
-const SEARCH_KEYS = new Set(['query', 'provider', 'type', 'limit', 'offset', 'language']);
+const SEARCH_KEYS = new Set(['cache', 'query', 'provider', 'type', 'limit', 'offset', 'language']);
+const CACHE_KEYS = new Set(['namespace', 'noCache', 'noStore', 'ttlSeconds']);
+
+/** `cache` of job data: absent, or an object of the known controls with the right types. */
+function isCacheControl(c: unknown): boolean {
+  if (c === undefined) return true;
+  return (
+    isObj(c) &&
+    onlyKeys(c, CACHE_KEYS) &&
+    (c.namespace === undefined || typeof c.namespace === 'string') &&
+    (c.noCache === undefined || typeof c.noCache === 'boolean') &&
+    (c.noStore === undefined || typeof c.noStore === 'boolean') &&
+    (c.ttlSeconds === undefined || Number.isInteger(c.ttlSeconds))
+  );
+}
 const PROVIDERS = new Set<string>(Object.values(SearchProvider));
 const TYPES = new Set<string>(Object.values(SearchType));
 
@@ -183,6 +219,7 @@ export function isInferenceJobData(d: unknown): d is InferenceJobData {
   if (!isObj(d) || !onlyKeys(d, INFERENCE_KEYS) || typeof d.model !== 'string' || d.model.length === 0)
     return false;
   if (d.system !== undefined && typeof d.system !== 'string') return false;
+  if (!isCacheControl(d.cache)) return false;
   if (d.prompt !== undefined) {
     if (typeof d.prompt !== 'string' || d.messages !== undefined) return false;
   } else {
@@ -226,6 +263,7 @@ export function isSearchJobData(d: unknown): d is SearchJobData {
     TYPES.has(d.type) &&
     Number.isInteger(d.limit) &&
     Number.isInteger(d.offset) &&
-    (d.language === undefined || typeof d.language === 'string')
+    (d.language === undefined || typeof d.language === 'string') &&
+    isCacheControl(d.cache)
   );
 }
