@@ -22,6 +22,7 @@ import {
   type Service,
 } from './runtime.js';
 import { effectiveRoutes } from '../workers/providers/from-config.js';
+import { evalCacheCommand, type EvalCacheCommandOptions } from './eval-cache.js';
 
 const EXIT_CONFIG = 2;
 
@@ -234,6 +235,24 @@ program
       services.push(await startSimulator({ ...cfg, simulator: sim }, log));
     }),
   );
+
+program
+  .command('eval-cache')
+  .description(
+    'Measures the semantic cache on labelled prompt pairs (label<TAB>prompt_a<TAB>prompt_b per line): stores a, looks up b, prints precision and recall per confidence level as JSON',
+  )
+  .argument('<file>', 'TSV file of pairs (see test/fixtures/README.md)')
+  .option('--no-guard', 'turn the reversal/negation guard off (to measure what it costs in recall)')
+  .option('--json', 'print the report as JSON (the default)')
+  .option('--errors', 'also list the pairs misclassified at the default level (high)')
+  .option('-c, --concurrency <n>', 'pairs evaluated at once (default 4)', parseConcurrency)
+  .action(async (file: string, o: EvalCacheCommandOptions) => {
+    const cfg = config();
+    const log = createLogger({ level: cfg.logLevel, name: 'eval-cache', destination: process.stderr });
+    const code = await evalCacheCommand(file, o, cfg, log);
+    // stdout carries the report: let it drain before exiting.
+    process.stdout.write('', () => process.exit(code));
+  });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`cell0: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -14,6 +14,9 @@ import { createDashboard } from '../dashboards/bull-board.js';
 import { Cell0Worker } from '../workers/cell0-worker.js';
 import { buildProviders, type ProviderSet } from '../workers/providers/from-config.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
+import { RedisClient } from '../shared/redis/redis-client.js';
+import { buildCaches, buildResponseCache } from '../shared/cache/from-config.js';
+import { semanticEmbedder } from './embedder.js';
 import { OllamaSimulator } from '../workers/providers/simulator/ollama-simulator.js';
 
 /** Something running that can be stopped. */
@@ -90,6 +93,20 @@ export async function startWorker(
   const redis = fleetLimits
     ? createRedisConnection({ url: config.redis.url, role: 'worker', connectionName: 'cell0:ratelimit' })
     : undefined;
+  // The worker writes results through to the caches producers read; its own fail-fast connection, so a
+  // Redis outage costs a cache write nothing but a quick error.
+  const cacheRedis = config.cache.enabled
+    ? new RedisClient({
+        url: config.redis.url,
+        commandTimeoutMs: config.redis.commandTimeoutMs,
+        breakerThreshold: config.redis.breakerThreshold,
+        breakerResetMs: config.redis.breakerResetMs,
+        name: 'cache',
+      })
+    : undefined;
+  const caches = cacheRedis
+    ? buildCaches(config, cacheRedis, { embedder: semanticEmbedder(config), logger: log })
+    : undefined;
   const providers = buildProviders(config, {
     inference: queues.includes('inference'),
     search: queues.includes('search'),
@@ -110,12 +127,19 @@ export async function startWorker(
     providerTimeoutMs: config.workers.providerTimeoutMs,
     shutdownTimeoutMs: config.workers.shutdownTimeoutMs,
     backendWaitMaxMs: config.providers.backendWaitMaxMs,
-    status: () => providers.metrics(),
+    status: () => ({
+      ...providers.metrics(),
+      ...(caches
+        ? { caches: { semantic: caches.inference.getStats(), search: caches.search.getStats() } }
+        : {}),
+    }),
+    ...(caches ? { caches: { inference: caches.inference, search: caches.search } } : {}),
     logger: log,
   });
   const release = async (): Promise<void> => {
     await providers.close();
     if (redis) await closeRedis(redis);
+    await cacheRedis?.close();
   };
   try {
     await worker.start();
@@ -147,6 +171,16 @@ export async function startApi(
   opts: { port?: number; dashboard?: boolean } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
+  const caches = buildCaches(config, client.submitter.redis, {
+    embedder: semanticEmbedder(config),
+    logger: log,
+  });
+  if (caches) {
+    client.caches.inference = caches.inference;
+    client.caches.search = caches.search;
+    client.caches.minConfidence = caches.minConfidence;
+  }
+  const responseCache = buildResponseCache(config, client.submitter.redis, log);
   const started = client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
   // Say "ready" only once the queues are connected; if Redis is down, come up anyway (healthz answers,
   // /v1 answers 503) and connect when it returns.
@@ -171,6 +205,7 @@ export async function startApi(
     resultWaitMs: config.api.resultWaitMs,
     maxWaitMs: config.api.maxWaitMs,
     maxBodyBytes: config.limits.maxBodyBytes,
+    ...(responseCache ? { responseCache } : {}),
     mounts,
     logger: log,
   });

@@ -16,6 +16,9 @@ import {
   type SearchRequest,
 } from '../shared/queues/schemas.js';
 import { JobSubmitter, type JobView, type SubmitResult } from './job-submitter.js';
+import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
+import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
+import { jobIdFor } from '../shared/queues/job-id.js';
 
 /** Options of {@link Cell0Client}. */
 export interface Cell0ClientOptions {
@@ -35,6 +38,16 @@ export interface Cell0ClientOptions {
   breakerThreshold?: number;
   /** Breaker open time before a trial call, ms. Default 5000. */
   breakerResetMs?: number;
+  /**
+   * Caches asked before a job is added: a hit is answered at once, marked `cached`. Workers write results
+   * through, so give the workers the same caches. Default: none.
+   */
+  caches?: {
+    inference?: InferenceCache<InferenceResult>;
+    search?: SearchCache;
+    /** Lowest match level of the semantic cache that answers (exact, high, medium, low). Default high. */
+    minConfidence?: string;
+  };
   logger?: Logger;
 }
 
@@ -50,6 +63,9 @@ export interface CallOptions {
 export interface JobResult<T> {
   jobId: string;
   result: T;
+  /** false when a job ran for this call; else how a cache matched it (and how closely). */
+  cached: false | 'exact' | 'semantic';
+  similarity?: number;
 }
 
 /** A job that was added (or joined); wait on it or read its state later. */
@@ -76,6 +92,7 @@ const DEFAULT_LIMITS: InputLimits = { maxPromptBytes: 32 * 1024, maxQueryBytes: 
  */
 export class Cell0Client {
   readonly submitter: JobSubmitter;
+  readonly caches: NonNullable<Cell0ClientOptions['caches']>;
   private readonly waitMs: number;
   private readonly limits: InputLimits;
 
@@ -90,6 +107,7 @@ export class Cell0Client {
     for (const [k, v] of Object.entries(this.limits))
       if (!(Number.isInteger(v) && v > 0))
         throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
+    this.caches = opts.caches ?? {};
     this.submitter = new JobSubmitter({
       redisUrl: opts.redisUrl ?? 'redis://localhost:6379',
       prefix: opts.prefix ?? '{cell0}',
@@ -141,15 +159,61 @@ export class Cell0Client {
     return unwrap(await this.submitSearch(this.parseSearch(req), opts), opts.waitMs ?? this.waitMs);
   }
 
-  /** Adds (or joins) an inference job for an already-parsed request; never throws for job outcomes. */
-  submitInference(data: InferenceJobData, opts: CallOptions = {}): Promise<SubmitResult<InferenceResult>> {
+  /**
+   * Answers an already-parsed inference request from the semantic cache, or adds (or joins) its job; never
+   * throws for job outcomes. `cache.noCache` skips the cache and any completed job from before the request.
+   */
+  async submitInference(
+    data: InferenceJobData,
+    opts: CallOptions = {},
+  ): Promise<SubmitResult<InferenceResult>> {
+    const cache = this.caches.inference;
+    if (cache && data.cache?.noCache !== true) {
+      const key = inferenceCacheKey(data);
+      const hit = key
+        ? await cache.get(key.prompt, key.scope, {
+            ...(this.caches.minConfidence ? { minConfidence: this.caches.minConfidence } : {}),
+          })
+        : undefined;
+      if (hit) {
+        return {
+          state: 'completed',
+          queue: QueueName.INFERENCE,
+          jobId: hit.value.jobId,
+          result: hit.value.result,
+          finishedOn: Date.now(),
+          cached: hit.confidence === 'exact' ? 'exact' : 'semantic',
+          similarity: hit.similarity,
+        };
+      }
+    }
     const name = data.messages ? JobName.CHAT : JobName.GENERATE;
-    return this.submitter.submit<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts));
+    return this.submitter.submit<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data));
   }
 
-  /** Adds (or joins) a search job for an already-parsed request; never throws for job outcomes. */
-  submitSearch(data: SearchJobData, opts: CallOptions = {}): Promise<SubmitResult<SearchResult>> {
-    return this.submitter.submit<SearchResult>(QueueName.SEARCH, JobName.SEARCH, data, this.callOpts(opts));
+  /** Answers an already-parsed search from the search cache, or adds (or joins) its job. */
+  async submitSearch(data: SearchJobData, opts: CallOptions = {}): Promise<SubmitResult<SearchResult>> {
+    const cache = this.caches.search;
+    if (cache && data.cache?.noCache !== true) {
+      const result = await cache.get(searchCacheKey(data));
+      if (result) {
+        return {
+          state: 'completed',
+          queue: QueueName.SEARCH,
+          jobId: jobIdFor(QueueName.SEARCH, data),
+          result,
+          finishedOn: Date.now(),
+          cached: 'exact',
+          similarity: 1,
+        };
+      }
+    }
+    return this.submitter.submit<SearchResult>(
+      QueueName.SEARCH,
+      JobName.SEARCH,
+      data,
+      this.callOpts(opts, data),
+    );
   }
 
   /** Adds (or joins) an inference job and returns its handle without waiting. */
@@ -201,15 +265,28 @@ export class Cell0Client {
     return this.submitter.close();
   }
 
-  private callOpts(opts: CallOptions): { waitMs: number; signal?: AbortSignal } {
+  private callOpts(
+    opts: CallOptions,
+    data?: { cache?: { noCache?: boolean } },
+  ): { waitMs: number; signal?: AbortSignal; maxAgeMs?: number } {
     const waitMs = opts.waitMs ?? this.waitMs;
     if (!(waitMs >= 0)) throw new TypeError(`waitMs must be >= 0, got ${waitMs}`);
-    return opts.signal ? { waitMs, signal: opts.signal } : { waitMs };
+    return {
+      waitMs,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      // A fresh answer: not even a completed job from before this request.
+      ...(data?.cache?.noCache === true ? { maxAgeMs: 0 } : {}),
+    };
   }
 }
-
 function unwrap<T>(r: SubmitResult<T>, waitedMs: number): JobResult<T> {
-  if (r.state === 'completed') return { jobId: r.jobId, result: r.result };
+  if (r.state === 'completed')
+    return {
+      jobId: r.jobId,
+      result: r.result,
+      cached: r.cached ?? false,
+      ...(r.similarity !== undefined ? { similarity: r.similarity } : {}),
+    };
   if (r.state === 'failed') throw new JobFailedError(r.queue, r.jobId, r.message, r.code);
   throw new WaitTimeoutError(r.queue, r.jobId, waitedMs);
 }

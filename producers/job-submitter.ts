@@ -32,7 +32,16 @@ export interface JobSubmitterOptions {
 
 /** How a submission ended, from the caller's point of view. */
 export type SubmitResult<T = unknown> =
-  | { state: 'completed'; queue: QueueName; jobId: string; result: T; finishedOn: number }
+  | {
+      state: 'completed';
+      queue: QueueName;
+      jobId: string;
+      result: T;
+      finishedOn: number;
+      /** Set when a cache answered (no job ran for this request): how it matched, and how closely. */
+      cached?: 'exact' | 'semantic';
+      similarity?: number;
+    }
   | { state: 'failed'; queue: QueueName; jobId: string; code: string | undefined; message: string }
   /** Not finished within the wait; `jobState` is BullMQ's state (waiting, active, delayed, …) or "unknown". */
   | { state: 'pending'; queue: QueueName; jobId: string; jobState: string };

@@ -27,6 +27,8 @@ import {
   toFieldIssues,
 } from '../shared/queues/schemas.js';
 import { type InferenceBackend, type SearchBackend } from './providers/provider.js';
+import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
+import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
 
 /** Options of {@link Cell0Worker}. */
 export interface Cell0WorkerOptions {
@@ -63,6 +65,13 @@ export interface Cell0WorkerOptions {
    * for `GET /v1/fleet`; the status expires after 3 intervals. 0 = do not publish. Default 5000 ms.
    */
   heartbeatMs?: number;
+  /**
+   * Caches the worker writes results through (the producers' caches): an inference answer goes to the
+   * semantic cache under its request's scope, a search result to the search cache, unless the request
+   * said `cache.noStore`. Written before the job completes, so a request that sees the job done also
+   * finds the cache entry. Cache failures never fail a job.
+   */
+  caches?: { inference?: InferenceCache<InferenceResult>; search?: SearchCache };
   /** Extra sections of the published status, e.g. backend metrics. */
   status?: () => Record<string, unknown>;
   logger?: Logger;
@@ -252,10 +261,19 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   ): Promise<InferenceResult> {
     const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
     const backend = this.opts.inference!;
-    return this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => ({
+    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => ({
       ...(await backend.run(data, { signal: ctxSignal })),
       servedBy: this.id,
     }));
+    const cache = this.opts.caches?.inference;
+    if (cache && data.cache?.noStore !== true) {
+      const key = inferenceCacheKey(data);
+      if (key)
+        await cache.set(key.prompt, { jobId: job.id ?? '', result }, key.scope, {
+          ...(data.cache?.ttlSeconds !== undefined ? { ttlSeconds: data.cache.ttlSeconds } : {}),
+        });
+    }
+    return result;
   }
 
   private async processSearch(
@@ -266,11 +284,15 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
     const backend = this.opts.search?.[data.provider];
     if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
-    return this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
+    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
       const t0 = performance.now();
       const r = await backend.search(data, { signal: ctxSignal });
       return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
     });
+    const cache = this.opts.caches?.search;
+    if (cache && data.cache?.noStore !== true)
+      await cache.set(searchCacheKey(data), result, data.cache?.ttlSeconds);
+    return result;
   }
 
   /** Runs a provider call with the job's deadline and cancellation, and sorts its errors. */

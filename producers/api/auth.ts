@@ -52,3 +52,21 @@ export function requireApiKey(keys: readonly string[], opts: { basic?: boolean }
     });
   };
 }
+
+/**
+ * The tenant namespace of an authenticated request: `key-` and 16 hex of SHA-256 over the presented key
+ * (never the key itself), followed by `:<namespace>` when the request named one. Without configured keys
+ * the request's own namespace (or none) is kept. Caches and jobs are partitioned by it, so two API keys
+ * never see each other's cached answers.
+ */
+export function tenantNamespace(
+  keysConfigured: boolean,
+  authorization: string | undefined,
+  requested: string | undefined,
+): string | undefined {
+  if (!keysConfigured) return requested;
+  const key = presentedKey(authorization);
+  if (key === undefined) return requested;
+  const tenant = `key-${digest(key).toString('hex').slice(0, 16)}`;
+  return requested === undefined ? tenant : `${tenant}:${requested}`;
+}

@@ -18,7 +18,8 @@ import { type Logger, silentLogger } from '../../shared/logger.js';
 import { isQueueName, QueueName } from '../../shared/queues/names.js';
 import { type Cell0Client } from '../cell0-client.js';
 import { type SubmitResult } from '../job-submitter.js';
-import { requireApiKey } from './auth.js';
+import { requireApiKey, tenantNamespace } from './auth.js';
+import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 
 /** Options of {@link createApi}. */
 export interface ApiOptions {
@@ -33,6 +34,11 @@ export interface ApiOptions {
   maxBodyBytes?: number;
   /** readyz answers within this, ms. Default 900. */
   readyTimeoutMs?: number;
+  /**
+   * Redis-backed cache of the read endpoints: GET /v1/jobs/:queue/:id for finished jobs (5 s), /v1/queues
+   * (1 s) and /v1/fleet (2 s), with ETag/304 and X-Cache; per API key when keys are configured. Default none.
+   */
+  responseCache?: ResponseCache;
   /** Extra routers mounted before the 404 handler (Bull Board, fleet pages). */
   mounts?: { path: string; router: Router | Express }[];
   logger?: Logger;
@@ -120,15 +126,34 @@ export function createApi(opts: ApiOptions): Express {
 
   const v1 = express.Router();
   v1.use(requireApiKey(opts.apiKeys ?? []));
+  if (opts.responseCache) {
+    const rc = opts.responseCache;
+    const perUser = (opts.apiKeys ?? []).length > 0;
+    // A finished job changes only when an identical request re-runs it: a few seconds of staleness at most.
+    rc.configureEndpoint('/v1/jobs/:queue/:id', CacheStrategy.CACHE_CONTROL, 5, { perUser });
+    // Counts and the fleet list are polled by dashboards; a second or two of age spares Redis.
+    rc.configureEndpoint('/v1/queues', CacheStrategy.ALWAYS, 1, { perUser });
+    rc.configureEndpoint('/v1/fleet', CacheStrategy.ALWAYS, 2, { perUser });
+    v1.use(rc.middleware());
+  }
   const json = express.json({ limit: maxBodyBytes, strict: true, type: () => true });
 
   /** Checks the content type, parses JSON, splits the envelope (`wait`) from the request proper. */
+  const keysConfigured = (opts.apiKeys ?? []).length > 0;
   const readBody = (req: Request): { body: Record<string, unknown>; waitMs: number } => {
     const body = req.body as unknown;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new ValidationError([{ field: '(body)', reason: 'expected a JSON object' }]);
     }
     const { wait, ...rest } = body as Record<string, unknown>;
+    // The tenant partition: with API keys, the namespace always starts with the caller's key hash. A
+    // malformed `cache` is left alone for the schema to report.
+    const cache = rest.cache ?? {};
+    if (keysConfigured && isPlainObject(cache)) {
+      const requested = cache.namespace;
+      if (requested === undefined || typeof requested === 'string')
+        rest.cache = { ...cache, namespace: tenantNamespace(true, req.headers.authorization, requested) };
+    }
     let waitMs = resultWaitMs;
     if (wait !== undefined) {
       if (typeof wait !== 'number' || !Number.isInteger(wait) || wait < 0 || wait > maxWaitMs) {
@@ -153,7 +178,14 @@ export function createApi(opts: ApiOptions): Express {
 
   const respond = (req: Request, res: Response, r: SubmitResult) => {
     if (r.state === 'completed') {
-      res.status(200).json({ jobId: r.jobId, queue: r.queue, status: 'completed', result: r.result });
+      res.status(200).json({
+        jobId: r.jobId,
+        queue: r.queue,
+        status: 'completed',
+        cached: r.cached ?? false,
+        ...(r.similarity !== undefined ? { similarity: r.similarity } : {}),
+        result: r.result,
+      });
     } else if (r.state === 'failed') {
       res.status(failedStatus(r.code)).json({
         jobId: r.jobId,
@@ -227,6 +259,11 @@ export function createApi(opts: ApiOptions): Express {
         );
       return;
     }
+    // Only a finished job's view may be cached (and only briefly: a later identical request can re-run it).
+    res.setHeader(
+      'Cache-Control',
+      view.state === 'completed' || view.state === 'failed' ? 'max-age=5' : 'no-store',
+    );
     res.json(view);
   });
 
@@ -318,4 +355,8 @@ export function createApi(opts: ApiOptions): Express {
   };
   app.use(onError);
   return app;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -50,6 +50,19 @@ export interface SearchCacheStats {
 export type SearchCacheKey = Pick<SearchJobData, 'query' | 'provider' | 'type' | 'limit' | 'offset'> &
   Partial<Pick<SearchJobData, 'language'>> & { namespace?: string };
 
+/** The cache key of a search job: its query, window, type, provider, language and namespace. */
+export function searchCacheKey(data: SearchJobData): SearchCacheKey {
+  return {
+    query: data.query,
+    provider: data.provider,
+    type: data.type,
+    limit: data.limit,
+    offset: data.offset,
+    ...(data.language !== undefined ? { language: data.language } : {}),
+    ...(data.cache?.namespace !== undefined ? { namespace: data.cache.namespace } : {}),
+  };
+}
+
 /**
  * A query folded for caching: Unicode-normalised (NFKC), lower-cased, punctuation other than what carries
  * meaning in queries (+ # & . inside words like c++ c# at&t node.js, and digits) turned into spaces,

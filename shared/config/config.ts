@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, type FieldIssue } from '../errors.js';
 import { parseModelRoutes, parseRateLimits, type ModelRoute, type RateLimitSpec } from './provider-routes.js';
+import { parseSearchTtls, parseThresholds } from './search-ttls.js';
 
 /*
  * The one module that reads the environment. Every variable is declared here once, with its default and
@@ -124,7 +125,50 @@ export const ENV = {
   CELL0_CACHE_TTL: {
     default: '300',
     schema: int(1, 31_536_000),
-    doc: 'Default cache entry lifetime, seconds',
+    doc: 'Lifetime of a semantic-cache entry (model output), seconds; a request can ask for another with cache.ttlSeconds',
+  },
+  CELL0_CACHE_ENABLED: {
+    default: '1',
+    schema: bool,
+    doc: 'Answer requests from the semantic and search caches, and write results through (0: every request runs a job)',
+  },
+  CELL0_SEMANTIC_MIN_CONFIDENCE: {
+    default: 'high',
+    schema: z.enum(['exact', 'high', 'medium', 'low'], 'expected exact, high, medium or low'),
+    doc: 'Lowest match level of the semantic cache that answers a request (exact = only the same prompt after normalisation)',
+  },
+  CELL0_SEMANTIC_EMBEDDER: {
+    default: 'hashed',
+    schema: z
+      .string()
+      .trim()
+      .regex(
+        /^(hashed|(ollama|openai):[A-Za-z0-9._:/@+-]+)$/,
+        'expected hashed, ollama:<model> or openai:<model>',
+      ),
+    doc: 'Embeddings of the semantic cache: hashed (built in, no model) or ollama:<model> / openai:<model> through CELL0_OLLAMA_URL / CELL0_OPENAI_URL',
+  },
+  CELL0_SEMANTIC_EMBED_DIMS: {
+    schema: int(1, 65_536),
+    doc: 'Length of the vectors of an ollama:/openai: embedder (required with one; e.g. 768 for nomic-embed-text)',
+  },
+  CELL0_SEMANTIC_THRESHOLDS: {
+    schema: parsedList(parseThresholds),
+    doc: 'Cosine cut-offs of the high, medium and low match levels, e.g. 0.95,0.9,0.8 (default: tuned for the hashed embedder; tune them for a neural one)',
+  },
+  CELL0_SEMANTIC_MAX_ENTRIES: {
+    default: '10000',
+    schema: int(1, 10_000_000),
+    doc: 'Most semantic-cache entries per scope (model, parameters, tenant); beyond it the oldest go first',
+  },
+  CELL0_SEARCH_CACHE_TTLS: {
+    schema: parsedList(parseSearchTtls),
+    doc: 'Search-cache lifetimes per type overriding the defaults (web=3600,news=300,academic=604800,images=86400,videos=21600), e.g. news=120,web=1800',
+  },
+  CELL0_HTTP_CACHE: {
+    default: '1',
+    schema: bool,
+    doc: 'Cache the API read endpoints (GET /v1/jobs for finished jobs, /v1/queues, /v1/fleet) in Redis, with ETag and X-Cache',
   },
   CELL0_REDIS_COMMAND_TIMEOUT_MS: {
     default: '500',
@@ -444,7 +488,17 @@ export interface Config {
     maxQueryBytes: number;
     maxBodyBytes: number;
   };
-  cache: { ttlSeconds: number };
+  cache: {
+    ttlSeconds: number;
+    enabled: boolean;
+    semanticMinConfidence: 'exact' | 'high' | 'medium' | 'low';
+    semanticEmbedder: string;
+    semanticMaxEntries: number;
+    semanticEmbedDims: number | undefined;
+    semanticThresholds: { high: number; medium: number; low: number } | undefined;
+    searchTtls: Record<string, number>;
+    http: boolean;
+  };
   api: {
     host: string;
     port: number;
@@ -556,6 +610,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         field: 'CELL0_MODEL_ROUTES',
         reason: `route "${bare.pattern}=openai" needs CELL0_OPENAI_URL (or write openai@URL)`,
       });
+    if (p.CELL0_SEMANTIC_EMBEDDER !== 'hashed' && p.CELL0_SEMANTIC_EMBED_DIMS === undefined)
+      issues.push({
+        field: 'CELL0_SEMANTIC_EMBED_DIMS',
+        reason: `required with CELL0_SEMANTIC_EMBEDDER=${p.CELL0_SEMANTIC_EMBEDDER} (the length of its vectors)`,
+      });
     const faultSum =
       p.CELL0_SIM_FAULT_RATE_429 +
       p.CELL0_SIM_FAULT_RATE_500 +
@@ -592,7 +651,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxQueryBytes: p.CELL0_MAX_QUERY_BYTES,
       maxBodyBytes: p.CELL0_MAX_BODY_BYTES,
     },
-    cache: { ttlSeconds: p.CELL0_CACHE_TTL },
+    cache: {
+      ttlSeconds: p.CELL0_CACHE_TTL,
+      enabled: p.CELL0_CACHE_ENABLED,
+      semanticMinConfidence: p.CELL0_SEMANTIC_MIN_CONFIDENCE,
+      semanticEmbedder: p.CELL0_SEMANTIC_EMBEDDER,
+      semanticMaxEntries: p.CELL0_SEMANTIC_MAX_ENTRIES,
+      semanticEmbedDims: p.CELL0_SEMANTIC_EMBED_DIMS,
+      semanticThresholds: p.CELL0_SEMANTIC_THRESHOLDS,
+      searchTtls: p.CELL0_SEARCH_CACHE_TTLS ?? ({} as Record<string, number>),
+      http: p.CELL0_HTTP_CACHE,
+    },
     api: {
       host: p.CELL0_HOST,
       port: p.CELL0_PORT,

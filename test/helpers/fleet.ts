@@ -12,6 +12,12 @@ import {
   type OllamaSimulatorOptions,
 } from '../../workers/providers/simulator/ollama-simulator';
 import { testRedisUrl, uniquePrefix } from './redis';
+import { RedisClient } from '../../shared/redis/redis-client';
+import { waitUntilReady } from '../../shared/redis/connection';
+import { SemanticCache } from '../../shared/cache/semantic';
+import { SearchCache } from '../../shared/cache/search-cache';
+import { type CachedInference } from '../../shared/cache/inference-key';
+import { type InferenceResult } from '../../shared/queues/results';
 
 /** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
 export interface TestFleet {
@@ -36,10 +42,20 @@ export async function startTestFleet(
     maxPromptBytes?: number;
     dashboardWrite?: boolean;
     breakerResetMs?: number;
+    /** Semantic and search caches on the fleet's Redis, in the client and the worker (as in production). */
+    caches?: boolean;
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
   const prefix = uniquePrefix('api');
+  const cacheRedis = opts.caches ? new RedisClient({ url: redisUrl }) : undefined;
+  const caches = cacheRedis
+    ? {
+        inference: new SemanticCache<CachedInference<InferenceResult>>({ redis: cacheRedis, prefix }),
+        search: new SearchCache({ redis: cacheRedis, prefix }),
+      }
+    : undefined;
+  if (cacheRedis) await waitUntilReady(cacheRedis.connection, 5000);
   const sim = new OllamaSimulator({ ttftMs: 5, tokensPerSec: 2000, loadMsPerGb: 5, ...opts.sim });
   const { url: simUrl } = await sim.start();
   search ??= new LocalSearch();
@@ -53,6 +69,7 @@ export async function startTestFleet(
           search: { [SearchProvider.LOCAL]: search },
           concurrency: { inference: 8, search: 8 },
           shutdownTimeoutMs: 5000,
+          ...(caches ? { caches } : {}),
         });
   await worker?.start();
   const client = new Cell0Client({
@@ -62,6 +79,7 @@ export async function startTestFleet(
     limits: { maxPromptBytes: opts.maxPromptBytes ?? 32 * 1024 },
     policy: { attempts: 1 },
     ...(opts.breakerResetMs !== undefined ? { breakerResetMs: opts.breakerResetMs } : {}),
+    ...(caches ? { caches } : {}),
   });
   void client.start().catch(() => undefined);
   const board = createDashboard({
@@ -89,6 +107,7 @@ export async function startTestFleet(
       await server.close();
       await worker?.close();
       await client.close();
+      await cacheRedis?.close();
       await sim.close();
     },
   };

@@ -141,6 +141,33 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('reads the cache settings, and refuses a provider embedder without its vector length', () => {
+    const c = loadConfig({
+      CELL0_SEARCH_CACHE_TTLS: 'news=120, web=1800',
+      CELL0_SEMANTIC_THRESHOLDS: '0.97,0.92,0.85',
+      CELL0_SEMANTIC_MIN_CONFIDENCE: 'medium',
+    });
+    expect(c.cache).toMatchObject({
+      enabled: true,
+      http: true,
+      semanticEmbedder: 'hashed',
+      semanticMinConfidence: 'medium',
+      searchTtls: { news: 120, web: 1800 },
+      semanticThresholds: { high: 0.97, medium: 0.92, low: 0.85 },
+    });
+    expect(issuesOf({ CELL0_SEMANTIC_EMBEDDER: 'ollama:nomic-embed-text' })).toEqual([
+      { field: 'CELL0_SEMANTIC_EMBED_DIMS', reason: expect.stringContaining('required') },
+    ]);
+    expect(issuesOf({ CELL0_SEARCH_CACHE_TTLS: 'blogs=5' })[0]).toMatchObject({
+      field: 'CELL0_SEARCH_CACHE_TTLS',
+      reason: expect.stringContaining('type must be one of'),
+    });
+    expect(issuesOf({ CELL0_SEMANTIC_THRESHOLDS: '0.8,0.9,0.95' })[0]).toMatchObject({
+      field: 'CELL0_SEMANTIC_THRESHOLDS',
+      reason: expect.stringContaining('high >= medium >= low'),
+    });
+  });
+
   it('.env.example and the README list every variable', () => {
     const example = readFileSync(join(ROOT, '.env.example'), 'utf8');
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');

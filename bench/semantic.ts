@@ -1,0 +1,410 @@
+/*
+ * bench:semantic — lookup latency of the semantic cache (LSH bands in Redis + exact re-rank) against a
+ * brute-force scan of the same stored vectors.
+ *
+ * Starts a PRIVATE redis-server (free port, no persistence; killed at the end), loads 10k and then 100k
+ * synthetic prompts (bench/semantic-corpus.ts: templates × vocabulary) into one scope through
+ * SemanticCache.set() (many in flight: commands pipeline on the connection), then runs 2000 lookups:
+ * 20% exact (case/punctuation variants), 40% paraphrases of stored prompts, 40% new prompts of the same
+ * templates (misses that look like hits). Reported for each size:
+ *   - cache:    SemanticCache.get() latency p50/p99 (exact key, then LSH candidates + cosine re-rank);
+ *   - baseline: the same lookup with the similarity step replaced by a scan of ALL stored vectors held in
+ *               memory (one contiguous Int8Array fetched from Redis beforehand, norms precomputed: the
+ *               fairest scan, with no Redis transfer per query), then the same guard and value fetch;
+ *   - the ratio baseline/cache at p50 and p99, and what each answered (paraphrase hit rate, wrong hits).
+ * Targets: cache p99 <= 2 ms at 100k, and >= 50x faster than the scan (p50). Exit code 1 when missed.
+ *
+ *   npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--json]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import { DEFAULT_THRESHOLDS } from '../shared/cache/semantic/confidence.js';
+import { HashedNgramEmbedder } from '../shared/cache/semantic/embedder.js';
+import { analyzePrompt, compareAnalyses } from '../shared/cache/semantic/guard.js';
+import { seededRandom } from '../shared/cache/semantic/lsh.js';
+import { keyBase, promptId, ScopeKeys, scopeHash } from '../shared/cache/semantic/scope.js';
+import { parseRecord, SemanticCache } from '../shared/cache/semantic/semantic-cache.js';
+import { normalizePrompt } from '../shared/cache/semantic/text.js';
+import { waitUntilReady } from '../shared/redis/connection.js';
+import { RedisClient } from '../shared/redis/redis-client.js';
+import { distinctPrompts, paraphrase } from './semantic-corpus.js';
+
+const SIZES = [10_000, 100_000];
+const PREFIX = '{bench}';
+const SCOPE = { model: 'llama3.1:8b', params: { temperature: 0.2, top_p: 0.9 }, tenant: 'bench' };
+
+interface Args {
+  lookups: number;
+  scanLookups: number;
+  json: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const a: Args = { lookups: 2000, scanLookups: 400, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (k === '--json') a.json = true;
+    else if (k === '--lookups') a.lookups = Number(argv[++i]);
+    else if (k === '--scan-lookups') a.scanLookups = Number(argv[++i]);
+    else {
+      console.error(`unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--json]`);
+      process.exit(2);
+    }
+  }
+  return a;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRedis(): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      return { url, child };
+    } catch {
+      probe.disconnect();
+      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+function pct(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+type Kind = 'exact' | 'paraphrase' | 'miss';
+interface Query {
+  kind: Kind;
+  prompt: string;
+  /** index of the stored prompt it comes from */
+  source: number;
+}
+interface Outcome {
+  /** stored prompt answered, or undefined for a miss */
+  answered: string | undefined;
+}
+
+function score(queries: readonly Query[], outcomes: readonly Outcome[], stored: readonly string[]) {
+  const r = { paraphrases: 0, paraphraseHits: 0, exact: 0, exactHits: 0, misses: 0, falseHits: 0, wrongHits: 0 };
+  outcomes.forEach((o, i) => {
+    const q = queries[i]!;
+    if (q.kind === 'miss') {
+      r.misses++;
+      if (o.answered !== undefined) r.falseHits++;
+      return;
+    }
+    const right = o.answered === stored[q.source];
+    if (q.kind === 'exact') {
+      r.exact++;
+      if (right) r.exactHits++;
+    } else {
+      r.paraphrases++;
+      if (right) r.paraphraseHits++;
+    }
+    if (o.answered !== undefined && !right) r.wrongHits++;
+  });
+  return r;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = new Date();
+  let commit = 'unknown';
+  try {
+    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {
+    // not a git checkout
+  }
+  const { url, child } = await startRedis();
+  const client = new RedisClient({ url, commandTimeoutMs: 10_000, breakerThreshold: 1000 });
+  const raw = new Redis(url);
+  let exitCode = 0;
+  try {
+    await waitUntilReady(client.connection, 10_000);
+    const info = await raw.info('server');
+    const redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
+    const cpus = os.cpus();
+    const machine = {
+      date: started.toISOString(),
+      commit,
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model ?? '?',
+      ramGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+      node: process.version,
+      redis: redisVersion,
+      loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    };
+    if (!args.json) {
+      console.log('bench:semantic — semantic cache lookup (LSH in Redis + re-rank) vs brute-force scan');
+      console.log(
+        `machine: ${machine.cpus} cpus (${machine.cpuModel}), ${machine.ramGiB} GiB RAM, node ${machine.node}, ` +
+          `redis ${machine.redis} (private, no persistence), load ${machine.loadavg.join(' ')}`,
+      );
+      console.log(`date: ${machine.date}  commit: ${machine.commit}`);
+    }
+
+    const embedder = new HashedNgramEmbedder();
+    const cache = new SemanticCache<string>({
+      redis: client,
+      prefix: PREFIX,
+      embedder,
+      ttlSeconds: 3600,
+      maxEntriesPerScope: 200_000,
+    });
+    const keys = new ScopeKeys(keyBase(PREFIX), scopeHash(SCOPE, `${embedder.name}/${embedder.dims}`));
+    const maxSize = SIZES[SIZES.length - 1]!;
+    const t0 = performance.now();
+    const stored = distinctPrompts('bench/stored', maxSize, new Set(), normalizePrompt);
+    const storedSet = new Set(stored.map(normalizePrompt));
+    const fresh = distinctPrompts('bench/fresh', args.lookups, storedSet, normalizePrompt);
+    if (!args.json) console.log(`corpus: ${stored.length} prompts generated in ${Math.round(performance.now() - t0)} ms`);
+
+    const results = [];
+    let loaded = 0;
+    for (const size of SIZES) {
+      // ---- load (many set() in flight: the commands pipeline on the one connection)
+      const tl = performance.now();
+      const inflight = 256;
+      let next = loaded;
+      await Promise.all(
+        Array.from({ length: inflight }, async () => {
+          for (;;) {
+            const i = next++;
+            if (i >= size) return;
+            await cache.set(stored[i]!, `answer #${i}`, SCOPE);
+          }
+        }),
+      );
+      const loadMs = performance.now() - tl;
+      const loadedNow = size - loaded;
+      loaded = size;
+      const count = await raw.zcard(keys.lru);
+      if (count !== size) throw new Error(`expected ${size} entries in the scope, found ${count}`);
+
+      // ---- queries
+      const rand = seededRandom(`bench/queries/${size}`);
+      const queries: Query[] = [];
+      for (let i = 0; i < args.lookups; i++) {
+        const source = Math.floor(rand() * size);
+        const r = rand();
+        if (r < 0.2) {
+          const s = stored[source]!;
+          queries.push({ kind: 'exact', prompt: rand() < 0.5 ? s.toUpperCase() : s.replace(/[?]?$/, ' ?'), source });
+        } else if (r < 0.6) queries.push({ kind: 'paraphrase', prompt: paraphrase(stored[source]!, rand), source });
+        else queries.push({ kind: 'miss', prompt: fresh[i]!, source: -1 });
+      }
+
+      // ---- cache lookups (sequential: latency of one call, not throughput)
+      for (let i = 0; i < 200; i++) await cache.get(queries[i % queries.length]!.prompt, SCOPE); // warm-up
+      const before = cache.getStats();
+      const lat: number[] = [];
+      const outcomes: Outcome[] = [];
+      for (const q of queries) {
+        const s = performance.now();
+        const hit = await cache.get(q.prompt, SCOPE);
+        lat.push(performance.now() - s);
+        outcomes.push({ answered: hit?.prompt });
+      }
+      const after = cache.getStats();
+      lat.sort((a, b) => a - b);
+
+      // ---- baseline: scan of every stored vector, held in memory
+      // Every candidate record of the scope (the same int8 vectors the cache re-ranks), read once.
+      const dims = embedder.dims;
+      const vectors = new Int8Array(size * dims);
+      const norms = new Float64Array(size);
+      const prompts: string[] = [];
+      const ids: string[] = [];
+      let cursor = '0';
+      do {
+        const [nextCursor, flat] = await raw.hscanBuffer(keys.vec, cursor, 'COUNT', 2000);
+        cursor = nextCursor.toString();
+        for (let j = 1; j < flat.length; j += 2) {
+          const rec = parseRecord(flat[j]!, dims);
+          if (!rec) throw new Error('unreadable candidate record');
+          const i = ids.length;
+          const v = new Int8Array(rec.vector.buffer, rec.vector.byteOffset, dims);
+          vectors.set(v, i * dims);
+          let n = 0;
+          for (let d = 0; d < dims; d++) n += v[d]! * v[d]!;
+          norms[i] = Math.sqrt(n);
+          ids.push(rec.id);
+          prompts.push(rec.prompt);
+        }
+      } while (cursor !== '0');
+      if (ids.length !== size) throw new Error(`expected ${size} vectors, read ${ids.length}`);
+      const threshold = DEFAULT_THRESHOLDS.high;
+      const scanQueries = queries.slice(0, Math.min(args.scanLookups, queries.length));
+      const scanLat: number[] = [];
+      const scanOutcomes: Outcome[] = [];
+      const sims = new Float64Array(size);
+      for (const q of scanQueries) {
+        const s = performance.now();
+        let answered: string | undefined;
+        const norm = normalizePrompt(q.prompt);
+        const qid = promptId(norm);
+        const [exactValue, exactPrompt] = await raw.hmget(keys.entry(qid), 'v', 'p');
+        if (exactValue != null && exactPrompt != null && normalizePrompt(exactPrompt) === norm) answered = exactPrompt;
+        else {
+          const [vec] = await embedder.embed([q.prompt]);
+          let qn = 0;
+          for (let d = 0; d < dims; d++) qn += vec![d]! * vec![d]!;
+          qn = Math.sqrt(qn);
+          for (let i = 0; i < size; i++) {
+            let dot = 0;
+            const base = i * dims;
+            for (let d = 0; d < dims; d++) dot += vec![d]! * vectors[base + d]!;
+            sims[i] = norms[i]! === 0 || qn === 0 ? 0 : dot / (qn * norms[i]!);
+          }
+          const above: number[] = [];
+          for (let i = 0; i < size; i++) if (sims[i]! >= threshold) above.push(i);
+          above.sort((a, b) => sims[b]! - sims[a]!);
+          const qa = analyzePrompt(q.prompt);
+          for (const i of above.slice(0, 8)) {
+            if (compareAnalyses(qa, analyzePrompt(prompts[i]!)) !== undefined) continue;
+            const row = await raw.hmget(keys.entry(ids[i]!), 'v', 'p');
+            if (row[0] !== null) {
+              answered = row[1] ?? undefined;
+              break;
+            }
+          }
+        }
+        scanLat.push(performance.now() - s);
+        scanOutcomes.push({ answered });
+      }
+      scanLat.sort((a, b) => a - b);
+
+      // LSH recall against the scan on the queries both ran: of the scan's similarity hits, how many the
+      // cache answered with the same entry.
+      let scanSemantic = 0;
+      let agree = 0;
+      scanOutcomes.forEach((o, i) => {
+        const q = scanQueries[i]!;
+        if (o.answered === undefined || q.kind === 'exact') return;
+        scanSemantic++;
+        if (outcomes[i]!.answered === o.answered) agree++;
+      });
+
+      const cacheScore = score(queries, outcomes, stored);
+      const scanScore = score(scanQueries, scanOutcomes, stored);
+      const searches = after.search.count - before.search.count;
+      const row = {
+        entries: size,
+        loadSeconds: Math.round(loadMs / 100) / 10,
+        loadPerSecond: Math.round(loadedNow / (loadMs / 1000)),
+        redisUsedMemoryMiB: Math.round(Number(/used_memory:(\d+)/.exec(await raw.info('memory'))?.[1] ?? 0) / 2 ** 20),
+        cache: {
+          lookups: lat.length,
+          p50Ms: round(pct(lat, 0.5)),
+          p99Ms: round(pct(lat, 0.99)),
+          maxMs: round(lat[lat.length - 1] ?? 0),
+          meanBandMembersVisited:
+            searches === 0
+              ? 0
+              : Math.round(
+                  (after.search.meanBandMembersVisited * after.search.count -
+                    before.search.meanBandMembersVisited * before.search.count) /
+                    searches,
+                ),
+          guardRejections: after.guardRejections - before.guardRejections,
+          ...cacheScore,
+        },
+        scan: {
+          lookups: scanLat.length,
+          p50Ms: round(pct(scanLat, 0.5)),
+          p99Ms: round(pct(scanLat, 0.99)),
+          ...scanScore,
+        },
+        ratioP50: round(pct(scanLat, 0.5) / pct(lat, 0.5)),
+        ratioP99: round(pct(scanLat, 0.99) / pct(lat, 0.99)),
+        lshRecallVsScan: scanSemantic === 0 ? 1 : round(agree / scanSemantic),
+      };
+      results.push(row);
+      if (!args.json) printRow(row);
+    }
+    const last = results[results.length - 1]!;
+    const pass = last.cache.p99Ms <= 2 && last.ratioP50 >= 50;
+    if (!pass) exitCode = 1;
+    if (args.json) console.log(JSON.stringify({ machine, results, pass }, null, 2));
+    else
+      console.log(
+        `\ntargets at ${last.entries}: p99 <= 2 ms (${last.cache.p99Ms} ms) and >= 50x faster than the scan at p50 ` +
+          `(${last.ratioP50}x): ${pass ? 'PASS' : 'FAIL'}`,
+      );
+  } finally {
+    raw.disconnect();
+    await client.close();
+    child.kill('SIGTERM');
+  }
+  process.exitCode = exitCode;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function printRow(r: {
+  entries: number;
+  loadSeconds: number;
+  loadPerSecond: number;
+  redisUsedMemoryMiB: number;
+  cache: Record<string, number>;
+  scan: Record<string, number>;
+  ratioP50: number;
+  ratioP99: number;
+  lshRecallVsScan: number;
+}): void {
+  const c = r.cache;
+  const s = r.scan;
+  console.log(
+    `\n== ${r.entries.toLocaleString('en')} entries in one scope (loaded +${r.loadSeconds}s, ${r.loadPerSecond}/s; redis ${r.redisUsedMemoryMiB} MiB)`,
+  );
+  console.log(
+    `  cache get():  ${c.lookups} lookups  p50 ${c.p50Ms} ms  p99 ${c.p99Ms} ms  max ${c.maxMs} ms  ` +
+      `(band members visited/search ${c.meanBandMembersVisited}, guard refusals ${c.guardRejections})`,
+  );
+  console.log(`  scan (in-memory, all ${r.entries} vectors): ${s.lookups} lookups  p50 ${s.p50Ms} ms  p99 ${s.p99Ms} ms`);
+  console.log(`  ratio scan/cache: p50 ${r.ratioP50}x  p99 ${r.ratioP99}x`);
+  console.log(
+    `  answers  cache: exact ${c.exactHits}/${c.exact}, paraphrase ${c.paraphraseHits}/${c.paraphrases}, ` +
+      `false hits on misses ${c.falseHits}/${c.misses}, wrong entry ${c.wrongHits}`,
+  );
+  console.log(
+    `           scan:  exact ${s.exactHits}/${s.exact}, paraphrase ${s.paraphraseHits}/${s.paraphrases}, ` +
+      `false hits on misses ${s.falseHits}/${s.misses}, wrong entry ${s.wrongHits}`,
+  );
+  console.log(`  LSH recall vs the scan (same entry, on the scan's similarity hits): ${r.lshRecallVsScan}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

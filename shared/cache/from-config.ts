@@ -1,0 +1,63 @@
+import { type Config } from '../config/config.js';
+import { type Logger } from '../logger.js';
+import { type InferenceResult } from '../queues/results.js';
+import { type RedisClient } from '../redis/redis-client.js';
+import { SearchType } from '../queues/enums.js';
+import { CacheStrategy, ResponseCache } from './http/index.js';
+import { type CachedInference } from './inference-key.js';
+import { SearchCache } from './search-cache.js';
+import { CacheMatchConfidence, SemanticCache, type Embedder } from './semantic/index.js';
+
+/** The caches of one process, as the configuration asks. */
+export interface Caches {
+  inference: SemanticCache<CachedInference<InferenceResult>>;
+  search: SearchCache;
+  minConfidence: CacheMatchConfidence;
+}
+
+/**
+ * The semantic and search caches on `redis` (undefined when CELL0_CACHE_ENABLED=0). Producers and workers
+ * must use the same embedder: `embedder` is the one CELL0_SEMANTIC_EMBEDDER names (built by the caller,
+ * which knows the backends); the built-in hashed embedder when omitted.
+ */
+export function buildCaches(
+  config: Config,
+  redis: RedisClient,
+  opts: { embedder?: Embedder; logger?: Logger } = {},
+): Caches | undefined {
+  if (!config.cache.enabled) return undefined;
+  const minConfidence = config.cache.semanticMinConfidence as CacheMatchConfidence;
+  const inference = new SemanticCache<CachedInference<InferenceResult>>({
+    redis,
+    prefix: config.redis.prefix,
+    ttlSeconds: config.cache.ttlSeconds,
+    maxEntriesPerScope: config.cache.semanticMaxEntries,
+    defaultMinConfidence: minConfidence,
+    ...(config.cache.semanticThresholds ? { thresholds: config.cache.semanticThresholds } : {}),
+    ...(opts.embedder ? { embedder: opts.embedder } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  const search = new SearchCache({
+    redis,
+    prefix: config.redis.prefix,
+    ttls: config.cache.searchTtls as Partial<Record<SearchType, number>>,
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  return { inference, search, minConfidence };
+}
+
+/** The API's read-endpoint cache (undefined when CELL0_HTTP_CACHE=0). Endpoints are configured by the API. */
+export function buildResponseCache(
+  config: Config,
+  redis: RedisClient,
+  logger?: Logger,
+): ResponseCache | undefined {
+  if (!config.cache.http) return undefined;
+  return new ResponseCache({
+    redis,
+    config: { prefix: config.redis.prefix, defaultTtlSeconds: 5, staleWhileRevalidateSeconds: 0 },
+    ...(logger ? { logger } : {}),
+  });
+}
+
+export { CacheStrategy };

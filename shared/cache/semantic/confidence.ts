@@ -1,0 +1,54 @@
+/** How sure the cache is that a stored answer answers the prompt. */
+export enum CacheMatchConfidence {
+  /** The same prompt after normalisation (case, whitespace, trailing punctuation), in the same scope. */
+  EXACT = 'exact',
+  HIGH = 'high',
+  MEDIUM = 'medium',
+  LOW = 'low',
+}
+
+/** Cosine cut-offs of the similarity levels: high >= medium >= low. */
+export interface SemanticThresholds {
+  high: number;
+  medium: number;
+  low: number;
+}
+
+/**
+ * Defaults, for the default HashedNgramEmbedder. Measured on it (see test/unit/semantic-embedder.test.ts):
+ * rephrasings that keep every content word (function words swapped, "how do I" ↔ "how can I", reordered
+ * clauses, inflections, punctuation) score 0.88–0.96; replacing one content word out of four or five
+ * scores 0.70–0.80 ("reverse a linked list" ↔ "sort a linked list" 0.78); unrelated prompts ~0.
+ * - high 0.90: only rephrasings of the same words; LSH recall >= 0.95 from here up (see lsh.ts);
+ * - medium 0.82: also small edits of longer prompts; below the single-substitution band of short ones;
+ * - low 0.75: near misses; a caller that accepts LOW accepts some wrong answers (the guard removes the
+ *   dangerous kinds: negation, numbers, entities, swapped roles, antonyms).
+ * A neural embedder scores unrelated prompts of one topic at 0.6–0.8: give it higher thresholds.
+ */
+export const DEFAULT_THRESHOLDS: Readonly<SemanticThresholds> = Object.freeze({
+  high: 0.9,
+  medium: 0.82,
+  low: 0.75,
+});
+
+/** The similarity level of a cosine, or undefined below `low`. */
+export function confidenceOf(similarity: number, t: SemanticThresholds): CacheMatchConfidence | undefined {
+  if (similarity >= t.high) return CacheMatchConfidence.HIGH;
+  if (similarity >= t.medium) return CacheMatchConfidence.MEDIUM;
+  if (similarity >= t.low) return CacheMatchConfidence.LOW;
+  return undefined;
+}
+
+/** The lowest cosine a lookup with `min` accepts (Infinity for EXACT: no similarity search at all). */
+export function thresholdOf(min: CacheMatchConfidence, t: SemanticThresholds): number {
+  switch (min) {
+    case CacheMatchConfidence.EXACT:
+      return Infinity;
+    case CacheMatchConfidence.HIGH:
+      return t.high;
+    case CacheMatchConfidence.MEDIUM:
+      return t.medium;
+    case CacheMatchConfidence.LOW:
+      return t.low;
+  }
+}

@@ -1,0 +1,425 @@
+import {
+  AFFIX_EXCEPTIONS,
+  CONTRAST_GROUPS,
+  EXCLUSIONS,
+  NEGATING_PREFIXES,
+  NEGATIONS,
+  NUMBER_SCALES,
+  NUMBER_WORDS,
+} from './guard-lexicon.js';
+import { STOPWORDS, stem, tokenize, type Token } from './text.js';
+
+/**
+ * The reversal/negation guard. An embedding scores "flights from Paris to Rome" and "flights from Rome to
+ * Paris", or "is X safe" and "is X not safe", almost the same; a cache must not answer one with the other.
+ * On top of the similarity score, two prompts are refused as "the same question" when (in this order):
+ *
+ * 1. negation: they hold a different number of negations (not, no, never, n't, without, cannot, neither,
+ *    nor, non-…) or of exclusions (except, unless, other than, instead of, rather than…);
+ * 2. number: the multisets of numbers differ (digits, also inside tokens like "100g" or "v2"; number words
+ *    "twenty-five", "three hundred"; ordinals "first", "2nd"; "twice", "half");
+ * 3. quoted: the sets of quoted strings differ ("…", '…', `…`);
+ * 4. entity: a named entity of one prompt does not occur in the other: capitalised words (a sentence's first
+ *    word only when it is not a common word), ALL-CAPS acronyms, camelCase/iPhone-style names, codes that
+ *    mix letters and digits or join parts with "_" or "." (A1, ISO-8601, snake_case, node.js);
+ * 5. contrast: both prompts use words of one contrast group (antonyms: buy/sell, increase/decrease, max/min,
+ *    before/after, pros/cons…; or members of a closed category: units, currencies, weekdays, months, colours,
+ *    programming and natural languages, operating systems) but not the same poles;
+ * 6. affix antonym: a word of one is a negated form of a word of the other (safe/unsafe, legal/illegal,
+ *    able/disable, toxic/non-toxic, careful/careless);
+ * 7. order: the same content words hold different roles around direction words: the word after from / to /
+ *    into / out of / toward / before / after / than / vs / over / instead of / an arrow, or before than / vs /
+ *    over / an arrow ("from Paris to Rome" vs "from Rome to Paris"; "python faster than java" vs "java faster
+ *    than python"). Moving a whole phrase keeps the roles ("to Rome from Paris" is fine).
+ *
+ * Cheap (two tokenisations, set comparisons; no model). It errs on the side of refusing: a refusal costs a
+ * cache miss, a wrong acceptance serves a wrong answer.
+ *
+ * @returns why `a` and `b` must not share an answer, or undefined when nothing speaks against it.
+ */
+export function guardRejects(a: string, b: string): string | undefined {
+  return compareAnalyses(analyzePrompt(a), analyzePrompt(b));
+}
+
+/** What the guard extracts from one prompt; computed once per prompt and compared with each candidate. */
+export interface PromptAnalysis {
+  /** Every surface form, stem and hyphen part: membership tests ("does the other prompt mention X"). */
+  readonly forms: ReadonlySet<string>;
+  readonly negations: number;
+  readonly exclusions: number;
+  readonly numbers: readonly string[];
+  readonly quoted: ReadonlySet<string>;
+  /** entity key (lower case) → as written */
+  readonly entities: ReadonlyMap<string, string>;
+  /** contrast group → its poles present → a word that showed it */
+  readonly poles: ReadonlyMap<number, ReadonlyMap<number, string>>;
+  /** content words (lower case) */
+  readonly content: readonly string[];
+  /** "marker>" → stems of the words the marker governs; "marker<" → stems of the words before it */
+  readonly relations: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** Analyses one prompt for {@link compareAnalyses}. */
+export function analyzePrompt(text: string): PromptAnalysis {
+  const tokens = tokenize(text);
+  const lowers = tokens.map((t) => t.lower);
+  const forms = new Set<string>();
+  for (const l of lowers) addForms(forms, l);
+
+  let negations = 0;
+  for (const l of lowers) {
+    if (NEGATIONS.has(l) || l.endsWith("n't") || l.startsWith('non-')) negations++;
+  }
+  let exclusions = 0;
+  const bigrams = lowers.slice(1).map((l, i) => lowers[i] + ' ' + l);
+  for (const e of EXCLUSIONS) for (const x of e.includes(' ') ? bigrams : lowers) if (x === e) exclusions++;
+
+  return {
+    forms,
+    negations,
+    exclusions,
+    numbers: extractNumbers(tokens),
+    quoted: extractQuoted(text),
+    entities: extractEntities(text, tokens),
+    poles: extractPoles(lowers, bigrams),
+    content: lowers.filter((l) => !STOPWORDS.has(l)),
+    relations: extractRelations(tokens),
+  };
+}
+
+/** The reason two analysed prompts must not share an answer, or undefined. See {@link guardRejects}. */
+export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | undefined {
+  if (a.negations !== b.negations) return `negation: ${a.negations} vs ${b.negations} negation words`;
+  if (a.exclusions !== b.exclusions) return `negation: ${a.exclusions} vs ${b.exclusions} exclusion words`;
+
+  if (a.numbers.join(' ') !== b.numbers.join(' '))
+    return `number: [${a.numbers.join(', ')}] vs [${b.numbers.join(', ')}]`;
+
+  if (!sameSet(a.quoted, b.quoted)) return `quoted: the quoted strings differ`;
+
+  for (const [x, y] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    for (const [key, shown] of x.entities)
+      if (!y.forms.has(key)) return `entity: "${shown}" only in one prompt`;
+  }
+
+  for (const [g, polesA] of a.poles) {
+    const polesB = b.poles.get(g);
+    if (!polesB) continue;
+    if (polesA.size !== polesB.size || [...polesA.keys()].some((p) => !polesB.has(p))) {
+      const wa = [...polesA].find(([p]) => !polesB.has(p))?.[1] ?? [...polesA.values()][0];
+      const wb = [...polesB].find(([p]) => !polesA.has(p))?.[1] ?? [...polesB.values()][0];
+      return `contrast: "${wa}" vs "${wb}"`;
+    }
+  }
+
+  const affix = affixAntonym(a, b);
+  if (affix) return `contrast: "${affix[0]}" vs "${affix[1]}"`;
+
+  const shared = new Set<string>();
+  for (const w of a.content) if (b.forms.has(w)) shared.add(stem(w));
+  for (const [rel, objsA] of a.relations) {
+    const objsB = b.relations.get(rel);
+    if (!objsB) continue;
+    const sa = [...objsA].filter((o) => shared.has(o));
+    const sb = [...objsB].filter((o) => shared.has(o));
+    if (sa.length > 0 && sb.length > 0 && (sa.length !== sb.length || sa.some((o) => !objsB.has(o)))) {
+      const marker = rel.slice(0, -1);
+      const side = rel.endsWith('>') ? 'after' : 'before';
+      return `order: "${sa.join(' ')}" vs "${sb.join(' ')}" ${side} "${marker}"`;
+    }
+  }
+  return undefined;
+}
+
+function addForms(forms: Set<string>, lower: string): void {
+  const l = lower.replace(/'s$/, '');
+  forms.add(lower);
+  forms.add(l);
+  forms.add(stem(l));
+  if (/[-/_.]/.test(l))
+    for (const part of l.split(/[-/_.]+/)) {
+      if (part) {
+        forms.add(part);
+        forms.add(stem(part));
+      }
+    }
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
+}
+
+// ---- numbers -------------------------------------------------------------------------------------------
+
+function numberKey(raw: string): string | undefined {
+  let s = raw.replace(/%$/, '');
+  if (/^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
+  else s = s.replace(/,/g, '.');
+  // dotted sequences like 1.2.3 (versions) are compared as written
+  if ((s.match(/\./g) ?? []).length > 1) return s.replace(/^\+/, '');
+  const n = Number(s);
+  if (!Number.isFinite(n)) return undefined;
+  return String(Number(n.toPrecision(12)));
+}
+
+function extractNumbers(tokens: readonly Token[]): string[] {
+  const out: string[] = [];
+  let acc: number | undefined; // a run of number words being summed ("twenty five", "three hundred")
+  const flush = (): void => {
+    if (acc !== undefined) out.push(String(Number(acc.toPrecision(12))));
+    acc = undefined;
+  };
+  for (const t of tokens) {
+    if (t.kind === 'num') {
+      flush();
+      const k = numberKey(t.text);
+      if (k !== undefined) out.push(k);
+      continue;
+    }
+    const parts = t.lower.split('-');
+    let isWordNumber = parts.length > 0;
+    for (const p of parts) if (!NUMBER_WORDS.has(p) && !NUMBER_SCALES.has(p)) isWordNumber = false;
+    if (isWordNumber) {
+      for (const p of parts) {
+        const scale = NUMBER_SCALES.get(p);
+        if (scale !== undefined) acc = (acc || 1) * scale;
+        else acc = (acc ?? 0) + NUMBER_WORDS.get(p)!;
+      }
+      continue;
+    }
+    flush();
+    // digits inside a word: "100g", "v2", "covid-19", "ipv6", "2nd"
+    for (const m of t.text.matchAll(/\d+(?:[.,]\d+)*/g)) {
+      const k = numberKey(m[0]);
+      if (k !== undefined) out.push(k);
+    }
+  }
+  flush();
+  return out.sort();
+}
+
+// ---- quoted strings -------------------------------------------------------------------------------------
+
+function extractQuoted(text: string): Set<string> {
+  const s = text
+    .normalize('NFKC')
+    .replace(/[\u201c\u201d\u201e\u00ab\u00bb]/g, '"')
+    .replace(/[\u2018\u2019]/g, "'");
+  const out = new Set<string>();
+  const re = /"([^"]+)"|`([^`]+)`|(?:^|[\s(\[])'([^']+)'(?=$|[\s.,;:!?)\]])/g;
+  for (const m of s.matchAll(re)) {
+    const q = (m[1] ?? m[2] ?? m[3] ?? '').trim().toLowerCase().replace(/\s+/g, ' ');
+    if (q) out.add(q);
+  }
+  return out;
+}
+
+// ---- entities -------------------------------------------------------------------------------------------
+
+/** Words that often start a prompt capitalised without being names. */
+const COMMON_INITIAL: ReadonlySet<string> = new Set([
+  ...STOPWORDS,
+  ...(
+    'write create generate make build draft compose rewrite rephrase paraphrase summarize summarise translate ' +
+    'explain describe define compare contrast list name give tell show find search look calculate compute ' +
+    'convert solve fix debug check review analyze analyse evaluate suggest recommend provide help assist ' +
+    'outline plan design implement use using imagine pretend act consider assume suppose let lets ' +
+    'hi hello hey thanks thank ok okay yes no not so now then also and but or if why because since while ' +
+    'after before during from to into with without in on at for about between best top good great ' +
+    'new old first last next other another many much more most few several some any every each all ' +
+    'should shall would will can could may might must do does did is are was were be has have had ' +
+    'i im ive id ill we you he she they it its this that these those there here what which who whom whose ' +
+    'how when where whether please kindly quick quickly simple simply briefly brief short detailed step ' +
+    'steps sort reverse remove delete add update insert select get set run start stop open close read ' +
+    'is isn aren doesn don can cannot would wouldn'
+  ).split(/\s+/),
+]);
+
+function isSentenceInitial(text: string, start: number): boolean {
+  for (let i = start - 1; i >= 0; i--) {
+    const c = text.charAt(i);
+    if (/\s/.test(c) || c === '"' || c === "'" || c === '(' || c === '[' || c === '*' || c === '-') continue;
+    return /[.!?:;\n]/.test(c);
+  }
+  return true;
+}
+
+function extractEntities(text: string, tokens: readonly Token[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const words = tokens.filter((t) => t.kind === 'word' && /\p{L}/u.test(t.text));
+  // A prompt written in capitals shouts; its capitals say nothing about names.
+  const caps = words.filter((t) => /\p{Lu}/u.test(t.text) && !/\p{Ll}/u.test(t.text)).length;
+  const shouting = words.length >= 3 && caps * 2 > words.length;
+  const norm = text.normalize('NFKC');
+  for (const t of tokens) {
+    if (t.kind !== 'word') continue;
+    const w = t.text;
+    const key = t.lower.replace(/'s$/, '');
+    const hasLetter = /\p{L}/u.test(w);
+    const hasDigit = /\d/.test(w);
+    const hasUpper = /\p{Lu}/u.test(w);
+    let entity = false;
+    if (hasLetter && hasDigit)
+      entity = true; // codes: A1, ISO-8601, mp3, h2o
+    else if (/[\p{L}\d]{2,}[_.][\p{L}\d]{2,}/u.test(w))
+      entity = true; // snake_case, file.txt, node.js
+    else if (hasUpper && !shouting) {
+      const letters = w.replace(/[^\p{L}]/gu, '');
+      const allCaps = letters.length >= 2 && !/\p{Ll}/u.test(letters);
+      const innerCap = /\p{L}\p{Lu}/u.test(w) && /\p{Ll}/u.test(w); // iPhone, JavaScript, macOS
+      if (allCaps) entity = !['ok', 'okay'].includes(key);
+      else if (innerCap) entity = true;
+      else if (/^\p{Lu}/u.test(w) && w !== 'I' && !/^i'/i.test(w))
+        entity = !isSentenceInitial(norm, t.start) || !COMMON_INITIAL.has(key.replace(/'/g, ''));
+    }
+    if (entity && !out.has(key)) out.set(key, w);
+  }
+  return out;
+}
+
+// ---- contrast groups -------------------------------------------------------------------------------------
+
+/** word or stem or bigram → [group, pole] */
+const POLE_INDEX: ReadonlyMap<string, readonly (readonly [number, number])[]> = (() => {
+  const index = new Map<string, [number, number][]>();
+  CONTRAST_GROUPS.forEach((group, g) => {
+    group.split('|').forEach((pole, p) => {
+      for (const word of pole.split(',')) {
+        for (const k of new Set([word, word.includes(' ') ? word : stem(word)])) {
+          const list = index.get(k) ?? [];
+          if (!list.some(([gg, pp]) => gg === g && pp === p)) list.push([g, p]);
+          index.set(k, list);
+        }
+      }
+    });
+  });
+  return index;
+})();
+
+function extractPoles(
+  lowers: readonly string[],
+  bigrams: readonly string[],
+): Map<number, Map<number, string>> {
+  const out = new Map<number, Map<number, string>>();
+  const note = (key: string, shown: string): void => {
+    for (const [g, p] of POLE_INDEX.get(key) ?? []) {
+      const m = out.get(g) ?? new Map<number, string>();
+      if (!m.has(p)) m.set(p, shown);
+      out.set(g, m);
+    }
+  };
+  for (const l of lowers) {
+    note(l, l);
+    const s = stem(l);
+    if (s !== l) note(s, l);
+  }
+  for (const b of bigrams) note(b, b);
+  return out;
+}
+
+function affixAntonym(a: PromptAnalysis, b: PromptAnalysis): [string, string] | undefined {
+  const onlyA = a.content.filter((w) => !b.forms.has(w));
+  const onlyB = b.content.filter((w) => !a.forms.has(w));
+  for (const [xs, ys, flip] of [
+    [onlyA, onlyB, false],
+    [onlyB, onlyA, true],
+  ] as const) {
+    for (const x of xs) {
+      for (const y of ys) {
+        if (isNegatedForm(x, y) || isNegatedForm(stem(x), stem(y))) return flip ? [y, x] : [x, y];
+      }
+    }
+  }
+  return undefined;
+}
+
+/** True when `neg` is `base` with a negating prefix (unsafe/safe) or -less for -ful / nothing (careless). */
+function isNegatedForm(base: string, neg: string): boolean {
+  if (base.length >= 4 && neg.length > base.length && neg.endsWith(base)) {
+    const prefix = neg.slice(0, neg.length - base.length);
+    if (NEGATING_PREFIXES.includes(prefix)) {
+      for (const e of AFFIX_EXCEPTIONS) if (neg.startsWith(e)) return false;
+      return true;
+    }
+  }
+  if (base.length >= 7 && neg === 'a' + base) return true; // typical/atypical, symmetric/asymmetric
+  if (base.endsWith('ful') && neg === base.slice(0, -3) + 'less') return true;
+  if (base.length >= 4 && neg === base + 'less') return true;
+  return false;
+}
+
+// ---- roles around direction words ----------------------------------------------------------------------
+
+const UNARY_MARKERS: ReadonlySet<string> = new Set([
+  'from',
+  'to',
+  'into',
+  'onto',
+  'toward',
+  'towards',
+  'before',
+  'after',
+  'than',
+  'vs',
+  'versus',
+  'v',
+  'over',
+  'out_of',
+  'instead_of',
+]);
+/** Markers whose left side also has a role (A than B, A vs B, A over B, A -> B). */
+const BINARY_MARKERS: ReadonlySet<string> = new Set(['than', 'vs', 'versus', 'v', 'over', '->']);
+
+function extractRelations(tokens: readonly Token[]): Map<string, Set<string>> {
+  // Fold two-word markers into one token.
+  const seq: string[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    const next = tokens[i + 1]?.lower;
+    if (t.kind === 'arrow') {
+      seq.push(/^(?:<-|←)$/.test(t.text) ? '<-' : '->');
+    } else if ((t.lower === 'out' || t.lower === 'instead') && next === 'of') {
+      seq.push(t.lower + '_of');
+      i++;
+    } else seq.push(t.lower);
+  }
+  const isMarker = (w: string): boolean => UNARY_MARKERS.has(w) || BINARY_MARKERS.has(w) || w === '<-';
+  const isContentWord = (w: string): boolean => !STOPWORDS.has(w) && !isMarker(w);
+  const out = new Map<string, Set<string>>();
+  const add = (rel: string, w: string): void => {
+    const s = out.get(rel) ?? new Set<string>();
+    s.add(stem(w.replace(/'s$/, '')));
+    out.set(rel, s);
+  };
+  const after = (i: number): string | undefined => {
+    for (let j = i + 1; j < seq.length; j++) {
+      const w = seq[j]!;
+      if (isMarker(w)) return undefined;
+      if (isContentWord(w)) return w;
+    }
+    return undefined;
+  };
+  const before = (i: number): string | undefined => {
+    for (let j = i - 1; j >= 0; j--) {
+      const w = seq[j]!;
+      if (isMarker(w)) return undefined;
+      if (isContentWord(w)) return w;
+    }
+    return undefined;
+  };
+  for (let i = 0; i < seq.length; i++) {
+    let m = seq[i]!;
+    if (!isMarker(m)) continue;
+    let obj = after(i);
+    let subj = before(i);
+    if (m === '<-') [m, obj, subj] = ['->', subj, obj]; // "A <- B" is "B -> A"
+    if (obj !== undefined) add(m + '>', obj);
+    if (BINARY_MARKERS.has(m) && subj !== undefined) add(m + '<', subj);
+  }
+  return out;
+}

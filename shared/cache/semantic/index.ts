@@ -1,0 +1,24 @@
+export {
+  CacheMatchConfidence,
+  DEFAULT_THRESHOLDS,
+  confidenceOf,
+  type SemanticThresholds,
+} from './confidence.js';
+export {
+  FunctionEmbedder,
+  HashedNgramEmbedder,
+  type Embedder,
+  type FunctionEmbedderOptions,
+  type HashedNgramEmbedderOptions,
+} from './embedder.js';
+export { guardRejects, analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
+export { LSH_BANDS, LSH_ROWS, LshHasher, lshCandidateProbability } from './lsh.js';
+export { scopeHash, type SemanticScope } from './scope.js';
+export {
+  SemanticCache,
+  type SemanticCacheOptions,
+  type SemanticCacheStats,
+  type SemanticHit,
+} from './semantic-cache.js';
+export { normalizePrompt } from './text.js';
+export { withModelCache, type ModelCacheResult, type WithModelCacheOptions } from './with-model-cache.js';

@@ -1,0 +1,102 @@
+--[[
+  The second step of a similarity lookup. Node has read the query's band buckets (one MGET) and ranked
+  the slots found there by how many bands they share with the query; this script returns the candidate
+  records of the first ARGV[4] of those slots whose entry is still alive, in that order, for the exact
+  cosine re-rank in Node. Expired entries met on the way are removed with everything that points at them
+  (lazy cleanup, at most ARGV[5] per call), and codes of slots with no record are taken out of the query's
+  buckets, so neither is ever returned again.
+
+  KEYS[1]  vec hash (slot -> "expires at (15 digits) .. id .. LF .. int8 vector .. prompt")
+  KEYS[2]  LRU sorted set
+  KEYS[3]  expiry sorted set
+  KEYS[4]  meta hash (id -> "slot|band values")
+  KEYS[5]  free slots list
+  KEYS[6..] the query's band buckets
+  ARGV[1]  entry key prefix
+  ARGV[2]  band key prefix
+  ARGV[3]  number of slots that follow
+  ARGV[4]  how many live candidates to return
+  ARGV[5]  most stale entries to clean up in this call
+  ARGV[6..] slots, best first
+
+  Returns { record1, record2, ... }
+]]
+local vec, lru, exp, meta, free = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local eprefix, bprefix = ARGV[1], ARGV[2]
+local n = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local maxStale = tonumber(ARGV[5])
+local out = {}
+if n == 0 then return out end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function code(slot)
+  return string.char(math.floor(slot / 65536) % 256, math.floor(slot / 256) % 256, slot % 256)
+end
+
+local function unpackFrom(key, c)
+  local s = redis.call('GET', key)
+  if not s then return end
+  local pos = 1
+  while true do
+    local i = string.find(s, c, pos, true)
+    if not i then return end
+    if (i - 1) % 3 == 0 then
+      if #s == 3 then
+        redis.call('DEL', key)
+      else
+        redis.call('SET', key, string.sub(s, 1, i - 1) .. string.sub(s, i + 3), 'KEEPTTL')
+      end
+      return
+    end
+    pos = i + 1
+  end
+end
+
+local function dropStale(slot, id)
+  local c = code(slot)
+  local rec = id and redis.call('HGET', meta, id)
+  if rec then
+    local bar = string.find(rec, '|', 1, true)
+    local i = 0
+    for v in string.gmatch(string.sub(rec, bar + 1), '[^,]+') do
+      unpackFrom(bprefix .. i .. ':' .. v, c)
+      i = i + 1
+    end
+    redis.call('HDEL', meta, id)
+  else
+    for k = 6, #KEYS do unpackFrom(KEYS[k], c) end
+  end
+  if id then
+    redis.call('ZREM', lru, id)
+    redis.call('ZREM', exp, id)
+    redis.call('DEL', eprefix .. id)
+    redis.call('HDEL', vec, slot)
+    redis.call('RPUSH', free, slot)
+    if redis.call('PTTL', free) < 0 then
+      local left = redis.call('PTTL', meta)
+      if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
+    end
+  end
+end
+
+local records = redis.call('HMGET', vec, unpack(ARGV, 6, 5 + n))
+local stale = 0
+for i = 1, n do
+  local r = records[i]
+  if r and tonumber(string.sub(r, 1, 15)) > now then
+    out[#out + 1] = r
+    if #out >= want then return out end
+  elseif stale < maxStale then
+    stale = stale + 1
+    local id
+    if r then
+      local nl = string.find(r, '\n', 16, true)
+      id = string.sub(r, 16, nl - 1)
+    end
+    dropStale(tonumber(ARGV[5 + i]), id)
+  end
+end
+return out

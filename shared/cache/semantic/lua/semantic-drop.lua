@@ -1,0 +1,99 @@
+--[[
+  Removes entries of one scope with everything that points at them (band bucket codes, slot and its
+  candidate record, LRU, expiry and meta records). Two modes:
+    ARGV[3] = 'ids'   remove the entries ARGV[4..]
+    ARGV[3] = 'all'   remove up to ARGV[4] entries of the scope (call again while it returns more left);
+                      when none are left, the scope's containers are deleted
+
+  KEYS[1]  LRU sorted set
+  KEYS[2]  expiry sorted set
+  KEYS[3]  meta hash (id -> "slot|band values")
+  KEYS[4]  vec hash (slot -> candidate record)
+  KEYS[5]  free slots list
+  KEYS[6]  next-slot counter
+  ARGV[1]  entry key prefix
+  ARGV[2]  band key prefix
+
+  Returns { entries removed that still existed, entries left in the scope (mode 'all'; 0 for 'ids') }
+]]
+local lru, exp, meta, vec, free, nextSlot = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local eprefix, bprefix = ARGV[1], ARGV[2]
+
+local function code(slot)
+  return string.char(math.floor(slot / 65536) % 256, math.floor(slot / 256) % 256, slot % 256)
+end
+
+local function unpackFrom(key, c)
+  local s = redis.call('GET', key)
+  if not s then return end
+  local pos = 1
+  while true do
+    local i = string.find(s, c, pos, true)
+    if not i then return end
+    if (i - 1) % 3 == 0 then
+      if #s == 3 then
+        redis.call('DEL', key)
+      else
+        redis.call('SET', key, string.sub(s, 1, i - 1) .. string.sub(s, i + 3), 'KEEPTTL')
+      end
+      return
+    end
+    pos = i + 1
+  end
+end
+
+local function drop(member)
+  local rec = redis.call('HGET', meta, member)
+  if rec then
+    local bar = string.find(rec, '|', 1, true)
+    local slot = tonumber(string.sub(rec, 1, bar - 1))
+    if slot >= 0 then
+      local c = code(slot)
+      local i = 0
+      for v in string.gmatch(string.sub(rec, bar + 1), '[^,]+') do
+        unpackFrom(bprefix .. i .. ':' .. v, c)
+        i = i + 1
+      end
+      redis.call('HDEL', vec, slot)
+      redis.call('RPUSH', free, slot)
+    end
+    redis.call('HDEL', meta, member)
+  end
+  redis.call('ZREM', lru, member)
+  redis.call('ZREM', exp, member)
+  return redis.call('DEL', eprefix .. member)
+end
+
+local function fixFreeTtl()
+  if redis.call('EXISTS', free) == 1 and redis.call('PTTL', free) < 0 then
+    local left = redis.call('PTTL', meta)
+    if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
+  end
+end
+
+local removed = 0
+if ARGV[3] == 'ids' then
+  for i = 4, #ARGV do removed = removed + drop(ARGV[i]) end
+  fixFreeTtl()
+  return { removed, 0 }
+end
+
+local limit = tonumber(ARGV[4])
+local members = redis.call('ZRANGE', lru, 0, limit - 1)
+if #members == 0 then
+  -- records without an LRU entry (should not happen; kept robust)
+  local cursor = '0'
+  repeat
+    local scan = redis.call('HSCAN', meta, cursor, 'COUNT', limit)
+    cursor = scan[1]
+    for i = 1, #scan[2], 2 do members[#members + 1] = scan[2][i] end
+  until cursor == '0' or #members >= limit
+end
+for _, m in ipairs(members) do removed = removed + drop(m) end
+local left = redis.call('ZCARD', lru) + redis.call('HLEN', meta)
+if left == 0 then
+  redis.call('DEL', lru, exp, meta, vec, free, nextSlot)
+else
+  fixFreeTtl()
+end
+return { removed, left }

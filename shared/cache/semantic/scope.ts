@@ -1,0 +1,112 @@
+import { hash } from 'node:crypto';
+import { canonicalJson } from '../../queues/job-id.js';
+import { NORMALIZE_VERSION } from './text.js';
+
+/** What partitions the cache: never shared across any field. The prompt is NOT part of it. */
+export interface SemanticScope {
+  model: string;
+  /** Output-changing parameters (temperature, top_p, top_k, repeat_penalty, max_tokens, seed, stop, num_ctx…). */
+  params?: Record<string, unknown>;
+  /** System prompt, and for chats the earlier messages (anything but the last user message). */
+  system?: string;
+  context?: unknown;
+  /** Tenant: a hash of the API key, or an explicit namespace. */
+  tenant?: string;
+}
+
+/** Bumped when the scope's canonical form changes, so old and new scopes never share a hash. */
+const SCOPE_VERSION = 'cell0/semantic/scope/v1';
+
+/**
+ * The 128-bit hash (32 hex) of a scope in a vector space. Undefined members, an empty `params` object and
+ * empty `system`/`tenant` strings count as absent; everything else counts, key order aside (canonical
+ * JSON), so temperature 0.7 and 0.8 are two scopes. The embedder's name and dims are part of it: vectors
+ * of two embedders are never compared.
+ */
+export function scopeHash(scope: SemanticScope, space: string): string {
+  if (scope === null || typeof scope !== 'object')
+    throw new TypeError('SemanticCache: scope must be an object with a "model"');
+  if (typeof scope.model !== 'string' || scope.model.length === 0)
+    throw new TypeError('SemanticCache: scope.model must be a non-empty string');
+  const params =
+    scope.params === undefined
+      ? undefined
+      : Object.fromEntries(Object.entries(scope.params).filter(([, v]) => v !== undefined));
+  const canonical = canonicalJson({
+    v: SCOPE_VERSION,
+    space,
+    model: scope.model,
+    params: params && Object.keys(params).length > 0 ? params : undefined,
+    system: scope.system ? scope.system : undefined,
+    context: scope.context ?? undefined,
+    tenant: scope.tenant ? scope.tenant : undefined,
+  });
+  return hash('sha256', canonical).slice(0, 32);
+}
+
+/**
+ * The id of a normalised prompt inside its scope: 52 bits of SHA-256 as a decimal integer, so Redis keeps
+ * small band sets as compact intsets and JavaScript numbers hold it exactly. A collision (p ≈ n²/2^53,
+ * 1e-6 at 100k entries in one scope) only makes two prompts share a slot: lookups compare the stored
+ * prompt's normal form before answering EXACT.
+ */
+export function promptId(normalized: string): string {
+  return String(parseInt(hash('sha256', NORMALIZE_VERSION + '\0' + normalized).slice(0, 13), 16));
+}
+
+/** A short hash for index keys (model, tenant). */
+export function shortHash(s: string): string {
+  return hash('sha256', s).slice(0, 16);
+}
+
+/**
+ * Key names of one scope. Every key carries the scope's `{hash}` tag, so all of them live in one cluster
+ * slot (the Lua scripts touch several at once) and a lookup can never reach another scope's entries.
+ * The cache prefix's own braces are dropped ("{cell0}" → "cell0:sem:{…}"): a key's first {…} decides its
+ * slot, and that must be the scope's.
+ */
+export class ScopeKeys {
+  readonly tag: string;
+  readonly entryPrefix: string;
+  readonly bandPrefix: string;
+  readonly lru: string;
+  readonly exp: string;
+  readonly meta: string;
+  readonly vec: string;
+  readonly free: string;
+  readonly next: string;
+
+  constructor(
+    base: string,
+    readonly hash: string,
+  ) {
+    this.tag = `${base}:{${hash}}`;
+    this.entryPrefix = `${this.tag}:e:`;
+    this.bandPrefix = `${this.tag}:b:`;
+    this.lru = `${this.tag}:lru`;
+    this.exp = `${this.tag}:exp`;
+    this.meta = `${this.tag}:meta`;
+    this.vec = `${this.tag}:vec`;
+    this.free = `${this.tag}:free`;
+    this.next = `${this.tag}:next`;
+  }
+
+  /** The per-scope containers, in the order the drop script takes them. */
+  containers(): [string, string, string, string, string, string] {
+    return [this.lru, this.exp, this.meta, this.vec, this.free, this.next];
+  }
+
+  entry(id: string): string {
+    return this.entryPrefix + id;
+  }
+
+  /** Band bucket key; the value in base 36 (what the scripts rebuild from the meta record). */
+  band(index: number, value: number): string {
+    return `${this.bandPrefix}${index}:${value.toString(36)}`;
+  }
+}
+
+/** The base of every key of a cache with `prefix` ("{cell0}" → "cell0:sem"). */
+export function keyBase(prefix: string): string {
+  return `${prefix.replace(/[{}]/g, '')}:sem`;
+}

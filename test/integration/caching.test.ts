@@ -1,0 +1,142 @@
+/*
+ * The caching layer end to end: HTTP API → Cell0Client (cache lookups) → queue → Cell0Worker (write
+ * through) → simulator, on a real Redis.
+ */
+import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
+import { startPrivateRedis } from '../helpers/redis-server';
+
+describe('caching through the API', () => {
+  let fleet: TestFleet;
+  beforeAll(async () => {
+    fleet = await startTestFleet({ caches: true, apiKeys: ['key-alpha', 'key-beta'] });
+  });
+  afterAll(() => fleet.close());
+
+  const alpha = { authorization: 'Bearer key-alpha' };
+  const beta = { authorization: 'Bearer key-beta' };
+  const generateCalls = () => fleet.sim.stats().requests.byEndpoint['/api/generate'] ?? 0;
+
+  it('answers the same inference request from the cache, without a job', async () => {
+    const body = { model: 'qwen2.5:0.5b', prompt: 'Which ocean is the largest on Earth?' };
+    const first = await post(`${fleet.url}/v1/inference`, body, { headers: alpha });
+    expect(first.status).toBe(200);
+    expect(first.body.cached).toBe(false);
+    const calls = generateCalls();
+    const second = await post(
+      `${fleet.url}/v1/inference`,
+      { ...body, prompt: 'which ocean is the largest on earth' },
+      { headers: alpha },
+    );
+    expect(second.status).toBe(200);
+    expect(second.body.cached).toBe('exact');
+    expect(second.body.similarity).toBe(1);
+    expect(second.body.result).toEqual(first.body.result);
+    expect(generateCalls()).toBe(calls);
+  });
+
+  it('does not answer a question with the reverse meaning from the cache', async () => {
+    const a = await post(
+      `${fleet.url}/v1/inference`,
+      { model: 'qwen2.5:0.5b', prompt: 'Cheapest flights from Paris to Rome in May' },
+      { headers: alpha },
+    );
+    expect(a.body.cached).toBe(false);
+    const calls = generateCalls();
+    const b = await post(
+      `${fleet.url}/v1/inference`,
+      { model: 'qwen2.5:0.5b', prompt: 'Cheapest flights from Rome to Paris in May' },
+      { headers: alpha },
+    );
+    expect(b.status).toBe(200);
+    expect(b.body.cached).toBe(false);
+    expect(generateCalls()).toBe(calls + 1);
+  });
+
+  it('never lets two API keys see each other’s cached answers (or share a job)', async () => {
+    const body = { model: 'qwen2.5:0.5b', prompt: 'Summarise our private roadmap for Q3' };
+    const a = await post(`${fleet.url}/v1/inference`, body, { headers: alpha });
+    expect(a.body.cached).toBe(false);
+    const b = await post(`${fleet.url}/v1/inference`, body, { headers: beta });
+    expect(b.status).toBe(200);
+    expect(b.body.cached).toBe(false);
+    expect(b.body.jobId).not.toBe(a.body.jobId);
+    const again = await post(`${fleet.url}/v1/inference`, body, { headers: beta });
+    expect(again.body.cached).toBe('exact');
+    expect(again.body.jobId).toBe(b.body.jobId);
+  });
+
+  it('honours noCache (a fresh run) and noStore (nothing cached)', async () => {
+    const body = { model: 'qwen2.5:0.5b', prompt: 'Name three noble gases' };
+    await post(`${fleet.url}/v1/inference`, body, { headers: alpha });
+    const calls = generateCalls();
+    const fresh = await post(
+      `${fleet.url}/v1/inference`,
+      { ...body, cache: { noCache: true } },
+      { headers: alpha },
+    );
+    expect(fresh.body.cached).toBe(false);
+    expect(generateCalls()).toBe(calls + 1);
+
+    const secret = { model: 'qwen2.5:0.5b', prompt: 'Do not keep this answer', cache: { noStore: true } };
+    const s1 = await post(`${fleet.url}/v1/inference`, secret, { headers: alpha });
+    expect(s1.body.cached).toBe(false);
+    const s2 = await post(`${fleet.url}/v1/inference`, { ...secret, cache: {} }, { headers: alpha });
+    expect(s2.body.cached).toBe(false); // not in the cache (the completed job may still answer it)
+  });
+
+  it('answers the same search from the search cache', async () => {
+    const first = await post(`${fleet.url}/v1/search`, { query: 'capital of Australia' }, { headers: alpha });
+    expect(first.body.cached).toBe(false);
+    const second = await post(
+      `${fleet.url}/v1/search`,
+      { query: 'Capital of  Australia?' },
+      { headers: alpha },
+    );
+    expect(second.body.cached).toBe('exact');
+    expect((second.body.result as { hits: unknown[] }).hits).toEqual(
+      (first.body.result as { hits: unknown[] }).hits,
+    );
+  });
+
+  it('refuses a malformed cache field with 400 naming it', async () => {
+    const r = await post(
+      `${fleet.url}/v1/inference`,
+      { model: 'm', prompt: 'p', cache: { noCache: 'yes' } },
+      { headers: alpha },
+    );
+    expect(r.status).toBe(400);
+    expect(JSON.stringify(r.body)).toContain('cache.noCache');
+  });
+});
+
+describe('caching while Redis is away', () => {
+  it('degrades every cache to a miss: the request takes the queue path and gets its 503 quickly', async () => {
+    const redis = await startPrivateRedis();
+    const fleet = await startTestFleet({ redisUrl: redis.url, caches: true, breakerResetMs: 1000 });
+    await fleet.client.start();
+    try {
+      const ok = await post(`${fleet.url}/v1/search`, { query: 'hydrogen' });
+      expect(ok.status).toBe(200);
+      await redis.stop();
+      for (const [path, body] of [
+        ['/v1/search', { query: 'hydrogen' }],
+        ['/v1/inference', { model: 'qwen2.5:0.5b', prompt: 'still answered?' }],
+      ] as const) {
+        const t0 = performance.now();
+        const r = await post(`${fleet.url}${path}`, body);
+        expect(r.status).toBe(503);
+        expect(r.body).toMatchObject({
+          error: { code: expect.stringMatching(/REDIS_UNAVAILABLE|BREAKER_OPEN/) },
+        });
+        expect(performance.now() - t0).toBeLessThan(1000);
+      }
+      const stats = fleet.client.caches.search!.getStats();
+      expect(stats.errors).toBeGreaterThanOrEqual(1);
+    } finally {
+      // Back up before the fleet closes, so its connections close cleanly.
+      await redis.start();
+      await fleet.close();
+      await redis.destroy();
+    }
+  });
+});
