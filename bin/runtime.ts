@@ -174,6 +174,7 @@ export async function startApi(
   const caches = buildCaches(config, client.submitter.redis, {
     embedder: semanticEmbedder(config),
     logger: log,
+    l1: true,
   });
   if (caches) {
     client.caches.inference = caches.inference;

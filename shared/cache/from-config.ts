@@ -23,7 +23,12 @@ export interface Caches {
 export function buildCaches(
   config: Config,
   redis: RedisClient,
-  opts: { embedder?: Embedder; logger?: Logger } = {},
+  opts: {
+    embedder?: Embedder;
+    logger?: Logger;
+    /** Put the in-process tier (CELL0_CACHE_L1_*) in front of the search cache: producers, which read. */
+    l1?: boolean;
+  } = {},
 ): Caches | undefined {
   if (!config.cache.enabled) return undefined;
   const minConfidence = config.cache.semanticMinConfidence as CacheMatchConfidence;
@@ -41,6 +46,9 @@ export function buildCaches(
     redis,
     prefix: config.redis.prefix,
     ttls: config.cache.searchTtls as Partial<Record<SearchType, number>>,
+    ...(opts.l1 && config.cache.l1Size > 0
+      ? { l1: { maxsize: config.cache.l1Size, ttlSeconds: config.cache.l1TtlSeconds } }
+      : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
   return { inference, search, minConfidence };
