@@ -16,6 +16,7 @@ import { RedisClient } from '../../shared/redis/redis-client';
 import { waitUntilReady } from '../../shared/redis/connection';
 import { SemanticCache } from '../../shared/cache/semantic';
 import { SearchCache } from '../../shared/cache/search-cache';
+import { ResponseCache } from '../../shared/cache/http';
 import { type CachedInference } from '../../shared/cache/inference-key';
 import { type InferenceResult } from '../../shared/queues/results';
 
@@ -92,6 +93,7 @@ export async function startTestFleet(
     apiKeys: opts.apiKeys ?? [],
     resultWaitMs: opts.resultWaitMs ?? 10_000,
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
+    ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
     mounts: [{ path: board.basePath, router: board.router }],
   });
   const server = new HttpServer(app, { host: '127.0.0.1', port: 0 });

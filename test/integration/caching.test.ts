@@ -98,6 +98,42 @@ describe('caching through the API', () => {
     );
   });
 
+  it('caches the read endpoints: a finished job’s view, with ETag and 304; a pending one never', async () => {
+    const done = await post(
+      `${fleet.url}/v1/inference`,
+      { model: 'qwen2.5:0.5b', prompt: 'A finished job to read twice' },
+      { headers: alpha },
+    );
+    const url = `${fleet.url}/v1/jobs/inference/${String(done.body.jobId)}`;
+    const first = await fetch(url, { headers: alpha });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-cache')).toBe('MISS');
+    const etag = first.headers.get('etag');
+    expect(etag).toBeTruthy();
+    const second = await fetch(url, { headers: alpha });
+    expect(second.headers.get('x-cache')).toBe('HIT');
+    expect(await second.json()).toEqual(await first.json());
+    const notModified = await fetch(url, { headers: { ...alpha, 'if-none-match': etag! } });
+    expect(notModified.status).toBe(304);
+    // Another key does not get alpha's cached answer (per-user entries).
+    expect((await fetch(url, { headers: beta })).headers.get('x-cache')).toBe('MISS');
+
+    const pending = await post(
+      `${fleet.url}/v1/inference`,
+      { model: 'qwen2.5:0.5b', prompt: 'Still running when read', params: { max_tokens: 4000 }, wait: 0 },
+      { headers: alpha },
+    );
+    expect(pending.status).toBe(202);
+    const p1 = await fetch(`${fleet.url}/v1/jobs/inference/${String(pending.body.jobId)}`, {
+      headers: alpha,
+    });
+    expect(p1.headers.get('cache-control')).toBe('no-store');
+    const p2 = await fetch(`${fleet.url}/v1/jobs/inference/${String(pending.body.jobId)}`, {
+      headers: alpha,
+    });
+    expect(p2.headers.get('x-cache')).not.toBe('HIT');
+  });
+
   it('refuses a malformed cache field with 400 naming it', async () => {
     const r = await post(
       `${fleet.url}/v1/inference`,
