@@ -7,7 +7,9 @@
 import { seededRandom } from '../shared/cache/semantic/lsh.js';
 
 const V = {
-  lang: 'Python JavaScript TypeScript Go Rust Java Kotlin Ruby PHP Swift C# Scala Elixir Haskell Lua Dart'.split(' '),
+  lang: 'Python JavaScript TypeScript Go Rust Java Kotlin Ruby PHP Swift C# Scala Elixir Haskell Lua Dart'.split(
+    ' ',
+  ),
   task: [
     'reverse a linked list',
     'parse a CSV file',
@@ -108,8 +110,26 @@ const V = {
     'DNA replication',
     'the greenhouse effect',
   ],
-  audience: ['a five year old', 'a high school student', 'a software engineer', 'my grandmother', 'a beginner', 'an expert'],
-  doc: ['poem', 'short story', 'blog post', 'cover letter', 'product description', 'tweet', 'speech', 'haiku', 'limerick', 'newsletter'],
+  audience: [
+    'a five year old',
+    'a high school student',
+    'a software engineer',
+    'my grandmother',
+    'a beginner',
+    'an expert',
+  ],
+  doc: [
+    'poem',
+    'short story',
+    'blog post',
+    'cover letter',
+    'product description',
+    'tweet',
+    'speech',
+    'haiku',
+    'limerick',
+    'newsletter',
+  ],
   topic: [
     'the ocean',
     'autumn leaves',
@@ -176,7 +196,18 @@ const V = {
     'hummus',
   ],
   ingredient: ['eggs', 'gluten', 'dairy', 'sugar', 'nuts', 'an oven', 'butter', 'meat', 'yeast', 'onions'],
-  device: ['laptop', 'phone', 'router', 'printer', 'smart TV', 'car', 'dishwasher', 'washing machine', 'PC', 'tablet'],
+  device: [
+    'laptop',
+    'phone',
+    'router',
+    'printer',
+    'smart TV',
+    'car',
+    'dishwasher',
+    'washing machine',
+    'PC',
+    'tablet',
+  ],
   symptom: [
     'overheat',
     'restart randomly',
@@ -187,7 +218,14 @@ const V = {
     'run slowly',
     'refuse to turn on',
   ],
-  event: ['an update', 'a power outage', 'I dropped it', 'a factory reset', 'a few hours of use', 'charging overnight'],
+  event: [
+    'an update',
+    'a power outage',
+    'I dropped it',
+    'a factory reset',
+    'a few hours of use',
+    'charging overnight',
+  ],
   skill: [
     'Spanish',
     'the guitar',
@@ -212,9 +250,10 @@ const V = {
     ['ounces', 'grams'],
     ['gallons', 'liters'],
   ],
-  company: 'Apple Google Microsoft Amazon Tesla Netflix Nvidia Meta Spotify Airbnb Stripe Shopify Uber Adobe Intel Oracle IBM Samsung Sony Siemens'.split(
-    ' ',
-  ),
+  company:
+    'Apple Google Microsoft Amazon Tesla Netflix Nvidia Meta Spotify Airbnb Stripe Shopify Uber Adobe Intel Oracle IBM Samsung Sony Siemens'.split(
+      ' ',
+    ),
   role: [
     'product manager',
     'data scientist',
@@ -249,7 +288,8 @@ const V = {
     'I am lost',
     'happy birthday',
   ],
-  natlang: 'French German Italian Spanish Portuguese Japanese Korean Dutch Greek Turkish Polish Swedish'.split(' '),
+  natlang:
+    'French German Italian Spanish Portuguese Japanese Korean Dutch Greek Turkish Polish Swedish'.split(' '),
   year: ['2019', '2020', '2021', '2022', '2023', '2024', '2025'],
 };
 
@@ -287,7 +327,11 @@ const TEMPLATES: ((p: Pick) => string)[] = [
     return `How many ${b} are in ${p('n')} ${a}?`;
   },
   (p) => `What questions are asked in a ${p('role')} interview at ${p('company')}?`,
-  (p) => `Compare ${p('lang')} and ${p('lang')} for ${p('purpose')}`,
+  (p) => {
+    // "A and B" = "B and A": keep one order, so a reordering is never counted as a different prompt
+    const [a, b] = [p('lang'), p('lang')].sort();
+    return `Compare ${a} and ${b} for ${p('purpose')}`;
+  },
   (p) => `Is ${p('lang')} faster than ${p('lang')} to ${p('task')}?`,
   (p) => `What happened to ${p('company')} stock in ${p('year')}?`,
   (p) => `Write ${p('n')} interview questions for a ${p('role')}`,
@@ -298,7 +342,11 @@ const TEMPLATES: ((p: Pick) => string)[] = [
   (p) => `My ${p('device')} started to ${p('symptom')} after ${p('event')}, what should I do?`,
   (p) => `Plan a ${p('n')} day trip from ${p('city')} to ${p('city')} in ${p('month')}`,
   (p) => `Translate "${p('phrase')}" into ${p('natlang')}`,
-  (p) => `Write a ${p('lang')} script that can ${p('task')} and ${p('task')}`,
+  (p) => {
+    const lang = p('lang');
+    const [a, b] = [p('task'), p('task')].sort();
+    return `Write a ${lang} script that can ${a} and ${b}`;
+  },
 ];
 
 /** A deterministic stream of prompts (duplicates possible; callers dedupe). */
@@ -328,7 +376,8 @@ export function distinctPrompts(
     seen.add(k);
     out.push(p);
   }
-  if (out.length < count) throw new Error(`semantic-corpus: only ${out.length} distinct prompts for ${count}`);
+  if (out.length < count)
+    throw new Error(`semantic-corpus: only ${out.length} distinct prompts for ${count}`);
   return out;
 }
 

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ENV, loadConfig, type Config } from '../../shared/config/config';
@@ -323,6 +324,20 @@ interface DockerfileFacts {
   cmd: string[];
 }
 
+/** Every folder under shared/ that holds Lua scripts: read at run time, so images and packages need them. */
+export function luaFolders(): string[] {
+  const root = join(__dirname, '..', '..');
+  const found = new Set<string>();
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+      if (e.isDirectory()) walk(`${dir}/${e.name}`);
+      else if (e.name.endsWith('.lua')) found.add(dir);
+    }
+  };
+  walk('shared');
+  return [...found].sort();
+}
+
 function checkDockerfile(text: string, cli: CliCommands, problems: string[]): DockerfileFacts {
   const facts: DockerfileFacts = { env: new Map(), entrypoint: [], cmd: [] };
   const { stages } = parseDockerfile(text);
@@ -358,7 +373,7 @@ function checkDockerfile(text: string, cli: CliCommands, problems: string[]): Do
     return words.slice(0, -1).map((w) => w.replace(/^\.\//, '').replace(/\/+$/, ''));
   });
   const copied = (want: string) => sources.some((s) => s === want || s.endsWith(`/${want}`));
-  for (const want of ['dist', 'data', 'shared/queues/lua', 'package.json']) {
+  for (const want of ['dist', 'data', 'package.json', ...luaFolders()]) {
     if (!copied(want))
       problems.push(`${where}: does not COPY ${want} (read at run time from the package root)`);
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import {
   checkCompose,
+  luaFolders,
   parseCommandList,
   parseDuration,
   parseOptionList,
@@ -306,6 +307,11 @@ const dockerfileBreakages: [string, (text: string) => string, RegExp][] = [
     (t) => t.replace(/^COPY shared\/queues\/lua .*$/m, ''),
     /does not COPY shared\/queues\/lua/,
   ],
+  [
+    'rate-limit Lua scripts not copied',
+    (t) => t.replace(/^COPY shared\/rate-limit\/lua .*$/m, ''),
+    /does not COPY shared\/rate-limit\/lua/,
+  ],
   ['dist not copied', (t) => t.replace(/^COPY --from=build .*dist.*$/m, ''), /does not COPY dist/],
   [
     'another entry point',
@@ -343,5 +349,19 @@ describe('checkCompose reports a broken Dockerfile', () => {
     expect(checkCompose(doc, cli, noEnv)).toEqual(
       expect.arrayContaining([expect.stringMatching(/services\.api: listens on 127\.0\.0\.1/)]),
     );
+  });
+});
+
+describe('the npm package', () => {
+  it('ships every folder of Lua scripts the code reads at run time', () => {
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+      files: string[];
+    };
+    const folders = luaFolders();
+    expect(folders).toEqual(
+      expect.arrayContaining(['shared/queues/lua', 'shared/rate-limit/lua', 'shared/cache/semantic/lua']),
+    );
+    for (const f of folders)
+      expect({ folder: f, shipped: pkg.files.includes(f) }).toEqual({ folder: f, shipped: true });
   });
 });

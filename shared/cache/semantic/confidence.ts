@@ -15,14 +15,17 @@ export interface SemanticThresholds {
 }
 
 /**
- * Defaults, for the default HashedNgramEmbedder. Measured on it (see test/unit/semantic-embedder.test.ts):
- * rephrasings that keep every content word (function words swapped, "how do I" ↔ "how can I", reordered
- * clauses, inflections, punctuation) score 0.88–0.96; replacing one content word out of four or five
- * scores 0.70–0.80 ("reverse a linked list" ↔ "sort a linked list" 0.78); unrelated prompts ~0.
- * - high 0.90: only rephrasings of the same words; LSH recall >= 0.95 from here up (see lsh.ts);
- * - medium 0.82: also small edits of longer prompts; below the single-substitution band of short ones;
+ * Defaults, for the default HashedNgramEmbedder. Measured on it (test/unit/semantic-embedder.test.ts and
+ * bench:semantic): rephrasings that keep every content word (function words swapped, "how do I" ↔ "how
+ * can I", politeness added, inflections, reordering, punctuation) score 0.88–0.98; replacing one content
+ * word scores 0.55–0.80 ("reverse" ↔ "sort a linked list" 0.78, "capital of France" ↔ "Spain" 0.55);
+ * unrelated prompts ~0 (signed hashing). Hence:
+ * - high 0.90: rephrasings of the same words only; LSH recall is >= 0.95 from here up (lsh.ts);
+ * - medium 0.82: also bigger function-word edits ("how do I reset…" ↔ "how to reset…" 0.85), still above
+ *   the single-substitution band of most prompts;
  * - low 0.75: near misses; a caller that accepts LOW accepts some wrong answers (the guard removes the
- *   dangerous kinds: negation, numbers, entities, swapped roles, antonyms).
+ *   dangerous kinds: negation, numbers, entities, swapped roles, antonyms, added qualifiers), and LSH
+ *   finds only ~60% of pairs at 0.75.
  * A neural embedder scores unrelated prompts of one topic at 0.6–0.8: give it higher thresholds.
  */
 export const DEFAULT_THRESHOLDS: Readonly<SemanticThresholds> = Object.freeze({

@@ -30,7 +30,10 @@ import { STOPWORDS, stem, tokenize, type Token } from './text.js';
  * 7. order: the same content words hold different roles around direction words: the word after from / to /
  *    into / out of / toward / before / after / than / vs / over / instead of / an arrow, or before than / vs /
  *    over / an arrow ("from Paris to Rome" vs "from Rome to Paris"; "python faster than java" vs "java faster
- *    than python"). Moving a whole phrase keeps the roles ("to Rome from Paris" is fine).
+ *    than python"). Moving a whole phrase keeps the roles ("to Rome from Paris" is fine);
+ * 8. qualifier: one prompt has content words the other lacks while the other has none of its own (it adds
+ *    a qualifier: "a blog post about friendship" vs "… for my grandmother"; "best laptops" vs "best laptops
+ *    for students"). Requests and politeness ("please", "help", "I need", "quickly") do not count.
  *
  * Cheap (two tokenisations, set comparisons; no model). It errs on the side of refusing: a refusal costs a
  * cache miss, a wrong acceptance serves a wrong answer.
@@ -131,8 +134,46 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
       return `order: "${sa.join(' ')}" vs "${sb.join(' ')}" ${side} "${marker}"`;
     }
   }
+
+  const extraA = a.content.filter((w) => isQualifierWord(w) && !b.forms.has(w) && !b.forms.has(stem(w)));
+  const extraB = b.content.filter((w) => isQualifierWord(w) && !a.forms.has(w) && !a.forms.has(stem(w)));
+  if (extraA.length > 0 !== extraB.length > 0)
+    return `qualifier: "${[...extraA, ...extraB].join(' ')}" only in one prompt`;
   return undefined;
 }
+
+/** A content word that can qualify a request (not a number, negation, direction word or filler). */
+function isQualifierWord(w: string): boolean {
+  return (
+    /\p{L}/u.test(w) &&
+    !FILLER.has(w) &&
+    !NEGATIONS.has(w) &&
+    !w.endsWith("n't") &&
+    !w.split('-').every((p) => NUMBER_WORDS.has(p) || NUMBER_SCALES.has(p)) &&
+    !UNARY_MARKERS.has(w) &&
+    !BINARY_MARKERS.has(w) &&
+    !DIRECTION_WORDS.has(w)
+  );
+}
+
+/** Prepositions that only steer the roles of the words around them (rule 7 looks at them). */
+const DIRECTION_WORDS: ReadonlySet<string> = new Set([
+  'out',
+  'instead',
+  'between',
+  'against',
+  'within',
+  'across',
+]);
+
+/** Words that make a request polite or explicit without changing what is asked. */
+const FILLER: ReadonlySet<string> = new Set(
+  (
+    'please help need needs want wants wanted wonder wondering curious question quick quickly briefly ' +
+    'simply exactly actually basically thanks thank hi hello hey ok okay write create make generate ' +
+    'provide find hey assist'
+  ).split(/\s+/),
+);
 
 function addForms(forms: Set<string>, lower: string): void {
   const l = lower.replace(/'s$/, '');
@@ -211,7 +252,7 @@ function extractQuoted(text: string): Set<string> {
     .replace(/[\u201c\u201d\u201e\u00ab\u00bb]/g, '"')
     .replace(/[\u2018\u2019]/g, "'");
   const out = new Set<string>();
-  const re = /"([^"]+)"|`([^`]+)`|(?:^|[\s(\[])'([^']+)'(?=$|[\s.,;:!?)\]])/g;
+  const re = /"([^"]+)"|`([^`]+)`|(?:^|[\s([])'([^']+)'(?=$|[\s.,;:!?)\]])/g;
   for (const m of s.matchAll(re)) {
     const q = (m[1] ?? m[2] ?? m[3] ?? '').trim().toLowerCase().replace(/\s+/g, ' ');
     if (q) out.add(q);

@@ -26,8 +26,9 @@ import { createHash } from 'node:crypto';
  *     0.00    0.500   0.500   0.000244  0.0049    false-candidate rate at cosine 0
  *
  * At 100k entries in one scope a query therefore meets ~490 unrelated (cosine ≈ 0) entries, or ~4,000 if
- * the whole scope sat at cosine 0.3 from it (prompts built from one template do); counting those is a
- * few hundred µs of Lua, and only the top N by band count are fetched and re-ranked. Alternatives weighed:
+ * the whole scope sat at cosine 0.3 from it (prompts built from one template do: bench:semantic measures
+ * ~2,000 slots per lookup at 100k). They are counted in Node (rankSlots, ~50 µs for 2,000) and only the
+ * top 24 by shared bands are fetched and re-ranked by exact cosine. Alternatives weighed:
  * R = 10 (B = 20) lifts recall at 0.82 to 0.92 but admits 2% of all entries at cosine 0 (2,000 at 100k);
  * R = 16 needs B = 35 for 0.95 at 0.9 and 35 × 65,536 potential band keys per scope (millions of Redis keys
  * at 100k entries) where R = 12 keeps it at 20 × 4,096 = 82k. Sixteen bands give recall 0.93 at 0.9 (too

@@ -114,7 +114,7 @@ const CANDIDATES = 24;
 const RANKED = 40;
 /** Most guard refusals per lookup before giving up (each costs a tokenisation). */
 const GUARD_TRIES = 8;
-/** Stale band-set members a lookup cleans up at most. */
+/** Expired entries a lookup removes at most when it meets them among its candidates. */
 const STALE_CLEANUP = 16;
 /** Expired entries a set() cleans up at most. */
 const EXPIRED_CLEANUP = 64;
@@ -125,6 +125,7 @@ const SCRIPTS = {
   cell0SemSet: 'semantic-set.lua',
   cell0SemCandidates: 'semantic-candidates.lua',
   cell0SemFetch: 'semantic-fetch.lua',
+  cell0SemLookup: 'semantic-lookup.lua',
   cell0SemDrop: 'semantic-drop.lua',
   cell0SemIndex: 'semantic-index.lua',
 } as const;
@@ -135,6 +136,7 @@ interface SemCommands {
   cell0SemSet(numKeys: number, ...args: Arg[]): Promise<[number, number]>;
   cell0SemCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemFetch(numKeys: number, ...args: Arg[]): Promise<[string, string, string] | null>;
+  cell0SemLookupBuffer(numKeys: number, ...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
   cell0SemDrop(numKeys: number, ...args: Arg[]): Promise<[number, number]>;
   cell0SemIndex(numKeys: number, ...args: Arg[]): Promise<number>;
 }
@@ -150,7 +152,8 @@ function commands(redis: Redis): SemCommands {
         readFileSync(join(packageRoot(), 'shared', 'cache', 'semantic', 'lua', file), 'utf8'),
       ]),
     ) as Record<ScriptName, string>;
-    for (const name of Object.keys(SCRIPTS) as ScriptName[]) redis.defineCommand(name, { lua: sources[name] });
+    for (const name of Object.keys(SCRIPTS) as ScriptName[])
+      redis.defineCommand(name, { lua: sources[name] });
   }
   return redis as unknown as SemCommands;
 }
@@ -239,7 +242,10 @@ function scratch(cells: number): Scratch {
 }
 
 /** A candidate record: 15 digits of expiry, the id, LF, the int8 vector (dims bytes), the prompt. */
-export function parseRecord(rec: Buffer, dims: number): { id: string; vector: Buffer; prompt: string } | undefined {
+export function parseRecord(
+  rec: Buffer,
+  dims: number,
+): { id: string; vector: Buffer; prompt: string } | undefined {
   const nl = rec.indexOf(10, 15);
   if (nl < 0 || rec.length < nl + 1 + dims) return undefined;
   return {
@@ -253,11 +259,15 @@ export function parseRecord(rec: Buffer, dims: number): { id: string; vector: Bu
  * A cache of model outputs that also answers prompts that mean the same as a stored one, on plain Redis
  * (no modules; Redis Cluster and Valkey work: every multi-key script touches one scope's slot).
  *
- * get(): the exact key first (scope hash + normalised prompt → EXACT). On a miss, the prompt is embedded,
- * hashed into LSH bands (lsh.ts), a Lua script counts band collisions over the query's band sets and
- * returns the best-sharing entries with their int8 vectors, Node re-ranks them by cosine, and the best one
- * above the threshold that the guard (guard.ts) accepts is the answer. Redis failures and embedder failures
- * become misses (counted in `errors`); with Redis down the breaker answers in microseconds.
+ * get(): the exact key first (scope hash + normalised prompt → EXACT). On a miss, the prompt is embedded and
+ * hashed into LSH bands (lsh.ts); the query's band buckets (packed slot numbers) are read, Node counts the
+ * band collisions per slot (rankSlots), a Lua script returns the records (int8 vector, prompt) of the top
+ * slots whose entries are alive, Node re-ranks them by exact cosine, and the most similar one above the
+ * threshold that the guard (guard.ts) accepts is fetched and answered. With the in-process hashed embedder
+ * the embedding is computed up front and one script reads the exact key and, only if it misses, the
+ * buckets: two round trips on a miss, three on a similarity hit, one on an exact hit (a remote embedder
+ * is called only after an exact miss: one more). Redis and embedder failures become misses (counted in
+ * `errors`); with Redis down the breaker answers in microseconds.
  *
  * Entries expire after their TTL (all their keys; index records of expired entries are cleaned lazily,
  * never returned), and each scope holds at most `maxEntriesPerScope` (least recently used evicted).
@@ -305,13 +315,19 @@ export class SemanticCache<T = unknown> {
     if (typeof opts.prefix !== 'string' || opts.prefix.replace(/[{}]/g, '').length === 0)
       issues.push({ field: 'prefix', reason: `expected a non-empty string, got ${String(opts.prefix)}` });
     const t = opts.thresholds;
-    if (![t.high, t.medium, t.low].every((x) => typeof x === 'number' && x > 0 && x <= 1) || !(t.high >= t.medium && t.medium >= t.low))
+    if (
+      ![t.high, t.medium, t.low].every((x) => typeof x === 'number' && x > 0 && x <= 1) ||
+      !(t.high >= t.medium && t.medium >= t.low)
+    )
       issues.push({
         field: 'thresholds',
         reason: `expected 0 < low <= medium <= high <= 1, got ${JSON.stringify(t)}`,
       });
     if (!Object.values(CacheMatchConfidence).includes(opts.defaultMinConfidence))
-      issues.push({ field: 'defaultMinConfidence', reason: `unknown level ${String(opts.defaultMinConfidence)}` });
+      issues.push({
+        field: 'defaultMinConfidence',
+        reason: `unknown level ${String(opts.defaultMinConfidence)}`,
+      });
     if (!(typeof opts.ttlSeconds === 'number' && opts.ttlSeconds > 0))
       issues.push({ field: 'ttlSeconds', reason: `expected seconds > 0, got ${String(opts.ttlSeconds)}` });
     if (!(Number.isInteger(opts.maxEntriesPerScope) && opts.maxEntriesPerScope >= 1))
@@ -363,7 +379,12 @@ export class SemanticCache<T = unknown> {
    * entry with the same normalised prompt. Never rejects because of Redis or the embedder (counted in
    * `errors`, logged); rejects on a programming error (no model, ttl <= 0, a value JSON cannot encode).
    */
-  async set(prompt: string, value: T, scope: SemanticScope, opts: { ttlSeconds?: number } = {}): Promise<void> {
+  async set(
+    prompt: string,
+    value: T,
+    scope: SemanticScope,
+    opts: { ttlSeconds?: number } = {},
+  ): Promise<void> {
     const ttlSeconds = opts.ttlSeconds ?? this.opts.ttlSeconds;
     if (!(typeof ttlSeconds === 'number' && ttlSeconds > 0))
       throw new TypeError(`SemanticCache.set: ttlSeconds must be > 0, got ${String(ttlSeconds)}`);
@@ -408,7 +429,9 @@ export class SemanticCache<T = unknown> {
           ),
         ),
         // Indexes of the scope for invalidate(); each in its own slot, so separate commands.
-        this.redis.run((r) => commands(r).cell0SemIndex(1, this.modelIndexKey(scope.model), keys.hash, ttlMs)),
+        this.redis.run((r) =>
+          commands(r).cell0SemIndex(1, this.modelIndexKey(scope.model), keys.hash, ttlMs),
+        ),
         scope.tenant
           ? this.redis.run((r) =>
               commands(r).cell0SemIndex(1, this.tenantIndexKey(scope.tenant!), keys.hash, ttlMs),
@@ -442,19 +465,17 @@ export class SemanticCache<T = unknown> {
     const model = m.model || undefined;
     const tenant = m.tenant || undefined;
     if (model === undefined && tenant === undefined)
-      throw new ValidationError([{ field: 'match', reason: 'give a model and/or a tenant (or a full scope)' }]);
+      throw new ValidationError([
+        { field: 'match', reason: 'give a model and/or a tenant (or a full scope)' },
+      ]);
 
     let scopes: string[];
     if (full) {
       scopes = [scopeHash(m as SemanticScope, this.space)];
     } else {
       const [byModel, byTenant] = await Promise.all([
-        model === undefined
-          ? undefined
-          : this.redis.run((r) => r.smembers(this.modelIndexKey(model))),
-        tenant === undefined
-          ? undefined
-          : this.redis.run((r) => r.smembers(this.tenantIndexKey(tenant))),
+        model === undefined ? undefined : this.redis.run((r) => r.smembers(this.modelIndexKey(model))),
+        tenant === undefined ? undefined : this.redis.run((r) => r.smembers(this.tenantIndexKey(tenant))),
       ]);
       if (byModel && byTenant) {
         const t = new Set(byTenant);
@@ -468,7 +489,14 @@ export class SemanticCache<T = unknown> {
       // One script call per chunk: Redis runs a script alone, so each call stays short.
       for (let round = 0; round < 1_000_000; round++) {
         const [n, left] = await this.redis.run((r) =>
-          commands(r).cell0SemDrop(6, ...keys.containers(), keys.entryPrefix, keys.bandPrefix, 'all', CLEAR_CHUNK),
+          commands(r).cell0SemDrop(
+            6,
+            ...keys.containers(),
+            keys.entryPrefix,
+            keys.bandPrefix,
+            'all',
+            CLEAR_CHUNK,
+          ),
         );
         removed += Number(n);
         if (Number(left) === 0) break;
@@ -477,7 +505,9 @@ export class SemanticCache<T = unknown> {
     if (scopes.length > 0) {
       await Promise.all([
         model === undefined ? undefined : this.redis.run((r) => r.srem(this.modelIndexKey(model), ...scopes)),
-        tenant === undefined ? undefined : this.redis.run((r) => r.srem(this.tenantIndexKey(tenant), ...scopes)),
+        tenant === undefined
+          ? undefined
+          : this.redis.run((r) => r.srem(this.tenantIndexKey(tenant), ...scopes)),
       ]);
     }
     this.log.info({ model, tenant, scopes: scopes.length, removed }, 'semantic cache invalidated');
@@ -546,38 +576,84 @@ export class SemanticCache<T = unknown> {
     const normalized = normalizePrompt(prompt);
     const id = promptId(normalized);
 
-    // 1. Exact.
-    let row: [string, string, string] | null;
-    try {
-      row = await this.redis.run((r) => commands(r).cell0SemFetch(2, keys.entry(id), keys.lru, id));
-    } catch (err) {
-      return this.failed('get', err);
+    // 1. Exact, then (on a miss) the query's band buckets. With the in-process embedder the embedding
+    // costs ~20 µs, so it is computed up front and one script does both steps in one round trip (it reads
+    // the buckets only when the exact key misses). A remote embedder is called only after an exact miss.
+    const oneTrip =
+      this.embedder instanceof HashedNgramEmbedder && minConfidence !== CacheMatchConfidence.EXACT;
+    let vec: Float32Array | undefined;
+    let bands: number[] | undefined;
+    let bandKeys: string[] | undefined;
+    let buckets: (Buffer | null)[] | undefined;
+    if (oneTrip) {
+      vec = await this.embedOne(prompt, signal);
+      bands = this.lsh.bandValues(vec);
+      bandKeys = bands?.map((v, i) => keys.band(i, v));
     }
-    this.recovered();
-    if (row && normalizePrompt(row[1]) === normalized) {
-      const hit = this.hit(row, keys.hash, id, CacheMatchConfidence.EXACT, 1);
-      if (hit) return hit;
+    if (bandKeys) {
+      const lookupKeys = bandKeys;
+      let reply: [number, ...(Buffer | null)[]];
+      try {
+        reply = await this.redis.run((r) =>
+          commands(r).cell0SemLookupBuffer(
+            2 + lookupKeys.length,
+            keys.entry(id),
+            keys.lru,
+            ...lookupKeys,
+            id,
+          ),
+        );
+      } catch (err) {
+        return this.failed('get', err);
+      }
+      this.recovered();
+      if (Number(reply[0]) === 1) {
+        const row = (reply.slice(1, 4) as (Buffer | null)[]).map((b) => (b ? b.toString('utf8') : '')) as [
+          string,
+          string,
+          string,
+        ];
+        if (normalizePrompt(row[1]) === normalized) {
+          const hit = this.hit(row, keys.hash, id, CacheMatchConfidence.EXACT, 1);
+          if (hit) return hit;
+        }
+        // a prompt-id collision: read the buckets with a plain MGET below
+      } else buckets = reply.slice(1) as (Buffer | null)[];
+    } else {
+      let row: [string, string, string] | null;
+      try {
+        row = await this.redis.run((r) => commands(r).cell0SemFetch(2, keys.entry(id), keys.lru, id));
+      } catch (err) {
+        return this.failed('get', err);
+      }
+      this.recovered();
+      if (row && normalizePrompt(row[1]) === normalized) {
+        const hit = this.hit(row, keys.hash, id, CacheMatchConfidence.EXACT, 1);
+        if (hit) return hit;
+      }
     }
     if (minConfidence === CacheMatchConfidence.EXACT) return this.miss();
     const threshold = thresholdOf(minConfidence, this.opts.thresholds);
 
     // 2. Similar: candidates by shared LSH bands, re-ranked by cosine.
-    let vec: Float32Array;
-    try {
-      vec = await this.embedOne(prompt, signal);
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      return this.failed('get', err);
+    if (!vec) {
+      try {
+        vec = await this.embedOne(prompt, signal);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        return this.failed('get', err);
+      }
+      signal?.throwIfAborted();
+      bands = this.lsh.bandValues(vec);
     }
-    signal?.throwIfAborted();
-    const bands = this.lsh.bandValues(vec);
     if (!bands) return this.miss();
-    const bandKeys = bands.map((v, i) => keys.band(i, v));
-    let buckets: (Buffer | null)[];
-    try {
-      buckets = await this.redis.run((r) => r.mgetBuffer(...bandKeys));
-    } catch (err) {
-      return this.failed('get', err);
+    const queryKeys = bandKeys ?? bands.map((v, i) => keys.band(i, v));
+    if (!buckets) {
+      try {
+        buckets = await this.redis.run((r) => r.mgetBuffer(...queryKeys));
+      } catch (err) {
+        return this.failed('get', err);
+      }
     }
     const { ranked, visited, distinct } = rankSlots(buckets, bands.length, RANKED);
     this.counters.searches++;
@@ -588,13 +664,13 @@ export class SemanticCache<T = unknown> {
     try {
       records = await this.redis.run((r) =>
         commands(r).cell0SemCandidatesBuffer(
-          5 + bandKeys.length,
+          5 + queryKeys.length,
           keys.vec,
           keys.lru,
           keys.exp,
           keys.meta,
           keys.free,
-          ...bandKeys,
+          ...queryKeys,
           keys.entryPrefix,
           keys.bandPrefix,
           ranked.length,
@@ -610,7 +686,11 @@ export class SemanticCache<T = unknown> {
     for (const rec of records) {
       const c = parseRecord(rec, this.embedder.dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
-      candidates.push({ id: c.id, prompt: c.prompt, similarity: Math.min(1, cosineQuantized(vec, c.vector)) });
+      candidates.push({
+        id: c.id,
+        prompt: c.prompt,
+        similarity: Math.min(1, cosineQuantized(vec, c.vector)),
+      });
     }
     candidates.sort((a, b) => b.similarity - a.similarity);
 

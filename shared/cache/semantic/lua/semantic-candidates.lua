@@ -66,7 +66,13 @@ local function dropStale(slot, id)
       i = i + 1
     end
     redis.call('HDEL', meta, id)
+    redis.call('RPUSH', free, slot)
+    if redis.call('PTTL', free) < 0 then
+      local left = redis.call('PTTL', meta)
+      if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
+    end
   else
+    -- no record of where it is: take it out of the buckets at hand; the slot is not reused
     for k = 6, #KEYS do unpackFrom(KEYS[k], c) end
   end
   if id then
@@ -74,11 +80,6 @@ local function dropStale(slot, id)
     redis.call('ZREM', exp, id)
     redis.call('DEL', eprefix .. id)
     redis.call('HDEL', vec, slot)
-    redis.call('RPUSH', free, slot)
-    if redis.call('PTTL', free) < 0 then
-      local left = redis.call('PTTL', meta)
-      if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
-    end
   end
 end
 

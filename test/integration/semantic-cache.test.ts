@@ -1,0 +1,484 @@
+import { once } from 'node:events';
+import { Redis } from 'ioredis';
+import {
+  CacheMatchConfidence,
+  FunctionEmbedder,
+  HashedNgramEmbedder,
+  SemanticCache,
+  withModelCache,
+  type SemanticCacheOptions,
+  type SemanticScope,
+} from '../../shared/cache/semantic';
+import { keyBase } from '../../shared/cache/semantic/scope';
+import { ConfigError, ValidationError } from '../../shared/errors';
+import { waitUntilReady } from '../../shared/redis/connection';
+import { RedisClient } from '../../shared/redis/redis-client';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { startPrivateRedis } from '../helpers/redis-server';
+import { rejectionOf, until } from '../helpers/wait';
+
+const SCOPE: SemanticScope = { model: 'llama3.1:8b', params: { temperature: 0.2 }, tenant: 'tenant-a' };
+
+async function keysUnder(redis: Redis, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    found.push(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  return found.sort();
+}
+
+describe('SemanticCache (on Redis)', () => {
+  const prefix = uniquePrefix('sem');
+  const base = `${prefix.replace(/[{}]/g, '')}:sem`;
+  let raw: Redis;
+  let client: RedisClient;
+  let n = 0;
+  const bases = new Map<SemanticCache<string>, string>();
+  // Each test gets its own prefix below `prefix`'s base, so counts and keys never mix.
+  const make = (opts: Partial<Omit<SemanticCacheOptions, 'redis'>> = {}): SemanticCache<string> => {
+    const p = `{${prefix.replace(/[{}]/g, '')}-${++n}}`;
+    const cache = new SemanticCache<string>({ redis: client, prefix: p, ...opts });
+    bases.set(cache, keyBase(p));
+    return cache;
+  };
+  const baseOf = (cache: SemanticCache<string>): string => bases.get(cache)!;
+
+  beforeAll(async () => {
+    raw = new Redis(testRedisUrl());
+    client = new RedisClient({ url: testRedisUrl() });
+    await waitUntilReady(client.connection, 10_000);
+  });
+
+  afterAll(async () => {
+    const keys = await keysUnder(raw, `${base.slice(0, -4)}*`);
+    if (keys.length > 0) await raw.del(...keys);
+    await client.close();
+    await raw.quit();
+  });
+
+  it('answers the same prompt (after normalisation) with EXACT', async () => {
+    const cache = make();
+    await cache.set('How do I reset my password?', 'Use the reset link.', SCOPE);
+    for (const p of [
+      'How do I reset my password?',
+      '  how do i RESET my password ',
+      'How do I reset my password!',
+    ]) {
+      const hit = await cache.get(p, SCOPE);
+      expect(hit).toMatchObject({
+        value: 'Use the reset link.',
+        confidence: CacheMatchConfidence.EXACT,
+        similarity: 1,
+        prompt: 'How do I reset my password?',
+      });
+      expect(hit!.storedAt).toBeGreaterThan(Date.now() - 60_000);
+      expect(hit!.entryId).toMatch(/^[0-9a-f]{32}:\d+$/);
+    }
+    expect(
+      await cache.get('How do I reset my password?', SCOPE, { minConfidence: CacheMatchConfidence.EXACT }),
+    ).toMatchObject({ confidence: 'exact' });
+  });
+
+  it('answers a paraphrase with its similarity level, and respects minConfidence', async () => {
+    const cache = make();
+    await cache.set('How do I reset my password?', 'Use the reset link.', SCOPE);
+    const high = await cache.get('How can I reset my password?', SCOPE);
+    expect(high).toMatchObject({ value: 'Use the reset link.', confidence: CacheMatchConfidence.HIGH });
+    expect(high!.similarity).toBeGreaterThanOrEqual(0.9);
+    expect(high!.similarity).toBeLessThan(1);
+
+    // 0.85: MEDIUM; not served at the default minimum (HIGH)
+    expect(await cache.get('how to reset my password', SCOPE)).toBeUndefined();
+    const medium = await cache.get('how to reset my password', SCOPE, {
+      minConfidence: CacheMatchConfidence.MEDIUM,
+    });
+    expect(medium).toMatchObject({ confidence: CacheMatchConfidence.MEDIUM });
+    expect(
+      await cache.get('How can I reset my password?', SCOPE, { minConfidence: CacheMatchConfidence.EXACT }),
+    ).toBeUndefined();
+    expect(
+      await cache.get('Explain quantum entanglement simply', SCOPE, {
+        minConfidence: CacheMatchConfidence.LOW,
+      }),
+    ).toBeUndefined();
+
+    const lowCache = make({ defaultMinConfidence: CacheMatchConfidence.MEDIUM });
+    await lowCache.set('How do I reset my password?', 'x', SCOPE);
+    expect(await lowCache.get('how to reset my password', SCOPE)).toMatchObject({ confidence: 'medium' });
+  });
+
+  it('never answers across scopes: tenants, models, temperatures, system prompts', async () => {
+    const cache = make();
+    const prompt = 'Write a haiku about the autumn ocean at night';
+    const paraphrase = 'Can you write a haiku about the autumn ocean at night';
+    await cache.set(prompt, 'stored', SCOPE);
+    expect(await cache.get(paraphrase, SCOPE)).toMatchObject({ value: 'stored' });
+    const others: SemanticScope[] = [
+      { ...SCOPE, tenant: 'tenant-b' },
+      { ...SCOPE, tenant: undefined },
+      { ...SCOPE, model: 'mistral:7b' },
+      { ...SCOPE, params: { temperature: 0.9 } },
+      { ...SCOPE, params: { temperature: 0.2, seed: 7 } },
+      { ...SCOPE, system: 'You are a pirate.' },
+      { ...SCOPE, context: [{ role: 'user', content: 'earlier turn' }] },
+    ];
+    for (const scope of others) {
+      expect(await cache.get(prompt, scope, { minConfidence: CacheMatchConfidence.LOW })).toBeUndefined();
+      expect(await cache.get(paraphrase, scope, { minConfidence: CacheMatchConfidence.LOW })).toBeUndefined();
+    }
+    // Same scope written differently: key order and undefined/empty members do not matter.
+    expect(
+      await cache.get(prompt, {
+        tenant: 'tenant-a',
+        params: { temperature: 0.2, top_k: undefined },
+        model: 'llama3.1:8b',
+        system: '',
+      }),
+    ).toMatchObject({ confidence: 'exact' });
+  });
+
+  it('keeps every key of a scope in one hash slot ({scope hash} tag)', async () => {
+    const cache = make({ maxEntriesPerScope: 2 });
+    for (const p of ['a first prompt about cats', 'a second prompt about dogs', 'a third prompt about birds'])
+      await cache.set(p, 'v', SCOPE);
+    const keys = await keysUnder(raw, `${baseOf(cache)}:{*`);
+    expect(keys.length).toBeGreaterThan(5);
+    const tags = new Set(keys.map((k) => /\{([^}]+)\}/.exec(k)![1]));
+    expect(tags.size).toBe(1);
+  });
+
+  describe('the guard', () => {
+    // Thresholds low enough that each pair scores as "similar": the guard alone decides.
+    const loose = { high: 0.75, medium: 0.7, low: 0.6 };
+    const pairs: [string, string, string][] = [
+      [
+        'reversal',
+        'book cheap flights from Paris to Rome next week',
+        'book cheap flights from Rome to Paris next week',
+      ],
+      [
+        'negation',
+        'is it safe to drink tap water in the city',
+        'is it not safe to drink tap water in the city',
+      ],
+      [
+        'numbers',
+        'how many calories are in 100 grams of cooked rice',
+        'how many calories are in 250 grams of cooked rice',
+      ],
+      [
+        'entities',
+        'summarize the quarterly report of Acme Corp for investors',
+        'summarize the quarterly report of Globex Corp for investors',
+      ],
+    ];
+
+    it.each(pairs)('refuses a %s as a hit, and counts it', async (_kind, stored, asked) => {
+      const cache = make({ thresholds: loose });
+      await cache.set(stored, 'answer', SCOPE);
+      expect(await cache.get(asked, SCOPE)).toBeUndefined();
+      expect(cache.getStats().guardRejections).toBe(1);
+      // exact hits are never guarded
+      expect(await cache.get(stored, SCOPE)).toMatchObject({ confidence: 'exact' });
+    });
+
+    it.each(pairs)('can be turned off (%s then hits)', async (_kind, stored, asked) => {
+      const cache = make({ thresholds: loose, guard: false });
+      await cache.set(stored, 'answer', SCOPE);
+      expect(await cache.get(asked, SCOPE)).toMatchObject({ value: 'answer', confidence: 'high' });
+      expect(cache.getStats().guardRejections).toBe(0);
+    });
+
+    it('skips a refused candidate for the next one that passes', async () => {
+      const cache = make({ thresholds: loose });
+      await cache.set('how many calories are in 250 grams of cooked rice', '250 g', SCOPE);
+      await cache.set('how many calories are in 100 grams of cooked rice', '100 g', SCOPE);
+      const hit = await cache.get('How many calories are in 100 grams of cooked rice please', SCOPE);
+      expect(hit?.value).toBe('100 g');
+    });
+  });
+
+  it('expires entries after their TTL (all keys), never returns them, and cleans their records lazily', async () => {
+    const cache = make();
+    await cache.set('What is the tallest mountain in Europe?', 'Elbrus', SCOPE, { ttlSeconds: 0.3 });
+    const keysOf = () => keysUnder(raw, `${baseOf(cache)}:{*`);
+    expect((await keysOf()).length).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 450));
+    expect(await cache.get('What is the tallest mountain in Europe?', SCOPE)).toBeUndefined();
+    expect(
+      await cache.get('Tell me the tallest mountain in Europe', SCOPE, {
+        minConfidence: CacheMatchConfidence.LOW,
+      }),
+    ).toBeUndefined();
+    await until(async () => (await keysOf()).length === 0, 2000, 'every key of the scope to expire');
+
+    // An expired entry that shares band buckets with a live one: its codes outlive it (the buckets live
+    // on) until a lookup meets it as a candidate: never returned, and removed on the spot.
+    const a = 'What is the tallest mountain in Europe?';
+    await cache.set(a, 'Elbrus', SCOPE, { ttlSeconds: 0.3 });
+    await cache.set('What is the tallest mountain in Europe today?', 'Elbrus today', SCOPE, {
+      ttlSeconds: 60,
+    });
+    await new Promise((r) => setTimeout(r, 450));
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    const meta = `${baseOf(cache)}:{${tag}}:meta`;
+    const codes = async (): Promise<number> => {
+      let total = 0;
+      for (const k of await keysUnder(raw, `${baseOf(cache)}:{${tag}}:b:*`)) total += await raw.strlen(k);
+      return total / 3;
+    };
+    expect(await raw.hlen(meta)).toBe(2);
+    expect(await codes()).toBeGreaterThan(20);
+    // the expired prompt itself: the exact key is gone; its vector meets its own codes in the live buckets
+    const hit = await cache.get(a, SCOPE, { minConfidence: CacheMatchConfidence.LOW });
+    expect(hit?.value).not.toBe('Elbrus');
+    expect(await raw.hlen(meta)).toBe(1);
+    expect(await codes()).toBe(20); // only the live entry's 20 bands
+    expect(await cache.get('What is the tallest mountain in Europe today', SCOPE)).toMatchObject({
+      value: 'Elbrus today',
+    });
+  });
+
+  it('removes expired entries on later stores (counted)', async () => {
+    const cache = make();
+    await cache.set('a long-lived prompt about water', 'w', SCOPE, { ttlSeconds: 60 });
+    await cache.set('first short-lived prompt about tea', 'a', SCOPE, { ttlSeconds: 0.2 });
+    await new Promise((r) => setTimeout(r, 350));
+    await cache.set('second prompt about coffee', 'b', SCOPE);
+    expect(cache.getStats().expiredRemoved).toBe(1);
+  });
+
+  it('invalidates by model across tenants and parameters, by tenant, and by full scope', async () => {
+    const cache = make();
+    const m1a = { model: 'm1', tenant: 'a' };
+    const m1b = { model: 'm1', tenant: 'b', params: { temperature: 0 } };
+    const m2a = { model: 'm2', tenant: 'a' };
+    await cache.set('what is a monad', 'x', m1a);
+    await cache.set('what is a functor', 'x', m1a);
+    await cache.set('what is a monad', 'y', m1b);
+    await cache.set('what is a monad', 'z', m2a);
+    expect(await cache.invalidate({ model: 'm1' })).toBe(3);
+    expect(await cache.get('what is a monad', m1a)).toBeUndefined();
+    expect(await cache.get('what is a monad', m1b)).toBeUndefined();
+    expect(await cache.get('what is a monad', m2a)).toMatchObject({ value: 'z' });
+    expect(await cache.invalidate({ model: 'm1' })).toBe(0);
+
+    await cache.set('what is a monad', 'x', m1a);
+    expect(await cache.invalidate({ tenant: 'a' })).toBe(2);
+    expect(await cache.get('what is a monad', m2a)).toBeUndefined();
+
+    await cache.set('what is a monad', 'y', m1b);
+    await cache.set('what is a monad', 'x', m1a);
+    expect(await cache.invalidate({ ...m1b })).toBe(1); // full scope (has params): only that scope
+    expect(await cache.get('what is a monad', m1a)).toMatchObject({ value: 'x' });
+    expect(await cache.invalidate({ model: 'm1', tenant: 'a' })).toBe(1);
+
+    expect(await rejectionOf(cache.invalidate({}))).toBeInstanceOf(ValidationError);
+    expect(await keysUnder(raw, `${baseOf(cache)}:{*`)).toEqual([]);
+  });
+
+  it('bounds a scope, evicting the least recently used', async () => {
+    const cache = make({ maxEntriesPerScope: 3 });
+    const prompts = ['alpha question about owls', 'beta question about bees', 'gamma question about cows'];
+    for (const p of prompts) {
+      await cache.set(p, p, SCOPE);
+      await new Promise((r) => setTimeout(r, 5)); // distinct LRU timestamps
+    }
+    await cache.get(prompts[0]!, SCOPE); // alpha used again: beta is now the least recently used
+    await new Promise((r) => setTimeout(r, 5));
+    await cache.set('delta question about pigs', 'delta', SCOPE);
+    await cache.set('epsilon question about rats', 'epsilon', SCOPE);
+    expect(cache.getStats().evictions).toBe(2);
+    expect(await cache.get(prompts[1]!, SCOPE)).toBeUndefined();
+    expect(await cache.get(prompts[2]!, SCOPE)).toBeUndefined();
+    for (const p of [prompts[0]!, 'delta question about pigs', 'epsilon question about rats'])
+      expect(await cache.get(p, SCOPE)).toMatchObject({ confidence: 'exact' });
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    expect(await raw.zcard(`${baseOf(cache)}:{${tag}}:lru`)).toBe(3);
+    expect(await raw.hlen(`${baseOf(cache)}:{${tag}}:vec`)).toBe(3);
+  });
+
+  it('reportFalseHit counts the report and removes the entry', async () => {
+    const cache = make();
+    await cache.set('How do I reset my password?', 'wrong answer', SCOPE);
+    const hit = await cache.get('How can I reset my password?', SCOPE);
+    expect(hit).toBeDefined();
+    await cache.reportFalseHit(hit!.entryId);
+    expect(await cache.get('How can I reset my password?', SCOPE)).toBeUndefined();
+    expect(await cache.get('How do I reset my password?', SCOPE)).toBeUndefined();
+    expect(cache.getStats().falseHitReports).toBe(1);
+    expect(await rejectionOf(cache.reportFalseHit('not-an-id'))).toBeInstanceOf(TypeError);
+  });
+
+  it('keeps stats', async () => {
+    const cache = make();
+    await cache.set('How do I reset my password?', 'a', SCOPE);
+    await cache.get('How do I reset my password?', SCOPE); // exact
+    await cache.get('How can I reset my password?', SCOPE); // high
+    await cache.get('how to reset my password', SCOPE, { minConfidence: CacheMatchConfidence.LOW }); // medium
+    await cache.get('Explain quantum entanglement simply', SCOPE); // miss
+    const s = cache.getStats();
+    expect(s).toMatchObject({
+      lookups: 4,
+      exactHits: 1,
+      semanticHits: { high: 1, medium: 1, low: 0 },
+      misses: 1,
+      sets: 1,
+      errors: 0,
+      hitRate: 0.75,
+    });
+    expect(s.latency.count).toBe(4);
+    expect(s.latency.p50Ms).toBeGreaterThan(0);
+    expect(s.search.count).toBe(3);
+  });
+
+  it('refuses bad options and bad scopes', async () => {
+    expect(() => make({ thresholds: { high: 0.5, medium: 0.8, low: 0.7 } })).toThrow(ConfigError);
+    expect(() => make({ ttlSeconds: 0 })).toThrow(/ttlSeconds/);
+    expect(() => make({ maxEntriesPerScope: 0 })).toThrow(/maxEntriesPerScope/);
+    const cache = make();
+    await expect(cache.get('x', { model: '' })).rejects.toThrow(TypeError);
+    await expect(cache.set('x', 'y', SCOPE, { ttlSeconds: -1 })).rejects.toThrow(/ttlSeconds/);
+  });
+
+  it('rejects get() with the signal reason when aborted', async () => {
+    const cache = make();
+    const ac = new AbortController();
+    ac.abort(new Error('caller left'));
+    await expect(cache.get('x', SCOPE, { signal: ac.signal })).rejects.toThrow('caller left');
+  });
+
+  it('draws the same hyperplanes in every process: a second instance finds the first one entries', async () => {
+    const prefixShared = `{${prefix.replace(/[{}]/g, '')}-shared}`;
+    const other = new RedisClient({ url: testRedisUrl() });
+    try {
+      await waitUntilReady(other.connection, 10_000);
+      const writer = new SemanticCache<string>({
+        redis: client,
+        prefix: prefixShared,
+        embedder: new HashedNgramEmbedder(),
+      });
+      const reader = new SemanticCache<string>({
+        redis: other,
+        prefix: prefixShared,
+        embedder: new HashedNgramEmbedder(),
+      });
+      await writer.set('Write a python function to reverse a linked list', 'def rev(...)', SCOPE);
+      const hit = await reader.get('Write a Python function that reverses a linked list', SCOPE);
+      expect(hit).toMatchObject({ value: 'def rev(...)', confidence: 'high' });
+      expect(reader.entryIdOf('a b', SCOPE)).toBe(writer.entryIdOf('A B.', SCOPE));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('with a remote embedder: calls it only after an exact miss, and degrades its failures to misses', async () => {
+    const local = new HashedNgramEmbedder();
+    let calls = 0;
+    let down = false;
+    const embedder = new FunctionEmbedder({
+      name: 'fake/remote',
+      dims: local.dims,
+      fn: async (texts) => {
+        calls++;
+        if (down) throw new Error('embedding service down');
+        return (await local.embed(texts)).map((v) => Array.from(v));
+      },
+    });
+    const cache = make({ embedder });
+    await cache.set('How do I reset my password?', 'a', SCOPE);
+    expect(calls).toBe(1);
+    expect(await cache.get('how do i reset my password', SCOPE)).toMatchObject({ confidence: 'exact' });
+    expect(calls).toBe(1); // the exact key answered: no embedding
+    expect(await cache.get('How can I reset my password?', SCOPE)).toMatchObject({ confidence: 'high' });
+    expect(calls).toBe(2);
+    down = true;
+    expect(await cache.get('How would I reset my password?', SCOPE)).toBeUndefined();
+    await expect(cache.set('another prompt', 'b', SCOPE)).resolves.toBeUndefined();
+    expect(cache.getStats().errors).toBe(2);
+  });
+
+  describe('withModelCache', () => {
+    it('calls the model once, then serves exact and semantic repeats from the cache', async () => {
+      const cache = make();
+      const calls: string[] = [];
+      const model = withModelCache(
+        async (prompt: string, scope: SemanticScope, suffix: string) => {
+          calls.push(prompt);
+          return `${scope.model}: answer to ${prompt}${suffix}`;
+        },
+        { cache, ttlSeconds: 60 },
+      );
+      const first = await model('How do I reset my password?', SCOPE, '!');
+      expect(first).toEqual({ value: 'llama3.1:8b: answer to How do I reset my password?!', cached: false });
+      const again = await model('how do I reset my password', SCOPE, '!');
+      expect(again).toMatchObject({ value: first.value, cached: 'exact', similarity: 1 });
+      const para = await model('How can I reset my password?', SCOPE, '!');
+      expect(para.cached).toBe('semantic');
+      expect(para.value).toBe(first.value);
+      expect(calls).toEqual(['How do I reset my password?']);
+    });
+
+    it('does not cache failures', async () => {
+      const cache = make();
+      let n = 0;
+      const model = withModelCache(
+        async () => {
+          if (n++ === 0) throw new Error('model down');
+          return 'ok';
+        },
+        { cache, minConfidence: CacheMatchConfidence.HIGH },
+      );
+      await expect(model('a prompt', SCOPE)).rejects.toThrow('model down');
+      expect(await model('a prompt', SCOPE)).toEqual({ value: 'ok', cached: false });
+      expect(await model('a prompt', SCOPE)).toMatchObject({ value: 'ok', cached: 'exact' });
+    });
+  });
+});
+
+describe('SemanticCache with Redis down', () => {
+  it('answers a miss fast and never throws from get/set; invalidate throws a typed error', async () => {
+    const server = await startPrivateRedis();
+    const client = new RedisClient({ url: server.url, breakerThreshold: 3, breakerResetMs: 60_000 });
+    try {
+      await waitUntilReady(client.connection, 10_000);
+      const cache = new SemanticCache<string>({ redis: client, prefix: uniquePrefix('semdown') });
+      await cache.set('How do I reset my password?', 'a', SCOPE);
+      expect(await cache.get('How can I reset my password?', SCOPE)).toBeDefined();
+
+      const closed = once(client.connection, 'close');
+      await server.stop();
+      await closed;
+      // The first failures open the breaker; every call answers a miss, none throws.
+      for (let i = 0; i < 3; i++) {
+        expect(await cache.get('How do I reset my password?', SCOPE)).toBeUndefined();
+        await expect(cache.set('another prompt', 'b', SCOPE)).resolves.toBeUndefined();
+      }
+      expect(client.breaker.state).toBe('open');
+      const times: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const t0 = performance.now();
+        expect(await cache.get('How do I reset my password?', SCOPE)).toBeUndefined();
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      expect(times[Math.floor(times.length * 0.9)]!).toBeLessThan(5);
+      await expect(cache.set('yet another prompt', 'c', SCOPE)).resolves.toBeUndefined();
+      await expect(cache.reportFalseHit(cache.entryIdOf('x', SCOPE))).resolves.toBeUndefined();
+      const err = await rejectionOf(cache.invalidate({ model: SCOPE.model }));
+      expect((err as { code?: string }).code).toMatch(/^CELL0_(BREAKER_OPEN|REDIS_UNAVAILABLE)$/);
+      const s = cache.getStats();
+      expect(s.errors).toBeGreaterThanOrEqual(57);
+      expect(s.misses).toBeGreaterThanOrEqual(53);
+      // Bring Redis back before closing: ioredis lingers ~2 s after a refused reconnect otherwise.
+      await server.start();
+      await until(() => client.connection.status === 'ready', 10_000, 'the client to reconnect');
+    } finally {
+      await client.close();
+      await server.destroy();
+    }
+  });
+});

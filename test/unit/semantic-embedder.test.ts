@@ -1,0 +1,118 @@
+import {
+  CacheMatchConfidence,
+  DEFAULT_THRESHOLDS,
+  FunctionEmbedder,
+  HashedNgramEmbedder,
+} from '../../shared/cache/semantic';
+import { confidenceOf } from '../../shared/cache/semantic/confidence';
+import { cosine, cosineQuantized, quantize } from '../../shared/cache/semantic/vector-codec';
+
+const e = new HashedNgramEmbedder();
+const sim = (a: string, b: string): number => cosine(e.embedOne(a), e.embedOne(b));
+
+describe('HashedNgramEmbedder', () => {
+  it('is deterministic across instances and L2-normalised', async () => {
+    const [a] = await new HashedNgramEmbedder().embed(['How do I reset my password?']);
+    const [b] = await new HashedNgramEmbedder().embed(['How do I reset my password?']);
+    expect(Array.from(a!)).toEqual(Array.from(b!));
+    expect(a!.length).toBe(512);
+    let n = 0;
+    for (const x of a!) n += x * x;
+    expect(n).toBeCloseTo(1, 5);
+    expect(e.embedOne('').every((x) => x === 0)).toBe(true);
+    expect(new HashedNgramEmbedder({ dims: 256 }).embedOne('hello world').length).toBe(256);
+    expect(() => new HashedNgramEmbedder({ dims: 300 })).toThrow(/dims/);
+  });
+
+  it('rejects with the signal reason when aborted', async () => {
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    await expect(e.embed(['x'], ac.signal)).rejects.toThrow('stop');
+  });
+
+  // The measurements behind DEFAULT_THRESHOLDS (confidence.ts).
+  it('scores rephrasings that keep the content words at HIGH', () => {
+    for (const [a, b] of [
+      ['How do I reset my password?', 'How can I reset my password?'],
+      ['What is the capital of France?', 'Tell me the capital of France'],
+      [
+        'Write a haiku about the autumn ocean at night',
+        'Can you write a haiku about the autumn ocean at night',
+      ],
+      [
+        'Write a python function to reverse a linked list',
+        'Write a Python function that reverses a linked list',
+      ],
+      ['What causes inflation in an economy?', 'what causes inflation in the economy'],
+    ])
+      expect(sim(a!, b!)).toBeGreaterThanOrEqual(DEFAULT_THRESHOLDS.high);
+  });
+
+  it('scores a swapped content word below HIGH, and unrelated prompts near 0', () => {
+    expect(
+      sim(
+        'Write a python function to reverse a linked list',
+        'Write a python function to sort a linked list',
+      ),
+    ).toBeLessThan(DEFAULT_THRESHOLDS.high);
+    expect(sim('What is the capital of France?', 'What is the capital of Spain?')).toBeLessThan(
+      DEFAULT_THRESHOLDS.low,
+    );
+    expect(Math.abs(sim('How do I reset my password?', 'Explain quantum entanglement simply'))).toBeLessThan(
+      0.2,
+    );
+  });
+
+  it('maps a similarity to its level', () => {
+    expect(confidenceOf(0.95, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.HIGH);
+    expect(confidenceOf(0.85, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.MEDIUM);
+    expect(confidenceOf(0.76, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.LOW);
+    expect(confidenceOf(0.5, DEFAULT_THRESHOLDS)).toBeUndefined();
+  });
+});
+
+describe('int8 vector codec', () => {
+  it('keeps cosine within 0.005 of the float value', () => {
+    const pairs = [
+      ['How do I reset my password?', 'How can I reset my password?'],
+      ['flights from Paris to Rome', 'flights from Rome to Paris'],
+      ['What is the capital of France?', 'Write a poem about the sea'],
+    ];
+    for (const [a, b] of pairs) {
+      const va = e.embedOne(a!);
+      const vb = e.embedOne(b!);
+      expect(Math.abs(cosineQuantized(va, quantize(vb)) - cosine(va, vb))).toBeLessThan(0.005);
+    }
+    expect(quantize(e.embedOne('hello')).length).toBe(512);
+  });
+});
+
+describe('FunctionEmbedder', () => {
+  it('wraps a provider call, normalises, and passes the signal', async () => {
+    let seen: AbortSignal | undefined;
+    const f = new FunctionEmbedder({
+      name: 'fake/embed',
+      dims: 3,
+      fn: (texts, signal) => {
+        seen = signal;
+        return Promise.resolve(texts.map((_, i) => [3, 4, i]));
+      },
+    });
+    const ac = new AbortController();
+    const [v] = await f.embed(['a'], ac.signal);
+    expect(Array.from(v!)).toEqual([0.6, 0.8, 0].map((x) => Math.fround(x)));
+    expect(seen).toBe(ac.signal);
+    expect(f.name).toBe('fake/embed');
+  });
+
+  it('refuses wrong shapes and bad options', async () => {
+    const wrong = new FunctionEmbedder({ name: 'x', dims: 3, fn: () => Promise.resolve([[1, 2]]) });
+    await expect(wrong.embed(['a'])).rejects.toThrow(/3 numbers/);
+    const count = new FunctionEmbedder({ name: 'x', dims: 2, fn: () => Promise.resolve([]) });
+    await expect(count.embed(['a'])).rejects.toThrow(/expected 1 vectors/);
+    const nan = new FunctionEmbedder({ name: 'x', dims: 1, fn: () => Promise.resolve([[NaN]]) });
+    await expect(nan.embed(['a'])).rejects.toThrow(/non-finite/);
+    expect(() => new FunctionEmbedder({ name: '', dims: 3, fn: () => Promise.resolve([]) })).toThrow(/name/);
+    expect(() => new FunctionEmbedder({ name: 'x', dims: 0, fn: () => Promise.resolve([]) })).toThrow(/dims/);
+  });
+});

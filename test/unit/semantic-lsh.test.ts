@@ -1,0 +1,97 @@
+import {
+  HashedNgramEmbedder,
+  LSH_BANDS,
+  LSH_ROWS,
+  LshHasher,
+  lshCandidateProbability,
+} from '../../shared/cache/semantic';
+import { seededRandom } from '../../shared/cache/semantic/lsh';
+import { rankSlots } from '../../shared/cache/semantic/semantic-cache';
+
+/** A random unit vector, and one at exactly `cos` from it. */
+function pairAt(cos: number, dims: number, rand: () => number): [Float32Array, Float32Array] {
+  const gauss = (): number =>
+    Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-12))) * Math.cos(2 * Math.PI * rand());
+  const x = Float64Array.from({ length: dims }, gauss);
+  const n = Float64Array.from({ length: dims }, gauss);
+  const norm = (v: Float64Array): void => {
+    const l = Math.sqrt(v.reduce((s, a) => s + a * a, 0));
+    for (let i = 0; i < v.length; i++) v[i]! /= l;
+  };
+  norm(x);
+  // Gram–Schmidt: noise orthogonal to x
+  const d = x.reduce((s, a, i) => s + a * n[i]!, 0);
+  for (let i = 0; i < dims; i++) n[i]! -= d * x[i]!;
+  norm(n);
+  const s = Math.sqrt(1 - cos * cos);
+  return [Float32Array.from(x), Float32Array.from(x, (a, i) => cos * a + s * n[i]!)];
+}
+
+function shareABand(h: LshHasher, a: Float32Array, b: Float32Array): boolean {
+  const ba = h.bandValues(a)!;
+  const bb = h.bandValues(b)!;
+  return ba.some((v, i) => v === bb[i]);
+}
+
+describe('LSH (random hyperplanes, 20 bands x 12 rows)', () => {
+  it('draws the same hyperplanes in every instance for one embedder name and dims', () => {
+    const e = new HashedNgramEmbedder();
+    const v = e.embedOne('How do I reset my password?');
+    const a = new LshHasher(e.name, e.dims).bandValues(v);
+    const b = new LshHasher(e.name, e.dims).bandValues(v);
+    expect(a).toEqual(b);
+    expect(a).toHaveLength(LSH_BANDS);
+    expect(a!.every((x) => x >= 0 && x < 2 ** LSH_ROWS)).toBe(true);
+    expect(new LshHasher('another-embedder', e.dims).bandValues(v)).not.toEqual(a);
+    expect(new LshHasher(e.name, e.dims).bandValues(new Float32Array(e.dims))).toBeUndefined();
+  });
+
+  it('has the documented theoretical recall', () => {
+    expect(lshCandidateProbability(0.9)).toBeGreaterThanOrEqual(0.95);
+    expect(lshCandidateProbability(0.9)).toBeCloseTo(0.966, 2);
+    expect(lshCandidateProbability(0.3)).toBeCloseTo(0.04, 2);
+    expect(lshCandidateProbability(0)).toBeCloseTo(0.0049, 3);
+  });
+
+  it('finds pairs at cosine 0.9 as candidates (measured on synthetic vectors), and few at 0 and 0.3', () => {
+    const dims = 256;
+    const h = new LshHasher('synthetic', dims);
+    const rand = seededRandom('lsh-recall-test');
+    const rate = (cos: number, n: number): number => {
+      let hits = 0;
+      for (let i = 0; i < n; i++) if (shareABand(h, ...pairAt(cos, dims, rand))) hits++;
+      return hits / n;
+    };
+    expect(rate(0.9, 1500)).toBeGreaterThanOrEqual(0.93); // theory 0.966
+    expect(rate(0.95, 500)).toBeGreaterThanOrEqual(0.98); // theory 0.9985
+    expect(rate(0.3, 1500)).toBeLessThan(0.08); // theory 0.040
+    expect(rate(0, 1500)).toBeLessThan(0.02); // theory 0.0049
+  });
+});
+
+describe('rankSlots (band-collision counting)', () => {
+  const pack = (...slots: number[]): Buffer =>
+    Buffer.from(slots.flatMap((s) => [(s >> 16) & 255, (s >> 8) & 255, s & 255]));
+
+  it('orders slots by shared bands, first seen first among equals', () => {
+    const r = rankSlots([pack(7, 1, 70000), null, pack(1, 9), pack(9, 1, 16777215)], 4, 10);
+    expect(r.ranked).toEqual([1, 9, 7, 70000, 16777215]);
+    expect(r.visited).toBe(8);
+    expect(r.distinct).toBe(5);
+    expect(rankSlots([pack(5, 6, 7)], 4, 2).ranked).toEqual([5, 6]);
+    // the shared table is cleared between calls
+    expect(rankSlots([pack(7)], 4, 10)).toEqual({ ranked: [7], visited: 1, distinct: 1 });
+  });
+
+  it('handles more slots than the initial table', () => {
+    const many = Array.from({ length: 20 }, (_, b) =>
+      pack(...Array.from({ length: 500 }, (_, i) => i * 20 + b)),
+    );
+    many.push(pack(123456));
+    many.push(pack(123456));
+    const r = rankSlots(many, 22, 3);
+    expect(r.ranked[0]).toBe(123456);
+    expect(r.visited).toBe(10002);
+    expect(r.distinct).toBe(10001);
+  });
+});
