@@ -108,6 +108,26 @@ describe('guardRejects', () => {
     expect(rejects(a, b)).toMatch(/^contrast|^order/);
   });
 
+  it('rejects the same sentence frame with its entities in another order (roles swapped)', () => {
+    expect(
+      guardRejects(
+        'Did the Beatles influence the Rolling Stones?',
+        'Did the Rolling Stones influence the Beatles?',
+      ),
+    ).toMatch(/^order: entities/);
+    expect(
+      guardRejects(
+        'Copy the values of column A into column B in Excel.',
+        'Copy the values of column B into column A in Excel.',
+      ),
+    ).toMatch(/^order/);
+    // A reworded prompt has another frame: moving a clause is not a swap.
+    expect(
+      guardRejects('In Python, how do I read a CSV file?', 'How do I read a CSV file in Python?'),
+    ).toBeUndefined();
+    expect(guardRejects('What does NASA do?', 'what does NASA do')).toBeUndefined();
+  });
+
   it('rejects a prompt that adds a qualifier', () => {
     expect(
       rejects('Write a blog post about friendship', 'Write a blog post about friendship for my grandmother'),

@@ -60,6 +60,10 @@ export interface PromptAnalysis {
   readonly content: readonly string[];
   /** "marker>" → stems of the words the marker governs; "marker<" → stems of the words before it */
   readonly relations: ReadonlyMap<string, ReadonlySet<string>>;
+  /** The words with each run of entity words replaced by one placeholder: the sentence's frame. */
+  readonly frame: string;
+  /** The entities in the order they appear (lower case). */
+  readonly entityOrder: readonly string[];
 }
 
 /** Analyses one prompt for {@link compareAnalyses}. */
@@ -77,13 +81,17 @@ export function analyzePrompt(text: string): PromptAnalysis {
   const bigrams = lowers.slice(1).map((l, i) => lowers[i] + ' ' + l);
   for (const e of EXCLUSIONS) for (const x of e.includes(' ') ? bigrams : lowers) if (x === e) exclusions++;
 
+  const entities = extractEntities(text, tokens);
+  const { frame, entityOrder } = frameOf(tokens, entities);
   return {
+    frame,
+    entityOrder,
     forms,
     negations,
     exclusions,
     numbers: extractNumbers(tokens),
     quoted: extractQuoted(text),
-    entities: extractEntities(text, tokens),
+    entities,
     poles: extractPoles(lowers, bigrams),
     content: lowers.filter((l) => !STOPWORDS.has(l)),
     relations: extractRelations(tokens),
@@ -107,6 +115,12 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
     for (const [key, shown] of x.entities)
       if (!y.forms.has(key)) return `entity: "${shown}" only in one prompt`;
   }
+
+  // Roles swapped: the same sentence frame with the same entities in another order ("did the Beatles
+  // influence the Rolling Stones" / "did the Rolling Stones influence the Beatles", "copy column A into
+  // column B" / "… B into … A"). A reworded prompt has another frame, so it is not caught by this.
+  if (a.entityOrder.length >= 2 && a.frame === b.frame && a.entityOrder.join(' ') !== b.entityOrder.join(' '))
+    return `order: entities "${a.entityOrder.join(', ')}" vs "${b.entityOrder.join(', ')}" in the same frame`;
 
   for (const [g, polesA] of a.poles) {
     const polesB = b.poles.get(g);
@@ -261,6 +275,23 @@ function extractQuoted(text: string): Set<string> {
 }
 
 // ---- entities -------------------------------------------------------------------------------------------
+
+/** The prompt's words with every run of entity words as one "§", and the entities in order. */
+function frameOf(
+  tokens: readonly Token[],
+  entities: ReadonlyMap<string, string>,
+): { frame: string; entityOrder: string[] } {
+  const frame: string[] = [];
+  const entityOrder: string[] = [];
+  for (const t of tokens) {
+    const key = t.lower.replace(/'s$/, '');
+    if (t.kind === 'word' && entities.has(key)) {
+      entityOrder.push(key);
+      if (frame[frame.length - 1] !== '§') frame.push('§');
+    } else frame.push(t.lower);
+  }
+  return { frame: frame.join(' '), entityOrder };
+}
 
 /** Words that often start a prompt capitalised without being names. */
 const COMMON_INITIAL: ReadonlySet<string> = new Set([
