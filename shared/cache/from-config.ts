@@ -2,11 +2,11 @@ import { type Config } from '../config/config.js';
 import { type Logger } from '../logger.js';
 import { type InferenceResult } from '../queues/results.js';
 import { type RedisClient } from '../redis/redis-client.js';
-import { SearchType } from '../queues/enums.js';
+import { type SearchType } from '../queues/enums.js';
 import { CacheStrategy, ResponseCache } from './http/index.js';
 import { type CachedInference } from './inference-key.js';
 import { SearchCache } from './search-cache.js';
-import { CacheMatchConfidence, SemanticCache, type Embedder } from './semantic/index.js';
+import { type CacheMatchConfidence, SemanticCache, type Embedder } from './semantic/index.js';
 
 /** The caches of one process, as the configuration asks. */
 export interface Caches {
