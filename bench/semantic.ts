@@ -200,6 +200,19 @@ async function main(): Promise<void> {
     if (!args.json)
       console.log(`corpus: ${stored.length} prompts generated in ${Math.round(performance.now() - t0)} ms`);
 
+    // The guard's cost: analysing and comparing a stored prompt with its paraphrase, per pair.
+    {
+      const n = Math.min(2000, stored.length);
+      const rand = seededRandom('bench/guard');
+      const pairs = stored.slice(0, n).map((p) => [p, paraphrase(p, rand)] as const);
+      compareAnalyses(analyzePrompt(pairs[0]![0]), analyzePrompt(pairs[0]![1]));
+      const g0 = performance.now();
+      for (const [a, b] of pairs) compareAnalyses(analyzePrompt(a), analyzePrompt(b));
+      const perPair = (performance.now() - g0) / n;
+      if (!args.json)
+        console.log(`guard: ${(perPair * 1000).toFixed(1)} µs per pair (both prompts analysed), ${n} pairs`);
+    }
+
     const results = [];
     let loaded = 0;
     for (const size of SIZES) {

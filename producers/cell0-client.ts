@@ -1,5 +1,5 @@
 import { type Config } from '../shared/config/config.js';
-import { JobFailedError, JobNotFoundError, WaitTimeoutError } from '../shared/errors.js';
+import { JobFailedError, JobNotFoundError, ValidationError, WaitTimeoutError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
 import { type RedisHealth } from '../shared/redis/redis-client.js';
 import { type JobPolicy } from '../shared/queues/job-policy.js';
@@ -184,6 +184,7 @@ export class Cell0Client {
           finishedOn: Date.now(),
           cached: hit.confidence === 'exact' ? 'exact' : 'semantic',
           similarity: hit.similarity,
+          ...(hit.entryId !== undefined ? { cacheEntry: hit.entryId } : {}),
         };
       }
     }
@@ -248,6 +249,23 @@ export class Cell0Client {
   /** A job's state and result, or undefined when it does not exist. */
   getJob(queue: QueueName, id: string): Promise<JobView | undefined> {
     return this.submitter.getJob(queue, id);
+  }
+
+  /**
+   * Reports that a cached answer was wrong for the request it answered (`cacheEntry` of that answer): the
+   * entry is removed and counted in the semantic cache's falseHitReports. Throws ValidationError for an id
+   * that is not one; a no-op without a semantic cache.
+   */
+  async reportFalseHit(cacheEntry: string): Promise<void> {
+    const cache = this.caches.inference;
+    if (!cache?.reportFalseHit) return;
+    try {
+      await cache.reportFalseHit(cacheEntry);
+    } catch (err) {
+      if (err instanceof TypeError)
+        throw new ValidationError([{ field: 'cacheEntry', reason: 'not a cache entry id' }]);
+      throw err;
+    }
   }
 
   /** The live worker processes and what they report (queues, active jobs, backends). */

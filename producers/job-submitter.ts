@@ -41,6 +41,8 @@ export type SubmitResult<T = unknown> =
       /** Set when a cache answered (no job ran for this request): how it matched, and how closely. */
       cached?: 'exact' | 'semantic';
       similarity?: number;
+      /** The semantic-cache entry that answered (for reporting a wrong answer). */
+      cacheEntry?: string;
     }
   | { state: 'failed'; queue: QueueName; jobId: string; code: string | undefined; message: string }
   /** Not finished within the wait; `jobState` is BullMQ's state (waiting, active, delayed, …) or "unknown". */

@@ -184,6 +184,7 @@ export function createApi(opts: ApiOptions): Express {
         status: 'completed',
         cached: r.cached ?? false,
         ...(r.similarity !== undefined ? { similarity: r.similarity } : {}),
+        ...(r.cacheEntry !== undefined ? { cacheEntry: r.cacheEntry } : {}),
         result: r.result,
       });
     } else if (r.state === 'failed') {
@@ -220,6 +221,18 @@ export function createApi(opts: ApiOptions): Express {
     const { body, waitMs } = readBody(req);
     const data = client.parseSearch(body);
     respond(req, res, await client.submitSearch(data, { waitMs, signal: disconnectSignal(res) }));
+  });
+
+  // A caller that found a cached answer wrong says so: the entry goes, and the report is counted.
+  v1.post('/cache/false-hits', requireJson, json, async (req, res) => {
+    const body = req.body as unknown;
+    const entry = isPlainObject(body) ? body.cacheEntry : undefined;
+    if (typeof entry !== 'string' || entry.length === 0 || entry.length > 512)
+      throw new ValidationError([
+        { field: 'cacheEntry', reason: 'expected the cacheEntry of a cached answer' },
+      ]);
+    await client.reportFalseHit(entry);
+    res.status(204).end();
   });
 
   v1.get('/fleet', async (_req, res) => {

@@ -50,6 +50,8 @@ export interface InferenceCacheHit<R> {
   value: CachedInference<R>;
   confidence: string;
   similarity: number;
+  /** Names the entry, so a caller can report a wrong answer (reportFalseHit). */
+  entryId?: string;
 }
 
 /** What producers and workers need of the semantic cache (SemanticCache satisfies it). */
@@ -65,4 +67,6 @@ export interface InferenceCache<R> {
     scope: InferenceCacheKey['scope'],
     opts?: { ttlSeconds?: number },
   ): Promise<void>;
+  /** Counts a hit the caller found wrong, and removes its entry. */
+  reportFalseHit?(entryId: string): Promise<void>;
 }

@@ -64,6 +64,10 @@ export interface PromptAnalysis {
   readonly frame: string;
   /** The entities in the order they appear (lower case). */
   readonly entityOrder: readonly string[];
+  /** Every word and number token in order (lower case, possessive 's dropped). */
+  readonly sequence: readonly string[];
+  /** The question words it asks with (who, what, when, where, why, how, which, whose), in order. */
+  readonly asks: readonly string[];
 }
 
 /** Analyses one prompt for {@link compareAnalyses}. */
@@ -83,9 +87,12 @@ export function analyzePrompt(text: string): PromptAnalysis {
 
   const entities = extractEntities(text, tokens);
   const { frame, entityOrder } = frameOf(tokens, entities);
+  const sequence = tokens.filter((t) => t.kind !== 'arrow').map((t) => t.lower.replace(/'s$/, ''));
   return {
     frame,
     entityOrder,
+    sequence,
+    asks: sequence.filter((w) => QUESTION_WORDS.has(w)),
     forms,
     negations,
     exclusions,
@@ -115,6 +122,16 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
     for (const [key, shown] of x.entities)
       if (!y.forms.has(key)) return `entity: "${shown}" only in one prompt`;
   }
+
+  // A different question word asks a different question ("when was …" / "where was …").
+  if (a.asks.length > 0 && b.asks.length > 0 && a.asks.join(' ') !== b.asks.join(' '))
+    return `question: "${a.asks.join(' ')}" vs "${b.asks.join(' ')}"`;
+
+  // Two words traded places and nothing else moved: a role swap ("does a bishop move diagonally and a rook
+  // straight" / "… a rook … a bishop …", "port 8080 … to port 80" / "port 80 … to port 8080"). Moving a
+  // clause shifts many positions, so a reordered paraphrase is not taken for a swap.
+  const swap = swappedWords(a.sequence, b.sequence);
+  if (swap) return `order: "${swap[0]}" and "${swap[1]}" trade places`;
 
   // Roles swapped: the same sentence frame with the same entities in another order ("did the Beatles
   // influence the Rolling Stones" / "did the Rolling Stones influence the Beatles", "copy column A into
@@ -272,6 +289,36 @@ function extractQuoted(text: string): Set<string> {
     if (q) out.add(q);
   }
   return out;
+}
+
+// ---- order ----------------------------------------------------------------------------------------------
+
+const QUESTION_WORDS: ReadonlySet<string> = new Set([
+  'who',
+  'whom',
+  'whose',
+  'what',
+  'when',
+  'where',
+  'why',
+  'how',
+  'which',
+]);
+
+/**
+ * The two words of `a` that sit in each other's place in `b` when the sequences are otherwise the same
+ * (equal length, exactly two differing positions holding the same two words). "from Paris to Rome" / "to
+ * Rome from Paris" moves four words and is left to the direction rule, which accepts it.
+ */
+function swappedWords(a: readonly string[], b: readonly string[]): [string, string] | undefined {
+  if (a.length !== b.length) return undefined;
+  const at: number[] = [];
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) at.push(i);
+  if (at.length !== 2) return undefined;
+  const wa = at.map((i) => a[i]!).sort();
+  const wb = at.map((i) => b[i]!).sort();
+  if (wa.join(' ') !== wb.join(' ') || new Set(wa).size < 2) return undefined;
+  return [a[at[0]!]!, b[at[0]!]!];
 }
 
 // ---- entities -------------------------------------------------------------------------------------------
