@@ -87,6 +87,7 @@ async function main(): Promise<void> {
           maxRetriesPerRequest: 0,
           retryStrategy: () => null,
         });
+        probe.on('error', () => undefined);
         await probe.connect();
         await probe.quit();
         break;
