@@ -134,6 +134,35 @@ describe('caching through the API', () => {
     expect(p2.headers.get('x-cache')).not.toBe('HIT');
   });
 
+  it('answers a paraphrase from the semantic cache, and forgets it when the caller reports it wrong', async () => {
+    const a = await post(
+      `${fleet.url}/v1/inference`,
+      { model: 'qwen2.5:0.5b', prompt: 'Give me a recipe for banana bread' },
+      { headers: alpha },
+    );
+    expect(a.body.cached).toBe(false);
+    const paraphrase = { model: 'qwen2.5:0.5b', prompt: 'Could you give me a recipe for banana bread?' };
+    const b = await post(`${fleet.url}/v1/inference`, paraphrase, { headers: alpha });
+    expect(b.body.cached).toBe('semantic');
+    expect(b.body.similarity).toBeGreaterThanOrEqual(0.9);
+    expect(b.body.similarity).toBeLessThan(1);
+    expect(b.body.jobId).toBe(a.body.jobId);
+    expect(typeof b.body.cacheEntry).toBe('string');
+
+    const bad = await post(`${fleet.url}/v1/cache/false-hits`, { cacheEntry: 42 }, { headers: alpha });
+    expect(bad.status).toBe(400);
+    const report = await fetch(`${fleet.url}/v1/cache/false-hits`, {
+      method: 'POST',
+      headers: { ...alpha, 'content-type': 'application/json' },
+      body: JSON.stringify({ cacheEntry: b.body.cacheEntry }),
+    });
+    expect(report.status).toBe(204);
+    const c = await post(`${fleet.url}/v1/inference`, paraphrase, { headers: alpha });
+    expect(c.body.cached).toBe(false);
+    const stats = fleet.client.caches.inference as unknown as { getStats(): { falseHitReports: number } };
+    expect(stats.getStats().falseHitReports).toBe(1);
+  });
+
   it('refuses a malformed cache field with 400 naming it', async () => {
     const r = await post(
       `${fleet.url}/v1/inference`,
@@ -169,8 +198,15 @@ describe('caching while Redis is away', () => {
       const stats = fleet.client.caches.search!.getStats();
       expect(stats.errors).toBeGreaterThanOrEqual(1);
     } finally {
-      // Back up before the fleet closes, so its connections close cleanly.
+      // Back up, and the fleet working again, before it closes: a fleet closed while its connections are
+      // still reconnecting leaves the test process alive (noted as a known issue).
       await redis.start();
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        const r = await post(`${fleet.url}/v1/search`, { query: `recovered ${Date.now()}`, wait: 3000 });
+        if (r.status === 200) break;
+        await new Promise((res) => setTimeout(res, 200));
+      }
       await fleet.close();
       await redis.destroy();
     }
