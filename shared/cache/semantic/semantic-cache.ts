@@ -146,10 +146,14 @@ let sources: Record<ScriptName, string> | undefined;
 function commands(redis: Redis): SemCommands {
   const r = redis as unknown as Record<string, unknown>;
   if (typeof r.cell0SemSet !== 'function') {
+    const read = (file: string): string =>
+      readFileSync(join(packageRoot(), 'shared', 'cache', 'semantic', 'lua', file), 'utf8');
+    // Redis scripts cannot load one another: shared functions are inserted where a script asks for them.
+    const slotCodes = read('slot-codes.lua');
     sources ??= Object.fromEntries(
       Object.entries(SCRIPTS).map(([name, file]) => [
         name,
-        readFileSync(join(packageRoot(), 'shared', 'cache', 'semantic', 'lua', file), 'utf8'),
+        read(file).replace(/^-- #include slot-codes$/m, () => slotCodes),
       ]),
     ) as Record<ScriptName, string>;
     for (const name of Object.keys(SCRIPTS) as ScriptName[])

@@ -32,28 +32,7 @@ if n == 0 then return out end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local function code(slot)
-  return string.char(math.floor(slot / 65536) % 256, math.floor(slot / 256) % 256, slot % 256)
-end
-
-local function unpackFrom(key, c)
-  local s = redis.call('GET', key)
-  if not s then return end
-  local pos = 1
-  while true do
-    local i = string.find(s, c, pos, true)
-    if not i then return end
-    if (i - 1) % 3 == 0 then
-      if #s == 3 then
-        redis.call('DEL', key)
-      else
-        redis.call('SET', key, string.sub(s, 1, i - 1) .. string.sub(s, i + 3), 'KEEPTTL')
-      end
-      return
-    end
-    pos = i + 1
-  end
-end
+-- #include slot-codes
 
 local function dropStale(slot, id)
   local c = code(slot)
