@@ -441,6 +441,19 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       // 'idle': no job is running but BullMQ's close has not returned — it waits for a Redis that is not
       // there. Nothing is left to save, so the connections are simply cut.
       if (first === 'timeout' || first === 'force') await this.doForce(graceful);
+      // BullMQ's close() stops its lock extender and stalled checker only after its fetch loop ends; when
+      // that loop is stuck on a connection that is being cut, their timers would keep re-arming and hold
+      // the process open (lock extender: forever). Stop them here. These are BullMQ internals (6.x); each is
+      // looked up defensively, so a BullMQ without them only loses this cleanup.
+      if (first !== 'done')
+        for (const w of this.workers.values()) {
+          const internals = w as unknown as {
+            lockManager?: { close?(): Promise<void> };
+            stalledCheckStopper?: () => void;
+          };
+          internals.stalledCheckStopper?.();
+          await internals.lockManager?.close?.().catch(() => undefined);
+        }
       await this.release();
       this.log.info({ forced: this.forced }, 'worker closed');
       this.emit('worker:closed', { forced: this.forced });
