@@ -9,6 +9,7 @@
  *
  *   npm run bench:cache-tiers -- [--entries E] [--reads N] [--concurrency K] [--pairs P]
  */
+import { benchArgs } from './args.js';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -19,18 +20,6 @@ import { SearchProvider, SearchType } from '../shared/queues/enums.js';
 import { type SearchResult } from '../shared/queues/results.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { waitUntilReady } from '../shared/redis/connection.js';
-
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(name);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
-  if (!(v > 0)) {
-    console.error(
-      `bad ${name}\nusage: npm run bench:cache-tiers -- [--entries E] [--reads N] [--concurrency K] [--pairs P]`,
-    );
-    process.exit(2);
-  }
-  return v;
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -70,10 +59,16 @@ const result = (i: number): SearchResult => ({
 });
 
 async function main(): Promise<void> {
-  const entries = arg('--entries', 1000);
-  const reads = arg('--reads', 20000);
-  const k = arg('--concurrency', 16);
-  const pairs = arg('--pairs', 5);
+  const {
+    entries,
+    reads,
+    concurrency: k,
+    pairs,
+  } = benchArgs(
+    process.argv.slice(2),
+    { entries: 1000, reads: 20000, concurrency: 16, pairs: 5 },
+    'npm run bench:cache-tiers -- [--entries E] [--reads N] [--concurrency K] [--pairs P]',
+  );
   const port = await freePort();
   const server = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
     stdio: 'ignore',

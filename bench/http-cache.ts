@@ -11,6 +11,7 @@
  *
  *   npm run bench:http-cache -- [--duration SECONDS] [--connections K] [--pairs P] [--json]
  */
+import { benchArgs } from './args.js';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
@@ -37,24 +38,11 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { duration: 3, connections: 32, pairs: 5, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--json') {
-      o.json = true;
-      continue;
-    }
-    const key = { '--duration': 'duration', '--connections': 'connections', '--pairs': 'pairs' }[a ?? ''] as
-      'duration' | 'connections' | 'pairs' | undefined;
-    const v = Number(argv[++i]);
-    if (!key || !(v > 0)) {
-      console.error(
-        `bad argument ${a}\nusage: npm run bench:http-cache -- [--duration SECONDS] [--connections K] [--pairs P] [--json]`,
-      );
-      process.exit(2);
-    }
-    o[key] = v;
-  }
+  const o = benchArgs(
+    argv,
+    { duration: 3, connections: 32, pairs: 5 },
+    'npm run bench:http-cache -- [--duration SECONDS] [--connections K] [--pairs P] [--json]',
+  );
   if (o.pairs < 5) o.pairs = 5;
   return o;
 }

@@ -11,34 +11,16 @@
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Client } from 'undici';
+import { benchArgs } from './args.js';
 import { HttpPoolRegistry } from '../shared/http/pool.js';
 import { OllamaSimulator } from '../workers/providers/simulator/ollama-simulator.js';
 
-function parseArgs(argv: readonly string[]): {
-  requests: number;
-  concurrency: number;
-  pairs: number;
-  json: boolean;
-} {
-  const o = { requests: 2000, concurrency: 16, pairs: 5, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--json') {
-      o.json = true;
-      continue;
-    }
-    const key = { '--requests': 'requests', '--concurrency': 'concurrency', '--pairs': 'pairs' }[a ?? ''] as
-      'requests' | 'concurrency' | 'pairs' | undefined;
-    const v = Number(argv[++i]);
-    if (!key || !(v > 0)) {
-      console.error(
-        `bad argument ${a}\nusage: npm run bench:pool -- [--requests N] [--concurrency K] [--pairs P] [--json]`,
-      );
-      process.exit(2);
-    }
-    o[key] = v;
-  }
-  return o;
+function parseArgs(argv: readonly string[]) {
+  return benchArgs(
+    argv,
+    { requests: 2000, concurrency: 16, pairs: 5 },
+    'npm run bench:pool -- [--requests N] [--concurrency K] [--pairs P] [--json]',
+  );
 }
 
 async function drive(n: number, k: number, one: () => Promise<void>): Promise<number> {

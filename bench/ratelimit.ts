@@ -11,6 +11,7 @@
  *
  *   npm run bench:ratelimit -- [--processes P] [--rate R] [--capacity C] [--seconds S] [--redis URL] [--json]
  */
+import { benchArgs } from './args.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -28,40 +29,13 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = {
-    processes: 4,
-    rate: 20,
-    capacity: 20,
-    seconds: 30,
-    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    json: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--json') {
-      o.json = true;
-      continue;
-    }
-    const v = argv[++i];
-    if (a === '--redis' && v) {
-      o.redisUrl = v;
-      continue;
-    }
-    const key = {
-      '--processes': 'processes',
-      '--rate': 'rate',
-      '--capacity': 'capacity',
-      '--seconds': 'seconds',
-    }[a ?? ''] as 'processes' | 'rate' | 'capacity' | 'seconds' | undefined;
-    if (!key || !(Number(v) > 0)) {
-      console.error(
-        `bad argument ${a}\nusage: npm run bench:ratelimit -- [--processes P] [--rate R] [--capacity C] [--seconds S] [--redis URL] [--json]`,
-      );
-      process.exit(2);
-    }
-    o[key] = Number(v);
-  }
-  return o;
+  const o = benchArgs(
+    argv,
+    { processes: 4, rate: 20, capacity: 20, seconds: 30 },
+    'npm run bench:ratelimit -- [--processes P] [--rate R] [--capacity C] [--seconds S] [--redis URL] [--json]',
+    ['redis'],
+  );
+  return { ...o, redisUrl: o.text.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' };
 }
 
 interface HammerResult {
