@@ -112,6 +112,15 @@ function checkTokens(tokens: number, capacity: number, name: string): void {
     );
 }
 
+/**
+ * Waits at least `ms` on the monotonic clock. Timers take whole milliseconds and may fire a little early,
+ * and a permit must never be used before its grant time: sleep again for whatever is left.
+ */
+async function sleepAtLeast(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  const until = performance.now() + ms;
+  for (let left = ms; left > 0; left = until - performance.now()) await sleep(Math.ceil(left), signal);
+}
+
 /** `p`, or the signal's reason if it aborts first. */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return p;
@@ -185,7 +194,7 @@ abstract class BucketBase implements RateLimiter {
           if (leaseId) this.releaseLease(leaseId);
         };
         try {
-          await sleep(r.waitMs, signal);
+          await sleepAtLeast(r.waitMs, signal);
         } catch (err) {
           release();
           throw err;
