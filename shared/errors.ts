@@ -24,6 +24,12 @@ export const ErrorCode = {
   METHOD_NOT_ALLOWED: 'CELL0_METHOD_NOT_ALLOWED',
   UNSUPPORTED_MEDIA_TYPE: 'CELL0_UNSUPPORTED_MEDIA_TYPE',
   INTERNAL: 'CELL0_INTERNAL',
+  /** The fleet is overloaded (queue too deep, or every worker under resource pressure): retry later. */
+  OVERLOADED: 'CELL0_OVERLOADED',
+  /** A model is larger than the whole model-memory budget of the worker: it can never be loaded there. */
+  MODEL_TOO_LARGE: 'CELL0_MODEL_TOO_LARGE',
+  /** No room for a model now: every resident model is in use, pinned or loading. Retry later. */
+  MODEL_MEMORY_BUSY: 'CELL0_MODEL_MEMORY_BUSY',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -203,6 +209,48 @@ export class ProviderUnavailableError extends Cell0Error {
 export class ClosedError extends Cell0Error {
   constructor(what: string) {
     super(ErrorCode.CLOSED, `${what} is closed`);
+  }
+}
+
+/** Producers refuse new work while the fleet is overloaded; the API answers 503 with Retry-After. */
+export class OverloadedError extends Cell0Error {
+  constructor(
+    /** What is over its bound. */
+    readonly reason: 'queue_depth' | 'fleet_pressure',
+    message: string,
+    /** When to try again. */
+    readonly retryAfterMs: number,
+  ) {
+    super(ErrorCode.OVERLOADED, message);
+  }
+}
+
+/** A model does not fit the model-memory budget even with every other model evicted. Not retryable. */
+export class ModelTooLargeError extends Cell0Error {
+  constructor(
+    readonly model: string,
+    readonly memoryBytes: number,
+    readonly budgetBytes: number,
+  ) {
+    super(
+      ErrorCode.MODEL_TOO_LARGE,
+      `model "${model}" needs ${memoryBytes} bytes, more than the model-memory budget of ${budgetBytes} bytes (CELL0_MODEL_MEMORY_BUDGET)`,
+    );
+  }
+}
+
+/**
+ * No room for a model within the wait allowed: the memory is held by models that are in use, pinned,
+ * loading, or of higher priority. Retryable: the job waits and tries again.
+ */
+export class ModelMemoryBusyError extends Cell0Error {
+  constructor(
+    readonly model: string,
+    message: string,
+    /** Suggested wait before the next try. */
+    readonly retryAfterMs: number,
+  ) {
+    super(ErrorCode.MODEL_MEMORY_BUSY, message);
   }
 }
 
