@@ -251,6 +251,29 @@ describe('SemanticCache (on Redis)', () => {
     expect(cache.getStats().expiredRemoved).toBe(1);
   });
 
+  it('sweepExpired removes the records of expired entries in scopes nobody writes to, and keeps live ones', async () => {
+    const cache = make();
+    const other = { ...SCOPE, model: 'another-model' };
+    await cache.set('a long-lived prompt about water', 'w', SCOPE, { ttlSeconds: 60 });
+    await cache.set('short-lived prompt about tea', 'a', SCOPE, { ttlSeconds: 0.2 });
+    await cache.set('short-lived prompt about rivers', 'b', other, { ttlSeconds: 0.2 });
+    await cache.set('short-lived prompt about lakes', 'c', other, { ttlSeconds: 60 });
+    const meta = (scope: typeof SCOPE) =>
+      `${baseOf(cache)}:{${cache.entryIdOf('x', scope).split(':')[0]}}:meta`;
+    expect(await raw.hlen(meta(SCOPE))).toBe(2);
+    expect(await raw.hlen(meta(other))).toBe(2);
+    await new Promise((r) => setTimeout(r, 350));
+    const r = await cache.sweepExpired();
+    expect(r.removed).toBe(2);
+    expect(r.scopes).toBeGreaterThanOrEqual(2);
+    expect(await raw.hlen(meta(SCOPE))).toBe(1);
+    expect(await raw.hlen(meta(other))).toBe(1);
+    expect(await cache.get('a long-lived prompt about water', SCOPE)).toMatchObject({ value: 'w' });
+    expect(await cache.get('short-lived prompt about lakes', other)).toMatchObject({ value: 'c' });
+    expect((await cache.sweepExpired()).removed).toBe(0);
+    expect(cache.getStats().expiredRemoved).toBe(2);
+  });
+
   it('invalidates by model across tenants and parameters, by tenant, and by full scope', async () => {
     const cache = make();
     const m1a = { model: 'm1', tenant: 'a' };

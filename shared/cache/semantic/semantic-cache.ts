@@ -519,6 +519,51 @@ export class SemanticCache<T = unknown> {
   }
 
   /**
+   * Removes the index records of expired entries in every scope (set() does it lazily, 64 at a time, but
+   * only in scopes that are still written to). Run by the fleet's scheduled cleanup job. Walks the model
+   * index sets with SCAN, so it costs nothing when there is nothing to clean; at most `maxScopes` scopes
+   * per call. Returns the records removed and the scopes visited. Rejects with the RedisClient's typed
+   * errors when Redis fails.
+   */
+  async sweepExpired(opts: { maxScopes?: number } = {}): Promise<{ removed: number; scopes: number }> {
+    const maxScopes = opts.maxScopes ?? 10_000;
+    const seen = new Set<string>();
+    let removed = 0;
+    let cursor = '0';
+    do {
+      const [next, indexKeys] = await this.redis.run((r) =>
+        r.scan(cursor, 'MATCH', `${this.base}:model:*`, 'COUNT', 200),
+      );
+      cursor = next;
+      for (const indexKey of indexKeys) {
+        const scopes = await this.redis.run((r) => r.smembers(indexKey));
+        for (const hash of scopes) {
+          if (seen.has(hash) || seen.size >= maxScopes) continue;
+          seen.add(hash);
+          const keys = new ScopeKeys(this.base, hash);
+          for (let round = 0; round < 10_000; round++) {
+            const [n, left] = await this.redis.run((r) =>
+              commands(r).cell0SemDrop(
+                6,
+                ...keys.containers(),
+                keys.entryPrefix,
+                keys.bandPrefix,
+                'expired',
+                CLEAR_CHUNK,
+              ),
+            );
+            removed += Number(n);
+            if (Number(left) === 0) break;
+          }
+        }
+      }
+    } while (cursor !== '0' && seen.size < maxScopes);
+    this.counters.expiredRemoved += removed;
+    if (removed > 0) this.log.info({ removed, scopes: seen.size }, 'semantic cache: expired records removed');
+    return { removed, scopes: seen.size };
+  }
+
+  /**
    * Tells the cache a hit was wrong: counts it and removes the entry, so the prompt is answered fresh next
    * time. Never rejects because of Redis (counted in `errors`); rejects with a TypeError for an entry id
    * this cache did not hand out.

@@ -1,9 +1,11 @@
 --[[
   Removes entries of one scope with everything that points at them (band bucket codes, slot and its
-  candidate record, LRU, expiry and meta records). Two modes:
-    ARGV[3] = 'ids'   remove the entries ARGV[4..]
-    ARGV[3] = 'all'   remove up to ARGV[4] entries of the scope (call again while it returns more left);
-                      when none are left, the scope's containers are deleted
+  candidate record, LRU, expiry and meta records). Three modes:
+    ARGV[3] = 'ids'      remove the entries ARGV[4..]
+    ARGV[3] = 'all'      remove up to ARGV[4] entries of the scope (call again while it returns more left);
+                         when none are left, the scope's containers are deleted
+    ARGV[3] = 'expired'  remove up to ARGV[4] entries whose expiry (Redis clock) has passed (call again while
+                         it returns more left); what set() does lazily, for scopes nobody writes to any more
 
   KEYS[1]  LRU sorted set
   KEYS[2]  expiry sorted set
@@ -14,7 +16,8 @@
   ARGV[1]  entry key prefix
   ARGV[2]  band key prefix
 
-  Returns { entries removed that still existed, entries left in the scope (mode 'all'; 0 for 'ids') }
+  Returns { entries removed that still existed, entries left in the scope (mode 'all'), expired entries
+            left (mode 'expired'), 0 (mode 'ids') }
 ]]
 local lru, exp, meta, vec, free, nextSlot = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local eprefix, bprefix = ARGV[1], ARGV[2]
@@ -58,6 +61,19 @@ if ARGV[3] == 'ids' then
 end
 
 local limit = tonumber(ARGV[4])
+if ARGV[3] == 'expired' then
+  local t = redis.call('TIME')
+  local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, limit)
+  -- removed counts records cleaned up; their entry keys have usually expired on their own already
+  for _, m in ipairs(expired) do drop(m); removed = removed + 1 end
+  if redis.call('ZCARD', lru) + redis.call('HLEN', meta) == 0 then
+    redis.call('DEL', lru, exp, meta, vec, free, nextSlot)
+    return { removed, 0 }
+  end
+  fixFreeTtl()
+  return { removed, redis.call('ZCOUNT', exp, '-inf', now) }
+end
 local members = redis.call('ZRANGE', lru, 0, limit - 1)
 if #members == 0 then
   -- records without an LRU entry (should not happen; kept robust)
