@@ -2,6 +2,10 @@
  * How each `cell0` command is put together from the parts. Every function returns a Service whose close()
  * is idempotent; bin/cell0.ts owns the signals and calls close() (first signal) or forceClose() (second).
  */
+import { existsSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import { Queue } from 'bullmq';
 import express from 'express';
 import { type Config, redactUrl } from '../shared/config/config.js';
 import { type Logger } from '../shared/logger.js';
@@ -18,6 +22,10 @@ import { RedisClient } from '../shared/redis/redis-client.js';
 import { buildCaches, buildResponseCache } from '../shared/cache/from-config.js';
 import { semanticEmbedder } from './embedder.js';
 import { OllamaSimulator } from '../workers/providers/simulator/ollama-simulator.js';
+import { ResourceManagement, type ManagedBackend } from '../shared/resources/resource-management.js';
+import { modelDriverFor } from '../workers/providers/model-driver.js';
+import { createMaintenanceTasks } from '../workers/maintenance.js';
+import { LoadShedder } from '../producers/load-shedder.js';
 
 /** Something running that can be stopped. */
 export interface Service {
@@ -114,6 +122,29 @@ export async function startWorker(
     ...(redis ? { redis } : {}),
     logger: log,
   });
+  const resources = buildResourceManagement(config, providers, log);
+  // The maintenance jobs' own connection and queue handles (counts, cleaning old jobs).
+  const maintRedis = createRedisConnection({
+    url: config.redis.url,
+    role: 'worker',
+    connectionName: 'cell0:maintenance',
+  });
+  const workQueues = QUEUE_NAMES.map(
+    (q) => new Queue(q, { connection: maintRedis, prefix: config.redis.prefix }),
+  );
+  const maintenance = createMaintenanceTasks({
+    redis: maintRedis,
+    prefix: config.redis.prefix,
+    queues: workQueues,
+    summaryTtlMs: config.resources.monitorEveryMs * 3,
+    ...(caches ? { semantic: caches.inference } : {}),
+    disk: resources.disk,
+    retention: {
+      completedMs: config.jobs.resultTtlSeconds * 1000,
+      failedMs: config.jobs.failedTtlSeconds * 1000,
+    },
+    logger: log,
+  });
   const worker = new Cell0Worker({
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
@@ -127,7 +158,15 @@ export async function startWorker(
     providerTimeoutMs: config.workers.providerTimeoutMs,
     shutdownTimeoutMs: config.workers.shutdownTimeoutMs,
     backendWaitMaxMs: config.providers.backendWaitMaxMs,
+    limiter: resources.limiter,
+    models: (model) => resources.modelsFor(model),
+    maintenance: {
+      tasks: maintenance,
+      monitorEveryMs: config.resources.monitorEveryMs,
+      cleanupEveryMs: config.resources.cleanupEveryMs,
+    },
     status: () => ({
+      ...resources.status(),
       ...providers.metrics(),
       ...(caches
         ? { caches: { semantic: caches.inference.getStats(), search: caches.search.getStats() } }
@@ -137,11 +176,15 @@ export async function startWorker(
     logger: log,
   });
   const release = async (): Promise<void> => {
+    await resources.close();
+    await Promise.allSettled(workQueues.map((q) => q.close()));
+    await closeRedis(maintRedis);
     await providers.close();
     if (redis) await closeRedis(redis);
     await cacheRedis?.close();
   };
   try {
+    await resources.start();
     await worker.start();
   } catch (err) {
     await worker.close().catch(() => undefined);
@@ -152,7 +195,14 @@ export async function startWorker(
     name: 'worker',
     worker,
     providers,
-    banner: [`worker     queues ${queues.join(', ')}`, ...providers.describe().map((l) => `  ${l}`)],
+    banner: [
+      `worker     queues ${queues.join(', ')} (+ maintenance)`,
+      ...providers.describe().map((l) => `  ${l}`),
+      `  limits: memory ${config.limits.maxMemoryPercent}%, cpu ${config.limits.maxCpuPercent}%, disk ${config.limits.maxDiskPercent || 'off'}%` +
+        (resources.managers.length > 0
+          ? `; models: ${config.resources.evictionPolicy}, budget ${(resources.managers[0]!.manager.budgetBytes / 1e9).toFixed(1)} GB`
+          : '; models: not managed'),
+    ],
     close: async () => {
       await worker.close();
       await release();
@@ -182,6 +232,13 @@ export async function startApi(
     client.caches.minConfidence = caches.minConfidence;
   }
   const responseCache = buildResponseCache(config, client.submitter.redis, log);
+  client.shedder = new LoadShedder({
+    queues: () => (client.submitter.ready ? Object.fromEntries(QUEUE_NAMES.map((q) => [q, client.submitter.getQueue(q)])) : {}),
+    fleet: () => client.fleet(),
+    maxQueueDepth: config.resources.maxQueueDepth,
+    retryAfterMs: config.resources.overloadRetryAfterSec * 1000,
+    logger: log,
+  });
   const started = client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
   // Say "ready" only once the queues are connected; if Redis is down, come up anyway (healthz answers,
   // /v1 answers 503) and connect when it returns.
@@ -268,4 +325,51 @@ export async function startDashboard(
       await client.close();
     },
   };
+}
+
+/**
+ * The worker's resource-management block from the configuration: limits, sampling of the data folder's
+ * disk, one model manager per backend that can load and unload models (Ollama), and cleanup folders.
+ */
+export function buildResourceManagement(config: Config, providers: ProviderSet, log: Logger): ResourceManagement {
+  const budget = config.resources.modelBudget;
+  const backends: ManagedBackend[] = [];
+  if (budget.kind !== 'off' && providers.inference) {
+    for (const backend of providers.inference.backends()) {
+      const driver = modelDriverFor(backend);
+      if (!driver) continue;
+      backends.push({
+        name: backend.origin ?? backend.name,
+        driver,
+        serves: (model) => providers.inference?.routeFor(model)?.backend === backend,
+      });
+    }
+  }
+  const dataDir = resolve(config.dataDir);
+  return new ResourceManagement({
+    limits: {
+      maxMemoryPercent: config.limits.maxMemoryPercent,
+      maxCpuPercent: config.limits.maxCpuPercent,
+      maxDiskPercent: config.limits.maxDiskPercent,
+      maxHeapPercent: config.limits.maxHeapPercent,
+      maxEventLoopDelayMs: config.limits.maxEventLoopDelayMs,
+    },
+    hysteresis: config.resources.hysteresis,
+    sampleMs: config.resources.sampleMs,
+    // The data folder's filesystem when it exists (it holds the private Redis's data), else the working one.
+    diskPath: existsSync(dataDir) ? dataDir : process.cwd(),
+    ...(backends.length > 0
+      ? {
+          models: {
+            backends,
+            budgetBytes: budget.kind === 'bytes' ? budget.bytes : Math.floor(totalmem() / 2),
+            policy: config.resources.evictionPolicy,
+            keepAliveMs: config.resources.modelKeepAliveMs,
+            priorities: config.resources.modelPriorities,
+          },
+        }
+      : {}),
+    cleanup: { paths: config.resources.cleanupPaths, threshold: config.resources.diskCleanupThreshold },
+    logger: log,
+  });
 }

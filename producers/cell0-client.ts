@@ -19,6 +19,7 @@ import { JobSubmitter, type JobView, type SubmitResult } from './job-submitter.j
 import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
 import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
 import { jobIdFor } from '../shared/queues/job-id.js';
+import { type LoadShedder } from './load-shedder.js';
 
 /** Options of {@link Cell0Client}. */
 export interface Cell0ClientOptions {
@@ -93,6 +94,11 @@ const DEFAULT_LIMITS: InputLimits = { maxPromptBytes: 32 * 1024, maxQueryBytes: 
 export class Cell0Client {
   readonly submitter: JobSubmitter;
   readonly caches: NonNullable<Cell0ClientOptions['caches']>;
+  /**
+   * Producers' admission: when set, a request that misses the caches is refused with OverloadedError while
+   * its queue is too deep or every worker serving it is paused by pressure (cache hits are still answered).
+   */
+  shedder: LoadShedder | undefined;
   private readonly waitMs: number;
   private readonly limits: InputLimits;
 
@@ -108,6 +114,7 @@ export class Cell0Client {
       if (!(Number.isInteger(v) && v > 0))
         throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
     this.caches = opts.caches ?? {};
+    this.shedder = undefined;
     this.submitter = new JobSubmitter({
       redisUrl: opts.redisUrl ?? 'redis://localhost:6379',
       prefix: opts.prefix ?? '{cell0}',
@@ -188,6 +195,7 @@ export class Cell0Client {
         };
       }
     }
+    this.shedder?.check(QueueName.INFERENCE);
     const name = data.messages ? JobName.CHAT : JobName.GENERATE;
     return this.submitter.submit<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data));
   }
@@ -209,6 +217,7 @@ export class Cell0Client {
         };
       }
     }
+    this.shedder?.check(QueueName.SEARCH);
     return this.submitter.submit<SearchResult>(
       QueueName.SEARCH,
       JobName.SEARCH,

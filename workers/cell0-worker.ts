@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { type Redis } from 'ioredis';
 import {
   BreakerOpenError,
   Cell0Error,
   ErrorCode,
+  ModelMemoryBusyError,
   ProviderError,
   ProviderUnavailableError,
   RateLimitedError,
@@ -16,7 +17,11 @@ import { closeRedis, createRedisConnection } from '../shared/redis/connection.js
 import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { type SearchProvider } from '../shared/queues/enums.js';
 import { encodeFailure } from '../shared/queues/failure.js';
-import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
+import { MAINTENANCE_QUEUE, MaintenanceJob, QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
+import { type ResourceViolation } from '../shared/resources/types.js';
+import { type ResourceLimiter } from '../shared/resources/resource-limiter.js';
+import { type ModelLeaser } from '../shared/resources/resource-management.js';
+import { upsertMaintenanceSchedulers, type MaintenanceSchedule, type MaintenanceTasks } from './maintenance.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
 import { type z } from 'zod';
 import {
@@ -74,6 +79,22 @@ export interface Cell0WorkerOptions {
   caches?: { inference?: InferenceCache<InferenceResult>; search?: SearchCache };
   /** Extra sections of the published status, e.g. backend metrics. */
   status?: () => Record<string, unknown>;
+  /**
+   * Admission by resources: while the limiter reports pressure the worker takes no new jobs (its queues'
+   * BullMQ workers are paused; active jobs finish), a job that reaches it anyway is put back to wait without
+   * spending an attempt, and its published state is `paused`. It resumes when the pressure ends.
+   */
+  limiter?: ResourceLimiter;
+  /**
+   * The model memory manager of the backend serving a model, when that backend's models are managed: the
+   * model is made resident (evicting others by policy) and held in use while the job runs.
+   */
+  models?: (model: string) => ModelLeaser | undefined;
+  /**
+   * Serve the fleet's maintenance queue (one job at a time) and upsert its `monitor` and `cleanup` job
+   * schedulers at start.
+   */
+  maintenance?: MaintenanceSchedule & { tasks: MaintenanceTasks };
   logger?: Logger;
 }
 
@@ -95,6 +116,12 @@ export interface Cell0WorkerEvents {
   'job:failed': [{ queue: QueueName; jobId: string; error: string; willRetry: boolean }];
   /** A job went back to wait (delayed) because its backend is away or busy; no attempt was spent. */
   'job:deferred': [{ queue: QueueName; jobId: string; delayMs: number; reason: string }];
+  /** A job reached the worker while it was under resource pressure and went back to wait (no attempt spent). */
+  'job:handed-back': [{ queue: QueueName; jobId: string }];
+  /** Resource pressure: the worker stopped taking jobs. */
+  'worker:paused': [{ violations: ResourceViolation[] }];
+  /** The pressure ended: the worker takes jobs again. */
+  'worker:resumed': [{ pausedMs: number }];
   'worker:closed': [{ forced: boolean }];
 }
 
@@ -106,7 +133,8 @@ function isPermanent(err: unknown): boolean {
     (err.code === ErrorCode.MODEL_NOT_FOUND ||
       err.code === ErrorCode.PROVIDER_UNAVAILABLE ||
       err.code === ErrorCode.VALIDATION ||
-      err.code === ErrorCode.INPUT_TOO_LARGE)
+      err.code === ErrorCode.INPUT_TOO_LARGE ||
+      err.code === ErrorCode.MODEL_TOO_LARGE)
   );
 }
 
@@ -135,6 +163,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private sweepTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = new Date().toISOString();
+  private pausedByPressure = false;
+  private pausedAt = 0;
+  private pressureChain: Promise<void> = Promise.resolve();
+  private readonly onPressure = () => this.syncPressure();
+  private maintenanceWorker: Worker | undefined;
+  private maintenanceQueue: Queue | undefined;
   private triggerForce: () => void = () => undefined;
   private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
 
@@ -211,6 +245,13 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       this.workers.set(queue, worker);
     }
     await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
+    if (this.opts.maintenance) await this.startMaintenance(this.opts.maintenance);
+    const limiter = this.opts.limiter;
+    if (limiter) {
+      limiter.on('pressure:start', this.onPressure);
+      limiter.on('pressure:end', this.onPressure);
+      this.syncPressure();
+    }
     this.sweepTimer = setInterval(
       () => this.sweepDeadlines(),
       Math.min(1000, Math.max(10, this.opts.providerTimeoutMs / 10)),
@@ -234,12 +275,24 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       startedAt: this.startedAt,
       updatedAt: new Date().toISOString(),
       active: this.activeCount,
-      state: this.stopping ? 'closing' : 'running',
+      state: this.stopping ? 'closing' : this.pausedByPressure ? 'paused' : 'running',
+      ...(this.opts.limiter
+        ? {
+            pressure: {
+              underPressure: this.opts.limiter.underPressure,
+              violations: this.opts.limiter.violations,
+              pausedSince: this.pausedByPressure ? new Date(this.pausedAt).toISOString() : null,
+              episodes: this.opts.limiter.episodes,
+            },
+          }
+        : {}),
+      ...(this.opts.maintenance ? { maintenance: true } : {}),
       ...(this.opts.status?.() ?? {}),
     };
   }
 
   private async publishStatus(): Promise<void> {
+    if (this.opts.heartbeatMs === 0) return;
     const conn = this.connections[0];
     if (!conn || conn.status !== 'ready') return;
     try {
@@ -247,6 +300,90 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     } catch (err) {
       this.log.debug({ err }, 'could not publish worker status');
     }
+  }
+
+  /** True while resource pressure keeps this worker from taking jobs. */
+  get paused(): boolean {
+    return this.pausedByPressure;
+  }
+
+  /**
+   * Brings the queues' BullMQ workers in line with the limiter: paused under pressure, running otherwise.
+   * Transitions are chained, so a quick pressure-on/pressure-off never leaves a worker paused by mistake.
+   */
+  private syncPressure(): void {
+    this.pressureChain = this.pressureChain
+      .then(() => this.applyPressure())
+      .catch((err: unknown) => this.log.warn({ err }, 'could not pause or resume for resource pressure'));
+  }
+
+  private async applyPressure(): Promise<void> {
+    const want = !this.stopping && (this.opts.limiter?.underPressure ?? false);
+    if (want === this.pausedByPressure || (this.stopping && !this.pausedByPressure)) return;
+    if (want) {
+      this.pausedByPressure = true;
+      this.pausedAt = Date.now();
+      const violations = this.opts.limiter?.violations ?? [];
+      this.log.warn({ violations }, 'resource pressure: taking no new jobs (active ones finish)');
+      // doNotWaitActive: the jobs running now finish on their own; pausing only stops the fetching.
+      await Promise.all([...this.workers.values()].map((w) => w.pause(true)));
+      this.emit('worker:paused', { violations });
+    } else {
+      this.pausedByPressure = false;
+      const pausedMs = Date.now() - this.pausedAt;
+      if (!this.stopping) await Promise.all([...this.workers.values()].map((w) => w.resume()));
+      this.log.info({ pausedMs }, 'resource pressure over: taking jobs again');
+      this.emit('worker:resumed', { pausedMs });
+    }
+    await this.publishStatus();
+  }
+
+  private async startMaintenance(m: NonNullable<Cell0WorkerOptions['maintenance']>): Promise<void> {
+    const conn = createRedisConnection({
+      url: this.opts.redisUrl,
+      role: 'worker',
+      connectionName: `cell0:worker:${MAINTENANCE_QUEUE}`,
+    });
+    this.connections.push(conn);
+    this.maintenanceQueue = new Queue(MAINTENANCE_QUEUE, { connection: conn, prefix: this.opts.prefix });
+    await upsertMaintenanceSchedulers(this.maintenanceQueue, m);
+    const worker = new Worker(
+      MAINTENANCE_QUEUE,
+      async (job: Job) => {
+        const t0 = performance.now();
+        let report: Record<string, unknown>;
+        if (job.name === MaintenanceJob.MONITOR) report = await m.tasks.monitor();
+        else if (job.name === MaintenanceJob.CLEANUP) report = await m.tasks.cleanup();
+        else throw new UnrecoverableError(`unknown maintenance job "${job.name}"`);
+        this.log.debug({ job: job.name, ms: Math.round(performance.now() - t0) }, 'maintenance job done');
+        return { ...report, by: this.id };
+      },
+      {
+        connection: conn,
+        prefix: this.opts.prefix,
+        concurrency: 1,
+        lockDuration: this.opts.lockDurationMs,
+        stalledInterval: this.opts.stalledIntervalMs,
+        autorun: true,
+      },
+    );
+    worker.on('error', (err) => {
+      const now = Date.now();
+      if (now - this.lastErrorLog > 5000) {
+        this.lastErrorLog = now;
+        this.log.warn({ queue: MAINTENANCE_QUEUE, err: err.message }, 'worker connection error (will keep retrying)');
+      }
+    });
+    worker.on('failed', (job, err) =>
+      this.log.warn({ queue: MAINTENANCE_QUEUE, job: job?.name, error: err.message }, 'maintenance job failed'),
+    );
+    this.maintenanceWorker = worker;
+    await worker.waitUntilReady();
+  }
+
+  /** Every BullMQ worker of this process: the queues' and the maintenance one. */
+  private allWorkers(): Worker[] {
+    return [...this.workers.values(), ...(this.maintenanceWorker ? [this.maintenanceWorker] : [])];
   }
 
   /** Jobs running now in this process. */
@@ -261,10 +398,17 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   ): Promise<InferenceResult> {
     const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
     const backend = this.opts.inference!;
-    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => ({
-      ...(await backend.run(data, { signal: ctxSignal })),
-      servedBy: this.id,
-    }));
+    const models = this.opts.models?.(data.model);
+    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => {
+      // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
+      // evicted, until the call is over.
+      const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
+      try {
+        return { ...(await backend.run(data, { signal: ctxSignal })), servedBy: this.id };
+      } finally {
+        lease?.release();
+      }
+    });
     const cache = this.opts.caches?.inference;
     if (cache && data.cache?.noStore !== true) {
       const key = inferenceCacheKey(data);
@@ -303,6 +447,14 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     queue: QueueName,
     call: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
+    if (!this.stopping && this.opts.limiter?.underPressure) {
+      // Admission: a job fetched just before (or while) the pressure began goes back for another worker.
+      await job.moveToWait(token);
+      this.syncPressure();
+      this.log.info({ queue, jobId: job.id }, 'under resource pressure: job handed back to wait');
+      this.emit('job:handed-back', { queue, jobId: job.id ?? '' });
+      throw new WaitingError();
+    }
     if (this.stopping) {
       // BullMQ can still hand over a job it fetched just before close(); this worker no longer takes jobs.
       await job.moveToWait(token);
@@ -372,7 +524,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     job: Job,
     token: string | undefined,
     queue: QueueName,
-    err: BreakerOpenError | RateLimitedError | ProviderError,
+    err: BreakerOpenError | RateLimitedError | ProviderError | ModelMemoryBusyError,
   ): Promise<void> {
     const max = this.opts.backendWaitMaxMs;
     if (max > 0) {
@@ -423,8 +575,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   close(): Promise<void> {
     this.stopping = true;
     this.closing ??= (async () => {
+      this.opts.limiter?.off('pressure:start', this.onPressure);
+      this.opts.limiter?.off('pressure:end', this.onPressure);
       this.log.info({ active: this.active }, 'worker closing: finishing active jobs');
-      const graceful = Promise.allSettled([...this.workers.values()].map((w) => w.close()));
+      const graceful = Promise.allSettled(this.allWorkers().map((w) => w.close()));
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((r) => {
         timer = setTimeout(() => r('timeout'), this.opts.shutdownTimeoutMs);
@@ -446,7 +600,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       // the process open (lock extender: forever). Stop them here. These are BullMQ internals (6.x); each is
       // looked up defensively, so a BullMQ without them only loses this cleanup.
       if (first !== 'done')
-        for (const w of this.workers.values()) {
+        for (const w of this.allWorkers()) {
           const internals = w as unknown as {
             lockManager?: { close?(): Promise<void> };
             stalledCheckStopper?: () => void;
@@ -471,11 +625,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.forcing ??= (async () => {
       this.forced = true;
       this.log.warn({ active: this.active }, 'forcing shutdown: aborting active jobs');
-      for (const w of this.workers.values()) w.cancelAllJobs('shutdown');
+      for (const w of this.allWorkers()) w.cancelAllJobs('shutdown');
       // Give the aborted processors a moment to hand their jobs back before the connections go.
       await Promise.race([graceful, sleep(3000)]);
       await Promise.race([
-        Promise.allSettled([...this.workers.values()].map((w) => w.close(true))),
+        Promise.allSettled(this.allWorkers().map((w) => w.close(true))),
         sleep(2000),
       ]);
     })();
@@ -491,6 +645,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         removeWorkerStatus(conn, this.opts.prefix, this.id).catch(() => undefined),
         sleep(1000),
       ]);
+    await Promise.race([this.maintenanceQueue?.close().catch(() => undefined), sleep(2000)]);
     await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
     await Promise.race([
       Promise.allSettled([
@@ -522,9 +677,12 @@ function waitingSinceKey(prefix: string, queue: string, jobId: string | undefine
 }
 
 /** The backend is down or asked to back off: the job waits for it instead of spending an attempt. */
-function isBackendAway(err: unknown): err is BreakerOpenError | RateLimitedError | ProviderError {
+function isBackendAway(
+  err: unknown,
+): err is BreakerOpenError | RateLimitedError | ProviderError | ModelMemoryBusyError {
   return (
     err instanceof BreakerOpenError ||
+    err instanceof ModelMemoryBusyError ||
     err instanceof RateLimitedError ||
     (err instanceof ProviderError && err.backendUnavailable)
   );

@@ -11,6 +11,7 @@ import {
   Cell0Error,
   ErrorCode,
   InputTooLargeError,
+  OverloadedError,
   ValidationError,
   type FieldIssue,
 } from '../../shared/errors.js';
@@ -20,6 +21,7 @@ import { type Cell0Client } from '../cell0-client.js';
 import { type SubmitResult } from '../job-submitter.js';
 import { requireApiKey, tenantNamespace } from './auth.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
+import { summarizeFleet } from '../../shared/fleet/worker-status.js';
 
 /** Options of {@link createApi}. */
 export interface ApiOptions {
@@ -60,6 +62,7 @@ function failedStatus(code: string | undefined): number {
     case ErrorCode.PROVIDER_UNAVAILABLE:
     case ErrorCode.VALIDATION:
     case ErrorCode.INPUT_TOO_LARGE:
+    case ErrorCode.MODEL_TOO_LARGE:
       return 422;
     default:
       return 502;
@@ -237,7 +240,7 @@ export function createApi(opts: ApiOptions): Express {
 
   v1.get('/fleet', async (_req, res) => {
     const workers = await client.fleet();
-    res.json({ workers, count: workers.length });
+    res.json({ workers, count: workers.length, summary: summarizeFleet(workers) });
   });
 
   v1.get('/jobs/:queue/:id', async (req, res) => {
@@ -326,6 +329,9 @@ export function createApi(opts: ApiOptions): Express {
           },
         ]),
       );
+    } else if (err instanceof OverloadedError) {
+      res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+      res.status(503).json({ error: { code: err.code, message: err.message, reason: err.reason } });
     } else if (err instanceof BreakerOpenError) {
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
       res

@@ -3,6 +3,15 @@ import { z } from 'zod';
 import { ConfigError, type FieldIssue } from '../errors.js';
 import { parseModelRoutes, parseRateLimits, type ModelRoute, type RateLimitSpec } from './provider-routes.js';
 import { parseSearchTtls, parseThresholds } from './search-ttls.js';
+import {
+  parseCleanupPaths,
+  parseModelBudget,
+  parseModelPriorities,
+  type CleanupPathSetting,
+  type ModelBudgetSetting,
+  type ModelPriorityRule,
+} from './resource-settings.js';
+import { EvictionPolicy } from '../resources/types.js';
 
 /*
  * The one module that reads the environment. Every variable is declared here once, with its default and
@@ -105,6 +114,83 @@ export const ENV = {
     default: '90',
     schema: percent,
     doc: 'CPU use (%) above which a worker stops taking jobs',
+  },
+  CELL0_MAX_DISK_PERCENT: {
+    default: '95',
+    schema: int(0, 100),
+    doc: 'Disk use (% of the filesystem holding CELL0_DATA_DIR) above which a worker stops taking jobs (0 = no limit)',
+  },
+  CELL0_MAX_HEAP_PERCENT: {
+    default: '0',
+    schema: int(0, 100),
+    doc: "A worker's V8 heap use (% of its limit) above which it stops taking jobs (0 = no limit)",
+  },
+  CELL0_MAX_EVENT_LOOP_DELAY_MS: {
+    default: '0',
+    schema: int(0, 600_000),
+    doc: "A worker's event-loop delay (p99 over a sample interval, ms) above which it stops taking jobs (0 = no limit)",
+  },
+  CELL0_RESOURCE_SAMPLE_MS: {
+    default: '2000',
+    schema: int(100, 600_000),
+    doc: 'How often each worker samples memory, CPU, disk and its own heap and event loop, ms',
+  },
+  CELL0_RESOURCE_HYSTERESIS: {
+    default: '5',
+    schema: int(0, 50),
+    doc: 'Points a value must fall below its limit before a worker under pressure takes jobs again',
+  },
+  CELL0_MAX_QUEUE_DEPTH: {
+    default: '10000',
+    schema: int(0, 100_000_000),
+    doc: 'Jobs waiting in a queue above which POST /v1/* answers 503 with Retry-After (0 = no bound)',
+  },
+  CELL0_OVERLOAD_RETRY_AFTER_SEC: {
+    default: '5',
+    schema: int(1, 3600),
+    doc: 'Retry-After of the 503 answered while the fleet is overloaded, seconds',
+  },
+  CELL0_MODEL_MEMORY_BUDGET: {
+    default: 'auto',
+    schema: parsedList(parseModelBudget),
+    doc: "Memory for models resident in a worker's Ollama backend: a size (16GB, 12GiB), auto (half of the host's memory) or off (no model management)",
+  },
+  CELL0_EVICTION_POLICY: {
+    default: 'LRU',
+    schema: z
+      .string()
+      .trim()
+      .toUpperCase()
+      .pipe(z.enum(EvictionPolicy, 'expected LRU, LFU, FIFO, TTL or COST_BASED')),
+    doc: 'Which resident model goes first when another must be loaded: LRU, LFU (decaying), FIFO, TTL or COST_BASED (GreedyDual-Size)',
+  },
+  CELL0_MODEL_PRIORITIES: {
+    schema: parsedList(parseModelPriorities),
+    doc: 'Model priorities and pins: pattern=priority or pattern=pin, e.g. nomic-embed-text*=pin,qwen2.5:7b=10 (lower priorities are evicted first; default 0)',
+  },
+  CELL0_MODEL_KEEP_ALIVE_MS: {
+    default: '300000',
+    schema: int(1000, 604_800_000),
+    doc: 'Idle time after which a resident model may be unloaded (the TTL policy, and the periodic sweep), ms',
+  },
+  CELL0_MONITOR_EVERY_MS: {
+    default: '5000',
+    schema: int(1000, 3_600_000),
+    doc: "Period of the fleet's scheduled monitor job (fleet summary, dead workers), ms",
+  },
+  CELL0_CLEANUP_EVERY_MS: {
+    default: '300000',
+    schema: int(10_000, 86_400_000),
+    doc: "Period of the fleet's scheduled cleanup job (disk, expired cache records, old jobs), ms",
+  },
+  CELL0_CLEANUP_PATHS: {
+    schema: parsedList(parseCleanupPaths),
+    doc: 'Folders the cleanup job keeps tidy: folder=days (files older than that are removed), e.g. /var/tmp/cell0=2,logs=7',
+  },
+  CELL0_DISK_CLEANUP_THRESHOLD: {
+    default: '90',
+    schema: int(1, 100),
+    doc: 'Disk use (%) above which cleanup also removes the oldest files of CELL0_CLEANUP_PATHS until under it',
   },
   REDIS_URL: {
     schema: redisUrl,
@@ -494,6 +580,9 @@ export interface Config {
   limits: {
     maxMemoryPercent: number;
     maxCpuPercent: number;
+    maxDiskPercent: number;
+    maxHeapPercent: number;
+    maxEventLoopDelayMs: number;
     maxPromptBytes: number;
     maxQueryBytes: number;
     maxBodyBytes: number;
@@ -578,6 +667,20 @@ export interface Config {
       rateLimit?: { rate: number; capacity: number };
     };
   };
+  resources: {
+    sampleMs: number;
+    hysteresis: number;
+    maxQueueDepth: number;
+    overloadRetryAfterSec: number;
+    modelBudget: ModelBudgetSetting;
+    evictionPolicy: EvictionPolicy;
+    modelPriorities: ModelPriorityRule[];
+    modelKeepAliveMs: number;
+    monitorEveryMs: number;
+    cleanupEveryMs: number;
+    cleanupPaths: CleanupPathSetting[];
+    diskCleanupThreshold: number;
+  };
   embeddedRedis: 'auto' | 'never';
   dataDir: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -659,6 +762,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     limits: {
       maxMemoryPercent: p.CELL0_MAX_MEMORY_PERCENT,
       maxCpuPercent: p.CELL0_MAX_CPU_PERCENT,
+      maxDiskPercent: p.CELL0_MAX_DISK_PERCENT,
+      maxHeapPercent: p.CELL0_MAX_HEAP_PERCENT,
+      maxEventLoopDelayMs: p.CELL0_MAX_EVENT_LOOP_DELAY_MS,
       maxPromptBytes: p.CELL0_MAX_PROMPT_BYTES,
       maxQueryBytes: p.CELL0_MAX_QUERY_BYTES,
       maxBodyBytes: p.CELL0_MAX_BODY_BYTES,
@@ -747,6 +853,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
             }
           : {}),
       },
+    },
+    resources: {
+      sampleMs: p.CELL0_RESOURCE_SAMPLE_MS,
+      hysteresis: p.CELL0_RESOURCE_HYSTERESIS,
+      maxQueueDepth: p.CELL0_MAX_QUEUE_DEPTH,
+      overloadRetryAfterSec: p.CELL0_OVERLOAD_RETRY_AFTER_SEC,
+      modelBudget: p.CELL0_MODEL_MEMORY_BUDGET,
+      evictionPolicy: p.CELL0_EVICTION_POLICY,
+      modelPriorities: p.CELL0_MODEL_PRIORITIES ?? [],
+      modelKeepAliveMs: p.CELL0_MODEL_KEEP_ALIVE_MS,
+      monitorEveryMs: p.CELL0_MONITOR_EVERY_MS,
+      cleanupEveryMs: p.CELL0_CLEANUP_EVERY_MS,
+      cleanupPaths: p.CELL0_CLEANUP_PATHS ?? [],
+      diskCleanupThreshold: p.CELL0_DISK_CLEANUP_THRESHOLD,
     },
     embeddedRedis: p.CELL0_EMBEDDED_REDIS,
     dataDir: p.CELL0_DATA_DIR,

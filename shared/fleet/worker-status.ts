@@ -16,8 +16,11 @@ export interface WorkerStatus {
   updatedAt: string;
   /** Jobs running in the process now. */
   active: number;
-  /** running, or closing once shutdown has begun. */
-  state: 'running' | 'closing';
+  /**
+   * running; paused while resource pressure keeps it from taking jobs (see `pressure`); closing once
+   * shutdown has begun.
+   */
+  state: 'running' | 'paused' | 'closing';
   /** Extra sections (backends: pools, breakers, rate limits). */
   [section: string]: unknown;
 }
@@ -72,5 +75,63 @@ export async function readWorkerStatuses(redis: Redis, prefix: string): Promise<
       // A value that is not JSON was not written by cell0; skip it.
     }
   }
+  return out;
+}
+
+/** The fleet at a glance, as `GET /v1/fleet` shows it under `summary`. */
+export interface FleetSummary {
+  workers: number;
+  running: number;
+  /** Paused by resource pressure. */
+  paused: number;
+  closing: number;
+  /** Jobs running across the fleet. */
+  active: number;
+  /** Where each model is resident (warm): model → worker ids. */
+  warmModels: Record<string, string[]>;
+}
+
+/** Counts of the fleet by state, and where each model is warm (from the workers' `models` sections). */
+export function summarizeFleet(workers: readonly WorkerStatus[]): FleetSummary {
+  const warmModels: Record<string, string[]> = {};
+  for (const w of workers) {
+    for (const m of residentModelsOf(w)) (warmModels[m] ??= []).push(w.id);
+  }
+  return {
+    workers: workers.length,
+    running: workers.filter((w) => w.state === 'running').length,
+    paused: workers.filter((w) => w.state === 'paused').length,
+    closing: workers.filter((w) => w.state === 'closing').length,
+    active: workers.reduce((n, w) => n + (typeof w.active === 'number' ? w.active : 0), 0),
+    warmModels,
+  };
+}
+
+/** One worker's latest resource usage, state and resident models (`getFleetUsage`). */
+export interface WorkerUsage {
+  id: string;
+  state: WorkerStatus['state'];
+  updatedAt: string;
+  /** The latest sample (see ResourceSample), when the worker runs a resource monitor. */
+  usage: unknown;
+  residentModels: string[];
+}
+
+/** The latest usage of every live worker, readable from any process. */
+export async function getFleetUsage(redis: Redis, prefix: string): Promise<WorkerUsage[]> {
+  return (await readWorkerStatuses(redis, prefix)).map((w) => ({
+    id: w.id,
+    state: w.state,
+    updatedAt: w.updatedAt,
+    usage: (w.resources as { usage?: unknown } | undefined)?.usage,
+    residentModels: residentModelsOf(w),
+  }));
+}
+
+function residentModelsOf(w: WorkerStatus): string[] {
+  const models = w.models as { managers?: { resident?: { modelId?: unknown }[] }[] } | undefined;
+  const out: string[] = [];
+  for (const m of models?.managers ?? [])
+    for (const r of m.resident ?? []) if (typeof r.modelId === 'string') out.push(r.modelId);
   return out;
 }

@@ -18,3 +18,16 @@ export const JobName = {
   SEARCH: 'search',
 } as const;
 export type JobName = (typeof JobName)[keyof typeof JobName];
+
+/**
+ * The fleet's own housekeeping queue: job schedulers put a `monitor` and a `cleanup` job on it every few
+ * seconds / minutes, and whichever worker takes one does it for the whole fleet.
+ */
+export const MAINTENANCE_QUEUE = 'maintenance';
+
+/** Job names on the maintenance queue (also its job scheduler ids). */
+export const MaintenanceJob = {
+  MONITOR: 'monitor',
+  CLEANUP: 'cleanup',
+} as const;
+export type MaintenanceJob = (typeof MaintenanceJob)[keyof typeof MaintenanceJob];

@@ -36,6 +36,11 @@ export class OllamaBackend implements InferenceBackend {
     return r.models.map((m) => ({ name: m.name, sizeBytes: m.size, expiresAt: m.expires_at }));
   }
 
+  async modelSizes(ctx: CallContext): Promise<Record<string, number>> {
+    const r = await this.client.tags(ctx.signal);
+    return Object.fromEntries(r.models.map((m) => [m.name, m.size]));
+  }
+
   async listModels(ctx: CallContext): Promise<string[]> {
     const r = await this.client.tags(ctx.signal);
     return r.models.map((m) => m.name);

@@ -42,6 +42,8 @@ export interface InferenceBackend {
   listLoaded?(ctx: CallContext): Promise<LoadedModel[]>;
   /** The models the backend can serve. */
   listModels?(ctx: CallContext): Promise<string[]>;
+  /** Size of each model's weights, bytes, by name (what the model memory manager charges before a load). */
+  modelSizes?(ctx: CallContext): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 

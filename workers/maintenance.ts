@@ -1,0 +1,142 @@
+import { type Queue } from 'bullmq';
+import { type Redis } from 'ioredis';
+import { readWorkerStatuses, summarizeFleet, type FleetSummary } from '../shared/fleet/worker-status.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
+import { MaintenanceJob } from '../shared/queues/names.js';
+import { type CleanupReport } from '../shared/resources/disk-cleanup.js';
+
+/** What the maintenance queue's jobs do; each returns a small report (kept as the job's return value). */
+export interface MaintenanceTasks {
+  /** Every few seconds: read the fleet, publish its summary, drop dead workers from the registry. */
+  monitor(): Promise<Record<string, unknown>>;
+  /** Every few minutes: disk cleanup, expired cache records, old job data. */
+  cleanup(): Promise<Record<string, unknown>>;
+}
+
+/** Periods of the two job schedulers, ms. */
+export interface MaintenanceSchedule {
+  monitorEveryMs: number;
+  cleanupEveryMs: number;
+}
+
+/**
+ * Creates or updates the `monitor` and `cleanup` job schedulers. Idempotent: every worker calls it at start,
+ * and the fleet still has one scheduler of each (BullMQ keys a scheduler by its id), so each tick runs once
+ * for the whole fleet, not once per process. A changed period replaces the old one.
+ */
+export async function upsertMaintenanceSchedulers(queue: Queue, schedule: MaintenanceSchedule): Promise<void> {
+  // Finished maintenance jobs are kept briefly: enough to see the last runs on the board.
+  const opts = {
+    removeOnComplete: { count: 20, age: 3600 },
+    removeOnFail: { count: 50, age: 86_400 },
+    attempts: 1,
+  };
+  await queue.upsertJobScheduler(
+    MaintenanceJob.MONITOR,
+    { every: schedule.monitorEveryMs },
+    { name: MaintenanceJob.MONITOR, data: {}, opts },
+  );
+  await queue.upsertJobScheduler(
+    MaintenanceJob.CLEANUP,
+    { every: schedule.cleanupEveryMs },
+    { name: MaintenanceJob.CLEANUP, data: {}, opts },
+  );
+}
+
+/** Options of {@link createMaintenanceTasks}. */
+export interface MaintenanceTaskOptions {
+  /** A non-blocking connection. */
+  redis: Redis;
+  /** Queue key prefix. */
+  prefix: string;
+  /** The work queues whose counts are reported and whose old jobs are cleaned. */
+  queues: Queue[];
+  /** How long the published fleet summary lives, ms (a few monitor periods). */
+  summaryTtlMs: number;
+  /** Removes expired semantic-cache records (SemanticCache.sweepExpired). */
+  semantic?: { sweepExpired(): Promise<{ removed: number; scopes: number }> };
+  /** Disk cleanup of the registered folders (on the host of the worker that takes the job). */
+  disk?: { run(): Promise<CleanupReport>; paths(): unknown[] };
+  /** Finished jobs older than these are removed even when no new job completes to trim them, ms. */
+  retention: { completedMs: number; failedMs: number };
+  logger?: Logger;
+}
+
+/** Where the monitor job publishes the fleet summary. */
+export function fleetSummaryKey(prefix: string): string {
+  return `${prefix}:fleet:summary`;
+}
+
+/** The fleet summary the monitor job publishes: the fleet at a glance, queue counts and Redis memory. */
+export interface PublishedFleetSummary extends FleetSummary {
+  at: string;
+  queues: Record<string, Record<string, number>>;
+  redis: { usedMemoryBytes: number; maxMemoryBytes: number; usedPercent: number | null };
+}
+
+/** The monitor and cleanup tasks. Each step's failure is reported in its result and does not stop the rest. */
+export function createMaintenanceTasks(opts: MaintenanceTaskOptions): MaintenanceTasks {
+  const log = opts.logger ?? silentLogger();
+  return {
+    async monitor() {
+      const [workers, counts, info] = await Promise.all([
+        readWorkerStatuses(opts.redis, opts.prefix),
+        Promise.all(
+          opts.queues.map((q) => q.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'failed')),
+        ),
+        opts.redis.info('memory'),
+      ]);
+      const used = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
+      const max = Number(/maxmemory:(\d+)/.exec(info)?.[1] ?? 0);
+      const summary: PublishedFleetSummary = {
+        at: new Date().toISOString(),
+        ...summarizeFleet(workers),
+        queues: Object.fromEntries(opts.queues.map((q, i) => [q.name, counts[i] ?? {}])),
+        redis: {
+          usedMemoryBytes: used,
+          maxMemoryBytes: max,
+          usedPercent: max > 0 ? Math.round((used / max) * 1000) / 10 : null,
+        },
+      };
+      await opts.redis.set(fleetSummaryKey(opts.prefix), JSON.stringify(summary), 'PX', opts.summaryTtlMs);
+      if (summary.paused > 0 && summary.paused === summary.workers)
+        log.warn({ workers: summary.workers }, 'every worker is paused by resource pressure');
+      if (summary.redis.usedPercent !== null && summary.redis.usedPercent >= 90)
+        log.warn({ redis: summary.redis }, 'Redis is at 90% or more of its maxmemory');
+      return { workers: summary.workers, paused: summary.paused, queues: summary.queues };
+    },
+
+    async cleanup() {
+      const report: Record<string, unknown> = {};
+      const errors: string[] = [];
+      const step = async (name: string, fn: () => Promise<unknown>) => {
+        try {
+          report[name] = await fn();
+        } catch (err) {
+          errors.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      };
+      if (opts.disk && opts.disk.paths().length > 0)
+        await step('disk', async () => {
+          const r = await opts.disk!.run();
+          return { removedFiles: r.removedFiles, removedBytes: r.removedBytes, errors: r.errors.length };
+        });
+      if (opts.semantic) await step('semanticCache', () => opts.semantic!.sweepExpired());
+      await step('jobs', async () => {
+        const out: Record<string, { completed: number; failed: number }> = {};
+        for (const q of opts.queues) {
+          const completed = await q.clean(opts.retention.completedMs, 1000, 'completed');
+          const failed = await q.clean(opts.retention.failedMs, 1000, 'failed');
+          out[q.name] = { completed: completed.length, failed: failed.length };
+        }
+        return out;
+      });
+      if (errors.length > 0) {
+        report.errors = errors;
+        log.warn({ errors }, 'cleanup: some steps failed');
+      }
+      log.info({ report }, 'cleanup done');
+      return report;
+    },
+  };
+}
