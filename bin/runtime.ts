@@ -233,7 +233,10 @@ export async function startApi(
   }
   const responseCache = buildResponseCache(config, client.submitter.redis, log);
   client.shedder = new LoadShedder({
-    queues: () => (client.submitter.ready ? Object.fromEntries(QUEUE_NAMES.map((q) => [q, client.submitter.getQueue(q)])) : {}),
+    queues: () =>
+      client.submitter.ready
+        ? Object.fromEntries(QUEUE_NAMES.map((q) => [q, client.submitter.getQueue(q)]))
+        : {},
     fleet: () => client.fleet(),
     maxQueueDepth: config.resources.maxQueueDepth,
     retryAfterMs: config.resources.overloadRetryAfterSec * 1000,
@@ -331,7 +334,11 @@ export async function startDashboard(
  * The worker's resource-management block from the configuration: limits, sampling of the data folder's
  * disk, one model manager per backend that can load and unload models (Ollama), and cleanup folders.
  */
-export function buildResourceManagement(config: Config, providers: ProviderSet, log: Logger): ResourceManagement {
+export function buildResourceManagement(
+  config: Config,
+  providers: ProviderSet,
+  log: Logger,
+): ResourceManagement {
   const budget = config.resources.modelBudget;
   const backends: ManagedBackend[] = [];
   if (budget.kind !== 'off' && providers.inference) {

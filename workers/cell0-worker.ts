@@ -19,9 +19,12 @@ import { type SearchProvider } from '../shared/queues/enums.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { MAINTENANCE_QUEUE, MaintenanceJob, QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { type ResourceViolation } from '../shared/resources/types.js';
-import { type ResourceLimiter } from '../shared/resources/resource-limiter.js';
 import { type ModelLeaser } from '../shared/resources/resource-management.js';
-import { upsertMaintenanceSchedulers, type MaintenanceSchedule, type MaintenanceTasks } from './maintenance.js';
+import {
+  upsertMaintenanceSchedulers,
+  type MaintenanceSchedule,
+  type MaintenanceTasks,
+} from './maintenance.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
 import { type z } from 'zod';
 import {
@@ -84,7 +87,7 @@ export interface Cell0WorkerOptions {
    * BullMQ workers are paused; active jobs finish), a job that reaches it anyway is put back to wait without
    * spending an attempt, and its published state is `paused`. It resumes when the pressure ends.
    */
-  limiter?: ResourceLimiter;
+  limiter?: AdmissionLimiter;
   /**
    * The model memory manager of the backend serving a model, when that backend's models are managed: the
    * model is made resident (evicting others by policy) and held in use while the job runs.
@@ -96,6 +99,16 @@ export interface Cell0WorkerOptions {
    */
   maintenance?: MaintenanceSchedule & { tasks: MaintenanceTasks };
   logger?: Logger;
+}
+
+/** What admission reads of a ResourceLimiter: its state (synchronously) and its transitions. */
+export interface AdmissionLimiter {
+  readonly underPressure: boolean;
+  readonly violations: ResourceViolation[];
+  /** Pressure episodes so far. */
+  readonly episodes: number;
+  on(event: 'pressure:start' | 'pressure:end', listener: () => void): unknown;
+  off(event: 'pressure:start' | 'pressure:end', listener: () => void): unknown;
 }
 
 const DEFAULTS = {
@@ -371,11 +384,17 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const now = Date.now();
       if (now - this.lastErrorLog > 5000) {
         this.lastErrorLog = now;
-        this.log.warn({ queue: MAINTENANCE_QUEUE, err: err.message }, 'worker connection error (will keep retrying)');
+        this.log.warn(
+          { queue: MAINTENANCE_QUEUE, err: err.message },
+          'worker connection error (will keep retrying)',
+        );
       }
     });
     worker.on('failed', (job, err) =>
-      this.log.warn({ queue: MAINTENANCE_QUEUE, job: job?.name, error: err.message }, 'maintenance job failed'),
+      this.log.warn(
+        { queue: MAINTENANCE_QUEUE, job: job?.name, error: err.message },
+        'maintenance job failed',
+      ),
     );
     this.maintenanceWorker = worker;
     await worker.waitUntilReady();
@@ -628,10 +647,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       for (const w of this.allWorkers()) w.cancelAllJobs('shutdown');
       // Give the aborted processors a moment to hand their jobs back before the connections go.
       await Promise.race([graceful, sleep(3000)]);
-      await Promise.race([
-        Promise.allSettled(this.allWorkers().map((w) => w.close(true))),
-        sleep(2000),
-      ]);
+      await Promise.race([Promise.allSettled(this.allWorkers().map((w) => w.close(true))), sleep(2000)]);
     })();
     return this.forcing;
   }

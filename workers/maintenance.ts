@@ -24,7 +24,10 @@ export interface MaintenanceSchedule {
  * and the fleet still has one scheduler of each (BullMQ keys a scheduler by its id), so each tick runs once
  * for the whole fleet, not once per process. A changed period replaces the old one.
  */
-export async function upsertMaintenanceSchedulers(queue: Queue, schedule: MaintenanceSchedule): Promise<void> {
+export async function upsertMaintenanceSchedulers(
+  queue: Queue,
+  schedule: MaintenanceSchedule,
+): Promise<void> {
   // Finished maintenance jobs are kept briefly: enough to see the last runs on the board.
   const opts = {
     removeOnComplete: { count: 20, age: 3600 },

@@ -730,6 +730,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         field: 'CELL0_SEMANTIC_EMBED_DIMS',
         reason: `required with CELL0_SEMANTIC_EMBEDDER=${p.CELL0_SEMANTIC_EMBEDDER} (the length of its vectors)`,
       });
+    for (const name of [
+      'CELL0_MAX_MEMORY_PERCENT',
+      'CELL0_MAX_CPU_PERCENT',
+      'CELL0_MAX_DISK_PERCENT',
+      'CELL0_MAX_HEAP_PERCENT',
+    ] as const) {
+      const v = p[name];
+      if (v !== 0 && v <= p.CELL0_RESOURCE_HYSTERESIS)
+        issues.push({
+          field: name,
+          reason: `expected more than CELL0_RESOURCE_HYSTERESIS (${p.CELL0_RESOURCE_HYSTERESIS}) points, or 0 for no limit, got ${v}: pressure could never end`,
+        });
+    }
     const faultSum =
       p.CELL0_SIM_FAULT_RATE_429 +
       p.CELL0_SIM_FAULT_RATE_500 +

@@ -211,6 +211,8 @@ interface Pass {
   realRoots: Set<string>;
   /** Folders whose walk the entry budget cut short. */
   capped: Set<Root>;
+  /** Work was left undone because close() was called. */
+  halted: boolean;
 }
 
 /**
@@ -327,9 +329,16 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
   private async pass(dryRun: boolean, forceAggressive: boolean): Promise<CleanupReport> {
     const t0 = performance.now();
     const startedMs = this.opts.now();
-    const pass: Pass = { dryRun, entries: 0, sample: [], errors: [], realRoots: new Set(), capped: new Set() };
+    const pass: Pass = {
+      dryRun,
+      entries: 0,
+      sample: [],
+      errors: [],
+      realRoots: new Set(),
+      capped: new Set(),
+      halted: false,
+    };
     const roots = await this.resolveRoots(pass, startedMs);
-    const signal = this.abort.signal;
 
     // Folders on one filesystem share its space: the oldest-first phase ranks their files together.
     const groups = new Map<number, Root[]>();
@@ -355,22 +364,27 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
     }
 
     for (const [dev, files] of candidates)
-      if (!signal.aborted) await this.removeOldestFirst(pass, groups.get(dev)!, files, before.get(dev));
+      if (!this.halted(pass)) await this.removeOldestFirst(pass, groups.get(dev)!, files, before.get(dev));
 
-    for (const r of roots) if (!signal.aborted) await this.removeEmptyDirs(pass, r);
+    for (const r of roots) if (r.dirs.length > 1 && !this.halted(pass)) await this.removeEmptyDirs(pass, r);
 
     for (const [dev, group] of groups) {
       let u: DiskUsage | undefined;
       if (dryRun) {
         const b = before.get(dev);
-        u = b && afterFreeing(b, group.reduce((sum, r) => sum + r.report.removedBytes, 0));
+        u =
+          b &&
+          afterFreeing(
+            b,
+            group.reduce((sum, r) => sum + r.report.removedBytes, 0),
+          );
       } else {
         u = await this.measure(pass, group[0]!);
       }
       if (u) for (const r of group) r.report.diskPercentAfter = u.percent;
     }
 
-    if (signal.aborted)
+    if (pass.halted)
       for (const r of roots)
         if (r.real !== undefined) this.fail(pass, r, r.report.path, 'stopped early: the cleaner was closed');
 
@@ -446,14 +460,14 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
    */
   private async walk(pass: Pass, root: Root, keep: FileNode[] | undefined): Promise<void> {
     if (root.real === undefined) return;
-    const signal = this.abort.signal;
     const dirs = root.dirs;
     dirs.push({ path: root.real, parent: -1, mtimeMs: Infinity, left: 0, complete: false });
-    for (let i = 0; i < dirs.length && !signal.aborted; i++) {
+    for (let i = 0; i < dirs.length && !this.halted(pass); i++) {
+      if (pass.entries >= this.opts.maxEntries) return this.capped(pass, root);
       const dir = dirs[i]!;
       const names = await this.list(pass, root, dir, i);
       for (const name of names) {
-        if (signal.aborted) return;
+        if (this.halted(pass)) return;
         const path = join(dir.path, name);
         let st: Stats;
         try {
@@ -464,7 +478,8 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
           continue;
         }
         if (st.isDirectory()) {
-          // Another filesystem mounted here is not ours to clean, and its space is not what we measure.
+          // Another filesystem mounted here is not ours to clean, and its space is not what we measure; a
+          // folder registered on its own is cleaned by its own walk, with its own max age.
           if (st.dev !== root.dev || pass.realRoots.has(path)) continue;
           dirs.push({ path, parent: i, mtimeMs: st.mtimeMs, left: 0, complete: false });
         } else if (st.isFile()) {
@@ -487,9 +502,8 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
       try {
         for await (const entry of handle) {
           if (pass.entries >= this.opts.maxEntries) {
-            this.fail(pass, root, dir.path, `entry cap reached (maxEntries ${this.opts.maxEntries})`);
-            dir.left = names.length + 1; // at least one more: never "empty"
-            return names;
+            this.capped(pass, root);
+            return names; // left incomplete: never removed as empty
           }
           pass.entries++;
           names.push(entry.name);
@@ -544,15 +558,21 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
     let u: DiskUsage | undefined;
     if (pass.dryRun) {
       // Nothing was removed: what the measurement would say is what it said, less what would have gone.
-      u = before && afterFreeing(before, group.reduce((sum, r) => sum + r.report.removedBytes, 0));
+      u =
+        before &&
+        afterFreeing(
+          before,
+          group.reduce((sum, r) => sum + r.report.removedBytes, 0),
+        );
     } else {
       u = await this.measure(pass, root);
     }
     if (!u) return; // without a measurement there is no telling when to stop: remove nothing
     files.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     let next = 0;
-    while (u.percent > this.cleanupThreshold + EPSILON && next < files.length && !this.abort.signal.aborted) {
-      const needBytes = ((u.percent - this.cleanupThreshold) / 100) * capacityOf(u);
+    while (u.percent > this.cleanupThreshold + EPSILON && next < files.length && !this.halted(pass)) {
+      // Whole bytes, less float noise: 200.00000000000003 must not cost one more file.
+      const needBytes = Math.ceil(((u.percent - this.cleanupThreshold) / 100) * capacityOf(u) - 1e-6);
       let freed = 0;
       for (let n = 0; n < MAX_BATCH_FILES && freed < needBytes && next < files.length; n++) {
         const file = files[next++]!;
@@ -607,6 +627,12 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
       root.report.removedDirs++;
       dirs[dir.parent]!.left--;
     }
+  }
+
+  /** True once close() has been called; notes that the pass then left work undone. */
+  private halted(pass: Pass): boolean {
+    if (this.abort.signal.aborted) pass.halted = true;
+    return pass.halted;
   }
 
   /** Notes once per folder that the entry budget ran out before its walk ended. */

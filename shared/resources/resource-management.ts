@@ -5,7 +5,7 @@ import { DiskCleanupManager } from './disk-cleanup.js';
 import { ModelMemoryManager, type ModelLease } from './model-memory-manager.js';
 import { ResourceLimiter } from './resource-limiter.js';
 import { ResourceMonitor, type ResourceMonitorOptions } from './resource-monitor.js';
-import { EvictionPolicy, type ModelDriver, type ResourceLimits } from './types.js';
+import { type EvictionPolicy, type ModelDriver, type ResourceLimits } from './types.js';
 
 /** One backend whose models are managed. */
 export interface ManagedBackend {
@@ -104,7 +104,10 @@ export class ResourceManagement {
       manager.on('model:evicted', (e) => this.log.info({ backend: backend.name, ...e }, 'model evicted'));
       manager.on('model:loaded', (e) => this.log.info({ backend: backend.name, ...e }, 'model loaded'));
       manager.on('model:error', ({ modelId, op, error }) =>
-        this.log.warn({ backend: backend.name, modelId, op, err: error.message }, 'model management call failed'),
+        this.log.warn(
+          { backend: backend.name, modelId, op, err: error.message },
+          'model management call failed',
+        ),
       );
       return { name: backend.name, manager, backend };
     });
@@ -112,7 +115,10 @@ export class ResourceManagement {
     this.limiter.registerCleanupHandler(async (violations) => {
       if (!violations.some((v) => v.resource === 'disk') || this.disk.paths().length === 0) return;
       const r = await this.disk.run({ aggressive: true });
-      this.log.warn({ removedFiles: r.removedFiles, removedBytes: r.removedBytes }, 'disk pressure: cleaned up');
+      this.log.warn(
+        { removedFiles: r.removedFiles, removedBytes: r.removedBytes },
+        'disk pressure: cleaned up',
+      );
     }, 'disk-cleanup');
     this.limiter.registerCleanupHandler(async (violations) => {
       if (!violations.some((v) => v.resource === 'memory')) return;

@@ -1,0 +1,379 @@
+/*
+ * Resource management in a running fleet, on a real Redis with the Ollama simulator over real HTTP:
+ * a worker under (injected) memory pressure stops taking jobs and its peer serves them all; GET /v1/fleet
+ * shows usage, state and resident models; the model memory manager keeps the simulator within a budget
+ * that fits two of three models; producers shed load with 503 + Retry-After.
+ */
+import { EventEmitter, once } from 'node:events';
+import { SearchProvider } from '../../shared/queues/enums';
+import { Cell0Worker } from '../../workers/cell0-worker';
+import { OllamaBackend } from '../../workers/providers/ollama-backend';
+import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
+import { LocalSearch } from '../../workers/providers/local-search/local-search';
+import { modelDriverFor } from '../../workers/providers/model-driver';
+import { ResourceManagement } from '../../shared/resources/resource-management';
+import { EvictionPolicy, type ResourceSample, type ResourceViolation } from '../../shared/resources/types';
+import { LoadShedder } from '../../producers/load-shedder';
+import { publishWorkerStatus } from '../../shared/fleet/worker-status';
+import { createRedisConnection, closeRedis, waitUntilReady } from '../../shared/redis/connection';
+import { QueueName } from '../../shared/queues/names';
+import { startTestFleet, post, get, type TestFleet } from '../helpers/fleet';
+import { testRedisUrl } from '../helpers/redis';
+import { until } from '../helpers/wait';
+
+/** A sample with everything comfortably within the default limits, except what the test sets. */
+function sample(memoryPercent: number): ResourceSample {
+  return {
+    at: Date.now(),
+    memoryPercent,
+    cpuPercent: 10,
+    diskPercent: 40,
+    memoryTotalBytes: 16e9,
+    memoryUsedBytes: (16e9 * memoryPercent) / 100,
+    process: {
+      rssBytes: 1e8,
+      heapUsedBytes: 5e7,
+      heapLimitBytes: 4e9,
+      heapPercent: 1.3,
+      eventLoopDelayMeanMs: 1,
+      eventLoopDelayP99Ms: 2,
+    },
+  };
+}
+
+const search = new LocalSearch();
+
+function workerFor(
+  fleet: TestFleet,
+  simUrl: string,
+  extra: Partial<ConstructorParameters<typeof Cell0Worker>[0]>,
+) {
+  return new Cell0Worker({
+    redisUrl: testRedisUrl(),
+    prefix: fleet.prefix,
+    inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
+    search: { [SearchProvider.LOCAL]: search },
+    concurrency: { inference: 2, search: 2 },
+    shutdownTimeoutMs: 5000,
+    heartbeatMs: 300,
+    ...extra,
+  });
+}
+
+describe('admission under resource pressure (two workers)', () => {
+  let fleet: TestFleet;
+  const closers: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+    await fleet?.close();
+  });
+
+  it('a worker with an injected memory violation stops taking jobs, the other serves them all; it resumes after', async () => {
+    fleet = await startTestFleet({ worker: false });
+    const simUrl = fleet.sim.url;
+    const memory = { a: 40, b: 40 };
+    const rmA = new ResourceManagement({ sampleMs: 100, sampler: () => sample(memory.a) });
+    const rmB = new ResourceManagement({ sampleMs: 100, sampler: () => sample(memory.b) });
+    const a = workerFor(fleet, simUrl, { limiter: rmA.limiter, status: () => rmA.status() });
+    const b = workerFor(fleet, simUrl, { limiter: rmB.limiter, status: () => rmB.status() });
+    closers.push(
+      () => rmA.close(),
+      () => rmB.close(),
+      () => a.close(),
+      () => b.close(),
+    );
+    await Promise.all([rmA.start(), rmB.start()]);
+    await Promise.all([a.start(), b.start()]);
+
+    // Injected memory violation on A: 97% > 85%.
+    const paused = once(a, 'worker:paused');
+    memory.a = 97;
+    const [{ violations }] = (await paused) as [{ violations: ResourceViolation[] }];
+    expect(violations).toEqual([expect.objectContaining({ resource: 'memory', value: 97, threshold: 85 })]);
+    expect(a.paused).toBe(true);
+
+    const run = async (tag: string, n: number) =>
+      Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          post(`${fleet.url}/v1/inference`, {
+            model: 'qwen2.5:0.5b',
+            prompt: `${tag} job ${i}`,
+            wait: 20_000,
+          }),
+        ),
+      );
+    const first = await run('pressure-on', 16);
+    expect(first.map((r) => r.status)).toEqual(Array(16).fill(200));
+    const servedBy = (rs: typeof first) => rs.map((r) => (r.body.result as { servedBy: string }).servedBy);
+    expect(new Set(servedBy(first))).toEqual(new Set([b.id]));
+
+    // The fleet view: A paused by memory, with its latest usage; B running.
+    const fleetView = await get(`${fleet.url}/v1/fleet`);
+    expect(fleetView.status).toBe(200);
+    const workers = fleetView.body.workers as Record<string, unknown>[];
+    const viewA = workers.find((w) => w.id === a.id)!;
+    const viewB = workers.find((w) => w.id === b.id)!;
+    expect(viewA.state).toBe('paused');
+    expect(viewA.pressure).toMatchObject({ underPressure: true, violations: [{ resource: 'memory' }] });
+    expect((viewA.resources as { usage: ResourceSample }).usage.memoryPercent).toBe(97);
+    expect(viewB.state).toBe('running');
+    expect((viewB.resources as { usage: ResourceSample }).usage.memoryPercent).toBe(40);
+    expect(fleetView.body.summary).toMatchObject({ workers: 2, running: 1, paused: 1 });
+
+    // Hysteresis: 82% is under the limit but not under limit - 5: still paused.
+    memory.a = 82;
+    await once(rmA.monitor, 'sample');
+    await once(rmA.monitor, 'sample');
+    expect(a.paused).toBe(true);
+
+    // Removing the violation resumes A; with B now under pressure, A serves everything.
+    const resumed = once(a, 'worker:resumed');
+    memory.a = 40;
+    await resumed;
+    const bPaused = once(b, 'worker:paused');
+    memory.b = 99;
+    await bPaused;
+    const second = await run('pressure-moved', 16);
+    expect(second.map((r) => r.status)).toEqual(Array(16).fill(200));
+    expect(new Set(servedBy(second))).toEqual(new Set([a.id]));
+  });
+
+  it('a job that reaches a worker under pressure goes back to wait without spending an attempt, and runs after the pressure ends', async () => {
+    fleet = await startTestFleet({ worker: false });
+    // A limiter the test drives by hand: pressure can begin before the worker has heard of it (the state a
+    // worker is in when pressure starts between fetching a job and running it).
+    const limiter = Object.assign(new EventEmitter(), {
+      underPressure: false,
+      violations: [{ resource: 'memory', value: 96, threshold: 85 }] as ResourceViolation[],
+      episodes: 0,
+    });
+    const w = workerFor(fleet, fleet.sim.url, { limiter });
+    closers.push(() => w.close());
+    await w.start();
+    limiter.underPressure = true;
+    const handedBack = once(w, 'job:handed-back');
+    const paused = once(w, 'worker:paused');
+    const submitted = post(`${fleet.url}/v1/inference`, {
+      model: 'qwen2.5:0.5b',
+      prompt: 'held',
+      wait: 20_000,
+    });
+    const [{ jobId }] = (await handedBack) as [{ jobId: string }];
+    await paused;
+    const job = await fleet.client.submitter.getQueue(QueueName.INFERENCE).getJob(jobId);
+    expect(await job?.getState()).toBe('waiting');
+    expect(job?.attemptsMade).toBe(0);
+    expect(w.paused).toBe(true);
+
+    limiter.underPressure = false;
+    limiter.emit('pressure:end');
+    const r = await submitted;
+    expect(r.status).toBe(200);
+    const done = await fleet.client.submitter.getQueue(QueueName.INFERENCE).getJob(jobId);
+    // Completed on its first attempt: the hand-back did not count as one.
+    expect(done?.attemptsMade).toBe(1);
+    expect(await done?.getState()).toBe('completed');
+    expect(w.paused).toBe(false);
+  });
+
+  it('a worker that comes under pressure lets its running jobs finish', async () => {
+    fleet = await startTestFleet({ worker: false, sim: { ttftMs: 600 } });
+    const memory = { v: 40 };
+    const rm = new ResourceManagement({ sampleMs: 100, sampler: () => sample(memory.v) });
+    const w = workerFor(fleet, fleet.sim.url, { limiter: rm.limiter });
+    closers.push(
+      () => rm.close(),
+      () => w.close(),
+    );
+    await rm.start();
+    await w.start();
+    const running = post(`${fleet.url}/v1/inference`, {
+      model: 'qwen2.5:0.5b',
+      prompt: 'long one',
+      wait: 20_000,
+    });
+    await until(() => w.active === 1, 5000, 'the job to be running');
+    memory.v = 95;
+    await once(w, 'worker:paused');
+    expect(w.active).toBe(1);
+    const r = await running;
+    expect(r.status).toBe(200);
+  });
+});
+
+describe('model memory manager driving the simulator', () => {
+  let fleet: TestFleet;
+  afterEach(async () => {
+    await fleet?.close();
+  });
+
+  // 0.40 + 2.02 + 2.18 GB: any two fit in 4.3 GB, all three do not.
+  const MODELS = ['qwen2.5:0.5b', 'llama3.2:3b', 'phi3:mini'];
+  const BUDGET = 4.3e9;
+
+  it.each([EvictionPolicy.LRU, EvictionPolicy.FIFO])(
+    '%s: a round-robin over three models never has more than two loaded; evictions as the policy says',
+    async (policy) => {
+      fleet = await startTestFleet({ worker: false });
+      const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
+      const rm = new ResourceManagement({
+        sampleMs: 1000,
+        sampler: () => sample(30),
+        models: {
+          backends: [{ name: 'sim', driver: modelDriverFor(backend)!, serves: () => true }],
+          budgetBytes: BUDGET,
+          policy,
+        },
+      });
+      const w = workerFor(fleet, fleet.sim.url, {
+        inference: backend,
+        concurrency: { inference: 1, search: 1 },
+        limiter: rm.limiter,
+        models: (m) => rm.modelsFor(m),
+        status: () => rm.status(),
+      });
+      await rm.start();
+      await w.start();
+      let maxLoaded = 0;
+      let polls = 0;
+      let polling = true;
+      const poller = (async () => {
+        while (polling) {
+          const ps = (await (await fetch(`${fleet.sim.url}/api/ps`)).json()) as { models: unknown[] };
+          maxLoaded = Math.max(maxLoaded, ps.models.length);
+          polls++;
+        }
+      })();
+      try {
+        const rounds = 4;
+        for (let i = 0; i < rounds * MODELS.length; i++) {
+          const model = MODELS[i % MODELS.length]!;
+          const r = await post(`${fleet.url}/v1/inference`, {
+            model,
+            prompt: `round robin ${i}`,
+            wait: 20_000,
+          });
+          expect(r.status).toBe(200);
+        }
+        polling = false;
+        await poller;
+        expect(polls).toBeGreaterThan(12);
+        expect(maxLoaded).toBe(2);
+        const stats = rm.managers[0]!.manager.getStats();
+        // Two slots, three models in turn: under LRU and FIFO every access after the first two evicts the
+        // model that comes next, so nothing ever hits: 12 loads, 10 evictions, all by the policy.
+        expect(stats).toMatchObject({ hits: 0, misses: 12, loads: 12, evictions: 10 });
+        expect(stats.evictionsByPolicy).toEqual({ [policy]: 10 });
+        const sim = fleet.sim.stats();
+        expect(sim.loads).toBe(12);
+        expect(sim.unloads).toBe(10);
+        // Resident: the last two of the round-robin, as the manager, /api/ps and GET /v1/fleet all say.
+        const ps = (await (await fetch(`${fleet.sim.url}/api/ps`)).json()) as { models: { name: string }[] };
+        expect(ps.models.map((m) => m.name).sort()).toEqual(['llama3.2:3b', 'phi3:mini']);
+        expect(stats.resident.map((m) => m.modelId).sort()).toEqual(['llama3.2:3b', 'phi3:mini']);
+        await until(
+          async () => {
+            const f = await get(`${fleet.url}/v1/fleet`);
+            const warm = (f.body.summary as { warmModels: Record<string, string[]> }).warmModels;
+            return (
+              warm['phi3:mini']?.[0] === w.id && warm['llama3.2:3b']?.[0] === w.id && !warm['qwen2.5:0.5b']
+            );
+          },
+          3000,
+          'GET /v1/fleet to show the two resident models on the worker',
+        );
+      } finally {
+        polling = false;
+        await poller;
+        await w.close();
+        await rm.close();
+      }
+    },
+  );
+});
+
+describe('producers shed load', () => {
+  let fleet: TestFleet;
+  afterEach(async () => {
+    await fleet?.close();
+  });
+
+  it('answers 503 with Retry-After when a queue is deeper than its bound (cache misses only)', async () => {
+    fleet = await startTestFleet({ worker: false });
+    const shedder = new LoadShedder({
+      queues: () => ({ [QueueName.INFERENCE]: fleet.client.submitter.getQueue(QueueName.INFERENCE) }),
+      fleet: () => fleet.client.fleet(),
+      maxQueueDepth: 3,
+      retryAfterMs: 7000,
+    });
+    fleet.client.shedder = shedder;
+    for (let i = 0; i < 3; i++) {
+      const r = await post(`${fleet.url}/v1/inference`, {
+        model: 'qwen2.5:0.5b',
+        prompt: `queued ${i}`,
+        wait: 0,
+      });
+      expect(r.status).toBe(202);
+    }
+    await shedder.refresh();
+    expect(shedder.snapshot().inference).toEqual({ waiting: 3, workers: 0, paused: 0 });
+    const r = await post(`${fleet.url}/v1/inference`, {
+      model: 'qwen2.5:0.5b',
+      prompt: 'one too many',
+      wait: 0,
+    });
+    expect(r.status).toBe(503);
+    expect(r.headers.get('retry-after')).toBe('7');
+    expect(r.body.error).toMatchObject({ code: 'CELL0_OVERLOADED', reason: 'queue_depth' });
+    expect(shedder.refused.queue_depth).toBe(1);
+    // The search queue has no bound reading: it still takes work.
+    const s = await post(`${fleet.url}/v1/search`, { query: 'still open', provider: 'local', wait: 0 });
+    expect(s.status).toBe(202);
+  });
+
+  it('answers 503 when every live worker serving the queue is paused by pressure, not when one runs', async () => {
+    fleet = await startTestFleet({ worker: false });
+    const shedder = new LoadShedder({
+      queues: () => ({ [QueueName.INFERENCE]: fleet.client.submitter.getQueue(QueueName.INFERENCE) }),
+      fleet: () => fleet.client.fleet(),
+      maxQueueDepth: 0,
+    });
+    fleet.client.shedder = shedder;
+    const redis = createRedisConnection({ url: testRedisUrl(), role: 'client' });
+    await waitUntilReady(redis, 5000);
+    try {
+      const status = (id: string, state: 'running' | 'paused') => ({
+        id,
+        host: 'h',
+        pid: 1,
+        queues: ['inference'],
+        startedAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString(),
+        active: 0,
+        state,
+      });
+      await publishWorkerStatus(redis, fleet.prefix, status('w1', 'paused'), 10_000);
+      await publishWorkerStatus(redis, fleet.prefix, status('w2', 'running'), 10_000);
+      await shedder.refresh();
+      const ok = await post(`${fleet.url}/v1/inference`, {
+        model: 'qwen2.5:0.5b',
+        prompt: 'one runs',
+        wait: 0,
+      });
+      expect(ok.status).toBe(202);
+
+      await publishWorkerStatus(redis, fleet.prefix, status('w2', 'paused'), 10_000);
+      await shedder.refresh();
+      const r = await post(`${fleet.url}/v1/inference`, {
+        model: 'qwen2.5:0.5b',
+        prompt: 'all paused',
+        wait: 0,
+      });
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).toBe('5');
+      expect(r.body.error).toMatchObject({ code: 'CELL0_OVERLOADED', reason: 'fleet_pressure' });
+    } finally {
+      await closeRedis(redis);
+    }
+  });
+});
