@@ -1,2 +1,10 @@
 export { Cell0Worker, type Cell0WorkerOptions, type Cell0WorkerEvents } from './cell0-worker.js';
 export * from './providers/index.js';
+export * from '../shared/resources/index.js';
+export {
+  getFleetUsage,
+  summarizeFleet,
+  type FleetSummary,
+  type WorkerUsage,
+} from '../shared/fleet/worker-status.js';
+export { type AdmissionLimiter } from './cell0-worker.js';

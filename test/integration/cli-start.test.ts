@@ -40,8 +40,14 @@ describe('cell0 start (all in one, first run)', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { jobId: string; result: { text: string } };
     expect(body.result.text).toMatch(/^\[simulated qwen2\.5:7b\]/);
-    const stats = (await (await fetch(`${simUrl}/_sim/stats`)).json()) as { requests: { total: number } };
-    expect(stats.requests.total).toBe(1);
+    const stats = (await (await fetch(`${simUrl}/_sim/stats`)).json()) as {
+      requests: { byEndpoint: Record<string, number> };
+      loads: number;
+    };
+    // One generation, after the worker's model manager preloaded the model (a generate request that names
+    // only the model) and read its size (/api/tags) and resident size (/api/ps).
+    expect(stats.requests.byEndpoint['/api/generate']).toBe(2);
+    expect(stats.loads).toBe(1);
     expect((await fetch(`${apiUrl}/admin/queues`)).status).toBe(200);
 
     proc.kill('SIGTERM');

@@ -61,7 +61,9 @@ describe('worker process shutdown (cell0 worker, real signals)', () => {
     expect(view!.finishedAt!).toBeLessThanOrEqual(exitedAt);
     expect(exitedAt - sigtermAt).toBeGreaterThan(3000); // it really waited for the job
     expect((await second.state())?.state).toBe('waiting');
-    expect(sim.stats().requests.byEndpoint['/api/generate']).toBe(1);
+    // The first job's preload (the model manager) and its generation; nothing for the second job.
+    expect(sim.stats().requests.byEndpoint['/api/generate']).toBe(2);
+    expect(sim.stats().loads).toBe(1);
     // The job's log line carries queue, job id and duration.
     const line = w
       .stdout()

@@ -1,0 +1,24 @@
+export * from './types.js';
+export {
+  ResourceMonitor,
+  getResourceMonitor,
+  resetResourceMonitor,
+  createSystemSampler,
+} from './resource-monitor.js';
+export type { ResourceMonitorOptions, ResourceMonitorEvents } from './resource-monitor.js';
+export { ResourceLimiter } from './resource-limiter.js';
+export type { ResourceLimiterOptions, ResourceLimiterEvents, CleanupHandler } from './resource-limiter.js';
+export { ModelMemoryManager } from './model-memory-manager.js';
+export type {
+  ModelMemoryManagerOptions,
+  ModelMemoryManagerEvents,
+  ModelLease,
+} from './model-memory-manager.js';
+export { DiskCleanupManager } from './disk-cleanup.js';
+export type { DiskCleanupOptions, CleanupReport, DiskUsage } from './disk-cleanup.js';
+export {
+  ResourceManagement,
+  initializeResourceManagement,
+  shutdownResourceManagement,
+} from './resource-management.js';
+export type { ResourceManagementOptions, ManagedBackend, ModelLeaser } from './resource-management.js';
