@@ -4,7 +4,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import express, { type Router } from 'express';
 import { requireApiKey } from '../producers/api/auth.js';
 import { type JobSubmitter } from '../producers/job-submitter.js';
-import { QUEUE_NAMES } from '../shared/queues/names.js';
+import { MAINTENANCE_QUEUE, QUEUE_NAMES } from '../shared/queues/names.js';
 
 /** Options of {@link createDashboard}. */
 export interface DashboardOptions {
@@ -33,8 +33,8 @@ export function createDashboard(opts: DashboardOptions): { basePath: string; rou
     options: { uiConfig: { boardTitle: 'cell0' } },
   });
   const attach = () =>
-    board.replaceQueues(
-      QUEUE_NAMES.filter((q) => {
+    board.replaceQueues([
+      ...QUEUE_NAMES.filter((q) => {
         try {
           opts.submitter.getQueue(q);
           return true;
@@ -44,7 +44,9 @@ export function createDashboard(opts: DashboardOptions): { basePath: string; rou
       }).map(
         (q) => new BullMQAdapter(opts.submitter.getQueue(q), { readOnlyMode: !write, allowRetries: write }),
       ),
-    );
+      // The fleet's monitor and cleanup runs (job schedulers); never writable from the board.
+      new BullMQAdapter(opts.submitter.otherQueue(MAINTENANCE_QUEUE), { readOnlyMode: true }),
+    ]);
   if (opts.submitter.ready) attach();
   else opts.submitter.once('ready', attach);
 

@@ -175,6 +175,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   private readonly opts: JobSubmitterOptions;
   private readonly log: Logger;
   private readonly lanes = new Map<QueueName, Lane>();
+  private readonly others = new Map<string, Queue>();
   /** Every lane created, ready or not, so close() reaches the half-built ones too. */
   private readonly created: Lane[] = [];
   private readonly queueNames: readonly QueueName[];
@@ -567,6 +568,20 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   /**
+   * A read-only handle on another queue under the same prefix (the fleet's maintenance queue, for the
+   * board), on the producer's connection; created once, closed with the submitter.
+   */
+  otherQueue(name: string): Queue {
+    let q = this.others.get(name);
+    if (!q) {
+      q = new Queue(name, { connection: this.conn, prefix: this.prefix });
+      q.on('error', (err) => this.log.debug({ err, queue: name }, 'queue connection error'));
+      this.others.set(name, q);
+    }
+    return q;
+  }
+
+  /**
    * Stops waiting callers (they get `pending`), closes queues and connections. Idempotent, and bounded:
    * with Redis unreachable BullMQ's own close can wait forever for a reconnect, so after `graceMs` the
    * connections are cut instead.
@@ -584,6 +599,9 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
           graceMs,
         );
       }
+      const others = [...this.others.values()];
+      this.others.clear();
+      if (others.length > 0) await withTimeout(Promise.allSettled(others.map((q) => q.close())), graceMs);
       await Promise.allSettled(lanes.map((l) => closeRedis(l.eventsConn)));
       await this.redis.close();
       await closeRedis(this.conn);
