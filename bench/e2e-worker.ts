@@ -3,7 +3,9 @@
  * { type: 'ready' } once it takes jobs, and closes gracefully on SIGTERM.
  *
  *   bare:  new Worker(queue, async () => ({ ok: true }), { concurrency: C })
- *   cell0: Cell0Worker serving the inference queue with the no-op backend, concurrency C, silent logger.
+ *   cell0: Cell0Worker serving the inference queue with the no-op backend, concurrency C, silent logger,
+ *          with resource admission as in production (monitor sampling every 2 s, limiter with the default
+ *          limits, checked before each job).
  */
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -39,17 +41,24 @@ async function startBare(): Promise<() => Promise<void>> {
 
 async function startCell0(): Promise<() => Promise<void>> {
   const { producers, workers } = await loadCompiledCell0();
-  const { Cell0Worker, NoopInferenceBackend } = workers;
+  const { Cell0Worker, NoopInferenceBackend, ResourceManagement } = workers;
   const { QueueName } = producers;
+  const resources = new ResourceManagement();
+  await resources.start();
   const worker = new Cell0Worker({
     redisUrl: cfg.redisUrl,
     prefix: cfg.prefix,
     queues: [QueueName.INFERENCE],
     inference: new NoopInferenceBackend(),
     concurrency: { inference: cfg.concurrency },
+    limiter: resources.limiter,
+    status: () => resources.status(),
   });
   await worker.start();
-  return () => worker.close();
+  return async () => {
+    await worker.close();
+    await resources.close();
+  };
 }
 
 async function main(): Promise<void> {

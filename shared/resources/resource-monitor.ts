@@ -8,7 +8,7 @@ import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { currentLoad, mem } from 'systeminformation';
+import { mem } from 'systeminformation';
 import { ClosedError } from '../errors.js';
 import { type ResourceSample, type SampleSource } from './types.js';
 
@@ -77,19 +77,45 @@ async function readMemory(): Promise<{ total: number; used: number }> {
   return { total, used: Math.max(0, total - os.freemem()) };
 }
 
-/** Host CPU load since the previous call, % of all cores. */
-async function readCpu(): Promise<number> {
-  try {
-    const load = await currentLoad();
-    if (Number.isFinite(load.currentLoad)) return load.currentLoad;
-  } catch {
-    // Fall through to the load average.
+/** CPU time counters of all cores, ms. */
+function cpuTimes(): { busy: number; total: number } {
+  let busy = 0;
+  let total = 0;
+  for (const c of os.cpus()) {
+    const t = c.times;
+    busy += t.user + t.nice + t.sys + t.irq;
+    total += t.user + t.nice + t.sys + t.irq + t.idle;
   }
-  // systeminformation failed: the 1-minute load average per core is coarser (and always 0 on Windows), but
-  // node always has it.
-  const [oneMinute = 0] = os.loadavg();
-  return (oneMinute / Math.max(1, os.availableParallelism())) * 100;
+  return { busy, total };
 }
+
+/**
+ * Host CPU load since the previous call, % of all cores, from the kernel's counters (os.cpus(): /proc/stat
+ * on Linux). systeminformation's currentLoad() reads the same counters but also runs a shell command on
+ * every call on Linux (for steal and guest time); at a 2 s interval that cost a worker about 5% of its job
+ * throughput in bench:e2e, so CPU is read here directly.
+ */
+function cpuMeter(): () => Promise<number> {
+  let prev = cpuTimes();
+  let prevAt = performance.now();
+  return async () => {
+    // The first reading right after start would cover a few ms: give it a short interval to measure.
+    const since = performance.now() - prevAt;
+    if (since < MIN_CPU_WINDOW_MS) await new Promise((r) => setTimeout(r, MIN_CPU_WINDOW_MS - since).unref());
+    const now = cpuTimes();
+    const total = now.total - prev.total;
+    const busy = now.busy - prev.busy;
+    prev = now;
+    prevAt = performance.now();
+    if (total > 0) return (busy / total) * 100;
+    // No counters (some sandboxes): the 1-minute load average per core is coarser but always there.
+    const [oneMinute = 0] = os.loadavg();
+    return (oneMinute / Math.max(1, os.availableParallelism())) * 100;
+  };
+}
+
+/** Shortest span a CPU reading covers, ms. */
+const MIN_CPU_WINDOW_MS = 200;
 
 /** Disk use of the filesystem holding `path`, as df reports it. */
 async function readDisk(path: string): Promise<number> {
@@ -103,9 +129,9 @@ async function readDisk(path: string): Promise<number> {
 
 /**
  * The real sampler, exported for reuse. Host memory from systeminformation mem() (`active`/`total`), host
- * CPU from currentLoad() (% since the previous call), disk from statfs(diskPath), and this process's memory,
+ * CPU from the kernel's counters (% since the previous call), disk from statfs(diskPath), and this process's memory,
  * heap limit and event-loop delay (a histogram reset after each sample, so each sample covers one interval).
- * One sample takes a few ms; the first takes about 500 ms more (currentLoad measures its first interval).
+ * One sample takes a few ms; the first takes up to 200 ms more (the CPU reading needs an interval to measure).
  */
 export function createSystemSampler(opts: { diskPath: string }): SystemSampler {
   const { diskPath } = opts;
@@ -113,10 +139,10 @@ export function createSystemSampler(opts: { diskPath: string }): SystemSampler {
     throw new TypeError('createSystemSampler: option "diskPath" must be a non-empty path');
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loop.enable();
+  const readCpu = cpuMeter();
   return {
     async sample(): Promise<ResourceSample> {
-      // Read the loop delay before the sample's own work: currentLoad() runs a short synchronous child
-      // process on Linux, which belongs to no job and should not show as delay.
+      // Read the loop delay before the sample's own work, which belongs to no job.
       // The histogram records whole timer periods (about 10 ms when idle): the delay is what exceeds the
       // resolution. Before any data, mean is NaN and percentiles are garbage: count says whether to trust them.
       const hasData = loop.count > 0;
