@@ -14,11 +14,14 @@ import { modelDriverFor } from '../../workers/providers/model-driver';
 import { ResourceManagement } from '../../shared/resources/resource-management';
 import { EvictionPolicy, type ResourceSample, type ResourceViolation } from '../../shared/resources/types';
 import { LoadShedder } from '../../producers/load-shedder';
-import { publishWorkerStatus } from '../../shared/fleet/worker-status';
+import { getFleetUsage, publishWorkerStatus } from '../../shared/fleet/worker-status';
 import { createRedisConnection, closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { QueueName } from '../../shared/queues/names';
 import { startTestFleet, post, get, type TestFleet } from '../helpers/fleet';
-import { testRedisUrl } from '../helpers/redis';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { startApi } from '../../bin/runtime';
+import { loadConfig } from '../../shared/config/config';
+import { silentLogger } from '../../shared/logger';
 import { until } from '../helpers/wait';
 
 /** A sample with everything comfortably within the default limits, except what the test sets. */
@@ -119,6 +122,22 @@ describe('admission under resource pressure (two workers)', () => {
     expect(viewB.state).toBe('running');
     expect((viewB.resources as { usage: ResourceSample }).usage.memoryPercent).toBe(40);
     expect(fleetView.body.summary).toMatchObject({ workers: 2, running: 1, paused: 1 });
+    // The same, read from Redis by any process.
+    const reader = createRedisConnection({ url: testRedisUrl(), role: 'client' });
+    try {
+      await waitUntilReady(reader, 5000);
+      const usage = await getFleetUsage(reader, fleet.prefix);
+      expect(
+        usage
+          .map((u) => [u.id === a.id ? 'a' : 'b', u.state, (u.usage as ResourceSample).memoryPercent])
+          .sort(),
+      ).toEqual([
+        ['a', 'paused', 97],
+        ['b', 'running', 40],
+      ]);
+    } finally {
+      await closeRedis(reader);
+    }
 
     // Hysteresis: 82% is under the limit but not under limit - 5: still paused.
     memory.a = 82;
@@ -290,6 +309,79 @@ describe('model memory manager driving the simulator', () => {
       }
     },
   );
+
+  /** A worker whose inference models are managed within `budget`. */
+  async function managedWorker(budget: number, concurrency: number) {
+    const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
+    const rm = new ResourceManagement({
+      sampleMs: 1000,
+      sampler: () => sample(30),
+      models: {
+        backends: [{ name: 'sim', driver: modelDriverFor(backend)!, serves: () => true }],
+        budgetBytes: budget,
+      },
+    });
+    const w = workerFor(fleet, fleet.sim.url, {
+      inference: backend,
+      concurrency: { inference: concurrency, search: 1 },
+      models: (m) => rm.modelsFor(m),
+    });
+    await rm.start();
+    await w.start();
+    return { rm, w, close: async () => (await w.close(), await rm.close()) };
+  }
+
+  it('a model in use is never evicted: with room for one model, concurrent jobs on two models take turns', async () => {
+    fleet = await startTestFleet({ worker: false, sim: { ttftMs: 150 } });
+    const { rm, close } = await managedWorker(2.5e9, 4); // llama3.2:3b (2.02 GB) or phi3:mini (2.18 GB)
+    let maxLoaded = 0;
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const ps = (await (await fetch(`${fleet.sim.url}/api/ps`)).json()) as { models: unknown[] };
+        maxLoaded = Math.max(maxLoaded, ps.models.length);
+      }
+    })();
+    try {
+      const rs = await Promise.all(
+        ['llama3.2:3b', 'phi3:mini', 'llama3.2:3b', 'phi3:mini'].map((model, i) =>
+          post(`${fleet.url}/v1/inference`, { model, prompt: `turns ${i}`, wait: 20_000 }),
+        ),
+      );
+      expect(rs.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+      polling = false;
+      await poller;
+      expect(maxLoaded).toBe(1);
+      const stats = rm.managers[0]!.manager.getStats();
+      expect(stats.loads).toBeGreaterThanOrEqual(2);
+      expect(stats.evictions).toBe(stats.loads - 1);
+      expect(fleet.sim.stats().unloads).toBe(stats.evictions);
+    } finally {
+      polling = false;
+      await poller;
+      await close();
+    }
+  });
+
+  it('a model larger than the whole budget fails at once with 422 CELL0_MODEL_TOO_LARGE, loading nothing', async () => {
+    fleet = await startTestFleet({ worker: false });
+    const { close } = await managedWorker(1e9, 1);
+    try {
+      const r = await post(`${fleet.url}/v1/inference`, {
+        model: 'qwen2.5:7b',
+        prompt: 'too big',
+        wait: 10_000,
+      });
+      expect(r.status).toBe(422);
+      expect(r.body.error).toMatchObject({ code: 'CELL0_MODEL_TOO_LARGE' });
+      expect(String((r.body.error as { message: string }).message)).toMatch(/CELL0_MODEL_MEMORY_BUDGET/);
+      expect(fleet.sim.stats().loads).toBe(0);
+      const job = await fleet.client.submitter.getQueue(QueueName.INFERENCE).getJob(r.body.jobId as string);
+      expect(job?.attemptsMade).toBe(1); // not retried
+    } finally {
+      await close();
+    }
+  });
 });
 
 describe('producers shed load', () => {
@@ -329,6 +421,39 @@ describe('producers shed load', () => {
     // The search queue has no bound reading: it still takes work.
     const s = await post(`${fleet.url}/v1/search`, { query: 'still open', provider: 'local', wait: 0 });
     expect(s.status).toBe(202);
+  });
+
+  it('cell0 api sheds by CELL0_MAX_QUEUE_DEPTH (the configured wiring)', async () => {
+    const prefix = uniquePrefix('shed');
+    const api = await startApi(
+      loadConfig({
+        REDIS_URL: testRedisUrl(),
+        CELL0_QUEUE_PREFIX: prefix,
+        CELL0_MAX_QUEUE_DEPTH: '2',
+        CELL0_OVERLOAD_RETRY_AFTER_SEC: '3',
+        CELL0_CACHE_ENABLED: '0',
+        CELL0_HTTP_CACHE: '0',
+      }),
+      silentLogger(),
+      { port: 0 },
+    );
+    try {
+      const statuses: number[] = [];
+      let refused: Awaited<ReturnType<typeof post>> | undefined;
+      // The shedder decides on a reading at most 1 s old: keep adding until it refuses.
+      for (let i = 0; i < 100 && !refused; i++) {
+        const r = await post(`${api.url}/v1/search`, { query: `depth ${i}`, wait: 0 });
+        statuses.push(r.status);
+        if (r.status === 503) refused = r;
+        else await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(refused?.body.error).toMatchObject({ code: 'CELL0_OVERLOADED', reason: 'queue_depth' });
+      expect(refused?.headers.get('retry-after')).toBe('3');
+      expect(statuses.filter((x) => x === 202).length).toBeGreaterThanOrEqual(2);
+      expect(statuses.every((x) => x === 202 || x === 503)).toBe(true);
+    } finally {
+      await api.close();
+    }
   });
 
   it('answers 503 when every live worker serving the queue is paused by pressure, not when one runs', async () => {
