@@ -26,6 +26,7 @@
 import { benchArgs } from './args.js';
 import { ModelMemoryManager } from '../shared/resources/model-memory-manager.js';
 import { EvictionPolicy } from '../shared/resources/types.js';
+import { mulberry32 } from '../workers/providers/simulator/faults.js';
 
 const GB = 1e9;
 const ZIPF_S = 1.1;
@@ -77,17 +78,6 @@ interface Result {
   evictions: number;
   loadTimeS: number;
   vsLru: number;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The first `count` catalogue models that fit the budget (cycling with a variant suffix when short). */

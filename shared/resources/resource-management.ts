@@ -1,3 +1,4 @@
+import { withLatestTag } from '../model-name.js';
 import { matchesPattern } from '../config/provider-routes.js';
 import { type CleanupPathSetting, type ModelPriorityRule } from '../config/resource-settings.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -165,7 +166,7 @@ export class ResourceManagement {
     if (!entry) return undefined;
     return {
       acquire: async (name, opts) => {
-        const id = withTag(name);
+        const id = withLatestTag(name);
         if (!entry.manager.getModel(id)) {
           const rule = (this.opts.models?.priorities ?? []).find(
             (r) => matchesPattern(r.pattern, name) || matchesPattern(r.pattern, id),
@@ -217,12 +218,6 @@ export class ResourceManagement {
 
 /** Size charged for a model whose backend cannot say, bytes (a 7B model at 4-bit). */
 const DEFAULT_MODEL_BYTES = 4e9;
-
-/** Ollama treats a name without a tag as ":latest": one id per model in the manager. */
-function withTag(name: string): string {
-  const last = name.slice(name.lastIndexOf('/') + 1);
-  return last.includes(':') ? name : `${name}:latest`;
-}
 
 let processWide: ResourceManagement | undefined;
 

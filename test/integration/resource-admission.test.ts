@@ -18,28 +18,34 @@ import { getFleetUsage, publishWorkerStatus } from '../../shared/fleet/worker-st
 import { createRedisConnection, closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { QueueName } from '../../shared/queues/names';
 import { startTestFleet, post, get, type TestFleet } from '../helpers/fleet';
+import { resourceSample } from '../helpers/resource-sample';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { startApi } from '../../bin/runtime';
 import { loadConfig } from '../../shared/config/config';
 import { silentLogger } from '../../shared/logger';
 import { until } from '../helpers/wait';
 
-/** A sample with everything comfortably within the default limits, except what the test sets. */
-function sample(memoryPercent: number): ResourceSample {
+/** A sample with everything comfortably within the default limits, except the memory the test sets. */
+const sample = (memoryPercent: number): ResourceSample =>
+  resourceSample({ memory: memoryPercent, cpu: 10, disk: 40 });
+
+/** Polls the simulator's /api/ps until stopped: the most models it showed loaded at once, and the polls made. */
+function watchLoaded(simUrl: string): { stop(): Promise<{ max: number; polls: number }> } {
+  let max = 0;
+  let polls = 0;
+  let polling = true;
+  const loop = (async () => {
+    while (polling) {
+      const ps = (await (await fetch(`${simUrl}/api/ps`)).json()) as { models: unknown[] };
+      max = Math.max(max, ps.models.length);
+      polls++;
+    }
+  })();
   return {
-    at: Date.now(),
-    memoryPercent,
-    cpuPercent: 10,
-    diskPercent: 40,
-    memoryTotalBytes: 16e9,
-    memoryUsedBytes: (16e9 * memoryPercent) / 100,
-    process: {
-      rssBytes: 1e8,
-      heapUsedBytes: 5e7,
-      heapLimitBytes: 4e9,
-      heapPercent: 1.3,
-      eventLoopDelayMeanMs: 1,
-      eventLoopDelayP99Ms: 2,
+    stop: async () => {
+      polling = false;
+      await loop;
+      return { max, polls };
     },
   };
 }
@@ -253,16 +259,7 @@ describe('model memory manager driving the simulator', () => {
       });
       await rm.start();
       await w.start();
-      let maxLoaded = 0;
-      let polls = 0;
-      let polling = true;
-      const poller = (async () => {
-        while (polling) {
-          const ps = (await (await fetch(`${fleet.sim.url}/api/ps`)).json()) as { models: unknown[] };
-          maxLoaded = Math.max(maxLoaded, ps.models.length);
-          polls++;
-        }
-      })();
+      const watch = watchLoaded(fleet.sim.url);
       try {
         const rounds = 4;
         for (let i = 0; i < rounds * MODELS.length; i++) {
@@ -274,10 +271,9 @@ describe('model memory manager driving the simulator', () => {
           });
           expect(r.status).toBe(200);
         }
-        polling = false;
-        await poller;
-        expect(polls).toBeGreaterThan(12);
-        expect(maxLoaded).toBe(2);
+        const seen = await watch.stop();
+        expect(seen.polls).toBeGreaterThan(12);
+        expect(seen.max).toBe(2);
         const stats = rm.managers[0]!.manager.getStats();
         // Two slots, three models in turn: under LRU and FIFO every access after the first two evicts the
         // model that comes next, so nothing ever hits: 12 loads, 10 evictions, all by the policy.
@@ -302,8 +298,7 @@ describe('model memory manager driving the simulator', () => {
           'GET /v1/fleet to show the two resident models on the worker',
         );
       } finally {
-        polling = false;
-        await poller;
+        await watch.stop();
         await w.close();
         await rm.close();
       }
@@ -334,14 +329,7 @@ describe('model memory manager driving the simulator', () => {
   it('a model in use is never evicted: with room for one model, concurrent jobs on two models take turns', async () => {
     fleet = await startTestFleet({ worker: false, sim: { ttftMs: 150 } });
     const { rm, close } = await managedWorker(2.5e9, 4); // llama3.2:3b (2.02 GB) or phi3:mini (2.18 GB)
-    let maxLoaded = 0;
-    let polling = true;
-    const poller = (async () => {
-      while (polling) {
-        const ps = (await (await fetch(`${fleet.sim.url}/api/ps`)).json()) as { models: unknown[] };
-        maxLoaded = Math.max(maxLoaded, ps.models.length);
-      }
-    })();
+    const watch = watchLoaded(fleet.sim.url);
     try {
       const rs = await Promise.all(
         ['llama3.2:3b', 'phi3:mini', 'llama3.2:3b', 'phi3:mini'].map((model, i) =>
@@ -349,16 +337,13 @@ describe('model memory manager driving the simulator', () => {
         ),
       );
       expect(rs.map((r) => r.status)).toEqual([200, 200, 200, 200]);
-      polling = false;
-      await poller;
-      expect(maxLoaded).toBe(1);
+      expect((await watch.stop()).max).toBe(1);
       const stats = rm.managers[0]!.manager.getStats();
       expect(stats.loads).toBeGreaterThanOrEqual(2);
       expect(stats.evictions).toBe(stats.loads - 1);
       expect(fleet.sim.stats().unloads).toBe(stats.evictions);
     } finally {
-      polling = false;
-      await poller;
+      await watch.stop();
       await close();
     }
   });

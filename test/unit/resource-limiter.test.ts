@@ -4,34 +4,9 @@ import { ResourceLimiter, type ResourceLimiterOptions } from '../../shared/resou
 import { ResourceMonitor } from '../../shared/resources/resource-monitor';
 import { type ResourceSample, type ResourceViolation, type SampleSource } from '../../shared/resources/types';
 import { until } from '../helpers/wait';
+import { resourceSample } from '../helpers/resource-sample';
 
-interface Values {
-  memory?: number;
-  cpu?: number;
-  disk?: number;
-  heap?: number;
-  eld?: number;
-}
-
-/** A new sample object each call (the limiter counts a sample object once). Unset values are low. */
-function sample(v: Values = {}): ResourceSample {
-  return {
-    at: Date.now(),
-    memoryPercent: v.memory ?? 10,
-    cpuPercent: v.cpu ?? 10,
-    diskPercent: v.disk ?? 10,
-    memoryTotalBytes: 1e10,
-    memoryUsedBytes: 1e9,
-    process: {
-      rssBytes: 1e8,
-      heapUsedBytes: 1e7,
-      heapLimitBytes: 4e9,
-      heapPercent: v.heap ?? 1,
-      eventLoopDelayMeanMs: 0,
-      eventLoopDelayP99Ms: v.eld ?? 0,
-    },
-  };
-}
+const sample = resourceSample;
 
 /** A source whose latest sample the test sets. */
 class FakeSource implements SampleSource {

@@ -10,26 +10,10 @@ import {
 } from '../../shared/resources/resource-monitor';
 import { type ResourceSample } from '../../shared/resources/types';
 import { rejectionOf } from '../helpers/wait';
+import { resourceSample } from '../helpers/resource-sample';
 
 /** A sample whose memoryPercent says which one it is. */
-function sample(n: number): ResourceSample {
-  return {
-    at: Date.now(),
-    memoryPercent: n,
-    cpuPercent: 1,
-    diskPercent: 1,
-    memoryTotalBytes: 1e10,
-    memoryUsedBytes: 1e9,
-    process: {
-      rssBytes: 1e8,
-      heapUsedBytes: 1e7,
-      heapLimitBytes: 4e9,
-      heapPercent: 1,
-      eventLoopDelayMeanMs: 0,
-      eventLoopDelayP99Ms: 0,
-    },
-  };
-}
+const sample = (n: number): ResourceSample => resourceSample({ memory: n, cpu: 1, disk: 1 });
 
 /** A sampler that numbers its samples 1, 2, 3... */
 function counting(): { sampler: () => ResourceSample; calls: () => number } {

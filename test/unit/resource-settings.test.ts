@@ -12,23 +12,9 @@ import {
 } from '../../shared/resources/resource-management';
 import { EvictionPolicy, type ResourceSample } from '../../shared/resources/types';
 import { configErrorFields } from '../helpers/checks';
+import { resourceSample } from '../helpers/resource-sample';
 
-const SAMPLE: ResourceSample = {
-  at: 0,
-  memoryPercent: 30,
-  cpuPercent: 5,
-  diskPercent: 40,
-  memoryTotalBytes: 8e9,
-  memoryUsedBytes: 2.4e9,
-  process: {
-    rssBytes: 1e8,
-    heapUsedBytes: 1e7,
-    heapLimitBytes: 2e9,
-    heapPercent: 0.5,
-    eventLoopDelayMeanMs: 0,
-    eventLoopDelayP99Ms: 1,
-  },
-};
+const SAMPLE: ResourceSample = resourceSample({ memory: 30, cpu: 5, disk: 40 });
 
 describe('resource settings', () => {
   it('parses sizes in decimal and binary units', () => {

@@ -1,3 +1,4 @@
+import { withLatestTag } from '../../shared/model-name.js';
 import { type ModelDriver } from '../../shared/resources/types.js';
 import { type InferenceBackend } from './provider.js';
 
@@ -35,15 +36,9 @@ export function modelDriverFor(backend: InferenceBackend): ModelDriver | undefin
           sizeOf: async (name: string, signal?: AbortSignal) => {
             if (!sizes || Date.now() - sizes.at > 60_000)
               sizes = { at: Date.now(), value: await modelSizes(ctx(signal)) };
-            return sizes.value[name] ?? sizes.value[withTag(name)];
+            return sizes.value[name] ?? sizes.value[withLatestTag(name)];
           },
         }
       : {}),
   };
-}
-
-/** Ollama treats a name without a tag as ":latest". */
-function withTag(name: string): string {
-  const last = name.slice(name.lastIndexOf('/') + 1);
-  return last.includes(':') ? name : `${name}:latest`;
 }

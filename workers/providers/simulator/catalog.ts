@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { withLatestTag } from '../../../shared/model-name.js';
 
 /** What a simulated model can do: produce text, or only embeddings (Ollama refuses generate for those). */
 export type SimModelKind = 'completion' | 'embedding';
@@ -36,9 +37,7 @@ const DEFAULT_MODIFIED_AT = '2025-01-15T10:00:00.000Z';
 
 /** Ollama treats a name without a tag as ":latest". */
 export function normalizeModelName(name: string): string {
-  const trimmed = name.trim();
-  const lastSegment = trimmed.slice(trimmed.lastIndexOf('/') + 1);
-  return lastSegment.includes(':') ? trimmed : `${trimmed}:latest`;
+  return withLatestTag(name);
 }
 
 /** sha256 of the name, as 64 hex digits. */
