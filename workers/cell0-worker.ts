@@ -237,14 +237,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         maxStalledCount: this.opts.maxStalledCount,
         autorun: true,
       });
-      worker.on('error', (err) => {
-        // A lost connection makes BullMQ emit an error per retry; log the first and then every 5 s.
-        const now = Date.now();
-        if (now - this.lastErrorLog > 5000) {
-          this.lastErrorLog = now;
-          this.log.warn({ queue, err: err.message }, 'worker connection error (will keep retrying)');
-        }
-      });
+      worker.on('error', (err) => this.logConnectionError(queue, err));
       worker.on('failed', (job, err) => {
         if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
         const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
@@ -380,16 +373,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         autorun: true,
       },
     );
-    worker.on('error', (err) => {
-      const now = Date.now();
-      if (now - this.lastErrorLog > 5000) {
-        this.lastErrorLog = now;
-        this.log.warn(
-          { queue: MAINTENANCE_QUEUE, err: err.message },
-          'worker connection error (will keep retrying)',
-        );
-      }
-    });
+    worker.on('error', (err) => this.logConnectionError(MAINTENANCE_QUEUE, err));
     worker.on('failed', (job, err) =>
       this.log.warn(
         { queue: MAINTENANCE_QUEUE, job: job?.name, error: err.message },
@@ -398,6 +382,15 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     );
     this.maintenanceWorker = worker;
     await worker.waitUntilReady();
+  }
+
+  /** A lost connection makes BullMQ emit an error per retry: log the first, then one every 5 s. */
+  private logConnectionError(queue: string, err: Error): void {
+    const now = Date.now();
+    if (now - this.lastErrorLog > 5000) {
+      this.lastErrorLog = now;
+      this.log.warn({ queue, err: err.message }, 'worker connection error (will keep retrying)');
+    }
   }
 
   /** Every BullMQ worker of this process: the queues' and the maintenance one. */
