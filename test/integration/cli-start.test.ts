@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,13 +12,20 @@ describe('cell0 start (all in one, first run)', () => {
   beforeEach(() => {
     dataDir = mkdtempSync(join(tmpdir(), 'cell0-start-'));
   });
-  afterEach(() => {
+  let startedRedisPort: number | undefined;
+  afterEach(async () => {
     proc?.kill('SIGKILL');
+    // A test that failed before its SIGTERM leaves the private redis-server of the killed `cell0 start`
+    // running: stop it, so it does not outlive the test run.
+    if (startedRedisPort !== undefined && (await redisAnswers(`redis://127.0.0.1:${startedRedisPort}`, 300)))
+      spawnSync('redis-cli', ['-p', String(startedRedisPort), 'shutdown', 'nosave']);
+    startedRedisPort = undefined;
     rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('starts a private Redis when none answers, serves an inference over HTTP, and stops it all on SIGTERM', async () => {
     const redisPort = await freePort();
+    startedRedisPort = redisPort;
     proc = spawnCell0(['start'], {
       CELL0_REDIS_PORT: String(redisPort),
       CELL0_PORT: '0',
