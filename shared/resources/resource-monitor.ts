@@ -101,7 +101,8 @@ function cpuMeter(): () => Promise<number> {
   return async () => {
     // The first reading right after start would cover a few ms: give it a short interval to measure.
     const since = performance.now() - prevAt;
-    if (since < MIN_CPU_WINDOW_MS) await new Promise((r) => setTimeout(r, MIN_CPU_WINDOW_MS - since).unref());
+    // Not unref'd: a caller awaiting its first sample (start()) must not see the process exit under it.
+    if (since < MIN_CPU_WINDOW_MS) await new Promise((r) => setTimeout(r, MIN_CPU_WINDOW_MS - since));
     const now = cpuTimes();
     const total = now.total - prev.total;
     const busy = now.busy - prev.busy;

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { loadConfig } from '../../shared/config/config';
 import {
   parseBytes,
@@ -110,6 +112,25 @@ describe('resource-management lifecycle', () => {
     const again = await initializeResourceManagement({ sampleMs: 100, sampler: () => SAMPLE });
     expect(again).not.toBe(rm);
   });
+
+  it('awaiting the start keeps the process alive; once started, its timers do not', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(__dirname, '..', 'helpers', 'resource-exit-child.ts')],
+      { cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      new Promise<{ code: number | null }>((r) => child.on('exit', (code) => r({ code }))),
+      new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), 15_000))),
+    ]);
+    clearTimeout(timer);
+    if (outcome === 'hung') child.kill('SIGKILL');
+    expect({ outcome, out: out.trim() }).toEqual({ outcome: { code: 0 }, out: 'started with a sample' });
+  }, 30_000);
 
   it('status() reports the usage, the limits and the pressure', async () => {
     const rm = new ResourceManagement({
