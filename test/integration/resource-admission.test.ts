@@ -305,6 +305,59 @@ describe('model memory manager driving the simulator', () => {
     },
   );
 
+  // A A A B C B C A B C with room for two: the policies disagree. LRU, FIFO and TTL (equal keep-alives:
+  // the soonest to expire is the least recently used) evict A, then B, C, A. LFU keeps A (3 uses early on)
+  // and evicts the less used of B and C each time.
+  const [A, B, C] = MODELS as [string, string, string];
+  const SEQUENCE = [A, A, A, B, C, B, C, A, B, C];
+  it.each([
+    [EvictionPolicy.LRU, [A, B, C, A], 4],
+    [EvictionPolicy.FIFO, [A, B, C, A], 4],
+    [EvictionPolicy.TTL, [A, B, C, A], 4],
+    [EvictionPolicy.LFU, [B, C, B, C, B], 3],
+  ])(
+    '%s on the simulator: victims %j, %i hits; never more than two loaded',
+    async (policy, victims, hits) => {
+      fleet = await startTestFleet({ worker: false });
+      const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
+      const rm = new ResourceManagement({
+        sampleMs: 1000,
+        sampler: () => sample(30),
+        models: {
+          backends: [{ name: 'sim', driver: modelDriverFor(backend)!, serves: () => true }],
+          budgetBytes: BUDGET,
+          policy,
+        },
+      });
+      const w = workerFor(fleet, fleet.sim.url, {
+        inference: backend,
+        concurrency: { inference: 1, search: 1 },
+        models: (m) => rm.modelsFor(m),
+      });
+      const evicted: string[] = [];
+      rm.managers[0]!.manager.on('model:evicted', (e) => evicted.push(e.modelId));
+      await rm.start();
+      await w.start();
+      const watch = watchLoaded(fleet.sim.url);
+      try {
+        for (const [i, model] of SEQUENCE.entries()) {
+          const r = await post(`${fleet.url}/v1/inference`, { model, prompt: `sequence ${i}`, wait: 20_000 });
+          expect(r.status).toBe(200);
+        }
+        expect((await watch.stop()).max).toBe(2);
+        expect(evicted).toEqual(victims);
+        const stats = rm.managers[0]!.manager.getStats();
+        expect(stats).toMatchObject({ hits, loads: SEQUENCE.length - hits, evictions: victims.length });
+        expect(stats.evictionsByPolicy).toEqual({ [policy]: victims.length });
+        expect(fleet.sim.stats().unloads).toBe(victims.length);
+      } finally {
+        await watch.stop();
+        await w.close();
+        await rm.close();
+      }
+    },
+  );
+
   /** A worker whose inference models are managed within `budget`. */
   async function managedWorker(budget: number, concurrency: number) {
     const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
