@@ -88,6 +88,10 @@ export async function startPrivateRedis(opts: { port?: number } = {}): Promise<P
     if (!c || c.exitCode !== null) return;
     await new Promise<void>((resolve) => {
       c.once('exit', () => resolve());
+      // The child was unref'd so that it never holds a test process open; while we wait for it to exit it
+      // must hold the loop, or a process with nothing else to do (jest's global teardown) exits under this
+      // await, with code 0, before jest has set the run's exit code: a failed run would then pass.
+      c.ref();
       c.kill('SIGTERM');
     });
   };

@@ -12,6 +12,8 @@ import { SearchProvider } from '../../shared/queues/enums';
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { buildProviders, type ProviderSet } from '../../workers/providers/from-config';
 import { OllamaSimulator } from '../../workers/providers/simulator/ollama-simulator';
+import { type SimulatorStats } from '../../workers/providers/simulator/simulator-stats';
+import { spawnCell0 } from '../helpers/cli';
 import { startFakeOpenAI } from '../helpers/fake-openai';
 import { startFakeSearxng } from '../helpers/fake-searxng';
 import { startFakeBrave } from '../helpers/fake-brave';
@@ -88,14 +90,28 @@ describe('providers acceptance', () => {
     // The simulator enforces the same rate itself: a request beyond it would be answered 429 and counted
     // as rateLimited, so rateLimited === 0 shows the fleet never exceeded the rate. Its burst is larger by
     // 2 tokens (20 ms at 100/s): grants are spaced on Redis's clock, and a request delayed a few ms on its
-    // way (a busy event loop) can arrive right before the next one; the server sees that jitter.
-    const sim = new OllamaSimulator({
-      ttftMs: 2,
-      tokensPerSec: 5000,
-      loadMsPerGb: 0,
-      faults: { rate429: 1 / 3, retryAfterSec: 1, seed: 42, rateLimit: { rate, capacity: burst + 2 } },
+    // way can arrive right before the next one; the server sees that jitter. It runs in a process of its
+    // own (`cell0 simulator`): in this one, its arrival times would be taken by the event loop that also runs
+    // both workers, and a busy moment there bunched requests that had left on time (seen once in six full
+    // runs on a loaded 2-core machine).
+    const simProc = spawnCell0(['simulator', '--port', '0'], {
+      CELL0_SIM_TTFT_MS: '2',
+      CELL0_SIM_TOKENS_PER_SEC: '5000',
+      CELL0_SIM_LOAD_MS_PER_GB: '0',
+      CELL0_SIM_FAULT_RATE_429: String(1 / 3),
+      CELL0_SIM_FAULT_RETRY_AFTER_SEC: '1',
+      CELL0_SIM_FAULT_SEED: '42',
+      CELL0_SIM_RATE_LIMIT_RPS: String(rate),
+      CELL0_SIM_RATE_LIMIT_BURST: String(burst + 2),
     });
-    const { url } = await sim.start();
+    const [, url] = (await simProc.waitFor(/simulator\s+(http:\/\/\S+)/, 20_000)) as [string, string];
+    const sim = {
+      stats: async () => (await (await fetch(`${url}/_sim/stats`)).json()) as SimulatorStats,
+      close: async () => {
+        simProc.kill('SIGTERM');
+        await simProc.exited;
+      },
+    };
     const fleet = await startFleet(
       {
         CELL0_OLLAMA_URL: url,
@@ -121,7 +137,7 @@ describe('providers acceptance', () => {
 
       const counts = await fleet.client.submitter.getCounts();
       expect(counts[QueueName.INFERENCE]).toMatchObject({ completed: 500, failed: 0 });
-      const stats = sim.stats();
+      const stats = await sim.stats();
       // A third of the calls were refused with 429 and retried: the retries went through the limit too.
       expect(stats.faults.injected429).toBeGreaterThan(150);
       expect(stats.faults.rateLimited).toBe(0);
