@@ -325,7 +325,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   private async applyPressure(): Promise<void> {
     const want = !this.stopping && (this.opts.limiter?.underPressure ?? false);
-    if (want === this.pausedByPressure || (this.stopping && !this.pausedByPressure)) return;
+    if (want === this.pausedByPressure) return;
     if (want) {
       this.pausedByPressure = true;
       this.pausedAt = Date.now();

@@ -236,29 +236,35 @@ describe('model memory manager driving the simulator', () => {
   const MODELS = ['qwen2.5:0.5b', 'llama3.2:3b', 'phi3:mini'];
   const BUDGET = 4.3e9;
 
+  /** A worker (concurrency jobs at once) whose inference models are managed within `budget`. */
+  async function managedWorker(budget: number, concurrency: number, policy?: EvictionPolicy) {
+    const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
+    const rm = new ResourceManagement({
+      sampleMs: 1000,
+      sampler: () => sample(30),
+      models: {
+        backends: [{ name: 'sim', driver: modelDriverFor(backend)!, serves: () => true }],
+        budgetBytes: budget,
+        ...(policy ? { policy } : {}),
+      },
+    });
+    const w = workerFor(fleet, fleet.sim.url, {
+      inference: backend,
+      concurrency: { inference: concurrency, search: 1 },
+      limiter: rm.limiter,
+      models: (m) => rm.modelsFor(m),
+      status: () => rm.status(),
+    });
+    await rm.start();
+    await w.start();
+    return { rm, w, close: async () => (await w.close(), await rm.close()) };
+  }
+
   it.each([EvictionPolicy.LRU, EvictionPolicy.FIFO])(
     '%s: a round-robin over three models never has more than two loaded; evictions as the policy says',
     async (policy) => {
       fleet = await startTestFleet({ worker: false });
-      const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
-      const rm = new ResourceManagement({
-        sampleMs: 1000,
-        sampler: () => sample(30),
-        models: {
-          backends: [{ name: 'sim', driver: modelDriverFor(backend)!, serves: () => true }],
-          budgetBytes: BUDGET,
-          policy,
-        },
-      });
-      const w = workerFor(fleet, fleet.sim.url, {
-        inference: backend,
-        concurrency: { inference: 1, search: 1 },
-        limiter: rm.limiter,
-        models: (m) => rm.modelsFor(m),
-        status: () => rm.status(),
-      });
-      await rm.start();
-      await w.start();
+      const { rm, w, close } = await managedWorker(BUDGET, 1, policy);
       const watch = watchLoaded(fleet.sim.url);
       try {
         const rounds = 4;
@@ -299,8 +305,7 @@ describe('model memory manager driving the simulator', () => {
         );
       } finally {
         await watch.stop();
-        await w.close();
-        await rm.close();
+        await close();
       }
     },
   );
@@ -319,25 +324,9 @@ describe('model memory manager driving the simulator', () => {
     '%s on the simulator: victims %j, %i hits; never more than two loaded',
     async (policy, victims, hits) => {
       fleet = await startTestFleet({ worker: false });
-      const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
-      const rm = new ResourceManagement({
-        sampleMs: 1000,
-        sampler: () => sample(30),
-        models: {
-          backends: [{ name: 'sim', driver: modelDriverFor(backend)!, serves: () => true }],
-          budgetBytes: BUDGET,
-          policy,
-        },
-      });
-      const w = workerFor(fleet, fleet.sim.url, {
-        inference: backend,
-        concurrency: { inference: 1, search: 1 },
-        models: (m) => rm.modelsFor(m),
-      });
+      const { rm, close } = await managedWorker(BUDGET, 1, policy);
       const evicted: string[] = [];
       rm.managers[0]!.manager.on('model:evicted', (e) => evicted.push(e.modelId));
-      await rm.start();
-      await w.start();
       const watch = watchLoaded(fleet.sim.url);
       try {
         for (const [i, model] of SEQUENCE.entries()) {
@@ -352,32 +341,10 @@ describe('model memory manager driving the simulator', () => {
         expect(fleet.sim.stats().unloads).toBe(victims.length);
       } finally {
         await watch.stop();
-        await w.close();
-        await rm.close();
+        await close();
       }
     },
   );
-
-  /** A worker whose inference models are managed within `budget`. */
-  async function managedWorker(budget: number, concurrency: number) {
-    const backend = new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url }));
-    const rm = new ResourceManagement({
-      sampleMs: 1000,
-      sampler: () => sample(30),
-      models: {
-        backends: [{ name: 'sim', driver: modelDriverFor(backend)!, serves: () => true }],
-        budgetBytes: budget,
-      },
-    });
-    const w = workerFor(fleet, fleet.sim.url, {
-      inference: backend,
-      concurrency: { inference: concurrency, search: 1 },
-      models: (m) => rm.modelsFor(m),
-    });
-    await rm.start();
-    await w.start();
-    return { rm, w, close: async () => (await w.close(), await rm.close()) };
-  }
 
   it('a model in use is never evicted: with room for one model, concurrent jobs on two models take turns', async () => {
     fleet = await startTestFleet({ worker: false, sim: { ttftMs: 150 } });
