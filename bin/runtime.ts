@@ -14,6 +14,7 @@ import { redisAnswers, startEmbeddedRedis } from '../shared/redis/embedded-redis
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
 import { Cell0Client } from '../producers/cell0-client.js';
 import { createApi } from '../producers/api/create-api.js';
+import { AccessControl } from '../producers/api/access-control.js';
 import { createDashboard } from '../dashboards/bull-board.js';
 import { Cell0Worker } from '../workers/cell0-worker.js';
 import { buildProviders, type ProviderSet } from '../workers/providers/from-config.js';
@@ -251,18 +252,19 @@ export async function startApi(
       { redis: redactUrl(config.redis.url) },
       'Redis is not reachable yet; /v1 answers 503 until it is',
     );
+  const access = accessFromConfig(config, client);
   const mounts = [];
   if (opts.dashboard) {
     const board = createDashboard({
       submitter: client.submitter,
       write: config.api.dashboardWrite,
-      apiKeys: config.api.apiKeys,
+      access,
     });
     mounts.push({ path: board.basePath, router: board.router });
   }
   const app = createApi({
     client,
-    apiKeys: config.api.apiKeys,
+    access,
     resultWaitMs: config.api.resultWaitMs,
     maxWaitMs: config.api.maxWaitMs,
     maxBodyBytes: config.limits.maxBodyBytes,
@@ -272,12 +274,22 @@ export async function startApi(
   });
   const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.port });
   const { url } = await server.start();
-  log.info({ url, auth: config.api.apiKeys.length > 0 }, 'api listening');
+  log.info(
+    {
+      url,
+      auth: access.tenantKeys,
+      admin: access.adminMode,
+      tenantSecret: config.api.tenantSecret ? 'env' : 'redis',
+    },
+    'api listening',
+  );
+  warnIfOpen(config, access, log);
   const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id)`];
   if (opts.dashboard)
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
     );
+  banner.push(...access.describe());
   return {
     name: 'api',
     url,
@@ -288,6 +300,36 @@ export async function startApi(
       await client.close();
     },
   };
+}
+
+/** Tenant and admin keys from the configuration; the generated tenant secret lives in the client's Redis. */
+function accessFromConfig(config: Config, client: Cell0Client): AccessControl {
+  return new AccessControl({
+    apiKeys: config.api.apiKeys,
+    adminKeys: config.api.adminKeys,
+    ...(config.api.tenantSecret !== undefined ? { tenantSecret: config.api.tenantSecret } : {}),
+    redis: client.submitter.redis,
+    prefix: client.submitter.prefix,
+  });
+}
+
+/** Says loudly when no key guards a server that listens beyond this host. */
+function warnIfOpen(config: Config, access: AccessControl, log: Logger): void {
+  if (isLoopback(config.api.host)) return;
+  if (access.adminMode === 'open')
+    log.warn(
+      { host: config.api.host },
+      'no API keys: anyone who reaches this address can read every job and the dashboard; set CELL0_API_KEYS and CELL0_ADMIN_KEYS',
+    );
+  else if (!access.tenantKeys)
+    log.warn(
+      { host: config.api.host },
+      'no tenant API keys: anyone who reaches this address can submit work and read every job; set CELL0_API_KEYS',
+    );
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function sleep(ms: number): Promise<void> {
@@ -302,10 +344,11 @@ export async function startDashboard(
 ): Promise<Service & { url: string }> {
   const client = Cell0Client.fromConfig(config, log);
   client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
+  const access = accessFromConfig(config, client);
   const board = createDashboard({
     submitter: client.submitter,
     write: config.api.dashboardWrite,
-    apiKeys: config.api.apiKeys,
+    access,
   });
   const app = express();
   app.disable('x-powered-by');
@@ -316,12 +359,14 @@ export async function startDashboard(
   app.use(board.basePath, board.router);
   const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.dashboardPort });
   const { url } = await server.start();
-  log.info({ url: `${url}${board.basePath}` }, 'dashboard listening');
+  log.info({ url: `${url}${board.basePath}`, admin: access.adminMode }, 'dashboard listening');
+  warnIfOpen(config, access, log);
   return {
     name: 'dashboard',
     url,
     banner: [
       `dashboard  ${url}${board.basePath}  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
+      ...access.describe(),
     ],
     close: async () => {
       await server.close();

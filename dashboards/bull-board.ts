@@ -2,7 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import express, { type Router } from 'express';
-import { requireApiKey } from '../producers/api/auth.js';
+import { AccessControl } from '../producers/api/access-control.js';
 import { type JobSubmitter } from '../producers/job-submitter.js';
 import { MAINTENANCE_QUEUE, QUEUE_NAMES } from '../shared/queues/names.js';
 
@@ -14,8 +14,18 @@ export interface DashboardOptions {
   basePath?: string;
   /** Allow retry / promote / remove / clean from the board. Default false (read-only, enforced server-side). */
   write?: boolean;
-  /** When not empty, the board requires one of these keys (Bearer, or Basic auth with the key as password). */
+  /**
+   * Tenant API keys. They never open the board (it shows every tenant's jobs): with tenant keys and no
+   * admin keys the board is off (403). Ignored when `access` is given.
+   */
   apiKeys?: readonly string[];
+  /**
+   * Admin keys: the board requires one (Bearer, or Basic auth with the key as password). With no keys at
+   * all the board is open (development). Ignored when `access` is given.
+   */
+  adminKeys?: readonly string[];
+  /** Who may call what (shared with the API). Default: built from apiKeys and adminKeys. */
+  access?: AccessControl;
 }
 
 /**
@@ -51,7 +61,9 @@ export function createDashboard(opts: DashboardOptions): { basePath: string; rou
   else opts.submitter.once('ready', attach);
 
   const router = express.Router();
-  router.use(requireApiKey(opts.apiKeys ?? [], { basic: true }));
+  const access =
+    opts.access ?? new AccessControl({ apiKeys: opts.apiKeys ?? [], adminKeys: opts.adminKeys ?? [] });
+  router.use(access.adminRoute({ basic: true }));
   router.use(serverAdapter.getRouter() as Router);
   return { basePath, router };
 }

@@ -255,9 +255,14 @@ export class Cell0Client {
     };
   }
 
-  /** A job's state and result, or undefined when it does not exist. */
-  getJob(queue: QueueName, id: string): Promise<JobView | undefined> {
-    return this.submitter.getJob(queue, id);
+  /**
+   * A job's state and result, or undefined when it does not exist or `id` is not a job id of `queue`
+   * (then nothing is read from Redis). The client is trusted — it holds the fleet's Redis credentials,
+   * which reach every job anyway — so it reads any job; pass `owner` (a tenant id) to read only that
+   * tenant's jobs, as the HTTP API does for each API key (another tenant's job is then undefined too).
+   */
+  getJob(queue: QueueName, id: string, opts: { owner?: string } = {}): Promise<JobView | undefined> {
+    return this.submitter.getJob(queue, id, opts);
   }
 
   /**

@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../shared/logger.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { decodeFailure } from '../shared/queues/failure.js';
-import { jobIdFor } from '../shared/queues/job-id.js';
+import { isJobId, jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
 import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
@@ -449,6 +449,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     opts: { waitMs: number; signal?: AbortSignal },
   ): Promise<SubmitResult<T> | { state: 'missing'; queue: QueueName; jobId: string }> {
     const lane = this.lane(queue);
+    // An id from outside names a Redis key: anything that is not a job id of this queue is no job.
+    if (!isJobId(queue, jobId)) return { state: 'missing', queue, jobId };
     const started = Date.now();
     const waiter = this.register(lane, jobId);
     try {
@@ -534,12 +536,25 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
-  /** A job's state and result, or undefined when no such job exists (never did, or was trimmed). */
-  async getJob(queue: QueueName, jobId: string): Promise<JobView | undefined> {
+  /**
+   * A job's state and result, or undefined when no such job exists (never did, or was trimmed), when
+   * `jobId` is not a job id of `queue` (nothing is read then), or when `owner` is given and the job is not
+   * that tenant's (its request's `cache.namespace` is neither `owner` nor `owner:…`). A job of another
+   * tenant costs the same one read as an unknown id: its state is read only once it is known to be the
+   * caller's.
+   */
+  async getJob(queue: QueueName, jobId: string, opts: { owner?: string } = {}): Promise<JobView | undefined> {
     const lane = this.lane(queue);
-    const job = await this.redis.run(() => Job.fromId(lane.queue, jobId));
-    if (!job) return undefined;
-    const state = await this.redis.run(() => job.getState());
+    if (!isJobId(queue, jobId)) return undefined;
+    const read = await this.redis.run(() => Job.fromId(lane.queue, jobId));
+    if (!read) return undefined;
+    if (opts.owner !== undefined && !ownedBy(read.data, opts.owner)) return undefined;
+    const state = await this.redis.run(() => read.getState());
+    // It finished between the two reads: read it again, or a completed job would show no result.
+    const job =
+      (state === 'completed' || state === 'failed') && !read.finishedOn
+        ? ((await this.redis.run(() => Job.fromId(lane.queue, jobId))) ?? read)
+        : read;
     const view: JobView = {
       queue,
       jobId,
@@ -610,6 +625,16 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     })();
     return this.closing;
   }
+}
+
+/** True when job data was submitted by tenant `owner`: its namespace is the tenant id, or starts with it. */
+function ownedBy(data: unknown, owner: string): boolean {
+  const ns = (data as { cache?: { namespace?: unknown } } | null | undefined)?.cache?.namespace;
+  return (
+    typeof ns === 'string' &&
+    owner.length > 0 &&
+    (ns === owner || (ns.length > owner.length && ns.startsWith(owner) && ns[owner.length] === ':'))
+  );
 }
 
 /** The caller's answer for a completed/failed event; undefined for other events. */

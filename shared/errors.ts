@@ -20,6 +20,8 @@ export const ErrorCode = {
   REDIS_NOT_INSTALLED: 'CELL0_REDIS_NOT_INSTALLED',
   CLOSED: 'CELL0_CLOSED',
   UNAUTHORIZED: 'CELL0_UNAUTHORIZED',
+  /** A valid key of the wrong kind (a tenant key on an admin route, or the reverse), or admin routes off. */
+  FORBIDDEN: 'CELL0_FORBIDDEN',
   ROUTE_NOT_FOUND: 'CELL0_ROUTE_NOT_FOUND',
   METHOD_NOT_ALLOWED: 'CELL0_METHOD_NOT_ALLOWED',
   UNSUPPORTED_MEDIA_TYPE: 'CELL0_UNSUPPORTED_MEDIA_TYPE',

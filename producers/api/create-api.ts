@@ -17,17 +17,30 @@ import {
 } from '../../shared/errors.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { isQueueName, QueueName } from '../../shared/queues/names.js';
+import { isJobId } from '../../shared/queues/job-id.js';
 import { type Cell0Client } from '../cell0-client.js';
 import { type SubmitResult } from '../job-submitter.js';
-import { requireApiKey, tenantNamespace } from './auth.js';
+import { AccessControl, ADMIN_ROUTES, tenantOf } from './access-control.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 import { summarizeFleet } from '../../shared/fleet/worker-status.js';
 
 /** Options of {@link createApi}. */
 export interface ApiOptions {
   client: Cell0Client;
-  /** When not empty, /v1 requires `Authorization: Bearer <key>`. */
+  /**
+   * Tenant API keys: when not empty, the work routes need `Authorization: Bearer <key>` and each key sees
+   * only its own jobs and cache entries (see docs/tenancy.md). Ignored when `access` is given.
+   */
   apiKeys?: readonly string[];
+  /** Admin keys: the only keys that open GET /v1/fleet and /v1/queues. Ignored when `access` is given. */
+  adminKeys?: readonly string[];
+  /**
+   * Secret of the tenant ids (HMAC-SHA256 of each key). Default: the fleet's generated secret, kept in the
+   * client's Redis. Ignored when `access` is given.
+   */
+  tenantSecret?: string;
+  /** Who may call what; share one with the dashboard. Default: built from apiKeys, adminKeys, tenantSecret. */
+  access?: AccessControl;
   /** Default wait for a result before answering 202, ms. Default 30000. */
   resultWaitMs?: number;
   /** Largest `wait` a request may ask for, ms. Default 120000. */
@@ -127,11 +140,57 @@ export function createApi(opts: ApiOptions): Express {
     });
   });
 
+  const access =
+    opts.access ??
+    new AccessControl({
+      apiKeys: opts.apiKeys ?? [],
+      adminKeys: opts.adminKeys ?? [],
+      ...(opts.tenantSecret !== undefined ? { tenantSecret: opts.tenantSecret } : {}),
+      redis: client.submitter.redis,
+      prefix: client.submitter.prefix,
+    });
+  // Start reading the tenant secret now, so the first request does not wait for it (it retries then).
+  if (access.tenantKeys)
+    access.ready().catch((err: unknown) => log.debug({ err }, 'tenant secret not read yet'));
+  const keysConfigured = access.tenantKeys;
+
   const v1 = express.Router();
-  v1.use(requireApiKey(opts.apiKeys ?? []));
+  // The admin routes' guard runs first (express matches these paths exactly as it matches the routes
+  // below); every other /v1 request then needs a tenant key. Both run before the response cache.
+  v1.get([...ADMIN_ROUTES], access.adminRoute());
+  v1.use(access.tenantRoute());
+  // A job id from outside becomes a Redis key: anything not shaped like one of its queue's ids is no job,
+  // answered before any key is built (not even the response cache's).
+  v1.get('/jobs/:queue/:id', (req, res, next) => {
+    const queue = req.params.queue as string;
+    const id = req.params.id as string;
+    if (!isQueueName(queue)) {
+      res
+        .status(404)
+        .json(
+          errorBody(
+            ErrorCode.JOB_NOT_FOUND,
+            `no queue "${clip(queue)}"; queues are ${Object.values(QueueName).join(', ')}`,
+          ),
+        );
+      return;
+    }
+    if (!isJobId(queue, id)) {
+      res
+        .status(404)
+        .json(
+          errorBody(
+            ErrorCode.JOB_NOT_FOUND,
+            `no job "${clip(id)}" in queue ${queue}: its job ids are ${queue === QueueName.INFERENCE ? 'i' : 's'}- and 32 hex digits`,
+          ),
+        );
+      return;
+    }
+    next();
+  });
   if (opts.responseCache) {
     const rc = opts.responseCache;
-    const perUser = (opts.apiKeys ?? []).length > 0;
+    const perUser = access.tenantKeys || access.adminMode === 'keys';
     // A finished job changes only when an identical request re-runs it: a few seconds of staleness at most.
     rc.configureEndpoint('/v1/jobs/:queue/:id', CacheStrategy.CACHE_CONTROL, 5, { perUser });
     // Counts and the fleet list are polled by dashboards; a second or two of age spares Redis.
@@ -142,20 +201,20 @@ export function createApi(opts: ApiOptions): Express {
   const json = express.json({ limit: maxBodyBytes, strict: true, type: () => true });
 
   /** Checks the content type, parses JSON, splits the envelope (`wait`) from the request proper. */
-  const keysConfigured = (opts.apiKeys ?? []).length > 0;
-  const readBody = (req: Request): { body: Record<string, unknown>; waitMs: number } => {
+  const readBody = (req: Request, res: Response): { body: Record<string, unknown>; waitMs: number } => {
     const body = req.body as unknown;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new ValidationError([{ field: '(body)', reason: 'expected a JSON object' }]);
     }
     const { wait, ...rest } = body as Record<string, unknown>;
-    // The tenant partition: with API keys, the namespace always starts with the caller's key hash. A
-    // malformed `cache` is left alone for the schema to report.
+    // The tenant partition: with API keys, the namespace always starts with the caller's tenant id (which
+    // makes it part of the job id and of every cache scope). A malformed `cache` is left for the schema.
     const cache = rest.cache ?? {};
-    if (keysConfigured && isPlainObject(cache)) {
+    const tenant = tenantOf(res);
+    if (keysConfigured && tenant !== undefined && isPlainObject(cache)) {
       const requested = cache.namespace;
       if (requested === undefined || typeof requested === 'string')
-        rest.cache = { ...cache, namespace: tenantNamespace(true, req.headers.authorization, requested) };
+        rest.cache = { ...cache, namespace: requested === undefined ? tenant : `${tenant}:${requested}` };
     }
     let waitMs = resultWaitMs;
     if (wait !== undefined) {
@@ -215,13 +274,13 @@ export function createApi(opts: ApiOptions): Express {
   };
 
   v1.post('/inference', requireJson, json, async (req, res) => {
-    const { body, waitMs } = readBody(req);
+    const { body, waitMs } = readBody(req, res);
     const data = client.parseInference(body);
     respond(req, res, await client.submitInference(data, { waitMs, signal: disconnectSignal(res) }));
   });
 
   v1.post('/search', requireJson, json, async (req, res) => {
-    const { body, waitMs } = readBody(req);
+    const { body, waitMs } = readBody(req, res);
     const data = client.parseSearch(body);
     respond(req, res, await client.submitSearch(data, { waitMs, signal: disconnectSignal(res) }));
   });
@@ -244,26 +303,12 @@ export function createApi(opts: ApiOptions): Express {
   });
 
   v1.get('/jobs/:queue/:id', async (req, res) => {
-    const queue = req.params.queue as string;
+    const queue = req.params.queue as QueueName;
     const id = req.params.id as string;
-    if (!isQueueName(queue)) {
-      res
-        .status(404)
-        .json(
-          errorBody(
-            ErrorCode.JOB_NOT_FOUND,
-            `no queue "${queue}"; queues are ${Object.values(QueueName).join(', ')}`,
-          ),
-        );
-      return;
-    }
-    if (id.length > 200) {
-      res
-        .status(404)
-        .json(errorBody(ErrorCode.JOB_NOT_FOUND, `no job ${id.slice(0, 40)}… in queue ${queue}`));
-      return;
-    }
-    const view = await client.getJob(queue, id);
+    // With tenant keys a caller reads only its own jobs; another tenant's job is answered exactly as an
+    // unknown one (same status, body and number of Redis reads).
+    const tenant = tenantOf(res);
+    const view = await client.getJob(queue, id, tenant !== undefined ? { owner: tenant } : {});
     if (!view) {
       res
         .status(404)
@@ -374,6 +419,11 @@ export function createApi(opts: ApiOptions): Express {
   };
   app.use(onError);
   return app;
+}
+
+/** At most 80 characters of an echoed path segment. */
+function clip(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

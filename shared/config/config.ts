@@ -298,7 +298,17 @@ export const ENV = {
   },
   CELL0_API_KEYS: {
     schema: list,
-    doc: 'Comma-separated API keys; when set, /v1 and /admin require `Authorization: Bearer <key>`',
+    doc: 'Comma-separated tenant API keys; when set, the /v1 work routes require `Authorization: Bearer <key>` and each key sees only its own jobs and cache entries',
+    secret: true,
+  },
+  CELL0_ADMIN_KEYS: {
+    schema: list,
+    doc: 'Comma-separated admin keys, the only keys that open Bull Board, /v1/fleet and /v1/queues (with tenant keys and none of these, those routes are off)',
+    secret: true,
+  },
+  CELL0_TENANT_SECRET: {
+    schema: z.string().min(16, 'expected at least 16 characters, e.g. the output of `openssl rand -hex 32`'),
+    doc: 'Secret the tenant ids are derived with (HMAC-SHA256 of each API key). Unset: one is generated on first start and kept in Redis under the queue prefix',
     secret: true,
   },
   CELL0_DASHBOARD_WRITE: {
@@ -605,6 +615,8 @@ export interface Config {
     port: number;
     dashboardPort: number;
     apiKeys: string[];
+    adminKeys: string[];
+    tenantSecret: string | undefined;
     dashboardWrite: boolean;
     resultWaitMs: number;
     maxWaitMs: number;
@@ -743,6 +755,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           reason: `expected more than CELL0_RESOURCE_HYSTERESIS (${p.CELL0_RESOURCE_HYSTERESIS}) points, or 0 for no limit, got ${v}: pressure could never end`,
         });
     }
+    // A key in both lists would let whoever holds a tenant key open the dashboard: refuse the ambiguity.
+    const adminKeys = new Set(p.CELL0_ADMIN_KEYS ?? []);
+    if ((p.CELL0_API_KEYS ?? []).some((k) => adminKeys.has(k)))
+      issues.push({
+        field: 'CELL0_ADMIN_KEYS',
+        reason: 'a key is also in CELL0_API_KEYS: a key is either a tenant key or an admin key, not both',
+      });
     const faultSum =
       p.CELL0_SIM_FAULT_RATE_429 +
       p.CELL0_SIM_FAULT_RATE_500 +
@@ -800,6 +819,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: p.CELL0_PORT,
       dashboardPort: p.CELL0_DASHBOARD_PORT,
       apiKeys: p.CELL0_API_KEYS ?? [],
+      adminKeys: p.CELL0_ADMIN_KEYS ?? [],
+      tenantSecret: p.CELL0_TENANT_SECRET,
       dashboardWrite: p.CELL0_DASHBOARD_WRITE,
       resultWaitMs: p.CELL0_RESULT_WAIT_MS,
       maxWaitMs: p.CELL0_MAX_WAIT_MS,

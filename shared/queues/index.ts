@@ -18,7 +18,7 @@ export {
   type SearchJobData,
   type InputLimits,
 } from './schemas.js';
-export { canonicalJson, jobIdFor } from './job-id.js';
+export { canonicalJson, jobIdFor, isJobId } from './job-id.js';
 export { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from './job-policy.js';
 export { encodeFailure, decodeFailure } from './failure.js';
 export { readJobOutcome, defineJobOutcome, type JobOutcome } from './job-outcome.js';

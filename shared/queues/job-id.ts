@@ -63,6 +63,12 @@ function slowCanonicalJson(value: unknown): string {
 /** Bump when the canonical form changes, so old and new requests never share an id by accident. */
 const ID_VERSION = 'cell0/job/v1';
 const PREFIX: Record<QueueName, string> = { inference: 'i-', search: 's-' };
+/** Hex digits of the hash in a job id. */
+const ID_HEX = 32;
+const ID_RE: Record<QueueName, RegExp> = {
+  inference: new RegExp(`^i-[0-9a-f]{${ID_HEX}}$`),
+  search: new RegExp(`^s-[0-9a-f]{${ID_HEX}}$`),
+};
 
 /**
  * The job id of a validated, defaults-filled request: a 128-bit SHA-256 prefix of its canonical JSON.
@@ -72,8 +78,18 @@ const PREFIX: Record<QueueName, string> = { inference: 'i-', search: 's-' };
 export function jobIdFor(queue: QueueName, data: unknown): string {
   return (
     PREFIX[queue] +
-    hash('sha256', ID_VERSION + '\0' + queue + '\0' + canonicalJson(identityOf(data))).slice(0, 32)
+    hash('sha256', ID_VERSION + '\0' + queue + '\0' + canonicalJson(identityOf(data))).slice(0, ID_HEX)
   );
+}
+
+/**
+ * True when `id` has the form of a job id of `queue` (its letter, a dash and 32 lower-case hex digits).
+ * Ids from outside (an HTTP path, a caller's handle) are checked with it before any Redis key is built
+ * from them: BullMQ keeps a queue's own records beside its jobs (`<queue>:id`, `:meta`, `:events`, …),
+ * and an id naming one of those would otherwise be read as a job.
+ */
+export function isJobId(queue: QueueName, id: string): boolean {
+  return typeof id === 'string' && ID_RE[queue]?.test(id) === true;
 }
 
 /**

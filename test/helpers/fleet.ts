@@ -1,5 +1,6 @@
 import { Cell0Client } from '../../producers/cell0-client';
 import { createApi } from '../../producers/api/create-api';
+import { AccessControl } from '../../producers/api/access-control';
 import { createDashboard } from '../../dashboards/bull-board';
 import { HttpServer } from '../../shared/http-server';
 import { SearchProvider } from '../../shared/queues/enums';
@@ -36,6 +37,12 @@ export async function startTestFleet(
   opts: {
     redisUrl?: string;
     apiKeys?: string[];
+    /** Admin keys (Bull Board, /v1/fleet, /v1/queues). */
+    adminKeys?: string[];
+    /** Secret of the tenant ids; default: the fleet's generated one in Redis. */
+    tenantSecret?: string;
+    /** Queue prefix; default a fresh one (give another fleet's to share its queues). */
+    prefix?: string;
     sim?: OllamaSimulatorOptions;
     worker?: boolean;
     resultWaitMs?: number;
@@ -48,7 +55,7 @@ export async function startTestFleet(
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
-  const prefix = uniquePrefix('api');
+  const prefix = opts.prefix ?? uniquePrefix('api');
   const cacheRedis = opts.caches ? new RedisClient({ url: redisUrl }) : undefined;
   const caches = cacheRedis
     ? {
@@ -83,14 +90,21 @@ export async function startTestFleet(
     ...(caches ? { caches } : {}),
   });
   void client.start().catch(() => undefined);
+  const access = new AccessControl({
+    apiKeys: opts.apiKeys ?? [],
+    adminKeys: opts.adminKeys ?? [],
+    ...(opts.tenantSecret !== undefined ? { tenantSecret: opts.tenantSecret } : {}),
+    redis: client.submitter.redis,
+    prefix,
+  });
   const board = createDashboard({
     submitter: client.submitter,
-    apiKeys: opts.apiKeys ?? [],
+    access,
     write: opts.dashboardWrite ?? false,
   });
   const app = createApi({
     client,
-    apiKeys: opts.apiKeys ?? [],
+    access,
     resultWaitMs: opts.resultWaitMs ?? 10_000,
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
     ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),

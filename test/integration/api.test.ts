@@ -270,11 +270,11 @@ describe('HTTP API', () => {
 describe('HTTP API with API keys', () => {
   let fleet: TestFleet;
   beforeAll(async () => {
-    fleet = await startTestFleet({ apiKeys: ['key-one', 'key-two'] });
+    fleet = await startTestFleet({ apiKeys: ['key-one', 'key-two'], adminKeys: ['admin-key'] });
   });
   afterAll(() => fleet.close());
 
-  it('requires a Bearer key on /v1 and the dashboard, not on health probes', async () => {
+  it('requires a Bearer key on /v1 and an admin key on the dashboard, not on health probes', async () => {
     const none = await post(`${fleet.url}/v1/search`, { query: 'redis' });
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
@@ -304,7 +304,7 @@ describe('HTTP API with API keys', () => {
     expect(board.status).toBe(401);
     expect(board.headers.get('www-authenticate')).toMatch(/^Basic/);
     const boardOk = await fetch(`${fleet.url}/admin/queues`, {
-      headers: { authorization: 'Basic ' + Buffer.from('ops:key-one').toString('base64') },
+      headers: { authorization: 'Basic ' + Buffer.from('ops:admin-key').toString('base64') },
     });
     expect(boardOk.status).toBe(200);
     expect(await boardOk.text()).toMatch(/<html/i);

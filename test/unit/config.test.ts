@@ -94,6 +94,24 @@ describe('loadConfig', () => {
     expect(c.providers.ollamaUrl).toBe('http://gpu:11434');
   });
 
+  it('reads admin keys and the tenant secret; refuses a key in both lists, a short secret, and never echoes them', () => {
+    const c = loadConfig({
+      CELL0_API_KEYS: 'tenant-1,tenant-2',
+      CELL0_ADMIN_KEYS: 'admin-1',
+      CELL0_TENANT_SECRET: 'sixteen-chars-ok',
+    });
+    expect(c.api).toMatchObject({ adminKeys: ['admin-1'], tenantSecret: 'sixteen-chars-ok' });
+    expect(loadConfig({}).api).toMatchObject({ adminKeys: [], tenantSecret: undefined });
+    const both = issuesOf({ CELL0_API_KEYS: 'tenant-1,shared-key', CELL0_ADMIN_KEYS: 'shared-key' });
+    expect(both).toEqual([
+      { field: 'CELL0_ADMIN_KEYS', reason: expect.stringContaining('also in CELL0_API_KEYS') },
+    ]);
+    expect(JSON.stringify(both)).not.toContain('shared-key');
+    const short = issuesOf({ CELL0_TENANT_SECRET: 'short-secret' });
+    expect(short).toEqual([{ field: 'CELL0_TENANT_SECRET', reason: expect.stringContaining('at least 16') }]);
+    expect(JSON.stringify(short)).not.toContain('short-secret');
+  });
+
   it('reads backends, routes and rate limits', () => {
     const c = loadConfig({
       CELL0_OPENAI_URL: 'http://gpu1:8000/v1/',
