@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { InputTooLargeError, ValidationError, type FieldIssue } from '../errors.js';
 import { SearchProvider, SearchType } from './enums.js';
+import { hasControlChar, isWellFormedText } from '../unicode.js';
 
 /*
  * Payload schemas shared by producers (to validate and canonicalise a request before it reaches Redis)
@@ -18,6 +19,16 @@ export const INFERENCE_PARAM_DEFAULTS = {
   repeat_penalty: 1.1,
   max_tokens: 512,
 } as const;
+
+const LONE_SURROGATE =
+  'must be valid Unicode text: it holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape), which is not a character';
+
+/**
+ * Free text sent to a model: any Unicode, but well-formed. Control characters are kept (pasted terminal
+ * output carries escape sequences) and never folded into another prompt (see docs/caching.md); a search
+ * query refuses them, as there they can only be noise a query normaliser would fold away.
+ */
+const text = () => z.string().refine(isWellFormedText, LONE_SURROGATE);
 
 const modelName = z
   .string()
@@ -39,7 +50,7 @@ export const inferenceParamsSchema = z.strictObject({
     .min(0)
     .max(2 ** 31 - 1)
     .optional(),
-  stop: z.array(z.string().min(1).max(64)).max(8).optional(),
+  stop: z.array(text().min(1).max(64)).max(8).optional(),
   temperature: z.number().min(0).max(2).default(INFERENCE_PARAM_DEFAULTS.temperature),
   top_k: z.int().min(1).max(1000).default(INFERENCE_PARAM_DEFAULTS.top_k),
   top_p: z.number().gt(0).max(1).default(INFERENCE_PARAM_DEFAULTS.top_p),
@@ -67,7 +78,7 @@ export const cacheControlSchema = z.strictObject({
 export type CacheControl = z.output<typeof cacheControlSchema>;
 
 export const chatMessageSchema = z.strictObject({
-  content: z.string(),
+  content: text(),
   role: z.enum(['system', 'user', 'assistant']),
 });
 export type ChatMessage = z.output<typeof chatMessageSchema>;
@@ -79,8 +90,8 @@ export const inferenceRequestSchema = z
     messages: z.array(chatMessageSchema).min(1, 'must hold at least one message').max(512).optional(),
     model: modelName,
     params: inferenceParamsSchema.default(() => inferenceParamsSchema.parse({})),
-    prompt: z.string().min(1, 'must not be empty').optional(),
-    system: z.string().optional(),
+    prompt: text().min(1, 'must not be empty').optional(),
+    system: text().optional(),
   })
   .superRefine((v, ctx) => {
     if (v.prompt === undefined && v.messages === undefined)
@@ -114,6 +125,11 @@ export const searchRequestSchema = z.strictObject({
   provider: z.enum(SearchProvider).default(SearchProvider.LOCAL),
   query: z
     .string()
+    .refine(isWellFormedText, LONE_SURROGATE)
+    .refine(
+      (q) => !hasControlChar(q),
+      'must not contain control characters (U+0000-U+001F other than tab and line breaks, U+007F-U+009F)',
+    )
     .transform((q) => q.trim().replace(/\s+/g, ' '))
     .pipe(z.string().min(1, 'must not be empty')),
   type: z.enum(SearchType).default(SearchType.WEB),
@@ -213,21 +229,22 @@ function onlyKeys(o: object, allowed: Set<string>): boolean {
 const isObj = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isText = (v: unknown): v is string => typeof v === 'string' && isWellFormedText(v);
 
 /** True when `d` has the shape of a canonical inference job (defaults filled in). */
 export function isInferenceJobData(d: unknown): d is InferenceJobData {
   if (!isObj(d) || !onlyKeys(d, INFERENCE_KEYS) || typeof d.model !== 'string' || d.model.length === 0)
     return false;
-  if (d.system !== undefined && typeof d.system !== 'string') return false;
+  if (d.system !== undefined && !isText(d.system)) return false;
   if (!isCacheControl(d.cache)) return false;
   if (d.prompt !== undefined) {
-    if (typeof d.prompt !== 'string' || d.messages !== undefined) return false;
+    if (!isText(d.prompt) || d.messages !== undefined) return false;
   } else {
     if (!Array.isArray(d.messages) || d.messages.length === 0 || d.system !== undefined) return false;
     for (const m of d.messages as unknown[]) {
       if (
         !isObj(m) ||
-        typeof m.content !== 'string' ||
+        !isText(m.content) ||
         (m.role !== 'system' && m.role !== 'user' && m.role !== 'assistant')
       )
         return false;
@@ -245,8 +262,7 @@ export function isInferenceJobData(d: unknown): d is InferenceJobData {
     return false;
   if (p.seed !== undefined && !isNum(p.seed)) return false;
   if (p.num_ctx !== undefined && !isNum(p.num_ctx)) return false;
-  if (p.stop !== undefined && !(Array.isArray(p.stop) && p.stop.every((x) => typeof x === 'string')))
-    return false;
+  if (p.stop !== undefined && !(Array.isArray(p.stop) && p.stop.every(isText))) return false;
   return true;
 }
 
@@ -255,8 +271,9 @@ export function isSearchJobData(d: unknown): d is SearchJobData {
   return (
     isObj(d) &&
     onlyKeys(d, SEARCH_KEYS) &&
-    typeof d.query === 'string' &&
+    isText(d.query) &&
     d.query.length > 0 &&
+    !hasControlChar(d.query) &&
     typeof d.provider === 'string' &&
     PROVIDERS.has(d.provider) &&
     typeof d.type === 'string' &&

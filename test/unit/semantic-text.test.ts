@@ -35,6 +35,29 @@ describe('normalizePrompt (the exact key)', () => {
   });
 });
 
+describe('normalizePrompt: only meaning-preserving differences fold', () => {
+  it('folds line-break styles, trailing white space, blank-line runs and common indentation', () => {
+    const n = normalizePrompt('Explain:\n\n  a: 1\n  b: 2');
+    expect(normalizePrompt('Explain:\r\n\r\n  a: 1\r\n  b: 2\r\n')).toBe(n);
+    expect(normalizePrompt('  Explain:   \n\n\n\n    a: 1\n    b:   2  ')).toBe(n);
+    expect(normalizePrompt('\n\nexplain:\f\n  a: 1\u2028  b: 2.')).toBe(n);
+    expect(n).toBe('explain:\n\n  a: 1\n  b: 2');
+  });
+
+  it('keeps relative indentation, line breaks versus spaces, superscripts, control and format characters', () => {
+    expect(normalizePrompt('if a:\n    b()\nc()')).not.toBe(normalizePrompt('if a:\n    b()\n    c()'));
+    expect(normalizePrompt('a\tb\nc')).not.toBe(normalizePrompt('a\tb c'));
+    expect(normalizePrompt('What is 10²')).not.toBe(normalizePrompt('What is 102'));
+    expect(normalizePrompt('H₂O')).toBe('h₂o');
+    expect(normalizePrompt('ｆｕｌｌ ﬁne')).toBe('full fine'); // NFKC still folds the rest
+    for (const c of ['\u0000', '\u0007', '\u001b', '\u007f', '\u0085', '\u200d'])
+      expect({ c, same: normalizePrompt(`say hi${c} now`) === normalizePrompt('say hi now') }).toEqual({
+        c,
+        same: false,
+      });
+  });
+});
+
 describe('tokenize / stem', () => {
   it('keeps numbers, codes, contractions and arrows as single tokens', () => {
     const t = tokenize("Don't convert 1,000.5 km of ISO-8601 in C++ or C# → v2.1 (10%)");

@@ -7,7 +7,7 @@ import {
   NUMBER_SCALES,
   NUMBER_WORDS,
 } from './guard-lexicon.js';
-import { STOPWORDS, stem, tokenize, type Token } from './text.js';
+import { STOPWORDS, foldCompat, stem, tokenize, type Token } from './text.js';
 
 /**
  * The reversal/negation guard. An embedding scores "flights from Paris to Rome" and "flights from Rome to
@@ -278,8 +278,7 @@ function extractNumbers(tokens: readonly Token[]): string[] {
 // ---- quoted strings -------------------------------------------------------------------------------------
 
 function extractQuoted(text: string): Set<string> {
-  const s = text
-    .normalize('NFKC')
+  const s = foldCompat(text)
     .replace(/[\u201c\u201d\u201e\u00ab\u00bb]/g, '"')
     .replace(/[\u2018\u2019]/g, "'");
   const out = new Set<string>();
@@ -374,7 +373,8 @@ function extractEntities(text: string, tokens: readonly Token[]): Map<string, st
   // A prompt written in capitals shouts; its capitals say nothing about names.
   const caps = words.filter((t) => /\p{Lu}/u.test(t.text) && !/\p{Ll}/u.test(t.text)).length;
   const shouting = words.length >= 3 && caps * 2 > words.length;
-  const norm = text.normalize('NFKC');
+  // The same folding as tokenize(), so token offsets index this string.
+  const norm = foldCompat(text);
   for (const t of tokens) {
     if (t.kind !== 'word') continue;
     const w = t.text;

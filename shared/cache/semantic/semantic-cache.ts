@@ -19,6 +19,7 @@ import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js'
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
 import { keyBase, promptId, ScopeKeys, scopeHash, shortHash, type SemanticScope } from './scope.js';
 import { normalizePrompt } from './text.js';
+import { hasControlChar } from '../../unicode.js';
 import { cosineQuantized, quantize } from './vector-codec.js';
 
 /** Options of {@link SemanticCache}. */
@@ -405,7 +406,9 @@ export class SemanticCache<T = unknown> {
       this.failed('set', err);
       return;
     }
-    const bands = this.lsh.bandValues(vec) ?? [];
+    // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
+    // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
+    const bands = hasControlChar(prompt) ? [] : (this.lsh.bandValues(vec) ?? []);
     const bandKeys = bands.map((v, i) => keys.band(i, v));
     try {
       const [[evicted, expired]] = await Promise.all([
@@ -620,7 +623,10 @@ export class SemanticCache<T = unknown> {
   ): Promise<SemanticHit<T> | undefined> {
     const signal = opts.signal;
     signal?.throwIfAborted();
-    const minConfidence = opts.minConfidence ?? this.opts.defaultMinConfidence;
+    // Control characters are invisible to the embedder: such a prompt is answered by its exact entry only.
+    const minConfidence = hasControlChar(prompt)
+      ? CacheMatchConfidence.EXACT
+      : (opts.minConfidence ?? this.opts.defaultMinConfidence);
     const keys = this.keysFor(scope);
     const normalized = normalizePrompt(prompt);
     const id = promptId(normalized);
@@ -735,6 +741,7 @@ export class SemanticCache<T = unknown> {
     for (const rec of records) {
       const c = parseRecord(rec, this.embedder.dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
+      if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
       candidates.push({
         id: c.id,
         prompt: c.prompt,
@@ -747,6 +754,8 @@ export class SemanticCache<T = unknown> {
     let refusals = 0;
     for (const c of candidates) {
       if (c.similarity < threshold) break;
+      // The exact key keeps layout apart (indentation, line breaks: code); words alone must not join it.
+      if (layoutOnlyDifference(normalized, normalizePrompt(c.prompt))) continue;
       if (this.opts.guard) {
         analysis ??= analyzePrompt(prompt);
         const reason = compareAnalyses(analysis, analyzePrompt(c.prompt));
@@ -851,4 +860,9 @@ export class SemanticCache<T = unknown> {
   private tenantIndexKey(tenant: string): string {
     return `${this.base}:tenant:{t-${shortHash(tenant)}}`;
   }
+}
+
+/** True when two normalised prompts differ, but only in white space: a layout the exact key keeps. */
+function layoutOnlyDifference(a: string, b: string): boolean {
+  return a !== b && a.replace(/\s+/g, '') === b.replace(/\s+/g, '');
 }

@@ -4,7 +4,7 @@
  */
 
 /** Version of the normalisation: part of the exact key, so a change never mixes old and new keys. */
-export const NORMALIZE_VERSION = 'n1';
+export const NORMALIZE_VERSION = 'n2';
 
 // Quotes and apostrophes folded to their ASCII forms; NFKC already folds full-width forms and ligatures.
 const QUOTE_FOLD: Record<string, string> = {
@@ -21,21 +21,85 @@ const QUOTE_FOLD: Record<string, string> = {
 };
 const QUOTE_RE = /[\u2018\u2019\u201a\u201b\u2032\u201c\u201d\u201e\u00ab\u00bb]/g;
 
+// Superscripts and subscripts (and the modifier letters that are small raised letters): NFKC would turn
+// "10²" into "102" and "x₁" into "x1", another question. They are kept as written.
+const SUP_SUB =
+  '\u00aa\u00b2\u00b3\u00b9\u00ba\u02b0-\u02b8\u02e0-\u02e4\u1d2c-\u1d6a\u1d78\u1d9b-\u1dbf\u2070-\u209f\u2c7c\u2c7d\u2d6f\ua69c\ua69d\ua770\ua7f8\ua7f9';
+const HAS_SUP_SUB = new RegExp(`[${SUP_SUB}]`);
+const NOT_SUP_SUB = new RegExp(`[^${SUP_SUB}]+`, 'g');
+
 /**
- * The prompt as the exact-match key sees it: Unicode NFKC, curly quotes folded, lower case, runs of
- * whitespace collapsed to one space, trimmed, and trailing sentence punctuation (. ? ! ; : , …) removed.
+ * Unicode compatibility folding (NFKC: full-width forms, ligatures, compatibility spaces, circled and
+ * Roman-numeral forms) except for superscripts and subscripts, which NFKC would turn into plain digits and
+ * letters ("10²" → "102").
+ */
+export function foldCompat(text: string): string {
+  if (!HAS_SUP_SUB.test(text)) return text.normalize('NFKC');
+  return text.replace(NOT_SUP_SUB, (run) => run.normalize('NFKC'));
+}
+
+/**
+ * The prompt as the exact-match key sees it. Folded, because any model reads both forms alike:
  *
- * Deliberately kept: every word (negations, "no", "not"), every digit, word order, inner punctuation, and
- * a "!" right after a digit ("5!" is a factorial, not an exclamation). Two prompts with the same normal
- * form are the same question for any reasonable model.
+ * - Unicode compatibility forms ({@link foldCompat}: NFKC, but superscripts and subscripts kept);
+ * - curly quotes and apostrophes to ASCII; letter case;
+ * - line breaks: CR LF, CR, vertical tab, form feed, U+2028 and U+2029 become LF;
+ * - white space at the end of each line, blank lines at the start and end, and runs of blank lines
+ *   (one blank line stays: a paragraph break);
+ * - indentation common to every line (a whole prompt indented, e.g. pasted from a quote);
+ * - runs of spaces and tabs inside a line, after its indentation, to one space;
+ * - trailing sentence punctuation (. ? ! ; : , …), except a "!" right after a digit ("5!" is a factorial).
+ *
+ * Kept as written, because it can change what is asked: every word (negations, "no", "not"), every digit,
+ * word order, inner punctuation, superscripts and subscripts, each line's indentation relative to the
+ * others (code, YAML, lists), line breaks versus spaces, format characters (zero-width joiners, direction
+ * marks), and control characters (C0 other than white space, DEL, C1) — never folded, never dropped.
+ * Lone surrogates never get here: the request schemas refuse them.
  */
 export function normalizePrompt(prompt: string): string {
-  let s = prompt.normalize('NFKC').replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
-  s = s.toLowerCase().replace(/\s+/g, ' ').trim();
+  let s = foldCompat(prompt).replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
+  s = s.toLowerCase().replace(LINE_BREAK, '\n');
+  const lines = s.split('\n');
+  // Indentation common to every non-blank line (compared character by character: a tab is not spaces).
+  let common: string | undefined;
+  for (const line of lines) {
+    if (BLANK.test(line)) continue;
+    const indent = INDENT.exec(line)![0];
+    common = common === undefined ? indent : commonPrefix(common, indent);
+    if (common.length === 0) break;
+  }
+  const cut = common?.length ?? 0;
+  const out: string[] = [];
+  let blank = false;
+  for (const line of lines) {
+    if (BLANK.test(line)) {
+      blank = out.length > 0;
+      continue;
+    }
+    if (blank) out.push('');
+    blank = false;
+    const body = line.slice(cut);
+    const indent = INDENT.exec(body)![0];
+    out.push(indent + body.slice(indent.length).replace(INNER_SPACE, ' ').replace(TRAILING_SPACE, ''));
+  }
+  s = out.join('\n');
   // Trailing punctuation, possibly mixed with spaces ("what is it ? !"); a "!" glued to a digit stays.
   return s.replace(/[\s.?!;:,\u2026\u3002\uff01\uff1f]+$/, (tail, offset: number) =>
     tail.startsWith('!') && offset > 0 && /\d/.test(s.charAt(offset - 1)) ? '!' : '',
   );
+}
+
+const LINE_BREAK = /\r\n|[\r\v\f\u2028\u2029]/g;
+/** White space other than a line feed (after LINE_BREAK, the only line break left). */
+const BLANK = /^[^\S\n]*$/;
+const INDENT = /^[^\S\n]*/;
+const INNER_SPACE = /[^\S\n]+/g;
+const TRAILING_SPACE = /[^\S\n]+$/;
+
+function commonPrefix(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return a.slice(0, i);
 }
 
 /**
@@ -53,9 +117,9 @@ export interface Token {
 const TOKEN_RE =
   /(?<num>[-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)%?(?![\p{L}\d_]))|(?<arrow>->|=>|→|⇒|<-|←|⟶)|(?<word>[\p{L}\p{N}_]+(?:['][\p{L}]+)*(?:[-./_][\p{L}\p{N}_]+(?:['][\p{L}]+)*)*(?:\+\+|#)?)/gu;
 
-/** Splits `text` (after NFKC and quote folding) into tokens; punctuation and symbols are dropped. */
+/** Splits `text` (after {@link foldCompat} and quote folding) into tokens; punctuation and symbols are dropped. */
 export function tokenize(text: string): Token[] {
-  const s = text.normalize('NFKC').replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
+  const s = foldCompat(text).replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
   const out: Token[] = [];
   for (const m of s.matchAll(TOKEN_RE)) {
     const g = m.groups ?? {};
