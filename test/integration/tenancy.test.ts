@@ -4,6 +4,7 @@
  * server-side secret, one per fleet, generated once when none is configured.
  */
 import { spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,6 +16,9 @@ import { tenantId, tenantSecretKey } from '../../producers/api/tenant-ids';
 import { RedisClient } from '../../shared/redis/redis-client';
 import { waitUntilReady } from '../../shared/redis/connection';
 import { QueueName } from '../../shared/queues/names';
+import { startApi } from '../../bin/runtime';
+import { loadConfig } from '../../shared/config/config';
+import { createLogger } from '../../shared/logger';
 
 const A = 'tenant-alpha-key';
 const B = 'tenant-beta-key';
@@ -259,6 +263,66 @@ describe('tenant ids and the tenant secret', () => {
     } finally {
       await conn.del(tenantSecretKey(prefix));
       conn.disconnect();
+    }
+  });
+});
+
+describe('cell0 api at start', () => {
+  /** A logger whose lines are kept, at debug level (the most it could ever say). */
+  const capture = () => {
+    const lines: string[] = [];
+    const log = createLogger({
+      level: 'debug',
+      destination: new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          lines.push(chunk.toString());
+          cb();
+        },
+      }),
+    });
+    return { lines, log };
+  };
+  const env = (extra: Record<string, string>) =>
+    loadConfig({
+      REDIS_URL: testRedisUrl(),
+      CELL0_QUEUE_PREFIX: uniquePrefix('tenancy'),
+      CELL0_CACHE_ENABLED: '0',
+      CELL0_HTTP_CACHE: '0',
+      ...extra,
+    });
+
+  it('warns when it listens beyond this host with no keys, and says so in its banner', async () => {
+    const { lines, log } = capture();
+    const api = await startApi(env({ CELL0_HOST: '0.0.0.0' }), log, { port: 0 });
+    await api.close();
+    expect(api.banner.join('\n')).toMatch(/auth\s+none: open, single tenant/);
+    const warning = lines
+      .map((l) => JSON.parse(l) as { level: number; msg: string })
+      .find((l) => l.level === 40);
+    expect(warning?.msg).toMatch(/no API keys: anyone who reaches this address can read every job/);
+  });
+
+  it('with tenant keys and no admin keys, says how to open the admin routes; never logs keys or the secret', async () => {
+    const { lines, log } = capture();
+    const config = env({ CELL0_API_KEYS: A });
+    const api = await startApi(config, log, { port: 0 });
+    try {
+      expect(api.banner.join('\n')).toMatch(/admin routes \(.*\) are off: set CELL0_ADMIN_KEYS/);
+      // No worker here: the job waits, the answer is a 202.
+      const made = await post(
+        `${api.url}/v1/search`,
+        { query: 'redis streams', wait: 0 },
+        { headers: bearer(A) },
+      );
+      expect(made.status).toBe(202);
+      expect(lines.some((l) => /\bwarn/.test(l) && l.includes('no API keys'))).toBe(false);
+      const secret = await api.client.submitter.redis.run((r) => r.get(tenantSecretKey(config.redis.prefix)));
+      expect(secret).toBeTruthy();
+      const all = lines.join('') + api.banner.join('\n');
+      expect(all).not.toContain(secret!);
+      expect(all).not.toContain(A);
+    } finally {
+      await api.close();
     }
   });
 });
