@@ -10,7 +10,7 @@ export interface SemanticScope {
   /** System prompt, and for chats the earlier messages (anything but the last user message). */
   system?: string;
   context?: unknown;
-  /** Tenant: a hash of the API key, or an explicit namespace. */
+  /** Tenant: the caller's tenant id (an HMAC of its API key), or an explicit namespace. */
   tenant?: string;
 }
 
