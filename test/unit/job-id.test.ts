@@ -1,4 +1,4 @@
-import { canonicalJson, jobIdFor } from '../../shared/queues/job-id';
+import { canonicalJson, isJobId, jobIdFor } from '../../shared/queues/job-id';
 import { parseInferenceRequest, parseSearchRequest } from '../../shared/queues/schemas';
 
 const limits = { maxPromptBytes: 32 * 1024, maxQueryBytes: 2048 };
@@ -87,5 +87,26 @@ describe('canonical JSON fast path', () => {
     const shuffled = { b: { d: 'é"\n', c: [1, 'x', null] }, a: 1 };
     expect(canonicalJson(shuffled)).toBe(canonicalJson(sorted));
     expect(canonicalJson({ a: [undefined, 1], b: undefined })).toBe('{"a":[null,1]}');
+  });
+
+  it('recognises exactly the ids it makes, per queue', () => {
+    const i = inf({ model: 'm', prompt: 'hi' });
+    const s = jobIdFor('search', parseSearchRequest({ query: 'hi' }, limits));
+    expect(isJobId('inference', i)).toBe(true);
+    expect(isJobId('search', s)).toBe(true);
+    expect(isJobId('search', i)).toBe(false);
+    expect(isJobId('inference', s)).toBe(false);
+    for (const bad of [
+      'id',
+      'meta',
+      'events',
+      'stalled-check',
+      `${i}:lock`,
+      i.toUpperCase(),
+      i.slice(0, -1),
+      `${i}0`,
+      '',
+    ])
+      expect({ bad, ok: isJobId('inference', bad) }).toEqual({ bad, ok: false });
   });
 });
