@@ -88,7 +88,9 @@ describe('canonical JSON fast path', () => {
     expect(canonicalJson(shuffled)).toBe(canonicalJson(sorted));
     expect(canonicalJson({ a: [undefined, 1], b: undefined })).toBe('{"a":[null,1]}');
   });
+});
 
+describe('isJobId', () => {
   it('recognises exactly the ids it makes, per queue', () => {
     const i = inf({ model: 'm', prompt: 'hi' });
     const s = jobIdFor('search', parseSearchRequest({ query: 'hi' }, limits));
