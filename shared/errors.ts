@@ -99,7 +99,7 @@ export class RedisUnavailableError extends Cell0Error {
 
 /**
  * Redis refuses writes because it is at its maxmemory (an OOM reply), or producers shed new work because
- * its memory use is over the watermark (CELL0_REDIS_MEMORY_WATERMARK_PERCENT). The API answers 503 with
+ * its memory use is over the watermark (CELL0_REDIS_MEMORY_WATERMARK). The API answers 503 with
  * Retry-After; nothing was added.
  */
 export class RedisFullError extends Cell0Error {

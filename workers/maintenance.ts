@@ -3,7 +3,7 @@ import { type Redis } from 'ioredis';
 import { readWorkerStatuses, summarizeFleet, type FleetSummary } from '../shared/fleet/worker-status.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { MaintenanceJob } from '../shared/queues/names.js';
-import { readRedisMemory, type RedisMemoryInfo } from '../shared/redis/redis-memory.js';
+import { isFull, readRedisMemory, type RedisMemoryInfo } from '../shared/redis/redis-memory.js';
 import { type CleanupReport } from '../shared/resources/disk-cleanup.js';
 
 /** What the maintenance queue's jobs do; each returns a small report (kept as the job's return value). */
@@ -74,7 +74,7 @@ export interface MaintenanceTaskOptions {
   retention: { completedMs: number; failedMs: number };
   /**
    * Redis used memory (% of maxmemory) at and over which cleanup trims harder; 0 = never. Default 90
-   * (CELL0_REDIS_MEMORY_WATERMARK_PERCENT).
+   * (CELL0_REDIS_MEMORY_WATERMARK).
    */
   memoryWatermarkPercent?: number;
   /**
@@ -112,7 +112,7 @@ export function createMaintenanceTasks(opts: MaintenanceTaskOptions): Maintenanc
   const memoryPressure = async (): Promise<{ level: 'none' | 'high' | 'full'; info?: RedisMemoryInfo }> => {
     try {
       const info = await readRedisMemory(opts.redis);
-      if (info.maxBytes > 0 && info.usedBytes >= info.maxBytes) return { level: 'full', info };
+      if (isFull(info)) return { level: 'full', info };
       if (watermark > 0 && info.usedPercent !== null && info.usedPercent >= watermark)
         return { level: 'high', info };
       return { level: 'none', info };

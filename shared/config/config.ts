@@ -271,7 +271,7 @@ export const ENV = {
     schema: int(50, 60_000),
     doc: 'A producer-side Redis command that takes longer fails with 503 CELL0_REDIS_TIMEOUT (slow, not down: it does not open the breaker)',
   },
-  CELL0_REDIS_MEMORY_WATERMARK_PERCENT: {
+  CELL0_REDIS_MEMORY_WATERMARK: {
     default: '90',
     schema: int(0, 100),
     doc: 'Redis used memory (% of maxmemory) at which new work is refused with 503 CELL0_REDIS_FULL, before Redis refuses writes (0 = off; no effect without maxmemory)',
@@ -784,7 +784,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       commandTimeoutMs: p.CELL0_REDIS_COMMAND_TIMEOUT_MS,
       breakerThreshold: p.CELL0_REDIS_BREAKER_THRESHOLD,
       breakerResetMs: p.CELL0_REDIS_BREAKER_RESET_MS,
-      memoryWatermarkPercent: p.CELL0_REDIS_MEMORY_WATERMARK_PERCENT,
+      memoryWatermarkPercent: p.CELL0_REDIS_MEMORY_WATERMARK,
     },
     limits: {
       maxMemoryPercent: p.CELL0_MAX_MEMORY_PERCENT,

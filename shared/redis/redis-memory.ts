@@ -98,7 +98,8 @@ export async function checkEvictionPolicyAt(
 /** What the watch last read, and what it makes of it. */
 export interface RedisMemoryReading extends RedisMemoryInfo {
   /**
-   * `ok`; `watermark`: used memory at or over the watermark (new work is shed); `full`: at maxmemory, or
+   * `ok`; `watermark`: used memory at or over the watermark (new work is shed); `full`: at maxmemory
+   * (REDIS_FULL_PERCENT of it), or
    * Redis refused a write for memory since the last reading; `eviction_policy`: the policy is not
    * noeviction (changed while running).
    */
@@ -115,7 +116,7 @@ export interface RedisMemoryWatchOptions {
   redis: Redis | (() => Redis | undefined);
   /**
    * Used memory (% of maxmemory) at and over which new work is shed; 0 = off. No effect when Redis has no
-   * maxmemory. Default 90 (CELL0_REDIS_MEMORY_WATERMARK_PERCENT).
+   * maxmemory. Default 90 (CELL0_REDIS_MEMORY_WATERMARK).
    */
   watermarkPercent?: number;
   /** How often INFO memory is read, ms. Default 1000. */
@@ -126,6 +127,17 @@ export interface RedisMemoryWatchOptions {
 }
 
 const DEFAULTS = { watermarkPercent: 90, everyMs: 1000, retryAfterMs: 5000 };
+
+/**
+ * Used memory (% of maxmemory) from which Redis counts as full. Not 100: used_memory moves with client
+ * buffers, so a Redis that has just refused a write can read a little under its maxmemory a moment later.
+ */
+export const REDIS_FULL_PERCENT = 99;
+
+/** True when `info` says Redis is (as good as) at its maxmemory. */
+export function isFull(info: RedisMemoryInfo): boolean {
+  return info.maxBytes > 0 && info.usedBytes >= (info.maxBytes * REDIS_FULL_PERCENT) / 100;
+}
 
 /** Events of {@link RedisMemoryWatch}. */
 export interface RedisMemoryWatchEvents {
@@ -220,7 +232,7 @@ export class RedisMemoryWatch extends EventEmitter<RedisMemoryWatchEvents> {
     const wm = this.opts.watermarkPercent;
     let state: RedisMemoryReading['state'] = 'ok';
     if (info.policy !== undefined && info.policy !== 'noeviction') state = 'eviction_policy';
-    else if (info.maxBytes > 0 && info.usedBytes >= info.maxBytes) state = 'full';
+    else if (isFull(info)) state = 'full';
     else if (wm > 0 && info.usedPercent !== null && info.usedPercent >= wm) state = 'watermark';
     this.last = { ...info, state, watermarkPercent: wm, readAt: Date.now() };
     this.changed(before, this.snapshot()!);
@@ -255,7 +267,7 @@ export function fullError(r: RedisMemoryReading, retryAfterMs: number): RedisFul
     ? new RedisFullError('oom', `the queue store (Redis) is full (${used}); retry later`, retryAfterMs)
     : new RedisFullError(
         'watermark',
-        `the queue store (Redis) is at ${used}, over the ${r.watermarkPercent}% watermark (CELL0_REDIS_MEMORY_WATERMARK_PERCENT); retry later`,
+        `the queue store (Redis) is at ${used}, over the ${r.watermarkPercent}% watermark (CELL0_REDIS_MEMORY_WATERMARK); retry later`,
         retryAfterMs,
       );
 }
