@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/config.js';
-import { ConfigError } from '../shared/errors.js';
-import { createLogger, type Logger } from '../shared/logger.js';
+import { ConfigError, RedisEvictionPolicyError } from '../shared/errors.js';
+import { createLogger, routeConsoleToLogger, type Logger } from '../shared/logger.js';
+import { configureConnectionLog } from '../shared/redis/connection-log.js';
+import { checkEvictionPolicyAt } from '../shared/redis/redis-memory.js';
 import { packageRoot } from '../shared/paths.js';
 import { RedisNotInstalledError } from '../shared/redis/embedded-redis.js';
 import { isQueueName, QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
@@ -75,14 +77,32 @@ function config(): Config {
   }
 }
 
-/** Runs services until a signal; prints their banners. */
+/**
+ * Runs services until a signal; prints their banners. Everything else the process prints goes through the
+ * logger: library console output included, and Redis connection trouble once per outage (plus a summary
+ * every CELL0_LOG_OUTAGE_SUMMARY_MS). A Redis whose maxmemory-policy is not noeviction stops the process
+ * with exit code 2 (`redisPolicy`: checked before anything starts, and by each component as it connects).
+ */
 async function run(
   role: string,
-  start: (cfg: Config, log: Logger, services: Service[]) => Promise<void>,
+  start: (cfg: Config, log: Logger, services: Service[], onFatal: (err: Error) => void) => Promise<void>,
+  opts: { redisPolicy?: boolean } = {},
 ): Promise<void> {
   const cfg = config();
   const log = createLogger({ level: cfg.logLevel, name: role });
+  routeConsoleToLogger(log);
+  configureConnectionLog(log, { summaryEveryMs: cfg.logOutageSummaryMs });
   const services: Service[] = [];
+  let fatal = false;
+  const onFatal = (err: Error) => {
+    if (fatal) return;
+    fatal = true;
+    process.stderr.write(`cell0 ${role}: ${err.message}\n`);
+    log.fatal({ err }, 'refusing to run');
+    void Promise.allSettled([...services].reverse().map((s) => s.close())).then(() =>
+      process.exit(EXIT_CONFIG),
+    );
+  };
   let stopping: Promise<void> | undefined;
   let forced = false;
 
@@ -118,13 +138,16 @@ async function run(
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 
   try {
-    await start(cfg, log, services);
+    if (opts.redisPolicy) await checkEvictionPolicyAt(cfg.redis.url);
+    await start(cfg, log, services, onFatal);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`cell0 ${role}: could not start: ${message}\n`);
     log.error({ err }, 'start failed');
     await Promise.allSettled([...services].reverse().map((s) => s.close()));
-    process.exit(err instanceof RedisNotInstalledError ? 1 : 1);
+    process.exit(
+      err instanceof RedisEvictionPolicyError ? EXIT_CONFIG : err instanceof RedisNotInstalledError ? 1 : 1,
+    );
   }
   const lines = services.flatMap((s) => s.banner);
   process.stderr.write(`cell0 ${role} ${version()} ready\n${lines.map((l) => `  ${l}`).join('\n')}\n`);
@@ -145,25 +168,33 @@ program
   )
   .option('-p, --port <port>', 'API port (default CELL0_PORT)', parsePort)
   .action((o: { port?: number }) =>
-    run('start', async (cfg, log, services) => {
-      const r = await ensureRedis(cfg, log);
-      if (r.service) services.push(r.service);
-      let ollamaUrl = r.config.providers.ollamaUrl;
-      // The simulator stands in for Ollama only when some model is routed to Ollama with no URL of its own.
-      const needsLocalOllama = effectiveRoutes(r.config).some(
-        (route) => route.kind === 'ollama' && !route.url,
-      );
-      if (!ollamaUrl && needsLocalOllama) {
-        const sim = await startSimulator(r.config, log);
-        services.push(sim);
-        ollamaUrl = sim.url;
-      }
-      services.push(await startWorker(r.config, log, ollamaUrl ? { ollamaUrl } : {}));
-      services.push(
-        await startApi(r.config, log, { dashboard: true, ...(o.port !== undefined ? { port: o.port } : {}) }),
-      );
-      log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
-    }),
+    run(
+      'start',
+      async (cfg, log, services, onFatal) => {
+        const r = await ensureRedis(cfg, log);
+        if (r.service) services.push(r.service);
+        let ollamaUrl = r.config.providers.ollamaUrl;
+        // The simulator stands in for Ollama only when some model is routed to Ollama with no URL of its own.
+        const needsLocalOllama = effectiveRoutes(r.config).some(
+          (route) => route.kind === 'ollama' && !route.url,
+        );
+        if (!ollamaUrl && needsLocalOllama) {
+          const sim = await startSimulator(r.config, log);
+          services.push(sim);
+          ollamaUrl = sim.url;
+        }
+        services.push(await startWorker(r.config, log, ollamaUrl ? { ollamaUrl } : {}));
+        services.push(
+          await startApi(r.config, log, {
+            dashboard: true,
+            onFatal,
+            ...(o.port !== undefined ? { port: o.port } : {}),
+          }),
+        );
+        log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
+      },
+      { redisPolicy: true },
+    ),
   );
 
 program
@@ -174,14 +205,19 @@ program
   .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
   .option('--dashboard', 'also serve Bull Board at /admin/queues')
   .action((o: { port?: number; dashboard?: boolean }) =>
-    run('api', async (cfg, log, services) => {
-      services.push(
-        await startApi(cfg, log, {
-          dashboard: o.dashboard === true,
-          ...(o.port !== undefined ? { port: o.port } : {}),
-        }),
-      );
-    }),
+    run(
+      'api',
+      async (cfg, log, services, onFatal) => {
+        services.push(
+          await startApi(cfg, log, {
+            dashboard: o.dashboard === true,
+            onFatal,
+            ...(o.port !== undefined ? { port: o.port } : {}),
+          }),
+        );
+      },
+      { redisPolicy: true },
+    ),
   );
 
 program
@@ -198,14 +234,18 @@ program
     parseConcurrency,
   )
   .action((o: { queues?: QueueName[]; concurrency?: number }) =>
-    run('worker', async (cfg, log, services) => {
-      services.push(
-        await startWorker(cfg, log, {
-          ...(o.queues ? { queues: o.queues } : {}),
-          ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-        }),
-      );
-    }),
+    run(
+      'worker',
+      async (cfg, log, services) => {
+        services.push(
+          await startWorker(cfg, log, {
+            ...(o.queues ? { queues: o.queues } : {}),
+            ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+          }),
+        );
+      },
+      { redisPolicy: true },
+    ),
   );
 
 program
@@ -213,9 +253,15 @@ program
   .description('Bull Board on its own port (read-only unless CELL0_DASHBOARD_WRITE=1)')
   .option('-p, --port <port>', 'port (default CELL0_DASHBOARD_PORT)', parsePort)
   .action((o: { port?: number }) =>
-    run('dashboard', async (cfg, log, services) => {
-      services.push(await startDashboard(cfg, log, o.port !== undefined ? { port: o.port } : {}));
-    }),
+    run(
+      'dashboard',
+      async (cfg, log, services, onFatal) => {
+        services.push(
+          await startDashboard(cfg, log, { onFatal, ...(o.port !== undefined ? { port: o.port } : {}) }),
+        );
+      },
+      { redisPolicy: true },
+    ),
   );
 
 program

@@ -27,6 +27,8 @@ import { ResourceManagement, type ManagedBackend } from '../shared/resources/res
 import { modelDriverFor } from '../workers/providers/model-driver.js';
 import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { LoadShedder } from '../producers/load-shedder.js';
+import { RedisEvictionPolicyError } from '../shared/errors.js';
+import { connectionLogFor } from '../shared/redis/connection-log.js';
 
 /** Something running that can be stopped. */
 export interface Service {
@@ -100,7 +102,12 @@ export async function startWorker(
   // Fleet-wide rate limits take one Redis round trip per backend call: a connection of their own, which
   // keeps retrying while Redis is away (the worker cannot take jobs then anyway).
   const redis = fleetLimits
-    ? createRedisConnection({ url: config.redis.url, role: 'worker', connectionName: 'cell0:ratelimit' })
+    ? createRedisConnection({
+        url: config.redis.url,
+        role: 'worker',
+        connectionName: 'cell0:ratelimit',
+        logger: log,
+      })
     : undefined;
   // The worker writes results through to the caches producers read; its own fail-fast connection, so a
   // Redis outage costs a cache write nothing but a quick error.
@@ -111,6 +118,7 @@ export async function startWorker(
         breakerThreshold: config.redis.breakerThreshold,
         breakerResetMs: config.redis.breakerResetMs,
         name: 'cache',
+        logger: log,
       })
     : undefined;
   const caches = cacheRedis
@@ -129,10 +137,13 @@ export async function startWorker(
     url: config.redis.url,
     role: 'worker',
     connectionName: 'cell0:maintenance',
+    logger: log,
   });
   const workQueues = QUEUE_NAMES.map(
     (q) => new Queue(q, { connection: maintRedis, prefix: config.redis.prefix }),
   );
+  // A BullMQ Queue with no `error` listener prints every connection error to the console with its stack.
+  for (const q of workQueues) connectionLogFor(log).watch(q, `maintenance:queue:${q.name}`);
   const maintenance = createMaintenanceTasks({
     redis: maintRedis,
     prefix: config.redis.prefix,
@@ -144,6 +155,7 @@ export async function startWorker(
       completedMs: config.jobs.resultTtlSeconds * 1000,
       failedMs: config.jobs.failedTtlSeconds * 1000,
     },
+    memoryWatermarkPercent: config.redis.memoryWatermarkPercent,
     logger: log,
   });
   const worker = new Cell0Worker({
@@ -215,11 +227,15 @@ export async function startWorker(
   };
 }
 
-/** The HTTP API, optionally with Bull Board mounted at /admin/queues. */
+/**
+ * The HTTP API, optionally with Bull Board mounted at /admin/queues. `onFatal` is called when the client
+ * refuses the Redis it connected to after start (its maxmemory-policy is not noeviction); within the
+ * first seconds, startApi rejects instead.
+ */
 export async function startApi(
   config: Config,
   log: Logger,
-  opts: { port?: number; dashboard?: boolean } = {},
+  opts: { port?: number; dashboard?: boolean; onFatal?: (err: Error) => void } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
   const caches = buildCaches(config, client.submitter.redis, {
@@ -241,12 +257,29 @@ export async function startApi(
     fleet: () => client.fleet(),
     maxQueueDepth: config.resources.maxQueueDepth,
     retryAfterMs: config.resources.overloadRetryAfterSec * 1000,
+    redisMemory: client.redisMemory,
     logger: log,
   });
-  const started = client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
+  const started = client.start().then(
+    () => true,
+    (err: unknown) => {
+      if (err instanceof RedisEvictionPolicyError) {
+        opts.onFatal?.(err);
+        throw err;
+      }
+      log.debug({ err }, 'client start ended');
+      return false;
+    },
+  );
   // Say "ready" only once the queues are connected; if Redis is down, come up anyway (healthz answers,
   // /v1 answers 503) and connect when it returns.
-  const connected = await Promise.race([started.then(() => true), sleep(10_000).then(() => false)]);
+  let connected: boolean;
+  try {
+    connected = await Promise.race([started, sleep(10_000).then(() => false)]);
+  } catch (err) {
+    await client.close();
+    throw err;
+  }
   if (!connected)
     log.warn(
       { redis: redactUrl(config.redis.url) },
@@ -340,10 +373,13 @@ function sleep(ms: number): Promise<void> {
 export async function startDashboard(
   config: Config,
   log: Logger,
-  opts: { port?: number } = {},
+  opts: { port?: number; onFatal?: (err: Error) => void } = {},
 ): Promise<Service & { url: string }> {
   const client = Cell0Client.fromConfig(config, log);
-  client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
+  client.start().catch((err: unknown) => {
+    if (err instanceof RedisEvictionPolicyError) opts.onFatal?.(err);
+    else log.debug({ err }, 'client start ended');
+  });
   const access = accessFromConfig(config, client);
   const board = createDashboard({
     submitter: client.submitter,

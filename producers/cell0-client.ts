@@ -1,5 +1,12 @@
 import { type Config } from '../shared/config/config.js';
-import { JobFailedError, JobNotFoundError, ValidationError, WaitTimeoutError } from '../shared/errors.js';
+import {
+  JobFailedError,
+  JobNotFoundError,
+  RedisFullError,
+  ValidationError,
+  WaitTimeoutError,
+} from '../shared/errors.js';
+import { RedisMemoryWatch } from '../shared/redis/redis-memory.js';
 import { type Logger } from '../shared/logger.js';
 import { type RedisHealth } from '../shared/redis/redis-client.js';
 import { type JobPolicy } from '../shared/queues/job-policy.js';
@@ -33,8 +40,14 @@ export interface Cell0ClientOptions {
   limits?: Partial<InputLimits>;
   /** Retries and retention of the jobs this client adds. */
   policy?: Partial<JobPolicy>;
-  /** A Redis command slower than this fails, ms. Default 500. */
+  /** A Redis command slower than this fails with RedisTimeoutError (retryable), ms. Default 2000. */
   commandTimeoutMs?: number;
+  /**
+   * Redis memory use (% of maxmemory) at and over which new work is refused with RedisFullError (reason
+   * `watermark`) before Redis itself refuses writes; 0 = off. Read in the background (INFO memory, once a
+   * second) and checked by the load shedder given this client's `redisMemory`. Default 90.
+   */
+  memoryWatermarkPercent?: number;
   /** Consecutive Redis failures that open the breaker. Default 5. */
   breakerThreshold?: number;
   /** Breaker open time before a trial call, ms. Default 5000. */
@@ -99,6 +112,8 @@ export class Cell0Client {
    * its queue is too deep or every worker serving it is paused by pressure (cache hits are still answered).
    */
   shedder: LoadShedder | undefined;
+  /** Redis memory use and policy, read in the background once started (for the shedder and /readyz). */
+  readonly redisMemory: RedisMemoryWatch;
   private readonly waitMs: number;
   private readonly limits: InputLimits;
 
@@ -124,6 +139,11 @@ export class Cell0Client {
       ...(opts.breakerResetMs !== undefined ? { breakerResetMs: opts.breakerResetMs } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
+    this.redisMemory = new RedisMemoryWatch({
+      redis: this.submitter.redis.connection,
+      ...(opts.memoryWatermarkPercent !== undefined ? { watermarkPercent: opts.memoryWatermarkPercent } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
   }
 
   /** A client configured from the environment's validated config. */
@@ -137,13 +157,19 @@ export class Cell0Client {
       commandTimeoutMs: config.redis.commandTimeoutMs,
       breakerThreshold: config.redis.breakerThreshold,
       breakerResetMs: config.redis.breakerResetMs,
+      memoryWatermarkPercent: config.redis.memoryWatermarkPercent,
       ...(logger ? { logger } : {}),
     });
   }
 
-  /** Connects; resolves when the queues are ready (keeps retrying while Redis is down). */
-  start(): Promise<void> {
-    return this.submitter.start();
+  /**
+   * Connects; resolves when the queues are ready (keeps retrying while Redis is down). Rejects with
+   * RedisEvictionPolicyError (code CELL0_REDIS_EVICTION_POLICY) when Redis's maxmemory-policy is not
+   * `noeviction`: queued jobs could be evicted, so the client refuses to work with that Redis.
+   */
+  async start(): Promise<void> {
+    await this.submitter.start();
+    await this.redisMemory.start();
   }
 
   /** Validates an inference request and fills its defaults; throws ValidationError / InputTooLargeError. */
@@ -197,7 +223,9 @@ export class Cell0Client {
     }
     this.shedder?.check(QueueName.INFERENCE);
     const name = data.messages ? JobName.CHAT : JobName.GENERATE;
-    return this.submitter.submit<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data));
+    return this.noteOom(
+      this.submitter.submit<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data)),
+    );
   }
 
   /** Answers an already-parsed search from the search cache, or adds (or joins) its job. */
@@ -218,11 +246,8 @@ export class Cell0Client {
       }
     }
     this.shedder?.check(QueueName.SEARCH);
-    return this.submitter.submit<SearchResult>(
-      QueueName.SEARCH,
-      JobName.SEARCH,
-      data,
-      this.callOpts(opts, data),
+    return this.noteOom(
+      this.submitter.submit<SearchResult>(QueueName.SEARCH, JobName.SEARCH, data, this.callOpts(opts, data)),
     );
   }
 
@@ -294,7 +319,18 @@ export class Cell0Client {
 
   /** Closes connections; callers still waiting get their job id back as pending. Idempotent. */
   close(): Promise<void> {
+    this.redisMemory.close();
     return this.submitter.close();
+  }
+
+  /** A write refused for memory makes the memory watch say "full" at once, so later requests are shed. */
+  private async noteOom<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      if (err instanceof RedisFullError) this.redisMemory.noteOom();
+      throw err;
+    }
   }
 
   private callOpts(

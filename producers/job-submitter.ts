@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import { type Redis } from 'ioredis';
-import { RedisUnavailableError, ClosedError } from '../shared/errors.js';
+import { RedisEvictionPolicyError, RedisUnavailableError, ClosedError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
+import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/connection-log.js';
+import { assertNoEviction } from '../shared/redis/redis-memory.js';
 import { decodeFailure } from '../shared/queues/failure.js';
 import { isJobId, jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
@@ -19,7 +21,10 @@ export interface JobSubmitterOptions {
   prefix?: string;
   /** Retries and retention of the jobs this producer adds. */
   policy?: Partial<JobPolicy>;
-  /** Producer-side command timeout, ms. Default 500. */
+  /**
+   * Producer-side command timeout, ms: a slower command fails with RedisTimeoutError (not counted against
+   * the breaker). Default 2000.
+   */
   commandTimeoutMs?: number;
   /** Consecutive Redis failures that open the breaker. Default 5. */
   breakerThreshold?: number;
@@ -174,6 +179,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   private readonly conn: Redis;
   private readonly opts: JobSubmitterOptions;
   private readonly log: Logger;
+  private readonly connLog: RedisConnectionLog;
   private readonly lanes = new Map<QueueName, Lane>();
   private readonly others = new Map<string, Queue>();
   /** Every lane created, ready or not, so close() reaches the half-built ones too. */
@@ -195,16 +201,18 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
     this.queueNames = opts.queues ?? QUEUE_NAMES;
     this.log = opts.logger ?? silentLogger();
+    this.connLog = connectionLogFor(this.log);
     this.conn = createRedisConnection({
       url: opts.redisUrl,
       role: 'producer',
-      commandTimeoutMs: opts.commandTimeoutMs ?? 500,
+      commandTimeoutMs: opts.commandTimeoutMs ?? 2000,
       connectionName: 'cell0:producer',
+      logger: this.log,
     });
     defineJobOutcome(this.conn);
     this.redis = new RedisClient({
       connection: this.conn,
-      commandTimeoutMs: opts.commandTimeoutMs ?? 500,
+      commandTimeoutMs: opts.commandTimeoutMs ?? 2000,
       breakerThreshold: opts.breakerThreshold ?? 5,
       breakerResetMs: opts.breakerResetMs ?? 5000,
       name: 'redis',
@@ -214,7 +222,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /**
    * Connects. Resolves once the queues are ready; until then submit() throws RedisUnavailableError. If
    * Redis is down it keeps trying in the background (the returned promise resolves when it succeeds), so
-   * a process started before Redis still comes up.
+   * a process started before Redis still comes up. Rejects with RedisEvictionPolicyError, and stops, when
+   * Redis's maxmemory-policy is not `noeviction` (BullMQ would lose jobs).
    */
   start(): Promise<void> {
     this.initializing ??= this.init();
@@ -235,13 +244,19 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       if (this.closing) throw new ClosedError('JobSubmitter');
       try {
         await waitUntilReady(this.conn, 3000);
+        await assertNoEviction(this.conn);
         for (const name of this.queueNames) {
           if (!this.lanes.has(name)) this.lanes.set(name, await this.openLane(name));
         }
         break;
       } catch (err) {
         if (this.closing) throw new ClosedError('JobSubmitter');
-        if (attempt % 5 === 0) this.log.warn({ attempt, err: (err as Error).message }, 'waiting for Redis');
+        if (err instanceof RedisEvictionPolicyError) {
+          this.log.error({ err }, 'refusing to use this Redis');
+          throw err;
+        }
+        // Connection trouble is logged once per outage by the connection log.
+        if (attempt % 5 === 0) this.log.debug({ attempt, err: (err as Error).message }, 'waiting for Redis');
         await new Promise((r) => setTimeout(r, 500));
       }
     }
@@ -259,14 +274,15 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       prefix: this.prefix,
       defaultJobOptions: jobOptionsFor(this.policy),
     });
-    queue.on('error', (err) => this.log.debug({ err, queue: name }, 'queue connection error'));
+    this.connLog.watch(queue, `queue:${name}`);
     const eventsConn = createRedisConnection({
       url: this.opts.redisUrl,
       role: 'events',
       connectionName: `cell0:events:${name}`,
+      logger: this.log,
     });
     const events = new QueueEvents(name, { connection: eventsConn, prefix: this.prefix, lastEventId });
-    events.on('error', (err) => this.log.debug({ err, queue: name }, 'queue events connection error'));
+    this.connLog.watch(events, `queue-events:${name}`);
     const lane: Lane = { queue, events, eventsConn, waiters: new Map(), key };
     this.created.push(lane);
     events.on('completed', ({ jobId, returnvalue }) =>
@@ -590,7 +606,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     let q = this.others.get(name);
     if (!q) {
       q = new Queue(name, { connection: this.conn, prefix: this.prefix });
-      q.on('error', (err) => this.log.debug({ err, queue: name }, 'queue connection error'));
+      this.connLog.watch(q, `queue:${name}`);
       this.others.set(name, q);
     }
     return q;

@@ -16,6 +16,12 @@ export interface LoadShedderOptions {
   shedOnFleetPressure?: boolean;
   /** Retry-After of a refusal, ms. Default 5000. */
   retryAfterMs?: number;
+  /**
+   * Redis memory, read in the background (Cell0Client's `redisMemory`): new work is refused with
+   * RedisFullError (503 CELL0_REDIS_FULL) while Redis is over its memory watermark or full, before Redis
+   * itself refuses writes. Checked first: it holds for every queue. Default: not checked.
+   */
+  redisMemory?: { check(): void };
   /** How old the last reading may be before a check refreshes it (in the background), ms. Default 1000. */
   refreshMs?: number;
   logger?: Logger;
@@ -51,7 +57,7 @@ export class LoadShedder {
   private readAt = 0;
   private refreshing: Promise<void> | undefined;
   /** Refusals since start, by reason. */
-  readonly refused = { queue_depth: 0, fleet_pressure: 0 };
+  readonly refused = { queue_depth: 0, fleet_pressure: 0, redis_memory: 0 };
 
   constructor(options: LoadShedderOptions) {
     const opts = { ...DEFAULTS, ...options };
@@ -69,6 +75,12 @@ export class LoadShedder {
    */
   check(queue: QueueName): void {
     if (Date.now() - this.readAt >= this.opts.refreshMs) void this.refresh();
+    try {
+      this.opts.redisMemory?.check();
+    } catch (err) {
+      this.refused.redis_memory++;
+      throw err;
+    }
     const load = this.loads.get(queue);
     if (!load) return;
     const bound = this.opts.maxQueueDepth;

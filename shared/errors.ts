@@ -32,6 +32,12 @@ export const ErrorCode = {
   MODEL_TOO_LARGE: 'CELL0_MODEL_TOO_LARGE',
   /** No room for a model now: every resident model is in use, pinned or loading. Retry later. */
   MODEL_MEMORY_BUSY: 'CELL0_MODEL_MEMORY_BUSY',
+  /** Redis is at its maxmemory (or over the memory watermark): it takes no new work now. Retry later. */
+  REDIS_FULL: 'CELL0_REDIS_FULL',
+  /** Redis answers, but slowly: a command on a live connection took longer than the command timeout. */
+  REDIS_TIMEOUT: 'CELL0_REDIS_TIMEOUT',
+  /** Redis may evict keys (maxmemory-policy other than noeviction), which loses queued jobs: cell0 refuses to run. */
+  REDIS_EVICTION_POLICY: 'CELL0_REDIS_EVICTION_POLICY',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -90,6 +96,58 @@ export class InputTooLargeError extends Cell0Error {
 export class RedisUnavailableError extends Cell0Error {
   constructor(message = 'Redis is unavailable', options?: { cause?: unknown }) {
     super(ErrorCode.REDIS_UNAVAILABLE, message, options);
+  }
+}
+
+/**
+ * Redis refuses writes because it is at its maxmemory (an OOM reply), or producers shed new work because
+ * its memory use is over the watermark (CELL0_REDIS_MEMORY_WATERMARK). The API answers 503 with
+ * Retry-After; nothing was added.
+ */
+export class RedisFullError extends Cell0Error {
+  constructor(
+    /** `oom`: Redis refused a write; `watermark`: shed before Redis fills up. */
+    readonly reason: 'oom' | 'watermark',
+    message: string,
+    /** When to try again. */
+    readonly retryAfterMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCode.REDIS_FULL, message, options);
+  }
+}
+
+/**
+ * A command on a live connection did not answer within the command timeout: Redis is slow (or this host
+ * is), not unreachable. It does not count toward the Redis breaker. The command may still have been
+ * applied; retrying is safe (job ids are hashes of the request, so a retried add joins the same job).
+ */
+export class RedisTimeoutError extends Cell0Error {
+  constructor(
+    readonly timeoutMs: number | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      ErrorCode.REDIS_TIMEOUT,
+      `Redis did not answer within ${timeoutMs ?? 'the command timeout'} ms (it is reachable, but slow); retry`,
+      options,
+    );
+  }
+}
+
+/** Redis's maxmemory-policy lets it evict keys: BullMQ would lose jobs silently, so cell0 does not run. */
+export class RedisEvictionPolicyError extends Cell0Error {
+  constructor(readonly policy: string) {
+    super(
+      ErrorCode.REDIS_EVICTION_POLICY,
+      [
+        `Redis maxmemory-policy is "${policy}": Redis may evict queued jobs' data and lose them. cell0 needs "noeviction".`,
+        'Fix it with one of:',
+        '  redis-cli CONFIG SET maxmemory-policy noeviction   (then CONFIG REWRITE to keep it across restarts)',
+        '  redis.conf:  maxmemory-policy noeviction',
+        '  managed Redis (ElastiCache, Memorystore, Azure Cache, …): set maxmemory-policy to noeviction in the parameter group / instance configuration',
+      ].join('\n'),
+    );
   }
 }
 

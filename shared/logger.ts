@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger } from 'pino';
@@ -29,6 +30,95 @@ export const REDACT_PATHS = [
   '*.headers["x-api-key"]',
 ];
 
+/** Longest string (characters) a log line carries in any field or its message; longer ones are cut. */
+export const LOG_STRING_LIMIT = 2048;
+/** Longest log line (characters); a longer one is replaced by a short line saying what was dropped. */
+export const LOG_LINE_LIMIT = 16_384;
+const MAX_DEPTH = 6;
+const MAX_KEYS = 64;
+const MAX_ITEMS = 32;
+
+/** Cuts `s` to `limit` characters, saying how much was dropped. */
+export function boundString(s: string, limit = LOG_STRING_LIMIT): string {
+  return s.length <= limit ? s : `${s.slice(0, limit)}…[${s.length - limit} more chars]`;
+}
+
+/**
+ * An error as a log line shows it: type, code, bounded message and stack, and its cause. Properties are
+ * not copied wholesale: ioredis's ReplyError carries `command: { name, args }`, whose args are job data
+ * and script arguments (a 30 KB prompt per failed add), so only the command's name is kept.
+ */
+export function serializeError(err: unknown, depth = 0): Record<string, unknown> | string {
+  if (!(err instanceof Error))
+    return typeof err === 'string'
+      ? boundString(err)
+      : (boundValue(err, depth + 1) as Record<string, unknown>);
+  const e = err as Error & {
+    code?: unknown;
+    command?: { name?: unknown };
+    errno?: unknown;
+    syscall?: unknown;
+  };
+  const out: Record<string, unknown> = {
+    type: e.name || e.constructor?.name || 'Error',
+    message: boundString(String(e.message)),
+  };
+  if (typeof e.code === 'string' || typeof e.code === 'number') out.code = e.code;
+  if (typeof e.errno === 'number') out.errno = e.errno;
+  if (typeof e.syscall === 'string') out.syscall = e.syscall;
+  if (e.command && typeof e.command === 'object' && typeof e.command.name === 'string')
+    out.command = { name: e.command.name };
+  if (typeof e.stack === 'string') out.stack = boundString(e.stack);
+  if (e.cause !== undefined && depth < 3) out.cause = serializeError(e.cause, depth + 1);
+  return out;
+}
+
+/** A copy of `v` safe to log: strings cut, depth, keys and array items bounded, errors serialized. */
+export function boundValue(v: unknown, depth = 0): unknown {
+  if (typeof v === 'string') return boundString(v);
+  if (v === null || typeof v !== 'object') return v;
+  if (v instanceof Error) return serializeError(v, depth);
+  if (depth >= MAX_DEPTH) return '[…]';
+  if (Array.isArray(v)) {
+    const items = v.slice(0, MAX_ITEMS).map((x) => boundValue(x, depth + 1));
+    if (v.length > MAX_ITEMS) items.push(`…[${v.length - MAX_ITEMS} more items]`);
+    return items;
+  }
+  if (Buffer.isBuffer(v)) return `[Buffer ${v.length} bytes]`;
+  // Dates, URLs and other objects with their own JSON form keep it.
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function')
+    return boundValue((v as { toJSON(): unknown }).toJSON(), depth);
+  const out: Record<string, unknown> = {};
+  let n = 0;
+  for (const k in v) {
+    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+    if (++n > MAX_KEYS) {
+      out['…'] = 'more keys dropped';
+      break;
+    }
+    out[k] = boundValue((v as Record<string, unknown>)[k], depth + 1);
+  }
+  return out;
+}
+
+/** A whole line over LOG_LINE_LIMIT becomes a short line that keeps its level, time, name and message. */
+function boundLine(line: string): string {
+  if (line.length <= LOG_LINE_LIMIT) return line;
+  try {
+    const o = JSON.parse(line) as Record<string, unknown>;
+    const keep: Record<string, unknown> = {};
+    for (const k of ['level', 'time', 'pid', 'hostname', 'name', 'msg']) if (k in o) keep[k] = o[k];
+    if (typeof keep.msg === 'string') keep.msg = boundString(keep.msg, 512);
+    keep.truncated = { chars: line.length, keys: Object.keys(o).slice(0, MAX_KEYS) };
+    return JSON.stringify(keep) + '\n';
+  } catch {
+    return (
+      JSON.stringify({ level: 50, time: Date.now(), msg: 'log line dropped: too long', chars: line.length }) +
+      '\n'
+    );
+  }
+}
+
 /** Options of {@link createLogger}. */
 export interface CreateLoggerOptions {
   /** pino level; default "info". */
@@ -39,12 +129,40 @@ export interface CreateLoggerOptions {
   destination?: pino.DestinationStream;
 }
 
-/** A pino logger with cell0's redaction rules. One per process; children carry queue / job ids. */
+/**
+ * A pino logger with cell0's redaction rules and size bounds. One per process; children carry queue / job
+ * ids. No line can be huge or carry a payload: every string field and the message are cut at
+ * LOG_STRING_LIMIT, errors are serialized without their properties (no Redis command arguments), and a
+ * line still over LOG_LINE_LIMIT is replaced by a short one.
+ */
 export function createLogger(opts: CreateLoggerOptions = {}): Logger {
   const options: LoggerOptions = {
     level: opts.level ?? 'info',
     base: { pid: process.pid },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: (e: unknown) => serializeError(e) },
+    formatters: { log: (o) => boundValue(o) as Record<string, unknown> },
+    hooks: {
+      logMethod(args, method) {
+        // The message: the first string argument, or the second after a merging object.
+        for (let i = 0; i < args.length && i < 2; i++)
+          if (typeof args[i] === 'string') (args as unknown[])[i] = boundString(args[i] as string);
+        // An Error logged alone lends its (unbounded) message as the line's message: bound it here.
+        const first = args[0] as unknown;
+        if (args.length === 1 && first instanceof Error)
+          return method.apply(this, [first, boundString(String(first.message))] as Parameters<typeof method>);
+        const inner =
+          typeof first === 'object' && first !== null
+            ? (first as { err?: unknown; msg?: unknown })
+            : undefined;
+        if (args.length === 1 && inner?.err instanceof Error && inner.msg === undefined)
+          return method.apply(this, [first, boundString(String(inner.err.message))] as Parameters<
+            typeof method
+          >);
+        return method.apply(this, args);
+      },
+      streamWrite: boundLine,
+    },
   };
   if (opts.name !== undefined) options.name = opts.name;
   return opts.destination ? pino(options, opts.destination) : pino(options);
@@ -53,4 +171,27 @@ export function createLogger(opts: CreateLoggerOptions = {}): Logger {
 /** A logger that writes nothing, for library use without a logger. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/**
+ * Sends what libraries print to the console (BullMQ's warnings, such as "IMPORTANT! Eviction policy is …",
+ * and the errors it prints when an event has no listener) through `log`, as bounded JSON lines, so a
+ * process's output stays structured. Process-wide: only the CLI calls it. Returns a function that undoes it.
+ */
+export function routeConsoleToLogger(log: Logger): () => void {
+  const saved = { ...console };
+  const to =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (...args: unknown[]): void => {
+      const err = args.find((a): a is Error => a instanceof Error);
+      const text = args.filter((a) => a !== err).map((a) => (typeof a === 'string' ? a : format('%o', a)));
+      log[level]({ source: 'console', ...(err ? { err } : {}) }, text.join(' ') || err?.message || '');
+    };
+  console.log = to('info');
+  console.info = to('info');
+  console.debug = to('debug');
+  console.trace = to('debug');
+  console.warn = to('warn');
+  console.error = to('error');
+  return () => Object.assign(console, saved);
 }

@@ -14,6 +14,8 @@ import {
 } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
+import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/connection-log.js';
+import { assertNoEviction, isOomError } from '../shared/redis/redis-memory.js';
 import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { type SearchProvider } from '../shared/queues/enums.js';
 import { encodeFailure } from '../shared/queues/failure.js';
@@ -98,6 +100,11 @@ export interface Cell0WorkerOptions {
    * schedulers at start.
    */
   maintenance?: MaintenanceSchedule & { tasks: MaintenanceTasks };
+  /**
+   * How long a BullMQ worker waits before fetching again after a failed fetch (Redis away, or full), ms.
+   * Default 5000.
+   */
+  fetchRetryDelayMs?: number;
   logger?: Logger;
 }
 
@@ -121,7 +128,13 @@ const DEFAULTS = {
   maxStalledCount: 2,
   backendWaitMaxMs: 3_600_000,
   heartbeatMs: 5000,
+  fetchRetryDelayMs: 5000,
 };
+
+/** How often a worker that sees Redis refuse writes for memory runs the memory relief, at most, ms. */
+const RELIEF_EVERY_MS = 5000;
+/** How often a scheduler upsert refused at start is tried again, ms. */
+const SCHEDULER_RETRY_MS = 5000;
 
 /** Events of {@link Cell0Worker}. */
 export interface Cell0WorkerEvents {
@@ -170,7 +183,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private stopping = false;
   private closing: Promise<void> | undefined;
   private forcing: Promise<void> | undefined;
-  private lastErrorLog = 0;
+  private readonly connLog: RedisConnectionLog;
+  private lastRelief = 0;
+  private relieving: Promise<void> | undefined;
+  private schedulerTimer: NodeJS.Timeout | undefined;
   private activeCount = 0;
   private readonly deadlines = new Set<Deadline>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -208,10 +224,17 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     if (!(opts.shutdownTimeoutMs >= 0))
       throw new TypeError(`Cell0Worker: option "shutdownTimeoutMs" must be >= 0`);
     this.opts = opts;
-    this.log = (opts.logger ?? silentLogger()).child({ worker: this.id });
+    const root = opts.logger ?? silentLogger();
+    this.connLog = connectionLogFor(root);
+    this.log = root.child({ worker: this.id });
   }
 
-  /** Starts taking jobs. Resolves when every queue's worker is connected. */
+  /**
+   * Starts taking jobs. Resolves when every queue's worker is connected. Rejects with
+   * RedisEvictionPolicyError (CELL0_REDIS_EVICTION_POLICY) when Redis's maxmemory-policy is not
+   * `noeviction`. Starts even when Redis is full (OOM): what it writes at start besides taking jobs (the
+   * maintenance schedulers, its status) is retried later, and taking jobs is what frees memory.
+   */
   async start(): Promise<void> {
     for (const queue of this.opts.queues) {
       const concurrency =
@@ -221,9 +244,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         url: this.opts.redisUrl,
         role: 'worker',
         connectionName: `cell0:worker:${queue}`,
+        logger: this.opts.logger ?? silentLogger(),
       });
       this.connections.push(conn);
       this.connectionOf.set(queue, conn);
+      // Before any BullMQ object exists: a Redis that may evict keys would lose jobs.
+      if (this.connections.length === 1) await assertNoEviction(conn);
       const processor =
         queue === QueueName.INFERENCE
           ? (job: Job, token?: string, signal?: AbortSignal) => this.processInference(job, token, signal)
@@ -235,9 +261,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         lockDuration: this.opts.lockDurationMs,
         stalledInterval: this.opts.stalledIntervalMs,
         maxStalledCount: this.opts.maxStalledCount,
+        runRetryDelay: this.opts.fetchRetryDelayMs,
         autorun: true,
       });
-      worker.on('error', (err) => this.logConnectionError(queue, err));
+      worker.on('error', (err) => this.onWorkerError(queue, err));
       worker.on('failed', (job, err) => {
         if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
         const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
@@ -349,10 +376,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       url: this.opts.redisUrl,
       role: 'worker',
       connectionName: `cell0:worker:${MAINTENANCE_QUEUE}`,
+      logger: this.opts.logger ?? silentLogger(),
     });
     this.connections.push(conn);
     this.maintenanceQueue = new Queue(MAINTENANCE_QUEUE, { connection: conn, prefix: this.opts.prefix });
-    await upsertMaintenanceSchedulers(this.maintenanceQueue, m);
+    this.connLog.watch(this.maintenanceQueue, `queue:${MAINTENANCE_QUEUE}`);
+    await this.upsertSchedulers(m);
     const worker = new Worker(
       MAINTENANCE_QUEUE,
       async (job: Job) => {
@@ -370,10 +399,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         concurrency: 1,
         lockDuration: this.opts.lockDurationMs,
         stalledInterval: this.opts.stalledIntervalMs,
+        runRetryDelay: this.opts.fetchRetryDelayMs,
         autorun: true,
       },
     );
-    worker.on('error', (err) => this.logConnectionError(MAINTENANCE_QUEUE, err));
+    worker.on('error', (err) => this.onWorkerError(MAINTENANCE_QUEUE, err));
     worker.on('failed', (job, err) =>
       this.log.warn(
         { queue: MAINTENANCE_QUEUE, job: job?.name, error: err.message },
@@ -384,12 +414,44 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     await worker.waitUntilReady();
   }
 
-  /** A lost connection makes BullMQ emit an error per retry: log the first, then one every 5 s. */
-  private logConnectionError(queue: string, err: Error): void {
-    const now = Date.now();
-    if (now - this.lastErrorLog > 5000) {
-      this.lastErrorLog = now;
-      this.log.warn({ queue, err: err.message }, 'worker connection error (will keep retrying)');
+  /**
+   * A BullMQ worker's error: to the process's connection log (one line per outage, not one per retry). An
+   * OOM reply means Redis is full: the memory relief runs (at most every few seconds) so that taking jobs,
+   * which needs a little memory, can go on.
+   */
+  private onWorkerError(source: string, err: Error): void {
+    this.connLog.error(`worker:${source}`, err);
+    if (isOomError(err)) this.relieveMemory();
+  }
+
+  /** Runs the maintenance tasks' memory relief, once at a time and at most every RELIEF_EVERY_MS. */
+  private relieveMemory(): void {
+    const relieve = this.opts.maintenance?.tasks.relieveMemory;
+    if (!relieve || this.relieving || this.stopping || Date.now() - this.lastRelief < RELIEF_EVERY_MS) return;
+    this.lastRelief = Date.now();
+    this.relieving = relieve()
+      .then((report: Record<string, unknown>) =>
+        this.log.warn({ report }, 'Redis is full: trimmed finished jobs to free memory'),
+      )
+      .catch((err: unknown) => this.log.warn({ err }, 'Redis is full: memory relief failed'))
+      .finally(() => (this.relieving = undefined));
+  }
+
+  /**
+   * Upserts the maintenance schedulers; a refusal (Redis full, or away) does not stop the worker: it is
+   * tried again every few seconds until it works.
+   */
+  private async upsertSchedulers(m: NonNullable<Cell0WorkerOptions['maintenance']>): Promise<void> {
+    const queue = this.maintenanceQueue;
+    if (!queue || this.stopping) return;
+    try {
+      await upsertMaintenanceSchedulers(queue, m);
+    } catch (err) {
+      if (this.stopping) return;
+      this.connLog.error('maintenance:schedulers', err);
+      if (isOomError(err)) this.relieveMemory();
+      this.schedulerTimer = setTimeout(() => void this.upsertSchedulers(m), SCHEDULER_RETRY_MS);
+      this.schedulerTimer.unref();
     }
   }
 
@@ -646,6 +708,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   }
 
   private async release(): Promise<void> {
+    clearTimeout(this.schedulerTimer);
+    await this.relieving;
     clearInterval(this.sweepTimer);
     clearInterval(this.heartbeatTimer);
     const conn = this.connections[0];

@@ -3,14 +3,24 @@ import { type Redis } from 'ioredis';
 import { readWorkerStatuses, summarizeFleet, type FleetSummary } from '../shared/fleet/worker-status.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { MaintenanceJob } from '../shared/queues/names.js';
+import { isFull, readRedisMemory, type RedisMemoryInfo } from '../shared/redis/redis-memory.js';
 import { type CleanupReport } from '../shared/resources/disk-cleanup.js';
 
 /** What the maintenance queue's jobs do; each returns a small report (kept as the job's return value). */
 export interface MaintenanceTasks {
   /** Every few seconds: read the fleet, publish its summary, drop dead workers from the registry. */
   monitor(): Promise<Record<string, unknown>>;
-  /** Every few minutes: disk cleanup, expired cache records, old job data. */
+  /**
+   * Every few minutes: disk cleanup, expired cache records, old job data. Under Redis memory pressure (at
+   * or over the watermark) finished jobs are trimmed harder: see {@link MaintenanceTaskOptions.pressure}.
+   */
   cleanup(): Promise<Record<string, unknown>>;
+  /**
+   * Run by a worker, outside the queue, when Redis refuses writes for memory (a full Redis cannot even
+   * hand out the maintenance jobs): removes every finished job beyond the pressure bounds and trims the
+   * queues' event streams. Deleting needs no memory, so this works on a full Redis.
+   */
+  relieveMemory?(): Promise<Record<string, unknown>>;
 }
 
 /** Periods of the two job schedulers, ms. */
@@ -62,8 +72,23 @@ export interface MaintenanceTaskOptions {
   disk?: { run(): Promise<CleanupReport>; paths(): unknown[] };
   /** Finished jobs older than these are removed even when no new job completes to trim them, ms. */
   retention: { completedMs: number; failedMs: number };
+  /**
+   * Redis used memory (% of maxmemory) at and over which cleanup trims harder; 0 = never. Default 90
+   * (CELL0_REDIS_MEMORY_WATERMARK).
+   */
+  memoryWatermarkPercent?: number;
+  /**
+   * Retention under memory pressure, ms: finished jobs older than these go; event streams are cut to
+   * `eventsMaxLen` entries. When Redis is full, completed jobs go whatever their age (their waiting callers
+   * were answered from the event stream). Defaults: completed 60000, failed 600000, eventsMaxLen 1000.
+   */
+  pressure?: { completedMs?: number; failedMs?: number; eventsMaxLen?: number };
   logger?: Logger;
 }
+
+const PRESSURE_DEFAULTS = { completedMs: 60_000, failedMs: 600_000, eventsMaxLen: 1000 };
+/** Jobs removed per clean call; cleaning repeats until a call removes fewer. */
+const CLEAN_BATCH = 1000;
 
 /** Where the monitor job publishes the fleet summary. */
 export function fleetSummaryKey(prefix: string): string {
@@ -80,6 +105,50 @@ export interface PublishedFleetSummary extends FleetSummary {
 /** The monitor and cleanup tasks. Each step's failure is reported in its result and does not stop the rest. */
 export function createMaintenanceTasks(opts: MaintenanceTaskOptions): MaintenanceTasks {
   const log = opts.logger ?? silentLogger();
+  const watermark = opts.memoryWatermarkPercent ?? 90;
+  const pressure = { ...PRESSURE_DEFAULTS, ...opts.pressure };
+
+  /** Over the watermark, full, or fine; undefined when memory could not be read. */
+  const memoryPressure = async (): Promise<{ level: 'none' | 'high' | 'full'; info?: RedisMemoryInfo }> => {
+    try {
+      const info = await readRedisMemory(opts.redis);
+      if (isFull(info)) return { level: 'full', info };
+      if (watermark > 0 && info.usedPercent !== null && info.usedPercent >= watermark)
+        return { level: 'high', info };
+      return { level: 'none', info };
+    } catch {
+      return { level: 'none' };
+    }
+  };
+
+  /** Removes finished jobs older than the given ages, in batches; counts per queue. */
+  const trimJobs = async (completedMs: number, failedMs: number, max = Infinity) => {
+    const out: Record<string, { completed: number; failed: number }> = {};
+    for (const q of opts.queues) {
+      const clean = async (grace: number, type: 'completed' | 'failed') => {
+        let total = 0;
+        for (;;) {
+          const n = (await q.clean(grace, CLEAN_BATCH, type)).length;
+          total += n;
+          if (n < CLEAN_BATCH || total >= max) return total;
+        }
+      };
+      out[q.name] = {
+        completed: await clean(completedMs, 'completed'),
+        failed: await clean(failedMs, 'failed'),
+      };
+    }
+    return out;
+  };
+
+  /** Cuts each queue's event stream to its newest `maxLen` entries (XTRIM frees memory, needs none). */
+  const trimEvents = async (maxLen: number) => {
+    const out: Record<string, number> = {};
+    for (const q of opts.queues)
+      out[q.name] = await opts.redis.xtrim(`${opts.prefix}:${q.name}:events`, 'MAXLEN', '~', maxLen);
+    return out;
+  };
+
   return {
     async monitor() {
       const [workers, counts, info] = await Promise.all([
@@ -125,21 +194,35 @@ export function createMaintenanceTasks(opts: MaintenanceTaskOptions): Maintenanc
           return { removedFiles: r.removedFiles, removedBytes: r.removedBytes, errors: r.errors.length };
         });
       if (opts.semantic) await step('semanticCache', () => opts.semantic!.sweepExpired());
-      await step('jobs', async () => {
-        const out: Record<string, { completed: number; failed: number }> = {};
-        for (const q of opts.queues) {
-          const completed = await q.clean(opts.retention.completedMs, 1000, 'completed');
-          const failed = await q.clean(opts.retention.failedMs, 1000, 'failed');
-          out[q.name] = { completed: completed.length, failed: failed.length };
-        }
-        return out;
-      });
+      const mem = await memoryPressure();
+      if (mem.level !== 'none') {
+        report.redisMemory = { pressure: mem.level, usedPercent: mem.info?.usedPercent ?? null };
+        await step('jobs', () =>
+          trimJobs(
+            mem.level === 'full' ? 0 : Math.min(opts.retention.completedMs, pressure.completedMs),
+            Math.min(opts.retention.failedMs, pressure.failedMs),
+          ),
+        );
+        await step('events', () => trimEvents(pressure.eventsMaxLen));
+      } else {
+        await step('jobs', () => trimJobs(opts.retention.completedMs, opts.retention.failedMs, CLEAN_BATCH));
+      }
       if (errors.length > 0) {
         report.errors = errors;
         log.warn({ errors }, 'cleanup: some steps failed');
       }
       log.info({ report }, 'cleanup done');
       return report;
+    },
+
+    async relieveMemory() {
+      const mem = await memoryPressure();
+      const jobs = await trimJobs(
+        mem.level === 'full' ? 0 : Math.min(opts.retention.completedMs, pressure.completedMs),
+        Math.min(opts.retention.failedMs, pressure.failedMs),
+      );
+      const events = await trimEvents(pressure.eventsMaxLen);
+      return { pressure: mem.level, usedPercent: mem.info?.usedPercent ?? null, jobs, events };
     },
   };
 }

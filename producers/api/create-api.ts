@@ -12,6 +12,8 @@ import {
   ErrorCode,
   InputTooLargeError,
   OverloadedError,
+  RedisFullError,
+  RedisTimeoutError,
   ValidationError,
   type FieldIssue,
 } from '../../shared/errors.js';
@@ -130,13 +132,45 @@ export function createApi(opts: ApiOptions): Express {
       client.health(),
       new Promise<undefined>((r) => setTimeout(() => r(undefined), readyTimeoutMs).unref()),
     ]);
-    const ready = client.submitter.ready && health?.healthy === true;
-    if (!ready)
-      res.setHeader('Retry-After', String(Math.max(1, Math.ceil((health?.retryAfterMs ?? 1000) / 1000))));
+    // Redis memory: over the watermark or full, new work is refused, so this instance is not ready for it;
+    // a policy other than noeviction (changed while running) loses jobs.
+    const memory = client.redisMemory.snapshot();
+    const memoryState = memory?.state ?? 'ok';
+    const reason = !client.submitter.ready
+      ? 'queues_not_connected'
+      : health?.healthy !== true
+        ? 'redis_unavailable'
+        : memoryState === 'full'
+          ? 'redis_full'
+          : memoryState === 'watermark'
+            ? 'redis_memory_watermark'
+            : memoryState === 'eviction_policy'
+              ? 'redis_eviction_policy'
+              : undefined;
+    const ready = reason === undefined;
+    if (!ready) {
+      const retryMs =
+        reason.startsWith('redis_') && memoryState !== 'ok' ? 5000 : (health?.retryAfterMs ?? 1000);
+      res.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryMs / 1000))));
+    }
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'unavailable',
+      ...(reason ? { reason } : {}),
       queuesConnected: client.submitter.ready,
       redis: health ?? { healthy: false, error: `no answer within ${readyTimeoutMs} ms` },
+      ...(memory
+        ? {
+            redisMemory: {
+              state: memory.state,
+              usedBytes: memory.usedBytes,
+              maxBytes: memory.maxBytes,
+              usedPercent: memory.usedPercent,
+              watermarkPercent: memory.watermarkPercent,
+              policy: memory.policy ?? 'unknown',
+              policyOk: memory.policy === undefined || memory.policy === 'noeviction',
+            },
+          }
+        : {}),
     });
   });
 
@@ -377,6 +411,12 @@ export function createApi(opts: ApiOptions): Express {
     } else if (err instanceof OverloadedError) {
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
       res.status(503).json({ error: { code: err.code, message: err.message, reason: err.reason } });
+    } else if (err instanceof RedisFullError) {
+      res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+      res.status(503).json({ error: { code: err.code, message: err.message, reason: err.reason } });
+    } else if (err instanceof RedisTimeoutError) {
+      res.setHeader('Retry-After', '1');
+      res.status(503).json(errorBody(err.code, err.message));
     } else if (err instanceof BreakerOpenError) {
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
       res

@@ -267,9 +267,14 @@ export const ENV = {
     doc: 'Cache the API read endpoints (GET /v1/jobs for finished jobs, /v1/queues, /v1/fleet) in Redis, with ETag and X-Cache',
   },
   CELL0_REDIS_COMMAND_TIMEOUT_MS: {
-    default: '500',
+    default: '2000',
     schema: int(50, 60_000),
-    doc: 'A producer-side Redis command that takes longer fails (keeps 503 answers under 1 s)',
+    doc: 'A producer-side Redis command that takes longer fails with 503 CELL0_REDIS_TIMEOUT (slow, not down: it does not open the breaker)',
+  },
+  CELL0_REDIS_MEMORY_WATERMARK: {
+    default: '90',
+    schema: int(0, 100),
+    doc: 'Redis used memory (% of maxmemory) at which new work is refused with 503 CELL0_REDIS_FULL, before Redis refuses writes (0 = off; no effect without maxmemory)',
   },
   CELL0_REDIS_BREAKER_THRESHOLD: {
     default: '5',
@@ -564,6 +569,11 @@ export const ENV = {
     ),
     doc: 'pino log level',
   },
+  CELL0_LOG_OUTAGE_SUMMARY_MS: {
+    default: '60000',
+    schema: int(100, 86_400_000),
+    doc: 'While Redis is unreachable, one summary log line per this period (how long, errors suppressed); the down and up transitions are logged once each, ms',
+  },
 } satisfies Record<string, EnvVar>;
 
 type EnvName = keyof typeof ENV;
@@ -586,6 +596,7 @@ export interface Config {
     commandTimeoutMs: number;
     breakerThreshold: number;
     breakerResetMs: number;
+    memoryWatermarkPercent: number;
   };
   limits: {
     maxMemoryPercent: number;
@@ -696,6 +707,8 @@ export interface Config {
   embeddedRedis: 'auto' | 'never';
   dataDir: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Period of the "Redis still unreachable" summary line, ms. */
+  logOutageSummaryMs: number;
 }
 
 function describe(value: string): string {
@@ -790,6 +803,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       commandTimeoutMs: p.CELL0_REDIS_COMMAND_TIMEOUT_MS,
       breakerThreshold: p.CELL0_REDIS_BREAKER_THRESHOLD,
       breakerResetMs: p.CELL0_REDIS_BREAKER_RESET_MS,
+      memoryWatermarkPercent: p.CELL0_REDIS_MEMORY_WATERMARK,
     },
     limits: {
       maxMemoryPercent: p.CELL0_MAX_MEMORY_PERCENT,
@@ -905,6 +919,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     embeddedRedis: p.CELL0_EMBEDDED_REDIS,
     dataDir: p.CELL0_DATA_DIR,
     logLevel: p.CELL0_LOG_LEVEL,
+    logOutageSummaryMs: p.CELL0_LOG_OUTAGE_SUMMARY_MS,
   };
 }
 

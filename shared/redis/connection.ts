@@ -1,5 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from '../errors.js';
+import { type Logger } from '../logger.js';
+import { connectionLogFor } from './connection-log.js';
 
 /**
  * What a connection is for. The roles differ in what a dropped connection does to a pending command:
@@ -15,10 +17,15 @@ export interface RedisConnectionOptions {
   /** redis:// or rediss:// URL (password and db in the URL are honoured; rediss enables TLS). */
   url: string;
   role: ConnectionRole;
-  /** Fail-fast roles: a command that takes longer is rejected. Default 500 ms. */
+  /** Fail-fast roles: a command that takes longer is rejected. Default 2000 ms. */
   commandTimeoutMs?: number;
   /** Shown in CLIENT LIST, handy when an operator hunts a connection. */
   connectionName?: string;
+  /**
+   * The process's logger: connection trouble is reported to its connection log (one line per outage, not
+   * one per retry). Without it, errors are dropped here and callers log their own.
+   */
+  logger?: Logger;
 }
 
 /** Reconnect delay: quick first retries so a restarted Redis is picked up fast, capped at 2 s. */
@@ -35,12 +42,13 @@ export function createRedisConnection(opts: RedisConnectionOptions): Redis {
     connectTimeout: failFast ? 2000 : 10_000,
     enableReadyCheck: true,
     ...(failFast
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs ?? 500 }
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs ?? 2000 }
       : { enableOfflineQueue: true, maxRetriesPerRequest: null }),
   };
   const redis = new Redis(opts.url, options);
-  // Without a listener ioredis prints every reconnect error; callers attach their own logging listener.
-  redis.on('error', () => undefined);
+  // Without a listener ioredis prints every reconnect error to the console.
+  if (opts.logger) connectionLogFor(opts.logger).watchConnection(redis, options.connectionName!);
+  else redis.on('error', () => undefined);
   return redis;
 }
 

@@ -1,8 +1,17 @@
 import { EventEmitter } from 'node:events';
 import { type Redis } from 'ioredis';
 import { Breaker, type BreakerEvents, type BreakerState } from '../circuit-breaker.js';
-import { Cell0Error, ClosedError, RedisUnavailableError } from '../errors.js';
+import {
+  Cell0Error,
+  ClosedError,
+  RedisFullError,
+  RedisTimeoutError,
+  RedisUnavailableError,
+} from '../errors.js';
+import { type Logger } from '../logger.js';
 import { closeRedis, createRedisConnection } from './connection.js';
+import { isConnectionError } from './connection-log.js';
+import { isOomError } from './redis-memory.js';
 
 /** Options of {@link RedisClient}. Give `url` (the client owns its connection) or `connection` (borrowed). */
 export interface RedisClientOptions {
@@ -14,20 +23,31 @@ export interface RedisClientOptions {
   keyPrefix?: string;
   /** TTL of set() when none is given, seconds. Default 300 (CELL0_CACHE_TTL). */
   defaultTtlSeconds?: number;
-  /** A command slower than this fails (and counts against the breaker). Default 500 ms. */
+  /**
+   * A command slower than this fails with RedisTimeoutError (Redis is slow, not down: it does not count
+   * against the breaker). Default 2000 ms.
+   */
   commandTimeoutMs?: number;
+  /**
+   * Timeouts count as "unreachable" (against the breaker) only once commands have kept timing out, with no
+   * reply at all, for this long: a Redis that is hung, not one that is slow. Default 10000 ms.
+   */
+  slowOpenMs?: number;
   /** Consecutive failures that open the breaker. Default 5. */
   breakerThreshold?: number;
   /** How long the breaker stays open before a trial call. Default 5000 ms. */
   breakerResetMs?: number;
   /** Breaker name in metrics and errors. Default "redis". */
   name?: string;
+  /** For an owned connection: its trouble goes to the process's connection log. */
+  logger?: Logger;
 }
 
 const DEFAULTS = {
   keyPrefix: '{cell0}:kv:',
   defaultTtlSeconds: 300,
-  commandTimeoutMs: 500,
+  commandTimeoutMs: 2000,
+  slowOpenMs: 10_000,
   breakerThreshold: 5,
   breakerResetMs: 5000,
   name: 'redis',
@@ -70,6 +90,9 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
   readonly breaker: Breaker;
   private readonly opts: typeof DEFAULTS;
   private readonly ownsConnection: boolean;
+  /** Start of the current run of timeouts with no reply in between (0 = not in one). */
+  private timeoutsSince = 0;
+  private slowCount = 0;
   private closing: Promise<void> | undefined;
 
   constructor(options: RedisClientOptions) {
@@ -85,7 +108,12 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
     this.ownsConnection = !options.connection;
     this.connection =
       options.connection ??
-      createRedisConnection({ url: options.url!, role: 'client', commandTimeoutMs: opts.commandTimeoutMs });
+      createRedisConnection({
+        url: options.url!,
+        role: 'client',
+        commandTimeoutMs: opts.commandTimeoutMs,
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
     this.breaker = new Breaker({
       name: opts.name,
       failureThreshold: opts.breakerThreshold,
@@ -93,7 +121,8 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
       // Every command already carries ioredis's commandTimeout, so the breaker needs no timer of its own
       // (one setTimeout per call is measurable at thousands of calls per second).
       timeoutMs: false,
-      // Only a Redis that cannot be reached counts; a WRONGTYPE or script error proves Redis answers.
+      // Only a Redis that cannot be reached counts; a WRONGTYPE or script error, an OOM reply or a slow
+      // answer all prove Redis is there.
       isIgnorable: (err) => !(err instanceof RedisUnavailableError),
     });
     this.breaker.on('breaker:open', () => this.emit('breaker:open'));
@@ -109,11 +138,39 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
     if (this.closing) throw new ClosedError('RedisClient');
     return this.breaker.fire(async () => {
       try {
-        return await fn(this.connection);
+        const r = await fn(this.connection);
+        this.timeoutsSince = 0;
+        return r;
       } catch (err) {
-        throw toRedisError(err);
+        throw this.classify(err);
       }
     });
+  }
+
+  /**
+   * Slow is not down. A command timeout on a connection that is up is RedisTimeoutError, which the breaker
+   * ignores; only a run of nothing but timeouts for `slowOpenMs` (a hung Redis) counts as unreachable. A
+   * closed, refused or reset connection counts at once, so a real outage still opens the breaker fast.
+   */
+  private classify(err: unknown): unknown {
+    const mapped = toRedisError(err, {
+      connectionUp: this.connection.status === 'ready',
+      timeoutMs: this.opts.commandTimeoutMs,
+    });
+    if (mapped instanceof RedisTimeoutError) {
+      this.slowCount++;
+      const now = Date.now();
+      if (this.timeoutsSince === 0) this.timeoutsSince = now;
+      if (now - this.timeoutsSince >= this.opts.slowOpenMs)
+        return new RedisUnavailableError(
+          `Redis has not answered any command for ${now - this.timeoutsSince} ms`,
+          { cause: err },
+        );
+    } else if (!(mapped instanceof RedisUnavailableError)) {
+      // Redis answered (with an error): it is neither down nor hung.
+      this.timeoutsSince = 0;
+    }
+    return mapped;
   }
 
   /** The JSON value stored at `key`, or undefined. */
@@ -177,7 +234,7 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
       operations: m.calls,
       successes: m.successes,
       failures: m.failures,
-      timeouts: m.timeouts,
+      timeouts: m.timeouts + this.slowCount,
       rejections: m.rejections,
       latency: {
         meanMs: m.meanLatencyMs,
@@ -200,17 +257,33 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
   }
 }
 
-/** Maps ioredis connection failures to RedisUnavailableError; other errors (WRONGTYPE, script errors) pass. */
-export function toRedisError(err: unknown): unknown {
+/**
+ * Maps ioredis failures to cell0's errors: an OOM reply → RedisFullError; a command timeout on a connection
+ * that is up → RedisTimeoutError (slow); a closed, refused or reset connection, or a timeout while it is not
+ * up → RedisUnavailableError. Other replies (WRONGTYPE, script errors) pass unchanged.
+ */
+export function toRedisError(
+  err: unknown,
+  ctx: { connectionUp?: boolean; timeoutMs?: number } = {},
+): unknown {
   if (err instanceof Cell0Error) return err;
   const msg = err instanceof Error ? err.message : String(err);
-  if (
-    /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|MaxRetriesPerRequest|LOADING|connect ETIMEDOUT|Socket closed/i.test(
-      msg,
-    )
-  ) {
-    return new RedisUnavailableError(`Redis is unavailable: ${msg}`, { cause: err });
+  if (isOomError(err))
+    return new RedisFullError(
+      'oom',
+      'the queue store (Redis) is full (maxmemory reached); retry later',
+      5000,
+      {
+        cause: err,
+      },
+    );
+  if (/Command timed out/i.test(msg)) {
+    return ctx.connectionUp
+      ? new RedisTimeoutError(ctx.timeoutMs, { cause: err })
+      : new RedisUnavailableError(`Redis is unavailable: ${msg}`, { cause: err });
   }
+  if (isConnectionError(err))
+    return new RedisUnavailableError(`Redis is unavailable: ${msg}`, { cause: err });
   return err;
 }
 

@@ -65,8 +65,13 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
-/** Starts a redis-server (from PATH) on a free port with no persistence. */
-export async function startPrivateRedis(opts: { port?: number } = {}): Promise<PrivateRedis> {
+/**
+ * Starts a redis-server (from PATH) on a free port with no persistence. `args` are extra server options,
+ * e.g. ['--maxmemory', '8mb', '--maxmemory-policy', 'noeviction'].
+ */
+export async function startPrivateRedis(
+  opts: { port?: number; args?: string[] } = {},
+): Promise<PrivateRedis> {
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'cell0-redis-'));
   let child: ChildProcess | undefined;
@@ -74,7 +79,19 @@ export async function startPrivateRedis(opts: { port?: number } = {}): Promise<P
   const start = async (): Promise<void> => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        ...(opts.args ?? []),
+      ],
       {
         stdio: 'ignore',
       },

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createLogger } from '../../shared/logger';
+import { createLogger, LOG_LINE_LIMIT, LOG_STRING_LIMIT, routeConsoleToLogger } from '../../shared/logger';
 
 describe('logger', () => {
   it('redacts keys, passwords and Authorization headers wherever they appear', () => {
@@ -29,5 +29,60 @@ describe('logger', () => {
     expect(out).toContain('[redacted]');
     expect(out).toContain('"queue":"inference"');
     expect(out).toContain('"jobId":"i-1"');
+  });
+});
+
+describe('logger bounds', () => {
+  const capture = () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        cb();
+      },
+    });
+    return { lines, log: createLogger({ destination: sink }) };
+  };
+
+  it('drops the arguments of a failed Redis command and bounds every string, message and line', () => {
+    const { lines, log } = capture();
+    const payload = 'SECRET-PROMPT-'.repeat(3000); // 42 KB
+    // What ioredis rejects with when Redis refuses a script for memory: its args hold the job data.
+    const reply = Object.assign(new Error("OOM command not allowed when used memory > 'maxmemory'."), {
+      name: 'ReplyError',
+      command: { name: 'evalsha', args: ['sha', '8', payload] },
+    });
+    log.error({ err: reply, path: '/v1/inference' }, 'unhandled error');
+    log.error(reply);
+    log.warn({ data: { prompt: payload } }, payload);
+    log.info({ many: Array.from({ length: 5000 }, (_, i) => ({ i, text: payload.slice(0, 1500) })) }, 'x');
+    log.error({ err: new Error(payload) });
+    expect(lines).toHaveLength(5);
+    for (const l of lines) {
+      expect(l.length).toBeLessThanOrEqual(LOG_LINE_LIMIT);
+      expect(() => JSON.parse(l)).not.toThrow();
+    }
+    const first = JSON.parse(lines[0]!) as { err: { type: string; command: unknown; message: string } };
+    expect(first.err).toMatchObject({ type: 'ReplyError', command: { name: 'evalsha' } });
+    expect(lines[0]).not.toContain('SECRET-PROMPT');
+    expect(lines[1]).not.toContain('SECRET-PROMPT');
+    // A payload passed as a field or a message is cut to the string bound.
+    expect(lines[2]!.length).toBeLessThan(3 * LOG_STRING_LIMIT);
+    expect(lines[4]!.length).toBeLessThan(4 * LOG_STRING_LIMIT);
+  });
+
+  it('routes console output through the logger as JSON', () => {
+    const { lines, log } = capture();
+    const undo = routeConsoleToLogger(log);
+    try {
+      console.warn('IMPORTANT! Eviction policy is allkeys-lru. It should be "noeviction"');
+      console.error(new Error('connect ECONNREFUSED 127.0.0.1:1'));
+    } finally {
+      undo();
+    }
+    expect(lines.map((l) => JSON.parse(l) as { level: number; msg: string })).toMatchObject([
+      { level: 40, msg: 'IMPORTANT! Eviction policy is allkeys-lru. It should be "noeviction"' },
+      { level: 50, msg: 'connect ECONNREFUSED 127.0.0.1:1' },
+    ]);
   });
 });
