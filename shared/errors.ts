@@ -30,6 +30,8 @@ export const ErrorCode = {
   MODEL_TOO_LARGE: 'CELL0_MODEL_TOO_LARGE',
   /** No room for a model now: every resident model is in use, pinned or loading. Retry later. */
   MODEL_MEMORY_BUSY: 'CELL0_MODEL_MEMORY_BUSY',
+  /** A batch processor's queue is full: the item was refused (backpressure). Retry later. */
+  BATCH_QUEUE_FULL: 'CELL0_BATCH_QUEUE_FULL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -251,6 +253,16 @@ export class ModelMemoryBusyError extends Cell0Error {
     readonly retryAfterMs: number,
   ) {
     super(ErrorCode.MODEL_MEMORY_BUSY, message);
+  }
+}
+
+/** A batch processor holds its bound of unfinished items: a new one is refused instead of queued. */
+export class BatchQueueFullError extends Cell0Error {
+  constructor(readonly maxQueuedItems: number) {
+    super(
+      ErrorCode.BATCH_QUEUE_FULL,
+      `the batch queue holds its bound of ${maxQueuedItems} unfinished items; retry later`,
+    );
   }
 }
 
