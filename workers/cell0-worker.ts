@@ -37,6 +37,7 @@ import {
 import { type InferenceBackend, type SearchBackend } from './providers/provider.js';
 import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
 import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
+import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
 
 /** Options of {@link Cell0Worker}. */
 export interface Cell0WorkerOptions {
@@ -184,6 +185,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private maintenanceQueue: Queue | undefined;
   private triggerForce: () => void = () => undefined;
   private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
+  /** Hands finished jobs' outcomes to the producers waiting for them (the result path). */
+  private readonly replies: ReplyPublisher;
 
   constructor(options: Cell0WorkerOptions) {
     super();
@@ -209,6 +212,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       throw new TypeError(`Cell0Worker: option "shutdownTimeoutMs" must be >= 0`);
     this.opts = opts;
     this.log = (opts.logger ?? silentLogger()).child({ worker: this.id });
+    this.replies = new ReplyPublisher({
+      connectionFor: (queueKey) => this.connectionOf.get(queueKey.slice(opts.prefix.length + 1) as QueueName),
+      logger: this.log,
+    });
   }
 
   /** Starts taking jobs. Resolves when every queue's worker is connected. */
@@ -237,7 +244,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         maxStalledCount: this.opts.maxStalledCount,
         autorun: true,
       });
+      const queueKey = `${this.opts.prefix}:${queue}`;
       worker.on('error', (err) => this.logConnectionError(queue, err));
+      attachReplyPublisher(worker, queueKey, this.replies);
       worker.on('failed', (job, err) => {
         if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
         const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
@@ -648,6 +657,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private async release(): Promise<void> {
     clearInterval(this.sweepTimer);
     clearInterval(this.heartbeatTimer);
+    await Promise.race([this.replies.close(), sleep(1000)]);
     const conn = this.connections[0];
     if (this.opts.heartbeatMs > 0 && conn?.status === 'ready')
       await Promise.race([
