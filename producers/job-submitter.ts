@@ -1,17 +1,33 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Job, Queue, QueueEvents } from 'bullmq';
-import { type Redis } from 'ioredis';
-import { RedisEvictionPolicyError, RedisUnavailableError, ClosedError } from '../shared/errors.js';
+import { Job, Queue } from 'bullmq';
+import { type ChainableCommander, type Redis } from 'ioredis';
+import { AsyncBatchProcessor } from '../shared/batch/index.js';
+import {
+  Cell0Error,
+  RedisEvictionPolicyError,
+  RedisUnavailableError,
+  ClosedError,
+} from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
-import { RedisClient } from '../shared/redis/redis-client.js';
+import { RedisClient, toRedisError } from '../shared/redis/redis-client.js';
 import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { assertNoEviction } from '../shared/redis/redis-memory.js';
 import { decodeFailure } from '../shared/queues/failure.js';
 import { isJobId, jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
+import {
+  decodeOutcome,
+  defineReplyScripts,
+  inboxKey,
+  queueRegisterWaiter,
+  registerWaiter,
+  type JobReply,
+} from '../shared/queues/job-replies.js';
 import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { ReplyInbox } from './reply-inbox.js';
 
 /** Options of {@link JobSubmitter}. */
 export interface JobSubmitterOptions {
@@ -32,6 +48,17 @@ export interface JobSubmitterOptions {
   breakerResetMs?: number;
   /** Queues this producer adds to. Default: all. */
   queues?: readonly QueueName[];
+  /**
+   * Largest number of submissions sent to Redis in one round trip. Submissions that arrive while a round
+   * trip is under way are gathered and sent together in the next one. Default 256.
+   */
+  maxBatchSize?: number;
+  /**
+   * A waiter that has had no reply for this long re-reads its job's outcome (then again after twice as long,
+   * up to 30 s), so a reply lost with a worker that died just after finishing the job is not waited out.
+   * Default 2000 ms.
+   */
+  recheckAfterMs?: number;
   logger?: Logger;
 }
 
@@ -69,9 +96,8 @@ export interface JobView {
 }
 
 type JobEvent =
-  | { kind: 'completed'; returnvalue: unknown }
+  | { kind: 'completed'; returnvalue: unknown; finishedOn: number }
   | { kind: 'failed'; failedReason: string }
-  | { kind: 'duplicated' }
   /** Sent to local followers when the caller they joined could not add the job. */
   | { kind: 'leader-gone' };
 
@@ -125,27 +151,37 @@ class JobWaiter {
   }
 }
 
-/**
- * The local waiters of one job id. A `duplicated` event goes only to waiters that have not seen one yet
- * (each needs one look at the existing job), so a stampede of n identical requests costs O(n), not O(n²).
- */
+/** The local waiters of one job id. */
 interface WaiterGroup {
   all: Set<JobWaiter>;
-  /** Leaders that have not seen a `duplicated` event yet. */
-  awaitingDuplicate: JobWaiter[];
   /** The local caller that added (or is adding) the job; others in `all` follow it. */
   leader: JobWaiter | undefined;
   /** A completed/failed event reached the group: a newcomer must not join, but look for itself. */
   finished: boolean;
+  /** When the group's job outcome is re-read if no reply came by then (see recheckAfterMs), and the step. */
+  recheckAt: number;
+  recheckStep: number;
+}
+
+/** One submission on its way to Redis: registered as waiter and added in one round trip. */
+interface AddItem {
+  name: string;
+  data: unknown;
+  jobId: string;
+  /** false: only register (and read the outcome), no add. */
+  add: boolean;
 }
 
 interface Lane {
   queue: Queue;
-  events: QueueEvents;
-  eventsConn: Redis;
-  /** Local callers waiting for a job, by job id. One QueueEvents stream per queue feeds them all. */
+  /** This producer's reply inbox for the queue, read on a connection of its own. */
+  inbox: ReplyInbox;
+  inboxConn: Redis;
+  /** Local callers waiting for a job, by job id. Replies to this producer's inbox feed them all. */
   waiters: Map<string, WaiterGroup>;
   key: string;
+  /** Gathers concurrent registrations and adds into one pipeline per round trip. */
+  adder: AsyncBatchProcessor<AddItem, JobOutcome>;
 }
 
 /**
@@ -161,21 +197,27 @@ interface Lane {
  * - job failed → it is re-run the same way: a failure is never served to a request that arrived after it;
  * - job gone (trimmed, removed) → added again.
  *
- * How: every caller registers its waiter, then adds the job. BullMQ ignores an add whose id exists, but
- * writes a `duplicated` event; only a caller that sees one for its id reads the existing job's state (one
- * Lua script) and applies the rule above, so a new request costs a single Redis command. Within this
- * process, identical requests are single-flight: later callers follow the one that added the job. The
- * queue's event stream is read from a position taken before any waiter exists, so no event can slip past
- * a waiter.
- * When the wait ends the job's state is read once more under the same rule (this also covers a `wait: 0`
- * request and a `duplicated` event lost to stream trimming). A wait that runs out is not an error: the
- * caller gets `pending` with the job id to poll.
+ * How (the result path): a caller registers this producer as a waiter of the job and reads the job's
+ * outcome, in one script, and adds the job, in the same round trip. BullMQ ignores an add whose id exists,
+ * so the outcome read just before the add says what the caller met: nothing (its add created the job), a
+ * job under way (it joined), or a finished one (the retention rule applies at once, with no further read).
+ * When the job finishes, the worker pushes its outcome to the reply inbox of every registered producer
+ * (see shared/queues/job-replies.ts), and each producer reads only its own inbox — so delivering a result
+ * costs the same however many producers the fleet has. Submissions that arrive while a round trip is
+ * under way are gathered and sent together in the next one (one pipeline), and within this process
+ * identical requests are single-flight: later callers follow the one that registered. A waiter that has
+ * heard nothing for a while re-reads the outcome (a reply lost with a worker that died just after the job
+ * finished is not waited out), and when the wait ends the job's state is read once more under the same
+ * rule (this also serves a `wait: 0` request). A wait that runs out is not an error: the caller gets
+ * `pending` with the job id to poll.
  */
 export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /** The producer's Redis client; its breaker guards every Redis call the submitter makes. */
   readonly redis: RedisClient;
   readonly policy: JobPolicy;
   readonly prefix: string;
+  /** This producer's id in waiter sets; its reply inbox per queue is named after it. */
+  readonly producerId = randomBytes(8).toString('hex');
   private readonly conn: Redis;
   private readonly opts: JobSubmitterOptions;
   private readonly log: Logger;
@@ -185,6 +227,9 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /** Every lane created, ready or not, so close() reaches the half-built ones too. */
   private readonly created: Lane[] = [];
   private readonly queueNames: readonly QueueName[];
+  private readonly maxBatchSize: number;
+  private readonly recheckAfterMs: number;
+  private recheckTimer: NodeJS.Timeout | undefined;
   private initializing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private isInitialized = false;
@@ -199,6 +244,11 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0))
         throw new TypeError(`JobSubmitter: option "policy.${k}" must be a number >= 0, got ${String(v)}`);
     }
+    this.maxBatchSize = opts.maxBatchSize ?? 256;
+    if (!(Number.isInteger(this.maxBatchSize) && this.maxBatchSize >= 1))
+      throw new TypeError(`JobSubmitter: option "maxBatchSize" must be an integer >= 1`);
+    this.recheckAfterMs = opts.recheckAfterMs ?? 2000;
+    if (!(this.recheckAfterMs > 0)) throw new TypeError(`JobSubmitter: option "recheckAfterMs" must be > 0`);
     this.queueNames = opts.queues ?? QUEUE_NAMES;
     this.log = opts.logger ?? silentLogger();
     this.connLog = connectionLogFor(this.log);
@@ -210,6 +260,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       logger: this.log,
     });
     defineJobOutcome(this.conn);
+    defineReplyScripts(this.conn);
     this.redis = new RedisClient({
       connection: this.conn,
       commandTimeoutMs: opts.commandTimeoutMs ?? 2000,
@@ -260,59 +311,164 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         await new Promise((r) => setTimeout(r, 500));
       }
     }
+    this.recheckTimer = setInterval(
+      () => this.recheck(),
+      Math.max(50, Math.min(1000, this.recheckAfterMs / 2)),
+    );
+    this.recheckTimer.unref();
     this.isInitialized = true;
     this.emit('ready');
   }
 
   private async openLane(name: QueueName): Promise<Lane> {
     const key = `${this.prefix}:${name}`;
-    // Start reading the event stream at its current end, before any waiter exists (see class comment).
-    const last = await this.conn.xrevrange(`${key}:events`, '+', '-', 'COUNT', 1);
-    const lastEventId = last[0]?.[0] ?? '0-0';
     const queue = new Queue(name, {
       connection: this.conn,
       prefix: this.prefix,
       defaultJobOptions: jobOptionsFor(this.policy),
     });
     this.connLog.watch(queue, `queue:${name}`);
-    const eventsConn = createRedisConnection({
+    const inboxConn = createRedisConnection({
       url: this.opts.redisUrl,
       role: 'events',
-      connectionName: `cell0:events:${name}`,
+      connectionName: `cell0:replies:${name}`,
       logger: this.log,
     });
-    const events = new QueueEvents(name, { connection: eventsConn, prefix: this.prefix, lastEventId });
-    this.connLog.watch(events, `queue-events:${name}`);
-    const lane: Lane = { queue, events, eventsConn, waiters: new Map(), key };
+    const waiters = new Map<string, WaiterGroup>();
+    const inbox = new ReplyInbox({
+      connection: inboxConn,
+      key: inboxKey(key, this.producerId),
+      onReply: (r) => this.onReply(lane, r),
+      logger: this.log,
+    });
+    const lane: Lane = {
+      queue,
+      inbox,
+      inboxConn,
+      waiters,
+      key,
+      adder: new AsyncBatchProcessor<AddItem, JobOutcome>({
+        handler: (items) => this.sendBatch(lane, items),
+        maxBatchSize: this.maxBatchSize,
+        // Gathered within the current tick; under load, while a round trip is in flight, batches grow.
+        maxWaitMs: 0,
+        maxConcurrentBatches: 2,
+        maxQueuedItems: 1_000_000,
+      }),
+    };
     this.created.push(lane);
-    events.on('completed', ({ jobId, returnvalue }) =>
-      this.dispatch(lane, jobId, { kind: 'completed', returnvalue }),
-    );
-    events.on('failed', ({ jobId, failedReason }) =>
-      this.dispatch(lane, jobId, { kind: 'failed', failedReason }),
-    );
-    events.on('duplicated', ({ jobId }) => this.dispatch(lane, jobId, { kind: 'duplicated' }));
     try {
-      await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+      await Promise.all([queue.waitUntilReady(), waitUntilReady(inboxConn, 3000)]);
+      inbox.start();
       return lane;
     } catch (err) {
       this.created.splice(this.created.indexOf(lane), 1);
-      await withTimeout(Promise.allSettled([events.close(), queue.close()]), 500);
-      await closeRedis(eventsConn);
+      await withTimeout(Promise.allSettled([queue.close(), lane.adder.close()]), 500);
+      await closeRedis(inboxConn);
       throw err;
     }
+  }
+
+  /**
+   * One round trip for a batch of submissions: per item, the waiter registration with the outcome read, then
+   * (for adds) BullMQ's add, all on one pipeline. Each item gets the outcome its job had just before its add,
+   * or its own error.
+   */
+  private sendBatch(lane: Lane, items: AddItem[]): Promise<(JobOutcome | Error)[]> {
+    return this.redis.run(async () => {
+      // BullMQ's own client wrapper: its pipelines take BullMQ's add, and ours (defined on the same
+      // connection) too.
+      const client = await lane.queue.getBackend().client;
+      const pipe = client.pipeline();
+      const jobOpts = lane.queue.defaultJobOptions;
+      for (const it of items) {
+        queueRegisterWaiter(pipe as unknown as ChainableCommander, lane.key, it.jobId, this.producerId);
+        if (it.add) {
+          const job = new Job(lane.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId);
+          // Queued on the pipeline synchronously; its answer is read from exec() below.
+          job.addJob(pipe).catch(() => undefined);
+        }
+      }
+      const res = (await pipe.exec()) ?? [];
+      const out: (JobOutcome | Error)[] = [];
+      let n = 0;
+      for (const it of items) {
+        const [regErr, reg] = res[n++] ?? [new RedisUnavailableError('no answer from Redis')];
+        const [addErr] = it.add ? (res[n++] ?? [new RedisUnavailableError('no answer from Redis')]) : [null];
+        const err = regErr ?? addErr;
+        if (err) {
+          // Redis away (or full) is the whole round trip's failure, for the breaker to see.
+          const mapped = toRedisError(err);
+          if (mapped instanceof Cell0Error) throw mapped;
+          out.push(err);
+        } else out.push(decodeOutcome(reg));
+      }
+      return out;
+    });
+  }
+
+  /** A reply from a worker: the job finished; every local waiter of it gets the outcome. */
+  private onReply(lane: Lane, r: JobReply): void {
+    if (r.status === 'completed')
+      this.dispatch(lane, r.jobId, {
+        kind: 'completed',
+        returnvalue: r.returnvalue,
+        finishedOn: r.finishedOn,
+      });
+    else this.dispatch(lane, r.jobId, { kind: 'failed', failedReason: r.failedReason });
   }
 
   private dispatch(lane: Lane, jobId: string, e: JobEvent): void {
     const group = lane.waiters.get(jobId);
     if (!group) return;
-    if (e.kind === 'duplicated') {
-      const list = group.awaitingDuplicate;
-      group.awaitingDuplicate = [];
-      for (const w of list) w.push(e);
-    } else {
-      if (e.kind === 'completed' || e.kind === 'failed') group.finished = true;
-      for (const w of group.all) w.push(e);
+    if (e.kind === 'completed' || e.kind === 'failed') group.finished = true;
+    for (const w of group.all) w.push(e);
+  }
+
+  /**
+   * Re-reads the outcome of every job whose waiters have heard nothing for a while (one pipeline per lane):
+   * the safety net under the replies. Each group is re-read after recheckAfterMs, then after twice as long,
+   * up to 30 s apart.
+   */
+  private recheck(): void {
+    const now = Date.now();
+    for (const lane of this.lanes.values()) {
+      const due: string[] = [];
+      for (const [jobId, g] of lane.waiters) {
+        if (g.finished || g.recheckAt > now) continue;
+        g.recheckStep = Math.min(g.recheckStep * 2, 30_000);
+        g.recheckAt = now + g.recheckStep;
+        due.push(jobId);
+      }
+      if (due.length === 0) continue;
+      void this.redis
+        .run(async (r) => {
+          const pipe = r.pipeline();
+          for (const id of due)
+            (pipe as unknown as { cell0JobOutcome: (...a: unknown[]) => void }).cell0JobOutcome(
+              `${lane.key}:completed`,
+              `${lane.key}:failed`,
+              `${lane.key}:${id}`,
+              id,
+            );
+          return (await pipe.exec()) ?? [];
+        })
+        .then((res) => {
+          due.forEach((id, i) => {
+            const [err, raw] = res[i] ?? [null, undefined];
+            if (err || raw === undefined) return;
+            const o = decodeOutcome(raw);
+            if (o.status === 'completed')
+              this.dispatch(lane, id, {
+                kind: 'completed',
+                returnvalue: o.returnvalue,
+                finishedOn: o.finishedOn,
+              });
+            else if (o.status === 'failed')
+              this.dispatch(lane, id, { kind: 'failed', failedReason: o.failedReason });
+          });
+        })
+        .catch((err: unknown) => this.log.debug({ err }, 'could not re-read waited-for jobs'));
     }
   }
 
@@ -341,8 +497,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
    * Adds (or joins) the job for `data` and waits up to `waitMs` for it to finish. `data` must already be
    * validated and canonical (defaults filled): its hash is the job id.
    *
-   * The common case, a new request, costs one Redis command (the add). Only when BullMQ reports the add
-   * as a duplicate (its `duplicated` event) is the existing job's state read and the retention rule applied.
+   * A new request costs its share of one pipelined round trip (the waiter registration and the add), plus
+   * its share of one inbox read when the result comes.
    */
   async submit<T = unknown>(
     queue: QueueName,
@@ -368,42 +524,42 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     let leader = !(existing?.leader && !existing.finished);
     const waiter = this.register(lane, jobId, leader);
     try {
-      if (leader) await this.addAsLeader(lane, name, data, jobId);
-      let reconciled = false;
+      if (leader) {
+        const before = await this.addAsLeader(lane, name, data, jobId);
+        const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
+        if (r) return r;
+      }
       for (;;) {
         const e = await waiter.next(started + opts.waitMs, opts.signal);
         if (e === undefined) break;
         const done = eventResult<T>(queue, jobId, e);
         if (done) return done;
-        if (e.kind === 'leader-gone') {
-          // The local caller this one joined could not add the job: add it ourselves.
-          if (!leader) {
-            leader = true;
-            this.promote(lane, jobId, waiter);
-            await this.addAsLeader(lane, name, data, jobId);
-          }
-          continue;
-        }
-        // 'duplicated': an add of this id met an existing job (ours, or another caller's). Once per leader,
-        // look at that job and apply the retention rule; the answer, if any, goes to every local waiter.
-        if (!reconciled) {
-          reconciled = true;
-          const r = await this.reconcile<T>(lane, queue, name, data, jobId, started, opts.maxAgeMs);
+        // 'leader-gone': the local caller this one joined could not add the job: add it ourselves.
+        if (!leader) {
+          leader = true;
+          this.promote(lane, jobId, waiter);
+          const before = await this.addAsLeader(lane, name, data, jobId);
+          const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
           if (r) return r;
         }
       }
-      return await this.finalCheck<T>(lane, queue, jobId, () =>
-        this.reconcile<T>(lane, queue, name, data, jobId, started, opts.maxAgeMs),
-      );
+      return await this.finalCheck<T>(lane, queue, jobId, async () => {
+        const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+        return this.apply<T>(lane, queue, jobId, outcome, started, opts.maxAgeMs, { name, data });
+      });
     } finally {
       waiter.release();
     }
   }
 
-  /** Adds the job; if that fails, the callers who joined this one are told to try themselves. */
-  private async addAsLeader(lane: Lane, name: string, data: unknown, jobId: string): Promise<void> {
+  /**
+   * Registers this producer as the job's waiter and adds the job (one pipelined round trip, shared with
+   * concurrent submissions); resolves with the job's outcome just before the add. If that fails, the
+   * callers who joined this one are told to try themselves.
+   */
+  private async addAsLeader(lane: Lane, name: string, data: unknown, jobId: string): Promise<JobOutcome> {
     try {
-      await this.redis.run(() => lane.queue.add(name, data, { jobId }));
+      return await lane.adder.add({ name, data, jobId, add: true });
     } catch (err) {
       const group = lane.waiters.get(jobId);
       if (group) {
@@ -415,26 +571,29 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   /**
-   * The retention rule for a job that already existed when this caller added it. Returns the caller's
-   * answer when there is one now (a result within its TTL, or a failure that happened while the caller
-   * waited); otherwise re-runs or re-adds the job as the rule says and returns undefined (keep waiting).
+   * The retention rule for the job's outcome as a caller found it. Returns the caller's answer when there
+   * is one now (a result within its TTL, or a failure that happened while the caller waited); otherwise
+   * re-runs (or, with `readd`, re-adds a vanished job) as the rule says and returns undefined: keep waiting.
    */
-  private async reconcile<T>(
+  private async apply<T>(
     lane: Lane,
     queue: QueueName,
-    name: string,
-    data: unknown,
     jobId: string,
+    outcome: JobOutcome,
     started: number,
     maxAgeMs?: number,
+    readd?: { name: string; data: unknown },
   ): Promise<SubmitResult<T> | undefined> {
-    const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
     const maxAge = Math.min(maxAgeMs ?? Infinity, this.policy.resultTtlSeconds * 1000);
     switch (outcome.status) {
       case 'completed':
         // A result that landed while this caller waited is always its answer.
         if (outcome.finishedOn >= started || started - outcome.finishedOn <= maxAge) {
-          this.dispatch(lane, jobId, { kind: 'completed', returnvalue: outcome.returnvalue });
+          this.dispatch(lane, jobId, {
+            kind: 'completed',
+            returnvalue: outcome.returnvalue,
+            finishedOn: outcome.finishedOn,
+          });
           return finishedResult<T>(queue, jobId, outcome);
         }
         await this.rerun(lane, jobId, 'completed');
@@ -448,7 +607,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         await this.rerun(lane, jobId, 'failed');
         return undefined;
       case 'missing':
-        await this.redis.run(() => lane.queue.add(name, data, { jobId }));
+        // Gone since it was added (removed, trimmed): add it again, registered as before.
+        if (readd) await lane.adder.add({ ...readd, jobId, add: true });
         return undefined;
       default:
         return undefined;
@@ -470,7 +630,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     const started = Date.now();
     const waiter = this.register(lane, jobId);
     try {
-      const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+      const outcome = await this.redis.run((r) => registerWaiter(r, lane.key, jobId, this.producerId));
       if (outcome.status === 'missing') return { state: 'missing', queue, jobId };
       const finished = finishedResult<T>(queue, jobId, outcome);
       if (finished) return finished;
@@ -486,28 +646,33 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
-  /** Registers a local waiter for the job's events (before anything is added or read: see class comment). */
+  /** Registers a local waiter for the job's replies (before anything is added or read). */
   private register(lane: Lane, jobId: string, leader = false): JobWaiter {
     const w = new JobWaiter(lane.waiters, jobId);
     let group = lane.waiters.get(jobId);
     if (!group)
       lane.waiters.set(
         jobId,
-        (group = { all: new Set(), awaitingDuplicate: [], leader: undefined, finished: false }),
+        (group = {
+          all: new Set(),
+          leader: undefined,
+          finished: false,
+          recheckAt: Date.now() + this.recheckAfterMs,
+          recheckStep: this.recheckAfterMs,
+        }),
       );
     group.all.add(w);
     if (leader) this.promote(lane, jobId, w);
     return w;
   }
 
-  /** Makes `w` the caller that adds the job for this process; only leaders act on `duplicated` events. */
+  /** Makes `w` the caller that adds the job for this process. */
   private promote(lane: Lane, jobId: string, w: JobWaiter): void {
     const group = lane.waiters.get(jobId);
     if (!group) return;
     w.isLeader = true;
     group.leader = w;
     group.finished = false;
-    group.awaitingDuplicate.push(w);
   }
 
   /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */
@@ -527,7 +692,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /**
    * After the wait: one last look, in case the result landed just as the timer fired. With `reconcile`
    * (submit), a job that existed before the request is judged by the retention rule first — this is
-   * what a `wait: 0` request relies on, and what covers a `duplicated` event that never arrived.
+   * what a `wait: 0` request relies on.
    */
   private async finalCheck<T>(
     lane: Lane,
@@ -622,18 +787,21 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       for (const lane of this.lanes.values()) {
         for (const group of lane.waiters.values()) for (const w of group.all) w.push(undefined);
       }
+      clearInterval(this.recheckTimer);
       const lanes = this.created.splice(0);
       this.lanes.clear();
       if (lanes.length > 0) {
-        await withTimeout(
-          Promise.allSettled(lanes.flatMap((l) => [l.events.close(), l.queue.close()])),
-          graceMs,
-        );
+        // Submissions still gathering are sent (their callers were told "pending" above, with their ids).
+        await withTimeout(Promise.allSettled(lanes.map((l) => l.adder.close())), graceMs);
+        await withTimeout(Promise.allSettled(lanes.map((l) => l.queue.close())), graceMs);
       }
       const others = [...this.others.values()];
       this.others.clear();
       if (others.length > 0) await withTimeout(Promise.allSettled(others.map((q) => q.close())), graceMs);
-      await Promise.allSettled(lanes.map((l) => closeRedis(l.eventsConn)));
+      // Cutting the inbox connections ends their blocking reads (a QUIT would queue behind them).
+      const inboxes = lanes.map((l) => l.inbox.close());
+      for (const l of lanes) l.inboxConn.disconnect(false);
+      await withTimeout(Promise.allSettled(inboxes), graceMs);
       await this.redis.close();
       await closeRedis(this.conn);
       // init() may still be waiting for Redis; it sees `closing` and stops.
@@ -656,7 +824,13 @@ function ownedBy(data: unknown, owner: string): boolean {
 /** The caller's answer for a completed/failed event; undefined for other events. */
 function eventResult<T>(queue: QueueName, jobId: string, e: JobEvent): SubmitResult<T> | undefined {
   if (e.kind === 'completed')
-    return { state: 'completed', queue, jobId, result: e.returnvalue as T, finishedOn: Date.now() };
+    return {
+      state: 'completed',
+      queue,
+      jobId,
+      result: e.returnvalue as T,
+      finishedOn: e.finishedOn || Date.now(),
+    };
   if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
   return undefined;
 }

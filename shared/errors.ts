@@ -38,6 +38,8 @@ export const ErrorCode = {
   REDIS_TIMEOUT: 'CELL0_REDIS_TIMEOUT',
   /** Redis may evict keys (maxmemory-policy other than noeviction), which loses queued jobs: cell0 refuses to run. */
   REDIS_EVICTION_POLICY: 'CELL0_REDIS_EVICTION_POLICY',
+  /** A batch processor's queue is full: the item was refused (backpressure). Retry later. */
+  BATCH_QUEUE_FULL: 'CELL0_BATCH_QUEUE_FULL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -311,6 +313,16 @@ export class ModelMemoryBusyError extends Cell0Error {
     readonly retryAfterMs: number,
   ) {
     super(ErrorCode.MODEL_MEMORY_BUSY, message);
+  }
+}
+
+/** A batch processor holds its bound of unfinished items: a new one is refused instead of queued. */
+export class BatchQueueFullError extends Cell0Error {
+  constructor(readonly maxQueuedItems: number) {
+    super(
+      ErrorCode.BATCH_QUEUE_FULL,
+      `the batch queue holds its bound of ${maxQueuedItems} unfinished items; retry later`,
+    );
   }
 }
 

@@ -39,6 +39,7 @@ import {
 import { type InferenceBackend, type SearchBackend } from './providers/provider.js';
 import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
 import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
+import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
 
 /** Options of {@link Cell0Worker}. */
 export interface Cell0WorkerOptions {
@@ -200,6 +201,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private maintenanceQueue: Queue | undefined;
   private triggerForce: () => void = () => undefined;
   private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
+  /** Hands finished jobs' outcomes to the producers waiting for them (the result path). */
+  private readonly replies: ReplyPublisher;
 
   constructor(options: Cell0WorkerOptions) {
     super();
@@ -227,6 +230,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const root = opts.logger ?? silentLogger();
     this.connLog = connectionLogFor(root);
     this.log = root.child({ worker: this.id });
+    this.replies = new ReplyPublisher({
+      connectionFor: (queueKey) => this.connectionOf.get(queueKey.slice(opts.prefix.length + 1) as QueueName),
+      logger: this.log,
+    });
   }
 
   /**
@@ -265,6 +272,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         autorun: true,
       });
       worker.on('error', (err) => this.onWorkerError(queue, err));
+      attachReplyPublisher(worker, `${this.opts.prefix}:${queue}`, this.replies);
       worker.on('failed', (job, err) => {
         if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
         const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
@@ -712,6 +720,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     await this.relieving;
     clearInterval(this.sweepTimer);
     clearInterval(this.heartbeatTimer);
+    await Promise.race([this.replies.close(), sleep(1000)]);
     const conn = this.connections[0];
     if (this.opts.heartbeatMs > 0 && conn?.status === 'ready')
       await Promise.race([

@@ -2,12 +2,14 @@ import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobSubmitter } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
+import { attachReplyPublisher, ReplyPublisher } from '../../workers/reply-publisher';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
 
 describe('JobSubmitter (coalescing and retention)', () => {
   let prefix: string;
   let submitter: JobSubmitter;
   let worker: Worker | undefined;
+  let publisher: ReplyPublisher | undefined;
   let calls: number;
   let failNext: boolean;
   const redis = new Redis(testRedisUrl());
@@ -25,7 +27,9 @@ describe('JobSubmitter (coalescing and retention)', () => {
   });
   afterEach(async () => {
     await worker?.close();
+    await publisher?.close();
     worker = undefined;
+    publisher = undefined;
     await submitter.close();
   });
   afterAll(() => redis.quit());
@@ -44,6 +48,9 @@ describe('JobSubmitter (coalescing and retention)', () => {
       },
       { connection: { url: testRedisUrl(), maxRetriesPerRequest: null }, prefix, concurrency: 8 },
     );
+    // A BullMQ worker of one's own hands its results to the waiting producers like Cell0Worker does.
+    publisher = new ReplyPublisher({ connectionFor: () => redis });
+    attachReplyPublisher(worker, `${prefix}:${QueueName.SEARCH}`, publisher);
     return worker;
   }
 

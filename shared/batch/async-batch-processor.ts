@@ -1,0 +1,375 @@
+import { BatchQueueFullError, ClosedError } from '../errors.js';
+
+/**
+ * What a batch call gives back for each item, in the order of the items it was handed: a value, or an Error
+ * for that item alone. An array of another length is a bug in the call and fails the whole batch.
+ */
+export type BatchOutcome<R> = R | Error;
+
+/** The function that handles one batch: every item shares the partition key. */
+export type BatchHandler<T, R> = (items: T[], key: string) => Promise<BatchOutcome<R>[]>;
+
+/** Options of {@link AsyncBatchProcessor}. */
+export interface AsyncBatchProcessorOptions<T, R> {
+  /** Runs one batch. A throw (or a rejected promise) fails every item of that batch with that error. */
+  handler: BatchHandler<T, R>;
+  /** Flush a partition as soon as this many items wait in it. Default 64. */
+  maxBatchSize?: number;
+  /**
+   * Flush a partition once its oldest item has waited this long, ms. 0 = at the end of the current turn of
+   * the event loop (items added in the same tick still share a batch). Default 5.
+   */
+  maxWaitMs?: number;
+  /** Batches running at once, over all partitions; more wait for a slot. Default 4. */
+  maxConcurrentBatches?: number;
+  /**
+   * Items accepted but not yet finished (waiting and in flight) above which `add` refuses with
+   * BatchQueueFullError: backpressure instead of unbounded memory. Default 10000.
+   */
+  maxQueuedItems?: number;
+  /** The partition of an item: only items with the same key share a batch (e.g. the model). Default: one. */
+  keyOf?: (item: T) => string;
+  /** Sizes kept for the percentile figures of {@link AsyncBatchProcessor.stats}. Default 1024. */
+  statsWindow?: number;
+}
+
+/** Figures of an {@link AsyncBatchProcessor} since it was made. */
+export interface BatchStats {
+  /** Batches handed to the handler. */
+  batches: number;
+  /** Items handed to the handler. */
+  items: number;
+  /** Items refused because the queue was full. */
+  refused: number;
+  /** Items whose caller aborted before their batch left. */
+  aborted: number;
+  /** Batches whose handler threw (every item of it failed). */
+  failedBatches: number;
+  /** Items waiting for a batch now, and items in batches running now. */
+  waiting: number;
+  inFlight: number;
+  meanBatchSize: number;
+  p95BatchSize: number;
+  /** Time from `add` to the item's batch leaving, ms. */
+  meanWaitMs: number;
+  p95WaitMs: number;
+}
+
+interface Pending<T, R> {
+  item: T;
+  addedAt: number;
+  resolve: (r: R) => void;
+  reject: (e: Error) => void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  /** Set once the item left in a batch (its abort no longer removes it). */
+  sent: boolean;
+}
+
+interface Partition<T, R> {
+  key: string;
+  items: Pending<T, R>[];
+  timer: NodeJS.Timeout | undefined;
+  /** Waiting for a batch slot: flush as soon as one frees. */
+  due: boolean;
+}
+
+const DEFAULTS = {
+  maxBatchSize: 64,
+  maxWaitMs: 5,
+  maxConcurrentBatches: 4,
+  maxQueuedItems: 10_000,
+  statsWindow: 1024,
+};
+
+/**
+ * Groups items that arrive close together into batches, handled by one call each (one Redis round trip,
+ * one backend request for many inputs).
+ *
+ * - A partition (by `keyOf`) is flushed when `maxBatchSize` items wait in it, or when its oldest item has
+ *   waited `maxWaitMs`; at most `maxConcurrentBatches` batches run at once, and a partition that is due
+ *   while every slot is busy leaves as soon as one frees (with whatever has gathered by then, up to the
+ *   batch size), so batches grow under load instead of queueing.
+ * - Every item gets its own answer: the handler returns one value or Error per item, so a bad item fails
+ *   alone; a handler that throws fails its whole batch.
+ * - Bounded: with `maxQueuedItems` accepted and unfinished, `add` refuses at once with BatchQueueFullError.
+ * - An item whose signal aborts before its batch leaves is dropped and rejected with the signal's reason;
+ *   once sent it can no longer be recalled, but its caller is still answered at once with the reason.
+ * - `flush()` sends everything waiting now; `close()` refuses new items and drains the rest.
+ */
+export class AsyncBatchProcessor<T, R> {
+  private readonly opts: Required<Omit<AsyncBatchProcessorOptions<T, R>, 'keyOf'>> & {
+    keyOf: ((item: T) => string) | undefined;
+  };
+  private readonly partitions = new Map<string, Partition<T, R>>();
+  /** Partitions due while every slot was busy, in the order they became due. */
+  private readonly due: Partition<T, R>[] = [];
+  private readonly running = new Set<Promise<void>>();
+  private accepted = 0;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private readonly sizes: Uint32Array;
+  private readonly waits: Float64Array;
+  private sampleCount = 0;
+  private waitSamples = 0;
+  private flushing = 0;
+  private readonly counters = {
+    batches: 0,
+    items: 0,
+    refused: 0,
+    aborted: 0,
+    failedBatches: 0,
+    waitSum: 0,
+    waitCount: 0,
+    inFlight: 0,
+  };
+
+  constructor(options: AsyncBatchProcessorOptions<T, R>) {
+    if (typeof options?.handler !== 'function')
+      throw new TypeError('AsyncBatchProcessor: option "handler" must be a function');
+    const merged = { ...DEFAULTS };
+    for (const k of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
+      const v = options[k];
+      if (v !== undefined) merged[k] = v;
+    }
+    const positive = ['maxBatchSize', 'maxConcurrentBatches', 'maxQueuedItems', 'statsWindow'] as const;
+    for (const k of positive)
+      if (!(Number.isInteger(merged[k]) && merged[k] >= 1))
+        throw new TypeError(`AsyncBatchProcessor: option "${k}" must be an integer >= 1, got ${merged[k]}`);
+    if (!(Number.isFinite(merged.maxWaitMs) && merged.maxWaitMs >= 0))
+      throw new TypeError(`AsyncBatchProcessor: option "maxWaitMs" must be a number >= 0`);
+    this.opts = { ...merged, handler: options.handler, keyOf: options.keyOf };
+    this.sizes = new Uint32Array(merged.statsWindow);
+    this.waits = new Float64Array(merged.statsWindow);
+  }
+
+  /**
+   * Queues `item` for the next batch of its partition and resolves with its own result. Rejects with
+   * BatchQueueFullError when the queue is full, ClosedError after close(), the signal's reason when it
+   * aborts, or the item's (or its batch's) error.
+   */
+  add(item: T, opts: { signal?: AbortSignal } = {}): Promise<R> {
+    if (this.closed) return Promise.reject(new ClosedError('AsyncBatchProcessor'));
+    const signal = opts.signal;
+    if (signal?.aborted) {
+      this.counters.aborted++;
+      return Promise.reject(abortReason(signal));
+    }
+    if (this.accepted >= this.opts.maxQueuedItems) {
+      this.counters.refused++;
+      return Promise.reject(new BatchQueueFullError(this.opts.maxQueuedItems));
+    }
+    const key = this.opts.keyOf ? this.opts.keyOf(item) : '';
+    let part = this.partitions.get(key);
+    if (!part) {
+      part = { key, items: [], timer: undefined, due: false };
+      this.partitions.set(key, part);
+    }
+    const p = part;
+    this.accepted++;
+    return new Promise<R>((resolve, reject) => {
+      const pending: Pending<T, R> = {
+        item,
+        addedAt: performance.now(),
+        resolve,
+        reject,
+        signal,
+        onAbort: undefined,
+        sent: false,
+      };
+      if (signal) {
+        pending.onAbort = () => this.abort(p, pending);
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
+      p.items.push(pending);
+      if (p.items.length >= this.opts.maxBatchSize) this.markDue(p);
+      else this.arm(p);
+    });
+  }
+
+  /** Sends every waiting item now (in batches of at most `maxBatchSize`) and resolves when they are done. */
+  async flush(): Promise<void> {
+    this.flushing++;
+    try {
+      for (;;) {
+        for (const p of [...this.partitions.values()]) if (p.items.length > 0) this.markDue(p);
+        if (this.running.size === 0) break;
+        await Promise.race(this.running);
+      }
+    } finally {
+      this.flushing--;
+    }
+  }
+
+  /** Refuses new items and drains the accepted ones (their callers get their results). Idempotent. */
+  close(): Promise<void> {
+    this.closed = true;
+    this.closing ??= this.flush();
+    return this.closing;
+  }
+
+  /** Figures since creation. */
+  stats(): BatchStats {
+    const sizes = Array.from(this.sizes.subarray(0, Math.min(this.sampleCount, this.sizes.length))).sort(
+      (a, b) => a - b,
+    );
+    const waits = Array.from(this.waits.subarray(0, Math.min(this.waitSamples, this.waits.length))).sort(
+      (a, b) => a - b,
+    );
+    const pct = (arr: number[]) =>
+      arr.length === 0 ? 0 : arr[Math.min(arr.length - 1, Math.floor(0.95 * arr.length))]!;
+    const c = this.counters;
+    return {
+      batches: c.batches,
+      items: c.items,
+      refused: c.refused,
+      aborted: c.aborted,
+      failedBatches: c.failedBatches,
+      waiting: this.waitingCount(),
+      inFlight: c.inFlight,
+      meanBatchSize: c.batches === 0 ? 0 : round(c.items / c.batches),
+      p95BatchSize: pct(sizes),
+      meanWaitMs: c.waitCount === 0 ? 0 : round(c.waitSum / c.waitCount),
+      p95WaitMs: round(pct(waits)),
+    };
+  }
+
+  private waitingCount(): number {
+    let n = 0;
+    for (const p of this.partitions.values()) n += p.items.length;
+    return n;
+  }
+
+  /** Starts the wait of the partition's oldest item (it is due `maxWaitMs` after it arrived). */
+  private arm(p: Partition<T, R>): void {
+    if (p.timer || p.due) return;
+    if (this.flushing > 0) return this.markDue(p);
+    const oldest = p.items[0];
+    if (!oldest) return;
+    const fire = () => {
+      p.timer = undefined;
+      this.markDue(p);
+    };
+    const left = this.opts.maxWaitMs - (performance.now() - oldest.addedAt);
+    // maxWaitMs 0: after the current tick, so items added together still share one batch.
+    p.timer =
+      this.opts.maxWaitMs === 0
+        ? (setImmediate(fire) as unknown as NodeJS.Timeout)
+        : setTimeout(fire, Math.max(0, left));
+  }
+
+  private disarm(p: Partition<T, R>): void {
+    if (!p.timer) return;
+    clearTimeout(p.timer);
+    clearImmediate(p.timer as unknown as NodeJS.Immediate);
+    p.timer = undefined;
+  }
+
+  /** The partition should leave now: at once if a slot is free, else as soon as one frees. */
+  private markDue(p: Partition<T, R>): void {
+    this.disarm(p);
+    if (p.due) return;
+    p.due = true;
+    this.due.push(p);
+    this.next();
+  }
+
+  /** Sends due partitions, oldest first, while batch slots are free. */
+  private next(): void {
+    while (this.due.length > 0 && this.counters.inFlight < this.opts.maxConcurrentBatches) {
+      const p = this.due.shift()!;
+      p.due = false;
+      if (p.items.length > 0) this.send(p);
+      // What is left behind is due at once when it is a full batch, else it starts its own wait.
+      if (p.items.length >= this.opts.maxBatchSize) {
+        p.due = true;
+        this.due.push(p);
+      } else if (p.items.length > 0) this.arm(p);
+      else this.forget(p);
+    }
+  }
+
+  /** Sends one batch of `p` (a slot is free). */
+  private send(p: Partition<T, R>): void {
+    const batch = p.items.splice(0, this.opts.maxBatchSize);
+    const now = performance.now();
+    for (const it of batch) {
+      it.sent = true;
+      const waited = now - it.addedAt;
+      this.counters.waitSum += waited;
+      this.counters.waitCount++;
+      this.waits[this.waitSamples++ % this.waits.length] = waited;
+    }
+    this.sizes[this.sampleCount++ % this.sizes.length] = batch.length;
+    this.counters.batches++;
+    this.counters.items += batch.length;
+    this.counters.inFlight++;
+    const run = this.run(batch, p.key).finally(() => {
+      this.counters.inFlight--;
+      this.running.delete(run);
+      this.next();
+    });
+    this.running.add(run);
+  }
+
+  private async run(batch: Pending<T, R>[], key: string): Promise<void> {
+    let out: BatchOutcome<R>[];
+    try {
+      out = await this.opts.handler(
+        batch.map((b) => b.item),
+        key,
+      );
+      if (!Array.isArray(out) || out.length !== batch.length)
+        throw new TypeError(
+          `AsyncBatchProcessor: the handler returned ${Array.isArray(out) ? out.length : typeof out} results for ${batch.length} items`,
+        );
+    } catch (err) {
+      this.counters.failedBatches++;
+      const e = err instanceof Error ? err : new Error(String(err));
+      for (const b of batch) this.settle(b, e);
+      return;
+    }
+    batch.forEach((b, i) => this.settle(b, out[i] as BatchOutcome<R>));
+  }
+
+  private settle(b: Pending<T, R>, outcome: BatchOutcome<R>): void {
+    this.accepted--;
+    if (b.onAbort) b.signal?.removeEventListener('abort', b.onAbort);
+    if (outcome instanceof Error) b.reject(outcome);
+    else b.resolve(outcome);
+  }
+
+  private abort(p: Partition<T, R>, b: Pending<T, R>): void {
+    if (b.sent) {
+      // Already in a running batch: the caller stops waiting now; the batch's answer for it is dropped.
+      b.reject(abortReason(b.signal!));
+      return;
+    }
+    const i = p.items.indexOf(b);
+    if (i < 0) return;
+    p.items.splice(i, 1);
+    this.accepted--;
+    this.counters.aborted++;
+    if (p.items.length === 0 && !p.due) {
+      this.disarm(p);
+      this.forget(p);
+    }
+    b.reject(abortReason(b.signal!));
+  }
+
+  /** Drops an empty partition (keys come and go: models, tenants). */
+  private forget(p: Partition<T, R>): void {
+    if (p.items.length > 0 || p.due) return;
+    this.disarm(p);
+    if (this.partitions.get(p.key) === p) this.partitions.delete(p.key);
+  }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new DOMException('The operation was aborted', 'AbortError');
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}

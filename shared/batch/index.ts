@@ -1,0 +1,7 @@
+export {
+  AsyncBatchProcessor,
+  type AsyncBatchProcessorOptions,
+  type BatchHandler,
+  type BatchOutcome,
+  type BatchStats,
+} from './async-batch-processor.js';

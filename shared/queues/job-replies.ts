@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ChainableCommander, type Redis } from 'ioredis';
+import { packageRoot } from '../paths.js';
+import { type JobOutcome } from './job-outcome.js';
+
+/*
+ * The result path: how a finished job's outcome reaches the producers waiting for it.
+ *
+ * A producer registers itself in the job's waiter set (register-waiter.lua, in the same round trip as the
+ * add) and reads, in the same step, whether the job already finished. The worker, once the job is
+ * completed or finally failed, pushes the outcome to the reply inbox of every registered producer and
+ * forgets them (reply-waiters.lua). Each producer reads only its own inbox, so the cost of delivering a
+ * result depends on how many producers wait for that job — not on how many producers the fleet has, as
+ * reading every queue's whole event stream did.
+ */
+
+/** A finished job's outcome as a worker hands it to the producers that wait for it. */
+export type JobReply =
+  | { jobId: string; status: 'completed'; returnvalue: unknown; finishedOn: number }
+  | { jobId: string; status: 'failed'; failedReason: string; finishedOn: number };
+
+/** How long a waiter registration lives when no reply comes (the job never finishes, the key is lost). */
+export const WAITER_TTL_MS = 3_600_000;
+/** How long an inbox lives after its last reply: a producer that went away leaves nothing behind. */
+export const INBOX_TTL_MS = 600_000;
+
+const REGISTER = 'cell0RegisterWaiter';
+const REPLY = 'cell0ReplyWaiters';
+const sources: Record<string, string> = {};
+
+function source(file: string): string {
+  return (sources[file] ??= readFileSync(join(packageRoot(), 'shared', 'queues', 'lua', file), 'utf8'));
+}
+
+/** Registers the result-path scripts on a connection (idempotent). Pipelines of it get them too. */
+export function defineReplyScripts(redis: Redis): void {
+  const r = redis as unknown as Record<string, unknown>;
+  if (typeof r[REGISTER] !== 'function')
+    redis.defineCommand(REGISTER, { numberOfKeys: 4, lua: source('register-waiter.lua') });
+  if (typeof r[REPLY] !== 'function')
+    redis.defineCommand(REPLY, { numberOfKeys: 1, lua: source('reply-waiters.lua') });
+}
+
+/** The waiter set of a job of the queue whose keys start with `queueKey` ("{prefix}:{name}"). */
+export function waiterSetKey(queueKey: string, jobId: string): string {
+  return `${queueKey}:${jobId}:cell0-waiters`;
+}
+
+/** The reply inbox of a producer, per queue (so it lives in the queue's slot). */
+export function inboxKey(queueKey: string, producerId: string): string {
+  return `${queueKey}:cell0-reply:${producerId}`;
+}
+
+type RegisterCommand = (
+  completedKey: string,
+  failedKey: string,
+  jobKey: string,
+  waiterKey: string,
+  jobId: string,
+  producerId: string,
+  ttlMs: number,
+) => unknown;
+
+/**
+ * Queues, on a pipeline, the registration of `producerId` as a waiter of `jobId` together with the read of
+ * the job's outcome. Decode the pipeline's answer with {@link decodeOutcome}.
+ */
+export function queueRegisterWaiter(
+  pipe: ChainableCommander,
+  queueKey: string,
+  jobId: string,
+  producerId: string,
+  ttlMs = WAITER_TTL_MS,
+): void {
+  (pipe as unknown as Record<string, RegisterCommand>)[REGISTER]!(
+    `${queueKey}:completed`,
+    `${queueKey}:failed`,
+    `${queueKey}:${jobId}`,
+    waiterSetKey(queueKey, jobId),
+    jobId,
+    producerId,
+    ttlMs,
+  );
+}
+
+/** Registers a waiter and reads the outcome in one round trip (no add). */
+export async function registerWaiter(
+  redis: Redis,
+  queueKey: string,
+  jobId: string,
+  producerId: string,
+  ttlMs = WAITER_TTL_MS,
+): Promise<JobOutcome> {
+  defineReplyScripts(redis);
+  const r = (await (redis as unknown as Record<string, RegisterCommand>)[REGISTER]!(
+    `${queueKey}:completed`,
+    `${queueKey}:failed`,
+    `${queueKey}:${jobId}`,
+    waiterSetKey(queueKey, jobId),
+    jobId,
+    producerId,
+    ttlMs,
+  )) as [number, string | null, string | null];
+  return decodeOutcome(r);
+}
+
+/** The outcome in the answer of register-waiter.lua (the same shape as job-outcome.lua's). */
+export function decodeOutcome(raw: unknown): JobOutcome {
+  const [status, value, finishedOn] = raw as [number, string | null, string | null];
+  switch (status) {
+    case 1:
+      return {
+        status: 'completed',
+        returnvalue: value == null ? null : JSON.parse(value),
+        finishedOn: Number(finishedOn ?? 0),
+      };
+    case 2:
+      return {
+        status: 'failed',
+        failedReason: value ?? 'unknown failure',
+        finishedOn: Number(finishedOn ?? 0),
+      };
+    case 0:
+      return { status: 'pending' };
+    default:
+      return { status: 'missing' };
+  }
+}
+
+type ReplyCommand = (waiterKey: string, inboxPrefix: string, reply: string, ttlMs: number) => unknown;
+
+/** Queues, on a pipeline, the hand-over of a finished job's outcome to its waiters. */
+export function queueReply(pipe: ChainableCommander, queueKey: string, reply: JobReply): void {
+  (pipe as unknown as Record<string, ReplyCommand>)[REPLY]!(
+    waiterSetKey(queueKey, reply.jobId),
+    `${queueKey}:cell0-reply:`,
+    encodeReply(reply),
+    INBOX_TTL_MS,
+  );
+}
+
+/** The wire form of a reply: compact JSON (`j` id, `s` 1 completed / 2 failed, `v` value, `t` finished). */
+export function encodeReply(r: JobReply): string {
+  return r.status === 'completed'
+    ? JSON.stringify({ j: r.jobId, s: 1, t: r.finishedOn, v: r.returnvalue ?? null })
+    : JSON.stringify({ j: r.jobId, s: 2, t: r.finishedOn, v: r.failedReason });
+}
+
+/** Decodes a reply read from an inbox; undefined for anything that is not one (never throws). */
+export function decodeReply(text: string): JobReply | undefined {
+  let o: { j?: unknown; s?: unknown; t?: unknown; v?: unknown };
+  try {
+    o = JSON.parse(text) as typeof o;
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null || typeof o.j !== 'string') return undefined;
+  const finishedOn = typeof o.t === 'number' ? o.t : 0;
+  if (o.s === 1) return { jobId: o.j, status: 'completed', returnvalue: o.v, finishedOn };
+  if (o.s === 2)
+    return {
+      jobId: o.j,
+      status: 'failed',
+      failedReason: typeof o.v === 'string' ? o.v : 'unknown failure',
+      finishedOn,
+    };
+  return undefined;
+}
