@@ -22,6 +22,7 @@ import { type SubmitResult } from '../job-submitter.js';
 import { requireApiKey, tenantNamespace } from './auth.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 import { summarizeFleet } from '../../shared/fleet/worker-status.js';
+import { summarizeBackendHealth, type FleetBackendHealth } from '../../shared/fleet/backend-health.js';
 
 /** Options of {@link createApi}. */
 export interface ApiOptions {
@@ -112,11 +113,13 @@ export function createApi(opts: ApiOptions): Express {
     res.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000) });
   });
 
-  app.get('/readyz', async (_req, res) => {
+  app.get('/readyz', async (req, res) => {
     const health = await Promise.race([
       client.health(),
       new Promise<undefined>((r) => setTimeout(() => r(undefined), readyTimeoutMs).unref()),
     ]);
+    // ?backends=1: the fleet's backend breakers too; reported, never a reason for 503 (their jobs wait).
+    const backends = isTrue(req.query.backends) ? await backendHealth(client, readyTimeoutMs) : undefined;
     const ready = client.submitter.ready && health?.healthy === true;
     if (!ready)
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil((health?.retryAfterMs ?? 1000) / 1000))));
@@ -124,6 +127,7 @@ export function createApi(opts: ApiOptions): Express {
       status: ready ? 'ready' : 'unavailable',
       queuesConnected: client.submitter.ready,
       redis: health ?? { healthy: false, error: `no answer within ${readyTimeoutMs} ms` },
+      ...(backends ? { backends } : {}),
     });
   });
 
@@ -199,9 +203,24 @@ export function createApi(opts: ApiOptions): Express {
       });
     } else {
       const poll = `${req.baseUrl}/jobs/${r.queue}/${r.jobId}`;
+      const away = r.backendUnavailable;
       res.setHeader('Location', poll);
-      res.setHeader('Retry-After', '1');
-      res.status(202).json({ jobId: r.jobId, queue: r.queue, status: 'pending', state: r.jobState, poll });
+      res.setHeader('Retry-After', away ? String(Math.ceil(away.retryAfterMs / 1000)) : '1');
+      res.status(202).json({
+        jobId: r.jobId,
+        queue: r.queue,
+        status: 'pending',
+        state: r.jobState,
+        poll,
+        // Answered without waiting: the backend is down on every worker; the job runs once it is back.
+        ...(away
+          ? {
+              reason: 'backend_unavailable',
+              backends: away.backends,
+              retryAfterSec: Math.ceil(away.retryAfterMs / 1000),
+            }
+          : {}),
+      });
     }
   };
 
@@ -374,6 +393,25 @@ export function createApi(opts: ApiOptions): Express {
   };
   app.use(onError);
   return app;
+}
+
+function isTrue(v: unknown): boolean {
+  return v === '1' || v === 'true';
+}
+
+/** Backend health across the live workers, or why it could not be read in time. */
+async function backendHealth(
+  client: Cell0Client,
+  timeoutMs: number,
+): Promise<{ healthy: boolean; backends: FleetBackendHealth[] } | { error: string }> {
+  const workers = await Promise.race([
+    client.fleet().catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))),
+    new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs).unref()),
+  ]);
+  if (workers === undefined) return { error: `the fleet registry did not answer within ${timeoutMs} ms` };
+  if (workers instanceof Error) return { error: `could not read the fleet registry: ${workers.message}` };
+  const backends = summarizeBackendHealth(workers);
+  return { healthy: backends.every((b) => b.state === 'closed'), backends };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
