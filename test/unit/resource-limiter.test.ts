@@ -2,7 +2,12 @@ import { once } from 'node:events';
 import { ClosedError } from '../../shared/errors';
 import { ResourceLimiter, type ResourceLimiterOptions } from '../../shared/resources/resource-limiter';
 import { ResourceMonitor } from '../../shared/resources/resource-monitor';
-import { type ResourceSample, type ResourceViolation, type SampleSource } from '../../shared/resources/types';
+import {
+  type ResourceLimits,
+  type ResourceSample,
+  type ResourceViolation,
+  type SampleSource,
+} from '../../shared/resources/types';
 import { until } from '../helpers/wait';
 import { resourceSample } from '../helpers/resource-sample';
 
@@ -91,7 +96,7 @@ describe('ResourceLimiter: checks', () => {
     expect(l.evaluate(sample({ memory: 100, cpu: 100 })).violations.map((v) => v.resource)).toEqual(['cpu']);
   });
 
-  it.each<[keyof ResourceLimiterOptions['limits'] & string, Parameters<typeof sample>[0]]>([
+  it.each<[keyof ResourceLimits, Parameters<typeof sample>[0]]>([
     ['maxMemoryPercent', { memory: 100 }],
     ['maxCpuPercent', { cpu: 100 }],
     ['maxDiskPercent', { disk: 100 }],
