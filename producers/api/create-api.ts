@@ -114,12 +114,14 @@ export function createApi(opts: ApiOptions): Express {
   });
 
   app.get('/readyz', async (req, res) => {
+    // ?backends=1: the fleet's backend breakers too (read alongside); reported, never a reason for 503:
+    // jobs for a down backend are still accepted and wait for it.
+    const backendsRead = isTrue(req.query.backends) ? backendHealth(client, readyTimeoutMs) : undefined;
     const health = await Promise.race([
       client.health(),
       new Promise<undefined>((r) => setTimeout(() => r(undefined), readyTimeoutMs).unref()),
     ]);
-    // ?backends=1: the fleet's backend breakers too; reported, never a reason for 503 (their jobs wait).
-    const backends = isTrue(req.query.backends) ? await backendHealth(client, readyTimeoutMs) : undefined;
+    const backends = await backendsRead;
     const ready = client.submitter.ready && health?.healthy === true;
     if (!ready)
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil((health?.retryAfterMs ?? 1000) / 1000))));
@@ -127,7 +129,7 @@ export function createApi(opts: ApiOptions): Express {
       status: ready ? 'ready' : 'unavailable',
       queuesConnected: client.submitter.ready,
       redis: health ?? { healthy: false, error: `no answer within ${readyTimeoutMs} ms` },
-      ...(backends ? { backends } : {}),
+      ...backends,
     });
   });
 
@@ -399,19 +401,23 @@ function isTrue(v: unknown): boolean {
   return v === '1' || v === 'true';
 }
 
-/** Backend health across the live workers, or why it could not be read in time. */
+/**
+ * Backend health across the live workers (`backends`, and `backendsHealthy` when every breaker is closed),
+ * or `backendsError` when the fleet registry could not be read in time.
+ */
 async function backendHealth(
   client: Cell0Client,
   timeoutMs: number,
-): Promise<{ healthy: boolean; backends: FleetBackendHealth[] } | { error: string }> {
+): Promise<{ backendsHealthy: boolean; backends: FleetBackendHealth[] } | { backendsError: string }> {
   const workers = await Promise.race([
     client.fleet().catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))),
     new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs).unref()),
   ]);
-  if (workers === undefined) return { error: `the fleet registry did not answer within ${timeoutMs} ms` };
-  if (workers instanceof Error) return { error: `could not read the fleet registry: ${workers.message}` };
+  if (workers === undefined)
+    return { backendsError: `the fleet registry did not answer within ${timeoutMs} ms` };
+  if (workers instanceof Error) return { backendsError: `could not read the fleet registry: ${workers.message}` };
   const backends = summarizeBackendHealth(workers);
-  return { healthy: backends.every((b) => b.state === 'closed'), backends };
+  return { backendsHealthy: backends.every((b) => b.state === 'closed'), backends };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -122,9 +122,14 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
         ? await this.limiter.acquire(1, { timeoutMs: this.maxLimiterWaitMs, signal })
         : undefined;
       try {
-        return await this.breaker.fire(() => call(signal));
+        // The failure is noted before the breaker sees it: a breaker that opens on it publishes it at once.
+        return await this.breaker.fire(() =>
+          call(signal).catch((err: unknown) => {
+            if (countsAgainstBackend(err)) this.lastError = describeError(err as ProviderError);
+            throw err;
+          }),
+        );
       } catch (err) {
-        if (countsAgainstBackend(err)) this.lastError = describeError(err as ProviderError);
         const delay = this.retryDelay(err, attempt);
         if (delay === undefined || signal.aborted) throw err;
         const reason = reasonOf(err as ProviderError);
