@@ -222,6 +222,71 @@ describe('CPU pressure is cell0’s own, and sheds only while the queue is behin
   });
 });
 
+describe('latency counts as being behind', () => {
+  it('a steady queue whose oldest job has waited longer than behindWaitAgeMs is behind (injected clock)', async () => {
+    const fleet = await startTestFleet({ worker: false });
+    const redis = createRedisConnection({ url: testRedisUrl(), role: 'client' });
+    try {
+      await waitUntilReady(redis, 5000);
+      // One worker that reports its CPU over the limit (saturated), and two jobs waiting.
+      await publishWorkerStatus(
+        redis,
+        fleet.prefix,
+        {
+          id: 'busy',
+          host: 'h',
+          pid: 1,
+          queues: ['inference'],
+          startedAt: new Date().toISOString(),
+          updatedAt: new Date().toISOString(),
+          active: 4,
+          state: 'running',
+          pressure: {
+            underPressure: true,
+            saturated: true,
+            violations: [{ resource: 'cpu', value: 97, threshold: 90 }],
+          },
+        },
+        60_000,
+      );
+      for (const prompt of ['first', 'second'])
+        expect(
+          (await post(`${fleet.url}/v1/inference`, { model: 'qwen2.5:0.5b', prompt, wait: 0 })).status,
+        ).toBe(202);
+      let skew = 0;
+      const shedder = new LoadShedder({
+        queues: () => ({ [QueueName.INFERENCE]: fleet.client.submitter.getQueue(QueueName.INFERENCE) }),
+        fleet: () => fleet.client.fleet(),
+        maxQueueDepth: 0,
+        refreshMs: 3_600_000,
+        behindWaitAgeMs: 30_000,
+        now: () => Date.now() + skew,
+      });
+      await shedder.refresh();
+      await shedder.refresh();
+      expect(shedder.snapshot().inference).toMatchObject({
+        saturated: 1,
+        waiting: 2,
+        growth: 0,
+        behind: false,
+      });
+      expect(() => shedder.check(QueueName.INFERENCE)).not.toThrow();
+      // 31 s later nothing moved: the oldest job has waited past the bound (and the window saw no growth).
+      skew = 31_000;
+      await shedder.refresh();
+      const load = shedder.snapshot().inference!;
+      expect(load).toMatchObject({ waiting: 2, growth: 0, behind: true });
+      expect(load.oldestWaitMs).toBeGreaterThan(30_000);
+      expect(() => shedder.check(QueueName.INFERENCE)).toThrow(
+        /CPU limit and the queue is behind.*oldest waiting 3\d s/,
+      );
+    } finally {
+      await closeRedis(redis);
+      await fleet.close();
+    }
+  });
+});
+
 describe('dead workers leave pressure decisions at once', () => {
   it('a paused worker killed with SIGKILL no longer counts at the next shedder refresh', async () => {
     const prefix = uniquePrefix('dead');
