@@ -188,8 +188,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private pausedAt = 0;
   private pressureChain: Promise<void> = Promise.resolve();
   private readonly onPressure = () => this.syncPressure();
-  /** Redis CLIENT ID of the connection the status is published on: readers check it is still connected. */
-  private clientId: number | undefined;
+  /**
+   * Redis CLIENT ID of the connection the status is published on: readers check it is still connected.
+   * Undefined until read; null where the server refuses CLIENT ID (readers then go by the status's age).
+   */
+  private clientId: number | null | undefined;
   private maintenanceWorker: Worker | undefined;
   private maintenanceQueue: Queue | undefined;
   private triggerForce: () => void = () => undefined;
@@ -296,7 +299,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       active: this.activeCount,
       state: this.stopping ? 'closing' : this.pausedByPressure ? 'paused' : 'running',
       ...(this.opts.heartbeatMs > 0 ? { heartbeatMs: this.opts.heartbeatMs } : {}),
-      ...(this.clientId !== undefined ? { clientId: this.clientId } : {}),
+      ...(typeof this.clientId === 'number' ? { clientId: this.clientId } : {}),
       ...(this.opts.limiter
         ? {
             pressure: {
@@ -325,7 +328,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const conn = this.connections[0];
     if (!conn || conn.status !== 'ready') return;
     try {
-      this.clientId ??= Number(await conn.client('ID'));
+      this.clientId ??= await conn.client('ID').then(
+        (id) => Number(id),
+        () => null,
+      );
       await publishWorkerStatus(conn, this.opts.prefix, this.statusSnapshot(), this.opts.heartbeatMs * 3);
     } catch (err) {
       this.log.debug({ err }, 'could not publish worker status');

@@ -8,7 +8,7 @@
  *   where Redis cannot list connections, a status older than one heartbeat and a grace stops counting.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -218,6 +218,60 @@ describe('CPU pressure is cell0’s own, and sheds only while the queue is behin
       const exited = once(c, 'exit');
       process.kill(c.pid!, 'SIGKILL');
       expect(await exited).toEqual([null, 'SIGKILL']);
+    }
+  });
+});
+
+describe('a worker pauses for memory, not for CPU', () => {
+  it('paused by memory and CPU, it resumes when only CPU stays over its limit, and pauses again when memory returns', async () => {
+    const fleet = await startTestFleet({ worker: false });
+    // A limiter the test drives by hand, with the limiter's events.
+    const limiter = Object.assign(new EventEmitter(), {
+      underPressure: false,
+      violations: [] as ResourceViolation[],
+      episodes: 0,
+    });
+    const set = (event: 'pressure:start' | 'pressure:change' | 'pressure:end', v: ResourceViolation[]) => {
+      limiter.underPressure = v.length > 0;
+      limiter.violations = v;
+      limiter.emit(event, v);
+    };
+    const cpu = { resource: 'cpu', value: 97, threshold: 90 } as const;
+    const memory = { resource: 'memory', value: 96, threshold: 85 } as const;
+    const w = new Cell0Worker({
+      redisUrl: testRedisUrl(),
+      prefix: fleet.prefix,
+      queues: [QueueName.INFERENCE],
+      inference: new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url })),
+      shutdownTimeoutMs: 1000,
+      limiter,
+    });
+    try {
+      await w.start();
+      const paused = once(w, 'worker:paused');
+      set('pressure:start', [memory, cpu]);
+      await paused;
+      expect(w.statusSnapshot()).toMatchObject({ state: 'paused', pressure: { saturated: true } });
+      // Memory is fine again, CPU is not: the worker takes jobs (and says it is saturated).
+      const resumed = once(w, 'worker:resumed');
+      set('pressure:change', [cpu]);
+      await resumed;
+      expect(w.paused).toBe(false);
+      expect(w.statusSnapshot()).toMatchObject({ state: 'running', pressure: { saturated: true } });
+      const r = await post(`${fleet.url}/v1/inference`, {
+        model: 'qwen2.5:0.5b',
+        prompt: 'cpu only',
+        wait: 20_000,
+      });
+      expect(r.status).toBe(200);
+      expect((r.body.result as { servedBy: string }).servedBy).toBe(w.id);
+      // Memory pressure again, while CPU stays: paused again.
+      const pausedAgain = once(w, 'worker:paused');
+      set('pressure:change', [cpu, memory]);
+      expect((await pausedAgain)[0]).toEqual({ violations: [memory] });
+    } finally {
+      await w.close();
+      await fleet.close();
     }
   });
 });
