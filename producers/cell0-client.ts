@@ -232,7 +232,13 @@ export class Cell0Client {
     }
     this.shedder?.check(QueueName.SEARCH);
     const away = this.shedder?.backendUnavailable({ queue: QueueName.SEARCH, provider: data.provider });
-    return this.submitNow<SearchResult>(QueueName.SEARCH, JobName.SEARCH, data, this.callOpts(opts, data), away);
+    return this.submitNow<SearchResult>(
+      QueueName.SEARCH,
+      JobName.SEARCH,
+      data,
+      this.callOpts(opts, data),
+      away,
+    );
   }
 
   /**

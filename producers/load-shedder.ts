@@ -96,8 +96,7 @@ export class LoadShedder {
       throw new TypeError(`LoadShedder: option "maxQueueDepth" must be an integer >= 0`);
     if (!(opts.retryAfterMs > 0)) throw new TypeError(`LoadShedder: option "retryAfterMs" must be > 0`);
     if (!(opts.refreshMs >= 0)) throw new TypeError(`LoadShedder: option "refreshMs" must be >= 0`);
-    if (!(opts.behindWindowMs > 0))
-      throw new TypeError(`LoadShedder: option "behindWindowMs" must be > 0`);
+    if (!(opts.behindWindowMs > 0)) throw new TypeError(`LoadShedder: option "behindWindowMs" must be > 0`);
     if (!(opts.behindWaitAgeMs >= 0))
       throw new TypeError(`LoadShedder: option "behindWaitAgeMs" must be >= 0 (0 = off)`);
     this.opts = opts;
@@ -216,7 +215,6 @@ export class LoadShedder {
 function describeBehind(load: QueueLoad): string {
   const parts = [];
   if (load.growth > 0) parts.push(`${load.growth} more jobs waiting than in the last window`);
-  if (load.oldestWaitMs !== null)
-    parts.push(`oldest waiting ${Math.round(load.oldestWaitMs / 1000)} s`);
+  if (load.oldestWaitMs !== null) parts.push(`oldest waiting ${Math.round(load.oldestWaitMs / 1000)} s`);
   return parts.join(', ');
 }

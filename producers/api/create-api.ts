@@ -415,7 +415,8 @@ async function backendHealth(
   ]);
   if (workers === undefined)
     return { backendsError: `the fleet registry did not answer within ${timeoutMs} ms` };
-  if (workers instanceof Error) return { backendsError: `could not read the fleet registry: ${workers.message}` };
+  if (workers instanceof Error)
+    return { backendsError: `could not read the fleet registry: ${workers.message}` };
   const backends = summarizeBackendHealth(workers);
   return { backendsHealthy: backends.every((b) => b.state === 'closed'), backends };
 }

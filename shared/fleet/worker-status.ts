@@ -124,7 +124,8 @@ export async function readWorkerStatuses(redis: Redis, prefix: string): Promise<
   return found
     .filter(({ status: w, pttl }) => {
       if (connected && Number.isInteger(w.clientId)) return connected.has(w.clientId!);
-      if (!(typeof w.heartbeatMs === 'number' && w.heartbeatMs > 0 && typeof w.ttlMs === 'number')) return true;
+      if (!(typeof w.heartbeatMs === 'number' && w.heartbeatMs > 0 && typeof w.ttlMs === 'number'))
+        return true;
       // PTTL -1/-2 (no TTL, just expired): nothing to measure; the next read settles it.
       return pttl < 0 || w.ttlMs - pttl <= staleAfterMs(w.heartbeatMs);
     })

@@ -146,7 +146,9 @@ export function cgroupCpuSource(opts: CgroupCpuOptions = {}): CpuUsageSource | u
   // The process may see its cgroup under a path the mount does not show (no cgroup namespace): try the
   // path, then the root itself.
   const quota =
-    v2Quota(root, path) ?? v1Quota(root, path) ?? (path !== '/' ? (v2Quota(root, '/') ?? v1Quota(root, '/')) : undefined);
+    v2Quota(root, path) ??
+    v1Quota(root, path) ??
+    (path !== '/' ? (v2Quota(root, '/') ?? v1Quota(root, '/')) : undefined);
   if (!quota || !Number.isFinite(quota.usage())) return undefined;
   return {
     read(): CpuReading {

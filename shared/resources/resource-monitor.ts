@@ -11,13 +11,7 @@ import v8 from 'node:v8';
 import { mem } from 'systeminformation';
 import { ClosedError } from '../errors.js';
 import { type ResourceSample, type SampleSource } from './types.js';
-import {
-  CpuWindow,
-  detectCpuSource,
-  hostCpuTimes,
-  type CpuScope,
-  type CpuUsageSource,
-} from './cpu-usage.js';
+import { CpuWindow, detectCpuSource, hostCpuTimes, type CpuScope, type CpuUsageSource } from './cpu-usage.js';
 
 /** Options of a resource monitor. */
 export interface ResourceMonitorOptions {
