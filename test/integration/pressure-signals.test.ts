@@ -303,34 +303,48 @@ describe('latency counts as being behind', () => {
         },
         60_000,
       );
-      for (const prompt of ['first', 'second'])
-        expect(
-          (await post(`${fleet.url}/v1/inference`, { model: 'qwen2.5:0.5b', prompt, wait: 0 })).status,
-        ).toBe(202);
-      let skew = 0;
+      const queue = fleet.client.submitter.getQueue(QueueName.INFERENCE);
+      const add = async (prompt: string) => {
+        const r = await post(`${fleet.url}/v1/inference`, { model: 'qwen2.5:0.5b', prompt, wait: 0 });
+        expect(r.status).toBe(202);
+        return (await queue.getJob(r.body.jobId as string))!.timestamp;
+      };
+      const firstAt = await add('first');
+      // The second job is created at a later millisecond, so the oldest one is told apart by its age.
+      await until(() => Date.now() > firstAt + 1, 5000, 'the clock to move on');
+      const secondAt = await add('second');
+      expect(secondAt).toBeGreaterThan(firstAt);
+      // The shedder's clock, set by the test.
+      let now = secondAt + 1000;
       const shedder = new LoadShedder({
-        queues: () => ({ [QueueName.INFERENCE]: fleet.client.submitter.getQueue(QueueName.INFERENCE) }),
+        queues: () => ({ [QueueName.INFERENCE]: queue }),
         fleet: () => fleet.client.fleet(),
         maxQueueDepth: 0,
         refreshMs: 3_600_000,
         behindWaitAgeMs: 30_000,
-        now: () => Date.now() + skew,
+        now: () => now,
       });
       await shedder.refresh();
+      now += 1000;
       await shedder.refresh();
       expect(shedder.snapshot().inference).toMatchObject({
         saturated: 1,
         waiting: 2,
         growth: 0,
+        oldestWaitMs: now - firstAt,
         behind: false,
       });
       expect(() => shedder.check(QueueName.INFERENCE)).not.toThrow();
-      // 31 s later nothing moved: the oldest job has waited past the bound (and the window saw no growth).
-      skew = 31_000;
+      // 31 s after the first job nothing moved: the oldest job has waited past the bound (and the window
+      // saw no growth). Its age is the first job's, not the second's.
+      now = firstAt + 31_000;
       await shedder.refresh();
-      const load = shedder.snapshot().inference!;
-      expect(load).toMatchObject({ waiting: 2, growth: 0, behind: true });
-      expect(load.oldestWaitMs).toBeGreaterThan(30_000);
+      expect(shedder.snapshot().inference).toMatchObject({
+        waiting: 2,
+        growth: 0,
+        oldestWaitMs: 31_000,
+        behind: true,
+      });
       expect(() => shedder.check(QueueName.INFERENCE)).toThrow(
         /CPU limit and the queue is behind.*oldest waiting 3\d s/,
       );
