@@ -362,7 +362,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private async applyPressure(): Promise<void> {
     const violations = this.pausing();
     const want = !this.stopping && violations.length > 0;
-    if (want === this.pausedByPressure) return;
+    // No change of state, but perhaps of saturation (CPU alone): producers see it now, not at the heartbeat.
+    if (want === this.pausedByPressure) return this.publishStatus();
     if (want) {
       this.pausedByPressure = true;
       this.pausedAt = Date.now();
