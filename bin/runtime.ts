@@ -181,6 +181,7 @@ export async function startWorker(
     status: () => ({
       ...resources.status(),
       ...providers.metrics(),
+      backendHealth: providers.health(),
       ...(caches
         ? { caches: { semantic: caches.inference.getStats(), search: caches.search.getStats() } }
         : {}),
@@ -196,6 +197,11 @@ export async function startWorker(
     if (redis) await closeRedis(redis);
     await cacheRedis?.close();
   };
+  // Producers answer at once while a backend is down fleet-wide: a breaker transition is published at once,
+  // not at the next heartbeat.
+  for (const guard of providers.guards)
+    for (const event of ['breaker:open', 'breaker:half-open', 'breaker:close'] as const)
+      guard.on(event, () => void worker.publishStatus());
   try {
     await resources.start();
     await worker.start();
@@ -211,7 +217,7 @@ export async function startWorker(
     banner: [
       `worker     queues ${queues.join(', ')} (+ maintenance)`,
       ...providers.describe().map((l) => `  ${l}`),
-      `  limits: memory ${config.limits.maxMemoryPercent}%, cpu ${config.limits.maxCpuPercent}%, disk ${config.limits.maxDiskPercent || 'off'}%` +
+      `  limits: memory ${limitText(config.limits.maxMemoryPercent)}, cpu ${limitText(config.limits.maxCpuPercent)} (${resources.monitor.getCurrentUsage()?.cpuScope === 'cgroup' ? 'of the cgroup quota' : 'of one core'}), disk ${limitText(config.limits.maxDiskPercent)}` +
         (resources.managers.length > 0
           ? `; models: ${config.resources.evictionPolicy}, budget ${(resources.managers[0]!.manager.budgetBytes / 1e9).toFixed(1)} GB`
           : '; models: not managed'),
@@ -258,6 +264,8 @@ export async function startApi(
     maxQueueDepth: config.resources.maxQueueDepth,
     retryAfterMs: config.resources.overloadRetryAfterSec * 1000,
     redisMemory: client.redisMemory,
+    behindWindowMs: config.resources.behindWindowMs,
+    behindWaitAgeMs: config.resources.behindWaitAgeMs,
     logger: log,
   });
   const started = client.start().then(
@@ -369,6 +377,11 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
 }
 
+/** A percent limit for the banner: "90%", or "off" for 0. */
+function limitText(percent: number): string {
+  return percent > 0 ? `${percent}%` : 'off';
+}
+
 /** Bull Board on its own port. */
 export async function startDashboard(
   config: Config,
@@ -444,6 +457,7 @@ export function buildResourceManagement(
     },
     hysteresis: config.resources.hysteresis,
     sampleMs: config.resources.sampleMs,
+    cpu: { windowMs: config.resources.cpuWindowMs },
     // The data folder's filesystem when it exists (it holds the private Redis's data), else the working one.
     diskPath: existsSync(dataDir) ? dataDir : process.cwd(),
     ...(backends.length > 0

@@ -1,5 +1,6 @@
 import { type Config } from '../shared/config/config.js';
 import {
+  BackendUnavailableError,
   JobFailedError,
   JobNotFoundError,
   RedisFullError,
@@ -27,6 +28,7 @@ import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.j
 import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
 import { jobIdFor } from '../shared/queues/job-id.js';
 import { type LoadShedder } from './load-shedder.js';
+import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
 
 /** Options of {@link Cell0Client}. */
 export interface Cell0ClientOptions {
@@ -109,7 +111,9 @@ export class Cell0Client {
   readonly caches: NonNullable<Cell0ClientOptions['caches']>;
   /**
    * Producers' admission: when set, a request that misses the caches is refused with OverloadedError while
-   * its queue is too deep or every worker serving it is paused by pressure (cache hits are still answered).
+   * its queue is too deep or every worker serving it is paused by pressure (cache hits are still answered);
+   * and while its backend is down on every worker (their breakers, as the shedder last read them), its job
+   * is added without waiting for the result: the answer is pending with `backendUnavailable`.
    */
   shedder: LoadShedder | undefined;
   /** Redis memory use and policy, read in the background once started (for the shedder and /readyz). */
@@ -182,7 +186,10 @@ export class Cell0Client {
     return parseSearchRequest(req, this.limits);
   }
 
-  /** Runs inference and returns the result; throws WaitTimeoutError (the job goes on) or JobFailedError. */
+  /**
+   * Runs inference and returns the result; throws WaitTimeoutError (the job goes on), BackendUnavailableError
+   * (queued, not waited for: its backend is down fleet-wide) or JobFailedError.
+   */
   async infer(req: InferenceRequest, opts: CallOptions = {}): Promise<JobResult<InferenceResult>> {
     return unwrap(await this.submitInference(this.parseInference(req), opts), opts.waitMs ?? this.waitMs);
   }
@@ -223,8 +230,9 @@ export class Cell0Client {
     }
     this.shedder?.check(QueueName.INFERENCE);
     const name = data.messages ? JobName.CHAT : JobName.GENERATE;
+    const away = this.shedder?.backendUnavailable({ queue: QueueName.INFERENCE, model: data.model });
     return this.noteOom(
-      this.submitter.submit<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data)),
+      this.submitNow<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data), away),
     );
   }
 
@@ -246,9 +254,27 @@ export class Cell0Client {
       }
     }
     this.shedder?.check(QueueName.SEARCH);
+    const away = this.shedder?.backendUnavailable({ queue: QueueName.SEARCH, provider: data.provider });
     return this.noteOom(
-      this.submitter.submit<SearchResult>(QueueName.SEARCH, JobName.SEARCH, data, this.callOpts(opts, data)),
+      this.submitNow<SearchResult>(QueueName.SEARCH, JobName.SEARCH, data, this.callOpts(opts, data), away),
     );
+  }
+
+  /**
+   * Adds (or joins) the job and waits as asked, or, when its backend is down fleet-wide, without waiting:
+   * nothing could finish it within the wait, so the caller gets its id at once (a result already there is
+   * still returned).
+   */
+  private async submitNow<T>(
+    queue: QueueName,
+    name: string,
+    data: unknown,
+    opts: { waitMs: number; signal?: AbortSignal; maxAgeMs?: number },
+    away: BackendUnavailable | undefined,
+  ): Promise<SubmitResult<T>> {
+    if (!away) return this.submitter.submit<T>(queue, name, data, opts);
+    const r = await this.submitter.submit<T>(queue, name, data, { ...opts, waitMs: 0 });
+    return r.state === 'pending' ? { ...r, backendUnavailable: away } : r;
   }
 
   /** Adds (or joins) an inference job and returns its handle without waiting. */
@@ -356,5 +382,12 @@ function unwrap<T>(r: SubmitResult<T>, waitedMs: number): JobResult<T> {
       ...(r.similarity !== undefined ? { similarity: r.similarity } : {}),
     };
   if (r.state === 'failed') throw new JobFailedError(r.queue, r.jobId, r.message, r.code);
+  if (r.backendUnavailable)
+    throw new BackendUnavailableError(
+      r.queue,
+      r.jobId,
+      r.backendUnavailable.backends,
+      r.backendUnavailable.retryAfterMs,
+    );
   throw new WaitTimeoutError(r.queue, r.jobId, waitedMs);
 }

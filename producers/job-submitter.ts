@@ -28,6 +28,7 @@ import {
 import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
 import { ReplyInbox } from './reply-inbox.js';
+import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
 
 /** Options of {@link JobSubmitter}. */
 export interface JobSubmitterOptions {
@@ -77,8 +78,17 @@ export type SubmitResult<T = unknown> =
       cacheEntry?: string;
     }
   | { state: 'failed'; queue: QueueName; jobId: string; code: string | undefined; message: string }
-  /** Not finished within the wait; `jobState` is BullMQ's state (waiting, active, delayed, …) or "unknown". */
-  | { state: 'pending'; queue: QueueName; jobId: string; jobState: string };
+  /**
+   * Not finished within the wait; `jobState` is BullMQ's state (waiting, active, delayed, …) or "unknown".
+   * `backendUnavailable`: answered without waiting because the job's backend is down fleet-wide.
+   */
+  | {
+      state: 'pending';
+      queue: QueueName;
+      jobId: string;
+      jobState: string;
+      backendUnavailable?: BackendUnavailable;
+    };
 
 /** A job as GET /v1/jobs shows it. */
 export interface JobView {

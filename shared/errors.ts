@@ -40,6 +40,8 @@ export const ErrorCode = {
   REDIS_EVICTION_POLICY: 'CELL0_REDIS_EVICTION_POLICY',
   /** A batch processor's queue is full: the item was refused (backpressure). Retry later. */
   BATCH_QUEUE_FULL: 'CELL0_BATCH_QUEUE_FULL',
+  /** The job was queued, but its backend is down on every worker (breakers open): it runs once one is back. */
+  BACKEND_UNAVAILABLE: 'CELL0_BACKEND_UNAVAILABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -284,6 +286,26 @@ export class OverloadedError extends Cell0Error {
     readonly retryAfterMs: number,
   ) {
     super(ErrorCode.OVERLOADED, message);
+  }
+}
+
+/**
+ * A job was added (or joined) but not waited for, because its backend is down on every worker that could run
+ * it: it stays queued and runs once the backend is back. Fetch it later by `jobId`.
+ */
+export class BackendUnavailableError extends Cell0Error {
+  constructor(
+    readonly queue: string,
+    readonly jobId: string,
+    /** The backends whose breakers are open (or half-open) on every worker. */
+    readonly backends: readonly string[],
+    /** When a worker will try the backend again, ms. */
+    readonly retryAfterMs: number,
+  ) {
+    super(
+      ErrorCode.BACKEND_UNAVAILABLE,
+      `job ${queue}/${jobId} is queued, but its backend (${backends.join(', ')}) is down on every worker; it runs once the backend is back`,
+    );
   }
 }
 

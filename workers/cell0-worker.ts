@@ -86,9 +86,12 @@ export interface Cell0WorkerOptions {
   /** Extra sections of the published status, e.g. backend metrics. */
   status?: () => Record<string, unknown>;
   /**
-   * Admission by resources: while the limiter reports pressure the worker takes no new jobs (its queues'
-   * BullMQ workers are paused; active jobs finish), a job that reaches it anyway is put back to wait without
-   * spending an attempt, and its published state is `paused`. It resumes when the pressure ends.
+   * Admission by resources: while the limiter reports pressure on memory, disk, heap or event-loop delay the
+   * worker takes no new jobs (its queues' BullMQ workers are paused; active jobs finish), a job that reaches
+   * it anyway is put back to wait without spending an attempt, and its published state is `paused`. It
+   * resumes when the pressure ends. CPU over its limit alone does not pause it: a busy worker keeps working
+   * (pausing it would only lower the fleet's throughput when it is needed most); it is published as
+   * saturated, and producers shed new work only while every worker is saturated and the queue is behind.
    */
   limiter?: AdmissionLimiter;
   /**
@@ -115,8 +118,13 @@ export interface AdmissionLimiter {
   readonly violations: ResourceViolation[];
   /** Pressure episodes so far. */
   readonly episodes: number;
-  on(event: 'pressure:start' | 'pressure:end', listener: () => void): unknown;
-  off(event: 'pressure:start' | 'pressure:end', listener: () => void): unknown;
+  on(event: 'pressure:start' | 'pressure:change' | 'pressure:end', listener: () => void): unknown;
+  off(event: 'pressure:start' | 'pressure:change' | 'pressure:end', listener: () => void): unknown;
+}
+
+/** Violations that stop a worker taking jobs: every resource but CPU (see Cell0WorkerOptions.limiter). */
+export function pausingViolations(violations: readonly ResourceViolation[]): ResourceViolation[] {
+  return violations.filter((v) => v.resource !== 'cpu');
 }
 
 const DEFAULTS = {
@@ -197,6 +205,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private pausedAt = 0;
   private pressureChain: Promise<void> = Promise.resolve();
   private readonly onPressure = () => this.syncPressure();
+  /**
+   * Redis CLIENT ID of the connection the status is published on: readers check it is still connected.
+   * Undefined until read; null where the server refuses CLIENT ID (readers then go by the status's age).
+   */
+  private clientId: number | null | undefined;
   private maintenanceWorker: Worker | undefined;
   private maintenanceQueue: Queue | undefined;
   private triggerForce: () => void = () => undefined;
@@ -253,6 +266,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         connectionName: `cell0:worker:${queue}`,
         logger: this.opts.logger ?? silentLogger(),
       });
+      // A reconnect gives the connection a new CLIENT ID: the status connection's is read again after it.
+      if (this.connections.length === 0) conn.on('ready', () => (this.clientId = undefined));
       this.connections.push(conn);
       this.connectionOf.set(queue, conn);
       // Before any BullMQ object exists: a Redis that may evict keys would lose jobs.
@@ -290,6 +305,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const limiter = this.opts.limiter;
     if (limiter) {
       limiter.on('pressure:start', this.onPressure);
+      limiter.on('pressure:change', this.onPressure);
       limiter.on('pressure:end', this.onPressure);
       this.syncPressure();
     }
@@ -317,12 +333,18 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       updatedAt: new Date().toISOString(),
       active: this.activeCount,
       state: this.stopping ? 'closing' : this.pausedByPressure ? 'paused' : 'running',
+      ...(this.opts.heartbeatMs > 0 ? { heartbeatMs: this.opts.heartbeatMs } : {}),
+      ...(typeof this.clientId === 'number' ? { clientId: this.clientId } : {}),
       ...(this.opts.limiter
         ? {
             pressure: {
               underPressure: this.opts.limiter.underPressure,
               violations: this.opts.limiter.violations,
               pausedSince: this.pausedByPressure ? new Date(this.pausedAt).toISOString() : null,
+              // CPU over its limit: the worker keeps taking jobs, but counts as saturated for shedding.
+              saturated:
+                this.opts.limiter.underPressure &&
+                this.opts.limiter.violations.some((v) => v.resource === 'cpu'),
               episodes: this.opts.limiter.episodes,
             },
           }
@@ -332,18 +354,26 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     };
   }
 
-  private async publishStatus(): Promise<void> {
+  /**
+   * Publishes this worker's status now (besides the heartbeat): for changes producers should see at once,
+   * such as a backend breaker opening or closing. Never throws; a no-op without a heartbeat.
+   */
+  async publishStatus(): Promise<void> {
     if (this.opts.heartbeatMs === 0) return;
     const conn = this.connections[0];
     if (!conn || conn.status !== 'ready') return;
     try {
+      this.clientId ??= await conn.client('ID').then(
+        (id) => Number(id),
+        () => null,
+      );
       await publishWorkerStatus(conn, this.opts.prefix, this.statusSnapshot(), this.opts.heartbeatMs * 3);
     } catch (err) {
       this.log.debug({ err }, 'could not publish worker status');
     }
   }
 
-  /** True while resource pressure keeps this worker from taking jobs. */
+  /** True while resource pressure (on anything but CPU) keeps this worker from taking jobs. */
   get paused(): boolean {
     return this.pausedByPressure;
   }
@@ -358,13 +388,20 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       .catch((err: unknown) => this.log.warn({ err }, 'could not pause or resume for resource pressure'));
   }
 
+  /** The limiter's violations that pause this worker (none while it is not under pressure). */
+  private pausing(): ResourceViolation[] {
+    const l = this.opts.limiter;
+    return l?.underPressure ? pausingViolations(l.violations) : [];
+  }
+
   private async applyPressure(): Promise<void> {
-    const want = !this.stopping && (this.opts.limiter?.underPressure ?? false);
-    if (want === this.pausedByPressure) return;
+    const violations = this.pausing();
+    const want = !this.stopping && violations.length > 0;
+    // No change of state, but perhaps of saturation (CPU alone): producers see it now, not at the heartbeat.
+    if (want === this.pausedByPressure) return this.publishStatus();
     if (want) {
       this.pausedByPressure = true;
       this.pausedAt = Date.now();
-      const violations = this.opts.limiter?.violations ?? [];
       this.log.warn({ violations }, 'resource pressure: taking no new jobs (active ones finish)');
       // doNotWaitActive: the jobs running now finish on their own; pausing only stops the fetching.
       await Promise.all([...this.workers.values()].map((w) => w.pause(true)));
@@ -529,7 +566,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     queue: QueueName,
     call: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
-    if (!this.stopping && this.opts.limiter?.underPressure) {
+    if (!this.stopping && this.pausing().length > 0) {
       // Admission: a job fetched just before (or while) the pressure began goes back for another worker.
       await job.moveToWait(token);
       this.syncPressure();
@@ -658,6 +695,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.stopping = true;
     this.closing ??= (async () => {
       this.opts.limiter?.off('pressure:start', this.onPressure);
+      this.opts.limiter?.off('pressure:change', this.onPressure);
       this.opts.limiter?.off('pressure:end', this.onPressure);
       this.log.info({ active: this.active }, 'worker closing: finishing active jobs');
       const graceful = Promise.allSettled(this.allWorkers().map((w) => w.close()));

@@ -4,7 +4,17 @@ export * from '../shared/resources/index.js';
 export {
   getFleetUsage,
   summarizeFleet,
+  workerPressure,
   type FleetSummary,
+  type WorkerPressure,
   type WorkerUsage,
 } from '../shared/fleet/worker-status.js';
+export {
+  summarizeBackendHealth,
+  unavailableBackend,
+  type BackendHealth,
+  type BackendHealthReport,
+  type BackendUnavailable,
+  type FleetBackendHealth,
+} from '../shared/fleet/backend-health.js';
 export { type AdmissionLimiter } from './cell0-worker.js';

@@ -25,6 +25,7 @@ import { type SubmitResult } from '../job-submitter.js';
 import { AccessControl, ADMIN_ROUTES, tenantOf } from './access-control.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 import { summarizeFleet } from '../../shared/fleet/worker-status.js';
+import { summarizeBackendHealth, type FleetBackendHealth } from '../../shared/fleet/backend-health.js';
 
 /** Options of {@link createApi}. */
 export interface ApiOptions {
@@ -127,11 +128,15 @@ export function createApi(opts: ApiOptions): Express {
     res.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000) });
   });
 
-  app.get('/readyz', async (_req, res) => {
+  app.get('/readyz', async (req, res) => {
+    // ?backends=1: the fleet's backend breakers too (read alongside); reported, never a reason for 503:
+    // jobs for a down backend are still accepted and wait for it.
+    const backendsRead = isTrue(req.query.backends) ? backendHealth(client, readyTimeoutMs) : undefined;
     const health = await Promise.race([
       client.health(),
       new Promise<undefined>((r) => setTimeout(() => r(undefined), readyTimeoutMs).unref()),
     ]);
+    const backends = await backendsRead;
     // Redis memory: over the watermark or full, new work is refused, so this instance is not ready for it;
     // a policy other than noeviction (changed while running) loses jobs.
     const memory = client.redisMemory.snapshot();
@@ -171,6 +176,7 @@ export function createApi(opts: ApiOptions): Express {
             },
           }
         : {}),
+      ...backends,
     });
   });
 
@@ -292,9 +298,24 @@ export function createApi(opts: ApiOptions): Express {
       });
     } else {
       const poll = `${req.baseUrl}/jobs/${r.queue}/${r.jobId}`;
+      const away = r.backendUnavailable;
       res.setHeader('Location', poll);
-      res.setHeader('Retry-After', '1');
-      res.status(202).json({ jobId: r.jobId, queue: r.queue, status: 'pending', state: r.jobState, poll });
+      res.setHeader('Retry-After', away ? String(Math.ceil(away.retryAfterMs / 1000)) : '1');
+      res.status(202).json({
+        jobId: r.jobId,
+        queue: r.queue,
+        status: 'pending',
+        state: r.jobState,
+        poll,
+        // Answered without waiting: the backend is down on every worker; the job runs once it is back.
+        ...(away
+          ? {
+              reason: 'backend_unavailable',
+              backends: away.backends,
+              retryAfterSec: Math.ceil(away.retryAfterMs / 1000),
+            }
+          : {}),
+      });
     }
   };
 
@@ -464,6 +485,30 @@ export function createApi(opts: ApiOptions): Express {
 /** At most 80 characters of an echoed path segment. */
 function clip(s: string): string {
   return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+}
+
+function isTrue(v: unknown): boolean {
+  return v === '1' || v === 'true';
+}
+
+/**
+ * Backend health across the live workers (`backends`, and `backendsHealthy` when every breaker is closed),
+ * or `backendsError` when the fleet registry could not be read in time.
+ */
+async function backendHealth(
+  client: Cell0Client,
+  timeoutMs: number,
+): Promise<{ backendsHealthy: boolean; backends: FleetBackendHealth[] } | { backendsError: string }> {
+  const workers = await Promise.race([
+    client.fleet().catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))),
+    new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs).unref()),
+  ]);
+  if (workers === undefined)
+    return { backendsError: `the fleet registry did not answer within ${timeoutMs} ms` };
+  if (workers instanceof Error)
+    return { backendsError: `could not read the fleet registry: ${workers.message}` };
+  const backends = summarizeBackendHealth(workers);
+  return { backendsHealthy: backends.every((b) => b.state === 'closed'), backends };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

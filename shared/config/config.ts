@@ -29,8 +29,6 @@ const int = (min: number, max: number) =>
       z.number().int().min(min, `expected an integer >= ${min}`).max(max, `expected an integer <= ${max}`),
     );
 
-const percent = int(1, 100);
-
 const bool = z
   .string()
   .trim()
@@ -107,13 +105,18 @@ interface EnvVar {
 export const ENV = {
   CELL0_MAX_MEMORY_PERCENT: {
     default: '85',
-    schema: percent,
-    doc: 'Memory use (% of host RAM) above which a worker stops taking jobs',
+    schema: int(0, 100),
+    doc: 'Memory use (% of host RAM) above which a worker stops taking jobs (0 = no limit)',
   },
   CELL0_MAX_CPU_PERCENT: {
     default: '90',
-    schema: percent,
-    doc: 'CPU use (%) above which a worker stops taking jobs',
+    schema: int(0, 100),
+    doc: "cell0's own CPU (% of its cgroup quota, else % of one core for the worker process) above which a worker counts as saturated; the API sheds only while every worker is and the queue is behind (0 = no limit)",
+  },
+  CELL0_CPU_WINDOW_MS: {
+    default: '10000',
+    schema: int(0, 600_000),
+    doc: "Sliding window of a worker's CPU figure, ms (0 = each sample interval alone)",
   },
   CELL0_MAX_DISK_PERCENT: {
     default: '95',
@@ -144,6 +147,16 @@ export const ENV = {
     default: '10000',
     schema: int(0, 100_000_000),
     doc: 'Jobs waiting in a queue above which POST /v1/* answers 503 with Retry-After (0 = no bound)',
+  },
+  CELL0_BEHIND_WINDOW_MS: {
+    default: '10000',
+    schema: int(1000, 3_600_000),
+    doc: 'How far back the API looks to tell whether a queue is growing (behind), ms',
+  },
+  CELL0_BEHIND_WAIT_AGE_MS: {
+    default: '30000',
+    schema: int(0, 86_400_000),
+    doc: 'A queue whose oldest waiting job has waited longer than this counts as behind, ms (0 = only growth counts)',
   },
   CELL0_OVERLOAD_RETRY_AFTER_SEC: {
     default: '5',
@@ -693,6 +706,9 @@ export interface Config {
   resources: {
     sampleMs: number;
     hysteresis: number;
+    cpuWindowMs: number;
+    behindWindowMs: number;
+    behindWaitAgeMs: number;
     maxQueueDepth: number;
     overloadRetryAfterSec: number;
     modelBudget: ModelBudgetSetting;
@@ -905,6 +921,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     resources: {
       sampleMs: p.CELL0_RESOURCE_SAMPLE_MS,
       hysteresis: p.CELL0_RESOURCE_HYSTERESIS,
+      cpuWindowMs: p.CELL0_CPU_WINDOW_MS,
+      behindWindowMs: p.CELL0_BEHIND_WINDOW_MS,
+      behindWaitAgeMs: p.CELL0_BEHIND_WAIT_AGE_MS,
       maxQueueDepth: p.CELL0_MAX_QUEUE_DEPTH,
       overloadRetryAfterSec: p.CELL0_OVERLOAD_RETRY_AFTER_SEC,
       modelBudget: p.CELL0_MODEL_MEMORY_BUDGET,

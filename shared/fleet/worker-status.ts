@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 
 /**
  * What each worker process publishes about itself every few seconds (a heartbeat with a TTL), so any
@@ -21,6 +21,12 @@ export interface WorkerStatus {
    * shutdown has begun.
    */
   state: 'running' | 'paused' | 'closing';
+  /** How often the worker publishes its status, ms: a record older than about one interval is a dead worker's. */
+  heartbeatMs?: number;
+  /** Lifetime of the record in Redis, ms (set by publishWorkerStatus): with its PTTL it gives the record's age. */
+  ttlMs?: number;
+  /** Redis CLIENT ID of the connection the worker publishes on: gone from CLIENT LIST = the worker is dead. */
+  clientId?: number;
   /** Extra sections (backends: pools, breakers, rate limits). */
   [section: string]: unknown;
 }
@@ -43,7 +49,7 @@ export async function publishWorkerStatus(
   const keys = fleetKeys(prefix);
   await redis
     .multi()
-    .set(keys.worker(status.id), JSON.stringify(status), 'PX', ttlMs)
+    .set(keys.worker(status.id), JSON.stringify({ ...status, ttlMs }), 'PX', ttlMs)
     .zadd(keys.index, Date.now(), status.id)
     .pexpire(keys.index, ttlMs * 4)
     .exec();
@@ -56,26 +62,93 @@ export async function removeWorkerStatus(redis: Redis, prefix: string, id: strin
 }
 
 /**
- * The live workers: those whose status has not expired, newest first. Index entries of workers that
- * stopped without removing themselves are dropped as they are found.
+ * How long after its last heartbeat a worker still counts when its connection cannot be checked: one
+ * interval and a grace for a late timer (half an interval, at least 1 s).
+ */
+export function staleAfterMs(heartbeatMs: number): number {
+  return heartbeatMs + Math.max(1000, heartbeatMs / 2);
+}
+
+/** Connections on which CLIENT LIST ID was refused (Redis < 6.2, managed Redis): only record ages count there. */
+const noClientList = new WeakSet<Redis>();
+
+/**
+ * The connected ones among these CLIENT IDs, or undefined when the server cannot say (CLIENT LIST refused:
+ * remembered for this connection) or did not answer.
+ */
+async function connectedClients(redis: Redis, ids: number[]): Promise<Set<number> | undefined> {
+  if (ids.length === 0 || noClientList.has(redis)) return undefined;
+  try {
+    const list = (await redis.call('CLIENT', 'LIST', 'ID', ...ids.map(String))) as string;
+    return new Set([...list.matchAll(/(?:^|\s)id=(\d+)/g)].map((m) => Number(m[1])));
+  } catch (err) {
+    if (err instanceof ReplyError) noClientList.add(redis);
+    return undefined;
+  }
+}
+
+/**
+ * The live workers, newest first. A worker counts while its status has not expired and, when it says which
+ * Redis connection it publishes on, that connection is still open (CLIENT LIST ID): a worker killed with
+ * SIGKILL drops out as soon as Redis sees its connection close, not when its status expires. Where the
+ * connection cannot be checked (CLIENT LIST refused, or a status without `clientId`), a status older than
+ * staleAfterMs(heartbeat) — measured on Redis's clock from the key's PTTL, so host clocks do not matter — is
+ * a dead worker's. Index entries of expired statuses are dropped as they are found.
  */
 export async function readWorkerStatuses(redis: Redis, prefix: string): Promise<WorkerStatus[]> {
   const keys = fleetKeys(prefix);
   const ids = await redis.zrevrange(keys.index, 0, 999);
   if (ids.length === 0) return [];
-  const values = await redis.mget(ids.map((id) => keys.worker(id)));
-  const gone = ids.filter((_, i) => values[i] === null);
-  if (gone.length > 0) await redis.zrem(keys.index, ...gone);
-  const out: WorkerStatus[] = [];
-  for (const v of values) {
-    if (v === null) continue;
+  const pipe = redis.pipeline();
+  for (const id of ids) pipe.get(keys.worker(id)).pttl(keys.worker(id));
+  const replies = (await pipe.exec()) ?? [];
+  const gone: string[] = [];
+  const found: { status: WorkerStatus; pttl: number }[] = [];
+  ids.forEach((id, i) => {
+    const [getErr, value] = replies[2 * i] ?? [];
+    const [, pttl] = replies[2 * i + 1] ?? [];
+    if (getErr) throw getErr;
+    if (value === null || value === undefined) {
+      gone.push(id);
+      return;
+    }
     try {
-      out.push(JSON.parse(v) as WorkerStatus);
+      found.push({ status: JSON.parse(value as string) as WorkerStatus, pttl: Number(pttl) });
     } catch {
       // A value that is not JSON was not written by cell0; skip it.
     }
-  }
-  return out;
+  });
+  if (gone.length > 0) await redis.zrem(keys.index, ...gone);
+  const clientIds = found.map((f) => f.status.clientId).filter((c): c is number => Number.isInteger(c));
+  const connected = await connectedClients(redis, clientIds);
+  return found
+    .filter(({ status: w, pttl }) => {
+      if (connected && Number.isInteger(w.clientId)) return connected.has(w.clientId!);
+      if (!(typeof w.heartbeatMs === 'number' && w.heartbeatMs > 0 && typeof w.ttlMs === 'number'))
+        return true;
+      // PTTL -1/-2 (no TTL, just expired): nothing to measure; the next read settles it.
+      return pttl < 0 || w.ttlMs - pttl <= staleAfterMs(w.heartbeatMs);
+    })
+    .map((f) => f.status);
+}
+
+/** How resource pressure weighs on a worker, from its published status. */
+export type WorkerPressure = 'none' | 'saturated' | 'paused';
+
+/**
+ * `paused`: it takes no jobs because of memory, disk, heap or event-loop pressure (or says so without
+ * saying why: a status from before CPU was told apart). `saturated`: its CPU is over its limit, alone; it
+ * keeps taking jobs. `none` otherwise.
+ */
+export function workerPressure(w: WorkerStatus): WorkerPressure {
+  const p = w.pressure as { underPressure?: unknown; violations?: unknown; saturated?: unknown } | undefined;
+  const violations = Array.isArray(p?.violations)
+    ? (p.violations as { resource?: unknown }[]).map((v) => v?.resource)
+    : [];
+  const cpuOnly = violations.length > 0 && violations.every((r) => r === 'cpu');
+  if (w.state === 'paused') return cpuOnly ? 'saturated' : 'paused';
+  if (p?.saturated === true || (p?.underPressure === true && violations.includes('cpu'))) return 'saturated';
+  return 'none';
 }
 
 /** The fleet at a glance, as `GET /v1/fleet` shows it under `summary`. */
@@ -84,6 +157,8 @@ export interface FleetSummary {
   running: number;
   /** Paused by resource pressure. */
   paused: number;
+  /** Taking jobs with their CPU over its limit (see workerPressure). */
+  saturated: number;
   closing: number;
   /** Jobs running across the fleet. */
   active: number;
@@ -101,6 +176,7 @@ export function summarizeFleet(workers: readonly WorkerStatus[]): FleetSummary {
     workers: workers.length,
     running: workers.filter((w) => w.state === 'running').length,
     paused: workers.filter((w) => w.state === 'paused').length,
+    saturated: workers.filter((w) => workerPressure(w) === 'saturated').length,
     closing: workers.filter((w) => w.state === 'closing').length,
     active: workers.reduce((n, w) => n + (typeof w.active === 'number' ? w.active : 0), 0),
     warmModels,

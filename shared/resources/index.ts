@@ -5,7 +5,9 @@ export {
   resetResourceMonitor,
   createSystemSampler,
 } from './resource-monitor.js';
-export type { ResourceMonitorOptions, ResourceMonitorEvents } from './resource-monitor.js';
+export type { ResourceMonitorOptions, ResourceMonitorEvents, SystemCpuOptions } from './resource-monitor.js';
+export { CpuWindow, cgroupCpuSource, detectCpuSource, processCpuSource, hostCpuTimes } from './cpu-usage.js';
+export type { CpuReading, CpuScope, CpuUsageSource, CgroupCpuOptions } from './cpu-usage.js';
 export { ResourceLimiter } from './resource-limiter.js';
 export type { ResourceLimiterOptions, ResourceLimiterEvents, CleanupHandler } from './resource-limiter.js';
 export { ModelMemoryManager } from './model-memory-manager.js';

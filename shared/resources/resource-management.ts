@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../logger.js';
 import { DiskCleanupManager } from './disk-cleanup.js';
 import { ModelMemoryManager, type ModelLease } from './model-memory-manager.js';
 import { ResourceLimiter } from './resource-limiter.js';
-import { ResourceMonitor, type ResourceMonitorOptions } from './resource-monitor.js';
+import { ResourceMonitor, type ResourceMonitorOptions, type SystemCpuOptions } from './resource-monitor.js';
 import { type EvictionPolicy, type ModelDriver, type ResourceLimits } from './types.js';
 
 /** One backend whose models are managed. */
@@ -29,6 +29,8 @@ export interface ResourceManagementOptions {
   diskPath?: string;
   /** Replaces the system sampler (tests, simulations). */
   sampler?: ResourceMonitorOptions['sampler'];
+  /** cell0's CPU figure: its sliding window, and injected sources (tests). */
+  cpu?: SystemCpuOptions;
   /** Model memory management: one manager per backend that can load and unload. */
   models?: {
     backends: ManagedBackend[];
@@ -75,6 +77,7 @@ export class ResourceManagement {
       ...(opts.sampleMs !== undefined ? { intervalMs: opts.sampleMs } : {}),
       ...(opts.diskPath !== undefined ? { diskPath: opts.diskPath } : {}),
       ...(opts.sampler ? { sampler: opts.sampler } : {}),
+      ...(opts.cpu ? { cpu: opts.cpu } : {}),
     });
     this.monitor.on('error', (err) => this.log.debug({ err }, 'resource sample failed'));
     this.limiter = new ResourceLimiter({

@@ -1,5 +1,5 @@
 /*
- * Samples the host and this process in the background. Sample on a timer, decide synchronously: whoever
+ * Samples the host, what cell0 controls (its CPU: cgroup quota or process) and this process in the background. Sample on a timer, decide synchronously: whoever
  * needs a decision before a job (the limiter, the worker) reads the last sample, which costs nothing; the
  * work of sampling (reading /proc, statfs) happens off the job path, never overlapping itself.
  */
@@ -11,6 +11,7 @@ import v8 from 'node:v8';
 import { mem } from 'systeminformation';
 import { ClosedError } from '../errors.js';
 import { type ResourceSample, type SampleSource } from './types.js';
+import { CpuWindow, detectCpuSource, hostCpuTimes, type CpuScope, type CpuUsageSource } from './cpu-usage.js';
 
 /** Options of a resource monitor. */
 export interface ResourceMonitorOptions {
@@ -22,6 +23,8 @@ export interface ResourceMonitorOptions {
   diskPath?: string;
   /** Replaces the real sampler (tests, simulations). */
   sampler?: () => Promise<ResourceSample> | ResourceSample;
+  /** CPU figures of the real sampler: window, and injected sources (tests). */
+  cpu?: SystemCpuOptions;
 }
 
 /** Events of a resource monitor. */
@@ -77,45 +80,78 @@ async function readMemory(): Promise<{ total: number; used: number }> {
   return { total, used: Math.max(0, total - os.freemem()) };
 }
 
-/** CPU time counters of all cores, ms. */
-function cpuTimes(): { busy: number; total: number } {
-  let busy = 0;
-  let total = 0;
-  for (const c of os.cpus()) {
-    const t = c.times;
-    busy += t.user + t.nice + t.sys + t.irq;
-    total += t.user + t.nice + t.sys + t.irq + t.idle;
-  }
-  return { busy, total };
+/** Options of the CPU figures of the system sampler. */
+export interface SystemCpuOptions {
+  /**
+   * Sliding window of cell0's CPU figure, ms: the % is the CPU used over about this long, so one busy
+   * second does not flap the limit. 0 = since the previous sample only. Default 10000.
+   */
+  windowMs?: number;
+  /** cell0's own CPU counter. Default: the cgroup's quota when one is set (see cgroupRoot), else this process. */
+  source?: CpuUsageSource;
+  /** Where the cgroup filesystem is mounted (tests point it at a fake folder). Default /sys/fs/cgroup. */
+  cgroupRoot?: string;
+  /** This process's cgroup under the root. Default: from /proc/self/cgroup with the default root, else "/". */
+  cgroupPath?: string;
+  /** The host's cumulative CPU counters (informational only, never a limit). Default os.cpus(). */
+  hostTimes?: () => { busy: number; total: number };
+}
+
+/** What the CPU meter returns for one sample. */
+interface CpuFigures {
+  percent: number;
+  hostPercent: number;
+  scope: CpuScope;
+  capacityCores: number;
 }
 
 /**
- * Host CPU load since the previous call, % of all cores, from the kernel's counters (os.cpus(): /proc/stat
- * on Linux). systeminformation's currentLoad() reads the same counters but also runs a shell command on
- * every call on Linux (for steal and guest time); at a 2 s interval that cost a worker about 5% of its job
- * throughput in bench:e2e, so CPU is read here directly.
+ * cell0's CPU over a sliding window (see cpu-usage.ts), and the host's since the previous call for
+ * information. The host figure comes from the kernel's counters (os.cpus(): /proc/stat on Linux);
+ * systeminformation's currentLoad() reads the same counters but also runs a shell command on every call on
+ * Linux, which cost a worker about 5% of its job throughput in bench:e2e.
  */
-function cpuMeter(): () => Promise<number> {
-  let prev = cpuTimes();
-  let prevAt = performance.now();
+function cpuMeter(opts: SystemCpuOptions): () => Promise<CpuFigures> {
+  const source =
+    opts.source ??
+    detectCpuSource({
+      ...(opts.cgroupRoot !== undefined ? { cgroupRoot: opts.cgroupRoot } : {}),
+      ...(opts.cgroupPath !== undefined ? { cgroupPath: opts.cgroupPath } : {}),
+    });
+  const hostTimes = opts.hostTimes ?? hostCpuTimes;
+  const window = new CpuWindow(opts.windowMs ?? DEFAULT_CPU_WINDOW_MS);
+  let last = source.read();
+  window.push(last);
+  let prevHost = hostTimes();
+  const startedAt = performance.now();
+  let first = true;
   return async () => {
-    // The first reading right after start would cover a few ms: give it a short interval to measure.
-    const since = performance.now() - prevAt;
-    // Not unref'd: a caller awaiting its first sample (start()) must not see the process exit under it.
-    if (since < MIN_CPU_WINDOW_MS) await new Promise((r) => setTimeout(r, MIN_CPU_WINDOW_MS - since));
-    const now = cpuTimes();
-    const total = now.total - prev.total;
-    const busy = now.busy - prev.busy;
-    prev = now;
-    prevAt = performance.now();
-    if (total > 0) return (busy / total) * 100;
+    if (first) {
+      first = false;
+      // The first reading right after start would cover a few ms: give it a short interval to measure.
+      const since = performance.now() - startedAt;
+      // Not unref'd: a caller awaiting its first sample (start()) must not see the process exit under it.
+      if (since < MIN_CPU_WINDOW_MS) await new Promise((r) => setTimeout(r, MIN_CPU_WINDOW_MS - since));
+    }
+    last = source.read();
+    const own = window.push(last);
+    const host = hostTimes();
+    const total = host.total - prevHost.total;
+    const busy = host.busy - prevHost.busy;
+    prevHost = host;
     // No counters (some sandboxes): the 1-minute load average per core is coarser but always there.
-    const [oneMinute = 0] = os.loadavg();
-    return (oneMinute / Math.max(1, os.availableParallelism())) * 100;
+    const hostPercent =
+      total > 0
+        ? (busy / total) * 100
+        : ((os.loadavg()[0] ?? 0) / Math.max(1, os.availableParallelism())) * 100;
+    return { percent: own ?? 0, hostPercent, scope: last.scope, capacityCores: last.capacityCores };
   };
 }
 
-/** Shortest span a CPU reading covers, ms. */
+/** Default window of cell0's CPU figure, ms. */
+export const DEFAULT_CPU_WINDOW_MS = 10_000;
+
+/** Shortest span the first CPU reading covers, ms. */
 const MIN_CPU_WINDOW_MS = 200;
 
 /** Disk use of the filesystem holding `path`, as df reports it. */
@@ -129,18 +165,19 @@ async function readDisk(path: string): Promise<number> {
 }
 
 /**
- * The real sampler, exported for reuse. Host memory from systeminformation mem() (`active`/`total`), host
- * CPU from the kernel's counters (% since the previous call), disk from statfs(diskPath), and this process's memory,
- * heap limit and event-loop delay (a histogram reset after each sample, so each sample covers one interval).
- * One sample takes a few ms; the first takes up to 200 ms more (the CPU reading needs an interval to measure).
+ * The real sampler, exported for reuse. Host memory from systeminformation mem() (`active`/`total`), cell0's
+ * CPU (its cgroup quota or this process, over a sliding window) and the host's (informational), disk from
+ * statfs(diskPath), and this process's memory, heap limit and event-loop delay (a histogram reset after each
+ * sample, so each sample covers one interval). One sample takes a few ms; the first takes up to 200 ms more
+ * (the CPU reading needs an interval to measure).
  */
-export function createSystemSampler(opts: { diskPath: string }): SystemSampler {
+export function createSystemSampler(opts: { diskPath: string; cpu?: SystemCpuOptions }): SystemSampler {
   const { diskPath } = opts;
   if (typeof diskPath !== 'string' || diskPath.length === 0)
     throw new TypeError('createSystemSampler: option "diskPath" must be a non-empty path');
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loop.enable();
-  const readCpu = cpuMeter();
+  const readCpu = cpuMeter(opts.cpu ?? {});
   return {
     async sample(): Promise<ResourceSample> {
       // Read the loop delay before the sample's own work, which belongs to no job.
@@ -156,7 +193,10 @@ export function createSystemSampler(opts: { diskPath: string }): SystemSampler {
       return {
         at: Date.now(),
         memoryPercent: percent((memory.used / memory.total) * 100),
-        cpuPercent: percent(cpu),
+        cpuPercent: percent(cpu.percent),
+        cpuScope: cpu.scope,
+        cpuCores: cpu.capacityCores,
+        hostCpuPercent: percent(cpu.hostPercent),
         diskPercent: percent(disk),
         memoryTotalBytes: memory.total,
         memoryUsedBytes: memory.used,
@@ -185,6 +225,7 @@ export class ResourceMonitor extends EventEmitter<ResourceMonitorEvents> impleme
   readonly historySize: number;
   readonly diskPath: string;
   private readonly customSampler: (() => Promise<ResourceSample> | ResourceSample) | undefined;
+  private readonly cpuOptions: SystemCpuOptions;
   /** The real sampler, made on the first sample (its histogram runs from then on). */
   private system: SystemSampler | undefined;
   /** History ring: `next` is where the next sample goes; `size` how many are held. */
@@ -217,6 +258,14 @@ export class ResourceMonitor extends EventEmitter<ResourceMonitorEvents> impleme
     this.historySize = o.historySize;
     this.diskPath = o.diskPath;
     this.customSampler = o.sampler;
+    if (
+      o.cpu?.windowMs !== undefined &&
+      !(typeof o.cpu.windowMs === 'number' && Number.isFinite(o.cpu.windowMs) && o.cpu.windowMs >= 0)
+    )
+      throw new TypeError(
+        `ResourceMonitor: option "cpu.windowMs" must be >= 0 ms, got ${String(o.cpu.windowMs)}`,
+      );
+    this.cpuOptions = { ...o.cpu };
     this.ring = new Array<ResourceSample | undefined>(o.historySize);
   }
 
@@ -294,7 +343,7 @@ export class ResourceMonitor extends EventEmitter<ResourceMonitorEvents> impleme
       if (this.customSampler) {
         sample = await this.customSampler();
       } else {
-        this.system ??= createSystemSampler({ diskPath: this.diskPath });
+        this.system ??= createSystemSampler({ diskPath: this.diskPath, cpu: this.cpuOptions });
         sample = await this.system.sample();
       }
     } catch (err) {

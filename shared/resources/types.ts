@@ -10,8 +10,19 @@ export interface ResourceSample {
   at: number;
   /** Host memory in use (active, not counting reclaimable page cache) as % of total. */
   memoryPercent: number;
-  /** Host CPU load since the previous sample, % of all cores. */
+  /**
+   * cell0's CPU over the sampler's sliding window (CELL0_CPU_WINDOW_MS), the figure the CPU limit applies
+   * to: % of the cgroup's CPU quota when one is set, else % of one core used by this process (a Node
+   * process runs its JavaScript on one thread; 100 = that thread never idle). Never the host's: a busy
+   * neighbour is not cell0's pressure.
+   */
   cpuPercent: number;
+  /** What cpuPercent is measured on (set by the system sampler). */
+  cpuScope?: 'cgroup' | 'process';
+  /** Cores cpuPercent is a percentage of: the quota in cores, or 1 for a process (system sampler). */
+  cpuCores?: number;
+  /** The whole host's CPU load since the previous sample, % of all cores: for information, never a limit. */
+  hostCpuPercent?: number;
   /** Use of the filesystem holding the data folder, %. */
   diskPercent: number;
   /** Host memory, bytes. */
@@ -35,13 +46,13 @@ export interface ResourceSample {
 export type ResourceKind = 'memory' | 'cpu' | 'disk' | 'heap' | 'eventLoopDelay';
 
 /**
- * Limits of one worker. A value above its limit is a violation. 0 turns a limit off (memory, cpu and disk
- * must be 1–100 when set; heap is a %, event-loop delay is ms of p99).
+ * Limits of one worker. A value above its limit is a violation. 0 turns any limit off (memory, cpu, disk
+ * and heap are 1–100 when set; event-loop delay is ms of p99).
  */
 export interface ResourceLimits {
   /** Host memory %, default CELL0_MAX_MEMORY_PERCENT (85). */
   maxMemoryPercent: number;
-  /** Host CPU %, default CELL0_MAX_CPU_PERCENT (90). */
+  /** cell0's CPU % (see ResourceSample.cpuPercent), default CELL0_MAX_CPU_PERCENT (90). */
   maxCpuPercent: number;
   /** Disk use % of the data folder's filesystem, default CELL0_MAX_DISK_PERCENT (95). */
   maxDiskPercent: number;

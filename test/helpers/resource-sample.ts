@@ -3,7 +3,10 @@ import { type ResourceSample } from '../../shared/resources/types';
 /** Values of a test sample; unset ones are low (within every default limit). */
 export interface SampleValues {
   memory?: number;
+  /** cell0's own CPU (the limited figure). */
   cpu?: number;
+  /** The host's CPU (informational). */
+  hostCpu?: number;
   disk?: number;
   heap?: number;
   /** Event-loop delay p99, ms. */
@@ -16,6 +19,9 @@ export function resourceSample(v: SampleValues = {}): ResourceSample {
     at: Date.now(),
     memoryPercent: v.memory ?? 10,
     cpuPercent: v.cpu ?? 10,
+    cpuScope: 'process',
+    cpuCores: 1,
+    hostCpuPercent: v.hostCpu ?? v.cpu ?? 10,
     diskPercent: v.disk ?? 10,
     memoryTotalBytes: 1e10,
     memoryUsedBytes: ((v.memory ?? 10) / 100) * 1e10,

@@ -413,7 +413,16 @@ describe('producers shed load', () => {
       expect(r.status).toBe(202);
     }
     await shedder.refresh();
-    expect(shedder.snapshot().inference).toEqual({ waiting: 3, workers: 0, paused: 0 });
+    expect(shedder.snapshot().inference).toEqual({
+      waiting: 3,
+      workers: 0,
+      paused: 0,
+      saturated: 0,
+      // Readings taken while the three were added: growth from the first of them, and the oldest one's age.
+      growth: expect.any(Number),
+      oldestWaitMs: expect.any(Number),
+      behind: expect.any(Boolean),
+    });
     const r = await post(`${fleet.url}/v1/inference`, {
       model: 'qwen2.5:0.5b',
       prompt: 'one too many',

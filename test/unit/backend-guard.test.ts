@@ -397,4 +397,43 @@ describe('BackendGuard', () => {
       expect(guard().metrics()).toMatchObject({ name: 'fake@http://127.0.0.1:1', retries: 0, retriesBy: {} });
     });
   });
+
+  describe('health', () => {
+    it('says the state, since when, the wait until the trial call, and the last failure that counted', async () => {
+      const g = guard({ failureThreshold: 2, resetTimeoutMs: 60_000, retry: { maxRetries: 0 } });
+      const before = Date.now();
+      expect(g.health()).toEqual({
+        name: 'fake@http://127.0.0.1:1',
+        state: 'closed',
+        since: expect.any(String),
+        retryAfterMs: 0,
+      });
+      // A 404 is the caller's problem: not a failure of the backend, not remembered.
+      await rejectionOf(g.run(always(http(404)).call, signal()));
+      expect(g.health().lastError).toBeUndefined();
+      const refused = new ProviderError('fake', '/x: connection failed', undefined, true, {
+        kind: 'connection',
+        cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }),
+      });
+      const opened = once(g, 'breaker:open');
+      await rejectionOf(g.run(always(http(502)).call, signal()));
+      expect(g.health().lastError).toEqual({
+        code: 'CELL0_PROVIDER_ERROR',
+        kind: 'http',
+        status: 502,
+        at: expect.any(String),
+      });
+      // The failure that opens the breaker is already in the health its 'breaker:open' listeners read.
+      let seenOnOpen: ReturnType<BackendGuard['health']> | undefined;
+      g.once('breaker:open', () => (seenOnOpen = g.health()));
+      await rejectionOf(g.run(always(refused).call, signal()));
+      await opened;
+      expect(seenOnOpen?.lastError).toMatchObject({ kind: 'connection', cause: 'ECONNREFUSED' });
+      const h = g.health();
+      expect(h.state).toBe('open');
+      expect(Date.parse(h.since)).toBeGreaterThanOrEqual(before);
+      expect(h.retryAfterMs).toBeGreaterThan(50_000);
+      expect(h.retryAfterMs).toBeLessThanOrEqual(60_000);
+    });
+  });
 });

@@ -71,6 +71,37 @@ describe('loadConfig', () => {
     expect(byField.REDIS_URL).toMatch(/redis:\/\/ or rediss:\/\//);
   });
 
+  it.each([
+    ['CELL0_MAX_MEMORY_PERCENT', 'maxMemoryPercent'],
+    ['CELL0_MAX_CPU_PERCENT', 'maxCpuPercent'],
+    ['CELL0_MAX_DISK_PERCENT', 'maxDiskPercent'],
+    ['CELL0_MAX_HEAP_PERCENT', 'maxHeapPercent'],
+    ['CELL0_MAX_EVENT_LOOP_DELAY_MS', 'maxEventLoopDelayMs'],
+  ] as const)('%s=0 turns that limit off (accepted, passed on as 0)', (name, key) => {
+    expect(loadConfig({ [name]: '0' }).limits[key]).toBe(0);
+    // 0 is "off", not a limit at or under the hysteresis: only a small non-zero value is refused.
+    if (key !== 'maxEventLoopDelayMs')
+      expect(issuesOf({ [name]: '3' })[0]).toMatchObject({
+        field: name,
+        reason: expect.stringMatching(/or 0 for no limit/),
+      });
+  });
+
+  it('CELL0_MAX_QUEUE_DEPTH=0 is no bound; the CPU and behind windows have their defaults', () => {
+    const c = loadConfig({ CELL0_MAX_QUEUE_DEPTH: '0' });
+    expect(c.resources.maxQueueDepth).toBe(0);
+    expect(c.resources).toMatchObject({
+      cpuWindowMs: 10_000,
+      behindWindowMs: 10_000,
+      behindWaitAgeMs: 30_000,
+    });
+    expect(loadConfig({ CELL0_CPU_WINDOW_MS: '0', CELL0_BEHIND_WAIT_AGE_MS: '0' }).resources).toMatchObject({
+      cpuWindowMs: 0,
+      behindWaitAgeMs: 0,
+    });
+    expect(issuesOf({ CELL0_BEHIND_WINDOW_MS: '0' })[0]?.field).toBe('CELL0_BEHIND_WINDOW_MS');
+  });
+
   it('never echoes a secret value back', () => {
     const issues = issuesOf({ REDIS_URL: 'not a url with hunter2' });
     expect(JSON.stringify(issues)).not.toContain('hunter2');

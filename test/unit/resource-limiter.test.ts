@@ -2,7 +2,12 @@ import { once } from 'node:events';
 import { ClosedError } from '../../shared/errors';
 import { ResourceLimiter, type ResourceLimiterOptions } from '../../shared/resources/resource-limiter';
 import { ResourceMonitor } from '../../shared/resources/resource-monitor';
-import { type ResourceSample, type ResourceViolation, type SampleSource } from '../../shared/resources/types';
+import {
+  type ResourceLimits,
+  type ResourceSample,
+  type ResourceViolation,
+  type SampleSource,
+} from '../../shared/resources/types';
 import { until } from '../helpers/wait';
 import { resourceSample } from '../helpers/resource-sample';
 
@@ -89,6 +94,30 @@ describe('ResourceLimiter: checks', () => {
     // The limits left on still work.
     expect(l.evaluate(sample({ memory: 100, cpu: 100 })).withinLimits).toBe(true); // cpu needs 2 in a row
     expect(l.evaluate(sample({ memory: 100, cpu: 100 })).violations.map((v) => v.resource)).toEqual(['cpu']);
+  });
+
+  it.each<[keyof ResourceLimits, Parameters<typeof sample>[0]]>([
+    ['maxMemoryPercent', { memory: 100 }],
+    ['maxCpuPercent', { cpu: 100 }],
+    ['maxDiskPercent', { disk: 100 }],
+    ['maxHeapPercent', { heap: 100 }],
+    ['maxEventLoopDelayMs', { eld: 60_000 }],
+  ])('0 turns %s off, however high its value', (limit, values) => {
+    // Every limit on (heap and event-loop delay are off by default) except the one under test.
+    const on = {
+      maxMemoryPercent: 85,
+      maxCpuPercent: 90,
+      maxDiskPercent: 95,
+      maxHeapPercent: 90,
+      maxEventLoopDelayMs: 500,
+    };
+    const l = limiter({ limits: { ...on, [limit]: 0 }, consecutive: 1, cpuConsecutive: 1 });
+    for (let i = 0; i < 3; i++)
+      expect(l.evaluate(sample(values))).toEqual({ withinLimits: true, violations: [] });
+    expect(l.episodes).toBe(0);
+    // The same value with the limit on is a violation: the sample is really over it.
+    const lOn = limiter({ limits: on, consecutive: 1, cpuConsecutive: 1 });
+    expect(lOn.evaluate(sample(values)).withinLimits).toBe(false);
   });
 
   it('checkLimits() is pure: it decides with the current state but changes nothing', () => {

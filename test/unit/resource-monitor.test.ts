@@ -1,5 +1,7 @@
 import { once } from 'node:events';
-import os from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os, { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ClosedError } from '../../shared/errors';
 import {
   createSystemSampler,
@@ -229,18 +231,30 @@ describe('the real system sampler', () => {
     expect(Math.round(s.memoryPercent * 10)).toBeCloseTo(s.memoryPercent * 10, 6);
   });
 
-  it('reads host CPU from the kernel counters: a busy core shows', async () => {
-    const sampler = createSystemSampler({ diskPath: process.cwd() });
+  it("reads the host's CPU from the kernel counters and this process's own: a core busy here shows in both", async () => {
+    // No quota in an empty cgroup folder: cell0's figure is this process's CPU, % of one core.
+    const cgroupRoot = mkdtempSync(join(tmpdir(), 'cell0-nocgroup-'));
+    const sampler = createSystemSampler({ diskPath: process.cwd(), cpu: { cgroupRoot, windowMs: 0 } });
     try {
       await sampler.sample();
-      // One core spinning for 400 ms: at least its share of the machine is busy over that window.
+      const t0 = performance.now();
+      const u0 = process.cpuUsage();
+      // This process spinning for 400 ms: at least its share of the machine is busy over that window, and
+      // the CPU time the kernel gave it (all of one core on a quiet machine, less on a busy one) is cell0's.
       const until = Date.now() + 400;
       while (Date.now() < until) Math.sqrt(Math.random());
       const s = await sampler.sample();
-      expect(s.cpuPercent).toBeGreaterThanOrEqual((100 / os.cpus().length) * 0.5);
-      expect(s.cpuPercent).toBeLessThanOrEqual(100);
+      const u = process.cpuUsage(u0);
+      const own = ((u.user + u.system) / 1000 / (performance.now() - t0)) * 100;
+      expect(s.hostCpuPercent).toBeGreaterThanOrEqual((100 / os.cpus().length) * 0.5);
+      expect(s.hostCpuPercent).toBeLessThanOrEqual(100);
+      expect(s.cpuScope).toBe('process');
+      expect(s.cpuCores).toBe(1);
+      expect(s.cpuPercent).toBeGreaterThan(0);
+      expect(Math.abs(s.cpuPercent - Math.min(100, own))).toBeLessThan(20);
     } finally {
       sampler.close();
+      rmSync(cgroupRoot, { recursive: true, force: true });
     }
   });
 

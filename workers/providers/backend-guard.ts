@@ -3,6 +3,8 @@ import { Breaker, type BreakerMetrics } from '../../shared/circuit-breaker.js';
 import { ProviderError } from '../../shared/errors.js';
 import { type RateLimiter, type RateLimiterMetrics } from '../../shared/rate-limit/token-bucket.js';
 import { sleep } from '../../shared/sleep.js';
+import { errorCode } from '../../shared/http/errors.js';
+import { type BackendError, type BackendHealth } from '../../shared/fleet/backend-health.js';
 
 /** Retries of one call, inside one job attempt. */
 export interface RetryPolicy {
@@ -70,6 +72,9 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
   private readonly random: () => number;
   private retries = 0;
   private readonly retriesBy: Record<string, number> = {};
+  /** When the breaker entered its current state (epoch ms). */
+  private since = Date.now();
+  private lastError: BackendError | undefined;
 
   constructor(opts: BackendGuardOptions) {
     super();
@@ -94,9 +99,18 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
       // Only signs that the backend is down count: a 4xx (including 429: it answered, it is busy) does not.
       isIgnorable: (err) => !countsAgainstBackend(err),
     });
-    this.breaker.on('breaker:open', () => this.emit('breaker:open'));
-    this.breaker.on('breaker:half-open', () => this.emit('breaker:half-open'));
-    this.breaker.on('breaker:close', () => this.emit('breaker:close'));
+    this.breaker.on('breaker:open', () => {
+      this.since = Date.now();
+      this.emit('breaker:open');
+    });
+    this.breaker.on('breaker:half-open', () => {
+      this.since = Date.now();
+      this.emit('breaker:half-open');
+    });
+    this.breaker.on('breaker:close', () => {
+      this.since = Date.now();
+      this.emit('breaker:close');
+    });
   }
 
   /** Runs one backend call under the limit, the breaker and the retry policy. */
@@ -108,7 +122,13 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
         ? await this.limiter.acquire(1, { timeoutMs: this.maxLimiterWaitMs, signal })
         : undefined;
       try {
-        return await this.breaker.fire(() => call(signal));
+        // The failure is noted before the breaker sees it: a breaker that opens on it publishes it at once.
+        return await this.breaker.fire(() =>
+          call(signal).catch((err: unknown) => {
+            if (countsAgainstBackend(err)) this.lastError = describeError(err as ProviderError);
+            throw err;
+          }),
+        );
       } catch (err) {
         const delay = this.retryDelay(err, attempt);
         if (delay === undefined || signal.aborted) throw err;
@@ -147,9 +167,33 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
     };
   }
 
+  /** The breaker's state, since when, the wait until its trial call, and the last failure that counted. */
+  health(): BackendHealth {
+    return {
+      name: this.name,
+      state: this.breaker.state,
+      since: new Date(this.since).toISOString(),
+      retryAfterMs: this.breaker.retryAfterMs(),
+      ...(this.lastError ? { lastError: { ...this.lastError } } : {}),
+    };
+  }
+
   close(): void {
     this.breaker.shutdown();
   }
+}
+
+/** A failure as backend health shows it: code, kind, status, and the system error under a connection failure. */
+function describeError(err: ProviderError): BackendError {
+  const cause = err.cause as { cause?: unknown } | undefined;
+  const sys = errorCode(cause) ?? errorCode(cause?.cause);
+  return {
+    code: err.code,
+    kind: err.kind,
+    ...(err.status !== undefined ? { status: err.status } : {}),
+    ...(typeof sys === 'string' ? { cause: sys } : {}),
+    at: new Date().toISOString(),
+  };
 }
 
 /** 5xx, unreachable, timeouts and broken answers count against a backend; its 4xx answers do not. */

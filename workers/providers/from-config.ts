@@ -25,6 +25,7 @@ import { OpenAIClient } from './openai/openai-client.js';
 import { type InferenceBackend, type SearchBackend } from './provider.js';
 import { GuardedSearch, InferenceRouter, type InferenceRoute } from './routing.js';
 import { SearxngSearch } from './searxng/index.js';
+import { type BackendHealthReport } from '../../shared/fleet/backend-health.js';
 
 /** Ollama's own default address, used when CELL0_OLLAMA_URL is unset. */
 export const DEFAULT_OLLAMA_URL = 'http://127.0.0.1:11434';
@@ -39,6 +40,8 @@ export interface ProviderSet {
   /** Lines for the start banner. */
   describe(): string[];
   metrics(): { pools: HttpPoolMetrics[]; backends: BackendGuardMetrics[] };
+  /** Each backend's breaker (state, since, last error) and which backend serves which model and provider. */
+  health(): BackendHealthReport;
   close(): Promise<void>;
 }
 
@@ -202,6 +205,22 @@ export function buildProviders(config: Config, opts: BuildProvidersOptions): Pro
     guards: [...guards.values()],
     describe: () => banner,
     metrics: () => ({ pools: pools.metrics(), backends: [...guards.values()].map((g) => g.metrics()) }),
+    health: () => ({
+      backends: [...guards.values()].map((g) => g.health()),
+      ...(inference
+        ? { inference: inference.routes.map((r) => ({ pattern: r.pattern, backend: r.guard?.name ?? null })) }
+        : {}),
+      ...(opts.search
+        ? {
+            search: Object.fromEntries(
+              Object.entries(search).map(([provider, b]) => [
+                provider,
+                b instanceof GuardedSearch ? b.guard.name : null,
+              ]),
+            ),
+          }
+        : {}),
+    }),
     close: () => {
       closing ??= (async () => {
         await Promise.allSettled([inference?.close(), ...Object.values(search).map((b) => b?.close())]);
