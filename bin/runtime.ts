@@ -26,6 +26,7 @@ import { ResourceManagement, type ManagedBackend } from '../shared/resources/res
 import { modelDriverFor } from '../workers/providers/model-driver.js';
 import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { LoadShedder } from '../producers/load-shedder.js';
+import { settledWithin } from '../shared/sleep.js';
 
 /** Something running that can be stopped. */
 export interface Service {
@@ -245,7 +246,7 @@ export async function startApi(
   const started = client.start().catch((err: unknown) => log.debug({ err }, 'client start ended'));
   // Say "ready" only once the queues are connected; if Redis is down, come up anyway (healthz answers,
   // /v1 answers 503) and connect when it returns.
-  const connected = await Promise.race([started.then(() => true), sleep(10_000).then(() => false)]);
+  const connected = await settledWithin(started, 10_000);
   if (!connected)
     log.warn(
       { redis: redactUrl(config.redis.url) },
@@ -288,10 +289,6 @@ export async function startApi(
       await client.close();
     },
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
 }
 
 /** Bull Board on its own port. */

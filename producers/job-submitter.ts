@@ -10,6 +10,8 @@ import { jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
 import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { withDefaults } from '../shared/with-defaults.js';
+import { settledWithin, sleep } from '../shared/sleep.js';
 
 /** Options of {@link JobSubmitter}. */
 export interface JobSubmitterOptions {
@@ -188,7 +190,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     if (!opts.redisUrl) throw new TypeError('JobSubmitter: option "redisUrl" is required');
     this.opts = opts;
     this.prefix = opts.prefix ?? '{cell0}';
-    this.policy = { ...DEFAULT_JOB_POLICY, ...stripUndefined(opts.policy ?? {}) };
+    this.policy = withDefaults(DEFAULT_JOB_POLICY, opts.policy);
     for (const [k, v] of Object.entries(this.policy)) {
       if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0))
         throw new TypeError(`JobSubmitter: option "policy.${k}" must be a number >= 0, got ${String(v)}`);
@@ -242,7 +244,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       } catch (err) {
         if (this.closing) throw new ClosedError('JobSubmitter');
         if (attempt % 5 === 0) this.log.warn({ attempt, err: (err as Error).message }, 'waiting for Redis');
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
       }
     }
     this.isInitialized = true;
@@ -281,7 +283,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       return lane;
     } catch (err) {
       this.created.splice(this.created.indexOf(lane), 1);
-      await withTimeout(Promise.allSettled([events.close(), queue.close()]), 500);
+      await settledWithin(Promise.allSettled([events.close(), queue.close()]), 500);
       await closeRedis(eventsConn);
       throw err;
     }
@@ -594,19 +596,19 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       const lanes = this.created.splice(0);
       this.lanes.clear();
       if (lanes.length > 0) {
-        await withTimeout(
+        await settledWithin(
           Promise.allSettled(lanes.flatMap((l) => [l.events.close(), l.queue.close()])),
           graceMs,
         );
       }
       const others = [...this.others.values()];
       this.others.clear();
-      if (others.length > 0) await withTimeout(Promise.allSettled(others.map((q) => q.close())), graceMs);
+      if (others.length > 0) await settledWithin(Promise.allSettled(others.map((q) => q.close())), graceMs);
       await Promise.allSettled(lanes.map((l) => closeRedis(l.eventsConn)));
       await this.redis.close();
       await closeRedis(this.conn);
       // init() may still be waiting for Redis; it sees `closing` and stops.
-      await withTimeout(this.initializing?.catch(() => undefined) ?? Promise.resolve(), 100);
+      await settledWithin(this.initializing?.catch(() => undefined) ?? Promise.resolve(), 100);
     })();
     return this.closing;
   }
@@ -637,20 +639,4 @@ function finishedResult<T>(
   if (outcome.status === 'failed')
     return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
   return undefined;
-}
-
-/** Resolves when `p` settles or after `ms`, whichever is first. */
-function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.then(
-      () => undefined,
-      () => undefined,
-    ),
-    new Promise<void>((r) => (timer = setTimeout(r, ms))),
-  ]).finally(() => clearTimeout(timer));
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

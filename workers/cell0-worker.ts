@@ -13,6 +13,8 @@ import {
   ValidationError,
 } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { settledWithin } from '../shared/sleep.js';
+import { withDefaults } from '../shared/with-defaults.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
 import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { type SearchProvider } from '../shared/queues/enums.js';
@@ -187,7 +189,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   constructor(options: Cell0WorkerOptions) {
     super();
-    const opts = { ...DEFAULTS, ...stripUndefined(options) } as Cell0WorkerOptions & typeof DEFAULTS;
+    const opts = withDefaults<Cell0WorkerOptions & typeof DEFAULTS>(DEFAULTS, options);
     if (!opts.redisUrl) throw new TypeError('Cell0Worker: option "redisUrl" is required');
     for (const q of opts.queues)
       if (!QUEUE_NAMES.includes(q))
@@ -639,8 +641,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       this.log.warn({ active: this.active }, 'forcing shutdown: aborting active jobs');
       for (const w of this.allWorkers()) w.cancelAllJobs('shutdown');
       // Give the aborted processors a moment to hand their jobs back before the connections go.
-      await Promise.race([graceful, sleep(3000)]);
-      await Promise.race([Promise.allSettled(this.allWorkers().map((w) => w.close(true))), sleep(2000)]);
+      await settledWithin(graceful, 3000);
+      await settledWithin(Promise.allSettled(this.allWorkers().map((w) => w.close(true))), 2000);
     })();
     return this.forcing;
   }
@@ -650,19 +652,16 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     clearInterval(this.heartbeatTimer);
     const conn = this.connections[0];
     if (this.opts.heartbeatMs > 0 && conn?.status === 'ready')
-      await Promise.race([
-        removeWorkerStatus(conn, this.opts.prefix, this.id).catch(() => undefined),
-        sleep(1000),
-      ]);
-    await Promise.race([this.maintenanceQueue?.close().catch(() => undefined), sleep(2000)]);
+      await settledWithin(removeWorkerStatus(conn, this.opts.prefix, this.id), 1000);
+    if (this.maintenanceQueue) await settledWithin(this.maintenanceQueue.close(), 2000);
     await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
-    await Promise.race([
+    await settledWithin(
       Promise.allSettled([
         this.opts.inference?.close(),
         ...Object.values(this.opts.search ?? {}).map((b) => b?.close()),
       ]),
-      sleep(5000),
-    ]);
+      5000,
+    );
   }
 
   /** Resolves 'idle' once no job has been running for `ms` in a row. */
@@ -721,11 +720,3 @@ interface Deadline {
 
 /** How long a closing worker with no running job waits for BullMQ's close before cutting connections. */
 const IDLE_CLOSE_GRACE_MS = 2000;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}

@@ -6,6 +6,7 @@ import { type Redis } from 'ioredis';
 import { ConfigError, RateLimitedError, type FieldIssue } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { sleep } from '../sleep.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of a token bucket. */
 export interface TokenBucketOptions {
@@ -86,10 +87,7 @@ const DEFAULTS = { maxInFlight: 0, maxWaitMs: 5000, leaseTtlMs: 300_000 };
 type Resolved = Required<TokenBucketOptions>;
 
 function resolve(opts: TokenBucketOptions, what: string): Resolved {
-  const o = {
-    ...DEFAULTS,
-    ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
-  } as Resolved;
+  const o = withDefaults<Resolved>(DEFAULTS, opts);
   const issues: FieldIssue[] = [];
   if (typeof o.name !== 'string' || o.name.length === 0) issues.push({ field: 'name', reason: 'required' });
   if (!(typeof o.rate === 'number' && Number.isFinite(o.rate) && o.rate > 0))
@@ -118,7 +116,7 @@ function checkTokens(tokens: number, capacity: number, name: string): void {
  */
 async function sleepAtLeast(ms: number, signal: AbortSignal | undefined): Promise<void> {
   const until = performance.now() + ms;
-  for (let left = ms; left > 0; left = until - performance.now()) await sleep(Math.ceil(left), signal);
+  for (let left = ms; left > 0; left = until - performance.now()) await sleep(Math.ceil(left), { signal });
 }
 
 /** `p`, or the signal's reason if it aborts first. */
@@ -226,7 +224,7 @@ abstract class BucketBase implements RateLimiter {
       const pause = Math.min(remaining, r.waitMs, poll * (0.5 + Math.random()));
       poll = Math.min(200, poll * 2);
       polled = true;
-      await sleep(Math.max(1, pause), signal);
+      await sleep(Math.max(1, pause), { signal });
     }
   }
 

@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from '../errors.js';
+import { settledWithin } from '../sleep.js';
 
 /**
  * What a connection is for. The roles differ in what a dropped connection does to a pending command:
@@ -75,7 +76,7 @@ export async function closeRedis(redis: Redis): Promise<void> {
   if (redis.status === 'end') return;
   try {
     if (redis.status === 'ready') {
-      await Promise.race([redis.quit(), new Promise((r) => setTimeout(r, 1000).unref())]);
+      await settledWithin(redis.quit(), 1000);
     }
   } catch {
     // fall through to disconnect

@@ -3,6 +3,7 @@ import { type Redis } from 'ioredis';
 import { Breaker, type BreakerEvents, type BreakerState } from '../circuit-breaker.js';
 import { Cell0Error, ClosedError, RedisUnavailableError } from '../errors.js';
 import { closeRedis, createRedisConnection } from './connection.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of {@link RedisClient}. Give `url` (the client owns its connection) or `connection` (borrowed). */
 export interface RedisClientOptions {
@@ -74,7 +75,7 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
 
   constructor(options: RedisClientOptions) {
     super();
-    const opts = { ...DEFAULTS, ...stripUndefined(options) };
+    const opts = withDefaults<RedisClientOptions & typeof DEFAULTS>(DEFAULTS, options);
     if (!options.url && !options.connection)
       throw new TypeError('RedisClient: give option "url" or "connection"');
     if (!(opts.defaultTtlSeconds > 0))
@@ -193,7 +194,7 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
   /** Stops the breaker and closes the connection if this client opened it. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.breaker.shutdown();
+      this.breaker.close();
       if (this.ownsConnection) await closeRedis(this.connection);
     })();
     return this.closing;
@@ -212,8 +213,4 @@ export function toRedisError(err: unknown): unknown {
     return new RedisUnavailableError(`Redis is unavailable: ${msg}`, { cause: err });
   }
   return err;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -14,6 +14,7 @@ import { homedir } from 'node:os';
 import { join, parse, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ClosedError } from '../errors.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** How full a filesystem is. */
 export interface DiskUsage {
@@ -232,10 +233,7 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
 
   constructor(options: DiskCleanupOptions = {}) {
     super();
-    const opts = {
-      ...DEFAULTS,
-      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
-    } as Resolved;
+    const opts = withDefaults<Resolved>(DEFAULTS, options);
     const bad = (option: string, expected: string, got: unknown): TypeError =>
       new TypeError(`DiskCleanupManager: option "${option}" must be ${expected}, got ${String(got)}`);
     const t = opts.cleanupThreshold;

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { ClosedError, ModelMemoryBusyError, ModelTooLargeError } from '../errors.js';
 import { EvictionPolicy, type ModelDriver, type ModelInfo, type ModelManagerStats } from './types.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of {@link ModelMemoryManager}. */
 export interface ModelMemoryManagerOptions {
@@ -151,10 +152,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
 
   constructor(opts: ModelMemoryManagerOptions) {
     super();
-    const o = {
-      ...DEFAULTS,
-      ...Object.fromEntries(Object.entries(opts ?? {}).filter(([, v]) => v !== undefined)),
-    } as Resolved;
+    const o = withDefaults<Resolved>(DEFAULTS, opts);
     const bad = (name: string, expected: string, got: unknown): never => {
       throw new TypeError(`ModelMemoryManager: option "${name}" must be ${expected}, got ${String(got)}`);
     };

@@ -11,6 +11,7 @@ import v8 from 'node:v8';
 import { mem } from 'systeminformation';
 import { ClosedError } from '../errors.js';
 import { type ResourceSample, type SampleSource } from './types.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of a resource monitor. */
 export interface ResourceMonitorOptions {
@@ -42,10 +43,6 @@ const DEFAULTS = { intervalMs: 2000, historySize: 300 };
 
 /** Histogram resolution, ms: the period of the timer whose lateness measures the event-loop delay. */
 const LOOP_RESOLUTION_MS = 10;
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -200,7 +197,10 @@ export class ResourceMonitor extends EventEmitter<ResourceMonitorEvents> impleme
 
   constructor(opts: ResourceMonitorOptions = {}) {
     super();
-    const o = { ...DEFAULTS, diskPath: process.cwd(), ...stripUndefined(opts) };
+    const o = withDefaults<ResourceMonitorOptions & typeof DEFAULTS & { diskPath: string }>(
+      { ...DEFAULTS, diskPath: process.cwd() },
+      opts,
+    );
     if (!(typeof o.intervalMs === 'number' && Number.isFinite(o.intervalMs) && o.intervalMs >= 100))
       throw new TypeError(
         `ResourceMonitor: option "intervalMs" must be >= 100 ms, got ${String(o.intervalMs)}`,

@@ -62,6 +62,7 @@ import {
   shortHash,
   strongEtag,
 } from './http-semantics.js';
+import { withDefaults } from '../../with-defaults.js';
 
 export enum CacheStrategy {
   ALWAYS = 'always',
@@ -223,10 +224,7 @@ export class ResponseCache {
 
   constructor(opts: ResponseCacheOptions) {
     if (!opts?.redis) throw new TypeError('ResponseCache: option "redis" is required');
-    const config = { ...DEFAULTS };
-    for (const [k, v] of Object.entries(opts.config ?? {})) {
-      if (v !== undefined) (config as Record<string, unknown>)[k] = v;
-    }
+    const config = withDefaults<typeof DEFAULTS>(DEFAULTS, opts.config);
     if (!(config.defaultTtlSeconds > 0))
       throw new TypeError(`ResponseCache: defaultTtlSeconds must be > 0, got ${config.defaultTtlSeconds}`);
     if (!(config.maxBodySizeBytes >= 0))

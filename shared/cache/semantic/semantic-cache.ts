@@ -20,6 +20,7 @@ import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
 import { keyBase, promptId, ScopeKeys, scopeHash, shortHash, type SemanticScope } from './scope.js';
 import { normalizePrompt } from './text.js';
 import { cosineQuantized, quantize } from './vector-codec.js';
+import { withDefaults } from '../../with-defaults.js';
 
 /** Options of {@link SemanticCache}. */
 export interface SemanticCacheOptions {
@@ -305,13 +306,10 @@ export class SemanticCache<T = unknown> {
   };
 
   constructor(options: SemanticCacheOptions) {
-    const given = Object.fromEntries(
-      Object.entries(options ?? {}).filter(([, v]) => v !== undefined),
-    ) as Partial<SemanticCacheOptions>;
+    const given: Partial<SemanticCacheOptions> = options ?? {};
     const opts: Resolved = {
-      ...DEFAULTS,
-      ...(given as Partial<Resolved>),
-      thresholds: { ...DEFAULTS.thresholds, ...given.thresholds },
+      ...withDefaults<Resolved>(DEFAULTS, given as Partial<Resolved>),
+      thresholds: withDefaults(DEFAULTS.thresholds, given.thresholds),
     };
     const issues: FieldIssue[] = [];
     if (!given.redis || typeof given.redis.run !== 'function')
