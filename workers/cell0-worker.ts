@@ -18,6 +18,7 @@ import { withDefaults } from '../shared/with-defaults.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
 import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { type SearchProvider } from '../shared/queues/enums.js';
+import { stopLockExtenderAndStalledChecker } from '../shared/queues/bullmq-internals.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { MAINTENANCE_QUEUE, MaintenanceJob, QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { type ResourceViolation } from '../shared/resources/types.js';
@@ -609,19 +610,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       // 'idle': no job is running but BullMQ's close has not returned — it waits for a Redis that is not
       // there. Nothing is left to save, so the connections are simply cut.
       if (first === 'timeout' || first === 'force') await this.doForce(graceful);
-      // BullMQ's close() stops its lock extender and stalled checker only after its fetch loop ends; when
-      // that loop is stuck on a connection that is being cut, their timers would keep re-arming and hold
-      // the process open (lock extender: forever). Stop them here. These are BullMQ internals (6.x); each is
-      // looked up defensively, so a BullMQ without them only loses this cleanup.
-      if (first !== 'done')
-        for (const w of this.allWorkers()) {
-          const internals = w as unknown as {
-            lockManager?: { close?(): Promise<void> };
-            stalledCheckStopper?: () => void;
-          };
-          internals.stalledCheckStopper?.();
-          await internals.lockManager?.close?.().catch(() => undefined);
-        }
+      // A close cut short leaves BullMQ's lock extender and stalled checker re-arming: stop them.
+      if (first !== 'done') for (const w of this.allWorkers()) await stopLockExtenderAndStalledChecker(w);
       await this.release();
       this.log.info({ forced: this.forced }, 'worker closed');
       this.emit('worker:closed', { forced: this.forced });

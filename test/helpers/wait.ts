@@ -1,4 +1,5 @@
 import { sleep } from '../../shared/sleep';
+
 /** The rejection of a promise that must reject; fails the test if it resolves. */
 export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   try {
