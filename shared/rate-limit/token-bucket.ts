@@ -1,10 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type Redis } from 'ioredis';
 import { ConfigError, RateLimitedError, type FieldIssue } from '../errors.js';
-import { packageRoot } from '../paths.js';
+import { defineScripts } from '../redis/lua-scripts.js';
 import { sleep } from '../sleep.js';
 import { withDefaults } from '../with-defaults.js';
 
@@ -300,11 +298,8 @@ export class TokenBucketRateLimiter extends BucketBase {
   }
 }
 
-const COMMAND = 'cell0TokenBucket';
-let source: string | undefined;
-
-type WithCommand = {
-  [COMMAND](
+interface TokenBucketCommand {
+  cell0TokenBucket(
     bucketKey: string,
     leasesKey: string,
     rate: number,
@@ -315,7 +310,7 @@ type WithCommand = {
     leaseId: string,
     leaseTtlMs: number,
   ): Promise<[number, string, string, string]>;
-};
+}
 
 /** Options of the fleet-wide bucket. */
 export interface RedisTokenBucketOptions extends TokenBucketOptions {
@@ -326,30 +321,26 @@ export interface RedisTokenBucketOptions extends TokenBucketOptions {
 }
 
 /**
- * The same bucket kept in Redis by one Lua script (lua/token-bucket.lua): every process, on any host, that
+ * The same bucket kept in Redis by one Lua script (shared/lua/token-bucket.lua): every process, on any host, that
  * uses the same name and prefix shares one limit. Redis's clock decides, so host clock skew does not matter.
  * One round trip per acquire (reservations: see the script).
  */
 export class RedisTokenBucketRateLimiter extends BucketBase {
   protected readonly scope = 'fleet' as const;
-  private readonly redis: Redis;
+  private readonly redis: Redis & TokenBucketCommand;
   readonly bucketKey: string;
   readonly leasesKey: string;
 
   constructor(opts: RedisTokenBucketOptions) {
     super(opts, 'RedisTokenBucketRateLimiter');
-    this.redis = opts.redis;
+    this.redis = defineScripts<TokenBucketCommand>(opts.redis, 'token-bucket');
     const prefix = opts.prefix ?? '{cell0}';
     this.bucketKey = `${prefix}:ratelimit:${this.name}`;
     this.leasesKey = `${this.bucketKey}:leases`;
-    if (typeof (this.redis as unknown as Record<string, unknown>)[COMMAND] !== 'function') {
-      source ??= readFileSync(join(packageRoot(), 'shared', 'rate-limit', 'lua', 'token-bucket.lua'), 'utf8');
-      this.redis.defineCommand(COMMAND, { numberOfKeys: 2, lua: source });
-    }
   }
 
   protected async reserve(tokens: number, maxWaitMs: number, leaseId: string) {
-    const [granted, wait, now, reason] = await (this.redis as unknown as WithCommand)[COMMAND](
+    const [granted, wait, now, reason] = await this.redis.cell0TokenBucket(
       this.bucketKey,
       this.leasesKey,
       this.rate,
