@@ -108,7 +108,7 @@ export const ENV = {
   CELL0_MAX_MEMORY_PERCENT: {
     default: '85',
     schema: percent,
-    doc: 'Memory use (% of host RAM) above which a worker stops taking jobs',
+    doc: "Memory use (% of host RAM, or of the container's memory limit) above which a worker stops taking jobs",
   },
   CELL0_MAX_CPU_PERCENT: {
     default: '90',

@@ -8,8 +8,8 @@ import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { mem } from 'systeminformation';
 import { ClosedError } from '../errors.js';
+import { readMemory } from './host-memory.js';
 import { type ResourceSample, type SampleSource } from './types.js';
 import { withDefaults } from '../with-defaults.js';
 
@@ -56,22 +56,6 @@ function percent(x: number): number {
 
 function ms(x: number): number {
   return Math.round(x * 100) / 100;
-}
-
-/** Host memory in use: bytes not available to new allocations without swapping. */
-async function readMemory(): Promise<{ total: number; used: number }> {
-  try {
-    // `active` is total - MemAvailable on Linux; `used` also counts the page cache, which the kernel gives
-    // back on demand, so a busy disk would look like memory pressure.
-    const m = await mem();
-    if (m.total > 0 && Number.isFinite(m.active) && m.active >= 0) return { total: m.total, used: m.active };
-  } catch {
-    // Fall through to node's own figures.
-  }
-  // systeminformation failed or had nothing usable (unsupported platform, /proc unreadable in a sandbox).
-  // libuv's freemem() is MemAvailable on Linux, so this is the same measure, from one syscall.
-  const total = os.totalmem();
-  return { total, used: Math.max(0, total - os.freemem()) };
 }
 
 /** CPU time counters of all cores, ms. */
@@ -126,7 +110,7 @@ async function readDisk(path: string): Promise<number> {
 }
 
 /**
- * The real sampler, exported for reuse. Host memory from systeminformation mem() (`active`/`total`), host
+ * The real sampler, exported for reuse. Memory from readMemory() (of the cgroup's limit in a container), host
  * CPU from the kernel's counters (% since the previous call), disk from statfs(diskPath), and this process's memory,
  * heap limit and event-loop delay (a histogram reset after each sample, so each sample covers one interval).
  * One sample takes a few ms; the first takes up to 200 ms more (the CPU reading needs an interval to measure).
