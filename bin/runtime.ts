@@ -64,7 +64,7 @@ export async function ensureRedis(
     service: {
       name: 'redis',
       banner: [`redis      ${embedded.url}  (private redis-server, data in ${embedded.dataDir})`],
-      close: () => embedded.stop(),
+      close: () => embedded.close(),
     },
   };
 }

@@ -171,6 +171,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private forced = false;
   /** Set as soon as close() starts: a job that reaches the processor after that is handed back. */
   private stopping = false;
+  private starting: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private forcing: Promise<void> | undefined;
   private lastErrorLog = 0;
@@ -214,8 +215,13 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.log = (opts.logger ?? silentLogger()).child({ worker: this.id });
   }
 
-  /** Starts taking jobs. Resolves when every queue's worker is connected. */
-  async start(): Promise<void> {
+  /** Starts taking jobs. Resolves when every queue's worker is connected. Idempotent: same promise. */
+  start(): Promise<void> {
+    this.starting ??= this.startWorkers();
+    return this.starting;
+  }
+
+  private async startWorkers(): Promise<void> {
     for (const queue of this.opts.queues) {
       const concurrency =
         (queue === QueueName.INFERENCE ? this.opts.concurrency?.inference : this.opts.concurrency?.search) ??

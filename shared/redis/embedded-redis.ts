@@ -54,7 +54,8 @@ export interface EmbeddedRedis {
   url: string;
   dataDir: string;
   pid: number | undefined;
-  stop(): Promise<void>;
+  /** Stops the server (SIGTERM, SIGKILL after 5 s). Idempotent: every call returns the same promise. */
+  close(): Promise<void>;
 }
 
 /**
@@ -115,7 +116,7 @@ export async function startEmbeddedRedis(opts: { port: number; dataDir: string }
     url,
     dataDir: dir,
     pid: child.pid,
-    stop: () =>
+    close: () =>
       (stopping ??= new Promise<void>((done) => {
         if (exited) return done();
         const timer = setTimeout(() => child.kill('SIGKILL'), 5000);

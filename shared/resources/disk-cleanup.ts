@@ -228,6 +228,7 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
   private running: Promise<CleanupReport> | undefined;
   private last: CleanupReport | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Aborted by close(): a pass in progress stops at the next entry instead of holding up shutdown. */
   private readonly abort = new AbortController();
 
@@ -316,12 +317,15 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
    * Stops the timer and waits for a pass in progress, which stops at its next entry (its report says so).
    * Idempotent.
    */
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    this.abort.abort();
-    await this.running?.catch(() => undefined);
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      this.abort.abort();
+      await this.running?.catch(() => undefined);
+    })();
+    return this.closing;
   }
 
   private async pass(dryRun: boolean, forceAggressive: boolean): Promise<CleanupReport> {

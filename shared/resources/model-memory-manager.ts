@@ -136,6 +136,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
   private pumping = false;
   private pumpAgain = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private epoch = 0;
   /** GDSF inflation L: the H of the last victim (never lowered), so newcomers compete on equal terms. */
   private inflation = 0;
@@ -451,12 +452,13 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
    * already sharing a load get it. Resolves once the driver calls in flight have settled; models stay loaded.
    * Idempotent.
    */
-  async close(): Promise<void> {
-    if (!this.closed) {
+  close(): Promise<void> {
+    this.closing ??= (async () => {
       this.closed = true;
       for (const w of this.queue.splice(0)) w.fail(new ClosedError('ModelMemoryManager'));
-    }
-    await Promise.allSettled([...this.inflight]);
+      await Promise.allSettled([...this.inflight]);
+    })();
+    return this.closing;
   }
 
   // ---- internals -------------------------------------------------------------------------------------
