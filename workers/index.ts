@@ -8,3 +8,6 @@ export {
   type WorkerUsage,
 } from '../shared/fleet/worker-status.js';
 export { type AdmissionLimiter } from './cell0-worker.js';
+export * from '../shared/errors.js';
+export { ENV, loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/index.js';
+export { createLogger, silentLogger, type CreateLoggerOptions, type Logger } from '../shared/logger.js';
