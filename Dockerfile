@@ -27,11 +27,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# Read at run time from the package root: the bundled search corpus and the Lua scripts.
+# Read at run time from the package root: the bundled search corpus. (The Lua scripts are in dist/: the
+# build copies shared/lua there.)
 COPY data ./data
-COPY shared/queues/lua ./shared/queues/lua
-COPY shared/rate-limit/lua ./shared/rate-limit/lua
-COPY shared/cache/semantic/lua ./shared/cache/semantic/lua
 # `cell0 start` keeps its embedded-Redis data in ./.cell0 (CELL0_DATA_DIR); let the node user write it.
 RUN mkdir -p /app/.cell0 && chown node:node /app/.cell0
 # In a container the services must listen on every interface to be reachable.

@@ -14,4 +14,11 @@ module.exports = {
   globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
   testTimeout: 30000,
   maxWorkers: 2,
+  // Coverage (npm test runs with --coverage): V8's own counters, no instrumentation of the code.
+  collectCoverageFrom: ['{bin,producers,workers,shared,dashboards}/**/*.ts'],
+  coverageProvider: 'v8',
+  coverageReporters: ['text-summary', 'json-summary'],
+  // The floor, a point or two under the whole suite's coverage when it was set (2026-12-02, V8 provider:
+  // statements and lines 95.3 %, branches 84.7 %, functions 94.5 %). Raise it as coverage grows.
+  coverageThreshold: { global: { statements: 93, lines: 93, branches: 83, functions: 93 } },
 };

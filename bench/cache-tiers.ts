@@ -20,6 +20,7 @@ import { SearchProvider, SearchType } from '../shared/queues/enums.js';
 import { type SearchResult } from '../shared/queues/results.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { waitUntilReady } from '../shared/redis/connection.js';
+import { sleep } from '../shared/sleep.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
         break;
       } catch {
         if (t > 100) throw new Error('redis-server did not start');
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
     }
     const redis = new RedisClient({ url });

@@ -26,6 +26,7 @@ import { CacheStrategy, ResponseCache } from '../shared/cache/http/index.js';
 import { waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { redisAnswers } from '../shared/redis/embedded-redis.js';
+import { sleep } from '../shared/sleep.js';
 
 const IDS = 100;
 const TARGET = 0.7;
@@ -174,7 +175,7 @@ async function startRedis(): Promise<{ url: string; child: ChildProcess; dir: st
   const deadline = Date.now() + 10_000;
   while (!(await redisAnswers(url, 500))) {
     if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   return { url, child, dir };
 }

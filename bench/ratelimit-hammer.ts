@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { HttpPoolRegistry } from '../shared/http/pool.js';
 import { RateLimitedError } from '../shared/errors.js';
 import { RedisTokenBucketRateLimiter } from '../shared/rate-limit/token-bucket.js';
+import { sleep } from '../shared/sleep.js';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!, process.argv[i + 1] ?? '');
@@ -38,7 +39,7 @@ async function main(): Promise<void> {
   let calls = 0;
   let errors = 0;
   // All processes start at the same wall-clock moment.
-  await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now())));
+  await sleep(startAt - Date.now());
   const end = Date.now() + seconds * 1000;
   const loop = async (): Promise<void> => {
     while (Date.now() < end) {
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
         if (!(err instanceof RateLimitedError)) throw err;
         // What a worker does with a refusal: come back when the bucket says (the job waits meanwhile).
         refused++;
-        await new Promise((r) => setTimeout(r, Math.min(err.retryAfterMs, 1000)));
+        await sleep(Math.min(err.retryAfterMs, 1000));
       }
     }
   };

@@ -32,6 +32,7 @@ import { normalizePrompt } from '../shared/cache/semantic/text.js';
 import { waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { distinctPrompts, paraphrase } from './semantic-corpus.js';
+import { sleep } from '../shared/sleep.js';
 
 const SIZES = [10_000, 100_000];
 const PREFIX = '{bench}';
@@ -92,7 +93,7 @@ async function startRedis(): Promise<{ url: string; child: ChildProcess }> {
     } catch {
       probe.disconnect();
       if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 }
@@ -259,7 +260,7 @@ async function main(): Promise<void> {
       // ---- cache lookups (sequential: latency of one call, not throughput)
       // Let the load's garbage and Redis's incremental rehashing settle, then warm the JIT up on every
       // path (exact, similarity hit, guard, miss) with queries of the same mix but other prompts.
-      await new Promise((r) => setTimeout(r, 3000));
+      await sleep(3000);
       for (const q of makeQueries(`bench/warm-up/${size}`, 1000, 777)) await cache.get(q.prompt, SCOPE);
       const before = cache.getStats();
       const lat: number[] = [];

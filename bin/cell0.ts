@@ -25,6 +25,7 @@ import {
 } from './runtime.js';
 import { effectiveRoutes } from '../workers/providers/from-config.js';
 import { evalCacheCommand, type EvalCacheCommandOptions } from './eval-cache.js';
+import { sleep } from '../shared/sleep.js';
 
 const EXIT_CONFIG = 2;
 
@@ -112,7 +113,8 @@ async function run(
       process.stderr.write(`cell0: ${signal} again, forcing shutdown\n`);
       log.warn({ signal }, 'second signal: forcing shutdown');
       const all = Promise.allSettled(services.map((s) => (s.forceClose ?? s.close)()));
-      void Promise.race([all, new Promise((r) => setTimeout(r, 4000))]).then(() => process.exit(1));
+      // Referenced: the process must reach exit(1) even if nothing else keeps it alive.
+      void Promise.race([all, sleep(4000)]).then(() => process.exit(1));
       return;
     }
     process.stderr.write(`cell0: ${signal} received, shutting down (send it again to force)\n`);

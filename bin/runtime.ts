@@ -29,6 +29,7 @@ import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { LoadShedder } from '../producers/load-shedder.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
+import { sleep } from '../shared/sleep.js';
 
 /** Something running that can be stopped. */
 export interface Service {
@@ -66,7 +67,7 @@ export async function ensureRedis(
     service: {
       name: 'redis',
       banner: [`redis      ${embedded.url}  (private redis-server, data in ${embedded.dataDir})`],
-      close: () => embedded.stop(),
+      close: () => embedded.close(),
     },
   };
 }
@@ -283,7 +284,7 @@ export async function startApi(
   // /v1 answers 503) and connect when it returns.
   let connected: boolean;
   try {
-    connected = await Promise.race([started, sleep(10_000).then(() => false)]);
+    connected = await Promise.race([started, sleep(10_000, { unref: true }).then(() => false)]);
   } catch (err) {
     await client.close();
     throw err;
@@ -371,10 +372,6 @@ function warnIfOpen(config: Config, access: AccessControl, log: Logger): void {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
 }
 
 /** A percent limit for the banner: "90%", or "off" for 0. */

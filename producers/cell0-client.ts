@@ -29,6 +29,7 @@ import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inferenc
 import { jobIdFor } from '../shared/queues/job-id.js';
 import { type LoadShedder } from './load-shedder.js';
 import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
+import { withDefaults } from '../shared/with-defaults.js';
 
 /** Options of {@link Cell0Client}. */
 export interface Cell0ClientOptions {
@@ -125,10 +126,7 @@ export class Cell0Client {
     this.waitMs = opts.waitMs ?? 30_000;
     if (!(this.waitMs >= 0))
       throw new TypeError(`Cell0Client: option "waitMs" must be >= 0, got ${opts.waitMs}`);
-    this.limits = {
-      ...DEFAULT_LIMITS,
-      ...Object.fromEntries(Object.entries(opts.limits ?? {}).filter(([, v]) => v !== undefined)),
-    };
+    this.limits = withDefaults(DEFAULT_LIMITS, opts.limits);
     for (const [k, v] of Object.entries(this.limits))
       if (!(Number.isInteger(v) && v > 0))
         throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);

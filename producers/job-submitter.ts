@@ -29,6 +29,8 @@ import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/que
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
 import { ReplyInbox } from './reply-inbox.js';
 import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
+import { withDefaults } from '../shared/with-defaults.js';
+import { settledWithin, sleep } from '../shared/sleep.js';
 
 /** Options of {@link JobSubmitter}. */
 export interface JobSubmitterOptions {
@@ -249,7 +251,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     if (!opts.redisUrl) throw new TypeError('JobSubmitter: option "redisUrl" is required');
     this.opts = opts;
     this.prefix = opts.prefix ?? '{cell0}';
-    this.policy = { ...DEFAULT_JOB_POLICY, ...stripUndefined(opts.policy ?? {}) };
+    this.policy = withDefaults(DEFAULT_JOB_POLICY, opts.policy);
     for (const [k, v] of Object.entries(this.policy)) {
       if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0))
         throw new TypeError(`JobSubmitter: option "policy.${k}" must be a number >= 0, got ${String(v)}`);
@@ -318,7 +320,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         }
         // Connection trouble is logged once per outage by the connection log.
         if (attempt % 5 === 0) this.log.debug({ attempt, err: (err as Error).message }, 'waiting for Redis');
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
       }
     }
     this.recheckTimer = setInterval(
@@ -373,7 +375,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       return lane;
     } catch (err) {
       this.created.splice(this.created.indexOf(lane), 1);
-      await withTimeout(Promise.allSettled([queue.close(), lane.adder.close()]), 500);
+      await settledWithin(Promise.allSettled([queue.close(), lane.adder.close()]), 500);
       await closeRedis(inboxConn);
       throw err;
     }
@@ -802,20 +804,20 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       this.lanes.clear();
       if (lanes.length > 0) {
         // Submissions still gathering are sent (their callers were told "pending" above, with their ids).
-        await withTimeout(Promise.allSettled(lanes.map((l) => l.adder.close())), graceMs);
-        await withTimeout(Promise.allSettled(lanes.map((l) => l.queue.close())), graceMs);
+        await settledWithin(Promise.allSettled(lanes.map((l) => l.adder.close())), graceMs);
+        await settledWithin(Promise.allSettled(lanes.map((l) => l.queue.close())), graceMs);
       }
       const others = [...this.others.values()];
       this.others.clear();
-      if (others.length > 0) await withTimeout(Promise.allSettled(others.map((q) => q.close())), graceMs);
+      if (others.length > 0) await settledWithin(Promise.allSettled(others.map((q) => q.close())), graceMs);
       // Cutting the inbox connections ends their blocking reads (a QUIT would queue behind them).
       const inboxes = lanes.map((l) => l.inbox.close());
       for (const l of lanes) l.inboxConn.disconnect(false);
-      await withTimeout(Promise.allSettled(inboxes), graceMs);
+      await settledWithin(Promise.allSettled(inboxes), graceMs);
       await this.redis.close();
       await closeRedis(this.conn);
       // init() may still be waiting for Redis; it sees `closing` and stops.
-      await withTimeout(this.initializing?.catch(() => undefined) ?? Promise.resolve(), 100);
+      await settledWithin(this.initializing?.catch(() => undefined) ?? Promise.resolve(), 100);
     })();
     return this.closing;
   }
@@ -862,20 +864,4 @@ function finishedResult<T>(
   if (outcome.status === 'failed')
     return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
   return undefined;
-}
-
-/** Resolves when `p` settles or after `ms`, whichever is first. */
-function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.then(
-      () => undefined,
-      () => undefined,
-    ),
-    new Promise<void>((r) => (timer = setTimeout(r, ms))),
-  ]).finally(() => clearTimeout(timer));
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

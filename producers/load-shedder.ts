@@ -8,6 +8,7 @@ import {
 } from '../shared/fleet/backend-health.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { withDefaults } from '../shared/with-defaults.js';
 
 /** Options of {@link LoadShedder}. */
 export interface LoadShedderOptions {
@@ -97,7 +98,7 @@ export class LoadShedder {
   readonly refused = { queue_depth: 0, fleet_pressure: 0, redis_memory: 0 };
 
   constructor(options: LoadShedderOptions) {
-    const opts = { ...DEFAULTS, ...options };
+    const opts = withDefaults<LoadShedderOptions & typeof DEFAULTS>(DEFAULTS, options);
     if (!(Number.isInteger(opts.maxQueueDepth) && opts.maxQueueDepth >= 0))
       throw new TypeError(`LoadShedder: option "maxQueueDepth" must be an integer >= 0`);
     if (!(opts.retryAfterMs > 0)) throw new TypeError(`LoadShedder: option "retryAfterMs" must be > 0`);

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import { BreakerOpenError } from './errors.js';
 import { LatencyWindow } from './latency.js';
+import { withDefaults } from './with-defaults.js';
 
 /** Options of {@link Breaker}. */
 export interface BreakerOptions {
@@ -72,7 +73,7 @@ export class Breaker extends EventEmitter<BreakerEvents> {
 
   constructor(options: BreakerOptions) {
     super();
-    const opts = { ...DEFAULTS, ...options };
+    const opts = withDefaults<BreakerOptions & typeof DEFAULTS>(DEFAULTS, options);
     if (!opts.name) throw new TypeError('Breaker: option "name" is required');
     if (!Number.isInteger(opts.failureThreshold) || opts.failureThreshold < 1)
       throw new TypeError(
@@ -149,13 +150,18 @@ export class Breaker extends EventEmitter<BreakerEvents> {
     }
   }
 
-  /** Forces the breaker closed (after an out-of-band health check proved the backend is back). */
-  close(): void {
+  /**
+   * Resets the breaker to closed, forgetting the failures counted so far (after an out-of-band health check
+   * proved the backend is back). Named reset, not close: close() is the lifecycle end of every long-lived
+   * object in cell0.
+   */
+  reset(): void {
+    this.consecutive = 0;
     this.cb.close();
   }
 
   /** Stops the breaker's timers; later calls are refused. Idempotent. */
-  shutdown(): void {
+  close(): void {
     if (!this.cb.isShutdown) this.cb.shutdown();
   }
 

@@ -14,6 +14,7 @@ export interface HttpServerOptions {
 export class HttpServer {
   readonly server: Server;
   private readonly opts: Required<HttpServerOptions>;
+  private starting: Promise<{ url: string; port: number }> | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(handler: RequestListener, opts: HttpServerOptions) {
@@ -25,9 +26,9 @@ export class HttpServer {
     this.server.keepAliveTimeout = 5_000;
   }
 
-  /** Listens; resolves with the URL to reach it. */
+  /** Listens; resolves with the URL to reach it. Idempotent: every call returns the same promise. */
   start(): Promise<{ url: string; port: number }> {
-    return new Promise((resolve, reject) => {
+    return (this.starting ??= new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.server.once('error', onError);
       this.server.listen(this.opts.port, this.opts.host, () => {
@@ -36,7 +37,7 @@ export class HttpServer {
         const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host;
         resolve({ url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port });
       });
-    });
+    }));
   }
 
   /** Stops accepting, lets in-flight requests finish for closeGraceMs, then cuts what is left. Idempotent. */

@@ -13,11 +13,14 @@ import {
   ValidationError,
 } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { settledWithin } from '../shared/sleep.js';
+import { withDefaults } from '../shared/with-defaults.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
 import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { assertNoEviction, isOomError } from '../shared/redis/redis-memory.js';
 import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { type SearchProvider } from '../shared/queues/enums.js';
+import { stopLockExtenderAndStalledChecker } from '../shared/queues/bullmq-internals.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { MAINTENANCE_QUEUE, MaintenanceJob, QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { type ResourceViolation } from '../shared/resources/types.js';
@@ -190,6 +193,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private forced = false;
   /** Set as soon as close() starts: a job that reaches the processor after that is handed back. */
   private stopping = false;
+  private starting: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private forcing: Promise<void> | undefined;
   private readonly connLog: RedisConnectionLog;
@@ -219,7 +223,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   constructor(options: Cell0WorkerOptions) {
     super();
-    const opts = { ...DEFAULTS, ...stripUndefined(options) } as Cell0WorkerOptions & typeof DEFAULTS;
+    const opts = withDefaults<Cell0WorkerOptions & typeof DEFAULTS>(DEFAULTS, options);
     if (!opts.redisUrl) throw new TypeError('Cell0Worker: option "redisUrl" is required');
     for (const q of opts.queues)
       if (!QUEUE_NAMES.includes(q))
@@ -250,12 +254,17 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   }
 
   /**
-   * Starts taking jobs. Resolves when every queue's worker is connected. Rejects with
-   * RedisEvictionPolicyError (CELL0_REDIS_EVICTION_POLICY) when Redis's maxmemory-policy is not
+   * Starts taking jobs. Resolves when every queue's worker is connected; idempotent (the same promise).
+   * Rejects with RedisEvictionPolicyError (CELL0_REDIS_EVICTION_POLICY) when Redis's maxmemory-policy is not
    * `noeviction`. Starts even when Redis is full (OOM): what it writes at start besides taking jobs (the
    * maintenance schedulers, its status) is retried later, and taking jobs is what frees memory.
    */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting ??= this.startWorkers();
+    return this.starting;
+  }
+
+  private async startWorkers(): Promise<void> {
     for (const queue of this.opts.queues) {
       const concurrency =
         (queue === QueueName.INFERENCE ? this.opts.concurrency?.inference : this.opts.concurrency?.search) ??
@@ -715,19 +724,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       // 'idle': no job is running but BullMQ's close has not returned — it waits for a Redis that is not
       // there. Nothing is left to save, so the connections are simply cut.
       if (first === 'timeout' || first === 'force') await this.doForce(graceful);
-      // BullMQ's close() stops its lock extender and stalled checker only after its fetch loop ends; when
-      // that loop is stuck on a connection that is being cut, their timers would keep re-arming and hold
-      // the process open (lock extender: forever). Stop them here. These are BullMQ internals (6.x); each is
-      // looked up defensively, so a BullMQ without them only loses this cleanup.
-      if (first !== 'done')
-        for (const w of this.allWorkers()) {
-          const internals = w as unknown as {
-            lockManager?: { close?(): Promise<void> };
-            stalledCheckStopper?: () => void;
-          };
-          internals.stalledCheckStopper?.();
-          await internals.lockManager?.close?.().catch(() => undefined);
-        }
+      // A close cut short leaves BullMQ's lock extender and stalled checker re-arming: stop them.
+      if (first !== 'done') for (const w of this.allWorkers()) await stopLockExtenderAndStalledChecker(w);
       await this.release();
       this.log.info({ forced: this.forced }, 'worker closed');
       this.emit('worker:closed', { forced: this.forced });
@@ -747,8 +745,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       this.log.warn({ active: this.active }, 'forcing shutdown: aborting active jobs');
       for (const w of this.allWorkers()) w.cancelAllJobs('shutdown');
       // Give the aborted processors a moment to hand their jobs back before the connections go.
-      await Promise.race([graceful, sleep(3000)]);
-      await Promise.race([Promise.allSettled(this.allWorkers().map((w) => w.close(true))), sleep(2000)]);
+      await settledWithin(graceful, 3000);
+      await settledWithin(Promise.allSettled(this.allWorkers().map((w) => w.close(true))), 2000);
     })();
     return this.forcing;
   }
@@ -758,22 +756,19 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     await this.relieving;
     clearInterval(this.sweepTimer);
     clearInterval(this.heartbeatTimer);
-    await Promise.race([this.replies.close(), sleep(1000)]);
+    await settledWithin(this.replies.close(), 1000);
     const conn = this.connections[0];
     if (this.opts.heartbeatMs > 0 && conn?.status === 'ready')
-      await Promise.race([
-        removeWorkerStatus(conn, this.opts.prefix, this.id).catch(() => undefined),
-        sleep(1000),
-      ]);
-    await Promise.race([this.maintenanceQueue?.close().catch(() => undefined), sleep(2000)]);
+      await settledWithin(removeWorkerStatus(conn, this.opts.prefix, this.id), 1000);
+    if (this.maintenanceQueue) await settledWithin(this.maintenanceQueue.close(), 2000);
     await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
-    await Promise.race([
+    await settledWithin(
       Promise.allSettled([
         this.opts.inference?.close(),
         ...Object.values(this.opts.search ?? {}).map((b) => b?.close()),
       ]),
-      sleep(5000),
-    ]);
+      5000,
+    );
   }
 
   /** Resolves 'idle' once no job has been running for `ms` in a row. */
@@ -832,11 +827,3 @@ interface Deadline {
 
 /** How long a closing worker with no running job waits for BullMQ's close before cutting connections. */
 const IDLE_CLOSE_GRACE_MS = 2000;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}

@@ -106,7 +106,7 @@ export const ENV = {
   CELL0_MAX_MEMORY_PERCENT: {
     default: '85',
     schema: int(0, 100),
-    doc: 'Memory use (% of host RAM) above which a worker stops taking jobs (0 = no limit)',
+    doc: "Memory use (% of host RAM, or of the container's memory limit) above which a worker stops taking jobs (0 = no limit)",
   },
   CELL0_MAX_CPU_PERCENT: {
     default: '90',

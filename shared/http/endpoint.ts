@@ -2,18 +2,6 @@ import { ClosedError } from '../errors.js';
 import { HttpPoolRegistry, originOf, type HttpPool, type HttpPoolOptions } from './pool.js';
 
 /**
- * `defaults` overridden by `given`. An option given as undefined means "use the default", not "override it
- * with undefined": only the values of `given` that are not undefined replace defaults.
- */
-export function withDefaults<T extends object>(
-  defaults: { readonly [K in keyof T]?: T[K] },
-  given: { readonly [K in keyof T]?: T[K] | undefined },
-): T {
-  const set = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
-  return { ...defaults, ...set } as T;
-}
-
-/**
  * A backend's base URL bound to the {@link HttpPool} of its origin: the pool comes from the registry a
  * client is given (shared with the other clients of the worker), else from a registry of the endpoint's
  * own, closed by close(). Holds the client's closed state, so calls after close() are refused.

@@ -3,6 +3,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { Cell0Error, ClosedError, ConfigError, ProviderError, type FieldIssue } from '../errors.js';
 import { LatencyWindow, type LatencySummary } from '../latency.js';
 import { connectionError, isConnectionError } from './errors.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of one origin's pool. */
 export interface HttpPoolOptions {
@@ -185,8 +186,7 @@ export class HttpPool {
     private readonly slots?: Slots,
   ) {
     this.origin = originOf(url);
-    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-    const merged = { ...POOL_DEFAULTS, ...given } as Required<HttpPoolOptions>;
+    const merged = withDefaults<Required<HttpPoolOptions>>(POOL_DEFAULTS, options);
     const issues = checkPoolOptions(merged);
     if (issues.length > 0) throw new ConfigError(issues.map((i) => ({ ...i, field: `HttpPool.${i.field}` })));
     this.options = merged;
@@ -347,8 +347,7 @@ export class HttpPoolRegistry {
     let pool = this.pools.get(origin);
     if (pool === undefined) {
       // An option given as undefined keeps the registry's default (not the pool's built-in one).
-      const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
-      pool = new HttpPool(origin, { ...this.defaults, ...given }, this.slots);
+      pool = new HttpPool(origin, withDefaults<HttpPoolOptions>(this.defaults, options), this.slots);
       this.pools.set(origin, pool);
     }
     return pool;

@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { type ChainableCommander, type Redis } from 'ioredis';
-import { packageRoot } from '../paths.js';
+import { defineScripts } from '../redis/lua-scripts.js';
 import { type JobOutcome } from './job-outcome.js';
 
 /*
@@ -27,19 +25,10 @@ export const INBOX_TTL_MS = 600_000;
 
 const REGISTER = 'cell0RegisterWaiter';
 const REPLY = 'cell0ReplyWaiters';
-const sources: Record<string, string> = {};
-
-function source(file: string): string {
-  return (sources[file] ??= readFileSync(join(packageRoot(), 'shared', 'queues', 'lua', file), 'utf8'));
-}
 
 /** Registers the result-path scripts on a connection (idempotent). Pipelines of it get them too. */
 export function defineReplyScripts(redis: Redis): void {
-  const r = redis as unknown as Record<string, unknown>;
-  if (typeof r[REGISTER] !== 'function')
-    redis.defineCommand(REGISTER, { numberOfKeys: 4, lua: source('register-waiter.lua') });
-  if (typeof r[REPLY] !== 'function')
-    redis.defineCommand(REPLY, { numberOfKeys: 1, lua: source('reply-waiters.lua') });
+  defineScripts(redis, 'register-waiter', 'reply-waiters');
 }
 
 /** The waiter set of a job of the queue whose keys start with `queueKey` ("{prefix}:{name}"). */

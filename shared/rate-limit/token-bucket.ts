@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type Redis } from 'ioredis';
 import { ConfigError, RateLimitedError, type FieldIssue } from '../errors.js';
-import { packageRoot } from '../paths.js';
+import { defineScripts } from '../redis/lua-scripts.js';
 import { sleep } from '../sleep.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of a token bucket. */
 export interface TokenBucketOptions {
@@ -86,10 +85,7 @@ const DEFAULTS = { maxInFlight: 0, maxWaitMs: 5000, leaseTtlMs: 300_000 };
 type Resolved = Required<TokenBucketOptions>;
 
 function resolve(opts: TokenBucketOptions, what: string): Resolved {
-  const o = {
-    ...DEFAULTS,
-    ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
-  } as Resolved;
+  const o = withDefaults<Resolved>(DEFAULTS, opts);
   const issues: FieldIssue[] = [];
   if (typeof o.name !== 'string' || o.name.length === 0) issues.push({ field: 'name', reason: 'required' });
   if (!(typeof o.rate === 'number' && Number.isFinite(o.rate) && o.rate > 0))
@@ -118,7 +114,7 @@ function checkTokens(tokens: number, capacity: number, name: string): void {
  */
 async function sleepAtLeast(ms: number, signal: AbortSignal | undefined): Promise<void> {
   const until = performance.now() + ms;
-  for (let left = ms; left > 0; left = until - performance.now()) await sleep(Math.ceil(left), signal);
+  for (let left = ms; left > 0; left = until - performance.now()) await sleep(Math.ceil(left), { signal });
 }
 
 /** `p`, or the signal's reason if it aborts first. */
@@ -226,7 +222,7 @@ abstract class BucketBase implements RateLimiter {
       const pause = Math.min(remaining, r.waitMs, poll * (0.5 + Math.random()));
       poll = Math.min(200, poll * 2);
       polled = true;
-      await sleep(Math.max(1, pause), signal);
+      await sleep(Math.max(1, pause), { signal });
     }
   }
 
@@ -302,11 +298,8 @@ export class TokenBucketRateLimiter extends BucketBase {
   }
 }
 
-const COMMAND = 'cell0TokenBucket';
-let source: string | undefined;
-
-type WithCommand = {
-  [COMMAND](
+interface TokenBucketCommand {
+  cell0TokenBucket(
     bucketKey: string,
     leasesKey: string,
     rate: number,
@@ -317,7 +310,7 @@ type WithCommand = {
     leaseId: string,
     leaseTtlMs: number,
   ): Promise<[number, string, string, string]>;
-};
+}
 
 /** Options of the fleet-wide bucket. */
 export interface RedisTokenBucketOptions extends TokenBucketOptions {
@@ -328,30 +321,26 @@ export interface RedisTokenBucketOptions extends TokenBucketOptions {
 }
 
 /**
- * The same bucket kept in Redis by one Lua script (lua/token-bucket.lua): every process, on any host, that
+ * The same bucket kept in Redis by one Lua script (shared/lua/token-bucket.lua): every process, on any host, that
  * uses the same name and prefix shares one limit. Redis's clock decides, so host clock skew does not matter.
  * One round trip per acquire (reservations: see the script).
  */
 export class RedisTokenBucketRateLimiter extends BucketBase {
   protected readonly scope = 'fleet' as const;
-  private readonly redis: Redis;
+  private readonly redis: Redis & TokenBucketCommand;
   readonly bucketKey: string;
   readonly leasesKey: string;
 
   constructor(opts: RedisTokenBucketOptions) {
     super(opts, 'RedisTokenBucketRateLimiter');
-    this.redis = opts.redis;
+    this.redis = defineScripts<TokenBucketCommand>(opts.redis, 'token-bucket');
     const prefix = opts.prefix ?? '{cell0}';
     this.bucketKey = `${prefix}:ratelimit:${this.name}`;
     this.leasesKey = `${this.bucketKey}:leases`;
-    if (typeof (this.redis as unknown as Record<string, unknown>)[COMMAND] !== 'function') {
-      source ??= readFileSync(join(packageRoot(), 'shared', 'rate-limit', 'lua', 'token-bucket.lua'), 'utf8');
-      this.redis.defineCommand(COMMAND, { numberOfKeys: 2, lua: source });
-    }
   }
 
   protected async reserve(tokens: number, maxWaitMs: number, leaseId: string) {
-    const [granted, wait, now, reason] = await (this.redis as unknown as WithCommand)[COMMAND](
+    const [granted, wait, now, reason] = await this.redis.cell0TokenBucket(
       this.bucketKey,
       this.leasesKey,
       this.rate,

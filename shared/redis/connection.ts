@@ -2,6 +2,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from '../errors.js';
 import { type Logger } from '../logger.js';
 import { connectionLogFor } from './connection-log.js';
+import { settledWithin } from '../sleep.js';
 
 /**
  * What a connection is for. The roles differ in what a dropped connection does to a pending command:
@@ -83,7 +84,7 @@ export async function closeRedis(redis: Redis): Promise<void> {
   if (redis.status === 'end') return;
   try {
     if (redis.status === 'ready') {
-      await Promise.race([redis.quit(), new Promise((r) => setTimeout(r, 1000).unref())]);
+      await settledWithin(redis.quit(), 1000);
     }
   } catch {
     // fall through to disconnect

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { Cell0Error, ErrorCode } from '../errors.js';
 import { tcpOpen } from '../net.js';
+import { sleep } from '../sleep.js';
 
 /** Says how to get Redis when cell0 cannot find or start one. */
 export const HOW_TO_GET_REDIS = [
@@ -53,7 +54,8 @@ export interface EmbeddedRedis {
   url: string;
   dataDir: string;
   pid: number | undefined;
-  stop(): Promise<void>;
+  /** Stops the server (SIGTERM, SIGKILL after 5 s). Idempotent: every call returns the same promise. */
+  close(): Promise<void>;
 }
 
 /**
@@ -107,14 +109,14 @@ export async function startEmbeddedRedis(opts: { port: number; dataDir: string }
         `redis-server did not start on 127.0.0.1:${opts.port}; see ${join(dir, 'redis.log')}.`,
       );
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   let stopping: Promise<void> | undefined;
   return {
     url,
     dataDir: dir,
     pid: child.pid,
-    stop: () =>
+    close: () =>
       (stopping ??= new Promise<void>((done) => {
         if (exited) return done();
         const timer = setTimeout(() => child.kill('SIGKILL'), 5000);

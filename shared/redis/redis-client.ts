@@ -12,6 +12,7 @@ import { type Logger } from '../logger.js';
 import { closeRedis, createRedisConnection } from './connection.js';
 import { isConnectionError } from './connection-log.js';
 import { isOomError } from './redis-memory.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of {@link RedisClient}. Give `url` (the client owns its connection) or `connection` (borrowed). */
 export interface RedisClientOptions {
@@ -97,7 +98,7 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
 
   constructor(options: RedisClientOptions) {
     super();
-    const opts = { ...DEFAULTS, ...stripUndefined(options) };
+    const opts = withDefaults<RedisClientOptions & typeof DEFAULTS>(DEFAULTS, options);
     if (!options.url && !options.connection)
       throw new TypeError('RedisClient: give option "url" or "connection"');
     if (!(opts.defaultTtlSeconds > 0))
@@ -250,7 +251,7 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
   /** Stops the breaker and closes the connection if this client opened it. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.breaker.shutdown();
+      this.breaker.close();
       if (this.ownsConnection) await closeRedis(this.connection);
     })();
     return this.closing;
@@ -285,8 +286,4 @@ export function toRedisError(
   if (isConnectionError(err))
     return new RedisUnavailableError(`Redis is unavailable: ${msg}`, { cause: err });
   return err;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

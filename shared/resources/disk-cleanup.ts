@@ -14,6 +14,7 @@ import { homedir } from 'node:os';
 import { join, parse, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ClosedError } from '../errors.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** How full a filesystem is. */
 export interface DiskUsage {
@@ -227,15 +228,13 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
   private running: Promise<CleanupReport> | undefined;
   private last: CleanupReport | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Aborted by close(): a pass in progress stops at the next entry instead of holding up shutdown. */
   private readonly abort = new AbortController();
 
   constructor(options: DiskCleanupOptions = {}) {
     super();
-    const opts = {
-      ...DEFAULTS,
-      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
-    } as Resolved;
+    const opts = withDefaults<Resolved>(DEFAULTS, options);
     const bad = (option: string, expected: string, got: unknown): TypeError =>
       new TypeError(`DiskCleanupManager: option "${option}" must be ${expected}, got ${String(got)}`);
     const t = opts.cleanupThreshold;
@@ -318,12 +317,15 @@ export class DiskCleanupManager extends EventEmitter<DiskCleanupEvents> {
    * Stops the timer and waits for a pass in progress, which stops at its next entry (its report says so).
    * Idempotent.
    */
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    this.abort.abort();
-    await this.running?.catch(() => undefined);
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      this.abort.abort();
+      await this.running?.catch(() => undefined);
+    })();
+    return this.closing;
   }
 
   private async pass(dryRun: boolean, forceAggressive: boolean): Promise<CleanupReport> {

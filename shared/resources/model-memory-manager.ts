@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { ClosedError, ModelMemoryBusyError, ModelTooLargeError } from '../errors.js';
 import { EvictionPolicy, type ModelDriver, type ModelInfo, type ModelManagerStats } from './types.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of {@link ModelMemoryManager}. */
 export interface ModelMemoryManagerOptions {
@@ -135,6 +136,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
   private pumping = false;
   private pumpAgain = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private epoch = 0;
   /** GDSF inflation L: the H of the last victim (never lowered), so newcomers compete on equal terms. */
   private inflation = 0;
@@ -151,10 +153,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
 
   constructor(opts: ModelMemoryManagerOptions) {
     super();
-    const o = {
-      ...DEFAULTS,
-      ...Object.fromEntries(Object.entries(opts ?? {}).filter(([, v]) => v !== undefined)),
-    } as Resolved;
+    const o = withDefaults<Resolved>(DEFAULTS, opts);
     const bad = (name: string, expected: string, got: unknown): never => {
       throw new TypeError(`ModelMemoryManager: option "${name}" must be ${expected}, got ${String(got)}`);
     };
@@ -453,12 +452,13 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
    * already sharing a load get it. Resolves once the driver calls in flight have settled; models stay loaded.
    * Idempotent.
    */
-  async close(): Promise<void> {
-    if (!this.closed) {
+  close(): Promise<void> {
+    this.closing ??= (async () => {
       this.closed = true;
       for (const w of this.queue.splice(0)) w.fail(new ClosedError('ModelMemoryManager'));
-    }
-    await Promise.allSettled([...this.inflight]);
+      await Promise.allSettled([...this.inflight]);
+    })();
+    return this.closing;
   }
 
   // ---- internals -------------------------------------------------------------------------------------

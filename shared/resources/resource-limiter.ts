@@ -14,6 +14,8 @@ import {
   type ResourceViolation,
   type SampleSource,
 } from './types.js';
+import { settledWithin, sleep } from '../sleep.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of a resource limiter. */
 export interface ResourceLimiterOptions {
@@ -89,10 +91,6 @@ interface ResourceState {
 
 type State = Record<ResourceKind, ResourceState>;
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -105,16 +103,6 @@ function sameResources(a: ResourceViolation[], b: ResourceViolation[]): boolean 
   if (a.length !== b.length) return false;
   const kinds = new Set(a.map((v) => v.resource));
   return b.every((v) => kinds.has(v.resource));
-}
-
-/** Settles after `ms` without holding the process open. */
-function delay(ms: number): { promise: Promise<void>; cancel: () => void } {
-  let timer: NodeJS.Timeout | undefined;
-  const promise = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-    timer.unref();
-  });
-  return { promise, cancel: () => clearTimeout(timer) };
 }
 
 /**
@@ -143,8 +131,9 @@ export class ResourceLimiter extends EventEmitter<ResourceLimiterEvents> {
     super();
     if (!opts || typeof opts.source?.getCurrentUsage !== 'function')
       throw new TypeError('ResourceLimiter: option "source" must have getCurrentUsage()');
-    const o = { ...DEFAULTS, ...stripUndefined({ ...opts, source: undefined, limits: undefined }) };
-    const limits = { ...DEFAULT_LIMITS, ...stripUndefined(opts.limits ?? {}) };
+    const { source: _source, limits: _limits, ...rest } = opts;
+    const o = withDefaults(DEFAULTS, rest);
+    const limits = withDefaults(DEFAULT_LIMITS, opts.limits);
     const fail = (option: string, expected: string, got: unknown): never => {
       throw new TypeError(`ResourceLimiter: option "${option}" must be ${expected}, got ${String(got)}`);
     };
@@ -292,9 +281,7 @@ export class ResourceLimiter extends EventEmitter<ResourceLimiterEvents> {
       this.closed = true;
       this.following?.();
       this.following = undefined;
-      const bound = delay(this.opts.handlerTimeoutMs);
-      await Promise.race([this.idle, bound.promise]);
-      bound.cancel();
+      await settledWithin(this.idle, this.opts.handlerTimeoutMs);
     })();
     return this.closing;
   }
@@ -339,13 +326,15 @@ export class ResourceLimiter extends EventEmitter<ResourceLimiterEvents> {
   /** Starts every handler at once; each is isolated and bounded by handlerTimeoutMs. */
   private runHandlers(violations: ResourceViolation[]): void {
     const batch = [...this.handlers].map(async ({ fn, name }) => {
-      const bound = delay(this.opts.handlerTimeoutMs);
+      const bound = new AbortController();
       try {
         // Deferred to a microtask: a synchronous handler neither runs inside evaluate() nor throws out of it.
         const run = Promise.resolve().then(() => fn([...violations]));
         const result = await Promise.race([
           run.then(() => 'done' as const),
-          bound.promise.then(() => 'timeout' as const),
+          sleep(this.opts.handlerTimeoutMs, { signal: bound.signal, unref: true }).then(
+            () => 'timeout' as const,
+          ),
         ]);
         if (result === 'timeout') {
           // It may still finish later; a late rejection is nobody's to handle.
@@ -360,7 +349,7 @@ export class ResourceLimiter extends EventEmitter<ResourceLimiterEvents> {
       } catch (err) {
         this.emit('handler:error', { error: toError(err), handler: name });
       } finally {
-        bound.cancel();
+        bound.abort();
       }
     });
     // Earlier episodes' handlers may still run (bounded by their timeout): idle covers them too. Only a

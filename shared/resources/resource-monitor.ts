@@ -8,10 +8,11 @@ import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { mem } from 'systeminformation';
 import { ClosedError } from '../errors.js';
+import { readMemory } from './host-memory.js';
 import { type ResourceSample, type SampleSource } from './types.js';
 import { CpuWindow, detectCpuSource, hostCpuTimes, type CpuScope, type CpuUsageSource } from './cpu-usage.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of a resource monitor. */
 export interface ResourceMonitorOptions {
@@ -46,10 +47,6 @@ const DEFAULTS = { intervalMs: 2000, historySize: 300 };
 /** Histogram resolution, ms: the period of the timer whose lateness measures the event-loop delay. */
 const LOOP_RESOLUTION_MS = 10;
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -62,22 +59,6 @@ function percent(x: number): number {
 
 function ms(x: number): number {
   return Math.round(x * 100) / 100;
-}
-
-/** Host memory in use: bytes not available to new allocations without swapping. */
-async function readMemory(): Promise<{ total: number; used: number }> {
-  try {
-    // `active` is total - MemAvailable on Linux; `used` also counts the page cache, which the kernel gives
-    // back on demand, so a busy disk would look like memory pressure.
-    const m = await mem();
-    if (m.total > 0 && Number.isFinite(m.active) && m.active >= 0) return { total: m.total, used: m.active };
-  } catch {
-    // Fall through to node's own figures.
-  }
-  // systeminformation failed or had nothing usable (unsupported platform, /proc unreadable in a sandbox).
-  // libuv's freemem() is MemAvailable on Linux, so this is the same measure, from one syscall.
-  const total = os.totalmem();
-  return { total, used: Math.max(0, total - os.freemem()) };
 }
 
 /** Options of the CPU figures of the system sampler. */
@@ -165,7 +146,7 @@ async function readDisk(path: string): Promise<number> {
 }
 
 /**
- * The real sampler, exported for reuse. Host memory from systeminformation mem() (`active`/`total`), cell0's
+ * The real sampler, exported for reuse. Memory from readMemory() (of the cgroup's limit in a container), cell0's
  * CPU (its cgroup quota or this process, over a sliding window) and the host's (informational), disk from
  * statfs(diskPath), and this process's memory, heap limit and event-loop delay (a histogram reset after each
  * sample, so each sample covers one interval). One sample takes a few ms; the first takes up to 200 ms more
@@ -241,7 +222,10 @@ export class ResourceMonitor extends EventEmitter<ResourceMonitorEvents> impleme
 
   constructor(opts: ResourceMonitorOptions = {}) {
     super();
-    const o = { ...DEFAULTS, diskPath: process.cwd(), ...stripUndefined(opts) };
+    const o = withDefaults<ResourceMonitorOptions & typeof DEFAULTS & { diskPath: string }>(
+      { ...DEFAULTS, diskPath: process.cwd() },
+      opts,
+    );
     if (!(typeof o.intervalMs === 'number' && Number.isFinite(o.intervalMs) && o.intervalMs >= 100))
       throw new TypeError(
         `ResourceMonitor: option "intervalMs" must be >= 100 ms, got ${String(o.intervalMs)}`,

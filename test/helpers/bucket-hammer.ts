@@ -9,6 +9,7 @@
 import { Redis } from 'ioredis';
 import { RateLimitedError } from '../../shared/errors';
 import { RedisTokenBucketRateLimiter } from '../../shared/rate-limit/token-bucket';
+import { sleep } from '../../shared/sleep';
 
 function required(name: string): string {
   const v = process.env[name];
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
       } catch (err) {
         if (!(err instanceof RateLimitedError)) throw err;
         refused++;
-        await new Promise((r) => setTimeout(r, 5));
+        await sleep(5);
       }
     }
   };

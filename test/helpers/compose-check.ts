@@ -324,7 +324,10 @@ interface DockerfileFacts {
   cmd: string[];
 }
 
-/** Every folder under shared/ that holds Lua scripts: read at run time, so images and packages need them. */
+/**
+ * Every folder under shared/ that holds Lua scripts. They must all be under shared/lua: the one folder the
+ * script loader reads and the build copies into dist/ (so the image and the package get them with dist/).
+ */
 export function luaFolders(): string[] {
   const root = join(__dirname, '..', '..');
   const found = new Set<string>();
@@ -336,6 +339,31 @@ export function luaFolders(): string[] {
   };
   walk('shared');
   return [...found].sort();
+}
+
+/** The stage that runs `npm run build` must have the Lua scripts by then: the build copies them to dist/. */
+function checkBuildStage(stages: Stage[], problems: string[]): void {
+  for (const stage of stages) {
+    const build = stage.instructions.findIndex((i) => i.op === 'RUN' && /\bnpm run build\b/.test(i.args));
+    if (build < 0) continue;
+    const sources = stage.instructions
+      .slice(0, build)
+      .filter((i) => i.op === 'COPY' || i.op === 'ADD')
+      .flatMap((c) =>
+        execForm(c.args)
+          .filter((w) => !w.startsWith('--'))
+          .slice(0, -1)
+          .map((w) => w.replace(/^\.\//, '').replace(/\/+$/, '')),
+      );
+    const has = (dir: string) => sources.some((s) => s === '.' || s === dir || dir.startsWith(`${s}/`));
+    for (const dir of luaFolders())
+      if (!has(dir))
+        problems.push(
+          `Dockerfile build stage (FROM ${stage.from}): does not COPY ${dir} before npm run build (the build copies the Lua scripts into dist)`,
+        );
+    return;
+  }
+  problems.push('Dockerfile: no stage runs npm run build');
 }
 
 function checkDockerfile(text: string, cli: CliCommands, problems: string[]): DockerfileFacts {
@@ -373,10 +401,11 @@ function checkDockerfile(text: string, cli: CliCommands, problems: string[]): Do
     return words.slice(0, -1).map((w) => w.replace(/^\.\//, '').replace(/\/+$/, ''));
   });
   const copied = (want: string) => sources.some((s) => s === want || s.endsWith(`/${want}`));
-  for (const want of ['dist', 'data', 'package.json', ...luaFolders()]) {
+  for (const want of ['dist', 'data', 'package.json']) {
     if (!copied(want))
       problems.push(`${where}: does not COPY ${want} (read at run time from the package root)`);
   }
+  checkBuildStage(stages, problems);
 
   const user = last('USER');
   const name = user?.args.split(':')[0]?.trim();

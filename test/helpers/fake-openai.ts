@@ -7,6 +7,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { listenLocal } from './listen';
+import { sleep } from '../../shared/sleep';
 
 /** One request the fake server received. */
 export interface RecordedRequest {
@@ -137,8 +138,6 @@ function vectorOf(text: string, dims: number): number[] {
   const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0)) || 1;
   return v.map((x) => x / norm);
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts an OpenAI-compatible fake on 127.0.0.1 (a free port) that speaks the real shapes of

@@ -4,6 +4,7 @@
  * COUNT identical inference requests at once, and prints one JSON line with what it got.
  */
 import { Cell0Client } from '../../producers/cell0-client';
+import { sleep } from '../../shared/sleep';
 
 async function main(): Promise<void> {
   const client = new Cell0Client({
@@ -15,7 +16,7 @@ async function main(): Promise<void> {
   const body = JSON.parse(process.env.BODY!) as { model: string; prompt: string };
   const count = Number(process.env.COUNT ?? '1');
   const delay = Number(process.env.GO_AT) - Date.now();
-  if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+  await sleep(delay);
   const results = await Promise.all(Array.from({ length: count }, () => client.infer(body)));
   process.stdout.write(
     JSON.stringify({ jobIds: results.map((r) => r.jobId), texts: results.map((r) => r.result.text) }) + '\n',

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { tcpOpen } from '../../shared/net';
+import { sleep } from '../../shared/sleep';
 
 /** A private redis-server on a free port, for tests that stop and restart Redis. */
 export interface PrivateRedis {
@@ -39,7 +40,7 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
     if (!(await tcpOpen('127.0.0.1', port, 500))) {
       if (Date.now() > deadline)
         throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       continue;
     }
     const client = new Redis({
@@ -60,7 +61,7 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
       client.disconnect();
       if (Date.now() > deadline)
         throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 }

@@ -1,3 +1,5 @@
+import { sleep } from '../../shared/sleep';
+
 /** The rejection of a promise that must reject; fails the test if it resolves. */
 export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -18,6 +20,6 @@ export async function until(
   while (!(await cond())) {
     if (Date.now() > deadline)
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what ?? cond.toString()}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }

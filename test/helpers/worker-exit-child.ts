@@ -6,6 +6,7 @@
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { startPrivateRedis } from './redis-server';
+import { sleep } from '../../shared/sleep';
 
 async function main(): Promise<void> {
   const redis = await startPrivateRedis();
@@ -19,7 +20,7 @@ async function main(): Promise<void> {
   });
   await worker.start();
   await redis.stop();
-  await new Promise((r) => setTimeout(r, 1500));
+  await sleep(1500);
   await redis.start();
   await worker.close();
   process.stdout.write('closed\n');

@@ -137,7 +137,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
         this.retriesBy[reason] = (this.retriesBy[reason] ?? 0) + 1;
         this.emit('retry', { attempt: attempt + 1, delayMs: delay, error: err as ProviderError });
         permit?.release();
-        await sleep(delay, signal);
+        await sleep(delay, { signal });
       } finally {
         permit?.release();
       }
@@ -179,7 +179,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
   }
 
   close(): void {
-    this.breaker.shutdown();
+    this.breaker.close();
   }
 }
 

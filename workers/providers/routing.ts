@@ -20,6 +20,7 @@ export interface InferenceRoute {
  */
 export class InferenceRouter implements InferenceBackend {
   readonly name = 'router';
+  private closing: Promise<void> | undefined;
   constructor(readonly routes: readonly InferenceRoute[]) {
     if (routes.length === 0) throw new TypeError('InferenceRouter: at least one route is required');
   }
@@ -58,8 +59,10 @@ export class InferenceRouter implements InferenceBackend {
     return [...new Set(this.routes.map((r) => r.backend))];
   }
 
-  async close(): Promise<void> {
-    await Promise.allSettled(this.backends().map((b) => b.close()));
+  /** Closes every backend (each even when another fails). Idempotent: every call returns the same promise. */
+  close(): Promise<void> {
+    this.closing ??= Promise.allSettled(this.backends().map((b) => b.close())).then(() => undefined);
+    return this.closing;
   }
 }
 

@@ -1,9 +1,21 @@
 /**
  * Small pure helpers of the HTTP response cache: express-style path patterns, cache keys, Cache-Control
- * parsing, ETag matching. No I/O here.
+ * parsing, ETag matching, and the freshness of a response (RFC 9111, through http-cache-semantics). No I/O
+ * here.
+ *
+ * What http-cache-semantics does and what stays here: the library decides whether a response may be stored
+ * and for how long (`storable()`, `maxAge()`: s-maxage for a shared cache, max-age, Expires against Date,
+ * no-cache, Vary: *, Set-Cookie, private in a shared cache, authenticated responses). It is written for a
+ * cache in front of an origin, so it has nothing for what a cache inside the origin's own express app also
+ * needs, which stays ours: path patterns and keys, strong ETags and If-None-Match (304), the Vary names that
+ * partition keys, and the request's own directives (the library evaluates a request only against a stored
+ * policy object, and its evaluateRequest() treats must-revalidate as "always revalidate", which RFC 9111
+ * §5.2.2.2 limits to stale responses). Where we hand it headers we adjust two things, see
+ * {@link responseFreshness}.
  */
 import { createHash } from 'node:crypto';
-import { type IncomingHttpHeaders } from 'node:http';
+import { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import CachePolicy from 'http-cache-semantics';
 
 /**
  * Compiles an express-5-style path pattern to a RegExp over the whole URL path: `:name` matches one
@@ -174,4 +186,53 @@ export function ifNoneMatchMatches(header: string | undefined, etag: string): bo
     if (t === bare) return true;
   }
   return false;
+}
+
+/**
+ * How long a response to a GET may be served fresh from this cache, seconds (0 = do not store), by RFC 9111
+ * as http-cache-semantics reads it. `shared` is false for an endpoint cached per user (a private cache:
+ * `private` responses are storable there and s-maxage does not apply). A response with no freshness of its
+ * own (no max-age, s-maxage for a shared cache, or Expires) gets `defaultTtlSeconds`, the endpoint's TTL:
+ * our configured heuristic, in place of the library's 10 % of the Last-Modified age.
+ *
+ * Two adjustments before the library sees the headers, where it differs from the RFC:
+ * - directive names are lowercased: the library matches them case-sensitively, RFC 9111 §5.2 says they are
+ *   case-insensitive (`Cache-Control: No-Store` must not be stored);
+ * - `proxy-revalidate` is passed as `must-revalidate`, its meaning for a shared cache (RFC 9111 §5.2.2.8):
+ *   the library refuses to store such a response at all, while the RFC only forbids serving it stale (the
+ *   caller drops the stale window for both).
+ */
+export function responseFreshness(
+  reqHeaders: IncomingHttpHeaders,
+  status: number,
+  resHeaders: OutgoingHttpHeaders,
+  opts: { shared: boolean; defaultTtlSeconds: number },
+): number {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(resHeaders)) {
+    if (value === undefined) continue;
+    headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : String(value);
+  }
+  const directives = (headers['cache-control'] ?? '')
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '')
+    .map((d) => {
+      const eq = d.indexOf('=');
+      const name = (eq < 0 ? d : d.slice(0, eq)).trim().toLowerCase();
+      return (name === 'proxy-revalidate' ? 'must-revalidate' : name) + (eq < 0 ? '' : d.slice(eq));
+    });
+  const has = (name: string) => directives.some((d) => d === name || d.startsWith(`${name}=`));
+  const explicit = has('max-age') || (opts.shared && has('s-maxage')) || headers.expires !== undefined;
+  if (!explicit) directives.push(`max-age=${Math.max(0, Math.floor(opts.defaultTtlSeconds))}`);
+  headers['cache-control'] = directives.join(', ');
+  const req: Record<string, string> = {};
+  for (const [name, value] of Object.entries(reqHeaders))
+    if (value !== undefined) req[name] = Array.isArray(value) ? value.join(', ') : value;
+  const policy = new CachePolicy(
+    { method: 'GET', headers: req },
+    { status, headers },
+    { shared: opts.shared, cacheHeuristic: 0, immutableMinTimeToLive: 0 },
+  );
+  return policy.storable() ? Math.max(0, Math.floor(policy.maxAge())) : 0;
 }

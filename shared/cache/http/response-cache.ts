@@ -59,9 +59,11 @@ import {
   normaliseQuery,
   parseCacheControl,
   parseVary,
+  responseFreshness,
   shortHash,
   strongEtag,
 } from './http-semantics.js';
+import { withDefaults } from '../../with-defaults.js';
 
 export enum CacheStrategy {
   ALWAYS = 'always',
@@ -223,10 +225,7 @@ export class ResponseCache {
 
   constructor(opts: ResponseCacheOptions) {
     if (!opts?.redis) throw new TypeError('ResponseCache: option "redis" is required');
-    const config = { ...DEFAULTS };
-    for (const [k, v] of Object.entries(opts.config ?? {})) {
-      if (v !== undefined) (config as Record<string, unknown>)[k] = v;
-    }
+    const config = withDefaults<typeof DEFAULTS>(DEFAULTS, opts.config);
     if (!(config.defaultTtlSeconds > 0))
       throw new TypeError(`ResponseCache: defaultTtlSeconds must be > 0, got ${config.defaultTtlSeconds}`);
     if (!(config.maxBodySizeBytes >= 0))
@@ -540,13 +539,11 @@ export class ResponseCache {
     let ttl = ep.ttlSeconds ?? this.config.defaultTtlSeconds;
     let swr = this.config.staleWhileRevalidateSeconds;
     if (ep.strategy === CacheStrategy.CACHE_CONTROL) {
-      if (cc.noStore || cc.noCache) return undefined;
-      if (cc.sMaxAge !== undefined) ttl = cc.sMaxAge;
-      else if (cc.maxAge !== undefined) ttl = cc.maxAge;
-      else if (res.hasHeader('Expires')) {
-        const at = Date.parse(String(res.getHeader('Expires')));
-        ttl = Number.isFinite(at) ? Math.floor((at - Date.now()) / 1000) : 0;
-      }
+      // Storable, and for how long: RFC 9111 through http-cache-semantics (see responseFreshness).
+      ttl = responseFreshness(rc.req.headers, status, res.getHeaders(), {
+        shared: !ep.perUser,
+        defaultTtlSeconds: ttl,
+      });
       if (cc.staleWhileRevalidate !== undefined) swr = cc.staleWhileRevalidate;
       if (cc.mustRevalidate) swr = 0;
     }

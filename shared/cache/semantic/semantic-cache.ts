@@ -1,11 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type Redis } from 'ioredis';
 import { ConfigError, ValidationError, type FieldIssue } from '../../errors.js';
 import { LatencyWindow, type LatencySummary } from '../../latency.js';
 import { silentLogger, type Logger } from '../../logger.js';
-import { packageRoot } from '../../paths.js';
+import { defineScripts } from '../../redis/lua-scripts.js';
 import { type RedisClient } from '../../redis/redis-client.js';
 import {
   CacheMatchConfidence,
@@ -21,6 +19,7 @@ import { keyBase, promptId, ScopeKeys, scopeHash, shortHash, type SemanticScope 
 import { normalizePrompt } from './text.js';
 import { hasControlChar } from '../../unicode.js';
 import { cosineQuantized, quantize } from './vector-codec.js';
+import { withDefaults } from '../../with-defaults.js';
 
 /** Options of {@link SemanticCache}. */
 export interface SemanticCacheOptions {
@@ -122,45 +121,28 @@ const EXPIRED_CLEANUP = 64;
 /** Entries invalidate() removes per script call (keeps each call short: Redis runs scripts alone). */
 const CLEAR_CHUNK = 500;
 
-const SCRIPTS = {
-  cell0SemSet: 'semantic-set.lua',
-  cell0SemCandidates: 'semantic-candidates.lua',
-  cell0SemFetch: 'semantic-fetch.lua',
-  cell0SemLookup: 'semantic-lookup.lua',
-  cell0SemDrop: 'semantic-drop.lua',
-  cell0SemIndex: 'semantic-index.lua',
-} as const;
-type ScriptName = keyof typeof SCRIPTS;
+const SCRIPTS = [
+  'semantic-set',
+  'semantic-candidates',
+  'semantic-fetch',
+  'semantic-lookup',
+  'semantic-drop',
+  'semantic-index',
+] as const;
 type Arg = string | number | Buffer;
 
+/** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
 interface SemCommands {
-  cell0SemSet(numKeys: number, ...args: Arg[]): Promise<[number, number]>;
-  cell0SemCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
-  cell0SemFetch(numKeys: number, ...args: Arg[]): Promise<[string, string, string] | null>;
-  cell0SemLookupBuffer(numKeys: number, ...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
-  cell0SemDrop(numKeys: number, ...args: Arg[]): Promise<[number, number]>;
-  cell0SemIndex(numKeys: number, ...args: Arg[]): Promise<number>;
+  cell0SemanticSet(numKeys: number, ...args: Arg[]): Promise<[number, number]>;
+  cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
+  cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
+  cell0SemanticLookupBuffer(numKeys: number, ...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
+  cell0SemanticDrop(...args: Arg[]): Promise<[number, number]>;
+  cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
 }
 
-let sources: Record<ScriptName, string> | undefined;
-
-function commands(redis: Redis): SemCommands {
-  const r = redis as unknown as Record<string, unknown>;
-  if (typeof r.cell0SemSet !== 'function') {
-    const read = (file: string): string =>
-      readFileSync(join(packageRoot(), 'shared', 'cache', 'semantic', 'lua', file), 'utf8');
-    // Redis scripts cannot load one another: shared functions are inserted where a script asks for them.
-    const slotCodes = read('slot-codes.lua');
-    sources ??= Object.fromEntries(
-      Object.entries(SCRIPTS).map(([name, file]) => [
-        name,
-        read(file).replace(/^-- #include slot-codes$/m, () => slotCodes),
-      ]),
-    ) as Record<ScriptName, string>;
-    for (const name of Object.keys(SCRIPTS) as ScriptName[])
-      redis.defineCommand(name, { lua: sources[name] });
-  }
-  return redis as unknown as SemCommands;
+function commands(redis: Redis): Redis & SemCommands {
+  return defineScripts<SemCommands>(redis, ...SCRIPTS);
 }
 
 interface Candidate {
@@ -306,13 +288,10 @@ export class SemanticCache<T = unknown> {
   };
 
   constructor(options: SemanticCacheOptions) {
-    const given = Object.fromEntries(
-      Object.entries(options ?? {}).filter(([, v]) => v !== undefined),
-    ) as Partial<SemanticCacheOptions>;
+    const given: Partial<SemanticCacheOptions> = options ?? {};
     const opts: Resolved = {
-      ...DEFAULTS,
-      ...(given as Partial<Resolved>),
-      thresholds: { ...DEFAULTS.thresholds, ...given.thresholds },
+      ...withDefaults<Resolved>(DEFAULTS, given as Partial<Resolved>),
+      thresholds: withDefaults(DEFAULTS.thresholds, given.thresholds),
     };
     const issues: FieldIssue[] = [];
     if (!given.redis || typeof given.redis.run !== 'function')
@@ -413,7 +392,7 @@ export class SemanticCache<T = unknown> {
     try {
       const [[evicted, expired]] = await Promise.all([
         this.redis.run((r) =>
-          commands(r).cell0SemSet(
+          commands(r).cell0SemanticSet(
             7 + bandKeys.length,
             keys.entry(id),
             keys.lru,
@@ -437,11 +416,11 @@ export class SemanticCache<T = unknown> {
         ),
         // Indexes of the scope for invalidate(); each in its own slot, so separate commands.
         this.redis.run((r) =>
-          commands(r).cell0SemIndex(1, this.modelIndexKey(scope.model), keys.hash, ttlMs),
+          commands(r).cell0SemanticIndex(this.modelIndexKey(scope.model), keys.hash, ttlMs),
         ),
         scope.tenant
           ? this.redis.run((r) =>
-              commands(r).cell0SemIndex(1, this.tenantIndexKey(scope.tenant!), keys.hash, ttlMs),
+              commands(r).cell0SemanticIndex(this.tenantIndexKey(scope.tenant!), keys.hash, ttlMs),
             )
           : undefined,
       ]);
@@ -496,8 +475,7 @@ export class SemanticCache<T = unknown> {
       // One script call per chunk: Redis runs a script alone, so each call stays short.
       for (let round = 0; round < 1_000_000; round++) {
         const [n, left] = await this.redis.run((r) =>
-          commands(r).cell0SemDrop(
-            6,
+          commands(r).cell0SemanticDrop(
             ...keys.containers(),
             keys.entryPrefix,
             keys.bandPrefix,
@@ -546,8 +524,7 @@ export class SemanticCache<T = unknown> {
           const keys = new ScopeKeys(this.base, hash);
           for (let round = 0; round < 10_000; round++) {
             const [n, left] = await this.redis.run((r) =>
-              commands(r).cell0SemDrop(
-                6,
+              commands(r).cell0SemanticDrop(
                 ...keys.containers(),
                 keys.entryPrefix,
                 keys.bandPrefix,
@@ -578,7 +555,7 @@ export class SemanticCache<T = unknown> {
     const keys = new ScopeKeys(this.base, m[1]!);
     try {
       await this.redis.run((r) =>
-        commands(r).cell0SemDrop(6, ...keys.containers(), keys.entryPrefix, keys.bandPrefix, 'ids', m[2]!),
+        commands(r).cell0SemanticDrop(...keys.containers(), keys.entryPrefix, keys.bandPrefix, 'ids', m[2]!),
       );
       this.log.info({ entryId }, 'semantic cache: false hit reported, entry removed');
     } catch (err) {
@@ -650,7 +627,7 @@ export class SemanticCache<T = unknown> {
       let reply: [number, ...(Buffer | null)[]];
       try {
         reply = await this.redis.run((r) =>
-          commands(r).cell0SemLookupBuffer(
+          commands(r).cell0SemanticLookupBuffer(
             2 + lookupKeys.length,
             keys.entry(id),
             keys.lru,
@@ -677,7 +654,7 @@ export class SemanticCache<T = unknown> {
     } else {
       let row: [string, string, string] | null;
       try {
-        row = await this.redis.run((r) => commands(r).cell0SemFetch(2, keys.entry(id), keys.lru, id));
+        row = await this.redis.run((r) => commands(r).cell0SemanticFetch(keys.entry(id), keys.lru, id));
       } catch (err) {
         return this.failed('get', err);
       }
@@ -718,7 +695,7 @@ export class SemanticCache<T = unknown> {
     let records: Buffer[];
     try {
       records = await this.redis.run((r) =>
-        commands(r).cell0SemCandidatesBuffer(
+        commands(r).cell0SemanticCandidatesBuffer(
           5 + queryKeys.length,
           keys.vec,
           keys.lru,
@@ -768,7 +745,7 @@ export class SemanticCache<T = unknown> {
       }
       let found: [string, string, string] | null;
       try {
-        found = await this.redis.run((r) => commands(r).cell0SemFetch(2, keys.entry(c.id), keys.lru, c.id));
+        found = await this.redis.run((r) => commands(r).cell0SemanticFetch(keys.entry(c.id), keys.lru, c.id));
       } catch (err) {
         return this.failed('get', err);
       }

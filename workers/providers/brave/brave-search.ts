@@ -1,5 +1,6 @@
 import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
-import { HttpEndpoint, withDefaults, parseHttpUrl } from '../../../shared/http/endpoint.js';
+import { HttpEndpoint, parseHttpUrl } from '../../../shared/http/endpoint.js';
+import { withDefaults } from '../../../shared/with-defaults.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
 import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';

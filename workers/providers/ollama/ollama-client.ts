@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher } from 'undici';
 import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
-import { HttpEndpoint, withDefaults, parseHttpUrl } from '../../../shared/http/endpoint.js';
+import { HttpEndpoint, parseHttpUrl } from '../../../shared/http/endpoint.js';
+import { withDefaults } from '../../../shared/with-defaults.js';
 import { type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { PROVIDER, httpError } from './http-errors.js';
 import { ndjsonLines } from './ndjson-lines.js';

@@ -32,6 +32,7 @@ import {
 import { type Resident, ResidentModels } from './resident-models.js';
 import { SimulatorCounters, type SimulatorStats } from './simulator-stats.js';
 import { contextIds, estimateTokens, planText, simulatedEmbedding } from './text.js';
+import { withDefaults } from '../../../shared/with-defaults.js';
 
 /** Options of {@link OllamaSimulator}. */
 export interface OllamaSimulatorOptions {
@@ -169,9 +170,7 @@ export class OllamaSimulator {
   private closing: Promise<void> | undefined;
 
   constructor(opts: OllamaSimulatorOptions = {}) {
-    // An option passed as undefined means "use the default", not "override it with undefined".
-    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
-    const merged = { ...DEFAULTS, ...given } as ResolvedOptions;
+    const merged = withDefaults<ResolvedOptions>(DEFAULTS, opts);
     const issues = validate(merged);
     if (issues.length > 0) throw new ConfigError(issues);
     this.opts = merged;

@@ -10,6 +10,7 @@ import {
   readCliCommands,
   type CliCommands,
 } from '../helpers/compose-check';
+import { LUA_DIR } from '../../shared/redis/lua-scripts';
 
 /*
  * docker-compose.yml and the Dockerfile can't be run here (no Docker engine), so they are checked against
@@ -303,15 +304,11 @@ const dockerfileBreakages: [string, (text: string) => string, RegExp][] = [
   ['no USER', (t) => t.replace(/^USER node$/m, ''), /non-root USER, got none/],
   ['data not copied', (t) => t.replace(/^COPY data .*$/m, ''), /does not COPY data /],
   [
-    'Lua scripts not copied',
-    (t) => t.replace(/^COPY shared\/queues\/lua .*$/m, ''),
-    /does not COPY shared\/queues\/lua/,
+    'the build stage without the Lua scripts',
+    (t) => t.replace(/^COPY shared \.\/shared$/m, 'COPY shared/config ./shared/config'),
+    /build stage .*does not COPY shared\/lua before npm run build/,
   ],
-  [
-    'rate-limit Lua scripts not copied',
-    (t) => t.replace(/^COPY shared\/rate-limit\/lua .*$/m, ''),
-    /does not COPY shared\/rate-limit\/lua/,
-  ],
+  ['no build', (t) => t.replace(/^RUN npm run build$/m, ''), /no stage runs npm run build/],
   ['dist not copied', (t) => t.replace(/^COPY --from=build .*dist.*$/m, ''), /does not COPY dist/],
   [
     'another entry point',
@@ -352,16 +349,15 @@ describe('checkCompose reports a broken Dockerfile', () => {
   });
 });
 
-describe('the npm package', () => {
-  it('ships every folder of Lua scripts the code reads at run time', () => {
-    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+describe('the Lua scripts', () => {
+  it('all live in shared/lua, the folder the loader reads and the build copies into dist/ (shipped with it)', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       files: string[];
+      scripts: Record<string, string>;
     };
-    const folders = luaFolders();
-    expect(folders).toEqual(
-      expect.arrayContaining(['shared/queues/lua', 'shared/rate-limit/lua', 'shared/cache/semantic/lua']),
-    );
-    for (const f of folders)
-      expect({ folder: f, shipped: pkg.files.includes(f) }).toEqual({ folder: f, shipped: true });
+    expect(luaFolders()).toEqual(['shared/lua', 'shared/lua/includes']);
+    expect(LUA_DIR).toBe(join(ROOT, 'shared', 'lua'));
+    expect(pkg.scripts.build).toContain("cpSync('shared/lua', 'dist/shared/lua'");
+    expect(pkg.files).toContain('dist');
   });
 });

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import {
+  BULLMQ_INTERNALS_VERSION,
+  stopLockExtenderAndStalledChecker,
+  workerInternals,
+} from '../../shared/queues/bullmq-internals';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { until } from '../helpers/wait';
+
+/*
+ * cell0 reaches into BullMQ in one place (shared/queues/bullmq-internals.ts). These tests pin what it relies
+ * on, so that a BullMQ upgrade that renames or reshapes those members fails here, loudly, instead of
+ * quietly turning the shutdown cleanup into a no-op.
+ */
+
+const installed = (
+  JSON.parse(readFileSync(join(__dirname, '..', '..', 'node_modules', 'bullmq', 'package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
+
+test(`the installed BullMQ is the version the internals were checked against (${BULLMQ_INTERNALS_VERSION})`, () => {
+  // On an upgrade: re-read bullmq's worker.ts and lock-manager.ts, check the members named in
+  // WorkerInternals, run this file, then bump BULLMQ_INTERNALS_VERSION.
+  expect({ installed }).toEqual({ installed: BULLMQ_INTERNALS_VERSION });
+});
+
+describe(`BullMQ ${installed} Worker internals`, () => {
+  const conns: Redis[] = [];
+  const conn = () => {
+    const c = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+    conns.push(c);
+    return c;
+  };
+  afterAll(async () => {
+    await Promise.all(conns.map((c) => c.quit().catch(() => undefined)));
+  });
+
+  test('lockManager and stalledCheckStopper exist with the expected shape; the adapter stops both', async () => {
+    const prefix = uniquePrefix('bmi');
+    const queue = new Queue('q', { connection: conn(), prefix });
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    const worker = new Worker('q', () => held, {
+      connection: conn(),
+      prefix,
+      stalledInterval: 60_000,
+      lockDuration: 30_000,
+    });
+    const active = new Promise<void>((r) => worker.once('active', () => r()));
+    await queue.add('j', {});
+    await active;
+
+    const internals = workerInternals(worker);
+    expect(typeof internals.lockManager).toBe('object');
+    expect(typeof internals.lockManager?.close).toBe('function');
+    expect(typeof internals.lockManager?.isRunning).toBe('function');
+    // The lock extender's timer is armed while the worker runs.
+    expect(internals.lockManager?.isRunning?.()).toBe(true);
+    // The stalled checker sets its stopper when it first sleeps between passes.
+    await until(() => typeof internals.stalledCheckStopper === 'function', 10_000, 'the stalled checker');
+
+    // As in a close cut short: close() has begun (waiting for the active job) when the adapter runs.
+    const closing = worker.close();
+    await stopLockExtenderAndStalledChecker(worker);
+    expect(internals.lockManager?.isRunning?.()).toBe(false);
+
+    release();
+    await closing;
+    await queue.close();
+  });
+
+  test('the adapter is harmless on a worker that never ran, and never throws', async () => {
+    const worker = new Worker('idle', null, {
+      connection: conn(),
+      prefix: uniquePrefix('bmi'),
+      autorun: false,
+    });
+    await expect(stopLockExtenderAndStalledChecker(worker)).resolves.toBeUndefined();
+    await worker.close();
+  });
+});
