@@ -7,6 +7,7 @@ import {
   NUMBER_SCALES,
   NUMBER_WORDS,
 } from './guard-lexicon.js';
+import { canonicalize, isCommonWord, REQUEST_VERBS, type AskClass } from './canonical.js';
 import { STOPWORDS, stem, tokenize, type Token } from './text.js';
 
 /**
@@ -18,10 +19,18 @@ import { STOPWORDS, stem, tokenize, type Token } from './text.js';
  *    nor, non-…) or of exclusions (except, unless, other than, instead of, rather than…);
  * 2. number: the multisets of numbers differ (digits, also inside tokens like "100g" or "v2"; number words
  *    "twenty-five", "three hundred"; ordinals "first", "2nd"; "twice", "half");
- * 3. quoted: the sets of quoted strings differ ("…", '…', `…`);
+ * 3. quoted: a quoted string of one prompt ("…", '…', `…`) does not occur in the other (quotes that only
+ *    mark a term the other prompt names unquoted are no difference);
  * 4. entity: a named entity of one prompt does not occur in the other: capitalised words (a sentence's first
- *    word only when it is not a common word), ALL-CAPS acronyms, camelCase/iPhone-style names, codes that
- *    mix letters and digits or join parts with "_" or "." (A1, ISO-8601, snake_case, node.js);
+ *    word only when it is not an English word: "Sorry", "Isn't", "Whats", "Explian" are not names), ALL-CAPS
+ *    acronyms, camelCase/iPhone-style names, codes that mix letters and digits or join parts with "_" or "."
+ *    (A1, ISO-8601, snake_case, node.js);
+ * 4b. question: both ask a question and their ask classes differ (canonical.ts: "when" vs "where", "why" vs
+ *    "how", "how much" vs "how long"); the members of a class are one question ("how many" = "what is the
+ *    number of", "who" = "whom" = "which artist", "what" = "which", "how do I" = "what is the way to");
+ * 4c. order: two words or two phrases trade places around a word that stays ("does gum disease cause tooth
+ *    decay" / "does tooth decay cause gum disease"); items joined by "and" / "or" may trade places ("Mars and
+ *    Jupiter" / "Jupiter and Mars"), and moving a whole clause is no swap;
  * 5. contrast: both prompts use words of one contrast group (antonyms: buy/sell, increase/decrease, max/min,
  *    before/after, pros/cons…; or members of a closed category: units, currencies, weekdays, months, colours,
  *    programming and natural languages, operating systems) but not the same poles;
@@ -32,8 +41,12 @@ import { STOPWORDS, stem, tokenize, type Token } from './text.js';
  *    over / an arrow ("from Paris to Rome" vs "from Rome to Paris"; "python faster than java" vs "java faster
  *    than python"). Moving a whole phrase keeps the roles ("to Rome from Paris" is fine);
  * 8. qualifier: one prompt has content words the other lacks while the other has none of its own (it adds
- *    a qualifier: "a blog post about friendship" vs "… for my grandmother"; "best laptops" vs "best laptops
- *    for students"). Requests and politeness ("please", "help", "I need", "quickly") do not count.
+ *    a qualifier that narrows: "a blog post about friendship" vs "… for my grandmother"; "best laptops" vs
+ *    "best laptops for students"). Words compare by lemma and synonym group (lexicon.ts), after contractions
+ *    and possessives are normalised. What only restates the request does not count: politeness ("would you
+ *    mind", "thanks a lot"), request verbs ("explain", "compute", "suggest"), the frame words of the ask
+ *    class ("the best way to", "the number of", "the role of", "mean"), and restating adverbs ("exactly",
+ *    "together", "over time").
  *
  * Cheap (two tokenisations, set comparisons; no model). It errs on the side of refusing: a refusal costs a
  * cache miss, a wrong acceptance serves a wrong answer.
@@ -64,10 +77,18 @@ export interface PromptAnalysis {
   readonly frame: string;
   /** The entities in the order they appear (lower case). */
   readonly entityOrder: readonly string[];
-  /** Every word and number token in order (lower case, possessive 's dropped). */
+  /** Every word and number token in order (lower case, contractions expanded, possessive 's dropped). */
   readonly sequence: readonly string[];
-  /** The question words it asks with (who, what, when, where, why, how, which, whose), in order. */
-  readonly asks: readonly string[];
+  /** Where each word of `sequence` stands: true for "and", "or", "&" (items they join may trade places). */
+  readonly joiners: readonly boolean[];
+  /** The canonical keys of the words that carry roles (content, numbers, markers, negations), in order. */
+  readonly keys: readonly string[];
+  /** What the question asks for (canonical.ts), sorted; empty for a request or a yes/no question. */
+  readonly asks: readonly AskClass[];
+  /** Content words that could narrow the question (lower case), each with the forms it matches. */
+  readonly qualifiers: readonly { shown: string; forms: readonly string[] }[];
+  /** The prompt in lower case, quotes removed, spaces collapsed (where a quoted term is looked for). */
+  readonly plain: string;
 }
 
 /** Analyses one prompt for {@link compareAnalyses}. */
@@ -87,12 +108,40 @@ export function analyzePrompt(text: string): PromptAnalysis {
 
   const entities = extractEntities(text, tokens);
   const { frame, entityOrder } = frameOf(tokens, entities);
-  const sequence = tokens.filter((t) => t.kind !== 'arrow').map((t) => t.lower.replace(/'s$/, ''));
+  const canon = canonicalize(text);
+  for (const w of canon.words) {
+    forms.add(w.lower);
+    forms.add(w.lemma);
+    forms.add(w.key);
+    forms.add(stem(w.lemma));
+  }
+  const live = canon.words.filter((w) => w.role !== 'polite' && w.role !== 'arrow');
+  const sequence = live.map((w) => w.lower);
+  const qualifiers = canon.words
+    .filter(
+      (w) =>
+        w.role === 'content' &&
+        isQualifierWord(w.lower) &&
+        !RESTATING.has(w.lemma) &&
+        !REQUEST_VERBS.has(w.lemma) &&
+        !FILLER.has(w.lemma),
+    )
+    .map((w) => ({ shown: w.lower, forms: [...new Set([w.lower, w.lemma, w.key, stem(w.lemma)])] }));
   return {
     frame,
     entityOrder,
     sequence,
-    asks: sequence.filter((w) => QUESTION_WORDS.has(w)),
+    joiners: sequence.map((w) => JOINERS.has(w)),
+    keys: canon.words
+      .filter((w) => ['content', 'number', 'marker', 'negation', 'arrow'].includes(w.role))
+      .map((w) => (w.role === 'arrow' ? '->' : w.key)),
+    asks: canon.asks,
+    qualifiers,
+    plain: text
+      .normalize('NFKC')
+      .toLowerCase()
+      .replace(/["'`‘’“”„«»]/g, '')
+      .replace(/\s+/g, ' '),
     forms,
     negations,
     exclusions,
@@ -113,7 +162,11 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
   if (a.numbers.join(' ') !== b.numbers.join(' '))
     return `number: [${a.numbers.join(', ')}] vs [${b.numbers.join(', ')}]`;
 
-  if (!sameSet(a.quoted, b.quoted)) return `quoted: the quoted strings differ`;
+  for (const [x, y] of [
+    [a, b],
+    [b, a],
+  ] as const)
+    for (const q of x.quoted) if (!y.plain.includes(q)) return `quoted: "${q}" only in one prompt`;
 
   for (const [x, y] of [
     [a, b],
@@ -123,20 +176,28 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
       if (!y.forms.has(key)) return `entity: "${shown}" only in one prompt`;
   }
 
-  // A different question word asks a different question ("when was …" / "where was …").
+  // Another kind of question asks something else ("when was …" / "where was …"); classes, not words, are
+  // compared, so "how many" and "what is the number of" agree.
   if (a.asks.length > 0 && b.asks.length > 0 && a.asks.join(' ') !== b.asks.join(' '))
     return `question: "${a.asks.join(' ')}" vs "${b.asks.join(' ')}"`;
 
   // Two words traded places and nothing else moved: a role swap ("does a bishop move diagonally and a rook
   // straight" / "… a rook … a bishop …", "port 8080 … to port 80" / "port 80 … to port 8080"). Moving a
   // clause shifts many positions, so a reordered paraphrase is not taken for a swap.
-  const swap = swappedWords(a.sequence, b.sequence);
+  const swap = swappedWords(a, b);
   if (swap) return `order: "${swap[0]}" and "${swap[1]}" trade places`;
+  const phrases = swappedPhrases(a.keys, b.keys);
+  if (phrases) return `order: "${phrases[0]}" and "${phrases[1]}" trade places around "${phrases[2]}"`;
 
   // Roles swapped: the same sentence frame with the same entities in another order ("did the Beatles
   // influence the Rolling Stones" / "did the Rolling Stones influence the Beatles", "copy column A into
   // column B" / "… B into … A"). A reworded prompt has another frame, so it is not caught by this.
-  if (a.entityOrder.length >= 2 && a.frame === b.frame && a.entityOrder.join(' ') !== b.entityOrder.join(' '))
+  if (
+    a.entityOrder.length >= 2 &&
+    a.frame === b.frame &&
+    a.entityOrder.join(' ') !== b.entityOrder.join(' ') &&
+    !/§ (?:and|or|&) §/.test(a.frame)
+  )
     return `order: entities "${a.entityOrder.join(', ')}" vs "${b.entityOrder.join(', ')}" in the same frame`;
 
   for (const [g, polesA] of a.poles) {
@@ -166,8 +227,8 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
     }
   }
 
-  const extraA = a.content.filter((w) => isQualifierWord(w) && !b.forms.has(w) && !b.forms.has(stem(w)));
-  const extraB = b.content.filter((w) => isQualifierWord(w) && !a.forms.has(w) && !a.forms.has(stem(w)));
+  const extraA = a.qualifiers.filter((q) => !q.forms.some((f) => b.forms.has(f))).map((q) => q.shown);
+  const extraB = b.qualifiers.filter((q) => !q.forms.some((f) => a.forms.has(f))).map((q) => q.shown);
   if (extraA.length > 0 !== extraB.length > 0)
     return `qualifier: "${[...extraA, ...extraB].join(' ')}" only in one prompt`;
   return undefined;
@@ -197,6 +258,22 @@ const DIRECTION_WORDS: ReadonlySet<string> = new Set([
   'across',
 ]);
 
+/** Words that join items which may trade places ("Mars and Jupiter" = "Jupiter and Mars"). */
+const JOINERS: ReadonlySet<string> = new Set(['and', 'or', '&', 'nor']);
+
+/**
+ * Words that restate what is asked without narrowing it: "exactly", "together" ("join two balls of yarn
+ * together"), "over time" ("so they do not fade over time"), "contain" ("how many calories does a banana
+ * contain" = "… are in a banana"). Request verbs (canonical.ts) and frame words are left out elsewhere.
+ */
+const RESTATING: ReadonlySet<string> = new Set(
+  (
+    'exactly actually basically essentially really truly together time overall generally typically usually ' +
+    'normally commonly specifically particularly currently ever also just contain kind type thing stuff ' +
+    'detail detailed understand know learn'
+  ).split(/\s+/),
+);
+
 /** Words that make a request polite or explicit without changing what is asked. */
 const FILLER: ReadonlySet<string> = new Set(
   (
@@ -218,12 +295,6 @@ function addForms(forms: Set<string>, lower: string): void {
         forms.add(stem(part));
       }
     }
-}
-
-function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const x of a) if (!b.has(x)) return false;
-  return true;
 }
 
 // ---- numbers -------------------------------------------------------------------------------------------
@@ -293,24 +364,14 @@ function extractQuoted(text: string): Set<string> {
 
 // ---- order ----------------------------------------------------------------------------------------------
 
-const QUESTION_WORDS: ReadonlySet<string> = new Set([
-  'who',
-  'whom',
-  'whose',
-  'what',
-  'when',
-  'where',
-  'why',
-  'how',
-  'which',
-]);
-
 /**
  * The two words of `a` that sit in each other's place in `b` when the sequences are otherwise the same
  * (equal length, exactly two differing positions holding the same two words). "from Paris to Rome" / "to
  * Rome from Paris" moves four words and is left to the direction rule, which accepts it.
  */
-function swappedWords(a: readonly string[], b: readonly string[]): [string, string] | undefined {
+function swappedWords(pa: PromptAnalysis, pb: PromptAnalysis): [string, string] | undefined {
+  const a = pa.sequence;
+  const b = pb.sequence;
   if (a.length !== b.length) return undefined;
   const at: number[] = [];
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) at.push(i);
@@ -318,7 +379,53 @@ function swappedWords(a: readonly string[], b: readonly string[]): [string, stri
   const wa = at.map((i) => a[i]!).sort();
   const wb = at.map((i) => b[i]!).sort();
   if (wa.join(' ') !== wb.join(' ') || new Set(wa).size < 2) return undefined;
+  // "cucumbers and tomatoes" / "tomatoes and cucumbers": items of one list, not roles
+  if (joined(pa, at[0]!, at[1]!)) return undefined;
   return [a[at[0]!]!, b[at[0]!]!];
+}
+
+/** True when the words between positions i and j are function words, with "and" / "or" among them. */
+function joined(p: PromptAnalysis, i: number, j: number): boolean {
+  let joiner = false;
+  for (let k = i + 1; k < j; k++) {
+    const w = p.sequence[k]!;
+    if (p.joiners[k]) joiner = true;
+    else if (!STOPWORDS.has(w) || w === 'then') return false;
+  }
+  return joiner;
+}
+
+/**
+ * Two phrases of `a` that trade places in `b` around a middle that stays ("gum disease | cause | tooth
+ * decay" / "tooth decay | cause | gum disease"): after the common prefix and suffix, a = X M Y and b = Y M X
+ * with M not empty. A clause moved to the front is X Y / Y X (no middle): not a swap. Keys are canonical
+ * (canonical.ts), so the same words must trade places, not synonyms.
+ */
+function swappedPhrases(a: readonly string[], b: readonly string[]): [string, string, string] | undefined {
+  if (a.length !== b.length || a.length < 3) return undefined;
+  let p = 0;
+  while (p < a.length && a[p] === b[p]) p++;
+  let s = 0;
+  while (s < a.length - p && a[a.length - 1 - s] === b[b.length - 1 - s]) s++;
+  const x = a.slice(p, a.length - s);
+  const y = b.slice(p, b.length - s);
+  const n = x.length;
+  if (n < 3) return undefined;
+  for (let lx = 1; lx < n - 1; lx++) {
+    for (let ly = 1; lx + ly < n; ly++) {
+      const X = x.slice(0, lx).join(' ');
+      const M = x.slice(lx, n - ly).join(' ');
+      const Y = x.slice(n - ly).join(' ');
+      if (X === Y) continue;
+      if (
+        y.slice(0, ly).join(' ') === Y &&
+        y.slice(ly, n - lx).join(' ') === M &&
+        y.slice(n - lx).join(' ') === X
+      )
+        return [X, Y, M];
+    }
+  }
+  return undefined;
 }
 
 // ---- entities -------------------------------------------------------------------------------------------
@@ -394,7 +501,9 @@ function extractEntities(text: string, tokens: readonly Token[]): Map<string, st
       if (allCaps) entity = !['ok', 'okay'].includes(key);
       else if (innerCap) entity = true;
       else if (/^\p{Lu}/u.test(w) && w !== 'I' && !/^i'/i.test(w))
-        entity = !isSentenceInitial(norm, t.start) || !COMMON_INITIAL.has(key.replace(/'/g, ''));
+        entity =
+          !isSentenceInitial(norm, t.start) ||
+          !(COMMON_INITIAL.has(key.replace(/'/g, '')) || isCommonWord(t.lower));
     }
     if (entity && !out.has(key)) out.set(key, w);
   }

@@ -1,0 +1,571 @@
+import { correctTypo, groupOf, isKnownWord, lemmaOf, lexicon } from './lexicon.js';
+import { STOPWORDS, tokenize, type Token } from './text.js';
+
+/**
+ * A prompt's words in canonical form, for the lexical embedder and the guard. What two phrasings of one
+ * question share after this step is what both compare:
+ * - contractions are expanded ("what's" → what is, "doesn't" → does not, "let's" → let us) and a
+ *   possessive 's is dropped ("soccer's" → soccer); also the forms typed without an apostrophe ("whats");
+ * - politeness and request padding is marked, not compared ("could you please", "thanks a lot", "if you
+ *   have a moment", "would you mind", "sorry to bother you", "help me understand");
+ * - an unknown word one edit from a known word is corrected ("recesion" → recession), unless written with a
+ *   capital inside a sentence (a name);
+ * - every word gets its lemma ("teeth" → tooth, "fired" → fire) and its synonym group ("photograph" →
+ *   photo), and two-word terms are joined ("cutting board" → chopping_board);
+ * - the question is classified: what it asks for (see {@link AskClass}), with the words of the question frame
+ *   absorbed into the class ("what is the number of" = how many; "by whom" = who; "which artist" = who; "what
+ *   is the best way to" = how do I; "what causes" = why; "what is the effect of X on Y" = how does X affect Y).
+ */
+export interface CanonicalWord {
+  /** As typed, case kept. */
+  text: string;
+  /** Lower case, after contraction expansion and typo correction. */
+  lower: string;
+  lemma: string;
+  /** The synonym group, else the lemma: what the embedder hashes and the guard matches. */
+  key: string;
+  role: WordRole;
+  /** Offset in the prompt (for sentence starts). */
+  start: number;
+}
+
+/**
+ * - content: a word that carries what is asked;
+ * - function: grammar (articles, pronouns, auxiliaries, prepositions);
+ * - polite: padding of the request; compared by no one;
+ * - frame: a word of the question frame absorbed into the ask class ("way" in "what is the way to");
+ * - marker: a preposition that gives the words around it a role (to, from, than, before…);
+ * - negation, number, arrow: kept apart (the guard counts them).
+ */
+export type WordRole =
+  'content' | 'function' | 'marker' | 'polite' | 'frame' | 'negation' | 'number' | 'arrow';
+
+/**
+ * What a question asks for. Two prompts whose classes differ ask different questions ("when was X built" /
+ * "where was X built"); the members of one class are equivalent ("how many" = "what is the number of").
+ * - what: a thing or a definition (what / which / what does X mean / what is the role of X);
+ * - how: a way or method (how do I / what is the way to / what steps / what should I do to);
+ * - count: how many; amount: how much, what is the price of; long: how long, how much time;
+ * - often: how often, how frequently; far: how far; age: how old; degree: how + another adjective;
+ * - who, when, where, why (also "what causes", "what is the reason"), effect ("how does X affect Y" /
+ *   "what is the effect of X on Y").
+ */
+export type AskClass =
+  | 'what'
+  | 'how'
+  | 'count'
+  | 'amount'
+  | 'long'
+  | 'often'
+  | 'far'
+  | 'age'
+  | 'degree'
+  | 'who'
+  | 'when'
+  | 'where'
+  | 'why'
+  | 'effect';
+
+export interface CanonicalPrompt {
+  words: CanonicalWord[];
+  /** The ask classes, sorted, without repeats. */
+  asks: AskClass[];
+}
+
+// ---- contractions -----------------------------------------------------------------------------------------
+
+/** Contractions typed without the apostrophe, and irregular ones. */
+const BARE_CONTRACTIONS: ReadonlyMap<string, readonly string[]> = new Map<string, string[]>([
+  ['whats', ['what', 'is']],
+  ['wheres', ['where', 'is']],
+  ['whos', ['who', 'is']],
+  ['hows', ['how', 'is']],
+  ['whens', ['when', 'is']],
+  ['whys', ['why', 'is']],
+  ['thats', ['that', 'is']],
+  ['theres', ['there', 'is']],
+  ['im', ['i', 'am']],
+  ['ive', ['i', 'have']],
+  ['youre', ['you', 'are']],
+  ['theyre', ['they', 'are']],
+  ['dont', ['do', 'not']],
+  ['doesnt', ['does', 'not']],
+  ['didnt', ['did', 'not']],
+  ['isnt', ['is', 'not']],
+  ['arent', ['are', 'not']],
+  ['wasnt', ['was', 'not']],
+  ['werent', ['were', 'not']],
+  ['cant', ['can', 'not']],
+  ['cannot', ['can', 'not']],
+  ['couldnt', ['could', 'not']],
+  ['shouldnt', ['should', 'not']],
+  ['wouldnt', ['would', 'not']],
+  ['wont', ['will', 'not']],
+  ['hasnt', ['has', 'not']],
+  ['havent', ['have', 'not']],
+  ['hadnt', ['had', 'not']],
+  ['mustnt', ['must', 'not']],
+  ["can't", ['can', 'not']],
+  ["won't", ['will', 'not']],
+  ["shan't", ['shall', 'not']],
+  ["ain't", ['is', 'not']],
+  ["let's", ['let', 'us']],
+]);
+
+/** Words after which 's is "is" (or "has"), not a possessive. */
+const IS_HOSTS: ReadonlySet<string> = new Set(
+  'what where who how when why which that there here it he she this everything something nothing'.split(' '),
+);
+
+/** Lower-case words of one token, contractions expanded and a possessive dropped. */
+function expand(lower: string): readonly string[] {
+  const bare = BARE_CONTRACTIONS.get(lower);
+  if (bare) return bare;
+  if (!lower.includes("'")) return [lower];
+  if (lower.endsWith("n't")) return [lower.slice(0, -3), 'not'];
+  const m = /^(.+)'(s|re|ve|ll|d|m)$/.exec(lower);
+  if (!m) return [lower.replace(/'/g, '')];
+  const [, host, tail] = m as unknown as [string, string, string];
+  switch (tail) {
+    case 's':
+      return IS_HOSTS.has(host) ? [host, 'is'] : [host];
+    case 're':
+      return [host, 'are'];
+    case 've':
+      return [host, 'have'];
+    case 'll':
+      return [host, 'will'];
+    case 'd':
+      return [host, 'would'];
+    default:
+      return [host, 'am'];
+  }
+}
+
+// ---- politeness ---------------------------------------------------------------------------------------------
+
+/**
+ * Padding around a request. Matched as whole phrases on the expanded lower-case words, longest first. Short
+ * openers ("can you", "could you") count only before a request verb, so "can you eat raw eggs" keeps them.
+ */
+const POLITE_PHRASES: readonly string[] = [
+  'thank you so much',
+  'thank you very much',
+  'thank you in advance',
+  'thanks in advance',
+  'thanks so much',
+  'thanks very much',
+  'thanks a lot',
+  'thanks a bunch',
+  'many thanks',
+  'thank you',
+  'thanks',
+  'cheers',
+  'much appreciated',
+  'i would appreciate it',
+  'i appreciate it',
+  'sorry to bother you',
+  'sorry to ask',
+  'sorry',
+  'excuse me',
+  'if you have a moment',
+  'if you have a minute',
+  'if you have time',
+  'if you do not mind',
+  'if you can',
+  'if possible',
+  'when you get a chance',
+  'would you mind',
+  'do you mind',
+  'i was wondering',
+  'i am wondering',
+  'i wonder',
+  'i would like to know',
+  'i would like to understand',
+  'i want to know',
+  'i need to know',
+  'i am curious',
+  'i am curious about',
+  'i would love to know',
+  'do you know',
+  'does anyone know',
+  'can i ask',
+  'may i ask',
+  'quick question',
+  'help me understand',
+  'help me figure out',
+  'help me with',
+  'let me know',
+  'tell me',
+  'please',
+  'kindly',
+  'hi',
+  'hello',
+  'hey',
+  'greetings',
+  'by any chance',
+  'in simple terms',
+  'in a nutshell',
+  'briefly',
+];
+const POLITE_OPENERS: readonly string[] = [
+  'could you please',
+  'can you please',
+  'would you please',
+  'will you please',
+  'could you',
+  'can you',
+  'would you',
+  'will you',
+  'are you able to',
+];
+/** Verbs that make a request ("explain", "tell me"): the request's form, not its topic. */
+export const REQUEST_VERBS: ReadonlySet<string> = new Set(
+  (
+    'explain tell describe define list name give show compute calculate find suggest recommend provide ' +
+    'clarify outline identify share help teach walk guide figure work write'
+  ).split(' '),
+);
+
+function phraseList(list: readonly string[]): (readonly string[])[] {
+  return list.map((p) => p.split(' ')).sort((a, b) => b.length - a.length);
+}
+const POLITE = phraseList(POLITE_PHRASES);
+const OPENERS = phraseList(POLITE_OPENERS);
+
+function matchAt(words: readonly string[], i: number, phrase: readonly string[]): boolean {
+  for (let k = 0; k < phrase.length; k++) if (words[i + k] !== phrase[k]) return false;
+  return true;
+}
+
+// ---- question frames -----------------------------------------------------------------------------------------
+
+const AUX: ReadonlySet<string> = new Set(
+  'is are was were be been am do does did can could should would will shall may might must has have had'.split(
+    ' ',
+  ),
+);
+const SUBJECTS: ReadonlySet<string> = new Set(
+  'i you he she it we they one people someone there this that these those'.split(' '),
+);
+const DETERMINERS: ReadonlySet<string> = new Set(
+  'a an the my your his her its our their this that these those some any each every'.split(' '),
+);
+/** Nouns of a "which/what N" question that ask for a person: "which artist painted" = "who painted". */
+const PERSON_NOUNS: ReadonlySet<string> = new Set(
+  (
+    'person people artist author writer scientist inventor composer painter poet musician singer player ' +
+    'athlete leader president king queen emperor founder creator designer architect philosopher ' +
+    'mathematician physicist chemist biologist explorer director actor actress man woman individual ' +
+    'ruler monarch politician general admiral engineer doctor novelist playwright sculptor'
+  ).split(' '),
+);
+const TIME_NOUNS: ReadonlySet<string> = new Set(
+  'time year date day month century decade era hour'.split(' '),
+);
+const PLACE_NOUNS: ReadonlySet<string> = new Set('location place whereabouts'.split(' '));
+const METHOD_NOUNS: ReadonlySet<string> = new Set(
+  'way method step process procedure technique means approach command instruction'.split(' '),
+);
+const CAUSE_NOUNS: ReadonlySet<string> = new Set('cause reason'.split(' '));
+const EFFECT_WORDS: ReadonlySet<string> = new Set('effect impact influence affect consequence'.split(' '));
+const COST_WORDS: ReadonlySet<string> = new Set('cost price fee charge amount quantity'.split(' '));
+const MEANING_WORDS: ReadonlySet<string> = new Set('mean meaning meant definition define'.split(' '));
+const ROLE_WORDS: ReadonlySet<string> = new Set('role job function purpose duty responsibility'.split(' '));
+/** Adjectives that only restate a method ("the best way to" = "the way to"); "cheapest", "fastest" narrow. */
+const PLAIN_METHOD_ADJECTIVES: ReadonlySet<string> = new Set(
+  'best good right proper correct recommended ideal optimal usual standard normal general'.split(' '),
+);
+const HOW_DEGREE: ReadonlyMap<string, AskClass> = new Map<string, AskClass>([
+  ['many', 'count'],
+  ['much', 'amount'],
+  ['long', 'long'],
+  ['often', 'often'],
+  ['frequently', 'often'],
+  ['regularly', 'often'],
+  ['far', 'far'],
+  ['old', 'age'],
+  ['come', 'why'],
+]);
+
+const CLAUSE_BREAK = /[.!?;:,\n]/;
+
+interface Work {
+  text: string;
+  lower: string;
+  start: number;
+  kind: Token['kind'];
+  role: WordRole;
+}
+
+/** Canonical words and ask classes of a prompt. Pure and deterministic; reads the lexicon on first use. */
+export function canonicalize(prompt: string): CanonicalPrompt {
+  const norm = prompt.normalize('NFKC');
+  const ws: Work[] = [];
+  for (const t of tokenize(prompt)) {
+    if (t.kind !== 'word') {
+      ws.push({ text: t.text, lower: t.lower, start: t.start, kind: t.kind, role: 'function' });
+      continue;
+    }
+    const parts = expand(t.lower);
+    parts.forEach((p, i) =>
+      ws.push({ text: i === 0 ? t.text : p, lower: p, start: t.start, kind: 'word', role: 'function' }),
+    );
+  }
+  const lowers = ws.map((w) => w.lower);
+  // clause starts: the first word, and any word after sentence punctuation or a comma
+  const clauseStart = ws.map((w, i) => i === 0 || CLAUSE_BREAK.test(norm.slice(ws[i - 1]!.start, w.start)));
+
+  // politeness
+  for (let i = 0; i < ws.length; i++) {
+    let len = 0;
+    for (const p of POLITE)
+      if (matchAt(lowers, i, p)) {
+        len = p.length;
+        break;
+      }
+    if (len === 0)
+      for (const p of OPENERS)
+        if (matchAt(lowers, i, p)) {
+          const next = lowers[i + p.length];
+          const after = next === 'please' || next === 'kindly' ? lowers[i + p.length + 1] : next;
+          if (after !== undefined && (REQUEST_VERBS.has(after) || after === 'let')) len = p.length;
+          if (len > 0) break;
+        }
+    for (let k = 0; k < len; k++) ws[i + k]!.role = 'polite';
+    if (len > 0) i += len - 1;
+  }
+
+  // lemmas, typos, groups
+  const lx = lexicon();
+  const out: CanonicalWord[] = ws.map((w, i) => {
+    let lower = w.lower;
+    if (w.kind === 'word' && w.role !== 'polite') {
+      const midCapital = /^\p{Lu}/u.test(w.text) && !clauseStart[i];
+      if (!midCapital && !/\d/.test(lower) && !STOPWORDS.has(lower)) lower = correctTypo(lower) ?? lower;
+    }
+    const lemma = w.kind === 'word' ? lemmaOf(lower) : lower;
+    let role: WordRole = w.role;
+    if (role !== 'polite') {
+      if (w.kind === 'num' || /^\d/.test(lower)) role = 'number';
+      else if (w.kind === 'arrow') role = 'arrow';
+      else if (NEGATION_WORDS.has(lower)) role = 'negation';
+      else if (MARKERS.has(lower)) role = 'marker';
+      else if (STOPWORDS.has(lower) || STOPWORDS.has(lemma)) role = 'function';
+      else role = 'content';
+    }
+    return { text: w.text, lower, lemma, key: groupOf(lemma) ?? lemma, role, start: w.start };
+  });
+  // two-word terms ("cutting board", "speed up", "get rid of" is three: only pairs here)
+  for (let i = 0; i + 1 < out.length; i++) {
+    const a = out[i]!;
+    const b = out[i + 1]!;
+    if (a.role === 'polite' || b.role === 'polite' || a.role === 'number' || b.role === 'number') continue;
+    if (!lx.termStarts.has(a.lower) && !lx.termStarts.has(a.lemma)) continue;
+    const g = groupOf(`${a.lower}_${b.lemma}`) ?? groupOf(`${a.lemma}_${b.lemma}`);
+    if (g === undefined) continue;
+    a.key = g;
+    a.role = 'content';
+    b.role = 'frame';
+    b.key = g;
+    i++;
+  }
+
+  const asks = classifyAsks(out);
+  return { words: out, asks: [...new Set(asks)].sort() };
+}
+
+/** Prepositions that give the words around them a role: light in the vector, watched by the guard. */
+const MARKERS: ReadonlySet<string> = new Set(
+  'to from into onto toward towards than vs versus over out before after between against within across under above below up down off'.split(
+    ' ',
+  ),
+);
+
+const NEGATION_WORDS: ReadonlySet<string> = new Set(
+  'not no never none nobody nothing nowhere neither nor without'.split(' '),
+);
+
+const WH: ReadonlySet<string> = new Set([
+  'what',
+  'which',
+  'who',
+  'whom',
+  'whose',
+  'how',
+  'when',
+  'where',
+  'why',
+]);
+
+/** The ask classes of a prompt's question words; marks the frame words it absorbs. */
+function classifyAsks(ws: CanonicalWord[]): AskClass[] {
+  const asks: AskClass[] = [];
+  const live = ws.map((w, i) => ({ w, i })).filter(({ w }) => w.role !== 'polite');
+  const at = (k: number): CanonicalWord | undefined => live[k]?.w;
+  const absorb = (w: CanonicalWord | undefined): void => {
+    if (w && w.role === 'content') w.role = 'frame';
+  };
+  for (let k = 0; k < live.length; k++) {
+    const w = at(k)!;
+    if (!WH.has(w.lower)) continue;
+    const next = at(k + 1);
+    const prev = at(k - 1);
+    // "when opening the hive", "where it is printed": a subordinate clause, not a question
+    if ((w.lower === 'when' || w.lower === 'where') && next) {
+      if (/ing$/.test(next.lower) && !AUX.has(next.lower)) continue;
+      if (SUBJECTS.has(next.lower) || DETERMINERS.has(next.lower)) continue;
+    }
+    // "the person who …", "a knot which …": a relative clause after a noun
+    if ((w.lower === 'who' || w.lower === 'which' || w.lower === 'whom') && prev && prev.role === 'content')
+      continue;
+    switch (w.lower) {
+      case 'who':
+      case 'whom':
+      case 'whose':
+        if (prev?.lower === 'by') prev.role = 'frame';
+        asks.push('who');
+        break;
+      case 'when':
+        asks.push('when');
+        break;
+      case 'where':
+        asks.push('where');
+        break;
+      case 'why':
+        asks.push('why');
+        break;
+      case 'how': {
+        const deg = next ? HOW_DEGREE.get(next.lower) : undefined;
+        if (deg === 'amount' && at(k + 2)?.lemma === 'time') {
+          asks.push('long');
+          absorb(next);
+          absorb(at(k + 2));
+          break;
+        }
+        if (deg) {
+          asks.push(deg);
+          absorb(next);
+          break;
+        }
+        if (next && next.role === 'content' && !AUX.has(next.lower) && next.lower !== 'to') {
+          asks.push('degree');
+          break;
+        }
+        // "how does X affect Y" asks for an effect
+        const verb = live.slice(k + 1).find(({ w: x }) => x.role === 'content' && EFFECT_WORDS.has(x.lemma));
+        if (verb && AUX.has(next?.lower ?? '')) {
+          asks.push('effect');
+          absorb(verb.w);
+          break;
+        }
+        asks.push('how');
+        break;
+      }
+      case 'what':
+      case 'which': {
+        asks.push(
+          classifyWhat(
+            live.map((x) => x.w),
+            k,
+            absorb,
+          ),
+        );
+        break;
+      }
+    }
+  }
+  return asks;
+}
+
+/** The class of a "what/which …" question starting at `k`, absorbing its frame words. */
+function classifyWhat(
+  ws: readonly CanonicalWord[],
+  k: number,
+  absorb: (w: CanonicalWord | undefined) => void,
+): AskClass {
+  let j = k + 1;
+  // "what is the best way to", "which are the main causes of": skip the copula, determiners, plain adjectives
+  const copula = ws[j] && ['is', 'are', 'was', 'were', 'be'].includes(ws[j]!.lower);
+  if (copula) j++;
+  while (ws[j] && (DETERMINERS.has(ws[j]!.lower) || ws[j]!.lower === 'main' || ws[j]!.lower === 'usual')) j++;
+  const adjectives: CanonicalWord[] = [];
+  while (ws[j] && PLAIN_METHOD_ADJECTIVES.has(ws[j]!.lemma) && ws[j + 1]) adjectives.push(ws[j++]!);
+  const head = ws[j];
+  const h = head?.lemma ?? '';
+  const after = ws[j + 1]?.lower;
+  const frameHead = (cls: AskClass): AskClass => {
+    absorb(head);
+    for (const a of adjectives) absorb(a);
+    return cls;
+  };
+  if (head && (copula || head.role === 'content' || adjectives.length > 0)) {
+    if (METHOD_NOUNS.has(h)) return frameHead('how');
+    if (h === 'number' && (after === 'of' || !copula)) return frameHead('count');
+    if (COST_WORDS.has(h)) return frameHead('amount');
+    if (CAUSE_NOUNS.has(h)) return frameHead('why');
+    if (EFFECT_WORDS.has(h) && (copula || after === 'of')) return frameHead('effect');
+    if (TIME_NOUNS.has(h) && adjectives.length === 0) return frameHead('when');
+    if (PLACE_NOUNS.has(h) && copula && adjectives.length === 0) return frameHead('where');
+    if (PERSON_NOUNS.has(h) && !copula) return frameHead('who');
+    if (MEANING_WORDS.has(h) || ROLE_WORDS.has(h)) return frameHead('what');
+  }
+  const next = ws[k + 1];
+  // "what causes X", "what makes X Y": why
+  if (
+    next &&
+    (next.lemma === 'cause' || next.lemma === 'make') &&
+    next.lower !== 'make' &&
+    next.role === 'content'
+  ) {
+    absorb(next);
+    return 'why';
+  }
+  // "what can I do to X", "what should I do if X": how
+  if (
+    next &&
+    AUX.has(next.lower) &&
+    ws[k + 2] &&
+    SUBJECTS.has(ws[k + 2]!.lower) &&
+    ws[k + 3]?.lemma === 'do'
+  ) {
+    const then = ws[k + 4]?.lower;
+    if (
+      then === undefined ||
+      ['to', 'if', 'when', 'about', 'after', 'before', 'with', 'for', 'so'].includes(then)
+    ) {
+      ws[k + 3]!.role = 'frame';
+      return 'how';
+    }
+  }
+  // "what does X mean", "what does X do", "what does X cost"
+  for (let i = k + 1; i < ws.length; i++) {
+    const w = ws[i]!;
+    if (w.role !== 'content' && !(w.lemma === 'do' && i === ws.length - 1)) continue;
+    if (MEANING_WORDS.has(w.lemma)) absorb(w);
+    if (COST_WORDS.has(w.lemma) && w.lemma === 'cost' && next && AUX.has(next.lower)) {
+      absorb(w);
+      return 'amount';
+    }
+  }
+  const last = ws[ws.length - 1];
+  if (last && last.lemma === 'do' && next && AUX.has(next.lower)) last.role = 'frame';
+  return 'what';
+}
+
+/**
+ * True when `lower` (a sentence's first word, lower-cased) is an English word rather than a name: a word of
+ * the lexicon, a function word, a contraction ("isn't", "whats"), or two swapped letters of one ("explian").
+ * Other one-letter typos are not tried: too many names are one letter from a word ("Texas" / "texts").
+ */
+export function isCommonWord(lower: string): boolean {
+  const head = expand(lower)[0]!;
+  if (STOPWORDS.has(head) || isKnownWord(head) || POLITE_WORDS.has(head)) return true;
+  for (let i = 0; i + 1 < head.length; i++) {
+    const swapped = head.slice(0, i) + head[i + 1] + head[i] + head.slice(i + 2);
+    if (STOPWORDS.has(swapped) || isKnownWord(swapped)) return true;
+  }
+  return false;
+}
+
+const POLITE_WORDS: ReadonlySet<string> = new Set(POLITE_PHRASES.flatMap((p) => p.split(' ')));
