@@ -68,11 +68,18 @@ function main(dir: string): void {
     offs.reduce((s, o) => s + (tags.get(`${w}|${o}`) ?? 0), 0);
 
   // Vocabulary: every single word WordNet writes in lower case somewhere, most frequent first.
-  const words: { w: string; n: number }[] = [];
+  const words: { w: string; n: number; pos: string }[] = [];
   for (const [w, entries] of index) {
     if (!/^[a-z]+(?:-[a-z]+)*$/.test(w) || w.length > 24) continue;
     if (!entries.some((e) => e.offs.some((o) => synsets.get(o)?.lower))) continue;
-    words.push({ w, n: entries.reduce((s, e) => s + countOf(w, e.offs), 0) });
+    words.push({
+      w,
+      n: entries.reduce((s, e) => s + countOf(w, e.offs), 0),
+      pos: entries
+        .map((e) => e.pos)
+        .sort()
+        .join(''),
+    });
   }
   words.sort((a, b) => b.n - a.n || (a.w < b.w ? -1 : 1));
 
@@ -131,8 +138,11 @@ function main(dir: string): void {
     ].join('\n');
   writeFileSync(
     join(out, 'words.txt'),
-    head('English words written in lower case somewhere in WordNet, most frequent (sense-tagged) first.') +
-      words.map((x) => x.w).join('\n') +
+    head(
+      'English words written in lower case somewhere in WordNet, most frequent first: word, parts of speech ' +
+        '(a adjective, n noun, r adverb, v verb), and how often it is sense-tagged in SemCor when it is.',
+    ) +
+      words.map((x) => `${x.w} ${x.pos}${x.n > 0 ? ` ${x.n}` : ''}`).join('\n') +
       '\n',
   );
   writeFileSync(

@@ -1,4 +1,4 @@
-import { correctTypo, groupOf, isKnownWord, lemmaOf, lexicon } from './lexicon.js';
+import { correctTypo, groupOf, isAdjective, isKnownWord, isVerb, lemmaOf, lexicon } from './lexicon.js';
 import { STOPWORDS, tokenize, type Token } from './text.js';
 
 /**
@@ -31,6 +31,8 @@ export interface CanonicalWord {
 
 /**
  * - content: a word that carries what is asked;
+ * - head: the noun of "which N" / "what N" that names the kind of answer ("which city is the capital");
+ *   it restates the question when the other prompt asks without one;
  * - function: grammar (articles, pronouns, auxiliaries, prepositions);
  * - polite: padding of the request; compared by no one;
  * - frame: a word of the question frame absorbed into the ask class ("way" in "what is the way to");
@@ -38,7 +40,7 @@ export interface CanonicalWord {
  * - negation, number, arrow: kept apart (the guard counts them).
  */
 export type WordRole =
-  'content' | 'function' | 'marker' | 'polite' | 'frame' | 'negation' | 'number' | 'arrow';
+  'content' | 'head' | 'function' | 'marker' | 'polite' | 'frame' | 'negation' | 'number' | 'arrow';
 
 /**
  * What a question asks for. Two prompts whose classes differ ask different questions ("when was X built" /
@@ -48,7 +50,8 @@ export type WordRole =
  * - count: how many; amount: how much, what is the price of; long: how long, how much time;
  * - often: how often, how frequently; far: how far; age: how old; degree: how + another adjective;
  * - who, when, where, why (also "what causes", "what is the reason"), effect ("how does X affect Y" /
- *   "what is the effect of X on Y").
+ *   "what is the effect of X on Y"), difference ("what is the difference between X and Y" / "how does X
+ *   differ from Y" / "how are X and Y different").
  */
 export type AskClass =
   | 'what'
@@ -64,7 +67,8 @@ export type AskClass =
   | 'when'
   | 'where'
   | 'why'
-  | 'effect';
+  | 'effect'
+  | 'difference';
 
 export interface CanonicalPrompt {
   words: CanonicalWord[];
@@ -149,6 +153,29 @@ function expand(lower: string): readonly string[] {
  * openers ("can you", "could you") count only before a request verb, so "can you eat raw eggs" keeps them.
  */
 const POLITE_PHRASES: readonly string[] = [
+  'i would really appreciate it if you could',
+  'i would appreciate it if you could',
+  'i would really appreciate it if you',
+  'i would appreciate it if you',
+  'i would be very grateful if you could',
+  'i would be really grateful if you could',
+  'i would be grateful if you could',
+  'i would be grateful if you',
+  'it would be great if you could',
+  'it would help if you could',
+  'would you be so kind as to',
+  'could you be so kind as to',
+  'be so kind as to',
+  'if it is not too much trouble',
+  'if it is not too much to ask',
+  'if it is not too much',
+  'if you could',
+  'any help would be appreciated',
+  'any help is appreciated',
+  'i could use some help',
+  'i need some help',
+  'i need help',
+  'dear assistant',
   'thank you so much',
   'thank you very much',
   'thank you in advance',
@@ -264,8 +291,15 @@ const TIME_NOUNS: ReadonlySet<string> = new Set(
   'time year date day month century decade era hour'.split(' '),
 );
 const PLACE_NOUNS: ReadonlySet<string> = new Set('location place whereabouts'.split(' '));
+const DISTANCE_NOUNS: ReadonlySet<string> = new Set(['distance']);
+const DURATION_NOUNS: ReadonlySet<string> = new Set('duration length lifespan'.split(' '));
 const METHOD_NOUNS: ReadonlySet<string> = new Set(
-  'way method step process procedure technique means approach command instruction'.split(' '),
+  'way method step process procedure technique means approach command instruction route'.split(' '),
+);
+const DIFFERENCE_WORDS: ReadonlySet<string> = new Set('differ difference different distinction'.split(' '));
+/** Adverbs that may sit between "what" and its verb ("what mainly causes"). */
+const HEDGES: ReadonlySet<string> = new Set(
+  'mainly mostly usually typically actually really commonly generally normally exactly primarily'.split(' '),
 );
 const CAUSE_NOUNS: ReadonlySet<string> = new Set('cause reason'.split(' '));
 const EFFECT_WORDS: ReadonlySet<string> = new Set('effect impact influence affect consequence'.split(' '));
@@ -274,7 +308,10 @@ const MEANING_WORDS: ReadonlySet<string> = new Set('mean meaning meant definitio
 const ROLE_WORDS: ReadonlySet<string> = new Set('role job function purpose duty responsibility'.split(' '));
 /** Adjectives that only restate a method ("the best way to" = "the way to"); "cheapest", "fastest" narrow. */
 const PLAIN_METHOD_ADJECTIVES: ReadonlySet<string> = new Set(
-  'best good right proper correct recommended ideal optimal usual standard normal general'.split(' '),
+  (
+    'best good right proper correct recommended ideal optimal usual standard normal general typical main ' +
+    'average common basic'
+  ).split(' '),
 );
 const HOW_DEGREE: ReadonlyMap<string, AskClass> = new Map<string, AskClass>([
   ['many', 'count'],
@@ -340,21 +377,24 @@ export function canonicalize(prompt: string): CanonicalPrompt {
   const lx = lexicon();
   const out: CanonicalWord[] = ws.map((w, i) => {
     let lower = w.lower;
-    if (w.kind === 'word' && w.role !== 'polite') {
-      const midCapital = /^\p{Lu}/u.test(w.text) && !clauseStart[i];
-      if (!midCapital && !/\d/.test(lower) && !STOPWORDS.has(lower)) lower = correctTypo(lower) ?? lower;
+    if (w.kind === 'word' && w.role !== 'polite' && !/\d/.test(lower) && !STOPWORDS.has(lower)) {
+      // A capital inside a sentence marks a name: left as written. A capital at a sentence start may be
+      // either, so only two swapped letters are fixed there ("Explian"), not edits that turn names into words.
+      if (!/^\p{Lu}/u.test(w.text)) lower = correctTypo(lower) ?? lower;
+      else if (clauseStart[i] && !isKnownWord(lower)) lower = swapTypo(lower) ?? lower;
     }
     const lemma = w.kind === 'word' ? lemmaOf(lower) : lower;
     let role: WordRole = w.role;
     if (role !== 'polite') {
-      if (w.kind === 'num' || /^\d/.test(lower)) role = 'number';
+      if (w.kind === 'num' || /^\d/.test(lower) || ORDINALS.has(lower) || isRoman(w.text)) role = 'number';
       else if (w.kind === 'arrow') role = 'arrow';
       else if (NEGATION_WORDS.has(lower)) role = 'negation';
       else if (MARKERS.has(lower)) role = 'marker';
       else if (STOPWORDS.has(lower) || STOPWORDS.has(lemma)) role = 'function';
       else role = 'content';
     }
-    return { text: w.text, lower, lemma, key: groupOf(lemma) ?? lemma, role, start: w.start };
+    const key = role === 'number' ? numberValue(w.text, lower) : (groupOf(lemma) ?? lemma);
+    return { text: w.text, lower, lemma, key, role, start: w.start };
   });
   // two-word terms ("cutting board", "speed up", "get rid of" is three: only pairs here)
   for (let i = 0; i + 1 < out.length; i++) {
@@ -371,7 +411,20 @@ export function canonicalize(prompt: string): CanonicalPrompt {
     i++;
   }
 
-  const asks = classifyAsks(out);
+  let asks = classifyAsks(out);
+  // "how does X differ from Y", "how are X and Y different": a difference, however it is asked
+  const differ = out.find((w) => w.role === 'content' && DIFFERENCE_WORDS.has(w.lemma));
+  if (differ && asks.some((a) => a === 'how' || a === 'what')) {
+    asks = asks.map((a) => (a === 'how' || a === 'what' ? 'difference' : a));
+    differ.role = 'frame';
+  }
+  // "who is the author of X" = "who wrote X": an agent noun reads as its verb
+  if (asks.includes('who'))
+    for (const w of out) {
+      if (w.role !== 'content') continue;
+      const verb = agentVerb(w.lemma);
+      if (verb !== undefined) w.key = groupOf(verb) ?? verb;
+    }
   return { words: out, asks: [...new Set(asks)].sort() };
 }
 
@@ -381,6 +434,29 @@ const MARKERS: ReadonlySet<string> = new Set(
     ' ',
   ),
 );
+
+/** Ordinals read as numbers ("the second world war" = "world war II"), as the guard reads them. */
+const ORDINALS: ReadonlyMap<string, string> = new Map([
+  ['first', '1'],
+  ['second', '2'],
+  ['third', '3'],
+  ['fourth', '4'],
+  ['fifth', '5'],
+  ['sixth', '6'],
+  ['seventh', '7'],
+  ['eighth', '8'],
+  ['ninth', '9'],
+  ['tenth', '10'],
+]);
+
+/** A number's key: digits as written (separators dropped), an ordinal or a Roman numeral as its value. */
+function numberValue(text: string, lower: string): string {
+  const ordinal = ORDINALS.get(lower);
+  if (ordinal) return ordinal;
+  const roman = romanValue(text);
+  if (roman !== undefined) return String(roman);
+  return lower.replace(/,(?=\d{3}\b)/g, '');
+}
 
 const NEGATION_WORDS: ReadonlySet<string> = new Set(
   'not no never none nobody nothing nowhere neither nor without'.split(' '),
@@ -446,6 +522,7 @@ function classifyAsks(ws: CanonicalWord[]): AskClass[] {
         if (deg) {
           asks.push(deg);
           absorb(next);
+          if (deg === 'far' && at(k + 2)?.lower === 'away') absorb(at(k + 2)); // "how far away"
           break;
         }
         if (next && next.role === 'content' && !AUX.has(next.lower) && next.lower !== 'to') {
@@ -485,32 +562,48 @@ function classifyWhat(
   absorb: (w: CanonicalWord | undefined) => void,
 ): AskClass {
   let j = k + 1;
-  // "what is the best way to", "which are the main causes of": skip the copula, determiners, plain adjectives
+  // "what is the best way to", "which are the main causes of": skip the copula, determiners and adjectives
   const copula = ws[j] && ['is', 'are', 'was', 'were', 'be'].includes(ws[j]!.lower);
   if (copula) j++;
-  while (ws[j] && (DETERMINERS.has(ws[j]!.lower) || ws[j]!.lower === 'main' || ws[j]!.lower === 'usual')) j++;
-  const adjectives: CanonicalWord[] = [];
-  while (ws[j] && PLAIN_METHOD_ADJECTIVES.has(ws[j]!.lemma) && ws[j + 1]) adjectives.push(ws[j++]!);
+  while (ws[j] && DETERMINERS.has(ws[j]!.lower)) j++;
+  const plain: CanonicalWord[] = [];
+  for (let n = 0; n < 2 && ws[j] && ws[j + 1]; n++) {
+    const w = ws[j]!;
+    if (PLAIN_METHOD_ADJECTIVES.has(w.lemma)) plain.push(w);
+    else if (!(w.role === 'content' && isAdjective(w.lemma) && ws[j + 1]!.role === 'content')) break;
+    j++;
+  }
   const head = ws[j];
   const h = head?.lemma ?? '';
   const after = ws[j + 1]?.lower;
   const frameHead = (cls: AskClass): AskClass => {
     absorb(head);
-    for (const a of adjectives) absorb(a);
+    for (const a of plain) absorb(a);
     return cls;
   };
-  if (head && (copula || head.role === 'content' || adjectives.length > 0)) {
+  if (head && (head.role === 'content' || head.role === 'function')) {
     if (METHOD_NOUNS.has(h)) return frameHead('how');
     if (h === 'number' && (after === 'of' || !copula)) return frameHead('count');
     if (COST_WORDS.has(h)) return frameHead('amount');
     if (CAUSE_NOUNS.has(h)) return frameHead('why');
     if (EFFECT_WORDS.has(h) && (copula || after === 'of')) return frameHead('effect');
-    if (TIME_NOUNS.has(h) && adjectives.length === 0) return frameHead('when');
-    if (PLACE_NOUNS.has(h) && copula && adjectives.length === 0) return frameHead('where');
+    if (DIFFERENCE_WORDS.has(h)) return frameHead('difference');
+    if (TIME_NOUNS.has(h)) {
+      // "the best time of year to prune" = "when to prune"
+      if (after === 'of' && TIME_NOUNS.has(ws[j + 2]?.lemma ?? '')) absorb(ws[j + 2]);
+      return frameHead('when');
+    }
+    if (PLACE_NOUNS.has(h) && copula) return frameHead('where');
+    if (DISTANCE_NOUNS.has(h) && copula) return frameHead('far');
+    if (DURATION_NOUNS.has(h) && copula) return frameHead('long');
     if (PERSON_NOUNS.has(h) && !copula) return frameHead('who');
     if (MEANING_WORDS.has(h) || ROLE_WORDS.has(h)) return frameHead('what');
+    // "which city is the capital": the noun names the kind of answer
+    if (!copula && j === k + 1 && after !== undefined && AUX.has(after) && head.role === 'content')
+      head.role = 'head';
   }
-  const next = ws[k + 1];
+  let next = ws[k + 1];
+  if (next && HEDGES.has(next.lower) && ws[k + 2]) next = ws[k + 2];
   // "what causes X", "what makes X Y": why
   if (
     next &&
@@ -550,7 +643,41 @@ function classifyWhat(
   }
   const last = ws[ws.length - 1];
   if (last && last.lemma === 'do' && next && AUX.has(next.lower)) last.role = 'frame';
+  // "what is X used for" = "what is the purpose of X"
+  const beforeLast = ws[ws.length - 2];
+  if (last?.lower === 'for' && beforeLast?.lemma === 'use') absorb(beforeLast);
   return 'what';
+}
+
+/** Agent nouns whose verb is not their stem. */
+const AGENTS: ReadonlyMap<string, string> = new Map([['author', 'write']]);
+
+/** The verb an agent noun comes from ("inventor" → invent, "founder" → found, "winner" → win). */
+function agentVerb(noun: string): string | undefined {
+  const special = AGENTS.get(noun);
+  if (special) return special;
+  const m = /^(.{3,}?)(?:er|or)$/.exec(noun);
+  if (!m) return undefined;
+  const base = m[1]!;
+  for (const v of [base, base + 'e', base.replace(/([bdgmnpt])\1$/, '$1')])
+    if (isVerb(v) && !isVerb(noun)) return v;
+  return undefined;
+}
+
+/**
+ * The known word (or function word) that `lower` is with two neighbouring letters swapped back or one letter
+ * doubled or undoubled, if one: the typos that do not turn a name into a word ("Texas" stays a name).
+ */
+function swapTypo(lower: string): string | undefined {
+  const tries: string[] = [];
+  for (let i = 0; i + 1 < lower.length; i++)
+    tries.push(lower.slice(0, i) + lower[i + 1] + lower[i] + lower.slice(i + 2));
+  if (lower.length >= 5)
+    for (let i = 0; i < lower.length; i++) {
+      tries.push(lower.slice(0, i) + lower[i] + lower.slice(i)); // "recomend" → recommend
+      if (lower[i] === lower[i + 1]) tries.push(lower.slice(0, i) + lower.slice(i + 1));
+    }
+  return tries.find((t) => t !== lower && (STOPWORDS.has(t) || isKnownWord(t)));
 }
 
 /**
@@ -560,12 +687,30 @@ function classifyWhat(
  */
 export function isCommonWord(lower: string): boolean {
   const head = expand(lower)[0]!;
-  if (STOPWORDS.has(head) || isKnownWord(head) || POLITE_WORDS.has(head)) return true;
-  for (let i = 0; i + 1 < head.length; i++) {
-    const swapped = head.slice(0, i) + head[i + 1] + head[i] + head.slice(i + 2);
-    if (STOPWORDS.has(swapped) || isKnownWord(swapped)) return true;
-  }
-  return false;
+  return STOPWORDS.has(head) || isKnownWord(head) || POLITE_WORDS.has(head) || swapTypo(head) !== undefined;
 }
 
 const POLITE_WORDS: ReadonlySet<string> = new Set(POLITE_PHRASES.flatMap((p) => p.split(' ')));
+
+/** Upper-case letter runs that are abbreviations far more often than numbers. */
+const NOT_ROMAN: ReadonlySet<string> = new Set(
+  'CD DC MD CV CC CL CLI DL MC MM MIX DIV LI MI DI CI CM MV XL XXL DIX LCD'.split(' '),
+);
+
+/** The value of an upper-case Roman numeral of two letters or more ("II", "XIV"), or undefined. */
+export function romanValue(text: string): number | undefined {
+  if (text.length < 2 || !/^[IVXLCDM]+$/.test(text) || NOT_ROMAN.has(text)) return undefined;
+  if (!/^M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})$/.test(text)) return undefined;
+  const v: Record<string, number> = { I: 1, V: 5, X: 10, L: 50, C: 100, D: 500, M: 1000 };
+  let total = 0;
+  for (let i = 0; i < text.length; i++) {
+    const cur = v[text[i]!]!;
+    const nxt = v[text[i + 1] ?? ''] ?? 0;
+    total += cur < nxt ? -cur : cur;
+  }
+  return total;
+}
+
+function isRoman(text: string): boolean {
+  return romanValue(text) !== undefined;
+}

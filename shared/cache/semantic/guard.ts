@@ -7,7 +7,14 @@ import {
   NUMBER_SCALES,
   NUMBER_WORDS,
 } from './guard-lexicon.js';
-import { canonicalize, isCommonWord, REQUEST_VERBS, type AskClass } from './canonical.js';
+import {
+  canonicalize,
+  isCommonWord,
+  REQUEST_VERBS,
+  romanValue,
+  type AskClass,
+  type CanonicalWord,
+} from './canonical.js';
 import { STOPWORDS, stem, tokenize, type Token } from './text.js';
 
 /**
@@ -98,17 +105,21 @@ export function analyzePrompt(text: string): PromptAnalysis {
   const forms = new Set<string>();
   for (const l of lowers) addForms(forms, l);
 
+  const canon = canonicalize(text);
+  // A negation inside politeness ("if it's not too much trouble") negates nothing that is asked.
+  const polite = new Set(canon.words.filter((w) => w.role === 'polite').map((w) => w.start));
   let negations = 0;
-  for (const l of lowers) {
+  tokens.forEach((t, i) => {
+    const l = lowers[i]!;
+    if (polite.has(t.start)) return;
     if (NEGATIONS.has(l) || l.endsWith("n't") || l.startsWith('non-')) negations++;
-  }
+  });
   let exclusions = 0;
   const bigrams = lowers.slice(1).map((l, i) => lowers[i] + ' ' + l);
   for (const e of EXCLUSIONS) for (const x of e.includes(' ') ? bigrams : lowers) if (x === e) exclusions++;
 
   const entities = extractEntities(text, tokens);
   const { frame, entityOrder } = frameOf(tokens, entities);
-  const canon = canonicalize(text);
   for (const w of canon.words) {
     forms.add(w.lower);
     forms.add(w.lemma);
@@ -126,15 +137,13 @@ export function analyzePrompt(text: string): PromptAnalysis {
         !REQUEST_VERBS.has(w.lemma) &&
         !FILLER.has(w.lemma),
     )
-    .map((w) => ({ shown: w.lower, forms: [...new Set([w.lower, w.lemma, w.key, stem(w.lemma)])] }));
+    .map((w) => ({ shown: w.lower, forms: [w.lower, w.lemma, w.key, stem(w.lemma)] }));
   return {
     frame,
     entityOrder,
     sequence,
     joiners: sequence.map((w) => JOINERS.has(w)),
-    keys: canon.words
-      .filter((w) => ['content', 'number', 'marker', 'negation', 'arrow'].includes(w.role))
-      .map((w) => (w.role === 'arrow' ? '->' : w.key)),
+    keys: activeKeys(canon.words),
     asks: canon.asks,
     qualifiers,
     plain: text
@@ -173,7 +182,7 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
     [b, a],
   ] as const) {
     for (const [key, shown] of x.entities)
-      if (!y.forms.has(key)) return `entity: "${shown}" only in one prompt`;
+      if (!y.forms.has(key) && !misspelt(key, y.entities)) return `entity: "${shown}" only in one prompt`;
   }
 
   // Another kind of question asks something else ("when was …" / "where was …"); classes, not words, are
@@ -227,8 +236,8 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
     }
   }
 
-  const extraA = a.qualifiers.filter((q) => !q.forms.some((f) => b.forms.has(f))).map((q) => q.shown);
-  const extraB = b.qualifiers.filter((q) => !q.forms.some((f) => a.forms.has(f))).map((q) => q.shown);
+  const extraA = a.qualifiers.filter((q) => !matches(q, b)).map((q) => q.shown);
+  const extraB = b.qualifiers.filter((q) => !matches(q, a)).map((q) => q.shown);
   if (extraA.length > 0 !== extraB.length > 0)
     return `qualifier: "${[...extraA, ...extraB].join(' ')}" only in one prompt`;
   return undefined;
@@ -258,6 +267,66 @@ const DIRECTION_WORDS: ReadonlySet<string> = new Set([
   'across',
 ]);
 
+/**
+ * The keys of the words that carry roles, in order, with a passive clause put in active order: "X was
+ * VERBed by Y" reads as "Y VERB X", so "the Americas were reached by Columbus" = "Columbus reached the
+ * Americas", and "Nadal was beaten by Federer" ≠ "Nadal beat Federer".
+ */
+function activeKeys(words: readonly CanonicalWord[]): string[] {
+  const keys: string[] = [];
+  let by = -1;
+  for (const w of words) {
+    if (['content', 'number', 'marker', 'negation', 'arrow'].includes(w.role))
+      keys.push(w.role === 'arrow' ? '->' : w.key);
+    else if (w.lower === 'by' && by < 0 && keys.length > 0) {
+      const prev = words[words.indexOf(w) - 1];
+      if (prev && prev.role === 'content' && prev.lemma !== prev.lower && !/(?:s|ing)$/.test(prev.lower))
+        by = keys.length;
+    }
+  }
+  if (by < 1) return keys;
+  const verb = keys[by - 1]!;
+  return [...keys.slice(by), verb, ...keys.slice(0, by - 1)];
+}
+
+/**
+ * True when the other prompt has the word: a form of it, its synonym group, or a compound that contains it
+ * or that it contains ("honeybee" / "bee", "springtime" / "spring"; both parts at least 3 letters).
+ */
+function matches(q: { forms: readonly string[] }, other: PromptAnalysis): boolean {
+  if (q.forms.some((f) => other.forms.has(f))) return true;
+  const w = q.forms[1] ?? q.forms[0]!;
+  for (const o of other.qualifiers) {
+    const x = o.forms[1] ?? o.forms[0]!;
+    const [long, short] = w.length > x.length ? [w, x] : [x, w];
+    if (
+      short.length >= 3 &&
+      long.length - short.length >= 3 &&
+      (long.startsWith(short) || long.endsWith(short))
+    )
+      return true;
+  }
+  return false;
+}
+
+/** True when a name of `names` is `key` with two neighbouring letters swapped ("Dokcer" / "Docker"). */
+function misspelt(key: string, names: ReadonlyMap<string, string>): boolean {
+  if (key.length < 5) return false;
+  for (const other of names.keys()) {
+    if (other.length !== key.length || other === key) continue;
+    const at: number[] = [];
+    for (let i = 0; i < key.length && at.length <= 2; i++) if (key[i] !== other[i]) at.push(i);
+    if (
+      at.length === 2 &&
+      at[1] === at[0]! + 1 &&
+      key[at[0]!] === other[at[1]!] &&
+      key[at[1]!] === other[at[0]!]
+    )
+      return true;
+  }
+  return false;
+}
+
 /** Words that join items which may trade places ("Mars and Jupiter" = "Jupiter and Mars"). */
 const JOINERS: ReadonlySet<string> = new Set(['and', 'or', '&', 'nor']);
 
@@ -270,7 +339,7 @@ const RESTATING: ReadonlySet<string> = new Set(
   (
     'exactly actually basically essentially really truly together time overall generally typically usually ' +
     'normally commonly specifically particularly currently ever also just contain kind type thing stuff ' +
-    'detail detailed understand know learn'
+    'detail detailed understand know learn appear seem use amount term word concept notion phrase'
   ).split(/\s+/),
 );
 
@@ -336,6 +405,12 @@ function extractNumbers(tokens: readonly Token[]): string[] {
       continue;
     }
     flush();
+    // Roman numerals ("World War II" = "the Second World War")
+    const roman = romanValue(t.text);
+    if (roman !== undefined) {
+      out.push(String(roman));
+      continue;
+    }
     // digits inside a word: "100g", "v2", "covid-19", "ipv6", "2nd"
     for (const m of t.text.matchAll(/\d+(?:[.,]\d+)*/g)) {
       const k = numberKey(m[0]);
@@ -379,6 +454,8 @@ function swappedWords(pa: PromptAnalysis, pb: PromptAnalysis): [string, string] 
   const wa = at.map((i) => a[i]!).sort();
   const wb = at.map((i) => b[i]!).sort();
   if (wa.join(' ') !== wb.join(' ') || new Set(wa).size < 2) return undefined;
+  // "isn't it" / "is it not": where a negation stands is the negation rule's business
+  if (wa.some((w) => NEGATIONS.has(w))) return undefined;
   // "cucumbers and tomatoes" / "tomatoes and cucumbers": items of one list, not roles
   if (joined(pa, at[0]!, at[1]!)) return undefined;
   return [a[at[0]!]!, b[at[0]!]!];
@@ -411,6 +488,9 @@ function swappedPhrases(a: readonly string[], b: readonly string[]): [string, st
   const y = b.slice(p, b.length - s);
   const n = x.length;
   if (n < 3) return undefined;
+  // a clause moved to the other end: y is a rotation of x
+  for (let r = 1; r < n; r++)
+    if ([...x.slice(r), ...x.slice(0, r)].join(' ') === y.join(' ')) return undefined;
   for (let lx = 1; lx < n - 1; lx++) {
     for (let ly = 1; lx + ly < n; ly++) {
       const X = x.slice(0, lx).join(' ');
@@ -600,6 +680,15 @@ const UNARY_MARKERS: ReadonlySet<string> = new Set([
   'out_of',
   'instead_of',
 ]);
+/** Words after which "to" starts an infinitive ("how to", "want to", "the way to", "in order to"). */
+const INFINITIVE_HOSTS: ReadonlySet<string> = new Set(
+  (
+    'how what where when which whether who way ways want wants wanted need needs needed like able trying try ' +
+    'tries going have has had used ought order best easiest simplest quickest fastest safest cheapest ' +
+    'steps method methods process procedure possible necessary supposed allowed'
+  ).split(' '),
+);
+
 /** Markers whose left side also has a role (A than B, A vs B, A over B, A -> B). */
 const BINARY_MARKERS: ReadonlySet<string> = new Set(['than', 'vs', 'versus', 'v', 'over', '->']);
 
@@ -643,6 +732,8 @@ function extractRelations(tokens: readonly Token[]): Map<string, Set<string>> {
   for (let i = 0; i < seq.length; i++) {
     let m = seq[i]!;
     if (!isMarker(m)) continue;
+    // "how to convert", "the best way to reset": an infinitive, not a direction
+    if (m === 'to' && i > 0 && INFINITIVE_HOSTS.has(seq[i - 1]!)) continue;
     let obj = after(i);
     let subj = before(i);
     if (m === '<-') [m, obj, subj] = ['->', subj, obj]; // "A <- B" is "B -> A"

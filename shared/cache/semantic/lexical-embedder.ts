@@ -58,6 +58,7 @@ export class LexicalEmbedder implements Embedder {
     let prev: string | undefined;
     for (const w of words) {
       switch (w.role) {
+        case 'head':
         case 'content': {
           this.add(v, 'k\u0001' + w.key, W_KEY);
           if (prev !== undefined && prev !== w.key)
