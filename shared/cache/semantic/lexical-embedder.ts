@@ -1,4 +1,5 @@
 import { canonicalize } from './canonical.js';
+import { DEFAULT_THRESHOLDS } from './confidence.js';
 import { fnv1a, type Embedder } from './embedder.js';
 import { isKnownWord, LEXICON_VERSION } from './lexicon.js';
 
@@ -34,6 +35,8 @@ const W_CHARS = 0.6;
 export class LexicalEmbedder implements Embedder {
   readonly name: string;
   readonly dims: number;
+  readonly thresholds = DEFAULT_THRESHOLDS;
+  readonly inProcess = true;
   private readonly mask: number;
 
   constructor(opts: LexicalEmbedderOptions = {}) {
