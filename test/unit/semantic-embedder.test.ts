@@ -1,6 +1,6 @@
 import {
   CacheMatchConfidence,
-  DEFAULT_THRESHOLDS,
+  HASHED_NGRAM_THRESHOLDS,
   FunctionEmbedder,
   HashedNgramEmbedder,
 } from '../../shared/cache/semantic';
@@ -30,7 +30,7 @@ describe('HashedNgramEmbedder', () => {
     await expect(e.embed(['x'], ac.signal)).rejects.toThrow('stop');
   });
 
-  // The measurements behind DEFAULT_THRESHOLDS (confidence.ts).
+  // The measurements behind HASHED_NGRAM_THRESHOLDS (confidence.ts).
   it('scores rephrasings that keep the content words at HIGH', () => {
     for (const [a, b] of [
       ['How do I reset my password?', 'How can I reset my password?'],
@@ -45,7 +45,7 @@ describe('HashedNgramEmbedder', () => {
       ],
       ['What causes inflation in an economy?', 'what causes inflation in the economy'],
     ])
-      expect(sim(a!, b!)).toBeGreaterThanOrEqual(DEFAULT_THRESHOLDS.high);
+      expect(sim(a!, b!)).toBeGreaterThanOrEqual(HASHED_NGRAM_THRESHOLDS.high);
   });
 
   it('scores a swapped content word below HIGH, and unrelated prompts near 0', () => {
@@ -54,9 +54,9 @@ describe('HashedNgramEmbedder', () => {
         'Write a python function to reverse a linked list',
         'Write a python function to sort a linked list',
       ),
-    ).toBeLessThan(DEFAULT_THRESHOLDS.high);
+    ).toBeLessThan(HASHED_NGRAM_THRESHOLDS.high);
     expect(sim('What is the capital of France?', 'What is the capital of Spain?')).toBeLessThan(
-      DEFAULT_THRESHOLDS.low,
+      HASHED_NGRAM_THRESHOLDS.low,
     );
     expect(Math.abs(sim('How do I reset my password?', 'Explain quantum entanglement simply'))).toBeLessThan(
       0.2,
@@ -64,10 +64,10 @@ describe('HashedNgramEmbedder', () => {
   });
 
   it('maps a similarity to its level', () => {
-    expect(confidenceOf(0.95, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.HIGH);
-    expect(confidenceOf(0.85, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.MEDIUM);
-    expect(confidenceOf(0.76, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.LOW);
-    expect(confidenceOf(0.5, DEFAULT_THRESHOLDS)).toBeUndefined();
+    expect(confidenceOf(0.95, HASHED_NGRAM_THRESHOLDS)).toBe(CacheMatchConfidence.HIGH);
+    expect(confidenceOf(0.85, HASHED_NGRAM_THRESHOLDS)).toBe(CacheMatchConfidence.MEDIUM);
+    expect(confidenceOf(0.76, HASHED_NGRAM_THRESHOLDS)).toBe(CacheMatchConfidence.LOW);
+    expect(confidenceOf(0.5, HASHED_NGRAM_THRESHOLDS)).toBeUndefined();
   });
 });
 

@@ -377,7 +377,14 @@ export function canonicalize(prompt: string): CanonicalPrompt {
   const lx = lexicon();
   const out: CanonicalWord[] = ws.map((w, i) => {
     let lower = w.lower;
-    if (w.kind === 'word' && w.role !== 'polite' && !/\d/.test(lower) && !STOPWORDS.has(lower)) {
+    if (
+      w.kind === 'word' &&
+      w.role !== 'polite' &&
+      !/\d/.test(lower) &&
+      !STOPWORDS.has(lower) &&
+      !MARKERS.has(lower) &&
+      !NEGATION_WORDS.has(lower)
+    ) {
       // A capital inside a sentence marks a name: left as written. A capital at a sentence start may be
       // either, so only two swapped letters are fixed there ("Explian"), not edits that turn names into words.
       if (!/^\p{Lu}/u.test(w.text)) lower = correctTypo(lower) ?? lower;
@@ -582,7 +589,15 @@ function classifyWhat(
     return cls;
   };
   if (head && (head.role === 'content' || head.role === 'function')) {
-    if (METHOD_NOUNS.has(h)) return frameHead('how');
+    if (METHOD_NOUNS.has(h)) {
+      // "what steps should I take to", "which method should I use to": the verb restates the method
+      for (const w of ws.slice(j + 1, j + 6))
+        if (w.role === 'content' && ['take', 'follow', 'use', 'do'].includes(w.lemma)) {
+          absorb(w);
+          break;
+        }
+      return frameHead('how');
+    }
     if (h === 'number' && (after === 'of' || !copula)) return frameHead('count');
     if (COST_WORDS.has(h)) return frameHead('amount');
     if (CAUSE_NOUNS.has(h)) return frameHead('why');
@@ -664,9 +679,17 @@ function agentVerb(noun: string): string | undefined {
   return undefined;
 }
 
+/** Words a request or question starts with: the only ones a capitalised first word is corrected to. */
+const SENTENCE_STARTERS: ReadonlySet<string> = new Set([
+  ...STOPWORDS,
+  ...REQUEST_VERBS,
+  ...'compare convert summarize summarise translate write create make build recommend suggest'.split(' '),
+]);
+
 /**
- * The known word (or function word) that `lower` is with two neighbouring letters swapped back or one letter
- * doubled or undoubled, if one: the typos that do not turn a name into a word ("Texas" stays a name).
+ * The function word or request verb that a capitalised first word is with two neighbouring letters swapped
+ * back or one letter doubled or undoubled ("Explian", "Waht", "Recomend"), if one. Nothing else: names one
+ * slip from a word ("Paris" / "pairs") stay names.
  */
 function swapTypo(lower: string): string | undefined {
   const tries: string[] = [];
@@ -677,7 +700,7 @@ function swapTypo(lower: string): string | undefined {
       tries.push(lower.slice(0, i) + lower[i] + lower.slice(i)); // "recomend" → recommend
       if (lower[i] === lower[i + 1]) tries.push(lower.slice(0, i) + lower.slice(i + 1));
     }
-  return tries.find((t) => t !== lower && (STOPWORDS.has(t) || isKnownWord(t)));
+  return tries.find((t) => t !== lower && SENTENCE_STARTERS.has(t));
 }
 
 /**

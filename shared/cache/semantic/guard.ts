@@ -195,8 +195,6 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
   // clause shifts many positions, so a reordered paraphrase is not taken for a swap.
   const swap = swappedWords(a, b);
   if (swap) return `order: "${swap[0]}" and "${swap[1]}" trade places`;
-  const phrases = swappedPhrases(a.keys, b.keys);
-  if (phrases) return `order: "${phrases[0]}" and "${phrases[1]}" trade places around "${phrases[2]}"`;
 
   // Roles swapped: the same sentence frame with the same entities in another order ("did the Beatles
   // influence the Rolling Stones" / "did the Rolling Stones influence the Beatles", "copy column A into
@@ -205,9 +203,15 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
     a.entityOrder.length >= 2 &&
     a.frame === b.frame &&
     a.entityOrder.join(' ') !== b.entityOrder.join(' ') &&
+    [...a.entityOrder].sort().join(' ') === [...b.entityOrder].sort().join(' ') &&
     !/§ (?:and|or|&) §/.test(a.frame)
   )
     return `order: entities "${a.entityOrder.join(', ')}" vs "${b.entityOrder.join(', ')}" in the same frame`;
+
+  // Two phrases traded places around a word that stays ("does gum disease cause tooth decay" / "does tooth
+  // decay cause gum disease"), passive clauses read in active order.
+  const phrases = swappedPhrases(a.keys, b.keys);
+  if (phrases) return `order: "${phrases[0]}" and "${phrases[1]}" trade places around "${phrases[2]}"`;
 
   for (const [g, polesA] of a.poles) {
     const polesB = b.poles.get(g);
@@ -339,7 +343,7 @@ const RESTATING: ReadonlySet<string> = new Set(
   (
     'exactly actually basically essentially really truly together time overall generally typically usually ' +
     'normally commonly specifically particularly currently ever also just contain kind type thing stuff ' +
-    'detail detailed understand know learn appear seem use amount term word concept notion phrase'
+    'detail detailed understand know learn appear seem use amount term word concept notion phrase happen occur'
   ).split(/\s+/),
 );
 
@@ -570,6 +574,8 @@ function extractEntities(text: string, tokens: readonly Token[]): Map<string, st
     const hasDigit = /\d/.test(w);
     const hasUpper = /\p{Lu}/u.test(w);
     let entity = false;
+    // numbers are the number rule's: "World War II" = "the Second World War"
+    if (romanValue(w) !== undefined || NUMBER_WORDS.has(key)) continue;
     if (hasLetter && hasDigit)
       entity = true; // codes: A1, ISO-8601, mp3, h2o
     else if (/[\p{L}\d]{2,}[_.][\p{L}\d]{2,}/u.test(w))
