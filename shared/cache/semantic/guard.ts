@@ -244,6 +244,15 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
   const extraB = b.qualifiers.filter((q) => !matches(q, a)).map((q) => q.shown);
   if (extraA.length > 0 !== extraB.length > 0)
     return `qualifier: "${[...extraA, ...extraB].join(' ')}" only in one prompt`;
+  // One word swapped for another that is not its synonym, all else equal: another thing is asked about
+  // ("finish walnut with Danish oil" / "finish maple with …", "fire earthenware" / "fire stoneware").
+  if (
+    extraA.length === 1 &&
+    extraB.length === 1 &&
+    a.qualifiers.length === b.qualifiers.length &&
+    a.qualifiers.length >= 2
+  )
+    return `substitution: "${extraA[0]}" vs "${extraB[0]}"`;
   return undefined;
 }
 
@@ -294,8 +303,10 @@ function activeKeys(words: readonly CanonicalWord[]): string[] {
 }
 
 /**
- * True when the other prompt has the word: a form of it, its synonym group, or a compound that contains it
- * or that it contains ("honeybee" / "bee", "springtime" / "spring"; both parts at least 3 letters).
+ * True when the other prompt has the word: a form of it, its synonym group, a compound that contains it or
+ * that it contains ("honeybee" / "bee", "springtime" / "spring"; both parts at least 3 letters), a word of
+ * the same family (a common start of 5 letters and 70% of the shorter: "summarize" / "summary"), or the
+ * word with two letters swapped ("dokcer").
  */
 function matches(q: { forms: readonly string[] }, other: PromptAnalysis): boolean {
   if (q.forms.some((f) => other.forms.has(f))) return true;
@@ -309,6 +320,11 @@ function matches(q: { forms: readonly string[] }, other: PromptAnalysis): boolea
       (long.startsWith(short) || long.endsWith(short))
     )
       return true;
+    // one word in two parts of speech: "summarize" / "summary", "invention" / "inventor"
+    let p = 0;
+    while (p < short.length && short[p] === long[p]) p++;
+    if (p >= 5 && p >= 0.7 * short.length) return true;
+    if (misspelt(w, new Map([[x, x]]))) return true;
   }
   return false;
 }
