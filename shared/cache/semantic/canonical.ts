@@ -257,8 +257,14 @@ export const REQUEST_VERBS: ReadonlySet<string> = new Set(
 function phraseList(list: readonly string[]): (readonly string[])[] {
   return list.map((p) => p.split(' ')).sort((a, b) => b.length - a.length);
 }
-const POLITE = phraseList(POLITE_PHRASES);
-const OPENERS = phraseList(POLITE_OPENERS);
+/** Phrases by their first word, longest first: a token is checked against its own few only. */
+function byFirstWord(list: readonly string[]): ReadonlyMap<string, (readonly string[])[]> {
+  const out = new Map<string, (readonly string[])[]>();
+  for (const p of phraseList(list)) out.set(p[0]!, [...(out.get(p[0]!) ?? []), p]);
+  return out;
+}
+const POLITE = byFirstWord(POLITE_PHRASES);
+const OPENERS = byFirstWord(POLITE_OPENERS);
 
 function matchAt(words: readonly string[], i: number, phrase: readonly string[]): boolean {
   for (let k = 0; k < phrase.length; k++) if (words[i + k] !== phrase[k]) return false;
@@ -337,6 +343,20 @@ interface Work {
 
 /** Canonical words and ask classes of a prompt. Pure and deterministic; reads the lexicon on first use. */
 export function canonicalize(prompt: string): CanonicalPrompt {
+  // The embedder and the guard both read a lookup's prompt, and the guard reads stored prompts again and
+  // again: recent results are kept (they are never changed once made).
+  const hit = recent.get(prompt);
+  if (hit) return hit;
+  const out = computeCanonical(prompt);
+  if (recent.size >= RECENT) recent.delete(recent.keys().next().value!);
+  recent.set(prompt, out);
+  return out;
+}
+
+const RECENT = 512;
+const recent = new Map<string, CanonicalPrompt>();
+
+function computeCanonical(prompt: string): CanonicalPrompt {
   const norm = prompt.normalize('NFKC');
   const ws: Work[] = [];
   for (const t of tokenize(prompt)) {
@@ -356,13 +376,13 @@ export function canonicalize(prompt: string): CanonicalPrompt {
   // politeness
   for (let i = 0; i < ws.length; i++) {
     let len = 0;
-    for (const p of POLITE)
+    for (const p of POLITE.get(lowers[i]!) ?? [])
       if (matchAt(lowers, i, p)) {
         len = p.length;
         break;
       }
     if (len === 0)
-      for (const p of OPENERS)
+      for (const p of OPENERS.get(lowers[i]!) ?? [])
         if (matchAt(lowers, i, p)) {
           const next = lowers[i + p.length];
           const after = next === 'please' || next === 'kindly' ? lowers[i + p.length + 1] : next;
