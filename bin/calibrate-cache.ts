@@ -39,6 +39,11 @@ export interface CalibrationReport extends CalibrationResult {
   env: string;
   /** Time spent embedding, ms per prompt (both prompts of every pair). */
   embedMsPerPrompt: number;
+  /**
+   * What each guard rule refused: true pairs (false refusals), of them those the high cut-off would
+   * otherwise have answered, and false pairs (the rule's catches). Rules as guard.ts names them.
+   */
+  refusals: { rule: string; positives: number; positivesAboveHigh: number; negatives: number }[];
 }
 
 const fmt = (x: number | null): string => (x === null ? '-' : x.toFixed(3));
@@ -92,6 +97,17 @@ export async function calibrateCacheCommand(
     const result = calibrate(scored, { precision });
     const t = result.thresholds;
     const positives = pairs.filter((p) => p.label === 1).length;
+    const byRule = new Map<string, CalibrationReport['refusals'][number]>();
+    for (const s of scored) {
+      if (s.refusal === undefined || s.exact) continue;
+      const rule = s.refusal.slice(0, s.refusal.indexOf(':'));
+      const r = byRule.get(rule) ?? { rule, positives: 0, positivesAboveHigh: 0, negatives: 0 };
+      if (s.pair.label === 1) {
+        r.positives++;
+        if (s.similarity >= t.high) r.positivesAboveHigh++;
+      } else r.negatives++;
+      byRule.set(rule, r);
+    }
     report = {
       file,
       embedder: embedder.name,
@@ -102,6 +118,7 @@ export async function calibrateCacheCommand(
       ...result,
       env: `${t.high},${t.medium},${t.low}`,
       embedMsPerPrompt: Math.round((embedMs / (2 * pairs.length)) * 1000) / 1000,
+      refusals: [...byRule.values()].sort((a, b) => b.positives - a.positives || b.negatives - a.negatives),
     };
   } catch (err) {
     process.stderr.write(
@@ -118,6 +135,10 @@ export async function calibrateCacheCommand(
         line('high', report.high),
         line('medium', report.medium),
         line('low', report.low),
+        `guard refusals by rule (true pairs refused / of them above high / false pairs caught): ` +
+          (report.refusals
+            .map((r) => `${r.rule} ${r.positives}/${r.positivesAboveHigh}/${r.negatives}`)
+            .join(', ') || 'none'),
         `CELL0_SEMANTIC_THRESHOLDS=${report.env}`,
         '',
       ].join('\n'),

@@ -13,6 +13,7 @@ interface Report {
   env: string;
   thresholds: { high: number; medium: number; low: number };
   high: { reached: boolean; target: number; stats: { precision: number | null; tp: number; fp: number } };
+  refusals: { rule: string; positives: number; positivesAboveHigh: number; negatives: number }[];
 }
 
 // Paraphrases, and the hard negatives the guard must refuse (order, negation, numbers, entities).
@@ -64,6 +65,11 @@ describe('cell0 calibrate-cache', () => {
     expect(t.high).toBeGreaterThanOrEqual(t.medium);
     expect(t.medium).toBeGreaterThanOrEqual(t.low);
     expect(r.env).toBe(`${t.high},${t.medium},${t.low}`);
+    // the guard catches by rule: the reversal, the negation, the numbers (the easy pair has 2014 in one
+    // prompt), the names, the swapped word
+    const caught = Object.fromEntries(r.refusals.map((x) => [x.rule, x.negatives]));
+    expect(caught).toMatchObject({ order: 1, negation: 1, number: 2, entity: 1, substitution: 1 }); // 2014 too
+    expect(r.refusals.reduce((n, x) => n + x.positives, 0)).toBe(0);
 
     const text = run([join(dir, 'pairs.tsv')]);
     expect(await text.exited).toBe(0);
