@@ -14,7 +14,7 @@
  *   - the ratio baseline/cache at p50 and p99, and what each answered (paraphrase hit rate, wrong hits).
  * Targets: cache p99 <= 2 ms at 100k, and >= 50x faster than the scan (p50). Exit code 1 when missed.
  *
- *   npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--json]
+ *   npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--json]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execSync } from 'node:child_process';
@@ -22,8 +22,8 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
-import { DEFAULT_THRESHOLDS } from '../shared/cache/semantic/confidence.js';
 import { HashedNgramEmbedder } from '../shared/cache/semantic/embedder.js';
+import { LexicalEmbedder } from '../shared/cache/semantic/lexical-embedder.js';
 import { analyzePrompt, compareAnalyses } from '../shared/cache/semantic/guard.js';
 import { seededRandom } from '../shared/cache/semantic/lsh.js';
 import { keyBase, promptId, ScopeKeys, scopeHash } from '../shared/cache/semantic/scope.js';
@@ -42,18 +42,21 @@ interface Args {
   lookups: number;
   scanLookups: number;
   json: boolean;
+  embedder: 'lexical' | 'hashed';
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { lookups: 2000, scanLookups: 400, json: false };
+  const a: Args = { lookups: 2000, scanLookups: 400, json: false, embedder: 'lexical' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--json') a.json = true;
     else if (k === '--lookups') a.lookups = Number(argv[++i]);
     else if (k === '--scan-lookups') a.scanLookups = Number(argv[++i]);
+    else if (k === '--embedder' && (argv[i + 1] === 'lexical' || argv[i + 1] === 'hashed'))
+      a.embedder = argv[++i] as 'lexical' | 'hashed';
     else {
       console.error(
-        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--json]`,
+        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--json]`,
       );
       process.exit(2);
     }
@@ -184,7 +187,20 @@ async function main(): Promise<void> {
       console.log(`date: ${machine.date}  commit: ${machine.commit}`);
     }
 
-    const embedder = new HashedNgramEmbedder();
+    // The embedder: its cost per prompt, and what loading the lexicon costs (time, memory) on first use.
+    const heap0 = process.memoryUsage();
+    const tLoad = performance.now();
+    const embedder = args.embedder === 'hashed' ? new HashedNgramEmbedder() : new LexicalEmbedder();
+    embedder.embedOne('load the lexicon');
+    const loadMs = performance.now() - tLoad;
+    const heap1 = process.memoryUsage();
+    const embedding = {
+      name: embedder.name,
+      firstCallMs: Math.round(loadMs),
+      rssMB: Math.round(((heap1.rss - heap0.rss) / 1e6) * 10) / 10,
+      heapMB: Math.round(((heap1.heapUsed - heap0.heapUsed) / 1e6) * 10) / 10,
+      usPerPrompt: 0,
+    };
     const cache = new SemanticCache<string>({
       redis: client,
       prefix: PREFIX,
@@ -201,6 +217,18 @@ async function main(): Promise<void> {
     if (!args.json)
       console.log(`corpus: ${stored.length} prompts generated in ${Math.round(performance.now() - t0)} ms`);
 
+    {
+      const n = Math.min(5000, stored.length);
+      embedder.embedOne(stored[0]!);
+      const e0 = performance.now();
+      for (let i = 0; i < n; i++) embedder.embedOne(stored[i]!);
+      embedding.usPerPrompt = Math.round(((performance.now() - e0) * 1000) / n);
+      if (!args.json)
+        console.log(
+          `embedder ${embedding.name}: ${embedding.usPerPrompt} µs per prompt (${n} distinct prompts); ` +
+            `first call ${embedding.firstCallMs} ms, +${embedding.rssMB} MB RSS, +${embedding.heapMB} MB heap`,
+        );
+    }
     // The guard's cost: analysing and comparing a stored prompt with its paraphrase, per pair.
     {
       const n = Math.min(2000, stored.length);
@@ -312,7 +340,7 @@ async function main(): Promise<void> {
         }
       } while (cursor !== '0');
       if (ids.length !== size) throw new Error(`expected ${size} vectors, read ${ids.length}`);
-      const threshold = DEFAULT_THRESHOLDS.high;
+      const threshold = cache.thresholds.high;
       const scanQueries = queries.slice(0, Math.min(args.scanLookups, queries.length));
       const scanLat: number[] = [];
       const scanOutcomes: Outcome[] = [];
@@ -410,7 +438,7 @@ async function main(): Promise<void> {
     const last = results[results.length - 1]!;
     const pass = last.cache.p99Ms <= 2 && last.ratioP50 >= 50;
     if (!pass) exitCode = 1;
-    if (args.json) console.log(JSON.stringify({ machine, results, pass }, null, 2));
+    if (args.json) console.log(JSON.stringify({ machine, embedding, results, pass }, null, 2));
     else
       console.log(
         `\ntargets at ${last.entries}: p99 <= 2 ms (${last.cache.p99Ms} ms) and >= 50x faster than the scan at p50 ` +

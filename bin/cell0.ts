@@ -26,6 +26,7 @@ import {
 import { effectiveRoutes } from '../workers/providers/from-config.js';
 import { evalCacheCommand, type EvalCacheCommandOptions } from './eval-cache.js';
 import { sleep } from '../shared/sleep.js';
+import { calibrateCacheCommand, type CalibrateCacheCommandOptions } from './calibrate-cache.js';
 
 const EXIT_CONFIG = 2;
 
@@ -48,6 +49,26 @@ function parseConcurrency(v: string): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || n < 1 || n > 1000)
     throw new InvalidArgumentError('expected an integer from 1 to 1000');
+  return n;
+}
+
+function parseEmbedder(v: string): string {
+  if (!/^(lexical|hashed|(ollama|openai):[A-Za-z0-9._:/@+-]+)$/.test(v))
+    throw new InvalidArgumentError('expected lexical, hashed, ollama:<model> or openai:<model>');
+  return v;
+}
+
+function parseDims(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 65_536)
+    throw new InvalidArgumentError('expected an integer from 1 to 65536');
+  return n;
+}
+
+function parsePrecision(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0.5 || n > 1)
+    throw new InvalidArgumentError('expected a number in (0.5, 1]');
   return n;
 }
 
@@ -294,11 +315,42 @@ program
   .option('--json', 'print the report as JSON (the default)')
   .option('--errors', 'also list the pairs misclassified at the default level (high)')
   .option('-c, --concurrency <n>', 'pairs evaluated at once (default 4)', parseConcurrency)
+  .option(
+    '--embedder <name>',
+    'lexical, hashed, ollama:<model> or openai:<model> (default CELL0_SEMANTIC_EMBEDDER, with CELL0_SEMANTIC_THRESHOLDS)',
+    parseEmbedder,
+  )
   .action(async (file: string, o: EvalCacheCommandOptions) => {
     const cfg = config();
     const log = createLogger({ level: cfg.logLevel, name: 'eval-cache', destination: process.stderr });
     const code = await evalCacheCommand(file, o, cfg, log);
     // stdout carries the report: let it drain before exiting.
+    process.stdout.write('', () => process.exit(code));
+  });
+
+program
+  .command('calibrate-cache')
+  .description(
+    'Finds the semantic cache thresholds (high, medium, low) that hold a precision on labelled prompt pairs, for the configured or a given embedder, and prints them as CELL0_SEMANTIC_THRESHOLDS (needs no Redis)',
+  )
+  .argument('<file>', 'TSV file of pairs (see test/fixtures/README.md)')
+  .option(
+    '--embedder <name>',
+    'lexical, hashed, ollama:<model> or openai:<model> (default CELL0_SEMANTIC_EMBEDDER)',
+    parseEmbedder,
+  )
+  .option(
+    '--dims <n>',
+    'vector length of an ollama:/openai: embedder (default: asked from the model)',
+    parseDims,
+  )
+  .option('--precision <p>', 'precision the high level must hold (default 0.98)', parsePrecision)
+  .option('--no-guard', 'calibrate without the reversal/negation guard')
+  .option('--json', 'print the report as JSON')
+  .action(async (file: string, o: CalibrateCacheCommandOptions) => {
+    const cfg = config();
+    const log = createLogger({ level: cfg.logLevel, name: 'calibrate-cache', destination: process.stderr });
+    const code = await calibrateCacheCommand(file, o, cfg, log);
     process.stdout.write('', () => process.exit(code));
   });
 

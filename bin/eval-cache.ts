@@ -11,7 +11,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Config, redactUrl } from '../shared/config/config.js';
 import { type Logger } from '../shared/logger.js';
-import { CacheMatchConfidence, SemanticCache } from '../shared/cache/semantic/index.js';
+import {
+  CacheMatchConfidence,
+  SemanticCache,
+  type Embedder,
+  type SemanticThresholds,
+} from '../shared/cache/semantic/index.js';
+import { resolveEmbedder } from './embedder.js';
 import { keyBase } from '../shared/cache/semantic/scope.js';
 import { waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
@@ -109,6 +115,9 @@ export interface EvalReport {
   byLevel: Record<Level, LevelStats>;
   defaultLevel: Level;
   guard: boolean;
+  /** The embedder's name and the cut-offs of the levels. */
+  embedder: string;
+  thresholds: SemanticThresholds;
   /** How the lookups ended: hits per exact confidence level, and misses. */
   outcomes: Record<Level | 'miss', number>;
   /**
@@ -189,6 +198,10 @@ export interface EvaluateOptions {
   /** The SemanticCache's prefix for this run; every key under its key base is deleted at the end. */
   keyPrefix: string;
   guard: boolean;
+  /** Default: the cache's default (LexicalEmbedder). */
+  embedder?: Embedder;
+  /** Default: the embedder's own. */
+  thresholds?: SemanticThresholds;
   listErrors?: boolean;
   concurrency?: number;
   log?: Logger;
@@ -201,6 +214,8 @@ export async function evaluateSemanticCache(opts: EvaluateOptions): Promise<Eval
     redis: opts.redis,
     prefix: opts.keyPrefix,
     guard: opts.guard,
+    ...(opts.embedder ? { embedder: opts.embedder } : {}),
+    ...(opts.thresholds ? { thresholds: opts.thresholds } : {}),
     ...(opts.log ? { logger: quiet(opts.log) } : {}),
   });
   const models = opts.pairs.map((_, i) => `eval-${runId}-${i}`);
@@ -249,6 +264,8 @@ export async function evaluateSemanticCache(opts: EvaluateOptions): Promise<Eval
     byLevel: scoreOutcomes(outcomes),
     defaultLevel: DEFAULT_LEVEL,
     guard: opts.guard,
+    embedder: cache.embedder.name,
+    thresholds: cache.thresholds,
     outcomes: counts,
     cache: { guardRejections: stats.guardRejections, errors: stats.errors },
     cleanup: { models: used.size, invalidated, leftoverKeysDeleted },
@@ -280,6 +297,8 @@ export interface EvalCacheCommandOptions {
   json?: boolean;
   errors?: boolean;
   concurrency?: number;
+  /** lexical, hashed, ollama:<model> or openai:<model>; default CELL0_SEMANTIC_EMBEDDER. */
+  embedder?: string;
 }
 
 /**
@@ -304,6 +323,18 @@ export async function evalCacheCommand(
     return EXIT_BAD_INPUT;
   }
 
+  let embedder: Embedder;
+  try {
+    embedder = await resolveEmbedder(cfg, o.embedder, undefined);
+  } catch (err) {
+    process.stderr.write(`cell0 eval-cache: ${err instanceof Error ? err.message : String(err)}\n`);
+    return err instanceof TypeError ? EXIT_BAD_INPUT : 1;
+  }
+  // CELL0_SEMANTIC_THRESHOLDS applies to the configured embedder, not to another named with --embedder.
+  const thresholds =
+    o.embedder === undefined || o.embedder === cfg.cache.semanticEmbedder
+      ? cfg.cache.semanticThresholds
+      : undefined;
   const prefix = cfg.redis.prefix;
   const redis = new RedisClient({
     url: cfg.redis.url,
@@ -327,6 +358,8 @@ export async function evalCacheCommand(
       redis,
       keyPrefix: `${prefix}:semantic-eval-${randomBytes(4).toString('hex')}`,
       guard: o.guard,
+      embedder,
+      ...(thresholds ? { thresholds } : {}),
       listErrors: o.errors === true,
       ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
       log,

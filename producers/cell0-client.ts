@@ -223,6 +223,7 @@ export class Cell0Client {
           cached: hit.confidence === 'exact' ? 'exact' : 'semantic',
           similarity: hit.similarity,
           ...(hit.entryId !== undefined ? { cacheEntry: hit.entryId } : {}),
+          ...(hit.confidence !== 'exact' && hit.prompt !== undefined ? { cachedPrompt: hit.prompt } : {}),
         };
       }
     }

@@ -78,6 +78,8 @@ export type SubmitResult<T = unknown> =
       similarity?: number;
       /** The semantic-cache entry that answered (for reporting a wrong answer). */
       cacheEntry?: string;
+      /** On a semantic hit: the stored prompt whose answer this is (a wrong pair is a labelled negative). */
+      cachedPrompt?: string;
     }
   | { state: 'failed'; queue: QueueName; jobId: string; code: string | undefined; message: string }
   /**

@@ -287,6 +287,7 @@ export function createApi(opts: ApiOptions): Express {
         cached: r.cached ?? false,
         ...(r.similarity !== undefined ? { similarity: r.similarity } : {}),
         ...(r.cacheEntry !== undefined ? { cacheEntry: r.cacheEntry } : {}),
+        ...(r.cachedPrompt !== undefined ? { cachedPrompt: r.cachedPrompt } : {}),
         result: r.result,
       });
     } else if (r.state === 'failed') {

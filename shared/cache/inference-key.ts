@@ -52,6 +52,8 @@ export interface InferenceCacheHit<R> {
   similarity: number;
   /** Names the entry, so a caller can report a wrong answer (reportFalseHit). */
   entryId?: string;
+  /** The stored prompt the answer belongs to. */
+  prompt?: string;
 }
 
 /** What producers and workers need of the semantic cache (SemanticCache satisfies it). */

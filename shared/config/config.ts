@@ -237,15 +237,15 @@ export const ENV = {
     doc: 'Lowest match level of the semantic cache that answers a request (exact = only the same prompt after normalisation)',
   },
   CELL0_SEMANTIC_EMBEDDER: {
-    default: 'hashed',
+    default: 'lexical',
     schema: z
       .string()
       .trim()
       .regex(
-        /^(hashed|(ollama|openai):[A-Za-z0-9._:/@+-]+)$/,
-        'expected hashed, ollama:<model> or openai:<model>',
+        /^(lexical|hashed|(ollama|openai):[A-Za-z0-9._:/@+-]+)$/,
+        'expected lexical, hashed, ollama:<model> or openai:<model>',
       ),
-    doc: 'Embeddings of the semantic cache: hashed (built in, no model) or ollama:<model> / openai:<model> through CELL0_OLLAMA_URL / CELL0_OPENAI_URL',
+    doc: 'Embeddings of the semantic cache: lexical (built in: lemmas, synonyms; no model), hashed (built in: n-grams) or ollama:<model> / openai:<model> via CELL0_OLLAMA_URL / CELL0_OPENAI_URL',
   },
   CELL0_SEMANTIC_EMBED_DIMS: {
     schema: int(1, 65_536),
@@ -253,7 +253,7 @@ export const ENV = {
   },
   CELL0_SEMANTIC_THRESHOLDS: {
     schema: parsedList(parseThresholds),
-    doc: 'Cosine cut-offs of the high, medium and low match levels, e.g. 0.95,0.9,0.8 (default: tuned for the hashed embedder; tune them for a neural one)',
+    doc: 'Cosine cut-offs of the high, medium and low match levels, e.g. 0.95,0.9,0.8 (default: those of the built-in embedder; cell0 calibrate-cache finds them for another)',
   },
   CELL0_SEMANTIC_MAX_ENTRIES: {
     default: '10000',
@@ -766,7 +766,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         field: 'CELL0_MODEL_ROUTES',
         reason: `route "${bare.pattern}=openai" needs CELL0_OPENAI_URL (or write openai@URL)`,
       });
-    if (p.CELL0_SEMANTIC_EMBEDDER !== 'hashed' && p.CELL0_SEMANTIC_EMBED_DIMS === undefined)
+    if (/^(ollama|openai):/.test(p.CELL0_SEMANTIC_EMBEDDER) && p.CELL0_SEMANTIC_EMBED_DIMS === undefined)
       issues.push({
         field: 'CELL0_SEMANTIC_EMBED_DIMS',
         reason: `required with CELL0_SEMANTIC_EMBEDDER=${p.CELL0_SEMANTIC_EMBEDDER} (the length of its vectors)`,

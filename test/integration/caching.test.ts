@@ -30,6 +30,7 @@ describe('caching through the API', () => {
     expect(second.status).toBe(200);
     expect(second.body.cached).toBe('exact');
     expect(second.body.similarity).toBe(1);
+    expect(second.body.cachedPrompt).toBeUndefined();
     expect(second.body.result).toEqual(first.body.result);
     expect(generateCalls()).toBe(calls);
   });
@@ -141,13 +142,16 @@ describe('caching through the API', () => {
       { headers: alpha },
     );
     expect(a.body.cached).toBe(false);
-    const paraphrase = { model: 'qwen2.5:0.5b', prompt: 'Could you give me a recipe for banana bread?' };
+    // (politeness alone makes no difference to the lexical embedder: the same vector, similarity 1)
+    const paraphrase = { model: 'qwen2.5:0.5b', prompt: 'Could you give me a banana bread recipe?' };
     const b = await post(`${fleet.url}/v1/inference`, paraphrase, { headers: alpha });
     expect(b.body.cached).toBe('semantic');
     expect(b.body.similarity).toBeGreaterThanOrEqual(0.9);
     expect(b.body.similarity).toBeLessThan(1);
     expect(b.body.jobId).toBe(a.body.jobId);
     expect(typeof b.body.cacheEntry).toBe('string');
+    // the stored prompt this answer belongs to: with the request, a labelled pair when the caller reports it
+    expect(b.body.cachedPrompt).toBe('Give me a recipe for banana bread');
 
     const bad = await post(`${fleet.url}/v1/cache/false-hits`, { cacheEntry: 42 }, { headers: alpha });
     expect(bad.status).toBe(400);

@@ -2,8 +2,10 @@ import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import {
   CacheMatchConfidence,
+  DEFAULT_THRESHOLDS,
   FunctionEmbedder,
   HashedNgramEmbedder,
+  LexicalEmbedder,
   SemanticCache,
   withModelCache,
   type SemanticCacheOptions,
@@ -82,8 +84,9 @@ describe('SemanticCache (on Redis)', () => {
     ).toMatchObject({ confidence: 'exact' });
   });
 
+  // Levels measured with the hashed n-gram embedder (its similarities are the ones the comments give).
   it('answers a paraphrase with its similarity level, and respects minConfidence', async () => {
-    const cache = make();
+    const cache = make({ embedder: new HashedNgramEmbedder() });
     await cache.set('How do I reset my password?', 'Use the reset link.', SCOPE);
     const high = await cache.get('How can I reset my password?', SCOPE);
     expect(high).toMatchObject({ value: 'Use the reset link.', confidence: CacheMatchConfidence.HIGH });
@@ -105,9 +108,51 @@ describe('SemanticCache (on Redis)', () => {
       }),
     ).toBeUndefined();
 
-    const lowCache = make({ defaultMinConfidence: CacheMatchConfidence.MEDIUM });
+    const lowCache = make({
+      embedder: new HashedNgramEmbedder(),
+      defaultMinConfidence: CacheMatchConfidence.MEDIUM,
+    });
     await lowCache.set('How do I reset my password?', 'x', SCOPE);
     expect(await lowCache.get('how to reset my password', SCOPE)).toMatchObject({ confidence: 'medium' });
+  });
+
+  it('by default (lexical embedder) answers a paraphrase with synonyms and another question frame at HIGH', async () => {
+    const cache = make();
+    expect(cache.embedder).toBeInstanceOf(LexicalEmbedder);
+    expect(cache.thresholds).toEqual(DEFAULT_THRESHOLDS);
+    await cache.set('How do I fix a wobbly table leg?', 'Tighten the bolts.', SCOPE);
+    expect(await cache.get('What is the way to repair a wobbly table leg?', SCOPE)).toMatchObject({
+      value: 'Tighten the bolts.',
+      confidence: CacheMatchConfidence.HIGH,
+      prompt: 'How do I fix a wobbly table leg?',
+    });
+    // the guard still refuses what changes the question, at any level
+    expect(
+      await cache.get('How do I fix a wobbly chair leg?', SCOPE, { minConfidence: CacheMatchConfidence.LOW }),
+    ).toBeUndefined();
+    expect(cache.getStats().semanticHits.high).toBe(1);
+  });
+
+  it('never compares vectors of two embedders: another embedder (or lexicon version) is another scope', async () => {
+    const p = `{${prefix.replace(/[{}]/g, '')}-embedders}`;
+    const hashed = new SemanticCache<string>({
+      redis: client,
+      prefix: p,
+      embedder: new HashedNgramEmbedder(),
+    });
+    const lexical = new SemanticCache<string>({ redis: client, prefix: p });
+    try {
+      await hashed.set('How do I reset my password?', 'old vectors', SCOPE);
+      // not even the exact prompt: the scope hash holds the embedder's name, which holds the lexicon version
+      expect(await lexical.get('How do I reset my password?', SCOPE)).toBeUndefined();
+      expect(lexical.entryIdOf('How do I reset my password?', SCOPE)).not.toBe(
+        hashed.entryIdOf('How do I reset my password?', SCOPE),
+      );
+      expect(await hashed.get('How do I reset my password?', SCOPE)).toMatchObject({ value: 'old vectors' });
+    } finally {
+      await hashed.invalidate({ model: SCOPE.model });
+      await lexical.invalidate({ model: SCOPE.model });
+    }
   });
 
   it('never answers across scopes: tenants, models, temperatures, system prompts', async () => {
@@ -337,7 +382,7 @@ describe('SemanticCache (on Redis)', () => {
   });
 
   it('keeps stats', async () => {
-    const cache = make();
+    const cache = make({ embedder: new HashedNgramEmbedder() });
     await cache.set('How do I reset my password?', 'a', SCOPE);
     await cache.get('How do I reset my password?', SCOPE); // exact
     await cache.get('How can I reset my password?', SCOPE); // high

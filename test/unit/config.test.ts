@@ -199,7 +199,7 @@ describe('loadConfig', () => {
     expect(c.cache).toMatchObject({
       enabled: true,
       http: true,
-      semanticEmbedder: 'hashed',
+      semanticEmbedder: 'lexical',
       semanticMinConfidence: 'medium',
       searchTtls: { news: 120, web: 1800 },
       semanticThresholds: { high: 0.97, medium: 0.92, low: 0.85 },

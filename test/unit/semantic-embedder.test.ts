@@ -1,10 +1,13 @@
 import {
   CacheMatchConfidence,
   DEFAULT_THRESHOLDS,
+  HASHED_NGRAM_THRESHOLDS,
+  LexicalEmbedder,
   FunctionEmbedder,
   HashedNgramEmbedder,
 } from '../../shared/cache/semantic';
 import { confidenceOf } from '../../shared/cache/semantic/confidence';
+import { LEXICON_VERSION } from '../../shared/cache/semantic/lexicon';
 import { cosine, cosineQuantized, quantize } from '../../shared/cache/semantic/vector-codec';
 
 const e = new HashedNgramEmbedder();
@@ -30,7 +33,7 @@ describe('HashedNgramEmbedder', () => {
     await expect(e.embed(['x'], ac.signal)).rejects.toThrow('stop');
   });
 
-  // The measurements behind DEFAULT_THRESHOLDS (confidence.ts).
+  // The measurements behind HASHED_NGRAM_THRESHOLDS (confidence.ts).
   it('scores rephrasings that keep the content words at HIGH', () => {
     for (const [a, b] of [
       ['How do I reset my password?', 'How can I reset my password?'],
@@ -45,7 +48,7 @@ describe('HashedNgramEmbedder', () => {
       ],
       ['What causes inflation in an economy?', 'what causes inflation in the economy'],
     ])
-      expect(sim(a!, b!)).toBeGreaterThanOrEqual(DEFAULT_THRESHOLDS.high);
+      expect(sim(a!, b!)).toBeGreaterThanOrEqual(HASHED_NGRAM_THRESHOLDS.high);
   });
 
   it('scores a swapped content word below HIGH, and unrelated prompts near 0', () => {
@@ -54,9 +57,9 @@ describe('HashedNgramEmbedder', () => {
         'Write a python function to reverse a linked list',
         'Write a python function to sort a linked list',
       ),
-    ).toBeLessThan(DEFAULT_THRESHOLDS.high);
+    ).toBeLessThan(HASHED_NGRAM_THRESHOLDS.high);
     expect(sim('What is the capital of France?', 'What is the capital of Spain?')).toBeLessThan(
-      DEFAULT_THRESHOLDS.low,
+      HASHED_NGRAM_THRESHOLDS.low,
     );
     expect(Math.abs(sim('How do I reset my password?', 'Explain quantum entanglement simply'))).toBeLessThan(
       0.2,
@@ -64,10 +67,10 @@ describe('HashedNgramEmbedder', () => {
   });
 
   it('maps a similarity to its level', () => {
-    expect(confidenceOf(0.95, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.HIGH);
-    expect(confidenceOf(0.85, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.MEDIUM);
-    expect(confidenceOf(0.76, DEFAULT_THRESHOLDS)).toBe(CacheMatchConfidence.LOW);
-    expect(confidenceOf(0.5, DEFAULT_THRESHOLDS)).toBeUndefined();
+    expect(confidenceOf(0.95, HASHED_NGRAM_THRESHOLDS)).toBe(CacheMatchConfidence.HIGH);
+    expect(confidenceOf(0.85, HASHED_NGRAM_THRESHOLDS)).toBe(CacheMatchConfidence.MEDIUM);
+    expect(confidenceOf(0.76, HASHED_NGRAM_THRESHOLDS)).toBe(CacheMatchConfidence.LOW);
+    expect(confidenceOf(0.5, HASHED_NGRAM_THRESHOLDS)).toBeUndefined();
   });
 });
 
@@ -114,5 +117,47 @@ describe('FunctionEmbedder', () => {
     await expect(nan.embed(['a'])).rejects.toThrow(/non-finite/);
     expect(() => new FunctionEmbedder({ name: '', dims: 3, fn: () => Promise.resolve([]) })).toThrow(/name/);
     expect(() => new FunctionEmbedder({ name: 'x', dims: 0, fn: () => Promise.resolve([]) })).toThrow(/dims/);
+  });
+});
+
+describe('LexicalEmbedder', () => {
+  const lx = new LexicalEmbedder();
+  const lsim = (a: string, b: string): number => cosine(lx.embedOne(a), lx.embedOne(b));
+
+  it('is deterministic across instances, L2-normalised, and named after its lexicon version', async () => {
+    const [a] = await new LexicalEmbedder().embed(['How do I fix a wobbly table leg?']);
+    const [b] = await new LexicalEmbedder().embed(['How do I fix a wobbly table leg?']);
+    expect(Array.from(a!)).toEqual(Array.from(b!));
+    expect(a!.length).toBe(512);
+    let n = 0;
+    for (const x of a!) n += x * x;
+    expect(n).toBeCloseTo(1, 5);
+    expect(lx.name).toBe(`lexical-v1-${LEXICON_VERSION}`);
+    expect(lx.thresholds).toBe(DEFAULT_THRESHOLDS);
+    expect(lx.embedOne('').every((x) => x === 0)).toBe(true);
+    expect(new LexicalEmbedder({ dims: 256 }).embedOne('hello world').length).toBe(256);
+    expect(() => new LexicalEmbedder({ dims: 100 })).toThrow(/dims/);
+  });
+
+  it('scores synonyms, question frames, contractions, politeness and typos at HIGH', () => {
+    for (const [a, b] of [
+      ['How do I fix a wobbly table leg?', 'What is the way to repair a wobbly table leg?'],
+      ['Where can I buy cheap flights to Lisbon?', 'Where can I purchase inexpensive flights to Lisbon?'],
+      ['How many calories are in a banana?', 'What is the number of calories in a banana?'],
+      ["Why doesn't the cork come out in one piece?", 'Why does the cork not come out in one piece?'],
+      ['Could you please explain how a bee smoker works? Thanks!', 'Explain how a bee smoker works.'],
+      ['what causes gum recesion', 'What causes gum recession?'],
+      ['Who invented the telephone?', 'By whom was the telephone invented?'],
+    ])
+      expect({ a, high: lsim(a!, b!) >= DEFAULT_THRESHOLDS.high }).toEqual({ a, high: true });
+  });
+
+  it('keeps another content word, another kind of question and unrelated prompts apart', () => {
+    // below HIGH; the guard refuses it at any level (substitution, semantic-guard.test.ts)
+    expect(
+      lsim('How do I finish walnut with Danish oil?', 'How do I finish maple with Danish oil?'),
+    ).toBeLessThan(DEFAULT_THRESHOLDS.high);
+
+    expect(lsim('How do I bake banana bread?', 'Who won the World Cup in 2014?')).toBeLessThan(0.2);
   });
 });

@@ -1,3 +1,4 @@
+import { HASHED_NGRAM_THRESHOLDS, type SemanticThresholds } from './confidence.js';
 import { isContent, stem, tokenize } from './text.js';
 
 /**
@@ -8,6 +9,13 @@ import { isContent, stem, tokenize } from './text.js';
 export interface Embedder {
   readonly name: string;
   readonly dims: number;
+  /** Cut-offs that fit this embedder's scores, used when the cache is given none. */
+  readonly thresholds?: SemanticThresholds;
+  /**
+   * True when embed() runs in this process in microseconds (no service call): the cache then embeds up
+   * front and reads the exact key and the similar ones in one round trip.
+   */
+  readonly inProcess?: boolean;
   embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]>;
 }
 
@@ -29,7 +37,8 @@ const W_CHARS = 0.8;
 const LIGHT: ReadonlySet<string> = new Set(['to', 'from', 'than']);
 
 /**
- * The default embedder: no model, no download, deterministic, ~20 µs per prompt. Features, each hashed
+ * The former default embedder (CELL0_SEMANTIC_EMBEDDER=hashed): no model, no lexicon, deterministic, ~20 µs
+ * per prompt. Features, each hashed
  * (FNV-1a, 32 bit) to a dimension with a hash-derived sign (signed feature hashing keeps the expected dot
  * product of unrelated texts at 0):
  * - word unigrams (content words weight 1, function words 0.3);
@@ -44,6 +53,8 @@ const LIGHT: ReadonlySet<string> = new Set(['to', 'from', 'than']);
 export class HashedNgramEmbedder implements Embedder {
   readonly name = 'hashed-ngram-v1';
   readonly dims: number;
+  readonly thresholds = HASHED_NGRAM_THRESHOLDS;
+  readonly inProcess = true;
   private readonly mask: number;
 
   constructor(opts: HashedNgramEmbedderOptions = {}) {

@@ -182,7 +182,7 @@ export const CONTRAST_GROUPS: readonly string[] = [
   'pro,pros,advantage,benefit,strength,upside|con,cons,disadvantage,drawback,risk,weakness,downside,danger',
   'old,older,oldest|new,newer,newest,young,younger,youngest',
   'early,earlier,earliest|late,later,latest',
-  'before,prior|after',
+  'before,prior|after|during',
   'past|future',
   'yesterday|today|tomorrow',
   'above|below',

@@ -1,6 +1,7 @@
 export {
   CacheMatchConfidence,
   DEFAULT_THRESHOLDS,
+  HASHED_NGRAM_THRESHOLDS,
   confidenceOf,
   type SemanticThresholds,
 } from './confidence.js';
@@ -12,6 +13,8 @@ export {
   type HashedNgramEmbedderOptions,
 } from './embedder.js';
 export { guardRejects, analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
+export { LexicalEmbedder, type LexicalEmbedderOptions } from './lexical-embedder.js';
+export { canonicalize, type AskClass, type CanonicalPrompt, type CanonicalWord } from './canonical.js';
 export { LSH_BANDS, LSH_ROWS, LshHasher, lshCandidateProbability } from './lsh.js';
 export { scopeHash, type SemanticScope } from './scope.js';
 export {

@@ -12,7 +12,8 @@ import {
   thresholdOf,
   type SemanticThresholds,
 } from './confidence.js';
-import { HashedNgramEmbedder, type Embedder } from './embedder.js';
+import { type Embedder } from './embedder.js';
+import { LexicalEmbedder } from './lexical-embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
 import { keyBase, promptId, ScopeKeys, scopeHash, shortHash, type SemanticScope } from './scope.js';
@@ -27,9 +28,12 @@ export interface SemanticCacheOptions {
   redis: RedisClient;
   /** Namespace of every key. Default "{cell0}"; its braces are dropped so each scope gets its own slot. */
   prefix?: string;
-  /** Default: a new HashedNgramEmbedder (no model download). */
+  /** Default: a new LexicalEmbedder (no model download). */
   embedder?: Embedder;
-  /** Cosine cut-offs of HIGH / MEDIUM / LOW. Default { high: 0.9, medium: 0.82, low: 0.75 } (confidence.ts). */
+  /**
+   * Cosine cut-offs of HIGH / MEDIUM / LOW. Default: the embedder's own `thresholds`, else
+   * DEFAULT_THRESHOLDS { high: 0.85, medium: 0.8, low: 0.75 } (confidence.ts).
+   */
   thresholds?: SemanticThresholds;
   /** Weakest level get() accepts when the call does not say. Default HIGH. */
   defaultMinConfidence?: CacheMatchConfidence;
@@ -250,7 +254,7 @@ export function parseRecord(
  * hashed into LSH bands (lsh.ts); the query's band buckets (packed slot numbers) are read, Node counts the
  * band collisions per slot (rankSlots), a Lua script returns the records (int8 vector, prompt) of the top
  * slots whose entries are alive, Node re-ranks them by exact cosine, and the most similar one above the
- * threshold that the guard (guard.ts) accepts is fetched and answered. With the in-process hashed embedder
+ * threshold that the guard (guard.ts) accepts is fetched and answered. With an in-process embedder (the default)
  * the embedding is computed up front and one script reads the exact key and, only if it misses, the
  * buckets: two round trips on a miss, three on a similarity hit, one on an exact hit (a remote embedder
  * is called only after an exact miss: one more). Redis and embedder failures become misses (counted in
@@ -289,9 +293,10 @@ export class SemanticCache<T = unknown> {
 
   constructor(options: SemanticCacheOptions) {
     const given: Partial<SemanticCacheOptions> = options ?? {};
+    const embedder = given.embedder ?? new LexicalEmbedder();
     const opts: Resolved = {
       ...withDefaults<Resolved>(DEFAULTS, given as Partial<Resolved>),
-      thresholds: withDefaults(DEFAULTS.thresholds, given.thresholds),
+      thresholds: withDefaults(embedder.thresholds ?? DEFAULTS.thresholds, given.thresholds),
     };
     const issues: FieldIssue[] = [];
     if (!given.redis || typeof given.redis.run !== 'function')
@@ -319,7 +324,6 @@ export class SemanticCache<T = unknown> {
         field: 'maxEntriesPerScope',
         reason: `expected an integer >= 1, got ${String(opts.maxEntriesPerScope)}`,
       });
-    const embedder = given.embedder ?? new HashedNgramEmbedder();
     if (typeof embedder.embed !== 'function' || !(Number.isInteger(embedder.dims) && embedder.dims > 0))
       issues.push({ field: 'embedder', reason: 'expected an Embedder with name, dims and embed()' });
     if (issues.length > 0)
@@ -336,6 +340,11 @@ export class SemanticCache<T = unknown> {
     );
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
+  }
+
+  /** The cosine cut-offs of the levels in force (given, else the embedder's, else the defaults). */
+  get thresholds(): Readonly<SemanticThresholds> {
+    return this.opts.thresholds;
   }
 
   /**
@@ -611,8 +620,7 @@ export class SemanticCache<T = unknown> {
     // 1. Exact, then (on a miss) the query's band buckets. With the in-process embedder the embedding
     // costs ~20 µs, so it is computed up front and one script does both steps in one round trip (it reads
     // the buckets only when the exact key misses). A remote embedder is called only after an exact miss.
-    const oneTrip =
-      this.embedder instanceof HashedNgramEmbedder && minConfidence !== CacheMatchConfidence.EXACT;
+    const oneTrip = this.embedder.inProcess === true && minConfidence !== CacheMatchConfidence.EXACT;
     let vec: Float32Array | undefined;
     let bands: number[] | undefined;
     let bandKeys: string[] | undefined;

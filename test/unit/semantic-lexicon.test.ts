@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { canonicalize } from '../../shared/cache/semantic';
+import {
+  correctTypo,
+  groupOf,
+  isKnownWord,
+  lemmaOf,
+  lexicon,
+  LEXICON_VERSION,
+} from '../../shared/cache/semantic/lexicon';
+
+const ROOT = join(__dirname, '..', '..');
+
+describe('the lexicon (data/lexicon)', () => {
+  it('loads the WordNet words, irregular forms and synonym groups', () => {
+    const lx = lexicon();
+    expect(lx.words.size).toBeGreaterThan(60_000);
+    expect(lx.irregular.get('teeth')).toBe('tooth');
+    expect(groupOf('purchase')).toBe(groupOf('buy'));
+    expect(groupOf('cutting_board')).toBe(groupOf('chopping_board'));
+    expect(LEXICON_VERSION).toMatch(/^lx\d+$/);
+  });
+
+  it('keeps every word of the hand-written list in one group only, and no antonyms together', () => {
+    const text = readFileSync(join(ROOT, 'data', 'lexicon', 'synonyms.txt'), 'utf8');
+    const seen = new Map<string, string>();
+    for (const line of text.split('\n')) {
+      if (!line.trim() || line.startsWith('#')) continue;
+      for (const w of line.trim().split(/\s+/)) {
+        expect({ w, twice: seen.has(w) ? `${seen.get(w)} / ${line}` : undefined }).toEqual({
+          w,
+          twice: undefined,
+        });
+        seen.set(w, line);
+      }
+    }
+    for (const [a, b] of [
+      ['buy', 'sell'],
+      ['increase', 'decrease'],
+      ['cheap', 'expensive'],
+      ['before', 'after'],
+      ['import', 'export'],
+      ['walnut', 'maple'],
+    ])
+      expect(groupOf(lemmaOf(a!)) ?? a).not.toBe(groupOf(lemmaOf(b!)) ?? b);
+  });
+
+  it.each([
+    ['teeth', 'tooth'],
+    ['went', 'go'],
+    ['repaired', 'repair'],
+    ['ribbed', 'rib'],
+    ['bigger', 'big'],
+    ['cities', 'city'],
+    ['wobbles', 'wobble'],
+    ['colour', 'color'],
+    ['news', 'news'],
+    ['buildings', 'building'],
+  ])('lemma of %s is %s', (form, lemma) => {
+    expect(lemmaOf(form)).toBe(lemma);
+  });
+
+  it.each([
+    ['recesion', 'recession'],
+    ['tenis', 'tennis'],
+    ['seeeds', 'seeds'],
+    ['outdor', 'outdoor'],
+    ['recieve', 'receive'],
+    ['morgage', 'mortgage'],
+  ])('corrects the typo %s to %s', (typo, word) => {
+    expect(correctTypo(typo)).toBe(word);
+  });
+
+  it('leaves known words, short words and unknown names alone', () => {
+    expect(correctTypo('capitol')).toBeUndefined(); // a word in its own right
+    expect(correctTypo('teh')).toBe('the'); // a swap is tried even on three letters
+    expect(correctTypo('xq')).toBeUndefined();
+    expect(correctTypo('kubernetes')).toBeUndefined();
+    expect(isKnownWord('repaired')).toBe(true);
+    expect(isKnownWord('zzyzx')).toBe(false);
+  });
+});
+
+describe('canonicalize', () => {
+  const keys = (s: string): string[] =>
+    canonicalize(s)
+      .words.filter((w) => w.role === 'content' || w.role === 'head')
+      .map((w) => w.key)
+      .sort();
+
+  it('expands contractions, drops possessives and politeness, fixes typos, maps synonyms', () => {
+    expect(keys("What's the best way to fix my bike's wobbly wheel? Thanks a lot!")).toEqual(
+      keys('What is the best way to repair the wobbly wheel of my bicycle?'),
+    );
+    expect(keys('Could you please explain how a VPN works?')).toEqual(keys('How does a VPN work?'));
+    expect(keys('what causes gum recesion')).toEqual(keys('What causes gum recession?'));
+  });
+
+  it.each([
+    ['How many moons does Mars have?', ['count']],
+    ['What is the number of moons of Mars?', ['count']],
+    ['By whom was penicillin discovered?', ['who']],
+    ['Which scientist discovered penicillin?', ['who']],
+    ['What is the way to reset a router?', ['how']],
+    ['What should I do to reset a router?', ['how']],
+    ['What causes rust?', ['why']],
+    ['What is the price of a Tesla?', ['amount']],
+    ['How long is the Nile?', ['long']],
+    ['What is the length of the Nile?', ['long']],
+    ['How does salt affect ice?', ['effect']],
+    ['How do a crocodile and an alligator differ?', ['difference']],
+    ['In what year did the war end?', ['when']],
+    ['What should I wear when hiking in the rain?', ['what']],
+    ['Explain recursion.', []],
+  ])('asks %s as %j', (prompt, asks) => {
+    expect(canonicalize(prompt).asks).toEqual(asks);
+  });
+});
