@@ -83,9 +83,9 @@ function extractCurls(file: string): DocCurl[] {
       try {
         curls[curls.length - 1]!.expected = JSON.parse(next.body);
       } catch (err) {
-        throw new Error(
-          `${file}:${next.line}: the json block after a curl is not valid JSON: ${String(err)}`,
-        );
+        throw new Error(`${file}:${next.line}: the json block after a curl is not valid JSON`, {
+          cause: err,
+        });
       }
     }
     out.push(...curls);
