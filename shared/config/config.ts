@@ -12,11 +12,13 @@ import {
   type ModelPriorityRule,
 } from './resource-settings.js';
 import { EvictionPolicy } from '../resources/types.js';
+import { type EnvSection } from './env-sections.js';
 
 /*
  * The one module that reads the environment. Every variable is declared here once, with its default and
  * what it expects; `loadConfig()` validates them all at start and reports every bad one in one error.
- * Keep .env.example and the README table in step with ENV (a test checks .env.example).
+ * Keep .env.example in step with ENV, and regenerate docs/configuration.md from it with
+ * `npm run docs:config` (tests check both).
  */
 
 const int = (min: number, max: number) =>
@@ -91,11 +93,13 @@ const rate = (min: number, max: number) =>
     .pipe(z.number().min(min, `expected a number >= ${min}`).max(max, `expected a number <= ${max}`));
 
 /** Declaration of one environment variable. */
-interface EnvVar {
+export interface EnvVar {
+  /** Where docs/configuration.md lists it (see env-sections.ts). */
+  section: EnvSection;
   /** Default as it would be written in the environment; undefined = unset by default. */
   default?: string;
   schema: z.ZodType;
-  /** One line for .env.example and the README. */
+  /** One line for .env.example and docs/configuration.md. */
   doc: string;
   /** Never logged or echoed back. */
   secret?: boolean;
@@ -104,71 +108,85 @@ interface EnvVar {
 /** Every environment variable cell0 reads. */
 export const ENV = {
   CELL0_MAX_MEMORY_PERCENT: {
+    section: 'resources',
     default: '85',
     schema: int(0, 100),
     doc: "Memory use (% of host RAM, or of the container's memory limit) above which a worker stops taking jobs (0 = no limit)",
   },
   CELL0_MAX_CPU_PERCENT: {
+    section: 'resources',
     default: '90',
     schema: int(0, 100),
     doc: "cell0's own CPU (% of its cgroup quota, else % of one core for the worker process) above which a worker counts as saturated; the API sheds only while every worker is and the queue is behind (0 = no limit)",
   },
   CELL0_CPU_WINDOW_MS: {
+    section: 'resources',
     default: '10000',
     schema: int(0, 600_000),
     doc: "Sliding window of a worker's CPU figure, ms (0 = each sample interval alone)",
   },
   CELL0_MAX_DISK_PERCENT: {
+    section: 'resources',
     default: '95',
     schema: int(0, 100),
     doc: 'Disk use (% of the filesystem holding CELL0_DATA_DIR) above which a worker stops taking jobs (0 = no limit)',
   },
   CELL0_MAX_HEAP_PERCENT: {
+    section: 'resources',
     default: '0',
     schema: int(0, 100),
     doc: "A worker's V8 heap use (% of its limit) above which it stops taking jobs (0 = no limit)",
   },
   CELL0_MAX_EVENT_LOOP_DELAY_MS: {
+    section: 'resources',
     default: '0',
     schema: int(0, 600_000),
     doc: "A worker's event-loop delay (p99 over a sample interval, ms) above which it stops taking jobs (0 = no limit)",
   },
   CELL0_RESOURCE_SAMPLE_MS: {
+    section: 'resources',
     default: '2000',
     schema: int(100, 600_000),
     doc: 'How often each worker samples memory, CPU, disk and its own heap and event loop, ms',
   },
   CELL0_RESOURCE_HYSTERESIS: {
+    section: 'resources',
     default: '5',
     schema: int(0, 50),
     doc: 'Points a value must fall below its limit before a worker under pressure takes jobs again',
   },
   CELL0_MAX_QUEUE_DEPTH: {
+    section: 'resources',
     default: '10000',
     schema: int(0, 100_000_000),
     doc: 'Jobs waiting in a queue above which POST /v1/* answers 503 with Retry-After (0 = no bound)',
   },
   CELL0_BEHIND_WINDOW_MS: {
+    section: 'resources',
     default: '10000',
     schema: int(1000, 3_600_000),
     doc: 'How far back the API looks to tell whether a queue is growing (behind), ms',
   },
   CELL0_BEHIND_WAIT_AGE_MS: {
+    section: 'resources',
     default: '30000',
     schema: int(0, 86_400_000),
     doc: 'A queue whose oldest waiting job has waited longer than this counts as behind, ms (0 = only growth counts)',
   },
   CELL0_OVERLOAD_RETRY_AFTER_SEC: {
+    section: 'resources',
     default: '5',
     schema: int(1, 3600),
     doc: 'Retry-After of the 503 answered while the fleet is overloaded, seconds',
   },
   CELL0_MODEL_MEMORY_BUDGET: {
+    section: 'models',
     default: 'auto',
     schema: parsedList(parseModelBudget),
     doc: "Memory for models resident in a worker's Ollama backend: a size (16GB, 12GiB), auto (half of the host's memory) or off (no model management)",
   },
   CELL0_EVICTION_POLICY: {
+    section: 'models',
     default: 'LRU',
     schema: z
       .string()
@@ -178,65 +196,83 @@ export const ENV = {
     doc: 'Which resident model goes first when another must be loaded: LRU, LFU (decaying), FIFO, TTL or COST_BASED (GreedyDual-Size)',
   },
   CELL0_MODEL_PRIORITIES: {
+    section: 'models',
     schema: parsedList(parseModelPriorities),
     doc: 'Model priorities and pins: pattern=priority or pattern=pin, e.g. nomic-embed-text*=pin,qwen2.5:7b=10 (lower priorities are evicted first; default 0)',
   },
   CELL0_MODEL_KEEP_ALIVE_MS: {
+    section: 'models',
     default: '300000',
     schema: int(1000, 604_800_000),
     doc: 'Idle time after which a resident model may be unloaded (the TTL policy, and the periodic sweep), ms',
   },
   CELL0_MONITOR_EVERY_MS: {
+    section: 'maintenance',
     default: '5000',
     schema: int(1000, 3_600_000),
     doc: "Period of the fleet's scheduled monitor job (fleet summary, dead workers), ms",
   },
   CELL0_CLEANUP_EVERY_MS: {
+    section: 'maintenance',
     default: '300000',
     schema: int(10_000, 86_400_000),
     doc: "Period of the fleet's scheduled cleanup job (disk, expired cache records, old jobs), ms",
   },
   CELL0_CLEANUP_PATHS: {
+    section: 'maintenance',
     schema: parsedList(parseCleanupPaths),
     doc: 'Folders the cleanup job keeps tidy: folder=days (files older than that are removed), e.g. /var/tmp/cell0=2,logs=7',
   },
   CELL0_DISK_CLEANUP_THRESHOLD: {
+    section: 'maintenance',
     default: '90',
     schema: int(1, 100),
     doc: 'Disk use (%) above which cleanup also removes the oldest files of CELL0_CLEANUP_PATHS until under it',
   },
   REDIS_URL: {
+    section: 'redis',
     schema: redisUrl,
     doc: 'Redis URL; wins over CELL0_REDIS_HOST/PORT. redis://[:password@]host:port[/db], rediss:// for TLS',
     secret: true,
   },
   CELL0_REDIS_HOST: {
+    section: 'redis',
     default: 'localhost',
     schema: z.string().trim().min(1, 'expected a host name'),
     doc: 'Redis host (when REDIS_URL is unset)',
   },
-  CELL0_REDIS_PORT: { default: '6379', schema: int(1, 65535), doc: 'Redis port (when REDIS_URL is unset)' },
+  CELL0_REDIS_PORT: {
+    section: 'redis',
+    default: '6379',
+    schema: int(1, 65535),
+    doc: 'Redis port (when REDIS_URL is unset)',
+  },
   CELL0_QUEUE_PREFIX: {
+    section: 'redis',
     default: '{cell0}',
     schema: z.string().regex(/^\{[A-Za-z0-9_.-]+\}$/, 'expected a Redis Cluster hash tag such as {cell0}'),
     doc: 'Key prefix of every queue; a {hash tag} keeps each queue in one cluster slot',
   },
   CELL0_CACHE_TTL: {
+    section: 'caching',
     default: '300',
     schema: int(1, 31_536_000),
     doc: 'Lifetime of a semantic-cache entry (model output), seconds; a request can ask for another with cache.ttlSeconds',
   },
   CELL0_CACHE_ENABLED: {
+    section: 'caching',
     default: '1',
     schema: bool,
-    doc: 'Answer requests from the semantic and search caches, and write results through (0: every request runs a job)',
+    doc: 'Answer requests from the semantic and search caches, and write results through (0: requests skip the caches and go to the queue)',
   },
   CELL0_SEMANTIC_MIN_CONFIDENCE: {
+    section: 'caching',
     default: 'high',
     schema: z.enum(['exact', 'high', 'medium', 'low'], 'expected exact, high, medium or low'),
     doc: 'Lowest match level of the semantic cache that answers a request (exact = only the same prompt after normalisation)',
   },
   CELL0_SEMANTIC_EMBEDDER: {
+    section: 'caching',
     default: 'lexical',
     schema: z
       .string()
@@ -248,333 +284,416 @@ export const ENV = {
     doc: 'Embeddings of the semantic cache: lexical (built in: lemmas, synonyms; no model), hashed (built in: n-grams) or ollama:<model> / openai:<model> via CELL0_OLLAMA_URL / CELL0_OPENAI_URL',
   },
   CELL0_SEMANTIC_EMBED_DIMS: {
+    section: 'caching',
     schema: int(1, 65_536),
     doc: 'Length of the vectors of an ollama:/openai: embedder (required with one; e.g. 768 for nomic-embed-text)',
   },
   CELL0_SEMANTIC_THRESHOLDS: {
+    section: 'caching',
     schema: parsedList(parseThresholds),
     doc: 'Cosine cut-offs of the high, medium and low match levels, e.g. 0.95,0.9,0.8 (default: those of the built-in embedder; cell0 calibrate-cache finds them for another)',
   },
   CELL0_SEMANTIC_MAX_ENTRIES: {
+    section: 'caching',
     default: '10000',
     schema: int(1, 10_000_000),
     doc: 'Most semantic-cache entries per scope (model, parameters, tenant); beyond it the oldest go first',
   },
   CELL0_SEARCH_CACHE_TTLS: {
+    section: 'caching',
     schema: parsedList(parseSearchTtls),
     doc: 'Search-cache lifetimes per type overriding the defaults (web=3600,news=300,academic=604800,images=86400,videos=21600), e.g. news=120,web=1800',
   },
   CELL0_CACHE_L1_SIZE: {
+    section: 'caching',
     default: '1000',
     schema: int(0, 10_000_000),
-    doc: 'Search-cache hits kept in each producer process in front of Redis (0 = none); measured 3.5x the reads/s of Redis alone',
+    doc: 'Search-cache hits kept in each producer process in front of Redis (0 = none); measured 3.7x the reads/s of Redis alone',
   },
   CELL0_CACHE_L1_TTL: {
+    section: 'caching',
     default: '10',
     schema: int(1, 3600),
     doc: 'Seconds an in-process search-cache hit is kept (never longer than its Redis entry)',
   },
   CELL0_HTTP_CACHE: {
+    section: 'caching',
     default: '1',
     schema: bool,
     doc: 'Cache the API read endpoints (GET /v1/jobs for finished jobs, /v1/queues, /v1/fleet) in Redis, with ETag and X-Cache',
   },
   CELL0_REDIS_COMMAND_TIMEOUT_MS: {
+    section: 'redis',
     default: '2000',
     schema: int(50, 60_000),
-    doc: 'A producer-side Redis command that takes longer fails with 503 CELL0_REDIS_TIMEOUT (slow, not down: it does not open the breaker)',
+    doc: "A Redis command that takes longer fails, in producers (503 CELL0_REDIS_TIMEOUT: slow, not down; it does not open the breaker) and in workers' cache writes",
   },
   CELL0_REDIS_MEMORY_WATERMARK: {
+    section: 'redis',
     default: '90',
     schema: int(0, 100),
     doc: 'Redis used memory (% of maxmemory) at which new work is refused with 503 CELL0_REDIS_FULL, before Redis refuses writes (0 = off; no effect without maxmemory)',
   },
   CELL0_REDIS_BREAKER_THRESHOLD: {
+    section: 'redis',
     default: '5',
     schema: int(1, 1000),
     doc: 'Consecutive Redis failures that open the breaker',
   },
   CELL0_REDIS_BREAKER_RESET_MS: {
+    section: 'redis',
     default: '5000',
     schema: int(100, 600_000),
     doc: 'How long the Redis breaker stays open before a trial call (half-open)',
   },
   CELL0_HOST: {
+    section: 'api',
     default: '127.0.0.1',
     schema: z.string().trim().min(1, 'expected an address to listen on'),
     doc: 'Address the API and dashboard listen on (0.0.0.0 in containers)',
   },
   CELL0_PORT: {
+    section: 'api',
     default: '3000',
     schema: int(0, 65535),
     doc: 'Port of the HTTP API (and of Bull Board in `cell0 start`)',
   },
   CELL0_DASHBOARD_PORT: {
+    section: 'api',
     default: '3001',
     schema: int(0, 65535),
     doc: 'Port of `cell0 dashboard` when run on its own',
   },
   CELL0_API_KEYS: {
+    section: 'api',
     schema: list,
     doc: 'Comma-separated tenant API keys; when set, the /v1 work routes require `Authorization: Bearer <key>` and each key sees only its own jobs and cache entries',
     secret: true,
   },
   CELL0_ADMIN_KEYS: {
+    section: 'api',
     schema: list,
     doc: 'Comma-separated admin keys, the only keys that open Bull Board, /v1/fleet and /v1/queues (with tenant keys and none of these, those routes are off)',
     secret: true,
   },
   CELL0_TENANT_SECRET: {
+    section: 'api',
     schema: z.string().min(16, 'expected at least 16 characters, e.g. the output of `openssl rand -hex 32`'),
     doc: 'Secret the tenant ids are derived with (HMAC-SHA256 of each API key). Unset: one is generated on first start and kept in Redis under the queue prefix',
     secret: true,
   },
   CELL0_DASHBOARD_WRITE: {
+    section: 'api',
     default: '0',
     schema: bool,
     doc: 'Let Bull Board retry, promote and remove jobs (read-only when 0)',
   },
   CELL0_INFERENCE_CONCURRENCY: {
+    section: 'workers',
     default: '4',
     schema: int(1, 1000),
     doc: 'Inference jobs one worker process runs at once',
   },
   CELL0_SEARCH_CONCURRENCY: {
+    section: 'workers',
     default: '8',
     schema: int(1, 1000),
     doc: 'Search jobs one worker process runs at once',
   },
   CELL0_RESULT_WAIT_MS: {
+    section: 'api',
     default: '30000',
     schema: int(0, 600_000),
     doc: 'How long POST /v1/* waits for the result before answering 202 (request field `wait` overrides)',
   },
   CELL0_MAX_WAIT_MS: {
+    section: 'api',
     default: '120000',
     schema: int(0, 600_000),
     doc: 'Largest `wait` a request may ask for',
   },
   CELL0_MAX_PROMPT_BYTES: {
+    section: 'limits',
     default: '32768',
     schema: int(1, 16_777_216),
     doc: 'Largest prompt (prompt + system + all message contents, UTF-8 bytes)',
   },
   CELL0_MAX_QUERY_BYTES: {
+    section: 'limits',
     default: '2048',
     schema: int(1, 1_048_576),
     doc: 'Largest search query, UTF-8 bytes',
   },
   CELL0_MAX_BODY_BYTES: {
+    section: 'limits',
     default: '65536',
     schema: int(1024, 67_108_864),
     doc: 'Largest HTTP request body; larger bodies get 413',
   },
   CELL0_RESULT_TTL: {
+    section: 'jobs',
     default: '3600',
     schema: int(1, 31_536_000),
     doc: 'Seconds a completed job (and its result) is kept; identical requests in that window get it without a new run',
   },
   CELL0_RESULT_MAX_JOBS: {
+    section: 'jobs',
     default: '100000',
     schema: int(1, 100_000_000),
     doc: 'Most completed jobs kept per queue; beyond it the oldest go first (a later identical request re-runs)',
   },
   CELL0_FAILED_TTL: {
+    section: 'jobs',
     default: '86400',
     schema: int(1, 31_536_000),
     doc: 'Seconds a failed job is kept for inspection; an identical request re-runs it',
   },
-  CELL0_JOB_ATTEMPTS: { default: '3', schema: int(1, 100), doc: 'Attempts per job for retryable failures' },
+  CELL0_JOB_ATTEMPTS: {
+    section: 'jobs',
+    default: '3',
+    schema: int(1, 100),
+    doc: 'Attempts per job for retryable failures',
+  },
   CELL0_JOB_BACKOFF_MS: {
+    section: 'jobs',
     default: '1000',
     schema: int(0, 3_600_000),
     doc: 'First retry delay (exponential backoff)',
   },
   CELL0_PROVIDER_TIMEOUT_MS: {
+    section: 'workers',
     default: '120000',
     schema: int(100, 3_600_000),
     doc: 'Longest a single provider call may take',
   },
   CELL0_SHUTDOWN_TIMEOUT_MS: {
+    section: 'workers',
     default: '30000',
     schema: int(0, 3_600_000),
     doc: 'On SIGTERM, how long active jobs may run before the worker is forced down',
   },
   CELL0_OLLAMA_URL: {
+    section: 'backends',
     schema: httpUrl,
-    doc: 'Ollama (or Ollama-compatible) base URL. Unset: `cell0 start` runs the bundled simulator; `cell0 worker` uses http://127.0.0.1:11434',
+    doc: 'Ollama (or Ollama-compatible) base URL. Unset: `cell0 start` runs the bundled simulator in its place when a model is routed to Ollama; `cell0 worker` uses http://127.0.0.1:11434',
   },
   CELL0_OPENAI_URL: {
+    section: 'backends',
     schema: httpUrl,
     doc: 'OpenAI-compatible base URL including /v1 (vLLM, llama.cpp server, hosted APIs), e.g. http://127.0.0.1:8000/v1',
   },
   CELL0_OPENAI_API_KEY: {
+    section: 'backends',
     schema: z.string().trim().min(1, 'expected a key'),
     doc: 'API key sent as a Bearer token to CELL0_OPENAI_URL (and to openai@URL routes)',
     secret: true,
   },
   CELL0_MODEL_ROUTES: {
+    section: 'backends',
     schema: parsedList(parseModelRoutes),
     doc: 'Which backend serves which model: pattern=ollama|openai[@url], comma-separated, first match wins, * is a wildcard (e.g. qwen2.5:*=ollama,gpt-*=openai). Default: *=ollama, or *=openai when only CELL0_OPENAI_URL is set',
   },
   CELL0_SEARXNG_URL: {
+    section: 'backends',
     schema: httpUrl,
     doc: 'SearXNG base URL (its JSON format must be enabled); enables provider "searxng"',
   },
   CELL0_BRAVE_API_KEY: {
+    section: 'backends',
     schema: z.string().trim().min(1, 'expected a key'),
     doc: 'Brave Search API subscription token; enables provider "brave"',
     secret: true,
   },
   CELL0_BRAVE_URL: {
+    section: 'backends',
     default: 'https://api.search.brave.com',
     schema: httpUrl,
     doc: 'Base URL of the Brave Search API',
   },
   CELL0_RATE_LIMITS: {
+    section: 'guards',
     default: 'brave=1/1',
     schema: parsedList(parseRateLimits),
     doc: 'Token-bucket limits per backend: target=rate[/burst[/maxInFlight]], comma-separated; target is ollama|openai|brave|searxng (each origin of that kind) or a URL origin. Default brave=1/1 (the free tier)',
   },
   CELL0_RATE_LIMIT_SCOPE: {
+    section: 'guards',
     default: 'fleet',
     schema: z.enum(['fleet', 'process'], 'expected fleet or process'),
     doc: 'fleet: one bucket in Redis shared by every worker process; process: each process has its own',
   },
   CELL0_RATE_LIMIT_MAX_WAIT_MS: {
+    section: 'guards',
     default: '5000',
     schema: int(0, 600_000),
     doc: 'Longest a job waits in a worker for a rate-limit token; beyond it the job goes back to the queue (no attempt spent)',
   },
   CELL0_PROVIDER_RETRIES: {
+    section: 'guards',
     default: '2',
     schema: int(0, 20),
     doc: 'In-call retries of a retryable provider failure (5xx, unreachable, 429 after Retry-After), exponential backoff with jitter; 4xx are never retried',
   },
   CELL0_PROVIDER_BREAKER_THRESHOLD: {
+    section: 'guards',
     default: '5',
     schema: int(1, 1000),
     doc: 'Consecutive failures of one backend origin that open its circuit breaker',
   },
   CELL0_PROVIDER_BREAKER_RESET_MS: {
+    section: 'guards',
     default: '10000',
     schema: int(100, 3_600_000),
     doc: 'How long a backend breaker stays open before one trial call',
   },
   CELL0_BACKEND_WAIT_MAX_MS: {
+    section: 'guards',
     default: '3600000',
     schema: int(0, 604_800_000),
     doc: 'How long a job may keep waiting for an unreachable, open-circuited or rate-limited backend before it fails (0 = no limit)',
   },
   CELL0_HTTP_MAX_CONNECTIONS: {
+    section: 'pool',
     default: '256',
     schema: int(1, 100_000),
     doc: 'Most backend HTTP requests in flight at once per worker process, over all backends',
   },
   CELL0_HTTP_CONNECTIONS_PER_HOST: {
+    section: 'pool',
     default: '16',
     schema: int(1, 10_000),
     doc: 'Keep-alive connections per backend origin; more concurrent calls queue',
   },
   CELL0_HTTP_CONNECT_TIMEOUT_MS: {
+    section: 'pool',
     default: '10000',
     schema: int(1, 600_000),
     doc: 'Longest wait for a TCP/TLS connection to a backend',
   },
   CELL0_HTTP_BODY_TIMEOUT_MS: {
+    section: 'pool',
     default: '60000',
     schema: int(0, 3_600_000),
     doc: 'Longest silence between two chunks of a backend answer (0 = none)',
   },
   CELL0_HTTP_KEEPALIVE_MS: {
+    section: 'pool',
     default: '4000',
     schema: int(1, 3_600_000),
     doc: 'How long an idle backend connection is kept when the server gives no keep-alive hint',
   },
   CELL0_SEARCH_CORPUS_DIR: {
+    section: 'backends',
     schema: z.string().trim().min(1, 'expected a folder path'),
     doc: 'Folder of documents for the local search provider (default: the bundled data/corpus)',
   },
   CELL0_SIM_HOST: {
+    section: 'simulator',
     default: '127.0.0.1',
     schema: z.string().trim().min(1, 'expected an address'),
     doc: 'Address the simulator listens on',
   },
-  CELL0_SIM_PORT: { default: '11435', schema: int(0, 65535), doc: 'Port of the Ollama-compatible simulator' },
+  CELL0_SIM_PORT: {
+    section: 'simulator',
+    default: '11435',
+    schema: int(0, 65535),
+    doc: 'Port of the Ollama-compatible simulator',
+  },
   CELL0_SIM_TTFT_MS: {
+    section: 'simulator',
     default: '40',
     schema: int(0, 600_000),
     doc: 'Simulator: time to first token once the model is loaded',
   },
-  CELL0_SIM_TOKENS_PER_SEC: { default: '200', schema: int(1, 1_000_000), doc: 'Simulator: generation speed' },
+  CELL0_SIM_TOKENS_PER_SEC: {
+    section: 'simulator',
+    default: '200',
+    schema: int(1, 1_000_000),
+    doc: 'Simulator: generation speed',
+  },
   CELL0_SIM_LOAD_MS_PER_GB: {
+    section: 'simulator',
     default: '100',
     schema: int(0, 600_000),
     doc: 'Simulator: model load time per GB of model size',
   },
   CELL0_SIM_MAX_LOADED: {
+    section: 'simulator',
     default: '3',
     schema: int(1, 1000),
     doc: 'Simulator: models resident at once (least recently used is unloaded)',
   },
   CELL0_SIM_ALLOW_ANY_MODEL: {
+    section: 'simulator',
     default: '0',
     schema: bool,
     doc: 'Simulator: serve model names outside its catalog instead of answering 404',
   },
   CELL0_SIM_FAULT_RATE_429: {
+    section: 'simulator',
     default: '0',
     schema: rate(0, 1),
     doc: 'Simulator fault injection: fraction of model calls answered 429 with Retry-After',
   },
   CELL0_SIM_FAULT_RETRY_AFTER_SEC: {
+    section: 'simulator',
     default: '1',
     schema: int(0, 3600),
     doc: 'Simulator: Retry-After of injected 429s, seconds',
   },
   CELL0_SIM_FAULT_RATE_500: {
+    section: 'simulator',
     default: '0',
     schema: rate(0, 1),
     doc: 'Simulator: fraction of model calls answered 500',
   },
   CELL0_SIM_FAULT_SLOW_RATE: {
+    section: 'simulator',
     default: '0',
     schema: rate(0, 1),
     doc: 'Simulator: fraction of model calls delayed by CELL0_SIM_FAULT_SLOW_MS',
   },
   CELL0_SIM_FAULT_SLOW_MS: {
+    section: 'simulator',
     default: '2000',
     schema: int(0, 3_600_000),
     doc: 'Simulator: delay of slowed calls',
   },
   CELL0_SIM_FAULT_DROP_RATE: {
+    section: 'simulator',
     default: '0',
     schema: rate(0, 1),
     doc: 'Simulator: fraction of model calls whose connection is dropped without an answer',
   },
   CELL0_SIM_FAULT_SEED: {
+    section: 'simulator',
     schema: int(0, 2 ** 31 - 1),
     doc: 'Simulator: seed of the fault draws (default random)',
   },
   CELL0_SIM_RATE_LIMIT_RPS: {
+    section: 'simulator',
     schema: rate(0.001, 1_000_000),
     doc: 'Simulator: its own token-bucket limit on model calls (answers 429 beyond it), requests per second',
   },
   CELL0_SIM_RATE_LIMIT_BURST: {
+    section: 'simulator',
     schema: int(1, 1_000_000),
     doc: 'Simulator: burst of its own limit (default: the rate, at least 1)',
   },
   CELL0_EMBEDDED_REDIS: {
+    section: 'redis',
     default: 'auto',
     schema: z.enum(['auto', 'never'], 'expected auto or never'),
     doc: '`cell0 start`: launch a private redis-server when none answers (auto) or never',
   },
   CELL0_DATA_DIR: {
+    section: 'redis',
     default: '.cell0',
     schema: z.string().trim().min(1, 'expected a folder path'),
-    doc: 'Where `cell0 start` keeps the embedded Redis data',
+    doc: 'Where `cell0 start` keeps the embedded Redis data; workers measure disk use on the filesystem holding it (the working folder until it exists)',
   },
   CELL0_LOG_LEVEL: {
+    section: 'logging',
     default: 'info',
     schema: z.enum(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
@@ -583,6 +702,7 @@ export const ENV = {
     doc: 'pino log level',
   },
   CELL0_LOG_OUTAGE_SUMMARY_MS: {
+    section: 'logging',
     default: '60000',
     schema: int(100, 86_400_000),
     doc: 'While Redis is unreachable, one summary log line per this period (how long, errors suppressed); the down and up transitions are logged once each, ms',
