@@ -30,6 +30,7 @@ import { jobIdFor } from '../shared/queues/job-id.js';
 import { type LoadShedder } from './load-shedder.js';
 import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
 import { withDefaults } from '../shared/with-defaults.js';
+import { TokenStreamHub } from './token-stream-hub.js';
 
 /** Options of {@link Cell0Client}. */
 export interface Cell0ClientOptions {
@@ -74,6 +75,13 @@ export interface CallOptions {
   waitMs?: number;
   /** Stop waiting when aborted (the job goes on). */
   signal?: AbortSignal;
+  /**
+   * Called after the caches missed and admission passed, just before the job is added or joined, with its
+   * id (e.g. to open its token stream first). A rejection stops the call.
+   */
+  beforeAdd?: (jobId: string) => Promise<void>;
+  /** Called once it is known whether the call joined an identical job (see JobSubmitter.submit). */
+  onJoined?: (joined: boolean) => void;
 }
 
 /** A finished job's id and result. */
@@ -121,6 +129,9 @@ export class Cell0Client {
   readonly redisMemory: RedisMemoryWatch;
   private readonly waitMs: number;
   private readonly limits: InputLimits;
+  private readonly redisUrl: string;
+  private readonly log: Logger | undefined;
+  private hub: TokenStreamHub | undefined;
 
   constructor(opts: Cell0ClientOptions = {}) {
     this.waitMs = opts.waitMs ?? 30_000;
@@ -132,6 +143,8 @@ export class Cell0Client {
         throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
     this.caches = opts.caches ?? {};
     this.shedder = undefined;
+    this.redisUrl = opts.redisUrl ?? 'redis://localhost:6379';
+    this.log = opts.logger;
     this.submitter = new JobSubmitter({
       redisUrl: opts.redisUrl ?? 'redis://localhost:6379',
       prefix: opts.prefix ?? '{cell0}',
@@ -228,6 +241,7 @@ export class Cell0Client {
       }
     }
     this.shedder?.check(QueueName.INFERENCE);
+    if (opts.beforeAdd) await opts.beforeAdd(jobIdFor(QueueName.INFERENCE, data));
     const name = data.messages ? JobName.CHAT : JobName.GENERATE;
     const away = this.shedder?.backendUnavailable({ queue: QueueName.INFERENCE, model: data.model });
     return this.noteOom(
@@ -268,7 +282,12 @@ export class Cell0Client {
     queue: QueueName,
     name: string,
     data: unknown,
-    opts: { waitMs: number; signal?: AbortSignal; maxAgeMs?: number },
+    opts: {
+      waitMs: number;
+      signal?: AbortSignal;
+      maxAgeMs?: number;
+      onJoined?: (joined: boolean) => void;
+    },
     away: BackendUnavailable | undefined,
   ): Promise<SubmitResult<T>> {
     if (!away) return this.submitter.submit<T>(queue, name, data, opts);
@@ -342,9 +361,25 @@ export class Cell0Client {
     return this.submitter.redis.healthCheck();
   }
 
+  /**
+   * The reader of inference jobs' token streams (one blocking Redis connection for all of them, opened on
+   * first use): open a job's stream before adding or joining the job, and its tokens arrive as the worker
+   * produces them (see TokenStreamHub).
+   */
+  tokenStreams(): TokenStreamHub {
+    this.hub ??= new TokenStreamHub({
+      redisUrl: this.redisUrl,
+      prefix: this.submitter.prefix,
+      redis: this.submitter.redis.connection,
+      ...(this.log ? { logger: this.log } : {}),
+    });
+    return this.hub;
+  }
+
   /** Closes connections; callers still waiting get their job id back as pending. Idempotent. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.redisMemory.close();
+    await this.hub?.close();
     return this.submitter.close();
   }
 
@@ -361,12 +396,18 @@ export class Cell0Client {
   private callOpts(
     opts: CallOptions,
     data?: { cache?: { noCache?: boolean } },
-  ): { waitMs: number; signal?: AbortSignal; maxAgeMs?: number } {
+  ): {
+    waitMs: number;
+    signal?: AbortSignal;
+    maxAgeMs?: number;
+    onJoined?: (joined: boolean) => void;
+  } {
     const waitMs = opts.waitMs ?? this.waitMs;
     if (!(waitMs >= 0)) throw new TypeError(`waitMs must be >= 0, got ${waitMs}`);
     return {
       waitMs,
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onJoined ? { onJoined: opts.onJoined } : {}),
       // A fresh answer: not even a completed job from before this request.
       ...(data?.cache?.noCache === true ? { maxAgeMs: 0 } : {}),
     };

@@ -80,6 +80,11 @@ export type SubmitResult<T = unknown> =
       cacheEntry?: string;
       /** On a semantic hit: the stored prompt whose answer this is (a wrong pair is a labelled negative). */
       cachedPrompt?: string;
+      /**
+       * True when this caller shared a job another request had added (queued, running, or finished within
+       * the result TTL); false when its own add ran the job.
+       */
+      joined?: boolean;
     }
   | { state: 'failed'; queue: QueueName; jobId: string; code: string | undefined; message: string }
   /**
@@ -526,10 +531,23 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
        * this request: an identical job that already finished is run again (one running is joined).
        */
       maxAgeMs?: number;
+      /**
+       * Called once it is known whether this caller joined an identical job (queued, running or finished
+       * within the result TTL: true) or ran one (false), right after its add (or as it follows a local one).
+       */
+      onJoined?: (joined: boolean) => void;
     },
   ): Promise<SubmitResult<T>> {
     const lane = this.lane(queue);
     const jobId = jobIdFor(queue, data);
+    let joined: boolean | undefined;
+    const noteJoined = (j: boolean) => {
+      if (joined !== undefined) return;
+      joined = j;
+      opts.onJoined?.(j);
+    };
+    const withJoined = (r: SubmitResult<T>): SubmitResult<T> =>
+      r.state === 'completed' && joined !== undefined && r.cached === undefined ? { ...r, joined } : r;
     const started = Date.now();
     // Single flight within this process: while another local caller is adding (or has added) this job and
     // it has not finished, join that caller instead of sending another add. A stampede of identical
@@ -541,26 +559,30 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       if (leader) {
         const before = await this.addAsLeader(lane, name, data, jobId);
         const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
-        if (r) return r;
-      }
+        // Joined: the job was there (queued or running), or its stored result answered.
+        noteJoined(before.status === 'pending' || (r !== undefined && before.status === 'completed'));
+        if (r) return withJoined(r);
+      } else noteJoined(true);
       for (;;) {
         const e = await waiter.next(started + opts.waitMs, opts.signal);
         if (e === undefined) break;
         const done = eventResult<T>(queue, jobId, e);
-        if (done) return done;
+        if (done) return withJoined(done);
         // 'leader-gone': the local caller this one joined could not add the job: add it ourselves.
         if (!leader) {
           leader = true;
           this.promote(lane, jobId, waiter);
           const before = await this.addAsLeader(lane, name, data, jobId);
           const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
-          if (r) return r;
+          if (r) return withJoined(r);
         }
       }
-      return await this.finalCheck<T>(lane, queue, jobId, async () => {
-        const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
-        return this.apply<T>(lane, queue, jobId, outcome, started, opts.maxAgeMs, { name, data });
-      });
+      return withJoined(
+        await this.finalCheck<T>(lane, queue, jobId, async () => {
+          const outcome = await this.redis.run((r) => readJobOutcome(r, lane.key, jobId));
+          return this.apply<T>(lane, queue, jobId, outcome, started, opts.maxAgeMs, { name, data });
+        }),
+      );
     } finally {
       waiter.release();
     }

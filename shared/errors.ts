@@ -42,6 +42,8 @@ export const ErrorCode = {
   BATCH_QUEUE_FULL: 'CELL0_BATCH_QUEUE_FULL',
   /** The job was queued, but its backend is down on every worker (breakers open): it runs once one is back. */
   BACKEND_UNAVAILABLE: 'CELL0_BACKEND_UNAVAILABLE',
+  /** Every caller streaming a job's tokens went away before it finished: the job was stopped. */
+  JOB_CANCELLED: 'CELL0_JOB_CANCELLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -345,6 +347,13 @@ export class BatchQueueFullError extends Cell0Error {
       ErrorCode.BATCH_QUEUE_FULL,
       `the batch queue holds its bound of ${maxQueuedItems} unfinished items; retry later`,
     );
+  }
+}
+
+/** A job was stopped because every caller streaming its tokens went away. Not retried. */
+export class JobCancelledError extends Cell0Error {
+  constructor(readonly jobId: string) {
+    super(ErrorCode.JOB_CANCELLED, `job ${jobId} was cancelled: no caller was reading its token stream`);
   }
 }
 

@@ -43,6 +43,8 @@ import { type InferenceBackend, type SearchBackend } from './providers/provider.
 import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
 import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
 import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
+import { TokenStreamWriter } from './token-stream-writer.js';
+import { tokenStreamKeys } from '../shared/queues/token-stream.js';
 
 /** Options of {@link Cell0Worker}. */
 export interface Cell0WorkerOptions {
@@ -112,6 +114,13 @@ export interface Cell0WorkerOptions {
    * Default 5000.
    */
   fetchRetryDelayMs?: number;
+  /**
+   * Token streams (see shared/queues/token-stream.ts): when a caller asked to stream a job, its text is
+   * written to a Redis Stream as the backend produces it, on a connection of its own. `maxLen` bounds the
+   * entries kept (default 10000), `ttlMs` is the stream's lifetime after its last write (default 300000).
+   * false: never stream (a streaming caller then gets the whole answer when the job finishes).
+   */
+  tokenStreams?: { maxLen?: number; ttlMs?: number } | false;
   logger?: Logger;
 }
 
@@ -141,10 +150,13 @@ const DEFAULTS = {
   backendWaitMaxMs: 3_600_000,
   heartbeatMs: 5000,
   fetchRetryDelayMs: 5000,
+  tokenStreams: {} as NonNullable<Cell0WorkerOptions['tokenStreams']>,
 };
 
 /** How often a worker that sees Redis refuse writes for memory runs the memory relief, at most, ms. */
 const RELIEF_EVERY_MS = 5000;
+/** How often the backend's model list is read again for the published status, ms. */
+const MODELS_EVERY_MS = 30_000;
 /** How often a scheduler upsert refused at start is tried again, ms. */
 const SCHEDULER_RETRY_MS = 5000;
 
@@ -172,7 +184,8 @@ function isPermanent(err: unknown): boolean {
       err.code === ErrorCode.PROVIDER_UNAVAILABLE ||
       err.code === ErrorCode.VALIDATION ||
       err.code === ErrorCode.INPUT_TOO_LARGE ||
-      err.code === ErrorCode.MODEL_TOO_LARGE)
+      err.code === ErrorCode.MODEL_TOO_LARGE ||
+      err.code === ErrorCode.JOB_CANCELLED)
   );
 }
 
@@ -220,6 +233,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
   /** Hands finished jobs' outcomes to the producers waiting for them (the result path). */
   private readonly replies: ReplyPublisher;
+  /** The models the inference backend lists, published in the status for GET /v1/models. */
+  private models: string[] | undefined;
+  private modelsAt = 0;
+  private modelsRefresh: Promise<void> | undefined;
+  /** The token streams' connection, made on first use. */
+  private streamConn: Redis | undefined;
 
   constructor(options: Cell0WorkerOptions) {
     super();
@@ -324,6 +343,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     );
     this.sweepTimer.unref();
     if (this.opts.heartbeatMs > 0) {
+      await settledWithin(this.refreshModels(), 2000);
       await this.publishStatus();
       this.heartbeatTimer = setInterval(() => void this.publishStatus(), this.opts.heartbeatMs);
       this.heartbeatTimer.unref();
@@ -359,6 +379,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
           }
         : {}),
       ...(this.opts.maintenance ? { maintenance: true } : {}),
+      ...(this.models ? { models: this.models } : {}),
       ...(this.opts.status?.() ?? {}),
     };
   }
@@ -369,6 +390,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
    */
   async publishStatus(): Promise<void> {
     if (this.opts.heartbeatMs === 0) return;
+    void this.refreshModels();
     const conn = this.connections[0];
     if (!conn || conn.status !== 'ready') return;
     try {
@@ -380,6 +402,21 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     } catch (err) {
       this.log.debug({ err }, 'could not publish worker status');
     }
+  }
+
+  /** Re-reads the backend's model list when it is older than MODELS_EVERY_MS (one read at a time). */
+  private refreshModels(): Promise<void> {
+    const backend = this.opts.inference;
+    if (!backend?.listModels || Date.now() - this.modelsAt < MODELS_EVERY_MS) return Promise.resolve();
+    this.modelsRefresh ??= backend
+      .listModels({ signal: AbortSignal.timeout(5000) })
+      .then((m) => void (this.models = m))
+      .catch((err: unknown) => this.log.debug({ err }, 'could not list the backend models'))
+      .finally(() => {
+        this.modelsAt = Date.now();
+        this.modelsRefresh = undefined;
+      });
+    return this.modelsRefresh;
   }
 
   /** True while resource pressure (on anything but CPU) keeps this worker from taking jobs. */
@@ -527,12 +564,26 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
     const backend = this.opts.inference!;
     const models = this.opts.models?.(data.model);
-    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (ctxSignal) => {
+    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal) => {
+      const stream = this.tokenStreamFor(job);
+      await stream?.open(job.attemptsStarted);
+      // A cancelled stream (its last reader left) stops the call like the job's own signal does.
+      const ctxSignal = stream ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
       // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
       // evicted, until the call is over.
       const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
       try {
-        return { ...(await backend.run(data, { signal: ctxSignal })), servedBy: this.id };
+        const r = await backend.run(data, {
+          signal: ctxSignal,
+          ...(stream?.streaming
+            ? { onToken: (t: string) => stream.push(t), onRestart: () => stream.restart() }
+            : {}),
+        });
+        await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
+        return { ...r, servedBy: this.id };
+      } catch (err) {
+        if (stream?.signal.aborted) throw stream.signal.reason;
+        throw err;
       } finally {
         lease?.release();
       }
@@ -546,6 +597,28 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         });
     }
     return result;
+  }
+
+  /** The token stream writer of an inference job's attempt, or undefined when streams are off. */
+  private tokenStreamFor(job: Job): TokenStreamWriter | undefined {
+    const ts = this.opts.tokenStreams;
+    if (ts === false) return undefined;
+    this.streamConn ??= createRedisConnection({
+      url: this.opts.redisUrl,
+      role: 'worker',
+      connectionName: 'cell0:worker:tokens',
+      logger: this.opts.logger ?? silentLogger(),
+    });
+    if (!this.connections.includes(this.streamConn)) this.connections.push(this.streamConn);
+    const jobId = job.id ?? '';
+    return new TokenStreamWriter({
+      redis: this.streamConn,
+      keys: tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId),
+      jobId,
+      maxLen: ts.maxLen ?? 10_000,
+      ttlMs: ts.ttlMs ?? 300_000,
+      logger: this.log,
+    });
   }
 
   private async processSearch(

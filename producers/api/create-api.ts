@@ -23,6 +23,7 @@ import { isJobId } from '../../shared/queues/job-id.js';
 import { type Cell0Client } from '../cell0-client.js';
 import { type SubmitResult } from '../job-submitter.js';
 import { AccessControl, ADMIN_ROUTES, tenantOf } from './access-control.js';
+import { openAIRouter } from './openai/openai-router.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 import { summarizeFleet } from '../../shared/fleet/worker-status.js';
 import { summarizeBackendHealth, type FleetBackendHealth } from '../../shared/fleet/backend-health.js';
@@ -399,6 +400,8 @@ export function createApi(opts: ApiOptions): Express {
     });
   }
 
+  // The OpenAI-compatible routes (their own auth guard with the same keys, errors in OpenAI's shape).
+  app.use('/v1', openAIRouter({ client, access, maxWaitMs, maxBodyBytes, logger: log }));
   app.use('/v1', v1);
   for (const m of opts.mounts ?? []) app.use(m.path, m.router);
 

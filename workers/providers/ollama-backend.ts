@@ -65,7 +65,7 @@ export class OllamaBackend implements InferenceBackend {
     if (job.messages) {
       const r = await this.client.chat(
         { model: job.model, messages: job.messages, options, stream: true },
-        { signal: ctx.signal },
+        { signal: ctx.signal, ...(ctx.onToken ? { onToken: ctx.onToken } : {}) },
       );
       text = r.message?.content ?? '';
       final = r;
@@ -79,7 +79,7 @@ export class OllamaBackend implements InferenceBackend {
           options,
           stream: true,
         },
-        { signal: ctx.signal },
+        { signal: ctx.signal, ...(ctx.onToken ? { onToken: ctx.onToken } : {}) },
       );
       text = r.response;
       final = r;

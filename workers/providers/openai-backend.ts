@@ -70,7 +70,7 @@ export class OpenAIBackend implements InferenceBackend {
   async run(job: InferenceJobData, ctx: CallContext): Promise<Omit<InferenceResult, 'servedBy'>> {
     const r = await this.client.chatCompletions(
       { ...this.toRequest(job), stream: this.stream },
-      { signal: ctx.signal },
+      { signal: ctx.signal, ...(ctx.onToken ? { onToken: ctx.onToken } : {}) },
     );
     const choice = r.choices[0];
     const promptTokens = r.usage?.prompt_tokens ?? 0;

@@ -5,6 +5,13 @@ import { type InferenceResult, type SearchResult } from '../../shared/queues/res
 export interface CallContext {
   /** Aborted when the job is cancelled (forced shutdown) or its time runs out. */
   signal: AbortSignal;
+  /**
+   * Called with each piece of generated text as the backend streams it (inference only; backends that do
+   * not stream may never call it). The worker writes it to the job's token stream.
+   */
+  onToken?: (text: string) => void;
+  /** Called when the call starts over (a retry after a failed try): text given so far is void. */
+  onRestart?: () => void;
 }
 
 /** A model held in a backend's memory, as its list-loaded call reports it. */

@@ -43,7 +43,13 @@ export class InferenceRouter implements InferenceBackend {
   run(job: InferenceJobData, ctx: CallContext): Promise<Omit<InferenceResult, 'servedBy'>> {
     const r = this.route(job.model);
     if (!r.guard) return r.backend.run(job, ctx);
-    return r.guard.run((signal) => r.backend.run(job, { signal }), ctx.signal);
+    // A retry inside the guard starts the text over (a stream cut short is retried): the token stream is
+    // told, so its readers do not append the new try's text to the failed one's.
+    let tries = 0;
+    return r.guard.run((signal) => {
+      if (tries++ > 0) ctx.onRestart?.();
+      return r.backend.run(job, { ...ctx, signal });
+    }, ctx.signal);
   }
 
   embed(model: string, input: string[], ctx: CallContext): Promise<EmbedResult> {
@@ -52,6 +58,16 @@ export class InferenceRouter implements InferenceBackend {
     if (!embed) throw new ProviderUnavailableError(r.backend.name, `${r.backend.name} has no embeddings`);
     if (!r.guard) return embed(model, input, ctx);
     return r.guard.run((signal) => embed(model, input, { signal }), ctx.signal);
+  }
+
+  /** The models the backends behind the routes list (those that can list theirs; one failing is skipped). */
+  async listModels(ctx: CallContext): Promise<string[]> {
+    const lists = await Promise.allSettled(
+      this.backends().map((b) => b.listModels?.(ctx) ?? Promise.resolve([])),
+    );
+    const names = new Set<string>();
+    for (const l of lists) if (l.status === 'fulfilled') for (const m of l.value) names.add(m);
+    return [...names].sort();
   }
 
   /** Every distinct backend behind the routes. */

@@ -1,0 +1,128 @@
+import { type InferenceResult } from '../../../shared/queues/results.js';
+import { type StreamUsage } from '../../../shared/queues/token-stream.js';
+
+/*
+ * Answers in OpenAI's shapes: chat.completion, text_completion, their stream chunks, and the usage object.
+ */
+
+/** Which route an answer belongs to. */
+export type OpenAIKind = 'chat' | 'completion';
+
+/** What every answer of one request repeats. */
+export interface AnswerMeta {
+  kind: OpenAIKind;
+  /** chatcmpl-… / cmpl-…: derived from the job id, so callers sharing a generation see one id. */
+  id: string;
+  /** Unix seconds. */
+  created: number;
+  model: string;
+}
+
+/** Marks answers as cell0's (OpenAI's backend configuration fingerprint). */
+export const SYSTEM_FINGERPRINT = 'cell0';
+
+export function answerMeta(kind: OpenAIKind, jobId: string, model: string): AnswerMeta {
+  const hex = jobId.replace(/^[a-z]-/, '');
+  return {
+    kind,
+    id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${hex}`,
+    created: Math.floor(Date.now() / 1000),
+    model,
+  };
+}
+
+/** OpenAI's finish reasons: "length" when the token limit stopped it, else "stop". */
+export function finishReasonOf(doneReason: string | undefined): 'stop' | 'length' {
+  return doneReason === 'length' ? 'length' : 'stop';
+}
+
+export function usageOf(u: StreamUsage): {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+} {
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.totalTokens,
+  };
+}
+
+/** The whole (non-streamed) answer. */
+export function completionBody(meta: AnswerMeta, r: InferenceResult): Record<string, unknown> {
+  const finish_reason = finishReasonOf(r.doneReason);
+  const common = {
+    id: meta.id,
+    created: meta.created,
+    model: r.model || meta.model,
+    system_fingerprint: SYSTEM_FINGERPRINT,
+  };
+  if (meta.kind === 'chat')
+    return {
+      ...common,
+      object: 'chat.completion',
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: r.text, refusal: null },
+          logprobs: null,
+          finish_reason,
+        },
+      ],
+      usage: usageOf(r.usage),
+    };
+  return {
+    ...common,
+    object: 'text_completion',
+    choices: [{ index: 0, text: r.text, logprobs: null, finish_reason }],
+    usage: usageOf(r.usage),
+  };
+}
+
+/**
+ * One stream chunk. `text` undefined with `finish` undefined is the opening chunk (chat: the assistant
+ * role); `finish` set is the closing one. With include_usage every chunk carries `usage: null`, as OpenAI's.
+ */
+export function chunkBody(
+  meta: AnswerMeta,
+  part: { text?: string; finish?: 'stop' | 'length'; role?: true },
+  includeUsage: boolean,
+): Record<string, unknown> {
+  const finish_reason = part.finish ?? null;
+  const common = {
+    id: meta.id,
+    created: meta.created,
+    model: meta.model,
+    system_fingerprint: SYSTEM_FINGERPRINT,
+    ...(includeUsage ? { usage: null } : {}),
+  };
+  if (meta.kind === 'chat') {
+    const delta: Record<string, string> = {};
+    if (part.role) delta.role = 'assistant';
+    if (part.text !== undefined) delta.content = part.text;
+    else if (part.role) delta.content = '';
+    return {
+      ...common,
+      object: 'chat.completion.chunk',
+      choices: [{ index: 0, delta, logprobs: null, finish_reason }],
+    };
+  }
+  return {
+    ...common,
+    object: 'text_completion',
+    choices: [{ index: 0, text: part.text ?? '', logprobs: null, finish_reason }],
+  };
+}
+
+/** The last chunk when include_usage: no choices, the usage. */
+export function usageChunkBody(meta: AnswerMeta, usage: StreamUsage): Record<string, unknown> {
+  return {
+    id: meta.id,
+    created: meta.created,
+    model: meta.model,
+    system_fingerprint: SYSTEM_FINGERPRINT,
+    object: meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+    choices: [],
+    usage: usageOf(usage),
+  };
+}

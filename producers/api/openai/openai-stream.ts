@@ -1,0 +1,277 @@
+import { type Request, type Response } from 'express';
+import { ErrorCode } from '../../../shared/errors.js';
+import { type Logger } from '../../../shared/logger.js';
+import { QueueName } from '../../../shared/queues/names.js';
+import { type InferenceResult } from '../../../shared/queues/results.js';
+import { type InferenceJobData } from '../../../shared/queues/schemas.js';
+import { type StreamUsage, type TokenStreamEntry } from '../../../shared/queues/token-stream.js';
+import { type Cell0Client } from '../../cell0-client.js';
+import { type SubmitResult } from '../../job-submitter.js';
+import { type TokenStreamReader } from '../../token-stream-hub.js';
+import { failedJobError, openAIError, type OpenAIErrorBody } from './openai-errors.js';
+import { CELL0_JOB_HEADER, provenanceHeaders } from './openai-headers.js';
+import { type OpenAIRequestInfo } from './openai-request.js';
+import {
+  answerMeta,
+  chunkBody,
+  finishReasonOf,
+  usageChunkBody,
+  type AnswerMeta,
+  type OpenAIKind,
+} from './openai-shapes.js';
+
+/** What {@link streamAnswer} needs. */
+export interface StreamContext {
+  req: Request;
+  res: Response;
+  client: Cell0Client;
+  kind: OpenAIKind;
+  info: OpenAIRequestInfo;
+  data: InferenceJobData;
+  /** Longest wait for the job between two signs of life, ms. */
+  maxWaitMs: number;
+  log: Logger;
+}
+
+type Outcome = SubmitResult<InferenceResult> | { state: 'missing'; queue: QueueName; jobId: string };
+
+/**
+ * Writes the SSE answer of one streaming request. Nothing is sent before the first token (or the finished
+ * answer), so an error found until then — a bad model, an overloaded fleet — is an ordinary HTTP error the
+ * SDKs raise as their typed errors; after it, an error is a last `data: {"error": …}` event.
+ */
+class SseAnswer {
+  private started = false;
+  /** Text sent so far. */
+  sent = '';
+
+  constructor(
+    private readonly res: Response,
+    private readonly meta: AnswerMeta,
+    private readonly includeUsage: boolean,
+  ) {}
+
+  get open(): boolean {
+    return !this.res.writableEnded && !this.res.destroyed;
+  }
+
+  get begun(): boolean {
+    return this.started;
+  }
+
+  private begin(): void {
+    if (this.started) return;
+    this.started = true;
+    this.res.status(200);
+    this.res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    this.res.setHeader('Cache-Control', 'no-cache');
+    this.res.setHeader('Connection', 'keep-alive');
+    this.res.setHeader('X-Accel-Buffering', 'no');
+    this.res.flushHeaders();
+    if (this.meta.kind === 'chat') this.event(chunkBody(this.meta, { role: true }, this.includeUsage));
+  }
+
+  private event(body: unknown): void {
+    if (this.open) this.res.write(`data: ${JSON.stringify(body)}\n\n`);
+  }
+
+  text(t: string): void {
+    if (t.length === 0) return;
+    this.begin();
+    this.sent += t;
+    this.event(chunkBody(this.meta, { text: t }, this.includeUsage));
+  }
+
+  finish(doneReason: string | undefined, usage: StreamUsage): void {
+    this.begin();
+    this.event(chunkBody(this.meta, { finish: finishReasonOf(doneReason) }, this.includeUsage));
+    if (this.includeUsage) this.event(usageChunkBody(this.meta, usage));
+    if (this.open) this.res.end('data: [DONE]\n\n');
+  }
+
+  /** An error after the stream began: one error event, then the end. */
+  fail(body: OpenAIErrorBody): void {
+    this.event(body);
+    if (this.open) this.res.end();
+  }
+}
+
+/**
+ * Answers a `stream: true` request. The job's token stream is opened (marking the job as streamed) before
+ * the job is added or joined, so a worker writes its text from the first token; entries are forwarded as
+ * they arrive. When the job finishes, whatever the stream holds beyond what was read is read at once, and
+ * text the stream did not carry (a cached answer, a job that finished before this request, a job another
+ * request started without streaming) is sent from the job's result: every caller receives the whole text.
+ * A client that goes away closes its reader, which cancels the job when no other caller reads it.
+ */
+export async function streamAnswer(ctx: StreamContext): Promise<void> {
+  const { res, client, info } = ctx;
+  let reader: TokenStreamReader | undefined;
+  let readerOpened: (() => void) | undefined;
+  const opened = new Promise<void>((r) => (readerOpened = r));
+  let joined: boolean | undefined;
+  const ac = new AbortController();
+  let gone = false;
+  res.on('close', () => {
+    if (res.writableEnded) return;
+    gone = true;
+    ac.abort();
+    void reader?.close();
+  });
+  const jobId = client.submitter.jobIdFor(QueueName.INFERENCE, ctx.data);
+  const meta = answerMeta(ctx.kind, jobId, info.model);
+  const sse = new SseAnswer(res, meta, info.includeUsage);
+
+  let outcome: Promise<Outcome> = client.submitInference(ctx.data, {
+    waitMs: ctx.maxWaitMs,
+    signal: ac.signal,
+    beforeAdd: async (id) => {
+      reader = await client.tokenStreams().open(id);
+      if (gone) await reader.close();
+      readerOpened?.();
+    },
+    onJoined: (j) => (joined = j),
+  });
+  try {
+    // A cache hit (or an error before the job is added) settles the submission without a reader.
+    const first = await Promise.race([outcome.then((r) => ({ r })), opened.then(() => undefined)]);
+    if (first) return await finishFromOutcome(ctx, sse, first.r, joined);
+    const r = reader!;
+    const state: ReadState = { expectSeq: 0, usable: true };
+    /** Forwards what the reader holds now; true once the answer is over. */
+    const forward = async (): Promise<boolean> => {
+      for (let e = r.take(); e !== undefined; e = r.take()) {
+        if (!state.usable) continue;
+        if (!sse.begun) provenanceHeaders(res, jobId, undefined, joined);
+        const step = applyEntry(sse, e, state);
+        if (step === 'end' && e.kind === 'end') {
+          sse.finish(e.finishReason, e.usage);
+          await r.close({ cancel: false });
+          return true;
+        }
+        if (step === 'restart') {
+          sse.fail(
+            openAIError(
+              502,
+              'the backend call failed and was retried; the text sent so far is void: send the request again',
+              { code: ErrorCode.PROVIDER_ERROR },
+            ),
+          );
+          await r.close({ cancel: false });
+          return true;
+        }
+      }
+      return false;
+    };
+    for (;;) {
+      if (await forward()) return;
+      if (gone || r.closed) return;
+      const o = await Promise.race([r.wait().then(() => undefined), outcome]);
+      if (gone) return;
+      if (o === undefined) continue;
+      if (o.state === 'pending' && !o.backendUnavailable) {
+        // Still running after the wait: keep reading while the caller is there, and wait again.
+        outcome = client.submitter.waitFor<InferenceResult>(QueueName.INFERENCE, jobId, {
+          waitMs: ctx.maxWaitMs,
+          signal: ac.signal,
+        });
+        continue;
+      }
+      if (o.state === 'completed') {
+        // Everything the worker wrote is in the stream by now: take the rest of it before the result.
+        await r.catchUp().catch(() => undefined);
+        if (await forward()) return;
+      }
+      await r.close({ cancel: false });
+      return await finishFromOutcome(ctx, sse, o, joined);
+    }
+  } catch (err) {
+    await reader?.close({ cancel: false });
+    if (!sse.begun) throw err;
+    ctx.log.warn({ err, jobId }, 'stream failed after it began');
+    sse.fail(openAIError(500, 'internal error', { code: ErrorCode.INTERNAL }));
+  }
+}
+
+/** Where a reader is in the stream. */
+interface ReadState {
+  /** The seq of the next text entry. */
+  expectSeq: number;
+  /** False after a gap: the rest comes from the job's result. */
+  usable: boolean;
+}
+
+/** What one entry does to the answer (and to the reader's place). */
+function applyEntry(sse: SseAnswer, e: TokenStreamEntry, state: ReadState): 'ok' | 'end' | 'restart' {
+  switch (e.kind) {
+    case 'start':
+      // A new attempt: fine until text went out; after that the text sent would be spliced with another.
+      state.expectSeq = 0;
+      return sse.sent.length > 0 ? 'restart' : 'ok';
+    case 'text':
+      // Entries trimmed away (MAXLEN) before this reader got them: the result fills in at the end.
+      if (e.seq !== state.expectSeq) {
+        state.usable = false;
+        return 'ok';
+      }
+      state.expectSeq = e.seq + 1;
+      sse.text(e.text);
+      return 'ok';
+    case 'end':
+      return 'end';
+  }
+}
+
+/** Ends the answer from the job's outcome: the text not sent yet, or the error. */
+async function finishFromOutcome(
+  ctx: StreamContext,
+  sse: SseAnswer,
+  o: Outcome,
+  joined: boolean | undefined,
+): Promise<void> {
+  const { res } = ctx;
+  if (o.state === 'completed') {
+    provenanceHeaders(res, o.jobId, o.cached, o.joined ?? joined);
+    const text = o.result.text;
+    if (text.startsWith(sse.sent)) sse.text(text.slice(sse.sent.length));
+    else if (sse.sent.length > 0) {
+      sse.fail(
+        openAIError(
+          502,
+          'the text streamed so far does not match the finished answer: send the request again',
+          { code: ErrorCode.PROVIDER_ERROR },
+        ),
+      );
+      return;
+    }
+    sse.finish(o.result.doneReason, o.result.usage);
+    return;
+  }
+  let err: { status: number; body: OpenAIErrorBody; retryAfter?: number };
+  if (o.state === 'failed') err = failedJobError(o.code, o.message);
+  else if (o.state === 'missing')
+    err = {
+      status: 502,
+      body: openAIError(502, `job ${o.jobId} is gone`, { code: ErrorCode.JOB_NOT_FOUND }),
+    };
+  else if (o.backendUnavailable)
+    err = {
+      status: 503,
+      body: openAIError(
+        503,
+        `the backend (${o.backendUnavailable.backends.join(', ')}) is down on every worker; job ${o.jobId} is queued`,
+        { code: ErrorCode.BACKEND_UNAVAILABLE },
+      ),
+      retryAfter: Math.max(1, Math.ceil(o.backendUnavailable.retryAfterMs / 1000)),
+    };
+  else
+    err = {
+      status: 504,
+      body: openAIError(504, `no answer for job ${o.jobId}`, { code: ErrorCode.WAIT_TIMEOUT }),
+    };
+  if (sse.begun) return sse.fail(err.body);
+  if (!sse.open) return;
+  res.setHeader(CELL0_JOB_HEADER, o.jobId);
+  if (err.retryAfter !== undefined) res.setHeader('Retry-After', String(err.retryAfter));
+  res.status(err.status).json(err.body);
+}

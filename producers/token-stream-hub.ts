@@ -1,0 +1,287 @@
+import { randomBytes } from 'node:crypto';
+import { type Redis } from 'ioredis';
+import { type Logger, silentLogger } from '../shared/logger.js';
+import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
+import {
+  compareStreamIds,
+  decodeEntry,
+  tokenStreamKeys,
+  type TokenStreamEntry,
+  type TokenStreamKeys,
+} from '../shared/queues/token-stream.js';
+import { QueueName } from '../shared/queues/names.js';
+import { withDefaults } from '../shared/with-defaults.js';
+
+/** Options of {@link TokenStreamHub}. */
+export interface TokenStreamHubOptions {
+  /** redis:// URL: the hub opens one blocking connection of its own for all the streams it reads. */
+  redisUrl: string;
+  /** Queue key prefix ({hash tag}). */
+  prefix: string;
+  /** A non-blocking connection for the marks and wake-ups (the producer's). */
+  redis: Redis;
+  /** Lifetime of the marks (`wanted`, `readers`), ms; renewed while reading. Default 300000. */
+  markTtlMs?: number;
+  /** Lifetime of a cancel mark, ms: long enough for the worker's next write. Default 30000. */
+  cancelTtlMs?: number;
+  logger?: Logger;
+}
+
+/** One caller reading one job's token stream. */
+export interface TokenStreamReader {
+  /** The next entry, in order, or undefined once the reader is closed. Waits while none is there yet. */
+  next(): Promise<TokenStreamEntry | undefined>;
+  /** The next entry already received, or undefined when there is none now (never waits). */
+  take(): TokenStreamEntry | undefined;
+  /** Resolves when an entry can be taken, or the reader is closed. */
+  wait(): Promise<void>;
+  /** True once closed (by close() or the hub's). */
+  readonly closed: boolean;
+  /**
+   * Reads whatever the stream holds beyond what has been received (one XRANGE): after the job finished,
+   * every entry the worker wrote is there, so this makes the reader's view complete without waiting.
+   */
+  catchUp(): Promise<void>;
+  /**
+   * Stops reading. When this was the job's last reader (in every process) and the stream had not ended,
+   * the job is cancelled: pass `cancel: false` to leave it running.
+   */
+  close(opts?: { cancel?: boolean }): Promise<void>;
+}
+
+/** The entries of one job's stream read by this process, shared by its local readers. */
+interface Subscription {
+  jobId: string;
+  keys: TokenStreamKeys;
+  /** Id of the last entry received. */
+  lastId: string;
+  entries: TokenStreamEntry[];
+  readers: Set<LocalReader>;
+  ended: boolean;
+  /** The marks are written (resolves once `wanted` and `readers` are in Redis). */
+  ready: Promise<void>;
+}
+
+class LocalReader implements TokenStreamReader {
+  private index = 0;
+  private wake: (() => void) | undefined;
+  private waiting: Promise<void> | undefined;
+  closed = false;
+
+  constructor(
+    private readonly sub: Subscription,
+    private readonly hub: TokenStreamHub,
+  ) {}
+
+  notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    this.waiting = undefined;
+    w?.();
+  }
+
+  take(): TokenStreamEntry | undefined {
+    if (this.closed || this.index >= this.sub.entries.length) return undefined;
+    return this.sub.entries[this.index++];
+  }
+
+  wait(): Promise<void> {
+    if (this.closed || this.index < this.sub.entries.length) return Promise.resolve();
+    this.waiting ??= new Promise<void>((resolve) => (this.wake = resolve));
+    return this.waiting;
+  }
+
+  async next(): Promise<TokenStreamEntry | undefined> {
+    while (!this.closed && this.index >= this.sub.entries.length) await this.wait();
+    return this.take();
+  }
+
+  catchUp(): Promise<void> {
+    return this.hub.catchUp(this.sub);
+  }
+
+  close(opts: { cancel?: boolean } = {}): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    this.notify();
+    return this.hub.leave(this.sub, this, opts.cancel ?? true);
+  }
+}
+
+/**
+ * Reads the token streams of the jobs this process's callers stream (see shared/queues/token-stream.ts),
+ * all on ONE blocking connection: a single XREAD BLOCK covers every stream being read, plus a wake-up
+ * stream of the hub's own that is written to whenever a new stream is added, so the read starts over with
+ * it at once. Callers of one job in this process share one subscription: its entries are kept in memory
+ * while anyone reads them, and a local reader that joins late is handed them from the first.
+ */
+export class TokenStreamHub {
+  private readonly opts: Required<Omit<TokenStreamHubOptions, 'logger'>>;
+  private readonly log: Logger;
+  private readonly subs = new Map<string, Subscription>();
+  private readonly wakeKey: string;
+  private conn: Redis | undefined;
+  private loop: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(opts: TokenStreamHubOptions) {
+    this.opts = withDefaults<Required<Omit<TokenStreamHubOptions, 'logger'>>>(
+      { markTtlMs: 300_000, cancelTtlMs: 30_000 },
+      {
+        redisUrl: opts.redisUrl,
+        prefix: opts.prefix,
+        redis: opts.redis,
+        markTtlMs: opts.markTtlMs,
+        cancelTtlMs: opts.cancelTtlMs,
+      },
+    );
+    for (const k of ['markTtlMs', 'cancelTtlMs'] as const)
+      if (!(Number.isInteger(this.opts[k]) && this.opts[k] > 0))
+        throw new TypeError(`TokenStreamHub: option "${k}" must be a positive integer of ms`);
+    this.log = opts.logger ?? silentLogger();
+    this.wakeKey = `${opts.prefix}:token-hub:${randomBytes(8).toString('hex')}`;
+  }
+
+  /** Streams read now (one per job with local readers). */
+  get size(): number {
+    return this.subs.size;
+  }
+
+  /**
+   * Starts reading job `jobId`'s token stream (inference queue). Resolves once the job is marked as
+   * streamed, so add or join the job after this: the worker then writes its tokens from the first.
+   */
+  async open(jobId: string): Promise<TokenStreamReader> {
+    if (this.closed) throw new TypeError('TokenStreamHub is closed');
+    let sub = this.subs.get(jobId);
+    if (!sub) {
+      const keys = tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId);
+      const s: Subscription = {
+        jobId,
+        keys,
+        lastId: '0-0',
+        entries: [],
+        readers: new Set(),
+        ended: false,
+        ready: Promise.resolve(),
+      };
+      s.ready = this.opts.redis
+        .multi()
+        .set(keys.wanted, '1', 'PX', this.opts.markTtlMs)
+        .incr(keys.readers)
+        .pexpire(keys.readers, this.opts.markTtlMs)
+        .del(keys.cancel)
+        .xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', '1')
+        .pexpire(this.wakeKey, 60_000)
+        .exec()
+        .then(() => undefined);
+      this.subs.set(jobId, s);
+      sub = s;
+      this.ensureLoop();
+    }
+    const reader = new LocalReader(sub, this);
+    sub.readers.add(reader);
+    try {
+      await sub.ready;
+    } catch (err) {
+      await reader.close({ cancel: false });
+      throw err;
+    }
+    return reader;
+  }
+
+  /** One XRANGE past the last received entry, delivered like the loop's reads. */
+  async catchUp(sub: Subscription): Promise<void> {
+    if (sub.ended) return;
+    const rows = await this.opts.redis.xrange(sub.keys.stream, `(${sub.lastId}`, '+');
+    this.deliver(sub, rows);
+  }
+
+  /** A local reader left: the last one of the process ends the subscription (and may cancel the job). */
+  async leave(sub: Subscription, reader: LocalReader, cancel: boolean): Promise<void> {
+    sub.readers.delete(reader);
+    if (sub.readers.size > 0 || this.subs.get(sub.jobId) !== sub) return;
+    this.subs.delete(sub.jobId);
+    try {
+      const left = await this.opts.redis.decr(sub.keys.readers);
+      if (left <= 0 && cancel && !sub.ended) {
+        // Nobody reads the job any more: the worker stops it at its next write.
+        await this.opts.redis
+          .multi()
+          .set(sub.keys.cancel, '1', 'PX', this.opts.cancelTtlMs)
+          .del(sub.keys.wanted)
+          .exec();
+        this.log.debug({ jobId: sub.jobId }, 'last stream reader left: job cancelled');
+      }
+    } catch (err) {
+      this.log.warn({ jobId: sub.jobId, err }, 'could not update the token stream readers');
+    }
+  }
+
+  private deliver(sub: Subscription, rows: [string, string[]][]): void {
+    let added = false;
+    for (const [id, fields] of rows) {
+      if (compareStreamIds(id, sub.lastId) <= 0) continue;
+      sub.lastId = id;
+      const e = decodeEntry(fields);
+      if (!e) continue;
+      sub.entries.push(e);
+      added = true;
+      if (e.kind === 'end') sub.ended = true;
+    }
+    if (added) for (const r of sub.readers) r.notify();
+  }
+
+  private ensureLoop(): void {
+    if (this.loop || this.closed) return;
+    this.conn ??= createRedisConnection({
+      url: this.opts.redisUrl,
+      role: 'events',
+      connectionName: 'cell0:token-streams',
+      logger: this.log,
+    });
+    this.loop = this.run().finally(() => (this.loop = undefined));
+  }
+
+  /** The read loop: runs while there are streams to read. */
+  private async run(): Promise<void> {
+    const conn = this.conn!;
+    while (!this.closed) {
+      const live = [...this.subs.values()].filter((s) => !s.ended);
+      if (live.length === 0) break;
+      const keys = [this.wakeKey, ...live.map((s) => s.keys.stream)];
+      const ids = ['$', ...live.map((s) => s.lastId)];
+      let res: [string, [string, string[]][]][] | null;
+      try {
+        res = (await conn.xread('BLOCK', 5000, 'STREAMS', ...keys, ...ids)) as
+          [string, [string, string[]][]][] | null;
+      } catch (err) {
+        if (this.closed) break;
+        this.log.debug({ err }, 'token stream read failed; retrying');
+        await new Promise((r) => setTimeout(r, 200).unref());
+        continue;
+      }
+      for (const [key, rows] of res ?? []) {
+        if (key === this.wakeKey) continue;
+        const sub = live.find((s) => s.keys.stream === key);
+        if (sub) this.deliver(sub, rows);
+      }
+    }
+  }
+
+  /** Stops reading every stream (readers get undefined); cuts the blocking connection. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const sub of this.subs.values())
+      for (const r of sub.readers) {
+        r.closed = true;
+        r.notify();
+      }
+    this.subs.clear();
+    // A QUIT would queue behind the blocking read: cut the connection.
+    this.conn?.disconnect(false);
+    await this.loop;
+    if (this.conn) await closeRedis(this.conn).catch(() => undefined);
+  }
+}

@@ -1,0 +1,95 @@
+/*
+ * Token streams: how a running inference job's text travels from the worker to the callers streaming it.
+ *
+ * A caller that wants a job's tokens marks the job (`wanted`) before it adds or joins it, and counts itself
+ * in `readers` (once per producer process). A worker checks the mark when an attempt starts; when it is set,
+ * it appends the attempt's text to a Redis Stream per job as the backend produces it: a `start` entry, text
+ * entries (several tokens each when they arrive faster than one round trip), then an `end` entry with the
+ * finish reason and usage, written before the job completes. The stream is bounded (MAXLEN) and expires,
+ * so an abandoned one costs nothing for long. Readers read it from the start, so one that joins late still
+ * receives every token. When the last reader goes away before the end, it sets `cancel`; the worker sees it
+ * with its next write (or when the attempt starts) and stops the job.
+ */
+
+/** The Redis keys of one job's token stream. All share the queue prefix's {hash tag}. */
+export interface TokenStreamKeys {
+  /** The Redis Stream of entries. */
+  stream: string;
+  /** Set by a caller that will read the stream; the worker streams only when it is there. */
+  wanted: string;
+  /** Producer processes reading the stream now. */
+  readers: string;
+  /** Set when the last reader left before the end: the worker stops the job. */
+  cancel: string;
+}
+
+/** Keys of job `jobId`'s token stream in queue `queue` under `prefix`. */
+export function tokenStreamKeys(prefix: string, queue: string, jobId: string): TokenStreamKeys {
+  const base = `${prefix}:${queue}:${jobId}`;
+  return {
+    stream: `${base}:cell0-tokens`,
+    wanted: `${base}:cell0-tokens-wanted`,
+    readers: `${base}:cell0-tokens-readers`,
+    cancel: `${base}:cell0-cancel`,
+  };
+}
+
+/** Usage as the end entry carries it. */
+export interface StreamUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+/** One entry of a token stream. */
+export type TokenStreamEntry =
+  /** An attempt begins; text entries after it belong to that attempt. */
+  | { kind: 'start'; attempt: number }
+  /** Text in order; `seq` counts text entries from 0 within the attempt (a gap means trimmed entries). */
+  | { kind: 'text'; seq: number; text: string }
+  | { kind: 'end'; finishReason: string; model: string; usage: StreamUsage };
+
+/** The field/value list of an entry, for XADD. */
+export function encodeEntry(e: TokenStreamEntry): string[] {
+  switch (e.kind) {
+    case 'start':
+      return ['k', 's', 'a', String(e.attempt)];
+    case 'text':
+      return ['k', 't', 'n', String(e.seq), 't', e.text];
+    case 'end':
+      return ['k', 'e', 'f', e.finishReason, 'm', e.model, 'u', JSON.stringify(e.usage)];
+  }
+}
+
+/** An entry from XREAD/XRANGE's field list; undefined for anything not written by {@link encodeEntry}. */
+export function decodeEntry(fields: readonly string[]): TokenStreamEntry | undefined {
+  const f = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
+  switch (f.get('k')) {
+    case 's':
+      return { kind: 'start', attempt: Number(f.get('a') ?? 0) };
+    case 't': {
+      const seq = Number(f.get('n'));
+      const text = f.get('t');
+      return Number.isInteger(seq) && text !== undefined ? { kind: 'text', seq, text } : undefined;
+    }
+    case 'e': {
+      let usage: StreamUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+      try {
+        usage = { ...usage, ...(JSON.parse(f.get('u') ?? '{}') as Partial<StreamUsage>) };
+      } catch {
+        // A malformed usage is reported as zeros rather than losing the end of the stream.
+      }
+      return { kind: 'end', finishReason: f.get('f') ?? 'stop', model: f.get('m') ?? '', usage };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Compares two stream entry ids ("ms-seq"): negative when a < b, 0 when equal, positive when a > b. */
+export function compareStreamIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am !== bm ? am - bm : as - bs;
+}

@@ -1,0 +1,271 @@
+import OpenAI, { type APIError, AuthenticationError, BadRequestError, NotFoundError } from 'openai';
+import { startTestFleet, type TestFleet } from '../helpers/fleet';
+import { until } from '../helpers/wait';
+import { ErrorCode } from '../../shared/errors';
+import { QueueName } from '../../shared/queues/names';
+import { AccessControl } from '../../producers/api/access-control';
+
+const KEY = 'sk-cell0-openai-test';
+
+/** The text deltas of a chat stream, in order, and its last chunks. */
+async function collect(
+  stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>,
+): Promise<{ deltas: string[]; finish: string | null; usage: OpenAI.CompletionUsage | null | undefined }> {
+  const deltas: string[] = [];
+  let finish: string | null = null;
+  let usage: OpenAI.CompletionUsage | null | undefined;
+  for await (const chunk of stream) {
+    const c = chunk.choices[0];
+    if (c?.delta.content) deltas.push(c.delta.content);
+    if (c?.finish_reason) finish = c.finish_reason;
+    if (chunk.usage) usage = chunk.usage;
+  }
+  return { deltas, finish, usage };
+}
+
+describe('OpenAI-compatible API, through the official openai SDK', () => {
+  let fleet: TestFleet;
+  let openai: OpenAI;
+  beforeAll(async () => {
+    fleet = await startTestFleet({ apiKeys: [KEY], tenantSecret: 'openai-test-secret' });
+    openai = new OpenAI({ baseURL: `${fleet.url}/v1`, apiKey: KEY, maxRetries: 0 });
+  });
+  afterAll(() => fleet.close());
+
+  it('lists the models the fleet can route', async () => {
+    const ids: string[] = [];
+    for await (const m of openai.models.list()) ids.push(m.id);
+    expect(ids).toEqual(expect.arrayContaining(['qwen2.5:7b', 'llama3.2:3b']));
+  });
+
+  it('answers a chat completion in OpenAI shape, and says when an identical request joined it', async () => {
+    const req = {
+      model: 'qwen2.5:7b',
+      messages: [
+        { role: 'system' as const, content: 'Be brief.' },
+        { role: 'user' as const, content: 'What is the capital of France?' },
+      ],
+      max_tokens: 24,
+      temperature: 0,
+    };
+    const { data, response } = await openai.chat.completions.create(req).withResponse();
+    expect(data.object).toBe('chat.completion');
+    expect(data.id).toMatch(/^chatcmpl-[0-9a-f]{32}$/);
+    expect(data.choices).toHaveLength(1);
+    expect(data.choices[0]!.message.role).toBe('assistant');
+    expect(data.choices[0]!.message.content).toMatch(/^\[simulated qwen2\.5:7b\] \S+/);
+    expect(['stop', 'length']).toContain(data.choices[0]!.finish_reason);
+    expect(data.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(data.usage!.total_tokens).toBe(data.usage!.prompt_tokens + data.usage!.completion_tokens);
+    expect(data.system_fingerprint).toBe('cell0');
+    expect(response.headers.get('x-cell0-cache')).toBe('miss');
+    expect(response.headers.get('x-cell0-coalesced')).toBe('new');
+
+    const again = await openai.chat.completions.create(req).withResponse();
+    expect(again.data.choices[0]!.message.content).toBe(data.choices[0]!.message.content);
+    expect(again.response.headers.get('x-cell0-coalesced')).toBe('joined');
+
+    // x-cell0-cache: no-cache runs it again instead of answering from the finished job.
+    const fresh = await openai.chat.completions
+      .create(req, { headers: { 'x-cell0-cache': 'no-cache' } })
+      .withResponse();
+    expect(fresh.response.headers.get('x-cell0-coalesced')).toBe('new');
+  });
+
+  it('answers a legacy completion', async () => {
+    const c = await openai.completions.create({
+      model: 'llama3.2:3b',
+      prompt: 'Once upon a time',
+      max_tokens: 16,
+    });
+    expect(c.object).toBe('text_completion');
+    expect(c.choices[0]!.text).toMatch(/^\[simulated llama3\.2:3b\]/);
+    expect(c.usage!.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('streams a chat completion as SSE chunks, with a usage chunk and the same text as the finished job', async () => {
+    const stream = await openai.chat.completions.create({
+      model: 'qwen2.5:7b',
+      messages: [{ role: 'user', content: 'Tell me a long story about streams' }],
+      max_tokens: 120,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const { deltas, finish, usage } = await collect(stream);
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(['stop', 'length']).toContain(finish);
+    expect(usage!.completion_tokens).toBeGreaterThan(0);
+    const jobId = fleet.client.submitter.jobIdFor(
+      QueueName.INFERENCE,
+      fleet.client.parseInference({
+        model: 'qwen2.5:7b',
+        messages: [{ role: 'user', content: 'Tell me a long story about streams' }],
+        params: { max_tokens: 120 },
+        cache: { namespace: await tenantOfKey() },
+      }),
+    );
+    const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
+    expect(job?.state).toBe('completed');
+    expect(deltas.join('')).toBe((job!.result as { text: string }).text);
+  });
+
+  it('streams a legacy completion', async () => {
+    const stream = await openai.completions.create({
+      model: 'qwen2.5:7b',
+      prompt: 'Count slowly',
+      max_tokens: 40,
+      stream: true,
+    });
+    let text = '';
+    let chunks = 0;
+    for await (const c of stream) {
+      text += c.choices[0]?.text ?? '';
+      chunks++;
+    }
+    expect(chunks).toBeGreaterThan(1);
+    expect(text).toMatch(/^\[simulated qwen2\.5:7b\]/);
+  });
+
+  it('replays a finished answer as a stream', async () => {
+    const req = {
+      model: 'qwen2.5:7b',
+      messages: [{ role: 'user' as const, content: 'replay me' }],
+      max_tokens: 20,
+    };
+    const whole = await openai.chat.completions.create(req);
+    const { data: stream, response } = await openai.chat.completions
+      .create({ ...req, stream: true })
+      .withResponse();
+    const { deltas, finish } = await collect(stream);
+    expect(response.headers.get('x-cell0-coalesced')).toBe('joined');
+    expect(deltas.join('')).toBe(whole.choices[0]!.message.content);
+    expect(finish).toBe(whole.choices[0]!.finish_reason);
+  });
+
+  it('raises the SDK typed errors: 401 for a bad key, 400 naming the field, 404 for an unknown model', async () => {
+    const bad = new OpenAI({ baseURL: `${fleet.url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
+    const e401 = await bad.models.list().catch((e: unknown) => e);
+    expect(e401).toBeInstanceOf(AuthenticationError);
+    expect((e401 as APIError).code).toBe('invalid_api_key');
+
+    const e400 = await openai.chat.completions
+      .create({ model: 'qwen2.5:7b', messages: [{ role: 'user', content: 'hi' }], n: 2 })
+      .catch((e: unknown) => e);
+    expect(e400).toBeInstanceOf(BadRequestError);
+    expect((e400 as APIError).param).toBe('n');
+    expect((e400 as APIError).type).toBe('invalid_request_error');
+
+    const unknown = await openai.chat.completions
+      .create({ model: 'qwen2.5:7b', messages: [{ role: 'user', content: 'hi' }], bogus: 1 } as never)
+      .catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(BadRequestError);
+    expect((unknown as APIError).param).toBe('bogus');
+
+    const e404 = await openai.chat.completions
+      .create({ model: 'no-such-model:1b', messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
+    expect(e404).toBeInstanceOf(NotFoundError);
+    expect((e404 as APIError).code).toBe('model_not_found');
+
+    // Streaming: the error comes before the first token, so it is an HTTP error too.
+    const s404 = await openai.chat.completions
+      .create({ model: 'no-such-model:2b', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .catch((e: unknown) => e);
+    expect(s404).toBeInstanceOf(NotFoundError);
+  });
+
+  /** The tenant id of KEY (the namespace its requests run under). */
+  async function tenantOfKey(): Promise<string> {
+    const ac = new AccessControl({ apiKeys: [KEY], tenantSecret: 'openai-test-secret' });
+    return (await ac.tenantIdOf(KEY))!;
+  }
+});
+
+describe('shared streams and cancellation', () => {
+  let fleet: TestFleet;
+  let openai: OpenAI;
+  beforeAll(async () => {
+    // Slow enough that a stream lasts: 100 tokens/s.
+    fleet = await startTestFleet({ sim: { ttftMs: 50, tokensPerSec: 100 } });
+    openai = new OpenAI({ baseURL: `${fleet.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  afterAll(() => fleet.close());
+
+  it('200 identical concurrent streams share one backend generation and all receive every token', async () => {
+    const before = fleet.sim.stats().requests.byEndpoint['/api/chat'] ?? 0;
+    const req = {
+      model: 'qwen2.5:0.5b',
+      messages: [{ role: 'user' as const, content: 'one generation for everyone' }],
+      max_tokens: 60,
+      stream: true as const,
+    };
+    const early = Array.from({ length: 100 }, () => openai.chat.completions.create(req).then(collect));
+    // The other half joins once tokens are flowing: it still receives the stream from the first token.
+    await until(() => fleet.sim.stats().inFlight > 0, 10_000, 'the generation to start');
+    const late = Array.from({ length: 100 }, () => openai.chat.completions.create(req).then(collect));
+    const all = await Promise.all([...early, ...late]);
+    expect(fleet.sim.stats().requests.byEndpoint['/api/chat']! - before).toBe(1);
+    const first = all[0]!.deltas;
+    expect(first.length).toBeGreaterThan(1);
+    for (const r of all) expect(r.deltas).toEqual(first);
+  });
+
+  it('a client that aborts mid-stream cancels the job when nobody else reads it', async () => {
+    const ac = new AbortController();
+    const req = {
+      model: 'qwen2.5:0.5b',
+      messages: [{ role: 'user' as const, content: 'abandon me' }],
+      max_tokens: 1000,
+      stream: true as const,
+    };
+    const stream = await openai.chat.completions.create(req, { signal: ac.signal });
+    let seen = 0;
+    // The SDK ends the iteration quietly when its signal aborts.
+    for await (const c of stream) {
+      if (c.choices[0]?.delta.content) seen++;
+      if (seen === 3) ac.abort();
+    }
+    expect(seen).toBe(3);
+    const jobId = fleet.client.submitter.jobIdFor(
+      QueueName.INFERENCE,
+      fleet.client.parseInference({ model: req.model, messages: req.messages, params: { max_tokens: 1000 } }),
+    );
+    await until(
+      async () => (await fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'failed',
+      10_000,
+      'the job to be cancelled',
+    );
+    const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
+    expect(job!.error!.code).toBe(ErrorCode.JOB_CANCELLED);
+    // The backend call was stopped too (1000 tokens at 100/s would take 10 s).
+    await until(() => fleet.sim.stats().inFlight === 0, 5000, 'the backend call to stop');
+  });
+
+  it('a client that aborts mid-stream leaves the job running for another reader', async () => {
+    const req = {
+      model: 'qwen2.5:0.5b',
+      messages: [{ role: 'user' as const, content: 'keep me for the other one' }],
+      max_tokens: 80,
+      stream: true as const,
+    };
+    const ac = new AbortController();
+    const quitter = await openai.chat.completions.create(req, { signal: ac.signal });
+    const stayer = openai.chat.completions.create(req).then(collect);
+    let seen = 0;
+    // The SDK ends the iteration quietly when its signal aborts.
+    for await (const c of quitter) {
+      if (c.choices[0]?.delta.content) seen++;
+      if (seen === 2) ac.abort();
+    }
+    expect(seen).toBe(2);
+    const kept = await stayer;
+    expect(kept.finish).not.toBeNull();
+    const jobId = fleet.client.submitter.jobIdFor(
+      QueueName.INFERENCE,
+      fleet.client.parseInference({ model: req.model, messages: req.messages, params: { max_tokens: 80 } }),
+    );
+    const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
+    expect(job!.state).toBe('completed');
+    expect(kept.deltas.join('')).toBe((job!.result as { text: string }).text);
+  });
+});
