@@ -326,7 +326,9 @@ export async function startApi(
     'api listening',
   );
   warnIfOpen(config, access, log);
-  const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id, OpenAI: /v1/chat/completions)`];
+  const banner = [
+    `api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id, OpenAI: /v1/chat/completions)`,
+  ];
   if (opts.dashboard)
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
