@@ -92,7 +92,9 @@ describe('JobSubmitter (coalescing and retention)', () => {
     const a = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
     const b = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
     expect(a.state).toBe('completed');
-    expect(b).toEqual(a.state === 'completed' ? { ...a, finishedOn: expect.any(Number) } : a);
+    // b is a's stored result: it joined a's job (a ran it).
+    expect(a.state === 'completed' && a.joined).toBe(false);
+    expect(b).toEqual(a.state === 'completed' ? { ...a, finishedOn: expect.any(Number), joined: true } : a);
     expect(calls).toBe(1);
     await new Promise((r) => setTimeout(r, 2100)); // past resultTtlSeconds = 2: the rule is about wall time
     const c = await submitter.submit(QueueName.SEARCH, 'search', data, { waitMs: 5000 });
