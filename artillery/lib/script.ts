@@ -41,6 +41,10 @@ export interface Cell0Section {
   closedLoop?: boolean;
   /** Runs through Cell0Client (processors/queue.mjs), not HTTP. */
   queue?: boolean;
+  /** Parallel slots of the simulator the runner starts (default 4, one Ollama GPU); --sim-slots wins. */
+  simSlots?: number;
+  /** Longest answer of the scenario's requests, tokens (CELL0_LOAD_MAX_TOKENS; default 64). */
+  maxTokens?: number;
 }
 
 export interface ArtilleryScript {
@@ -145,7 +149,7 @@ export function ensureChecks(
   }
   const minRate = t.minThroughputRps[scenario];
   if (minRate !== undefined) {
-    const rate = cell0.queue ? 'cell0.queue.jobs_completed' : 'cell0.ok_rate';
+    const rate = cell0.queue ? 'cell0.queue.jobs_completed' : 'cell0.answers_per_sec';
     conditions.push({ expression: `${rate} >= ${minRate}`, strict });
   }
   return { thresholds: [], conditions };
@@ -176,7 +180,6 @@ export function resolveScenario(o: ResolveOptions): ResolvedScenario {
   } else if (config.processor !== undefined) {
     config.processor = join(o.dir, 'scenarios', config.processor);
   }
-  let seconds = phaseSeconds(config.phases);
   if (o.durationSec !== undefined) {
     if (cell0.closedLoop) {
       // The users arrive within the first phase; the loop is what lasts.
@@ -185,8 +188,8 @@ export function resolveScenario(o: ResolveOptions): ResolvedScenario {
       config.phases = scalePhases(config.phases, o.durationSec);
     }
   }
-  if (cell0.closedLoop) seconds = phaseSeconds(config.phases) + Number(config.variables?.loopSeconds ?? 0);
-  else seconds = phaseSeconds(config.phases);
+  const seconds =
+    phaseSeconds(config.phases) + (cell0.closedLoop ? Number(config.variables?.loopSeconds ?? 0) : 0);
 
   const ensure = ensureChecks(o.scenario, cell0, readThresholds(o.dir, o.env));
   config.plugins = { ...config.plugins, ensure };

@@ -6,7 +6,7 @@
 //                            search, repeat, paraphrase, health, enqueue) and, for polled jobs,
 //                            cell0.latency.poll_e2e from the 202 to the completed poll
 //   cell0.ok / cell0.errors  counters: answers below 500 (429 counts as an error) / the rest
-//   cell0.ok_rate            rate: successful answers per second (the throughput threshold reads it)
+//   cell0.answers_per_sec            rate: successful answers per second (the throughput threshold reads it)
 //   cell0.cached.<kind>      counters: answers the caches gave (exact, semantic)
 
 /** Prompts asked over and over (the head of a realistic, Zipf-like distribution). */
@@ -38,7 +38,16 @@ const PARAPHRASES = [
 ];
 
 /** Templates of unique prompts (a fresh subject each time, so neither cache nor coalescing can help). */
-const SUBJECTS = ['queues', 'databases', 'compilers', 'rivers', 'volcanoes', 'satellites', 'bridges', 'forests'];
+const SUBJECTS = [
+  'queues',
+  'databases',
+  'compilers',
+  'rivers',
+  'volcanoes',
+  'satellites',
+  'bridges',
+  'forests',
+];
 const TEMPLATES = [
   (s, n) => `Write a short paragraph about ${s}, angle number ${n}.`,
   (s, n) => `List ${2 + (n % 4)} facts about ${s} (request ${n}).`,
@@ -60,7 +69,8 @@ const MODEL = process.env.CELL0_LOAD_MODEL ?? 'qwen2.5:7b';
 const MAX_TOKENS = Number(process.env.CELL0_LOAD_MAX_TOKENS ?? 64);
 
 let counter = 0;
-const unique = () => `${Date.now().toString(36)}-${process.pid}-${++counter}-${Math.floor(Math.random() * 1e9)}`;
+const unique = () =>
+  `${Date.now().toString(36)}-${process.pid}-${++counter}-${Math.floor(Math.random() * 1e9)}`;
 const pick = (list) => list[Math.floor(Math.random() * list.length)];
 /** Zipf-like: the first prompts of the list come back far more often than the last. */
 const zipf = (list) => list[Math.min(list.length - 1, Math.floor(list.length * Math.random() ** 2))];
@@ -86,7 +96,10 @@ export function makeBodies(context, _events, done) {
   context.vars.repeatBody = { model: MODEL, prompt: zipf(POPULAR), params };
   context.vars.paraphraseBody = { model: MODEL, prompt: pick(PARAPHRASES), params };
   context.vars.enqueueBody = { model: MODEL, prompt: uniquePrompt(), params, wait: 0 };
-  context.vars.searchBody = { query: Math.random() < 0.5 ? zipf(QUERIES) : `${pick(QUERIES)} ${unique()}`, limit: 5 };
+  context.vars.searchBody = {
+    query: Math.random() < 0.5 ? zipf(QUERIES) : `${pick(QUERIES)} ${unique()}`,
+    limit: 5,
+  };
   return done();
 }
 
@@ -97,7 +110,7 @@ function record(flow, res, events) {
   // Both counters on every answer, so each exists (an ensure check on a missing metric fails).
   events.emit('counter', 'cell0.ok', ok ? 1 : 0);
   events.emit('counter', 'cell0.errors', ok ? 0 : 1);
-  if (ok) events.emit('rate', 'cell0.ok_rate');
+  if (ok) events.emit('rate', 'cell0.answers_per_sec');
   if (res.statusCode === 200 && typeof res.body === 'string' && res.body.startsWith('{')) {
     try {
       const cached = JSON.parse(res.body).cached;
@@ -126,7 +139,8 @@ export function recordEnqueue(_req, res, context, events, done) {
   record('enqueue', res, events);
   context.vars.pollStartedAt = Date.now();
   context.vars.polls = 0;
-  context.vars.jobState = res.statusCode === 200 ? 'completed' : res.statusCode === 202 ? 'pending' : 'failed';
+  context.vars.jobState =
+    res.statusCode === 200 ? 'completed' : res.statusCode === 202 ? 'pending' : 'failed';
   return done();
 }
 

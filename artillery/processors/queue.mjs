@@ -38,7 +38,7 @@ let counter = 0;
 function getClient() {
   starting ??= (async () => {
     const redisUrl = process.env.CELL0_LOAD_REDIS_URL ?? process.env.REDIS_URL;
-    if (!redisUrl) throw new Error('queue scenario: set CELL0_LOAD_REDIS_URL to the fleet\'s Redis');
+    if (!redisUrl) throw new Error("queue scenario: set CELL0_LOAD_REDIS_URL to the fleet's Redis");
     const config = loadConfig({ ...process.env, REDIS_URL: redisUrl });
     const c = Cell0Client.fromConfig(config, silentLogger);
     const caches = buildCaches(config, c.submitter.redis, { embedder: semanticEmbedder(config) });
@@ -76,7 +76,8 @@ export async function enqueueAndWait(_context, events) {
     for (const k of ['ran', 'coalesced', 'cached.exact', 'cached.semantic', 'errors'])
       events.emit('counter', `cell0.queue.${k}`, k === kind ? 1 : 0);
   } catch (err) {
-    for (const k of ['ran', 'coalesced', 'errors']) events.emit('counter', `cell0.queue.${k}`, k === 'errors' ? 1 : 0);
+    for (const k of ['ran', 'coalesced', 'errors'])
+      events.emit('counter', `cell0.queue.${k}`, k === 'errors' ? 1 : 0);
     events.emit('counter', `cell0.queue.error.${err?.code ?? 'unknown'}`, 1);
   }
 }
