@@ -26,6 +26,8 @@ import { AccessControl, ADMIN_ROUTES, tenantOf } from './access-control.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 import { summarizeFleet } from '../../shared/fleet/worker-status.js';
 import { summarizeBackendHealth, type FleetBackendHealth } from '../../shared/fleet/backend-health.js';
+import { type Batches } from '../batches/batches.js';
+import { batchRoutes } from './batches/batch-routes.js';
 
 /** Options of {@link createApi}. */
 export interface ApiOptions {
@@ -57,6 +59,11 @@ export interface ApiOptions {
    * (1 s) and /v1/fleet (2 s), with ETag/304 and X-Cache; per API key when keys are configured. Default none.
    */
   responseCache?: ResponseCache;
+  /**
+   * Batch jobs at /v1/batches (docs/batches.md), with the route's own limits (CELL0_BATCH_MAX_ITEMS,
+   * CELL0_BATCH_MAX_BODY_BYTES). Default: no batch routes.
+   */
+  batches?: { batches: Batches; maxItems: number; maxBodyBytes: number };
   /** Extra routers mounted before the 404 handler (Bull Board, fleet pages). */
   mounts?: { path: string; router: Router | Express }[];
   logger?: Logger;
@@ -199,6 +206,8 @@ export function createApi(opts: ApiOptions): Express {
   // below); every other /v1 request then needs a tenant key. Both run before the response cache.
   v1.get([...ADMIN_ROUTES], access.adminRoute());
   v1.use(access.tenantRoute());
+  if (opts.batches)
+    v1.use('/batches', batchRoutes({ ...opts.batches, client, tenantKeys: keysConfigured }));
   // A job id from outside becomes a Redis key: anything not shaped like one of its queue's ids is no job,
   // answered before any key is built (not even the response cache's).
   v1.get('/jobs/:queue/:id', (req, res, next) => {

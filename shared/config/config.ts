@@ -412,6 +412,30 @@ export const ENV = {
     schema: int(0, 600_000),
     doc: 'Largest `wait` a request may ask for',
   },
+  CELL0_BATCH_MAX_ITEMS: {
+    section: 'batches',
+    default: '50000',
+    schema: int(1, 1_000_000),
+    doc: 'Most requests in one batch (POST /v1/batches); more get 413',
+  },
+  CELL0_BATCH_MAX_BODY_BYTES: {
+    section: 'batches',
+    default: '67108864',
+    schema: int(1024, 1_073_741_824),
+    doc: 'Largest body of POST /v1/batches (this route only; the others keep CELL0_MAX_BODY_BYTES); larger bodies get 413',
+  },
+  CELL0_BATCH_CONCURRENCY: {
+    section: 'batches',
+    default: '256',
+    schema: int(1, 10_000),
+    doc: 'Batch items each API process runs at once (each waits for its job); also the most jobs one process puts on the work queues for batches',
+  },
+  CELL0_BATCH_TTL: {
+    section: 'batches',
+    default: '86400',
+    schema: int(1, 31_536_000),
+    doc: 'Seconds a finished batch (status and results) is kept',
+  },
   CELL0_MAX_PROMPT_BYTES: {
     section: 'limits',
     default: '32768',
@@ -765,6 +789,12 @@ export interface Config {
     resultWaitMs: number;
     maxWaitMs: number;
   };
+  batches: {
+    maxItems: number;
+    maxBodyBytes: number;
+    concurrency: number;
+    ttlSeconds: number;
+  };
   jobs: {
     resultTtlSeconds: number;
     failedTtlSeconds: number;
@@ -974,6 +1004,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       dashboardWrite: p.CELL0_DASHBOARD_WRITE,
       resultWaitMs: p.CELL0_RESULT_WAIT_MS,
       maxWaitMs: p.CELL0_MAX_WAIT_MS,
+    },
+    batches: {
+      maxItems: p.CELL0_BATCH_MAX_ITEMS,
+      maxBodyBytes: p.CELL0_BATCH_MAX_BODY_BYTES,
+      concurrency: p.CELL0_BATCH_CONCURRENCY,
+      ttlSeconds: p.CELL0_BATCH_TTL,
     },
     jobs: {
       resultTtlSeconds: p.CELL0_RESULT_TTL,
