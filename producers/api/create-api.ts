@@ -206,8 +206,7 @@ export function createApi(opts: ApiOptions): Express {
   // below); every other /v1 request then needs a tenant key. Both run before the response cache.
   v1.get([...ADMIN_ROUTES], access.adminRoute());
   v1.use(access.tenantRoute());
-  if (opts.batches)
-    v1.use('/batches', batchRoutes({ ...opts.batches, client, tenantKeys: keysConfigured }));
+  if (opts.batches) v1.use('/batches', batchRoutes({ ...opts.batches, client, tenantKeys: keysConfigured }));
   // A job id from outside becomes a Redis key: anything not shaped like one of its queue's ids is no job,
   // answered before any key is built (not even the response cache's).
   v1.get('/jobs/:queue/:id', (req, res, next) => {

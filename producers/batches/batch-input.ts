@@ -31,7 +31,10 @@ const MAX_CUSTOM_ID = 512;
  * per line; blank lines are skipped but counted, so line numbers are the file's). A line that is not JSON
  * is an issue of its own line; the whole body is refused only when it is neither shape.
  */
-export function splitBatchBody(text: string, format: 'json' | 'jsonl'): { line: number; value?: unknown; error?: string }[] {
+export function splitBatchBody(
+  text: string,
+  format: 'json' | 'jsonl',
+): { line: number; value?: unknown; error?: string }[] {
   if (format === 'json') {
     let parsed: unknown;
     try {
@@ -41,7 +44,10 @@ export function splitBatchBody(text: string, format: 'json' | 'jsonl'): { line: 
     }
     if (!Array.isArray(parsed))
       throw new ValidationError([
-        { field: '(body)', reason: 'expected a JSON array of requests (or send JSON Lines as application/jsonl)' },
+        {
+          field: '(body)',
+          reason: 'expected a JSON array of requests (or send JSON Lines as application/jsonl)',
+        },
       ]);
     return parsed.map((value: unknown, i) => ({ line: i + 1, value }));
   }
@@ -68,8 +74,7 @@ export function parseBatch(
   entries: { line: number; value?: unknown; error?: string }[],
   opts: { parse: BodyParser; maxItems: number; queues?: readonly QueueName[] },
 ): BatchItem[] {
-  if (entries.length > opts.maxItems)
-    throw new BatchTooLargeError(opts.maxItems, entries.length);
+  if (entries.length > opts.maxItems) throw new BatchTooLargeError(opts.maxItems, entries.length);
   if (entries.length === 0)
     throw new ValidationError([{ field: '(body)', reason: 'expected at least one request' }]);
   const queues = opts.queues ?? QUEUE_NAMES;
@@ -119,7 +124,10 @@ export function parseBatch(
   }
   if (bad > 0) {
     if (issues.length >= MAX_LISTED_ISSUES)
-      issues.push({ field: '(body)', reason: `${bad} bad lines in all; the first ${MAX_LISTED_ISSUES} issues are listed` });
+      issues.push({
+        field: '(body)',
+        reason: `${bad} bad lines in all; the first ${MAX_LISTED_ISSUES} issues are listed`,
+      });
     throw new BatchValidationError(issues, bad);
   }
   return items;

@@ -1,12 +1,6 @@
 import { FlowProducer, Job, Queue, Worker, type FlowJobNode, type JobsOptions } from 'bullmq';
 import { type Redis } from 'ioredis';
-import {
-  Cell0Error,
-  ErrorCode,
-  OverloadedError,
-  RedisFullError,
-  ClosedError,
-} from '../../shared/errors.js';
+import { Cell0Error, ErrorCode, OverloadedError, RedisFullError, ClosedError } from '../../shared/errors.js';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../../shared/redis/connection.js';
 import { connectionLogFor } from '../../shared/redis/connection-log.js';
@@ -230,7 +224,10 @@ export class Batches {
   }
 
   /** The item job of one request. */
-  private child(batchId: string, it: BatchItem): { name: string; queueName: string; data: ItemJobData; opts: JobsOptions } {
+  private child(
+    batchId: string,
+    it: BatchItem,
+  ): { name: string; queueName: string; data: ItemJobData; opts: JobsOptions } {
     const data: ItemJobData = {
       batchId,
       line: it.line,
@@ -428,7 +425,10 @@ export class Batches {
       }
       while (r.state === 'pending') {
         if (this.stop.signal.aborted) throw new ClosedError('Batches');
-        const w = await this.client.submitter.waitFor(item.queue, r.jobId, { waitMs, signal: this.stop.signal });
+        const w = await this.client.submitter.waitFor(item.queue, r.jobId, {
+          waitMs,
+          signal: this.stop.signal,
+        });
         if (w.state === 'missing') break;
         r = w;
       }
@@ -474,7 +474,10 @@ export class Batches {
             line: it.line,
             status,
             queue: it.queue,
-            error: { code: ErrorCode.BATCH_CANCELLED, message: 'not run: the batch was cancelled before it started' },
+            error: {
+              code: ErrorCode.BATCH_CANCELLED,
+              message: 'not run: the batch was cancelled before it started',
+            },
           };
           void pipe.cell0BatchRecord(
             keys.meta,
@@ -507,7 +510,9 @@ export class Batches {
     const c = this.statusCache.get(id);
     const now = Date.now();
     if (!fresh && c && now - c.at < this.opts.statusCacheMs) return c.status;
-    const s = (await this.redis((r) => r.hget(batchKeys(this.prefix, id).meta, 'status'))) as BatchStatus | null;
+    const s = (await this.redis((r) =>
+      r.hget(batchKeys(this.prefix, id).meta, 'status'),
+    )) as BatchStatus | null;
     if (this.statusCache.size > 10_000) this.statusCache.clear();
     this.statusCache.set(id, { status: s ?? undefined, at: now });
     return s ?? undefined;
@@ -544,4 +549,3 @@ export class Batches {
     return this.closing;
   }
 }
-

@@ -26,7 +26,8 @@ export const ENV_SECTIONS = {
   },
   batches: {
     title: 'Batch jobs',
-    about: 'POST /v1/batches: how large a batch may be, how many of its items run at once, how long it is kept.',
+    about:
+      'POST /v1/batches: how large a batch may be, how many of its items run at once, how long it is kept.',
     see: 'batches.md',
   },
   workers: {

@@ -23,7 +23,12 @@ export interface BatchRoutesOptions {
   tenantKeys: boolean;
 }
 
-const JSONL_TYPES = ['application/jsonl', 'application/x-ndjson', 'application/jsonlines', 'application/x-jsonlines'];
+const JSONL_TYPES = [
+  'application/jsonl',
+  'application/x-ndjson',
+  'application/jsonlines',
+  'application/x-jsonlines',
+];
 
 /**
  * The batch routes, mounted at /v1/batches behind the tenant guard:
@@ -52,7 +57,8 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
       res.status(415).json({
         error: {
           code: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-          message: 'send the batch as application/json (an array) or application/jsonl (one request per line)',
+          message:
+            'send the batch as application/json (an array) or application/jsonl (one request per line)',
         },
       });
       return;
@@ -76,7 +82,10 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
   router.all('/', (req, res) => {
     res.setHeader('Allow', 'POST');
     res.status(405).json({
-      error: { code: ErrorCode.METHOD_NOT_ALLOWED, message: `${req.method} is not allowed on /v1/batches; use POST` },
+      error: {
+        code: ErrorCode.METHOD_NOT_ALLOWED,
+        message: `${req.method} is not allowed on /v1/batches; use POST`,
+      },
     });
   });
 
