@@ -11,14 +11,18 @@ import {
 } from '../../batches/batch-input.js';
 import { type Batches } from '../../batches/batches.js';
 
-/** Options of {@link batchRoutes}. */
-export interface BatchRoutesOptions {
+/** What the API is given to serve batches. */
+export interface BatchRoutesConfig {
   batches: Batches;
-  client: BatchClient;
   /** Most requests in one batch (CELL0_BATCH_MAX_ITEMS); more → 413. */
   maxItems: number;
   /** Largest body of POST /v1/batches (CELL0_BATCH_MAX_BODY_BYTES), this route only; larger → 413. */
   maxBodyBytes: number;
+}
+
+/** Options of {@link batchRoutes}. */
+export interface BatchRoutesOptions extends BatchRoutesConfig {
+  client: BatchClient;
   /** True when tenant keys are configured: each batch and each of its requests belongs to the caller's tenant. */
   tenantKeys: boolean;
 }
