@@ -17,7 +17,7 @@ import {
   ValidationError,
   type FieldIssue,
 } from '../../shared/errors.js';
-import { type Logger, silentLogger } from '../../shared/logger.js';
+import { type Logger, sampleHotPathLine, silentLogger } from '../../shared/logger.js';
 import { isQueueName, QueueName } from '../../shared/queues/names.js';
 import { isJobId } from '../../shared/queues/job-id.js';
 import { type Cell0Client } from '../cell0-client.js';
@@ -111,6 +111,9 @@ export function createApi(opts: ApiOptions): Express {
     res.setHeader('X-Request-Id', id);
     const t0 = performance.now();
     res.on('finish', () => {
+      const failed = res.statusCode >= 500;
+      // A success line is built only when it is written (debug level, CELL0_LOG_SAMPLE); failures always are.
+      if (!failed && !(log.isLevelEnabled('debug') && sampleHotPathLine())) return;
       const line = {
         reqId: id,
         method: req.method,
@@ -118,7 +121,7 @@ export function createApi(opts: ApiOptions): Express {
         status: res.statusCode,
         ms: Math.round((performance.now() - t0) * 10) / 10,
       };
-      if (res.statusCode >= 500) log.error(line, 'request failed');
+      if (failed) log.error(line, 'request failed');
       else log.debug(line, 'request');
     });
     next();
