@@ -12,7 +12,8 @@
  * Redis, commands run inside scripts included) and the median pair ratios B/A.
  *
  *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on]
- *                         [--json]
+ *                         [--cpu-prof DIR] [--json]
+ * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -212,9 +213,10 @@ async function main(): Promise<void> {
   const opts = benchArgs(
     process.argv.slice(2),
     { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on] [--json]',
-    ['variants'],
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on] [--cpu-prof DIR] [--json]',
+    ['variants', 'cpu-prof'],
   );
+  const profDir = opts.text['cpu-prof'];
   const variants = opts.text.variants === 'on' ? VARIANTS.slice(0, 1) : VARIANTS;
   const redisPort = await freePort();
   const redisServer = spawn(
@@ -272,7 +274,13 @@ async function main(): Promise<void> {
       const apiPort = await freePort();
       const cell0 = await startProcess(
         process.execPath,
-        [CLI, 'start', '--port', String(apiPort)],
+        [
+          ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+          CLI,
+          'start',
+          '--port',
+          String(apiPort),
+        ],
         {
           REDIS_URL: redisUrl,
           CELL0_OLLAMA_URL: simUrl,
