@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/config.js';
 import { ConfigError, RedisEvictionPolicyError } from '../shared/errors.js';
-import { createLogger, routeConsoleToLogger, type Logger } from '../shared/logger.js';
+import { createLogger, routeConsoleToLogger, setHotPathLogSample, type Logger } from '../shared/logger.js';
 import { configureConnectionLog } from '../shared/redis/connection-log.js';
 import { checkEvictionPolicyAt } from '../shared/redis/redis-memory.js';
 import { packageRoot } from '../shared/paths.js';
@@ -112,7 +112,8 @@ async function run(
   opts: { redisPolicy?: boolean } = {},
 ): Promise<void> {
   const cfg = config();
-  const log = createLogger({ level: cfg.logLevel, name: role });
+  const log = createLogger({ level: cfg.logLevel, name: role, destination: 'async' });
+  setHotPathLogSample(cfg.logSample);
   routeConsoleToLogger(log);
   configureConnectionLog(log, { summaryEveryMs: cfg.logOutageSummaryMs });
   const services: Service[] = [];

@@ -731,6 +731,12 @@ export const ENV = {
     schema: int(100, 86_400_000),
     doc: 'While Redis is unreachable, one summary log line per this period (how long, errors suppressed); the down and up transitions are logged once each, ms',
   },
+  CELL0_LOG_SAMPLE: {
+    section: 'logging',
+    default: '1',
+    schema: rate(0, 1),
+    doc: 'Fraction of the per-request and per-job success lines (request, job completed) that are written, e.g. 0.01 for one in a hundred; warnings and errors are always written. Lines go to stdout asynchronously',
+  },
 } satisfies Record<string, EnvVar>;
 
 type EnvName = keyof typeof ENV;
@@ -875,6 +881,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Period of the "Redis still unreachable" summary line, ms. */
   logOutageSummaryMs: number;
+  /** Fraction of per-request / per-job success lines written (CELL0_LOG_SAMPLE). */
+  logSample: number;
 }
 
 function describe(value: string): string {
@@ -1095,6 +1103,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: p.CELL0_DATA_DIR,
     logLevel: p.CELL0_LOG_LEVEL,
     logOutageSummaryMs: p.CELL0_LOG_OUTAGE_SUMMARY_MS,
+    logSample: p.CELL0_LOG_SAMPLE,
   };
 }
 
