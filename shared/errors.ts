@@ -44,6 +44,10 @@ export const ErrorCode = {
   BACKEND_UNAVAILABLE: 'CELL0_BACKEND_UNAVAILABLE',
   /** Every caller streaming a job's tokens went away before it finished: the job was stopped. */
   JOB_CANCELLED: 'CELL0_JOB_CANCELLED',
+  /** No batch with that id for this caller (never created, another tenant's, or its retention ended). */
+  BATCH_NOT_FOUND: 'CELL0_BATCH_NOT_FOUND',
+  /** A batch item that had not started when its batch was cancelled: it was not run. */
+  BATCH_CANCELLED: 'CELL0_BATCH_CANCELLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
