@@ -44,6 +44,10 @@ export const ErrorCode = {
   BATCH_QUEUE_FULL: 'CELL0_BATCH_QUEUE_FULL',
   /** The job was queued, but its backend is down on every worker (breakers open): it runs once one is back. */
   BACKEND_UNAVAILABLE: 'CELL0_BACKEND_UNAVAILABLE',
+  /** No batch with that id for this caller (never created, another tenant's, or its retention ended). */
+  BATCH_NOT_FOUND: 'CELL0_BATCH_NOT_FOUND',
+  /** A batch item that had not started when its batch was cancelled: it was not run. */
+  BATCH_CANCELLED: 'CELL0_BATCH_CANCELLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -93,6 +97,9 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorCodeInfo } = {
   [ErrorCode.BATCH_QUEUE_FULL]: { permanent: false, status: 503 },
   // the API itself answers 202 with the job id: the job stays queued
   [ErrorCode.BACKEND_UNAVAILABLE]: { permanent: false, status: 503 },
+  [ErrorCode.BATCH_NOT_FOUND]: { permanent: false, status: 404 },
+  // an item's outcome inside a batch, not a request's: the batch was cancelled before the item ran
+  [ErrorCode.BATCH_CANCELLED]: { permanent: false, status: 409 },
 };
 
 /** The prefix of every code (how a code is found inside a failed job's reason). */
