@@ -1,5 +1,5 @@
 import { type Response } from 'express';
-import { ErrorCode, type FieldIssue } from '../../../shared/errors.js';
+import { ErrorCode, ERROR_CODE_PREFIX, type FieldIssue } from '../../../shared/errors.js';
 import { openAIParam } from './openai-request.js';
 
 /*
@@ -33,7 +33,9 @@ export interface OpenAIErrorBody {
 export function openAICode(code: string | undefined): string | null {
   if (code === ErrorCode.UNAUTHORIZED) return OpenAIErrorCode.INVALID_API_KEY;
   if (code === ErrorCode.MODEL_NOT_FOUND) return OpenAIErrorCode.MODEL_NOT_FOUND;
-  return code ? code.replace(/^CELL0_/, '').toLowerCase() : null;
+  return code
+    ? (code.startsWith(ERROR_CODE_PREFIX) ? code.slice(ERROR_CODE_PREFIX.length) : code).toLowerCase()
+    : null;
 }
 
 function typeFor(status: number): string {
