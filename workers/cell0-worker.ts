@@ -14,7 +14,7 @@ import {
 import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
 import { settledWithin } from '../shared/sleep.js';
 import { withDefaults } from '../shared/with-defaults.js';
-import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
+import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
 import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { assertNoEviction, isOomError } from '../shared/redis/redis-memory.js';
 import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
@@ -313,7 +313,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       worker.on('stalled', (jobId) => this.log.warn({ queue, jobId }, 'job stalled; it goes back to wait'));
       this.workers.set(queue, worker);
     }
-    await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
+    // The token streams' connection, ready before the first job (its marks are read as each job starts).
+    const streams = this.streamConnection();
+    await Promise.all([
+      ...[...this.workers.values()].map((w) => w.waitUntilReady()),
+      ...(streams ? [waitUntilReady(streams, 10_000).catch(() => undefined)] : []),
+    ]);
     if (this.opts.maintenance) await this.startMaintenance(this.opts.maintenance);
     const limiter = this.opts.limiter;
     if (limiter) {
@@ -584,20 +589,29 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     return result;
   }
 
+  /** The token streams' connection (made on first use), or undefined when streams are off. */
+  private streamConnection(): Redis | undefined {
+    if (this.opts.tokenStreams === false || !this.opts.queues.includes(QueueName.INFERENCE)) return undefined;
+    if (!this.streamConn) {
+      this.streamConn = createRedisConnection({
+        url: this.opts.redisUrl,
+        role: 'worker',
+        connectionName: 'cell0:worker:tokens',
+        logger: this.opts.logger ?? silentLogger(),
+      });
+      this.connections.push(this.streamConn);
+    }
+    return this.streamConn;
+  }
+
   /** The token stream writer of an inference job's attempt, or undefined when streams are off. */
   private tokenStreamFor(job: Job): TokenStreamWriter | undefined {
     const ts = this.opts.tokenStreams;
-    if (ts === false) return undefined;
-    this.streamConn ??= createRedisConnection({
-      url: this.opts.redisUrl,
-      role: 'worker',
-      connectionName: 'cell0:worker:tokens',
-      logger: this.opts.logger ?? silentLogger(),
-    });
-    if (!this.connections.includes(this.streamConn)) this.connections.push(this.streamConn);
+    const redis = this.streamConnection();
+    if (ts === false || !redis) return undefined;
     const jobId = job.id ?? '';
     return new TokenStreamWriter({
-      redis: this.streamConn,
+      redis,
       keys: tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId),
       jobId,
       maxLen: ts.maxLen ?? 10_000,
