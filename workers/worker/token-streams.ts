@@ -1,0 +1,62 @@
+import { type Job } from 'bullmq';
+import { type Redis } from 'ioredis';
+import { type Logger } from '../../shared/logger.js';
+import { createRedisConnection, waitUntilReady } from '../../shared/redis/connection.js';
+import { QueueName } from '../../shared/queues/names.js';
+import { tokenStreamKeys } from '../../shared/queues/token-stream.js';
+import { TokenStreamWriter } from '../token-stream-writer.js';
+
+/** What the worker's token streams need. */
+export interface TokenStreamsOptions {
+  redisUrl: string;
+  prefix: string;
+  /** Most entries a stream keeps. */
+  maxLen: number;
+  /** Lifetime of a stream after its last write, ms. */
+  ttlMs: number;
+  rootLogger: Logger;
+  log: Logger;
+  /** Hands the connection to the worker, which closes it with its others. */
+  adopt: (conn: Redis) => void;
+}
+
+/**
+ * The worker's side of token streams (see shared/queues/token-stream.ts): one connection of their own, so
+ * stream writes never queue behind BullMQ's commands, and a writer per inference attempt.
+ */
+export class TokenStreams {
+  private conn: Redis | undefined;
+
+  constructor(private readonly opts: TokenStreamsOptions) {}
+
+  /** Opens the connection; resolves once it is ready (or after 10 s: writes then wait for it). */
+  async start(): Promise<void> {
+    await waitUntilReady(this.connection(), 10_000).catch(() => undefined);
+  }
+
+  private connection(): Redis {
+    if (!this.conn) {
+      this.conn = createRedisConnection({
+        url: this.opts.redisUrl,
+        role: 'worker',
+        connectionName: 'cell0:worker:tokens',
+        logger: this.opts.rootLogger,
+      });
+      this.opts.adopt(this.conn);
+    }
+    return this.conn;
+  }
+
+  /** The writer of one attempt of an inference job. */
+  writerFor(job: Job): TokenStreamWriter {
+    const jobId = job.id ?? '';
+    return new TokenStreamWriter({
+      redis: this.connection(),
+      keys: tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId),
+      jobId,
+      maxLen: this.opts.maxLen,
+      ttlMs: this.opts.ttlMs,
+      logger: this.opts.log,
+    });
+  }
+}
