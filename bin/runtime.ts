@@ -81,6 +81,9 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     loadMsPerGb: config.simulator.loadMsPerGb,
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
+    embedCallMs: config.simulator.embedCallMs,
+    embedItemMs: config.simulator.embedItemMs,
+    embedParallel: config.simulator.embedParallel,
     faults: config.simulator.faults,
   });
   const { url } = await sim.start();
@@ -126,7 +129,8 @@ export async function startWorker(
     ? buildCaches(config, cacheRedis, { embedder: semanticEmbedder(config), logger: log })
     : undefined;
   const providers = buildProviders(config, {
-    inference: queues.includes('inference'),
+    // Embeddings are made by the inference backends' models.
+    inference: queues.includes('inference') || queues.includes('embedding'),
     search: queues.includes('search'),
     ...(opts.ollamaUrl !== undefined ? { ollamaUrl: opts.ollamaUrl } : {}),
     ...(redis ? { redis } : {}),
@@ -166,7 +170,9 @@ export async function startWorker(
     concurrency: {
       inference: opts.concurrency ?? config.workers.inferenceConcurrency,
       search: opts.concurrency ?? config.workers.searchConcurrency,
+      embedding: opts.concurrency ?? config.workers.embeddingConcurrency,
     },
+    embedding: config.workers.embedBatch,
     ...(providers.inference ? { inference: providers.inference } : {}),
     search: providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,
@@ -310,6 +316,7 @@ export async function startApi(
     resultWaitMs: config.api.resultWaitMs,
     maxWaitMs: config.api.maxWaitMs,
     maxBodyBytes: config.limits.maxBodyBytes,
+    maxEmbedBodyBytes: config.limits.maxEmbedBodyBytes,
     ...(responseCache ? { responseCache } : {}),
     mounts,
     logger: log,
@@ -326,7 +333,9 @@ export async function startApi(
     'api listening',
   );
   warnIfOpen(config, access, log);
-  const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id)`];
+  const banner = [
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/embeddings, GET /v1/jobs/:queue/:id)`,
+  ];
   if (opts.dashboard)
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,

@@ -30,6 +30,13 @@ import { jobIdFor } from '../shared/queues/job-id.js';
 import { type LoadShedder } from './load-shedder.js';
 import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
 import { withDefaults } from '../shared/with-defaults.js';
+import {
+  DEFAULT_MAX_EMBEDDING_INPUTS,
+  parseEmbeddingsRequest,
+  type EmbeddingsRequest,
+  type EmbeddingsRequestData,
+} from '../shared/queues/embeddings.js';
+import { submitEmbeddings, type EmbeddingsOutcome, type EmbeddingsResponse } from './embeddings.js';
 
 /** Options of {@link Cell0Client}. */
 export interface Cell0ClientOptions {
@@ -41,6 +48,8 @@ export interface Cell0ClientOptions {
   waitMs?: number;
   /** Input limits checked before anything reaches Redis. Defaults: 32 KiB of prompt, 2 KiB of query. */
   limits?: Partial<InputLimits>;
+  /** Most inputs of one embeddings request (each held to `limits.maxPromptBytes`). Default 2048. */
+  maxEmbedInputs?: number;
   /** Retries and retention of the jobs this client adds. */
   policy?: Partial<JobPolicy>;
   /** A Redis command slower than this fails with RedisTimeoutError (retryable), ms. Default 2000. */
@@ -121,6 +130,7 @@ export class Cell0Client {
   readonly redisMemory: RedisMemoryWatch;
   private readonly waitMs: number;
   private readonly limits: InputLimits;
+  private readonly maxEmbedInputs: number;
 
   constructor(opts: Cell0ClientOptions = {}) {
     this.waitMs = opts.waitMs ?? 30_000;
@@ -130,6 +140,11 @@ export class Cell0Client {
     for (const [k, v] of Object.entries(this.limits))
       if (!(Number.isInteger(v) && v > 0))
         throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
+    this.maxEmbedInputs = opts.maxEmbedInputs ?? DEFAULT_MAX_EMBEDDING_INPUTS;
+    if (!(Number.isInteger(this.maxEmbedInputs) && this.maxEmbedInputs > 0))
+      throw new TypeError(
+        `Cell0Client: option "maxEmbedInputs" must be a positive integer, got ${opts.maxEmbedInputs}`,
+      );
     this.caches = opts.caches ?? {};
     this.shedder = undefined;
     this.submitter = new JobSubmitter({
@@ -155,6 +170,7 @@ export class Cell0Client {
       prefix: config.redis.prefix,
       waitMs: config.api.resultWaitMs,
       limits: { maxPromptBytes: config.limits.maxPromptBytes, maxQueryBytes: config.limits.maxQueryBytes },
+      maxEmbedInputs: config.limits.maxEmbedInputs,
       policy: config.jobs,
       commandTimeoutMs: config.redis.commandTimeoutMs,
       breakerThreshold: config.redis.breakerThreshold,
@@ -182,6 +198,32 @@ export class Cell0Client {
   /** Validates a search request and fills its defaults; throws ValidationError / InputTooLargeError. */
   parseSearch(req: unknown): SearchJobData {
     return parseSearchRequest(req, this.limits);
+  }
+
+  /** Validates an embeddings request (OpenAI's shape); throws ValidationError / InputTooLargeError. */
+  parseEmbeddings(req: unknown): EmbeddingsRequestData {
+    return parseEmbeddingsRequest(req, {
+      maxInputs: this.maxEmbedInputs,
+      maxInputBytes: this.limits.maxPromptBytes,
+    });
+  }
+
+  /**
+   * Embeds texts; resolves with OpenAI's answer shape (`data[i].embedding` for `input[i]`). One job per
+   * distinct text, shared with identical texts of other requests; throws JobFailedError (an input's job
+   * failed) or WaitTimeoutError (not all finished within the wait; the jobs go on, and a retry joins them).
+   */
+  async embed(req: EmbeddingsRequest, opts: CallOptions = {}): Promise<EmbeddingsResponse> {
+    const waitMs = opts.waitMs ?? this.waitMs;
+    const r = await this.submitEmbeddings(this.parseEmbeddings(req), opts);
+    if (r.state === 'completed') return r.response;
+    if (r.state === 'failed') throw new JobFailedError(QueueName.EMBEDDING, r.jobId, r.message, r.code);
+    throw new WaitTimeoutError(QueueName.EMBEDDING, r.pending[0]!.jobId, waitMs);
+  }
+
+  /** Adds (or joins) the jobs of an already-parsed embeddings request and waits for them; never throws for job outcomes. */
+  submitEmbeddings(data: EmbeddingsRequestData, opts: CallOptions = {}): Promise<EmbeddingsOutcome> {
+    return this.noteOom(submitEmbeddings(this.submitter, this.shedder, data, this.callOpts(opts)));
   }
 
   /**

@@ -20,7 +20,7 @@ import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/conne
 import { assertNoEviction, isOomError } from '../shared/redis/redis-memory.js';
 import { publishWorkerStatus, removeWorkerStatus, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { type SearchProvider } from '../shared/queues/enums.js';
-import { stopLockExtenderAndStalledChecker } from '../shared/queues/bullmq-internals.js';
+import { stopLockExtenderAndStalledChecker, waitingJobCount } from '../shared/queues/bullmq-internals.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { MAINTENANCE_QUEUE, MaintenanceJob, QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { type ResourceViolation } from '../shared/resources/types.js';
@@ -43,6 +43,8 @@ import { type InferenceBackend, type SearchBackend } from './providers/provider.
 import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
 import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
 import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
+import { EmbeddingBatcher, type EmbeddingBatchOptions } from './embedding/index.js';
+import { embeddingJobSchema, isEmbeddingJobData, type EmbeddingResult } from '../shared/queues/embeddings.js';
 
 /** Options of {@link Cell0Worker}. */
 export interface Cell0WorkerOptions {
@@ -50,10 +52,18 @@ export interface Cell0WorkerOptions {
   redisUrl: string;
   /** Queue key prefix ({hash tag}). Default "{cell0}". */
   prefix?: string;
-  /** Queues to serve. Default: inference and search. */
+  /** Queues to serve. Default: inference, search, and embedding when the inference backend embeds. */
   queues?: readonly QueueName[];
-  /** Jobs run at once per queue. Defaults: inference 4, search 8. */
-  concurrency?: { inference?: number; search?: number };
+  /**
+   * Jobs run at once per queue. Defaults: inference 4, search 8, embedding 256 (embedding jobs wait together
+   * for their shared backend call: see `embedding`).
+   */
+  concurrency?: { inference?: number; search?: number; embedding?: number };
+  /**
+   * How embedding jobs are gathered into backend calls (one call per model for the jobs that are ready).
+   * They are embedded by the `inference` backend's models.
+   */
+  embedding?: EmbeddingBatchOptions;
   /** Runs inference jobs; required when serving the inference queue. */
   inference?: InferenceBackend;
   /** Search backends by provider; required (at least one) when serving the search queue. */
@@ -218,12 +228,22 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private maintenanceQueue: Queue | undefined;
   private triggerForce: () => void = () => undefined;
   private readonly forceRequested = new Promise<'force'>((r) => (this.triggerForce = () => r('force')));
+  /** Gathers the embedding jobs that are ready into one backend call per model. */
+  private readonly embeddings: EmbeddingBatcher | undefined;
   /** Hands finished jobs' outcomes to the producers waiting for them (the result path). */
   private readonly replies: ReplyPublisher;
 
   constructor(options: Cell0WorkerOptions) {
     super();
-    const opts = withDefaults<Cell0WorkerOptions & typeof DEFAULTS>(DEFAULTS, options);
+    const opts = withDefaults<Cell0WorkerOptions & typeof DEFAULTS>(DEFAULTS, {
+      ...options,
+      // By default the embedding queue too, when the inference backend can embed.
+      queues:
+        options.queues ??
+        QUEUE_NAMES.filter(
+          (q) => q !== QueueName.EMBEDDING || typeof options.inference?.embed === 'function',
+        ),
+    });
     if (!opts.redisUrl) throw new TypeError('Cell0Worker: option "redisUrl" is required');
     for (const q of opts.queues)
       if (!QUEUE_NAMES.includes(q))
@@ -231,6 +251,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     if (opts.queues.includes(QueueName.INFERENCE) && !opts.inference)
       throw new TypeError(
         'Cell0Worker: option "inference" (a backend) is required to serve the inference queue',
+      );
+    if (opts.queues.includes(QueueName.EMBEDDING) && typeof opts.inference?.embed !== 'function')
+      throw new TypeError(
+        'Cell0Worker: option "inference" (a backend that embeds) is required to serve the embedding queue',
       );
     if (opts.queues.includes(QueueName.SEARCH) && Object.keys(opts.search ?? {}).length === 0)
       throw new TypeError(
@@ -247,6 +271,21 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const root = opts.logger ?? silentLogger();
     this.connLog = connectionLogFor(root);
     this.log = root.child({ worker: this.id });
+    if (opts.queues.includes(QueueName.EMBEDDING))
+      this.embeddings = new EmbeddingBatcher({
+        ...opts.embedding,
+        // Every job the worker holds may be waiting in the batcher: it never refuses one of them.
+        maxQueuedItems: Math.max(
+          opts.embedding?.maxQueuedItems ?? 0,
+          this.concurrencyOf(QueueName.EMBEDDING),
+        ),
+        backend: opts.inference!,
+        capacity: this.concurrencyOf(QueueName.EMBEDDING),
+        readyJobs: () => this.readyJobs(QueueName.EMBEDDING),
+        ...(opts.models ? { models: opts.models } : {}),
+        servedBy: this.id,
+        logger: this.log,
+      });
     this.replies = new ReplyPublisher({
       connectionFor: (queueKey) => this.connectionOf.get(queueKey.slice(opts.prefix.length + 1) as QueueName),
       logger: this.log,
@@ -266,9 +305,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   private async startWorkers(): Promise<void> {
     for (const queue of this.opts.queues) {
-      const concurrency =
-        (queue === QueueName.INFERENCE ? this.opts.concurrency?.inference : this.opts.concurrency?.search) ??
-        (queue === QueueName.INFERENCE ? 4 : 8);
+      const concurrency = this.concurrencyOf(queue);
       const conn = createRedisConnection({
         url: this.opts.redisUrl,
         role: 'worker',
@@ -284,7 +321,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const processor =
         queue === QueueName.INFERENCE
           ? (job: Job, token?: string, signal?: AbortSignal) => this.processInference(job, token, signal)
-          : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
+          : queue === QueueName.EMBEDDING
+            ? (job: Job, token?: string, signal?: AbortSignal) => this.processEmbedding(job, token, signal)
+            : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
       const worker = new Worker(queue, processor, {
         connection: conn,
         prefix: this.opts.prefix,
@@ -331,6 +370,26 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.log.info({ queues: [...this.workers.keys()] }, 'worker started');
   }
 
+  /** Jobs waiting on `queue` for a worker (0 when it cannot be read now). */
+  private async readyJobs(queue: QueueName): Promise<number> {
+    const conn = this.connectionOf.get(queue);
+    if (!conn || conn.status !== 'ready') return 0;
+    return waitingJobCount(conn, this.opts.prefix, queue).catch(() => 0);
+  }
+
+  /** Jobs run at once on `queue`. */
+  private concurrencyOf(queue: QueueName): number {
+    const c = this.opts.concurrency;
+    if (queue === QueueName.INFERENCE) return c?.inference ?? 4;
+    if (queue === QueueName.EMBEDDING) return c?.embedding ?? 256;
+    return c?.search ?? 8;
+  }
+
+  /** Figures of the embedding batches (calls, sizes, waits); undefined when not serving embeddings. */
+  embeddingStats(): ReturnType<EmbeddingBatcher['stats']> | undefined {
+    return this.embeddings?.stats();
+  }
+
   /** This worker's status as published for `GET /v1/fleet`. */
   statusSnapshot(): WorkerStatus {
     return {
@@ -359,6 +418,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
           }
         : {}),
       ...(this.opts.maintenance ? { maintenance: true } : {}),
+      ...(this.embeddings ? { embeddingBatches: this.embeddings.stats() } : {}),
       ...(this.opts.status?.() ?? {}),
     };
   }
@@ -567,6 +627,18 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     return result;
   }
 
+  /** An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher). */
+  private processEmbedding(
+    job: Job,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<EmbeddingResult> {
+    const data = isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
+    return this.run(job, token, signal, QueueName.EMBEDDING, (ctxSignal) =>
+      this.embeddings!.embed(data.model, data.input, ctxSignal),
+    );
+  }
+
   /** Runs a provider call with the job's deadline and cancellation, and sorts its errors. */
   private async run<T>(
     job: Job,
@@ -757,6 +829,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     clearInterval(this.sweepTimer);
     clearInterval(this.heartbeatTimer);
     await settledWithin(this.replies.close(), 1000);
+    await settledWithin(this.embeddings?.close() ?? Promise.resolve(), 1000);
     const conn = this.connections[0];
     if (this.opts.heartbeatMs > 0 && conn?.status === 'ready')
       await settledWithin(removeWorkerStatus(conn, this.opts.prefix, this.id), 1000);

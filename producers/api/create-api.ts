@@ -7,6 +7,7 @@ import express, {
   type Router,
 } from 'express';
 import {
+  BatchQueueFullError,
   BreakerOpenError,
   Cell0Error,
   ErrorCode,
@@ -19,10 +20,11 @@ import {
 } from '../../shared/errors.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { isQueueName, QueueName } from '../../shared/queues/names.js';
-import { isJobId } from '../../shared/queues/job-id.js';
+import { isJobId, jobIdLetter } from '../../shared/queues/job-id.js';
 import { type Cell0Client } from '../cell0-client.js';
 import { type SubmitResult } from '../job-submitter.js';
 import { AccessControl, ADMIN_ROUTES, tenantOf } from './access-control.js';
+import { embeddingsRouter } from './embeddings-route.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 import { summarizeFleet } from '../../shared/fleet/worker-status.js';
 import { summarizeBackendHealth, type FleetBackendHealth } from '../../shared/fleet/backend-health.js';
@@ -50,6 +52,8 @@ export interface ApiOptions {
   maxWaitMs?: number;
   /** Largest request body; larger → 413. Default 65536. */
   maxBodyBytes?: number;
+  /** Largest body of POST /v1/embeddings (a list of texts). Default 4 MiB. */
+  maxEmbedBodyBytes?: number;
   /** readyz answers within this, ms. Default 900. */
   readyTimeoutMs?: number;
   /**
@@ -221,7 +225,7 @@ export function createApi(opts: ApiOptions): Express {
         .json(
           errorBody(
             ErrorCode.JOB_NOT_FOUND,
-            `no job "${clip(id)}" in queue ${queue}: its job ids are ${queue === QueueName.INFERENCE ? 'i' : 's'}- and 32 hex digits`,
+            `no job "${clip(id)}" in queue ${queue}: its job ids are ${jobIdLetter(queue)}- and 32 hex digits`,
           ),
         );
       return;
@@ -388,6 +392,16 @@ export function createApi(opts: ApiOptions): Express {
     res.json({ queues: await client.submitter.getCounts() });
   });
 
+  v1.use(
+    embeddingsRouter({
+      client,
+      tenantKeys: keysConfigured,
+      resultWaitMs,
+      maxWaitMs,
+      maxBodyBytes: opts.maxEmbedBodyBytes ?? 4 * 1024 * 1024,
+    }),
+  );
+
   for (const path of ['/inference', '/search']) {
     v1.all(path, (req, res) => {
       res.setHeader('Allow', 'POST');
@@ -436,6 +450,9 @@ export function createApi(opts: ApiOptions): Express {
     } else if (err instanceof RedisFullError) {
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
       res.status(503).json({ error: { code: err.code, message: err.message, reason: err.reason } });
+    } else if (err instanceof BatchQueueFullError) {
+      res.setHeader('Retry-After', '1');
+      res.status(503).json(errorBody(err.code, err.message));
     } else if (err instanceof RedisTimeoutError) {
       res.setHeader('Retry-After', '1');
       res.status(503).json(errorBody(err.code, err.message));
