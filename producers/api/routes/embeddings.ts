@@ -1,8 +1,10 @@
 import { setMaxListeners } from 'node:events';
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
-import { ErrorCode, InputTooLargeError, ValidationError } from '../../shared/errors.js';
-import { type Cell0Client } from '../cell0-client.js';
-import { tenantOf } from './access-control.js';
+import { ErrorCode, InputTooLargeError, ValidationError } from '../../../shared/errors.js';
+import { type Cell0Client } from '../../cell0-client.js';
+import { tenantOf } from '../access-control.js';
+import { errorBody, failedStatus } from '../error-mapper.js';
+import { isPlainObject } from './util.js';
 
 /** What the embeddings route needs from the API. */
 export interface EmbeddingsRouteOptions {
@@ -17,20 +19,6 @@ export interface EmbeddingsRouteOptions {
   maxBodyBytes: number;
 }
 
-/** HTTP status of a failed input's job, by its error code: the caller's fault (422) or the backend's (502). */
-function failedStatus(code: string | undefined): number {
-  switch (code) {
-    case ErrorCode.MODEL_NOT_FOUND:
-    case ErrorCode.PROVIDER_UNAVAILABLE:
-    case ErrorCode.VALIDATION:
-    case ErrorCode.INPUT_TOO_LARGE:
-    case ErrorCode.MODEL_TOO_LARGE:
-      return 422;
-    default:
-      return 502;
-  }
-}
-
 /**
  * `POST /embeddings` (mounted under /v1), OpenAI-compatible: `{model, input: string | string[]}` →
  * `{object: "list", data: [{object: "embedding", index, embedding}], model, usage}`, with
@@ -39,8 +27,7 @@ function failedStatus(code: string | undefined): number {
  * `wait` (ms); when not every vector is ready within the wait the answer is 504 with Retry-After and the
  * pending job ids: the jobs go on, and the same request sent again joins them.
  */
-export function embeddingsRouter(opts: EmbeddingsRouteOptions): Router {
-  const router = express.Router();
+export function addEmbeddingsRoute(router: Router, opts: EmbeddingsRouteOptions): void {
   const json = express.json({ limit: opts.maxBodyBytes, strict: true, type: () => true });
   // The body reader's size refusal, with this route's own limit in it.
   const readJson: RequestHandler = (req, res, next) =>
@@ -52,9 +39,9 @@ export function embeddingsRouter(opts: EmbeddingsRouteOptions): Router {
     });
   const requireJson: RequestHandler = (req, res, next) => {
     if (req.is(['application/json', 'application/*+json'])) return next();
-    res.status(415).json({
-      error: { code: ErrorCode.UNSUPPORTED_MEDIA_TYPE, message: 'send the request body as application/json' },
-    });
+    res
+      .status(415)
+      .json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json'));
   };
 
   router.post('/embeddings', requireJson, readJson, async (req: Request, res: Response) => {
@@ -93,14 +80,12 @@ export function embeddingsRouter(opts: EmbeddingsRouteOptions): Router {
 
   router.all('/embeddings', (req, res) => {
     res.setHeader('Allow', 'POST');
-    res.status(405).json({
-      error: {
-        code: ErrorCode.METHOD_NOT_ALLOWED,
-        message: `${req.method} is not allowed on /v1/embeddings; use POST`,
-      },
-    });
+    res
+      .status(405)
+      .json(
+        errorBody(ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1/embeddings; use POST`),
+      );
   });
-  return router;
 }
 
 /** Splits cell0's `wait` from the request and puts the caller's tenant in front of its namespace. */
@@ -128,8 +113,4 @@ function envelope(
     waitMs = wait;
   }
   return { body, waitMs };
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
