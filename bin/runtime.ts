@@ -27,6 +27,7 @@ import { ResourceManagement, type ManagedBackend } from '../shared/resources/res
 import { modelDriverFor } from '../workers/providers/model-driver.js';
 import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { LoadShedder } from '../producers/load-shedder.js';
+import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { sleep } from '../shared/sleep.js';
@@ -85,6 +86,7 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     embedItemMs: config.simulator.embedItemMs,
     embedParallel: config.simulator.embedParallel,
     faults: config.simulator.faults,
+    gpu: config.simulator.gpu,
   });
   const { url } = await sim.start();
   log.info({ url }, 'simulator listening');
@@ -248,7 +250,7 @@ export async function startWorker(
 export async function startApi(
   config: Config,
   log: Logger,
-  opts: { port?: number; dashboard?: boolean; onFatal?: (err: Error) => void } = {},
+  opts: { port?: number; dashboard?: boolean; reusePort?: boolean; onFatal?: (err: Error) => void } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
   const caches = buildCaches(config, client.submitter.redis, {
@@ -301,6 +303,16 @@ export async function startApi(
       'Redis is not reachable yet; /v1 answers 503 until it is',
     );
   const access = accessFromConfig(config, client);
+  // Batch jobs: their items run in this process, through the client (caches, shedding, coalescing).
+  const batches = new Batches({
+    client,
+    concurrency: config.batches.concurrency,
+    ttlSeconds: config.batches.ttlSeconds,
+    logger: log,
+  });
+  client.batches = batches;
+  if (connected) await batches.start();
+  else void started.then((ok) => (ok ? batches.start() : undefined)).catch(() => undefined);
   const mounts = [];
   if (opts.dashboard) {
     const board = createDashboard({
@@ -318,10 +330,15 @@ export async function startApi(
     maxBodyBytes: config.limits.maxBodyBytes,
     maxEmbedBodyBytes: config.limits.maxEmbedBodyBytes,
     ...(responseCache ? { responseCache } : {}),
+    batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
     logger: log,
   });
-  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.port });
+  const server = new HttpServer(app, {
+    host: config.api.host,
+    port: opts.port ?? config.api.port,
+    reusePort: opts.reusePort === true,
+  });
   const { url } = await server.start();
   log.info(
     {
@@ -334,7 +351,7 @@ export async function startApi(
   );
   warnIfOpen(config, access, log);
   const banner = [
-    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/embeddings, GET /v1/jobs/:queue/:id)`,
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/embeddings, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
   ];
   if (opts.dashboard)
     banner.push(

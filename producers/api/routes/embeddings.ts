@@ -3,7 +3,8 @@ import express, { type Request, type RequestHandler, type Response, type Router 
 import { ErrorCode, InputTooLargeError, ValidationError } from '../../../shared/errors.js';
 import { type Cell0Client } from '../../cell0-client.js';
 import { tenantOf } from '../access-control.js';
-import { errorBody, failedStatus } from '../error-mapper.js';
+import { failedStatus, sendError } from '../error-mapper.js';
+import { httpStatusOf } from '../../../shared/errors/error-codes.js';
 import { isPlainObject } from './util.js';
 
 /** What the embeddings route needs from the API. */
@@ -39,9 +40,7 @@ export function addEmbeddingsRoute(router: Router, opts: EmbeddingsRouteOptions)
     });
   const requireJson: RequestHandler = (req, res, next) => {
     if (req.is(['application/json', 'application/*+json'])) return next();
-    res
-      .status(415)
-      .json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json'));
+    sendError(res, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json');
   };
 
   router.post('/embeddings', requireJson, readJson, async (req: Request, res: Response) => {
@@ -68,7 +67,7 @@ export function addEmbeddingsRoute(router: Router, opts: EmbeddingsRouteOptions)
       });
     } else {
       res.setHeader('Retry-After', '1');
-      res.status(504).json({
+      res.status(httpStatusOf(ErrorCode.WAIT_TIMEOUT)).json({
         error: {
           code: ErrorCode.WAIT_TIMEOUT,
           message: `${r.pending.length} of ${data.input.length} inputs were not embedded within ${waitMs} ms; they go on, and the same request again joins them`,
@@ -80,11 +79,7 @@ export function addEmbeddingsRoute(router: Router, opts: EmbeddingsRouteOptions)
 
   router.all('/embeddings', (req, res) => {
     res.setHeader('Allow', 'POST');
-    res
-      .status(405)
-      .json(
-        errorBody(ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1/embeddings; use POST`),
-      );
+    sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1/embeddings; use POST`);
   });
 }
 
