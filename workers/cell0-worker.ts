@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { DelayedError, Queue, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { DelayedError, MetricsTime, Queue, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { type Redis } from 'ioredis';
 import {
   BreakerOpenError,
@@ -150,10 +150,16 @@ const SCHEDULER_RETRY_MS = 5000;
 
 /** Events of {@link Cell0Worker}. */
 export interface Cell0WorkerEvents {
-  'job:completed': [{ queue: QueueName; jobId: string; durationMs: number }];
+  /**
+   * `waitMs`: from the job being added (or re-run) to this attempt starting; `endToEndMs`: from being added
+   * to now (both -1 when the job carries no timestamps).
+   */
+  'job:completed': [
+    { queue: QueueName; jobId: string; durationMs: number; waitMs: number; endToEndMs: number },
+  ];
   'job:failed': [{ queue: QueueName; jobId: string; error: string; willRetry: boolean }];
   /** A job went back to wait (delayed) because its backend is away or busy; no attempt was spent. */
-  'job:deferred': [{ queue: QueueName; jobId: string; delayMs: number; reason: string }];
+  'job:deferred': [{ queue: QueueName; jobId: string; delayMs: number; reason: string; kind: DeferKind }];
   /** A job reached the worker while it was under resource pressure and went back to wait (no attempt spent). */
   'job:handed-back': [{ queue: QueueName; jobId: string }];
   /** Resource pressure: the worker stopped taking jobs. */
@@ -294,6 +300,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         maxStalledCount: this.opts.maxStalledCount,
         runRetryDelay: this.opts.fetchRetryDelayMs,
         autorun: true,
+        // BullMQ's own completed/failed counts per minute (Queue.exportPrometheusMetrics reads them).
+        metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
       });
       worker.on('error', (err) => this.onWorkerError(queue, err));
       attachReplyPublisher(worker, `${this.opts.prefix}:${queue}`, this.replies);
@@ -605,7 +613,14 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const result = await call(jobSignal);
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
-      this.emit('job:completed', { queue, jobId: job.id ?? '', durationMs });
+      const now = Date.now();
+      this.emit('job:completed', {
+        queue,
+        jobId: job.id ?? '',
+        durationMs,
+        waitMs: job.processedOn && job.timestamp ? job.processedOn - job.timestamp : -1,
+        endToEndMs: job.timestamp ? now - job.timestamp : -1,
+      });
       // Started more often than attempted: it waited for its backend at some point; clear that record so a
       // later re-run of the same job id starts a fresh waiting budget.
       if (job.attemptsStarted > job.attemptsMade + 1 && this.opts.backendWaitMaxMs > 0)
@@ -681,7 +696,13 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const delayMs = Math.round(Math.min(60_000, Math.max(asked, 250) * (1 + Math.random() * 0.5)));
     await job.moveToDelayed(Date.now() + delayMs, token);
     this.log.info({ queue, jobId: job.id, delayMs, reason: err.message }, 'backend away; job waits');
-    this.emit('job:deferred', { queue, jobId: job.id ?? '', delayMs, reason: err.message });
+    this.emit('job:deferred', {
+      queue,
+      jobId: job.id ?? '',
+      delayMs,
+      reason: err.message,
+      kind: deferKind(err),
+    });
     throw new DelayedError();
   }
 
@@ -789,6 +810,18 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 /** Where the time a job first had to wait for its backend is kept. */
 function waitingSinceKey(prefix: string, queue: string, jobId: string | undefined): string {
   return `${prefix}:${queue}:${jobId ?? ''}:cell0-waiting-since`;
+}
+
+/** Why a job went back to wait: its backend's breaker, a rate limit, model memory, or the backend itself. */
+export type DeferKind = 'breaker' | 'rate_limit' | 'memory' | 'backend';
+
+function deferKind(
+  err: BreakerOpenError | RateLimitedError | ProviderError | ModelMemoryBusyError,
+): DeferKind {
+  if (err instanceof BreakerOpenError) return 'breaker';
+  if (err instanceof RateLimitedError) return 'rate_limit';
+  if (err instanceof ModelMemoryBusyError) return 'memory';
+  return 'backend';
 }
 
 /** The backend is down or asked to back off: the job waits for it instead of spending an attempt. */

@@ -25,6 +25,8 @@ import { type SubmitResult } from '../job-submitter.js';
 import { AccessControl, ADMIN_ROUTES, tenantOf } from './access-control.js';
 import { CacheStrategy, type ResponseCache } from '../../shared/cache/http/index.js';
 import { summarizeFleet } from '../../shared/fleet/worker-status.js';
+import { httpMetrics, serveMetrics } from '../../shared/metrics/http-metrics.js';
+import { type Cell0Metrics } from '../../shared/metrics/metrics.js';
 import { summarizeBackendHealth, type FleetBackendHealth } from '../../shared/fleet/backend-health.js';
 
 /** Options of {@link createApi}. */
@@ -57,6 +59,12 @@ export interface ApiOptions {
    * (1 s) and /v1/fleet (2 s), with ETag/304 and X-Cache; per API key when keys are configured. Default none.
    */
   responseCache?: ResponseCache;
+  /**
+   * The process's metrics: every request is counted and timed, and `GET /metrics` serves them (behind
+   * `metricsToken` as a bearer token when set). Default none (no /metrics route).
+   */
+  metrics?: Cell0Metrics;
+  metricsToken?: string;
   /** Extra routers mounted before the 404 handler (Bull Board, fleet pages). */
   mounts?: { path: string; router: Router | Express }[];
   logger?: Logger;
@@ -102,6 +110,10 @@ export function createApi(opts: ApiOptions): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (opts.metrics) {
+    app.use(httpMetrics(opts.metrics, tenantOf));
+    app.get('/metrics', serveMetrics(opts.metrics, { token: opts.metricsToken }));
+  }
 
   app.use((req, res, next) => {
     const id =

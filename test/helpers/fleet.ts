@@ -20,6 +20,9 @@ import { SearchCache } from '../../shared/cache/search-cache';
 import { ResponseCache } from '../../shared/cache/http';
 import { type CachedInference } from '../../shared/cache/inference-key';
 import { type InferenceResult } from '../../shared/queues/results';
+import { type Cell0Metrics } from '../../shared/metrics/metrics';
+import { bindWorkerMetrics } from '../../workers/worker-metrics';
+import { addQueueMetrics } from '../../bin/observability';
 
 /** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
 export interface TestFleet {
@@ -52,6 +55,8 @@ export async function startTestFleet(
     breakerResetMs?: number;
     /** Semantic and search caches on the fleet's Redis, in the client and the worker (as in production). */
     caches?: boolean;
+    /** Count in these metrics (client, worker, API) and serve them at GET /metrics, with the queue metrics. */
+    metrics?: Cell0Metrics;
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
@@ -79,6 +84,7 @@ export async function startTestFleet(
           shutdownTimeoutMs: 5000,
           ...(caches ? { caches } : {}),
         });
+  const unbind = worker && opts.metrics ? bindWorkerMetrics(worker, opts.metrics) : undefined;
   await worker?.start();
   const client = new Cell0Client({
     redisUrl,
@@ -90,6 +96,8 @@ export async function startTestFleet(
     ...(caches ? { caches } : {}),
   });
   void client.start().catch(() => undefined);
+  client.metrics = opts.metrics;
+  const removeQueueMetrics = opts.metrics ? addQueueMetrics(opts.metrics, client.submitter) : undefined;
   const access = new AccessControl({
     apiKeys: opts.apiKeys ?? [],
     adminKeys: opts.adminKeys ?? [],
@@ -109,6 +117,7 @@ export async function startTestFleet(
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
     ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
     mounts: [{ path: board.basePath, router: board.router }],
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   const server = new HttpServer(app, { host: '127.0.0.1', port: 0 });
   const { url } = await server.start();
@@ -120,6 +129,8 @@ export async function startTestFleet(
     worker,
     sim,
     close: async () => {
+      unbind?.();
+      removeQueueMetrics?.();
       await server.close();
       await worker?.close();
       await client.close();
