@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/config.js';
 import { ConfigError, RedisEvictionPolicyError } from '../shared/errors.js';
-import { createLogger, routeConsoleToLogger, type Logger } from '../shared/logger.js';
+import { createLogger, routeConsoleToLogger, setHotPathLogSample, type Logger } from '../shared/logger.js';
 import { configureConnectionLog } from '../shared/redis/connection-log.js';
 import { checkEvictionPolicyAt } from '../shared/redis/redis-memory.js';
 import { packageRoot } from '../shared/paths.js';
@@ -27,6 +27,7 @@ import { effectiveRoutes } from '../workers/providers/from-config.js';
 import { evalCacheCommand, type EvalCacheCommandOptions } from './eval-cache.js';
 import { sleep } from '../shared/sleep.js';
 import { calibrateCacheCommand, type CalibrateCacheCommandOptions } from './calibrate-cache.js';
+import { batchCommand } from './batch-command.js';
 
 const EXIT_CONFIG = 2;
 
@@ -111,7 +112,8 @@ async function run(
   opts: { redisPolicy?: boolean } = {},
 ): Promise<void> {
   const cfg = config();
-  const log = createLogger({ level: cfg.logLevel, name: role });
+  const log = createLogger({ level: cfg.logLevel, name: role, destination: 'async' });
+  setHotPathLogSample(cfg.logSample);
   routeConsoleToLogger(log);
   configureConnectionLog(log, { summaryEveryMs: cfg.logOutageSummaryMs });
   const services: Service[] = [];
@@ -352,6 +354,25 @@ program
     const cfg = config();
     const log = createLogger({ level: cfg.logLevel, name: 'calibrate-cache', destination: process.stderr });
     const code = await calibrateCacheCommand(file, o, cfg, log);
+    process.stdout.write('', () => process.exit(code));
+  });
+
+program
+  .command('batch')
+  .description(
+    "Runs a JSONL file of requests ({custom_id, queue, body} per line) as one batch job on a running API, with a progress bar, and writes one result line per request in the file's order (docs/batches.md)",
+  )
+  .argument('<file>', 'JSON Lines file of requests')
+  .option('-o, --output <file>', 'where the results go (default: stdout)')
+  .option('--url <url>', 'the API (default http://127.0.0.1:CELL0_PORT)')
+  .option('--api-key <key>', 'tenant API key, when the API has CELL0_API_KEYS')
+  .action(async (file: string, o: { output?: string; url?: string; apiKey?: string }) => {
+    const url = o.url ?? `http://127.0.0.1:${config().api.port}`;
+    const code = await batchCommand(file, {
+      url,
+      ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}),
+      ...(o.output !== undefined ? { output: o.output } : {}),
+    });
     process.stdout.write('', () => process.exit(code));
   });
 

@@ -27,6 +27,7 @@ import { ResourceManagement, type ManagedBackend } from '../shared/resources/res
 import { modelDriverFor } from '../workers/providers/model-driver.js';
 import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { LoadShedder } from '../producers/load-shedder.js';
+import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { sleep } from '../shared/sleep.js';
@@ -334,6 +335,16 @@ export async function startApi(
       'Redis is not reachable yet; /v1 answers 503 until it is',
     );
   const access = accessFromConfig(config, client);
+  // Batch jobs: their items run in this process, through the client (caches, shedding, coalescing).
+  const batches = new Batches({
+    client,
+    concurrency: config.batches.concurrency,
+    ttlSeconds: config.batches.ttlSeconds,
+    logger: log,
+  });
+  client.batches = batches;
+  if (connected) await batches.start();
+  else void started.then((ok) => (ok ? batches.start() : undefined)).catch(() => undefined);
   const mounts = [];
   if (opts.dashboard) {
     const board = createDashboard({
@@ -352,6 +363,7 @@ export async function startApi(
     ...(responseCache ? { responseCache } : {}),
     ...(metrics ? { metrics } : {}),
     ...(config.metrics.token !== undefined ? { metricsToken: config.metrics.token } : {}),
+    batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
     logger: log,
   });
@@ -367,7 +379,9 @@ export async function startApi(
     'api listening',
   );
   warnIfOpen(config, access, log);
-  const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id)`];
+  const banner = [
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
+  ];
   if (opts.dashboard)
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,

@@ -42,6 +42,10 @@ export const ErrorCode = {
   BATCH_QUEUE_FULL: 'CELL0_BATCH_QUEUE_FULL',
   /** The job was queued, but its backend is down on every worker (breakers open): it runs once one is back. */
   BACKEND_UNAVAILABLE: 'CELL0_BACKEND_UNAVAILABLE',
+  /** No batch with that id for this caller (never created, another tenant's, or its retention ended). */
+  BATCH_NOT_FOUND: 'CELL0_BATCH_NOT_FOUND',
+  /** A batch item that had not started when its batch was cancelled: it was not run. */
+  BATCH_CANCELLED: 'CELL0_BATCH_CANCELLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

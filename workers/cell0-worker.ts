@@ -12,7 +12,7 @@ import {
   RateLimitedError,
   ValidationError,
 } from '../shared/errors.js';
-import { silentLogger, type Logger } from '../shared/logger.js';
+import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
 import { settledWithin } from '../shared/sleep.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
@@ -612,15 +612,16 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     try {
       const result = await call(jobSignal);
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
-      this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
-      const now = Date.now();
-      this.emit('job:completed', {
-        queue,
-        jobId: job.id ?? '',
-        durationMs,
-        waitMs: job.processedOn && job.timestamp ? job.processedOn - job.timestamp : -1,
-        endToEndMs: job.timestamp ? now - job.timestamp : -1,
-      });
+      if (this.log.isLevelEnabled('info') && sampleHotPathLine())
+        this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
+      if (this.listenerCount('job:completed') > 0)
+        this.emit('job:completed', {
+          queue,
+          jobId: job.id ?? '',
+          durationMs,
+          waitMs: job.processedOn && job.timestamp ? job.processedOn - job.timestamp : -1,
+          endToEndMs: job.timestamp ? Date.now() - job.timestamp : -1,
+        });
       // Started more often than attempted: it waited for its backend at some point; clear that record so a
       // later re-run of the same job id starts a fresh waiting budget.
       if (job.attemptsStarted > job.attemptsMade + 1 && this.opts.backendWaitMaxMs > 0)

@@ -10,6 +10,7 @@ import { errorBody, errorHandler } from './error-mapper.js';
 import { requestLogger } from './request-logger.js';
 import { probesRouter } from './routes/probes.js';
 import { v1Router } from './routes/v1.js';
+import { type BatchRoutesConfig } from './batches/batch-routes.js';
 
 export { type ErrorBody } from './error-mapper.js';
 
@@ -49,6 +50,11 @@ export interface ApiOptions {
    */
   metrics?: Cell0Metrics;
   metricsToken?: string;
+  /**
+   * Batch jobs at /v1/batches (docs/batches.md), with the route's own limits (CELL0_BATCH_MAX_ITEMS,
+   * CELL0_BATCH_MAX_BODY_BYTES). Default: no batch routes.
+   */
+  batches?: BatchRoutesConfig;
   /** Extra routers mounted before the 404 handler (Bull Board, fleet pages). */
   mounts?: { path: string; router: Router | Express }[];
   logger?: Logger;
@@ -96,6 +102,7 @@ export function createApi(opts: ApiOptions): Express {
       maxWaitMs: opts.maxWaitMs ?? 120_000,
       maxBodyBytes,
       ...(opts.responseCache ? { responseCache: opts.responseCache } : {}),
+      ...(opts.batches ? { batches: opts.batches } : {}),
     }),
   );
   for (const m of opts.mounts ?? []) app.use(m.path, m.router);

@@ -412,6 +412,30 @@ export const ENV = {
     schema: int(0, 600_000),
     doc: 'Largest `wait` a request may ask for',
   },
+  CELL0_BATCH_MAX_ITEMS: {
+    section: 'batches',
+    default: '50000',
+    schema: int(1, 1_000_000),
+    doc: 'Most requests in one batch (POST /v1/batches); more get 413',
+  },
+  CELL0_BATCH_MAX_BODY_BYTES: {
+    section: 'batches',
+    default: '67108864',
+    schema: int(1024, 1_073_741_824),
+    doc: 'Largest body of POST /v1/batches (this route only; the others keep CELL0_MAX_BODY_BYTES); larger bodies get 413',
+  },
+  CELL0_BATCH_CONCURRENCY: {
+    section: 'batches',
+    default: '256',
+    schema: int(1, 10_000),
+    doc: 'Batch items each API process runs at once (each waits for its job); also the most jobs one process puts on the work queues for batches',
+  },
+  CELL0_BATCH_TTL: {
+    section: 'batches',
+    default: '86400',
+    schema: int(1, 31_536_000),
+    doc: 'Seconds a finished batch (status and results) is kept',
+  },
   CELL0_MAX_PROMPT_BYTES: {
     section: 'limits',
     default: '32768',
@@ -731,6 +755,12 @@ export const ENV = {
     schema: int(100, 86_400_000),
     doc: 'While Redis is unreachable, one summary log line per this period (how long, errors suppressed); the down and up transitions are logged once each, ms',
   },
+  CELL0_LOG_SAMPLE: {
+    section: 'logging',
+    default: '1',
+    schema: rate(0, 1),
+    doc: 'Fraction of the per-request and per-job success lines (request, job completed) that are written, e.g. 0.01 for one in a hundred; warnings and errors are always written. Lines go to stdout asynchronously',
+  },
 } satisfies Record<string, EnvVar>;
 
 type EnvName = keyof typeof ENV;
@@ -788,6 +818,12 @@ export interface Config {
     dashboardWrite: boolean;
     resultWaitMs: number;
     maxWaitMs: number;
+  };
+  batches: {
+    maxItems: number;
+    maxBodyBytes: number;
+    concurrency: number;
+    ttlSeconds: number;
   };
   jobs: {
     resultTtlSeconds: number;
@@ -875,6 +911,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Period of the "Redis still unreachable" summary line, ms. */
   logOutageSummaryMs: number;
+  /** Fraction of per-request / per-job success lines written (CELL0_LOG_SAMPLE). */
+  logSample: number;
 }
 
 function describe(value: string): string {
@@ -1005,6 +1043,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       resultWaitMs: p.CELL0_RESULT_WAIT_MS,
       maxWaitMs: p.CELL0_MAX_WAIT_MS,
     },
+    batches: {
+      maxItems: p.CELL0_BATCH_MAX_ITEMS,
+      maxBodyBytes: p.CELL0_BATCH_MAX_BODY_BYTES,
+      concurrency: p.CELL0_BATCH_CONCURRENCY,
+      ttlSeconds: p.CELL0_BATCH_TTL,
+    },
     jobs: {
       resultTtlSeconds: p.CELL0_RESULT_TTL,
       failedTtlSeconds: p.CELL0_FAILED_TTL,
@@ -1095,6 +1139,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: p.CELL0_DATA_DIR,
     logLevel: p.CELL0_LOG_LEVEL,
     logOutageSummaryMs: p.CELL0_LOG_OUTAGE_SUMMARY_MS,
+    logSample: p.CELL0_LOG_SAMPLE,
   };
 }
 

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
+import { EventEmitter } from 'node:events';
 import { type Redis } from 'ioredis';
 import { ConfigError, RateLimitedError, type FieldIssue } from '../errors.js';
 import { defineScripts } from '../redis/lua-scripts.js';
-import { sleep } from '../sleep.js';
 import { withDefaults } from '../with-defaults.js';
+import { systemClock, type BucketClock } from './bucket-clock.js';
 
 /** Options of a token bucket. */
 export interface TokenBucketOptions {
@@ -23,6 +23,11 @@ export interface TokenBucketOptions {
    * holder never releases it (the process died). Default 300000.
    */
   leaseTtlMs?: number;
+  /**
+   * The clock the bucket measures waits and sleeps on (and, in-process, refills on). Default: the process's
+   * monotonic clock. Tests inject a manual one.
+   */
+  clock?: BucketClock;
 }
 
 /** How a caller waits in acquire(). */
@@ -63,8 +68,31 @@ export interface RateLimiterMetrics {
   maxWaitMs: number;
 }
 
+/** One permit handed out: the observable record of what a bucket granted. */
+export interface PermitGrant {
+  limiter: string;
+  tokens: number;
+  /** When the tokens were granted for, on the bucket's clock (Redis time for fleet buckets), epoch ms. */
+  grantedAt: number;
+  /**
+   * When the bucket reserved them, same clock: grantedAt − reservedAt is the wait the bucket imposed (0 when
+   * it had the tokens). A wait ends exactly when the bucket holds the tokens.
+   */
+  reservedAt: number;
+  /** How long the caller waited, ms (on the injected clock). */
+  waitedMs: number;
+}
+
+/** Events of a bucket. */
+export interface RateLimiterEvents {
+  /** A permit was handed to its caller (after any wait for its grant time). */
+  'permit:granted': [PermitGrant];
+  /** A caller was refused (the wait was longer than it accepts); retryAfterMs as in the error. */
+  'permit:refused': [{ limiter: string; tokens: number; retryAfterMs: number }];
+}
+
 /** The interface both buckets share (the seed's `TokenBucketRateLimiter`). */
-export interface RateLimiter {
+export interface RateLimiter extends Pick<EventEmitter<RateLimiterEvents>, 'on' | 'once' | 'off'> {
   readonly name: string;
   readonly rate: number;
   readonly capacity: number;
@@ -81,7 +109,7 @@ export interface RateLimiter {
   metrics(): RateLimiterMetrics;
 }
 
-const DEFAULTS = { maxInFlight: 0, maxWaitMs: 5000, leaseTtlMs: 300_000 };
+const DEFAULTS = { maxInFlight: 0, maxWaitMs: 5000, leaseTtlMs: 300_000, clock: systemClock };
 type Resolved = Required<TokenBucketOptions>;
 
 function resolve(opts: TokenBucketOptions, what: string): Resolved {
@@ -97,6 +125,8 @@ function resolve(opts: TokenBucketOptions, what: string): Resolved {
   for (const k of ['maxWaitMs', 'leaseTtlMs'] as const)
     if (!(typeof o[k] === 'number' && o[k] >= 0))
       issues.push({ field: k, reason: `expected ms >= 0, got ${String(o[k])}` });
+  if (!(typeof o.clock?.now === 'function' && typeof o.clock.sleep === 'function'))
+    issues.push({ field: 'clock', reason: 'expected an object with now() and sleep(ms, signal)' });
   if (issues.length > 0) throw new ConfigError(issues.map((i) => ({ ...i, field: `${what}.${i.field}` })));
   return o;
 }
@@ -106,15 +136,6 @@ function checkTokens(tokens: number, capacity: number, name: string): void {
     throw new RangeError(
       `rate limit "${name}": tokens must be > 0 and <= capacity ${capacity}, got ${tokens}`,
     );
-}
-
-/**
- * Waits at least `ms` on the monotonic clock. Timers take whole milliseconds and may fire a little early,
- * and a permit must never be used before its grant time: sleep again for whatever is left.
- */
-async function sleepAtLeast(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  const until = performance.now() + ms;
-  for (let left = ms; left > 0; left = until - performance.now()) await sleep(Math.ceil(left), { signal });
 }
 
 /** `p`, or the signal's reason if it aborts first. */
@@ -138,16 +159,19 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promis
 }
 
 /** Bookkeeping both buckets share. */
-abstract class BucketBase implements RateLimiter {
+abstract class BucketBase extends EventEmitter<RateLimiterEvents> implements RateLimiter {
   readonly name: string;
   readonly rate: number;
   readonly capacity: number;
   protected readonly opts: Resolved;
+  protected readonly clock: BucketClock;
   protected readonly counters = { granted: 0, waited: 0, refused: 0, held: 0, totalWaitMs: 0, maxWaitMs: 0 };
   protected abstract readonly scope: 'process' | 'fleet';
 
   constructor(opts: TokenBucketOptions, what: string) {
+    super();
     this.opts = resolve(opts, what);
+    this.clock = this.opts.clock;
     this.name = this.opts.name;
     this.rate = this.opts.rate;
     this.capacity = this.opts.capacity;
@@ -166,12 +190,13 @@ abstract class BucketBase implements RateLimiter {
     const timeoutMs = opts.timeoutMs ?? this.opts.maxWaitMs;
     const { signal } = opts;
     signal?.throwIfAborted();
-    const started = performance.now();
+    const clock = this.clock;
+    const started = clock.now();
     const leaseId = this.opts.maxInFlight > 0 ? randomUUID() : '';
     let poll = 5;
     let polled = false;
     for (;;) {
-      const left = Math.max(0, timeoutMs - (performance.now() - started));
+      const left = Math.max(0, timeoutMs - (clock.now() - started));
       // A fleet bucket's store can be slow or away (Redis reconnecting): the caller's signal still ends the
       // wait. A reservation that lands after the caller left is a token spent for nothing, never an excess.
       const pending = this.reserve(tokens, Math.floor(left), leaseId);
@@ -190,20 +215,22 @@ abstract class BucketBase implements RateLimiter {
           if (leaseId) this.releaseLease(leaseId);
         };
         try {
-          await sleepAtLeast(r.waitMs, signal);
+          await clock.sleep(r.waitMs, signal);
         } catch (err) {
           release();
           throw err;
         }
-        const waitedMs = performance.now() - started;
+        const waitedMs = clock.now() - started;
         this.counters.granted++;
         // Had to wait: for tokens, or for an in-flight slot (a Redis round trip is no wait).
         if (r.waitMs > 0 || polled) this.counters.waited++;
         this.counters.totalWaitMs += waitedMs;
         this.counters.maxWaitMs = Math.max(this.counters.maxWaitMs, waitedMs);
+        const grantedAt = r.now + r.waitMs;
+        this.emit('permit:granted', { limiter: this.name, tokens, grantedAt, reservedAt: r.now, waitedMs });
         return {
           waitedMs,
-          grantedAt: r.now + r.waitMs,
+          grantedAt,
           release,
           [Symbol.dispose]: release,
           [Symbol.asyncDispose]: async () => release(),
@@ -211,18 +238,20 @@ abstract class BucketBase implements RateLimiter {
       }
       // Refused for rate: the wait is known exactly and is longer than the caller accepts.
       // Refused for in-flight: a slot frees when a holder releases (unknown) or a lease expires; poll.
-      const remaining = timeoutMs - (performance.now() - started);
+      const remaining = timeoutMs - (clock.now() - started);
       if (r.reason === 'rate' || remaining <= 0) {
         this.counters.refused++;
         // Come back when a reservation would fit the same wait budget (tokens due within timeoutMs): callers
         // that return then compete on equal terms with those already holding reservations.
         const hint = r.reason === 'rate' ? r.waitMs - timeoutMs : r.waitMs;
-        throw new RateLimitedError(this.name, Math.max(1, Math.ceil(hint)));
+        const retryAfterMs = Math.max(1, Math.ceil(hint));
+        this.emit('permit:refused', { limiter: this.name, tokens, retryAfterMs });
+        throw new RateLimitedError(this.name, retryAfterMs);
       }
       const pause = Math.min(remaining, r.waitMs, poll * (0.5 + Math.random()));
       poll = Math.min(200, poll * 2);
       polled = true;
-      await sleep(Math.max(1, pause), { signal });
+      await clock.sleep(Math.max(1, pause), signal);
     }
   }
 
@@ -264,20 +293,19 @@ abstract class BucketBase implements RateLimiter {
 export class TokenBucketRateLimiter extends BucketBase {
   protected readonly scope = 'process' as const;
   private tokens: number;
-  private ts = performance.now();
+  private ts: number;
   private inFlight = 0;
-  private readonly origin = Date.now() - performance.now();
 
   constructor(opts: TokenBucketOptions) {
     super(opts, 'TokenBucketRateLimiter');
     this.tokens = this.capacity;
+    this.ts = this.clock.now();
   }
 
   protected async reserve(tokens: number, maxWaitMs: number, leaseId: string) {
-    const now = performance.now();
-    const nowMs = this.origin + now;
+    const now = this.clock.now();
     if (this.opts.maxInFlight > 0 && this.inFlight >= this.opts.maxInFlight)
-      return { granted: false, waitMs: 50, now: nowMs, reason: 'in-flight' };
+      return { granted: false, waitMs: 50, now, reason: 'in-flight' };
     this.tokens = Math.min(this.capacity, this.tokens + ((now - this.ts) * this.rate) / 1000);
     this.ts = now;
     let waitMs = 0;
@@ -285,12 +313,11 @@ export class TokenBucketRateLimiter extends BucketBase {
       // Not rounded up: the grant time (now + waitMs) must be when the bucket really holds the tokens, or
       // two grants can be reported closer than 1/rate (rounding the wait up, then the next wait down).
       waitMs = ((tokens - this.tokens) * 1000) / this.rate;
-      if (waitMs > maxWaitMs)
-        return { granted: false, waitMs: Math.ceil(waitMs), now: nowMs, reason: 'rate' };
+      if (waitMs > maxWaitMs) return { granted: false, waitMs: Math.ceil(waitMs), now, reason: 'rate' };
     }
     this.tokens -= tokens;
     if (leaseId) this.inFlight++;
-    return { granted: true, waitMs, now: nowMs, reason: '' };
+    return { granted: true, waitMs, now, reason: '' };
   }
 
   protected releaseLease(): void {

@@ -2,7 +2,8 @@
  * A separate process for the fleet-wide token-bucket test. Reads its orders from the environment, connects,
  * prints "ready", waits for a line "go" on stdin (so that several processes start together whatever their
  * start-up time), then loops acquire() on one RedisTokenBucketRateLimiter (CONCURRENCY loops at once) for
- * DURATION_MS, and prints one JSON line: { grantedAt: number[] (Redis-clock ms), refused: number }.
+ * DURATION_MS, and prints one JSON line: { grantedAt: number[], reservedAt: number[] (Redis-clock ms, from the
+ * limiter's permit:granted events), refused: number }.
  *
  * REDIS_URL, PREFIX, NAME, RATE, CAPACITY, DURATION_MS are required; CONCURRENCY defaults to 2.
  */
@@ -44,13 +45,17 @@ async function main(): Promise<void> {
   const stopAt = Date.now() + durationMs;
 
   const grantedAt: number[] = [];
+  const reservedAt: number[] = [];
+  limiter.on('permit:granted', (g) => {
+    grantedAt.push(g.grantedAt);
+    reservedAt.push(g.reservedAt);
+  });
   let refused = 0;
   const loop = async (): Promise<void> => {
     while (Date.now() < stopAt) {
       try {
         // Never wait past the end: a grant after STOP_AT would not be counted by the parent's window.
         const permit = await limiter.acquire(1, { timeoutMs: Math.max(0, stopAt - Date.now()) });
-        grantedAt.push(permit.grantedAt);
         permit.release();
       } catch (err) {
         if (!(err instanceof RateLimitedError)) throw err;
@@ -60,7 +65,7 @@ async function main(): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
-  process.stdout.write(JSON.stringify({ grantedAt, refused }) + '\n');
+  process.stdout.write(JSON.stringify({ grantedAt, reservedAt, refused }) + '\n');
   await redis.quit();
 }
 

@@ -33,3 +33,31 @@ export function configErrorFields(fn: () => unknown): string[] {
   }
   throw new Error('expected a ConfigError');
 }
+
+/** A grant as the rate limiter reports it (`permit:granted`): when the tokens were reserved and granted for. */
+export interface GrantTimes {
+  tokens: number;
+  reservedAt: number;
+  grantedAt: number;
+}
+
+/**
+ * The other half of a token bucket's promise: it does not hold back tokens it has. A caller that had to
+ * wait is granted the moment the bucket holds its tokens, so its grant comes at most tokens / rate after
+ * the previous grant (exactly that when the previous one waited too). Returns the first grant that waited
+ * longer (undefined when none). Load-proof: both times are the bucket's own, not when a caller ran.
+ */
+export function packingViolation(
+  grants: GrantTimes[],
+  rate: number,
+): { prev: number; grantedAt: number; gapMs: number; maxGapMs: number } | undefined {
+  const g = [...grants].sort((x, y) => x.grantedAt - y.grantedAt);
+  for (let i = 1; i < g.length; i++) {
+    const cur = g[i]!;
+    if (cur.grantedAt - cur.reservedAt <= EPOCH_MS_RESOLUTION) continue; // granted at once
+    const gapMs = cur.grantedAt - g[i - 1]!.grantedAt;
+    const maxGapMs = (cur.tokens * 1000) / rate + EPOCH_MS_RESOLUTION;
+    if (gapMs > maxGapMs) return { prev: g[i - 1]!.grantedAt, grantedAt: cur.grantedAt, gapMs, maxGapMs };
+  }
+  return undefined;
+}

@@ -23,6 +23,7 @@ import { type InferenceResult } from '../../shared/queues/results';
 import { type Cell0Metrics } from '../../shared/metrics/metrics';
 import { bindWorkerMetrics } from '../../workers/worker-metrics';
 import { addQueueMetrics } from '../../bin/observability';
+import { Batches, type BatchesOptions } from '../../producers/batches/batches';
 
 /** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
 export interface TestFleet {
@@ -31,6 +32,8 @@ export interface TestFleet {
   client: Cell0Client;
   worker: Cell0Worker | undefined;
   sim: OllamaSimulator;
+  /** The batch jobs of the fleet's API (POST /v1/batches), when asked for. */
+  batches: Batches | undefined;
   close(): Promise<void>;
 }
 
@@ -57,6 +60,10 @@ export async function startTestFleet(
     caches?: boolean;
     /** Count in these metrics (client, worker, API) and serve them at GET /metrics, with the queue metrics. */
     metrics?: Cell0Metrics;
+    /** Batch routes (and a batch runner in this process) with these options. Default: none. */
+    batches?: Omit<BatchesOptions, 'client'> & { maxItems?: number; maxBodyBytes?: number };
+    /** Worker concurrency per queue. Default 8. */
+    workerConcurrency?: number;
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
@@ -80,7 +87,7 @@ export async function startTestFleet(
           prefix,
           inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
           search: { [SearchProvider.LOCAL]: search },
-          concurrency: { inference: 8, search: 8 },
+          concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
           shutdownTimeoutMs: 5000,
           ...(caches ? { caches } : {}),
         });
@@ -110,9 +117,17 @@ export async function startTestFleet(
     access,
     write: opts.dashboardWrite ?? false,
   });
+  const { maxItems, maxBodyBytes, ...batchOpts } = opts.batches ?? {};
+  const batches = opts.batches ? new Batches({ client, ...batchOpts }) : undefined;
+  client.batches = batches;
   const app = createApi({
     client,
     access,
+    ...(batches
+      ? {
+          batches: { batches, maxItems: maxItems ?? 50_000, maxBodyBytes: maxBodyBytes ?? 64 * 1024 * 1024 },
+        }
+      : {}),
     resultWaitMs: opts.resultWaitMs ?? 10_000,
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
     ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
@@ -128,6 +143,7 @@ export async function startTestFleet(
     client,
     worker,
     sim,
+    batches,
     close: async () => {
       unbind?.();
       removeQueueMetrics?.();

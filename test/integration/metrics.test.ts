@@ -185,7 +185,7 @@ describe('cell0 worker', () => {
       CELL0_METRICS_TOKEN: 'worker-scrape-token-123',
     });
     try {
-      const [, url] = await proc.waitFor(/metrics: (http:\/\/\S+)/, 30_000);
+      const [, url] = await proc.waitFor(/metrics: (http:\/\/\S+)/, 60_000);
       expect((await fetch(url!)).status).toBe(401);
       const res = await fetch(url!, { headers: { authorization: 'Bearer worker-scrape-token-123' } });
       expect(res.status).toBe(200);
@@ -199,5 +199,5 @@ describe('cell0 worker', () => {
       proc.kill('SIGTERM');
       await proc.exited;
     }
-  });
+  }, 90_000);
 });

@@ -9,8 +9,33 @@ import {
 } from '../../shared/rate-limit/token-bucket';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { startPrivateRedis } from '../helpers/redis-server';
-import { EPOCH_MS_RESOLUTION, intervalViolation } from '../helpers/checks';
+import { EPOCH_MS_RESOLUTION, intervalViolation, packingViolation } from '../helpers/checks';
 import { rejectionOf, until } from '../helpers/wait';
+import { systemClock, type BucketClock } from '../../shared/rate-limit/bucket-clock';
+import { type PermitGrant } from '../../shared/rate-limit/token-bucket';
+
+/*
+ * Grant times come from Redis's clock and are asserted there; how long a caller took on the host is not (a
+ * busy host makes it longer, and that says nothing about the bucket). The buckets run on a clock that
+ * records their sleeps, so "refused without waiting" is an observation, not a timing.
+ */
+class RecordingClock implements BucketClock {
+  readonly sleeps: number[] = [];
+  now(): number {
+    return systemClock.now();
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (ms > 0) this.sleeps.push(ms);
+    return systemClock.sleep(ms, signal);
+  }
+}
+
+/** Every grant of `limiter`, in order. */
+function grantsOf(limiter: RedisTokenBucketRateLimiter): PermitGrant[] {
+  const grants: PermitGrant[] = [];
+  limiter.on('permit:granted', (g) => grants.push(g));
+  return grants;
+}
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -54,29 +79,28 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
   });
 
   it('starts full, then grants one token every 1/rate; grantedAt is on the Redis clock', async () => {
-    const b = make({ rate: 20, capacity: 5 });
+    const clock = new RecordingClock();
+    const b = make({ rate: 20, capacity: 5, clock });
+    const grants = grantsOf(b);
     const before = await redisNowMs(redis);
-    const t0 = performance.now();
     const burst = [];
     for (let i = 0; i < 5; i++) burst.push(await b.acquire());
-    const burstMs = performance.now() - t0;
-    expect(burstMs).toBeLessThan(500); // five round trips, no waiting
+    // A full bucket grants at once: each grant is for the moment it was reserved, and nobody slept.
+    for (const g of grants) expect(g.grantedAt).toBe(g.reservedAt);
+    expect(clock.sleeps).toEqual([]);
     for (const p of burst) expect(p.grantedAt).toBeGreaterThanOrEqual(before);
     const after = await redisNowMs(redis);
     for (const p of burst) expect(p.grantedAt).toBeLessThanOrEqual(after);
 
     const extra = 6;
-    const t1 = performance.now();
     const spaced = [];
     for (let i = 0; i < extra; i++) spaced.push(await b.acquire());
-    const elapsed = performance.now() - t1;
-    // The bucket refills from the first grant on, so the burst's own duration counts.
-    expect(elapsed).toBeGreaterThanOrEqual(extra * 50 - burstMs - 5);
-    expect(elapsed).toBeLessThan(extra * 50 + 800);
-    for (let i = 1; i < spaced.length; i++)
-      expect(spaced[i]!.grantedAt - spaced[i - 1]!.grantedAt).toBeGreaterThanOrEqual(
-        50 - EPOCH_MS_RESOLUTION,
-      );
+    // The bucket refills from the first grant on: 11 grants span at least 6 token periods of Redis time.
+    expect(spaced[extra - 1]!.grantedAt - burst[0]!.grantedAt).toBeGreaterThanOrEqual(
+      extra * 50 - EPOCH_MS_RESOLUTION,
+    );
+    // Not pairwise spacing: a host that stalls between two acquires lets the bucket refill, and the next
+    // grants may then come closer than 1/rate; the bound over every interval is what holds.
     expect(
       intervalViolation(
         [...burst, ...spaced].map((p) => p.grantedAt),
@@ -84,14 +108,17 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
         5,
       ),
     ).toBeUndefined();
+    // ...and it holds back nothing: a caller that had to wait got its token the moment it was there.
+    expect(packingViolation(grants, 20)).toBeUndefined();
 
     const m = b.metrics();
     expect(m).toMatchObject({ scope: 'fleet', rate: 20, capacity: 5, maxInFlight: 0, refused: 0 });
     expect(m.granted).toBe(5 + extra);
-    // The burst did not wait (a round trip is no wait); the later grants did (the first of them may
-    // have found a token refilled during a slow burst).
-    expect(m.waited).toBeGreaterThanOrEqual(extra - 1);
-    expect(m.waited).toBeLessThanOrEqual(extra);
+    // A grant waited when the bucket reserved a token ahead (how many did depends on how fast the host
+    // came back for them, so it is counted, not predicted): the callers that waited slept for it.
+    const waited = grants.filter((g) => g.grantedAt > g.reservedAt).length;
+    expect(m.waited).toBe(waited);
+    expect(clock.sleeps.length).toBeGreaterThanOrEqual(waited);
     expect(m.held).toBe(5 + extra);
     for (const p of [...burst, ...spaced]) p.release();
     expect(b.metrics().held).toBe(0);
@@ -104,64 +131,82 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
     'concurrent callers (rate %d, capacity %d, %d callers) respect capacity + rate x interval',
     async (rate, capacity, callers) => {
       const b = make({ rate, capacity, maxWaitMs: 10_000 });
+      const grants = grantsOf(b);
       const permits = await Promise.all(Array.from({ length: callers }, () => b.acquire()));
       const times = permits.map((p) => p.grantedAt);
       expect(intervalViolation(times, rate, capacity)).toBeUndefined();
+      expect(packingViolation(grants, rate)).toBeUndefined();
       const sorted = [...times].sort((x, y) => x - y);
       const span = sorted[sorted.length - 1]! - sorted[0]!;
       expect(span).toBeGreaterThanOrEqual(((callers - capacity) * 1000) / rate - EPOCH_MS_RESOLUTION);
-      expect(span).toBeLessThan(((callers - capacity) * 1000) / rate + 300);
     },
   );
 
   it('two limiters on separate connections share one bucket', async () => {
-    const a = make({ rate: 10, capacity: 4, maxWaitMs: 10_000 });
-    const b = new RedisTokenBucketRateLimiter({ name: a.name, rate: 10, capacity: 4, redis: other, prefix });
+    // 2 tokens a second: the host may stall for most of a period between two steps and b still finds
+    // the bucket empty.
+    const a = make({ rate: 2, capacity: 4, maxWaitMs: 10_000 });
+    const b = new RedisTokenBucketRateLimiter({
+      name: a.name,
+      rate: 2,
+      capacity: 4,
+      maxWaitMs: 10_000,
+      redis: other,
+      prefix,
+    });
     expect(b.bucketKey).toBe(a.bucketKey);
+    const grants = grantsOf(a);
+    const grantsB = grantsOf(b);
     const first = [];
     for (let i = 0; i < 4; i++) first.push(await a.acquire());
-    // a emptied the bucket: b gets nothing at once, and a token ~100 ms later.
+    // a emptied the bucket: b gets nothing at once, and a token 500 ms after a's first grant.
     expect(await b.tryAcquire(1, 0)).toBe(false);
     const err = await rejectionOf(b.acquire(1, { timeoutMs: 10 }));
     expect(err).toBeInstanceOf(RateLimitedError);
-    // When a call with the same 10 ms budget would be granted: the token is <= 100 ms away.
+    // When a call with the same 10 ms budget would be granted: the token is <= 500 ms away.
     expect((err as RateLimitedError).retryAfterMs).toBeGreaterThanOrEqual(1);
-    expect((err as RateLimitedError).retryAfterMs).toBeLessThanOrEqual(100 - 10);
+    expect((err as RateLimitedError).retryAfterMs).toBeLessThanOrEqual(500 - 10);
     const fromB = await b.acquire();
-    expect(fromB.grantedAt - first[0]!.grantedAt).toBeGreaterThanOrEqual(100 - EPOCH_MS_RESOLUTION);
+    expect(fromB.grantedAt - first[0]!.grantedAt).toBeGreaterThanOrEqual(500 - EPOCH_MS_RESOLUTION);
     // Both hammer the bucket at once: the merged grants still obey one limit.
     const more = await Promise.all([
       ...Array.from({ length: 6 }, () => a.acquire()),
       ...Array.from({ length: 6 }, () => b.acquire()),
     ]);
     const all = [...first, fromB, ...more].map((p) => p.grantedAt);
-    expect(intervalViolation(all, 10, 4)).toBeUndefined();
+    expect(intervalViolation(all, 2, 4)).toBeUndefined();
+    expect(packingViolation([...grants, ...grantsB], 2)).toBeUndefined();
     const sorted = [...all].sort((x, y) => x - y);
     expect(sorted[sorted.length - 1]! - sorted[0]!).toBeGreaterThanOrEqual(
-      ((17 - 4) * 1000) / 10 - EPOCH_MS_RESOLUTION,
+      ((17 - 4) * 1000) / 2 - EPOCH_MS_RESOLUTION,
     );
     expect(a.metrics().granted + b.metrics().granted).toBe(17);
     expect(b.metrics().refused).toBe(2);
   });
 
   it('refuses at once when the wait exceeds timeoutMs, without taking tokens', async () => {
-    const b = make({ rate: 10, capacity: 2 });
+    // 1 token a second: a stall of most of a second on the host still leaves the bucket short.
+    const clock = new RecordingClock();
+    const b = make({ rate: 1, capacity: 2, clock });
+    const grants = grantsOf(b);
     await b.acquire();
     await b.acquire();
     const stateBefore = await redis.hgetall(b.bucketKey);
-    const t0 = performance.now();
     for (let i = 0; i < 5; i++) {
       const err = await rejectionOf(b.acquire(1, { timeoutMs: 20 }));
       expect(err).toBeInstanceOf(RateLimitedError);
       const retry = (err as RateLimitedError).retryAfterMs;
       expect(retry).toBeGreaterThanOrEqual(1);
-      expect(retry).toBeLessThanOrEqual(100 - 20);
+      expect(retry).toBeLessThanOrEqual(1000 - 20);
     }
-    expect(performance.now() - t0).toBeLessThan(500);
+    expect(clock.sleeps).toEqual([]); // refusals do not wait
     // A refusal writes nothing.
     expect(await redis.hgetall(b.bucketKey)).toEqual(stateBefore);
-    const p = await b.acquire(1, { timeoutMs: 2000 });
-    expect(p.waitedMs).toBeLessThan(100 + 250); // ~600 ms had the refusals taken tokens
+    await b.acquire(1, { timeoutMs: 2000 });
+    // The bucket imposed at most one token period (5 s had the refusals taken tokens).
+    const last = grants[grants.length - 1]!;
+    expect(last.grantedAt - last.reservedAt).toBeLessThanOrEqual(1000);
+    expect(last.grantedAt - grants[0]!.grantedAt).toBeGreaterThanOrEqual(1000 - EPOCH_MS_RESOLUTION);
     expect(b.metrics()).toMatchObject({ granted: 3, refused: 5 });
     await expect(b.acquire(3)).rejects.toBeInstanceOf(RangeError);
   });
@@ -184,10 +229,8 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
     const waiting = b.acquire(1, { timeoutMs: 10_000 });
     await new Promise((r) => setTimeout(r, 200));
     expect(b.metrics().granted).toBe(1); // still waiting
-    const t0 = performance.now();
     p1.release(); // a slot taken by one process is freed for another
-    const p3 = await waiting;
-    expect(performance.now() - t0).toBeLessThan(1500);
+    const p3 = await waiting; // granted, not refused at its 10 s timeout
     expect(await redis.zcard(a.leasesKey)).toBe(2);
     expect(b.metrics().waited).toBe(1); // it polled for a slot
     p2.release();
@@ -201,7 +244,8 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
   });
 
   it('lets an unreleased lease expire after leaseTtlMs (its holder died)', async () => {
-    const opts = { rate: 1000, capacity: 100, maxInFlight: 1, leaseTtlMs: 500 };
+    // 2 s: long enough that a stall on the host cannot let the lease expire before the first check.
+    const opts = { rate: 1000, capacity: 100, maxInFlight: 1, leaseTtlMs: 2000 };
     const dead = make(opts);
     const alive = new RedisTokenBucketRateLimiter({ ...opts, name: dead.name, redis: other, prefix });
     const t0 = performance.now();
@@ -209,14 +253,13 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
     await dead.acquire(); // never released
     const redisAfter = await redisNowMs(redis);
     const [, score] = await redis.zrange(dead.leasesKey, 0, 0, 'WITHSCORES');
-    expect(Number(score)).toBeGreaterThanOrEqual(redisBefore + 500);
-    expect(Number(score)).toBeLessThanOrEqual(redisAfter + 500);
+    expect(Number(score)).toBeGreaterThanOrEqual(redisBefore + 2000);
+    expect(Number(score)).toBeLessThanOrEqual(redisAfter + 2000);
     expect(await alive.tryAcquire(1, 100)).toBe(false);
-    const p = await alive.acquire(1, { timeoutMs: 5000 });
+    const p = await alive.acquire(1, { timeoutMs: 10_000 });
     const sinceLease = performance.now() - t0;
-    // Not before the lease's 500 ms are up (1 ms for Redis's ms clock), and not long after.
-    expect(sinceLease).toBeGreaterThanOrEqual(499);
-    expect(sinceLease).toBeLessThan(3000);
+    // Not before the lease's 2 s are up (1 ms for Redis's ms clock); granted within its timeout.
+    expect(sinceLease).toBeGreaterThanOrEqual(1999);
     expect(await redisNowMs(redis)).toBeGreaterThanOrEqual(Number(score));
     p.release();
   });
@@ -310,14 +353,22 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
           .out()
           .split('\n')
           .find((l) => l.startsWith('{'));
-        return JSON.parse(line!) as { grantedAt: number[]; refused: number };
+        return JSON.parse(line!) as { grantedAt: number[]; reservedAt: number[]; refused: number };
       });
       const merged = results.flatMap((r) => r.grantedAt);
       const expected = capacity + (rate * durationMs) / 1000; // 85
-      expect(merged.length).toBeGreaterThanOrEqual(Math.floor(expected * 0.75));
+      // How many tokens the processes took depends on how often a busy host let them ask; what the bucket
+      // guarantees does not: never more than the limit over any interval, and never a token held back from
+      // a caller that waited for it (so with callers always waiting, the limit is what they get).
       expect(merged.length).toBeLessThanOrEqual(Math.ceil(expected * 1.25));
       for (const r of results) expect(r.grantedAt.length).toBeGreaterThan(0); // every process got a share
       expect(intervalViolation(merged, rate, capacity)).toBeUndefined();
+      const grants = results.flatMap((r) =>
+        r.grantedAt.map((grantedAt, i) => ({ tokens: 1, grantedAt, reservedAt: r.reservedAt[i]! })),
+      );
+      expect(packingViolation(grants, rate)).toBeUndefined();
+      // They did wait: most of the tokens were reserved ahead of their grant time.
+      expect(grants.filter((g) => g.grantedAt > g.reservedAt).length).toBeGreaterThan(capacity);
       // The grants span about the run's duration (Redis clock), and no more tokens than it allows.
       const sorted = [...merged].sort((x, y) => x - y);
       const span = sorted[sorted.length - 1]! - sorted[0]!;
@@ -349,7 +400,7 @@ describe('RedisTokenBucketRateLimiter while Redis is away', () => {
       const t0 = performance.now();
       const err = await rejectionOf(limiter.acquire(1, { timeoutMs: 10_000, signal: ac.signal }));
       expect(err).toBe(reason);
-      expect(performance.now() - t0).toBeLessThan(2000);
+      expect(performance.now() - t0).toBeLessThan(10_000); // not its timeout: the signal ended it
     } finally {
       conn.disconnect();
       await server.destroy();
