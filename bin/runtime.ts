@@ -87,6 +87,7 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
     faults: config.simulator.faults,
+    gpu: config.simulator.gpu,
   });
   const { url } = await sim.start();
   log.info({ url }, 'simulator listening');
@@ -275,6 +276,7 @@ export async function startApi(
   opts: {
     port?: number;
     dashboard?: boolean;
+    reusePort?: boolean;
     onFatal?: (err: Error) => void;
     /** Default: the process's (none when CELL0_METRICS=0); null = none. */
     metrics?: Cell0Metrics | null;
@@ -367,7 +369,11 @@ export async function startApi(
     mounts,
     logger: log,
   });
-  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.port });
+  const server = new HttpServer(app, {
+    host: config.api.host,
+    port: opts.port ?? config.api.port,
+    reusePort: opts.reusePort === true,
+  });
   const { url } = await server.start();
   log.info(
     {
