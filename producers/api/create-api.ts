@@ -6,7 +6,7 @@ import { type Cell0Client } from '../cell0-client.js';
 import { httpMetrics, serveMetrics } from '../../shared/metrics/http-metrics.js';
 import { type Cell0Metrics } from '../../shared/metrics/metrics.js';
 import { AccessControl, tenantOf } from './access-control.js';
-import { errorBody, errorHandler } from './error-mapper.js';
+import { errorHandler, sendError } from './error-mapper.js';
 import { requestLogger } from './request-logger.js';
 import { probesRouter } from './routes/probes.js';
 import { v1Router } from './routes/v1.js';
@@ -107,7 +107,7 @@ export function createApi(opts: ApiOptions): Express {
   );
   for (const m of opts.mounts ?? []) app.use(m.path, m.router);
   app.use((req, res) => {
-    res.status(404).json(errorBody(ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`));
+    sendError(res, ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`);
   });
   app.use(errorHandler({ maxBodyBytes, logger: log }));
   return app;
