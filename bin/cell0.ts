@@ -229,13 +229,15 @@ program
   )
   .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
   .option('--dashboard', 'also serve Bull Board at /admin/queues')
-  .action((o: { port?: number; dashboard?: boolean }) =>
+  .option('--reuse-port', 'share the port with other `cell0 api` processes (SO_REUSEPORT; Linux)')
+  .action((o: { port?: number; dashboard?: boolean; reusePort?: boolean }) =>
     run(
       'api',
       async (cfg, log, services, onFatal) => {
         services.push(
           await startApi(cfg, log, {
             dashboard: o.dashboard === true,
+            reusePort: o.reusePort === true,
             onFatal,
             ...(o.port !== undefined ? { port: o.port } : {}),
           }),

@@ -83,6 +83,7 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
     faults: config.simulator.faults,
+    gpu: config.simulator.gpu,
   });
   const { url } = await sim.start();
   log.info({ url }, 'simulator listening');
@@ -243,7 +244,7 @@ export async function startWorker(
 export async function startApi(
   config: Config,
   log: Logger,
-  opts: { port?: number; dashboard?: boolean; onFatal?: (err: Error) => void } = {},
+  opts: { port?: number; dashboard?: boolean; reusePort?: boolean; onFatal?: (err: Error) => void } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
   const caches = buildCaches(config, client.submitter.redis, {
@@ -326,7 +327,11 @@ export async function startApi(
     mounts,
     logger: log,
   });
-  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.port });
+  const server = new HttpServer(app, {
+    host: config.api.host,
+    port: opts.port ?? config.api.port,
+    reusePort: opts.reusePort === true,
+  });
   const { url } = await server.start();
   log.info(
     {
