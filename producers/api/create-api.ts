@@ -4,7 +4,7 @@ import { ErrorCode } from '../../shared/errors.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { type Cell0Client } from '../cell0-client.js';
 import { AccessControl } from './access-control.js';
-import { errorBody, errorHandler } from './error-mapper.js';
+import { errorHandler, sendError } from './error-mapper.js';
 import { requestLogger } from './request-logger.js';
 import { probesRouter } from './routes/probes.js';
 import { v1Router } from './routes/v1.js';
@@ -95,7 +95,7 @@ export function createApi(opts: ApiOptions): Express {
   );
   for (const m of opts.mounts ?? []) app.use(m.path, m.router);
   app.use((req, res) => {
-    res.status(404).json(errorBody(ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`));
+    sendError(res, ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`);
   });
   app.use(errorHandler({ maxBodyBytes, logger: log }));
   return app;
