@@ -27,6 +27,7 @@ import { effectiveRoutes } from '../workers/providers/from-config.js';
 import { evalCacheCommand, type EvalCacheCommandOptions } from './eval-cache.js';
 import { sleep } from '../shared/sleep.js';
 import { calibrateCacheCommand, type CalibrateCacheCommandOptions } from './calibrate-cache.js';
+import { batchCommand } from './batch-command.js';
 
 const EXIT_CONFIG = 2;
 
@@ -228,13 +229,15 @@ program
   )
   .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
   .option('--dashboard', 'also serve Bull Board at /admin/queues')
-  .action((o: { port?: number; dashboard?: boolean }) =>
+  .option('--reuse-port', 'share the port with other `cell0 api` processes (SO_REUSEPORT; Linux)')
+  .action((o: { port?: number; dashboard?: boolean; reusePort?: boolean }) =>
     run(
       'api',
       async (cfg, log, services, onFatal) => {
         services.push(
           await startApi(cfg, log, {
             dashboard: o.dashboard === true,
+            reusePort: o.reusePort === true,
             onFatal,
             ...(o.port !== undefined ? { port: o.port } : {}),
           }),
@@ -352,6 +355,25 @@ program
     const cfg = config();
     const log = createLogger({ level: cfg.logLevel, name: 'calibrate-cache', destination: process.stderr });
     const code = await calibrateCacheCommand(file, o, cfg, log);
+    process.stdout.write('', () => process.exit(code));
+  });
+
+program
+  .command('batch')
+  .description(
+    "Runs a JSONL file of requests ({custom_id, queue, body} per line) as one batch job on a running API, with a progress bar, and writes one result line per request in the file's order (docs/batches.md)",
+  )
+  .argument('<file>', 'JSON Lines file of requests')
+  .option('-o, --output <file>', 'where the results go (default: stdout)')
+  .option('--url <url>', 'the API (default http://127.0.0.1:CELL0_PORT)')
+  .option('--api-key <key>', 'tenant API key, when the API has CELL0_API_KEYS')
+  .action(async (file: string, o: { output?: string; url?: string; apiKey?: string }) => {
+    const url = o.url ?? `http://127.0.0.1:${config().api.port}`;
+    const code = await batchCommand(file, {
+      url,
+      ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}),
+      ...(o.output !== undefined ? { output: o.output } : {}),
+    });
     process.stdout.write('', () => process.exit(code));
   });
 

@@ -27,6 +27,7 @@ import { ResourceManagement, type ManagedBackend } from '../shared/resources/res
 import { modelDriverFor } from '../workers/providers/model-driver.js';
 import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { LoadShedder } from '../producers/load-shedder.js';
+import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { sleep } from '../shared/sleep.js';
@@ -82,6 +83,7 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
     faults: config.simulator.faults,
+    gpu: config.simulator.gpu,
   });
   const { url } = await sim.start();
   log.info({ url }, 'simulator listening');
@@ -242,7 +244,7 @@ export async function startWorker(
 export async function startApi(
   config: Config,
   log: Logger,
-  opts: { port?: number; dashboard?: boolean; onFatal?: (err: Error) => void } = {},
+  opts: { port?: number; dashboard?: boolean; reusePort?: boolean; onFatal?: (err: Error) => void } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
   const caches = buildCaches(config, client.submitter.redis, {
@@ -295,6 +297,16 @@ export async function startApi(
       'Redis is not reachable yet; /v1 answers 503 until it is',
     );
   const access = accessFromConfig(config, client);
+  // Batch jobs: their items run in this process, through the client (caches, shedding, coalescing).
+  const batches = new Batches({
+    client,
+    concurrency: config.batches.concurrency,
+    ttlSeconds: config.batches.ttlSeconds,
+    logger: log,
+  });
+  client.batches = batches;
+  if (connected) await batches.start();
+  else void started.then((ok) => (ok ? batches.start() : undefined)).catch(() => undefined);
   const mounts = [];
   if (opts.dashboard) {
     const board = createDashboard({
@@ -311,10 +323,15 @@ export async function startApi(
     maxWaitMs: config.api.maxWaitMs,
     maxBodyBytes: config.limits.maxBodyBytes,
     ...(responseCache ? { responseCache } : {}),
+    batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
     logger: log,
   });
-  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.port });
+  const server = new HttpServer(app, {
+    host: config.api.host,
+    port: opts.port ?? config.api.port,
+    reusePort: opts.reusePort === true,
+  });
   const { url } = await server.start();
   log.info(
     {
@@ -326,7 +343,9 @@ export async function startApi(
     'api listening',
   );
   warnIfOpen(config, access, log);
-  const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id)`];
+  const banner = [
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
+  ];
   if (opts.dashboard)
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,

@@ -4,8 +4,7 @@ import { DelayedError, Queue, UnrecoverableError, WaitingError, Worker, type Job
 import { type Redis } from 'ioredis';
 import {
   BreakerOpenError,
-  Cell0Error,
-  ErrorCode,
+  isPermanent,
   ModelMemoryBusyError,
   ProviderError,
   ProviderUnavailableError,
@@ -161,19 +160,6 @@ export interface Cell0WorkerEvents {
   /** The pressure ended: the worker takes jobs again. */
   'worker:resumed': [{ pausedMs: number }];
   'worker:closed': [{ forced: boolean }];
-}
-
-/** Errors that trying again cannot fix: they fail the job at once instead of burning its attempts. */
-function isPermanent(err: unknown): boolean {
-  if (err instanceof ProviderError) return !err.retryable;
-  return (
-    err instanceof Cell0Error &&
-    (err.code === ErrorCode.MODEL_NOT_FOUND ||
-      err.code === ErrorCode.PROVIDER_UNAVAILABLE ||
-      err.code === ErrorCode.VALIDATION ||
-      err.code === ErrorCode.INPUT_TOO_LARGE ||
-      err.code === ErrorCode.MODEL_TOO_LARGE)
-  );
 }
 
 /**
