@@ -225,7 +225,7 @@ program
 program
   .command('api')
   .description(
-    'The HTTP API (producers): POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id, /healthz, /readyz',
+    'The HTTP API (producers): POST /v1/inference, POST /v1/search, POST /v1/embeddings, GET /v1/jobs/:queue/:id, /healthz, /readyz',
   )
   .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
   .option('--dashboard', 'also serve Bull Board at /admin/queues')
@@ -377,7 +377,12 @@ program
     process.stdout.write('', () => process.exit(code));
   });
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  process.stderr.write(`cell0: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+/** The CLI's commands and options, for code that reads them (the compose file's check) without running it. */
+export { program };
+
+if (require.main === module) {
+  program.parseAsync(process.argv).catch((err: unknown) => {
+    process.stderr.write(`cell0: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -82,6 +82,9 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     loadMsPerGb: config.simulator.loadMsPerGb,
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
+    embedCallMs: config.simulator.embedCallMs,
+    embedItemMs: config.simulator.embedItemMs,
+    embedParallel: config.simulator.embedParallel,
     faults: config.simulator.faults,
     gpu: config.simulator.gpu,
   });
@@ -128,7 +131,8 @@ export async function startWorker(
     ? buildCaches(config, cacheRedis, { embedder: semanticEmbedder(config), logger: log })
     : undefined;
   const providers = buildProviders(config, {
-    inference: queues.includes('inference'),
+    // Embeddings are made by the inference backends' models.
+    inference: queues.includes('inference') || queues.includes('embedding'),
     search: queues.includes('search'),
     ...(opts.ollamaUrl !== undefined ? { ollamaUrl: opts.ollamaUrl } : {}),
     ...(redis ? { redis } : {}),
@@ -168,7 +172,9 @@ export async function startWorker(
     concurrency: {
       inference: opts.concurrency ?? config.workers.inferenceConcurrency,
       search: opts.concurrency ?? config.workers.searchConcurrency,
+      embedding: opts.concurrency ?? config.workers.embeddingConcurrency,
     },
+    embedding: config.workers.embedBatch,
     ...(providers.inference ? { inference: providers.inference } : {}),
     search: providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,
@@ -322,6 +328,7 @@ export async function startApi(
     resultWaitMs: config.api.resultWaitMs,
     maxWaitMs: config.api.maxWaitMs,
     maxBodyBytes: config.limits.maxBodyBytes,
+    maxEmbedBodyBytes: config.limits.maxEmbedBodyBytes,
     ...(responseCache ? { responseCache } : {}),
     batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
@@ -344,7 +351,7 @@ export async function startApi(
   );
   warnIfOpen(config, access, log);
   const banner = [
-    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/embeddings, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
   ];
   if (opts.dashboard)
     banner.push(
