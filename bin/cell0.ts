@@ -266,6 +266,7 @@ program
       async (cfg, log, services) => {
         services.push(
           await startWorker(cfg, log, {
+            serveMetrics: true,
             ...(o.queues ? { queues: o.queues } : {}),
             ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
           }),
