@@ -738,7 +738,8 @@ async function help(args: string[]): Promise<string> {
     ['--import', 'tsx', join(ROOT, 'bin', 'cell0.ts'), ...args, '--help'],
     {
       cwd: ROOT,
-      timeout: 20_000,
+      // A deadline for a hang, not a timing: tsx compiling the CLI on a loaded 2-core host took over 20 s.
+      timeout: 150_000,
     },
   );
   return stdout;

@@ -43,7 +43,7 @@ let cli: CliCommands;
 
 beforeAll(async () => {
   cli = await readCliCommands();
-}, 60_000);
+}, 180_000);
 
 describe('the cell0 CLI as seen from its --help', () => {
   test('lists the commands the compose file uses, with their options', () => {
