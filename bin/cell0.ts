@@ -15,18 +15,17 @@ import { checkEvictionPolicyAt } from '../shared/redis/redis-memory.js';
 import { packageRoot } from '../shared/paths.js';
 import { RedisNotInstalledError } from '../shared/redis/embedded-redis.js';
 import { isQueueName, QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
-import {
-  ensureRedis,
-  startApi,
-  startDashboard,
-  startSimulator,
-  startWorker,
-  type Service,
-} from './runtime.js';
-import { effectiveRoutes } from '../workers/providers/from-config.js';
-import { evalCacheCommand, type EvalCacheCommandOptions } from './eval-cache.js';
+import { type Service } from './runtime.js';
 import { sleep } from '../shared/sleep.js';
-import { calibrateCacheCommand, type CalibrateCacheCommandOptions } from './calibrate-cache.js';
+import { type EvalCacheCommandOptions } from './eval-cache.js';
+import { type CalibrateCacheCommandOptions } from './calibrate-cache.js';
+
+// Each command loads only what it runs (dynamic imports below): a worker never loads express, Bull Board,
+// the API or the simulator, an API never loads the worker's providers, and --help loads neither. That is
+// memory a process keeps for its whole life (idle worker RSS), and start-up time.
+const worker = () => import('./runtime.js');
+const http = () => import('./runtime-api.js');
+const simulator = () => import('./runtime-simulator.js');
 
 const EXIT_CONFIG = 2;
 
@@ -194,6 +193,8 @@ program
     run(
       'start',
       async (cfg, log, services, onFatal) => {
+        const [{ ensureRedis, startWorker }, { startApi }, { startSimulator }, { effectiveRoutes }] =
+          await Promise.all([worker(), http(), simulator(), import('../workers/providers/from-config.js')]);
         const r = await ensureRedis(cfg, log);
         if (r.service) services.push(r.service);
         let ollamaUrl = r.config.providers.ollamaUrl;
@@ -231,6 +232,7 @@ program
     run(
       'api',
       async (cfg, log, services, onFatal) => {
+        const { startApi } = await http();
         services.push(
           await startApi(cfg, log, {
             dashboard: o.dashboard === true,
@@ -260,6 +262,7 @@ program
     run(
       'worker',
       async (cfg, log, services) => {
+        const { startWorker } = await worker();
         services.push(
           await startWorker(cfg, log, {
             ...(o.queues ? { queues: o.queues } : {}),
@@ -279,6 +282,7 @@ program
     run(
       'dashboard',
       async (cfg, log, services, onFatal) => {
+        const { startDashboard } = await http();
         services.push(
           await startDashboard(cfg, log, { onFatal, ...(o.port !== undefined ? { port: o.port } : {}) }),
         );
@@ -301,6 +305,7 @@ program
         ...(o.port !== undefined ? { port: o.port } : {}),
         ...(o.host ? { host: o.host } : {}),
       };
+      const { startSimulator } = await simulator();
       services.push(await startSimulator({ ...cfg, simulator: sim }, log));
     }),
   );
@@ -323,6 +328,7 @@ program
   .action(async (file: string, o: EvalCacheCommandOptions) => {
     const cfg = config();
     const log = createLogger({ level: cfg.logLevel, name: 'eval-cache', destination: process.stderr });
+    const { evalCacheCommand } = await import('./eval-cache.js');
     const code = await evalCacheCommand(file, o, cfg, log);
     // stdout carries the report: let it drain before exiting.
     process.stdout.write('', () => process.exit(code));
@@ -350,6 +356,7 @@ program
   .action(async (file: string, o: CalibrateCacheCommandOptions) => {
     const cfg = config();
     const log = createLogger({ level: cfg.logLevel, name: 'calibrate-cache', destination: process.stderr });
+    const { calibrateCacheCommand } = await import('./calibrate-cache.js');
     const code = await calibrateCacheCommand(file, o, cfg, log);
     process.stdout.write('', () => process.exit(code));
   });
