@@ -29,8 +29,15 @@ export default tseslint.config(
     },
   },
   {
-    // The configuration module, the CLI entry, tests and benchmarks may read the environment.
-    files: ['shared/config/**/*.ts', 'bin/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'jest.*.ts'],
+    // The configuration module, the CLI entry, tests, benchmarks and the load-test runner may read the environment.
+    files: [
+      'shared/config/**/*.ts',
+      'bin/**/*.ts',
+      'test/**/*.ts',
+      'bench/**/*.ts',
+      'artillery/lib/**/*.ts',
+      'jest.*.ts',
+    ],
     rules: { 'no-restricted-properties': 'off' },
   },
   {
@@ -42,6 +49,7 @@ export default tseslint.config(
         require: 'readonly',
         module: 'writable',
         __dirname: 'readonly',
+        performance: 'readonly',
       },
     },
   },

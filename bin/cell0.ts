@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/config.js';
 import { ConfigError, RedisEvictionPolicyError } from '../shared/errors.js';
-import { createLogger, routeConsoleToLogger, type Logger } from '../shared/logger.js';
+import { createLogger, routeConsoleToLogger, setHotPathLogSample, type Logger } from '../shared/logger.js';
 import { configureConnectionLog } from '../shared/redis/connection-log.js';
 import { checkEvictionPolicyAt } from '../shared/redis/redis-memory.js';
 import { packageRoot } from '../shared/paths.js';
@@ -110,7 +110,8 @@ async function run(
   opts: { redisPolicy?: boolean } = {},
 ): Promise<void> {
   const cfg = config();
-  const log = createLogger({ level: cfg.logLevel, name: role });
+  const log = createLogger({ level: cfg.logLevel, name: role, destination: 'async' });
+  setHotPathLogSample(cfg.logSample);
   routeConsoleToLogger(log);
   configureConnectionLog(log, { summaryEveryMs: cfg.logOutageSummaryMs });
   const services: Service[] = [];
@@ -228,7 +229,8 @@ program
   )
   .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
   .option('--dashboard', 'also serve Bull Board at /admin/queues')
-  .action((o: { port?: number; dashboard?: boolean }) =>
+  .option('--reuse-port', 'share the port with other `cell0 api` processes (SO_REUSEPORT; Linux)')
+  .action((o: { port?: number; dashboard?: boolean; reusePort?: boolean }) =>
     run(
       'api',
       async (cfg, log, services, onFatal) => {
@@ -236,6 +238,7 @@ program
         services.push(
           await startApi(cfg, log, {
             dashboard: o.dashboard === true,
+            reusePort: o.reusePort === true,
             onFatal,
             ...(o.port !== undefined ? { port: o.port } : {}),
           }),
@@ -358,6 +361,26 @@ program
     const log = createLogger({ level: cfg.logLevel, name: 'calibrate-cache', destination: process.stderr });
     const { calibrateCacheCommand } = await import('./calibrate-cache.js');
     const code = await calibrateCacheCommand(file, o, cfg, log);
+    process.stdout.write('', () => process.exit(code));
+  });
+
+program
+  .command('batch')
+  .description(
+    "Runs a JSONL file of requests ({custom_id, queue, body} per line) as one batch job on a running API, with a progress bar, and writes one result line per request in the file's order (docs/batches.md)",
+  )
+  .argument('<file>', 'JSON Lines file of requests')
+  .option('-o, --output <file>', 'where the results go (default: stdout)')
+  .option('--url <url>', 'the API (default http://127.0.0.1:CELL0_PORT)')
+  .option('--api-key <key>', 'tenant API key, when the API has CELL0_API_KEYS')
+  .action(async (file: string, o: { output?: string; url?: string; apiKey?: string }) => {
+    const url = o.url ?? `http://127.0.0.1:${config().api.port}`;
+    const { batchCommand } = await import('./batch-command.js');
+    const code = await batchCommand(file, {
+      url,
+      ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}),
+      ...(o.output !== undefined ? { output: o.output } : {}),
+    });
     process.stdout.write('', () => process.exit(code));
   });
 

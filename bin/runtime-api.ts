@@ -1,7 +1,7 @@
 /*
- * The HTTP side of `cell0`: the API (with Bull Board mounted when asked) and the dashboard on its own port.
- * Kept apart from bin/runtime.ts so that a worker-only process never loads express, Bull Board or the
- * producers' API (bin/cell0.ts imports each side only for the commands that run it).
+ * The HTTP side of `cell0`: the API (with Bull Board mounted when asked, and batch jobs) and the dashboard
+ * on its own port. Kept apart from bin/runtime.ts so that a worker-only process never loads express, Bull
+ * Board or the producers' API (bin/cell0.ts imports each side only for the commands that run it).
  */
 import express from 'express';
 import { type Config, redactUrl } from '../shared/config/config.js';
@@ -15,6 +15,7 @@ import { createDashboard } from '../dashboards/bull-board.js';
 import { buildCaches, buildResponseCache } from '../shared/cache/from-config.js';
 import { semanticEmbedder } from './embedder.js';
 import { LoadShedder } from '../producers/load-shedder.js';
+import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { sleep } from '../shared/sleep.js';
 import { type Service } from './runtime.js';
@@ -27,7 +28,7 @@ import { type Service } from './runtime.js';
 export async function startApi(
   config: Config,
   log: Logger,
-  opts: { port?: number; dashboard?: boolean; onFatal?: (err: Error) => void } = {},
+  opts: { port?: number; dashboard?: boolean; reusePort?: boolean; onFatal?: (err: Error) => void } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
   const caches = buildCaches(config, client.submitter.redis, {
@@ -80,6 +81,16 @@ export async function startApi(
       'Redis is not reachable yet; /v1 answers 503 until it is',
     );
   const access = accessFromConfig(config, client);
+  // Batch jobs: their items run in this process, through the client (caches, shedding, coalescing).
+  const batches = new Batches({
+    client,
+    concurrency: config.batches.concurrency,
+    ttlSeconds: config.batches.ttlSeconds,
+    logger: log,
+  });
+  client.batches = batches;
+  if (connected) await batches.start();
+  else void started.then((ok) => (ok ? batches.start() : undefined)).catch(() => undefined);
   const mounts = [];
   if (opts.dashboard) {
     const board = createDashboard({
@@ -96,10 +107,15 @@ export async function startApi(
     maxWaitMs: config.api.maxWaitMs,
     maxBodyBytes: config.limits.maxBodyBytes,
     ...(responseCache ? { responseCache } : {}),
+    batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
     logger: log,
   });
-  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.port });
+  const server = new HttpServer(app, {
+    host: config.api.host,
+    port: opts.port ?? config.api.port,
+    reusePort: opts.reusePort === true,
+  });
   const { url } = await server.start();
   log.info(
     {
@@ -111,7 +127,9 @@ export async function startApi(
     'api listening',
   );
   warnIfOpen(config, access, log);
-  const banner = [`api        ${url}  (POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id)`];
+  const banner = [
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
+  ];
   if (opts.dashboard)
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,

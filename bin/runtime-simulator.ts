@@ -17,6 +17,7 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
     faults: config.simulator.faults,
+    gpu: config.simulator.gpu,
   });
   const { url } = await sim.start();
   log.info({ url }, 'simulator listening');

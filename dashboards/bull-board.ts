@@ -5,6 +5,7 @@ import express, { type Router } from 'express';
 import { AccessControl } from '../producers/api/access-control.js';
 import { type JobSubmitter } from '../producers/job-submitter.js';
 import { MAINTENANCE_QUEUE, QUEUE_NAMES } from '../shared/queues/names.js';
+import { BATCH_QUEUE } from '../producers/batches/batch-model.js';
 
 /** Options of {@link createDashboard}. */
 export interface DashboardOptions {
@@ -54,6 +55,8 @@ export function createDashboard(opts: DashboardOptions): { basePath: string; rou
       }).map(
         (q) => new BullMQAdapter(opts.submitter.getQueue(q), { readOnlyMode: !write, allowRetries: write }),
       ),
+      // Batch jobs: a parent per batch with a child per request (docs/batches.md); cancel through the API.
+      new BullMQAdapter(opts.submitter.otherQueue(BATCH_QUEUE), { readOnlyMode: true }),
       // The fleet's monitor and cleanup runs (job schedulers); never writable from the board.
       new BullMQAdapter(opts.submitter.otherQueue(MAINTENANCE_QUEUE), { readOnlyMode: true }),
     ]);

@@ -30,6 +30,10 @@ import { jobIdFor } from '../shared/queues/job-id.js';
 import { type LoadShedder } from './load-shedder.js';
 import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
 import { withDefaults } from '../shared/with-defaults.js';
+import { Batches } from './batches/batches.js';
+import { parseBatch, type BatchRequest } from './batches/batch-input.js';
+import { type BatchResultLine } from './batches/batch-model.js';
+import { countLine, progressOf, type BatchProgress } from './batches/batch-client.js';
 
 /** Options of {@link Cell0Client}. */
 export interface Cell0ClientOptions {
@@ -119,6 +123,13 @@ export class Cell0Client {
   shedder: LoadShedder | undefined;
   /** Redis memory use and policy, read in the background once started (for the shedder and /readyz). */
   readonly redisMemory: RedisMemoryWatch;
+  /** The fleet's Redis URL (batches open connections of their own to it). */
+  readonly redisUrl: string;
+  /**
+   * Batch jobs of this client: set one up (as the API does) to choose its options; batch() otherwise makes
+   * one with the defaults, running its items in this process.
+   */
+  batches: Batches | undefined;
   private readonly waitMs: number;
   private readonly limits: InputLimits;
 
@@ -132,8 +143,10 @@ export class Cell0Client {
         throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
     this.caches = opts.caches ?? {};
     this.shedder = undefined;
+    this.batches = undefined;
+    this.redisUrl = opts.redisUrl ?? 'redis://localhost:6379';
     this.submitter = new JobSubmitter({
-      redisUrl: opts.redisUrl ?? 'redis://localhost:6379',
+      redisUrl: this.redisUrl,
       prefix: opts.prefix ?? '{cell0}',
       ...(opts.policy ? { policy: opts.policy } : {}),
       ...(opts.commandTimeoutMs !== undefined ? { commandTimeoutMs: opts.commandTimeoutMs } : {}),
@@ -182,6 +195,63 @@ export class Cell0Client {
   /** Validates a search request and fills its defaults; throws ValidationError / InputTooLargeError. */
   parseSearch(req: unknown): SearchJobData {
     return parseSearchRequest(req, this.limits);
+  }
+
+  /** Validates a request of `queue` and fills its defaults (the parser of POST /v1/<queue>). */
+  parseFor(queue: QueueName, body: unknown): unknown {
+    switch (queue) {
+      case QueueName.INFERENCE:
+        return this.parseInference(body);
+      case QueueName.SEARCH:
+        return this.parseSearch(body);
+      default:
+        throw new TypeError(`Cell0Client: no requests for queue "${String(queue)}"`);
+    }
+  }
+
+  /** Submits an already-parsed request of `queue` (submitInference or submitSearch). */
+  submitTo(queue: QueueName, data: unknown, opts: CallOptions = {}): Promise<SubmitResult> {
+    switch (queue) {
+      case QueueName.INFERENCE:
+        return this.submitInference(data as InferenceJobData, opts);
+      case QueueName.SEARCH:
+        return this.submitSearch(data as SearchJobData, opts);
+      default:
+        throw new TypeError(`Cell0Client: no requests for queue "${String(queue)}"`);
+    }
+  }
+
+  /**
+   * Runs many requests as one batch job (see docs/batches.md) and resolves with one result line per
+   * request, in the requests' order, once every one has finished. Each request goes through the caches
+   * and coalescing exactly as infer()/search() would; a failed request is a `failed` line, not an error.
+   * Invalid requests throw ValidationError (naming each bad one by its 1-based position) before anything
+   * is enqueued. `onProgress` is called as results come in.
+   */
+  async batch(
+    requests: readonly BatchRequest[],
+    opts: { onProgress?: (p: BatchProgress) => void; signal?: AbortSignal; maxItems?: number } = {},
+  ): Promise<BatchResultLine[]> {
+    const items = parseBatch(
+      requests.map((value, i) => ({ line: i + 1, value })),
+      { parse: (q, b) => this.parseFor(q, b), maxItems: opts.maxItems ?? 50_000 },
+    );
+    this.batches ??= new Batches({ client: this });
+    const batches = this.batches;
+    const t0 = Date.now();
+    const view = await batches.create(items);
+    const out: BatchResultLine[] = [];
+    const counts = { completed: 0, failed: 0, cancelled: 0 };
+    const lines = await batches.results(view.id, opts.signal ? { signal: opts.signal } : {});
+    for await (const chunk of lines ?? []) {
+      for (const text of chunk) {
+        const line = JSON.parse(text) as BatchResultLine;
+        out[line.line - 1] = line;
+        countLine(counts, line);
+      }
+      opts.onProgress?.(progressOf(view, counts, Date.now() - t0));
+    }
+    return out;
   }
 
   /**
@@ -343,8 +413,9 @@ export class Cell0Client {
   }
 
   /** Closes connections; callers still waiting get their job id back as pending. Idempotent. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.redisMemory.close();
+    await this.batches?.close();
     return this.submitter.close();
   }
 

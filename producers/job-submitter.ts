@@ -5,6 +5,7 @@ import { type ChainableCommander, type Redis } from 'ioredis';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import {
   Cell0Error,
+  ErrorCode,
   RedisEvictionPolicyError,
   RedisUnavailableError,
   ClosedError,
@@ -697,7 +698,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       await this.redis.run(() => job.retry(from, { resetAttemptsMade: true, resetAttemptsStarted: true }));
       this.log.debug({ queue: lane.queue.name, jobId, from }, 're-running finished job');
     } catch (err) {
-      if (err instanceof RedisUnavailableError || (err as { code?: string }).code === 'CELL0_BREAKER_OPEN')
+      if (err instanceof RedisUnavailableError || (err as { code?: string }).code === ErrorCode.BREAKER_OPEN)
         throw err;
       // Another producer re-ran it first (the job is no longer in the `from` set): join that run.
     }

@@ -8,6 +8,11 @@ export interface HttpServerOptions {
   port: number;
   /** On close, connections still busy after this long are cut. Default 5000 ms. */
   closeGraceMs?: number;
+  /**
+   * Share the port with other processes (SO_REUSEPORT, Linux and some BSDs): several API processes on one
+   * port, the kernel spreading connections between them. Default false.
+   */
+  reusePort?: boolean;
 }
 
 /** A node:http server with the one lifecycle shape: start() → its URL; close() idempotent. */
@@ -18,7 +23,7 @@ export class HttpServer {
   private closing: Promise<void> | undefined;
 
   constructor(handler: RequestListener, opts: HttpServerOptions) {
-    this.opts = { closeGraceMs: 5000, ...opts };
+    this.opts = { closeGraceMs: 5000, reusePort: false, ...opts };
     this.server = createServer(handler);
     // Slow or stuck clients must not hold sockets forever (slowloris); a request gets 60 s to arrive.
     this.server.headersTimeout = 20_000;
@@ -31,7 +36,8 @@ export class HttpServer {
     return (this.starting ??= new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.server.once('error', onError);
-      this.server.listen(this.opts.port, this.opts.host, () => {
+      const listenOpts = { port: this.opts.port, host: this.opts.host, reusePort: this.opts.reusePort };
+      this.server.listen(listenOpts, () => {
         this.server.off('error', onError);
         const port = (this.server.address() as AddressInfo).port;
         const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host;

@@ -125,8 +125,11 @@ export interface CreateLoggerOptions {
   level?: LoggerOptions['level'];
   /** Value of the `name` field of every line (the process role: api, worker, …). */
   name?: string;
-  /** Where lines go; default stdout. */
-  destination?: pino.DestinationStream;
+  /**
+   * Where lines go; default stdout, written synchronously. `'async'`: stdout through an asynchronous
+   * pino destination (lines of one tick are written together, off the caller's path; flushed on exit).
+   */
+  destination?: pino.DestinationStream | 'async';
 }
 
 /**
@@ -165,7 +168,41 @@ export function createLogger(opts: CreateLoggerOptions = {}): Logger {
     },
   };
   if (opts.name !== undefined) options.name = opts.name;
+  if (opts.destination === 'async') return pino(options, pino.destination({ dest: 1, sync: false }));
   return opts.destination ? pino(options, opts.destination) : pino(options);
+}
+
+/**
+ * Decides which of the hot path's success lines (one per request or job) are written: a fraction `rate`
+ * of them, evenly spread (1 = all, 0 = none, 0.01 = every hundredth). Warnings and errors are never passed
+ * through a sampler. Cheap: one addition per call.
+ */
+export class LogSampler {
+  private credit = 0;
+  constructor(readonly rate: number) {
+    if (!(rate >= 0 && rate <= 1)) throw new RangeError(`LogSampler: rate must be in [0, 1], got ${rate}`);
+  }
+
+  /** True when this line is to be written. */
+  take(): boolean {
+    if (this.rate >= 1) return true;
+    this.credit += this.rate;
+    if (this.credit < 1) return false;
+    this.credit -= 1;
+    return true;
+  }
+}
+
+let hotPath = new LogSampler(1);
+
+/** Sets the process's sampling of hot-path success lines (CELL0_LOG_SAMPLE); see {@link LogSampler}. */
+export function setHotPathLogSample(rate: number): void {
+  hotPath = new LogSampler(rate);
+}
+
+/** Whether the next hot-path success line (a request, a completed job) is written. */
+export function sampleHotPathLine(): boolean {
+  return hotPath.take();
 }
 
 /** A logger that writes nothing, for library use without a logger. */

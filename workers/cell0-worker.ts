@@ -4,15 +4,14 @@ import { DelayedError, Queue, UnrecoverableError, WaitingError, Worker, type Job
 import { type Redis } from 'ioredis';
 import {
   BreakerOpenError,
-  Cell0Error,
-  ErrorCode,
+  isPermanent,
   ModelMemoryBusyError,
   ProviderError,
   ProviderUnavailableError,
   RateLimitedError,
   ValidationError,
 } from '../shared/errors.js';
-import { silentLogger, type Logger } from '../shared/logger.js';
+import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
 import { settledWithin } from '../shared/sleep.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
@@ -161,19 +160,6 @@ export interface Cell0WorkerEvents {
   /** The pressure ended: the worker takes jobs again. */
   'worker:resumed': [{ pausedMs: number }];
   'worker:closed': [{ forced: boolean }];
-}
-
-/** Errors that trying again cannot fix: they fail the job at once instead of burning its attempts. */
-function isPermanent(err: unknown): boolean {
-  if (err instanceof ProviderError) return !err.retryable;
-  return (
-    err instanceof Cell0Error &&
-    (err.code === ErrorCode.MODEL_NOT_FOUND ||
-      err.code === ErrorCode.PROVIDER_UNAVAILABLE ||
-      err.code === ErrorCode.VALIDATION ||
-      err.code === ErrorCode.INPUT_TOO_LARGE ||
-      err.code === ErrorCode.MODEL_TOO_LARGE)
-  );
 }
 
 /**
@@ -604,7 +590,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     try {
       const result = await call(jobSignal);
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
-      this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
+      if (this.log.isLevelEnabled('info') && sampleHotPathLine())
+        this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
       this.emit('job:completed', { queue, jobId: job.id ?? '', durationMs });
       // Started more often than attempted: it waited for its backend at some point; clear that record so a
       // later re-run of the same job id starts a fresh waiting budget.

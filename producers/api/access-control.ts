@@ -1,5 +1,5 @@
 import { type RequestHandler, type Response } from 'express';
-import { ErrorCode } from '../../shared/errors.js';
+import { ErrorCode, httpStatusOf } from '../../shared/errors.js';
 import { type RedisClient } from '../../shared/redis/redis-client.js';
 import { keyMatcher, presentedKey } from './auth.js';
 import { sharedTenantSecret, tenantId } from './tenant-ids.js';
@@ -214,7 +214,7 @@ function admit(res: Response, caller: Caller, next: () => void): void {
 
 function unauthorized(res: Response, presented: boolean, challenge: string): void {
   res.setHeader('WWW-Authenticate', challenge);
-  res.status(401).json({
+  res.status(httpStatusOf(ErrorCode.UNAUTHORIZED)).json({
     error: {
       code: ErrorCode.UNAUTHORIZED,
       message: presented ? 'invalid API key' : 'missing API key: send Authorization: Bearer <key>',
@@ -223,5 +223,5 @@ function unauthorized(res: Response, presented: boolean, challenge: string): voi
 }
 
 function forbidden(res: Response, message: string): void {
-  res.status(403).json({ error: { code: ErrorCode.FORBIDDEN, message } });
+  res.status(httpStatusOf(ErrorCode.FORBIDDEN)).json({ error: { code: ErrorCode.FORBIDDEN, message } });
 }

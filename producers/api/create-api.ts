@@ -4,10 +4,11 @@ import { ErrorCode } from '../../shared/errors.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { type Cell0Client } from '../cell0-client.js';
 import { AccessControl } from './access-control.js';
-import { errorBody, errorHandler } from './error-mapper.js';
+import { errorHandler, sendError } from './error-mapper.js';
 import { requestLogger } from './request-logger.js';
 import { probesRouter } from './routes/probes.js';
 import { v1Router } from './routes/v1.js';
+import { type BatchRoutesConfig } from './batches/batch-routes.js';
 
 export { type ErrorBody } from './error-mapper.js';
 
@@ -41,6 +42,11 @@ export interface ApiOptions {
    * (1 s) and /v1/fleet (2 s), with ETag/304 and X-Cache; per API key when keys are configured. Default none.
    */
   responseCache?: ResponseCache;
+  /**
+   * Batch jobs at /v1/batches (docs/batches.md), with the route's own limits (CELL0_BATCH_MAX_ITEMS,
+   * CELL0_BATCH_MAX_BODY_BYTES). Default: no batch routes.
+   */
+  batches?: BatchRoutesConfig;
   /** Extra routers mounted before the 404 handler (Bull Board, fleet pages). */
   mounts?: { path: string; router: Router | Express }[];
   logger?: Logger;
@@ -84,11 +90,12 @@ export function createApi(opts: ApiOptions): Express {
       maxWaitMs: opts.maxWaitMs ?? 120_000,
       maxBodyBytes,
       ...(opts.responseCache ? { responseCache: opts.responseCache } : {}),
+      ...(opts.batches ? { batches: opts.batches } : {}),
     }),
   );
   for (const m of opts.mounts ?? []) app.use(m.path, m.router);
   app.use((req, res) => {
-    res.status(404).json(errorBody(ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`));
+    sendError(res, ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`);
   });
   app.use(errorHandler({ maxBodyBytes, logger: log }));
   return app;

@@ -3,10 +3,9 @@ import {
   BreakerOpenError,
   Cell0Error,
   ErrorCode,
+  failedJobStatus,
+  httpStatusOf,
   InputTooLargeError,
-  OverloadedError,
-  RedisFullError,
-  RedisTimeoutError,
   ValidationError,
   type FieldIssue,
 } from '../../shared/errors.js';
@@ -14,102 +13,98 @@ import { type Logger } from '../../shared/logger.js';
 
 /** The error body every 4xx/5xx carries. */
 export interface ErrorBody {
-  error: { code: string; message: string; issues?: FieldIssue[] };
+  error: { code: string; message: string; issues?: FieldIssue[]; reason?: string };
 }
 
 /** An error as the API answers it: status, extra headers and body. */
 export interface HttpErrorAnswer {
   status: number;
   headers?: Record<string, string>;
-  body: ErrorBody | { error: { code: string; message: string; reason: string } };
+  body: ErrorBody;
 }
 
 export function errorBody(code: string, message: string, issues?: FieldIssue[]): ErrorBody {
   return { error: { code, message, ...(issues ? { issues } : {}) } };
 }
 
-/** Sends an error answer. */
-export function sendError(res: Response, answer: HttpErrorAnswer): void {
-  for (const [k, v] of Object.entries(answer.headers ?? {})) res.setHeader(k, v);
-  res.status(answer.status).json(answer.body);
+/** Answers an error with its code's status (from the error-code table) and the error body. */
+export function sendError(res: Response, code: ErrorCode, message: string, issues?: FieldIssue[]): void {
+  res.status(httpStatusOf(code)).json(errorBody(code, message, issues));
 }
 
-/** HTTP status for a job that failed, by the code of the error the worker raised. */
-export function failedStatus(code: string | undefined): number {
-  switch (code) {
-    case ErrorCode.MODEL_NOT_FOUND:
-    case ErrorCode.PROVIDER_UNAVAILABLE:
-    case ErrorCode.VALIDATION:
-    case ErrorCode.INPUT_TOO_LARGE:
-    case ErrorCode.MODEL_TOO_LARGE:
-      return 422;
-    default:
-      return 502;
-  }
-}
+/** HTTP status of a request whose job failed with this code (the error-code table's permanence). */
+export const failedStatus = failedJobStatus;
 
 const REDIS_AWAY = 'the queue store (Redis) is unavailable; retry later';
 
-function retryAfter(ms: number): Record<string, string> {
-  return { 'Retry-After': String(Math.max(1, Math.ceil(ms / 1000))) };
-}
-
 /**
  * The one error → HTTP map of the API: a thrown error (cell0's typed errors, or the body reader's) as the
- * answer the caller gets. Undefined for an error the API did not expect: the caller answers 500 and logs it.
+ * answer the caller gets. A cell0 error answers its code's status from the error-code table, with its
+ * message, its field issues or reason, and Retry-After when it says when to retry. Undefined for an error
+ * the API did not expect (or whose code's status is 500): the caller logs it and answers 500.
  */
 export function toHttpError(err: unknown, maxBodyBytes: number): HttpErrorAnswer | undefined {
-  if (err instanceof ValidationError)
-    return { status: 400, body: errorBody(err.code, err.message, err.issues) };
-  if (err instanceof InputTooLargeError)
-    return {
-      status: 413,
-      body: errorBody(err.code, err.message, [
-        { field: err.field, reason: `${err.actualBytes} bytes is over the limit of ${err.limitBytes} bytes` },
-      ]),
-    };
-  if (err instanceof OverloadedError || err instanceof RedisFullError)
-    return {
-      status: 503,
-      headers: retryAfter(err.retryAfterMs),
-      body: { error: { code: err.code, message: err.message, reason: err.reason } },
-    };
-  if (err instanceof RedisTimeoutError)
-    return { status: 503, headers: { 'Retry-After': '1' }, body: errorBody(err.code, err.message) };
-  if (err instanceof BreakerOpenError)
-    return {
-      status: 503,
-      headers: retryAfter(err.retryAfterMs),
-      body: errorBody(ErrorCode.REDIS_UNAVAILABLE, REDIS_AWAY),
-    };
-  if (err instanceof Cell0Error && err.code === ErrorCode.REDIS_UNAVAILABLE)
-    return { status: 503, headers: { 'Retry-After': '1' }, body: errorBody(err.code, REDIS_AWAY) };
+  if (err instanceof Cell0Error) return cell0Answer(err);
   // The body reader's errors (express.json / raw-body).
   const e = err as { type?: string; status?: number; statusCode?: number; message?: string } | undefined;
   if (e?.type === 'entity.too.large')
-    return {
-      status: 413,
-      body: errorBody(ErrorCode.INPUT_TOO_LARGE, `request body is over the limit of ${maxBodyBytes} bytes`, [
-        { field: '(body)', reason: `over ${maxBodyBytes} bytes` },
-      ]),
-    };
+    return answer(ErrorCode.INPUT_TOO_LARGE, `request body is over the limit of ${maxBodyBytes} bytes`, [
+      { field: '(body)', reason: `over ${maxBodyBytes} bytes` },
+    ]);
   if (e?.type === 'entity.parse.failed')
-    return {
-      status: 400,
-      body: errorBody(ErrorCode.VALIDATION, `malformed JSON: ${e.message ?? 'parse error'}`, [
-        { field: '(body)', reason: 'malformed JSON' },
-      ]),
-    };
+    return answer(ErrorCode.VALIDATION, `malformed JSON: ${e.message ?? 'parse error'}`, [
+      { field: '(body)', reason: 'malformed JSON' },
+    ]);
   if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported')
-    return {
-      status: 415,
-      body: errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, e.message ?? 'unsupported encoding'),
-    };
+    return answer(ErrorCode.UNSUPPORTED_MEDIA_TYPE, e.message ?? 'unsupported encoding');
   const status = e?.status ?? e?.statusCode;
   // Other body-reader errors: aborted request, bad content length, …
   if (typeof status === 'number' && status >= 400 && status < 500)
     return { status, body: errorBody(ErrorCode.VALIDATION, e?.message ?? 'bad request') };
   return undefined;
+}
+
+function answer(code: ErrorCode, message: string, issues?: FieldIssue[]): HttpErrorAnswer {
+  return { status: httpStatusOf(code), body: errorBody(code, message, issues) };
+}
+
+function cell0Answer(err: Cell0Error): HttpErrorAnswer | undefined {
+  // The API's only breaker guards Redis: an open one means the queue store is away.
+  const code = err instanceof BreakerOpenError ? ErrorCode.REDIS_UNAVAILABLE : err.code;
+  const status = httpStatusOf(code);
+  if (status === 500) return undefined;
+  const e = err as Cell0Error & { retryAfterMs?: unknown; reason?: unknown };
+  const retryMs = typeof e.retryAfterMs === 'number' ? e.retryAfterMs : 1000;
+  const message = code === ErrorCode.REDIS_UNAVAILABLE ? REDIS_AWAY : err.message;
+  const body = errorBody(code, message, issuesOf(err));
+  if (typeof e.reason === 'string') body.error.reason = e.reason;
+  return {
+    status,
+    // Unavailable or rate-limited: when to try again (the error's own figure, else a second).
+    ...(status === 503 || status === 429
+      ? { headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryMs / 1000))) } }
+      : {}),
+    body,
+  };
+}
+
+/** The field issues an error carries (a validation error's, or the one field of a size error). */
+function issuesOf(err: Cell0Error): FieldIssue[] | undefined {
+  if (err instanceof ValidationError) return err.issues;
+  if (err instanceof InputTooLargeError)
+    return [
+      {
+        field: err.field,
+        reason: `${err.actualBytes} bytes is over the limit of ${err.limitBytes} bytes`,
+      },
+    ];
+  return undefined;
+}
+
+/** Sends an error answer. */
+function send(res: Response, a: HttpErrorAnswer): void {
+  for (const [k, v] of Object.entries(a.headers ?? {})) res.setHeader(k, v);
+  res.status(a.status).json(a.body);
 }
 
 /**
@@ -122,9 +117,9 @@ export function errorHandler(opts: { maxBodyBytes: number; logger: Logger }): Er
       res.destroy();
       return;
     }
-    const answer = toHttpError(err, opts.maxBodyBytes);
-    if (answer) return sendError(res, answer);
+    const a = toHttpError(err, opts.maxBodyBytes);
+    if (a) return send(res, a);
     opts.logger.error({ err, path: req.path }, 'unhandled error');
-    sendError(res, { status: 500, body: errorBody(ErrorCode.INTERNAL, 'internal error') });
+    send(res, answer(ErrorCode.INTERNAL, 'internal error'));
   };
 }

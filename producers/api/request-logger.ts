@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pinoHttp, type HttpLogger } from 'pino-http';
-import { type Logger } from '../../shared/logger.js';
+import { type Logger, sampleHotPathLine } from '../../shared/logger.js';
 
 /** Longest caller-chosen X-Request-Id kept; a longer (or missing) one is replaced by a random UUID. */
 const MAX_REQUEST_ID = 128;
@@ -9,7 +9,7 @@ const MAX_REQUEST_ID = 128;
 /**
  * Request logging (pino-http): every response carries an `X-Request-Id` (the caller's, when it sent a
  * short one), and every finished request is one log line `{ reqId, method, path, status, ms }`: at error
- * level for 5xx (always written), at debug level otherwise.
+ * level for 5xx (always written), at debug level otherwise (a CELL0_LOG_SAMPLE fraction of them).
  *
  * Kept cheap per request: pino-http's request and response serializers (headers, remote address) are
  * turned off, and a success line is not even built unless the logger writes debug lines.
@@ -26,7 +26,11 @@ export function requestLogger(log: Logger): HttpLogger {
     quietResLogger: true,
     genReqId: requestId,
     customLogLevel: (_req, res, err) =>
-      err !== undefined || res.statusCode >= 500 ? 'error' : log.isLevelEnabled('debug') ? 'debug' : 'silent',
+      err !== undefined || res.statusCode >= 500
+        ? 'error'
+        : log.isLevelEnabled('debug') && sampleHotPathLine()
+          ? 'debug'
+          : 'silent',
     customSuccessObject: line,
     customErrorObject: (req, res, _err, val: { ms: number }) => line(req, res, val),
     customSuccessMessage: (_req, res) => (res.writableEnded ? 'request' : 'request aborted'),

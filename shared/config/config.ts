@@ -412,6 +412,30 @@ export const ENV = {
     schema: int(0, 600_000),
     doc: 'Largest `wait` a request may ask for',
   },
+  CELL0_BATCH_MAX_ITEMS: {
+    section: 'batches',
+    default: '50000',
+    schema: int(1, 1_000_000),
+    doc: 'Most requests in one batch (POST /v1/batches); more get 413',
+  },
+  CELL0_BATCH_MAX_BODY_BYTES: {
+    section: 'batches',
+    default: '67108864',
+    schema: int(1024, 1_073_741_824),
+    doc: 'Largest body of POST /v1/batches (this route only; the others keep CELL0_MAX_BODY_BYTES); larger bodies get 413',
+  },
+  CELL0_BATCH_CONCURRENCY: {
+    section: 'batches',
+    default: '256',
+    schema: int(1, 10_000),
+    doc: 'Batch items each API process runs at once (each waits for its job); also the most jobs one process puts on the work queues for batches',
+  },
+  CELL0_BATCH_TTL: {
+    section: 'batches',
+    default: '86400',
+    schema: int(1, 31_536_000),
+    doc: 'Seconds a finished batch (status and results) is kept',
+  },
   CELL0_MAX_PROMPT_BYTES: {
     section: 'limits',
     default: '32768',
@@ -680,6 +704,42 @@ export const ENV = {
     schema: int(1, 1_000_000),
     doc: 'Simulator: burst of its own limit (default: the rate, at least 1)',
   },
+  CELL0_SIM_GPU: {
+    section: 'simulator',
+    default: '0',
+    schema: bool,
+    doc: 'Simulator: serve like one GPU (parallel slots per model, shared throughput, a bounded queue answering 503); off: every request runs at CELL0_SIM_TOKENS_PER_SEC however many run at once',
+  },
+  CELL0_SIM_NUM_PARALLEL: {
+    section: 'simulator',
+    default: '4',
+    schema: int(1, 4096),
+    doc: 'Simulator with CELL0_SIM_GPU: requests one model runs at once (like OLLAMA_NUM_PARALLEL)',
+  },
+  CELL0_SIM_MAX_QUEUE: {
+    section: 'simulator',
+    default: '512',
+    schema: int(0, 1_000_000),
+    doc: 'Simulator with CELL0_SIM_GPU: requests waiting for a slot per model before 503 (like OLLAMA_MAX_QUEUE)',
+  },
+  CELL0_SIM_GPU_TOKENS_PER_SEC: {
+    section: 'simulator',
+    default: '100',
+    schema: int(1, 1_000_000),
+    doc: 'Simulator with CELL0_SIM_GPU: decode speed of one request alone',
+  },
+  CELL0_SIM_GPU_MAX_TOKENS_PER_SEC: {
+    section: 'simulator',
+    default: '1500',
+    schema: int(1, 10_000_000),
+    doc: 'Simulator with CELL0_SIM_GPU: aggregate decode speed approached with many requests at once (batching ceiling)',
+  },
+  CELL0_SIM_PREFILL_TOKENS_PER_SEC: {
+    section: 'simulator',
+    default: '3000',
+    schema: int(1, 10_000_000),
+    doc: 'Simulator with CELL0_SIM_GPU: prompt evaluation speed (adds to the time to first token)',
+  },
   CELL0_EMBEDDED_REDIS: {
     section: 'redis',
     default: 'auto',
@@ -706,6 +766,12 @@ export const ENV = {
     default: '60000',
     schema: int(100, 86_400_000),
     doc: 'While Redis is unreachable, one summary log line per this period (how long, errors suppressed); the down and up transitions are logged once each, ms',
+  },
+  CELL0_LOG_SAMPLE: {
+    section: 'logging',
+    default: '1',
+    schema: rate(0, 1),
+    doc: 'Fraction of the per-request and per-job success lines (request, job completed) that are written, e.g. 0.01 for one in a hundred; warnings and errors are always written. Lines go to stdout asynchronously',
   },
 } satisfies Record<string, EnvVar>;
 
@@ -765,6 +831,12 @@ export interface Config {
     resultWaitMs: number;
     maxWaitMs: number;
   };
+  batches: {
+    maxItems: number;
+    maxBodyBytes: number;
+    concurrency: number;
+    ttlSeconds: number;
+  };
   jobs: {
     resultTtlSeconds: number;
     failedTtlSeconds: number;
@@ -812,6 +884,16 @@ export interface Config {
     loadMsPerGb: number;
     maxLoaded: number;
     allowAnyModel: boolean;
+    /** GPU-like serving (see the simulator's gpu-model.ts); false when CELL0_SIM_GPU is off. */
+    gpu:
+      | false
+      | {
+          numParallel: number;
+          maxQueue: number;
+          singleStreamTokensPerSec: number;
+          maxAggregateTokensPerSec: number;
+          prefillTokensPerSec: number;
+        };
     faults: {
       rate429: number;
       retryAfterSec: number;
@@ -845,6 +927,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Period of the "Redis still unreachable" summary line, ms. */
   logOutageSummaryMs: number;
+  /** Fraction of per-request / per-job success lines written (CELL0_LOG_SAMPLE). */
+  logSample: number;
 }
 
 function describe(value: string): string {
@@ -975,6 +1059,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       resultWaitMs: p.CELL0_RESULT_WAIT_MS,
       maxWaitMs: p.CELL0_MAX_WAIT_MS,
     },
+    batches: {
+      maxItems: p.CELL0_BATCH_MAX_ITEMS,
+      maxBodyBytes: p.CELL0_BATCH_MAX_BODY_BYTES,
+      concurrency: p.CELL0_BATCH_CONCURRENCY,
+      ttlSeconds: p.CELL0_BATCH_TTL,
+    },
     jobs: {
       resultTtlSeconds: p.CELL0_RESULT_TTL,
       failedTtlSeconds: p.CELL0_FAILED_TTL,
@@ -1020,6 +1110,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       loadMsPerGb: p.CELL0_SIM_LOAD_MS_PER_GB,
       maxLoaded: p.CELL0_SIM_MAX_LOADED,
       allowAnyModel: p.CELL0_SIM_ALLOW_ANY_MODEL,
+      gpu: p.CELL0_SIM_GPU
+        ? {
+            numParallel: p.CELL0_SIM_NUM_PARALLEL,
+            maxQueue: p.CELL0_SIM_MAX_QUEUE,
+            singleStreamTokensPerSec: p.CELL0_SIM_GPU_TOKENS_PER_SEC,
+            maxAggregateTokensPerSec: p.CELL0_SIM_GPU_MAX_TOKENS_PER_SEC,
+            prefillTokensPerSec: p.CELL0_SIM_PREFILL_TOKENS_PER_SEC,
+          }
+        : false,
       faults: {
         rate429: p.CELL0_SIM_FAULT_RATE_429,
         retryAfterSec: p.CELL0_SIM_FAULT_RETRY_AFTER_SEC,
@@ -1059,6 +1158,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: p.CELL0_DATA_DIR,
     logLevel: p.CELL0_LOG_LEVEL,
     logOutageSummaryMs: p.CELL0_LOG_OUTAGE_SUMMARY_MS,
+    logSample: p.CELL0_LOG_SAMPLE,
   };
 }
 

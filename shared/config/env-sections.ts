@@ -24,6 +24,12 @@ export const ENV_SECTIONS = {
     about: 'Retries, and how long finished jobs are kept and reused by identical requests.',
     see: 'http-api.md',
   },
+  batches: {
+    title: 'Batch jobs',
+    about:
+      'POST /v1/batches: how large a batch may be, how many of its items run at once, how long it is kept.',
+    see: 'batches.md',
+  },
   workers: {
     title: 'Workers',
     about: 'One `cell0 worker` process: how much it runs at once, and its deadlines.',

@@ -9,7 +9,7 @@
   KEYS[1]  vec hash (slot -> "expires at (15 digits) .. id .. LF .. int8 vector .. prompt")
   KEYS[2]  LRU sorted set
   KEYS[3]  expiry sorted set
-  KEYS[4]  meta hash (id -> "slot|band values")
+  KEYS[4]  meta hash (id -> "slot|band values|generation")
   KEYS[5]  free slots list
   KEYS[6..] the query's band buckets
   ARGV[1]  entry key prefix
@@ -38,12 +38,8 @@ local function dropStale(slot, id)
   local c = code(slot)
   local rec = id and redis.call('HGET', meta, id)
   if rec then
-    local bar = string.find(rec, '|', 1, true)
-    local i = 0
-    for v in string.gmatch(string.sub(rec, bar + 1), '[^,]+') do
-      unpackFrom(bprefix .. i .. ':' .. v, c)
-      i = i + 1
-    end
+    local _, bands, gen = parseMeta(rec)
+    leaveBands(bprefix, c, bands, gen)
     redis.call('HDEL', meta, id)
     redis.call('RPUSH', free, slot)
     if redis.call('PTTL', free) < 0 then

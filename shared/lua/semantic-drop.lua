@@ -13,13 +13,14 @@
   KEYS[4]  vec hash (slot -> candidate record)
   KEYS[5]  free slots list
   KEYS[6]  next-slot counter
+  KEYS[7]  gens sorted set (generations of band buckets)
   ARGV[1]  entry key prefix
   ARGV[2]  band key prefix
 
   Returns { entries removed that still existed, entries left in the scope (mode 'all'), expired entries
             left (mode 'expired'), 0 (mode 'ids') }
 ]]
-local lru, exp, meta, vec, free, nextSlot = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local lru, exp, meta, vec, free, nextSlot, gens = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local eprefix, bprefix = ARGV[1], ARGV[2]
 
 -- #include slot-codes
@@ -27,15 +28,9 @@ local eprefix, bprefix = ARGV[1], ARGV[2]
 local function drop(member)
   local rec = redis.call('HGET', meta, member)
   if rec then
-    local bar = string.find(rec, '|', 1, true)
-    local slot = tonumber(string.sub(rec, 1, bar - 1))
+    local slot, bands, gen = parseMeta(rec)
     if slot >= 0 then
-      local c = code(slot)
-      local i = 0
-      for v in string.gmatch(string.sub(rec, bar + 1), '[^,]+') do
-        unpackFrom(bprefix .. i .. ':' .. v, c)
-        i = i + 1
-      end
+      leaveBands(bprefix, code(slot), bands, gen)
       redis.call('HDEL', vec, slot)
       redis.call('RPUSH', free, slot)
     end
@@ -68,7 +63,7 @@ if ARGV[3] == 'expired' then
   -- removed counts records cleaned up; their entry keys have usually expired on their own already
   for _, m in ipairs(expired) do drop(m); removed = removed + 1 end
   if redis.call('ZCARD', lru) + redis.call('HLEN', meta) == 0 then
-    redis.call('DEL', lru, exp, meta, vec, free, nextSlot)
+    redis.call('DEL', lru, exp, meta, vec, free, nextSlot, gens)
     return { removed, 0 }
   end
   fixFreeTtl()
@@ -87,7 +82,7 @@ end
 for _, m in ipairs(members) do removed = removed + drop(m) end
 local left = redis.call('ZCARD', lru) + redis.call('HLEN', meta)
 if left == 0 then
-  redis.call('DEL', lru, exp, meta, vec, free, nextSlot)
+  redis.call('DEL', lru, exp, meta, vec, free, nextSlot, gens)
 else
   fixFreeTtl()
 end

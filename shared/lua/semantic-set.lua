@@ -6,17 +6,25 @@
   3-byte slot numbers (a lookup reads all of its buckets with one MGET and counts in Node); the vec hash
   maps a slot to "expires at (15 digits) .. id .. LF .. int8 vector .. prompt", what the re-rank needs.
 
+  Band buckets belong to a generation, so a store never has to read or extend the expiry of the buckets it
+  joins: a generation is "<class>.<g>", class = ceil(log2(TTL ms)), G = 2^class ms, g = ceil(expires at / G),
+  and every bucket of it expires at (g + 1) * G, after every entry in it. A store appends its code to its
+  generation's buckets and sets an expiry only on a bucket it creates. The gens sorted set maps each
+  generation to that expiry; a lookup reads the buckets of the live ones (usually two per TTL in use).
+  The scope's containers share one expiry: extended (to twice the TTL, plus a second) only when the meta
+  hash or the vec hash would not outlive the new entry.
+
   Every key is in the scope's hash slot ({scope hash} tag). Entry keys and band keys of evicted or expired
   entries are built from ARGV[7]/ARGV[8] (same tag, so the same cluster slot).
 
   KEYS[1]  entry hash: v = value JSON, p = prompt, t = stored at (ms, Redis clock)
   KEYS[2]  LRU sorted set: id -> last store or hit (ms)
   KEYS[3]  expiry sorted set: id -> expires at (ms)
-  KEYS[4]  meta hash: id -> "slot|band values" (band values comma-separated, base 36, in band order)
+  KEYS[4]  meta hash: id -> "slot|band values|generation" (band values comma-separated, base 36)
   KEYS[5]  vec hash: slot -> candidate record (see above)
   KEYS[6]  free slots list
   KEYS[7]  next-slot counter
-  KEYS[8..] the entry's band buckets, in band order (none when the vector is zero)
+  KEYS[8]  gens sorted set: generation -> expiry of its buckets (ms)
   ARGV[1]  id
   ARGV[2]  value JSON
   ARGV[3]  prompt
@@ -24,8 +32,8 @@
   ARGV[5]  TTL, ms
   ARGV[6]  most entries in the scope
   ARGV[7]  entry key prefix (+ id = entry key)
-  ARGV[8]  band key prefix (+ band index .. ':' .. value = band bucket key)
-  ARGV[9]  band values, comma-separated, in band order (base 36)
+  ARGV[8]  band key prefix (+ generation .. ':' .. band index .. ':' .. value = band bucket key)
+  ARGV[9]  band values, comma-separated, in band order (base 36; empty when the vector is zero)
   ARGV[10] most expired entries to remove in this call
 
   Returns { evicted, expired removed }
@@ -36,33 +44,21 @@ local id = ARGV[1]
 local ttl = tonumber(ARGV[5])
 local maxEntries = tonumber(ARGV[6])
 local eprefix, bprefix = ARGV[7], ARGV[8]
-local lru, exp, meta, vec, free, nextSlot = KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local lru, exp, meta, vec, free, nextSlot, gens = KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local MAX_SLOT = 16777215
+local pushed = false -- a slot went back on the free list (which may be new, without an expiry)
 
 -- #include slot-codes
-
-local function leaveBands(slot, bands)
-  local c = code(slot)
-  local i = 0
-  for v in string.gmatch(bands, '[^,]+') do
-    unpackFrom(bprefix .. i .. ':' .. v, c)
-    i = i + 1
-  end
-end
-
-local function parseMeta(rec)
-  local bar = string.find(rec, '|', 1, true)
-  return tonumber(string.sub(rec, 1, bar - 1)), string.sub(rec, bar + 1)
-end
 
 local function drop(member)
   local rec = redis.call('HGET', meta, member)
   if rec then
-    local slot, bands = parseMeta(rec)
+    local slot, bands, gen = parseMeta(rec)
     if slot >= 0 then
-      leaveBands(slot, bands)
+      leaveBands(bprefix, code(slot), bands, gen)
       redis.call('HDEL', vec, slot)
       redis.call('RPUSH', free, slot)
+      pushed = true
     end
     redis.call('HDEL', meta, member)
   end
@@ -71,29 +67,28 @@ local function drop(member)
   redis.call('DEL', eprefix .. member)
 end
 
--- A container lives as long as its longest-lived member.
-local function extend(key)
-  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-end
+local expiresAt = now + ttl
+local class = 0
+while 2 ^ class < ttl do class = class + 1 end
+local granule = 2 ^ class
+local g = math.ceil(expiresAt / granule)
+local gen = class .. '.' .. string.format('%.0f', g)
+local bucketExpiry = string.format('%.0f', (g + 1) * granule)
 
 local bands = ARGV[9]
 local slot = -1
-local append = true
 local old = redis.call('HGET', meta, id)
 if old then
-  -- The same prompt again: keep its slot; move it only if its vector (so its buckets) changed.
-  local oldSlot, oldBands = parseMeta(old)
+  -- The same prompt again: keep its slot, leave its old buckets (the generation may differ).
+  local oldSlot, oldBands, oldGen = parseMeta(old)
   if oldSlot >= 0 then
-    if oldBands == bands then
-      append = false
-    else
-      leaveBands(oldSlot, oldBands)
-    end
+    leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
     if bands ~= '' then
       slot = oldSlot
     else
       redis.call('HDEL', vec, oldSlot)
       redis.call('RPUSH', free, oldSlot)
+      pushed = true
     end
   end
 end
@@ -103,25 +98,33 @@ if slot < 0 and bands ~= '' then
 end
 if slot < 0 then bands = '' end
 
-local expiresAt = string.format('%015.0f', now + ttl)
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'p', ARGV[3], 't', string.format('%.0f', now))
 redis.call('PEXPIRE', KEYS[1], ttl)
 if slot >= 0 then
-  redis.call('HSET', vec, slot, expiresAt .. id .. '\n' .. ARGV[4] .. ARGV[3])
+  redis.call('HSET', vec, slot, string.format('%015.0f', expiresAt) .. id .. '\n' .. ARGV[4] .. ARGV[3])
   local c = code(slot)
-  for i = 8, #KEYS do
-    if append then redis.call('APPEND', KEYS[i], c) end
-    extend(KEYS[i])
+  local i = 0
+  for v in string.gmatch(bands, '[^,]+') do
+    local key = bprefix .. gen .. ':' .. i .. ':' .. v
+    if redis.call('APPEND', key, c) == 3 then redis.call('PEXPIREAT', key, bucketExpiry) end
+    i = i + 1
   end
-  extend(vec)
+  if redis.call('ZADD', gens, 'GT', bucketExpiry, gen) == 1 then
+    -- a new generation: forget those whose buckets have expired
+    redis.call('ZREMRANGEBYSCORE', gens, '-inf', string.format('%.0f', now))
+  end
 end
-redis.call('HSET', meta, id, slot .. '|' .. bands)
+redis.call('HSET', meta, id, slot .. '|' .. bands .. '|' .. gen)
 redis.call('ZADD', lru, string.format('%.0f', now), id)
-redis.call('ZADD', exp, string.format('%.0f', now + ttl), id)
-extend(meta)
-extend(lru)
-extend(exp)
-extend(nextSlot)
+redis.call('ZADD', exp, string.format('%.0f', expiresAt), id)
+
+-- The containers live as long as their longest-lived member; all of them share one expiry.
+local metaLeft = redis.call('PTTL', meta)
+local vecLeft = slot >= 0 and redis.call('PTTL', vec) or metaLeft
+if metaLeft < ttl or vecLeft < ttl then
+  local life = math.max(2 * ttl + 1000, metaLeft, vecLeft)
+  for _, key in ipairs({ lru, exp, meta, vec, nextSlot, gens, free }) do redis.call('PEXPIRE', key, life) end
+end
 
 local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', string.format('%.0f', now), 'LIMIT', 0, tonumber(ARGV[10]))
 for _, member in ipairs(expired) do drop(member) end
@@ -139,5 +142,8 @@ if over > 0 then
     end
   end
 end
-if redis.call('EXISTS', free) == 1 then extend(free) end
+if pushed and redis.call('PTTL', free) == -1 then
+  local left = redis.call('PTTL', meta)
+  if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
+end
 return { evicted, #expired }

@@ -1,11 +1,11 @@
-import { Cell0Error, ErrorCode } from '../errors.js';
+import { Cell0Error, ERROR_CODE_PREFIX, isErrorCode } from '../errors.js';
 
 /*
  * BullMQ keeps only an error's message as the job's failedReason. The worker prefixes the message with the
  * error's code ("[CELL0_MODEL_NOT_FOUND] ...") so that producers, in any process, can branch on the code.
  */
 
-const CODES = new Set<string>(Object.values(ErrorCode));
+const FAILURE = new RegExp(`^\\[(${ERROR_CODE_PREFIX}[A-Z_]+)\\] ([\\s\\S]*)$`);
 
 /** The failedReason text for an error thrown by a job. */
 export function encodeFailure(err: unknown): string {
@@ -20,7 +20,7 @@ export function decodeFailure(reason: string | undefined | null): {
   message: string;
 } {
   const text = reason ?? 'unknown failure';
-  const m = /^\[(CELL0_[A-Z_]+)\] ([\s\S]*)$/.exec(text);
-  if (m && CODES.has(m[1]!)) return { code: m[1], message: m[2]! };
+  const m = FAILURE.exec(text);
+  if (m && isErrorCode(m[1])) return { code: m[1], message: m[2]! };
   return { code: undefined, message: text };
 }

@@ -20,6 +20,7 @@ import { SearchCache } from '../../shared/cache/search-cache';
 import { ResponseCache } from '../../shared/cache/http';
 import { type CachedInference } from '../../shared/cache/inference-key';
 import { type InferenceResult } from '../../shared/queues/results';
+import { Batches, type BatchesOptions } from '../../producers/batches/batches';
 
 /** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
 export interface TestFleet {
@@ -28,6 +29,8 @@ export interface TestFleet {
   client: Cell0Client;
   worker: Cell0Worker | undefined;
   sim: OllamaSimulator;
+  /** The batch jobs of the fleet's API (POST /v1/batches), when asked for. */
+  batches: Batches | undefined;
   close(): Promise<void>;
 }
 
@@ -52,6 +55,10 @@ export async function startTestFleet(
     breakerResetMs?: number;
     /** Semantic and search caches on the fleet's Redis, in the client and the worker (as in production). */
     caches?: boolean;
+    /** Batch routes (and a batch runner in this process) with these options. Default: none. */
+    batches?: Omit<BatchesOptions, 'client'> & { maxItems?: number; maxBodyBytes?: number };
+    /** Worker concurrency per queue. Default 8. */
+    workerConcurrency?: number;
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
@@ -75,7 +82,7 @@ export async function startTestFleet(
           prefix,
           inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
           search: { [SearchProvider.LOCAL]: search },
-          concurrency: { inference: 8, search: 8 },
+          concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
           shutdownTimeoutMs: 5000,
           ...(caches ? { caches } : {}),
         });
@@ -102,9 +109,17 @@ export async function startTestFleet(
     access,
     write: opts.dashboardWrite ?? false,
   });
+  const { maxItems, maxBodyBytes, ...batchOpts } = opts.batches ?? {};
+  const batches = opts.batches ? new Batches({ client, ...batchOpts }) : undefined;
+  client.batches = batches;
   const app = createApi({
     client,
     access,
+    ...(batches
+      ? {
+          batches: { batches, maxItems: maxItems ?? 50_000, maxBodyBytes: maxBodyBytes ?? 64 * 1024 * 1024 },
+        }
+      : {}),
     resultWaitMs: opts.resultWaitMs ?? 10_000,
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
     ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
@@ -119,6 +134,7 @@ export async function startTestFleet(
     client,
     worker,
     sim,
+    batches,
     close: async () => {
       await server.close();
       await worker?.close();

@@ -4,7 +4,7 @@ async function waitForQueues(url: string): Promise<{ name: string; readOnlyMode:
   for (let i = 0; i < 100; i++) {
     const r = await get(`${url}/admin/queues/api/queues`);
     const queues = (r.body.queues ?? []) as { name: string; readOnlyMode: boolean }[];
-    if (queues.length === 3) return queues;
+    if (queues.length === 4) return queues;
     await new Promise((res) => setTimeout(res, 50));
   }
   throw new Error('Bull Board never listed the queues');
@@ -18,12 +18,12 @@ describe('Bull Board at /admin/queues', () => {
     });
     afterAll(() => fleet.close());
 
-    it('lists the work queues and the maintenance queue, read-only, and refuses mutations server-side', async () => {
+    it('lists the work queues, the batches queue and the maintenance queue, read-only, and refuses mutations server-side', async () => {
       const page = await fetch(`${fleet.url}/admin/queues`);
       expect(page.status).toBe(200);
       expect(await page.text()).toMatch(/<html/i);
       const queues = await waitForQueues(fleet.url);
-      expect(queues.map((q) => q.name).sort()).toEqual(['inference', 'maintenance', 'search']);
+      expect(queues.map((q) => q.name).sort()).toEqual(['batches', 'inference', 'maintenance', 'search']);
       expect(queues.every((q) => q.readOnlyMode)).toBe(true);
       await fleet.client.enqueueSearch({ query: 'will stay' });
       const empty = await fetch(`${fleet.url}/admin/queues/api/queues/search/empty`, { method: 'PUT' });
@@ -39,10 +39,11 @@ describe('Bull Board at /admin/queues', () => {
     });
     afterAll(() => fleet.close());
 
-    it('allows mutations on the work queues; the maintenance queue stays read-only', async () => {
+    it('allows mutations on the work queues; the maintenance and batches queues stay read-only', async () => {
       const queues = await waitForQueues(fleet.url);
-      expect(queues.filter((q) => q.name !== 'maintenance').every((q) => !q.readOnlyMode)).toBe(true);
-      expect(queues.find((q) => q.name === 'maintenance')?.readOnlyMode).toBe(true);
+      const fixed = ['maintenance', 'batches'];
+      expect(queues.filter((q) => !fixed.includes(q.name)).every((q) => !q.readOnlyMode)).toBe(true);
+      expect(queues.filter((q) => fixed.includes(q.name)).every((q) => q.readOnlyMode)).toBe(true);
       await fleet.client.enqueueSearch({ query: 'will go' });
       const empty = await fetch(`${fleet.url}/admin/queues/api/queues/search/empty`, { method: 'PUT' });
       expect(empty.status).toBe(200);

@@ -1,5 +1,14 @@
 import { Writable } from 'node:stream';
-import { createLogger, LOG_LINE_LIMIT, LOG_STRING_LIMIT, routeConsoleToLogger } from '../../shared/logger';
+import { spawnSync } from 'node:child_process';
+import {
+  createLogger,
+  LOG_LINE_LIMIT,
+  LOG_STRING_LIMIT,
+  LogSampler,
+  routeConsoleToLogger,
+  sampleHotPathLine,
+  setHotPathLogSample,
+} from '../../shared/logger';
 
 describe('logger', () => {
   it('redacts keys, passwords and Authorization headers wherever they appear', () => {
@@ -84,5 +93,63 @@ describe('logger bounds', () => {
       { level: 40, msg: 'IMPORTANT! Eviction policy is allkeys-lru. It should be "noeviction"' },
       { level: 50, msg: 'connect ECONNREFUSED 127.0.0.1:1' },
     ]);
+  });
+});
+
+describe('hot-path log sampling', () => {
+  afterEach(() => setHotPathLogSample(1));
+
+  it('passes the given fraction of lines, evenly spread', () => {
+    const count = (rate: number, n: number) => {
+      const s = new LogSampler(rate);
+      let taken = 0;
+      for (let i = 0; i < n; i++) if (s.take()) taken++;
+      return taken;
+    };
+    expect(count(1, 1000)).toBe(1000);
+    expect(count(0, 1000)).toBe(0);
+    expect(count(0.01, 1000)).toBe(10);
+    expect(count(0.25, 1000)).toBe(250);
+    const quarter = new LogSampler(0.25);
+    expect([1, 2, 3, 4, 5, 6, 7, 8].map(() => quarter.take())).toEqual([
+      false,
+      false,
+      false,
+      true,
+      false,
+      false,
+      false,
+      true,
+    ]);
+    expect(() => new LogSampler(1.5)).toThrow(RangeError);
+    expect(() => new LogSampler(Number.NaN)).toThrow(RangeError);
+  });
+
+  it('is set per process (CELL0_LOG_SAMPLE)', () => {
+    setHotPathLogSample(0);
+    expect([1, 2, 3].some(() => sampleHotPathLine())).toBe(false);
+    setHotPathLogSample(0.5);
+    expect([1, 2, 3, 4].filter(() => sampleHotPathLine())).toHaveLength(2);
+  });
+
+  it('the asynchronous destination writes every line, and an error logged just before exit is not lost', () => {
+    const script = [
+      "const { createLogger } = require('./shared/logger');",
+      "const log = createLogger({ destination: 'async' });",
+      "for (let i = 0; i < 200; i++) log.info({ i }, 'line');",
+      "log.error({ code: 'X' }, 'the last word');",
+      'process.exit(3);',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
+      cwd: `${__dirname}/../..`,
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(3);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; level: number });
+    expect(lines).toHaveLength(201);
+    expect(lines[200]).toMatchObject({ msg: 'the last word', level: 50 });
   });
 });

@@ -12,6 +12,8 @@ describe('the Lua script loader', () => {
       scripts.map((name) => [name, luaScript(name).numberOfKeys ?? 'variadic']),
     );
     expect(keys).toEqual({
+      'batch-record': 3,
+      'batch-transition': 1,
       'job-outcome': 3,
       'register-waiter': 4,
       'reply-waiters': 1,

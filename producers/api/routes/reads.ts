@@ -5,7 +5,7 @@ import { isJobId } from '../../../shared/queues/job-id.js';
 import { isQueueName, QueueName } from '../../../shared/queues/names.js';
 import { type Cell0Client } from '../../cell0-client.js';
 import { tenantOf } from '../access-control.js';
-import { errorBody } from '../error-mapper.js';
+import { sendError } from '../error-mapper.js';
 import { clip } from './util.js';
 
 /**
@@ -17,25 +17,19 @@ export function addJobIdGuard(v1: Router): void {
     const queue = req.params.queue as string;
     const id = req.params.id as string;
     if (!isQueueName(queue)) {
-      res
-        .status(404)
-        .json(
-          errorBody(
-            ErrorCode.JOB_NOT_FOUND,
-            `no queue "${clip(queue)}"; queues are ${Object.values(QueueName).join(', ')}`,
-          ),
-        );
+      sendError(
+        res,
+        ErrorCode.JOB_NOT_FOUND,
+        `no queue "${clip(queue)}"; queues are ${Object.values(QueueName).join(', ')}`,
+      );
       return;
     }
     if (!isJobId(queue, id)) {
-      res
-        .status(404)
-        .json(
-          errorBody(
-            ErrorCode.JOB_NOT_FOUND,
-            `no job "${clip(id)}" in queue ${queue}: its job ids are ${queue === QueueName.INFERENCE ? 'i' : 's'}- and 32 hex digits`,
-          ),
-        );
+      sendError(
+        res,
+        ErrorCode.JOB_NOT_FOUND,
+        `no job "${clip(id)}" in queue ${queue}: its job ids are ${queue === QueueName.INFERENCE ? 'i' : 's'}- and 32 hex digits`,
+      );
       return;
     }
     next();
@@ -57,14 +51,11 @@ export function addReadRoutes(v1: Router, client: Cell0Client): void {
     const tenant = tenantOf(res);
     const view = await client.getJob(queue, id, tenant !== undefined ? { owner: tenant } : {});
     if (!view) {
-      res
-        .status(404)
-        .json(
-          errorBody(
-            ErrorCode.JOB_NOT_FOUND,
-            `no job ${id} in queue ${queue} (never added, or its retention ended)`,
-          ),
-        );
+      sendError(
+        res,
+        ErrorCode.JOB_NOT_FOUND,
+        `no job ${id} in queue ${queue} (never added, or its retention ended)`,
+      );
       return;
     }
     // Only a finished job's view may be cached (and only briefly: a later identical request can re-run it).

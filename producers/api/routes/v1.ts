@@ -3,6 +3,7 @@ import { CacheStrategy, type ResponseCache } from '../../../shared/cache/http/in
 import { type Cell0Client } from '../../cell0-client.js';
 import { ADMIN_ROUTES, type AccessControl } from '../access-control.js';
 import { addJobIdGuard, addReadRoutes } from './reads.js';
+import { batchRoutes, type BatchRoutesConfig } from '../batches/batch-routes.js';
 import { addMethodNotAllowed, addWorkRoutes, type WorkRoutesOptions } from './work.js';
 
 /** Options of {@link v1Router}. */
@@ -10,6 +11,8 @@ export interface V1RouterOptions extends Omit<WorkRoutesOptions, 'keysConfigured
   client: Cell0Client;
   access: AccessControl;
   responseCache?: ResponseCache;
+  /** Batch jobs at /v1/batches; none when absent. */
+  batches?: BatchRoutesConfig;
 }
 
 /**
@@ -23,6 +26,8 @@ export function v1Router(opts: V1RouterOptions): Router {
   // below); every other /v1 request then needs a tenant key. Both run before the response cache.
   v1.get([...ADMIN_ROUTES], access.adminRoute());
   v1.use(access.tenantRoute());
+  if (opts.batches)
+    v1.use('/batches', batchRoutes({ ...opts.batches, client: opts.client, tenantKeys: access.tenantKeys }));
   addJobIdGuard(v1);
   if (opts.responseCache) {
     const rc = opts.responseCache;

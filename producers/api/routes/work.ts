@@ -3,7 +3,7 @@ import { ErrorCode, ValidationError } from '../../../shared/errors.js';
 import { type Cell0Client } from '../../cell0-client.js';
 import { type SubmitResult } from '../../job-submitter.js';
 import { tenantOf } from '../access-control.js';
-import { errorBody, failedStatus } from '../error-mapper.js';
+import { failedStatus, sendError } from '../error-mapper.js';
 import { isPlainObject } from './util.js';
 
 /** What the work routes need. */
@@ -57,9 +57,7 @@ export function addWorkRoutes(v1: Router, opts: WorkRoutesOptions): void {
 
   const requireJson: express.RequestHandler = (req, res, next) => {
     if (!req.is(['application/json', 'application/*+json'])) {
-      res
-        .status(415)
-        .json(errorBody(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json'));
+      sendError(res, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json');
       return;
     }
     next();
@@ -95,11 +93,7 @@ export function addMethodNotAllowed(v1: Router): void {
   for (const path of ['/inference', '/search']) {
     v1.all(path, (req, res) => {
       res.setHeader('Allow', 'POST');
-      res
-        .status(405)
-        .json(
-          errorBody(ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1${path}; use POST`),
-        );
+      sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1${path}; use POST`);
     });
   }
 }

@@ -75,6 +75,8 @@ export class ScopeKeys {
   readonly vec: string;
   readonly free: string;
   readonly next: string;
+  /** Generations of band buckets (generation -> when its buckets expire). */
+  readonly gens: string;
 
   constructor(
     base: string,
@@ -89,21 +91,30 @@ export class ScopeKeys {
     this.vec = `${this.tag}:vec`;
     this.free = `${this.tag}:free`;
     this.next = `${this.tag}:next`;
+    this.gens = `${this.tag}:gens`;
   }
 
   /** The per-scope containers, in the order the drop script takes them. */
-  containers(): [string, string, string, string, string, string] {
-    return [this.lru, this.exp, this.meta, this.vec, this.free, this.next];
+  containers(): [string, string, string, string, string, string, string] {
+    return [this.lru, this.exp, this.meta, this.vec, this.free, this.next, this.gens];
   }
 
   entry(id: string): string {
     return this.entryPrefix + id;
   }
 
-  /** Band bucket key; the value in base 36 (what the scripts rebuild from the meta record). */
-  band(index: number, value: number): string {
-    return `${this.bandPrefix}${index}:${value.toString(36)}`;
+  /**
+   * Band bucket key of a generation (see shared/lua/semantic-set.lua); the value in base 36 (what the
+   * scripts rebuild from the meta record).
+   */
+  band(generation: string, index: number, value: number): string {
+    return `${this.bandPrefix}${generation}:${bandSuffix(index, value)}`;
   }
+}
+
+/** A band bucket key without its prefix and generation: band index and value (base 36). */
+export function bandSuffix(index: number, value: number): string {
+  return `${index}:${value.toString(36)}`;
 }
 
 /** The base of every key of a cache with `prefix` ("{cell0}" → "cell0:sem"). */

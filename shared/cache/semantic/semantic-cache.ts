@@ -16,7 +16,15 @@ import { type Embedder } from './embedder.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
-import { keyBase, promptId, ScopeKeys, scopeHash, shortHash, type SemanticScope } from './scope.js';
+import {
+  bandSuffix,
+  keyBase,
+  promptId,
+  ScopeKeys,
+  scopeHash,
+  shortHash,
+  type SemanticScope,
+} from './scope.js';
 import { normalizePrompt } from './text.js';
 import { hasControlChar } from '../../unicode.js';
 import { cosineQuantized, quantize } from './vector-codec.js';
@@ -122,6 +130,8 @@ const GUARD_TRIES = 8;
 const STALE_CLEANUP = 16;
 /** Expired entries a set() cleans up at most. */
 const EXPIRED_CLEANUP = 64;
+/** Generations of band buckets a lookup reads at most (those expiring last; see semantic-set.lua). */
+const MAX_GENERATIONS = 8;
 /** Entries invalidate() removes per script call (keeps each call short: Redis runs scripts alone). */
 const CLEAR_CHUNK = 500;
 
@@ -137,10 +147,10 @@ type Arg = string | number | Buffer;
 
 /** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
 interface SemCommands {
-  cell0SemanticSet(numKeys: number, ...args: Arg[]): Promise<[number, number]>;
+  cell0SemanticSet(...args: Arg[]): Promise<[number, number]>;
   cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
-  cell0SemanticLookupBuffer(numKeys: number, ...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
+  cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
   cell0SemanticDrop(...args: Arg[]): Promise<[number, number]>;
   cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
 }
@@ -397,12 +407,10 @@ export class SemanticCache<T = unknown> {
     // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
     const bands = hasControlChar(prompt) ? [] : (this.lsh.bandValues(vec) ?? []);
-    const bandKeys = bands.map((v, i) => keys.band(i, v));
     try {
       const [[evicted, expired]] = await Promise.all([
         this.redis.run((r) =>
           commands(r).cell0SemanticSet(
-            7 + bandKeys.length,
             keys.entry(id),
             keys.lru,
             keys.exp,
@@ -410,7 +418,7 @@ export class SemanticCache<T = unknown> {
             keys.vec,
             keys.free,
             keys.next,
-            ...bandKeys,
+            keys.gens,
             id,
             json,
             prompt,
@@ -623,26 +631,40 @@ export class SemanticCache<T = unknown> {
     const oneTrip = this.embedder.inProcess === true && minConfidence !== CacheMatchConfidence.EXACT;
     let vec: Float32Array | undefined;
     let bands: number[] | undefined;
-    let bandKeys: string[] | undefined;
+    let suffixes: string[] | undefined;
     let buckets: (Buffer | null)[] | undefined;
+    let queryKeys: string[] = [];
+    const readBuckets = (exactFirst: boolean, bandSuffixes: string[]) =>
+      this.redis.run((r) =>
+        commands(r).cell0SemanticLookupBuffer(
+          keys.entry(id),
+          keys.lru,
+          keys.gens,
+          id,
+          exactFirst ? '1' : '0',
+          keys.bandPrefix,
+          MAX_GENERATIONS,
+          ...bandSuffixes,
+        ),
+      );
+    /** A reply without an exact hit: the generations read, then their buckets (generation-major). */
+    const takeBuckets = (reply: (number | Buffer | null)[], bandSuffixes: string[]) => {
+      const gens = String(reply[1] ?? '')
+        .split(',')
+        .filter((g) => g.length > 0);
+      queryKeys = gens.flatMap((g) => bandSuffixes.map((sfx) => `${keys.bandPrefix}${g}:${sfx}`));
+      return reply.slice(2) as (Buffer | null)[];
+    };
     if (oneTrip) {
       vec = await this.embedOne(prompt, signal);
       bands = this.lsh.bandValues(vec);
-      bandKeys = bands?.map((v, i) => keys.band(i, v));
+      suffixes = bands?.map((v, i) => bandSuffix(i, v));
     }
-    if (bandKeys) {
-      const lookupKeys = bandKeys;
+    if (suffixes) {
+      const lookupSuffixes = suffixes;
       let reply: [number, ...(Buffer | null)[]];
       try {
-        reply = await this.redis.run((r) =>
-          commands(r).cell0SemanticLookupBuffer(
-            2 + lookupKeys.length,
-            keys.entry(id),
-            keys.lru,
-            ...lookupKeys,
-            id,
-          ),
-        );
+        reply = await readBuckets(true, lookupSuffixes);
       } catch (err) {
         return this.failed('get', err);
       }
@@ -657,8 +679,8 @@ export class SemanticCache<T = unknown> {
           const hit = this.hit(row, keys.hash, id, CacheMatchConfidence.EXACT, 1);
           if (hit) return hit;
         }
-        // a prompt-id collision: read the buckets with a plain MGET below
-      } else buckets = reply.slice(1) as (Buffer | null)[];
+        // a prompt-id collision: read the buckets below
+      } else buckets = takeBuckets(reply, lookupSuffixes);
     } else {
       let row: [string, string, string] | null;
       try {
@@ -687,10 +709,10 @@ export class SemanticCache<T = unknown> {
       bands = this.lsh.bandValues(vec);
     }
     if (!bands) return this.miss();
-    const queryKeys = bandKeys ?? bands.map((v, i) => keys.band(i, v));
     if (!buckets) {
+      const bandSuffixes = suffixes ?? bands.map((v, i) => bandSuffix(i, v));
       try {
-        buckets = await this.redis.run((r) => r.mgetBuffer(...queryKeys));
+        buckets = takeBuckets(await readBuckets(false, bandSuffixes), bandSuffixes);
       } catch (err) {
         return this.failed('get', err);
       }

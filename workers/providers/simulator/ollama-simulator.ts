@@ -31,6 +31,8 @@ import {
 } from './request-fields.js';
 import { type Resident, ResidentModels } from './resident-models.js';
 import { SimulatorCounters, type SimulatorStats } from './simulator-stats.js';
+import { GpuModel, validateGpuProfile, type GpuProfile, type GpuStats, type GpuSlot } from './gpu-model.js';
+import { fixedPace, gpuPace, type Pace } from './pace.js';
 import { contextIds, estimateTokens, planText, simulatedEmbedding } from './text.js';
 import { withDefaults } from '../../../shared/with-defaults.js';
 
@@ -64,6 +66,12 @@ export interface OllamaSimulatorOptions {
    * with setFaults() or POST /_sim/faults. Default none.
    */
   faults?: SimFaults;
+  /**
+   * GPU-like serving (gpu-model.ts): per-model parallel slots, throughput shared by continuous batching, a
+   * bounded wait queue answering 503, prompt evaluation time. false (the default): every request gets its
+   * own generator at tokensPerSec, however many run at once. `tokensPerSec` is unused when this is on.
+   */
+  gpu?: GpuProfile | false;
 }
 
 const DEFAULTS = {
@@ -78,6 +86,7 @@ const DEFAULTS = {
   maxBodyBytes: 10 * 1024 * 1024,
   models: [] as readonly SimModelSpec[],
   faults: {} as SimFaults,
+  gpu: false as GpuProfile | false,
 } satisfies Required<OllamaSimulatorOptions>;
 
 type ResolvedOptions = Required<OllamaSimulatorOptions>;
@@ -87,12 +96,15 @@ export const SIMULATOR_VERSION = '0.0.0-cell0-sim';
 
 /** Streams wake at most this often and send every token due since the last wake. */
 const TICK_MS = 15;
+/** With the GPU profile, a generation re-reads its shared speed at least this often. */
+const GPU_RECHECK_MS = 100;
 /** How often idle models past their keep_alive are unloaded (they are also checked on every request). */
 const SWEEP_INTERVAL_MS = 1000;
 /** What "forever" (negative keep_alive) shows as in /api/ps: Go's max time.Duration, as Ollama shows it. */
 const FOREVER_MS = 9_223_372_036_854;
 
 const nsOf = (ms: number): number => Math.max(0, Math.round(ms * 1e6));
+const clock = (): number => performance.now();
 
 type Handler = (ex: Exchange) => Promise<void> | void;
 
@@ -138,6 +150,7 @@ function validate(o: ResolvedOptions): FieldIssue[] {
   check(typeof o.allowAnyModel === 'boolean', 'allowAnyModel', 'expected a boolean');
   check(Array.isArray(o.models), 'models', 'expected an array of model specs');
   issues.push(...validateSimFaults(o.faults, 'OllamaSimulator.faults'));
+  if (o.gpu !== false) issues.push(...validateGpuProfile(o.gpu, 'OllamaSimulator.gpu'));
   try {
     keepAliveMs(o.defaultKeepAlive);
   } catch (err) {
@@ -163,6 +176,7 @@ export class OllamaSimulator {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly idleWaiters = new Set<() => void>();
   private injector: FaultInjector;
+  private readonly gpu: GpuModel | undefined;
   private server: Server | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private address: { url: string; port: number } | undefined;
@@ -177,6 +191,7 @@ export class OllamaSimulator {
     this.catalog = buildCatalog(merged.models);
     this.defaultKeepAliveMs = keepAliveMs(merged.defaultKeepAlive);
     this.injector = new FaultInjector(merged.faults);
+    this.gpu = merged.gpu === false ? undefined : new GpuModel(merged.gpu);
     this.residency = new ResidentModels({
       maxLoaded: merged.maxLoaded,
       loadMs: (model) => (model.sizeBytes / 1e9) * merged.loadMsPerGb,
@@ -225,14 +240,16 @@ export class OllamaSimulator {
   }
 
   /** Counters since start or the last reset. */
-  stats(): SimulatorStats {
-    return this.counters.snapshot();
+  stats(): SimulatorStats & { gpu?: GpuStats } {
+    const snapshot = this.counters.snapshot();
+    return this.gpu === undefined ? snapshot : { ...snapshot, gpu: this.gpu.stats() };
   }
 
   /** Zeroes the counters; with `models: true` also forgets every resident model. */
   reset(opts: { models?: boolean } = {}): void {
     if (opts.models === true) this.residency.clear();
     this.counters.reset();
+    this.gpu?.resetCounters();
   }
 
   /** The fault settings in force: defaults filled in, with the seed in use (a copy). */
@@ -540,13 +557,27 @@ export class OllamaSimulator {
   }
 
   private async generate(ex: Exchange, plan: GenerationPlan): Promise<void> {
-    const { resident, loadMs } = await this.residency.acquire(plan.model, plan.keepAliveMs, plan.numCtx);
+    // With the GPU profile a request first needs one of its model's slots (or answers 503 when the queue is full).
+    const slot =
+      this.gpu === undefined ? undefined : await this.gpu.acquire(plan.model.name, ex.signal, clock);
     try {
-      if (ex.signal.aborted) return;
-      await this.emit(ex, plan, ex.receivedAt, loadMs);
+      const { resident, loadMs } = await this.residency.acquire(plan.model, plan.keepAliveMs, plan.numCtx);
+      try {
+        if (ex.signal.aborted) return;
+        await this.emit(ex, plan, ex.receivedAt, loadMs, slot);
+      } finally {
+        this.residency.release(resident, plan.keepAliveMs);
+      }
     } finally {
-      this.residency.release(resident, plan.keepAliveMs);
+      slot?.release(clock());
     }
+  }
+
+  /** When the tokens of `plan` are due, counted from the end of the model load. */
+  private paceOf(plan: GenerationPlan, loadEnd: number, slot: GpuSlot | undefined): Pace {
+    if (slot === undefined || this.gpu === undefined)
+      return fixedPace(loadEnd + this.opts.ttftMs, this.opts.tokensPerSec);
+    return gpuPace(loadEnd + this.opts.ttftMs + this.gpu.prefillMs(plan.promptEvalCount), slot);
   }
 
   /**
@@ -554,13 +585,18 @@ export class OllamaSimulator {
    * stream wakes at most every TICK_MS and sends all tokens due, so high rates cost no timer per token.
    * Resolves when the answer is complete or the client has gone.
    */
-  private emit(ex: Exchange, plan: GenerationPlan, t0: number, loadMs: number): Promise<void> {
-    const interval = 1000 / this.opts.tokensPerSec;
+  private emit(
+    ex: Exchange,
+    plan: GenerationPlan,
+    t0: number,
+    loadMs: number,
+    slot?: GpuSlot,
+  ): Promise<void> {
     const loadEnd = performance.now();
-    const firstDue = loadEnd + this.opts.ttftMs;
+    const pace = this.paceOf(plan, loadEnd, slot);
+    const firstDue = pace.firstDue;
     const total = plan.tokens.length;
-    const dueAt = (now: number): number =>
-      now < firstDue ? 0 : Math.min(total, Math.floor((now - firstDue) / interval) + 1);
+    const dueAt = (now: number): number => Math.min(total, pace.due(now));
 
     return new Promise<void>((resolve) => {
       let sent = 0;
@@ -578,6 +614,7 @@ export class OllamaSimulator {
       const finish = (now: number): void => {
         ex.signal.removeEventListener('abort', onAbort);
         const first = plan.stream ? (firstSentAt ?? now) : firstDue;
+        const interval = pace.msPerToken();
         const text = plan.tokens.join('');
         const stats = {
           done: true,
@@ -635,9 +672,11 @@ export class OllamaSimulator {
           return;
         }
         let wait: number;
-        if (!plan.stream) wait = firstDue + (total - 1) * interval - now;
+        if (!plan.stream) wait = pace.timeOf(total, now) - now;
         else if (sent === 0) wait = firstDue - now;
-        else wait = Math.max(TICK_MS, firstDue + sent * interval - now);
+        else wait = Math.max(TICK_MS, pace.timeOf(sent + 1, now) - now);
+        // A shared speed changes as other requests come and go: look again at least this often.
+        if (slot !== undefined) wait = Math.min(wait, GPU_RECHECK_MS);
         cancelTimer = this.setTimer(step, Math.max(0, wait));
       };
       step();

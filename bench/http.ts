@@ -1,0 +1,388 @@
+/*
+ * bench:http — the unique-request hot path: cell0's POST /v1/inference against a minimal pass-through proxy.
+ *
+ * Starts a private redis-server, the Ollama-compatible simulator (1 ms to first token, near-instant tokens)
+ * and, as separate processes,
+ *   A  a pass-through proxy (bench/http-proxy.ts: express + one undici pool, no queue, no cache);
+ *   B  cell0 (`cell0 start`: API and worker in one process, worker concurrency 64, 64 connections per
+ *      backend host), first with every cache on, then with each cache off in turn.
+ * Each variant runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
+ * unique (nothing coalesces, no cache can answer). Prints per side: requests/s, p50/p99 latency, CPU per
+ * request of each process (from /proc), Redis commands per request (INFO commandstats delta of the private
+ * Redis, commands run inside scripts included) and the median pair ratios B/A.
+ *
+ *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on]
+ *                         [--cpu-prof DIR] [--json]
+ * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import { Pool } from 'undici';
+import { benchArgs } from './args.js';
+import { median, percentile } from './e2e-common.js';
+
+const MODEL = 'qwen2.5:0.5b';
+const MAX_TOKENS = 8;
+const ROOT = join(__dirname, '..');
+const CLI = join(ROOT, 'dist', 'bin', 'cell0.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const children = new Set<ChildProcess>();
+
+/** Spawns a process and resolves once `ready` matches a line of its stdout or stderr. */
+function startProcess(
+  cmd: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  ready: RegExp,
+  what: string,
+): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${what} not ready in 120 s:\n${seen}`)), 120_000);
+    const onData = (chunk: Buffer) => {
+      if (seen.length < 20_000) seen += chunk.toString();
+      if (ready.test(seen)) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    // Keep draining the pipes (a full pipe would block the child) without keeping the text.
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (code ${code}) before it was ready:\n${seen}`));
+    });
+  });
+}
+
+function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** CPU time (user + system) a process has used so far, ms (Linux /proc; NaN elsewhere). */
+function cpuMsOf(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in 1/100 s
+  } catch {
+    return NaN;
+  }
+}
+
+async function commandCalls(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+interface RunResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  firstError?: string;
+  /** CPU ms per request by process. */
+  cpuUs: Record<string, number>;
+  /** Redis commands per request (all, and by command). */
+  redisPerRequest: number;
+  redisByCommand: Record<string, number>;
+  /** Answers served from a cache (should be 0: every prompt is unique). */
+  cached: number;
+}
+
+/** N requests, K at a time, each with a prompt never sent before. */
+async function load(
+  url: string,
+  n: number,
+  k: number,
+  tag: string,
+  pids: Record<string, number | undefined>,
+  redis: Redis,
+): Promise<RunResult> {
+  const pool = new Pool(url, { connections: k });
+  const lat: number[] = [];
+  let errors = 0;
+  let cached = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
+  const calls0 = await commandCalls(redis);
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: k }, async () => {
+      while (next < n) {
+        const i = next++;
+        const body = JSON.stringify({
+          model: MODEL,
+          prompt: `Request ${tag}-${i}: tell me about ${randomBytes(6).toString('hex')} and ${i * 7919}`,
+          params: { max_tokens: MAX_TOKENS },
+        });
+        const s = performance.now();
+        try {
+          const r = await pool.request({
+            path: '/v1/inference',
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body,
+          });
+          const text = await r.body.text();
+          lat.push(performance.now() - s);
+          if (r.statusCode !== 200) {
+            errors++;
+            firstError ??= `${r.statusCode} ${text.slice(0, 200)}`;
+          } else if (/"cached":true/.test(text)) cached++;
+        } catch (err) {
+          errors++;
+          firstError ??= String(err);
+        }
+      }
+    }),
+  );
+  const wall = performance.now() - t0;
+  const calls1 = await commandCalls(redis);
+  const cpuUs: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) cpuUs[name] = ((cpuMsOf(pid) - cpu0[name]!) * 1000) / n;
+  await pool.close();
+  const redisByCommand: Record<string, number> = {};
+  let total = 0;
+  for (const [cmd, c] of calls1) {
+    if (cmd === 'info') continue;
+    const d = (c - (calls0.get(cmd) ?? 0)) / n;
+    total += d;
+    if (d >= 0.05) redisByCommand[cmd] = Math.round(d * 10) / 10;
+  }
+  lat.sort((a, b) => a - b);
+  return {
+    rps: (n / wall) * 1000,
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
+    errors,
+    ...(firstError ? { firstError } : {}),
+    cpuUs,
+    redisPerRequest: total,
+    redisByCommand,
+    cached,
+  };
+}
+
+interface Variant {
+  name: string;
+  env: Record<string, string>;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'caches on', env: {} },
+  { name: 'semantic+search cache off', env: { CELL0_CACHE_ENABLED: '0' } },
+  { name: 'HTTP cache off', env: { CELL0_HTTP_CACHE: '0' } },
+];
+
+const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+async function main(): Promise<void> {
+  const opts = benchArgs(
+    process.argv.slice(2),
+    { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on] [--cpu-prof DIR] [--json]',
+    ['variants', 'cpu-prof'],
+  );
+  const profDir = opts.text['cpu-prof'];
+  const variants = opts.text.variants === 'on' ? VARIANTS.slice(0, 1) : VARIANTS;
+  const redisPort = await freePort();
+  const redisServer = spawn(
+    'redis-server',
+    ['--port', String(redisPort), '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  children.add(redisServer);
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  const redis = new Redis(redisUrl, { retryStrategy: (t) => (t > 100 ? null : 50) });
+  redis.on('error', () => undefined);
+  await redis.ping();
+  const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1];
+
+  const simPort = await freePort();
+  const simEnv = {
+    CELL0_SIM_TTFT_MS: '1',
+    CELL0_SIM_TOKENS_PER_SEC: '1000000',
+    CELL0_SIM_LOAD_MS_PER_GB: '1',
+    CELL0_LOG_LEVEL: 'warn',
+  };
+  const sim = await startProcess(
+    process.execPath,
+    [CLI, 'simulator', '--port', String(simPort)],
+    simEnv,
+    /ready/,
+    'simulator',
+  );
+  const simUrl = `http://127.0.0.1:${simPort}`;
+  const proxyPort = await freePort();
+  const proxy = await startProcess(
+    process.execPath,
+    ['--import', 'tsx', join(__dirname, 'http-proxy.ts'), String(proxyPort), simUrl, '64'],
+    {},
+    /proxy ready/,
+    'proxy',
+  );
+  const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+
+  const load0 = os.loadavg();
+  console.log('bench:http — POST /v1/inference, unique prompts: cell0 (B) vs a pass-through proxy (A)');
+  console.log(`date     ${new Date().toISOString()}`);
+  console.log(
+    `machine  ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, redis ${redisVersion}`,
+  );
+  console.log(`load     ${load0.map((l) => l.toFixed(2)).join(' ')} (1/5/15-minute load average at start)`);
+  console.log(
+    `setup    ${opts.requests} requests/side/pair, concurrency ${opts.concurrency}, ${opts.pairs} pairs, warm-up ${opts.warmup}; ` +
+      `simulator TTFT 1 ms, max_tokens ${MAX_TOKENS}`,
+  );
+  const summary: Record<string, unknown>[] = [];
+  try {
+    for (const variant of variants) {
+      await redis.flushall();
+      const apiPort = await freePort();
+      const cell0 = await startProcess(
+        process.execPath,
+        [
+          ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+          CLI,
+          'start',
+          '--port',
+          String(apiPort),
+        ],
+        {
+          REDIS_URL: redisUrl,
+          CELL0_OLLAMA_URL: simUrl,
+          CELL0_DASHBOARD_PORT: String(await freePort()),
+          CELL0_INFERENCE_CONCURRENCY: '64',
+          CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
+          // The machine's load is not cell0's: a worker must not stop taking jobs because others use the CPU.
+          CELL0_MAX_CPU_PERCENT: '0',
+          ...variant.env,
+        },
+        /cell0 start .* ready/,
+        'cell0',
+      );
+      const cell0Url = `http://127.0.0.1:${apiPort}`;
+      const pids = { cell0: cell0.pid, simulator: sim.pid, redis: redisServer.pid };
+      const proxyPids = { proxy: proxy.pid, simulator: sim.pid, redis: redisServer.pid };
+      const tag = randomBytes(3).toString('hex');
+      await load(proxyUrl, opts.warmup, opts.concurrency, `${tag}w`, proxyPids, redis);
+      await load(cell0Url, opts.warmup, opts.concurrency, `${tag}w`, pids, redis);
+      console.log(`\n${variant.name}`);
+      const pairs: { a: RunResult; b: RunResult }[] = [];
+      for (let p = 0; p < opts.pairs; p++) {
+        const runA = () => load(proxyUrl, opts.requests, opts.concurrency, `${tag}a${p}`, proxyPids, redis);
+        const runB = () => load(cell0Url, opts.requests, opts.concurrency, `${tag}b${p}`, pids, redis);
+        let a: RunResult;
+        let b: RunResult;
+        if (p % 2 === 0) {
+          a = await runA();
+          b = await runB();
+        } else {
+          b = await runB();
+          a = await runA();
+        }
+        pairs.push({ a, b });
+        console.log(
+          `  pair ${p + 1} (${p % 2 === 0 ? 'A B' : 'B A'}): proxy ${f(a.rps, 0)} req/s p50 ${f(a.p50)} p99 ${f(a.p99)} ms` +
+            ` | cell0 ${f(b.rps, 0)} req/s p50 ${f(b.p50)} p99 ${f(b.p99)} ms | ratio ${f(b.rps / a.rps, 2)}` +
+            (a.errors + b.errors > 0
+              ? ` | errors A ${a.errors} B ${b.errors} (${b.firstError ?? a.firstError})`
+              : '') +
+            (b.cached > 0 ? ` | cached ${b.cached}` : ''),
+        );
+      }
+      const med = (g: (x: { a: RunResult; b: RunResult }) => number) => median(pairs.map(g));
+      const last = pairs[pairs.length - 1]!;
+      const row = {
+        variant: variant.name,
+        throughputRatio: med((x) => x.b.rps / x.a.rps),
+        p50Ratio: med((x) => x.b.p50 / x.a.p50),
+        p99Ratio: med((x) => x.b.p99 / x.a.p99),
+        proxy: { rps: med((x) => x.a.rps), p50: med((x) => x.a.p50), p99: med((x) => x.a.p99) },
+        cell0: { rps: med((x) => x.b.rps), p50: med((x) => x.b.p50), p99: med((x) => x.b.p99) },
+        cpuUsPerRequest: {
+          proxy: Object.fromEntries(
+            Object.keys(proxyPids).map((k) => [k, Math.round(med((x) => x.a.cpuUs[k]!))]),
+          ),
+          cell0: Object.fromEntries(Object.keys(pids).map((k) => [k, Math.round(med((x) => x.b.cpuUs[k]!))])),
+        },
+        redisCommandsPerRequest: {
+          proxy: med((x) => x.a.redisPerRequest),
+          cell0: med((x) => x.b.redisPerRequest),
+        },
+        redisByCommandLastPair: last.b.redisByCommand,
+        errors: pairs.reduce((s, x) => s + x.a.errors + x.b.errors, 0),
+        cachedAnswers: pairs.reduce((s, x) => s + x.b.cached, 0),
+      };
+      summary.push(row);
+      console.log(
+        `  median ratios cell0/proxy: throughput ${f(row.throughputRatio, 2)}, p50 ${f(row.p50Ratio, 2)}, p99 ${f(row.p99Ratio, 2)}`,
+      );
+      console.log(
+        `  CPU µs/request: proxy ${JSON.stringify(row.cpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.cpuUsPerRequest.cell0)}`,
+      );
+      console.log(
+        `  Redis commands/request: cell0 ${f(row.redisCommandsPerRequest.cell0)} (${Object.entries(
+          row.redisByCommandLastPair,
+        )
+          .sort((x, y) => y[1] - x[1])
+          .map(([c, v]) => `${c} ${v}`)
+          .join(', ')})`,
+      );
+      await stop(cell0);
+    }
+    console.log(
+      `\nload     ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')} at the end`,
+    );
+    if (opts.json) console.log(JSON.stringify({ date: new Date().toISOString(), load: load0, summary }));
+  } finally {
+    redis.disconnect();
+    await Promise.all([...children].map((c) => stop(c)));
+  }
+}
+
+process.once('SIGINT', () => {
+  for (const c of children) c.kill('SIGKILL');
+  process.exit(130);
+});
+main().catch(async (err: unknown) => {
+  console.error(err instanceof Error ? err.stack : err);
+  await Promise.all([...children].map((c) => stop(c)));
+  process.exit(1);
+});

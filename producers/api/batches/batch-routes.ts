@@ -1,0 +1,192 @@
+import express, { type ErrorRequestHandler, type Request, type Response, type Router } from 'express';
+import { ErrorCode } from '../../../shared/errors.js';
+import { type QueueName } from '../../../shared/queues/names.js';
+import { tenantOf } from '../access-control.js';
+import { type BatchClient } from '../../batches/batch-client.js';
+import {
+  BatchTooLargeError,
+  BatchValidationError,
+  parseBatch,
+  splitBatchBody,
+} from '../../batches/batch-input.js';
+import { type Batches } from '../../batches/batches.js';
+
+/** What the API is given to serve batches. */
+export interface BatchRoutesConfig {
+  batches: Batches;
+  /** Most requests in one batch (CELL0_BATCH_MAX_ITEMS); more → 413. */
+  maxItems: number;
+  /** Largest body of POST /v1/batches (CELL0_BATCH_MAX_BODY_BYTES), this route only; larger → 413. */
+  maxBodyBytes: number;
+}
+
+/** Options of {@link batchRoutes}. */
+export interface BatchRoutesOptions extends BatchRoutesConfig {
+  client: BatchClient;
+  /** True when tenant keys are configured: each batch and each of its requests belongs to the caller's tenant. */
+  tenantKeys: boolean;
+}
+
+const JSONL_TYPES = [
+  'application/jsonl',
+  'application/x-ndjson',
+  'application/jsonlines',
+  'application/x-jsonlines',
+];
+
+/**
+ * The batch routes, mounted at /v1/batches behind the tenant guard:
+ *
+ * - `POST /` — a JSON array (application/json) or JSON Lines (application/jsonl, application/x-ndjson) of
+ *   `{custom_id, queue, body}`. Every line is validated first: any bad line → 400 listing them, nothing
+ *   enqueued. Otherwise 202 with the batch.
+ * - `GET /:id` — status, request_counts, timestamps.
+ * - `GET /:id/results` — JSONL, one line per finished request in finish order, streamed until the batch is
+ *   finished (`?follow=0`: only the lines there are now).
+ * - `POST /:id/cancel` — requests not yet started are not run.
+ *
+ * With tenant keys, a batch is its tenant's: another key gets the 404 of an unknown id, and each request's
+ * `cache.namespace` starts with the tenant id, as for POST /v1/inference.
+ */
+export function batchRoutes(opts: BatchRoutesOptions): Router {
+  const router = express.Router();
+  const owner = (res: Response): { owner?: string } => {
+    const t = tenantOf(res);
+    return opts.tenantKeys && t !== undefined ? { owner: t } : {};
+  };
+  const body = express.text({ type: () => true, limit: opts.maxBodyBytes });
+
+  router.post('/', (req, res, next) => {
+    if (!req.is(['application/json', ...JSONL_TYPES])) {
+      res.status(415).json({
+        error: {
+          code: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+          message:
+            'send the batch as application/json (an array) or application/jsonl (one request per line)',
+        },
+      });
+      return;
+    }
+    next();
+  });
+
+  router.post('/', body, async (req, res) => {
+    const text = typeof req.body === 'string' ? req.body : '';
+    const format = req.is('application/json') ? 'json' : 'jsonl';
+    const tenant = owner(res).owner;
+    const items = parseBatch(splitBatchBody(text, format), {
+      maxItems: opts.maxItems,
+      parse: (queue: QueueName, b: unknown) => opts.client.parseFor(queue, withTenant(b, tenant)),
+    });
+    const view = await opts.batches.create(items, { owner: tenant ?? '' });
+    res.setHeader('Location', `${req.baseUrl}/${view.id}`);
+    res.status(202).json(view);
+  });
+
+  router.all('/', (req, res) => {
+    res.setHeader('Allow', 'POST');
+    res.status(405).json({
+      error: {
+        code: ErrorCode.METHOD_NOT_ALLOWED,
+        message: `${req.method} is not allowed on /v1/batches; use POST`,
+      },
+    });
+  });
+
+  router.get('/:id', async (req, res) => {
+    const view = await opts.batches.get(req.params.id as string, owner(res));
+    if (!view) return notFound(req, res);
+    res.setHeader('Cache-Control', 'no-store');
+    res.json(view);
+  });
+
+  router.post('/:id/cancel', async (req, res) => {
+    const view = await opts.batches.cancel(req.params.id as string, owner(res));
+    if (!view) return notFound(req, res);
+    res.json(view);
+  });
+
+  router.get('/:id/results', async (req, res) => {
+    const ac = new AbortController();
+    res.on('close', () => ac.abort());
+    const follow = !(req.query.follow === '0' || req.query.follow === 'false');
+    const lines = await opts.batches.results(req.params.id as string, {
+      ...owner(res),
+      follow,
+      signal: ac.signal,
+    });
+    if (!lines) return notFound(req, res);
+    res.status(200);
+    res.setHeader('Content-Type', 'application/jsonl; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-store');
+    res.flushHeaders();
+    try {
+      for await (const chunk of lines) {
+        if (!res.write(chunk.join('\n') + '\n'))
+          await new Promise<void>((resolve) => {
+            res.once('drain', resolve);
+            res.once('close', resolve);
+          });
+      }
+    } catch (err) {
+      // Headers are sent: all that is left is to cut the stream, so the reader sees it incomplete.
+      res.destroy(err as Error);
+      return;
+    }
+    res.end();
+  });
+
+  const onError: ErrorRequestHandler = (err: unknown, _req, res, next) => {
+    const e = err as { type?: string };
+    if (err instanceof BatchTooLargeError) {
+      res.status(413).json({
+        error: {
+          code: err.code,
+          message: err.message,
+          issues: [{ field: '(body)', reason: `${err.items} requests; at most ${err.maxItems}` }],
+        },
+      });
+    } else if (e?.type === 'entity.too.large') {
+      res.status(413).json({
+        error: {
+          code: ErrorCode.INPUT_TOO_LARGE,
+          message: `the batch body is over the limit of ${opts.maxBodyBytes} bytes (CELL0_BATCH_MAX_BODY_BYTES)`,
+          issues: [{ field: '(body)', reason: `over ${opts.maxBodyBytes} bytes` }],
+        },
+      });
+    } else if (err instanceof BatchValidationError) {
+      res.status(400).json({
+        error: { code: err.code, message: err.message, bad_lines: err.badLines, issues: err.issues },
+      });
+    } else next(err);
+  };
+  router.use(onError);
+  return router;
+}
+
+function notFound(req: Request, res: Response): void {
+  const id = String(req.params.id ?? '');
+  res.status(404).json({
+    error: {
+      code: ErrorCode.BATCH_NOT_FOUND,
+      message: `no batch ${id.length > 80 ? `${id.slice(0, 80)}…` : id} (never created, or its retention ended)`,
+    },
+  });
+}
+
+/**
+ * The tenant partition of one request of a batch, as POST /v1/inference applies it: the namespace starts
+ * with the tenant id. A malformed `cache` is left for the schema to refuse.
+ */
+function withTenant(body: unknown, tenant: string | undefined): unknown {
+  if (tenant === undefined || typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  const b = body as Record<string, unknown>;
+  const cache = b.cache ?? {};
+  if (typeof cache !== 'object' || cache === null || Array.isArray(cache)) return body;
+  const requested = (cache as Record<string, unknown>).namespace;
+  if (requested !== undefined && typeof requested !== 'string') return body;
+  return {
+    ...b,
+    cache: { ...cache, namespace: requested === undefined ? tenant : `${tenant}:${requested}` },
+  };
+}

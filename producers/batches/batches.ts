@@ -1,0 +1,551 @@
+import { FlowProducer, Job, Queue, Worker, type FlowJobNode, type JobsOptions } from 'bullmq';
+import { type Redis } from 'ioredis';
+import { Cell0Error, ErrorCode, OverloadedError, RedisFullError, ClosedError } from '../../shared/errors.js';
+import { silentLogger, type Logger } from '../../shared/logger.js';
+import { closeRedis, createRedisConnection } from '../../shared/redis/connection.js';
+import { connectionLogFor } from '../../shared/redis/connection-log.js';
+import { settledWithin, sleep } from '../../shared/sleep.js';
+import { withDefaults } from '../../shared/with-defaults.js';
+import { type SubmitResult } from '../job-submitter.js';
+import { type BatchClient } from './batch-client.js';
+import { type BatchItem } from './batch-input.js';
+import {
+  BATCH_QUEUE,
+  BatchJobName,
+  batchKeys,
+  decodeBatch,
+  defineBatchScripts,
+  FINAL_STATUSES,
+  isBatchId,
+  newBatchId,
+  type BatchCommands,
+  type BatchResultLine,
+  type BatchStatus,
+  type BatchView,
+  type ItemJobData,
+  type ItemStatus,
+} from './batch-model.js';
+
+/** Options of {@link Batches}. */
+export interface BatchesOptions {
+  /** The producer whose coalescing, caches and load shedding every item goes through. */
+  client: BatchClient;
+  /** Run batch items in this process (a BullMQ worker on the batches queue). Default true. */
+  runner?: boolean;
+  /** Items run at once by this process (each one waits for its job). Default 256. */
+  concurrency?: number;
+  /** Seconds a finished batch (status and results) is kept. Default 86400. */
+  ttlSeconds?: number;
+  /** Items added to Redis per round trip when a batch is created. Default 1000. */
+  chunkSize?: number;
+  /** One wait for an item's job lasts this long before it is renewed, ms. Default 30000. */
+  itemWaitMs?: number;
+  /** How long a runner trusts the batch status it read (a cancel shows within this), ms. Default 250. */
+  statusCacheMs?: number;
+  /** How often a results stream that has caught up looks for new lines, ms. Default 200. */
+  pollMs?: number;
+  /** The runner's BullMQ lock duration, ms (an item whose runner died is retried after it). Default 30000. */
+  lockDurationMs?: number;
+  /** The runner's stalled-job check interval, ms. Default 30000. */
+  stalledIntervalMs?: number;
+  logger?: Logger;
+}
+
+const DEFAULTS = {
+  runner: true,
+  concurrency: 256,
+  ttlSeconds: 86_400,
+  chunkSize: 1000,
+  itemWaitMs: 30_000,
+  statusCacheMs: 250,
+  pollMs: 200,
+  lockDurationMs: 30_000,
+  stalledIntervalMs: 30_000,
+};
+
+/** A gate child waits this long at most; it is promoted as soon as the batch's last item is added. */
+const GATE_DELAY_MS = 365 * 24 * 3600 * 1000;
+
+/**
+ * Batch jobs: many requests submitted as one, each run exactly like a single request (coalescing with
+ * identical jobs, running or finished; the caches first), results collected per batch.
+ *
+ * A batch is a BullMQ flow (see batch-model.ts). Each item job, when a runner takes it, submits its request
+ * through the producer's {@link JobSubmitter} — the same path as POST /v1/inference — waits for the
+ * answer and records it with batch-record.lua, which counts each line once even when an item runs twice
+ * (its runner died after recording). The runner's concurrency bounds how many of a batch's jobs are on the
+ * work queues at once, so a 50,000-item batch does not flood them; the load shedder's refusals make an
+ * item wait and retry, never fail.
+ */
+export class Batches {
+  readonly prefix: string;
+  private readonly opts: Required<Omit<BatchesOptions, 'client' | 'logger'>>;
+  private readonly client: BatchClient;
+  private readonly log: Logger;
+  private conn: (Redis & BatchCommands) | undefined;
+  private workerConn: Redis | undefined;
+  private queue: Queue | undefined;
+  private flow: FlowProducer | undefined;
+  private worker: Worker | undefined;
+  private starting: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+  /** Batches still being added in the background. */
+  private readonly adding = new Set<Promise<void>>();
+  private readonly statusCache = new Map<string, { status: BatchStatus | undefined; at: number }>();
+  private readonly stop = new AbortController();
+
+  constructor(opts: BatchesOptions) {
+    this.client = opts.client;
+    this.opts = withDefaults(DEFAULTS, {
+      ...(opts.runner !== undefined ? { runner: opts.runner } : {}),
+      ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+      ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
+      ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
+      ...(opts.itemWaitMs !== undefined ? { itemWaitMs: opts.itemWaitMs } : {}),
+      ...(opts.statusCacheMs !== undefined ? { statusCacheMs: opts.statusCacheMs } : {}),
+      ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
+      ...(opts.lockDurationMs !== undefined ? { lockDurationMs: opts.lockDurationMs } : {}),
+      ...(opts.stalledIntervalMs !== undefined ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
+    });
+    for (const k of ['concurrency', 'ttlSeconds', 'chunkSize', 'itemWaitMs', 'pollMs'] as const) {
+      const v = this.opts[k];
+      if (!(Number.isInteger(v) && v >= 1))
+        throw new TypeError(`Batches: option "${k}" must be an integer >= 1, got ${String(v)}`);
+    }
+    this.prefix = this.client.submitter.prefix;
+    this.log = opts.logger ?? silentLogger();
+  }
+
+  /** Connects (and starts the runner). Idempotent. */
+  start(): Promise<void> {
+    this.starting ??= (async () => {
+      // A connection of its own: adding a chunk of a large batch is one MULTI that may take longer than
+      // a single request's command timeout. It fails fast while Redis is away, as the producer's does.
+      const conn = createRedisConnection({
+        url: this.client.redisUrl,
+        role: 'client',
+        commandTimeoutMs: 60_000,
+        connectionName: 'cell0:batches',
+        logger: this.log,
+      });
+      this.conn = defineBatchScripts(conn);
+      this.queue = new Queue(BATCH_QUEUE, { connection: conn, prefix: this.prefix });
+      this.flow = new FlowProducer({ connection: conn, prefix: this.prefix });
+      const connLog = connectionLogFor(this.log);
+      connLog.watch(this.queue, `queue:${BATCH_QUEUE}`);
+      await this.queue.waitUntilReady();
+      if (!this.opts.runner) return;
+      // A worker needs a connection whose commands wait for a reconnect (BullMQ's blocking fetch).
+      this.workerConn = createRedisConnection({
+        url: this.client.redisUrl,
+        role: 'worker',
+        connectionName: 'cell0:batch-runner',
+        logger: this.log,
+      });
+      this.worker = new Worker(BATCH_QUEUE, (job: Job) => this.process(job), {
+        connection: this.workerConn,
+        prefix: this.prefix,
+        concurrency: this.opts.concurrency,
+        lockDuration: this.opts.lockDurationMs,
+        stalledInterval: this.opts.stalledIntervalMs,
+        autorun: true,
+      });
+      this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'batch runner error'));
+      this.worker.on('failed', (job, err) => void this.onItemFailed(job, err));
+      await this.worker.waitUntilReady();
+    })();
+    return this.starting;
+  }
+
+  /** The batches queue (for the dashboard). */
+  getQueue(): Queue {
+    if (!this.queue) throw new ClosedError('Batches');
+    return this.queue;
+  }
+
+  /**
+   * Creates a batch of validated items for `owner` (a tenant id, or '' for none) and starts adding its
+   * jobs. Resolves once the batch exists and its first items are queued; the rest are added in the
+   * background, a chunk per round trip.
+   */
+  async create(items: readonly BatchItem[], opts: { owner?: string } = {}): Promise<BatchView> {
+    if (this.closing) throw new ClosedError('Batches');
+    await this.start();
+    if (items.length === 0) throw new TypeError('Batches.create: a batch needs at least one item');
+    const id = newBatchId();
+    const keys = batchKeys(this.prefix, id);
+    const now = Date.now();
+    await this.redis((r) =>
+      r.hset(keys.meta, {
+        status: 'validating',
+        owner: opts.owner ?? '',
+        total: items.length,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+        created_at: now,
+      }),
+    );
+    const chunk = this.opts.chunkSize;
+    const first = items.slice(0, chunk);
+    const gated = items.length > chunk;
+    const children: FlowJobNode[] = first.map((it) => this.child(id, it));
+    if (gated)
+      children.unshift({
+        name: BatchJobName.GATE,
+        queueName: BATCH_QUEUE,
+        data: { batchId: id },
+        opts: { jobId: `${id}-gate`, delay: GATE_DELAY_MS, removeOnComplete: true },
+      });
+    try {
+      await this.redis(() =>
+        this.flow!.add({
+          name: BatchJobName.BATCH,
+          queueName: BATCH_QUEUE,
+          data: { batchId: id, total: items.length },
+          opts: {
+            jobId: id,
+            removeOnComplete: { age: this.opts.ttlSeconds },
+            removeOnFail: { age: this.opts.ttlSeconds },
+          },
+          children,
+        }),
+      );
+    } catch (err) {
+      await this.failBatch(id, err).catch(() => undefined);
+      throw err;
+    }
+    await this.redis((r) => r.cell0BatchTransition(keys.meta, 'validating', 'in_progress', Date.now()));
+    if (gated) {
+      const p = this.addRest(id, items.slice(chunk)).finally(() => this.adding.delete(p));
+      this.adding.add(p);
+    }
+    return (await this.get(id))!;
+  }
+
+  /** The item job of one request. */
+  private child(
+    batchId: string,
+    it: BatchItem,
+  ): { name: string; queueName: string; data: ItemJobData; opts: JobsOptions } {
+    const data: ItemJobData = {
+      batchId,
+      line: it.line,
+      custom_id: it.custom_id,
+      queue: it.queue,
+      data: it.data,
+    };
+    return { name: BatchJobName.ITEM, queueName: BATCH_QUEUE, data, opts: this.itemOpts() };
+  }
+
+  private itemOpts(): JobsOptions {
+    return {
+      // Redis trouble while an item runs: retried. What the item's own job does is recorded, not retried here.
+      attempts: 5,
+      backoff: { type: 'exponential', delay: 1000 },
+      // The result is in the batch's results stream; the item job has nothing more to keep.
+      removeOnComplete: true,
+      removeOnFail: { age: this.opts.ttlSeconds },
+      // An item that failed for good is recorded as failed; it must not hold its batch open.
+      ignoreDependencyOnFailure: true,
+    };
+  }
+
+  /** Adds a large batch's remaining items, a chunk per round trip, then opens the gate. */
+  private async addRest(id: string, rest: readonly BatchItem[]): Promise<void> {
+    const queue = this.queue!;
+    const parent = { id, queue: queue.qualifiedName };
+    try {
+      for (let i = 0; i < rest.length; i += this.opts.chunkSize) {
+        const part = rest.slice(i, i + this.opts.chunkSize);
+        if ((await this.status(id, true)) === 'cancelling') {
+          // Cancelled while being added: what was not added is recorded cancelled, never queued.
+          await this.recordMany(id, rest.slice(i), 'cancelled');
+          break;
+        }
+        await this.redis(() =>
+          queue.addBulk(
+            part.map((it) => {
+              const c = this.child(id, it);
+              return { name: c.name, data: c.data as ItemJobData, opts: { ...c.opts, parent } };
+            }),
+          ),
+        );
+      }
+    } catch (err) {
+      this.log.error({ batchId: id, err: (err as Error).message }, 'could not add all of a batch');
+      await this.failBatch(id, err).catch(() => undefined);
+    } finally {
+      try {
+        const gate = await this.redis(() => Job.fromId(queue, `${id}-gate`));
+        await gate?.promote();
+      } catch (err) {
+        this.log.warn({ batchId: id, err: (err as Error).message }, 'could not open a batch gate');
+      }
+    }
+  }
+
+  /** A batch that could not be enqueued whole: status failed, with the reason. */
+  private async failBatch(id: string, err: unknown): Promise<void> {
+    const keys = batchKeys(this.prefix, id);
+    const code = err instanceof Cell0Error ? err.code : ErrorCode.INTERNAL;
+    await this.redis(async (r) => {
+      await r.hset(keys.meta, 'errors', JSON.stringify([{ code, message: (err as Error).message }]));
+      await r.cell0BatchTransition(keys.meta, 'validating,in_progress,cancelling', 'failed', Date.now());
+    });
+  }
+
+  /**
+   * A batch's view, or undefined when there is none with that id — or, with `owner`, none of that tenant
+   * (another tenant's batch is answered exactly as an unknown one, after the same one read).
+   */
+  async get(id: string, opts: { owner?: string } = {}): Promise<BatchView | undefined> {
+    if (!isBatchId(id)) return undefined;
+    await this.start();
+    const h = await this.redis((r) => r.hgetall(batchKeys(this.prefix, id).meta));
+    if (opts.owner !== undefined && h.owner !== opts.owner) return undefined;
+    return decodeBatch(id, h);
+  }
+
+  /**
+   * Cancels a batch: items not yet started are not run (recorded `cancelled`); running ones finish. The
+   * batch is `cancelling` until then, `cancelled` after. A finished batch is left as it is. Undefined when
+   * there is no such batch (for `owner`).
+   */
+  async cancel(id: string, opts: { owner?: string } = {}): Promise<BatchView | undefined> {
+    const view = await this.get(id, opts);
+    if (!view) return undefined;
+    const keys = batchKeys(this.prefix, id);
+    await this.redis((r) =>
+      r.cell0BatchTransition(keys.meta, 'validating,in_progress', 'cancelling', Date.now()),
+    );
+    this.statusCache.delete(id);
+    return this.get(id, opts);
+  }
+
+  /**
+   * The batch's result lines (JSON text) in the order its items finished. With `follow` (default) it
+   * waits for new lines until the batch is finished; without, it ends at the lines there are now.
+   * Undefined when there is no such batch (for `owner`).
+   */
+  async results(
+    id: string,
+    opts: { owner?: string; follow?: boolean; signal?: AbortSignal } = {},
+  ): Promise<AsyncIterable<string[]> | undefined> {
+    const view = await this.get(id, opts);
+    if (!view) return undefined;
+    return this.readResults(id, opts.follow ?? true, opts.signal);
+  }
+
+  private async *readResults(id: string, follow: boolean, signal?: AbortSignal): AsyncGenerator<string[]> {
+    const keys = batchKeys(this.prefix, id);
+    let last = '-';
+    let read = 0;
+    for (;;) {
+      if (signal?.aborted || this.closing) return;
+      const entries = await this.redis((r) =>
+        r.xrange(keys.results, last === '-' ? '-' : `(${last}`, '+', 'COUNT', 1000),
+      );
+      if (entries.length > 0) {
+        last = entries[entries.length - 1]![0];
+        read += entries.length;
+        yield entries.map(([, fields]) => fields[1] ?? '');
+        continue;
+      }
+      if (!follow) return;
+      const h = await this.redis((r) => r.hmget(keys.meta, 'status', 'completed', 'failed', 'cancelled'));
+      // Gone (retention ended) or finished with every recorded line read: the stream is complete.
+      if (h[0] === null) return;
+      const recorded = Number(h[1]) + Number(h[2]) + Number(h[3]);
+      if (FINAL_STATUSES.includes(h[0] as BatchStatus) && read >= recorded) return;
+      try {
+        await sleep(this.opts.pollMs, signal ? { signal } : {});
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** The runner's processor: one job of the batches queue. */
+  private async process(job: Job): Promise<unknown> {
+    if (job.name === BatchJobName.GATE) return null;
+    if (job.name === BatchJobName.BATCH) {
+      // Every item has finished (the flow's guarantee): the batch's counts are final.
+      const view = await this.get((job.data as { batchId: string }).batchId);
+      return view ? { status: view.status, request_counts: view.request_counts } : null;
+    }
+    const item = job.data as ItemJobData;
+    const status = await this.status(item.batchId, false);
+    if (status === undefined) return { status: 'gone' };
+    if (status === 'cancelling' || status === 'cancelled' || status === 'failed') {
+      await this.record(item, 'cancelled', {
+        error: {
+          code: ErrorCode.BATCH_CANCELLED,
+          message:
+            status === 'failed'
+              ? 'not run: the batch failed before it started'
+              : 'not run: the batch was cancelled before it started',
+        },
+      });
+      return { status: 'cancelled' };
+    }
+    const r = await this.runToEnd(item);
+    if (r.state === 'completed') {
+      await this.record(item, 'completed', {
+        job_id: r.jobId,
+        cached: r.cached ?? false,
+        result: r.result,
+      });
+    } else if (r.state === 'failed') {
+      await this.record(item, 'failed', {
+        job_id: r.jobId,
+        error: { code: r.code ?? ErrorCode.JOB_FAILED, message: r.message },
+      });
+    }
+    return { status: r.state };
+  }
+
+  /**
+   * Submits an item's request and waits until its job has finished, however long that takes (the wait is
+   * renewed; BullMQ renews the item's lock meanwhile). The shedder's refusals (queue too deep, Redis over
+   * its memory watermark) are waited out and retried: in a batch, overload means later, not failed.
+   */
+  private async runToEnd(item: ItemJobData): Promise<SubmitResult & { state: 'completed' | 'failed' }> {
+    const waitMs = this.opts.itemWaitMs;
+    for (;;) {
+      let r: SubmitResult;
+      try {
+        r = await this.client.submitTo(item.queue, item.data, { waitMs, signal: this.stop.signal });
+      } catch (err) {
+        if (err instanceof OverloadedError || err instanceof RedisFullError) {
+          await sleep(Math.max(50, err.retryAfterMs), { signal: this.stop.signal });
+          continue;
+        }
+        throw err;
+      }
+      while (r.state === 'pending') {
+        if (this.stop.signal.aborted) throw new ClosedError('Batches');
+        const w = await this.client.submitter.waitFor(item.queue, r.jobId, {
+          waitMs,
+          signal: this.stop.signal,
+        });
+        if (w.state === 'missing') break;
+        r = w;
+      }
+      if (r.state !== 'pending') return r;
+      // Its job vanished while waited for (removed): submit again.
+    }
+  }
+
+  /** Records how an item ended (once per line; see batch-record.lua). */
+  private async record(item: ItemJobData, status: ItemStatus, rest: Partial<BatchResultLine>): Promise<void> {
+    const line: BatchResultLine = {
+      custom_id: item.custom_id,
+      line: item.line,
+      status,
+      queue: item.queue,
+      ...rest,
+    };
+    const keys = batchKeys(this.prefix, item.batchId);
+    await this.redis((r) =>
+      r.cell0BatchRecord(
+        keys.meta,
+        keys.done,
+        keys.results,
+        item.line,
+        status,
+        JSON.stringify(line),
+        Date.now(),
+        this.opts.ttlSeconds,
+      ),
+    );
+  }
+
+  /** Records many items with one status, a pipeline per chunk (never-queued items of a cancelled batch). */
+  private async recordMany(batchId: string, items: readonly BatchItem[], status: ItemStatus): Promise<void> {
+    const keys = batchKeys(this.prefix, batchId);
+    for (let i = 0; i < items.length; i += this.opts.chunkSize) {
+      const part = items.slice(i, i + this.opts.chunkSize);
+      await this.redis(async (r) => {
+        const pipe = r.pipeline() as unknown as BatchCommands & { exec(): Promise<unknown> };
+        for (const it of part) {
+          const line: BatchResultLine = {
+            custom_id: it.custom_id,
+            line: it.line,
+            status,
+            queue: it.queue,
+            error: {
+              code: ErrorCode.BATCH_CANCELLED,
+              message: 'not run: the batch was cancelled before it started',
+            },
+          };
+          void pipe.cell0BatchRecord(
+            keys.meta,
+            keys.done,
+            keys.results,
+            it.line,
+            status,
+            JSON.stringify(line),
+            Date.now(),
+            this.opts.ttlSeconds,
+          );
+        }
+        await pipe.exec();
+      });
+    }
+  }
+
+  /** An item job that failed for good (its attempts spent on Redis trouble) is recorded failed. */
+  private async onItemFailed(job: Job | undefined, err: Error): Promise<void> {
+    if (!job || job.name !== BatchJobName.ITEM) return;
+    if (job.attemptsMade < (job.opts.attempts ?? 1)) return;
+    const code = err instanceof Cell0Error ? err.code : ErrorCode.INTERNAL;
+    await this.record(job.data as ItemJobData, 'failed', { error: { code, message: err.message } }).catch(
+      (e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record a failed batch item'),
+    );
+  }
+
+  /** The batch's status, read at most every statusCacheMs per batch (fresh: read now). */
+  private async status(id: string, fresh: boolean): Promise<BatchStatus | undefined> {
+    const c = this.statusCache.get(id);
+    const now = Date.now();
+    if (!fresh && c && now - c.at < this.opts.statusCacheMs) return c.status;
+    const s = (await this.redis((r) =>
+      r.hget(batchKeys(this.prefix, id).meta, 'status'),
+    )) as BatchStatus | null;
+    if (this.statusCache.size > 10_000) this.statusCache.clear();
+    this.statusCache.set(id, { status: s ?? undefined, at: now });
+    return s ?? undefined;
+  }
+
+  /** A Redis call through the producer's breaker. */
+  private redis<T>(fn: (r: Redis & BatchCommands) => Promise<T>): Promise<T> {
+    if (!this.conn) throw new ClosedError('Batches');
+    const conn = this.conn;
+    return this.client.submitter.redis.run(() => fn(conn));
+  }
+
+  /**
+   * Stops the runner (items in progress are left to BullMQ's stalled recovery after `graceMs`), waits for
+   * batches still being added, closes the queue. Idempotent.
+   */
+  close(graceMs = 2000): Promise<void> {
+    this.closing ??= (async () => {
+      await settledWithin(this.starting ?? Promise.resolve(), graceMs);
+      await settledWithin(Promise.allSettled([...this.adding]), graceMs);
+      if (this.worker) {
+        const w = this.worker;
+        const closed = w.close();
+        if (!(await settledWithin(closed, graceMs))) {
+          this.stop.abort();
+          await settledWithin(w.close(true), graceMs);
+        }
+      }
+      this.stop.abort();
+      await settledWithin(Promise.allSettled([this.queue?.close(), this.flow?.close()]), graceMs);
+      if (this.workerConn) await closeRedis(this.workerConn);
+      if (this.conn) await closeRedis(this.conn);
+    })();
+    return this.closing;
+  }
+}
