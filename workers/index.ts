@@ -17,7 +17,7 @@ export {
   type BackendUnavailable,
   type FleetBackendHealth,
 } from '../shared/fleet/backend-health.js';
-export { type AdmissionLimiter } from './cell0-worker.js';
+export { type AdmissionLimiter } from './worker/options.js';
 export * from '../shared/errors.js';
 export { ENV, loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/index.js';
 export { createLogger, silentLogger, type CreateLoggerOptions, type Logger } from '../shared/logger.js';

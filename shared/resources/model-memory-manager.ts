@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { ClosedError, ModelMemoryBusyError, ModelTooLargeError } from '../errors.js';
 import { EvictionPolicy, type ModelDriver, type ModelInfo, type ModelManagerStats } from './types.js';
 import { withDefaults } from '../with-defaults.js';
+import { createEvictionStrategies, type EvictionStrategy, type PolicyState } from './eviction/index.js';
 
 /** Options of {@link ModelMemoryManager}. */
 export interface ModelMemoryManagerOptions {
@@ -92,19 +93,12 @@ interface Waiter {
 }
 
 /** What the manager keeps about one model. */
-interface Entry {
-  info: ModelInfo;
+interface Entry extends PolicyState {
   /** A measured load time beats a registered one, which beats the size-based estimate. */
   loadMsFrom: 'estimate' | 'registered' | 'measured';
   load: Load | undefined;
   /** Chosen as a victim (or swept) and its unload not finished: still in memory, no longer usable. */
   unloading: boolean;
-  /** LFU score as of lfuAt. */
-  lfuScore: number;
-  lfuAt: number;
-  /** GDSF: accesses since the last load, and the priority value H. */
-  freq: number;
-  h: number;
   /** Bumped on every residency change, so reconcile can ignore what changed while it listed. */
   epoch: number;
 }
@@ -138,8 +132,8 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
   private closed = false;
   private closing: Promise<void> | undefined;
   private epoch = 0;
-  /** GDSF inflation L: the H of the last victim (never lowered), so newcomers compete on equal terms. */
-  private inflation = 0;
+  /** Every policy (each in shared/resources/eviction/), all kept up to date; the current one picks victims. */
+  private readonly strategies: Readonly<Record<EvictionPolicy, EvictionStrategy>>;
   private readonly stats = {
     hits: 0,
     misses: 0,
@@ -175,6 +169,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
     this.driver = o.driver;
     this.now = o.now;
     this.currentPolicy = o.policy;
+    this.strategies = createEvictionStrategies({ lfuHalfLifeMs: o.lfuHalfLifeMs });
   }
 
   /** The policy that picks the next victims; may be changed at any time (every policy's state is kept). */
@@ -541,30 +536,13 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
     );
   }
 
-  /** Sort key of a candidate under a policy: smallest is evicted first. */
-  private policyKey(e: Entry, policy: EvictionPolicy, now: number): number {
-    switch (policy) {
-      case EvictionPolicy.LRU:
-        return e.info.lastAccessAt;
-      case EvictionPolicy.FIFO:
-        return e.info.loadedAt;
-      case EvictionPolicy.LFU:
-        return this.lfuScoreAt(e, now);
-      case EvictionPolicy.TTL:
-        // Expired ones first, longest expired first, then the soonest to expire: one key does both.
-        return e.info.lastAccessAt + e.info.keepAliveMs;
-      case EvictionPolicy.COST_BASED:
-        return e.h;
-    }
-  }
-
   /** The models that may be evicted, in eviction order: priority, then the policy, then id. */
   private candidates(exclude?: ReadonlySet<Entry>): Entry[] {
     const now = this.now();
-    const policy = this.currentPolicy;
+    const strategy = this.strategies[this.currentPolicy];
     const keyed = [...this.models.values()]
       .filter((e) => this.isCandidate(e) && !exclude?.has(e))
-      .map((e) => ({ e, key: this.policyKey(e, policy, now) }));
+      .map((e) => ({ e, key: strategy.key(e, now) }));
     keyed.sort(
       (a, b) =>
         a.e.info.priority - b.e.info.priority ||
@@ -594,22 +572,16 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
     return { victims, enough: false };
   }
 
-  private lfuScoreAt(e: Entry, now: number): number {
-    return e.lfuScore * 2 ** (-Math.max(0, now - e.lfuAt) / this.opts.lfuHalfLifeMs);
-  }
-
-  private gdsfH(e: Entry): number {
-    return this.inflation + (Math.max(1, e.freq) * e.info.loadMs) / (e.info.memoryBytes / GB);
-  }
-
   /** One access: every policy's state is kept up to date so the policy can be switched at any time. */
   private touch(e: Entry, now: number): void {
     e.info.lastAccessAt = now;
     e.info.accesses++;
-    e.lfuScore = this.lfuScoreAt(e, now) + 1;
-    e.lfuAt = now;
-    e.freq++;
-    e.h = this.gdsfH(e);
+    for (const p of Object.values(this.strategies)) p.onAccess?.(e, now);
+  }
+
+  /** The model became resident: the policies that reset their state on a load do so. */
+  private loaded(e: Entry): void {
+    for (const p of Object.values(this.strategies)) p.onLoad?.(e);
   }
 
   private recordHit(e: Entry): void {
@@ -628,8 +600,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
       e.info.loadMs = loadMs;
       e.loadMsFrom = 'measured';
     }
-    e.freq = 0;
-    e.h = this.gdsfH(e);
+    this.loaded(e);
     e.epoch = ++this.epoch;
     this.stats.loads++;
     this.stats.loadTimeSpentMs += loadMs;
@@ -640,8 +611,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
     e.info.resident = true;
     e.info.loadedAt = now;
     e.info.lastAccessAt = now;
-    e.freq = 0;
-    e.h = this.gdsfH(e);
+    this.loaded(e);
     e.epoch = ++this.epoch;
   }
 
@@ -652,10 +622,7 @@ export class ModelMemoryManager extends EventEmitter<ModelMemoryManagerEvents> {
     this.stats.evictions++;
     if (reason !== 'manual')
       this.stats.evictionsByPolicy[policy] = (this.stats.evictionsByPolicy[policy] ?? 0) + 1;
-    // Kept monotone: with priorities or pins the victim is not always the minimum H, and a falling L would
-    // favour newly loaded models over ones that earned their H.
-    if (reason === 'room' && policy === EvictionPolicy.COST_BASED)
-      this.inflation = Math.max(this.inflation, e.h);
+    if (reason === 'room') this.strategies[policy].onEvictForRoom?.(e);
     this.notify('model:evicted', {
       modelId: e.info.modelId,
       policy,
