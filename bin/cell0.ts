@@ -225,7 +225,7 @@ program
 program
   .command('api')
   .description(
-    'The HTTP API (producers): POST /v1/inference, POST /v1/search, GET /v1/jobs/:queue/:id, /healthz, /readyz',
+    'The HTTP API (producers): POST /v1/inference, POST /v1/search, POST /v1/embeddings, GET /v1/jobs/:queue/:id, /healthz, /readyz',
   )
   .option('-p, --port <port>', 'port (default CELL0_PORT)', parsePort)
   .option('--dashboard', 'also serve Bull Board at /admin/queues')

@@ -1,5 +1,6 @@
 import { type Config } from '../shared/config/config.js';
 import {
+  batchedEmbed,
   FunctionEmbedder,
   HashedNgramEmbedder,
   LexicalEmbedder,
@@ -12,7 +13,7 @@ import { DEFAULT_OLLAMA_URL } from '../workers/providers/from-config.js';
 /**
  * The semantic cache's embedder as CELL0_SEMANTIC_EMBEDDER names it (or `spec`, in the same syntax):
  * `lexical` (the default) and `hashed` are built in; `ollama:<model>` and `openai:<model>` call the
- * Ollama / OpenAI-compatible embeddings endpoint. Producers and workers build the same one, so their
+ * Ollama / OpenAI-compatible embeddings endpoint, with concurrent calls batched into one. Producers and workers build the same one, so their
  * vectors agree. `dims` overrides CELL0_SEMANTIC_EMBED_DIMS for a remote embedder.
  */
 export function semanticEmbedder(config: Config, spec?: string, dims?: number): Embedder {
@@ -28,7 +29,8 @@ export function semanticEmbedder(config: Config, spec?: string, dims?: number): 
   const length = dims ?? config.cache.semanticEmbedDims;
   if (length === undefined)
     throw new TypeError(`the length of the vectors of ${name} is needed (CELL0_SEMANTIC_EMBED_DIMS)`);
-  const fn = remoteEmbed(config, kind, model);
+  // Concurrent lookups and stores share provider calls (one /api/embed or /embeddings call for many texts).
+  const fn = batchedEmbed(remoteEmbed(config, kind, model));
   return new FunctionEmbedder({ name: `${kind}/${model}`, dims: length, fn });
 }
 

@@ -106,6 +106,7 @@ export async function startApi(
     resultWaitMs: config.api.resultWaitMs,
     maxWaitMs: config.api.maxWaitMs,
     maxBodyBytes: config.limits.maxBodyBytes,
+    maxEmbedBodyBytes: config.limits.maxEmbedBodyBytes,
     ...(responseCache ? { responseCache } : {}),
     batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
@@ -128,7 +129,7 @@ export async function startApi(
   );
   warnIfOpen(config, access, log);
   const banner = [
-    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/embeddings, POST /v1/batches, GET /v1/jobs/:queue/:id)`,
   ];
   if (opts.dashboard)
     banner.push(

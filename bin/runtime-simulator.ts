@@ -16,6 +16,9 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
     loadMsPerGb: config.simulator.loadMsPerGb,
     maxLoaded: config.simulator.maxLoaded,
     allowAnyModel: config.simulator.allowAnyModel,
+    embedCallMs: config.simulator.embedCallMs,
+    embedItemMs: config.simulator.embedItemMs,
+    embedParallel: config.simulator.embedParallel,
     faults: config.simulator.faults,
     gpu: config.simulator.gpu,
   });

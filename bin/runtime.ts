@@ -97,7 +97,8 @@ export async function startWorker(
     ? buildCaches(config, cacheRedis, { embedder: semanticEmbedder(config), logger: log })
     : undefined;
   const providers = buildProviders(config, {
-    inference: queues.includes('inference'),
+    // Embeddings are made by the inference backends' models.
+    inference: queues.includes('inference') || queues.includes('embedding'),
     search: queues.includes('search'),
     ...(opts.ollamaUrl !== undefined ? { ollamaUrl: opts.ollamaUrl } : {}),
     ...(redis ? { redis } : {}),
@@ -137,7 +138,9 @@ export async function startWorker(
     concurrency: {
       inference: opts.concurrency ?? config.workers.inferenceConcurrency,
       search: opts.concurrency ?? config.workers.searchConcurrency,
+      embedding: opts.concurrency ?? config.workers.embeddingConcurrency,
     },
+    embedding: config.workers.embedBatch,
     ...(providers.inference ? { inference: providers.inference } : {}),
     search: providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,

@@ -30,6 +30,13 @@ import { jobIdFor } from '../shared/queues/job-id.js';
 import { type LoadShedder } from './load-shedder.js';
 import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
 import { withDefaults } from '../shared/with-defaults.js';
+import {
+  DEFAULT_MAX_EMBEDDING_INPUTS,
+  parseEmbeddingsRequest,
+  type EmbeddingsRequest,
+  type EmbeddingsRequestData,
+} from '../shared/queues/embeddings.js';
+import { submitEmbeddings, type EmbeddingsOutcome, type EmbeddingsResponse } from './embeddings.js';
 import { Batches } from './batches/batches.js';
 import { parseBatch, type BatchRequest } from './batches/batch-input.js';
 import { type BatchResultLine } from './batches/batch-model.js';
@@ -45,6 +52,8 @@ export interface Cell0ClientOptions {
   waitMs?: number;
   /** Input limits checked before anything reaches Redis. Defaults: 32 KiB of prompt, 2 KiB of query. */
   limits?: Partial<InputLimits>;
+  /** Most inputs of one embeddings request (each held to `limits.maxPromptBytes`). Default 2048. */
+  maxEmbedInputs?: number;
   /** Retries and retention of the jobs this client adds. */
   policy?: Partial<JobPolicy>;
   /** A Redis command slower than this fails with RedisTimeoutError (retryable), ms. Default 2000. */
@@ -132,6 +141,7 @@ export class Cell0Client {
   batches: Batches | undefined;
   private readonly waitMs: number;
   private readonly limits: InputLimits;
+  private readonly maxEmbedInputs: number;
 
   constructor(opts: Cell0ClientOptions = {}) {
     this.waitMs = opts.waitMs ?? 30_000;
@@ -141,6 +151,11 @@ export class Cell0Client {
     for (const [k, v] of Object.entries(this.limits))
       if (!(Number.isInteger(v) && v > 0))
         throw new TypeError(`Cell0Client: option "limits.${k}" must be a positive integer, got ${v}`);
+    this.maxEmbedInputs = opts.maxEmbedInputs ?? DEFAULT_MAX_EMBEDDING_INPUTS;
+    if (!(Number.isInteger(this.maxEmbedInputs) && this.maxEmbedInputs > 0))
+      throw new TypeError(
+        `Cell0Client: option "maxEmbedInputs" must be a positive integer, got ${opts.maxEmbedInputs}`,
+      );
     this.caches = opts.caches ?? {};
     this.shedder = undefined;
     this.batches = undefined;
@@ -168,6 +183,7 @@ export class Cell0Client {
       prefix: config.redis.prefix,
       waitMs: config.api.resultWaitMs,
       limits: { maxPromptBytes: config.limits.maxPromptBytes, maxQueryBytes: config.limits.maxQueryBytes },
+      maxEmbedInputs: config.limits.maxEmbedInputs,
       policy: config.jobs,
       commandTimeoutMs: config.redis.commandTimeoutMs,
       breakerThreshold: config.redis.breakerThreshold,
@@ -197,6 +213,32 @@ export class Cell0Client {
     return parseSearchRequest(req, this.limits);
   }
 
+  /** Validates an embeddings request (OpenAI's shape); throws ValidationError / InputTooLargeError. */
+  parseEmbeddings(req: unknown): EmbeddingsRequestData {
+    return parseEmbeddingsRequest(req, {
+      maxInputs: this.maxEmbedInputs,
+      maxInputBytes: this.limits.maxPromptBytes,
+    });
+  }
+
+  /**
+   * Embeds texts; resolves with OpenAI's answer shape (`data[i].embedding` for `input[i]`). One job per
+   * distinct text, shared with identical texts of other requests; throws JobFailedError (an input's job
+   * failed) or WaitTimeoutError (not all finished within the wait; the jobs go on, and a retry joins them).
+   */
+  async embed(req: EmbeddingsRequest, opts: CallOptions = {}): Promise<EmbeddingsResponse> {
+    const waitMs = opts.waitMs ?? this.waitMs;
+    const r = await this.submitEmbeddings(this.parseEmbeddings(req), opts);
+    if (r.state === 'completed') return r.response;
+    if (r.state === 'failed') throw new JobFailedError(QueueName.EMBEDDING, r.jobId, r.message, r.code);
+    throw new WaitTimeoutError(QueueName.EMBEDDING, r.pending[0]!.jobId, waitMs);
+  }
+
+  /** Adds (or joins) the jobs of an already-parsed embeddings request and waits for them; never throws for job outcomes. */
+  submitEmbeddings(data: EmbeddingsRequestData, opts: CallOptions = {}): Promise<EmbeddingsOutcome> {
+    return this.noteOom(submitEmbeddings(this.submitter, this.shedder, data, this.callOpts(opts)));
+  }
+
   /** Validates a request of `queue` and fills its defaults (the parser of POST /v1/<queue>). */
   parseFor(queue: QueueName, body: unknown): unknown {
     switch (queue) {
@@ -204,18 +246,25 @@ export class Cell0Client {
         return this.parseInference(body);
       case QueueName.SEARCH:
         return this.parseSearch(body);
+      case QueueName.EMBEDDING:
+        return this.parseEmbeddings(body);
       default:
         throw new TypeError(`Cell0Client: no requests for queue "${String(queue)}"`);
     }
   }
 
-  /** Submits an already-parsed request of `queue` (submitInference or submitSearch). */
+  /**
+   * Submits an already-parsed request of `queue` (submitInference, submitSearch or submitEmbeddings). An
+   * embeddings request answers as one result, OpenAI's embeddings answer, under the job id of its first input.
+   */
   submitTo(queue: QueueName, data: unknown, opts: CallOptions = {}): Promise<SubmitResult> {
     switch (queue) {
       case QueueName.INFERENCE:
         return this.submitInference(data as InferenceJobData, opts);
       case QueueName.SEARCH:
         return this.submitSearch(data as SearchJobData, opts);
+      case QueueName.EMBEDDING:
+        return this.submitEmbeddings(data as EmbeddingsRequestData, opts).then(asSubmitResult);
       default:
         throw new TypeError(`Cell0Client: no requests for queue "${String(queue)}"`);
     }
@@ -443,6 +492,22 @@ export class Cell0Client {
     };
   }
 }
+/** An embeddings request's outcome as one submission's (for batch items). */
+function asSubmitResult(r: EmbeddingsOutcome): SubmitResult {
+  const queue = QueueName.EMBEDDING;
+  if (r.state === 'completed')
+    return { state: 'completed', queue, jobId: r.jobIds[0]!, result: r.response, finishedOn: Date.now() };
+  if (r.state === 'failed')
+    return {
+      state: 'failed',
+      queue,
+      jobId: r.jobId,
+      code: r.code,
+      message: `input ${r.index}: ${r.message}`,
+    };
+  return { state: 'pending', queue, jobId: r.pending[0]!.jobId, jobState: r.pending[0]!.jobState };
+}
+
 function unwrap<T>(r: SubmitResult<T>, waitedMs: number): JobResult<T> {
   if (r.state === 'completed')
     return {

@@ -31,12 +31,16 @@ import { Heartbeat } from './worker/heartbeat.js';
 import { MaintenanceService } from './worker/maintenance-service.js';
 import {
   DEFAULTS,
+  defaultQueues,
   validateOptions,
   type Cell0WorkerEvents,
   type Cell0WorkerOptions,
   type ResolvedWorkerOptions,
 } from './worker/options.js';
 import { Shutdown } from './worker/shutdown.js';
+import { EmbeddingBatcher } from './embedding/index.js';
+import { embeddingJobSchema, isEmbeddingJobData, type EmbeddingResult } from '../shared/queues/embeddings.js';
+import { waitingJobCount } from '../shared/queues/bullmq-internals.js';
 
 export {
   pausingViolations,
@@ -78,10 +82,15 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly maintenance: MaintenanceService;
   private readonly heartbeat: Heartbeat;
   private readonly shutdown: Shutdown;
+  /** Gathers the embedding jobs that are ready into one backend call per model. */
+  private readonly embeddings: EmbeddingBatcher | undefined;
 
   constructor(options: Cell0WorkerOptions) {
     super();
-    const opts = withDefaults<ResolvedWorkerOptions>(DEFAULTS, options);
+    const opts = withDefaults<ResolvedWorkerOptions>(DEFAULTS, {
+      ...options,
+      queues: defaultQueues(options),
+    });
     validateOptions(opts);
     this.opts = opts;
     this.root = opts.logger ?? silentLogger();
@@ -133,6 +142,21 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       stopping,
       adopt: (conn) => this.connections.push(conn),
     });
+    if (opts.queues.includes(QueueName.EMBEDDING))
+      this.embeddings = new EmbeddingBatcher({
+        ...opts.embedding,
+        // Every job the worker holds may be waiting in the batcher: it never refuses one of them.
+        maxQueuedItems: Math.max(
+          opts.embedding?.maxQueuedItems ?? 0,
+          this.concurrencyOf(QueueName.EMBEDDING),
+        ),
+        backend: opts.inference!,
+        capacity: this.concurrencyOf(QueueName.EMBEDDING),
+        readyJobs: () => this.readyJobs(QueueName.EMBEDDING),
+        ...(opts.models ? { models: opts.models } : {}),
+        servedBy: this.id,
+        logger: log,
+      });
     this.shutdown = new Shutdown({
       timeoutMs: opts.shutdownTimeoutMs,
       workers: () => this.allWorkers(),
@@ -164,9 +188,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   /** One queue's connection and BullMQ worker. */
   private async startQueue(queue: QueueName): Promise<void> {
-    const inference = queue === QueueName.INFERENCE;
-    const concurrency =
-      (inference ? this.opts.concurrency?.inference : this.opts.concurrency?.search) ?? (inference ? 4 : 8);
+    const concurrency = this.concurrencyOf(queue);
     const conn = createRedisConnection({
       url: this.opts.redisUrl,
       role: 'worker',
@@ -179,9 +201,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.connectionOf.set(queue, conn);
     // Before any BullMQ object exists: a Redis that may evict keys would lose jobs.
     if (this.connections.length === 1) await assertNoEviction(conn);
-    const processor = inference
-      ? (job: Job, token?: string, signal?: AbortSignal) => this.processInference(job, token, signal)
-      : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
+    const processor =
+      queue === QueueName.INFERENCE
+        ? (job: Job, token?: string, signal?: AbortSignal) => this.processInference(job, token, signal)
+        : queue === QueueName.EMBEDDING
+          ? (job: Job, token?: string, signal?: AbortSignal) => this.processEmbedding(job, token, signal)
+          : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
     const worker = new Worker(queue, processor, {
       connection: conn,
       prefix: this.opts.prefix,
@@ -207,6 +232,26 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.workers.set(queue, worker);
   }
 
+  /** Jobs run at once on `queue`. */
+  private concurrencyOf(queue: QueueName): number {
+    const c = this.opts.concurrency;
+    if (queue === QueueName.INFERENCE) return c?.inference ?? 4;
+    if (queue === QueueName.EMBEDDING) return c?.embedding ?? 256;
+    return c?.search ?? 8;
+  }
+
+  /** Jobs waiting on `queue` for a worker (0 when it cannot be read now). */
+  private async readyJobs(queue: QueueName): Promise<number> {
+    const conn = this.connectionOf.get(queue);
+    if (!conn || conn.status !== 'ready') return 0;
+    return waitingJobCount(conn, this.opts.prefix, queue).catch(() => 0);
+  }
+
+  /** Figures of the embedding batches (calls, sizes, waits); undefined when not serving embeddings. */
+  embeddingStats(): ReturnType<EmbeddingBatcher['stats']> | undefined {
+    return this.embeddings?.stats();
+  }
+
   /** This worker's status as published for `GET /v1/fleet`. */
   statusSnapshot(): WorkerStatus {
     const clientId = this.heartbeat.clientId;
@@ -224,6 +269,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...(clientId !== undefined ? { clientId } : {}),
       ...(pressure ? { pressure } : {}),
       ...(this.opts.maintenance ? { maintenance: true } : {}),
+      ...(this.embeddings ? { embeddingBatches: this.embeddings.stats() } : {}),
       ...(this.opts.status?.() ?? {}),
     };
   }
@@ -298,6 +344,18 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     if (cache && data.cache?.noStore !== true)
       await cache.set(searchCacheKey(data), result, data.cache?.ttlSeconds);
     return result;
+  }
+
+  /** An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher). */
+  private processEmbedding(
+    job: Job,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<EmbeddingResult> {
+    const data = isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
+    return this.run(job, token, signal, QueueName.EMBEDDING, (ctxSignal) =>
+      this.embeddings!.embed(data.model, data.input, ctxSignal),
+    );
   }
 
   /** Runs a provider call with the job's deadline and cancellation, and sorts its errors. */
@@ -383,6 +441,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.deadlines.close();
     await this.maintenance.close();
     await settledWithin(this.replies.close(), 1000);
+    await settledWithin(this.embeddings?.close() ?? Promise.resolve(), 1000);
     await this.heartbeat.close();
     await Promise.allSettled(this.connections.map((c) => closeRedis(c)));
     await settledWithin(

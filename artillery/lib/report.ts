@@ -345,7 +345,7 @@ export function htmlReport(report: ArtilleryReport, meta: RunMeta): string {
 body{font-family:system-ui,sans-serif;margin:2em;max-width:820px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}tr.ok td:first-child{color:#2b8a3e}tr.fail td:first-child{color:#c92a2a;font-weight:bold}
+td:first-child,th:first-child,#checks td{text-align:left}tr.ok td:first-child{color:#2b8a3e}tr.fail td:first-child{color:#c92a2a;font-weight:bold}
 .verdict{font-weight:bold;color:${verdict === 'PASS' ? '#2b8a3e' : '#c92a2a'}}figure{margin:1em 0}figcaption{font-weight:600}
 </style></head><body>
 <h1>cell0 load test: ${esc(meta.scenario)} <small>(${esc(meta.seedClass)})</small> — <span class="verdict" id="verdict">${verdict}</span></h1>

@@ -5,7 +5,8 @@
 //   cell0.latency.<flow>     histogram, ms: response time of each flow's main request (chat, prompt,
 //                            search, repeat, paraphrase, health, enqueue) and, for polled jobs,
 //                            cell0.latency.poll_e2e from the 202 to the completed poll
-//   cell0.ok / cell0.errors  counters: answers below 500 (429 counts as an error) / the rest
+//   cell0.ok / cell0.errors  counters: answers below 400 / the rest (4xx, 429, 5xx, and a 202 to a request
+//                            that waited for its answer: not answered within its wait)
 //   cell0.answers_per_sec            rate: successful answers per second (the throughput threshold reads it)
 //   cell0.cached.<kind>      counters: answers the caches gave (exact, semantic)
 
@@ -106,7 +107,10 @@ export function makeBodies(context, _events, done) {
 function record(flow, res, events) {
   const ms = res.timings?.phases?.total ?? res.timings?.response ?? undefined;
   if (typeof ms === 'number') events.emit('histogram', `cell0.latency.${flow}`, ms);
-  const ok = res.statusCode < 500 && res.statusCode !== 429;
+  // A 202 to a request that waited for its answer means it was not answered within `wait` (30 s): for the
+  // user that is a failure, not a success. Only the enqueue flow (wait 0) expects 202.
+  const pendingTooLong = res.statusCode === 202 && flow !== 'enqueue';
+  const ok = res.statusCode < 400 && !pendingTooLong;
   // Both counters on every answer, so each exists (an ensure check on a missing metric fails).
   events.emit('counter', 'cell0.ok', ok ? 1 : 0);
   events.emit('counter', 'cell0.errors', ok ? 0 : 1);

@@ -35,6 +35,8 @@ export interface ApiOptions {
   maxWaitMs?: number;
   /** Largest request body; larger → 413. Default 65536. */
   maxBodyBytes?: number;
+  /** Largest body of POST /v1/embeddings (a list of texts). Default 4 MiB. */
+  maxEmbedBodyBytes?: number;
   /** readyz answers within this, ms. Default 900. */
   readyTimeoutMs?: number;
   /**
@@ -89,6 +91,7 @@ export function createApi(opts: ApiOptions): Express {
       resultWaitMs: opts.resultWaitMs ?? 30_000,
       maxWaitMs: opts.maxWaitMs ?? 120_000,
       maxBodyBytes,
+      ...(opts.maxEmbedBodyBytes !== undefined ? { maxEmbedBodyBytes: opts.maxEmbedBodyBytes } : {}),
       ...(opts.responseCache ? { responseCache: opts.responseCache } : {}),
       ...(opts.batches ? { batches: opts.batches } : {}),
     }),

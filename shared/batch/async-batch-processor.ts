@@ -31,6 +31,13 @@ export interface AsyncBatchProcessorOptions<T, R> {
   keyOf?: (item: T) => string;
   /** Sizes kept for the percentile figures of {@link AsyncBatchProcessor.stats}. Default 1024. */
   statsWindow?: number;
+  /**
+   * Asked when a partition's wait ends before it is full: true keeps it open another `maxWaitMs` (more items
+   * are known to be on their way, e.g. jobs a worker is still fetching); false, a throw or a rejection send
+   * it now. Gets the partition key, its size and how long its oldest item has waited (ms); it bounds the
+   * holding itself. Default: none (a partition leaves when its wait ends).
+   */
+  holdOpen?: (key: string, size: number, waitedMs: number) => boolean | Promise<boolean>;
 }
 
 /** Figures of an {@link AsyncBatchProcessor} since it was made. */
@@ -72,6 +79,8 @@ interface Partition<T, R> {
   timer: NodeJS.Timeout | undefined;
   /** Waiting for a batch slot: flush as soon as one frees. */
   due: boolean;
+  /** `holdOpen` is being asked whether to keep waiting. */
+  holding: boolean;
 }
 
 const DEFAULTS = {
@@ -98,8 +107,9 @@ const DEFAULTS = {
  * - `flush()` sends everything waiting now; `close()` refuses new items and drains the rest.
  */
 export class AsyncBatchProcessor<T, R> {
-  private readonly opts: Required<Omit<AsyncBatchProcessorOptions<T, R>, 'keyOf'>> & {
+  private readonly opts: Required<Omit<AsyncBatchProcessorOptions<T, R>, 'keyOf' | 'holdOpen'>> & {
     keyOf: ((item: T) => string) | undefined;
+    holdOpen: AsyncBatchProcessorOptions<T, R>['holdOpen'];
   };
   private readonly partitions = new Map<string, Partition<T, R>>();
   /** Partitions due while every slot was busy, in the order they became due. */
@@ -138,7 +148,7 @@ export class AsyncBatchProcessor<T, R> {
         throw new TypeError(`AsyncBatchProcessor: option "${k}" must be an integer >= 1, got ${merged[k]}`);
     if (!(Number.isFinite(merged.maxWaitMs) && merged.maxWaitMs >= 0))
       throw new TypeError(`AsyncBatchProcessor: option "maxWaitMs" must be a number >= 0`);
-    this.opts = { ...merged, handler: options.handler, keyOf: options.keyOf };
+    this.opts = { ...merged, handler: options.handler, keyOf: options.keyOf, holdOpen: options.holdOpen };
     this.sizes = new Uint32Array(merged.statsWindow);
     this.waits = new Float64Array(merged.statsWindow);
   }
@@ -162,7 +172,7 @@ export class AsyncBatchProcessor<T, R> {
     const key = this.opts.keyOf ? this.opts.keyOf(item) : '';
     let part = this.partitions.get(key);
     if (!part) {
-      part = { key, items: [], timer: undefined, due: false };
+      part = { key, items: [], timer: undefined, due: false, holding: false };
       this.partitions.set(key, part);
     }
     const p = part;
@@ -241,21 +251,43 @@ export class AsyncBatchProcessor<T, R> {
   }
 
   /** Starts the wait of the partition's oldest item (it is due `maxWaitMs` after it arrived). */
-  private arm(p: Partition<T, R>): void {
-    if (p.timer || p.due) return;
+  private arm(p: Partition<T, R>, again = false): void {
+    if (p.timer || p.due || p.holding) return;
     if (this.flushing > 0) return this.markDue(p);
     const oldest = p.items[0];
     if (!oldest) return;
     const fire = () => {
       p.timer = undefined;
-      this.markDue(p);
+      if (this.opts.holdOpen && p.items.length > 0) this.askHold(p);
+      else this.markDue(p);
     };
-    const left = this.opts.maxWaitMs - (performance.now() - oldest.addedAt);
+    const left = again ? this.opts.maxWaitMs : this.opts.maxWaitMs - (performance.now() - oldest.addedAt);
     // maxWaitMs 0: after the current tick, so items added together still share one batch.
     p.timer =
       this.opts.maxWaitMs === 0
         ? (setImmediate(fire) as unknown as NodeJS.Timeout)
         : setTimeout(fire, Math.max(0, left));
+  }
+
+  /** The partition's wait ended before it filled: `holdOpen` says whether to wait once more. */
+  private askHold(p: Partition<T, R>): void {
+    p.holding = true;
+    const oldest = p.items[0]!;
+    const decide = (keep: boolean) => {
+      p.holding = false;
+      if (p.items.length === 0) return this.forget(p);
+      if (p.due) return;
+      if (keep && this.flushing === 0) this.arm(p, true);
+      else this.markDue(p);
+    };
+    try {
+      Promise.resolve(this.opts.holdOpen!(p.key, p.items.length, performance.now() - oldest.addedAt)).then(
+        (keep) => decide(keep === true),
+        () => decide(false),
+      );
+    } catch {
+      decide(false);
+    }
   }
 
   private disarm(p: Partition<T, R>): void {
@@ -350,7 +382,7 @@ export class AsyncBatchProcessor<T, R> {
     p.items.splice(i, 1);
     this.accepted--;
     this.counters.aborted++;
-    if (p.items.length === 0 && !p.due) {
+    if (p.items.length === 0 && !p.due && !p.holding) {
       this.disarm(p);
       this.forget(p);
     }
@@ -359,7 +391,7 @@ export class AsyncBatchProcessor<T, R> {
 
   /** Drops an empty partition (keys come and go: models, tenants). */
   private forget(p: Partition<T, R>): void {
-    if (p.items.length > 0 || p.due) return;
+    if (p.items.length > 0 || p.due || p.holding) return;
     this.disarm(p);
     if (this.partitions.get(p.key) === p) this.partitions.delete(p.key);
   }

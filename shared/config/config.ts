@@ -400,6 +400,30 @@ export const ENV = {
     schema: int(1, 1000),
     doc: 'Search jobs one worker process runs at once',
   },
+  CELL0_EMBED_CONCURRENCY: {
+    section: 'workers',
+    default: '256',
+    schema: int(1, 10_000),
+    doc: 'Embedding jobs one worker process holds at once (they wait together for their shared backend calls)',
+  },
+  CELL0_EMBED_BATCH_MAX: {
+    section: 'workers',
+    default: '64',
+    schema: int(1, 2048),
+    doc: 'Most embedding inputs in one backend call (1 = one call per input, no batching)',
+  },
+  CELL0_EMBED_BATCH_WAIT_MS: {
+    section: 'workers',
+    default: '10',
+    schema: int(0, 10_000),
+    doc: 'Longest a ready embedding job waits for others of its model to share a backend call',
+  },
+  CELL0_EMBED_BATCHES_IN_FLIGHT: {
+    section: 'workers',
+    default: '4',
+    schema: int(1, 1000),
+    doc: 'Embedding backend calls one worker process has in flight at once',
+  },
   CELL0_RESULT_WAIT_MS: {
     section: 'api',
     default: '30000',
@@ -447,6 +471,18 @@ export const ENV = {
     default: '2048',
     schema: int(1, 1_048_576),
     doc: 'Largest search query, UTF-8 bytes',
+  },
+  CELL0_EMBED_MAX_INPUTS: {
+    section: 'limits',
+    default: '2048',
+    schema: int(1, 100_000),
+    doc: 'Most inputs one POST /v1/embeddings request may carry (each input is also held to CELL0_MAX_PROMPT_BYTES)',
+  },
+  CELL0_EMBED_MAX_BODY_BYTES: {
+    section: 'limits',
+    default: '4194304',
+    schema: int(1024, 67_108_864),
+    doc: 'Largest body of POST /v1/embeddings (a list of texts is larger than one request of the other kinds)',
   },
   CELL0_MAX_BODY_BYTES: {
     section: 'limits',
@@ -641,6 +677,24 @@ export const ENV = {
     schema: int(0, 600_000),
     doc: 'Simulator: model load time per GB of model size',
   },
+  CELL0_SIM_EMBED_CALL_MS: {
+    section: 'simulator',
+    default: '15',
+    schema: rate(0, 600_000),
+    doc: 'Simulator: fixed cost of one /api/embed call, ms (per call, whatever the number of inputs)',
+  },
+  CELL0_SIM_EMBED_ITEM_MS: {
+    section: 'simulator',
+    default: '0.5',
+    schema: rate(0, 600_000),
+    doc: 'Simulator: cost of each input of an /api/embed call, ms',
+  },
+  CELL0_SIM_EMBED_PARALLEL: {
+    section: 'simulator',
+    default: '4',
+    schema: int(1, 1000),
+    doc: 'Simulator: /api/embed calls one model computes at once; more wait their turn (like OLLAMA_NUM_PARALLEL)',
+  },
   CELL0_SIM_MAX_LOADED: {
     section: 'simulator',
     default: '3',
@@ -806,6 +860,10 @@ export interface Config {
     maxPromptBytes: number;
     maxQueryBytes: number;
     maxBodyBytes: number;
+    /** Most inputs of one embeddings request. */
+    maxEmbedInputs: number;
+    /** Largest body of POST /v1/embeddings. */
+    maxEmbedBodyBytes: number;
   };
   cache: {
     ttlSeconds: number;
@@ -847,6 +905,9 @@ export interface Config {
   workers: {
     inferenceConcurrency: number;
     searchConcurrency: number;
+    embeddingConcurrency: number;
+    /** How a worker gathers embedding jobs into backend calls. */
+    embedBatch: { maxBatchSize: number; maxWaitMs: number; maxConcurrentBatches: number };
     providerTimeoutMs: number;
     shutdownTimeoutMs: number;
   };
@@ -884,6 +945,9 @@ export interface Config {
     loadMsPerGb: number;
     maxLoaded: number;
     allowAnyModel: boolean;
+    embedCallMs: number;
+    embedItemMs: number;
+    embedParallel: number;
     /** GPU-like serving (see the simulator's gpu-model.ts); false when CELL0_SIM_GPU is off. */
     gpu:
       | false
@@ -1034,6 +1098,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxPromptBytes: p.CELL0_MAX_PROMPT_BYTES,
       maxQueryBytes: p.CELL0_MAX_QUERY_BYTES,
       maxBodyBytes: p.CELL0_MAX_BODY_BYTES,
+      maxEmbedInputs: p.CELL0_EMBED_MAX_INPUTS,
+      maxEmbedBodyBytes: p.CELL0_EMBED_MAX_BODY_BYTES,
     },
     cache: {
       ttlSeconds: p.CELL0_CACHE_TTL,
@@ -1075,6 +1141,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workers: {
       inferenceConcurrency: p.CELL0_INFERENCE_CONCURRENCY,
       searchConcurrency: p.CELL0_SEARCH_CONCURRENCY,
+      embeddingConcurrency: p.CELL0_EMBED_CONCURRENCY,
+      embedBatch: {
+        maxBatchSize: p.CELL0_EMBED_BATCH_MAX,
+        maxWaitMs: p.CELL0_EMBED_BATCH_WAIT_MS,
+        maxConcurrentBatches: p.CELL0_EMBED_BATCHES_IN_FLIGHT,
+      },
       providerTimeoutMs: p.CELL0_PROVIDER_TIMEOUT_MS,
       shutdownTimeoutMs: p.CELL0_SHUTDOWN_TIMEOUT_MS,
     },
@@ -1110,6 +1182,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       loadMsPerGb: p.CELL0_SIM_LOAD_MS_PER_GB,
       maxLoaded: p.CELL0_SIM_MAX_LOADED,
       allowAnyModel: p.CELL0_SIM_ALLOW_ANY_MODEL,
+      embedCallMs: p.CELL0_SIM_EMBED_CALL_MS,
+      embedItemMs: p.CELL0_SIM_EMBED_ITEM_MS,
+      embedParallel: p.CELL0_SIM_EMBED_PARALLEL,
       gpu: p.CELL0_SIM_GPU
         ? {
             numParallel: p.CELL0_SIM_NUM_PARALLEL,

@@ -4,6 +4,7 @@
  * fails on an upgrade that changes it.
  */
 import { type Worker } from 'bullmq';
+import { type Redis } from 'ioredis';
 
 /** The BullMQ version whose internals this module was written against (and its test checks). */
 export const BULLMQ_INTERNALS_VERSION = '6.7.0';
@@ -34,4 +35,12 @@ export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise
   const internals = workerInternals(worker);
   internals.stalledCheckStopper?.();
   await internals.lockManager?.close?.().catch(() => undefined);
+}
+
+/**
+ * Jobs waiting on a queue for a worker, in one LLEN of its `wait` list (BullMQ keeps waiting jobs there,
+ * prioritized ones elsewhere): a cheaper read than Queue#getWaitingCount for a worker that has no Queue.
+ */
+export function waitingJobCount(conn: Redis, prefix: string, queue: string): Promise<number> {
+  return conn.llen(`${prefix}:${queue}:wait`);
 }

@@ -23,3 +23,14 @@ export { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from './job-policy.
 export { encodeFailure, decodeFailure } from './failure.js';
 export { readJobOutcome, defineJobOutcome, type JobOutcome } from './job-outcome.js';
 export type { InferenceResult, SearchHit, SearchResult } from './results.js';
+export {
+  parseEmbeddingsRequest,
+  embeddingJobData,
+  vectorToBase64,
+  DEFAULT_MAX_EMBEDDING_INPUTS,
+  type EmbeddingsRequest,
+  type EmbeddingsRequestData,
+  type EmbeddingJobData,
+  type EmbeddingResult,
+  type EmbeddingLimits,
+} from './embeddings.js';

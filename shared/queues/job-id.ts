@@ -62,12 +62,17 @@ function slowCanonicalJson(value: unknown): string {
 
 /** Bump when the canonical form changes, so old and new requests never share an id by accident. */
 const ID_VERSION = 'cell0/job/v1';
-const PREFIX: Record<QueueName, string> = { inference: 'i-', search: 's-' };
+const PREFIX: Record<QueueName, string> = { inference: 'i-', search: 's-', embedding: 'e-' };
+/** The letter a job id of `queue` starts with (before its dash). */
+export function jobIdLetter(queue: QueueName): string {
+  return PREFIX[queue].slice(0, 1);
+}
 /** Hex digits of the hash in a job id. */
 const ID_HEX = 32;
 const ID_RE: Record<QueueName, RegExp> = {
   inference: new RegExp(`^i-[0-9a-f]{${ID_HEX}}$`),
   search: new RegExp(`^s-[0-9a-f]{${ID_HEX}}$`),
+  embedding: new RegExp(`^e-[0-9a-f]{${ID_HEX}}$`),
 };
 
 /**

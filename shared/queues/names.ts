@@ -2,10 +2,12 @@
 export const QueueName = {
   INFERENCE: 'inference',
   SEARCH: 'search',
+  /** One job per input text to embed; workers embed the ready ones in one backend call per model. */
+  EMBEDDING: 'embedding',
 } as const;
 export type QueueName = (typeof QueueName)[keyof typeof QueueName];
 
-export const QUEUE_NAMES: readonly QueueName[] = [QueueName.INFERENCE, QueueName.SEARCH];
+export const QUEUE_NAMES: readonly QueueName[] = [QueueName.INFERENCE, QueueName.SEARCH, QueueName.EMBEDDING];
 
 export function isQueueName(s: string): s is QueueName {
   return (QUEUE_NAMES as readonly string[]).includes(s);
@@ -16,6 +18,7 @@ export const JobName = {
   GENERATE: 'generate',
   CHAT: 'chat',
   SEARCH: 'search',
+  EMBED: 'embed',
 } as const;
 export type JobName = (typeof JobName)[keyof typeof JobName];
 

@@ -30,7 +30,8 @@ const LONE_SURROGATE =
  */
 const text = () => z.string().refine(isWellFormedText, LONE_SURROGATE);
 
-const modelName = z
+/** A model name as requests give it (shared by every request kind). */
+export const modelNameSchema = z
   .string()
   .min(1, 'must not be empty')
   .max(200, 'must be at most 200 characters')
@@ -88,7 +89,7 @@ export const inferenceRequestSchema = z
   .strictObject({
     cache: cacheControlSchema.optional(),
     messages: z.array(chatMessageSchema).min(1, 'must hold at least one message').max(512).optional(),
-    model: modelName,
+    model: modelNameSchema,
     params: inferenceParamsSchema.default(() => inferenceParamsSchema.parse({})),
     prompt: text().min(1, 'must not be empty').optional(),
     system: text().optional(),

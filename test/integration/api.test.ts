@@ -82,7 +82,7 @@ describe('HTTP API', () => {
     expect(workers[0]).toMatchObject({
       id: fleet.worker!.id,
       pid: process.pid,
-      queues: ['inference', 'search'],
+      queues: ['inference', 'search', 'embedding'],
       state: 'running',
     });
     expect(typeof workers[0]!.updatedAt).toBe('string');

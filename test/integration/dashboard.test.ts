@@ -4,7 +4,7 @@ async function waitForQueues(url: string): Promise<{ name: string; readOnlyMode:
   for (let i = 0; i < 100; i++) {
     const r = await get(`${url}/admin/queues/api/queues`);
     const queues = (r.body.queues ?? []) as { name: string; readOnlyMode: boolean }[];
-    if (queues.length === 4) return queues;
+    if (queues.length === 5) return queues;
     await new Promise((res) => setTimeout(res, 50));
   }
   throw new Error('Bull Board never listed the queues');
@@ -23,7 +23,13 @@ describe('Bull Board at /admin/queues', () => {
       expect(page.status).toBe(200);
       expect(await page.text()).toMatch(/<html/i);
       const queues = await waitForQueues(fleet.url);
-      expect(queues.map((q) => q.name).sort()).toEqual(['batches', 'inference', 'maintenance', 'search']);
+      expect(queues.map((q) => q.name).sort()).toEqual([
+        'batches',
+        'embedding',
+        'inference',
+        'maintenance',
+        'search',
+      ]);
       expect(queues.every((q) => q.readOnlyMode)).toBe(true);
       await fleet.client.enqueueSearch({ query: 'will stay' });
       const empty = await fetch(`${fleet.url}/admin/queues/api/queues/search/empty`, { method: 'PUT' });

@@ -20,7 +20,11 @@ export class OllamaBackend implements InferenceBackend {
 
   async embed(model: string, input: string[], ctx: CallContext): Promise<EmbedResult> {
     const r = await this.client.embed({ model, input }, ctx.signal);
-    return { model: r.model, embeddings: r.embeddings };
+    return {
+      model: r.model,
+      embeddings: r.embeddings,
+      ...(typeof r.prompt_eval_count === 'number' ? { promptTokens: r.prompt_eval_count } : {}),
+    };
   }
 
   async load(model: string, ctx: CallContext): Promise<void> {

@@ -113,7 +113,11 @@ export class OpenAIBackend implements InferenceBackend {
           { kind: 'protocol' },
         );
     }
-    return { model: r.model || model, embeddings };
+    return {
+      model: r.model || model,
+      embeddings,
+      ...(typeof r.usage?.prompt_tokens === 'number' ? { promptTokens: r.usage.prompt_tokens } : {}),
+    };
   }
 
   /** Ids of the models the server lists at /models. */

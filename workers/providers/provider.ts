@@ -20,6 +20,8 @@ export interface LoadedModel {
 export interface EmbedResult {
   model: string;
   embeddings: number[][];
+  /** Tokens of all the inputs together, when the backend counts them. */
+  promptTokens?: number;
 }
 
 /**

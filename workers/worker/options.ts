@@ -1,3 +1,4 @@
+import { type EmbeddingBatchOptions } from '../embedding/index.js';
 import { QUEUE_NAMES, QueueName } from '../../shared/queues/names.js';
 import { type SearchProvider } from '../../shared/queues/enums.js';
 import { type InferenceResult } from '../../shared/queues/results.js';
@@ -15,10 +16,18 @@ export interface Cell0WorkerOptions {
   redisUrl: string;
   /** Queue key prefix ({hash tag}). Default "{cell0}". */
   prefix?: string;
-  /** Queues to serve. Default: inference and search. */
+  /** Queues to serve. Default: inference, search, and embedding when the inference backend embeds. */
   queues?: readonly QueueName[];
-  /** Jobs run at once per queue. Defaults: inference 4, search 8. */
-  concurrency?: { inference?: number; search?: number };
+  /**
+   * Jobs run at once per queue. Defaults: inference 4, search 8, embedding 256 (embedding jobs wait together
+   * for their shared backend call: see `embedding`).
+   */
+  concurrency?: { inference?: number; search?: number; embedding?: number };
+  /**
+   * How embedding jobs are gathered into backend calls (one call per model for the jobs that are ready).
+   * They are embedded by the `inference` backend's models.
+   */
+  embedding?: EmbeddingBatchOptions;
   /** Runs inference jobs; required when serving the inference queue. */
   inference?: InferenceBackend;
   /** Search backends by provider; required (at least one) when serving the search queue. */
@@ -136,6 +145,10 @@ export function validateOptions(opts: ResolvedWorkerOptions): void {
     throw new TypeError(
       'Cell0Worker: option "inference" (a backend) is required to serve the inference queue',
     );
+  if (opts.queues.includes(QueueName.EMBEDDING) && typeof opts.inference?.embed !== 'function')
+    throw new TypeError(
+      'Cell0Worker: option "inference" (a backend that embeds) is required to serve the embedding queue',
+    );
   if (opts.queues.includes(QueueName.SEARCH) && Object.keys(opts.search ?? {}).length === 0)
     throw new TypeError(
       'Cell0Worker: option "search" (at least one backend) is required to serve the search queue',
@@ -147,4 +160,12 @@ export function validateOptions(opts: ResolvedWorkerOptions): void {
     throw new TypeError(`Cell0Worker: option "backendWaitMaxMs" must be >= 0`);
   if (!(opts.shutdownTimeoutMs >= 0))
     throw new TypeError(`Cell0Worker: option "shutdownTimeoutMs" must be >= 0`);
+}
+
+/** The queues served when the options name none: all, the embedding one only with a backend that embeds. */
+export function defaultQueues(options: Cell0WorkerOptions): readonly QueueName[] {
+  return (
+    options.queues ??
+    QUEUE_NAMES.filter((q) => q !== QueueName.EMBEDDING || typeof options.inference?.embed === 'function')
+  );
 }

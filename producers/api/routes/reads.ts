@@ -1,7 +1,7 @@
 import { type Router } from 'express';
 import { ErrorCode } from '../../../shared/errors.js';
 import { summarizeFleet } from '../../../shared/fleet/worker-status.js';
-import { isJobId } from '../../../shared/queues/job-id.js';
+import { isJobId, jobIdLetter } from '../../../shared/queues/job-id.js';
 import { isQueueName, QueueName } from '../../../shared/queues/names.js';
 import { type Cell0Client } from '../../cell0-client.js';
 import { tenantOf } from '../access-control.js';
@@ -28,7 +28,7 @@ export function addJobIdGuard(v1: Router): void {
       sendError(
         res,
         ErrorCode.JOB_NOT_FOUND,
-        `no job "${clip(id)}" in queue ${queue}: its job ids are ${queue === QueueName.INFERENCE ? 'i' : 's'}- and 32 hex digits`,
+        `no job "${clip(id)}" in queue ${queue}: its job ids are ${jobIdLetter(queue)}- and 32 hex digits`,
       );
       return;
     }

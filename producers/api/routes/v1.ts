@@ -5,12 +5,15 @@ import { ADMIN_ROUTES, type AccessControl } from '../access-control.js';
 import { addJobIdGuard, addReadRoutes } from './reads.js';
 import { batchRoutes, type BatchRoutesConfig } from '../batches/batch-routes.js';
 import { addMethodNotAllowed, addWorkRoutes, type WorkRoutesOptions } from './work.js';
+import { addEmbeddingsRoute } from './embeddings.js';
 
 /** Options of {@link v1Router}. */
 export interface V1RouterOptions extends Omit<WorkRoutesOptions, 'keysConfigured'> {
   client: Cell0Client;
   access: AccessControl;
   responseCache?: ResponseCache;
+  /** Largest body of POST /v1/embeddings. Default 4 MiB. */
+  maxEmbedBodyBytes?: number;
   /** Batch jobs at /v1/batches; none when absent. */
   batches?: BatchRoutesConfig;
 }
@@ -40,6 +43,13 @@ export function v1Router(opts: V1RouterOptions): Router {
     v1.use(rc.middleware());
   }
   addWorkRoutes(v1, { ...opts, keysConfigured: access.tenantKeys });
+  addEmbeddingsRoute(v1, {
+    client: opts.client,
+    tenantKeys: access.tenantKeys,
+    resultWaitMs: opts.resultWaitMs,
+    maxWaitMs: opts.maxWaitMs,
+    maxBodyBytes: opts.maxEmbedBodyBytes ?? 4 * 1024 * 1024,
+  });
   addReadRoutes(v1, opts.client);
   addMethodNotAllowed(v1);
   return v1;

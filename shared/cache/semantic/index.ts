@@ -25,3 +25,4 @@ export {
 } from './semantic-cache.js';
 export { normalizePrompt } from './text.js';
 export { withModelCache, type ModelCacheResult, type WithModelCacheOptions } from './with-model-cache.js';
+export { batchedEmbed, type BatchedEmbedOptions, type EmbedFn } from './batched-embed.js';

@@ -1,5 +1,6 @@
 export { OllamaSimulator, SIMULATOR_VERSION, type OllamaSimulatorOptions } from './ollama-simulator.js';
 export { type SimulatorStats } from './simulator-stats.js';
+export { type EmbedCallStats } from './embed-cost.js';
 export { FAULT_ENDPOINTS, validateSimFaults, type SimFaults } from './faults.js';
 export {
   DEFAULT_CATALOG,

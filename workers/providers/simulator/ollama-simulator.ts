@@ -31,6 +31,7 @@ import {
 } from './request-fields.js';
 import { type Resident, ResidentModels } from './resident-models.js';
 import { SimulatorCounters, type SimulatorStats } from './simulator-stats.js';
+import { EmbedCost } from './embed-cost.js';
 import { GpuModel, validateGpuProfile, type GpuProfile, type GpuStats, type GpuSlot } from './gpu-model.js';
 import { fixedPace, gpuPace, type Pace } from './pace.js';
 import { contextIds, estimateTokens, planText, simulatedEmbedding } from './text.js';
@@ -62,6 +63,14 @@ export interface OllamaSimulatorOptions {
   /** Models added to the default catalog; an entry with a default model's name replaces it. Default none. */
   models?: readonly SimModelSpec[];
   /**
+   * Cost of an /api/embed call: `embedCallMs` per call plus `embedItemMs` per input, with at most
+   * `embedParallel` calls per model computing at once (more wait their turn). Defaults 15, 0.5 and 4: a
+   * backend where batching pays, as it does on a GPU. See docs/backends.md.
+   */
+  embedCallMs?: number;
+  embedItemMs?: number;
+  embedParallel?: number;
+  /**
    * Faults injected into /api/generate, /api/chat, /api/embed and /api/embeddings; change them at run time
    * with setFaults() or POST /_sim/faults. Default none.
    */
@@ -84,6 +93,9 @@ const DEFAULTS = {
   allowAnyModel: false,
   defaultKeepAlive: '5m' as string | number,
   maxBodyBytes: 10 * 1024 * 1024,
+  embedCallMs: 15,
+  embedItemMs: 0.5,
+  embedParallel: 4,
   models: [] as readonly SimModelSpec[],
   faults: {} as SimFaults,
   gpu: false as GpuProfile | false,
@@ -147,6 +159,13 @@ function validate(o: ResolvedOptions): FieldIssue[] {
   check(Number.isFinite(o.loadMsPerGb) && o.loadMsPerGb >= 0, 'loadMsPerGb', 'expected a number of ms >= 0');
   check(Number.isInteger(o.maxLoaded) && o.maxLoaded >= 1, 'maxLoaded', 'expected an integer >= 1');
   check(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes > 0, 'maxBodyBytes', 'expected an integer > 0');
+  check(Number.isFinite(o.embedCallMs) && o.embedCallMs >= 0, 'embedCallMs', 'expected a number of ms >= 0');
+  check(Number.isFinite(o.embedItemMs) && o.embedItemMs >= 0, 'embedItemMs', 'expected a number of ms >= 0');
+  check(
+    Number.isInteger(o.embedParallel) && o.embedParallel >= 1,
+    'embedParallel',
+    'expected an integer >= 1',
+  );
   check(typeof o.allowAnyModel === 'boolean', 'allowAnyModel', 'expected a boolean');
   check(Array.isArray(o.models), 'models', 'expected an array of model specs');
   issues.push(...validateSimFaults(o.faults, 'OllamaSimulator.faults'));
@@ -171,6 +190,7 @@ export class OllamaSimulator {
   private readonly adHocModels = new Map<string, SimModel>();
   private readonly defaultKeepAliveMs: number;
   private readonly counters = new SimulatorCounters();
+  private readonly embedCost: EmbedCost;
   private readonly residency: ResidentModels;
   private readonly routes: Map<string, Route>;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -191,6 +211,12 @@ export class OllamaSimulator {
     this.catalog = buildCatalog(merged.models);
     this.defaultKeepAliveMs = keepAliveMs(merged.defaultKeepAlive);
     this.injector = new FaultInjector(merged.faults);
+    this.embedCost = new EmbedCost({
+      callMs: merged.embedCallMs,
+      itemMs: merged.embedItemMs,
+      parallel: merged.embedParallel,
+      setTimer: (fn, ms) => this.setTimer(fn, ms),
+    });
     this.gpu = merged.gpu === false ? undefined : new GpuModel(merged.gpu);
     this.residency = new ResidentModels({
       maxLoaded: merged.maxLoaded,
@@ -241,7 +267,7 @@ export class OllamaSimulator {
 
   /** Counters since start or the last reset. */
   stats(): SimulatorStats & { gpu?: GpuStats } {
-    const snapshot = this.counters.snapshot();
+    const snapshot = { ...this.counters.snapshot(), embed: this.embedCost.stats() };
     return this.gpu === undefined ? snapshot : { ...snapshot, gpu: this.gpu.stats() };
   }
 
@@ -249,6 +275,7 @@ export class OllamaSimulator {
   reset(opts: { models?: boolean } = {}): void {
     if (opts.models === true) this.residency.clear();
     this.counters.reset();
+    this.embedCost.reset();
     this.gpu?.resetCounters();
   }
 
@@ -700,6 +727,9 @@ export class OllamaSimulator {
     let promptEvalCount: number;
     try {
       ({ embeddings, promptEvalCount } = this.embedAll(inputs ?? [], resident, truncate, dimensions));
+      // The compute time of the call (a request with no input only loads the model).
+      if (inputs !== undefined && inputs.length > 0)
+        await this.embedCost.run(model.name, inputs.length, ex.signal);
     } finally {
       this.residency.release(resident, keepAlive);
     }
@@ -739,7 +769,11 @@ export class OllamaSimulator {
     const keepAlive = this.keepAliveOf(body);
     const prompt = optionalString(body, 'prompt', 'EmbeddingRequest') ?? '';
     const { resident } = await this.residency.acquire(model, keepAlive, readOptions(body).numCtx);
-    this.residency.release(resident, keepAlive);
+    try {
+      if (prompt !== '') await this.embedCost.run(model.name, 1, ex.signal);
+    } finally {
+      this.residency.release(resident, keepAlive);
+    }
     const embedding = prompt === '' ? [] : simulatedEmbedding(prompt, model.embeddingDims);
     sendJson(ex, 200, { embedding });
   }

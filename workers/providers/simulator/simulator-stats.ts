@@ -1,4 +1,5 @@
 import { ArrivalWindow } from './arrival-window.js';
+import { type EmbedCallStats } from './embed-cost.js';
 
 /** What GET /_sim/stats answers. Counters cover /api/* and / only (never /_sim/*). */
 export interface SimulatorStats {
@@ -40,6 +41,8 @@ export interface SimulatorStats {
     /** The most that arrived within any sliding 1000 ms window. */
     maxPerSecond: number;
   };
+  /** Embedding calls (/api/embed and /api/embeddings) and their inputs, overall and per model. */
+  embed: EmbedCallStats;
 }
 
 /** The simulator's counters, with the bookkeeping the stats need. */
@@ -93,7 +96,7 @@ export class SimulatorCounters {
     this.arrivals.reset();
   }
 
-  snapshot(): SimulatorStats {
+  snapshot(): Omit<SimulatorStats, 'embed'> {
     return {
       startedAt: this.startedAt,
       requests: {
