@@ -18,6 +18,8 @@ import { LoadShedder } from '../producers/load-shedder.js';
 import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { sleep } from '../shared/sleep.js';
+import { type Cell0Metrics } from '../shared/metrics/metrics.js';
+import { addQueueMetrics, processMetrics } from './observability.js';
 import { type Service } from './runtime.js';
 
 /**
@@ -28,9 +30,20 @@ import { type Service } from './runtime.js';
 export async function startApi(
   config: Config,
   log: Logger,
-  opts: { port?: number; dashboard?: boolean; reusePort?: boolean; onFatal?: (err: Error) => void } = {},
+  opts: {
+    port?: number;
+    dashboard?: boolean;
+    reusePort?: boolean;
+    onFatal?: (err: Error) => void;
+    /** Default: the process's (none when CELL0_METRICS=0); null = none. */
+    metrics?: Cell0Metrics | null;
+  } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
+  const metrics = opts.metrics === null ? undefined : (opts.metrics ?? processMetrics(config));
+  client.metrics = metrics;
+  // The queues' counts are the fleet's, not this process's: served here, by the API, not by each worker.
+  const removeQueueMetrics = metrics ? addQueueMetrics(metrics, client.submitter) : undefined;
   const caches = buildCaches(config, client.submitter.redis, {
     embedder: semanticEmbedder(config),
     logger: log,
@@ -108,6 +121,8 @@ export async function startApi(
     maxBodyBytes: config.limits.maxBodyBytes,
     maxEmbedBodyBytes: config.limits.maxEmbedBodyBytes,
     ...(responseCache ? { responseCache } : {}),
+    ...(metrics ? { metrics } : {}),
+    ...(config.metrics.token !== undefined ? { metricsToken: config.metrics.token } : {}),
     batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
     logger: log,
@@ -135,6 +150,7 @@ export async function startApi(
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
     );
+  if (metrics) banner.push(`metrics    ${url}/metrics  (Prometheus)`);
   banner.push(...access.describe());
   return {
     name: 'api',
@@ -142,6 +158,7 @@ export async function startApi(
     client,
     banner,
     close: async () => {
+      removeQueueMetrics?.();
       await server.close();
       await client.close();
     },

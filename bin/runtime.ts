@@ -22,6 +22,10 @@ import { ResourceManagement, type ManagedBackend } from '../shared/resources/res
 import { modelDriverFor } from '../workers/providers/model-driver.js';
 import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
+import { type Cell0Metrics } from '../shared/metrics/metrics.js';
+import { MetricsServer } from '../shared/metrics/metrics-server.js';
+import { bindWorkerMetrics } from '../workers/worker-metrics.js';
+import { processMetrics } from './observability.js';
 
 /** Something running that can be stopped. */
 export interface Service {
@@ -67,9 +71,18 @@ export async function ensureRedis(
 export async function startWorker(
   config: Config,
   log: Logger,
-  opts: { queues?: readonly QueueName[]; concurrency?: number; ollamaUrl?: string } = {},
-): Promise<Service & { worker: Cell0Worker; providers: ProviderSet }> {
+  opts: {
+    queues?: readonly QueueName[];
+    concurrency?: number;
+    ollamaUrl?: string;
+    /** Default: the process's (none when CELL0_METRICS=0); null = none. */
+    metrics?: Cell0Metrics | null;
+    /** Serve GET /metrics on CELL0_METRICS_PORT (`cell0 worker`). */
+    serveMetrics?: boolean;
+  } = {},
+): Promise<Service & { worker: Cell0Worker; providers: ProviderSet; metricsUrl?: string }> {
   const queues = opts.queues ?? QUEUE_NAMES;
+  const metrics = opts.metrics === null ? undefined : (opts.metrics ?? processMetrics(config));
   const fleetLimits = config.providers.rateLimitScope === 'fleet';
   // Fleet-wide rate limits take one Redis round trip per backend call: a connection of their own, which
   // keeps retrying while Redis is away (the worker cannot take jobs then anyway).
@@ -164,7 +177,19 @@ export async function startWorker(
     ...(caches ? { caches: { inference: caches.inference, search: caches.search } } : {}),
     logger: log,
   });
+  const unbindMetrics = metrics ? bindWorkerMetrics(worker, metrics) : undefined;
+  const metricsServer =
+    metrics && opts.serveMetrics
+      ? new MetricsServer({
+          metrics,
+          host: config.api.host,
+          port: config.metrics.port,
+          token: config.metrics.token,
+        })
+      : undefined;
   const release = async (): Promise<void> => {
+    unbindMetrics?.();
+    await metricsServer?.close();
     await resources.close();
     await Promise.allSettled(workQueues.map((q) => q.close()));
     await closeRedis(maintRedis);
@@ -177,7 +202,9 @@ export async function startWorker(
   for (const guard of providers.guards)
     for (const event of ['breaker:open', 'breaker:half-open', 'breaker:close'] as const)
       guard.on(event, () => void worker.publishStatus());
+  let metricsUrl: string | undefined;
   try {
+    if (metricsServer) metricsUrl = `${(await metricsServer.start()).url}/metrics`;
     await resources.start();
     await worker.start();
   } catch (err) {
@@ -189,8 +216,10 @@ export async function startWorker(
     name: 'worker',
     worker,
     providers,
+    ...(metricsUrl ? { metricsUrl } : {}),
     banner: [
       `worker     queues ${queues.join(', ')} (+ maintenance)`,
+      ...(metricsUrl ? [`  metrics: ${metricsUrl}`] : []),
       ...providers.describe().map((l) => `  ${l}`),
       `  limits: memory ${limitText(config.limits.maxMemoryPercent)}, cpu ${limitText(config.limits.maxCpuPercent)} (${resources.monitor.getCurrentUsage()?.cpuScope === 'cgroup' ? 'of the cgroup quota' : 'of one core'}), disk ${limitText(config.limits.maxDiskPercent)}` +
         (resources.managers.length > 0
