@@ -266,6 +266,7 @@ program
       async (cfg, log, services) => {
         services.push(
           await startWorker(cfg, log, {
+            serveMetrics: true,
             ...(o.queues ? { queues: o.queues } : {}),
             ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
           }),
@@ -377,7 +378,12 @@ program
     process.stdout.write('', () => process.exit(code));
   });
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  process.stderr.write(`cell0: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+/** The CLI's commands and options, for code that reads them (the compose file's check) without running it. */
+export { program };
+
+if (require.main === module) {
+  program.parseAsync(process.argv).catch((err: unknown) => {
+    process.stderr.write(`cell0: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

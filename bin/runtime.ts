@@ -31,6 +31,10 @@ import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { sleep } from '../shared/sleep.js';
+import { type Cell0Metrics } from '../shared/metrics/metrics.js';
+import { MetricsServer } from '../shared/metrics/metrics-server.js';
+import { bindWorkerMetrics } from '../workers/worker-metrics.js';
+import { addQueueMetrics, processMetrics } from './observability.js';
 
 /** Something running that can be stopped. */
 export interface Service {
@@ -101,9 +105,18 @@ export async function startSimulator(config: Config, log: Logger): Promise<Servi
 export async function startWorker(
   config: Config,
   log: Logger,
-  opts: { queues?: readonly QueueName[]; concurrency?: number; ollamaUrl?: string } = {},
-): Promise<Service & { worker: Cell0Worker; providers: ProviderSet }> {
+  opts: {
+    queues?: readonly QueueName[];
+    concurrency?: number;
+    ollamaUrl?: string;
+    /** Default: the process's (none when CELL0_METRICS=0); null = none. */
+    metrics?: Cell0Metrics | null;
+    /** Serve GET /metrics on CELL0_METRICS_PORT (`cell0 worker`). */
+    serveMetrics?: boolean;
+  } = {},
+): Promise<Service & { worker: Cell0Worker; providers: ProviderSet; metricsUrl?: string }> {
   const queues = opts.queues ?? QUEUE_NAMES;
+  const metrics = opts.metrics === null ? undefined : (opts.metrics ?? processMetrics(config));
   const fleetLimits = config.providers.rateLimitScope === 'fleet';
   // Fleet-wide rate limits take one Redis round trip per backend call: a connection of their own, which
   // keeps retrying while Redis is away (the worker cannot take jobs then anyway).
@@ -198,7 +211,19 @@ export async function startWorker(
     ...(caches ? { caches: { inference: caches.inference, search: caches.search } } : {}),
     logger: log,
   });
+  const unbindMetrics = metrics ? bindWorkerMetrics(worker, metrics) : undefined;
+  const metricsServer =
+    metrics && opts.serveMetrics
+      ? new MetricsServer({
+          metrics,
+          host: config.api.host,
+          port: config.metrics.port,
+          token: config.metrics.token,
+        })
+      : undefined;
   const release = async (): Promise<void> => {
+    unbindMetrics?.();
+    await metricsServer?.close();
     await resources.close();
     await Promise.allSettled(workQueues.map((q) => q.close()));
     await closeRedis(maintRedis);
@@ -211,7 +236,9 @@ export async function startWorker(
   for (const guard of providers.guards)
     for (const event of ['breaker:open', 'breaker:half-open', 'breaker:close'] as const)
       guard.on(event, () => void worker.publishStatus());
+  let metricsUrl: string | undefined;
   try {
+    if (metricsServer) metricsUrl = `${(await metricsServer.start()).url}/metrics`;
     await resources.start();
     await worker.start();
   } catch (err) {
@@ -223,8 +250,10 @@ export async function startWorker(
     name: 'worker',
     worker,
     providers,
+    ...(metricsUrl ? { metricsUrl } : {}),
     banner: [
       `worker     queues ${queues.join(', ')} (+ maintenance)`,
+      ...(metricsUrl ? [`  metrics: ${metricsUrl}`] : []),
       ...providers.describe().map((l) => `  ${l}`),
       `  limits: memory ${limitText(config.limits.maxMemoryPercent)}, cpu ${limitText(config.limits.maxCpuPercent)} (${resources.monitor.getCurrentUsage()?.cpuScope === 'cgroup' ? 'of the cgroup quota' : 'of one core'}), disk ${limitText(config.limits.maxDiskPercent)}` +
         (resources.managers.length > 0
@@ -250,9 +279,20 @@ export async function startWorker(
 export async function startApi(
   config: Config,
   log: Logger,
-  opts: { port?: number; dashboard?: boolean; reusePort?: boolean; onFatal?: (err: Error) => void } = {},
+  opts: {
+    port?: number;
+    dashboard?: boolean;
+    reusePort?: boolean;
+    onFatal?: (err: Error) => void;
+    /** Default: the process's (none when CELL0_METRICS=0); null = none. */
+    metrics?: Cell0Metrics | null;
+  } = {},
 ): Promise<Service & { url: string; client: Cell0Client }> {
   const client = Cell0Client.fromConfig(config, log);
+  const metrics = opts.metrics === null ? undefined : (opts.metrics ?? processMetrics(config));
+  client.metrics = metrics;
+  // The queues' counts are the fleet's, not this process's: served here, by the API, not by each worker.
+  const removeQueueMetrics = metrics ? addQueueMetrics(metrics, client.submitter) : undefined;
   const caches = buildCaches(config, client.submitter.redis, {
     embedder: semanticEmbedder(config),
     logger: log,
@@ -330,6 +370,8 @@ export async function startApi(
     maxBodyBytes: config.limits.maxBodyBytes,
     maxEmbedBodyBytes: config.limits.maxEmbedBodyBytes,
     ...(responseCache ? { responseCache } : {}),
+    ...(metrics ? { metrics } : {}),
+    ...(config.metrics.token !== undefined ? { metricsToken: config.metrics.token } : {}),
     batches: { batches, maxItems: config.batches.maxItems, maxBodyBytes: config.batches.maxBodyBytes },
     mounts,
     logger: log,
@@ -357,6 +399,7 @@ export async function startApi(
     banner.push(
       `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
     );
+  if (metrics) banner.push(`metrics    ${url}/metrics  (Prometheus)`);
   banner.push(...access.describe());
   return {
     name: 'api',
@@ -364,6 +407,7 @@ export async function startApi(
     client,
     banner,
     close: async () => {
+      removeQueueMetrics?.();
       await server.close();
       await client.close();
     },

@@ -8,6 +8,7 @@ import {
   WaitTimeoutError,
 } from '../shared/errors.js';
 import { RedisMemoryWatch } from '../shared/redis/redis-memory.js';
+import { type Cell0Metrics } from '../shared/metrics/metrics.js';
 import { type Logger } from '../shared/logger.js';
 import { type RedisHealth } from '../shared/redis/redis-client.js';
 import { type JobPolicy } from '../shared/queues/job-policy.js';
@@ -110,6 +111,9 @@ export interface JobHandle<T> {
 
 const DEFAULT_LIMITS: InputLimits = { maxPromptBytes: 32 * 1024, maxQueryBytes: 2048 };
 
+/** What a client counts (see shared/metrics). */
+export type ClientMetrics = Pick<Cell0Metrics, 'cacheLookup' | 'jobAdded' | 'jobCoalesced'>;
+
 /**
  * The typed way for a service to put work on the fleet. Requests are validated and size-checked here,
  * before they reach Redis; identical requests share one job (see JobSubmitter for the retention rule).
@@ -132,6 +136,7 @@ export class Cell0Client {
   shedder: LoadShedder | undefined;
   /** Redis memory use and policy, read in the background once started (for the shedder and /readyz). */
   readonly redisMemory: RedisMemoryWatch;
+  private metricsSink: ClientMetrics | undefined;
   /** The fleet's Redis URL (batches open connections of their own to it). */
   readonly redisUrl: string;
   /**
@@ -174,6 +179,16 @@ export class Cell0Client {
       ...(opts.memoryWatermarkPercent !== undefined ? { watermarkPercent: opts.memoryWatermarkPercent } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
+  }
+
+  /** Where cache lookups, adds and coalesced requests are counted (the process's metrics); none by default. */
+  get metrics(): ClientMetrics | undefined {
+    return this.metricsSink;
+  }
+
+  set metrics(m: ClientMetrics | undefined) {
+    this.metricsSink = m;
+    this.submitter.metrics = m;
   }
 
   /** A client configured from the environment's validated config. */
@@ -332,6 +347,7 @@ export class Cell0Client {
             ...(this.caches.minConfidence ? { minConfidence: this.caches.minConfidence } : {}),
           })
         : undefined;
+      if (key) this.metrics?.cacheLookup('semantic', hit ? hit.confidence : 'miss');
       if (hit) {
         return {
           state: 'completed',
@@ -359,6 +375,7 @@ export class Cell0Client {
     const cache = this.caches.search;
     if (cache && data.cache?.noCache !== true) {
       const result = await cache.get(searchCacheKey(data));
+      this.metrics?.cacheLookup('search', result ? 'exact' : 'miss');
       if (result) {
         return {
           state: 'completed',

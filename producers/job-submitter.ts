@@ -11,6 +11,7 @@ import {
   ClosedError,
 } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { type Cell0Metrics } from '../shared/metrics/metrics.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient, toRedisError } from '../shared/redis/redis-client.js';
 import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/connection-log.js';
@@ -248,6 +249,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   private initializing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private isInitialized = false;
+  /** Counts adds and coalesced requests (jobs added, joined, answered from a stored result, re-run). */
+  metrics: Pick<Cell0Metrics, 'jobAdded' | 'jobCoalesced'> | undefined;
 
   constructor(opts: JobSubmitterOptions) {
     super();
@@ -541,9 +544,10 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     try {
       if (leader) {
         const before = await this.addAsLeader(lane, name, data, jobId);
+        if (this.metrics) this.countAdd(queue, before, started, opts.maxAgeMs);
         const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
         if (r) return r;
-      }
+      } else this.metrics?.jobCoalesced(queue, 'joined');
       for (;;) {
         const e = await waiter.next(started + opts.waitMs, opts.signal);
         if (e === undefined) break;
@@ -628,6 +632,19 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       default:
         return undefined;
     }
+  }
+
+  /** What an add met, for the metrics: nothing (added), a job under way (joined), or a finished one. */
+  private countAdd(queue: QueueName, before: JobOutcome, started: number, maxAgeMs?: number): void {
+    const m = this.metrics!;
+    if (before.status === 'missing') return m.jobAdded(queue);
+    if (before.status === 'pending') return m.jobCoalesced(queue, 'joined');
+    // The same rule as apply(): a result within its age is served; anything else finished is re-run.
+    const maxAge = Math.min(maxAgeMs ?? Infinity, this.policy.resultTtlSeconds * 1000);
+    const served =
+      before.finishedOn >= started ||
+      (before.status === 'completed' && started - before.finishedOn <= maxAge);
+    m.jobCoalesced(queue, served ? 'stored_result' : 'rerun');
   }
 
   /**

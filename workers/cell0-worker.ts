@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { MetricsTime, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { type Redis } from 'ioredis';
 import { isPermanent, ProviderError, ProviderUnavailableError, ValidationError } from '../shared/errors.js';
 import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
@@ -46,6 +46,7 @@ export {
   pausingViolations,
   type AdmissionLimiter,
   type Cell0WorkerEvents,
+  type DeferKind,
   type Cell0WorkerOptions,
 } from './worker/options.js';
 
@@ -125,8 +126,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       maxMs: opts.backendWaitMaxMs,
       connectionOf: (queue) => this.connectionOf.get(queue),
       log,
-      onDeferred: (queue, jobId, delayMs, reason) =>
-        this.emit('job:deferred', { queue, jobId, delayMs, reason }),
+      onDeferred: (queue, jobId, delayMs, reason, kind) =>
+        this.emit('job:deferred', { queue, jobId, delayMs, reason, kind }),
     });
     this.maintenance = new MaintenanceService({
       maintenance: opts.maintenance,
@@ -216,6 +217,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       maxStalledCount: this.opts.maxStalledCount,
       runRetryDelay: this.opts.fetchRetryDelayMs,
       autorun: true,
+      // BullMQ's own completed/failed counts per minute (Queue.exportPrometheusMetrics reads them).
+      metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
     });
     worker.on('error', (err) => this.maintenance.onWorkerError(queue, err));
     attachReplyPublisher(worker, `${this.opts.prefix}:${queue}`, this.replies);
@@ -382,7 +385,14 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       if (this.log.isLevelEnabled('info') && sampleHotPathLine())
         this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
-      this.emit('job:completed', { queue, jobId: job.id ?? '', durationMs });
+      if (this.listenerCount('job:completed') > 0)
+        this.emit('job:completed', {
+          queue,
+          jobId: job.id ?? '',
+          durationMs,
+          waitMs: job.processedOn && job.timestamp ? job.processedOn - job.timestamp : -1,
+          endToEndMs: job.timestamp ? Date.now() - job.timestamp : -1,
+        });
       this.backendWait.completed(job, queue);
       return result;
     } catch (err) {

@@ -3,7 +3,9 @@ import { type ResponseCache } from '../../shared/cache/http/index.js';
 import { ErrorCode } from '../../shared/errors.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { type Cell0Client } from '../cell0-client.js';
-import { AccessControl } from './access-control.js';
+import { httpMetrics, serveMetrics } from '../../shared/metrics/http-metrics.js';
+import { type Cell0Metrics } from '../../shared/metrics/metrics.js';
+import { AccessControl, tenantOf } from './access-control.js';
 import { errorHandler, sendError } from './error-mapper.js';
 import { requestLogger } from './request-logger.js';
 import { probesRouter } from './routes/probes.js';
@@ -45,6 +47,12 @@ export interface ApiOptions {
    */
   responseCache?: ResponseCache;
   /**
+   * The process's metrics: every request is counted and timed, and `GET /metrics` serves them (behind
+   * `metricsToken` as a bearer token when set). Default none (no /metrics route).
+   */
+  metrics?: Cell0Metrics;
+  metricsToken?: string;
+  /**
    * Batch jobs at /v1/batches (docs/batches.md), with the route's own limits (CELL0_BATCH_MAX_ITEMS,
    * CELL0_BATCH_MAX_BODY_BYTES). Default: no batch routes.
    */
@@ -68,6 +76,10 @@ export function createApi(opts: ApiOptions): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestLogger(log));
+  if (opts.metrics) {
+    app.use(httpMetrics(opts.metrics, tenantOf));
+    app.get('/metrics', serveMetrics(opts.metrics, { token: opts.metricsToken }));
+  }
   app.use(probesRouter({ client, readyTimeoutMs: opts.readyTimeoutMs ?? 900 }));
 
   const access =

@@ -815,6 +815,30 @@ export const ENV = {
     ),
     doc: 'pino log level',
   },
+  CELL0_METRICS: {
+    section: 'observability',
+    default: '1',
+    schema: bool,
+    doc: 'Count and serve Prometheus metrics: `GET /metrics` on the API port, and on CELL0_METRICS_PORT for `cell0 worker` (0 turns both off)',
+  },
+  CELL0_METRICS_PORT: {
+    section: 'observability',
+    default: '9464',
+    schema: int(0, 65535),
+    doc: "Port of a `cell0 worker`'s metrics listener (`GET /metrics`), bound to CELL0_HOST like the API; `cell0 start` serves everything on its API port",
+  },
+  CELL0_METRICS_TOKEN: {
+    section: 'observability',
+    schema: z.string().min(16, 'expected at least 16 characters'),
+    doc: 'When set, `GET /metrics` (API and workers) needs `Authorization: Bearer <token>`',
+    secret: true,
+  },
+  CELL0_METRICS_TENANT_LABEL: {
+    section: 'observability',
+    default: '0',
+    schema: bool,
+    doc: 'Add a `tenant` label (the tenant id, a hash of the API key, never the key) to `cell0_http_requests_total`',
+  },
   CELL0_LOG_OUTAGE_SUMMARY_MS: {
     section: 'logging',
     default: '60000',
@@ -985,6 +1009,12 @@ export interface Config {
     cleanupEveryMs: number;
     cleanupPaths: CleanupPathSetting[];
     diskCleanupThreshold: number;
+  };
+  metrics: {
+    enabled: boolean;
+    port: number;
+    token: string | undefined;
+    tenantLabel: boolean;
   };
   embeddedRedis: 'auto' | 'never';
   dataDir: string;
@@ -1228,6 +1258,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       cleanupEveryMs: p.CELL0_CLEANUP_EVERY_MS,
       cleanupPaths: p.CELL0_CLEANUP_PATHS ?? [],
       diskCleanupThreshold: p.CELL0_DISK_CLEANUP_THRESHOLD,
+    },
+    metrics: {
+      enabled: p.CELL0_METRICS,
+      port: p.CELL0_METRICS_PORT,
+      token: p.CELL0_METRICS_TOKEN,
+      tenantLabel: p.CELL0_METRICS_TENANT_LABEL,
     },
     embeddedRedis: p.CELL0_EMBEDDED_REDIS,
     dataDir: p.CELL0_DATA_DIR,

@@ -76,6 +76,12 @@ export const ENV_SECTIONS = {
     about: 'The bundled Ollama-compatible simulator (`cell0 simulator`, and `cell0 start` without Ollama).',
     see: 'backends.md',
   },
+  observability: {
+    title: 'Metrics and observability',
+    about:
+      'Prometheus metrics at `GET /metrics` on the API and on each worker, and what their labels may carry.',
+    see: 'observability.md',
+  },
   logging: {
     title: 'Logging',
     about: 'Structured JSON logs (pino) on stdout.',

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { program } from '../../bin/cell0';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -732,21 +733,29 @@ export function parseOptionList(help: string): Set<string> {
 const run = promisify(execFile);
 const ROOT = join(__dirname, '..', '..');
 
-async function help(args: string[]): Promise<string> {
+/**
+ * The real CLI's top-level `--help`, from a child process (the check that the entry point runs and parses).
+ * One process only: a transpiling start costs seconds of CPU, many at once time out on a busy machine.
+ */
+export async function cliHelpFromProcess(): Promise<string> {
   const { stdout } = await run(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'bin', 'cell0.ts'), ...args, '--help'],
+    ['--import', 'tsx', join(ROOT, 'bin', 'cell0.ts'), '--help'],
     {
       cwd: ROOT,
-      timeout: 20_000,
+      timeout: 120_000,
     },
   );
   return stdout;
 }
 
-/** The commands of the real `cell0` CLI and each one's options, from its --help. */
-export async function readCliCommands(): Promise<CliCommands> {
-  const commands = parseCommandList(await help([]));
-  const options = await Promise.all(commands.map(async (c) => parseOptionList(await help([c]))));
+/** The commands of the real `cell0` CLI and each one's options, from the help texts of its commander program. */
+export function readCliCommands(): CliCommands {
+  const commands = parseCommandList(program.helpInformation());
+  const options = commands.map((c) => {
+    const cmd = program.commands.find((x) => x.name() === c);
+    if (!cmd) throw new Error(`cell0 --help lists ${c}, which the program does not have`);
+    return parseOptionList(cmd.helpInformation());
+  });
   return new Map(commands.map((c, i) => [c, options[i] as Set<string>]));
 }

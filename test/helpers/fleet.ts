@@ -20,6 +20,9 @@ import { SearchCache } from '../../shared/cache/search-cache';
 import { ResponseCache } from '../../shared/cache/http';
 import { type CachedInference } from '../../shared/cache/inference-key';
 import { type InferenceResult } from '../../shared/queues/results';
+import { type Cell0Metrics } from '../../shared/metrics/metrics';
+import { bindWorkerMetrics } from '../../workers/worker-metrics';
+import { addQueueMetrics } from '../../bin/observability';
 import { Batches, type BatchesOptions } from '../../producers/batches/batches';
 
 /** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
@@ -55,6 +58,8 @@ export async function startTestFleet(
     breakerResetMs?: number;
     /** Semantic and search caches on the fleet's Redis, in the client and the worker (as in production). */
     caches?: boolean;
+    /** Count in these metrics (client, worker, API) and serve them at GET /metrics, with the queue metrics. */
+    metrics?: Cell0Metrics;
     /** Batch routes (and a batch runner in this process) with these options. Default: none. */
     batches?: Omit<BatchesOptions, 'client'> & { maxItems?: number; maxBodyBytes?: number };
     /** Worker concurrency per queue. Default 8. */
@@ -86,6 +91,7 @@ export async function startTestFleet(
           shutdownTimeoutMs: 5000,
           ...(caches ? { caches } : {}),
         });
+  const unbind = worker && opts.metrics ? bindWorkerMetrics(worker, opts.metrics) : undefined;
   await worker?.start();
   const client = new Cell0Client({
     redisUrl,
@@ -97,6 +103,8 @@ export async function startTestFleet(
     ...(caches ? { caches } : {}),
   });
   void client.start().catch(() => undefined);
+  client.metrics = opts.metrics;
+  const removeQueueMetrics = opts.metrics ? addQueueMetrics(opts.metrics, client.submitter) : undefined;
   const access = new AccessControl({
     apiKeys: opts.apiKeys ?? [],
     adminKeys: opts.adminKeys ?? [],
@@ -124,6 +132,7 @@ export async function startTestFleet(
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
     ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
     mounts: [{ path: board.basePath, router: board.router }],
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   const server = new HttpServer(app, { host: '127.0.0.1', port: 0 });
   const { url } = await server.start();
@@ -136,6 +145,8 @@ export async function startTestFleet(
     sim,
     batches,
     close: async () => {
+      unbind?.();
+      removeQueueMetrics?.();
       await server.close();
       await worker?.close();
       await client.close();

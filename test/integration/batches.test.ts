@@ -1,6 +1,9 @@
 import { get, post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { until } from '../helpers/wait';
 import { type BatchResultLine } from '../../producers/batches/batch-model';
+import { Batches } from '../../producers/batches/batches';
+import { type BatchClient } from '../../producers/batches/batch-client';
+import { OverloadedError, RedisFullError } from '../../shared/errors';
 
 /** The whole results stream of a batch (follows it until the batch is finished). */
 async function results(
@@ -344,5 +347,100 @@ describe('batch jobs: tenants, caches and the client', () => {
     await expect(
       fleet.client.batch([{ custom_id: 'x', queue: 'inference', body: { model: 'qwen2.5:7b' } }]),
     ).rejects.toMatchObject({ code: 'CELL0_VALIDATION', badLines: 1 });
+  });
+});
+
+describe('batch jobs under load shedding', () => {
+  let fleet: TestFleet;
+  let batches: Batches | undefined;
+  beforeAll(async () => {
+    fleet = await startTestFleet();
+  });
+  afterAll(async () => {
+    await batches?.close();
+    await fleet.close();
+  });
+
+  it('waits out the shedder and retries: refusals make items later, never failed', async () => {
+    // The fleet's real client, refusing the first 30 submissions as an overloaded fleet's shedder would.
+    let refusals = 0;
+    const client: BatchClient = {
+      submitter: fleet.client.submitter,
+      redisUrl: fleet.client.redisUrl,
+      parseFor: (q, b) => fleet.client.parseFor(q, b),
+      submitTo: (q, d, o) => {
+        if (refusals < 30) {
+          refusals++;
+          throw refusals % 2
+            ? new OverloadedError('queue_depth', 'queue too deep', 20)
+            : new RedisFullError('watermark', 'over the watermark', 20);
+        }
+        return fleet.client.submitTo(q, d, o);
+      },
+    };
+    batches = new Batches({ client, concurrency: 8 });
+    const items = Array.from({ length: 20 }, (_, i) => ({
+      line: i + 1,
+      custom_id: `o-${i}`,
+      queue: 'search' as const,
+      data: fleet.client.parseFor('search', { query: `overloaded ${i}` }),
+    }));
+    const view = await batches.create(items);
+    const lines: string[] = [];
+    for await (const chunk of (await batches.results(view.id))!) lines.push(...chunk);
+    expect(refusals).toBe(30);
+    expect(lines).toHaveLength(20);
+    expect(lines.map((l) => (JSON.parse(l) as BatchResultLine).status)).toEqual(Array(20).fill('completed'));
+    expect(await batches.get(view.id)).toMatchObject({
+      status: 'completed',
+      request_counts: { total: 20, completed: 20, failed: 0 },
+    });
+  });
+});
+
+describe('a batch cancelled while it is being added', () => {
+  let fleet: TestFleet;
+  const opened: Batches[] = [];
+  beforeAll(async () => {
+    fleet = await startTestFleet();
+  });
+  afterAll(async () => {
+    for (const b of opened) await b.close();
+    await fleet.close();
+  });
+
+  it('never queues the rest, and every line is accounted for as cancelled', async () => {
+    // No runner in the creating instance: nothing runs until the cancel is in.
+    const creator = new Batches({ client: fleet.client, runner: false, chunkSize: 10 });
+    opened.push(creator);
+    const items = Array.from({ length: 200 }, (_, i) => ({
+      line: i + 1,
+      custom_id: `x-${i}`,
+      queue: 'search' as const,
+      data: fleet.client.parseFor('search', { query: `never run ${i}` }),
+    }));
+    const view = await creator.create(items);
+    expect(view.status).toBe('in_progress');
+    const cancelled = await creator.cancel(view.id);
+    expect(cancelled?.status).toBe('cancelling');
+    const runner = new Batches({ client: fleet.client, concurrency: 16 });
+    opened.push(runner);
+    await runner.start();
+    const lines: BatchResultLine[] = [];
+    for await (const chunk of (await runner.results(view.id))!)
+      lines.push(...chunk.map((l) => JSON.parse(l) as BatchResultLine));
+    expect(lines).toHaveLength(200);
+    expect(new Set(lines.map((l) => l.line)).size).toBe(200);
+    expect(lines.every((l) => l.status === 'cancelled' && l.error?.code === 'CELL0_BATCH_CANCELLED')).toBe(
+      true,
+    );
+    expect(await runner.get(view.id)).toMatchObject({
+      status: 'cancelled',
+      request_counts: { total: 200, completed: 0, failed: 0, cancelled: 200 },
+    });
+    // The flow's parent ran once its items were done (the gate was opened).
+    await until(async () => (await runner.getQueue().getJobState(view.id)) === 'completed', 20_000);
+    const search = await fleet.client.submitter.getCounts();
+    expect(search.search).toMatchObject({ waiting: 0, active: 0, completed: 0 });
   });
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { redisAnswers } from '../../shared/redis/embedded-redis';
 import { spawnCell0, type Cell0Process } from '../helpers/cli';
 import { freePort } from '../helpers/redis-server';
+import { parseSamples, series } from '../helpers/prom';
 
 describe('cell0 start (all in one, first run)', () => {
   let dataDir: string;
@@ -57,6 +58,17 @@ describe('cell0 start (all in one, first run)', () => {
     expect(stats.requests.byEndpoint['/api/generate']).toBe(2);
     expect(stats.loads).toBe(1);
     expect((await fetch(`${apiUrl}/admin/queues`)).status).toBe(200);
+
+    // One registry for the whole process, on the API port: the worker's job, the API's request, the queues.
+    const metrics = parseSamples(await (await fetch(`${apiUrl}/metrics`)).text());
+    expect(metrics.get(series('cell0_jobs_completed_total', { queue: 'inference' }))).toBe(1);
+    expect(metrics.get(series('cell0_jobs_added_total', { queue: 'inference' }))).toBe(1);
+    expect(
+      metrics.get(
+        series('cell0_http_requests_total', { route: '/v1/inference', method: 'POST', status: '200' }),
+      ),
+    ).toBe(1);
+    expect(metrics.get(series('bullmq_job_count', { queue: 'inference', state: 'completed' }))).toBe(1);
 
     proc.kill('SIGTERM');
     expect(await proc.exited).toBe(0);

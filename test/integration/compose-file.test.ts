@@ -8,6 +8,7 @@ import {
   parseDuration,
   parseOptionList,
   readCliCommands,
+  cliHelpFromProcess,
   type CliCommands,
 } from '../helpers/compose-check';
 import { LUA_DIR } from '../../shared/redis/lua-scripts';
@@ -41,9 +42,9 @@ function env(doc: Doc, name: string): Record<string, unknown> {
 
 let cli: CliCommands;
 
-beforeAll(async () => {
-  cli = await readCliCommands();
-}, 60_000);
+beforeAll(() => {
+  cli = readCliCommands();
+});
 
 describe('the cell0 CLI as seen from its --help', () => {
   test('lists the commands the compose file uses, with their options', () => {
@@ -53,6 +54,10 @@ describe('the cell0 CLI as seen from its --help', () => {
       expect.arrayContaining(['--queues', '-q', '--concurrency', '-c']),
     );
   });
+
+  test('the real entry point prints the same commands', async () => {
+    expect(parseCommandList(await cliHelpFromProcess())).toEqual([...cli.keys()]);
+  }, 150_000);
 
   test('help parsing ignores wrapped description lines', () => {
     const help = [

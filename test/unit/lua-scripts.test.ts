@@ -18,11 +18,11 @@ describe('the Lua script loader', () => {
       'register-waiter': 4,
       'reply-waiters': 1,
       'semantic-candidates': 'variadic',
-      'semantic-drop': 6,
+      'semantic-drop': 7,
       'semantic-fetch': 2,
       'semantic-index': 1,
-      'semantic-lookup': 'variadic',
-      'semantic-set': 'variadic',
+      'semantic-lookup': 3,
+      'semantic-set': 8,
       'token-bucket': 2,
     });
   });

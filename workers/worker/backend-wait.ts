@@ -10,6 +10,7 @@ import {
 import { type Logger } from '../../shared/logger.js';
 import { encodeFailure } from '../../shared/queues/failure.js';
 import { type QueueName } from '../../shared/queues/names.js';
+import { type DeferKind } from './options.js';
 
 /** An error that says the backend is away or busy: the job waits for it instead of spending an attempt. */
 export type BackendAwayError = BreakerOpenError | RateLimitedError | ProviderError | ModelMemoryBusyError;
@@ -32,7 +33,7 @@ export interface BackendWaitOptions {
   /** The queue's (non-blocking) connection, where the time a job first had to wait is kept. */
   connectionOf: (queue: QueueName) => Redis | undefined;
   log: Logger;
-  onDeferred: (queue: QueueName, jobId: string, delayMs: number, reason: string) => void;
+  onDeferred: (queue: QueueName, jobId: string, delayMs: number, reason: string, kind: DeferKind) => void;
 }
 
 /**
@@ -75,7 +76,7 @@ export class BackendWait {
     const delayMs = Math.round(Math.min(60_000, Math.max(asked, 250) * (1 + Math.random() * 0.5)));
     await job.moveToDelayed(Date.now() + delayMs, token);
     this.opts.log.info({ queue, jobId: job.id, delayMs, reason: err.message }, 'backend away; job waits');
-    this.opts.onDeferred(queue, job.id ?? '', delayMs, err.message);
+    this.opts.onDeferred(queue, job.id ?? '', delayMs, err.message, deferKind(err));
     throw new DelayedError();
   }
 
@@ -95,4 +96,12 @@ export class BackendWait {
 /** Where the time a job first had to wait for its backend is kept. */
 function waitingSinceKey(prefix: string, queue: string, jobId: string | undefined): string {
   return `${prefix}:${queue}:${jobId ?? ''}:cell0-waiting-since`;
+}
+
+/** Which kind of away the error says (for the deferred-jobs metric). */
+function deferKind(err: BackendAwayError): DeferKind {
+  if (err instanceof BreakerOpenError) return 'breaker';
+  if (err instanceof RateLimitedError) return 'rate_limit';
+  if (err instanceof ModelMemoryBusyError) return 'memory';
+  return 'backend';
 }

@@ -118,12 +118,21 @@ export const DEFAULTS = {
   fetchRetryDelayMs: 5000,
 };
 
+/** Why a job went back to wait: its backend's breaker, a rate limit, model memory, or the backend itself. */
+export type DeferKind = 'breaker' | 'rate_limit' | 'memory' | 'backend';
+
 /** Events of {@link Cell0Worker}. */
 export interface Cell0WorkerEvents {
-  'job:completed': [{ queue: QueueName; jobId: string; durationMs: number }];
+  /**
+   * `waitMs`: from the job being added (or re-run) to this attempt starting; `endToEndMs`: from being added
+   * to now (both -1 when the job carries no timestamps).
+   */
+  'job:completed': [
+    { queue: QueueName; jobId: string; durationMs: number; waitMs: number; endToEndMs: number },
+  ];
   'job:failed': [{ queue: QueueName; jobId: string; error: string; willRetry: boolean }];
   /** A job went back to wait (delayed) because its backend is away or busy; no attempt was spent. */
-  'job:deferred': [{ queue: QueueName; jobId: string; delayMs: number; reason: string }];
+  'job:deferred': [{ queue: QueueName; jobId: string; delayMs: number; reason: string; kind: DeferKind }];
   /** A job reached the worker while it was under resource pressure and went back to wait (no attempt spent). */
   'job:handed-back': [{ queue: QueueName; jobId: string }];
   /** Resource pressure: the worker stopped taking jobs. */

@@ -122,11 +122,7 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
     res.flushHeaders();
     try {
       for await (const chunk of lines) {
-        if (!res.write(chunk.join('\n') + '\n'))
-          await new Promise<void>((resolve) => {
-            res.once('drain', resolve);
-            res.once('close', resolve);
-          });
+        if (!res.write(chunk.join('\n') + '\n')) await drained(res);
       }
     } catch (err) {
       // Headers are sent: all that is left is to cut the stream, so the reader sees it incomplete.
@@ -162,6 +158,19 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
   };
   router.use(onError);
   return router;
+}
+
+/** Resolves when a response that refused a write can take more (or has closed); leaves no listener behind. */
+function drained(res: Response): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 function notFound(req: Request, res: Response): void {
