@@ -41,6 +41,11 @@ export interface ProducerConfig {
   runId: string;
   /** How long one job may take before it counts as a failure, ms. */
   waitMs: number;
+  /**
+   * Open loop: start jobs at this rate (jobs/s, evenly spaced) whatever is in flight, instead of keeping
+   * `window` in flight; latency counts from each job's scheduled start. Unset: closed loop.
+   */
+  rate?: number;
 }
 
 /** What a producer measured. Latencies in ms; jobsPerSec = jobs / wall time from first add to last result. */
@@ -58,6 +63,8 @@ export interface ProducerResult {
   cpuMs: number;
   /** First failure message, if any (to tell a timeout from a real error). */
   firstError?: string;
+  /** Every successful job's latency, ms (to merge the percentiles of several producers). */
+  latencies?: number[];
 }
 
 /** Child → parent. */

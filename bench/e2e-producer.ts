@@ -1,7 +1,8 @@
 /*
  * bench:e2e producer process. Started by bench/e2e.ts with a JSON ProducerConfig as argv[2]. Keeps
  * `window` jobs in flight (start W, start another whenever one finishes), first `warmup` jobs that are
- * not counted, then `jobs` measured ones, and sends { type: 'result', result } to the parent.
+ * not counted, then `jobs` measured ones, and sends { type: 'result', result } to the parent. With
+ * `rate` set the measured jobs are paced instead (open loop, `rate` jobs/s).
  *
  *   bare:  queue.add(name, data) + job.waitUntilFinished(queueEvents)
  *   cell0: Cell0Client.infer({ model: 'noop', prompt: 'job <i> <run-id>' }) — every prompt unique
@@ -100,6 +101,43 @@ async function runWindow(target: Target, n: number, window: number, tag: string)
     : { latencies, failures, wallMs, firstError };
 }
 
+/**
+ * Open loop: job i starts at t0 + i / rate whatever is still in flight; its latency counts from that
+ * scheduled start, so a producer that falls behind shows it in the latencies (no coordinated omission).
+ */
+async function runPaced(target: Target, n: number, rate: number, tag: string): Promise<WindowRun> {
+  const latencies = new Float64Array(n).fill(NaN);
+  let failures = 0;
+  let firstError: string | undefined;
+  const pending: Promise<void>[] = [];
+  const t0 = performance.now();
+  const start = (i: number) => {
+    const due = t0 + (i * 1000) / rate;
+    pending.push(
+      target.call(`job ${i} ${tag}`).then(
+        () => {
+          latencies[i] = performance.now() - due;
+        },
+        (err: unknown) => {
+          failures++;
+          firstError ??= err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+        },
+      ),
+    );
+  };
+  let next = 0;
+  while (next < n) {
+    const now = performance.now();
+    while (next < n && t0 + (next * 1000) / rate <= now) start(next++);
+    if (next < n) await new Promise((r) => setTimeout(r, Math.max(0, t0 + (next * 1000) / rate - now)));
+  }
+  await Promise.all(pending);
+  const wallMs = performance.now() - t0;
+  return firstError === undefined
+    ? { latencies, failures, wallMs }
+    : { latencies, failures, wallMs, firstError };
+}
+
 function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
@@ -122,7 +160,9 @@ async function main(): Promise<void> {
     await go;
   }
   const cpu0 = process.cpuUsage();
-  const run = await runWindow(target, cfg.jobs, cfg.window, cfg.runId);
+  const run = cfg.rate
+    ? await runPaced(target, cfg.jobs, cfg.rate, cfg.runId)
+    : await runWindow(target, cfg.jobs, cfg.window, cfg.runId);
   const cpuMs = cpuMsSince(cpu0);
   const ok = Array.from(run.latencies)
     .filter((x) => !Number.isNaN(x))
@@ -139,6 +179,7 @@ async function main(): Promise<void> {
     mean: round(ok.reduce((s, x) => s + x, 0) / (ok.length || 1)),
     cpuMs: round(cpuMs),
     ...(run.firstError !== undefined ? { firstError: run.firstError } : {}),
+    latencies: ok.map(round),
   };
   await sendToParent({ type: 'result', result });
   await target.close();

@@ -4,7 +4,6 @@
  * CELL0_SEMANTIC_THRESHOLDS value. Needs no Redis: it embeds both prompts of every pair and scores them as
  * a cache scope holding prompt_a would (calibration.ts), with the guard on unless --no-guard.
  */
-import { readFileSync } from 'node:fs';
 import { type Config } from '../shared/config/config.js';
 import { type Logger } from '../shared/logger.js';
 import {
@@ -15,7 +14,7 @@ import {
 } from '../shared/cache/semantic/calibration.js';
 import { type Embedder } from '../shared/cache/semantic/index.js';
 import { resolveEmbedder } from './embedder.js';
-import { EXIT_BAD_INPUT, EvalFileError, parseEvalTsv, type EvalPair } from './eval-cache.js';
+import { EXIT_BAD_INPUT, readEvalFile } from './eval-cache.js';
 
 /** Options of the `calibrate-cache` command as commander gives them. */
 export interface CalibrateCacheCommandOptions {
@@ -69,17 +68,8 @@ export async function calibrateCacheCommand(
   cfg: Config,
   log: Logger,
 ): Promise<number> {
-  let pairs: EvalPair[];
-  try {
-    pairs = parseEvalTsv(readFileSync(file, 'utf8'), file);
-  } catch (err) {
-    const message =
-      err instanceof EvalFileError
-        ? err.message
-        : `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`;
-    process.stderr.write(`cell0 calibrate-cache: ${message}\n`);
-    return EXIT_BAD_INPUT;
-  }
+  const pairs = readEvalFile(file, 'calibrate-cache');
+  if (!pairs) return EXIT_BAD_INPUT;
   const precision = o.precision ?? 0.98;
   let embedder: Embedder;
   try {

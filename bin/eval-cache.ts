@@ -302,6 +302,23 @@ export interface EvalCacheCommandOptions {
 }
 
 /**
+ * The labelled pairs of a TSV file, or undefined (the reason written to stderr as `cell0 <command>: …`)
+ * when the file is missing or malformed.
+ */
+export function readEvalFile(file: string, command: string): EvalPair[] | undefined {
+  try {
+    return parseEvalTsv(readFileSync(file, 'utf8'), file);
+  } catch (err) {
+    const message =
+      err instanceof EvalFileError
+        ? err.message
+        : `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`;
+    process.stderr.write(`cell0 ${command}: ${message}\n`);
+    return undefined;
+  }
+}
+
+/**
  * The `cell0 eval-cache` command: prints the report as JSON on stdout and returns the exit code (0; 2 for
  * a missing or malformed file; 1 when Redis does not answer or the cache reported failures).
  */
@@ -311,17 +328,8 @@ export async function evalCacheCommand(
   cfg: Config,
   log: Logger,
 ): Promise<number> {
-  let pairs: EvalPair[];
-  try {
-    pairs = parseEvalTsv(readFileSync(file, 'utf8'), file);
-  } catch (err) {
-    const message =
-      err instanceof EvalFileError
-        ? err.message
-        : `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`;
-    process.stderr.write(`cell0 eval-cache: ${message}\n`);
-    return EXIT_BAD_INPUT;
-  }
+  const pairs = readEvalFile(file, 'eval-cache');
+  if (!pairs) return EXIT_BAD_INPUT;
 
   let embedder: Embedder;
   try {

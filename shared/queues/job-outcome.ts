@@ -24,10 +24,19 @@ export function defineJobOutcome(redis: Redis): void {
 
 /** Reads the outcome of job `jobId` of the queue whose keys start with `queueKey` ("{prefix}:{name}"). */
 export async function readJobOutcome(redis: Redis, queueKey: string, jobId: string): Promise<JobOutcome> {
-  const [status, value, finishedOn] = await defineScripts<JobOutcomeCommand>(
-    redis,
-    'job-outcome',
-  ).cell0JobOutcome(`${queueKey}:completed`, `${queueKey}:failed`, `${queueKey}:${jobId}`, jobId);
+  return decodeOutcome(
+    await defineScripts<JobOutcomeCommand>(redis, 'job-outcome').cell0JobOutcome(
+      `${queueKey}:completed`,
+      `${queueKey}:failed`,
+      `${queueKey}:${jobId}`,
+      jobId,
+    ),
+  );
+}
+
+/** The outcome in the answer of job-outcome.lua (and of register-waiter.lua, which answers the same shape). */
+export function decodeOutcome(raw: unknown): JobOutcome {
+  const [status, value, finishedOn] = raw as [number, string | null, string | null];
   switch (status) {
     case 1:
       return {

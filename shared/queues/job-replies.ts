@@ -1,6 +1,8 @@
 import { type ChainableCommander, type Redis } from 'ioredis';
 import { defineScripts } from '../redis/lua-scripts.js';
-import { type JobOutcome } from './job-outcome.js';
+import { decodeOutcome, type JobOutcome } from './job-outcome.js';
+
+export { decodeOutcome } from './job-outcome.js';
 
 /*
  * The result path: how a finished job's outcome reaches the producers waiting for it.
@@ -63,13 +65,7 @@ export function queueRegisterWaiter(
   ttlMs = WAITER_TTL_MS,
 ): void {
   (pipe as unknown as Record<string, RegisterCommand>)[REGISTER]!(
-    `${queueKey}:completed`,
-    `${queueKey}:failed`,
-    `${queueKey}:${jobId}`,
-    waiterSetKey(queueKey, jobId),
-    jobId,
-    producerId,
-    ttlMs,
+    ...registerArgs(queueKey, jobId, producerId, ttlMs),
   );
 }
 
@@ -82,7 +78,20 @@ export async function registerWaiter(
   ttlMs = WAITER_TTL_MS,
 ): Promise<JobOutcome> {
   defineReplyScripts(redis);
-  const r = (await (redis as unknown as Record<string, RegisterCommand>)[REGISTER]!(
+  const r = await (redis as unknown as Record<string, RegisterCommand>)[REGISTER]!(
+    ...registerArgs(queueKey, jobId, producerId, ttlMs),
+  );
+  return decodeOutcome(r);
+}
+
+/** The KEYS and ARGV of register-waiter.lua. */
+function registerArgs(
+  queueKey: string,
+  jobId: string,
+  producerId: string,
+  ttlMs: number,
+): [string, string, string, string, string, string, number] {
+  return [
     `${queueKey}:completed`,
     `${queueKey}:failed`,
     `${queueKey}:${jobId}`,
@@ -90,31 +99,7 @@ export async function registerWaiter(
     jobId,
     producerId,
     ttlMs,
-  )) as [number, string | null, string | null];
-  return decodeOutcome(r);
-}
-
-/** The outcome in the answer of register-waiter.lua (the same shape as job-outcome.lua's). */
-export function decodeOutcome(raw: unknown): JobOutcome {
-  const [status, value, finishedOn] = raw as [number, string | null, string | null];
-  switch (status) {
-    case 1:
-      return {
-        status: 'completed',
-        returnvalue: value == null ? null : JSON.parse(value),
-        finishedOn: Number(finishedOn ?? 0),
-      };
-    case 2:
-      return {
-        status: 'failed',
-        failedReason: value ?? 'unknown failure',
-        finishedOn: Number(finishedOn ?? 0),
-      };
-    case 0:
-      return { status: 'pending' };
-    default:
-      return { status: 'missing' };
-  }
+  ];
 }
 
 type ReplyCommand = (waiterKey: string, inboxPrefix: string, reply: string, ttlMs: number) => unknown;
