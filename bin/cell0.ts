@@ -15,19 +15,17 @@ import { checkEvictionPolicyAt } from '../shared/redis/redis-memory.js';
 import { packageRoot } from '../shared/paths.js';
 import { RedisNotInstalledError } from '../shared/redis/embedded-redis.js';
 import { isQueueName, QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
-import {
-  ensureRedis,
-  startApi,
-  startDashboard,
-  startSimulator,
-  startWorker,
-  type Service,
-} from './runtime.js';
-import { effectiveRoutes } from '../workers/providers/from-config.js';
-import { evalCacheCommand, type EvalCacheCommandOptions } from './eval-cache.js';
+import { type Service } from './runtime.js';
 import { sleep } from '../shared/sleep.js';
-import { calibrateCacheCommand, type CalibrateCacheCommandOptions } from './calibrate-cache.js';
-import { batchCommand } from './batch-command.js';
+import { type EvalCacheCommandOptions } from './eval-cache.js';
+import { type CalibrateCacheCommandOptions } from './calibrate-cache.js';
+
+// Each command loads only what it runs (dynamic imports below): a worker never loads express, Bull Board,
+// the API or the simulator, an API never loads the worker's providers, and --help loads neither. That is
+// memory a process keeps for its whole life (idle worker RSS), and start-up time.
+const worker = () => import('./runtime.js');
+const http = () => import('./runtime-api.js');
+const simulator = () => import('./runtime-simulator.js');
 
 const EXIT_CONFIG = 2;
 
@@ -196,6 +194,8 @@ program
     run(
       'start',
       async (cfg, log, services, onFatal) => {
+        const [{ ensureRedis, startWorker }, { startApi }, { startSimulator }, { effectiveRoutes }] =
+          await Promise.all([worker(), http(), simulator(), import('../workers/providers/from-config.js')]);
         const r = await ensureRedis(cfg, log);
         if (r.service) services.push(r.service);
         let ollamaUrl = r.config.providers.ollamaUrl;
@@ -234,6 +234,7 @@ program
     run(
       'api',
       async (cfg, log, services, onFatal) => {
+        const { startApi } = await http();
         services.push(
           await startApi(cfg, log, {
             dashboard: o.dashboard === true,
@@ -264,6 +265,7 @@ program
     run(
       'worker',
       async (cfg, log, services) => {
+        const { startWorker } = await worker();
         services.push(
           await startWorker(cfg, log, {
             serveMetrics: true,
@@ -284,6 +286,7 @@ program
     run(
       'dashboard',
       async (cfg, log, services, onFatal) => {
+        const { startDashboard } = await http();
         services.push(
           await startDashboard(cfg, log, { onFatal, ...(o.port !== undefined ? { port: o.port } : {}) }),
         );
@@ -306,6 +309,7 @@ program
         ...(o.port !== undefined ? { port: o.port } : {}),
         ...(o.host ? { host: o.host } : {}),
       };
+      const { startSimulator } = await simulator();
       services.push(await startSimulator({ ...cfg, simulator: sim }, log));
     }),
   );
@@ -328,6 +332,7 @@ program
   .action(async (file: string, o: EvalCacheCommandOptions) => {
     const cfg = config();
     const log = createLogger({ level: cfg.logLevel, name: 'eval-cache', destination: process.stderr });
+    const { evalCacheCommand } = await import('./eval-cache.js');
     const code = await evalCacheCommand(file, o, cfg, log);
     // stdout carries the report: let it drain before exiting.
     process.stdout.write('', () => process.exit(code));
@@ -355,6 +360,7 @@ program
   .action(async (file: string, o: CalibrateCacheCommandOptions) => {
     const cfg = config();
     const log = createLogger({ level: cfg.logLevel, name: 'calibrate-cache', destination: process.stderr });
+    const { calibrateCacheCommand } = await import('./calibrate-cache.js');
     const code = await calibrateCacheCommand(file, o, cfg, log);
     process.stdout.write('', () => process.exit(code));
   });
@@ -370,6 +376,7 @@ program
   .option('--api-key <key>', 'tenant API key, when the API has CELL0_API_KEYS')
   .action(async (file: string, o: { output?: string; url?: string; apiKey?: string }) => {
     const url = o.url ?? `http://127.0.0.1:${config().api.port}`;
+    const { batchCommand } = await import('./batch-command.js');
     const code = await batchCommand(file, {
       url,
       ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}),

@@ -9,7 +9,10 @@ export interface Cell0Process {
   /** Everything written to stdout / stderr so far. */
   stdout(): string;
   stderr(): string;
-  /** Resolves with the first match of `re` on stdout+stderr (already seen output counts). */
+  /**
+   * Resolves with the first match of `re` on stdout+stderr (already seen output counts). The timeout is a
+   * deadline for a hang, not a timing: default 60 s, since starting tsx on a busy 2-core host takes seconds.
+   */
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   /** Resolves with the exit code (or signal name). */
   exited: Promise<number | string>;
@@ -51,7 +54,7 @@ export function spawnCell0(args: string[], env: Record<string, string>): Cell0Pr
     kill: (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
-    waitFor: (re, timeoutMs = 20_000) =>
+    waitFor: (re, timeoutMs = 60_000) =>
       new Promise((resolve, reject) => {
         const check = () => {
           const m = (out + '\n' + err).match(re);

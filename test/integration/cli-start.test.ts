@@ -73,7 +73,7 @@ describe('cell0 start (all in one, first run)', () => {
     proc.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
     expect(await redisAnswers(`redis://127.0.0.1:${redisPort}`, 300)).toBe(false);
-  }, 60_000);
+  }, 150_000);
 
   it('says how to get Redis when none answers and there is no redis-server', async () => {
     const redisPort = await freePort();
@@ -88,7 +88,7 @@ describe('cell0 start (all in one, first run)', () => {
     expect(proc.stderr()).toMatch(/apt-get install redis-server/);
     expect(proc.stderr()).toMatch(/brew install redis/);
     expect(proc.stderr()).toMatch(/docker compose up -d redis/);
-  }, 30_000);
+  }, 90_000);
 
   it('does not start a private Redis when REDIS_URL is given but unreachable', async () => {
     const redisPort = await freePort();
@@ -99,14 +99,14 @@ describe('cell0 start (all in one, first run)', () => {
     });
     expect(await proc.exited).toBe(1);
     expect(proc.stderr()).toMatch(/does not answer \(REDIS_URL is set/);
-  }, 30_000);
+  }, 90_000);
 
   it('exits 2 naming the variable when the configuration is invalid', async () => {
     proc = spawnCell0(['api'], { CELL0_PORT: 'eighty', CELL0_INFERENCE_CONCURRENCY: '0' });
     expect(await proc.exited).toBe(2);
     expect(proc.stderr()).toMatch(/CELL0_PORT: expected an integer between 0 and 65535, got "eighty"/);
     expect(proc.stderr()).toMatch(/CELL0_INFERENCE_CONCURRENCY: expected an integer >= 1/);
-  }, 30_000);
+  }, 90_000);
 
   it('prints help for every command', async () => {
     const cmds = ['start', 'api', 'worker', 'dashboard', 'simulator'];
@@ -114,5 +114,5 @@ describe('cell0 start (all in one, first run)', () => {
     const codes = await Promise.all(procs.map((p) => p.exited));
     expect(codes).toEqual(cmds.map(() => 0));
     cmds.forEach((cmd, i) => expect(procs[i]!.stdout()).toMatch(new RegExp(`Usage: cell0 ${cmd}`)));
-  }, 60_000);
+  }, 150_000);
 });

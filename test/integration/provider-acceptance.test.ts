@@ -106,7 +106,10 @@ describe('providers acceptance', () => {
       CELL0_SIM_RATE_LIMIT_RPS: String(rate),
       CELL0_SIM_RATE_LIMIT_BURST: String(burst),
     });
-    const [, url] = (await simProc.waitFor(/simulator\s+(http:\/\/\S+)/, 20_000)) as [string, string];
+    const [, url] = (await simProc.waitFor(/simulator\s+(http:\/\/\S+)/).catch((err: unknown) => {
+      simProc.kill('SIGKILL');
+      throw err;
+    })) as [string, string];
     const sim = {
       stats: async () => (await (await fetch(`${url}/_sim/stats`)).json()) as SimulatorStats,
       close: async () => {
@@ -122,7 +125,10 @@ describe('providers acceptance', () => {
       },
       2,
       32,
-    );
+    ).catch(async (err: unknown) => {
+      await sim.close();
+      throw err;
+    });
     // Every permit either worker's limiter hands out, with its grant time on Redis's clock.
     const grants: PermitGrant[] = [];
     const limiters = fleet.providers.flatMap((p) => p.guards.map((g) => g.limiter));

@@ -20,7 +20,7 @@ import { QueueName } from '../../shared/queues/names';
 import { startTestFleet, post, get, type TestFleet } from '../helpers/fleet';
 import { resourceSample } from '../helpers/resource-sample';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
-import { startApi } from '../../bin/runtime';
+import { startApi } from '../../bin/runtime-api';
 import { loadConfig } from '../../shared/config/config';
 import { silentLogger } from '../../shared/logger';
 import { until } from '../helpers/wait';

@@ -16,7 +16,7 @@ import { tenantId, tenantSecretKey } from '../../producers/api/tenant-ids';
 import { RedisClient } from '../../shared/redis/redis-client';
 import { waitUntilReady } from '../../shared/redis/connection';
 import { QueueName } from '../../shared/queues/names';
-import { startApi } from '../../bin/runtime';
+import { startApi } from '../../bin/runtime-api';
 import { loadConfig } from '../../shared/config/config';
 import { createLogger } from '../../shared/logger';
 
