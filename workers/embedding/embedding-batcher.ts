@@ -179,6 +179,8 @@ export class EmbeddingBatcher {
     try {
       r = await this.backend.embed!(model, texts, { signal });
     } catch (err) {
+      // A refusal of one input is that input's own failure (its neighbours in the split go on).
+      if (texts.length === 1 && isBadRequest(err)) return [err as Error];
       if (texts.length > 1 && isBadRequest(err) && !signal.aborted) {
         this.splits++;
         this.log.debug({ model, inputs: texts.length }, 'embedding call refused: trying each half');
