@@ -1,0 +1,36 @@
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { promtool } from '../helpers/prom';
+
+const DIR = join(__dirname, '..', '..', 'dashboards', 'prometheus');
+
+describe('dashboards/prometheus', () => {
+  it('promtool check config accepts prometheus.yml (and the rule file it names)', async () => {
+    const r = await promtool(['check', 'config', join(DIR, 'prometheus.yml')]);
+    expect({ code: r.code, out: r.code === 0 ? '' : r.stdout + r.stderr }).toEqual({ code: 0, out: '' });
+  }, 30_000);
+
+  it('promtool check rules accepts alerts.yml', async () => {
+    const r = await promtool(['check', 'rules', join(DIR, 'alerts.yml')]);
+    expect({ code: r.code, out: r.code === 0 ? '' : r.stdout + r.stderr }).toEqual({ code: 0, out: '' });
+    expect(r.stdout).toMatch(/SUCCESS: 3 rules found/);
+  }, 30_000);
+
+  it('the alerts query only metric families cell0 serves', () => {
+    const doc = parse(readFileSync(join(DIR, 'alerts.yml'), 'utf8')) as {
+      groups: { rules: { expr: string }[] }[];
+    };
+    const served = [
+      'bullmq_job_count',
+      'cell0_jobs_failed_total',
+      'cell0_jobs_completed_total',
+      'cell0_http_request_duration_seconds_bucket',
+    ];
+    for (const rule of doc.groups.flatMap((g) => g.rules)) {
+      const names = [...rule.expr.matchAll(/\b(cell0_[a-z_]+|bullmq_[a-z_]+)/g)].map((m) => m[1]);
+      expect(names.length).toBeGreaterThan(0);
+      for (const n of names) expect(served).toContain(n);
+    }
+  });
+});
