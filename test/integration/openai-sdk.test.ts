@@ -72,6 +72,30 @@ describe('OpenAI-compatible API, through the official openai SDK', () => {
     expect(fresh.response.headers.get('x-cell0-coalesced')).toBe('new');
   });
 
+  it('embeds through the SDK (its default base64 encoding and float), one vector per input, in order', async () => {
+    const input = ['the first text to embed', 'a second, different text'];
+    // The SDK asks for base64 unless told otherwise, and decodes it to numbers itself.
+    const viaBase64 = await openai.embeddings.create({ model: 'nomic-embed-text', input });
+    expect(viaBase64.object).toBe('list');
+    expect(viaBase64.data.map((d) => d.index)).toEqual([0, 1]);
+    const floats = await openai.embeddings.create({
+      model: 'nomic-embed-text',
+      input,
+      encoding_format: 'float',
+    });
+    for (const [i, d] of floats.data.entries()) {
+      expect(d.object).toBe('embedding');
+      expect(d.embedding.length).toBeGreaterThan(0);
+      expect(d.embedding.every((x) => Number.isFinite(x))).toBe(true);
+      // float32 on the wire in base64: the same vector to float32 precision.
+      const b64 = viaBase64.data[i]!.embedding;
+      expect(b64).toHaveLength(d.embedding.length);
+      b64.forEach((x, k) => expect(x).toBeCloseTo(d.embedding[k]!, 5));
+    }
+    expect(floats.data[0]!.embedding).not.toEqual(floats.data[1]!.embedding);
+    expect(floats.usage.total_tokens).toBeGreaterThan(0);
+  });
+
   it('answers a legacy completion', async () => {
     const c = await openai.completions.create({
       model: 'llama3.2:3b',
