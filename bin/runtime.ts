@@ -178,15 +178,11 @@ export async function startWorker(
     logger: log,
   });
   const unbindMetrics = metrics ? bindWorkerMetrics(worker, metrics) : undefined;
-  const metricsServer =
+  const metricsServerOn = (port: number): MetricsServer | undefined =>
     metrics && opts.serveMetrics
-      ? new MetricsServer({
-          metrics,
-          host: config.api.host,
-          port: config.metrics.port,
-          token: config.metrics.token,
-        })
+      ? new MetricsServer({ metrics, host: config.api.host, port, token: config.metrics.token })
       : undefined;
+  let metricsServer = metricsServerOn(config.metrics.port);
   const release = async (): Promise<void> => {
     unbindMetrics?.();
     await metricsServer?.close();
@@ -204,7 +200,22 @@ export async function startWorker(
       guard.on(event, () => void worker.publishStatus());
   let metricsUrl: string | undefined;
   try {
-    if (metricsServer) metricsUrl = `${(await metricsServer.start()).url}/metrics`;
+    if (metricsServer) {
+      try {
+        metricsUrl = `${(await metricsServer.start()).url}/metrics`;
+      } catch (err) {
+        // Several workers on one host is the normal way to scale: the second one must not fail to start
+        // because the first holds the metrics port. It serves on a free port instead (printed in its
+        // banner and logged) and says how to pin one.
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || config.metrics.port === 0) throw err;
+        metricsServer = metricsServerOn(0)!;
+        metricsUrl = `${(await metricsServer.start()).url}/metrics`;
+        log.warn(
+          { port: config.metrics.port, metricsUrl },
+          'metrics port in use (another worker on this host?): serving metrics on a free port instead; set CELL0_METRICS_PORT per worker to pin it',
+        );
+      }
+    }
     await resources.start();
     await worker.start();
   } catch (err) {

@@ -825,7 +825,7 @@ export const ENV = {
     section: 'observability',
     default: '9464',
     schema: int(0, 65535),
-    doc: "Port of a `cell0 worker`'s metrics listener (`GET /metrics`), bound to CELL0_HOST like the API; `cell0 start` serves everything on its API port",
+    doc: "Port of a `cell0 worker`'s metrics listener (`GET /metrics`), bound to CELL0_HOST like the API; `cell0 start` serves everything on its API port. 0 = any free port. When the port is taken (another worker on the host), the worker serves on a free port and logs a warning with its URL, rather than failing to start",
   },
   CELL0_METRICS_TOKEN: {
     section: 'observability',

@@ -1,3 +1,5 @@
+import { createServer } from 'node:net';
+import { type AddressInfo } from 'node:net';
 import { createApi } from '../../producers/api/create-api';
 import { Cell0Client } from '../../producers/cell0-client';
 import { HttpServer } from '../../shared/http-server';
@@ -198,6 +200,27 @@ describe('cell0 worker', () => {
     } finally {
       proc.kill('SIGTERM');
       await proc.exited;
+    }
+  }, 90_000);
+  it('starts anyway when its metrics port is taken (a second worker on the host): a free port, and a warning', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const proc = spawnCell0(['worker', '--queues', 'search'], {
+      REDIS_URL: testRedisUrl(),
+      CELL0_QUEUE_PREFIX: uniquePrefix('metrics-port-taken'),
+      CELL0_HOST: '127.0.0.1',
+      CELL0_METRICS_PORT: String(port),
+    });
+    try {
+      const [, url] = await proc.waitFor(/metrics: (http:\/\/\S+)/, 60_000);
+      expect(new URL(url!).port).not.toBe(String(port));
+      expect((await fetch(url!)).status).toBe(200);
+      expect(proc.stdout()).toMatch(/metrics port in use/);
+    } finally {
+      proc.kill('SIGTERM');
+      await proc.exited;
+      await new Promise((resolve) => taken.close(resolve));
     }
   }, 90_000);
 });
