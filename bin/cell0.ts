@@ -17,6 +17,7 @@ import { RedisNotInstalledError } from '../shared/redis/embedded-redis.js';
 import { isQueueName, QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
 import { type Service } from './runtime.js';
 import { sleep } from '../shared/sleep.js';
+import { startTracing } from '../shared/tracing/tracing.js';
 import { type EvalCacheCommandOptions } from './eval-cache.js';
 import { type CalibrateCacheCommandOptions } from './calibrate-cache.js';
 
@@ -162,6 +163,19 @@ async function run(
 
   try {
     if (opts.redisPolicy) await checkEvictionPolicyAt(cfg.redis.url);
+    // Traces only with OTEL_EXPORTER_OTLP_ENDPOINT; started before any queue or worker exists, closed last
+    // (services close in reverse) so the last spans are sent.
+    if (cfg.tracing.endpoint) {
+      const tracing = await startTracing({
+        endpoint: cfg.tracing.endpoint,
+        serviceName: cfg.tracing.serviceName ?? `cell0-${role}`,
+      });
+      services.push({
+        name: 'tracing',
+        banner: [`traces     OpenTelemetry → ${redactUrl(cfg.tracing.endpoint)}/v1/traces (OTLP/HTTP)`],
+        close: () => tracing.shutdown(),
+      });
+    }
     await start(cfg, log, services, onFatal);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

@@ -6,6 +6,7 @@ import { type InferenceResult, type SearchResult } from '../shared/queues/result
 import { type InferenceJobData, type SearchJobData } from '../shared/queues/schemas.js';
 import { type Cell0ClientOptions, type ClientMetrics } from './cell0-client-types.js';
 import { type SubmitResult } from './job-submitter.js';
+import { spanAttributes, withSpan } from '../shared/tracing/tracing.js';
 
 /*
  * The caches Cell0Client asks before it adds a job: a hit is the request's answer at once, marked `cached`.
@@ -24,8 +25,12 @@ export async function inferenceFromCache(
   if (!cache || data.cache?.noCache === true) return undefined;
   const key = inferenceCacheKey(data);
   if (!key) return undefined;
-  const hit = await cache.get(key.prompt, key.scope, {
-    ...(caches.minConfidence ? { minConfidence: caches.minConfidence } : {}),
+  const hit = await withSpan('cache lookup semantic', 'internal', { 'cell0.cache': 'semantic' }, async () => {
+    const h = await cache.get(key.prompt, key.scope, {
+      ...(caches.minConfidence ? { minConfidence: caches.minConfidence } : {}),
+    });
+    spanAttributes({ 'cell0.cache.result': h ? h.confidence : 'miss' });
+    return h;
   });
   metrics?.cacheLookup('semantic', hit ? hit.confidence : 'miss');
   if (!hit) return undefined;
@@ -50,7 +55,11 @@ export async function searchFromCache(
 ): Promise<SubmitResult<SearchResult> | undefined> {
   const cache = caches.search;
   if (!cache || data.cache?.noCache === true) return undefined;
-  const result = await cache.get(searchCacheKey(data));
+  const result = await withSpan('cache lookup search', 'internal', { 'cell0.cache': 'search' }, async () => {
+    const r = await cache.get(searchCacheKey(data));
+    spanAttributes({ 'cell0.cache.result': r ? 'exact' : 'miss' });
+    return r;
+  });
   metrics?.cacheLookup('search', result ? 'exact' : 'miss');
   if (!result) return undefined;
   return {

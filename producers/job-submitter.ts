@@ -347,7 +347,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         return undefined;
       case 'missing':
         // Gone since it was added (removed, trimmed): add it again, registered as before.
-        if (readd) await lane.adder.add({ ...readd, jobId, add: true });
+        if (readd) await lane.add({ ...readd, jobId, add: true });
         return undefined;
       default:
         return undefined;

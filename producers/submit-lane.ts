@@ -11,6 +11,7 @@ import { decodeOutcome, inboxKey, queueRegisterWaiter, type JobReply } from '../
 import { jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
 import { type QueueName } from '../shared/queues/names.js';
 import { settledWithin } from '../shared/sleep.js';
+import { telemetryOption, traceMetadata, withSpan } from '../shared/tracing/tracing.js';
 import { JobWaiter, type JobEvent, type WaiterGroup } from './job-waiter.js';
 import { ReplyInbox } from './reply-inbox.js';
 
@@ -21,6 +22,8 @@ export interface AddItem {
   jobId: string;
   /** false: only register (and read the outcome), no add. */
   add: boolean;
+  /** The submitter's trace context (bullmq-otel metadata), stored in the job's opts; tracing on only. */
+  telemetry?: string | undefined;
 }
 
 /** What a lane shares with its JobSubmitter. */
@@ -64,6 +67,7 @@ export class SubmitLane {
       connection: ctx.conn,
       prefix: ctx.prefix,
       defaultJobOptions: jobOptionsFor(ctx.policy),
+      ...telemetryOption(),
     });
     ctx.connLog.watch(this.queue, `queue:${name}`);
     this.inboxConn = createRedisConnection({
@@ -122,7 +126,12 @@ export class SubmitLane {
       for (const it of items) {
         queueRegisterWaiter(pipe as unknown as ChainableCommander, this.key, it.jobId, this.ctx.producerId);
         if (it.add) {
-          const job = new Job(this.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId);
+          const opts = {
+            ...jobOpts,
+            jobId: it.jobId,
+            ...(it.telemetry ? { telemetry: { metadata: it.telemetry } } : {}),
+          };
+          const job = new Job(this.queue, it.name, it.data, opts, it.jobId);
           // Queued on the pipeline synchronously; its answer is read from exec() below.
           job.addJob(pipe).catch(() => undefined);
         }
@@ -143,6 +152,20 @@ export class SubmitLane {
       }
       return out;
     });
+  }
+
+  /**
+   * Adds a job through the batcher. With tracing on, in a producer span whose context goes into the job
+   * (bullmq-otel's metadata), so the worker's span of it joins the request's trace; the batched pipeline
+   * adds jobs the way Queue.add would, which BullMQ's own telemetry does not see.
+   */
+  add(item: AddItem): Promise<JobOutcome> {
+    return withSpan(
+      `add ${this.queue.name}`,
+      'producer',
+      { 'messaging.destination.name': this.queue.name, 'cell0.job_id': item.jobId },
+      () => this.adder.add({ ...item, telemetry: traceMetadata() }),
+    );
   }
 
   /** A reply from a worker: the job finished; every local waiter of it gets the outcome. */
@@ -226,7 +249,7 @@ export class SubmitLane {
    */
   async addAsLeader(name: string, data: unknown, jobId: string): Promise<JobOutcome> {
     try {
-      return await this.adder.add({ name, data, jobId, add: true });
+      return await this.add({ name, data, jobId, add: true });
     } catch (err) {
       const group = this.waiters.get(jobId);
       if (group) {

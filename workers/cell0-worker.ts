@@ -43,6 +43,7 @@ import { TokenStreams } from './worker/token-streams.js';
 import { EmbeddingBatcher } from './embedding/index.js';
 import { embeddingJobSchema, isEmbeddingJobData, type EmbeddingResult } from '../shared/queues/embeddings.js';
 import { waitingJobCount } from '../shared/queues/bullmq-internals.js';
+import { telemetryOption, withSpan } from '../shared/tracing/tracing.js';
 
 export {
   pausingViolations,
@@ -244,6 +245,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       autorun: true,
       // BullMQ's own completed/failed counts per minute (Queue.exportPrometheusMetrics reads them).
       metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
+      // Traces (bullmq-otel) while tracing is on: a span per job, child of the span that added it.
+      ...telemetryOption(),
     });
     worker.on('error', (err) => this.maintenance.onWorkerError(queue, err));
     attachReplyPublisher(worker, `${this.opts.prefix}:${queue}`, this.replies);
@@ -345,12 +348,14 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       // evicted, until the call is over.
       const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
       try {
-        const r = await backend.run(data, {
-          signal: ctxSignal,
-          ...(stream?.streaming
-            ? { onToken: (t: string) => stream.push(t), onRestart: () => stream.restart() }
-            : {}),
-        });
+        const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
+          backend.run(data, {
+            signal: ctxSignal,
+            ...(stream?.streaming
+              ? { onToken: (t: string) => stream.push(t), onRestart: () => stream.restart() }
+              : {}),
+          }),
+        );
         await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
         return { ...r, servedBy: this.id };
       } catch (err) {
@@ -381,7 +386,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
     const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
       const t0 = performance.now();
-      const r = await backend.search(data, { signal: ctxSignal });
+      const r = await withSpan('backend search', 'client', { 'cell0.search_provider': data.provider }, () =>
+        backend.search(data, { signal: ctxSignal }),
+      );
       return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
     });
     const cache = this.opts.caches?.search;

@@ -4,6 +4,7 @@ import { ErrorCode } from '../../shared/errors.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { type Cell0Client } from '../cell0-client.js';
 import { httpMetrics, serveMetrics } from '../../shared/metrics/http-metrics.js';
+import { httpTracing, tracingOn } from '../../shared/tracing/tracing.js';
 import { type Cell0Metrics } from '../../shared/metrics/metrics.js';
 import { AccessControl, tenantOf } from './access-control.js';
 import { errorHandler, sendError } from './error-mapper.js';
@@ -76,6 +77,8 @@ export function createApi(opts: ApiOptions): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // A span per request while tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT); no middleware at all when off.
+  if (tracingOn()) app.use(httpTracing());
   app.use(requestLogger(log));
   if (opts.metrics) {
     app.use(httpMetrics(opts.metrics, tenantOf));

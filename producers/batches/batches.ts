@@ -25,6 +25,7 @@ import {
   type ItemJobData,
   type ItemStatus,
 } from './batch-model.js';
+import { telemetryOption } from '../../shared/tracing/tracing.js';
 
 /** Options of {@link Batches}. */
 export interface BatchesOptions {
@@ -129,8 +130,8 @@ export class Batches {
         logger: this.log,
       });
       this.conn = defineBatchScripts(conn);
-      this.queue = new Queue(BATCH_QUEUE, { connection: conn, prefix: this.prefix });
-      this.flow = new FlowProducer({ connection: conn, prefix: this.prefix });
+      this.queue = new Queue(BATCH_QUEUE, { connection: conn, prefix: this.prefix, ...telemetryOption() });
+      this.flow = new FlowProducer({ connection: conn, prefix: this.prefix, ...telemetryOption() });
       const connLog = connectionLogFor(this.log);
       connLog.watch(this.queue, `queue:${BATCH_QUEUE}`);
       await this.queue.waitUntilReady();
@@ -145,6 +146,7 @@ export class Batches {
       this.worker = new Worker(BATCH_QUEUE, (job: Job) => this.process(job), {
         connection: this.workerConn,
         prefix: this.prefix,
+        ...telemetryOption(),
         concurrency: this.opts.concurrency,
         lockDuration: this.opts.lockDurationMs,
         stalledInterval: this.opts.stalledIntervalMs,

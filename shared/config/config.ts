@@ -13,6 +13,7 @@ import { MAINTENANCE_ENV, loadMaintenance, type MaintenanceConfig } from './sect
 import { MODELS_ENV, loadModels, type ModelsConfig } from './sections/models.js';
 import { OBSERVABILITY_ENV, loadMetrics, type MetricsConfig } from './sections/observability.js';
 import { POOL_ENV, loadPool, type PoolConfig } from './sections/pool.js';
+import { TRACING_ENV, loadTracing, type TracingConfig } from './sections/tracing.js';
 import { REDIS_ENV, loadRedis, type RedisConfig } from './sections/redis.js';
 import {
   RESOURCES_ENV,
@@ -52,6 +53,7 @@ export const ENV = {
   ...MAINTENANCE_ENV,
   ...SIMULATOR_ENV,
   ...OBSERVABILITY_ENV,
+  ...TRACING_ENV,
   ...LOGGING_ENV,
 } satisfies Record<string, EnvVar>;
 
@@ -71,6 +73,8 @@ export interface Config extends LoggingConfig {
   simulator: SimulatorConfig;
   resources: PressureConfig & ModelsConfig & MaintenanceConfig;
   metrics: MetricsConfig;
+  /** OpenTelemetry traces (OTEL_EXPORTER_OTLP_ENDPOINT); off when no endpoint. */
+  tracing: TracingConfig;
   embeddedRedis: 'auto' | 'never';
   dataDir: string;
 }
@@ -126,6 +130,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     simulator: loadSimulator(p),
     resources: { ...loadPressure(p), ...loadModels(p), ...loadMaintenance(p) },
     metrics: loadMetrics(p),
+    tracing: loadTracing(p),
     ...loadLogging(p),
   };
 }

@@ -79,7 +79,7 @@ export const ENV_SECTIONS = {
   observability: {
     title: 'Metrics and observability',
     about:
-      'Prometheus metrics at `GET /metrics` on the API and on each worker, and what their labels may carry.',
+      'Prometheus metrics at `GET /metrics` on the API and on each worker, and what their labels may carry; OpenTelemetry traces.',
     see: 'observability.md',
   },
   logging: {
