@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Job, Queue } from 'bullmq';
-import { type ChainableCommander, type Redis } from 'ioredis';
+import { type Redis } from 'ioredis';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import {
   Cell0Error,
@@ -23,8 +23,8 @@ import {
   decodeOutcome,
   defineReplyScripts,
   inboxKey,
-  queueRegisterWaiter,
   registerWaiter,
+  registerWaiters,
   type JobReply,
 } from '../shared/queues/job-replies.js';
 import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
@@ -393,40 +393,41 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   /**
-   * One round trip for a batch of submissions: per item, the waiter registration with the outcome read, then
-   * (for adds) BullMQ's add, all on one pipeline. Each item gets the outcome its job had just before its add,
-   * or its own error.
+   * One round trip for a batch of submissions: one command registers this producer as the waiter of every
+   * item's job and reads each job's outcome (register-waiters.lua), then BullMQ's add of each item that adds.
+   * The commands are issued in one tick on one connection, so they leave in one write (see coalesceWrites)
+   * and run in that order. Each item gets the outcome its job had just before its add, or its own error.
    */
   private sendBatch(lane: Lane, items: AddItem[]): Promise<(JobOutcome | Error)[]> {
     return this.redis.run(async () => {
-      // BullMQ's own client wrapper: its pipelines take BullMQ's add, and ours (defined on the same
-      // connection) too.
+      // BullMQ's client for its add; it wraps this.conn, so both commands go out on one connection.
       const client = await lane.queue.getBackend().client;
-      const pipe = client.pipeline();
+      const registered = registerWaiters(
+        this.conn,
+        lane.key,
+        items.map((it) => it.jobId),
+        this.producerId,
+      );
       const jobOpts = lane.queue.defaultJobOptions;
-      for (const it of items) {
-        queueRegisterWaiter(pipe as unknown as ChainableCommander, lane.key, it.jobId, this.producerId);
-        if (it.add) {
-          const job = new Job(lane.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId);
-          // Queued on the pipeline synchronously; its answer is read from exec() below.
-          job.addJob(pipe).catch(() => undefined);
+      const adds: (Promise<unknown> | undefined)[] = items.map((it) =>
+        it.add
+          ? new Job(lane.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId).addJob(client)
+          : undefined,
+      );
+      const [reg, ...added] = await Promise.allSettled([registered, ...adds]);
+      // Redis away (or full) is the whole round trip's failure, for the breaker to see.
+      for (const r of [reg!, ...added]) {
+        if (r.status === 'rejected') {
+          const mapped = toRedisError(r.reason);
+          if (mapped instanceof Cell0Error) throw mapped;
         }
       }
-      const res = (await pipe.exec()) ?? [];
-      const out: (JobOutcome | Error)[] = [];
-      let n = 0;
-      for (const it of items) {
-        const [regErr, reg] = res[n++] ?? [new RedisUnavailableError('no answer from Redis')];
-        const [addErr] = it.add ? (res[n++] ?? [new RedisUnavailableError('no answer from Redis')]) : [null];
-        const err = regErr ?? addErr;
-        if (err) {
-          // Redis away (or full) is the whole round trip's failure, for the breaker to see.
-          const mapped = toRedisError(err);
-          if (mapped instanceof Cell0Error) throw mapped;
-          out.push(err);
-        } else out.push(decodeOutcome(reg));
-      }
-      return out;
+      if (reg!.status === 'rejected') throw reg!.reason as Error;
+      const outcomes = reg!.value;
+      return items.map((_, i) => {
+        const a = added[i]!;
+        return a.status === 'rejected' ? (a.reason as Error) : outcomes[i]!;
+      });
     });
   }
 
