@@ -415,12 +415,11 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
           : undefined,
       );
       const [reg, ...added] = await Promise.allSettled([registered, ...adds]);
-      // Redis away (or full) is the whole round trip's failure, for the breaker to see.
+      // Redis away, slow or full is the whole round trip's failure, thrown as it came so the client
+      // classifies it (a timeout on a connection that is up is slow, not down, and does not count against
+      // the breaker).
       for (const r of [reg!, ...added]) {
-        if (r.status === 'rejected') {
-          const mapped = toRedisError(r.reason);
-          if (mapped instanceof Cell0Error) throw mapped;
-        }
+        if (r.status === 'rejected' && toRedisError(r.reason) instanceof Cell0Error) throw r.reason;
       }
       if (reg!.status === 'rejected') throw reg!.reason as Error;
       const outcomes = reg!.value;
