@@ -14,7 +14,7 @@ describe('dashboards/prometheus', () => {
   it('promtool check rules accepts alerts.yml', async () => {
     const r = await promtool(['check', 'rules', join(DIR, 'alerts.yml')]);
     expect({ code: r.code, out: r.code === 0 ? '' : r.stdout + r.stderr }).toEqual({ code: 0, out: '' });
-    expect(r.stdout).toMatch(/SUCCESS: 3 rules found/);
+    expect(r.stdout).toMatch(/SUCCESS: 6 rules found/);
   }, 30_000);
 
   it('the alerts query only metric families cell0 serves', () => {
@@ -26,6 +26,10 @@ describe('dashboards/prometheus', () => {
       'cell0_jobs_failed_total',
       'cell0_jobs_completed_total',
       'cell0_http_request_duration_seconds_bucket',
+      'cell0_backend_breaker_state',
+      'cell0_redis_memory_used_bytes',
+      'cell0_redis_memory_max_bytes',
+      'cell0_fleet_workers',
     ];
     for (const rule of doc.groups.flatMap((g) => g.rules)) {
       const names = [...rule.expr.matchAll(/\b(cell0_[a-z_]+|bullmq_[a-z_]+)/g)].map((m) => m[1]);

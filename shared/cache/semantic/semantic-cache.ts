@@ -85,6 +85,8 @@ export interface SemanticCacheStats {
   misses: number;
   /** Candidates above the threshold that the guard refused (one lookup can refuse several). */
   guardRejections: number;
+  /** The same, by the guard rule that refused (negation, number, quoted, entity, question, order, contrast). */
+  guardRejectionsByRule: Record<string, number>;
   falseHitReports: number;
   /** Entries stored. */
   sets: number;
@@ -284,6 +286,7 @@ export class SemanticCache<T = unknown> {
   private readonly log: Logger;
   private readonly latency = new LatencyWindow(4096);
   private degraded = false;
+  private readonly rejectedBy: Record<string, number> = {};
   private readonly counters = {
     exactHits: 0,
     high: 0,
@@ -590,6 +593,7 @@ export class SemanticCache<T = unknown> {
       semanticHits: { high: c.high, medium: c.medium, low: c.low },
       misses: c.misses,
       guardRejections: c.guardRejections,
+      guardRejectionsByRule: { ...this.rejectedBy },
       falseHitReports: c.falseHitReports,
       sets: c.sets,
       evictions: c.evictions,
@@ -768,6 +772,8 @@ export class SemanticCache<T = unknown> {
         const reason = compareAnalyses(analysis, analyzePrompt(c.prompt));
         if (reason !== undefined) {
           this.counters.guardRejections++;
+          const rule = ruleOf(reason);
+          this.rejectedBy[rule] = (this.rejectedBy[rule] ?? 0) + 1;
           this.log.debug({ reason, similarity: c.similarity }, 'semantic cache: guard refused a candidate');
           if (++refusals >= GUARD_TRIES) break;
           continue;
@@ -872,4 +878,10 @@ export class SemanticCache<T = unknown> {
 /** True when two normalised prompts differ, but only in white space: a layout the exact key keeps. */
 function layoutOnlyDifference(a: string, b: string): boolean {
   return a !== b && a.replace(/\s+/g, '') === b.replace(/\s+/g, '');
+}
+
+/** The rule of a guard refusal ("number: [2] vs [3]" → "number"): a bounded name, never the prompts' words. */
+function ruleOf(reason: string): string {
+  const i = reason.indexOf(':');
+  return i > 0 && i <= 16 ? reason.slice(0, i) : 'other';
 }
