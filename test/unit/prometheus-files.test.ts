@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { promtool } from '../helpers/prom';
+import { metricNamesIn, promtool } from '../helpers/prom';
 
 const DIR = join(__dirname, '..', '..', 'dashboards', 'prometheus');
 
@@ -36,5 +36,23 @@ describe('dashboards/prometheus', () => {
       expect(names.length).toBeGreaterThan(0);
       for (const n of names) expect(served).toContain(n);
     }
+  });
+
+  it('reads the metric names out of PromQL (what the live-fleet test checks the dashboard with)', () => {
+    expect(
+      metricNamesIn(
+        'histogram_quantile(0.95, sum by (le, route) (rate(cell0_http_request_duration_seconds_bucket{route=~"/v1/.*"}[$__rate_interval])))',
+      ),
+    ).toEqual(['cell0_http_request_duration_seconds_bucket']);
+    expect(
+      metricNamesIn(
+        'sum by (queue) (rate(a_total[5m])) / clamp_min(sum by (queue) (rate(b_total[5m]) + rate(a_total[5m])), 1e-9) > 0.05',
+      ),
+    ).toEqual(['a_total', 'b_total']);
+    expect(metricNamesIn('max(x_bytes) / max(y_bytes > 0) >= 0.9 and on (job) up == 1')).toEqual([
+      'x_bytes',
+      'y_bytes',
+      'up',
+    ]);
   });
 });
