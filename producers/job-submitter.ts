@@ -101,6 +101,22 @@ export type SubmitResult<T = unknown> =
       backendUnavailable?: BackendUnavailable;
     };
 
+/** How one submit() waits (see JobSubmitter.submit). */
+export interface SubmitOptions {
+  waitMs: number;
+  signal?: AbortSignal;
+  /**
+   * Oldest completed result this caller accepts, ms (default: the result TTL). 0 = none from before this
+   * request: an identical job that already finished is run again (one running is joined).
+   */
+  maxAgeMs?: number;
+  /**
+   * Called once it is known whether this caller joined an identical job (queued, running or finished
+   * within the result TTL: true) or ran one (false), right after its add (or as it follows a local one).
+   */
+  onJoined?: (joined: boolean) => void;
+}
+
 /** A job as GET /v1/jobs shows it. */
 export interface JobView {
   queue: QueueName;
@@ -539,20 +555,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     queue: QueueName,
     name: string,
     data: unknown,
-    opts: {
-      waitMs: number;
-      signal?: AbortSignal;
-      /**
-       * Oldest completed result this caller accepts, ms (default: the result TTL). 0 = none from before
-       * this request: an identical job that already finished is run again (one running is joined).
-       */
-      maxAgeMs?: number;
-      /**
-       * Called once it is known whether this caller joined an identical job (queued, running or finished
-       * within the result TTL: true) or ran one (false), right after its add (or as it follows a local one).
-       */
-      onJoined?: (joined: boolean) => void;
-    },
+    opts: SubmitOptions,
   ): Promise<SubmitResult<T>> {
     const lane = this.lane(queue);
     const jobId = jobIdFor(queue, data);
