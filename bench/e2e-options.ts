@@ -17,6 +17,8 @@ export interface Options {
   producers: number;
   /** Open loop: jobs/s over all producers (paced); 0 = closed loop (window W per producer). */
   rate: number;
+  /** off: no metrics (default); on: side B counts in Cell0Metrics; ab: A = cell0 without, B = cell0 with. */
+  metrics: 'off' | 'on' | 'ab';
 }
 
 export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
@@ -31,7 +33,9 @@ export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [
   --cpu-prof DIR   run the child processes with node --cpu-prof, profiles written to DIR
   --producers N    producer processes per side, the jobs split between them (default 1)
   --rate R         open loop: start R jobs/s over all producers whatever is in flight, latency from each
-                   job's scheduled start (default: closed loop, W in flight per producer)`;
+                   job's scheduled start (default: closed loop, W in flight per producer)
+  --metrics M      off (default): cell0 without metrics; on: cell0 counts in its prom-client registry;
+                   ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)`;
 
 export function parseArgs(argv: readonly string[]): Options {
   const opts: Options = {
@@ -45,6 +49,7 @@ export function parseArgs(argv: readonly string[]): Options {
     cpuProfDir: undefined,
     producers: 1,
     rate: 0,
+    metrics: 'off',
   };
   const ints = {
     '--jobs': 'jobs',
@@ -74,7 +79,11 @@ export function parseArgs(argv: readonly string[]): Options {
     } else if (flag === '--redis') opts.redisUrl = value();
     else if (flag === '--json') opts.json = true;
     else if (flag === '--cpu-prof') opts.cpuProfDir = resolve(value());
-    else if (flag === '--help' || flag === '-h') {
+    else if (flag === '--metrics') {
+      const m = value();
+      if (m !== 'off' && m !== 'on' && m !== 'ab') throw new Error(`--metrics must be off, on or ab`);
+      opts.metrics = m;
+    } else if (flag === '--help' || flag === '-h') {
       console.log(USAGE);
       process.exit(0);
     } else throw new Error(`unknown option ${arg}\n${USAGE}`);

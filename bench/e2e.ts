@@ -11,7 +11,7 @@
  * headline is the median of the per-pair throughput ratios B/A.
  *
  *   npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
- *                        [--redis URL] [--json] [--cpu-prof DIR]
+ *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -163,9 +163,12 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
   const runId = randomBytes(6).toString('hex');
   const prefix = `{bench-${runId}}`;
   dirtyPrefixes.add(prefix);
+  // --metrics ab runs cell0 on both sides, with metrics on side B only.
+  const child: Side = opts.metrics === 'ab' ? 'cell0' : side;
+  const metrics = side === 'cell0' && opts.metrics !== 'off';
   const worker = spawnChild(
     WORKER_SCRIPT,
-    { side, redisUrl: opts.redisUrl, prefix, concurrency: opts.concurrency },
+    { side: child, redisUrl: opts.redisUrl, prefix, concurrency: opts.concurrency, metrics },
     opts,
     `${side}-worker`,
   );
@@ -176,7 +179,8 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
       spawnChild(
         PRODUCER_SCRIPT,
         {
-          side,
+          side: child,
+          metrics,
           redisUrl: opts.redisUrl,
           prefix,
           jobs: Math.ceil(opts.jobs / n),
@@ -220,6 +224,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
       const bg = (busy1 - busy0 - result.cpuMs - workerCpuMs - redisCpu) / result.wallMs;
       return {
         ...result,
+        side,
         workerCpuMs: Math.round(workerCpuMs * 100) / 100,
         redisCpuMs: Math.round(redisCpu * 100) / 100,
         bgCores: Math.round(Math.max(0, bg) * 100) / 100,
@@ -244,6 +249,8 @@ interface Pair {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.metrics === 'ab')
+    Object.assign(SIDE_LABEL, { bare: 'A cell0 no metrics', cell0: 'B cell0 metrics' });
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
   redis.on('error', () => undefined);
   await redis.connect();
@@ -288,6 +295,12 @@ async function main(): Promise<void> {
   console.log(
     '             no caches configured (unique prompts); each run: fresh processes + fresh key prefix',
   );
+  if (opts.metrics !== 'off')
+    console.log(
+      opts.metrics === 'ab'
+        ? '         --metrics ab: A is cell0 WITHOUT metrics, B is cell0 WITH them (Cell0Metrics in both processes)'
+        : '         --metrics on: B counts in Cell0Metrics (worker and producer)',
+    );
   if (opts.cpuProfDir) console.log(`         CPU profiles of every child written to ${opts.cpuProfDir}`);
   console.log('');
 
