@@ -2,6 +2,7 @@ import { Cell0Client } from '../../producers/cell0-client';
 import { createApi } from '../../producers/api/create-api';
 import { AccessControl } from '../../producers/api/access-control';
 import { createDashboard } from '../../dashboards/bull-board';
+import { createFleetPage, fleetSources } from '../../dashboards/fleet-page';
 import { HttpServer } from '../../shared/http-server';
 import { SearchProvider } from '../../shared/queues/enums';
 import { Cell0Worker } from '../../workers/cell0-worker';
@@ -31,6 +32,8 @@ export interface TestFleet {
   prefix: string;
   client: Cell0Client;
   worker: Cell0Worker | undefined;
+  /** Every worker of the fleet (`worker` is the first). */
+  workers: Cell0Worker[];
   sim: OllamaSimulator;
   /** The batch jobs of the fleet's API (POST /v1/batches), when asked for. */
   batches: Batches | undefined;
@@ -64,6 +67,12 @@ export async function startTestFleet(
     batches?: Omit<BatchesOptions, 'client'> & { maxItems?: number; maxBodyBytes?: number };
     /** Worker concurrency per queue. Default 8. */
     workerConcurrency?: number;
+    /** Workers started (each a Cell0Worker with its own id). Default 1; `worker: false` means none. */
+    workers?: number;
+    /** Extra sections of worker i's published status (resources, models, backends), as the CLI adds. */
+    workerStatus?: (i: number) => Record<string, unknown>;
+    /** Fleet page sampling interval, ms (the page polls at this pace). Default 2000. */
+    fleetPageIntervalMs?: number;
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
@@ -79,20 +88,24 @@ export async function startTestFleet(
   const sim = new OllamaSimulator({ ttftMs: 5, tokensPerSec: 2000, loadMsPerGb: 5, ...opts.sim });
   const { url: simUrl } = await sim.start();
   search ??= new LocalSearch();
-  const worker =
-    opts.worker === false
-      ? undefined
-      : new Cell0Worker({
-          redisUrl,
-          prefix,
-          inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
-          search: { [SearchProvider.LOCAL]: search },
-          concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
-          shutdownTimeoutMs: 5000,
-          ...(caches ? { caches } : {}),
-        });
+  const count = opts.worker === false ? 0 : (opts.workers ?? 1);
+  const workers = Array.from(
+    { length: count },
+    (_, i) =>
+      new Cell0Worker({
+        redisUrl,
+        prefix,
+        inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
+        search: { [SearchProvider.LOCAL]: search! },
+        concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
+        shutdownTimeoutMs: 5000,
+        ...(caches ? { caches } : {}),
+        ...(opts.workerStatus ? { status: () => opts.workerStatus!(i) } : {}),
+      }),
+  );
+  const worker = workers[0];
   const unbind = worker && opts.metrics ? bindWorkerMetrics(worker, opts.metrics) : undefined;
-  await worker?.start();
+  await Promise.all(workers.map((w) => w.start()));
   const client = new Cell0Client({
     redisUrl,
     prefix,
@@ -117,6 +130,11 @@ export async function startTestFleet(
     access,
     write: opts.dashboardWrite ?? false,
   });
+  const page = createFleetPage({
+    sources: fleetSources(client, opts.metrics),
+    access,
+    ...(opts.fleetPageIntervalMs !== undefined ? { sampler: { intervalMs: opts.fleetPageIntervalMs } } : {}),
+  });
   const { maxItems, maxBodyBytes, ...batchOpts } = opts.batches ?? {};
   const batches = opts.batches ? new Batches({ client, ...batchOpts }) : undefined;
   client.batches = batches;
@@ -131,7 +149,10 @@ export async function startTestFleet(
     resultWaitMs: opts.resultWaitMs ?? 10_000,
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
     ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
-    mounts: [{ path: board.basePath, router: board.router }],
+    mounts: [
+      { path: board.basePath, router: board.router },
+      { path: page.basePath, router: page.router },
+    ],
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   const server = new HttpServer(app, { host: '127.0.0.1', port: 0 });
@@ -142,13 +163,15 @@ export async function startTestFleet(
     prefix,
     client,
     worker,
+    workers,
     sim,
     batches,
     close: async () => {
       unbind?.();
       removeQueueMetrics?.();
+      page.sampler.stop();
       await server.close();
-      await worker?.close();
+      await Promise.all(workers.map((w) => w.close()));
       await client.close();
       await cacheRedis?.close();
       await sim.close();
