@@ -20,7 +20,7 @@ import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { sleep } from '../shared/sleep.js';
 import { type Cell0Metrics } from '../shared/metrics/metrics.js';
-import { addQueueMetrics, processMetrics } from './observability.js';
+import { addApiSources, addQueueMetrics, processMetrics } from './observability.js';
 import { type Service } from './runtime.js';
 
 /**
@@ -56,6 +56,15 @@ export async function startApi(
     client.caches.minConfidence = caches.minConfidence;
   }
   const responseCache = buildResponseCache(config, client.submitter.redis, log);
+  const removeApiSources = metrics
+    ? addApiSources(
+        metrics,
+        client,
+        caches,
+        responseCache,
+        config.cache.l1Size > 0 && config.cache.l1TtlSeconds > 0,
+      )
+    : undefined;
   client.shedder = new LoadShedder({
     queues: () =>
       client.submitter.ready
@@ -164,6 +173,7 @@ export async function startApi(
     banner,
     close: async () => {
       removeQueueMetrics?.();
+      removeApiSources?.();
       fleetPage?.sampler.stop();
       await server.close();
       await client.close();

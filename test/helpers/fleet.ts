@@ -9,6 +9,7 @@ import { Cell0Worker } from '../../workers/cell0-worker';
 import { OllamaBackend } from '../../workers/providers/ollama-backend';
 import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
 import { LocalSearch } from '../../workers/providers/local-search/local-search';
+import { MeteredInference, MeteredSearch } from '../../workers/providers/metered';
 import {
   OllamaSimulator,
   type OllamaSimulatorOptions,
@@ -95,8 +96,16 @@ export async function startTestFleet(
       new Cell0Worker({
         redisUrl,
         prefix,
-        inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
-        search: { [SearchProvider.LOCAL]: search! },
+        // With metrics, backend calls are counted on their way through, as `cell0 worker` does.
+        inference: opts.metrics
+          ? new MeteredInference(
+              new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
+              opts.metrics.backends,
+            )
+          : new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
+        search: {
+          [SearchProvider.LOCAL]: opts.metrics ? new MeteredSearch(search!, opts.metrics.backends) : search!,
+        },
         concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
         shutdownTimeoutMs: 5000,
         ...(caches ? { caches } : {}),
