@@ -53,7 +53,7 @@ const LIGHT: ReadonlySet<string> = new Set(['to', 'from', 'than']);
  * (reordered, function words changed, inflected, typos) score high; the guard handles what lexical
  * closeness cannot see (negation, numbers, swapped roles).
  */
-export class HashedNgramEmbedder extends HashedFeatureEmbedder {
+export class HashedNgramEmbedder extends HashedFeatureEmbedder implements Embedder {
   readonly name = 'hashed-ngram-v1';
   readonly thresholds = HASHED_NGRAM_THRESHOLDS;
 

@@ -1,6 +1,6 @@
 import { type CanonicalWord } from './canonical.js';
 import { NEGATIONS } from './guard-lexicon.js';
-import type { PromptAnalysis } from './guard-analysis.js';
+import type { PromptAnalysis } from './guard-types.js';
 import { STOPWORDS } from './text.js';
 
 /*

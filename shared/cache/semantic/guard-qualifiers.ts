@@ -5,7 +5,7 @@ import {
   NUMBER_SCALES,
   NUMBER_WORDS,
 } from './guard-lexicon.js';
-import type { PromptAnalysis } from './guard-analysis.js';
+import type { PromptAnalysis } from './guard-types.js';
 import { BINARY_MARKERS, UNARY_MARKERS } from './guard-features.js';
 import { stem } from './text.js';
 

@@ -1,5 +1,4 @@
 import { type SemanticThresholds } from './confidence.js';
-import type { Embedder } from './embedder.js';
 
 /** FNV-1a over the UTF-16 code units, with a final avalanche so the low bits are well mixed. */
 export function fnv1a(s: string): number {
@@ -65,9 +64,9 @@ export class FeatureVector {
 
 /**
  * The built-in embedders: hashed features of a text, computed in this process (no service, no download),
- * so the cache embeds up front. A subclass says which features a text has.
+ * so the cache embeds up front. A subclass says which features a text has (and implements Embedder).
  */
-export abstract class HashedFeatureEmbedder implements Embedder {
+export abstract class HashedFeatureEmbedder {
   abstract readonly name: string;
   abstract readonly thresholds: SemanticThresholds;
   readonly dims: number;

@@ -1,5 +1,6 @@
 import { canonicalize } from './canonical.js';
 import { DEFAULT_THRESHOLDS } from './confidence.js';
+import type { Embedder } from './embedder.js';
 import { type FeatureVector, HashedFeatureEmbedder } from './hashed-features.js';
 import { isKnownWord, LEXICON_VERSION } from './lexicon.js';
 
@@ -32,7 +33,7 @@ const W_CHARS = 0.6;
  * Lexical closeness after canonicalisation is what it measures: it does not know that "queen bee larger
  * than drone" and "drone larger than queen bee" differ, which is the guard's job (guard.ts).
  */
-export class LexicalEmbedder extends HashedFeatureEmbedder {
+export class LexicalEmbedder extends HashedFeatureEmbedder implements Embedder {
   readonly name: string;
   readonly thresholds = DEFAULT_THRESHOLDS;
 
