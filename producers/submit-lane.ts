@@ -135,9 +135,10 @@ export class SubmitLane {
         const [addErr] = it.add ? (res[n++] ?? [new RedisUnavailableError('no answer from Redis')]) : [null];
         const err = regErr ?? addErr;
         if (err) {
-          // Redis away (or full) is the whole round trip's failure, for the breaker to see.
-          const mapped = toRedisError(err);
-          if (mapped instanceof Cell0Error) throw mapped;
+          // Redis away, full or slow is the whole round trip's failure, for the breaker to see: thrown as it
+          // came, so that run() classifies it knowing the connection's state (a command timeout on a
+          // connection that is up is slow, not down).
+          if (toRedisError(err) instanceof Cell0Error) throw err;
           out.push(err);
         } else out.push(decodeOutcome(reg));
       }
