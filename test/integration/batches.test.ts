@@ -79,7 +79,12 @@ function generations(fleet: TestFleet): number {
 describe('batch jobs: coalescing, caches and failures', () => {
   let fleet: TestFleet;
   beforeAll(async () => {
-    fleet = await startTestFleet({ batches: { concurrency: 128 }, workerConcurrency: 16 });
+    // The answers before a batch are waited for (not 202) however long a loaded host takes to run them.
+    fleet = await startTestFleet({
+      batches: { concurrency: 128 },
+      workerConcurrency: 16,
+      resultWaitMs: 60_000,
+    });
   });
   afterAll(async () => {
     await fleet.close();
