@@ -28,6 +28,7 @@ import {
   commands,
   EXPIRED_CLEANUP,
   GUARD_TRIES,
+  INDEX_SAMPLE,
   MAX_GENERATIONS,
   RANKED,
   STALE_CLEANUP,
@@ -148,39 +149,45 @@ export class SemanticCache<T = unknown> {
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
     const bands = hasControlChar(prompt) ? [] : (this.lsh.bandValues(vec) ?? []);
     try {
-      const [[evicted, expired]] = await Promise.all([
-        this.redis.run((r) =>
-          commands(r).cell0SemanticSet(
-            keys.entry(id),
-            keys.lru,
-            keys.exp,
-            keys.meta,
-            keys.vec,
-            keys.free,
-            keys.next,
-            keys.gens,
-            id,
-            json,
-            prompt,
-            quantize(vec),
-            ttlMs,
-            this.opts.maxEntriesPerScope,
-            keys.entryPrefix,
-            keys.bandPrefix,
-            bands.map((b) => b.toString(36)).join(','),
-            EXPIRED_CLEANUP,
+      const [evicted, expired, newGeneration, generationLeftMs] = await this.redis.run((r) =>
+        commands(r).cell0SemanticSet(
+          keys.entry(id),
+          keys.lru,
+          keys.exp,
+          keys.meta,
+          keys.vec,
+          keys.free,
+          keys.next,
+          keys.gens,
+          id,
+          json,
+          prompt,
+          quantize(vec),
+          ttlMs,
+          this.opts.maxEntriesPerScope,
+          keys.entryPrefix,
+          keys.bandPrefix,
+          bands.map((b) => b.toString(36)).join(','),
+          EXPIRED_CLEANUP,
+        ),
+      );
+      // The scope's index records for invalidate() (each in its own slot, so separate calls) must outlive
+      // its entries: kept as long as the generation this store joined, so they are renewed when a store
+      // opens a new generation (once per TTL or two), and on a sample of other stores in case such a renewal
+      // was lost.
+      if (Number(newGeneration) === 1 || Math.random() < INDEX_SAMPLE) {
+        const lifeMs = Math.max(ttlMs, Number(generationLeftMs) + 1000);
+        await Promise.all([
+          this.redis.run((r) =>
+            commands(r).cell0SemanticIndex(this.modelIndexKey(scope.model), keys.hash, lifeMs),
           ),
-        ),
-        // Indexes of the scope for invalidate(); each in its own slot, so separate commands.
-        this.redis.run((r) =>
-          commands(r).cell0SemanticIndex(this.modelIndexKey(scope.model), keys.hash, ttlMs),
-        ),
-        scope.tenant
-          ? this.redis.run((r) =>
-              commands(r).cell0SemanticIndex(this.tenantIndexKey(scope.tenant!), keys.hash, ttlMs),
-            )
-          : undefined,
-      ]);
+          scope.tenant
+            ? this.redis.run((r) =>
+                commands(r).cell0SemanticIndex(this.tenantIndexKey(scope.tenant!), keys.hash, lifeMs),
+              )
+            : undefined,
+        ]);
+      }
       this.counters.sets++;
       this.counters.evictions += Number(evicted);
       this.counters.expiredRemoved += Number(expired);
@@ -268,6 +275,7 @@ export class SemanticCache<T = unknown> {
     let suffixes: string[] | undefined;
     let buckets: (Buffer | null)[] | undefined;
     let queryKeys: string[] = [];
+    let queryFields = '';
     const readBuckets = (exactFirst: boolean, bandSuffixes: string[]) =>
       this.redis.run((r) =>
         commands(r).cell0SemanticLookupBuffer(
@@ -286,7 +294,8 @@ export class SemanticCache<T = unknown> {
       const gens = String(reply[1] ?? '')
         .split(',')
         .filter((g) => g.length > 0);
-      queryKeys = gens.flatMap((g) => bandSuffixes.map((sfx) => `${keys.bandPrefix}${g}:${sfx}`));
+      queryKeys = gens.map((g) => `${keys.bandPrefix}${g}`);
+      queryFields = bandSuffixes.join(',');
       return reply.slice(2) as (Buffer | null)[];
     };
     if (oneTrip) {
@@ -372,6 +381,7 @@ export class SemanticCache<T = unknown> {
           ranked.length,
           CANDIDATES,
           STALE_CLEANUP,
+          queryFields,
           ...ranked,
         ),
       );
