@@ -104,6 +104,8 @@ export async function startWorker(
         breakerResetMs: config.redis.breakerResetMs,
         name: 'cache',
         logger: log,
+        // One store per finished job, many jobs at once: the stores of one event-loop turn share a write.
+        autoPipelining: true,
       })
     : undefined;
   const caches = cacheRedis

@@ -34,6 +34,8 @@ import {
   STALE_CLEANUP,
 } from './semantic-scripts.js';
 import { SemanticCounters } from './semantic-counters.js';
+import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
+import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
 import { cosineQuantized, quantize } from './vector-codec.js';
 
@@ -73,6 +75,8 @@ export class SemanticCache<T = unknown> {
   private readonly lsh: LshHasher;
   private readonly log: Logger;
   private readonly latency = new LatencyWindow(4096);
+  /** The last prompts' normal form, id, embedding and bands: a store after a lookup reuses them. */
+  private readonly memo = new PromptMemo();
   private degraded = false;
   private readonly counters = new SemanticCounters();
 
@@ -136,18 +140,19 @@ export class SemanticCache<T = unknown> {
     const keys = this.keysFor(scope);
     const json = JSON.stringify(value);
     if (json === undefined) throw new TypeError('SemanticCache.set: value is not JSON-serialisable');
-    const id = promptId(normalizePrompt(prompt));
+    const prepared = this.memo.get(prompt);
+    const id = prepared.id;
 
     let vec: Float32Array;
     try {
-      vec = await this.embedOne(prompt);
+      vec = await this.embedPrepared(prepared, prompt);
     } catch (err) {
       this.failed('set', err);
       return;
     }
     // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
-    const bands = hasControlChar(prompt) ? [] : (this.lsh.bandValues(vec) ?? []);
+    const bands = hasControlChar(prompt) ? [] : (this.bandsOf(prepared, vec) ?? []);
     try {
       const [evicted, expired, newGeneration, generationLeftMs] = await this.redis.run((r) =>
         commands(r).cell0SemanticSet(
@@ -263,8 +268,8 @@ export class SemanticCache<T = unknown> {
       ? CacheMatchConfidence.EXACT
       : (opts.minConfidence ?? this.opts.defaultMinConfidence);
     const keys = this.keysFor(scope);
-    const normalized = normalizePrompt(prompt);
-    const id = promptId(normalized);
+    const prepared = this.memo.get(prompt);
+    const { normalized, id } = prepared;
 
     // 1. Exact, then (on a miss) the query's band buckets. With the in-process embedder the embedding
     // costs ~20 µs, so it is computed up front and one script does both steps in one round trip (it reads
@@ -299,8 +304,8 @@ export class SemanticCache<T = unknown> {
       return reply.slice(2) as (Buffer | null)[];
     };
     if (oneTrip) {
-      vec = await this.embedOne(prompt, signal);
-      bands = this.lsh.bandValues(vec);
+      vec = await this.embedPrepared(prepared, prompt, signal);
+      bands = this.bandsOf(prepared, vec);
       suffixes = bands?.map((v, i) => bandSuffix(i, v));
     }
     if (suffixes) {
@@ -343,13 +348,13 @@ export class SemanticCache<T = unknown> {
     // 2. Similar: candidates by shared LSH bands, re-ranked by cosine.
     if (!vec) {
       try {
-        vec = await this.embedOne(prompt, signal);
+        vec = await this.embedPrepared(prepared, prompt, signal);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         return this.failed('get', err);
       }
       signal?.throwIfAborted();
-      bands = this.lsh.bandValues(vec);
+      bands = this.bandsOf(prepared, vec);
     }
     if (!bands) return this.miss();
     if (!buckets) {
@@ -438,23 +443,7 @@ export class SemanticCache<T = unknown> {
     confidence: CacheMatchConfidence,
     similarity: number,
   ): SemanticHit<T> | undefined {
-    let value: T;
-    try {
-      value = JSON.parse(row[0]) as T;
-    } catch (err) {
-      this.counters.errors++;
-      this.log.warn({ err, entryId: `${hash}:${id}` }, 'semantic cache: unreadable entry');
-      return undefined;
-    }
-    this.counters.hit(confidence);
-    return {
-      value,
-      confidence,
-      similarity: Math.round(similarity * 1e4) / 1e4,
-      entryId: `${hash}:${id}`,
-      prompt: row[1],
-      storedAt: Number(row[2]),
-    };
+    return hitFrom<T>(row, `${hash}:${id}`, confidence, similarity, this.counters, this.log);
   }
 
   private miss(): undefined {
@@ -480,6 +469,20 @@ export class SemanticCache<T = unknown> {
     }
   }
 
+  /** The prompt's embedding: computed once, then kept with the prepared prompt (see PromptMemo). */
+  private async embedPrepared(p: PreparedPrompt, text: string, signal?: AbortSignal): Promise<Float32Array> {
+    p.vec ??= await this.embedOne(text, signal);
+    return p.vec;
+  }
+
+  private bandsOf(p: PreparedPrompt, vec: Float32Array): number[] | undefined {
+    if (!p.hasBands) {
+      p.bands = this.lsh.bandValues(vec);
+      p.hasBands = true;
+    }
+    return p.bands;
+  }
+
   private async embedOne(text: string, signal?: AbortSignal): Promise<Float32Array> {
     const [v] = await this.embedder.embed([text], signal);
     if (!(v instanceof Float32Array) || v.length !== this.embedder.dims)
@@ -502,9 +505,4 @@ export class SemanticCache<T = unknown> {
   private tenantIndexKey(tenant: string): string {
     return tenantIndexKey(this.base, tenant);
   }
-}
-
-/** True when two normalised prompts differ, but only in white space: a layout the exact key keeps. */
-function layoutOnlyDifference(a: string, b: string): boolean {
-  return a !== b && a.replace(/\s+/g, '') === b.replace(/\s+/g, '');
 }
