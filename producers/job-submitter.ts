@@ -232,6 +232,18 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     return lane;
   }
 
+  /** Batched adds so far over every queue (each batch is one pipeline): for the metrics. */
+  addBatchStats(): { batches: number; items: number } {
+    let batches = 0;
+    let items = 0;
+    for (const lane of this.lanes.values()) {
+      const s = lane.adder.stats();
+      batches += s.batches;
+      items += s.items;
+    }
+    return { batches, items };
+  }
+
   /** The BullMQ queue object (for dashboards and tests). */
   getQueue(queue: QueueName): Queue {
     return this.lane(queue).queue;

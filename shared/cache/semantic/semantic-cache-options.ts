@@ -62,6 +62,8 @@ export interface SemanticCacheStats {
   misses: number;
   /** Candidates above the threshold that the guard refused (one lookup can refuse several). */
   guardRejections: number;
+  /** The same, by the guard rule that refused (negation, number, quoted, entity, question, order, contrast). */
+  guardRejectionsByRule: Record<string, number>;
   falseHitReports: number;
   /** Entries stored. */
   sets: number;

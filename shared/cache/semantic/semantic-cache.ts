@@ -416,7 +416,7 @@ export class SemanticCache<T = unknown> {
         analysis ??= analyzePrompt(prompt);
         const reason = compareAnalyses(analysis, analyzePrompt(c.prompt));
         if (reason !== undefined) {
-          this.counters.guardRejections++;
+          this.counters.guardRejected(reason);
           this.log.debug({ reason, similarity: c.similarity }, 'semantic cache: guard refused a candidate');
           if (++refusals >= GUARD_TRIES) break;
           continue;

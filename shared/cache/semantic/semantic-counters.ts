@@ -18,6 +18,17 @@ export class SemanticCounters {
   searches = 0;
   visited = 0;
   distinct = 0;
+  /** Guard refusals by rule (negation, number, quoted, entity, question, order, contrast). */
+  readonly rejectedBy: Record<string, number> = {};
+
+  /** Counts a guard refusal under its rule: the reason's head ("number: [2] vs [3]" → "number"). */
+  guardRejected(reason: string): void {
+    this.guardRejections++;
+    const i = reason.indexOf(':');
+    // Bounded: a rule name, never the prompts' words.
+    const rule = i > 0 && i <= 16 ? reason.slice(0, i) : 'other';
+    this.rejectedBy[rule] = (this.rejectedBy[rule] ?? 0) + 1;
+  }
 
   /** Counts a hit at its level. */
   hit(confidence: CacheMatchConfidence): void {
@@ -47,6 +58,7 @@ export class SemanticCounters {
       semanticHits: { high: this.high, medium: this.medium, low: this.low },
       misses: this.misses,
       guardRejections: this.guardRejections,
+      guardRejectionsByRule: { ...this.rejectedBy },
       falseHitReports: this.falseHitReports,
       sets: this.sets,
       evictions: this.evictions,
