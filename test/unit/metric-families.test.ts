@@ -2,6 +2,8 @@ import { Cell0Metrics } from '../../shared/metrics/metrics';
 import { outcomeOf } from '../../shared/metrics/backend-metrics';
 import { BreakerOpenError, ModelNotFoundError, ProviderError, RateLimitedError } from '../../shared/errors';
 import { parseSamples, promtool, series } from '../helpers/prom';
+import { MeteredInference } from '../../workers/providers/metered';
+import { type InferenceBackend } from '../../workers/providers/provider';
 
 /** The scrape-time families read their sources exactly: fake sources with known figures. */
 describe('scrape-time metric families', () => {
@@ -187,5 +189,32 @@ describe('scrape-time metric families', () => {
     expect(outcomeOf(new BreakerOpenError('ollama', 1000))).toBe('breaker_open');
     expect(outcomeOf(new RateLimitedError('ollama', 1000))).toBe('rate_limited');
     expect(outcomeOf(new Error('?'))).toBe('error');
+  });
+
+  it('meters an inference backend: inputs per embedding call, outcomes, tokens in', async () => {
+    const m = new Cell0Metrics({ defaultMetrics: false });
+    const inner: InferenceBackend = {
+      name: 'ollama',
+      origin: 'http://sim:1',
+      run: () => Promise.reject(new Error('not used')),
+      embed: (model, input) =>
+        input.length > 4
+          ? Promise.reject(new ProviderError('ollama', 'too big', 400, false))
+          : Promise.resolve({ model, embeddings: input.map(() => [1, 0]), promptTokens: input.length * 2 }),
+      close: () => Promise.resolve(),
+    };
+    const metered = new MeteredInference(inner, m.backends);
+    const signal = new AbortController().signal;
+    await metered.embed!('e5', ['a', 'b', 'c'], { signal });
+    await metered.embed!('e5', ['d'], { signal });
+    await expect(metered.embed!('e5', ['1', '2', '3', '4', '5'], { signal })).rejects.toThrow('too big');
+    const s = await scrape(m);
+    const l = { provider: 'ollama', origin: 'http://sim:1', model: '*' };
+    expect(s.get(series('cell0_backend_call_inputs_count', l))).toBe(3);
+    expect(s.get(series('cell0_backend_call_inputs_sum', l))).toBe(9);
+    expect(s.get(series('cell0_backend_call_inputs_bucket', { ...l, le: '4' }))).toBe(2);
+    expect(s.get(series('cell0_backend_requests_total', { ...l, outcome: 'ok' }))).toBe(2);
+    expect(s.get(series('cell0_backend_requests_total', { ...l, outcome: 'client_error' }))).toBe(1);
+    expect(s.get(series('cell0_backend_tokens_total', { ...l, direction: 'in' }))).toBe(8);
   });
 });
