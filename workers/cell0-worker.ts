@@ -336,7 +336,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
     const backend = this.opts.inference!;
     const models = this.opts.models?.(data.model);
-    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal) => {
+    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
       const stream = this.tokenStreams?.writerFor(job);
       await stream?.open(job.attemptsStarted);
       // A cancelled stream (its last reader left) stops the call like the job's own signal does.
@@ -347,6 +347,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       try {
         const r = await backend.run(data, {
           signal: ctxSignal,
+          onStart,
           ...(stream?.streaming
             ? { onToken: (t: string) => stream.push(t), onRestart: () => stream.restart() }
             : {}),
@@ -379,9 +380,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
     const backend = this.opts.search?.[data.provider];
     if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
-    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
+    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal, onStart) => {
       const t0 = performance.now();
-      const r = await backend.search(data, { signal: ctxSignal });
+      const r = await backend.search(data, { signal: ctxSignal, onStart });
       return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
     });
     const cache = this.opts.caches?.search;
@@ -408,7 +409,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     token: string | undefined,
     signal: AbortSignal | undefined,
     queue: QueueName,
-    call: (signal: AbortSignal) => Promise<T>,
+    call: (signal: AbortSignal, onStart: () => void) => Promise<T>,
   ): Promise<T> {
     await this.admission.admit(job, token, queue);
     if (this.stopping) {
@@ -422,7 +423,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const jobSignal = signal ?? new AbortController().signal;
     const deadline = this.deadlines.track(this.workers.get(queue)!, job.id ?? '');
     try {
-      const result = await call(jobSignal);
+      // A wait for the backend's concurrency permit does not eat the provider deadline (BullMQ keeps
+      // renewing the job's lock meanwhile; the wait has its own bound, CELL0_PROVIDER_TIMEOUT_MS).
+      const result = await call(jobSignal, () => this.deadlines.restart(deadline));
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       if (this.log.isLevelEnabled('info') && sampleHotPathLine())
         this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');

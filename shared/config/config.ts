@@ -390,9 +390,9 @@ export const ENV = {
   },
   CELL0_INFERENCE_CONCURRENCY: {
     section: 'workers',
-    default: '4',
+    default: '64',
     schema: int(1, 1000),
-    doc: 'Inference jobs one worker process runs at once',
+    doc: 'Inference jobs one worker process holds at once: a high cap; how many of them call a backend at once is the backend limit\'s (CELL0_BACKEND_LIMIT)',
   },
   CELL0_SEARCH_CONCURRENCY: {
     section: 'workers',
@@ -605,6 +605,26 @@ export const ENV = {
     default: '10000',
     schema: int(100, 3_600_000),
     doc: 'How long a backend breaker stays open before one trial call',
+  },
+  CELL0_BACKEND_LIMIT: {
+    section: 'guards',
+    default: 'adaptive',
+    schema: z.union([z.literal('adaptive'), int(1, 10_000)], {
+      error: 'expected adaptive or an integer between 1 and 10000',
+    }),
+    doc: 'Calls in flight from one worker process to one backend origin: `adaptive` finds it from the backend\'s latency and its 429/503 answers (grows while calls stay fast, backs off when they slow down), a number pins it (see docs/backends.md#adaptive-concurrency)',
+  },
+  CELL0_BACKEND_LIMIT_MAX: {
+    section: 'guards',
+    default: '64',
+    schema: int(1, 10_000),
+    doc: 'Cap of the adaptive backend limit per worker process and backend origin (the HTTP pool keeps at least as many connections to it)',
+  },
+  CELL0_BACKEND_LIMIT_TOLERANCE: {
+    section: 'guards',
+    default: '5',
+    schema: rate(1, 100),
+    doc: 'Adaptive backend limit: how many times its no-load latency per token a call may take before the limit stops growing (batching servers slow each call down as they fill up)',
   },
   CELL0_BACKEND_WAIT_MAX_MS: {
     section: 'guards',
@@ -953,6 +973,8 @@ export interface Config {
     breakerThreshold: number;
     breakerResetMs: number;
     backendWaitMaxMs: number;
+    /** Calls in flight per worker process and backend origin: adaptive (with its cap) or pinned. */
+    backendLimit: { mode: 'adaptive' | 'fixed'; fixed: number; max: number; tolerance: number };
     http: {
       maxConnections: number;
       connectionsPerHost: number;
@@ -1196,6 +1218,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       breakerThreshold: p.CELL0_PROVIDER_BREAKER_THRESHOLD,
       breakerResetMs: p.CELL0_PROVIDER_BREAKER_RESET_MS,
       backendWaitMaxMs: p.CELL0_BACKEND_WAIT_MAX_MS,
+      backendLimit: {
+        mode: p.CELL0_BACKEND_LIMIT === 'adaptive' ? 'adaptive' : 'fixed',
+        fixed: p.CELL0_BACKEND_LIMIT === 'adaptive' ? 0 : p.CELL0_BACKEND_LIMIT,
+        max: p.CELL0_BACKEND_LIMIT_MAX,
+        tolerance: p.CELL0_BACKEND_LIMIT_TOLERANCE,
+      },
       http: {
         maxConnections: p.CELL0_HTTP_MAX_CONNECTIONS,
         connectionsPerHost: p.CELL0_HTTP_CONNECTIONS_PER_HOST,
