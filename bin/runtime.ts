@@ -11,7 +11,7 @@ import { Queue } from 'bullmq';
 import { type Config, redactUrl } from '../shared/config/config.js';
 import { type Logger } from '../shared/logger.js';
 import { redisAnswers, startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
-import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { Cell0Worker } from '../workers/cell0-worker.js';
 import { buildProviders, type ProviderSet } from '../workers/providers/from-config.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
@@ -155,6 +155,10 @@ export async function startWorker(
     },
     embedding: config.workers.embedBatch,
     ...(providers.inference ? { inference: providers.inference } : {}),
+    // The worker holds about twice the inference jobs its backends' limits let through now.
+    ...(providers.inference
+      ? { backendCapacity: { [QueueName.INFERENCE]: () => providers.inference?.concurrencyLimit() } }
+      : {}),
     search: providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,
     shutdownTimeoutMs: config.workers.shutdownTimeoutMs,

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { MetricsTime, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { type Redis } from 'ioredis';
-import { isPermanent, ProviderError, ProviderUnavailableError, ValidationError } from '../shared/errors.js';
+import { isPermanent, ProviderError, ProviderUnavailableError } from '../shared/errors.js';
 import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
 import { settledWithin } from '../shared/sleep.js';
 import { withDefaults } from '../shared/with-defaults.js';
@@ -13,19 +13,19 @@ import { type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { encodeFailure } from '../shared/queues/failure.js';
 import { QueueName } from '../shared/queues/names.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
-import { type z } from 'zod';
 import {
   inferenceRequestSchema,
   isInferenceJobData,
   isSearchJobData,
   searchRequestSchema,
-  toFieldIssues,
 } from '../shared/queues/schemas.js';
 import { inferenceCacheKey } from '../shared/cache/inference-key.js';
 import { searchCacheKey } from '../shared/cache/search-cache.js';
 import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
 import { Admission } from './worker/admission.js';
 import { BackendWait, isBackendAway } from './worker/backend-wait.js';
+import { CapacityFollower } from './worker/capacity.js';
+import { parseJobData } from './worker/job-data.js';
 import { ProviderDeadlines } from './worker/deadlines.js';
 import { Heartbeat } from './worker/heartbeat.js';
 import { MaintenanceService } from './worker/maintenance-service.js';
@@ -81,6 +81,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly replies: ReplyPublisher;
   private readonly admission: Admission;
   private readonly deadlines: ProviderDeadlines;
+  private readonly capacity: CapacityFollower;
   private readonly backendWait: BackendWait;
   private readonly maintenance: MaintenanceService;
   private readonly heartbeat: Heartbeat;
@@ -127,6 +128,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       onHandedBack: (queue, jobId) => this.emit('job:handed-back', { queue, jobId }),
     });
     this.deadlines = new ProviderDeadlines(opts.providerTimeoutMs);
+    this.capacity = new CapacityFollower({
+      capacity: opts.backendCapacity ?? {},
+      workers: () => this.workers.entries(),
+      cap: (queue) => this.concurrencyOf(queue),
+    });
     this.backendWait = new BackendWait({
       prefix: opts.prefix,
       maxMs: opts.backendWaitMaxMs,
@@ -207,6 +213,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     await this.maintenance.start();
     this.admission.start();
     this.deadlines.start();
+    this.capacity.start();
     if (this.opts.heartbeatMs > 0) await settledWithin(this.modelList.refresh(), 2000);
     await this.heartbeat.start();
     this.log.info({ queues: [...this.workers.keys()] }, 'worker started');
@@ -423,8 +430,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const jobSignal = signal ?? new AbortController().signal;
     const deadline = this.deadlines.track(this.workers.get(queue)!, job.id ?? '');
     try {
-      // A wait for the backend's concurrency permit does not eat the provider deadline (BullMQ keeps
-      // renewing the job's lock meanwhile; the wait has its own bound, CELL0_PROVIDER_TIMEOUT_MS).
+      // The deadline counts from the backend permit, not the wait for it (the lock is renewed meanwhile).
       const result = await call(jobSignal, () => this.deadlines.restart(deadline));
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       if (this.log.isLevelEnabled('info') && sampleHotPathLine())
@@ -493,6 +499,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   /** Every part's timers and connections, once the BullMQ workers are closed. */
   private async release(): Promise<void> {
     this.deadlines.close();
+    this.capacity.close();
     await this.maintenance.close();
     await settledWithin(this.replies.close(), 1000);
     await settledWithin(this.embeddings?.close() ?? Promise.resolve(), 1000);
@@ -506,17 +513,6 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       5000,
     );
   }
-}
-
-/**
- * Job data that failed the fast shape check (written by something other than cell0's producers, e.g.
- * without defaults): the full schema either fills it in or says which field is wrong, failing the job
- * without retries.
- */
-function parseJobData<S extends z.ZodType>(schema: S, data: unknown): z.output<S> {
-  const r = schema.safeParse(data);
-  if (!r.success) throw new UnrecoverableError(encodeFailure(new ValidationError(toFieldIssues(r.error))));
-  return r.data;
 }
 
 /** Workers created in this process, for unique ids. */

@@ -392,7 +392,7 @@ export const ENV = {
     section: 'workers',
     default: '64',
     schema: int(1, 1000),
-    doc: 'Inference jobs one worker process holds at once: a high cap; how many of them call a backend at once is the backend limit\'s (CELL0_BACKEND_LIMIT)',
+    doc: "Inference jobs one worker process holds at once: a high cap; how many of them call a backend at once is the backend limit's (CELL0_BACKEND_LIMIT)",
   },
   CELL0_SEARCH_CONCURRENCY: {
     section: 'workers',
@@ -612,7 +612,7 @@ export const ENV = {
     schema: z.union([z.literal('adaptive'), int(1, 10_000)], {
       error: 'expected adaptive or an integer between 1 and 10000',
     }),
-    doc: 'Calls in flight from one worker process to one backend origin: `adaptive` finds it from the backend\'s latency and its 429/503 answers (grows while calls stay fast, backs off when they slow down), a number pins it (see docs/backends.md#adaptive-concurrency)',
+    doc: "Calls in flight from one worker process to one backend origin: `adaptive` finds it from the backend's latency and its 429/503 answers (grows while calls stay fast, backs off when they slow down), a number pins it (see docs/backends.md#adaptive-concurrency)",
   },
   CELL0_BACKEND_LIMIT_MAX: {
     section: 'guards',

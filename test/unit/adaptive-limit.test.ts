@@ -6,13 +6,21 @@ import {
   GradientLimit,
   type Permit,
 } from '../../workers/providers/adaptive-limit.js';
+import { CapacityFollower } from '../../workers/worker/capacity.js';
+import { QueueName } from '../../shared/queues/names.js';
+import { type Worker } from 'bullmq';
 
 /**
  * A deterministic backend for the limit: `latency(n)` is the time of a call when n calls are in flight.
  * The first call reaches an idle server (`idle`, its no-load latency: the head of the line, as when a fleet
  * starts); then the limit is fed one finished call at a time, fully used (the closed loop of a busy queue).
  */
-function drive(limit: GradientLimit, latency: (n: number) => number, samples: number, idle?: number): number[] {
+function drive(
+  limit: GradientLimit,
+  latency: (n: number) => number,
+  samples: number,
+  idle?: number,
+): number[] {
   const seen: number[] = [];
   let t = 0;
   if (idle !== undefined) limit.update({ rtt: idle, inFlight: limit.limit, dropped: false, at: t });
@@ -158,5 +166,35 @@ describe('ConcurrencyLimiter', () => {
     // Ending a permit twice counts once.
     held.success();
     expect(lim.metrics().inFlight).toBe(0);
+  });
+});
+
+describe('CapacityFollower', () => {
+  it("holds twice the backends' limit in jobs, at least 1, at most the configured concurrency", () => {
+    expect(CapacityFollower.concurrencyFor(3, 64)).toBe(6);
+    expect(CapacityFollower.concurrencyFor(0, 64)).toBe(1);
+    expect(CapacityFollower.concurrencyFor(50, 64)).toBe(64);
+    expect(CapacityFollower.concurrencyFor(undefined, 64)).toBe(64);
+  });
+
+  it('sets the BullMQ worker concurrency of the queues it follows, and only those', () => {
+    let limit = 2;
+    const inference = { concurrency: 64 } as unknown as Worker;
+    const search = { concurrency: 8 } as unknown as Worker;
+    const f = new CapacityFollower({
+      capacity: { [QueueName.INFERENCE]: () => limit },
+      workers: () =>
+        [
+          [QueueName.INFERENCE, inference],
+          [QueueName.SEARCH, search],
+        ] as [QueueName, Worker][],
+      cap: () => 64,
+    });
+    f.apply();
+    expect(inference.concurrency).toBe(4);
+    limit = 20;
+    f.apply();
+    expect(inference.concurrency).toBe(40);
+    expect(search.concurrency).toBe(8);
   });
 });

@@ -122,11 +122,7 @@ export class GradientLimit {
       ratio <= this.tolerance
         ? this.estimate + Math.sqrt(this.estimate)
         : this.estimate * Math.max(0.5, this.tolerance / ratio);
-    this.estimate = clamp(
-      this.estimate * (1 - this.smoothing) + target * this.smoothing,
-      this.min,
-      this.max,
-    );
+    this.estimate = clamp(this.estimate * (1 - this.smoothing) + target * this.smoothing, this.min, this.max);
     return this.limit;
   }
 }
@@ -136,7 +132,8 @@ export class FixedLimit {
   readonly min: number;
   readonly max: number;
   constructor(readonly limit: number) {
-    if (!(Number.isInteger(limit) && limit >= 1)) throw new TypeError('FixedLimit: limit must be an integer >= 1');
+    if (!(Number.isInteger(limit) && limit >= 1))
+      throw new TypeError('FixedLimit: limit must be an integer >= 1');
     this.min = limit;
     this.max = limit;
   }

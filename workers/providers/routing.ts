@@ -81,6 +81,20 @@ export class InferenceRouter implements InferenceBackend {
     return [...names].sort();
   }
 
+  /**
+   * Calls the backends behind the routes take at once now: the sum of their guards' concurrency limits;
+   * undefined when a route has no such limit (an in-process backend, a guard without one).
+   */
+  concurrencyLimit(): number | undefined {
+    const limits = new Map<unknown, number>();
+    for (const r of this.routes) {
+      const c = r.guard?.concurrency;
+      if (!c) return undefined;
+      limits.set(c, c.limit);
+    }
+    return [...limits.values()].reduce((a, b) => a + b, 0);
+  }
+
   /** Every distinct backend behind the routes. */
   backends(): InferenceBackend[] {
     return [...new Set(this.routes.map((r) => r.backend))];
