@@ -53,4 +53,12 @@ export default tseslint.config(
       },
     },
   },
+  {
+    // The fleet page's script runs in the browser, with uPlot loaded before it.
+    files: ['dashboards/**/public/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { document: 'readonly', fetch: 'readonly', setTimeout: 'readonly', uPlot: 'readonly' },
+    },
+  },
 );

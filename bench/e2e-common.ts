@@ -24,6 +24,8 @@ export interface WorkerConfig {
   redisUrl: string;
   prefix: string;
   concurrency: number;
+  /** cell0 side: count in a prom-client registry (Cell0Metrics) as `cell0 worker` does. Default false. */
+  metrics?: boolean;
 }
 
 /** Passed to bench/e2e-producer.ts as JSON in argv[2]. */
@@ -46,6 +48,8 @@ export interface ProducerConfig {
    * `window` in flight; latency counts from each job's scheduled start. Unset: closed loop.
    */
   rate?: number;
+  /** cell0 side: count in a prom-client registry (Cell0Metrics) as the API does. Default false. */
+  metrics?: boolean;
 }
 
 /** What a producer measured. Latencies in ms; jobsPerSec = jobs / wall time from first add to last result. */

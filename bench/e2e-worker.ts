@@ -41,7 +41,7 @@ async function startBare(): Promise<() => Promise<void>> {
 
 async function startCell0(): Promise<() => Promise<void>> {
   const { producers, workers } = await loadCompiledCell0();
-  const { Cell0Worker, NoopInferenceBackend, ResourceManagement } = workers;
+  const { Cell0Worker, Cell0Metrics, NoopInferenceBackend, ResourceManagement, bindWorkerMetrics } = workers;
   const { QueueName } = producers;
   const resources = new ResourceManagement();
   await resources.start();
@@ -54,8 +54,11 @@ async function startCell0(): Promise<() => Promise<void>> {
     limiter: resources.limiter,
     status: () => resources.status(),
   });
+  // As `cell0 worker` counts: job events into the process's registry.
+  const unbind = cfg.metrics ? bindWorkerMetrics(worker, new Cell0Metrics()) : undefined;
   await worker.start();
   return async () => {
+    unbind?.();
     await worker.close();
     await resources.close();
   };

@@ -11,7 +11,7 @@
  * headline is the median of the per-pair throughput ratios B/A.
  *
  *   npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
- *                        [--redis URL] [--json] [--cpu-prof DIR]
+ *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +46,8 @@ interface Options {
   producers: number;
   /** Open loop: jobs/s over all producers (paced); 0 = closed loop (window W per producer). */
   rate: number;
+  /** off: no metrics (default); on: side B counts in Cell0Metrics; ab: A = cell0 without, B = cell0 with. */
+  metrics: 'off' | 'on' | 'ab';
 }
 
 const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
@@ -60,7 +62,9 @@ const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--windo
   --cpu-prof DIR   run the child processes with node --cpu-prof, profiles written to DIR
   --producers N    producer processes per side, the jobs split between them (default 1)
   --rate R         open loop: start R jobs/s over all producers whatever is in flight, latency from each
-                   job's scheduled start (default: closed loop, W in flight per producer)`;
+                   job's scheduled start (default: closed loop, W in flight per producer)
+  --metrics M      off (default): cell0 without metrics; on: cell0 counts in its prom-client registry;
+                   ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)`;
 
 function parseArgs(argv: readonly string[]): Options {
   const opts: Options = {
@@ -74,6 +78,7 @@ function parseArgs(argv: readonly string[]): Options {
     cpuProfDir: undefined,
     producers: 1,
     rate: 0,
+    metrics: 'off',
   };
   const ints = {
     '--jobs': 'jobs',
@@ -103,7 +108,11 @@ function parseArgs(argv: readonly string[]): Options {
     } else if (flag === '--redis') opts.redisUrl = value();
     else if (flag === '--json') opts.json = true;
     else if (flag === '--cpu-prof') opts.cpuProfDir = resolve(value());
-    else if (flag === '--help' || flag === '-h') {
+    else if (flag === '--metrics') {
+      const m = value();
+      if (m !== 'off' && m !== 'on' && m !== 'ab') throw new Error(`--metrics must be off, on or ab`);
+      opts.metrics = m;
+    } else if (flag === '--help' || flag === '-h') {
       console.log(USAGE);
       process.exit(0);
     } else throw new Error(`unknown option ${arg}\n${USAGE}`);
@@ -271,9 +280,12 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
   const runId = randomBytes(6).toString('hex');
   const prefix = `{bench-${runId}}`;
   dirtyPrefixes.add(prefix);
+  // --metrics ab runs cell0 on both sides, with metrics on side B only.
+  const child: Side = opts.metrics === 'ab' ? 'cell0' : side;
+  const metrics = side === 'cell0' && opts.metrics !== 'off';
   const worker = spawnChild(
     WORKER_SCRIPT,
-    { side, redisUrl: opts.redisUrl, prefix, concurrency: opts.concurrency },
+    { side: child, redisUrl: opts.redisUrl, prefix, concurrency: opts.concurrency, metrics },
     opts,
     `${side}-worker`,
   );
@@ -284,7 +296,8 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
       spawnChild(
         PRODUCER_SCRIPT,
         {
-          side,
+          side: child,
+          metrics,
           redisUrl: opts.redisUrl,
           prefix,
           jobs: Math.ceil(opts.jobs / n),
@@ -328,6 +341,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
       const bg = (busy1 - busy0 - result.cpuMs - workerCpuMs - redisCpu) / result.wallMs;
       return {
         ...result,
+        side,
         workerCpuMs: Math.round(workerCpuMs * 100) / 100,
         redisCpuMs: Math.round(redisCpu * 100) / 100,
         bgCores: Math.round(Math.max(0, bg) * 100) / 100,
@@ -382,6 +396,8 @@ interface Pair {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.metrics === 'ab')
+    Object.assign(SIDE_LABEL, { bare: 'A cell0 no metrics', cell0: 'B cell0 metrics' });
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
   redis.on('error', () => undefined);
   await redis.connect();
@@ -426,6 +442,12 @@ async function main(): Promise<void> {
   console.log(
     '             no caches configured (unique prompts); each run: fresh processes + fresh key prefix',
   );
+  if (opts.metrics !== 'off')
+    console.log(
+      opts.metrics === 'ab'
+        ? '         --metrics ab: A is cell0 WITHOUT metrics, B is cell0 WITH them (Cell0Metrics in both processes)'
+        : '         --metrics on: B counts in Cell0Metrics (worker and producer)',
+    );
   if (opts.cpuProfDir) console.log(`         CPU profiles of every child written to ${opts.cpuProfDir}`);
   console.log('');
 

@@ -12,6 +12,7 @@ import { Cell0Client } from '../producers/cell0-client.js';
 import { createApi } from '../producers/api/create-api.js';
 import { AccessControl } from '../producers/api/access-control.js';
 import { createDashboard } from '../dashboards/bull-board.js';
+import { createFleetPage, fleetSources } from '../dashboards/fleet-page/index.js';
 import { buildCaches, buildResponseCache } from '../shared/cache/from-config.js';
 import { semanticEmbedder } from './embedder.js';
 import { LoadShedder } from '../producers/load-shedder.js';
@@ -19,7 +20,7 @@ import { Batches } from '../producers/batches/batches.js';
 import { RedisEvictionPolicyError } from '../shared/errors.js';
 import { sleep } from '../shared/sleep.js';
 import { type Cell0Metrics } from '../shared/metrics/metrics.js';
-import { addQueueMetrics, processMetrics } from './observability.js';
+import { addApiSources, addQueueMetrics, processMetrics } from './observability.js';
 import { type Service } from './runtime.js';
 
 /**
@@ -55,6 +56,15 @@ export async function startApi(
     client.caches.minConfidence = caches.minConfidence;
   }
   const responseCache = buildResponseCache(config, client.submitter.redis, log);
+  const removeApiSources = metrics
+    ? addApiSources(
+        metrics,
+        client,
+        caches,
+        responseCache,
+        config.cache.l1Size > 0 && config.cache.l1TtlSeconds > 0,
+      )
+    : undefined;
   client.shedder = new LoadShedder({
     queues: () =>
       client.submitter.ready
@@ -105,6 +115,7 @@ export async function startApi(
   if (connected) await batches.start();
   else void started.then((ok) => (ok ? batches.start() : undefined)).catch(() => undefined);
   const mounts = [];
+  let fleetPage: ReturnType<typeof createFleetPage> | undefined;
   if (opts.dashboard) {
     const board = createDashboard({
       submitter: client.submitter,
@@ -112,6 +123,9 @@ export async function startApi(
       access,
     });
     mounts.push({ path: board.basePath, router: board.router });
+    const page = createFleetPage({ sources: fleetSources(client, metrics), access });
+    mounts.push({ path: page.basePath, router: page.router });
+    fleetPage = page;
   }
   const app = createApi({
     client,
@@ -148,7 +162,7 @@ export async function startApi(
   ];
   if (opts.dashboard)
     banner.push(
-      `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
+      `dashboard  ${url}/admin/queues  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'}; live fleet page /admin/fleet/)`,
     );
   if (metrics) banner.push(`metrics    ${url}/metrics  (Prometheus)`);
   banner.push(...access.describe());
@@ -159,6 +173,8 @@ export async function startApi(
     banner,
     close: async () => {
       removeQueueMetrics?.();
+      removeApiSources?.();
+      fleetPage?.sampler.stop();
       await server.close();
       await client.close();
     },
@@ -212,6 +228,7 @@ export async function startDashboard(
     write: config.api.dashboardWrite,
     access,
   });
+  const page = createFleetPage({ sources: fleetSources(client), access });
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_req, res) => {
@@ -219,6 +236,7 @@ export async function startDashboard(
   });
   app.get('/', (_req, res) => res.redirect(board.basePath));
   app.use(board.basePath, board.router);
+  app.use(page.basePath, page.router);
   const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.dashboardPort });
   const { url } = await server.start();
   log.info({ url: `${url}${board.basePath}`, admin: access.adminMode }, 'dashboard listening');
@@ -227,10 +245,11 @@ export async function startDashboard(
     name: 'dashboard',
     url,
     banner: [
-      `dashboard  ${url}${board.basePath}  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'})`,
+      `dashboard  ${url}${board.basePath}  (Bull Board, ${config.api.dashboardWrite ? 'read-write' : 'read-only'}; live fleet page ${page.basePath}/)`,
       ...access.describe(),
     ],
     close: async () => {
+      page.sampler.stop();
       await server.close();
       await client.close();
     },

@@ -24,7 +24,8 @@ import { createMaintenanceTasks } from '../workers/maintenance.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { type Cell0Metrics } from '../shared/metrics/metrics.js';
 import { MetricsServer } from '../shared/metrics/metrics-server.js';
-import { bindWorkerMetrics } from '../workers/worker-metrics.js';
+import { bindWorkerMetrics, bindWorkerSources } from '../workers/worker-metrics.js';
+import { MeteredInference, MeteredSearch } from '../workers/providers/metered.js';
 import { processMetrics } from './observability.js';
 
 /** Something running that can be stopped. */
@@ -154,12 +155,19 @@ export async function startWorker(
       embedding: opts.concurrency ?? config.workers.embeddingConcurrency,
     },
     embedding: config.workers.embedBatch,
-    ...(providers.inference ? { inference: providers.inference } : {}),
+    // With metrics on, backend calls are counted (by route) on their way through.
+    ...(providers.inference
+      ? {
+          inference: metrics
+            ? new MeteredInference(providers.inference, metrics.backends)
+            : providers.inference,
+        }
+      : {}),
     // The worker holds about twice the inference jobs its backends' limits let through now.
     ...(providers.inference
       ? { backendCapacity: { [QueueName.INFERENCE]: () => providers.inference?.concurrencyLimit() } }
       : {}),
-    search: providers.search,
+    search: metrics ? meteredSearch(providers.search, metrics) : providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,
     shutdownTimeoutMs: config.workers.shutdownTimeoutMs,
     backendWaitMaxMs: config.providers.backendWaitMaxMs,
@@ -182,6 +190,7 @@ export async function startWorker(
     logger: log,
   });
   const unbindMetrics = metrics ? bindWorkerMetrics(worker, metrics) : undefined;
+  const unbindSources = metrics ? bindWorkerSources(metrics, { worker, providers, resources }) : undefined;
   const metricsServerOn = (port: number): MetricsServer | undefined =>
     metrics && opts.serveMetrics
       ? new MetricsServer({ metrics, host: config.api.host, port, token: config.metrics.token })
@@ -189,6 +198,7 @@ export async function startWorker(
   let metricsServer = metricsServerOn(config.metrics.port);
   const release = async (): Promise<void> => {
     unbindMetrics?.();
+    unbindSources?.();
     await metricsServer?.close();
     await resources.close();
     await Promise.allSettled(workQueues.map((q) => q.close()));
@@ -250,6 +260,13 @@ export async function startWorker(
       await release();
     },
   };
+}
+
+/** Each search backend wrapped so its calls are counted. */
+function meteredSearch(search: ProviderSet['search'], metrics: Cell0Metrics): ProviderSet['search'] {
+  return Object.fromEntries(
+    Object.entries(search).map(([k, b]) => [k, new MeteredSearch(b, metrics.backends)]),
+  ) as ProviderSet['search'];
 }
 
 /** A percent limit for the banner: "90%", or "off" for 0. */

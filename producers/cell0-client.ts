@@ -1,6 +1,5 @@
 import { type Config } from '../shared/config/config.js';
 import {
-  BackendUnavailableError,
   JobFailedError,
   JobNotFoundError,
   RedisFullError,
@@ -8,10 +7,8 @@ import {
   WaitTimeoutError,
 } from '../shared/errors.js';
 import { RedisMemoryWatch } from '../shared/redis/redis-memory.js';
-import { type Cell0Metrics } from '../shared/metrics/metrics.js';
 import { type Logger } from '../shared/logger.js';
 import { type RedisHealth } from '../shared/redis/redis-client.js';
-import { type JobPolicy } from '../shared/queues/job-policy.js';
 import { readWorkerStatuses, type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { JobName, QueueName } from '../shared/queues/names.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
@@ -24,9 +21,7 @@ import {
   type SearchJobData,
   type SearchRequest,
 } from '../shared/queues/schemas.js';
-import { JobSubmitter, type JobView, type SubmitResult } from './job-submitter.js';
-import { searchCacheKey, type SearchCache } from '../shared/cache/search-cache.js';
-import { inferenceCacheKey, type InferenceCache } from '../shared/cache/inference-key.js';
+import { JobSubmitter, type JobView, type SubmitOptions, type SubmitResult } from './job-submitter.js';
 import { jobIdFor } from '../shared/queues/job-id.js';
 import { type LoadShedder } from './load-shedder.js';
 import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
@@ -42,85 +37,27 @@ import { submitEmbeddings, type EmbeddingsOutcome, type EmbeddingsResponse } fro
 import { Batches } from './batches/batches.js';
 import { parseBatch, type BatchRequest } from './batches/batch-input.js';
 import { type BatchResultLine } from './batches/batch-model.js';
-import { countLine, progressOf, type BatchProgress } from './batches/batch-client.js';
+import { type BatchProgress } from './batches/batch-client.js';
+import { runBatch } from './batches/run-batch.js';
+import {
+  type CallOptions,
+  type Cell0ClientOptions,
+  type ClientMetrics,
+  type JobHandle,
+  type JobResult,
+} from './cell0-client-types.js';
+import { inferenceFromCache, searchFromCache } from './cache-answers.js';
+import { asSubmitResult, unwrap } from './submit-outcome.js';
 
-/** Options of {@link Cell0Client}. */
-export interface Cell0ClientOptions {
-  /** redis:// or rediss:// URL of the fleet's Redis. Default redis://localhost:6379. */
-  redisUrl?: string;
-  /** Queue key prefix ({hash tag}) the fleet uses. Default "{cell0}". */
-  prefix?: string;
-  /** How long infer() and search() wait for a result by default, ms. Default 30000. */
-  waitMs?: number;
-  /** Input limits checked before anything reaches Redis. Defaults: 32 KiB of prompt, 2 KiB of query. */
-  limits?: Partial<InputLimits>;
-  /** Most inputs of one embeddings request (each held to `limits.maxPromptBytes`). Default 2048. */
-  maxEmbedInputs?: number;
-  /** Retries and retention of the jobs this client adds. */
-  policy?: Partial<JobPolicy>;
-  /** A Redis command slower than this fails with RedisTimeoutError (retryable), ms. Default 2000. */
-  commandTimeoutMs?: number;
-  /**
-   * Redis memory use (% of maxmemory) at and over which new work is refused with RedisFullError (reason
-   * `watermark`) before Redis itself refuses writes; 0 = off. Read in the background (INFO memory, once a
-   * second) and checked by the load shedder given this client's `redisMemory`. Default 90.
-   */
-  memoryWatermarkPercent?: number;
-  /** Consecutive Redis failures that open the breaker. Default 5. */
-  breakerThreshold?: number;
-  /** Breaker open time before a trial call, ms. Default 5000. */
-  breakerResetMs?: number;
-  /**
-   * Caches asked before a job is added: a hit is answered at once, marked `cached`. Workers write results
-   * through, so give the workers the same caches. Default: none.
-   */
-  caches?: {
-    inference?: InferenceCache<InferenceResult>;
-    search?: SearchCache;
-    /** Lowest match level of the semantic cache that answers (exact, high, medium, low). Default high. */
-    minConfidence?: string;
-  };
-  logger?: Logger;
-}
-
-/** Options of one call. */
-export interface CallOptions {
-  /** Wait this long for the result, ms (default: the client's waitMs). */
-  waitMs?: number;
-  /** Stop waiting when aborted (the job goes on). */
-  signal?: AbortSignal;
-  /**
-   * Called after the caches missed and admission passed, just before the job is added or joined, with its
-   * id (e.g. to open its token stream first). A rejection stops the call.
-   */
-  beforeAdd?: (jobId: string) => Promise<void>;
-  /** Called once it is known whether the call joined an identical job (see JobSubmitter.submit). */
-  onJoined?: (joined: boolean) => void;
-}
-
-/** A finished job's id and result. */
-export interface JobResult<T> {
-  jobId: string;
-  result: T;
-  /** false when a job ran for this call; else how a cache matched it (and how closely). */
-  cached: false | 'exact' | 'semantic';
-  similarity?: number;
-}
-
-/** A job that was added (or joined); wait on it or read its state later. */
-export interface JobHandle<T> {
-  readonly queue: QueueName;
-  readonly id: string;
-  /** Waits for the result: rejects with WaitTimeoutError, JobFailedError or JobNotFoundError. */
-  wait(timeoutMs?: number, signal?: AbortSignal): Promise<T>;
-  /** The job's current state, or undefined when it no longer exists. */
-  state(): Promise<JobView | undefined>;
-}
+export type {
+  CallOptions,
+  Cell0ClientOptions,
+  ClientMetrics,
+  JobHandle,
+  JobResult,
+} from './cell0-client-types.js';
 
 const DEFAULT_LIMITS: InputLimits = { maxPromptBytes: 32 * 1024, maxQueryBytes: 2048 };
-
-/** What a client counts (see shared/metrics). */
-export type ClientMetrics = Pick<Cell0Metrics, 'cacheLookup' | 'jobAdded' | 'jobCoalesced'>;
 
 /**
  * The typed way for a service to put work on the fleet. Requests are validated and size-checked here,
@@ -312,21 +249,7 @@ export class Cell0Client {
       { parse: (q, b) => this.parseFor(q, b), maxItems: opts.maxItems ?? 50_000 },
     );
     this.batches ??= new Batches({ client: this });
-    const batches = this.batches;
-    const t0 = Date.now();
-    const view = await batches.create(items);
-    const out: BatchResultLine[] = [];
-    const counts = { completed: 0, failed: 0, cancelled: 0 };
-    const lines = await batches.results(view.id, opts.signal ? { signal: opts.signal } : {});
-    for await (const chunk of lines ?? []) {
-      for (const text of chunk) {
-        const line = JSON.parse(text) as BatchResultLine;
-        out[line.line - 1] = line;
-        countLine(counts, line);
-      }
-      opts.onProgress?.(progressOf(view, counts, Date.now() - t0));
-    }
-    return out;
+    return runBatch(this.batches, items, opts);
   }
 
   /**
@@ -350,29 +273,8 @@ export class Cell0Client {
     data: InferenceJobData,
     opts: CallOptions = {},
   ): Promise<SubmitResult<InferenceResult>> {
-    const cache = this.caches.inference;
-    if (cache && data.cache?.noCache !== true) {
-      const key = inferenceCacheKey(data);
-      const hit = key
-        ? await cache.get(key.prompt, key.scope, {
-            ...(this.caches.minConfidence ? { minConfidence: this.caches.minConfidence } : {}),
-          })
-        : undefined;
-      if (key) this.metrics?.cacheLookup('semantic', hit ? hit.confidence : 'miss');
-      if (hit) {
-        return {
-          state: 'completed',
-          queue: QueueName.INFERENCE,
-          jobId: hit.value.jobId,
-          result: hit.value.result,
-          finishedOn: Date.now(),
-          cached: hit.confidence === 'exact' ? 'exact' : 'semantic',
-          similarity: hit.similarity,
-          ...(hit.entryId !== undefined ? { cacheEntry: hit.entryId } : {}),
-          ...(hit.confidence !== 'exact' && hit.prompt !== undefined ? { cachedPrompt: hit.prompt } : {}),
-        };
-      }
-    }
+    const cached = await inferenceFromCache(this.caches, this.metrics, data);
+    if (cached) return cached;
     this.shedder?.check(QueueName.INFERENCE);
     if (opts.beforeAdd) await opts.beforeAdd(jobIdFor(QueueName.INFERENCE, data));
     const name = data.messages ? JobName.CHAT : JobName.GENERATE;
@@ -384,22 +286,8 @@ export class Cell0Client {
 
   /** Answers an already-parsed search from the search cache, or adds (or joins) its job. */
   async submitSearch(data: SearchJobData, opts: CallOptions = {}): Promise<SubmitResult<SearchResult>> {
-    const cache = this.caches.search;
-    if (cache && data.cache?.noCache !== true) {
-      const result = await cache.get(searchCacheKey(data));
-      this.metrics?.cacheLookup('search', result ? 'exact' : 'miss');
-      if (result) {
-        return {
-          state: 'completed',
-          queue: QueueName.SEARCH,
-          jobId: jobIdFor(QueueName.SEARCH, data),
-          result,
-          finishedOn: Date.now(),
-          cached: 'exact',
-          similarity: 1,
-        };
-      }
-    }
+    const cached = await searchFromCache(this.caches, this.metrics, data);
+    if (cached) return cached;
     this.shedder?.check(QueueName.SEARCH);
     const away = this.shedder?.backendUnavailable({ queue: QueueName.SEARCH, provider: data.provider });
     return this.noteOom(
@@ -416,12 +304,7 @@ export class Cell0Client {
     queue: QueueName,
     name: string,
     data: unknown,
-    opts: {
-      waitMs: number;
-      signal?: AbortSignal;
-      maxAgeMs?: number;
-      onJoined?: (joined: boolean) => void;
-    },
+    opts: SubmitOptions,
     away: BackendUnavailable | undefined,
   ): Promise<SubmitResult<T>> {
     if (!away) return this.submitter.submit<T>(queue, name, data, opts);
@@ -528,15 +411,7 @@ export class Cell0Client {
     }
   }
 
-  private callOpts(
-    opts: CallOptions,
-    data?: { cache?: { noCache?: boolean } },
-  ): {
-    waitMs: number;
-    signal?: AbortSignal;
-    maxAgeMs?: number;
-    onJoined?: (joined: boolean) => void;
-  } {
+  private callOpts(opts: CallOptions, data?: { cache?: { noCache?: boolean } }): SubmitOptions {
     const waitMs = opts.waitMs ?? this.waitMs;
     if (!(waitMs >= 0)) throw new TypeError(`waitMs must be >= 0, got ${waitMs}`);
     return {
@@ -547,38 +422,4 @@ export class Cell0Client {
       ...(data?.cache?.noCache === true ? { maxAgeMs: 0 } : {}),
     };
   }
-}
-/** An embeddings request's outcome as one submission's (for batch items). */
-function asSubmitResult(r: EmbeddingsOutcome): SubmitResult {
-  const queue = QueueName.EMBEDDING;
-  if (r.state === 'completed')
-    return { state: 'completed', queue, jobId: r.jobIds[0]!, result: r.response, finishedOn: Date.now() };
-  if (r.state === 'failed')
-    return {
-      state: 'failed',
-      queue,
-      jobId: r.jobId,
-      code: r.code,
-      message: `input ${r.index}: ${r.message}`,
-    };
-  return { state: 'pending', queue, jobId: r.pending[0]!.jobId, jobState: r.pending[0]!.jobState };
-}
-
-function unwrap<T>(r: SubmitResult<T>, waitedMs: number): JobResult<T> {
-  if (r.state === 'completed')
-    return {
-      jobId: r.jobId,
-      result: r.result,
-      cached: r.cached ?? false,
-      ...(r.similarity !== undefined ? { similarity: r.similarity } : {}),
-    };
-  if (r.state === 'failed') throw new JobFailedError(r.queue, r.jobId, r.message, r.code);
-  if (r.backendUnavailable)
-    throw new BackendUnavailableError(
-      r.queue,
-      r.jobId,
-      r.backendUnavailable.backends,
-      r.backendUnavailable.retryAfterMs,
-    );
-  throw new WaitTimeoutError(r.queue, r.jobId, waitedMs);
 }

@@ -9,6 +9,7 @@ export { JobSubmitter, type JobSubmitterOptions, type SubmitResult, type JobView
 export * from '../shared/queues/index.js';
 export * from '../shared/errors.js';
 export { createApi, type ApiOptions, type ErrorBody } from './api/create-api.js';
+export { Cell0Metrics, type Cell0MetricsOptions } from '../shared/metrics/metrics.js';
 export { LoadShedder, type LoadShedderOptions, type QueueLoad } from './load-shedder.js';
 export { ENV, loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/index.js';
 export { createLogger, silentLogger, type CreateLoggerOptions, type Logger } from '../shared/logger.js';

@@ -1,38 +1,32 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Job, Queue } from 'bullmq';
-import { type ChainableCommander, type Redis } from 'ioredis';
-import { AsyncBatchProcessor } from '../shared/batch/index.js';
-import {
-  Cell0Error,
-  ErrorCode,
-  RedisEvictionPolicyError,
-  RedisUnavailableError,
-  ClosedError,
-} from '../shared/errors.js';
+import { Queue } from 'bullmq';
+import { type Redis } from 'ioredis';
+import { RedisEvictionPolicyError, RedisUnavailableError, ClosedError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { type Cell0Metrics } from '../shared/metrics/metrics.js';
 import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
-import { RedisClient, toRedisError } from '../shared/redis/redis-client.js';
+import { RedisClient } from '../shared/redis/redis-client.js';
 import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { assertNoEviction } from '../shared/redis/redis-memory.js';
-import { decodeFailure } from '../shared/queues/failure.js';
 import { isJobId, jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
-import {
-  decodeOutcome,
-  defineReplyScripts,
-  inboxKey,
-  queueRegisterWaiter,
-  registerWaiter,
-  type JobReply,
-} from '../shared/queues/job-replies.js';
-import { DEFAULT_JOB_POLICY, jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
+import { defineReplyScripts, registerWaiter } from '../shared/queues/job-replies.js';
+import { DEFAULT_JOB_POLICY, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
-import { ReplyInbox } from './reply-inbox.js';
-import { type BackendUnavailable } from '../shared/fleet/backend-health.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { settledWithin, sleep } from '../shared/sleep.js';
+import { SubmitLane, type LaneContext } from './submit-lane.js';
+import {
+  eventResult,
+  finishedResult,
+  readJobView,
+  type JobView,
+  type SubmitOptions,
+  type SubmitResult,
+} from './submit-result.js';
+
+export type { JobView, SubmitOptions, SubmitResult } from './submit-result.js';
 
 /** Options of {@link JobSubmitter}. */
 export interface JobSubmitterOptions {
@@ -65,144 +59,6 @@ export interface JobSubmitterOptions {
    */
   recheckAfterMs?: number;
   logger?: Logger;
-}
-
-/** How a submission ended, from the caller's point of view. */
-export type SubmitResult<T = unknown> =
-  | {
-      state: 'completed';
-      queue: QueueName;
-      jobId: string;
-      result: T;
-      finishedOn: number;
-      /** Set when a cache answered (no job ran for this request): how it matched, and how closely. */
-      cached?: 'exact' | 'semantic';
-      similarity?: number;
-      /** The semantic-cache entry that answered (for reporting a wrong answer). */
-      cacheEntry?: string;
-      /** On a semantic hit: the stored prompt whose answer this is (a wrong pair is a labelled negative). */
-      cachedPrompt?: string;
-      /**
-       * True when this caller shared a job another request had added (queued, running, or finished within
-       * the result TTL); false when its own add ran the job.
-       */
-      joined?: boolean;
-    }
-  | { state: 'failed'; queue: QueueName; jobId: string; code: string | undefined; message: string }
-  /**
-   * Not finished within the wait; `jobState` is BullMQ's state (waiting, active, delayed, …) or "unknown".
-   * `backendUnavailable`: answered without waiting because the job's backend is down fleet-wide.
-   */
-  | {
-      state: 'pending';
-      queue: QueueName;
-      jobId: string;
-      jobState: string;
-      backendUnavailable?: BackendUnavailable;
-    };
-
-/** A job as GET /v1/jobs shows it. */
-export interface JobView {
-  queue: QueueName;
-  jobId: string;
-  name: string;
-  /** waiting | active | delayed | prioritized | completed | failed | … */
-  state: string;
-  result?: unknown;
-  error?: { code: string | undefined; message: string };
-  attemptsMade: number;
-  createdAt: number;
-  processedAt?: number;
-  finishedAt?: number;
-}
-
-type JobEvent =
-  | { kind: 'completed'; returnvalue: unknown; finishedOn: number }
-  | { kind: 'failed'; failedReason: string }
-  /** Sent to local followers when the caller they joined could not add the job. */
-  | { kind: 'leader-gone' };
-
-/**
- * One caller waiting for one job. `next(deadline, signal)` gives the job's next event, or undefined once
- * the deadline passes, the signal aborts or the submitter closes. A class, not closures: one is made per
- * request.
- */
-class JobWaiter {
-  private readonly queued: (JobEvent | undefined)[] = [];
-  private wake: (() => void) | undefined;
-  released = false;
-  isLeader = false;
-
-  constructor(
-    private readonly registry: Map<string, WaiterGroup>,
-    private readonly jobId: string,
-  ) {}
-
-  push(e: JobEvent | undefined): void {
-    if (this.released) return;
-    this.queued.push(e);
-    this.wake?.();
-  }
-
-  async next(deadline: number, signal: AbortSignal | undefined): Promise<JobEvent | undefined> {
-    if (this.queued.length === 0) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0 || signal?.aborted) return undefined;
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => this.wake?.();
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        timer = setTimeout(resolve, remaining);
-        signal?.addEventListener('abort', onAbort, { once: true });
-      });
-      this.wake = undefined;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    }
-    return this.queued.shift();
-  }
-
-  release(): void {
-    this.released = true;
-    const group = this.registry.get(this.jobId);
-    if (!group) return;
-    group.all.delete(this);
-    if (group.leader === this) group.leader = undefined;
-    if (group.all.size === 0) this.registry.delete(this.jobId);
-  }
-}
-
-/** The local waiters of one job id. */
-interface WaiterGroup {
-  all: Set<JobWaiter>;
-  /** The local caller that added (or is adding) the job; others in `all` follow it. */
-  leader: JobWaiter | undefined;
-  /** A completed/failed event reached the group: a newcomer must not join, but look for itself. */
-  finished: boolean;
-  /** When the group's job outcome is re-read if no reply came by then (see recheckAfterMs), and the step. */
-  recheckAt: number;
-  recheckStep: number;
-}
-
-/** One submission on its way to Redis: registered as waiter and added in one round trip. */
-interface AddItem {
-  name: string;
-  data: unknown;
-  jobId: string;
-  /** false: only register (and read the outcome), no add. */
-  add: boolean;
-}
-
-interface Lane {
-  queue: Queue;
-  /** This producer's reply inbox for the queue, read on a connection of its own. */
-  inbox: ReplyInbox;
-  inboxConn: Redis;
-  /** Local callers waiting for a job, by job id. Replies to this producer's inbox feed them all. */
-  waiters: Map<string, WaiterGroup>;
-  key: string;
-  /** Gathers concurrent registrations and adds into one pipeline per round trip. */
-  adder: AsyncBatchProcessor<AddItem, JobOutcome>;
 }
 
 /**
@@ -243,10 +99,10 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   private readonly opts: JobSubmitterOptions;
   private readonly log: Logger;
   private readonly connLog: RedisConnectionLog;
-  private readonly lanes = new Map<QueueName, Lane>();
+  private readonly lanes = new Map<QueueName, SubmitLane>();
   private readonly others = new Map<string, Queue>();
   /** Every lane created, ready or not, so close() reaches the half-built ones too. */
-  private readonly created: Lane[] = [];
+  private readonly created: SubmitLane[] = [];
   private readonly queueNames: readonly QueueName[];
   private readonly maxBatchSize: number;
   private readonly recheckAfterMs: number;
@@ -320,7 +176,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         await waitUntilReady(this.conn, 3000);
         await assertNoEviction(this.conn);
         for (const name of this.queueNames) {
-          if (!this.lanes.has(name)) this.lanes.set(name, await this.openLane(name));
+          if (!this.lanes.has(name))
+            this.lanes.set(name, await SubmitLane.open(this.laneContext(), name, this.created));
         }
         break;
       } catch (err) {
@@ -343,159 +200,28 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     this.emit('ready');
   }
 
-  private async openLane(name: QueueName): Promise<Lane> {
-    const key = `${this.prefix}:${name}`;
-    const queue = new Queue(name, {
-      connection: this.conn,
-      prefix: this.prefix,
-      defaultJobOptions: jobOptionsFor(this.policy),
-    });
-    this.connLog.watch(queue, `queue:${name}`);
-    const inboxConn = createRedisConnection({
-      url: this.opts.redisUrl,
-      role: 'events',
-      connectionName: `cell0:replies:${name}`,
-      logger: this.log,
-    });
-    const waiters = new Map<string, WaiterGroup>();
-    const inbox = new ReplyInbox({
-      connection: inboxConn,
-      key: inboxKey(key, this.producerId),
-      onReply: (r) => this.onReply(lane, r),
-      logger: this.log,
-    });
-    const lane: Lane = {
-      queue,
-      inbox,
-      inboxConn,
-      waiters,
-      key,
-      adder: new AsyncBatchProcessor<AddItem, JobOutcome>({
-        handler: (items) => this.sendBatch(lane, items),
-        maxBatchSize: this.maxBatchSize,
-        // Gathered within the current tick; under load, while a round trip is in flight, batches grow.
-        maxWaitMs: 0,
-        maxConcurrentBatches: 2,
-        maxQueuedItems: 1_000_000,
-      }),
-    };
-    this.created.push(lane);
-    try {
-      await Promise.all([queue.waitUntilReady(), waitUntilReady(inboxConn, 3000)]);
-      inbox.start();
-      return lane;
-    } catch (err) {
-      this.created.splice(this.created.indexOf(lane), 1);
-      await settledWithin(Promise.allSettled([queue.close(), lane.adder.close()]), 500);
-      await closeRedis(inboxConn);
-      throw err;
-    }
-  }
-
-  /**
-   * One round trip for a batch of submissions: per item, the waiter registration with the outcome read, then
-   * (for adds) BullMQ's add, all on one pipeline. Each item gets the outcome its job had just before its add,
-   * or its own error.
-   */
-  private sendBatch(lane: Lane, items: AddItem[]): Promise<(JobOutcome | Error)[]> {
-    return this.redis.run(async () => {
-      // BullMQ's own client wrapper: its pipelines take BullMQ's add, and ours (defined on the same
-      // connection) too.
-      const client = await lane.queue.getBackend().client;
-      const pipe = client.pipeline();
-      const jobOpts = lane.queue.defaultJobOptions;
-      for (const it of items) {
-        queueRegisterWaiter(pipe as unknown as ChainableCommander, lane.key, it.jobId, this.producerId);
-        if (it.add) {
-          const job = new Job(lane.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId);
-          // Queued on the pipeline synchronously; its answer is read from exec() below.
-          job.addJob(pipe).catch(() => undefined);
-        }
-      }
-      const res = (await pipe.exec()) ?? [];
-      const out: (JobOutcome | Error)[] = [];
-      let n = 0;
-      for (const it of items) {
-        const [regErr, reg] = res[n++] ?? [new RedisUnavailableError('no answer from Redis')];
-        const [addErr] = it.add ? (res[n++] ?? [new RedisUnavailableError('no answer from Redis')]) : [null];
-        const err = regErr ?? addErr;
-        if (err) {
-          // Redis away (or full) is the whole round trip's failure, for the breaker to see.
-          const mapped = toRedisError(err);
-          if (mapped instanceof Cell0Error) throw mapped;
-          out.push(err);
-        } else out.push(decodeOutcome(reg));
-      }
-      return out;
-    });
-  }
-
-  /** A reply from a worker: the job finished; every local waiter of it gets the outcome. */
-  private onReply(lane: Lane, r: JobReply): void {
-    if (r.status === 'completed')
-      this.dispatch(lane, r.jobId, {
-        kind: 'completed',
-        returnvalue: r.returnvalue,
-        finishedOn: r.finishedOn,
-      });
-    else this.dispatch(lane, r.jobId, { kind: 'failed', failedReason: r.failedReason });
-  }
-
-  private dispatch(lane: Lane, jobId: string, e: JobEvent): void {
-    const group = lane.waiters.get(jobId);
-    if (!group) return;
-    if (e.kind === 'completed' || e.kind === 'failed') group.finished = true;
-    for (const w of group.all) w.push(e);
-  }
-
-  /**
-   * Re-reads the outcome of every job whose waiters have heard nothing for a while (one pipeline per lane):
-   * the safety net under the replies. Each group is re-read after recheckAfterMs, then after twice as long,
-   * up to 30 s apart.
-   */
+  /** Re-reads the outcomes of jobs whose waiters have heard nothing for a while (see SubmitLane.recheck). */
   private recheck(): void {
     const now = Date.now();
-    for (const lane of this.lanes.values()) {
-      const due: string[] = [];
-      for (const [jobId, g] of lane.waiters) {
-        if (g.finished || g.recheckAt > now) continue;
-        g.recheckStep = Math.min(g.recheckStep * 2, 30_000);
-        g.recheckAt = now + g.recheckStep;
-        due.push(jobId);
-      }
-      if (due.length === 0) continue;
-      void this.redis
-        .run(async (r) => {
-          const pipe = r.pipeline();
-          for (const id of due)
-            (pipe as unknown as { cell0JobOutcome: (...a: unknown[]) => void }).cell0JobOutcome(
-              `${lane.key}:completed`,
-              `${lane.key}:failed`,
-              `${lane.key}:${id}`,
-              id,
-            );
-          return (await pipe.exec()) ?? [];
-        })
-        .then((res) => {
-          due.forEach((id, i) => {
-            const [err, raw] = res[i] ?? [null, undefined];
-            if (err || raw === undefined) return;
-            const o = decodeOutcome(raw);
-            if (o.status === 'completed')
-              this.dispatch(lane, id, {
-                kind: 'completed',
-                returnvalue: o.returnvalue,
-                finishedOn: o.finishedOn,
-              });
-            else if (o.status === 'failed')
-              this.dispatch(lane, id, { kind: 'failed', failedReason: o.failedReason });
-          });
-        })
-        .catch((err: unknown) => this.log.debug({ err }, 'could not re-read waited-for jobs'));
-    }
+    for (const lane of this.lanes.values()) lane.recheck(now);
   }
 
-  private lane(queue: QueueName): Lane {
+  private laneContext(): LaneContext {
+    return {
+      conn: this.conn,
+      redis: this.redis,
+      redisUrl: this.opts.redisUrl,
+      prefix: this.prefix,
+      policy: this.policy,
+      producerId: this.producerId,
+      maxBatchSize: this.maxBatchSize,
+      recheckAfterMs: this.recheckAfterMs,
+      log: this.log,
+      connLog: this.connLog,
+    };
+  }
+
+  private lane(queue: QueueName): SubmitLane {
     if (this.closing) throw new ClosedError('JobSubmitter');
     const lane = this.lanes.get(queue);
     if (!lane) {
@@ -504,6 +230,18 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       throw new RedisUnavailableError('not connected to Redis yet');
     }
     return lane;
+  }
+
+  /** Batched adds so far over every queue (each batch is one pipeline): for the metrics. */
+  addBatchStats(): { batches: number; items: number } {
+    let batches = 0;
+    let items = 0;
+    for (const lane of this.lanes.values()) {
+      const s = lane.adder.stats();
+      batches += s.batches;
+      items += s.items;
+    }
+    return { batches, items };
   }
 
   /** The BullMQ queue object (for dashboards and tests). */
@@ -527,20 +265,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     queue: QueueName,
     name: string,
     data: unknown,
-    opts: {
-      waitMs: number;
-      signal?: AbortSignal;
-      /**
-       * Oldest completed result this caller accepts, ms (default: the result TTL). 0 = none from before
-       * this request: an identical job that already finished is run again (one running is joined).
-       */
-      maxAgeMs?: number;
-      /**
-       * Called once it is known whether this caller joined an identical job (queued, running or finished
-       * within the result TTL: true) or ran one (false), right after its add (or as it follows a local one).
-       */
-      onJoined?: (joined: boolean) => void;
-    },
+    opts: SubmitOptions,
   ): Promise<SubmitResult<T>> {
     const lane = this.lane(queue);
     const jobId = jobIdFor(queue, data);
@@ -558,10 +283,10 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     // requests then costs one add per producer process, not one per request.
     const existing = lane.waiters.get(jobId);
     let leader = !(existing?.leader && !existing.finished);
-    const waiter = this.register(lane, jobId, leader);
+    const waiter = lane.register(jobId, leader);
     try {
       if (leader) {
-        const before = await this.addAsLeader(lane, name, data, jobId);
+        const before = await lane.addAsLeader(name, data, jobId);
         if (this.metrics) this.countAdd(queue, before, started, opts.maxAgeMs);
         const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
         // Joined: the job was there (queued or running), or its stored result answered.
@@ -579,8 +304,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         // 'leader-gone': the local caller this one joined could not add the job: add it ourselves.
         if (!leader) {
           leader = true;
-          this.promote(lane, jobId, waiter);
-          const before = await this.addAsLeader(lane, name, data, jobId);
+          lane.promote(jobId, waiter);
+          const before = await lane.addAsLeader(name, data, jobId);
           const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
           if (r) return withJoined(r);
         }
@@ -597,30 +322,12 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   /**
-   * Registers this producer as the job's waiter and adds the job (one pipelined round trip, shared with
-   * concurrent submissions); resolves with the job's outcome just before the add. If that fails, the
-   * callers who joined this one are told to try themselves.
-   */
-  private async addAsLeader(lane: Lane, name: string, data: unknown, jobId: string): Promise<JobOutcome> {
-    try {
-      return await lane.adder.add({ name, data, jobId, add: true });
-    } catch (err) {
-      const group = lane.waiters.get(jobId);
-      if (group) {
-        group.leader = undefined;
-        for (const w of group.all) if (!w.isLeader) w.push({ kind: 'leader-gone' });
-      }
-      throw err;
-    }
-  }
-
-  /**
    * The retention rule for the job's outcome as a caller found it. Returns the caller's answer when there
    * is one now (a result within its TTL, or a failure that happened while the caller waited); otherwise
    * re-runs (or, with `readd`, re-adds a vanished job) as the rule says and returns undefined: keep waiting.
    */
   private async apply<T>(
-    lane: Lane,
+    lane: SubmitLane,
     queue: QueueName,
     jobId: string,
     outcome: JobOutcome,
@@ -633,22 +340,22 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       case 'completed':
         // A result that landed while this caller waited is always its answer.
         if (outcome.finishedOn >= started || started - outcome.finishedOn <= maxAge) {
-          this.dispatch(lane, jobId, {
+          lane.dispatch(jobId, {
             kind: 'completed',
             returnvalue: outcome.returnvalue,
             finishedOn: outcome.finishedOn,
           });
           return finishedResult<T>(queue, jobId, outcome);
         }
-        await this.rerun(lane, jobId, 'completed');
+        await lane.rerun(jobId, 'completed');
         return undefined;
       case 'failed':
         // A failure from before this request is never served to it; one that happened while it waited is.
         if (outcome.finishedOn >= started) {
-          this.dispatch(lane, jobId, { kind: 'failed', failedReason: outcome.failedReason });
+          lane.dispatch(jobId, { kind: 'failed', failedReason: outcome.failedReason });
           return finishedResult<T>(queue, jobId, outcome);
         }
-        await this.rerun(lane, jobId, 'failed');
+        await lane.rerun(jobId, 'failed');
         return undefined;
       case 'missing':
         // Gone since it was added (removed, trimmed): add it again, registered as before.
@@ -685,7 +392,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     // An id from outside names a Redis key: anything that is not a job id of this queue is no job.
     if (!isJobId(queue, jobId)) return { state: 'missing', queue, jobId };
     const started = Date.now();
-    const waiter = this.register(lane, jobId);
+    const waiter = lane.register(jobId);
     try {
       const outcome = await this.redis.run((r) => registerWaiter(r, lane.key, jobId, this.producerId));
       if (outcome.status === 'missing') return { state: 'missing', queue, jobId };
@@ -703,56 +410,13 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
-  /** Registers a local waiter for the job's replies (before anything is added or read). */
-  private register(lane: Lane, jobId: string, leader = false): JobWaiter {
-    const w = new JobWaiter(lane.waiters, jobId);
-    let group = lane.waiters.get(jobId);
-    if (!group)
-      lane.waiters.set(
-        jobId,
-        (group = {
-          all: new Set(),
-          leader: undefined,
-          finished: false,
-          recheckAt: Date.now() + this.recheckAfterMs,
-          recheckStep: this.recheckAfterMs,
-        }),
-      );
-    group.all.add(w);
-    if (leader) this.promote(lane, jobId, w);
-    return w;
-  }
-
-  /** Makes `w` the caller that adds the job for this process. */
-  private promote(lane: Lane, jobId: string, w: JobWaiter): void {
-    const group = lane.waiters.get(jobId);
-    if (!group) return;
-    w.isLeader = true;
-    group.leader = w;
-    group.finished = false;
-  }
-
-  /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */
-  private async rerun(lane: Lane, jobId: string, from: 'completed' | 'failed'): Promise<void> {
-    const job = await this.redis.run(() => Job.fromId(lane.queue, jobId));
-    if (!job) return;
-    try {
-      await this.redis.run(() => job.retry(from, { resetAttemptsMade: true, resetAttemptsStarted: true }));
-      this.log.debug({ queue: lane.queue.name, jobId, from }, 're-running finished job');
-    } catch (err) {
-      if (err instanceof RedisUnavailableError || (err as { code?: string }).code === ErrorCode.BREAKER_OPEN)
-        throw err;
-      // Another producer re-ran it first (the job is no longer in the `from` set): join that run.
-    }
-  }
-
   /**
    * After the wait: one last look, in case the result landed just as the timer fired. With `reconcile`
    * (submit), a job that existed before the request is judged by the retention rule first — this is
    * what a `wait: 0` request relies on.
    */
   private async finalCheck<T>(
-    lane: Lane,
+    lane: SubmitLane,
     queue: QueueName,
     jobId: string,
     reconcile?: () => Promise<SubmitResult<T> | undefined>,
@@ -784,29 +448,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   async getJob(queue: QueueName, jobId: string, opts: { owner?: string } = {}): Promise<JobView | undefined> {
     const lane = this.lane(queue);
     if (!isJobId(queue, jobId)) return undefined;
-    const read = await this.redis.run(() => Job.fromId(lane.queue, jobId));
-    if (!read) return undefined;
-    if (opts.owner !== undefined && !ownedBy(read.data, opts.owner)) return undefined;
-    const state = await this.redis.run(() => read.getState());
-    // It finished between the two reads: read it again, or a completed job would show no result.
-    const job =
-      (state === 'completed' || state === 'failed') && !read.finishedOn
-        ? ((await this.redis.run(() => Job.fromId(lane.queue, jobId))) ?? read)
-        : read;
-    const view: JobView = {
-      queue,
-      jobId,
-      name: job.name,
-      state,
-      attemptsMade: job.attemptsMade,
-      createdAt: job.timestamp,
-    };
-    if (job.processedOn) view.processedAt = job.processedOn;
-    if (job.finishedOn) view.finishedAt = job.finishedOn;
-    if (state === 'completed') view.result = job.returnvalue;
-    if (state === 'failed' || (job.failedReason && state !== 'completed'))
-      view.error = decodeFailure(job.failedReason);
-    return view;
+    return readJobView(this.redis, lane.queue, queue, jobId, opts.owner);
   }
 
   /** Counts of jobs per state, per queue. */
@@ -866,47 +508,4 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     })();
     return this.closing;
   }
-}
-
-/** True when job data was submitted by tenant `owner`: its namespace is the tenant id, or starts with it. */
-function ownedBy(data: unknown, owner: string): boolean {
-  const ns = (data as { cache?: { namespace?: unknown } } | null | undefined)?.cache?.namespace;
-  return (
-    typeof ns === 'string' &&
-    owner.length > 0 &&
-    (ns === owner || (ns.length > owner.length && ns.startsWith(owner) && ns[owner.length] === ':'))
-  );
-}
-
-/** The caller's answer for a completed/failed event; undefined for other events. */
-function eventResult<T>(queue: QueueName, jobId: string, e: JobEvent): SubmitResult<T> | undefined {
-  if (e.kind === 'completed')
-    return {
-      state: 'completed',
-      queue,
-      jobId,
-      result: e.returnvalue as T,
-      finishedOn: e.finishedOn || Date.now(),
-    };
-  if (e.kind === 'failed') return { state: 'failed', queue, jobId, ...decodeFailure(e.failedReason) };
-  return undefined;
-}
-
-/** The caller's view of a finished job's outcome; undefined while it is not finished. */
-function finishedResult<T>(
-  queue: QueueName,
-  jobId: string,
-  outcome: JobOutcome,
-): SubmitResult<T> | undefined {
-  if (outcome.status === 'completed')
-    return {
-      state: 'completed',
-      queue,
-      jobId,
-      result: outcome.returnvalue as T,
-      finishedOn: outcome.finishedOn,
-    };
-  if (outcome.status === 'failed')
-    return { state: 'failed', queue, jobId, ...decodeFailure(outcome.failedReason) };
-  return undefined;
 }

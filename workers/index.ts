@@ -1,4 +1,6 @@
 export { Cell0Worker, type Cell0WorkerOptions, type Cell0WorkerEvents } from './cell0-worker.js';
+export { bindWorkerMetrics } from './worker-metrics.js';
+export { Cell0Metrics, type Cell0MetricsOptions } from '../shared/metrics/metrics.js';
 export * from './providers/index.js';
 export * from '../shared/resources/index.js';
 export {

@@ -167,7 +167,7 @@ export class AccessControl {
 
   /** Lines for the start banner: how callers are told apart, and how to change it. */
   describe(): string[] {
-    const admin = '/v1/fleet, /v1/queues, /admin/queues';
+    const admin = '/v1/fleet, /v1/queues, /admin/queues, /admin/fleet';
     const secret =
       this.opts.tenantSecret !== undefined
         ? 'tenant ids keyed by CELL0_TENANT_SECRET'

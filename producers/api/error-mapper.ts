@@ -10,10 +10,18 @@ import {
   type FieldIssue,
 } from '../../shared/errors.js';
 import { type Logger } from '../../shared/logger.js';
+import { BatchValidationError } from '../batches/batch-input.js';
 
 /** The error body every 4xx/5xx carries. */
 export interface ErrorBody {
-  error: { code: string; message: string; issues?: FieldIssue[]; reason?: string };
+  error: {
+    code: string;
+    message: string;
+    issues?: FieldIssue[];
+    reason?: string;
+    /** A refused batch: how many of its lines are bad. */
+    bad_lines?: number;
+  };
 }
 
 /** An error as the API answers it: status, extra headers and body. */
@@ -78,6 +86,7 @@ function cell0Answer(err: Cell0Error): HttpErrorAnswer | undefined {
   const message = code === ErrorCode.REDIS_UNAVAILABLE ? REDIS_AWAY : err.message;
   const body = errorBody(code, message, issuesOf(err));
   if (typeof e.reason === 'string') body.error.reason = e.reason;
+  if (err instanceof BatchValidationError) body.error.bad_lines = err.badLines;
   return {
     status,
     // Unavailable or rate-limited: when to try again (the error's own figure, else a second).
@@ -88,9 +97,14 @@ function cell0Answer(err: Cell0Error): HttpErrorAnswer | undefined {
   };
 }
 
-/** The field issues an error carries (a validation error's, or the one field of a size error). */
+/**
+ * The field issues an error carries: its own list (a validation error's, a refused batch's), else the one
+ * field of a size error.
+ */
 function issuesOf(err: Cell0Error): FieldIssue[] | undefined {
   if (err instanceof ValidationError) return err.issues;
+  const own = (err as { issues?: unknown }).issues;
+  if (Array.isArray(own)) return own as FieldIssue[];
   if (err instanceof InputTooLargeError)
     return [
       {

@@ -146,11 +146,25 @@ export class BatchValidationError extends ValidationError {
 
 /** More requests than CELL0_BATCH_MAX_ITEMS: refused whole (413). */
 export class BatchTooLargeError extends InputTooLargeError {
+  /** What the 413 lists. */
+  readonly issues: FieldIssue[];
   constructor(
     readonly maxItems: number,
     readonly items: number,
   ) {
     super('(body)', maxItems, items);
     this.message = `the batch holds ${items} requests; at most ${maxItems} are taken (CELL0_BATCH_MAX_ITEMS)`;
+    this.issues = [{ field: '(body)', reason: `${items} requests; at most ${maxItems}` }];
+  }
+}
+
+/** A batch body over CELL0_BATCH_MAX_BODY_BYTES: refused whole (413). */
+export class BatchBodyTooLargeError extends InputTooLargeError {
+  /** What the 413 lists. */
+  readonly issues: FieldIssue[];
+  constructor(maxBodyBytes: number, length: number | undefined) {
+    super('(body)', maxBodyBytes, length ?? maxBodyBytes + 1);
+    this.message = `the batch body is over the limit of ${maxBodyBytes} bytes (CELL0_BATCH_MAX_BODY_BYTES)`;
+    this.issues = [{ field: '(body)', reason: `over ${maxBodyBytes} bytes` }];
   }
 }

@@ -44,6 +44,8 @@ export interface SearchCacheStats {
   /** Redis failures, each answered as a miss (get) or skipped (set). */
   errors: number;
   hitRate: number;
+  /** Entries in the in-process tier now (0 without it). */
+  l1Entries: number;
 }
 
 /** What identifies a cached search: the request without its cache controls other than the namespace. */
@@ -218,6 +220,10 @@ export class SearchCache {
 
   getStats(): SearchCacheStats {
     const lookups = this.counters.hits + this.counters.misses;
-    return { ...this.counters, hitRate: lookups === 0 ? 0 : this.counters.hits / lookups };
+    return {
+      ...this.counters,
+      hitRate: lookups === 0 ? 0 : this.counters.hits / lookups,
+      l1Entries: this.l1?.size ?? 0,
+    };
   }
 }

@@ -1,5 +1,11 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { withDefaults } from '../with-defaults.js';
+import { BackendMetrics } from './backend-metrics.js';
+import { HTTP_BUCKETS, JOB_BUCKETS } from './buckets.js';
+import { BatchMetrics } from './batch-metrics.js';
+import { CacheMetrics } from './cache-metrics.js';
+import { FleetMetrics } from './fleet-metrics.js';
+import { ResourceMetrics } from './resource-metrics.js';
 
 /** Options of {@link Cell0Metrics}. */
 export interface Cell0MetricsOptions {
@@ -22,10 +28,7 @@ const LINT_FAILING_DEFAULTS = [
   'nodejs_active_resources_total',
 ];
 
-/** Job durations from 10 ms to 5 min: LLM work ranges from a cached embedding to a long generation. */
-export const JOB_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
-/** HTTP request durations: most answers are fast, a waited-for inference can take minutes. */
-export const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1, 2.5, 5, 10, 30, 60, 120];
+export { JOB_BUCKETS, HTTP_BUCKETS };
 
 /** How a request that found its job already there was answered (see JobSubmitter's retention rule). */
 export type CoalescedHow = 'joined' | 'stored_result' | 'rerun';
@@ -63,6 +66,16 @@ export class Cell0Metrics {
   readonly jobsActive: Gauge;
   // Caches
   readonly cacheLookups: Counter<'cache' | 'result'>;
+  /** Guard rejections, false hits, entries; the http and l1 lookups folded in at scrape time. */
+  readonly caches: CacheMetrics;
+  /** Backend calls, breakers, retries, rate limits, pools. */
+  readonly backends: BackendMetrics;
+  /** The seed's memory/CPU/disk %, event-loop delay, pressure, model memory. */
+  readonly resources: ResourceMetrics;
+  /** Workers by state, Redis memory, requests shed (served by the API). */
+  readonly fleet: FleetMetrics;
+  /** Batches, items and backend calls by batcher. */
+  readonly batches: BatchMetrics;
 
   /** Running-job counts of the workers in this process (summed into cell0_jobs_active). */
   readonly activeSources = new Set<() => number>();
@@ -177,12 +190,20 @@ export class Cell0Metrics {
         this.set(n);
       },
     });
+    const caches = (this.caches = new CacheMetrics(this.registry));
     this.cacheLookups = new Counter({
       name: 'cell0_cache_lookups_total',
       help: 'Cache lookups by cache (semantic, search, http, l1) and result (exact, high, medium, low, miss)',
       labelNames: ['cache', 'result'],
       registers,
+      collect() {
+        caches.foldLookups(this);
+      },
     });
+    this.backends = new BackendMetrics(this.registry);
+    this.resources = new ResourceMetrics(this.registry);
+    this.fleet = new FleetMetrics(this.registry);
+    this.batches = new BatchMetrics(this.registry);
     this.requestChildren = new LabelCache((k) => this.httpRequests.labels(...k));
     this.added = new LabelCache((k) => this.jobsAdded.labels(...k));
     this.coalesced = new LabelCache((k) => this.jobsCoalesced.labels(...k));

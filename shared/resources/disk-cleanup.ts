@@ -9,99 +9,41 @@
  */
 import { EventEmitter } from 'node:events';
 import { type Stats } from 'node:fs';
-import { lstat, opendir, realpath, rmdir, statfs, unlink } from 'node:fs/promises';
+import { lstat, opendir, realpath, rmdir, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, parse, resolve, sep } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ClosedError } from '../errors.js';
 import { withDefaults } from '../with-defaults.js';
+import {
+  type CleanupReport,
+  type CleanupRunOptions,
+  type DiskCleanupEvents,
+  type DiskCleanupOptions,
+  type DiskUsage,
+} from './disk-cleanup-types.js';
+import {
+  afterFreeing,
+  capacityOf,
+  errnoOf,
+  messageOf,
+  refusal,
+  statfsDiskUsage,
+  type DirNode,
+  type FileNode,
+  type Pass,
+  type Root,
+} from './disk-cleanup-walk.js';
 
-/** How full a filesystem is. */
-export interface DiskUsage {
-  /** Use %, 0–100, as df computes it: used / (used + available to unprivileged users). */
-  percent: number;
-  /** Size of the filesystem, bytes. */
-  totalBytes: number;
-  /** Bytes available to unprivileged users. */
-  freeBytes: number;
-}
-
-/** Options of {@link DiskCleanupManager}. */
-export interface DiskCleanupOptions {
-  /**
-   * Disk use % of the filesystem holding a registered folder above which cleanup turns aggressive: after
-   * the age-based removal it removes the oldest remaining files of the folders on that filesystem until use
-   * is no longer above the threshold. 1–100 (100 = never aggressive). Default 90.
-   */
-  cleanupThreshold?: number;
-  /** Interval of start()'s timer, ms. 0 = no timer: cleanup only runs when run() is called. Default 300000. */
-  intervalMs?: number;
-  /** Report what would be removed without removing anything. run() can override it. Default false. */
-  dryRun?: boolean;
-  /**
-   * Most directory entries one pass examines, over all folders; a pass that reaches it stops walking and
-   * says so in its errors. Bounds the time and memory a pathological tree can cost. Default 1000000.
-   */
-  maxEntries?: number;
-  /** Use of the filesystem holding `path`. Default {@link statfsDiskUsage}; tests inject a fake. */
-  diskUsage?: (path: string) => Promise<DiskUsage>;
-  /** Clock deciding file ages, ms since epoch. Default Date.now. */
-  now?: () => number;
-}
-
-/** What one pass did to one registered folder. */
-export interface CleanupPathReport {
-  /** The folder as registered (absolute). */
-  path: string;
-  maxAgeDays: number;
-  /** Files removed (or, in a dry run, that would be), by age and by the oldest-first phase together. */
-  removedFiles: number;
-  removedBytes: number;
-  /** Directories removed because they were left empty and are older than the max age. */
-  removedDirs: number;
-  /** Of removedFiles, those removed by the oldest-first phase (disk over the threshold). */
-  aggressiveFiles: number;
-  errors: number;
-  /** Use % of the folder's filesystem at the start and at the end of the pass (simulated in a dry run). */
-  diskPercentBefore?: number;
-  diskPercentAfter?: number;
-}
-
-/** The outcome of one cleanup pass. */
-export interface CleanupReport {
-  dryRun: boolean;
-  /** When the pass started (ISO 8601). */
-  startedAt: string;
-  durationMs: number;
-  /** One entry per registered folder, in registration order. */
-  paths: CleanupPathReport[];
-  removedFiles: number;
-  removedBytes: number;
-  /** Up to 100 of the removed (or, in a dry run, would-be-removed) files, for the log. */
-  sample: string[];
-  /** Up to 20 of the problems met; the per-folder `errors` counts are complete. */
-  errors: { path: string; error: string }[];
-}
-
-/** Events of {@link DiskCleanupManager}. */
-export interface DiskCleanupEvents {
-  /** After every pass, whoever started it. */
-  'cleanup:done': [CleanupReport];
-  /** A pass started by the timer failed as a whole (a single file's problem is in the report instead). */
-  'cleanup:error': [Error];
-}
-
-/** Options of {@link DiskCleanupManager.run}. */
-export interface CleanupRunOptions {
-  /** Overrides the manager's dryRun for this pass. */
-  dryRun?: boolean;
-  /**
-   * Go on to the oldest-first phase even if the use measured at the start of the pass was not above the
-   * threshold (by default that phase is skipped then, and the remaining files are not even collected). It
-   * still removes files only while the use measured after the age-based removal is above the threshold.
-   */
-  aggressive?: boolean;
-}
+export type {
+  CleanupPathReport,
+  CleanupReport,
+  CleanupRunOptions,
+  DiskCleanupEvents,
+  DiskCleanupOptions,
+  DiskUsage,
+} from './disk-cleanup-types.js';
+export { statfsDiskUsage } from './disk-cleanup-walk.js';
 
 const DEFAULTS = {
   cleanupThreshold: 90,
@@ -122,99 +64,6 @@ const MAX_BATCH_FILES = 50;
 const EPSILON = 1e-9;
 /** setInterval's largest delay; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** Use of the filesystem holding `path`, from statfs(2), with df's formula. */
-export async function statfsDiskUsage(path: string): Promise<DiskUsage> {
-  const s = await statfs(path);
-  const used = (s.blocks - s.bfree) * s.bsize;
-  const avail = s.bavail * s.bsize;
-  return {
-    percent: used + avail > 0 ? (used / (used + avail)) * 100 : 0,
-    totalBytes: s.blocks * s.bsize,
-    freeBytes: avail,
-  };
-}
-
-/**
- * The byte count `percent` is a share of (used + available). It is derived rather than taken to be
- * totalBytes because df's formula leaves out the blocks reserved for root.
- */
-function capacityOf(u: DiskUsage): number {
-  return u.percent < 100 ? u.freeBytes / (1 - u.percent / 100) : u.totalBytes;
-}
-
-/** `u` with `bytes` more free. */
-function afterFreeing(u: DiskUsage, bytes: number): DiskUsage {
-  const cap = capacityOf(u);
-  const percent = cap > 0 ? Math.max(0, u.percent - (bytes / cap) * 100) : u.percent;
-  return { percent, totalBytes: u.totalBytes, freeBytes: u.freeBytes + bytes };
-}
-
-/** Why a folder must never be cleaned, or undefined when it may be. `homes` are absolute. */
-function refusal(dir: string, homes: readonly string[]): string | undefined {
-  if (parse(dir).root === dir) return 'is the filesystem root';
-  for (const home of homes) {
-    if (dir === home) return 'is the home directory';
-    if (home.startsWith(dir.endsWith(sep) ? dir : dir + sep)) return 'contains the home directory';
-  }
-  return undefined;
-}
-
-function errnoOf(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
-    ? err.code
-    : undefined;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** A directory met by the walk. */
-interface DirNode {
-  path: string;
-  /** Index of the parent in the same list; -1 for the registered folder. */
-  parent: number;
-  mtimeMs: number;
-  /** Entries still in it, as far as the pass knows. */
-  left: number;
-  /** Listed to the end; only then can `left` reach 0 honestly. */
-  complete: boolean;
-}
-
-/** A regular file kept by the age phase: a candidate of the oldest-first phase. */
-interface FileNode {
-  path: string;
-  size: number;
-  mtimeMs: number;
-  root: Root;
-  dir: number;
-}
-
-/** One registered folder during a pass. */
-interface Root {
-  report: CleanupPathReport;
-  cutoffMs: number;
-  /** Real path and device; undefined when the folder is skipped. */
-  real?: string;
-  dev?: number;
-  /** Breadth-first, so children always come after their parent and reverse order is bottom-up. */
-  dirs: DirNode[];
-}
-
-/** State of one pass. */
-interface Pass {
-  dryRun: boolean;
-  entries: number;
-  sample: string[];
-  errors: { path: string; error: string }[];
-  /** Real paths of all registered folders: each is walked on its own, with its own max age. */
-  realRoots: Set<string>;
-  /** Folders whose walk the entry budget cut short. */
-  capped: Set<Root>;
-  /** Work was left undone because close() was called. */
-  halted: boolean;
-}
 
 /**
  * Removes old files from registered folders, on a timer (start()) or on demand (run()). Names follow the

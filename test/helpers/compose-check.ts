@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ENV, loadConfig, type Config } from '../../shared/config/config';
 import { ConfigError } from '../../shared/errors';
+import { checkObservability, OBSERVABILITY_SERVICES, type ScrapeTarget } from './compose-observability';
 
 /*
  * Checks of docker-compose.yml and the Dockerfile against what cell0 really accepts: its CLI commands and
@@ -549,7 +550,7 @@ export function checkCompose(doc: unknown, cli: CliCommands, dockerfileText: str
   }
 
   for (const [name, spec] of Object.entries(services)) {
-    if (name === REDIS_SERVICE) continue;
+    if (name === REDIS_SERVICE || OBSERVABILITY_SERVICES.has(name)) continue;
     const where = `services.${name}`;
     if (!isRecord(spec)) {
       problems.push(`${where}: expected a mapping`);
@@ -706,6 +707,27 @@ export function checkCompose(doc: unknown, cli: CliCommands, dockerfileText: str
         );
     }
   }
+
+  // --- the observability profile: Prometheus scrapes every cell0 service that serves metrics
+  const targets: ScrapeTarget[] = [];
+  for (const s of cell0) {
+    if (!s.config?.metrics.enabled) continue;
+    if (s.command === 'api' || s.command === 'start')
+      targets.push({
+        name: s.name,
+        command: s.command,
+        host: s.config.api.host,
+        metricsPort: listen.get(s.name)!.port,
+      });
+    else if (s.command === 'worker')
+      targets.push({
+        name: s.name,
+        command: s.command,
+        host: s.config.api.host,
+        metricsPort: s.config.metrics.port,
+      });
+  }
+  checkObservability(services, targets, problems);
   return problems;
 }
 

@@ -2,12 +2,14 @@ import { Cell0Client } from '../../producers/cell0-client';
 import { createApi } from '../../producers/api/create-api';
 import { AccessControl } from '../../producers/api/access-control';
 import { createDashboard } from '../../dashboards/bull-board';
+import { createFleetPage, fleetSources } from '../../dashboards/fleet-page';
 import { HttpServer } from '../../shared/http-server';
 import { SearchProvider } from '../../shared/queues/enums';
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { OllamaBackend } from '../../workers/providers/ollama-backend';
 import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
 import { LocalSearch } from '../../workers/providers/local-search/local-search';
+import { MeteredInference, MeteredSearch } from '../../workers/providers/metered';
 import {
   OllamaSimulator,
   type OllamaSimulatorOptions,
@@ -31,6 +33,8 @@ export interface TestFleet {
   prefix: string;
   client: Cell0Client;
   worker: Cell0Worker | undefined;
+  /** Every worker of the fleet (`worker` is the first). */
+  workers: Cell0Worker[];
   sim: OllamaSimulator;
   /** The batch jobs of the fleet's API (POST /v1/batches), when asked for. */
   batches: Batches | undefined;
@@ -64,6 +68,12 @@ export async function startTestFleet(
     batches?: Omit<BatchesOptions, 'client'> & { maxItems?: number; maxBodyBytes?: number };
     /** Worker concurrency per queue. Default 8. */
     workerConcurrency?: number;
+    /** Workers started (each a Cell0Worker with its own id). Default 1; `worker: false` means none. */
+    workers?: number;
+    /** Extra sections of worker i's published status (resources, models, backends), as the CLI adds. */
+    workerStatus?: (i: number) => Record<string, unknown>;
+    /** Fleet page sampling interval, ms (the page polls at this pace). Default 2000. */
+    fleetPageIntervalMs?: number;
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
@@ -79,20 +89,32 @@ export async function startTestFleet(
   const sim = new OllamaSimulator({ ttftMs: 5, tokensPerSec: 2000, loadMsPerGb: 5, ...opts.sim });
   const { url: simUrl } = await sim.start();
   search ??= new LocalSearch();
-  const worker =
-    opts.worker === false
-      ? undefined
-      : new Cell0Worker({
-          redisUrl,
-          prefix,
-          inference: new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
-          search: { [SearchProvider.LOCAL]: search },
-          concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
-          shutdownTimeoutMs: 5000,
-          ...(caches ? { caches } : {}),
-        });
+  const count = opts.worker === false ? 0 : (opts.workers ?? 1);
+  const workers = Array.from(
+    { length: count },
+    (_, i) =>
+      new Cell0Worker({
+        redisUrl,
+        prefix,
+        // With metrics, backend calls are counted on their way through, as `cell0 worker` does.
+        inference: opts.metrics
+          ? new MeteredInference(
+              new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
+              opts.metrics.backends,
+            )
+          : new OllamaBackend(new OllamaClient({ baseUrl: simUrl })),
+        search: {
+          [SearchProvider.LOCAL]: opts.metrics ? new MeteredSearch(search!, opts.metrics.backends) : search!,
+        },
+        concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
+        shutdownTimeoutMs: 5000,
+        ...(caches ? { caches } : {}),
+        ...(opts.workerStatus ? { status: () => opts.workerStatus!(i) } : {}),
+      }),
+  );
+  const worker = workers[0];
   const unbind = worker && opts.metrics ? bindWorkerMetrics(worker, opts.metrics) : undefined;
-  await worker?.start();
+  await Promise.all(workers.map((w) => w.start()));
   const client = new Cell0Client({
     redisUrl,
     prefix,
@@ -117,6 +139,11 @@ export async function startTestFleet(
     access,
     write: opts.dashboardWrite ?? false,
   });
+  const page = createFleetPage({
+    sources: fleetSources(client, opts.metrics),
+    access,
+    ...(opts.fleetPageIntervalMs !== undefined ? { sampler: { intervalMs: opts.fleetPageIntervalMs } } : {}),
+  });
   const { maxItems, maxBodyBytes, ...batchOpts } = opts.batches ?? {};
   const batches = opts.batches ? new Batches({ client, ...batchOpts }) : undefined;
   client.batches = batches;
@@ -131,7 +158,10 @@ export async function startTestFleet(
     resultWaitMs: opts.resultWaitMs ?? 10_000,
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
     ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
-    mounts: [{ path: board.basePath, router: board.router }],
+    mounts: [
+      { path: board.basePath, router: board.router },
+      { path: page.basePath, router: page.router },
+    ],
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   const server = new HttpServer(app, { host: '127.0.0.1', port: 0 });
@@ -142,13 +172,15 @@ export async function startTestFleet(
     prefix,
     client,
     worker,
+    workers,
     sim,
     batches,
     close: async () => {
       unbind?.();
       removeQueueMetrics?.();
+      page.sampler.stop();
       await server.close();
-      await worker?.close();
+      await Promise.all(workers.map((w) => w.close()));
       await client.close();
       await cacheRedis?.close();
       await sim.close();

@@ -50,3 +50,46 @@ export function promtool(
     child.stdin.end(stdin ?? '');
   });
 }
+
+/** PromQL keywords that look like names. */
+const PROMQL_WORDS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'bool',
+  'and',
+  'or',
+  'unless',
+  'offset',
+  'inf',
+  'nan',
+]);
+
+/**
+ * The metric names a PromQL expression selects: identifiers left after removing strings, label matchers,
+ * range selectors and grouping label lists, that are not followed by "(" (functions, aggregations) and are
+ * not keywords or parts of numbers.
+ */
+export function metricNamesIn(expr: string): string[] {
+  const e = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const names = new Set<string>();
+  for (const m of e.matchAll(/(?<![\w.$])[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
+    if (
+      e
+        .slice(m.index + m[0].length)
+        .trimStart()
+        .startsWith('(')
+    )
+      continue;
+    if (PROMQL_WORDS.has(m[0].toLowerCase())) continue;
+    names.add(m[0]);
+  }
+  return [...names];
+}

@@ -91,6 +91,17 @@ test('docker-compose.yml and the Dockerfile have no problems', () => {
   expect(checkCompose(parse(composeText, { merge: true }), cli, dockerfileText)).toEqual([]);
 });
 
+test('docker-compose.yml has prometheus and grafana under the "observability" profile only', () => {
+  const services = composeDoc().services as Record<string, Service & { profiles?: string[] }>;
+  expect(services.prometheus?.profiles).toEqual(['observability']);
+  expect(services.grafana?.profiles).toEqual(['observability']);
+  // The default stack (no profile) keeps only cell0's own services and Redis.
+  const defaults = Object.entries(services).filter(([, s]) => !s.profiles);
+  expect(defaults.map(([n]) => n).sort()).toEqual(
+    ['api', 'dashboard', 'redis', 'simulator', 'worker-1', 'worker-2'].sort(),
+  );
+});
+
 test('docker-compose.yml runs redis, simulator, api, dashboard and at least two workers', () => {
   const services = composeDoc().services as Record<string, Service>;
   const workers = Object.values(services).filter(
@@ -293,6 +304,37 @@ const composeBreakages: [string, (doc: Doc) => void, RegExp][] = [
     /api: neither builds from \. nor uses the image/,
   ],
   ['no command', (d) => void delete service(d, 'dashboard').command, /dashboard\.command: missing/],
+  [
+    'prometheus in the default stack (no profile)',
+    (d) => void delete service(d, 'prometheus').profiles,
+    /services\.prometheus\.profiles: expected \["observability"\]/,
+  ],
+  [
+    'a mounted file that does not exist',
+    (d) =>
+      void (service(d, 'grafana').volumes = [
+        './dashboards/grafana/nope.json:/var/lib/grafana/dashboards/cell0-fleet.json:ro',
+      ]),
+    /services\.grafana\.volumes: \.\/dashboards\/grafana\/nope\.json does not exist/,
+  ],
+  [
+    'a worker whose metrics listener is on loopback',
+    (d) => void (env(d, 'worker-2').CELL0_HOST = '127.0.0.1'),
+    /services\.worker-2: serves metrics on 127\.0\.0\.1 \(CELL0_HOST\)/,
+  ],
+  [
+    'a worker on another metrics port than Prometheus scrapes',
+    (d) => void (env(d, 'worker-1').CELL0_METRICS_PORT = '9500'),
+    /prometheus\.yml: does not scrape worker-1:9500/,
+  ],
+  [
+    'no Grafana dashboard provisioning',
+    (d) =>
+      void (service(d, 'grafana').volumes = (service(d, 'grafana').volumes as string[]).filter(
+        (v) => !v.includes('provisioning/dashboards'),
+      )),
+    /services\.grafana\.volumes: nothing mounted at \/etc\/grafana\/provisioning\/dashboards/,
+  ],
 ];
 
 describe('checkCompose reports a broken compose file', () => {

@@ -20,6 +20,8 @@ describe('GET /metrics after a known workload', () => {
   let metrics: Cell0Metrics;
   let text: string;
   let samples: Map<string, number>;
+  /** Prompt tokens of the 8 jobs' answers (the three identical requests share one job). */
+  let promptTokens = 0;
   const model = 'qwen2.5:7b';
 
   beforeAll(async () => {
@@ -43,6 +45,8 @@ describe('GET /metrics after a known workload', () => {
     );
     expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
     expect(new Set(answers.slice(7).map((a) => a.body.jobId)).size).toBe(1);
+    for (const a of answers.slice(0, 8))
+      promptTokens += (a.body.result as { usage: { promptTokens: number } }).usage.promptTokens;
 
     // The same prompt again, now finished: the semantic cache answers it exactly, no job.
     const cached = await post(`${fleet.url}/v1/inference`, { model, prompt: same });
@@ -97,6 +101,32 @@ describe('GET /metrics after a known workload', () => {
     expect(value('cell0_job_run_seconds_bucket', { queue: 'inference', le: '1' })).toBe(0);
     expect(value('cell0_job_run_seconds_bucket', { queue: 'inference', le: '+Inf' })).toBe(8);
     expect(value('cell0_jobs_active')).toBe(0);
+  });
+
+  it('counts backend calls: one per job run, by outcome, with the tokens the simulator counted', async () => {
+    const labels = { provider: 'ollama', origin: new URL(fleet.sim.url).origin, model: '*' };
+    // 9 inference jobs ran: 8 answered, 1 refused by the backend (404: no such model).
+    expect(value('cell0_backend_requests_total', { ...labels, outcome: 'ok' })).toBe(8);
+    expect(value('cell0_backend_requests_total', { ...labels, outcome: 'client_error' })).toBe(1);
+    expect(value('cell0_backend_requests_total', { ...labels, outcome: 'server_error' })).toBe(0);
+    expect(value('cell0_backend_request_duration_seconds_count', labels)).toBe(9);
+    // Every answer was streamed: a first token each, after the simulator's 1.5 s.
+    expect(value('cell0_backend_time_to_first_token_seconds_count', labels)).toBe(8);
+    expect(value('cell0_backend_time_to_first_token_seconds_bucket', { ...labels, le: '1' })).toBe(0);
+    expect(value('cell0_backend_tokens_per_second_count', labels)).toBe(8);
+    const sim = fleet.sim.stats();
+    expect(value('cell0_backend_tokens_total', { ...labels, direction: 'out' })).toBe(sim.tokensGenerated);
+    expect(promptTokens).toBeGreaterThan(0);
+    expect(value('cell0_backend_tokens_total', { ...labels, direction: 'in' })).toBe(promptTokens);
+    // The search job went to the local corpus.
+    expect(
+      value('cell0_backend_requests_total', {
+        provider: 'local',
+        origin: 'local',
+        model: 'none',
+        outcome: 'ok',
+      }),
+    ).toBe(1);
   });
 
   it('counts HTTP requests by route pattern, method and status, never by raw path', () => {

@@ -2,6 +2,11 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { failedStatus, toHttpError } from '../../producers/api/error-mapper';
 import {
+  BatchBodyTooLargeError,
+  BatchTooLargeError,
+  BatchValidationError,
+} from '../../producers/batches/batch-input';
+import {
   BreakerOpenError,
   Cell0Error,
   ERROR_CODES,
@@ -118,6 +123,42 @@ describe('the error-code table', () => {
     expect(toHttpError(new RateLimitedError('l', 1500), 1024)).toMatchObject({
       status: 429,
       headers: { 'Retry-After': '2' },
+    });
+  });
+
+  it("answers the batch route's refusals too: bad lines (400 with bad_lines), too many items, too large a body (413)", () => {
+    const issues = [{ field: 'lines[2]', reason: 'not JSON' }];
+    expect(toHttpError(new BatchValidationError(issues, 1), 1024)).toEqual({
+      status: 400,
+      body: {
+        error: {
+          code: ErrorCode.VALIDATION,
+          message: '1 bad line(s) in the batch; nothing was enqueued',
+          issues,
+          bad_lines: 1,
+        },
+      },
+    });
+    expect(toHttpError(new BatchTooLargeError(300, 301), 1024)).toEqual({
+      status: 413,
+      body: {
+        error: {
+          code: ErrorCode.INPUT_TOO_LARGE,
+          message: 'the batch holds 301 requests; at most 300 are taken (CELL0_BATCH_MAX_ITEMS)',
+          issues: [{ field: '(body)', reason: '301 requests; at most 300' }],
+        },
+      },
+    });
+    // The batch route's own body limit, not the API-wide one the mapper is given.
+    expect(toHttpError(new BatchBodyTooLargeError(65_536, 80_000), 1024)).toEqual({
+      status: 413,
+      body: {
+        error: {
+          code: ErrorCode.INPUT_TOO_LARGE,
+          message: 'the batch body is over the limit of 65536 bytes (CELL0_BATCH_MAX_BODY_BYTES)',
+          issues: [{ field: '(body)', reason: 'over 65536 bytes' }],
+        },
+      },
     });
   });
 });

@@ -18,6 +18,7 @@ export type * as OpenAITypes from './openai/types.js';
 export * from './searxng/index.js';
 export * from './brave/index.js';
 export { InferenceRouter, GuardedSearch, type InferenceRoute } from './routing.js';
+export { MeteredInference, MeteredSearch } from './metered.js';
 export {
   BackendGuard,
   countsAgainstBackend,

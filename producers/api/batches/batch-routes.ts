@@ -1,14 +1,11 @@
-import express, { type ErrorRequestHandler, type Request, type Response, type Router } from 'express';
+import express, { type Request, type Response, type Router } from 'express';
 import { ErrorCode } from '../../../shared/errors.js';
 import { type QueueName } from '../../../shared/queues/names.js';
 import { tenantOf } from '../access-control.js';
 import { type BatchClient } from '../../batches/batch-client.js';
-import {
-  BatchTooLargeError,
-  BatchValidationError,
-  parseBatch,
-  splitBatchBody,
-} from '../../batches/batch-input.js';
+import { BatchBodyTooLargeError, parseBatch, splitBatchBody } from '../../batches/batch-input.js';
+import { withOwnLimit } from '../body-limit.js';
+import { sendError } from '../error-mapper.js';
 import { type Batches } from '../../batches/batches.js';
 
 /** What the API is given to serve batches. */
@@ -54,20 +51,18 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
     const t = tenantOf(res);
     return opts.tenantKeys && t !== undefined ? { owner: t } : {};
   };
-  const body = express.text({ type: () => true, limit: opts.maxBodyBytes });
+  const body = withOwnLimit(
+    express.text({ type: () => true, limit: opts.maxBodyBytes }),
+    (length) => new BatchBodyTooLargeError(opts.maxBodyBytes, length),
+  );
 
   router.post('/', (req, res, next) => {
-    if (!req.is(['application/json', ...JSONL_TYPES])) {
-      res.status(415).json({
-        error: {
-          code: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-          message:
-            'send the batch as application/json (an array) or application/jsonl (one request per line)',
-        },
-      });
-      return;
-    }
-    next();
+    if (req.is(['application/json', ...JSONL_TYPES])) return next();
+    sendError(
+      res,
+      ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+      'send the batch as application/json (an array) or application/jsonl (one request per line)',
+    );
   });
 
   router.post('/', body, async (req, res) => {
@@ -85,12 +80,7 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
 
   router.all('/', (req, res) => {
     res.setHeader('Allow', 'POST');
-    res.status(405).json({
-      error: {
-        code: ErrorCode.METHOD_NOT_ALLOWED,
-        message: `${req.method} is not allowed on /v1/batches; use POST`,
-      },
-    });
+    sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1/batches; use POST`);
   });
 
   router.get('/:id', async (req, res) => {
@@ -132,31 +122,6 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
     res.end();
   });
 
-  const onError: ErrorRequestHandler = (err: unknown, _req, res, next) => {
-    const e = err as { type?: string };
-    if (err instanceof BatchTooLargeError) {
-      res.status(413).json({
-        error: {
-          code: err.code,
-          message: err.message,
-          issues: [{ field: '(body)', reason: `${err.items} requests; at most ${err.maxItems}` }],
-        },
-      });
-    } else if (e?.type === 'entity.too.large') {
-      res.status(413).json({
-        error: {
-          code: ErrorCode.INPUT_TOO_LARGE,
-          message: `the batch body is over the limit of ${opts.maxBodyBytes} bytes (CELL0_BATCH_MAX_BODY_BYTES)`,
-          issues: [{ field: '(body)', reason: `over ${opts.maxBodyBytes} bytes` }],
-        },
-      });
-    } else if (err instanceof BatchValidationError) {
-      res.status(400).json({
-        error: { code: err.code, message: err.message, bad_lines: err.badLines, issues: err.issues },
-      });
-    } else next(err);
-  };
-  router.use(onError);
   return router;
 }
 
@@ -175,12 +140,11 @@ function drained(res: Response): Promise<void> {
 
 function notFound(req: Request, res: Response): void {
   const id = String(req.params.id ?? '');
-  res.status(404).json({
-    error: {
-      code: ErrorCode.BATCH_NOT_FOUND,
-      message: `no batch ${id.length > 80 ? `${id.slice(0, 80)}…` : id} (never created, or its retention ended)`,
-    },
-  });
+  sendError(
+    res,
+    ErrorCode.BATCH_NOT_FOUND,
+    `no batch ${id.length > 80 ? `${id.slice(0, 80)}…` : id} (never created, or its retention ended)`,
+  );
 }
 
 /**

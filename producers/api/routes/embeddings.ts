@@ -4,6 +4,7 @@ import { ErrorCode, InputTooLargeError, ValidationError } from '../../../shared/
 import { type Cell0Client } from '../../cell0-client.js';
 import { tenantOf } from '../access-control.js';
 import { failedStatus, sendError } from '../error-mapper.js';
+import { withOwnLimit } from '../body-limit.js';
 import { httpStatusOf } from '../../../shared/errors/error-codes.js';
 import { isPlainObject } from './util.js';
 
@@ -29,15 +30,10 @@ export interface EmbeddingsRouteOptions {
  * pending job ids: the jobs go on, and the same request sent again joins them.
  */
 export function addEmbeddingsRoute(router: Router, opts: EmbeddingsRouteOptions): void {
-  const json = express.json({ limit: opts.maxBodyBytes, strict: true, type: () => true });
-  // The body reader's size refusal, with this route's own limit in it.
-  const readJson: RequestHandler = (req, res, next) =>
-    json(req, res, (err?: unknown) => {
-      const e = err as { type?: string; length?: number } | undefined;
-      if (e?.type === 'entity.too.large')
-        next(new InputTooLargeError('(body)', opts.maxBodyBytes, e.length ?? opts.maxBodyBytes + 1));
-      else next(err);
-    });
+  const readJson = withOwnLimit(
+    express.json({ limit: opts.maxBodyBytes, strict: true, type: () => true }),
+    (length) => new InputTooLargeError('(body)', opts.maxBodyBytes, length ?? opts.maxBodyBytes + 1),
+  );
   const requireJson: RequestHandler = (req, res, next) => {
     if (req.is(['application/json', 'application/*+json'])) return next();
     sendError(res, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json');

@@ -1,259 +1,48 @@
 import { performance } from 'node:perf_hooks';
-import { type Redis } from 'ioredis';
-import { ConfigError, ValidationError, type FieldIssue } from '../../errors.js';
-import { LatencyWindow, type LatencySummary } from '../../latency.js';
+import { LatencyWindow } from '../../latency.js';
 import { silentLogger, type Logger } from '../../logger.js';
-import { defineScripts } from '../../redis/lua-scripts.js';
 import { type RedisClient } from '../../redis/redis-client.js';
-import {
-  CacheMatchConfidence,
-  confidenceOf,
-  DEFAULT_THRESHOLDS,
-  thresholdOf,
-  type SemanticThresholds,
-} from './confidence.js';
+import { hasControlChar } from '../../unicode.js';
+import { CacheMatchConfidence, confidenceOf, thresholdOf, type SemanticThresholds } from './confidence.js';
 import { type Embedder } from './embedder.js';
-import { LexicalEmbedder } from './lexical-embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
+import { parseRecord, rankSlots } from './rank-slots.js';
+import { bandSuffix, keyBase, promptId, ScopeKeys, scopeHash, type SemanticScope } from './scope.js';
 import {
-  bandSuffix,
-  keyBase,
-  promptId,
-  ScopeKeys,
-  scopeHash,
-  shortHash,
-  type SemanticScope,
-} from './scope.js';
+  resolveOptions,
+  type Resolved,
+  type SemanticCacheOptions,
+  type SemanticCacheStats,
+  type SemanticHit,
+} from './semantic-cache-options.js';
+import {
+  invalidateScopes,
+  modelIndexKey,
+  sweepExpiredScopes,
+  tenantIndexKey,
+  type MaintenanceContext,
+} from './semantic-maintenance.js';
+import {
+  CANDIDATES,
+  commands,
+  EXPIRED_CLEANUP,
+  GUARD_TRIES,
+  MAX_GENERATIONS,
+  RANKED,
+  STALE_CLEANUP,
+} from './semantic-scripts.js';
+import { SemanticCounters } from './semantic-counters.js';
 import { normalizePrompt } from './text.js';
-import { hasControlChar } from '../../unicode.js';
 import { cosineQuantized, quantize } from './vector-codec.js';
-import { withDefaults } from '../../with-defaults.js';
 
-/** Options of {@link SemanticCache}. */
-export interface SemanticCacheOptions {
-  /** All Redis access goes through `redis.run(...)` (its circuit breaker). */
-  redis: RedisClient;
-  /** Namespace of every key. Default "{cell0}"; its braces are dropped so each scope gets its own slot. */
-  prefix?: string;
-  /** Default: a new LexicalEmbedder (no model download). */
-  embedder?: Embedder;
-  /**
-   * Cosine cut-offs of HIGH / MEDIUM / LOW. Default: the embedder's own `thresholds`, else
-   * DEFAULT_THRESHOLDS { high: 0.85, medium: 0.8, low: 0.75 } (confidence.ts).
-   */
-  thresholds?: SemanticThresholds;
-  /** Weakest level get() accepts when the call does not say. Default HIGH. */
-  defaultMinConfidence?: CacheMatchConfidence;
-  /** Lifetime of an entry, seconds. Default 300 (CELL0_CACHE_TTL). */
-  ttlSeconds?: number;
-  /**
-   * Most entries per scope. Storing one more evicts the least recently used (by last store or hit).
-   * Default 10000.
-   */
-  maxEntriesPerScope?: number;
-  /** Refuse similarity hits that negate, reverse or change numbers/entities of the prompt. Default true. */
-  guard?: boolean;
-  /**
-   * LSH shape: bands × rows (bits per band). Default 20 × 12 (lsh.ts has the arithmetic). Changing it
-   * changes every band key: entries stored under another shape are still found by the exact key only.
-   */
-  lsh?: { bands: number; rows: number };
-  logger?: Logger;
-}
-
-/** A cached answer. */
-export interface SemanticHit<T> {
-  value: T;
-  confidence: CacheMatchConfidence;
-  /** Cosine to the stored prompt (1 for EXACT). */
-  similarity: number;
-  /** Identifies the entry for {@link SemanticCache.reportFalseHit}. */
-  entryId: string;
-  /** The stored prompt the answer belongs to. */
-  prompt: string;
-  /** When it was stored, ms since the epoch (Redis clock). */
-  storedAt: number;
-}
-
-/** Counters of one SemanticCache (this process). */
-export interface SemanticCacheStats {
-  /** get() calls that reached an answer (hit or miss). */
-  lookups: number;
-  exactHits: number;
-  semanticHits: { high: number; medium: number; low: number };
-  misses: number;
-  /** Candidates above the threshold that the guard refused (one lookup can refuse several). */
-  guardRejections: number;
-  falseHitReports: number;
-  /** Entries stored. */
-  sets: number;
-  /** Entries removed by the size bound. */
-  evictions: number;
-  /** Expired entries whose index records were cleaned up (by set() and by lookups). */
-  expiredRemoved: number;
-  /** Redis (or embedder) failures answered as a miss / skipped store. */
-  errors: number;
-  /** (exact + semantic hits) / lookups; 0 before the first lookup. */
-  hitRate: number;
-  /** Similarity searches run (lookups that missed the exact key), and what they cost on average. */
-  search: { count: number; meanBandMembersVisited: number; meanDistinctCandidates: number };
-  /** Duration of get(), ms. */
-  latency: LatencySummary;
-}
-
-interface Resolved {
-  prefix: string;
-  thresholds: SemanticThresholds;
-  defaultMinConfidence: CacheMatchConfidence;
-  ttlSeconds: number;
-  maxEntriesPerScope: number;
-  guard: boolean;
-}
-
-const DEFAULTS: Resolved = {
-  prefix: '{cell0}',
-  thresholds: DEFAULT_THRESHOLDS,
-  defaultMinConfidence: CacheMatchConfidence.HIGH,
-  ttlSeconds: 300,
-  maxEntriesPerScope: 10_000,
-  guard: true,
-};
-
-/** Candidates re-ranked by exact cosine per lookup (the top by shared bands). */
-const CANDIDATES = 24;
-/** Slots sent to the candidate script: spares for candidates that turn out expired. */
-const RANKED = 40;
-/** Most guard refusals per lookup before giving up (each costs a tokenisation). */
-const GUARD_TRIES = 8;
-/** Expired entries a lookup removes at most when it meets them among its candidates. */
-const STALE_CLEANUP = 16;
-/** Expired entries a set() cleans up at most. */
-const EXPIRED_CLEANUP = 64;
-/** Generations of band buckets a lookup reads at most (those expiring last; see semantic-set.lua). */
-const MAX_GENERATIONS = 8;
-/** Entries invalidate() removes per script call (keeps each call short: Redis runs scripts alone). */
-const CLEAR_CHUNK = 500;
-
-const SCRIPTS = [
-  'semantic-set',
-  'semantic-candidates',
-  'semantic-fetch',
-  'semantic-lookup',
-  'semantic-drop',
-  'semantic-index',
-] as const;
-type Arg = string | number | Buffer;
-
-/** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
-interface SemCommands {
-  cell0SemanticSet(...args: Arg[]): Promise<[number, number]>;
-  cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
-  cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
-  cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
-  cell0SemanticDrop(...args: Arg[]): Promise<[number, number]>;
-  cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
-}
-
-function commands(redis: Redis): Redis & SemCommands {
-  return defineScripts<SemCommands>(redis, ...SCRIPTS);
-}
+export type { SemanticCacheOptions, SemanticCacheStats, SemanticHit } from './semantic-cache-options.js';
+export { parseRecord, rankSlots } from './rank-slots.js';
 
 interface Candidate {
   id: string;
   prompt: string;
   similarity: number;
-}
-
-/**
- * Counts, for every slot in the query's band buckets (strings of packed 3-byte big-endian slot numbers),
- * how many buckets hold it, and returns up to `limit` slots, most shared bands first (first seen first
- * among equals). Counting happens here, not in Lua: V8 does it several times faster than Redis's Lua 5.1,
- * and Redis stays free for other clients. An open-addressing table reused across calls keeps it
- * allocation-free (a lookup at 100k entries meets ~2,000 slots; a Map per call fed the GC ~100 KB).
- */
-export function rankSlots(
-  buckets: readonly (Buffer | null)[],
-  bands: number,
-  limit: number,
-): { ranked: number[]; visited: number; distinct: number } {
-  let visited = 0;
-  for (const b of buckets) if (b) visited += Math.floor(b.length / 3);
-  const t = scratch(visited * 2);
-  const { keys, counts, order, mask } = t;
-  let distinct = 0;
-  for (const b of buckets) {
-    if (!b) continue;
-    for (let o = 0; o + 2 < b.length; o += 3) {
-      const key = ((b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!) + 1; // 0 marks an empty cell
-      let h = Math.imul(key, 0x9e3779b1) >>> t.shift;
-      for (;;) {
-        const k = keys[h]!;
-        if (k === key) {
-          counts[h]!++;
-          break;
-        }
-        if (k === 0) {
-          keys[h] = key;
-          counts[h] = 1;
-          order[distinct++] = h;
-          break;
-        }
-        h = (h + 1) & mask;
-      }
-    }
-  }
-  const seen = new Uint32Array(bands + 1);
-  for (let i = 0; i < distinct; i++) seen[Math.min(counts[order[i]!]!, bands)]!++;
-  const ranked: number[] = [];
-  for (let c = bands; c >= 1 && ranked.length < limit; c--) {
-    if (seen[c] === 0) continue;
-    for (let i = 0; i < distinct && ranked.length < limit; i++) {
-      const h = order[i]!;
-      if (Math.min(counts[h]!, bands) === c) ranked.push(keys[h]! - 1);
-    }
-  }
-  for (let i = 0; i < distinct; i++) keys[order[i]!] = 0;
-  return { ranked, visited, distinct };
-}
-
-interface Scratch {
-  keys: Int32Array;
-  counts: Uint16Array;
-  order: Int32Array;
-  mask: number;
-  shift: number;
-}
-let table: Scratch | undefined;
-
-/** The shared counting table, with room for at least `cells` cells (a power of two >= 4096). */
-function scratch(cells: number): Scratch {
-  if (table && table.keys.length >= cells) return table;
-  let bits = 12;
-  while (1 << bits < cells) bits++;
-  const size = 1 << bits;
-  table = {
-    keys: new Int32Array(size),
-    counts: new Uint16Array(size),
-    order: new Int32Array(size),
-    mask: size - 1,
-    shift: 32 - bits,
-  };
-  return table;
-}
-
-/** A candidate record: 15 digits of expiry, the id, LF, the int8 vector (dims bytes), the prompt. */
-export function parseRecord(
-  rec: Buffer,
-  dims: number,
-): { id: string; vector: Buffer; prompt: string } | undefined {
-  const nl = rec.indexOf(10, 15);
-  if (nl < 0 || rec.length < nl + 1 + dims) return undefined;
-  return {
-    id: rec.toString('latin1', 15, nl),
-    vector: rec.subarray(nl + 1, nl + 1 + dims),
-    prompt: rec.toString('utf8', nl + 1 + dims),
-  };
 }
 
 /**
@@ -284,60 +73,11 @@ export class SemanticCache<T = unknown> {
   private readonly log: Logger;
   private readonly latency = new LatencyWindow(4096);
   private degraded = false;
-  private readonly counters = {
-    exactHits: 0,
-    high: 0,
-    medium: 0,
-    low: 0,
-    misses: 0,
-    guardRejections: 0,
-    falseHitReports: 0,
-    sets: 0,
-    evictions: 0,
-    expiredRemoved: 0,
-    errors: 0,
-    searches: 0,
-    visited: 0,
-    distinct: 0,
-  };
+  private readonly counters = new SemanticCounters();
 
   constructor(options: SemanticCacheOptions) {
-    const given: Partial<SemanticCacheOptions> = options ?? {};
-    const embedder = given.embedder ?? new LexicalEmbedder();
-    const opts: Resolved = {
-      ...withDefaults<Resolved>(DEFAULTS, given as Partial<Resolved>),
-      thresholds: withDefaults(embedder.thresholds ?? DEFAULTS.thresholds, given.thresholds),
-    };
-    const issues: FieldIssue[] = [];
-    if (!given.redis || typeof given.redis.run !== 'function')
-      issues.push({ field: 'redis', reason: 'a RedisClient is required' });
-    if (typeof opts.prefix !== 'string' || opts.prefix.replace(/[{}]/g, '').length === 0)
-      issues.push({ field: 'prefix', reason: `expected a non-empty string, got ${String(opts.prefix)}` });
-    const t = opts.thresholds;
-    if (
-      ![t.high, t.medium, t.low].every((x) => typeof x === 'number' && x > 0 && x <= 1) ||
-      !(t.high >= t.medium && t.medium >= t.low)
-    )
-      issues.push({
-        field: 'thresholds',
-        reason: `expected 0 < low <= medium <= high <= 1, got ${JSON.stringify(t)}`,
-      });
-    if (!Object.values(CacheMatchConfidence).includes(opts.defaultMinConfidence))
-      issues.push({
-        field: 'defaultMinConfidence',
-        reason: `unknown level ${String(opts.defaultMinConfidence)}`,
-      });
-    if (!(typeof opts.ttlSeconds === 'number' && opts.ttlSeconds > 0))
-      issues.push({ field: 'ttlSeconds', reason: `expected seconds > 0, got ${String(opts.ttlSeconds)}` });
-    if (!(Number.isInteger(opts.maxEntriesPerScope) && opts.maxEntriesPerScope >= 1))
-      issues.push({
-        field: 'maxEntriesPerScope',
-        reason: `expected an integer >= 1, got ${String(opts.maxEntriesPerScope)}`,
-      });
-    if (typeof embedder.embed !== 'function' || !(Number.isInteger(embedder.dims) && embedder.dims > 0))
-      issues.push({ field: 'embedder', reason: 'expected an Embedder with name, dims and embed()' });
-    if (issues.length > 0)
-      throw new ConfigError(issues.map((i) => ({ ...i, field: `SemanticCache.${i.field}` })));
+    const { opts, embedder } = resolveOptions(options);
+    const given = options;
     this.opts = opts;
     this.redis = given.redis!;
     this.embedder = embedder;
@@ -458,62 +198,8 @@ export class SemanticCache<T = unknown> {
    * BreakerOpenError) when Redis fails, and with a ValidationError for an empty match. Entries stored
    * while it runs may survive it.
    */
-  async invalidate(match: Partial<Pick<SemanticScope, 'model' | 'tenant'>> | SemanticScope): Promise<number> {
-    const m = match ?? {};
-    const full =
-      typeof m.model === 'string' &&
-      ((m as SemanticScope).params !== undefined ||
-        (m as SemanticScope).system !== undefined ||
-        (m as SemanticScope).context !== undefined);
-    const model = m.model || undefined;
-    const tenant = m.tenant || undefined;
-    if (model === undefined && tenant === undefined)
-      throw new ValidationError([
-        { field: 'match', reason: 'give a model and/or a tenant (or a full scope)' },
-      ]);
-
-    let scopes: string[];
-    if (full) {
-      scopes = [scopeHash(m as SemanticScope, this.space)];
-    } else {
-      const [byModel, byTenant] = await Promise.all([
-        model === undefined ? undefined : this.redis.run((r) => r.smembers(this.modelIndexKey(model))),
-        tenant === undefined ? undefined : this.redis.run((r) => r.smembers(this.tenantIndexKey(tenant))),
-      ]);
-      if (byModel && byTenant) {
-        const t = new Set(byTenant);
-        scopes = byModel.filter((s) => t.has(s));
-      } else scopes = byModel ?? byTenant ?? [];
-    }
-
-    let removed = 0;
-    for (const hash of scopes) {
-      const keys = new ScopeKeys(this.base, hash);
-      // One script call per chunk: Redis runs a script alone, so each call stays short.
-      for (let round = 0; round < 1_000_000; round++) {
-        const [n, left] = await this.redis.run((r) =>
-          commands(r).cell0SemanticDrop(
-            ...keys.containers(),
-            keys.entryPrefix,
-            keys.bandPrefix,
-            'all',
-            CLEAR_CHUNK,
-          ),
-        );
-        removed += Number(n);
-        if (Number(left) === 0) break;
-      }
-    }
-    if (scopes.length > 0) {
-      await Promise.all([
-        model === undefined ? undefined : this.redis.run((r) => r.srem(this.modelIndexKey(model), ...scopes)),
-        tenant === undefined
-          ? undefined
-          : this.redis.run((r) => r.srem(this.tenantIndexKey(tenant), ...scopes)),
-      ]);
-    }
-    this.log.info({ model, tenant, scopes: scopes.length, removed }, 'semantic cache invalidated');
-    return removed;
+  invalidate(match: Partial<Pick<SemanticScope, 'model' | 'tenant'>> | SemanticScope): Promise<number> {
+    return invalidateScopes(this.maintenance(), match);
   }
 
   /**
@@ -524,40 +210,9 @@ export class SemanticCache<T = unknown> {
    * errors when Redis fails.
    */
   async sweepExpired(opts: { maxScopes?: number } = {}): Promise<{ removed: number; scopes: number }> {
-    const maxScopes = opts.maxScopes ?? 10_000;
-    const seen = new Set<string>();
-    let removed = 0;
-    let cursor = '0';
-    do {
-      const [next, indexKeys] = await this.redis.run((r) =>
-        r.scan(cursor, 'MATCH', `${this.base}:model:*`, 'COUNT', 200),
-      );
-      cursor = next;
-      for (const indexKey of indexKeys) {
-        const scopes = await this.redis.run((r) => r.smembers(indexKey));
-        for (const hash of scopes) {
-          if (seen.has(hash) || seen.size >= maxScopes) continue;
-          seen.add(hash);
-          const keys = new ScopeKeys(this.base, hash);
-          for (let round = 0; round < 10_000; round++) {
-            const [n, left] = await this.redis.run((r) =>
-              commands(r).cell0SemanticDrop(
-                ...keys.containers(),
-                keys.entryPrefix,
-                keys.bandPrefix,
-                'expired',
-                CLEAR_CHUNK,
-              ),
-            );
-            removed += Number(n);
-            if (Number(left) === 0) break;
-          }
-        }
-      }
-    } while (cursor !== '0' && seen.size < maxScopes);
-    this.counters.expiredRemoved += removed;
-    if (removed > 0) this.log.info({ removed, scopes: seen.size }, 'semantic cache: expired records removed');
-    return { removed, scopes: seen.size };
+    const out = await sweepExpiredScopes(this.maintenance(), opts);
+    this.counters.expiredRemoved += out.removed;
+    return out;
   }
 
   /**
@@ -581,28 +236,7 @@ export class SemanticCache<T = unknown> {
   }
 
   getStats(): SemanticCacheStats {
-    const c = this.counters;
-    const hits = c.exactHits + c.high + c.medium + c.low;
-    const lookups = hits + c.misses;
-    return {
-      lookups,
-      exactHits: c.exactHits,
-      semanticHits: { high: c.high, medium: c.medium, low: c.low },
-      misses: c.misses,
-      guardRejections: c.guardRejections,
-      falseHitReports: c.falseHitReports,
-      sets: c.sets,
-      evictions: c.evictions,
-      expiredRemoved: c.expiredRemoved,
-      errors: c.errors,
-      hitRate: lookups === 0 ? 0 : hits / lookups,
-      search: {
-        count: c.searches,
-        meanBandMembersVisited: c.searches === 0 ? 0 : Math.round(c.visited / c.searches),
-        meanDistinctCandidates: c.searches === 0 ? 0 : Math.round(c.distinct / c.searches),
-      },
-      latency: this.latency.summary(),
-    };
+    return this.counters.stats(this.latency.summary());
   }
 
   /** The entry id of a stored prompt (for tests and tools): scope hash and prompt id. */
@@ -767,7 +401,7 @@ export class SemanticCache<T = unknown> {
         analysis ??= analyzePrompt(prompt);
         const reason = compareAnalyses(analysis, analyzePrompt(c.prompt));
         if (reason !== undefined) {
-          this.counters.guardRejections++;
+          this.counters.guardRejected(reason);
           this.log.debug({ reason, similarity: c.similarity }, 'semantic cache: guard refused a candidate');
           if (++refusals >= GUARD_TRIES) break;
           continue;
@@ -802,20 +436,7 @@ export class SemanticCache<T = unknown> {
       this.log.warn({ err, entryId: `${hash}:${id}` }, 'semantic cache: unreadable entry');
       return undefined;
     }
-    switch (confidence) {
-      case CacheMatchConfidence.EXACT:
-        this.counters.exactHits++;
-        break;
-      case CacheMatchConfidence.HIGH:
-        this.counters.high++;
-        break;
-      case CacheMatchConfidence.MEDIUM:
-        this.counters.medium++;
-        break;
-      case CacheMatchConfidence.LOW:
-        this.counters.low++;
-        break;
-    }
+    this.counters.hit(confidence);
     return {
       value,
       confidence,
@@ -856,16 +477,20 @@ export class SemanticCache<T = unknown> {
     return v;
   }
 
+  private maintenance(): MaintenanceContext {
+    return { redis: this.redis, base: this.base, space: this.space, log: this.log };
+  }
+
   private keysFor(scope: SemanticScope): ScopeKeys {
     return new ScopeKeys(this.base, scopeHash(scope, this.space));
   }
 
   private modelIndexKey(model: string): string {
-    return `${this.base}:model:{m-${shortHash(model)}}`;
+    return modelIndexKey(this.base, model);
   }
 
   private tenantIndexKey(tenant: string): string {
-    return `${this.base}:tenant:{t-${shortHash(tenant)}}`;
+    return tenantIndexKey(this.base, tenant);
   }
 }
 

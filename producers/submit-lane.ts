@@ -1,0 +1,264 @@
+import { Job, Queue } from 'bullmq';
+import { type ChainableCommander, type Redis } from 'ioredis';
+import { AsyncBatchProcessor } from '../shared/batch/index.js';
+import { Cell0Error, ErrorCode, RedisUnavailableError } from '../shared/errors.js';
+import { type Logger } from '../shared/logger.js';
+import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
+import { type RedisConnectionLog } from '../shared/redis/connection-log.js';
+import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js';
+import { type JobOutcome } from '../shared/queues/job-outcome.js';
+import { decodeOutcome, inboxKey, queueRegisterWaiter, type JobReply } from '../shared/queues/job-replies.js';
+import { jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
+import { type QueueName } from '../shared/queues/names.js';
+import { settledWithin } from '../shared/sleep.js';
+import { JobWaiter, type JobEvent, type WaiterGroup } from './job-waiter.js';
+import { ReplyInbox } from './reply-inbox.js';
+
+/** One submission on its way to Redis: registered as waiter and added in one round trip. */
+export interface AddItem {
+  name: string;
+  data: unknown;
+  jobId: string;
+  /** false: only register (and read the outcome), no add. */
+  add: boolean;
+}
+
+/** What a lane shares with its JobSubmitter. */
+export interface LaneContext {
+  /** The producer's connection (the queue's). */
+  conn: Redis;
+  /** The producer's Redis client (its breaker guards every call). */
+  redis: RedisClient;
+  redisUrl: string;
+  prefix: string;
+  policy: JobPolicy;
+  producerId: string;
+  maxBatchSize: number;
+  recheckAfterMs: number;
+  log: Logger;
+  connLog: RedisConnectionLog;
+}
+
+/**
+ * One queue of a JobSubmitter: the BullMQ queue, this producer's reply inbox for it, the local waiters by
+ * job id, and the batcher that gathers concurrent registrations and adds into one pipeline per round trip.
+ */
+export class SubmitLane {
+  /** Local callers waiting for a job, by job id. Replies to this producer's inbox feed them all. */
+  readonly waiters = new Map<string, WaiterGroup>();
+  /** The queue's key (prefix:name). */
+  readonly key: string;
+  readonly queue: Queue;
+  /** This producer's reply inbox for the queue, read on a connection of its own. */
+  readonly inbox: ReplyInbox;
+  readonly inboxConn: Redis;
+  /** Gathers concurrent registrations and adds into one pipeline per round trip. */
+  readonly adder: AsyncBatchProcessor<AddItem, JobOutcome>;
+
+  private constructor(
+    private readonly ctx: LaneContext,
+    name: QueueName,
+  ) {
+    this.key = `${ctx.prefix}:${name}`;
+    this.queue = new Queue(name, {
+      connection: ctx.conn,
+      prefix: ctx.prefix,
+      defaultJobOptions: jobOptionsFor(ctx.policy),
+    });
+    ctx.connLog.watch(this.queue, `queue:${name}`);
+    this.inboxConn = createRedisConnection({
+      url: ctx.redisUrl,
+      role: 'events',
+      connectionName: `cell0:replies:${name}`,
+      logger: ctx.log,
+    });
+    this.inbox = new ReplyInbox({
+      connection: this.inboxConn,
+      key: inboxKey(this.key, ctx.producerId),
+      onReply: (r) => this.onReply(r),
+      logger: ctx.log,
+    });
+    this.adder = new AsyncBatchProcessor<AddItem, JobOutcome>({
+      handler: (items) => this.sendBatch(items),
+      maxBatchSize: ctx.maxBatchSize,
+      // Gathered within the current tick; under load, while a round trip is in flight, batches grow.
+      maxWaitMs: 0,
+      maxConcurrentBatches: 2,
+      maxQueuedItems: 1_000_000,
+    });
+  }
+
+  /**
+   * A ready lane for queue `name`. `created` is told of it before it is ready, so a close() that comes
+   * while it connects reaches it too; it is taken out again when it fails.
+   */
+  static async open(ctx: LaneContext, name: QueueName, created: SubmitLane[]): Promise<SubmitLane> {
+    const lane = new SubmitLane(ctx, name);
+    created.push(lane);
+    try {
+      await Promise.all([lane.queue.waitUntilReady(), waitUntilReady(lane.inboxConn, 3000)]);
+      lane.inbox.start();
+      return lane;
+    } catch (err) {
+      created.splice(created.indexOf(lane), 1);
+      await settledWithin(Promise.allSettled([lane.queue.close(), lane.adder.close()]), 500);
+      await closeRedis(lane.inboxConn);
+      throw err;
+    }
+  }
+
+  /**
+   * One round trip for a batch of submissions: per item, the waiter registration with the outcome read, then
+   * (for adds) BullMQ's add, all on one pipeline. Each item gets the outcome its job had just before its add,
+   * or its own error.
+   */
+  private sendBatch(items: AddItem[]): Promise<(JobOutcome | Error)[]> {
+    return this.ctx.redis.run(async () => {
+      // BullMQ's own client wrapper: its pipelines take BullMQ's add, and ours (defined on the same
+      // connection) too.
+      const client = await this.queue.getBackend().client;
+      const pipe = client.pipeline();
+      const jobOpts = this.queue.defaultJobOptions;
+      for (const it of items) {
+        queueRegisterWaiter(pipe as unknown as ChainableCommander, this.key, it.jobId, this.ctx.producerId);
+        if (it.add) {
+          const job = new Job(this.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId);
+          // Queued on the pipeline synchronously; its answer is read from exec() below.
+          job.addJob(pipe).catch(() => undefined);
+        }
+      }
+      const res = (await pipe.exec()) ?? [];
+      const out: (JobOutcome | Error)[] = [];
+      let n = 0;
+      for (const it of items) {
+        const [regErr, reg] = res[n++] ?? [new RedisUnavailableError('no answer from Redis')];
+        const [addErr] = it.add ? (res[n++] ?? [new RedisUnavailableError('no answer from Redis')]) : [null];
+        const err = regErr ?? addErr;
+        if (err) {
+          // Redis away (or full) is the whole round trip's failure, for the breaker to see.
+          const mapped = toRedisError(err);
+          if (mapped instanceof Cell0Error) throw mapped;
+          out.push(err);
+        } else out.push(decodeOutcome(reg));
+      }
+      return out;
+    });
+  }
+
+  /** A reply from a worker: the job finished; every local waiter of it gets the outcome. */
+  private onReply(r: JobReply): void {
+    if (r.status === 'completed')
+      this.dispatch(r.jobId, { kind: 'completed', returnvalue: r.returnvalue, finishedOn: r.finishedOn });
+    else this.dispatch(r.jobId, { kind: 'failed', failedReason: r.failedReason });
+  }
+
+  /** Gives `e` to every local waiter of the job. */
+  dispatch(jobId: string, e: JobEvent): void {
+    const group = this.waiters.get(jobId);
+    if (!group) return;
+    if (e.kind === 'completed' || e.kind === 'failed') group.finished = true;
+    for (const w of group.all) w.push(e);
+  }
+
+  /**
+   * Re-reads the outcome of every job whose waiters have heard nothing for a while (one pipeline): the
+   * safety net under the replies. Each group is re-read after recheckAfterMs, then after twice as long, up
+   * to 30 s apart.
+   */
+  recheck(now: number): void {
+    const due: string[] = [];
+    for (const [jobId, g] of this.waiters) {
+      if (g.finished || g.recheckAt > now) continue;
+      g.recheckStep = Math.min(g.recheckStep * 2, 30_000);
+      g.recheckAt = now + g.recheckStep;
+      due.push(jobId);
+    }
+    if (due.length === 0) return;
+    void this.ctx.redis
+      .run(async (r) => {
+        const pipe = r.pipeline();
+        for (const id of due)
+          (pipe as unknown as { cell0JobOutcome: (...a: unknown[]) => void }).cell0JobOutcome(
+            `${this.key}:completed`,
+            `${this.key}:failed`,
+            `${this.key}:${id}`,
+            id,
+          );
+        return (await pipe.exec()) ?? [];
+      })
+      .then((res) => {
+        due.forEach((id, i) => {
+          const [err, raw] = res[i] ?? [null, undefined];
+          if (err || raw === undefined) return;
+          const o = decodeOutcome(raw);
+          if (o.status === 'completed')
+            this.dispatch(id, { kind: 'completed', returnvalue: o.returnvalue, finishedOn: o.finishedOn });
+          else if (o.status === 'failed') this.dispatch(id, { kind: 'failed', failedReason: o.failedReason });
+        });
+      })
+      .catch((err: unknown) => this.ctx.log.debug({ err }, 'could not re-read waited-for jobs'));
+  }
+
+  /** Registers a local waiter for the job's replies (before anything is added or read). */
+  register(jobId: string, leader = false): JobWaiter {
+    const w = new JobWaiter(this.waiters, jobId);
+    let group = this.waiters.get(jobId);
+    if (!group)
+      this.waiters.set(
+        jobId,
+        (group = {
+          all: new Set(),
+          leader: undefined,
+          finished: false,
+          recheckAt: Date.now() + this.ctx.recheckAfterMs,
+          recheckStep: this.ctx.recheckAfterMs,
+        }),
+      );
+    group.all.add(w);
+    if (leader) this.promote(jobId, w);
+    return w;
+  }
+
+  /**
+   * Registers this producer as the job's waiter and adds the job (one pipelined round trip, shared with
+   * concurrent submissions); resolves with the job's outcome just before the add. If that fails, the
+   * callers who joined this one are told to try themselves.
+   */
+  async addAsLeader(name: string, data: unknown, jobId: string): Promise<JobOutcome> {
+    try {
+      return await this.adder.add({ name, data, jobId, add: true });
+    } catch (err) {
+      const group = this.waiters.get(jobId);
+      if (group) {
+        group.leader = undefined;
+        for (const w of group.all) if (!w.isLeader) w.push({ kind: 'leader-gone' });
+      }
+      throw err;
+    }
+  }
+
+  /** Makes `w` the caller that adds the job for this process. */
+  promote(jobId: string, w: JobWaiter): void {
+    const group = this.waiters.get(jobId);
+    if (!group) return;
+    w.isLeader = true;
+    group.leader = w;
+    group.finished = false;
+  }
+
+  /** Retries a finished job in place. Losing the race to another producer that retried it first is fine. */
+  async rerun(jobId: string, from: 'completed' | 'failed'): Promise<void> {
+    const job = await this.ctx.redis.run(() => Job.fromId(this.queue, jobId));
+    if (!job) return;
+    try {
+      await this.ctx.redis.run(() =>
+        job.retry(from, { resetAttemptsMade: true, resetAttemptsStarted: true }),
+      );
+      this.ctx.log.debug({ queue: this.queue.name, jobId, from }, 're-running finished job');
+    } catch (err) {
+      if (err instanceof RedisUnavailableError || (err as { code?: string }).code === ErrorCode.BREAKER_OPEN)
+        throw err;
+      // Another producer re-ran it first (the job is no longer in the `from` set): join that run.
+    }
+  }
+}

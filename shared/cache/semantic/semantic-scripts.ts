@@ -1,0 +1,41 @@
+import { type Redis } from 'ioredis';
+import { defineScripts } from '../../redis/lua-scripts.js';
+
+/** Candidates re-ranked by exact cosine per lookup (the top by shared bands). */
+export const CANDIDATES = 24;
+/** Slots sent to the candidate script: spares for candidates that turn out expired. */
+export const RANKED = 40;
+/** Most guard refusals per lookup before giving up (each costs a tokenisation). */
+export const GUARD_TRIES = 8;
+/** Expired entries a lookup removes at most when it meets them among its candidates. */
+export const STALE_CLEANUP = 16;
+/** Expired entries a set() cleans up at most. */
+export const EXPIRED_CLEANUP = 64;
+/** Generations of band buckets a lookup reads at most (those expiring last; see semantic-set.lua). */
+export const MAX_GENERATIONS = 8;
+/** Entries invalidate() removes per script call (keeps each call short: Redis runs scripts alone). */
+export const CLEAR_CHUNK = 500;
+
+const SCRIPTS = [
+  'semantic-set',
+  'semantic-candidates',
+  'semantic-fetch',
+  'semantic-lookup',
+  'semantic-drop',
+  'semantic-index',
+] as const;
+export type Arg = string | number | Buffer;
+
+/** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
+export interface SemCommands {
+  cell0SemanticSet(...args: Arg[]): Promise<[number, number]>;
+  cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
+  cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
+  cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
+  cell0SemanticDrop(...args: Arg[]): Promise<[number, number]>;
+  cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
+}
+
+export function commands(redis: Redis): Redis & SemCommands {
+  return defineScripts<SemCommands>(redis, ...SCRIPTS);
+}

@@ -1,0 +1,114 @@
+import { z } from 'zod';
+import { type EnvVar, type ParsedEnv } from '../env-var.js';
+import { int, redisUrl } from '../schemas.js';
+
+/*
+ * Redis: where the queues, caches and fleet state live, and how producers fail fast when it is away.
+ * The section's variables (listed under it in docs/configuration.md) and how they become its part of
+ * the Config; shared/config/config.ts composes the sections.
+ */
+
+export const REDIS_ENV = {
+  REDIS_URL: {
+    section: 'redis',
+    schema: redisUrl,
+    doc: 'Redis URL; wins over CELL0_REDIS_HOST/PORT. redis://[:password@]host:port[/db], rediss:// for TLS',
+    secret: true,
+  },
+  CELL0_REDIS_HOST: {
+    section: 'redis',
+    default: 'localhost',
+    schema: z.string().trim().min(1, 'expected a host name'),
+    doc: 'Redis host (when REDIS_URL is unset)',
+  },
+  CELL0_REDIS_PORT: {
+    section: 'redis',
+    default: '6379',
+    schema: int(1, 65535),
+    doc: 'Redis port (when REDIS_URL is unset)',
+  },
+  CELL0_QUEUE_PREFIX: {
+    section: 'redis',
+    default: '{cell0}',
+    schema: z.string().regex(/^\{[A-Za-z0-9_.-]+\}$/, 'expected a Redis Cluster hash tag such as {cell0}'),
+    doc: 'Key prefix of every queue; a {hash tag} keeps each queue in one cluster slot',
+  },
+  CELL0_REDIS_COMMAND_TIMEOUT_MS: {
+    section: 'redis',
+    default: '2000',
+    schema: int(50, 60_000),
+    doc: "A Redis command that takes longer fails, in producers (503 CELL0_REDIS_TIMEOUT: slow, not down; it does not open the breaker) and in workers' cache writes",
+  },
+  CELL0_REDIS_MEMORY_WATERMARK: {
+    section: 'redis',
+    default: '90',
+    schema: int(0, 100),
+    doc: 'Redis used memory (% of maxmemory) at which new work is refused with 503 CELL0_REDIS_FULL, before Redis refuses writes (0 = off; no effect without maxmemory)',
+  },
+  CELL0_REDIS_BREAKER_THRESHOLD: {
+    section: 'redis',
+    default: '5',
+    schema: int(1, 1000),
+    doc: 'Consecutive Redis failures that open the breaker',
+  },
+  CELL0_REDIS_BREAKER_RESET_MS: {
+    section: 'redis',
+    default: '5000',
+    schema: int(100, 600_000),
+    doc: 'How long the Redis breaker stays open before a trial call (half-open)',
+  },
+  CELL0_EMBEDDED_REDIS: {
+    section: 'redis',
+    default: 'auto',
+    schema: z.enum(['auto', 'never'], 'expected auto or never'),
+    doc: '`cell0 start`: launch a private redis-server when none answers (auto) or never',
+  },
+  CELL0_DATA_DIR: {
+    section: 'redis',
+    default: '.cell0',
+    schema: z.string().trim().min(1, 'expected a folder path'),
+    doc: 'Where `cell0 start` keeps the embedded Redis data; workers measure disk use on the filesystem holding it (the working folder until it exists)',
+  },
+} satisfies Record<string, EnvVar>;
+
+/** How a process reaches Redis. */
+export interface RedisConfig {
+  /** REDIS_URL when given, else built from host and port. */
+  url: string;
+  /** True when REDIS_URL was given explicitly. */
+  explicitUrl: boolean;
+  host: string;
+  port: number;
+  prefix: string;
+  commandTimeoutMs: number;
+  breakerThreshold: number;
+  breakerResetMs: number;
+  memoryWatermarkPercent: number;
+}
+
+export function loadRedis(p: ParsedEnv<typeof REDIS_ENV>): {
+  redis: RedisConfig;
+  embeddedRedis: 'auto' | 'never';
+  dataDir: string;
+} {
+  const explicitUrl = p.REDIS_URL !== undefined;
+  const url =
+    p.REDIS_URL ??
+    `redis://${p.CELL0_REDIS_HOST.includes(':') ? `[${p.CELL0_REDIS_HOST}]` : p.CELL0_REDIS_HOST}:${p.CELL0_REDIS_PORT}`;
+  const parsedUrl = new URL(url);
+  return {
+    redis: {
+      url,
+      explicitUrl,
+      host: parsedUrl.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(parsedUrl.port || 6379),
+      prefix: p.CELL0_QUEUE_PREFIX,
+      commandTimeoutMs: p.CELL0_REDIS_COMMAND_TIMEOUT_MS,
+      breakerThreshold: p.CELL0_REDIS_BREAKER_THRESHOLD,
+      breakerResetMs: p.CELL0_REDIS_BREAKER_RESET_MS,
+      memoryWatermarkPercent: p.CELL0_REDIS_MEMORY_WATERMARK,
+    },
+    embeddedRedis: p.CELL0_EMBEDDED_REDIS,
+    dataDir: p.CELL0_DATA_DIR,
+  };
+}
