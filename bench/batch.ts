@@ -6,6 +6,9 @@
  *          process of its own. Prints items/s and Redis commands per item of each side, and the median of
  *          the per-pair ratios (batch / singles). Pairs alternate their order.
  *
+ *   embeddings  N embedding inputs micro-batched by the worker against one backend call each, on the
+ *          simulator's cost model (see bench/batch-embeddings.ts).
+ *
  *   npm run bench:batch -- jobs [--items N] [--window W] [--batch-concurrency B] [--concurrency C]
  *                               [--pairs P] [--redis URL] [--json]
  *
@@ -23,6 +26,7 @@ import { Cell0Client } from '../producers/cell0-client.js';
 import { Batches } from '../producers/batches/batches.js';
 import { startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
 import { benchArgs } from './args.js';
+import { embeddings, EMBEDDINGS_USAGE } from './batch-embeddings.js';
 
 const USAGE = `npm run bench:batch -- jobs [--items N] [--window W] [--batch-concurrency B] [--concurrency C] [--pairs P] [--redis URL] [--json]
   --items N              items per side per pair (default 10000)
@@ -59,8 +63,14 @@ async function redisCalls(redis: Redis): Promise<Map<string, number>> {
   return out;
 }
 
-function startWorker(redisUrl: string, prefix: string, concurrency: number): Promise<ChildProcess> {
-  const child = fork(join(__dirname, 'batch-worker.ts'), [redisUrl, prefix, String(concurrency)], {
+function startWorker(
+  redisUrl: string,
+  prefix: string,
+  concurrency: number,
+  embed?: object,
+): Promise<ChildProcess> {
+  const args = [redisUrl, prefix, String(concurrency), ...(embed ? [JSON.stringify(embed)] : [])];
+  const child = fork(join(__dirname, 'batch-worker.ts'), args, {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -126,13 +136,7 @@ async function runSide(
   }
   await client.close();
   await stopWorker(worker);
-  // Leave nothing behind under the run's prefix.
-  let cursor = '0';
-  do {
-    const [c, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = c;
-    if (keys.length > 0) await admin.unlink(...keys);
-  } while (cursor !== '0');
+  await dropPrefix(admin, prefix);
   return {
     side,
     items: o.items,
@@ -141,6 +145,37 @@ async function runSide(
     redisCallsPerItem: Math.round((total / o.items) * 100) / 100,
     byCommand,
   };
+}
+
+/** Leaves nothing behind under a run's prefix. */
+async function dropPrefix(admin: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [c, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = c;
+    if (keys.length > 0) await admin.unlink(...keys);
+  } while (cursor !== '0');
+}
+
+/** Runs `fn` with the Redis of `--redis URL`, or a private redis-server started for the run. */
+async function withRedis(url: string | undefined, fn: (redisUrl: string, admin: Redis) => Promise<void>) {
+  let dataDir: string | undefined;
+  let redisUrl = url;
+  let stopRedis: (() => Promise<void>) | undefined;
+  if (!redisUrl) {
+    dataDir = mkdtempSync(join(tmpdir(), 'bench-batch-'));
+    const r = await startEmbeddedRedis({ port: await freePort(), dataDir });
+    redisUrl = r.url;
+    stopRedis = () => r.close();
+  }
+  const admin = new Redis(redisUrl);
+  try {
+    await fn(redisUrl, admin);
+  } finally {
+    admin.disconnect();
+    await stopRedis?.();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  }
 }
 
 function median(xs: number[]): number {
@@ -156,16 +191,6 @@ async function jobs(argv: string[]): Promise<void> {
     USAGE,
     ['redis'],
   );
-  let dataDir: string | undefined;
-  let redisUrl = a.text.redis;
-  let stopRedis: (() => Promise<void>) | undefined;
-  if (!redisUrl) {
-    dataDir = mkdtempSync(join(tmpdir(), 'bench-batch-'));
-    const r = await startEmbeddedRedis({ port: await freePort(), dataDir });
-    redisUrl = r.url;
-    stopRedis = () => r.close();
-  }
-  const admin = new Redis(redisUrl);
   const o = {
     items: a.items,
     window: a.window,
@@ -173,7 +198,7 @@ async function jobs(argv: string[]): Promise<void> {
     concurrency: a.concurrency,
   };
   const results: SideResult[][] = [];
-  try {
+  await withRedis(a.text.redis, async (redisUrl, admin) => {
     for (let p = 0; p < a.pairs; p++) {
       const order: ('singles' | 'batch')[] = p % 2 === 0 ? ['singles', 'batch'] : ['batch', 'singles'];
       const pair: SideResult[] = [];
@@ -186,11 +211,7 @@ async function jobs(argv: string[]): Promise<void> {
       }
       results.push(pair);
     }
-  } finally {
-    admin.disconnect();
-    await stopRedis?.();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
   const get = (pair: SideResult[], side: string) => pair.find((r) => r.side === side)!;
   const ratio = median(results.map((p) => get(p, 'batch').itemsPerSec / get(p, 'singles').itemsPerSec));
   const summary = {
@@ -220,14 +241,30 @@ async function jobs(argv: string[]): Promise<void> {
   if (a.json) console.log(JSON.stringify(summary));
 }
 
-const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<void>> = { jobs };
+async function embeddingsCommand(argv: string[]): Promise<void> {
+  const i = argv.indexOf('--redis');
+  await withRedis(i >= 0 ? argv[i + 1] : undefined, (redisUrl, admin) =>
+    embeddings(argv, {
+      redisUrl,
+      admin,
+      startWorker: (prefix, concurrency, embed) => startWorker(redisUrl, prefix, concurrency, embed),
+      stopWorker,
+      dropPrefix: (prefix) => dropPrefix(admin, prefix),
+    }),
+  );
+}
+
+const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
+  jobs,
+  embeddings: embeddingsCommand,
+};
 
 async function main(): Promise<void> {
   const [sub, ...rest] = process.argv.slice(2);
   const run = sub ? SUBCOMMANDS[sub] : undefined;
   if (!run) {
     console.error(
-      `usage: npm run bench:batch -- <${Object.keys(SUBCOMMANDS).join('|')}> [options]\n${USAGE}`,
+      `usage: npm run bench:batch -- <${Object.keys(SUBCOMMANDS).join('|')}> [options]\n${USAGE}\n${EMBEDDINGS_USAGE}`,
     );
     process.exit(2);
   }

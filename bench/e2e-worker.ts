@@ -41,7 +41,17 @@ async function startBare(): Promise<() => Promise<void>> {
 
 async function startCell0(): Promise<() => Promise<void>> {
   const { producers, workers } = await loadCompiledCell0();
-  const { Cell0Worker, Cell0Metrics, NoopInferenceBackend, ResourceManagement, bindWorkerMetrics } = workers;
+  const {
+    Cell0Worker,
+    Cell0Metrics,
+    MeteredInference,
+    NoopInferenceBackend,
+    ResourceManagement,
+    bindWorkerMetrics,
+  } = workers;
+  // As `cell0 worker` counts: job events and backend calls into the process's registry.
+  const metrics = cfg.metrics ? new Cell0Metrics() : undefined;
+  const backend = new NoopInferenceBackend();
   const { QueueName } = producers;
   const resources = new ResourceManagement();
   await resources.start();
@@ -49,13 +59,12 @@ async function startCell0(): Promise<() => Promise<void>> {
     redisUrl: cfg.redisUrl,
     prefix: cfg.prefix,
     queues: [QueueName.INFERENCE],
-    inference: new NoopInferenceBackend(),
+    inference: metrics ? new MeteredInference(backend, metrics.backends) : backend,
     concurrency: { inference: cfg.concurrency },
     limiter: resources.limiter,
     status: () => resources.status(),
   });
-  // As `cell0 worker` counts: job events into the process's registry.
-  const unbind = cfg.metrics ? bindWorkerMetrics(worker, new Cell0Metrics()) : undefined;
+  const unbind = metrics ? bindWorkerMetrics(worker, metrics) : undefined;
   await worker.start();
   return async () => {
     unbind?.();

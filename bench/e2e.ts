@@ -15,15 +15,14 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import os from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import {
   SIDE_LABEL,
   isChildMessage,
   median,
-  percentile,
   type ChildMessage,
   type ParentMessage,
   type ProducerConfig,
@@ -31,94 +30,16 @@ import {
   type Side,
   type WorkerConfig,
 } from './e2e-common.js';
-
-interface Options {
-  jobs: number;
-  concurrency: number;
-  window: number;
-  pairs: number;
-  warmup: number;
-  redisUrl: string;
-  json: boolean;
-  /** When set, every child process runs with --cpu-prof and writes its profile here. */
-  cpuProfDir: string | undefined;
-  /** Producer processes per side; the jobs (and the rate) are split between them. */
-  producers: number;
-  /** Open loop: jobs/s over all producers (paced); 0 = closed loop (window W per producer). */
-  rate: number;
-  /** off: no metrics (default); on: side B counts in Cell0Metrics; ab: A = cell0 without, B = cell0 with. */
-  metrics: 'off' | 'on' | 'ab';
-}
-
-const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
-                          [--redis URL] [--json] [--cpu-prof DIR]
-  --jobs N         measured jobs per side per pair (default 2000)
-  --concurrency C  worker concurrency, both sides (default 16)
-  --window W       jobs in flight per producer (default 64)
-  --pairs P        A/B pairs, order alternating (default 5)
-  --warmup M       jobs per side run before measuring, not counted (default 200)
-  --redis URL      Redis (default $REDIS_URL or redis://127.0.0.1:6379)
-  --json           also print the summary as one JSON object
-  --cpu-prof DIR   run the child processes with node --cpu-prof, profiles written to DIR
-  --producers N    producer processes per side, the jobs split between them (default 1)
-  --rate R         open loop: start R jobs/s over all producers whatever is in flight, latency from each
-                   job's scheduled start (default: closed loop, W in flight per producer)
-  --metrics M      off (default): cell0 without metrics; on: cell0 counts in its prom-client registry;
-                   ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)`;
-
-function parseArgs(argv: readonly string[]): Options {
-  const opts: Options = {
-    jobs: 2000,
-    concurrency: 16,
-    window: 64,
-    pairs: 5,
-    warmup: 200,
-    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    json: false,
-    cpuProfDir: undefined,
-    producers: 1,
-    rate: 0,
-    metrics: 'off',
-  };
-  const ints = {
-    '--jobs': 'jobs',
-    '--concurrency': 'concurrency',
-    '--window': 'window',
-    '--pairs': 'pairs',
-    '--warmup': 'warmup',
-    '--producers': 'producers',
-    '--rate': 'rate',
-  } as const;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] = arg.includes('=')
-      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
-      : [arg, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (flag in ints) {
-      const key = ints[flag as keyof typeof ints];
-      const n = Number(value());
-      const min = key === 'warmup' || key === 'rate' ? 0 : 1;
-      if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer >= ${min}`);
-      opts[key] = n;
-    } else if (flag === '--redis') opts.redisUrl = value();
-    else if (flag === '--json') opts.json = true;
-    else if (flag === '--cpu-prof') opts.cpuProfDir = resolve(value());
-    else if (flag === '--metrics') {
-      const m = value();
-      if (m !== 'off' && m !== 'on' && m !== 'ab') throw new Error(`--metrics must be off, on or ab`);
-      opts.metrics = m;
-    } else if (flag === '--help' || flag === '-h') {
-      console.log(USAGE);
-      process.exit(0);
-    } else throw new Error(`unknown option ${arg}\n${USAGE}`);
-  }
-  return opts;
-}
+import { parseArgs, type Options } from './e2e-options.js';
+import {
+  QUIET_BG_CORES,
+  fmt,
+  machineBusyMs,
+  mergeResults,
+  redisCalls,
+  redisCpuMs,
+  row,
+} from './e2e-measure.js';
 
 const WORKER_SCRIPT = join(__dirname, 'e2e-worker.ts');
 const PRODUCER_SCRIPT = join(__dirname, 'e2e-producer.ts');
@@ -207,9 +128,6 @@ function stopChild(
 }
 
 /** Deletes every key under `prefix` (SCAN + UNLINK); returns how many. */
-/** Above this many cores used by other processes during a side, a pair is not counted as quiet. */
-const QUIET_BG_CORES = 0.25;
-
 async function cleanPrefix(redis: Redis, prefix: string): Promise<number> {
   let deleted = 0;
   let cursor = '0';
@@ -220,33 +138,6 @@ async function cleanPrefix(redis: Redis, prefix: string): Promise<number> {
   } while (cursor !== '0');
   dirtyPrefixes.delete(prefix);
   return deleted;
-}
-
-/** Redis server CPU time (user + system) so far, ms. */
-async function redisCpuMs(redis: Redis): Promise<number> {
-  const info = await redis.info('cpu');
-  const get = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? NaN);
-  return (get('used_cpu_user') + get('used_cpu_sys')) * 1000;
-}
-
-/**
- * CPU time all processes on the machine have used so far, ms (Linux /proc/stat; NaN elsewhere). Used to
- * tell how much of the machine something other than this benchmark took during a measurement.
- */
-function machineBusyMs(): number {
-  try {
-    const fields = readFileSync('/proc/stat', 'utf8')
-      .split('\n')[0]!
-      .trim()
-      .split(/\s+/)
-      .slice(1)
-      .map(Number);
-    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-    const idle = fields[3]! + fields[4]!;
-    return (total - idle) * 10; // USER_HZ is 100 on Linux
-  } catch {
-    return NaN;
-  }
 }
 
 function send(child: ChildProcess, msg: ParentMessage): void {
@@ -265,14 +156,6 @@ interface SideResult extends ProducerResult {
   bgCores: number;
   /** Redis commands per measured job, by command (INFO commandstats; the whole server). */
   redisCallsPerJob: Record<string, number>;
-}
-
-/** Calls per command so far (INFO commandstats). */
-async function redisCalls(redis: Redis): Promise<Map<string, number>> {
-  const info = await redis.info('commandstats');
-  const out = new Map<string, number>();
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
-  return out;
 }
 
 /** One side of one pair: fresh worker and producer processes under a fresh prefix. */
@@ -354,36 +237,6 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
     await stopChild(worker, 35_000);
     await cleanPrefix(redis, prefix);
   }
-}
-
-/** The producers of one side as one: jobs and CPU summed, wall time the longest, percentiles of all. */
-function mergeResults(results: readonly ProducerResult[]): ProducerResult {
-  if (results.length === 1) return results[0]!;
-  const all = results.flatMap((r) => r.latencies ?? []).sort((a, b) => a - b);
-  const count = results.reduce((s, r) => s + r.count, 0);
-  const wallMs = Math.max(...results.map((r) => r.wallMs));
-  const firstError = results.find((r) => r.firstError !== undefined)?.firstError;
-  return {
-    side: results[0]!.side,
-    count,
-    failures: results.reduce((s, r) => s + r.failures, 0),
-    wallMs,
-    jobsPerSec: Math.round((count / (wallMs / 1000)) * 100) / 100,
-    p50: percentile(all, 50),
-    p95: percentile(all, 95),
-    p99: percentile(all, 99),
-    mean: all.reduce((s, x) => s + x, 0) / (all.length || 1),
-    cpuMs: results.reduce((s, r) => s + r.cpuMs, 0),
-    ...(firstError !== undefined ? { firstError } : {}),
-  };
-}
-
-function fmt(x: number, digits = 1): string {
-  return Number.isFinite(x) ? x.toFixed(digits) : '-';
-}
-
-function row(cells: readonly string[], widths: readonly number[]): string {
-  return cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
 }
 
 interface Pair {

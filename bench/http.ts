@@ -15,96 +15,29 @@
  *                         [--cpu-prof DIR] [--json]
  * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { benchArgs } from './args.js';
 import { median, percentile } from './e2e-common.js';
+import {
+  commandCalls,
+  cpuMsOf,
+  freePort,
+  killChildrenOnInterrupt,
+  startProcess,
+  startRedisServer,
+  stop,
+  stopAll,
+} from './fleet.js';
 
 const MODEL = 'qwen2.5:0.5b';
 const MAX_TOKENS = 8;
 const ROOT = join(__dirname, '..');
 const CLI = join(ROOT, 'dist', 'bin', 'cell0.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const children = new Set<ChildProcess>();
-
-/** Spawns a process and resolves once `ready` matches a line of its stdout or stderr. */
-function startProcess(
-  cmd: string,
-  args: readonly string[],
-  env: Record<string, string>,
-  ready: RegExp,
-  what: string,
-): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`${what} not ready in 120 s:\n${seen}`)), 120_000);
-    const onData = (chunk: Buffer) => {
-      if (seen.length < 20_000) seen += chunk.toString();
-      if (ready.test(seen)) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    };
-    // Keep draining the pipes (a full pipe would block the child) without keeping the text.
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited (code ${code}) before it was ready:\n${seen}`));
-    });
-  });
-}
-
-function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-/** CPU time (user + system) a process has used so far, ms (Linux /proc; NaN elsewhere). */
-function cpuMsOf(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in 1/100 s
-  } catch {
-    return NaN;
-  }
-}
-
-async function commandCalls(redis: Redis): Promise<Map<string, number>> {
-  const info = await redis.info('commandstats');
-  const out = new Map<string, number>();
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
-  return out;
-}
 
 interface RunResult {
   rps: number;
@@ -218,18 +151,7 @@ async function main(): Promise<void> {
   );
   const profDir = opts.text['cpu-prof'];
   const variants = opts.text.variants === 'on' ? VARIANTS.slice(0, 1) : VARIANTS;
-  const redisPort = await freePort();
-  const redisServer = spawn(
-    'redis-server',
-    ['--port', String(redisPort), '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  children.add(redisServer);
-  const redisUrl = `redis://127.0.0.1:${redisPort}`;
-  const redis = new Redis(redisUrl, { retryStrategy: (t) => (t > 100 ? null : 50) });
-  redis.on('error', () => undefined);
-  await redis.ping();
-  const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1];
+  const { url: redisUrl, redis, version: redisVersion, child: redisServer } = await startRedisServer();
 
   const simPort = await freePort();
   const simEnv = {
@@ -373,16 +295,13 @@ async function main(): Promise<void> {
     if (opts.json) console.log(JSON.stringify({ date: new Date().toISOString(), load: load0, summary }));
   } finally {
     redis.disconnect();
-    await Promise.all([...children].map((c) => stop(c)));
+    await stopAll();
   }
 }
 
-process.once('SIGINT', () => {
-  for (const c of children) c.kill('SIGKILL');
-  process.exit(130);
-});
+killChildrenOnInterrupt();
 main().catch(async (err: unknown) => {
   console.error(err instanceof Error ? err.stack : err);
-  await Promise.all([...children].map((c) => stop(c)));
+  await stopAll();
   process.exit(1);
 });

@@ -15,10 +15,13 @@
  * Targets: cache p99 <= 2 ms at 100k, and >= 50x faster than the scan (p50). Exit code 1 when missed.
  *
  *   npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--json]
+ *                              [--cpu-profile FILE]   (V8 CPU profile of the lookups at the largest size)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execSync } from 'node:child_process';
 import { createServer } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import inspector from 'node:inspector/promises';
 import os from 'node:os';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
@@ -43,20 +46,29 @@ interface Args {
   scanLookups: number;
   json: boolean;
   embedder: 'lexical' | 'hashed';
+  /** Write a CPU profile (.cpuprofile) of the lookups at the largest size to this file. */
+  cpuProfile: string | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { lookups: 2000, scanLookups: 400, json: false, embedder: 'lexical' };
+  const a: Args = {
+    lookups: 2000,
+    scanLookups: 400,
+    json: false,
+    embedder: 'lexical',
+    cpuProfile: undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--json') a.json = true;
     else if (k === '--lookups') a.lookups = Number(argv[++i]);
     else if (k === '--scan-lookups') a.scanLookups = Number(argv[++i]);
+    else if (k === '--cpu-profile' && argv[i + 1]) a.cpuProfile = argv[++i];
     else if (k === '--embedder' && (argv[i + 1] === 'lexical' || argv[i + 1] === 'hashed'))
       a.embedder = argv[++i] as 'lexical' | 'hashed';
     else {
       console.error(
-        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--json]`,
+        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--cpu-profile FILE] [--json]`,
       );
       process.exit(2);
     }
@@ -300,13 +312,37 @@ async function main(): Promise<void> {
         for (const e of list.getEntries()) pauses.push([e.startTime, e.startTime + e.duration]);
       });
       gcObserver.observe({ entryTypes: ['gc'] });
+      const profiling = args.cpuProfile !== undefined && size === SIZES[SIZES.length - 1];
+      const profiler = profiling ? new inspector.Session() : undefined;
+      if (profiler) {
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+        await profiler.post('Profiler.start');
+      }
+      const cpu0 = process.cpuUsage();
+      const redisUsec0 = await redisCommandUsec(raw);
+      // CPU time of this process per lookup (user + system): unlike the wall clock it does not count the time
+      // other processes hold the cores, so its tail stays readable on a busy machine.
+      const cpuLat: number[] = [];
       for (const q of queries) {
+        const c = process.cpuUsage();
         const s = performance.now();
         const hit = await cache.get(q.prompt, SCOPE);
         const e = performance.now();
+        const cd = process.cpuUsage(c);
+        cpuLat.push((cd.user + cd.system) / 1000);
         lat.push(e - s);
         spans.push([s, e]);
         outcomes.push({ answered: hit?.prompt });
+      }
+      const cpu = process.cpuUsage(cpu0);
+      const redisUsec = (await redisCommandUsec(raw)) - redisUsec0;
+      cpuLat.sort((a, b) => a - b);
+      if (profiler) {
+        const { profile } = await profiler.post('Profiler.stop');
+        writeFileSync(args.cpuProfile!, JSON.stringify(profile));
+        profiler.disconnect();
       }
       await new Promise((r) => setImmediate(r));
       gcObserver.disconnect();
@@ -408,6 +444,10 @@ async function main(): Promise<void> {
           p50Ms: round(pct(lat, 0.5)),
           p99Ms: round(pct(lat, 0.99)),
           maxMs: round(lat[lat.length - 1] ?? 0),
+          cpuP50Ms: round(pct(cpuLat, 0.5)),
+          cpuP99Ms: round(pct(cpuLat, 0.99)),
+          cpuMeanMs: round((cpu.user + cpu.system) / 1000 / queries.length),
+          redisCpuMeanMs: round(redisUsec / 1000 / queries.length),
           meanBandMembersVisited:
             searches === 0
               ? 0
@@ -452,6 +492,14 @@ async function main(): Promise<void> {
   process.exitCode = exitCode;
 }
 
+/** Microseconds redis-server has spent in commands so far (INFO commandstats, every command). */
+async function redisCommandUsec(r: Redis): Promise<number> {
+  const info = await r.info('commandstats');
+  let usec = 0;
+  for (const m of info.matchAll(/,usec=(\d+),/g)) usec += Number(m[1]);
+  return usec;
+}
+
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
@@ -475,6 +523,10 @@ function printRow(r: {
   console.log(
     `  cache get():  ${c.lookups} lookups  p50 ${c.p50Ms} ms  p99 ${c.p99Ms} ms  max ${c.maxMs} ms  ` +
       `(band members visited/search ${c.meanBandMembersVisited}, guard refusals ${c.guardRejections})`,
+  );
+  console.log(
+    `  CPU per lookup (this process): p50 ${c.cpuP50Ms} ms  p99 ${c.cpuP99Ms} ms  mean ${c.cpuMeanMs} ms; ` +
+      `redis-server CPU per lookup (commandstats): mean ${c.redisCpuMeanMs} ms`,
   );
   console.log(
     `  node GC during the cache lookups: ${c.gcPauses} pauses, ${c.gcPauseMs} ms in all, ${c.lookupsDuringGc} lookups overlapped one`,

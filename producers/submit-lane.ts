@@ -1,5 +1,5 @@
 import { Job, Queue } from 'bullmq';
-import { type ChainableCommander, type Redis } from 'ioredis';
+import { type Redis } from 'ioredis';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { Cell0Error, ErrorCode, RedisUnavailableError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
@@ -7,7 +7,7 @@ import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/red
 import { type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js';
 import { type JobOutcome } from '../shared/queues/job-outcome.js';
-import { decodeOutcome, inboxKey, queueRegisterWaiter, type JobReply } from '../shared/queues/job-replies.js';
+import { decodeOutcome, inboxKey, registerWaiters, type JobReply } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
 import { type QueueName } from '../shared/queues/names.js';
 import { settledWithin } from '../shared/sleep.js';
@@ -108,40 +108,41 @@ export class SubmitLane {
   }
 
   /**
-   * One round trip for a batch of submissions: per item, the waiter registration with the outcome read, then
-   * (for adds) BullMQ's add, all on one pipeline. Each item gets the outcome its job had just before its add,
-   * or its own error.
+   * One round trip for a batch of submissions: one command registers this producer as the waiter of every
+   * item's job and reads each job's outcome (register-waiters.lua), then BullMQ's add of each item that adds.
+   * The commands are issued in one tick on one connection, so they leave in one write (see coalesceWrites)
+   * and run in that order, without an ioredis Pipeline (whose constructor copies every script BullMQ
+   * defines on the connection). Each item gets the outcome its job had just before its add, or its own
+   * error.
    */
   private sendBatch(items: AddItem[]): Promise<(JobOutcome | Error)[]> {
     return this.ctx.redis.run(async () => {
-      // BullMQ's own client wrapper: its pipelines take BullMQ's add, and ours (defined on the same
-      // connection) too.
+      // BullMQ's client for its add; it wraps ctx.conn, so both commands go out on one connection.
       const client = await this.queue.getBackend().client;
-      const pipe = client.pipeline();
+      const registered = registerWaiters(
+        this.ctx.conn,
+        this.key,
+        items.map((it) => it.jobId),
+        this.ctx.producerId,
+      );
       const jobOpts = this.queue.defaultJobOptions;
-      for (const it of items) {
-        queueRegisterWaiter(pipe as unknown as ChainableCommander, this.key, it.jobId, this.ctx.producerId);
-        if (it.add) {
-          const job = new Job(this.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId);
-          // Queued on the pipeline synchronously; its answer is read from exec() below.
-          job.addJob(pipe).catch(() => undefined);
-        }
+      const adds: (Promise<unknown> | undefined)[] = items.map((it) =>
+        it.add
+          ? new Job(this.queue, it.name, it.data, { ...jobOpts, jobId: it.jobId }, it.jobId).addJob(client)
+          : undefined,
+      );
+      const [reg, ...added] = await Promise.allSettled([registered, ...adds]);
+      // Redis away, slow or full is the whole round trip's failure, thrown as it came so the client
+      // classifies it (a timeout on a connection that is up is slow, not down: not counted by the breaker).
+      for (const r of [reg!, ...added]) {
+        if (r.status === 'rejected' && toRedisError(r.reason) instanceof Cell0Error) throw r.reason;
       }
-      const res = (await pipe.exec()) ?? [];
-      const out: (JobOutcome | Error)[] = [];
-      let n = 0;
-      for (const it of items) {
-        const [regErr, reg] = res[n++] ?? [new RedisUnavailableError('no answer from Redis')];
-        const [addErr] = it.add ? (res[n++] ?? [new RedisUnavailableError('no answer from Redis')]) : [null];
-        const err = regErr ?? addErr;
-        if (err) {
-          // Redis away (or full) is the whole round trip's failure, for the breaker to see.
-          const mapped = toRedisError(err);
-          if (mapped instanceof Cell0Error) throw mapped;
-          out.push(err);
-        } else out.push(decodeOutcome(reg));
-      }
-      return out;
+      if (reg!.status === 'rejected') throw reg!.reason;
+      const outcomes = reg!.value;
+      return items.map((_, i) => {
+        const a = added[i]!;
+        return a.status === 'rejected' ? (a.reason as Error) : outcomes[i]!;
+      });
     });
   }
 

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { MetricsTime, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { type Redis } from 'ioredis';
-import { isPermanent, ProviderError, ProviderUnavailableError } from '../shared/errors.js';
+import { ProviderUnavailableError } from '../shared/errors.js';
 import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
 import { settledWithin } from '../shared/sleep.js';
 import { withDefaults } from '../shared/with-defaults.js';
@@ -19,13 +19,11 @@ import {
   isSearchJobData,
   searchRequestSchema,
 } from '../shared/queues/schemas.js';
-import { inferenceCacheKey } from '../shared/cache/inference-key.js';
-import { searchCacheKey } from '../shared/cache/search-cache.js';
+import { failureOf, parseJobData, storeInference, storeSearch, timedOut } from './worker/job-outcome.js';
 import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
 import { Admission } from './worker/admission.js';
 import { BackendWait, isBackendAway } from './worker/backend-wait.js';
 import { CapacityFollower } from './worker/capacity.js';
-import { parseJobData } from './worker/job-data.js';
 import { ProviderDeadlines } from './worker/deadlines.js';
 import { Heartbeat } from './worker/heartbeat.js';
 import { MaintenanceService } from './worker/maintenance-service.js';
@@ -368,14 +366,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         lease?.release();
       }
     });
-    const cache = this.opts.caches?.inference;
-    if (cache && data.cache?.noStore !== true) {
-      const key = inferenceCacheKey(data);
-      if (key)
-        await cache.set(key.prompt, { jobId: job.id ?? '', result }, key.scope, {
-          ...(data.cache?.ttlSeconds !== undefined ? { ttlSeconds: data.cache.ttlSeconds } : {}),
-        });
-    }
+    await storeInference(this.opts.caches, data, job.id ?? '', result);
     return result;
   }
 
@@ -392,9 +383,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       const r = await backend.search(data, { signal: ctxSignal, onStart });
       return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
     });
-    const cache = this.opts.caches?.search;
-    if (cache && data.cache?.noStore !== true)
-      await cache.set(searchCacheKey(data), result, data.cache?.ttlSeconds);
+    await storeSearch(this.opts.caches, data, result);
     return result;
   }
 
@@ -452,22 +441,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         this.log.warn({ queue, jobId: job.id }, 'shutdown deadline passed; job put back to wait');
         throw new WaitingError();
       }
-      if (deadline.timedOut) {
-        throw new Error(
-          encodeFailure(
-            new ProviderError(
-              'worker',
-              `provider call timed out after ${this.opts.providerTimeoutMs} ms`,
-              undefined,
-              true,
-            ),
-          ),
-          { cause: err },
-        );
-      }
+      if (deadline.timedOut) throw timedOut(this.opts.providerTimeoutMs, err);
       if (isBackendAway(err)) await this.backendWait.defer(job, token, queue, err);
-      if (isPermanent(err)) throw new UnrecoverableError(encodeFailure(err));
-      throw new Error(encodeFailure(err), { cause: err });
+      throw failureOf(err);
     } finally {
       this.deadlines.untrack(deadline);
       this.activeCount--;

@@ -2,7 +2,7 @@ import { UnrecoverableError, type Worker } from 'bullmq';
 import { type Redis } from 'ioredis';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import { defineReplyScripts, queueReply, type JobReply } from '../shared/queues/job-replies.js';
+import { defineReplyScripts, sendReplies, type JobReply } from '../shared/queues/job-replies.js';
 
 /** Options of {@link ReplyPublisher}. */
 export interface ReplyPublisherOptions {
@@ -16,7 +16,8 @@ export interface ReplyPublisherOptions {
 /**
  * The worker's half of the result path: once a job is completed (or finally failed), its outcome goes to
  * the inbox of every producer waiting for it. Replies of jobs that finish together share one round trip.
- * A reply that cannot be written is not retried here: the waiting producers notice on their own (they
+ * One command hands over the whole batch: each job's waiter set is emptied and each waiting producer's
+ * inbox gets its replies in one push. A reply that cannot be written is not retried here: the waiting producers notice on their own (they
  * re-read the outcome of a job they have waited on for a while), so nothing is lost, only later.
  */
 export class ReplyPublisher {
@@ -36,13 +37,12 @@ export class ReplyPublisher {
         const conn = opts.connectionFor(queueKey);
         if (!conn) throw new Error(`no connection for ${queueKey}`);
         defineReplyScripts(conn);
-        const pipe = conn.pipeline();
-        for (const i of items) queueReply(pipe, queueKey, i.reply);
-        const res = (await pipe.exec()) ?? [];
-        return items.map((_, n) => {
-          const [err, count] = res[n] ?? [new Error('no answer'), 0];
-          return err ?? Number(count);
-        });
+        // One command for the whole batch (see reply-waiters.lua).
+        return sendReplies(
+          conn,
+          queueKey,
+          items.map((i) => i.reply),
+        );
       },
     });
   }

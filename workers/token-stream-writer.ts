@@ -12,6 +12,11 @@ import {
 export interface TokenStreamWriterOptions {
   /** A non-blocking connection the writes go on. */
   redis: Redis;
+  /**
+   * Reads the `wanted` and `cancel` marks (default: one MGET on `redis`); the worker passes a reader that
+   * gathers the marks of the attempts starting together into one MGET.
+   */
+  readMarks?: (wanted: string, cancel: string) => Promise<(string | null)[]>;
   keys: TokenStreamKeys;
   jobId: string;
   /** Most entries kept (XADD MAXLEN ~). */
@@ -61,7 +66,9 @@ export class TokenStreamWriter {
     const { redis, keys } = this.opts;
     let marks: (string | null)[];
     try {
-      marks = await redis.mget(keys.wanted, keys.cancel);
+      marks = await (this.opts.readMarks
+        ? this.opts.readMarks(keys.wanted, keys.cancel)
+        : redis.mget(keys.wanted, keys.cancel));
     } catch (err) {
       // Without the marks the job still runs; its streaming callers get the answer when it completes.
       this.opts.logger.warn({ jobId: this.opts.jobId, err }, 'could not read the token stream marks');

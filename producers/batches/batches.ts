@@ -1,14 +1,15 @@
 import { FlowProducer, Job, Queue, Worker, type FlowJobNode, type JobsOptions } from 'bullmq';
 import { type Redis } from 'ioredis';
-import { Cell0Error, ErrorCode, OverloadedError, RedisFullError, ClosedError } from '../../shared/errors.js';
+import { Cell0Error, ErrorCode, ClosedError } from '../../shared/errors.js';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../../shared/redis/connection.js';
 import { connectionLogFor } from '../../shared/redis/connection-log.js';
 import { settledWithin, sleep } from '../../shared/sleep.js';
 import { withDefaults } from '../../shared/with-defaults.js';
-import { type SubmitResult } from '../job-submitter.js';
 import { type BatchClient } from './batch-client.js';
 import { type BatchItem } from './batch-input.js';
+import { DEFAULTS, type BatchesOptions } from './batch-options.js';
+import { runToEnd } from './run-item.js';
 import {
   BATCH_QUEUE,
   BatchJobName,
@@ -26,42 +27,7 @@ import {
   type ItemStatus,
 } from './batch-model.js';
 
-/** Options of {@link Batches}. */
-export interface BatchesOptions {
-  /** The producer whose coalescing, caches and load shedding every item goes through. */
-  client: BatchClient;
-  /** Run batch items in this process (a BullMQ worker on the batches queue). Default true. */
-  runner?: boolean;
-  /** Items run at once by this process (each one waits for its job). Default 256. */
-  concurrency?: number;
-  /** Seconds a finished batch (status and results) is kept. Default 86400. */
-  ttlSeconds?: number;
-  /** Items added to Redis per round trip when a batch is created. Default 1000. */
-  chunkSize?: number;
-  /** One wait for an item's job lasts this long before it is renewed, ms. Default 30000. */
-  itemWaitMs?: number;
-  /** How long a runner trusts the batch status it read (a cancel shows within this), ms. Default 250. */
-  statusCacheMs?: number;
-  /** How often a results stream that has caught up looks for new lines, ms. Default 200. */
-  pollMs?: number;
-  /** The runner's BullMQ lock duration, ms (an item whose runner died is retried after it). Default 30000. */
-  lockDurationMs?: number;
-  /** The runner's stalled-job check interval, ms. Default 30000. */
-  stalledIntervalMs?: number;
-  logger?: Logger;
-}
-
-const DEFAULTS = {
-  runner: true,
-  concurrency: 256,
-  ttlSeconds: 86_400,
-  chunkSize: 1000,
-  itemWaitMs: 30_000,
-  statusCacheMs: 250,
-  pollMs: 200,
-  lockDurationMs: 30_000,
-  stalledIntervalMs: 30_000,
-};
+export { type BatchesOptions } from './batch-options.js';
 
 /** A gate child waits this long at most; it is promoted as soon as the batch's last item is added. */
 const GATE_DELAY_MS = 365 * 24 * 3600 * 1000;
@@ -389,7 +355,7 @@ export class Batches {
       });
       return { status: 'cancelled' };
     }
-    const r = await this.runToEnd(item);
+    const r = await runToEnd(this.client, item, this.opts.itemWaitMs, this.stop.signal);
     if (r.state === 'completed') {
       await this.record(item, 'completed', {
         job_id: r.jobId,
@@ -403,38 +369,6 @@ export class Batches {
       });
     }
     return { status: r.state };
-  }
-
-  /**
-   * Submits an item's request and waits until its job has finished, however long that takes (the wait is
-   * renewed; BullMQ renews the item's lock meanwhile). The shedder's refusals (queue too deep, Redis over
-   * its memory watermark) are waited out and retried: in a batch, overload means later, not failed.
-   */
-  private async runToEnd(item: ItemJobData): Promise<SubmitResult & { state: 'completed' | 'failed' }> {
-    const waitMs = this.opts.itemWaitMs;
-    for (;;) {
-      let r: SubmitResult;
-      try {
-        r = await this.client.submitTo(item.queue, item.data, { waitMs, signal: this.stop.signal });
-      } catch (err) {
-        if (err instanceof OverloadedError || err instanceof RedisFullError) {
-          await sleep(Math.max(50, err.retryAfterMs), { signal: this.stop.signal });
-          continue;
-        }
-        throw err;
-      }
-      while (r.state === 'pending') {
-        if (this.stop.signal.aborted) throw new ClosedError('Batches');
-        const w = await this.client.submitter.waitFor(item.queue, r.jobId, {
-          waitMs,
-          signal: this.stop.signal,
-        });
-        if (w.state === 'missing') break;
-        r = w;
-      }
-      if (r.state !== 'pending') return r;
-      // Its job vanished while waited for (removed): submit again.
-    }
   }
 
   /** Records how an item ended (once per line; see batch-record.lua). */

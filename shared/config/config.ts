@@ -20,8 +20,8 @@ import {
   loadPressure,
   loadResourceLimits,
   type PressureConfig,
-  type ResourceLimits,
 } from './sections/resources.js';
+import { type ResourceLimits } from '../resources/types.js';
 import { SIMULATOR_ENV, checkSimulator, loadSimulator, type SimulatorConfig } from './sections/simulator.js';
 import { WORKERS_ENV, loadWorkers, type WorkersConfig } from './sections/workers.js';
 

@@ -1,4 +1,5 @@
 import { type z } from 'zod';
+import { type FieldIssue } from '../errors.js';
 import { type EnvSection } from './env-sections.js';
 
 /** Declaration of one environment variable. */
@@ -20,3 +21,8 @@ export type ParsedEnv<E extends Record<string, EnvVar>> = {
     ? z.output<E[K]['schema']>
     : z.output<E[K]['schema']> | undefined;
 };
+
+/** One variable's issue, as a check across variables reports it. */
+export function issue(field: string, reason: string): FieldIssue[] {
+  return [{ field, reason }];
+}

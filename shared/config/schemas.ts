@@ -25,30 +25,27 @@ export const bool = z
   )
   .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
 
-export const httpUrl = z
-  .string()
-  .trim()
-  .refine((v) => {
-    try {
-      const u = new URL(v);
-      return u.protocol === 'http:' || u.protocol === 'https:';
-    } catch {
-      return false;
-    }
-  }, 'expected an http:// or https:// URL')
-  .transform((v) => v.replace(/\/+$/, ''));
+/** A URL with one of `protocols` (e.g. 'http:'); `message` is the reason given for anything else. */
+const urlWith = (protocols: readonly string[], message: string) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    }, message);
 
-export const redisUrl = z
-  .string()
-  .trim()
-  .refine((v) => {
-    try {
-      const u = new URL(v);
-      return u.protocol === 'redis:' || u.protocol === 'rediss:';
-    } catch {
-      return false;
-    }
-  }, 'expected a redis:// or rediss:// URL, for example redis://:password@host:6379/0');
+export const httpUrl = urlWith(['http:', 'https:'], 'expected an http:// or https:// URL').transform((v) =>
+  v.replace(/\/+$/, ''),
+);
+
+export const redisUrl = urlWith(
+  ['redis:', 'rediss:'],
+  'expected a redis:// or rediss:// URL, for example redis://:password@host:6379/0',
+);
 
 export const list = z.string().transform((v) =>
   v

@@ -11,6 +11,9 @@ export const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 /** Generation speed, tokens per second: CPU inference to batched GPU serving. */
 export const TPS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
 
+/** Inputs per embedding call: 1 (nothing to batch) up to the largest batches configured. */
+export const BATCH_ITEM_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
 /** How a backend call ended: a fixed set, so the label stays bounded. */
 export type BackendOutcome =
   | 'ok'
@@ -106,8 +109,10 @@ export class BackendCallMeter {
   private readonly tps: Histogram.Internal<'provider' | 'origin' | 'model'>;
   private readonly tokensIn: Counter.Internal;
   private readonly tokensOut: Counter.Internal;
+  private readonly inputs: Histogram.Internal<'provider' | 'origin' | 'model'>;
 
   constructor(m: BackendMetrics, l: BackendLabels) {
+    this.inputs = m.callInputs.labels(l.provider, l.origin, l.model);
     this.outcomes = Object.fromEntries(
       OUTCOMES.map((o) => [o, m.requests.labels(l.provider, l.origin, l.model, o)]),
     ) as Record<BackendOutcome, Counter.Internal>;
@@ -137,6 +142,11 @@ export class BackendCallMeter {
     }
   }
 
+  /** A batched call (embeddings) carried `n` inputs. */
+  inputsPerCall(n: number): void {
+    this.inputs.observe(n);
+  }
+
   /** A call that failed (or was refused), after `seconds`. */
   failed(err: unknown, seconds: number): void {
     const outcome = outcomeOf(err);
@@ -157,6 +167,7 @@ export class BackendMetrics {
   readonly ttft: Histogram<'provider' | 'origin' | 'model'>;
   readonly tokens: Counter<'provider' | 'origin' | 'model' | 'direction'>;
   readonly tokensPerSecond: Histogram<'provider' | 'origin' | 'model'>;
+  readonly callInputs: Histogram<'provider' | 'origin' | 'model'>;
   private readonly sources = new Set<BackendSource>();
   private readonly meters = new Map<string, BackendCallMeter>();
 
@@ -197,6 +208,13 @@ export class BackendMetrics {
       help: 'Generation speed of answered inference calls, completion tokens per second',
       labelNames: labels,
       buckets: TPS_BUCKETS,
+      registers,
+    });
+    this.callInputs = new Histogram({
+      name: 'cell0_backend_call_inputs',
+      help: 'Inputs per batched backend call (embeddings: texts sent in one call)',
+      labelNames: labels,
+      buckets: BATCH_ITEM_BUCKETS,
       registers,
     });
     new Gauge({

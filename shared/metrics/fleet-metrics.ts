@@ -33,7 +33,10 @@ export class FleetMetrics {
         const counts: Record<string, number> = { running: 0, paused: 0, closing: 0 };
         for (const s of sources) {
           const states = await s.workerStates().catch(() => undefined);
-          if (!states) return; // Redis away: no figure rather than a false zero
+          if (!states) {
+            this.reset(); // Redis away: no figure rather than a stale or false one
+            return;
+          }
           for (const st of states) if (st in counts) counts[st]!++;
         }
         for (const st of WORKER_STATES) this.set({ state: st }, counts[st]!);
@@ -52,6 +55,8 @@ export class FleetMetrics {
               return;
             }
           }
+          // Not read yet (Redis away since start): no sample rather than a false 0.
+          this.remove();
         },
       });
     memoryGauge(

@@ -63,7 +63,9 @@ export class ResourceMetrics {
         registers,
         collect() {
           const u = usage();
+          // Before the first sample: no sample rather than a false 0.
           if (u) this.set(value(u));
+          else this.remove();
         },
       });
     sampleGauge(

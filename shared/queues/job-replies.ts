@@ -26,11 +26,12 @@ export const WAITER_TTL_MS = 3_600_000;
 export const INBOX_TTL_MS = 600_000;
 
 const REGISTER = 'cell0RegisterWaiter';
+const REGISTER_MANY = 'cell0RegisterWaiters';
 const REPLY = 'cell0ReplyWaiters';
 
 /** Registers the result-path scripts on a connection (idempotent). Pipelines of it get them too. */
 export function defineReplyScripts(redis: Redis): void {
-  defineScripts(redis, 'register-waiter', 'reply-waiters');
+  defineScripts(redis, 'register-waiter', 'register-waiters', 'reply-waiters');
 }
 
 /** The waiter set of a job of the queue whose keys start with `queueKey` ("{prefix}:{name}"). */
@@ -69,6 +70,26 @@ export function queueRegisterWaiter(
   );
 }
 
+/**
+ * Sends, as one command, the registration of `producerId` as a waiter of each of `jobIds` (all of the queue
+ * whose keys start with `queueKey`) with the read of each job's outcome; resolves with the outcomes in the
+ * order of `jobIds`. Commands sent after it on the same connection (the adds) run after it.
+ */
+export async function registerWaiters(
+  redis: Redis,
+  queueKey: string,
+  jobIds: readonly string[],
+  producerId: string,
+  ttlMs = WAITER_TTL_MS,
+): Promise<JobOutcome[]> {
+  const keys: string[] = [`${queueKey}:completed`, `${queueKey}:failed`];
+  for (const id of jobIds) keys.push(`${queueKey}:${id}`, waiterSetKey(queueKey, id));
+  const raw = (await (redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
+    REGISTER_MANY
+  ]!(keys.length, ...keys, producerId, ttlMs, ...jobIds)) as unknown[];
+  return raw.map(decodeOutcome);
+}
+
 /** Registers a waiter and reads the outcome in one round trip (no add). */
 export async function registerWaiter(
   redis: Redis,
@@ -102,16 +123,23 @@ function registerArgs(
   ];
 }
 
-type ReplyCommand = (waiterKey: string, inboxPrefix: string, reply: string, ttlMs: number) => unknown;
-
-/** Queues, on a pipeline, the hand-over of a finished job's outcome to its waiters. */
-export function queueReply(pipe: ChainableCommander, queueKey: string, reply: JobReply): void {
-  (pipe as unknown as Record<string, ReplyCommand>)[REPLY]!(
-    waiterSetKey(queueKey, reply.jobId),
-    `${queueKey}:cell0-reply:`,
-    encodeReply(reply),
-    INBOX_TTL_MS,
-  );
+/**
+ * Hands finished jobs' outcomes (all of the queue whose keys start with `queueKey`) to their waiters, as one
+ * command; resolves with, per reply, the number of producers it went to.
+ */
+export async function sendReplies(
+  redis: Redis,
+  queueKey: string,
+  replies: readonly JobReply[],
+): Promise<number[]> {
+  const args: (string | number)[] = [replies.length];
+  for (const r of replies) args.push(waiterSetKey(queueKey, r.jobId));
+  args.push(`${queueKey}:cell0-reply:`, INBOX_TTL_MS);
+  for (const r of replies) args.push(encodeReply(r));
+  const raw = (await (redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[REPLY]!(
+    ...args,
+  )) as unknown[];
+  return raw.map(Number);
 }
 
 /** The wire form of a reply: compact JSON (`j` id, `s` 1 completed / 2 failed, `v` value, `t` finished). */

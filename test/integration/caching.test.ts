@@ -119,20 +119,27 @@ describe('caching through the API', () => {
     // Another key does not get alpha's cached answer (per-user entries).
     expect((await fetch(url, { headers: beta })).headers.get('x-cache')).toBe('MISS');
 
-    const pending = await post(
-      `${fleet.url}/v1/inference`,
-      { model: 'qwen2.5:0.5b', prompt: 'Still running when read', params: { max_tokens: 4000 }, wait: 0 },
-      { headers: alpha },
-    );
-    expect(pending.status).toBe(202);
-    const p1 = await fetch(`${fleet.url}/v1/jobs/inference/${String(pending.body.jobId)}`, {
-      headers: alpha,
-    });
-    expect(p1.headers.get('cache-control')).toBe('no-store');
-    const p2 = await fetch(`${fleet.url}/v1/jobs/inference/${String(pending.body.jobId)}`, {
-      headers: alpha,
-    });
-    expect(p2.headers.get('x-cache')).not.toBe('HIT');
+    // The queue is paused while the pending job is read, so it is still waiting however slow the host is
+    // (a long generation could finish between two reads on a loaded one).
+    const queue = fleet.client.submitter.getQueue('inference');
+    await queue.pause();
+    try {
+      const pending = await post(
+        `${fleet.url}/v1/inference`,
+        { model: 'qwen2.5:0.5b', prompt: 'Still waiting when read', wait: 0 },
+        { headers: alpha },
+      );
+      expect(pending.status).toBe(202);
+      const pendingUrl = `${fleet.url}/v1/jobs/inference/${String(pending.body.jobId)}`;
+      const p1 = await fetch(pendingUrl, { headers: alpha });
+      expect(p1.status).toBe(200);
+      expect((await p1.json()) as unknown).toMatchObject({ state: 'waiting' });
+      expect(p1.headers.get('cache-control')).toBe('no-store');
+      const p2 = await fetch(pendingUrl, { headers: alpha });
+      expect(p2.headers.get('x-cache')).not.toBe('HIT');
+    } finally {
+      await queue.resume();
+    }
   });
 
   it('answers a paraphrase from the semantic cache, and forgets it when the caller reports it wrong', async () => {

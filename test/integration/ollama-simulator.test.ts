@@ -475,7 +475,9 @@ describe('OllamaClient against OllamaSimulator', () => {
       expect(stats.aborted).toBe(1);
       expect(stats.requests.total).toBe(1);
       expect(stats.tokensGenerated).toBeGreaterThanOrEqual(2);
-      expect(stats.tokensGenerated).toBeLessThan(20);
+      // It stopped before the 100 asked for; how many more than 2 it made depends on how soon a loaded host
+      // lets it see the closed connection (at 20 tokens/s a 1 s stall is 20 tokens).
+      expect(stats.tokensGenerated).toBeLessThan(100);
 
       const already = await rejectionOf(
         slowClient

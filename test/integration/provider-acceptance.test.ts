@@ -41,7 +41,14 @@ async function startFleet(env: Record<string, string>, n = 1, concurrency = 8): 
   const conns: Redis[] = [];
   const fleet: Fleet = {
     config,
-    client: new Cell0Client({ redisUrl: config.redis.url, prefix, policy: { attempts: 1 } }),
+    // The tests here are about the providers' paths; hundreds of submissions at once on a stalled host can
+    // outlast the producer's 2 s command timeout (a typed RedisTimeoutError, tested in redis-slow.test.ts).
+    client: new Cell0Client({
+      redisUrl: config.redis.url,
+      prefix,
+      policy: { attempts: 1 },
+      commandTimeoutMs: 30_000,
+    }),
     workers: [],
     providers: [],
     deferred: 0,

@@ -2,8 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { RedisTimeoutError, RedisUnavailableError } from '../../shared/errors';
 import { RedisClient } from '../../shared/redis/redis-client';
+import { Cell0Client } from '../../producers/cell0-client';
 import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server';
+import { uniquePrefix } from '../helpers/redis';
 import { rejectionOf, until } from '../helpers/wait';
 
 /** Two busy loops, one per core of the test machine: the host is loaded, Redis is healthy. */
@@ -49,6 +51,32 @@ describe('slow is not down (private redis-server)', () => {
       expect(opened).toBe(0);
       expect(client.breaker.state).toBe('closed');
       expect(client.getMetrics().timeouts).toBeGreaterThanOrEqual(24);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a job submission Redis answers late gets RedisTimeoutError (slow), not RedisUnavailableError (down)', async () => {
+    const client = new Cell0Client({
+      redisUrl: redis.url,
+      prefix: uniquePrefix('slow-submit'),
+      commandTimeoutMs: 50,
+      policy: { attempts: 1 },
+    });
+    let opened = 0;
+    client.submitter.redis.on('breaker:open', () => opened++);
+    try {
+      await client.start();
+      // The submission's pipeline (waiter registration and BullMQ's add) times out while Redis sleeps.
+      const sleeping = blocker.call('DEBUG', 'SLEEP', '0.3');
+      await new Promise((r) => setTimeout(r, 20));
+      const errs = await Promise.all(
+        [1, 2, 3].map((i) => rejectionOf(client.enqueueInference({ model: 'm', prompt: `late ${i}` }))),
+      );
+      await sleeping;
+      for (const e of errs) expect(e).toMatchObject({ code: 'CELL0_REDIS_TIMEOUT' });
+      expect(opened).toBe(0);
+      expect(client.submitter.redis.breaker.state).toBe('closed');
     } finally {
       await client.close();
     }

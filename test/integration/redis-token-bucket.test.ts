@@ -342,7 +342,7 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
       // Start together once all three are connected (tsx start-up time varies a lot on a busy machine).
       await until(
         () => outputs.every((o) => o.out().includes('ready\n') || o.child.exitCode !== null),
-        30_000,
+        75_000,
         'the hammer processes to be ready',
       );
       for (const o of outputs) o.child.stdin!.end('go\n');
@@ -377,7 +377,7 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
     } finally {
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     }
-  }, 90_000);
+  }, 150_000);
 });
 
 describe('RedisTokenBucketRateLimiter while Redis is away', () => {

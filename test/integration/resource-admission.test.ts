@@ -185,8 +185,11 @@ describe('admission under resource pressure (two workers)', () => {
     });
     const [{ jobId }] = (await handedBack) as [{ jobId: string }];
     await paused;
+    // A fetch that was already blocked on the queue when the pause began can take the job once more (BullMQ
+    // wakes it with the job's marker); that worker, paused, hands it back again. So the job is back in wait
+    // once the hand-backs are over, whatever the order a stalled host runs them in.
     const job = await fleet.client.submitter.getQueue(QueueName.INFERENCE).getJob(jobId);
-    expect(await job?.getState()).toBe('waiting');
+    await until(async () => (await job?.getState()) === 'waiting', 30_000, 'the job back in wait');
     expect(job?.attemptsMade).toBe(0);
     expect(w.paused).toBe(true);
 

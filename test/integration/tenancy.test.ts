@@ -247,7 +247,7 @@ describe('tenant ids and the tenant secret', () => {
     } finally {
       for (const child of children) if (child.exitCode === null) child.kill();
     }
-  }, 60_000);
+  }, 180_000); // a deadline for a hang: three tsx processes and a fleet starting on a loaded host
 
   it('is never overwritten once stored', async () => {
     const prefix = uniquePrefix('tenancy');

@@ -15,6 +15,15 @@ describe('LocalSearch over the bundled corpus', () => {
     expect(search.problems).toEqual([]);
   });
 
+  it('reads the documents at once and builds the index on the first search only', async () => {
+    const fresh = new LocalSearch();
+    expect(fresh.size).toBe(search.size);
+    expect(fresh.indexed).toBe(false);
+    const r = await fresh.search(q({ query: 'capital of Australia', limit: 1 }));
+    expect(fresh.indexed).toBe(true);
+    expect(r.hits[0]?.title).toBe('Australia');
+  });
+
   it('ranks meaningful answers first', () => {
     const top = (query: string) => search.searchSync(q({ query, limit: 1 })).hits[0]?.title;
     expect(top('capital of Australia')).toBe('Australia');

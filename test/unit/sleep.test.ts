@@ -36,17 +36,19 @@ describe('sleep', () => {
 
   test('unref: a pending sleep does not hold the process open; a plain one does', async () => {
     const run = (ms: number, unref: boolean) =>
-      new Promise<{ code: number | null; ms: number }>((resolve, reject) => {
+      new Promise<{ code: number | null; ms: number; stderr: string }>((resolve, reject) => {
         const t0 = Date.now();
         const code = `import('./shared/sleep.ts').then((m) => m.sleep(${ms}, { unref: ${unref} }))`;
+        let stderr = '';
         const child = execFile(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT });
+        child.stderr?.on('data', (d: Buffer | string) => (stderr += String(d)));
         child.once('error', reject);
-        child.once('exit', (c) => resolve({ code: c, ms: Date.now() - t0 }));
+        child.once('close', (c) => resolve({ code: c, ms: Date.now() - t0, stderr }));
       });
     // Were the unref'd 60 s sleep holding its process, the test would time out.
     const [unrefd, held] = await Promise.all([run(60_000, true), run(1500, false)]);
-    expect(unrefd.code).toBe(0);
-    expect(held.code).toBe(0);
+    expect({ code: unrefd.code, stderr: unrefd.stderr }).toEqual({ code: 0, stderr: '' });
+    expect({ code: held.code, stderr: held.stderr }).toEqual({ code: 0, stderr: '' });
     expect(unrefd.ms).toBeLessThan(25_000);
     expect(held.ms).toBeGreaterThanOrEqual(1500);
   }, 30_000);

@@ -33,6 +33,7 @@ export class MeteredInference implements InferenceBackend {
       const embed = inner.embed.bind(inner);
       this.embed = async (model, input, ctx) => {
         const m = this.meterFor(model);
+        m?.inputsPerCall(input.length);
         const t0 = performance.now();
         try {
           const r = await embed(model, input, ctx);

@@ -26,6 +26,12 @@ export interface TokenStreamsOptions {
  */
 export class TokenStreams {
   private conn: Redis | undefined;
+  /** Mark reads waiting for the next MGET (sent once per tick: attempts that start together share it). */
+  private marks: {
+    keys: [string, string];
+    resolve: (v: (string | null)[]) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
 
   constructor(private readonly opts: TokenStreamsOptions) {}
 
@@ -54,9 +60,29 @@ export class TokenStreams {
       redis: this.connection(),
       keys: tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId),
       jobId,
+      readMarks: (wanted, cancel) => this.readMarks(wanted, cancel),
       maxLen: this.opts.maxLen,
       ttlMs: this.opts.ttlMs,
       logger: this.opts.log,
     });
+  }
+
+  /** The `wanted` and `cancel` marks of one attempt, read with those of the others starting in this tick. */
+  private readMarks(wanted: string, cancel: string): Promise<(string | null)[]> {
+    return new Promise((resolve, reject) => {
+      if (this.marks.length === 0) process.nextTick(() => this.flushMarks());
+      this.marks.push({ keys: [wanted, cancel], resolve, reject });
+    });
+  }
+
+  private flushMarks(): void {
+    const batch = this.marks;
+    this.marks = [];
+    this.connection()
+      .mget(batch.flatMap((m) => m.keys))
+      .then(
+        (values) => batch.forEach((m, i) => m.resolve([values[2 * i] ?? null, values[2 * i + 1] ?? null])),
+        (err: unknown) => batch.forEach((m) => m.reject(err)),
+      );
   }
 }

@@ -43,8 +43,7 @@
  * - Stored headers: what the handler set, minus hop-by-hop headers, Content-Length, Date, ETag, Age,
  *   X-Cache, and headers an outer middleware had set (unchanged) before the cache ran (X-Request-Id…).
  */
-import { IncomingMessage, ServerResponse, type IncomingHttpHeaders } from 'node:http';
-import { Socket } from 'node:net';
+import { type ServerResponse, type IncomingHttpHeaders } from 'node:http';
 import type express from 'express';
 import { type Logger, silentLogger } from '../../logger.js';
 import { type RedisClient } from '../../redis/redis-client.js';
@@ -58,143 +57,29 @@ import {
   ifNoneMatchMatches,
   normaliseQuery,
   parseCacheControl,
-  parseVary,
-  responseFreshness,
   shortHash,
   strongEtag,
 } from './http-semantics.js';
 import { withDefaults } from '../../with-defaults.js';
+import { snapshotHeaders, storePlan } from './store-plan.js';
+import { dispatchRefresh, REFRESH, SEEN, topApp, type Marked } from './refresh-request.js';
+import {
+  CacheStrategy,
+  type Endpoint,
+  type EndpointCacheOptions,
+  type RequestCtx,
+  type ResponseCacheOptions,
+  type ResponseCacheStats,
+  type StorePlan,
+} from './response-cache-types.js';
 
-export enum CacheStrategy {
-  ALWAYS = 'always',
-  NEVER = 'never',
-  CACHE_CONTROL = 'cache-control',
-}
-
-export interface CacheConfig {
-  /** TTL of an endpoint configured without one (and of CACHE_CONTROL answers without freshness). Default 60. */
-  defaultTtlSeconds?: number;
-  /** Larger bodies are streamed through and not stored. Default 1 MiB. */
-  maxBodySizeBytes?: number;
-  /** How long after its TTL an entry is still served (STALE) while one refresh runs. Default 30; 0 = none. */
-  staleWhileRevalidateSeconds?: number;
-  /** Redis key prefix (keep the hash tag for cluster slots). Default '{cell0}'. */
-  prefix?: string;
-  /** A background refresh is abandoned after this long; also the refresh lock's lifetime. Default 10000. */
-  refreshTimeoutMs?: number;
-}
-
-export interface EndpointCacheOptions {
-  strategy: CacheStrategy;
-  ttlSeconds?: number;
-  /** Opt-in: cache authenticated responses, keyed per user (hash of the Authorization and Cookie headers). */
-  perUser?: boolean;
-  /** Extra request headers in the key. */
-  vary?: string[];
-}
-
-export interface ResponseCacheOptions {
-  redis: RedisClient;
-  config?: CacheConfig;
-  logger?: Logger;
-}
-
-export interface ResponseCacheStats {
-  hits: number;
-  misses: number;
-  stale: number;
-  stored: number;
-  bypassed: number;
-  notModified: number;
-  revalidations: number;
-  errors: number;
-  /** (hits + stale) / (hits + stale + misses); 0 before any lookup. */
-  hitRate: number;
-  /** Not filled by getStats() (it is synchronous); see countEntries(). */
-  entries?: number;
-}
-
-interface Endpoint {
-  path: string;
-  re: RegExp;
-  strategy: CacheStrategy;
-  ttlSeconds: number | undefined;
-  perUser: boolean;
-  vary: string[];
-}
-
-/** Per-request state of the cache. */
-interface RequestCtx {
-  ep: Endpoint;
-  /** Key suffix without the response's Vary part: path?query#… */
-  base: string;
-  req: IncomingMessage;
-  res: ServerResponse;
-  /** Headers set on the response before the cache middleware ran, with their values. */
-  preexisting: Map<string, unknown>;
-  /** The express app the request came through (for the refresh), if any. */
-  app: unknown;
-  url: string;
-}
-
-/** What to store for a response. */
-interface StorePlan {
-  status: number;
-  headers: Array<[string, string | string[]]>;
-  vary: string[];
-  freshMs: number;
-  swrMs: number;
-}
-
-/** Marks the synthetic refresh request; the middleware lets it through. */
-const REFRESH = Symbol('cell0.httpcache.refresh');
-/** Marks a request one cache middleware already handled (mounted twice). */
-const SEEN = Symbol('cell0.httpcache.seen');
-
-interface Marked {
-  [REFRESH]?: { preexisting?: Map<string, unknown> };
-  [SEEN]?: true;
-}
-
-interface ExpressAppLike {
-  handle(req: IncomingMessage, res: ServerResponse, done: (err?: unknown) => void): void;
-  parent?: ExpressAppLike;
-}
-
-/** Response headers never stored. */
-const NOT_STORED = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'date',
-  'etag',
-  'age',
-  'x-cache',
-  'set-cookie',
-]);
-
-/** Request headers the synthetic refresh request does not copy. */
-const NOT_COPIED = new Set([
-  'if-none-match',
-  'if-modified-since',
-  'if-match',
-  'if-unmodified-since',
-  'if-range',
-  'range',
-  'cache-control',
-  'pragma',
-  'content-length',
-  'transfer-encoding',
-  'expect',
-  'connection',
-  'upgrade',
-]);
+export {
+  CacheStrategy,
+  type CacheConfig,
+  type EndpointCacheOptions,
+  type ResponseCacheOptions,
+  type ResponseCacheStats,
+} from './response-cache-types.js';
 
 const DEFAULTS = {
   defaultTtlSeconds: 60,
@@ -498,7 +383,7 @@ export class ResponseCache {
         let plan: StorePlan | undefined;
         let etag: string | undefined;
         try {
-          plan = this.plan(rc, res);
+          plan = storePlan(rc, res, this.config);
           if (res.statusCode === 200 || res.statusCode === 203) {
             etag = strongEtag(out);
             res.setHeader('ETag', etag);
@@ -527,38 +412,6 @@ export class ResponseCache {
   }
 
   /** Whether (and how long) to store the response in `res`; undefined = do not store. */
-  private plan(rc: RequestCtx, res: ServerResponse): StorePlan | undefined {
-    const { ep } = rc;
-    const status = res.statusCode;
-    if (status !== 200 && status !== 203) return undefined;
-    if (res.hasHeader('Set-Cookie')) return undefined;
-    const vary = parseVary(res.getHeader('Vary'));
-    if (vary.includes('*')) return undefined;
-    const cc = parseCacheControl(res.getHeader('Cache-Control'));
-    if (cc.private && !ep.perUser) return undefined;
-    let ttl = ep.ttlSeconds ?? this.config.defaultTtlSeconds;
-    let swr = this.config.staleWhileRevalidateSeconds;
-    if (ep.strategy === CacheStrategy.CACHE_CONTROL) {
-      // Storable, and for how long: RFC 9111 through http-cache-semantics (see responseFreshness).
-      ttl = responseFreshness(rc.req.headers, status, res.getHeaders(), {
-        shared: !ep.perUser,
-        defaultTtlSeconds: ttl,
-      });
-      if (cc.staleWhileRevalidate !== undefined) swr = cc.staleWhileRevalidate;
-      if (cc.mustRevalidate) swr = 0;
-    }
-    if (!(ttl > 0)) return undefined;
-    const headers: Array<[string, string | string[]]> = [];
-    for (const name of res.getHeaderNames()) {
-      if (NOT_STORED.has(name)) continue;
-      const value = res.getHeader(name);
-      if (value === undefined) continue;
-      if (rc.preexisting.has(name) && sameValue(rc.preexisting.get(name), value)) continue;
-      headers.push([name, typeof value === 'number' ? String(value) : value]);
-    }
-    return { status, headers, vary, freshMs: ttl * 1000, swrMs: swr * 1000 };
-  }
-
   private async store(rc: RequestCtx, plan: StorePlan, body: Buffer, etag: string): Promise<void> {
     try {
       const meta: EntryMeta = {
@@ -607,7 +460,15 @@ export class ResponseCache {
           );
           if (ok !== 'OK') return;
           this.counters.revalidations++;
-          await this.dispatchRefresh(rc, app);
+          await dispatchRefresh(rc, app, {
+            timeoutMs: this.config.refreshTimeoutMs,
+            maxBodySizeBytes: this.config.maxBodySizeBytes,
+            log: this.log,
+            onError: () => {
+              this.counters.errors++;
+            },
+            onAnswer: (ctx, body) => this.storeRefreshed(ctx, body),
+          });
         } catch (err) {
           this.counters.errors++;
           this.log.debug({ err, key }, 'http cache: refresh failed');
@@ -618,113 +479,19 @@ export class ResponseCache {
     );
   }
 
-  /** Re-runs the express chain for a synthetic GET of the same URL; stores its answer if storable. */
-  private dispatchRefresh(rc: RequestCtx, app: ExpressAppLike): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const freq = syntheticRequest(rc.req, rc.url);
-      const fres = new ServerResponse(freq);
-      const mark: { preexisting?: Map<string, unknown> } = {};
-      (freq as unknown as Marked)[REFRESH] = mark;
-      let settled = false;
-      const settle = (ended: boolean): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (ended) fres.emit('finish');
-        fres.emit('close');
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.counters.errors++;
-        this.log.warn({ url: rc.url }, 'http cache: background refresh timed out; abandoned');
-        settle(false);
-      }, this.config.refreshTimeoutMs);
-      timer.unref();
-      captureResponse(fres, this.config.maxBodySizeBytes, 'sink', {
-        onOverflow: () => undefined,
-        onEnd: (body, cb) => {
-          if (settled) return;
-          // Mark the response finished (nothing is sent: it has no socket).
-          fres.end();
-          if (cb) process.nextTick(cb);
-          const ctx: RequestCtx = {
-            ...rc,
-            req: freq,
-            res: fres,
-            preexisting: mark.preexisting ?? new Map(),
-          };
-          let plan: StorePlan | undefined;
-          try {
-            plan = body ? this.plan(ctx, fres) : undefined;
-          } catch (err) {
-            this.counters.errors++;
-            this.log.warn({ err }, 'http cache: could not inspect a refreshed response');
-          }
-          if (!plan || !body) {
-            this.log.debug({ url: rc.url, status: fres.statusCode }, 'http cache: refresh answer not stored');
-            settle(true);
-            return;
-          }
-          void this.store(ctx, plan, body, strongEtag(body)).finally(() => settle(true));
-        },
-      });
-      try {
-        app.handle(freq, fres, (err?: unknown) => {
-          if (err) {
-            this.counters.errors++;
-            this.log.warn({ err, url: rc.url }, 'http cache: background refresh failed');
-          }
-          settle(false);
-        });
-      } catch (err) {
-        this.counters.errors++;
-        this.log.warn({ err, url: rc.url }, 'http cache: background refresh failed');
-        settle(false);
-      }
-    });
+  /** Stores the answer of a background refresh when it is storable. */
+  private storeRefreshed(ctx: RequestCtx, body: Buffer | undefined): Promise<void> {
+    let plan: StorePlan | undefined;
+    try {
+      plan = body ? storePlan(ctx, ctx.res, this.config) : undefined;
+    } catch (err) {
+      this.counters.errors++;
+      this.log.warn({ err }, 'http cache: could not inspect a refreshed response');
+    }
+    if (!plan || !body) {
+      this.log.debug({ url: ctx.url, status: ctx.res.statusCode }, 'http cache: refresh answer not stored');
+      return Promise.resolve();
+    }
+    return this.store(ctx, plan, body, strongEtag(body));
   }
-}
-
-function snapshotHeaders(res: ServerResponse): Map<string, unknown> {
-  const m = new Map<string, unknown>();
-  for (const name of res.getHeaderNames()) m.set(name, res.getHeader(name));
-  return m;
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((v, i) => v === b[i]);
-  return String(a) === String(b);
-}
-
-function topApp(app: unknown): ExpressAppLike | undefined {
-  let a = app as ExpressAppLike | undefined;
-  if (!a || typeof a.handle !== 'function') return undefined;
-  while (a.parent && typeof a.parent.handle === 'function') a = a.parent;
-  return a;
-}
-
-/** A GET with the URL and headers of `src` (minus conditional/cache/body headers), no body, no socket. */
-function syntheticRequest(src: IncomingMessage, url: string): IncomingMessage {
-  const socket = new Socket();
-  // Middleware that looks at the client address sees the original one.
-  Object.defineProperty(socket, 'remoteAddress', { value: src.socket?.remoteAddress });
-  const req = new IncomingMessage(socket);
-  req.method = 'GET';
-  req.url = url;
-  req.httpVersion = '1.1';
-  req.httpVersionMajor = 1;
-  req.httpVersionMinor = 1;
-  const headers: IncomingHttpHeaders = {};
-  const raw: string[] = [];
-  for (const [name, value] of Object.entries(src.headers)) {
-    if (value === undefined || NOT_COPIED.has(name)) continue;
-    headers[name] = value;
-    for (const v of Array.isArray(value) ? value : [value]) raw.push(name, v);
-  }
-  req.headers = headers;
-  req.rawHeaders = raw;
-  req.complete = true;
-  req.push(null);
-  return req;
 }

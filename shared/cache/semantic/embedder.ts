@@ -1,5 +1,8 @@
 import { HASHED_NGRAM_THRESHOLDS, type SemanticThresholds } from './confidence.js';
+import { type FeatureVector, HashedFeatureEmbedder } from './hashed-features.js';
 import { isContent, stem, tokenize } from './text.js';
+
+export { fnv1a } from './hashed-features.js';
 
 /**
  * Turns texts into vectors whose cosine says how alike they are. `name` and `dims` identify the vector
@@ -50,29 +53,15 @@ const LIGHT: ReadonlySet<string> = new Set(['to', 'from', 'than']);
  * (reordered, function words changed, inflected, typos) score high; the guard handles what lexical
  * closeness cannot see (negation, numbers, swapped roles).
  */
-export class HashedNgramEmbedder implements Embedder {
+export class HashedNgramEmbedder extends HashedFeatureEmbedder implements Embedder {
   readonly name = 'hashed-ngram-v1';
-  readonly dims: number;
   readonly thresholds = HASHED_NGRAM_THRESHOLDS;
-  readonly inProcess = true;
-  private readonly mask: number;
 
   constructor(opts: HashedNgramEmbedderOptions = {}) {
-    const dims = opts.dims ?? 512;
-    if (!Number.isInteger(dims) || dims < 16 || (dims & (dims - 1)) !== 0)
-      throw new TypeError(`HashedNgramEmbedder: option "dims" must be a power of two >= 16, got ${dims}`);
-    this.dims = dims;
-    this.mask = dims - 1;
+    super('HashedNgramEmbedder', opts.dims);
   }
 
-  embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
-    if (signal?.aborted) return Promise.reject(signal.reason as Error);
-    return Promise.resolve(texts.map((t) => this.embedOne(t)));
-  }
-
-  /** The vector of one text, synchronously. */
-  embedOne(text: string): Float32Array {
-    const v = new Float32Array(this.dims);
+  protected addFeatures(text: string, v: FeatureVector): void {
     const words: string[] = [];
     for (const t of tokenize(text)) {
       if (t.kind === 'arrow') words.push('->');
@@ -82,56 +71,16 @@ export class HashedNgramEmbedder implements Embedder {
     for (let i = 0; i < words.length; i++) {
       const w = words[i]!;
       const content = isContent(w) && !LIGHT.has(w);
-      this.add(v, 'w\u0001' + w, content ? W_CONTENT : W_STOP);
+      v.add('w\u0001' + w, content ? W_CONTENT : W_STOP);
       const next = words[i + 1];
       if (next !== undefined)
-        this.add(v, 'b\u0001' + w + ' ' + next, content || isContent(next) ? W_BIGRAM : W_BIGRAM_STOP);
+        v.add('b\u0001' + w + ' ' + next, content || isContent(next) ? W_BIGRAM : W_BIGRAM_STOP);
       if (!content) continue;
-      if (prevContent !== undefined) this.add(v, 'c\u0001' + prevContent + ' ' + w, W_BIGRAM);
+      if (prevContent !== undefined) v.add('c\u0001' + prevContent + ' ' + w, W_BIGRAM);
       prevContent = w;
-      this.addCharGrams(v, w);
+      v.addCharGrams(w, W_CHARS);
     }
-    let norm = 0;
-    for (let i = 0; i < v.length; i++) norm += v[i]! * v[i]!;
-    if (norm > 0) {
-      const inv = 1 / Math.sqrt(norm);
-      for (let i = 0; i < v.length; i++) v[i]! *= inv;
-    }
-    return v;
   }
-
-  private addCharGrams(v: Float32Array, w: string): void {
-    const s = '^' + w + '$';
-    const grams: string[] = [];
-    for (const n of [3, 4]) for (let i = 0; i + n <= s.length; i++) grams.push(s.slice(i, i + n));
-    if (grams.length === 0) return;
-    // The grams of one word together carry W_CHARS of energy (sum of squares), whatever the word's length.
-    const each = W_CHARS / Math.sqrt(grams.length);
-    for (const g of grams) this.add(v, 'g\u0001' + g, each);
-  }
-
-  private add(v: Float32Array, feature: string, weight: number): void {
-    const h = fnv1a(feature);
-    const i = h & this.mask;
-    // The sign comes from the high bit, independent of the low bits that pick the dimension.
-    v[i]! += h & 0x80000000 ? -weight : weight;
-  }
-}
-
-/** FNV-1a over the UTF-16 code units, with a final avalanche so the low bits are well mixed. */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  // murmur3 fmix32
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** Options of {@link FunctionEmbedder}. */

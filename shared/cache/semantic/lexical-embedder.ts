@@ -1,6 +1,7 @@
 import { canonicalize } from './canonical.js';
 import { DEFAULT_THRESHOLDS } from './confidence.js';
-import { fnv1a, type Embedder } from './embedder.js';
+import type { Embedder } from './embedder.js';
+import { type FeatureVector, HashedFeatureEmbedder } from './hashed-features.js';
 import { isKnownWord, LEXICON_VERSION } from './lexicon.js';
 
 /** Options of {@link LexicalEmbedder}. */
@@ -32,80 +33,45 @@ const W_CHARS = 0.6;
  * Lexical closeness after canonicalisation is what it measures: it does not know that "queen bee larger
  * than drone" and "drone larger than queen bee" differ, which is the guard's job (guard.ts).
  */
-export class LexicalEmbedder implements Embedder {
+export class LexicalEmbedder extends HashedFeatureEmbedder implements Embedder {
   readonly name: string;
-  readonly dims: number;
   readonly thresholds = DEFAULT_THRESHOLDS;
-  readonly inProcess = true;
-  private readonly mask: number;
 
   constructor(opts: LexicalEmbedderOptions = {}) {
-    const dims = opts.dims ?? 512;
-    if (!Number.isInteger(dims) || dims < 16 || (dims & (dims - 1)) !== 0)
-      throw new TypeError(`LexicalEmbedder: option "dims" must be a power of two >= 16, got ${dims}`);
-    this.dims = dims;
-    this.mask = dims - 1;
+    super('LexicalEmbedder', opts.dims);
     this.name = `lexical-v1-${LEXICON_VERSION}`;
   }
 
-  embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
-    if (signal?.aborted) return Promise.reject(signal.reason as Error);
-    return Promise.resolve(texts.map((t) => this.embedOne(t)));
-  }
-
-  /** The vector of one text, synchronously. */
-  embedOne(text: string): Float32Array {
-    const v = new Float32Array(this.dims);
+  protected addFeatures(text: string, v: FeatureVector): void {
     const { words, asks } = canonicalize(text);
-    for (const a of asks) this.add(v, 'q\u0001' + a, W_ASK);
+    for (const a of asks) v.add('q\u0001' + a, W_ASK);
     let prev: string | undefined;
     for (const w of words) {
       switch (w.role) {
         case 'head':
         case 'content': {
-          this.add(v, 'k\u0001' + w.key, W_KEY);
+          v.add('k\u0001' + w.key, W_KEY);
           if (prev !== undefined && prev !== w.key)
-            this.add(v, 'p\u0001' + (prev < w.key ? prev + ' ' + w.key : w.key + ' ' + prev), W_PAIR);
+            v.add('p\u0001' + (prev < w.key ? prev + ' ' + w.key : w.key + ' ' + prev), W_PAIR);
           prev = w.key;
-          if (!isKnownWord(w.lower)) this.addCharGrams(v, w.lower);
+          if (!isKnownWord(w.lower)) v.addCharGrams(w.lower, W_CHARS);
           break;
         }
         case 'number':
-          this.add(v, 'n\u0001' + w.lower, W_NUMBER);
+          v.add('n\u0001' + w.lower, W_NUMBER);
           break;
         case 'negation':
-          this.add(v, 'x\u0001not', W_NEGATION);
+          v.add('x\u0001not', W_NEGATION);
           break;
         case 'marker':
-          this.add(v, 'm\u0001' + w.lower, W_MARKER);
+          v.add('m\u0001' + w.lower, W_MARKER);
           break;
         case 'arrow':
-          this.add(v, 'a\u0001->', W_ARROW);
+          v.add('a\u0001->', W_ARROW);
           break;
         default:
           break;
       }
     }
-    let norm = 0;
-    for (let i = 0; i < v.length; i++) norm += v[i]! * v[i]!;
-    if (norm > 0) {
-      const inv = 1 / Math.sqrt(norm);
-      for (let i = 0; i < v.length; i++) v[i]! *= inv;
-    }
-    return v;
-  }
-
-  private addCharGrams(v: Float32Array, w: string): void {
-    const s = '^' + w + '$';
-    const grams: string[] = [];
-    for (const n of [3, 4]) for (let i = 0; i + n <= s.length; i++) grams.push(s.slice(i, i + n));
-    if (grams.length === 0) return;
-    const each = W_CHARS / Math.sqrt(grams.length);
-    for (const g of grams) this.add(v, 'g\u0001' + g, each);
-  }
-
-  private add(v: Float32Array, feature: string, weight: number): void {
-    const h = fnv1a(feature);
-    v[h & this.mask]! += h & 0x80000000 ? -weight : weight;
   }
 }

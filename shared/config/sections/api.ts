@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type FieldIssue } from '../../errors.js';
-import { type EnvVar, type ParsedEnv } from '../env-var.js';
+import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
 import { int, bool, list } from '../schemas.js';
 
 /*
@@ -82,14 +82,12 @@ export interface ApiConfig {
 export function checkApi(p: ParsedEnv<typeof API_ENV>): FieldIssue[] {
   // A key in both lists would let whoever holds a tenant key open the dashboard: refuse the ambiguity.
   const adminKeys = new Set(p.CELL0_ADMIN_KEYS ?? []);
-  if ((p.CELL0_API_KEYS ?? []).some((k) => adminKeys.has(k)))
-    return [
-      {
-        field: 'CELL0_ADMIN_KEYS',
-        reason: 'a key is also in CELL0_API_KEYS: a key is either a tenant key or an admin key, not both',
-      },
-    ];
-  return [];
+  return (p.CELL0_API_KEYS ?? []).some((k) => adminKeys.has(k))
+    ? issue(
+        'CELL0_ADMIN_KEYS',
+        'a key is also in CELL0_API_KEYS: a key is either a tenant key or an admin key, not both',
+      )
+    : [];
 }
 
 export function loadApi(p: ParsedEnv<typeof API_ENV>): ApiConfig {

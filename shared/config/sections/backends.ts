@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type FieldIssue } from '../../errors.js';
 import { parseModelRoutes, type ModelRoute } from '../provider-routes.js';
-import { type EnvVar, type ParsedEnv } from '../env-var.js';
+import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
 import { httpUrl, parsedList } from '../schemas.js';
 
 /*
@@ -73,14 +73,12 @@ export interface BackendsConfig {
 /** Checks across the section's variables (run once each is valid on its own). */
 export function checkBackends(p: ParsedEnv<typeof BACKENDS_ENV>): FieldIssue[] {
   const bare = (p.CELL0_MODEL_ROUTES ?? []).find((r) => r.kind === 'openai' && r.url === undefined);
-  if (bare && p.CELL0_OPENAI_URL === undefined)
-    return [
-      {
-        field: 'CELL0_MODEL_ROUTES',
-        reason: `route "${bare.pattern}=openai" needs CELL0_OPENAI_URL (or write openai@URL)`,
-      },
-    ];
-  return [];
+  return bare && p.CELL0_OPENAI_URL === undefined
+    ? issue(
+        'CELL0_MODEL_ROUTES',
+        `route "${bare.pattern}=openai" needs CELL0_OPENAI_URL (or write openai@URL)`,
+      )
+    : [];
 }
 
 export function loadBackends(p: ParsedEnv<typeof BACKENDS_ENV>): BackendsConfig {

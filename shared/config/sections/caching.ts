@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type FieldIssue } from '../../errors.js';
 import { parseSearchTtls, parseThresholds } from '../search-ttls.js';
-import { type EnvVar, type ParsedEnv } from '../env-var.js';
+import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
 import { int, bool, parsedList } from '../schemas.js';
 
 /*
@@ -98,14 +98,12 @@ export interface CacheConfig {
 
 /** Checks across the section's variables (run once each is valid on its own). */
 export function checkCaching(p: ParsedEnv<typeof CACHING_ENV>): FieldIssue[] {
-  if (/^(ollama|openai):/.test(p.CELL0_SEMANTIC_EMBEDDER) && p.CELL0_SEMANTIC_EMBED_DIMS === undefined)
-    return [
-      {
-        field: 'CELL0_SEMANTIC_EMBED_DIMS',
-        reason: `required with CELL0_SEMANTIC_EMBEDDER=${p.CELL0_SEMANTIC_EMBEDDER} (the length of its vectors)`,
-      },
-    ];
-  return [];
+  return /^(ollama|openai):/.test(p.CELL0_SEMANTIC_EMBEDDER) && p.CELL0_SEMANTIC_EMBED_DIMS === undefined
+    ? issue(
+        'CELL0_SEMANTIC_EMBED_DIMS',
+        `required with CELL0_SEMANTIC_EMBEDDER=${p.CELL0_SEMANTIC_EMBEDDER} (the length of its vectors)`,
+      )
+    : [];
 }
 
 export function loadCaching(p: ParsedEnv<typeof CACHING_ENV>): CacheConfig {

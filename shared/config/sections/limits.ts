@@ -1,5 +1,5 @@
 import { type FieldIssue } from '../../errors.js';
-import { type EnvVar, type ParsedEnv } from '../env-var.js';
+import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
 import { int } from '../schemas.js';
 
 /*
@@ -54,14 +54,12 @@ export interface InputLimits {
 
 /** Checks across the section's variables (run once each is valid on its own). */
 export function checkLimits(p: ParsedEnv<typeof LIMITS_ENV>): FieldIssue[] {
-  if (p.CELL0_MAX_BODY_BYTES < Math.min(p.CELL0_MAX_PROMPT_BYTES, 16_777_216))
-    return [
-      {
-        field: 'CELL0_MAX_BODY_BYTES',
-        reason: `expected at least CELL0_MAX_PROMPT_BYTES (${p.CELL0_MAX_PROMPT_BYTES}), got ${p.CELL0_MAX_BODY_BYTES}`,
-      },
-    ];
-  return [];
+  return p.CELL0_MAX_BODY_BYTES < Math.min(p.CELL0_MAX_PROMPT_BYTES, 16_777_216)
+    ? issue(
+        'CELL0_MAX_BODY_BYTES',
+        `expected at least CELL0_MAX_PROMPT_BYTES (${p.CELL0_MAX_PROMPT_BYTES}), got ${p.CELL0_MAX_BODY_BYTES}`,
+      )
+    : [];
 }
 
 export function loadInputLimits(p: ParsedEnv<typeof LIMITS_ENV>): InputLimits {

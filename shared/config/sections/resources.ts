@@ -1,5 +1,6 @@
 import { type FieldIssue } from '../../errors.js';
-import { type EnvVar, type ParsedEnv } from '../env-var.js';
+import { type ResourceLimits } from '../../resources/types.js';
+import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
 import { int } from '../schemas.js';
 
 /*
@@ -83,15 +84,6 @@ export const RESOURCES_ENV = {
   },
 } satisfies Record<string, EnvVar>;
 
-/** The resource limits of Config.limits (the input limits are in limits.ts). */
-export interface ResourceLimits {
-  maxMemoryPercent: number;
-  maxCpuPercent: number;
-  maxDiskPercent: number;
-  maxHeapPercent: number;
-  maxEventLoopDelayMs: number;
-}
-
 /** Sampling and shedding settings of Config.resources (models.ts and maintenance.ts add theirs). */
 export interface PressureConfig {
   sampleMs: number;
@@ -114,14 +106,17 @@ export function checkResources(p: ParsedEnv<typeof RESOURCES_ENV>): FieldIssue[]
   ] as const) {
     const v = p[name];
     if (v !== 0 && v <= p.CELL0_RESOURCE_HYSTERESIS)
-      issues.push({
-        field: name,
-        reason: `expected more than CELL0_RESOURCE_HYSTERESIS (${p.CELL0_RESOURCE_HYSTERESIS}) points, or 0 for no limit, got ${v}: pressure could never end`,
-      });
+      issues.push(
+        ...issue(
+          name,
+          `expected more than CELL0_RESOURCE_HYSTERESIS (${p.CELL0_RESOURCE_HYSTERESIS}) points, or 0 for no limit, got ${v}: pressure could never end`,
+        ),
+      );
   }
   return issues;
 }
 
+/** The resource limits of Config.limits (the input limits are in limits.ts). */
 export function loadResourceLimits(p: ParsedEnv<typeof RESOURCES_ENV>): ResourceLimits {
   return {
     maxMemoryPercent: p.CELL0_MAX_MEMORY_PERCENT,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type FieldIssue } from '../../errors.js';
-import { type EnvVar, type ParsedEnv } from '../env-var.js';
+import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
 import { int, bool, rate } from '../schemas.js';
 
 /*
@@ -199,14 +199,12 @@ export function checkSimulator(p: ParsedEnv<typeof SIMULATOR_ENV>): FieldIssue[]
     p.CELL0_SIM_FAULT_RATE_500 +
     p.CELL0_SIM_FAULT_SLOW_RATE +
     p.CELL0_SIM_FAULT_DROP_RATE;
-  if (faultSum > 1 + 1e-9)
-    return [
-      {
-        field: 'CELL0_SIM_FAULT_RATE_429',
-        reason: `the simulator's fault fractions (429 + 500 + slow + drop) add up to ${faultSum}, more than 1`,
-      },
-    ];
-  return [];
+  return faultSum > 1 + 1e-9
+    ? issue(
+        'CELL0_SIM_FAULT_RATE_429',
+        `the simulator's fault fractions (429 + 500 + slow + drop) add up to ${faultSum}, more than 1`,
+      )
+    : [];
 }
 
 export function loadSimulator(p: ParsedEnv<typeof SIMULATOR_ENV>): SimulatorConfig {

@@ -210,6 +210,7 @@ export class OllamaClient {
           started,
           { text: (c) => c.response, thinking: (c) => c.thinking },
           opts.onToken,
+          opts.signal,
         ),
     });
     const clientTimings = timingsOf(agg, started);
@@ -243,6 +244,7 @@ export class OllamaClient {
             each: (c) => toolCalls.push(...(c.message?.tool_calls ?? [])),
           },
           opts.onToken,
+          opts.signal,
         ),
     });
     const message = { ...agg.final.message, role: agg.final.message?.role ?? 'assistant', content: agg.text };
@@ -346,12 +348,16 @@ export class OllamaClient {
     started: number,
     parts: StreamParts<C>,
     onToken: ((text: string) => void) | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<Aggregate<C>> {
     let text = '';
     let thinking = '';
     let ttftMs: number | undefined;
     let final: C | undefined;
     for await (const line of ndjsonLines(body as AsyncIterable<Buffer>)) {
+      // Lines already read from the socket keep coming after an abort (a stalled host reads several chunks
+      // at once): none reaches onToken once the caller has aborted.
+      signal?.throwIfAborted();
       const chunk = parseObject(line, endpoint) as unknown as C;
       parts.each?.(chunk);
       const piece = parts.text(chunk);

@@ -343,7 +343,7 @@ export class OpenAIClient {
       model: req.model,
       accept: 'text/event-stream',
       signal: opts.signal,
-      read: (r) => this.gather(r, endpoint, started, opts.onToken),
+      read: (r) => this.gather(r, endpoint, started, opts.onToken, opts.signal),
     });
   }
 
@@ -423,6 +423,7 @@ export class OpenAIClient {
     endpoint: string,
     started: number,
     onToken: ((text: string) => void) | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<ChatCompletionResult> {
     const contentType = String(res.headers['content-type'] ?? '');
     if (contentType.includes('application/json')) {
@@ -439,6 +440,8 @@ export class OpenAIClient {
     let ttftMs: number | undefined;
     let done = false;
     for await (const event of sseEvents(res.body as AsyncIterable<Buffer>)) {
+      // Events already read keep coming after an abort: none reaches onToken once the caller has aborted.
+      signal?.throwIfAborted();
       if (event.field === 'error') {
         throw reportedError(endpoint, openAIErrorInfo(parseMaybeJson(event.text)), event.text);
       }

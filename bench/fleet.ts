@@ -1,0 +1,119 @@
+/*
+ * The processes a bench starts (a private redis-server, the simulator, cell0, a proxy), and what it reads
+ * from them: free ports, readiness on a log line, CPU time from /proc, Redis command counts.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Every process started here and still running (stopAll() ends them). */
+export const children = new Set<ChildProcess>();
+
+/** Spawns a process and resolves once `ready` matches a line of its stdout or stderr. */
+export function startProcess(
+  cmd: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  ready: RegExp,
+  what: string,
+): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${what} not ready in 120 s:\n${seen}`)), 120_000);
+    const onData = (chunk: Buffer) => {
+      if (seen.length < 20_000) seen += chunk.toString();
+      if (ready.test(seen)) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    // Keep draining the pipes (a full pipe would block the child) without keeping the text.
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (code ${code}) before it was ready:\n${seen}`));
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL after 15 s; resolves when the process has exited. */
+export function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Stops every process started here. */
+export function stopAll(): Promise<void> {
+  return Promise.all([...children].map((c) => stop(c))).then(() => undefined);
+}
+
+/** Kills every child at once when the bench is interrupted (Ctrl-C). */
+export function killChildrenOnInterrupt(): void {
+  process.once('SIGINT', () => {
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
+/** A private redis-server (free port, no persistence) and a connection to it. */
+export async function startRedisServer(): Promise<{
+  url: string;
+  redis: Redis;
+  version: string;
+  child: ChildProcess;
+}> {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const url = `redis://127.0.0.1:${port}`;
+  const redis = new Redis(url, { retryStrategy: (t) => (t > 100 ? null : 50) });
+  redis.on('error', () => undefined);
+  await redis.ping();
+  const version = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
+  return { url, redis, version, child };
+}
+
+/** CPU time (user + system) a process has used so far, ms (Linux /proc; NaN elsewhere). */
+export function cpuMsOf(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in 1/100 s
+  } catch {
+    return NaN;
+  }
+}
+
+/** Calls per command so far (INFO commandstats; commands run inside scripts included). */
+export async function commandCalls(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}

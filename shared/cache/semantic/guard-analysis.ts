@@ -1,0 +1,209 @@
+import { canonicalize, REQUEST_VERBS, type AskClass, type CanonicalPrompt } from './canonical.js';
+import type { PromptAnalysis } from './guard-types.js';
+
+export type { PromptAnalysis } from './guard-types.js';
+import {
+  addForms,
+  extractEntities,
+  extractNumbers,
+  extractPoles,
+  extractQuoted,
+  extractRelations,
+  frameOf,
+} from './guard-features.js';
+import { EXCLUSIONS, NEGATIONS } from './guard-lexicon.js';
+import { activeKeys, JOINERS } from './guard-order.js';
+import { FILLER, isQualifierWord, RESTATING } from './guard-qualifiers.js';
+import { STOPWORDS, stem, tokenize, type Token } from './text.js';
+
+/**
+ * One prompt's analysis, each part computed the first time a rule reads it. Most candidates a lookup
+ * refuses differ in a number, a name or a quoted term, read from the tokens alone; the canonical form
+ * (lemmas, synonym groups, ask classes: the costly part) is computed only for a pair that gets that far,
+ * and for counting negations only when the prompt has a negation word at all. The verdict and the reason
+ * are those of computing everything up front.
+ */
+class LazyAnalysis implements PromptAnalysis {
+  private _tokens?: Token[];
+  private _lowers?: string[];
+  private _bigrams?: string[];
+  private _canon?: CanonicalPrompt;
+  private _tokenForms?: Set<string>;
+  private _forms?: Set<string>;
+  private _negationWords?: number;
+  private _negations?: number;
+  private _exclusions?: number;
+  private _numbers?: string[];
+  private _quoted?: Set<string>;
+  private _entities?: Map<string, string>;
+  private _frame?: { frame: string; entityOrder: string[] };
+  private _poles?: Map<number, Map<number, string>>;
+  private _content?: string[];
+  private _relations?: Map<string, Set<string>>;
+  private _sequence?: string[];
+  private _joiners?: boolean[];
+  private _keys?: string[];
+  private _qualifiers?: { shown: string; forms: readonly string[] }[];
+  private _plain?: string;
+
+  constructor(private readonly text: string) {}
+
+  private get tokens(): Token[] {
+    return (this._tokens ??= tokenize(this.text));
+  }
+
+  private get lowers(): string[] {
+    return (this._lowers ??= this.tokens.map((t) => t.lower));
+  }
+
+  private get bigrams(): string[] {
+    const lowers = this.lowers;
+    return (this._bigrams ??= lowers.slice(1).map((l, i) => lowers[i] + ' ' + l));
+  }
+
+  private get canon(): CanonicalPrompt {
+    return (this._canon ??= canonicalize(this.text));
+  }
+
+  get tokenForms(): ReadonlySet<string> {
+    if (!this._tokenForms) {
+      this._tokenForms = new Set<string>();
+      for (const l of this.lowers) addForms(this._tokenForms, l);
+    }
+    return this._tokenForms;
+  }
+
+  get forms(): ReadonlySet<string> {
+    if (!this._forms) {
+      const forms = new Set(this.tokenForms);
+      for (const w of this.canon.words) {
+        forms.add(w.lower);
+        forms.add(w.lemma);
+        forms.add(w.key);
+        forms.add(stem(w.lemma));
+      }
+      this._forms = forms;
+    }
+    return this._forms;
+  }
+
+  private isNegation(l: string): boolean {
+    return NEGATIONS.has(l) || l.endsWith("n't") || l.startsWith('non-');
+  }
+
+  get negations(): number {
+    if (this._negations === undefined) {
+      this._negationWords ??= this.lowers.filter((l) => this.isNegation(l)).length;
+      if (this._negationWords === 0) this._negations = 0;
+      else {
+        // A negation inside politeness ("if it's not too much trouble") negates nothing that is asked.
+        const polite = new Set(this.canon.words.filter((w) => w.role === 'polite').map((w) => w.start));
+        let n = 0;
+        this.tokens.forEach((t, i) => {
+          if (!polite.has(t.start) && this.isNegation(this.lowers[i]!)) n++;
+        });
+        this._negations = n;
+      }
+    }
+    return this._negations;
+  }
+
+  get exclusions(): number {
+    if (this._exclusions === undefined) {
+      let n = 0;
+      for (const e of EXCLUSIONS)
+        for (const x of e.includes(' ') ? this.bigrams : this.lowers) if (x === e) n++;
+      this._exclusions = n;
+    }
+    return this._exclusions;
+  }
+
+  get numbers(): readonly string[] {
+    return (this._numbers ??= extractNumbers(this.tokens));
+  }
+
+  get quoted(): ReadonlySet<string> {
+    return (this._quoted ??= extractQuoted(this.text));
+  }
+
+  get entities(): ReadonlyMap<string, string> {
+    return (this._entities ??= extractEntities(this.text, this.tokens));
+  }
+
+  get frame(): string {
+    return (this._frame ??= frameOf(this.tokens, this.entities)).frame;
+  }
+
+  get entityOrder(): readonly string[] {
+    return (this._frame ??= frameOf(this.tokens, this.entities)).entityOrder;
+  }
+
+  get poles(): ReadonlyMap<number, ReadonlyMap<number, string>> {
+    return (this._poles ??= extractPoles(this.lowers, this.bigrams));
+  }
+
+  get content(): readonly string[] {
+    return (this._content ??= this.lowers.filter((l) => !STOPWORDS.has(l)));
+  }
+
+  get relations(): ReadonlyMap<string, ReadonlySet<string>> {
+    return (this._relations ??= extractRelations(this.tokens));
+  }
+
+  get sequence(): readonly string[] {
+    return (this._sequence ??= this.canon.words
+      .filter((w) => w.role !== 'polite' && w.role !== 'arrow')
+      .map((w) => w.lower));
+  }
+
+  get joiners(): readonly boolean[] {
+    return (this._joiners ??= this.sequence.map((w) => JOINERS.has(w)));
+  }
+
+  get keys(): readonly string[] {
+    return (this._keys ??= activeKeys(this.canon.words));
+  }
+
+  get asks(): readonly AskClass[] {
+    return this.canon.asks;
+  }
+
+  get qualifiers(): readonly { shown: string; forms: readonly string[] }[] {
+    return (this._qualifiers ??= this.canon.words
+      .filter(
+        (w) =>
+          w.role === 'content' &&
+          isQualifierWord(w.lower) &&
+          !RESTATING.has(w.lemma) &&
+          !REQUEST_VERBS.has(w.lemma) &&
+          !FILLER.has(w.lemma),
+      )
+      .map((w) => ({ shown: w.lower, forms: [w.lower, w.lemma, w.key, stem(w.lemma)] })));
+  }
+
+  get plain(): string {
+    return (this._plain ??= this.text
+      .normalize('NFKC')
+      .toLowerCase()
+      .replace(/["'`‘’“”„«»]/g, '')
+      .replace(/\s+/g, ' '));
+  }
+}
+
+/**
+ * Analyses of recent prompts, kept: a stored prompt that is a candidate for many lookups (a popular entry,
+ * a near neighbour of many) is analysed once. Analyses never change once made (each part is a pure
+ * function of the text).
+ */
+const RECENT = 1024;
+const recent = new Map<string, PromptAnalysis>();
+
+/** Analyses one prompt for compareAnalyses (guard.ts); parts are computed when a rule first reads them. */
+export function analyzePrompt(text: string): PromptAnalysis {
+  const hit = recent.get(text);
+  if (hit) return hit;
+  const out = new LazyAnalysis(text);
+  if (recent.size >= RECENT) recent.delete(recent.keys().next().value!);
+  recent.set(text, out);
+  return out;
+}

@@ -1,0 +1,96 @@
+import { type SemanticThresholds } from './confidence.js';
+
+/** FNV-1a over the UTF-16 code units, with a final avalanche so the low bits are well mixed. */
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  // murmur3 fmix32
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * A vector being built from hashed features: each feature (a string) is hashed (FNV-1a) to a dimension and
+ * added with a hash-derived sign (signed feature hashing keeps the expected dot product of unrelated texts
+ * at 0).
+ */
+export class FeatureVector {
+  private readonly v: Float32Array;
+  private readonly mask: number;
+
+  constructor(dims: number) {
+    this.v = new Float32Array(dims);
+    this.mask = dims - 1;
+  }
+
+  add(feature: string, weight: number): void {
+    const h = fnv1a(feature);
+    // The sign comes from the high bit, independent of the low bits that pick the dimension.
+    this.v[h & this.mask]! += h & 0x80000000 ? -weight : weight;
+  }
+
+  /**
+   * The character 3- and 4-grams of `word` with boundary marks (`^pass`, `ord$`), together carrying `energy`
+   * (sum of squares), whatever the word's length: a long word does not outweigh a short one.
+   */
+  addCharGrams(word: string, energy: number): void {
+    const s = '^' + word + '$';
+    const grams: string[] = [];
+    for (const n of [3, 4]) for (let i = 0; i + n <= s.length; i++) grams.push(s.slice(i, i + n));
+    if (grams.length === 0) return;
+    const each = energy / Math.sqrt(grams.length);
+    for (const g of grams) this.add('g\u0001' + g, each);
+  }
+
+  /** The vector, L2-normalised (all zeros stays all zeros). */
+  normalized(): Float32Array {
+    const v = this.v;
+    let norm = 0;
+    for (let i = 0; i < v.length; i++) norm += v[i]! * v[i]!;
+    if (norm > 0) {
+      const inv = 1 / Math.sqrt(norm);
+      for (let i = 0; i < v.length; i++) v[i]! *= inv;
+    }
+    return v;
+  }
+}
+
+/**
+ * The built-in embedders: hashed features of a text, computed in this process (no service, no download),
+ * so the cache embeds up front. A subclass says which features a text has (and implements Embedder).
+ */
+export abstract class HashedFeatureEmbedder {
+  abstract readonly name: string;
+  abstract readonly thresholds: SemanticThresholds;
+  readonly dims: number;
+  readonly inProcess = true;
+
+  /** `kind` names the embedder in the error for bad dims; dims must be a power of two >= 16. */
+  constructor(kind: string, dims = 512) {
+    if (!Number.isInteger(dims) || dims < 16 || (dims & (dims - 1)) !== 0)
+      throw new TypeError(`${kind}: option "dims" must be a power of two >= 16, got ${dims}`);
+    this.dims = dims;
+  }
+
+  embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    return Promise.resolve(texts.map((t) => this.embedOne(t)));
+  }
+
+  /** The vector of one text, synchronously. */
+  embedOne(text: string): Float32Array {
+    const v = new FeatureVector(this.dims);
+    this.addFeatures(text, v);
+    return v.normalized();
+  }
+
+  /** Adds the features of `text` to `v`. */
+  protected abstract addFeatures(text: string, v: FeatureVector): void;
+}
