@@ -55,7 +55,13 @@ async function runSide(
     ollamaUrl: sim.url,
     maxBatchSize: side === 'batched' ? 64 : 1,
   });
-  const client = new Cell0Client({ redisUrl: fleet.redisUrl, prefix, waitMs: 600_000 });
+  // A busy host makes Redis answer late: a slow command is not a failed input here.
+  const client = new Cell0Client({
+    redisUrl: fleet.redisUrl,
+    prefix,
+    waitMs: 600_000,
+    commandTimeoutMs: 30_000,
+  });
   await client.start();
   const tag = randomBytes(4).toString('hex');
   // Warm the path (scripts loaded, connections open, the model resident), then measure.

@@ -11,6 +11,7 @@ import {
 } from '../shared/queues/token-stream.js';
 import { QueueName } from '../shared/queues/names.js';
 import { withDefaults } from '../shared/with-defaults.js';
+import { sleep } from '../shared/sleep.js';
 
 /** Options of {@link TokenStreamHub}. */
 export interface TokenStreamHubOptions {
@@ -258,7 +259,7 @@ export class TokenStreamHub {
       } catch (err) {
         if (this.closed) break;
         this.log.debug({ err }, 'token stream read failed; retrying');
-        await new Promise((r) => setTimeout(r, 200).unref());
+        await sleep(200, { unref: true });
         continue;
       }
       for (const [key, rows] of res ?? []) {

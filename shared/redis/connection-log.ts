@@ -1,4 +1,5 @@
 import { type Logger } from '../logger.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** Options of {@link RedisConnectionLog}. */
 export interface RedisConnectionLogOptions {
@@ -59,7 +60,7 @@ export class RedisConnectionLog {
   readonly transitions = { down: 0, up: 0 };
 
   constructor(logger: Logger, options: RedisConnectionLogOptions = {}) {
-    const opts = { ...DEFAULTS, ...stripUndefined(options) };
+    const opts = withDefaults<typeof DEFAULTS>(DEFAULTS, options);
     if (!(opts.summaryEveryMs > 0))
       throw new TypeError(
         `RedisConnectionLog: option "summaryEveryMs" must be > 0, got ${opts.summaryEveryMs}`,
@@ -186,8 +187,4 @@ export function configureConnectionLog(logger: Logger, opts: RedisConnectionLogO
   const c = new RedisConnectionLog(logger, opts);
   registry.set(logger, c);
   return c;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { RedisEvictionPolicyError, RedisFullError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { tcpOpen } from '../net.js';
+import { withDefaults } from '../with-defaults.js';
 
 /** What `INFO memory` says about Redis's memory. */
 export interface RedisMemoryInfo {
@@ -162,7 +163,7 @@ export class RedisMemoryWatch extends EventEmitter<RedisMemoryWatchEvents> {
 
   constructor(options: RedisMemoryWatchOptions) {
     super();
-    const opts = { ...DEFAULTS, ...stripUndefined(options) };
+    const opts = withDefaults<RedisMemoryWatchOptions & typeof DEFAULTS>(DEFAULTS, options);
     if (!(opts.watermarkPercent >= 0 && opts.watermarkPercent <= 100))
       throw new TypeError(
         `RedisMemoryWatch: option "watermarkPercent" must be from 0 to 100, got ${opts.watermarkPercent}`,
@@ -276,8 +277,4 @@ export function fullError(r: RedisMemoryReading, retryAfterMs: number): RedisFul
 export function isOomError(err: unknown): boolean {
   const msg = err instanceof Error ? err.message : typeof err === 'string' ? err : '';
   return /^OOM command not allowed|OOM command not allowed when used memory/.test(msg);
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

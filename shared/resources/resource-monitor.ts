@@ -13,6 +13,7 @@ import { readMemory } from './host-memory.js';
 import { type ResourceSample, type SampleSource } from './types.js';
 import { CpuWindow, detectCpuSource, hostCpuTimes, type CpuScope, type CpuUsageSource } from './cpu-usage.js';
 import { withDefaults } from '../with-defaults.js';
+import { sleep } from '../sleep.js';
 
 /** Options of a resource monitor. */
 export interface ResourceMonitorOptions {
@@ -112,7 +113,7 @@ function cpuMeter(opts: SystemCpuOptions): () => Promise<CpuFigures> {
       // The first reading right after start would cover a few ms: give it a short interval to measure.
       const since = performance.now() - startedAt;
       // Not unref'd: a caller awaiting its first sample (start()) must not see the process exit under it.
-      if (since < MIN_CPU_WINDOW_MS) await new Promise((r) => setTimeout(r, MIN_CPU_WINDOW_MS - since));
+      if (since < MIN_CPU_WINDOW_MS) await sleep(MIN_CPU_WINDOW_MS - since);
     }
     last = source.read();
     const own = window.push(last);
