@@ -11,7 +11,7 @@ import { Queue } from 'bullmq';
 import { type Config, redactUrl } from '../shared/config/config.js';
 import { type Logger } from '../shared/logger.js';
 import { redisAnswers, startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
-import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
 import { Cell0Worker } from '../workers/cell0-worker.js';
 import { buildProviders, type ProviderSet } from '../workers/providers/from-config.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
@@ -105,6 +105,8 @@ export async function startWorker(
         breakerResetMs: config.redis.breakerResetMs,
         name: 'cache',
         logger: log,
+        // One store per finished job, many jobs at once: the stores of one event-loop turn share a write.
+        autoPipelining: true,
       })
     : undefined;
   const caches = cacheRedis
@@ -162,6 +164,10 @@ export async function startWorker(
             ? new MeteredInference(providers.inference, metrics.backends)
             : providers.inference,
         }
+      : {}),
+    // The worker holds about twice the inference jobs its backends' limits let through now.
+    ...(providers.inference
+      ? { backendCapacity: { [QueueName.INFERENCE]: () => providers.inference?.concurrencyLimit() } }
       : {}),
     search: metrics ? meteredSearch(providers.search, metrics) : providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,

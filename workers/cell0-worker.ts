@@ -23,6 +23,7 @@ import { failureOf, parseJobData, storeInference, storeSearch, timedOut } from '
 import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
 import { Admission } from './worker/admission.js';
 import { BackendWait, isBackendAway } from './worker/backend-wait.js';
+import { CapacityFollower } from './worker/capacity.js';
 import { ProviderDeadlines } from './worker/deadlines.js';
 import { Heartbeat } from './worker/heartbeat.js';
 import { MaintenanceService } from './worker/maintenance-service.js';
@@ -79,6 +80,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly replies: ReplyPublisher;
   private readonly admission: Admission;
   private readonly deadlines: ProviderDeadlines;
+  private readonly capacity: CapacityFollower;
   private readonly backendWait: BackendWait;
   private readonly maintenance: MaintenanceService;
   private readonly heartbeat: Heartbeat;
@@ -125,6 +127,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       onHandedBack: (queue, jobId) => this.emit('job:handed-back', { queue, jobId }),
     });
     this.deadlines = new ProviderDeadlines(opts.providerTimeoutMs);
+    this.capacity = new CapacityFollower({
+      capacity: opts.backendCapacity ?? {},
+      workers: () => this.workers.entries(),
+      cap: (queue) => this.concurrencyOf(queue),
+    });
     this.backendWait = new BackendWait({
       prefix: opts.prefix,
       maxMs: opts.backendWaitMaxMs,
@@ -205,6 +212,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     await this.maintenance.start();
     this.admission.start();
     this.deadlines.start();
+    this.capacity.start();
     if (this.opts.heartbeatMs > 0) await settledWithin(this.modelList.refresh(), 2000);
     await this.heartbeat.start();
     this.log.info({ queues: [...this.workers.keys()] }, 'worker started');
@@ -336,7 +344,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
     const backend = this.opts.inference!;
     const models = this.opts.models?.(data.model);
-    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal) => {
+    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
       const stream = this.tokenStreams?.writerFor(job);
       await stream?.open(job.attemptsStarted);
       // A cancelled stream (its last reader left) stops the call like the job's own signal does.
@@ -348,6 +356,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
           backend.run(data, {
             signal: ctxSignal,
+            onStart,
             ...(stream?.streaming
               ? { onToken: (t: string) => stream.push(t), onRestart: () => stream.restart() }
               : {}),
@@ -374,10 +383,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
     const backend = this.opts.search?.[data.provider];
     if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
-    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal) => {
+    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal, onStart) => {
       const t0 = performance.now();
       const r = await withSpan('backend search', 'client', { 'cell0.search_provider': data.provider }, () =>
-        backend.search(data, { signal: ctxSignal }),
+        backend.search(data, { signal: ctxSignal, onStart }),
       );
       return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
     });
@@ -403,7 +412,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     token: string | undefined,
     signal: AbortSignal | undefined,
     queue: QueueName,
-    call: (signal: AbortSignal) => Promise<T>,
+    call: (signal: AbortSignal, onStart: () => void) => Promise<T>,
   ): Promise<T> {
     await this.admission.admit(job, token, queue);
     if (this.stopping) {
@@ -417,7 +426,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const jobSignal = signal ?? new AbortController().signal;
     const deadline = this.deadlines.track(this.workers.get(queue)!, job.id ?? '');
     try {
-      const result = await call(jobSignal);
+      // The deadline counts from the backend permit, not the wait for it (the lock is renewed meanwhile).
+      const result = await call(jobSignal, () => this.deadlines.restart(deadline));
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       if (this.log.isLevelEnabled('info') && sampleHotPathLine())
         this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
@@ -472,6 +482,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   /** Every part's timers and connections, once the BullMQ workers are closed. */
   private async release(): Promise<void> {
     this.deadlines.close();
+    this.capacity.close();
     await this.maintenance.close();
     await settledWithin(this.replies.close(), 1000);
     await settledWithin(this.embeddings?.close() ?? Promise.resolve(), 1000);

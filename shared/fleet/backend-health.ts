@@ -34,6 +34,8 @@ export interface BackendHealth {
   /** While open: ms until it lets a trial call through; 0 otherwise. */
   retryAfterMs: number;
   lastError?: BackendError;
+  /** Calls in flight allowed to this backend from this worker now (adaptive or pinned), in flight, waiting. */
+  concurrency?: { mode: 'adaptive' | 'fixed'; limit: number; max: number; inFlight: number; waiting: number };
 }
 
 /** What a worker publishes about its backends: status section `backendHealth`. */

@@ -1,5 +1,5 @@
 --[[
-  The second step of a similarity lookup. Node has read the query's band buckets (one MGET) and ranked
+  The second step of a similarity lookup. Node has read the query's band buckets (one HMGET per generation) and ranked
   the slots found there by how many bands they share with the query; this script returns the candidate
   records of the first ARGV[4] of those slots whose entry is still alive, in that order, for the exact
   cosine re-rank in Node. Expired entries met on the way are removed with everything that points at them
@@ -11,13 +11,14 @@
   KEYS[3]  expiry sorted set
   KEYS[4]  meta hash (id -> "slot|band values|generation")
   KEYS[5]  free slots list
-  KEYS[6..] the query's band buckets
+  KEYS[6..] the hashes of the query's band buckets (one per generation read)
   ARGV[1]  entry key prefix
   ARGV[2]  band key prefix
   ARGV[3]  number of slots that follow
   ARGV[4]  how many live candidates to return
   ARGV[5]  most stale entries to clean up in this call
-  ARGV[6..] slots, best first
+  ARGV[6]  the query's band fields ("band index:value", comma-separated)
+  ARGV[7..] slots, best first
 
   Returns { record1, record2, ... }
 ]]
@@ -48,7 +49,9 @@ local function dropStale(slot, id)
     end
   else
     -- no record of where it is: take it out of the buckets at hand; the slot is not reused
-    for k = 6, #KEYS do unpackFrom(KEYS[k], c) end
+    local fields = {}
+    for f in string.gmatch(ARGV[6], '[^,]+') do fields[#fields + 1] = f end
+    for k = 6, #KEYS do leaveFields(KEYS[k], c, fields) end
   end
   if id then
     redis.call('ZREM', lru, id)
@@ -58,7 +61,7 @@ local function dropStale(slot, id)
   end
 end
 
-local records = redis.call('HMGET', vec, unpack(ARGV, 6, 5 + n))
+local records = redis.call('HMGET', vec, unpack(ARGV, 7, 6 + n))
 local stale = 0
 for i = 1, n do
   local r = records[i]
@@ -72,7 +75,7 @@ for i = 1, n do
       local nl = string.find(r, '\n', 16, true)
       id = string.sub(r, 16, nl - 1)
     end
-    dropStale(tonumber(ARGV[5 + i]), id)
+    dropStale(tonumber(ARGV[6 + i]), id)
   end
 end
 return out

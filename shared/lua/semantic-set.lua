@@ -7,10 +7,12 @@
   maps a slot to "expires at (15 digits) .. id .. LF .. int8 vector .. prompt", what the re-rank needs.
 
   Band buckets belong to a generation, so a store never has to read or extend the expiry of the buckets it
-  joins: a generation is "<class>.<g>", class = ceil(log2(TTL ms)), G = 2^class ms, g = ceil(expires at / G),
-  and every bucket of it expires at (g + 1) * G, after every entry in it. A store appends its code to its
-  generation's buckets and sets an expiry only on a bucket it creates. The gens sorted set maps each
-  generation to that expiry; a lookup reads the buckets of the live ones (usually two per TTL in use).
+  joins: a generation is "h<class>.<g>", class = ceil(log2(TTL ms)), G = 2^class ms, g = ceil(expires at / G),
+  and its buckets expire at (g + 1) * G, after every entry in it. A generation's buckets are the fields of
+  one hash ("band index:value" -> packed codes, see slot-codes), so a store appends its code to its 20
+  buckets with one HMGET and one HSET, and sets the hash's expiry only when it creates the hash. The gens
+  sorted set maps each generation to that expiry; a lookup reads the buckets of the live ones (usually two
+  per TTL in use) with one HMGET each.
   The scope's containers share one expiry: extended (to twice the TTL, plus a second) only when the meta
   hash or the vec hash would not outlive the new entry.
 
@@ -32,11 +34,12 @@
   ARGV[5]  TTL, ms
   ARGV[6]  most entries in the scope
   ARGV[7]  entry key prefix (+ id = entry key)
-  ARGV[8]  band key prefix (+ generation .. ':' .. band index .. ':' .. value = band bucket key)
+  ARGV[8]  band key prefix (+ generation = the generation's hash of band buckets)
   ARGV[9]  band values, comma-separated, in band order (base 36; empty when the vector is zero)
   ARGV[10] most expired entries to remove in this call
 
-  Returns { evicted, expired removed }
+  Returns { evicted, expired removed, 1 when this store created its generation (else 0), ms until the
+            generation's buckets expire }
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -72,11 +75,12 @@ local class = 0
 while 2 ^ class < ttl do class = class + 1 end
 local granule = 2 ^ class
 local g = math.ceil(expiresAt / granule)
-local gen = class .. '.' .. string.format('%.0f', g)
+local gen = 'h' .. class .. '.' .. string.format('%.0f', g)
 local bucketExpiry = string.format('%.0f', (g + 1) * granule)
 
 local bands = ARGV[9]
 local slot = -1
+local newGen = 0
 local old = redis.call('HGET', meta, id)
 if old then
   -- The same prompt again: keep its slot, leave its old buckets (the generation may differ).
@@ -103,14 +107,21 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 if slot >= 0 then
   redis.call('HSET', vec, slot, string.format('%015.0f', expiresAt) .. id .. '\n' .. ARGV[4] .. ARGV[3])
   local c = code(slot)
-  local i = 0
-  for v in string.gmatch(bands, '[^,]+') do
-    local key = bprefix .. gen .. ':' .. i .. ':' .. v
-    if redis.call('APPEND', key, c) == 3 then redis.call('PEXPIREAT', key, bucketExpiry) end
-    i = i + 1
+  local bkey = bprefix .. gen
+  local fields = bandFields(bands)
+  local cur = redis.call('HMGET', bkey, unpack(fields))
+  local args = {}
+  local created = true -- none of its fields there: the hash may be new (an existing one has this expiry)
+  for k = 1, #fields do
+    if cur[k] then created = false end
+    args[#args + 1] = fields[k]
+    args[#args + 1] = (cur[k] or '') .. c
   end
+  redis.call('HSET', bkey, unpack(args))
+  if created then redis.call('PEXPIREAT', bkey, bucketExpiry) end
   if redis.call('ZADD', gens, 'GT', bucketExpiry, gen) == 1 then
     -- a new generation: forget those whose buckets have expired
+    newGen = 1
     redis.call('ZREMRANGEBYSCORE', gens, '-inf', string.format('%.0f', now))
   end
 end
@@ -146,4 +157,4 @@ if pushed and redis.call('PTTL', free) == -1 then
   local left = redis.call('PTTL', meta)
   if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
 end
-return { evicted, #expired }
+return { evicted, #expired, newGen, (g + 1) * granule - now }

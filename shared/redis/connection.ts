@@ -24,6 +24,11 @@ export interface RedisConnectionOptions {
   /** Shown in CLIENT LIST, handy when an operator hunts a connection. */
   connectionName?: string;
   /**
+   * ioredis auto-pipelining: commands issued within one turn of the event loop go to Redis in one socket
+   * write. For connections of independent commands only (no MULTI, no blocking reads). Default false.
+   */
+  autoPipelining?: boolean;
+  /**
    * The process's logger: connection trouble is reported to its connection log (one line per outage, not
    * one per retry). Without it, errors are dropped here and callers log their own.
    */
@@ -43,6 +48,7 @@ export function createRedisConnection(opts: RedisConnectionOptions): Redis {
     retryStrategy: reconnectDelay,
     connectTimeout: failFast ? 2000 : 10_000,
     enableReadyCheck: true,
+    ...(opts.autoPipelining ? { enableAutoPipelining: true } : {}),
     ...(failFast
       ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs ?? 2000 }
       : { enableOfflineQueue: true, maxRetriesPerRequest: null }),

@@ -42,6 +42,11 @@ export interface RedisClientOptions {
   name?: string;
   /** For an owned connection: its trouble goes to the process's connection log. */
   logger?: Logger;
+  /**
+   * For an owned connection: ioredis auto-pipelining (the commands of one event-loop turn in one socket
+   * write; see createRedisConnection). Default false.
+   */
+  autoPipelining?: boolean;
 }
 
 const DEFAULTS = {
@@ -114,6 +119,7 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
         role: 'client',
         commandTimeoutMs: opts.commandTimeoutMs,
         ...(options.logger ? { logger: options.logger } : {}),
+        ...(options.autoPipelining ? { autoPipelining: true } : {}),
       });
     this.breaker = new Breaker({
       name: opts.name,

@@ -274,7 +274,9 @@ describe('SemanticCache (on Redis)', () => {
     const meta = `${baseOf(cache)}:{${tag}}:meta`;
     const codes = async (): Promise<number> => {
       let total = 0;
-      for (const k of await keysUnder(raw, `${baseOf(cache)}:{${tag}}:b:*`)) total += await raw.strlen(k);
+      // a generation's band buckets are the fields of one hash
+      for (const k of await keysUnder(raw, `${baseOf(cache)}:{${tag}}:b:*`))
+        for (const v of await raw.hvalsBuffer(k)) total += v.length;
       return total / 3;
     };
     expect(await raw.hlen(meta)).toBe(2);
@@ -469,6 +471,28 @@ describe('SemanticCache (on Redis)', () => {
     expect(await cache.get('How would I reset my password?', SCOPE)).toBeUndefined();
     await expect(cache.set('another prompt', 'b', SCOPE)).resolves.toBeUndefined();
     expect(cache.getStats().errors).toBe(2);
+  });
+
+  it('embeds a prompt once for a lookup and the store that follows it (the miss path of one request)', async () => {
+    const local = new HashedNgramEmbedder();
+    const embedded: string[] = [];
+    const embedder = new FunctionEmbedder({
+      name: 'fake/counting',
+      dims: local.dims,
+      fn: async (texts) => {
+        embedded.push(...texts);
+        return (await local.embed(texts)).map((v) => Array.from(v));
+      },
+    });
+    const cache = make({ embedder });
+    const prompt = 'Which river flows through Vienna?';
+    expect(await cache.get(prompt, SCOPE)).toBeUndefined();
+    await cache.set(prompt, 'the Danube', SCOPE);
+    expect(embedded).toEqual([prompt]);
+    // what the store wrote is found by meaning, with the same vector
+    expect(await cache.get('Which river flows through Vienna', SCOPE)).toMatchObject({ value: 'the Danube' });
+    await cache.set('Which river flows through Budapest?', 'the Danube', SCOPE);
+    expect(embedded).toEqual([prompt, 'Which river flows through Budapest?']);
   });
 
   describe('withModelCache', () => {

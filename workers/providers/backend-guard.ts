@@ -5,6 +5,7 @@ import { type RateLimiter, type RateLimiterMetrics } from '../../shared/rate-lim
 import { sleep } from '../../shared/sleep.js';
 import { errorCode } from '../../shared/http/errors.js';
 import { type BackendError, type BackendHealth } from '../../shared/fleet/backend-health.js';
+import { type ConcurrencyLimiter, type ConcurrencyLimiterMetrics, type Permit } from './adaptive-limit.js';
 
 /** Retries of one call, inside one job attempt. */
 export interface RetryPolicy {
@@ -34,6 +35,16 @@ export interface BackendGuardOptions {
   /** How long the breaker stays open before one trial call, ms. Default 10000. */
   resetTimeoutMs?: number;
   retry?: RetryPolicy;
+  /**
+   * Calls in flight to the backend from this process (adaptive or fixed, see adaptive-limit.ts). Default
+   * none: no limit besides the HTTP pool's.
+   */
+  concurrency?: ConcurrencyLimiter;
+  /**
+   * Longest wait for a concurrency permit, ms; past it the call fails with RateLimitedError and the job waits
+   * in the queue instead. Default 120000.
+   */
+  maxPermitWaitMs?: number;
   /** Source of randomness for jitter (tests pin it). Default Math.random. */
   random?: () => number;
 }
@@ -43,6 +54,7 @@ export interface BackendGuardMetrics {
   name: string;
   breaker: BreakerMetrics;
   limiter?: RateLimiterMetrics;
+  concurrency?: ConcurrencyLimiterMetrics;
   retries: number;
   /** Retries by reason: "429", "5xx", "connection", "timeout", "protocol". */
   retriesBy: Record<string, number>;
@@ -67,6 +79,8 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
   readonly name: string;
   readonly breaker: Breaker;
   readonly limiter: RateLimiter | undefined;
+  readonly concurrency: ConcurrencyLimiter | undefined;
+  private readonly maxPermitWaitMs: number;
   private readonly retry: Required<RetryPolicy>;
   private readonly maxLimiterWaitMs: number;
   private readonly random: () => number;
@@ -80,6 +94,8 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
     super();
     this.name = opts.name;
     this.limiter = opts.limiter;
+    this.concurrency = opts.concurrency;
+    this.maxPermitWaitMs = opts.maxPermitWaitMs ?? 120_000;
     this.maxLimiterWaitMs = opts.maxLimiterWaitMs ?? 5000;
     this.random = opts.random ?? Math.random;
     this.retry = {
@@ -113,23 +129,45 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
     });
   }
 
-  /** Runs one backend call under the limit, the breaker and the retry policy. */
-  async run<T>(call: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+  /**
+   * Runs one backend call under the concurrency limit, the rate limit, the breaker and the retry policy.
+   * `opts.units` tells the concurrency limit how much work an answer was (e.g. tokens produced), so its
+   * latency compares with other calls'; `opts.onStart` is called once, when the first try gets its permit
+   * (the provider deadline counts from there, not from the wait in line).
+   */
+  async run<T>(
+    call: (signal: AbortSignal) => Promise<T>,
+    signal: AbortSignal,
+    opts: { units?: (result: T) => number; onStart?: () => void } = {},
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       // An open breaker refuses before a token is spent on a call that would not be made.
       if (this.breaker.state === 'open') await this.breaker.fire(() => Promise.resolve());
-      const permit = this.limiter
-        ? await this.limiter.acquire(1, { timeoutMs: this.maxLimiterWaitMs, signal })
+      const slot = this.concurrency
+        ? await this.concurrency.acquire({ signal, timeoutMs: this.maxPermitWaitMs })
         : undefined;
+      if (attempt === 0) opts.onStart?.();
+      let permit: { release(): void } | undefined;
+      try {
+        permit = this.limiter
+          ? await this.limiter.acquire(1, { timeoutMs: this.maxLimiterWaitMs, signal })
+          : undefined;
+      } catch (err) {
+        slot?.ignore();
+        throw err;
+      }
       try {
         // The failure is noted before the breaker sees it: a breaker that opens on it publishes it at once.
-        return await this.breaker.fire(() =>
+        const result = await this.breaker.fire(() =>
           call(signal).catch((err: unknown) => {
             if (countsAgainstBackend(err)) this.lastError = describeError(err as ProviderError);
             throw err;
           }),
         );
+        slot?.success(opts.units ? safeUnits(opts.units, result) : 1);
+        return result;
       } catch (err) {
+        endPermit(slot, err, signal);
         const delay = this.retryDelay(err, attempt);
         if (delay === undefined || signal.aborted) throw err;
         const reason = reasonOf(err as ProviderError);
@@ -162,6 +200,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
       name: this.name,
       breaker: this.breaker.getMetrics(),
       ...(this.limiter ? { limiter: this.limiter.metrics() } : {}),
+      ...(this.concurrency ? { concurrency: this.concurrency.metrics() } : {}),
       retries: this.retries,
       retriesBy: { ...this.retriesBy },
     };
@@ -175,6 +214,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
       since: new Date(this.since).toISOString(),
       retryAfterMs: this.breaker.retryAfterMs(),
       ...(this.lastError ? { lastError: { ...this.lastError } } : {}),
+      ...(this.concurrency ? { concurrency: pickConcurrency(this.concurrency.metrics()) } : {}),
     };
   }
 
@@ -194,6 +234,29 @@ function describeError(err: ProviderError): BackendError {
     ...(typeof sys === 'string' ? { cause: sys } : {}),
     at: new Date().toISOString(),
   };
+}
+
+/**
+ * Tells the concurrency limit how a failed call ended: 429, 503 and timeouts are the backend saying "too
+ * many" (back off); a cancelled call or any other failure says nothing about its capacity.
+ */
+function endPermit(slot: Permit | undefined, err: unknown, signal: AbortSignal): void {
+  if (!slot) return;
+  if (!signal.aborted && err instanceof ProviderError && isOverload(err)) slot.dropped();
+  else slot.ignore();
+}
+
+function isOverload(err: ProviderError): boolean {
+  return err.kind === 'timeout' || (err.kind === 'http' && (err.status === 429 || err.status === 503));
+}
+
+function pickConcurrency(m: ConcurrencyLimiterMetrics): NonNullable<BackendHealth['concurrency']> {
+  return { mode: m.mode, limit: m.limit, max: m.max, inFlight: m.inFlight, waiting: m.waiting };
+}
+
+function safeUnits<T>(units: (r: T) => number, result: T): number {
+  const u = units(result);
+  return Number.isFinite(u) && u >= 1 ? u : 1;
 }
 
 /** 5xx, unreachable, timeouts and broken answers count against a backend; its 4xx answers do not. */

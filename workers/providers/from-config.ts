@@ -15,6 +15,7 @@ import {
   type RateLimiter,
 } from '../../shared/rate-limit/token-bucket.js';
 import { SearchProvider } from '../../shared/queues/enums.js';
+import { ConcurrencyLimiter, FixedLimit, GradientLimit } from './adaptive-limit.js';
 import { BackendGuard, type BackendGuardMetrics } from './backend-guard.js';
 import { BraveSearch } from './brave/index.js';
 import { LocalSearch } from './local-search/local-search.js';
@@ -73,10 +74,12 @@ export function effectiveRoutes(config: Config): ModelRoute[] {
 export function buildProviders(config: Config, opts: BuildProvidersOptions): ProviderSet {
   const p = config.providers;
   const log = opts.logger;
+  const bl = p.backendLimit;
   const pools = new HttpPoolRegistry({
     maxConnections: p.http.maxConnections,
     defaults: {
-      maxConnectionsPerHost: p.http.connectionsPerHost,
+      // The pool never caps a backend below its concurrency limit (calls beyond it would queue unseen).
+      maxConnectionsPerHost: Math.max(p.http.connectionsPerHost, bl.mode === 'fixed' ? bl.fixed : bl.max),
       connectTimeoutMs: p.http.connectTimeoutMs,
       bodyTimeoutMs: p.http.bodyTimeoutMs,
       keepAliveTimeoutMs: p.http.keepAliveMs,
@@ -110,6 +113,14 @@ export function buildProviders(config: Config, opts: BuildProvidersOptions): Pro
         name,
         limiter: limiterFor(kind, origin, name),
         maxLimiterWaitMs: p.rateLimitMaxWaitMs,
+        concurrency: new ConcurrencyLimiter({
+          name,
+          algorithm:
+            bl.mode === 'fixed'
+              ? new FixedLimit(bl.fixed)
+              : new GradientLimit({ max: bl.max, tolerance: bl.tolerance }),
+        }),
+        maxPermitWaitMs: config.workers.providerTimeoutMs,
         failureThreshold: p.breakerThreshold,
         resetTimeoutMs: p.breakerResetMs,
         retry: { maxRetries: p.retries },
@@ -233,10 +244,12 @@ export function buildProviders(config: Config, opts: BuildProvidersOptions): Pro
 }
 
 function describeLimit(guard: BackendGuard): string {
+  const c = guard.concurrency?.metrics();
+  const calls = c ? ` (calls in flight: ${c.mode === 'fixed' ? c.limit : `adaptive, at most ${c.max}`})` : '';
   const l = guard.limiter;
-  if (!l) return '';
+  if (!l) return calls;
   const m = l.metrics();
-  return ` (limit ${m.rate}/s, burst ${m.capacity}${m.maxInFlight > 0 ? `, ${m.maxInFlight} in flight` : ''}, ${m.scope})`;
+  return `${calls} (limit ${m.rate}/s, burst ${m.capacity}${m.maxInFlight > 0 ? `, ${m.maxInFlight} in flight` : ''}, ${m.scope})`;
 }
 
 /** A short, non-reversible tag of an API key: buckets per key without the key in Redis or logs. */

@@ -12,6 +12,11 @@ export interface CallContext {
   onToken?: (text: string) => void;
   /** Called when the call starts over (a retry after a failed try): text given so far is void. */
   onRestart?: () => void;
+  /**
+   * Called once when the backend call really starts, after any wait for a concurrency permit: the provider
+   * deadline counts from there.
+   */
+  onStart?: () => void;
 }
 
 /** A model held in a backend's memory, as its list-loaded call reports it. */

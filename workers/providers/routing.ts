@@ -46,10 +46,18 @@ export class InferenceRouter implements InferenceBackend {
     // A retry inside the guard starts the text over (a stream cut short is retried): the token stream is
     // told, so its readers do not append the new try's text to the failed one's.
     let tries = 0;
-    return r.guard.run((signal) => {
-      if (tries++ > 0) ctx.onRestart?.();
-      return r.backend.run(job, { ...ctx, signal });
-    }, ctx.signal);
+    return r.guard.run(
+      (signal) => {
+        if (tries++ > 0) ctx.onRestart?.();
+        return r.backend.run(job, { ...ctx, signal });
+      },
+      ctx.signal,
+      {
+        // Latency per token produced: a 500-token answer is not "slower" than a 5-token one.
+        units: (res) => res.usage.completionTokens,
+        ...(ctx.onStart ? { onStart: ctx.onStart } : {}),
+      },
+    );
   }
 
   embed(model: string, input: string[], ctx: CallContext): Promise<EmbedResult> {
@@ -57,7 +65,10 @@ export class InferenceRouter implements InferenceBackend {
     const embed = r.backend.embed?.bind(r.backend);
     if (!embed) throw new ProviderUnavailableError(r.backend.name, `${r.backend.name} has no embeddings`);
     if (!r.guard) return embed(model, input, ctx);
-    return r.guard.run((signal) => embed(model, input, { signal }), ctx.signal);
+    return r.guard.run((signal) => embed(model, input, { signal }), ctx.signal, {
+      units: () => input.length,
+      ...(ctx.onStart ? { onStart: ctx.onStart } : {}),
+    });
   }
 
   /** The models the backends behind the routes list (those that can list theirs; one failing is skipped). */
@@ -68,6 +79,20 @@ export class InferenceRouter implements InferenceBackend {
     const names = new Set<string>();
     for (const l of lists) if (l.status === 'fulfilled') for (const m of l.value) names.add(m);
     return [...names].sort();
+  }
+
+  /**
+   * Calls the backends behind the routes take at once now: the sum of their guards' concurrency limits;
+   * undefined when a route has no such limit (an in-process backend, a guard without one).
+   */
+  concurrencyLimit(): number | undefined {
+    const limits = new Map<unknown, number>();
+    for (const r of this.routes) {
+      const c = r.guard?.concurrency;
+      if (!c) return undefined;
+      limits.set(c, c.limit);
+    }
+    return [...limits.values()].reduce((a, b) => a + b, 0);
   }
 
   /** Every distinct backend behind the routes. */
@@ -98,7 +123,11 @@ export class GuardedSearch implements SearchBackend {
   }
 
   search(job: SearchJobData, ctx: CallContext): Promise<Omit<SearchResult, 'servedBy' | 'tookMs'>> {
-    return this.guard.run((signal) => this.backend.search(job, { signal }), ctx.signal);
+    return this.guard.run(
+      (signal) => this.backend.search(job, { signal }),
+      ctx.signal,
+      ctx.onStart ? { onStart: ctx.onStart } : {},
+    );
   }
 
   close(): Promise<void> {

@@ -32,6 +32,11 @@ export class ProviderDeadlines {
     return d;
   }
 
+  /** The call really starts now (after a wait for a backend permit): its time counts from here. */
+  restart(d: Deadline): void {
+    if (!d.timedOut) d.at = Date.now() + this.timeoutMs;
+  }
+
   /** The call is over. */
   untrack(d: Deadline): void {
     this.deadlines.delete(d);

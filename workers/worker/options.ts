@@ -24,6 +24,13 @@ export interface Cell0WorkerOptions {
    */
   concurrency?: { inference?: number; search?: number; embedding?: number };
   /**
+   * Calls the backends of a queue take at once now (e.g. the sum of their adaptive limits): the worker then
+   * holds at most twice that many of the queue's jobs (at least 1, at most `concurrency`), so it does not
+   * take jobs another worker could run while they would only wait here for a backend permit. Read every
+   * 250 ms. Default none: `concurrency` jobs.
+   */
+  backendCapacity?: Partial<Record<QueueName, () => number | undefined>>;
+  /**
    * How embedding jobs are gathered into backend calls (one call per model for the jobs that are ready).
    * They are embedded by the `inference` backend's models.
    */

@@ -28,11 +28,14 @@ import {
   commands,
   EXPIRED_CLEANUP,
   GUARD_TRIES,
+  INDEX_SAMPLE,
   MAX_GENERATIONS,
   RANKED,
   STALE_CLEANUP,
 } from './semantic-scripts.js';
 import { SemanticCounters } from './semantic-counters.js';
+import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
+import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
 import { cosineQuantized, quantize } from './vector-codec.js';
 
@@ -72,6 +75,8 @@ export class SemanticCache<T = unknown> {
   private readonly lsh: LshHasher;
   private readonly log: Logger;
   private readonly latency = new LatencyWindow(4096);
+  /** The last prompts' normal form, id, embedding and bands: a store after a lookup reuses them. */
+  private readonly memo = new PromptMemo();
   private degraded = false;
   private readonly counters = new SemanticCounters();
 
@@ -135,52 +140,59 @@ export class SemanticCache<T = unknown> {
     const keys = this.keysFor(scope);
     const json = JSON.stringify(value);
     if (json === undefined) throw new TypeError('SemanticCache.set: value is not JSON-serialisable');
-    const id = promptId(normalizePrompt(prompt));
+    const prepared = this.memo.get(prompt);
+    const id = prepared.id;
 
     let vec: Float32Array;
     try {
-      vec = await this.embedOne(prompt);
+      vec = await this.embedPrepared(prepared, prompt);
     } catch (err) {
       this.failed('set', err);
       return;
     }
     // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
-    const bands = hasControlChar(prompt) ? [] : (this.lsh.bandValues(vec) ?? []);
+    const bands = hasControlChar(prompt) ? [] : (this.bandsOf(prepared, vec) ?? []);
     try {
-      const [[evicted, expired]] = await Promise.all([
-        this.redis.run((r) =>
-          commands(r).cell0SemanticSet(
-            keys.entry(id),
-            keys.lru,
-            keys.exp,
-            keys.meta,
-            keys.vec,
-            keys.free,
-            keys.next,
-            keys.gens,
-            id,
-            json,
-            prompt,
-            quantize(vec),
-            ttlMs,
-            this.opts.maxEntriesPerScope,
-            keys.entryPrefix,
-            keys.bandPrefix,
-            bands.map((b) => b.toString(36)).join(','),
-            EXPIRED_CLEANUP,
+      const [evicted, expired, newGeneration, generationLeftMs] = await this.redis.run((r) =>
+        commands(r).cell0SemanticSet(
+          keys.entry(id),
+          keys.lru,
+          keys.exp,
+          keys.meta,
+          keys.vec,
+          keys.free,
+          keys.next,
+          keys.gens,
+          id,
+          json,
+          prompt,
+          quantize(vec),
+          ttlMs,
+          this.opts.maxEntriesPerScope,
+          keys.entryPrefix,
+          keys.bandPrefix,
+          bands.map((b) => b.toString(36)).join(','),
+          EXPIRED_CLEANUP,
+        ),
+      );
+      // The scope's index records for invalidate() (each in its own slot, so separate calls) must outlive
+      // its entries: kept as long as the generation this store joined, so they are renewed when a store
+      // opens a new generation (once per TTL or two), and on a sample of other stores in case such a renewal
+      // was lost.
+      if (Number(newGeneration) === 1 || Math.random() < INDEX_SAMPLE) {
+        const lifeMs = Math.max(ttlMs, Number(generationLeftMs) + 1000);
+        await Promise.all([
+          this.redis.run((r) =>
+            commands(r).cell0SemanticIndex(this.modelIndexKey(scope.model), keys.hash, lifeMs),
           ),
-        ),
-        // Indexes of the scope for invalidate(); each in its own slot, so separate commands.
-        this.redis.run((r) =>
-          commands(r).cell0SemanticIndex(this.modelIndexKey(scope.model), keys.hash, ttlMs),
-        ),
-        scope.tenant
-          ? this.redis.run((r) =>
-              commands(r).cell0SemanticIndex(this.tenantIndexKey(scope.tenant!), keys.hash, ttlMs),
-            )
-          : undefined,
-      ]);
+          scope.tenant
+            ? this.redis.run((r) =>
+                commands(r).cell0SemanticIndex(this.tenantIndexKey(scope.tenant!), keys.hash, lifeMs),
+              )
+            : undefined,
+        ]);
+      }
       this.counters.sets++;
       this.counters.evictions += Number(evicted);
       this.counters.expiredRemoved += Number(expired);
@@ -256,8 +268,8 @@ export class SemanticCache<T = unknown> {
       ? CacheMatchConfidence.EXACT
       : (opts.minConfidence ?? this.opts.defaultMinConfidence);
     const keys = this.keysFor(scope);
-    const normalized = normalizePrompt(prompt);
-    const id = promptId(normalized);
+    const prepared = this.memo.get(prompt);
+    const { normalized, id } = prepared;
 
     // 1. Exact, then (on a miss) the query's band buckets. With the in-process embedder the embedding
     // costs ~20 µs, so it is computed up front and one script does both steps in one round trip (it reads
@@ -268,6 +280,7 @@ export class SemanticCache<T = unknown> {
     let suffixes: string[] | undefined;
     let buckets: (Buffer | null)[] | undefined;
     let queryKeys: string[] = [];
+    let queryFields = '';
     const readBuckets = (exactFirst: boolean, bandSuffixes: string[]) =>
       this.redis.run((r) =>
         commands(r).cell0SemanticLookupBuffer(
@@ -286,12 +299,13 @@ export class SemanticCache<T = unknown> {
       const gens = String(reply[1] ?? '')
         .split(',')
         .filter((g) => g.length > 0);
-      queryKeys = gens.flatMap((g) => bandSuffixes.map((sfx) => `${keys.bandPrefix}${g}:${sfx}`));
+      queryKeys = gens.map((g) => `${keys.bandPrefix}${g}`);
+      queryFields = bandSuffixes.join(',');
       return reply.slice(2) as (Buffer | null)[];
     };
     if (oneTrip) {
-      vec = await this.embedOne(prompt, signal);
-      bands = this.lsh.bandValues(vec);
+      vec = await this.embedPrepared(prepared, prompt, signal);
+      bands = this.bandsOf(prepared, vec);
       suffixes = bands?.map((v, i) => bandSuffix(i, v));
     }
     if (suffixes) {
@@ -334,13 +348,13 @@ export class SemanticCache<T = unknown> {
     // 2. Similar: candidates by shared LSH bands, re-ranked by cosine.
     if (!vec) {
       try {
-        vec = await this.embedOne(prompt, signal);
+        vec = await this.embedPrepared(prepared, prompt, signal);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         return this.failed('get', err);
       }
       signal?.throwIfAborted();
-      bands = this.lsh.bandValues(vec);
+      bands = this.bandsOf(prepared, vec);
     }
     if (!bands) return this.miss();
     if (!buckets) {
@@ -372,6 +386,7 @@ export class SemanticCache<T = unknown> {
           ranked.length,
           CANDIDATES,
           STALE_CLEANUP,
+          queryFields,
           ...ranked,
         ),
       );
@@ -428,23 +443,7 @@ export class SemanticCache<T = unknown> {
     confidence: CacheMatchConfidence,
     similarity: number,
   ): SemanticHit<T> | undefined {
-    let value: T;
-    try {
-      value = JSON.parse(row[0]) as T;
-    } catch (err) {
-      this.counters.errors++;
-      this.log.warn({ err, entryId: `${hash}:${id}` }, 'semantic cache: unreadable entry');
-      return undefined;
-    }
-    this.counters.hit(confidence);
-    return {
-      value,
-      confidence,
-      similarity: Math.round(similarity * 1e4) / 1e4,
-      entryId: `${hash}:${id}`,
-      prompt: row[1],
-      storedAt: Number(row[2]),
-    };
+    return hitFrom<T>(row, `${hash}:${id}`, confidence, similarity, this.counters, this.log);
   }
 
   private miss(): undefined {
@@ -470,6 +469,20 @@ export class SemanticCache<T = unknown> {
     }
   }
 
+  /** The prompt's embedding: computed once, then kept with the prepared prompt (see PromptMemo). */
+  private async embedPrepared(p: PreparedPrompt, text: string, signal?: AbortSignal): Promise<Float32Array> {
+    p.vec ??= await this.embedOne(text, signal);
+    return p.vec;
+  }
+
+  private bandsOf(p: PreparedPrompt, vec: Float32Array): number[] | undefined {
+    if (!p.hasBands) {
+      p.bands = this.lsh.bandValues(vec);
+      p.hasBands = true;
+    }
+    return p.bands;
+  }
+
   private async embedOne(text: string, signal?: AbortSignal): Promise<Float32Array> {
     const [v] = await this.embedder.embed([text], signal);
     if (!(v instanceof Float32Array) || v.length !== this.embedder.dims)
@@ -492,9 +505,4 @@ export class SemanticCache<T = unknown> {
   private tenantIndexKey(tenant: string): string {
     return tenantIndexKey(this.base, tenant);
   }
-}
-
-/** True when two normalised prompts differ, but only in white space: a layout the exact key keeps. */
-function layoutOnlyDifference(a: string, b: string): boolean {
-  return a !== b && a.replace(/\s+/g, '') === b.replace(/\s+/g, '');
 }

@@ -13,6 +13,8 @@ export const STALE_CLEANUP = 16;
 export const EXPIRED_CLEANUP = 64;
 /** Generations of band buckets a lookup reads at most (those expiring last; see semantic-set.lua). */
 export const MAX_GENERATIONS = 8;
+/** Share of stores that renew the scope's index records even when they opened no new generation. */
+export const INDEX_SAMPLE = 1 / 32;
 /** Entries invalidate() removes per script call (keeps each call short: Redis runs scripts alone). */
 export const CLEAR_CHUNK = 500;
 
@@ -28,7 +30,8 @@ export type Arg = string | number | Buffer;
 
 /** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
 export interface SemCommands {
-  cell0SemanticSet(...args: Arg[]): Promise<[number, number]>;
+  /** { evicted, expired removed, 1 when the store opened a new generation, ms its generation lives }. */
+  cell0SemanticSet(...args: Arg[]): Promise<[number, number, number, number]>;
   cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
   cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;

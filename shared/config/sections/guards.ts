@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { parseRateLimits, type RateLimitSpec } from '../provider-routes.js';
 import { type EnvVar, type ParsedEnv } from '../env-var.js';
-import { int, parsedList } from '../schemas.js';
+import { int, parsedList, rate } from '../schemas.js';
 
 /*
- * The guard of every backend origin: rate limits, retries and circuit breakers.
+ * The guard of every backend origin: rate limits, retries, circuit breakers and the concurrency limit.
  * The section's variables (listed under it in docs/configuration.md) and how they become its part of
  * the Config; shared/config/config.ts composes the sections.
  */
@@ -52,6 +52,26 @@ export const GUARDS_ENV = {
     schema: int(0, 604_800_000),
     doc: 'How long a job may keep waiting for an unreachable, open-circuited or rate-limited backend before it fails (0 = no limit)',
   },
+  CELL0_BACKEND_LIMIT: {
+    section: 'guards',
+    default: 'adaptive',
+    schema: z.union([z.literal('adaptive'), int(1, 10_000)], {
+      error: 'expected adaptive or an integer between 1 and 10000',
+    }),
+    doc: "Calls in flight from one worker process to one backend origin: `adaptive` finds it from the backend's latency and its 429/503 answers (grows while calls stay fast, backs off when they slow down), a number pins it (see docs/backends.md#adaptive-concurrency)",
+  },
+  CELL0_BACKEND_LIMIT_MAX: {
+    section: 'guards',
+    default: '64',
+    schema: int(1, 10_000),
+    doc: 'Cap of the adaptive backend limit per worker process and backend origin (the HTTP pool keeps at least as many connections to it)',
+  },
+  CELL0_BACKEND_LIMIT_TOLERANCE: {
+    section: 'guards',
+    default: '5',
+    schema: rate(1, 100),
+    doc: 'Adaptive backend limit: how many times its no-load latency per token a call may take before the limit stops growing (batching servers slow each call down as they fill up)',
+  },
 } satisfies Record<string, EnvVar>;
 
 /** The guards of Config.providers. */
@@ -63,6 +83,8 @@ export interface GuardsConfig {
   breakerThreshold: number;
   breakerResetMs: number;
   backendWaitMaxMs: number;
+  /** Calls in flight per worker process and backend origin: adaptive (with its cap) or pinned. */
+  backendLimit: { mode: 'adaptive' | 'fixed'; fixed: number; max: number; tolerance: number };
 }
 
 export function loadGuards(p: ParsedEnv<typeof GUARDS_ENV>): GuardsConfig {
@@ -74,5 +96,11 @@ export function loadGuards(p: ParsedEnv<typeof GUARDS_ENV>): GuardsConfig {
     breakerThreshold: p.CELL0_PROVIDER_BREAKER_THRESHOLD,
     breakerResetMs: p.CELL0_PROVIDER_BREAKER_RESET_MS,
     backendWaitMaxMs: p.CELL0_BACKEND_WAIT_MAX_MS,
+    backendLimit: {
+      mode: p.CELL0_BACKEND_LIMIT === 'adaptive' ? 'adaptive' : 'fixed',
+      fixed: p.CELL0_BACKEND_LIMIT === 'adaptive' ? 0 : p.CELL0_BACKEND_LIMIT,
+      max: p.CELL0_BACKEND_LIMIT_MAX,
+      tolerance: p.CELL0_BACKEND_LIMIT_TOLERANCE,
+    },
   };
 }

@@ -10,9 +10,9 @@ import { int } from '../schemas.js';
 export const WORKERS_ENV = {
   CELL0_INFERENCE_CONCURRENCY: {
     section: 'workers',
-    default: '4',
+    default: '64',
     schema: int(1, 1000),
-    doc: 'Inference jobs one worker process runs at once',
+    doc: "Inference jobs one worker process holds at once: a high cap; how many of them call a backend at once is the backend limit's (CELL0_BACKEND_LIMIT)",
   },
   CELL0_SEARCH_CONCURRENCY: {
     section: 'workers',

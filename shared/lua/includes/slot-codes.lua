@@ -1,28 +1,75 @@
 --[[ Shared by the semantic-cache scripts (inserted where a script says `-- #include slot-codes`):
-  code(slot): the 3-byte code of an entry slot; unpackFrom(key, c): removes one code from a band bucket
-  (only at a 3-byte boundary), deleting the bucket when it empties; parseMeta(rec), bandKey(prefix, gen, i, v)
-  and leaveBands(prefix, c, bands, gen) read the meta record and find an entry's buckets. ]]
+  code(slot): the 3-byte code of an entry slot; withoutCode(s, c): a bucket without one code (only at a
+  3-byte boundary); unpackFrom(key, c): removes one code from a string bucket, deleting it when it empties;
+  leaveFields(key, c, fields): the same for the buckets of a hash generation; parseMeta(rec),
+  bandKey(prefix, gen, i, v) and leaveBands(prefix, c, bands, gen) read the meta record and find an entry's
+  buckets.
+
+  Layouts of band buckets: a generation named "h<class>.<g>" keeps all of its buckets in one hash (key:
+  band prefix .. generation; field: band index .. ':' .. value), so a store appends to its 20 buckets with
+  one HMGET and one HSET; older generations ("<class>.<g>") and entries without one kept one string key per
+  bucket, still understood here so their entries are removed cleanly. ]]
 local function code(slot)
   return string.char(math.floor(slot / 65536) % 256, math.floor(slot / 256) % 256, slot % 256)
+end
+
+local function withoutCode(s, c)
+  local pos = 1
+  while true do
+    local i = string.find(s, c, pos, true)
+    if not i then return s end
+    if (i - 1) % 3 == 0 then return string.sub(s, 1, i - 1) .. string.sub(s, i + 3) end
+    pos = i + 1
+  end
 end
 
 local function unpackFrom(key, c)
   local s = redis.call('GET', key)
   if not s then return end
-  local pos = 1
-  while true do
-    local i = string.find(s, c, pos, true)
-    if not i then return end
-    if (i - 1) % 3 == 0 then
-      if #s == 3 then
-        redis.call('DEL', key)
-      else
-        redis.call('SET', key, string.sub(s, 1, i - 1) .. string.sub(s, i + 3), 'KEEPTTL')
-      end
-      return
-    end
-    pos = i + 1
+  local out = withoutCode(s, c)
+  if out == s then return end
+  if out == '' then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, out, 'KEEPTTL')
   end
+end
+
+-- Removes code c from the fields of one hash generation (one HMGET, then at most one HSET and one HDEL).
+local function leaveFields(key, c, fields)
+  if #fields == 0 then return end
+  local vals = redis.call('HMGET', key, unpack(fields))
+  local set, del = {}, {}
+  for k = 1, #fields do
+    local s = vals[k]
+    if s then
+      local out = withoutCode(s, c)
+      if out == '' then
+        del[#del + 1] = fields[k]
+      elseif out ~= s then
+        set[#set + 1] = fields[k]
+        set[#set + 1] = out
+      end
+    end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+end
+
+-- True for a generation whose buckets are one hash.
+local function isHashGen(gen)
+  return gen ~= nil and string.byte(gen, 1) == 104 -- 'h'
+end
+
+-- The hash fields ("band index:value") of comma-separated band values, in band order.
+local function bandFields(bands)
+  local fields = {}
+  local i = 0
+  for v in string.gmatch(bands, '[^,]+') do
+    fields[#fields + 1] = i .. ':' .. v
+    i = i + 1
+  end
+  return fields
 end
 
 -- A meta record: "slot|band values" (older entries, band keys without a generation) or
@@ -45,6 +92,7 @@ end
 
 -- Takes slot code c out of the buckets named by a meta record's band values and generation.
 local function leaveBands(bprefix, c, bands, gen)
+  if isHashGen(gen) then return leaveFields(bprefix .. gen, c, bandFields(bands)) end
   local i = 0
   for v in string.gmatch(bands, '[^,]+') do
     unpackFrom(bandKey(bprefix, gen, i, v), c)

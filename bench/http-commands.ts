@@ -1,0 +1,182 @@
+/*
+ * bench:http-commands — where the Redis commands of one unique inference request go, by component.
+ *
+ * Starts a private redis-server, the simulator and `cell0 start` (as bench:http does), sends N unique-prompt
+ * POST /v1/inference requests at concurrency K with MONITOR on the private Redis, and groups every command by
+ * the script call (or plain command) it belongs to: a script's own commands follow its EVALSHA in MONITOR's
+ * output, so they are attributed to it, named by the script's first key. Prints commands per request per
+ * group and per command name. A count, not a timing: it does not depend on the machine's load (MONITOR
+ * slows Redis, so no throughput is printed). Never run MONITOR on a shared Redis.
+ *
+ *   npm run bench:http-commands -- [--requests N] [--concurrency K] [--warmup M] [--caches on|off]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { Pool } from 'undici';
+import { benchArgs } from './args.js';
+
+const CLI = join(__dirname, '..', 'dist', 'bin', 'cell0.js');
+const children: ChildProcess[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (b: Buffer) => {
+      if (seen.length < 20_000) seen += b.toString();
+      if (ready.test(seen)) resolve(child);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) =>
+      reject(new Error(`${args[0]} exited (${code}) before it was ready:\n${seen}`)),
+    );
+  });
+}
+
+/** N requests, K at a time, each with a prompt never sent before; resolves with the count of non-200s. */
+async function load(pool: Pool, n: number, k: number, tag: string): Promise<number> {
+  let next = 0;
+  let errors = 0;
+  await Promise.all(
+    Array.from({ length: k }, async () => {
+      while (next < n) {
+        const i = next++;
+        const r = await pool.request({
+          path: '/v1/inference',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'qwen2.5:0.5b',
+            prompt: `Request ${tag}-${i}: tell me about ${randomBytes(6).toString('hex')} and ${i * 7919}`,
+            params: { max_tokens: 8 },
+          }),
+        });
+        await r.body.text();
+        if (r.statusCode !== 200) errors++;
+      }
+    }),
+  );
+  return errors;
+}
+
+/** A key with its variable parts (hashes, numbers) blanked, to name a group. */
+const shape = (key: string) =>
+  key
+    .replace(/[0-9a-f]{16,}/g, '…')
+    .replace(/\d+/g, 'N')
+    .slice(0, 60);
+
+async function main(): Promise<void> {
+  const opts = benchArgs(
+    process.argv.slice(2),
+    { requests: 300, concurrency: 50, warmup: 100 },
+    'npm run bench:http-commands -- [--requests N] [--concurrency K] [--warmup M] [--caches on|off]',
+    ['caches'],
+  );
+  const cachesOff = opts.text.caches === 'off';
+  const redisPort = await freePort();
+  children.push(
+    spawn('redis-server', ['--port', String(redisPort), '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    }),
+  );
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  const redis = new Redis(redisUrl, { retryStrategy: (t) => (t > 50 ? null : 100) });
+  redis.on('error', () => undefined);
+  await redis.ping();
+  const simPort = await freePort();
+  await start(
+    ['simulator', '--port', String(simPort)],
+    { CELL0_SIM_TTFT_MS: '1', CELL0_SIM_TOKENS_PER_SEC: '1000000', CELL0_LOG_LEVEL: 'warn' },
+    /ready/,
+  );
+  const apiPort = await freePort();
+  await start(
+    ['start', '--port', String(apiPort)],
+    {
+      REDIS_URL: redisUrl,
+      CELL0_OLLAMA_URL: `http://127.0.0.1:${simPort}`,
+      CELL0_DASHBOARD_PORT: String(await freePort()),
+      CELL0_INFERENCE_CONCURRENCY: '64',
+      CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
+      CELL0_MAX_CPU_PERCENT: '0',
+      ...(cachesOff ? { CELL0_CACHE_ENABLED: '0' } : {}),
+    },
+    /cell0 start .* ready/,
+  );
+  const pool = new Pool(`http://127.0.0.1:${apiPort}`, { connections: opts.concurrency });
+  const tag = randomBytes(3).toString('hex');
+  try {
+    await load(pool, opts.warmup, opts.concurrency, `${tag}w`);
+    const monitor = await redis.monitor();
+    const groups = new Map<string, Map<string, number>>();
+    let group = '?';
+    let total = 0;
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      const cmd = String(args[0]).toLowerCase();
+      if (cmd === 'info' || cmd === 'monitor') return;
+      total++;
+      if (!source.includes('lua'))
+        group =
+          cmd === 'evalsha' || cmd === 'eval'
+            ? `script ${shape(String(args[3] ?? ''))}`
+            : `${cmd} ${shape(String(args[1] ?? ''))}`;
+      const g = groups.get(group) ?? new Map<string, number>();
+      groups.set(group, g);
+      g.set(cmd, (g.get(cmd) ?? 0) + 1);
+    });
+    const errors = await load(pool, opts.requests, opts.concurrency, tag);
+    // replies and cache stores that finish just after the last answer
+    await new Promise((r) => setTimeout(r, 1000));
+    monitor.disconnect();
+    const n = opts.requests;
+    console.log(
+      `bench:http-commands — ${n} unique requests at concurrency ${opts.concurrency}` +
+        `${cachesOff ? ', semantic/search caches off' : ''}; ${errors} errors`,
+    );
+    console.log(`Redis commands per request: ${(total / n).toFixed(1)} (scripts' own commands included)`);
+    const rows = [...groups].map(([name, m]) => ({
+      name,
+      m,
+      sum: [...m.values()].reduce((a, b) => a + b, 0),
+    }));
+    for (const { name, m, sum } of rows.sort((a, b) => b.sum - a.sum)) {
+      if (sum / n < 0.05) continue;
+      const detail = [...m]
+        .sort((a, b) => b[1] - a[1])
+        .filter(([, v]) => v / n >= 0.05)
+        .map(([c, v]) => `${c} ${(v / n).toFixed(2)}`)
+        .join(', ');
+      console.log(`${(sum / n).toFixed(2).padStart(7)}  ${name}  (${detail})`);
+    }
+  } finally {
+    await pool.close();
+    redis.disconnect();
+    for (const c of children) c.kill('SIGTERM');
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.stack : err);
+  for (const c of children) c.kill('SIGKILL');
+  process.exit(1);
+});

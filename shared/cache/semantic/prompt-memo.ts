@@ -1,0 +1,47 @@
+import { promptId } from './scope.js';
+import { normalizePrompt } from './text.js';
+
+/** What one prompt costs to prepare, kept for the next call with the same prompt. */
+export interface PreparedPrompt {
+  normalized: string;
+  /** The exact key's id of the normalised prompt. */
+  id: string;
+  /** The embedding, once computed. */
+  vec?: Float32Array;
+  /** Its LSH band values (undefined: a zero vector, no bands), once computed. */
+  bands?: number[] | undefined;
+  hasBands?: boolean;
+}
+
+/** Prompts longer than this (characters) are prepared each time, not kept. */
+const MAX_PROMPT = 4096;
+
+/**
+ * The normal form, id, embedding and band values of recent prompts (least recently used dropped past
+ * `size`). A request's prompt is looked up by the producer and stored by the worker after its job ran:
+ * in a process that is both (`cell0 start`), the store reuses what the lookup computed instead of
+ * normalising and embedding the prompt a second time. Vectors are never changed after they are kept.
+ */
+export class PromptMemo {
+  private readonly map = new Map<string, PreparedPrompt>();
+
+  constructor(private readonly size = 1024) {}
+
+  /** The prepared form of `prompt` (normal form and id computed now when not kept). */
+  get(prompt: string): PreparedPrompt {
+    const kept = this.map.get(prompt);
+    if (kept) {
+      // most recently used last
+      this.map.delete(prompt);
+      this.map.set(prompt, kept);
+      return kept;
+    }
+    const normalized = normalizePrompt(prompt);
+    const p: PreparedPrompt = { normalized, id: promptId(normalized) };
+    if (prompt.length <= MAX_PROMPT && this.size > 0) {
+      this.map.set(prompt, p);
+      if (this.map.size > this.size) this.map.delete(this.map.keys().next().value!);
+    }
+    return p;
+  }
+}

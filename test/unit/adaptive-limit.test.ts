@@ -1,0 +1,200 @@
+import { describe, expect, it } from '@jest/globals';
+import { RateLimitedError } from '../../shared/errors.js';
+import {
+  ConcurrencyLimiter,
+  FixedLimit,
+  GradientLimit,
+  type Permit,
+} from '../../workers/providers/adaptive-limit.js';
+import { CapacityFollower } from '../../workers/worker/capacity.js';
+import { QueueName } from '../../shared/queues/names.js';
+import { type Worker } from 'bullmq';
+
+/**
+ * A deterministic backend for the limit: `latency(n)` is the time of a call when n calls are in flight.
+ * The first call reaches an idle server (`idle`, its no-load latency: the head of the line, as when a fleet
+ * starts); then the limit is fed one finished call at a time, fully used (the closed loop of a busy queue).
+ */
+function drive(
+  limit: GradientLimit,
+  latency: (n: number) => number,
+  samples: number,
+  idle?: number,
+): number[] {
+  const seen: number[] = [];
+  let t = 0;
+  if (idle !== undefined) limit.update({ rtt: idle, inFlight: limit.limit, dropped: false, at: t });
+  for (let i = 0; i < samples; i++) {
+    const n = limit.limit;
+    t += latency(n) / n;
+    seen.push(limit.update({ rtt: latency(n), inFlight: n, dropped: false, at: t }));
+  }
+  return seen;
+}
+
+/** Per-token latency of a batching GPU with `slots` slots (the simulator's model: s=100 tok/s, c=1500). */
+function gpu(slots: number, workers = 1): (n: number) => number {
+  return (perWorker) => {
+    const n = perWorker * workers;
+    const running = Math.min(n, slots);
+    const aggregate = (100 * running) / (1 + ((running - 1) * 100) / 1500);
+    const perToken = running / aggregate; // seconds per token of one running request
+    // Requests beyond the slots wait in line: a FIFO queue of (n − slots) ahead, served `slots` at a time.
+    const queued = Math.max(0, n - slots);
+    return 1000 * perToken * (1 + queued / slots);
+  };
+}
+
+describe('GradientLimit', () => {
+  it('grows while the latency stays flat, up to the cap and never past it', () => {
+    const limit = new GradientLimit({ initial: 1, max: 50 });
+    const seen = drive(limit, () => 10, 300);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThanOrEqual(seen[i - 1]!);
+    expect(Math.max(...seen)).toBe(50);
+    expect(seen.at(-1)).toBe(50);
+  });
+
+  it('shrinks when the latency rises past tolerance × the no-load minimum', () => {
+    const limit = new GradientLimit({ initial: 40, max: 64, tolerance: 2 });
+    // A server that runs one call at a time: latency grows with every call in flight.
+    const seen = drive(limit, (n) => 10 * n, 400, 10);
+    expect(seen.at(-1)!).toBeLessThanOrEqual(3);
+    expect(Math.min(...seen)).toBeGreaterThanOrEqual(1);
+  });
+
+  it('backs off on a drop (429/503/timeout), once per round trip, never below 1', () => {
+    const limit = new GradientLimit({ initial: 20, max: 64 });
+    limit.update({ rtt: 100, inFlight: 20, dropped: false, at: 0 });
+    const before = limit.state().estimate;
+    limit.update({ rtt: 100, inFlight: 20, dropped: true, at: 1000 });
+    expect(limit.state().estimate).toBeCloseTo(before * 0.9, 6);
+    // A second drop within the same round trip (100 ms) is the same overload: no second cut.
+    limit.update({ rtt: 100, inFlight: 20, dropped: true, at: 1050 });
+    expect(limit.state().estimate).toBeCloseTo(before * 0.9, 6);
+    expect(limit.state().drops).toBe(1);
+    for (let i = 0; i < 200; i++) limit.update({ rtt: 100, inFlight: 1, dropped: true, at: 2000 + i * 1000 });
+    expect(limit.limit).toBe(1);
+  });
+
+  it('does not grow while the worker is idle (fewer than half the permits in use)', () => {
+    const limit = new GradientLimit({ initial: 10, max: 64 });
+    for (let i = 0; i < 100; i++) limit.update({ rtt: 5, inFlight: 2, dropped: false, at: i });
+    expect(limit.limit).toBe(10);
+  });
+
+  it('finds a 1-slot server small and a 64-slot batching server large (2 workers each)', () => {
+    const one = new GradientLimit({ initial: 4, max: 128 });
+    const wide = new GradientLimit({ initial: 4, max: 128 });
+    const oneSeen = drive(one, gpu(1, 2), 600, gpu(1)(1));
+    const wideSeen = drive(wide, gpu(64, 2), 600, gpu(64)(1));
+    // Settled: the last 200 samples.
+    const oneTail = oneSeen.slice(-200);
+    const wideTail = wideSeen.slice(-200);
+    expect(Math.max(...oneTail)).toBeLessThanOrEqual(4);
+    expect(Math.min(...wideTail) * 2).toBeGreaterThanOrEqual(40);
+    expect(Math.max(...wideTail) * 2).toBeLessThanOrEqual(96);
+  });
+
+  it('rejects impossible settings with the field named', () => {
+    expect(() => new GradientLimit({ max: 0 })).toThrow(/max must be an integer/);
+    expect(() => new GradientLimit({ max: 4, tolerance: 0.5 })).toThrow(/tolerance/);
+    expect(() => new FixedLimit(0)).toThrow(/limit must be an integer/);
+  });
+});
+
+describe('ConcurrencyLimiter', () => {
+  function clock() {
+    let t = 0;
+    return { now: () => t, advance: (ms: number) => (t += ms) };
+  }
+
+  it('lets `limit` calls through, queues the rest in order and hands permits on as calls end', async () => {
+    const c = clock();
+    const lim = new ConcurrencyLimiter({ name: 'b', algorithm: new FixedLimit(2), now: c.now });
+    const a = await lim.acquire();
+    const b = await lim.acquire();
+    const order: string[] = [];
+    const third = lim.acquire().then((p) => (order.push('third'), p));
+    const fourth = lim.acquire().then((p) => (order.push('fourth'), p));
+    expect(lim.metrics()).toMatchObject({ inFlight: 2, waiting: 2, mode: 'fixed', limit: 2 });
+    a.success();
+    const p3 = await third;
+    expect(order).toEqual(['third']);
+    b.ignore();
+    const p4 = await fourth;
+    expect(order).toEqual(['third', 'fourth']);
+    p3.dropped();
+    p4.success();
+    expect(lim.metrics()).toMatchObject({ inFlight: 0, waiting: 0, waited: 2, drops: 1 });
+  });
+
+  it('measures latency per unit with the injected clock and grows an adaptive limit', async () => {
+    const c = clock();
+    const lim = new ConcurrencyLimiter({
+      name: 'b',
+      algorithm: new GradientLimit({ initial: 2, max: 8 }),
+      now: c.now,
+    });
+    for (let round = 0; round < 40; round++) {
+      const permits: Permit[] = [];
+      for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
+      c.advance(100);
+      // 10 tokens in 100 ms whatever the concurrency: flat latency.
+      for (const p of permits) p.success(10);
+    }
+    expect(lim.limit).toBe(8);
+  });
+
+  it('a wait longer than timeoutMs fails with RateLimitedError and frees its place', async () => {
+    const lim = new ConcurrencyLimiter({ name: 'b', algorithm: new FixedLimit(1) });
+    const held = await lim.acquire();
+    await expect(lim.acquire({ timeoutMs: 5 })).rejects.toBeInstanceOf(RateLimitedError);
+    expect(lim.metrics()).toMatchObject({ waiting: 0, timedOut: 1 });
+    held.success();
+    expect(lim.metrics().inFlight).toBe(0);
+  });
+
+  it('an aborted wait rejects with the signal reason and leaves the line', async () => {
+    const lim = new ConcurrencyLimiter({ name: 'b', algorithm: new FixedLimit(1) });
+    const held = await lim.acquire();
+    const ac = new AbortController();
+    const waiting = lim.acquire({ signal: ac.signal });
+    ac.abort(new Error('cancelled'));
+    await expect(waiting).rejects.toThrow('cancelled');
+    expect(lim.metrics().waiting).toBe(0);
+    held.ignore();
+    // Ending a permit twice counts once.
+    held.success();
+    expect(lim.metrics().inFlight).toBe(0);
+  });
+});
+
+describe('CapacityFollower', () => {
+  it("holds twice the backends' limit in jobs, at least 1, at most the configured concurrency", () => {
+    expect(CapacityFollower.concurrencyFor(3, 64)).toBe(6);
+    expect(CapacityFollower.concurrencyFor(0, 64)).toBe(1);
+    expect(CapacityFollower.concurrencyFor(50, 64)).toBe(64);
+    expect(CapacityFollower.concurrencyFor(undefined, 64)).toBe(64);
+  });
+
+  it('sets the BullMQ worker concurrency of the queues it follows, and only those', () => {
+    let limit = 2;
+    const inference = { concurrency: 64 } as unknown as Worker;
+    const search = { concurrency: 8 } as unknown as Worker;
+    const f = new CapacityFollower({
+      capacity: { [QueueName.INFERENCE]: () => limit },
+      workers: () =>
+        [
+          [QueueName.INFERENCE, inference],
+          [QueueName.SEARCH, search],
+        ] as [QueueName, Worker][],
+      cap: () => 64,
+    });
+    f.apply();
+    expect(inference.concurrency).toBe(4);
+    limit = 20;
+    f.apply();
+    expect(inference.concurrency).toBe(40);
+    expect(search.concurrency).toBe(8);
+  });
+});
