@@ -11,7 +11,7 @@
  */
 import { benchArgs } from './args.js';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from './fleet.js';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
@@ -21,17 +21,6 @@ import { type SearchResult } from '../shared/queues/results.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { waitUntilReady } from '../shared/redis/connection.js';
 import { sleep } from '../shared/sleep.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const key = (i: number) => ({
   query: `query number ${i} about topic ${i % 37}`,
