@@ -1,6 +1,7 @@
 import { ValidationError } from '../../errors.js';
 import { type Logger } from '../../logger.js';
 import { type RedisClient } from '../../redis/redis-client.js';
+import { scanEveryMaster } from '../../redis/cluster.js';
 import { ScopeKeys, scopeHash, shortHash, type SemanticScope } from './scope.js';
 import { CLEAR_CHUNK, commands } from './semantic-scripts.js';
 
@@ -107,34 +108,33 @@ export async function sweepExpiredScopes(
   const maxScopes = opts.maxScopes ?? 10_000;
   const seen = new Set<string>();
   let removed = 0;
-  let cursor = '0';
-  do {
-    const [next, indexKeys] = await ctx.redis.run((r) =>
-      r.scan(cursor, 'MATCH', `${ctx.base}:model:*`, 'COUNT', 200),
-    );
-    cursor = next;
-    for (const indexKey of indexKeys) {
-      const scopes = await ctx.redis.run((r) => r.smembers(indexKey));
-      for (const hash of scopes) {
-        if (seen.has(hash) || seen.size >= maxScopes) continue;
-        seen.add(hash);
-        const keys = new ScopeKeys(ctx.base, hash);
-        for (let round = 0; round < 10_000; round++) {
-          const [n, left] = await ctx.redis.run((r) =>
-            commands(r).cell0SemanticDrop(
-              ...keys.containers(),
-              keys.entryPrefix,
-              keys.bandPrefix,
-              'expired',
-              CLEAR_CHUNK,
-            ),
-          );
-          removed += Number(n);
-          if (Number(left) === 0) break;
-        }
+  // The model indexes of every master (on a cluster each scope, and each index, has a slot of its own).
+  const indexKeys: string[] = [];
+  await ctx.redis.run((r) =>
+    scanEveryMaster(r, `${ctx.base}:model:*`, 200, (keys) => indexKeys.push(...keys)),
+  );
+  for (const indexKey of indexKeys) {
+    if (seen.size >= maxScopes) break;
+    const scopes = await ctx.redis.run((r) => r.smembers(indexKey));
+    for (const hash of scopes) {
+      if (seen.has(hash) || seen.size >= maxScopes) continue;
+      seen.add(hash);
+      const keys = new ScopeKeys(ctx.base, hash);
+      for (let round = 0; round < 10_000; round++) {
+        const [n, left] = await ctx.redis.run((r) =>
+          commands(r).cell0SemanticDrop(
+            ...keys.containers(),
+            keys.entryPrefix,
+            keys.bandPrefix,
+            'expired',
+            CLEAR_CHUNK,
+          ),
+        );
+        removed += Number(n);
+        if (Number(left) === 0) break;
       }
     }
-  } while (cursor !== '0' && seen.size < maxScopes);
+  }
   if (removed > 0) ctx.log.info({ removed, scopes: seen.size }, 'semantic cache: expired records removed');
   return { removed, scopes: seen.size };
 }
