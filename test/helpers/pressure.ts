@@ -1,4 +1,5 @@
 import { LoadShedder, type LoadShedderOptions } from '../../producers/load-shedder';
+import { type WorkerStatus } from '../../shared/fleet/worker-status';
 import { QueueName } from '../../shared/queues/names';
 import { type CpuUsageSource } from '../../shared/resources/cpu-usage';
 import { type TestFleet } from './fleet';
@@ -42,4 +43,19 @@ export function shedInference(
   });
   fleet.client.shedder = shedder;
   return shedder;
+}
+
+/** A worker's status record as a worker of the inference queue publishes it, running and idle, with `extra` on top. */
+export function workerStatus(id: string, extra: Partial<WorkerStatus> = {}): WorkerStatus {
+  return {
+    id,
+    host: 'h',
+    pid: 1,
+    queues: ['inference'],
+    startedAt: new Date().toISOString(),
+    updatedAt: new Date().toISOString(),
+    active: 0,
+    state: 'running',
+    ...extra,
+  };
 }

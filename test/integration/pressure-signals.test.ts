@@ -30,7 +30,7 @@ import { OllamaBackend } from '../../workers/providers/ollama-backend';
 import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
 import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
-import { busyHost, drivenCpu, shedInference } from '../helpers/pressure';
+import { busyHost, drivenCpu, shedInference, workerStatus } from '../helpers/pressure';
 import { until } from '../helpers/wait';
 
 const ROOT = join(__dirname, '..', '..');
@@ -258,21 +258,14 @@ describe('latency counts as being behind', () => {
       await publishWorkerStatus(
         redis,
         fleet.prefix,
-        {
-          id: 'busy',
-          host: 'h',
-          pid: 1,
-          queues: ['inference'],
-          startedAt: new Date().toISOString(),
-          updatedAt: new Date().toISOString(),
+        workerStatus('busy', {
           active: 4,
-          state: 'running',
           pressure: {
             underPressure: true,
             saturated: true,
             violations: [{ resource: 'cpu', value: 97, threshold: 90 }],
           },
-        },
+        }),
         60_000,
       );
       const queue = fleet.client.submitter.getQueue(QueueName.INFERENCE);
@@ -389,17 +382,8 @@ describe('dead workers leave pressure decisions at once', () => {
     const other = createRedisConnection({ url: testRedisUrl(), role: 'client' });
     try {
       await Promise.all([waitUntilReady(redis, 5000), waitUntilReady(other, 5000)]);
-      const status = (id: string, extra: Partial<WorkerStatus>): WorkerStatus => ({
-        id,
-        host: 'h',
-        pid: 1,
-        queues: ['inference'],
-        startedAt: new Date().toISOString(),
-        updatedAt: new Date().toISOString(),
-        active: 0,
-        state: 'paused',
-        ...extra,
-      });
+      const status = (id: string, extra: Partial<WorkerStatus>) =>
+        workerStatus(id, { state: 'paused', ...extra });
       const liveId = Number(await other.client('ID'));
       // Connected (its CLIENT ID is listed): counts. A CLIENT ID nobody holds: dead at once.
       await publishWorkerStatus(

@@ -23,7 +23,7 @@ import { startApi } from '../../bin/runtime-api';
 import { loadConfig } from '../../shared/config/config';
 import { silentLogger } from '../../shared/logger';
 import { until } from '../helpers/wait';
-import { shedInference } from '../helpers/pressure';
+import { shedInference, workerStatus } from '../helpers/pressure';
 
 /** A sample with everything comfortably within the default limits, except the memory the test sets. */
 const sample = (memoryPercent: number): ResourceSample =>
@@ -473,16 +473,7 @@ describe('producers shed load', () => {
     const redis = createRedisConnection({ url: testRedisUrl(), role: 'client' });
     await waitUntilReady(redis, 5000);
     try {
-      const status = (id: string, state: 'running' | 'paused') => ({
-        id,
-        host: 'h',
-        pid: 1,
-        queues: ['inference'],
-        startedAt: new Date().toISOString(),
-        updatedAt: new Date().toISOString(),
-        active: 0,
-        state,
-      });
+      const status = (id: string, state: 'running' | 'paused') => workerStatus(id, { state });
       await publishWorkerStatus(redis, fleet.prefix, status('w1', 'paused'), 10_000);
       await publishWorkerStatus(redis, fleet.prefix, status('w2', 'running'), 10_000);
       await shedder.refresh();
