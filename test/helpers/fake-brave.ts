@@ -1,8 +1,7 @@
 import { type ServerResponse } from 'node:http';
-import { startFaultServer } from './fake-fault-server';
-import { type FakeFault, type RecordedRequest } from './fake-searxng';
+import { startFaultServer, type FakeFault, type RecordedRequest } from './fake-fault-server';
 
-export type { FakeFault, RecordedRequest } from './fake-searxng';
+export type { FakeFault, RecordedRequest } from './fake-fault-server';
 
 /** Options of {@link startFakeBrave}. */
 export interface FakeBraveOptions {

@@ -1,8 +1,27 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { type FakeFault, type RecordedRequest } from './fake-searxng';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listenLocal } from './listen';
 
 /* The part of a fake search API that is the same for every provider: requests recorded, faults injected. */
+
+/** One request a fake server received. */
+export interface RecordedRequest {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  query: Record<string, string>;
+  headers: IncomingHttpHeaders;
+}
+
+/** What a fake answers instead of its normal answer, for as many requests as it is set for. */
+export type FakeFault =
+  /** An error status with a body (default: the API's usual error body) and headers. */
+  | { kind: 'status'; status: number; body?: string; headers?: Record<string, string> }
+  /** The normal answer, after a delay. */
+  | { kind: 'slow'; delayMs: number }
+  /** 200 with a body that is not JSON. */
+  | { kind: 'not-json' }
+  /** The connection is dropped without an answer. */
+  | { kind: 'reset' };
 
 /** How a fake answers: normally, and with the faults whose body is the provider's own. */
 export interface FakeAnswers {

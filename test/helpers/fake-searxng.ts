@@ -1,25 +1,7 @@
-import { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import { startFaultServer } from './fake-fault-server';
+import { type ServerResponse } from 'node:http';
+import { startFaultServer, type FakeFault, type RecordedRequest } from './fake-fault-server';
 
-/** One request a fake server received. */
-export interface RecordedRequest {
-  method: string;
-  /** Path without the query string. */
-  path: string;
-  query: Record<string, string>;
-  headers: IncomingHttpHeaders;
-}
-
-/** What a fake answers instead of its normal answer, for as many requests as it is set for. */
-export type FakeFault =
-  /** An error status with a body (default: the API's usual error body) and headers. */
-  | { kind: 'status'; status: number; body?: string; headers?: Record<string, string> }
-  /** The normal answer, after a delay. */
-  | { kind: 'slow'; delayMs: number }
-  /** 200 with a body that is not JSON. */
-  | { kind: 'not-json' }
-  /** The connection is dropped without an answer. */
-  | { kind: 'reset' };
+export type { FakeFault, RecordedRequest } from './fake-fault-server';
 
 /** Options of {@link startFakeSearxng}. */
 export interface FakeSearxngOptions {
