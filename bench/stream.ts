@@ -26,11 +26,13 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { join } from 'node:path';
+import { type Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { finishResult, streamChat, type StreamResult } from './stream-read.js';
 import { benchArgs } from './args.js';
 import { median, percentile } from './e2e-common.js';
 import {
+  commandCalls,
   cpuMsOf,
   freePort,
   killChildrenOnInterrupt,
@@ -112,6 +114,18 @@ interface RunStats {
   notOwn: number;
   /** CPU ms per stream of each process over the run. */
   cpuMs: Record<string, number>;
+  /** cell0 runs: Redis commands per stream (INFO commandstats delta: all, xadd, xread). */
+  commands?: { all: number; xadd: number; xread: number };
+}
+
+/** Redis commands per stream between two commandstats readings. */
+function commandsPer(a: Map<string, number>, b: Map<string, number>, n: number) {
+  const d = (c?: string) =>
+    c === undefined
+      ? [...b].reduce((s, [k, v]) => s + v - (a.get(k) ?? 0), 0)
+      : (b.get(c) ?? 0) - (a.get(c) ?? 0);
+  // The commandstats reading itself (INFO) is not cell0's.
+  return { all: (d() - 1) / n, xadd: d('xadd') / n, xread: d('xread') / n };
 }
 
 /** K concurrent streams, `waves` times over, unique prompts. */
@@ -123,8 +137,10 @@ async function run(
   tag: string,
   maxTokens: number,
   pids: Record<string, number | undefined>,
+  redis?: Redis,
 ): Promise<RunStats> {
   const results: StreamResult[] = [];
+  const calls0 = redis ? await commandCalls(redis) : undefined;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
   for (let w = 0; w < waves; w++) {
     const wave = await Promise.all(
@@ -149,7 +165,11 @@ async function run(
   const failed = results.filter((r) => !ok.includes(r));
   const cpuMs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) cpuMs[name] = (cpuMsOf(pid) - cpu0[name]!) / results.length;
+  // The last stream's job may still be completing: its commands are counted once they are all in.
+  const commands =
+    redis && calls0 ? commandsPer(calls0, await commandCalls(redis), results.length) : undefined;
   return {
+    ...(commands ? { commands } : {}),
     n: results.length,
     ttftP50: percentile(ttft, 50),
     ttftP99: percentile(ttft, 99),
@@ -261,6 +281,7 @@ async function main(): Promise<void> {
             `${tag}k${k}p${p}${side[0]}`,
             maxTokens,
             pids[side],
+            side === 'cell0' ? redis : undefined,
           );
         pairs.push(got);
         const d = got.direct;
@@ -292,6 +313,11 @@ async function main(): Promise<void> {
           ),
           cell0: Object.fromEntries(Object.keys(pids.cell0).map((n) => [n, med((x) => x.cell0.cpuMs[n]!)])),
         },
+        redisCommandsPerStream: {
+          all: med((x) => x.cell0.commands?.all ?? NaN),
+          xadd: med((x) => x.cell0.commands?.xadd ?? NaN),
+          xread: med((x) => x.cell0.commands?.xread ?? NaN),
+        },
         errors: pairs.reduce((s, x) => s + x.direct.errors + x.cell0.errors, 0),
         cachedOrJoined: pairs.reduce((s, x) => s + x.cell0.notOwn, 0),
       };
@@ -311,14 +337,18 @@ async function main(): Promise<void> {
         `  CPU ms/stream: direct ${JSON.stringify(row.cpuMsPerStream.direct, (_k, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v))}; ` +
           `cell0 ${JSON.stringify(row.cpuMsPerStream.cell0, (_k, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v))}`,
       );
+      const rc = row.redisCommandsPerStream;
+      console.log(`  Redis commands/stream (cell0): ${f(rc.all)} (xadd ${f(rc.xadd)}, xread ${f(rc.xread)})`);
     }
 
     // 100 identical streams: one backend generation, every reader gets the whole text.
     const prompt = `Stream ${tag} shared: describe ${randomBytes(6).toString('hex')} in detail`;
     const before = await simStats(simPool);
+    const sharedCalls0 = await commandCalls(redis);
     const shared = await Promise.all(
       Array.from({ length: 100 }, () => viaCell0(cell0Pool, prompt, maxTokens)),
     );
+    const sharedCommands = commandsPer(sharedCalls0, await commandCalls(redis), 100);
     const after = await simStats(simPool);
     const generations = after.generations - before.generations;
     // The whole answer of that one generation: the same request without streaming (cell0 answers it from
@@ -368,7 +398,7 @@ async function main(): Promise<void> {
         `text chunks per reader p50 ${percentile(
           shared.map((s) => s.chunks).sort((a, b) => a - b),
           50,
-        )}`,
+        )}; Redis commands/stream ${f(sharedCommands.all)} (xadd for the one generation ${f(sharedCommands.xadd * 100, 0)})`,
     );
     summary.push({
       identical: 100,
