@@ -157,6 +157,18 @@ export class FastHistogram<T extends string = string> extends Histogram<T> {
     return s;
   }
 
+  /**
+   * Adds totals kept elsewhere to a series (a scrape-time fold): `counts` per bucket bound (not cumulative;
+   * entries past the last bound are ignored: they count in `count` only), their `sum` and `count`.
+   */
+  addTotals(values: string[], counts: ArrayLike<number>, sum: number, count: number): void {
+    const s = this.labels(...values);
+    for (let i = 0; i < s.counts.length && i < counts.length; i++) s.counts[i]! += counts[i]!;
+    s.sum += sum;
+    s.count += count;
+    s.zeroed = true;
+  }
+
   override zero(labels: LabelValues<T>): void {
     const s = this.labels(labels);
     s.counts.fill(0);
