@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
 import { BreakerOpenError } from '../errors/breaker-open-error.js';
 import { JobCancelledError } from '../errors/job-cancelled-error.js';
 import { ModelNotFoundError } from '../errors/model-not-found-error.js';

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, type Counter, Gauge, type Histogram, Registry } from 'prom-client';
 import { withDefaults } from '../with-defaults.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 import { BackendMetrics } from './backend-metrics.js';
