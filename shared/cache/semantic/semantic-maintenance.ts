@@ -149,23 +149,21 @@ export async function countLiveEntries(ctx: MaintenanceContext, maxScopes = 10_0
   const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
   const seen = new Set<string>();
   let n = 0;
-  let cursor = '0';
-  do {
-    const [next, indexKeys] = await ctx.redis.run((r) =>
-      r.scan(cursor, 'MATCH', `${ctx.base}:model:*`, 'COUNT', 200),
+  // The model indexes of every master; on a cluster each scope has a slot of its own, so the counts go as
+  // separate commands (sent together) rather than one pipeline.
+  const indexKeys: string[] = [];
+  await ctx.redis.run((r) =>
+    scanEveryMaster(r, `${ctx.base}:model:*`, 200, (keys) => indexKeys.push(...keys)),
+  );
+  for (const indexKey of indexKeys) {
+    if (seen.size >= maxScopes) break;
+    const fresh = (await ctx.redis.run((r) => r.smembers(indexKey))).filter((h) => !seen.has(h));
+    for (const h of fresh) seen.add(h);
+    if (fresh.length === 0) continue;
+    const counts = await ctx.redis.run((r) =>
+      Promise.allSettled(fresh.map((h) => r.zcount(new ScopeKeys(ctx.base, h).exp, `(${now}`, '+inf'))),
     );
-    cursor = next;
-    for (const indexKey of indexKeys) {
-      const fresh = (await ctx.redis.run((r) => r.smembers(indexKey))).filter((h) => !seen.has(h));
-      for (const h of fresh) seen.add(h);
-      if (fresh.length === 0) continue;
-      const counts = await ctx.redis.run((r) => {
-        const p = r.pipeline();
-        for (const h of fresh) p.zcount(new ScopeKeys(ctx.base, h).exp, `(${now}`, '+inf');
-        return p.exec();
-      });
-      for (const [err, c] of counts ?? []) if (!err) n += Number(c);
-    }
-  } while (cursor !== '0' && seen.size < maxScopes);
+    for (const c of counts) if (c.status === 'fulfilled') n += Number(c.value);
+  }
   return n;
 }
