@@ -5,7 +5,8 @@
  * (no Docker), runs jest on the files below with REDIS_CLUSTER_NODES pointing at it (the global setup hands
  * the tests a redis-cluster:// URL, which cell0's connection factory turns into an ioredis Cluster), then
  * stops the cluster. Exits with jest's code. `--serve` only starts the cluster, prints its nodes and keeps
- * it up until SIGINT/SIGTERM (for trying cell0 on a cluster by hand). Extra arguments go to jest.
+ * it up until SIGINT/SIGTERM (for trying cell0 on a cluster by hand). Test files given as arguments run
+ * instead of the list; options go to jest.
  */
 import { spawn } from 'node:child_process';
 import { startLocalCluster } from './helpers/redis-cluster';
@@ -41,6 +42,8 @@ export const CLUSTER_TESTS = [
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const serve = args[0] === '--serve';
+  const files = args.filter((a) => !a.startsWith('-'));
+  const options = args.filter((a) => a.startsWith('-'));
   const t0 = Date.now();
   const cluster = await startLocalCluster(3);
   console.log(`cluster up in ${Date.now() - t0} ms: REDIS_CLUSTER_NODES=${cluster.nodes}`);
@@ -58,7 +61,8 @@ async function main(): Promise<number> {
     }
     const child = spawn(
       process.execPath,
-      [require.resolve('jest/bin/jest'), '--ci', ...CLUSTER_TESTS, ...args],
+      // Test files given on the command line replace the list; options go to jest.
+      [require.resolve('jest/bin/jest'), '--ci', ...(files.length > 0 ? files : CLUSTER_TESTS), ...options],
       {
         stdio: 'inherit',
         env: { ...process.env, REDIS_CLUSTER_NODES: cluster.nodes, REDIS_URL: '' },
