@@ -8,12 +8,12 @@
  * simulator is switched to hold every new request for a minute, and the worker is killed once every job it
  * holds is inside such a held call (as many calls in flight as active jobs, stable over half a second).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { get, post, startTestFleet, type TestFleet } from '../helpers/fleet';
+import { type ChildProcess } from 'node:child_process';
+import { startTestFleet, type TestFleet } from '../helpers/fleet';
+import { batchFinished, expectAllCompleted, submitBatch } from '../helpers/batch-checks';
 import { testRedisUrl } from '../helpers/redis';
 import { until } from '../helpers/wait';
-import { batchKeys, type BatchResultLine } from '../../producers/batches/batch-model';
+import { startReadyChild } from '../helpers/ready-child';
 import { QueueName } from '../../shared/queues/names';
 import { sleep } from '../../shared/sleep';
 import { Cell0Worker } from '../../workers/cell0-worker';
@@ -26,28 +26,13 @@ const CONCURRENCY = 8;
 
 /** Starts a Cell0Worker in its own process and resolves once it takes jobs. */
 function startWorkerProcess(prefix: string, simUrl: string): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(__dirname, '..', 'helpers', 'sim-worker-process.ts')],
-    {
-      env: {
-        ...process.env,
-        REDIS_URL: testRedisUrl(),
-        PREFIX: prefix,
-        SIM_URL: simUrl,
-        CONCURRENCY: String(CONCURRENCY),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) resolve(child);
-    });
-    child.on('exit', (code) => reject(new Error(`worker exited (${code}): ${err}`)));
-  });
+  const env = {
+    REDIS_URL: testRedisUrl(),
+    PREFIX: prefix,
+    SIM_URL: simUrl,
+    CONCURRENCY: String(CONCURRENCY),
+  };
+  return startReadyChild('sim-worker-process.ts', env);
 }
 
 describe('a worker process killed with SIGKILL mid-batch', () => {
@@ -76,17 +61,8 @@ describe('a worker process killed with SIGKILL mid-batch', () => {
       queue: 'inference',
       body: { model: 'qwen2.5:0.5b', prompt: `killed worker ${i % DISTINCT}`, params: { max_tokens: 12 } },
     }));
-    const r = await post(`${fleet.url}/v1/batches`, undefined, {
-      raw: lines.map((l) => JSON.stringify(l)).join('\n'),
-      headers: { 'content-type': 'application/jsonl' },
-    });
-    expect(r.status).toBe(202);
-    const id = r.body.id as string;
-    const finished = async () => {
-      const v = await get(`${fleet.url}/v1/batches/${id}`);
-      const c = v.body.request_counts as { completed: number; failed: number };
-      return c.completed + c.failed;
-    };
+    const id = await submitBatch(fleet, lines);
+    const finished = () => batchFinished(fleet, id);
     await until(async () => (await finished()) >= 40, 60_000, 'the worker process to finish 40 items');
 
     // Hold every new backend call, then wait until each job the worker holds is inside one.
@@ -129,14 +105,7 @@ describe('a worker process killed with SIGKILL mid-batch', () => {
     });
     await rescuer.start();
 
-    const res = await fetch(`${fleet.url}/v1/batches/${id}/results`);
-    const out = (await res.text())
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as BatchResultLine);
-    expect(out).toHaveLength(ITEMS);
-    expect(new Set(out.map((l) => l.custom_id)).size).toBe(ITEMS);
-    expect(out.every((l) => l.status === 'completed')).toBe(true);
+    const out = await expectAllCompleted(fleet, id, ITEMS);
     // Duplicate lines got the same text as the line they repeat.
     const byPrompt = new Map<number, string>();
     for (const l of out) {
@@ -146,13 +115,6 @@ describe('a worker process killed with SIGKILL mid-batch', () => {
       if (!byPrompt.has(n)) byPrompt.set(n, text);
       expect(text).toBe(byPrompt.get(n));
     }
-    const view = await get(`${fleet.url}/v1/batches/${id}`);
-    expect(view.body).toMatchObject({
-      status: 'completed',
-      request_counts: { total: ITEMS, completed: ITEMS, failed: 0, cancelled: 0 },
-    });
-    const doneHash = await fleet.client.submitter.redis.connection.hlen(batchKeys(fleet.prefix, id).done);
-    expect(doneHash).toBe(ITEMS);
     // Each distinct request generated to the end once; the only other calls are those the kill cut short.
     const stats = fleet.sim.stats();
     expect(stats.errors).toBe(0);
