@@ -224,6 +224,13 @@ function nextRequest(i: number): { path: string; body: unknown } {
 }
 
 const fmtMb = (b: number): string => (b / MB).toFixed(1);
+const mbOf = (m: MemorySample): Record<keyof MemorySample, number> => ({
+  rss: Number(fmtMb(m.rss)),
+  heapUsed: Number(fmtMb(m.heapUsed)),
+  heapTotal: Number(fmtMb(m.heapTotal)),
+  external: Number(fmtMb(m.external)),
+  arrayBuffers: Number(fmtMb(m.arrayBuffers)),
+});
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? Number.NaN : s[Math.floor(s.length / 2)]!;
@@ -384,6 +391,24 @@ async function main(): Promise<void> {
         workerRss: growth((r) => r.worker.rss),
         workerHeap: growth((r) => r.worker.heapUsed),
       },
+      // Where RSS is: V8's heap as reserved (heapTotal), Buffers and other memory V8 knows of (external),
+      // and the rest (native: the allocator's arenas, code, thread stacks).
+      breakdownAfterWarmup: Object.fromEntries(
+        (['api', 'worker'] as const).map((p) => [
+          p,
+          {
+            heapTotal: growth((r) => r[p].heapTotal),
+            external: growth((r) => r[p].external),
+            arrayBuffers: growth((r) => r[p].arrayBuffers),
+            native: growth((r) => r[p].rss - r[p].heapTotal - r[p].external),
+          },
+        ]),
+      ),
+      samples: rows.map((r) => ({
+        t: Math.round(r.t),
+        api: mbOf(r.api),
+        worker: mbOf(r.worker),
+      })),
       ...(snapDir ? { snapshots: [...snapWarm, ...snapEnd], rssGrowthComparable: false } : {}),
     };
     const g = report.growthAfterWarmup;
@@ -399,6 +424,14 @@ async function main(): Promise<void> {
         line('api heap', g.apiHeap),
         line('worker RSS', g.workerRss),
         line('worker heap', g.workerHeap),
+        ...(['api', 'worker'] as const).flatMap((p) => {
+          const b = report.breakdownAfterWarmup[p]!;
+          return [
+            line(`${p} heapTotal`, b.heapTotal),
+            line(`${p} external`, b.external),
+            line(`${p} native`, b.native),
+          ];
+        }),
         `idle worker RSS ${report.idle.workerRssMb} MB (target <= 120 MB); after the load: ${report.afterLoad.workerRssMb} MB`,
         ...(snapDir
           ? [

@@ -26,11 +26,13 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { type Redis } from 'ioredis';
 import { Pool } from 'undici';
+import { finishResult, streamChat, type StreamResult } from './stream-read.js';
 import { benchArgs } from './args.js';
 import { median, percentile } from './e2e-common.js';
 import {
+  commandCalls,
   cpuMsOf,
   freePort,
   killChildrenOnInterrupt,
@@ -50,142 +52,50 @@ const LEVELS: readonly (readonly [number, number])[] = [
   [100, 1],
 ];
 
-interface StreamResult {
-  ttftMs: number;
-  /** Tokens after the first, per second of streaming after the first token; NaN for one-chunk answers. */
-  tokensPerSec: number;
-  text: string;
-  tokens: number;
-  /** Text chunks received. */
-  chunks: number;
-  error?: string;
-  cache?: string;
-  coalesced?: string;
-}
-
-/** Splits a byte stream into lines (NDJSON, SSE) as they arrive. */
-async function* lines(body: AsyncIterable<Buffer>): AsyncGenerator<string> {
-  let rest = '';
-  for await (const chunk of body) {
-    rest += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = rest.indexOf('\n')) >= 0) {
-      yield rest.slice(0, nl);
-      rest = rest.slice(nl + 1);
-    }
-  }
-  if (rest.length > 0) yield rest;
-}
-
-function finishResult(
-  t0: number,
-  first: number | undefined,
-  last: number,
-  text: string,
-  tokens: number,
-  chunks: number,
-): StreamResult {
-  return {
-    ttftMs: first === undefined ? NaN : first - t0,
-    tokensPerSec:
-      first !== undefined && last > first && tokens > 1 ? ((tokens - 1) * 1000) / (last - first) : NaN,
-    text,
-    tokens,
-    chunks,
-  };
-}
-
 /** One streaming chat straight to the simulator: POST /api/chat, NDJSON lines. */
 async function direct(pool: Pool, prompt: string, maxTokens: number): Promise<StreamResult> {
-  const t0 = performance.now();
-  const r = await pool.request({
-    path: '/api/chat',
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: MODEL,
-      messages: [{ role: 'user', content: prompt }],
-      stream: true,
-      options: { num_predict: maxTokens },
-    }),
-  });
-  if (r.statusCode !== 200) {
-    const body = await r.body.text();
-    return { ...finishResult(t0, undefined, t0, '', 0, 0), error: `${r.statusCode} ${body.slice(0, 200)}` };
-  }
-  let first: number | undefined;
-  let last = t0;
-  let text = '';
-  let tokens = 0;
-  let chunks = 0;
-  for await (const line of lines(r.body)) {
-    if (line.trim() === '') continue;
+  const body = {
+    model: MODEL,
+    messages: [{ role: 'user', content: prompt }],
+    stream: true,
+    options: { num_predict: maxTokens },
+  };
+  const { result } = await streamChat(pool, '/api/chat', {}, body, (line) => {
+    if (line.trim() === '') return undefined;
     const msg = JSON.parse(line) as { message?: { content?: string }; done?: boolean; eval_count?: number };
-    const t = msg.message?.content ?? '';
-    if (t.length > 0) {
-      const now = performance.now();
-      first ??= now;
-      last = now;
-      text += t;
-      chunks++;
-    }
-    if (msg.done) tokens = msg.eval_count ?? 0;
-  }
-  return finishResult(t0, first, last, text, tokens, chunks);
+    return { text: msg.message?.content, ...(msg.done ? { tokens: msg.eval_count ?? 0 } : {}) };
+  });
+  return result;
 }
 
 /** One streaming chat through cell0: POST /v1/chat/completions, SSE in OpenAI's chunk format. */
 async function viaCell0(pool: Pool, prompt: string, maxTokens: number): Promise<StreamResult> {
-  const t0 = performance.now();
-  const r = await pool.request({
-    path: '/v1/chat/completions',
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-    body: JSON.stringify({
-      model: MODEL,
-      messages: [{ role: 'user', content: prompt }],
-      stream: true,
-      stream_options: { include_usage: true },
-      max_tokens: maxTokens,
-    }),
-  });
-  if (r.statusCode !== 200) {
-    const body = await r.body.text();
-    return { ...finishResult(t0, undefined, t0, '', 0, 0), error: `${r.statusCode} ${body.slice(0, 200)}` };
-  }
-  let first: number | undefined;
-  let last = t0;
-  let text = '';
-  let tokens = 0;
-  let chunks = 0;
-  let error: string | undefined;
-  for await (const line of lines(r.body)) {
-    if (!line.startsWith('data: ')) continue;
+  const body = {
+    model: MODEL,
+    messages: [{ role: 'user', content: prompt }],
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: maxTokens,
+  };
+  const auth = { authorization: `Bearer ${KEY}` };
+  const { result, ok, header } = await streamChat(pool, '/v1/chat/completions', auth, body, (line) => {
+    if (!line.startsWith('data: ')) return undefined;
     const data = line.slice(6);
-    if (data === '[DONE]') break;
+    if (data === '[DONE]') return { end: true };
     const msg = JSON.parse(data) as {
       choices?: { delta?: { content?: string } }[];
       usage?: { completion_tokens?: number } | null;
       error?: { message?: string };
     };
-    if (msg.error) error = msg.error.message ?? 'error event';
-    const t = msg.choices?.[0]?.delta?.content ?? '';
-    if (t.length > 0) {
-      const now = performance.now();
-      first ??= now;
-      last = now;
-      text += t;
-      chunks++;
-    }
-    if (msg.usage) tokens = msg.usage.completion_tokens ?? 0;
-  }
-  const header = (name: string) => {
-    const v = r.headers[name];
-    return Array.isArray(v) ? v[0] : v;
-  };
+    return {
+      text: msg.choices?.[0]?.delta?.content,
+      ...(msg.error ? { error: msg.error.message ?? 'error event' } : {}),
+      ...(msg.usage ? { tokens: msg.usage.completion_tokens ?? 0 } : {}),
+    };
+  });
+  if (!ok) return result;
   return {
-    ...finishResult(t0, first, last, text, tokens, chunks),
-    ...(error ? { error } : {}),
+    ...result,
     ...(header('x-cell0-cache') ? { cache: header('x-cell0-cache') } : {}),
     ...(header('x-cell0-coalesced') ? { coalesced: header('x-cell0-coalesced') } : {}),
   };
@@ -204,6 +114,18 @@ interface RunStats {
   notOwn: number;
   /** CPU ms per stream of each process over the run. */
   cpuMs: Record<string, number>;
+  /** cell0 runs: Redis commands per stream (INFO commandstats delta: all, xadd, xread). */
+  commands?: { all: number; xadd: number; xread: number };
+}
+
+/** Redis commands per stream between two commandstats readings. */
+function commandsPer(a: Map<string, number>, b: Map<string, number>, n: number) {
+  const d = (c?: string) =>
+    c === undefined
+      ? [...b].reduce((s, [k, v]) => s + v - (a.get(k) ?? 0), 0)
+      : (b.get(c) ?? 0) - (a.get(c) ?? 0);
+  // The commandstats reading itself (INFO) is not cell0's.
+  return { all: (d() - 1) / n, xadd: d('xadd') / n, xread: d('xread') / n };
 }
 
 /** K concurrent streams, `waves` times over, unique prompts. */
@@ -215,8 +137,10 @@ async function run(
   tag: string,
   maxTokens: number,
   pids: Record<string, number | undefined>,
+  redis?: Redis,
 ): Promise<RunStats> {
   const results: StreamResult[] = [];
+  const calls0 = redis ? await commandCalls(redis) : undefined;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
   for (let w = 0; w < waves; w++) {
     const wave = await Promise.all(
@@ -241,7 +165,11 @@ async function run(
   const failed = results.filter((r) => !ok.includes(r));
   const cpuMs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) cpuMs[name] = (cpuMsOf(pid) - cpu0[name]!) / results.length;
+  // The last stream's job may still be completing: its commands are counted once they are all in.
+  const commands =
+    redis && calls0 ? commandsPer(calls0, await commandCalls(redis), results.length) : undefined;
   return {
+    ...(commands ? { commands } : {}),
     n: results.length,
     ttftP50: percentile(ttft, 50),
     ttftP99: percentile(ttft, 99),
@@ -353,6 +281,7 @@ async function main(): Promise<void> {
             `${tag}k${k}p${p}${side[0]}`,
             maxTokens,
             pids[side],
+            side === 'cell0' ? redis : undefined,
           );
         pairs.push(got);
         const d = got.direct;
@@ -384,6 +313,11 @@ async function main(): Promise<void> {
           ),
           cell0: Object.fromEntries(Object.keys(pids.cell0).map((n) => [n, med((x) => x.cell0.cpuMs[n]!)])),
         },
+        redisCommandsPerStream: {
+          all: med((x) => x.cell0.commands?.all ?? NaN),
+          xadd: med((x) => x.cell0.commands?.xadd ?? NaN),
+          xread: med((x) => x.cell0.commands?.xread ?? NaN),
+        },
         errors: pairs.reduce((s, x) => s + x.direct.errors + x.cell0.errors, 0),
         cachedOrJoined: pairs.reduce((s, x) => s + x.cell0.notOwn, 0),
       };
@@ -403,14 +337,18 @@ async function main(): Promise<void> {
         `  CPU ms/stream: direct ${JSON.stringify(row.cpuMsPerStream.direct, (_k, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v))}; ` +
           `cell0 ${JSON.stringify(row.cpuMsPerStream.cell0, (_k, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v))}`,
       );
+      const rc = row.redisCommandsPerStream;
+      console.log(`  Redis commands/stream (cell0): ${f(rc.all)} (xadd ${f(rc.xadd)}, xread ${f(rc.xread)})`);
     }
 
     // 100 identical streams: one backend generation, every reader gets the whole text.
     const prompt = `Stream ${tag} shared: describe ${randomBytes(6).toString('hex')} in detail`;
     const before = await simStats(simPool);
+    const sharedCalls0 = await commandCalls(redis);
     const shared = await Promise.all(
       Array.from({ length: 100 }, () => viaCell0(cell0Pool, prompt, maxTokens)),
     );
+    const sharedCommands = commandsPer(sharedCalls0, await commandCalls(redis), 100);
     const after = await simStats(simPool);
     const generations = after.generations - before.generations;
     // The whole answer of that one generation: the same request without streaming (cell0 answers it from
@@ -460,7 +398,7 @@ async function main(): Promise<void> {
         `text chunks per reader p50 ${percentile(
           shared.map((s) => s.chunks).sort((a, b) => a - b),
           50,
-        )}`,
+        )}; Redis commands/stream ${f(sharedCommands.all)} (xadd for the one generation ${f(sharedCommands.xadd * 100, 0)})`,
     );
     summary.push({
       identical: 100,

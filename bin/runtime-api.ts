@@ -145,6 +145,7 @@ export async function startApi(
     host: config.api.host,
     port: opts.port ?? config.api.port,
     reusePort: opts.reusePort === true,
+    keepAliveTimeoutMs: config.api.keepAliveMs,
   });
   const { url } = await server.start();
   log.info(
@@ -237,7 +238,11 @@ export async function startDashboard(
   app.get('/', (_req, res) => res.redirect(board.basePath));
   app.use(board.basePath, board.router);
   app.use(page.basePath, page.router);
-  const server = new HttpServer(app, { host: config.api.host, port: opts.port ?? config.api.dashboardPort });
+  const server = new HttpServer(app, {
+    host: config.api.host,
+    port: opts.port ?? config.api.dashboardPort,
+    keepAliveTimeoutMs: config.api.keepAliveMs,
+  });
   const { url } = await server.start();
   log.info({ url: `${url}${board.basePath}`, admin: access.adminMode }, 'dashboard listening');
   warnIfOpen(config, access, log);

@@ -234,15 +234,18 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   }
 
   /** Batched adds so far over every queue (each batch is one pipeline): for the metrics. */
-  addBatchStats(): { batches: number; items: number } {
+  addBatchStats(): { batches: number; items: number; sizes: number[] } {
     let batches = 0;
     let items = 0;
+    let sizes: number[] = [];
     for (const lane of this.lanes.values()) {
       const s = lane.adder.stats();
       batches += s.batches;
       items += s.items;
+      const bins = lane.adder.sizeCounts();
+      sizes = bins.map((n, i) => n + (sizes[i] ?? 0));
     }
-    return { batches, items };
+    return { batches, items, sizes };
   }
 
   /** The BullMQ queue object (for dashboards and tests). */

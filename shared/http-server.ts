@@ -13,6 +13,14 @@ export interface HttpServerOptions {
    * port, the kernel spreading connections between them. Default false.
    */
   reusePort?: boolean;
+  /**
+   * How long an idle keep-alive connection stays open, ms (advertised to clients as `Keep-Alive: timeout=`).
+   * It must outlast the idle timeout of whatever reuses connections to this server (a reverse proxy or load
+   * balancer, commonly 60 s), so that the client always gives up an idle connection first: a server that
+   * closes first races a client reusing the connection, and that request fails with ECONNRESET (502 at a
+   * proxy). Default 65000 ms.
+   */
+  keepAliveTimeoutMs?: number;
 }
 
 /** A node:http server with the one lifecycle shape: start() → its URL; close() idempotent. */
@@ -23,12 +31,18 @@ export class HttpServer {
   private closing: Promise<void> | undefined;
 
   constructor(handler: RequestListener, opts: HttpServerOptions) {
-    this.opts = { closeGraceMs: 5000, reusePort: false, ...opts };
+    this.opts = { closeGraceMs: 5000, reusePort: false, keepAliveTimeoutMs: 65_000, ...opts };
+    if (!(Number.isInteger(this.opts.keepAliveTimeoutMs) && this.opts.keepAliveTimeoutMs > 0))
+      throw new TypeError(
+        `HttpServer: option "keepAliveTimeoutMs" must be an integer > 0, got ${this.opts.keepAliveTimeoutMs}`,
+      );
     this.server = createServer(handler);
-    // Slow or stuck clients must not hold sockets forever (slowloris); a request gets 60 s to arrive.
+    // Slow or stuck clients must not hold sockets forever (slowloris); a request gets 60 s to arrive. These
+    // time a request once its first byte has arrived; an idle keep-alive connection is timed by
+    // keepAliveTimeout alone (the client closes it first: see keepAliveTimeoutMs).
     this.server.headersTimeout = 20_000;
     this.server.requestTimeout = 60_000;
-    this.server.keepAliveTimeout = 5_000;
+    this.server.keepAliveTimeout = this.opts.keepAliveTimeoutMs;
   }
 
   /** Listens; resolves with the URL to reach it. Idempotent: every call returns the same promise. */

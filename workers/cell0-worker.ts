@@ -288,6 +288,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     return this.embeddings?.stats();
   }
 
+  /** The embedding batches by size (for the batch-size histogram); undefined when not serving embeddings. */
+  embeddingSizeCounts(): number[] | undefined {
+    return this.embeddings?.sizeCounts();
+  }
+
   /** This worker's status as published for `GET /v1/fleet`. */
   statusSnapshot(): WorkerStatus {
     const clientId = this.heartbeat.clientId;

@@ -23,17 +23,29 @@ export interface TokenStreamWriterOptions {
   maxLen: number;
   /** Lifetime of the stream after its last write, ms. */
   ttlMs: number;
+  /**
+   * Least time between the starts of two text writes, ms (default 20): the first text goes out at once,
+   * later tokens wait at most this long and go out together (one XADD for several tokens). The end, a
+   * restart and a cancel check never wait for it. 0 writes whenever no write is in flight.
+   */
+  flushMs?: number;
+  /** The clock the interval is measured on (ms). Default performance.now. */
+  now?: () => number;
   logger: Logger;
 }
+
+/** Default {@link TokenStreamWriterOptions.flushMs}. */
+export const TOKEN_FLUSH_MS = 20;
 
 /**
  * Writes one attempt of one job to its token stream (see shared/queues/token-stream.ts). `open()` reads the
  * `wanted` and `cancel` marks in one round trip; when nobody asked for a stream the writer stays inactive
- * and costs nothing more. Text is written as it arrives, one XADD in flight at a time: tokens that arrive
- * meanwhile go out together in the next one, so a fast backend costs a few writes per round trip, never
- * one per token, and the first token is never held back. Every write also reads `cancel`: once set, the
- * attempt's signal aborts with JobCancelledError. A failed write is logged and never fails the job; the
- * readers then fall back to the job's result.
+ * and costs nothing more. The first text is written as soon as it arrives; after it, one write at most
+ * per `flushMs` (and one in flight at a time): tokens that arrive meanwhile go out together in the next
+ * one, so a stream costs a few writes (and its readers a few wake-ups) per `flushMs`, never one per token.
+ * The end entry goes out at once with the text still pending, in one round trip. Every write also reads
+ * `cancel`: once set, the attempt's signal aborts with JobCancelledError. A failed write is logged and
+ * never fails the job; the readers then fall back to the job's result.
  */
 export class TokenStreamWriter {
   /** Aborted (with JobCancelledError) when the last reader left. */
@@ -47,9 +59,22 @@ export class TokenStreamWriter {
   private attempt = 0;
   /** A restart to announce with the next write. */
   private restartPending = false;
+  /** The stream is to be emptied before the next write (a new attempt). */
+  private trimPending = false;
+  /** When the last text write started (opts.now's clock); -Infinity before the first. */
+  private lastTextAt = -Infinity;
+  /** Ends the wait for the next text write early (end, restart). */
+  private hurry: (() => void) | undefined;
+  private ending = false;
+  private readonly flushMs: number;
+  private readonly now: () => number;
 
   constructor(private readonly opts: TokenStreamWriterOptions) {
     this.signal = this.ac.signal;
+    this.flushMs = opts.flushMs ?? TOKEN_FLUSH_MS;
+    if (!(Number.isFinite(this.flushMs) && this.flushMs >= 0))
+      throw new TypeError('TokenStreamWriter: option "flushMs" must be a number of ms >= 0');
+    this.now = opts.now ?? (() => performance.now());
   }
 
   /** True when a caller asked for the stream (text is being written). */
@@ -59,8 +84,8 @@ export class TokenStreamWriter {
 
   /**
    * Starts the attempt: throws JobCancelledError when the job was cancelled before it ran; when the stream
-   * is wanted, empties it (a retry starts over; the stream keeps its last id, so readers see only newer
-   * entries) and writes the start entry.
+   * is wanted, starts writing (without waiting for it) the emptying of the stream (a retry starts over;
+   * the stream keeps its last id, so readers see only newer entries) and the start entry.
    */
   async open(attempt: number): Promise<void> {
     const { redis, keys } = this.opts;
@@ -83,18 +108,14 @@ export class TokenStreamWriter {
     this.active = true;
     this.attempt = attempt;
     // A retry starts over: the stream is emptied but keeps its last id, so readers see only newer entries.
+    // Emptied and started with the first write, which is not waited for: the backend call starts at once,
+    // and later writes queue behind it on the same connection.
+    this.trimPending = true;
     this.restartPending = true;
-    try {
-      await redis.multi().xtrim(keys.stream, 'MAXLEN', 0).exec();
-    } catch (err) {
-      this.failed = true;
-      this.opts.logger.warn({ jobId: this.opts.jobId, err }, 'could not write the token stream');
-      return;
-    }
-    await this.write();
+    this.flushing ??= this.flush();
   }
 
-  /** Adds text; written at once when no write is in flight, else with the next one. */
+  /** Adds text: written at once when it is the first, else with the next write (see flushMs). */
   push(text: string): void {
     if (!this.active || text.length === 0) return;
     this.pending += text;
@@ -110,26 +131,51 @@ export class TokenStreamWriter {
     this.pending = '';
     this.seq = 0;
     this.restartPending = true;
+    this.hurry?.();
     this.flushing ??= this.flush();
   }
 
-  /** Writes what is pending and the end entry; resolves once it is in Redis (before the job completes). */
+  /**
+   * Writes what is pending and the end entry in one round trip; resolves once they are in Redis (before
+   * the job completes).
+   */
   async end(e: { finishReason: string; model: string; usage: StreamUsage }): Promise<void> {
     if (!this.active) return;
+    this.ending = true;
+    this.hurry?.();
     await this.flushing;
-    if (this.pending.length > 0) await this.write();
     await this.write({ kind: 'end', ...e });
   }
 
   private async flush(): Promise<void> {
     try {
-      while (this.pending.length > 0 || this.restartPending) await this.write();
+      while ((this.pending.length > 0 || this.restartPending) && !this.ending) {
+        const wait = this.restartPending ? 0 : this.lastTextAt + this.flushMs - this.now();
+        if (wait > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              this.hurry = undefined;
+              resolve();
+            }, wait);
+            this.hurry = () => {
+              this.hurry = undefined;
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          if (this.ending) break;
+        }
+        await this.write();
+      }
     } finally {
       this.flushing = undefined;
     }
   }
 
-  /** One round trip: the pending text (or `extra`), the expiry, and a look at `cancel`. */
+  /**
+   * One round trip (a pipeline, no transaction: the order on the connection is all it needs): a pending
+   * restart, the pending text, `extra`, the expiry, and a look at `cancel`.
+   */
   private async write(extra?: TokenStreamEntry): Promise<void> {
     const { redis, keys } = this.opts;
     const entries: TokenStreamEntry[] = [];
@@ -138,16 +184,25 @@ export class TokenStreamWriter {
       this.seq = 0;
       entries.push({ kind: 'start', attempt: this.attempt });
     }
-    if (this.pending.length > 0 && !extra)
+    if (this.pending.length > 0) {
       entries.push({ kind: 'text', seq: this.seq++, text: this.pending });
+      this.pending = '';
+      this.lastTextAt = this.now();
+    }
     if (extra) entries.push(extra);
-    if (!extra) this.pending = '';
     if (this.failed || entries.length === 0) return;
     try {
-      const m = redis.multi();
+      const m = redis.pipeline();
+      if (this.trimPending) {
+        this.trimPending = false;
+        m.xtrim(keys.stream, 'MAXLEN', 0);
+      }
+      const first = m.length;
       for (const e of entries) m.xadd(keys.stream, 'MAXLEN', '~', this.opts.maxLen, '*', ...encodeEntry(e));
       const r = await m.pexpire(keys.stream, this.opts.ttlMs).exists(keys.cancel).exec();
-      if (r?.[entries.length + 1]?.[1] === 1 && !this.ac.signal.aborted) {
+      const err = r?.find(([e]) => e)?.[0];
+      if (err) throw err;
+      if (r?.[first + entries.length + 1]?.[1] === 1 && !this.ac.signal.aborted) {
         this.active = false;
         this.ac.abort(new JobCancelledError(this.opts.jobId));
         await redis.del(keys.cancel);

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LexicalEmbedder } from '../../shared/cache/semantic';
+import { calibrate, scorePairs } from '../../shared/cache/semantic/calibration';
+import { readEvalFile } from '../../bin/eval-cache';
 import { spawnCell0, type Cell0Process } from '../helpers/cli';
 import { listenLocal } from '../helpers/listen';
 
@@ -36,6 +38,9 @@ const PAIRS = [
   '0\tHow do I bake banana bread?\tWho won the World Cup in 2014?',
 ].join('\n');
 
+// Each test starts up to three CLI processes (tsx start-up and the lexicon: about 1 s of CPU each, measured);
+// on a loaded 2-core host that is tens of seconds of wall time, so the tests take the suite's hang deadline
+// (testTimeout in jest.config.js), not a tighter one of their own.
 describe('cell0 calibrate-cache', () => {
   let dir: string;
   let proc: Cell0Process | undefined;
@@ -75,7 +80,7 @@ describe('cell0 calibrate-cache', () => {
     expect(await text.exited).toBe(0);
     expect(text.stdout()).toContain(`CELL0_SEMANTIC_THRESHOLDS=${r.env}\n`);
     expect(text.stdout()).toMatch(/^high +>= \d\.\d{4} +target 0\.980 +precision 1\.000/m);
-  }, 60_000);
+  });
 
   it('calibrates an ollama: embedder through /api/embed, learning its vector length from the model', async () => {
     // A fake Ollama whose vectors are the lexical embedder's: calibrating it must give the same cut-offs
@@ -99,9 +104,12 @@ describe('cell0 calibrate-cache', () => {
     });
     const fake = await listenLocal(server);
     try {
-      const builtIn = run([join(dir, 'pairs.tsv'), '--json', '--embedder', 'lexical']);
-      expect(await builtIn.exited).toBe(0);
-      const expected = (JSON.parse(builtIn.stdout()) as Report).thresholds;
+      // The built-in embedder's cut-offs on the same pairs, computed here (the command's own run of it is
+      // the test above; one CLI process fewer on a loaded host).
+      const pairs = readEvalFile(join(dir, 'pairs.tsv'), 'calibrate-cache')!;
+      const expected = calibrate(await scorePairs(pairs, local, { guard: true }), {
+        precision: 0.98,
+      }).thresholds;
 
       const p = run([join(dir, 'pairs.tsv'), '--json', '--embedder', 'ollama:fake-embed'], {
         CELL0_OLLAMA_URL: fake.url,
@@ -116,7 +124,7 @@ describe('cell0 calibrate-cache', () => {
     } finally {
       await fake.close();
     }
-  }, 60_000);
+  });
 
   it('exits 1 when no cut-off holds the precision (an embedder that cannot tell prompts apart)', async () => {
     const server = createServer((req, res) => {
@@ -140,7 +148,7 @@ describe('cell0 calibrate-cache', () => {
     } finally {
       await fake.close();
     }
-  }, 60_000);
+  });
 
   it('exits 2 on a malformed file, an unknown embedder or a bad precision, naming the problem', async () => {
     writeFileSync(join(dir, 'bad.tsv'), '1\tonly two fields\n');
@@ -155,5 +163,5 @@ describe('cell0 calibrate-cache', () => {
     const r = run([join(dir, 'pairs.tsv'), '--precision', '2']);
     expect(await r.exited).not.toBe(0);
     expect(r.stderr()).toMatch(/expected a number in \(0\.5, 1\]/);
-  }, 60_000);
+  });
 });

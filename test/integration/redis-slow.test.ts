@@ -130,11 +130,7 @@ describe('slow is not down (private redis-server)', () => {
           Array.from({ length: 16 }, async () => {
             for (let i = 0; i < 25; i++) {
               const body = { model: 'qwen2.5:0.5b', prompt: `loaded host ${n++}`, wait: 5000 };
-              // A keep-alive socket the server closed as the client reused it (ECONNRESET) is the test's
-              // HTTP plumbing under load, not an answer: send the request again.
-              const r = await post(`${fleet.url}/v1/inference`, body).catch(() =>
-                post(`${fleet.url}/v1/inference`, body),
-              );
+              const r = await post(`${fleet.url}/v1/inference`, body);
               statuses.push(r.status);
               const code = (r.body.error as { code?: string } | undefined)?.code;
               if (code) codes.push(code);

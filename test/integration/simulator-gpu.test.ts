@@ -60,8 +60,11 @@ describe('simulator with the GPU profile', () => {
   });
 
   it('shares throughput: each of several concurrent requests is slower than one alone, the sum faster', async () => {
+    // The 8 requests reach the simulator one after another (far apart on a loaded host); each holds its slot
+    // from arrival but decodes only after ttftMs, so all 8 share the GPU from the first token on instead of
+    // the first arrivals decoding alone at full speed for a while.
     sim = new OllamaSimulator({
-      ttftMs: 0,
+      ttftMs: 2000,
       loadMsPerGb: 0,
       gpu: { numParallel: 8, singleStreamTokensPerSec: 200, maxAggregateTokensPerSec: 800 },
     });

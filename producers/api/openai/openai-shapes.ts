@@ -114,6 +114,23 @@ export function chunkBody(
   };
 }
 
+/** A text that cannot occur in a chunk's other fields: where the text goes in {@link textChunkWriter}. */
+const TEXT_MARK = '\u0000cell0-text\u0000';
+
+/**
+ * `JSON.stringify(chunkBody(meta, { text }, includeUsage))` for any `text`, without building the chunk
+ * object each time: the JSON around the text is made once per answer, so a text chunk costs one string
+ * escape of the text.
+ */
+export function textChunkWriter(meta: AnswerMeta, includeUsage: boolean): (text: string) => string {
+  const whole = JSON.stringify(chunkBody(meta, { text: TEXT_MARK }, includeUsage));
+  const mark = JSON.stringify(TEXT_MARK);
+  const at = whole.indexOf(mark);
+  const head = whole.slice(0, at);
+  const tail = whole.slice(at + mark.length);
+  return (text) => head + JSON.stringify(text) + tail;
+}
+
 /** The last chunk when include_usage: no choices, the usage. */
 export function usageChunkBody(meta: AnswerMeta, usage: StreamUsage): Record<string, unknown> {
   return {

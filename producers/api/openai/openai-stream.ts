@@ -15,6 +15,7 @@ import {
   answerMeta,
   chunkBody,
   finishReasonOf,
+  textChunkWriter,
   usageChunkBody,
   type AnswerMeta,
   type OpenAIKind,
@@ -44,12 +45,15 @@ class SseAnswer {
   private started = false;
   /** Text sent so far. */
   sent = '';
+  private readonly textChunk: (text: string) => string;
 
   constructor(
     private readonly res: Response,
     private readonly meta: AnswerMeta,
     private readonly includeUsage: boolean,
-  ) {}
+  ) {
+    this.textChunk = textChunkWriter(meta, includeUsage);
+  }
 
   get open(): boolean {
     return !this.res.writableEnded && !this.res.destroyed;
@@ -79,7 +83,7 @@ class SseAnswer {
     if (t.length === 0) return;
     this.begin();
     this.sent += t;
-    this.event(chunkBody(this.meta, { text: t }, this.includeUsage));
+    if (this.open) this.res.write(`data: ${this.textChunk(t)}\n\n`);
   }
 
   finish(doneReason: string | undefined, usage: StreamUsage): void {

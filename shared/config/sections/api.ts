@@ -64,6 +64,12 @@ export const API_ENV = {
     schema: int(0, 600_000),
     doc: 'Largest `wait` a request may ask for',
   },
+  CELL0_HTTP_KEEPALIVE_MS: {
+    section: 'api',
+    default: '65000',
+    schema: int(1000, 3_600_000),
+    doc: 'How long the API and dashboard keep an idle keep-alive connection; keep it above the idle timeout of any proxy or load balancer in front (commonly 60 s), so that the proxy, not the server, closes idle connections',
+  },
 } satisfies Record<string, EnvVar>;
 
 export interface ApiConfig {
@@ -76,6 +82,7 @@ export interface ApiConfig {
   dashboardWrite: boolean;
   resultWaitMs: number;
   maxWaitMs: number;
+  keepAliveMs: number;
 }
 
 /** Checks across the section's variables (run once each is valid on its own). */
@@ -101,5 +108,6 @@ export function loadApi(p: ParsedEnv<typeof API_ENV>): ApiConfig {
     dashboardWrite: p.CELL0_DASHBOARD_WRITE,
     resultWaitMs: p.CELL0_RESULT_WAIT_MS,
     maxWaitMs: p.CELL0_MAX_WAIT_MS,
+    keepAliveMs: p.CELL0_HTTP_KEEPALIVE_MS,
   };
 }

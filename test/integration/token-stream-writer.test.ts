@@ -1,0 +1,146 @@
+import { type Redis } from 'ioredis';
+import { silentLogger } from '../../shared/logger';
+import { createRedisConnection, closeRedis } from '../../shared/redis/connection';
+import { decodeEntry, tokenStreamKeys, type TokenStreamEntry } from '../../shared/queues/token-stream';
+import { TokenStreamWriter } from '../../workers/token-stream-writer';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { until } from '../helpers/wait';
+
+/*
+ * The worker's token stream writer against a real Redis: the first text goes out at once, later tokens
+ * are coalesced into one XADD per flush interval, and the end goes out with the pending text at once.
+ */
+
+let redis: Redis;
+beforeAll(() => {
+  redis = createRedisConnection({ url: testRedisUrl(), role: 'worker' });
+});
+afterAll(async () => {
+  await closeRedis(redis);
+});
+
+async function entries(stream: string): Promise<TokenStreamEntry[]> {
+  const rows = await redis.xrange(stream, '-', '+');
+  return rows.map(([, fields]) => decodeEntry(fields)!);
+}
+
+/** A writer of a fresh job whose stream is wanted, plus its keys. */
+async function writerFor(flushMs: number, now?: () => number) {
+  const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', 'j-1');
+  await redis.set(keys.wanted, '1', 'PX', 60_000);
+  const w = new TokenStreamWriter({
+    redis,
+    keys,
+    jobId: 'j-1',
+    maxLen: 1000,
+    ttlMs: 60_000,
+    flushMs,
+    ...(now ? { now } : {}),
+    logger: silentLogger(),
+  });
+  return { w, keys };
+}
+
+const end = {
+  finishReason: 'stop',
+  model: 'm',
+  usage: { promptTokens: 1, completionTokens: 5, totalTokens: 6 },
+};
+
+describe('TokenStreamWriter', () => {
+  test('first text at once; tokens within the flush interval wait and go out in one entry with the end', async () => {
+    // An interval far longer than the test: only the end can write the held tokens.
+    const { w, keys } = await writerFor(600_000);
+    await w.open(1);
+    expect(w.streaming).toBe(true);
+    w.push('Hel');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    expect(await entries(keys.stream)).toEqual([
+      { kind: 'start', attempt: 1 },
+      { kind: 'text', seq: 0, text: 'Hel' },
+    ]);
+    for (const t of ['lo', ',', ' wor', 'ld']) w.push(t);
+    // A later write on the same connection has been answered: anything the writer sent is in Redis.
+    await redis.ping();
+    expect(await entries(keys.stream)).toHaveLength(2);
+    await w.end(end);
+    expect(await entries(keys.stream)).toEqual([
+      { kind: 'start', attempt: 1 },
+      { kind: 'text', seq: 0, text: 'Hel' },
+      { kind: 'text', seq: 1, text: 'lo, world' },
+      { kind: 'end', ...end },
+    ]);
+    expect(await redis.pttl(keys.stream)).toBeGreaterThan(0);
+  });
+
+  test('held tokens go out once the interval has passed, without waiting for the end', async () => {
+    let t = 0;
+    // The interval is measured on the injected clock; the writer's timer sleeps what that clock says is left.
+    const { w, keys } = await writerFor(30, () => t);
+    await w.open(0);
+    w.push('a');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    w.push('b');
+    w.push('c');
+    t = 10; // 20 ms of the interval left: the timer fires and the writer writes what it holds
+    await until(async () => (await entries(keys.stream)).length === 3, 10_000);
+    expect((await entries(keys.stream))[2]).toEqual({ kind: 'text', seq: 1, text: 'bc' });
+    await w.end(end);
+    expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'text', 'end']);
+  });
+
+  test('flushMs 0 writes each token whenever no write is in flight', async () => {
+    const { w, keys } = await writerFor(0);
+    await w.open(0);
+    w.push('a');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    w.push('b');
+    await until(async () => (await entries(keys.stream)).length === 3, 10_000);
+    await w.end(end);
+    expect(await entries(keys.stream)).toEqual([
+      { kind: 'start', attempt: 0 },
+      { kind: 'text', seq: 0, text: 'a' },
+      { kind: 'text', seq: 1, text: 'b' },
+      { kind: 'end', ...end },
+    ]);
+  });
+
+  test('a cancel mark aborts the attempt at the next write; an unwanted stream writes nothing', async () => {
+    const { w, keys } = await writerFor(600_000);
+    await w.open(0);
+    w.push('a');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    await redis.set(keys.cancel, '1', 'PX', 60_000);
+    w.push('b');
+    await w.end(end);
+    expect(w.signal.aborted).toBe(true);
+    expect(await redis.exists(keys.cancel)).toBe(0);
+
+    const other = tokenStreamKeys(uniquePrefix('tsw'), 'inference', 'j-2');
+    const idle = new TokenStreamWriter({
+      redis,
+      keys: other,
+      jobId: 'j-2',
+      maxLen: 1000,
+      ttlMs: 60_000,
+      logger: silentLogger(),
+    });
+    await idle.open(0);
+    idle.push('x');
+    await idle.end(end);
+    expect(idle.streaming).toBe(false);
+    expect(await redis.exists(other.stream)).toBe(0);
+    expect(
+      () =>
+        new TokenStreamWriter({
+          redis,
+          keys: other,
+          jobId: 'j',
+          maxLen: 1,
+          ttlMs: 1,
+          flushMs: -1,
+          logger: silentLogger(),
+        }),
+    ).toThrow(/flushMs/);
+  });
+});
