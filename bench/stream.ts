@@ -26,9 +26,9 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { type Redis } from 'ioredis';
 import { Pool } from 'undici';
+import { finishResult, streamChat, type StreamResult } from './stream-read.js';
 import { benchArgs } from './args.js';
 import { median, percentile } from './e2e-common.js';
 import {
@@ -52,142 +52,50 @@ const LEVELS: readonly (readonly [number, number])[] = [
   [100, 1],
 ];
 
-interface StreamResult {
-  ttftMs: number;
-  /** Tokens after the first, per second of streaming after the first token; NaN for one-chunk answers. */
-  tokensPerSec: number;
-  text: string;
-  tokens: number;
-  /** Text chunks received. */
-  chunks: number;
-  error?: string;
-  cache?: string;
-  coalesced?: string;
-}
-
-/** Splits a byte stream into lines (NDJSON, SSE) as they arrive. */
-async function* lines(body: AsyncIterable<Buffer>): AsyncGenerator<string> {
-  let rest = '';
-  for await (const chunk of body) {
-    rest += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = rest.indexOf('\n')) >= 0) {
-      yield rest.slice(0, nl);
-      rest = rest.slice(nl + 1);
-    }
-  }
-  if (rest.length > 0) yield rest;
-}
-
-function finishResult(
-  t0: number,
-  first: number | undefined,
-  last: number,
-  text: string,
-  tokens: number,
-  chunks: number,
-): StreamResult {
-  return {
-    ttftMs: first === undefined ? NaN : first - t0,
-    tokensPerSec:
-      first !== undefined && last > first && tokens > 1 ? ((tokens - 1) * 1000) / (last - first) : NaN,
-    text,
-    tokens,
-    chunks,
-  };
-}
-
 /** One streaming chat straight to the simulator: POST /api/chat, NDJSON lines. */
 async function direct(pool: Pool, prompt: string, maxTokens: number): Promise<StreamResult> {
-  const t0 = performance.now();
-  const r = await pool.request({
-    path: '/api/chat',
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: MODEL,
-      messages: [{ role: 'user', content: prompt }],
-      stream: true,
-      options: { num_predict: maxTokens },
-    }),
-  });
-  if (r.statusCode !== 200) {
-    const body = await r.body.text();
-    return { ...finishResult(t0, undefined, t0, '', 0, 0), error: `${r.statusCode} ${body.slice(0, 200)}` };
-  }
-  let first: number | undefined;
-  let last = t0;
-  let text = '';
-  let tokens = 0;
-  let chunks = 0;
-  for await (const line of lines(r.body)) {
-    if (line.trim() === '') continue;
+  const body = {
+    model: MODEL,
+    messages: [{ role: 'user', content: prompt }],
+    stream: true,
+    options: { num_predict: maxTokens },
+  };
+  const { result } = await streamChat(pool, '/api/chat', {}, body, (line) => {
+    if (line.trim() === '') return undefined;
     const msg = JSON.parse(line) as { message?: { content?: string }; done?: boolean; eval_count?: number };
-    const t = msg.message?.content ?? '';
-    if (t.length > 0) {
-      const now = performance.now();
-      first ??= now;
-      last = now;
-      text += t;
-      chunks++;
-    }
-    if (msg.done) tokens = msg.eval_count ?? 0;
-  }
-  return finishResult(t0, first, last, text, tokens, chunks);
+    return { text: msg.message?.content, ...(msg.done ? { tokens: msg.eval_count ?? 0 } : {}) };
+  });
+  return result;
 }
 
 /** One streaming chat through cell0: POST /v1/chat/completions, SSE in OpenAI's chunk format. */
 async function viaCell0(pool: Pool, prompt: string, maxTokens: number): Promise<StreamResult> {
-  const t0 = performance.now();
-  const r = await pool.request({
-    path: '/v1/chat/completions',
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-    body: JSON.stringify({
-      model: MODEL,
-      messages: [{ role: 'user', content: prompt }],
-      stream: true,
-      stream_options: { include_usage: true },
-      max_tokens: maxTokens,
-    }),
-  });
-  if (r.statusCode !== 200) {
-    const body = await r.body.text();
-    return { ...finishResult(t0, undefined, t0, '', 0, 0), error: `${r.statusCode} ${body.slice(0, 200)}` };
-  }
-  let first: number | undefined;
-  let last = t0;
-  let text = '';
-  let tokens = 0;
-  let chunks = 0;
-  let error: string | undefined;
-  for await (const line of lines(r.body)) {
-    if (!line.startsWith('data: ')) continue;
+  const body = {
+    model: MODEL,
+    messages: [{ role: 'user', content: prompt }],
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: maxTokens,
+  };
+  const auth = { authorization: `Bearer ${KEY}` };
+  const { result, ok, header } = await streamChat(pool, '/v1/chat/completions', auth, body, (line) => {
+    if (!line.startsWith('data: ')) return undefined;
     const data = line.slice(6);
-    if (data === '[DONE]') break;
+    if (data === '[DONE]') return { end: true };
     const msg = JSON.parse(data) as {
       choices?: { delta?: { content?: string } }[];
       usage?: { completion_tokens?: number } | null;
       error?: { message?: string };
     };
-    if (msg.error) error = msg.error.message ?? 'error event';
-    const t = msg.choices?.[0]?.delta?.content ?? '';
-    if (t.length > 0) {
-      const now = performance.now();
-      first ??= now;
-      last = now;
-      text += t;
-      chunks++;
-    }
-    if (msg.usage) tokens = msg.usage.completion_tokens ?? 0;
-  }
-  const header = (name: string) => {
-    const v = r.headers[name];
-    return Array.isArray(v) ? v[0] : v;
-  };
+    return {
+      text: msg.choices?.[0]?.delta?.content,
+      ...(msg.error ? { error: msg.error.message ?? 'error event' } : {}),
+      ...(msg.usage ? { tokens: msg.usage.completion_tokens ?? 0 } : {}),
+    };
+  });
+  if (!ok) return result;
   return {
-    ...finishResult(t0, first, last, text, tokens, chunks),
-    ...(error ? { error } : {}),
+    ...result,
     ...(header('x-cell0-cache') ? { cache: header('x-cell0-cache') } : {}),
     ...(header('x-cell0-coalesced') ? { coalesced: header('x-cell0-coalesced') } : {}),
   };

@@ -37,7 +37,7 @@ export function addQueueMetrics(metrics: Cell0Metrics, submitter: JobSubmitter):
 export function addApiSources(
   metrics: Cell0Metrics,
   client: Cell0Client,
-  caches: Caches | undefined,
+  caches: Pick<Caches, 'inference' | 'search'> | undefined,
   responseCache: ResponseCache | undefined,
   l1: boolean,
 ): () => void {
@@ -70,6 +70,9 @@ export function addApiSources(
         const out: Record<string, number> = {};
         if (caches) {
           out.search = await caches.search.size();
+          // Live entries over every scope (a walk of the model index sets): at most once a minute.
+          const semantic = await caches.inference.size().catch(() => undefined);
+          if (semantic !== undefined) out.semantic = semantic;
           if (l1) out.l1 = caches.search.getStats().l1Entries;
         }
         if (responseCache) out.http = await responseCache.countEntries();

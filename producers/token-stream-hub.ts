@@ -248,10 +248,17 @@ export class TokenStreamHub {
   private async run(): Promise<void> {
     const conn = this.conn!;
     while (!this.closed) {
-      const live = [...this.subs.values()].filter((s) => !s.ended);
-      if (live.length === 0) break;
-      const keys = [this.wakeKey, ...live.map((s) => s.keys.stream)];
-      const ids = ['$', ...live.map((s) => s.lastId)];
+      // One pass over the subscriptions: the keys and ids of the read, and the subscription of each key.
+      const live = new Map<string, Subscription>();
+      const keys = [this.wakeKey];
+      const ids = ['$'];
+      for (const s of this.subs.values())
+        if (!s.ended) {
+          live.set(s.keys.stream, s);
+          keys.push(s.keys.stream);
+          ids.push(s.lastId);
+        }
+      if (live.size === 0) break;
       let res: [string, [string, string[]][]][] | null;
       try {
         res = (await conn.xread('BLOCK', 5000, 'STREAMS', ...keys, ...ids)) as
@@ -264,7 +271,7 @@ export class TokenStreamHub {
       }
       for (const [key, rows] of res ?? []) {
         if (key === this.wakeKey) continue;
-        const sub = live.find((s) => s.keys.stream === key);
+        const sub = live.get(key);
         if (sub) this.deliver(sub, rows);
       }
     }

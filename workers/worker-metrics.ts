@@ -72,7 +72,15 @@ export function bindWorkerSources(
     metrics.batches.addSource(() => {
       const s = worker.embeddingStats();
       return s
-        ? [{ batcher: 'embedding', batches: s.batches, items: s.items, backendCalls: s.backendCalls }]
+        ? [
+            {
+              batcher: 'embedding',
+              batches: s.batches,
+              items: s.items,
+              backendCalls: s.backendCalls,
+              sizes: worker.embeddingSizeCounts() ?? [],
+            },
+          ]
         : [];
     }),
   );

@@ -41,6 +41,16 @@ export interface AsyncBatchProcessorOptions<T, R> {
 }
 
 /** Figures of an {@link AsyncBatchProcessor} since it was made. */
+/** Upper bounds of the batch-size distribution {@link AsyncBatchProcessor.sizeCounts} keeps. */
+export const BATCH_SIZE_BOUNDS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/** The bin of a batch of `n` items: the first bound >= n, or BATCH_SIZE_BOUNDS.length past the last. */
+function sizeBin(n: number): number {
+  let i = 0;
+  while (i < BATCH_SIZE_BOUNDS.length && n > BATCH_SIZE_BOUNDS[i]!) i++;
+  return i;
+}
+
 export interface BatchStats {
   /** Batches handed to the handler. */
   batches: number;
@@ -119,6 +129,8 @@ export class AsyncBatchProcessor<T, R> {
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly sizes: Uint32Array;
+  /** Batches sent by size bin (see sizeBin). */
+  private readonly sizeBins = new Float64Array(BATCH_SIZE_BOUNDS.length + 1);
   private readonly waits: Float64Array;
   private sampleCount = 0;
   private waitSamples = 0;
@@ -244,6 +256,14 @@ export class AsyncBatchProcessor<T, R> {
     };
   }
 
+  /**
+   * Batches sent so far by size: one count per bound of BATCH_SIZE_BOUNDS (a batch counts under the first
+   * bound >= its size), then those larger than the last bound. For the batch-size histogram.
+   */
+  sizeCounts(): number[] {
+    return Array.from(this.sizeBins);
+  }
+
   private waitingCount(): number {
     let n = 0;
     for (const p of this.partitions.values()) n += p.items.length;
@@ -333,6 +353,7 @@ export class AsyncBatchProcessor<T, R> {
       this.waits[this.waitSamples++ % this.waits.length] = waited;
     }
     this.sizes[this.sampleCount++ % this.sizes.length] = batch.length;
+    this.sizeBins[sizeBin(batch.length)]!++;
     this.counters.batches++;
     this.counters.items += batch.length;
     this.counters.inFlight++;

@@ -11,16 +11,5 @@
     value   the job's returnvalue (JSON text) when completed, its failedReason when failed, else false
     finishedOn  the worker's finish time in ms (string) when finished, else false
 ]]
-local rcall = redis.call
-if rcall("EXISTS", KEYS[3]) ~= 1 then
-  return { -1, false, false }
-end
-if rcall("ZSCORE", KEYS[1], ARGV[1]) then
-  local v = rcall("HMGET", KEYS[3], "returnvalue", "finishedOn")
-  return { 1, v[1], v[2] }
-end
-if rcall("ZSCORE", KEYS[2], ARGV[1]) then
-  local v = rcall("HMGET", KEYS[3], "failedReason", "finishedOn")
-  return { 2, v[1], v[2] }
-end
-return { 0, false, false }
+-- #include job-status
+return jobStatus(KEYS[1], KEYS[2], KEYS[3], ARGV[1])

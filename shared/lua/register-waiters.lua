@@ -17,26 +17,12 @@
     value   the job's returnvalue (JSON text) when completed, its failedReason when failed, else false
     finishedOn  the worker's finish time in ms (string) when finished, else false
 ]]
-local rcall = redis.call
+-- #include job-status
 local out = {}
 for i = 3, #ARGV do
-  local jobKey = KEYS[2 * i - 3]
   local waiterKey = KEYS[2 * i - 2]
-  local jobId = ARGV[i]
-  rcall("SADD", waiterKey, ARGV[1])
-  rcall("PEXPIRE", waiterKey, ARGV[2])
-  local r
-  if rcall("EXISTS", jobKey) ~= 1 then
-    r = { -1, false, false }
-  elseif rcall("ZSCORE", KEYS[1], jobId) then
-    local v = rcall("HMGET", jobKey, "returnvalue", "finishedOn")
-    r = { 1, v[1], v[2] }
-  elseif rcall("ZSCORE", KEYS[2], jobId) then
-    local v = rcall("HMGET", jobKey, "failedReason", "finishedOn")
-    r = { 2, v[1], v[2] }
-  else
-    r = { 0, false, false }
-  end
-  out[#out + 1] = r
+  redis.call("SADD", waiterKey, ARGV[1])
+  redis.call("PEXPIRE", waiterKey, ARGV[2])
+  out[#out + 1] = jobStatus(KEYS[1], KEYS[2], KEYS[2 * i - 3], ARGV[i])
 end
 return out

@@ -1,10 +1,11 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
 import { BreakerOpenError } from '../errors/breaker-open-error.js';
 import { JobCancelledError } from '../errors/job-cancelled-error.js';
 import { ModelNotFoundError } from '../errors/model-not-found-error.js';
 import { ProviderError } from '../errors/provider-error.js';
 import { RateLimitedError } from '../errors/rate-limited-error.js';
 import { JOB_BUCKETS } from './buckets.js';
+import { FastCounter, FastHistogram } from './fast-metrics.js';
 
 /** Time to first token: a warm model answers in tens of ms, a cold load takes seconds. */
 export const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -177,40 +178,40 @@ export class BackendMetrics {
     const guards = (): GuardSnapshot[] => [...sources].flatMap((s) => s.guards());
     const pools = (): PoolSnapshot[] => [...sources].flatMap((s) => s.pools());
     const labels = ['provider', 'origin', 'model'] as const;
-    this.requests = new Counter({
+    this.requests = new FastCounter({
       name: 'cell0_backend_requests_total',
       help: 'Backend calls by provider, origin, model (route pattern) and outcome (ok, client_error, server_error, throttled, connection, timeout, protocol, breaker_open, rate_limited, cancelled, error)',
       labelNames: [...labels, 'outcome'],
       registers,
     });
-    this.duration = new Histogram({
+    this.duration = new FastHistogram({
       name: 'cell0_backend_request_duration_seconds',
       help: 'Duration of backend calls that were made (retries inside the guard included)',
       labelNames: labels,
       buckets: JOB_BUCKETS,
       registers,
     });
-    this.ttft = new Histogram({
+    this.ttft = new FastHistogram({
       name: 'cell0_backend_time_to_first_token_seconds',
       help: 'Time from the call to the first generated token, streamed inference calls',
       labelNames: labels,
       buckets: TTFT_BUCKETS,
       registers,
     });
-    this.tokens = new Counter({
+    this.tokens = new FastCounter({
       name: 'cell0_backend_tokens_total',
       help: 'Tokens of answered inference calls: direction "in" (prompt) and "out" (completion)',
       labelNames: [...labels, 'direction'],
       registers,
     });
-    this.tokensPerSecond = new Histogram({
+    this.tokensPerSecond = new FastHistogram({
       name: 'cell0_backend_tokens_per_second',
       help: 'Generation speed of answered inference calls, completion tokens per second',
       labelNames: labels,
       buckets: TPS_BUCKETS,
       registers,
     });
-    this.callInputs = new Histogram({
+    this.callInputs = new FastHistogram({
       name: 'cell0_backend_call_inputs',
       help: 'Inputs per batched backend call (embeddings: texts sent in one call)',
       labelNames: labels,

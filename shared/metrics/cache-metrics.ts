@@ -57,7 +57,7 @@ export class CacheMetrics {
     let readAt = -Infinity;
     new Gauge({
       name: 'cell0_cache_entries',
-      help: 'Entries held by each cache (search, http: in Redis, counted by SCAN at most once a minute; l1: in this process)',
+      help: 'Entries held by each cache (search, http, semantic: in Redis, counted at most once a minute; l1: in this process)',
       labelNames: ['cache'],
       registers,
       async collect() {

@@ -1,5 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, type Counter, Gauge, type Histogram, Registry } from 'prom-client';
 import { withDefaults } from '../with-defaults.js';
+import { FastCounter, FastHistogram } from './fast-metrics.js';
 import { BackendMetrics } from './backend-metrics.js';
 import { HTTP_BUCKETS, JOB_BUCKETS } from './buckets.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -107,7 +108,7 @@ export class Cell0Metrics {
     }
     const registers = [this.registry];
 
-    this.httpRequests = new Counter({
+    this.httpRequests = new FastCounter({
       name: 'cell0_http_requests_total',
       help: 'HTTP requests answered, by route pattern, method and status code',
       labelNames: opts.tenantLabel
@@ -115,64 +116,64 @@ export class Cell0Metrics {
         : (['route', 'method', 'status'] as unknown as ['route', 'method', 'status', 'tenant']),
       registers,
     });
-    this.httpDuration = new Histogram({
+    this.httpDuration = new FastHistogram({
       name: 'cell0_http_request_duration_seconds',
       help: 'Time from a request arriving to its response being sent, by route pattern and method',
       labelNames: ['route', 'method'],
       buckets: HTTP_BUCKETS,
       registers,
     });
-    this.jobsAdded = new Counter({
+    this.jobsAdded = new FastCounter({
       name: 'cell0_jobs_added_total',
       help: 'Jobs added to a queue by this producer (a request that found its job already there is coalesced, not added)',
       labelNames: ['queue'],
       registers,
     });
-    this.jobsCoalesced = new Counter({
+    this.jobsCoalesced = new FastCounter({
       name: 'cell0_jobs_coalesced_total',
       help: 'Requests that found their job already there: joined a queued or running one, got its stored result, or re-ran a stale or failed one',
       labelNames: ['queue', 'how'],
       registers,
     });
-    this.jobsCompleted = new Counter({
+    this.jobsCompleted = new FastCounter({
       name: 'cell0_jobs_completed_total',
       help: 'Jobs this worker completed',
       labelNames: ['queue'],
       registers,
     });
-    this.jobsFailed = new Counter({
+    this.jobsFailed = new FastCounter({
       name: 'cell0_jobs_failed_total',
       help: 'Job attempts that failed on this worker, by error code (UNKNOWN when the error carried none)',
       labelNames: ['queue', 'code'],
       registers,
     });
-    this.jobsRetried = new Counter({
+    this.jobsRetried = new FastCounter({
       name: 'cell0_jobs_retried_total',
       help: 'Failed job attempts that will be retried',
       labelNames: ['queue'],
       registers,
     });
-    this.jobsDeferred = new Counter({
+    this.jobsDeferred = new FastCounter({
       name: 'cell0_jobs_deferred_total',
       help: 'Jobs put back to wait without spending an attempt: backend breaker open, rate limit, model memory busy, backend unreachable or busy, or worker under resource pressure',
       labelNames: ['queue', 'reason'],
       registers,
     });
-    this.jobWait = new Histogram({
+    this.jobWait = new FastHistogram({
       name: 'cell0_job_wait_seconds',
       help: 'Time a job waited in its queue before a worker started it',
       labelNames: ['queue'],
       buckets: JOB_BUCKETS,
       registers,
     });
-    this.jobRun = new Histogram({
+    this.jobRun = new FastHistogram({
       name: 'cell0_job_run_seconds',
       help: 'Time a worker spent running a job that completed',
       labelNames: ['queue'],
       buckets: JOB_BUCKETS,
       registers,
     });
-    this.jobEndToEnd = new Histogram({
+    this.jobEndToEnd = new FastHistogram({
       name: 'cell0_job_end_to_end_seconds',
       help: 'Time from a job being added to it completing',
       labelNames: ['queue'],
@@ -191,7 +192,7 @@ export class Cell0Metrics {
       },
     });
     const caches = (this.caches = new CacheMetrics(this.registry));
-    this.cacheLookups = new Counter({
+    this.cacheLookups = new FastCounter({
       name: 'cell0_cache_lookups_total',
       help: 'Cache lookups by cache (semantic, search, http, l1) and result (exact, high, medium, low, miss)',
       labelNames: ['cache', 'result'],

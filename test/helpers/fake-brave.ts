@@ -1,8 +1,7 @@
-import { createServer, type ServerResponse } from 'node:http';
-import { listenLocal } from './listen';
-import { type FakeFault, type RecordedRequest } from './fake-searxng';
+import { type ServerResponse } from 'node:http';
+import { startFaultServer, type FakeFault, type RecordedRequest } from './fake-fault-server';
 
-export type { FakeFault, RecordedRequest } from './fake-searxng';
+export type { FakeFault, RecordedRequest } from './fake-fault-server';
 
 /** Options of {@link startFakeBrave}. */
 export interface FakeBraveOptions {
@@ -171,9 +170,6 @@ export async function startFakeBrave(opts: FakeBraveOptions = {}): Promise<FakeB
   const apiKey = opts.apiKey ?? 'test-key';
   const total = opts.total ?? 120;
   const overlap = opts.overlap ?? 0;
-  const requests: RecordedRequest[] = [];
-  let fault: FakeFault | undefined;
-  let faultTimes = 0;
   const rateHeaders = {
     'x-ratelimit-limit': '20, 15000',
     'x-ratelimit-policy': '20;w=1, 15000;w=2592000',
@@ -255,56 +251,29 @@ export async function startFakeBrave(opts: FakeBraveOptions = {}): Promise<FakeB
     send(res, 200, JSON.stringify(body));
   };
 
-  const server = createServer((req, res) => {
-    const u = new URL(req.url ?? '/', 'http://fake');
-    const query = Object.fromEntries(u.searchParams.entries());
-    requests.push({ method: req.method ?? 'GET', path: u.pathname, query, headers: req.headers });
-    const token = req.headers['x-subscription-token'];
-    const f = faultTimes > 0 ? fault : undefined;
-    if (f !== undefined) faultTimes--;
-    if (f === undefined) return answer(res, u.pathname, query, typeof token === 'string' ? token : undefined);
-    switch (f.kind) {
-      case 'status': {
-        const code =
-          f.status === 429 ? 'RATE_LIMITED' : f.status >= 500 ? 'INTERNAL_ERROR' : 'REQUEST_REJECTED';
-        const detail =
-          f.status === 429
-            ? 'Request rate limit exceeded for plan.'
-            : f.status >= 500
-              ? 'Internal server error.'
-              : `Request rejected with status ${f.status}.`;
-        const limitHeaders: Record<string, string> =
-          f.status === 429 ? { 'x-ratelimit-remaining': '0, 14000', 'x-ratelimit-reset': '1, 1419704' } : {};
-        return send(res, f.status, f.body ?? errorBody(f.status, code, detail), {
-          ...limitHeaders,
-          ...f.headers,
-        });
-      }
-      case 'slow': {
-        const timer = setTimeout(
-          () => answer(res, u.pathname, query, typeof token === 'string' ? token : undefined),
-          f.delayMs,
-        );
-        res.on('close', () => clearTimeout(timer));
-        return;
-      }
-      case 'not-json':
-        return send(res, 200, '<html><body>Service maintenance</body></html>', {
-          'content-type': 'text/html',
-        });
-      case 'reset':
-        return req.socket.destroy();
-    }
-  });
-  const { url, close } = await listenLocal(server);
-  return {
-    url,
-    requests,
-    resultsFor: (query, vertical) => braveResultsFor(query, vertical, total),
-    setFault(f, times = Number.POSITIVE_INFINITY) {
-      fault = f;
-      faultTimes = f === undefined ? 0 : times;
+  const server = await startFaultServer({
+    answer: (req, res, path, query) => {
+      const token = req.headers['x-subscription-token'];
+      answer(res, path, query, typeof token === 'string' ? token : undefined);
     },
-    close,
-  };
+    status: (res, f) => {
+      const code =
+        f.status === 429 ? 'RATE_LIMITED' : f.status >= 500 ? 'INTERNAL_ERROR' : 'REQUEST_REJECTED';
+      const detail =
+        f.status === 429
+          ? 'Request rate limit exceeded for plan.'
+          : f.status >= 500
+            ? 'Internal server error.'
+            : `Request rejected with status ${f.status}.`;
+      const limitHeaders: Record<string, string> =
+        f.status === 429 ? { 'x-ratelimit-remaining': '0, 14000', 'x-ratelimit-reset': '1, 1419704' } : {};
+      return send(res, f.status, f.body ?? errorBody(f.status, code, detail), {
+        ...limitHeaders,
+        ...f.headers,
+      });
+    },
+    notJson: (res) =>
+      send(res, 200, '<html><body>Service maintenance</body></html>', { 'content-type': 'text/html' }),
+  });
+  return { ...server, resultsFor: (query, vertical) => braveResultsFor(query, vertical, total) };
 }

@@ -1,25 +1,7 @@
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import { listenLocal } from './listen';
+import { type ServerResponse } from 'node:http';
+import { startFaultServer, type FakeFault, type RecordedRequest } from './fake-fault-server';
 
-/** One request a fake server received. */
-export interface RecordedRequest {
-  method: string;
-  /** Path without the query string. */
-  path: string;
-  query: Record<string, string>;
-  headers: IncomingHttpHeaders;
-}
-
-/** What a fake answers instead of its normal answer, for as many requests as it is set for. */
-export type FakeFault =
-  /** An error status with a body (default: the API's usual error body) and headers. */
-  | { kind: 'status'; status: number; body?: string; headers?: Record<string, string> }
-  /** The normal answer, after a delay. */
-  | { kind: 'slow'; delayMs: number }
-  /** 200 with a body that is not JSON. */
-  | { kind: 'not-json' }
-  /** The connection is dropped without an answer. */
-  | { kind: 'reset' };
+export type { FakeFault, RecordedRequest } from './fake-fault-server';
 
 /** Options of {@link startFakeSearxng}. */
 export interface FakeSearxngOptions {
@@ -138,10 +120,6 @@ export async function startFakeSearxng(opts: FakeSearxngOptions = {}): Promise<F
   const total = opts.total ?? 45;
   const pageSize = opts.pageSize ?? 10;
   const overlap = opts.overlap ?? 0;
-  const requests: RecordedRequest[] = [];
-  let fault: FakeFault | undefined;
-  let faultTimes = 0;
-
   const send = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
     res.end(body);
@@ -180,41 +158,17 @@ export async function startFakeSearxng(opts: FakeSearxngOptions = {}): Promise<F
     );
   };
 
-  const server = createServer((req, res) => {
-    const u = new URL(req.url ?? '/', 'http://fake');
-    const query = Object.fromEntries(u.searchParams.entries());
-    requests.push({ method: req.method ?? 'GET', path: u.pathname, query, headers: req.headers });
-    const f = faultTimes > 0 ? fault : undefined;
-    if (f !== undefined) faultTimes--;
-    if (f === undefined) return answer(res, u.pathname, query);
-    switch (f.kind) {
-      case 'status':
-        return send(
-          res,
-          f.status,
-          f.body ?? (f.status === 403 ? FORBIDDEN_HTML : `<h1>${f.status}</h1><p>fake error</p>`),
-          { 'content-type': 'text/html', ...f.headers },
-        );
-      case 'slow': {
-        const timer = setTimeout(() => answer(res, u.pathname, query), f.delayMs);
-        res.on('close', () => clearTimeout(timer));
-        return;
-      }
-      case 'not-json':
-        return send(res, 200, '<html><body>Search results</body></html>', { 'content-type': 'text/html' });
-      case 'reset':
-        return req.socket.destroy();
-    }
+  const server = await startFaultServer({
+    answer: (_req, res, path, query) => answer(res, path, query),
+    status: (res, f) =>
+      send(
+        res,
+        f.status,
+        f.body ?? (f.status === 403 ? FORBIDDEN_HTML : `<h1>${f.status}</h1><p>fake error</p>`),
+        { 'content-type': 'text/html', ...f.headers },
+      ),
+    notJson: (res) =>
+      send(res, 200, '<html><body>Search results</body></html>', { 'content-type': 'text/html' }),
   });
-  const { url, close } = await listenLocal(server);
-  return {
-    url,
-    requests,
-    resultsFor: (query, category) => searxngResultsFor(query, category, total),
-    setFault(f, times = Number.POSITIVE_INFINITY) {
-      fault = f;
-      faultTimes = f === undefined ? 0 : times;
-    },
-    close,
-  };
+  return { ...server, resultsFor: (query, category) => searxngResultsFor(query, category, total) };
 }

@@ -24,7 +24,7 @@ import { type CachedInference } from '../../shared/cache/inference-key';
 import { type InferenceResult } from '../../shared/queues/results';
 import { type Cell0Metrics } from '../../shared/metrics/metrics';
 import { bindWorkerMetrics } from '../../workers/worker-metrics';
-import { addQueueMetrics } from '../../bin/observability';
+import { addApiSources, addQueueMetrics } from '../../bin/observability';
 import { Batches, type BatchesOptions } from '../../producers/batches/batches';
 
 /** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
@@ -126,7 +126,14 @@ export async function startTestFleet(
   });
   void client.start().catch(() => undefined);
   client.metrics = opts.metrics;
-  const removeQueueMetrics = opts.metrics ? addQueueMetrics(opts.metrics, client.submitter) : undefined;
+  const responseCache = cacheRedis ? new ResponseCache({ redis: cacheRedis, config: { prefix } }) : undefined;
+  // As `cell0 start`'s API: the queue metrics and the scrape-time families (fleet, caches, batched adds).
+  const removeSources = opts.metrics
+    ? [
+        addQueueMetrics(opts.metrics, client.submitter),
+        addApiSources(opts.metrics, client, caches, responseCache, false),
+      ]
+    : [];
   const access = new AccessControl({
     apiKeys: opts.apiKeys ?? [],
     adminKeys: opts.adminKeys ?? [],
@@ -157,7 +164,7 @@ export async function startTestFleet(
       : {}),
     resultWaitMs: opts.resultWaitMs ?? 10_000,
     maxBodyBytes: opts.maxBodyBytes ?? 65_536,
-    ...(cacheRedis ? { responseCache: new ResponseCache({ redis: cacheRedis, config: { prefix } }) } : {}),
+    ...(responseCache ? { responseCache } : {}),
     mounts: [
       { path: board.basePath, router: board.router },
       { path: page.basePath, router: page.router },
@@ -177,7 +184,7 @@ export async function startTestFleet(
     batches,
     close: async () => {
       unbind?.();
-      removeQueueMetrics?.();
+      for (const remove of removeSources) remove();
       page.sampler.stop();
       await server.close();
       await Promise.all(workers.map((w) => w.close()));

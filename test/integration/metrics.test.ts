@@ -88,6 +88,18 @@ describe('GET /metrics after a known workload', () => {
     expect(value('cell0_cache_lookups_total', { cache: 'semantic', result: 'exact' })).toBe(1);
     expect(value('cell0_cache_lookups_total', { cache: 'search', result: 'miss' })).toBe(1);
     expect(value('cell0_cache_lookups_total', { cache: 'search', result: 'exact' })).toBe(1);
+    // The 8 answered prompts are stored in the semantic cache, the one search in the search cache.
+    expect(value('cell0_cache_entries', { cache: 'semantic' })).toBe(8);
+    expect(value('cell0_cache_entries', { cache: 'search' })).toBe(1);
+  });
+
+  it("gives the producer's add batches as a batch-size histogram", () => {
+    const batches = value('cell0_batches_total', { batcher: 'enqueue' })!;
+    expect(batches).toBeGreaterThan(0);
+    expect(value('cell0_batch_size_count', { batcher: 'enqueue' })).toBe(batches);
+    expect(value('cell0_batch_size_sum', { batcher: 'enqueue' })).toBe(
+      value('cell0_batch_items_total', { batcher: 'enqueue' }),
+    );
   });
 
   it("counts the worker's completed and failed jobs, with their times", () => {

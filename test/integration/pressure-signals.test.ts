@@ -22,7 +22,6 @@ import {
 } from '../../shared/fleet/worker-status';
 import { QueueName } from '../../shared/queues/names';
 import { closeRedis, createRedisConnection, waitUntilReady } from '../../shared/redis/connection';
-import { type CpuUsageSource } from '../../shared/resources/cpu-usage';
 import { type SystemCpuOptions } from '../../shared/resources/resource-monitor';
 import { ResourceManagement } from '../../shared/resources/resource-management';
 import { type ResourceSample, type ResourceViolation } from '../../shared/resources/types';
@@ -31,31 +30,10 @@ import { OllamaBackend } from '../../workers/providers/ollama-backend';
 import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
 import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { busyHost, drivenCpu, shedInference, workerStatus } from '../helpers/pressure';
 import { until } from '../helpers/wait';
 
 const ROOT = join(__dirname, '..', '..');
-
-/** A CPU counter the test drives: `percent` of one core per (fake) second, one second per read. */
-function drivenCpu(percent: number): { source: CpuUsageSource; set(p: number): void } {
-  let at = 0;
-  let used = 0;
-  return {
-    source: {
-      read: () => {
-        at += 1000;
-        used += percent * 10_000;
-        return { at, usedMicros: used, capacityCores: 1, scope: 'process' };
-      },
-    },
-    set: (p) => (percent = p),
-  };
-}
-
-/** Host counters that say every core is fully busy: a neighbour spinning on the whole machine. */
-function busyHost(): () => { busy: number; total: number } {
-  let t = 0;
-  return () => ((t += 1000), { busy: t, total: t });
-}
 
 /** A folder with no cgroup files: cell0's CPU is then this process's (the test's children share its cgroup). */
 function noCgroup(): string {
@@ -97,13 +75,7 @@ describe('CPU pressure is cell0’s own, and sheds only while the queue is behin
     );
     await rm.start();
     await worker.start();
-    const shedder = new LoadShedder({
-      queues: () => ({ [QueueName.INFERENCE]: fleet.client.submitter.getQueue(QueueName.INFERENCE) }),
-      fleet: () => fleet.client.fleet(),
-      maxQueueDepth: 0,
-      refreshMs: 3_600_000,
-    });
-    fleet.client.shedder = shedder;
+    const shedder = shedInference(fleet, { maxQueueDepth: 0, refreshMs: 3_600_000 });
     const ask = (prompt: string) =>
       post(`${fleet.url}/v1/inference`, { model: 'qwen2.5:0.5b', prompt, wait: 0 });
     return { rm, worker, shedder, ask, pressureStarts };
@@ -286,21 +258,14 @@ describe('latency counts as being behind', () => {
       await publishWorkerStatus(
         redis,
         fleet.prefix,
-        {
-          id: 'busy',
-          host: 'h',
-          pid: 1,
-          queues: ['inference'],
-          startedAt: new Date().toISOString(),
-          updatedAt: new Date().toISOString(),
+        workerStatus('busy', {
           active: 4,
-          state: 'running',
           pressure: {
             underPressure: true,
             saturated: true,
             violations: [{ resource: 'cpu', value: 97, threshold: 90 }],
           },
-        },
+        }),
         60_000,
       );
       const queue = fleet.client.submitter.getQueue(QueueName.INFERENCE);
@@ -417,17 +382,8 @@ describe('dead workers leave pressure decisions at once', () => {
     const other = createRedisConnection({ url: testRedisUrl(), role: 'client' });
     try {
       await Promise.all([waitUntilReady(redis, 5000), waitUntilReady(other, 5000)]);
-      const status = (id: string, extra: Partial<WorkerStatus>): WorkerStatus => ({
-        id,
-        host: 'h',
-        pid: 1,
-        queues: ['inference'],
-        startedAt: new Date().toISOString(),
-        updatedAt: new Date().toISOString(),
-        active: 0,
-        state: 'paused',
-        ...extra,
-      });
+      const status = (id: string, extra: Partial<WorkerStatus>) =>
+        workerStatus(id, { state: 'paused', ...extra });
       const liveId = Number(await other.client('ID'));
       // Connected (its CLIENT ID is listed): counts. A CLIENT ID nobody holds: dead at once.
       await publishWorkerStatus(

@@ -13,7 +13,6 @@ import { LocalSearch } from '../../workers/providers/local-search/local-search';
 import { modelDriverFor } from '../../workers/providers/model-driver';
 import { ResourceManagement } from '../../shared/resources/resource-management';
 import { EvictionPolicy, type ResourceSample, type ResourceViolation } from '../../shared/resources/types';
-import { LoadShedder } from '../../producers/load-shedder';
 import { getFleetUsage, publishWorkerStatus } from '../../shared/fleet/worker-status';
 import { createRedisConnection, closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { QueueName } from '../../shared/queues/names';
@@ -24,6 +23,7 @@ import { startApi } from '../../bin/runtime-api';
 import { loadConfig } from '../../shared/config/config';
 import { silentLogger } from '../../shared/logger';
 import { until } from '../helpers/wait';
+import { shedInference, workerStatus } from '../helpers/pressure';
 
 /** A sample with everything comfortably within the default limits, except the memory the test sets. */
 const sample = (memoryPercent: number): ResourceSample =>
@@ -400,13 +400,7 @@ describe('producers shed load', () => {
 
   it('answers 503 with Retry-After when a queue is deeper than its bound (cache misses only)', async () => {
     fleet = await startTestFleet({ worker: false });
-    const shedder = new LoadShedder({
-      queues: () => ({ [QueueName.INFERENCE]: fleet.client.submitter.getQueue(QueueName.INFERENCE) }),
-      fleet: () => fleet.client.fleet(),
-      maxQueueDepth: 3,
-      retryAfterMs: 7000,
-    });
-    fleet.client.shedder = shedder;
+    const shedder = shedInference(fleet, { maxQueueDepth: 3, retryAfterMs: 7000 });
     for (let i = 0; i < 3; i++) {
       const r = await post(`${fleet.url}/v1/inference`, {
         model: 'qwen2.5:0.5b',
@@ -475,25 +469,11 @@ describe('producers shed load', () => {
 
   it('answers 503 when every live worker serving the queue is paused by pressure, not when one runs', async () => {
     fleet = await startTestFleet({ worker: false });
-    const shedder = new LoadShedder({
-      queues: () => ({ [QueueName.INFERENCE]: fleet.client.submitter.getQueue(QueueName.INFERENCE) }),
-      fleet: () => fleet.client.fleet(),
-      maxQueueDepth: 0,
-    });
-    fleet.client.shedder = shedder;
+    const shedder = shedInference(fleet, { maxQueueDepth: 0 });
     const redis = createRedisConnection({ url: testRedisUrl(), role: 'client' });
     await waitUntilReady(redis, 5000);
     try {
-      const status = (id: string, state: 'running' | 'paused') => ({
-        id,
-        host: 'h',
-        pid: 1,
-        queues: ['inference'],
-        startedAt: new Date().toISOString(),
-        updatedAt: new Date().toISOString(),
-        active: 0,
-        state,
-      });
+      const status = (id: string, state: 'running' | 'paused') => workerStatus(id, { state });
       await publishWorkerStatus(redis, fleet.prefix, status('w1', 'paused'), 10_000);
       await publishWorkerStatus(redis, fleet.prefix, status('w2', 'running'), 10_000);
       await shedder.refresh();

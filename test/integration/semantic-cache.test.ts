@@ -311,7 +311,10 @@ describe('SemanticCache (on Redis)', () => {
       `${baseOf(cache)}:{${cache.entryIdOf('x', scope).split(':')[0]}}:meta`;
     expect(await raw.hlen(meta(SCOPE))).toBe(2);
     expect(await raw.hlen(meta(other))).toBe(2);
+    expect(await cache.size()).toBe(4);
     await new Promise((r) => setTimeout(r, 350));
+    // Expired entries are not counted, even before their records are swept.
+    expect(await cache.size()).toBe(2);
     const r = await cache.sweepExpired();
     expect(r.removed).toBe(2);
     expect(r.scopes).toBeGreaterThanOrEqual(2);
@@ -321,6 +324,7 @@ describe('SemanticCache (on Redis)', () => {
     expect(await cache.get('short-lived prompt about lakes', other)).toMatchObject({ value: 'c' });
     expect((await cache.sweepExpired()).removed).toBe(0);
     expect(cache.getStats().expiredRemoved).toBe(2);
+    expect(await cache.size()).toBe(2);
   });
 
   it('invalidates by model across tenants and parameters, by tenant, and by full scope', async () => {

@@ -26,6 +26,23 @@ async function withServer(
   }
 }
 
+/** Runs `call` with a signal aborted on the first token; what it rejected with and the tokens it passed on. */
+async function abortAtFirstToken(
+  call: (ctx: { signal: AbortSignal; onToken: (t: string) => void }) => Promise<unknown>,
+): Promise<{ err: unknown; tokens: string[] }> {
+  const controller = new AbortController();
+  const tokens: string[] = [];
+  const onToken = (t: string) => {
+    tokens.push(t);
+    controller.abort();
+  };
+  const err = await call({ signal: controller.signal, onToken }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  return { err, tokens };
+}
+
 describe('a caller abort during a stream', () => {
   test('Ollama: no token reaches onToken after the abort, though more were in the buffer', async () => {
     await withServer(
@@ -37,24 +54,10 @@ describe('a caller abort during a stream', () => {
       },
       async (url) => {
         const client = new OllamaClient({ baseUrl: url });
-        const controller = new AbortController();
-        const tokens: string[] = [];
         try {
-          const err = await client
-            .generate(
-              { model: 'm', prompt: 'p' },
-              {
-                signal: controller.signal,
-                onToken: (t) => {
-                  tokens.push(t);
-                  controller.abort();
-                },
-              },
-            )
-            .then(
-              () => undefined,
-              (e: unknown) => e,
-            );
+          const { err, tokens } = await abortAtFirstToken((ctx) =>
+            client.generate({ model: 'm', prompt: 'p' }, ctx),
+          );
           expect((err as Error).name).toBe('AbortError');
           expect(tokens).toEqual(['one']);
         } finally {
@@ -79,24 +82,10 @@ describe('a caller abort during a stream', () => {
       },
       async (url) => {
         const client = new OpenAIClient({ baseUrl: `${url}/v1` });
-        const controller = new AbortController();
-        const tokens: string[] = [];
         try {
-          const err = await client
-            .chatCompletions(
-              { model: 'm', messages: [{ role: 'user', content: 'p' }] },
-              {
-                signal: controller.signal,
-                onToken: (t) => {
-                  tokens.push(t);
-                  controller.abort();
-                },
-              },
-            )
-            .then(
-              () => undefined,
-              (e: unknown) => e,
-            );
+          const { err, tokens } = await abortAtFirstToken((ctx) =>
+            client.chatCompletions({ model: 'm', messages: [{ role: 'user', content: 'p' }] }, ctx),
+          );
           expect((err as Error).name).toBe('AbortError');
           expect(tokens).toEqual(['one']);
         } finally {

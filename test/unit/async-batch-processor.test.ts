@@ -234,6 +234,8 @@ describe('AsyncBatchProcessor', () => {
     });
     expect(s.meanWaitMs).toBeGreaterThanOrEqual(0);
     expect(s.p95WaitMs).toBeGreaterThanOrEqual(0);
+    // Batches by size bin (BATCH_SIZE_BOUNDS 1, 2, 4, ...): one of 2, one of 4.
+    expect(p.sizeCounts()).toEqual([0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
     await p.close();
   });
 

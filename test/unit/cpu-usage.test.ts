@@ -12,11 +12,11 @@ import {
   detectCpuSource,
   processCpuSource,
   type CpuReading,
-  type CpuUsageSource,
 } from '../../shared/resources/cpu-usage';
 import { createSystemSampler } from '../../shared/resources/resource-monitor';
 import { ResourceLimiter } from '../../shared/resources/resource-limiter';
 import { type ResourceSample } from '../../shared/resources/types';
+import { busyHost, drivenCpu } from '../helpers/pressure';
 
 const roots: string[] = [];
 function fakeRoot(): string {
@@ -188,30 +188,8 @@ describe('cgroupCpuSource (fake cgroup folders)', () => {
 });
 
 describe('the system sampler measures cell0, not the host', () => {
-  /** A CPU counter the test drives: `percent` of one core per (fake) second, read once per sample. */
-  function drivenSource(): { source: CpuUsageSource; set(percent: number): void } {
-    let at = 0;
-    let used = 0;
-    let percent = 0;
-    return {
-      source: {
-        read: () => {
-          at += 1000;
-          used += percent * 10_000;
-          return { at, usedMicros: used, capacityCores: 1, scope: 'process' };
-        },
-      },
-      set: (p) => (percent = p),
-    };
-  }
-  /** Host counters that say every core is fully busy (a neighbour spinning). */
-  function busyHost(): () => { busy: number; total: number } {
-    let t = 0;
-    return () => ((t += 1000), { busy: t, total: t });
-  }
-
   it('host busy (a neighbour), cell0 idle: the figure is low and the limiter sees no pressure', async () => {
-    const own = drivenSource();
+    const own = drivenCpu();
     own.set(2);
     const sampler = createSystemSampler({
       diskPath: process.cwd(),

@@ -177,6 +177,26 @@ describe('scrape-time metric families', () => {
     expect(s.get(series('cell0_batch_backend_calls_total', { batcher: 'embedding' }))).toBe(3);
   });
 
+  it('gives the batch sizes as a histogram by batcher, summed over sources, the same at every scrape', async () => {
+    const m = new Cell0Metrics({ defaultMetrics: false });
+    // Bins of BATCH_SIZE_BOUNDS (1, 2, 4, 8, ..., 512, then larger): sizes 1, 3, 3, 8 and 600.
+    const bins = [1, 0, 2, 1, 0, 0, 0, 0, 0, 0, 1];
+    m.batches.addSource(() => [
+      { batcher: 'enqueue', batches: 5, items: 615, sizes: bins },
+      { batcher: 'embedding', batches: 2, items: 64 },
+    ]);
+    m.batches.addSource(() => [{ batcher: 'enqueue', batches: 1, items: 2, sizes: [0, 1] }]);
+    for (let i = 0; i < 2; i++) {
+      const s = await scrape(m);
+      const b = (le: string) => s.get(series('cell0_batch_size_bucket', { batcher: 'enqueue', le }));
+      expect([b('1'), b('2'), b('4'), b('8'), b('512'), b('+Inf')]).toEqual([1, 2, 4, 5, 5, 6]);
+      expect(s.get(series('cell0_batch_size_sum', { batcher: 'enqueue' }))).toBe(617);
+      expect(s.get(series('cell0_batch_size_count', { batcher: 'enqueue' }))).toBe(6);
+      // A source without sizes gives no histogram series.
+      expect(s.get(series('cell0_batch_size_count', { batcher: 'embedding' }))).toBeUndefined();
+    }
+  });
+
   it('sorts backend failures into a fixed set of outcomes', () => {
     const http = (status: number) => new ProviderError('ollama', 'x', status, status >= 500);
     expect(outcomeOf(http(404))).toBe('client_error');

@@ -140,6 +140,11 @@ export class EmbeddingBatcher {
     return { ...this.batcher.stats(), backendCalls: this.calls, splits: this.splits };
   }
 
+  /** Batches so far by size (see AsyncBatchProcessor.sizeCounts). */
+  sizeCounts(): number[] {
+    return this.batcher.sizeCounts();
+  }
+
   /** Finishes the batches accepted so far and refuses new inputs. Idempotent. */
   close(): Promise<void> {
     return this.batcher.close();

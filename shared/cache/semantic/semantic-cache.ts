@@ -17,6 +17,7 @@ import {
   type SemanticHit,
 } from './semantic-cache-options.js';
 import {
+  countLiveEntries,
   invalidateScopes,
   modelIndexKey,
   sweepExpiredScopes,
@@ -221,6 +222,11 @@ export class SemanticCache<T = unknown> {
    * per call. Returns the records removed and the scopes visited. Rejects with the RedisClient's typed
    * errors when Redis fails.
    */
+  /** Live entries over every scope (see countLiveEntries); rejects when Redis fails. */
+  size(): Promise<number> {
+    return countLiveEntries(this.maintenance());
+  }
+
   async sweepExpired(opts: { maxScopes?: number } = {}): Promise<{ removed: number; scopes: number }> {
     const out = await sweepExpiredScopes(this.maintenance(), opts);
     this.counters.expiredRemoved += out.removed;

@@ -138,3 +138,34 @@ export async function sweepExpiredScopes(
   if (removed > 0) ctx.log.info({ removed, scopes: seen.size }, 'semantic cache: expired records removed');
   return { removed, scopes: seen.size };
 }
+
+/**
+ * Live entries over every scope (for the entries gauge): the model index sets walked with SCAN, one ZCOUNT
+ * of each scope's expiry set past Redis's clock, so entries expired but not yet swept are not counted.
+ * At most `maxScopes` scopes. Rejects with the RedisClient's typed errors when Redis fails.
+ */
+export async function countLiveEntries(ctx: MaintenanceContext, maxScopes = 10_000): Promise<number> {
+  const [sec, micro] = await ctx.redis.run((r) => r.time());
+  const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
+  const seen = new Set<string>();
+  let n = 0;
+  let cursor = '0';
+  do {
+    const [next, indexKeys] = await ctx.redis.run((r) =>
+      r.scan(cursor, 'MATCH', `${ctx.base}:model:*`, 'COUNT', 200),
+    );
+    cursor = next;
+    for (const indexKey of indexKeys) {
+      const fresh = (await ctx.redis.run((r) => r.smembers(indexKey))).filter((h) => !seen.has(h));
+      for (const h of fresh) seen.add(h);
+      if (fresh.length === 0) continue;
+      const counts = await ctx.redis.run((r) => {
+        const p = r.pipeline();
+        for (const h of fresh) p.zcount(new ScopeKeys(ctx.base, h).exp, `(${now}`, '+inf');
+        return p.exec();
+      });
+      for (const [err, c] of counts ?? []) if (!err) n += Number(c);
+    }
+  } while (cursor !== '0' && seen.size < maxScopes);
+  return n;
+}

@@ -1,12 +1,12 @@
-import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
-import { HttpEndpoint, parseHttpUrl } from '../../../shared/http/endpoint.js';
-import { withDefaults } from '../../../shared/with-defaults.js';
+import { ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { type HttpEndpoint } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
 import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';
 import { type SearchJobData } from '../../../shared/queues/schemas.js';
 import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
 import { type CallContext, type SearchBackend } from '../provider.js';
+import { jsonApiIssues, setUpJsonApi } from '../json-api.js';
 import { hostnameOf, htmlToText, isHttpUrl, toIsoDate } from '../search-text.js';
 
 const PROVIDER = 'brave';
@@ -308,20 +308,12 @@ function validate(o: ResolvedOptions): FieldIssue[] {
   const issues: FieldIssue[] = [];
   if (typeof o.apiKey !== 'string' || o.apiKey.trim() === '')
     issues.push({ field: 'apiKey', reason: 'required: the Brave Search API subscription token' });
-  if (parseHttpUrl(o.baseUrl) === undefined)
-    issues.push({
-      field: 'baseUrl',
-      reason: `expected an http:// or https:// URL, got ${JSON.stringify(o.baseUrl)}`,
-    });
-  if (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0)
-    issues.push({ field: 'timeoutMs', reason: `expected a number of ms > 0, got ${String(o.timeoutMs)}` });
+  issues.push(...jsonApiIssues(o));
   if (!['off', 'moderate', 'strict'].includes(o.safesearch))
     issues.push({
       field: 'safesearch',
       reason: `expected off, moderate or strict, got ${String(o.safesearch)}`,
     });
-  if (typeof o.headers !== 'object' || o.headers === null)
-    issues.push({ field: 'headers', reason: 'expected an object of header names to string values' });
   if (o.academicGoggles !== undefined && (typeof o.academicGoggles !== 'string' || o.academicGoggles === ''))
     issues.push({ field: 'academicGoggles', reason: 'expected a non-empty string' });
   return issues;
@@ -356,16 +348,12 @@ export class BraveSearch implements SearchBackend {
   private readonly headers: Record<string, string>;
 
   constructor(opts: BraveSearchOptions) {
-    const merged = withDefaults<ResolvedOptions>(DEFAULTS, opts ?? {});
-    const issues = validate(merged);
-    if (issues.length > 0)
-      throw new ConfigError(issues.map((i) => ({ ...i, field: `BraveSearch.${i.field}` })));
-    this.opts = merged;
-    this.headers = {};
-    for (const [k, v] of Object.entries(merged.headers)) this.headers[k.toLowerCase()] = String(v);
-    this.headers.accept = 'application/json';
-    this.headers['x-subscription-token'] = merged.apiKey;
-    this.endpoint = new HttpEndpoint(merged.baseUrl, merged.pools);
+    ({
+      opts: this.opts,
+      endpoint: this.endpoint,
+      headers: this.headers,
+    } = setUpJsonApi<ResolvedOptions>('BraveSearch', DEFAULTS, opts, validate));
+    this.headers['x-subscription-token'] = this.opts.apiKey;
   }
 
   /** The API's origin (scheme://host:port): breakers and rate limits are kept per origin. */

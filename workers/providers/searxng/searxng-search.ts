@@ -1,12 +1,12 @@
-import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
-import { HttpEndpoint, parseHttpUrl } from '../../../shared/http/endpoint.js';
-import { withDefaults } from '../../../shared/with-defaults.js';
+import { ProviderError, type FieldIssue } from '../../../shared/errors.js';
+import { type HttpEndpoint } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
 import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';
 import { type SearchJobData } from '../../../shared/queues/schemas.js';
 import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
 import { type CallContext, type SearchBackend } from '../provider.js';
+import { jsonApiIssues, setUpJsonApi } from '../json-api.js';
 import { hostnameOf, htmlToText, isHttpUrl, toIsoDate } from '../search-text.js';
 
 const PROVIDER = 'searxng';
@@ -72,18 +72,9 @@ interface SearxngPage {
 type Candidate = Omit<SearchHit, 'rank' | 'score'> & { score?: number };
 
 function validate(o: ResolvedOptions): FieldIssue[] {
-  const issues: FieldIssue[] = [];
-  if (parseHttpUrl(o.baseUrl) === undefined)
-    issues.push({
-      field: 'baseUrl',
-      reason: `expected an http:// or https:// URL, got ${JSON.stringify(o.baseUrl)}`,
-    });
-  if (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0)
-    issues.push({ field: 'timeoutMs', reason: `expected a number of ms > 0, got ${String(o.timeoutMs)}` });
+  const issues: FieldIssue[] = jsonApiIssues(o);
   if (!Number.isInteger(o.maxPages) || o.maxPages < 1 || o.maxPages > 50)
     issues.push({ field: 'maxPages', reason: `expected an integer from 1 to 50, got ${String(o.maxPages)}` });
-  if (typeof o.headers !== 'object' || o.headers === null)
-    issues.push({ field: 'headers', reason: 'expected an object of header names to string values' });
   return issues;
 }
 
@@ -200,15 +191,11 @@ export class SearxngSearch implements SearchBackend {
   private readonly headers: Record<string, string>;
 
   constructor(opts: SearxngSearchOptions) {
-    const merged = withDefaults<ResolvedOptions>(DEFAULTS, opts ?? {});
-    const issues = validate(merged);
-    if (issues.length > 0)
-      throw new ConfigError(issues.map((i) => ({ ...i, field: `SearxngSearch.${i.field}` })));
-    this.opts = merged;
-    this.headers = {};
-    for (const [k, v] of Object.entries(merged.headers)) this.headers[k.toLowerCase()] = String(v);
-    this.headers.accept = 'application/json';
-    this.endpoint = new HttpEndpoint(merged.baseUrl, merged.pools);
+    ({
+      opts: this.opts,
+      endpoint: this.endpoint,
+      headers: this.headers,
+    } = setUpJsonApi<ResolvedOptions>('SearxngSearch', DEFAULTS, opts, validate));
   }
 
   /** The server's origin (scheme://host:port): breakers and rate limits are kept per origin. */
