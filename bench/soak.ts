@@ -369,8 +369,8 @@ async function main(): Promise<void> {
       : [];
 
     // Growth: the median of the first window of samples after the warm-up against the last window. A window
-    // is a quarter of those samples (at least three): the heap after a full GC is a sawtooth (bounded
-    // in-process caches and V8's own tables fill and are compacted, about 3 MB every 100 s at 20 req/s), and
+    // is a quarter of those samples (at least three): the heap after a full GC is a bounded sawtooth (about
+    // 3 MB with a period near 100 s at 20 req/s, docs/benchmarks.md), and
     // windows shorter than its period would measure where on a tooth they fall, not growth. The three-sample
     // figures are kept in the report (growthAfterWarmup3).
     const after = rows.filter((r) => r.t * 1000 >= warmupMs);
