@@ -1,5 +1,5 @@
 import { UnrecoverableError, type Worker } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { defineReplyScripts, sendReplies, type JobReply } from '../shared/queues/job-replies.js';
@@ -7,7 +7,7 @@ import { defineReplyScripts, sendReplies, type JobReply } from '../shared/queues
 /** Options of {@link ReplyPublisher}. */
 export interface ReplyPublisherOptions {
   /** The connection replies are written on, per queue key ("{prefix}:{queue}"). */
-  connectionFor: (queueKey: string) => Redis | undefined;
+  connectionFor: (queueKey: string) => RedisConnection | undefined;
   /** Replies sent in one round trip at most. Default 256. */
   maxBatchSize?: number;
   logger?: Logger;

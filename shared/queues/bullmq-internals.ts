@@ -4,7 +4,8 @@
  * fails on an upgrade that changes it.
  */
 import { type Worker } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../redis/cluster.js';
+import { queueKey } from './names.js';
 
 /** The BullMQ version whose internals this module was written against (and its test checks). */
 export const BULLMQ_INTERNALS_VERSION = '6.7.0';
@@ -41,6 +42,6 @@ export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise
  * Jobs waiting on a queue for a worker, in one LLEN of its `wait` list (BullMQ keeps waiting jobs there,
  * prioritized ones elsewhere): a cheaper read than Queue#getWaitingCount for a worker that has no Queue.
  */
-export function waitingJobCount(conn: Redis, prefix: string, queue: string): Promise<number> {
-  return conn.llen(`${prefix}:${queue}:wait`);
+export function waitingJobCount(conn: RedisConnection, prefix: string, queue: string): Promise<number> {
+  return conn.llen(`${queueKey(prefix, queue)}:wait`);
 }

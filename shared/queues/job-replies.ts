@@ -1,4 +1,5 @@
-import { type ChainableCommander, type Redis } from 'ioredis';
+import { type ChainableCommander } from 'ioredis';
+import { type RedisConnection } from '../redis/cluster.js';
 import { defineScripts } from '../redis/lua-scripts.js';
 import { decodeOutcome, type JobOutcome } from './job-outcome.js';
 
@@ -30,7 +31,7 @@ const REGISTER_MANY = 'cell0RegisterWaiters';
 const REPLY = 'cell0ReplyWaiters';
 
 /** Registers the result-path scripts on a connection (idempotent). Pipelines of it get them too. */
-export function defineReplyScripts(redis: Redis): void {
+export function defineReplyScripts(redis: RedisConnection): void {
   defineScripts(redis, 'register-waiter', 'register-waiters', 'reply-waiters');
 }
 
@@ -76,7 +77,7 @@ export function queueRegisterWaiter(
  * order of `jobIds`. Commands sent after it on the same connection (the adds) run after it.
  */
 export async function registerWaiters(
-  redis: Redis,
+  redis: RedisConnection,
   queueKey: string,
   jobIds: readonly string[],
   producerId: string,
@@ -92,7 +93,7 @@ export async function registerWaiters(
 
 /** Registers a waiter and reads the outcome in one round trip (no add). */
 export async function registerWaiter(
-  redis: Redis,
+  redis: RedisConnection,
   queueKey: string,
   jobId: string,
   producerId: string,
@@ -128,7 +129,7 @@ function registerArgs(
  * command; resolves with, per reply, the number of producers it went to.
  */
 export async function sendReplies(
-  redis: Redis,
+  redis: RedisConnection,
   queueKey: string,
   replies: readonly JobReply[],
 ): Promise<number[]> {
