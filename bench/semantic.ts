@@ -17,14 +17,11 @@
  *   npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--json]
  *                              [--cpu-profile FILE]   (V8 CPU profile of the lookups at the largest size)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { execSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
 import os from 'node:os';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
-import { Redis } from 'ioredis';
 import { HashedNgramEmbedder } from '../shared/cache/semantic/embedder.js';
 import { LexicalEmbedder } from '../shared/cache/semantic/lexical-embedder.js';
 import { analyzePrompt, compareAnalyses } from '../shared/cache/semantic/guard.js';
@@ -36,6 +33,16 @@ import { waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { distinctPrompts, paraphrase } from './semantic-corpus.js';
 import { sleep } from '../shared/sleep.js';
+import { startRedisServer } from './fleet.js';
+import {
+  pct,
+  printRow,
+  redisCommandUsec,
+  round,
+  score,
+  type Outcome,
+  type Query,
+} from './semantic-report.js';
 
 const SIZES = [10_000, 100_000];
 const PREFIX = '{bench}';
@@ -76,90 +83,6 @@ function parseArgs(argv: readonly string[]): Args {
   return a;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return { url, child };
-    } catch {
-      probe.disconnect();
-      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
-      await sleep(50);
-    }
-  }
-}
-
-function pct(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-}
-
-type Kind = 'exact' | 'paraphrase' | 'miss';
-interface Query {
-  kind: Kind;
-  prompt: string;
-  /** index of the stored prompt it comes from */
-  source: number;
-}
-interface Outcome {
-  /** stored prompt answered, or undefined for a miss */
-  answered: string | undefined;
-}
-
-function score(queries: readonly Query[], outcomes: readonly Outcome[], stored: readonly string[]) {
-  const r = {
-    paraphrases: 0,
-    paraphraseHits: 0,
-    exact: 0,
-    exactHits: 0,
-    misses: 0,
-    falseHits: 0,
-    wrongHits: 0,
-  };
-  outcomes.forEach((o, i) => {
-    const q = queries[i]!;
-    if (q.kind === 'miss') {
-      r.misses++;
-      if (o.answered !== undefined) r.falseHits++;
-      return;
-    }
-    const right = o.answered === stored[q.source];
-    if (q.kind === 'exact') {
-      r.exact++;
-      if (right) r.exactHits++;
-    } else {
-      r.paraphrases++;
-      if (right) r.paraphraseHits++;
-    }
-    if (o.answered !== undefined && !right) r.wrongHits++;
-  });
-  return r;
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = new Date();
@@ -171,14 +94,11 @@ async function main(): Promise<void> {
   } catch {
     // not a git checkout
   }
-  const { url, child } = await startRedis();
+  const { url, redis: raw, version: redisVersion, child } = await startRedisServer();
   const client = new RedisClient({ url, commandTimeoutMs: 10_000, breakerThreshold: 1000 });
-  const raw = new Redis(url);
   let exitCode = 0;
   try {
     await waitUntilReady(client.connection, 10_000);
-    const info = await raw.info('server');
-    const redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
     const cpus = os.cpus();
     const machine = {
       date: started.toISOString(),
@@ -323,15 +243,20 @@ async function main(): Promise<void> {
       const cpu0 = process.cpuUsage();
       const redisUsec0 = await redisCommandUsec(raw);
       // CPU time of this process per lookup (user + system): unlike the wall clock it does not count the time
-      // other processes hold the cores, so its tail stays readable on a busy machine.
+      // other processes hold the cores, so its tail stays readable on a busy machine. The main thread's own
+      // CPU time leaves out the GC and libuv helper threads, which run alongside on the other core.
       const cpuLat: number[] = [];
+      const mainLat: number[] = [];
       for (const q of queries) {
         const c = process.cpuUsage();
+        const m = process.threadCpuUsage();
         const s = performance.now();
         const hit = await cache.get(q.prompt, SCOPE);
         const e = performance.now();
         const cd = process.cpuUsage(c);
+        const md = process.threadCpuUsage(m);
         cpuLat.push((cd.user + cd.system) / 1000);
+        mainLat.push((md.user + md.system) / 1000);
         lat.push(e - s);
         spans.push([s, e]);
         outcomes.push({ answered: hit?.prompt });
@@ -339,6 +264,7 @@ async function main(): Promise<void> {
       const cpu = process.cpuUsage(cpu0);
       const redisUsec = (await redisCommandUsec(raw)) - redisUsec0;
       cpuLat.sort((a, b) => a - b);
+      mainLat.sort((a, b) => a - b);
       if (profiler) {
         const { profile } = await profiler.post('Profiler.stop');
         writeFileSync(args.cpuProfile!, JSON.stringify(profile));
@@ -446,6 +372,8 @@ async function main(): Promise<void> {
           maxMs: round(lat[lat.length - 1] ?? 0),
           cpuP50Ms: round(pct(cpuLat, 0.5)),
           cpuP99Ms: round(pct(cpuLat, 0.99)),
+          mainThreadCpuP50Ms: round(pct(mainLat, 0.5)),
+          mainThreadCpuP99Ms: round(pct(mainLat, 0.99)),
           cpuMeanMs: round((cpu.user + cpu.system) / 1000 / queries.length),
           redisCpuMeanMs: round(redisUsec / 1000 / queries.length),
           meanBandMembersVisited:
@@ -490,60 +418,6 @@ async function main(): Promise<void> {
     child.kill('SIGTERM');
   }
   process.exitCode = exitCode;
-}
-
-/** Microseconds redis-server has spent in commands so far (INFO commandstats, every command). */
-async function redisCommandUsec(r: Redis): Promise<number> {
-  const info = await r.info('commandstats');
-  let usec = 0;
-  for (const m of info.matchAll(/,usec=(\d+),/g)) usec += Number(m[1]);
-  return usec;
-}
-
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
-function printRow(r: {
-  entries: number;
-  loadSeconds: number;
-  loadPerSecond: number;
-  redisUsedMemoryMiB: number;
-  cache: Record<string, number>;
-  scan: Record<string, number>;
-  ratioP50: number;
-  ratioP99: number;
-  lshRecallVsScan: number;
-}): void {
-  const c = r.cache;
-  const s = r.scan;
-  console.log(
-    `\n== ${r.entries.toLocaleString('en')} entries in one scope (loaded +${r.loadSeconds}s, ${r.loadPerSecond}/s; redis ${r.redisUsedMemoryMiB} MiB)`,
-  );
-  console.log(
-    `  cache get():  ${c.lookups} lookups  p50 ${c.p50Ms} ms  p99 ${c.p99Ms} ms  max ${c.maxMs} ms  ` +
-      `(band members visited/search ${c.meanBandMembersVisited}, guard refusals ${c.guardRejections})`,
-  );
-  console.log(
-    `  CPU per lookup (this process): p50 ${c.cpuP50Ms} ms  p99 ${c.cpuP99Ms} ms  mean ${c.cpuMeanMs} ms; ` +
-      `redis-server CPU per lookup (commandstats): mean ${c.redisCpuMeanMs} ms`,
-  );
-  console.log(
-    `  node GC during the cache lookups: ${c.gcPauses} pauses, ${c.gcPauseMs} ms in all, ${c.lookupsDuringGc} lookups overlapped one`,
-  );
-  console.log(
-    `  scan (in-memory, all ${r.entries} vectors): ${s.lookups} lookups  p50 ${s.p50Ms} ms  p99 ${s.p99Ms} ms`,
-  );
-  console.log(`  ratio scan/cache: p50 ${r.ratioP50}x  p99 ${r.ratioP99}x`);
-  console.log(
-    `  answers  cache: exact ${c.exactHits}/${c.exact}, paraphrase ${c.paraphraseHits}/${c.paraphrases}, ` +
-      `false hits on misses ${c.falseHits}/${c.misses}, wrong entry ${c.wrongHits}`,
-  );
-  console.log(
-    `           scan:  exact ${s.exactHits}/${s.exact}, paraphrase ${s.paraphraseHits}/${s.paraphrases}, ` +
-      `false hits on misses ${s.falseHits}/${s.misses}, wrong entry ${s.wrongHits}`,
-  );
-  console.log(`  LSH recall vs the scan (same entry, on the scan's similarity hits): ${r.lshRecallVsScan}`);
 }
 
 main().catch((err: unknown) => {

@@ -1,28 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { get, post, startTestFleet, type TestFleet } from '../helpers/fleet';
+import { type ChildProcess } from 'node:child_process';
+import { startTestFleet, type TestFleet } from '../helpers/fleet';
+import { batchFinished, expectAllCompleted, submitBatch } from '../helpers/batch-checks';
 import { testRedisUrl } from '../helpers/redis';
 import { until } from '../helpers/wait';
+import { startReadyChild } from '../helpers/ready-child';
 import { Batches } from '../../producers/batches/batches';
-import { batchKeys, type BatchResultLine } from '../../producers/batches/batch-model';
 
 /** Starts a batch runner in its own process and resolves once it takes jobs. */
 function startRunner(prefix: string): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(__dirname, '..', 'helpers', 'batch-runner-process.ts')],
-    {
-      env: { ...process.env, REDIS_URL: testRedisUrl(), PREFIX: prefix, CONCURRENCY: '16' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) resolve(child);
-    });
-    child.on('exit', (code) => reject(new Error(`runner exited (${code}): ${err}`)));
+  return startReadyChild('batch-runner-process.ts', {
+    REDIS_URL: testRedisUrl(),
+    PREFIX: prefix,
+    CONCURRENCY: '16',
   });
 }
 
@@ -51,17 +40,8 @@ describe('a batch runner killed with SIGKILL mid-batch', () => {
       queue: 'inference',
       body: { model: 'qwen2.5:7b', prompt: `killed runner ${i % 250}`, params: { max_tokens: 16 } },
     }));
-    const r = await post(`${fleet.url}/v1/batches`, undefined, {
-      raw: lines.map((l) => JSON.stringify(l)).join('\n'),
-      headers: { 'content-type': 'application/jsonl' },
-    });
-    expect(r.status).toBe(202);
-    const id = r.body.id as string;
-    const done = async () => {
-      const v = await get(`${fleet.url}/v1/batches/${id}`);
-      const c = v.body.request_counts as { completed: number; failed: number };
-      return c.completed + c.failed;
-    };
+    const id = await submitBatch(fleet, lines);
+    const done = () => batchFinished(fleet, id);
     await until(async () => (await done()) >= 60, 60_000, 'the child runner to finish 60 items');
     child.kill('SIGKILL');
     await new Promise((resolve) => child!.once('exit', resolve));
@@ -75,21 +55,7 @@ describe('a batch runner killed with SIGKILL mid-batch', () => {
       stalledIntervalMs: 500,
     });
     await rescuer.start();
-    const res = await fetch(`${fleet.url}/v1/batches/${id}/results`);
-    const out = (await res.text())
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as BatchResultLine);
-    expect(out).toHaveLength(400);
-    expect(new Set(out.map((l) => l.line)).size).toBe(400);
-    expect(out.every((l) => l.status === 'completed')).toBe(true);
-    const view = await get(`${fleet.url}/v1/batches/${id}`);
-    expect(view.body).toMatchObject({
-      status: 'completed',
-      request_counts: { total: 400, completed: 400, failed: 0, cancelled: 0 },
-    });
-    const doneHash = await fleet.client.submitter.redis.connection.hlen(batchKeys(fleet.prefix, id).done);
-    expect(doneHash).toBe(400);
+    await expectAllCompleted(fleet, id, 400);
     // Items re-run after the kill joined their finished jobs: one generation per distinct prompt.
     expect(fleet.sim.stats().requests.byEndpoint['/api/generate']).toBe(250);
   }, 120_000);

@@ -80,13 +80,20 @@ function scratch(cells: number): Scratch {
   return table;
 }
 
+/** Where a candidate record's vector starts, or -1 for a record too short to hold one (decodes nothing). */
+export function vectorOffset(rec: Buffer, dims: number): number {
+  const nl = rec.indexOf(10, 15);
+  return nl < 0 || rec.length < nl + 1 + dims ? -1 : nl + 1;
+}
+
 /** A candidate record: 15 digits of expiry, the id, LF, the int8 vector (dims bytes), the prompt. */
 export function parseRecord(
   rec: Buffer,
   dims: number,
 ): { id: string; vector: Buffer; prompt: string } | undefined {
-  const nl = rec.indexOf(10, 15);
-  if (nl < 0 || rec.length < nl + 1 + dims) return undefined;
+  const at = vectorOffset(rec, dims);
+  if (at < 0) return undefined;
+  const nl = at - 1;
   return {
     id: rec.toString('latin1', 15, nl),
     vector: rec.subarray(nl + 1, nl + 1 + dims),

@@ -7,7 +7,7 @@ import { CacheMatchConfidence, confidenceOf, thresholdOf, type SemanticThreshold
 import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
-import { parseRecord, rankSlots } from './rank-slots.js';
+import { parseRecord, rankSlots, vectorOffset } from './rank-slots.js';
 import { bandSuffix, keyBase, promptId, ScopeKeys, scopeHash, type SemanticScope } from './scope.js';
 import {
   resolveOptions,
@@ -399,23 +399,25 @@ export class SemanticCache<T = unknown> {
     } catch (err) {
       return this.failed('get', err);
     }
+    // Only candidates at or above the threshold are decoded (id, prompt): the others are never used, and
+    // at 100k entries most of the 24 fall below it.
+    const dims = this.embedder.dims;
     const candidates: Candidate[] = [];
     for (const rec of records) {
-      const c = parseRecord(rec, this.embedder.dims);
+      const at = vectorOffset(rec, dims);
+      if (at < 0) continue;
+      const similarity = Math.min(1, cosineQuantized(vec, rec.subarray(at, at + dims)));
+      if (similarity < threshold) continue;
+      const c = parseRecord(rec, dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
       if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
-      candidates.push({
-        id: c.id,
-        prompt: c.prompt,
-        similarity: Math.min(1, cosineQuantized(vec, c.vector)),
-      });
+      candidates.push({ id: c.id, prompt: c.prompt, similarity });
     }
     candidates.sort((a, b) => b.similarity - a.similarity);
 
     let analysis: PromptAnalysis | undefined;
     let refusals = 0;
     for (const c of candidates) {
-      if (c.similarity < threshold) break;
       // The exact key keeps layout apart (indentation, line breaks: code); words alone must not join it.
       if (layoutOnlyDifference(normalized, normalizePrompt(c.prompt))) continue;
       if (this.opts.guard) {
