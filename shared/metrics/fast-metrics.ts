@@ -76,6 +76,16 @@ export class FastCounter<T extends string = string> extends Counter<T> {
     return super.get();
   }
 
+  override remove(...args: unknown[]): void {
+    const values = labelValues(this.names, args);
+    const c = this.children.get(values.join(SEP));
+    if (c) {
+      c.pending = 0;
+      c.touched = false;
+    }
+    super.remove(...values);
+  }
+
   override reset(): void {
     // Also called by prom-client's constructor, before this class's fields exist.
     for (const c of (this.children as Map<string, FastCounterChild> | undefined)?.values() ?? []) {

@@ -83,6 +83,13 @@ describe('FastCounter and FastHistogram', () => {
     // remove() and reset() as prom-client's.
     for (const side of ['plain', 'fast'] as const) {
       p.h[side].remove('search', 'y');
+      p.c[side].labels('search', 'w').inc(2);
+      p.c[side].remove({ queue: 'search', kind: 'w' });
+    }
+    // The removed series are gone, increments not yet read included.
+    expect(await lines(p.fast)).toEqual(await lines(p.plain));
+    expect((await p.fast.metrics()).includes('kind="w"')).toBe(false);
+    for (const side of ['plain', 'fast'] as const) {
       p.c[side].reset();
       p.c[side].labels('inference', 'x').inc(1);
     }
