@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster';
 import {
   CacheMatchConfidence,
   DEFAULT_THRESHOLDS,
@@ -13,29 +13,27 @@ import {
 } from '../../shared/cache/semantic';
 import { keyBase } from '../../shared/cache/semantic/scope';
 import { ConfigError, ValidationError } from '../../shared/errors';
-import { waitUntilReady } from '../../shared/redis/connection';
+import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { RedisClient } from '../../shared/redis/redis-client';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import {
+  deleteMatching,
+  keysMatching,
+  testRedisConnection,
+  testRedisUrl,
+  uniquePrefix,
+} from '../helpers/redis';
 import { startPrivateRedis } from '../helpers/redis-server';
 import { rejectionOf, until } from '../helpers/wait';
 
 const SCOPE: SemanticScope = { model: 'llama3.1:8b', params: { temperature: 0.2 }, tenant: 'tenant-a' };
 
-async function keysUnder(redis: Redis, pattern: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return found.sort();
-}
+/** Keys matching `pattern` on every master (each scope is a slot of its own on a cluster). */
+const keysUnder = keysMatching;
 
 describe('SemanticCache (on Redis)', () => {
   const prefix = uniquePrefix('sem');
   const base = `${prefix.replace(/[{}]/g, '')}:sem`;
-  let raw: Redis;
+  let raw: RedisConnection;
   let client: RedisClient;
   let n = 0;
   const bases = new Map<SemanticCache<string>, string>();
@@ -49,16 +47,15 @@ describe('SemanticCache (on Redis)', () => {
   const baseOf = (cache: SemanticCache<string>): string => bases.get(cache)!;
 
   beforeAll(async () => {
-    raw = new Redis(testRedisUrl());
+    raw = testRedisConnection('test:raw');
     client = new RedisClient({ url: testRedisUrl() });
     await waitUntilReady(client.connection, 10_000);
   });
 
   afterAll(async () => {
-    const keys = await keysUnder(raw, `${base.slice(0, -4)}*`);
-    if (keys.length > 0) await raw.del(...keys);
+    await deleteMatching(raw, `${base.slice(0, -4)}*`);
     await client.close();
-    await raw.quit();
+    await closeRedis(raw);
   });
 
   it('answers the same prompt (after normalisation) with EXACT', async () => {

@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../redis/cluster.js';
 import { defineScripts } from '../../redis/lua-scripts.js';
 
 /** Candidates re-ranked by exact cosine per lookup (the top by shared bands). */
@@ -20,7 +20,7 @@ export const EXPIRED_CLEANUP = 64;
 export const MAX_GENERATIONS = 8;
 /** Share of stores that renew the scope's index records even when they opened no new generation. */
 export const INDEX_SAMPLE = 1 / 32;
-/** Entries invalidate() removes per script call (keeps each call short: Redis runs scripts alone). */
+/** Entries invalidate() removes per script call (keeps each call short: RedisConnection runs scripts alone). */
 export const CLEAR_CHUNK = 500;
 
 const SCRIPTS = [
@@ -44,6 +44,6 @@ export interface SemCommands {
   cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
 }
 
-export function commands(redis: Redis): Redis & SemCommands {
+export function commands(redis: RedisConnection): RedisConnection & SemCommands {
   return defineScripts<SemCommands>(redis, ...SCRIPTS);
 }
