@@ -17,6 +17,7 @@ describe('the Lua script loader', () => {
       'job-outcome': 3,
       'register-waiter': 4,
       'register-waiters': 'variadic',
+      'reply-finished': 'variadic',
       'reply-waiters': 'variadic',
       'semantic-candidates': 'variadic',
       'semantic-drop': 7,
