@@ -21,6 +21,7 @@ import { resolveEmbedder } from './embedder.js';
 import { keyBase } from '../shared/cache/semantic/scope.js';
 import { waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
+import { scanEveryMaster, unlinkFound } from '../shared/redis/cluster.js';
 
 /** Exit code of a malformed or unreadable pairs file (the same as a configuration error). */
 export const EXIT_BAD_INPUT = 2;
@@ -181,13 +182,13 @@ async function pool<T>(items: readonly T[], limit: number, fn: (item: T, index: 
 
 /** Deletes every key matching `pattern` (SCAN, not KEYS); returns how many it deleted. */
 async function deleteMatching(redis: RedisClient, pattern: string): Promise<number> {
-  let cursor = '0';
   let deleted = 0;
-  do {
-    const [nextCursor, keys] = await redis.run((r) => r.scan(cursor, 'MATCH', pattern, 'COUNT', 500));
-    cursor = nextCursor;
-    if (keys.length > 0) deleted += await redis.run((r) => r.unlink(...keys));
-  } while (cursor !== '0');
+  // Every master of a cluster; the keys of different scopes sit in different slots.
+  await redis.run((r) =>
+    scanEveryMaster(r, pattern, 500, async (keys, node) => {
+      deleted += await unlinkFound(r, node, keys);
+    }),
+  );
   return deleted;
 }
 

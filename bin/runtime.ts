@@ -11,7 +11,7 @@ import { Queue } from 'bullmq';
 import { type Config, redactUrl } from '../shared/config/config.js';
 import { type Logger } from '../shared/logger.js';
 import { redisAnswers, startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
-import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
+import { QUEUE_NAMES, QueueName, queuePrefix } from '../shared/queues/names.js';
 import { Cell0Worker } from '../workers/cell0-worker.js';
 import { buildProviders, type ProviderSet } from '../workers/providers/from-config.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
@@ -53,7 +53,7 @@ export async function ensureRedis(
     throw new Error(
       `Redis at ${redactUrl(config.redis.url)} does not answer` +
         (config.redis.explicitUrl
-          ? ' (REDIS_URL is set, so no private Redis is started).'
+          ? ` (${config.redis.cluster ? 'a Redis Cluster is configured' : 'REDIS_URL is set'}, so no private Redis is started).`
           : ' and CELL0_EMBEDDED_REDIS=never.'),
     );
   }
@@ -129,7 +129,7 @@ export async function startWorker(
     logger: log,
   });
   const workQueues = QUEUE_NAMES.map(
-    (q) => new Queue(q, { connection: maintRedis, prefix: config.redis.prefix }),
+    (q) => new Queue(q, { connection: maintRedis, prefix: queuePrefix(config.redis.prefix, q) }),
   );
   // A BullMQ Queue with no `error` listener prints every connection error to the console with its stack.
   for (const q of workQueues) connectionLogFor(log).watch(q, `maintenance:queue:${q.name}`);

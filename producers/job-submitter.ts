@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Queue } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { RedisEvictionPolicyError, RedisUnavailableError, ClosedError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { type Cell0Metrics } from '../shared/metrics/metrics.js';
@@ -13,7 +13,7 @@ import { isJobId, jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
 import { defineReplyScripts, registerWaiter } from '../shared/queues/job-replies.js';
 import { DEFAULT_JOB_POLICY, type JobPolicy } from '../shared/queues/job-policy.js';
-import { QUEUE_NAMES, type QueueName } from '../shared/queues/names.js';
+import { QUEUE_NAMES, type QueueName, queuePrefix } from '../shared/queues/names.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { settledWithin, sleep } from '../shared/sleep.js';
 import { applyRetention, countAdd, resultMaxAge } from './retention.js';
@@ -96,7 +96,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   readonly prefix: string;
   /** This producer's id in waiter sets; its reply inbox per queue is named after it. */
   readonly producerId = randomBytes(8).toString('hex');
-  private readonly conn: Redis;
+  private readonly conn: RedisConnection;
   private readonly opts: JobSubmitterOptions;
   private readonly log: Logger;
   private readonly connLog: RedisConnectionLog;
@@ -429,7 +429,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   otherQueue(name: string): Queue {
     let q = this.others.get(name);
     if (!q) {
-      q = new Queue(name, { connection: this.conn, prefix: this.prefix });
+      q = new Queue(name, { connection: this.conn, prefix: queuePrefix(this.prefix, name) });
       this.connLog.watch(q, `queue:${name}`);
       this.others.set(name, q);
     }

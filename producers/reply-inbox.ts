@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { decodeReply, type JobReply } from '../shared/queues/job-replies.js';
 import { sleep } from '../shared/sleep.js';
@@ -6,7 +6,7 @@ import { sleep } from '../shared/sleep.js';
 /** Options of {@link ReplyInbox}. */
 export interface ReplyInboxOptions {
   /** A connection of its own: the inbox blocks on it. Closing it (by the owner) ends the read loop. */
-  connection: Redis;
+  connection: RedisConnection;
   /** The inbox list ({@link inboxKey}). */
   key: string;
   /** Called for every reply, in arrival order. */
@@ -92,7 +92,7 @@ export class ReplyInbox {
 }
 
 /** BLMPOP arrived in Redis 7.0. */
-async function supportsBlmpop(conn: Redis): Promise<boolean> {
+async function supportsBlmpop(conn: RedisConnection): Promise<boolean> {
   const info = await conn.info('server');
   const m = /redis_version:(\d+)/.exec(info);
   return m !== null && Number(m[1]) >= 7;

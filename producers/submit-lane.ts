@@ -1,5 +1,5 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { Cell0Error, ErrorCode, RedisUnavailableError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
@@ -9,7 +9,7 @@ import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js'
 import { type JobOutcome } from '../shared/queues/job-outcome.js';
 import { decodeOutcome, inboxKey, registerWaiters, type JobReply } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
-import { type QueueName } from '../shared/queues/names.js';
+import { type QueueName, queueKey, queuePrefix } from '../shared/queues/names.js';
 import { settledWithin } from '../shared/sleep.js';
 import { telemetryOption, traceMetadata, withSpan } from '../shared/tracing/tracing.js';
 import { JobWaiter, type JobEvent, type WaiterGroup } from './job-waiter.js';
@@ -29,7 +29,7 @@ export interface AddItem {
 /** What a lane shares with its JobSubmitter. */
 export interface LaneContext {
   /** The producer's connection (the queue's). */
-  conn: Redis;
+  conn: RedisConnection;
   /** The producer's Redis client (its breaker guards every call). */
   redis: RedisClient;
   redisUrl: string;
@@ -54,7 +54,7 @@ export class SubmitLane {
   readonly queue: Queue;
   /** This producer's reply inbox for the queue, read on a connection of its own. */
   readonly inbox: ReplyInbox;
-  readonly inboxConn: Redis;
+  readonly inboxConn: RedisConnection;
   /** Gathers concurrent registrations and adds into one pipeline per round trip. */
   readonly adder: AsyncBatchProcessor<AddItem, JobOutcome>;
   /** Adds sent so far: one in TRIM_EVERY asks BullMQ to trim the completed set when it finishes. */
@@ -65,10 +65,10 @@ export class SubmitLane {
     private readonly ctx: LaneContext,
     name: QueueName,
   ) {
-    this.key = `${ctx.prefix}:${name}`;
+    this.key = queueKey(ctx.prefix, name);
     this.queue = new Queue(name, {
       connection: ctx.conn,
-      prefix: ctx.prefix,
+      prefix: queuePrefix(ctx.prefix, name),
       defaultJobOptions: jobOptionsFor(ctx.policy),
       ...telemetryOption(),
     });

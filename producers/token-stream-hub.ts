@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { type Logger, silentLogger } from '../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
 import {
@@ -9,7 +9,7 @@ import {
   type TokenStreamEntry,
   type TokenStreamKeys,
 } from '../shared/queues/token-stream.js';
-import { QueueName } from '../shared/queues/names.js';
+import { QueueName, queueKey } from '../shared/queues/names.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { sleep } from '../shared/sleep.js';
 
@@ -20,7 +20,7 @@ export interface TokenStreamHubOptions {
   /** Queue key prefix ({hash tag}). */
   prefix: string;
   /** A non-blocking connection for the marks and wake-ups (the producer's). */
-  redis: Redis;
+  redis: RedisConnection;
   /** Lifetime of the marks (`wanted`, `readers`), ms; renewed while reading. Default 300000. */
   markTtlMs?: number;
   /** Lifetime of a cancel mark, ms: long enough for the worker's next write. Default 30000. */
@@ -121,7 +121,7 @@ export class TokenStreamHub {
   private readonly log: Logger;
   private readonly subs = new Map<string, Subscription>();
   private readonly wakeKey: string;
-  private conn: Redis | undefined;
+  private conn: RedisConnection | undefined;
   private loop: Promise<void> | undefined;
   private closed = false;
 
@@ -140,7 +140,8 @@ export class TokenStreamHub {
       if (!(Number.isInteger(this.opts[k]) && this.opts[k] > 0))
         throw new TypeError(`TokenStreamHub: option "${k}" must be a positive integer of ms`);
     this.log = opts.logger ?? silentLogger();
-    this.wakeKey = `${opts.prefix}:token-hub:${randomBytes(8).toString('hex')}`;
+    // In the inference queue's slot: one XREAD covers it and the token streams.
+    this.wakeKey = `${queueKey(opts.prefix, QueueName.INFERENCE)}:token-hub:${randomBytes(8).toString('hex')}`;
   }
 
   /** Streams read now (one per job with local readers). */

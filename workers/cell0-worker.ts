@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { MetricsTime, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { ProviderUnavailableError } from '../shared/errors.js';
 import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
 import { settledWithin } from '../shared/sleep.js';
@@ -11,7 +11,7 @@ import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { assertNoEviction } from '../shared/redis/redis-memory.js';
 import { type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { encodeFailure } from '../shared/queues/failure.js';
-import { QueueName } from '../shared/queues/names.js';
+import { QUEUE_NAMES, QueueName, queueKey, queuePrefix } from '../shared/queues/names.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
 import {
   inferenceRequestSchema,
@@ -69,8 +69,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly root: Logger;
   private readonly log: Logger;
   private readonly workers = new Map<QueueName, Worker>();
-  private readonly connections: Redis[] = [];
-  private readonly connectionOf = new Map<QueueName, Redis>();
+  private readonly connections: RedisConnection[] = [];
+  private readonly connectionOf = new Map<QueueName, RedisConnection>();
   /** Set as soon as close() starts: a job that reaches the processor after that is handed back. */
   private stopping = false;
   private starting: Promise<void> | undefined;
@@ -106,7 +106,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const log = (this.log = this.root.child({ worker: this.id }));
     const stopping = () => this.stopping;
     this.replies = new ReplyPublisher({
-      connectionFor: (queueKey) => this.connectionOf.get(queueKey.slice(opts.prefix.length + 1) as QueueName),
+      connectionFor: (key) => {
+        const queue = QUEUE_NAMES.find((q) => queueKey(opts.prefix, q) === key);
+        return queue === undefined ? undefined : this.connectionOf.get(queue);
+      },
       logger: log,
     });
     this.heartbeat = new Heartbeat({
@@ -212,7 +215,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     ]);
     // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish.
     for (const [queue, conn] of this.connectionOf)
-      this.replies.replyBehindFinish(conn, `${this.opts.prefix}:${queue}`);
+      this.replies.replyBehindFinish(conn, queueKey(this.opts.prefix, queue));
     await this.maintenance.start();
     this.admission.start();
     this.deadlines.start();
@@ -245,7 +248,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
           : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
     const worker = new Worker(queue, processor, {
       connection: conn,
-      prefix: this.opts.prefix,
+      prefix: queuePrefix(this.opts.prefix, queue),
       concurrency,
       lockDuration: this.opts.lockDurationMs,
       stalledInterval: this.opts.stalledIntervalMs,
@@ -258,7 +261,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...telemetryOption(),
     });
     worker.on('error', (err) => this.maintenance.onWorkerError(queue, err));
-    attachReplyPublisher(worker, `${this.opts.prefix}:${queue}`, this.replies);
+    attachReplyPublisher(worker, queueKey(this.opts.prefix, queue), this.replies);
     watchFailures(worker, queue, this.log, (e) => this.emit('job:failed', e));
     this.workers.set(queue, worker);
   }

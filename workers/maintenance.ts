@@ -1,5 +1,5 @@
 import { type Queue } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { readWorkerStatuses, summarizeFleet, type FleetSummary } from '../shared/fleet/worker-status.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { MaintenanceJob } from '../shared/queues/names.js';
@@ -59,7 +59,7 @@ export async function upsertMaintenanceSchedulers(
 /** Options of {@link createMaintenanceTasks}. */
 export interface MaintenanceTaskOptions {
   /** A non-blocking connection. */
-  redis: Redis;
+  redis: RedisConnection;
   /** Queue key prefix. */
   prefix: string;
   /** The work queues whose counts are reported and whose old jobs are cleaned. */
@@ -144,8 +144,7 @@ export function createMaintenanceTasks(opts: MaintenanceTaskOptions): Maintenanc
   /** Cuts each queue's event stream to its newest `maxLen` entries (XTRIM frees memory, needs none). */
   const trimEvents = async (maxLen: number) => {
     const out: Record<string, number> = {};
-    for (const q of opts.queues)
-      out[q.name] = await opts.redis.xtrim(`${opts.prefix}:${q.name}:events`, 'MAXLEN', '~', maxLen);
+    for (const q of opts.queues) out[q.name] = await opts.redis.xtrim(q.keys.events!, 'MAXLEN', '~', maxLen);
     return out;
   };
 

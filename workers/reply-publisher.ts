@@ -1,5 +1,5 @@
 import { type Worker } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { willRetry } from './worker/job-outcome.js';
@@ -16,7 +16,7 @@ import {
 /** Options of {@link ReplyPublisher}. */
 export interface ReplyPublisherOptions {
   /** The connection replies are written on, per queue key ("{prefix}:{queue}"). */
-  connectionFor: (queueKey: string) => Redis | undefined;
+  connectionFor: (queueKey: string) => RedisConnection | undefined;
   /** Replies sent in one round trip at most. Default 256. */
   maxBatchSize?: number;
   logger?: Logger;
@@ -43,7 +43,7 @@ export class ReplyPublisher {
   private readonly rotate: NodeJS.Timeout;
   /** Replies gathered in this tick, per connection, sent behind the finishes they follow. */
   private readonly gathering = new Map<
-    Redis,
+    RedisConnection,
     { queueKey: string; items: FinishedReply[]; done: ((ok: boolean) => void)[] }
   >();
   private readonly counts = { withFinish: 0, afterEvent: 0 };
@@ -85,7 +85,7 @@ export class ReplyPublisher {
    * loaded its scripts on `conn` (the worker is ready). Returns false when BullMQ's finish could not be
    * hooked: then every reply follows the job's event.
    */
-  replyBehindFinish(conn: Redis, queueKey: string): boolean {
+  replyBehindFinish(conn: RedisConnection, queueKey: string): boolean {
     const hooked = hookMoveToFinished(conn, (call) => this.behindFinish(conn, queueKey, call));
     if (!hooked)
       this.log.warn({ queueKey }, 'replies follow the job events (no BullMQ finish on the connection)');
@@ -97,7 +97,7 @@ export class ReplyPublisher {
     return { ...this.counts };
   }
 
-  private behindFinish(conn: Redis, queueKey: string, call: FinishCall): void {
+  private behindFinish(conn: RedisConnection, queueKey: string, call: FinishCall): void {
     if (this.closing) return;
     let batch = this.gathering.get(conn);
     if (!batch) {
@@ -114,7 +114,7 @@ export class ReplyPublisher {
     this.sent.set(call.jobId, new Promise<boolean>((resolve) => batch.done.push(resolve)));
   }
 
-  private sendBehind(conn: Redis): void {
+  private sendBehind(conn: RedisConnection): void {
     const batch = this.gathering.get(conn);
     this.gathering.delete(conn);
     if (!batch) return;

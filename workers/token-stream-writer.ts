@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../shared/redis/cluster.js';
 import { JobCancelledError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
 import {
@@ -11,7 +11,7 @@ import {
 /** Options of {@link TokenStreamWriter}. */
 export interface TokenStreamWriterOptions {
   /** A non-blocking connection the writes go on. */
-  redis: Redis;
+  redis: RedisConnection;
   /**
    * Reads the `wanted` and `cancel` marks (default: one MGET on `redis`); the worker passes a reader that
    * gathers the marks of the attempts starting together into one MGET.

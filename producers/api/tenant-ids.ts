@@ -1,5 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { RedisUnavailableError } from '../../shared/errors.js';
 
 /** Bumped if the derivation changes, so ids of two derivations never meet. */
@@ -31,7 +31,7 @@ export function tenantSecretKey(prefix: string): string {
  * expiry); it and every other process then read the stored one, so all API processes of a fleet derive
  * the same tenant ids however their starts interleave. Two commands, once per process.
  */
-export async function sharedTenantSecret(redis: Redis, prefix: string): Promise<string> {
+export async function sharedTenantSecret(redis: RedisConnection, prefix: string): Promise<string> {
   const key = tenantSecretKey(prefix);
   await redis.set(key, randomBytes(32).toString('base64url'), 'NX');
   const secret = await redis.get(key);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { defineScripts } from '../../shared/redis/lua-scripts.js';
 import { type QueueName } from '../../shared/queues/names.js';
 
@@ -107,7 +107,7 @@ export interface BatchCommands {
 }
 
 /** Defines the batch scripts on a connection (idempotent) and returns it typed with them. */
-export function defineBatchScripts(redis: Redis): Redis & BatchCommands {
+export function defineBatchScripts(redis: RedisConnection): RedisConnection & BatchCommands {
   return defineScripts<BatchCommands>(redis, 'batch-record', 'batch-transition');
 }
 

@@ -1,5 +1,5 @@
 import { FlowProducer, Job, Queue, Worker, type FlowJobNode, type JobsOptions } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { Cell0Error, ErrorCode, ClosedError } from '../../shared/errors.js';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../../shared/redis/connection.js';
@@ -27,6 +27,7 @@ import {
   type ItemStatus,
 } from './batch-model.js';
 import { telemetryOption } from '../../shared/tracing/tracing.js';
+import { queuePrefix } from '../../shared/queues/names.js';
 
 export { type BatchesOptions } from './batch-options.js';
 
@@ -49,8 +50,8 @@ export class Batches {
   private readonly opts: Required<Omit<BatchesOptions, 'client' | 'logger'>>;
   private readonly client: BatchClient;
   private readonly log: Logger;
-  private conn: (Redis & BatchCommands) | undefined;
-  private workerConn: Redis | undefined;
+  private conn: (RedisConnection & BatchCommands) | undefined;
+  private workerConn: RedisConnection | undefined;
   private queue: Queue | undefined;
   private flow: FlowProducer | undefined;
   private worker: Worker | undefined;
@@ -96,8 +97,10 @@ export class Batches {
         logger: this.log,
       });
       this.conn = defineBatchScripts(conn);
-      this.queue = new Queue(BATCH_QUEUE, { connection: conn, prefix: this.prefix, ...telemetryOption() });
-      this.flow = new FlowProducer({ connection: conn, prefix: this.prefix, ...telemetryOption() });
+      // A batch and its items are one flow on one queue: one hash tag, so one cluster slot.
+      const prefix = queuePrefix(this.prefix, BATCH_QUEUE);
+      this.queue = new Queue(BATCH_QUEUE, { connection: conn, prefix, ...telemetryOption() });
+      this.flow = new FlowProducer({ connection: conn, prefix, ...telemetryOption() });
       const connLog = connectionLogFor(this.log);
       connLog.watch(this.queue, `queue:${BATCH_QUEUE}`);
       await this.queue.waitUntilReady();
@@ -111,7 +114,7 @@ export class Batches {
       });
       this.worker = new Worker(BATCH_QUEUE, (job: Job) => this.process(job), {
         connection: this.workerConn,
-        prefix: this.prefix,
+        prefix: queuePrefix(this.prefix, BATCH_QUEUE),
         ...telemetryOption(),
         concurrency: this.opts.concurrency,
         lockDuration: this.opts.lockDurationMs,
@@ -455,7 +458,7 @@ export class Batches {
   }
 
   /** A Redis call through the producer's breaker. */
-  private redis<T>(fn: (r: Redis & BatchCommands) => Promise<T>): Promise<T> {
+  private redis<T>(fn: (r: RedisConnection & BatchCommands) => Promise<T>): Promise<T> {
     if (!this.conn) throw new ClosedError('Batches');
     const conn = this.conn;
     return this.client.submitter.redis.run(() => fn(conn));

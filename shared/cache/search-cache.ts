@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { type Logger, silentLogger } from '../logger.js';
 import { type RedisClient } from '../redis/redis-client.js';
+import { scanEveryMaster } from '../redis/cluster.js';
 import { SearchType } from '../queues/enums.js';
 import { type SearchJobData } from '../queues/schemas.js';
 import { type SearchResult } from '../queues/results.js';
@@ -208,12 +209,8 @@ export class SearchCache {
   async size(): Promise<number> {
     return this.redis.run(async (r) => {
       let n = 0;
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:search-cache:*`, 'COUNT', 1000);
-        cursor = next;
-        n += keys.length;
-      } while (cursor !== '0');
+      // Every master of a cluster (the cache's keys carry the fleet's hash tag, but a sweep must not rely on it).
+      await scanEveryMaster(r, `${this.prefix}:search-cache:*`, 1000, (keys) => (n += keys.length));
       return n;
     });
   }

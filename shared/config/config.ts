@@ -147,6 +147,9 @@ export function loadEnvFile(path = '.env'): boolean {
 
 /** The URL with its password replaced, for logs and messages. */
 export function redactUrl(url: string): string {
+  // redis-cluster://user:password@h:p,h:p is no WHATWG URL (a list of hosts): hide the password by hand.
+  const cluster = /^(rediss?-cluster:\/\/)(?:([^:@/]*):[^@/]*@)?(.*)$/.exec(url);
+  if (cluster) return `${cluster[1]}${cluster[2] !== undefined ? `${cluster[2]}:***@` : ''}${cluster[3]}`;
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';

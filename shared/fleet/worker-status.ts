@@ -1,4 +1,5 @@
-import { ReplyError, type Redis } from 'ioredis';
+import { ReplyError } from 'ioredis';
+import { isCluster, type RedisConnection } from '../redis/cluster.js';
 
 /**
  * What each worker process publishes about itself every few seconds (a heartbeat with a TTL), so any
@@ -41,7 +42,7 @@ export function fleetKeys(prefix: string): { index: string; worker: (id: string)
 
 /** Writes one worker's status with a TTL and indexes it by time. */
 export async function publishWorkerStatus(
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   status: WorkerStatus,
   ttlMs: number,
@@ -56,7 +57,7 @@ export async function publishWorkerStatus(
 }
 
 /** Removes a worker from the registry (on close). */
-export async function removeWorkerStatus(redis: Redis, prefix: string, id: string): Promise<void> {
+export async function removeWorkerStatus(redis: RedisConnection, prefix: string, id: string): Promise<void> {
   const keys = fleetKeys(prefix);
   await redis.multi().del(keys.worker(id)).zrem(keys.index, id).exec();
 }
@@ -70,14 +71,15 @@ export function staleAfterMs(heartbeatMs: number): number {
 }
 
 /** Connections on which CLIENT LIST ID was refused (Redis < 6.2, managed Redis): only record ages count there. */
-const noClientList = new WeakSet<Redis>();
+const noClientList = new WeakSet<RedisConnection>();
 
 /**
  * The connected ones among these CLIENT IDs, or undefined when the server cannot say (CLIENT LIST refused:
  * remembered for this connection) or did not answer.
  */
-async function connectedClients(redis: Redis, ids: number[]): Promise<Set<number> | undefined> {
-  if (ids.length === 0 || noClientList.has(redis)) return undefined;
+async function connectedClients(redis: RedisConnection, ids: number[]): Promise<Set<number> | undefined> {
+  // Client ids are per node: on a cluster the check cannot be made (workers publish none there).
+  if (ids.length === 0 || noClientList.has(redis) || isCluster(redis)) return undefined;
   try {
     const list = (await redis.call('CLIENT', 'LIST', 'ID', ...ids.map(String))) as string;
     return new Set([...list.matchAll(/(?:^|\s)id=(\d+)/g)].map((m) => Number(m[1])));
@@ -95,7 +97,7 @@ async function connectedClients(redis: Redis, ids: number[]): Promise<Set<number
  * staleAfterMs(heartbeat) — measured on Redis's clock from the key's PTTL, so host clocks do not matter — is
  * a dead worker's. Index entries of expired statuses are dropped as they are found.
  */
-export async function readWorkerStatuses(redis: Redis, prefix: string): Promise<WorkerStatus[]> {
+export async function readWorkerStatuses(redis: RedisConnection, prefix: string): Promise<WorkerStatus[]> {
   const keys = fleetKeys(prefix);
   const ids = await redis.zrevrange(keys.index, 0, 999);
   if (ids.length === 0) return [];
@@ -194,7 +196,7 @@ export interface WorkerUsage {
 }
 
 /** The latest usage of every live worker, readable from any process. */
-export async function getFleetUsage(redis: Redis, prefix: string): Promise<WorkerUsage[]> {
+export async function getFleetUsage(redis: RedisConnection, prefix: string): Promise<WorkerUsage[]> {
   return (await readWorkerStatuses(redis, prefix)).map((w) => ({
     id: w.id,
     state: w.state,

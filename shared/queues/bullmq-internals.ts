@@ -4,7 +4,8 @@
  * fails on an upgrade that changes it.
  */
 import { type Worker } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../redis/cluster.js';
+import { queueKey } from './names.js';
 
 /** The BullMQ version whose internals this module was written against (and its test checks). */
 export const BULLMQ_INTERNALS_VERSION = '6.7.0';
@@ -41,8 +42,8 @@ export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise
  * Jobs waiting on a queue for a worker, in one LLEN of its `wait` list (BullMQ keeps waiting jobs there,
  * prioritized ones elsewhere): a cheaper read than Queue#getWaitingCount for a worker that has no Queue.
  */
-export function waitingJobCount(conn: Redis, prefix: string, queue: string): Promise<number> {
-  return conn.llen(`${prefix}:${queue}:wait`);
+export function waitingJobCount(conn: RedisConnection, prefix: string, queue: string): Promise<number> {
+  return conn.llen(`${queueKey(prefix, queue)}:wait`);
 }
 
 /** One call of BullMQ's `moveToFinished` script, as {@link hookMoveToFinished} reads it from its arguments. */
@@ -72,7 +73,7 @@ const FINISH_SET_KEY = 10;
  * one. Returns false, and changes nothing, when the connection has no such command (BullMQ has not loaded
  * its scripts on it yet, or names them differently). `onCall` must not throw (a throw is swallowed).
  */
-export function hookMoveToFinished(conn: Redis, onCall: (call: FinishCall) => void): boolean {
+export function hookMoveToFinished(conn: RedisConnection, onCall: (call: FinishCall) => void): boolean {
   const target = conn as unknown as Record<string, unknown>;
   const name = Object.keys(target).find((k) => k.startsWith('moveToFinished:') && !k.endsWith('Buffer'));
   if (!name || typeof target[name] !== 'function') return false;

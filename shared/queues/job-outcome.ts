@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../redis/cluster.js';
 import { defineScripts } from '../redis/lua-scripts.js';
 
 /** Where a job stands, read in one round trip by job-outcome.lua. */
@@ -18,12 +18,16 @@ interface JobOutcomeCommand {
 }
 
 /** Registers the script on a connection (idempotent; ioredis loads it with EVALSHA/EVAL on first use). */
-export function defineJobOutcome(redis: Redis): void {
+export function defineJobOutcome(redis: RedisConnection): void {
   defineScripts(redis, 'job-outcome');
 }
 
 /** Reads the outcome of job `jobId` of the queue whose keys start with `queueKey` ("{prefix}:{name}"). */
-export async function readJobOutcome(redis: Redis, queueKey: string, jobId: string): Promise<JobOutcome> {
+export async function readJobOutcome(
+  redis: RedisConnection,
+  queueKey: string,
+  jobId: string,
+): Promise<JobOutcome> {
   return decodeOutcome(
     await defineScripts<JobOutcomeCommand>(redis, 'job-outcome').cell0JobOutcome(
       `${queueKey}:completed`,

@@ -1,4 +1,5 @@
-import { type ChainableCommander, type Redis } from 'ioredis';
+import { type ChainableCommander } from 'ioredis';
+import { type RedisConnection } from '../redis/cluster.js';
 import { defineScripts } from '../redis/lua-scripts.js';
 import { decodeOutcome, type JobOutcome } from './job-outcome.js';
 
@@ -31,7 +32,7 @@ const REPLY = 'cell0ReplyWaiters';
 const REPLY_FINISHED = 'cell0ReplyFinished';
 
 /** Registers the result-path scripts on a connection (idempotent). Pipelines of it get them too. */
-export function defineReplyScripts(redis: Redis): void {
+export function defineReplyScripts(redis: RedisConnection): void {
   defineScripts(redis, 'register-waiter', 'register-waiters', 'reply-waiters', 'reply-finished');
 }
 
@@ -77,7 +78,7 @@ export function queueRegisterWaiter(
  * order of `jobIds`. Commands sent after it on the same connection (the adds) run after it.
  */
 export async function registerWaiters(
-  redis: Redis,
+  redis: RedisConnection,
   queueKey: string,
   jobIds: readonly string[],
   producerId: string,
@@ -93,7 +94,7 @@ export async function registerWaiters(
 
 /** Registers a waiter and reads the outcome in one round trip (no add). */
 export async function registerWaiter(
-  redis: Redis,
+  redis: RedisConnection,
   queueKey: string,
   jobId: string,
   producerId: string,
@@ -129,7 +130,7 @@ function registerArgs(
  * command; resolves with, per reply, the number of producers it went to.
  */
 export async function sendReplies(
-  redis: Redis,
+  redis: RedisConnection,
   queueKey: string,
   replies: readonly JobReply[],
 ): Promise<number[]> {
@@ -158,7 +159,7 @@ export interface FinishedReply {
  * reply. Resolves with, per job, the number of producers its reply went to, or -1 when it was not finished.
  */
 export async function sendFinishedReplies(
-  redis: Redis,
+  redis: RedisConnection,
   queueKey: string,
   replies: readonly FinishedReply[],
 ): Promise<number[]> {

@@ -34,3 +34,18 @@ export const MaintenanceJob = {
   CLEANUP: 'cleanup',
 } as const;
 export type MaintenanceJob = (typeof MaintenanceJob)[keyof typeof MaintenanceJob];
+
+/**
+ * The BullMQ prefix of queue `queue` under the fleet's prefix: the fleet's hash tag widened by the queue's
+ * name ("{cell0}" → "{cell0:inference}"). Every key of a queue, and of the scripts cell0 runs on it (reply
+ * inboxes, waiter sets, token streams), carries it, so a queue is one cluster slot and different queues
+ * are different slots, spread over a cluster's masters. A prefix that is not a hash tag is kept as it is.
+ */
+export function queuePrefix(prefix: string, queue: string): string {
+  return /^\{[^{}]+\}$/.test(prefix) ? `${prefix.slice(0, -1)}:${queue}}` : prefix;
+}
+
+/** The start of every key of queue `queue` ("{cell0:inference}:inference"). */
+export function queueKey(prefix: string, queue: string): string {
+  return `${queuePrefix(prefix, queue)}:${queue}`;
+}

@@ -11,6 +11,8 @@
  * with its next write (or when the attempt starts) and stops the job.
  */
 
+import { queueKey } from './names.js';
+
 /** The Redis keys of one job's token stream. All share the queue prefix's {hash tag}. */
 export interface TokenStreamKeys {
   /** The Redis Stream of entries. */
@@ -25,7 +27,7 @@ export interface TokenStreamKeys {
 
 /** Keys of job `jobId`'s token stream in queue `queue` under `prefix`. */
 export function tokenStreamKeys(prefix: string, queue: string, jobId: string): TokenStreamKeys {
-  const base = `${prefix}:${queue}:${jobId}`;
+  const base = `${queueKey(prefix, queue)}:${jobId}`;
   return {
     stream: `${base}:cell0-tokens`,
     wanted: `${base}:cell0-tokens-wanted`,

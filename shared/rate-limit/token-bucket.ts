@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../redis/cluster.js';
 import { ConfigError, RateLimitedError, type FieldIssue } from '../errors.js';
 import { defineScripts } from '../redis/lua-scripts.js';
 import { withDefaults } from '../with-defaults.js';
@@ -342,7 +342,7 @@ interface TokenBucketCommand {
 /** Options of the fleet-wide bucket. */
 export interface RedisTokenBucketOptions extends TokenBucketOptions {
   /** A non-blocking connection (commands must not queue behind a blocking read). */
-  redis: Redis;
+  redis: RedisConnection;
   /** Key prefix; a `{hash tag}` so the bucket's keys share a slot on Redis Cluster. Default "{cell0}". */
   prefix?: string;
 }
@@ -354,7 +354,7 @@ export interface RedisTokenBucketOptions extends TokenBucketOptions {
  */
 export class RedisTokenBucketRateLimiter extends BucketBase {
   protected readonly scope = 'fleet' as const;
-  private readonly redis: Redis & TokenBucketCommand;
+  private readonly redis: RedisConnection & TokenBucketCommand;
   readonly bucketKey: string;
   readonly leasesKey: string;
 

@@ -1,9 +1,10 @@
 import { type Socket } from 'node:net';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from '../errors.js';
 import { type Logger } from '../logger.js';
 import { connectionLogFor } from './connection-log.js';
 import { settledWithin } from '../sleep.js';
+import { isClusterUrl, parseClusterUrl, type RedisConnection } from './cluster.js';
 
 /**
  * What a connection is for. The roles differ in what a dropped connection does to a pending command:
@@ -16,7 +17,10 @@ export type ConnectionRole = 'producer' | 'client' | 'worker' | 'events';
 
 /** Options of {@link createRedisConnection}. */
 export interface RedisConnectionOptions {
-  /** redis:// or rediss:// URL (password and db in the URL are honoured; rediss enables TLS). */
+  /**
+   * redis:// or rediss:// URL (password and db in the URL are honoured; rediss enables TLS), or a cluster's
+   * redis-cluster://host:port,host:port,... (see ./cluster.ts): then the connection is an ioredis Cluster.
+   */
   url: string;
   role: ConnectionRole;
   /** Fail-fast roles: a command that takes longer is rejected. Default 2000 ms. */
@@ -40,8 +44,11 @@ export function reconnectDelay(times: number): number {
   return Math.min(50 * 2 ** Math.min(times, 6), 2000);
 }
 
-/** A new ioredis connection configured for its role. It starts connecting at once. */
-export function createRedisConnection(opts: RedisConnectionOptions): Redis {
+/**
+ * A new ioredis connection configured for its role. It starts connecting at once. A cluster URL gives a
+ * Cluster with the same per-role options on each node connection.
+ */
+export function createRedisConnection(opts: RedisConnectionOptions): RedisConnection {
   const failFast = opts.role === 'producer' || opts.role === 'client';
   const options: RedisOptions = {
     connectionName: opts.connectionName ?? `cell0:${opts.role}`,
@@ -53,12 +60,37 @@ export function createRedisConnection(opts: RedisConnectionOptions): Redis {
       ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: opts.commandTimeoutMs ?? 2000 }
       : { enableOfflineQueue: true, maxRetriesPerRequest: null }),
   };
-  const redis = new Redis(opts.url, options);
-  coalesceWrites(redis);
+  const redis = isClusterUrl(opts.url) ? createCluster(opts.url, options) : new Redis(opts.url, options);
+  if (redis instanceof Redis) coalesceWrites(redis);
+  else redis.on('+node', (node: Redis) => coalesceWrites(node));
   // Without a listener ioredis prints every reconnect error to the console.
   if (opts.logger) connectionLogFor(opts.logger).watchConnection(redis, options.connectionName!);
   else redis.on('error', () => undefined);
   return redis;
+}
+
+/**
+ * An ioredis Cluster for BullMQ and cell0's own commands: the role's options go to every node connection
+ * (BullMQ's blocking connections need maxRetriesPerRequest null there); the Cluster itself retries its
+ * slot map with the same back-off, checks readiness, and queues commands only for waiting roles.
+ */
+function createCluster(url: string, options: RedisOptions): Cluster {
+  const target = parseClusterUrl(url);
+  const { retryStrategy, enableOfflineQueue, enableAutoPipelining, ...nodeOptions } = options;
+  return new Cluster(target.nodes, {
+    clusterRetryStrategy: retryStrategy as (times: number) => number,
+    enableReadyCheck: true,
+    enableOfflineQueue: enableOfflineQueue ?? true,
+    ...(enableAutoPipelining ? { enableAutoPipelining: true } : {}),
+    // A node that answers MOVED/ASK is followed; a failed-over master is found again on the next refresh.
+    slotsRefreshTimeout: options.connectTimeout ?? 2000,
+    redisOptions: {
+      ...nodeOptions,
+      ...(target.username ? { username: target.username } : {}),
+      ...(target.password !== undefined ? { password: target.password } : {}),
+      ...(target.tls ? { tls: {} } : {}),
+    },
+  });
 }
 
 /**
@@ -93,7 +125,7 @@ export function coalesceWrites(redis: Redis): void {
 const corkedSockets = new WeakSet<Socket>();
 
 /** Resolves when the connection is ready; rejects with RedisUnavailableError after `timeoutMs`. */
-export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<void> {
+export function waitUntilReady(redis: RedisConnection, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onReady = () => {
@@ -119,7 +151,7 @@ export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<void> {
 }
 
 /** Closes a connection politely (QUIT), falling back to a hard disconnect. Never throws. */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: RedisConnection): Promise<void> {
   if (redis.status === 'end') return;
   try {
     if (redis.status === 'ready') {

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { Cell0Error, ErrorCode } from '../errors.js';
 import { tcpOpen } from '../net.js';
 import { sleep } from '../sleep.js';
+import { nodeUrls } from './cluster.js';
 
 /** Says how to get Redis when cell0 cannot find or start one. */
 export const HOW_TO_GET_REDIS = [
@@ -23,6 +24,9 @@ export class RedisNotInstalledError extends Cell0Error {
 
 /** True when something at host:port answers PING like Redis, within timeoutMs. */
 export async function redisAnswers(url: string, timeoutMs = 800): Promise<boolean> {
+  const nodes = nodeUrls(url);
+  if (nodes.length > 1 || nodes[0] !== url)
+    return (await Promise.all(nodes.map((u) => redisAnswers(u, timeoutMs)))).includes(true);
   // A refused connection is answered here: ioredis keeps a timer alive for ~2 s after a refused connect,
   // which would hold up the exit of short-lived processes (and test runs).
   const u = new URL(url);

@@ -17,7 +17,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from './cluster.js';
 
 /** Where the scripts are, relative to this module (shared/redis → shared/lua; same under dist/). */
 export const LUA_DIR = join(__dirname, '..', 'lua');
@@ -79,7 +79,7 @@ export function luaScript(name: string): LuaScript {
  * Defines the scripts on a connection as ioredis commands (idempotent per connection; ioredis sends
  * EVALSHA, and the source once when Redis does not know it yet) and returns the connection typed with them.
  */
-export function defineScripts<C>(redis: Redis, ...names: string[]): Redis & C {
+export function defineScripts<C>(redis: RedisConnection, ...names: string[]): RedisConnection & C {
   const r = redis as unknown as Record<string, unknown>;
   for (const name of names) {
     const s = luaScript(name);
@@ -89,5 +89,5 @@ export function defineScripts<C>(redis: Redis, ...names: string[]): Redis & C {
       s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua },
     );
   }
-  return redis as Redis & C;
+  return redis as RedisConnection & C;
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from './cluster.js';
 import { Breaker, type BreakerEvents, type BreakerState } from '../circuit-breaker.js';
 import {
   Cell0Error,
@@ -19,7 +19,7 @@ export interface RedisClientOptions {
   /** redis:// or rediss:// URL; the client opens a fail-fast connection and closes it on close(). */
   url?: string;
   /** An existing connection to use instead; close() leaves it open. Should be fail-fast (no offline queue). */
-  connection?: Redis;
+  connection?: RedisConnection;
   /** Prefix of every key get/set/del touch. Default "{cell0}:kv:" (one cluster slot with the queues). */
   keyPrefix?: string;
   /** TTL of set() when none is given, seconds. Default 300 (CELL0_CACHE_TTL). */
@@ -92,7 +92,7 @@ export interface RedisMetrics {
  * with a BreakerOpenError; they never hang.
  */
 export class RedisClient extends EventEmitter<BreakerEvents> {
-  readonly connection: Redis;
+  readonly connection: RedisConnection;
   readonly breaker: Breaker;
   private readonly opts: typeof DEFAULTS;
   private readonly ownsConnection: boolean;
@@ -141,7 +141,7 @@ export class RedisClient extends EventEmitter<BreakerEvents> {
    * Runs `fn` on the connection through the breaker. Connection errors become RedisUnavailableError; an
    * open breaker gives BreakerOpenError.
    */
-  async run<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
+  async run<T>(fn: (redis: RedisConnection) => Promise<T>): Promise<T> {
     if (this.closing) throw new ClosedError('RedisClient');
     return this.breaker.fire(async () => {
       try {

@@ -4,6 +4,7 @@ import { RedisEvictionPolicyError, RedisFullError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { tcpOpen } from '../net.js';
 import { withDefaults } from '../with-defaults.js';
+import { mastersOf, nodeUrls, type RedisConnection } from './cluster.js';
 
 /** What `INFO memory` says about Redis's memory. */
 export interface RedisMemoryInfo {
@@ -33,8 +34,25 @@ export function parseMemoryInfo(info: string): RedisMemoryInfo {
 /**
  * Reads Redis's memory use and eviction policy. `INFO memory` works everywhere, including managed Redis
  * services that disable CONFIG; CONFIG GET is only a fallback for a server whose INFO lacks the policy.
+ * On a cluster every master is read and the fullest one is reported (a full master refuses the writes of
+ * its slots whatever the others hold), with the first policy that is not noeviction if any.
  */
-export async function readRedisMemory(redis: Redis): Promise<RedisMemoryInfo> {
+export async function readRedisMemory(redis: RedisConnection): Promise<RedisMemoryInfo> {
+  const masters = mastersOf(redis);
+  if (masters.length === 1 && masters[0] === redis) return readNodeMemory(masters[0]);
+  const infos = await Promise.all(masters.map((m) => readNodeMemory(m)));
+  if (infos.length === 0) return readNodeMemory(redis as Redis);
+  const fullest = infos.reduce((a, b) => (memoryShare(b) > memoryShare(a) ? b : a));
+  const badPolicy = infos.find((i) => i.policy !== undefined && i.policy !== 'noeviction')?.policy;
+  return { ...fullest, policy: badPolicy ?? fullest.policy };
+}
+
+/** used / max, or 0 without a limit. */
+function memoryShare(i: RedisMemoryInfo): number {
+  return i.maxBytes > 0 ? i.usedBytes / i.maxBytes : 0;
+}
+
+async function readNodeMemory(redis: Redis): Promise<RedisMemoryInfo> {
   const info = parseMemoryInfo(await redis.info('memory'));
   if (info.policy === undefined) {
     try {
@@ -52,7 +70,7 @@ export async function readRedisMemory(redis: Redis): Promise<RedisMemoryInfo> {
  * Redis evicts keys under memory pressure and BullMQ loses jobs (their data goes, their ids stay queued).
  * Returns the policy (undefined when Redis does not tell it: the check cannot refuse what it cannot see).
  */
-export async function assertNoEviction(redis: Redis): Promise<string | undefined> {
+export async function assertNoEviction(redis: RedisConnection): Promise<string | undefined> {
   const { policy } = await readRedisMemory(redis);
   if (policy !== undefined && policy !== 'noeviction') throw new RedisEvictionPolicyError(policy);
   return policy;
@@ -67,6 +85,12 @@ export async function checkEvictionPolicyAt(
   url: string,
   timeoutMs = 2000,
 ): Promise<'checked' | 'unreachable'> {
+  // A cluster: every seed node is checked; one that answers is enough to call it checked.
+  const results = await Promise.all(nodeUrls(url).map((u) => checkNodeEvictionPolicy(u, timeoutMs)));
+  return results.includes('checked') ? 'checked' : 'unreachable';
+}
+
+async function checkNodeEvictionPolicy(url: string, timeoutMs: number): Promise<'checked' | 'unreachable'> {
   const u = new URL(url);
   if (
     u.protocol === 'redis:' &&
@@ -114,7 +138,7 @@ export interface RedisMemoryReading extends RedisMemoryInfo {
 /** Options of {@link RedisMemoryWatch}. */
 export interface RedisMemoryWatchOptions {
   /** The connection INFO is read on; a function when the connection is made later. */
-  redis: Redis | (() => Redis | undefined);
+  redis: RedisConnection | (() => RedisConnection | undefined);
   /**
    * Used memory (% of maxmemory) at and over which new work is shed; 0 = off. No effect when Redis has no
    * maxmemory. Default 90 (CELL0_REDIS_MEMORY_WATERMARK).
@@ -154,7 +178,7 @@ export interface RedisMemoryWatchEvents {
  */
 export class RedisMemoryWatch extends EventEmitter<RedisMemoryWatchEvents> {
   private readonly opts: Omit<RedisMemoryWatchOptions, 'redis'> & typeof DEFAULTS;
-  private readonly conn: () => Redis | undefined;
+  private readonly conn: () => RedisConnection | undefined;
   private readonly log: Logger;
   private last: RedisMemoryReading | undefined;
   private oomAt = 0;

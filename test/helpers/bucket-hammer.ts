@@ -7,7 +7,7 @@
  *
  * REDIS_URL, PREFIX, NAME, RATE, CAPACITY, DURATION_MS are required; CONCURRENCY defaults to 2.
  */
-import { Redis } from 'ioredis';
+import { closeRedis, createRedisConnection } from '../../shared/redis/connection';
 import { RateLimitedError } from '../../shared/errors';
 import { RedisTokenBucketRateLimiter } from '../../shared/rate-limit/token-bucket';
 import { sleep } from '../../shared/sleep';
@@ -19,7 +19,12 @@ function required(name: string): string {
 }
 
 async function main(): Promise<void> {
-  const redis = new Redis(required('REDIS_URL'), { maxRetriesPerRequest: 1 });
+  // One Redis or a Cluster (a redis-cluster:// URL), as the test run has it.
+  const redis = createRedisConnection({
+    url: required('REDIS_URL'),
+    role: 'worker',
+    connectionName: 'test:hammer',
+  });
   const limiter = new RedisTokenBucketRateLimiter({
     redis,
     prefix: required('PREFIX'),
@@ -66,7 +71,7 @@ async function main(): Promise<void> {
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
   process.stdout.write(JSON.stringify({ grantedAt, reservedAt, refused }) + '\n');
-  await redis.quit();
+  await closeRedis(redis);
 }
 
 main().catch((err: unknown) => {

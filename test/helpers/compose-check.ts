@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { ENV, loadConfig, type Config } from '../../shared/config/config';
 import { ConfigError } from '../../shared/errors';
 import { checkObservability, OBSERVABILITY_SERVICES, type ScrapeTarget } from './compose-observability';
+import { checkCluster, CLUSTER_PROFILE, clusterRedisServices } from './compose-cluster';
 
 /*
  * Checks of docker-compose.yml and the Dockerfile against what cell0 really accepts: its CLI commands and
@@ -549,8 +550,9 @@ export function checkCompose(doc: unknown, cli: CliCommands, dockerfileText: str
       builtImages.add(spec.image);
   }
 
+  const clusterRedis = clusterRedisServices(services);
   for (const [name, spec] of Object.entries(services)) {
-    if (name === REDIS_SERVICE || OBSERVABILITY_SERVICES.has(name)) continue;
+    if (name === REDIS_SERVICE || OBSERVABILITY_SERVICES.has(name) || clusterRedis.has(name)) continue;
     const where = `services.${name}`;
     if (!isRecord(spec)) {
       problems.push(`${where}: expected a mapping`);
@@ -605,7 +607,10 @@ export function checkCompose(doc: unknown, cli: CliCommands, dockerfileText: str
     cell0.push({ name, spec, command, args, setEnv, ...(config ? { config } : {}) });
   }
 
-  const workers = cell0.filter((s) => s.command === 'worker');
+  // In the default stack (the cluster profile's worker does not count).
+  const workers = cell0.filter(
+    (s) => s.command === 'worker' && !(Array.isArray(s.spec.profiles) && s.spec.profiles.length > 0),
+  );
   if (workers.length < 2)
     problems.push(
       `services: expected at least two worker services (command worker), found ${workers.length}`,
@@ -663,6 +668,8 @@ export function checkCompose(doc: unknown, cli: CliCommands, dockerfileText: str
     }
 
     const deps = dependsOn(s.spec);
+    // Services on the Redis Cluster (profile cluster) are checked by checkCluster.
+    if (s.config?.redis.cluster) continue;
     if (REDIS_COMMANDS.has(s.command)) {
       if (deps.get(REDIS_SERVICE) !== 'service_healthy')
         problems.push(
@@ -712,6 +719,8 @@ export function checkCompose(doc: unknown, cli: CliCommands, dockerfileText: str
   const targets: ScrapeTarget[] = [];
   for (const s of cell0) {
     if (!s.config?.metrics.enabled) continue;
+    // The cluster profile's services are not part of the observability stack.
+    if (Array.isArray(s.spec.profiles) && s.spec.profiles.includes(CLUSTER_PROFILE)) continue;
     if (s.command === 'api' || s.command === 'start')
       targets.push({
         name: s.name,
@@ -728,6 +737,11 @@ export function checkCompose(doc: unknown, cli: CliCommands, dockerfileText: str
       });
   }
   checkObservability(services, targets, problems);
+  checkCluster(
+    services,
+    cell0.flatMap((s) => (s.config?.redis.cluster ? [{ name: s.name, spec: s.spec, config: s.config }] : [])),
+    problems,
+  );
   return problems;
 }
 

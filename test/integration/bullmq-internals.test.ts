@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import { closeRedis } from '../../shared/redis/connection';
+import { type RedisConnection } from '../../shared/redis/cluster';
 import {
   BULLMQ_INTERNALS_VERSION,
   hookMoveToFinished,
@@ -9,7 +10,7 @@ import {
   type FinishCall,
   workerInternals,
 } from '../../shared/queues/bullmq-internals';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
 /*
@@ -31,14 +32,14 @@ test(`the installed BullMQ is the version the internals were checked against (${
 });
 
 describe(`BullMQ ${installed} Worker internals`, () => {
-  const conns: Redis[] = [];
+  const conns: RedisConnection[] = [];
   const conn = () => {
-    const c = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+    const c = testRedisConnection('test:bmi');
     conns.push(c);
     return c;
   };
   afterAll(async () => {
-    await Promise.all(conns.map((c) => c.quit().catch(() => undefined)));
+    await Promise.all(conns.map((c) => closeRedis(c)));
   });
 
   test('lockManager and stalledCheckStopper exist with the expected shape; the adapter stops both', async () => {

@@ -305,6 +305,36 @@ const composeBreakages: [string, (doc: Doc) => void, RegExp][] = [
   ],
   ['no command', (d) => void delete service(d, 'dashboard').command, /dashboard\.command: missing/],
   [
+    'a cluster node in the default stack (no profile)',
+    (d) => void delete service(d, 'redis-node-2').profiles,
+    /services\.redis-node-2\.profiles: expected \["cluster"\]/,
+  ],
+  [
+    'a cluster node without noeviction',
+    (d) => void (service(d, 'redis-node-3').command = ['redis-server', '--cluster-enabled', 'yes']),
+    /services\.redis-node-3\.command: expected --maxmemory-policy noeviction/,
+  ],
+  [
+    'a cluster service that leaves a node out',
+    (d) => void (env(d, 'api-cluster').REDIS_CLUSTER_NODES = 'redis-node-1:6379,redis-node-2:6379'),
+    /services\.api-cluster: REDIS_CLUSTER_NODES leaves out redis-node-3/,
+  ],
+  [
+    'a cluster service that does not wait for the cluster',
+    (d) => void delete service(d, 'worker-cluster').depends_on,
+    /services\.worker-cluster\.depends_on: expected redis-cluster-init with condition service_completed_successfully/,
+  ],
+  [
+    'an init service that does not join every node',
+    (d) =>
+      void (service(d, 'redis-cluster-init').command = [
+        'sh',
+        '-c',
+        'redis-cli --cluster create redis-node-1:6379 redis-node-2:6379 --cluster-replicas 0 --cluster-yes',
+      ]),
+    /services\.redis-cluster-init\.command: does not join redis-node-3/,
+  ],
+  [
     'prometheus in the default stack (no profile)',
     (d) => void delete service(d, 'prometheus').profiles,
     /services\.prometheus\.profiles: expected \["observability"\]/,

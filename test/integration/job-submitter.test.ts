@@ -1,9 +1,10 @@
 import { Worker } from 'bullmq';
-import { Redis } from 'ioredis';
 import { JobSubmitter } from '../../producers/job-submitter';
-import { QueueName } from '../../shared/queues/names';
+import { QueueName, queueKey, queuePrefix } from '../../shared/queues/names';
 import { attachReplyPublisher, ReplyPublisher } from '../../workers/reply-publisher';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { closeRedis } from '../../shared/redis/connection';
+import { type RedisConnection } from '../../shared/redis/cluster';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 
 describe('JobSubmitter (coalescing and retention)', () => {
   let prefix: string;
@@ -12,7 +13,8 @@ describe('JobSubmitter (coalescing and retention)', () => {
   let publisher: ReplyPublisher | undefined;
   let calls: number;
   let failNext: boolean;
-  const redis = new Redis(testRedisUrl());
+  const redis = testRedisConnection();
+  let workerConn: RedisConnection | undefined;
 
   beforeEach(async () => {
     prefix = uniquePrefix();
@@ -28,13 +30,17 @@ describe('JobSubmitter (coalescing and retention)', () => {
   afterEach(async () => {
     await worker?.close();
     await publisher?.close();
+    if (workerConn) await closeRedis(workerConn);
+    workerConn = undefined;
     worker = undefined;
     publisher = undefined;
     await submitter.close();
   });
-  afterAll(() => redis.quit());
+  afterAll(() => closeRedis(redis));
 
   function startWorker(delayMs = 50): Worker {
+    // One Redis or a Cluster, whichever the run has (BullMQ takes either).
+    workerConn = testRedisConnection('test:worker');
     worker = new Worker(
       QueueName.SEARCH,
       async (job) => {
@@ -46,11 +52,15 @@ describe('JobSubmitter (coalescing and retention)', () => {
         }
         return { echo: job.data, n: calls };
       },
-      { connection: { url: testRedisUrl(), maxRetriesPerRequest: null }, prefix, concurrency: 8 },
+      {
+        connection: workerConn,
+        prefix: queuePrefix(prefix, QueueName.SEARCH),
+        concurrency: 8,
+      },
     );
     // A BullMQ worker of one's own hands its results to the waiting producers like Cell0Worker does.
     publisher = new ReplyPublisher({ connectionFor: () => redis });
-    attachReplyPublisher(worker, `${prefix}:${QueueName.SEARCH}`, publisher);
+    attachReplyPublisher(worker, queueKey(prefix, QueueName.SEARCH), publisher);
     return worker;
   }
 
@@ -81,7 +91,7 @@ describe('JobSubmitter (coalescing and retention)', () => {
     expect(new Set(results.map((r) => r.jobId)).size).toBe(1);
     expect(calls).toBe(1);
     // Single flight inside the process: one add reached Redis, so BullMQ logged no duplicate adds.
-    const events = await redis.xrange(`${prefix}:search:events`, '-', '+');
+    const events = await redis.xrange(`${queueKey(prefix, QueueName.SEARCH)}:events`, '-', '+');
     const duplicated = events.filter(([, fields]) => fields[1] === 'duplicated');
     expect(duplicated).toHaveLength(0);
   });

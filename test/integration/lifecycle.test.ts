@@ -10,7 +10,7 @@ import { startEmbeddedRedis } from '../../shared/redis/embedded-redis';
 import { InferenceRouter } from '../../workers/providers/routing';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { Cell0Worker } from '../../workers/cell0-worker';
-import { QueueName } from '../../shared/queues/names';
+import { QueueName, queuePrefix } from '../../shared/queues/names';
 import { freePort } from '../helpers/redis-server';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
 
@@ -44,7 +44,10 @@ describe('start() and close() are idempotent', () => {
     expect(worker.start()).toBe(started);
     await started;
     const conn = new Redis(testRedisUrl());
-    const queue = new Queue(QueueName.INFERENCE, { connection: conn, prefix });
+    const queue = new Queue(QueueName.INFERENCE, {
+      connection: conn,
+      prefix: queuePrefix(prefix, QueueName.INFERENCE),
+    });
     try {
       expect(await queue.getWorkersCount()).toBe(1);
     } finally {

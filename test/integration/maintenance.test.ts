@@ -15,7 +15,7 @@ import {
   upsertMaintenanceSchedulers,
   type MaintenanceTasks,
 } from '../../workers/maintenance';
-import { MAINTENANCE_QUEUE } from '../../shared/queues/names';
+import { MAINTENANCE_QUEUE, queuePrefix } from '../../shared/queues/names';
 import { createRedisConnection, closeRedis } from '../../shared/redis/connection';
 import { DiskCleanupManager } from '../../shared/resources/disk-cleanup';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
@@ -29,7 +29,10 @@ describe('maintenance queue', () => {
 
   it('upserting the schedulers twice (even with a new period) leaves one scheduler each', async () => {
     const prefix = uniquePrefix('maint');
-    const queue = new Queue(MAINTENANCE_QUEUE, { connection: redis, prefix });
+    const queue = new Queue(MAINTENANCE_QUEUE, {
+      connection: redis,
+      prefix: queuePrefix(prefix, MAINTENANCE_QUEUE),
+    });
     try {
       await upsertMaintenanceSchedulers(queue, { monitorEveryMs: 5000, cleanupEveryMs: 300_000 });
       await upsertMaintenanceSchedulers(queue, { monitorEveryMs: 5000, cleanupEveryMs: 300_000 });
@@ -48,7 +51,7 @@ describe('maintenance queue', () => {
 
   it('two workers serving it: one scheduler each, the monitor job runs once per tick for the fleet', async () => {
     const prefix = uniquePrefix('maint');
-    const queues = [new Queue('inference', { connection: redis, prefix })];
+    const queues = [new Queue('inference', { connection: redis, prefix: queuePrefix(prefix, 'inference') })];
     const runs: string[] = [];
     const make = () => {
       const base = createMaintenanceTasks({
@@ -77,7 +80,10 @@ describe('maintenance queue', () => {
     };
     const a = make();
     const b = make();
-    const mq = new Queue(MAINTENANCE_QUEUE, { connection: redis, prefix });
+    const mq = new Queue(MAINTENANCE_QUEUE, {
+      connection: redis,
+      prefix: queuePrefix(prefix, MAINTENANCE_QUEUE),
+    });
     try {
       const t0 = Date.now();
       await Promise.all([a.start(), b.start()]);
@@ -108,9 +114,12 @@ describe('maintenance queue', () => {
 
   it('cleanup removes finished jobs past retention, expired cache records and old files; a failing step does not stop the rest', async () => {
     const prefix = uniquePrefix('maint');
-    const q = new Queue('inference', { connection: redis, prefix });
+    const q = new Queue('inference', { connection: redis, prefix: queuePrefix(prefix, 'inference') });
     const wConn = redis.duplicate();
-    const w = new Worker('inference', async () => 'ok', { connection: wConn, prefix });
+    const w = new Worker('inference', async () => 'ok', {
+      connection: wConn,
+      prefix: queuePrefix(prefix, 'inference'),
+    });
     const dir = await mkdtemp(join(tmpdir(), 'cell0-maint-'));
     try {
       for (let i = 0; i < 3; i++) await q.add('generate', { i }, { removeOnComplete: false });

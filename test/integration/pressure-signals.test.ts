@@ -20,7 +20,7 @@ import {
   summarizeFleet,
   type WorkerStatus,
 } from '../../shared/fleet/worker-status';
-import { QueueName } from '../../shared/queues/names';
+import { QueueName, queuePrefix } from '../../shared/queues/names';
 import { closeRedis, createRedisConnection, waitUntilReady } from '../../shared/redis/connection';
 import { type SystemCpuOptions } from '../../shared/resources/resource-monitor';
 import { ResourceManagement } from '../../shared/resources/resource-management';
@@ -334,7 +334,10 @@ describe('dead workers leave pressure decisions at once', () => {
     const exited = once(child, 'exit');
     const reader = createRedisConnection({ url: redisUrl, role: 'client' });
     const { Queue } = await import('bullmq');
-    const queue = new Queue(QueueName.INFERENCE, { connection: reader, prefix });
+    const queue = new Queue(QueueName.INFERENCE, {
+      connection: reader,
+      prefix: queuePrefix(prefix, QueueName.INFERENCE),
+    });
     try {
       await waitUntilReady(reader, 5000);
       const id = await new Promise<string>((resolve, reject) => {

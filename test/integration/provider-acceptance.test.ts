@@ -7,6 +7,7 @@ import { Cell0Client } from '../../producers/cell0-client';
 import { loadConfig, type Config } from '../../shared/config/config';
 import { silentLogger } from '../../shared/logger';
 import { closeRedis, createRedisConnection } from '../../shared/redis/connection';
+import { type RedisConnection } from '../../shared/redis/cluster';
 import { QueueName } from '../../shared/queues/names';
 import { SearchProvider } from '../../shared/queues/enums';
 import { Cell0Worker } from '../../workers/cell0-worker';
@@ -38,7 +39,7 @@ interface Fleet {
 async function startFleet(env: Record<string, string>, n = 1, concurrency = 8): Promise<Fleet> {
   const prefix = uniquePrefix('prov');
   const config = loadConfig({ REDIS_URL: testRedisUrl(), CELL0_QUEUE_PREFIX: prefix, ...env });
-  const conns: Redis[] = [];
+  const conns: RedisConnection[] = [];
   const fleet: Fleet = {
     config,
     // The tests here are about the providers' paths; hundreds of submissions at once on a stalled host can

@@ -7,7 +7,7 @@ import { LoadShedder } from '../../producers/load-shedder';
 import { HttpServer } from '../../shared/http-server';
 import { RedisFullError } from '../../shared/errors';
 import { createLogger, LOG_LINE_LIMIT } from '../../shared/logger';
-import { QUEUE_NAMES, QueueName } from '../../shared/queues/names';
+import { QUEUE_NAMES, QueueName, queuePrefix } from '../../shared/queues/names';
 import { SearchProvider } from '../../shared/queues/enums';
 import { parseMemoryInfo } from '../../shared/redis/redis-memory';
 import { Cell0Worker } from '../../workers/cell0-worker';
@@ -61,7 +61,9 @@ describe('a full Redis (private redis-server, maxmemory 16mb, noeviction)', () =
   const newWorker = (completed: Set<string>) => {
     const maintRedis = new Redis(redis.url, { maxRetriesPerRequest: null });
     maintRedis.on('error', () => undefined);
-    const queues = QUEUE_NAMES.map((q) => new Queue(q, { connection: maintRedis, prefix: '{cell0}' }));
+    const queues = QUEUE_NAMES.map(
+      (q) => new Queue(q, { connection: maintRedis, prefix: queuePrefix('{cell0}', q) }),
+    );
     for (const q of queues) q.on('error', () => undefined);
     const worker = new Cell0Worker({
       redisUrl: redis.url,

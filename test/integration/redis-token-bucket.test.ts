@@ -7,7 +7,9 @@ import {
   RedisTokenBucketRateLimiter,
   type RedisTokenBucketOptions,
 } from '../../shared/rate-limit/token-bucket';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { closeRedis } from '../../shared/redis/connection';
+import { scanEveryMaster, type RedisConnection } from '../../shared/redis/cluster';
 import { startPrivateRedis } from '../helpers/redis-server';
 import { EPOCH_MS_RESOLUTION, intervalViolation, packingViolation } from '../helpers/checks';
 import { rejectionOf, until } from '../helpers/wait';
@@ -39,43 +41,38 @@ function grantsOf(limiter: RedisTokenBucketRateLimiter): PermitGrant[] {
 
 const ROOT = join(__dirname, '..', '..');
 
-async function redisNowMs(redis: Redis): Promise<number> {
+async function redisNowMs(redis: RedisConnection): Promise<number> {
   const [s, us] = await redis.time();
   return Number(s) * 1000 + Math.floor(Number(us) / 1000);
 }
 
-async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
+async function keysUnder(redis: RedisConnection, prefix: string): Promise<string[]> {
   const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  await scanEveryMaster(redis, `${prefix}*`, 1000, (keys) => found.push(...keys));
   return found.sort();
 }
 
 describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
   const prefix = uniquePrefix('tbucket');
-  let redis: Redis;
-  let other: Redis; // a second connection: another process, as far as Redis can tell
+  let redis: RedisConnection;
+  let other: RedisConnection; // a second connection: another process, as far as Redis can tell
   let n = 0;
 
   const make = (
     opts: Partial<Omit<RedisTokenBucketOptions, 'redis' | 'prefix'>> & { rate: number; capacity: number },
-    conn: Redis = redis,
+    conn: RedisConnection = redis,
   ) => new RedisTokenBucketRateLimiter({ name: `bucket${++n}`, ...opts, redis: conn, prefix });
 
   beforeAll(async () => {
-    redis = new Redis(testRedisUrl());
-    other = new Redis(testRedisUrl());
+    redis = testRedisConnection('test:bucket');
+    other = testRedisConnection('test:bucket-other');
     await Promise.all([redis.ping(), other.ping()]);
   });
 
   afterAll(async () => {
     const keys = await keysUnder(redis, prefix);
     if (keys.length > 0) await redis.del(...keys);
-    await Promise.all([redis.quit(), other.quit()]);
+    await Promise.all([closeRedis(redis), closeRedis(other)]);
   });
 
   it('starts full, then grants one token every 1/rate; grantedAt is on the Redis clock', async () => {

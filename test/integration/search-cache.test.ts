@@ -1,13 +1,13 @@
 import { until } from '../helpers/wait';
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster';
 import { DEFAULT_SEARCH_TTLS, SearchCache, normalizeQuery } from '../../shared/cache/search-cache';
 import { SearchProvider, SearchType } from '../../shared/queues/enums';
 import { type SearchResult } from '../../shared/queues/results';
 import { RedisClient } from '../../shared/redis/redis-client';
-import { waitUntilReady } from '../../shared/redis/connection';
+import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { startPrivateRedis } from '../helpers/redis-server';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { deleteMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 
 const result = (query: string): SearchResult => ({
   query,
@@ -46,16 +46,15 @@ describe('normalizeQuery', () => {
 describe('SearchCache', () => {
   const prefix = uniquePrefix('scache');
   let client: RedisClient;
-  let raw: Redis;
+  let raw: RedisConnection;
   beforeAll(async () => {
     client = new RedisClient({ url: testRedisUrl() });
     await waitUntilReady(client.connection, 5000);
-    raw = new Redis(testRedisUrl());
+    raw = testRedisConnection('test:raw');
   });
   afterAll(async () => {
-    const keys = await raw.keys(`${prefix}*`);
-    if (keys.length > 0) await raw.unlink(...keys);
-    await raw.quit();
+    await deleteMatching(raw, `${prefix}*`);
+    await closeRedis(raw);
     await client.close();
   });
 

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster';
 import {
   CacheMatchConfidence,
   DEFAULT_THRESHOLDS,
@@ -13,29 +13,27 @@ import {
 } from '../../shared/cache/semantic';
 import { keyBase } from '../../shared/cache/semantic/scope';
 import { ConfigError, ValidationError } from '../../shared/errors';
-import { waitUntilReady } from '../../shared/redis/connection';
+import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { RedisClient } from '../../shared/redis/redis-client';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import {
+  deleteMatching,
+  keysMatching,
+  testRedisConnection,
+  testRedisUrl,
+  uniquePrefix,
+} from '../helpers/redis';
 import { startPrivateRedis } from '../helpers/redis-server';
 import { rejectionOf, until } from '../helpers/wait';
 
 const SCOPE: SemanticScope = { model: 'llama3.1:8b', params: { temperature: 0.2 }, tenant: 'tenant-a' };
 
-async function keysUnder(redis: Redis, pattern: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    found.push(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return found.sort();
-}
+/** Keys matching `pattern` on every master (each scope is a slot of its own on a cluster). */
+const keysUnder = keysMatching;
 
 describe('SemanticCache (on Redis)', () => {
   const prefix = uniquePrefix('sem');
   const base = `${prefix.replace(/[{}]/g, '')}:sem`;
-  let raw: Redis;
+  let raw: RedisConnection;
   let client: RedisClient;
   let n = 0;
   const bases = new Map<SemanticCache<string>, string>();
@@ -49,16 +47,15 @@ describe('SemanticCache (on Redis)', () => {
   const baseOf = (cache: SemanticCache<string>): string => bases.get(cache)!;
 
   beforeAll(async () => {
-    raw = new Redis(testRedisUrl());
+    raw = testRedisConnection('test:raw');
     client = new RedisClient({ url: testRedisUrl() });
     await waitUntilReady(client.connection, 10_000);
   });
 
   afterAll(async () => {
-    const keys = await keysUnder(raw, `${base.slice(0, -4)}*`);
-    if (keys.length > 0) await raw.del(...keys);
+    await deleteMatching(raw, `${base.slice(0, -4)}*`);
     await client.close();
-    await raw.quit();
+    await closeRedis(raw);
   });
 
   it('answers the same prompt (after normalisation) with EXACT', async () => {
@@ -375,6 +372,41 @@ describe('SemanticCache (on Redis)', () => {
     const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
     expect(await raw.zcard(`${baseOf(cache)}:{${tag}}:lru`)).toBe(3);
     expect(await raw.hlen(`${baseOf(cache)}:{${tag}}:vec`)).toBe(3);
+  });
+
+  it('sends stores of one scope made together in one script call; each is found, a later store of a prompt wins', async () => {
+    const cache = make({ writeBatching: { maxWaitMs: 50 } });
+    const other: SemanticScope = { ...SCOPE, tenant: 'tenant-b' };
+    await cache.set('warm up the script', 'w', SCOPE);
+    const r = client.connection as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const spy = jest.spyOn(r, 'cell0SemanticSet');
+    try {
+      const prompts = ['how do owls hunt at night', 'why do bees make honey', 'where do cows sleep'];
+      await Promise.all([
+        ...prompts.map((p) => cache.set(p, `answer: ${p}`, SCOPE)),
+        cache.set('why do bees make honey', 'answer, second store', SCOPE),
+        cache.set('how do owls hunt at night', 'other tenant', other),
+      ]);
+      expect(spy).toHaveBeenCalledTimes(2); // one call per scope
+      expect(spy.mock.calls.map((c) => Number(c[0])).sort((a, b) => a - b)).toEqual([8, 10]); // 7 containers + its entries
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await cache.get('how do owls hunt at night', SCOPE)).toMatchObject({
+      value: 'answer: how do owls hunt at night',
+      confidence: CacheMatchConfidence.EXACT,
+    });
+    expect((await cache.get('why do bees make honey', SCOPE))?.value).toBe('answer, second store');
+    expect((await cache.get('where do cows sleep', SCOPE))?.value).toBe('answer: where do cows sleep');
+    expect((await cache.get('how do owls hunt at night', other))?.value).toBe('other tenant');
+    // indexed as well: a paraphrase is found by similarity
+    const similar = await cache.get('Please, how do owls hunt at night?', SCOPE);
+    expect(similar).toMatchObject({ value: 'answer: how do owls hunt at night' });
+    expect(similar!.confidence).not.toBe(CacheMatchConfidence.EXACT);
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    expect(await raw.zcard(`${baseOf(cache)}:{${tag}}:lru`)).toBe(4);
+    expect(await raw.hlen(`${baseOf(cache)}:{${tag}}:vec`)).toBe(4);
+    expect(cache.getStats().sets).toBe(6);
   });
 
   it('reportFalseHit counts the report and removes the entry', async () => {

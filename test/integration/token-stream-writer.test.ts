@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster';
 import { silentLogger } from '../../shared/logger';
 import { createRedisConnection, closeRedis } from '../../shared/redis/connection';
 import { decodeEntry, tokenStreamKeys, type TokenStreamEntry } from '../../shared/queues/token-stream';
@@ -11,7 +11,7 @@ import { until } from '../helpers/wait';
  * are coalesced into one XADD per flush interval, and the end goes out with the pending text at once.
  */
 
-let redis: Redis;
+let redis: RedisConnection;
 beforeAll(() => {
   redis = createRedisConnection({ url: testRedisUrl(), role: 'worker' });
 });

@@ -6,7 +6,10 @@ import { OllamaBackend } from '../../workers/providers/ollama-backend';
 import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
 import { LocalSearch } from '../../workers/providers/local-search/local-search';
 import { OllamaSimulator } from '../../workers/providers/simulator/ollama-simulator';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { closeRedis } from '../../shared/redis/connection';
+import { type RedisConnection } from '../../shared/redis/cluster';
+import { queuePrefix } from '../../shared/queues/names';
 
 describe('Cell0Worker with jobs from any producer', () => {
   let sim: OllamaSimulator;
@@ -15,6 +18,13 @@ describe('Cell0Worker with jobs from any producer', () => {
   let inference: Queue;
   let search: Queue;
   let events: QueueEvents;
+
+  const conns: RedisConnection[] = [];
+  const conn = () => {
+    const c = testRedisConnection('test:wj');
+    conns.push(c);
+    return c;
+  };
 
   beforeAll(async () => {
     sim = new OllamaSimulator({ ttftMs: 5, tokensPerSec: 5000 });
@@ -28,15 +38,17 @@ describe('Cell0Worker with jobs from any producer', () => {
       providerTimeoutMs: 300,
     });
     await worker.start();
-    const connection = { url: testRedisUrl() };
-    inference = new Queue('inference', { connection, prefix });
-    search = new Queue('search', { connection, prefix });
-    events = new QueueEvents('inference', { connection, prefix });
+    // Connections from cell0's factory: one Redis or a Cluster, whichever the run has.
+    const connection = conn();
+    inference = new Queue('inference', { connection, prefix: queuePrefix(prefix, 'inference') });
+    search = new Queue('search', { connection, prefix: queuePrefix(prefix, 'search') });
+    events = new QueueEvents('inference', { connection: conn(), prefix: queuePrefix(prefix, 'inference') });
     await events.waitUntilReady();
   });
   afterAll(async () => {
     await worker.close();
     await Promise.all([inference.close(), search.close(), events.close()]);
+    await Promise.all(conns.map((c) => closeRedis(c)));
     await sim.close();
   });
 
@@ -46,7 +58,12 @@ describe('Cell0Worker with jobs from any producer', () => {
   ): Promise<{ state: string; result?: unknown; error?: ReturnType<typeof decodeFailure> }> {
     const job = await q.add('x', data, { attempts: 1 });
     const qe =
-      q === inference ? events : new QueueEvents('search', { connection: { url: testRedisUrl() }, prefix });
+      q === inference
+        ? events
+        : new QueueEvents('search', {
+            connection: conn(),
+            prefix: queuePrefix(prefix, 'search'),
+          });
     try {
       const result: unknown = await job.waitUntilFinished(qe, 10_000);
       return { state: 'completed', result };
@@ -96,8 +113,8 @@ describe('Cell0Worker with jobs from any producer', () => {
     );
     await w.start();
     const q = new Queue('inference', {
-      connection: { url: testRedisUrl() },
-      prefix: timeoutPrefix,
+      connection: conn(),
+      prefix: queuePrefix(timeoutPrefix, 'inference'),
     });
     const t0 = Date.now();
     await q.add(

@@ -24,7 +24,7 @@ describe('the Lua script loader', () => {
       'semantic-fetch': 2,
       'semantic-index': 1,
       'semantic-lookup': 3,
-      'semantic-set': 8,
+      'semantic-set': 'variadic',
       'token-bucket': 2,
     });
   });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Config } from '../../shared/config/config.js';
 import {
   rateLimitFor,
@@ -54,7 +54,7 @@ export interface BuildProvidersOptions {
   /** Overrides CELL0_OLLAMA_URL (e.g. `cell0 start`'s own simulator). */
   ollamaUrl?: string;
   /** Non-blocking connection for fleet-wide rate limits; required when CELL0_RATE_LIMIT_SCOPE=fleet. */
-  redis?: Redis;
+  redis?: RedisConnection;
   logger: Logger;
 }
 

@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import {
   BreakerOpenError,
   ModelMemoryBusyError,
@@ -9,7 +9,7 @@ import {
 } from '../../shared/errors.js';
 import { type Logger } from '../../shared/logger.js';
 import { encodeFailure } from '../../shared/queues/failure.js';
-import { type QueueName } from '../../shared/queues/names.js';
+import { type QueueName, queueKey } from '../../shared/queues/names.js';
 import { type DeferKind } from './options.js';
 
 /** An error that says the backend is away or busy: the job waits for it instead of spending an attempt. */
@@ -31,7 +31,7 @@ export interface BackendWaitOptions {
   /** How long a job may keep waiting for its backend, counted from its first wait; 0 = no limit. */
   maxMs: number;
   /** The queue's (non-blocking) connection, where the time a job first had to wait is kept. */
-  connectionOf: (queue: QueueName) => Redis | undefined;
+  connectionOf: (queue: QueueName) => RedisConnection | undefined;
   log: Logger;
   onDeferred: (queue: QueueName, jobId: string, delayMs: number, reason: string, kind: DeferKind) => void;
 }
@@ -95,7 +95,7 @@ export class BackendWait {
 
 /** Where the time a job first had to wait for its backend is kept. */
 function waitingSinceKey(prefix: string, queue: string, jobId: string | undefined): string {
-  return `${prefix}:${queue}:${jobId ?? ''}:cell0-waiting-since`;
+  return `${queueKey(prefix, queue)}:${jobId ?? ''}:cell0-waiting-since`;
 }
 
 /** Which kind of away the error says (for the deferred-jobs metric). */

@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { isCluster, type RedisConnection } from '../../shared/redis/cluster.js';
 import {
   publishWorkerStatus,
   removeWorkerStatus,
@@ -14,7 +14,7 @@ export interface HeartbeatOptions {
   prefix: string;
   workerId: string;
   /** The connection the status is published on. */
-  connection: () => Redis | undefined;
+  connection: () => RedisConnection | undefined;
   /** The status to publish, without `clientId` (the heartbeat adds it). */
   snapshot: () => WorkerStatus;
   log: Logger;
@@ -58,10 +58,14 @@ export class Heartbeat {
     const conn = this.opts.connection();
     if (!conn || conn.status !== 'ready') return;
     try {
-      this.id ??= await conn.client('ID').then(
-        (id) => Number(id),
-        () => null,
-      );
+      // On a cluster a client id is one node's, and CLIENT ID / CLIENT LIST reach whichever node: readers
+      // go by the status's age there.
+      this.id ??= isCluster(conn)
+        ? null
+        : await conn.client('ID').then(
+            (id) => Number(id),
+            () => null,
+          );
       await publishWorkerStatus(conn, this.opts.prefix, this.opts.snapshot(), this.opts.intervalMs * 3);
     } catch (err) {
       this.opts.log.debug({ err }, 'could not publish worker status');

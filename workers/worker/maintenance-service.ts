@@ -1,10 +1,10 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Logger } from '../../shared/logger.js';
 import { createRedisConnection } from '../../shared/redis/connection.js';
 import { type RedisConnectionLog } from '../../shared/redis/connection-log.js';
 import { isOomError } from '../../shared/redis/redis-memory.js';
-import { MAINTENANCE_QUEUE, MaintenanceJob } from '../../shared/queues/names.js';
+import { MAINTENANCE_QUEUE, MaintenanceJob, queuePrefix } from '../../shared/queues/names.js';
 import { settledWithin } from '../../shared/sleep.js';
 import {
   upsertMaintenanceSchedulers,
@@ -35,7 +35,7 @@ export interface MaintenanceServiceOptions {
   /** True once the worker is closing. */
   stopping: () => boolean;
   /** Takes ownership of a connection (the worker closes it last). */
-  adopt: (conn: Redis) => void;
+  adopt: (conn: RedisConnection) => void;
 }
 
 /**
@@ -72,7 +72,10 @@ export class MaintenanceService {
       logger: o.rootLogger,
     });
     o.adopt(conn);
-    this.queue = new Queue(MAINTENANCE_QUEUE, { connection: conn, prefix: o.prefix });
+    this.queue = new Queue(MAINTENANCE_QUEUE, {
+      connection: conn,
+      prefix: queuePrefix(o.prefix, MAINTENANCE_QUEUE),
+    });
     o.connLog.watch(this.queue, `queue:${MAINTENANCE_QUEUE}`);
     await this.upsertSchedulers(m);
     const worker = new Worker(
@@ -88,7 +91,7 @@ export class MaintenanceService {
       },
       {
         connection: conn,
-        prefix: o.prefix,
+        prefix: queuePrefix(o.prefix, MAINTENANCE_QUEUE),
         concurrency: 1,
         lockDuration: o.lockDurationMs,
         stalledInterval: o.stalledIntervalMs,

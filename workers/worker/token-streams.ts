@@ -1,5 +1,5 @@
 import { type Job } from 'bullmq';
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Logger } from '../../shared/logger.js';
 import { createRedisConnection, waitUntilReady } from '../../shared/redis/connection.js';
 import { QueueName } from '../../shared/queues/names.js';
@@ -17,7 +17,7 @@ export interface TokenStreamsOptions {
   rootLogger: Logger;
   log: Logger;
   /** Hands the connection to the worker, which closes it with its others. */
-  adopt: (conn: Redis) => void;
+  adopt: (conn: RedisConnection) => void;
 }
 
 /**
@@ -25,7 +25,7 @@ export interface TokenStreamsOptions {
  * stream writes never queue behind BullMQ's commands, and a writer per inference attempt.
  */
 export class TokenStreams {
-  private conn: Redis | undefined;
+  private conn: RedisConnection | undefined;
   /** Mark reads waiting for the next MGET (sent once per tick: attempts that start together share it). */
   private marks: {
     keys: [string, string];
@@ -40,7 +40,7 @@ export class TokenStreams {
     await waitUntilReady(this.connection(), 10_000).catch(() => undefined);
   }
 
-  private connection(): Redis {
+  private connection(): RedisConnection {
     if (!this.conn) {
       this.conn = createRedisConnection({
         url: this.opts.redisUrl,

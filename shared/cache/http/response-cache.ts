@@ -47,6 +47,7 @@ import { type ServerResponse, type IncomingHttpHeaders } from 'node:http';
 import type express from 'express';
 import { type Logger, silentLogger } from '../../logger.js';
 import { type RedisClient } from '../../redis/redis-client.js';
+import { scanEveryMaster, unlinkFound } from '../../redis/cluster.js';
 import { captureResponse } from './capture.js';
 import { decodeEntry, encodeEntry, type CacheEntry, type EntryMeta } from './entry.js';
 import {
@@ -174,17 +175,15 @@ export class ResponseCache {
     let deleted = 0;
     for (const space of ['e:', 'm:']) {
       const pattern = this.ns + space + escapeGlob(pathPrefix) + '*';
-      let cursor = '0';
-      do {
-        const [next, keys] = await this.guard(
-          this.redis.run((r) => r.scan(cursor, 'MATCH', pattern, 'COUNT', 500)),
-        );
-        cursor = next;
-        if (keys.length > 0) {
-          const n = await this.guard(this.redis.run((r) => r.unlink(...keys)));
-          if (space === 'e:') deleted += n;
-        }
-      } while (cursor !== '0');
+      // Every master of a cluster.
+      await this.guard(
+        this.redis.run((r) =>
+          scanEveryMaster(r, pattern, 500, async (keys, node) => {
+            const n = await unlinkFound(r, node, keys);
+            if (space === 'e:') deleted += n;
+          }),
+        ),
+      );
     }
     return deleted;
   }
@@ -192,14 +191,11 @@ export class ResponseCache {
   /** How many cached answers Redis holds for this cache right now (a SCAN: for tests and operators). */
   async countEntries(): Promise<number> {
     let count = 0;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.guard(
-        this.redis.run((r) => r.scan(cursor, 'MATCH', escapeGlob(this.ns) + 'e:*', 'COUNT', 500)),
-      );
-      cursor = next;
-      count += keys.length;
-    } while (cursor !== '0');
+    await this.guard(
+      this.redis.run((r) =>
+        scanEveryMaster(r, escapeGlob(this.ns) + 'e:*', 500, (keys) => (count += keys.length)),
+      ),
+    );
     return count;
   }
 

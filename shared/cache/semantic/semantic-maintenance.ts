@@ -1,6 +1,7 @@
 import { ValidationError } from '../../errors.js';
 import { type Logger } from '../../logger.js';
 import { type RedisClient } from '../../redis/redis-client.js';
+import { scanEveryMaster } from '../../redis/cluster.js';
 import { ScopeKeys, scopeHash, shortHash, type SemanticScope } from './scope.js';
 import { CLEAR_CHUNK, commands } from './semantic-scripts.js';
 
@@ -107,34 +108,33 @@ export async function sweepExpiredScopes(
   const maxScopes = opts.maxScopes ?? 10_000;
   const seen = new Set<string>();
   let removed = 0;
-  let cursor = '0';
-  do {
-    const [next, indexKeys] = await ctx.redis.run((r) =>
-      r.scan(cursor, 'MATCH', `${ctx.base}:model:*`, 'COUNT', 200),
-    );
-    cursor = next;
-    for (const indexKey of indexKeys) {
-      const scopes = await ctx.redis.run((r) => r.smembers(indexKey));
-      for (const hash of scopes) {
-        if (seen.has(hash) || seen.size >= maxScopes) continue;
-        seen.add(hash);
-        const keys = new ScopeKeys(ctx.base, hash);
-        for (let round = 0; round < 10_000; round++) {
-          const [n, left] = await ctx.redis.run((r) =>
-            commands(r).cell0SemanticDrop(
-              ...keys.containers(),
-              keys.entryPrefix,
-              keys.bandPrefix,
-              'expired',
-              CLEAR_CHUNK,
-            ),
-          );
-          removed += Number(n);
-          if (Number(left) === 0) break;
-        }
+  // The model indexes of every master (on a cluster each scope, and each index, has a slot of its own).
+  const indexKeys: string[] = [];
+  await ctx.redis.run((r) =>
+    scanEveryMaster(r, `${ctx.base}:model:*`, 200, (keys) => indexKeys.push(...keys)),
+  );
+  for (const indexKey of indexKeys) {
+    if (seen.size >= maxScopes) break;
+    const scopes = await ctx.redis.run((r) => r.smembers(indexKey));
+    for (const hash of scopes) {
+      if (seen.has(hash) || seen.size >= maxScopes) continue;
+      seen.add(hash);
+      const keys = new ScopeKeys(ctx.base, hash);
+      for (let round = 0; round < 10_000; round++) {
+        const [n, left] = await ctx.redis.run((r) =>
+          commands(r).cell0SemanticDrop(
+            ...keys.containers(),
+            keys.entryPrefix,
+            keys.bandPrefix,
+            'expired',
+            CLEAR_CHUNK,
+          ),
+        );
+        removed += Number(n);
+        if (Number(left) === 0) break;
       }
     }
-  } while (cursor !== '0' && seen.size < maxScopes);
+  }
   if (removed > 0) ctx.log.info({ removed, scopes: seen.size }, 'semantic cache: expired records removed');
   return { removed, scopes: seen.size };
 }
@@ -149,23 +149,21 @@ export async function countLiveEntries(ctx: MaintenanceContext, maxScopes = 10_0
   const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
   const seen = new Set<string>();
   let n = 0;
-  let cursor = '0';
-  do {
-    const [next, indexKeys] = await ctx.redis.run((r) =>
-      r.scan(cursor, 'MATCH', `${ctx.base}:model:*`, 'COUNT', 200),
+  // The model indexes of every master; on a cluster each scope has a slot of its own, so the counts go as
+  // separate commands (sent together) rather than one pipeline.
+  const indexKeys: string[] = [];
+  await ctx.redis.run((r) =>
+    scanEveryMaster(r, `${ctx.base}:model:*`, 200, (keys) => indexKeys.push(...keys)),
+  );
+  for (const indexKey of indexKeys) {
+    if (seen.size >= maxScopes) break;
+    const fresh = (await ctx.redis.run((r) => r.smembers(indexKey))).filter((h) => !seen.has(h));
+    for (const h of fresh) seen.add(h);
+    if (fresh.length === 0) continue;
+    const counts = await ctx.redis.run((r) =>
+      Promise.allSettled(fresh.map((h) => r.zcount(new ScopeKeys(ctx.base, h).exp, `(${now}`, '+inf'))),
     );
-    cursor = next;
-    for (const indexKey of indexKeys) {
-      const fresh = (await ctx.redis.run((r) => r.smembers(indexKey))).filter((h) => !seen.has(h));
-      for (const h of fresh) seen.add(h);
-      if (fresh.length === 0) continue;
-      const counts = await ctx.redis.run((r) => {
-        const p = r.pipeline();
-        for (const h of fresh) p.zcount(new ScopeKeys(ctx.base, h).exp, `(${now}`, '+inf');
-        return p.exec();
-      });
-      for (const [err, c] of counts ?? []) if (!err) n += Number(c);
-    }
-  } while (cursor !== '0' && seen.size < maxScopes);
+    for (const c of counts) if (c.status === 'fulfilled') n += Number(c.value);
+  }
   return n;
 }

@@ -1,4 +1,4 @@
-import { type Redis } from 'ioredis';
+import { type RedisConnection } from '../../redis/cluster.js';
 import { defineScripts } from '../../redis/lua-scripts.js';
 
 /** Candidates re-ranked by exact cosine per lookup (the top by shared bands). */
@@ -20,7 +20,7 @@ export const EXPIRED_CLEANUP = 64;
 export const MAX_GENERATIONS = 8;
 /** Share of stores that renew the scope's index records even when they opened no new generation. */
 export const INDEX_SAMPLE = 1 / 32;
-/** Entries invalidate() removes per script call (keeps each call short: Redis runs scripts alone). */
+/** Entries invalidate() removes per script call (keeps each call short: RedisConnection runs scripts alone). */
 export const CLEAR_CHUNK = 500;
 
 const SCRIPTS = [
@@ -35,8 +35,8 @@ export type Arg = string | number | Buffer;
 
 /** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
 export interface SemCommands {
-  /** { evicted, expired removed, 1 when the store opened a new generation, ms its generation lives }. */
-  cell0SemanticSet(...args: Arg[]): Promise<[number, number, number, number]>;
+  /** { evicted, expired removed, 1 when the stores opened a new generation, ms their generation lives }. */
+  cell0SemanticSet(numKeys: number, ...args: Arg[]): Promise<[number, number, number, number]>;
   cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
   cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
@@ -44,6 +44,6 @@ export interface SemCommands {
   cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
 }
 
-export function commands(redis: Redis): Redis & SemCommands {
+export function commands(redis: RedisConnection): RedisConnection & SemCommands {
   return defineScripts<SemCommands>(redis, ...SCRIPTS);
 }

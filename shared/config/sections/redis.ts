@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { type EnvVar, type ParsedEnv } from '../env-var.js';
 import { int, redisUrl } from '../schemas.js';
+import { clusterUrl, isClusterUrl, parseClusterNodes, parseClusterUrl } from '../../redis/cluster.js';
 
 /*
  * Redis: where the queues, caches and fleet state live, and how producers fail fast when it is away.
@@ -11,9 +12,34 @@ import { int, redisUrl } from '../schemas.js';
 export const REDIS_ENV = {
   REDIS_URL: {
     section: 'redis',
-    schema: redisUrl,
-    doc: 'Redis URL; wins over CELL0_REDIS_HOST/PORT. redis://[:password@]host:port[/db], rediss:// for TLS',
+    schema: z
+      .string()
+      .trim()
+      .refine(
+        (v) => (isClusterUrl(v) ? validClusterUrl(v) : redisUrl.safeParse(v).success),
+        'expected a redis:// or rediss:// URL, for example redis://:password@host:6379/0, or redis-cluster://host:port,host:port',
+      ),
+    doc: 'Redis URL; wins over CELL0_REDIS_HOST/PORT. redis://[:password@]host:port[/db], rediss:// for TLS; redis-cluster://[:password@]host:port,host:port (rediss-cluster:// for TLS) for a Redis Cluster',
     secret: true,
+  },
+  REDIS_CLUSTER_NODES: {
+    section: 'redis',
+    schema: z
+      .string()
+      .trim()
+      .transform((v, ctx) => {
+        try {
+          parseClusterNodes(v);
+          return v;
+        } catch (err) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected host:port,host:port,... (${(err as Error).message})`,
+          });
+          return z.NEVER;
+        }
+      }),
+    doc: 'Redis Cluster seed nodes, host:port,host:port,...; when set cell0 runs on the cluster (REDIS_URL then only lends its password and rediss:// TLS). See docs/scaling.md',
   },
   CELL0_REDIS_HOST: {
     section: 'redis',
@@ -73,8 +99,13 @@ export const REDIS_ENV = {
 
 /** How a process reaches Redis. */
 export interface RedisConfig {
-  /** REDIS_URL when given, else built from host and port. */
+  /**
+   * REDIS_URL when given, else built from host and port; with REDIS_CLUSTER_NODES a cluster URL
+   * (redis-cluster://host:port,host:port, see shared/redis/cluster.ts).
+   */
   url: string;
+  /** True when the URL names a Redis Cluster. */
+  cluster: boolean;
   /** True when REDIS_URL was given explicitly. */
   explicitUrl: boolean;
   host: string;
@@ -91,17 +122,25 @@ export function loadRedis(p: ParsedEnv<typeof REDIS_ENV>): {
   embeddedRedis: 'auto' | 'never';
   dataDir: string;
 } {
-  const explicitUrl = p.REDIS_URL !== undefined;
-  const url =
-    p.REDIS_URL ??
-    `redis://${p.CELL0_REDIS_HOST.includes(':') ? `[${p.CELL0_REDIS_HOST}]` : p.CELL0_REDIS_HOST}:${p.CELL0_REDIS_PORT}`;
-  const parsedUrl = new URL(url);
+  const explicitUrl = p.REDIS_URL !== undefined || p.REDIS_CLUSTER_NODES !== undefined;
+  const given = p.REDIS_URL ?? `redis://${bracketed(p.CELL0_REDIS_HOST)}:${p.CELL0_REDIS_PORT}`;
+  // A cluster URL given as REDIS_URL lends its credentials as a redis:// URL would.
+  const base = isClusterUrl(given) ? parseClusterUrl(given) : undefined;
+  const parsedUrl = base ? undefined : new URL(given);
+  const credentials = base ?? {
+    ...(parsedUrl!.username ? { username: decodeURIComponent(parsedUrl!.username) } : {}),
+    ...(parsedUrl!.password ? { password: decodeURIComponent(parsedUrl!.password) } : {}),
+    tls: parsedUrl!.protocol === 'rediss:',
+  };
+  const url = p.REDIS_CLUSTER_NODES !== undefined ? clusterUrl(p.REDIS_CLUSTER_NODES, credentials) : given;
+  const first = isClusterUrl(url) ? parseClusterUrl(url).nodes[0] : undefined;
   return {
     redis: {
       url,
+      cluster: first !== undefined,
       explicitUrl,
-      host: parsedUrl.hostname.replace(/^\[|\]$/g, ''),
-      port: Number(parsedUrl.port || 6379),
+      host: first?.host ?? parsedUrl!.hostname.replace(/^\[|\]$/g, ''),
+      port: first?.port ?? Number(parsedUrl!.port || 6379),
       prefix: p.CELL0_QUEUE_PREFIX,
       commandTimeoutMs: p.CELL0_REDIS_COMMAND_TIMEOUT_MS,
       breakerThreshold: p.CELL0_REDIS_BREAKER_THRESHOLD,
@@ -111,4 +150,17 @@ export function loadRedis(p: ParsedEnv<typeof REDIS_ENV>): {
     embeddedRedis: p.CELL0_EMBEDDED_REDIS,
     dataDir: p.CELL0_DATA_DIR,
   };
+}
+
+function bracketed(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function validClusterUrl(v: string): boolean {
+  try {
+    parseClusterUrl(v);
+    return true;
+  } catch {
+    return false;
+  }
 }
