@@ -77,27 +77,35 @@ local stored = {}
 local maxTtl = 0
 local newGen = 0
 local genLeft = 0
+-- 1. Each entry's generation, and its previous record (one HMGET for all): a prompt stored again keeps its
+--    slot and leaves its old buckets (the generation may differ).
+local ids, slots, gensOf, bandsOf, expiries = {}, {}, {}, {}, {}
 for k = 1, n do
   local a = 4 + (k - 1) * 6
-  local id, ttl, bands = ARGV[a + 1], tonumber(ARGV[a + 5]), ARGV[a + 6]
-  stored[id] = true
+  ids[k] = ARGV[a + 1]
+  bandsOf[k] = ARGV[a + 6]
+  stored[ids[k]] = true
+end
+local olds = redis.call('HMGET', meta, unpack(ids))
+local needSlot = {}
+for k = 1, n do
+  local ttl = tonumber(ARGV[4 + (k - 1) * 6 + 5])
   if ttl > maxTtl then maxTtl = ttl end
   local expiresAt = now + ttl
+  expiries[k] = expiresAt
   local class = 0
   while 2 ^ class < ttl do class = class + 1 end
   local granule = 2 ^ class
   local g = math.ceil(expiresAt / granule)
-  local gen = 'h' .. class .. '.' .. string.format('%.0f', g)
-
-  local slot = -1
-  local old = redis.call('HGET', meta, id)
-  if old then
-    -- The same prompt again: keep its slot, leave its old buckets (the generation may differ).
-    local oldSlot, oldBands, oldGen = parseMeta(old)
+  gensOf[k] = 'h' .. class .. '.' .. string.format('%.0f', g)
+  genExpiry[gensOf[k]] = (g + 1) * granule
+  slots[k] = -1
+  if olds[k] then
+    local oldSlot, oldBands, oldGen = parseMeta(olds[k])
     if oldSlot >= 0 then
       leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
-      if bands ~= '' then
-        slot = oldSlot
+      if bandsOf[k] ~= '' then
+        slots[k] = oldSlot
       else
         redis.call('HDEL', vec, oldSlot)
         redis.call('RPUSH', free, oldSlot)
@@ -105,23 +113,35 @@ for k = 1, n do
       end
     end
   end
-  if slot < 0 and bands ~= '' then
-    slot = tonumber(redis.call('LPOP', free) or (redis.call('INCR', nextSlot) - 1))
-    if slot > MAX_SLOT then slot = -1 end -- out of slots: found by its exact key only
-  end
-  if slot < 0 then bands = '' end
+  if slots[k] < 0 and bandsOf[k] ~= '' then needSlot[#needSlot + 1] = k end
+end
 
+-- 2. Slots for the new entries: freed ones first (one LPOP), then fresh ones (one INCRBY).
+if #needSlot > 0 then
+  local taken = redis.call('LPOP', free, #needSlot) or {}
+  local fresh = #needSlot - #taken
+  local last = fresh > 0 and redis.call('INCRBY', nextSlot, fresh) or 0
+  for i, k in ipairs(needSlot) do
+    local slot = taken[i] and tonumber(taken[i]) or (last - fresh + (i - #taken) - 1)
+    if slot <= MAX_SLOT then slots[k] = slot end -- out of slots: found by its exact key only
+  end
+end
+
+-- 3. The entries and their records.
+for k = 1, n do
+  local a = 4 + (k - 1) * 6
+  local id, slot, gen = ids[k], slots[k], gensOf[k]
+  local bands = slot >= 0 and bandsOf[k] or ''
   redis.call('HSET', KEYS[7 + k], 'v', ARGV[a + 2], 'p', ARGV[a + 3], 't', nowText)
-  redis.call('PEXPIRE', KEYS[7 + k], ttl)
+  redis.call('PEXPIRE', KEYS[7 + k], tonumber(ARGV[a + 5]))
   if slot >= 0 then
     vecArgs[#vecArgs + 1] = slot
-    vecArgs[#vecArgs + 1] = string.format('%015.0f', expiresAt) .. id .. '\n' .. ARGV[a + 4] .. ARGV[a + 3]
+    vecArgs[#vecArgs + 1] = string.format('%015.0f', expiries[k]) .. id .. '\n' .. ARGV[a + 4] .. ARGV[a + 3]
     local adds = appends[gen]
     if not adds then
       adds = {}
       appends[gen] = adds
       genOrder[#genOrder + 1] = gen
-      genExpiry[gen] = (g + 1) * granule
     end
     local c = code(slot)
     for _, f in ipairs(bandFields(bands)) do adds[f] = (adds[f] or '') .. c end
@@ -131,7 +151,7 @@ for k = 1, n do
   metaArgs[#metaArgs + 1] = slot .. '|' .. bands .. '|' .. gen
   lruArgs[#lruArgs + 1] = nowText
   lruArgs[#lruArgs + 1] = id
-  expArgs[#expArgs + 1] = string.format('%.0f', expiresAt)
+  expArgs[#expArgs + 1] = string.format('%.0f', expiries[k])
   expArgs[#expArgs + 1] = id
 end
 
@@ -175,7 +195,9 @@ for _, member in ipairs(expired) do drop(member) end
 local evicted = 0
 local over = redis.call('ZCARD', lru) - maxEntries
 if over > 0 then
-  -- spares: the new entries may tie with the oldest on the millisecond and must not evict themselves
+  -- The least recently used go first; the new entries may tie with the oldest on the millisecond, so they
+  -- are skipped here (spares) and go only when the others are not enough, earliest stored first (as if
+  -- each store had evicted on its own).
   local victims = redis.call('ZRANGE', lru, 0, over + n - 1)
   for _, member in ipairs(victims) do
     if evicted >= over then break end
@@ -183,6 +205,11 @@ if over > 0 then
       drop(member)
       evicted = evicted + 1
     end
+  end
+  for k = 1, n - 1 do
+    if evicted >= over then break end
+    drop(ids[k])
+    evicted = evicted + 1
   end
 end
 if pushed and redis.call('PTTL', free) == -1 then

@@ -409,6 +409,35 @@ describe('SemanticCache (on Redis)', () => {
     expect(cache.getStats().sets).toBe(6);
   });
 
+  it('a batch of stores takes freed slots first, then fresh ones, and keeps them apart', async () => {
+    const cache = make({ maxEntriesPerScope: 2, writeBatching: { maxWaitMs: 50 } });
+    for (const p of ['alpha question about owls', 'beta question about bees', 'gamma question about cows']) {
+      await cache.set(p, p, SCOPE);
+      await new Promise((r) => setTimeout(r, 5)); // distinct LRU timestamps
+    }
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    const keys = `${baseOf(cache)}:{${tag}}`;
+    expect(await raw.llen(`${keys}:free`)).toBe(1); // alpha's slot
+    const batch = ['delta question about pigs', 'epsilon question about rats', 'zeta question about cats'];
+    await Promise.all(batch.map((p) => cache.set(p, p, SCOPE)));
+    expect(await raw.zcard(`${keys}:lru`)).toBe(2);
+    const slots = await raw.hkeys(`${keys}:vec`);
+    expect(slots).toHaveLength(2);
+    // every stored prompt of the batch that survived is found exactly and by similarity, with its own slot
+    let found = 0;
+    for (const p of batch) {
+      const hit = await cache.get(p, SCOPE);
+      if (!hit) continue;
+      found++;
+      expect(hit.value).toBe(p);
+      expect((await cache.get(`Please, ${p}?`, SCOPE))?.value).toBe(p);
+    }
+    expect(found).toBe(2);
+    // the earliest store of the batch went, as if each store had evicted on its own
+    expect(await cache.get(batch[0]!, SCOPE)).toBeUndefined();
+    expect(Number(await raw.get(`${keys}:next`))).toBe(5); // 3 fresh before; the batch took 1 freed, 2 fresh
+  });
+
   it('reportFalseHit counts the report and removes the entry', async () => {
     const cache = make();
     await cache.set('How do I reset my password?', 'wrong answer', SCOPE);
