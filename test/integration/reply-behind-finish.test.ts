@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import { JobSubmitter } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
 import {
@@ -11,7 +10,8 @@ import {
 } from '../../shared/queues/job-replies';
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
-import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { closeRedis } from '../../shared/redis/connection';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
 /*
@@ -19,8 +19,8 @@ import { until } from '../helpers/wait';
  * moveToFinished of the job (reply-finished.lua), not after the finish has returned to it.
  */
 describe('replies sent behind the finish', () => {
-  const redis = new Redis(testRedisUrl());
-  afterAll(() => redis.quit());
+  const redis = testRedisConnection();
+  afterAll(() => closeRedis(redis));
 
   test('a Cell0Worker answers every waiting producer in the round trip of the finish', async () => {
     const prefix = uniquePrefix('rbf');
