@@ -38,5 +38,7 @@ USER node
 # API, Bull Board (`cell0 dashboard`), Ollama-compatible simulator.
 EXPOSE 3000 3001 11435
 # No image-wide HEALTHCHECK: workers serve no HTTP. docker-compose.yml adds one per HTTP service.
-ENTRYPOINT ["node", "dist/bin/cell0.js"]
+# V8's young generation capped at 2 x 16 MB: left to itself it grows to 2 x 64 MB under steady load on a large
+# host, RSS that is never given back (docs/resources.md, "Memory over time").
+ENTRYPOINT ["node", "--max-semi-space-size=16", "dist/bin/cell0.js"]
 CMD ["start"]

@@ -17,6 +17,12 @@ module.exports = {
   // and other work) event-driven tests that take 5 s on an idle one took over 30 s.
   testTimeout: 90000,
   maxWorkers: 2,
+  // How long a jest worker gets to exit once the run is over before jest kills it and prints "A worker
+  // process has failed to exit gracefully". Jest's 500 ms is shorter than a process can wait for a core on a
+  // loaded 2-core host: the message came once per busy run while no handle was left (every file passes the
+  // open-handle check of the test environment, and the other worker exited 0 ms after being told to). A
+  // worker held by a real leak still gets killed and named, 10 s later.
+  workerGracefulExitTimeout: 10_000,
   // Coverage (npm test runs with --coverage): V8's own counters, no instrumentation of the code.
   collectCoverageFrom: ['{bin,producers,workers,shared,dashboards}/**/*.ts'],
   coverageProvider: 'v8',

@@ -11,8 +11,9 @@
  * request of each process (from /proc), Redis commands per request (INFO commandstats delta of the private
  * Redis, commands run inside scripts included) and the median pair ratios B/A.
  *
- *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on]
+ *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off]
  *                         [--cpu-prof DIR] [--json]
+ * --variants on: only caches on; off: only the semantic and search caches off; all (default): every variant.
  * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR.
  */
 import { randomBytes } from 'node:crypto';
@@ -146,11 +147,14 @@ async function main(): Promise<void> {
   const opts = benchArgs(
     process.argv.slice(2),
     { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on] [--cpu-prof DIR] [--json]',
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--json]',
     ['variants', 'cpu-prof'],
   );
   const profDir = opts.text['cpu-prof'];
-  const variants = opts.text.variants === 'on' ? VARIANTS.slice(0, 1) : VARIANTS;
+  const v = opts.text.variants ?? 'all';
+  if (!['all', 'on', 'off'].includes(v)) throw new Error(`--variants must be all, on or off, got ${v}`);
+  // off: only the run with the semantic and search caches off (the queue and HTTP path alone).
+  const variants = v === 'on' ? VARIANTS.slice(0, 1) : v === 'off' ? VARIANTS.slice(1, 2) : VARIANTS;
   const { url: redisUrl, redis, version: redisVersion, child: redisServer } = await startRedisServer();
 
   const simPort = await freePort();

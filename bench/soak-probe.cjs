@@ -20,6 +20,7 @@ if (typeof process.send === 'function') {
         soak: 'sample',
         id: m.id,
         rss: u.rss,
+        newSpace: v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.space_size ?? 0,
         heapUsed: u.heapUsed,
         heapTotal: u.heapTotal,
         external: u.external,

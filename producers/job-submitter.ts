@@ -16,6 +16,7 @@ import { DEFAULT_JOB_POLICY, type JobPolicy } from '../shared/queues/job-policy.
 import { QUEUE_NAMES, type QueueName, queuePrefix } from '../shared/queues/names.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { settledWithin, sleep } from '../shared/sleep.js';
+import { applyRetention, countAdd, resultMaxAge } from './retention.js';
 import { SubmitLane, type LaneContext } from './submit-lane.js';
 import {
   eventResult,
@@ -290,7 +291,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     try {
       if (leader) {
         const before = await lane.addAsLeader(name, data, jobId);
-        if (this.metrics) this.countAdd(queue, before, started, opts.maxAgeMs);
+        if (this.metrics)
+          countAdd(this.metrics, queue, before, started, resultMaxAge(this.policy, opts.maxAgeMs));
         const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
         // Joined: the job was there (queued or running), or its stored result answered.
         noteJoined(before.status === 'pending' || (r !== undefined && before.status === 'completed'));
@@ -324,12 +326,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
-  /**
-   * The retention rule for the job's outcome as a caller found it. Returns the caller's answer when there
-   * is one now (a result within its TTL, or a failure that happened while the caller waited); otherwise
-   * re-runs (or, with `readd`, re-adds a vanished job) as the rule says and returns undefined: keep waiting.
-   */
-  private async apply<T>(
+  private apply<T>(
     lane: SubmitLane,
     queue: QueueName,
     jobId: string,
@@ -338,48 +335,8 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     maxAgeMs?: number,
     readd?: { name: string; data: unknown },
   ): Promise<SubmitResult<T> | undefined> {
-    const maxAge = Math.min(maxAgeMs ?? Infinity, this.policy.resultTtlSeconds * 1000);
-    switch (outcome.status) {
-      case 'completed':
-        // A result that landed while this caller waited is always its answer.
-        if (outcome.finishedOn >= started || started - outcome.finishedOn <= maxAge) {
-          lane.dispatch(jobId, {
-            kind: 'completed',
-            returnvalue: outcome.returnvalue,
-            finishedOn: outcome.finishedOn,
-          });
-          return finishedResult<T>(queue, jobId, outcome);
-        }
-        await lane.rerun(jobId, 'completed');
-        return undefined;
-      case 'failed':
-        // A failure from before this request is never served to it; one that happened while it waited is.
-        if (outcome.finishedOn >= started) {
-          lane.dispatch(jobId, { kind: 'failed', failedReason: outcome.failedReason });
-          return finishedResult<T>(queue, jobId, outcome);
-        }
-        await lane.rerun(jobId, 'failed');
-        return undefined;
-      case 'missing':
-        // Gone since it was added (removed, trimmed): add it again, registered as before.
-        if (readd) await lane.add({ ...readd, jobId, add: true });
-        return undefined;
-      default:
-        return undefined;
-    }
-  }
-
-  /** What an add met, for the metrics: nothing (added), a job under way (joined), or a finished one. */
-  private countAdd(queue: QueueName, before: JobOutcome, started: number, maxAgeMs?: number): void {
-    const m = this.metrics!;
-    if (before.status === 'missing') return m.jobAdded(queue);
-    if (before.status === 'pending') return m.jobCoalesced(queue, 'joined');
-    // The same rule as apply(): a result within its age is served; anything else finished is re-run.
-    const maxAge = Math.min(maxAgeMs ?? Infinity, this.policy.resultTtlSeconds * 1000);
-    const served =
-      before.finishedOn >= started ||
-      (before.status === 'completed' && started - before.finishedOn <= maxAge);
-    m.jobCoalesced(queue, served ? 'stored_result' : 'rerun');
+    const maxAge = resultMaxAge(this.policy, maxAgeMs);
+    return applyRetention<T>({ lane, queue, jobId, outcome, started, maxAge, ...(readd ? { readd } : {}) });
   }
 
   /**

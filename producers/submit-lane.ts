@@ -1,4 +1,4 @@
-import { Job, Queue } from 'bullmq';
+import { Job, Queue, type JobsOptions } from 'bullmq';
 import { type RedisConnection } from '../shared/redis/cluster.js';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { Cell0Error, ErrorCode, RedisUnavailableError } from '../shared/errors.js';
@@ -8,7 +8,7 @@ import { type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js';
 import { type JobOutcome } from '../shared/queues/job-outcome.js';
 import { decodeOutcome, inboxKey, registerWaiters, type JobReply } from '../shared/queues/job-replies.js';
-import { jobOptionsFor, type JobPolicy } from '../shared/queues/job-policy.js';
+import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
 import { type QueueName, queueKey, queuePrefix } from '../shared/queues/names.js';
 import { settledWithin } from '../shared/sleep.js';
 import { telemetryOption, traceMetadata, withSpan } from '../shared/tracing/tracing.js';
@@ -57,6 +57,9 @@ export class SubmitLane {
   readonly inboxConn: RedisConnection;
   /** Gathers concurrent registrations and adds into one pipeline per round trip. */
   readonly adder: AsyncBatchProcessor<AddItem, JobOutcome>;
+  /** Adds sent so far: one in TRIM_EVERY asks BullMQ to trim the completed set when it finishes. */
+  private adds = 0;
+  private untrimmed: JobsOptions | undefined;
 
   private constructor(
     private readonly ctx: LaneContext,
@@ -129,7 +132,8 @@ export class SubmitLane {
         items.map((it) => it.jobId),
         this.ctx.producerId,
       );
-      const jobOpts = this.queue.defaultJobOptions;
+      const trimmed = this.queue.defaultJobOptions;
+      const untrimmed = (this.untrimmed ??= withoutTrimming(trimmed));
       const adds: (Promise<unknown> | undefined)[] = items.map((it) =>
         it.add
           ? new Job(
@@ -138,7 +142,7 @@ export class SubmitLane {
               it.data,
               // With tracing on, the request's context, for the worker's span of the job (bullmq-otel).
               {
-                ...jobOpts,
+                ...(this.adds++ % TRIM_EVERY === 0 ? trimmed : untrimmed),
                 jobId: it.jobId,
                 ...(it.telemetry ? { telemetry: { metadata: it.telemetry } } : {}),
               },

@@ -27,6 +27,7 @@ export const CLUSTER_TESTS = [
   'test/integration/semantic-cache.test.ts',
   'test/integration/caching.test.ts',
   'test/integration/bullmq-internals.test.ts',
+  'test/integration/reply-behind-finish.test.ts',
 ];
 
 /*

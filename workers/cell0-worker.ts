@@ -20,6 +20,7 @@ import {
   searchRequestSchema,
 } from '../shared/queues/schemas.js';
 import { failureOf, parseJobData, storeInference, storeSearch, timedOut } from './worker/job-outcome.js';
+import { watchFailures } from './worker/job-outcome.js';
 import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
 import { Admission } from './worker/admission.js';
 import { BackendWait, isBackendAway } from './worker/backend-wait.js';
@@ -212,6 +213,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...[...this.workers.values()].map((w) => w.waitUntilReady()),
       this.tokenStreams?.start(),
     ]);
+    // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish.
+    for (const [queue, conn] of this.connectionOf)
+      this.replies.replyBehindFinish(conn, queueKey(this.opts.prefix, queue));
     await this.maintenance.start();
     this.admission.start();
     this.deadlines.start();
@@ -258,16 +262,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     });
     worker.on('error', (err) => this.maintenance.onWorkerError(queue, err));
     attachReplyPublisher(worker, queueKey(this.opts.prefix, queue), this.replies);
-    worker.on('failed', (job, err) => {
-      if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
-      const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
-      this.log.warn(
-        { queue, jobId: job.id, attempt: job.attemptsMade, willRetry, error: err.message },
-        'job failed',
-      );
-      this.emit('job:failed', { queue, jobId: job.id ?? '', error: err.message, willRetry });
-    });
-    worker.on('stalled', (jobId) => this.log.warn({ queue, jobId }, 'job stalled; it goes back to wait'));
+    watchFailures(worker, queue, this.log, (e) => this.emit('job:failed', e));
     this.workers.set(queue, worker);
   }
 
@@ -284,6 +279,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const conn = this.connectionOf.get(queue);
     if (!conn || conn.status !== 'ready') return 0;
     return waitingJobCount(conn, this.opts.prefix, queue).catch(() => 0);
+  }
+
+  /** Replies to waiting producers so far: sent behind the job's finish, or after its event. */
+  replyStats(): { withFinish: number; afterEvent: number } {
+    return this.replies.stats();
   }
 
   /** Figures of the embedding batches (calls, sizes, waits); undefined when not serving embeddings. */

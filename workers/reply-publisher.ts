@@ -1,8 +1,17 @@
-import { UnrecoverableError, type Worker } from 'bullmq';
+import { type Worker } from 'bullmq';
 import { type RedisConnection } from '../shared/redis/cluster.js';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import { defineReplyScripts, sendReplies, type JobReply } from '../shared/queues/job-replies.js';
+import { willRetry } from './worker/job-outcome.js';
+import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-internals.js';
+import {
+  defineReplyScripts,
+  encodeRawReply,
+  sendFinishedReplies,
+  sendReplies,
+  type FinishedReply,
+  type JobReply,
+} from '../shared/queues/job-replies.js';
 
 /** Options of {@link ReplyPublisher}. */
 export interface ReplyPublisherOptions {
@@ -24,6 +33,20 @@ export class ReplyPublisher {
   private readonly batcher: AsyncBatchProcessor<{ queueKey: string; reply: JobReply }, number>;
   private readonly log: Logger;
   private closing: Promise<void> | undefined;
+  /**
+   * Replies sent behind their jobs' finish, by job id: resolves true once the job was found finished and
+   * its waiters answered. Two generations, swapped every minute, so an entry whose job event never comes
+   * does not stay.
+   */
+  private sent = new Map<string, Promise<boolean>>();
+  private older = new Map<string, Promise<boolean>>();
+  private readonly rotate: NodeJS.Timeout;
+  /** Replies gathered in this tick, per connection, sent behind the finishes they follow. */
+  private readonly gathering = new Map<
+    RedisConnection,
+    { queueKey: string; items: FinishedReply[]; done: ((ok: boolean) => void)[] }
+  >();
+  private readonly counts = { withFinish: 0, afterEvent: 0 };
 
   constructor(opts: ReplyPublisherOptions) {
     this.log = opts.logger ?? silentLogger();
@@ -45,10 +68,88 @@ export class ReplyPublisher {
         );
       },
     });
+    this.rotate = setInterval(() => {
+      this.older = this.sent;
+      this.sent = new Map();
+    }, 60_000);
+    this.rotate.unref();
+  }
+
+  /**
+   * Replies, from now on, in the same round trip as the worker's finish of each job: each time BullMQ sends
+   * a job's `moveToFinished` on `conn` (the connection `worker` runs on), the reply goes out on `conn` right
+   * behind it (reply-finished.lua, one command per tick), so Redis runs it once the job is stored as
+   * finished, and the waiting producers have their result without the worker waiting for the finish to
+   * return first. A job the script does not find finished is answered the ordinary way when its event
+   * comes (so the worker must be attached with {@link attachReplyPublisher} too). Call it once BullMQ has
+   * loaded its scripts on `conn` (the worker is ready). Returns false when BullMQ's finish could not be
+   * hooked: then every reply follows the job's event.
+   */
+  replyBehindFinish(conn: RedisConnection, queueKey: string): boolean {
+    const hooked = hookMoveToFinished(conn, (call) => this.behindFinish(conn, queueKey, call));
+    if (!hooked)
+      this.log.warn({ queueKey }, 'replies follow the job events (no BullMQ finish on the connection)');
+    return hooked;
+  }
+
+  /** Replies sent so far: with the finish (see attachToFinish), and after the job's event. */
+  stats(): { withFinish: number; afterEvent: number } {
+    return { ...this.counts };
+  }
+
+  private behindFinish(conn: RedisConnection, queueKey: string, call: FinishCall): void {
+    if (this.closing) return;
+    let batch = this.gathering.get(conn);
+    if (!batch) {
+      batch = { queueKey, items: [], done: [] };
+      this.gathering.set(conn, batch);
+      // Still in the tick of the finish: the batch goes out behind every finish of this tick.
+      process.nextTick(() => this.sendBehind(conn));
+    }
+    batch.items.push({
+      jobId: call.jobId,
+      finishedSetKey: call.finishedSetKey,
+      reply: encodeRawReply(call.jobId, call.target, call.finishedOn, call.value),
+    });
+    this.sent.set(call.jobId, new Promise<boolean>((resolve) => batch.done.push(resolve)));
+  }
+
+  private sendBehind(conn: RedisConnection): void {
+    const batch = this.gathering.get(conn);
+    this.gathering.delete(conn);
+    if (!batch) return;
+    defineReplyScripts(conn);
+    sendFinishedReplies(conn, batch.queueKey, batch.items).then(
+      (counts) =>
+        batch.done.forEach((resolve, i) => {
+          const ok = (counts[i] ?? -1) >= 0;
+          if (ok) this.counts.withFinish++;
+          resolve(ok);
+        }),
+      (err: unknown) => {
+        this.log.debug({ err }, 'could not reply behind the finish; replying after the job event');
+        batch.done.forEach((resolve) => resolve(false));
+      },
+    );
+  }
+
+  /**
+   * The job's event came (it is stored as finished): its reply, unless the one sent behind its finish
+   * answered the waiters already.
+   */
+  finished(queueKey: string, reply: JobReply): void {
+    const sent = this.sent.get(reply.jobId) ?? this.older.get(reply.jobId);
+    if (!sent) return this.publish(queueKey, reply);
+    this.sent.delete(reply.jobId);
+    this.older.delete(reply.jobId);
+    void sent.then((ok) => {
+      if (!ok) this.publish(queueKey, reply);
+    });
   }
 
   /** Hands `reply` to the waiters of its job (asynchronously; failures are logged, never thrown). */
   publish(queueKey: string, reply: JobReply): void {
+    this.counts.afterEvent++;
     this.batcher.add({ queueKey, reply }).catch((err: unknown) => {
       this.log.debug({ err, jobId: reply.jobId }, 'could not hand a result to its waiting producers');
     });
@@ -56,6 +157,7 @@ export class ReplyPublisher {
 
   /** Sends what is pending and stops. Idempotent. */
   close(): Promise<void> {
+    clearInterval(this.rotate);
     this.closing ??= this.batcher.close();
     return this.closing;
   }
@@ -71,7 +173,7 @@ export function attachReplyPublisher(worker: Worker, queueKey: string, publisher
   // reads the outcome itself, every earlier one is in the waiter set the reply goes to.
   worker.on('completed', (job, returnvalue) => {
     if (job.id)
-      publisher.publish(queueKey, {
+      publisher.finished(queueKey, {
         jobId: job.id,
         status: 'completed',
         returnvalue,
@@ -80,9 +182,8 @@ export function attachReplyPublisher(worker: Worker, queueKey: string, publisher
   });
   worker.on('failed', (job, err) => {
     if (!job?.id || err.name === 'WaitingError' || err.name === 'DelayedError') return;
-    const willRetry = !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
-    if (!willRetry)
-      publisher.publish(queueKey, {
+    if (!willRetry(job, err))
+      publisher.finished(queueKey, {
         jobId: job.id,
         status: 'failed',
         failedReason: err.message,

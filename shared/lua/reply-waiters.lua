@@ -12,32 +12,11 @@
 
   Returns, per job, the number of waiters its reply went to.
 ]]
-local rcall = redis.call
+-- #include inbox-replies
 local counts = {}
-local inboxes = {}
-local order = {}
+local acc = { lists = {}, order = {} }
 for i = 1, #KEYS do
-  -- A count past any waiter set's size pops the whole set and deletes it.
-  local waiters = rcall("SPOP", KEYS[i], 1000000)
-  counts[i] = #waiters
-  for w = 1, #waiters do
-    local inbox = ARGV[1] .. waiters[w]
-    local list = inboxes[inbox]
-    if not list then
-      list = {}
-      inboxes[inbox] = list
-      order[#order + 1] = inbox
-    end
-    list[#list + 1] = ARGV[i + 2]
-  end
+  counts[i] = popWaiters(acc, KEYS[i], ARGV[1], ARGV[i + 2])
 end
-for n = 1, #order do
-  local inbox = order[n]
-  local list = inboxes[inbox]
-  -- unpack() is bounded by Lua's C stack: push in slices.
-  for s = 1, #list, 1000 do
-    rcall("RPUSH", inbox, unpack(list, s, math.min(s + 999, #list)))
-  end
-  rcall("PEXPIRE", inbox, ARGV[2])
-end
+pushReplies(acc, ARGV[2])
 return counts

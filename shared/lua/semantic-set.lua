@@ -1,6 +1,6 @@
 --[[
-  Stores one entry of the semantic cache, then keeps its scope tidy: removes up to ARGV[10] expired
-  entries and evicts the least recently used entries beyond ARGV[6].
+  Stores entries of one scope of the semantic cache, then keeps the scope tidy: removes up to ARGV[4]
+  expired entries and evicts the least recently used entries beyond ARGV[1].
 
   Each entry holds a slot number (0 .. 2^24-1, reused after it goes). Band buckets are strings of packed
   3-byte slot numbers (a lookup reads all of its buckets with one MGET and counts in Node); the vec hash
@@ -17,39 +17,39 @@
   hash or the vec hash would not outlive the new entry.
 
   Every key is in the scope's hash slot ({scope hash} tag). Entry keys and band keys of evicted or expired
-  entries are built from ARGV[7]/ARGV[8] (same tag, so the same cluster slot).
+  entries are built from ARGV[2]/ARGV[3] (same tag, so the same cluster slot).
 
-  KEYS[1]  entry hash: v = value JSON, p = prompt, t = stored at (ms, Redis clock)
-  KEYS[2]  LRU sorted set: id -> last store or hit (ms)
-  KEYS[3]  expiry sorted set: id -> expires at (ms)
-  KEYS[4]  meta hash: id -> "slot|band values|generation" (band values comma-separated, base 36)
-  KEYS[5]  vec hash: slot -> candidate record (see above)
-  KEYS[6]  free slots list
-  KEYS[7]  next-slot counter
-  KEYS[8]  gens sorted set: generation -> expiry of its buckets (ms)
-  ARGV[1]  id
-  ARGV[2]  value JSON
-  ARGV[3]  prompt
-  ARGV[4]  vector bytes
-  ARGV[5]  TTL, ms
-  ARGV[6]  most entries in the scope
-  ARGV[7]  entry key prefix (+ id = entry key)
-  ARGV[8]  band key prefix (+ generation = the generation's hash of band buckets)
-  ARGV[9]  band values, comma-separated, in band order (base 36; empty when the vector is zero)
-  ARGV[10] most expired entries to remove in this call
+  One call stores one entry or several of one scope (a batch of set() calls, ids distinct): the band buckets
+  of a generation are appended with one HMGET and one HSET for the whole batch, the vec / meta / LRU /
+  expiry records with one command each, and the scope's upkeep (container expiry, expired cleanup, size
+  bound) runs once per call, not once per entry.
 
-  Returns { evicted, expired removed, 1 when this store created its generation (else 0), ms until the
-            generation's buckets expire }
+  KEYS[1]  LRU sorted set: id -> last store or hit (ms)
+  KEYS[2]  expiry sorted set: id -> expires at (ms)
+  KEYS[3]  meta hash: id -> "slot|band values|generation" (band values comma-separated, base 36)
+  KEYS[4]  vec hash: slot -> candidate record (see above)
+  KEYS[5]  free slots list
+  KEYS[6]  next-slot counter
+  KEYS[7]  gens sorted set: generation -> expiry of its buckets (ms)
+  KEYS[8..] entry hash of each entry (v = value JSON, p = prompt, t = stored at, ms, Redis clock)
+  ARGV[1]  most entries in the scope
+  ARGV[2]  entry key prefix (+ id = entry key)
+  ARGV[3]  band key prefix (+ generation = the generation's hash of band buckets)
+  ARGV[4]  most expired entries to remove in this call
+  ARGV[5..] six per entry, in the order of KEYS[8..]: id, value JSON, prompt, vector bytes, TTL (ms), band
+           values (comma-separated, in band order, base 36; empty when the vector is zero)
+
+  Returns { evicted, expired removed, 1 when this call created a generation (else 0), ms until the longest-
+            lived generation it joined expires }
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = ARGV[1]
-local ttl = tonumber(ARGV[5])
-local maxEntries = tonumber(ARGV[6])
-local eprefix, bprefix = ARGV[7], ARGV[8]
-local lru, exp, meta, vec, free, nextSlot, gens = KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local maxEntries = tonumber(ARGV[1])
+local eprefix, bprefix = ARGV[2], ARGV[3]
+local lru, exp, meta, vec, free, nextSlot, gens = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local MAX_SLOT = 16777215
 local pushed = false -- a slot went back on the free list (which may be new, without an expiry)
+local n = #KEYS - 7
 
 -- #include slot-codes
 
@@ -70,91 +70,150 @@ local function drop(member)
   redis.call('DEL', eprefix .. member)
 end
 
-local expiresAt = now + ttl
-local class = 0
-while 2 ^ class < ttl do class = class + 1 end
-local granule = 2 ^ class
-local g = math.ceil(expiresAt / granule)
-local gen = 'h' .. class .. '.' .. string.format('%.0f', g)
-local bucketExpiry = string.format('%.0f', (g + 1) * granule)
-
-local bands = ARGV[9]
-local slot = -1
+local nowText = string.format('%.0f', now)
+local vecArgs, metaArgs, lruArgs, expArgs = {}, {}, {}, {}
+local appends, genOrder, genExpiry = {}, {}, {} -- generation -> { field -> codes to append }
+local stored = {}
+local maxTtl = 0
 local newGen = 0
-local old = redis.call('HGET', meta, id)
-if old then
-  -- The same prompt again: keep its slot, leave its old buckets (the generation may differ).
-  local oldSlot, oldBands, oldGen = parseMeta(old)
-  if oldSlot >= 0 then
-    leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
-    if bands ~= '' then
-      slot = oldSlot
-    else
-      redis.call('HDEL', vec, oldSlot)
-      redis.call('RPUSH', free, oldSlot)
-      pushed = true
+local genLeft = 0
+-- 1. Each entry's generation, and its previous record (one HMGET for all): a prompt stored again keeps its
+--    slot and leaves its old buckets (the generation may differ).
+local ids, slots, gensOf, bandsOf, expiries = {}, {}, {}, {}, {}
+for k = 1, n do
+  local a = 4 + (k - 1) * 6
+  ids[k] = ARGV[a + 1]
+  bandsOf[k] = ARGV[a + 6]
+  stored[ids[k]] = true
+end
+local olds = redis.call('HMGET', meta, unpack(ids))
+local needSlot = {}
+for k = 1, n do
+  local ttl = tonumber(ARGV[4 + (k - 1) * 6 + 5])
+  if ttl > maxTtl then maxTtl = ttl end
+  local expiresAt = now + ttl
+  expiries[k] = expiresAt
+  local class = 0
+  while 2 ^ class < ttl do class = class + 1 end
+  local granule = 2 ^ class
+  local g = math.ceil(expiresAt / granule)
+  gensOf[k] = 'h' .. class .. '.' .. string.format('%.0f', g)
+  genExpiry[gensOf[k]] = (g + 1) * granule
+  slots[k] = -1
+  if olds[k] then
+    local oldSlot, oldBands, oldGen = parseMeta(olds[k])
+    if oldSlot >= 0 then
+      leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
+      if bandsOf[k] ~= '' then
+        slots[k] = oldSlot
+      else
+        redis.call('HDEL', vec, oldSlot)
+        redis.call('RPUSH', free, oldSlot)
+        pushed = true
+      end
     end
   end
+  if slots[k] < 0 and bandsOf[k] ~= '' then needSlot[#needSlot + 1] = k end
 end
-if slot < 0 and bands ~= '' then
-  slot = tonumber(redis.call('LPOP', free) or (redis.call('INCR', nextSlot) - 1))
-  if slot > MAX_SLOT then slot = -1 end -- out of slots: found by its exact key only
-end
-if slot < 0 then bands = '' end
 
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'p', ARGV[3], 't', string.format('%.0f', now))
-redis.call('PEXPIRE', KEYS[1], ttl)
-if slot >= 0 then
-  redis.call('HSET', vec, slot, string.format('%015.0f', expiresAt) .. id .. '\n' .. ARGV[4] .. ARGV[3])
-  local c = code(slot)
+-- 2. Slots for the new entries: freed ones first (one LPOP), then fresh ones (one INCRBY).
+if #needSlot > 0 then
+  local taken = redis.call('LPOP', free, #needSlot) or {}
+  local fresh = #needSlot - #taken
+  local last = fresh > 0 and redis.call('INCRBY', nextSlot, fresh) or 0
+  for i, k in ipairs(needSlot) do
+    local slot = taken[i] and tonumber(taken[i]) or (last - fresh + (i - #taken) - 1)
+    if slot <= MAX_SLOT then slots[k] = slot end -- out of slots: found by its exact key only
+  end
+end
+
+-- 3. The entries and their records.
+for k = 1, n do
+  local a = 4 + (k - 1) * 6
+  local id, slot, gen = ids[k], slots[k], gensOf[k]
+  local bands = slot >= 0 and bandsOf[k] or ''
+  redis.call('HSET', KEYS[7 + k], 'v', ARGV[a + 2], 'p', ARGV[a + 3], 't', nowText)
+  redis.call('PEXPIRE', KEYS[7 + k], tonumber(ARGV[a + 5]))
+  if slot >= 0 then
+    vecArgs[#vecArgs + 1] = slot
+    vecArgs[#vecArgs + 1] = string.format('%015.0f', expiries[k]) .. id .. '\n' .. ARGV[a + 4] .. ARGV[a + 3]
+    local adds = appends[gen]
+    if not adds then
+      adds = {}
+      appends[gen] = adds
+      genOrder[#genOrder + 1] = gen
+    end
+    local c = code(slot)
+    for _, f in ipairs(bandFields(bands)) do adds[f] = (adds[f] or '') .. c end
+    if genExpiry[gen] - now > genLeft then genLeft = genExpiry[gen] - now end
+  end
+  metaArgs[#metaArgs + 1] = id
+  metaArgs[#metaArgs + 1] = slot .. '|' .. bands .. '|' .. gen
+  lruArgs[#lruArgs + 1] = nowText
+  lruArgs[#lruArgs + 1] = id
+  expArgs[#expArgs + 1] = string.format('%.0f', expiries[k])
+  expArgs[#expArgs + 1] = id
+end
+
+if #vecArgs > 0 then redis.call('HSET', vec, unpack(vecArgs)) end
+for _, gen in ipairs(genOrder) do
   local bkey = bprefix .. gen
-  local fields = bandFields(bands)
+  local fields = {}
+  for f in pairs(appends[gen]) do fields[#fields + 1] = f end
   local cur = redis.call('HMGET', bkey, unpack(fields))
   local args = {}
   local created = true -- none of its fields there: the hash may be new (an existing one has this expiry)
   for k = 1, #fields do
     if cur[k] then created = false end
     args[#args + 1] = fields[k]
-    args[#args + 1] = (cur[k] or '') .. c
+    args[#args + 1] = (cur[k] or '') .. appends[gen][fields[k]]
   end
   redis.call('HSET', bkey, unpack(args))
+  local bucketExpiry = string.format('%.0f', genExpiry[gen])
   if created then redis.call('PEXPIREAT', bkey, bucketExpiry) end
   if redis.call('ZADD', gens, 'GT', bucketExpiry, gen) == 1 then
     -- a new generation: forget those whose buckets have expired
     newGen = 1
-    redis.call('ZREMRANGEBYSCORE', gens, '-inf', string.format('%.0f', now))
+    redis.call('ZREMRANGEBYSCORE', gens, '-inf', nowText)
   end
 end
-redis.call('HSET', meta, id, slot .. '|' .. bands .. '|' .. gen)
-redis.call('ZADD', lru, string.format('%.0f', now), id)
-redis.call('ZADD', exp, string.format('%.0f', expiresAt), id)
+redis.call('HSET', meta, unpack(metaArgs))
+redis.call('ZADD', lru, unpack(lruArgs))
+redis.call('ZADD', exp, unpack(expArgs))
 
 -- The containers live as long as their longest-lived member; all of them share one expiry.
 local metaLeft = redis.call('PTTL', meta)
-local vecLeft = slot >= 0 and redis.call('PTTL', vec) or metaLeft
-if metaLeft < ttl or vecLeft < ttl then
-  local life = math.max(2 * ttl + 1000, metaLeft, vecLeft)
+local vecLeft = #vecArgs > 0 and redis.call('PTTL', vec) or metaLeft
+if metaLeft < maxTtl or vecLeft < maxTtl then
+  local life = math.max(2 * maxTtl + 1000, metaLeft, vecLeft)
   for _, key in ipairs({ lru, exp, meta, vec, nextSlot, gens, free }) do redis.call('PEXPIRE', key, life) end
 end
 
-local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', string.format('%.0f', now), 'LIMIT', 0, tonumber(ARGV[10]))
+local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', nowText, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, member in ipairs(expired) do drop(member) end
 
 local evicted = 0
 local over = redis.call('ZCARD', lru) - maxEntries
 if over > 0 then
-  -- one spare: the new entry may tie with the oldest on the millisecond and must not evict itself
-  local victims = redis.call('ZRANGE', lru, 0, over)
+  -- The least recently used go first; the new entries may tie with the oldest on the millisecond, so they
+  -- are skipped here (spares) and go only when the others are not enough, earliest stored first (as if
+  -- each store had evicted on its own).
+  local victims = redis.call('ZRANGE', lru, 0, over + n - 1)
   for _, member in ipairs(victims) do
     if evicted >= over then break end
-    if member ~= id then
+    if not stored[member] then
       drop(member)
       evicted = evicted + 1
     end
+  end
+  for k = 1, n - 1 do
+    if evicted >= over then break end
+    drop(ids[k])
+    evicted = evicted + 1
   end
 end
 if pushed and redis.call('PTTL', free) == -1 then
   local left = redis.call('PTTL', meta)
   if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
 end
-return { evicted, #expired, newGen, (g + 1) * granule - now }
+return { evicted, #expired, newGen, genLeft }

@@ -45,3 +45,59 @@ export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise
 export function waitingJobCount(conn: RedisConnection, prefix: string, queue: string): Promise<number> {
   return conn.llen(`${queueKey(prefix, queue)}:wait`);
 }
+
+/** One call of BullMQ's `moveToFinished` script, as {@link hookMoveToFinished} reads it from its arguments. */
+export interface FinishCall {
+  jobId: string;
+  /** `completed` or `failed` (a failure BullMQ will not retry: retries take another script). */
+  target: 'completed' | 'failed';
+  /** The set the job is moved to ({prefix}:{queue}:completed or :failed). */
+  finishedSetKey: string;
+  /** The finish time the script stores as the job's `finishedOn`, ms. */
+  finishedOn: number;
+  /** The return value as BullMQ stores it (JSON text), or the failed reason. */
+  value: string;
+}
+
+/**
+ * The layout of BullMQ 6.7's `moveToFinished` call (redis-queue-backend.ts `moveToFinishedArgs`): one array
+ * of 14 keys, the 11th the target set, then ARGV: job id, timestamp, property name, value, target, ...
+ */
+const FINISH_KEYS = 14;
+const FINISH_SET_KEY = 10;
+
+/**
+ * Calls `onCall` each time BullMQ's worker sends a `moveToFinished` on `conn`, right after the command was
+ * handed to the connection: a command `onCall` sends on `conn` runs in Redis right after that finish. BullMQ
+ * runs its scripts as commands it defines on the connection (`moveToFinished:<version>`); this wraps that
+ * one. Returns false, and changes nothing, when the connection has no such command (BullMQ has not loaded
+ * its scripts on it yet, or names them differently). `onCall` must not throw (a throw is swallowed).
+ */
+export function hookMoveToFinished(conn: RedisConnection, onCall: (call: FinishCall) => void): boolean {
+  const target = conn as unknown as Record<string, unknown>;
+  const name = Object.keys(target).find((k) => k.startsWith('moveToFinished:') && !k.endsWith('Buffer'));
+  if (!name || typeof target[name] !== 'function') return false;
+  const original = target[name] as (...a: unknown[]) => unknown;
+  if ((original as { cell0Hooked?: boolean }).cell0Hooked) return true;
+  const hooked = function (this: unknown, ...a: unknown[]): unknown {
+    const result = original.apply(this, a);
+    try {
+      const args = (a.length === 1 && Array.isArray(a[0]) ? a[0] : a) as unknown[];
+      const t = args[FINISH_KEYS + 4];
+      if (t === 'completed' || t === 'failed')
+        onCall({
+          jobId: String(args[FINISH_KEYS]),
+          target: t,
+          finishedSetKey: String(args[FINISH_SET_KEY]),
+          finishedOn: Number(args[FINISH_KEYS + 1]),
+          value: typeof args[FINISH_KEYS + 3] === 'string' ? (args[FINISH_KEYS + 3] as string) : '',
+        });
+    } catch {
+      // The finish itself went out; its waiters are then answered the ordinary way.
+    }
+    return result;
+  };
+  (hooked as { cell0Hooked?: boolean }).cell0Hooked = true;
+  target[name] = hooked;
+  return true;
+}

@@ -29,10 +29,11 @@ export const INBOX_TTL_MS = 600_000;
 const REGISTER = 'cell0RegisterWaiter';
 const REGISTER_MANY = 'cell0RegisterWaiters';
 const REPLY = 'cell0ReplyWaiters';
+const REPLY_FINISHED = 'cell0ReplyFinished';
 
 /** Registers the result-path scripts on a connection (idempotent). Pipelines of it get them too. */
 export function defineReplyScripts(redis: RedisConnection): void {
-  defineScripts(redis, 'register-waiter', 'register-waiters', 'reply-waiters');
+  defineScripts(redis, 'register-waiter', 'register-waiters', 'reply-waiters', 'reply-finished');
 }
 
 /** The waiter set of a job of the queue whose keys start with `queueKey` ("{prefix}:{name}"). */
@@ -141,6 +142,49 @@ export async function sendReplies(
     ...args,
   )) as unknown[];
   return raw.map(Number);
+}
+
+/** A job whose finish was just sent, with its encoded reply (see {@link sendFinishedReplies}). */
+export interface FinishedReply {
+  jobId: string;
+  /** The set the finish moves the job to ({prefix}:{queue}:completed or :failed). */
+  finishedSetKey: string;
+  /** The reply as {@link encodeReply} or {@link encodeRawReply} made it. */
+  reply: string;
+}
+
+/**
+ * Hands the outcomes of jobs whose finish was just sent on `redis` to their waiters, as one command sent
+ * behind those finishes (reply-finished.lua): a job that is not in its finished set when it runs gets no
+ * reply. Resolves with, per job, the number of producers its reply went to, or -1 when it was not finished.
+ */
+export async function sendFinishedReplies(
+  redis: RedisConnection,
+  queueKey: string,
+  replies: readonly FinishedReply[],
+): Promise<number[]> {
+  const args: (string | number)[] = [replies.length * 2];
+  for (const r of replies) args.push(r.finishedSetKey, waiterSetKey(queueKey, r.jobId));
+  args.push(`${queueKey}:cell0-reply:`, INBOX_TTL_MS);
+  for (const r of replies) args.push(r.jobId, r.reply);
+  const raw = (await (redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
+    REPLY_FINISHED
+  ]!(...args)) as unknown[];
+  return raw.map(Number);
+}
+
+/**
+ * The wire form of a reply built from what BullMQ stores: a completed job's return value is already JSON
+ * text (it goes in as it is, without a parse and a re-encode); a failed job's reason is a string.
+ */
+export function encodeRawReply(
+  jobId: string,
+  status: 'completed' | 'failed',
+  finishedOn: number,
+  value: string,
+): string {
+  const v = status === 'failed' ? JSON.stringify(value) : value === '' ? 'null' : value;
+  return `{"j":${JSON.stringify(jobId)},"s":${status === 'completed' ? 1 : 2},"t":${finishedOn},"v":${v}}`;
 }
 
 /** The wire form of a reply: compact JSON (`j` id, `s` 1 completed / 2 failed, `v` value, `t` finished). */

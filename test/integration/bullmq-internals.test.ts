@@ -5,7 +5,9 @@ import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
 import {
   BULLMQ_INTERNALS_VERSION,
+  hookMoveToFinished,
   stopLockExtenderAndStalledChecker,
+  type FinishCall,
   workerInternals,
 } from '../../shared/queues/bullmq-internals';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
@@ -82,5 +84,56 @@ describe(`BullMQ ${installed} Worker internals`, () => {
     });
     await expect(stopLockExtenderAndStalledChecker(worker)).resolves.toBeUndefined();
     await worker.close();
+  });
+
+  test('moveToFinished is a command on the worker connection; the hook reads each finish from its arguments', async () => {
+    const prefix = uniquePrefix('bmi');
+    const queue = new Queue('q', { connection: conn(), prefix });
+    const workerConn = conn();
+    expect(hookMoveToFinished(workerConn, () => undefined)).toBe(false); // no scripts loaded yet
+    const worker = new Worker(
+      'q',
+      async (job) => {
+        if ((job.data as { fail?: boolean }).fail) throw new Error('no "luck"');
+        return { n: (job.data as { n: number }).n };
+      },
+      { connection: workerConn, prefix, autorun: false },
+    );
+    await worker.waitUntilReady();
+    const calls: FinishCall[] = [];
+    expect(hookMoveToFinished(workerConn, (c) => calls.push(c))).toBe(true);
+    expect(hookMoveToFinished(workerConn, () => undefined)).toBe(true); // hooked once, not twice
+    const done = new Promise<void>((r) => {
+      let n = 0;
+      const one = () => ++n === 2 && r();
+      worker.on('completed', one);
+      worker.on('failed', one);
+    });
+    const ok = await queue.add('j', { n: 7 });
+    const bad = await queue.add('j', { fail: true }, { attempts: 1 });
+    void worker.run();
+    await done;
+    const okJob = await queue.getJob(ok.id!);
+    const badJob = await queue.getJob(bad.id!);
+    expect(calls.sort((a, b) => a.jobId.localeCompare(b.jobId))).toEqual(
+      [
+        {
+          jobId: ok.id,
+          target: 'completed',
+          finishedSetKey: `${prefix}:q:completed`,
+          finishedOn: okJob!.finishedOn,
+          value: '{"n":7}',
+        },
+        {
+          jobId: bad.id,
+          target: 'failed',
+          finishedSetKey: `${prefix}:q:failed`,
+          finishedOn: badJob!.finishedOn,
+          value: 'no "luck"',
+        },
+      ].sort((a, b) => a.jobId!.localeCompare(b.jobId!)),
+    );
+    await worker.close();
+    await queue.close();
   });
 });

@@ -158,4 +158,30 @@ describe('JobSubmitter (coalescing and retention)', () => {
     expect(a.jobId).not.toBe(b.jobId);
     expect(calls).toBe(2);
   });
+
+  it('asks for the completed-set trimming on one add in 16, which keeps the set within count + 15', async () => {
+    await submitter.close();
+    submitter = new JobSubmitter({
+      redisUrl: testRedisUrl(),
+      prefix,
+      policy: { attempts: 1, maxCompletedJobs: 5 },
+    });
+    await submitter.start();
+    startWorker(0);
+    const sizes: number[] = [];
+    for (let round = 0; round < 8; round++) {
+      await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          submitter.submit(QueueName.SEARCH, 'search', { query: `t${round}-${i}` }, { waitMs: 5000 }),
+        ),
+      );
+      sizes.push(await redis.zcard(`${queueKey(prefix, QueueName.SEARCH)}:completed`));
+    }
+    expect(calls).toBe(80);
+    // 80 adds: the 1st, 17th, 33rd, 49th and 65th trim when they finish.
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(5 + 15);
+    const kept = await submitter.getQueue(QueueName.SEARCH).getJobs(['completed']);
+    const trimming = kept.filter((j) => j.opts.removeOnComplete !== false);
+    expect(trimming.length).toBeLessThanOrEqual(1);
+  });
 });

@@ -182,9 +182,12 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
   });
 
   it('refuses at once when the wait exceeds timeoutMs, without taking tokens', async () => {
-    // 1 token a second: a stall of most of a second on the host still leaves the bucket short.
+    // 1 token every 5 s: the refusals must all come before the next token, on Redis's clock, so a host
+    // stall between them must stay under 5 s (at 1 token a second, a stall of a second at load 20 let one
+    // through).
+    const period = 5000;
     const clock = new RecordingClock();
-    const b = make({ rate: 1, capacity: 2, clock });
+    const b = make({ rate: 1000 / period, capacity: 2, clock });
     const grants = grantsOf(b);
     await b.acquire();
     await b.acquire();
@@ -194,16 +197,16 @@ describe('RedisTokenBucketRateLimiter (fleet-wide, on Redis)', () => {
       expect(err).toBeInstanceOf(RateLimitedError);
       const retry = (err as RateLimitedError).retryAfterMs;
       expect(retry).toBeGreaterThanOrEqual(1);
-      expect(retry).toBeLessThanOrEqual(1000 - 20);
+      expect(retry).toBeLessThanOrEqual(period - 20);
     }
     expect(clock.sleeps).toEqual([]); // refusals do not wait
     // A refusal writes nothing.
     expect(await redis.hgetall(b.bucketKey)).toEqual(stateBefore);
-    await b.acquire(1, { timeoutMs: 2000 });
-    // The bucket imposed at most one token period (5 s had the refusals taken tokens).
+    await b.acquire(1, { timeoutMs: period + 1000 });
+    // The bucket imposed at most one token period (five had the refusals taken tokens).
     const last = grants[grants.length - 1]!;
-    expect(last.grantedAt - last.reservedAt).toBeLessThanOrEqual(1000);
-    expect(last.grantedAt - grants[0]!.grantedAt).toBeGreaterThanOrEqual(1000 - EPOCH_MS_RESOLUTION);
+    expect(last.grantedAt - last.reservedAt).toBeLessThanOrEqual(period);
+    expect(last.grantedAt - grants[0]!.grantedAt).toBeGreaterThanOrEqual(period - EPOCH_MS_RESOLUTION);
     expect(b.metrics()).toMatchObject({ granted: 3, refused: 5 });
     await expect(b.acquire(3)).rejects.toBeInstanceOf(RangeError);
   });

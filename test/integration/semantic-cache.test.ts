@@ -374,6 +374,70 @@ describe('SemanticCache (on Redis)', () => {
     expect(await raw.hlen(`${baseOf(cache)}:{${tag}}:vec`)).toBe(3);
   });
 
+  it('sends stores of one scope made together in one script call; each is found, a later store of a prompt wins', async () => {
+    const cache = make({ writeBatching: { maxWaitMs: 50 } });
+    const other: SemanticScope = { ...SCOPE, tenant: 'tenant-b' };
+    await cache.set('warm up the script', 'w', SCOPE);
+    const r = client.connection as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const spy = jest.spyOn(r, 'cell0SemanticSet');
+    try {
+      const prompts = ['how do owls hunt at night', 'why do bees make honey', 'where do cows sleep'];
+      await Promise.all([
+        ...prompts.map((p) => cache.set(p, `answer: ${p}`, SCOPE)),
+        cache.set('why do bees make honey', 'answer, second store', SCOPE),
+        cache.set('how do owls hunt at night', 'other tenant', other),
+      ]);
+      expect(spy).toHaveBeenCalledTimes(2); // one call per scope
+      expect(spy.mock.calls.map((c) => Number(c[0])).sort((a, b) => a - b)).toEqual([8, 10]); // 7 containers + its entries
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await cache.get('how do owls hunt at night', SCOPE)).toMatchObject({
+      value: 'answer: how do owls hunt at night',
+      confidence: CacheMatchConfidence.EXACT,
+    });
+    expect((await cache.get('why do bees make honey', SCOPE))?.value).toBe('answer, second store');
+    expect((await cache.get('where do cows sleep', SCOPE))?.value).toBe('answer: where do cows sleep');
+    expect((await cache.get('how do owls hunt at night', other))?.value).toBe('other tenant');
+    // indexed as well: a paraphrase is found by similarity
+    const similar = await cache.get('Please, how do owls hunt at night?', SCOPE);
+    expect(similar).toMatchObject({ value: 'answer: how do owls hunt at night' });
+    expect(similar!.confidence).not.toBe(CacheMatchConfidence.EXACT);
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    expect(await raw.zcard(`${baseOf(cache)}:{${tag}}:lru`)).toBe(4);
+    expect(await raw.hlen(`${baseOf(cache)}:{${tag}}:vec`)).toBe(4);
+    expect(cache.getStats().sets).toBe(6);
+  });
+
+  it('a batch of stores takes freed slots first, then fresh ones, and keeps them apart', async () => {
+    const cache = make({ maxEntriesPerScope: 2, writeBatching: { maxWaitMs: 50 } });
+    for (const p of ['alpha question about owls', 'beta question about bees', 'gamma question about cows']) {
+      await cache.set(p, p, SCOPE);
+      await new Promise((r) => setTimeout(r, 5)); // distinct LRU timestamps
+    }
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    const keys = `${baseOf(cache)}:{${tag}}`;
+    expect(await raw.llen(`${keys}:free`)).toBe(1); // alpha's slot
+    const batch = ['delta question about pigs', 'epsilon question about rats', 'zeta question about cats'];
+    await Promise.all(batch.map((p) => cache.set(p, p, SCOPE)));
+    expect(await raw.zcard(`${keys}:lru`)).toBe(2);
+    const slots = await raw.hkeys(`${keys}:vec`);
+    expect(slots).toHaveLength(2);
+    // every stored prompt of the batch that survived is found exactly and by similarity, with its own slot
+    let found = 0;
+    for (const p of batch) {
+      const hit = await cache.get(p, SCOPE);
+      if (!hit) continue;
+      found++;
+      expect(hit.value).toBe(p);
+      expect((await cache.get(`Please, ${p}?`, SCOPE))?.value).toBe(p);
+    }
+    expect(found).toBe(2);
+    // the earliest store of the batch went, as if each store had evicted on its own
+    expect(await cache.get(batch[0]!, SCOPE)).toBeUndefined();
+    expect(Number(await raw.get(`${keys}:next`))).toBe(5); // 3 fresh before; the batch took 1 freed, 2 fresh
+  });
+
   it('reportFalseHit counts the report and removes the entry', async () => {
     const cache = make();
     await cache.set('How do I reset my password?', 'wrong answer', SCOPE);

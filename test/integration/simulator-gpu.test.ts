@@ -79,8 +79,12 @@ describe('simulator with the GPU profile', () => {
     );
     for (const r of together) expect(r.status).toBe(200);
     const rates = together.map(rate);
-    // 8 requests share 200·8 / (1 + 7·0.25) = 582 tokens/s: about 73 each against 200 alone.
-    for (const r of rates) expect(r).toBeLessThan(aloneRate * 0.6);
+    // 8 requests share 200·8 / (1 + 7·0.25) = 582 tokens/s: about 73 each against 200 alone. Rates are
+    // wall-clock measures, and a loaded host stretches them (timers fire late: the lone request measured
+    // 121 tokens/s once), so each shared rate is held under the profile's single-stream speed rather than
+    // under the lone request's measured one; the lone request never beats its profile.
+    expect(aloneRate).toBeLessThanOrEqual(200 * 1.01);
+    for (const r of rates) expect(r).toBeLessThan(200 * 0.6);
     expect(rates.reduce((s, r) => s + r, 0)).toBeGreaterThan(aloneRate * 1.5);
   });
 });

@@ -17,13 +17,14 @@ describe('the Lua script loader', () => {
       'job-outcome': 3,
       'register-waiter': 4,
       'register-waiters': 'variadic',
+      'reply-finished': 'variadic',
       'reply-waiters': 'variadic',
       'semantic-candidates': 'variadic',
       'semantic-drop': 7,
       'semantic-fetch': 2,
       'semantic-index': 1,
       'semantic-lookup': 3,
-      'semantic-set': 8,
+      'semantic-set': 'variadic',
       'token-bucket': 2,
     });
   });

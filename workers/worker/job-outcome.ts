@@ -1,4 +1,6 @@
-import { UnrecoverableError } from 'bullmq';
+import { UnrecoverableError, WaitingError, type Job, type Worker } from 'bullmq';
+import { type Logger } from '../../shared/logger.js';
+import { type QueueName } from '../../shared/queues/names.js';
 import { type z } from 'zod';
 import { isPermanent, ProviderError, ValidationError } from '../../shared/errors.js';
 import { inferenceCacheKey } from '../../shared/cache/inference-key.js';
@@ -63,4 +65,31 @@ export function timedOut(providerTimeoutMs: number, cause: unknown): Error {
 export function failureOf(err: unknown): Error {
   if (isPermanent(err)) return new UnrecoverableError(encodeFailure(err));
   return new Error(encodeFailure(err), { cause: err });
+}
+
+/** True when BullMQ will run the job again after `err` (an attempt is left and the error allows it). */
+export function willRetry(job: Job, err: Error): boolean {
+  return !(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1);
+}
+
+/**
+ * Logs the failed and stalled jobs of one queue's worker; `onFailed` hears of every failure but the jobs
+ * handed back to wait (WaitingError).
+ */
+export function watchFailures(
+  worker: Worker,
+  queue: QueueName,
+  log: Logger,
+  onFailed: (e: { queue: QueueName; jobId: string; error: string; willRetry: boolean }) => void,
+): void {
+  worker.on('failed', (job, err) => {
+    if (!job || err instanceof WaitingError || err.name === 'WaitingError') return;
+    const retry = willRetry(job, err);
+    log.warn(
+      { queue, jobId: job.id, attempt: job.attemptsMade, willRetry: retry, error: err.message },
+      'job failed',
+    );
+    onFailed({ queue, jobId: job.id ?? '', error: err.message, willRetry: retry });
+  });
+  worker.on('stalled', (jobId) => log.warn({ queue, jobId }, 'job stalled; it goes back to wait'));
 }

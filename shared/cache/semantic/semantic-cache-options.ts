@@ -6,6 +6,7 @@ import { withDefaults } from '../../with-defaults.js';
 import { CacheMatchConfidence, DEFAULT_THRESHOLDS, type SemanticThresholds } from './confidence.js';
 import { type Embedder } from './embedder.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
+import { type SemanticWriteBatching } from './semantic-writer.js';
 
 /** Options of {@link SemanticCache}. */
 export interface SemanticCacheOptions {
@@ -36,6 +37,11 @@ export interface SemanticCacheOptions {
    * changes every band key: entries stored under another shape are still found by the exact key only.
    */
   lsh?: { bands: number; rows: number };
+  /**
+   * Stores of one scope that arrive within `maxWaitMs` (default 1 ms) share one script call, up to
+   * `maxBatchSize` (default 32; 1 = a call per store). set() still resolves only once its entry is stored.
+   */
+  writeBatching?: SemanticWriteBatching;
   logger?: Logger;
 }
 

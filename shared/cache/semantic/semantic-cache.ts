@@ -27,14 +27,13 @@ import {
 import {
   CANDIDATES,
   commands,
-  EXPIRED_CLEANUP,
   GUARD_TRIES,
-  INDEX_SAMPLE,
   MAX_GENERATIONS,
   RANKED,
   STALE_CLEANUP,
 } from './semantic-scripts.js';
 import { SemanticCounters } from './semantic-counters.js';
+import { SemanticWriter } from './semantic-writer.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
 import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
@@ -78,6 +77,8 @@ export class SemanticCache<T = unknown> {
   private readonly latency = new LatencyWindow(4096);
   /** The last prompts' normal form, id, embedding and bands: a store after a lookup reuses them. */
   private readonly memo = new PromptMemo();
+  /** Sends stores to Redis, those of one scope that arrive together in one script call. */
+  private readonly writer: SemanticWriter;
   private degraded = false;
   private readonly counters = new SemanticCounters();
 
@@ -96,6 +97,7 @@ export class SemanticCache<T = unknown> {
     );
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
+    this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching);
   }
 
   /** The cosine cut-offs of the levels in force (given, else the embedder's, else the defaults). */
@@ -155,48 +157,21 @@ export class SemanticCache<T = unknown> {
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
     const bands = hasControlChar(prompt) ? [] : (this.bandsOf(prepared, vec) ?? []);
     try {
-      const [evicted, expired, newGeneration, generationLeftMs] = await this.redis.run((r) =>
-        commands(r).cell0SemanticSet(
-          keys.entry(id),
-          keys.lru,
-          keys.exp,
-          keys.meta,
-          keys.vec,
-          keys.free,
-          keys.next,
-          keys.gens,
-          id,
-          json,
-          prompt,
-          quantize(vec),
-          ttlMs,
-          this.opts.maxEntriesPerScope,
-          keys.entryPrefix,
-          keys.bandPrefix,
-          bands.map((b) => b.toString(36)).join(','),
-          EXPIRED_CLEANUP,
-        ),
-      );
-      // The scope's index records for invalidate() (each in its own slot, so separate calls) must outlive
-      // its entries: kept as long as the generation this store joined, so they are renewed when a store
-      // opens a new generation (once per TTL or two), and on a sample of other stores in case such a renewal
-      // was lost.
-      if (Number(newGeneration) === 1 || Math.random() < INDEX_SAMPLE) {
-        const lifeMs = Math.max(ttlMs, Number(generationLeftMs) + 1000);
-        await Promise.all([
-          this.redis.run((r) =>
-            commands(r).cell0SemanticIndex(this.modelIndexKey(scope.model), keys.hash, lifeMs),
-          ),
-          scope.tenant
-            ? this.redis.run((r) =>
-                commands(r).cell0SemanticIndex(this.tenantIndexKey(scope.tenant!), keys.hash, lifeMs),
-              )
-            : undefined,
-        ]);
-      }
+      const { evicted, expired } = await this.writer.store({
+        keys,
+        id,
+        json,
+        prompt,
+        vector: quantize(vec),
+        ttlMs,
+        bands: bands.map((b) => b.toString(36)).join(','),
+        indexKeys: scope.tenant
+          ? [this.modelIndexKey(scope.model), this.tenantIndexKey(scope.tenant)]
+          : [this.modelIndexKey(scope.model)],
+      });
       this.counters.sets++;
-      this.counters.evictions += Number(evicted);
-      this.counters.expiredRemoved += Number(expired);
+      this.counters.evictions += evicted;
+      this.counters.expiredRemoved += expired;
       this.recovered();
     } catch (err) {
       this.failed('set', err);

@@ -35,8 +35,8 @@ export type Arg = string | number | Buffer;
 
 /** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
 export interface SemCommands {
-  /** { evicted, expired removed, 1 when the store opened a new generation, ms its generation lives }. */
-  cell0SemanticSet(...args: Arg[]): Promise<[number, number, number, number]>;
+  /** { evicted, expired removed, 1 when the stores opened a new generation, ms their generation lives }. */
+  cell0SemanticSet(numKeys: number, ...args: Arg[]): Promise<[number, number, number, number]>;
   cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
   cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;

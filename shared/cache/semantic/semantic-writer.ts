@@ -1,0 +1,108 @@
+import { AsyncBatchProcessor } from '../../batch/async-batch-processor.js';
+import { type RedisClient } from '../../redis/redis-client.js';
+import { type ScopeKeys } from './scope.js';
+import { commands, EXPIRED_CLEANUP, INDEX_SAMPLE, type Arg } from './semantic-scripts.js';
+
+/** One prepared store: what semantic-set.lua needs of an entry, and where its scope's index records go. */
+export interface SemanticWrite {
+  keys: ScopeKeys;
+  id: string;
+  json: string;
+  prompt: string;
+  vector: Buffer;
+  ttlMs: number;
+  /** Band values, comma-separated, base 36 ('' when the entry is not indexed). */
+  bands: string;
+  /** The index sets of the scope (model, and tenant when there is one). */
+  indexKeys: string[];
+}
+
+/** What one store cost its scope: entries evicted and expired entries removed by its script call. */
+export interface SemanticWriteOutcome {
+  evicted: number;
+  expired: number;
+}
+
+/** How stores are grouped into script calls. */
+export interface SemanticWriteBatching {
+  /** Most stores of one scope per script call. Default 32; 1 = one call per store. */
+  maxBatchSize?: number;
+  /**
+   * How long the first store of a batch waits for others of its scope, ms. Default 1; 0 = only stores made
+   * in the same turn of the event loop share a call.
+   */
+  maxWaitMs?: number;
+}
+
+/**
+ * Sends the semantic cache's stores to Redis: the stores of one scope that arrive together (within
+ * `maxWaitMs`) go in ONE semantic-set.lua call, which appends their band codes with one HMGET and one HSET
+ * per generation, writes the vec / meta / LRU / expiry records with one command each and runs the scope's
+ * upkeep (container expiry, expired cleanup, size bound) once. A store still resolves only after its entry
+ * is in Redis, so the next identical request finds it. Two stores of the same prompt in one batch: the
+ * later one is written, both resolve.
+ */
+export class SemanticWriter {
+  private readonly batcher: AsyncBatchProcessor<SemanticWrite, SemanticWriteOutcome>;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly maxEntriesPerScope: number,
+    batching: SemanticWriteBatching = {},
+  ) {
+    this.batcher = new AsyncBatchProcessor<SemanticWrite, SemanticWriteOutcome>({
+      handler: (items) => this.write(items),
+      keyOf: (w) => w.keys.hash,
+      maxBatchSize: batching.maxBatchSize ?? 32,
+      maxWaitMs: batching.maxWaitMs ?? 1,
+      maxConcurrentBatches: 8,
+    });
+  }
+
+  /** Stores one entry (with whatever else of its scope is waiting); rejects when Redis fails. */
+  store(w: SemanticWrite): Promise<SemanticWriteOutcome> {
+    return this.batcher.add(w);
+  }
+
+  /** Stores, in one script call, entries of one scope. */
+  private async write(items: SemanticWrite[]): Promise<SemanticWriteOutcome[]> {
+    // The last store of each prompt wins (the script needs distinct ids).
+    const last = new Map<string, SemanticWrite>();
+    for (const w of items) last.set(w.id, w);
+    const writes = [...last.values()];
+    const keys = writes[0]!.keys;
+    const args: Arg[] = [
+      7 + writes.length,
+      ...keys.containers(),
+      ...writes.map((w) => keys.entry(w.id)),
+      this.maxEntriesPerScope,
+      keys.entryPrefix,
+      keys.bandPrefix,
+      EXPIRED_CLEANUP,
+    ];
+    let maxTtl = 0;
+    for (const w of writes) {
+      args.push(w.id, w.json, w.prompt, w.vector, w.ttlMs, w.bands);
+      maxTtl = Math.max(maxTtl, w.ttlMs);
+    }
+    const [evicted, expired, newGeneration, generationLeftMs] = await this.redis.run((r) =>
+      commands(r).cell0SemanticSet(...(args as [number, ...Arg[]])),
+    );
+    // The scope's index records for invalidate() (each in its own slot, so separate calls) must outlive
+    // its entries: kept as long as the generation these stores joined, so they are renewed when a store
+    // opens a new generation (once per TTL or two), and on a sample of other calls in case such a renewal
+    // was lost.
+    if (Number(newGeneration) === 1 || Math.random() < INDEX_SAMPLE) {
+      const lifeMs = Math.max(maxTtl, Number(generationLeftMs) + 1000);
+      await Promise.all(
+        writes[0]!.indexKeys.map((indexKey) =>
+          this.redis.run((r) => commands(r).cell0SemanticIndex(indexKey, keys.hash, lifeMs)),
+        ),
+      );
+    }
+    // The call's evictions and removals are counted once, on its first store.
+    return items.map((_, i) =>
+      i === 0 ? { evicted: Number(evicted), expired: Number(expired) } : { evicted: 0, expired: 0 },
+    );
+  }
+}
