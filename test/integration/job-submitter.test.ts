@@ -175,7 +175,7 @@ describe('JobSubmitter (coalescing and retention)', () => {
           submitter.submit(QueueName.SEARCH, 'search', { query: `t${round}-${i}` }, { waitMs: 5000 }),
         ),
       );
-      sizes.push(await redis.zcard(`${prefix}:${QueueName.SEARCH}:completed`));
+      sizes.push(await redis.zcard(`${queueKey(prefix, QueueName.SEARCH)}:completed`));
     }
     expect(calls).toBe(80);
     // 80 adds: the 1st, 17th, 33rd, 49th and 65th trim when they finish.
