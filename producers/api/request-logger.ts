@@ -1,40 +1,41 @@
 import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, type ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
-import { type RequestHandler } from 'express';
+import { pinoHttp, type HttpLogger } from 'pino-http';
 import { type Logger, sampleHotPathLine } from '../../shared/logger.js';
 
 /** Longest caller-chosen X-Request-Id kept; a longer (or missing) one is replaced by a random UUID. */
 const MAX_REQUEST_ID = 128;
 
 /**
- * Request logging: every response carries an `X-Request-Id` (the caller's, when it sent a short one), and
- * every finished request is one log line `{ reqId, method, path, status, ms }`: at error level for 5xx
- * (always written), at debug level otherwise (a CELL0_LOG_SAMPLE fraction of them).
+ * Request logging (pino-http): every response carries an `X-Request-Id` (the caller's, when it sent a
+ * short one), and every finished request is one log line `{ reqId, method, path, status, ms }`: at error
+ * level for 5xx (always written), at debug level otherwise (a CELL0_LOG_SAMPLE fraction of them).
  *
- * Kept cheap per request: no child logger, no request or response serialization; a success line is not
- * even built unless the logger writes debug lines. One listener on the response, for its end.
+ * Kept cheap per request: pino-http's request and response serializers (headers, remote address) are
+ * turned off, and a success line is not even built unless the logger writes debug lines.
  */
-export function requestLogger(log: Logger): RequestHandler {
-  return (req, res, next) => {
-    const started = performance.now();
-    const reqId = requestId(req, res);
-    let logged = false;
-    const onEnd = (): void => {
-      if (logged) return;
-      logged = true;
-      res.off('finish', onEnd);
-      res.off('close', onEnd);
-      const failed = res.statusCode >= 500;
-      if (!failed && !(log.isLevelEnabled('debug') && sampleHotPathLine())) return;
-      const entry = { reqId, ...line(req, res, { ms: Math.round(performance.now() - started) }) };
-      if (failed) log.error(entry, 'request failed');
-      else log.debug(entry, res.writableEnded ? 'request' : 'request aborted');
-    };
-    res.on('finish', onEnd);
-    res.on('close', onEnd);
-    next();
-  };
+export function requestLogger(log: Logger): HttpLogger {
+  return pinoHttp({
+    logger: log,
+    // The line carries only what is below; pino-http would otherwise serialize the whole request (its
+    // headers) into a child logger on every request.
+    wrapSerializers: false,
+    serializers: { httpReq: () => undefined, httpRes: () => undefined },
+    customAttributeKeys: { req: 'httpReq', res: 'httpRes', responseTime: 'ms' },
+    quietReqLogger: true,
+    quietResLogger: true,
+    genReqId: requestId,
+    customLogLevel: (_req, res, err) =>
+      err !== undefined || res.statusCode >= 500
+        ? 'error'
+        : log.isLevelEnabled('debug') && sampleHotPathLine()
+          ? 'debug'
+          : 'silent',
+    customSuccessObject: line,
+    customErrorObject: (req, res, _err, val: { ms: number }) => line(req, res, val),
+    customSuccessMessage: (_req, res) => (res.writableEnded ? 'request' : 'request aborted'),
+    customErrorMessage: () => 'request failed',
+  });
 }
 
 /** The caller's X-Request-Id when it sent a usable one, else a new UUID; echoed on the response. */
