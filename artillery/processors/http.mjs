@@ -155,7 +155,7 @@ export function recordPoll(_req, res, context, events, done) {
   return done();
 }
 
-/** Loop condition of the poll: until the job is finished (or 300 polls, 60 s at 200 ms). */
+/** Loop condition of the poll: until the job is finished (or 300 polls, 60 s at 200 ms: `think: 200ms`). */
 export function jobPending(context, next) {
   const state = context.vars.jobState;
   const pending = state !== 'completed' && state !== 'failed' && (context.vars.polls ?? 0) < 300;

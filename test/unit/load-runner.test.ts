@@ -56,6 +56,26 @@ describe('scenario scripts', () => {
     expect(r.seconds).toBeGreaterThan(0);
   });
 
+  it.each(SCENARIOS)(
+    '%s pauses only as artillery reads it: whole seconds or a duration string',
+    (scenario) => {
+      // Artillery 2 reads `think: 0.2` as 0.2 ms, not 0.2 s: a poll loop then polls without a pause.
+      const r = resolveScenario({ dir: DIR, scenario, env: 'development', target: 'http://x' });
+      const thinks: unknown[] = [];
+      const walk = (v: unknown): void => {
+        if (Array.isArray(v)) v.forEach(walk);
+        else if (v !== null && typeof v === 'object')
+          for (const [k, x] of Object.entries(v)) {
+            if (k === 'think') thinks.push(x);
+            else walk(x);
+          }
+      };
+      walk(r.script.scenarios);
+      for (const t of thinks)
+        expect(Number.isInteger(t) || (typeof t === 'string' && /^\d+(ms|s)$/.test(t))).toBe(true);
+    },
+  );
+
   it("weights the Standard flows and holds production to the seed's 800 ms chat p95", () => {
     const r = resolveScenario({ dir: DIR, scenario: 'standard', env: 'production', target: 'http://x' });
     expect(Object.fromEntries(r.script.scenarios.map((s) => [s.name, s.weight]))).toMatchObject({
