@@ -29,6 +29,7 @@ import { ProviderDeadlines } from './worker/deadlines.js';
 import { Heartbeat } from './worker/heartbeat.js';
 import { MaintenanceService } from './worker/maintenance-service.js';
 import {
+  concurrencyFor,
   DEFAULTS,
   defaultQueues,
   validateOptions,
@@ -159,19 +160,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       adopt: (conn) => this.connections.push(conn),
     });
     this.modelList = new ModelList(opts.inference, log);
-    const ts = opts.tokenStreams;
-    this.tokenStreams =
-      ts === false || ts === undefined || !opts.queues.includes(QueueName.INFERENCE)
-        ? undefined
-        : new TokenStreams({
-            redisUrl: opts.redisUrl,
-            prefix: opts.prefix,
-            maxLen: ts.maxLen ?? 10_000,
-            ttlMs: ts.ttlMs ?? 300_000,
-            rootLogger: this.root,
-            log,
-            adopt: (conn) => this.connections.push(conn),
-          });
+    this.tokenStreams = TokenStreams.forWorker(opts, {
+      rootLogger: this.root,
+      log,
+      adopt: (conn) => this.connections.push(conn),
+    });
     if (opts.queues.includes(QueueName.EMBEDDING))
       this.embeddings = new EmbeddingBatcher({
         ...opts.embedding,
@@ -268,10 +261,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   /** Jobs run at once on `queue`. */
   private concurrencyOf(queue: QueueName): number {
-    const c = this.opts.concurrency;
-    if (queue === QueueName.INFERENCE) return c?.inference ?? 4;
-    if (queue === QueueName.EMBEDDING) return c?.embedding ?? 256;
-    return c?.search ?? 8;
+    return concurrencyFor(this.opts.concurrency, queue);
   }
 
   /** Jobs waiting on `queue` for a worker (0 when it cannot be read now). */

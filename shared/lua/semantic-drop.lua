@@ -26,19 +26,7 @@ local eprefix, bprefix = ARGV[1], ARGV[2]
 -- #include slot-codes
 
 local function drop(member)
-  local rec = redis.call('HGET', meta, member)
-  if rec then
-    local slot, bands, gen = parseMeta(rec)
-    if slot >= 0 then
-      leaveBands(bprefix, code(slot), bands, gen)
-      redis.call('HDEL', vec, slot)
-      redis.call('RPUSH', free, slot)
-    end
-    redis.call('HDEL', meta, member)
-  end
-  redis.call('ZREM', lru, member)
-  redis.call('ZREM', exp, member)
-  return redis.call('DEL', eprefix .. member)
+  return (dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member))
 end
 
 local function fixFreeTtl()

@@ -54,20 +54,8 @@ local n = #KEYS - 7
 -- #include slot-codes
 
 local function drop(member)
-  local rec = redis.call('HGET', meta, member)
-  if rec then
-    local slot, bands, gen = parseMeta(rec)
-    if slot >= 0 then
-      leaveBands(bprefix, code(slot), bands, gen)
-      redis.call('HDEL', vec, slot)
-      redis.call('RPUSH', free, slot)
-      pushed = true
-    end
-    redis.call('HDEL', meta, member)
-  end
-  redis.call('ZREM', lru, member)
-  redis.call('ZREM', exp, member)
-  redis.call('DEL', eprefix .. member)
+  local _, freed = dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member)
+  if freed then pushed = true end
 end
 
 local nowText = string.format('%.0f', now)

@@ -193,3 +193,10 @@ export function defaultQueues(options: Cell0WorkerOptions): readonly QueueName[]
     QUEUE_NAMES.filter((q) => q !== QueueName.EMBEDDING || typeof options.inference?.embed === 'function')
   );
 }
+
+/** Jobs a worker runs at once on `queue` (the configured figure, or the default per queue). */
+export function concurrencyFor(c: Cell0WorkerOptions['concurrency'], queue: QueueName): number {
+  if (queue === QueueName.INFERENCE) return c?.inference ?? 4;
+  if (queue === QueueName.EMBEDDING) return c?.embedding ?? 256;
+  return c?.search ?? 8;
+}

@@ -5,6 +5,7 @@ import { createRedisConnection, waitUntilReady } from '../../shared/redis/connec
 import { QueueName } from '../../shared/queues/names.js';
 import { tokenStreamKeys } from '../../shared/queues/token-stream.js';
 import { TokenStreamWriter } from '../token-stream-writer.js';
+import { type ResolvedWorkerOptions } from './options.js';
 
 /** What the worker's token streams need. */
 export interface TokenStreamsOptions {
@@ -34,6 +35,22 @@ export class TokenStreams {
   }[] = [];
 
   constructor(private readonly opts: TokenStreamsOptions) {}
+
+  /** A worker's token streams: undefined when streams are off or the worker does not serve inference. */
+  static forWorker(
+    opts: Pick<ResolvedWorkerOptions, 'tokenStreams' | 'queues' | 'redisUrl' | 'prefix'>,
+    parts: Pick<TokenStreamsOptions, 'rootLogger' | 'log' | 'adopt'>,
+  ): TokenStreams | undefined {
+    const ts = opts.tokenStreams;
+    if (ts === false || ts === undefined || !opts.queues.includes(QueueName.INFERENCE)) return undefined;
+    return new TokenStreams({
+      redisUrl: opts.redisUrl,
+      prefix: opts.prefix,
+      maxLen: ts.maxLen ?? 10_000,
+      ttlMs: ts.ttlMs ?? 300_000,
+      ...parts,
+    });
+  }
 
   /** Opens the connection; resolves once it is ready (or after 10 s: writes then wait for it). */
   async start(): Promise<void> {

@@ -3,7 +3,8 @@
   3-byte boundary); unpackFrom(key, c): removes one code from a string bucket, deleting it when it empties;
   leaveFields(key, c, fields): the same for the buckets of a hash generation; parseMeta(rec),
   bandKey(prefix, gen, i, v) and leaveBands(prefix, c, bands, gen) read the meta record and find an entry's
-  buckets.
+  buckets; dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member) removes one entry everywhere and
+  returns (entry keys deleted, whether its slot went back on the free list).
 
   Layouts of band buckets: a generation named "h<class>.<g>" keeps all of its buckets in one hash (key:
   band prefix .. generation; field: band index .. ':' .. value), so a store appends to its 20 buckets with
@@ -98,4 +99,22 @@ local function leaveBands(bprefix, c, bands, gen)
     unpackFrom(bandKey(bprefix, gen, i, v), c)
     i = i + 1
   end
+end
+
+local function dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member)
+  local pushed = false
+  local rec = redis.call('HGET', meta, member)
+  if rec then
+    local slot, bands, gen = parseMeta(rec)
+    if slot >= 0 then
+      leaveBands(bprefix, code(slot), bands, gen)
+      redis.call('HDEL', vec, slot)
+      redis.call('RPUSH', free, slot)
+      pushed = true
+    end
+    redis.call('HDEL', meta, member)
+  end
+  redis.call('ZREM', lru, member)
+  redis.call('ZREM', exp, member)
+  return redis.call('DEL', eprefix .. member), pushed
 end
