@@ -68,6 +68,9 @@ export class TokenStreamWriter {
   private ending = false;
   private readonly flushMs: number;
   private readonly now: () => number;
+  /** Called once, when the first text is in Redis (the stage timings of a traced stream). */
+  onFirstText: (() => void) | undefined;
+  private textWritten = false;
 
   constructor(private readonly opts: TokenStreamWriterOptions) {
     this.signal = this.ac.signal;
@@ -202,6 +205,10 @@ export class TokenStreamWriter {
       const r = await m.pexpire(keys.stream, this.opts.ttlMs).exists(keys.cancel).exec();
       const err = r?.find(([e]) => e)?.[0];
       if (err) throw err;
+      if (!this.textWritten && entries.some((e) => e.kind === 'text')) {
+        this.textWritten = true;
+        this.onFirstText?.();
+      }
       if (r?.[first + entries.length + 1]?.[1] === 1 && !this.ac.signal.aborted) {
         this.active = false;
         this.ac.abort(new JobCancelledError(this.opts.jobId));
