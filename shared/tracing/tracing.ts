@@ -106,8 +106,10 @@ export function withSpan<T>(
 export function spanEvents(): ((name: string, time?: number) => void) | undefined {
   const span = active?.api.trace.getActiveSpan();
   if (!span) return undefined;
-  return (name, time) => {
-    span.addEvent(name, time === undefined ? undefined : performance.timeOrigin + time);
+  // Always an explicit time: OpenTelemetry would count a default one from the span's start, which it takes
+  // from Date.now() (whole ms).
+  return (name, time = performance.now()) => {
+    span.addEvent(name, performance.timeOrigin + time);
   };
 }
 
