@@ -357,6 +357,21 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     }
   }
 
+  /**
+   * submit() for many requests of one queue at once (the texts of one embeddings request): the jobs they
+   * add reach Redis together, in one round trip (atomically when several), never split between round trips
+   * by other submissions; each keeps submit()'s coalescing and retention exactly. Results in `datas` order.
+   */
+  submitMany<T = unknown>(
+    queue: QueueName,
+    name: string,
+    datas: readonly unknown[],
+    opts: SubmitOptions,
+  ): Promise<SubmitResult<T>[]> {
+    const lane = this.lane(queue);
+    return Promise.all(lane.group(() => datas.map((d) => this.submit<T>(queue, name, d, opts))));
+  }
+
   private apply<T>(
     lane: SubmitLane,
     queue: QueueName,
