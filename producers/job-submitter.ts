@@ -15,7 +15,7 @@ import { defineReplyScripts, registerWaiter } from '../shared/queues/job-replies
 import { DEFAULT_JOB_POLICY, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName, queuePrefix } from '../shared/queues/names.js';
 import { checkShardCount, shardOf } from '../shared/queues/shards.js';
-import { readShardCounts, sumShardCounts, type ShardCounts } from './queue-counts.js';
+import { addBatchStats, readShardCounts, sumShardCounts, type ShardCounts } from './queue-counts.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { settledWithin, sleep } from '../shared/sleep.js';
 import { applyRetention, countAdd, resultMaxAge } from './retention.js';
@@ -260,17 +260,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
 
   /** Batched adds so far over every queue (each batch is one pipeline): for the metrics. */
   addBatchStats(): { batches: number; items: number; sizes: number[] } {
-    let batches = 0;
-    let items = 0;
-    let sizes: number[] = [];
-    for (const lane of this.allLanes()) {
-      const s = lane.adder.stats();
-      batches += s.batches;
-      items += s.items;
-      const bins = lane.adder.sizeCounts();
-      sizes = bins.map((n, i) => n + (sizes[i] ?? 0));
-    }
-    return { batches, items, sizes };
+    return addBatchStats(this.allLanes());
   }
 
   /** The BullMQ queue object of `queue`'s first shard (the whole queue when it is not sharded). */
@@ -361,6 +351,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
    * submit() for many requests of one queue at once (the texts of one embeddings request): the jobs they
    * add reach Redis together, in one round trip (atomically when several), never split between round trips
    * by other submissions; each keeps submit()'s coalescing and retention exactly. Results in `datas` order.
+   * On a sharded queue each shard's part goes in one round trip of its own (one slot each).
    */
   submitMany<T = unknown>(
     queue: QueueName,
@@ -368,8 +359,9 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     datas: readonly unknown[],
     opts: SubmitOptions,
   ): Promise<SubmitResult<T>[]> {
-    const lane = this.lane(queue);
-    return Promise.all(lane.group(() => datas.map((d) => this.submit<T>(queue, name, d, opts))));
+    const all = () => datas.map((d) => this.submit<T>(queue, name, d, opts));
+    const gathered = this.lanesOf(queue).reduce((f, lane) => () => lane.group(f), all);
+    return Promise.all(gathered());
   }
 
   private apply<T>(

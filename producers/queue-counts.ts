@@ -1,5 +1,10 @@
 import { type Queue } from 'bullmq';
 import { type RedisClient } from '../shared/redis/redis-client.js';
+import { type SubmitLane } from './submit-lane.js';
+
+/*
+ * What a JobSubmitter reports over its lanes (every queue and shard): job counts, batched adds.
+ */
 
 /** One shard's job counts: its number, its hash tag ("{cell0:inference:2}") and its counts per state. */
 export interface ShardCounts {
@@ -40,4 +45,23 @@ export function sumShardCounts(
     out[name] = sum;
   }
   return out;
+}
+
+/** Batched adds so far over `lanes` (each batch is one pipeline): batches, items, and batches by size. */
+export function addBatchStats(lanes: Iterable<SubmitLane>): {
+  batches: number;
+  items: number;
+  sizes: number[];
+} {
+  let batches = 0;
+  let items = 0;
+  let sizes: number[] = [];
+  for (const lane of lanes) {
+    const s = lane.adder.stats();
+    batches += s.batches;
+    items += s.items;
+    const bins = lane.adder.sizeCounts();
+    sizes = bins.map((n, i) => n + (sizes[i] ?? 0));
+  }
+  return { batches, items, sizes };
 }
