@@ -165,6 +165,15 @@ export class TokenStreamHub {
     this.wakeKey = `${queueKey(opts.prefix, QueueName.INFERENCE)}:token-hub:${randomBytes(8).toString('hex')}`;
   }
 
+  /**
+   * True when a job added after {@link openNow} is sure to find its marks: one connection to one Redis
+   * carries both, in order. On a Redis Cluster a sharded queue's job may live on another node than its
+   * token stream (which stays in the inference queue's slot), so there the marks are awaited (open()).
+   */
+  get marksPrecedeAdds(): boolean {
+    return !this.opts.redis.isCluster;
+  }
+
   /** Streams read now (one per job with local readers). */
   get size(): number {
     return this.subs.size;

@@ -133,9 +133,10 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
     waitMs: ctx.maxWaitMs,
     signal: ac.signal,
     // The marks go out on the submitter's connection just before the add, which runs after them: no
-    // round trip of their own (see TokenStreamHub.openNow).
+    // round trip of their own (see TokenStreamHub.openNow); on a Redis Cluster they are awaited.
     beforeAdd: async (id) => {
-      reader = client.tokenStreams().openNow(id);
+      const hub = client.tokenStreams();
+      reader = hub.marksPrecedeAdds ? hub.openNow(id) : await hub.open(id);
       mark?.('stream reader open');
       if (gone) await reader.close();
       readerOpened?.();
