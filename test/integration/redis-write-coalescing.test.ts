@@ -1,5 +1,5 @@
 import { type Socket } from 'node:net';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { onCluster, testRedisConnection, uniquePrefix } from '../helpers/redis';
 
