@@ -345,8 +345,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
       const stream = this.tokenStreams?.writerFor(job);
       await stream?.open(job.attemptsStarted);
-      // A cancelled stream (its last reader left) stops the call like the job's own signal does.
-      const ctxSignal = stream ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
+      // A cancelled stream (its last reader left) stops the call like the job's own signal does. Only a
+      // stream being written can be cancelled: without readers the job's own signal is the call's (no
+      // combined signal per job, which costs an allocation-heavy AbortSignal.any on every job).
+      const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
       // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
       // evicted, until the call is over.
       const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
