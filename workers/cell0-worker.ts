@@ -206,9 +206,13 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...[...this.workers.values()].map((w) => w.waitUntilReady()),
       this.tokenStreams?.start(),
     ]);
-    // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish.
-    for (const [queue, conn] of this.connectionOf)
+    // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish, and each
+    // inference job's token stream marks be read right behind its fetch.
+    for (const [queue, conn] of this.connectionOf) {
       this.replies.replyBehindFinish(conn, queueKey(this.opts.prefix, queue));
+      if (queue === QueueName.INFERENCE)
+        this.tokenStreams?.readMarksBehindFetches(conn, queueKey(this.opts.prefix, queue));
+    }
     await this.maintenance.start();
     this.admission.start();
     this.deadlines.start();
@@ -269,6 +273,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const conn = this.connectionOf.get(queue);
     if (!conn || conn.status !== 'ready') return 0;
     return waitingJobCount(conn, this.opts.prefix, queue).catch(() => 0);
+  }
+
+  /** Token stream marks of inference jobs so far: read behind the job's fetch, or as it started. */
+  marksStats(): { behindFetch: number; atStart: number } | undefined {
+    return this.tokenStreams?.marksStats();
   }
 
   /** Replies to waiting producers so far: sent behind the job's finish, or after its event. */
@@ -345,9 +354,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
       const stream = this.tokenStreams?.writerFor(job);
       await stream?.open(job.attemptsStarted);
-      // A cancelled stream (its last reader left) stops the call like the job's own signal does. Only a
-      // stream being written can be cancelled: without readers the job's own signal is the call's (no
-      // combined signal per job, which costs an allocation-heavy AbortSignal.any on every job).
+      // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
+      // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
       const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
       // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
       // evicted, until the call is over.
@@ -483,6 +491,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private async release(): Promise<void> {
     this.deadlines.close();
     this.capacity.close();
+    this.tokenStreams?.close();
     await this.maintenance.close();
     await settledWithin(this.replies.close(), 1000);
     await settledWithin(this.embeddings?.close() ?? Promise.resolve(), 1000);
