@@ -31,6 +31,8 @@ interface EmbedSideResult {
   itemsPerSec: number;
   backendCalls: number;
   inputsPerCall: number;
+  /** Redis commands per input, every process's (the Redis is the run's own), INFO excluded. */
+  redisCallsPerItem: number;
 }
 
 /** What bench/batch.ts lends this subcommand: Redis, worker processes and the key clean-up. */
@@ -40,6 +42,8 @@ export interface BenchFleet {
   startWorker(prefix: string, concurrency: number, embed?: object): Promise<ChildProcess>;
   stopWorker(child: ChildProcess): Promise<void>;
   dropPrefix(prefix: string): Promise<void>;
+  /** Redis commands so far by command (INFO commandstats), to count a side's commands. */
+  commandCounts(): Promise<Map<string, number>>;
 }
 
 const MODEL = 'nomic-embed-text';
@@ -67,6 +71,7 @@ async function runSide(
   // Warm the path (scripts loaded, connections open, the model resident), then measure.
   await client.embed({ model: MODEL, input: `warm ${tag}` });
   sim.reset();
+  const calls0 = await fleet.commandCounts();
   const t0 = performance.now();
   let next = 0;
   const lane = async () => {
@@ -79,6 +84,9 @@ async function runSide(
   await Promise.all(Array.from({ length: o.window }, lane));
   const wallMs = performance.now() - t0;
   const embed = sim.stats().embed;
+  let commands = 0;
+  for (const [cmd, n] of await fleet.commandCounts())
+    if (cmd !== 'info') commands += n - (calls0.get(cmd) ?? 0);
   await client.close();
   await fleet.stopWorker(worker);
   await fleet.dropPrefix(prefix);
@@ -89,6 +97,7 @@ async function runSide(
     itemsPerSec: Math.round((o.items * 1000) / wallMs),
     backendCalls: embed.calls,
     inputsPerCall: Math.round((o.items / Math.max(1, embed.calls)) * 10) / 10,
+    redisCallsPerItem: Math.round((commands / o.items) * 100) / 100,
   };
 }
 
@@ -113,7 +122,7 @@ export async function embeddings(argv: string[], fleet: BenchFleet): Promise<voi
         const r = await runSide(side, a, fleet, sim);
         console.log(
           `pair ${p + 1} ${side.padEnd(7)} ${r.itemsPerSec} inputs/s  ${r.backendCalls} backend calls ` +
-            `(${r.inputsPerCall} inputs/call)  (${r.wallMs} ms)`,
+            `(${r.inputsPerCall} inputs/call)  ${r.redisCallsPerItem} Redis commands/input  (${r.wallMs} ms)`,
         );
         pair.push(r);
       }
@@ -129,10 +138,20 @@ export async function embeddings(argv: string[], fleet: BenchFleet): Promise<voi
     pairs: a.pairs,
     single: median(results.map((p) => get(p, 'single').itemsPerSec)),
     batched: median(results.map((p) => get(p, 'batched').itemsPerSec)),
+    backendCalls: {
+      single: median(results.map((p) => get(p, 'single').backendCalls)),
+      batched: median(results.map((p) => get(p, 'batched').backendCalls)),
+    },
+    redisCallsPerItem: {
+      single: median(results.map((p) => get(p, 'single').redisCallsPerItem)),
+      batched: median(results.map((p) => get(p, 'batched').redisCallsPerItem)),
+    },
     ratio: Math.round(ratio * 100) / 100,
   };
   console.log(
-    `\nmedian: one call per input ${summary.single} inputs/s; micro-batched ${summary.batched} inputs/s; ` +
+    `\nmedian: one call per input ${summary.single} inputs/s, ${summary.backendCalls.single} backend calls, ` +
+      `${summary.redisCallsPerItem.single} Redis commands/input; micro-batched ${summary.batched} inputs/s, ` +
+      `${summary.backendCalls.batched} backend calls, ${summary.redisCallsPerItem.batched} Redis commands/input; ` +
       `batched/single throughput ratio ${summary.ratio} (median of ${a.pairs} pairs; target >= 5)`,
   );
   if (a.json) console.log(JSON.stringify(summary));

@@ -250,6 +250,7 @@ async function embeddingsCommand(argv: string[]): Promise<void> {
       startWorker: (prefix, concurrency, embed) => startWorker(redisUrl, prefix, concurrency, embed),
       stopWorker,
       dropPrefix: (prefix) => dropPrefix(admin, prefix),
+      commandCounts: () => redisCalls(admin),
     }),
   );
 }

@@ -117,3 +117,14 @@ export async function commandCalls(redis: Redis): Promise<Map<string, number>> {
   for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
   return out;
 }
+
+/**
+ * Redis's socket reads and writes so far (INFO stats total_reads_processed / total_writes_processed): each
+ * read is one arrival of a client's write (its commands of one tick), each write one reply sent, so their
+ * deltas per request count the round trips, independent of the machine's load.
+ */
+export async function socketIo(redis: Redis): Promise<{ reads: number; writes: number }> {
+  const info = await redis.info('stats');
+  const num = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
+  return { reads: num('total_reads_processed'), writes: num('total_writes_processed') };
+}

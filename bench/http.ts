@@ -32,6 +32,7 @@ import {
   startProcess,
   startRedisServer,
   stop,
+  socketIo,
   stopAll,
 } from './fleet.js';
 
@@ -51,6 +52,9 @@ interface RunResult {
   /** Redis commands per request (all, and by command). */
   redisPerRequest: number;
   redisByCommand: Record<string, number>;
+  /** Redis socket reads (client writes arriving) and reply writes per request. */
+  redisReads: number;
+  redisWrites: number;
   /** Answers served from a cache (should be 0: every prompt is unique). */
   cached: number;
 }
@@ -72,6 +76,7 @@ async function load(
   let next = 0;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
   const calls0 = await commandCalls(redis);
+  const io0 = await socketIo(redis);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: k }, async () => {
@@ -105,6 +110,7 @@ async function load(
   );
   const wall = performance.now() - t0;
   const calls1 = await commandCalls(redis);
+  const io1 = await socketIo(redis);
   const cpuUs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) cpuUs[name] = ((cpuMsOf(pid) - cpu0[name]!) * 1000) / n;
   await pool.close();
@@ -126,6 +132,9 @@ async function load(
     cpuUs,
     redisPerRequest: total,
     redisByCommand,
+    // Less the INFO calls of this measurement (one read and one write each).
+    redisReads: (io1.reads - io0.reads - 2) / n,
+    redisWrites: (io1.writes - io0.writes - 2) / n,
     cached,
   };
 }
@@ -270,6 +279,8 @@ async function main(): Promise<void> {
           cell0: med((x) => x.b.redisPerRequest),
         },
         redisByCommandLastPair: last.b.redisByCommand,
+        redisSocketReadsPerRequest: med((x) => x.b.redisReads),
+        redisSocketWritesPerRequest: med((x) => x.b.redisWrites),
         errors: pairs.reduce((s, x) => s + x.a.errors + x.b.errors, 0),
         cachedAnswers: pairs.reduce((s, x) => s + x.b.cached, 0),
       };
@@ -287,6 +298,9 @@ async function main(): Promise<void> {
           .sort((x, y) => y[1] - x[1])
           .map(([c, v]) => `${c} ${v}`)
           .join(', ')})`,
+      );
+      console.log(
+        `  Redis socket reads/writes per request (round trips): cell0 ${f(row.redisSocketReadsPerRequest, 2)} / ${f(row.redisSocketWritesPerRequest, 2)}`,
       );
       await stop(cell0);
     }

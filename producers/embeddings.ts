@@ -42,9 +42,9 @@ export type EmbeddingsOutcome =
 /**
  * Adds (or joins) one job per distinct input text of the request and waits for all of them. The jobs
  * are the queue's own coalescing unit: an input identical to one of another request (of the same
- * tenant), running or finished within the result TTL, shares that job and its vector. The submissions go
- * to Redis together (the submitter gathers concurrent ones into one round trip), and the worker that takes
- * them embeds those of one model in one backend call.
+ * tenant), running or finished within the result TTL, shares that job and its vector. The request's jobs
+ * go to Redis as one group (one round trip, one MULTI: a worker sees all of them queued or none), and the
+ * worker that takes them embeds those of one model in one backend call.
  */
 export async function submitEmbeddings(
   submitter: JobSubmitter,
@@ -60,15 +60,12 @@ export async function submitEmbeddings(
     ...(data.cache?.noCache === true ? { maxAgeMs: 0 } : {}),
   };
   const started = Date.now();
-  const results = await Promise.all(
-    distinct.map((text) =>
-      submitter.submit<EmbeddingResult>(
-        QueueName.EMBEDDING,
-        JobName.EMBED,
-        embeddingJobData(data, text),
-        callOpts,
-      ),
-    ),
+  // One group: the request's new jobs reach Redis in one round trip, all at once (see submitMany).
+  const results = await submitter.submitMany<EmbeddingResult>(
+    QueueName.EMBEDDING,
+    JobName.EMBED,
+    distinct.map((text) => embeddingJobData(data, text)),
+    callOpts,
   );
   const byText = new Map<string, SubmitResult<EmbeddingResult>>();
   distinct.forEach((t, i) => byText.set(t, results[i]!));

@@ -9,7 +9,8 @@ import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js'
 import { type JobOutcome } from '../shared/queues/job-outcome.js';
 import { decodeOutcome, inboxKey, registerWaiters, type JobReply } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
-import { type QueueName, queueKey, queuePrefix } from '../shared/queues/names.js';
+import { type QueueName } from '../shared/queues/names.js';
+import { shardKey, shardPrefix } from '../shared/queues/shards.js';
 import { settledWithin } from '../shared/sleep.js';
 import { telemetryOption, traceMetadata, withSpan } from '../shared/tracing/tracing.js';
 import { JobWaiter, type JobEvent, type WaiterGroup } from './job-waiter.js';
@@ -43,8 +44,9 @@ export interface LaneContext {
 }
 
 /**
- * One queue of a JobSubmitter: the BullMQ queue, this producer's reply inbox for it, the local waiters by
- * job id, and the batcher that gathers concurrent registrations and adds into one pipeline per round trip.
+ * One queue (one shard of a sharded queue) of a JobSubmitter: the BullMQ queue, this producer's reply
+ * inbox for it, the local waiters by job id, and the batcher that gathers concurrent registrations and
+ * adds into one pipeline per round trip.
  */
 export class SubmitLane {
   /** Local callers waiting for a job, by job id. Replies to this producer's inbox feed them all. */
@@ -55,8 +57,14 @@ export class SubmitLane {
   /** This producer's reply inbox for the queue, read on a connection of its own. */
   readonly inbox: ReplyInbox;
   readonly inboxConn: RedisConnection;
-  /** Gathers concurrent registrations and adds into one pipeline per round trip. */
-  readonly adder: AsyncBatchProcessor<AddItem, JobOutcome>;
+  /**
+   * Gathers concurrent registrations and adds into one pipeline per round trip. Its items are groups: a
+   * single submission, or the submissions of one request gathered by {@link group} (never split).
+   */
+  readonly adder: AsyncBatchProcessor<AddItem[], (JobOutcome | Error)[]>;
+  /** The group being gathered by {@link group}, while its callback runs. */
+  private gathering:
+    { item: AddItem; resolve: (o: JobOutcome) => void; reject: (e: Error) => void }[] | undefined;
   /** Adds sent so far: one in TRIM_EVERY asks BullMQ to trim the completed set when it finishes. */
   private adds = 0;
   private untrimmed: JobsOptions | undefined;
@@ -64,19 +72,22 @@ export class SubmitLane {
   private constructor(
     private readonly ctx: LaneContext,
     name: QueueName,
+    /** Which shard of the queue (0 when the queue is not sharded). */
+    readonly shard: number,
   ) {
-    this.key = queueKey(ctx.prefix, name);
+    this.key = shardKey(ctx.prefix, name, shard);
     this.queue = new Queue(name, {
       connection: ctx.conn,
-      prefix: queuePrefix(ctx.prefix, name),
+      prefix: shardPrefix(ctx.prefix, name, shard),
       defaultJobOptions: jobOptionsFor(ctx.policy),
       ...telemetryOption(),
     });
-    ctx.connLog.watch(this.queue, `queue:${name}`);
+    const label = shard === 0 ? name : `${name}:${shard}`;
+    ctx.connLog.watch(this.queue, `queue:${label}`);
     this.inboxConn = createRedisConnection({
       url: ctx.redisUrl,
       role: 'events',
-      connectionName: `cell0:replies:${name}`,
+      connectionName: `cell0:replies:${label}`,
       logger: ctx.log,
     });
     this.inbox = new ReplyInbox({
@@ -85,9 +96,11 @@ export class SubmitLane {
       onReply: (r) => this.onReply(r),
       logger: ctx.log,
     });
-    this.adder = new AsyncBatchProcessor<AddItem, JobOutcome>({
-      handler: (items) => this.sendBatch(items),
+    this.adder = new AsyncBatchProcessor<AddItem[], (JobOutcome | Error)[]>({
+      handler: (groups) => this.sendBatch(groups),
       maxBatchSize: ctx.maxBatchSize,
+      // maxBatchSize counts submissions; a group is never split (a larger one leaves alone).
+      sizeOf: (group) => group.length,
       // Gathered within the current tick; under load, while a round trip is in flight, batches grow.
       maxWaitMs: 0,
       maxConcurrentBatches: 2,
@@ -96,11 +109,16 @@ export class SubmitLane {
   }
 
   /**
-   * A ready lane for queue `name`. `created` is told of it before it is ready, so a close() that comes
-   * while it connects reaches it too; it is taken out again when it fails.
+   * A ready lane for shard `shard` of queue `name`. `created` is told of it before it is ready, so a close()
+   * that comes while it connects reaches it too; it is taken out again when it fails.
    */
-  static async open(ctx: LaneContext, name: QueueName, created: SubmitLane[]): Promise<SubmitLane> {
-    const lane = new SubmitLane(ctx, name);
+  static async open(
+    ctx: LaneContext,
+    name: QueueName,
+    shard: number,
+    created: SubmitLane[],
+  ): Promise<SubmitLane> {
+    const lane = new SubmitLane(ctx, name, shard);
     created.push(lane);
     try {
       await Promise.all([lane.queue.waitUntilReady(), waitUntilReady(lane.inboxConn, 3000)]);
@@ -120,9 +138,60 @@ export class SubmitLane {
    * The commands are issued in one tick on one connection, so they leave in one write (see coalesceWrites)
    * and run in that order, without an ioredis Pipeline (whose constructor copies every script BullMQ
    * defines on the connection). Each item gets the outcome its job had just before its add, or its own
-   * error.
+   * error. When a group adds more than one job (one request's texts), the round trip is one MULTI: Redis
+   * runs it whole, so no worker can take some of a request's jobs before the others are queued (without
+   * it, a write Redis reads in two parts lets a worker's fetch in between).
    */
-  private sendBatch(items: AddItem[]): Promise<(JobOutcome | Error)[]> {
+  private async sendBatch(groups: AddItem[][]): Promise<(JobOutcome | Error)[][]> {
+    const items = groups.flat();
+    const atomic = groups.some((g) => g.filter((it) => it.add).length > 1);
+    const out = atomic ? await this.sendAtomic(items) : await this.sendItems(items);
+    let i = 0;
+    return groups.map((g) => out.slice(i, (i += g.length)));
+  }
+
+  /** The options of the add of `it` (one add in TRIM_EVERY trims the completed set). */
+  private jobOpts(it: AddItem): JobsOptions {
+    const trimmed = this.queue.defaultJobOptions;
+    const untrimmed = (this.untrimmed ??= withoutTrimming(trimmed));
+    return {
+      ...(this.adds++ % TRIM_EVERY === 0 ? trimmed : untrimmed),
+      jobId: it.jobId,
+      // With tracing on, the request's context, for the worker's span of the job (bullmq-otel).
+      ...(it.telemetry ? { telemetry: { metadata: it.telemetry } } : {}),
+    };
+  }
+
+  /** sendBatch's round trip as one MULTI (register-waiters.lua, then the adds). */
+  private sendAtomic(items: AddItem[]): Promise<(JobOutcome | Error)[]> {
+    return this.ctx.redis.run(async () => {
+      const client = await this.queue.getBackend().client;
+      const multi = client.multi();
+      void registerWaiters(
+        multi as unknown as RedisConnection,
+        this.key,
+        items.map((it) => it.jobId),
+        this.ctx.producerId,
+      ).catch(() => undefined);
+      for (const it of items)
+        if (it.add)
+          void new Job(this.queue, it.name, it.data, this.jobOpts(it), it.jobId)
+            .addJob(multi as unknown as typeof client)
+            .catch(() => undefined);
+      const res = (await multi.exec()) ?? [];
+      const [regErr, regRaw] = res[0] ?? [new Error('MULTI discarded'), undefined];
+      if (regErr) throw regErr;
+      const outcomes = (regRaw as unknown[]).map(decodeOutcome);
+      let k = 1;
+      return items.map((it, i) => {
+        if (!it.add) return outcomes[i]!;
+        const [err] = res[k++] ?? [new Error('MULTI discarded')];
+        return err ? err : outcomes[i]!;
+      });
+    });
+  }
+
+  private sendItems(items: AddItem[]): Promise<(JobOutcome | Error)[]> {
     return this.ctx.redis.run(async () => {
       // BullMQ's client for its add; it wraps ctx.conn, so both commands go out on one connection.
       const client = await this.queue.getBackend().client;
@@ -132,23 +201,8 @@ export class SubmitLane {
         items.map((it) => it.jobId),
         this.ctx.producerId,
       );
-      const trimmed = this.queue.defaultJobOptions;
-      const untrimmed = (this.untrimmed ??= withoutTrimming(trimmed));
       const adds: (Promise<unknown> | undefined)[] = items.map((it) =>
-        it.add
-          ? new Job(
-              this.queue,
-              it.name,
-              it.data,
-              // With tracing on, the request's context, for the worker's span of the job (bullmq-otel).
-              {
-                ...(this.adds++ % TRIM_EVERY === 0 ? trimmed : untrimmed),
-                jobId: it.jobId,
-                ...(it.telemetry ? { telemetry: { metadata: it.telemetry } } : {}),
-              },
-              it.jobId,
-            ).addJob(client)
-          : undefined,
+        it.add ? new Job(this.queue, it.name, it.data, this.jobOpts(it), it.jobId).addJob(client) : undefined,
       );
       const [reg, ...added] = await Promise.allSettled([registered, ...adds]);
       // Redis away, slow or full is the whole round trip's failure, thrown as it came so the client
@@ -175,8 +229,46 @@ export class SubmitLane {
       `add ${this.queue.name}`,
       'producer',
       { 'messaging.destination.name': this.queue.name, 'cell0.job_id': item.jobId },
-      () => this.adder.add({ ...item, telemetry: traceMetadata() }),
+      () => {
+        const it = { ...item, telemetry: traceMetadata() };
+        const group = this.gathering;
+        if (group)
+          return new Promise<JobOutcome>((resolve, reject) => group.push({ item: it, resolve, reject }));
+        return this.adder.add([it]).then(([o]) => {
+          if (o instanceof Error) throw o;
+          return o!;
+        });
+      },
     );
+  }
+
+  /**
+   * Runs `fn` and sends the adds it makes synchronously (the submissions of one request) as one group:
+   * they reach Redis together, in one round trip, never split between two (and atomically when there are
+   * several, see sendBatch). Adds made later (a retry) go on their own.
+   */
+  group<T>(fn: () => T): T {
+    const group: NonNullable<typeof this.gathering> = [];
+    const outer = this.gathering;
+    this.gathering = group;
+    try {
+      return fn();
+    } finally {
+      this.gathering = outer;
+      if (group.length > 0 && !outer) {
+        this.adder.add(group.map((g) => g.item)).then(
+          (outcomes) =>
+            group.forEach((g, i) => {
+              const o = outcomes[i]!;
+              if (o instanceof Error) g.reject(o);
+              else g.resolve(o);
+            }),
+          (err: unknown) => {
+            for (const g of group) g.reject(err instanceof Error ? err : new Error(String(err)));
+          },
+        );
+      } else if (outer) outer.push(...group);
+    }
   }
 
   /** A reply from a worker: the job finished; every local waiter of it gets the outcome. */

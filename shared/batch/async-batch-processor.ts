@@ -38,6 +38,12 @@ export interface AsyncBatchProcessorOptions<T, R> {
    * holding itself. Default: none (a partition leaves when its wait ends).
    */
   holdOpen?: (key: string, size: number, waitedMs: number) => boolean | Promise<boolean>;
+  /**
+   * How much of `maxBatchSize` an item takes (an integer >= 1; e.g. the jobs of a group added together).
+   * An item is never split: a batch holds whole items up to `maxBatchSize` in all, or one item larger
+   * than that alone. Default: 1 per item.
+   */
+  sizeOf?: (item: T) => number;
 }
 
 /** Figures of an {@link AsyncBatchProcessor} since it was made. */
@@ -81,11 +87,15 @@ interface Pending<T, R> {
   onAbort: (() => void) | undefined;
   /** Set once the item left in a batch (its abort no longer removes it). */
   sent: boolean;
+  /** Its share of maxBatchSize (sizeOf). */
+  size: number;
 }
 
 interface Partition<T, R> {
   key: string;
   items: Pending<T, R>[];
+  /** The sizes of its waiting items, summed. */
+  size: number;
   timer: NodeJS.Timeout | undefined;
   /** Waiting for a batch slot: flush as soon as one frees. */
   due: boolean;
@@ -117,9 +127,10 @@ const DEFAULTS = {
  * - `flush()` sends everything waiting now; `close()` refuses new items and drains the rest.
  */
 export class AsyncBatchProcessor<T, R> {
-  private readonly opts: Required<Omit<AsyncBatchProcessorOptions<T, R>, 'keyOf' | 'holdOpen'>> & {
+  private readonly opts: Required<Omit<AsyncBatchProcessorOptions<T, R>, 'keyOf' | 'holdOpen' | 'sizeOf'>> & {
     keyOf: ((item: T) => string) | undefined;
     holdOpen: AsyncBatchProcessorOptions<T, R>['holdOpen'];
+    sizeOf: ((item: T) => number) | undefined;
   };
   private readonly partitions = new Map<string, Partition<T, R>>();
   /** Partitions due while every slot was busy, in the order they became due. */
@@ -160,7 +171,13 @@ export class AsyncBatchProcessor<T, R> {
         throw new TypeError(`AsyncBatchProcessor: option "${k}" must be an integer >= 1, got ${merged[k]}`);
     if (!(Number.isFinite(merged.maxWaitMs) && merged.maxWaitMs >= 0))
       throw new TypeError(`AsyncBatchProcessor: option "maxWaitMs" must be a number >= 0`);
-    this.opts = { ...merged, handler: options.handler, keyOf: options.keyOf, holdOpen: options.holdOpen };
+    this.opts = {
+      ...merged,
+      handler: options.handler,
+      keyOf: options.keyOf,
+      holdOpen: options.holdOpen,
+      sizeOf: options.sizeOf,
+    };
     this.sizes = new Uint32Array(merged.statsWindow);
     this.waits = new Float64Array(merged.statsWindow);
   }
@@ -184,10 +201,11 @@ export class AsyncBatchProcessor<T, R> {
     const key = this.opts.keyOf ? this.opts.keyOf(item) : '';
     let part = this.partitions.get(key);
     if (!part) {
-      part = { key, items: [], timer: undefined, due: false, holding: false };
+      part = { key, items: [], size: 0, timer: undefined, due: false, holding: false };
       this.partitions.set(key, part);
     }
     const p = part;
+    const size = this.opts.sizeOf ? Math.max(1, Math.floor(this.opts.sizeOf(item))) : 1;
     this.accepted++;
     return new Promise<R>((resolve, reject) => {
       const pending: Pending<T, R> = {
@@ -198,13 +216,15 @@ export class AsyncBatchProcessor<T, R> {
         signal,
         onAbort: undefined,
         sent: false,
+        size,
       };
       if (signal) {
         pending.onAbort = () => this.abort(p, pending);
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       p.items.push(pending);
-      if (p.items.length >= this.opts.maxBatchSize) this.markDue(p);
+      p.size += size;
+      if (p.size >= this.opts.maxBatchSize) this.markDue(p);
       else this.arm(p);
     });
   }
@@ -333,7 +353,7 @@ export class AsyncBatchProcessor<T, R> {
       p.due = false;
       if (p.items.length > 0) this.send(p);
       // What is left behind is due at once when it is a full batch, else it starts its own wait.
-      if (p.items.length >= this.opts.maxBatchSize) {
+      if (p.size >= this.opts.maxBatchSize) {
         p.due = true;
         this.due.push(p);
       } else if (p.items.length > 0) this.arm(p);
@@ -343,7 +363,13 @@ export class AsyncBatchProcessor<T, R> {
 
   /** Sends one batch of `p` (a slot is free). */
   private send(p: Partition<T, R>): void {
-    const batch = p.items.splice(0, this.opts.maxBatchSize);
+    // Whole items up to maxBatchSize in all; an item larger than that leaves alone.
+    let n = 0;
+    let size = 0;
+    while (n < p.items.length && (n === 0 || size + p.items[n]!.size <= this.opts.maxBatchSize))
+      size += p.items[n++]!.size;
+    const batch = p.items.splice(0, n);
+    p.size -= size;
     const now = performance.now();
     for (const it of batch) {
       it.sent = true;
@@ -352,10 +378,11 @@ export class AsyncBatchProcessor<T, R> {
       this.counters.waitCount++;
       this.waits[this.waitSamples++ % this.waits.length] = waited;
     }
-    this.sizes[this.sampleCount++ % this.sizes.length] = batch.length;
-    this.sizeBins[sizeBin(batch.length)]!++;
+    // Sizes and item counts in sizeOf units (one per item by default).
+    this.sizes[this.sampleCount++ % this.sizes.length] = size;
+    this.sizeBins[sizeBin(size)]!++;
     this.counters.batches++;
-    this.counters.items += batch.length;
+    this.counters.items += size;
     this.counters.inFlight++;
     const run = this.run(batch, p.key).finally(() => {
       this.counters.inFlight--;
@@ -401,6 +428,7 @@ export class AsyncBatchProcessor<T, R> {
     const i = p.items.indexOf(b);
     if (i < 0) return;
     p.items.splice(i, 1);
+    p.size -= b.size;
     this.accepted--;
     this.counters.aborted++;
     if (p.items.length === 0 && !p.due && !p.holding) {

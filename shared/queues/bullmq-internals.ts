@@ -5,7 +5,7 @@
  */
 import { type Worker } from 'bullmq';
 import { type RedisConnection } from '../redis/cluster.js';
-import { queueKey } from './names.js';
+import { shardKey } from './shards.js';
 
 /** The BullMQ version whose internals this module was written against (and its test checks). */
 export const BULLMQ_INTERNALS_VERSION = '6.7.0';
@@ -42,8 +42,28 @@ export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise
  * Jobs waiting on a queue for a worker, in one LLEN of its `wait` list (BullMQ keeps waiting jobs there,
  * prioritized ones elsewhere): a cheaper read than Queue#getWaitingCount for a worker that has no Queue.
  */
-export function waitingJobCount(conn: RedisConnection, prefix: string, queue: string): Promise<number> {
-  return conn.llen(`${queueKey(prefix, queue)}:wait`);
+export function waitingJobCount(
+  conn: RedisConnection,
+  prefix: string,
+  queue: string,
+  shard = 0,
+): Promise<number> {
+  return conn.llen(`${shardKey(prefix, queue, shard)}:wait`);
+}
+
+/** Jobs waiting on `shards` of a queue, added up; a shard whose connection is not ready now counts 0. */
+export async function waitingJobsOnShards(
+  connOf: (shard: number) => RedisConnection | undefined,
+  prefix: string,
+  queue: string,
+  shards: readonly number[],
+): Promise<number> {
+  const counts = shards.map((shard) => {
+    const conn = connOf(shard);
+    if (!conn || conn.status !== 'ready') return 0;
+    return waitingJobCount(conn, prefix, queue, shard).catch(() => 0);
+  });
+  return (await Promise.all(counts)).reduce((a, b) => a + b, 0);
 }
 
 /** One call of BullMQ's `moveToFinished` script, as {@link hookMoveToFinished} reads it from its arguments. */

@@ -184,4 +184,40 @@ describe('JobSubmitter (coalescing and retention)', () => {
     const trimming = kept.filter((j) => j.opts.removeOnComplete !== false);
     expect(trimming.length).toBeLessThanOrEqual(1);
   });
+
+  it("submitMany: one request's jobs reach Redis in one round trip, one MULTI, even behind 250 other submissions", async () => {
+    // The queue's one lane (one shard: the submitter is not sharded).
+    const lane = (submitter as unknown as { lanes: Map<QueueName, object[]> }).lanes.get(
+      QueueName.SEARCH,
+    )![0]!;
+    type Item = { jobId: string; add: boolean };
+    const sendBatch = jest.spyOn(lane as unknown as { sendBatch: (g: Item[][]) => unknown }, 'sendBatch');
+    const sendAtomic = jest.spyOn(lane as unknown as { sendAtomic: (i: Item[]) => unknown }, 'sendAtomic');
+    // Two of the request's texts are already queued (joined, not added again).
+    await submitter.submit(QueueName.SEARCH, 'search', { query: 'many 0' }, { waitMs: 0 });
+    await submitter.submit(QueueName.SEARCH, 'search', { query: 'many 1' }, { waitMs: 0 });
+    sendBatch.mockClear();
+    sendAtomic.mockClear();
+    // 250 single submissions first, in the same tick: a lane batch holds 256, so the request's 64 jobs
+    // would straddle two round trips if they were submitted one by one.
+    const others = Array.from({ length: 250 }, (_, i) =>
+      submitter.submit(QueueName.SEARCH, 'search', { query: `other ${i}` }, { waitMs: 0 }),
+    );
+    const datas = Array.from({ length: 64 }, (_, i) => ({ query: `many ${i}` }));
+    const many = submitter.submitMany(QueueName.SEARCH, 'search', datas, { waitMs: 0 });
+    const [results] = await Promise.all([many, Promise.all(others)]);
+    expect(results).toHaveLength(64);
+    const ids = new Set(datas.map((d) => submitter.jobIdFor(QueueName.SEARCH, d)));
+    results.forEach((r, i) => expect(r.jobId).toBe(submitter.jobIdFor(QueueName.SEARCH, datas[i])));
+    // Exactly one round trip carries the request's jobs, as one group, and it is a MULTI.
+    const carrying = sendBatch.mock.calls.filter(([groups]) => groups.flat().some((it) => ids.has(it.jobId)));
+    expect(carrying).toHaveLength(1);
+    const group = carrying[0]![0].find((g) => g.some((it) => ids.has(it.jobId)))!;
+    expect(new Set(group.map((it) => it.jobId))).toEqual(ids);
+    expect(sendAtomic).toHaveBeenCalledTimes(1);
+    expect(sendAtomic.mock.calls[0]![0].filter((it) => ids.has(it.jobId))).toHaveLength(64);
+    // Coalescing as before: 64 jobs for 64 texts (the two queued ones joined) plus the 250 others.
+    const counts = await submitter.getQueue(QueueName.SEARCH).getJobCounts('waiting');
+    expect(counts.waiting).toBe(64 + 250);
+  });
 });

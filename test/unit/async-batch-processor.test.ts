@@ -23,6 +23,36 @@ function controlledHandler<T, R>(answer: (items: T[], key: string) => BatchOutco
 const double = (items: number[]) => items.map((n) => n * 2);
 
 describe('AsyncBatchProcessor', () => {
+  test('sizeOf: batches hold whole items up to maxBatchSize in all; a larger item leaves alone', async () => {
+    const c = controlledHandler<number[], number>((groups) => groups.map((g) => g.length));
+    const p = new AsyncBatchProcessor<number[], number>({
+      handler: c.handler,
+      maxBatchSize: 8,
+      maxWaitMs: 0,
+      sizeOf: (g) => g.length,
+    });
+    const groups = [[1, 2, 3], [4, 5, 6], [7, 8, 9], Array.from({ length: 12 }, (_, i) => i), [10]];
+    const results = groups.map((g) => p.add(g));
+    await c.untilCalls(1);
+    // 3 + 3 = 6 fit, the third group would make 9 > 8: it waits for the next batch, never split.
+    expect(c.calls[0]!.items).toEqual([groups[0], groups[1]]);
+    c.calls[0]!.release();
+    await c.untilCalls(2);
+    // The next is the third group alone (3 + 12 > 8), then the group of 12 alone, then [10].
+    expect(c.calls[1]!.items).toEqual([groups[2]]);
+    c.calls[1]!.release();
+    await c.untilCalls(3);
+    expect(c.calls[2]!.items).toEqual([groups[3]]);
+    c.calls[2]!.release();
+    await c.untilCalls(4);
+    expect(c.calls[3]!.items).toEqual([groups[4]]);
+    c.calls[3]!.release();
+    await expect(Promise.all(results)).resolves.toEqual([3, 3, 3, 12, 1]);
+    // Sizes and item counts in sizeOf units.
+    expect(p.stats()).toMatchObject({ batches: 4, items: 22 });
+    await p.close();
+  });
+
   test('a full batch leaves at once, without waiting for maxWaitMs', async () => {
     const c = controlledHandler<number, number>(double);
     const p = new AsyncBatchProcessor({ handler: c.handler, maxBatchSize: 3, maxWaitMs: 60_000 });

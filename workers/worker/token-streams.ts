@@ -2,7 +2,7 @@ import { type Job } from 'bullmq';
 import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Logger } from '../../shared/logger.js';
 import { createRedisConnection, waitUntilReady } from '../../shared/redis/connection.js';
-import { QueueName } from '../../shared/queues/names.js';
+import { QueueName, queueKey } from '../../shared/queues/names.js';
 import { tokenStreamKeys } from '../../shared/queues/token-stream.js';
 import { TokenStreamWriter } from '../token-stream-writer.js';
 import { hookFetches } from '../../shared/queues/bullmq-internals.js';
@@ -11,6 +11,8 @@ import { defineScripts } from '../../shared/redis/lua-scripts.js';
 /** How long marks read behind a fetch wait for their job to start (the job of another worker never does). */
 const PREFETCH_KEEP_MS = 5000;
 const ACTIVE_MARKS = 'cell0ActiveMarks';
+/** The inference queue's key ({prefix}:inference): its first shard, where every job's marks are kept. */
+const inferenceKey = (prefix: string) => queueKey(prefix, QueueName.INFERENCE);
 type ActiveMarksCommand = (activeKey: string, jobKeyPrefix: string, count: number) => Promise<unknown>;
 
 /** The fetches of one tick and the read of their jobs' marks sent behind them. */
@@ -103,10 +105,12 @@ export class TokenStreams {
    * From now on, reads the marks of the jobs fetched on `conn` (the inference queue's BullMQ connection)
    * right behind their fetches (active-marks.lua: one command for the fetches of a tick), so that a job starts
    * with its marks at hand instead of a round trip of its own before the backend call. Call it once BullMQ
-   * has loaded its scripts on `conn`. Returns false when BullMQ's fetches could not be hooked: the marks are
-   * then read as each job starts.
+   * has loaded its scripts on `conn`. Returns false, and the marks are read as each job starts, when
+   * `queueKey` is not the inference queue's first shard (the one whose slot holds every job's marks) or
+   * BullMQ's fetches could not be hooked.
    */
   readMarksBehindFetches(conn: RedisConnection, queueKey: string): boolean {
+    if (queueKey !== inferenceKey(this.opts.prefix)) return false;
     defineScripts(conn, 'active-marks');
     const activeKey = `${queueKey}:active`;
     const jobKeyPrefix = `${queueKey}:`;
