@@ -121,10 +121,18 @@ export async function commandCalls(redis: Redis): Promise<Map<string, number>> {
 /**
  * Redis's socket reads and writes so far (INFO stats total_reads_processed / total_writes_processed): each
  * read is one arrival of a client's write (its commands of one tick), each write one reply sent, so their
- * deltas per request count the round trips, independent of the machine's load.
+ * deltas per request count the round trips; and the bytes received and sent (total_net_input_bytes,
+ * total_net_output_bytes).
  */
-export async function socketIo(redis: Redis): Promise<{ reads: number; writes: number }> {
+export async function socketIo(
+  redis: Redis,
+): Promise<{ reads: number; writes: number; bytesIn: number; bytesOut: number }> {
   const info = await redis.info('stats');
   const num = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
-  return { reads: num('total_reads_processed'), writes: num('total_writes_processed') };
+  return {
+    reads: num('total_reads_processed'),
+    writes: num('total_writes_processed'),
+    bytesIn: num('total_net_input_bytes'),
+    bytesOut: num('total_net_output_bytes'),
+  };
 }
