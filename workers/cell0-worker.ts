@@ -212,8 +212,12 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...[...this.byKey.values()].map((s) => s.worker.waitUntilReady()),
       this.tokenStreams?.start(),
     ]);
-    // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish.
-    for (const [key, { conn }] of this.byKey) this.replies.replyBehindFinish(conn, key);
+    // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish, and each
+    // inference job's token stream marks be read right behind its fetch (where they share its slot).
+    for (const [key, { conn }] of this.byKey) {
+      this.replies.replyBehindFinish(conn, key);
+      this.tokenStreams?.readMarksBehindFetches(conn, key);
+    }
     await this.maintenance.start();
     this.admission.start();
     this.deadlines.start();
@@ -275,6 +279,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readyJobs(queue: QueueName): Promise<number> {
     const connOf = (shard: number) => this.byKey.get(shardKey(this.opts.prefix, queue, shard))?.conn;
     return waitingJobsOnShards(connOf, this.opts.prefix, queue, this.served);
+  }
+
+  /** Token stream marks of inference jobs so far: read behind the job's fetch, or as it started. */
+  marksStats(): { behindFetch: number; atStart: number } | undefined {
+    return this.tokenStreams?.marksStats();
   }
 
   /** Replies to waiting producers so far: sent behind the job's finish, or after its event. */
@@ -351,8 +360,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
       const stream = this.tokenStreams?.writerFor(job);
       await stream?.open(job.attemptsStarted);
-      // A cancelled stream (its last reader left) stops the call like the job's own signal does.
-      const ctxSignal = stream ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
+      // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
+      // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
+      const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
       // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
       // evicted, until the call is over.
       const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
@@ -485,6 +495,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private async release(): Promise<void> {
     this.deadlines.close();
     this.capacity.close();
+    this.tokenStreams?.close();
     await this.maintenance.close();
     await settledWithin(this.replies.close(), 1000);
     await settledWithin(this.embeddings?.close() ?? Promise.resolve(), 1000);

@@ -95,12 +95,9 @@ const FINISH_SET_KEY = 10;
  */
 export function hookMoveToFinished(conn: RedisConnection, onCall: (call: FinishCall) => void): boolean {
   const target = conn as unknown as Record<string, unknown>;
-  const name = Object.keys(target).find((k) => k.startsWith('moveToFinished:') && !k.endsWith('Buffer'));
-  if (!name || typeof target[name] !== 'function') return false;
-  const original = target[name] as (...a: unknown[]) => unknown;
-  if ((original as { cell0Hooked?: boolean }).cell0Hooked) return true;
-  const hooked = function (this: unknown, ...a: unknown[]): unknown {
-    const result = original.apply(this, a);
+  const name = bullmqCommand(target, 'moveToFinished');
+  if (!name) return false;
+  return wrapCommand(target, name, 'reply', (a) => {
     try {
       const args = (a.length === 1 && Array.isArray(a[0]) ? a[0] : a) as unknown[];
       const t = args[FINISH_KEYS + 4];
@@ -115,9 +112,60 @@ export function hookMoveToFinished(conn: RedisConnection, onCall: (call: FinishC
     } catch {
       // The finish itself went out; its waiters are then answered the ordinary way.
     }
+  });
+}
+
+/**
+ * Calls `onFetch` each time BullMQ's worker sends, on `conn`, a command that may move a job to active: its
+ * `moveToActive`, and its `moveToFinished` (which fetches the next job in the same call). `onFetch` runs
+ * right after the command was handed to the connection (a command it sends on `conn` runs in Redis right
+ * after the fetch) and gets the fetch's promise (settled when its answer is in). Returns false, and changes
+ * nothing, when the connection has no BullMQ `moveToActive` (its scripts are not loaded yet). `onFetch` must
+ * not throw (a throw is swallowed).
+ */
+export function hookFetches(conn: RedisConnection, onFetch: (answered: Promise<unknown>) => void): boolean {
+  const target = conn as unknown as Record<string, unknown>;
+  const names = [bullmqCommand(target, 'moveToActive'), bullmqCommand(target, 'moveToFinished')];
+  if (!names[0]) return false;
+  for (const name of names)
+    if (name)
+      wrapCommand(target, name, 'fetch', (_a, result) => {
+        try {
+          onFetch(Promise.resolve(result));
+        } catch {
+          // The fetch went out; the job's marks are then read when it starts.
+        }
+      });
+  return true;
+}
+
+/** The name BullMQ gives its script `script` on a connection (`<script>:<version>`), if it is defined there. */
+function bullmqCommand(target: Record<string, unknown>, script: string): string | undefined {
+  const name = Object.keys(target).find((k) => k.startsWith(`${script}:`) && !k.endsWith('Buffer'));
+  return name !== undefined && typeof target[name] === 'function' ? name : undefined;
+}
+
+type Command = ((...a: unknown[]) => unknown) & { cell0Hooks?: ReadonlySet<string> };
+
+/**
+ * Wraps the command `name` of `target` so that `after` runs (with its arguments and result) each time it is
+ * sent, once per `kind`: hooking the same kind again changes nothing, and hooks of other kinds stack.
+ */
+function wrapCommand(
+  target: Record<string, unknown>,
+  name: string,
+  kind: string,
+  after: (args: unknown[], result: unknown) => void,
+): true {
+  const original = target[name] as Command;
+  const hooks = original.cell0Hooks ?? new Set<string>();
+  if (hooks.has(kind)) return true;
+  const hooked: Command = function (this: unknown, ...a: unknown[]): unknown {
+    const result = original.apply(this, a);
+    after(a, result);
     return result;
   };
-  (hooked as { cell0Hooked?: boolean }).cell0Hooked = true;
+  hooked.cell0Hooks = new Set([...hooks, kind]);
   target[name] = hooked;
   return true;
 }
