@@ -9,7 +9,8 @@
  * Each variant runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
  * unique (nothing coalesces, no cache can answer). Prints per side: requests/s, p50/p99 latency, CPU per
  * request of each process (from /proc), Redis commands per request (INFO commandstats delta of the private
- * Redis, commands run inside scripts included) and the median pair ratios B/A.
+ * Redis, commands run inside scripts included), Redis socket reads/writes (round trips) and bytes in/out per
+ * request (INFO stats deltas) and the median pair ratios B/A.
  *
  *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off]
  *                         [--cpu-prof DIR] [--json]
@@ -55,6 +56,9 @@ interface RunResult {
   /** Redis socket reads (client writes arriving) and reply writes per request. */
   redisReads: number;
   redisWrites: number;
+  /** Bytes Redis received and sent per request. */
+  redisBytesIn: number;
+  redisBytesOut: number;
   /** Answers served from a cache (should be 0: every prompt is unique). */
   cached: number;
 }
@@ -135,6 +139,8 @@ async function load(
     // Less the INFO calls of this measurement (one read and one write each).
     redisReads: (io1.reads - io0.reads - 2) / n,
     redisWrites: (io1.writes - io0.writes - 2) / n,
+    redisBytesIn: (io1.bytesIn - io0.bytesIn) / n,
+    redisBytesOut: (io1.bytesOut - io0.bytesOut) / n,
     cached,
   };
 }
@@ -281,6 +287,7 @@ async function main(): Promise<void> {
         redisByCommandLastPair: last.b.redisByCommand,
         redisSocketReadsPerRequest: med((x) => x.b.redisReads),
         redisSocketWritesPerRequest: med((x) => x.b.redisWrites),
+        redisBytesPerRequest: { in: med((x) => x.b.redisBytesIn), out: med((x) => x.b.redisBytesOut) },
         errors: pairs.reduce((s, x) => s + x.a.errors + x.b.errors, 0),
         cachedAnswers: pairs.reduce((s, x) => s + x.b.cached, 0),
       };
@@ -300,7 +307,8 @@ async function main(): Promise<void> {
           .join(', ')})`,
       );
       console.log(
-        `  Redis socket reads/writes per request (round trips): cell0 ${f(row.redisSocketReadsPerRequest, 2)} / ${f(row.redisSocketWritesPerRequest, 2)}`,
+        `  Redis socket reads/writes per request (round trips): cell0 ${f(row.redisSocketReadsPerRequest, 2)} / ${f(row.redisSocketWritesPerRequest, 2)}; ` +
+          `bytes in/out per request ${f(row.redisBytesPerRequest.in, 0)} / ${f(row.redisBytesPerRequest.out, 0)}`,
       );
       await stop(cell0);
     }

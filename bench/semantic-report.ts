@@ -90,7 +90,8 @@ export function printRow(r: {
     `  main-thread CPU per lookup (no GC/libuv helper threads): p50 ${c.mainThreadCpuP50Ms} ms  p99 ${c.mainThreadCpuP99Ms} ms`,
   );
   console.log(
-    `  node GC during the cache lookups: ${c.gcPauses} pauses, ${c.gcPauseMs} ms in all, ${c.lookupsDuringGc} lookups overlapped one`,
+    `  node GC during the cache lookups: ${c.gcPauses} pauses (${c.gcScavenges} scavenges, ${c.gcMarkCompacts} mark-compacts), ` +
+      `${c.gcPauseMs} ms in all, ${c.lookupsDuringGc} lookups overlapped one`,
   );
   console.log(
     `  scan (in-memory, all ${r.entries} vectors): ${s.lookups} lookups  p50 ${s.p50Ms} ms  p99 ${s.p99Ms} ms`,

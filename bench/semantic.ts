@@ -16,12 +16,14 @@
  *
  *   npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--json]
  *                              [--cpu-profile FILE]   (V8 CPU profile of the lookups at the largest size)
+ *                              [--heap-profile FILE]  (sampling heap profile of the same lookups: what they
+ *                                                      allocate, garbage included)
  */
 import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
 import os from 'node:os';
-import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import { HashedNgramEmbedder } from '../shared/cache/semantic/embedder.js';
 import { LexicalEmbedder } from '../shared/cache/semantic/lexical-embedder.js';
 import { analyzePrompt, compareAnalyses } from '../shared/cache/semantic/guard.js';
@@ -55,6 +57,8 @@ interface Args {
   embedder: 'lexical' | 'hashed';
   /** Write a CPU profile (.cpuprofile) of the lookups at the largest size to this file. */
   cpuProfile: string | undefined;
+  /** Write a sampling heap profile (.heapprofile: every allocation, collected or not) of the same lookups. */
+  heapProfile: string | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -64,6 +68,7 @@ function parseArgs(argv: readonly string[]): Args {
     json: false,
     embedder: 'lexical',
     cpuProfile: undefined,
+    heapProfile: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -71,11 +76,12 @@ function parseArgs(argv: readonly string[]): Args {
     else if (k === '--lookups') a.lookups = Number(argv[++i]);
     else if (k === '--scan-lookups') a.scanLookups = Number(argv[++i]);
     else if (k === '--cpu-profile' && argv[i + 1]) a.cpuProfile = argv[++i];
+    else if (k === '--heap-profile' && argv[i + 1]) a.heapProfile = argv[++i];
     else if (k === '--embedder' && (argv[i + 1] === 'lexical' || argv[i + 1] === 'hashed'))
       a.embedder = argv[++i] as 'lexical' | 'hashed';
     else {
       console.error(
-        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--cpu-profile FILE] [--json]`,
+        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--scan-lookups N] [--embedder lexical|hashed] [--cpu-profile FILE] [--heap-profile FILE] [--json]`,
       );
       process.exit(2);
     }
@@ -109,12 +115,15 @@ async function main(): Promise<void> {
       node: process.version,
       redis: redisVersion,
       loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
+      /** V8/node flags of this run: the bench runs with the young generation `npm start` gives cell0. */
+      nodeFlags: process.execArgv.filter((f) => f.startsWith('--max-') || f.startsWith('--min-')),
     };
     if (!args.json) {
       console.log('bench:semantic — semantic cache lookup (LSH in Redis + re-rank) vs brute-force scan');
       console.log(
         `machine: ${machine.cpus} cpus (${machine.cpuModel}), ${machine.ramGiB} GiB RAM, node ${machine.node}, ` +
-          `redis ${machine.redis} (private, no persistence), load ${machine.loadavg.join(' ')}`,
+          `redis ${machine.redis} (private, no persistence), load ${machine.loadavg.join(' ')}, ` +
+          `node flags: ${machine.nodeFlags.join(' ') || '(none)'}`,
       );
       console.log(`date: ${machine.date}  commit: ${machine.commit}`);
     }
@@ -228,17 +237,34 @@ async function main(): Promise<void> {
       const outcomes: Outcome[] = [];
       // GC pauses of this process during the lookups: reported, so a tail can be told from the cache's work.
       const pauses: [number, number][] = [];
+      // Scavenges (young generation) and mark-compacts (whole heap, marked concurrently on helper threads):
+      // counts that depend on what the lookups allocate and keep, not on the machine's load.
+      const gcKinds = { minor: 0, major: 0 };
       const gcObserver = new PerformanceObserver((list) => {
-        for (const e of list.getEntries()) pauses.push([e.startTime, e.startTime + e.duration]);
+        for (const e of list.getEntries()) {
+          pauses.push([e.startTime, e.startTime + e.duration]);
+          const kind = (e.toJSON() as { detail?: { kind?: number } }).detail?.kind ?? 0;
+          if (kind & constants.NODE_PERFORMANCE_GC_MAJOR) gcKinds.major++;
+          else if (kind & constants.NODE_PERFORMANCE_GC_MINOR) gcKinds.minor++;
+        }
       });
       gcObserver.observe({ entryTypes: ['gc'] });
-      const profiling = args.cpuProfile !== undefined && size === SIZES[SIZES.length - 1];
-      const profiler = profiling ? new inspector.Session() : undefined;
+      const largest = size === SIZES[SIZES.length - 1];
+      const profiler = args.cpuProfile !== undefined && largest ? new inspector.Session() : undefined;
       if (profiler) {
         profiler.connect();
         await profiler.post('Profiler.enable');
         await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
         await profiler.post('Profiler.start');
+      }
+      const heapProfiler = args.heapProfile !== undefined && largest ? new inspector.Session() : undefined;
+      if (heapProfiler) {
+        heapProfiler.connect();
+        await heapProfiler.post('HeapProfiler.startSampling', {
+          samplingInterval: 1024,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true,
+        });
       }
       const cpu0 = process.cpuUsage();
       const redisUsec0 = await redisCommandUsec(raw);
@@ -269,6 +295,11 @@ async function main(): Promise<void> {
         const { profile } = await profiler.post('Profiler.stop');
         writeFileSync(args.cpuProfile!, JSON.stringify(profile));
         profiler.disconnect();
+      }
+      if (heapProfiler) {
+        const { profile } = await heapProfiler.post('HeapProfiler.stopSampling');
+        writeFileSync(args.heapProfile!, JSON.stringify(profile));
+        heapProfiler.disconnect();
       }
       await new Promise((r) => setImmediate(r));
       gcObserver.disconnect();
@@ -386,6 +417,8 @@ async function main(): Promise<void> {
                 ),
           guardRejections: after.guardRejections - before.guardRejections,
           gcPauses: pauses.length,
+          gcScavenges: gcKinds.minor,
+          gcMarkCompacts: gcKinds.major,
           gcPauseMs: round(gcMs),
           lookupsDuringGc: gcHit,
           ...cacheScore,

@@ -3,7 +3,7 @@
  */
 import { type Config } from '../shared/config/config.js';
 import { Cell0Metrics } from '../shared/metrics/metrics.js';
-import { queueMetricsText } from '../shared/metrics/queue-metrics.js';
+import { queueMetricsText, type PrometheusQueue } from '../shared/metrics/queue-metrics.js';
 import { QUEUE_NAMES } from '../shared/queues/names.js';
 import { type JobSubmitter } from '../producers/job-submitter.js';
 import { type Cell0Client } from '../producers/cell0-client.js';
@@ -24,7 +24,19 @@ export function processMetrics(config: Config): Cell0Metrics | undefined {
  */
 export function addQueueMetrics(metrics: Cell0Metrics, submitter: JobSubmitter): () => void {
   return metrics.addText(() =>
-    submitter.ready ? queueMetricsText(QUEUE_NAMES.map((q) => submitter.getQueue(q))) : Promise.resolve(''),
+    submitter.ready ? queueMetricsText(metricQueues(submitter)) : Promise.resolve(''),
+  );
+}
+
+/** The queues whose metrics are served: with shards, one per shard, its series labelled `shard`. */
+function metricQueues(submitter: JobSubmitter): PrometheusQueue[] {
+  return QUEUE_NAMES.flatMap((q) =>
+    submitter.shards === 1
+      ? [submitter.getQueue(q)]
+      : submitter.getQueues(q).map((queue, shard) => ({
+          exportPrometheusMetrics: (labels?: Record<string, string>) =>
+            queue.exportPrometheusMetrics({ ...labels, shard: String(shard) }),
+        })),
   );
 }
 

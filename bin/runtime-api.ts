@@ -68,7 +68,7 @@ export async function startApi(
   client.shedder = new LoadShedder({
     queues: () =>
       client.submitter.ready
-        ? Object.fromEntries(QUEUE_NAMES.map((q) => [q, client.submitter.getQueue(q)]))
+        ? Object.fromEntries(QUEUE_NAMES.map((q) => [q, client.submitter.getQueues(q)]))
         : {},
     fleet: () => client.fleet(),
     maxQueueDepth: config.resources.maxQueueDepth,

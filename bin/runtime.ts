@@ -11,7 +11,8 @@ import { Queue } from 'bullmq';
 import { type Config, redactUrl } from '../shared/config/config.js';
 import { type Logger } from '../shared/logger.js';
 import { redisAnswers, startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
-import { QUEUE_NAMES, QueueName, queuePrefix } from '../shared/queues/names.js';
+import { QUEUE_NAMES, QueueName } from '../shared/queues/names.js';
+import { shardPrefix } from '../shared/queues/shards.js';
 import { Cell0Worker } from '../workers/cell0-worker.js';
 import { buildProviders, type ProviderSet } from '../workers/providers/from-config.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
@@ -128,8 +129,12 @@ export async function startWorker(
     connectionName: 'cell0:maintenance',
     logger: log,
   });
-  const workQueues = QUEUE_NAMES.map(
-    (q) => new Queue(q, { connection: maintRedis, prefix: queuePrefix(config.redis.prefix, q) }),
+  const workQueues = QUEUE_NAMES.flatMap((q) =>
+    Array.from(
+      { length: config.redis.queueShards },
+      (_, shard) =>
+        new Queue(q, { connection: maintRedis, prefix: shardPrefix(config.redis.prefix, q, shard) }),
+    ),
   );
   // A BullMQ Queue with no `error` listener prints every connection error to the console with its stack.
   for (const q of workQueues) connectionLogFor(log).watch(q, `maintenance:queue:${q.name}`);
@@ -150,6 +155,8 @@ export async function startWorker(
   const worker = new Cell0Worker({
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
+    shards: config.redis.queueShards,
+    ...(config.workers.shards ? { servedShards: config.workers.shards } : {}),
     queues,
     concurrency: {
       inference: opts.concurrency ?? config.workers.inferenceConcurrency,

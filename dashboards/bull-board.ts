@@ -1,6 +1,7 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
+import { type Queue } from 'bullmq';
 import express, { type Router } from 'express';
 import { AccessControl } from '../producers/api/access-control.js';
 import { type JobSubmitter } from '../producers/job-submitter.js';
@@ -45,16 +46,26 @@ export function createDashboard(opts: DashboardOptions): { basePath: string; rou
   });
   const attach = () =>
     board.replaceQueues([
-      ...QUEUE_NAMES.filter((q) => {
+      ...QUEUE_NAMES.flatMap((q) => {
         try {
-          opts.submitter.getQueue(q);
-          return true;
+          return opts.submitter.getQueues(q);
         } catch {
-          return false;
+          return [];
         }
-      }).map(
-        (q) => new BullMQAdapter(opts.submitter.getQueue(q), { readOnlyMode: !write, allowRetries: write }),
-      ),
+      }).map((queue, _i, all) => {
+        // A sharded queue is one BullMQ queue per shard, all of one name: each shard is its own board entry.
+        const shard = shardOfQueue(queue, all);
+        return new BullMQAdapter(queue, {
+          readOnlyMode: !write,
+          allowRetries: write,
+          ...(shard !== undefined
+            ? {
+                prefix: `shard-${shard}:`,
+                displayName: `${queue.name} (shard ${shard}, ${queue.opts.prefix})`,
+              }
+            : {}),
+        });
+      }),
       // Batch jobs: a parent per batch with a child per request (docs/batches.md); cancel through the API.
       new BullMQAdapter(opts.submitter.otherQueue(BATCH_QUEUE), { readOnlyMode: true }),
       // The fleet's monitor and cleanup runs (job schedulers); never writable from the board.
@@ -69,4 +80,10 @@ export function createDashboard(opts: DashboardOptions): { basePath: string; rou
   router.use(access.adminRoute({ basic: true }));
   router.use(serverAdapter.getRouter() as Router);
   return { basePath, router };
+}
+
+/** The shard number of `queue` when its queue name has several shards among `all`; else undefined. */
+function shardOfQueue(queue: Queue, all: readonly Queue[]): number | undefined {
+  const same = all.filter((q) => q.name === queue.name);
+  return same.length > 1 ? same.indexOf(queue) : undefined;
 }

@@ -16,6 +16,8 @@ export interface Cell0ClientOptions {
   redisUrl?: string;
   /** Queue key prefix ({hash tag}) the fleet uses. Default "{cell0}". */
   prefix?: string;
+  /** Shards per queue the fleet uses (CELL0_QUEUE_SHARDS; see JobSubmitterOptions.shards). Default 1. */
+  shards?: number;
   /** How long infer() and search() wait for a result by default, ms. Default 30000. */
   waitMs?: number;
   /** Input limits checked before anything reaches Redis. Defaults: 32 KiB of prompt, 2 KiB of query. */

@@ -116,6 +116,7 @@ export class Cell0Client {
     this.submitter = new JobSubmitter({
       redisUrl: this.redisUrl,
       prefix: opts.prefix ?? '{cell0}',
+      ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
       ...(opts.policy ? { policy: opts.policy } : {}),
       ...(opts.commandTimeoutMs !== undefined ? { commandTimeoutMs: opts.commandTimeoutMs } : {}),
       ...(opts.breakerThreshold !== undefined ? { breakerThreshold: opts.breakerThreshold } : {}),
@@ -144,6 +145,7 @@ export class Cell0Client {
     return new Cell0Client({
       redisUrl: config.redis.url,
       prefix: config.redis.prefix,
+      shards: config.redis.queueShards,
       waitMs: config.api.resultWaitMs,
       limits: { maxPromptBytes: config.limits.maxPromptBytes, maxQueryBytes: config.limits.maxQueryBytes },
       maxEmbedInputs: config.limits.maxEmbedInputs,

@@ -14,6 +14,8 @@ import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/que
 import { defineReplyScripts, registerWaiter } from '../shared/queues/job-replies.js';
 import { DEFAULT_JOB_POLICY, type JobPolicy } from '../shared/queues/job-policy.js';
 import { QUEUE_NAMES, type QueueName, queuePrefix } from '../shared/queues/names.js';
+import { checkShardCount, shardOf } from '../shared/queues/shards.js';
+import { addBatchStats, readShardCounts, sumShardCounts, type ShardCounts } from './queue-counts.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { settledWithin, sleep } from '../shared/sleep.js';
 import { applyRetention, countAdd, resultMaxAge } from './retention.js';
@@ -48,6 +50,12 @@ export interface JobSubmitterOptions {
   breakerResetMs?: number;
   /** Queues this producer adds to. Default: all. */
   queues?: readonly QueueName[];
+  /**
+   * Shards per queue (see shared/queues/shards.ts): each shard is a BullMQ queue under a hash tag of its
+   * own, and a job goes to the shard its id hashes to. Every producer and worker of a fleet must use the
+   * same count. Default 1 (unsharded).
+   */
+  shards?: number;
   /**
    * Largest number of submissions sent to Redis in one round trip. Submissions that arrive while a round
    * trip is under way are gathered and sent together in the next one. Default 256.
@@ -94,13 +102,16 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   readonly redis: RedisClient;
   readonly policy: JobPolicy;
   readonly prefix: string;
+  /** Shards per queue. */
+  readonly shards: number;
   /** This producer's id in waiter sets; its reply inbox per queue is named after it. */
   readonly producerId = randomBytes(8).toString('hex');
   private readonly conn: RedisConnection;
   private readonly opts: JobSubmitterOptions;
   private readonly log: Logger;
   private readonly connLog: RedisConnectionLog;
-  private readonly lanes = new Map<QueueName, SubmitLane>();
+  /** Each queue's lanes, one per shard (index = shard). */
+  private readonly lanes = new Map<QueueName, SubmitLane[]>();
   private readonly others = new Map<string, Queue>();
   /** Every lane created, ready or not, so close() reaches the half-built ones too. */
   private readonly created: SubmitLane[] = [];
@@ -119,6 +130,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     if (!opts.redisUrl) throw new TypeError('JobSubmitter: option "redisUrl" is required');
     this.opts = opts;
     this.prefix = opts.prefix ?? '{cell0}';
+    this.shards = checkShardCount(opts.shards ?? 1, 'JobSubmitter: option "shards"');
     this.policy = withDefaults(DEFAULT_JOB_POLICY, opts.policy);
     for (const [k, v] of Object.entries(this.policy)) {
       if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0))
@@ -177,8 +189,10 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         await waitUntilReady(this.conn, 3000);
         await assertNoEviction(this.conn);
         for (const name of this.queueNames) {
-          if (!this.lanes.has(name))
-            this.lanes.set(name, await SubmitLane.open(this.laneContext(), name, this.created));
+          const lanes = this.lanes.get(name) ?? [];
+          this.lanes.set(name, lanes);
+          for (let shard = lanes.length; shard < this.shards; shard++)
+            lanes.push(await SubmitLane.open(this.laneContext(), name, shard, this.created));
         }
         break;
       } catch (err) {
@@ -204,7 +218,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /** Re-reads the outcomes of jobs whose waiters have heard nothing for a while (see SubmitLane.recheck). */
   private recheck(): void {
     const now = Date.now();
-    for (const lane of this.lanes.values()) lane.recheck(now);
+    for (const lane of this.allLanes()) lane.recheck(now);
   }
 
   private laneContext(): LaneContext {
@@ -222,35 +236,41 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     };
   }
 
-  private lane(queue: QueueName): SubmitLane {
+  /** Every lane, of every queue and shard. */
+  private *allLanes(): Generator<SubmitLane> {
+    for (const lanes of this.lanes.values()) yield* lanes;
+  }
+
+  /** The lanes (one per shard) of `queue`. */
+  private lanesOf(queue: QueueName): SubmitLane[] {
     if (this.closing) throw new ClosedError('JobSubmitter');
-    const lane = this.lanes.get(queue);
-    if (!lane) {
+    const lanes = this.lanes.get(queue);
+    if (!lanes || lanes.length < this.shards) {
       if (!this.queueNames.includes(queue))
         throw new TypeError(`JobSubmitter: queue "${queue}" is not enabled`);
       throw new RedisUnavailableError('not connected to Redis yet');
     }
-    return lane;
+    return lanes;
+  }
+
+  /** The lane of the shard job `jobId` of `queue` belongs to (see shardOf). */
+  private lane(queue: QueueName, jobId: string): SubmitLane {
+    return this.lanesOf(queue)[shardOf(jobId, this.shards)]!;
   }
 
   /** Batched adds so far over every queue (each batch is one pipeline): for the metrics. */
   addBatchStats(): { batches: number; items: number; sizes: number[] } {
-    let batches = 0;
-    let items = 0;
-    let sizes: number[] = [];
-    for (const lane of this.lanes.values()) {
-      const s = lane.adder.stats();
-      batches += s.batches;
-      items += s.items;
-      const bins = lane.adder.sizeCounts();
-      sizes = bins.map((n, i) => n + (sizes[i] ?? 0));
-    }
-    return { batches, items, sizes };
+    return addBatchStats(this.allLanes());
   }
 
-  /** The BullMQ queue object (for dashboards and tests). */
+  /** The BullMQ queue object of `queue`'s first shard (the whole queue when it is not sharded). */
   getQueue(queue: QueueName): Queue {
-    return this.lane(queue).queue;
+    return this.lanesOf(queue)[0]!.queue;
+  }
+
+  /** The BullMQ queue objects of `queue`, one per shard (index = shard), for dashboards and metrics. */
+  getQueues(queue: QueueName): Queue[] {
+    return this.lanesOf(queue).map((l) => l.queue);
   }
 
   /** The job id `data` would get on `queue`. */
@@ -271,8 +291,9 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     data: unknown,
     opts: SubmitOptions,
   ): Promise<SubmitResult<T>> {
-    const lane = this.lane(queue);
     const jobId = jobIdFor(queue, data);
+    // The job's shard follows from its id: identical requests meet on one shard, in every process.
+    const lane = this.lane(queue, jobId);
     let joined: boolean | undefined;
     const noteJoined = (j: boolean) => {
       if (joined !== undefined) return;
@@ -330,6 +351,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
    * submit() for many requests of one queue at once (the texts of one embeddings request): the jobs they
    * add reach Redis together, in one round trip (atomically when several), never split between round trips
    * by other submissions; each keeps submit()'s coalescing and retention exactly. Results in `datas` order.
+   * On a sharded queue each shard's part goes in one round trip of its own (one slot each).
    */
   submitMany<T = unknown>(
     queue: QueueName,
@@ -337,8 +359,9 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     datas: readonly unknown[],
     opts: SubmitOptions,
   ): Promise<SubmitResult<T>[]> {
-    const lane = this.lane(queue);
-    return Promise.all(lane.group(() => datas.map((d) => this.submit<T>(queue, name, d, opts))));
+    const all = () => datas.map((d) => this.submit<T>(queue, name, d, opts));
+    const gathered = this.lanesOf(queue).reduce((f, lane) => () => lane.group(f), all);
+    return Promise.all(gathered());
   }
 
   private apply<T>(
@@ -363,9 +386,10 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     jobId: string,
     opts: { waitMs: number; signal?: AbortSignal },
   ): Promise<SubmitResult<T> | { state: 'missing'; queue: QueueName; jobId: string }> {
-    const lane = this.lane(queue);
+    const lanes = this.lanesOf(queue);
     // An id from outside names a Redis key: anything that is not a job id of this queue is no job.
     if (!isJobId(queue, jobId)) return { state: 'missing', queue, jobId };
+    const lane = lanes[shardOf(jobId, this.shards)]!;
     const started = Date.now();
     const waiter = lane.register(jobId);
     try {
@@ -421,20 +445,24 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
    * caller's.
    */
   async getJob(queue: QueueName, jobId: string, opts: { owner?: string } = {}): Promise<JobView | undefined> {
-    const lane = this.lane(queue);
+    const lanes = this.lanesOf(queue);
     if (!isJobId(queue, jobId)) return undefined;
+    const lane = lanes[shardOf(jobId, this.shards)]!;
     return readJobView(this.redis, lane.queue, queue, jobId, opts.owner);
   }
 
-  /** Counts of jobs per state, per queue. */
+  /** Counts of jobs per state, per queue (over all its shards). */
   async getCounts(): Promise<Record<string, Record<string, number>>> {
-    const out: Record<string, Record<string, number>> = {};
-    for (const [name, lane] of this.lanes) {
-      out[name] = await this.redis.run(() =>
-        lane.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'),
-      );
-    }
-    return out;
+    return sumShardCounts(await this.getShardCounts());
+  }
+
+  /** Counts of jobs per state of each shard of each queue, with the shard's hash tag. */
+  getShardCounts(): Promise<Record<string, ShardCounts[]>> {
+    const queues = [...this.lanes].map(([name, lanes]): [string, Queue[]] => [
+      name,
+      lanes.map((l) => l.queue),
+    ]);
+    return readShardCounts(this.redis, queues);
   }
 
   /**
@@ -458,7 +486,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
    */
   close(graceMs = 1500): Promise<void> {
     this.closing ??= (async () => {
-      for (const lane of this.lanes.values()) {
+      for (const lane of this.allLanes()) {
         for (const group of lane.waiters.values()) for (const w of group.all) w.push(undefined);
       }
       clearInterval(this.recheckTimer);

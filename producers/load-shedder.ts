@@ -12,8 +12,11 @@ import { withDefaults } from '../shared/with-defaults.js';
 
 /** Options of {@link LoadShedder}. */
 export interface LoadShedderOptions {
-  /** The queues whose depth is watched (the producer's own Queue objects). */
-  queues: () => Partial<Record<QueueName, Queue>>;
+  /**
+   * The queues whose depth is watched (the producer's own Queue objects); a sharded queue gives one per
+   * shard, and its depth is theirs added up (its oldest job the oldest of theirs).
+   */
+  queues: () => Partial<Record<QueueName, Queue | readonly Queue[]>>;
   /** Reads the live workers (the fleet registry). */
   fleet: () => Promise<WorkerStatus[]>;
   /** Jobs waiting in one queue above which new work is refused; 0 = no bound. Default 10000. */
@@ -179,9 +182,13 @@ export class LoadShedder {
     const names = QUEUE_NAMES.filter((q) => queues[q]);
     if (names.length === 0) return;
     const [counts, oldest, workers] = await Promise.all([
-      Promise.all(names.map((q) => queues[q]!.getJobCounts('wait', 'prioritized'))),
+      Promise.all(
+        names.map((q) => sumCounts(shardsOf(queues[q]!).map((s) => s.getJobCounts('wait', 'prioritized')))),
+      ),
       // The oldest waiting job (one job read per queue; asc = from the oldest end of the wait list).
-      Promise.all(names.map((q) => queues[q]!.getJobs(['wait'], 0, 0, true))),
+      Promise.all(
+        names.map((q) => oldestOf(shardsOf(queues[q]!).map((s) => s.getJobs(['wait'], 0, 0, true)))),
+      ),
       this.opts.fleet(),
     ]);
     const now = this.opts.now();
@@ -230,4 +237,22 @@ function describeBehind(load: QueueLoad): string {
   if (load.growth > 0) parts.push(`${load.growth} more jobs waiting than in the last window`);
   if (load.oldestWaitMs !== null) parts.push(`oldest waiting ${Math.round(load.oldestWaitMs / 1000)} s`);
   return parts.join(', ');
+}
+
+function shardsOf(q: Queue | readonly Queue[]): readonly Queue[] {
+  return Array.isArray(q) ? q : [q as Queue];
+}
+
+/** The shards' counts added up. */
+async function sumCounts(counts: Promise<Record<string, number>>[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const c of await Promise.all(counts))
+    for (const [k, n] of Object.entries(c)) out[k] = (out[k] ?? 0) + n;
+  return out;
+}
+
+/** The oldest of the shards' oldest waiting jobs (as a list of at most one, as getJobs gives it). */
+async function oldestOf<J extends { timestamp: number }>(lists: Promise<J[]>[]): Promise<J[]> {
+  const firsts = (await Promise.all(lists)).flatMap((l) => l.slice(0, 1));
+  return firsts.sort((a, b) => a.timestamp - b.timestamp).slice(0, 1);
 }

@@ -9,7 +9,8 @@ import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js'
 import { type JobOutcome } from '../shared/queues/job-outcome.js';
 import { decodeOutcome, inboxKey, registerWaiters, type JobReply } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
-import { type QueueName, queueKey, queuePrefix } from '../shared/queues/names.js';
+import { type QueueName } from '../shared/queues/names.js';
+import { shardKey, shardPrefix } from '../shared/queues/shards.js';
 import { settledWithin } from '../shared/sleep.js';
 import { telemetryOption, traceMetadata, withSpan } from '../shared/tracing/tracing.js';
 import { JobWaiter, type JobEvent, type WaiterGroup } from './job-waiter.js';
@@ -43,8 +44,9 @@ export interface LaneContext {
 }
 
 /**
- * One queue of a JobSubmitter: the BullMQ queue, this producer's reply inbox for it, the local waiters by
- * job id, and the batcher that gathers concurrent registrations and adds into one pipeline per round trip.
+ * One queue (one shard of a sharded queue) of a JobSubmitter: the BullMQ queue, this producer's reply
+ * inbox for it, the local waiters by job id, and the batcher that gathers concurrent registrations and
+ * adds into one pipeline per round trip.
  */
 export class SubmitLane {
   /** Local callers waiting for a job, by job id. Replies to this producer's inbox feed them all. */
@@ -70,19 +72,22 @@ export class SubmitLane {
   private constructor(
     private readonly ctx: LaneContext,
     name: QueueName,
+    /** Which shard of the queue (0 when the queue is not sharded). */
+    readonly shard: number,
   ) {
-    this.key = queueKey(ctx.prefix, name);
+    this.key = shardKey(ctx.prefix, name, shard);
     this.queue = new Queue(name, {
       connection: ctx.conn,
-      prefix: queuePrefix(ctx.prefix, name),
+      prefix: shardPrefix(ctx.prefix, name, shard),
       defaultJobOptions: jobOptionsFor(ctx.policy),
       ...telemetryOption(),
     });
-    ctx.connLog.watch(this.queue, `queue:${name}`);
+    const label = shard === 0 ? name : `${name}:${shard}`;
+    ctx.connLog.watch(this.queue, `queue:${label}`);
     this.inboxConn = createRedisConnection({
       url: ctx.redisUrl,
       role: 'events',
-      connectionName: `cell0:replies:${name}`,
+      connectionName: `cell0:replies:${label}`,
       logger: ctx.log,
     });
     this.inbox = new ReplyInbox({
@@ -104,11 +109,16 @@ export class SubmitLane {
   }
 
   /**
-   * A ready lane for queue `name`. `created` is told of it before it is ready, so a close() that comes
-   * while it connects reaches it too; it is taken out again when it fails.
+   * A ready lane for shard `shard` of queue `name`. `created` is told of it before it is ready, so a close()
+   * that comes while it connects reaches it too; it is taken out again when it fails.
    */
-  static async open(ctx: LaneContext, name: QueueName, created: SubmitLane[]): Promise<SubmitLane> {
-    const lane = new SubmitLane(ctx, name);
+  static async open(
+    ctx: LaneContext,
+    name: QueueName,
+    shard: number,
+    created: SubmitLane[],
+  ): Promise<SubmitLane> {
+    const lane = new SubmitLane(ctx, name, shard);
     created.push(lane);
     try {
       await Promise.all([lane.queue.waitUntilReady(), waitUntilReady(lane.inboxConn, 3000)]);

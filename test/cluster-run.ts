@@ -14,6 +14,7 @@ import { startLocalCluster } from './helpers/redis-cluster';
 /** Integration tests that touch Redis through cell0's own code and run on a cluster as on one Redis. */
 export const CLUSTER_TESTS = [
   'test/integration/cluster.test.ts',
+  'test/integration/sharded-queues.test.ts',
   'test/integration/job-submitter.test.ts',
   'test/integration/worker-jobs.test.ts',
   'test/integration/api.test.ts',

@@ -11,7 +11,8 @@ import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { assertNoEviction } from '../shared/redis/redis-memory.js';
 import { type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { encodeFailure } from '../shared/queues/failure.js';
-import { QUEUE_NAMES, QueueName, queueKey, queuePrefix } from '../shared/queues/names.js';
+import { QueueName } from '../shared/queues/names.js';
+import { servedShards, shardKey, shardPrefix, shareOf } from '../shared/queues/shards.js';
 import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
 import {
   inferenceRequestSchema,
@@ -42,7 +43,7 @@ import { ModelList } from './worker/model-list.js';
 import { TokenStreams } from './worker/token-streams.js';
 import { EmbeddingBatcher } from './embedding/index.js';
 import { embeddingJobSchema, isEmbeddingJobData, type EmbeddingResult } from '../shared/queues/embeddings.js';
-import { waitingJobCount } from '../shared/queues/bullmq-internals.js';
+import { waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
 import { telemetryOption, withSpan } from '../shared/tracing/tracing.js';
 
 export {
@@ -69,8 +70,14 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly opts: ResolvedWorkerOptions;
   private readonly root: Logger;
   private readonly log: Logger;
-  private readonly workers = new Map<QueueName, Worker>();
+  /** Each queue's BullMQ workers, one per shard served (in the order of `served`). */
+  private readonly workers = new Map<QueueName, Worker[]>();
+  /** The shards served on each queue (all by default). */
+  private readonly served: number[];
+  /** Each shard's BullMQ worker and connection, by the shard's queue key ("{cell0:inference:2}:inference"). */
+  private readonly byKey = new Map<string, { worker: Worker; conn: RedisConnection }>();
   private readonly connections: RedisConnection[] = [];
+  /** A connection of each queue (its first shard's), for the queue's own records (backend waits). */
   private readonly connectionOf = new Map<QueueName, RedisConnection>();
   /** Set as soon as close() starts: a job that reaches the processor after that is handed back. */
   private stopping = false;
@@ -102,15 +109,13 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     });
     validateOptions(opts);
     this.opts = opts;
+    this.served = servedShards(opts.shards, opts.servedShards, 'servedShards');
     this.root = opts.logger ?? silentLogger();
     const connLog = connectionLogFor(this.root);
     const log = (this.log = this.root.child({ worker: this.id }));
     const stopping = () => this.stopping;
     this.replies = new ReplyPublisher({
-      connectionFor: (key) => {
-        const queue = QUEUE_NAMES.find((q) => queueKey(opts.prefix, q) === key);
-        return queue === undefined ? undefined : this.connectionOf.get(queue);
-      },
+      connectionFor: (key) => this.byKey.get(key)?.conn,
       logger: log,
     });
     this.heartbeat = new Heartbeat({
@@ -123,7 +128,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     });
     this.admission = new Admission({
       limiter: opts.limiter,
-      workers: () => this.workers.values(),
+      workers: () => [...this.workers.values()].flat(),
       stopping,
       publishStatus: () => this.publishStatus(),
       log,
@@ -200,37 +205,41 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   }
 
   private async startWorkers(): Promise<void> {
-    for (const queue of this.opts.queues) await this.startQueue(queue);
+    for (const queue of this.opts.queues)
+      for (const [i, shard] of this.served.entries()) await this.startQueue(queue, shard, i);
     // The token streams' connection is ready before the first job (its marks are read as each job starts).
     await Promise.all([
-      ...[...this.workers.values()].map((w) => w.waitUntilReady()),
+      ...[...this.byKey.values()].map((s) => s.worker.waitUntilReady()),
       this.tokenStreams?.start(),
     ]);
-    // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish.
-    for (const [queue, conn] of this.connectionOf)
-      this.replies.replyBehindFinish(conn, queueKey(this.opts.prefix, queue));
+    // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish, and each
+    // inference job's token stream marks be read right behind its fetch (where they share its slot).
+    for (const [key, { conn }] of this.byKey) {
+      this.replies.replyBehindFinish(conn, key);
+      this.tokenStreams?.readMarksBehindFetches(conn, key);
+    }
     await this.maintenance.start();
     this.admission.start();
     this.deadlines.start();
     this.capacity.start();
     if (this.opts.heartbeatMs > 0) await settledWithin(this.modelList.refresh(), 2000);
     await this.heartbeat.start();
-    this.log.info({ queues: [...this.workers.keys()] }, 'worker started');
+    this.log.info({ queues: [...this.workers.keys()], shards: this.served }, 'worker started');
   }
 
-  /** One queue's connection and BullMQ worker. */
-  private async startQueue(queue: QueueName): Promise<void> {
-    const concurrency = this.concurrencyOf(queue);
+  /** The connection and BullMQ worker of one shard of a queue (the i-th shard served). */
+  private async startQueue(queue: QueueName, shard: number, i: number): Promise<void> {
+    const concurrency = shareOf(this.concurrencyOf(queue), i, this.served.length);
     const conn = createRedisConnection({
       url: this.opts.redisUrl,
       role: 'worker',
-      connectionName: `cell0:worker:${queue}`,
+      connectionName: `cell0:worker:${queue}${shard > 0 ? `:${shard}` : ''}`,
       logger: this.root,
     });
     // A reconnect gives the connection a new CLIENT ID: the status connection's is read again after it.
     if (this.connections.length === 0) conn.on('ready', () => this.heartbeat.reconnected());
     this.connections.push(conn);
-    this.connectionOf.set(queue, conn);
+    if (!this.connectionOf.has(queue)) this.connectionOf.set(queue, conn);
     // Before any BullMQ object exists: a Redis that may evict keys would lose jobs.
     if (this.connections.length === 1) await assertNoEviction(conn);
     const processor =
@@ -241,7 +250,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
           : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
     const worker = new Worker(queue, processor, {
       connection: conn,
-      prefix: queuePrefix(this.opts.prefix, queue),
+      prefix: shardPrefix(this.opts.prefix, queue, shard),
       concurrency,
       lockDuration: this.opts.lockDurationMs,
       stalledInterval: this.opts.stalledIntervalMs,
@@ -254,9 +263,11 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...telemetryOption(),
     });
     worker.on('error', (err) => this.maintenance.onWorkerError(queue, err));
-    attachReplyPublisher(worker, queueKey(this.opts.prefix, queue), this.replies);
+    const key = shardKey(this.opts.prefix, queue, shard);
+    attachReplyPublisher(worker, key, this.replies);
     watchFailures(worker, queue, this.log, (e) => this.emit('job:failed', e));
-    this.workers.set(queue, worker);
+    this.workers.set(queue, [...(this.workers.get(queue) ?? []), worker]);
+    this.byKey.set(key, { worker, conn });
   }
 
   /** Jobs run at once on `queue`. */
@@ -264,11 +275,15 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     return concurrencyFor(this.opts.concurrency, queue);
   }
 
-  /** Jobs waiting on `queue` for a worker (0 when it cannot be read now). */
-  private async readyJobs(queue: QueueName): Promise<number> {
-    const conn = this.connectionOf.get(queue);
-    if (!conn || conn.status !== 'ready') return 0;
-    return waitingJobCount(conn, this.opts.prefix, queue).catch(() => 0);
+  /** Jobs waiting for a worker on the shards of `queue` this worker serves. */
+  private readyJobs(queue: QueueName): Promise<number> {
+    const connOf = (shard: number) => this.byKey.get(shardKey(this.opts.prefix, queue, shard))?.conn;
+    return waitingJobsOnShards(connOf, this.opts.prefix, queue, this.served);
+  }
+
+  /** Token stream marks of inference jobs so far: read behind the job's fetch, or as it started. */
+  marksStats(): { behindFetch: number; atStart: number } | undefined {
+    return this.tokenStreams?.marksStats();
   }
 
   /** Replies to waiting producers so far: sent behind the job's finish, or after its event. */
@@ -326,7 +341,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   /** Every BullMQ worker of this process: the queues' and the maintenance one. */
   private allWorkers(): Worker[] {
     const m = this.maintenance.worker;
-    return [...this.workers.values(), ...(m ? [m] : [])];
+    return [...[...this.workers.values()].flat(), ...(m ? [m] : [])];
   }
 
   /** Jobs running now in this process. */
@@ -345,8 +360,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
       const stream = this.tokenStreams?.writerFor(job);
       await stream?.open(job.attemptsStarted);
-      // A cancelled stream (its last reader left) stops the call like the job's own signal does.
-      const ctxSignal = stream ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
+      // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
+      // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
+      const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
       // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
       // evicted, until the call is over.
       const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
@@ -422,7 +438,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     const t0 = performance.now();
     this.activeCount++;
     const jobSignal = signal ?? new AbortController().signal;
-    const deadline = this.deadlines.track(this.workers.get(queue)!, job.id ?? '');
+    const deadline = this.deadlines.track(this.byKey.get(job.queueQualifiedName)!.worker, job.id ?? '');
     try {
       // The deadline counts from the backend permit, not the wait for it (the lock is renewed meanwhile).
       const result = await call(jobSignal, () => this.deadlines.restart(deadline));
@@ -481,6 +497,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private async release(): Promise<void> {
     this.deadlines.close();
     this.capacity.close();
+    this.tokenStreams?.close();
     await this.maintenance.close();
     await settledWithin(this.replies.close(), 1000);
     await settledWithin(this.embeddings?.close() ?? Promise.resolve(), 1000);

@@ -133,10 +133,10 @@ export function createMaintenanceTasks(opts: MaintenanceTaskOptions): Maintenanc
           if (n < CLEAN_BATCH || total >= max) return total;
         }
       };
-      out[q.name] = {
-        completed: await clean(completedMs, 'completed'),
-        failed: await clean(failedMs, 'failed'),
-      };
+      // A sharded queue is several BullMQ queues of one name: their figures add up.
+      const sum = (out[q.name] ??= { completed: 0, failed: 0 });
+      sum.completed += await clean(completedMs, 'completed');
+      sum.failed += await clean(failedMs, 'failed');
     }
     return out;
   };
@@ -144,7 +144,8 @@ export function createMaintenanceTasks(opts: MaintenanceTaskOptions): Maintenanc
   /** Cuts each queue's event stream to its newest `maxLen` entries (XTRIM frees memory, needs none). */
   const trimEvents = async (maxLen: number) => {
     const out: Record<string, number> = {};
-    for (const q of opts.queues) out[q.name] = await opts.redis.xtrim(q.keys.events!, 'MAXLEN', '~', maxLen);
+    for (const q of opts.queues)
+      out[q.name] = (out[q.name] ?? 0) + (await opts.redis.xtrim(q.keys.events!, 'MAXLEN', '~', maxLen));
     return out;
   };
 
@@ -162,7 +163,7 @@ export function createMaintenanceTasks(opts: MaintenanceTaskOptions): Maintenanc
       const summary: PublishedFleetSummary = {
         at: new Date().toISOString(),
         ...summarizeFleet(workers),
-        queues: Object.fromEntries(opts.queues.map((q, i) => [q.name, counts[i] ?? {}])),
+        queues: countsByName(opts.queues, counts),
         redis: {
           usedMemoryBytes: used,
           maxMemoryBytes: max,
@@ -224,4 +225,17 @@ export function createMaintenanceTasks(opts: MaintenanceTaskOptions): Maintenanc
       return { pressure: mem.level, usedPercent: mem.info?.usedPercent ?? null, jobs, events };
     },
   };
+}
+
+/** Each queue's counts by name, the shards of a sharded queue (same name) added up. */
+function countsByName(
+  queues: readonly Queue[],
+  counts: readonly Record<string, number>[],
+): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  queues.forEach((q, i) => {
+    const sum = (out[q.name] ??= {});
+    for (const [k, n] of Object.entries(counts[i] ?? {})) sum[k] = (sum[k] ?? 0) + n;
+  });
+  return out;
 }

@@ -18,8 +18,10 @@ export function fleetSources(client: Cell0Client, metrics?: Cell0Metrics): Fleet
     completedTotal: async () => {
       if (!submitter.ready) throw new Error('queues not connected');
       const all = await Promise.all(
-        QUEUE_NAMES.map((q) =>
-          submitter.redis.run(() => submitter.getQueue(q).getMetrics('completed', 0, 0)),
+        QUEUE_NAMES.flatMap((q) =>
+          submitter
+            .getQueues(q)
+            .map((queue) => submitter.redis.run(() => queue.getMetrics('completed', 0, 0))),
         ),
       );
       return all.reduce((n, m) => n + (Number(m.meta.count) || 0), 0);

@@ -24,7 +24,7 @@ import {
 } from './sections/resources.js';
 import { type ResourceLimits } from '../resources/types.js';
 import { SIMULATOR_ENV, checkSimulator, loadSimulator, type SimulatorConfig } from './sections/simulator.js';
-import { WORKERS_ENV, loadWorkers, type WorkersConfig } from './sections/workers.js';
+import { WORKERS_ENV, checkWorkers, loadWorkers, type WorkersConfig } from './sections/workers.js';
 
 /*
  * The one module that reads the environment. Every variable is declared once, with its default and what
@@ -115,6 +115,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ...checkResources(p),
       ...checkApi(p),
       ...checkSimulator(p),
+      ...checkWorkers(p),
     );
   if (issues.length > 0) throw new ConfigError(issues);
 

@@ -14,17 +14,19 @@
   KEYS[6..] the hashes of the query's band buckets (one per generation read)
   ARGV[1]  entry key prefix
   ARGV[2]  band key prefix
-  ARGV[3]  number of slots that follow
+  ARGV[3]  number of slots in ARGV[7]
   ARGV[4]  how many live candidates to return
   ARGV[5]  most stale entries to clean up in this call
   ARGV[6]  the query's band fields ("band index:value", comma-separated)
-  ARGV[7..] slots, best first
+  ARGV[7]  slots, best first, comma-separated (one argument, not one per slot: cheaper for the client)
 
   Returns { record1, record2, ... }
 ]]
 local vec, lru, exp, meta, free = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local eprefix, bprefix = ARGV[1], ARGV[2]
-local n = tonumber(ARGV[3])
+local slots = {}
+for s in string.gmatch(ARGV[7] or '', '[^,]+') do slots[#slots + 1] = s end
+local n = math.min(tonumber(ARGV[3]), #slots)
 local want = tonumber(ARGV[4])
 local maxStale = tonumber(ARGV[5])
 local out = {}
@@ -61,7 +63,7 @@ local function dropStale(slot, id)
   end
 end
 
-local records = redis.call('HMGET', vec, unpack(ARGV, 7, 6 + n))
+local records = redis.call('HMGET', vec, unpack(slots, 1, n))
 local stale = 0
 for i = 1, n do
   local r = records[i]
@@ -75,7 +77,7 @@ for i = 1, n do
       local nl = string.find(r, '\n', 16, true)
       id = string.sub(r, 16, nl - 1)
     end
-    dropStale(tonumber(ARGV[6 + i]), id)
+    dropStale(tonumber(slots[i]), id)
   end
 end
 return out

@@ -10,11 +10,14 @@
   ARGV[2]  '1': read the exact entry first; '0': the buckets only
   ARGV[3]  band key prefix (+ generation = its hash of buckets)
   ARGV[4]  most generations to read (those whose buckets expire last)
-  ARGV[5..] the query's bands as "band index:value (base 36)" (the hash fields), in band order
+  ARGV[5]  the query's bands as "band index:value (base 36)" (the hash fields), comma-separated, in band
+           order (one argument: each argument costs the client a few strings to encode)
 
   Returns { 1, value JSON, prompt, stored at } on an exact hit,
-          { 0, generations (comma-separated), bucket 1, bucket 2, ... } otherwise: the buckets of the first
-          generation in band order, then those of the next (a missing bucket is nil)
+          { 0, generations (comma-separated), buckets } otherwise: every bucket found in the generations read,
+          concatenated (packed 3-byte slot codes; the caller counts each slot's occurrences, which is all a
+          bucket boundary told it). One reply string instead of one per band and generation: ~160 at
+          100k entries, each an object for the client to allocate.
 ]]
 if ARGV[2] == '1' then
   local r = redis.call('HMGET', KEYS[1], 'v', 'p', 't')
@@ -31,9 +34,21 @@ for _, gen in ipairs(redis.call('ZRANGE', KEYS[3], -tonumber(ARGV[4]), -1)) do
   if string.byte(gen, 1) == 104 then gens[#gens + 1] = gen end
 end
 local out = { 0, table.concat(gens, ',') }
-if #ARGV < 5 then return out end
+local fields = {}
+for f in string.gmatch(ARGV[5] or '', '[^,]+') do fields[#fields + 1] = f end
+if #fields == 0 then return out end
+local found = {}
 for _, gen in ipairs(gens) do
-  local vals = redis.call('HMGET', ARGV[3] .. gen, unpack(ARGV, 5, #ARGV))
-  for i = 1, #ARGV - 4 do out[#out + 1] = vals[i] end
+  local vals = redis.call('HMGET', ARGV[3] .. gen, unpack(fields))
+  for i = 1, #fields do
+    local v = vals[i]
+    if v then
+      -- whole codes only, so one bucket's stray bytes never shift the next one's codes
+      local stray = #v % 3
+      if stray ~= 0 then v = string.sub(v, 1, #v - stray) end
+      found[#found + 1] = v
+    end
+  end
 end
+out[3] = table.concat(found)
 return out

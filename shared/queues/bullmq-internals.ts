@@ -5,7 +5,7 @@
  */
 import { type Worker } from 'bullmq';
 import { type RedisConnection } from '../redis/cluster.js';
-import { queueKey } from './names.js';
+import { shardKey } from './shards.js';
 
 /** The BullMQ version whose internals this module was written against (and its test checks). */
 export const BULLMQ_INTERNALS_VERSION = '6.7.0';
@@ -42,8 +42,28 @@ export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise
  * Jobs waiting on a queue for a worker, in one LLEN of its `wait` list (BullMQ keeps waiting jobs there,
  * prioritized ones elsewhere): a cheaper read than Queue#getWaitingCount for a worker that has no Queue.
  */
-export function waitingJobCount(conn: RedisConnection, prefix: string, queue: string): Promise<number> {
-  return conn.llen(`${queueKey(prefix, queue)}:wait`);
+export function waitingJobCount(
+  conn: RedisConnection,
+  prefix: string,
+  queue: string,
+  shard = 0,
+): Promise<number> {
+  return conn.llen(`${shardKey(prefix, queue, shard)}:wait`);
+}
+
+/** Jobs waiting on `shards` of a queue, added up; a shard whose connection is not ready now counts 0. */
+export async function waitingJobsOnShards(
+  connOf: (shard: number) => RedisConnection | undefined,
+  prefix: string,
+  queue: string,
+  shards: readonly number[],
+): Promise<number> {
+  const counts = shards.map((shard) => {
+    const conn = connOf(shard);
+    if (!conn || conn.status !== 'ready') return 0;
+    return waitingJobCount(conn, prefix, queue, shard).catch(() => 0);
+  });
+  return (await Promise.all(counts)).reduce((a, b) => a + b, 0);
 }
 
 /** One call of BullMQ's `moveToFinished` script, as {@link hookMoveToFinished} reads it from its arguments. */
@@ -75,12 +95,9 @@ const FINISH_SET_KEY = 10;
  */
 export function hookMoveToFinished(conn: RedisConnection, onCall: (call: FinishCall) => void): boolean {
   const target = conn as unknown as Record<string, unknown>;
-  const name = Object.keys(target).find((k) => k.startsWith('moveToFinished:') && !k.endsWith('Buffer'));
-  if (!name || typeof target[name] !== 'function') return false;
-  const original = target[name] as (...a: unknown[]) => unknown;
-  if ((original as { cell0Hooked?: boolean }).cell0Hooked) return true;
-  const hooked = function (this: unknown, ...a: unknown[]): unknown {
-    const result = original.apply(this, a);
+  const name = bullmqCommand(target, 'moveToFinished');
+  if (!name) return false;
+  return wrapCommand(target, name, 'reply', (a) => {
     try {
       const args = (a.length === 1 && Array.isArray(a[0]) ? a[0] : a) as unknown[];
       const t = args[FINISH_KEYS + 4];
@@ -95,9 +112,60 @@ export function hookMoveToFinished(conn: RedisConnection, onCall: (call: FinishC
     } catch {
       // The finish itself went out; its waiters are then answered the ordinary way.
     }
+  });
+}
+
+/**
+ * Calls `onFetch` each time BullMQ's worker sends, on `conn`, a command that may move a job to active: its
+ * `moveToActive`, and its `moveToFinished` (which fetches the next job in the same call). `onFetch` runs
+ * right after the command was handed to the connection (a command it sends on `conn` runs in Redis right
+ * after the fetch) and gets the fetch's promise (settled when its answer is in). Returns false, and changes
+ * nothing, when the connection has no BullMQ `moveToActive` (its scripts are not loaded yet). `onFetch` must
+ * not throw (a throw is swallowed).
+ */
+export function hookFetches(conn: RedisConnection, onFetch: (answered: Promise<unknown>) => void): boolean {
+  const target = conn as unknown as Record<string, unknown>;
+  const names = [bullmqCommand(target, 'moveToActive'), bullmqCommand(target, 'moveToFinished')];
+  if (!names[0]) return false;
+  for (const name of names)
+    if (name)
+      wrapCommand(target, name, 'fetch', (_a, result) => {
+        try {
+          onFetch(Promise.resolve(result));
+        } catch {
+          // The fetch went out; the job's marks are then read when it starts.
+        }
+      });
+  return true;
+}
+
+/** The name BullMQ gives its script `script` on a connection (`<script>:<version>`), if it is defined there. */
+function bullmqCommand(target: Record<string, unknown>, script: string): string | undefined {
+  const name = Object.keys(target).find((k) => k.startsWith(`${script}:`) && !k.endsWith('Buffer'));
+  return name !== undefined && typeof target[name] === 'function' ? name : undefined;
+}
+
+type Command = ((...a: unknown[]) => unknown) & { cell0Hooks?: ReadonlySet<string> };
+
+/**
+ * Wraps the command `name` of `target` so that `after` runs (with its arguments and result) each time it is
+ * sent, once per `kind`: hooking the same kind again changes nothing, and hooks of other kinds stack.
+ */
+function wrapCommand(
+  target: Record<string, unknown>,
+  name: string,
+  kind: string,
+  after: (args: unknown[], result: unknown) => void,
+): true {
+  const original = target[name] as Command;
+  const hooks = original.cell0Hooks ?? new Set<string>();
+  if (hooks.has(kind)) return true;
+  const hooked: Command = function (this: unknown, ...a: unknown[]): unknown {
+    const result = original.apply(this, a);
+    after(a, result);
     return result;
   };
-  (hooked as { cell0Hooked?: boolean }).cell0Hooked = true;
+  hooked.cell0Hooks = new Set([...hooks, kind]);
   target[name] = hooked;
   return true;
 }

@@ -1,5 +1,6 @@
 export { SearchProvider, SearchType } from './enums.js';
 export { QueueName, QUEUE_NAMES, JobName, isQueueName } from './names.js';
+export { shardOf, shardPrefix, shardKey, MAX_QUEUE_SHARDS } from './shards.js';
 export {
   inferenceRequestSchema,
   searchRequestSchema,

@@ -94,11 +94,15 @@ function createCluster(url: string, options: RedisOptions): Cluster {
 }
 
 /**
- * Makes the commands a connection is given within one tick of the event loop leave in one socket write
- * (the socket is corked at the first write of a tick and uncorked on process.nextTick, after the current
- * callback and before anything else runs). A worker finishing many jobs at once, or a producer adding
- * many, then pays one system call instead of one per command; the order of commands is unchanged and no
- * write waits for I/O or a timer. Applied to every (re)connected socket of the connection.
+ * Makes the commands a connection is given within one turn of the event loop leave in one socket write:
+ * the socket is corked at the first write and uncorked by setImmediate, i.e. once the callbacks of the
+ * loop's current I/O phase have run (as ioredis's own auto-pipelining does). The replies of one Redis read,
+ * the HTTP requests that arrived together and the backend answers of one poll all issue their next
+ * commands within that turn, so a busy process pays one write(2) per connection per turn instead of one
+ * per callback: on a loopback connection each write also wakes Redis, and that system call was the largest
+ * single cost of a busy API+worker process (issue 18). The order of commands is unchanged; a write waits at
+ * most for the callbacks already due in this turn, never for new I/O or a timer (with an immediate pending
+ * the loop does not block in its poll). Applied to every (re)connected socket of the connection.
  */
 export function coalesceWrites(redis: Redis): void {
   redis.on('connect', () => {
@@ -115,7 +119,7 @@ export function coalesceWrites(redis: Redis): void {
       if (!corked) {
         corked = true;
         stream.cork();
-        process.nextTick(uncork);
+        setImmediate(uncork);
       }
       return write.apply(this, args);
     } as Socket['write'];

@@ -74,6 +74,10 @@ export async function startTestFleet(
     workerStatus?: (i: number) => Record<string, unknown>;
     /** Fleet page sampling interval, ms (the page polls at this pace). Default 2000. */
     fleetPageIntervalMs?: number;
+    /** Shards per queue (client and workers). Default 1. */
+    shards?: number;
+    /** The shards worker i serves. Default: all. */
+    workerShards?: (i: number) => number[] | undefined;
   } = {},
 ): Promise<TestFleet> {
   const redisUrl = opts.redisUrl ?? testRedisUrl();
@@ -96,6 +100,8 @@ export async function startTestFleet(
       new Cell0Worker({
         redisUrl,
         prefix,
+        ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
+        ...(opts.workerShards?.(i) ? { servedShards: opts.workerShards(i)! } : {}),
         // With metrics, backend calls are counted on their way through, as `cell0 worker` does.
         inference: opts.metrics
           ? new MeteredInference(
@@ -118,6 +124,7 @@ export async function startTestFleet(
   const client = new Cell0Client({
     redisUrl,
     prefix,
+    ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
     waitMs: opts.resultWaitMs ?? 10_000,
     limits: { maxPromptBytes: opts.maxPromptBytes ?? 32 * 1024 },
     policy: { attempts: 1 },

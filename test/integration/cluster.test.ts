@@ -8,8 +8,9 @@ import { parseClusterNodes } from '../../shared/redis/cluster';
 
 /*
  * `cell0 start` on a 3-master Redis Cluster (REDIS_CLUSTER_NODES): the whole fleet in one process answers
- * inference, search and a cached request, and the queues' keys are spread over the masters (one queue,
- * one hash tag, one slot). Uses the run's cluster under `npm run test:cluster`, else starts its own.
+ * inference, search and a cached request, and the queues' keys are spread over the masters: with
+ * CELL0_QUEUE_SHARDS=3 each queue is three hash tags, and the inference queue alone spans more than one
+ * master (each shard one slot, so one master). Uses the run's cluster under `npm run test:cluster`, else starts its own.
  */
 describe('cell0 start on a Redis Cluster', () => {
   let own: LocalCluster | undefined;
@@ -32,10 +33,11 @@ describe('cell0 start on a Redis Cluster', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('answers inference, search and a cached request; queue keys sit on more than one master', async () => {
+  it('answers inference, search and a cached request; the shards of one queue sit on more than one master', async () => {
     proc = spawnCell0(['start'], {
       REDIS_CLUSTER_NODES: nodes,
       CELL0_QUEUE_PREFIX: prefix,
+      CELL0_QUEUE_SHARDS: '3',
       CELL0_PORT: '0',
       CELL0_SIM_PORT: '0',
       CELL0_DATA_DIR: dataDir,
@@ -63,10 +65,26 @@ describe('cell0 start on a Redis Cluster', () => {
     // The job reads back through GET /v1/jobs/:queue/:id as on one Redis.
     const job = await fetch(`${apiUrl}/v1/jobs/inference/${String(first.body.jobId)}`);
     expect(job.status).toBe(200);
-    // Bull Board reads the queues on the cluster too.
-    expect((await fetch(`${apiUrl}/admin/queues/api/queues`)).status).toBe(200);
+    // Bull Board reads the queues on the cluster too, a board entry per shard.
+    const board = await fetch(`${apiUrl}/admin/queues/api/queues`);
+    expect(board.status).toBe(200);
+    const names = ((await board.json()) as { queues: { name: string }[] }).queues.map((q) => q.name);
+    expect(names).toEqual(
+      expect.arrayContaining(['shard-0:inference', 'shard-1:inference', 'shard-2:inference']),
+    );
+    // Distinct requests spread over the inference shards (a job's shard follows from its id).
+    const spread = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        post('/v1/inference', { model: ask.model, prompt: `Spread ${i}` }),
+      ),
+    );
+    for (const r of spread) expect(r.status).toBe(200);
+    for (const r of spread) {
+      const back = await fetch(`${apiUrl}/v1/jobs/inference/${String(r.body.jobId)}`);
+      expect(back.status).toBe(200);
+    }
 
-    // Where each queue's keys live: every master is scanned (SCAN on one node sees only its keys).
+    // Where each shard's keys live: every master is scanned (SCAN on one node sees only its keys).
     const mastersOf = new Map<string, Set<number>>();
     const clients = parseClusterNodes(nodes).map((n) => new Redis({ host: n.host, port: n.port }));
     try {
@@ -78,7 +96,8 @@ describe('cell0 start on a Redis Cluster', () => {
           const [next, keys] = await c.scan(cursor, 'MATCH', `${prefix.slice(0, -1)}:*`, 'COUNT', 1000);
           cursor = next;
           for (const k of keys) {
-            const queue = /^\{[^:}]+:([a-z]+)\}/.exec(k)?.[1];
+            // The shard's tag: "inference" for shard 0, "inference:2" for shard 2.
+            const queue = /^\{[^:}]+:([a-z]+(?::\d+)?)\}/.exec(k)?.[1];
             if (!queue) continue;
             if (!mastersOf.has(queue)) mastersOf.set(queue, new Set());
             mastersOf.get(queue)!.add(i);
@@ -88,11 +107,15 @@ describe('cell0 start on a Redis Cluster', () => {
     } finally {
       for (const c of clients) c.disconnect();
     }
-    expect([...mastersOf.keys()]).toEqual(expect.arrayContaining(['inference', 'search', 'embedding']));
-    // One queue, one slot, so one master each; the queues together on more than one.
+    expect([...mastersOf.keys()]).toEqual(
+      expect.arrayContaining(['inference', 'inference:1', 'inference:2', 'search', 'embedding']),
+    );
+    // One shard, one slot, so one master each; the inference queue's shards together on more than one.
     for (const [, on] of mastersOf) expect(on.size).toBe(1);
-    const used = new Set([...mastersOf.values()].flatMap((s) => [...s]));
-    expect(used.size).toBeGreaterThan(1);
+    const inference = new Set(
+      [...mastersOf].filter(([tag]) => tag.startsWith('inference')).flatMap(([, on]) => [...on]),
+    );
+    expect(inference.size).toBeGreaterThan(1);
 
     proc.kill('SIGTERM');
     expect(await proc.exited).toBe(0);

@@ -186,7 +186,10 @@ describe('JobSubmitter (coalescing and retention)', () => {
   });
 
   it("submitMany: one request's jobs reach Redis in one round trip, one MULTI, even behind 250 other submissions", async () => {
-    const lane = (submitter as unknown as { lanes: Map<QueueName, object> }).lanes.get(QueueName.SEARCH)!;
+    // The queue's one lane (one shard: the submitter is not sharded).
+    const lane = (submitter as unknown as { lanes: Map<QueueName, object[]> }).lanes.get(
+      QueueName.SEARCH,
+    )![0]!;
     type Item = { jobId: string; add: boolean };
     const sendBatch = jest.spyOn(lane as unknown as { sendBatch: (g: Item[][]) => unknown }, 'sendBatch');
     const sendAtomic = jest.spyOn(lane as unknown as { sendAtomic: (i: Item[]) => unknown }, 'sendAtomic');

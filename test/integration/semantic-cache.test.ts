@@ -12,6 +12,7 @@ import {
   type SemanticScope,
 } from '../../shared/cache/semantic';
 import { keyBase } from '../../shared/cache/semantic/scope';
+import { GUARD_TRIES } from '../../shared/cache/semantic/semantic-scripts';
 import { ConfigError, ValidationError } from '../../shared/errors';
 import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { RedisClient } from '../../shared/redis/redis-client';
@@ -240,6 +241,25 @@ describe('SemanticCache (on Redis)', () => {
       await cache.set('how many calories are in 100 grams of cooked rice', '100 g', SCOPE);
       const hit = await cache.get('How many calories are in 100 grams of cooked rice please', SCOPE);
       expect(hit?.value).toBe('100 g');
+    });
+
+    it(`gives up after ${GUARD_TRIES} refusals in one lookup, however many candidates are left`, async () => {
+      const grams = [100, 200, 300, 400, 500, 600];
+      expect(grams.length).toBeGreaterThan(GUARD_TRIES + 1);
+      const asked = 'how many calories are in 700 grams of cooked rice';
+      // Without the guard every stored prompt is a candidate above the threshold: the lookup hits.
+      const open = make({ thresholds: loose, guard: false });
+      for (const g of grams)
+        await open.set(`how many calories are in ${g} grams of cooked rice`, `${g} g`, SCOPE);
+      expect(await open.get(asked, SCOPE)).toMatchObject({ confidence: 'high' });
+      // With it, each is refused for its number, and the lookup stops at the cap instead of trying every one.
+      const cache = make({ thresholds: loose });
+      for (const g of grams)
+        await cache.set(`how many calories are in ${g} grams of cooked rice`, `${g} g`, SCOPE);
+      expect(await cache.get(asked, SCOPE)).toBeUndefined();
+      expect(cache.getStats().guardRejections).toBe(GUARD_TRIES);
+      expect(await cache.get('how many calories are in 800 grams of cooked rice', SCOPE)).toBeUndefined();
+      expect(cache.getStats().guardRejections).toBe(2 * GUARD_TRIES);
     });
   });
 

@@ -185,9 +185,9 @@ describe('CapacityFollower', () => {
       capacity: { [QueueName.INFERENCE]: () => limit },
       workers: () =>
         [
-          [QueueName.INFERENCE, inference],
-          [QueueName.SEARCH, search],
-        ] as [QueueName, Worker][],
+          [QueueName.INFERENCE, [inference]],
+          [QueueName.SEARCH, [search]],
+        ] as [QueueName, Worker[]][],
       cap: () => 64,
     });
     f.apply();
@@ -196,5 +196,21 @@ describe('CapacityFollower', () => {
     f.apply();
     expect(inference.concurrency).toBe(40);
     expect(search.concurrency).toBe(8);
+  });
+
+  it("splits a queue's figure over the workers of its shards, at least 1 each", () => {
+    let limit = 5;
+    const shards = [64, 64, 64].map((concurrency) => ({ concurrency }) as unknown as Worker);
+    const f = new CapacityFollower({
+      capacity: { [QueueName.INFERENCE]: () => limit },
+      workers: () => [[QueueName.INFERENCE, shards]] as [QueueName, Worker[]][],
+      cap: () => 64,
+    });
+    f.apply();
+    // 10 jobs (twice the limit of 5) over 3 shards.
+    expect(shards.map((w) => w.concurrency)).toEqual([4, 3, 3]);
+    limit = 0;
+    f.apply();
+    expect(shards.map((w) => w.concurrency)).toEqual([1, 1, 1]);
   });
 });

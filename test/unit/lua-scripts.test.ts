@@ -12,6 +12,7 @@ describe('the Lua script loader', () => {
       scripts.map((name) => [name, luaScript(name).numberOfKeys ?? 'variadic']),
     );
     expect(keys).toEqual({
+      'active-marks': 1,
       'batch-record': 3,
       'batch-transition': 1,
       'job-outcome': 3,

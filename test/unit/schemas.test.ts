@@ -1,5 +1,11 @@
 import { InputTooLargeError, ValidationError } from '../../shared/errors';
-import { parseInferenceRequest, parseSearchRequest } from '../../shared/queues/schemas';
+import { jobIdFor } from '../../shared/queues/job-id';
+import { QueueName } from '../../shared/queues/names';
+import {
+  inferenceRequestSchema,
+  parseInferenceRequest,
+  parseSearchRequest,
+} from '../../shared/queues/schemas';
 
 const limits = { maxPromptBytes: 100, maxQueryBytes: 20 };
 
@@ -98,5 +104,63 @@ describe('request schemas', () => {
       limit: 10,
       offset: 0,
     });
+  });
+
+  it('a plain { model, prompt[, system] } request parses to exactly what the schema makes of it', () => {
+    // parseInferenceRequest answers the common shape without running the schema; the two must agree to the
+    // key order (the job id hashes the JSON), and on every refusal.
+    const big = { maxPromptBytes: 1 << 20, maxQueryBytes: 20 };
+    const inputs: unknown[] = [
+      { model: 'm', prompt: 'x' },
+      { prompt: 'hello', model: 'qwen2.5:7b' },
+      { model: 'llama3.1:8b-instruct-q4_K_M', prompt: 'a\u0000b\nc', system: 'be brief' },
+      { system: '', prompt: 'p', model: 'org/model@v1+x' },
+      { model: 'm', prompt: '\u{1F600} ünïcödé' },
+      { model: 'M'.repeat(200), prompt: 'x' },
+      // Refused or altered by the schema: the result (or the error) must still be the schema's.
+      { model: 'M'.repeat(201), prompt: 'x' },
+      { model: '', prompt: 'x' },
+      { model: '-m', prompt: 'x' },
+      { model: 'bad model!', prompt: 'x' },
+      { model: 'm', prompt: '' },
+      { model: 'm', prompt: '\uD800' },
+      { model: 'm', prompt: 'x', system: '\uDC00' },
+      { model: 'm', prompt: 'x', system: undefined },
+      { model: 'm', prompt: 'x', system: 3 },
+      { model: 'm', prompt: 7 },
+      { model: 7, prompt: 'x' },
+      { model: 'm', prompt: 'x', params: {} },
+      { model: 'm', prompt: 'x', params: { temperature: 0 } },
+      { model: 'm', prompt: 'x', cache: { noCache: true } },
+      { model: 'm', prompt: 'x', extra: 1 },
+      { model: 'm', messages: [{ role: 'user', content: 'x' }] },
+      Object.assign(Object.create(null) as object, { model: 'm', prompt: 'x' }),
+      null,
+      'm',
+      [{ model: 'm', prompt: 'x' }],
+    ];
+    for (const input of inputs) {
+      const viaSchema = inferenceRequestSchema.safeParse(input);
+      let got: unknown;
+      let err: unknown;
+      try {
+        got = parseInferenceRequest(input, big);
+      } catch (e) {
+        err = e;
+      }
+      if (!viaSchema.success) {
+        expect({ input, err: err instanceof ValidationError }).toEqual({ input, err: true });
+        continue;
+      }
+      expect({ input, got: JSON.stringify(got) }).toEqual({ input, got: JSON.stringify(viaSchema.data) });
+      expect(got).toEqual(viaSchema.data);
+      expect(jobIdFor(QueueName.INFERENCE, got)).toBe(jobIdFor(QueueName.INFERENCE, viaSchema.data));
+    }
+    // Each request gets its own params object (a caller that changes one changes no other request).
+    const a = parseInferenceRequest({ model: 'm', prompt: 'x' }, big);
+    const b = parseInferenceRequest({ model: 'm', prompt: 'y' }, big);
+    expect(a.params).not.toBe(b.params);
+    a.params.temperature = 0;
+    expect(b.params.temperature).toBe(0.8);
   });
 });

@@ -8,7 +8,12 @@ import {
 } from '../../shared/cache/semantic';
 import { confidenceOf } from '../../shared/cache/semantic/confidence';
 import { LEXICON_VERSION } from '../../shared/cache/semantic/lexicon';
-import { cosine, cosineQuantized, quantize } from '../../shared/cache/semantic/vector-codec';
+import {
+  cosine,
+  cosineQuantized,
+  cosineQuantizedAt,
+  quantize,
+} from '../../shared/cache/semantic/vector-codec';
 
 const e = new HashedNgramEmbedder();
 const sim = (a: string, b: string): number => cosine(e.embedOne(a), e.embedOne(b));
@@ -85,6 +90,9 @@ describe('int8 vector codec', () => {
       const va = e.embedOne(a!);
       const vb = e.embedOne(b!);
       expect(Math.abs(cosineQuantized(va, quantize(vb)) - cosine(va, vb))).toBeLessThan(0.005);
+      // read in place inside a record (negative components included): the same value
+      const record = Buffer.concat([Buffer.from('header\n'), quantize(vb), Buffer.from('prompt')]);
+      expect(cosineQuantizedAt(va, record, 7)).toBe(cosineQuantized(va, quantize(vb)));
     }
     expect(quantize(e.embedOne('hello')).length).toBe(512);
   });

@@ -1,5 +1,6 @@
 import { type Worker } from 'bullmq';
 import { type QueueName } from '../../shared/queues/names.js';
+import { shareOf } from '../../shared/queues/shards.js';
 
 /**
  * Keeps each BullMQ worker's concurrency in step with what its backends take now: twice their current
@@ -12,7 +13,8 @@ export class CapacityFollower {
   constructor(
     private readonly opts: {
       capacity: Partial<Record<QueueName, () => number | undefined>>;
-      workers: () => Iterable<[QueueName, Worker]>;
+      /** Each queue's BullMQ workers, one per shard served: the queue's figure is split over them. */
+      workers: () => Iterable<[QueueName, readonly Worker[]]>;
       cap: (queue: QueueName) => number;
       intervalMs?: number;
     },
@@ -26,11 +28,14 @@ export class CapacityFollower {
 
   /** Applies the current capacities once. */
   apply(): void {
-    for (const [queue, worker] of this.opts.workers()) {
+    for (const [queue, workers] of this.opts.workers()) {
       const read = this.opts.capacity[queue];
       if (!read) continue;
       const want = CapacityFollower.concurrencyFor(read(), this.opts.cap(queue));
-      if (worker.concurrency !== want) worker.concurrency = want;
+      workers.forEach((worker, i) => {
+        const share = shareOf(want, i, workers.length);
+        if (worker.concurrency !== share) worker.concurrency = share;
+      });
     }
   }
 

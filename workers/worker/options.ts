@@ -1,5 +1,6 @@
 import { type EmbeddingBatchOptions } from '../embedding/index.js';
 import { QUEUE_NAMES, QueueName } from '../../shared/queues/names.js';
+import { checkShardCount, servedShards } from '../../shared/queues/shards.js';
 import { type SearchProvider } from '../../shared/queues/enums.js';
 import { type InferenceResult } from '../../shared/queues/results.js';
 import { type ResourceViolation } from '../../shared/resources/types.js';
@@ -18,6 +19,16 @@ export interface Cell0WorkerOptions {
   prefix?: string;
   /** Queues to serve. Default: inference, search, and embedding when the inference backend embeds. */
   queues?: readonly QueueName[];
+  /**
+   * Shards per queue, as the producers use them (see shared/queues/shards.ts): every producer and worker
+   * of a fleet must agree. Default 1 (unsharded).
+   */
+  shards?: number;
+  /**
+   * The shards (0..shards-1) this worker serves on each of its queues. Default: all. A queue's
+   * `concurrency` is split evenly over them, at least 1 each.
+   */
+  servedShards?: readonly number[];
   /**
    * Jobs run at once per queue. Defaults: inference 4, search 8, embedding 256 (embedding jobs wait together
    * for their shared backend call: see `embedding`).
@@ -122,6 +133,7 @@ export function pausingViolations(violations: readonly ResourceViolation[]): Res
 export const DEFAULTS = {
   prefix: '{cell0}',
   queues: QUEUE_NAMES,
+  shards: 1,
   providerTimeoutMs: 120_000,
   shutdownTimeoutMs: 30_000,
   lockDurationMs: 30_000,
@@ -163,6 +175,8 @@ export type ResolvedWorkerOptions = Cell0WorkerOptions & typeof DEFAULTS;
 /** Fails with a message naming the option when the options cannot run a worker. */
 export function validateOptions(opts: ResolvedWorkerOptions): void {
   if (!opts.redisUrl) throw new TypeError('Cell0Worker: option "redisUrl" is required');
+  checkShardCount(opts.shards, 'Cell0Worker: option "shards"');
+  servedShards(opts.shards, opts.servedShards, 'Cell0Worker: option "servedShards"');
   for (const q of opts.queues)
     if (!QUEUE_NAMES.includes(q)) throw new TypeError(`Cell0Worker: unknown queue "${q}" in option "queues"`);
   if (opts.queues.includes(QueueName.INFERENCE) && !opts.inference)

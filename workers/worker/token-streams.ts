@@ -2,9 +2,27 @@ import { type Job } from 'bullmq';
 import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Logger } from '../../shared/logger.js';
 import { createRedisConnection, waitUntilReady } from '../../shared/redis/connection.js';
-import { QueueName } from '../../shared/queues/names.js';
+import { QueueName, queueKey } from '../../shared/queues/names.js';
 import { tokenStreamKeys } from '../../shared/queues/token-stream.js';
 import { TokenStreamWriter } from '../token-stream-writer.js';
+import { hookFetches } from '../../shared/queues/bullmq-internals.js';
+import { defineScripts } from '../../shared/redis/lua-scripts.js';
+
+/** How long marks read behind a fetch wait for their job to start (the job of another worker never does). */
+const PREFETCH_KEEP_MS = 5000;
+const ACTIVE_MARKS = 'cell0ActiveMarks';
+/** The inference queue's key ({prefix}:inference): its first shard, where every job's marks are kept. */
+const inferenceKey = (prefix: string) => queueKey(prefix, QueueName.INFERENCE);
+type ActiveMarksCommand = (activeKey: string, jobKeyPrefix: string, count: number) => Promise<unknown>;
+
+/** The fetches of one tick and the read of their jobs' marks sent behind them. */
+interface PrefetchBatch {
+  fetches: number;
+  /** A fetch of the batch has been answered. */
+  answered: boolean;
+  done?: Promise<void>;
+  settled: boolean;
+}
 import { type ResolvedWorkerOptions } from './options.js';
 
 /** What the worker's token streams need. */
@@ -34,7 +52,20 @@ export class TokenStreams {
     reject: (e: unknown) => void;
   }[] = [];
 
+  /** Marks read behind fetches, by `jobId@processedOn`; two generations, swapped every PREFETCH_KEEP_MS. */
+  private prefetched = new Map<string, (string | null)[]>();
+  private olderPrefetched = new Map<string, (string | null)[]>();
+  /** Reads behind fetches that have been answered, whose own answer is next. */
+  private readonly imminent = new Set<Promise<void>>();
+  private rotate: NodeJS.Timeout | undefined;
+  private readonly counts = { behindFetch: 0, atStart: 0 };
+
   constructor(private readonly opts: TokenStreamsOptions) {}
+
+  /** Stops the prefetch's clean-up timer (the connections are the worker's to close). Idempotent. */
+  close(): void {
+    clearInterval(this.rotate);
+  }
 
   /** A worker's token streams: undefined when streams are off or the worker does not serve inference. */
   static forWorker(
@@ -70,14 +101,122 @@ export class TokenStreams {
     return this.conn;
   }
 
+  /**
+   * From now on, reads the marks of the jobs fetched on `conn` (the inference queue's BullMQ connection)
+   * right behind their fetches (active-marks.lua: one command for the fetches of a tick), so that a job starts
+   * with its marks at hand instead of a round trip of its own before the backend call. Call it once BullMQ
+   * has loaded its scripts on `conn`. Returns false, and the marks are read as each job starts, when
+   * `queueKey` is not the inference queue's first shard (the one whose slot holds every job's marks) or
+   * BullMQ's fetches could not be hooked.
+   */
+  readMarksBehindFetches(conn: RedisConnection, queueKey: string): boolean {
+    if (queueKey !== inferenceKey(this.opts.prefix)) return false;
+    defineScripts(conn, 'active-marks');
+    const activeKey = `${queueKey}:active`;
+    const jobKeyPrefix = `${queueKey}:`;
+    this.rotate ??= setInterval(() => {
+      this.olderPrefetched = this.prefetched;
+      this.prefetched = new Map();
+    }, PREFETCH_KEEP_MS);
+    this.rotate.unref();
+    let batch: PrefetchBatch | undefined;
+    const send = (b: PrefetchBatch) => {
+      batch = undefined;
+      b.done = (conn as unknown as Record<string, ActiveMarksCommand>)[ACTIVE_MARKS]!(
+        activeKey,
+        jobKeyPrefix,
+        b.fetches,
+      )
+        .then(
+          (r) => this.keepPrefetched(r),
+          () => undefined,
+        )
+        .finally(() => {
+          b.settled = true;
+          this.imminent.delete(b.done!);
+        });
+      if (b.answered) this.imminent.add(b.done);
+    };
+    return hookFetches(conn, (answered) => {
+      if (!batch) {
+        const b: PrefetchBatch = (batch = { fetches: 0, answered: false, settled: false });
+        // Behind every fetch of this tick (BullMQ sends them from promise callbacks, which run first).
+        process.nextTick(() => send(b));
+      }
+      const b = batch;
+      b.fetches++;
+      // Once a fetch is answered, the read right behind it is about to be: a job that starts meanwhile
+      // waits for it rather than reading its marks again.
+      answered.then(
+        () => {
+          b.answered = true;
+          if (b.done && !b.settled) this.imminent.add(b.done);
+        },
+        () => undefined,
+      );
+    });
+  }
+
+  /** Marks taken so far: read behind the job's fetch, or read as the job started. */
+  marksStats(): { behindFetch: number; atStart: number } {
+    return { ...this.counts };
+  }
+
+  private keepPrefetched(r: unknown): void {
+    if (!Array.isArray(r)) return;
+    for (let i = 0; i + 3 < r.length; i += 4) {
+      const [jobId, processedOn, wanted, cancel] = r.slice(i, i + 4) as (string | null)[];
+      if (typeof jobId === 'string' && typeof processedOn === 'string')
+        this.prefetched.set(`${jobId}@${processedOn}`, [wanted ?? null, cancel ?? null]);
+    }
+  }
+
+  /** The prefetched marks of one activation of a job, taken (each is used once). */
+  private takePrefetched(key: string): (string | null)[] | undefined {
+    const hit = this.prefetched.get(key) ?? this.olderPrefetched.get(key);
+    if (hit) {
+      this.prefetched.delete(key);
+      this.olderPrefetched.delete(key);
+    }
+    return hit;
+  }
+
+  /**
+   * The marks of the attempt that started with the fetch stamped `processedOn`: read behind that fetch when
+   * that read answered for this very activation, else read now (with those of the others starting in this
+   * tick).
+   */
+  private async marksOf(
+    jobId: string,
+    processedOn: number | undefined,
+    wanted: string,
+    cancel: string,
+  ): Promise<(string | null)[]> {
+    if (processedOn !== undefined && this.rotate) {
+      const key = `${jobId}@${processedOn}`;
+      let hit = this.takePrefetched(key);
+      if (!hit && this.imminent.size > 0) {
+        await Promise.all([...this.imminent]);
+        hit = this.takePrefetched(key);
+      }
+      if (hit) {
+        this.counts.behindFetch++;
+        return hit;
+      }
+    }
+    this.counts.atStart++;
+    return this.readMarks(wanted, cancel);
+  }
+
   /** The writer of one attempt of an inference job. */
   writerFor(job: Job): TokenStreamWriter {
     const jobId = job.id ?? '';
+    const processedOn = job.processedOn;
     return new TokenStreamWriter({
       redis: this.connection(),
       keys: tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId),
       jobId,
-      readMarks: (wanted, cancel) => this.readMarks(wanted, cancel),
+      readMarks: (wanted, cancel) => this.marksOf(jobId, processedOn, wanted, cancel),
       maxLen: this.opts.maxLen,
       ttlMs: this.opts.ttlMs,
       logger: this.opts.log,

@@ -4,6 +4,7 @@ import { summarizeFleet } from '../../../shared/fleet/worker-status.js';
 import { isJobId, jobIdLetter } from '../../../shared/queues/job-id.js';
 import { isQueueName, QueueName } from '../../../shared/queues/names.js';
 import { type Cell0Client } from '../../cell0-client.js';
+import { sumShardCounts } from '../../queue-counts.js';
 import { tenantOf } from '../access-control.js';
 import { sendError } from '../error-mapper.js';
 import { clip } from './util.js';
@@ -67,6 +68,13 @@ export function addReadRoutes(v1: Router, client: Cell0Client): void {
   });
 
   v1.get('/queues', async (_req, res) => {
-    res.json({ queues: await client.submitter.getCounts() });
+    // A sharded fleet also shows each shard (its number, hash tag and counts); the totals stay per queue.
+    const submitter = client.submitter;
+    if (submitter.shards === 1) {
+      res.json({ queues: await submitter.getCounts() });
+      return;
+    }
+    const shards = await submitter.getShardCounts();
+    res.json({ queues: sumShardCounts(shards), shards });
   });
 }

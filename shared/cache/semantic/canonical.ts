@@ -212,10 +212,15 @@ const NOT_ROMAN: ReadonlySet<string> = new Set(
 );
 
 /** The value of an upper-case Roman numeral of two letters or more ("II", "XIV"), or undefined. */
+// Module constants: a regex literal in the function body is a new RegExp object on every call.
+const ROMAN_LETTERS = /^[IVXLCDM]+$/;
+const ROMAN_NUMBER = /^M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})$/;
+const ROMAN_DIGITS: Readonly<Record<string, number>> = { I: 1, V: 5, X: 10, L: 50, C: 100, D: 500, M: 1000 };
+
 export function romanValue(text: string): number | undefined {
-  if (text.length < 2 || !/^[IVXLCDM]+$/.test(text) || NOT_ROMAN.has(text)) return undefined;
-  if (!/^M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})$/.test(text)) return undefined;
-  const v: Record<string, number> = { I: 1, V: 5, X: 10, L: 50, C: 100, D: 500, M: 1000 };
+  if (text.length < 2 || !ROMAN_LETTERS.test(text) || NOT_ROMAN.has(text)) return undefined;
+  if (!ROMAN_NUMBER.test(text)) return undefined;
+  const v = ROMAN_DIGITS;
   let total = 0;
   for (let i = 0; i < text.length; i++) {
     const cur = v[text[i]!]!;

@@ -16,6 +16,12 @@ import { activeKeys, JOINERS } from './guard-order.js';
 import { FILLER, isQualifierWord, RESTATING } from './guard-qualifiers.js';
 import { STOPWORDS, stem, tokenize, type Token } from './text.js';
 
+const SINGLE_EXCLUSIONS: ReadonlySet<string> = new Set(EXCLUSIONS.filter((e) => !e.includes(' ')));
+/** Tokens hold no spaces, so an exclusion of three words or more never matched a token bigram. */
+const PAIR_EXCLUSIONS: readonly (readonly [string, string])[] = EXCLUSIONS.map((e) => e.split(' ')).flatMap(
+  (w) => (w.length === 2 ? [[w[0]!, w[1]!] as const] : []),
+);
+
 /**
  * One prompt's analysis, each part computed the first time a rule reads it. Most candidates a lookup
  * refuses differ in a number, a name or a quoted term, read from the tokens alone; the canonical form
@@ -110,9 +116,16 @@ class LazyAnalysis implements PromptAnalysis {
 
   get exclusions(): number {
     if (this._exclusions === undefined) {
+      // Occurrences of each exclusion: one-word ones among the tokens, two-word ones on adjacent tokens
+      // (compared in place: no bigram strings are built for prompts refused before the contrast rule).
+      const lowers = this.lowers;
       let n = 0;
-      for (const e of EXCLUSIONS)
-        for (const x of e.includes(' ') ? this.bigrams : this.lowers) if (x === e) n++;
+      for (let i = 0; i < lowers.length; i++) {
+        const l = lowers[i]!;
+        if (SINGLE_EXCLUSIONS.has(l)) n++;
+        if (i + 1 < lowers.length)
+          for (const [first, second] of PAIR_EXCLUSIONS) if (l === first && lowers[i + 1] === second) n++;
+      }
       this._exclusions = n;
     }
     return this._exclusions;

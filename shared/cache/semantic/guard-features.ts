@@ -35,6 +35,9 @@ function numberKey(raw: string): string | undefined {
   return String(Number(n.toPrecision(12)));
 }
 
+const HAS_DIGIT = /\d/;
+const DIGIT_RUN = /\d+(?:[.,]\d+)*/g;
+
 export function extractNumbers(tokens: readonly Token[]): string[] {
   const out: string[] = [];
   let acc: number | undefined; // a run of number words being summed ("twenty five", "three hundred")
@@ -49,11 +52,16 @@ export function extractNumbers(tokens: readonly Token[]): string[] {
       if (k !== undefined) out.push(k);
       continue;
     }
-    const parts = t.lower.split('-');
-    let isWordNumber = parts.length > 0;
-    for (const p of parts) if (!NUMBER_WORDS.has(p) && !NUMBER_SCALES.has(p)) isWordNumber = false;
+    // Split on hyphens only when there is one ("twenty-five"): most tokens are plain words.
+    const parts = t.lower.includes('-') ? t.lower.split('-') : undefined;
+    let isWordNumber: boolean;
+    if (parts === undefined) isWordNumber = NUMBER_WORDS.has(t.lower) || NUMBER_SCALES.has(t.lower);
+    else {
+      isWordNumber = true;
+      for (const p of parts) if (!NUMBER_WORDS.has(p) && !NUMBER_SCALES.has(p)) isWordNumber = false;
+    }
     if (isWordNumber) {
-      for (const p of parts) {
+      for (const p of parts ?? [t.lower]) {
         const scale = NUMBER_SCALES.get(p);
         if (scale !== undefined) acc = (acc || 1) * scale;
         else acc = (acc ?? 0) + NUMBER_WORDS.get(p)!;
@@ -68,7 +76,8 @@ export function extractNumbers(tokens: readonly Token[]): string[] {
       continue;
     }
     // digits inside a word: "100g", "v2", "covid-19", "ipv6", "2nd"
-    for (const m of t.text.matchAll(/\d+(?:[.,]\d+)*/g)) {
+    if (!HAS_DIGIT.test(t.text)) continue;
+    for (const m of t.text.matchAll(DIGIT_RUN)) {
       const k = numberKey(m[0]);
       if (k !== undefined) out.push(k);
     }
@@ -139,38 +148,51 @@ function isSentenceInitial(text: string, start: number): boolean {
   return true;
 }
 
+// The entity rule's patterns, made once (a regex literal in the loop is a new RegExp object per token).
+const HAS_LETTER = /\p{L}/u;
+const HAS_UPPER = /\p{Lu}/u;
+const HAS_LOWER = /\p{Ll}/u;
+const POSSESSIVE_S = /'s$/;
+const JOINED_CODE = /[\p{L}\d]{2,}[_.][\p{L}\d]{2,}/u;
+const NOT_LETTERS = /[^\p{L}]/gu;
+const INNER_CAPITAL = /\p{L}\p{Lu}/u;
+const INITIAL_CAPITAL = /^\p{Lu}/u;
+const I_CONTRACTION = /^i'/i;
+const APOSTROPHES = /'/g;
+const NOT_ACRONYMS: ReadonlySet<string> = new Set(['ok', 'okay']);
+
 export function extractEntities(text: string, tokens: readonly Token[]): Map<string, string> {
   const out = new Map<string, string>();
-  const words = tokens.filter((t) => t.kind === 'word' && /\p{L}/u.test(t.text));
+  const words = tokens.filter((t) => t.kind === 'word' && HAS_LETTER.test(t.text));
   // A prompt written in capitals shouts; its capitals say nothing about names.
-  const caps = words.filter((t) => /\p{Lu}/u.test(t.text) && !/\p{Ll}/u.test(t.text)).length;
+  const caps = words.filter((t) => HAS_UPPER.test(t.text) && !HAS_LOWER.test(t.text)).length;
   const shouting = words.length >= 3 && caps * 2 > words.length;
   // The same folding as tokenize(), so token offsets index this string.
   const norm = foldCompat(text);
   for (const t of tokens) {
     if (t.kind !== 'word') continue;
     const w = t.text;
-    const key = t.lower.replace(/'s$/, '');
-    const hasLetter = /\p{L}/u.test(w);
-    const hasDigit = /\d/.test(w);
-    const hasUpper = /\p{Lu}/u.test(w);
+    const key = t.lower.replace(POSSESSIVE_S, '');
+    const hasLetter = HAS_LETTER.test(w);
+    const hasDigit = HAS_DIGIT.test(w);
+    const hasUpper = HAS_UPPER.test(w);
     let entity = false;
     // numbers are the number rule's: "World War II" = "the Second World War"
     if (romanValue(w) !== undefined || NUMBER_WORDS.has(key)) continue;
     if (hasLetter && hasDigit)
       entity = true; // codes: A1, ISO-8601, mp3, h2o
-    else if (/[\p{L}\d]{2,}[_.][\p{L}\d]{2,}/u.test(w))
+    else if (JOINED_CODE.test(w))
       entity = true; // snake_case, file.txt, node.js
     else if (hasUpper && !shouting) {
-      const letters = w.replace(/[^\p{L}]/gu, '');
-      const allCaps = letters.length >= 2 && !/\p{Ll}/u.test(letters);
-      const innerCap = /\p{L}\p{Lu}/u.test(w) && /\p{Ll}/u.test(w); // iPhone, JavaScript, macOS
-      if (allCaps) entity = !['ok', 'okay'].includes(key);
+      const letters = w.replace(NOT_LETTERS, '');
+      const allCaps = letters.length >= 2 && !HAS_LOWER.test(letters);
+      const innerCap = INNER_CAPITAL.test(w) && HAS_LOWER.test(w); // iPhone, JavaScript, macOS
+      if (allCaps) entity = !NOT_ACRONYMS.has(key);
       else if (innerCap) entity = true;
-      else if (/^\p{Lu}/u.test(w) && w !== 'I' && !/^i'/i.test(w))
+      else if (INITIAL_CAPITAL.test(w) && w !== 'I' && !I_CONTRACTION.test(w))
         entity =
           !isSentenceInitial(norm, t.start) ||
-          !(COMMON_INITIAL.has(key.replace(/'/g, '')) || isCommonWord(t.lower));
+          !(COMMON_INITIAL.has(key.replace(APOSTROPHES, '')) || isCommonWord(t.lower));
     }
     if (entity && !out.has(key)) out.set(key, w);
   }

@@ -11,6 +11,8 @@ export interface PreparedPrompt {
   /** Its LSH band values (undefined: a zero vector, no bands), once computed. */
   bands?: number[] | undefined;
   hasBands?: boolean;
+  /** Its band fields as the lookup scripts take them (scope.ts bandFields), once built. */
+  fields?: string;
 }
 
 /** Prompts longer than this (characters) are prepared each time, not kept. */

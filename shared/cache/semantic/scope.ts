@@ -117,6 +117,11 @@ export function bandSuffix(index: number, value: number): string {
   return `${index}:${value.toString(36)}`;
 }
 
+/** A prompt's band fields as the lookup scripts take them: every bandSuffix, comma-separated, in band order. */
+export function bandFields(bands: readonly number[]): string {
+  return bands.map((v, i) => bandSuffix(i, v)).join(',');
+}
+
 /** The base of every key of a cache with `prefix` ("{cell0}" → "cell0:sem"). */
 export function keyBase(prefix: string): string {
   return `${prefix.replace(/[{}]/g, '')}:sem`;

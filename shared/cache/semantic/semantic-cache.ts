@@ -8,7 +8,7 @@ import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
 import { parseRecord, rankSlots, vectorOffset } from './rank-slots.js';
-import { bandSuffix, keyBase, promptId, ScopeKeys, scopeHash, type SemanticScope } from './scope.js';
+import { bandFields, keyBase, promptId, ScopeKeys, scopeHash, type SemanticScope } from './scope.js';
 import {
   resolveOptions,
   type Resolved,
@@ -37,7 +37,7 @@ import { SemanticWriter } from './semantic-writer.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
 import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
-import { cosineQuantized, quantize } from './vector-codec.js';
+import { cosineQuantizedAt, quantize } from './vector-codec.js';
 
 export type { SemanticCacheOptions, SemanticCacheStats, SemanticHit } from './semantic-cache-options.js';
 export { parseRecord, rankSlots } from './rank-slots.js';
@@ -258,11 +258,11 @@ export class SemanticCache<T = unknown> {
     const oneTrip = this.embedder.inProcess === true && minConfidence !== CacheMatchConfidence.EXACT;
     let vec: Float32Array | undefined;
     let bands: number[] | undefined;
-    let suffixes: string[] | undefined;
+    /** The query's band fields ("index:value", comma-separated): one script argument, not one per band. */
+    let fields: string | undefined;
     let buckets: (Buffer | null)[] | undefined;
     let queryKeys: string[] = [];
-    let queryFields = '';
-    const readBuckets = (exactFirst: boolean, bandSuffixes: string[]) =>
+    const readBuckets = (exactFirst: boolean, bandFields: string) =>
       this.redis.run((r) =>
         commands(r).cell0SemanticLookupBuffer(
           keys.entry(id),
@@ -272,28 +272,26 @@ export class SemanticCache<T = unknown> {
           exactFirst ? '1' : '0',
           keys.bandPrefix,
           MAX_GENERATIONS,
-          ...bandSuffixes,
+          bandFields,
         ),
       );
-    /** A reply without an exact hit: the generations read, then their buckets (generation-major). */
-    const takeBuckets = (reply: (number | Buffer | null)[], bandSuffixes: string[]) => {
+    /** A reply without an exact hit: the generations read, then every bucket found, concatenated. */
+    const takeBuckets = (reply: (number | Buffer | null)[]) => {
       const gens = String(reply[1] ?? '')
         .split(',')
         .filter((g) => g.length > 0);
       queryKeys = gens.map((g) => `${keys.bandPrefix}${g}`);
-      queryFields = bandSuffixes.join(',');
       return reply.slice(2) as (Buffer | null)[];
     };
     if (oneTrip) {
       vec = await this.embedPrepared(prepared, prompt, signal);
       bands = this.bandsOf(prepared, vec);
-      suffixes = bands?.map((v, i) => bandSuffix(i, v));
+      fields = bands && (prepared.fields ??= bandFields(bands));
     }
-    if (suffixes) {
-      const lookupSuffixes = suffixes;
+    if (fields) {
       let reply: [number, ...(Buffer | null)[]];
       try {
-        reply = await readBuckets(true, lookupSuffixes);
+        reply = await readBuckets(true, fields);
       } catch (err) {
         return this.failed('get', err);
       }
@@ -309,7 +307,7 @@ export class SemanticCache<T = unknown> {
           if (hit) return hit;
         }
         // a prompt-id collision: read the buckets below
-      } else buckets = takeBuckets(reply, lookupSuffixes);
+      } else buckets = takeBuckets(reply);
     } else {
       let row: [string, string, string] | null;
       try {
@@ -339,9 +337,9 @@ export class SemanticCache<T = unknown> {
     }
     if (!bands) return this.miss();
     if (!buckets) {
-      const bandSuffixes = suffixes ?? bands.map((v, i) => bandSuffix(i, v));
+      fields ??= prepared.fields ??= bandFields(bands);
       try {
-        buckets = takeBuckets(await readBuckets(false, bandSuffixes), bandSuffixes);
+        buckets = takeBuckets(await readBuckets(false, fields));
       } catch (err) {
         return this.failed('get', err);
       }
@@ -367,8 +365,8 @@ export class SemanticCache<T = unknown> {
           ranked.length,
           CANDIDATES,
           STALE_CLEANUP,
-          queryFields,
-          ...ranked,
+          fields ?? bandFields(bands),
+          ranked.join(','),
         ),
       );
     } catch (err) {
@@ -381,7 +379,7 @@ export class SemanticCache<T = unknown> {
     for (const rec of records) {
       const at = vectorOffset(rec, dims);
       if (at < 0) continue;
-      const similarity = Math.min(1, cosineQuantized(vec, rec.subarray(at, at + dims)));
+      const similarity = Math.min(1, cosineQuantizedAt(vec, rec, at));
       if (similarity < threshold) continue;
       const c = parseRecord(rec, dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one

@@ -114,17 +114,21 @@ export interface Token {
   start: number;
 }
 
+// Groups: 1 a number, 2 an arrow, 3 a word. Numbered, not named: a named group costs an object per match.
 const TOKEN_RE =
-  /(?<num>[-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)%?(?![\p{L}\d_]))|(?<arrow>->|=>|→|⇒|<-|←|⟶)|(?<word>[\p{L}\p{N}_]+(?:['][\p{L}]+)*(?:[-./_][\p{L}\p{N}_]+(?:['][\p{L}]+)*)*(?:\+\+|#)?)/gu;
+  /([-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)%?(?![\p{L}\d_]))|(->|=>|→|⇒|<-|←|⟶)|([\p{L}\p{N}_]+(?:['][\p{L}]+)*(?:[-./_][\p{L}\p{N}_]+(?:['][\p{L}]+)*)*(?:\+\+|#)?)/gu;
 
 /** Splits `text` (after {@link foldCompat} and quote folding) into tokens; punctuation and symbols are dropped. */
 export function tokenize(text: string): Token[] {
   const s = foldCompat(text).replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
   const out: Token[] = [];
-  for (const m of s.matchAll(TOKEN_RE)) {
-    const g = m.groups ?? {};
+  // exec() on the one global regex, not matchAll(): no iterator and no result object per token (the guard
+  // tokenises every candidate it reads; a lookup's garbage is what its tail pays for in GC). Every
+  // alternative matches at least one character, so the loop always advances; it ends with lastIndex 0.
+  TOKEN_RE.lastIndex = 0;
+  for (let m = TOKEN_RE.exec(s); m !== null; m = TOKEN_RE.exec(s)) {
     const t = m[0];
-    const kind = g.num !== undefined ? 'num' : g.arrow !== undefined ? 'arrow' : 'word';
+    const kind = m[1] !== undefined ? 'num' : m[2] !== undefined ? 'arrow' : 'word';
     out.push({ text: t, lower: t.toLowerCase(), kind, start: m.index });
   }
   return out;

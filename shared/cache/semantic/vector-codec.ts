@@ -17,13 +17,20 @@ export function quantize(v: Float32Array): Buffer {
 /** Cosine between a float query and a quantised stored vector (0 when either is zero or sizes differ). */
 export function cosineQuantized(query: Float32Array, stored: Uint8Array): number {
   if (stored.length !== query.length) return 0;
-  const s = new Int8Array(stored.buffer, stored.byteOffset, stored.byteLength);
+  return cosineQuantizedAt(query, stored, 0);
+}
+
+/**
+ * Cosine between a float query and the quantised vector stored in `bytes` from `offset` (query.length
+ * bytes; the caller checks they are there). Reads the bytes in place: no view object per candidate.
+ */
+export function cosineQuantizedAt(query: Float32Array, bytes: Uint8Array, offset: number): number {
   let dot = 0;
   let nq = 0;
   let ns = 0;
   for (let i = 0; i < query.length; i++) {
     const q = query[i]!;
-    const x = s[i]!;
+    const x = (bytes[offset + i]! << 24) >> 24; // the byte as int8
     dot += q * x;
     nq += q * q;
     ns += x * x;

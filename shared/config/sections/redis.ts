@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { type EnvVar, type ParsedEnv } from '../env-var.js';
 import { int, redisUrl } from '../schemas.js';
+import { MAX_QUEUE_SHARDS } from '../../queues/shards.js';
 import { clusterUrl, isClusterUrl, parseClusterNodes, parseClusterUrl } from '../../redis/cluster.js';
 
 /*
@@ -59,6 +60,12 @@ export const REDIS_ENV = {
     schema: z.string().regex(/^\{[A-Za-z0-9_.-]+\}$/, 'expected a Redis Cluster hash tag such as {cell0}'),
     doc: 'Key prefix of every queue; a {hash tag} keeps each queue in one cluster slot',
   },
+  CELL0_QUEUE_SHARDS: {
+    section: 'redis',
+    default: '1',
+    schema: int(1, MAX_QUEUE_SHARDS),
+    doc: 'Shards per work queue, each its own hash tag, so a cluster spreads a queue over its masters; the same in every process of a fleet (drain the queues before changing it). See docs/scaling.md',
+  },
   CELL0_REDIS_COMMAND_TIMEOUT_MS: {
     section: 'redis',
     default: '2000',
@@ -111,6 +118,8 @@ export interface RedisConfig {
   host: string;
   port: number;
   prefix: string;
+  /** Shards per work queue (CELL0_QUEUE_SHARDS). */
+  queueShards: number;
   commandTimeoutMs: number;
   breakerThreshold: number;
   breakerResetMs: number;
@@ -142,6 +151,7 @@ export function loadRedis(p: ParsedEnv<typeof REDIS_ENV>): {
       host: first?.host ?? parsedUrl!.hostname.replace(/^\[|\]$/g, ''),
       port: first?.port ?? Number(parsedUrl!.port || 6379),
       prefix: p.CELL0_QUEUE_PREFIX,
+      queueShards: p.CELL0_QUEUE_SHARDS,
       commandTimeoutMs: p.CELL0_REDIS_COMMAND_TIMEOUT_MS,
       breakerThreshold: p.CELL0_REDIS_BREAKER_THRESHOLD,
       breakerResetMs: p.CELL0_REDIS_BREAKER_RESET_MS,

@@ -1,5 +1,8 @@
-import { type EnvVar, type ParsedEnv } from '../env-var.js';
-import { int } from '../schemas.js';
+import { type FieldIssue } from '../../errors.js';
+import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
+import { int, parsedList } from '../schemas.js';
+import { MAX_QUEUE_SHARDS } from '../../queues/shards.js';
+import { type REDIS_ENV } from './redis.js';
 
 /*
  * One worker process: how much it runs at once, and its deadlines.
@@ -44,6 +47,11 @@ export const WORKERS_ENV = {
     schema: int(1, 1000),
     doc: 'Embedding backend calls one worker process has in flight at once',
   },
+  CELL0_WORKER_SHARDS: {
+    section: 'workers',
+    schema: parsedList(parseShardList),
+    doc: 'Queue shards this worker serves, such as 0,2 (default all); its concurrency per queue is split over them, at least 1 each',
+  },
   CELL0_PROVIDER_TIMEOUT_MS: {
     section: 'workers',
     default: '120000',
@@ -64,8 +72,35 @@ export interface WorkersConfig {
   embeddingConcurrency: number;
   /** How a worker gathers embedding jobs into backend calls. */
   embedBatch: { maxBatchSize: number; maxWaitMs: number; maxConcurrentBatches: number };
+  /** Queue shards served (CELL0_WORKER_SHARDS); undefined = all. */
+  shards: number[] | undefined;
   providerTimeoutMs: number;
   shutdownTimeoutMs: number;
+}
+
+/** "0,2" → [0, 2]: shard numbers, each an integer from 0 to 63. */
+function parseShardList(v: string): number[] {
+  const parts = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (parts.length === 0) throw new Error('expected shard numbers such as 0,2');
+  return parts.map((s) => {
+    if (!/^\d+$/.test(s) || Number(s) >= MAX_QUEUE_SHARDS)
+      throw new Error(`expected shard numbers from 0 to ${MAX_QUEUE_SHARDS - 1}, such as 0,2`);
+    return Number(s);
+  });
+}
+
+/** Checks across variables: the shards served exist. */
+export function checkWorkers(p: ParsedEnv<typeof WORKERS_ENV & typeof REDIS_ENV>): FieldIssue[] {
+  const bad = (p.CELL0_WORKER_SHARDS ?? []).find((s) => s >= p.CELL0_QUEUE_SHARDS);
+  return bad !== undefined
+    ? issue(
+        'CELL0_WORKER_SHARDS',
+        `shard ${bad} does not exist: CELL0_QUEUE_SHARDS is ${p.CELL0_QUEUE_SHARDS} (shards 0 to ${p.CELL0_QUEUE_SHARDS - 1})`,
+      )
+    : [];
 }
 
 export function loadWorkers(p: ParsedEnv<typeof WORKERS_ENV>): WorkersConfig {
@@ -78,6 +113,7 @@ export function loadWorkers(p: ParsedEnv<typeof WORKERS_ENV>): WorkersConfig {
       maxWaitMs: p.CELL0_EMBED_BATCH_WAIT_MS,
       maxConcurrentBatches: p.CELL0_EMBED_BATCHES_IN_FLIGHT,
     },
+    shards: p.CELL0_WORKER_SHARDS,
     providerTimeoutMs: p.CELL0_PROVIDER_TIMEOUT_MS,
     shutdownTimeoutMs: p.CELL0_SHUTDOWN_TIMEOUT_MS,
   };

@@ -1,0 +1,36 @@
+--[[
+  Reads the token stream marks (`wanted`, `cancel`) of the jobs a worker's fetches have just moved to
+  active. The worker sends it on its BullMQ connection right behind the fetches it sent in one tick
+  (moveToActive, or moveToFinished that fetches the next job), so each job's marks are at hand when it starts,
+  without a round trip of their own before the backend call. BullMQ pushes a fetched job at the head of the
+  active list, so the jobs these fetches activated are among the first `count`; as another worker's fetch may
+  come in between, each answer names the job and its activation (`processedOn`, stamped by the fetch), and
+  the worker uses it only for the activation it matches (it reads the marks itself otherwise).
+
+  KEYS[1] active list      ({prefix}:{queue}:active)
+  ARGV[1] job key prefix   ({prefix}:{queue}:)
+  ARGV[2] count: how many fetches were sent
+
+  Returns, flat, per job at the head of the active list: jobId, processedOn, wanted, cancel (a missing
+  value as nil).
+]]
+local ids = redis.call("LRANGE", KEYS[1], 0, tonumber(ARGV[2]) - 1)
+if #ids == 0 then
+  return {}
+end
+local keys = {}
+for i = 1, #ids do
+  local base = ARGV[1] .. ids[i]
+  keys[2 * i - 1] = base .. ":cell0-tokens-wanted"
+  keys[2 * i] = base .. ":cell0-cancel"
+end
+-- One MGET for every job's marks (at most the worker's concurrency: far below unpack's limit).
+local marks = redis.call("MGET", unpack(keys))
+local out = {}
+for i = 1, #ids do
+  out[4 * i - 3] = ids[i]
+  out[4 * i - 2] = redis.call("HGET", ARGV[1] .. ids[i], "processedOn")
+  out[4 * i - 1] = marks[2 * i - 1]
+  out[4 * i] = marks[2 * i]
+end
+return out

@@ -1,0 +1,107 @@
+import { JobSubmitter } from '../../producers/job-submitter';
+import { ErrorCode } from '../../shared/errors';
+import { QueueName } from '../../shared/queues/names';
+import { decodeEntry, tokenStreamKeys } from '../../shared/queues/token-stream';
+import { closeRedis } from '../../shared/redis/connection';
+import { Cell0Worker } from '../../workers/cell0-worker';
+import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+
+/*
+ * A Cell0Worker reads each inference job's token stream marks (wanted, cancel) right behind the fetch that
+ * activated it (active-marks.lua, on BullMQ's connection), so a job starts without a round trip of its own
+ * for them; what the marks do is unchanged.
+ */
+describe('token stream marks read behind the fetch', () => {
+  const redis = testRedisConnection();
+  afterAll(() => closeRedis(redis));
+
+  class CountingBackend extends NoopInferenceBackend {
+    calls = 0;
+    override run(job: Parameters<NoopInferenceBackend['run']>[0]) {
+      this.calls++;
+      return super.run(job);
+    }
+  }
+
+  async function fleet() {
+    const prefix = uniquePrefix('mbf');
+    const backend = new CountingBackend();
+    const worker = new Cell0Worker({
+      redisUrl: testRedisUrl(),
+      prefix,
+      queues: [QueueName.INFERENCE],
+      inference: backend,
+      concurrency: { inference: 8 },
+      heartbeatMs: 0,
+    });
+    const submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });
+    await Promise.all([worker.start(), submitter.start()]);
+    const close = async () => {
+      await submitter.close();
+      await worker.close();
+    };
+    return { prefix, backend, worker, submitter, close };
+  }
+
+  test('every job of a worker starts with the marks read behind its fetch', async () => {
+    const f = await fleet();
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          f.submitter.submit(
+            QueueName.INFERENCE,
+            'generate',
+            { model: 'noop', prompt: `p${i}` },
+            { waitMs: 10_000 },
+          ),
+        ),
+      );
+      expect(results.map((r) => r.state)).toEqual(Array(40).fill('completed'));
+      expect(f.worker.marksStats()).toEqual({ behindFetch: 40, atStart: 0 });
+    } finally {
+      await f.close();
+    }
+  });
+
+  test('marks read behind the fetch still start a wanted stream and stop a cancelled job before its call', async () => {
+    const f = await fleet();
+    try {
+      const wantedData = { model: 'noop', prompt: 'streamed' };
+      const wantedKeys = tokenStreamKeys(
+        f.prefix,
+        QueueName.INFERENCE,
+        f.submitter.jobIdFor(QueueName.INFERENCE, wantedData),
+      );
+      await redis.set(wantedKeys.wanted, '1', 'PX', 60_000);
+      const cancelledData = { model: 'noop', prompt: 'cancelled' };
+      const cancelledKeys = tokenStreamKeys(
+        f.prefix,
+        QueueName.INFERENCE,
+        f.submitter.jobIdFor(QueueName.INFERENCE, cancelledData),
+      );
+      await redis.set(cancelledKeys.cancel, '1', 'PX', 60_000);
+
+      const streamed = await f.submitter.submit(QueueName.INFERENCE, 'generate', wantedData, {
+        waitMs: 10_000,
+      });
+      expect(streamed.state).toBe('completed');
+      const entries = (await redis.xrange(wantedKeys.stream, '-', '+')).map(([, fields]) =>
+        decodeEntry(fields),
+      );
+      expect(entries.map((e) => e?.kind)).toEqual(['start', 'end']);
+
+      const calls = f.backend.calls;
+      const cancelled = await f.submitter.submit(QueueName.INFERENCE, 'generate', cancelledData, {
+        waitMs: 10_000,
+      });
+      expect(cancelled.state === 'failed' && cancelled.code).toBe(ErrorCode.JOB_CANCELLED);
+      expect(f.backend.calls).toBe(calls);
+      // The cancel mark is used up by the attempt that honoured it.
+      expect(await redis.exists(cancelledKeys.cancel)).toBe(0);
+      expect(f.worker.marksStats()).toEqual({ behindFetch: 2, atStart: 0 });
+    } finally {
+      await f.close();
+    }
+  });
+});

@@ -1,0 +1,47 @@
+import { type Socket } from 'node:net';
+import type { Redis } from 'ioredis';
+import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
+import { onCluster, testRedisConnection, uniquePrefix } from '../helpers/redis';
+
+/*
+ * coalesceWrites: the commands a connection is given within one turn of the event loop leave in one socket
+ * write, also when they come from different callbacks of the same phase (here: timers that fall due
+ * together, as the replies of one Redis read or the HTTP requests of one poll do under load).
+ */
+const maybe = onCluster() ? describe.skip : describe;
+
+maybe('Redis write coalescing', () => {
+  it('sends the commands of 50 callbacks of one loop phase in one socket write (at most two), in order', async () => {
+    const conn = testRedisConnection('coalescing');
+    try {
+      await waitUntilReady(conn, 5000);
+      const redis = conn as Redis;
+      const stream = (redis as unknown as { stream: Socket & { _writeGeneric: (...a: unknown[]) => void } })
+        .stream;
+      let writes = 0;
+      const real = stream._writeGeneric;
+      stream._writeGeneric = function (this: Socket, ...args: unknown[]) {
+        writes++;
+        return real.apply(this, args);
+      };
+      const key = `${uniquePrefix('coalesce')}:list`;
+      const sent: Promise<unknown>[] = [];
+      // 50 timers due at the same time run in one timers phase, each a callback of its own.
+      await new Promise<void>((resolve) => {
+        let left = 50;
+        for (let i = 0; i < 50; i++)
+          setTimeout(() => {
+            sent.push(redis.rpush(key, String(i)));
+            if (--left === 0) resolve();
+          }, 1);
+      });
+      await Promise.all(sent);
+      // One write (two if the timers straddled a millisecond and fell due in two phases); 50 without it.
+      expect(writes).toBeLessThanOrEqual(2);
+      expect(await redis.lrange(key, 0, -1)).toEqual(Array.from({ length: 50 }, (_, i) => String(i)));
+      await redis.del(key);
+    } finally {
+      await closeRedis(conn);
+    }
+  });
+});
