@@ -3,7 +3,9 @@
  * from them: free ports, readiness on a log line, CPU time from /proc, Redis command counts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 
@@ -135,4 +137,79 @@ export async function socketIo(
     bytesIn: num('total_net_input_bytes'),
     bytesOut: num('total_net_output_bytes'),
   };
+}
+
+/**
+ * A private Redis Cluster of `masters` masters (redis-server --cluster-enabled on free ports, joined by
+ * `redis-cli --cluster create`), once every node reports cluster_state:ok; a connection to each master.
+ */
+export async function startRedisCluster(masters = 3): Promise<{
+  nodes: string;
+  masters: Redis[];
+  stop: () => Promise<void>;
+}> {
+  const dir = mkdtempSync(join(tmpdir(), 'cell0-bench-cluster-'));
+  const ports: number[] = [];
+  const procs: ChildProcess[] = [];
+  for (let i = 0; i < masters; i++) {
+    const port = await freePort();
+    const child = spawn(
+      'redis-server',
+      [
+        ...['--port', String(port), '--save', '', '--appendonly', 'no'],
+        ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
+      ],
+      { stdio: 'ignore', cwd: dir },
+    );
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    ports.push(port);
+    procs.push(child);
+  }
+  const clients = ports.map((port) => {
+    const c = new Redis({ port, host: '127.0.0.1', retryStrategy: (t) => (t > 100 ? null : 50) });
+    c.on('error', () => undefined);
+    return c;
+  });
+  await Promise.all(clients.map((c) => c.ping()));
+  const addrs = ports.map((p) => `127.0.0.1:${p}`);
+  await new Promise<void>((resolve, reject) => {
+    const create = spawn(
+      'redis-cli',
+      ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'],
+      {
+        stdio: 'ignore',
+      },
+    );
+    create.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`redis-cli --cluster create: ${code}`)),
+    );
+  });
+  for (const deadline = Date.now() + 30_000; ;) {
+    const infos = await Promise.all(clients.map((c) => c.cluster('INFO') as Promise<string>));
+    if (
+      infos.every(
+        (i) => /cluster_state:ok/.test(i) && new RegExp(`cluster_known_nodes:${masters}\\b`).test(i),
+      )
+    )
+      break;
+    if (Date.now() > deadline) throw new Error('cluster not ok in 30 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    nodes: addrs.join(','),
+    masters: clients,
+    stop: async () => {
+      for (const c of clients) c.disconnect();
+      await Promise.all(procs.map((p) => stop(p)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** CPU time Redis has used so far (INFO cpu, user + system), ms. */
+export async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const n = (k: string) => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return (n('used_cpu_sys') + n('used_cpu_user')) * 1000;
 }

@@ -173,6 +173,14 @@ export function createLogger(opts: CreateLoggerOptions = {}): Logger {
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }
 
+/** The destination of {@link batchedStdout}: pino's stream with its flushes. */
+export interface BatchedDestination extends pino.DestinationStream {
+  /** Writes what waits; `cb` once it is written. */
+  flush(cb?: (err?: Error) => void): void;
+  /** Writes what waits before returning. */
+  flushSync(): void;
+}
+
 /** Buffered lines are written once they reach this many characters… */
 const LOG_BATCH_CHARS = 4096;
 /** …or this long after the first of them, whichever comes first. */
@@ -186,7 +194,7 @@ const LOG_BATCH_MS = 100;
  * everything left is written synchronously when the process exits (pino's exit hook on its destination).
  * Only lines of the last LOG_BATCH_MS can be lost, and only to a SIGKILL or a crash of the runtime itself.
  */
-export function batchedStdout(fd = 1): pino.DestinationStream & { flush(cb?: (err?: Error) => void): void } {
+export function batchedStdout(fd = 1): BatchedDestination {
   const sonic = pino.destination({ dest: fd, sync: false, minLength: LOG_BATCH_CHARS });
   let pending = false;
   const timer = setInterval(() => {
@@ -213,7 +221,7 @@ export function batchedStdout(fd = 1): pino.DestinationStream & { flush(cb?: (er
     flushSync(): void {
       sonic.flushSync();
     },
-  } as pino.DestinationStream & { flush(cb?: (err?: Error) => void): void };
+  };
 }
 
 /**

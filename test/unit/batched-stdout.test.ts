@@ -62,6 +62,17 @@ describe('batchedStdout (the async log destination)', () => {
     expect(got.indexOf('"before"')).toBeLessThan(got.indexOf('"broken"'));
   });
 
+  it('flush(cb) writes what waits and calls back; flushSync writes before it returns', async () => {
+    const dest = batchedStdout(fd);
+    const log = pino({ base: null }, dest);
+    log.info('flushed');
+    await new Promise<void>((resolve, reject) => log.flush((err) => (err ? reject(err) : resolve())));
+    expect(readFileSync(file, 'utf8')).toContain('"flushed"');
+    log.info('synced');
+    dest.flushSync();
+    expect(readFileSync(file, 'utf8')).toContain('"synced"');
+  });
+
   it('writes once ~4 KB are buffered, without the timer', async () => {
     const log = pino({ base: null }, batchedStdout(fd));
     for (let i = 0; i < 60; i++) log.info({ i, pad: 'x'.repeat(80) }, 'line');
