@@ -28,10 +28,11 @@ import { startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
 import { benchArgs } from './args.js';
 import { embeddings, EMBEDDINGS_USAGE } from './batch-embeddings.js';
 
-const USAGE = `npm run bench:batch -- jobs [--items N] [--window W] [--batch-concurrency B] [--concurrency C] [--pairs P] [--redis URL] [--json]
+const USAGE = `npm run bench:batch -- jobs [--items N] [--window W] [--batch-concurrency B] [--items-per-job K] [--concurrency C] [--pairs P] [--redis URL] [--json]
   --items N              items per side per pair (default 10000)
   --window W             single requests in flight (default 256)
   --batch-concurrency B  batch items run at once (default 256, CELL0_BATCH_CONCURRENCY's default)
+  --items-per-job K      requests per BullMQ job of the batch (default: Batches' default)
   --concurrency C        worker concurrency (default 16)
   --pairs P              pairs, order alternating (default 3)
   --redis URL            Redis (default: a private redis-server)`;
@@ -89,7 +90,7 @@ async function stopWorker(child: ChildProcess): Promise<void> {
 
 async function runSide(
   side: 'singles' | 'batch',
-  o: { items: number; window: number; batchConcurrency: number; concurrency: number },
+  o: { items: number; window: number; batchConcurrency: number; itemsPerJob?: number; concurrency: number },
   redisUrl: string,
   admin: Redis,
 ): Promise<SideResult> {
@@ -97,7 +98,11 @@ async function runSide(
   const worker = await startWorker(redisUrl, prefix, o.concurrency);
   const client = new Cell0Client({ redisUrl, prefix, waitMs: 600_000 });
   await client.start();
-  const batches = new Batches({ client, concurrency: o.batchConcurrency });
+  const batches = new Batches({
+    client,
+    concurrency: o.batchConcurrency,
+    ...(o.itemsPerJob ? { itemsPerJob: o.itemsPerJob } : {}),
+  });
   client.batches = batches;
   await batches.start();
   const tag = randomBytes(4).toString('hex');
@@ -187,7 +192,7 @@ function median(xs: number[]): number {
 async function jobs(argv: string[]): Promise<void> {
   const a = benchArgs(
     argv,
-    { items: 10_000, window: 256, 'batch-concurrency': 256, concurrency: 16, pairs: 3 },
+    { items: 10_000, window: 256, 'batch-concurrency': 256, 'items-per-job': 0, concurrency: 16, pairs: 3 },
     USAGE,
     ['redis'],
   );
@@ -195,6 +200,7 @@ async function jobs(argv: string[]): Promise<void> {
     items: a.items,
     window: a.window,
     batchConcurrency: a['batch-concurrency'],
+    ...(a['items-per-job'] > 0 ? { itemsPerJob: a['items-per-job'] } : {}),
     concurrency: a.concurrency,
   };
   const results: SideResult[][] = [];

@@ -5,10 +5,11 @@ import { type QueueName } from '../../shared/queues/names.js';
 
 /*
  * What a batch is in Redis. Its BullMQ side is a flow on the `batches` queue: a parent job `batch` (id =
- * the batch id) with one child job `item` per request (and a delayed `gate` child while a large batch is
- * still being added, so the parent cannot finish early). Its own side, three keys under the same {hash
- * tag}: the batch hash (status, owner, counts, timestamps), the done hash (line → how it ended: the
- * exactly-once guard of the counts) and the results stream (one entry per finished line, in finish order).
+ * the batch id) with one child job `items` per chunk of its requests (up to 256 by default; and a delayed
+ * `gate` child while a large batch is still being added, so the parent cannot finish early). Its own side,
+ * three keys under the same {hash tag}: the batch hash (status, owner, counts, timestamps), the done hash
+ * (line → how it ended: the exactly-once guard of the counts) and the results stream (entries of one or
+ * more finished lines, in finish order).
  */
 
 /** The BullMQ queue of batches (parents and items), under the fleet's prefix. */
@@ -18,7 +19,9 @@ export const BATCH_QUEUE = 'batches';
 export const BatchJobName = {
   /** The parent: one per batch; it runs once every item has finished. */
   BATCH: 'batch',
-  /** One per request of the batch. */
+  /** A chunk of the batch's requests, run together (one BullMQ job for up to `itemsPerJob` requests). */
+  ITEMS: 'items',
+  /** One request (what batches made before chunks were: still run). */
   ITEM: 'item',
   /** Holds the parent open while a large batch's items are still being added; promoted after the last. */
   GATE: 'gate',
@@ -73,6 +76,15 @@ export interface ItemJobData {
   data: unknown;
 }
 
+/** One request of a chunk job (an ItemJobData without the batch id). */
+export type ItemSpec = Omit<ItemJobData, 'batchId'>;
+
+/** Data of an items job: a chunk of one batch's requests. */
+export interface ItemsJobData {
+  batchId: string;
+  items: ItemSpec[];
+}
+
 const ID_RE = /^batch_[0-9a-f]{24}$/;
 
 /** A new batch id: `batch_` and 24 hex digits (96 random bits). */
@@ -93,15 +105,14 @@ export function batchKeys(prefix: string, id: string): { meta: string; done: str
 
 /** The batch scripts as ioredis commands. */
 export interface BatchCommands {
+  /** Records lines (triples: line, status, result line JSON), each once; resolves with how many were new. */
   cell0BatchRecord(
     meta: string,
     done: string,
     results: string,
-    line: number,
-    status: ItemStatus,
-    resultLine: string,
     now: number,
     ttlSeconds: number,
+    ...triples: (string | number)[]
   ): Promise<number>;
   cell0BatchTransition(meta: string, from: string, to: BatchStatus, now: number): Promise<string | null>;
 }

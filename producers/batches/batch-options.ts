@@ -13,6 +13,11 @@ export interface BatchesOptions {
   ttlSeconds?: number;
   /** Items added to Redis per round trip when a batch is created. Default 1000. */
   chunkSize?: number;
+  /**
+   * Requests per BullMQ job of a batch (an `items` job runs them together, and their lines are recorded
+   * together): a job's life cycle is shared by that many requests. Default 256.
+   */
+  itemsPerJob?: number;
   /** One wait for an item's job lasts this long before it is renewed, ms. Default 30000. */
   itemWaitMs?: number;
   /** How long a runner trusts the batch status it read (a cancel shows within this), ms. Default 250. */
@@ -31,6 +36,7 @@ export const DEFAULTS = {
   concurrency: 256,
   ttlSeconds: 86_400,
   chunkSize: 1000,
+  itemsPerJob: 256,
   itemWaitMs: 30_000,
   statusCacheMs: 250,
   pollMs: 200,

@@ -9,7 +9,7 @@ import { withDefaults } from '../../shared/with-defaults.js';
 import { type BatchClient } from './batch-client.js';
 import { type BatchItem } from './batch-input.js';
 import { DEFAULTS, type BatchesOptions } from './batch-options.js';
-import { runToEnd } from './run-item.js';
+import { BatchRunner } from './batch-runner.js';
 import {
   BATCH_QUEUE,
   BatchJobName,
@@ -20,11 +20,9 @@ import {
   isBatchId,
   newBatchId,
   type BatchCommands,
-  type BatchResultLine,
   type BatchStatus,
   type BatchView,
-  type ItemJobData,
-  type ItemStatus,
+  type ItemsJobData,
 } from './batch-model.js';
 import { telemetryOption } from '../../shared/tracing/tracing.js';
 import { queuePrefix } from '../../shared/queues/names.js';
@@ -38,12 +36,12 @@ const GATE_DELAY_MS = 365 * 24 * 3600 * 1000;
  * Batch jobs: many requests submitted as one, each run exactly like a single request (coalescing with
  * identical jobs, running or finished; the caches first), results collected per batch.
  *
- * A batch is a BullMQ flow (see batch-model.ts). Each item job, when a runner takes it, submits its request
- * through the producer's {@link JobSubmitter} — the same path as POST /v1/inference — waits for the
- * answer and records it with batch-record.lua, which counts each line once even when an item runs twice
- * (its runner died after recording). The runner's concurrency bounds how many of a batch's jobs are on the
- * work queues at once, so a 50,000-item batch does not flood them; the load shedder's refusals make an
- * item wait and retry, never fail.
+ * A batch is a BullMQ flow (see batch-model.ts) whose children are chunks of its requests. When a runner
+ * takes a chunk ({@link BatchRunner}), each request is submitted through the producer's {@link JobSubmitter}
+ * — the same path as POST /v1/inference — and waited for, and its line is recorded with batch-record.lua,
+ * which counts each line once even when a chunk runs twice (its runner died after recording). The runner's
+ * concurrency bounds how many of a batch's requests are on the work queues at once, so a 50,000-item
+ * batch does not flood them; the load shedder's refusals make an item wait and retry, never fail.
  */
 export class Batches {
   readonly prefix: string;
@@ -55,11 +53,13 @@ export class Batches {
   private queue: Queue | undefined;
   private flow: FlowProducer | undefined;
   private worker: Worker | undefined;
+  private runner: BatchRunner | undefined;
   private starting: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   /** Batches still being added in the background. */
   private readonly adding = new Set<Promise<void>>();
-  private readonly statusCache = new Map<string, { status: BatchStatus | undefined; at: number }>();
+  /** Status reads by batch: the read (in flight or done) and when it was made. */
+  private readonly statusCache = new Map<string, { status: Promise<BatchStatus | undefined>; at: number }>();
   private readonly stop = new AbortController();
 
   constructor(opts: BatchesOptions) {
@@ -69,13 +69,21 @@ export class Batches {
       ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
       ...(opts.ttlSeconds !== undefined ? { ttlSeconds: opts.ttlSeconds } : {}),
       ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
+      ...(opts.itemsPerJob !== undefined ? { itemsPerJob: opts.itemsPerJob } : {}),
       ...(opts.itemWaitMs !== undefined ? { itemWaitMs: opts.itemWaitMs } : {}),
       ...(opts.statusCacheMs !== undefined ? { statusCacheMs: opts.statusCacheMs } : {}),
       ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
       ...(opts.lockDurationMs !== undefined ? { lockDurationMs: opts.lockDurationMs } : {}),
       ...(opts.stalledIntervalMs !== undefined ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
     });
-    for (const k of ['concurrency', 'ttlSeconds', 'chunkSize', 'itemWaitMs', 'pollMs'] as const) {
+    for (const k of [
+      'concurrency',
+      'ttlSeconds',
+      'chunkSize',
+      'itemsPerJob',
+      'itemWaitMs',
+      'pollMs',
+    ] as const) {
       const v = this.opts[k];
       if (!(Number.isInteger(v) && v >= 1))
         throw new TypeError(`Batches: option "${k}" must be an integer >= 1, got ${String(v)}`);
@@ -104,6 +112,19 @@ export class Batches {
       const connLog = connectionLogFor(this.log);
       connLog.watch(this.queue, `queue:${BATCH_QUEUE}`);
       await this.queue.waitUntilReady();
+      this.runner = new BatchRunner({
+        client: this.client,
+        prefix: this.prefix,
+        concurrency: this.opts.concurrency,
+        ttlSeconds: this.opts.ttlSeconds,
+        itemWaitMs: this.opts.itemWaitMs,
+        view: (id) => this.get(id),
+        status: (id, fresh) => this.status(id, fresh),
+        redis: (fn) => this.redis(fn),
+        stop: this.stop.signal,
+        log: this.log,
+      });
+      const runner = this.runner;
       if (!this.opts.runner) return;
       // A worker needs a connection whose commands wait for a reconnect (BullMQ's blocking fetch).
       this.workerConn = createRedisConnection({
@@ -112,17 +133,20 @@ export class Batches {
         connectionName: 'cell0:batch-runner',
         logger: this.log,
       });
-      this.worker = new Worker(BATCH_QUEUE, (job: Job) => this.process(job), {
+      this.worker = new Worker(BATCH_QUEUE, (job: Job) => runner.process(job), {
         connection: this.workerConn,
         prefix: queuePrefix(this.prefix, BATCH_QUEUE),
         ...telemetryOption(),
-        concurrency: this.opts.concurrency,
+        // Chunks held at once: twice what fills `concurrency` slots, plus one, so that while chunks finish
+        // their last requests (and record them) and the next are fetched, the slots still have requests to
+        // run (the runner itself caps the requests running at `concurrency`).
+        concurrency: 2 * Math.ceil(this.opts.concurrency / this.opts.itemsPerJob) + 1,
         lockDuration: this.opts.lockDurationMs,
         stalledInterval: this.opts.stalledIntervalMs,
         autorun: true,
       });
       this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'batch runner error'));
-      this.worker.on('failed', (job, err) => void this.onItemFailed(job, err));
+      this.worker.on('failed', (job, err) => void runner.onFailed(job, err));
       await this.worker.waitUntilReady();
     })();
     return this.starting;
@@ -160,7 +184,7 @@ export class Batches {
     const chunk = this.opts.chunkSize;
     const first = items.slice(0, chunk);
     const gated = items.length > chunk;
-    const children: FlowJobNode[] = first.map((it) => this.child(id, it));
+    const children: FlowJobNode[] = this.chunks(id, first);
     if (gated)
       children.unshift({
         name: BatchJobName.GATE,
@@ -194,19 +218,25 @@ export class Batches {
     return (await this.get(id))!;
   }
 
-  /** The item job of one request. */
-  private child(
+  /** The items jobs of requests: one per `itemsPerJob` of them, in order. */
+  private chunks(
     batchId: string,
-    it: BatchItem,
-  ): { name: string; queueName: string; data: ItemJobData; opts: JobsOptions } {
-    const data: ItemJobData = {
-      batchId,
-      line: it.line,
-      custom_id: it.custom_id,
-      queue: it.queue,
-      data: it.data,
-    };
-    return { name: BatchJobName.ITEM, queueName: BATCH_QUEUE, data, opts: this.itemOpts() };
+    items: readonly BatchItem[],
+  ): { name: string; queueName: string; data: ItemsJobData; opts: JobsOptions }[] {
+    const out = [];
+    for (let i = 0; i < items.length; i += this.opts.itemsPerJob) {
+      const data: ItemsJobData = {
+        batchId,
+        items: items.slice(i, i + this.opts.itemsPerJob).map((it) => ({
+          line: it.line,
+          custom_id: it.custom_id,
+          queue: it.queue,
+          data: it.data,
+        })),
+      };
+      out.push({ name: BatchJobName.ITEMS, queueName: BATCH_QUEUE, data, opts: this.itemOpts() });
+    }
+    return out;
   }
 
   private itemOpts(): JobsOptions {
@@ -231,15 +261,12 @@ export class Batches {
         const part = rest.slice(i, i + this.opts.chunkSize);
         if ((await this.status(id, true)) === 'cancelling') {
           // Cancelled while being added: what was not added is recorded cancelled, never queued.
-          await this.recordMany(id, rest.slice(i), 'cancelled');
+          await this.recordCancelled(id, rest.slice(i));
           break;
         }
         await this.redis(() =>
           queue.addBulk(
-            part.map((it) => {
-              const c = this.child(id, it);
-              return { name: c.name, data: c.data as ItemJobData, opts: { ...c.opts, parent } };
-            }),
+            this.chunks(id, part).map((c) => ({ name: c.name, data: c.data, opts: { ...c.opts, parent } })),
           ),
         );
       }
@@ -319,8 +346,11 @@ export class Batches {
       );
       if (entries.length > 0) {
         last = entries[entries.length - 1]![0];
-        read += entries.length;
-        yield entries.map(([, fields]) => fields[1] ?? '');
+        // An entry holds the lines of one record call: a field "l" per line.
+        const lines: string[] = [];
+        for (const [, fields] of entries) for (let i = 1; i < fields.length; i += 2) lines.push(fields[i]!);
+        read += lines.length;
+        yield lines;
         continue;
       }
       if (!follow) return;
@@ -337,124 +367,28 @@ export class Batches {
     }
   }
 
-  /** The runner's processor: one job of the batches queue. */
-  private async process(job: Job): Promise<unknown> {
-    if (job.name === BatchJobName.GATE) return null;
-    if (job.name === BatchJobName.BATCH) {
-      // Every item has finished (the flow's guarantee): the batch's counts are final.
-      const view = await this.get((job.data as { batchId: string }).batchId);
-      return view ? { status: view.status, request_counts: view.request_counts } : null;
-    }
-    const item = job.data as ItemJobData;
-    const status = await this.status(item.batchId, false);
-    if (status === undefined) return { status: 'gone' };
-    if (status === 'cancelling' || status === 'cancelled' || status === 'failed') {
-      await this.record(item, 'cancelled', {
-        error: {
-          code: ErrorCode.BATCH_CANCELLED,
-          message:
-            status === 'failed'
-              ? 'not run: the batch failed before it started'
-              : 'not run: the batch was cancelled before it started',
-        },
-      });
-      return { status: 'cancelled' };
-    }
-    const r = await runToEnd(this.client, item, this.opts.itemWaitMs, this.stop.signal);
-    if (r.state === 'completed') {
-      await this.record(item, 'completed', {
-        job_id: r.jobId,
-        cached: r.cached ?? false,
-        result: r.result,
-      });
-    } else if (r.state === 'failed') {
-      await this.record(item, 'failed', {
-        job_id: r.jobId,
-        error: { code: r.code ?? ErrorCode.JOB_FAILED, message: r.message },
-      });
-    }
-    return { status: r.state };
-  }
-
-  /** Records how an item ended (once per line; see batch-record.lua). */
-  private async record(item: ItemJobData, status: ItemStatus, rest: Partial<BatchResultLine>): Promise<void> {
-    const line: BatchResultLine = {
-      custom_id: item.custom_id,
-      line: item.line,
-      status,
-      queue: item.queue,
-      ...rest,
-    };
-    const keys = batchKeys(this.prefix, item.batchId);
-    await this.redis((r) =>
-      r.cell0BatchRecord(
-        keys.meta,
-        keys.done,
-        keys.results,
-        item.line,
-        status,
-        JSON.stringify(line),
-        Date.now(),
-        this.opts.ttlSeconds,
-      ),
-    );
-  }
-
-  /** Records many items with one status, a pipeline per chunk (never-queued items of a cancelled batch). */
-  private async recordMany(batchId: string, items: readonly BatchItem[], status: ItemStatus): Promise<void> {
-    const keys = batchKeys(this.prefix, batchId);
-    for (let i = 0; i < items.length; i += this.opts.chunkSize) {
-      const part = items.slice(i, i + this.opts.chunkSize);
-      await this.redis(async (r) => {
-        const pipe = r.pipeline() as unknown as BatchCommands & { exec(): Promise<unknown> };
-        for (const it of part) {
-          const line: BatchResultLine = {
-            custom_id: it.custom_id,
-            line: it.line,
-            status,
-            queue: it.queue,
-            error: {
-              code: ErrorCode.BATCH_CANCELLED,
-              message: 'not run: the batch was cancelled before it started',
-            },
-          };
-          void pipe.cell0BatchRecord(
-            keys.meta,
-            keys.done,
-            keys.results,
-            it.line,
-            status,
-            JSON.stringify(line),
-            Date.now(),
-            this.opts.ttlSeconds,
-          );
-        }
-        await pipe.exec();
-      });
-    }
-  }
-
-  /** An item job that failed for good (its attempts spent on Redis trouble) is recorded failed. */
-  private async onItemFailed(job: Job | undefined, err: Error): Promise<void> {
-    if (!job || job.name !== BatchJobName.ITEM) return;
-    if (job.attemptsMade < (job.opts.attempts ?? 1)) return;
-    const code = err instanceof Cell0Error ? err.code : ErrorCode.INTERNAL;
-    await this.record(job.data as ItemJobData, 'failed', { error: { code, message: err.message } }).catch(
-      (e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record a failed batch item'),
-    );
+  /** Records never-queued items of a cancelled batch as cancelled (a few record calls for all of them). */
+  private recordCancelled(batchId: string, items: readonly BatchItem[]): Promise<void> {
+    return this.runner!.recordMany(batchId, items, 'cancelled');
   }
 
   /** The batch's status, read at most every statusCacheMs per batch (fresh: read now). */
-  private async status(id: string, fresh: boolean): Promise<BatchStatus | undefined> {
+  private status(id: string, fresh: boolean): Promise<BatchStatus | undefined> {
     const c = this.statusCache.get(id);
     const now = Date.now();
+    // Callers that come while a read is in flight share it (a chunk's items all ask at once).
     if (!fresh && c && now - c.at < this.opts.statusCacheMs) return c.status;
-    const s = (await this.redis((r) =>
-      r.hget(batchKeys(this.prefix, id).meta, 'status'),
-    )) as BatchStatus | null;
+    const status = this.redis((r) => r.hget(batchKeys(this.prefix, id).meta, 'status')).then(
+      (s) => (s ?? undefined) as BatchStatus | undefined,
+    );
     if (this.statusCache.size > 10_000) this.statusCache.clear();
-    this.statusCache.set(id, { status: s ?? undefined, at: now });
-    return s ?? undefined;
+    const entry = { status, at: now };
+    this.statusCache.set(id, entry);
+    // A failed read is not kept: the next caller reads again.
+    status.catch(() => {
+      if (this.statusCache.get(id) === entry) this.statusCache.delete(id);
+    });
+    return status;
   }
 
   /** A Redis call through the producer's breaker. */
@@ -481,6 +415,7 @@ export class Batches {
         }
       }
       this.stop.abort();
+      await settledWithin(this.runner?.close() ?? Promise.resolve(), graceMs);
       await settledWithin(Promise.allSettled([this.queue?.close(), this.flow?.close()]), graceMs);
       if (this.workerConn) await closeRedis(this.workerConn);
       if (this.conn) await closeRedis(this.conn);

@@ -449,3 +449,52 @@ describe('a batch cancelled while it is being added', () => {
     expect(search.search).toMatchObject({ waiting: 0, active: 0, completed: 0 });
   });
 });
+
+describe('batch jobs: chunks and record calls', () => {
+  let fleet: TestFleet;
+  const opened: Batches[] = [];
+  beforeAll(async () => {
+    fleet = await startTestFleet();
+  });
+  afterAll(async () => {
+    for (const b of opened) await b.close();
+    await fleet.close();
+  });
+
+  it('runs a batch as chunk jobs of itemsPerJob requests, their lines recorded many per record call', async () => {
+    const creator = new Batches({ client: fleet.client, runner: false, itemsPerJob: 100 });
+    opened.push(creator);
+    const items = Array.from({ length: 450 }, (_, i) => ({
+      line: i + 1,
+      custom_id: `k-${i}`,
+      queue: 'search' as const,
+      data: fleet.client.parseFor('search', { query: `chunked ${i % 150}` }),
+    }));
+    const view = await creator.create(items);
+    // Nothing runs yet: the flow is the parent and ceil(450 / 100) = 5 chunk jobs, not 450 item jobs.
+    const queue = creator.getQueue();
+    const waiting = await queue.getJobs(['waiting']);
+    expect(waiting.map((j) => j.name)).toEqual(Array(5).fill('items'));
+    expect(waiting.map((j) => (j.data as { items: unknown[] }).items.length).sort()).toEqual([
+      100, 100, 100, 100, 50,
+    ]);
+    const runner = new Batches({ client: fleet.client, concurrency: 64 });
+    opened.push(runner);
+    await runner.start();
+    const lines: BatchResultLine[] = [];
+    for await (const chunk of (await runner.results(view.id))!)
+      lines.push(...chunk.map((l) => JSON.parse(l) as BatchResultLine));
+    expect(lines).toHaveLength(450);
+    expect(new Set(lines.map((l) => l.line)).size).toBe(450);
+    expect(lines.every((l) => l.status === 'completed')).toBe(true);
+    expect(await runner.get(view.id)).toMatchObject({
+      status: 'completed',
+      request_counts: { total: 450, completed: 450, failed: 0, cancelled: 0 },
+    });
+    // Lines that finish together share a record call (one stream entry): far fewer entries than lines.
+    const entries = await fleet.client.submitter.redis.run((r) =>
+      r.xlen(`${runner.prefix}:batch:${view.id}:results`),
+    );
+    expect(entries).toBeLessThan(450 / 4);
+  });
+});
