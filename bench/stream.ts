@@ -20,8 +20,12 @@
  * a check fails.
  *
  *   npm run bench:stream -- [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100]
- *                           [--cpu-prof DIR] [--json]
+ *                           [--cpu-prof DIR] [--stages R] [--api-processes N] [--json]
  * --levels runs only those concurrencies; --cpu-prof DIR writes a CPU profile of cell0 (node --cpu-prof).
+ * --stages R: instead of the pairs, R traced runs of cell0 per concurrency and the time of each stage of the
+ * first token (bench/stream-stages.ts); tracing costs time of its own, so these are shares, not figures.
+ * --api-processes N: cell0 as one `cell0 worker` and N `cell0 api --reuse-port` processes instead of one
+ * `cell0 start` (API and worker in one process).
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -30,6 +34,7 @@ import { type Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { finishResult, streamChat, type StreamResult } from './stream-read.js';
 import { benchArgs } from './args.js';
+import { stageRuns, startSpanReceiver } from './stream-stages.js';
 import { median, percentile } from './e2e-common.js';
 import {
   commandCalls,
@@ -69,7 +74,12 @@ async function direct(pool: Pool, prompt: string, maxTokens: number): Promise<St
 }
 
 /** One streaming chat through cell0: POST /v1/chat/completions, SSE in OpenAI's chunk format. */
-async function viaCell0(pool: Pool, prompt: string, maxTokens: number): Promise<StreamResult> {
+async function viaCell0(
+  pool: Pool,
+  prompt: string,
+  maxTokens: number,
+  headers: Record<string, string> = {},
+): Promise<StreamResult> {
   const body = {
     model: MODEL,
     messages: [{ role: 'user', content: prompt }],
@@ -77,7 +87,7 @@ async function viaCell0(pool: Pool, prompt: string, maxTokens: number): Promise<
     stream_options: { include_usage: true },
     max_tokens: maxTokens,
   };
-  const auth = { authorization: `Bearer ${KEY}` };
+  const auth = { ...headers, authorization: `Bearer ${KEY}` };
   const { result, ok, header } = await streamChat(pool, '/v1/chat/completions', auth, body, (line) => {
     if (!line.startsWith('data: ')) return undefined;
     const data = line.slice(6);
@@ -197,8 +207,8 @@ const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 async function main(): Promise<void> {
   const opts = benchArgs(
     process.argv.slice(2),
-    { pairs: 5, tokens: 32, 'ttft-ms': 40, 'tokens-per-sec': 200 },
-    'npm run bench:stream -- [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--json]',
+    { pairs: 5, tokens: 32, 'ttft-ms': 40, 'tokens-per-sec': 200, stages: 0, 'api-processes': 0 },
+    'npm run bench:stream -- [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--json]',
     ['levels', 'cpu-prof'],
   );
   const profDir = opts.text['cpu-prof'];
@@ -220,30 +230,59 @@ async function main(): Promise<void> {
     'simulator',
   );
   const simUrl = `http://127.0.0.1:${simPort}`;
+  const spans = opts.stages > 0 ? await startSpanReceiver() : undefined;
   const apiPort = await freePort();
-  const cell0 = await startProcess(
-    process.execPath,
-    [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), CLI, 'start', '--port', String(apiPort)],
-    {
-      REDIS_URL: redisUrl,
-      CELL0_OLLAMA_URL: simUrl,
-      CELL0_API_KEYS: KEY,
-      CELL0_DASHBOARD_PORT: String(await freePort()),
-      CELL0_INFERENCE_CONCURRENCY: '128',
-      CELL0_HTTP_CONNECTIONS_PER_HOST: '128',
-      // The machine's load is not cell0's: a worker must not stop taking jobs because others use the CPU.
-      CELL0_MAX_CPU_PERCENT: '0',
-      CELL0_LOG_LEVEL: 'warn',
-    },
-    /cell0 start .* ready/,
-    'cell0',
-  );
+  const env = {
+    REDIS_URL: redisUrl,
+    CELL0_OLLAMA_URL: simUrl,
+    CELL0_API_KEYS: KEY,
+    CELL0_DASHBOARD_PORT: String(await freePort()),
+    CELL0_INFERENCE_CONCURRENCY: '128',
+    CELL0_HTTP_CONNECTIONS_PER_HOST: '128',
+    // The machine's load is not cell0's: a worker must not stop taking jobs because others use the CPU.
+    CELL0_MAX_CPU_PERCENT: '0',
+    CELL0_LOG_LEVEL: 'warn',
+    ...(spans ? { OTEL_EXPORTER_OTLP_ENDPOINT: spans.url, OTEL_SERVICE_NAME: 'cell0-bench' } : {}),
+  };
+  const prof = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  // cell0's processes by name: `cell0 start` (API and worker in one), or a worker and N API processes
+  // sharing the port (--api-processes N).
+  const cell0Pids: Record<string, number | undefined> = {};
+  if (opts['api-processes'] === 0) {
+    const c = await startProcess(
+      process.execPath,
+      [...prof, CLI, 'start', '--port', String(apiPort)],
+      env,
+      /cell0 start .* ready/,
+      'cell0',
+    );
+    cell0Pids.cell0 = c.pid;
+  } else {
+    const w = await startProcess(
+      process.execPath,
+      [...prof, CLI, 'worker'],
+      env,
+      /cell0 worker .* ready/,
+      'worker',
+    );
+    cell0Pids.worker = w.pid;
+    for (let i = 1; i <= opts['api-processes']; i++) {
+      const a = await startProcess(
+        process.execPath,
+        [...prof, CLI, 'api', '--port', String(apiPort), '--reuse-port'],
+        env,
+        /cell0 api .* ready/,
+        `api ${i}`,
+      );
+      cell0Pids[`api${i}`] = a.pid;
+    }
+  }
   const simPool = new Pool(simUrl, { connections: 128 });
   const cell0Pool = new Pool(`http://127.0.0.1:${apiPort}`, { connections: 128 });
   const pools: Record<Side, Pool> = { direct: simPool, cell0: cell0Pool };
   const pids: Record<Side, Record<string, number | undefined>> = {
     direct: { simulator: sim.pid },
-    cell0: { cell0: cell0.pid, simulator: sim.pid, redis: redisServer.pid },
+    cell0: { ...cell0Pids, simulator: sim.pid, redis: redisServer.pid },
   };
   const load0 = os.loadavg();
   console.log(
@@ -256,7 +295,11 @@ async function main(): Promise<void> {
   console.log(`load     ${load0.map((l) => l.toFixed(2)).join(' ')} (1/5/15-minute load average at start)`);
   console.log(
     `setup    simulator TTFT ${opts['ttft-ms']} ms, ${opts['tokens-per-sec']} tokens/s, max_tokens ${maxTokens}; ` +
-      `${opts.pairs} pairs per concurrency; unique prompts`,
+      `${opts.pairs} pairs per concurrency; unique prompts; cell0 as ${
+        opts['api-processes'] === 0
+          ? 'one `cell0 start` process'
+          : `one worker and ${opts['api-processes']} API process(es) on one port`
+      }`,
   );
   const tag = randomBytes(3).toString('hex');
   let pass = true;
@@ -265,6 +308,18 @@ async function main(): Promise<void> {
     // Warm-up: the model loaded, connections and code paths warm on both sides.
     for (const side of ['direct', 'cell0'] as const)
       await run(side, pools[side], 10, 2, `${tag}w`, maxTokens, {});
+    if (spans) {
+      await stageRuns(spans.traces, {
+        levels,
+        runs: opts.stages,
+        tag,
+        json: opts.json,
+        cell0: (prompt, headers) => viaCell0(cell0Pool, prompt, maxTokens, headers),
+        direct: (prompt) => direct(simPool, prompt, maxTokens),
+      });
+      await spans.close();
+      return;
+    }
 
     for (const [k, waves] of levels) {
       console.log(`\n${k} concurrent stream${k === 1 ? '' : 's'} (${k * waves} per run)`);

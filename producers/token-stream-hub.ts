@@ -25,6 +25,8 @@ export interface TokenStreamHubOptions {
   markTtlMs?: number;
   /** Lifetime of a cancel mark, ms: long enough for the worker's next write. Default 30000. */
   cancelTtlMs?: number;
+  /** Longest wait of one blocking read, ms (a new stream wakes it at once). Default 5000. */
+  blockMs?: number;
   logger?: Logger;
 }
 
@@ -38,6 +40,8 @@ export interface TokenStreamReader {
   wait(): Promise<void>;
   /** True once closed (by close() or the hub's). */
   readonly closed: boolean;
+  /** When this process received the stream's first text (a performance.now() reading); undefined before. */
+  readonly firstTextAt: number | undefined;
   /**
    * Reads whatever the stream holds beyond what has been received (one XRANGE): after the job finished,
    * every entry the worker wrote is there, so this makes the reader's view complete without waiting.
@@ -61,10 +65,14 @@ interface Subscription {
   ended: boolean;
   /** The marks are written (resolves once `wanted` and `readers` are in Redis). */
   ready: Promise<void>;
+  /** When the first text entry was received (performance.now()). */
+  firstTextAt?: number;
 }
 
 class LocalReader implements TokenStreamReader {
   private index = 0;
+  /** The subscription's marks are written. */
+  readonly ready: Promise<void>;
   private wake: (() => void) | undefined;
   private waiting: Promise<void> | undefined;
   closed = false;
@@ -72,13 +80,19 @@ class LocalReader implements TokenStreamReader {
   constructor(
     private readonly sub: Subscription,
     private readonly hub: TokenStreamHub,
-  ) {}
+  ) {
+    this.ready = sub.ready;
+  }
 
   notify(): void {
     const w = this.wake;
     this.wake = undefined;
     this.waiting = undefined;
     w?.();
+  }
+
+  get firstTextAt(): number | undefined {
+    return this.sub.firstTextAt;
   }
 
   take(): TokenStreamEntry | undefined {
@@ -121,27 +135,43 @@ export class TokenStreamHub {
   private readonly log: Logger;
   private readonly subs = new Map<string, Subscription>();
   private readonly wakeKey: string;
+  /**
+   * Id of the last wake-up read. The read asks for entries after it, not after `$` (what is there when the
+   * read reaches Redis): a stream added while the read was on its way, whose wake-up Redis ran first,
+   * would otherwise wait for the read's timeout.
+   */
+  private wakeId = '0-0';
   private conn: RedisConnection | undefined;
   private loop: Promise<void> | undefined;
   private closed = false;
 
   constructor(opts: TokenStreamHubOptions) {
     this.opts = withDefaults<Required<Omit<TokenStreamHubOptions, 'logger'>>>(
-      { markTtlMs: 300_000, cancelTtlMs: 30_000 },
+      { markTtlMs: 300_000, cancelTtlMs: 30_000, blockMs: 5000 },
       {
         redisUrl: opts.redisUrl,
         prefix: opts.prefix,
         redis: opts.redis,
         markTtlMs: opts.markTtlMs,
         cancelTtlMs: opts.cancelTtlMs,
+        blockMs: opts.blockMs,
       },
     );
-    for (const k of ['markTtlMs', 'cancelTtlMs'] as const)
+    for (const k of ['markTtlMs', 'cancelTtlMs', 'blockMs'] as const)
       if (!(Number.isInteger(this.opts[k]) && this.opts[k] > 0))
         throw new TypeError(`TokenStreamHub: option "${k}" must be a positive integer of ms`);
     this.log = opts.logger ?? silentLogger();
     // In the inference queue's slot: one XREAD covers it and the token streams.
     this.wakeKey = `${queueKey(opts.prefix, QueueName.INFERENCE)}:token-hub:${randomBytes(8).toString('hex')}`;
+  }
+
+  /**
+   * True when a job added after {@link openNow} is sure to find its marks: one connection to one Redis
+   * carries both, in order. On a Redis Cluster a sharded queue's job may live on another node than its
+   * token stream (which stays in the inference queue's slot), so there the marks are awaited (open()).
+   */
+  get marksPrecedeAdds(): boolean {
+    return !this.opts.redis.isCluster;
   }
 
   /** Streams read now (one per job with local readers). */
@@ -154,6 +184,25 @@ export class TokenStreamHub {
    * streamed, so add or join the job after this: the worker then writes its tokens from the first.
    */
   async open(jobId: string): Promise<TokenStreamReader> {
+    const reader = this.openNow(jobId);
+    try {
+      await reader.ready;
+    } catch (err) {
+      await reader.close({ cancel: false });
+      throw err;
+    }
+    return reader;
+  }
+
+  /**
+   * Starts reading job `jobId`'s token stream without waiting: the marks go out now on the producer's
+   * connection (the `redis` option), and commands on one connection run in the order they were sent, so a
+   * job added or joined after this call on that connection (the JobSubmitter's) is marked as streamed
+   * before any worker can take it; the add need not wait a round trip for the marks. `ready` settles with
+   * the marks' reply: should they fail, the job runs unstreamed and its readers get the text from the
+   * job's result (the failure is logged here, and `ready` rejects for whoever awaits it).
+   */
+  openNow(jobId: string): TokenStreamReader & { readonly ready: Promise<void> } {
     if (this.closed) throw new TypeError('TokenStreamHub is closed');
     let sub = this.subs.get(jobId);
     if (!sub) {
@@ -177,18 +226,18 @@ export class TokenStreamHub {
         .pexpire(this.wakeKey, 60_000)
         .exec()
         .then(() => undefined);
+      s.ready.catch((err: unknown) =>
+        this.log.warn(
+          { jobId, err },
+          'could not mark the token stream as wanted: its readers get the result',
+        ),
+      );
       this.subs.set(jobId, s);
       sub = s;
       this.ensureLoop();
     }
     const reader = new LocalReader(sub, this);
     sub.readers.add(reader);
-    try {
-      await sub.ready;
-    } catch (err) {
-      await reader.close({ cancel: false });
-      throw err;
-    }
     return reader;
   }
 
@@ -229,6 +278,7 @@ export class TokenStreamHub {
       if (!e) continue;
       sub.entries.push(e);
       added = true;
+      if (e.kind === 'text') sub.firstTextAt ??= performance.now();
       if (e.kind === 'end') sub.ended = true;
     }
     if (added) for (const r of sub.readers) r.notify();
@@ -252,7 +302,7 @@ export class TokenStreamHub {
       // One pass over the subscriptions: the keys and ids of the read, and the subscription of each key.
       const live = new Map<string, Subscription>();
       const keys = [this.wakeKey];
-      const ids = ['$'];
+      const ids = [this.wakeId];
       for (const s of this.subs.values())
         if (!s.ended) {
           live.set(s.keys.stream, s);
@@ -262,7 +312,7 @@ export class TokenStreamHub {
       if (live.size === 0) break;
       let res: [string, [string, string[]][]][] | null;
       try {
-        res = (await conn.xread('BLOCK', 5000, 'STREAMS', ...keys, ...ids)) as
+        res = (await conn.xread('BLOCK', this.opts.blockMs, 'STREAMS', ...keys, ...ids)) as
           [string, [string, string[]][]][] | null;
       } catch (err) {
         if (this.closed) break;
@@ -271,7 +321,10 @@ export class TokenStreamHub {
         continue;
       }
       for (const [key, rows] of res ?? []) {
-        if (key === this.wakeKey) continue;
+        if (key === this.wakeKey) {
+          this.wakeId = rows[rows.length - 1]?.[0] ?? this.wakeId;
+          continue;
+        }
         const sub = live.get(key);
         if (sub) this.deliver(sub, rows);
       }

@@ -23,6 +23,7 @@ export const CLUSTER_TESTS = [
   'test/integration/maintenance.test.ts',
   'test/integration/stream-abort.test.ts',
   'test/integration/token-stream-writer.test.ts',
+  'test/integration/token-stream-hub.test.ts',
   'test/integration/redis-token-bucket.test.ts',
   'test/integration/search-cache.test.ts',
   'test/integration/semantic-cache.test.ts',

@@ -40,7 +40,7 @@ import {
 } from './worker/options.js';
 import { Shutdown } from './worker/shutdown.js';
 import { ModelList } from './worker/model-list.js';
-import { TokenStreams } from './worker/token-streams.js';
+import { streamCallbacks, TokenStreams } from './worker/token-streams.js';
 import { EmbeddingBatcher } from './embedding/index.js';
 import { embeddingJobSchema, isEmbeddingJobData, type EmbeddingResult } from '../shared/queues/embeddings.js';
 import { waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
@@ -371,9 +371,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
           backend.run(data, {
             signal: ctxSignal,
             onStart,
-            ...(stream?.streaming
-              ? { onToken: (t: string) => stream.push(t), onRestart: () => stream.restart() }
-              : {}),
+            ...streamCallbacks(stream),
           }),
         );
         await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });

@@ -41,7 +41,8 @@ export const TOKEN_FLUSH_MS = 20;
  * Writes one attempt of one job to its token stream (see shared/queues/token-stream.ts). `open()` reads the
  * `wanted` and `cancel` marks in one round trip; when nobody asked for a stream the writer stays inactive
  * and costs nothing more. The first text is written as soon as it arrives; after it, one write at most
- * per `flushMs` (and one in flight at a time): tokens that arrive meanwhile go out together in the next
+ * per `flushMs` (and one text write in flight at a time; the start entry's write does not hold the first
+ * text back): tokens that arrive meanwhile go out together in the next
  * one, so a stream costs a few writes (and its readers a few wake-ups) per `flushMs`, never one per token.
  * The end entry goes out at once with the text still pending, in one round trip. Every write also reads
  * `cancel`: once set, the attempt's signal aborts with JobCancelledError. A failed write is logged and
@@ -68,6 +69,9 @@ export class TokenStreamWriter {
   private ending = false;
   private readonly flushMs: number;
   private readonly now: () => number;
+  /** Called once, when the first text is in Redis (the stage timings of a traced stream). */
+  onFirstText: (() => void) | undefined;
+  private textWritten = false;
 
   constructor(private readonly opts: TokenStreamWriterOptions) {
     this.signal = this.ac.signal;
@@ -108,11 +112,13 @@ export class TokenStreamWriter {
     this.active = true;
     this.attempt = attempt;
     // A retry starts over: the stream is emptied but keeps its last id, so readers see only newer entries.
-    // Emptied and started with the first write, which is not waited for: the backend call starts at once,
-    // and later writes queue behind it on the same connection.
+    // Emptied and started with a write of its own that nothing waits for: the backend call starts at once,
+    // and the first text goes out as soon as it comes, even while this write is still on its way (Redis runs
+    // one connection's writes in the order sent, so it lands after the start). Waiting for the start's reply
+    // held the first token back by a round trip, longer than the whole answer of a fast backend.
     this.trimPending = true;
     this.restartPending = true;
-    this.flushing ??= this.flush();
+    void this.write();
   }
 
   /** Adds text: written at once when it is the first, else with the next write (see flushMs). */
@@ -202,6 +208,10 @@ export class TokenStreamWriter {
       const r = await m.pexpire(keys.stream, this.opts.ttlMs).exists(keys.cancel).exec();
       const err = r?.find(([e]) => e)?.[0];
       if (err) throw err;
+      if (!this.textWritten && entries.some((e) => e.kind === 'text')) {
+        this.textWritten = true;
+        this.onFirstText?.();
+      }
       if (r?.[first + entries.length + 1]?.[1] === 1 && !this.ac.signal.aborted) {
         this.active = false;
         this.ac.abort(new JobCancelledError(this.opts.jobId));

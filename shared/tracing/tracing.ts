@@ -98,6 +98,21 @@ export function withSpan<T>(
   );
 }
 
+/**
+ * A recorder of timed events on the current span (OpenTelemetry span events), or undefined when tracing is
+ * off or no span is active. Taken while the span is current, it can be called later from callbacks that
+ * run outside the span's context. `time` is a `performance.now()` reading (default: now).
+ */
+export function spanEvents(): ((name: string, time?: number) => void) | undefined {
+  const span = active?.api.trace.getActiveSpan();
+  if (!span) return undefined;
+  // Always an explicit time: OpenTelemetry would count a default one from the span's start, which it takes
+  // from Date.now() (whole ms).
+  return (name, time = performance.now()) => {
+    span.addEvent(name, performance.timeOrigin + time);
+  };
+}
+
 /** Adds attributes to the current span (no-op when tracing is off or no span is active). */
 export function spanAttributes(attributes: Attributes): void {
   active?.api.trace.getActiveSpan()?.setAttributes(defined(attributes));

@@ -10,6 +10,11 @@ export interface ReceivedSpan {
   kind: number;
   service?: string;
   attributes: Record<string, unknown>;
+  /** Start and end, ms since the epoch. */
+  startMs: number;
+  endMs: number;
+  /** The span's events in order, with their times (ms since the epoch). */
+  events: { name: string; timeMs: number }[];
 }
 
 interface OtlpValue {
@@ -26,11 +31,17 @@ interface OtlpExport {
   resourceSpans?: {
     resource?: { attributes?: OtlpKeyValue[] };
     scopeSpans?: {
-      spans?: (Omit<ReceivedSpan, 'attributes' | 'service'> & { attributes?: OtlpKeyValue[] })[];
+      spans?: (Omit<ReceivedSpan, 'attributes' | 'service' | 'startMs' | 'endMs' | 'events'> & {
+        attributes?: OtlpKeyValue[];
+        startTimeUnixNano: string | number;
+        endTimeUnixNano: string | number;
+        events?: { name: string; timeUnixNano: string | number }[];
+      })[];
     }[];
   }[];
 }
 
+const msOf = (nanos: string | number): number => Number(BigInt(nanos) / 1000n) / 1000;
 const valueOf = (v: OtlpValue): unknown => v.stringValue ?? v.intValue ?? v.boolValue ?? v.doubleValue;
 const attrs = (kvs: OtlpKeyValue[] | undefined): Record<string, unknown> =>
   Object.fromEntries((kvs ?? []).map((kv) => [kv.key, valueOf(kv.value)]));
@@ -72,6 +83,9 @@ export async function startOtlpReceiver(): Promise<{
               kind: s.kind,
               ...(service !== undefined ? { service } : {}),
               attributes: attrs(s.attributes),
+              startMs: msOf(s.startTimeUnixNano),
+              endMs: msOf(s.endTimeUnixNano),
+              events: (s.events ?? []).map((e) => ({ name: e.name, timeMs: msOf(e.timeUnixNano) })),
             });
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');

@@ -73,6 +73,20 @@ describe('TokenStreamWriter', () => {
     expect(await redis.pttl(keys.stream)).toBeGreaterThan(0);
   });
 
+  test('the first text goes out at once, without waiting for the reply to the start entry', async () => {
+    const { w, keys } = await writerFor(600_000);
+    await w.open(0);
+    // The start entry's write is on its way; the first text is sent now, in this tick, behind it on the same
+    // connection: the XRANGE sent next on that connection sees both.
+    w.push('first');
+    expect(await entries(keys.stream)).toEqual([
+      { kind: 'start', attempt: 0 },
+      { kind: 'text', seq: 0, text: 'first' },
+    ]);
+    await w.end(end);
+    expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'end']);
+  });
+
   test('held tokens go out once the interval has passed, without waiting for the end', async () => {
     let t = 0;
     // The interval is measured on the injected clock; the writer's timer sleeps what that clock says is left.

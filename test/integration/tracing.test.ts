@@ -90,6 +90,56 @@ describe('traces (OpenTelemetry, OTLP/HTTP to a local receiver)', () => {
     expect(receiver.refused).toEqual([]);
   });
 
+  it('a streamed chat marks the stages of its first token as events, in order, on its spans', async () => {
+    const traceId = 'a0f92f3577b34da6a3ce929d0e0e4737';
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-00f067aa0ba902b8-01` },
+      body: JSON.stringify({
+        model: 'qwen2.5:7b',
+        messages: [{ role: 'user', content: 'the stages of one streamed first token' }],
+        stream: true,
+        max_tokens: 8,
+      }),
+    });
+    expect(res.status).toBe(200);
+    const sse = await res.text();
+    expect(sse).toContain('"content":');
+    expect(sse.trim().endsWith('data: [DONE]')).toBe(true);
+
+    const named = (name: string) => receiver.spans.find((s) => s.traceId === traceId && s.name === name);
+    await until(
+      () => !!(named('POST /v1/chat/completions') && named('backend inference') && named('add inference')),
+      20_000,
+      `the streamed chat's spans in trace ${traceId}`,
+    );
+    const http = named('POST /v1/chat/completions')!;
+    const backend = named('backend inference')!;
+    const add = named('add inference')!;
+    const at = (s: ReceivedSpan, n: string) => s.events.find((e) => e.name === n)?.timeMs;
+    expect(http.events.map((e) => e.name)).toEqual([
+      'stream reader open',
+      'first token received',
+      'first token sent',
+    ]);
+    expect(backend.events.map((e) => e.name)).toEqual(['first token', 'first token stored']);
+    // One process, one clock: each stage ends after the one before it. (The write's acknowledgement,
+    // 'first token stored', may come after the API's read of it: Redis answers the blocked XREAD first.)
+    expect(at(backend, 'first token stored')!).toBeGreaterThanOrEqual(at(backend, 'first token')!);
+    const times = [
+      http.startMs,
+      at(http, 'stream reader open')!,
+      add.endMs,
+      backend.startMs,
+      at(backend, 'first token')!,
+      at(http, 'first token received')!,
+      at(http, 'first token sent')!,
+      http.endMs,
+    ];
+    expect(times.every((t) => Number.isFinite(t))).toBe(true);
+    expect([...times].sort((a, b) => a - b)).toEqual(times);
+  });
+
   it('a search is traced the same way, from the request to the search backend', async () => {
     const r = await post(`${url}/v1/search`, { query: 'redis streams trace', provider: 'local' });
     expect(r.status).toBe(200);

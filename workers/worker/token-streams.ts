@@ -4,6 +4,8 @@ import { type Logger } from '../../shared/logger.js';
 import { createRedisConnection, waitUntilReady } from '../../shared/redis/connection.js';
 import { QueueName, queueKey } from '../../shared/queues/names.js';
 import { tokenStreamKeys } from '../../shared/queues/token-stream.js';
+import { spanEvents } from '../../shared/tracing/tracing.js';
+import { type CallContext } from '../providers/provider.js';
 import { TokenStreamWriter } from '../token-stream-writer.js';
 import { hookFetches } from '../../shared/queues/bullmq-internals.js';
 import { defineScripts } from '../../shared/redis/lua-scripts.js';
@@ -241,4 +243,29 @@ export class TokenStreams {
         (err: unknown) => batch.forEach((m) => m.reject(err)),
       );
   }
+}
+
+/**
+ * The backend call's token callbacks for an attempt whose stream is wanted (none otherwise). Call it in the
+ * backend call's span: with tracing on, the first token from the backend and the moment it is in Redis are
+ * events of that span (the stage timings of a streamed first token, see docs/benchmarks.md).
+ */
+export function streamCallbacks(
+  stream: TokenStreamWriter | undefined,
+): Pick<CallContext, 'onToken' | 'onRestart'> {
+  if (!stream?.streaming) return {};
+  const mark = spanEvents();
+  if (!mark) return { onToken: (t) => stream.push(t), onRestart: () => stream.restart() };
+  stream.onFirstText = () => mark('first token stored');
+  let first = true;
+  return {
+    onToken: (t) => {
+      if (first && t.length > 0) {
+        first = false;
+        mark('first token');
+      }
+      stream.push(t);
+    },
+    onRestart: () => stream.restart(),
+  };
 }

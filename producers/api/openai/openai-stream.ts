@@ -1,6 +1,7 @@
 import { type Request, type Response } from 'express';
 import { ErrorCode } from '../../../shared/errors.js';
 import { type Logger } from '../../../shared/logger.js';
+import { spanEvents } from '../../../shared/tracing/tracing.js';
 import { QueueName } from '../../../shared/queues/names.js';
 import { type InferenceResult } from '../../../shared/queues/results.js';
 import { type InferenceJobData } from '../../../shared/queues/schemas.js';
@@ -125,12 +126,18 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
   const jobId = client.submitter.jobIdFor(QueueName.INFERENCE, ctx.data);
   const meta = answerMeta(ctx.kind, jobId, info.model);
   const sse = new SseAnswer(res, meta, info.includeUsage);
+  // Tracing on: the stages of the first token are events of the request's span (see docs/benchmarks.md).
+  const mark = spanEvents();
 
   let outcome: Promise<Outcome> = client.submitInference(ctx.data, {
     waitMs: ctx.maxWaitMs,
     signal: ac.signal,
+    // The marks go out on the submitter's connection just before the add, which runs after them: no
+    // round trip of their own (see TokenStreamHub.openNow); on a Redis Cluster they are awaited.
     beforeAdd: async (id) => {
-      reader = await client.tokenStreams().open(id);
+      const hub = client.tokenStreams();
+      reader = hub.marksPrecedeAdds ? hub.openNow(id) : await hub.open(id);
+      mark?.('stream reader open');
       if (gone) await reader.close();
       readerOpened?.();
     },
@@ -147,7 +154,12 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
       for (let e = r.take(); e !== undefined; e = r.take()) {
         if (!state.usable) continue;
         if (!sse.begun) provenanceHeaders(res, jobId, undefined, joined);
+        const before = sse.sent.length;
         const step = applyEntry(sse, e, state);
+        if (mark && before === 0 && sse.sent.length > 0) {
+          mark('first token received', r.firstTextAt);
+          mark('first token sent');
+        }
         if (step === 'end' && e.kind === 'end') {
           sse.finish(e.finishReason, e.usage);
           await r.close({ cancel: false });

@@ -1,0 +1,71 @@
+import { type RedisConnection } from '../../shared/redis/cluster';
+import { silentLogger } from '../../shared/logger';
+import { createRedisConnection, closeRedis, waitUntilReady } from '../../shared/redis/connection';
+import { encodeEntry, tokenStreamKeys } from '../../shared/queues/token-stream';
+import { TokenStreamHub } from '../../producers/token-stream-hub';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis';
+
+/*
+ * The API's token stream hub against a real Redis: openNow() sends a job's marks without waiting for their
+ * reply, so a command sent after it on the same connection (the job's add, in the API) already finds them;
+ * the hub delivers what the worker writes and notes when the first text arrived.
+ */
+
+let redis: RedisConnection;
+let hub: TokenStreamHub;
+let prefix: string;
+beforeAll(async () => {
+  redis = createRedisConnection({ url: testRedisUrl(), role: 'producer' });
+  await waitUntilReady(redis, 5000);
+  prefix = uniquePrefix('hub');
+  hub = new TokenStreamHub({ redisUrl: testRedisUrl(), prefix, redis, logger: silentLogger() });
+});
+afterAll(async () => {
+  await hub.close();
+  await closeRedis(redis);
+});
+
+describe('TokenStreamHub', () => {
+  it('openNow(): the next command on the connection, sent without waiting, already sees the marks', async () => {
+    const keys = tokenStreamKeys(prefix, 'inference', 'job-now');
+    const reader = hub.openNow('job-now');
+    // Sent in the same tick, before the marks' reply: Redis runs the commands of one connection in order.
+    const [wanted, readers] = await Promise.all([redis.get(keys.wanted), redis.get(keys.readers)]);
+    expect([wanted, readers]).toEqual(['1', '1']);
+    await reader.ready;
+    await reader.close({ cancel: false });
+    // On one Redis the job's add (sent later on this connection) finds the marks without waiting for them.
+    expect(hub.marksPrecedeAdds).toBe(!redis.isCluster);
+  });
+
+  it('delivers the entries the worker writes, in order, and notes when the first text came', async () => {
+    const keys = tokenStreamKeys(prefix, 'inference', 'job-read');
+    const reader = await hub.open('job-read');
+    expect(reader.firstTextAt).toBeUndefined();
+    const before = performance.now();
+    await redis.xadd(keys.stream, '*', ...encodeEntry({ kind: 'start', attempt: 1 }));
+    await redis.xadd(keys.stream, '*', ...encodeEntry({ kind: 'text', seq: 0, text: 'Hello' }));
+    expect(await reader.next()).toEqual({ kind: 'start', attempt: 1 });
+    expect(await reader.next()).toEqual({ kind: 'text', seq: 0, text: 'Hello' });
+    expect(reader.firstTextAt).toBeGreaterThanOrEqual(before);
+    expect(reader.firstTextAt).toBeLessThanOrEqual(performance.now());
+    await reader.close({ cancel: false });
+  });
+
+  it('reads a stream added while its blocking read was on the way, without waiting for the read to time out', async () => {
+    // A fresh hub: the first open starts the read loop (its connection still connecting); the second one,
+    // in the same tick, is not among that read's keys, and its wake-up reaches Redis before the read does.
+    // The read blocks for a minute: the test passes only if the wake-up is not missed.
+    const slow = new TokenStreamHub({ redisUrl: testRedisUrl(), prefix, redis, blockMs: 60_000 });
+    try {
+      const a = slow.openNow('job-a');
+      const b = slow.openNow('job-b');
+      await Promise.all([a.ready, b.ready]);
+      const keys = tokenStreamKeys(prefix, 'inference', 'job-b');
+      await redis.xadd(keys.stream, '*', ...encodeEntry({ kind: 'text', seq: 0, text: 'late' }));
+      expect(await b.next()).toEqual({ kind: 'text', seq: 0, text: 'late' });
+    } finally {
+      await slow.close();
+    }
+  }, 30_000);
+});
