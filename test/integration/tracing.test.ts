@@ -143,24 +143,22 @@ describe('traces (OpenTelemetry, OTLP/HTTP to a local receiver)', () => {
   it('a search is traced the same way, from the request to the search backend', async () => {
     const r = await post(`${url}/v1/search`, { query: 'redis streams trace', provider: 'local' });
     expect(r.status).toBe(200);
-    let backend: ReceivedSpan | undefined;
-    await until(
-      () => {
-        backend = receiver.spans.find(
-          (s) => s.name === 'backend search' && s.attributes['cell0.search_provider'] === 'local',
-        );
-        return backend !== undefined;
-      },
-      20_000,
-      'the search backend span',
-    );
-    const chain: string[] = [];
-    for (let s: ReceivedSpan | undefined = backend; s;) {
-      chain.push(s.name);
-      const parent: string | undefined = s.parentSpanId;
-      s = receiver.spans.find((p) => p.spanId === parent && p.traceId === backend!.traceId);
-    }
-    expect(chain).toEqual(['backend search', 'process search', 'add search', 'POST /v1/search']);
+    // The backend span up its parents. Spans are sent in batches (every second) and a parent ends after its
+    // child, so the parents may arrive in a later batch than the backend span: wait for the whole chain.
+    const chainNow = (): string[] => {
+      const backend = receiver.spans.find(
+        (s) => s.name === 'backend search' && s.attributes['cell0.search_provider'] === 'local',
+      );
+      const chain: string[] = [];
+      for (let s: ReceivedSpan | undefined = backend; s;) {
+        chain.push(s.name);
+        const parent: string | undefined = s.parentSpanId;
+        s = receiver.spans.find((p) => p.spanId === parent && p.traceId === backend!.traceId);
+      }
+      return chain;
+    };
+    await until(() => chainNow().length >= 4, 20_000, 'the search backend span and its parents');
+    expect(chainNow()).toEqual(['backend search', 'process search', 'add search', 'POST /v1/search']);
   });
 });
 
