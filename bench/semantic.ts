@@ -313,8 +313,6 @@ async function main(): Promise<void> {
         threadCpu[t.name] = round((threadCpu[t.name] ?? 0) + (t.ms - before));
       }
       const redisUsec = (await redisCommandUsec(raw)) - redisUsec0;
-      const scriptUs = scriptDurations(await raw.call('SLOWLOG', 'GET', '-1'));
-      await raw.config('SET', 'slowlog-log-slower-than', '10000');
 
       if (profiler) {
         const { profile } = await profiler.post('Profiler.stop');
@@ -328,6 +326,9 @@ async function main(): Promise<void> {
       }
       await new Promise((r) => setImmediate(r));
       gcObserver.disconnect();
+      // read after the profiles and the GC count: the reply is large (every command of the lookups)
+      const scriptUs = scriptDurations(await raw.call('SLOWLOG', 'GET', '-1'));
+      await raw.config('SET', 'slowlog-log-slower-than', '10000');
       const overlapped = spans.map(([s, e]) => pauses.some(([ps, pe]) => ps < e && pe > s));
       const gcHit = overlapped.filter(Boolean).length;
       const tail = tailOf({ lat, spans, overlapped, pauses, mainLat, cpuLat, scriptUs, threadCpu });
