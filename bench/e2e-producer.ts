@@ -21,7 +21,7 @@ import {
   type ProducerResult,
 } from './e2e-common.js';
 import { epochNow, printStages, watchPauses, type StageSample } from './e2e-stages.js';
-import { shardKey } from '../shared/queues/shards.js';
+import { queueKey } from '../shared/queues/names.js';
 
 const cfg = childConfig<ProducerConfig>();
 
@@ -197,7 +197,7 @@ async function main(): Promise<void> {
   };
   if (cfg.stages) {
     const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 2 });
-    const key = cfg.side === 'bare' ? `${cfg.prefix}:${BENCH_QUEUE}` : shardKey(cfg.prefix, BENCH_QUEUE, 0);
+    const key = cfg.side === 'bare' ? `${cfg.prefix}:${BENCH_QUEUE}` : queueKey(cfg.prefix, BENCH_QUEUE);
     await printStages(redis, key, run.samples, cfg.side);
     console.log(pauseLine);
     await redis.quit();
