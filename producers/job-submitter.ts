@@ -227,6 +227,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       redis: this.redis,
       redisUrl: this.opts.redisUrl,
       prefix: this.prefix,
+      shards: this.shards,
       policy: this.policy,
       producerId: this.producerId,
       maxBatchSize: this.maxBatchSize,

@@ -250,7 +250,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
           : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
     const worker = new Worker(queue, processor, {
       connection: conn,
-      prefix: shardPrefix(this.opts.prefix, queue, shard),
+      prefix: shardPrefix(this.opts.prefix, queue, shard, this.opts.shards),
       concurrency,
       lockDuration: this.opts.lockDurationMs,
       stalledInterval: this.opts.stalledIntervalMs,
@@ -263,7 +263,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...telemetryOption(),
     });
     worker.on('error', (err) => this.maintenance.onWorkerError(queue, err));
-    const key = shardKey(this.opts.prefix, queue, shard);
+    const key = shardKey(this.opts.prefix, queue, shard, this.opts.shards);
     attachReplyPublisher(worker, key, this.replies);
     watchFailures(worker, queue, this.log, (e) => this.emit('job:failed', e));
     this.workers.set(queue, [...(this.workers.get(queue) ?? []), worker]);
@@ -277,8 +277,9 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   /** Jobs waiting for a worker on the shards of `queue` this worker serves. */
   private readyJobs(queue: QueueName): Promise<number> {
-    const connOf = (shard: number) => this.byKey.get(shardKey(this.opts.prefix, queue, shard))?.conn;
-    return waitingJobsOnShards(connOf, this.opts.prefix, queue, this.served);
+    const connOf = (shard: number) =>
+      this.byKey.get(shardKey(this.opts.prefix, queue, shard, this.opts.shards))?.conn;
+    return waitingJobsOnShards(connOf, this.opts.prefix, queue, this.served, this.opts.shards);
   }
 
   /** Token stream marks of inference jobs so far: read behind the job's fetch, or as it started. */
