@@ -28,19 +28,23 @@ export function scopeHash(scope: SemanticScope, space: string): string {
     throw new TypeError('SemanticCache: scope must be an object with a "model"');
   if (typeof scope.model !== 'string' || scope.model.length === 0)
     throw new TypeError('SemanticCache: scope.model must be a non-empty string');
-  const params =
-    scope.params === undefined
-      ? undefined
-      : Object.fromEntries(Object.entries(scope.params).filter(([, v]) => v !== undefined));
-  const canonical = canonicalJson({
-    v: SCOPE_VERSION,
-    space,
-    model: scope.model,
-    params: params && Object.keys(params).length > 0 ? params : undefined,
-    system: scope.system ? scope.system : undefined,
-    context: scope.context ?? undefined,
-    tenant: scope.tenant ? scope.tenant : undefined,
-  });
+  let params: Record<string, unknown> | undefined;
+  if (scope.params !== undefined)
+    for (const k in scope.params) {
+      if (!Object.hasOwn(scope.params, k) || scope.params[k] === undefined) continue;
+      (params ??= {})[k] = scope.params[k];
+    }
+  // Members in key order and none undefined: canonicalJson's fast path (JSON.stringify, no sorting copy)
+  // gives the same text as its sorting path, so the hash is what it always was.
+  const doc: Record<string, unknown> = {};
+  if (scope.context != null) doc.context = scope.context;
+  doc.model = scope.model;
+  if (params !== undefined) doc.params = params;
+  doc.space = space;
+  if (scope.system) doc.system = scope.system;
+  if (scope.tenant) doc.tenant = scope.tenant;
+  doc.v = SCOPE_VERSION;
+  const canonical = canonicalJson(doc);
   return hash('sha256', canonical).slice(0, 32);
 }
 
