@@ -16,6 +16,7 @@ export const CLUSTER_TESTS = [
   'test/integration/cluster.test.ts',
   'test/integration/sharded-queues.test.ts',
   'test/integration/sharded-many.test.ts',
+  'test/integration/fleet-liveness.test.ts',
   'test/integration/job-submitter.test.ts',
   'test/integration/worker-jobs.test.ts',
   'test/integration/api.test.ts',
