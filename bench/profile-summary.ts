@@ -8,7 +8,10 @@
  * A sample goes to the first component of the list below that has a frame anywhere on its stack, so a
  * library called by cell0's code counts as that library (ioredis under the semantic cache counts as the
  * semantic cache, since that comes first), and middleware that merely calls next() does not swallow the
- * routes behind it (the HTTP server comes late). Shares are of samples, not wall time.
+ * routes behind it (the HTTP server comes late). Shares are of samples, not wall time. Request logging is
+ * the exception: its middleware (pino-http) is on the stack of every route it calls next() into, so a sample
+ * counts as request logging only when a request-logging frame comes before any router or route frame on
+ * the way from the sampled frame down (its own work, and the pino calls it makes).
  */
 import { readFileSync } from 'node:fs';
 
@@ -25,6 +28,18 @@ interface Profile {
 const IDLE = /^\(idle\)/;
 const STARTUP = /modules\/cjs\/loader|modules\/esm\/(translators|module_job)/;
 const WRITE_SYSCALL = /^(writeUtf8String|writev|writeBuffer|writeString|writeLatin1String) /;
+
+const REQUEST_LOGGING = /node_modules\/pino-http\/|producers\/api\/request-logger\.js/;
+const ROUTING = /node_modules\/(express|router)\/|producers\/api\/(routes|create-api)/;
+
+/** Whether the request-logging middleware itself is running (not a route it passed the request on to). */
+function inRequestLogging(stack: string[]): boolean {
+  for (const f of stack) {
+    if (REQUEST_LOGGING.test(f)) return true;
+    if (ROUTING.test(f)) return false;
+  }
+  return false;
+}
 
 const COMPONENTS: [string, RegExp][] = [
   ['garbage collector', /^\(garbage collector\)/],
@@ -69,7 +84,9 @@ function summarize(file: string): void {
     }
     if (stack.some((f) => STARTUP.test(f))) continue;
     busy += count;
-    const name = COMPONENTS.find(([, re]) => stack.some((f) => re.test(f)))?.[0] ?? 'other';
+    const name = inRequestLogging(stack)
+      ? 'request logging (pino-http)'
+      : (COMPONENTS.find(([, re]) => stack.some((f) => re.test(f)))?.[0] ?? 'other');
     const s = share.get(name) ?? { all: 0, writes: 0 };
     s.all += count;
     if (WRITE_SYSCALL.test(stack[0] ?? '')) s.writes += count;

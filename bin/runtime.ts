@@ -133,7 +133,10 @@ export async function startWorker(
     Array.from(
       { length: config.redis.queueShards },
       (_, shard) =>
-        new Queue(q, { connection: maintRedis, prefix: shardPrefix(config.redis.prefix, q, shard) }),
+        new Queue(q, {
+          connection: maintRedis,
+          prefix: shardPrefix(config.redis.prefix, q, shard, config.redis.queueShards),
+        }),
     ),
   );
   // A BullMQ Queue with no `error` listener prints every connection error to the console with its stack.

@@ -35,6 +35,8 @@ export interface LaneContext {
   redis: RedisClient;
   redisUrl: string;
   prefix: string;
+  /** Shards per queue (every lane of a producer has the same count). */
+  shards: number;
   policy: JobPolicy;
   producerId: string;
   maxBatchSize: number;
@@ -75,10 +77,10 @@ export class SubmitLane {
     /** Which shard of the queue (0 when the queue is not sharded). */
     readonly shard: number,
   ) {
-    this.key = shardKey(ctx.prefix, name, shard);
+    this.key = shardKey(ctx.prefix, name, shard, ctx.shards);
     this.queue = new Queue(name, {
       connection: ctx.conn,
-      prefix: shardPrefix(ctx.prefix, name, shard),
+      prefix: shardPrefix(ctx.prefix, name, shard, ctx.shards),
       defaultJobOptions: jobOptionsFor(ctx.policy),
       ...telemetryOption(),
     });

@@ -15,6 +15,7 @@ import { startLocalCluster } from './helpers/redis-cluster';
 export const CLUSTER_TESTS = [
   'test/integration/cluster.test.ts',
   'test/integration/sharded-queues.test.ts',
+  'test/integration/sharded-many.test.ts',
   'test/integration/job-submitter.test.ts',
   'test/integration/worker-jobs.test.ts',
   'test/integration/api.test.ts',

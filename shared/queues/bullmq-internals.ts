@@ -47,21 +47,26 @@ export function waitingJobCount(
   prefix: string,
   queue: string,
   shard = 0,
+  shards = 1,
 ): Promise<number> {
-  return conn.llen(`${shardKey(prefix, queue, shard)}:wait`);
+  return conn.llen(`${shardKey(prefix, queue, shard, shards)}:wait`);
 }
 
-/** Jobs waiting on `shards` of a queue, added up; a shard whose connection is not ready now counts 0. */
+/**
+ * Jobs waiting on `served` shards (of `shards`) of a queue, added up; a shard whose connection is not
+ * ready now counts 0.
+ */
 export async function waitingJobsOnShards(
   connOf: (shard: number) => RedisConnection | undefined,
   prefix: string,
   queue: string,
-  shards: readonly number[],
+  served: readonly number[],
+  shards: number,
 ): Promise<number> {
-  const counts = shards.map((shard) => {
+  const counts = served.map((shard) => {
     const conn = connOf(shard);
     if (!conn || conn.status !== 'ready') return 0;
-    return waitingJobCount(conn, prefix, queue, shard).catch(() => 0);
+    return waitingJobCount(conn, prefix, queue, shard, shards).catch(() => 0);
   });
   return (await Promise.all(counts)).reduce((a, b) => a + b, 0);
 }

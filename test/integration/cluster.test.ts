@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { spawnCell0, type Cell0Process } from '../helpers/cli';
 import { startLocalCluster, type LocalCluster } from '../helpers/redis-cluster';
 import { parseClusterNodes } from '../../shared/redis/cluster';
+import { shardOf, shardPrefix } from '../../shared/queues/shards';
 
 /*
  * `cell0 start` on a 3-master Redis Cluster (REDIS_CLUSTER_NODES): the whole fleet in one process answers
@@ -79,6 +80,8 @@ describe('cell0 start on a Redis Cluster', () => {
       ),
     );
     for (const r of spread) expect(r.status).toBe(200);
+    // These prompts' jobs (ids are hashes of the requests: the same in every run) fall on all three shards.
+    expect(new Set(spread.map((r) => shardOf(String(r.body.jobId), 3)))).toEqual(new Set([0, 1, 2]));
     for (const r of spread) {
       const back = await fetch(`${apiUrl}/v1/jobs/inference/${String(r.body.jobId)}`);
       expect(back.status).toBe(200);
@@ -86,18 +89,20 @@ describe('cell0 start on a Redis Cluster', () => {
 
     // Where each shard's keys live: every master is scanned (SCAN on one node sees only its keys).
     const mastersOf = new Map<string, Set<number>>();
+    const masters = new Set<number>();
     const clients = parseClusterNodes(nodes).map((n) => new Redis({ host: n.host, port: n.port }));
     try {
       for (const [i, c] of clients.entries()) {
         const role = (await c.role()) as unknown[];
         if (role[0] !== 'master') continue;
+        masters.add(i);
         let cursor = '0';
         do {
           const [next, keys] = await c.scan(cursor, 'MATCH', `${prefix.slice(0, -1)}:*`, 'COUNT', 1000);
           cursor = next;
           for (const k of keys) {
-            // The shard's tag: "inference" for shard 0, "inference:2" for shard 2.
-            const queue = /^\{[^:}]+:([a-z]+(?::\d+)?)\}/.exec(k)?.[1];
+            // The shard's tag: "inference:2.1054" for shard 2 of 3 (the number places it, see shards.ts).
+            const queue = /^\{[^:}]+:([a-z]+(?::\d+\.\d+)?)\}/.exec(k)?.[1];
             if (!queue) continue;
             if (!mastersOf.has(queue)) mastersOf.set(queue, new Set());
             mastersOf.get(queue)!.add(i);
@@ -107,15 +112,17 @@ describe('cell0 start on a Redis Cluster', () => {
     } finally {
       for (const c of clients) c.disconnect();
     }
-    expect([...mastersOf.keys()]).toEqual(
-      expect.arrayContaining(['inference', 'inference:1', 'inference:2', 'search', 'embedding']),
-    );
-    // One shard, one slot, so one master each; the inference queue's shards together on more than one.
+    const tags = (queue: string) =>
+      [0, 1, 2].map((k) => shardPrefix(prefix, queue, k, 3).slice(prefix.length, -1));
+    expect([...mastersOf.keys()]).toEqual(expect.arrayContaining([...tags('inference'), ...tags('search')]));
+    // One shard, one slot, so one master each; the three inference shards on the three masters, one each
+    // (each tag's slot is the middle of a third of the slot space, and the cluster splits it in thirds).
     for (const [, on] of mastersOf) expect(on.size).toBe(1);
-    const inference = new Set(
-      [...mastersOf].filter(([tag]) => tag.startsWith('inference')).flatMap(([, on]) => [...on]),
-    );
-    expect(inference.size).toBeGreaterThan(1);
+    expect(masters.size).toBe(3);
+    for (const queue of ['inference', 'search']) {
+      const on = tags(queue).map((tag) => [...mastersOf.get(tag)!][0]);
+      expect(new Set(on)).toEqual(masters);
+    }
 
     proc.kill('SIGTERM');
     expect(await proc.exited).toBe(0);

@@ -2,7 +2,8 @@ import { get, post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { testRedisConnection, testRedisUrl } from '../helpers/redis';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
-import { shardKey, shardOf } from '../../shared/queues/shards';
+import { shardKey, shardOf, shardPrefix } from '../../shared/queues/shards';
+import { keySlot } from '../../shared/redis/key-slot';
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { OllamaBackend } from '../../workers/providers/ollama-backend';
 import { OllamaClient } from '../../workers/providers/ollama/ollama-client';
@@ -51,7 +52,7 @@ describe('sharded queues (3 shards)', () => {
     expect(generateCalls() - before).toBe(1);
     // The job is on shard 1 and nowhere else.
     const exists = await Promise.all(
-      [0, 1, 2].map((s) => conn.exists(`${shardKey(fleet.prefix, 'inference', s)}:${id}`)),
+      [0, 1, 2].map((s) => conn.exists(`${shardKey(fleet.prefix, 'inference', s, 3)}:${id}`)),
     );
     expect(exists).toEqual([0, 1, 0]);
   });
@@ -75,11 +76,11 @@ describe('sharded queues (3 shards)', () => {
     const shards = (
       queues.body.shards as Record<string, { shard: number; tag: string; counts: { completed: number } }[]>
     ).inference!;
-    expect(shards.map((s) => [s.shard, s.tag])).toEqual([
-      [0, `${fleet.prefix.slice(0, -1)}:inference}`],
-      [1, `${fleet.prefix.slice(0, -1)}:inference:1}`],
-      [2, `${fleet.prefix.slice(0, -1)}:inference:2}`],
-    ]);
+    expect(shards.map((s) => [s.shard, s.tag])).toEqual(
+      [0, 1, 2].map((k) => [k, shardPrefix(fleet.prefix, 'inference', k, 3)]),
+    );
+    // Each tag on the middle slot of its third of the slot space.
+    expect(shards.map((s) => keySlot(s.tag))).toEqual([2730, 8192, 13653]);
     expect(shards[0]!.counts.completed).toBeGreaterThanOrEqual(1);
     expect(shards[1]!.counts.completed).toBeGreaterThanOrEqual(2);
     const total = (queues.body.queues as Record<string, { completed: number }>).inference!.completed;

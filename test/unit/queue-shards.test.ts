@@ -6,8 +6,10 @@ import {
   shardKey,
   shardOf,
   shardPrefix,
+  shardSlot,
   shareOf,
 } from '../../shared/queues/shards';
+import { crc16, keySlot } from '../../shared/redis/key-slot';
 import { loadConfig } from '../../shared/config/config';
 import { ConfigError } from '../../shared/errors';
 
@@ -42,14 +44,81 @@ describe('queue shards', () => {
     for (const c of per) expect(Math.abs(c - n / 3)).toBeLessThan(100);
   });
 
-  it('gives each shard its own hash tag; shard 0 keeps the unsharded one', () => {
-    expect(shardPrefix('{cell0}', 'inference', 0)).toBe('{cell0:inference}');
-    expect(shardPrefix('{cell0}', 'inference', 2)).toBe('{cell0:inference:2}');
-    expect(shardKey('{cell0}', 'search', 1)).toBe('{cell0:search:1}:search');
-    expect(shardKey('{cell0}', 'search', 0)).toBe('{cell0:search}:search');
+  it('keeps the unsharded tag for one shard and gives each of several its own tag', () => {
+    expect(shardPrefix('{cell0}', 'inference', 0, 1)).toBe('{cell0:inference}');
+    expect(shardKey('{cell0}', 'search', 0, 1)).toBe('{cell0:search}:search');
+    // Pinned: a change here moves every queued job of a sharded fleet to other keys.
+    expect([0, 1, 2].map((k) => shardPrefix('{cell0}', 'inference', k, 3))).toEqual([
+      '{cell0:inference:0.7835}',
+      '{cell0:inference:1.13734}',
+      '{cell0:inference:2.1054}',
+    ]);
+    expect(shardKey('{cell0}', 'search', 1, 3)).toBe('{cell0:search:1.6936}:search');
     // A prefix that is not a hash tag.
-    expect(shardPrefix('plain', 'inference', 0)).toBe('plain');
-    expect(shardPrefix('plain', 'inference', 3)).toBe('plain:3');
+    expect(shardPrefix('plain', 'inference', 0, 4)).toBe('plain');
+    expect(shardPrefix('plain', 'inference', 3, 4)).toBe('plain:3');
+  });
+
+  it('computes slots as Redis Cluster does', () => {
+    // The example of the Redis Cluster specification: CRC16 of "123456789" is 0x31C3.
+    expect(crc16(Buffer.from('123456789'))).toBe(0x31c3);
+    expect(keySlot('123456789')).toBe(0x31c3 % 16384);
+    // Only the hash tag counts; an empty tag does not.
+    expect(keySlot('{cell0:inference}:inference:wait')).toBe(keySlot('cell0:inference'));
+    expect(keySlot('{}x')).toBe(crc16(Buffer.from('{}x')) % 16384);
+    expect(keySlot('{cell0}')).toBe(1159);
+    expect(keySlot('{cell0:inference}')).toBe(1974);
+  });
+
+  it('puts shard k of N on the middle slot of the k-th of N equal slot ranges, for any prefix', () => {
+    for (const prefix of ['{cell0}', '{acme:prod}', '{x}'])
+      for (const queue of ['inference', 'search', 'embedding'])
+        for (const n of [2, 3, 4, 7, 16])
+          for (let k = 0; k < n; k++) {
+            expect(keySlot(shardPrefix(prefix, queue, k, n))).toBe(shardSlot(k, n));
+            expect(shardSlot(k, n)).toBe(Math.floor(((k + 0.5) * 16384) / n));
+          }
+  });
+
+  it('spreads N shards within one of even over M evenly split masters (M ≤ 12, N ≤ 64)', () => {
+    /** The slot ranges `redis-cli --cluster create` gives M masters (its even split, rounded as it does). */
+    const split = (m: number): [number, number][] => {
+      const out: [number, number][] = [];
+      const per = 16384 / m;
+      let first = 0;
+      for (let i = 0; i < m; i++) {
+        let last = Math.round(per * (i + 1) - 1);
+        if (last > 16383 || i === m - 1) last = 16383;
+        out.push([first, last]);
+        first = last + 1;
+      }
+      return out;
+    };
+    expect(split(3)).toEqual([
+      [0, 5460],
+      [5461, 10922],
+      [10923, 16383],
+    ]);
+    for (let m = 1; m <= 12; m++) {
+      const ranges = split(m);
+      for (let n = 1; n <= 64; n++) {
+        const per = ranges.map(() => 0);
+        for (let k = 0; k < n; k++) {
+          const slot = n === 1 ? keySlot('{cell0:inference}') : shardSlot(k, n);
+          per[ranges.findIndex(([a, b]) => slot >= a && slot <= b)]!++;
+        }
+        if (n === 1) continue;
+        // N ≥ M: every master N/M rounded down or up; N < M: no master has two.
+        for (const c of per) {
+          expect(c).toBeGreaterThanOrEqual(n >= m ? Math.floor(n / m) : 0);
+          expect(c).toBeLessThanOrEqual(Math.ceil(n / m));
+        }
+      }
+    }
+    // The issue's case: 3 shards on 3 masters, one each (the tags' real slots).
+    expect([0, 1, 2].map((k) => keySlot(shardPrefix('{cell0}', 'inference', k, 3)))).toEqual([
+      2730, 8192, 13653,
+    ]);
   });
 
   it('checks shard counts and the shards a worker serves', () => {

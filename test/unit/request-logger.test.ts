@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import express from 'express';
-import { createLogger } from '../../shared/logger';
+import { createLogger, setHotPathLogSample } from '../../shared/logger';
 import { requestLogger } from '../../producers/api/request-logger';
 
 /** An express app behind the request logger, on a real port, with its log lines. */
@@ -88,6 +88,28 @@ describe('requestLogger', () => {
         status: 500,
       });
     } finally {
+      await s.close();
+    }
+  });
+
+  it('writes a CELL0_LOG_SAMPLE fraction of success lines, every 5xx line, and only the line fields', async () => {
+    const s = await serve('debug');
+    setHotPathLogSample(0.5);
+    try {
+      for (let i = 0; i < 4; i++) await fetch(`${s.base}/ok`, { headers: { 'x-request-id': `ok-${i}` } });
+      setHotPathLogSample(0);
+      await fetch(`${s.base}/boom`, { headers: { 'x-request-id': 'boom' } });
+      await fetch(`${s.base}/ok`, { headers: { 'x-request-id': 'ok-unsampled' } });
+      await fetch(`${s.base}/boom`, { headers: { 'x-request-id': 'last' } });
+      // The last 5xx line is written after the unsampled success: had that been logged, it would be here.
+      await linesFor(s.lines, 4);
+      expect(s.lines.map((l) => l.reqId)).toEqual(['ok-1', 'ok-3', 'boom', 'last']);
+      for (const l of s.lines)
+        expect(Object.keys(l).sort()).toEqual(
+          ['level', 'time', 'pid', 'reqId', 'method', 'path', 'status', 'ms', 'msg'].sort(),
+        );
+    } finally {
+      setHotPathLogSample(1);
       await s.close();
     }
   });

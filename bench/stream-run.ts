@@ -1,0 +1,123 @@
+/*
+ * One run of bench:stream on one side: K streams with unique prompts, either
+ *   - burst: K streams started at once, W times over (a wave starts when the last one ended): a cold burst,
+ *     where the K-th request waits for the other K-1 requests' setup;
+ *   - closed: K clients, each starting its next stream when its previous one ended (K streams in flight, a
+ *     closed loop as in wrk, autocannon -c or artillery), for a warm-up and then a measured window; only
+ *     the streams started inside the window are timed.
+ */
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { type Redis } from 'ioredis';
+import { type Pool } from 'undici';
+import { percentile } from './e2e-common.js';
+import { commandCalls, cpuMsOf } from './fleet.js';
+import { direct, viaCell0, type Side } from './stream-clients.js';
+import { finishResult, type StreamResult } from './stream-read.js';
+
+/** How a run's K streams are started. */
+export type RunPlan =
+  { mode: 'burst'; waves: number } | { mode: 'closed'; warmupMs: number; durationMs: number };
+
+export interface RunStats {
+  /** Streams timed (closed mode: those started inside the measured window). */
+  n: number;
+  ttftP50: number;
+  ttftP99: number;
+  tokensPerSecP50: number;
+  /** Closed mode: streams started per second inside the measured window. */
+  streamsPerSec?: number;
+  errors: number;
+  firstError?: string;
+  /** Answers cell0 did not generate for this request (a cache hit or a joined generation): should be 0. */
+  notOwn: number;
+  /** CPU ms per stream of each process over the run (every stream of it, warm-up included). */
+  cpuMs: Record<string, number>;
+  /** cell0 runs: Redis commands per stream (INFO commandstats delta: all, xadd, xread). */
+  commands?: { all: number; xadd: number; xread: number };
+}
+
+/** Redis commands per stream between two commandstats readings. */
+export function commandsPer(a: Map<string, number>, b: Map<string, number>, n: number) {
+  const d = (c?: string) =>
+    c === undefined
+      ? [...b].reduce((s, [k, v]) => s + v - (a.get(k) ?? 0), 0)
+      : (b.get(c) ?? 0) - (a.get(c) ?? 0);
+  // The commandstats reading itself (INFO) is not cell0's.
+  return { all: (d() - 1) / n, xadd: d('xadd') / n, xread: d('xread') / n };
+}
+
+/** Runs `one` K at a time as the plan says; returns the timed streams and how many ran in all. */
+async function drive(
+  plan: RunPlan,
+  k: number,
+  one: (name: string) => Promise<StreamResult>,
+): Promise<{ timed: StreamResult[]; all: number; windowMs: number }> {
+  if (plan.mode === 'burst') {
+    const timed: StreamResult[] = [];
+    for (let w = 0; w < plan.waves; w++)
+      timed.push(...(await Promise.all(Array.from({ length: k }, (_, i) => one(`wave ${w} reader ${i}`)))));
+    return { timed, all: timed.length, windowMs: NaN };
+  }
+  const timed: StreamResult[] = [];
+  let all = 0;
+  const measureFrom = performance.now() + plan.warmupMs;
+  const endAt = measureFrom + plan.durationMs;
+  await Promise.all(
+    Array.from({ length: k }, async (_, i) => {
+      for (let n = 0; ; n++) {
+        const startedAt = performance.now();
+        if (startedAt >= endAt) return;
+        const r = await one(`client ${i} stream ${n}`);
+        all++;
+        if (startedAt >= measureFrom) timed.push(r);
+      }
+    }),
+  );
+  return { timed, all, windowMs: plan.durationMs };
+}
+
+/** One run of K streams on one side, unique prompts. */
+export async function run(
+  side: Side,
+  pool: Pool,
+  k: number,
+  plan: RunPlan,
+  tag: string,
+  maxTokens: number,
+  pids: Record<string, number | undefined>,
+  redis?: Redis,
+): Promise<RunStats> {
+  const calls0 = redis ? await commandCalls(redis) : undefined;
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
+  const { timed, all, windowMs } = await drive(plan, k, (name) => {
+    const prompt = `Stream ${tag} ${name}: describe ${randomBytes(6).toString('hex')} in detail`;
+    return (side === 'direct' ? direct : viaCell0)(pool, prompt, maxTokens).catch(
+      (err: unknown): StreamResult => ({ ...finishResult(0, undefined, 0, '', 0, 0), error: String(err) }),
+    );
+  });
+  const ok = timed.filter((r) => r.error === undefined && Number.isFinite(r.ttftMs));
+  const ttft = ok.map((r) => r.ttftMs).sort((a, b) => a - b);
+  const tps = ok
+    .map((r) => r.tokensPerSec)
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b);
+  const failed = timed.filter((r) => !ok.includes(r));
+  const cpuMs: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) cpuMs[name] = (cpuMsOf(pid) - cpu0[name]!) / all;
+  // The last stream's job may still be completing: its commands are counted once they are all in.
+  const commands = redis && calls0 ? commandsPer(calls0, await commandCalls(redis), all) : undefined;
+  return {
+    ...(commands ? { commands } : {}),
+    n: timed.length,
+    ttftP50: percentile(ttft, 50),
+    ttftP99: percentile(ttft, 99),
+    tokensPerSecP50: percentile(tps, 50),
+    ...(Number.isFinite(windowMs) ? { streamsPerSec: (timed.length * 1000) / windowMs } : {}),
+    errors: failed.length,
+    ...(failed[0] ? { firstError: failed[0].error ?? 'no text' } : {}),
+    notOwn: timed.filter((r) => r.cache === 'exact' || r.cache === 'semantic' || r.coalesced === 'joined')
+      .length,
+    cpuMs,
+  };
+}
