@@ -1,84 +1,43 @@
-import { HashedNgramEmbedder } from '../../shared/cache/semantic/embedder';
-import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
-import {
-  scopeHash,
-  scopeKeysOf,
-  type ScopeKeys,
-  type SemanticScope,
-} from '../../shared/cache/semantic/scope';
+import { createHash } from 'node:crypto';
+import { scopeHash } from '../../shared/cache/semantic/scope';
 
-const SPACE = 'lexical-v1-lx1/512';
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 32);
 
-describe('scope hashes', () => {
-  // Stored entries are found by these hashes: they must not change (values from before the keys were kept).
-  const pinned: [SemanticScope, string][] = [
-    [{ model: 'qwen2.5:0.5b', params: { max_tokens: 8 } }, 'd06f90434edf90c10785e7973a451234'],
-    [
-      {
-        model: 'm',
-        params: { temperature: 0.7, top_p: 0.9, stop: ['\n', 'x'] },
-        system: 'Be brief',
-        tenant: 't1',
-      },
-      '0a94b1b1872e858ca1f09f3334f71542',
-    ],
-    [
-      { model: 'm', params: {}, system: '', tenant: '', context: null } as SemanticScope,
-      '1918ffa66211d9d08acc0df1464aff55',
-    ],
-    [
-      {
-        model: 'm',
-        params: { a: undefined, z: 1, b: { y: 2, x: [1, { d: 1, c: undefined }] } },
-        context: [
-          { role: 'user', content: 'hi' },
-          { role: 'assistant', content: 'yo' },
-        ],
-      },
-      '1fbb0cd147478f456f51c40dc1a9f688',
-    ],
-    [{ model: 'm', params: { seed: 3 }, context: 'x', tenant: 'ns' }, '79a9dc773982a4a26e7ab78496e7d98b'],
-  ];
-
-  it.each(pinned)('keeps the hash of %j', (scope, expected) => {
-    expect(scopeHash(scope, SPACE)).toBe(expected);
-    expect(scopeKeysOf(new Map(), 'cell0:sem', scope, SPACE).hash).toBe(expected);
-  });
-
-  it('folds key order and absent members, and keeps every other difference apart', () => {
-    const a = scopeHash({ model: 'm', params: { top_p: 0.9, temperature: 0.7 } }, SPACE);
-    expect(scopeHash({ model: 'm', params: { temperature: 0.7, top_p: 0.9, seed: undefined } }, SPACE)).toBe(
-      a,
-    );
-    expect(scopeHash({ model: 'm', params: { temperature: 0.8, top_p: 0.9 } }, SPACE)).not.toBe(a);
-    expect(scopeHash({ model: 'm', params: { temperature: 0.7, top_p: 0.9 }, tenant: 't' }, SPACE)).not.toBe(
-      a,
-    );
-    expect(scopeHash({ model: 'm', params: { temperature: 0.7, top_p: 0.9 } }, 'hashed/256')).not.toBe(a);
+describe('scopeHash', () => {
+  it('hashes the canonical JSON of the scope: keys sorted at every level, absent and empty members left out', () => {
+    // The text the hash has always been taken of; entries in Redis are keyed by it, so it must not change.
     expect(
-      scopeHash({ model: 'm', params: { ['__proto__']: 1 } as Record<string, unknown> }, SPACE),
-    ).not.toBe(scopeHash({ model: 'm' }, SPACE));
+      scopeHash(
+        {
+          tenant: 't1',
+          system: '',
+          params: { top_p: 0.9, temperature: 0.2, seed: undefined, stop: ['b', 'a'] },
+          model: 'llama3.1:8b',
+          context: { z: 1, a: [{ y: 2, x: 1 }] },
+        },
+        'lexical-v1/512',
+      ),
+    ).toBe(
+      sha(
+        '{"context":{"a":[{"x":1,"y":2}],"z":1},"model":"llama3.1:8b","params":{"stop":["b","a"],"temperature":0.2,' +
+          '"top_p":0.9},"space":"lexical-v1/512","tenant":"t1","v":"cell0/semantic/scope/v1"}',
+      ),
+    );
+    expect(scopeHash({ model: 'm', params: {}, context: null, tenant: '' }, 's/16')).toBe(
+      sha('{"model":"m","space":"s/16","v":"cell0/semantic/scope/v1"}'),
+    );
+    expect(scopeHash({ model: 'm', params: { a: undefined } }, 's/16')).toBe(
+      scopeHash({ model: 'm' }, 's/16'),
+    );
   });
 
-  it('keeps the keys of a scope once, by canonical form, and still refuses a scope without a model', () => {
-    const kept = new Map<string, ScopeKeys>();
-    const k1 = scopeKeysOf(kept, 'cell0:sem', { model: 'm', params: { b: 1, a: 2 } }, SPACE);
-    const k2 = scopeKeysOf(kept, 'cell0:sem', { model: 'm', params: { a: 2, b: 1 } }, SPACE);
-    expect(k2).toBe(k1);
-    expect(kept.size).toBe(1);
-    expect(scopeKeysOf(kept, 'cell0:sem', { model: 'm', params: { a: 3, b: 1 } }, SPACE)).not.toBe(k1);
-    expect(() => scopeKeysOf(kept, 'cell0:sem', { model: '' }, SPACE)).toThrow(/scope.model/);
-  });
-});
-
-describe('the prompt memo shared per embedder', () => {
-  it('is one memo per embedder object and LSH layout', () => {
-    const e1 = new HashedNgramEmbedder();
-    const e2 = new HashedNgramEmbedder();
-    expect(PromptMemo.of(e1, '20x12')).toBe(PromptMemo.of(e1, '20x12'));
-    expect(PromptMemo.of(e1, '20x12')).not.toBe(PromptMemo.of(e2, '20x12'));
-    expect(PromptMemo.of(e1, '20x12')).not.toBe(PromptMemo.of(e1, '16x12'));
-    const p = PromptMemo.of(e1, '20x12').get('How do I reset my password?');
-    expect(PromptMemo.of(e1, '20x12').get('How do I reset my password?')).toBe(p);
+  it('tells apart scopes that differ in any member', () => {
+    const base = { model: 'm', params: { temperature: 0.7 }, system: 's', tenant: 't' };
+    const h = scopeHash(base, 'x/8');
+    expect(scopeHash({ ...base, params: { temperature: 0.8 } }, 'x/8')).not.toBe(h);
+    expect(scopeHash({ ...base, system: 's2' }, 'x/8')).not.toBe(h);
+    expect(scopeHash({ ...base, tenant: 't2' }, 'x/8')).not.toBe(h);
+    expect(scopeHash(base, 'x/16')).not.toBe(h);
+    expect(scopeHash({ tenant: 't', system: 's', params: { temperature: 0.7 }, model: 'm' }, 'x/8')).toBe(h);
   });
 });
