@@ -26,6 +26,8 @@ export interface WorkerConfig {
   concurrency: number;
   /** cell0 side: count in a prom-client registry (Cell0Metrics) as `cell0 worker` does. Default false. */
   metrics?: boolean;
+  /** Print the event-loop delay and GC pauses over the measured jobs (bench/e2e-stages.ts). */
+  stages?: boolean;
 }
 
 /** Passed to bench/e2e-producer.ts as JSON in argv[2]. */
@@ -50,6 +52,8 @@ export interface ProducerConfig {
   rate?: number;
   /** cell0 side: count in a prom-client registry (Cell0Metrics) as the API does. Default false. */
   metrics?: boolean;
+  /** Print the measured jobs' stages (bench/e2e-stages.ts). Default false. */
+  stages?: boolean;
 }
 
 /** What a producer measured. Latencies in ms; jobsPerSec = jobs / wall time from first add to last result. */

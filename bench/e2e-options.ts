@@ -19,10 +19,15 @@ export interface Options {
   rate: number;
   /** off: no metrics (default); on: side B counts in Cell0Metrics; ab: A = cell0 without, B = cell0 with. */
   metrics: 'off' | 'on' | 'ab';
+  /** Each producer prints where its measured jobs' time went (bench/e2e-stages.ts). */
+  stages: boolean;
+  /** Extra node flags for every child process, both sides (e.g. --max-semi-space-size=16). */
+  nodeFlags: string[];
 }
 
 export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
-                          [--redis URL] [--json] [--cpu-prof DIR]
+                          [--redis URL] [--json] [--cpu-prof DIR] [--producers N] [--rate R]
+                          [--metrics M] [--stages] [--node-flags F]
   --jobs N         measured jobs per side per pair (default 2000)
   --concurrency C  worker concurrency, both sides (default 16)
   --window W       jobs in flight per producer (default 64)
@@ -35,7 +40,12 @@ export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [
   --rate R         open loop: start R jobs/s over all producers whatever is in flight, latency from each
                    job's scheduled start (default: closed loop, W in flight per producer)
   --metrics M      off (default): cell0 without metrics; on: cell0 counts in its prom-client registry;
-                   ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)`;
+                   ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)
+  --stages         each producer prints its jobs' stages (submit, added, active, finished, result seen):
+                   percentiles per stage and the split of the slowest 1 %; producers and workers print
+                   their event-loop delay and GC pauses over the measured jobs
+  --node-flags F   extra node flags for every child process of both sides, space-separated
+                   (e.g. "--max-semi-space-size=16", as npm start runs cell0)`;
 
 export function parseArgs(argv: readonly string[]): Options {
   const opts: Options = {
@@ -50,6 +60,8 @@ export function parseArgs(argv: readonly string[]): Options {
     producers: 1,
     rate: 0,
     metrics: 'off',
+    stages: false,
+    nodeFlags: [],
   };
   const ints = {
     '--jobs': 'jobs',
@@ -78,6 +90,8 @@ export function parseArgs(argv: readonly string[]): Options {
       opts[key] = n;
     } else if (flag === '--redis') opts.redisUrl = value();
     else if (flag === '--json') opts.json = true;
+    else if (flag === '--stages') opts.stages = true;
+    else if (flag === '--node-flags') opts.nodeFlags = value().split(/\s+/).filter(Boolean);
     else if (flag === '--cpu-prof') opts.cpuProfDir = resolve(value());
     else if (flag === '--metrics') {
       const m = value();

@@ -11,7 +11,8 @@
  * headline is the median of the per-pair throughput ratios B/A.
  *
  *   npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
- *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab]
+ *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab] [--stages]
+ *                        [--node-flags F]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -54,7 +55,7 @@ function spawnChild(
   opts: Options,
   label: string,
 ): ChildProcess {
-  const execArgv = ['--import', 'tsx'];
+  const execArgv = ['--import', 'tsx', ...opts.nodeFlags];
   if (opts.cpuProfDir) {
     mkdirSync(opts.cpuProfDir, { recursive: true });
     execArgv.push(
@@ -168,7 +169,14 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
   const metrics = side === 'cell0' && opts.metrics !== 'off';
   const worker = spawnChild(
     WORKER_SCRIPT,
-    { side: child, redisUrl: opts.redisUrl, prefix, concurrency: opts.concurrency, metrics },
+    {
+      side: child,
+      redisUrl: opts.redisUrl,
+      prefix,
+      concurrency: opts.concurrency,
+      metrics,
+      ...(opts.stages ? { stages: true } : {}),
+    },
     opts,
     `${side}-worker`,
   );
@@ -189,6 +197,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
           runId: `${runId}-${k}`,
           waitMs: 60_000,
           ...(opts.rate > 0 ? { rate: opts.rate / n } : {}),
+          ...(opts.stages ? { stages: true } : {}),
         },
         opts,
         `${side}-producer-${k}`,
@@ -302,6 +311,8 @@ async function main(): Promise<void> {
         : '         --metrics on: B counts in Cell0Metrics (worker and producer)',
     );
   if (opts.cpuProfDir) console.log(`         CPU profiles of every child written to ${opts.cpuProfDir}`);
+  if (opts.nodeFlags.length > 0)
+    console.log(`         node flags of every child: ${opts.nodeFlags.join(' ')}`);
   console.log('');
 
   const widths = [10, 9, 7, 7, 7, 9, 7, 7, 7, 6, 8];
