@@ -1,7 +1,8 @@
 /*
  * bench:e2e options: what the command line can set, and its parser.
  */
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 export interface Options {
   jobs: number;
@@ -19,10 +20,12 @@ export interface Options {
   rate: number;
   /** off: no metrics (default); on: side B counts in Cell0Metrics; ab: A = cell0 without, B = cell0 with. */
   metrics: 'off' | 'on' | 'ab';
+  /** Side A runs the cell0 compiled in this `dist/` directory instead of bare BullMQ (B runs this checkout's). */
+  against: string | undefined;
 }
 
 export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
-                          [--redis URL] [--json] [--cpu-prof DIR]
+                          [--redis URL] [--json] [--cpu-prof DIR] [--against DIR]
   --jobs N         measured jobs per side per pair (default 2000)
   --concurrency C  worker concurrency, both sides (default 16)
   --window W       jobs in flight per producer (default 64)
@@ -35,7 +38,9 @@ export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [
   --rate R         open loop: start R jobs/s over all producers whatever is in flight, latency from each
                    job's scheduled start (default: closed loop, W in flight per producer)
   --metrics M      off (default): cell0 without metrics; on: cell0 counts in its prom-client registry;
-                   ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)`;
+                   ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)
+  --against DIR    A = the cell0 compiled in DIR (the dist/ of another checkout, e.g. main's) instead of
+                   bare BullMQ, B = this checkout's: measures a change of cell0 side by side`;
 
 export function parseArgs(argv: readonly string[]): Options {
   const opts: Options = {
@@ -50,6 +55,7 @@ export function parseArgs(argv: readonly string[]): Options {
     producers: 1,
     rate: 0,
     metrics: 'off',
+    against: undefined,
   };
   const ints = {
     '--jobs': 'jobs',
@@ -83,6 +89,13 @@ export function parseArgs(argv: readonly string[]): Options {
       const m = value();
       if (m !== 'off' && m !== 'on' && m !== 'ab') throw new Error(`--metrics must be off, on or ab`);
       opts.metrics = m;
+    } else if (flag === '--against') {
+      opts.against = resolve(value());
+      for (const part of ['producers', 'workers'])
+        if (!existsSync(join(opts.against, part, 'index.js')))
+          throw new Error(
+            `--against ${opts.against}: no ${part}/index.js there (give a compiled dist/ directory)`,
+          );
     } else if (flag === '--help' || flag === '-h') {
       console.log(USAGE);
       process.exit(0);
