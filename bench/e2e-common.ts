@@ -28,6 +28,8 @@ export interface WorkerConfig {
   metrics?: boolean;
   /** cell0 side: the compiled cell0 to run (a `dist/` directory); default this checkout's. */
   dist?: string;
+  /** Print the event-loop delay and GC pauses over the measured jobs (bench/e2e-stages.ts). */
+  stages?: boolean;
 }
 
 /** Passed to bench/e2e-producer.ts as JSON in argv[2]. */
@@ -54,6 +56,8 @@ export interface ProducerConfig {
   metrics?: boolean;
   /** cell0 side: the compiled cell0 to run (a `dist/` directory); default this checkout's. */
   dist?: string;
+  /** Print the measured jobs' stages (bench/e2e-stages.ts). Default false. */
+  stages?: boolean;
 }
 
 /** What a producer measured. Latencies in ms; jobsPerSec = jobs / wall time from first add to last result. */

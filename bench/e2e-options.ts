@@ -22,10 +22,15 @@ export interface Options {
   metrics: 'off' | 'on' | 'ab';
   /** Side A runs the cell0 compiled in this `dist/` directory instead of bare BullMQ (B runs this checkout's). */
   against: string | undefined;
+  /** Each producer prints where its measured jobs' time went (bench/e2e-stages.ts). */
+  stages: boolean;
+  /** Extra node flags for every child process, both sides (e.g. --max-semi-space-size=16). */
+  nodeFlags: string[];
 }
 
 export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
-                          [--redis URL] [--json] [--cpu-prof DIR] [--against DIR]
+                          [--redis URL] [--json] [--cpu-prof DIR] [--producers N] [--rate R]
+                          [--metrics M] [--stages] [--node-flags F] [--against DIR]
   --jobs N         measured jobs per side per pair (default 2000)
   --concurrency C  worker concurrency, both sides (default 16)
   --window W       jobs in flight per producer (default 64)
@@ -39,6 +44,11 @@ export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [
                    job's scheduled start (default: closed loop, W in flight per producer)
   --metrics M      off (default): cell0 without metrics; on: cell0 counts in its prom-client registry;
                    ab: A = cell0 without metrics, B = cell0 with them (the cost of metrics)
+  --stages         each producer prints its jobs' stages (submit, added, active, finished, result seen):
+                   percentiles per stage and the split of the slowest 1 %; producers and workers print
+                   their event-loop delay and GC pauses over the measured jobs
+  --node-flags F   extra node flags for every child process of both sides, space-separated
+                   (e.g. "--max-semi-space-size=16", as npm start runs cell0)
   --against DIR    A = the cell0 compiled in DIR (the dist/ of another checkout, e.g. main's) instead of
                    bare BullMQ, B = this checkout's: measures a change of cell0 side by side`;
 
@@ -56,6 +66,8 @@ export function parseArgs(argv: readonly string[]): Options {
     rate: 0,
     metrics: 'off',
     against: undefined,
+    stages: false,
+    nodeFlags: [],
   };
   const ints = {
     '--jobs': 'jobs',
@@ -84,6 +96,8 @@ export function parseArgs(argv: readonly string[]): Options {
       opts[key] = n;
     } else if (flag === '--redis') opts.redisUrl = value();
     else if (flag === '--json') opts.json = true;
+    else if (flag === '--stages') opts.stages = true;
+    else if (flag === '--node-flags') opts.nodeFlags = value().split(/\s+/).filter(Boolean);
     else if (flag === '--cpu-prof') opts.cpuProfDir = resolve(value());
     else if (flag === '--metrics') {
       const m = value();

@@ -11,7 +11,8 @@
  * headline is the median of the per-pair throughput ratios B/A.
  *
  *   npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
- *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab] [--against DIR]
+ *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab] [--stages]
+ *                        [--node-flags F] [--against DIR]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -54,7 +55,7 @@ function spawnChild(
   opts: Options,
   label: string,
 ): ChildProcess {
-  const execArgv = ['--import', 'tsx'];
+  const execArgv = ['--import', 'tsx', ...opts.nodeFlags];
   if (opts.cpuProfDir) {
     mkdirSync(opts.cpuProfDir, { recursive: true });
     execArgv.push(
@@ -170,7 +171,15 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
   const metrics = side === 'cell0' && opts.metrics !== 'off';
   const worker = spawnChild(
     WORKER_SCRIPT,
-    { side: child, redisUrl: opts.redisUrl, prefix, concurrency: opts.concurrency, metrics, ...dist },
+    {
+      side: child,
+      redisUrl: opts.redisUrl,
+      prefix,
+      concurrency: opts.concurrency,
+      metrics,
+      ...(opts.stages ? { stages: true } : {}),
+      ...dist,
+    },
     opts,
     `${side}-worker`,
   );
@@ -192,6 +201,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
           runId: `${runId}-${k}`,
           waitMs: 60_000,
           ...(opts.rate > 0 ? { rate: opts.rate / n } : {}),
+          ...(opts.stages ? { stages: true } : {}),
         },
         opts,
         `${side}-producer-${k}`,
@@ -308,6 +318,8 @@ async function main(): Promise<void> {
   if (opts.against)
     console.log(`         --against: A is NOT bare BullMQ but the cell0 compiled in ${opts.against}`);
   if (opts.cpuProfDir) console.log(`         CPU profiles of every child written to ${opts.cpuProfDir}`);
+  if (opts.nodeFlags.length > 0)
+    console.log(`         node flags of every child: ${opts.nodeFlags.join(' ')}`);
   console.log('');
 
   const widths = [10, 9, 7, 7, 7, 9, 7, 7, 7, 6, 8];

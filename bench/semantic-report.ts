@@ -1,6 +1,7 @@
 /*
  * bench:semantic's scoring and printing (bench/semantic.ts runs the measurement).
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { type Redis } from 'ioredis';
 
 export function pct(sorted: readonly number[], p: number): number {
@@ -58,6 +59,24 @@ export async function redisCommandUsec(r: Redis): Promise<number> {
   return usec;
 }
 
+export function median(xs: readonly number[]): number {
+  return pct(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+}
+
+/** The durations (µs, sorted) of the script calls (EVALSHA) in a SLOWLOG GET reply. */
+export function scriptDurations(reply: unknown): number[] {
+  const out: number[] = [];
+  if (!Array.isArray(reply)) return out;
+  for (const e of reply as unknown[][]) {
+    const args = e[3];
+    if (Array.isArray(args) && String(args[0]).toLowerCase() === 'evalsha') out.push(Number(e[2]));
+  }
+  return out.sort((a, b) => a - b);
+}
+
 export function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
@@ -67,7 +86,7 @@ export function printRow(r: {
   loadSeconds: number;
   loadPerSecond: number;
   redisUsedMemoryMiB: number;
-  cache: Record<string, number>;
+  cache: Record<string, number | Record<string, number | Record<string, number>>>;
   scan: Record<string, number>;
   ratioP50: number;
   ratioP99: number;
@@ -93,6 +112,24 @@ export function printRow(r: {
     `  node GC during the cache lookups: ${c.gcPauses} pauses (${c.gcScavenges} scavenges, ${c.gcMarkCompacts} mark-compacts), ` +
       `${c.gcPauseMs} ms in all, ${c.lookupsDuringGc} lookups overlapped one`,
   );
+  const t = c.tail as unknown as
+    (Record<string, number> & { threadCpuMs: Record<string, number> }) | undefined;
+  if (t)
+    console.log(
+      `  lookups over 2 ms with no GC pause, starting < 10 ms after one: ${t.over2MsNoGcWithin10MsOfGc}; ` +
+        `CPU of this process's threads during the lookups (ms): ` +
+        Object.entries(t.threadCpuMs)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', '),
+    );
+  if (t)
+    console.log(
+      `  lookups over 2 ms: ${t.over2Ms} (${t.over2MsWithGc} overlapped a GC pause; the ${t.over2MsNoGc} others: ` +
+        `main-thread CPU median ${t.over2MsNoGcMainCpuMedianMs} ms, process CPU median ${t.over2MsNoGcProcessCpuMedianMs} ms); ` +
+        `p99 of the lookups no GC pause overlapped ${t.p99WithoutGcMs} ms\n` +
+        `  redis script calls: ${t.redisScriptCalls}, time in redis p50 ${t.redisScriptP50Ms} ms  p99 ${t.redisScriptP99Ms} ms  ` +
+        `max ${t.redisScriptMaxMs} ms, ${t.redisScriptsOver1Ms} over 1 ms (SLOWLOG)`,
+    );
   console.log(
     `  scan (in-memory, all ${r.entries} vectors): ${s.lookups} lookups  p50 ${s.p50Ms} ms  p99 ${s.p99Ms} ms`,
   );
@@ -106,4 +143,62 @@ export function printRow(r: {
       `false hits on misses ${s.falseHits}/${s.misses}, wrong entry ${s.wrongHits}`,
   );
   console.log(`  LSH recall vs the scan (same entry, on the scan's similarity hits): ${r.lshRecallVsScan}`);
+}
+
+/** CPU time (ms) each thread of this process has used so far, by thread id, with its name (Linux /proc). */
+export function threadCpuMs(): Map<string, { name: string; ms: number }> {
+  const out = new Map<string, { name: string; ms: number }>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).trim();
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, { name, ms: (Number(f[11]) + Number(f[12])) * 10 });
+    }
+  } catch {
+    // not Linux
+  }
+  return out;
+}
+
+/** Where the lookups' tail comes from: GC pauses, the lookups' own CPU, Redis's time per script call. */
+export function tailOf(m: {
+  lat: readonly number[];
+  spans: readonly [number, number][];
+  overlapped: readonly boolean[];
+  pauses: readonly [number, number][];
+  mainLat: readonly number[];
+  cpuLat: readonly number[];
+  scriptUs: readonly number[];
+  threadCpu: Record<string, number>;
+}) {
+  const { lat, spans, overlapped, pauses, mainLat, cpuLat, scriptUs, threadCpu } = m;
+  // The lookups over 2 ms: those a GC pause landed in, and the others with their own CPU time.
+  const slow = lat.map((ms, i) => ({ ms, gc: overlapped[i]!, main: mainLat[i]!, cpu: cpuLat[i]! }));
+  const slowOther = slow.filter((x) => x.ms > 2 && !x.gc);
+  return {
+    over2Ms: slow.filter((x) => x.ms > 2).length,
+    over2MsWithGc: slow.filter((x) => x.ms > 2 && x.gc).length,
+    over2MsNoGc: slowOther.length,
+    over2MsNoGcWithin10MsOfGc: slow.filter(
+      (x, i) => x.ms > 2 && !x.gc && pauses.some(([, pe]) => pe <= spans[i]![0] && spans[i]![0] - pe < 10),
+    ).length,
+    threadCpuMs: threadCpu,
+    over2MsNoGcMainCpuMedianMs: round(median(slowOther.map((x) => x.main))),
+    over2MsNoGcProcessCpuMedianMs: round(median(slowOther.map((x) => x.cpu))),
+    p99WithoutGcMs: round(
+      pct(
+        slow
+          .filter((x) => !x.gc)
+          .map((x) => x.ms)
+          .sort((a, b) => a - b),
+        0.99,
+      ),
+    ),
+    redisScriptCalls: scriptUs.length,
+    redisScriptP50Ms: round(pct(scriptUs, 0.5) / 1000),
+    redisScriptP99Ms: round(pct(scriptUs, 0.99) / 1000),
+    redisScriptMaxMs: round((scriptUs[scriptUs.length - 1] ?? 0) / 1000),
+    redisScriptsOver1Ms: scriptUs.filter((us) => us > 1000).length,
+  };
 }

@@ -12,11 +12,11 @@ import { assertNoEviction } from '../shared/redis/redis-memory.js';
 import { isJobId, jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
 import { defineReplyScripts, registerWaiter } from '../shared/queues/job-replies.js';
-import { DEFAULT_JOB_POLICY, type JobPolicy } from '../shared/queues/job-policy.js';
-import { QUEUE_NAMES, type QueueName, queuePrefix } from '../shared/queues/names.js';
-import { checkShardCount, shardOf } from '../shared/queues/shards.js';
+import { type JobPolicy } from '../shared/queues/job-policy.js';
+import { type QueueName, queuePrefix } from '../shared/queues/names.js';
+import { shardOf } from '../shared/queues/shards.js';
 import { addBatchStats, readShardCounts, sumShardCounts, type ShardCounts } from './queue-counts.js';
-import { withDefaults } from '../shared/with-defaults.js';
+import { resolveSubmitterOptions, type JobSubmitterOptions } from './job-submitter-options.js';
 import { settledWithin, sleep } from '../shared/sleep.js';
 import { applyRetention, countAdd, resultMaxAge } from './retention.js';
 import { SubmitLane, type LaneContext } from './submit-lane.js';
@@ -30,45 +30,7 @@ import {
 } from './submit-result.js';
 
 export type { JobView, SubmitOptions, SubmitResult } from './submit-result.js';
-
-/** Options of {@link JobSubmitter}. */
-export interface JobSubmitterOptions {
-  /** redis:// or rediss:// URL. */
-  redisUrl: string;
-  /** Queue key prefix; a {hash tag}. Default "{cell0}". */
-  prefix?: string;
-  /** Retries and retention of the jobs this producer adds. */
-  policy?: Partial<JobPolicy>;
-  /**
-   * Producer-side command timeout, ms: a slower command fails with RedisTimeoutError (not counted against
-   * the breaker). Default 2000.
-   */
-  commandTimeoutMs?: number;
-  /** Consecutive Redis failures that open the breaker. Default 5. */
-  breakerThreshold?: number;
-  /** Breaker open time before a trial call, ms. Default 5000. */
-  breakerResetMs?: number;
-  /** Queues this producer adds to. Default: all. */
-  queues?: readonly QueueName[];
-  /**
-   * Shards per queue (see shared/queues/shards.ts): each shard is a BullMQ queue under a hash tag of its
-   * own, and a job goes to the shard its id hashes to. Every producer and worker of a fleet must use the
-   * same count. Default 1 (unsharded).
-   */
-  shards?: number;
-  /**
-   * Largest number of submissions sent to Redis in one round trip. Submissions that arrive while a round
-   * trip is under way are gathered and sent together in the next one. Default 256.
-   */
-  maxBatchSize?: number;
-  /**
-   * A waiter that has had no reply for this long re-reads its job's outcome (then again after twice as long,
-   * up to 30 s), so a reply lost with a worker that died just after finishing the job is not waited out.
-   * Default 2000 ms.
-   */
-  recheckAfterMs?: number;
-  logger?: Logger;
-}
+export type { JobSubmitterOptions } from './job-submitter-options.js';
 
 /**
  * Adds jobs with coalescing ids and waits for their results.
@@ -127,21 +89,14 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
 
   constructor(opts: JobSubmitterOptions) {
     super();
-    if (!opts.redisUrl) throw new TypeError('JobSubmitter: option "redisUrl" is required');
     this.opts = opts;
-    this.prefix = opts.prefix ?? '{cell0}';
-    this.shards = checkShardCount(opts.shards ?? 1, 'JobSubmitter: option "shards"');
-    this.policy = withDefaults(DEFAULT_JOB_POLICY, opts.policy);
-    for (const [k, v] of Object.entries(this.policy)) {
-      if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0))
-        throw new TypeError(`JobSubmitter: option "policy.${k}" must be a number >= 0, got ${String(v)}`);
-    }
-    this.maxBatchSize = opts.maxBatchSize ?? 256;
-    if (!(Number.isInteger(this.maxBatchSize) && this.maxBatchSize >= 1))
-      throw new TypeError(`JobSubmitter: option "maxBatchSize" must be an integer >= 1`);
-    this.recheckAfterMs = opts.recheckAfterMs ?? 2000;
-    if (!(this.recheckAfterMs > 0)) throw new TypeError(`JobSubmitter: option "recheckAfterMs" must be > 0`);
-    this.queueNames = opts.queues ?? QUEUE_NAMES;
+    const resolved = resolveSubmitterOptions(opts);
+    this.prefix = resolved.prefix;
+    this.shards = resolved.shards;
+    this.policy = resolved.policy;
+    this.maxBatchSize = resolved.maxBatchSize;
+    this.recheckAfterMs = resolved.recheckAfterMs;
+    this.queueNames = resolved.queues;
     this.log = opts.logger ?? silentLogger();
     this.connLog = connectionLogFor(this.log);
     this.conn = createRedisConnection({

@@ -1,33 +1,24 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { MetricsTime, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { MetricsTime, Worker } from 'bullmq';
 import { type RedisConnection } from '../shared/redis/cluster.js';
-import { ProviderUnavailableError } from '../shared/errors.js';
-import { sampleHotPathLine, silentLogger, type Logger } from '../shared/logger.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
 import { settledWithin } from '../shared/sleep.js';
 import { withDefaults } from '../shared/with-defaults.js';
 import { closeRedis, createRedisConnection } from '../shared/redis/connection.js';
 import { connectionLogFor } from '../shared/redis/connection-log.js';
 import { assertNoEviction } from '../shared/redis/redis-memory.js';
 import { type WorkerStatus } from '../shared/fleet/worker-status.js';
-import { encodeFailure } from '../shared/queues/failure.js';
 import { QueueName } from '../shared/queues/names.js';
 import { servedShards, shardKey, shardPrefix, shareOf } from '../shared/queues/shards.js';
-import { type InferenceResult, type SearchResult } from '../shared/queues/results.js';
-import {
-  inferenceRequestSchema,
-  isInferenceJobData,
-  isSearchJobData,
-  searchRequestSchema,
-} from '../shared/queues/schemas.js';
-import { failureOf, parseJobData, storeInference, storeSearch, timedOut } from './worker/job-outcome.js';
 import { watchFailures } from './worker/job-outcome.js';
 import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
 import { Admission } from './worker/admission.js';
-import { BackendWait, isBackendAway } from './worker/backend-wait.js';
+import { BackendWait } from './worker/backend-wait.js';
 import { CapacityFollower } from './worker/capacity.js';
 import { ProviderDeadlines } from './worker/deadlines.js';
 import { Heartbeat } from './worker/heartbeat.js';
+import { JobRunner } from './worker/job-runner.js';
 import { MaintenanceService } from './worker/maintenance-service.js';
 import {
   concurrencyFor,
@@ -40,11 +31,10 @@ import {
 } from './worker/options.js';
 import { Shutdown } from './worker/shutdown.js';
 import { ModelList } from './worker/model-list.js';
-import { streamCallbacks, TokenStreams } from './worker/token-streams.js';
+import { TokenStreams } from './worker/token-streams.js';
 import { EmbeddingBatcher } from './embedding/index.js';
-import { embeddingJobSchema, isEmbeddingJobData, type EmbeddingResult } from '../shared/queues/embeddings.js';
 import { waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
-import { telemetryOption, withSpan } from '../shared/tracing/tracing.js';
+import { telemetryOption } from '../shared/tracing/tracing.js';
 
 export {
   pausingViolations,
@@ -60,7 +50,7 @@ export {
  * finish until `shutdownTimeoutMs`, then abort what is left and put it back to wait (no attempt burned) so
  * another worker picks it up.
  *
- * It composes one part per concern (workers/worker/): admission by resources, provider deadlines, backend
+ * It composes one part per concern (workers/worker/): running the jobs (job-runner.ts), admission by resources, provider deadlines, backend
  * waits, the maintenance queue, the status heartbeat and the shutdown. `start()` and `close()` are
  * idempotent (each keeps its promise).
  */
@@ -83,7 +73,6 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private stopping = false;
   private starting: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
-  private activeCount = 0;
   private readonly startedAt = new Date().toISOString();
   /** Hands finished jobs' outcomes to the producers waiting for them (the result path). */
   private readonly replies: ReplyPublisher;
@@ -94,6 +83,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly maintenance: MaintenanceService;
   private readonly heartbeat: Heartbeat;
   private readonly shutdown: Shutdown;
+  /** Runs the jobs: processors, deadlines, cancellation, completion and failure (workers/worker/job-runner.ts). */
+  private readonly jobs: JobRunner;
   /** The models the inference backend lists (status section `models`, for GET /v1/models). */
   private readonly modelList: ModelList;
   /** Writers of inference jobs' token streams; undefined when streams are off or inference is not served. */
@@ -188,8 +179,22 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     this.shutdown = new Shutdown({
       timeoutMs: opts.shutdownTimeoutMs,
       workers: () => this.allWorkers(),
-      active: () => this.activeCount,
+      active: () => this.jobs.active,
       log,
+    });
+    this.jobs = new JobRunner({
+      workerId: this.id,
+      opts,
+      log,
+      admission: this.admission,
+      deadlines: this.deadlines,
+      backendWait: this.backendWait,
+      shutdown: this.shutdown,
+      tokenStreams: this.tokenStreams,
+      embeddings: this.embeddings,
+      stopping,
+      workerOf: (key) => this.byKey.get(key)!.worker,
+      events: this,
     });
   }
 
@@ -242,13 +247,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     if (!this.connectionOf.has(queue)) this.connectionOf.set(queue, conn);
     // Before any BullMQ object exists: a Redis that may evict keys would lose jobs.
     if (this.connections.length === 1) await assertNoEviction(conn);
-    const processor =
-      queue === QueueName.INFERENCE
-        ? (job: Job, token?: string, signal?: AbortSignal) => this.processInference(job, token, signal)
-        : queue === QueueName.EMBEDDING
-          ? (job: Job, token?: string, signal?: AbortSignal) => this.processEmbedding(job, token, signal)
-          : (job: Job, token?: string, signal?: AbortSignal) => this.processSearch(job, token, signal);
-    const worker = new Worker(queue, processor, {
+    const worker = new Worker(queue, this.jobs.processorFor(queue), {
       connection: conn,
       prefix: shardPrefix(this.opts.prefix, queue, shard, this.opts.shards),
       concurrency,
@@ -313,7 +312,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       queues: [...this.workers.keys()],
       startedAt: this.startedAt,
       updatedAt: new Date().toISOString(),
-      active: this.activeCount,
+      active: this.jobs.active,
       state: this.stopping ? 'closing' : this.admission.pausedByPressure ? 'paused' : 'running',
       ...(this.opts.heartbeatMs > 0 ? { heartbeatMs: this.opts.heartbeatMs } : {}),
       ...(clientId !== undefined ? { clientId } : {}),
@@ -347,129 +346,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   /** Jobs running now in this process. */
   get active(): number {
-    return this.activeCount;
+    return this.jobs.active;
   }
-
-  private async processInference(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<InferenceResult> {
-    const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
-    const backend = this.opts.inference!;
-    const models = this.opts.models?.(data.model);
-    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
-      const stream = this.tokenStreams?.writerFor(job);
-      await stream?.open(job.attemptsStarted);
-      // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
-      // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
-      const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
-      // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
-      // evicted, until the call is over.
-      const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
-      try {
-        const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
-          backend.run(data, {
-            signal: ctxSignal,
-            onStart,
-            ...streamCallbacks(stream),
-          }),
-        );
-        await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
-        return { ...r, servedBy: this.id };
-      } catch (err) {
-        if (stream?.signal.aborted) throw stream.signal.reason;
-        throw err;
-      } finally {
-        lease?.release();
-      }
-    });
-    await storeInference(this.opts.caches, data, job.id ?? '', result);
-    return result;
-  }
-
-  private async processSearch(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<SearchResult> {
-    const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
-    const backend = this.opts.search?.[data.provider];
-    if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
-    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal, onStart) => {
-      const t0 = performance.now();
-      const r = await withSpan('backend search', 'client', { 'cell0.search_provider': data.provider }, () =>
-        backend.search(data, { signal: ctxSignal, onStart }),
-      );
-      return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.id };
-    });
-    await storeSearch(this.opts.caches, data, result);
-    return result;
-  }
-
-  /** An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher). */
-  private processEmbedding(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<EmbeddingResult> {
-    const data = isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
-    return this.run(job, token, signal, QueueName.EMBEDDING, (ctxSignal) =>
-      this.embeddings!.embed(data.model, data.input, ctxSignal),
-    );
-  }
-
-  /** Runs a provider call with the job's deadline and cancellation, and sorts its errors. */
-  private async run<T>(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-    queue: QueueName,
-    call: (signal: AbortSignal, onStart: () => void) => Promise<T>,
-  ): Promise<T> {
-    await this.admission.admit(job, token, queue);
-    if (this.stopping) {
-      // BullMQ can still hand over a job it fetched just before close(); this worker no longer takes jobs.
-      await job.moveToWait(token);
-      this.log.info({ queue, jobId: job.id }, 'closing: job handed back to wait');
-      throw new WaitingError();
-    }
-    const t0 = performance.now();
-    this.activeCount++;
-    const jobSignal = signal ?? new AbortController().signal;
-    const deadline = this.deadlines.track(this.byKey.get(job.queueQualifiedName)!.worker, job.id ?? '');
-    try {
-      // The deadline counts from the backend permit, not the wait for it (the lock is renewed meanwhile).
-      const result = await call(jobSignal, () => this.deadlines.restart(deadline));
-      const durationMs = Math.round((performance.now() - t0) * 100) / 100;
-      if (this.log.isLevelEnabled('info') && sampleHotPathLine())
-        this.log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
-      if (this.listenerCount('job:completed') > 0)
-        this.emit('job:completed', {
-          queue,
-          jobId: job.id ?? '',
-          durationMs,
-          waitMs: job.processedOn && job.timestamp ? job.processedOn - job.timestamp : -1,
-          endToEndMs: job.timestamp ? Date.now() - job.timestamp : -1,
-        });
-      this.backendWait.completed(job, queue);
-      return result;
-    } catch (err) {
-      if (this.shutdown.forced && signal?.aborted) {
-        // Forced shutdown: hand the job back instead of failing it, so it does not lose an attempt.
-        await job.moveToWait(token);
-        this.log.warn({ queue, jobId: job.id }, 'shutdown deadline passed; job put back to wait');
-        throw new WaitingError();
-      }
-      if (deadline.timedOut) throw timedOut(this.opts.providerTimeoutMs, err);
-      if (isBackendAway(err)) await this.backendWait.defer(job, token, queue, err);
-      throw failureOf(err);
-    } finally {
-      this.deadlines.untrack(deadline);
-      this.activeCount--;
-    }
-  }
-
   /**
    * Stops taking jobs and waits for active ones up to `shutdownTimeoutMs`; then aborts the rest and puts
    * them back to wait. Closes every connection. Idempotent.

@@ -1,4 +1,3 @@
-import { JobSubmitter } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
 import {
   decodeReply,
@@ -8,11 +7,11 @@ import {
   sendFinishedReplies,
   waiterSetKey,
 } from '../../shared/queues/job-replies';
-import { Cell0Worker } from '../../workers/cell0-worker';
 import { ReplyPublisher } from '../../workers/reply-publisher';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { closeRedis, createRedisConnection } from '../../shared/redis/connection';
 import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { startInferencePair, submitPrompts } from '../helpers/inference-pair';
 import { until } from '../helpers/wait';
 
 /*
@@ -24,7 +23,6 @@ describe('replies sent behind the finish', () => {
   afterAll(() => closeRedis(redis));
 
   test('a Cell0Worker answers every waiting producer in the round trip of the finish', async () => {
-    const prefix = uniquePrefix('rbf');
     let failNext = 0;
     const backend = new (class extends NoopInferenceBackend {
       override run(job: Parameters<NoopInferenceBackend['run']>[0]) {
@@ -35,27 +33,9 @@ describe('replies sent behind the finish', () => {
         return super.run(job);
       }
     })();
-    const worker = new Cell0Worker({
-      redisUrl: testRedisUrl(),
-      prefix,
-      queues: [QueueName.INFERENCE],
-      inference: backend,
-      concurrency: { inference: 8 },
-      heartbeatMs: 0,
-    });
-    const submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });
+    const { worker, submitter, close } = await startInferencePair('rbf', backend);
     try {
-      await Promise.all([worker.start(), submitter.start()]);
-      const results = await Promise.all(
-        Array.from({ length: 30 }, (_, i) =>
-          submitter.submit(
-            QueueName.INFERENCE,
-            'generate',
-            { model: 'noop', prompt: `p${i}` },
-            { waitMs: 10_000 },
-          ),
-        ),
-      );
+      const results = await submitPrompts(submitter, 30);
       expect(results.map((r) => r.state)).toEqual(Array(30).fill('completed'));
       // A final failure goes the same way.
       failNext = 1;
@@ -70,8 +50,7 @@ describe('replies sent behind the finish', () => {
       await until(() => worker.replyStats().withFinish === 31, 5000, 'the last reply counted');
       expect(worker.replyStats()).toEqual({ withFinish: 31, afterEvent: 0 });
     } finally {
-      await submitter.close();
-      await worker.close();
+      await close();
     }
   });
 

@@ -8,6 +8,7 @@ import {
 } from '../../shared/cache/semantic';
 import { confidenceOf } from '../../shared/cache/semantic/confidence';
 import { LEXICON_VERSION } from '../../shared/cache/semantic/lexicon';
+import { FeatureVector, fnv1a } from '../../shared/cache/semantic/hashed-features';
 import {
   cosine,
   cosineQuantized,
@@ -167,5 +168,30 @@ describe('LexicalEmbedder', () => {
     ).toBeLessThan(DEFAULT_THRESHOLDS.high);
 
     expect(lsim('How do I bake banana bread?', 'Who won the World Cup in 2014?')).toBeLessThan(0.2);
+  });
+});
+
+describe('FeatureVector: features hashed in place', () => {
+  it('adds a tagged feature, a pair and character grams exactly as the concatenated strings would', () => {
+    for (const [a, b] of [
+      ['jupiter', 'moon'],
+      ['naïve', 'café'],
+      ['x', ''],
+      ['', 'y'],
+    ] as const) {
+      const inPlace = new FeatureVector(64);
+      const concat = new FeatureVector(64);
+      inPlace.addTagged('k\u0001', a, 1);
+      concat.add('k\u0001' + a, 1);
+      inPlace.addPair('p\u0001', a, b, 0.35);
+      concat.add('p\u0001' + a + ' ' + b, 0.35);
+      inPlace.addCharGrams(a, 0.6);
+      const s = '^' + a + '$';
+      const grams: string[] = [];
+      for (const n of [3, 4]) for (let i = 0; i + n <= s.length; i++) grams.push(s.slice(i, i + n));
+      for (const g of grams) concat.add('g\u0001' + g, 0.6 / Math.sqrt(grams.length));
+      expect(Array.from(inPlace.normalized())).toEqual(Array.from(concat.normalized()));
+    }
+    expect(fnv1a('k\u0001moon')).not.toBe(fnv1a('k\u0001moan'));
   });
 });

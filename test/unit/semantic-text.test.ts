@@ -87,3 +87,25 @@ describe('tokenize / stem', () => {
     expect(stem('class')).toBe('class');
   });
 });
+
+describe('tokenize: recent results shared', () => {
+  it('gives the same tokens for a text tokenised again, and tokens of the text itself after many others', () => {
+    const text = 'How many "moons" does Jupiter have -> 95?';
+    const first = tokenize(text);
+    expect(tokenize(text)).toBe(first); // the canonical form and the guard read one array
+    for (let i = 0; i < 20; i++) tokenize(`other prompt number ${i}`);
+    const again = tokenize(text);
+    expect(again).not.toBe(first);
+    expect(again).toEqual(first);
+    expect(again.map((t) => t.lower)).toEqual([
+      'how',
+      'many',
+      'moons',
+      'does',
+      'jupiter',
+      'have',
+      '->',
+      '95',
+    ]);
+  });
+});

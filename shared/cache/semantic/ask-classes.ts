@@ -99,7 +99,7 @@ export function classifyAsks(ws: CanonicalWord[]): AskClass[] {
     const prev = at(k - 1);
     // "when opening the hive", "where it is printed": a subordinate clause, not a question
     if ((w.lower === 'when' || w.lower === 'where') && next) {
-      if (/ing$/.test(next.lower) && !AUX.has(next.lower)) continue;
+      if (next.lower.endsWith('ing') && !AUX.has(next.lower)) continue;
       if (SUBJECTS.has(next.lower) || DETERMINERS.has(next.lower)) continue;
     }
     // "the person who …", "a knot which …": a relative clause after a noun
@@ -270,14 +270,17 @@ export function classifyWhat(
 /** Agent nouns whose verb is not their stem. */
 export const AGENTS: ReadonlyMap<string, string> = new Map([['author', 'write']]);
 
+const AGENT_NOUN = /^(.{3,}?)(?:er|or)$/;
+const DOUBLED_FINAL = /([bdgmnpt])\1$/;
+
 /** The verb an agent noun comes from ("inventor" → invent, "founder" → found, "winner" → win). */
 export function agentVerb(noun: string): string | undefined {
   const special = AGENTS.get(noun);
   if (special) return special;
-  const m = /^(.{3,}?)(?:er|or)$/.exec(noun);
+  const m = AGENT_NOUN.exec(noun);
   if (!m) return undefined;
   const base = m[1]!;
-  for (const v of [base, base + 'e', base.replace(/([bdgmnpt])\1$/, '$1')])
+  for (const v of [base, base + 'e', base.replace(DOUBLED_FINAL, '$1')])
     if (isVerb(v) && !isVerb(noun)) return v;
   return undefined;
 }

@@ -48,14 +48,18 @@ export const IS_HOSTS: ReadonlySet<string> = new Set(
   'what where who how when why which that there here it he she this everything something nothing'.split(' '),
 );
 
+// Module constants: a regex literal in a function body is a new RegExp object on every call.
+const CONTRACTION = /^(.+)'(s|re|ve|ll|d|m)$/;
+const APOSTROPHES = /'/g;
+
 /** Lower-case words of one token, contractions expanded and a possessive dropped. */
 export function expand(lower: string): readonly string[] {
   const bare = BARE_CONTRACTIONS.get(lower);
   if (bare) return bare;
   if (!lower.includes("'")) return [lower];
   if (lower.endsWith("n't")) return [lower.slice(0, -3), 'not'];
-  const m = /^(.+)'(s|re|ve|ll|d|m)$/.exec(lower);
-  if (!m) return [lower.replace(/'/g, '')];
+  const m = CONTRACTION.exec(lower);
+  if (!m) return [lower.replace(APOSTROPHES, '')];
   const [, host, tail] = m as unknown as [string, string, string];
   switch (tail) {
     case 's':

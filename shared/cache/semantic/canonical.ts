@@ -14,6 +14,11 @@ export type { AskClass, CanonicalPrompt, CanonicalWord, WordRole } from './canon
  */
 
 const CLAUSE_BREAK = /[.!?;:,\n]/;
+// Module constants: a regex literal in a function body is a new RegExp object on every call.
+const HAS_DIGIT = /\d/;
+const STARTS_WITH_DIGIT = /^\d/;
+const CAPITALISED = /^\p{Lu}/u;
+const THOUSANDS_COMMA = /,(?=\d{3}\b)/g;
 
 interface Work {
   text: string;
@@ -82,20 +87,21 @@ function computeCanonical(prompt: string): CanonicalPrompt {
     if (
       w.kind === 'word' &&
       w.role !== 'polite' &&
-      !/\d/.test(lower) &&
+      !HAS_DIGIT.test(lower) &&
       !STOPWORDS.has(lower) &&
       !MARKERS.has(lower) &&
       !NEGATION_WORDS.has(lower)
     ) {
       // A capital inside a sentence marks a name: left as written. A capital at a sentence start may be
       // either, so only two swapped letters are fixed there ("Explian"), not edits that turn names into words.
-      if (!/^\p{Lu}/u.test(w.text)) lower = correctTypo(lower) ?? lower;
+      if (!CAPITALISED.test(w.text)) lower = correctTypo(lower) ?? lower;
       else if (clauseStart[i] && !isKnownWord(lower)) lower = swapTypo(lower) ?? lower;
     }
     const lemma = w.kind === 'word' ? lemmaOf(lower) : lower;
     let role: WordRole = w.role;
     if (role !== 'polite') {
-      if (w.kind === 'num' || /^\d/.test(lower) || ORDINALS.has(lower) || isRoman(w.text)) role = 'number';
+      if (w.kind === 'num' || STARTS_WITH_DIGIT.test(lower) || ORDINALS.has(lower) || isRoman(w.text))
+        role = 'number';
       else if (w.kind === 'arrow') role = 'arrow';
       else if (NEGATION_WORDS.has(lower)) role = 'negation';
       else if (MARKERS.has(lower)) role = 'marker';
@@ -164,7 +170,7 @@ function numberValue(text: string, lower: string): string {
   if (ordinal) return ordinal;
   const roman = romanValue(text);
   if (roman !== undefined) return String(roman);
-  return lower.replace(/,(?=\d{3}\b)/g, '');
+  return lower.replace(THOUSANDS_COMMA, '');
 }
 
 const NEGATION_WORDS: ReadonlySet<string> = new Set(

@@ -30,7 +30,7 @@ const PAIR_EXCLUSIONS: readonly (readonly [string, string])[] = EXCLUSIONS.map((
  * are those of computing everything up front.
  */
 class LazyAnalysis implements PromptAnalysis {
-  private _tokens?: Token[];
+  private _tokens?: readonly Token[];
   private _lowers?: string[];
   private _bigrams?: string[];
   private _canon?: CanonicalPrompt;
@@ -54,7 +54,7 @@ class LazyAnalysis implements PromptAnalysis {
 
   constructor(private readonly text: string) {}
 
-  private get tokens(): Token[] {
+  private get tokens(): readonly Token[] {
     return (this._tokens ??= tokenize(this.text));
   }
 

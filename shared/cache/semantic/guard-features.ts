@@ -8,13 +8,24 @@ import { STOPWORDS, foldCompat, stem, type Token } from './text.js';
  * words that direction markers give a role. Each is computed on first use (guard-analysis.ts).
  */
 
+// Module constants: a regex literal in a function body is a new RegExp object on every call.
+const POSSESSIVE = /'s$/;
+const PART_BREAK = /[-/_.]/;
+const PART_BREAKS = /[-/_.]+/;
+const SPACE = /\s/;
+const SENTENCE_END = /[.!?:;\n]/;
+const PERCENT = /%$/;
+const GROUPED_THOUSANDS = /^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/;
+const COMMAS = /,/g;
+const LEADING_PLUS = /^\+/;
+
 export function addForms(forms: Set<string>, lower: string): void {
-  const l = lower.replace(/'s$/, '');
+  const l = lower.replace(POSSESSIVE, '');
   forms.add(lower);
   forms.add(l);
   forms.add(stem(l));
-  if (/[-/_.]/.test(l))
-    for (const part of l.split(/[-/_.]+/)) {
+  if (PART_BREAK.test(l))
+    for (const part of l.split(PART_BREAKS)) {
       if (part) {
         forms.add(part);
         forms.add(stem(part));
@@ -25,11 +36,11 @@ export function addForms(forms: Set<string>, lower: string): void {
 // ---- numbers -------------------------------------------------------------------------------------------
 
 function numberKey(raw: string): string | undefined {
-  let s = raw.replace(/%$/, '');
-  if (/^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
-  else s = s.replace(/,/g, '.');
+  let s = raw.replace(PERCENT, '');
+  if (GROUPED_THOUSANDS.test(s)) s = s.replace(COMMAS, '');
+  else s = s.replace(COMMAS, '.');
   // dotted sequences like 1.2.3 (versions) are compared as written
-  if ((s.match(/\./g) ?? []).length > 1) return s.replace(/^\+/, '');
+  if (s.indexOf('.') !== s.lastIndexOf('.')) return s.replace(LEADING_PLUS, '');
   const n = Number(s);
   if (!Number.isFinite(n)) return undefined;
   return String(Number(n.toPrecision(12)));
@@ -111,7 +122,7 @@ export function frameOf(
   const frame: string[] = [];
   const entityOrder: string[] = [];
   for (const t of tokens) {
-    const key = t.lower.replace(/'s$/, '');
+    const key = t.lower.replace(POSSESSIVE, '');
     if (t.kind === 'word' && entities.has(key)) {
       entityOrder.push(key);
       if (frame[frame.length - 1] !== '§') frame.push('§');
@@ -142,8 +153,8 @@ export const COMMON_INITIAL: ReadonlySet<string> = new Set([
 function isSentenceInitial(text: string, start: number): boolean {
   for (let i = start - 1; i >= 0; i--) {
     const c = text.charAt(i);
-    if (/\s/.test(c) || c === '"' || c === "'" || c === '(' || c === '[' || c === '*' || c === '-') continue;
-    return /[.!?:;\n]/.test(c);
+    if (SPACE.test(c) || c === '"' || c === "'" || c === '(' || c === '[' || c === '*' || c === '-') continue;
+    return SENTENCE_END.test(c);
   }
   return true;
 }
@@ -277,7 +288,7 @@ export function extractRelations(tokens: readonly Token[]): Map<string, Set<stri
     const t = tokens[i]!;
     const next = tokens[i + 1]?.lower;
     if (t.kind === 'arrow') {
-      seq.push(/^(?:<-|←)$/.test(t.text) ? '<-' : '->');
+      seq.push(t.text === '<-' || t.text === '←' ? '<-' : '->');
     } else if ((t.lower === 'out' || t.lower === 'instead') && next === 'of') {
       seq.push(t.lower + '_of');
       i++;
@@ -288,7 +299,7 @@ export function extractRelations(tokens: readonly Token[]): Map<string, Set<stri
   const out = new Map<string, Set<string>>();
   const add = (rel: string, w: string): void => {
     const s = out.get(rel) ?? new Set<string>();
-    s.add(stem(w.replace(/'s$/, '')));
+    s.add(stem(w.replace(POSSESSIVE, '')));
     out.set(rel, s);
   };
   const after = (i: number): string | undefined => {

@@ -21,7 +21,12 @@ export function activeKeys(words: readonly CanonicalWord[]): string[] {
       keys.push(w.role === 'arrow' ? '->' : w.key);
     else if (w.lower === 'by' && by < 0 && keys.length > 0) {
       const prev = words[words.indexOf(w) - 1];
-      if (prev && prev.role === 'content' && prev.lemma !== prev.lower && !/(?:s|ing)$/.test(prev.lower))
+      if (
+        prev &&
+        prev.role === 'content' &&
+        prev.lemma !== prev.lower &&
+        !(prev.lower.endsWith('s') || prev.lower.endsWith('ing'))
+      )
         by = keys.length;
     }
   }

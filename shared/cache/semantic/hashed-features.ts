@@ -1,13 +1,27 @@
 import { type SemanticThresholds } from './confidence.js';
 
+const FNV_OFFSET = 0x811c9dc5;
+
 /** FNV-1a over the UTF-16 code units, with a final avalanche so the low bits are well mixed. */
 export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
+  return avalanche(fnvFeed(FNV_OFFSET, s));
+}
+
+/** FNV-1a state `h` fed with the code units of `s`: hashing a, then b equals hashing a + b. */
+function fnvFeed(h: number, s: string): number {
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  // murmur3 fmix32
+  return h;
+}
+
+function fnvUnit(h: number, unit: number): number {
+  return Math.imul(h ^ unit, 0x01000193);
+}
+
+/** murmur3 fmix32 */
+function avalanche(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -15,6 +29,11 @@ export function fnv1a(s: string): number {
   h ^= h >>> 16;
   return h >>> 0;
 }
+
+const CARET = 0x5e; // '^'
+const DOLLAR = 0x24; // '$'
+const SPACE = 0x20;
+const GRAM_TAG = 'g\u0001';
 
 /**
  * A vector being built from hashed features: each feature (a string) is hashed (FNV-1a) to a dimension and
@@ -31,22 +50,42 @@ export class FeatureVector {
   }
 
   add(feature: string, weight: number): void {
-    const h = fnv1a(feature);
+    this.addHash(fnv1a(feature), weight);
+  }
+
+  /** The same as add(tag + value, weight), without building the string. */
+  addTagged(tag: string, value: string, weight: number): void {
+    this.addHash(avalanche(fnvFeed(fnvFeed(FNV_OFFSET, tag), value)), weight);
+  }
+
+  /** The same as add(tag + a + ' ' + b, weight), without building the string. */
+  addPair(tag: string, a: string, b: string, weight: number): void {
+    this.addHash(avalanche(fnvFeed(fnvUnit(fnvFeed(fnvFeed(FNV_OFFSET, tag), a), SPACE), b)), weight);
+  }
+
+  private addHash(h: number, weight: number): void {
     // The sign comes from the high bit, independent of the low bits that pick the dimension.
     this.v[h & this.mask]! += h & 0x80000000 ? -weight : weight;
   }
 
   /**
    * The character 3- and 4-grams of `word` with boundary marks (`^pass`, `ord$`), together carrying `energy`
-   * (sum of squares), whatever the word's length: a long word does not outweigh a short one.
+   * (sum of squares), whatever the word's length: a long word does not outweigh a short one. Each gram is
+   * hashed in place (as add('g\u0001' + gram) would hash it): no string per gram.
    */
   addCharGrams(word: string, energy: number): void {
-    const s = '^' + word + '$';
-    const grams: string[] = [];
-    for (const n of [3, 4]) for (let i = 0; i + n <= s.length; i++) grams.push(s.slice(i, i + n));
-    if (grams.length === 0) return;
-    const each = energy / Math.sqrt(grams.length);
-    for (const g of grams) this.add('g\u0001' + g, each);
+    const len = word.length + 2; // '^' + word + '$'
+    const count = Math.max(0, len - 2) + Math.max(0, len - 3);
+    if (count === 0) return;
+    const each = energy / Math.sqrt(count);
+    const tagged = fnvFeed(FNV_OFFSET, GRAM_TAG);
+    for (let n = 3; n <= 4; n++)
+      for (let i = 0; i + n <= len; i++) {
+        let h = tagged;
+        for (let j = i; j < i + n; j++)
+          h = fnvUnit(h, j === 0 ? CARET : j === len - 1 ? DOLLAR : word.charCodeAt(j - 1));
+        this.addHash(avalanche(h), each);
+      }
   }
 
   /** The vector, L2-normalised (all zeros stays all zeros). */

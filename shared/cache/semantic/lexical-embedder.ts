@@ -44,27 +44,28 @@ export class LexicalEmbedder extends HashedFeatureEmbedder implements Embedder {
 
   protected addFeatures(text: string, v: FeatureVector): void {
     const { words, asks } = canonicalize(text);
-    for (const a of asks) v.add('q\u0001' + a, W_ASK);
+    for (const a of asks) v.addTagged('q\u0001', a, W_ASK);
     let prev: string | undefined;
     for (const w of words) {
       switch (w.role) {
         case 'head':
         case 'content': {
-          v.add('k\u0001' + w.key, W_KEY);
+          v.addTagged('k\u0001', w.key, W_KEY);
           if (prev !== undefined && prev !== w.key)
-            v.add('p\u0001' + (prev < w.key ? prev + ' ' + w.key : w.key + ' ' + prev), W_PAIR);
+            if (prev < w.key) v.addPair('p\u0001', prev, w.key, W_PAIR);
+            else v.addPair('p\u0001', w.key, prev, W_PAIR);
           prev = w.key;
           if (!isKnownWord(w.lower)) v.addCharGrams(w.lower, W_CHARS);
           break;
         }
         case 'number':
-          v.add('n\u0001' + w.lower, W_NUMBER);
+          v.addTagged('n\u0001', w.lower, W_NUMBER);
           break;
         case 'negation':
           v.add('x\u0001not', W_NEGATION);
           break;
         case 'marker':
-          v.add('m\u0001' + w.lower, W_MARKER);
+          v.addTagged('m\u0001', w.lower, W_MARKER);
           break;
         case 'arrow':
           v.add('a\u0001->', W_ARROW);

@@ -108,18 +108,37 @@ function commonPrefix(a: string, b: string): string {
  * hyphens, dots, slashes, underscores), `arrow` (->, =>, →, <-, ←).
  */
 export interface Token {
-  text: string;
-  lower: string;
-  kind: 'num' | 'word' | 'arrow';
-  start: number;
+  readonly text: string;
+  readonly lower: string;
+  readonly kind: 'num' | 'word' | 'arrow';
+  readonly start: number;
 }
 
 // Groups: 1 a number, 2 an arrow, 3 a word. Numbered, not named: a named group costs an object per match.
 const TOKEN_RE =
   /([-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)%?(?![\p{L}\d_]))|(->|=>|→|⇒|<-|←|⟶)|([\p{L}\p{N}_]+(?:['][\p{L}]+)*(?:[-./_][\p{L}\p{N}_]+(?:['][\p{L}]+)*)*(?:\+\+|#)?)/gu;
 
+/**
+ * The last texts tokenised and their tokens: a lookup tokenises its prompt and each candidate it analyses
+ * twice (for the canonical form and for the guard's analysis), one right after the other. Token arrays are
+ * shared, so they are read-only.
+ */
+const RECENT_TOKENS = 8;
+const recentTexts: (string | undefined)[] = new Array<string | undefined>(RECENT_TOKENS).fill(undefined);
+const recentTokens: (readonly Token[])[] = new Array<readonly Token[]>(RECENT_TOKENS).fill([]);
+let recentNext = 0;
+
 /** Splits `text` (after {@link foldCompat} and quote folding) into tokens; punctuation and symbols are dropped. */
-export function tokenize(text: string): Token[] {
+export function tokenize(text: string): readonly Token[] {
+  for (let i = 0; i < RECENT_TOKENS; i++) if (recentTexts[i] === text) return recentTokens[i]!;
+  const out = computeTokens(text);
+  recentTexts[recentNext] = text;
+  recentTokens[recentNext] = out;
+  recentNext = (recentNext + 1) % RECENT_TOKENS;
+  return out;
+}
+
+function computeTokens(text: string): Token[] {
   const s = foldCompat(text).replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
   const out: Token[] = [];
   // exec() on the one global regex, not matchAll(): no iterator and no result object per token (the guard
@@ -159,27 +178,32 @@ export function isContent(lower: string): boolean {
   return !STOPWORDS.has(lower);
 }
 
+const ANY_DIGIT = /\d/;
+const SIBILANT_ES = /(?:ch|sh|x|ss|zz)es$/;
+const KEEP_S = /(?:ss|us|is|ous)$/;
+const UNDOUBLED = /[bdfgmnprt]/;
+
 /**
  * A light suffix stripper (a small part of Porter's): plural -s/-es/-ies, -ed, -ing (undoubling a final
  * consonant), then a final -e, so "reverse", "reverses", "reversed" and "reversing" share one stem. Words of
  * four letters or fewer and words with digits are left alone. Good enough for matching, not for display.
  */
 export function stem(word: string): string {
-  if (word.length <= 4 || /\d/.test(word)) return word;
+  if (word.length <= 4 || ANY_DIGIT.test(word)) return word;
   let w = word;
   if (w.endsWith('ies') && w.length > 5) w = w.slice(0, -3) + 'y';
   else if (w.endsWith('sses')) w = w.slice(0, -2);
   else if (w.endsWith('ing') && w.length >= 6) w = undouble(w.slice(0, -3));
   else if (w.endsWith('ied') && w.length > 5) w = w.slice(0, -3) + 'y';
   else if (w.endsWith('ed') && w.length >= 5) w = undouble(w.slice(0, -2));
-  else if (w.endsWith('es') && /(?:ch|sh|x|ss|zz)es$/.test(w)) w = w.slice(0, -2);
-  else if (w.endsWith('s') && !/(?:ss|us|is|ous)$/.test(w)) w = w.slice(0, -1);
+  else if (w.endsWith('es') && SIBILANT_ES.test(w)) w = w.slice(0, -2);
+  else if (w.endsWith('s') && !KEEP_S.test(w)) w = w.slice(0, -1);
   if (w.length > 4 && w.endsWith('e')) w = w.slice(0, -1);
   return w;
 }
 
 function undouble(w: string): string {
   const n = w.length;
-  if (n >= 4 && w[n - 1] === w[n - 2] && /[bdfgmnprt]/.test(w[n - 1]!)) return w.slice(0, -1);
+  if (n >= 4 && w[n - 1] === w[n - 2] && UNDOUBLED.test(w[n - 1]!)) return w.slice(0, -1);
   return w;
 }
