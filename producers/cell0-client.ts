@@ -47,6 +47,7 @@ import {
   type JobResult,
 } from './cell0-client-types.js';
 import { inferenceFromCache, searchFromCache } from './cache-answers.js';
+import { LookupFlights } from './lookup-flights.js';
 import { asSubmitResult, unwrap } from './submit-outcome.js';
 
 export type {
@@ -93,6 +94,8 @@ export class Cell0Client {
   private readonly limits: InputLimits;
   private readonly log: Logger | undefined;
   private hub: TokenStreamHub | undefined;
+  /** Inference cache lookups shared by identical requests in flight. */
+  private readonly lookups = new LookupFlights<SubmitResult<InferenceResult>>();
   private readonly maxEmbedInputs: number;
 
   constructor(opts: Cell0ClientOptions = {}) {
@@ -275,15 +278,25 @@ export class Cell0Client {
     data: InferenceJobData,
     opts: CallOptions = {},
   ): Promise<SubmitResult<InferenceResult>> {
-    const cached = await inferenceFromCache(this.caches, this.metrics, data);
-    if (cached) return cached;
-    this.shedder?.check(QueueName.INFERENCE);
-    if (opts.beforeAdd) await opts.beforeAdd(jobIdFor(QueueName.INFERENCE, data));
-    const name = data.messages ? JobName.CHAT : JobName.GENERATE;
-    const away = this.shedder?.backendUnavailable({ queue: QueueName.INFERENCE, model: data.model });
-    return this.noteOom(
-      this.submitNow<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data), away),
+    const add = async (jobId?: string): Promise<SubmitResult<InferenceResult>> => {
+      this.shedder?.check(QueueName.INFERENCE);
+      if (opts.beforeAdd) await opts.beforeAdd(jobId ?? jobIdFor(QueueName.INFERENCE, data));
+      const name = data.messages ? JobName.CHAT : JobName.GENERATE;
+      const away = this.shedder?.backendUnavailable({ queue: QueueName.INFERENCE, model: data.model });
+      return this.noteOom(
+        this.submitNow<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data), away),
+      );
+    };
+    // No cache, or a request that skips it: nothing to share.
+    if (!this.caches.inference || data.cache?.noCache === true) return add();
+    // Identical requests in this process share one lookup (see LookupFlights).
+    const jobId = jobIdFor(QueueName.INFERENCE, data);
+    const r = await this.lookups.run(
+      jobId,
+      () => inferenceFromCache(this.caches, this.metrics, data),
+      () => add(jobId),
     );
+    return r.state === 'completed' && r.cached !== undefined ? { ...r } : r;
   }
 
   /** Answers an already-parsed search from the search cache, or adds (or joins) its job. */

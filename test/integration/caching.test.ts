@@ -4,6 +4,7 @@
  */
 import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
 import { startPrivateRedis } from '../helpers/redis-server';
+import { type SemanticCache } from '../../shared/cache/semantic';
 
 describe('caching through the API', () => {
   let fleet: TestFleet;
@@ -172,6 +173,27 @@ describe('caching through the API', () => {
     expect(c.body.cached).toBe(false);
     const stats = fleet.client.caches.inference as unknown as { getStats(): { falseHitReports: number } };
     expect(stats.getStats().falseHitReports).toBe(1);
+  });
+
+  it('runs one cache lookup for identical requests in flight together (and one generation)', async () => {
+    const cache = fleet.client.caches.inference as SemanticCache<unknown>;
+    const body = { model: 'qwen2.5:0.5b', prompt: 'Name three rivers of Africa, one lookup for all' };
+    const lookups0 = cache.getStats().lookups;
+    const calls = generateCalls();
+    // The generation is held 3 s, so all 40 requests reach the API while the first one's job runs.
+    fleet.sim.setFaults({ slowRate: 1, slowMs: 3000 });
+    const all = await Promise.all(
+      Array.from({ length: 40 }, () => post(`${fleet.url}/v1/inference`, body, { headers: alpha })),
+    ).finally(() => fleet.sim.setFaults({}));
+    for (const r of all) expect(r.status).toBe(200);
+    expect(new Set(all.map((r) => JSON.stringify(r.body.result))).size).toBe(1);
+    expect(generateCalls() - calls).toBe(1);
+    // One request looked the cache up; the other 39 shared its miss and joined its job.
+    expect(cache.getStats().lookups - lookups0).toBe(1);
+    // Once they are answered, the next one looks up again and finds the answer cached.
+    const after = await post(`${fleet.url}/v1/inference`, body, { headers: alpha });
+    expect(after.body.cached).toBe('exact');
+    expect(cache.getStats().lookups - lookups0).toBe(2);
   });
 
   it('refuses a malformed cache field with 400 naming it', async () => {

@@ -572,6 +572,32 @@ describe('SemanticCache (on Redis)', () => {
     expect(cache.getStats().errors).toBe(2);
   });
 
+  it("two caches with one embedder (the API's and the worker's in one process) embed a prompt once", async () => {
+    const local = new HashedNgramEmbedder();
+    let texts = 0;
+    const fn = async (batch: string[]) => {
+      texts += batch.length;
+      return (await local.embed(batch)).map((v) => Array.from(v));
+    };
+    const embedder = new FunctionEmbedder({ name: 'fake/shared', dims: local.dims, fn });
+    const api = make({ embedder });
+    const samePrefix = `{${baseOf(api).slice(0, -':sem'.length)}}`;
+    const worker = new SemanticCache<string>({ redis: client, prefix: samePrefix, embedder });
+    const prompt = `What does the shared memo keep ${Date.now()}?`;
+    expect(await api.get(prompt, SCOPE, { minConfidence: CacheMatchConfidence.HIGH })).toBeUndefined();
+    expect(texts).toBe(1);
+    await worker.set(prompt, 'answer', SCOPE);
+    expect(texts).toBe(1); // the store reused the lookup's embedding and bands
+    expect(await api.get(prompt, SCOPE)).toMatchObject({ confidence: 'exact', value: 'answer' });
+    // another embedder object: nothing shared
+    const other = new FunctionEmbedder({ name: 'fake/shared', dims: local.dims, fn });
+    await new SemanticCache<string>({ redis: client, prefix: samePrefix, embedder: other }).set(
+      prompt,
+      'answer',
+      SCOPE,
+    );
+    expect(texts).toBe(2);
+  });
   it('embeds a prompt once for a lookup and the store that follows it (the miss path of one request)', async () => {
     const local = new HashedNgramEmbedder();
     const embedded: string[] = [];

@@ -5,22 +5,15 @@ import { spanEvents } from '../../../shared/tracing/tracing.js';
 import { QueueName } from '../../../shared/queues/names.js';
 import { type InferenceResult } from '../../../shared/queues/results.js';
 import { type InferenceJobData } from '../../../shared/queues/schemas.js';
-import { type StreamUsage, type TokenStreamEntry } from '../../../shared/queues/token-stream.js';
+import { type TokenStreamEntry } from '../../../shared/queues/token-stream.js';
 import { type Cell0Client } from '../../cell0-client.js';
 import { type SubmitResult } from '../../job-submitter.js';
 import { type TokenStreamReader } from '../../token-stream-hub.js';
 import { failedJobError, openAIError, type OpenAIErrorBody } from './openai-errors.js';
 import { CELL0_JOB_HEADER, provenanceHeaders } from './openai-headers.js';
 import { type OpenAIRequestInfo } from './openai-request.js';
-import {
-  answerMeta,
-  chunkBody,
-  finishReasonOf,
-  textChunkWriter,
-  usageChunkBody,
-  type AnswerMeta,
-  type OpenAIKind,
-} from './openai-shapes.js';
+import { answerMeta, type OpenAIKind } from './openai-shapes.js';
+import { SseAnswer } from './sse-answer.js';
 
 /** What {@link streamAnswer} needs. */
 export interface StreamContext {
@@ -36,70 +29,6 @@ export interface StreamContext {
 }
 
 type Outcome = SubmitResult<InferenceResult> | { state: 'missing'; queue: QueueName; jobId: string };
-
-/**
- * Writes the SSE answer of one streaming request. Nothing is sent before the first token (or the finished
- * answer), so an error found until then — a bad model, an overloaded fleet — is an ordinary HTTP error the
- * SDKs raise as their typed errors; after it, an error is a last `data: {"error": …}` event.
- */
-class SseAnswer {
-  private started = false;
-  /** Text sent so far. */
-  sent = '';
-  private readonly textChunk: (text: string) => string;
-
-  constructor(
-    private readonly res: Response,
-    private readonly meta: AnswerMeta,
-    private readonly includeUsage: boolean,
-  ) {
-    this.textChunk = textChunkWriter(meta, includeUsage);
-  }
-
-  get open(): boolean {
-    return !this.res.writableEnded && !this.res.destroyed;
-  }
-
-  get begun(): boolean {
-    return this.started;
-  }
-
-  private begin(): void {
-    if (this.started) return;
-    this.started = true;
-    this.res.status(200);
-    this.res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-    this.res.setHeader('Cache-Control', 'no-cache');
-    this.res.setHeader('Connection', 'keep-alive');
-    this.res.setHeader('X-Accel-Buffering', 'no');
-    this.res.flushHeaders();
-    if (this.meta.kind === 'chat') this.event(chunkBody(this.meta, { role: true }, this.includeUsage));
-  }
-
-  private event(body: unknown): void {
-    if (this.open) this.res.write(`data: ${JSON.stringify(body)}\n\n`);
-  }
-
-  text(t: string): void {
-    if (t.length === 0) return;
-    this.begin();
-    this.sent += t;
-    if (this.open) this.res.write(`data: ${this.textChunk(t)}\n\n`);
-  }
-
-  finish(doneReason: string | undefined, usage: StreamUsage): void {
-    this.begin();
-    this.event(chunkBody(this.meta, { finish: finishReasonOf(doneReason) }, this.includeUsage));
-    if (this.includeUsage) this.event(usageChunkBody(this.meta, usage));
-    if (this.open) this.res.end('data: [DONE]\n\n');
-  }
-
-  /** An error after the stream began: one error event, then the end. */
-  fail(body: OpenAIErrorBody): void {
-    this.event(body);
-    if (this.open) this.res.end();
-  }
-}
 
 /**
  * Answers a `stream: true` request. The job's token stream is opened (marking the job as streamed) before
@@ -149,8 +78,8 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
     if (first) return await finishFromOutcome(ctx, sse, first.r, joined);
     const r = reader!;
     const state: ReadState = { expectSeq: 0, usable: true };
-    /** Forwards what the reader holds now; true once the answer is over. */
-    const forward = async (): Promise<boolean> => {
+    /** Writes what the reader holds now (in one socket write); says when the answer is over. */
+    const drain = (): 'end' | 'restart' | undefined => {
       for (let e = r.take(); e !== undefined; e = r.take()) {
         if (!state.usable) continue;
         if (!sse.begun) provenanceHeaders(res, jobId, undefined, joined);
@@ -162,8 +91,7 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
         }
         if (step === 'end' && e.kind === 'end') {
           sse.finish(e.finishReason, e.usage);
-          await r.close({ cancel: false });
-          return true;
+          return 'end';
         }
         if (step === 'restart') {
           sse.fail(
@@ -173,11 +101,18 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
               { code: ErrorCode.PROVIDER_ERROR },
             ),
           );
-          await r.close({ cancel: false });
-          return true;
+          return 'restart';
         }
       }
-      return false;
+      return undefined;
+    };
+    /** Forwards what the reader holds now; true once the answer is over. */
+    const forward = async (): Promise<boolean> => {
+      let over: 'end' | 'restart' | undefined;
+      sse.batch(() => (over = drain()));
+      if (over === undefined) return false;
+      await r.close({ cancel: false });
+      return true;
     };
     for (;;) {
       if (await forward()) return;

@@ -1,0 +1,104 @@
+import { type Response } from 'express';
+import { type StreamUsage } from '../../../shared/queues/token-stream.js';
+import { type OpenAIErrorBody } from './openai-errors.js';
+import {
+  chunkBody,
+  finishReasonOf,
+  textChunkWriter,
+  usageChunkBody,
+  type AnswerMeta,
+} from './openai-shapes.js';
+
+/**
+ * Writes the SSE answer of one streaming request. Nothing is sent before the first token (or the finished
+ * answer), so an error found until then — a bad model, an overloaded fleet — is an ordinary HTTP error the
+ * SDKs raise as their typed errors; after it, an error is a last `data: {"error": …}` event.
+ *
+ * Socket writes are few: the status and headers go out with the first event (no separate flush), the events
+ * made inside one batch() are joined into one write, and the last events go out with the end.
+ */
+export class SseAnswer {
+  private started = false;
+  /** Text sent so far. */
+  sent = '';
+  private readonly textChunk: (text: string) => string;
+
+  constructor(
+    private readonly res: Response,
+    private readonly meta: AnswerMeta,
+    private readonly includeUsage: boolean,
+  ) {
+    this.textChunk = textChunkWriter(meta, includeUsage);
+  }
+
+  get open(): boolean {
+    return !this.res.writableEnded && !this.res.destroyed;
+  }
+
+  get begun(): boolean {
+    return this.started;
+  }
+
+  /**
+   * The status and headers, which go out with the first event (one socket write for the headers, the role
+   * chunk and the first text): returns what must precede that event.
+   */
+  private begin(): string {
+    if (this.started) return '';
+    this.started = true;
+    this.res.status(200);
+    this.res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    this.res.setHeader('Cache-Control', 'no-cache');
+    this.res.setHeader('Connection', 'keep-alive');
+    this.res.setHeader('X-Accel-Buffering', 'no');
+    return this.meta.kind === 'chat'
+      ? `data: ${JSON.stringify(chunkBody(this.meta, { role: true }, this.includeUsage))}\n\n`
+      : '';
+  }
+
+  /** Events held back while a batch runs, written together at its end (one socket write). */
+  private held: string | undefined;
+  private ending = false;
+
+  /** Writes `s` (or holds it while a batch runs); `end` ends the response after it. */
+  private out(s: string, end = false): void {
+    if (!this.open) return;
+    if (this.held !== undefined) {
+      this.held += s;
+      this.ending ||= end;
+    } else if (end) this.res.end(s);
+    else this.res.write(s);
+  }
+
+  text(t: string): void {
+    if (t.length === 0) return;
+    const head = this.begin();
+    this.sent += t;
+    this.out(`${head}data: ${this.textChunk(t)}\n\n`);
+  }
+
+  /** Writes the events `f` makes in one socket write. */
+  batch(f: () => void): void {
+    if (this.held !== undefined) return f();
+    this.held = '';
+    try {
+      f();
+    } finally {
+      const s = this.held;
+      this.held = undefined;
+      if (s.length > 0 || this.ending) this.out(s, this.ending);
+    }
+  }
+
+  finish(doneReason: string | undefined, usage: StreamUsage): void {
+    let s = this.begin();
+    s += `data: ${JSON.stringify(chunkBody(this.meta, { finish: finishReasonOf(doneReason) }, this.includeUsage))}\n\n`;
+    if (this.includeUsage) s += `data: ${JSON.stringify(usageChunkBody(this.meta, usage))}\n\n`;
+    this.out(`${s}data: [DONE]\n\n`, true);
+  }
+
+  /** An error after the stream began: one error event, then the end. */
+  fail(body: OpenAIErrorBody): void {
+    this.out(`data: ${JSON.stringify(body)}\n\n`, true);
+  }
+}
