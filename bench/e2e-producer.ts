@@ -20,6 +20,8 @@ import {
   type ProducerConfig,
   type ProducerResult,
 } from './e2e-common.js';
+import { epochNow, printStages, watchPauses, type StageSample } from './e2e-stages.js';
+import { queueKey } from '../shared/queues/names.js';
 
 const cfg = childConfig<ProducerConfig>();
 
@@ -27,8 +29,8 @@ const cfg = childConfig<ProducerConfig>();
 process.on('disconnect', () => process.exit(1));
 
 interface Target {
-  /** Runs job `i` end to end: resolves when its result arrived, rejects when it failed or timed out. */
-  call(prompt: string): Promise<void>;
+  /** Runs job `i` end to end: resolves with its job id when its result arrived, rejects when it failed. */
+  call(prompt: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -47,6 +49,7 @@ async function bareTarget(): Promise<Target> {
     async call(prompt) {
       const job = await queue.add('generate', { model: 'noop', prompt });
       await job.waitUntilFinished(events, cfg.waitMs);
+      return job.id!;
     },
     async close() {
       await Promise.allSettled([events.close(), queue.close()]);
@@ -56,13 +59,13 @@ async function bareTarget(): Promise<Target> {
 }
 
 async function cell0Target(): Promise<Target> {
-  const { Cell0Client, Cell0Metrics } = (await loadCompiledCell0()).producers;
+  const { Cell0Client, Cell0Metrics } = (await loadCompiledCell0(cfg.dist)).producers;
   const client = new Cell0Client({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
   if (cfg.metrics) client.metrics = new Cell0Metrics();
   await client.start();
   return {
     async call(prompt) {
-      await client.infer({ model: 'noop', prompt }, { waitMs: cfg.waitMs });
+      return (await client.infer({ model: 'noop', prompt }, { waitMs: cfg.waitMs })).jobId;
     },
     close: () => client.close(),
   };
@@ -70,6 +73,8 @@ async function cell0Target(): Promise<Target> {
 
 interface WindowRun {
   latencies: Float64Array;
+  /** Each successful job's id, due time and result time (for --stages). */
+  samples: StageSample[];
   failures: number;
   wallMs: number;
   firstError?: string;
@@ -78,6 +83,7 @@ interface WindowRun {
 /** Runs `n` jobs keeping `window` in flight; latency per job = call to result. */
 async function runWindow(target: Target, n: number, window: number, tag: string): Promise<WindowRun> {
   const latencies = new Float64Array(n).fill(NaN);
+  const samples: StageSample[] = [];
   let next = 0;
   let failures = 0;
   let firstError: string | undefined;
@@ -85,9 +91,11 @@ async function runWindow(target: Target, n: number, window: number, tag: string)
     while (next < n) {
       const i = next++;
       const t0 = performance.now();
+      const due = epochNow();
       try {
-        await target.call(`job ${i} ${tag}`);
+        const jobId = await target.call(`job ${i} ${tag}`);
         latencies[i] = performance.now() - t0;
+        if (cfg.stages) samples.push({ jobId, due, seen: epochNow() });
       } catch (err) {
         failures++;
         firstError ??= err instanceof Error ? `${err.name}: ${err.message}` : String(err);
@@ -98,8 +106,8 @@ async function runWindow(target: Target, n: number, window: number, tag: string)
   await Promise.all(Array.from({ length: Math.min(window, n) }, lane));
   const wallMs = performance.now() - t0;
   return firstError === undefined
-    ? { latencies, failures, wallMs }
-    : { latencies, failures, wallMs, firstError };
+    ? { latencies, samples, failures, wallMs }
+    : { latencies, samples, failures, wallMs, firstError };
 }
 
 /**
@@ -108,6 +116,7 @@ async function runWindow(target: Target, n: number, window: number, tag: string)
  */
 async function runPaced(target: Target, n: number, rate: number, tag: string): Promise<WindowRun> {
   const latencies = new Float64Array(n).fill(NaN);
+  const samples: StageSample[] = [];
   let failures = 0;
   let firstError: string | undefined;
   const pending: Promise<void>[] = [];
@@ -116,8 +125,9 @@ async function runPaced(target: Target, n: number, rate: number, tag: string): P
     const due = t0 + (i * 1000) / rate;
     pending.push(
       target.call(`job ${i} ${tag}`).then(
-        () => {
+        (jobId) => {
           latencies[i] = performance.now() - due;
+          if (cfg.stages) samples.push({ jobId, due: performance.timeOrigin + due, seen: epochNow() });
         },
         (err: unknown) => {
           failures++;
@@ -135,8 +145,8 @@ async function runPaced(target: Target, n: number, rate: number, tag: string): P
   await Promise.all(pending);
   const wallMs = performance.now() - t0;
   return firstError === undefined
-    ? { latencies, failures, wallMs }
-    : { latencies, failures, wallMs, firstError };
+    ? { latencies, samples, failures, wallMs }
+    : { latencies, samples, failures, wallMs, firstError };
 }
 
 function round(x: number): number {
@@ -160,11 +170,14 @@ async function main(): Promise<void> {
     await sendToParent({ type: 'measuring' });
     await go;
   }
+  const pauses = cfg.stages ? watchPauses() : undefined;
   const cpu0 = process.cpuUsage();
   const run = cfg.rate
     ? await runPaced(target, cfg.jobs, cfg.rate, cfg.runId)
     : await runWindow(target, cfg.jobs, cfg.window, cfg.runId);
   const cpuMs = cpuMsSince(cpu0);
+  const pauseLine = pauses?.report(`${cfg.side} producer`);
+  pauses?.close();
   const ok = Array.from(run.latencies)
     .filter((x) => !Number.isNaN(x))
     .sort((a, b) => a - b);
@@ -182,6 +195,13 @@ async function main(): Promise<void> {
     ...(run.firstError !== undefined ? { firstError: run.firstError } : {}),
     latencies: ok.map(round),
   };
+  if (cfg.stages) {
+    const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 2 });
+    const key = cfg.side === 'bare' ? `${cfg.prefix}:${BENCH_QUEUE}` : queueKey(cfg.prefix, BENCH_QUEUE);
+    await printStages(redis, key, run.samples, cfg.side);
+    console.log(pauseLine);
+    await redis.quit();
+  }
   await sendToParent({ type: 'result', result });
   await target.close();
   process.exit(0);

@@ -18,6 +18,7 @@ import {
   sendToParent,
   type WorkerConfig,
 } from './e2e-common.js';
+import { watchPauses } from './e2e-stages.js';
 
 const cfg = childConfig<WorkerConfig>();
 
@@ -40,7 +41,7 @@ async function startBare(): Promise<() => Promise<void>> {
 }
 
 async function startCell0(): Promise<() => Promise<void>> {
-  const { producers, workers } = await loadCompiledCell0();
+  const { producers, workers } = await loadCompiledCell0(cfg.dist);
   const {
     Cell0Worker,
     Cell0Metrics,
@@ -85,10 +86,16 @@ async function main(): Promise<void> {
     );
   });
   let mark = process.cpuUsage();
+  const pauses = cfg.stages ? watchPauses() : undefined;
   process.on('message', (m: unknown) => {
     if (!isParentMessage(m)) return;
-    if (m.type === 'mark') mark = process.cpuUsage();
-    else if (m.type === 'stats') void sendToParent({ type: 'stats', cpuMs: cpuMsSince(mark) });
+    if (m.type === 'mark') {
+      mark = process.cpuUsage();
+      pauses?.reset();
+    } else if (m.type === 'stats') {
+      if (pauses) console.log(pauses.report(`${cfg.side} worker`));
+      void sendToParent({ type: 'stats', cpuMs: cpuMsSince(mark) });
+    }
   });
   await sendToParent({ type: 'ready' });
 }

@@ -15,9 +15,7 @@
  *     [--shards 1,3,6] [--idle-ms MS] [--by-command]
  */
 import os from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Pool } from 'undici';
 import {
   commandCalls,
   freePort,
@@ -27,45 +25,10 @@ import {
   stop,
   stopAll,
 } from './fleet.js';
-
-const CELL0 = ['--import', 'tsx', join(__dirname, '..', 'bin', 'cell0.ts')];
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? (process.argv[i + 1] ?? dflt) : dflt;
-}
+import { arg, CELL0, runBench, sendUnique, startSimulator } from './scale-common.js';
+import { sleep } from '../shared/sleep.js';
 
 const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function send(urls: string[], n: number, concurrency: number, tag: string): Promise<number> {
-  const pools = urls.map((u) => new Pool(u, { connections: concurrency }));
-  let next = 0;
-  let failed = 0;
-  const lane = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= n) return;
-      const res = await pools[i % pools.length]!.request({
-        path: '/v1/inference',
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'qwen2.5:0.5b',
-          prompt: `scale ${tag} ${i}`,
-        }),
-      });
-      const body = (await res.body.json()) as { status?: string };
-      if (res.statusCode !== 200 || body.status !== 'completed') {
-        if (failed++ === 0)
-          console.error(`first failure: ${res.statusCode} ${JSON.stringify(body).slice(0, 300)}`);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  await Promise.all(pools.map((p) => p.close()));
-  return failed;
-}
 
 async function main(): Promise<void> {
   killChildrenOnInterrupt();
@@ -76,15 +39,7 @@ async function main(): Promise<void> {
   const shardCounts = arg('shards', '1').split(',').map(Number);
   const idleMs = Number(arg('idle-ms', '5000'));
   const byCommand = process.argv.includes('--by-command');
-  const simPort = await freePort();
-  await startProcess(
-    process.execPath,
-    [...CELL0, 'simulator', '--port', String(simPort)],
-    { CELL0_SIM_TTFT_MS: '1', CELL0_SIM_TOKENS_PER_SEC: '1000000', CELL0_SIM_LOAD_MS_PER_GB: '1' },
-    /simulator listening/,
-    'simulator',
-  );
-  const simUrl = `http://127.0.0.1:${simPort}`;
+  const simUrl = await startSimulator();
   console.log('bench:scale-commands — Redis commands per job against API processes, workers and shards');
   console.log(`date     ${new Date().toISOString()}`);
   console.log(`machine  ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores, node ${process.version}`);
@@ -137,14 +92,14 @@ async function main(): Promise<void> {
             urls.push(`http://127.0.0.1:${port}`);
           }
           const tag = randomBytes(3).toString('hex');
-          await send(urls, 20, concurrency, `${tag}w`);
+          await sendUnique(urls, 20, concurrency, `${tag}w`);
           const idle0 = await commandCalls(redis);
           await sleep(idleMs);
           const idle1 = await commandCalls(redis);
           const idlePerMs = (total(idle1) - total(idle0) - 1) / idleMs;
           const t0 = performance.now();
           const c0 = await commandCalls(redis);
-          const failed = await send(urls, jobs, concurrency, tag);
+          const { failed } = await sendUnique(urls, jobs, concurrency, tag);
           const c1 = await commandCalls(redis);
           const ms = performance.now() - t0;
           const cmds = total(c1) - total(c0) - 1;
@@ -176,10 +131,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    void stopAll().then(() => process.exit(1));
-  },
-);
+runBench(main);

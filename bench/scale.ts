@@ -23,7 +23,6 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { type ChildProcess } from 'node:child_process';
 import { type Redis } from 'ioredis';
-import { Pool } from 'undici';
 import {
   commandCalls,
   cpuMsOf,
@@ -36,16 +35,12 @@ import {
   stop,
   stopAll,
 } from './fleet.js';
+import { arg, CELL0, runBench, sendUnique, startSimulator } from './scale-common.js';
+import { sleep } from '../shared/sleep.js';
 
-const CELL0 = ['--import', 'tsx', join(__dirname, '..', 'bin', 'cell0.ts')];
 const WORKER = ['--import', 'tsx', join(__dirname, 'scale-worker.ts')];
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? (process.argv[i + 1] ?? dflt) : dflt;
-}
 const list = (name: string, dflt: string) => arg(name, dflt).split(',');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One Redis (or cluster) of a run: its masters, the URL settings, and how to stop it. */
 interface RedisUnderTest {
@@ -98,36 +93,6 @@ async function commandsNow(r: RedisUnderTest): Promise<number> {
 
 const cpuOf = (procs: ChildProcess[]) => procs.reduce((n, p) => n + cpuMsOf(p.pid), 0);
 
-/** Sends `n` unique requests at `concurrency`; resolves with each one's latency (ms) and the failures. */
-async function send(urls: string[], n: number, concurrency: number, tag: string) {
-  const pools = urls.map((u) => new Pool(u, { connections: Math.ceil(concurrency / urls.length) + 1 }));
-  const latencies: number[] = [];
-  let next = 0;
-  let failed = 0;
-  const lane = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= n) return;
-      const t0 = performance.now();
-      const res = await pools[i % pools.length]!.request({
-        path: '/v1/inference',
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'qwen2.5:0.5b', prompt: `scale ${tag} ${i}` }),
-      });
-      const body = (await res.body.json()) as { status?: string };
-      latencies.push(performance.now() - t0);
-      if (res.statusCode !== 200 || body.status !== 'completed') {
-        if (failed++ === 0)
-          console.error(`first failure: ${res.statusCode} ${JSON.stringify(body).slice(0, 300)}`);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  await Promise.all(pools.map((p) => p.close()));
-  return { latencies, failed };
-}
-
 function p95(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.95))] ?? NaN;
@@ -144,15 +109,7 @@ async function main(): Promise<void> {
   const backends = list('backends', 'noop,sim');
   const workerCounts = list('workers', quick ? '1,4' : '1,2,4').map(Number);
   const apiCounts = list('apis', quick ? '1,4' : '1,2,4').map(Number);
-  const simPort = await freePort();
-  await startProcess(
-    process.execPath,
-    [...CELL0, 'simulator', '--port', String(simPort)],
-    { CELL0_SIM_TTFT_MS: '1', CELL0_SIM_TOKENS_PER_SEC: '1000000', CELL0_SIM_LOAD_MS_PER_GB: '1' },
-    /simulator listening/,
-    'simulator',
-  );
-  const simUrl = `http://127.0.0.1:${simPort}`;
+  const simUrl = await startSimulator();
   const load = () =>
     os
       .loadavg()
@@ -200,7 +157,7 @@ async function main(): Promise<void> {
             }
             const urls = apis.slice(0, p).map((a) => a.url);
             const tag = randomBytes(4).toString('hex');
-            await send(urls, 20, concurrency, `${tag}w`);
+            await sendUnique(urls, 20, concurrency, `${tag}w`);
             // The fleet's background (heartbeats, memory watch, maintenance) over an idle window.
             const i0 = await commandsNow(r);
             await sleep(idleMs);
@@ -213,7 +170,7 @@ async function main(): Promise<void> {
               await Promise.all(r.masters.map(redisCpuMs)),
             ];
             const t0 = performance.now();
-            const { latencies, failed } = await send(urls, jobs, concurrency, tag);
+            const { latencies, failed } = await sendUnique(urls, jobs, concurrency, tag);
             const ms = performance.now() - t0;
             const [c1, w1, a1, r1] = [
               await commandsByMaster(r),
@@ -255,10 +212,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    void stopAll().then(() => process.exit(1));
-  },
-);
+runBench(main);

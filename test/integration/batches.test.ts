@@ -36,6 +36,44 @@ async function postBatch(
   });
 }
 
+/** A test fleet for one describe block, and the Batches its tests open (all closed after the block). */
+function blockFleet(): { fleet: TestFleet; open: (b: Batches) => Batches } {
+  const opened: Batches[] = [];
+  const block = {
+    fleet: undefined as unknown as TestFleet,
+    open: (b: Batches) => {
+      opened.push(b);
+      return b;
+    },
+  };
+  beforeAll(async () => {
+    block.fleet = await startTestFleet();
+  });
+  afterAll(async () => {
+    for (const b of opened) await b.close();
+    await block.fleet.close();
+  });
+  return block;
+}
+
+/** `n` search items (lines 1…n, custom ids `${tag}-${i}`), each query from `query`. */
+function searchItems(fleet: TestFleet, n: number, tag: string, query: (i: number) => string) {
+  return Array.from({ length: n }, (_, i) => ({
+    line: i + 1,
+    custom_id: `${tag}-${i}`,
+    queue: 'search' as const,
+    data: fleet.client.parseFor('search', { query: query(i) }),
+  }));
+}
+
+/** Every result line of batch `id`, read through `batches` until the batch is finished. */
+async function resultLines(batches: Batches, id: string): Promise<BatchResultLine[]> {
+  const lines: BatchResultLine[] = [];
+  for await (const chunk of (await batches.results(id))!)
+    lines.push(...chunk.map((l) => JSON.parse(l) as BatchResultLine));
+  return lines;
+}
+
 describe('batch jobs over HTTP', () => {
   let fleet: TestFleet;
   beforeAll(async () => {
@@ -384,18 +422,11 @@ describe('batch jobs under load shedding', () => {
       },
     };
     batches = new Batches({ client, concurrency: 8 });
-    const items = Array.from({ length: 20 }, (_, i) => ({
-      line: i + 1,
-      custom_id: `o-${i}`,
-      queue: 'search' as const,
-      data: fleet.client.parseFor('search', { query: `overloaded ${i}` }),
-    }));
-    const view = await batches.create(items);
-    const lines: string[] = [];
-    for await (const chunk of (await batches.results(view.id))!) lines.push(...chunk);
+    const view = await batches.create(searchItems(fleet, 20, 'o', (i) => `overloaded ${i}`));
+    const lines = await resultLines(batches, view.id);
     expect(refusals).toBe(30);
     expect(lines).toHaveLength(20);
-    expect(lines.map((l) => (JSON.parse(l) as BatchResultLine).status)).toEqual(Array(20).fill('completed'));
+    expect(lines.map((l) => l.status)).toEqual(Array(20).fill('completed'));
     expect(await batches.get(view.id)).toMatchObject({
       status: 'completed',
       request_counts: { total: 20, completed: 20, failed: 0 },
@@ -404,36 +435,19 @@ describe('batch jobs under load shedding', () => {
 });
 
 describe('a batch cancelled while it is being added', () => {
-  let fleet: TestFleet;
-  const opened: Batches[] = [];
-  beforeAll(async () => {
-    fleet = await startTestFleet();
-  });
-  afterAll(async () => {
-    for (const b of opened) await b.close();
-    await fleet.close();
-  });
+  const block = blockFleet();
 
   it('never queues the rest, and every line is accounted for as cancelled', async () => {
+    const { fleet, open } = block;
     // No runner in the creating instance: nothing runs until the cancel is in.
-    const creator = new Batches({ client: fleet.client, runner: false, chunkSize: 10 });
-    opened.push(creator);
-    const items = Array.from({ length: 200 }, (_, i) => ({
-      line: i + 1,
-      custom_id: `x-${i}`,
-      queue: 'search' as const,
-      data: fleet.client.parseFor('search', { query: `never run ${i}` }),
-    }));
-    const view = await creator.create(items);
+    const creator = open(new Batches({ client: fleet.client, runner: false, chunkSize: 10 }));
+    const view = await creator.create(searchItems(fleet, 200, 'x', (i) => `never run ${i}`));
     expect(view.status).toBe('in_progress');
     const cancelled = await creator.cancel(view.id);
     expect(cancelled?.status).toBe('cancelling');
-    const runner = new Batches({ client: fleet.client, concurrency: 16 });
-    opened.push(runner);
+    const runner = open(new Batches({ client: fleet.client, concurrency: 16 }));
     await runner.start();
-    const lines: BatchResultLine[] = [];
-    for await (const chunk of (await runner.results(view.id))!)
-      lines.push(...chunk.map((l) => JSON.parse(l) as BatchResultLine));
+    const lines = await resultLines(runner, view.id);
     expect(lines).toHaveLength(200);
     expect(new Set(lines.map((l) => l.line)).size).toBe(200);
     expect(lines.every((l) => l.status === 'cancelled' && l.error?.code === 'CELL0_BATCH_CANCELLED')).toBe(
@@ -451,26 +465,12 @@ describe('a batch cancelled while it is being added', () => {
 });
 
 describe('batch jobs: chunks and record calls', () => {
-  let fleet: TestFleet;
-  const opened: Batches[] = [];
-  beforeAll(async () => {
-    fleet = await startTestFleet();
-  });
-  afterAll(async () => {
-    for (const b of opened) await b.close();
-    await fleet.close();
-  });
+  const block = blockFleet();
 
   it('runs a batch as chunk jobs of itemsPerJob requests, their lines recorded many per record call', async () => {
-    const creator = new Batches({ client: fleet.client, runner: false, itemsPerJob: 100 });
-    opened.push(creator);
-    const items = Array.from({ length: 450 }, (_, i) => ({
-      line: i + 1,
-      custom_id: `k-${i}`,
-      queue: 'search' as const,
-      data: fleet.client.parseFor('search', { query: `chunked ${i % 150}` }),
-    }));
-    const view = await creator.create(items);
+    const { fleet, open } = block;
+    const creator = open(new Batches({ client: fleet.client, runner: false, itemsPerJob: 100 }));
+    const view = await creator.create(searchItems(fleet, 450, 'k', (i) => `chunked ${i % 150}`));
     // Nothing runs yet: the flow is the parent and ceil(450 / 100) = 5 chunk jobs, not 450 item jobs.
     const queue = creator.getQueue();
     const waiting = await queue.getJobs(['waiting']);
@@ -478,12 +478,9 @@ describe('batch jobs: chunks and record calls', () => {
     expect(waiting.map((j) => (j.data as { items: unknown[] }).items.length).sort()).toEqual([
       100, 100, 100, 100, 50,
     ]);
-    const runner = new Batches({ client: fleet.client, concurrency: 64 });
-    opened.push(runner);
+    const runner = open(new Batches({ client: fleet.client, concurrency: 64 }));
     await runner.start();
-    const lines: BatchResultLine[] = [];
-    for await (const chunk of (await runner.results(view.id))!)
-      lines.push(...chunk.map((l) => JSON.parse(l) as BatchResultLine));
+    const lines = await resultLines(runner, view.id);
     expect(lines).toHaveLength(450);
     expect(new Set(lines.map((l) => l.line)).size).toBe(450);
     expect(lines.every((l) => l.status === 'completed')).toBe(true);

@@ -1,11 +1,10 @@
-import { JobSubmitter } from '../../producers/job-submitter';
 import { ErrorCode } from '../../shared/errors';
 import { QueueName } from '../../shared/queues/names';
 import { decodeEntry, tokenStreamKeys } from '../../shared/queues/token-stream';
 import { closeRedis } from '../../shared/redis/connection';
-import { Cell0Worker } from '../../workers/cell0-worker';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
-import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { testRedisConnection } from '../helpers/redis';
+import { startInferencePair, submitPrompts } from '../helpers/inference-pair';
 
 /*
  * A Cell0Worker reads each inference job's token stream marks (wanted, cancel) right behind the fetch that
@@ -25,38 +24,14 @@ describe('token stream marks read behind the fetch', () => {
   }
 
   async function fleet() {
-    const prefix = uniquePrefix('mbf');
     const backend = new CountingBackend();
-    const worker = new Cell0Worker({
-      redisUrl: testRedisUrl(),
-      prefix,
-      queues: [QueueName.INFERENCE],
-      inference: backend,
-      concurrency: { inference: 8 },
-      heartbeatMs: 0,
-    });
-    const submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });
-    await Promise.all([worker.start(), submitter.start()]);
-    const close = async () => {
-      await submitter.close();
-      await worker.close();
-    };
-    return { prefix, backend, worker, submitter, close };
+    return { backend, ...(await startInferencePair('mbf', backend)) };
   }
 
   test('every job of a worker starts with the marks read behind its fetch', async () => {
     const f = await fleet();
     try {
-      const results = await Promise.all(
-        Array.from({ length: 40 }, (_, i) =>
-          f.submitter.submit(
-            QueueName.INFERENCE,
-            'generate',
-            { model: 'noop', prompt: `p${i}` },
-            { waitMs: 10_000 },
-          ),
-        ),
-      );
+      const results = await submitPrompts(f.submitter, 40);
       expect(results.map((r) => r.state)).toEqual(Array(40).fill('completed'));
       expect(f.worker.marksStats()).toEqual({ behindFetch: 40, atStart: 0 });
     } finally {

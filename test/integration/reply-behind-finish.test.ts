@@ -1,4 +1,3 @@
-import { JobSubmitter } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
 import {
   decodeReply,
@@ -8,10 +7,11 @@ import {
   sendFinishedReplies,
   waiterSetKey,
 } from '../../shared/queues/job-replies';
-import { Cell0Worker } from '../../workers/cell0-worker';
+import { ReplyPublisher } from '../../workers/reply-publisher';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
-import { closeRedis } from '../../shared/redis/connection';
+import { closeRedis, createRedisConnection } from '../../shared/redis/connection';
 import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { startInferencePair, submitPrompts } from '../helpers/inference-pair';
 import { until } from '../helpers/wait';
 
 /*
@@ -23,7 +23,6 @@ describe('replies sent behind the finish', () => {
   afterAll(() => closeRedis(redis));
 
   test('a Cell0Worker answers every waiting producer in the round trip of the finish', async () => {
-    const prefix = uniquePrefix('rbf');
     let failNext = 0;
     const backend = new (class extends NoopInferenceBackend {
       override run(job: Parameters<NoopInferenceBackend['run']>[0]) {
@@ -34,27 +33,9 @@ describe('replies sent behind the finish', () => {
         return super.run(job);
       }
     })();
-    const worker = new Cell0Worker({
-      redisUrl: testRedisUrl(),
-      prefix,
-      queues: [QueueName.INFERENCE],
-      inference: backend,
-      concurrency: { inference: 8 },
-      heartbeatMs: 0,
-    });
-    const submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });
+    const { worker, submitter, close } = await startInferencePair('rbf', backend);
     try {
-      await Promise.all([worker.start(), submitter.start()]);
-      const results = await Promise.all(
-        Array.from({ length: 30 }, (_, i) =>
-          submitter.submit(
-            QueueName.INFERENCE,
-            'generate',
-            { model: 'noop', prompt: `p${i}` },
-            { waitMs: 10_000 },
-          ),
-        ),
-      );
+      const results = await submitPrompts(submitter, 30);
       expect(results.map((r) => r.state)).toEqual(Array(30).fill('completed'));
       // A final failure goes the same way.
       failNext = 1;
@@ -69,8 +50,7 @@ describe('replies sent behind the finish', () => {
       await until(() => worker.replyStats().withFinish === 31, 5000, 'the last reply counted');
       expect(worker.replyStats()).toEqual({ withFinish: 31, afterEvent: 0 });
     } finally {
-      await submitter.close();
-      await worker.close();
+      await close();
     }
   });
 
@@ -101,6 +81,53 @@ describe('replies sent behind the finish', () => {
     ]);
     expect(await redis.exists(inboxKey(queueKey, 'p2'))).toBe(0);
     await redis.del(`${queueKey}:completed`, waiterSetKey(queueKey, 'j1'), inboxKey(queueKey, 'p1'));
+  });
+
+  test('a reply behind a finish that did not happen goes out once the job event comes, before or after its answer', async () => {
+    const queueKey = `${uniquePrefix('rbf')}:inference`;
+    const conn = createRedisConnection({ url: testRedisUrl(), role: 'worker' });
+    // A stand-in for BullMQ's moveToFinished that finishes nothing (as when the job's lock was lost).
+    conn.defineCommand('moveToFinished:test', { numberOfKeys: 14, lua: 'return 0' });
+    const finish = (jobId: string) =>
+      (conn as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)['moveToFinished:test']!(
+        ...Array.from({ length: 14 }, (_, i) => (i === 10 ? `${queueKey}:completed` : `${queueKey}:k${i}`)),
+        jobId,
+        1234,
+        'returnvalue',
+        '"v"',
+        'completed',
+      );
+    const publisher = new ReplyPublisher({ connectionFor: () => conn });
+    const reply = (jobId: string) =>
+      ({ jobId, status: 'completed', returnvalue: 'v', finishedOn: 1234 }) as const;
+    try {
+      await redis.sadd(waiterSetKey(queueKey, 'j1'), 'p1');
+      await redis.sadd(waiterSetKey(queueKey, 'j2'), 'p1');
+      expect(publisher.replyBehindFinish(conn, queueKey)).toBe(true);
+      // The event comes while the reply behind the finish is still in flight.
+      const first = finish('j1');
+      publisher.finished(queueKey, reply('j1'));
+      await first;
+      // The event comes after the answer: a command sent once the reply has gone out is answered after it.
+      const second = finish('j2');
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await conn.ping();
+      publisher.finished(queueKey, reply('j2'));
+      await second;
+      await until(
+        async () => (await redis.llen(inboxKey(queueKey, 'p1'))) === 2,
+        5000,
+        'both replies in the inbox',
+      );
+      const inbox = (await redis.lrange(inboxKey(queueKey, 'p1'), 0, -1)).map(decodeReply);
+      expect(inbox.map((r) => r?.jobId).sort()).toEqual(['j1', 'j2']);
+      expect(publisher.stats()).toEqual({ withFinish: 0, afterEvent: 2 });
+      expect(await redis.exists(waiterSetKey(queueKey, 'j1'), waiterSetKey(queueKey, 'j2'))).toBe(0);
+    } finally {
+      await publisher.close();
+      await closeRedis(conn);
+      await redis.del(inboxKey(queueKey, 'p1'));
+    }
   });
 
   test('raw replies decode to what the job stored', () => {

@@ -1,0 +1,120 @@
+/*
+ * bench:e2e --stages: where each measured job's time went. The producer notes each job's due time and the
+ * time its result was seen; the job's hash gives the time it was added (`timestamp`, set as the add is
+ * built), taken by a worker (`processedOn`) and finished (`finishedOn`). All are wall-clock ms of one
+ * machine. Printed per producer: the percentiles of each stage over all jobs, and the mean stage split of
+ * the slowest 1 % (the tail), so a periodic stall shows where it sits. The producer and the worker also
+ * print their event-loop delay and GC pauses over the measured jobs (watchPauses).
+ */
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { type Redis } from 'ioredis';
+import { percentile } from './e2e-common.js';
+
+/** One measured job as the producer saw it: due and result-seen times (epoch ms, fractional) and its id. */
+export interface StageSample {
+  jobId: string;
+  due: number;
+  seen: number;
+}
+
+const STAGES = ['submit→added', 'added→active', 'active→finished', 'finished→seen'] as const;
+
+/** Epoch ms with sub-ms precision (performance.now() on the epoch). */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Reads the jobs' hashes under `queueKey` ("prefix:queue") and prints the stage table. */
+export async function printStages(
+  redis: Redis,
+  queueKey: string,
+  samples: readonly StageSample[],
+  label: string,
+): Promise<void> {
+  const pipe = redis.pipeline();
+  for (const s of samples) pipe.hmget(`${queueKey}:${s.jobId}`, 'timestamp', 'processedOn', 'finishedOn');
+  const res = (await pipe.exec()) ?? [];
+  const rows: { total: number; parts: number[] }[] = [];
+  samples.forEach((s, i) => {
+    const [err, v] = res[i] ?? [];
+    const [added, active, finished] = ((err ? [] : v) as (string | null)[]).map(Number);
+    if (![added, active, finished].every((x) => Number.isFinite(x) && x! > 0)) return;
+    rows.push({
+      total: s.seen - s.due,
+      parts: [added! - s.due, active! - added!, finished! - active!, s.seen - finished!],
+    });
+  });
+  if (rows.length === 0) {
+    console.log(`stages ${label}: no job hashes found`);
+    return;
+  }
+  const fmt = (x: number) => x.toFixed(1).padStart(7);
+  const lines = [`stages ${label} (${rows.length} jobs; ms; timestamps are whole ms)`];
+  lines.push(
+    `  ${'stage'.padEnd(16)}${['p50', 'p95', 'p99', 'max'].map((h) => h.padStart(7)).join('')}  tail mean`,
+  );
+  rows.sort((a, b) => a.total - b.total);
+  const tail = rows.slice(Math.floor(rows.length * 0.99));
+  const all = [...STAGES.map((name, k) => ({ name, k })), { name: 'total', k: -1 }];
+  for (const { name, k } of all) {
+    const xs = rows.map((r) => (k < 0 ? r.total : r.parts[k]!)).sort((a, b) => a - b);
+    const tailMean = tail.reduce((s, r) => s + (k < 0 ? r.total : r.parts[k]!), 0) / tail.length;
+    lines.push(
+      `  ${name.padEnd(16)}${[50, 95, 99].map((p) => fmt(percentile(xs, p))).join('')}${fmt(xs[xs.length - 1]!)}  ${fmt(tailMean)}`,
+    );
+  }
+  console.log(lines.join('\n'));
+}
+
+/** Event-loop delay and GC pauses of this process, from `reset()` on (for --stages). */
+export interface PauseWatch {
+  reset(): void;
+  /** One line: event-loop delay p50/p99/max and the GC pauses (count, total, longest) by kind. */
+  report(label: string): string;
+  close(): void;
+}
+
+const GC_KINDS: Record<number, string> = {
+  1: 'scavenge',
+  2: 'minor-ms',
+  4: 'mark-compact',
+  8: 'incremental',
+};
+
+export function watchPauses(): PauseWatch {
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  let gcs = new Map<string, { n: number; ms: number; max: number }>();
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const detail = (e as { detail?: { kind?: number } }).detail;
+      const kind = GC_KINDS[detail?.kind ?? 0] ?? 'other';
+      const g = gcs.get(kind) ?? { n: 0, ms: 0, max: 0 };
+      g.n++;
+      g.ms += e.duration;
+      g.max = Math.max(g.max, e.duration);
+      gcs.set(kind, g);
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  return {
+    reset() {
+      loop.reset();
+      gcs = new Map();
+    },
+    report(label) {
+      const ms = (ns: number) => (ns / 1e6).toFixed(1);
+      const gc = [...gcs]
+        .map(([k, g]) => `${k} ${g.n}× ${g.ms.toFixed(0)} ms (longest ${g.max.toFixed(1)})`)
+        .join(', ');
+      return (
+        `pauses ${label}: event-loop delay p50 ${ms(loop.percentile(50))} p99 ${ms(loop.percentile(99))} ` +
+        `max ${ms(loop.max)} ms; GC ${gc || 'none'}`
+      );
+    },
+    close() {
+      loop.disable();
+      obs.disconnect();
+    },
+  };
+}
