@@ -26,6 +26,8 @@ export interface WorkerConfig {
   concurrency: number;
   /** cell0 side: count in a prom-client registry (Cell0Metrics) as `cell0 worker` does. Default false. */
   metrics?: boolean;
+  /** cell0 side: the compiled cell0 to run (a `dist/` directory); default this checkout's. */
+  dist?: string;
   /** Print the event-loop delay and GC pauses over the measured jobs (bench/e2e-stages.ts). */
   stages?: boolean;
 }
@@ -52,6 +54,8 @@ export interface ProducerConfig {
   rate?: number;
   /** cell0 side: count in a prom-client registry (Cell0Metrics) as the API does. Default false. */
   metrics?: boolean;
+  /** cell0 side: the compiled cell0 to run (a `dist/` directory); default this checkout's. */
+  dist?: string;
   /** Print the measured jobs' stages (bench/e2e-stages.ts). Default false. */
   stages?: boolean;
 }
@@ -156,8 +160,9 @@ export function sendToParent(msg: ChildMessage): Promise<void> {
  * so the benchmark measures production code rather than sources transpiled on the fly. Types come from
  * the sources. `npm run bench:e2e` builds first.
  */
-export async function loadCompiledCell0(): Promise<{ producers: ProducersModule; workers: WorkersModule }> {
-  const dist = join(__dirname, '..', 'dist');
+export async function loadCompiledCell0(
+  dist = join(__dirname, '..', 'dist'),
+): Promise<{ producers: ProducersModule; workers: WorkersModule }> {
   if (!existsSync(join(dist, 'producers', 'index.js')))
     throw new Error('dist/ is missing: run `npm run build` first (npm run bench:e2e does)');
   return {

@@ -41,7 +41,7 @@ async function startBare(): Promise<() => Promise<void>> {
 }
 
 async function startCell0(): Promise<() => Promise<void>> {
-  const { producers, workers } = await loadCompiledCell0();
+  const { producers, workers } = await loadCompiledCell0(cfg.dist);
   const {
     Cell0Worker,
     Cell0Metrics,

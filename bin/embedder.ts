@@ -10,16 +10,21 @@ import { OllamaClient } from '../workers/providers/ollama/ollama-client.js';
 import { OpenAIClient } from '../workers/providers/openai/openai-client.js';
 import { DEFAULT_OLLAMA_URL } from '../workers/providers/from-config.js';
 
+/** The built-in embedders: stateless and deterministic, so one of each serves every cache of the process. */
+const builtIn: { lexical?: Embedder; hashed?: Embedder } = {};
+
 /**
  * The semantic cache's embedder as CELL0_SEMANTIC_EMBEDDER names it (or `spec`, in the same syntax):
  * `lexical` (the default) and `hashed` are built in; `ollama:<model>` and `openai:<model>` call the
  * Ollama / OpenAI-compatible embeddings endpoint, with concurrent calls batched into one. Producers and workers build the same one, so their
- * vectors agree. `dims` overrides CELL0_SEMANTIC_EMBED_DIMS for a remote embedder.
+ * vectors agree. `dims` overrides CELL0_SEMANTIC_EMBED_DIMS for a remote embedder. The built-in ones are
+ * one object per process: a process that runs the API and a worker (`cell0 start`) gives both caches the
+ * same embedder, so they share what a prompt's lookup computed (the store reuses it: PromptMemo.of).
  */
 export function semanticEmbedder(config: Config, spec?: string, dims?: number): Embedder {
   const name = spec ?? config.cache.semanticEmbedder;
-  if (name === 'lexical') return new LexicalEmbedder();
-  if (name === 'hashed') return new HashedNgramEmbedder();
+  if (name === 'lexical') return (builtIn.lexical ??= new LexicalEmbedder());
+  if (name === 'hashed') return (builtIn.hashed ??= new HashedNgramEmbedder());
   const m = /^(ollama|openai):([A-Za-z0-9._:/@+-]+)$/.exec(name);
   if (!m)
     throw new TypeError(

@@ -13,21 +13,39 @@ export interface PreparedPrompt {
   hasBands?: boolean;
   /** Its band fields as the lookup scripts take them (scope.ts bandFields), once built. */
   fields?: string;
+  /** The embedding int8-quantised as it is stored (vector-codec.ts), once computed. */
+  quantized?: Buffer;
 }
 
 /** Prompts longer than this (characters) are prepared each time, not kept. */
 const MAX_PROMPT = 4096;
 
+const shared = new WeakMap<object, Map<string, PromptMemo>>();
+
 /**
  * The normal form, id, embedding and band values of recent prompts (least recently used dropped past
  * `size`). A request's prompt is looked up by the producer and stored by the worker after its job ran:
- * in a process that is both (`cell0 start`), the store reuses what the lookup computed instead of
- * normalising and embedding the prompt a second time. Vectors are never changed after they are kept.
+ * in a process that is both (`cell0 start`: the API's cache and the worker's are two SemanticCaches), the
+ * store reuses what the lookup computed instead of normalising, embedding and hashing the prompt a second
+ * time, as both take their memo from PromptMemo.of with the same embedder. Vectors are never changed after
+ * they are kept.
  */
 export class PromptMemo {
   private readonly map = new Map<string, PreparedPrompt>();
 
   constructor(private readonly size = 1024) {}
+
+  /**
+   * The memo shared by every cache of this process that embeds with this `embedder` object (the same
+   * vectors) and hashes with the same LSH layout (`lsh`, e.g. "20x12": the same bands).
+   */
+  static of(embedder: object, lsh: string): PromptMemo {
+    let byLayout = shared.get(embedder);
+    if (!byLayout) shared.set(embedder, (byLayout = new Map()));
+    let memo = byLayout.get(lsh);
+    if (!memo) byLayout.set(lsh, (memo = new PromptMemo()));
+    return memo;
+  }
 
   /** The prepared form of `prompt` (normal form and id computed now when not kept). */
   get(prompt: string): PreparedPrompt {

@@ -24,28 +24,54 @@ const SCOPE_VERSION = 'cell0/semantic/scope/v1';
  * of two embedders are never compared.
  */
 export function scopeHash(scope: SemanticScope, space: string): string {
+  return hash('sha256', scopeCanonical(scope, space)).slice(0, 32);
+}
+
+/** What scopeHash hashes: the scope's canonical JSON (checked as scopeHash says). */
+function scopeCanonical(scope: SemanticScope, space: string): string {
   if (scope === null || typeof scope !== 'object')
     throw new TypeError('SemanticCache: scope must be an object with a "model"');
   if (typeof scope.model !== 'string' || scope.model.length === 0)
     throw new TypeError('SemanticCache: scope.model must be a non-empty string');
   let params: Record<string, unknown> | undefined;
   if (scope.params !== undefined)
-    for (const k in scope.params) {
-      if (!Object.hasOwn(scope.params, k) || scope.params[k] === undefined) continue;
-      (params ??= {})[k] = scope.params[k];
-    }
-  // Members in key order and none undefined: canonicalJson's fast path (JSON.stringify, no sorting copy)
-  // gives the same text as its sorting path, so the hash is what it always was.
+    for (const [k, v] of Object.entries(scope.params))
+      // a null prototype: a "__proto__" key stays a key, as Object.fromEntries made it
+      if (v !== undefined) (params ??= Object.create(null) as Record<string, unknown>)[k] = v;
+  // Keys in order and no undefined member: canonicalJson's fast path (one JSON.stringify) applies when the
+  // params' keys are in order too. The text is the same either way, and so is the hash.
   const doc: Record<string, unknown> = {};
-  if (scope.context != null) doc.context = scope.context;
+  if (scope.context !== undefined && scope.context !== null) doc.context = scope.context;
   doc.model = scope.model;
-  if (params !== undefined) doc.params = params;
+  if (params) doc.params = params;
   doc.space = space;
   if (scope.system) doc.system = scope.system;
   if (scope.tenant) doc.tenant = scope.tenant;
   doc.v = SCOPE_VERSION;
-  const canonical = canonicalJson(doc);
-  return hash('sha256', canonical).slice(0, 32);
+  return canonicalJson(doc);
+}
+
+/** Scopes a cache keeps the keys of (a cache sees few: model × parameters × tenant); cleared when full. */
+const SCOPES_KEPT = 512;
+
+/**
+ * The keys of `scope`, kept in `kept` by its canonical form: a request's lookup and its store (and every
+ * request of the same scope) hash it once. ScopeKeys never change, so they are shared.
+ */
+export function scopeKeysOf(
+  kept: Map<string, ScopeKeys>,
+  base: string,
+  scope: SemanticScope,
+  space: string,
+): ScopeKeys {
+  const canonical = scopeCanonical(scope, space);
+  let keys = kept.get(canonical);
+  if (!keys) {
+    if (kept.size >= SCOPES_KEPT) kept.clear();
+    keys = new ScopeKeys(base, hash('sha256', canonical).slice(0, 32));
+    kept.set(canonical, keys);
+  }
+  return keys;
 }
 
 /**

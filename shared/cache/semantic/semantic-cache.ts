@@ -8,7 +8,15 @@ import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
 import { parseRecord, rankSlots, vectorOffset } from './rank-slots.js';
-import { bandFields, keyBase, promptId, ScopeKeys, scopeHash, type SemanticScope } from './scope.js';
+import {
+  bandFields,
+  keyBase,
+  promptId,
+  ScopeKeys,
+  scopeHash,
+  scopeKeysOf,
+  type SemanticScope,
+} from './scope.js';
 import {
   resolveOptions,
   type Resolved,
@@ -76,7 +84,9 @@ export class SemanticCache<T = unknown> {
   private readonly log: Logger;
   private readonly latency = new LatencyWindow(4096);
   /** The last prompts' normal form, id, embedding and bands: a store after a lookup reuses them. */
-  private readonly memo = new PromptMemo();
+  private readonly memo: PromptMemo;
+  /** The keys of the scopes met lately, by canonical form (scope.ts scopeKeysOf). */
+  private readonly scopes = new Map<string, ScopeKeys>();
   /** Sends stores to Redis, those of one scope that arrive together in one script call. */
   private readonly writer: SemanticWriter;
   private degraded = false;
@@ -95,6 +105,7 @@ export class SemanticCache<T = unknown> {
       given.lsh?.bands ?? LSH_BANDS,
       given.lsh?.rows ?? LSH_ROWS,
     );
+    this.memo = PromptMemo.of(embedder, `${this.lsh.bands}x${this.lsh.rows}`);
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
     this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching);
@@ -162,7 +173,7 @@ export class SemanticCache<T = unknown> {
         id,
         json,
         prompt,
-        vector: quantize(vec),
+        vector: (prepared.quantized ??= quantize(vec)),
         ttlMs,
         bands: bands.map((b) => b.toString(36)).join(','),
         indexKeys: scope.tenant
@@ -476,7 +487,7 @@ export class SemanticCache<T = unknown> {
   }
 
   private keysFor(scope: SemanticScope): ScopeKeys {
-    return new ScopeKeys(this.base, scopeHash(scope, this.space));
+    return scopeKeysOf(this.scopes, this.base, scope, this.space);
   }
 
   private modelIndexKey(model: string): string {

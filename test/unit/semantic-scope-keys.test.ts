@@ -1,0 +1,84 @@
+import { HashedNgramEmbedder } from '../../shared/cache/semantic/embedder';
+import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
+import {
+  scopeHash,
+  scopeKeysOf,
+  type ScopeKeys,
+  type SemanticScope,
+} from '../../shared/cache/semantic/scope';
+
+const SPACE = 'lexical-v1-lx1/512';
+
+describe('scope hashes', () => {
+  // Stored entries are found by these hashes: they must not change (values from before the keys were kept).
+  const pinned: [SemanticScope, string][] = [
+    [{ model: 'qwen2.5:0.5b', params: { max_tokens: 8 } }, 'd06f90434edf90c10785e7973a451234'],
+    [
+      {
+        model: 'm',
+        params: { temperature: 0.7, top_p: 0.9, stop: ['\n', 'x'] },
+        system: 'Be brief',
+        tenant: 't1',
+      },
+      '0a94b1b1872e858ca1f09f3334f71542',
+    ],
+    [
+      { model: 'm', params: {}, system: '', tenant: '', context: null } as SemanticScope,
+      '1918ffa66211d9d08acc0df1464aff55',
+    ],
+    [
+      {
+        model: 'm',
+        params: { a: undefined, z: 1, b: { y: 2, x: [1, { d: 1, c: undefined }] } },
+        context: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'yo' },
+        ],
+      },
+      '1fbb0cd147478f456f51c40dc1a9f688',
+    ],
+    [{ model: 'm', params: { seed: 3 }, context: 'x', tenant: 'ns' }, '79a9dc773982a4a26e7ab78496e7d98b'],
+  ];
+
+  it.each(pinned)('keeps the hash of %j', (scope, expected) => {
+    expect(scopeHash(scope, SPACE)).toBe(expected);
+    expect(scopeKeysOf(new Map(), 'cell0:sem', scope, SPACE).hash).toBe(expected);
+  });
+
+  it('folds key order and absent members, and keeps every other difference apart', () => {
+    const a = scopeHash({ model: 'm', params: { top_p: 0.9, temperature: 0.7 } }, SPACE);
+    expect(scopeHash({ model: 'm', params: { temperature: 0.7, top_p: 0.9, seed: undefined } }, SPACE)).toBe(
+      a,
+    );
+    expect(scopeHash({ model: 'm', params: { temperature: 0.8, top_p: 0.9 } }, SPACE)).not.toBe(a);
+    expect(scopeHash({ model: 'm', params: { temperature: 0.7, top_p: 0.9 }, tenant: 't' }, SPACE)).not.toBe(
+      a,
+    );
+    expect(scopeHash({ model: 'm', params: { temperature: 0.7, top_p: 0.9 } }, 'hashed/256')).not.toBe(a);
+    expect(
+      scopeHash({ model: 'm', params: { ['__proto__']: 1 } as Record<string, unknown> }, SPACE),
+    ).not.toBe(scopeHash({ model: 'm' }, SPACE));
+  });
+
+  it('keeps the keys of a scope once, by canonical form, and still refuses a scope without a model', () => {
+    const kept = new Map<string, ScopeKeys>();
+    const k1 = scopeKeysOf(kept, 'cell0:sem', { model: 'm', params: { b: 1, a: 2 } }, SPACE);
+    const k2 = scopeKeysOf(kept, 'cell0:sem', { model: 'm', params: { a: 2, b: 1 } }, SPACE);
+    expect(k2).toBe(k1);
+    expect(kept.size).toBe(1);
+    expect(scopeKeysOf(kept, 'cell0:sem', { model: 'm', params: { a: 3, b: 1 } }, SPACE)).not.toBe(k1);
+    expect(() => scopeKeysOf(kept, 'cell0:sem', { model: '' }, SPACE)).toThrow(/scope.model/);
+  });
+});
+
+describe('the prompt memo shared per embedder', () => {
+  it('is one memo per embedder object and LSH layout', () => {
+    const e1 = new HashedNgramEmbedder();
+    const e2 = new HashedNgramEmbedder();
+    expect(PromptMemo.of(e1, '20x12')).toBe(PromptMemo.of(e1, '20x12'));
+    expect(PromptMemo.of(e1, '20x12')).not.toBe(PromptMemo.of(e2, '20x12'));
+    expect(PromptMemo.of(e1, '20x12')).not.toBe(PromptMemo.of(e1, '16x12'));
+    const p = PromptMemo.of(e1, '20x12').get('How do I reset my password?');
+    expect(PromptMemo.of(e1, '20x12').get('How do I reset my password?')).toBe(p);
+  });
+});
