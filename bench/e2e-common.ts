@@ -96,8 +96,8 @@ export type ParentMessage =
   | { type: 'go' }
   /** To the worker: start counting CPU time. */
   | { type: 'mark' }
-  /** To the worker: report CPU time since "mark". */
-  | { type: 'stats' };
+  /** To the worker: report CPU time since "mark" (and, with --stages, its pauses over `jobs` jobs). */
+  | { type: 'stats'; jobs?: number };
 
 const CHILD_TYPES: readonly string[] = ['ready', 'measuring', 'result', 'stats', 'error'];
 const PARENT_TYPES: readonly string[] = ['go', 'mark', 'stats'];

@@ -171,12 +171,13 @@ async function main(): Promise<void> {
     await go;
   }
   const pauses = cfg.stages ? watchPauses() : undefined;
+  pauses?.reset();
   const cpu0 = process.cpuUsage();
   const run = cfg.rate
     ? await runPaced(target, cfg.jobs, cfg.rate, cfg.runId)
     : await runWindow(target, cfg.jobs, cfg.window, cfg.runId);
   const cpuMs = cpuMsSince(cpu0);
-  const pauseLine = pauses?.report(`${cfg.side} producer`);
+  const pauseLine = await pauses?.report(`${cfg.side} producer`, cfg.jobs);
   pauses?.close();
   const ok = Array.from(run.latencies)
     .filter((x) => !Number.isNaN(x))

@@ -92,8 +92,11 @@ async function main(): Promise<void> {
       mark = process.cpuUsage();
       pauses?.reset();
     } else if (m.type === 'stats') {
-      if (pauses) console.log(pauses.report(`${cfg.side} worker`));
-      void sendToParent({ type: 'stats', cpuMs: cpuMsSince(mark) });
+      const cpuMs = cpuMsSince(mark);
+      void (pauses?.report(`${cfg.side} worker`, m.jobs ?? 1) ?? Promise.resolve(undefined)).then((line) => {
+        if (line) console.log(line);
+        return sendToParent({ type: 'stats', cpuMs });
+      });
     }
   });
   await sendToParent({ type: 'ready' });

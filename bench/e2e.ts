@@ -230,7 +230,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
         if (d >= 0.005) redisCallsPerJob[cmd] = Math.round(d * 100) / 100;
       }
       const stats = nextMessage(worker, 'stats', 10_000, `${side} worker`);
-      send(worker, { type: 'stats' });
+      send(worker, { type: 'stats', jobs: result.count });
       const { cpuMs: workerCpuMs } = await stats;
       await Promise.all(producers.map((p) => stopChild(p, 10_000, null)));
       const redisCpu = redisCpu1 - redisCpu0;
