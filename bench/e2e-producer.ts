@@ -13,7 +13,7 @@ import {
   BENCH_QUEUE,
   childConfig,
   cpuMsSince,
-  loadCompiledCell0,
+  loadCompiledProducers,
   isParentMessage,
   percentile,
   sendToParent,
@@ -59,7 +59,7 @@ async function bareTarget(): Promise<Target> {
 }
 
 async function cell0Target(): Promise<Target> {
-  const { Cell0Client, Cell0Metrics } = (await loadCompiledCell0(cfg.dist)).producers;
+  const { Cell0Client, Cell0Metrics } = await loadCompiledProducers(cfg.dist);
   const client = new Cell0Client({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
   if (cfg.metrics) client.metrics = new Cell0Metrics();
   await client.start();
