@@ -86,6 +86,9 @@ export function printRow(r: {
   loadSeconds: number;
   loadPerSecond: number;
   redisUsedMemoryMiB: number;
+  rssMiB: number;
+  heapUsedMiB: number;
+  newSpaceMiB: number;
   cache: Record<string, number | Record<string, number | Record<string, number>>>;
   scan: Record<string, number>;
   ratioP50: number;
@@ -95,7 +98,8 @@ export function printRow(r: {
   const c = r.cache;
   const s = r.scan;
   console.log(
-    `\n== ${r.entries.toLocaleString('en')} entries in one scope (loaded +${r.loadSeconds}s, ${r.loadPerSecond}/s; redis ${r.redisUsedMemoryMiB} MiB)`,
+    `\n== ${r.entries.toLocaleString('en')} entries in one scope (loaded +${r.loadSeconds}s, ${r.loadPerSecond}/s; redis ${r.redisUsedMemoryMiB} MiB)` +
+      `\n  this process after the lookups: RSS ${r.rssMiB} MiB, heap used ${r.heapUsedMiB} MiB, new space ${r.newSpaceMiB} MiB`,
   );
   console.log(
     `  cache get():  ${c.lookups} lookups  p50 ${c.p50Ms} ms  p99 ${c.p99Ms} ms  max ${c.maxMs} ms  ` +

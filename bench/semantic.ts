@@ -27,6 +27,7 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
 import os from 'node:os';
+import v8 from 'node:v8';
 import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import { HashedNgramEmbedder } from '../shared/cache/semantic/embedder.js';
 import { LexicalEmbedder } from '../shared/cache/semantic/lexical-embedder.js';
@@ -334,6 +335,9 @@ async function main(): Promise<void> {
       const tail = tailOf({ lat, spans, overlapped, pauses, mainLat, cpuLat, scriptUs, threadCpu });
       const gcMs = pauses.reduce((sum, [ps, pe]) => sum + (pe - ps), 0);
       const after = cache.getStats();
+      // This process's memory after the lookups: what the young generation's size costs (resident pages).
+      const mem = process.memoryUsage();
+      const newSpace = v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space');
       lat.sort((a, b) => a - b);
       cpuLat.sort((a, b) => a - b);
       mainLat.sort((a, b) => a - b);
@@ -423,6 +427,9 @@ async function main(): Promise<void> {
         entries: size,
         loadSeconds: Math.round(loadMs / 100) / 10,
         loadPerSecond: Math.round(loadedNow / (loadMs / 1000)),
+        rssMiB: Math.round(mem.rss / 2 ** 20),
+        heapUsedMiB: Math.round(mem.heapUsed / 2 ** 20),
+        newSpaceMiB: Math.round((newSpace?.space_size ?? 0) / 2 ** 20),
         redisUsedMemoryMiB: Math.round(
           Number(/used_memory:(\d+)/.exec(await raw.info('memory'))?.[1] ?? 0) / 2 ** 20,
         ),
