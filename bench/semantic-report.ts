@@ -94,6 +94,7 @@ export function printRow(r: {
   ratioP50: number;
   ratioP99: number;
   lshRecallVsScan: number;
+  wrongEntries: readonly { query: string; source: string; answered: string }[];
 }): void {
   const c = r.cache;
   const s = r.scan;
@@ -146,6 +147,8 @@ export function printRow(r: {
     `           scan:  exact ${s.exactHits}/${s.exact}, paraphrase ${s.paraphraseHits}/${s.paraphrases}, ` +
       `false hits on misses ${s.falseHits}/${s.misses}, wrong entry ${s.wrongHits}`,
   );
+  for (const w of r.wrongEntries)
+    console.log(`  wrong entry: "${w.query}" (from "${w.source}") answered with "${w.answered}"`);
   console.log(`  LSH recall vs the scan (same entry, on the scan's similarity hits): ${r.lshRecallVsScan}`);
 }
 

@@ -421,6 +421,15 @@ async function main(): Promise<void> {
       });
 
       const cacheScore = score(queries, outcomes, stored);
+      // The hits answered from another entry than the query's source: printed, to judge each by eye (a stored
+      // prompt that asks the same as the source is a right answer from another entry; anything else is a
+      // false hit).
+      const wrongEntries = queries
+        .map((q, i) => ({ q, answered: outcomes[i]!.answered }))
+        .filter(
+          ({ q, answered }) => q.kind !== 'miss' && answered !== undefined && answered !== stored[q.source],
+        )
+        .map(({ q, answered }) => ({ query: q.prompt, source: stored[q.source]!, answered: answered! }));
       const scanScore = score(scanQueries, scanOutcomes, stored);
       const searches = after.search.count - before.search.count;
       const row = {
@@ -470,6 +479,7 @@ async function main(): Promise<void> {
         ratioP50: round(pct(scanLat, 0.5) / pct(lat, 0.5)),
         ratioP99: round(pct(scanLat, 0.99) / pct(lat, 0.99)),
         lshRecallVsScan: scanSemantic === 0 ? 1 : round(agree / scanSemantic),
+        wrongEntries,
       };
       results.push(row);
       if (!args.json) printRow(row);
