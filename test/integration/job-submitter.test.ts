@@ -38,7 +38,7 @@ describe('JobSubmitter (coalescing and retention)', () => {
   });
   afterAll(() => closeRedis(redis));
 
-  function startWorker(delayMs = 50): Worker {
+  function startWorker(delayMs = 50, concurrency = 8): Worker {
     // One Redis or a Cluster, whichever the run has (BullMQ takes either).
     workerConn = testRedisConnection('test:worker');
     worker = new Worker(
@@ -55,7 +55,7 @@ describe('JobSubmitter (coalescing and retention)', () => {
       {
         connection: workerConn,
         prefix: queuePrefix(prefix, QueueName.SEARCH),
-        concurrency: 8,
+        concurrency,
       },
     );
     // A BullMQ worker of one's own hands its results to the waiting producers like Cell0Worker does.
@@ -167,7 +167,9 @@ describe('JobSubmitter (coalescing and retention)', () => {
       policy: { attempts: 1, maxCompletedJobs: 5 },
     });
     await submitter.start();
-    startWorker(0);
+    // One job at a time, so jobs finish in the order they were added: with several at once, jobs added
+    // before a trimming add can finish after it (up to concurrency - 1 of them), beyond the 15 between trims.
+    startWorker(0, 1);
     const sizes: number[] = [];
     for (let round = 0; round < 8; round++) {
       await Promise.all(
