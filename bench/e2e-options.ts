@@ -1,7 +1,8 @@
 /*
  * bench:e2e options: what the command line can set, and its parser.
  */
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 export interface Options {
   jobs: number;
@@ -19,6 +20,8 @@ export interface Options {
   rate: number;
   /** off: no metrics (default); on: side B counts in Cell0Metrics; ab: A = cell0 without, B = cell0 with. */
   metrics: 'off' | 'on' | 'ab';
+  /** Side A runs the cell0 compiled in this `dist/` directory instead of bare BullMQ (B runs this checkout's). */
+  against: string | undefined;
   /** Each producer prints where its measured jobs' time went (bench/e2e-stages.ts). */
   stages: boolean;
   /** Extra node flags for every child process, both sides (e.g. --max-semi-space-size=16). */
@@ -27,7 +30,7 @@ export interface Options {
 
 export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
                           [--redis URL] [--json] [--cpu-prof DIR] [--producers N] [--rate R]
-                          [--metrics M] [--stages] [--node-flags F]
+                          [--metrics M] [--stages] [--node-flags F] [--against DIR]
   --jobs N         measured jobs per side per pair (default 2000)
   --concurrency C  worker concurrency, both sides (default 16)
   --window W       jobs in flight per producer (default 64)
@@ -45,7 +48,9 @@ export const USAGE = `usage: npm run bench:e2e -- [--jobs N] [--concurrency C] [
                    percentiles per stage and the split of the slowest 1 %; producers and workers print
                    their event-loop delay and GC pauses over the measured jobs
   --node-flags F   extra node flags for every child process of both sides, space-separated
-                   (e.g. "--max-semi-space-size=16", as npm start runs cell0)`;
+                   (e.g. "--max-semi-space-size=16", as npm start runs cell0)
+  --against DIR    A = the cell0 compiled in DIR (the dist/ of another checkout, e.g. main's) instead of
+                   bare BullMQ, B = this checkout's: measures a change of cell0 side by side`;
 
 export function parseArgs(argv: readonly string[]): Options {
   const opts: Options = {
@@ -60,6 +65,7 @@ export function parseArgs(argv: readonly string[]): Options {
     producers: 1,
     rate: 0,
     metrics: 'off',
+    against: undefined,
     stages: false,
     nodeFlags: [],
   };
@@ -97,6 +103,13 @@ export function parseArgs(argv: readonly string[]): Options {
       const m = value();
       if (m !== 'off' && m !== 'on' && m !== 'ab') throw new Error(`--metrics must be off, on or ab`);
       opts.metrics = m;
+    } else if (flag === '--against') {
+      opts.against = resolve(value());
+      for (const part of ['producers', 'workers'])
+        if (!existsSync(join(opts.against, part, 'index.js')))
+          throw new Error(
+            `--against ${opts.against}: no ${part}/index.js there (give a compiled dist/ directory)`,
+          );
     } else if (flag === '--help' || flag === '-h') {
       console.log(USAGE);
       process.exit(0);

@@ -12,7 +12,7 @@
  *
  *   npm run bench:e2e -- [--jobs N] [--concurrency C] [--window W] [--pairs P] [--warmup M]
  *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab] [--stages]
- *                        [--node-flags F]
+ *                        [--node-flags F] [--against DIR]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -164,8 +164,10 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
   const runId = randomBytes(6).toString('hex');
   const prefix = `{bench-${runId}}`;
   dirtyPrefixes.add(prefix);
-  // --metrics ab runs cell0 on both sides, with metrics on side B only.
-  const child: Side = opts.metrics === 'ab' ? 'cell0' : side;
+  // --metrics ab runs cell0 on both sides, with metrics on side B only; --against runs cell0 on both sides,
+  // another build of it on side A.
+  const child: Side = opts.metrics === 'ab' || opts.against ? 'cell0' : side;
+  const dist = opts.against && side === 'bare' ? { dist: opts.against } : {};
   const metrics = side === 'cell0' && opts.metrics !== 'off';
   const worker = spawnChild(
     WORKER_SCRIPT,
@@ -176,6 +178,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
       concurrency: opts.concurrency,
       metrics,
       ...(opts.stages ? { stages: true } : {}),
+      ...dist,
     },
     opts,
     `${side}-worker`,
@@ -189,6 +192,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
         {
           side: child,
           metrics,
+          ...dist,
           redisUrl: opts.redisUrl,
           prefix,
           jobs: Math.ceil(opts.jobs / n),
@@ -226,7 +230,7 @@ async function runSide(side: Side, opts: Options, redis: Redis): Promise<SideRes
         if (d >= 0.005) redisCallsPerJob[cmd] = Math.round(d * 100) / 100;
       }
       const stats = nextMessage(worker, 'stats', 10_000, `${side} worker`);
-      send(worker, { type: 'stats' });
+      send(worker, { type: 'stats', jobs: result.count });
       const { cpuMs: workerCpuMs } = await stats;
       await Promise.all(producers.map((p) => stopChild(p, 10_000, null)));
       const redisCpu = redisCpu1 - redisCpu0;
@@ -260,6 +264,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.metrics === 'ab')
     Object.assign(SIDE_LABEL, { bare: 'A cell0 no metrics', cell0: 'B cell0 metrics' });
+  if (opts.against) Object.assign(SIDE_LABEL, { bare: 'A cell0 --against', cell0: 'B cell0 this' });
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
   redis.on('error', () => undefined);
   await redis.connect();
@@ -310,6 +315,8 @@ async function main(): Promise<void> {
         ? '         --metrics ab: A is cell0 WITHOUT metrics, B is cell0 WITH them (Cell0Metrics in both processes)'
         : '         --metrics on: B counts in Cell0Metrics (worker and producer)',
     );
+  if (opts.against)
+    console.log(`         --against: A is NOT bare BullMQ but the cell0 compiled in ${opts.against}`);
   if (opts.cpuProfDir) console.log(`         CPU profiles of every child written to ${opts.cpuProfDir}`);
   if (opts.nodeFlags.length > 0)
     console.log(`         node flags of every child: ${opts.nodeFlags.join(' ')}`);

@@ -16,6 +16,7 @@ export const CLUSTER_TESTS = [
   'test/integration/cluster.test.ts',
   'test/integration/sharded-queues.test.ts',
   'test/integration/sharded-many.test.ts',
+  'test/integration/fleet-liveness.test.ts',
   'test/integration/job-submitter.test.ts',
   'test/integration/worker-jobs.test.ts',
   'test/integration/api.test.ts',
@@ -40,6 +41,7 @@ export const CLUSTER_TESTS = [
  * - cli-start, lifecycle, coalescing-processes, batch-cli, batch-sigkill, docs-curl, tenancy, metrics,
  *   prometheus-scrape, fleet-page, dashboard, tracing: whole CLI processes or their own Redis; the cluster
  *   path of `cell0 start` is covered by cluster.test.ts.
+ * - cluster-failover: starts its own 6-node cluster with replicas (and kills a master), in `npm test`.
  * - Tests without Redis (compose-file, package-surface, simulator-*, http-*, search-providers, ...).
  */
 

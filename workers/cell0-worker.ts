@@ -304,6 +304,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   /** This worker's status as published for `GET /v1/fleet`. */
   statusSnapshot(): WorkerStatus {
     const clientId = this.heartbeat.clientId;
+    const clientNode = this.heartbeat.clientNode;
     const pressure = this.admission.status();
     return {
       id: this.id,
@@ -316,6 +317,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       state: this.stopping ? 'closing' : this.admission.pausedByPressure ? 'paused' : 'running',
       ...(this.opts.heartbeatMs > 0 ? { heartbeatMs: this.opts.heartbeatMs } : {}),
       ...(clientId !== undefined ? { clientId } : {}),
+      ...(clientNode !== undefined ? { clientNode } : {}),
       ...(pressure ? { pressure } : {}),
       ...(this.opts.maintenance ? { maintenance: true } : {}),
       ...(this.modelList.models ? { models: this.modelList.models } : {}),

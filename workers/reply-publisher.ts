@@ -13,6 +13,13 @@ import {
   type JobReply,
 } from '../shared/queues/job-replies.js';
 
+/** A reply sent behind its job's finish: whether it answered the waiters (undefined while in flight). */
+interface BehindFinish {
+  ok: boolean | undefined;
+  /** The job's event, when it came before the answer. */
+  event: { queueKey: string; reply: JobReply } | undefined;
+}
+
 /** Options of {@link ReplyPublisher}. */
 export interface ReplyPublisherOptions {
   /** The connection replies are written on, per queue key ("{prefix}:{queue}"). */
@@ -34,17 +41,17 @@ export class ReplyPublisher {
   private readonly log: Logger;
   private closing: Promise<void> | undefined;
   /**
-   * Replies sent behind their jobs' finish, by job id: resolves true once the job was found finished and
-   * its waiters answered. Two generations, swapped every minute, so an entry whose job event never comes
-   * does not stay.
+   * Replies sent behind their jobs' finish, by job id, until the job's event comes. Two generations,
+   * swapped every minute, so an entry whose job event never comes does not stay. No promise per job: the
+   * answer of the batch settles each entry, and an event that came while it was in flight waits in it.
    */
-  private sent = new Map<string, Promise<boolean>>();
-  private older = new Map<string, Promise<boolean>>();
+  private sent = new Map<string, BehindFinish>();
+  private older = new Map<string, BehindFinish>();
   private readonly rotate: NodeJS.Timeout;
   /** Replies gathered in this tick, per connection, sent behind the finishes they follow. */
   private readonly gathering = new Map<
     RedisConnection,
-    { queueKey: string; items: FinishedReply[]; done: ((ok: boolean) => void)[] }
+    { queueKey: string; items: FinishedReply[]; entries: BehindFinish[] }
   >();
   private readonly counts = { withFinish: 0, afterEvent: 0 };
 
@@ -101,7 +108,7 @@ export class ReplyPublisher {
     if (this.closing) return;
     let batch = this.gathering.get(conn);
     if (!batch) {
-      batch = { queueKey, items: [], done: [] };
+      batch = { queueKey, items: [], entries: [] };
       this.gathering.set(conn, batch);
       // Still in the tick of the finish: the batch goes out behind every finish of this tick.
       process.nextTick(() => this.sendBehind(conn));
@@ -111,7 +118,9 @@ export class ReplyPublisher {
       finishedSetKey: call.finishedSetKey,
       reply: encodeRawReply(call.jobId, call.target, call.finishedOn, call.value),
     });
-    this.sent.set(call.jobId, new Promise<boolean>((resolve) => batch.done.push(resolve)));
+    const entry: BehindFinish = { ok: undefined, event: undefined };
+    batch.entries.push(entry);
+    this.sent.set(call.jobId, entry);
   }
 
   private sendBehind(conn: RedisConnection): void {
@@ -120,17 +129,27 @@ export class ReplyPublisher {
     if (!batch) return;
     defineReplyScripts(conn);
     sendFinishedReplies(conn, batch.queueKey, batch.items).then(
-      (counts) =>
-        batch.done.forEach((resolve, i) => {
+      (counts) => {
+        for (let i = 0; i < batch.entries.length; i++) {
           const ok = (counts[i] ?? -1) >= 0;
           if (ok) this.counts.withFinish++;
-          resolve(ok);
-        }),
+          this.settle(batch.entries[i]!, ok);
+        }
+      },
       (err: unknown) => {
         this.log.debug({ err }, 'could not reply behind the finish; replying after the job event');
-        batch.done.forEach((resolve) => resolve(false));
+        for (const entry of batch.entries) this.settle(entry, false);
       },
     );
+  }
+
+  /** The answer for a reply sent behind its finish: a job event that came meanwhile is handled now. */
+  private settle(entry: BehindFinish, ok: boolean): void {
+    entry.ok = ok;
+    const event = entry.event;
+    if (!event) return;
+    entry.event = undefined;
+    if (!ok) this.publish(event.queueKey, event.reply);
   }
 
   /**
@@ -142,9 +161,9 @@ export class ReplyPublisher {
     if (!sent) return this.publish(queueKey, reply);
     this.sent.delete(reply.jobId);
     this.older.delete(reply.jobId);
-    void sent.then((ok) => {
-      if (!ok) this.publish(queueKey, reply);
-    });
+    // Still in flight: settled with the batch's answer (and published then if it did not answer).
+    if (sent.ok === undefined) sent.event = { queueKey, reply };
+    else if (!sent.ok) this.publish(queueKey, reply);
   }
 
   /** Hands `reply` to the waiters of its job (asynchronously; failures are logged, never thrown). */

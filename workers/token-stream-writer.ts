@@ -49,9 +49,8 @@ export const TOKEN_FLUSH_MS = 20;
  * never fails the job; the readers then fall back to the job's result.
  */
 export class TokenStreamWriter {
-  /** Aborted (with JobCancelledError) when the last reader left. */
-  readonly signal: AbortSignal;
-  private readonly ac = new AbortController();
+  /** Made on first use: most attempts are not streamed, and nothing reads their signal. */
+  private ac: AbortController | undefined;
   private active = false;
   private pending = '';
   private seq = 0;
@@ -74,11 +73,15 @@ export class TokenStreamWriter {
   private textWritten = false;
 
   constructor(private readonly opts: TokenStreamWriterOptions) {
-    this.signal = this.ac.signal;
     this.flushMs = opts.flushMs ?? TOKEN_FLUSH_MS;
     if (!(Number.isFinite(this.flushMs) && this.flushMs >= 0))
       throw new TypeError('TokenStreamWriter: option "flushMs" must be a number of ms >= 0');
     this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** Aborted (with JobCancelledError) when the last reader left. */
+  get signal(): AbortSignal {
+    return (this.ac ??= new AbortController()).signal;
   }
 
   /** True when a caller asked for the stream (text is being written). */
@@ -212,9 +215,9 @@ export class TokenStreamWriter {
         this.textWritten = true;
         this.onFirstText?.();
       }
-      if (r?.[first + entries.length + 1]?.[1] === 1 && !this.ac.signal.aborted) {
+      if (r?.[first + entries.length + 1]?.[1] === 1 && !this.signal.aborted) {
         this.active = false;
-        this.ac.abort(new JobCancelledError(this.opts.jobId));
+        this.ac!.abort(new JobCancelledError(this.opts.jobId));
         await redis.del(keys.cancel);
       }
     } catch (err) {

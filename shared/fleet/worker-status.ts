@@ -1,5 +1,6 @@
 import { ReplyError } from 'ioredis';
 import { isCluster, type RedisConnection } from '../redis/cluster.js';
+import { masterFor } from '../redis/key-slot.js';
 
 /**
  * What each worker process publishes about itself every few seconds (a heartbeat with a TTL), so any
@@ -26,8 +27,13 @@ export interface WorkerStatus {
   heartbeatMs?: number;
   /** Lifetime of the record in Redis, ms (set by publishWorkerStatus): with its PTTL it gives the record's age. */
   ttlMs?: number;
-  /** Redis CLIENT ID of the connection the worker publishes on: gone from CLIENT LIST = the worker is dead. */
+  /**
+   * Redis CLIENT ID of the connection the worker publishes on: gone from CLIENT LIST = the worker is dead.
+   * On a cluster, the id of its connection to the master that holds the registry's slot (`clientNode`).
+   */
   clientId?: number;
+  /** On a cluster: the master ("host:port") whose connection `clientId` names. Absent on one Redis. */
+  clientNode?: string;
   /** Extra sections (backends: pools, breakers, rate limits). */
   [section: string]: unknown;
 }
@@ -74,15 +80,25 @@ export function staleAfterMs(heartbeatMs: number): number {
 const noClientList = new WeakSet<RedisConnection>();
 
 /**
- * The connected ones among these CLIENT IDs, or undefined when the server cannot say (CLIENT LIST refused:
- * remembered for this connection) or did not answer.
+ * The connected ones among these CLIENT IDs, and the node they were checked on (its address on a cluster,
+ * undefined on one Redis); undefined when the server cannot say (CLIENT LIST refused: remembered for this
+ * connection) or did not answer. Client ids are per node: on a cluster the list is asked of the master that
+ * holds the registry's slot (`key`), where the workers read theirs.
  */
-async function connectedClients(redis: RedisConnection, ids: number[]): Promise<Set<number> | undefined> {
-  // Client ids are per node: on a cluster the check cannot be made (workers publish none there).
-  if (ids.length === 0 || noClientList.has(redis) || isCluster(redis)) return undefined;
+async function connectedClients(
+  redis: RedisConnection,
+  key: string,
+  ids: number[],
+): Promise<{ ids: Set<number>; node: string | undefined } | undefined> {
+  if (ids.length === 0 || noClientList.has(redis)) return undefined;
+  const master = isCluster(redis) ? masterFor(redis, key) : undefined;
+  if (isCluster(redis) && !master) return undefined;
   try {
-    const list = (await redis.call('CLIENT', 'LIST', 'ID', ...ids.map(String))) as string;
-    return new Set([...list.matchAll(/(?:^|\s)id=(\d+)/g)].map((m) => Number(m[1])));
+    const list = (await (master?.node ?? redis).call('CLIENT', 'LIST', 'ID', ...ids.map(String))) as string;
+    return {
+      ids: new Set([...list.matchAll(/(?:^|\s)id=(\d+)/g)].map((m) => Number(m[1]))),
+      node: master?.address,
+    };
   } catch (err) {
     if (err instanceof ReplyError) noClientList.add(redis);
     return undefined;
@@ -91,8 +107,9 @@ async function connectedClients(redis: RedisConnection, ids: number[]): Promise<
 
 /**
  * The live workers, newest first. A worker counts while its status has not expired and, when it says which
- * Redis connection it publishes on, that connection is still open (CLIENT LIST ID): a worker killed with
- * SIGKILL drops out as soon as Redis sees its connection close, not when its status expires. Where the
+ * Redis connection it publishes on, that connection is still open (CLIENT LIST ID; on a cluster, asked of
+ * the master holding the registry's slot, the node the worker's id is of): a worker killed with SIGKILL
+ * drops out as soon as Redis sees its connection close, not when its status expires. Where the
  * connection cannot be checked (CLIENT LIST refused, or a status without `clientId`), a status older than
  * staleAfterMs(heartbeat) — measured on Redis's clock from the key's PTTL, so host clocks do not matter — is
  * a dead worker's. Index entries of expired statuses are dropped as they are found.
@@ -122,10 +139,12 @@ export async function readWorkerStatuses(redis: RedisConnection, prefix: string)
   });
   if (gone.length > 0) await redis.zrem(keys.index, ...gone);
   const clientIds = found.map((f) => f.status.clientId).filter((c): c is number => Number.isInteger(c));
-  const connected = await connectedClients(redis, clientIds);
+  const connected = await connectedClients(redis, keys.index, clientIds);
   return found
     .filter(({ status: w, pttl }) => {
-      if (connected && Number.isInteger(w.clientId)) return connected.has(w.clientId!);
+      // An id read on another node (the registry's slot has moved since) says nothing here: age decides.
+      if (connected && Number.isInteger(w.clientId) && w.clientNode === connected.node)
+        return connected.ids.has(w.clientId!);
       if (!(typeof w.heartbeatMs === 'number' && w.heartbeatMs > 0 && typeof w.ttlMs === 'number'))
         return true;
       // PTTL -1/-2 (no TTL, just expired): nothing to measure; the next read settles it.

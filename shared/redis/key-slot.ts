@@ -1,3 +1,5 @@
+import { type Cluster, type Redis } from 'ioredis';
+
 /*
  * Redis Cluster key slots, computed as the cluster does (CRC16/XMODEM of the key's hash tag, modulo
  * 16384), so cell0 can choose tags that land where it wants them (see shared/queues/shards.ts).
@@ -39,4 +41,16 @@ export function keySlot(key: string): number {
     if (close > open + 1) key = key.slice(open + 1, close);
   }
   return crc16(Buffer.from(key)) % CLUSTER_SLOTS;
+}
+
+/**
+ * The connection of cluster `conn` to the master that serves `key`'s slot, and that master's address
+ * ("host:port", as the slot map names it): the node connection the cluster sends `key`'s commands on.
+ * Undefined while the slot map does not name a master for the slot or its connection is not made.
+ */
+export function masterFor(conn: Cluster, key: string): { node: Redis; address: string } | undefined {
+  const address = conn.slots[keySlot(key)]?.[0];
+  if (address === undefined) return undefined;
+  const node = conn.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === address);
+  return node ? { node, address } : undefined;
 }

@@ -6,21 +6,36 @@ import { Redis } from 'ioredis';
 import { sleep } from '../../shared/sleep';
 import { freePort, startPrivateRedis, type PrivateRedis } from './redis-server';
 
-/** A local Redis Cluster of masters only, started from redis-server and redis-cli (no Docker). */
+/** A local Redis Cluster, started from redis-server and redis-cli (no Docker). */
 export interface LocalCluster {
   ports: number[];
+  /** Each node's server, in the order of `ports`. */
+  servers: PrivateRedis[];
   /** "127.0.0.1:P1,127.0.0.1:P2,..." (the form of REDIS_CLUSTER_NODES). */
   nodes: string;
   /** Stops every node and removes their folder. */
   stop(): Promise<void>;
 }
 
+/** Options of startLocalCluster beyond the number of masters. */
+export interface LocalClusterOptions {
+  /** Replicas per master (`--cluster-replicas`). Default 0. */
+  replicas?: number;
+  /** `cluster-node-timeout`, ms: how long a master may be unreachable before a replica takes over. */
+  nodeTimeoutMs?: number;
+}
+
 /**
- * Starts `masters` redis-servers with cluster mode on free ports in a temporary folder, joins them with
- * `redis-cli --cluster create … --cluster-replicas 0 --cluster-yes` and waits until every node reports
- * cluster_state:ok.
+ * Starts `masters` × (1 + replicas) redis-servers with cluster mode on free ports in a temporary folder,
+ * joins them with `redis-cli --cluster create … --cluster-replicas R --cluster-yes` and waits until every
+ * node reports cluster_state:ok and, with replicas, until every replica's link to its master is up.
  */
-export async function startLocalCluster(masters = 3, timeoutMs = 30_000): Promise<LocalCluster> {
+export async function startLocalCluster(
+  masters = 3,
+  timeoutMs = 30_000,
+  opts: LocalClusterOptions = {},
+): Promise<LocalCluster> {
+  const replicas = opts.replicas ?? 0;
   const dir = mkdtempSync(join(tmpdir(), 'cell0-cluster-'));
   const servers: PrivateRedis[] = [];
   const stop = async () => {
@@ -28,19 +43,27 @@ export async function startLocalCluster(masters = 3, timeoutMs = 30_000): Promis
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       const port = await freePort();
       servers.push(
         await startPrivateRedis({
           port,
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`)],
+          args: [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            join(dir, `nodes-${port}.conf`),
+            ...(opts.nodeTimeoutMs !== undefined
+              ? ['--cluster-node-timeout', String(opts.nodeTimeoutMs)]
+              : []),
+          ],
         }),
       );
     }
     const addrs = servers.map((s) => `127.0.0.1:${s.port}`);
     const create = spawnSync(
       'redis-cli',
-      ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'],
+      ['--cluster', 'create', ...addrs, '--cluster-replicas', String(replicas), '--cluster-yes'],
       { encoding: 'utf8', timeout: timeoutMs },
     );
     if (create.status !== 0)
@@ -51,7 +74,7 @@ export async function startLocalCluster(masters = 3, timeoutMs = 30_000): Promis
       servers.map((s) => s.port),
       timeoutMs,
     );
-    return { ports: servers.map((s) => s.port), nodes: addrs.join(','), stop };
+    return { ports: servers.map((s) => s.port), servers, nodes: addrs.join(','), stop };
   } catch (err) {
     await stop();
     throw err;
@@ -69,7 +92,9 @@ async function waitForClusterOk(ports: number[], timeoutMs: number): Promise<voi
       const ok = infos.every(
         (i) => /cluster_state:ok/.test(i) && new RegExp(`cluster_known_nodes:${ports.length}\\b`).test(i),
       );
-      if (ok) return;
+      // Replicas: each one's link to its master is up (its first sync is done).
+      const links = ok ? await Promise.all(clients.map((c) => c.info('replication'))) : [];
+      if (ok && links.every((r) => !/role:slave/.test(r) || /master_link_status:up/.test(r))) return;
       if (Date.now() > deadline)
         throw new Error(`cluster not ok within ${timeoutMs} ms:\n${infos.join('\n')}`);
       await sleep(100);

@@ -13,6 +13,8 @@ export interface PrivateRedis {
   url: string;
   /** Stops the server (SIGTERM, waits for exit). */
   stop(): Promise<void>;
+  /** Kills the server as a crash would (SIGKILL, waits for exit). */
+  kill(): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
   /** Stops it and removes its folder. */
@@ -100,24 +102,25 @@ export async function startPrivateRedis(
     child.unref();
     await waitForPing(port, 10_000);
   };
-  const stop = async (): Promise<void> => {
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     const c = child;
     child = undefined;
-    if (!c || c.exitCode !== null) return;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       c.once('exit', () => resolve());
       // The child was unref'd so that it never holds a test process open; while we wait for it to exit it
       // must hold the loop, or a process with nothing else to do (jest's global teardown) exits under this
       // await, with code 0, before jest has set the run's exit code: a failed run would then pass.
       c.ref();
-      c.kill('SIGTERM');
+      c.kill(signal);
     });
   };
   await start();
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    stop,
+    stop: () => stop(),
+    kill: () => stop('SIGKILL'),
     start,
     destroy: async () => {
       await stop();

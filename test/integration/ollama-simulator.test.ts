@@ -271,14 +271,28 @@ describe('OllamaClient against OllamaSimulator', () => {
   });
 
   test('an idle model is dropped once its keep_alive has run out', async () => {
-    await client.load(SMALL, '50ms');
-    expect(psNames((await client.ps()).models)).toEqual([SMALL]);
-    // Expiry is driven by the clock, so here waiting is the point.
-    await new Promise((resolve) => setTimeout(resolve, 120));
-    expect((await client.ps()).models).toEqual([]);
-    const stats = await simStats(sim);
-    expect(stats.unloads).toBe(1);
-    expect(stats.evictions).toBe(0);
+    // keep_alive counts on the simulator's clock: this one moves only when the test moves it, so a busy
+    // host's stalls cannot expire the model before the first /api/ps.
+    let now = Date.UTC(2026, 0, 1);
+    const timed = new OllamaSimulator({ ttftMs: 1, tokensPerSec: 1000, loadMsPerGb: 1, now: () => now });
+    const { url } = await timed.start();
+    const c = new OllamaClient({ baseUrl: url });
+    try {
+      await c.load(SMALL, '50ms');
+      const [listed] = (await c.ps()).models;
+      expect(listed?.name).toBe(SMALL);
+      expect(Date.parse(listed?.expires_at ?? '')).toBe(now + 50);
+      now += 49;
+      expect(psNames((await c.ps()).models)).toEqual([SMALL]);
+      now += 1;
+      expect((await c.ps()).models).toEqual([]);
+      const stats = await simStats(timed);
+      expect(stats.unloads).toBe(1);
+      expect(stats.evictions).toBe(0);
+    } finally {
+      await c.close();
+      await timed.close();
+    }
   });
 
   test('a load is paid by the first request only, and concurrent requests share one load', async () => {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { RedisTimeoutError, RedisUnavailableError } from '../../shared/errors';
+import { type RedisConnection } from '../../shared/redis/cluster';
 import { RedisClient } from '../../shared/redis/redis-client';
 import { Cell0Client } from '../../producers/cell0-client';
 import { post, startTestFleet, type TestFleet } from '../helpers/fleet';
@@ -15,6 +16,35 @@ function busyLoops(n = 2): ChildProcess[] {
 
 function killAll(procs: ChildProcess[]): void {
   for (const p of procs) if (p.pid !== undefined && p.exitCode === null) process.kill(p.pid, 'SIGKILL');
+}
+
+/**
+ * Makes Redis busy for `seconds` with a DEBUG SLEEP sent on `conn`, the connection under test: every command
+ * sent on it afterwards waits behind the sleep (a connection's commands are answered in order), so no guess
+ * of when the sleep has started is needed, however slow the host. The sleep's own reply comes late too (it
+ * has the connection's command timeout): ignored.
+ */
+function sleepAhead(conn: RedisConnection, seconds: number): void {
+  conn.call('DEBUG', 'SLEEP', String(seconds)).catch(() => undefined);
+}
+
+/** Polls with GET until Redis answers `client` again (timeouts meanwhile); returns the answer. */
+async function answerWhenFree(client: RedisClient): Promise<unknown> {
+  let answer: unknown = 'no answer';
+  await until(
+    async () => {
+      try {
+        answer = await client.get('k');
+        return true;
+      } catch (err) {
+        if (!(err instanceof RedisTimeoutError)) throw err;
+        return false;
+      }
+    },
+    30_000,
+    'Redis to answer again',
+  );
+  return answer;
 }
 
 describe('slow is not down (private redis-server)', () => {
@@ -38,15 +68,13 @@ describe('slow is not down (private redis-server)', () => {
       // Redis is busy for 300 ms at a time (DEBUG SLEEP blocks it), six times: every command sent then
       // times out, yet Redis is up and answers each time it is free.
       for (let round = 0; round < 6; round++) {
-        const sleeping = blocker.call('DEBUG', 'SLEEP', '0.3');
-        await new Promise((r) => setTimeout(r, 20));
+        sleepAhead(client.connection, 0.3);
         const errs = await Promise.all([1, 2, 3, 4].map(() => rejectionOf(client.get('k'))));
         for (const e of errs) {
           expect(e).toBeInstanceOf(RedisTimeoutError);
           expect(e).toMatchObject({ code: 'CELL0_REDIS_TIMEOUT' });
         }
-        await sleeping;
-        expect(await client.get('k')).toBeUndefined();
+        expect(await answerWhenFree(client)).toBeUndefined();
       }
       expect(opened).toBe(0);
       expect(client.breaker.state).toBe('closed');
@@ -68,12 +96,11 @@ describe('slow is not down (private redis-server)', () => {
     try {
       await client.start();
       // The submission's pipeline (waiter registration and BullMQ's add) times out while Redis sleeps.
-      const sleeping = blocker.call('DEBUG', 'SLEEP', '0.3');
-      await new Promise((r) => setTimeout(r, 20));
+      sleepAhead(client.submitter.redis.connection, 0.3);
       const errs = await Promise.all(
         [1, 2, 3].map((i) => rejectionOf(client.enqueueInference({ model: 'm', prompt: `late ${i}` }))),
       );
-      await sleeping;
+      await answerWhenFree(client.submitter.redis);
       for (const e of errs) expect(e).toMatchObject({ code: 'CELL0_REDIS_TIMEOUT' });
       expect(opened).toBe(0);
       expect(client.submitter.redis.breaker.state).toBe('closed');
@@ -91,14 +118,13 @@ describe('slow is not down (private redis-server)', () => {
     });
     try {
       await until(() => client.connection.status === 'ready', 10_000);
-      const sleeping = blocker.call('DEBUG', 'SLEEP', '2');
-      await new Promise((r) => setTimeout(r, 20));
+      sleepAhead(client.connection, 2);
       const errs: unknown[] = [];
       while (client.breaker.state === 'closed') errs.push(await rejectionOf(client.get('k')));
       expect(errs[0]).toBeInstanceOf(RedisTimeoutError);
       expect(errs.at(-1)).toBeInstanceOf(RedisUnavailableError);
       expect(client.breaker.state).toBe('open');
-      await sleeping;
+      await blocker.ping(); // answered once the sleep is over: the next test starts on a free Redis
     } finally {
       await client.close();
     }

@@ -7,9 +7,10 @@ import {
   sendFinishedReplies,
   waiterSetKey,
 } from '../../shared/queues/job-replies';
+import { ReplyPublisher } from '../../workers/reply-publisher';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
-import { closeRedis } from '../../shared/redis/connection';
-import { testRedisConnection, uniquePrefix } from '../helpers/redis';
+import { closeRedis, createRedisConnection } from '../../shared/redis/connection';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { startInferencePair, submitPrompts } from '../helpers/inference-pair';
 import { until } from '../helpers/wait';
 
@@ -80,6 +81,53 @@ describe('replies sent behind the finish', () => {
     ]);
     expect(await redis.exists(inboxKey(queueKey, 'p2'))).toBe(0);
     await redis.del(`${queueKey}:completed`, waiterSetKey(queueKey, 'j1'), inboxKey(queueKey, 'p1'));
+  });
+
+  test('a reply behind a finish that did not happen goes out once the job event comes, before or after its answer', async () => {
+    const queueKey = `${uniquePrefix('rbf')}:inference`;
+    const conn = createRedisConnection({ url: testRedisUrl(), role: 'worker' });
+    // A stand-in for BullMQ's moveToFinished that finishes nothing (as when the job's lock was lost).
+    conn.defineCommand('moveToFinished:test', { numberOfKeys: 14, lua: 'return 0' });
+    const finish = (jobId: string) =>
+      (conn as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)['moveToFinished:test']!(
+        ...Array.from({ length: 14 }, (_, i) => (i === 10 ? `${queueKey}:completed` : `${queueKey}:k${i}`)),
+        jobId,
+        1234,
+        'returnvalue',
+        '"v"',
+        'completed',
+      );
+    const publisher = new ReplyPublisher({ connectionFor: () => conn });
+    const reply = (jobId: string) =>
+      ({ jobId, status: 'completed', returnvalue: 'v', finishedOn: 1234 }) as const;
+    try {
+      await redis.sadd(waiterSetKey(queueKey, 'j1'), 'p1');
+      await redis.sadd(waiterSetKey(queueKey, 'j2'), 'p1');
+      expect(publisher.replyBehindFinish(conn, queueKey)).toBe(true);
+      // The event comes while the reply behind the finish is still in flight.
+      const first = finish('j1');
+      publisher.finished(queueKey, reply('j1'));
+      await first;
+      // The event comes after the answer: a command sent once the reply has gone out is answered after it.
+      const second = finish('j2');
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await conn.ping();
+      publisher.finished(queueKey, reply('j2'));
+      await second;
+      await until(
+        async () => (await redis.llen(inboxKey(queueKey, 'p1'))) === 2,
+        5000,
+        'both replies in the inbox',
+      );
+      const inbox = (await redis.lrange(inboxKey(queueKey, 'p1'), 0, -1)).map(decodeReply);
+      expect(inbox.map((r) => r?.jobId).sort()).toEqual(['j1', 'j2']);
+      expect(publisher.stats()).toEqual({ withFinish: 0, afterEvent: 2 });
+      expect(await redis.exists(waiterSetKey(queueKey, 'j1'), waiterSetKey(queueKey, 'j2'))).toBe(0);
+    } finally {
+      await publisher.close();
+      await closeRedis(conn);
+      await redis.del(inboxKey(queueKey, 'p1'));
+    }
   });
 
   test('raw replies decode to what the job stored', () => {

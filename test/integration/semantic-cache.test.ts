@@ -46,6 +46,15 @@ describe('SemanticCache (on Redis)', () => {
     return cache;
   };
   const baseOf = (cache: SemanticCache<string>): string => bases.get(cache)!;
+  // Entries expire by Redis's clock (TIME in the scripts): a test waits until that clock has passed an
+  // entry's latest possible expiry (a store's TIME is at most the TIME read after it returned), never for a
+  // fixed time, so a stalled host cannot make it look too early.
+  const redisNow = async (): Promise<number> => {
+    const [sec, micro] = await raw.time();
+    return Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
+  };
+  const redisPast = async (ms: number): Promise<void> =>
+    until(async () => (await redisNow()) > ms, 30_000, `Redis's clock to pass ${ms}`);
 
   beforeAll(async () => {
     raw = testRedisConnection('test:raw');
@@ -265,17 +274,19 @@ describe('SemanticCache (on Redis)', () => {
 
   it('expires entries after their TTL (all keys), never returns them, and cleans their records lazily', async () => {
     const cache = make();
-    await cache.set('What is the tallest mountain in Europe?', 'Elbrus', SCOPE, { ttlSeconds: 0.3 });
+    // A TTL far above a busy host's stalls: the keys are checked before it runs out.
+    await cache.set('What is the tallest mountain in Europe?', 'Elbrus', SCOPE, { ttlSeconds: 1 });
+    const stored = await redisNow();
     const keysOf = () => keysUnder(raw, `${baseOf(cache)}:{*`);
     expect((await keysOf()).length).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 450));
+    await redisPast(stored + 1000);
     expect(await cache.get('What is the tallest mountain in Europe?', SCOPE)).toBeUndefined();
     expect(
       await cache.get('Tell me the tallest mountain in Europe', SCOPE, {
         minConfidence: CacheMatchConfidence.LOW,
       }),
     ).toBeUndefined();
-    await until(async () => (await keysOf()).length === 0, 2000, 'every key of the scope to expire');
+    await until(async () => (await keysOf()).length === 0, 15_000, 'every key of the scope to expire');
 
     // An expired entry that shares band buckets with a live one: its codes outlive it (the buckets live
     // on) until a lookup meets it as a candidate: never returned, and removed on the spot.
@@ -286,7 +297,7 @@ describe('SemanticCache (on Redis)', () => {
       ttlSeconds: 60,
     });
     await cache.set(a, 'Elbrus', SCOPE, { ttlSeconds: 0.3 });
-    await new Promise((r) => setTimeout(r, 450));
+    await redisPast((await redisNow()) + 300);
     const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
     const meta = `${baseOf(cache)}:{${tag}}:meta`;
     const codes = async (): Promise<number> => {
@@ -312,7 +323,7 @@ describe('SemanticCache (on Redis)', () => {
     const cache = make();
     await cache.set('a long-lived prompt about water', 'w', SCOPE, { ttlSeconds: 60 });
     await cache.set('first short-lived prompt about tea', 'a', SCOPE, { ttlSeconds: 0.2 });
-    await new Promise((r) => setTimeout(r, 350));
+    await redisPast((await redisNow()) + 200);
     await cache.set('second prompt about coffee', 'b', SCOPE);
     expect(cache.getStats().expiredRemoved).toBe(1);
   });
@@ -320,16 +331,19 @@ describe('SemanticCache (on Redis)', () => {
   it('sweepExpired removes the records of expired entries in scopes nobody writes to, and keeps live ones', async () => {
     const cache = make();
     const other = { ...SCOPE, model: 'another-model' };
+    // Short-lived is 2 s, far above a busy host's stalls: the counts before expiry are read well before it
+    // (a store after an expired entry would clean it, and size() leaves it out).
     await cache.set('a long-lived prompt about water', 'w', SCOPE, { ttlSeconds: 60 });
-    await cache.set('short-lived prompt about tea', 'a', SCOPE, { ttlSeconds: 0.2 });
-    await cache.set('short-lived prompt about rivers', 'b', other, { ttlSeconds: 0.2 });
+    await cache.set('short-lived prompt about tea', 'a', SCOPE, { ttlSeconds: 2 });
+    await cache.set('short-lived prompt about rivers', 'b', other, { ttlSeconds: 2 });
+    const stored = await redisNow();
     await cache.set('short-lived prompt about lakes', 'c', other, { ttlSeconds: 60 });
     const meta = (scope: typeof SCOPE) =>
       `${baseOf(cache)}:{${cache.entryIdOf('x', scope).split(':')[0]}}:meta`;
     expect(await raw.hlen(meta(SCOPE))).toBe(2);
     expect(await raw.hlen(meta(other))).toBe(2);
     expect(await cache.size()).toBe(4);
-    await new Promise((r) => setTimeout(r, 350));
+    await redisPast(stored + 2000);
     // Expired entries are not counted, even before their records are swept.
     expect(await cache.size()).toBe(2);
     const r = await cache.sweepExpired();

@@ -1,5 +1,8 @@
+import { type Cluster, type Redis } from 'ioredis';
 import { isCluster, type RedisConnection } from '../../shared/redis/cluster.js';
+import { masterFor } from '../../shared/redis/key-slot.js';
 import {
+  fleetKeys,
   publishWorkerStatus,
   removeWorkerStatus,
   type WorkerStatus,
@@ -23,6 +26,9 @@ export interface HeartbeatOptions {
 /**
  * The worker's status in Redis for `GET /v1/fleet`: published every interval and on demand, with the
  * CLIENT ID of the connection it is published on (readers check it is still connected), removed at close.
+ * On a cluster a client id is one node's: the id is that of the cluster's connection to the master holding
+ * the registry's slot (the one the status is written on), named with that master's address, and read
+ * again when the slot moves to another master or that connection reconnects.
  */
 export class Heartbeat {
   /**
@@ -30,6 +36,10 @@ export class Heartbeat {
    * the connection a new one); null where the server refuses CLIENT ID (readers then go by the status's age).
    */
   private id: number | null | undefined;
+  /** On a cluster: the node connection `id` is of, and its master's address. */
+  private node: { conn: Redis; address: string } | undefined;
+  /** Node connections whose reconnects are watched. */
+  private readonly watched = new WeakSet<Redis>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: HeartbeatOptions) {}
@@ -37,6 +47,11 @@ export class Heartbeat {
   /** The status connection's CLIENT ID, when known. */
   get clientId(): number | undefined {
     return typeof this.id === 'number' ? this.id : undefined;
+  }
+
+  /** On a cluster, the address ("host:port") of the master whose connection `clientId` is of. */
+  get clientNode(): string | undefined {
+    return typeof this.id === 'number' ? this.node?.address : undefined;
   }
 
   /** The status connection reconnected: its CLIENT ID is read again. */
@@ -58,18 +73,37 @@ export class Heartbeat {
     const conn = this.opts.connection();
     if (!conn || conn.status !== 'ready') return;
     try {
-      // On a cluster a client id is one node's, and CLIENT ID / CLIENT LIST reach whichever node: readers
-      // go by the status's age there.
-      this.id ??= isCluster(conn)
-        ? null
-        : await conn.client('ID').then(
-            (id) => Number(id),
-            () => null,
-          );
+      const on = isCluster(conn) ? this.registryNode(conn) : conn;
+      this.id ??=
+        on === undefined
+          ? undefined
+          : await on.client('ID').then(
+              (id) => Number(id),
+              () => null,
+            );
       await publishWorkerStatus(conn, this.opts.prefix, this.opts.snapshot(), this.opts.intervalMs * 3);
     } catch (err) {
       this.opts.log.debug({ err }, 'could not publish worker status');
     }
+  }
+
+  /**
+   * The cluster's connection to the master holding the registry's slot; a change of it (the slot moved, or
+   * the cluster made a new connection) forgets the id read on the old one.
+   */
+  private registryNode(conn: Cluster): Redis | undefined {
+    const master = masterFor(conn, fleetKeys(this.opts.prefix).index);
+    if (master?.node !== this.node?.conn || master?.address !== this.node?.address) {
+      this.node = master && { conn: master.node, address: master.address };
+      this.id = undefined;
+    }
+    if (master && !this.watched.has(master.node)) {
+      this.watched.add(master.node);
+      master.node.on('ready', () => {
+        if (this.node?.conn === master.node) this.id = undefined;
+      });
+    }
+    return master?.node;
   }
 
   /** Stops publishing and removes the status (when the connection is still up). Idempotent. */

@@ -166,10 +166,12 @@ export class TokenStreams {
 
   private keepPrefetched(r: unknown): void {
     if (!Array.isArray(r)) return;
-    for (let i = 0; i + 3 < r.length; i += 4) {
-      const [jobId, processedOn, wanted, cancel] = r.slice(i, i + 4) as (string | null)[];
+    const a = r as (string | null | undefined)[];
+    for (let i = 0; i + 3 < a.length; i += 4) {
+      const jobId = a[i];
+      const processedOn = a[i + 1];
       if (typeof jobId === 'string' && typeof processedOn === 'string')
-        this.prefetched.set(`${jobId}@${processedOn}`, [wanted ?? null, cancel ?? null]);
+        this.prefetched.set(`${jobId}@${processedOn}`, [a[i + 2] ?? null, a[i + 3] ?? null]);
     }
   }
 

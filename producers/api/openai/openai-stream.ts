@@ -78,7 +78,7 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
     if (first) return await finishFromOutcome(ctx, sse, first.r, joined);
     const r = reader!;
     const state: ReadState = { expectSeq: 0, usable: true };
-    /** Writes what the reader holds now (in one socket write); says when the answer is over. */
+    /** Writes what the reader holds now (in one write); says when the answer is over. */
     const drain = (): 'end' | 'restart' | undefined => {
       for (let e = r.take(); e !== undefined; e = r.take()) {
         if (!state.usable) continue;

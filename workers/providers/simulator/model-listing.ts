@@ -18,7 +18,7 @@ function details(model: SimModel): Record<string, unknown> {
 
 /** GET /api/ps: the resident models, with when each expires. */
 export function runningModels(residency: ResidentModels): Array<Record<string, unknown>> {
-  const now = Date.now();
+  const now = residency.now();
   return residency.list().map((r) => ({
     name: r.model.name,
     model: r.model.name,

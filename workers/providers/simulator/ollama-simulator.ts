@@ -96,6 +96,7 @@ export class OllamaSimulator {
       maxLoaded: merged.maxLoaded,
       loadMs: (model) => (model.sizeBytes / 1e9) * merged.loadMsPerGb,
       setTimer: (fn, ms) => this.setTimer(fn, ms),
+      now: merged.now,
       onLoad: () => {
         this.counters.loads++;
       },

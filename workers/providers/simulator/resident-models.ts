@@ -29,6 +29,8 @@ export interface ResidentModelsOptions {
   setTimer(fn: () => void, ms: number): () => void;
   onLoad(model: SimModel): void;
   onUnload(model: SimModel, reason: UnloadReason): void;
+  /** The wall clock keep_alive counts on (epoch ms). */
+  now(): number;
 }
 
 interface Loading {
@@ -110,10 +112,15 @@ export class ResidentModels {
   }
 
   /** Unloads idle models whose keep_alive has run out. */
-  sweep(now = Date.now()): void {
+  sweep(now = this.opts.now()): void {
     for (const resident of [...this.resident.values()]) {
       if (resident.busy === 0 && resident.expiresAt <= now) this.remove(resident, 'expired');
     }
+  }
+
+  /** The time on the clock keep_alive counts on (epoch ms). */
+  now(): number {
+    return this.opts.now();
   }
 
   /** Resident models, most recently used first. */
@@ -173,7 +180,8 @@ export class ResidentModels {
 
   private touch(resident: Resident, keepAliveMs: number): void {
     resident.lastUsed = ++this.useCounter;
-    resident.expiresAt = keepAliveMs === Number.POSITIVE_INFINITY ? keepAliveMs : Date.now() + keepAliveMs;
+    resident.expiresAt =
+      keepAliveMs === Number.POSITIVE_INFINITY ? keepAliveMs : this.opts.now() + keepAliveMs;
   }
 
   /** Evicts least recently used idle models until at most `limit` are resident or loading. */

@@ -48,6 +48,11 @@ export interface OllamaSimulatorOptions {
    * own generator at tokensPerSec, however many run at once. `tokensPerSec` is unused when this is on.
    */
   gpu?: GpuProfile | false;
+  /**
+   * The wall clock (epoch ms) keep_alive counts on: when an idle model expires, and the expires_at of
+   * /api/ps. Default Date.now; a test gives a clock it moves, so expiry never depends on the host's speed.
+   */
+  now?: () => number;
 }
 
 export const DEFAULTS = {
@@ -66,6 +71,7 @@ export const DEFAULTS = {
   models: [] as readonly SimModelSpec[],
   faults: {} as SimFaults,
   gpu: false as GpuProfile | false,
+  now: Date.now as () => number,
 } satisfies Required<OllamaSimulatorOptions>;
 
 export type ResolvedOptions = Required<OllamaSimulatorOptions>;
@@ -95,6 +101,7 @@ export function validate(o: ResolvedOptions): FieldIssue[] {
     'expected an integer >= 1',
   );
   check(typeof o.allowAnyModel === 'boolean', 'allowAnyModel', 'expected a boolean');
+  check(typeof o.now === 'function', 'now', 'expected a function returning epoch ms');
   check(Array.isArray(o.models), 'models', 'expected an array of model specs');
   issues.push(...validateSimFaults(o.faults, 'OllamaSimulator.faults'));
   if (o.gpu !== false) issues.push(...validateGpuProfile(o.gpu, 'OllamaSimulator.gpu'));
