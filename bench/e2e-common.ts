@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as producersIndex from '../producers/index.js';
+import type { QueueName } from '../shared/queues/names.js';
 import type * as workersIndex from '../workers/index.js';
 
 type ProducersModule = typeof producersIndex;
@@ -16,7 +17,7 @@ export type Side = 'bare' | 'cell0';
 export const SIDE_LABEL: Record<Side, string> = { bare: 'A bare BullMQ', cell0: 'B cell0' };
 
 /** The queue both sides use, each under its own fresh prefix. */
-export const BENCH_QUEUE = 'inference';
+export const BENCH_QUEUE = 'inference' as QueueName;
 
 /** Passed to bench/e2e-worker.ts as JSON in argv[2]. */
 export interface WorkerConfig {
@@ -95,8 +96,8 @@ export type ParentMessage =
   | { type: 'go' }
   /** To the worker: start counting CPU time. */
   | { type: 'mark' }
-  /** To the worker: report CPU time since "mark". */
-  | { type: 'stats' };
+  /** To the worker: report CPU time since "mark" (and, with --stages, its pauses over `jobs` jobs). */
+  | { type: 'stats'; jobs?: number };
 
 const CHILD_TYPES: readonly string[] = ['ready', 'measuring', 'result', 'stats', 'error'];
 const PARENT_TYPES: readonly string[] = ['go', 'mark', 'stats'];
@@ -156,17 +157,28 @@ export function sendToParent(msg: ChildMessage): Promise<void> {
 }
 
 /**
- * cell0's compiled package (dist/, what `npm start` and a service importing cell0 run), loaded at run time
+ * cell0's compiled `cell0` entry point (the producers' side: dist/, what `npm start` and a service importing
+ * cell0 run), loaded at run time
  * so the benchmark measures production code rather than sources transpiled on the fly. Types come from
  * the sources. `npm run bench:e2e` builds first.
  */
-export async function loadCompiledCell0(
-  dist = join(__dirname, '..', 'dist'),
-): Promise<{ producers: ProducersModule; workers: WorkersModule }> {
-  if (!existsSync(join(dist, 'producers', 'index.js')))
+export async function loadCompiledProducers(dist = DIST): Promise<ProducersModule> {
+  return (await import(compiled(dist, 'producers'))) as ProducersModule;
+}
+
+/**
+ * The compiled `cell0/workers` entry point, alone: a worker process loads what `cell0 worker` loads, not the
+ * producers' side (the API, express), whose modules would only enlarge its heap.
+ */
+export async function loadCompiledWorkers(dist = DIST): Promise<WorkersModule> {
+  return (await import(compiled(dist, 'workers'))) as WorkersModule;
+}
+
+const DIST = join(__dirname, '..', 'dist');
+
+function compiled(dist: string, part: 'producers' | 'workers'): string {
+  const file = join(dist, part, 'index.js');
+  if (!existsSync(file))
     throw new Error('dist/ is missing: run `npm run build` first (npm run bench:e2e does)');
-  return {
-    producers: (await import(join(dist, 'producers', 'index.js'))) as ProducersModule,
-    workers: (await import(join(dist, 'workers', 'index.js'))) as WorkersModule,
-  };
+  return file;
 }

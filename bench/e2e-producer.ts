@@ -13,7 +13,7 @@ import {
   BENCH_QUEUE,
   childConfig,
   cpuMsSince,
-  loadCompiledCell0,
+  loadCompiledProducers,
   isParentMessage,
   percentile,
   sendToParent,
@@ -59,7 +59,7 @@ async function bareTarget(): Promise<Target> {
 }
 
 async function cell0Target(): Promise<Target> {
-  const { Cell0Client, Cell0Metrics } = (await loadCompiledCell0(cfg.dist)).producers;
+  const { Cell0Client, Cell0Metrics } = await loadCompiledProducers(cfg.dist);
   const client = new Cell0Client({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
   if (cfg.metrics) client.metrics = new Cell0Metrics();
   await client.start();
@@ -171,12 +171,13 @@ async function main(): Promise<void> {
     await go;
   }
   const pauses = cfg.stages ? watchPauses() : undefined;
+  pauses?.reset();
   const cpu0 = process.cpuUsage();
   const run = cfg.rate
     ? await runPaced(target, cfg.jobs, cfg.rate, cfg.runId)
     : await runWindow(target, cfg.jobs, cfg.window, cfg.runId);
   const cpuMs = cpuMsSince(cpu0);
-  const pauseLine = pauses?.report(`${cfg.side} producer`);
+  const pauseLine = await pauses?.report(`${cfg.side} producer`, cfg.jobs);
   pauses?.close();
   const ok = Array.from(run.latencies)
     .filter((x) => !Number.isNaN(x))

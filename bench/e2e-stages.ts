@@ -6,6 +6,7 @@
  * the slowest 1 % (the tail), so a periodic stall shows where it sits. The producer and the worker also
  * print their event-loop delay and GC pauses over the measured jobs (watchPauses).
  */
+import { Session } from 'node:inspector';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { type Redis } from 'ioredis';
 import { percentile } from './e2e-common.js';
@@ -66,11 +67,14 @@ export async function printStages(
   console.log(lines.join('\n'));
 }
 
-/** Event-loop delay and GC pauses of this process, from `reset()` on (for --stages). */
+/** Event-loop delay, GC pauses and allocation of this process, from `reset()` on (for --stages). */
 export interface PauseWatch {
   reset(): void;
-  /** One line: event-loop delay p50/p99/max and the GC pauses (count, total, longest) by kind. */
-  report(label: string): string;
+  /**
+   * One line: event-loop delay p50/p99/max, the GC pauses (count, total, longest) by kind, and the bytes
+   * allocated per job over `jobs` jobs (V8's sampling heap profiler, collected objects included).
+   */
+  report(label: string, jobs: number): Promise<string>;
   close(): void;
 }
 
@@ -80,6 +84,15 @@ const GC_KINDS: Record<number, string> = {
   4: 'mark-compact',
   8: 'incremental',
 };
+
+interface SamplingNode {
+  selfSize: number;
+  children: SamplingNode[];
+}
+
+function allocatedBytes(n: SamplingNode): number {
+  return n.children.reduce((s, c) => s + allocatedBytes(c), n.selfSize);
+}
 
 export function watchPauses(): PauseWatch {
   const loop = monitorEventLoopDelay({ resolution: 1 });
@@ -97,24 +110,50 @@ export function watchPauses(): PauseWatch {
     }
   });
   obs.observe({ entryTypes: ['gc'] });
+  const session = new Session();
+  session.connect();
+  const post = <T>(method: string, params?: object) =>
+    new Promise<T>((resolve, reject) =>
+      session.post(method, params, (err, r) => (err ? reject(err) : resolve(r as T))),
+    );
+  let sampling: Promise<unknown> | undefined;
   return {
     reset() {
       loop.reset();
       gcs = new Map();
+      // Every allocation of 16 KiB on average is sampled, whether it is collected later or not.
+      sampling = (sampling ?? Promise.resolve())
+        .then(() => post('HeapProfiler.stopSampling'))
+        .catch(() => undefined)
+        .then(() =>
+          post('HeapProfiler.startSampling', {
+            samplingInterval: 16_384,
+            includeObjectsCollectedByMajorGC: true,
+            includeObjectsCollectedByMinorGC: true,
+          }),
+        );
     },
-    report(label) {
+    async report(label, jobs) {
       const ms = (ns: number) => (ns / 1e6).toFixed(1);
       const gc = [...gcs]
         .map(([k, g]) => `${k} ${g.n}× ${g.ms.toFixed(0)} ms (longest ${g.max.toFixed(1)})`)
         .join(', ');
+      let alloc = '';
+      if (sampling) {
+        await sampling;
+        sampling = undefined;
+        const r = await post<{ profile: { head: SamplingNode } }>('HeapProfiler.stopSampling');
+        alloc = `; allocated ${(allocatedBytes(r.profile.head) / jobs / 1024).toFixed(1)} KiB/job`;
+      }
       return (
         `pauses ${label}: event-loop delay p50 ${ms(loop.percentile(50))} p99 ${ms(loop.percentile(99))} ` +
-        `max ${ms(loop.max)} ms; GC ${gc || 'none'}`
+        `max ${ms(loop.max)} ms; GC ${gc || 'none'}${alloc}`
       );
     },
     close() {
       loop.disable();
       obs.disconnect();
+      session.disconnect();
     },
   };
 }

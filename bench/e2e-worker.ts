@@ -11,7 +11,7 @@ import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
   BENCH_QUEUE,
-  loadCompiledCell0,
+  loadCompiledWorkers,
   childConfig,
   cpuMsSince,
   isParentMessage,
@@ -41,7 +41,7 @@ async function startBare(): Promise<() => Promise<void>> {
 }
 
 async function startCell0(): Promise<() => Promise<void>> {
-  const { producers, workers } = await loadCompiledCell0(cfg.dist);
+  const workers = await loadCompiledWorkers(cfg.dist);
   const {
     Cell0Worker,
     Cell0Metrics,
@@ -53,13 +53,12 @@ async function startCell0(): Promise<() => Promise<void>> {
   // As `cell0 worker` counts: job events and backend calls into the process's registry.
   const metrics = cfg.metrics ? new Cell0Metrics() : undefined;
   const backend = new NoopInferenceBackend();
-  const { QueueName } = producers;
   const resources = new ResourceManagement();
   await resources.start();
   const worker = new Cell0Worker({
     redisUrl: cfg.redisUrl,
     prefix: cfg.prefix,
-    queues: [QueueName.INFERENCE],
+    queues: [BENCH_QUEUE],
     inference: metrics ? new MeteredInference(backend, metrics.backends) : backend,
     concurrency: { inference: cfg.concurrency },
     limiter: resources.limiter,
@@ -93,8 +92,11 @@ async function main(): Promise<void> {
       mark = process.cpuUsage();
       pauses?.reset();
     } else if (m.type === 'stats') {
-      if (pauses) console.log(pauses.report(`${cfg.side} worker`));
-      void sendToParent({ type: 'stats', cpuMs: cpuMsSince(mark) });
+      const cpuMs = cpuMsSince(mark);
+      void (pauses?.report(`${cfg.side} worker`, m.jobs ?? 1) ?? Promise.resolve(undefined)).then((line) => {
+        if (line) console.log(line);
+        return sendToParent({ type: 'stats', cpuMs });
+      });
     }
   });
   await sendToParent({ type: 'ready' });

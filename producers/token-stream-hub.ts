@@ -67,7 +67,20 @@ interface Subscription {
   ready: Promise<void>;
   /** When the first text entry was received (performance.now()). */
   firstTextAt?: number;
+  /** The number of this subscription's wake-up (written with its marks, in the same transaction). */
+  wakeSeq: number;
 }
+
+/**
+ * The last reader's leave, atomically (KEYS: readers, cancel, wanted; ARGV: '1' to cancel, the cancel
+ * mark's lifetime in ms): a reader whose marks come in between is counted before the cancel is decided.
+ */
+const LEAVE = `local n = redis.call('DECR', KEYS[1])
+if n <= 0 and ARGV[1] == '1' then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  redis.call('DEL', KEYS[3])
+end
+return n`;
 
 class LocalReader implements TokenStreamReader {
   private index = 0;
@@ -141,6 +154,13 @@ export class TokenStreamHub {
    * would otherwise wait for the read's timeout.
    */
   private wakeId = '0-0';
+  /** Wake-ups written so far (the number of the last one); each subscription's marks carry one. */
+  private wakeSeq = 0;
+  /**
+   * The highest wake-up number the read loop has seen: the marks of every subscription numbered up to it
+   * are in Redis (they went in one transaction with their wake-up, on one connection, in order).
+   */
+  private wakeSeen = 0;
   private conn: RedisConnection | undefined;
   private loop: Promise<void> | undefined;
   private closed = false;
@@ -215,6 +235,7 @@ export class TokenStreamHub {
         readers: new Set(),
         ended: false,
         ready: Promise.resolve(),
+        wakeSeq: ++this.wakeSeq,
       };
       s.ready = this.opts.redis
         .multi()
@@ -222,7 +243,7 @@ export class TokenStreamHub {
         .incr(keys.readers)
         .pexpire(keys.readers, this.opts.markTtlMs)
         .del(keys.cancel)
-        .xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', '1')
+        .xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', String(s.wakeSeq))
         .pexpire(this.wakeKey, 60_000)
         .exec()
         .then(() => undefined);
@@ -254,16 +275,18 @@ export class TokenStreamHub {
     if (sub.readers.size > 0 || this.subs.get(sub.jobId) !== sub) return;
     this.subs.delete(sub.jobId);
     try {
-      const left = await this.opts.redis.decr(sub.keys.readers);
-      if (left <= 0 && cancel && !sub.ended) {
-        // Nobody reads the job any more: the worker stops it at its next write.
-        await this.opts.redis
-          .multi()
-          .set(sub.keys.cancel, '1', 'PX', this.opts.cancelTtlMs)
-          .del(sub.keys.wanted)
-          .exec();
+      // Nobody reads the job any more: the worker stops it at its next write.
+      const left = (await this.opts.redis.eval(
+        LEAVE,
+        3,
+        sub.keys.readers,
+        sub.keys.cancel,
+        sub.keys.wanted,
+        cancel && !sub.ended ? '1' : '0',
+        String(this.opts.cancelTtlMs),
+      )) as number;
+      if (left <= 0 && cancel && !sub.ended)
         this.log.debug({ jobId: sub.jobId }, 'last stream reader left: job cancelled');
-      }
     } catch (err) {
       this.log.warn({ jobId: sub.jobId, err }, 'could not update the token stream readers');
     }
@@ -300,16 +323,22 @@ export class TokenStreamHub {
     const conn = this.conn!;
     while (!this.closed) {
       // One pass over the subscriptions: the keys and ids of the read, and the subscription of each key.
+      // A stream is read only once its marks are in Redis (its wake-up was seen): its reader's marks
+      // deleted any cancel mark, so what is read then belongs to an attempt that goes on (an attempt that
+      // honoured a cancel before took its entries with it: see the worker's TokenStreamWriter).
       const live = new Map<string, Subscription>();
       const keys = [this.wakeKey];
       const ids = [this.wakeId];
+      let waiting = 0;
       for (const s of this.subs.values())
         if (!s.ended) {
+          waiting++;
+          if (s.wakeSeq > this.wakeSeen) continue;
           live.set(s.keys.stream, s);
           keys.push(s.keys.stream);
           ids.push(s.lastId);
         }
-      if (live.size === 0) break;
+      if (waiting === 0) break;
       let res: [string, [string, string[]][]][] | null;
       try {
         res = (await conn.xread('BLOCK', this.opts.blockMs, 'STREAMS', ...keys, ...ids)) as
@@ -322,7 +351,12 @@ export class TokenStreamHub {
       }
       for (const [key, rows] of res ?? []) {
         if (key === this.wakeKey) {
-          this.wakeId = rows[rows.length - 1]?.[0] ?? this.wakeId;
+          const last = rows[rows.length - 1];
+          if (last) {
+            this.wakeId = last[0];
+            const seq = Number(decodeWake(last[1]));
+            if (Number.isInteger(seq) && seq > this.wakeSeen) this.wakeSeen = seq;
+          }
           continue;
         }
         const sub = live.get(key);
@@ -346,4 +380,10 @@ export class TokenStreamHub {
     await this.loop;
     if (this.conn) await closeRedis(this.conn).catch(() => undefined);
   }
+}
+
+/** The number a wake-up entry carries (its `w` field). */
+function decodeWake(fields: readonly string[]): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'w') return fields[i + 1];
+  return undefined;
 }

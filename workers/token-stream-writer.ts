@@ -34,6 +34,18 @@ export interface TokenStreamWriterOptions {
   logger: Logger;
 }
 
+/**
+ * Honours a cancel mark, atomically: when `cancel` (KEYS[1]) is set, deletes it and the stream (KEYS[2]) and
+ * returns 1; else 0. The cancelled attempt's entries go with the mark, so a caller that asks for the job
+ * again after this never reads text of an attempt that will not finish; and a caller that came back before
+ * this (its marks delete `cancel`) keeps the attempt running.
+ */
+const HONOUR_CANCEL = `if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0`;
+
 /** Default {@link TokenStreamWriterOptions.flushMs}. */
 export const TOKEN_FLUSH_MS = 20;
 
@@ -106,12 +118,15 @@ export class TokenStreamWriter {
       this.opts.logger.warn({ jobId: this.opts.jobId, err }, 'could not read the token stream marks');
       return;
     }
+    let wanted = marks[0] != null;
     if (marks[1] != null) {
       // A cancel mark is used up by the attempt that honours it: a later re-run of the job is not stopped.
-      await redis.del(keys.cancel).catch(() => undefined);
-      throw new JobCancelledError(this.opts.jobId);
+      // A reader that came back since (its marks delete the cancel and set `wanted`) keeps the job running.
+      const honoured = await redis.eval(HONOUR_CANCEL, 2, keys.cancel, keys.stream).catch(() => 1 as const);
+      if (honoured === 1) throw new JobCancelledError(this.opts.jobId);
+      wanted = true;
     }
-    if (marks[0] == null) return;
+    if (!wanted) return;
     this.active = true;
     this.attempt = attempt;
     // A retry starts over: the stream is emptied but keeps its last id, so readers see only newer entries.
@@ -121,7 +136,10 @@ export class TokenStreamWriter {
     // held the first token back by a round trip, longer than the whole answer of a fast backend.
     this.trimPending = true;
     this.restartPending = true;
-    void this.write();
+    // This write does not look at `cancel`: the first text's write can be on its way beside it, and text
+    // written after a cancel was honoured (and the stream deleted) would be a stopped attempt's. The text
+    // and end writes go one at a time; the first of them sees a cancel set since the marks were read.
+    void this.write(undefined, false);
   }
 
   /** Adds text: written at once when it is the first, else with the next write (see flushMs). */
@@ -182,10 +200,12 @@ export class TokenStreamWriter {
   }
 
   /**
-   * One round trip (a pipeline, no transaction: the order on the connection is all it needs): a pending
-   * restart, the pending text, `extra`, the expiry, and a look at `cancel`.
+   * One round trip: a pending restart, the pending text, `extra`, the expiry, and (unless `checkCancel` is
+   * false) the cancel's check. With the check it is a transaction: a cancel honoured deletes this write's
+   * entries with the stream before any reader can read them. Without it (the start entry) a pipeline: the
+   * order on the connection is all it needs.
    */
-  private async write(extra?: TokenStreamEntry): Promise<void> {
+  private async write(extra?: TokenStreamEntry, checkCancel = true): Promise<void> {
     const { redis, keys } = this.opts;
     const entries: TokenStreamEntry[] = [];
     if (this.restartPending) {
@@ -199,26 +219,30 @@ export class TokenStreamWriter {
       this.lastTextAt = this.now();
     }
     if (extra) entries.push(extra);
-    if (this.failed || entries.length === 0) return;
+    // After a cancel nothing more is written: the stream was deleted with the mark.
+    if (this.failed || !this.active || entries.length === 0) return;
     try {
-      const m = redis.pipeline();
+      const m = checkCancel ? redis.multi() : redis.pipeline();
+      // The index of the first XADD's reply (the replies of a transaction leave MULTI out).
+      let first = 0;
       if (this.trimPending) {
         this.trimPending = false;
         m.xtrim(keys.stream, 'MAXLEN', 0);
+        first = 1;
       }
-      const first = m.length;
       for (const e of entries) m.xadd(keys.stream, 'MAXLEN', '~', this.opts.maxLen, '*', ...encodeEntry(e));
-      const r = await m.pexpire(keys.stream, this.opts.ttlMs).exists(keys.cancel).exec();
+      m.pexpire(keys.stream, this.opts.ttlMs);
+      if (checkCancel) m.eval(HONOUR_CANCEL, 2, keys.cancel, keys.stream);
+      const r = await m.exec();
       const err = r?.find(([e]) => e)?.[0];
       if (err) throw err;
       if (!this.textWritten && entries.some((e) => e.kind === 'text')) {
         this.textWritten = true;
         this.onFirstText?.();
       }
-      if (r?.[first + entries.length + 1]?.[1] === 1 && !this.signal.aborted) {
+      if (checkCancel && r?.[first + entries.length + 1]?.[1] === 1 && !this.signal.aborted) {
         this.active = false;
         this.ac!.abort(new JobCancelledError(this.opts.jobId));
-        await redis.del(keys.cancel);
       }
     } catch (err) {
       // Readers fall back to the job's result; the generation itself goes on.

@@ -8,7 +8,9 @@
  * finish reason and usage, written before the job completes. The stream is bounded (MAXLEN) and expires,
  * so an abandoned one costs nothing for long. Readers read it from the start, so one that joins late still
  * receives every token. When the last reader goes away before the end, it sets `cancel`; the worker sees it
- * with its next write (or when the attempt starts) and stops the job.
+ * with its next write (or when the attempt starts) and stops the job, deleting the mark and the stream in one
+ * step, so a caller that asks again never reads the stopped attempt's text. A reader's marks delete `cancel`
+ * (an attempt that has not seen it goes on), and it reads the stream only once its marks are in Redis.
  */
 
 import { queueKey } from './names.js';

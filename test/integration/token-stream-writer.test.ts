@@ -129,6 +129,8 @@ describe('TokenStreamWriter', () => {
     await w.end(end);
     expect(w.signal.aborted).toBe(true);
     expect(await redis.exists(keys.cancel)).toBe(0);
+    // The stopped attempt's text went with the mark: a caller asking again never reads it.
+    expect(await redis.exists(keys.stream)).toBe(0);
 
     const other = tokenStreamKeys(uniquePrefix('tsw'), 'inference', 'j-2');
     const idle = new TokenStreamWriter({
@@ -156,5 +158,53 @@ describe('TokenStreamWriter', () => {
           logger: silentLogger(),
         }),
     ).toThrow(/flushMs/);
+  });
+
+  test('a cancel set while the start entry is on its way: nothing of the attempt stays in the stream', async () => {
+    const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', 'j-3');
+    // The marks say "wanted"; the cancel comes right after they were read, before the start is written.
+    const w = new TokenStreamWriter({
+      redis,
+      keys,
+      jobId: 'j-3',
+      maxLen: 1000,
+      ttlMs: 60_000,
+      flushMs: 600_000,
+      readMarks: async () => {
+        await redis.set(keys.cancel, '1', 'PX', 60_000);
+        return ['1', null];
+      },
+      logger: silentLogger(),
+    });
+    await w.open(0);
+    // The first text goes out while the start's write is still on its way.
+    w.push('a');
+    await until(() => w.signal.aborted, 10_000, 'the attempt to be cancelled');
+    w.push('b');
+    await w.end(end);
+    expect(await redis.exists(keys.stream)).toBe(0);
+    expect(await redis.exists(keys.cancel)).toBe(0);
+  });
+
+  test('a cancel a new reader withdrew before the attempt honoured it does not stop the attempt', async () => {
+    const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', 'j-4');
+    await redis.set(keys.wanted, '1', 'PX', 60_000);
+    // The marks were read with the cancel, which a reader's marks deleted just after.
+    const w = new TokenStreamWriter({
+      redis,
+      keys,
+      jobId: 'j-4',
+      maxLen: 1000,
+      ttlMs: 60_000,
+      flushMs: 600_000,
+      readMarks: async () => [null, '1'],
+      logger: silentLogger(),
+    });
+    await w.open(0);
+    expect(w.streaming).toBe(true);
+    w.push('a');
+    await w.end(end);
+    expect(w.signal.aborted).toBe(false);
+    expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'end']);
   });
 });

@@ -6,8 +6,11 @@ import { type GenerationStats } from './ollama/types.js';
 import { type CallContext, type EmbedResult, type InferenceBackend, type LoadedModel } from './provider.js';
 
 /**
- * Runs inference jobs on an Ollama (or Ollama-compatible) server, streaming to measure time to first token;
- * embeds with /api/embed, loads (a request with only `model`), unloads (`keep_alive: 0`), lists the loaded
+ * Runs inference jobs on an Ollama (or Ollama-compatible) server: streamed when the job's tokens are
+ * wanted (a caller streams it: `ctx.onToken`), which also measures the time to first token; otherwise one
+ * unstreamed answer (`stream: false`: one JSON body to read instead of an NDJSON line per token), whose
+ * time to first token is the call's time less the backend's generation time (its `eval_duration`).
+ * Embeds with /api/embed, loads (a request with only `model`), unloads (`keep_alive: 0`), lists the loaded
  * models (/api/ps) and the local ones (/api/tags).
  */
 export class OllamaBackend implements InferenceBackend {
@@ -63,12 +66,13 @@ export class OllamaBackend implements InferenceBackend {
     if (p.stop !== undefined) options.stop = p.stop;
     if (p.num_ctx !== undefined) options.num_ctx = p.num_ctx;
 
+    const streamed = ctx.onToken !== undefined;
     let text: string;
     let final: GenerationStats & { model?: string; done_reason?: string };
     let client: { ttftMs: number; totalMs: number };
     if (job.messages) {
       const r = await this.client.chat(
-        { model: job.model, messages: job.messages, options, stream: true },
+        { model: job.model, messages: job.messages, options, stream: streamed },
         { signal: ctx.signal, ...(ctx.onToken ? { onToken: ctx.onToken } : {}) },
       );
       text = r.message?.content ?? '';
@@ -81,7 +85,7 @@ export class OllamaBackend implements InferenceBackend {
           prompt: job.prompt ?? '',
           ...(job.system !== undefined ? { system: job.system } : {}),
           options,
-          stream: true,
+          stream: streamed,
         },
         { signal: ctx.signal, ...(ctx.onToken ? { onToken: ctx.onToken } : {}) },
       );
@@ -90,6 +94,13 @@ export class OllamaBackend implements InferenceBackend {
       client = r.clientTimings;
     }
     const t = timingsFromOllama(final);
+    // Unstreamed, nothing arrives before the whole answer: the time before the backend began generating is
+    // the call's less its generation time (none when the backend did not report it).
+    const ttftMs = streamed
+      ? client.ttftMs
+      : t.evalMs !== undefined
+        ? Math.max(0, client.totalMs - t.evalMs)
+        : undefined;
     const promptTokens = t.promptTokens ?? 0;
     const completionTokens = t.completionTokens ?? 0;
     return {
@@ -98,7 +109,7 @@ export class OllamaBackend implements InferenceBackend {
       doneReason: final.done_reason ?? 'stop',
       usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens },
       timings: {
-        ttftMs: round(client.ttftMs),
+        ...(ttftMs !== undefined ? { ttftMs: round(ttftMs) } : {}),
         totalMs: round(client.totalMs),
         ...(t.loadMs !== undefined ? { loadMs: round(t.loadMs) } : {}),
         ...(t.tokensPerSec !== undefined ? { tokensPerSec: round(t.tokensPerSec) } : {}),

@@ -78,7 +78,8 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
     if (first) return await finishFromOutcome(ctx, sse, first.r, joined);
     const r = reader!;
     const state: ReadState = { expectSeq: 0, usable: true };
-    /** Writes what the reader holds now (in one socket write); says when the answer is over. */
+    let reruns = 0;
+    /** Writes what the reader holds now (in one write); says when the answer is over. */
     const drain = (): 'end' | 'restart' | undefined => {
       for (let e = r.take(); e !== undefined; e = r.take()) {
         if (!state.usable) continue;
@@ -132,6 +133,14 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
         // Everything the worker wrote is in the stream by now: take the rest of it before the result.
         await r.catchUp().catch(() => undefined);
         if (await forward()) return;
+      }
+      if (o.state === 'failed' && o.code === ErrorCode.JOB_CANCELLED && sse.sent.length === 0 && reruns < 2) {
+        // Cancelled for a reader that left, just before this caller's marks withdrew the cancel (it joined
+        // the job as it stopped): nothing of it was sent, so run it again (a failed job is re-run) and keep
+        // reading; the stopped attempt took its text with it.
+        reruns++;
+        outcome = client.submitInference(ctx.data, { waitMs: ctx.maxWaitMs, signal: ac.signal });
+        continue;
       }
       await r.close({ cancel: false });
       return await finishFromOutcome(ctx, sse, o, joined);

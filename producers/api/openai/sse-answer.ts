@@ -14,8 +14,10 @@ import {
  * answer), so an error found until then — a bad model, an overloaded fleet — is an ordinary HTTP error the
  * SDKs raise as their typed errors; after it, an error is a last `data: {"error": …}` event.
  *
- * Socket writes are few: the status and headers go out with the first event (no separate flush), the events
- * made inside one batch() are joined into one write, and the last events go out with the end.
+ * Response writes are few: the status and headers go out with the first event (no separate flush), the
+ * events made inside one batch() are joined into one write, and the last events go out with the end. (Node
+ * already sends the writes of one tick in one system call; what this saves is the work per write: one
+ * chunk of the chunked encoding, one buffer, one pass through the stream machinery each.)
  */
 export class SseAnswer {
   private started = false;
@@ -40,8 +42,8 @@ export class SseAnswer {
   }
 
   /**
-   * The status and headers, which go out with the first event (one socket write for the headers, the role
-   * chunk and the first text): returns what must precede that event.
+   * The status and headers, which go out with the first event (one write for the headers, the role chunk
+   * and the first text): returns what must precede that event.
    */
   private begin(): string {
     if (this.started) return '';
@@ -56,7 +58,7 @@ export class SseAnswer {
       : '';
   }
 
-  /** Events held back while a batch runs, written together at its end (one socket write). */
+  /** Events held back while a batch runs, written together at its end (one write). */
   private held: string | undefined;
   private ending = false;
 
@@ -77,7 +79,7 @@ export class SseAnswer {
     this.out(`${head}data: ${this.textChunk(t)}\n\n`);
   }
 
-  /** Writes the events `f` makes in one socket write. */
+  /** Writes the events `f` makes in one write. */
   batch(f: () => void): void {
     if (this.held !== undefined) return f();
     this.held = '';
