@@ -14,6 +14,7 @@ import { type Redis } from 'ioredis';
 import { Cell0Client } from '../producers/cell0-client.js';
 import { OllamaSimulator } from '../workers/providers/simulator/index.js';
 import { benchArgs } from './args.js';
+import { median } from './e2e-common.js';
 
 export const EMBEDDINGS_USAGE = `npm run bench:batch -- embeddings [--items N] [--window W] [--concurrency C] [--pairs P] [--redis URL] [--json]
   --items N        embedding inputs per side per pair (default 10000)
@@ -99,12 +100,6 @@ async function runSide(
     inputsPerCall: Math.round((o.items / Math.max(1, embed.calls)) * 10) / 10,
     redisCallsPerItem: Math.round((commands / o.items) * 100) / 100,
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export async function embeddings(argv: string[], fleet: BenchFleet): Promise<void> {

@@ -27,6 +27,7 @@ import { Batches } from '../producers/batches/batches.js';
 import { startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
 import { benchArgs } from './args.js';
 import { embeddings, EMBEDDINGS_USAGE } from './batch-embeddings.js';
+import { median } from './e2e-common.js';
 
 const USAGE = `npm run bench:batch -- jobs [--items N] [--window W] [--batch-concurrency B] [--items-per-job K] [--concurrency C] [--pairs P] [--redis URL] [--json]
   --items N              items per side per pair (default 10000)
@@ -181,12 +182,6 @@ async function withRedis(url: string | undefined, fn: (redisUrl: string, admin: 
     await stopRedis?.();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function jobs(argv: string[]): Promise<void> {

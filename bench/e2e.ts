@@ -14,23 +14,12 @@
  *                        [--redis URL] [--json] [--cpu-prof DIR] [--metrics off|on|ab] [--stages]
  *                        [--node-flags F] [--against DIR]
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import {
-  SIDE_LABEL,
-  isChildMessage,
-  median,
-  type ChildMessage,
-  type ParentMessage,
-  type ProducerConfig,
-  type ProducerResult,
-  type Side,
-  type WorkerConfig,
-} from './e2e-common.js';
+import { SIDE_LABEL, median, type ProducerResult, type Side } from './e2e-common.js';
+import { liveChildren, nextMessage, send, spawnChild, stopChild } from './e2e-children.js';
 import { parseArgs, type Options } from './e2e-options.js';
 import {
   QUIET_BG_CORES,
@@ -45,88 +34,8 @@ import {
 const WORKER_SCRIPT = join(__dirname, 'e2e-worker.ts');
 const PRODUCER_SCRIPT = join(__dirname, 'e2e-producer.ts');
 
-/** Children alive now and prefixes not cleaned yet, for Ctrl-C. */
-const liveChildren = new Set<ChildProcess>();
+/** Prefixes not cleaned yet, for Ctrl-C. */
 const dirtyPrefixes = new Set<string>();
-
-function spawnChild(
-  script: string,
-  config: WorkerConfig | ProducerConfig,
-  opts: Options,
-  label: string,
-): ChildProcess {
-  const execArgv = ['--import', 'tsx', ...opts.nodeFlags];
-  if (opts.cpuProfDir) {
-    mkdirSync(opts.cpuProfDir, { recursive: true });
-    execArgv.push(
-      '--cpu-prof',
-      '--cpu-prof-dir',
-      opts.cpuProfDir,
-      '--cpu-prof-name',
-      `${label}.${Date.now()}.cpuprofile`,
-    );
-  }
-  const child = fork(script, [JSON.stringify(config)], {
-    execArgv,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
-  return child;
-}
-
-/** Resolves with the child's first message of type `type`; rejects on an error message, exit or timeout. */
-function nextMessage<T extends ChildMessage['type']>(
-  child: ChildProcess,
-  type: T,
-  timeoutMs: number,
-  what: string,
-): Promise<Extract<ChildMessage, { type: T }>> {
-  return new Promise((resolvePromise, reject) => {
-    const cleanup = () => {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    const onMessage = (m: unknown) => {
-      if (!isChildMessage(m)) return;
-      if (m.type === 'error') {
-        cleanup();
-        reject(new Error(`${what} failed: ${m.message}`));
-      } else if (m.type === type) {
-        cleanup();
-        resolvePromise(m as Extract<ChildMessage, { type: T }>);
-      }
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
-      cleanup();
-      reject(new Error(`${what} exited (code ${code}, signal ${signal}) before sending "${type}"`));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${what} sent no "${type}" within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('message', onMessage);
-    child.on('exit', onExit);
-  });
-}
-
-/** Waits for a child to exit; SIGTERM first (unless already gone), SIGKILL after `graceMs`. */
-function stopChild(
-  child: ChildProcess,
-  graceMs: number,
-  signal: NodeJS.Signals | null = 'SIGTERM',
-): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolvePromise) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolvePromise();
-    });
-    if (signal) child.kill(signal);
-  });
-}
 
 /** Deletes every key under `prefix` (SCAN + UNLINK); returns how many. */
 async function cleanPrefix(redis: Redis, prefix: string): Promise<number> {
@@ -139,10 +48,6 @@ async function cleanPrefix(redis: Redis, prefix: string): Promise<number> {
   } while (cursor !== '0');
   dirtyPrefixes.delete(prefix);
   return deleted;
-}
-
-function send(child: ChildProcess, msg: ParentMessage): void {
-  child.send(msg);
 }
 
 /** A producer's result plus the CPU the worker and Redis spent during the measured jobs. */

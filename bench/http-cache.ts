@@ -27,6 +27,7 @@ import { waitUntilReady } from '../shared/redis/connection.js';
 import { RedisClient } from '../shared/redis/redis-client.js';
 import { redisAnswers } from '../shared/redis/embedded-redis.js';
 import { sleep } from '../shared/sleep.js';
+import { median } from './e2e-common.js';
 
 const IDS = 100;
 const TARGET = 0.7;
@@ -178,12 +179,6 @@ async function startRedis(): Promise<{ url: string; child: ChildProcess; dir: st
     await sleep(50);
   }
   return { url, child, dir };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

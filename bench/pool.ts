@@ -14,6 +14,7 @@ import { Client } from 'undici';
 import { benchArgs } from './args.js';
 import { HttpPoolRegistry } from '../shared/http/pool.js';
 import { OllamaSimulator } from '../workers/providers/simulator/ollama-simulator.js';
+import { median } from './e2e-common.js';
 
 function parseArgs(argv: readonly string[]) {
   return benchArgs(
@@ -35,12 +36,6 @@ async function drive(n: number, k: number, one: () => Promise<void>): Promise<nu
     }),
   );
   return n / ((performance.now() - t0) / 1000);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

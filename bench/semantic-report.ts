@@ -86,16 +86,21 @@ export function printRow(r: {
   loadSeconds: number;
   loadPerSecond: number;
   redisUsedMemoryMiB: number;
+  rssMiB: number;
+  heapUsedMiB: number;
+  newSpaceMiB: number;
   cache: Record<string, number | Record<string, number | Record<string, number>>>;
   scan: Record<string, number>;
   ratioP50: number;
   ratioP99: number;
   lshRecallVsScan: number;
+  wrongEntries: readonly { query: string; source: string; answered: string }[];
 }): void {
   const c = r.cache;
   const s = r.scan;
   console.log(
-    `\n== ${r.entries.toLocaleString('en')} entries in one scope (loaded +${r.loadSeconds}s, ${r.loadPerSecond}/s; redis ${r.redisUsedMemoryMiB} MiB)`,
+    `\n== ${r.entries.toLocaleString('en')} entries in one scope (loaded +${r.loadSeconds}s, ${r.loadPerSecond}/s; redis ${r.redisUsedMemoryMiB} MiB)` +
+      `\n  this process after the lookups: RSS ${r.rssMiB} MiB, heap used ${r.heapUsedMiB} MiB, new space ${r.newSpaceMiB} MiB`,
   );
   console.log(
     `  cache get():  ${c.lookups} lookups  p50 ${c.p50Ms} ms  p99 ${c.p99Ms} ms  max ${c.maxMs} ms  ` +
@@ -142,6 +147,8 @@ export function printRow(r: {
     `           scan:  exact ${s.exactHits}/${s.exact}, paraphrase ${s.paraphraseHits}/${s.paraphrases}, ` +
       `false hits on misses ${s.falseHits}/${s.misses}, wrong entry ${s.wrongHits}`,
   );
+  for (const w of r.wrongEntries)
+    console.log(`  wrong entry: "${w.query}" (from "${w.source}") answered with "${w.answered}"`);
   console.log(`  LSH recall vs the scan (same entry, on the scan's similarity hits): ${r.lshRecallVsScan}`);
 }
 

@@ -27,6 +27,7 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
 import os from 'node:os';
+import v8 from 'node:v8';
 import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import { HashedNgramEmbedder } from '../shared/cache/semantic/embedder.js';
 import { LexicalEmbedder } from '../shared/cache/semantic/lexical-embedder.js';
@@ -334,6 +335,9 @@ async function main(): Promise<void> {
       const tail = tailOf({ lat, spans, overlapped, pauses, mainLat, cpuLat, scriptUs, threadCpu });
       const gcMs = pauses.reduce((sum, [ps, pe]) => sum + (pe - ps), 0);
       const after = cache.getStats();
+      // This process's memory after the lookups: what the young generation's size costs (resident pages).
+      const mem = process.memoryUsage();
+      const newSpace = v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space');
       lat.sort((a, b) => a - b);
       cpuLat.sort((a, b) => a - b);
       mainLat.sort((a, b) => a - b);
@@ -417,12 +421,24 @@ async function main(): Promise<void> {
       });
 
       const cacheScore = score(queries, outcomes, stored);
+      // The hits answered from another entry than the query's source: printed, to judge each by eye (a stored
+      // prompt that asks the same as the source is a right answer from another entry; anything else is a
+      // false hit).
+      const wrongEntries = queries
+        .map((q, i) => ({ q, answered: outcomes[i]!.answered }))
+        .filter(
+          ({ q, answered }) => q.kind !== 'miss' && answered !== undefined && answered !== stored[q.source],
+        )
+        .map(({ q, answered }) => ({ query: q.prompt, source: stored[q.source]!, answered: answered! }));
       const scanScore = score(scanQueries, scanOutcomes, stored);
       const searches = after.search.count - before.search.count;
       const row = {
         entries: size,
         loadSeconds: Math.round(loadMs / 100) / 10,
         loadPerSecond: Math.round(loadedNow / (loadMs / 1000)),
+        rssMiB: Math.round(mem.rss / 2 ** 20),
+        heapUsedMiB: Math.round(mem.heapUsed / 2 ** 20),
+        newSpaceMiB: Math.round((newSpace?.space_size ?? 0) / 2 ** 20),
         redisUsedMemoryMiB: Math.round(
           Number(/used_memory:(\d+)/.exec(await raw.info('memory'))?.[1] ?? 0) / 2 ** 20,
         ),
@@ -463,6 +479,7 @@ async function main(): Promise<void> {
         ratioP50: round(pct(scanLat, 0.5) / pct(lat, 0.5)),
         ratioP99: round(pct(scanLat, 0.99) / pct(lat, 0.99)),
         lshRecallVsScan: scanSemantic === 0 ? 1 : round(agree / scanSemantic),
+        wrongEntries,
       };
       results.push(row);
       if (!args.json) printRow(row);

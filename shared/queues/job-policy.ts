@@ -30,7 +30,8 @@ export const DEFAULT_JOB_POLICY: JobPolicy = {
  * job without trimming ({@link withoutTrimming}). BullMQ trims when a job that asks for it finishes, at a
  * cost of three commands in its finish script (the age scan, the count scan, the count trim) whether
  * anything goes or not; trimming on every 16th finish keeps the set within the count plus the jobs that
- * finish in between (15 per producer at most), for a fraction of the commands.
+ * finish in between (up to 15 untrimmed adds per producer, plus the jobs other workers were still running
+ * when a trimming finish ran), for a fraction of the commands.
  */
 export const TRIM_EVERY = 16;
 

@@ -302,3 +302,26 @@ describe('guardRejects: what does not change the question', () => {
     expect(rejects('What was the MIX rate of the CD?', 'What was the MIX rate of the CD?')).toBeUndefined();
   });
 });
+
+describe('guardRejects: a name written in lower case is not fixed into a function word', () => {
+  // "athens" is one letter from "thens" (read as "then"): the typo fix used to erase the place, and a trip
+  // from Athens to Istanbul was served the stored trip from Istanbul to Istanbul (bench:semantic at 100k).
+  it.each([
+    [
+      'help me plan a 7 day trip from athens to istanbul in june',
+      'Plan a 7 day trip from Istanbul to Istanbul in June',
+    ],
+    [
+      "what's the cheapest way to get from athens to rome",
+      'What is the cheapest way to get from Rome to Rome?',
+    ],
+    ['what is the weather in athens today', 'what is the weather today'],
+    ['flights from athens to rome', 'flights to rome'],
+  ])('refuses: %s | %s', (a, b) => {
+    expect(rejects(a, b)).toMatch(/athens/i);
+  });
+
+  it('still fixes two swapped letters of a function word', () => {
+    expect(rejects('waht is teh capital of france', 'what is the capital of france')).toBeUndefined();
+  });
+});

@@ -94,7 +94,7 @@ function computeCanonical(prompt: string): CanonicalPrompt {
     ) {
       // A capital inside a sentence marks a name: left as written. A capital at a sentence start may be
       // either, so only two swapped letters are fixed there ("Explian"), not edits that turn names into words.
-      if (!CAPITALISED.test(w.text)) lower = correctTypo(lower) ?? lower;
+      if (!CAPITALISED.test(w.text)) lower = fixTypo(lower);
       else if (clauseStart[i] && !isKnownWord(lower)) lower = swapTypo(lower) ?? lower;
     }
     const lemma = w.kind === 'word' ? lemmaOf(lower) : lower;
@@ -141,6 +141,27 @@ function computeCanonical(prompt: string): CanonicalPrompt {
       if (verb !== undefined) w.key = groupOf(verb) ?? verb;
     }
   return { words: out, asks: [...new Set(asks)].sort() };
+}
+
+/**
+ * The known word an unknown lower-case word is a typo of, or the word itself. A fix that lands on a function
+ * word is taken only for two swapped neighbours ("teh", "waht", "thier"): any other edit can erase a name
+ * written in lower case ("athens" → "thens", read as "then"), and the guard would no longer see it.
+ */
+function fixTypo(lower: string): string {
+  const fixed = correctTypo(lower);
+  if (fixed === undefined) return lower;
+  if ((STOPWORDS.has(fixed) || STOPWORDS.has(lemmaOf(fixed))) && !swappedNeighbours(lower, fixed))
+    return lower;
+  return fixed;
+}
+
+/** True when `b` is `a` with two neighbouring letters swapped. */
+function swappedNeighbours(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return i + 1 < a.length && a[i] === b[i + 1] && a[i + 1] === b[i] && a.slice(i + 2) === b.slice(i + 2);
 }
 
 /** Prepositions that give the words around them a role: light in the vector, watched by the guard. */

@@ -18,7 +18,7 @@ export const JOBS_ENV = {
     section: 'jobs',
     default: '100000',
     schema: int(1, 100_000_000),
-    doc: 'Most completed jobs kept per queue, checked on every 16th add (up to 15 more per producer in between); the oldest go first',
+    doc: 'Most completed jobs kept per queue, checked when every 16th added job finishes (in between, up to 15 more per producer plus the jobs still running then); the oldest go first',
   },
   CELL0_FAILED_TTL: {
     section: 'jobs',
