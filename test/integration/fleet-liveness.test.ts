@@ -4,12 +4,8 @@ import { join } from 'node:path';
 import { createRedisConnection, closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { isCluster } from '../../shared/redis/cluster';
 import { masterFor } from '../../shared/redis/key-slot';
-import {
-  publishWorkerStatus,
-  readWorkerStatuses,
-  staleAfterMs,
-  type WorkerStatus,
-} from '../../shared/fleet/worker-status';
+import { publishWorkerStatus, readWorkerStatuses, staleAfterMs } from '../../shared/fleet/worker-status';
+import { workerStatus } from '../helpers/pressure';
 import { onCluster, testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
@@ -86,20 +82,12 @@ describe('fleet liveness by connection', () => {
     const redis = createRedisConnection({ url: testRedisUrl(), role: 'client' });
     try {
       await waitUntilReady(redis, 10_000);
-      const status: WorkerStatus = {
-        id: 'moved',
-        host: 'h',
-        pid: 1,
-        queues: ['inference'],
-        startedAt: new Date().toISOString(),
-        updatedAt: new Date().toISOString(),
-        active: 0,
-        state: 'running',
+      const status = workerStatus('moved', {
         heartbeatMs: 200,
         // An id no connection has, of a node that is not the registry's master.
         clientId: 2 ** 40,
         clientNode: '192.0.2.1:7000',
-      };
+      });
       await publishWorkerStatus(redis, prefix, status, 60_000);
       const ids = async () => (await readWorkerStatuses(redis, prefix)).map((w) => w.id);
       // Not dropped for its id (that node was not asked) ...

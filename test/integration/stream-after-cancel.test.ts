@@ -10,15 +10,34 @@ import { ErrorCode } from '../../shared/errors';
 import { QueueName } from '../../shared/queues/names';
 import { tokenStreamKeys } from '../../shared/queues/token-stream';
 
-describe('a streaming request right after a cancelled stream of the same request', () => {
-  let fleet: TestFleet;
-  let openai: OpenAI;
+/** A test fleet with the given simulator speed and an OpenAI SDK client on it, for one describe block. */
+function fleetWithSdk(sim: { ttftMs: number; tokensPerSec: number }): { fleet: TestFleet; openai: OpenAI } {
+  const env = {} as { fleet: TestFleet; openai: OpenAI };
   beforeAll(async () => {
-    // Slow enough that the first caller leaves mid-stream: 100 tokens/s.
-    fleet = await startTestFleet({ sim: { ttftMs: 20, tokensPerSec: 100 } });
-    openai = new OpenAI({ baseURL: `${fleet.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    env.fleet = await startTestFleet({ sim });
+    env.openai = new OpenAI({ baseURL: `${env.fleet.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
-  afterAll(() => fleet.close());
+  afterAll(() => env.fleet.close());
+  return env;
+}
+
+/** Reads a whole stream; an error chunk makes the SDK throw. */
+async function readAll(
+  openai: OpenAI,
+  req: OpenAI.Chat.ChatCompletionCreateParamsStreaming,
+): Promise<{ text: string; finish: string | null }> {
+  let text = '';
+  let finish: string | null = null;
+  for await (const c of await openai.chat.completions.create(req)) {
+    text += c.choices[0]?.delta.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+  }
+  return { text, finish };
+}
+
+describe('a streaming request right after a cancelled stream of the same request', () => {
+  // Slow enough that the first caller leaves mid-stream: 100 tokens/s.
+  const env = fleetWithSdk({ ttftMs: 20, tokensPerSec: 100 });
 
   function request(content: string) {
     return {
@@ -30,9 +49,9 @@ describe('a streaming request right after a cancelled stream of the same request
   }
 
   function jobIdOf(req: ReturnType<typeof request>): string {
-    return fleet.client.submitter.jobIdFor(
+    return env.fleet.client.submitter.jobIdFor(
       QueueName.INFERENCE,
-      fleet.client.parseInference({
+      env.fleet.client.parseInference({
         model: req.model,
         messages: req.messages,
         params: { max_tokens: req.max_tokens },
@@ -43,20 +62,9 @@ describe('a streaming request right after a cancelled stream of the same request
   /** Reads a stream to its first text, then leaves (the client disconnects). */
   async function leaveAfterFirstText(req: ReturnType<typeof request>): Promise<void> {
     const ac = new AbortController();
-    const stream = await openai.chat.completions.create(req, { signal: ac.signal });
+    const stream = await env.openai.chat.completions.create(req, { signal: ac.signal });
     // The SDK ends the iteration quietly when its signal aborts.
     for await (const c of stream) if (c.choices[0]?.delta.content) ac.abort();
-  }
-
-  /** Reads a whole stream; an error chunk makes the SDK throw. */
-  async function readAll(req: ReturnType<typeof request>): Promise<{ text: string; finish: string | null }> {
-    let text = '';
-    let finish: string | null = null;
-    for await (const c of await openai.chat.completions.create(req)) {
-      text += c.choices[0]?.delta.content ?? '';
-      finish = c.choices[0]?.finish_reason ?? finish;
-    }
-    return { text, finish };
   }
 
   it('after the cancel is visible in Redis (the job failed, cancelled)', async () => {
@@ -64,16 +72,16 @@ describe('a streaming request right after a cancelled stream of the same request
     const jobId = jobIdOf(req);
     await leaveAfterFirstText(req);
     await until(
-      async () => (await fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'failed',
+      async () => (await env.fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'failed',
       10_000,
       'the job to be cancelled',
     );
-    expect((await fleet.client.getJob(QueueName.INFERENCE, jobId))!.error!.code).toBe(
+    expect((await env.fleet.client.getJob(QueueName.INFERENCE, jobId))!.error!.code).toBe(
       ErrorCode.JOB_CANCELLED,
     );
-    const again = await readAll(req);
+    const again = await readAll(env.openai, req);
     expect(again.finish).not.toBeNull();
-    const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
+    const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
     expect(job!.state).toBe('completed');
     expect(again.text).toBe((job!.result as { text: string }).text);
   });
@@ -83,9 +91,9 @@ describe('a streaming request right after a cancelled stream of the same request
       const req = request(`asked again at once, round ${i}`);
       const jobId = jobIdOf(req);
       await leaveAfterFirstText(req);
-      const again = await readAll(req);
+      const again = await readAll(env.openai, req);
       expect(again.finish).not.toBeNull();
-      const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
+      const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
       expect(job!.state).toBe('completed');
       expect(again.text).toBe((job!.result as { text: string }).text);
     }
@@ -93,14 +101,8 @@ describe('a streaming request right after a cancelled stream of the same request
 });
 
 describe('a streaming caller whose job is cancelled before its first token', () => {
-  let fleet: TestFleet;
-  let openai: OpenAI;
-  beforeAll(async () => {
-    // A long time to first token: the cancel lands while the caller waits for it.
-    fleet = await startTestFleet({ sim: { ttftMs: 1500, tokensPerSec: 200 } });
-    openai = new OpenAI({ baseURL: `${fleet.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-  });
-  afterAll(() => fleet.close());
+  // A long time to first token: the cancel lands while the caller waits for it.
+  const env = fleetWithSdk({ ttftMs: 1500, tokensPerSec: 200 });
 
   // The state a caller meets when it joins a job whose last reader left and whose worker honoured the
   // cancel just before this caller's marks came (the job is still active, then fails cancelled): here the
@@ -112,35 +114,27 @@ describe('a streaming caller whose job is cancelled before its first token', () 
       max_tokens: 20,
       stream: true as const,
     };
-    const data = fleet.client.parseInference({
+    const data = env.fleet.client.parseInference({
       model: req.model,
       messages: req.messages,
       params: { max_tokens: req.max_tokens },
     });
-    const jobId = fleet.client.submitter.jobIdFor(QueueName.INFERENCE, data);
-    const keys = tokenStreamKeys(fleet.prefix, QueueName.INFERENCE, jobId);
-    const answer = (async () => {
-      let text = '';
-      let finish: string | null = null;
-      for await (const c of await openai.chat.completions.create(req)) {
-        text += c.choices[0]?.delta.content ?? '';
-        finish = c.choices[0]?.finish_reason ?? finish;
-      }
-      return { text, finish };
-    })();
+    const jobId = env.fleet.client.submitter.jobIdFor(QueueName.INFERENCE, data);
+    const keys = tokenStreamKeys(env.fleet.prefix, QueueName.INFERENCE, jobId);
+    const answer = readAll(env.openai, req);
     await until(
-      async () => (await fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'active',
+      async () => (await env.fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'active',
       10_000,
       'the job to start',
     );
-    const redis = fleet.client.submitter.redis.connection;
+    const redis = env.fleet.client.submitter.redis.connection;
     await redis.set(keys.cancel, '1', 'PX', 30_000);
     const got = await answer;
     expect(got.finish).not.toBeNull();
-    const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
+    const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
     expect(job!.state).toBe('completed');
     expect(got.text).toBe((job!.result as { text: string }).text);
     // Two backend calls: the cancelled one and the re-run.
-    expect(fleet.sim.stats().requests.byEndpoint['/api/chat']).toBe(2);
+    expect(env.fleet.sim.stats().requests.byEndpoint['/api/chat']).toBe(2);
   });
 });
