@@ -3,7 +3,7 @@
   buckets in every live generation of the scope (see semantic-set.lua), one HMGET per generation. When the exact
   entry exists it is answered (and marked used) and the buckets are not read at all.
 
-  KEYS[1]  entry hash of the normalised prompt
+  KEYS[1]  entry of the normalised prompt (see includes/entry-record.lua)
   KEYS[2]  LRU sorted set of the scope
   KEYS[3]  gens sorted set of the scope (generation -> expiry of its buckets)
   ARGV[1]  id
@@ -19,9 +19,11 @@
           bucket boundary told it). One reply string instead of one per band and generation: ~160 at
           100k entries, each an object for the client to allocate.
 ]]
+-- #include entry-record
+
 if ARGV[2] == '1' then
-  local r = redis.call('HMGET', KEYS[1], 'v', 'p', 't')
-  if r[1] then
+  local r = readEntry(KEYS[1])
+  if r then
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('ZADD', KEYS[2], 'XX', string.format('%.0f', now), ARGV[1])

@@ -31,7 +31,8 @@
   KEYS[5]  free slots list
   KEYS[6]  next-slot counter
   KEYS[7]  gens sorted set: generation -> expiry of its buckets (ms)
-  KEYS[8..] entry hash of each entry (v = value JSON, p = prompt, t = stored at, ms, Redis clock)
+  KEYS[8..] entry of each entry (value JSON, prompt, stored at: one string with its TTL, see
+           includes/entry-record.lua)
   ARGV[1]  most entries in the scope
   ARGV[2]  entry key prefix (+ id = entry key)
   ARGV[3]  band key prefix (+ generation = the generation's hash of band buckets)
@@ -52,6 +53,7 @@ local pushed = false -- a slot went back on the free list (which may be new, wit
 local n = #KEYS - 7
 
 -- #include slot-codes
+-- #include entry-record
 
 local function drop(member)
   local _, freed = dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member)
@@ -120,8 +122,7 @@ for k = 1, n do
   local a = 4 + (k - 1) * 6
   local id, slot, gen = ids[k], slots[k], gensOf[k]
   local bands = slot >= 0 and bandsOf[k] or ''
-  redis.call('HSET', KEYS[7 + k], 'v', ARGV[a + 2], 'p', ARGV[a + 3], 't', nowText)
-  redis.call('PEXPIRE', KEYS[7 + k], tonumber(ARGV[a + 5]))
+  redis.call('SET', KEYS[7 + k], entryRecord(ARGV[a + 3], ARGV[a + 2], nowText), 'PX', ARGV[a + 5])
   if slot >= 0 then
     vecArgs[#vecArgs + 1] = slot
     vecArgs[#vecArgs + 1] = string.format('%015.0f', expiries[k]) .. id .. '\n' .. ARGV[a + 4] .. ARGV[a + 3]

@@ -1,0 +1,76 @@
+import { type RedisConnection } from '../../shared/redis/cluster';
+import { CacheMatchConfidence, SemanticCache, type SemanticScope } from '../../shared/cache/semantic';
+import { keyBase } from '../../shared/cache/semantic/scope';
+import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
+import { RedisClient } from '../../shared/redis/redis-client';
+import { deleteMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+
+const SCOPE: SemanticScope = { model: 'llama3.1:8b', params: { temperature: 0.2 } };
+
+// An entry is one string written with its expiry in one command (SET .. PX); entries of the older layout
+// (a hash v / p / t with PEXPIRE) are still answered until they expire.
+describe('SemanticCache entry layout (on Redis)', () => {
+  const prefix = uniquePrefix('semlayout');
+  let raw: RedisConnection;
+  let client: RedisClient;
+  let n = 0;
+  const make = (): { cache: SemanticCache<string>; entryKey: (prompt: string) => string } => {
+    const p = `{${prefix.replace(/[{}]/g, '')}-${++n}}`;
+    const cache = new SemanticCache<string>({ redis: client, prefix: p });
+    const entryKey = (prompt: string) => {
+      const [hash, id] = cache.entryIdOf(prompt, SCOPE).split(':');
+      return `${keyBase(p)}:{${hash}}:e:${id}`;
+    };
+    return { cache, entryKey };
+  };
+
+  beforeAll(async () => {
+    raw = testRedisConnection('test:raw');
+    client = new RedisClient({ url: testRedisUrl() });
+    await waitUntilReady(client.connection, 10_000);
+  });
+
+  afterAll(async () => {
+    await deleteMatching(raw, `${prefix.replace(/[{}]/g, '')}*`);
+    await client.close();
+    await closeRedis(raw);
+  });
+
+  it('stores an entry as one string that expires with its TTL, prompt and value intact', async () => {
+    const { cache, entryKey } = make();
+    const prompt = 'Wie lösche ich\nmeinen Schlüssel? ✓';
+    const value = 'Antwort mit\nZeilen, "Anführungszeichen" und ümläuten';
+    await cache.set(prompt, value, SCOPE, { ttlSeconds: 30 });
+    const key = entryKey(prompt);
+    expect(await raw.type(key)).toBe('string');
+    const left = await raw.pttl(key);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(30_000);
+    for (const minConfidence of [CacheMatchConfidence.EXACT, CacheMatchConfidence.HIGH]) {
+      const hit = await cache.get(prompt, SCOPE, { minConfidence });
+      expect(hit).toMatchObject({ value, prompt, confidence: CacheMatchConfidence.EXACT });
+      expect(hit!.storedAt).toBeGreaterThan(Date.now() - 600_000);
+    }
+    // Stored again: one string still, the new value.
+    await cache.set(prompt, 'second', SCOPE, { ttlSeconds: 30 });
+    expect(await raw.type(key)).toBe('string');
+    expect((await cache.get(prompt, SCOPE))?.value).toBe('second');
+  });
+
+  it('answers an entry of the older hash layout, and a store replaces it with the string layout', async () => {
+    const { cache, entryKey } = make();
+    const prompt = 'How do I rotate my API key?';
+    await cache.set('an unrelated prompt about tea', 'tea', SCOPE); // the scope's records exist
+    const key = entryKey(prompt);
+    const [sec] = await raw.time();
+    await raw.hset(key, 'v', JSON.stringify('old layout answer'), 'p', prompt, 't', `${Number(sec) * 1000}`);
+    await raw.pexpire(key, 30_000);
+    for (const minConfidence of [CacheMatchConfidence.EXACT, CacheMatchConfidence.HIGH]) {
+      const hit = await cache.get(prompt, SCOPE, { minConfidence });
+      expect(hit).toMatchObject({ value: 'old layout answer', confidence: CacheMatchConfidence.EXACT });
+    }
+    await cache.set(prompt, 'new layout answer', SCOPE);
+    expect(await raw.type(key)).toBe('string');
+    expect((await cache.get(prompt, SCOPE))?.value).toBe('new layout answer');
+  });
+});
