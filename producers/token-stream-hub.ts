@@ -79,6 +79,8 @@ const LEAVE = `local n = redis.call('DECR', KEYS[1])
 if n <= 0 and ARGV[1] == '1' then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
   redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2], 'NX')
+  redis.call('PEXPIRE', KEYS[4], ARGV[2], 'GT')
 end
 return n`;
 
@@ -240,6 +242,9 @@ export class TokenStreamHub {
       s.ready = this.opts.redis
         .multi()
         .set(keys.wanted, '1', 'PX', this.opts.markTtlMs)
+        // The queue's marks gate outlives every mark (NX sets it, GT only lengthens it).
+        .set(keys.gate, '1', 'PX', this.opts.markTtlMs, 'NX')
+        .pexpire(keys.gate, this.opts.markTtlMs, 'GT')
         .incr(keys.readers)
         .pexpire(keys.readers, this.opts.markTtlMs)
         .del(keys.cancel)
@@ -278,10 +283,11 @@ export class TokenStreamHub {
       // Nobody reads the job any more: the worker stops it at its next write.
       const left = (await this.opts.redis.eval(
         LEAVE,
-        3,
+        4,
         sub.keys.readers,
         sub.keys.cancel,
         sub.keys.wanted,
+        sub.keys.gate,
         cancel && !sub.ended ? '1' : '0',
         String(this.opts.cancelTtlMs),
       )) as number;

@@ -8,12 +8,17 @@
   the worker uses it only for the activation it matches (it reads the marks itself otherwise).
 
   KEYS[1] active list      ({prefix}:{queue}:active)
+  KEYS[2] marks gate       ({prefix}:{queue}:cell0-marks), set with every mark and outliving it
   ARGV[1] job key prefix   ({prefix}:{queue}:)
   ARGV[2] count: how many fetches were sent
 
-  Returns, flat, per job at the head of the active list: jobId, processedOn, wanted, cancel (a missing
-  value as nil).
+  Returns 0 when the gate is absent: no job of the queue has a mark, so every job these fetches activated
+  starts unmarked (the worker takes each one's id and activation from its fetch's answer). Otherwise, flat,
+  per job at the head of the active list: jobId, processedOn, wanted, cancel (a missing value as nil).
 ]]
+if redis.call("EXISTS", KEYS[2]) == 0 then
+  return 0
+end
 local ids = redis.call("LRANGE", KEYS[1], 0, tonumber(ARGV[2]) - 1)
 if #ids == 0 then
   return {}

@@ -25,6 +25,12 @@ export interface TokenStreamKeys {
   readers: string;
   /** Set when the last reader left before the end: the worker stops the job. */
   cancel: string;
+  /**
+   * The queue's marks gate (one key per queue, not per job): set, for at least as long as the mark lives,
+   * with every `wanted` or `cancel` mark. While it is absent no job of the queue has a mark, and a worker
+   * reading marks behind its fetches (active-marks.lua) reads nothing per job.
+   */
+  gate: string;
 }
 
 /** Keys of job `jobId`'s token stream in queue `queue` under `prefix`. */
@@ -35,7 +41,13 @@ export function tokenStreamKeys(prefix: string, queue: string, jobId: string): T
     wanted: `${base}:cell0-tokens-wanted`,
     readers: `${base}:cell0-tokens-readers`,
     cancel: `${base}:cell0-cancel`,
+    gate: marksGateKey(prefix, queue),
   };
+}
+
+/** The marks gate of queue `queue` under `prefix` (see {@link TokenStreamKeys.gate}). */
+export function marksGateKey(prefix: string, queue: string): string {
+  return `${queueKey(prefix, queue)}:cell0-marks`;
 }
 
 /** Usage as the end entry carries it. */

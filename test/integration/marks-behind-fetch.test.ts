@@ -28,6 +28,8 @@ describe('token stream marks read behind the fetch', () => {
     return { backend, ...(await startInferencePair('mbf', backend)) };
   }
 
+  // No mark in the queue (no gate): the read behind the fetches is one EXISTS, and each job takes "unmarked"
+  // from its fetch's answer.
   test('every job of a worker starts with the marks read behind its fetch', async () => {
     const f = await fleet();
     try {
@@ -56,6 +58,8 @@ describe('token stream marks read behind the fetch', () => {
         f.submitter.jobIdFor(QueueName.INFERENCE, cancelledData),
       );
       await redis.set(cancelledKeys.cancel, '1', 'PX', 60_000);
+      // Marks come with the queue's marks gate (as the token stream hub sets them).
+      await redis.set(wantedKeys.gate, '1', 'PX', 60_000);
 
       const streamed = await f.submitter.submit(QueueName.INFERENCE, 'generate', wantedData, {
         waitMs: 10_000,

@@ -12,7 +12,7 @@ describe('the Lua script loader', () => {
       scripts.map((name) => [name, luaScript(name).numberOfKeys ?? 'variadic']),
     );
     expect(keys).toEqual({
-      'active-marks': 1,
+      'active-marks': 2,
       'batch-record': 3,
       'batch-transition': 1,
       'job-outcome': 3,

@@ -3,7 +3,7 @@ import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Logger } from '../../shared/logger.js';
 import { createRedisConnection, waitUntilReady } from '../../shared/redis/connection.js';
 import { QueueName, queueKey } from '../../shared/queues/names.js';
-import { tokenStreamKeys } from '../../shared/queues/token-stream.js';
+import { marksGateKey, tokenStreamKeys } from '../../shared/queues/token-stream.js';
 import { spanEvents } from '../../shared/tracing/tracing.js';
 import { type CallContext } from '../providers/provider.js';
 import { TokenStreamWriter } from '../token-stream-writer.js';
@@ -15,11 +15,18 @@ const PREFETCH_KEEP_MS = 5000;
 const ACTIVE_MARKS = 'cell0ActiveMarks';
 /** The inference queue's key ({prefix}:inference): its first shard, where every job's marks are kept. */
 const inferenceKey = (prefix: string) => queueKey(prefix, QueueName.INFERENCE);
-type ActiveMarksCommand = (activeKey: string, jobKeyPrefix: string, count: number) => Promise<unknown>;
+type ActiveMarksCommand = (
+  activeKey: string,
+  gateKey: string,
+  jobKeyPrefix: string,
+  count: number,
+) => Promise<unknown>;
 
 /** The fetches of one tick and the read of their jobs' marks sent behind them. */
 interface PrefetchBatch {
   fetches: number;
+  /** The fetches' answers (each names the job it activated, if any). */
+  answers: Promise<unknown>[];
   /** A fetch of the batch has been answered. */
   answered: boolean;
   done?: Promise<void>;
@@ -115,6 +122,7 @@ export class TokenStreams {
     if (queueKey !== inferenceKey(this.opts.prefix)) return false;
     defineScripts(conn, 'active-marks');
     const activeKey = `${queueKey}:active`;
+    const gateKey = marksGateKey(this.opts.prefix, QueueName.INFERENCE);
     const jobKeyPrefix = `${queueKey}:`;
     this.rotate ??= setInterval(() => {
       this.olderPrefetched = this.prefetched;
@@ -126,11 +134,12 @@ export class TokenStreams {
       batch = undefined;
       b.done = (conn as unknown as Record<string, ActiveMarksCommand>)[ACTIVE_MARKS]!(
         activeKey,
+        gateKey,
         jobKeyPrefix,
         b.fetches,
       )
         .then(
-          (r) => this.keepPrefetched(r),
+          (r) => (r === 0 ? this.keepUnmarked(b.answers) : this.keepPrefetched(r)),
           () => undefined,
         )
         .finally(() => {
@@ -141,12 +150,13 @@ export class TokenStreams {
     };
     return hookFetches(conn, (answered) => {
       if (!batch) {
-        const b: PrefetchBatch = (batch = { fetches: 0, answered: false, settled: false });
+        const b: PrefetchBatch = (batch = { fetches: 0, answers: [], answered: false, settled: false });
         // Behind every fetch of this tick (BullMQ sends them from promise callbacks, which run first).
         process.nextTick(() => send(b));
       }
       const b = batch;
       b.fetches++;
+      b.answers.push(answered);
       // Once a fetch is answered, the read right behind it is about to be: a job that starts meanwhile
       // waits for it rather than reading its marks again.
       answered.then(
@@ -172,6 +182,24 @@ export class TokenStreams {
       const processedOn = a[i + 1];
       if (typeof jobId === 'string' && typeof processedOn === 'string')
         this.prefetched.set(`${jobId}@${processedOn}`, [a[i + 2] ?? null, a[i + 3] ?? null]);
+    }
+  }
+
+  /**
+   * The read behind the fetches found no mark in the queue: each job those fetches activated (named, with
+   * its activation's `processedOn`, in the fetch's answer: BullMQ's [job fields, jobId, ...]) starts
+   * unmarked. The fetches ran before the read, so this holds for their activations; the answers are in
+   * by now (same connection, answered in order).
+   */
+  private async keepUnmarked(answers: Promise<unknown>[]): Promise<void> {
+    for (const r of await Promise.allSettled(answers)) {
+      if (r.status !== 'fulfilled' || !Array.isArray(r.value)) continue;
+      const [fields, jobId] = r.value as unknown[];
+      if (!Array.isArray(fields) || typeof jobId !== 'string') continue;
+      let processedOn = NaN;
+      for (let i = 0; i + 1 < fields.length; i += 2)
+        if (fields[i] === 'processedOn') processedOn = Number(fields[i + 1]);
+      if (Number.isFinite(processedOn)) this.prefetched.set(`${jobId}@${processedOn}`, [null, null]);
     }
   }
 
