@@ -25,6 +25,7 @@
  */
 import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { type Redis } from 'ioredis';
 import inspector from 'node:inspector/promises';
 import os from 'node:os';
 import v8 from 'node:v8';
@@ -69,6 +70,21 @@ interface Args {
   cpuProfile: string | undefined;
   /** Write a sampling heap profile (.heapprofile: every allocation, collected or not) of the same lookups. */
   heapProfile: string | undefined;
+}
+
+/**
+ * Reads one semantic-cache entry as the cache stores it (shared/lua/includes/entry-record.lua): one string,
+ * "stored at LF prompt length in bytes LF prompt value". Returns [value, prompt], or nulls when it is gone.
+ */
+async function readEntry(raw: Redis, key: string): Promise<[string | null, string | null]> {
+  const buf = await raw.getBuffer(key);
+  if (!buf) return [null, null];
+  const a = buf.indexOf(10);
+  const b = a < 0 ? -1 : buf.indexOf(10, a + 1);
+  if (b < 0) return [null, null];
+  const plen = Number(buf.toString('latin1', a + 1, b));
+  if (!Number.isInteger(plen)) return [null, null];
+  return [buf.toString('utf8', b + 1 + plen), buf.toString('utf8', b + 1, b + 1 + plen)];
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -377,7 +393,7 @@ async function main(): Promise<void> {
         let answered: string | undefined;
         const norm = normalizePrompt(q.prompt);
         const qid = promptId(norm);
-        const [exactValue, exactPrompt] = await raw.hmget(keys.entry(qid), 'v', 'p');
+        const [exactValue, exactPrompt] = await readEntry(raw, keys.entry(qid));
         if (exactValue != null && exactPrompt != null && normalizePrompt(exactPrompt) === norm)
           answered = exactPrompt;
         else {
@@ -397,7 +413,7 @@ async function main(): Promise<void> {
           const qa = analyzePrompt(q.prompt);
           for (const i of above.slice(0, 8)) {
             if (compareAnalyses(qa, analyzePrompt(prompts[i]!)) !== undefined) continue;
-            const row = await raw.hmget(keys.entry(ids[i]!), 'v', 'p');
+            const row = await readEntry(raw, keys.entry(ids[i]!));
             if (row[0] !== null) {
               answered = row[1] ?? undefined;
               break;
