@@ -171,11 +171,13 @@ redis.call('HSET', meta, unpack(metaArgs))
 redis.call('ZADD', lru, unpack(lruArgs))
 redis.call('ZADD', exp, unpack(expArgs))
 
--- The containers live as long as their longest-lived member; all of them share one expiry.
-local metaLeft = redis.call('PTTL', meta)
-local vecLeft = #vecArgs > 0 and redis.call('PTTL', vec) or metaLeft
-if metaLeft < maxTtl or vecLeft < maxTtl then
-  local life = math.max(2 * maxTtl + 1000, metaLeft, vecLeft)
+-- The containers live as long as their longest-lived member; all of them share one expiry, so one PTTL
+-- tells it. The vec hash's when this call wrote to it: its entries are a subset of the meta hash's, so
+-- whenever the meta hash was emptied (gone) and made anew by this call, so was the vec hash (PTTL -1), and
+-- a vec hash made anew under a meta hash that stayed also shows -1.
+local left = redis.call('PTTL', #vecArgs > 0 and vec or meta)
+if left < maxTtl then
+  local life = math.max(2 * maxTtl + 1000, left)
   for _, key in ipairs({ lru, exp, meta, vec, nextSlot, gens, free }) do redis.call('PEXPIRE', key, life) end
 end
 

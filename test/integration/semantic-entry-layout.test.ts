@@ -99,4 +99,21 @@ describe('SemanticCache entry layout (on Redis)', () => {
     expect(viaDense).toMatchObject({ value: 'reset it in the settings', prompt: stored });
     expect(viaDense!.similarity).toBe(viaSparse!.similarity);
   });
+
+  it('gives the scope containers an expiry, also a vec hash made anew under a meta hash that stayed', async () => {
+    const { cache, entryKey } = make();
+    const tag = entryKey('x').split(':e:')[0]!;
+    const containers = ['lru', 'exp', 'meta', 'vec', 'next', 'gens'].map((k) => `${tag}:${k}`);
+    // A prompt with a control character is not indexed: a meta record, no slot, no vec hash.
+    await cache.set('plain\u0007bell', 'v0', SCOPE, { ttlSeconds: 30 });
+    expect(await raw.exists(`${tag}:vec`)).toBe(0);
+    await cache.set('How do I reset my password?', 'v1', SCOPE, { ttlSeconds: 30 });
+    for (const key of containers) expect(await raw.pttl(key)).toBeGreaterThan(30_000);
+    // The only indexed entry goes (the vec hash with it); the next indexed store makes the vec hash anew.
+    await cache.reportFalseHit(cache.entryIdOf('How do I reset my password?', SCOPE));
+    expect(await raw.exists(`${tag}:vec`)).toBe(0);
+    expect(await raw.pttl(`${tag}:meta`)).toBeGreaterThan(30_000);
+    await cache.set('Where is the nearest train station?', 'v2', SCOPE, { ttlSeconds: 30 });
+    expect(await raw.pttl(`${tag}:vec`)).toBeGreaterThan(30_000);
+  });
 });
