@@ -16,7 +16,7 @@ export interface TokenStreamWriterOptions {
    * Reads the `wanted` and `cancel` marks (default: one MGET on `redis`); the worker passes a reader that
    * gathers the marks of the attempts starting together into one MGET.
    */
-  readMarks?: (wanted: string, cancel: string) => Promise<(string | null)[]>;
+  readMarks?: (wanted: string, cancel: string) => Promise<readonly (string | null)[]>;
   keys: TokenStreamKeys;
   jobId: string;
   /** Most entries kept (XADD MAXLEN ~). */
@@ -108,7 +108,7 @@ export class TokenStreamWriter {
    */
   async open(attempt: number): Promise<void> {
     const { redis, keys } = this.opts;
-    let marks: (string | null)[];
+    let marks: readonly (string | null)[];
     try {
       marks = await (this.opts.readMarks
         ? this.opts.readMarks(keys.wanted, keys.cancel)
@@ -118,6 +118,15 @@ export class TokenStreamWriter {
       this.opts.logger.warn({ jobId: this.opts.jobId, err }, 'could not read the token stream marks');
       return;
     }
+    await this.openWith(marks, attempt);
+  }
+
+  /**
+   * Like {@link open}, with the `wanted` and `cancel` marks already read (`[wanted, cancel]`): the worker
+   * reads them first and makes a writer only for the attempts that have one.
+   */
+  async openWith(marks: readonly (string | null | undefined)[], attempt: number): Promise<void> {
+    const { redis, keys } = this.opts;
     let wanted = marks[0] != null;
     if (marks[1] != null) {
       // A cancel mark is used up by the attempt that honours it: a later re-run of the job is not stopped.

@@ -10,21 +10,27 @@ import {
   isInferenceJobData,
   isSearchJobData,
   searchRequestSchema,
+  type InferenceJobData,
+  type SearchJobData,
 } from '../../shared/queues/schemas.js';
 import {
   embeddingJobSchema,
   isEmbeddingJobData,
+  type EmbeddingJobData,
   type EmbeddingResult,
 } from '../../shared/queues/embeddings.js';
-import { withSpan } from '../../shared/tracing/tracing.js';
+import { tracingOn, withSpan } from '../../shared/tracing/tracing.js';
 import { type EmbeddingBatcher } from '../embedding/index.js';
 import { type Admission } from './admission.js';
 import { isBackendAway, type BackendWait } from './backend-wait.js';
-import { type ProviderDeadlines } from './deadlines.js';
+import { type Deadline, type ProviderDeadlines } from './deadlines.js';
 import { failureOf, parseJobData, storeInference, storeSearch, timedOut } from './job-outcome.js';
 import { type Cell0WorkerEvents, type ResolvedWorkerOptions } from './options.js';
 import { type Shutdown } from './shutdown.js';
 import { streamCallbacks, type TokenStreams } from './token-streams.js';
+
+/** A job's data, checked. */
+type JobData = InferenceJobData | SearchJobData | EmbeddingJobData;
 
 /** A BullMQ processor. */
 export type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
@@ -79,38 +85,56 @@ export class JobRunner {
     token: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<InferenceResult> {
-    const { opts, tokenStreams } = this.o;
     const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
-    const backend = opts.inference!;
-    const models = opts.models?.(data.model);
-    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
-      const stream = tokenStreams?.writerFor(job);
-      await stream?.open(job.attemptsStarted);
-      // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
-      // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
-      const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
-      // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
-      // evicted, until the call is over.
-      const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
-      try {
-        const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
-          backend.run(data, {
-            signal: ctxSignal,
-            onStart,
-            ...streamCallbacks(stream),
-          }),
-        );
-        await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
-        return { ...r, servedBy: this.o.workerId };
-      } catch (err) {
-        if (stream?.signal.aborted) throw stream.signal.reason;
-        throw err;
-      } finally {
-        lease?.release();
-      }
-    });
-    await storeInference(opts.caches, data, job.id ?? '', result);
+    const result = (await this.run(job, token, signal, QueueName.INFERENCE, data)) as InferenceResult;
+    const caches = this.o.opts.caches;
+    if (caches?.inference) await storeInference(caches, data, job.id ?? '', result);
     return result;
+  }
+
+  /**
+   * The backend call of an inference job. Its token stream writer exists only when someone asked for the
+   * stream (or to cancel the job): the marks read behind the job's fetch tell, without a round trip.
+   */
+  private async callInference(
+    job: Job,
+    data: InferenceJobData,
+    jobSignal: AbortSignal,
+    deadline: Deadline,
+  ): Promise<InferenceResult> {
+    const { opts, tokenStreams, deadlines } = this.o;
+    const backend = opts.inference!;
+    const opened = tokenStreams?.openFor(job);
+    const stream = opened instanceof Promise ? await opened : opened;
+    const models = opts.models?.(data.model);
+    const onStart = () => deadlines.restart(deadline);
+    if (!stream && !models && !tracingOn()) {
+      // The usual job: nobody streams it, no model to make resident, no span.
+      const r = await backend.run(data, { signal: jobSignal, onStart });
+      return { ...r, servedBy: this.o.workerId };
+    }
+    // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
+    // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
+    const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
+    // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
+    // evicted, until the call is over.
+    const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
+    try {
+      const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
+        backend.run(data, {
+          signal: ctxSignal,
+          onStart,
+          ...streamCallbacks(stream),
+        }),
+      );
+      await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
+      return { ...r, servedBy: this.o.workerId };
+    } catch (err) {
+      if (stream?.signal.aborted) throw stream.signal.reason;
+      throw err;
+    } finally {
+      lease?.release();
+    }
   }
 
   private async processSearch(
@@ -119,41 +143,63 @@ export class JobRunner {
     signal: AbortSignal | undefined,
   ): Promise<SearchResult> {
     const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
-    const backend = this.o.opts.search?.[data.provider];
-    if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
-    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal, onStart) => {
-      const t0 = performance.now();
-      const r = await withSpan('backend search', 'client', { 'cell0.search_provider': data.provider }, () =>
-        backend.search(data, { signal: ctxSignal, onStart }),
-      );
-      return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.o.workerId };
-    });
+    if (!this.o.opts.search?.[data.provider])
+      throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
+    const result = (await this.run(job, token, signal, QueueName.SEARCH, data)) as SearchResult;
     await storeSearch(this.o.opts.caches, data, result);
     return result;
   }
 
+  private async callSearch(
+    data: SearchJobData,
+    signal: AbortSignal,
+    deadline: Deadline,
+  ): Promise<SearchResult> {
+    const backend = this.o.opts.search![data.provider]!;
+    const onStart = () => this.o.deadlines.restart(deadline);
+    const t0 = performance.now();
+    const r = await withSpan('backend search', 'client', { 'cell0.search_provider': data.provider }, () =>
+      backend.search(data, { signal, onStart }),
+    );
+    return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.o.workerId };
+  }
+
   /** An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher). */
-  private processEmbedding(
+  private async processEmbedding(
     job: Job,
     token: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<EmbeddingResult> {
     const data = isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
-    return this.run(job, token, signal, QueueName.EMBEDDING, (ctxSignal) =>
-      this.o.embeddings!.embed(data.model, data.input, ctxSignal),
-    );
+    return (await this.run(job, token, signal, QueueName.EMBEDDING, data)) as EmbeddingResult;
+  }
+
+  /** The provider call of a job of `queue` (its data checked already). */
+  private call(
+    queue: QueueName,
+    job: Job,
+    data: JobData,
+    signal: AbortSignal,
+    deadline: Deadline,
+  ): Promise<InferenceResult | SearchResult | EmbeddingResult> {
+    if (queue === QueueName.INFERENCE)
+      return this.callInference(job, data as InferenceJobData, signal, deadline);
+    if (queue === QueueName.SEARCH) return this.callSearch(data as SearchJobData, signal, deadline);
+    const e = data as EmbeddingJobData;
+    return this.o.embeddings!.embed(e.model, e.input, signal);
   }
 
   /** Runs a provider call with the job's deadline and cancellation, and sorts its errors. */
-  private async run<T>(
+  private async run(
     job: Job,
     token: string | undefined,
     signal: AbortSignal | undefined,
     queue: QueueName,
-    call: (signal: AbortSignal, onStart: () => void) => Promise<T>,
-  ): Promise<T> {
+    data: JobData,
+  ): Promise<InferenceResult | SearchResult | EmbeddingResult> {
     const { log, deadlines, events } = this.o;
-    await this.o.admission.admit(job, token, queue);
+    const admitted = this.o.admission.admit(job, token, queue);
+    if (admitted) await admitted;
     if (this.o.stopping()) {
       // BullMQ can still hand over a job it fetched just before close(); this worker no longer takes jobs.
       await job.moveToWait(token);
@@ -166,7 +212,7 @@ export class JobRunner {
     const deadline = deadlines.track(this.o.workerOf(job.queueQualifiedName), job.id ?? '');
     try {
       // The deadline counts from the backend permit, not the wait for it (the lock is renewed meanwhile).
-      const result = await call(jobSignal, () => deadlines.restart(deadline));
+      const result = await this.call(queue, job, data, jobSignal, deadline);
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       if (log.isLevelEnabled('info') && sampleHotPathLine())
         log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
