@@ -31,6 +31,8 @@ import { streamCallbacks, type TokenStreams } from './token-streams.js';
 
 /** A job's data, checked. */
 type JobData = InferenceJobData | SearchJobData | EmbeddingJobData;
+/** A job's result. */
+type JobResult = InferenceResult | SearchResult | EmbeddingResult;
 
 /** A BullMQ processor. */
 export type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
@@ -73,23 +75,31 @@ export class JobRunner {
 
   /** The processor of `queue`'s BullMQ workers. */
   processorFor(queue: QueueName): Processor {
-    if (queue === QueueName.INFERENCE)
-      return (job, token, signal) => this.processInference(job, token, signal);
-    if (queue === QueueName.EMBEDDING)
-      return (job, token, signal) => this.processEmbedding(job, token, signal);
-    return (job, token, signal) => this.processSearch(job, token, signal);
+    return (job, token, signal) => this.run(job, token, signal, queue);
   }
 
-  private async processInference(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<InferenceResult> {
-    const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
-    const result = (await this.run(job, token, signal, QueueName.INFERENCE, data)) as InferenceResult;
+  /**
+   * A job's data, checked: the fast shape check, else the full schema (which fills in defaults or fails
+   * the job without retries); a search job whose provider this worker lacks fails without retries too.
+   */
+  private dataOf(queue: QueueName, job: Job): JobData {
+    if (queue === QueueName.INFERENCE)
+      return isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
+    if (queue === QueueName.EMBEDDING)
+      return isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
+    const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
+    if (!this.o.opts.search?.[data.provider])
+      throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
+    return data;
+  }
+
+  /** Writes a job's result through to its cache (inference and search; none for embeddings here). */
+  private async store(queue: QueueName, job: Job, data: JobData, result: JobResult): Promise<void> {
     const caches = this.o.opts.caches;
-    if (caches?.inference) await storeInference(caches, data, job.id ?? '', result);
-    return result;
+    if (queue === QueueName.INFERENCE)
+      await storeInference(caches, data as InferenceJobData, job.id ?? '', result as InferenceResult);
+    else if (queue === QueueName.SEARCH)
+      await storeSearch(caches, data as SearchJobData, result as SearchResult);
   }
 
   /**
@@ -137,19 +147,6 @@ export class JobRunner {
     }
   }
 
-  private async processSearch(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<SearchResult> {
-    const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
-    if (!this.o.opts.search?.[data.provider])
-      throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
-    const result = (await this.run(job, token, signal, QueueName.SEARCH, data)) as SearchResult;
-    await storeSearch(this.o.opts.caches, data, result);
-    return result;
-  }
-
   private async callSearch(
     data: SearchJobData,
     signal: AbortSignal,
@@ -164,16 +161,6 @@ export class JobRunner {
     return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.o.workerId };
   }
 
-  /** An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher). */
-  private async processEmbedding(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<EmbeddingResult> {
-    const data = isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
-    return (await this.run(job, token, signal, QueueName.EMBEDDING, data)) as EmbeddingResult;
-  }
-
   /** The provider call of a job of `queue` (its data checked already). */
   private call(
     queue: QueueName,
@@ -181,10 +168,11 @@ export class JobRunner {
     data: JobData,
     signal: AbortSignal,
     deadline: Deadline,
-  ): Promise<InferenceResult | SearchResult | EmbeddingResult> {
+  ): Promise<JobResult> {
     if (queue === QueueName.INFERENCE)
       return this.callInference(job, data as InferenceJobData, signal, deadline);
     if (queue === QueueName.SEARCH) return this.callSearch(data as SearchJobData, signal, deadline);
+    // An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher).
     const e = data as EmbeddingJobData;
     return this.o.embeddings!.embed(e.model, e.input, signal);
   }
@@ -195,8 +183,8 @@ export class JobRunner {
     token: string | undefined,
     signal: AbortSignal | undefined,
     queue: QueueName,
-    data: JobData,
-  ): Promise<InferenceResult | SearchResult | EmbeddingResult> {
+  ): Promise<JobResult> {
+    const data = this.dataOf(queue, job);
     const { log, deadlines, events } = this.o;
     const admitted = this.o.admission.admit(job, token, queue);
     if (admitted) await admitted;
@@ -210,9 +198,10 @@ export class JobRunner {
     this.activeCount++;
     const jobSignal = signal ?? new AbortController().signal;
     const deadline = deadlines.track(this.o.workerOf(job.queueQualifiedName), job.id ?? '');
+    let result: JobResult;
     try {
       // The deadline counts from the backend permit, not the wait for it (the lock is renewed meanwhile).
-      const result = await this.call(queue, job, data, jobSignal, deadline);
+      result = await this.call(queue, job, data, jobSignal, deadline);
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       if (log.isLevelEnabled('info') && sampleHotPathLine())
         log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
@@ -225,7 +214,6 @@ export class JobRunner {
           endToEndMs: job.timestamp ? Date.now() - job.timestamp : -1,
         });
       this.o.backendWait.completed(job, queue);
-      return result;
     } catch (err) {
       if (this.o.shutdown.forced && signal?.aborted) {
         // Forced shutdown: hand the job back instead of failing it, so it does not lose an attempt.
@@ -240,5 +228,8 @@ export class JobRunner {
       deadlines.untrack(deadline);
       this.activeCount--;
     }
+    // Written through to the cache once the job is no longer active (a failed write fails the job as is).
+    if (queue !== QueueName.EMBEDDING && this.o.opts.caches) await this.store(queue, job, data, result);
+    return result;
   }
 }
