@@ -234,7 +234,8 @@ export class TokenStreams {
       const key = `${jobId}@${processedOn}`;
       let hit = this.takePrefetched(key);
       if (!hit && this.imminent.size > 0) {
-        await Promise.all([...this.imminent]);
+        // Usually one read is on its way: waited for without gathering the set.
+        await (this.imminent.size === 1 ? this.imminent.values().next().value : Promise.all(this.imminent));
         hit = this.takePrefetched(key);
       }
       if (hit) {
