@@ -11,6 +11,7 @@ import {
 } from '../shared/queues/token-stream.js';
 import { QueueName, queueKey } from '../shared/queues/names.js';
 import { withDefaults } from '../shared/with-defaults.js';
+import { defineScripts } from '../shared/redis/lua-scripts.js';
 import { sleep } from '../shared/sleep.js';
 
 /** Options of {@link TokenStreamHub}. */
@@ -71,18 +72,30 @@ interface Subscription {
   wakeSeq: number;
 }
 
-/**
- * The last reader's leave, atomically (KEYS: readers, cancel, wanted; ARGV: '1' to cancel, the cancel
- * mark's lifetime in ms): a reader whose marks come in between is counted before the cancel is decided.
- */
-const LEAVE = `local n = redis.call('DECR', KEYS[1])
-if n <= 0 and ARGV[1] == '1' then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-  redis.call('DEL', KEYS[3])
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2], 'NX')
-  redis.call('PEXPIRE', KEYS[4], ARGV[2], 'GT')
-end
-return n`;
+/** shared/lua/token-stream-open.lua and token-stream-leave.lua, as ioredis commands. */
+interface StreamScripts {
+  cell0TokenStreamOpen(
+    wanted: string,
+    gate: string,
+    readers: string,
+    cancel: string,
+    wake: string,
+    markTtlMs: number,
+    wakeSeq: number,
+    wakeTtlMs: number,
+  ): Promise<number>;
+  cell0TokenStreamLeave(
+    readers: string,
+    cancel: string,
+    wanted: string,
+    gate: string,
+    cancelIfLast: '0' | '1',
+    cancelTtlMs: number,
+  ): Promise<number>;
+}
+
+/** Lifetime of a hub's wake-up stream after its last wake-up, ms. */
+const WAKE_TTL_MS = 60_000;
 
 class LocalReader implements TokenStreamReader {
   private index = 0;
@@ -164,6 +177,7 @@ export class TokenStreamHub {
    */
   private wakeSeen = 0;
   private conn: RedisConnection | undefined;
+  private readonly scripts: StreamScripts;
   private loop: Promise<void> | undefined;
   private closed = false;
 
@@ -183,6 +197,7 @@ export class TokenStreamHub {
       if (!(Number.isInteger(this.opts[k]) && this.opts[k] > 0))
         throw new TypeError(`TokenStreamHub: option "${k}" must be a positive integer of ms`);
     this.log = opts.logger ?? silentLogger();
+    this.scripts = defineScripts<StreamScripts>(opts.redis, 'token-stream-open', 'token-stream-leave');
     // In the inference queue's slot: one XREAD covers it and the token streams.
     this.wakeKey = `${queueKey(opts.prefix, QueueName.INFERENCE)}:token-hub:${randomBytes(8).toString('hex')}`;
   }
@@ -239,18 +254,17 @@ export class TokenStreamHub {
         ready: Promise.resolve(),
         wakeSeq: ++this.wakeSeq,
       };
-      s.ready = this.opts.redis
-        .multi()
-        .set(keys.wanted, '1', 'PX', this.opts.markTtlMs)
-        // The queue's marks gate outlives every mark (NX sets it, GT only lengthens it).
-        .set(keys.gate, '1', 'PX', this.opts.markTtlMs, 'NX')
-        .pexpire(keys.gate, this.opts.markTtlMs, 'GT')
-        .incr(keys.readers)
-        .pexpire(keys.readers, this.opts.markTtlMs)
-        .del(keys.cancel)
-        .xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', String(s.wakeSeq))
-        .pexpire(this.wakeKey, 60_000)
-        .exec()
+      s.ready = this.scripts
+        .cell0TokenStreamOpen(
+          keys.wanted,
+          keys.gate,
+          keys.readers,
+          keys.cancel,
+          this.wakeKey,
+          this.opts.markTtlMs,
+          s.wakeSeq,
+          WAKE_TTL_MS,
+        )
         .then(() => undefined);
       s.ready.catch((err: unknown) =>
         this.log.warn(
@@ -281,16 +295,14 @@ export class TokenStreamHub {
     this.subs.delete(sub.jobId);
     try {
       // Nobody reads the job any more: the worker stops it at its next write.
-      const left = (await this.opts.redis.eval(
-        LEAVE,
-        4,
+      const left = await this.scripts.cell0TokenStreamLeave(
         sub.keys.readers,
         sub.keys.cancel,
         sub.keys.wanted,
         sub.keys.gate,
         cancel && !sub.ended ? '1' : '0',
-        String(this.opts.cancelTtlMs),
-      )) as number;
+        this.opts.cancelTtlMs,
+      );
       if (left <= 0 && cancel && !sub.ended)
         this.log.debug({ jobId: sub.jobId }, 'last stream reader left: job cancelled');
     } catch (err) {
