@@ -11,7 +11,7 @@ import {
 } from '../shared/queues/token-stream.js';
 import { QueueName, queueKey } from '../shared/queues/names.js';
 import { withDefaults } from '../shared/with-defaults.js';
-import { defineScripts } from '../shared/redis/lua-scripts.js';
+import { defineScripts, luaScript } from '../shared/redis/lua-scripts.js';
 import { sleep } from '../shared/sleep.js';
 
 /** Options of {@link TokenStreamHub}. */
@@ -178,8 +178,11 @@ export class TokenStreamHub {
   private wakeSeen = 0;
   private conn: RedisConnection | undefined;
   private readonly scripts: StreamScripts;
+  private openScriptLoaded = false;
   private loop: Promise<void> | undefined;
   private closed = false;
+  /** Renews the marks of the streams read now, every third of their lifetime (see renewMarks). */
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: TokenStreamHubOptions) {
     this.opts = withDefaults<Required<Omit<TokenStreamHubOptions, 'logger'>>>(
@@ -198,6 +201,8 @@ export class TokenStreamHub {
         throw new TypeError(`TokenStreamHub: option "${k}" must be a positive integer of ms`);
     this.log = opts.logger ?? silentLogger();
     this.scripts = defineScripts<StreamScripts>(opts.redis, 'token-stream-open', 'token-stream-leave');
+    this.loadOpenScript();
+    opts.redis.on('ready', this.loadOpenScript);
     // In the inference queue's slot: one XREAD covers it and the token streams.
     this.wakeKey = `${queueKey(opts.prefix, QueueName.INFERENCE)}:token-hub:${randomBytes(8).toString('hex')}`;
   }
@@ -208,8 +213,24 @@ export class TokenStreamHub {
    * token stream (which stays in the inference queue's slot), so there the marks are awaited (open()).
    */
   get marksPrecedeAdds(): boolean {
-    return !this.opts.redis.isCluster;
+    return !this.opts.redis.isCluster && this.openScriptLoaded;
   }
+
+  /**
+   * The marks' script must be in Redis's script cache for openNow's order to hold: ioredis sends EVALSHA,
+   * and a NOSCRIPT answer makes it send the script again, after the add that followed it on the connection.
+   * So it is loaded when the hub is made and each time the connection is (re)established (a restarted Redis
+   * forgot it), and until it is in, the marks are awaited (open()) as on a cluster. Should the cache be
+   * emptied under a running hub (SCRIPT FLUSH), a job may be added before its marks: it then runs
+   * unstreamed, and its readers get the text from its result.
+   */
+  private readonly loadOpenScript = (): void => {
+    this.openScriptLoaded = false;
+    this.opts.redis.script('LOAD', luaScript('token-stream-open').lua).then(
+      () => (this.openScriptLoaded = !this.closed),
+      (err: unknown) => this.log.debug({ err }, 'could not load the token stream marks script'),
+    );
+  };
 
   /** Streams read now (one per job with local readers). */
   get size(): number {
@@ -275,6 +296,11 @@ export class TokenStreamHub {
       this.subs.set(jobId, s);
       sub = s;
       this.ensureLoop();
+      this.renewTimer ??= setInterval(
+        () => this.renewMarks(),
+        Math.max(1, Math.floor(this.opts.markTtlMs / 3)),
+      );
+      this.renewTimer.unref();
     }
     const reader = new LocalReader(sub, this);
     sub.readers.add(reader);
@@ -323,6 +349,31 @@ export class TokenStreamHub {
       if (e.kind === 'end') sub.ended = true;
     }
     if (added) for (const r of sub.readers) r.notify();
+  }
+
+  /**
+   * Keeps the marks of the streams read now alive (one pipeline of PEXPIREs): a stream read for longer than
+   * the marks' lifetime would otherwise lose its `readers` count, and another process's leave would then
+   * count down from nothing and cancel a job that this process still reads. A mark already deleted (a
+   * cancel) is not brought back: PEXPIRE only lengthens what is there.
+   */
+  private renewMarks(): void {
+    if (this.subs.size === 0) {
+      clearInterval(this.renewTimer);
+      this.renewTimer = undefined;
+      return;
+    }
+    const ttl = this.opts.markTtlMs;
+    const p = this.opts.redis.pipeline();
+    let gate: string | undefined;
+    for (const sub of this.subs.values()) {
+      if (sub.ended) continue;
+      p.pexpire(sub.keys.wanted, ttl).pexpire(sub.keys.readers, ttl);
+      gate = sub.keys.gate;
+    }
+    if (gate === undefined) return;
+    p.pexpire(gate, ttl, 'GT');
+    p.exec().catch((err: unknown) => this.log.debug({ err }, 'could not renew the token stream marks'));
   }
 
   private ensureLoop(): void {
@@ -387,12 +438,15 @@ export class TokenStreamHub {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.opts.redis.off('ready', this.loadOpenScript);
     for (const sub of this.subs.values())
       for (const r of sub.readers) {
         r.closed = true;
         r.notify();
       }
     this.subs.clear();
+    clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
     // A QUIT would queue behind the blocking read: cut the connection.
     this.conn?.disconnect(false);
     await this.loop;
