@@ -6,7 +6,8 @@
  *   A  a pass-through proxy (bench/http-proxy.ts: express + one undici pool, no queue, no cache);
  *   B  cell0 (`cell0 start`: API and worker in one process, worker concurrency 64, 64 connections per
  *      backend host), first with every cache on, then with each cache off in turn.
- * Each variant runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
+ * Each variant starts its own simulator, proxy and cell0 on a flushed Redis (so no variant meets processes
+ * warmed by an earlier one) and runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
  * unique (nothing coalesces, no cache can answer). Prints per side: requests/s, p50/p99 latency, CPU per
  * request of each process (from /proc), Redis commands per request (INFO commandstats delta of the private
  * Redis, commands run inside scripts included), Redis socket reads/writes (round trips) and bytes in/out per
@@ -156,22 +157,17 @@ const VARIANTS: Variant[] = [
   { name: 'HTTP cache off', env: { CELL0_HTTP_CACHE: '0' } },
 ];
 
-const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-
-async function main(): Promise<void> {
-  const opts = benchArgs(
-    process.argv.slice(2),
-    { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--json]',
-    ['variants', 'cpu-prof'],
-  );
-  const profDir = opts.text['cpu-prof'];
-  const v = opts.text.variants ?? 'all';
-  if (!['all', 'on', 'off'].includes(v)) throw new Error(`--variants must be all, on or off, got ${v}`);
-  // off: only the run with the semantic and search caches off (the queue and HTTP path alone).
-  const variants = v === 'on' ? VARIANTS.slice(0, 1) : v === 'off' ? VARIANTS.slice(1, 2) : VARIANTS;
-  const { url: redisUrl, redis, version: redisVersion, child: redisServer } = await startRedisServer();
-
+/**
+ * The simulator and the pass-through proxy, started afresh for each variant (as cell0 is): a proxy kept from
+ * the first variant had served ~10,000 more requests by the third (its CPU per request about halved as V8
+ * optimised it), so later variants compared a warm proxy with a fresh cell0.
+ */
+async function startBackends(): Promise<{
+  sim: Awaited<ReturnType<typeof startProcess>>;
+  simUrl: string;
+  proxy: Awaited<ReturnType<typeof startProcess>>;
+  proxyUrl: string;
+}> {
   const simPort = await freePort();
   const simEnv = {
     CELL0_SIM_TTFT_MS: '1',
@@ -196,6 +192,24 @@ async function main(): Promise<void> {
     'proxy',
   );
   const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+  return { sim, simUrl, proxy, proxyUrl };
+}
+
+const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+async function main(): Promise<void> {
+  const opts = benchArgs(
+    process.argv.slice(2),
+    { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--json]',
+    ['variants', 'cpu-prof'],
+  );
+  const profDir = opts.text['cpu-prof'];
+  const v = opts.text.variants ?? 'all';
+  if (!['all', 'on', 'off'].includes(v)) throw new Error(`--variants must be all, on or off, got ${v}`);
+  // off: only the run with the semantic and search caches off (the queue and HTTP path alone).
+  const variants = v === 'on' ? VARIANTS.slice(0, 1) : v === 'off' ? VARIANTS.slice(1, 2) : VARIANTS;
+  const { url: redisUrl, redis, version: redisVersion, child: redisServer } = await startRedisServer();
 
   const load0 = os.loadavg();
   console.log('bench:http — POST /v1/inference, unique prompts: cell0 (B) vs a pass-through proxy (A)');
@@ -212,6 +226,7 @@ async function main(): Promise<void> {
   try {
     for (const variant of variants) {
       await redis.flushall();
+      const { sim, simUrl, proxy, proxyUrl } = await startBackends();
       const apiPort = await freePort();
       const cell0 = await startProcess(
         process.execPath,
@@ -311,6 +326,8 @@ async function main(): Promise<void> {
           `bytes in/out per request ${f(row.redisBytesPerRequest.in, 0)} / ${f(row.redisBytesPerRequest.out, 0)}`,
       );
       await stop(cell0);
+      await stop(proxy);
+      await stop(sim);
     }
     console.log(
       `\nload     ${os

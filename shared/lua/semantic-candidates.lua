@@ -6,7 +6,7 @@
   (lazy cleanup, at most ARGV[5] per call), and codes of slots with no record are taken out of the query's
   buckets, so neither is ever returned again.
 
-  KEYS[1]  vec hash (slot -> "expires at (15 digits) .. id .. LF .. int8 vector .. prompt")
+  KEYS[1]  vec hash (slot -> "expires at (15 digits) .. id .. LF .. int8 vector (dense or sparse) .. prompt")
   KEYS[2]  LRU sorted set
   KEYS[3]  expiry sorted set
   KEYS[4]  meta hash (id -> "slot|band values|generation")
@@ -30,7 +30,7 @@ local n = math.min(tonumber(ARGV[3]), #slots)
 local want = tonumber(ARGV[4])
 local maxStale = tonumber(ARGV[5])
 local out = {}
-if n == 0 then return out end
+if n == 0 or want < 1 then return out end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -63,21 +63,27 @@ local function dropStale(slot, id)
   end
 end
 
-local records = redis.call('HMGET', vec, unpack(slots, 1, n))
+-- The records are read `want` at a time: the spares are read only when expired entries took places.
 local stale = 0
-for i = 1, n do
-  local r = records[i]
-  if r and tonumber(string.sub(r, 1, 15)) > now then
-    out[#out + 1] = r
-    if #out >= want then return out end
-  elseif stale < maxStale then
-    stale = stale + 1
-    local id
-    if r then
-      local nl = string.find(r, '\n', 16, true)
-      id = string.sub(r, 16, nl - 1)
+local from = 1
+while from <= n do
+  local to = math.min(n, from + want - #out - 1)
+  local records = redis.call('HMGET', vec, unpack(slots, from, to))
+  for j = 1, to - from + 1 do
+    local r = records[j]
+    if r and tonumber(string.sub(r, 1, 15)) > now then
+      out[#out + 1] = r
+      if #out >= want then return out end
+    elseif stale < maxStale then
+      stale = stale + 1
+      local id
+      if r then
+        local nl = string.find(r, '\n', 16, true)
+        id = string.sub(r, 16, nl - 1)
+      end
+      dropStale(tonumber(slots[from + j - 1]), id)
     end
-    dropStale(tonumber(slots[i]), id)
   end
+  from = to + 1
 end
 return out

@@ -4,7 +4,8 @@
 
   Each entry holds a slot number (0 .. 2^24-1, reused after it goes). Band buckets are strings of packed
   3-byte slot numbers (a lookup reads all of its buckets with one MGET and counts in Node); the vec hash
-  maps a slot to "expires at (15 digits) .. id .. LF .. int8 vector .. prompt", what the re-rank needs.
+  maps a slot to "expires at (15 digits) .. id .. LF .. int8 vector .. prompt", what the re-rank needs (the
+  vector dense, or sparse when that is shorter: see vector-codec.ts storedForm).
 
   Band buckets belong to a generation, so a store never has to read or extend the expiry of the buckets it
   joins: a generation is "h<class>.<g>", class = ceil(log2(TTL ms)), G = 2^class ms, g = ceil(expires at / G),

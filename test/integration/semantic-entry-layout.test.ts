@@ -1,6 +1,7 @@
 import { type RedisConnection } from '../../shared/redis/cluster';
 import { CacheMatchConfidence, SemanticCache, type SemanticScope } from '../../shared/cache/semantic';
 import { keyBase } from '../../shared/cache/semantic/scope';
+import { denseAt } from '../../shared/cache/semantic/vector-codec';
 import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
 import { RedisClient } from '../../shared/redis/redis-client';
 import { deleteMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
@@ -72,5 +73,30 @@ describe('SemanticCache entry layout (on Redis)', () => {
     await cache.set(prompt, 'new layout answer', SCOPE);
     expect(await raw.type(key)).toBe('string');
     expect((await cache.get(prompt, SCOPE))?.value).toBe('new layout answer');
+  });
+
+  it('keeps a sparse vector in the candidate record, and still reads a record with the dense vector', async () => {
+    const { cache, entryKey } = make();
+    const stored = 'How do I reset my password?';
+    await cache.set(stored, 'reset it in the settings', SCOPE, { ttlSeconds: 30 });
+    const vecKey = `${entryKey(stored).split(':e:')[0]}:vec`;
+    const records = await raw.hgetallBuffer(vecKey);
+    const slots = Object.keys(records);
+    expect(slots).toHaveLength(1);
+    const rec = records[slots[0]!]!;
+    const at = rec.indexOf(10, 15) + 1;
+    expect(rec[at]).toBe(0x80); // sparse: ~20 non-zero components of 512
+    expect(rec.length).toBeLessThan(200);
+    const paraphrase = 'How can I reset my password?';
+    const viaSparse = await cache.get(paraphrase, SCOPE, { minConfidence: CacheMatchConfidence.LOW });
+    expect(viaSparse).toMatchObject({ value: 'reset it in the settings', prompt: stored });
+    expect(viaSparse!.confidence).not.toBe(CacheMatchConfidence.EXACT);
+    // The record as an earlier version wrote it: the 512 int8 bytes. Same hit, same similarity.
+    const dense = Buffer.concat([rec.subarray(0, at), denseAt(rec, at, 512)!, Buffer.from(stored)]);
+    expect(dense.length).toBe(at + 512 + stored.length);
+    await raw.hset(vecKey, slots[0]!, dense);
+    const viaDense = await cache.get(paraphrase, SCOPE, { minConfidence: CacheMatchConfidence.LOW });
+    expect(viaDense).toMatchObject({ value: 'reset it in the settings', prompt: stored });
+    expect(viaDense!.similarity).toBe(viaSparse!.similarity);
   });
 });

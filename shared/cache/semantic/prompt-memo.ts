@@ -13,7 +13,7 @@ export interface PreparedPrompt {
   hasBands?: boolean;
   /** Its band fields as the lookup scripts take them (scope.ts bandFields), once built. */
   fields?: string;
-  /** The embedding int8-quantised as it is stored (vector-codec.ts), once computed. */
+  /** The embedding int8-quantised, in the form it is stored (vector-codec.ts storedForm), once computed. */
   quantized?: Buffer;
 }
 

@@ -1,3 +1,5 @@
+import { denseAt, storedLength } from './vector-codec.js';
+
 /**
  * Ranking of LSH candidates in Node: band collision counts per slot (rankSlots) and the candidate records
  * the lookup script returns (parseRecord).
@@ -101,23 +103,29 @@ function scratch(cells: number): Scratch {
   return table;
 }
 
-/** Where a candidate record's vector starts, or -1 for a record too short to hold one (decodes nothing). */
+/**
+ * Where a candidate record's vector starts, or -1 for a record that holds no readable one of `dims`
+ * dimensions (decodes nothing). The vector is dense or sparse (vector-codec.ts storedForm).
+ */
 export function vectorOffset(rec: Buffer, dims: number): number {
   const nl = rec.indexOf(10, 15);
-  return nl < 0 || rec.length < nl + 1 + dims ? -1 : nl + 1;
+  return nl < 0 || storedLength(rec, nl + 1, dims) < 0 ? -1 : nl + 1;
 }
 
-/** A candidate record: 15 digits of expiry, the id, LF, the int8 vector (dims bytes), the prompt. */
+/**
+ * A candidate record: 15 digits of expiry, the id, LF, the stored int8 vector (dense: dims bytes; or
+ * sparse, see storedForm), the prompt. `vector` is the dense form (dims bytes).
+ */
 export function parseRecord(
   rec: Buffer,
   dims: number,
 ): { id: string; vector: Buffer; prompt: string } | undefined {
   const at = vectorOffset(rec, dims);
   if (at < 0) return undefined;
-  const nl = at - 1;
+  const vector = denseAt(rec, at, dims)!;
   return {
-    id: rec.toString('latin1', 15, nl),
-    vector: rec.subarray(nl + 1, nl + 1 + dims),
-    prompt: rec.toString('utf8', nl + 1 + dims),
+    id: rec.toString('latin1', 15, at - 1),
+    vector,
+    prompt: rec.toString('utf8', at + storedLength(rec, at, dims)),
   };
 }

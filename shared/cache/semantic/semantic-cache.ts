@@ -7,7 +7,7 @@ import { CacheMatchConfidence, confidenceOf, thresholdOf, type SemanticThreshold
 import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
-import { parseRecord, rankSlots, vectorOffset } from './rank-slots.js';
+import { parseRecord, rankSlots } from './rank-slots.js';
 import {
   bandFields,
   keyBase,
@@ -45,7 +45,7 @@ import { SemanticWriter } from './semantic-writer.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
 import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
-import { cosineQuantizedAt, quantize } from './vector-codec.js';
+import { cosineStoredAt, quantize, squaredNorm, storedForm } from './vector-codec.js';
 
 export type { SemanticCacheOptions, SemanticCacheStats, SemanticHit } from './semantic-cache-options.js';
 export { parseRecord, rankSlots } from './rank-slots.js';
@@ -173,7 +173,7 @@ export class SemanticCache<T = unknown> {
         id,
         json,
         prompt,
-        vector: (prepared.quantized ??= quantize(vec)),
+        vector: (prepared.quantized ??= storedForm(quantize(vec))),
         ttlMs,
         bands: bands.map((b) => b.toString(36)).join(','),
         indexKeys: scope.tenant
@@ -385,14 +385,15 @@ export class SemanticCache<T = unknown> {
     }
     // Only candidates at or above the threshold are decoded (id, prompt): the others are never used, and
     // at 100k entries most of the 24 fall below it.
-    const dims = this.embedder.dims;
     const candidates: Candidate[] = [];
+    const nq = squaredNorm(vec);
     for (const rec of records) {
-      const at = vectorOffset(rec, dims);
-      if (at < 0) continue;
-      const similarity = Math.min(1, cosineQuantizedAt(vec, rec, at));
+      const nl = rec.indexOf(10, 15);
+      if (nl < 0) continue;
+      // -1 for a record without a readable vector: below every threshold
+      const similarity = Math.min(1, cosineStoredAt(vec, nq, rec, nl + 1));
       if (similarity < threshold) continue;
-      const c = parseRecord(rec, dims);
+      const c = parseRecord(rec, this.embedder.dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
       if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
       candidates.push({ id: c.id, prompt: c.prompt, similarity });

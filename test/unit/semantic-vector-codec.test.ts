@@ -1,0 +1,78 @@
+import { LexicalEmbedder } from '../../shared/cache/semantic';
+import { parseRecord } from '../../shared/cache/semantic/rank-slots';
+import {
+  cosineQuantized,
+  cosineStoredAt,
+  denseAt,
+  quantize,
+  squaredNorm,
+  storedForm,
+  storedLength,
+} from '../../shared/cache/semantic/vector-codec';
+
+const lx = new LexicalEmbedder();
+const prompts = [
+  'How do I reset my password?',
+  'Request ab12-7: tell me about 1a2b3c4d5e6f and 55433',
+  'def f(x):\n  return x * 2  # double every number of a list',
+  'What is the capital of France, and why is Paris its capital? Explain the history briefly.',
+];
+
+describe('stored vector form (vector-codec storedForm)', () => {
+  it('stores a lexical vector sparse, shorter, and decodes it to the same int8 bytes', () => {
+    for (const p of prompts) {
+      const q = quantize(lx.embedOne(p));
+      const s = storedForm(q);
+      expect(s[0]).toBe(0x80);
+      expect(s.length).toBeLessThan(q.length / 4);
+      expect(storedLength(s, 0, 512)).toBe(s.length);
+      expect(Buffer.compare(denseAt(s, 0, 512)!, q)).toBe(0);
+    }
+  });
+
+  it('gives the same cosine as the dense form, bit for bit, read in place in a record', () => {
+    for (const a of prompts)
+      for (const b of prompts) {
+        const va = lx.embedOne(a);
+        const qb = quantize(lx.embedOne(b));
+        const record = Buffer.concat([Buffer.from('header\n'), storedForm(qb), Buffer.from('prompt')]);
+        expect(cosineStoredAt(va, squaredNorm(va), record, 7)).toBe(cosineQuantized(va, qb));
+        const dense = Buffer.concat([Buffer.from('header\n'), qb, Buffer.from('prompt')]);
+        expect(cosineStoredAt(va, squaredNorm(va), dense, 7)).toBe(cosineQuantized(va, qb));
+      }
+  });
+
+  it('keeps a dense vector dense (a sparse one would not be shorter)', () => {
+    const v = new Float32Array(8).map((_, i) => i - 3.5);
+    const q = quantize(v);
+    expect(storedForm(q)).toBe(q);
+    expect(storedLength(q, 0, 8)).toBe(8);
+    expect(cosineStoredAt(v, squaredNorm(v), q, 0)).toBe(cosineQuantized(v, q));
+  });
+
+  it('reads no vector from truncated or malformed bytes (cosine -1, length -1)', () => {
+    const q = quantize(lx.embedOne(prompts[0]!));
+    const s = storedForm(q);
+    const v = lx.embedOne(prompts[0]!);
+    expect(storedLength(s.subarray(0, s.length - 1), 0, 512)).toBe(-1);
+    expect(cosineStoredAt(v, squaredNorm(v), s.subarray(0, 2), 0)).toBe(-1);
+    const outOfRange = Buffer.from(s);
+    outOfRange.writeUInt16BE(600, 3); // index 600 of 512 dimensions
+    expect(storedLength(outOfRange, 0, 512)).toBe(-1);
+    const unordered = Buffer.from(s);
+    unordered.writeUInt16BE(unordered.readUInt16BE(6), 3); // two equal indexes
+    expect(storedLength(unordered, 0, 512)).toBe(-1);
+    expect(storedLength(q.subarray(0, 100), 0, 512)).toBe(-1); // a dense vector cut short
+  });
+
+  it('parses candidate records of both forms to the same id, dense vector and prompt', () => {
+    const q = quantize(lx.embedOne(prompts[2]!));
+    for (const form of [q, storedForm(q)]) {
+      const rec = Buffer.concat([Buffer.from(`${'1'.repeat(15)}4242\n`), form, Buffer.from(prompts[2]!)]);
+      const r = parseRecord(rec, 512)!;
+      expect(r.id).toBe('4242');
+      expect(Buffer.compare(r.vector, q)).toBe(0);
+      expect(r.prompt).toBe(prompts[2]);
+    }
+  });
+});
