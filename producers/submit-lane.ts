@@ -7,7 +7,15 @@ import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/red
 import { type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js';
 import { type JobOutcome } from '../shared/queues/job-outcome.js';
-import { decodeOutcome, inboxKey, registerWaiters, type JobReply } from '../shared/queues/job-replies.js';
+import {
+  ADDER_OPTION,
+  decodeAfterAdd,
+  decodeOutcome,
+  inboxKey,
+  registerWaiters,
+  type AfterAdd,
+  type JobReply,
+} from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
 import { type QueueName } from '../shared/queues/names.js';
 import { shardKey, shardPrefix } from '../shared/queues/shards.js';
@@ -15,6 +23,9 @@ import { settledWithin } from '../shared/sleep.js';
 import { telemetryOption, traceMetadata, withSpan } from '../shared/tracing/tracing.js';
 import { JobWaiter, type JobEvent, type WaiterGroup } from './job-waiter.js';
 import { ReplyInbox } from './reply-inbox.js';
+
+/** What an add that created its job met: nothing. */
+const MISSING: JobOutcome = { status: 'missing' };
 
 /** One submission on its way to Redis: registered as waiter and added in one round trip. */
 export interface AddItem {
@@ -63,12 +74,14 @@ export class SubmitLane {
    * Gathers concurrent registrations and adds into one pipeline per round trip. Its items are groups: a
    * single submission, or the submissions of one request gathered by {@link group} (never split).
    */
-  readonly adder: AsyncBatchProcessor<AddItem[], (JobOutcome | Error)[]>;
+  readonly adder: AsyncBatchProcessor<AddItem[], (AfterAdd | Error)[]>;
   /** The group being gathered by {@link group}, while its callback runs. */
   private gathering:
     { item: AddItem; resolve: (o: JobOutcome) => void; reject: (e: Error) => void }[] | undefined;
   /** Adds sent so far: one in TRIM_EVERY asks BullMQ to trim the completed set when it finishes. */
   private adds = 0;
+  /** Adds sent so far, for each add's token (see job-replies.ts). */
+  private tokens = 0;
   private untrimmed: JobsOptions | undefined;
 
   private constructor(
@@ -98,7 +111,7 @@ export class SubmitLane {
       onReply: (r) => this.onReply(r),
       logger: ctx.log,
     });
-    this.adder = new AsyncBatchProcessor<AddItem[], (JobOutcome | Error)[]>({
+    this.adder = new AsyncBatchProcessor<AddItem[], (AfterAdd | Error)[]>({
       handler: (groups) => this.sendBatch(groups),
       maxBatchSize: ctx.maxBatchSize,
       // maxBatchSize counts submissions; a group is never split (a larger one leaves alone).
@@ -135,76 +148,93 @@ export class SubmitLane {
   }
 
   /**
-   * One round trip for a batch of submissions: one command registers this producer as the waiter of every
-   * item's job and reads each job's outcome (register-waiters.lua), then BullMQ's add of each item that adds.
-   * The commands are issued in one tick on one connection, so they leave in one write (see coalesceWrites)
-   * and run in that order, without an ioredis Pipeline (whose constructor copies every script BullMQ
-   * defines on the connection). Each item gets the outcome its job had just before its add, or its own
-   * error. When a group adds more than one job (one request's texts), the round trip is one MULTI: Redis
-   * runs it whole, so no worker can take some of a request's jobs before the others are queued (without
-   * it, a write Redis reads in two parts lets a worker's fetch in between).
+   * One round trip for a batch of submissions: BullMQ's add of each item that adds, then one command
+   * (register-waiters.lua) that tells, per item, whether its add created the job (its reply will come to
+   * this producer, named in the job's options: nothing more is written) or met an existing one (then, as
+   * for an item that only joins, this producer is registered as the job's waiter and the job's outcome is
+   * read, in one step). The commands are issued in one tick on one connection, so they leave in one write
+   * (see coalesceWrites) and run in that order, without an ioredis Pipeline (whose constructor copies every
+   * script BullMQ defines on the connection). Each item gets what its add found, or its own error. When a
+   * group adds more than one job (one request's texts), the round trip is one MULTI: Redis runs it whole,
+   * so no worker can take some of a request's jobs before the others are queued (without it, a write Redis
+   * reads in two parts lets a worker's fetch in between).
    */
-  private async sendBatch(groups: AddItem[][]): Promise<(JobOutcome | Error)[][]> {
+  private async sendBatch(groups: AddItem[][]): Promise<(AfterAdd | Error)[][]> {
     const items = groups.flat();
     const atomic = groups.some((g) => g.filter((it) => it.add).length > 1);
-    const out = atomic ? await this.sendAtomic(items) : await this.sendItems(items);
+    const tokens = items.map((it) =>
+      it.add ? `${this.ctx.producerId}.${(this.tokens++).toString(36)}` : '',
+    );
+    const out = atomic ? await this.sendAtomic(items, tokens) : await this.sendItems(items, tokens);
     let i = 0;
     return groups.map((g) => out.slice(i, (i += g.length)));
   }
 
-  /** The options of the add of `it` (one add in TRIM_EVERY trims the completed set). */
-  private jobOpts(it: AddItem): JobsOptions {
+  /**
+   * The options of the add of `it` (one add in TRIM_EVERY trims the completed set), with the add's token
+   * naming this producer (see job-replies.ts).
+   */
+  private jobOpts(it: AddItem, token: string): JobsOptions {
     const trimmed = this.queue.defaultJobOptions;
     const untrimmed = (this.untrimmed ??= withoutTrimming(trimmed));
     return {
       ...(this.adds++ % TRIM_EVERY === 0 ? trimmed : untrimmed),
       jobId: it.jobId,
+      ...{ [ADDER_OPTION]: token },
       // With tracing on, the request's context, for the worker's span of the job (bullmq-otel).
       ...(it.telemetry ? { telemetry: { metadata: it.telemetry } } : {}),
     };
   }
 
-  /** sendBatch's round trip as one MULTI (register-waiters.lua, then the adds). */
-  private sendAtomic(items: AddItem[]): Promise<(JobOutcome | Error)[]> {
+  /** The jobs of register-waiters.lua for `items`. */
+  private static added(items: AddItem[], tokens: string[]): { jobId: string; token: string }[] {
+    return items.map((it, i) => ({ jobId: it.jobId, token: tokens[i]! }));
+  }
+
+  /** sendBatch's round trip as one MULTI (the adds, then register-waiters.lua). */
+  private sendAtomic(items: AddItem[], tokens: string[]): Promise<(AfterAdd | Error)[]> {
     return this.ctx.redis.run(async () => {
       const client = await this.queue.getBackend().client;
       const multi = client.multi();
+      items.forEach((it, i) => {
+        if (it.add)
+          void new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId)
+            .addJob(multi as unknown as typeof client)
+            .catch(() => undefined);
+      });
       void registerWaiters(
         multi as unknown as RedisConnection,
         this.key,
-        items.map((it) => it.jobId),
+        SubmitLane.added(items, tokens),
         this.ctx.producerId,
       ).catch(() => undefined);
-      for (const it of items)
-        if (it.add)
-          void new Job(this.queue, it.name, it.data, this.jobOpts(it), it.jobId)
-            .addJob(multi as unknown as typeof client)
-            .catch(() => undefined);
       const res = (await multi.exec()) ?? [];
-      const [regErr, regRaw] = res[0] ?? [new Error('MULTI discarded'), undefined];
+      const [regErr, regRaw] = res[res.length - 1] ?? [new Error('MULTI discarded'), undefined];
       if (regErr) throw regErr;
-      const outcomes = (regRaw as unknown[]).map(decodeOutcome);
-      let k = 1;
+      const found = (regRaw as unknown[]).map(decodeAfterAdd);
+      let k = 0;
       return items.map((it, i) => {
-        if (!it.add) return outcomes[i]!;
+        if (!it.add) return found[i]!;
         const [err] = res[k++] ?? [new Error('MULTI discarded')];
-        return err ? err : outcomes[i]!;
+        return err ? err : found[i]!;
       });
     });
   }
 
-  private sendItems(items: AddItem[]): Promise<(JobOutcome | Error)[]> {
+  private sendItems(items: AddItem[], tokens: string[]): Promise<(AfterAdd | Error)[]> {
     return this.ctx.redis.run(async () => {
-      // BullMQ's client for its add; it wraps ctx.conn, so both commands go out on one connection.
+      // BullMQ's client for its add; it wraps ctx.conn, so all commands go out on one connection, in order.
       const client = await this.queue.getBackend().client;
+      const adds: (Promise<unknown> | undefined)[] = items.map((it, i) =>
+        it.add
+          ? new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId).addJob(client)
+          : undefined,
+      );
       const registered = registerWaiters(
         this.ctx.conn,
         this.key,
-        items.map((it) => it.jobId),
+        SubmitLane.added(items, tokens),
         this.ctx.producerId,
-      );
-      const adds: (Promise<unknown> | undefined)[] = items.map((it) =>
-        it.add ? new Job(this.queue, it.name, it.data, this.jobOpts(it), it.jobId).addJob(client) : undefined,
       );
       const [reg, ...added] = await Promise.allSettled([registered, ...adds]);
       // Redis away, slow or full is the whole round trip's failure, thrown as it came so the client
@@ -213,12 +243,24 @@ export class SubmitLane {
         if (r.status === 'rejected' && toRedisError(r.reason) instanceof Cell0Error) throw r.reason;
       }
       if (reg!.status === 'rejected') throw reg!.reason;
-      const outcomes = reg!.value;
+      const found = reg!.value;
       return items.map((_, i) => {
         const a = added[i]!;
-        return a.status === 'rejected' ? (a.reason as Error) : outcomes[i]!;
+        return a.status === 'rejected' ? (a.reason as Error) : found[i]!;
       });
     });
+  }
+
+  /**
+   * What a submission learns from its round trip, as the outcome its job had just before its add: an add
+   * that created the job met nothing (`missing`); one that met a job gone since is sent again.
+   */
+  private settle(it: AddItem, o: AfterAdd | Error | undefined): JobOutcome | Promise<JobOutcome> {
+    if (o === undefined) throw new Error('no answer for a submission');
+    if (o instanceof Error) throw o;
+    if (o.status === 'created') return MISSING;
+    if (o.status === 'vanished') return this.add(it);
+    return o;
   }
 
   /**
@@ -236,10 +278,7 @@ export class SubmitLane {
         const group = this.gathering;
         if (group)
           return new Promise<JobOutcome>((resolve, reject) => group.push({ item: it, resolve, reject }));
-        return this.adder.add([it]).then(([o]) => {
-          if (o instanceof Error) throw o;
-          return o!;
-        });
+        return this.adder.add([it]).then(([o]) => this.settle(it, o));
       },
     );
   }
@@ -261,9 +300,11 @@ export class SubmitLane {
         this.adder.add(group.map((g) => g.item)).then(
           (outcomes) =>
             group.forEach((g, i) => {
-              const o = outcomes[i]!;
-              if (o instanceof Error) g.reject(o);
-              else g.resolve(o);
+              try {
+                void Promise.resolve(this.settle(g.item, outcomes[i])).then(g.resolve, g.reject);
+              } catch (err) {
+                g.reject(err as Error);
+              }
             }),
           (err: unknown) => {
             for (const g of group) g.reject(err instanceof Error ? err : new Error(String(err)));

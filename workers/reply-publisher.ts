@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../shared/logger.js';
 import { willRetry } from './worker/job-outcome.js';
 import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-internals.js';
 import {
+  adderOf,
   defineReplyScripts,
   encodeRawReply,
   sendFinishedReplies,
@@ -32,8 +33,9 @@ export interface ReplyPublisherOptions {
 /**
  * The worker's half of the result path: once a job is completed (or finally failed), its outcome goes to
  * the inbox of every producer waiting for it. Replies of jobs that finish together share one round trip.
- * One command hands over the whole batch: each job's waiter set is emptied and each waiting producer's
- * inbox gets its replies in one push. A reply that cannot be written is not retried here: the waiting producers notice on their own (they
+ * One command hands over the whole batch: each job's reply goes to the producer that added it (named in the
+ * job's options) and to the producers in its waiter set, which is emptied, and each producer's inbox gets
+ * its replies in one push. A reply that cannot be written is not retried here: the waiting producers notice on their own (they
  * re-read the outcome of a job they have waited on for a while), so nothing is lost, only later.
  */
 export class ReplyPublisher {
@@ -47,6 +49,13 @@ export class ReplyPublisher {
    */
   private sent = new Map<string, BehindFinish>();
   private older = new Map<string, BehindFinish>();
+  /**
+   * The producer that added each job being worked on ({@link adderOf} its options, '' for none), by queue
+   * key and job id, noted when the job starts ({@link started}) and taken when it finishes. Two generations
+   * like `sent`: a job that runs longer than that is looked up by the reply script instead.
+   */
+  private adders = new Map<string, Map<string, string>>();
+  private olderAdders = new Map<string, Map<string, string>>();
   private readonly rotate: NodeJS.Timeout;
   /** Replies gathered in this tick, per connection, sent behind the finishes they follow. */
   private readonly gathering = new Map<
@@ -78,6 +87,8 @@ export class ReplyPublisher {
     this.rotate = setInterval(() => {
       this.older = this.sent;
       this.sent = new Map();
+      this.olderAdders = this.adders;
+      this.adders = new Map();
     }, 60_000);
     this.rotate.unref();
   }
@@ -104,6 +115,29 @@ export class ReplyPublisher {
     return { ...this.counts };
   }
 
+  /**
+   * A job of `queueKey` starts: notes the producer that added it (named in its options), so its reply goes
+   * to that producer's inbox without a read of the job (see job-replies.ts).
+   */
+  started(queueKey: string, jobId: string, opts: object | undefined): void {
+    let m = this.adders.get(queueKey);
+    if (!m) this.adders.set(queueKey, (m = new Map()));
+    m.set(jobId, adderOf(opts));
+  }
+
+  /** The adder noted for a job, taken out; '?' (the reply script reads it) when it was not noted. */
+  private takeAdder(queueKey: string, jobId: string): string {
+    for (const gen of [this.adders, this.olderAdders]) {
+      const m = gen.get(queueKey);
+      const a = m?.get(jobId);
+      if (a !== undefined) {
+        m!.delete(jobId);
+        return a;
+      }
+    }
+    return '?';
+  }
+
   private behindFinish(conn: RedisConnection, queueKey: string, call: FinishCall): void {
     if (this.closing) return;
     let batch = this.gathering.get(conn);
@@ -117,6 +151,7 @@ export class ReplyPublisher {
       jobId: call.jobId,
       finishedSetKey: call.finishedSetKey,
       reply: encodeRawReply(call.jobId, call.target, call.finishedOn, call.value),
+      adder: this.takeAdder(queueKey, call.jobId),
     });
     const entry: BehindFinish = { ok: undefined, event: undefined };
     batch.entries.push(entry);
@@ -188,6 +223,10 @@ export class ReplyPublisher {
  * one's own on a cell0 queue needs it too, or its producers learn of results only when they re-read them.
  */
 export function attachReplyPublisher(worker: Worker, queueKey: string, publisher: ReplyPublisher): void {
+  // The producer that added the job is named in its options (read with the job when it was taken).
+  worker.on('active', (job) => {
+    if (job.id) publisher.started(queueKey, job.id, job.opts);
+  });
   // 'completed' is emitted once the job is stored as completed: a producer that registers from then on
   // reads the outcome itself, every earlier one is in the waiter set the reply goes to.
   worker.on('completed', (job, returnvalue) => {
@@ -197,6 +236,7 @@ export function attachReplyPublisher(worker: Worker, queueKey: string, publisher
         status: 'completed',
         returnvalue,
         finishedOn: job.finishedOn ?? Date.now(),
+        adder: adderOf(job.opts),
       });
   });
   worker.on('failed', (job, err) => {
@@ -207,6 +247,7 @@ export function attachReplyPublisher(worker: Worker, queueKey: string, publisher
         status: 'failed',
         failedReason: err.message,
         finishedOn: job.finishedOn ?? Date.now(),
+        adder: adderOf(job.opts),
       });
   });
 }

@@ -1,8 +1,11 @@
 --[[
-  Registers a producer as a waiter of several jobs of one queue and reads where each job stands, each in
-  one step, so that no outcome can slip between the two: a job that finishes after this script finds the
+  Runs right behind a producer's adds of jobs of one queue, on their connection (so after them), and tells,
+  per job, whether that add created it. An add that created its job needs no registration: the job's
+  stored options carry the add's token (opts.cell0Reply, "<producer id>.<n>"), which names the producer the
+  worker replies to. An add that met an existing job (another add got there first, in this process or
+  another), and a plain join, register the producer as a waiter of the job and read where it stands, in one
+  step, so that no outcome can slip between the two: a job that finishes after this script finds the
   producer in its waiter set (and the worker replies to it); one that finished before is returned here.
-  The batch form of register-waiter.lua, for the jobs a producer adds (or joins) in one round trip.
 
   KEYS[1] completed zset   ({prefix}:{queue}:completed)
   KEYS[2] failed zset      ({prefix}:{queue}:failed)
@@ -10,19 +13,34 @@
             ({prefix}:{queue}:{jobId}:cell0-waiters)
   ARGV[1] producer id (its reply inbox is {prefix}:{queue}:cell0-reply:{producer id})
   ARGV[2] waiter set lifetime, ms
-  ARGV[3..] the job ids, in the order of KEYS
+  ARGV[3..] per job, in the order of KEYS: its id, then the token of the add just sent ('' for a join)
 
-  Returns, per job, { status, value, finishedOn } as job-outcome.lua:
-    status  -1 no such job, 0 not finished (waiting, active, delayed, ...), 1 completed, 2 failed
+  Returns, per job, { status, value, finishedOn }:
+    status   3 the add created the job: its reply comes to the adder (nothing registered)
+            -2 the add met a job that is gone already (removed since): nothing registered, add again
+            -1 no such job, 0 not finished (waiting, active, delayed, ...), 1 completed, 2 failed, as
+               job-outcome.lua (registered as a waiter)
     value   the job's returnvalue (JSON text) when completed, its failedReason when failed, else false
     finishedOn  the worker's finish time in ms (string) when finished, else false
 ]]
 -- #include job-status
 local out = {}
-for i = 3, #ARGV do
-  local waiterKey = KEYS[2 * i - 2]
-  redis.call("SADD", waiterKey, ARGV[1])
-  redis.call("PEXPIRE", waiterKey, ARGV[2])
-  out[#out + 1] = jobStatus(KEYS[1], KEYS[2], KEYS[2 * i - 3], ARGV[i])
+for i = 1, (#ARGV - 2) / 2 do
+  local jobKey = KEYS[2 * i + 1]
+  local token = ARGV[2 * i + 2]
+  if token ~= "" then
+    local opts = redis.call("HGET", jobKey, "opts")
+    if not opts then
+      out[i] = { -2, false, false }
+    elseif string.find(opts, '"cell0Reply":"' .. token .. '"', 1, true) then
+      out[i] = { 3, false, false }
+    end
+  end
+  if not out[i] then
+    local waiterKey = KEYS[2 * i + 2]
+    redis.call("SADD", waiterKey, ARGV[1])
+    redis.call("PEXPIRE", waiterKey, ARGV[2])
+    out[i] = jobStatus(KEYS[1], KEYS[2], jobKey, ARGV[2 * i + 1])
+  end
 end
 return out

@@ -5,20 +5,22 @@
   after the finish. A job that is not in its finished set (its finish failed: lock lost, job gone) gets no
   reply, and its waiters stay registered for the run that does finish it.
 
-  KEYS[1..] per job: its finished set ({prefix}:{queue}:completed or :failed), then its waiter set
-            ({prefix}:{queue}:{jobId}:cell0-waiters)
-  ARGV[1] inbox key prefix ({prefix}:{queue}:cell0-reply:), followed by each waiter's producer id
+  KEYS[1..] per job: its finished set ({prefix}:{queue}:completed or :failed), its waiter set
+            ({prefix}:{queue}:{jobId}:cell0-waiters), then its hash ({prefix}:{queue}:{jobId})
+  ARGV[1] inbox key prefix ({prefix}:{queue}:cell0-reply:), followed by each producer id
   ARGV[2] inbox lifetime, ms
-  ARGV[3..] per job: its id, then its reply (encoded by the worker)
+  ARGV[3..] per job: its id, its reply (encoded by the worker), then the producer that added it ('' none,
+            '?' unknown to the worker: read from the job's options)
 
-  Returns, per job, the number of waiters its reply went to, or -1 when the job is not finished.
+  Returns, per job, the number of producers its reply went to, or -1 when the job is not finished.
 ]]
 -- #include inbox-replies
 local counts = {}
 local acc = { lists = {}, order = {} }
-for i = 1, #KEYS / 2 do
-  if redis.call("ZSCORE", KEYS[2 * i - 1], ARGV[2 * i + 1]) then
-    counts[i] = popWaiters(acc, KEYS[2 * i], ARGV[1], ARGV[2 * i + 2])
+for i = 1, #KEYS / 3 do
+  if redis.call("ZSCORE", KEYS[3 * i - 2], ARGV[3 * i]) then
+    local adder = adderOf(KEYS[3 * i], ARGV[3 * i + 2])
+    counts[i] = popWaiters(acc, KEYS[3 * i - 1], ARGV[1], ARGV[3 * i + 1], adder)
   else
     counts[i] = -1
   end

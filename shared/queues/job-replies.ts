@@ -8,18 +8,46 @@ export { decodeOutcome } from './job-outcome.js';
 /*
  * The result path: how a finished job's outcome reaches the producers waiting for it.
  *
- * A producer registers itself in the job's waiter set (register-waiter.lua, in the same round trip as the
- * add) and reads, in the same step, whether the job already finished. The worker, once the job is
- * completed or finally failed, pushes the outcome to the reply inbox of every registered producer and
- * forgets them (reply-waiters.lua). Each producer reads only its own inbox, so the cost of delivering a
- * result depends on how many producers wait for that job — not on how many producers the fleet has, as
- * reading every queue's whole event stream did.
+ * The producer whose add creates a job names itself in the job: the add's options carry a token,
+ * `cell0Reply: "<producer id>.<n>"` ({@link ADDER_OPTION}), stored by BullMQ with the job. Right behind its
+ * adds, on the same connection, the producer sends one script (register-waiters.lua) that tells, per job,
+ * whether its add created the job (the stored token is this add's): then nothing more is written. An add
+ * that met an existing job, and a plain join, register the producer in the job's waiter set and read, in
+ * the same step, whether the job already finished. The worker, once the job is completed or finally
+ * failed, pushes the outcome to the reply inbox of the job's adder (from the job's options, which it read
+ * when it took the job) and of every registered producer, and forgets them (reply-finished.lua,
+ * reply-waiters.lua). Each producer reads only its own inbox, so the cost of delivering a result depends on
+ * how many producers wait for that job — not on how many producers the fleet has, as reading every queue's
+ * whole event stream did — and the common case, a job nobody else asked for, writes no per-job key for it.
  */
 
 /** A finished job's outcome as a worker hands it to the producers that wait for it. */
-export type JobReply =
+export type JobReply = (
   | { jobId: string; status: 'completed'; returnvalue: unknown; finishedOn: number }
-  | { jobId: string; status: 'failed'; failedReason: string; finishedOn: number };
+  | { jobId: string; status: 'failed'; failedReason: string; finishedOn: number }
+) & {
+  /**
+   * The producer that added the job (besides its waiters), as the worker sends it: {@link adderOf} of the
+   * job's options. Not part of the reply's wire form.
+   */
+  adder?: string;
+};
+
+/** The job option that names the producer whose add created the job: `"<producer id>.<n>"`. */
+export const ADDER_OPTION = 'cell0Reply';
+
+/**
+ * The producer id in a job's options ({@link ADDER_OPTION}), '' when there is none (a job added by a
+ * producer of an older release, or by BullMQ directly).
+ */
+export function adderOf(opts: object | undefined): string {
+  const token = (opts as Record<string, unknown> | undefined)?.[ADDER_OPTION];
+  if (typeof token !== 'string') return '';
+  const dot = token.indexOf('.');
+  const id = dot < 0 ? token : token.slice(0, dot);
+  // Only what the scripts read back from the options (%w+) names an inbox.
+  return /^[0-9A-Za-z]+$/.test(id) ? id : '';
+}
 
 /** How long a waiter registration lives when no reply comes (the job never finishes, the key is lost). */
 export const WAITER_TTL_MS = 3_600_000;
@@ -72,24 +100,49 @@ export function queueRegisterWaiter(
   );
 }
 
+/** One job of {@link registerWaiters}: its id, and the token of the add just sent for it ('' for a join). */
+export interface AddedJob {
+  jobId: string;
+  token: string;
+}
+
 /**
- * Sends, as one command, the registration of `producerId` as a waiter of each of `jobIds` (all of the queue
- * whose keys start with `queueKey`) with the read of each job's outcome; resolves with the outcomes in the
- * order of `jobIds`. Commands sent after it on the same connection (the adds) run after it.
+ * What {@link registerWaiters} found for one job: the add created it (`created`), met a job that is gone
+ * already (`vanished`: add again), or met (or joined) one, whose outcome is given.
+ */
+export type AfterAdd = JobOutcome | { status: 'created' } | { status: 'vanished' };
+
+/**
+ * Sends, as one command, right behind the adds of `jobs` (all of the queue whose keys start with
+ * `queueKey`) on the same connection: per job, whether the add created it (nothing more is written then),
+ * or else the registration of `producerId` as a waiter of the job with the read of its outcome. Resolves
+ * in the order of `jobs`.
  */
 export async function registerWaiters(
   redis: RedisConnection,
   queueKey: string,
-  jobIds: readonly string[],
+  jobs: readonly AddedJob[],
   producerId: string,
   ttlMs = WAITER_TTL_MS,
-): Promise<JobOutcome[]> {
+): Promise<AfterAdd[]> {
   const keys: string[] = [`${queueKey}:completed`, `${queueKey}:failed`];
-  for (const id of jobIds) keys.push(`${queueKey}:${id}`, waiterSetKey(queueKey, id));
+  const argv: (string | number)[] = [producerId, ttlMs];
+  for (const j of jobs) {
+    keys.push(`${queueKey}:${j.jobId}`, waiterSetKey(queueKey, j.jobId));
+    argv.push(j.jobId, j.token);
+  }
   const raw = (await (redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
     REGISTER_MANY
-  ]!(keys.length, ...keys, producerId, ttlMs, ...jobIds)) as unknown[];
-  return raw.map(decodeOutcome);
+  ]!(keys.length, ...keys, ...argv)) as unknown[];
+  return raw.map(decodeAfterAdd);
+}
+
+/** One answer of register-waiters.lua. */
+export function decodeAfterAdd(raw: unknown): AfterAdd {
+  const status = (raw as unknown[])[0];
+  if (status === 3) return { status: 'created' };
+  if (status === -2) return { status: 'vanished' };
+  return decodeOutcome(raw);
 }
 
 /** Registers a waiter and reads the outcome in one round trip (no add). */
@@ -134,10 +187,10 @@ export async function sendReplies(
   queueKey: string,
   replies: readonly JobReply[],
 ): Promise<number[]> {
-  const args: (string | number)[] = [replies.length];
-  for (const r of replies) args.push(waiterSetKey(queueKey, r.jobId));
+  const args: (string | number)[] = [replies.length * 2];
+  for (const r of replies) args.push(waiterSetKey(queueKey, r.jobId), `${queueKey}:${r.jobId}`);
   args.push(`${queueKey}:cell0-reply:`, INBOX_TTL_MS);
-  for (const r of replies) args.push(encodeReply(r));
+  for (const r of replies) args.push(encodeReply(r), r.adder ?? '?');
   const raw = (await (redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[REPLY]!(
     ...args,
   )) as unknown[];
@@ -151,6 +204,11 @@ export interface FinishedReply {
   finishedSetKey: string;
   /** The reply as {@link encodeReply} or {@link encodeRawReply} made it. */
   reply: string;
+  /**
+   * The producer that added the job ({@link adderOf} of its options): '' for none; '?' (the default) when
+   * the worker does not know, and the script reads it from the job's options (one more read).
+   */
+  adder?: string;
 }
 
 /**
@@ -163,10 +221,11 @@ export async function sendFinishedReplies(
   queueKey: string,
   replies: readonly FinishedReply[],
 ): Promise<number[]> {
-  const args: (string | number)[] = [replies.length * 2];
-  for (const r of replies) args.push(r.finishedSetKey, waiterSetKey(queueKey, r.jobId));
+  const args: (string | number)[] = [replies.length * 3];
+  for (const r of replies)
+    args.push(r.finishedSetKey, waiterSetKey(queueKey, r.jobId), `${queueKey}:${r.jobId}`);
   args.push(`${queueKey}:cell0-reply:`, INBOX_TTL_MS);
-  for (const r of replies) args.push(r.jobId, r.reply);
+  for (const r of replies) args.push(r.jobId, r.reply, r.adder ?? '?');
   const raw = (await (redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
     REPLY_FINISHED
   ]!(...args)) as unknown[];

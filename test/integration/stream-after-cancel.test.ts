@@ -86,6 +86,37 @@ describe('a streaming request right after a cancelled stream of the same request
     expect(again.text).toBe((job!.result as { text: string }).text);
   });
 
+  // A caller that already received text when its job is cancelled under it (a stray cancel: the
+  // readers count gone wrong, here the cancel set directly and the stream unwanted, as the last reader's
+  // leave leaves them) is still reading and wants its answer: the job is run again, and since the re-run's
+  // text begins with what the caller received, the caller gets the rest: one whole answer, no error event.
+  it('a caller that already received text when the job is cancelled gets the whole answer', async () => {
+    const req = request('cancelled under a reader that got text');
+    const jobId = jobIdOf(req);
+    const keys = tokenStreamKeys(env.fleet.prefix, QueueName.INFERENCE, jobId);
+    const redis = env.fleet.client.submitter.redis.connection;
+    const calls0 = env.fleet.sim.stats().requests.byEndpoint['/api/chat'] ?? 0;
+    let text = '';
+    let finish: string | null = null;
+    let cancelled = false;
+    for await (const c of await env.openai.chat.completions.create(req)) {
+      text += c.choices[0]?.delta.content ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+      if (!cancelled && text.length > 0) {
+        cancelled = true;
+        await redis.multi().set(keys.cancel, '1', 'PX', 30_000).del(keys.wanted).exec();
+        // The worker honours it at its next write: the attempt stops and the job fails, cancelled.
+        await until(async () => (await redis.exists(keys.cancel)) === 0, 10_000, 'the cancel to be honoured');
+      }
+    }
+    expect(finish).not.toBeNull();
+    const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
+    expect(job!.state).toBe('completed');
+    expect(text).toBe((job!.result as { text: string }).text);
+    // The stopped attempt and the re-run.
+    expect((env.fleet.sim.stats().requests.byEndpoint['/api/chat'] ?? 0) - calls0).toBe(2);
+  });
+
   it('at once, while the cancel is under way (several rounds)', async () => {
     for (let i = 0; i < 6; i++) {
       const req = request(`asked again at once, round ${i}`);

@@ -8,7 +8,7 @@ import { spanEvents } from '../../shared/tracing/tracing.js';
 import { type CallContext } from '../providers/provider.js';
 import { TokenStreamWriter } from '../token-stream-writer.js';
 import { hookFetches } from '../../shared/queues/bullmq-internals.js';
-import { defineScripts } from '../../shared/redis/lua-scripts.js';
+import { defineScripts, luaScript } from '../../shared/redis/lua-scripts.js';
 
 /** How long marks read behind a fetch wait for their job to start (the job of another worker never does). */
 const PREFETCH_KEEP_MS = 5000;
@@ -94,7 +94,11 @@ export class TokenStreams {
 
   /** Opens the connection; resolves once it is ready (or after 10 s: writes then wait for it). */
   async start(): Promise<void> {
-    await waitUntilReady(this.connection(), 10_000).catch(() => undefined);
+    const conn = this.connection();
+    await waitUntilReady(conn, 10_000).catch(() => undefined);
+    // The stream writes' script, loaded now: the first stream's first write is then one EVALSHA, not an
+    // EVALSHA refused (NOSCRIPT) and an EVAL after it, a round trip more on its first token.
+    await conn.script('LOAD', luaScript('token-write').lua).catch(() => undefined);
   }
 
   private connection(): RedisConnection {

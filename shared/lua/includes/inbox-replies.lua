@@ -1,22 +1,42 @@
 --[[ Shared by the result-path scripts that hand replies to producers (inserted where a script says
-  `-- #include inbox-replies`): popWaiters(acc, waiterKey, prefix, reply) empties a job's waiter set and
-  queues `reply` for the inbox (prefix .. producer id) of each waiter, returning how many there were;
-  pushReplies(acc, ttl) then appends each inbox's replies in one RPUSH (in slices) and renews it with one
-  PEXPIRE. acc is { lists = {}, order = {} }. ]]
-local function popWaiters(acc, waiterKey, prefix, reply)
+  `-- #include inbox-replies`): adderOf(jobKey, adder) resolves the producer that added a job: `adder` as
+  the worker knows it, '' for none, '?' when the worker does not know (then read from the job's stored
+  options, opts.cell0Reply = "<producer id>.<n>"); popWaiters(acc, waiterKey, prefix, reply, adder) queues
+  `reply` for the inbox (prefix .. producer id) of the job's adder and of each waiter in its waiter set,
+  which it empties, returning how many producers that is; pushReplies(acc, ttl) then appends each inbox's
+  replies in one RPUSH (in slices) and renews it with one PEXPIRE. acc is { lists = {}, order = {} }. ]]
+local function adderOf(jobKey, adder)
+  if adder ~= "?" then return adder end
+  local opts = redis.call("HGET", jobKey, "opts")
+  return opts and string.match(opts, '"cell0Reply":"(%w+)') or ""
+end
+
+local function queueReply(acc, inbox, reply)
+  local list = acc.lists[inbox]
+  if not list then
+    list = {}
+    acc.lists[inbox] = list
+    acc.order[#acc.order + 1] = inbox
+  end
+  list[#list + 1] = reply
+end
+
+local function popWaiters(acc, waiterKey, prefix, reply, adder)
+  local n = 0
+  if adder ~= "" then
+    queueReply(acc, prefix .. adder, reply)
+    n = 1
+  end
   -- A count past any waiter set's size pops the whole set and deletes it.
   local waiters = redis.call("SPOP", waiterKey, 1000000)
   for w = 1, #waiters do
-    local inbox = prefix .. waiters[w]
-    local list = acc.lists[inbox]
-    if not list then
-      list = {}
-      acc.lists[inbox] = list
-      acc.order[#acc.order + 1] = inbox
+    -- The adder joined its own job again (a re-run): one reply is enough.
+    if waiters[w] ~= adder then
+      queueReply(acc, prefix .. waiters[w], reply)
+      n = n + 1
     end
-    list[#list + 1] = reply
   end
-  return #waiters
+  return n
 end
 
 local function pushReplies(acc, ttl)
