@@ -161,7 +161,7 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
 }
 
 /** Where a reader is in the stream. */
-interface ReadState {
+export interface ReadState {
   /** The seq of the next text entry. */
   expectSeq: number;
   /** False after a gap: the rest comes from the job's result. */
@@ -174,8 +174,8 @@ interface ReadState {
   replay: string | undefined;
 }
 
-/** What one entry does to the answer (and to the reader's place). */
-function applyEntry(sse: SseAnswer, e: TokenStreamEntry, state: ReadState): 'ok' | 'end' | 'mismatch' {
+/** What one entry does to the answer (and to the reader's place). Exported for its unit test. */
+export function applyEntry(sse: SseAnswer, e: TokenStreamEntry, state: ReadState): 'ok' | 'end' | 'mismatch' {
   switch (e.kind) {
     case 'start':
       // A new attempt: its text starts over, and must reproduce what was sent before it continues it.
