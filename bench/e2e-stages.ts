@@ -88,6 +88,37 @@ const GC_KINDS: Record<number, string> = {
 interface SamplingNode {
   selfSize: number;
   children: SamplingNode[];
+  callFrame?: { functionName: string; url: string; lineNumber: number };
+}
+
+/**
+ * The allocation sites that allocated most, per job (CELL0_BENCH_ALLOC_TOP=N prints the top N): each
+ * sample is charged to the innermost frame of cell0's own code on its stack (`own`), or to its own frame
+ * when no cell0 frame is on it.
+ */
+function allocationSites(head: SamplingNode, jobs: number, top: number): string {
+  const by = new Map<string, number>();
+  const frame = (n: SamplingNode) => {
+    const f = n.callFrame;
+    if (!f) return '(root)';
+    const file = f.url.replace(/^.*\/(node_modules\/|dist\/)/, '$1');
+    return `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`;
+  };
+  const own = (n: SamplingNode) => !!n.callFrame && /\/dist\//.test(n.callFrame.url);
+  const walk = (n: SamplingNode, owner: string | undefined) => {
+    const here = own(n) ? frame(n) : owner;
+    if (n.selfSize > 0) {
+      const k = here ? `own ${here}` : frame(n);
+      by.set(k, (by.get(k) ?? 0) + n.selfSize);
+    }
+    for (const c of n.children) walk(c, here);
+  };
+  walk(head, undefined);
+  return [...by]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([k, b]) => `  ${(b / jobs).toFixed(0).padStart(6)} B/job  ${k}`)
+    .join('\n');
 }
 
 function allocatedBytes(n: SamplingNode): number {
@@ -144,6 +175,8 @@ export function watchPauses(): PauseWatch {
         sampling = undefined;
         const r = await post<{ profile: { head: SamplingNode } }>('HeapProfiler.stopSampling');
         alloc = `; allocated ${(allocatedBytes(r.profile.head) / jobs / 1024).toFixed(1)} KiB/job`;
+        const top = Number(process.env.CELL0_BENCH_ALLOC_TOP ?? 0);
+        if (top > 0) alloc += `\n${allocationSites(r.profile.head, jobs, top)}`;
       }
       return (
         `pauses ${label}: event-loop delay p50 ${ms(loop.percentile(50))} p99 ${ms(loop.percentile(99))} ` +

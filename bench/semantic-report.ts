@@ -95,6 +95,7 @@ export function printRow(r: {
   ratioP99: number;
   lshRecallVsScan: number;
   wrongEntries: readonly { query: string; source: string; answered: string }[];
+  byPath?: readonly PathFigures[];
 }): void {
   const c = r.cache;
   const s = r.scan;
@@ -134,6 +135,18 @@ export function printRow(r: {
         `p99 of the lookups no GC pause overlapped ${t.p99WithoutGcMs} ms\n` +
         `  redis script calls: ${t.redisScriptCalls}, time in redis p50 ${t.redisScriptP50Ms} ms  p99 ${t.redisScriptP99Ms} ms  ` +
         `max ${t.redisScriptMaxMs} ms, ${t.redisScriptsOver1Ms} over 1 ms (SLOWLOG)`,
+    );
+  const byPath = r.byPath;
+  if (byPath)
+    console.log(
+      `  by answer (script calls: exact hit 1, similarity hit 3, miss 1-2): ` +
+        byPath
+          .map(
+            (b) =>
+              `${b.path} ${b.lookups} (over 2 ms ${b.over2Ms}): p50 ${b.p50Ms} / p99 ${b.p99Ms} ms, ` +
+              `main-thread CPU p50 ${b.mainCpuP50Ms} / p99 ${b.mainCpuP99Ms} ms`,
+          )
+          .join('; '),
     );
   console.log(
     `  scan (in-memory, all ${r.entries} vectors): ${s.lookups} lookups  p50 ${s.p50Ms} ms  p99 ${s.p99Ms} ms`,
@@ -178,8 +191,10 @@ export function tailOf(m: {
   cpuLat: readonly number[];
   scriptUs: readonly number[];
   threadCpu: Record<string, number>;
+  /** What each lookup answered: an exact hit (one script call), a similarity hit (three), a miss (one or two). */
+  paths: readonly Path[];
 }) {
-  const { lat, spans, overlapped, pauses, mainLat, cpuLat, scriptUs, threadCpu } = m;
+  const { lat, spans, overlapped, pauses, mainLat, cpuLat, scriptUs, threadCpu, paths } = m;
   // The lookups over 2 ms: those a GC pause landed in, and the others with their own CPU time.
   const slow = lat.map((ms, i) => ({ ms, gc: overlapped[i]!, main: mainLat[i]!, cpu: cpuLat[i]! }));
   const slowOther = slow.filter((x) => x.ms > 2 && !x.gc);
@@ -207,5 +222,33 @@ export function tailOf(m: {
     redisScriptP99Ms: round(pct(scriptUs, 0.99) / 1000),
     redisScriptMaxMs: round((scriptUs[scriptUs.length - 1] ?? 0) / 1000),
     redisScriptsOver1Ms: scriptUs.filter((us) => us > 1000).length,
+    byPath: PATHS.map((path): PathFigures => {
+      const at = paths.flatMap((p, i) => (p === path ? [i] : []));
+      const sorted = (xs: number[]) => xs.sort((a, b) => a - b);
+      const main = sorted(at.map((i) => mainLat[i]!));
+      const wall = sorted(at.map((i) => lat[i]!));
+      return {
+        path,
+        lookups: at.length,
+        over2Ms: at.filter((i) => lat[i]! > 2).length,
+        mainCpuP50Ms: round(pct(main, 0.5)),
+        mainCpuP99Ms: round(pct(main, 0.99)),
+        p50Ms: round(pct(wall, 0.5)),
+        p99Ms: round(pct(wall, 0.99)),
+      };
+    }),
   };
 }
+
+export type Path = 'exact hit' | 'similarity hit' | 'miss';
+/** The lookups of one answer path: how many, how many over 2 ms, their wall and main-thread CPU times. */
+export interface PathFigures {
+  path: Path;
+  lookups: number;
+  over2Ms: number;
+  mainCpuP50Ms: number;
+  mainCpuP99Ms: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+const PATHS: readonly Path[] = ['exact hit', 'similarity hit', 'miss'];

@@ -30,6 +30,7 @@ import inspector from 'node:inspector/promises';
 import os from 'node:os';
 import v8 from 'node:v8';
 import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
+import { CacheMatchConfidence } from '../shared/cache/semantic/confidence.js';
 import { HashedNgramEmbedder } from '../shared/cache/semantic/embedder.js';
 import { LexicalEmbedder } from '../shared/cache/semantic/lexical-embedder.js';
 import { analyzePrompt, compareAnalyses } from '../shared/cache/semantic/guard.js';
@@ -52,6 +53,7 @@ import {
   tailOf,
   threadCpuMs,
   type Outcome,
+  type Path,
   type Query,
 } from './semantic-report.js';
 
@@ -308,6 +310,7 @@ async function main(): Promise<void> {
       // CPU time leaves out the GC and libuv helper threads, which run alongside on the other core.
       const cpuLat: number[] = [];
       const mainLat: number[] = [];
+      const paths: Path[] = [];
       for (const q of queries) {
         const c = process.cpuUsage();
         const m = process.threadCpuUsage();
@@ -321,6 +324,13 @@ async function main(): Promise<void> {
         lat.push(e - s);
         spans.push([s, e]);
         outcomes.push({ answered: hit?.prompt });
+        paths.push(
+          hit === undefined
+            ? 'miss'
+            : hit.confidence === CacheMatchConfidence.EXACT
+              ? 'exact hit'
+              : 'similarity hit',
+        );
       }
       const cpu = process.cpuUsage(cpu0);
       const threads1 = threadCpuMs();
@@ -348,7 +358,17 @@ async function main(): Promise<void> {
       await raw.config('SET', 'slowlog-log-slower-than', '10000');
       const overlapped = spans.map(([s, e]) => pauses.some(([ps, pe]) => ps < e && pe > s));
       const gcHit = overlapped.filter(Boolean).length;
-      const tail = tailOf({ lat, spans, overlapped, pauses, mainLat, cpuLat, scriptUs, threadCpu });
+      const { byPath, ...tail } = tailOf({
+        lat,
+        spans,
+        overlapped,
+        pauses,
+        mainLat,
+        cpuLat,
+        scriptUs,
+        threadCpu,
+        paths,
+      });
       const gcMs = pauses.reduce((sum, [ps, pe]) => sum + (pe - ps), 0);
       const after = cache.getStats();
       // This process's memory after the lookups: what the young generation's size costs (resident pages).
@@ -496,6 +516,7 @@ async function main(): Promise<void> {
         ratioP99: round(pct(scanLat, 0.99) / pct(lat, 0.99)),
         lshRecallVsScan: scanSemantic === 0 ? 1 : round(agree / scanSemantic),
         wrongEntries,
+        byPath,
       };
       results.push(row);
       if (!args.json) printRow(row);

@@ -33,8 +33,11 @@ export interface RunStats {
   notOwn: number;
   /** CPU ms per stream of each process over the run (every stream of it, warm-up included). */
   cpuMs: Record<string, number>;
-  /** cell0 runs: Redis commands per stream (INFO commandstats delta: all, xadd, xread). */
-  commands?: { all: number; xadd: number; xread: number };
+  /**
+   * cell0 runs: Redis commands per stream (INFO commandstats delta: all, xadd, xread; `top`: the most
+   * frequent, "name n" each). Commands a script runs count as well as the EVALSHA that ran them.
+   */
+  commands?: { all: number; xadd: number; xread: number; top: string };
 }
 
 /** Redis commands per stream between two commandstats readings. */
@@ -43,8 +46,15 @@ export function commandsPer(a: Map<string, number>, b: Map<string, number>, n: n
     c === undefined
       ? [...b].reduce((s, [k, v]) => s + v - (a.get(k) ?? 0), 0)
       : (b.get(c) ?? 0) - (a.get(c) ?? 0);
+  const top = [...b.keys()]
+    .map((c) => [c, d(c) - (c === 'info' ? 1 : 0)] as const)
+    .filter(([, v]) => v > 0)
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 10)
+    .map(([c, v]) => `${c} ${(v / n).toFixed(1)}`)
+    .join(', ');
   // The commandstats reading itself (INFO) is not cell0's.
-  return { all: (d() - 1) / n, xadd: d('xadd') / n, xread: d('xread') / n };
+  return { all: (d() - 1) / n, xadd: d('xadd') / n, xread: d('xread') / n, top };
 }
 
 /** Runs `one` K at a time as the plan says; returns the timed streams and how many ran in all. */

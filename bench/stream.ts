@@ -81,6 +81,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
       all: med((x) => x.cell0.commands?.all ?? NaN),
       xadd: med((x) => x.cell0.commands?.xadd ?? NaN),
       xread: med((x) => x.cell0.commands?.xread ?? NaN),
+      top: pairs[pairs.length - 1]?.cell0.commands?.top ?? '',
     },
     errors: pairs.reduce((s, x) => s + x.direct.errors + x.cell0.errors, 0),
     cachedOrJoined: pairs.reduce((s, x) => s + x.cell0.notOwn, 0),
@@ -291,7 +292,7 @@ async function main(): Promise<void> {
         );
         const rc = row.redisCommandsPerStream;
         console.log(
-          `  Redis commands/stream (cell0): ${f(rc.all)} (xadd ${f(rc.xadd)}, xread ${f(rc.xread)})`,
+          `  Redis commands/stream (cell0): ${f(rc.all)} (xadd ${f(rc.xadd)}, xread ${f(rc.xread)}); last pair's most frequent: ${rc.top}`,
         );
       }
 

@@ -11,6 +11,7 @@ import {
 } from '../shared/queues/token-stream.js';
 import { QueueName, queueKey } from '../shared/queues/names.js';
 import { withDefaults } from '../shared/with-defaults.js';
+import { defineScripts, luaScript } from '../shared/redis/lua-scripts.js';
 import { sleep } from '../shared/sleep.js';
 
 /** Options of {@link TokenStreamHub}. */
@@ -71,18 +72,30 @@ interface Subscription {
   wakeSeq: number;
 }
 
-/**
- * The last reader's leave, atomically (KEYS: readers, cancel, wanted; ARGV: '1' to cancel, the cancel
- * mark's lifetime in ms): a reader whose marks come in between is counted before the cancel is decided.
- */
-const LEAVE = `local n = redis.call('DECR', KEYS[1])
-if n <= 0 and ARGV[1] == '1' then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-  redis.call('DEL', KEYS[3])
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2], 'NX')
-  redis.call('PEXPIRE', KEYS[4], ARGV[2], 'GT')
-end
-return n`;
+/** shared/lua/token-stream-open.lua and token-stream-leave.lua, as ioredis commands. */
+interface StreamScripts {
+  cell0TokenStreamOpen(
+    wanted: string,
+    gate: string,
+    readers: string,
+    cancel: string,
+    wake: string,
+    markTtlMs: number,
+    wakeSeq: number,
+    wakeTtlMs: number,
+  ): Promise<number>;
+  cell0TokenStreamLeave(
+    readers: string,
+    cancel: string,
+    wanted: string,
+    gate: string,
+    cancelIfLast: '0' | '1',
+    cancelTtlMs: number,
+  ): Promise<number>;
+}
+
+/** Lifetime of a hub's wake-up stream after its last wake-up, ms. */
+const WAKE_TTL_MS = 60_000;
 
 class LocalReader implements TokenStreamReader {
   private index = 0;
@@ -164,8 +177,12 @@ export class TokenStreamHub {
    */
   private wakeSeen = 0;
   private conn: RedisConnection | undefined;
+  private readonly scripts: StreamScripts;
+  private openScriptLoaded = false;
   private loop: Promise<void> | undefined;
   private closed = false;
+  /** Renews the marks of the streams read now, every third of their lifetime (see renewMarks). */
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: TokenStreamHubOptions) {
     this.opts = withDefaults<Required<Omit<TokenStreamHubOptions, 'logger'>>>(
@@ -183,6 +200,9 @@ export class TokenStreamHub {
       if (!(Number.isInteger(this.opts[k]) && this.opts[k] > 0))
         throw new TypeError(`TokenStreamHub: option "${k}" must be a positive integer of ms`);
     this.log = opts.logger ?? silentLogger();
+    this.scripts = defineScripts<StreamScripts>(opts.redis, 'token-stream-open', 'token-stream-leave');
+    this.loadOpenScript();
+    opts.redis.on('ready', this.loadOpenScript);
     // In the inference queue's slot: one XREAD covers it and the token streams.
     this.wakeKey = `${queueKey(opts.prefix, QueueName.INFERENCE)}:token-hub:${randomBytes(8).toString('hex')}`;
   }
@@ -193,8 +213,24 @@ export class TokenStreamHub {
    * token stream (which stays in the inference queue's slot), so there the marks are awaited (open()).
    */
   get marksPrecedeAdds(): boolean {
-    return !this.opts.redis.isCluster;
+    return !this.opts.redis.isCluster && this.openScriptLoaded;
   }
+
+  /**
+   * The marks' script must be in Redis's script cache for openNow's order to hold: ioredis sends EVALSHA,
+   * and a NOSCRIPT answer makes it send the script again, after the add that followed it on the connection.
+   * So it is loaded when the hub is made and each time the connection is (re)established (a restarted Redis
+   * forgot it), and until it is in, the marks are awaited (open()) as on a cluster. Should the cache be
+   * emptied under a running hub (SCRIPT FLUSH), a job may be added before its marks: it then runs
+   * unstreamed, and its readers get the text from its result.
+   */
+  private readonly loadOpenScript = (): void => {
+    this.openScriptLoaded = false;
+    this.opts.redis.script('LOAD', luaScript('token-stream-open').lua).then(
+      () => (this.openScriptLoaded = !this.closed),
+      (err: unknown) => this.log.debug({ err }, 'could not load the token stream marks script'),
+    );
+  };
 
   /** Streams read now (one per job with local readers). */
   get size(): number {
@@ -239,18 +275,17 @@ export class TokenStreamHub {
         ready: Promise.resolve(),
         wakeSeq: ++this.wakeSeq,
       };
-      s.ready = this.opts.redis
-        .multi()
-        .set(keys.wanted, '1', 'PX', this.opts.markTtlMs)
-        // The queue's marks gate outlives every mark (NX sets it, GT only lengthens it).
-        .set(keys.gate, '1', 'PX', this.opts.markTtlMs, 'NX')
-        .pexpire(keys.gate, this.opts.markTtlMs, 'GT')
-        .incr(keys.readers)
-        .pexpire(keys.readers, this.opts.markTtlMs)
-        .del(keys.cancel)
-        .xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', String(s.wakeSeq))
-        .pexpire(this.wakeKey, 60_000)
-        .exec()
+      s.ready = this.scripts
+        .cell0TokenStreamOpen(
+          keys.wanted,
+          keys.gate,
+          keys.readers,
+          keys.cancel,
+          this.wakeKey,
+          this.opts.markTtlMs,
+          s.wakeSeq,
+          WAKE_TTL_MS,
+        )
         .then(() => undefined);
       s.ready.catch((err: unknown) =>
         this.log.warn(
@@ -261,6 +296,11 @@ export class TokenStreamHub {
       this.subs.set(jobId, s);
       sub = s;
       this.ensureLoop();
+      this.renewTimer ??= setInterval(
+        () => this.renewMarks(),
+        Math.max(1, Math.floor(this.opts.markTtlMs / 3)),
+      );
+      this.renewTimer.unref();
     }
     const reader = new LocalReader(sub, this);
     sub.readers.add(reader);
@@ -281,16 +321,14 @@ export class TokenStreamHub {
     this.subs.delete(sub.jobId);
     try {
       // Nobody reads the job any more: the worker stops it at its next write.
-      const left = (await this.opts.redis.eval(
-        LEAVE,
-        4,
+      const left = await this.scripts.cell0TokenStreamLeave(
         sub.keys.readers,
         sub.keys.cancel,
         sub.keys.wanted,
         sub.keys.gate,
         cancel && !sub.ended ? '1' : '0',
-        String(this.opts.cancelTtlMs),
-      )) as number;
+        this.opts.cancelTtlMs,
+      );
       if (left <= 0 && cancel && !sub.ended)
         this.log.debug({ jobId: sub.jobId }, 'last stream reader left: job cancelled');
     } catch (err) {
@@ -311,6 +349,31 @@ export class TokenStreamHub {
       if (e.kind === 'end') sub.ended = true;
     }
     if (added) for (const r of sub.readers) r.notify();
+  }
+
+  /**
+   * Keeps the marks of the streams read now alive (one pipeline of PEXPIREs): a stream read for longer than
+   * the marks' lifetime would otherwise lose its `readers` count, and another process's leave would then
+   * count down from nothing and cancel a job that this process still reads. A mark already deleted (a
+   * cancel) is not brought back: PEXPIRE only lengthens what is there.
+   */
+  private renewMarks(): void {
+    if (this.subs.size === 0) {
+      clearInterval(this.renewTimer);
+      this.renewTimer = undefined;
+      return;
+    }
+    const ttl = this.opts.markTtlMs;
+    const p = this.opts.redis.pipeline();
+    let gate: string | undefined;
+    for (const sub of this.subs.values()) {
+      if (sub.ended) continue;
+      p.pexpire(sub.keys.wanted, ttl).pexpire(sub.keys.readers, ttl);
+      gate = sub.keys.gate;
+    }
+    if (gate === undefined) return;
+    p.pexpire(gate, ttl, 'GT');
+    p.exec().catch((err: unknown) => this.log.debug({ err }, 'could not renew the token stream marks'));
   }
 
   private ensureLoop(): void {
@@ -375,12 +438,15 @@ export class TokenStreamHub {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.opts.redis.off('ready', this.loadOpenScript);
     for (const sub of this.subs.values())
       for (const r of sub.readers) {
         r.closed = true;
         r.notify();
       }
     this.subs.clear();
+    clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
     // A QUIT would queue behind the blocking read: cut the connection.
     this.conn?.disconnect(false);
     await this.loop;

@@ -1,4 +1,5 @@
 import { type RedisConnection } from '../shared/redis/cluster.js';
+import { defineScripts } from '../shared/redis/lua-scripts.js';
 import { JobCancelledError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
 import {
@@ -16,7 +17,7 @@ export interface TokenStreamWriterOptions {
    * Reads the `wanted` and `cancel` marks (default: one MGET on `redis`); the worker passes a reader that
    * gathers the marks of the attempts starting together into one MGET.
    */
-  readMarks?: (wanted: string, cancel: string) => Promise<(string | null)[]>;
+  readMarks?: (wanted: string, cancel: string) => Promise<readonly (string | null)[]>;
   keys: TokenStreamKeys;
   jobId: string;
   /** Most entries kept (XADD MAXLEN ~). */
@@ -34,17 +35,16 @@ export interface TokenStreamWriterOptions {
   logger: Logger;
 }
 
-/**
- * Honours a cancel mark, atomically: when `cancel` (KEYS[1]) is set, deletes it and the stream (KEYS[2]) and
- * returns 1; else 0. The cancelled attempt's entries go with the mark, so a caller that asks for the job
- * again after this never reads text of an attempt that will not finish; and a caller that came back before
- * this (its marks delete `cancel`) keeps the attempt running.
- */
-const HONOUR_CANCEL = `if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return 1
-end
-return 0`;
+/** shared/lua/token-write.lua: one write of a token stream, with or without the cancel's check. */
+type TokenWrite = (
+  stream: string,
+  cancel: string,
+  checkCancel: '0' | '1',
+  trim: '0' | '1',
+  maxLen: number,
+  ttlMs: number,
+  ...entries: (string | number)[]
+) => Promise<number>;
 
 /** Default {@link TokenStreamWriterOptions.flushMs}. */
 export const TOKEN_FLUSH_MS = 20;
@@ -91,6 +91,13 @@ export class TokenStreamWriter {
     this.now = opts.now ?? (() => performance.now());
   }
 
+  /** One token-write.lua call (the script is defined on the connection on first use: most attempts never write). */
+  private tokenWrite(...args: Parameters<TokenWrite>): Promise<number> {
+    return defineScripts<{ cell0TokenWrite: TokenWrite }>(this.opts.redis, 'token-write').cell0TokenWrite(
+      ...args,
+    );
+  }
+
   /** Aborted (with JobCancelledError) when the last reader left. */
   get signal(): AbortSignal {
     return (this.ac ??= new AbortController()).signal;
@@ -108,7 +115,7 @@ export class TokenStreamWriter {
    */
   async open(attempt: number): Promise<void> {
     const { redis, keys } = this.opts;
-    let marks: (string | null)[];
+    let marks: readonly (string | null)[];
     try {
       marks = await (this.opts.readMarks
         ? this.opts.readMarks(keys.wanted, keys.cancel)
@@ -118,11 +125,27 @@ export class TokenStreamWriter {
       this.opts.logger.warn({ jobId: this.opts.jobId, err }, 'could not read the token stream marks');
       return;
     }
+    await this.openWith(marks, attempt);
+  }
+
+  /**
+   * Like {@link open}, with the `wanted` and `cancel` marks already read (`[wanted, cancel]`): the worker
+   * reads them first and makes a writer only for the attempts that have one.
+   */
+  async openWith(marks: readonly (string | null | undefined)[], attempt: number): Promise<void> {
+    const { keys } = this.opts;
     let wanted = marks[0] != null;
     if (marks[1] != null) {
       // A cancel mark is used up by the attempt that honours it: a later re-run of the job is not stopped.
       // A reader that came back since (its marks delete the cancel and set `wanted`) keeps the job running.
-      const honoured = await redis.eval(HONOUR_CANCEL, 2, keys.cancel, keys.stream).catch(() => 1 as const);
+      const honoured = await this.tokenWrite(
+        keys.stream,
+        keys.cancel,
+        '1',
+        '0',
+        this.opts.maxLen,
+        this.opts.ttlMs,
+      ).catch(() => 1 as const);
       if (honoured === 1) throw new JobCancelledError(this.opts.jobId);
       wanted = true;
     }
@@ -200,13 +223,13 @@ export class TokenStreamWriter {
   }
 
   /**
-   * One round trip: a pending restart, the pending text, `extra`, the expiry, and (unless `checkCancel` is
-   * false) the cancel's check. With the check it is a transaction: a cancel honoured deletes this write's
-   * entries with the stream before any reader can read them. Without it (the start entry) a pipeline: the
-   * order on the connection is all it needs.
+   * One round trip, one command (shared/lua/token-write.lua): a pending restart, the pending text, `extra`,
+   * the expiry, and (unless `checkCancel` is false) the cancel's check first: a cancel honoured writes none
+   * of this write's entries and deletes the stream, all before any reader can read. Without the check (the
+   * start entry) the order on the connection is all it needs.
    */
   private async write(extra?: TokenStreamEntry, checkCancel = true): Promise<void> {
-    const { redis, keys } = this.opts;
+    const { keys } = this.opts;
     const entries: TokenStreamEntry[] = [];
     if (this.restartPending) {
       this.restartPending = false;
@@ -222,25 +245,27 @@ export class TokenStreamWriter {
     // After a cancel nothing more is written: the stream was deleted with the mark.
     if (this.failed || !this.active || entries.length === 0) return;
     try {
-      const m = checkCancel ? redis.multi() : redis.pipeline();
-      // The index of the first XADD's reply (the replies of a transaction leave MULTI out).
-      let first = 0;
-      if (this.trimPending) {
-        this.trimPending = false;
-        m.xtrim(keys.stream, 'MAXLEN', 0);
-        first = 1;
+      const args: (string | number)[] = [];
+      for (const e of entries) {
+        const fields = encodeEntry(e);
+        args.push(fields.length, ...fields);
       }
-      for (const e of entries) m.xadd(keys.stream, 'MAXLEN', '~', this.opts.maxLen, '*', ...encodeEntry(e));
-      m.pexpire(keys.stream, this.opts.ttlMs);
-      if (checkCancel) m.eval(HONOUR_CANCEL, 2, keys.cancel, keys.stream);
-      const r = await m.exec();
-      const err = r?.find(([e]) => e)?.[0];
-      if (err) throw err;
-      if (!this.textWritten && entries.some((e) => e.kind === 'text')) {
+      const trim = this.trimPending;
+      this.trimPending = false;
+      const honoured = await this.tokenWrite(
+        keys.stream,
+        keys.cancel,
+        checkCancel ? '1' : '0',
+        trim ? '1' : '0',
+        this.opts.maxLen,
+        this.opts.ttlMs,
+        ...args,
+      );
+      if (!this.textWritten && honoured !== 1 && entries.some((e) => e.kind === 'text')) {
         this.textWritten = true;
         this.onFirstText?.();
       }
-      if (checkCancel && r?.[first + entries.length + 1]?.[1] === 1 && !this.signal.aborted) {
+      if (honoured === 1 && !this.signal.aborted) {
         this.active = false;
         this.ac!.abort(new JobCancelledError(this.opts.jobId));
       }

@@ -5,6 +5,7 @@ import { type Logger } from '../logger.js';
 import { connectionLogFor } from './connection-log.js';
 import { settledWithin } from '../sleep.js';
 import { isClusterUrl, parseClusterUrl, type RedisConnection } from './cluster.js';
+import { guardClusterNodePool } from './cluster-node-pool.js';
 
 /**
  * What a connection is for. The roles differ in what a dropped connection does to a pending command:
@@ -77,7 +78,7 @@ export function createRedisConnection(opts: RedisConnectionOptions): RedisConnec
 function createCluster(url: string, options: RedisOptions): Cluster {
   const target = parseClusterUrl(url);
   const { retryStrategy, enableOfflineQueue, enableAutoPipelining, ...nodeOptions } = options;
-  return new Cluster(target.nodes, {
+  const cluster = new Cluster(target.nodes, {
     clusterRetryStrategy: retryStrategy as (times: number) => number,
     enableReadyCheck: true,
     enableOfflineQueue: enableOfflineQueue ?? true,
@@ -91,6 +92,9 @@ function createCluster(url: string, options: RedisOptions): Cluster {
       ...(target.tls ? { tls: {} } : {}),
     },
   });
+  // A node connection must not be lost to the pool when the cluster reconnects (see cluster-node-pool.ts).
+  guardClusterNodePool(cluster);
+  return cluster;
 }
 
 /**

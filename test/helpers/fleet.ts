@@ -26,6 +26,7 @@ import { type Cell0Metrics } from '../../shared/metrics/metrics';
 import { bindWorkerMetrics } from '../../workers/worker-metrics';
 import { addApiSources, addQueueMetrics } from '../../bin/observability';
 import { Batches, type BatchesOptions } from '../../producers/batches/batches';
+import { type EmbeddingBatchOptions } from '../../workers/embedding/index';
 
 /** A whole fleet in this process: simulator, worker, client, API (and Bull Board), on its own prefix. */
 export interface TestFleet {
@@ -68,6 +69,8 @@ export async function startTestFleet(
     batches?: Omit<BatchesOptions, 'client'> & { maxItems?: number; maxBodyBytes?: number };
     /** Worker concurrency per queue. Default 8. */
     workerConcurrency?: number;
+    /** How the workers gather embedding jobs into backend calls. Default: the worker's defaults. */
+    embedding?: EmbeddingBatchOptions;
     /** Workers started (each a Cell0Worker with its own id). Default 1; `worker: false` means none. */
     workers?: number;
     /** Extra sections of worker i's published status (resources, models, backends), as the CLI adds. */
@@ -114,6 +117,7 @@ export async function startTestFleet(
         },
         concurrency: { inference: opts.workerConcurrency ?? 8, search: opts.workerConcurrency ?? 8 },
         shutdownTimeoutMs: 5000,
+        ...(opts.embedding ? { embedding: opts.embedding } : {}),
         ...(caches ? { caches } : {}),
         ...(opts.workerStatus ? { status: () => opts.workerStatus!(i) } : {}),
       }),

@@ -10,6 +10,12 @@ import { until } from '../helpers/wait';
 
 const NOMIC = 'nomic-embed-text';
 const MINILM = 'all-minilm';
+/**
+ * A batch's wait where a test counts backend calls exactly: the jobs that are ready when a batch opens all
+ * reach it within this, however loaded the host. Not how long a test waits for anything: a full batch
+ * leaves at once.
+ */
+const EXACT_WAIT_MS = 2000;
 const texts = (n: number, tag: string): string[] =>
   Array.from({ length: n }, (_, i) => `${tag} sentence number ${i} about queues`);
 
@@ -30,7 +36,10 @@ function expectVectorOf(v: number[], text: string, dims: number): void {
 describe('embeddings: POST /v1/embeddings through the fleet, micro-batched', () => {
   let fleet: TestFleet;
   beforeAll(async () => {
-    fleet = await startTestFleet();
+    // The counts of backend calls below are exact: a batch leaves when full (64 inputs) or when its wait
+    // ends, and the wait is far longer than a worker takes to fetch a request's ready jobs even on a loaded
+    // host (with the default 10 ms and its hold-open looks, a starved worker split a request's jobs in two).
+    fleet = await startTestFleet({ embedding: { maxWaitMs: EXACT_WAIT_MS } });
   });
   afterAll(async () => {
     await fleet.close();
@@ -186,7 +195,7 @@ describe('embeddings: worker micro-batches grouped by model', () => {
         prefix: fleet.prefix,
         queues: [QueueName.EMBEDDING],
         inference: new OllamaBackend(new OllamaClient({ baseUrl: fleet.sim.url })),
-        embedding: { maxBatchSize: 64, maxWaitMs: 50 },
+        embedding: { maxBatchSize: 64, maxWaitMs: EXACT_WAIT_MS },
         heartbeatMs: 0,
       });
       await worker.start();

@@ -68,4 +68,23 @@ describe('TokenStreamHub', () => {
       await slow.close();
     }
   }, 30_000);
+
+  it('renews the marks of a stream read for longer than their lifetime: the readers count is not lost', async () => {
+    // Mark expiry is Redis's own clock, so this waits real time: three lifetimes of 600 ms.
+    const ttl = 600;
+    const short = new TokenStreamHub({ redisUrl: testRedisUrl(), prefix, redis, markTtlMs: ttl });
+    try {
+      const keys = tokenStreamKeys(prefix, 'inference', 'job-long');
+      const reader = await short.open('job-long');
+      await new Promise((r) => setTimeout(r, 3 * ttl));
+      expect(await redis.get(keys.readers)).toBe('1');
+      expect(await redis.get(keys.wanted)).toBe('1');
+      // The last reader's leave counts down from 1 (not from a lost count, to -1) and cancels the job.
+      await reader.close();
+      expect(await redis.get(keys.readers)).toBe('0');
+      expect(await redis.get(keys.cancel)).toBe('1');
+    } finally {
+      await short.close();
+    }
+  }, 30_000);
 });

@@ -27,6 +27,9 @@ describe('the Lua script loader', () => {
       'semantic-lookup': 3,
       'semantic-set': 'variadic',
       'token-bucket': 2,
+      'token-stream-leave': 4,
+      'token-stream-open': 5,
+      'token-write': 2,
     });
   });
 

@@ -94,4 +94,40 @@ describe('rankSlots (band-collision counting)', () => {
     expect(r.visited).toBe(10002);
     expect(r.distinct).toBe(10001);
   });
+
+  it('ranks as a stable sort by shared bands (capped at the band count) would, at every limit', () => {
+    // Reference: count each slot's buckets, sort by min(count, bands) descending, first seen first among
+    // equals, take `limit`. Slots that sit in more buckets than there are bands (repeats) are capped.
+    const rand = seededRandom('rankSlots/reference');
+    for (let trial = 0; trial < 200; trial++) {
+      const bands = 1 + Math.floor(rand() * 24);
+      const pool = Array.from({ length: 1 + Math.floor(rand() * 300) }, () => Math.floor(rand() * 2 ** 24));
+      const buckets = Array.from({ length: bands + Math.floor(rand() * 3) }, () =>
+        rand() < 0.1
+          ? null
+          : pack(
+              ...Array.from(
+                { length: Math.floor(rand() * 80) },
+                () => pool[Math.floor(rand() ** 3 * pool.length)]!,
+              ),
+            ),
+      );
+      const count = new Map<number, number>();
+      for (const b of buckets)
+        for (let o = 0; b && o + 2 < b.length; o += 3) {
+          const slot = (b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!;
+          count.set(slot, (count.get(slot) ?? 0) + 1);
+        }
+      const order = [...count.keys()];
+      const sorted = order
+        .map((slot, i) => ({ slot, i, c: Math.min(count.get(slot)!, bands) }))
+        .sort((x, y) => y.c - x.c || x.i - y.i)
+        .map((x) => x.slot);
+      for (const limit of [1, 3, 24, 40, 1000]) {
+        const r = rankSlots(buckets, bands, limit);
+        expect(r.ranked).toEqual(sorted.slice(0, limit));
+        expect(r.distinct).toBe(order.length);
+      }
+    }
+  });
 });

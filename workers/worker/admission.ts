@@ -62,10 +62,15 @@ export class Admission {
 
   /**
    * Puts a job fetched just before (or while) the pressure began back to wait for another worker, and
-   * throws WaitingError; returns when the job may run.
+   * rejects with WaitingError; returns undefined (no promise: the usual case costs none) when the job may
+   * run.
    */
-  async admit(job: Job, token: string | undefined, queue: QueueName): Promise<void> {
-    if (this.host.stopping() || this.pausing().length === 0) return;
+  admit(job: Job, token: string | undefined, queue: QueueName): Promise<never> | undefined {
+    if (this.host.stopping() || this.pausing().length === 0) return undefined;
+    return this.handBack(job, token, queue);
+  }
+
+  private async handBack(job: Job, token: string | undefined, queue: QueueName): Promise<never> {
     await job.moveToWait(token);
     this.sync();
     this.host.log.info({ queue, jobId: job.id }, 'under resource pressure: job handed back to wait');

@@ -10,21 +10,29 @@ import {
   isInferenceJobData,
   isSearchJobData,
   searchRequestSchema,
+  type InferenceJobData,
+  type SearchJobData,
 } from '../../shared/queues/schemas.js';
 import {
   embeddingJobSchema,
   isEmbeddingJobData,
+  type EmbeddingJobData,
   type EmbeddingResult,
 } from '../../shared/queues/embeddings.js';
-import { withSpan } from '../../shared/tracing/tracing.js';
+import { tracingOn, withSpan } from '../../shared/tracing/tracing.js';
 import { type EmbeddingBatcher } from '../embedding/index.js';
 import { type Admission } from './admission.js';
 import { isBackendAway, type BackendWait } from './backend-wait.js';
-import { type ProviderDeadlines } from './deadlines.js';
+import { type Deadline, type ProviderDeadlines } from './deadlines.js';
 import { failureOf, parseJobData, storeInference, storeSearch, timedOut } from './job-outcome.js';
 import { type Cell0WorkerEvents, type ResolvedWorkerOptions } from './options.js';
 import { type Shutdown } from './shutdown.js';
 import { streamCallbacks, type TokenStreams } from './token-streams.js';
+
+/** A job's data, checked. */
+type JobData = InferenceJobData | SearchJobData | EmbeddingJobData;
+/** A job's result. */
+type JobResult = InferenceResult | SearchResult | EmbeddingResult;
 
 /** A BullMQ processor. */
 export type Processor = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
@@ -67,93 +75,119 @@ export class JobRunner {
 
   /** The processor of `queue`'s BullMQ workers. */
   processorFor(queue: QueueName): Processor {
+    return (job, token, signal) => this.run(job, token, signal, queue);
+  }
+
+  /**
+   * A job's data, checked: the fast shape check, else the full schema (which fills in defaults or fails
+   * the job without retries); a search job whose provider this worker lacks fails without retries too.
+   */
+  private dataOf(queue: QueueName, job: Job): JobData {
     if (queue === QueueName.INFERENCE)
-      return (job, token, signal) => this.processInference(job, token, signal);
+      return isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
     if (queue === QueueName.EMBEDDING)
-      return (job, token, signal) => this.processEmbedding(job, token, signal);
-    return (job, token, signal) => this.processSearch(job, token, signal);
-  }
-
-  private async processInference(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<InferenceResult> {
-    const { opts, tokenStreams } = this.o;
-    const data = isInferenceJobData(job.data) ? job.data : parseJobData(inferenceRequestSchema, job.data);
-    const backend = opts.inference!;
-    const models = opts.models?.(data.model);
-    const result = await this.run(job, token, signal, QueueName.INFERENCE, async (jobSignal, onStart) => {
-      const stream = tokenStreams?.writerFor(job);
-      await stream?.open(job.attemptsStarted);
-      // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
-      // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
-      const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
-      // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
-      // evicted, until the call is over.
-      const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
-      try {
-        const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
-          backend.run(data, {
-            signal: ctxSignal,
-            onStart,
-            ...streamCallbacks(stream),
-          }),
-        );
-        await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
-        return { ...r, servedBy: this.o.workerId };
-      } catch (err) {
-        if (stream?.signal.aborted) throw stream.signal.reason;
-        throw err;
-      } finally {
-        lease?.release();
-      }
-    });
-    await storeInference(opts.caches, data, job.id ?? '', result);
-    return result;
-  }
-
-  private async processSearch(
-    job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<SearchResult> {
+      return isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
     const data = isSearchJobData(job.data) ? job.data : parseJobData(searchRequestSchema, job.data);
-    const backend = this.o.opts.search?.[data.provider];
-    if (!backend) throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
-    const result = await this.run(job, token, signal, QueueName.SEARCH, async (ctxSignal, onStart) => {
-      const t0 = performance.now();
-      const r = await withSpan('backend search', 'client', { 'cell0.search_provider': data.provider }, () =>
-        backend.search(data, { signal: ctxSignal, onStart }),
-      );
-      return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.o.workerId };
-    });
-    await storeSearch(this.o.opts.caches, data, result);
-    return result;
+    if (!this.o.opts.search?.[data.provider])
+      throw new UnrecoverableError(encodeFailure(new ProviderUnavailableError(data.provider)));
+    return data;
   }
 
-  /** An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher). */
-  private processEmbedding(
+  /** Writes a job's result through to its cache (inference and search; none for embeddings here). */
+  private async store(queue: QueueName, job: Job, data: JobData, result: JobResult): Promise<void> {
+    const caches = this.o.opts.caches;
+    if (queue === QueueName.INFERENCE)
+      await storeInference(caches, data as InferenceJobData, job.id ?? '', result as InferenceResult);
+    else if (queue === QueueName.SEARCH)
+      await storeSearch(caches, data as SearchJobData, result as SearchResult);
+  }
+
+  /**
+   * The backend call of an inference job. Its token stream writer exists only when someone asked for the
+   * stream (or to cancel the job): the marks read behind the job's fetch tell, without a round trip.
+   */
+  private async callInference(
     job: Job,
-    token: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<EmbeddingResult> {
-    const data = isEmbeddingJobData(job.data) ? job.data : parseJobData(embeddingJobSchema, job.data);
-    return this.run(job, token, signal, QueueName.EMBEDDING, (ctxSignal) =>
-      this.o.embeddings!.embed(data.model, data.input, ctxSignal),
+    data: InferenceJobData,
+    jobSignal: AbortSignal,
+    deadline: Deadline,
+  ): Promise<InferenceResult> {
+    const { opts, tokenStreams, deadlines } = this.o;
+    const backend = opts.inference!;
+    const opened = tokenStreams?.openFor(job);
+    const stream = opened instanceof Promise ? await opened : opened;
+    const models = opts.models?.(data.model);
+    const onStart = () => deadlines.restart(deadline);
+    if (!stream && !models && !tracingOn()) {
+      // The usual job: nobody streams it, no model to make resident, no span.
+      const r = await backend.run(data, { signal: jobSignal, onStart });
+      return { ...r, servedBy: this.o.workerId };
+    }
+    // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
+    // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
+    const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
+    // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
+    // evicted, until the call is over.
+    const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
+    try {
+      const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
+        backend.run(data, {
+          signal: ctxSignal,
+          onStart,
+          ...streamCallbacks(stream),
+        }),
+      );
+      await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
+      return { ...r, servedBy: this.o.workerId };
+    } catch (err) {
+      if (stream?.signal.aborted) throw stream.signal.reason;
+      throw err;
+    } finally {
+      lease?.release();
+    }
+  }
+
+  private async callSearch(
+    data: SearchJobData,
+    signal: AbortSignal,
+    deadline: Deadline,
+  ): Promise<SearchResult> {
+    const backend = this.o.opts.search![data.provider]!;
+    const onStart = () => this.o.deadlines.restart(deadline);
+    const t0 = performance.now();
+    const r = await withSpan('backend search', 'client', { 'cell0.search_provider': data.provider }, () =>
+      backend.search(data, { signal, onStart }),
     );
+    return { ...r, tookMs: Math.round((performance.now() - t0) * 100) / 100, servedBy: this.o.workerId };
+  }
+
+  /** The provider call of a job of `queue` (its data checked already). */
+  private call(
+    queue: QueueName,
+    job: Job,
+    data: JobData,
+    signal: AbortSignal,
+    deadline: Deadline,
+  ): Promise<JobResult> {
+    if (queue === QueueName.INFERENCE)
+      return this.callInference(job, data as InferenceJobData, signal, deadline);
+    if (queue === QueueName.SEARCH) return this.callSearch(data as SearchJobData, signal, deadline);
+    // An embedding job: its text joins the next backend call of its model (see EmbeddingBatcher).
+    const e = data as EmbeddingJobData;
+    return this.o.embeddings!.embed(e.model, e.input, signal);
   }
 
   /** Runs a provider call with the job's deadline and cancellation, and sorts its errors. */
-  private async run<T>(
+  private async run(
     job: Job,
     token: string | undefined,
     signal: AbortSignal | undefined,
     queue: QueueName,
-    call: (signal: AbortSignal, onStart: () => void) => Promise<T>,
-  ): Promise<T> {
+  ): Promise<JobResult> {
+    const data = this.dataOf(queue, job);
     const { log, deadlines, events } = this.o;
-    await this.o.admission.admit(job, token, queue);
+    const admitted = this.o.admission.admit(job, token, queue);
+    if (admitted) await admitted;
     if (this.o.stopping()) {
       // BullMQ can still hand over a job it fetched just before close(); this worker no longer takes jobs.
       await job.moveToWait(token);
@@ -164,9 +198,10 @@ export class JobRunner {
     this.activeCount++;
     const jobSignal = signal ?? new AbortController().signal;
     const deadline = deadlines.track(this.o.workerOf(job.queueQualifiedName), job.id ?? '');
+    let result: JobResult;
     try {
       // The deadline counts from the backend permit, not the wait for it (the lock is renewed meanwhile).
-      const result = await call(jobSignal, () => deadlines.restart(deadline));
+      result = await this.call(queue, job, data, jobSignal, deadline);
       const durationMs = Math.round((performance.now() - t0) * 100) / 100;
       if (log.isLevelEnabled('info') && sampleHotPathLine())
         log.info({ queue, jobId: job.id, durationMs, attempt: job.attemptsMade + 1 }, 'job completed');
@@ -179,7 +214,6 @@ export class JobRunner {
           endToEndMs: job.timestamp ? Date.now() - job.timestamp : -1,
         });
       this.o.backendWait.completed(job, queue);
-      return result;
     } catch (err) {
       if (this.o.shutdown.forced && signal?.aborted) {
         // Forced shutdown: hand the job back instead of failing it, so it does not lose an attempt.
@@ -194,5 +228,8 @@ export class JobRunner {
       deadlines.untrack(deadline);
       this.activeCount--;
     }
+    // Written through to the cache once the job is no longer active (a failed write fails the job as is).
+    if (queue !== QueueName.EMBEDDING && this.o.opts.caches) await this.store(queue, job, data, result);
+    return result;
   }
 }

@@ -8,11 +8,13 @@ import { spanEvents } from '../../shared/tracing/tracing.js';
 import { type CallContext } from '../providers/provider.js';
 import { TokenStreamWriter } from '../token-stream-writer.js';
 import { hookFetches } from '../../shared/queues/bullmq-internals.js';
-import { defineScripts } from '../../shared/redis/lua-scripts.js';
+import { defineScripts, luaScript } from '../../shared/redis/lua-scripts.js';
 
 /** How long marks read behind a fetch wait for their job to start (the job of another worker never does). */
 const PREFETCH_KEEP_MS = 5000;
 const ACTIVE_MARKS = 'cell0ActiveMarks';
+/** The marks of an attempt nobody asked to stream or cancel (shared: read only). */
+const UNMARKED: readonly (string | null)[] = Object.freeze([null, null]);
 /** The inference queue's key ({prefix}:inference): its first shard, where every job's marks are kept. */
 const inferenceKey = (prefix: string) => queueKey(prefix, QueueName.INFERENCE);
 type ActiveMarksCommand = (
@@ -25,8 +27,12 @@ type ActiveMarksCommand = (
 /** The fetches of one tick and the read of their jobs' marks sent behind them. */
 interface PrefetchBatch {
   fetches: number;
-  /** The fetches' answers (each names the job it activated, if any). */
-  answers: Promise<unknown>[];
+  /**
+   * The answers of the batch's fetches that have come (each names the job it activated, if any). They all
+   * come before the read's own answer (same connection, answered in order, and their callbacks were
+   * registered first).
+   */
+  answers: unknown[];
   /** A fetch of the batch has been answered. */
   answered: boolean;
   done?: Promise<void>;
@@ -62,8 +68,8 @@ export class TokenStreams {
   }[] = [];
 
   /** Marks read behind fetches, by `jobId@processedOn`; two generations, swapped every PREFETCH_KEEP_MS. */
-  private prefetched = new Map<string, (string | null)[]>();
-  private olderPrefetched = new Map<string, (string | null)[]>();
+  private prefetched = new Map<string, readonly (string | null)[]>();
+  private olderPrefetched = new Map<string, readonly (string | null)[]>();
   /** Reads behind fetches that have been answered, whose own answer is next. */
   private readonly imminent = new Set<Promise<void>>();
   private rotate: NodeJS.Timeout | undefined;
@@ -94,7 +100,11 @@ export class TokenStreams {
 
   /** Opens the connection; resolves once it is ready (or after 10 s: writes then wait for it). */
   async start(): Promise<void> {
-    await waitUntilReady(this.connection(), 10_000).catch(() => undefined);
+    const conn = this.connection();
+    await waitUntilReady(conn, 10_000).catch(() => undefined);
+    // The stream writes' script, loaded now: the first stream's first write is then one EVALSHA, not an
+    // EVALSHA refused (NOSCRIPT) and an EVAL after it, a round trip more on its first token.
+    await conn.script('LOAD', luaScript('token-write').lua).catch(() => undefined);
   }
 
   private connection(): RedisConnection {
@@ -137,15 +147,14 @@ export class TokenStreams {
         gateKey,
         jobKeyPrefix,
         b.fetches,
-      )
-        .then(
-          (r) => (r === 0 ? this.keepUnmarked(b.answers) : this.keepPrefetched(r)),
-          () => undefined,
-        )
-        .finally(() => {
-          b.settled = true;
-          this.imminent.delete(b.done!);
-        });
+      ).then(
+        (r) => {
+          if (r === 0) this.keepUnmarked(b.answers);
+          else this.keepPrefetched(r);
+          this.settled(b);
+        },
+        () => this.settled(b),
+      );
       if (b.answered) this.imminent.add(b.done);
     };
     return hookFetches(conn, (answered) => {
@@ -156,17 +165,23 @@ export class TokenStreams {
       }
       const b = batch;
       b.fetches++;
-      b.answers.push(answered);
       // Once a fetch is answered, the read right behind it is about to be: a job that starts meanwhile
       // waits for it rather than reading its marks again.
       answered.then(
-        () => {
+        (r) => {
+          b.answers.push(r);
           b.answered = true;
           if (b.done && !b.settled) this.imminent.add(b.done);
         },
         () => undefined,
       );
     });
+  }
+
+  /** The read behind a batch of fetches is answered (or failed). */
+  private settled(b: PrefetchBatch): void {
+    b.settled = true;
+    if (b.done) this.imminent.delete(b.done);
   }
 
   /** Marks taken so far: read behind the job's fetch, or read as the job started. */
@@ -191,20 +206,20 @@ export class TokenStreams {
    * unmarked. The fetches ran before the read, so this holds for their activations; the answers are in
    * by now (same connection, answered in order).
    */
-  private async keepUnmarked(answers: Promise<unknown>[]): Promise<void> {
-    for (const r of await Promise.allSettled(answers)) {
-      if (r.status !== 'fulfilled' || !Array.isArray(r.value)) continue;
-      const [fields, jobId] = r.value as unknown[];
+  private keepUnmarked(answers: unknown[]): void {
+    for (const answer of answers) {
+      if (!Array.isArray(answer)) continue;
+      const [fields, jobId] = answer as unknown[];
       if (!Array.isArray(fields) || typeof jobId !== 'string') continue;
       let processedOn = NaN;
       for (let i = 0; i + 1 < fields.length; i += 2)
         if (fields[i] === 'processedOn') processedOn = Number(fields[i + 1]);
-      if (Number.isFinite(processedOn)) this.prefetched.set(`${jobId}@${processedOn}`, [null, null]);
+      if (Number.isFinite(processedOn)) this.prefetched.set(`${jobId}@${processedOn}`, UNMARKED);
     }
   }
 
   /** The prefetched marks of one activation of a job, taken (each is used once). */
-  private takePrefetched(key: string): (string | null)[] | undefined {
+  private takePrefetched(key: string): readonly (string | null)[] | undefined {
     const hit = this.prefetched.get(key) ?? this.olderPrefetched.get(key);
     if (hit) {
       this.prefetched.delete(key);
@@ -218,17 +233,13 @@ export class TokenStreams {
    * that read answered for this very activation, else read now (with those of the others starting in this
    * tick).
    */
-  private async marksOf(
-    jobId: string,
-    processedOn: number | undefined,
-    wanted: string,
-    cancel: string,
-  ): Promise<(string | null)[]> {
+  private async marksOf(jobId: string, processedOn: number | undefined): Promise<readonly (string | null)[]> {
     if (processedOn !== undefined && this.rotate) {
       const key = `${jobId}@${processedOn}`;
       let hit = this.takePrefetched(key);
       if (!hit && this.imminent.size > 0) {
-        await Promise.all([...this.imminent]);
+        // Usually one read is on its way: waited for without gathering the set.
+        await (this.imminent.size === 1 ? this.imminent.values().next().value : Promise.all(this.imminent));
         hit = this.takePrefetched(key);
       }
       if (hit) {
@@ -237,10 +248,50 @@ export class TokenStreams {
       }
     }
     this.counts.atStart++;
-    return this.readMarks(wanted, cancel);
+    const keys = tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId);
+    return this.readMarks(keys.wanted, keys.cancel);
   }
 
-  /** The writer of one attempt of an inference job. */
+  /**
+   * The writer of the attempt of an inference job that has just started, opened (see
+   * TokenStreamWriter.openWith), or undefined when nobody asked for its stream or to cancel it: most jobs
+   * are not streamed, and they cost no writer, no keys and no extra round trip. Throws JobCancelledError
+   * when the job was cancelled before it ran. When the marks cannot be read the job runs without a stream
+   * (its streaming callers get the answer when it completes).
+   */
+  openFor(job: Job): TokenStreamWriter | undefined | Promise<TokenStreamWriter | undefined> {
+    const jobId = job.id ?? '';
+    const processedOn = job.processedOn;
+    // Read behind the job's fetch (the usual case): decided without a promise when it is unmarked.
+    const hit =
+      processedOn !== undefined && this.rotate ? this.takePrefetched(`${jobId}@${processedOn}`) : undefined;
+    if (hit) {
+      this.counts.behindFetch++;
+      return hit[0] == null && hit[1] == null ? undefined : this.opened(job, hit);
+    }
+    return this.openLater(job);
+  }
+
+  private async openLater(job: Job): Promise<TokenStreamWriter | undefined> {
+    const jobId = job.id ?? '';
+    let marks: readonly (string | null)[];
+    try {
+      marks = await this.marksOf(jobId, job.processedOn);
+    } catch (err) {
+      this.opts.log.warn({ jobId, err }, 'could not read the token stream marks');
+      return undefined;
+    }
+    return marks[0] == null && marks[1] == null ? undefined : this.opened(job, marks);
+  }
+
+  /** A writer for the attempt, opened with its marks (one of them set). */
+  private async opened(job: Job, marks: readonly (string | null)[]): Promise<TokenStreamWriter> {
+    const writer = this.writerFor(job);
+    await writer.openWith(marks, job.attemptsStarted);
+    return writer;
+  }
+
+  /** The writer of one attempt of an inference job (unopened). */
   writerFor(job: Job): TokenStreamWriter {
     const jobId = job.id ?? '';
     const processedOn = job.processedOn;
@@ -248,7 +299,7 @@ export class TokenStreams {
       redis: this.connection(),
       keys: tokenStreamKeys(this.opts.prefix, QueueName.INFERENCE, jobId),
       jobId,
-      readMarks: (wanted, cancel) => this.marksOf(jobId, processedOn, wanted, cancel),
+      readMarks: () => this.marksOf(jobId, processedOn),
       maxLen: this.opts.maxLen,
       ttlMs: this.opts.ttlMs,
       logger: this.opts.log,

@@ -77,10 +77,10 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
     const first = await Promise.race([outcome.then((r) => ({ r })), opened.then(() => undefined)]);
     if (first) return await finishFromOutcome(ctx, sse, first.r, joined);
     const r = reader!;
-    const state: ReadState = { expectSeq: 0, usable: true };
+    const state: ReadState = { expectSeq: 0, usable: true, replay: undefined };
     let reruns = 0;
     /** Writes what the reader holds now (in one write); says when the answer is over. */
-    const drain = (): 'end' | 'restart' | undefined => {
+    const drain = (): 'end' | 'mismatch' | undefined => {
       for (let e = r.take(); e !== undefined; e = r.take()) {
         if (!state.usable) continue;
         if (!sse.begun) provenanceHeaders(res, jobId, undefined, joined);
@@ -94,22 +94,22 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
           sse.finish(e.finishReason, e.usage);
           return 'end';
         }
-        if (step === 'restart') {
+        if (step === 'mismatch') {
           sse.fail(
             openAIError(
               502,
-              'the backend call failed and was retried; the text sent so far is void: send the request again',
+              'the backend call was retried (or the job run again) and its text differs from the text sent so far: send the request again',
               { code: ErrorCode.PROVIDER_ERROR },
             ),
           );
-          return 'restart';
+          return 'mismatch';
         }
       }
       return undefined;
     };
     /** Forwards what the reader holds now; true once the answer is over. */
     const forward = async (): Promise<boolean> => {
-      let over: 'end' | 'restart' | undefined;
+      let over: 'end' | 'mismatch' | undefined;
       sse.batch(() => (over = drain()));
       if (over === undefined) return false;
       await r.close({ cancel: false });
@@ -134,11 +134,18 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
         await r.catchUp().catch(() => undefined);
         if (await forward()) return;
       }
-      if (o.state === 'failed' && o.code === ErrorCode.JOB_CANCELLED && sse.sent.length === 0 && reruns < 2) {
-        // Cancelled for a reader that left, just before this caller's marks withdrew the cancel (it joined
-        // the job as it stopped): nothing of it was sent, so run it again (a failed job is re-run) and keep
-        // reading; the stopped attempt took its text with it.
+      if (o.state === 'failed' && o.code === ErrorCode.JOB_CANCELLED && reruns < 2) {
+        // Cancelled while this caller still reads it: for a reader that left just before this caller's
+        // marks withdrew the cancel (it joined the job as it stopped), or with a readers count gone wrong
+        // (its marks expired under a very long stream). The caller is still here and wants its answer: the
+        // job is run again (a failed job is re-run) and read on. The stopped attempt took its text with it;
+        // what this caller already received must be where the re-run's text begins (see applyEntry; the
+        // result's check in finishFromOutcome when the re-run is not streamed), or it gets an error event,
+        // never a spliced answer.
         reruns++;
+        // What the stopped attempt delivered before it stopped is this caller's text so far.
+        if (await forward()) return;
+        if (sse.sent.length > 0) state.replay ??= '';
         outcome = client.submitInference(ctx.data, { waitMs: ctx.maxWaitMs, signal: ac.signal });
         continue;
       }
@@ -154,31 +161,54 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
 }
 
 /** Where a reader is in the stream. */
-interface ReadState {
+export interface ReadState {
   /** The seq of the next text entry. */
   expectSeq: number;
   /** False after a gap: the rest comes from the job's result. */
   usable: boolean;
+  /**
+   * After a restart (a retried backend call, a re-run job) that began when text had been sent: the new
+   * attempt's text so far, which must reproduce what was sent before anything more goes out. Undefined
+   * while the attempt's text is exactly what was sent (the normal case: no copy, no comparison).
+   */
+  replay: string | undefined;
 }
 
-/** What one entry does to the answer (and to the reader's place). */
-function applyEntry(sse: SseAnswer, e: TokenStreamEntry, state: ReadState): 'ok' | 'end' | 'restart' {
+/** What one entry does to the answer (and to the reader's place). Exported for its unit test. */
+export function applyEntry(sse: SseAnswer, e: TokenStreamEntry, state: ReadState): 'ok' | 'end' | 'mismatch' {
   switch (e.kind) {
     case 'start':
-      // A new attempt: fine until text went out; after that the text sent would be spliced with another.
+      // A new attempt: its text starts over, and must reproduce what was sent before it continues it.
       state.expectSeq = 0;
-      return sse.sent.length > 0 ? 'restart' : 'ok';
-    case 'text':
+      if (sse.sent.length > 0) state.replay = '';
+      return 'ok';
+    case 'text': {
       // Entries trimmed away (MAXLEN) before this reader got them: the result fills in at the end.
       if (e.seq !== state.expectSeq) {
         state.usable = false;
         return 'ok';
       }
       state.expectSeq = e.seq + 1;
-      sse.text(e.text);
+      if (state.replay === undefined) {
+        sse.text(e.text);
+        return 'ok';
+      }
+      const replay = state.replay + e.text;
+      const sent = sse.sent;
+      if (replay.length <= sent.length) {
+        if (!sent.startsWith(replay)) return 'mismatch';
+        state.replay = replay;
+        return 'ok';
+      }
+      if (!replay.startsWith(sent)) return 'mismatch';
+      // Caught up: what was sent is reproduced; the rest goes out, and the attempt is in step again.
+      state.replay = undefined;
+      sse.text(replay.slice(sent.length));
       return 'ok';
+    }
     case 'end':
-      return 'end';
+      // An attempt that ended without reproducing all that was sent cannot finish this answer.
+      return state.replay === undefined || state.replay === sse.sent ? 'end' : 'mismatch';
   }
 }
 

@@ -43,14 +43,32 @@ export function rankSlots(
       }
     }
   }
-  const seen = new Uint32Array(bands + 1);
+  // A stable counting sort on the number of shared bands, cut at `limit`: count the slots per level, find
+  // the lowest level that still gets a place, then one pass over the slots in first-seen order puts each
+  // at its level's next place (one pass, not one per level).
+  const seen = t.levels.length > bands ? t.levels : (t.levels = new Uint32Array(bands + 1));
+  seen.fill(0, 0, bands + 1);
   for (let i = 0; i < distinct; i++) seen[Math.min(counts[order[i]!]!, bands)]!++;
-  const ranked: number[] = [];
-  for (let c = bands; c >= 1 && ranked.length < limit; c--) {
-    if (seen[c] === 0) continue;
-    for (let i = 0; i < distinct && ranked.length < limit; i++) {
-      const h = order[i]!;
-      if (Math.min(counts[h]!, bands) === c) ranked.push(keys[h]! - 1);
+  let lowest = bands;
+  let above = 0; // slots at levels above `lowest`
+  while (lowest > 1 && above + seen[lowest]! < limit) above += seen[lowest--]!;
+  const n = Math.min(limit, above + seen[lowest]!);
+  const ranked = new Array<number>(n);
+  // next place of each level from `lowest` up: the levels above it come first
+  let at = 0;
+  for (let c = bands; c >= lowest; c--) {
+    const k = seen[c]!;
+    seen[c] = at;
+    at += k;
+  }
+  for (let i = 0; i < distinct; i++) {
+    const h = order[i]!;
+    const c = Math.min(counts[h]!, bands);
+    if (c < lowest) continue;
+    const place = seen[c]!;
+    if (place < n) {
+      ranked[place] = keys[h]! - 1;
+      seen[c] = place + 1;
     }
   }
   for (let i = 0; i < distinct; i++) keys[order[i]!] = 0;
@@ -63,6 +81,8 @@ interface Scratch {
   order: Int32Array;
   mask: number;
   shift: number;
+  /** Slots per number of shared bands, then each level's next place in the ranking. */
+  levels: Uint32Array;
 }
 let table: Scratch | undefined;
 
@@ -78,6 +98,7 @@ function scratch(cells: number): Scratch {
     order: new Int32Array(size),
     mask: size - 1,
     shift: 32 - bits,
+    levels: table?.levels ?? new Uint32Array(0),
   };
   return table;
 }
