@@ -35,6 +35,18 @@ async function readAll(
   return { text, finish };
 }
 
+/** The caller got a whole answer: finished, and the text of the job, which completed. */
+async function expectWholeAnswer(
+  fleet: TestFleet,
+  jobId: string,
+  got: { text: string; finish: string | null },
+): Promise<void> {
+  expect(got.finish).not.toBeNull();
+  const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
+  expect(job!.state).toBe('completed');
+  expect(got.text).toBe((job!.result as { text: string }).text);
+}
+
 type StreamRequest = ReturnType<typeof makeRequest>;
 
 function makeRequest(content: string) {
@@ -98,10 +110,7 @@ describe('a streaming request right after a cancelled stream of the same request
         await until(async () => (await redis.exists(keys.cancel)) === 0, 10_000, 'the cancel to be honoured');
       }
     }
-    expect(finish).not.toBeNull();
-    const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
-    expect(job!.state).toBe('completed');
-    expect(text).toBe((job!.result as { text: string }).text);
+    await expectWholeAnswer(env.fleet, jobId, { text, finish });
     // The stopped attempt and the re-run.
     expect((env.fleet.sim.stats().requests.byEndpoint['/api/chat'] ?? 0) - calls0).toBe(2);
   });
@@ -112,10 +121,7 @@ describe('a streaming request right after a cancelled stream of the same request
       const jobId = jobIdOf(req);
       await leaveAfterFirstText(req);
       const again = await readAll(env.openai, req);
-      expect(again.finish).not.toBeNull();
-      const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
-      expect(job!.state).toBe('completed');
-      expect(again.text).toBe((job!.result as { text: string }).text);
+      await expectWholeAnswer(env.fleet, jobId, again);
     }
   });
 });
@@ -140,10 +146,7 @@ describe('a streaming request after a cancel that Redis shows', () => {
       ErrorCode.JOB_CANCELLED,
     );
     const again = await readAll(env.openai, req);
-    expect(again.finish).not.toBeNull();
-    const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
-    expect(job!.state).toBe('completed');
-    expect(again.text).toBe((job!.result as { text: string }).text);
+    await expectWholeAnswer(env.fleet, jobId, again);
   });
 });
 
@@ -177,10 +180,7 @@ describe('a streaming caller whose job is cancelled before its first token', () 
     const redis = env.fleet.client.submitter.redis.connection;
     await redis.set(keys.cancel, '1', 'PX', 30_000);
     const got = await answer;
-    expect(got.finish).not.toBeNull();
-    const job = await env.fleet.client.getJob(QueueName.INFERENCE, jobId);
-    expect(job!.state).toBe('completed');
-    expect(got.text).toBe((job!.result as { text: string }).text);
+    await expectWholeAnswer(env.fleet, jobId, got);
     // Two backend calls: the cancelled one and the re-run.
     expect(env.fleet.sim.stats().requests.byEndpoint['/api/chat']).toBe(2);
   });
