@@ -14,9 +14,14 @@
  * request (INFO stats deltas) and the median pair ratios B/A.
  *
  *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off]
- *                         [--cpu-prof DIR] [--json]
+ *                         [--cpu-prof DIR] [--stages] [--json]
  * --variants on: only caches on; off: only the semantic and search caches off; all (default): every variant.
  * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR.
+ * --stages: after each variant, where the last pair's cell0 requests spent their time, from each job's hash
+ * (added, taken by the worker, finished) and the client's send and answer times: request→added (HTTP, cache
+ * lookup, enqueue), added→active (queue wait), active→finished (backend call, cache write, completion),
+ * finished→seen (result to the API and the answer to the client). Each answer's job id is then parsed by
+ * the client, on the cell0 side only.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -26,6 +31,7 @@ import type { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { benchArgs } from './args.js';
 import { median, percentile } from './e2e-common.js';
+import { epochNow, printStages, type StageSample } from './e2e-stages.js';
 import {
   commandCalls,
   cpuMsOf,
@@ -62,6 +68,8 @@ interface RunResult {
   redisBytesOut: number;
   /** Answers served from a cache (should be 0: every prompt is unique). */
   cached: number;
+  /** Each answered job's id with its send and answer times (with --stages, on the cell0 side only). */
+  samples: StageSample[];
 }
 
 /** N requests, K at a time, each with a prompt never sent before. */
@@ -72,8 +80,10 @@ async function load(
   tag: string,
   pids: Record<string, number | undefined>,
   redis: Redis,
+  stages = false,
 ): Promise<RunResult> {
   const pool = new Pool(url, { connections: k });
+  const samples: StageSample[] = [];
   const lat: number[] = [];
   let errors = 0;
   let cached = 0;
@@ -93,6 +103,7 @@ async function load(
           params: { max_tokens: MAX_TOKENS },
         });
         const s = performance.now();
+        const due = stages ? epochNow() : 0;
         try {
           const r = await pool.request({
             path: '/v1/inference',
@@ -106,6 +117,8 @@ async function load(
             errors++;
             firstError ??= `${r.statusCode} ${text.slice(0, 200)}`;
           } else if (/"cached":true/.test(text)) cached++;
+          else if (stages)
+            samples.push({ jobId: (JSON.parse(text) as { jobId: string }).jobId, due, seen: epochNow() });
         } catch (err) {
           errors++;
           firstError ??= String(err);
@@ -143,6 +156,7 @@ async function load(
     redisBytesIn: (io1.bytesIn - io0.bytesIn) / n,
     redisBytesOut: (io1.bytesOut - io0.bytesOut) / n,
     cached,
+    samples,
   };
 }
 
@@ -198,10 +212,12 @@ async function startBackends(): Promise<{
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const stages = argv.includes('--stages');
   const opts = benchArgs(
-    process.argv.slice(2),
+    argv.filter((a) => a !== '--stages'),
     { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--json]',
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--stages] [--json]',
     ['variants', 'cpu-prof'],
   );
   const profDir = opts.text['cpu-prof'];
@@ -260,7 +276,16 @@ async function main(): Promise<void> {
       const pairs: { a: RunResult; b: RunResult }[] = [];
       for (let p = 0; p < opts.pairs; p++) {
         const runA = () => load(proxyUrl, opts.requests, opts.concurrency, `${tag}a${p}`, proxyPids, redis);
-        const runB = () => load(cell0Url, opts.requests, opts.concurrency, `${tag}b${p}`, pids, redis);
+        const runB = () =>
+          load(
+            cell0Url,
+            opts.requests,
+            opts.concurrency,
+            `${tag}b${p}`,
+            pids,
+            redis,
+            stages && p === opts.pairs - 1,
+          );
         let a: RunResult;
         let b: RunResult;
         if (p % 2 === 0) {
@@ -325,6 +350,13 @@ async function main(): Promise<void> {
         `  Redis socket reads/writes per request (round trips): cell0 ${f(row.redisSocketReadsPerRequest, 2)} / ${f(row.redisSocketWritesPerRequest, 2)}; ` +
           `bytes in/out per request ${f(row.redisBytesPerRequest.in, 0)} / ${f(row.redisBytesPerRequest.out, 0)}`,
       );
+      if (stages)
+        await printStages(
+          redis,
+          '{cell0:inference}:inference',
+          last.b.samples,
+          `cell0, ${variant.name}, last pair`,
+        );
       await stop(cell0);
       await stop(proxy);
       await stop(sim);

@@ -139,7 +139,7 @@ export function printRow(r: {
   const byPath = r.byPath;
   if (byPath)
     console.log(
-      `  by answer (script calls: exact hit 1, similarity hit 3, miss 1-2): ` +
+      `  by answer (script calls awaited: exact hit 1, similarity hit 2-3, miss 1-2): ` +
         byPath
           .map(
             (b) =>

@@ -111,7 +111,7 @@ async function run(
   opts: { redisPolicy?: boolean } = {},
 ): Promise<void> {
   const cfg = config();
-  const log = createLogger({ level: cfg.logLevel, name: role, destination: 'async' });
+  const log = createLogger({ level: cfg.logLevel, name: role, destination: 'batched' });
   setHotPathLogSample(cfg.logSample);
   routeConsoleToLogger(log);
   configureConnectionLog(log, { summaryEveryMs: cfg.logOutageSummaryMs });

@@ -86,7 +86,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly shutdown: Shutdown;
   /** Runs the jobs: processors, deadlines, cancellation, completion and failure (workers/worker/job-runner.ts). */
   private readonly jobs: JobRunner;
-  /** The models the inference backend lists (status section `models`, for GET /v1/models). */
+  /** The models the inference backend lists (status section `backendModels`, for GET /v1/models). */
   private readonly modelList: ModelList;
   /** Writers of inference jobs' token streams; undefined when streams are off or inference is not served. */
   private readonly tokenStreams: TokenStreams | undefined;
@@ -325,7 +325,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       ...(clientNode !== undefined ? { clientNode } : {}),
       ...(pressure ? { pressure } : {}),
       ...(this.opts.maintenance ? { maintenance: true } : {}),
-      ...(this.modelList.models ? { models: this.modelList.models } : {}),
+      ...(this.modelList.models ? { backendModels: this.modelList.models } : {}),
       ...(this.embeddings ? { embeddingBatches: this.embeddings.stats() } : {}),
       ...(this.opts.status?.() ?? {}),
     };

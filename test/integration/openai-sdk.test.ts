@@ -27,7 +27,14 @@ describe('OpenAI-compatible API, through the official openai SDK', () => {
   let fleet: TestFleet;
   let openai: OpenAI;
   beforeAll(async () => {
-    fleet = await startTestFleet({ apiKeys: [KEY], tenantSecret: 'openai-test-secret' });
+    fleet = await startTestFleet({
+      apiKeys: [KEY],
+      tenantSecret: 'openai-test-secret',
+      // As `cell0 start` publishes: the model memory manager's section, named `models`, beside the backend's list.
+      workerStatus: () => ({
+        models: { managers: [{ backend: 'http://127.0.0.1:11435', policy: 'LRU', resident: [] }] },
+      }),
+    });
     openai = new OpenAI({ baseURL: `${fleet.url}/v1`, apiKey: KEY, maxRetries: 0 });
   });
   afterAll(() => fleet.close());

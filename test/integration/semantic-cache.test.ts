@@ -252,6 +252,24 @@ describe('SemanticCache (on Redis)', () => {
       expect(hit?.value).toBe('100 g');
     });
 
+    it('marks used the entry a similarity hit answers with, not the candidate the guard refused', async () => {
+      const cache = make({ thresholds: loose });
+      const refused = 'how many calories are in 250 grams of cooked rice';
+      const taken = 'how many calories are in 100 grams of cooked rice';
+      await cache.set(refused, '250 g', SCOPE);
+      await cache.set(taken, '100 g', SCOPE);
+      const [tag, refusedId] = cache.entryIdOf(refused, SCOPE).split(':');
+      const takenId = cache.entryIdOf(taken, SCOPE).split(':')[1]!;
+      const lru = `${baseOf(cache)}:{${tag}}:lru`;
+      const before = [Number(await raw.zscore(lru, refusedId!)), Number(await raw.zscore(lru, takenId))];
+      await redisPast(Math.max(...before));
+      const hit = await cache.get('How many calories are in 100 grams of cooked rice please', SCOPE);
+      expect(hit).toMatchObject({ value: '100 g', confidence: 'high' });
+      // Read on the cache's own connection: the mark, sent without waiting, is ahead of it there.
+      expect(Number(await client.connection.zscore(lru, takenId))).toBeGreaterThan(before[1]!);
+      expect(Number(await client.connection.zscore(lru, refusedId!))).toBe(before[0]);
+    });
+
     it(`gives up after ${GUARD_TRIES} refusals in one lookup, however many candidates are left`, async () => {
       const grams = [100, 200, 300, 400, 500, 600];
       expect(grams.length).toBeGreaterThan(GUARD_TRIES + 1);

@@ -2,7 +2,7 @@ import { type RedisConnection } from '../../shared/redis/cluster';
 import { silentLogger } from '../../shared/logger';
 import { createRedisConnection, closeRedis } from '../../shared/redis/connection';
 import { decodeEntry, tokenStreamKeys, type TokenStreamEntry } from '../../shared/queues/token-stream';
-import { TokenStreamWriter } from '../../workers/token-stream-writer';
+import { FlushPacer, TokenStreamWriter } from '../../workers/token-stream-writer';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
@@ -206,5 +206,63 @@ describe('TokenStreamWriter', () => {
     await w.end(end);
     expect(w.signal.aborted).toBe(false);
     expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'end']);
+  });
+
+  test('writers sharing a pacer count themselves while their text waits, and their interval grows with the count', async () => {
+    // The base interval far longer than the test: each writer's second token waits until its end.
+    const pacer = new FlushPacer({ baseMs: 600_000, streams: 1, maxMs: 1_800_000 });
+    expect(pacer.intervalMs()).toBe(600_000);
+    const writers = await Promise.all(
+      ['j-5', 'j-6', 'j-7'].map(async (jobId) => {
+        const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', jobId);
+        await redis.set(keys.wanted, '1', 'PX', 60_000);
+        const w = new TokenStreamWriter({
+          redis,
+          keys,
+          jobId,
+          maxLen: 1000,
+          ttlMs: 60_000,
+          pacer,
+          logger: silentLogger(),
+        });
+        await w.open(0);
+        return { w, keys };
+      }),
+    );
+    for (const { w, keys } of writers) {
+      // The first text goes out at once (the pacer never holds it back)...
+      w.push('a');
+      await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+      // ...and the next waits for the interval: the writer counts as waiting meanwhile.
+      w.push('b');
+    }
+    expect(pacer.waiting).toBe(3);
+    expect(pacer.intervalMs()).toBe(1_800_000);
+    await writers[0]!.w.end(end);
+    expect(pacer.waiting).toBe(2);
+    expect(pacer.intervalMs()).toBe(1_200_000);
+    for (const { w } of writers.slice(1)) await w.end(end);
+    expect(pacer.waiting).toBe(0);
+    for (const { keys } of writers)
+      expect(await entries(keys.stream)).toEqual([
+        { kind: 'start', attempt: 0 },
+        { kind: 'text', seq: 0, text: 'a' },
+        { kind: 'text', seq: 1, text: 'b' },
+        { kind: 'end', ...end },
+      ]);
+  });
+
+  test('FlushPacer: the base interval up to `streams` waiting, then in proportion up to maxMs; bad options throw', () => {
+    const p = new FlushPacer();
+    expect(p.intervalMs()).toBe(20);
+    p.waiting = 16;
+    expect(p.intervalMs()).toBe(20);
+    p.waiting = 32;
+    expect(p.intervalMs()).toBe(40);
+    p.waiting = 1000;
+    expect(p.intervalMs()).toBe(80);
+    expect(() => new FlushPacer({ baseMs: -1 })).toThrow(/baseMs/);
+    expect(() => new FlushPacer({ streams: 0 })).toThrow(/streams/);
+    expect(() => new FlushPacer({ baseMs: 50, maxMs: 10 })).toThrow(/maxMs/);
   });
 });

@@ -32,8 +32,30 @@ describe('logger', () => {
     log
       .child({ jobId: 'i-1' })
       .info({ headers: { authorization: 'Basic abc' }, config: { apiKeys: ['k1', 'k2'] } }, 'y');
+    // At any depth, in any case, and in a child's bindings (and its children's).
+    log.info(
+      { a: { b: { c: { apiKey: 'deep-key' } } }, hdrs: [{ 'X-Api-Key': 'xk-1', Cookie: 'sid=1' }] },
+      'z',
+    );
+    log
+      .child({ db: { password: 'pw-child' }, Token: 'tok-child' })
+      .child({ tenantSecret: 'ts-grandchild' })
+      .info({ adminKeys: ['ak-1'] }, 'w');
     const out = lines.join('');
-    for (const secret of ['sk-live-123', 'sk-live-456', 'hunter2', 'Basic abc', 'k1'])
+    for (const secret of [
+      'sk-live-123',
+      'sk-live-456',
+      'hunter2',
+      'Basic abc',
+      'k1',
+      'deep-key',
+      'xk-1',
+      'sid=1',
+      'pw-child',
+      'tok-child',
+      'ts-grandchild',
+      'ak-1',
+    ])
       expect(out).not.toContain(secret);
     expect(out).toContain('[redacted]');
     expect(out).toContain('"queue":"inference"');
@@ -132,10 +154,10 @@ describe('hot-path log sampling', () => {
     expect([1, 2, 3, 4].filter(() => sampleHotPathLine())).toHaveLength(2);
   });
 
-  it('the asynchronous destination writes every line, and an error logged just before exit is not lost', () => {
+  it('the batched destination writes every line in order, and an error logged just before exit is not lost', () => {
     const script = [
       "const { createLogger } = require('./shared/logger');",
-      "const log = createLogger({ destination: 'async' });",
+      "const log = createLogger({ destination: 'batched' });",
       "for (let i = 0; i < 200; i++) log.info({ i }, 'line');",
       "log.error({ code: 'X' }, 'the last word');",
       'process.exit(3);',

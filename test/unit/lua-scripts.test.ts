@@ -26,6 +26,7 @@ describe('the Lua script loader', () => {
       'semantic-index': 1,
       'semantic-lookup': 3,
       'semantic-set': 'variadic',
+      'semantic-touch': 1,
       'token-bucket': 2,
       'token-stream-leave': 4,
       'token-stream-open': 5,

@@ -61,4 +61,25 @@ describe('SseAnswer', () => {
     expect(calls).toEqual(['end']);
     expect(body.match(/^data: /gm)).toHaveLength(4);
   });
+
+  it('a write leaves the socket at once, not at the next tick (readers of one job are written one after another)', async () => {
+    let corkedAfterWrite: number | undefined;
+    let corkedWithoutFlush: number | undefined;
+    const { body } = await serve((sse) => {
+      sse.text('Hello');
+      corkedAfterWrite = sse['res'].socket?.writableCorked;
+      // What Node does to a plain response write (here an SSE comment): the socket stays corked until the
+      // next tick.
+      sse['res'].write(': comment\n\n');
+      corkedWithoutFlush = sse['res'].socket?.writableCorked;
+      sse.finish('stop', { promptTokens: 1, completionTokens: 1, totalTokens: 2 });
+    });
+    expect(corkedAfterWrite).toBe(0);
+    expect(corkedWithoutFlush).toBe(1);
+    expect(
+      deltas(body)
+        .map((e) => e.choices[0]?.delta?.content ?? '')
+        .join(''),
+    ).toBe('Hello');
+  });
 });

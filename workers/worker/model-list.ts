@@ -5,7 +5,7 @@ import { type InferenceBackend } from '../providers/provider.js';
 const EVERY_MS = 30_000;
 
 /**
- * The models the worker's inference backend lists, kept for the published status (section `models`, read
+ * The models the worker's inference backend lists, kept for the published status (section `backendModels`, read
  * by GET /v1/models). Read at most every 30 s, one read at a time, never failing anything.
  */
 export class ModelList {

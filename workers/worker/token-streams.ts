@@ -6,7 +6,7 @@ import { QueueName, queueKey } from '../../shared/queues/names.js';
 import { marksGateKey, tokenStreamKeys } from '../../shared/queues/token-stream.js';
 import { spanEvents } from '../../shared/tracing/tracing.js';
 import { type CallContext } from '../providers/provider.js';
-import { TokenStreamWriter } from '../token-stream-writer.js';
+import { FlushPacer, TokenStreamWriter } from '../token-stream-writer.js';
 import { hookFetches } from '../../shared/queues/bullmq-internals.js';
 import { defineScripts, luaScript } from '../../shared/redis/lua-scripts.js';
 
@@ -77,6 +77,8 @@ export class TokenStreams {
   private readonly imminent = new Set<Promise<void>>();
   private rotate: NodeJS.Timeout | undefined;
   private readonly counts = { behindFetch: 0, atStart: 0 };
+  /** The text-write interval of this worker's streams, from how many have text waiting (see FlushPacer). */
+  private readonly pacer = new FlushPacer();
 
   constructor(private readonly opts: TokenStreamsOptions) {}
 
@@ -315,6 +317,7 @@ export class TokenStreams {
       readMarks: () => this.marksOf(jobId, processedOn),
       maxLen: this.opts.maxLen,
       ttlMs: this.opts.ttlMs,
+      pacer: this.pacer,
       logger: this.opts.log,
     });
   }

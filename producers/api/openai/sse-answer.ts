@@ -69,7 +69,15 @@ export class SseAnswer {
       this.held += s;
       this.ending ||= end;
     } else if (end) this.res.end(s);
-    else this.res.write(s);
+    else {
+      this.res.write(s);
+      // Out now, not at the next tick: Node corks a response's socket on a write until the next tick, and
+      // when one hub wake-up delivers a job's text to many readers (identical requests joined to one job),
+      // all their writes are made in one run of promise callbacks; with the cork, no reader's bytes left
+      // before the last reader's had been made, so every reader waited for all of them. The socket's cork,
+      // not the response's: res.uncork() without a res.cork() would leave the response corked for good.
+      this.res.socket?.uncork();
+    }
   }
 
   text(t: string): void {

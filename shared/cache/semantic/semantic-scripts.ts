@@ -30,6 +30,7 @@ const SCRIPTS = [
   'semantic-lookup',
   'semantic-drop',
   'semantic-index',
+  'semantic-touch',
 ] as const;
 export type Arg = string | number | Buffer;
 
@@ -37,11 +38,13 @@ export type Arg = string | number | Buffer;
 export interface SemCommands {
   /** { evicted, expired removed, 1 when the stores opened a new generation, ms their generation lives }. */
   cell0SemanticSet(numKeys: number, ...args: Arg[]): Promise<[number, number, number, number]>;
+  /** { likeliest id, its value JSON, prompt, stored at (all empty when none), record1, record2, ... }. */
   cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
   cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
   cell0SemanticDrop(...args: Arg[]): Promise<[number, number]>;
   cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
+  cell0SemanticTouch(lruKey: string, id: string): Promise<number>;
 }
 
 export function commands(redis: RedisConnection): RedisConnection & SemCommands {

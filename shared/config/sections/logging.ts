@@ -28,7 +28,7 @@ export const LOGGING_ENV = {
     section: 'logging',
     default: '1',
     schema: rate(0, 1),
-    doc: 'Fraction of the per-request and per-job success lines (request, job completed) that are written, e.g. 0.01 for one in a hundred; warnings and errors are always written. Lines go to stdout asynchronously, in writes of ~4 KB or every 100 ms (error lines at once, the rest on exit)',
+    doc: 'Fraction of the per-request and per-job success lines (request, job completed) that are written, e.g. 0.01 for one in a hundred; warnings and errors are always written. Lines go to stdout in batches, in writes of ~4 KB or every 100 ms (error lines at once, the rest on exit)',
   },
 } satisfies Record<string, EnvVar>;
 
