@@ -22,6 +22,8 @@
  *                              [--cpu-profile FILE]   (V8 CPU profile of the lookups at the largest size)
  *                              [--heap-profile FILE]  (sampling heap profile of the same lookups: what they
  *                                                      allocate, garbage included)
+ *                              [--trace-jit]          (V8's optimisations and deopts during the same lookups,
+ *                                                      between "trace-jit: begin/end" lines; use stdbuf -oL)
  */
 import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -72,6 +74,11 @@ interface Args {
   cpuProfile: string | undefined;
   /** Write a sampling heap profile (.heapprofile: every allocation, collected or not) of the same lookups. */
   heapProfile: string | undefined;
+  /**
+   * Turn V8's --trace-opt and --trace-deopt on during the measured lookups at the largest size only, between
+   * two marker lines (run under `stdbuf -oL` so V8's lines and the markers keep their order).
+   */
+  traceJit: boolean;
 }
 
 /**
@@ -98,6 +105,7 @@ function parseArgs(argv: readonly string[]): Args {
     embedder: 'lexical',
     cpuProfile: undefined,
     heapProfile: undefined,
+    traceJit: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -107,11 +115,12 @@ function parseArgs(argv: readonly string[]): Args {
     else if (k === '--warm-up') a.warmUp = Number(argv[++i]);
     else if (k === '--cpu-profile' && argv[i + 1]) a.cpuProfile = argv[++i];
     else if (k === '--heap-profile' && argv[i + 1]) a.heapProfile = argv[++i];
+    else if (k === '--trace-jit') a.traceJit = true;
     else if (k === '--embedder' && (argv[i + 1] === 'lexical' || argv[i + 1] === 'hashed'))
       a.embedder = argv[++i] as 'lexical' | 'hashed';
     else {
       console.error(
-        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--warm-up N] [--scan-lookups N] [--embedder lexical|hashed] [--cpu-profile FILE] [--heap-profile FILE] [--json]`,
+        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--warm-up N] [--scan-lookups N] [--embedder lexical|hashed] [--cpu-profile FILE] [--heap-profile FILE] [--trace-jit] [--json]`,
       );
       process.exit(2);
     }
@@ -311,6 +320,12 @@ async function main(): Promise<void> {
       const cpuLat: number[] = [];
       const mainLat: number[] = [];
       const paths: Path[] = [];
+      const traceJit = args.traceJit && largest;
+      if (traceJit) {
+        console.log('trace-jit: begin (the measured lookups)');
+        v8.setFlagsFromString('--trace-opt');
+        v8.setFlagsFromString('--trace-deopt');
+      }
       for (const q of queries) {
         const c = process.cpuUsage();
         const m = process.threadCpuUsage();
@@ -334,6 +349,11 @@ async function main(): Promise<void> {
       }
       const cpu = process.cpuUsage(cpu0);
       const threads1 = threadCpuMs();
+      if (traceJit) {
+        v8.setFlagsFromString('--no-trace-opt');
+        v8.setFlagsFromString('--no-trace-deopt');
+        console.log('trace-jit: end');
+      }
       const threadCpu: Record<string, number> = {};
       for (const [tid, t] of threads1) {
         const before = threads0.get(tid)?.ms ?? 0;

@@ -1,6 +1,8 @@
 import { HashedNgramEmbedder } from '../../shared/cache/semantic/embedder';
 import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
 import {
+  bandFields,
+  bandSuffix,
   scopeHash,
   scopeKeysOf,
   type ScopeKeys,
@@ -80,5 +82,28 @@ describe('the prompt memo shared per embedder', () => {
     expect(PromptMemo.of(e1, '20x12')).not.toBe(PromptMemo.of(e1, '16x12'));
     const p = PromptMemo.of(e1, '20x12').get('How do I reset my password?');
     expect(PromptMemo.of(e1, '20x12').get('How do I reset my password?')).toBe(p);
+  });
+});
+
+describe('band fields', () => {
+  it('lists every band as index:value (base 36), comma-separated, in band order, as the scripts read them', () => {
+    expect(bandFields([1, 35, 4095, 0])).toBe('0:1,1:z,2:35r,3:0');
+    expect(bandFields([7])).toBe('0:7');
+    expect(bandFields([])).toBe('');
+    const bands = Array.from({ length: 20 }, (_, i) => (i * 977) % 4096);
+    expect(bandFields(bands)).toBe(bands.map((v, i) => bandSuffix(i, v)).join(','));
+  });
+
+  it('keeps what a prompt costs to prepare on one object shape, whatever is filled in first', () => {
+    const memo = new PromptMemo(8);
+    const a = memo.get('first prompt');
+    const b = memo.get('second prompt');
+    a.fields = '0:1';
+    b.quantized = Buffer.alloc(1);
+    // every field exists from the start, in one order: no object gains a property later
+    expect(Object.keys(a)).toEqual(Object.keys(b));
+    expect(Object.keys(a)).toEqual(
+      expect.arrayContaining(['vec', 'bands', 'hasBands', 'fields', 'quantized']),
+    );
   });
 });

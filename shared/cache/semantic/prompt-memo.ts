@@ -1,20 +1,29 @@
 import { promptId } from './scope.js';
 import { normalizePrompt } from './text.js';
 
-/** What one prompt costs to prepare, kept for the next call with the same prompt. */
-export interface PreparedPrompt {
-  normalized: string;
-  /** The exact key's id of the normalised prompt. */
-  id: string;
+/**
+ * What one prompt costs to prepare, kept for the next call with the same prompt. A class whose every field
+ * is set in the constructor: all prepared prompts share one hidden class whatever was computed for them
+ * and in which order (a lookup fills vec, bands, fields; a store vec, bands, quantized). Object literals
+ * that gained those fields later had several, and the lookup optimised for one of them was thrown away
+ * ("wrong map") on meeting another, then recompiled, in steady state.
+ */
+export class PreparedPrompt {
   /** The embedding, once computed. */
-  vec?: Float32Array;
-  /** Its LSH band values (undefined: a zero vector, no bands), once computed. */
-  bands?: number[] | undefined;
-  hasBands?: boolean;
+  vec: Float32Array | undefined = undefined;
+  /** Its LSH band values (undefined: a zero vector, no bands), once computed (hasBands). */
+  bands: number[] | undefined = undefined;
+  hasBands = false;
   /** Its band fields as the lookup scripts take them (scope.ts bandFields), once built. */
-  fields?: string;
+  fields: string | undefined = undefined;
   /** The embedding int8-quantised, in the form it is stored (vector-codec.ts storedForm), once computed. */
-  quantized?: Buffer;
+  quantized: Buffer | undefined = undefined;
+
+  constructor(
+    readonly normalized: string,
+    /** The exact key's id of the normalised prompt. */
+    readonly id: string,
+  ) {}
 }
 
 /** Prompts longer than this (characters) are prepared each time, not kept. */
@@ -57,7 +66,7 @@ export class PromptMemo {
       return kept;
     }
     const normalized = normalizePrompt(prompt);
-    const p: PreparedPrompt = { normalized, id: promptId(normalized) };
+    const p = new PreparedPrompt(normalized, promptId(normalized));
     if (prompt.length <= MAX_PROMPT && this.size > 0) {
       this.map.set(prompt, p);
       if (this.map.size > this.size) this.map.delete(this.map.keys().next().value!);

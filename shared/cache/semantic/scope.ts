@@ -147,9 +147,16 @@ export function bandSuffix(index: number, value: number): string {
   return `${index}:${value.toString(36)}`;
 }
 
-/** A prompt's band fields as the lookup scripts take them: every bandSuffix, comma-separated, in band order. */
+/**
+ * A prompt's band fields as the lookup scripts take them: every bandSuffix, comma-separated, in band order.
+ * Built by concatenation, with no intermediate array: when the lookup's optimised code inlined
+ * `bands.map(…).join(',')`, the array map() made had another hidden class than the one join() had seen,
+ * and V8 threw the optimised lookup away ("wrong map") and compiled it again in steady state.
+ */
 export function bandFields(bands: readonly number[]): string {
-  return bands.map((v, i) => bandSuffix(i, v)).join(',');
+  let out = '';
+  for (let i = 0; i < bands.length; i++) out += (i === 0 ? '' : ',') + bandSuffix(i, bands[i]!);
+  return out;
 }
 
 /** The base of every key of a cache with `prefix` ("{cell0}" → "cell0:sem"). */
