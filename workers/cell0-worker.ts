@@ -34,6 +34,7 @@ import { ModelList } from './worker/model-list.js';
 import { TokenStreams } from './worker/token-streams.js';
 import { EmbeddingBatcher } from './embedding/index.js';
 import { waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
+import { batchFinishes } from '../shared/queues/finish-batch.js';
 import { telemetryOption } from '../shared/tracing/tracing.js';
 
 export {
@@ -220,6 +221,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish, and each
     // inference job's token stream marks be read right behind its fetch (where they share its slot).
     for (const [key, { conn }] of this.byKey) {
+      // First: the hooks below then see each finish of a batch as its own call, and their commands go
+      // out behind the batch.
+      if (!(await batchFinishes(conn)))
+        this.log.warn({ queueKey: key }, 'finishes go one script call each (BullMQ finish not batched)');
       this.replies.replyBehindFinish(conn, key);
       this.tokenStreams?.readMarksBehindFetches(conn, key);
     }

@@ -28,11 +28,14 @@ type ActiveMarksCommand = (
 interface PrefetchBatch {
   fetches: number;
   /**
-   * The answers of the batch's fetches that have come (each names the job it activated, if any). They all
-   * come before the read's own answer (same connection, answered in order, and their callbacks were
-   * registered first).
+   * The answers of the batch's fetches that have come (each names the job it activated, if any). Their
+   * replies come before the read's own (same connection, answered in order); a fetch whose promise settles
+   * a little later than its reply (finishes sent in one batched call, shared/queues/finish-batch.ts) is
+   * waited for through `fetched` before they are used.
    */
   answers: unknown[];
+  /** The fetches' promises (settled when their answers are in `answers`). */
+  fetched: Promise<unknown>[];
   /** A fetch of the batch has been answered. */
   answered: boolean;
   done?: Promise<void>;
@@ -150,9 +153,11 @@ export class TokenStreams {
         jobKeyPrefix,
         b.fetches,
       ).then(
-        (r) => {
-          if (r === 0) this.keepUnmarked(b.answers);
-          else this.keepPrefetched(r);
+        async (r) => {
+          if (r === 0) {
+            await Promise.allSettled(b.fetched);
+            this.keepUnmarked(b.answers);
+          } else this.keepPrefetched(r);
           this.settled(b);
         },
         () => this.settled(b),
@@ -161,7 +166,13 @@ export class TokenStreams {
     };
     return hookFetches(conn, (answered) => {
       if (!batch) {
-        const b: PrefetchBatch = (batch = { fetches: 0, answers: [], answered: false, settled: false });
+        const b: PrefetchBatch = (batch = {
+          fetches: 0,
+          answers: [],
+          fetched: [],
+          answered: false,
+          settled: false,
+        });
         // Behind every fetch of this tick (BullMQ sends them from promise callbacks, which run first).
         process.nextTick(() => send(b));
       }
@@ -169,13 +180,15 @@ export class TokenStreams {
       b.fetches++;
       // Once a fetch is answered, the read right behind it is about to be: a job that starts meanwhile
       // waits for it rather than reading its marks again.
-      answered.then(
-        (r) => {
-          b.answers.push(r);
-          b.answered = true;
-          if (b.done && !b.settled) this.imminent.add(b.done);
-        },
-        () => undefined,
+      b.fetched.push(
+        answered.then(
+          (r) => {
+            b.answers.push(r);
+            b.answered = true;
+            if (b.done && !b.settled) this.imminent.add(b.done);
+          },
+          () => undefined,
+        ),
       );
     });
   }
