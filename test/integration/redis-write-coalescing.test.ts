@@ -10,20 +10,26 @@ import { onCluster, testRedisConnection, uniquePrefix } from '../helpers/redis';
  */
 const maybe = onCluster() ? describe.skip : describe;
 
+/** Counts the socket writes of `redis` from now on: read the count with the function returned. */
+function countWrites(redis: Redis): () => number {
+  const stream = (redis as unknown as { stream: Socket & { _writeGeneric: (...a: unknown[]) => void } })
+    .stream;
+  let writes = 0;
+  const real = stream._writeGeneric;
+  stream._writeGeneric = function (this: Socket, ...args: unknown[]) {
+    writes++;
+    return real.apply(this, args);
+  };
+  return () => writes;
+}
+
 maybe('Redis write coalescing', () => {
   it('sends the commands of 50 callbacks of one loop phase in one socket write (at most two), in order', async () => {
     const conn = testRedisConnection('coalescing');
     try {
       await waitUntilReady(conn, 5000);
       const redis = conn as Redis;
-      const stream = (redis as unknown as { stream: Socket & { _writeGeneric: (...a: unknown[]) => void } })
-        .stream;
-      let writes = 0;
-      const real = stream._writeGeneric;
-      stream._writeGeneric = function (this: Socket, ...args: unknown[]) {
-        writes++;
-        return real.apply(this, args);
-      };
+      const writes = countWrites(redis);
       const key = `${uniquePrefix('coalesce')}:list`;
       const sent: Promise<unknown>[] = [];
       // 50 timers due at the same time run in one timers phase, each a callback of its own.
@@ -37,7 +43,7 @@ maybe('Redis write coalescing', () => {
       });
       await Promise.all(sent);
       // One write (two if the timers straddled a millisecond and fell due in two phases); 50 without it.
-      expect(writes).toBeLessThanOrEqual(2);
+      expect(writes()).toBeLessThanOrEqual(2);
       expect(await redis.lrange(key, 0, -1)).toEqual(Array.from({ length: 50 }, (_, i) => String(i)));
       await redis.del(key);
     } finally {
@@ -50,14 +56,7 @@ maybe('Redis write coalescing', () => {
     try {
       await waitUntilReady(conn, 5000);
       const redis = conn as Redis;
-      const stream = (redis as unknown as { stream: Socket & { _writeGeneric: (...a: unknown[]) => void } })
-        .stream;
-      let writes = 0;
-      const real = stream._writeGeneric;
-      stream._writeGeneric = function (this: Socket, ...args: unknown[]) {
-        writes++;
-        return real.apply(this, args);
-      };
+      const writes = countWrites(redis);
       const key = `${uniquePrefix('coalesce-flush')}:list`;
       // In the check phase, as a batch gathered over a poll is sent: the commands issued by the callback and by
       // its microtasks (an await that needs no I/O) leave in one write once those microtasks are done.
@@ -68,9 +67,9 @@ maybe('Redis write coalescing', () => {
             void Promise.resolve().then(() => sent.push(redis.rpush(key, 'b')));
             queueMicrotask(() =>
               process.nextTick(() => {
-                const without = writes;
+                const without = writes();
                 flushWrites();
-                resolve({ withFlush: writes, without, sent });
+                resolve({ withFlush: writes(), without, sent });
               }),
             );
           }),
