@@ -3,7 +3,12 @@ import { type RedisConnection } from '../shared/redis/cluster.js';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { Cell0Error, ErrorCode, RedisUnavailableError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
-import { closeRedis, createRedisConnection, waitUntilReady } from '../shared/redis/connection.js';
+import {
+  closeRedis,
+  createRedisConnection,
+  flushWrites,
+  waitUntilReady,
+} from '../shared/redis/connection.js';
 import { type RedisConnectionLog } from '../shared/redis/connection-log.js';
 import { toRedisError, type RedisClient } from '../shared/redis/redis-client.js';
 import { type JobOutcome } from '../shared/queues/job-outcome.js';
@@ -165,6 +170,11 @@ export class SubmitLane {
     const tokens = items.map((it) =>
       it.add ? `${this.ctx.producerId}.${(this.tokens++).toString(36)}` : '',
     );
+    // The batch is sent from a setImmediate callback (the adder's maxWaitMs 0): send its write at the end of
+    // this callback rather than on the loop's next turn (see flushWrites).
+    // A nextTick queued from a microtask runs once the microtask queue is drained, i.e. after the awaits
+    // below that need no I/O (the ones that issue the commands).
+    queueMicrotask(() => process.nextTick(flushWrites));
     const out = atomic ? await this.sendAtomic(items, tokens) : await this.sendItems(items, tokens);
     let i = 0;
     return groups.map((g) => out.slice(i, (i += g.length)));

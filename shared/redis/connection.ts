@@ -116,13 +116,16 @@ export function coalesceWrites(redis: Redis): void {
     const write = stream.write;
     let corked = false;
     const uncork = () => {
+      if (!corked) return;
       corked = false;
+      pendingUncorks.delete(uncork);
       stream.uncork();
     };
     stream.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
       if (!corked) {
         corked = true;
         stream.cork();
+        pendingUncorks.add(uncork);
         setImmediate(uncork);
       }
       return write.apply(this, args);
@@ -131,6 +134,19 @@ export function coalesceWrites(redis: Redis): void {
 }
 
 const corkedSockets = new WeakSet<Socket>();
+/** The uncork of every socket that holds writes now (see coalesceWrites). */
+const pendingUncorks = new Set<() => void>();
+
+/**
+ * Sends now what coalesceWrites holds on every connection. For commands issued from a setImmediate callback
+ * (the loop's check phase, where a batch gathered over the last poll is sent): there the uncork coalesceWrites
+ * schedules would only run on the loop's next turn, after its timers and a whole poll phase of other I/O
+ * callbacks, which on a busy process delays the batch by milliseconds. Call it once the batch's commands are
+ * issued, e.g. from a process.nextTick queued by a microtask (it runs when the microtask queue is drained).
+ */
+export function flushWrites(): void {
+  for (const uncork of [...pendingUncorks]) uncork();
+}
 
 /** Resolves when the connection is ready; rejects with RedisUnavailableError after `timeoutMs`. */
 export function waitUntilReady(redis: RedisConnection, timeoutMs: number): Promise<void> {

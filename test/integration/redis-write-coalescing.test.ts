@@ -1,6 +1,6 @@
 import { type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
+import { closeRedis, flushWrites, waitUntilReady } from '../../shared/redis/connection';
 import { onCluster, testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -10,20 +10,26 @@ import { onCluster, testRedisConnection, uniquePrefix } from '../helpers/redis';
  */
 const maybe = onCluster() ? describe.skip : describe;
 
+/** Counts the socket writes of `redis` from now on: read the count with the function returned. */
+function countWrites(redis: Redis): () => number {
+  const stream = (redis as unknown as { stream: Socket & { _writeGeneric: (...a: unknown[]) => void } })
+    .stream;
+  let writes = 0;
+  const real = stream._writeGeneric;
+  stream._writeGeneric = function (this: Socket, ...args: unknown[]) {
+    writes++;
+    return real.apply(this, args);
+  };
+  return () => writes;
+}
+
 maybe('Redis write coalescing', () => {
   it('sends the commands of 50 callbacks of one loop phase in one socket write (at most two), in order', async () => {
     const conn = testRedisConnection('coalescing');
     try {
       await waitUntilReady(conn, 5000);
       const redis = conn as Redis;
-      const stream = (redis as unknown as { stream: Socket & { _writeGeneric: (...a: unknown[]) => void } })
-        .stream;
-      let writes = 0;
-      const real = stream._writeGeneric;
-      stream._writeGeneric = function (this: Socket, ...args: unknown[]) {
-        writes++;
-        return real.apply(this, args);
-      };
+      const writes = countWrites(redis);
       const key = `${uniquePrefix('coalesce')}:list`;
       const sent: Promise<unknown>[] = [];
       // 50 timers due at the same time run in one timers phase, each a callback of its own.
@@ -37,8 +43,44 @@ maybe('Redis write coalescing', () => {
       });
       await Promise.all(sent);
       // One write (two if the timers straddled a millisecond and fell due in two phases); 50 without it.
-      expect(writes).toBeLessThanOrEqual(2);
+      expect(writes()).toBeLessThanOrEqual(2);
       expect(await redis.lrange(key, 0, -1)).toEqual(Array.from({ length: 50 }, (_, i) => String(i)));
+      await redis.del(key);
+    } finally {
+      await closeRedis(conn);
+    }
+  });
+
+  it('flushWrites() sends what a setImmediate callback issued before the loop turns again', async () => {
+    const conn = testRedisConnection('coalescing-flush');
+    try {
+      await waitUntilReady(conn, 5000);
+      const redis = conn as Redis;
+      const writes = countWrites(redis);
+      const key = `${uniquePrefix('coalesce-flush')}:list`;
+      // In the check phase, as a batch gathered over a poll is sent: the commands issued by the callback and by
+      // its microtasks (an await that needs no I/O) leave in one write once those microtasks are done.
+      const seen = await new Promise<{ withFlush: number; without: number; sent: Promise<unknown>[] }>(
+        (resolve) =>
+          setImmediate(() => {
+            const sent = [redis.rpush(key, 'a')];
+            void Promise.resolve().then(() => sent.push(redis.rpush(key, 'b')));
+            queueMicrotask(() =>
+              process.nextTick(() => {
+                const without = writes();
+                flushWrites();
+                resolve({ withFlush: writes(), without, sent });
+              }),
+            );
+          }),
+      );
+      expect(seen.without).toBe(0); // held by the cork until the loop's next turn
+      expect(seen.withFlush).toBe(1); // both commands, in one write
+      await Promise.all(seen.sent);
+      expect(await redis.lrange(key, 0, -1)).toEqual(['a', 'b']);
+      // Nothing is held any more: a later write is coalesced (and sent) as before.
+      flushWrites();
+      expect(await redis.rpush(key, 'c')).toBe(3);
       await redis.del(key);
     } finally {
       await closeRedis(conn);
