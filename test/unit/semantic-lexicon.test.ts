@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalize } from '../../shared/cache/semantic';
+import type * as LexiconModuleType from '../../shared/cache/semantic/lexicon';
 import {
   correctTypo,
   groupOf,
@@ -115,5 +116,45 @@ describe('canonicalize', () => {
     ['Explain recursion.', []],
   ])('asks %s as %j', (prompt, asks) => {
     expect(canonicalize(prompt).asks).toEqual(asks);
+  });
+});
+
+describe('the lexicon preload', () => {
+  type LexiconModule = typeof LexiconModuleType;
+  const fresh = (): LexiconModule => {
+    let m: LexiconModule | undefined;
+    jest.isolateModules(() => {
+      m = jest.requireActual<LexiconModule>('../../shared/cache/semantic/lexicon');
+    });
+    return m!;
+  };
+  const sizes = (lx: ReturnType<LexiconModule['lexicon']>) => [
+    lx.words.size,
+    lx.irregular.size,
+    lx.group.size,
+    lx.termStarts.size,
+  ];
+  const full = sizes(lexicon());
+
+  it('reads the whole lexicon in slices, one per event-loop turn, without a use', async () => {
+    const m = fresh();
+    m.preloadLexicon();
+    expect(m.lexiconLoaded()).toBe(false); // nothing read in the caller's turn
+    let turns = 0;
+    while (!m.lexiconLoaded()) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      turns++;
+    }
+    expect(turns).toBeGreaterThan(1);
+    expect(sizes(m.lexicon())).toEqual(full);
+  });
+
+  it('is finished at once by a use that comes before the preload is done, with the same content', async () => {
+    const m = fresh();
+    m.preloadLexicon();
+    await new Promise<void>((resolve) => setImmediate(resolve)); // one slice read
+    expect(sizes(m.lexicon())).toEqual(full);
+    expect(m.lexiconLoaded()).toBe(true);
+    expect(m.groupOf('repair')).toBe(groupOf('repair'));
   });
 });

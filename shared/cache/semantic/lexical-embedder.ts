@@ -27,7 +27,8 @@ const W_CHARS = 0.6;
  * expanded, politeness dropped, typos fixed, lemmas, synonym groups from data/lexicon (WordNet's most
  * frequent senses and a hand-written list), and the question's ask class with its frame words absorbed. So
  * "What is the way to repair a wobbly table leg?" and "How do I fix a wobbly table leg?" map to the same
- * features. No model, no download; the lexicon (about 70k words) is read on the first embedding.
+ * features. No model, no download; the lexicon (about 70k words) is read in the background when a
+ * SemanticCache is created (lexicon.ts preloadLexicon), else on the first embedding.
  *
  * Each feature is hashed (FNV-1a) to a dimension with a hash-derived sign; the vector is L2-normalised.
  * Lexical closeness after canonicalisation is what it measures: it does not know that "queen bee larger

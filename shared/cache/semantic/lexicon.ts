@@ -39,12 +39,62 @@ function lines(file: string): string[] {
     .filter((l) => l.length > 0 && !l.startsWith('#'));
 }
 
+/** The reading in progress: lexicon() finishes it at once, preloadLexicon() a slice per event-loop turn. */
+let reading: Generator<undefined, Lexicon> | undefined;
+
+/** Lines read between two yields of a preload: a few milliseconds of work per event-loop turn. */
+const SLICE = 1024;
+
+/**
+ * Reads the lexicon in the background, a slice per turn of the event loop, instead of in the first
+ * prompt's embedding or guard check (a SemanticCache asks for it when created): no turn is blocked for the
+ * whole read. The timers are unref'd: a short command that exits first never finishes it. A use before it
+ * is done finishes the read at once; a read that fails here is left to that use, which reports it.
+ */
+export function preloadLexicon(): void {
+  if (loaded || reading) return;
+  reading = read();
+  const step = (): void => {
+    if (loaded || !reading) return;
+    try {
+      for (let i = 0; i < SLICE; i++)
+        if (reading.next().done) {
+          reading = undefined;
+          return;
+        }
+    } catch {
+      reading = undefined; // lexicon() starts over and fails where the failure is reported
+      return;
+    }
+    setImmediate(step).unref();
+  };
+  setImmediate(step).unref();
+}
+
+/** Whether the lexicon has been read (by a preload or a use). */
+export function lexiconLoaded(): boolean {
+  return loaded !== undefined;
+}
+
 /** The lexicon, read on first use (about 70k words; bench:semantic reports its load time and memory). */
 export function lexicon(): Lexicon {
   if (loaded) return loaded;
+  reading ??= read();
+  try {
+    let r = reading.next();
+    while (!r.done) r = reading.next();
+    return r.value;
+  } finally {
+    reading = undefined;
+  }
+}
+
+/** Reads the lexicon's files into `loaded`, yielding after each line so a preload can spread the work. */
+function* read(): Generator<undefined, Lexicon> {
   const words = new Map<string, number>();
   for (const l of lines('words.txt')) {
     const [w, pos, count] = l.split(' ');
+    yield;
     if (!w || words.has(w)) continue;
     let bits = 0;
     for (const c of pos ?? '') bits |= POS_BITS[c] ?? 0;
@@ -53,6 +103,7 @@ export function lexicon(): Lexicon {
   const irregular = new Map<string, string>();
   for (const l of lines('irregular.txt')) {
     const [form, lemma] = l.split(/\s+/);
+    yield;
     if (form && lemma && !irregular.has(form)) irregular.set(form, lemma);
   }
   const group = new Map<string, string>();
@@ -61,6 +112,7 @@ export function lexicon(): Lexicon {
   for (const file of ['synonyms.txt', 'wordnet-synonyms.txt']) {
     for (const l of lines(file)) {
       const members = l.split(/\s+/);
+      yield;
       const name = members[0]!;
       for (const w of members) {
         if (group.has(w)) continue;

@@ -6,6 +6,8 @@ import { hasControlChar } from '../../unicode.js';
 import { CacheMatchConfidence, confidenceOf, thresholdOf, type SemanticThresholds } from './confidence.js';
 import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
+import { LexicalEmbedder } from './lexical-embedder.js';
+import { preloadLexicon } from './lexicon.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
 import { parseRecord, rankSlots } from './rank-slots.js';
 import {
@@ -140,6 +142,8 @@ export class SemanticCache<T = unknown> {
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
     this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching);
+    // The guard and the default embedder read the lexicon (~70k words): read it now, off the first lookup.
+    if (opts.guard || embedder instanceof LexicalEmbedder) preloadLexicon();
   }
 
   /** The cosine cut-offs of the levels in force (given, else the embedder's, else the defaults). */
