@@ -164,7 +164,7 @@ export interface CreateLoggerOptions {
   /**
    * Where lines go; default stdout, one write per line. `'batched'`: stdout through a batching destination
    * ({@link batchedStdout}: lines leave in writes of ~4 KB or every 100 ms; error and fatal lines at once;
-   * flushed on exit).
+   * flushed on exit). `'async'`, its earlier name, still selects it; any other string is refused.
    */
   destination?: pino.DestinationStream | 'batched';
 }
@@ -211,8 +211,15 @@ export function createLogger(opts: CreateLoggerOptions = {}): Logger {
     },
   };
   if (opts.name !== undefined) options.name = opts.name;
-  if (opts.destination === 'batched') return withBoundChildren(pino(options, batchedStdout()));
-  return withBoundChildren(opts.destination ? pino(options, opts.destination) : pino(options));
+  // 'async': the name of the batching destination before it wrote synchronously; still accepted. Any other
+  // string would be taken by pino for a file path: refused.
+  const dest = opts.destination as pino.DestinationStream | string | undefined;
+  if (typeof dest === 'string') {
+    if (dest !== 'batched' && dest !== 'async')
+      throw new TypeError(`createLogger: option "destination" must be a stream or 'batched', got '${dest}'`);
+    return withBoundChildren(pino(options, batchedStdout()));
+  }
+  return withBoundChildren(dest ? pino(options, dest) : pino(options));
 }
 
 /**

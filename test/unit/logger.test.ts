@@ -11,6 +11,16 @@ import {
 } from '../../shared/logger';
 
 describe('logger', () => {
+  it("refuses a destination string other than 'batched' (pino would write to a file of that name)", () => {
+    const bad = { destination: 'stdout' } as unknown as Parameters<typeof createLogger>[0];
+    expect(() => createLogger(bad)).toThrow(
+      /option "destination" must be a stream or 'batched', got 'stdout'/,
+    );
+    // The batching destination's earlier name still selects it.
+    const old = { destination: 'async' } as unknown as Parameters<typeof createLogger>[0];
+    expect(typeof createLogger(old).info).toBe('function');
+  });
+
   it('redacts keys, passwords and Authorization headers wherever they appear', () => {
     const lines: string[] = [];
     const sink = new Writable({
