@@ -4,10 +4,14 @@ import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { willRetry } from './worker/job-outcome.js';
 import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-internals.js';
+import { replyWithFinish } from '../shared/queues/finish-batch.js';
 import {
   adderOf,
   defineReplyScripts,
   encodeRawReply,
+  INBOX_TTL_MS,
+  inboxKey,
+  waiterSetKey,
   sendFinishedReplies,
   sendReplies,
   type FinishedReply,
@@ -95,8 +99,9 @@ export class ReplyPublisher {
 
   /**
    * Replies, from now on, in the same round trip as the worker's finish of each job: each time BullMQ sends
-   * a job's `moveToFinished` on `conn` (the connection `worker` runs on), the reply goes out on `conn` right
-   * behind it (reply-finished.lua, one command per tick), so Redis runs it once the job is stored as
+   * a job's `moveToFinished` on `conn` (the connection `worker` runs on), the reply rides in the same script
+   * call when the finish is batched there (finish-batch.ts replyWithFinish), else goes out on `conn` right
+   * behind it (reply-finished.lua, one command per tick); either way Redis runs it once the job is stored as
    * finished, and the waiting producers have their result without the worker waiting for the finish to
    * return first. A job the script does not find finished is answered the ordinary way when its event
    * comes (so the worker must be attached with {@link attachReplyPublisher} too). Call it once BullMQ has
@@ -140,6 +145,23 @@ export class ReplyPublisher {
 
   private behindFinish(conn: RedisConnection, queueKey: string, call: FinishCall): void {
     if (this.closing) return;
+    const reply = encodeRawReply(call.jobId, call.target, call.finishedOn, call.value);
+    const adder = this.takeAdder(queueKey, call.jobId);
+    const entry: BehindFinish = { ok: undefined, event: undefined };
+    // Usually the reply rides in the finish's own script call (finish-batch.ts): no command of its own.
+    const withFinish = replyWithFinish(conn, call.jobId, {
+      waiterKey: waiterSetKey(queueKey, call.jobId),
+      reply,
+      adder,
+      inboxPrefix: inboxKey(queueKey, ''),
+      inboxTtlMs: INBOX_TTL_MS,
+      done: (count) => {
+        if (count >= 0) this.counts.withFinish++;
+        this.settle(entry, count >= 0);
+      },
+    });
+    this.sent.set(call.jobId, entry);
+    if (withFinish) return;
     let batch = this.gathering.get(conn);
     if (!batch) {
       batch = { queueKey, items: [], entries: [] };
@@ -147,15 +169,8 @@ export class ReplyPublisher {
       // Still in the tick of the finish: the batch goes out behind every finish of this tick.
       process.nextTick(() => this.sendBehind(conn));
     }
-    batch.items.push({
-      jobId: call.jobId,
-      finishedSetKey: call.finishedSetKey,
-      reply: encodeRawReply(call.jobId, call.target, call.finishedOn, call.value),
-      adder: this.takeAdder(queueKey, call.jobId),
-    });
-    const entry: BehindFinish = { ok: undefined, event: undefined };
+    batch.items.push({ jobId: call.jobId, finishedSetKey: call.finishedSetKey, reply, adder });
     batch.entries.push(entry);
-    this.sent.set(call.jobId, entry);
   }
 
   private sendBehind(conn: RedisConnection): void {

@@ -7,23 +7,55 @@
  * adds its own key and its 9 arguments. Each job's finish does exactly what BullMQ's call does (the same
  * Lua, the same keys and arguments, the same data layout), and each caller gets its own answer: the next
  * job to run, 0, a negative code, or its own error (a job's Lua error is caught per job, its neighbours
- * are finished as usual). Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
+ * are finished as usual). The replies to the producers waiting for those jobs can ride in the same call
+ * ({@link replyWithFinish}): then a job's finish and its reply are one command, a lone finish included.
+ * Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
  */
 import { type RedisConnection } from '../redis/cluster.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LUA_DIR } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION } from './bullmq-internals.js';
 
 /** BullMQ 6.7's moveToFinished: 14 keys (the 12th the job's own hash), then 9 arguments. */
 const KEYS = 14;
 const JOB_KEY = 11;
+/** The target set of the finish (completed or failed) among the keys (0-based). */
+const FINISH_SET = 10;
 const ARGS = 9;
 /** Most finishes in one call (Redis runs a call atomically; this bounds how long it holds the server). */
 const MAX_BATCH = 64;
+
+/**
+ * A reply to the producers waiting for a job, sent in the same script call as the job's finish (see
+ * {@link replyWithFinish}): once the job's finish has run and the job is in its finished set, the reply
+ * goes to the inbox of the job's adder and of each producer in its waiter set, which is emptied (as
+ * reply-finished.lua does, behind the finish).
+ */
+export interface FinishReply {
+  /** The job's waiter set ({prefix}:{queue}:{jobId}:cell0-waiters). */
+  waiterKey: string;
+  /** The reply as the producers read it (job-replies.ts encodeRawReply). */
+  reply: string;
+  /** The producer that added the job: '' for none, '?' when unknown (read from the job's options). */
+  adder: string;
+  /** The inbox key prefix ({prefix}:{queue}:cell0-reply:): the same for every reply of a connection. */
+  inboxPrefix: string;
+  /** Inbox lifetime after a reply, ms. */
+  inboxTtlMs: number;
+  /**
+   * Called once the call is answered: the number of producers the reply went to, or -1 when it went to
+   * none because the job was not finished (or the call failed).
+   */
+  done: (count: number) => void;
+}
 
 /** A finish waiting to be sent with its batch. */
 interface Pending {
   args: unknown[];
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+  reply?: FinishReply;
 }
 
 interface Batch {
@@ -32,6 +64,8 @@ interface Batch {
   shared: unknown[];
   items: Pending[];
   sent?: boolean;
+  /** The inbox prefix and lifetime of the replies riding with the batch (the first one's). */
+  inbox?: { prefix: string; ttlMs: number };
 }
 
 /** What {@link batchFinishes} has sent on a connection so far. */
@@ -42,10 +76,19 @@ export interface FinishBatchStats {
   finishes: number;
   /** Finishes sent alone (BullMQ's own call): a tick with one finish, or a call of another shape. */
   single: number;
+  /** Script calls that carried their finishes' replies too (one finish or more; see replyWithFinish). */
+  withReplies: number;
 }
 
 /** The command name cell0 defines for the batched script on a connection. */
 const COMMAND = `cell0FinishBatch:${BULLMQ_INTERNALS_VERSION}`;
+/** The command name of the batched script that hands its jobs' replies over too. */
+const REPLY_COMMAND = `cell0FinishReply:${BULLMQ_INTERNALS_VERSION}`;
+/** Each job's arguments in the script with replies: BullMQ's 9, then its reply ('' none) and its adder. */
+const REPLY_ARGS = ARGS + 2;
+
+/** Per connection batched here: the finish just queued (a reply may ride with it until it is sent). */
+const lastQueued = new WeakMap<RedisConnection, { item: Pending; batch: Batch } | undefined>();
 
 /**
  * The batched script: BullMQ's moveToFinished text (`lua`) wrapped as a function of (KEYS, ARGV), called per
@@ -83,6 +126,64 @@ return out
 `;
 }
 
+/**
+ * The batched script that also hands each finished job's reply to its waiting producers (reply-finished.lua
+ * folded in): one call per tick for the finishes and their replies, a single finish included.
+ *
+ * KEYS[1..13] the keys of BullMQ's call without the job's hash (its KEYS[12]); KEYS[14..] per job: its
+ *             hash, then its waiter set
+ * ARGV[1]     inbox key prefix ({prefix}:{queue}:cell0-reply:), followed by each producer id
+ * ARGV[2]     inbox lifetime, ms
+ * ARGV[3..]   per job: its 9 arguments, its reply ('' for none), the producer that added it ('' none, '?'
+ *             unknown: read from the job's options)
+ * Returns { per job what BullMQ's script returns for it, per job the producers its reply went to (-1 when
+ * the job is not in its finished set, or has no reply) }.
+ */
+export function finishReplyLua(lua: string): string {
+  return `local function moveToFinished(KEYS, ARGV)
+${lua}
+end
+${inboxRepliesLua()}
+local out = {}
+local counts = {}
+local acc = { lists = {}, order = {} }
+local shared = {}
+for i = 1, ${KEYS - 1} do shared[i] = KEYS[i] end
+for i = 1, (#KEYS - ${KEYS - 1}) / 2 do
+  local keys = {}
+  for k = 1, ${JOB_KEY} do keys[k] = shared[k] end
+  keys[${JOB_KEY + 1}] = KEYS[${KEYS - 1} + 2 * i - 1]
+  for k = ${JOB_KEY + 2}, ${KEYS} do keys[k] = shared[k - 1] end
+  local base = 2 + (i - 1) * ${REPLY_ARGS}
+  local ok, res = pcall(moveToFinished, keys, { unpack(ARGV, base + 1, base + ${ARGS}) })
+  if not ok then
+    if type(res) == "table" and res.err then
+      res = res
+    else
+      res = redis.error_reply(tostring(res))
+    end
+  elseif res == nil then
+    res = false
+  end
+  out[i] = res
+  local reply = ARGV[base + ${ARGS + 1}]
+  if reply ~= "" and redis.call("ZSCORE", keys[${FINISH_SET + 1}], ARGV[base + 1]) then
+    local adder = adderOf(keys[${JOB_KEY + 1}], ARGV[base + ${ARGS + 2}])
+    counts[i] = popWaiters(acc, KEYS[${KEYS - 1} + 2 * i], ARGV[1], reply, adder)
+  else
+    counts[i] = -1
+  end
+end
+pushReplies(acc, ARGV[2])
+return { out, counts }
+`;
+}
+
+/** The shared Lua of the result-path scripts (the same functions reply-finished.lua includes). */
+function inboxRepliesLua(): string {
+  return readFileSync(join(LUA_DIR, 'includes', 'inbox-replies.lua'), 'utf8');
+}
+
 /** The text of BullMQ's moveToFinished script as ioredis holds it on `conn`, if it is defined there. */
 function bullmqFinishScript(conn: RedisConnection): { name: string; lua: string } | undefined {
   const target = conn as unknown as Record<string, unknown> & {
@@ -113,22 +214,73 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
   // Hooked already (bullmq-internals.ts): batches sent under the hook would not be seen by it.
   if (current.cell0Hooks) return undefined;
   const lua = finishBatchLua(found.lua);
+  const replyLua = finishReplyLua(found.lua);
+  const load = (text: string) =>
+    (conn as unknown as { script(sub: 'LOAD', lua: string): Promise<unknown> }).script('LOAD', text);
   try {
     // A script that does not compile would fail every finish of a batch: checked once, here.
-    await (conn as unknown as { script(sub: 'LOAD', lua: string): Promise<unknown> }).script('LOAD', lua);
+    await load(lua);
   } catch {
     return undefined;
   }
-  const stats: FinishBatchStats = { calls: 0, finishes: 0, single: 0 };
+  // Without the script with replies, replies go behind the finishes in a command of their own.
+  const withReplies = await load(replyLua).then(
+    () => true,
+    () => false,
+  );
+  const stats: FinishBatchStats = { calls: 0, finishes: 0, single: 0, withReplies: 0 };
   if (!(COMMAND in target)) conn.defineCommand(COMMAND, { lua });
+  if (withReplies && !(REPLY_COMMAND in target)) conn.defineCommand(REPLY_COMMAND, { lua: replyLua });
   const send = target[COMMAND] as (...a: unknown[]) => Promise<unknown[]>;
+  const sendWithReplies = target[REPLY_COMMAND] as (...a: unknown[]) => Promise<[unknown[], unknown[]]>;
   const original = target[found.name] as (...a: unknown[]) => unknown;
   let batch: Batch | undefined;
+  const replied = (item: Pending, count: number) => {
+    try {
+      item.reply?.done(count);
+    } catch {
+      // A reply's callback must not keep the finishes' answers from their callers.
+    }
+  };
+  const flushWithReplies = (b: Batch, inbox: { prefix: string; ttlMs: number }) => {
+    stats.withReplies++;
+    if (b.items.length > 1) {
+      stats.calls++;
+      stats.finishes += b.items.length;
+    } else stats.single++;
+    const keys: unknown[] = [...b.shared];
+    const argv: unknown[] = [inbox.prefix, inbox.ttlMs];
+    for (const item of b.items) {
+      const jobKey = item.args[JOB_KEY];
+      keys.push(jobKey, item.reply?.waiterKey ?? jobKey);
+      for (let i = KEYS; i < KEYS + ARGS; i++) argv.push(item.args[i]);
+      argv.push(item.reply?.reply ?? '', item.reply?.adder ?? '');
+    }
+    sendWithReplies.call(conn, keys.length, ...keys, ...argv).then(
+      ([results, counts]) => {
+        for (let i = 0; i < b.items.length; i++) {
+          const item = b.items[i]!;
+          const r = results[i];
+          if (r instanceof Error) item.reject(r);
+          else item.resolve(r ?? null);
+          replied(item, Number(counts[i] ?? -1));
+        }
+      },
+      (err: unknown) => {
+        for (const item of b.items) {
+          item.reject(err);
+          replied(item, -1);
+        }
+      },
+    );
+  };
   const flush = (b: Batch) => {
     // Sent once: early when a finish of other keys (or a full batch) came, else at its tick's end.
     if (b.sent) return;
     b.sent = true;
     if (batch === b) batch = undefined;
+    if (lastQueued.get(conn)?.batch === b) lastQueued.set(conn, undefined);
+    if (b.inbox) return flushWithReplies(b, b.inbox);
     if (b.items.length === 1) {
       stats.single++;
       const one = b.items[0]!;
@@ -160,6 +312,7 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     const args = (a.length === 1 && Array.isArray(a[0]) ? a[0] : a) as unknown[];
     if (args.length !== KEYS + ARGS) {
       stats.single++;
+      lastQueued.set(conn, undefined);
       return original.apply(this, a);
     }
     const shared = [...args.slice(0, JOB_KEY), ...args.slice(JOB_KEY + 1, KEYS)];
@@ -175,9 +328,31 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
       process.nextTick(() => flush(b));
     }
     const b = batch;
-    return new Promise((resolve, reject) => b.items.push({ args, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const item: Pending = { args, resolve, reject };
+      b.items.push(item);
+      if (withReplies) lastQueued.set(conn, { item, batch: b });
+    });
   } as ((...a: unknown[]) => unknown) & { cell0Batched?: FinishBatchStats };
   batched.cell0Batched = stats;
   target[found.name] = batched;
   return stats;
+}
+
+/**
+ * Sends `reply` in the same script call as the finish of `jobId` that BullMQ's worker has just handed to
+ * `conn` (call it right after that finish, in the same tick, e.g. from a hook of bullmq-internals.ts): the
+ * call runs the finish, then, if the job is in its finished set, hands the reply to its producers, so the
+ * reply costs no command of its own. Returns false, changing nothing, when that finish is not waiting in a
+ * batch of {@link batchFinishes} on `conn` (not batched there, sent already, another job's, or a reply of
+ * another inbox rides with its batch): then send the reply on its own.
+ */
+export function replyWithFinish(conn: RedisConnection, jobId: string, reply: FinishReply): boolean {
+  const last = lastQueued.get(conn);
+  if (!last || last.batch.sent || last.item.reply || String(last.item.args[KEYS]) !== jobId) return false;
+  const b = last.batch;
+  if (b.inbox && (b.inbox.prefix !== reply.inboxPrefix || b.inbox.ttlMs !== reply.inboxTtlMs)) return false;
+  b.inbox ??= { prefix: reply.inboxPrefix, ttlMs: reply.inboxTtlMs };
+  last.item.reply = reply;
+  return true;
 }

@@ -2,7 +2,8 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
 import { hookMoveToFinished, type FinishCall } from '../../shared/queues/bullmq-internals';
-import { batchFinishes } from '../../shared/queues/finish-batch';
+import { batchFinishes, replyWithFinish } from '../../shared/queues/finish-batch';
+import { inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
@@ -56,7 +57,7 @@ describe('finishes batched into one script call', () => {
       return { twice: 2 * n };
     });
     const stats = await batchFinishes(workerConn);
-    expect(stats).toEqual({ calls: 0, finishes: 0, single: 0 });
+    expect(stats).toEqual({ calls: 0, finishes: 0, single: 0, withReplies: 0 });
     expect(await batchFinishes(workerConn)).toBe(stats); // once per connection
     // A hook added afterwards still sees every finish, batched or not.
     const seen: FinishCall[] = [];
@@ -94,7 +95,7 @@ describe('finishes batched into one script call', () => {
       expect(job.finishedOn).toBeGreaterThan(0);
     }
     // The 6 completions went in one call, the 2 failures (other keys) in another.
-    expect(stats).toEqual({ calls: 2, finishes: 8, single: 0 });
+    expect(stats).toEqual({ calls: 2, finishes: 8, single: 0, withReplies: 0 });
     expect(seen.map((c) => c.target).sort()).toEqual([...Array(6).fill('completed'), 'failed', 'failed']);
     expect(await queue.getJobCounts('active', 'wait', 'completed', 'failed')).toEqual({
       active: 0,
@@ -147,5 +148,85 @@ describe('finishes batched into one script call', () => {
     await until(() => errors.some((e) => /WRONGTYPE/.test(e.message)), 10_000, 'the WRONGTYPE error');
     await worker.close(true);
     await queue.close();
+  });
+
+  test('replies ride in the finish call, a lone finish too; a job its finish did not finish gets none', async () => {
+    const prefix = uniquePrefix('fb');
+    const queueKey = `${prefix}:q`;
+    const queue = new Queue('q', { connection: conn(), prefix });
+    const other = conn();
+    let broken = '';
+    const { worker, workerConn } = await gatedWorker(
+      prefix,
+      3,
+      (job) => ({ n: (job.data as { n: number }).n }),
+      async (job) => {
+        if ((job.data as { n: number }).n !== 1) return;
+        // The job's hash replaced by a string: its finish raises WRONGTYPE, the job is not finished.
+        broken = `${prefix}:q:${job.id}`;
+        await other.del(broken);
+        await other.set(broken, 'not a hash');
+      },
+    );
+    worker.on('error', () => undefined);
+    const stats = (await batchFinishes(workerConn))!;
+    const counts = new Map<string, number>();
+    let answered = 0;
+    const attached: boolean[] = [];
+    hookMoveToFinished(workerConn, (call) =>
+      attached.push(
+        replyWithFinish(workerConn, call.jobId, {
+          waiterKey: waiterSetKey(queueKey, call.jobId),
+          reply: `reply of ${call.jobId}`,
+          adder: 'adder',
+          inboxPrefix: inboxKey(queueKey, ''),
+          inboxTtlMs: 60_000,
+          done: (n) => {
+            answered++;
+            counts.set(call.jobId, n);
+          },
+        }),
+      ),
+    );
+    try {
+      await repliesRide();
+    } finally {
+      await worker.close(true);
+      await queue.close();
+    }
+
+    async function repliesRide(): Promise<void> {
+      const jobs = await queue.addBulk(Array.from({ length: 3 }, (_, n) => ({ name: 'j', data: { n } })));
+      const ids = jobs.map((j) => j.id!);
+      for (const id of ids) await other.sadd(waiterSetKey(queueKey, id), 'waiter');
+      void worker.run();
+      // The broken job's finish fails (WRONGTYPE); BullMQ then tries to fail it, which fails alike: a fourth
+      // finish, alone.
+      await until(() => answered === 4, 10_000, 'the four finishes answered');
+
+      // One call for the three finishes and their replies; the broken job's replies went nowhere.
+      expect(stats).toEqual({ calls: 1, finishes: 3, single: 1, withReplies: 2 });
+      expect(attached).toEqual([true, true, true, true]);
+      expect(ids.map((id) => counts.get(id))).toEqual([2, -1, 2]);
+      for (const inbox of ['adder', 'waiter'])
+        expect(await other.lrange(inboxKey(queueKey, inbox), 0, -1)).toEqual([
+          `reply of ${ids[0]}`,
+          `reply of ${ids[2]}`,
+        ]);
+      expect(await other.pttl(inboxKey(queueKey, 'adder'))).toBeGreaterThan(50_000);
+      // The job that was not finished keeps its waiters for the run that finishes it.
+      expect(await other.smembers(waiterSetKey(queueKey, ids[1]!))).toEqual(['waiter']);
+      expect(await other.exists(waiterSetKey(queueKey, ids[0]!))).toBe(0);
+      for (const id of [ids[0]!, ids[2]!])
+        expect(await (await queue.getJob(id))!.getState()).toBe('completed');
+
+      // A job finishing alone in its tick: its finish and its reply are still one call.
+      const [lone] = await queue.addBulk([{ name: 'j', data: { n: 7 } }]);
+      await until(() => counts.has(lone!.id!), 10_000, 'the lone reply answered');
+      expect(counts.get(lone!.id!)).toBe(1);
+      expect(stats).toEqual({ calls: 1, finishes: 3, single: 2, withReplies: 3 });
+      expect((await queue.getJob(lone!.id!))!.returnvalue).toEqual({ n: 7 });
+      expect(await other.lrange(inboxKey(queueKey, 'adder'), -1, -1)).toEqual([`reply of ${lone!.id}`]);
+    }
   });
 });
