@@ -87,8 +87,10 @@ export const WH: ReadonlySet<string> = new Set([
 /** The ask classes of a prompt's question words; marks the frame words it absorbs. */
 export function classifyAsks(ws: CanonicalWord[]): AskClass[] {
   const asks: AskClass[] = [];
-  const live = ws.map((w, i) => ({ w, i })).filter(({ w }) => w.role !== 'polite');
-  const at = (k: number): CanonicalWord | undefined => live[k]?.w;
+  // the words that are not politeness, in order (one array: no record per word)
+  const live: CanonicalWord[] = [];
+  for (const w of ws) if (w.role !== 'polite') live.push(w);
+  const at = (k: number): CanonicalWord | undefined => live[k];
   const absorb = (w: CanonicalWord | undefined): void => {
     if (w && w.role === 'content') w.role = 'frame';
   };
@@ -140,10 +142,12 @@ export function classifyAsks(ws: CanonicalWord[]): AskClass[] {
           break;
         }
         // "how does X affect Y" asks for an effect
-        const verb = live.slice(k + 1).find(({ w: x }) => x.role === 'content' && EFFECT_WORDS.has(x.lemma));
+        let verb: CanonicalWord | undefined;
+        for (let j = k + 1; j < live.length && !verb; j++)
+          if (live[j]!.role === 'content' && EFFECT_WORDS.has(live[j]!.lemma)) verb = live[j];
         if (verb && AUX.has(next?.lower ?? '')) {
           asks.push('effect');
-          absorb(verb.w);
+          absorb(verb);
           break;
         }
         asks.push('how');
@@ -151,13 +155,7 @@ export function classifyAsks(ws: CanonicalWord[]): AskClass[] {
       }
       case 'what':
       case 'which': {
-        asks.push(
-          classifyWhat(
-            live.map((x) => x.w),
-            k,
-            absorb,
-          ),
-        );
+        asks.push(classifyWhat(live, k, absorb));
         break;
       }
     }

@@ -1,7 +1,15 @@
 import { correctTypo, groupOf, isKnownWord, lemmaOf, lexicon } from './lexicon.js';
 import { STOPWORDS, tokenize, type Token } from './text.js';
 import { agentVerb, classifyAsks, DIFFERENCE_WORDS } from './ask-classes.js';
-import { expand, matchAt, OPENERS, POLITE, POLITE_PHRASES, REQUEST_VERBS } from './canonical-phrases.js';
+import {
+  BARE_CONTRACTIONS,
+  expand,
+  matchAt,
+  OPENERS,
+  POLITE,
+  POLITE_PHRASES,
+  REQUEST_VERBS,
+} from './canonical-phrases.js';
 import { type CanonicalPrompt, type CanonicalWord, type WordRole } from './canonical-types.js';
 
 export { REQUEST_VERBS } from './canonical-phrases.js';
@@ -13,20 +21,11 @@ export type { AskClass, CanonicalPrompt, CanonicalWord, WordRole } from './canon
  * ask classes (ask-classes.ts).
  */
 
-const CLAUSE_BREAK = /[.!?;:,\n]/;
 // Module constants: a regex literal in a function body is a new RegExp object on every call.
 const HAS_DIGIT = /\d/;
 const STARTS_WITH_DIGIT = /^\d/;
 const CAPITALISED = /^\p{Lu}/u;
 const THOUSANDS_COMMA = /,(?=\d{3}\b)/g;
-
-interface Work {
-  text: string;
-  lower: string;
-  start: number;
-  kind: Token['kind'];
-  role: WordRole;
-}
 
 /** Canonical words and ask classes of a prompt. Pure and deterministic; reads the lexicon on first use. */
 export function canonicalize(prompt: string): CanonicalPrompt {
@@ -44,24 +43,32 @@ const RECENT = 512;
 const recent = new Map<string, CanonicalPrompt>();
 
 function computeCanonical(prompt: string): CanonicalPrompt {
-  const norm = prompt.normalize('NFKC');
-  const ws: Work[] = [];
+  // The NFKC form is read only where a capitalised word may start a clause: made then, once.
+  let norm: string | undefined;
+  // The words are built once, as the objects returned, and filled in place: no intermediate work record,
+  // array or text slice per token (the guard canonicalises every candidate it reads, and a lookup's garbage
+  // is what its tail pays for in scavenges).
+  const out: CanonicalWord[] = [];
+  const kinds: Token['kind'][] = [];
+  /** Lower case as written, before typo fixes: what politeness phrases match. */
+  const lowers: string[] = [];
   for (const t of tokenize(prompt)) {
-    if (t.kind !== 'word') {
-      ws.push({ text: t.text, lower: t.lower, start: t.start, kind: t.kind, role: 'function' });
+    if (t.kind !== 'word' || (!t.lower.includes("'") && !BARE_CONTRACTIONS.has(t.lower))) {
+      out.push(word(t.text, t.lower, t.start));
+      kinds.push(t.kind);
+      lowers.push(t.lower);
       continue;
     }
     const parts = expand(t.lower);
-    parts.forEach((p, i) =>
-      ws.push({ text: i === 0 ? t.text : p, lower: p, start: t.start, kind: 'word', role: 'function' }),
-    );
+    for (let i = 0; i < parts.length; i++) {
+      out.push(word(i === 0 ? t.text : parts[i]!, parts[i]!, t.start));
+      kinds.push('word');
+      lowers.push(parts[i]!);
+    }
   }
-  const lowers = ws.map((w) => w.lower);
-  // clause starts: the first word, and any word after sentence punctuation or a comma
-  const clauseStart = ws.map((w, i) => i === 0 || CLAUSE_BREAK.test(norm.slice(ws[i - 1]!.start, w.start)));
 
   // politeness
-  for (let i = 0; i < ws.length; i++) {
+  for (let i = 0; i < out.length; i++) {
     let len = 0;
     for (const p of POLITE.get(lowers[i]!) ?? [])
       if (matchAt(lowers, i, p)) {
@@ -76,16 +83,18 @@ function computeCanonical(prompt: string): CanonicalPrompt {
           if (after !== undefined && (REQUEST_VERBS.has(after) || after === 'let')) len = p.length;
           if (len > 0) break;
         }
-    for (let k = 0; k < len; k++) ws[i + k]!.role = 'polite';
+    for (let k = 0; k < len; k++) out[i + k]!.role = 'polite';
     if (len > 0) i += len - 1;
   }
 
   // lemmas, typos, groups
   const lx = lexicon();
-  const out: CanonicalWord[] = ws.map((w, i) => {
+  for (let i = 0; i < out.length; i++) {
+    const w = out[i]!;
+    const kind = kinds[i]!;
     let lower = w.lower;
     if (
-      w.kind === 'word' &&
+      kind === 'word' &&
       w.role !== 'polite' &&
       !HAS_DIGIT.test(lower) &&
       !STOPWORDS.has(lower) &&
@@ -95,22 +104,25 @@ function computeCanonical(prompt: string): CanonicalPrompt {
       // A capital inside a sentence marks a name: left as written. A capital at a sentence start may be
       // either, so only two swapped letters are fixed there ("Explian"), not edits that turn names into words.
       if (!CAPITALISED.test(w.text)) lower = fixTypo(lower);
-      else if (clauseStart[i] && !isKnownWord(lower)) lower = swapTypo(lower) ?? lower;
+      else if (clauseStart((norm ??= prompt.normalize('NFKC')), out, i) && !isKnownWord(lower))
+        lower = swapTypo(lower) ?? lower;
     }
-    const lemma = w.kind === 'word' ? lemmaOf(lower) : lower;
+    const lemma = kind === 'word' ? lemmaOf(lower) : lower;
     let role: WordRole = w.role;
     if (role !== 'polite') {
-      if (w.kind === 'num' || STARTS_WITH_DIGIT.test(lower) || ORDINALS.has(lower) || isRoman(w.text))
+      if (kind === 'num' || STARTS_WITH_DIGIT.test(lower) || ORDINALS.has(lower) || isRoman(w.text))
         role = 'number';
-      else if (w.kind === 'arrow') role = 'arrow';
+      else if (kind === 'arrow') role = 'arrow';
       else if (NEGATION_WORDS.has(lower)) role = 'negation';
       else if (MARKERS.has(lower)) role = 'marker';
       else if (STOPWORDS.has(lower) || STOPWORDS.has(lemma)) role = 'function';
       else role = 'content';
     }
-    const key = role === 'number' ? numberValue(w.text, lower) : (groupOf(lemma) ?? lemma);
-    return { text: w.text, lower, lemma, key, role, start: w.start };
-  });
+    w.lower = lower;
+    w.lemma = lemma;
+    w.key = role === 'number' ? numberValue(w.text, lower) : (groupOf(lemma) ?? lemma);
+    w.role = role;
+  }
   // two-word terms ("cutting board", "speed up", "get rid of" is three: only pairs here)
   for (let i = 0; i + 1 < out.length; i++) {
     const a = out[i]!;
@@ -141,6 +153,28 @@ function computeCanonical(prompt: string): CanonicalPrompt {
       if (verb !== undefined) w.key = groupOf(verb) ?? verb;
     }
   return { words: out, asks: [...new Set(asks)].sort() };
+}
+
+/** A word as tokenised (lemma, key and role are set when the prompt's words are read). */
+function word(text: string, lower: string, start: number): CanonicalWord {
+  return { text, lower, lemma: lower, key: lower, role: 'function', start };
+}
+
+/**
+ * True when word `i` starts a clause: the first word, or a word with sentence punctuation or a comma
+ * between the previous word's start and its own (the previous word's own text included, as a number's
+ * "1,000" or an abbreviation's "e.g." counts). Reads that stretch of `norm` in place, without
+ * cutting it out.
+ */
+function clauseStart(norm: string, words: readonly CanonicalWord[], i: number): boolean {
+  if (i === 0) return true;
+  const to = words[i]!.start;
+  for (let k = words[i - 1]!.start; k < to && k < norm.length; k++) {
+    const c = norm.charCodeAt(k);
+    // . ! ? ; : , or a line feed
+    if (c === 46 || c === 33 || c === 63 || c === 59 || c === 58 || c === 44 || c === 10) return true;
+  }
+  return false;
 }
 
 /**

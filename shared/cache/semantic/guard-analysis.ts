@@ -63,8 +63,13 @@ class LazyAnalysis implements PromptAnalysis {
   }
 
   private get bigrams(): string[] {
-    const lowers = this.lowers;
-    return (this._bigrams ??= lowers.slice(1).map((l, i) => lowers[i] + ' ' + l));
+    if (!this._bigrams) {
+      const lowers = this.lowers;
+      const out: string[] = [];
+      for (let i = 1; i < lowers.length; i++) out.push(lowers[i - 1] + ' ' + lowers[i]!);
+      this._bigrams = out;
+    }
+    return this._bigrams;
   }
 
   private get canon(): CanonicalPrompt {
@@ -99,15 +104,21 @@ class LazyAnalysis implements PromptAnalysis {
 
   get negations(): number {
     if (this._negations === undefined) {
-      this._negationWords ??= this.lowers.filter((l) => this.isNegation(l)).length;
+      if (this._negationWords === undefined) {
+        let words = 0;
+        for (const l of this.lowers) if (this.isNegation(l)) words++;
+        this._negationWords = words;
+      }
       if (this._negationWords === 0) this._negations = 0;
       else {
         // A negation inside politeness ("if it's not too much trouble") negates nothing that is asked.
-        const polite = new Set(this.canon.words.filter((w) => w.role === 'polite').map((w) => w.start));
+        const polite = new Set<number>();
+        for (const w of this.canon.words) if (w.role === 'polite') polite.add(w.start);
+        const tokens = this.tokens;
+        const lowers = this.lowers;
         let n = 0;
-        this.tokens.forEach((t, i) => {
-          if (!polite.has(t.start) && this.isNegation(this.lowers[i]!)) n++;
-        });
+        for (let i = 0; i < tokens.length; i++)
+          if (!polite.has(tokens[i]!.start) && this.isNegation(lowers[i]!)) n++;
         this._negations = n;
       }
     }
@@ -156,7 +167,12 @@ class LazyAnalysis implements PromptAnalysis {
   }
 
   get content(): readonly string[] {
-    return (this._content ??= this.lowers.filter((l) => !STOPWORDS.has(l)));
+    if (!this._content) {
+      const out: string[] = [];
+      for (const l of this.lowers) if (!STOPWORDS.has(l)) out.push(l);
+      this._content = out;
+    }
+    return this._content;
   }
 
   get relations(): ReadonlyMap<string, ReadonlySet<string>> {
@@ -164,9 +180,12 @@ class LazyAnalysis implements PromptAnalysis {
   }
 
   get sequence(): readonly string[] {
-    return (this._sequence ??= this.canon.words
-      .filter((w) => w.role !== 'polite' && w.role !== 'arrow')
-      .map((w) => w.lower));
+    if (!this._sequence) {
+      const out: string[] = [];
+      for (const w of this.canon.words) if (w.role !== 'polite' && w.role !== 'arrow') out.push(w.lower);
+      this._sequence = out;
+    }
+    return this._sequence;
   }
 
   get joiners(): readonly boolean[] {

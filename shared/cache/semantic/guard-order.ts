@@ -8,6 +8,9 @@ import { STOPWORDS } from './text.js';
  * keys in active order they compare.
  */
 
+/** The roles whose words activeKeys keeps. */
+const ROLE_WORDS: ReadonlySet<string> = new Set(['content', 'number', 'marker', 'negation', 'arrow']);
+
 /**
  * The keys of the words that carry roles, in order, with a passive clause put in active order: "X was
  * VERBed by Y" reads as "Y VERB X", so "the Americas were reached by Columbus" = "Columbus reached the
@@ -17,8 +20,7 @@ export function activeKeys(words: readonly CanonicalWord[]): string[] {
   const keys: string[] = [];
   let by = -1;
   for (const w of words) {
-    if (['content', 'number', 'marker', 'negation', 'arrow'].includes(w.role))
-      keys.push(w.role === 'arrow' ? '->' : w.key);
+    if (ROLE_WORDS.has(w.role)) keys.push(w.role === 'arrow' ? '->' : w.key);
     else if (w.lower === 'by' && by < 0 && keys.length > 0) {
       const prev = words[words.indexOf(w) - 1];
       if (

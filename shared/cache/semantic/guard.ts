@@ -57,27 +57,20 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
   if (a.negations !== b.negations) return `negation: ${a.negations} vs ${b.negations} negation words`;
   if (a.exclusions !== b.exclusions) return `negation: ${a.exclusions} vs ${b.exclusions} exclusion words`;
 
-  if (a.numbers.join(' ') !== b.numbers.join(' '))
+  // Numbers and ask classes hold no spaces: compared item by item, as their joined text would be (without
+  // building it for every candidate).
+  if (!sameItems(a.numbers, b.numbers))
     return `number: [${a.numbers.join(', ')}] vs [${b.numbers.join(', ')}]`;
 
-  for (const [x, y] of [
-    [a, b],
-    [b, a],
-  ] as const)
-    for (const q of x.quoted) if (!y.plain.includes(q)) return `quoted: "${q}" only in one prompt`;
+  const quoted = quotedOnlyIn(a, b) ?? quotedOnlyIn(b, a);
+  if (quoted !== undefined) return `quoted: "${quoted}" only in one prompt`;
 
-  for (const [x, y] of [
-    [a, b],
-    [b, a],
-  ] as const) {
-    for (const [key, shown] of x.entities)
-      if (!y.tokenForms.has(key) && !y.forms.has(key) && !misspelt(key, y.entities))
-        return `entity: "${shown}" only in one prompt`;
-  }
+  const entity = entityOnlyIn(a, b) ?? entityOnlyIn(b, a);
+  if (entity !== undefined) return `entity: "${entity}" only in one prompt`;
 
   // Another kind of question asks something else ("when was …" / "where was …"); classes, not words, are
   // compared, so "how many" and "what is the number of" agree.
-  if (a.asks.length > 0 && b.asks.length > 0 && a.asks.join(' ') !== b.asks.join(' '))
+  if (a.asks.length > 0 && b.asks.length > 0 && !sameItems(a.asks, b.asks))
     return `question: "${a.asks.join(' ')}" vs "${b.asks.join(' ')}"`;
 
   // Two words traded places and nothing else moved: a role swap ("does a bishop move diagonally and a rook
@@ -143,5 +136,24 @@ export function compareAnalyses(a: PromptAnalysis, b: PromptAnalysis): string | 
     a.qualifiers.length >= 2
   )
     return `substitution: "${extraA[0]}" vs "${extraB[0]}"`;
+  return undefined;
+}
+
+function sameItems(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A quoted term of `x` that `y` does not contain, if one. */
+function quotedOnlyIn(x: PromptAnalysis, y: PromptAnalysis): string | undefined {
+  for (const q of x.quoted) if (!y.plain.includes(q)) return q;
+  return undefined;
+}
+
+/** How an entity of `x` that `y` does not name (in any form, or misspelt) is shown, if one. */
+function entityOnlyIn(x: PromptAnalysis, y: PromptAnalysis): string | undefined {
+  for (const [key, shown] of x.entities)
+    if (!y.tokenForms.has(key) && !y.forms.has(key) && !misspelt(key, y.entities)) return shown;
   return undefined;
 }

@@ -59,6 +59,14 @@ export function foldCompat(text: string): string {
 export function normalizePrompt(prompt: string): string {
   let s = foldCompat(prompt).replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
   s = s.toLowerCase().replace(LINE_BREAK, '\n');
+  if (!s.includes('\n')) {
+    // One line (most prompts): the same result as the loop below without splitting it into an array of
+    // one: its indentation is the common one, so cut, and its runs of spaces become one, then trimmed.
+    if (ODD_SPACE.test(s)) s = s.replace(INNER_SPACE, ' ');
+    if (s.length > 0 && s.charCodeAt(0) === 32) s = s.slice(1);
+    if (s.length > 0 && s.charCodeAt(s.length - 1) === 32) s = s.slice(0, -1);
+    return trimTail(s);
+  }
   const lines = s.split('\n');
   // Indentation common to every non-blank line (compared character by character: a tab is not spaces).
   let common: string | undefined;
@@ -82,10 +90,16 @@ export function normalizePrompt(prompt: string): string {
     const indent = INDENT.exec(body)![0];
     out.push(indent + body.slice(indent.length).replace(INNER_SPACE, ' ').replace(TRAILING_SPACE, ''));
   }
-  s = out.join('\n');
-  // Trailing punctuation, possibly mixed with spaces ("what is it ? !"); a "!" glued to a digit stays.
-  return s.replace(/[\s.?!;:,\u2026\u3002\uff01\uff1f]+$/, (tail, offset: number) =>
-    tail.startsWith('!') && offset > 0 && /\d/.test(s.charAt(offset - 1)) ? '!' : '',
+  return trimTail(out.join('\n'));
+}
+
+const TRAILING_PUNCTUATION = /[\s.?!;:,\u2026\u3002\uff01\uff1f]+$/;
+const DIGIT = /\d/;
+
+/** Trailing punctuation, possibly mixed with spaces ("what is it ? !"), dropped; a "!" glued to a digit stays. */
+function trimTail(s: string): string {
+  return s.replace(TRAILING_PUNCTUATION, (tail, offset: number) =>
+    tail.startsWith('!') && offset > 0 && DIGIT.test(s.charAt(offset - 1)) ? '!' : '',
   );
 }
 
@@ -94,6 +108,8 @@ const LINE_BREAK = /\r\n|[\r\v\f\u2028\u2029]/g;
 const BLANK = /^[^\S\n]*$/;
 const INDENT = /^[^\S\n]*/;
 const INNER_SPACE = /[^\S\n]+/g;
+/** A space other than one plain space between two words: what INNER_SPACE would change. */
+const ODD_SPACE = /[^\S\n ]| {2}/;
 const TRAILING_SPACE = /[^\S\n]+$/;
 
 function commonPrefix(a: string, b: string): string {
