@@ -146,6 +146,7 @@ export async function startApi(
     port: opts.port ?? config.api.port,
     reusePort: opts.reusePort === true,
     keepAliveTimeoutMs: config.api.keepAliveMs,
+    requestsPerTurn: config.api.requestsPerTurn,
   });
   const { url } = await server.start();
   log.info(

@@ -1,5 +1,6 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { type AddressInfo } from 'node:net';
+import { requestTurns } from './request-turns.js';
 
 /** Options of {@link HttpServer}. */
 export interface HttpServerOptions {
@@ -21,6 +22,11 @@ export interface HttpServerOptions {
    * proxy). Default 65000 ms.
    */
   keepAliveTimeoutMs?: number;
+  /**
+   * Requests started per turn of the event loop; more wait, in order, for the next turns, so that the replies
+   * the started ones wait for are read between the others' starts (see requestTurns). 0 = no limit. Default 0.
+   */
+  requestsPerTurn?: number;
 }
 
 /** A node:http server with the one lifecycle shape: start() → its URL; close() idempotent. */
@@ -31,12 +37,18 @@ export class HttpServer {
   private closing: Promise<void> | undefined;
 
   constructor(handler: RequestListener, opts: HttpServerOptions) {
-    this.opts = { closeGraceMs: 5000, reusePort: false, keepAliveTimeoutMs: 65_000, ...opts };
+    this.opts = {
+      closeGraceMs: 5000,
+      reusePort: false,
+      keepAliveTimeoutMs: 65_000,
+      requestsPerTurn: 0,
+      ...opts,
+    };
     if (!(Number.isInteger(this.opts.keepAliveTimeoutMs) && this.opts.keepAliveTimeoutMs > 0))
       throw new TypeError(
         `HttpServer: option "keepAliveTimeoutMs" must be an integer > 0, got ${this.opts.keepAliveTimeoutMs}`,
       );
-    this.server = createServer(handler);
+    this.server = createServer(requestTurns(handler, this.opts.requestsPerTurn));
     // Slow or stuck clients must not hold sockets forever (slowloris); a request gets 60 s to arrive. These
     // time a request once its first byte has arrived; an idle keep-alive connection is timed by
     // keepAliveTimeout alone (the client closes it first: see keepAliveTimeoutMs).

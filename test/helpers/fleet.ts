@@ -182,7 +182,8 @@ export async function startTestFleet(
     ],
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
-  const server = new HttpServer(app, { host: '127.0.0.1', port: 0 });
+  // Requests started per turn as in `cell0 api` (CELL0_API_REQUESTS_PER_TURN's default).
+  const server = new HttpServer(app, { host: '127.0.0.1', port: 0, requestsPerTurn: 4 });
   const { url } = await server.start();
   if (opts.redisUrl === undefined) await client.start();
   return {

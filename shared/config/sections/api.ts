@@ -70,6 +70,12 @@ export const API_ENV = {
     schema: int(1000, 3_600_000),
     doc: 'How long the API and dashboard keep an idle keep-alive connection; keep it above the idle timeout of any proxy or load balancer in front (commonly 60 s), so that the proxy, not the server, closes idle connections',
   },
+  CELL0_API_REQUESTS_PER_TURN: {
+    section: 'api',
+    default: '4',
+    schema: int(0, 100_000),
+    doc: 'Requests the API starts per turn of its event loop; more wait, in order, for the next turns, so that a burst of requests does not hold back the Redis and backend replies of the requests started before it (0 = no limit)',
+  },
 } satisfies Record<string, EnvVar>;
 
 export interface ApiConfig {
@@ -83,6 +89,7 @@ export interface ApiConfig {
   resultWaitMs: number;
   maxWaitMs: number;
   keepAliveMs: number;
+  requestsPerTurn: number;
 }
 
 /** Checks across the section's variables (run once each is valid on its own). */
@@ -109,5 +116,6 @@ export function loadApi(p: ParsedEnv<typeof API_ENV>): ApiConfig {
     resultWaitMs: p.CELL0_RESULT_WAIT_MS,
     maxWaitMs: p.CELL0_MAX_WAIT_MS,
     keepAliveMs: p.CELL0_HTTP_KEEPALIVE_MS,
+    requestsPerTurn: p.CELL0_API_REQUESTS_PER_TURN,
   };
 }
