@@ -379,6 +379,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
 
   /** Every part's timers and connections, once the BullMQ workers are closed. */
   private async release(): Promise<void> {
+    // Cache writes of answered jobs still awaiting Redis's reply (see JobRunner.store).
+    await settledWithin(this.jobs.drainStores(), 5000);
     this.deadlines.close();
     this.capacity.close();
     this.tokenStreams?.close();

@@ -67,7 +67,8 @@ export interface InferenceCache<R> {
     prompt: string,
     value: CachedInference<R>,
     scope: InferenceCacheKey['scope'],
-    opts?: { ttlSeconds?: number },
+    /** `onSent`: called once the write has gone to Redis, or the store ended without one (see SemanticCache.set). */
+    opts?: { ttlSeconds?: number; onSent?: () => void },
   ): Promise<void>;
   /** Counts a hit the caller found wrong, and removes its entry. */
   reportFalseHit?(entryId: string): Promise<void>;

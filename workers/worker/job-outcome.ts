@@ -28,20 +28,29 @@ export function parseJobData<S extends z.ZodType>(schema: S, data: unknown): z.o
 
 type Caches = Cell0WorkerOptions['caches'];
 
-/** Writes an inference answer through to the semantic cache (unless the request said noStore). */
+/**
+ * Writes an inference answer through to the semantic cache (unless the request said noStore). `onSent` is
+ * called once the write has gone to Redis (or when there is none): see SemanticCache.set.
+ */
 export async function storeInference(
   caches: Caches,
   data: InferenceJobData,
   jobId: string,
   result: InferenceResult,
+  onSent?: () => void,
 ): Promise<void> {
-  const cache = caches?.inference;
-  if (!cache || data.cache?.noStore === true) return;
-  const key = inferenceCacheKey(data);
-  if (key)
-    await cache.set(key.prompt, { jobId, result }, key.scope, {
-      ...(data.cache?.ttlSeconds !== undefined ? { ttlSeconds: data.cache.ttlSeconds } : {}),
-    });
+  try {
+    const cache = caches?.inference;
+    if (!cache || data.cache?.noStore === true) return;
+    const key = inferenceCacheKey(data);
+    if (key)
+      await cache.set(key.prompt, { jobId, result }, key.scope, {
+        ...(data.cache?.ttlSeconds !== undefined ? { ttlSeconds: data.cache.ttlSeconds } : {}),
+        ...(onSent ? { onSent } : {}),
+      });
+  } finally {
+    onSent?.();
+  }
 }
 
 /** Writes a search result through to the search cache (unless the request said noStore). */

@@ -93,12 +93,42 @@ export class JobRunner {
     return data;
   }
 
-  /** Writes a job's result through to its cache (inference and search; none for embeddings here). */
+  /** Inference answers' cache writes sent and not yet acknowledged by Redis. */
+  private readonly storing = new Set<Promise<void>>();
+
+  /** Settles when every cache write started so far has (the worker's close() waits for it). */
+  async drainStores(): Promise<void> {
+    while (this.storing.size > 0) await Promise.allSettled([...this.storing]);
+  }
+
+  /**
+   * Writes a job's result through to its cache (inference and search; none for embeddings here). An
+   * inference answer's write is awaited only until it has gone to Redis, not for Redis's reply: the job
+   * completes meanwhile, and since its completion is sent after the write, anything that learns of the
+   * answer (a producer's reply, the job's state) reaches Redis after the entry, so the next identical
+   * request still finds it. Waiting for the write's batch (up to 1 ms) also keeps the jobs of one batch
+   * finishing together, in one finish call. A failed write is counted and logged by the cache; the answered
+   * job stands.
+   */
   private async store(queue: QueueName, job: Job, data: JobData, result: JobResult): Promise<void> {
     const caches = this.o.opts.caches;
-    if (queue === QueueName.INFERENCE)
-      await storeInference(caches, data as InferenceJobData, job.id ?? '', result as InferenceResult);
-    else if (queue === QueueName.SEARCH)
+    if (queue === QueueName.INFERENCE) {
+      let onSent!: () => void;
+      const sent = new Promise<void>((resolve) => (onSent = resolve));
+      const write = storeInference(
+        caches,
+        data as InferenceJobData,
+        job.id ?? '',
+        result as InferenceResult,
+        onSent,
+      )
+        .catch((err: unknown) =>
+          this.o.log.warn({ queue, jobId: job.id, error: (err as Error).message }, 'cache write failed'),
+        )
+        .finally(() => this.storing.delete(write));
+      this.storing.add(write);
+      await sent;
+    } else if (queue === QueueName.SEARCH)
       await storeSearch(caches, data as SearchJobData, result as SearchResult);
   }
 
@@ -228,7 +258,8 @@ export class JobRunner {
       deadlines.untrack(deadline);
       this.activeCount--;
     }
-    // Written through to the cache once the job is no longer active (a failed write fails the job as is).
+    // Written through to the cache once the job is no longer active (a failed search-cache write fails the
+    // job as is; an inference answer's write is awaited only until it is sent, see store()).
     if (queue !== QueueName.EMBEDDING && this.o.opts.caches) await this.store(queue, job, data, result);
     return result;
   }

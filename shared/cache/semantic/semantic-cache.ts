@@ -175,14 +175,31 @@ export class SemanticCache<T = unknown> {
    * Stores `value` (as JSON) for `prompt` in `scope` for `ttlSeconds` (default: the cache's). Replaces an
    * entry with the same normalised prompt. Never rejects because of Redis or the embedder (counted in
    * `errors`, logged); rejects on a programming error (no model, ttl <= 0, a value JSON cannot encode).
+   * `onSent` is called once the entry's write has been handed to the Redis connection, or the store ended
+   * without one (it may be called more than once): a command sent after that, on any connection to the same
+   * Redis, runs after the write, so a caller can answer (complete a job) then without waiting for the reply.
    */
   async set(
     prompt: string,
     value: T,
     scope: SemanticScope,
-    opts: { ttlSeconds?: number } = {},
+    opts: { ttlSeconds?: number; onSent?: () => void } = {},
   ): Promise<void> {
-    const ttlSeconds = opts.ttlSeconds ?? this.opts.ttlSeconds;
+    try {
+      await this.store(prompt, value, scope, opts.ttlSeconds, opts.onSent);
+    } finally {
+      opts.onSent?.();
+    }
+  }
+
+  private async store(
+    prompt: string,
+    value: T,
+    scope: SemanticScope,
+    ttl: number | undefined,
+    onSent: (() => void) | undefined,
+  ): Promise<void> {
+    const ttlSeconds = ttl ?? this.opts.ttlSeconds;
     if (!(typeof ttlSeconds === 'number' && ttlSeconds > 0))
       throw new TypeError(`SemanticCache.set: ttlSeconds must be > 0, got ${String(ttlSeconds)}`);
     const ttlMs = Math.max(1, Math.round(ttlSeconds * 1000));
@@ -214,6 +231,7 @@ export class SemanticCache<T = unknown> {
         indexKeys: scope.tenant
           ? [this.modelIndexKey(scope.model), this.tenantIndexKey(scope.tenant)]
           : [this.modelIndexKey(scope.model)],
+        ...(onSent ? { sent: onSent } : {}),
       });
       this.counters.sets++;
       this.counters.evictions += evicted;

@@ -15,6 +15,11 @@ export interface SemanticWrite {
   bands: string;
   /** The index sets of the scope (model, and tenant when there is one). */
   indexKeys: string[];
+  /**
+   * Called once the store's script call has been handed to the connection (or the store failed before
+   * that): a command sent later on any connection of the same Redis then runs after it.
+   */
+  sent?: () => void;
 }
 
 /** What one store cost its scope: entries evicted and expired entries removed by its script call. */
@@ -39,7 +44,8 @@ export interface SemanticWriteBatching {
  * `maxWaitMs`) go in ONE semantic-set.lua call, which appends their band codes with one HMGET and one HSET
  * per generation, writes the vec / meta / LRU / expiry records with one command each and runs the scope's
  * upkeep (container expiry, expired cleanup, size bound) once. A store still resolves only after its entry
- * is in Redis, so the next identical request finds it. Two stores of the same prompt in one batch: the
+ * is in Redis, so the next identical request finds it; a store's `sent` callback says when its call has gone
+to the connection (a worker completes the job then, without waiting for the reply). Two stores of the same prompt in one batch: the
  * later one is written, both resolve.
  */
 export class SemanticWriter {
@@ -85,9 +91,20 @@ export class SemanticWriter {
       args.push(w.id, w.json, w.prompt, w.vector, w.ttlMs, w.bands);
       maxTtl = Math.max(maxTtl, w.ttlMs);
     }
-    const [evicted, expired, newGeneration, generationLeftMs] = await this.redis.run((r) =>
-      commands(r).cell0SemanticSet(...(args as [number, ...Arg[]])),
-    );
+    const sent = (): void => {
+      for (const w of items) w.sent?.();
+    };
+    let reply: [number, number, number, number];
+    try {
+      reply = await this.redis.run((r) => {
+        const call = commands(r).cell0SemanticSet(...(args as [number, ...Arg[]]));
+        sent();
+        return call;
+      });
+    } finally {
+      sent(); // the breaker refused the call, or it failed: nothing more will be sent for these stores
+    }
+    const [evicted, expired, newGeneration, generationLeftMs] = reply;
     // The scope's index records for invalidate() (each in its own slot, so separate calls) must outlive
     // its entries: kept as long as the generation these stores joined, so they are renewed when a store
     // opens a new generation (once per TTL or two), and on a sample of other calls in case such a renewal
