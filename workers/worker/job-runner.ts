@@ -160,14 +160,18 @@ export class JobRunner {
     // evicted, until the call is over.
     const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
     try {
-      const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, () =>
-        backend.run(data, {
+      const r = await withSpan('backend inference', 'client', { 'cell0.model': data.model }, async () => {
+        const r = await backend.run(data, {
           signal: ctxSignal,
           onStart,
           ...streamCallbacks(stream),
-        }),
-      );
-      await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
+        });
+        // The stream's end entry is written inside the span: the stream's writes go in order, so the first
+        // token's write is acknowledged (its 'first token stored' event marked) before the span ends, even
+        // when the generation ends before Redis has answered that write.
+        await stream?.end({ finishReason: r.doneReason, model: r.model, usage: r.usage });
+        return r;
+      });
       return { ...r, servedBy: this.o.workerId };
     } catch (err) {
       if (stream?.signal.aborted) throw stream.signal.reason;
