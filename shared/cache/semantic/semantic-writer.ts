@@ -45,8 +45,8 @@ export interface SemanticWriteBatching {
  * per generation, writes the vec / meta / LRU / expiry records with one command each and runs the scope's
  * upkeep (container expiry, expired cleanup, size bound) once. A store still resolves only after its entry
  * is in Redis, so the next identical request finds it; a store's `sent` callback says when its call has gone
-to the connection (a worker completes the job then, without waiting for the reply). Two stores of the same prompt in one batch: the
- * later one is written, both resolve.
+ * to the connection (a worker completes the job then, without waiting for the reply). Two stores of the same
+ * prompt in one batch: the later one is written, both resolve.
  */
 export class SemanticWriter {
   private readonly batcher: AsyncBatchProcessor<SemanticWrite, SemanticWriteOutcome>;
