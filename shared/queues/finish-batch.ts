@@ -99,31 +99,40 @@ const lastQueued = new WeakMap<RedisConnection, { item: Pending; batch: Batch } 
  * Returns, per job, what BullMQ's script returns for it (an error reply when its run raised an error).
  */
 export function finishBatchLua(lua: string): string {
-  return `local function moveToFinished(KEYS, ARGV)
-${lua}
-end
+  return `${finishOneLua(lua)}
 local out = {}
-local shared = {}
-for i = 1, ${KEYS - 1} do shared[i] = KEYS[i] end
 for i = 1, #KEYS - ${KEYS - 1} do
-  local keys = {}
-  for k = 1, ${JOB_KEY} do keys[k] = shared[k] end
-  keys[${JOB_KEY + 1}] = KEYS[${KEYS - 1} + i]
-  for k = ${JOB_KEY + 2}, ${KEYS} do keys[k] = shared[k - 1] end
-  local ok, res = pcall(moveToFinished, keys, { unpack(ARGV, (i - 1) * ${ARGS} + 1, i * ${ARGS}) })
-  if not ok then
-    if type(res) == "table" and res.err then
-      res = res
-    else
-      res = redis.error_reply(tostring(res))
-    end
-  elseif res == nil then
-    res = false
-  end
-  out[i] = res
+  out[i] = finishOne(KEYS[${KEYS - 1} + i], { unpack(ARGV, (i - 1) * ${ARGS} + 1, i * ${ARGS}) })
 end
 return out
 `;
+}
+
+/**
+ * What both batched scripts share: BullMQ's moveToFinished text (`lua`) as a function of (KEYS, ARGV), and
+ * `finishOne(jobKey, args)`, which runs it for one job with BullMQ's keys rebuilt from the shared ones (the
+ * job's hash put back as its KEYS[12]) and returns what it returns (an error reply when its run raised an
+ * error, false for nil) and the keys it ran with.
+ */
+function finishOneLua(lua: string): string {
+  return `local function moveToFinished(KEYS, ARGV)
+${lua}
+end
+local shared = {}
+for i = 1, ${KEYS - 1} do shared[i] = KEYS[i] end
+local function finishOne(jobKey, args)
+  local keys = {}
+  for k = 1, ${JOB_KEY} do keys[k] = shared[k] end
+  keys[${JOB_KEY + 1}] = jobKey
+  for k = ${JOB_KEY + 2}, ${KEYS} do keys[k] = shared[k - 1] end
+  local ok, res = pcall(moveToFinished, keys, args)
+  if not ok then
+    if not (type(res) == "table" and res.err) then res = redis.error_reply(tostring(res)) end
+  elseif res == nil then
+    res = false
+  end
+  return res, keys
+end`;
 }
 
 /**
@@ -140,31 +149,14 @@ return out
  * the job is not in its finished set, or has no reply) }.
  */
 export function finishReplyLua(lua: string): string {
-  return `local function moveToFinished(KEYS, ARGV)
-${lua}
-end
+  return `${finishOneLua(lua)}
 ${inboxRepliesLua()}
 local out = {}
 local counts = {}
 local acc = { lists = {}, order = {} }
-local shared = {}
-for i = 1, ${KEYS - 1} do shared[i] = KEYS[i] end
 for i = 1, (#KEYS - ${KEYS - 1}) / 2 do
-  local keys = {}
-  for k = 1, ${JOB_KEY} do keys[k] = shared[k] end
-  keys[${JOB_KEY + 1}] = KEYS[${KEYS - 1} + 2 * i - 1]
-  for k = ${JOB_KEY + 2}, ${KEYS} do keys[k] = shared[k - 1] end
   local base = 2 + (i - 1) * ${REPLY_ARGS}
-  local ok, res = pcall(moveToFinished, keys, { unpack(ARGV, base + 1, base + ${ARGS}) })
-  if not ok then
-    if type(res) == "table" and res.err then
-      res = res
-    else
-      res = redis.error_reply(tostring(res))
-    end
-  elseif res == nil then
-    res = false
-  end
+  local res, keys = finishOne(KEYS[${KEYS - 1} + 2 * i - 1], { unpack(ARGV, base + 1, base + ${ARGS}) })
   out[i] = res
   local reply = ARGV[base + ${ARGS + 1}]
   if reply ~= "" and redis.call("ZSCORE", keys[${FINISH_SET + 1}], ARGV[base + 1]) then
