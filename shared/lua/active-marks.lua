@@ -1,8 +1,9 @@
 --[[
   Reads the token stream marks (`wanted`, `cancel`) of the jobs a worker's fetches have just moved to
   active. The worker sends it on its BullMQ connection right behind the fetches it sent in one tick
-  (moveToActive, or moveToFinished that fetches the next job), so each job's marks are at hand when it starts,
-  without a round trip of their own before the backend call. BullMQ pushes a fetched job at the head of the
+  (moveToActive; and moveToFinished, which fetches the next job, unless its finishes are batched with replies:
+  then the batched finish reads them itself, see shared/queues/finish-batch.ts), so each job's marks are at
+  hand when it starts, without a round trip of their own before the backend call. BullMQ pushes a fetched job at the head of the
   active list, so the jobs these fetches activated are among the first `count`; as another worker's fetch may
   come in between, each answer names the job and its activation (`processedOn`, stamped by the fetch), and
   the worker uses it only for the activation it matches (it reads the marks itself otherwise).

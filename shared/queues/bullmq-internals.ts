@@ -122,15 +122,22 @@ export function hookMoveToFinished(conn: RedisConnection, onCall: (call: FinishC
 
 /**
  * Calls `onFetch` each time BullMQ's worker sends, on `conn`, a command that may move a job to active: its
- * `moveToActive`, and its `moveToFinished` (which fetches the next job in the same call). `onFetch` runs
- * right after the command was handed to the connection (a command it sends on `conn` runs in Redis right
- * after the fetch) and gets the fetch's promise (settled when its answer is in). Returns false, and changes
- * nothing, when the connection has no BullMQ `moveToActive` (its scripts are not loaded yet). `onFetch` must
- * not throw (a throw is swallowed).
+ * `moveToActive`, and its `moveToFinished` (which fetches the next job in the same call) unless
+ * `finishes` is false. `onFetch` runs right after the command was handed to the connection (a command it
+ * sends on `conn` runs in Redis right after the fetch) and gets the fetch's promise (settled when its answer
+ * is in). Returns false, and changes nothing, when the connection has no BullMQ `moveToActive` (its scripts
+ * are not loaded yet). `onFetch` must not throw (a throw is swallowed).
  */
-export function hookFetches(conn: RedisConnection, onFetch: (answered: Promise<unknown>) => void): boolean {
+export function hookFetches(
+  conn: RedisConnection,
+  onFetch: (answered: Promise<unknown>) => void,
+  finishes = true,
+): boolean {
   const target = conn as unknown as Record<string, unknown>;
-  const names = [bullmqCommand(target, 'moveToActive'), bullmqCommand(target, 'moveToFinished')];
+  const names = [
+    bullmqCommand(target, 'moveToActive'),
+    finishes ? bullmqCommand(target, 'moveToFinished') : undefined,
+  ];
   if (!names[0]) return false;
   for (const name of names)
     if (name)

@@ -91,6 +91,62 @@ const REPLY_ARGS = ARGS + 2;
 const lastQueued = new WeakMap<RedisConnection, { item: Pending; batch: Batch } | undefined>();
 
 /**
+ * Token stream marks read in the finishes' own script call (see {@link readMarksWithFinishes}): the keys of
+ * the queue whose jobs' marks are read, and who takes them.
+ */
+export interface FinishMarks {
+  /** The queue's marks gate ({prefix}:{queue}:cell0-marks): absent, no job of the queue has a mark. */
+  gateKey: string;
+  /**
+   * The queue's job key prefix ({prefix}:{queue}:): a job's marks are `<prefix><id>:cell0-tokens-wanted`
+   * and `<prefix><id>:cell0-cancel`.
+   */
+  jobKeyPrefix: string;
+  /**
+   * Called, before BullMQ has the answer, for each job a finish of the call fetched, with its activation
+   * (`processedOn`) and its marks ([wanted, cancel], null when absent): they hold for that activation, read
+   * in the same atomic call as the fetch. Must not throw (a throw is swallowed).
+   */
+  onFetched: (jobId: string, processedOn: number, marks: readonly [string | null, string | null]) => void;
+}
+
+/** The connections whose finishes {@link batchFinishes} sends in the script with replies. */
+const batchedWithReplies = new WeakSet<RedisConnection>();
+/** Per connection batched here with replies: the marks read with its finishes, if asked for. */
+const marksWith = new WeakMap<RedisConnection, FinishMarks>();
+/** The marks of a job fetched while no job of the queue has a mark. */
+const NO_MARKS: readonly [null, null] = Object.freeze([null, null]);
+/** The inbox of a batch whose call carries no reply (it is sent with the reply script for its marks). */
+const NO_INBOX = Object.freeze({ prefix: '', ttlMs: 0 });
+
+/** Hands the marks of the jobs a finish call fetched to `m.onFetched` (see FinishMarks). */
+function deliverMarks(m: FinishMarks, results: unknown[], marks: unknown): void {
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i];
+    if (!Array.isArray(r) || !Array.isArray(r[0]) || typeof r[1] !== 'string') continue;
+    const fields = r[0] as unknown[];
+    let processedOn = NaN;
+    for (let f = 0; f + 1 < fields.length; f += 2)
+      if (fields[f] === 'processedOn') {
+        processedOn = Number(fields[f + 1]);
+        break;
+      }
+    if (!Number.isFinite(processedOn)) continue;
+    let found: readonly [string | null, string | null] = NO_MARKS;
+    if (Array.isArray(marks)) {
+      const wanted = marks[2 * i] as string | null | undefined;
+      const cancel = marks[2 * i + 1] as string | null | undefined;
+      if (wanted != null || cancel != null) found = [wanted ?? null, cancel ?? null];
+    }
+    try {
+      m.onFetched(r[1], processedOn, found);
+    } catch {
+      // The job then reads its marks as it starts.
+    }
+  }
+}
+
+/**
  * The batched script: BullMQ's moveToFinished text (`lua`) wrapped as a function of (KEYS, ARGV), called per
  * job with that job's keys and arguments rebuilt from the shared keys.
  *
@@ -137,16 +193,23 @@ end`;
 
 /**
  * The batched script that also hands each finished job's reply to its waiting producers (reply-finished.lua
- * folded in): one call per tick for the finishes and their replies, a single finish included.
+ * folded in): one call per tick for the finishes and their replies, a single finish included. With a marks
+ * prefix it also reads the token stream marks of the jobs its finishes fetched (what active-marks.lua does
+ * behind a fetch), in the same call: a job fetched by a finish starts with its marks at hand, and the tick
+ * sends no command for them.
  *
  * KEYS[1..13] the keys of BullMQ's call without the job's hash (its KEYS[12]); KEYS[14..] per job: its
- *             hash, then its waiter set
+ *             hash, then its waiter set; last, with a marks prefix, the queue's marks gate
+ *             ({prefix}:{queue}:cell0-marks)
  * ARGV[1]     inbox key prefix ({prefix}:{queue}:cell0-reply:), followed by each producer id
  * ARGV[2]     inbox lifetime, ms
- * ARGV[3..]   per job: its 9 arguments, its reply ('' for none), the producer that added it ('' none, '?'
+ * ARGV[3]     marks: the job key prefix ({prefix}:{queue}:) whose jobs' marks are read, '' for none
+ * ARGV[4..]   per job: its 9 arguments, its reply ('' for none), the producer that added it ('' none, '?'
  *             unknown: read from the job's options)
  * Returns { per job what BullMQ's script returns for it, per job the producers its reply went to (-1 when
- * the job is not in its finished set, or has no reply) }.
+ * the job is not in its finished set, or has no reply), marks }: marks is 0 when none were read (none
+ * asked, or the gate is absent: no job of the queue has a mark), else per job the `wanted` and `cancel`
+ * marks of the job its finish fetched (nil when absent or when it fetched none).
  */
 export function finishReplyLua(lua: string): string {
   return `${finishOneLua(lua)}
@@ -154,8 +217,10 @@ ${inboxRepliesLua()}
 local out = {}
 local counts = {}
 local acc = { lists = {}, order = {} }
-for i = 1, (#KEYS - ${KEYS - 1}) / 2 do
-  local base = 2 + (i - 1) * ${REPLY_ARGS}
+local marksPrefix = ARGV[3]
+local jobs = math.floor((#KEYS - ${KEYS - 1}) / 2)
+for i = 1, jobs do
+  local base = 3 + (i - 1) * ${REPLY_ARGS}
   local res, keys = finishOne(KEYS[${KEYS - 1} + 2 * i - 1], { unpack(ARGV, base + 1, base + ${ARGS}) })
   out[i] = res
   local reply = ARGV[base + ${ARGS + 1}]
@@ -167,7 +232,24 @@ for i = 1, (#KEYS - ${KEYS - 1}) / 2 do
   end
 end
 pushReplies(acc, ARGV[2])
-return { out, counts }
+local marks = 0
+if marksPrefix ~= "" and redis.call("EXISTS", KEYS[#KEYS]) == 1 then
+  marks = {}
+  for i = 1, jobs do
+    local r = out[i]
+    -- A fetched job: BullMQ's answer is { its fields, its id, ... }.
+    if type(r) == "table" and type(r[1]) == "table" and type(r[2]) == "string" then
+      local job = marksPrefix .. r[2]
+      local m = redis.call("MGET", job .. ":cell0-tokens-wanted", job .. ":cell0-cancel")
+      marks[2 * i - 1] = m[1]
+      marks[2 * i] = m[2]
+    else
+      marks[2 * i - 1] = false
+      marks[2 * i] = false
+    end
+  end
+end
+return { out, counts, marks }
 `;
 }
 
@@ -224,7 +306,9 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
   if (!(COMMAND in target)) conn.defineCommand(COMMAND, { lua });
   if (withReplies && !(REPLY_COMMAND in target)) conn.defineCommand(REPLY_COMMAND, { lua: replyLua });
   const send = target[COMMAND] as (...a: unknown[]) => Promise<unknown[]>;
-  const sendWithReplies = target[REPLY_COMMAND] as (...a: unknown[]) => Promise<[unknown[], unknown[]]>;
+  const sendWithReplies = target[REPLY_COMMAND] as (
+    ...a: unknown[]
+  ) => Promise<[unknown[], unknown[], unknown]>;
   const original = target[found.name] as (...a: unknown[]) => unknown;
   let batch: Batch | undefined;
   const replied = (item: Pending, count: number) => {
@@ -235,21 +319,25 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     }
   };
   const flushWithReplies = (b: Batch, inbox: { prefix: string; ttlMs: number }) => {
-    stats.withReplies++;
+    if (inbox !== NO_INBOX) stats.withReplies++;
     if (b.items.length > 1) {
       stats.calls++;
       stats.finishes += b.items.length;
     } else stats.single++;
+    const marks = marksWith.get(conn);
     const keys: unknown[] = [...b.shared];
-    const argv: unknown[] = [inbox.prefix, inbox.ttlMs];
+    const argv: unknown[] = [inbox.prefix, inbox.ttlMs, marks?.jobKeyPrefix ?? ''];
     for (const item of b.items) {
       const jobKey = item.args[JOB_KEY];
       keys.push(jobKey, item.reply?.waiterKey ?? jobKey);
       for (let i = KEYS; i < KEYS + ARGS; i++) argv.push(item.args[i]);
       argv.push(item.reply?.reply ?? '', item.reply?.adder ?? '');
     }
+    if (marks) keys.push(marks.gateKey);
     sendWithReplies.call(conn, keys.length, ...keys, ...argv).then(
-      ([results, counts]) => {
+      ([results, counts, found]) => {
+        // Before BullMQ has the fetched jobs: each starts with its marks at hand.
+        if (marks) deliverMarks(marks, results, found);
         for (let i = 0; i < b.items.length; i++) {
           const item = b.items[i]!;
           const r = results[i];
@@ -273,6 +361,8 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     if (batch === b) batch = undefined;
     if (lastQueued.get(conn)?.batch === b) lastQueued.set(conn, undefined);
     if (b.inbox) return flushWithReplies(b, b.inbox);
+    // The marks of the jobs its finishes fetch ride in the script with replies, a call without one included.
+    if (withReplies && marksWith.has(conn)) return flushWithReplies(b, NO_INBOX);
     if (b.items.length === 1) {
       stats.single++;
       const one = b.items[0]!;
@@ -327,8 +417,23 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     });
   } as ((...a: unknown[]) => unknown) & { cell0Batched?: FinishBatchStats };
   batched.cell0Batched = stats;
+  if (withReplies) batchedWithReplies.add(conn);
   target[found.name] = batched;
   return stats;
+}
+
+/**
+ * From now on, the script calls of {@link batchFinishes} on `conn` also read the token stream marks of the
+ * jobs their finishes fetch (BullMQ's finish fetches the worker's next job in the same call), and hand them
+ * to `marks.onFetched` before BullMQ has the answer: a job fetched by a finish starts with its marks, and no
+ * command of its own is sent for them. Call it after batchFinishes, on a connection of one queue (its jobs'
+ * marks keys are named from `marks.jobKeyPrefix`). Returns false, changing nothing, when the finishes on
+ * `conn` are not batched with replies (then read the marks another way).
+ */
+export function readMarksWithFinishes(conn: RedisConnection, marks: FinishMarks): boolean {
+  if (!batchedWithReplies.has(conn)) return false;
+  marksWith.set(conn, marks);
+  return true;
 }
 
 /**

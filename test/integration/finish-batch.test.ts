@@ -2,7 +2,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
 import { hookMoveToFinished, type FinishCall } from '../../shared/queues/bullmq-internals';
-import { batchFinishes, replyWithFinish } from '../../shared/queues/finish-batch';
+import { batchFinishes, readMarksWithFinishes, replyWithFinish } from '../../shared/queues/finish-batch';
 import { inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
@@ -227,6 +227,63 @@ describe('finishes batched into one script call', () => {
       expect(stats).toEqual({ calls: 1, finishes: 3, single: 2, withReplies: 3 });
       expect((await queue.getJob(lone!.id!))!.returnvalue).toEqual({ n: 7 });
       expect(await other.lrange(inboxKey(queueKey, 'adder'), -1, -1)).toEqual([`reply of ${lone!.id}`]);
+    }
+  });
+
+  test("the marks of the jobs a finish fetches come with the finish's call, before the job starts", async () => {
+    for (const gated of [true, false]) {
+      const prefix = uniquePrefix('fbm');
+      const queueKey = `${prefix}:q`;
+      const other = conn();
+      const queue = new Queue('q', { connection: other, prefix });
+      // Marks as the token stream hub sets them: the job's own, and the queue's gate.
+      await other.set(`${queueKey}:j3:cell0-tokens-wanted`, 'w3', 'PX', 60_000);
+      await other.set(`${queueKey}:j4:cell0-cancel`, 'c4', 'PX', 60_000);
+      if (gated) await other.set(`${queueKey}:cell0-marks`, '1', 'PX', 60_000);
+      const fetched = new Map<string, { processedOn: number; marks: readonly (string | null)[] }>();
+      const atStart = new Map<string, boolean>();
+      const { worker, workerConn } = await gatedWorker(
+        prefix,
+        2,
+        (job) => ({ id: job.id }),
+        (job) => {
+          // Handed over before BullMQ had the job: there when its processor starts, for this activation.
+          atStart.set(job.id!, fetched.get(job.id!)?.processedOn === job.processedOn);
+          return Promise.resolve();
+        },
+      );
+      // Not batched with replies yet: nothing to ride with.
+      expect(readMarksWithFinishes(workerConn, { gateKey: '', jobKeyPrefix: '', onFetched: () => {} })).toBe(
+        false,
+      );
+      const stats = await batchFinishes(workerConn);
+      expect(
+        readMarksWithFinishes(workerConn, {
+          gateKey: `${queueKey}:cell0-marks`,
+          jobKeyPrefix: `${queueKey}:`,
+          onFetched: (jobId, processedOn, marks) => fetched.set(jobId, { processedOn, marks }),
+        }),
+      ).toBe(true);
+      await queue.addBulk(
+        ['j1', 'j2', 'j3', 'j4'].map((id) => ({ name: 'j', data: {}, opts: { jobId: id } })),
+      );
+      let done = 0;
+      const all = new Promise<void>((r) => worker.on('completed', () => ++done === 4 && r()));
+      void worker.run();
+      try {
+        await all;
+      } finally {
+        await worker.close();
+        await queue.close();
+      }
+      // j1 and j2 came with the worker's first fetches (moveToActive); j3 and j4 with the finishes of those.
+      expect([...fetched.keys()].sort()).toEqual(['j3', 'j4']);
+      expect(fetched.get('j3')!.marks).toEqual(gated ? ['w3', null] : [null, null]);
+      expect(fetched.get('j4')!.marks).toEqual(gated ? [null, 'c4'] : [null, null]);
+      expect(Object.fromEntries(atStart)).toEqual({ j1: false, j2: false, j3: true, j4: true });
+      // The finishes went in the script with replies (for the marks), with no reply riding.
+      expect(stats!.withReplies).toBe(0);
+      expect(stats!.calls + stats!.single).toBeGreaterThan(0);
     }
   });
 });

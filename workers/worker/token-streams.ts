@@ -8,6 +8,7 @@ import { spanEvents } from '../../shared/tracing/tracing.js';
 import { type CallContext } from '../providers/provider.js';
 import { FlushPacer, TokenStreamWriter } from '../token-stream-writer.js';
 import { hookFetches } from '../../shared/queues/bullmq-internals.js';
+import { readMarksWithFinishes } from '../../shared/queues/finish-batch.js';
 import { defineScripts, luaScript } from '../../shared/redis/lua-scripts.js';
 
 /** How long marks read behind a fetch wait for their job to start (the job of another worker never does). */
@@ -127,11 +128,13 @@ export class TokenStreams {
 
   /**
    * From now on, reads the marks of the jobs fetched on `conn` (the inference queue's BullMQ connection)
-   * right behind their fetches (active-marks.lua: one command for the fetches of a tick), so that a job starts
-   * with its marks at hand instead of a round trip of its own before the backend call. Call it once BullMQ
-   * has loaded its scripts on `conn`. Returns false, and the marks are read as each job starts, when
-   * `queueKey` is not the inference queue's first shard (the one whose slot holds every job's marks) or
-   * BullMQ's fetches could not be hooked.
+   * with their fetches, so that a job starts with its marks at hand instead of a round trip of its own
+   * before the backend call: a job fetched by a finish gets them from the finish's own script call when the
+   * finishes are batched with replies (finish-batch.ts readMarksWithFinishes), any other fetch has them read
+   * right behind it (active-marks.lua: one command for the fetches of a tick). Call it once BullMQ has loaded
+   * its scripts on `conn` (and after batchFinishes). Returns false, and the marks are read as each job
+   * starts, when `queueKey` is not the inference queue's first shard (the one whose slot holds every job's
+   * marks) or BullMQ's fetches could not be hooked.
    */
   readMarksBehindFetches(conn: RedisConnection, queueKey: string): boolean {
     if (queueKey !== inferenceKey(this.opts.prefix)) return false;
@@ -164,33 +167,49 @@ export class TokenStreams {
       );
       if (b.answered) this.imminent.add(b.done);
     };
-    return hookFetches(conn, (answered) => {
-      if (!batch) {
-        const b: PrefetchBatch = (batch = {
-          fetches: 0,
-          answers: [],
-          fetched: [],
-          answered: false,
-          settled: false,
-        });
-        // Behind every fetch of this tick (BullMQ sends them from promise callbacks, which run first).
-        process.nextTick(() => send(b));
-      }
-      const b = batch;
-      b.fetches++;
-      // Once a fetch is answered, the read right behind it is about to be: a job that starts meanwhile
-      // waits for it rather than reading its marks again.
-      b.fetched.push(
-        answered.then(
-          (r) => {
-            b.answers.push(r);
-            b.answered = true;
-            if (b.done && !b.settled) this.imminent.add(b.done);
-          },
-          () => undefined,
-        ),
-      );
+    // The jobs a finish fetches get their marks in the finish's own script call (finish-batch.ts), handed
+    // over before BullMQ has them; the read below then follows only BullMQ's moveToActive fetches.
+    const withFinishes = readMarksWithFinishes(conn, {
+      gateKey,
+      jobKeyPrefix,
+      onFetched: (jobId, processedOn, marks) => {
+        this.prefetched.set(
+          `${jobId}@${processedOn}`,
+          marks[0] == null && marks[1] == null ? UNMARKED : marks,
+        );
+      },
     });
+    return hookFetches(
+      conn,
+      (answered) => {
+        if (!batch) {
+          const b: PrefetchBatch = (batch = {
+            fetches: 0,
+            answers: [],
+            fetched: [],
+            answered: false,
+            settled: false,
+          });
+          // Behind every fetch of this tick (BullMQ sends them from promise callbacks, which run first).
+          process.nextTick(() => send(b));
+        }
+        const b = batch;
+        b.fetches++;
+        // Once a fetch is answered, the read right behind it is about to be: a job that starts meanwhile
+        // waits for it rather than reading its marks again.
+        b.fetched.push(
+          answered.then(
+            (r) => {
+              b.answers.push(r);
+              b.answered = true;
+              if (b.done && !b.settled) this.imminent.add(b.done);
+            },
+            () => undefined,
+          ),
+        );
+      },
+      !withFinishes,
+    );
   }
 
   /** The read behind a batch of fetches is answered (or failed). */
