@@ -271,9 +271,10 @@ export class SemanticCache<T = unknown> {
         vector: (prepared.quantized ??= storedForm(quantize(vec))),
         ttlMs,
         bands: bands.map((b) => b.toString(36)).join(','),
-        indexKeys: scope.tenant
-          ? [this.modelIndexKey(scope.model), this.tenantIndexKey(scope.tenant)]
-          : [this.modelIndexKey(scope.model)],
+        indexKeys: () =>
+          scope.tenant
+            ? [this.modelIndexKey(scope.model), this.tenantIndexKey(scope.tenant)]
+            : [this.modelIndexKey(scope.model)],
         ...(onSent ? { sent: onSent } : {}),
       });
       this.counters.sets++;
