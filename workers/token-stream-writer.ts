@@ -1,6 +1,6 @@
 import { type RedisConnection } from '../shared/redis/cluster.js';
 import { defineScripts } from '../shared/redis/lua-scripts.js';
-import { flushWrites } from '../shared/redis/connection.js';
+import { flushWritesOf } from '../shared/redis/connection.js';
 import { JobCancelledError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
 import {
@@ -114,7 +114,9 @@ function sendGathered(redis: RedisConnection): void {
     );
   }
   // In the check phase the connection's own uncork, scheduled by this call's write, would wait a whole turn.
-  flushWrites();
+  // Only this connection's: the others' commands of this check phase (requests started by request-turns,
+  // say) go out together when their own uncork runs.
+  flushWritesOf(redis);
 }
 
 /** Default {@link TokenStreamWriterOptions.flushMs}. */
