@@ -6,7 +6,7 @@ import { type InferenceResult, type SearchResult } from '../shared/queues/result
 import { type InferenceJobData, type SearchJobData } from '../shared/queues/schemas.js';
 import { type Cell0ClientOptions, type ClientMetrics } from './cell0-client-types.js';
 import { type SubmitResult } from './job-submitter.js';
-import { spanAttributes, withSpan } from '../shared/tracing/tracing.js';
+import { spanAttributes, tracingOn, withSpan } from '../shared/tracing/tracing.js';
 
 /*
  * The caches Cell0Client asks before it adds a job: a hit is the request's answer at once, marked `cached`.
@@ -25,13 +25,16 @@ export async function inferenceFromCache(
   if (!cache || data.cache?.noCache === true) return undefined;
   const key = inferenceCacheKey(data);
   if (!key) return undefined;
-  const hit = await withSpan('cache lookup semantic', 'internal', { 'cell0.cache': 'semantic' }, async () => {
-    const h = await cache.get(key.prompt, key.scope, {
-      ...(caches.minConfidence ? { minConfidence: caches.minConfidence } : {}),
-    });
-    spanAttributes({ 'cell0.cache.result': h ? h.confidence : 'miss' });
-    return h;
-  });
+  const lookup = () =>
+    cache.get(key.prompt, key.scope, caches.minConfidence ? { minConfidence: caches.minConfidence } : {});
+  // Tracing off (the usual case): a plain call, no span wrapper.
+  const hit = !tracingOn()
+    ? await lookup()
+    : await withSpan('cache lookup semantic', 'internal', { 'cell0.cache': 'semantic' }, async () => {
+        const h = await lookup();
+        spanAttributes({ 'cell0.cache.result': h ? h.confidence : 'miss' });
+        return h;
+      });
   metrics?.cacheLookup('semantic', hit ? hit.confidence : 'miss');
   if (!hit) return undefined;
   return {

@@ -284,7 +284,14 @@ export class Cell0Client {
       const name = data.messages ? JobName.CHAT : JobName.GENERATE;
       const away = this.shedder?.backendUnavailable({ queue: QueueName.INFERENCE, model: data.model });
       return this.noteOom(
-        this.submitNow<InferenceResult>(QueueName.INFERENCE, name, data, this.callOpts(opts, data), away),
+        this.submitNow<InferenceResult>(
+          QueueName.INFERENCE,
+          name,
+          data,
+          this.callOpts(opts, data),
+          away,
+          jobId,
+        ),
       );
     };
     // No cache, or a request that skips it: nothing to share.
@@ -321,9 +328,11 @@ export class Cell0Client {
     data: unknown,
     opts: SubmitOptions,
     away: BackendUnavailable | undefined,
+    /** The job id of `data`, when the caller computed it already. */
+    jobId?: string,
   ): Promise<SubmitResult<T>> {
-    if (!away) return this.submitter.submit<T>(queue, name, data, opts);
-    const r = await this.submitter.submit<T>(queue, name, data, { ...opts, waitMs: 0 });
+    if (!away) return this.submitter.submit<T>(queue, name, data, opts, jobId);
+    const r = await this.submitter.submit<T>(queue, name, data, { ...opts, waitMs: 0 }, jobId);
     return r.state === 'pending' ? { ...r, backendUnavailable: away } : r;
   }
 

@@ -246,8 +246,10 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     name: string,
     data: unknown,
     opts: SubmitOptions,
+    /** jobIdFor(queue, data) when the caller has it already (it is not computed again); never another id. */
+    knownJobId?: string,
   ): Promise<SubmitResult<T>> {
-    const jobId = jobIdFor(queue, data);
+    const jobId = knownJobId ?? jobIdFor(queue, data);
     // The job's shard follows from its id: identical requests meet on one shard, in every process.
     const lane = this.lane(queue, jobId);
     let joined: boolean | undefined;

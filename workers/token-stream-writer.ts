@@ -1,5 +1,6 @@
 import { type RedisConnection } from '../shared/redis/cluster.js';
 import { defineScripts } from '../shared/redis/lua-scripts.js';
+import { flushWritesOf } from '../shared/redis/connection.js';
 import { JobCancelledError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
 import {
@@ -40,16 +41,83 @@ export interface TokenStreamWriterOptions {
   logger: Logger;
 }
 
-/** shared/lua/token-write.lua: one write of a token stream, with or without the cancel's check. */
-type TokenWrite = (
+/**
+ * shared/lua/token-write.lua: the writes gathered on a connection, `numKeys` (two per write: stream, cancel)
+ * first, then the keys, the number of writes and each write's values. Per write: 1 (cancel honoured), 0
+ * (written) or the error's message.
+ */
+type TokenWrite = (numKeys: number, ...args: (string | number)[]) => Promise<(number | string)[]>;
+
+/** The writes gathered for one script call. */
+interface GatheredWrites {
+  keys: string[];
+  args: (string | number)[];
+  waiters: { resolve: (honoured: number) => void; reject: (err: unknown) => void }[];
+}
+
+/**
+ * Token writes given to a connection in the current turn of the event loop, by the hash tag of their keys
+ * (on a Redis Cluster one script call takes keys of one slot; elsewhere there is one group).
+ */
+const gathered = new WeakMap<RedisConnection, Map<string, GatheredWrites>>();
+
+/**
+ * One write of a token stream (see shared/lua/token-write.lua for `args`), sent with the other writes given
+ * to the connection in this turn of the event loop in one script call: the streams of one worker write on
+ * timers and as their backends' tokens arrive, and those of one turn then cost one command instead of one
+ * each. They leave when the loop's check phase comes, which is when the connection's writes would leave
+ * anyway (shared/redis/connection.ts corks a connection until then), in the order they were given.
+ */
+function tokenWrite(
+  redis: RedisConnection,
   stream: string,
   cancel: string,
-  checkCancel: '0' | '1',
-  trim: '0' | '1',
-  maxLen: number,
-  ttlMs: number,
-  ...entries: (string | number)[]
-) => Promise<number>;
+  args: (string | number)[],
+): Promise<number> {
+  let byTag = gathered.get(redis);
+  if (!byTag) {
+    byTag = new Map();
+    gathered.set(redis, byTag);
+    setImmediate(() => sendGathered(redis));
+  }
+  const tag = redis.isCluster ? hashTagOf(stream) : '';
+  let g = byTag.get(tag);
+  if (!g) byTag.set(tag, (g = { keys: [], args: [], waiters: [] }));
+  g.keys.push(stream, cancel);
+  for (const a of args) g.args.push(a);
+  const waiters = g.waiters;
+  return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+}
+
+/** The part of a key Redis Cluster hashes: the first non-empty `{…}`, else the whole key. */
+function hashTagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
+function sendGathered(redis: RedisConnection): void {
+  const byTag = gathered.get(redis);
+  gathered.delete(redis);
+  if (!byTag) return;
+  // Defined on the connection on first use: most workers' attempts are never streamed.
+  const r = defineScripts<{ cell0TokenWrite: TokenWrite }>(redis, 'token-write');
+  for (const g of byTag.values()) {
+    r.cell0TokenWrite(g.keys.length, ...g.keys, g.waiters.length, ...g.args).then(
+      (res) =>
+        g.waiters.forEach((w, i) => {
+          const v = res[i];
+          if (typeof v === 'number') w.resolve(v);
+          else w.reject(new Error(`token stream write refused: ${String(v)}`));
+        }),
+      (err: unknown) => g.waiters.forEach((w) => w.reject(err)),
+    );
+  }
+  // In the check phase the connection's own uncork, scheduled by this call's write, would wait a whole turn.
+  // Only this connection's: the others' commands of this check phase (requests started by request-turns,
+  // say) go out together when their own uncork runs.
+  flushWritesOf(redis);
+}
 
 /** Default {@link TokenStreamWriterOptions.flushMs}. */
 export const TOKEN_FLUSH_MS = 20;
@@ -140,11 +208,20 @@ export class TokenStreamWriter {
     this.now = opts.now ?? (() => performance.now());
   }
 
-  /** One token-write.lua call (the script is defined on the connection on first use: most attempts never write). */
-  private tokenWrite(...args: Parameters<TokenWrite>): Promise<number> {
-    return defineScripts<{ cell0TokenWrite: TokenWrite }>(this.opts.redis, 'token-write').cell0TokenWrite(
-      ...args,
-    );
+  /**
+   * One write (see {@link tokenWrite}): the cancel's check or not, the emptying or not, and the entries'
+   * values (each entry's count of fields and values, then those).
+   */
+  private tokenWrite(checkCancel: '0' | '1', trim: '0' | '1', entries: (string | number)[]): Promise<number> {
+    const { redis, keys, maxLen, ttlMs } = this.opts;
+    return tokenWrite(redis, keys.stream, keys.cancel, [
+      checkCancel,
+      trim,
+      maxLen,
+      ttlMs,
+      entries.length,
+      ...entries,
+    ]);
   }
 
   /** Aborted (with JobCancelledError) when the last reader left. */
@@ -182,19 +259,11 @@ export class TokenStreamWriter {
    * reads them first and makes a writer only for the attempts that have one.
    */
   async openWith(marks: readonly (string | null | undefined)[], attempt: number): Promise<void> {
-    const { keys } = this.opts;
     let wanted = marks[0] != null;
     if (marks[1] != null) {
       // A cancel mark is used up by the attempt that honours it: a later re-run of the job is not stopped.
       // A reader that came back since (its marks delete the cancel and set `wanted`) keeps the job running.
-      const honoured = await this.tokenWrite(
-        keys.stream,
-        keys.cancel,
-        '1',
-        '0',
-        this.opts.maxLen,
-        this.opts.ttlMs,
-      ).catch(() => 1 as const);
+      const honoured = await this.tokenWrite('1', '0', []).catch(() => 1 as const);
       if (honoured === 1) throw new JobCancelledError(this.opts.jobId);
       wanted = true;
     }
@@ -276,13 +345,13 @@ export class TokenStreamWriter {
   }
 
   /**
-   * One round trip, one command (shared/lua/token-write.lua): a pending restart, the pending text, `extra`,
-   * the expiry, and (unless `checkCancel` is false) the cancel's check first: a cancel honoured writes none
+   * One round trip, one write of a token-write.lua call (with the connection's other writes of the turn): a
+   * pending restart, the pending text, `extra`, the expiry, and (unless `checkCancel` is false) the cancel's
+   * check first: a cancel honoured writes none
    * of this write's entries and deletes the stream, all before any reader can read. Without the check (the
    * start entry) the order on the connection is all it needs.
    */
   private async write(extra?: TokenStreamEntry, checkCancel = true): Promise<void> {
-    const { keys } = this.opts;
     const entries: TokenStreamEntry[] = [];
     if (this.restartPending) {
       this.restartPending = false;
@@ -305,15 +374,7 @@ export class TokenStreamWriter {
       }
       const trim = this.trimPending;
       this.trimPending = false;
-      const honoured = await this.tokenWrite(
-        keys.stream,
-        keys.cancel,
-        checkCancel ? '1' : '0',
-        trim ? '1' : '0',
-        this.opts.maxLen,
-        this.opts.ttlMs,
-        ...args,
-      );
+      const honoured = await this.tokenWrite(checkCancel ? '1' : '0', trim ? '1' : '0', args);
       if (!this.textWritten && honoured !== 1 && entries.some((e) => e.kind === 'text')) {
         this.textWritten = true;
         this.onFirstText?.();

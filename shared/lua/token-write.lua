@@ -1,33 +1,50 @@
 --[[
-  One write of a job's token stream by the worker running an attempt (workers/token-stream-writer.ts), in
-  one command where it was a transaction of five (MULTI, XADD, PEXPIRE, the cancel's check, EXEC): honours
-  a cancel mark, or appends the entries and renews the stream's lifetime. A cancel honoured deletes the
-  mark and the stream and writes nothing, so no reader ever reads text of an attempt that stopped; a
-  reader that came back since deleted the mark (its marks do), and the attempt goes on.
+  The writes of token streams by the workers running attempts (workers/token-stream-writer.ts): every write
+  one connection was given in one turn of its event loop, in one command (each was one call of its own, and
+  at 100 concurrent streams those calls were the worker's most frequent command). Each write, in order:
+  honours a cancel mark, or appends its entries and renews its stream's lifetime. A cancel honoured deletes
+  the mark and the stream and writes nothing, so no reader ever reads text of an attempt that stopped; a
+  reader that came back since deleted the mark (its marks do), and the attempt goes on. A write that Redis
+  refuses (a key of the wrong type) is reported as its own error; the other writes go on.
 
-  KEYS[1] the token stream ({prefix}:inference:{jobId}:cell0-tokens)
-  KEYS[2] the cancel mark  ({prefix}:inference:{jobId}:cell0-cancel)
-  ARGV[1] '1' to honour a cancel mark first, '0' to write without looking at it (the attempt's start entry,
-          which the first text's write can pass on its way)
-  ARGV[2] '1' to empty the stream before the entries (a new attempt; the stream keeps its last id), else '0'
-  ARGV[3] most entries kept (XADD MAXLEN ~)
-  ARGV[4] the stream's lifetime after this write, ms
-  ARGV[5..] the entries: each is its number of fields and values, then those (encodeEntry's list)
+  KEYS[1..] per write: its token stream ({prefix}:inference:{jobId}:cell0-tokens), then its cancel mark
+            ({prefix}:inference:{jobId}:cell0-cancel)
+  ARGV[1]   the number of writes; then per write, in order:
+              '1' to honour a cancel mark first, '0' to write without looking at it (the attempt's start
+              entry, which the first text's write can pass on its way);
+              '1' to empty the stream before the entries (a new attempt; the stream keeps its last id);
+              most entries kept (XADD MAXLEN ~);
+              the stream's lifetime after this write, ms;
+              the number of values that follow; then the entries: each is its number of fields and values,
+              then those (encodeEntry's list)
 
-  Returns 1 when a cancel mark was honoured (nothing written; the stream deleted), else 0.
+  Returns per write: 1 when a cancel mark was honoured (nothing written; the stream deleted), 0 when
+  written, or the error's message.
 ]]
-if ARGV[1] == "1" and redis.call("EXISTS", KEYS[2]) == 1 then
-  redis.call("DEL", KEYS[2], KEYS[1])
-  return 1
+local out = {}
+local a = 2
+for w = 1, tonumber(ARGV[1]) do
+  local stream, cancel = KEYS[2 * w - 1], KEYS[2 * w]
+  local maxLen, ttl = ARGV[a + 2], ARGV[a + 3]
+  local i, last = a + 5, a + 4 + tonumber(ARGV[a + 4])
+  if ARGV[a] == "1" and redis.call("EXISTS", cancel) == 1 then
+    redis.call("DEL", cancel, stream)
+    out[w] = 1
+  else
+    local err
+    if ARGV[a + 1] == "1" then
+      local r = redis.pcall("XTRIM", stream, "MAXLEN", 0)
+      if type(r) == "table" and r.err then err = r.err end
+    end
+    while not err and i <= last do
+      local n = tonumber(ARGV[i])
+      local r = redis.pcall("XADD", stream, "MAXLEN", "~", maxLen, "*", unpack(ARGV, i + 1, i + n))
+      if type(r) == "table" and r.err then err = r.err end
+      i = i + n + 1
+    end
+    if not err then redis.call("PEXPIRE", stream, ttl) end
+    out[w] = err or 0
+  end
+  a = last + 1
 end
-if ARGV[2] == "1" then
-  redis.call("XTRIM", KEYS[1], "MAXLEN", 0)
-end
-local i = 5
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[3], "*", unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
-redis.call("PEXPIRE", KEYS[1], ARGV[4])
-return 0
+return out

@@ -188,24 +188,83 @@ export function parseInferenceRequest(input: unknown, limits: InputLimits): Infe
 
 /**
  * The most common request, `{ model, prompt }` with an optional `system` (plain strings that pass their
- * checks), canonicalised without running the schema: the result is exactly what inferenceRequestSchema
- * makes of it, keys in the same order (test/unit/schemas.test.ts holds the two to each other). Anything
- * else — another field, a value the schema would refuse or alter — is undefined here and goes through the
- * schema, which fills the defaults of the other fields and names what is wrong. The schema run is the
- * largest part of a producer's CPU per request after BullMQ's add.
+ * checks) and optional numeric `params`, canonicalised without running the schema: the result is exactly
+ * what inferenceRequestSchema makes of it, keys in the same order (test/unit/schemas.test.ts holds the two
+ * to each other). Anything else — another field, `params.stop`, a value the schema would refuse or alter —
+ * is undefined here and goes through the schema, which fills the defaults of the other fields and names
+ * what is wrong. The schema run is the largest part of a producer's CPU per request after BullMQ's add.
  */
 function plainPromptRequest(input: unknown): InferenceJobData | undefined {
-  if (typeof input !== 'object' || input === null || Object.getPrototypeOf(input) !== Object.prototype)
-    return undefined;
-  for (const k in input) if (k !== 'model' && k !== 'prompt' && k !== 'system') return undefined;
-  const { model, prompt, system } = input as Record<string, unknown>;
+  if (!isPlainRecord(input)) return undefined;
+  for (const k in input)
+    if (k !== 'model' && k !== 'prompt' && k !== 'system' && k !== 'params') return undefined;
+  const { model, prompt, system } = input;
   if (typeof model !== 'string' || model.length > MODEL_NAME_MAX || !MODEL_NAME_RE.test(model))
     return undefined;
   if (typeof prompt !== 'string' || prompt.length === 0 || !isWellFormedText(prompt)) return undefined;
-  const params = { ...PARAMS_PARSED_DEFAULTS };
+  const params = 'params' in input ? plainParams(input.params) : { ...PARAMS_PARSED_DEFAULTS };
+  if (params === undefined) return undefined;
   if (!('system' in input)) return { model, params, prompt };
   if (typeof system !== 'string' || !isWellFormedText(system)) return undefined;
   return { model, params, prompt, system };
+}
+
+function isPlainRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
+}
+
+/** Is `v` a number the schema's `z.int().min(lo).max(hi)` (`int`) or `z.number().min(lo).max(hi)` takes? */
+const inRange = (v: unknown, lo: number, hi: number, int: boolean): v is number =>
+  typeof v === 'number' && (int ? Number.isInteger(v) : Number.isFinite(v)) && v >= lo && v <= hi;
+
+/** The params keys of the fast path: every one but `stop` (an array of texts, left to the schema). */
+const PLAIN_PARAM_KEYS: ReadonlySet<string> = new Set([
+  'max_tokens',
+  'num_ctx',
+  'repeat_penalty',
+  'seed',
+  'temperature',
+  'top_k',
+  'top_p',
+]);
+
+/**
+ * `params` made only of numbers inferenceParamsSchema takes as they are, as the schema outputs it (its keys
+ * in the schema's order, the defaults filled in); undefined for anything else (`stop`, an unknown key, a
+ * value out of range or of another type), which the schema then refuses or canonicalises itself.
+ */
+function plainParams(p: unknown): InferenceParams | undefined {
+  if (!isPlainRecord(p)) return undefined;
+  let n = 0;
+  for (const k in p) {
+    if (!PLAIN_PARAM_KEYS.has(k) || p[k] === undefined) return undefined;
+    n++;
+  }
+  if (n === 0) return { ...PARAMS_PARSED_DEFAULTS };
+  const d = PARAMS_PARSED_DEFAULTS;
+  const { max_tokens = d.max_tokens, num_ctx, repeat_penalty = d.repeat_penalty, seed } = p;
+  const { temperature = d.temperature, top_k = d.top_k, top_p = d.top_p } = p;
+  if (
+    !inRange(max_tokens, 1, 131_072, true) ||
+    !inRange(repeat_penalty, 0, 2, false) ||
+    !inRange(temperature, 0, 2, false) ||
+    !inRange(top_k, 1, 1000, true) ||
+    !inRange(top_p, 0, 1, false) ||
+    top_p === 0 ||
+    (num_ctx !== undefined && !inRange(num_ctx, 128, 1_048_576, true)) ||
+    (seed !== undefined && !inRange(seed, 0, 2 ** 31 - 1, true))
+  )
+    return undefined;
+  // The schema's output order (alphabetical; an optional key only when given).
+  return {
+    max_tokens,
+    ...(num_ctx !== undefined ? { num_ctx } : {}),
+    repeat_penalty,
+    ...(seed !== undefined ? { seed } : {}),
+    temperature,
+    top_k,
+    top_p,
+  };
 }
 
 /** Validates and canonicalises a search request; throws ValidationError or InputTooLargeError. */

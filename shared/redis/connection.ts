@@ -121,6 +121,7 @@ export function coalesceWrites(redis: Redis): void {
       pendingUncorks.delete(uncork);
       stream.uncork();
     };
+    uncorkOf.set(redis, uncork);
     stream.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
       if (!corked) {
         corked = true;
@@ -136,6 +137,8 @@ export function coalesceWrites(redis: Redis): void {
 const corkedSockets = new WeakSet<Socket>();
 /** The uncork of every socket that holds writes now (see coalesceWrites). */
 const pendingUncorks = new Set<() => void>();
+/** The uncork of each connection's current socket (see coalesceWrites). */
+const uncorkOf = new WeakMap<Redis, () => void>();
 
 /**
  * Sends now what coalesceWrites holds on every connection. For commands issued from a setImmediate callback
@@ -146,6 +149,15 @@ const pendingUncorks = new Set<() => void>();
  */
 export function flushWrites(): void {
   for (const uncork of [...pendingUncorks]) uncork();
+}
+
+/**
+ * Like {@link flushWrites}, for one connection only: the other connections' commands of this check phase
+ * still leave together when their own uncork runs. On a Cluster, every connection's.
+ */
+export function flushWritesOf(redis: RedisConnection): void {
+  if (redis instanceof Redis) uncorkOf.get(redis)?.();
+  else flushWrites();
 }
 
 /** Resolves when the connection is ready; rejects with RedisUnavailableError after `timeoutMs`. */

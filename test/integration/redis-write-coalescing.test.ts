@@ -1,6 +1,6 @@
 import { type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { closeRedis, flushWrites, waitUntilReady } from '../../shared/redis/connection';
+import { closeRedis, flushWrites, flushWritesOf, waitUntilReady } from '../../shared/redis/connection';
 import { onCluster, testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -84,6 +84,29 @@ maybe('Redis write coalescing', () => {
       await redis.del(key);
     } finally {
       await closeRedis(conn);
+    }
+  });
+
+  it('flushWritesOf(conn) sends what that connection holds, and leaves the others corked', async () => {
+    const conns = [testRedisConnection('coalescing-one'), testRedisConnection('coalescing-other')];
+    try {
+      await Promise.all(conns.map((c) => waitUntilReady(c, 5000)));
+      const [one, other] = conns as [Redis, Redis];
+      const writes = [countWrites(one), countWrites(other)];
+      const key = `${uniquePrefix('coalesce-one')}:list`;
+      const seen = await new Promise<{ counts: number[]; sent: Promise<unknown>[] }>((resolve) =>
+        setImmediate(() => {
+          const sent = [one.rpush(key, 'a'), other.rpush(key, 'b')];
+          flushWritesOf(one);
+          resolve({ counts: writes.map((w) => w()), sent });
+        }),
+      );
+      expect(seen.counts).toEqual([1, 0]);
+      await Promise.all(seen.sent);
+      expect((await one.lrange(key, 0, -1)).sort()).toEqual(['a', 'b']);
+      await one.del(key);
+    } finally {
+      await Promise.all(conns.map((c) => closeRedis(c)));
     }
   });
 });

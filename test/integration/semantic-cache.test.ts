@@ -337,6 +337,41 @@ describe('SemanticCache (on Redis)', () => {
     });
   });
 
+  it('while similarity hits are rare, reads candidates directly: same answers, expired ones still cleaned', async () => {
+    // Thresholds low enough that the pairs below score as "similar": the guard decides (see the guard's tests).
+    const cache = make({ thresholds: { high: 0.75, medium: 0.7, low: 0.6 } });
+    await cache.set('how many calories are in 100 grams of cooked rice', '100 g', SCOPE);
+    // Similarity searches that miss (the guard refuses the stored prompt: another number) make hits rare.
+    for (let i = 0; i < 200; i++)
+      expect(await cache.get('how many calories are in 250 grams of cooked rice', SCOPE)).toBeUndefined();
+    expect(cache.getStats().guardRejections).toBe(200);
+
+    const direct = jest.spyOn(client.connection, 'hmgetBuffer');
+    try {
+      // A paraphrase is still answered: its entry fetched after the direct read of the candidates.
+      expect(
+        await cache.get('How many calories are in 100 grams of cooked rice please', SCOPE),
+      ).toMatchObject({
+        value: '100 g',
+        confidence: 'high',
+      });
+      expect(direct).toHaveBeenCalledTimes(1);
+
+      // An expired candidate makes the direct read step aside: the script reads it and removes it.
+      const short = 'how many calories are in 100 grams of cooked rice today';
+      await cache.set(short, 'today', SCOPE, { ttlSeconds: 0.3 });
+      await redisPast((await redisNow()) + 300);
+      const meta = `${baseOf(cache)}:{${cache.entryIdOf('x', SCOPE).split(':')[0]}}:meta`;
+      expect(await raw.hlen(meta)).toBe(2);
+      const hit = await cache.get(short, SCOPE, { minConfidence: CacheMatchConfidence.LOW });
+      expect(hit?.value).not.toBe('today');
+      expect(direct).toHaveBeenCalledTimes(2);
+      expect(await raw.hlen(meta)).toBe(1);
+    } finally {
+      direct.mockRestore();
+    }
+  });
+
   it('removes expired entries on later stores (counted)', async () => {
     const cache = make();
     await cache.set('a long-lived prompt about water', 'w', SCOPE, { ttlSeconds: 60 });

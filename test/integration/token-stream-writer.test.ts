@@ -41,6 +41,18 @@ async function writerFor(flushMs: number, now?: () => number) {
   return { w, keys };
 }
 
+/** Counts the script calls (EVALSHA or EVAL) sent on `redis` from now until stop(). */
+function countScriptCalls(): { stop: () => number } {
+  const spy = jest.spyOn(redis, 'sendCommand');
+  return {
+    stop: () => {
+      const n = spy.mock.calls.filter(([c]) => c.name === 'evalsha' || c.name === 'eval').length;
+      spy.mockRestore();
+      return n;
+    },
+  };
+}
+
 const end = {
   finishReason: 'stop',
   model: 'm',
@@ -76,15 +88,57 @@ describe('TokenStreamWriter', () => {
   test('the first text goes out at once, without waiting for the reply to the start entry', async () => {
     const { w, keys } = await writerFor(600_000);
     await w.open(0);
-    // The start entry's write is on its way; the first text is sent now, in this tick, behind it on the same
-    // connection: the XRANGE sent next on that connection sees both.
+    const calls = countScriptCalls();
+    // The start entry's write is given to the connection; the first text is given now, in this turn, behind
+    // it: both leave in the loop's check phase in one script call, and the XRANGE sent after that phase on
+    // the same connection sees both, though no reply has been read yet.
     w.push('first');
+    await new Promise((resolve) => setImmediate(resolve));
     expect(await entries(keys.stream)).toEqual([
       { kind: 'start', attempt: 0 },
       { kind: 'text', seq: 0, text: 'first' },
     ]);
+    expect(calls.stop()).toBe(1);
     await w.end(end);
     expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'end']);
+  });
+
+  test('the writes of several streams given in one turn go in one script call; a refused one fails alone', async () => {
+    const prefix = uniquePrefix('tsw');
+    const writers = await Promise.all(
+      ['j-a', 'j-b', 'j-c'].map(async (jobId) => {
+        const keys = tokenStreamKeys(prefix, 'inference', jobId);
+        const w = new TokenStreamWriter({
+          redis,
+          keys,
+          jobId,
+          maxLen: 1000,
+          ttlMs: 60_000,
+          flushMs: 600_000,
+          // Marks read without a round trip: the three attempts start in one turn, as a worker's fetched together.
+          readMarks: () => Promise.resolve(['1', null]),
+          logger: silentLogger(),
+        });
+        return { w, keys };
+      }),
+    );
+    // The middle stream's key holds a string: Redis refuses its XADD (WRONGTYPE).
+    await redis.set(writers[1]!.keys.stream, 'not a stream', 'PX', 60_000);
+    const calls = countScriptCalls();
+    await Promise.all(writers.map(({ w }) => w.open(0)));
+    for (const { w } of writers) w.push('a');
+    await Promise.all(writers.map(({ w }) => w.end(end)));
+    // Starts and first texts in one call; the ends (each waits for its first text's reply, and the replies
+    // come in one) in one more.
+    expect(calls.stop()).toBe(2);
+    for (const i of [0, 2])
+      expect(await entries(writers[i]!.keys.stream)).toEqual([
+        { kind: 'start', attempt: 0 },
+        { kind: 'text', seq: 0, text: 'a' },
+        { kind: 'end', ...end },
+      ]);
+    expect(await redis.get(writers[1]!.keys.stream)).toBe('not a stream');
+    expect(writers.map(({ w }) => w.signal.aborted)).toEqual([false, false, false]);
   });
 
   test('held tokens go out once the interval has passed, without waiting for the end', async () => {

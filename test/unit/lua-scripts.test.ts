@@ -30,7 +30,7 @@ describe('the Lua script loader', () => {
       'token-bucket': 2,
       'token-stream-leave': 4,
       'token-stream-open': 5,
-      'token-write': 2,
+      'token-write': 'variadic',
     });
   });
 

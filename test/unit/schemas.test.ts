@@ -131,6 +131,72 @@ describe('request schemas', () => {
       { model: 7, prompt: 'x' },
       { model: 'm', prompt: 'x', params: {} },
       { model: 'm', prompt: 'x', params: { temperature: 0 } },
+      { model: 'm', prompt: 'x', params: { max_tokens: 8 } },
+      { params: { top_p: 0.5, seed: 3, max_tokens: 8, num_ctx: 256 }, prompt: 'x', model: 'm', system: 's' },
+      {
+        model: 'm',
+        prompt: 'x',
+        params: {
+          max_tokens: 1,
+          num_ctx: 128,
+          repeat_penalty: 0,
+          seed: 0,
+          temperature: 0,
+          top_k: 1,
+          top_p: 1e-9,
+        },
+      },
+      {
+        model: 'm',
+        prompt: 'x',
+        params: {
+          max_tokens: 131_072,
+          num_ctx: 1_048_576,
+          repeat_penalty: 2,
+          seed: 2 ** 31 - 1,
+          temperature: 2,
+          top_k: 1000,
+          top_p: 1,
+        },
+      },
+      { model: 'm', prompt: 'x', params: { temperature: -0 } },
+      { model: 'm', prompt: 'x', params: { stop: ['\n'] } },
+      { model: 'm', prompt: 'x', params: { max_tokens: 8, stop: ['\n'] } },
+      { model: 'm', prompt: 'x', params: undefined },
+      { model: 'm', prompt: 'x', params: null },
+      { model: 'm', prompt: 'x', params: [] },
+      { model: 'm', prompt: 'x', params: { seed: undefined } },
+      { model: 'm', prompt: 'x', params: { max_tokens: undefined } },
+      { model: 'm', prompt: 'x', params: { constructor: 1 } },
+      { model: 'm', prompt: 'x', params: { toString: 1 } },
+      { model: 'm', prompt: 'x', params: JSON.parse('{"__proto__": {"max_tokens": 1}}') as unknown },
+      { model: 'm', prompt: 'x', params: { max_tokens: 8, extra: 1 } },
+      { model: 'm', prompt: 'x', params: Object.assign(Object.create(null) as object, { max_tokens: 8 }) },
+      // Out of range, of another type, or not finite: the schema's refusal.
+      { model: 'm', prompt: 'x', params: { max_tokens: 0 } },
+      { model: 'm', prompt: 'x', params: { max_tokens: 131_073 } },
+      { model: 'm', prompt: 'x', params: { max_tokens: 8.5 } },
+      { model: 'm', prompt: 'x', params: { max_tokens: '8' } },
+      { model: 'm', prompt: 'x', params: { max_tokens: Infinity } },
+      { model: 'm', prompt: 'x', params: { num_ctx: 127 } },
+      { model: 'm', prompt: 'x', params: { num_ctx: 1_048_577 } },
+      { model: 'm', prompt: 'x', params: { repeat_penalty: -0.1 } },
+      { model: 'm', prompt: 'x', params: { repeat_penalty: 2.01 } },
+      { model: 'm', prompt: 'x', params: { seed: -1 } },
+      { model: 'm', prompt: 'x', params: { seed: 2 ** 31 } },
+      { model: 'm', prompt: 'x', params: { seed: 1.5 } },
+      { model: 'm', prompt: 'x', params: { temperature: NaN } },
+      { model: 'm', prompt: 'x', params: { temperature: 2.0001 } },
+      { model: 'm', prompt: 'x', params: { temperature: true } },
+      { model: 'm', prompt: 'x', params: { top_k: 0 } },
+      { model: 'm', prompt: 'x', params: { top_k: 1001 } },
+      { model: 'm', prompt: 'x', params: { top_k: 2.5 } },
+      { model: 'm', prompt: 'x', params: { top_p: 0 } },
+      { model: 'm', prompt: 'x', params: { top_p: -0 } },
+      { model: 'm', prompt: 'x', params: { top_p: 1.5 } },
+      { model: 'm', prompt: 'x', params: { top_p: -Infinity } },
+      { model: '', prompt: 'x', params: { max_tokens: 8 } },
+      { model: 'm', prompt: '', params: { max_tokens: 8 } },
       { model: 'm', prompt: 'x', cache: { noCache: true } },
       { model: 'm', prompt: 'x', extra: 1 },
       { model: 'm', messages: [{ role: 'user', content: 'x' }] },
@@ -162,5 +228,80 @@ describe('request schemas', () => {
     expect(a.params).not.toBe(b.params);
     a.params.temperature = 0;
     expect(b.params.temperature).toBe(0.8);
+  });
+
+  it('numeric params take the fast path, and it agrees with the schema on every mix of values', () => {
+    const big = { maxPromptBytes: 1 << 20, maxQueryBytes: 20 };
+    const spy = jest.spyOn(inferenceRequestSchema, 'safeParse');
+    try {
+      parseInferenceRequest({ model: 'm', prompt: 'x', params: { max_tokens: 8, temperature: 0.2 } }, big);
+      expect(spy).not.toHaveBeenCalled();
+      // Values at, inside and just past each bound, and of other types; a fixed pseudo-random walk.
+      const pool: unknown[] = [
+        undefined,
+        0,
+        -0,
+        1,
+        2,
+        8,
+        0.5,
+        1.5,
+        2.01,
+        127,
+        128,
+        1000,
+        1001,
+        131_072,
+        131_073,
+        1_048_576,
+        1_048_577,
+        2 ** 31 - 1,
+        2 ** 31,
+        -1,
+        NaN,
+        Infinity,
+        '8',
+        null,
+        true,
+        [1],
+      ];
+      const keys = ['max_tokens', 'num_ctx', 'repeat_penalty', 'seed', 'temperature', 'top_k', 'top_p'];
+      let r = 12345; // xorshift32
+      const rand = (n: number) => {
+        r ^= r << 13;
+        r ^= r >>> 17;
+        r ^= r << 5;
+        return (r >>> 0) % n;
+      };
+      let accepted = 0;
+      for (let i = 0; i < 3000; i++) {
+        const params: Record<string, unknown> = {};
+        for (const k of keys) {
+          // Half the keys left out; an explicit undefined now and then.
+          if (rand(2) === 0) params[k] = pool[rand(pool.length)];
+        }
+        const input = { model: 'm', prompt: 'x', params };
+        const viaSchema = inferenceRequestSchema.safeParse(input);
+        let got: unknown;
+        try {
+          got = parseInferenceRequest(input, big);
+        } catch (e) {
+          expect({ params, err: e instanceof ValidationError, schema: viaSchema.success }).toEqual({
+            params,
+            err: true,
+            schema: false,
+          });
+          continue;
+        }
+        expect({ params, ok: viaSchema.success }).toEqual({ params, ok: true });
+        if (!viaSchema.success) continue;
+        accepted++;
+        expect({ params, got: JSON.stringify(got) }).toEqual({ params, got: JSON.stringify(viaSchema.data) });
+        expect(got).toEqual(viaSchema.data);
+      }
+      expect(accepted).toBeGreaterThan(100);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { normalizePrompt } from '../../shared/cache/semantic';
-import { stem, tokenize } from '../../shared/cache/semantic/text';
+import { foldCompat, stem, tokenize } from '../../shared/cache/semantic/text';
 
 describe('normalizePrompt (the exact key)', () => {
   it('folds case, whitespace and trailing punctuation', () => {
@@ -85,6 +85,71 @@ describe('tokenize / stem', () => {
     expect(stem('studies')).toBe(stem('study'));
     expect(stem('stopped')).toBe(stem('stop'));
     expect(stem('class')).toBe('class');
+  });
+});
+
+describe('tokenize: the scan of three sticky patterns', () => {
+  // The tokens as one global regex of the three alternatives (number, arrow, word) finds them with exec():
+  // what tokenize() did before it scanned with the three patterns one position at a time.
+  const REFERENCE =
+    /([-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)%?(?![\p{L}\d_]))|(->|=>|→|⇒|<-|←|⟶)|([\p{L}\p{N}_]+(?:['][\p{L}]+)*(?:[-./_][\p{L}\p{N}_]+(?:['][\p{L}]+)*)*(?:\+\+|#)?)/gu;
+  const reference = (text: string) => {
+    const s = foldCompat(text)
+      .replace(/[\u2018\u2019\u201a\u201b\u2032]/g, "'")
+      .replace(/[\u201c\u201d\u201e\u00ab\u00bb]/g, '"');
+    const out: { text: string; lower: string; kind: string; start: number }[] = [];
+    REFERENCE.lastIndex = 0;
+    for (let m = REFERENCE.exec(s); m !== null; m = REFERENCE.exec(s))
+      out.push({
+        text: m[0],
+        lower: m[0].toLowerCase(),
+        kind: m[1] !== undefined ? 'num' : m[2] !== undefined ? 'arrow' : 'word',
+        start: m.index,
+      });
+    return out;
+  };
+
+  it('finds the tokens the single regex finds, on edge cases', () => {
+    for (const text of [
+      '3.5x and 3.5 x, .5kg, -2 <- +4% => 1,000,000.25 ->x',
+      "rock'n'roll isn't O'Brien's a-b.c/d_e C++ F# x#y 2nd 10th",
+      'Ⅻ ²₁ 日本語 😀word 𝐀𝐁 \ud800 alone \udc00 ⟶⇒← ﬁle Ａｂｃ',
+      '',
+      '   ',
+      '-',
+      '...,,,',
+    ])
+      expect(tokenize(text)).toEqual(reference(text));
+  });
+
+  it('finds the tokens the single regex finds, on random strings of a tricky alphabet', () => {
+    const alphabet = [
+      ...'aZéß10.,-+%\'_/# \t\nxCint<=>?!"()$&…',
+      '’',
+      '→',
+      '⇒',
+      '←',
+      '⟶',
+      '٣',
+      '²',
+      '₁',
+      'Ⅻ',
+      'ﬁ',
+      'Ａ',
+      '日',
+      '😀',
+      '𝐀',
+      '\ud800',
+      '\udc00',
+    ];
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    for (let i = 0; i < 20000; i++) {
+      let text = '';
+      const len = 1 + Math.floor(rand() * 14);
+      for (let k = 0; k < len; k++) text += alphabet[Math.floor(rand() * alphabet.length)];
+      expect(tokenize(text)).toEqual(reference(text));
+    }
   });
 });
 

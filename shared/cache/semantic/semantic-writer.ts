@@ -13,8 +13,11 @@ export interface SemanticWrite {
   ttlMs: number;
   /** Band values, comma-separated, base 36 ('' when the entry is not indexed). */
   bands: string;
-  /** The index sets of the scope (model, and tenant when there is one). */
-  indexKeys: string[];
+  /**
+   * The index sets of the scope (model, and tenant when there is one): asked for only when a store renews
+   * them (a new generation, or a sample), as each name costs a hash.
+   */
+  indexKeys: () => string[];
   /**
    * Called once the store's script call has been handed to the connection (or the store failed before
    * that): a command sent later on any connection of the same Redis then runs after it.
@@ -112,9 +115,11 @@ export class SemanticWriter {
     if (Number(newGeneration) === 1 || Math.random() < INDEX_SAMPLE) {
       const lifeMs = Math.max(maxTtl, Number(generationLeftMs) + 1000);
       await Promise.all(
-        writes[0]!.indexKeys.map((indexKey) =>
-          this.redis.run((r) => commands(r).cell0SemanticIndex(indexKey, keys.hash, lifeMs)),
-        ),
+        writes[0]!
+          .indexKeys()
+          .map((indexKey) =>
+            this.redis.run((r) => commands(r).cell0SemanticIndex(indexKey, keys.hash, lifeMs)),
+          ),
       );
     }
     // The call's evictions and removals are counted once, on its first store.

@@ -130,9 +130,26 @@ export interface Token {
   readonly start: number;
 }
 
-// Groups: 1 a number, 2 an arrow, 3 a word. Numbered, not named: a named group costs an object per match.
-const TOKEN_RE =
-  /([-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)%?(?![\p{L}\d_]))|(->|=>|→|⇒|<-|←|⟶)|([\p{L}\p{N}_]+(?:['][\p{L}]+)*(?:[-./_][\p{L}\p{N}_]+(?:['][\p{L}]+)*)*(?:\+\+|#)?)/gu;
+// The three kinds of token, each a sticky regex tried at a position in this order: at every position the
+// first that matches is taken, as an alternation of the three would. test() with lastIndex gives the end of a
+// match without the result array (and a string per capture group) that exec() makes per token: the guard
+// tokenises every candidate it reads, and a lookup's garbage is what its tail pays for in scavenges.
+const NUMBER_Y = /[-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)%?(?![\p{L}\d_])/uy;
+const ARROW_Y = /->|=>|→|⇒|<-|←|⟶/uy;
+const WORD_Y = /[\p{L}\p{N}_]+(?:['][\p{L}]+)*(?:[-./_][\p{L}\p{N}_]+(?:['][\p{L}]+)*)*(?:\+\+|#)?/uy;
+
+/**
+ * Which ASCII characters can start a token (bit 1 a number, 2 an arrow, 4 a word); any other ASCII
+ * character (space, most punctuation) starts none and is skipped without trying the regexes. Characters
+ * beyond ASCII try all three.
+ */
+const ASCII_STARTS: Uint8Array = (() => {
+  const t = new Uint8Array(128);
+  for (const c of '+-.,0123456789') t[c.charCodeAt(0)]! |= 1;
+  for (const c of '-=<') t[c.charCodeAt(0)]! |= 2;
+  for (let c = 0; c < 128; c++) if (/[\p{L}\p{N}_]/u.test(String.fromCharCode(c))) t[c]! |= 4;
+  return t;
+})();
 
 /**
  * The last texts tokenised and their tokens: a lookup tokenises its prompt and each candidate it analyses
@@ -157,14 +174,42 @@ export function tokenize(text: string): readonly Token[] {
 function computeTokens(text: string): Token[] {
   const s = foldCompat(text).replace(QUOTE_RE, (c) => QUOTE_FOLD[c] ?? c);
   const out: Token[] = [];
-  // exec() on the one global regex, not matchAll(): no iterator and no result object per token (the guard
-  // tokenises every candidate it reads; a lookup's garbage is what its tail pays for in GC). Every
-  // alternative matches at least one character, so the loop always advances; it ends with lastIndex 0.
-  TOKEN_RE.lastIndex = 0;
-  for (let m = TOKEN_RE.exec(s); m !== null; m = TOKEN_RE.exec(s)) {
-    const t = m[0];
-    const kind = m[1] !== undefined ? 'num' : m[2] !== undefined ? 'arrow' : 'word';
-    out.push({ text: t, lower: t.toLowerCase(), kind, start: m.index });
+  const n = s.length;
+  let i = 0;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    const may = c < 128 ? ASCII_STARTS[c]! : 7;
+    let kind: Token['kind'] | undefined;
+    let end = i;
+    if (may & 1) {
+      NUMBER_Y.lastIndex = i;
+      if (NUMBER_Y.test(s)) {
+        kind = 'num';
+        end = NUMBER_Y.lastIndex;
+      }
+    }
+    if (kind === undefined && may & 2) {
+      ARROW_Y.lastIndex = i;
+      if (ARROW_Y.test(s)) {
+        kind = 'arrow';
+        end = ARROW_Y.lastIndex;
+      }
+    }
+    if (kind === undefined && may & 4) {
+      WORD_Y.lastIndex = i;
+      if (WORD_Y.test(s)) {
+        kind = 'word';
+        end = WORD_Y.lastIndex;
+      }
+    }
+    if (kind === undefined) {
+      // no token starts here: the next code point (a surrogate pair is one)
+      i += c >= 0xd800 && c <= 0xdbff && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00 ? 2 : 1;
+      continue;
+    }
+    const t = s.slice(i, end);
+    out.push({ text: t, lower: t.toLowerCase(), kind, start: i });
+    i = end;
   }
   return out;
 }
