@@ -1,5 +1,5 @@
 import { LexicalEmbedder } from '../../shared/cache/semantic';
-import { parseRecord } from '../../shared/cache/semantic/rank-slots';
+import { parseRecord, recordText } from '../../shared/cache/semantic/rank-slots';
 import {
   cosineQuantized,
   cosineStoredAt,
@@ -73,6 +73,11 @@ describe('stored vector form (vector-codec storedForm)', () => {
       expect(r.id).toBe('4242');
       expect(Buffer.compare(r.vector, q)).toBe(0);
       expect(r.prompt).toBe(prompts[2]);
+      const at = rec.indexOf(10, 15) + 1;
+      expect(recordText(rec, at, 512)).toEqual({ id: '4242', prompt: prompts[2] });
+      // no readable vector there: cut short, or not at the vector's start
+      expect(recordText(rec.subarray(0, at + 2), at, 512)).toBeUndefined();
+      expect(recordText(rec, at + 1, 512)).toBeUndefined();
     }
   });
 });

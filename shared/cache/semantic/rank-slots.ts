@@ -113,8 +113,24 @@ export function vectorOffset(rec: Buffer, dims: number): number {
 }
 
 /**
+ * A candidate record's id and prompt, without decoding its vector: `at` is where the vector starts (after
+ * the id's LF); undefined when no readable vector of `dims` dimensions is there. The lookup scores the
+ * vector in place (cosineStoredAt) and needs only these two of the records at or above its threshold.
+ */
+export function recordText(
+  rec: Buffer,
+  at: number,
+  dims: number,
+): { id: string; prompt: string } | undefined {
+  const len = at > 15 && rec[at - 1] === 10 ? storedLength(rec, at, dims) : -1;
+  if (len < 0) return undefined;
+  return { id: rec.toString('latin1', 15, at - 1), prompt: rec.toString('utf8', at + len) };
+}
+
+/**
  * A candidate record: 15 digits of expiry, the id, LF, the stored int8 vector (dense: dims bytes; or
- * sparse, see storedForm), the prompt. `vector` is the dense form (dims bytes).
+ * sparse, see storedForm), the prompt. `vector` is the dense form (dims bytes), built here: a reader that
+ * needs only the id and prompt uses recordText.
  */
 export function parseRecord(
   rec: Buffer,

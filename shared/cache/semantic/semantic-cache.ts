@@ -9,7 +9,7 @@ import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js'
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
-import { parseRecord, rankSlots } from './rank-slots.js';
+import { rankSlots, recordText } from './rank-slots.js';
 import {
   bandFields,
   keyBase,
@@ -504,7 +504,7 @@ export class SemanticCache<T = unknown> {
       // -1 for a record without a readable vector: below every threshold
       const similarity = Math.min(1, cosineStoredAt(vec, nq, rec, nl + 1));
       if (similarity < threshold) continue;
-      const c = parseRecord(rec, this.embedder.dims);
+      const c = recordText(rec, nl + 1, this.embedder.dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
       if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
       candidates.push({ id: c.id, prompt: c.prompt, similarity });
