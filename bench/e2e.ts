@@ -37,12 +37,17 @@ const PRODUCER_SCRIPT = join(__dirname, 'e2e-producer.ts');
 /** Prefixes not cleaned yet, for Ctrl-C. */
 const dirtyPrefixes = new Set<string>();
 
-/** Deletes every key under `prefix` (SCAN + UNLINK); returns how many. */
+/**
+ * Deletes every key under `prefix` (SCAN + UNLINK); returns how many. cell0 names its queues' keys inside
+ * the hash tag (`{bench-…:inference}:…`, shared/queues/shards.ts) and bare BullMQ after it (`{bench-…}:…`),
+ * so the pattern stops before the tag's closing brace: the run id is unique, and both shapes match.
+ */
 async function cleanPrefix(redis: Redis, prefix: string): Promise<number> {
+  const pattern = `${prefix.endsWith('}') ? prefix.slice(0, -1) : prefix}*`;
   let deleted = 0;
   let cursor = '0';
   do {
-    const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
     cursor = nextCursor;
     if (keys.length > 0) deleted += await redis.unlink(...keys);
   } while (cursor !== '0');
