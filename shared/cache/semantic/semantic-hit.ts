@@ -34,7 +34,37 @@ export function hitFrom<T>(
   };
 }
 
-/** True when two normalised prompts differ, but only in white space: a layout the exact key keeps. */
+/**
+ * True when two normalised prompts differ, but only in white space (what the regex `\s` matches): a layout
+ * the exact key keeps. Compared in place, skipping white space on both sides: no copy of either prompt
+ * without it (the lookup asks this for each candidate).
+ */
 export function layoutOnlyDifference(a: string, b: string): boolean {
-  return a !== b && a.replace(/\s+/g, '') === b.replace(/\s+/g, '');
+  if (a === b) return false;
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    while (i < a.length && isSpace(a.charCodeAt(i))) i++;
+    while (j < b.length && isSpace(b.charCodeAt(j))) j++;
+    if (i === a.length || j === b.length) return i === a.length && j === b.length;
+    if (a.charCodeAt(i) !== b.charCodeAt(j)) return false;
+    i++;
+    j++;
+  }
+}
+
+/** The UTF-16 code units that the regex `\s` matches (all of them in the BMP, none a surrogate). */
+function isSpace(c: number): boolean {
+  if (c < 128) return c === 32 || (c >= 9 && c <= 13);
+  return (
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
 }
