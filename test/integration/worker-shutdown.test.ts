@@ -17,7 +17,13 @@ describe('worker process shutdown (cell0 worker, real signals)', () => {
   });
   beforeEach(async () => {
     prefix = uniquePrefix('shutdown');
-    client = new Cell0Client({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });
+    client = new Cell0Client({
+      redisUrl: testRedisUrl(),
+      prefix,
+      policy: { attempts: 1 },
+      // Fail-fast's 2 s is not the subject here; a busy machine can stall a command that long.
+      commandTimeoutMs: 30_000,
+    });
     await client.start();
     sim.reset();
   });
@@ -33,6 +39,7 @@ describe('worker process shutdown (cell0 worker, real signals)', () => {
       CELL0_QUEUE_PREFIX: prefix,
       CELL0_OLLAMA_URL: sim.url,
       CELL0_SHUTDOWN_TIMEOUT_MS: '30000',
+      CELL0_REDIS_COMMAND_TIMEOUT_MS: '30000',
       ...extraEnv,
     });
     procs.push(p);
