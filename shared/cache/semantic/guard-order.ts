@@ -51,17 +51,39 @@ export function swappedWords(pa: PromptAnalysis, pb: PromptAnalysis): [string, s
   const a = pa.sequence;
   const b = pb.sequence;
   if (a.length !== b.length) return undefined;
-  const at: number[] = [];
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) at.push(i);
-  if (at.length !== 2) return undefined;
-  const wa = at.map((i) => a[i]!).sort();
-  const wb = at.map((i) => b[i]!).sort();
-  if (wa.join(' ') !== wb.join(' ') || new Set(wa).size < 2) return undefined;
+  // the two differing positions, i < j (no array of them: this runs for each candidate)
+  let i = -1;
+  let j = -1;
+  for (let k = 0; k < a.length; k++) {
+    if (a[k] === b[k]) continue;
+    if (i < 0) i = k;
+    else if (j < 0) j = k;
+    else return undefined;
+  }
+  if (j < 0) return undefined;
+  const a0 = a[i]!;
+  const a1 = a[j]!;
+  // the same two words, sorted and joined with a space, on both sides; and two different words
+  if (a0 === a1 || !sameSortedPair(a0, a1, b[i]!, b[j]!)) return undefined;
   // "isn't it" / "is it not": where a negation stands is the negation rule's business
-  if (wa.some((w) => NEGATIONS.has(w))) return undefined;
+  if (NEGATIONS.has(a0) || NEGATIONS.has(a1)) return undefined;
   // "cucumbers and tomatoes" / "tomatoes and cucumbers": items of one list, not roles
-  if (joined(pa, at[0]!, at[1]!)) return undefined;
-  return [a[at[0]!]!, b[at[0]!]!];
+  if (joined(pa, i, j)) return undefined;
+  return [a0, b[i]!];
+}
+
+/**
+ * True when [a0, a1].sort().join(' ') === [b0, b1].sort().join(' '), without the arrays and strings: the
+ * sorted pairs are equal, or (only possible when a word holds a space) their joined forms are.
+ */
+function sameSortedPair(a0: string, a1: string, b0: string, b1: string): boolean {
+  const la = a0 < a1 ? a0 : a1;
+  const ha = a0 < a1 ? a1 : a0;
+  const lb = b0 < b1 ? b0 : b1;
+  const hb = b0 < b1 ? b1 : b0;
+  if (la === lb && ha === hb) return true;
+  if (!a0.includes(' ') && !a1.includes(' ') && !b0.includes(' ') && !b1.includes(' ')) return false;
+  return `${la} ${ha}` === `${lb} ${hb}`;
 }
 
 /** True when the words between positions i and j are function words, with "and" / "or" among them. */

@@ -507,9 +507,14 @@ export class SemanticCache<T = unknown> {
       const c = recordText(rec, nl + 1, this.embedder.dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
       if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
-      candidates.push({ id: c.id, prompt: c.prompt, similarity });
+      // Kept most similar first as they come, equal ones in arrival order, as a stable sort would put them
+      // (without the copy Array.prototype.sort makes).
+      const next: Candidate = { id: c.id, prompt: c.prompt, similarity };
+      let k = candidates.length;
+      candidates.push(next);
+      for (; k > 0 && candidates[k - 1]!.similarity < similarity; k--) candidates[k] = candidates[k - 1]!;
+      candidates[k] = next;
     }
-    candidates.sort((a, b) => b.similarity - a.similarity);
 
     let analysis: PromptAnalysis | undefined;
     let refusals = 0;
