@@ -138,11 +138,11 @@ function computeCanonical(prompt: string): CanonicalPrompt {
     i++;
   }
 
-  let asks = classifyAsks(out);
+  const asks = classifyAsks(out); // a new array, ours to change
   // "how does X differ from Y", "how are X and Y different": a difference, however it is asked
   const differ = out.find((w) => w.role === 'content' && DIFFERENCE_WORDS.has(w.lemma));
   if (differ && asks.some((a) => a === 'how' || a === 'what')) {
-    asks = asks.map((a) => (a === 'how' || a === 'what' ? 'difference' : a));
+    for (let k = 0; k < asks.length; k++) if (asks[k] === 'how' || asks[k] === 'what') asks[k] = 'difference';
     differ.role = 'frame';
   }
   // "who is the author of X" = "who wrote X": an agent noun reads as its verb
@@ -152,7 +152,8 @@ function computeCanonical(prompt: string): CanonicalPrompt {
       const verb = agentVerb(w.lemma);
       if (verb !== undefined) w.key = groupOf(verb) ?? verb;
     }
-  return { words: out, asks: [...new Set(asks)].sort() };
+  // one ask or none (most prompts) is already its sorted distinct list: no Set and copies for it
+  return { words: out, asks: asks.length < 2 ? asks : [...new Set(asks)].sort() };
 }
 
 /** A word as tokenised (lemma, key and role are set when the prompt's words are read). */
