@@ -4,8 +4,10 @@
  * built), taken by a worker (`processedOn`) and finished (`finishedOn`). All are wall-clock ms of one
  * machine. Printed per producer: the percentiles of each stage over all jobs, and the mean stage split of
  * the slowest 1 % (the tail), so a periodic stall shows where it sits. The producer and the worker also
- * print their event-loop delay and GC pauses over the measured jobs (watchPauses).
+ * print their event-loop delay, GC pauses, system calls and bytes read and written over the measured jobs
+ * (watchPauses).
  */
+import { readFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { type Redis } from 'ioredis';
@@ -121,6 +123,27 @@ function allocationSites(head: SamplingNode, jobs: number, top: number): string 
     .join('\n');
 }
 
+/**
+ * The read and write system calls of this process so far and their bytes (Linux /proc/self/io: syscr,
+ * syscw, rchar, wchar), or undefined where that file is not there. Each write to a loopback socket also
+ * runs the receiver's side of TCP, and every byte is built, copied and parsed: counts a busy machine's
+ * timing does not blur.
+ */
+function syscalls(): { r: number; w: number; rb: number; wb: number } | undefined {
+  try {
+    const io = readFileSync('/proc/self/io', 'utf8');
+    const r = /syscr:\s*(\d+)/.exec(io);
+    const w = /syscw:\s*(\d+)/.exec(io);
+    const rb = /rchar:\s*(\d+)/.exec(io);
+    const wb = /wchar:\s*(\d+)/.exec(io);
+    return r && w && rb && wb
+      ? { r: Number(r[1]), w: Number(w[1]), rb: Number(rb[1]), wb: Number(wb[1]) }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function allocatedBytes(n: SamplingNode): number {
   return n.children.reduce((s, c) => s + allocatedBytes(c), n.selfSize);
 }
@@ -148,8 +171,10 @@ export function watchPauses(): PauseWatch {
       session.post(method, params, (err, r) => (err ? reject(err) : resolve(r as T))),
     );
   let sampling: Promise<unknown> | undefined;
+  let sys0 = syscalls();
   return {
     reset() {
+      sys0 = syscalls();
       loop.reset();
       gcs = new Map();
       // Every allocation of 16 KiB on average is sampled, whether it is collected later or not.
@@ -178,9 +203,15 @@ export function watchPauses(): PauseWatch {
         const top = Number(process.env.CELL0_BENCH_ALLOC_TOP ?? 0);
         if (top > 0) alloc += `\n${allocationSites(r.profile.head, jobs, top)}`;
       }
+      const sys = syscalls();
+      const calls =
+        sys && sys0
+          ? `; read/write per job ${((sys.r - sys0.r) / jobs).toFixed(2)}/${((sys.w - sys0.w) / jobs).toFixed(2)} ` +
+            `system calls, ${((sys.rb - sys0.rb) / jobs).toFixed(0)}/${((sys.wb - sys0.wb) / jobs).toFixed(0)} bytes`
+          : '';
       return (
         `pauses ${label}: event-loop delay p50 ${ms(loop.percentile(50))} p99 ${ms(loop.percentile(99))} ` +
-        `max ${ms(loop.max)} ms; GC ${gc || 'none'}${alloc}`
+        `max ${ms(loop.max)} ms; GC ${gc || 'none'}${calls}${alloc}`
       );
     },
     close() {

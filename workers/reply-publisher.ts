@@ -4,7 +4,7 @@ import { AsyncBatchProcessor } from '../shared/batch/index.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { willRetry } from './worker/job-outcome.js';
 import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-internals.js';
-import { replyWithFinish } from '../shared/queues/finish-batch.js';
+import { REPLY_FROM_FINISH, replyWithFinish } from '../shared/queues/finish-batch.js';
 import {
   adderOf,
   defineReplyScripts,
@@ -145,13 +145,13 @@ export class ReplyPublisher {
 
   private behindFinish(conn: RedisConnection, queueKey: string, call: FinishCall): void {
     if (this.closing) return;
-    const reply = encodeRawReply(call.jobId, call.target, call.finishedOn, call.value);
     const adder = this.takeAdder(queueKey, call.jobId);
     const entry: BehindFinish = { ok: undefined, event: undefined };
-    // Usually the reply rides in the finish's own script call (finish-batch.ts): no command of its own.
+    // Usually the reply rides in the finish's own script call (finish-batch.ts): no command of its own, and
+    // the script builds it from the finish's arguments (the job's value is not sent a second time).
     const withFinish = replyWithFinish(conn, call.jobId, {
       waiterKey: waiterSetKey(queueKey, call.jobId),
-      reply,
+      reply: REPLY_FROM_FINISH,
       adder,
       inboxPrefix: inboxKey(queueKey, ''),
       inboxTtlMs: INBOX_TTL_MS,
@@ -169,6 +169,7 @@ export class ReplyPublisher {
       // Still in the tick of the finish: the batch goes out behind every finish of this tick.
       process.nextTick(() => this.sendBehind(conn));
     }
+    const reply = encodeRawReply(call.jobId, call.target, call.finishedOn, call.value);
     batch.items.push({ jobId: call.jobId, finishedSetKey: call.finishedSetKey, reply, adder });
     batch.entries.push(entry);
   }

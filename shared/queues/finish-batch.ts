@@ -35,7 +35,11 @@ const MAX_BATCH = 64;
 export interface FinishReply {
   /** The job's waiter set ({prefix}:{queue}:{jobId}:cell0-waiters). */
   waiterKey: string;
-  /** The reply as the producers read it (job-replies.ts encodeRawReply). */
+  /**
+   * The reply as the producers read it (job-replies.ts encodeRawReply), or {@link REPLY_FROM_FINISH}: then
+   * the script builds it from the finish's own arguments (job id, finish time, value, target) exactly as
+   * encodeRawReply does, and the job's value goes to Redis once instead of twice.
+   */
   reply: string;
   /** The producer that added the job: '' for none, '?' when unknown (read from the job's options). */
   adder: string;
@@ -79,6 +83,12 @@ export interface FinishBatchStats {
   /** Script calls that carried their finishes' replies too (one finish or more; see replyWithFinish). */
   withReplies: number;
 }
+
+/**
+ * A {@link FinishReply.reply} that asks the script to build the reply from the finish's own arguments (see
+ * encodeRawReply): no JSON reply is a lone "=".
+ */
+export const REPLY_FROM_FINISH = '=';
 
 /** The command name cell0 defines for the batched script on a connection. */
 const COMMAND = `cell0FinishBatch:${BULLMQ_INTERNALS_VERSION}`;
@@ -204,7 +214,8 @@ end`;
  * ARGV[1]     inbox key prefix ({prefix}:{queue}:cell0-reply:), followed by each producer id
  * ARGV[2]     inbox lifetime, ms
  * ARGV[3]     marks: the job key prefix ({prefix}:{queue}:) whose jobs' marks are read, '' for none
- * ARGV[4..]   per job: its 9 arguments, its reply ('' for none), the producer that added it ('' none, '?'
+ * ARGV[4..]   per job: its 9 arguments, its reply ('' for none, '=' to build it from the job's id, finish
+ *             time, value and target, as encodeRawReply does), the producer that added it ('' none, '?'
  *             unknown: read from the job's options)
  * Returns { per job what BullMQ's script returns for it, per job the producers its reply went to (-1 when
  * the job is not in its finished set, or has no reply), marks }: marks is 0 when none were read (none
@@ -214,6 +225,13 @@ end`;
 export function finishReplyLua(lua: string): string {
   return `${finishOneLua(lua)}
 ${inboxRepliesLua()}
+-- The reply encodeRawReply (job-replies.ts) makes of a finish's job id, finish time, value and target.
+local function replyOf(jobId, finishedOn, value, target)
+  local v = value
+  if target == "failed" then v = cjson.encode(value) elseif value == "" then v = "null" end
+  return '{"j":' .. cjson.encode(jobId) .. ',"s":' .. (target == "completed" and "1" or "2") ..
+    ',"t":' .. finishedOn .. ',"v":' .. v .. '}'
+end
 local out = {}
 local counts = {}
 local acc = { lists = {}, order = {} }
@@ -225,6 +243,9 @@ for i = 1, jobs do
   out[i] = res
   local reply = ARGV[base + ${ARGS + 1}]
   if reply ~= "" and redis.call("ZSCORE", keys[${FINISH_SET + 1}], ARGV[base + 1]) then
+    if reply == "${REPLY_FROM_FINISH}" then
+      reply = replyOf(ARGV[base + 1], ARGV[base + 2], ARGV[base + 4], ARGV[base + 5])
+    end
     local adder = adderOf(keys[${JOB_KEY + 1}], ARGV[base + ${ARGS + 2}])
     counts[i] = popWaiters(acc, KEYS[${KEYS - 1} + 2 * i], ARGV[1], reply, adder)
   else

@@ -2,8 +2,13 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
 import { hookMoveToFinished, type FinishCall } from '../../shared/queues/bullmq-internals';
-import { batchFinishes, readMarksWithFinishes, replyWithFinish } from '../../shared/queues/finish-batch';
-import { inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
+import {
+  batchFinishes,
+  readMarksWithFinishes,
+  REPLY_FROM_FINISH,
+  replyWithFinish,
+} from '../../shared/queues/finish-batch';
+import { decodeReply, encodeRawReply, inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
@@ -227,6 +232,62 @@ describe('finishes batched into one script call', () => {
       expect(stats).toEqual({ calls: 1, finishes: 3, single: 2, withReplies: 3 });
       expect((await queue.getJob(lone!.id!))!.returnvalue).toEqual({ n: 7 });
       expect(await other.lrange(inboxKey(queueKey, 'adder'), -1, -1)).toEqual([`reply of ${lone!.id}`]);
+    }
+  });
+
+  test('a reply built in the script from the finish reads as encodeRawReply makes it', async () => {
+    const prefix = uniquePrefix('fbr');
+    const queueKey = `${prefix}:q`;
+    const other = conn();
+    const queue = new Queue('q', { connection: other, prefix });
+    // A value with quotes, a slash and non-ASCII text; no value at all; a failure; an id JSON must escape.
+    const runs: Record<string, () => unknown> = {
+      'j/"1"é': () => ({ text: 'a "quoted" / ünïcode \\ line\n', n: 1 }),
+      j2: () => undefined,
+      j3: () => {
+        throw new Error('failed "here" / é');
+      },
+    };
+    const { worker, workerConn } = await gatedWorker(prefix, 3, (job) => runs[job.id!]!());
+    worker.on('error', () => undefined);
+    const stats = (await batchFinishes(workerConn))!;
+    const expected = new Map<string, string>();
+    const counts = new Map<string, number>();
+    hookMoveToFinished(workerConn, (call) => {
+      expected.set(call.jobId, encodeRawReply(call.jobId, call.target, call.finishedOn, call.value));
+      replyWithFinish(workerConn, call.jobId, {
+        waiterKey: waiterSetKey(queueKey, call.jobId),
+        reply: REPLY_FROM_FINISH,
+        adder: '',
+        inboxPrefix: inboxKey(queueKey, ''),
+        inboxTtlMs: 60_000,
+        done: (n) => counts.set(call.jobId, n),
+      });
+    });
+    try {
+      const ids = Object.keys(runs);
+      await queue.addBulk(ids.map((jobId) => ({ name: 'j', data: {}, opts: { jobId, attempts: 1 } })));
+      for (const id of ids) await other.sadd(waiterSetKey(queueKey, id), 'waiter');
+      void worker.run();
+      await until(() => counts.size === 3, 10_000, 'the three finishes answered');
+      expect(stats.withReplies).toBeGreaterThanOrEqual(1);
+      expect([...counts.values()]).toEqual([1, 1, 1]);
+      const got = await other.lrange(inboxKey(queueKey, 'waiter'), 0, -1);
+      expect(got).toHaveLength(3);
+      const decoded = got.map((text) => decodeReply(text));
+      expect(decoded.map((r) => r?.jobId).sort()).toEqual([...ids].sort());
+      for (const r of decoded) expect(r).toEqual(decodeReply(expected.get(r!.jobId)!));
+      expect(decoded.find((r) => r!.jobId === 'j2')).toMatchObject({
+        status: 'completed',
+        returnvalue: null,
+      });
+      expect(decoded.find((r) => r!.jobId === 'j3')).toMatchObject({
+        status: 'failed',
+        failedReason: 'failed "here" / é',
+      });
+    } finally {
+      await worker.close(true);
+      await queue.close();
     }
   });
 
