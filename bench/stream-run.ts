@@ -7,6 +7,7 @@
  *     the streams started inside the window are timed.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { type Redis } from 'ioredis';
 import { type Pool } from 'undici';
@@ -34,6 +35,11 @@ export interface RunStats {
   /** CPU ms per stream of each process over the run (every stream of it, warm-up included). */
   cpuMs: Record<string, number>;
   /**
+   * Per stream, of each process: its main thread's (the event loop's) CPU ms, in ns steps rather than the
+   * 10 ms ticks of `cpuMs` (no GC helper or compiler threads), and its read and write system calls.
+   */
+  loop: Record<string, { cpuMs: number; reads: number; writes: number }>;
+  /**
    * cell0 runs: Redis commands per stream (INFO commandstats delta: all, xadd, xread; `top`: the most
    * frequent, "name n" each). Commands a script runs count as well as the EVALSHA that ran them.
    */
@@ -55,6 +61,18 @@ export function commandsPer(a: Map<string, number>, b: Map<string, number>, n: n
     .join(', ');
   // The commandstats reading itself (INFO) is not cell0's.
   return { all: (d() - 1) / n, xadd: d('xadd') / n, xread: d('xread') / n, top };
+}
+
+/** A process's main-thread CPU ms (/proc/PID/schedstat, ns) and read / write system calls (/proc/PID/io). */
+function loopCounts(pid: number | undefined): { cpuMs: number; reads: number; writes: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
+    const ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    return { cpuMs: ns / 1e6, reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return { cpuMs: NaN, reads: NaN, writes: NaN };
+  }
 }
 
 /** Runs `one` K at a time as the plan says; returns the timed streams and how many ran in all. */
@@ -100,6 +118,7 @@ export async function run(
 ): Promise<RunStats> {
   const calls0 = redis ? await commandCalls(redis) : undefined;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
+  const loop0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, loopCounts(pid)]));
   const { timed, all, windowMs } = await drive(plan, k, (name) => {
     const prompt = `Stream ${tag} ${name}: describe ${randomBytes(6).toString('hex')} in detail`;
     return (side === 'direct' ? direct : viaCell0)(pool, prompt, maxTokens).catch(
@@ -115,6 +134,15 @@ export async function run(
   const failed = timed.filter((r) => !ok.includes(r));
   const cpuMs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) cpuMs[name] = (cpuMsOf(pid) - cpu0[name]!) / all;
+  const loop: RunStats['loop'] = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    const [a, b] = [loop0[name]!, loopCounts(pid)];
+    loop[name] = {
+      cpuMs: (b.cpuMs - a.cpuMs) / all,
+      reads: (b.reads - a.reads) / all,
+      writes: (b.writes - a.writes) / all,
+    };
+  }
   // The last stream's job may still be completing: its commands are counted once they are all in.
   const commands = redis && calls0 ? commandsPer(calls0, await commandCalls(redis), all) : undefined;
   return {
@@ -129,5 +157,6 @@ export async function run(
     notOwn: timed.filter((r) => r.cache === 'exact' || r.cache === 'semantic' || r.coalesced === 'joined')
       .length,
     cpuMs,
+    loop,
   };
 }

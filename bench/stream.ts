@@ -77,6 +77,19 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
       cell0: med((x) => x.cell0.streamsPerSec ?? NaN),
     },
     cpuMsPerStream: { direct: cpu('direct'), cell0: cpu('cell0') },
+    /** Per stream, of each cell0 process: event-loop CPU ms, read and write system calls. */
+    cell0Loop: Object.fromEntries(
+      Object.keys(pairs[0]?.cell0.loop ?? {})
+        .filter((n) => n !== 'simulator' && n !== 'redis')
+        .map((n) => [
+          n,
+          {
+            cpuMs: med((x) => x.cell0.loop[n]!.cpuMs),
+            reads: med((x) => x.cell0.loop[n]!.reads),
+            writes: med((x) => x.cell0.loop[n]!.writes),
+          },
+        ]),
+    ),
     redisCommandsPerStream: {
       all: med((x) => x.cell0.commands?.all ?? NaN),
       xadd: med((x) => x.cell0.commands?.xadd ?? NaN),
@@ -289,6 +302,14 @@ async function main(): Promise<void> {
         console.log(
           `  CPU ms/stream: direct ${JSON.stringify(row.cpuMsPerStream.direct, round2)}; ` +
             `cell0 ${JSON.stringify(row.cpuMsPerStream.cell0, round2)}`,
+        );
+        console.log(
+          `  cell0 per stream: ${Object.entries(row.cell0Loop)
+            .map(
+              ([n, l]) =>
+                `${n} event loop ${f(l.cpuMs, 2)} ms CPU, ${f(l.reads)} reads, ${f(l.writes)} writes (system calls)`,
+            )
+            .join('; ')}`,
         );
         const rc = row.redisCommandsPerStream;
         console.log(

@@ -169,10 +169,10 @@ export class FlushPacer {
 /**
  * Writes one attempt of one job to its token stream (see shared/queues/token-stream.ts). `open()` reads the
  * `wanted` and `cancel` marks in one round trip; when nobody asked for a stream the writer stays inactive
- * and costs nothing more. The first text is written as soon as it arrives; after it, one write at most
- * per `flushMs` (and one text write in flight at a time; the start entry's write does not hold the first
- * text back): tokens that arrive meanwhile go out together in the next
- * one, so a stream costs a few writes (and its readers a few wake-ups) per `flushMs`, never one per token.
+ * and costs nothing more. The first text is written as soon as it arrives, with the attempt's start entry;
+ * after it, one write at most per `flushMs` (and one text write in flight at a time): tokens that arrive
+ * meanwhile go out together in the next one, so a stream costs a few writes (and its readers a few
+ * wake-ups) per `flushMs`, never one per token.
  * The end entry goes out at once with the text still pending, in one round trip. Every write also reads
  * `cancel`: once set, the attempt's signal aborts with JobCancelledError. A failed write is logged and
  * never fails the job; the readers then fall back to the job's result.
@@ -236,8 +236,8 @@ export class TokenStreamWriter {
 
   /**
    * Starts the attempt: throws JobCancelledError when the job was cancelled before it ran; when the stream
-   * is wanted, starts writing (without waiting for it) the emptying of the stream (a retry starts over;
-   * the stream keeps its last id, so readers see only newer entries) and the start entry.
+   * is wanted, the emptying of the stream (a retry starts over; the stream keeps its last id, so readers see
+   * only newer entries) and the start entry go out with the attempt's first write.
    */
   async open(attempt: number): Promise<void> {
     const { redis, keys } = this.opts;
@@ -271,16 +271,13 @@ export class TokenStreamWriter {
     this.active = true;
     this.attempt = attempt;
     // A retry starts over: the stream is emptied but keeps its last id, so readers see only newer entries.
-    // Emptied and started with a write of its own that nothing waits for: the backend call starts at once,
-    // and the first text goes out as soon as it comes, even while this write is still on its way (Redis runs
-    // one connection's writes in the order sent, so it lands after the start). Waiting for the start's reply
-    // held the first token back by a round trip, longer than the whole answer of a fast backend.
+    // The emptying and the start entry go with the attempt's first write (its first text, a restart or its
+    // end), in that write's script call, behind its cancel check: nothing is written now. A write of their
+    // own at the start cost every streamed attempt one more script call, one more wake-up of each reading
+    // process's read and one more cancel check, and told readers nothing they need before the first text
+    // (readers reset their place on the start entry, which still comes before any text of the attempt).
     this.trimPending = true;
     this.restartPending = true;
-    // This write does not look at `cancel`: the first text's write can be on its way beside it, and text
-    // written after a cancel was honoured (and the stream deleted) would be a stopped attempt's. The text
-    // and end writes go one at a time; the first of them sees a cancel set since the marks were read.
-    void this.write(undefined, false);
   }
 
   /** Adds text: written at once when it is the first, else with the next write (see flushMs). */
@@ -345,13 +342,12 @@ export class TokenStreamWriter {
   }
 
   /**
-   * One round trip, one write of a token-write.lua call (with the connection's other writes of the turn): a
-   * pending restart, the pending text, `extra`, the expiry, and (unless `checkCancel` is false) the cancel's
-   * check first: a cancel honoured writes none
-   * of this write's entries and deletes the stream, all before any reader can read. Without the check (the
-   * start entry) the order on the connection is all it needs.
+   * One round trip, one write of a token-write.lua call (with the connection's other writes of the turn): the
+   * cancel's check first, then a pending emptying and restart, the pending text, `extra` and the expiry: a
+   * cancel honoured writes none of this write's entries and deletes the stream, all before any reader can
+   * read.
    */
-  private async write(extra?: TokenStreamEntry, checkCancel = true): Promise<void> {
+  private async write(extra?: TokenStreamEntry): Promise<void> {
     const entries: TokenStreamEntry[] = [];
     if (this.restartPending) {
       this.restartPending = false;
@@ -374,7 +370,7 @@ export class TokenStreamWriter {
       }
       const trim = this.trimPending;
       this.trimPending = false;
-      const honoured = await this.tokenWrite(checkCancel ? '1' : '0', trim ? '1' : '0', args);
+      const honoured = await this.tokenWrite('1', trim ? '1' : '0', args);
       if (!this.textWritten && honoured !== 1 && entries.some((e) => e.kind === 'text')) {
         this.textWritten = true;
         this.onFirstText?.();

@@ -103,6 +103,42 @@ describe('TokenStreamWriter', () => {
     expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'end']);
   });
 
+  test('the start entry and the emptying wait for the first text: one script call for both, none before', async () => {
+    const { w, keys } = await writerFor(600_000);
+    // A stream a retried attempt left behind: emptied by the new attempt's first write, not before.
+    await redis.xadd(keys.stream, '*', 'k', 't', 'n', '0', 't', 'old');
+    const calls = countScriptCalls();
+    await w.open(3);
+    expect(w.streaming).toBe(true);
+    // Turns go by before the backend's first token: nothing is written meanwhile.
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    await redis.ping();
+    expect(calls.stop()).toBe(0);
+    expect(await entries(keys.stream)).toEqual([{ kind: 'text', seq: 0, text: 'old' }]);
+    const first = countScriptCalls();
+    w.push('new');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    expect(first.stop()).toBe(1);
+    expect(await entries(keys.stream)).toEqual([
+      { kind: 'start', attempt: 3 },
+      { kind: 'text', seq: 0, text: 'new' },
+    ]);
+    await w.end(end);
+    expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'end']);
+  });
+
+  test('an attempt that ends without text writes its start and end in one call', async () => {
+    const { w, keys } = await writerFor(600_000);
+    await w.open(0);
+    const calls = countScriptCalls();
+    await w.end(end);
+    expect(calls.stop()).toBe(1);
+    expect(await entries(keys.stream)).toEqual([
+      { kind: 'start', attempt: 0 },
+      { kind: 'end', ...end },
+    ]);
+  });
+
   test('the writes of several streams given in one turn go in one script call; a refused one fails alone', async () => {
     const prefix = uniquePrefix('tsw');
     const writers = await Promise.all(
@@ -214,9 +250,9 @@ describe('TokenStreamWriter', () => {
     ).toThrow(/flushMs/);
   });
 
-  test('a cancel set while the start entry is on its way: nothing of the attempt stays in the stream', async () => {
+  test('a cancel set after the marks were read: nothing of the attempt stays in the stream', async () => {
     const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', 'j-3');
-    // The marks say "wanted"; the cancel comes right after they were read, before the start is written.
+    // The marks say "wanted"; the cancel comes right after they were read, before anything is written.
     const w = new TokenStreamWriter({
       redis,
       keys,
@@ -231,7 +267,7 @@ describe('TokenStreamWriter', () => {
       logger: silentLogger(),
     });
     await w.open(0);
-    // The first text goes out while the start's write is still on its way.
+    // The first text's write (with the start entry) honours the cancel.
     w.push('a');
     await until(() => w.signal.aborted, 10_000, 'the attempt to be cancelled');
     w.push('b');
