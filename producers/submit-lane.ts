@@ -22,6 +22,7 @@ import {
   type JobReply,
 } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
+import { batchAdds, gatherAdds } from '../shared/queues/add-batch.js';
 import { type QueueName } from '../shared/queues/names.js';
 import { shardKey, shardPrefix } from '../shared/queues/shards.js';
 import { settledWithin } from '../shared/sleep.js';
@@ -142,6 +143,8 @@ export class SubmitLane {
     created.push(lane);
     try {
       await Promise.all([lane.queue.waitUntilReady(), waitUntilReady(lane.inboxConn, 3000)]);
+      // BullMQ's scripts are loaded on the connection now: the adds of one round trip can go as one call.
+      await batchAdds(ctx.conn);
       lane.inbox.start();
       return lane;
     } catch (err) {
@@ -235,10 +238,14 @@ export class SubmitLane {
     return this.ctx.redis.run(async () => {
       // BullMQ's client for its add; it wraps ctx.conn, so all commands go out on one connection, in order.
       const client = await this.queue.getBackend().client;
-      const adds: (Promise<unknown> | undefined)[] = items.map((it, i) =>
-        it.add
-          ? new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId).addJob(client)
-          : undefined,
+      // The adds go as one script call that runs BullMQ's add once per job (shared/queues/add-batch.ts),
+      // sent before the registration below.
+      const adds: (Promise<unknown> | undefined)[] = gatherAdds(this.ctx.conn, () =>
+        items.map((it, i) =>
+          it.add
+            ? new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId).addJob(client)
+            : undefined,
+        ),
       );
       const registered = registerWaiters(
         this.ctx.conn,

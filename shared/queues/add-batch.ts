@@ -1,0 +1,199 @@
+/**
+ * Several BullMQ adds in one script call. A producer that sends the submissions of one round trip adds each
+ * job with BullMQ's own `addStandardJob` script: one EVALSHA per job, each with the queue's 9 keys again
+ * (~0.4 KB per job with cell0's key names), each an ioredis command of its own (its object, its encoding,
+ * its command timer) and a script dispatch of its own in Redis. Here the standard adds issued inside
+ * {@link gatherAdds} on one connection go to Redis as one call of a script that runs BullMQ's own
+ * `addStandardJob` body once per job, in order: the keys every job shares are sent once, each job adds its
+ * 3 arguments. Each add does exactly what BullMQ's call does (the same Lua, keys and arguments, the same
+ * data layout, events and markers), and each caller gets its own answer: the job id, a negative code, or
+ * its own error (a job's Lua error is caught per job; its neighbours are added as usual).
+ * Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
+ */
+import { type RedisConnection } from '../redis/cluster.js';
+import { BULLMQ_INTERNALS_VERSION } from './bullmq-internals.js';
+
+/** BullMQ 6.7's addStandardJob: 9 keys, then 3 arguments (packed args, data, packed options). */
+const KEYS = 9;
+const ARGS = 3;
+/** Most adds in one call (Redis runs a call atomically; this bounds how long it holds the server). */
+const MAX_BATCH = 64;
+
+/** The command name cell0 defines for the batched script on a connection. */
+const COMMAND = `cell0AddBatch:${BULLMQ_INTERNALS_VERSION}`;
+
+/** What {@link batchAdds} has sent on a connection so far. */
+export interface AddBatchStats {
+  /** Batched script calls (of two adds or more). */
+  calls: number;
+  /** Adds sent in those calls. */
+  adds: number;
+  /** Adds gathered but sent alone (BullMQ's own call): a gathering of one, or of keys unlike its batch's. */
+  single: number;
+}
+
+/** An add waiting to be sent with its batch. */
+interface Pending {
+  args: unknown[];
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** A connection's gathering under way (see gatherAdds). */
+interface Gathering {
+  items: Pending[];
+}
+
+interface Batched {
+  stats: AddBatchStats;
+  /** Set while gatherAdds runs on the connection. */
+  gathering: Gathering | undefined;
+  /** Sends what was gathered (see gatherAdds). */
+  send: (g: Gathering) => void;
+}
+
+/** The connections whose adds {@link batchAdds} can batch. */
+const batchedOn = new WeakMap<RedisConnection, Batched>();
+
+/**
+ * The batched script: BullMQ's addStandardJob text (`lua`) wrapped as a function of (KEYS, ARGV), called per
+ * job with the shared keys and that job's 3 arguments.
+ *
+ * KEYS[1..9]  the keys of BullMQ's call (the same for every job of the batch)
+ * ARGV        each job's 3 arguments, one job after the other
+ * Returns, per job, what BullMQ's script returns for it (an error reply when its run raised an error).
+ */
+export function addBatchLua(lua: string): string {
+  return `local function addStandardJob(KEYS, ARGV)
+${lua}
+end
+local out = {}
+for i = 1, #ARGV / ${ARGS} do
+  local ok, res = pcall(addStandardJob, KEYS, { ARGV[(i - 1) * ${ARGS} + 1], ARGV[(i - 1) * ${ARGS} + 2],
+    ARGV[(i - 1) * ${ARGS} + 3] })
+  if not ok then
+    if not (type(res) == "table" and res.err) then res = redis.error_reply(tostring(res)) end
+  elseif res == nil then
+    res = false
+  end
+  out[i] = res
+end
+return out
+`;
+}
+
+/** The name and text of BullMQ's addStandardJob script as ioredis holds it on `conn`, if defined there. */
+function bullmqAddScript(conn: RedisConnection): { name: string; lua: string } | undefined {
+  const target = conn as unknown as Record<string, unknown> & {
+    scriptsSet?: Record<string, { lua?: unknown; numberOfKeys?: unknown }>;
+  };
+  const name = Object.keys(target).find((k) => k.startsWith('addStandardJob:') && !k.endsWith('Buffer'));
+  if (name === undefined || typeof target[name] !== 'function') return undefined;
+  const script = target.scriptsSet?.[name];
+  if (!script || typeof script.lua !== 'string' || script.numberOfKeys !== KEYS) return undefined;
+  return { name, lua: script.lua };
+}
+
+/**
+ * Lets {@link gatherAdds} send BullMQ's standard adds on `conn` as one script call. Call it once BullMQ has
+ * loaded its scripts on `conn` (a Queue on it is ready). Outside gatherAdds every add goes as before, and
+ * so do adds on pipelines and transactions made from `conn`. Resolves undefined, changing nothing, when
+ * BullMQ's script is not found as expected or the batched script does not compile; else the connection's
+ * counts (the same object when called again).
+ */
+export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | undefined> {
+  const done = batchedOn.get(conn);
+  if (done) return done.stats;
+  const found = bullmqAddScript(conn);
+  if (!found) return undefined;
+  const lua = addBatchLua(found.lua);
+  try {
+    // A script that does not compile would fail every add of a batch: checked once, here.
+    await (conn as unknown as { script(sub: 'LOAD', lua: string): Promise<unknown> }).script('LOAD', lua);
+  } catch {
+    return undefined;
+  }
+  const again = batchedOn.get(conn);
+  if (again) return again.stats;
+  const target = conn as unknown as Record<string, unknown>;
+  if (!(COMMAND in target)) conn.defineCommand(COMMAND, { lua });
+  const sendBatch = target[COMMAND] as (...a: unknown[]) => Promise<unknown[]>;
+  const original = target[found.name] as (...a: unknown[]) => Promise<unknown>;
+  const stats: AddBatchStats = { calls: 0, adds: 0, single: 0 };
+  const alone = (item: Pending) => {
+    stats.single++;
+    original.call(conn, item.args).then(item.resolve, item.reject);
+  };
+  const sendGroup = (items: Pending[], shared: unknown[]) => {
+    if (items.length === 1) return alone(items[0]!);
+    stats.calls++;
+    stats.adds += items.length;
+    const argv: unknown[] = [];
+    for (const item of items) for (let i = KEYS; i < KEYS + ARGS; i++) argv.push(item.args[i]);
+    sendBatch.call(conn, KEYS, ...shared, ...argv).then(
+      (results) => {
+        for (let i = 0; i < items.length; i++) {
+          const r = results[i];
+          if (r instanceof Error) items[i]!.reject(r);
+          else items[i]!.resolve(r ?? null);
+        }
+      },
+      (err: unknown) => {
+        for (const item of items) item.reject(err);
+      },
+    );
+  };
+  const batched: Batched = {
+    stats,
+    gathering: undefined,
+    send: (g) => {
+      // In order: a run of adds with the same keys (and at most MAX_BATCH) per call.
+      let run: Pending[] = [];
+      let shared: unknown[] = [];
+      let sharedKey = '';
+      for (const item of g.items) {
+        const key = item.args.slice(0, KEYS).join('\n');
+        if (run.length > 0 && (key !== sharedKey || run.length >= MAX_BATCH)) {
+          sendGroup(run, shared);
+          run = [];
+        }
+        if (run.length === 0) {
+          shared = item.args.slice(0, KEYS);
+          sharedKey = key;
+        }
+        run.push(item);
+      }
+      if (run.length > 0) sendGroup(run, shared);
+    },
+  };
+  const wrapped = function (this: unknown, ...a: unknown[]): unknown {
+    const g = batched.gathering;
+    const args = (a.length === 1 && Array.isArray(a[0]) ? a[0] : a) as unknown[];
+    // Only BullMQ's call on the connection itself, inside gatherAdds (a pipeline made from the connection
+    // copies this function and calls it on itself).
+    if (!g || this !== conn || args.length !== KEYS + ARGS) return original.apply(this, a);
+    return new Promise((resolve, reject) => g.items.push({ args, resolve, reject }));
+  };
+  target[found.name] = wrapped;
+  batchedOn.set(conn, batched);
+  return stats;
+}
+
+/**
+ * Runs `fn`, and sends the standard adds it issued on `conn` (synchronously) as one script call when it
+ * returns, before any command issued after gatherAdds: the order of commands on the connection is kept
+ * (the adds in their own order, then what follows). Without {@link batchAdds} on `conn` (or when it
+ * changed nothing) it only runs `fn`. Adds issued after an await inside `fn` go as usual.
+ */
+export function gatherAdds<T>(conn: RedisConnection, fn: () => T): T {
+  const b = batchedOn.get(conn);
+  if (!b || b.gathering) return fn();
+  const g: Gathering = { items: [] };
+  b.gathering = g;
+  try {
+    return fn();
+  } finally {
+    b.gathering = undefined;
+    if (g.items.length > 0) b.send(g);
+  }
+}

@@ -1,0 +1,110 @@
+import { Job, Queue } from 'bullmq';
+import { closeRedis } from '../../shared/redis/connection';
+import { type RedisConnection } from '../../shared/redis/cluster';
+import { batchAdds, gatherAdds } from '../../shared/queues/add-batch';
+import { testRedisConnection, uniquePrefix } from '../helpers/redis';
+
+/*
+ * The standard adds a producer issues together go to Redis as one script call that runs BullMQ's own
+ * addStandardJob once per job (shared/queues/add-batch.ts): each job must be stored exactly as BullMQ's own
+ * call stores it, in order, and one job's error must stay its own.
+ */
+describe('adds batched into one script call', () => {
+  const conns: RedisConnection[] = [];
+  const conn = () => {
+    const c = testRedisConnection('test:add-batch');
+    conns.push(c);
+    return c;
+  };
+  afterAll(async () => {
+    await Promise.all(conns.map((c) => closeRedis(c)));
+  });
+
+  /** A job's hash without what differs between two adds of the same job (its times). */
+  async function stored(redis: RedisConnection, key: string): Promise<Record<string, string>> {
+    const { timestamp: _t, ...rest } = await redis.hgetall(key);
+    return rest;
+  }
+
+  test('adds gathered together share one call; each job is stored as by BullMQ alone, in order', async () => {
+    const batchedConn = conn();
+    const plainConn = conn();
+    const [bp, pp] = [uniquePrefix('ab'), uniquePrefix('ab')];
+    const batched = new Queue('q', { connection: batchedConn, prefix: bp });
+    const plain = new Queue('q', { connection: plainConn, prefix: pp });
+    await Promise.all([batched.waitUntilReady(), plain.waitUntilReady()]);
+    const stats = await batchAdds(batchedConn);
+    expect(stats).toEqual({ calls: 0, adds: 0, single: 0 });
+    expect(await batchAdds(batchedConn)).toBe(stats); // once per connection
+
+    const specs = Array.from({ length: 5 }, (_, n) => ({
+      data: { n, text: `job "${n}" / é` },
+      opts: { jobId: `id-${n}`, attempts: 3, removeOnComplete: { age: 60, count: 10 } },
+    }));
+    const client = await batched.getBackend().client;
+    // Issued together inside gatherAdds; the LLEN right behind them sees every one (the order is kept).
+    const ids = gatherAdds(batchedConn, () =>
+      specs.map((s) => new Job(batched, 'j', s.data, s.opts, s.opts.jobId).addJob(client)),
+    );
+    const waitingBehind = batchedConn.llen(`${bp}:q:wait`);
+    expect(await Promise.all(ids)).toEqual(specs.map((s) => s.opts.jobId));
+    expect(await waitingBehind).toBe(5);
+    expect(stats).toEqual({ calls: 1, adds: 5, single: 0 });
+
+    for (const s of specs) await plain.add('j', s.data, s.opts);
+    for (const s of specs)
+      expect(await stored(batchedConn, `${bp}:q:${s.opts.jobId}`)).toEqual(
+        await stored(plainConn, `${pp}:q:${s.opts.jobId}`),
+      );
+    expect(await batchedConn.lrange(`${bp}:q:wait`, 0, -1)).toEqual(
+      await plainConn.lrange(`${pp}:q:wait`, 0, -1),
+    );
+    expect(await batchedConn.get(`${bp}:q:id`)).toBe(await plainConn.get(`${pp}:q:id`));
+    const events = async (c: RedisConnection, p: string) =>
+      (await c.xrange(`${p}:q:events`, '-', '+')).map(([, fields]) => fields);
+    expect(await events(batchedConn, bp)).toEqual(await events(plainConn, pp));
+
+    // A job added again (the same id) answers as BullMQ's does: its id, nothing stored twice.
+    const again = gatherAdds(batchedConn, () => [
+      new Job(batched, 'j', { n: 9 }, { jobId: 'id-0' }, 'id-0').addJob(client),
+      new Job(batched, 'j', { n: 9 }, { jobId: 'id-9' }, 'id-9').addJob(client),
+    ]);
+    expect(await Promise.all(again)).toEqual(['id-0', 'id-9']);
+    expect(await batchedConn.llen(`${bp}:q:wait`)).toBe(6);
+    expect(stats).toEqual({ calls: 2, adds: 7, single: 0 });
+
+    // Outside gatherAdds, and on a transaction made from the connection, adds go as before.
+    await batched.add('j', { n: 10 }, { jobId: 'id-10' });
+    await batched.addBulk([{ name: 'j', data: { n: 11 }, opts: { jobId: 'id-11' } }]);
+    expect(stats).toEqual({ calls: 2, adds: 7, single: 0 });
+    expect(await batchedConn.llen(`${bp}:q:wait`)).toBe(8);
+    await Promise.all([batched.close(), plain.close()]);
+  });
+
+  test("one job's error in a batch is that job's only; its neighbours are added", async () => {
+    const c = conn();
+    const prefix = uniquePrefix('ab');
+    const queue = new Queue('q', { connection: c, prefix });
+    await queue.waitUntilReady();
+    const stats = (await batchAdds(c))!;
+    const client = await queue.getBackend().client;
+    const name = Object.keys(c).find((k) => k.startsWith('addStandardJob:') && !k.endsWith('Buffer'))!;
+    const addRaw = (c as unknown as Record<string, (args: unknown[]) => Promise<unknown>>)[name]!;
+    let bad: Promise<unknown> | undefined;
+    const good = gatherAdds(c, () => {
+      const first = new Job(queue, 'j', { n: 1 }, { jobId: 'a' }, 'a').addJob(client);
+      // BullMQ's call with arguments its script cannot read (packed args that are not a table).
+      const keys = ['wait', 'paused', 'meta', 'id', 'completed', 'delayed', 'active', 'events', 'marker'].map(
+        (k) => `${prefix}:q:${k}`,
+      );
+      bad = addRaw.call(c, [...keys, Buffer.from([0x05]), '{}', Buffer.from([0x80])]);
+      const last = new Job(queue, 'j', { n: 2 }, { jobId: 'b' }, 'b').addJob(client);
+      return [first, last];
+    });
+    await expect(bad).rejects.toThrow();
+    expect(await Promise.all(good)).toEqual(['a', 'b']);
+    expect(stats).toEqual({ calls: 1, adds: 3, single: 0 });
+    expect(await c.lrange(`${prefix}:q:wait`, 0, -1)).toEqual(['b', 'a']);
+    await queue.close();
+  });
+});
