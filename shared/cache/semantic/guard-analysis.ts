@@ -15,6 +15,7 @@ import { EXCLUSIONS, NEGATIONS } from './guard-lexicon.js';
 import { activeKeys, JOINERS } from './guard-order.js';
 import { FILLER, isQualifierWord, RESTATING } from './guard-qualifiers.js';
 import { STOPWORDS, stem, tokenize, type Token } from './text.js';
+import { Doorkeeper } from './prompt-memo-doorkeeper.js';
 
 const SINGLE_EXCLUSIONS: ReadonlySet<string> = new Set(EXCLUSIONS.filter((e) => !e.includes(' ')));
 /** Tokens hold no spaces, so an exclusion of three words or more never matched a token bigram. */
@@ -223,18 +224,23 @@ class LazyAnalysis implements PromptAnalysis {
 }
 
 /**
- * Analyses of recent prompts, kept: a stored prompt that is a candidate for many lookups (a popular entry,
- * a near neighbour of many) is analysed once. Analyses never change once made (each part is a pure
- * function of the text).
+ * Analyses of recent prompts, kept from the second time a prompt is analysed: a stored prompt that is a
+ * candidate for many lookups (a popular entry, a near neighbour of many) is analysed twice, then read from
+ * here. Prompts met once (a lookup's own prompt, most candidates) are not kept: a kept analysis outlives
+ * the next scavenges and is copied and promoted, and at 100k entries these were nearly all of the analyses
+ * and most of what a scavenge copied (prompt-memo-doorkeeper.ts). Analyses never change once made (each
+ * part is a pure function of the text).
  */
 const RECENT = 1024;
 const recent = new Map<string, PromptAnalysis>();
+const doorkeeper = new Doorkeeper();
 
 /** Analyses one prompt for compareAnalyses (guard.ts); parts are computed when a rule first reads them. */
 export function analyzePrompt(text: string): PromptAnalysis {
   const hit = recent.get(text);
   if (hit) return hit;
   const out = new LazyAnalysis(text);
+  if (!doorkeeper.metAgain(text)) return out;
   if (recent.size >= RECENT) recent.delete(recent.keys().next().value!);
   recent.set(text, out);
   return out;
