@@ -294,6 +294,7 @@ export class TokenStreamHub {
         ),
       );
       this.subs.set(jobId, s);
+      this.readSet = undefined;
       sub = s;
       this.ensureLoop();
       this.renewTimer ??= setInterval(
@@ -319,6 +320,7 @@ export class TokenStreamHub {
     sub.readers.delete(reader);
     if (sub.readers.size > 0 || this.subs.get(sub.jobId) !== sub) return;
     this.subs.delete(sub.jobId);
+    this.readSet = undefined;
     try {
       // Nobody reads the job any more: the worker stops it at its next write.
       const left = await this.scripts.cell0TokenStreamLeave(
@@ -346,7 +348,10 @@ export class TokenStreamHub {
       sub.entries.push(e);
       added = true;
       if (e.kind === 'text') sub.firstTextAt ??= performance.now();
-      if (e.kind === 'end') sub.ended = true;
+      if (e.kind === 'end') {
+        sub.ended = true;
+        this.readSet = undefined;
+      }
     }
     if (added) for (const r of sub.readers) r.notify();
   }
@@ -387,30 +392,52 @@ export class TokenStreamHub {
     this.loop = this.run().finally(() => (this.loop = undefined));
   }
 
+  /**
+   * The streams the loop reads, in its XREAD's order: made again only when the set changes (a stream opened,
+   * ended or left, a wake-up seen), not for every read; between two changes only their ids are refreshed.
+   */
+  private readSet: { subs: Subscription[]; byKey: Map<string, Subscription>; waiting: number } | undefined;
+
+  /** The read set, made again after a change (see {@link readSet}). */
+  private currentReadSet(): NonNullable<TokenStreamHub['readSet']> {
+    if (this.readSet) return this.readSet;
+    // A stream is read only once its marks are in Redis (its wake-up was seen): its reader's marks deleted
+    // any cancel mark, so what is read then belongs to an attempt that goes on (an attempt that honoured a
+    // cancel before took its entries with it: see the worker's TokenStreamWriter).
+    const subs: Subscription[] = [];
+    const byKey = new Map<string, Subscription>();
+    let waiting = 0;
+    for (const s of this.subs.values())
+      if (!s.ended) {
+        waiting++;
+        if (s.wakeSeq > this.wakeSeen) continue;
+        subs.push(s);
+        byKey.set(s.keys.stream, s);
+      }
+    return (this.readSet = { subs, byKey, waiting });
+  }
+
   /** The read loop: runs while there are streams to read. */
   private async run(): Promise<void> {
     const conn = this.conn!;
     while (!this.closed) {
-      // One pass over the subscriptions: the keys and ids of the read, and the subscription of each key.
-      // A stream is read only once its marks are in Redis (its wake-up was seen): its reader's marks
-      // deleted any cancel mark, so what is read then belongs to an attempt that goes on (an attempt that
-      // honoured a cancel before took its entries with it: see the worker's TokenStreamWriter).
-      const live = new Map<string, Subscription>();
-      const keys = [this.wakeKey];
-      const ids = [this.wakeId];
-      let waiting = 0;
-      for (const s of this.subs.values())
-        if (!s.ended) {
-          waiting++;
-          if (s.wakeSeq > this.wakeSeen) continue;
-          live.set(s.keys.stream, s);
-          keys.push(s.keys.stream);
-          ids.push(s.lastId);
-        }
-      if (waiting === 0) break;
+      const set = this.currentReadSet();
+      if (set.waiting === 0) break;
+      const n = set.subs.length;
+      const args: (string | number)[] = new Array<string | number>(4 + 2 * n);
+      args[0] = 'BLOCK';
+      args[1] = this.opts.blockMs;
+      args[2] = 'STREAMS';
+      args[3] = this.wakeKey;
+      args[4 + n] = this.wakeId;
+      for (let i = 0; i < n; i++) {
+        const sub = set.subs[i]!;
+        args[4 + i] = sub.keys.stream;
+        args[5 + n + i] = sub.lastId;
+      }
       let res: [string, [string, string[]][]][] | null;
       try {
-        res = (await conn.xread('BLOCK', this.opts.blockMs, 'STREAMS', ...keys, ...ids)) as
+        res = (await conn.xread(...(args as ['BLOCK', number, 'STREAMS', ...string[]]))) as
           [string, [string, string[]][]][] | null;
       } catch (err) {
         if (this.closed) break;
@@ -424,11 +451,14 @@ export class TokenStreamHub {
           if (last) {
             this.wakeId = last[0];
             const seq = Number(decodeWake(last[1]));
-            if (Number.isInteger(seq) && seq > this.wakeSeen) this.wakeSeen = seq;
+            if (Number.isInteger(seq) && seq > this.wakeSeen) {
+              this.wakeSeen = seq;
+              this.readSet = undefined;
+            }
           }
           continue;
         }
-        const sub = live.get(key);
+        const sub = set.byKey.get(key);
         if (sub) this.deliver(sub, rows);
       }
     }
@@ -445,6 +475,7 @@ export class TokenStreamHub {
         r.notify();
       }
     this.subs.clear();
+    this.readSet = undefined;
     clearInterval(this.renewTimer);
     this.renewTimer = undefined;
     // A QUIT would queue behind the blocking read: cut the connection.

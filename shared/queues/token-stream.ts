@@ -79,24 +79,28 @@ export function encodeEntry(e: TokenStreamEntry): string[] {
 
 /** An entry from XREAD/XRANGE's field list; undefined for anything not written by {@link encodeEntry}. */
 export function decodeEntry(fields: readonly string[]): TokenStreamEntry | undefined {
-  const f = new Map<string, string>();
-  for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
-  switch (f.get('k')) {
+  // A lookup per field rather than a Map per entry: an entry has two to four fields, and every reader
+  // process decodes every entry of every stream it reads.
+  const get = (name: string): string | undefined => {
+    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+    return undefined;
+  };
+  switch (get('k')) {
     case 's':
-      return { kind: 'start', attempt: Number(f.get('a') ?? 0) };
+      return { kind: 'start', attempt: Number(get('a') ?? 0) };
     case 't': {
-      const seq = Number(f.get('n'));
-      const text = f.get('t');
+      const seq = Number(get('n'));
+      const text = get('t');
       return Number.isInteger(seq) && text !== undefined ? { kind: 'text', seq, text } : undefined;
     }
     case 'e': {
       let usage: StreamUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
       try {
-        usage = { ...usage, ...(JSON.parse(f.get('u') ?? '{}') as Partial<StreamUsage>) };
+        usage = { ...usage, ...(JSON.parse(get('u') ?? '{}') as Partial<StreamUsage>) };
       } catch {
         // A malformed usage is reported as zeros rather than losing the end of the stream.
       }
-      return { kind: 'end', finishReason: f.get('f') ?? 'stop', model: f.get('m') ?? '', usage };
+      return { kind: 'end', finishReason: get('f') ?? 'stop', model: get('m') ?? '', usage };
     }
     default:
       return undefined;
@@ -105,7 +109,11 @@ export function decodeEntry(fields: readonly string[]): TokenStreamEntry | undef
 
 /** Compares two stream entry ids ("ms-seq"): negative when a < b, 0 when equal, positive when a > b. */
 export function compareStreamIds(a: string, b: string): number {
-  const [am = 0, as = 0] = a.split('-').map(Number);
-  const [bm = 0, bs = 0] = b.split('-').map(Number);
-  return am !== bm ? am - bm : as - bs;
+  if (a === b) return 0;
+  const ad = a.indexOf('-');
+  const bd = b.indexOf('-');
+  const am = Number(ad < 0 ? a : a.slice(0, ad));
+  const bm = Number(bd < 0 ? b : b.slice(0, bd));
+  if (am !== bm) return am - bm;
+  return (ad < 0 ? 0 : Number(a.slice(ad + 1))) - (bd < 0 ? 0 : Number(b.slice(bd + 1)));
 }

@@ -73,6 +73,44 @@ describe('TokenStreamHub', () => {
     }
   }, 30_000);
 
+  it('keeps reading the right streams as they open, end and leave between reads', async () => {
+    // Blocking reads of a minute: each step passes only if the read was made again with the new set.
+    const h = new TokenStreamHub({ redisUrl: testRedisUrl(), prefix, redis, blockMs: 60_000 });
+    const write = (job: string, e: Parameters<typeof encodeEntry>[0]) =>
+      redis.xadd(tokenStreamKeys(prefix, 'inference', job).stream, '*', ...encodeEntry(e));
+    const end = {
+      kind: 'end',
+      finishReason: 'stop',
+      model: 'm',
+      usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 },
+    } as const;
+    try {
+      const a = await h.open('set-a');
+      const b = await h.open('set-b');
+      await write('set-a', { kind: 'text', seq: 0, text: 'a0' });
+      expect(await a.next()).toEqual({ kind: 'text', seq: 0, text: 'a0' });
+      // b's stream ends: it leaves the read set, a keeps being read.
+      await write('set-b', end);
+      expect(await b.next()).toEqual(end);
+      await b.close({ cancel: false });
+      await write('set-a', { kind: 'text', seq: 1, text: 'a1' });
+      expect(await a.next()).toEqual({ kind: 'text', seq: 1, text: 'a1' });
+      // A stream opened now joins the set while a's read is blocked.
+      const c = await h.open('set-c');
+      await write('set-c', { kind: 'text', seq: 0, text: 'c0' });
+      expect(await c.next()).toEqual({ kind: 'text', seq: 0, text: 'c0' });
+      // a leaves; c goes on alone, from where it was.
+      await a.close({ cancel: false });
+      await write('set-a', { kind: 'text', seq: 2, text: 'a2' });
+      await write('set-c', { kind: 'text', seq: 1, text: 'c1' });
+      expect(await c.next()).toEqual({ kind: 'text', seq: 1, text: 'c1' });
+      expect(h.size).toBe(1);
+      await c.close({ cancel: false });
+    } finally {
+      await h.close();
+    }
+  }, 30_000);
+
   it('renews the marks of a stream read for longer than their lifetime: the readers count is not lost', async () => {
     // Mark expiry is Redis's own clock, so this waits real time: three lifetimes of 600 ms.
     const ttl = 600;
