@@ -1,5 +1,6 @@
 import { analyzePrompt, canonicalize } from '../../shared/cache/semantic';
 import { Doorkeeper } from '../../shared/cache/semantic/prompt-memo-doorkeeper';
+import { MemoSlots } from '../../shared/cache/semantic/prompt-memo-slots';
 
 describe('Doorkeeper', () => {
   it('tells a text met again from one met for the first time', () => {
@@ -46,13 +47,40 @@ describe('the guard and canonical-form memos', () => {
     expect(second.frame).toBe(first.frame);
   });
 
-  it('keeps a canonical form for the next few prompts only', () => {
+  it('keeps a canonical form for the guard to read right after the embedder', () => {
     const text = `How do I parse a CSV file in ${Math.random().toString(36).slice(2)}?`;
     const c = canonicalize(text);
     expect(canonicalize(text)).toBe(c);
-    for (let i = 0; i < 32; i++) canonicalize(`How do I parse a JSON file number ${i}?`);
-    const again = canonicalize(text);
-    expect(again).not.toBe(c);
-    expect(again).toEqual(c);
+  });
+});
+
+describe('MemoSlots', () => {
+  it('answers a kept text from its slot until another text takes the slot', () => {
+    const m = new MemoSlots<{ n: number }>(4);
+    const texts = Array.from({ length: 64 }, (_, i) => `prompt ${i}`);
+    const a = texts[0]!;
+    const sa = m.slotOf(a);
+    const va = { n: 0 };
+    m.set(sa, a, va);
+    expect(m.get(sa, a)).toBe(va);
+    expect(m.get(m.slotOf('prompt 0'), 'prompt 0')).toBe(va);
+    // a text of another slot leaves it; one of the same slot replaces it
+    const other = texts.find((t) => t !== a && m.slotOf(t) !== sa)!;
+    m.set(m.slotOf(other), other, { n: 1 });
+    expect(m.get(sa, a)).toBe(va);
+    const rival = texts.find((t) => t !== a && m.slotOf(t) === sa)!;
+    m.set(sa, rival, { n: 2 });
+    expect(m.get(sa, a)).toBeUndefined();
+    expect(m.get(sa, rival)).toEqual({ n: 2 });
+  });
+
+  it('spreads texts over its slots', () => {
+    const m = new MemoSlots<number>(64);
+    const used = new Set(Array.from({ length: 640 }, (_, i) => m.slotOf(`How do I do thing number ${i}?`)));
+    expect(used.size).toBe(64);
+  });
+
+  it('rejects a slot count that is not a power of two', () => {
+    expect(() => new MemoSlots(24)).toThrow(/"slots" must be a power of two/);
   });
 });

@@ -11,6 +11,7 @@ import {
   REQUEST_VERBS,
 } from './canonical-phrases.js';
 import { type CanonicalPrompt, type CanonicalWord, type WordRole } from './canonical-types.js';
+import { MemoSlots } from './prompt-memo-slots.js';
 
 export { REQUEST_VERBS } from './canonical-phrases.js';
 export type { AskClass, CanonicalPrompt, CanonicalWord, WordRole } from './canonical-types.js';
@@ -31,20 +32,19 @@ const THOUSANDS_COMMA = /,(?=\d{3}\b)/g;
 export function canonicalize(prompt: string): CanonicalPrompt {
   // The embedder and then the guard read a lookup's prompt, one or two Redis round trips apart: the last
   // few results are kept for that (they are never changed once made). Few, so that they are dropped before
-  // a scavenge would copy them and the next would promote them: a stored prompt the guard reads again and
-  // again is kept with its analysis (guard-analysis.ts analyzePrompt). In bench:semantic at 100k entries,
-  // 512 kept answered 1,222 of 2,000 lookups' ~4,800 calls and cost a copy of most canonical forms; 32
-  // answer 1,218.
-  const hit = recent.get(prompt);
+  // a scavenge would copy them twice: a stored prompt the guard reads again and again is kept with its
+  // analysis (guard-analysis.ts analyzePrompt). In bench:semantic at 100k entries, 512 kept answered 1,222
+  // of 2,000 lookups' ~4,800 calls; 32 answer 1,218.
+  const slot = recent.slotOf(prompt);
+  const hit = recent.get(slot, prompt);
   if (hit) return hit;
   const out = computeCanonical(prompt);
-  if (recent.size >= RECENT) recent.delete(recent.keys().next().value!);
-  recent.set(prompt, out);
+  recent.set(slot, prompt, out);
   return out;
 }
 
-const RECENT = 32;
-const recent = new Map<string, CanonicalPrompt>();
+/** In slots, not a Map: see prompt-memo-slots.ts. */
+const recent = new MemoSlots<CanonicalPrompt>(32);
 
 function computeCanonical(prompt: string): CanonicalPrompt {
   // The NFKC form is read only where a capitalised word may start a clause: made then, once.

@@ -16,6 +16,7 @@ import { activeKeys, JOINERS } from './guard-order.js';
 import { FILLER, isQualifierWord, RESTATING } from './guard-qualifiers.js';
 import { STOPWORDS, stem, tokenize, type Token } from './text.js';
 import { Doorkeeper } from './prompt-memo-doorkeeper.js';
+import { MemoSlots } from './prompt-memo-slots.js';
 
 const SINGLE_EXCLUSIONS: ReadonlySet<string> = new Set(EXCLUSIONS.filter((e) => !e.includes(' ')));
 /** Tokens hold no spaces, so an exclusion of three words or more never matched a token bigram. */
@@ -229,19 +230,17 @@ class LazyAnalysis implements PromptAnalysis {
  * here. Prompts met once (a lookup's own prompt, most candidates) are not kept: a kept analysis outlives
  * the next scavenges and is copied and promoted, and at 100k entries these were nearly all of the analyses
  * and most of what a scavenge copied (prompt-memo-doorkeeper.ts). Analyses never change once made (each
- * part is a pure function of the text).
+ * part is a pure function of the text). In slots, not a Map: see prompt-memo-slots.ts.
  */
-const RECENT = 1024;
-const recent = new Map<string, PromptAnalysis>();
+const recent = new MemoSlots<PromptAnalysis>(1024);
 const doorkeeper = new Doorkeeper();
 
 /** Analyses one prompt for compareAnalyses (guard.ts); parts are computed when a rule first reads them. */
 export function analyzePrompt(text: string): PromptAnalysis {
-  const hit = recent.get(text);
+  const slot = recent.slotOf(text);
+  const hit = recent.get(slot, text);
   if (hit) return hit;
   const out = new LazyAnalysis(text);
-  if (!doorkeeper.metAgain(text)) return out;
-  if (recent.size >= RECENT) recent.delete(recent.keys().next().value!);
-  recent.set(text, out);
+  if (doorkeeper.metAgain(text)) recent.set(slot, text, out);
   return out;
 }

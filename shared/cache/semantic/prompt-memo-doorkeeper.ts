@@ -26,13 +26,19 @@ export class Doorkeeper {
 
   /** Records `text`; true when it was recorded before and its slot was not taken by another text since. */
   metAgain(text: string): boolean {
-    // FNV-1a over the UTF-16 code units; the low bits pick the slot, the whole hash is compared. A text
-    // whose hash is 0 matches an empty slot: it is taken for met (kept at once), which is harmless.
-    let h = 0x811c9dc5 | 0;
-    for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+    // The low bits pick the slot, the whole hash is compared. A text whose hash is 0 matches an empty slot:
+    // it is taken for met (kept at once), which is harmless.
+    const h = textHash(text);
     const slot = (h ^ (h >>> 16)) & this.mask;
     const met = this.slots[slot] === h;
     this.slots[slot] = h;
     return met;
   }
+}
+
+/** FNV-1a over the UTF-16 code units (32 bits, signed). */
+export function textHash(text: string): number {
+  let h = 0x811c9dc5 | 0;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h;
 }

@@ -1,5 +1,6 @@
 import { promptId } from './scope.js';
 import { normalizePrompt } from './text.js';
+import { MemoSlots } from './prompt-memo-slots.js';
 
 /**
  * What one prompt costs to prepare, kept for the next call with the same prompt. A class whose every field
@@ -32,17 +33,20 @@ const MAX_PROMPT = 4096;
 const shared = new WeakMap<object, Map<string, PromptMemo>>();
 
 /**
- * The normal form, id, embedding and band values of recent prompts (least recently used dropped past
- * `size`). A request's prompt is looked up by the producer and stored by the worker after its job ran:
- * in a process that is both (`cell0 start`: the API's cache and the worker's are two SemanticCaches), the
- * store reuses what the lookup computed instead of normalising, embedding and hashing the prompt a second
- * time, as both take their memo from PromptMemo.of with the same embedder. Vectors are never changed after
- * they are kept.
+ * The normal form, id, embedding and band values of recent prompts (`size` slots, a power of two: a prompt
+ * takes the slot of its hash, dropping what the slot held; see prompt-memo-slots.ts for why not a Map). A
+ * request's prompt is looked up by the producer and stored by the worker after its job ran: in a process
+ * that is both (`cell0 start`: the API's cache and the worker's are two SemanticCaches), the store reuses
+ * what the lookup computed instead of normalising, embedding and hashing the prompt a second time, as both
+ * take their memo from PromptMemo.of with the same embedder. Vectors are never changed after they are kept.
  */
 export class PromptMemo {
-  private readonly map = new Map<string, PreparedPrompt>();
+  private readonly slots: MemoSlots<PreparedPrompt> | undefined;
 
-  constructor(private readonly size = 1024) {}
+  /** `size`: slots, a power of two, or 0 to keep nothing. */
+  constructor(size = 1024) {
+    this.slots = size === 0 ? undefined : new MemoSlots<PreparedPrompt>(size);
+  }
 
   /**
    * The memo shared by every cache of this process that embeds with this `embedder` object (the same
@@ -58,19 +62,13 @@ export class PromptMemo {
 
   /** The prepared form of `prompt` (normal form and id computed now when not kept). */
   get(prompt: string): PreparedPrompt {
-    const kept = this.map.get(prompt);
-    if (kept) {
-      // most recently used last
-      this.map.delete(prompt);
-      this.map.set(prompt, kept);
-      return kept;
-    }
+    const slots = prompt.length <= MAX_PROMPT ? this.slots : undefined;
+    const slot = slots ? slots.slotOf(prompt) : 0;
+    const kept = slots?.get(slot, prompt);
+    if (kept) return kept;
     const normalized = normalizePrompt(prompt);
     const p = new PreparedPrompt(normalized, promptId(normalized));
-    if (prompt.length <= MAX_PROMPT && this.size > 0) {
-      this.map.set(prompt, p);
-      if (this.map.size > this.size) this.map.delete(this.map.keys().next().value!);
-    }
+    slots?.set(slot, prompt, p);
     return p;
   }
 }
