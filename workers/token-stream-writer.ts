@@ -130,6 +130,15 @@ export interface FlushPacerOptions {
   streams?: number;
   /** The longest interval, ms. Default 80. */
   maxMs?: number;
+  /**
+   * Paced writes fall due on a shared grid of this step, ms (default 10; 0: each when its own interval ends):
+   * a write's due time is rounded up to the next step, and every write due at one step is released by one
+   * timer, in one turn, so the writes of streams running side by side go in one script call and wake each
+   * reading process's read once, not once per stream.
+   */
+  gridMs?: number;
+  /** The clock of the grid (ms). Default performance.now. */
+  now?: () => number;
 }
 
 /**
@@ -146,23 +155,67 @@ export class FlushPacer {
   waiting = 0;
   private readonly o: Required<FlushPacerOptions>;
 
+  /** Writes waiting for a step of the grid, by the step's time; one timer per step. */
+  private readonly due = new Map<number, { releases: Set<() => void>; timer: NodeJS.Timeout | undefined }>();
+
   constructor(opts: FlushPacerOptions = {}) {
-    this.o = { baseMs: TOKEN_FLUSH_MS, streams: 16, maxMs: 80 };
+    this.o = { baseMs: TOKEN_FLUSH_MS, streams: 16, maxMs: 80, gridMs: 10, now: () => performance.now() };
     if (opts.baseMs !== undefined) this.o.baseMs = opts.baseMs;
     if (opts.streams !== undefined) this.o.streams = opts.streams;
     if (opts.maxMs !== undefined) this.o.maxMs = opts.maxMs;
+    if (opts.gridMs !== undefined) this.o.gridMs = opts.gridMs;
+    if (opts.now !== undefined) this.o.now = opts.now;
     if (!(Number.isFinite(this.o.baseMs) && this.o.baseMs >= 0))
       throw new TypeError('FlushPacer: option "baseMs" must be a number of ms >= 0');
     if (!(Number.isInteger(this.o.streams) && this.o.streams >= 1))
       throw new TypeError('FlushPacer: option "streams" must be an integer >= 1');
     if (!(Number.isFinite(this.o.maxMs) && this.o.maxMs >= this.o.baseMs))
       throw new TypeError('FlushPacer: option "maxMs" must be a number of ms >= baseMs');
+    if (!(Number.isFinite(this.o.gridMs) && this.o.gridMs >= 0))
+      throw new TypeError('FlushPacer: option "gridMs" must be a number of ms >= 0');
   }
 
   /** The interval between two text writes of one stream now, ms. */
   intervalMs(): number {
     const { baseMs, streams, maxMs } = this.o;
     return this.waiting <= streams ? baseMs : Math.min(maxMs, (baseMs * this.waiting) / streams);
+  }
+
+  /** The pacer's clock (ms). */
+  now(): number {
+    return this.o.now();
+  }
+
+  /**
+   * Calls `release` at the first step of the grid at or after `at` (the pacer's clock), with every other
+   * write due at that step, in one timer callback. Returns the cancel of that call (the writer hurried: its
+   * end or a restart); the step's timer is cleared once none is left for it.
+   */
+  releaseAt(at: number, release: () => void): () => void {
+    const grid = this.o.gridMs;
+    const step = grid > 0 ? Math.ceil(at / grid) * grid : at;
+    let slot = this.due.get(step);
+    if (!slot) {
+      const s: { releases: Set<() => void>; timer: NodeJS.Timeout | undefined } = {
+        releases: new Set(),
+        timer: undefined,
+      };
+      s.timer = setTimeout(
+        () => {
+          if (this.due.get(step) === s) this.due.delete(step);
+          for (const r of s.releases) r();
+        },
+        Math.max(0, step - this.o.now()),
+      );
+      this.due.set(step, (slot = s));
+    }
+    const s = slot;
+    s.releases.add(release);
+    return () => {
+      if (!s.releases.delete(release) || s.releases.size > 0) return;
+      clearTimeout(s.timer);
+      if (this.due.get(step) === s) this.due.delete(step);
+    };
   }
 }
 
@@ -321,15 +374,19 @@ export class TokenStreamWriter {
         const wait = this.restartPending ? 0 : this.lastTextAt + interval - this.now();
         if (wait > 0) {
           await new Promise<void>((resolve) => {
-            const timer = setTimeout(() => {
-              this.hurry = undefined;
-              resolve();
-            }, wait);
-            this.hurry = () => {
+            let released = false;
+            const release = () => {
+              if (released) return;
+              released = true;
               this.hurry = undefined;
               clearTimeout(timer);
+              cancel?.();
               resolve();
             };
+            this.hurry = release;
+            // With a pacer the write waits for its step of the shared grid (see FlushPacerOptions.gridMs).
+            const timer = pacer ? undefined : setTimeout(release, wait);
+            const cancel = pacer?.releaseAt(pacer.now() + wait, release);
           });
           if (this.ending) break;
         }

@@ -342,6 +342,74 @@ describe('TokenStreamWriter', () => {
       ]);
   });
 
+  test('paced writes of several streams due within one step of the grid go out together, in one script call', async () => {
+    let t = 0;
+    // Steps of 200 ms on the injected clock: both writers' next writes (due at 20 and 25) fall due at 200,
+    // released by one timer (about 194 ms of real time from the pushes below).
+    const pacer = new FlushPacer({ baseMs: 20, gridMs: 200, now: () => t });
+    const writers = await Promise.all(
+      ['j-g1', 'j-g2'].map(async (jobId) => {
+        const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', jobId);
+        await redis.set(keys.wanted, '1', 'PX', 60_000);
+        const w = new TokenStreamWriter({
+          redis,
+          keys,
+          jobId,
+          maxLen: 1000,
+          ttlMs: 60_000,
+          pacer,
+          now: () => t,
+          logger: silentLogger(),
+        });
+        await w.open(0);
+        return { w, keys };
+      }),
+    );
+    const lengths = async () =>
+      Promise.all(writers.map(async ({ keys }) => (await entries(keys.stream)).length));
+    writers[0]!.w.push('a'); // first text at t = 0: at once
+    await until(async () => (await lengths())[0] === 2, 10_000);
+    t = 5;
+    writers[1]!.w.push('a'); // at t = 5
+    await until(async () => (await lengths())[1] === 2, 10_000);
+    t = 6;
+    const calls = countScriptCalls();
+    for (const { w } of writers) w.push('b');
+    await until(async () => (await lengths()).every((n) => n === 3), 10_000);
+    expect(calls.stop()).toBe(1);
+    for (const { w, keys } of writers) {
+      await w.end(end);
+      expect(await entries(keys.stream)).toEqual([
+        { kind: 'start', attempt: 0 },
+        { kind: 'text', seq: 0, text: 'a' },
+        { kind: 'text', seq: 1, text: 'b' },
+        { kind: 'end', ...end },
+      ]);
+    }
+  });
+
+  test('a writer that hurries (its end) leaves the grid: the end goes out at once', async () => {
+    const pacer = new FlushPacer({ baseMs: 600_000, maxMs: 600_000, gridMs: 600_000 });
+    const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', 'j-g3');
+    await redis.set(keys.wanted, '1', 'PX', 60_000);
+    const w = new TokenStreamWriter({
+      redis,
+      keys,
+      jobId: 'j-g3',
+      maxLen: 1000,
+      ttlMs: 60_000,
+      pacer,
+      logger: silentLogger(),
+    });
+    await w.open(0);
+    w.push('a');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    w.push('b');
+    await w.end(end);
+    expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['start', 'text', 'text', 'end']);
+    expect(pacer.waiting).toBe(0);
+  });
+
   test('FlushPacer: the base interval up to `streams` waiting, then in proportion up to maxMs; bad options throw', () => {
     const p = new FlushPacer();
     expect(p.intervalMs()).toBe(20);
@@ -354,5 +422,6 @@ describe('TokenStreamWriter', () => {
     expect(() => new FlushPacer({ baseMs: -1 })).toThrow(/baseMs/);
     expect(() => new FlushPacer({ streams: 0 })).toThrow(/streams/);
     expect(() => new FlushPacer({ baseMs: 50, maxMs: 10 })).toThrow(/maxMs/);
+    expect(() => new FlushPacer({ gridMs: -1 })).toThrow(/gridMs/);
   });
 });
