@@ -9,11 +9,11 @@
 
   KEYS[1] completed zset   ({prefix}:{queue}:completed)
   KEYS[2] failed zset      ({prefix}:{queue}:failed)
-  KEYS[3..] per job: its hash ({prefix}:{queue}:{jobId}), then its waiter set
-            ({prefix}:{queue}:{jobId}:cell0-waiters)
   ARGV[1] producer id (its reply inbox is {prefix}:{queue}:cell0-reply:{producer id})
   ARGV[2] waiter set lifetime, ms
-  ARGV[3..] per job, in the order of KEYS: its id, then the token of the add just sent ('' for a join)
+  ARGV[3] the queue's job key prefix ({prefix}:{queue}:): a job's hash is <prefix><jobId>, its waiter set
+          <prefix><jobId>:cell0-waiters (named here, not sent per job: the same hash tag as KEYS[1])
+  ARGV[4..] per job: its id, then the token of the add just sent ('' for a join)
 
   Returns, per job, { status, value, finishedOn }:
     status   3 the add created the job: its reply comes to the adder (nothing registered)
@@ -25,9 +25,11 @@
 ]]
 -- #include job-status
 local out = {}
-for i = 1, (#ARGV - 2) / 2 do
-  local jobKey = KEYS[2 * i + 1]
-  local token = ARGV[2 * i + 2]
+local jobPrefix = ARGV[3]
+for i = 1, (#ARGV - 3) / 2 do
+  local jobId = ARGV[2 * i + 2]
+  local jobKey = jobPrefix .. jobId
+  local token = ARGV[2 * i + 3]
   if token ~= "" then
     local opts = redis.call("HGET", jobKey, "opts")
     if not opts then
@@ -37,10 +39,10 @@ for i = 1, (#ARGV - 2) / 2 do
     end
   end
   if not out[i] then
-    local waiterKey = KEYS[2 * i + 2]
+    local waiterKey = jobKey .. ":cell0-waiters"
     redis.call("SADD", waiterKey, ARGV[1])
     redis.call("PEXPIRE", waiterKey, ARGV[2])
-    out[i] = jobStatus(KEYS[1], KEYS[2], jobKey, ARGV[2 * i + 1])
+    out[i] = jobStatus(KEYS[1], KEYS[2], jobKey, jobId)
   end
 end
 return out

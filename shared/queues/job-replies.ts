@@ -125,15 +125,19 @@ export async function registerWaiters(
   producerId: string,
   ttlMs = WAITER_TTL_MS,
 ): Promise<AfterAdd[]> {
-  const keys: string[] = [`${queueKey}:completed`, `${queueKey}:failed`];
-  const argv: (string | number)[] = [producerId, ttlMs];
-  for (const j of jobs) {
-    keys.push(`${queueKey}:${j.jobId}`, waiterSetKey(queueKey, j.jobId));
-    argv.push(j.jobId, j.token);
-  }
+  // Each job's hash and waiter set are named in the script from the queue's job key prefix (the same names
+  // as waiterSetKey and the job's own key): per job only its id and token are sent.
+  const args: (string | number)[] = [
+    `${queueKey}:completed`,
+    `${queueKey}:failed`,
+    producerId,
+    ttlMs,
+    `${queueKey}:`,
+  ];
+  for (const j of jobs) args.push(j.jobId, j.token);
   const raw = (await (redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
     REGISTER_MANY
-  ]!(keys.length, ...keys, ...argv)) as unknown[];
+  ]!(...args)) as unknown[];
   return raw.map(decodeAfterAdd);
 }
 

@@ -17,7 +17,7 @@ describe('the Lua script loader', () => {
       'batch-transition': 1,
       'job-outcome': 3,
       'register-waiter': 4,
-      'register-waiters': 'variadic',
+      'register-waiters': 2,
       'reply-finished': 'variadic',
       'reply-waiters': 'variadic',
       'semantic-candidates': 'variadic',
