@@ -94,6 +94,14 @@ describe('band fields', () => {
     expect(bandFields(bands)).toBe(bands.map((v, i) => bandSuffix(i, v)).join(','));
   });
 
+  it('writes any band value as bandSuffix does: large, negative and fractional ones, and many bands', () => {
+    const odd = [2 ** 53 - 1, 0, 36, 36 ** 5, -7, 1.5, 4095];
+    expect(bandFields(odd)).toBe(odd.map((v, i) => bandSuffix(i, v)).join(','));
+    expect(bandFields(odd.slice(0, 4))).toBe('0:2gosa7pa2gv,1:0,2:10,3:100000');
+    const many = Array.from({ length: 100 }, (_, i) => i * 36 ** 3);
+    expect(bandFields(many)).toBe(many.map((v, i) => bandSuffix(i, v)).join(','));
+  });
+
   it('keeps what a prompt costs to prepare on one object shape, whatever is filled in first', () => {
     const memo = new PromptMemo(8);
     const a = memo.get('first prompt');

@@ -48,6 +48,8 @@ export class LshHasher {
   /** planes × dims, stored dimension-major (all planes' weights of dimension 0 first) for sparse inputs. */
   private readonly planes: Float32Array;
   private readonly nPlanes: number;
+  /** bandValues()'s projections (see projectInto). */
+  private readonly scratch: Float64Array;
 
   constructor(embedderName: string, dims: number, bands = LSH_BANDS, rows = LSH_ROWS) {
     if (!Number.isInteger(rows) || rows < 1 || rows > 24)
@@ -58,14 +60,23 @@ export class LshHasher {
     this.rows = rows;
     this.dims = dims;
     this.nPlanes = bands * rows;
+    this.scratch = new Float64Array(this.nPlanes);
     this.planes = drawPlanes(`${LSH_VERSION}|${embedderName}|${dims}|${bands}x${rows}`, dims, this.nPlanes);
   }
 
   /** The projections of `v` on every plane (exposed for tests and diagnostics). */
   project(v: Float32Array): Float64Array {
+    return this.projectInto(v, new Float64Array(this.nPlanes));
+  }
+
+  /**
+   * project() into `acc` (zeroed here). bandValues() passes one array kept for it: a Float64Array of 240
+   * planes is an ArrayBuffer outside the heap, which each scavenge must sweep, once per lookup otherwise.
+   */
+  private projectInto(v: Float32Array, acc: Float64Array): Float64Array {
     if (v.length !== this.dims) throw new TypeError(`LshHasher: expected ${this.dims} dims, got ${v.length}`);
     const P = this.nPlanes;
-    const acc = new Float64Array(P);
+    acc.fill(0);
     const planes = this.planes;
     for (let j = 0; j < v.length; j++) {
       const x = v[j]!;
@@ -78,7 +89,7 @@ export class LshHasher {
 
   /** One R-bit integer per band, or undefined for the zero vector (it has no direction to hash). */
   bandValues(v: Float32Array): number[] | undefined {
-    const acc = this.project(v);
+    const acc = this.projectInto(v, this.scratch);
     let any = false;
     for (let p = 0; p < acc.length; p++) if (acc[p] !== 0) any = true;
     if (!any) return undefined;
