@@ -37,6 +37,9 @@ export const ADMIN_ROUTES = ['/fleet', '/queues'] as const;
 
 const CALLER = 'cell0Caller';
 
+/** The caller of every request of an open API (frozen: one object shared by all of them). */
+const OPEN: Caller = Object.freeze({ role: 'open' });
+
 /** The caller admitted by {@link AccessControl}'s middleware for this response's request. */
 export function callerOf(res: Response): Caller | undefined {
   return (res.locals as Record<string, Caller | undefined>)[CALLER];
@@ -117,9 +120,10 @@ export class AccessControl {
   tenantRoute(): RequestHandler {
     if (this.apiKeys.length > 0 && this.opts.tenantSecret === undefined && !this.opts.redis)
       throw new TypeError('AccessControl: tenant keys need option "tenantSecret" or "redis"');
-    return async (req, res, next) => {
+    // Not async: a request costs no promise once the tenant ids are known (the usual case).
+    return (req, res, next) => {
       if (callerOf(res)) return next();
-      if (this.apiKeys.length === 0) return admit(res, { role: 'open' }, next);
+      if (this.apiKeys.length === 0) return admit(res, OPEN, next);
       const header = req.headers.authorization;
       const key = /^bearer\s/i.test(header?.trim() ?? '') ? presentedKey(header) : undefined;
       const i = key === undefined ? -1 : this.match(key);
@@ -129,8 +133,10 @@ export class AccessControl {
           res,
           'an admin key does not open the work routes; send a tenant API key (CELL0_API_KEYS)',
         );
-      const ids = this.ids ?? (await this.tenantIds());
-      admit(res, { role: 'tenant', tenant: ids[i]! }, next);
+      const ids = this.ids;
+      if (ids) return admit(res, { role: 'tenant', tenant: ids[i]! }, next);
+      // express 5 sends a rejected handler's error to next(err), as it did when this handler was async.
+      return this.tenantIds().then((read) => admit(res, { role: 'tenant', tenant: read[i]! }, next));
     };
   }
 

@@ -1,4 +1,4 @@
-import express, { type Express, type Router } from 'express';
+import express, { type Express, type RequestHandler, type Router } from 'express';
 import { type ResponseCache } from '../../shared/cache/http/index.js';
 import { ErrorCode } from '../../shared/errors.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
@@ -11,7 +11,7 @@ import { errorHandler, sendError } from './error-mapper.js';
 import { requestLogger } from './request-logger.js';
 import { probesRouter } from './routes/probes.js';
 import { v1Router } from './routes/v1.js';
-import { openAIRouter } from './openai/openai-router.js';
+import { OPENAI_PATHS, openAIRouter } from './openai/openai-router.js';
 import { type BatchRoutesConfig } from './batches/batch-routes.js';
 
 export { type ErrorBody } from './error-mapper.js';
@@ -84,7 +84,11 @@ export function createApi(opts: ApiOptions): Express {
     app.use(httpMetrics(opts.metrics, tenantOf));
     app.get('/metrics', serveMetrics(opts.metrics, { token: opts.metricsToken }));
   }
-  app.use(probesRouter({ client, readyTimeoutMs: opts.readyTimeoutMs ?? 900 }));
+  // Entered only by the paths it serves (see onlyUnder): a router that serves nothing of a request still
+  // walks its layers and hands the request on through a setImmediate, a turn of the event loop.
+  app.use(
+    onlyUnder(['/healthz', '/readyz'], probesRouter({ client, readyTimeoutMs: opts.readyTimeoutMs ?? 900 })),
+  );
 
   const access =
     opts.access ??
@@ -101,24 +105,48 @@ export function createApi(opts: ApiOptions): Express {
 
   const maxWaitMs = opts.maxWaitMs ?? 120_000;
   // The OpenAI-compatible routes: their own guard with the same keys, every error in OpenAI's shape.
-  app.use('/v1', openAIRouter({ client, access, maxWaitMs, maxBodyBytes, logger: log }));
-  app.use(
-    '/v1',
-    v1Router({
-      client,
-      access,
-      resultWaitMs: opts.resultWaitMs ?? 30_000,
-      maxWaitMs,
-      maxBodyBytes,
-      ...(opts.maxEmbedBodyBytes !== undefined ? { maxEmbedBodyBytes: opts.maxEmbedBodyBytes } : {}),
-      ...(opts.responseCache ? { responseCache: opts.responseCache } : {}),
-      ...(opts.batches ? { batches: opts.batches } : {}),
-    }),
+  // Only its own paths enter it (the native routes skip its walk and its turn of the event loop); what it
+  // does not answer goes on to the native router, as when both were mounted at /v1 one after the other.
+  const openAI = onlyUnder(
+    OPENAI_PATHS,
+    openAIRouter({ client, access, maxWaitMs, maxBodyBytes, logger: log }),
   );
+  const v1 = v1Router({
+    client,
+    access,
+    resultWaitMs: opts.resultWaitMs ?? 30_000,
+    maxWaitMs,
+    maxBodyBytes,
+    ...(opts.maxEmbedBodyBytes !== undefined ? { maxEmbedBodyBytes: opts.maxEmbedBodyBytes } : {}),
+    ...(opts.responseCache ? { responseCache: opts.responseCache } : {}),
+    ...(opts.batches ? { batches: opts.batches } : {}),
+  });
+  app.use('/v1', (req, res, next) => {
+    openAI(req, res, (err?: unknown) => (err ? next(err) : v1(req, res, next)));
+  });
   for (const m of opts.mounts ?? []) app.use(m.path, m.router);
   app.use((req, res) => {
     sendError(res, ErrorCode.ROUTE_NOT_FOUND, `no route ${req.method} ${req.path}`);
   });
   app.use(errorHandler({ maxBodyBytes, logger: log }));
   return app;
+}
+
+/**
+ * `handler` for requests whose path is one of `paths` or under one (as a `use` mount matches: case-insensitive,
+ * at a segment boundary), `next()` at once for any other. A request this cannot tell (a URL not starting with
+ * a slash) goes to `handler`, so only requests that no layer of it could match skip it.
+ */
+function onlyUnder(paths: readonly string[], handler: RequestHandler): RequestHandler {
+  const lower = paths.map((p) => p.toLowerCase());
+  return (req, res, next) => {
+    const url = req.url;
+    if (url.charCodeAt(0) !== 47 /* / */) return handler(req, res, next);
+    const q = url.indexOf('?');
+    const path = (q < 0 ? url : url.slice(0, q)).toLowerCase();
+    for (const p of lower)
+      if (path.startsWith(p) && (path.length === p.length || path.charCodeAt(p.length) === 47))
+        return handler(req, res, next);
+    next();
+  };
 }

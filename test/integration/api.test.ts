@@ -265,6 +265,28 @@ describe('HTTP API', () => {
     expect(ready.status).toBe(200);
     expect(ready.body).toMatchObject({ status: 'ready', redis: { healthy: true, circuitState: 'closed' } });
   });
+
+  it('routes paths as express mounts match them: any case, trailing slash, query; lookalikes are 404', async () => {
+    expect((await get(`${fleet.url}/HEALTHZ/?x=1`)).body).toMatchObject({ status: 'ok' });
+    const models = await get(`${fleet.url}/V1/Models/?x=1`);
+    expect(models.status).toBe(200);
+    expect(models.body).toMatchObject({ object: 'list' });
+    // A path that only starts like a probe or an OpenAI route reaches the native 404.
+    for (const path of ['/healthzz', '/v1/modelsx', '/v1/chat/completionsx']) {
+      const r = await get(`${fleet.url}${path}`);
+      expect(r.status).toBe(404);
+      expect(r.body).toMatchObject({ error: { code: 'CELL0_ROUTE_NOT_FOUND' } });
+    }
+    // Under an OpenAI path, the OpenAI router's error shape applies even where no route answers.
+    const under = await get(`${fleet.url}/v1/models/extra`);
+    expect(under.status).toBe(404);
+    expect(under.body).toMatchObject({ error: { type: expect.any(String), message: expect.any(String) } });
+    // A native route after the OpenAI router still answers, and a wrong method on an OpenAI route is 405.
+    expect((await post(`${fleet.url}/V1/Search/`, { query: 'capital of France', limit: 1 })).status).toBe(
+      200,
+    );
+    expect((await get(`${fleet.url}/v1/chat/completions/`)).status).toBe(405);
+  });
 });
 
 describe('HTTP API with API keys', () => {

@@ -24,6 +24,12 @@ export interface OpenAIRouterOptions {
 }
 
 /**
+ * Every path this router serves, under /v1; the API hands it only requests on or under these (a route added
+ * here must be listed here).
+ */
+export const OPENAI_PATHS: readonly string[] = ['/chat/completions', '/completions', '/models'];
+
+/**
  * The OpenAI-compatible routes, mounted under /v1 beside the native ones: POST /chat/completions,
  * POST /completions (with `stream: true` as Server-Sent Events), GET /models. Same Bearer keys as the rest
  * of the API; every error in OpenAI's shape.
@@ -32,7 +38,7 @@ export function openAIRouter(opts: OpenAIRouterOptions): Router {
   const { client, maxWaitMs } = opts;
   const log = opts.logger ?? silentLogger();
   const router = express.Router();
-  const paths = ['/chat/completions', '/completions', '/models'];
+  const paths = [...OPENAI_PATHS];
   router.use(paths, (_req, res, next) => {
     speakOpenAIErrors(res);
     next();
