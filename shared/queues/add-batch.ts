@@ -11,7 +11,7 @@
  * Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
  */
 import { type RedisConnection } from '../redis/cluster.js';
-import { BULLMQ_INTERNALS_VERSION } from './bullmq-internals.js';
+import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
 
 /** BullMQ 6.7's addStandardJob: 9 keys, then 3 arguments (packed args, data, packed options). */
 const KEYS = 9;
@@ -82,18 +82,6 @@ return out
 `;
 }
 
-/** The name and text of BullMQ's addStandardJob script as ioredis holds it on `conn`, if defined there. */
-function bullmqAddScript(conn: RedisConnection): { name: string; lua: string } | undefined {
-  const target = conn as unknown as Record<string, unknown> & {
-    scriptsSet?: Record<string, { lua?: unknown; numberOfKeys?: unknown }>;
-  };
-  const name = Object.keys(target).find((k) => k.startsWith('addStandardJob:') && !k.endsWith('Buffer'));
-  if (name === undefined || typeof target[name] !== 'function') return undefined;
-  const script = target.scriptsSet?.[name];
-  if (!script || typeof script.lua !== 'string' || script.numberOfKeys !== KEYS) return undefined;
-  return { name, lua: script.lua };
-}
-
 /**
  * Lets {@link gatherAdds} send BullMQ's standard adds on `conn` as one script call. Call it once BullMQ has
  * loaded its scripts on `conn` (a Queue on it is ready). Outside gatherAdds every add goes as before, and
@@ -104,7 +92,7 @@ function bullmqAddScript(conn: RedisConnection): { name: string; lua: string } |
 export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | undefined> {
   const done = batchedOn.get(conn);
   if (done) return done.stats;
-  const found = bullmqAddScript(conn);
+  const found = bullmqScript(conn, 'addStandardJob', KEYS);
   if (!found) return undefined;
   const lua = addBatchLua(found.lua);
   try {

@@ -151,6 +151,26 @@ export function hookFetches(
   return true;
 }
 
+/**
+ * The name and Lua text of BullMQ's script `script` as ioredis holds it on `conn`, if it is defined there
+ * with `numberOfKeys` keys; undefined when it is not (its scripts not loaded yet, or a BullMQ whose script
+ * has another shape).
+ */
+export function bullmqScript(
+  conn: RedisConnection,
+  script: string,
+  numberOfKeys: number,
+): { name: string; lua: string } | undefined {
+  const target = conn as unknown as Record<string, unknown> & {
+    scriptsSet?: Record<string, { lua?: unknown; numberOfKeys?: unknown }>;
+  };
+  const name = bullmqCommand(target, script);
+  if (name === undefined) return undefined;
+  const found = target.scriptsSet?.[name];
+  if (!found || typeof found.lua !== 'string' || found.numberOfKeys !== numberOfKeys) return undefined;
+  return { name, lua: found.lua };
+}
+
 /** The name BullMQ gives its script `script` on a connection (`<script>:<version>`), if it is defined there. */
 function bullmqCommand(target: Record<string, unknown>, script: string): string | undefined {
   const name = Object.keys(target).find((k) => k.startsWith(`${script}:`) && !k.endsWith('Buffer'));

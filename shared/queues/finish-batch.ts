@@ -15,7 +15,7 @@ import { type RedisConnection } from '../redis/cluster.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LUA_DIR } from '../redis/lua-scripts.js';
-import { BULLMQ_INTERNALS_VERSION } from './bullmq-internals.js';
+import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
 
 /** BullMQ 6.7's moveToFinished: 14 keys (the 12th the job's own hash), then 9 arguments. */
 const KEYS = 14;
@@ -279,18 +279,6 @@ function inboxRepliesLua(): string {
   return readFileSync(join(LUA_DIR, 'includes', 'inbox-replies.lua'), 'utf8');
 }
 
-/** The text of BullMQ's moveToFinished script as ioredis holds it on `conn`, if it is defined there. */
-function bullmqFinishScript(conn: RedisConnection): { name: string; lua: string } | undefined {
-  const target = conn as unknown as Record<string, unknown> & {
-    scriptsSet?: Record<string, { lua?: unknown; numberOfKeys?: unknown }>;
-  };
-  const name = Object.keys(target).find((k) => k.startsWith('moveToFinished:') && !k.endsWith('Buffer'));
-  if (name === undefined || typeof target[name] !== 'function') return undefined;
-  const script = target.scriptsSet?.[name];
-  if (!script || typeof script.lua !== 'string' || script.numberOfKeys !== KEYS) return undefined;
-  return { name, lua: script.lua };
-}
-
 /**
  * Makes BullMQ's `moveToFinished` calls on `conn` that are made in one tick go to Redis as one script call
  * (see the module comment); a call of another shape is passed on unchanged. Call it once BullMQ has loaded
@@ -301,7 +289,7 @@ function bullmqFinishScript(conn: RedisConnection): { name: string; lua: string 
  * compile; else the connection's counts (the same object when called again).
  */
 export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchStats | undefined> {
-  const found = bullmqFinishScript(conn);
+  const found = bullmqScript(conn, 'moveToFinished', KEYS);
   if (!found) return undefined;
   const target = conn as unknown as Record<string, unknown>;
   const current = target[found.name] as { cell0Batched?: FinishBatchStats; cell0Hooks?: unknown };
