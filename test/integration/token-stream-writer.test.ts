@@ -347,9 +347,12 @@ describe('TokenStreamWriter', () => {
     // Steps of 200 ms on the injected clock: both writers' next writes (due at 20 and 25) fall due at 200,
     // released by one timer (about 194 ms of real time from the pushes below).
     const pacer = new FlushPacer({ baseMs: 20, gridMs: 200, now: () => t });
+    // One prefix: both streams under the queue's hash tag, as a worker's streams are (on a Redis Cluster,
+    // streams in different slots cannot share a script call).
+    const prefix = uniquePrefix('tsw');
     const writers = await Promise.all(
       ['j-g1', 'j-g2'].map(async (jobId) => {
-        const keys = tokenStreamKeys(uniquePrefix('tsw'), 'inference', jobId);
+        const keys = tokenStreamKeys(prefix, 'inference', jobId);
         await redis.set(keys.wanted, '1', 'PX', 60_000);
         const w = new TokenStreamWriter({
           redis,
