@@ -18,11 +18,12 @@ import {
   decodeOutcome,
   inboxKey,
   registerWaiters,
+  WAITER_TTL_MS,
   type AfterAdd,
   type JobReply,
 } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
-import { batchAdds, gatherAdds } from '../shared/queues/add-batch.js';
+import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../shared/queues/add-batch.js';
 import { type QueueName } from '../shared/queues/names.js';
 import { shardKey, shardPrefix } from '../shared/queues/shards.js';
 import { settledWithin } from '../shared/sleep.js';
@@ -156,13 +157,15 @@ export class SubmitLane {
   }
 
   /**
-   * One round trip for a batch of submissions: BullMQ's add of each item that adds, then one command
-   * (register-waiters.lua) that tells, per item, whether its add created the job (its reply will come to
-   * this producer, named in the job's options: nothing more is written) or met an existing one (then, as
-   * for an item that only joins, this producer is registered as the job's waiter and the job's outcome is
-   * read, in one step). The commands are issued in one tick on one connection, so they leave in one write
-   * (see coalesceWrites) and run in that order, without an ioredis Pipeline (whose constructor copies every
-   * script BullMQ defines on the connection). Each item gets what its add found, or its own error. When a
+   * One round trip for a batch of submissions: BullMQ's add of each item that adds, in one script call that
+   * tells, per item, whether its add created the job (its reply will come to this producer, named in the
+   * job's options: nothing more is written) or met an existing one (then, in the same step, this producer is
+   * registered as the job's waiter and the job's outcome is read); then, only for items that join without
+   * adding, one command (register-waiters.lua) that registers and reads the same way. (In a MULTI, and
+   * without batched adds, register-waiters.lua tells created from met for every item.) The commands are
+   * issued in one tick on one connection, so they leave in one write (see coalesceWrites) and run in that
+   * order, without an ioredis Pipeline (whose constructor copies every script BullMQ defines on the
+   * connection). Each item gets what its add found, or its own error. When a
    * group adds more than one job (one request's texts), the round trip is one MULTI: Redis runs it whole,
    * so no worker can take some of a request's jobs before the others are queued (without it, a write Redis
    * reads in two parts lets a worker's fetch in between).
@@ -238,21 +241,37 @@ export class SubmitLane {
     return this.ctx.redis.run(async () => {
       // BullMQ's client for its add; it wraps ctx.conn, so all commands go out on one connection, in order.
       const client = await this.queue.getBackend().client;
-      // The adds go as one script call that runs BullMQ's add once per job (shared/queues/add-batch.ts),
-      // sent before the registration below.
-      const adds: (Promise<unknown> | undefined)[] = gatherAdds(this.ctx.conn, () =>
-        items.map((it, i) =>
-          it.add
-            ? new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId).addJob(client)
-            : undefined,
-        ),
-      );
-      const registered = registerWaiters(
+      // The adds go as one script call that runs BullMQ's add once per job (shared/queues/add-batch.ts) and
+      // tells, per add, whether it created its job; one that met an existing job registers this producer as
+      // its waiter and reads its outcome in the same step. Without batched adds, register-waiters.lua behind
+      // the adds tells the same for all of them.
+      const waiter: AddWaiter | undefined = addsBatched(this.ctx.conn)
+        ? { producerId: this.ctx.producerId, ttlMs: WAITER_TTL_MS, found: new Map() }
+        : undefined;
+      const adds: (Promise<unknown> | undefined)[] = gatherAdds(
         this.ctx.conn,
-        this.key,
-        SubmitLane.added(items, tokens),
-        this.ctx.producerId,
+        () =>
+          items.map((it, i) =>
+            it.add
+              ? new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId).addJob(client)
+              : undefined,
+          ),
+        waiter,
       );
+      // The registration command, sent behind the adds: the joins only, or every item.
+      const regIdx: number[] = [];
+      items.forEach((it, i) => {
+        if (!waiter || !it.add) regIdx.push(i);
+      });
+      const registered =
+        regIdx.length > 0
+          ? registerWaiters(
+              this.ctx.conn,
+              this.key,
+              regIdx.map((i) => ({ jobId: items[i]!.jobId, token: tokens[i]! })),
+              this.ctx.producerId,
+            )
+          : Promise.resolve([] as AfterAdd[]);
       const [reg, ...added] = await Promise.allSettled([registered, ...adds]);
       // Redis away, slow or full is the whole round trip's failure, thrown as it came so the client
       // classifies it (a timeout on a connection that is up is slow, not down: not counted by the breaker).
@@ -260,11 +279,30 @@ export class SubmitLane {
         if (r.status === 'rejected' && toRedisError(r.reason) instanceof Cell0Error) throw r.reason;
       }
       if (reg!.status === 'rejected') throw reg!.reason;
-      const found = reg!.value;
-      return items.map((_, i) => {
+      const out: (AfterAdd | Error | undefined)[] = new Array<undefined>(items.length);
+      reg!.value.forEach((f, k) => (out[regIdx[k]!] = f));
+      // Adds the batched script did not answer (not a standard add): told apart behind them, as before.
+      const unanswered: number[] = [];
+      items.forEach((it, i) => {
         const a = added[i]!;
-        return a.status === 'rejected' ? (a.reason as Error) : found[i]!;
+        if (a.status === 'rejected') out[i] = a.reason as Error;
+        else if (waiter && it.add) {
+          const f = waiter.found.get(it.jobId);
+          if (f === true) out[i] = { status: 'created' };
+          else if (f) out[i] = decodeAfterAdd(f);
+          else unanswered.push(i);
+        }
       });
+      if (unanswered.length > 0) {
+        const more = await registerWaiters(
+          this.ctx.conn,
+          this.key,
+          unanswered.map((i) => ({ jobId: items[i]!.jobId, token: tokens[i]! })),
+          this.ctx.producerId,
+        );
+        unanswered.forEach((i, k) => (out[i] = more[k]));
+      }
+      return out as (AfterAdd | Error)[];
     });
   }
 

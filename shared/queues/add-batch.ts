@@ -11,6 +11,7 @@
  * Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
  */
 import { type RedisConnection } from '../redis/cluster.js';
+import { luaInclude } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
 
 /** BullMQ 6.7's addStandardJob: 9 keys, then 3 arguments (packed args, data, packed options). */
@@ -39,9 +40,29 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/**
+ * The waiter registration that rides in a gathering's adds (see {@link gatherAdds}): an add that meets a job
+ * that already exists registers `producerId` in the job's waiter set (`<job key>:cell0-waiters`, kept
+ * `ttlMs`) and reads where the job stands, in the same script call, atomically with the add.
+ */
+export interface AddWaiter {
+  /** The producer to register as a waiter of a job an add meets. */
+  producerId: string;
+  /** How long the waiter set lives, ms. */
+  ttlMs: number;
+  /**
+   * Filled by the gathering's script call, by job id, before each add's promise settles: `true` for an add
+   * that created its job; for one that met an existing job, where that job stood (the reply of
+   * `jobStatus`, shared/lua/includes/job-status.lua: `[status, value, finishedOn]`). A job id absent after
+   * its add settled was not added by the script (not a standard add): nothing was registered for it.
+   */
+  found: Map<string, true | unknown[]>;
+}
+
 /** A connection's gathering under way (see gatherAdds). */
 interface Gathering {
   items: Pending[];
+  waiter: AddWaiter | undefined;
 }
 
 interface Batched {
@@ -57,24 +78,47 @@ const batchedOn = new WeakMap<RedisConnection, Batched>();
 
 /**
  * The batched script: BullMQ's addStandardJob text (`lua`) wrapped as a function of (KEYS, ARGV), called per
- * job with the shared keys and that job's 3 arguments.
+ * job with the shared keys and that job's 3 arguments. With a producer id, it also tells per job whether the
+ * add created the job or met one that exists (a custom id whose hash is there before the add): an add that
+ * met one registers the producer as the job's waiter and reads where the job stands, in the same step, so
+ * that no outcome can slip between the two (as register-waiters.lua does for an add sent alone).
  *
  * KEYS[1..9]  the keys of BullMQ's call (the same for every job of the batch)
- * ARGV        each job's 3 arguments, one job after the other
- * Returns, per job, what BullMQ's script returns for it (an error reply when its run raised an error).
+ * ARGV[1]     the producer to register for a job an add meets ('' for none: nothing is read or written)
+ * ARGV[2]     the waiter set's lifetime, ms
+ * ARGV[3..]   each job's 3 arguments, one job after the other
+ * Returns, per job, what BullMQ's script returns for it (an error reply when its run raised an error), or,
+ * for an add that met an existing job (with a producer id), { that, status, value, finishedOn } (jobStatus).
  */
-export function addBatchLua(lua: string): string {
+export function addBatchLua(lua: string, jobStatus: string): string {
   return `local function addStandardJob(KEYS, ARGV)
 ${lua}
 end
+${jobStatus}
+local producer = ARGV[1]
 local out = {}
-for i = 1, #ARGV / ${ARGS} do
-  local ok, res = pcall(addStandardJob, KEYS, { ARGV[(i - 1) * ${ARGS} + 1], ARGV[(i - 1) * ${ARGS} + 2],
-    ARGV[(i - 1) * ${ARGS} + 3] })
+for i = 1, (#ARGV - 2) / ${ARGS} do
+  local b = 2 + (i - 1) * ${ARGS}
+  local met
+  if producer ~= "" then
+    local ok, args = pcall(cmsgpack.unpack, ARGV[b + 1])
+    if ok and type(args) == "table" and type(args[1]) == "string" and type(args[2]) == "string"
+      and args[2] ~= "" and redis.call("EXISTS", args[1] .. args[2]) == 1 then
+      met = args
+    end
+  end
+  local ok, res = pcall(addStandardJob, KEYS, { ARGV[b + 1], ARGV[b + 2], ARGV[b + 3] })
   if not ok then
     if not (type(res) == "table" and res.err) then res = redis.error_reply(tostring(res)) end
   elseif res == nil then
     res = false
+  elseif met then
+    local jobKey = met[1] .. met[2]
+    local waiterKey = jobKey .. ":cell0-waiters"
+    redis.call("SADD", waiterKey, producer)
+    redis.call("PEXPIRE", waiterKey, ARGV[2])
+    local st = jobStatus(KEYS[5], met[1] .. "failed", jobKey, met[2])
+    res = { res, st[1], st[2], st[3] }
   end
   out[i] = res
 end
@@ -94,7 +138,7 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
   if (done) return done.stats;
   const found = bullmqScript(conn, 'addStandardJob', KEYS);
   if (!found) return undefined;
-  const lua = addBatchLua(found.lua);
+  const lua = addBatchLua(found.lua, luaInclude('job-status'));
   try {
     // A script that does not compile would fail every add of a batch: checked once, here.
     await (conn as unknown as { script(sub: 'LOAD', lua: string): Promise<unknown> }).script('LOAD', lua);
@@ -112,18 +156,27 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
     stats.single++;
     original.call(conn, item.args).then(item.resolve, item.reject);
   };
-  const sendGroup = (items: Pending[], shared: unknown[]) => {
-    if (items.length === 1) return alone(items[0]!);
+  const sendGroup = (items: Pending[], shared: unknown[], waiter: AddWaiter | undefined) => {
+    // With a registration, even a lone add goes through the batched script (it tells created from met).
+    if (items.length === 1 && !waiter) return alone(items[0]!);
     stats.calls++;
     stats.adds += items.length;
-    const argv: unknown[] = [];
+    const argv: unknown[] = [waiter?.producerId ?? '', waiter?.ttlMs ?? 0];
     for (const item of items) for (let i = KEYS; i < KEYS + ARGS; i++) argv.push(item.args[i]);
     sendBatch.call(conn, KEYS, ...shared, ...argv).then(
       (results) => {
         for (let i = 0; i < items.length; i++) {
           const r = results[i];
           if (r instanceof Error) items[i]!.reject(r);
-          else items[i]!.resolve(r ?? null);
+          else if (Array.isArray(r)) {
+            // An add that met an existing job: its registration's read rides behind BullMQ's answer.
+            waiter?.found.set(String(r[0]), r.slice(1));
+            items[i]!.resolve(r[0] ?? null);
+          } else {
+            // The same id met later in the batch keeps its registration (the wider answer).
+            if (waiter && typeof r === 'string' && !waiter.found.has(r)) waiter.found.set(r, true);
+            items[i]!.resolve(r ?? null);
+          }
         }
       },
       (err: unknown) => {
@@ -142,7 +195,7 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
       for (const item of g.items) {
         const key = item.args.slice(0, KEYS).join('\n');
         if (run.length > 0 && (key !== sharedKey || run.length >= MAX_BATCH)) {
-          sendGroup(run, shared);
+          sendGroup(run, shared, g.waiter);
           run = [];
         }
         if (run.length === 0) {
@@ -151,7 +204,7 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
         }
         run.push(item);
       }
-      if (run.length > 0) sendGroup(run, shared);
+      if (run.length > 0) sendGroup(run, shared, g.waiter);
     },
   };
   const wrapped = function (this: unknown, ...a: unknown[]): unknown {
@@ -167,16 +220,23 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
   return stats;
 }
 
+/** Whether {@link gatherAdds} on `conn` batches its adds (and so fills an {@link AddWaiter}'s `found`). */
+export function addsBatched(conn: RedisConnection): boolean {
+  return batchedOn.has(conn);
+}
+
 /**
  * Runs `fn`, and sends the standard adds it issued on `conn` (synchronously) as one script call when it
  * returns, before any command issued after gatherAdds: the order of commands on the connection is kept
  * (the adds in their own order, then what follows). Without {@link batchAdds} on `conn` (or when it
- * changed nothing) it only runs `fn`. Adds issued after an await inside `fn` go as usual.
+ * changed nothing) it only runs `fn`. Adds issued after an await inside `fn` go as usual. With `waiter`
+ * (and batched adds, see {@link addsBatched}), each add also tells whether it created its job, and one that
+ * met an existing job registers `waiter.producerId` as its waiter (see {@link AddWaiter}).
  */
-export function gatherAdds<T>(conn: RedisConnection, fn: () => T): T {
+export function gatherAdds<T>(conn: RedisConnection, fn: () => T, waiter?: AddWaiter): T {
   const b = batchedOn.get(conn);
   if (!b || b.gathering) return fn();
-  const g: Gathering = { items: [] };
+  const g: Gathering = { items: [], waiter };
   b.gathering = g;
   try {
     return fn();

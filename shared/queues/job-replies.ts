@@ -9,11 +9,12 @@ export { decodeOutcome } from './job-outcome.js';
  * The result path: how a finished job's outcome reaches the producers waiting for it.
  *
  * The producer whose add creates a job names itself in the job: the add's options carry a token,
- * `cell0Reply: "<producer id>.<n>"` ({@link ADDER_OPTION}), stored by BullMQ with the job. Right behind its
- * adds, on the same connection, the producer sends one script (register-waiters.lua) that tells, per job,
- * whether its add created the job (the stored token is this add's): then nothing more is written. An add
- * that met an existing job, and a plain join, register the producer in the job's waiter set and read, in
- * the same step, whether the job already finished. The worker, once the job is completed or finally
+ * `cell0Reply: "<producer id>.<n>"` ({@link ADDER_OPTION}), stored by BullMQ with the job. The script call
+ * of its batched adds (add-batch.ts) tells, per job, whether the add created the job: then nothing more is
+ * written. An add that met an existing job registers the producer in the job's waiter set and reads, in the
+ * same step, whether the job already finished; a plain join (and an add sent some other way) does the same
+ * with one script right behind the adds, on the same connection (register-waiters.lua, which tells created
+ * from met by the stored token). The worker, once the job is completed or finally
  * failed, pushes the outcome to the reply inbox of the job's adder (from the job's options, which it read
  * when it took the job) and of every registered producer, and forgets them (reply-finished.lua,
  * reply-waiters.lua). Each producer reads only its own inbox, so the cost of delivering a result depends on

@@ -59,6 +59,13 @@ export function parseHeader(name: string, lua: string): { numberOfKeys: number |
   return { numberOfKeys: variadic ? undefined : fixed.length };
 }
 
+/** The text of the shared Lua functions `shared/lua/includes/<name>.lua`, for a script built in code. */
+export function luaInclude(name: string): string {
+  const path = join(LUA_DIR, 'includes', `${name}.lua`);
+  if (!existsSync(path)) throw new Error(`Lua include ${name}: ${path} does not exist`);
+  return readFileSync(path, 'utf8');
+}
+
 /** Reads (once) the script `name` with its includes inserted. Throws naming the file when it is missing. */
 export function luaScript(name: string): LuaScript {
   const cached = loaded.get(name);

@@ -1,7 +1,7 @@
 import { Job, Queue } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
-import { batchAdds, gatherAdds } from '../../shared/queues/add-batch';
+import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../../shared/queues/add-batch';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -105,6 +105,51 @@ describe('adds batched into one script call', () => {
     expect(await Promise.all(good)).toEqual(['a', 'b']);
     expect(stats).toEqual({ calls: 1, adds: 3, single: 0 });
     expect(await c.lrange(`${prefix}:q:wait`, 0, -1)).toEqual(['b', 'a']);
+    await queue.close();
+  });
+
+  test('with a waiter, each add tells whether it created its job; one that met a job registers and reads it', async () => {
+    const c = conn();
+    const prefix = uniquePrefix('ab');
+    const queue = new Queue('q', { connection: c, prefix });
+    await queue.waitUntilReady();
+    expect(addsBatched(c)).toBe(false);
+    const stats = (await batchAdds(c))!;
+    expect(addsBatched(c)).toBe(true);
+    const client = await queue.getBackend().client;
+    const waiters = (id: string) => `${prefix}:q:${id}:cell0-waiters`;
+    await queue.add('j', { n: 0 }, { jobId: 'waiting' });
+    await c.hset(`${prefix}:q:done`, 'opts', '{}', 'returnvalue', '{"x":1}', 'finishedOn', '42');
+    await c.zadd(`${prefix}:q:completed`, 42, 'done');
+    await c.hset(`${prefix}:q:lost`, 'opts', '{}', 'failedReason', 'boom', 'finishedOn', '43');
+    await c.zadd(`${prefix}:q:failed`, 43, 'lost');
+
+    const add = (id: string) => new Job(queue, 'j', { id }, { jobId: id }, id).addJob(client);
+    const waiter: AddWaiter = { producerId: 'p1', ttlMs: 60_000, found: new Map() };
+    const ids = gatherAdds(c, () => ['new', 'waiting', 'done', 'lost', 'new'].map(add), waiter);
+    expect(await Promise.all(ids)).toEqual(['new', 'waiting', 'done', 'lost', 'new']);
+    expect(stats).toEqual({ calls: 1, adds: 5, single: 0 });
+    expect(waiter.found).toEqual(
+      new Map<string, true | unknown[]>([
+        // The second add of 'new' met the job the first one created: it is registered.
+        ['new', [0, null, null]],
+        ['waiting', [0, null, null]],
+        ['done', [1, '{"x":1}', '42']],
+        ['lost', [2, 'boom', '43']],
+      ]),
+    );
+    for (const id of ['new', 'waiting', 'done', 'lost']) {
+      expect(await c.smembers(waiters(id))).toEqual(['p1']);
+      expect(await c.pttl(waiters(id))).toBeGreaterThan(50_000);
+    }
+
+    // A lone add with a waiter goes through the batched script too; a created job registers nothing.
+    const alone: AddWaiter = { producerId: 'p1', ttlMs: 60_000, found: new Map() };
+    expect(await gatherAdds(c, () => add('fresh'), alone)).toBe('fresh');
+    expect(alone.found).toEqual(new Map([['fresh', true]]));
+    expect(stats).toEqual({ calls: 2, adds: 6, single: 0 });
+    expect(await c.exists(waiters('fresh'))).toBe(0);
+    expect(await c.lrange(`${prefix}:q:wait`, 0, -1)).toEqual(['fresh', 'new', 'waiting']);
     await queue.close();
   });
 });
