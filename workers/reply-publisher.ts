@@ -143,6 +143,15 @@ export class ReplyPublisher {
     return '?';
   }
 
+  /** The inbox key prefix of each queue key (the same string for every reply of the queue). */
+  private readonly inboxPrefixes = new Map<string, string>();
+
+  private inboxPrefixOf(queueKey: string): string {
+    let p = this.inboxPrefixes.get(queueKey);
+    if (p === undefined) this.inboxPrefixes.set(queueKey, (p = inboxKey(queueKey, '')));
+    return p;
+  }
+
   private behindFinish(conn: RedisConnection, queueKey: string, call: FinishCall): void {
     if (this.closing) return;
     const adder = this.takeAdder(queueKey, call.jobId);
@@ -153,7 +162,7 @@ export class ReplyPublisher {
       waiterKey: waiterSetKey(queueKey, call.jobId),
       reply: REPLY_FROM_FINISH,
       adder,
-      inboxPrefix: inboxKey(queueKey, ''),
+      inboxPrefix: this.inboxPrefixOf(queueKey),
       inboxTtlMs: INBOX_TTL_MS,
       done: (count) => {
         if (count >= 0) this.counts.withFinish++;
@@ -204,6 +213,17 @@ export class ReplyPublisher {
   }
 
   /**
+   * The job's event came and the reply sent behind its finish has answered its waiters already: forgets that
+   * reply and returns true (nothing more to do, no reply to build). False otherwise: then call
+   * {@link finished}.
+   */
+  answeredBehindFinish(jobId: string): boolean {
+    if (this.sent.get(jobId)?.ok !== true) return false;
+    this.sent.delete(jobId);
+    return true;
+  }
+
+  /**
    * The job's event came (it is stored as finished): its reply, unless the one sent behind its finish
    * answered the waiters already.
    */
@@ -246,7 +266,8 @@ export function attachReplyPublisher(worker: Worker, queueKey: string, publisher
   // 'completed' is emitted once the job is stored as completed: a producer that registers from then on
   // reads the outcome itself, every earlier one is in the waiter set the reply goes to.
   worker.on('completed', (job, returnvalue) => {
-    if (job.id)
+    // Usually the reply rode in the job's finish call and has been answered: no reply to build.
+    if (job.id && !publisher.answeredBehindFinish(job.id))
       publisher.finished(queueKey, {
         jobId: job.id,
         status: 'completed',

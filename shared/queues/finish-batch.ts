@@ -5,7 +5,8 @@
  * the finishes of one tick on one connection go to Redis as one call of a script that runs BullMQ's own
  * `moveToFinished` script body once per job, in order: the keys every job shares are sent once, each job
  * adds its own key and its 9 arguments. Each job's finish does exactly what BullMQ's call does (the same
- * Lua, the same keys and arguments, the same data layout), and each caller gets its own answer: the next
+ * Lua, the same keys and arguments, the same data layout; only the approximate trim of the event stream is
+ * done once per call, see trimOncePerCall), and each caller gets its own answer: the next
  * job to run, 0, a negative code, or its own error (a job's Lua error is caught per job, its neighbours
  * are finished as usual). The replies to the producers waiting for those jobs can ride in the same call
  * ({@link replyWithFinish}): then a job's finish and its reply are one command, a lone finish included.
@@ -63,8 +64,7 @@ interface Pending {
 }
 
 interface Batch {
-  /** The keys the batch's finishes share (all but the job's own), joined: a finish that differs starts another. */
-  sharedKey: string;
+  /** The keys the batch's finishes share (all but the job's own): a finish whose keys differ starts another. */
   shared: unknown[];
   items: Pending[];
   sent?: boolean;
@@ -129,6 +129,13 @@ const NO_MARKS: readonly [null, null] = Object.freeze([null, null]);
 /** The inbox of a batch whose call carries no reply (it is sent with the reply script for its marks). */
 const NO_INBOX = Object.freeze({ prefix: '', ttlMs: 0 });
 
+/** Whether a finish's arguments name the keys a batch's finishes share (all but the job's own hash). */
+function sameShared(shared: readonly unknown[], args: readonly unknown[]): boolean {
+  for (let k = 0; k < JOB_KEY; k++) if (shared[k] !== args[k]) return false;
+  for (let k = JOB_KEY + 1; k < KEYS; k++) if (shared[k - 1] !== args[k]) return false;
+  return true;
+}
+
 /** Hands the marks of the jobs a finish call fetched to `m.onFetched` (see FinishMarks). */
 function deliverMarks(m: FinishMarks, results: unknown[], marks: unknown): void {
   for (let i = 0; i < results.length; i++) {
@@ -174,6 +181,26 @@ return out
 `;
 }
 
+/** BullMQ's trim of the queue's event stream in moveToFinished, a line of its own (its indentation kept). */
+const TRIM_CALL = /^([ \t]*)trimEvents\(metaKey, eventStreamKey\)[ \t]*$/gm;
+
+/**
+ * BullMQ's moveToFinished text with its trim of the queue's event stream (an HGET of the length limit and an
+ * approximate XTRIM) run by the first finish of a batched call only, not by each: the finishes of one call
+ * share the event stream and the limit, and the trim is approximate (`MAXLEN ~`) anyway, so a call of n
+ * finishes leaves the stream at most its own events longer than n calls would have, and trimmed by the next
+ * call. The flag `trimmed` is the batched script's (one per call). The text is returned unchanged when the
+ * call is not found exactly once (another BullMQ's script): then every finish trims, as BullMQ's own call does.
+ */
+export function trimOncePerCall(lua: string): string {
+  const found = lua.match(TRIM_CALL);
+  if (found?.length !== 1) return lua;
+  return lua.replace(
+    TRIM_CALL,
+    '$1if not trimmed then trimmed = true; trimEvents(metaKey, eventStreamKey) end',
+  );
+}
+
 /**
  * What both batched scripts share: BullMQ's moveToFinished text (`lua`) as a function of (KEYS, ARGV), and
  * `finishOne(jobKey, args)`, which runs it for one job with BullMQ's keys rebuilt from the shared ones (the
@@ -181,8 +208,9 @@ return out
  * error, false for nil) and the keys it ran with.
  */
 function finishOneLua(lua: string): string {
-  return `local function moveToFinished(KEYS, ARGV)
-${lua}
+  return `local trimmed = false
+local function moveToFinished(KEYS, ARGV)
+${trimOncePerCall(lua)}
 end
 local shared = {}
 for i = 1, ${KEYS - 1} do shared[i] = KEYS[i] end
@@ -406,15 +434,14 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
       lastQueued.set(conn, undefined);
       return original.apply(this, a);
     }
-    const shared = [...args.slice(0, JOB_KEY), ...args.slice(JOB_KEY + 1, KEYS)];
-    const sharedKey = shared.join('\n');
-    if (batch && (batch.sharedKey !== sharedKey || batch.items.length >= MAX_BATCH)) {
+    if (batch && (batch.items.length >= MAX_BATCH || !sameShared(batch.shared, args))) {
       const full = batch;
       batch = undefined;
       flush(full);
     }
     if (!batch) {
-      const b: Batch = { sharedKey, shared, items: [] };
+      const shared = [...args.slice(0, JOB_KEY), ...args.slice(JOB_KEY + 1, KEYS)];
+      const b: Batch = { shared, items: [] };
       batch = b;
       process.nextTick(() => flush(b));
     }

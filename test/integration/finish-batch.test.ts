@@ -1,12 +1,13 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
-import { hookMoveToFinished, type FinishCall } from '../../shared/queues/bullmq-internals';
+import { bullmqScript, hookMoveToFinished, type FinishCall } from '../../shared/queues/bullmq-internals';
 import {
   batchFinishes,
   readMarksWithFinishes,
   REPLY_FROM_FINISH,
   replyWithFinish,
+  trimOncePerCall,
 } from '../../shared/queues/finish-batch';
 import { decodeReply, encodeRawReply, inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
@@ -346,5 +347,55 @@ describe('finishes batched into one script call', () => {
       expect(stats!.withReplies).toBe(0);
       expect(stats!.calls + stats!.single).toBeGreaterThan(0);
     }
+  });
+
+  test("the event stream is trimmed by a batched call's first finish, and stays trimmed", async () => {
+    const prefix = uniquePrefix('fbt');
+    const other = conn();
+    // The trim limit BullMQ reads from the queue's meta hash (streams.events.maxLen).
+    const queue = new Queue('q', { connection: other, prefix, streams: { events: { maxLen: 10 } } });
+    await queue.waitUntilReady();
+    await until(
+      async () => (await other.hget(`${prefix}:q:meta`, 'opts.maxLenEvents')) === '10',
+      5000,
+      'the event stream limit stored',
+    );
+    const { worker, workerConn } = await gatedWorker(prefix, 8, (job) => ({ n: job.id }));
+    // BullMQ's own finish has the trim this relies on (else every finish trims, as before).
+    const own = bullmqScript(workerConn, 'moveToFinished', 14)!;
+    expect(trimOncePerCall(own.lua)).not.toBe(own.lua);
+    const stats = (await batchFinishes(workerConn))!;
+    const total = 600;
+    await queue.addBulk(Array.from({ length: total }, (_, n) => ({ name: 'j', data: { n } })));
+    // Only the finishes trim from here on: untrimmed, each job would add two more events (active, completed).
+    const before = await other.xlen(`${prefix}:q:events`);
+    let done = 0;
+    const all = new Promise<void>((r) => worker.on('completed', () => ++done === total && r()));
+    void worker.run();
+    try {
+      await all;
+    } finally {
+      await worker.close();
+      await queue.close();
+    }
+    expect(stats.calls).toBeGreaterThan(0);
+    expect(stats.finishes).toBeGreaterThan(stats.calls);
+    const after = await other.xlen(`${prefix}:q:events`);
+    // MAXLEN ~ trims whole stream nodes (100 entries each): the stream ends near the limit, far below its
+    // untrimmed length (at least the 1,200 events of the finishes).
+    expect(after).toBeLessThan(300);
+    expect(after).toBeLessThan(before + 2 * total);
+  });
+
+  test("BullMQ's trim call is guarded once per call, or the text is left alone", () => {
+    const body = 'local x = 1\n    trimEvents(metaKey, eventStreamKey)\nreturn x';
+    expect(trimOncePerCall(body)).toBe(
+      'local x = 1\n    if not trimmed then trimmed = true; trimEvents(metaKey, eventStreamKey) end\nreturn x',
+    );
+    // The function's own definition is not a call; a text with no call, or with two, is used as is.
+    const def = 'local function trimEvents(metaKey, eventStreamKey)\nend';
+    expect(trimOncePerCall(def)).toBe(def);
+    const twice = `${body}\n  trimEvents(metaKey, eventStreamKey)`;
+    expect(trimOncePerCall(twice)).toBe(twice);
   });
 });
