@@ -1,10 +1,11 @@
-import express, { type Request, type Response, type Router } from 'express';
+import { type Request, type RequestHandler, type Response, type Router } from 'express';
 import { ErrorCode, ValidationError } from '../../../shared/errors.js';
 import { type Cell0Client } from '../../cell0-client.js';
 import { type SubmitResult } from '../../job-submitter.js';
 import { tenantOf } from '../access-control.js';
 import { failedStatus, sendError } from '../error-mapper.js';
-import { isPlainObject } from './util.js';
+import { jsonBody } from '../json-body.js';
+import { isPlainObject, sendJson } from './util.js';
 
 /** What the work routes need. */
 export interface WorkRoutesOptions {
@@ -25,7 +26,7 @@ export interface WorkRoutesOptions {
  */
 export function addWorkRoutes(v1: Router, opts: WorkRoutesOptions): void {
   const { client, keysConfigured, resultWaitMs, maxWaitMs } = opts;
-  const json = express.json({ limit: opts.maxBodyBytes, strict: true, type: () => true });
+  const json = jsonBody(opts.maxBodyBytes);
 
   /** Checks the content type, parses JSON, splits the envelope (`wait`) from the request proper. */
   const readBody = (req: Request, res: Response): { body: Record<string, unknown>; waitMs: number } => {
@@ -55,7 +56,7 @@ export function addWorkRoutes(v1: Router, opts: WorkRoutesOptions): void {
     return { body: rest, waitMs };
   };
 
-  const requireJson: express.RequestHandler = (req, res, next) => {
+  const requireJson: RequestHandler = (req, res, next) => {
     if (!req.is(['application/json', 'application/*+json'])) {
       sendError(res, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json');
       return;
@@ -101,7 +102,7 @@ export function addMethodNotAllowed(v1: Router): void {
 /** A submission's outcome as HTTP: 200 with the result, the failure's status, or 202 with where to poll. */
 function respond(req: Request, res: Response, r: SubmitResult): void {
   if (r.state === 'completed') {
-    res.status(200).json({
+    sendJson(req, res, 200, {
       jobId: r.jobId,
       queue: r.queue,
       status: 'completed',
@@ -112,7 +113,7 @@ function respond(req: Request, res: Response, r: SubmitResult): void {
       result: r.result,
     });
   } else if (r.state === 'failed') {
-    res.status(failedStatus(r.code)).json({
+    sendJson(req, res, failedStatus(r.code), {
       jobId: r.jobId,
       queue: r.queue,
       status: 'failed',
@@ -123,7 +124,7 @@ function respond(req: Request, res: Response, r: SubmitResult): void {
     const away = r.backendUnavailable;
     res.setHeader('Location', poll);
     res.setHeader('Retry-After', away ? String(Math.ceil(away.retryAfterMs / 1000)) : '1');
-    res.status(202).json({
+    sendJson(req, res, 202, {
       jobId: r.jobId,
       queue: r.queue,
       status: 'pending',
