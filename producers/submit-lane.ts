@@ -27,7 +27,7 @@ import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../shared/qu
 import { type QueueName } from '../shared/queues/names.js';
 import { shardKey, shardPrefix } from '../shared/queues/shards.js';
 import { settledWithin } from '../shared/sleep.js';
-import { telemetryOption, traceMetadata, withSpan } from '../shared/tracing/tracing.js';
+import { telemetryOption, traceMetadata, tracingOn, withSpan } from '../shared/tracing/tracing.js';
 import { JobWaiter, type JobEvent, type WaiterGroup } from './job-waiter.js';
 import { ReplyInbox } from './reply-inbox.js';
 
@@ -324,18 +324,21 @@ export class SubmitLane {
    * adds jobs the way Queue.add would, which BullMQ's own telemetry does not see.
    */
   add(item: AddItem): Promise<JobOutcome> {
+    // Tracing off (the usual case): no span, no copy of the item, no closure per add.
+    if (!tracingOn()) return this.addTraced(item);
     return withSpan(
       `add ${this.queue.name}`,
       'producer',
       { 'messaging.destination.name': this.queue.name, 'cell0.job_id': item.jobId },
-      () => {
-        const it = { ...item, telemetry: traceMetadata() };
-        const group = this.gathering;
-        if (group)
-          return new Promise<JobOutcome>((resolve, reject) => group.push({ item: it, resolve, reject }));
-        return this.adder.add([it]).then(([o]) => this.settle(it, o));
-      },
+      () => this.addTraced({ ...item, telemetry: traceMetadata() }),
     );
+  }
+
+  /** {@link add} of an item that carries its trace context (or none: tracing off). */
+  private addTraced(it: AddItem): Promise<JobOutcome> {
+    const group = this.gathering;
+    if (group) return new Promise<JobOutcome>((resolve, reject) => group.push({ item: it, resolve, reject }));
+    return this.adder.add([it]).then(([o]) => this.settle(it, o));
   }
 
   /**

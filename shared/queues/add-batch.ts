@@ -73,6 +73,12 @@ interface Batched {
   send: (g: Gathering) => void;
 }
 
+/** Whether an add's first KEYS arguments are `keys` (compared in place: no copy, no joined string per add). */
+function sameKeys(args: unknown[], keys: unknown[]): boolean {
+  for (let i = 0; i < KEYS; i++) if (args[i] !== keys[i]) return false;
+  return true;
+}
+
 /** The connections whose adds {@link batchAdds} can batch. */
 const batchedOn = new WeakMap<RedisConnection, Batched>();
 
@@ -191,17 +197,12 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
       // In order: a run of adds with the same keys (and at most MAX_BATCH) per call.
       let run: Pending[] = [];
       let shared: unknown[] = [];
-      let sharedKey = '';
       for (const item of g.items) {
-        const key = item.args.slice(0, KEYS).join('\n');
-        if (run.length > 0 && (key !== sharedKey || run.length >= MAX_BATCH)) {
+        if (run.length > 0 && (run.length >= MAX_BATCH || !sameKeys(item.args, shared))) {
           sendGroup(run, shared, g.waiter);
           run = [];
         }
-        if (run.length === 0) {
-          shared = item.args.slice(0, KEYS);
-          sharedKey = key;
-        }
+        if (run.length === 0) shared = item.args.slice(0, KEYS);
         run.push(item);
       }
       if (run.length > 0) sendGroup(run, shared, g.waiter);
