@@ -23,7 +23,10 @@ export interface TokenStreamWriterOptions {
   jobId: string;
   /** Most entries kept (XADD MAXLEN ~). */
   maxLen: number;
-  /** Lifetime of the stream after its last write, ms. */
+  /**
+   * Lifetime of the stream after its end entry, ms; while it is written, renewed at most every half of it (a
+   * stream never has less than half of it left).
+   */
   ttlMs: number;
   /**
    * Least time between the starts of two text writes, ms (default 20): the first text goes out at once,
@@ -253,6 +256,8 @@ export class TokenStreamWriter {
   /** Called once, when the first text is in Redis (the stage timings of a traced stream). */
   onFirstText: (() => void) | undefined;
   private textWritten = false;
+  /** When this attempt's writes last set the stream's lifetime (see write()). */
+  private renewedAt = -Infinity;
 
   constructor(private readonly opts: TokenStreamWriterOptions) {
     this.flushMs = opts.flushMs ?? TOKEN_FLUSH_MS;
@@ -265,13 +270,19 @@ export class TokenStreamWriter {
    * One write (see {@link tokenWrite}): the cancel's check or not, the emptying or not, and the entries'
    * values (each entry's count of fields and values, then those).
    */
-  private tokenWrite(checkCancel: '0' | '1', trim: '0' | '1', entries: (string | number)[]): Promise<number> {
+  private tokenWrite(
+    checkCancel: '0' | '1',
+    trim: '0' | '1',
+    entries: (string | number)[],
+    renew: '0' | '1' = '0',
+  ): Promise<number> {
     const { redis, keys, maxLen, ttlMs } = this.opts;
     return tokenWrite(redis, keys.stream, keys.cancel, [
       checkCancel,
       trim,
       maxLen,
       ttlMs,
+      renew,
       entries.length,
       ...entries,
     ]);
@@ -427,7 +438,14 @@ export class TokenStreamWriter {
       }
       const trim = this.trimPending;
       this.trimPending = false;
-      const honoured = await this.tokenWrite('1', trim ? '1' : '0', args);
+      // The stream's lifetime is set by the attempt's first write, then at most every half lifetime, and
+      // by the end (the stream lives ttlMs after it): not by every write (each renewal was a PEXPIRE in
+      // Redis, about six per stream). Between renewals the stream has at least half its lifetime left, and
+      // a write that finds it gone makes it again with its lifetime (token-write.lua).
+      const now = this.now();
+      const renew = extra?.kind === 'end' || now - this.renewedAt >= this.opts.ttlMs / 2;
+      if (renew) this.renewedAt = now;
+      const honoured = await this.tokenWrite('1', trim ? '1' : '0', args, renew ? '1' : '0');
       if (!this.textWritten && honoured !== 1 && entries.some((e) => e.kind === 'text')) {
         this.textWritten = true;
         this.onFirstText?.();

@@ -209,6 +209,42 @@ describe('TokenStreamWriter', () => {
     ]);
   });
 
+  test("the stream's lifetime: set by the first write, kept by the next ones, set again after half of it and by the end", async () => {
+    let t = 0;
+    // ttlMs 60000: the writes within 30000 ms (on the writer's clock) of the last renewal keep the lifetime.
+    const { w, keys } = await writerFor(0, () => t);
+    const pttl = () => redis.pttl(keys.stream);
+    await w.open(0);
+    w.push('a');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    expect(await pttl()).toBeGreaterThan(50_000);
+    await redis.pexpire(keys.stream, 40_000);
+    t = 1000;
+    w.push('b');
+    await until(async () => (await entries(keys.stream)).length === 3, 10_000);
+    // Not renewed: still what was left of it.
+    expect(await pttl()).toBeLessThanOrEqual(40_000);
+    expect(await pttl()).toBeGreaterThan(0);
+    // A stream gone under the attempt (deleted, expired) is made again by the next write, with its lifetime.
+    await redis.del(keys.stream);
+    t = 2000;
+    w.push('c');
+    await until(async () => (await entries(keys.stream)).length === 1, 10_000);
+    expect(await pttl()).toBeGreaterThan(50_000);
+    // Half the lifetime after the first write: renewed.
+    await redis.pexpire(keys.stream, 40_000);
+    t = 30_000;
+    w.push('d');
+    await until(async () => (await entries(keys.stream)).length === 2, 10_000);
+    expect(await pttl()).toBeGreaterThan(50_000);
+    // The end renews it: the stream lives its whole lifetime after its last entry.
+    await redis.pexpire(keys.stream, 40_000);
+    t = 31_000;
+    await w.end(end);
+    expect((await entries(keys.stream)).map((e) => e.kind)).toEqual(['text', 'text', 'end']);
+    expect(await pttl()).toBeGreaterThan(50_000);
+  });
+
   test('a cancel mark aborts the attempt at the next write; an unwanted stream writes nothing', async () => {
     const { w, keys } = await writerFor(600_000);
     await w.open(0);

@@ -107,7 +107,7 @@ export interface Cell0WorkerOptions {
   /**
    * Token streams (see shared/queues/token-stream.ts): when a caller asked to stream a job, its text is
    * written to a Redis Stream as the backend produces it, on a connection of its own. `maxLen` bounds the
-   * entries kept (default 10000), `ttlMs` is the stream's lifetime after its last write (default 300000).
+   * entries kept (default 10000), `ttlMs` is the stream's lifetime after its end (at least half of it after any write; default 300000).
    * false: never stream (a streaming caller then gets the whole answer when the job finishes).
    */
   tokenStreams?: { maxLen?: number; ttlMs?: number } | false;

@@ -50,7 +50,7 @@ export interface TokenStreamsOptions {
   prefix: string;
   /** Most entries a stream keeps. */
   maxLen: number;
-  /** Lifetime of a stream after its last write, ms. */
+  /** Lifetime of a stream after its end (at least half of it after any write), ms. */
   ttlMs: number;
   rootLogger: Logger;
   log: Logger;
