@@ -187,26 +187,95 @@ export function parseInferenceRequest(input: unknown, limits: InputLimits): Infe
 }
 
 /**
- * The most common request, `{ model, prompt }` with an optional `system` (plain strings that pass their
- * checks) and optional numeric `params`, canonicalised without running the schema: the result is exactly
- * what inferenceRequestSchema makes of it, keys in the same order (test/unit/schemas.test.ts holds the two
- * to each other). Anything else — another field, `params.stop`, a value the schema would refuse or alter —
- * is undefined here and goes through the schema, which fills the defaults of the other fields and names
- * what is wrong. The schema run is the largest part of a producer's CPU per request after BullMQ's add.
+ * The most common requests, `{ model, prompt }` with an optional `system`, or `{ model, messages }` (the
+ * OpenAI routes' shape: messages of plain strings with a known role), either with optional numeric `params`
+ * and optional `cache` controls, canonicalised without running the schema: the result is exactly what
+ * inferenceRequestSchema makes of it, keys in the same order (test/unit/schemas.test.ts holds the two to
+ * each other). Anything else — another field, `params.stop`, a value the schema would refuse or alter — is
+ * undefined here and goes through the schema, which fills the defaults of the other fields and names what
+ * is wrong. The schema run is the largest part of a producer's CPU per request after BullMQ's add.
  */
 function plainPromptRequest(input: unknown): InferenceJobData | undefined {
   if (!isPlainRecord(input)) return undefined;
-  for (const k in input)
-    if (k !== 'model' && k !== 'prompt' && k !== 'system' && k !== 'params') return undefined;
+  for (const k in input) if (!PLAIN_REQUEST_KEYS.has(k) || input[k] === undefined) return undefined;
   const { model, prompt, system } = input;
   if (typeof model !== 'string' || model.length > MODEL_NAME_MAX || !MODEL_NAME_RE.test(model))
     return undefined;
-  if (typeof prompt !== 'string' || prompt.length === 0 || !isWellFormedText(prompt)) return undefined;
+  let messages: ChatMessage[] | undefined;
+  if ('messages' in input) {
+    // The schema's refinements: not with a prompt, and the system prompt goes in a message.
+    if ('prompt' in input || 'system' in input) return undefined;
+    messages = plainMessages(input.messages);
+    if (messages === undefined) return undefined;
+  } else if (typeof prompt !== 'string' || prompt.length === 0 || !isWellFormedText(prompt)) return undefined;
   const params = 'params' in input ? plainParams(input.params) : { ...PARAMS_PARSED_DEFAULTS };
   if (params === undefined) return undefined;
-  if (!('system' in input)) return { model, params, prompt };
-  if (typeof system !== 'string' || !isWellFormedText(system)) return undefined;
-  return { model, params, prompt, system };
+  const cache = 'cache' in input ? plainCache(input.cache) : undefined;
+  if ('cache' in input && cache === undefined) return undefined;
+  if ('system' in input && (typeof system !== 'string' || !isWellFormedText(system))) return undefined;
+  // The schema's output order (alphabetical; an optional key only when given).
+  return {
+    ...(cache !== undefined ? { cache } : {}),
+    ...(messages !== undefined ? { messages } : {}),
+    model,
+    params,
+    ...(messages === undefined ? { prompt: prompt as string } : {}),
+    ...('system' in input ? { system: system as string } : {}),
+  };
+}
+
+/** The top-level keys of the fast path (each is checked below). */
+const PLAIN_REQUEST_KEYS: ReadonlySet<string> = new Set([
+  'cache',
+  'messages',
+  'model',
+  'params',
+  'prompt',
+  'system',
+]);
+const MESSAGE_ROLES: ReadonlySet<unknown> = new Set(['system', 'user', 'assistant']);
+const NAMESPACE_RE = /^[A-Za-z0-9._:@/-]{1,160}$/;
+
+/** `messages` as the schema outputs them (`{ content, role }` each), or undefined for anything it would not take as it is. */
+function plainMessages(m: unknown): ChatMessage[] | undefined {
+  if (!Array.isArray(m) || m.length < 1 || m.length > 512) return undefined;
+  const out: ChatMessage[] = new Array<ChatMessage>(m.length);
+  for (let i = 0; i < m.length; i++) {
+    const x: unknown = m[i];
+    if (!isPlainRecord(x)) return undefined;
+    let n = 0;
+    for (const k in x) {
+      if (k !== 'content' && k !== 'role') return undefined;
+      n++;
+    }
+    const { content, role } = x;
+    if (n !== 2 || typeof content !== 'string' || !MESSAGE_ROLES.has(role) || !isWellFormedText(content))
+      return undefined;
+    out[i] = { content, role: role as ChatMessage['role'] };
+  }
+  return out;
+}
+
+/** `cache` controls as the schema outputs them, or undefined for anything it would not take as they are. */
+function plainCache(c: unknown): CacheControl | undefined {
+  if (!isPlainRecord(c)) return undefined;
+  for (const k in c)
+    if ((k !== 'namespace' && k !== 'noCache' && k !== 'noStore' && k !== 'ttlSeconds') || c[k] === undefined)
+      return undefined;
+  const { namespace, noCache, noStore, ttlSeconds } = c;
+  if (
+    ('namespace' in c && (typeof namespace !== 'string' || !NAMESPACE_RE.test(namespace))) ||
+    ('noCache' in c && typeof noCache !== 'boolean') ||
+    ('noStore' in c && typeof noStore !== 'boolean') ||
+    ('ttlSeconds' in c && !inRange(ttlSeconds, 1, 31_536_000, true))
+  )
+    return undefined;
+  return {
+    ...('namespace' in c ? { namespace: namespace as string } : {}),
+    ...('noCache' in c ? { noCache: noCache as boolean } : {}),
+    ...('noStore' in c ? { noStore: noStore as boolean } : {}),
+    ...('ttlSeconds' in c ? { ttlSeconds: ttlSeconds as number } : {}),
+  };
 }
 
 function isPlainRecord(v: unknown): v is Record<string, unknown> {

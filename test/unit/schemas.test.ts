@@ -304,4 +304,103 @@ describe('request schemas', () => {
       spy.mockRestore();
     }
   });
+  it('messages and cache controls take the fast path, and it agrees with the schema on every mix of values', () => {
+    const big = { maxPromptBytes: 1 << 20, maxQueryBytes: 20 };
+    const spy = jest.spyOn(inferenceRequestSchema, 'safeParse');
+    try {
+      // The OpenAI routes' request: no schema run.
+      parseInferenceRequest(
+        {
+          model: 'm',
+          messages: [{ role: 'user', content: 'hi' }],
+          params: { max_tokens: 8 },
+          cache: { namespace: 't:u' },
+        },
+        big,
+      );
+      expect(spy).not.toHaveBeenCalled();
+      const message: unknown[] = [
+        { role: 'user', content: 'hi' },
+        { content: 'yo', role: 'assistant' },
+        { role: 'system', content: '' },
+        { role: 'developer', content: 'x' },
+        { role: 'user' },
+        { role: 'user', content: 1 },
+        { role: 'user', content: 'a\uD800b' },
+        { role: 'user', content: 'x', name: 'n' },
+        { role: 'user', content: undefined },
+        { role: undefined, content: 'x' },
+        { role: 'user', content: 'x', extra: undefined },
+        'text',
+        null,
+        [],
+      ];
+      const cache: unknown[] = [
+        {},
+        { namespace: 't' },
+        { namespace: 't:u@x/y-z_1.2' },
+        { namespace: '' },
+        { namespace: 'a b' },
+        { namespace: 'x'.repeat(161) },
+        { namespace: 7 },
+        { noCache: true },
+        { noCache: 'yes' },
+        { noStore: false, noCache: true },
+        { ttlSeconds: 1 },
+        { ttlSeconds: 0 },
+        { ttlSeconds: 31_536_000 },
+        { ttlSeconds: 31_536_001 },
+        { ttlSeconds: 1.5 },
+        { ttlSeconds: 60, namespace: 'n', noStore: true, noCache: false },
+        { other: 1 },
+        { namespace: undefined },
+        null,
+        'no-cache',
+      ];
+      let r = 987654; // xorshift32
+      const rand = (n: number) => {
+        r ^= r << 13;
+        r ^= r >>> 17;
+        r ^= r << 5;
+        return (r >>> 0) % n;
+      };
+      let accepted = 0;
+      let viaFast = 0;
+      for (let i = 0; i < 3000; i++) {
+        const input: Record<string, unknown> = { model: rand(8) === 0 ? 'bad model' : 'm' };
+        const shape = rand(6);
+        if (shape <= 3) input.messages = Array.from({ length: rand(4) }, () => message[rand(message.length)]);
+        if (shape >= 3) input.prompt = rand(5) === 0 ? '' : 'p';
+        if (shape === 5 && rand(2) === 0) input.messages = undefined;
+        if (rand(5) === 0) input.system = rand(2) === 0 ? 's' : 3;
+        if (rand(2) === 0) input.cache = cache[rand(cache.length)];
+        if (rand(3) === 0) input.params = rand(2) === 0 ? { max_tokens: 8 } : { stop: ['x'] };
+        const viaSchema = inferenceRequestSchema.safeParse(input);
+        const calls = spy.mock.calls.length;
+        let got: unknown;
+        try {
+          got = parseInferenceRequest(input, big);
+        } catch (e) {
+          expect({ input, err: e instanceof ValidationError, schema: viaSchema.success }).toEqual({
+            input,
+            err: true,
+            schema: false,
+          });
+          continue;
+        }
+        expect({ input, ok: viaSchema.success }).toEqual({ input, ok: true });
+        if (!viaSchema.success) continue;
+        accepted++;
+        if (spy.mock.calls.length === calls) viaFast++;
+        expect({ input, got: JSON.stringify(got) }).toEqual({ input, got: JSON.stringify(viaSchema.data) });
+        expect(got).toEqual(viaSchema.data);
+      }
+      expect(accepted).toBeGreaterThan(200);
+      // Both paths were tried: requests the fast path took, and (a stop list) ones it left to the schema.
+      expect(viaFast).toBeGreaterThan(accepted / 3);
+      expect(viaFast).toBeLessThan(accepted);
+    } finally {
+      spy.mockRestore();
+    }
+  });
 });
