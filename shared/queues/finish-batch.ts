@@ -5,8 +5,9 @@
  * the finishes of one tick on one connection go to Redis as one call of a script that runs BullMQ's own
  * `moveToFinished` script body once per job, in order: the keys every job shares are sent once, each job
  * adds its own key and its 9 arguments. Each job's finish does exactly what BullMQ's call does (the same
- * Lua, the same keys and arguments, the same data layout; only the approximate trim of the event stream is
- * done once per call, see trimOncePerCall), and each caller gets its own answer: the next
+ * Lua, the same keys and arguments, the same data layout; only the approximate trim of the event stream and
+ * the count for the metrics are done once per call, see trimOncePerCall and countOncePerCall), and each
+ * caller gets its own answer: the next
  * job to run, 0, a negative code, or its own error (a job's Lua error is caught per job, its neighbours
  * are finished as usual). The replies to the producers waiting for those jobs can ride in the same call
  * ({@link replyWithFinish}): then a job's finish and its reply are one command, a lone finish included.
@@ -177,6 +178,8 @@ local out = {}
 for i = 1, #KEYS - ${KEYS - 1} do
   out[i] = finishOne(KEYS[${KEYS - 1} + i], { unpack(ARGV, (i - 1) * ${ARGS} + 1, i * ${ARGS}) })
 end
+-- Outside any finish's own run: a failure here must not take the finishes' answers with it.
+pcall(collectDueMetrics)
 return out
 `;
 }
@@ -201,6 +204,64 @@ export function trimOncePerCall(lua: string): string {
   );
 }
 
+/** BullMQ's count of a finish for its metrics in moveToFinished, a line of its own (its indentation kept). */
+const METRICS_CALL =
+  /^([ \t]*)collectMetrics\(KEYS\[13\], KEYS\[13\] \.\. ':data', maxMetricsSize, timestamp\)[ \t]*$/gm;
+
+/**
+ * BullMQ's moveToFinished text with its count of the finish for the queue's metrics (an HINCRBY of the
+ * count and an HGET of the last data point's time, per finish) gathered for the whole batched call: each
+ * finish only adds 1 to the call's tally (`countMetrics`), and the call then counts them all at once
+ * (`collectDueMetrics`, BullMQ's collectMetrics with an increment of n, at the first finish's time). The
+ * counts and data points are those n calls would have left, except that the finishes of a call that
+ * straddles a minute's end all count in the minute it started in. The text is returned unchanged when the
+ * call is not found exactly once: then each finish counts itself, as BullMQ's own call does.
+ */
+export function countOncePerCall(lua: string): string {
+  const found = lua.match(METRICS_CALL);
+  if (found?.length !== 1) return lua;
+  return lua.replace(METRICS_CALL, '$1countMetrics(KEYS[13], maxMetricsSize, timestamp)');
+}
+
+/**
+ * The Lua behind {@link countOncePerCall}: `countMetrics(metaKey, maxDataPoints, timestamp)` adds a finish
+ * to the call's tally (a finish of other metrics first counts the tally so far), `collectDueMetrics()`
+ * counts the tally (BullMQ's includes/collectMetrics.lua, 6.7, with an increment of n instead of 1).
+ */
+const COUNT_METRICS_LUA = `local metricsDue = nil
+local function collectDueMetrics()
+  local m = metricsDue
+  if not m then return end
+  metricsDue = nil
+  local metaKey, dataPointsList, maxDataPoints, timestamp = m.key, m.key .. ':data', m.max, m.ts
+  local count = redis.call("HINCRBY", metaKey, "count", m.n) - m.n
+  local prevTS = redis.call("HGET", metaKey, "prevTS")
+  if not prevTS then
+    redis.call("HSET", metaKey, "prevTS", timestamp, "prevCount", 0)
+    return
+  end
+  local N = math.min(math.floor(timestamp / 60000) - math.floor(prevTS / 60000), tonumber(maxDataPoints))
+  if N > 0 then
+    local delta = count - redis.call("HGET", metaKey, "prevCount")
+    local points = { delta }
+    for i = 2, N do points[i] = 0 end
+    for from = 1, #points, 7000 do
+      redis.call("LPUSH", dataPointsList, unpack(points, from, math.min(from + 6999, #points)))
+    end
+    redis.call("LTRIM", dataPointsList, 0, maxDataPoints - 1)
+    redis.call("HSET", metaKey, "prevCount", count, "prevTS", timestamp)
+  end
+end
+local function countMetrics(metaKey, maxDataPoints, timestamp)
+  local m = metricsDue
+  if m and m.key == metaKey and m.max == maxDataPoints then
+    m.n = m.n + 1
+    return
+  end
+  collectDueMetrics()
+  metricsDue = { key = metaKey, max = maxDataPoints, ts = timestamp, n = 1 }
+end`;
+
 /**
  * What both batched scripts share: BullMQ's moveToFinished text (`lua`) as a function of (KEYS, ARGV), and
  * `finishOne(jobKey, args)`, which runs it for one job with BullMQ's keys rebuilt from the shared ones (the
@@ -209,8 +270,9 @@ export function trimOncePerCall(lua: string): string {
  */
 function finishOneLua(lua: string): string {
   return `local trimmed = false
+${COUNT_METRICS_LUA}
 local function moveToFinished(KEYS, ARGV)
-${trimOncePerCall(lua)}
+${countOncePerCall(trimOncePerCall(lua))}
 end
 local shared = {}
 for i = 1, ${KEYS - 1} do shared[i] = KEYS[i] end
@@ -281,6 +343,7 @@ for i = 1, jobs do
   end
 end
 pushReplies(acc, ARGV[2])
+pcall(collectDueMetrics)
 local marks = 0
 if marksPrefix ~= "" and redis.call("EXISTS", KEYS[#KEYS]) == 1 then
   marks = {}

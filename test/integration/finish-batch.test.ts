@@ -7,6 +7,7 @@ import {
   readMarksWithFinishes,
   REPLY_FROM_FINISH,
   replyWithFinish,
+  countOncePerCall,
   trimOncePerCall,
 } from '../../shared/queues/finish-batch';
 import { decodeReply, encodeRawReply, inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
@@ -364,6 +365,7 @@ describe('finishes batched into one script call', () => {
     // BullMQ's own finish has the trim this relies on (else every finish trims, as before).
     const own = bullmqScript(workerConn, 'moveToFinished', 14)!;
     expect(trimOncePerCall(own.lua)).not.toBe(own.lua);
+    expect(countOncePerCall(own.lua)).not.toBe(own.lua);
     const stats = (await batchFinishes(workerConn))!;
     const total = 600;
     await queue.addBulk(Array.from({ length: total }, (_, n) => ({ name: 'j', data: { n } })));
@@ -397,5 +399,63 @@ describe('finishes batched into one script call', () => {
     expect(trimOncePerCall(def)).toBe(def);
     const twice = `${body}\n  trimEvents(metaKey, eventStreamKey)`;
     expect(trimOncePerCall(twice)).toBe(twice);
+  });
+
+  test("a batched call's finishes are counted for the metrics as BullMQ's own finishes count them", async () => {
+    /** 8 jobs finished together (batched or not) on a queue whose metrics are due a data point. */
+    async function metricsAfter(batched: boolean) {
+      const prefix = uniquePrefix('fbx');
+      const other = conn();
+      const metaKey = `${prefix}:q:metrics:completed`;
+      // 5 counted so far, 2 of them in the last data point, two minutes ago.
+      await other.hset(metaKey, 'count', 5, 'prevCount', 2, 'prevTS', Date.now() - 120_000);
+      const queue = new Queue('q', { connection: other, prefix });
+      const workerConn = conn();
+      let started = 0;
+      let open: () => void = () => undefined;
+      const gate = new Promise<void>((r) => (open = r));
+      const worker = new Worker(
+        'q',
+        async () => {
+          if (++started === 8) open();
+          await gate;
+          return 'ok';
+        },
+        { connection: workerConn, prefix, concurrency: 8, autorun: false, metrics: { maxDataPoints: 10 } },
+      );
+      await worker.waitUntilReady();
+      const stats = batched ? await batchFinishes(workerConn) : undefined;
+      await queue.addBulk(Array.from({ length: 8 }, (_, n) => ({ name: 'j', data: { n } })));
+      let done = 0;
+      const all = new Promise<void>((r) => worker.on('completed', () => ++done === 8 && r()));
+      void worker.run();
+      try {
+        await all;
+      } finally {
+        await worker.close();
+        await queue.close();
+      }
+      if (stats) expect(stats).toEqual({ calls: 1, finishes: 8, single: 0, withReplies: 0 });
+      const meta = await other.hgetall(metaKey);
+      return {
+        count: meta.count,
+        prevCount: meta.prevCount,
+        points: await other.lrange(`${metaKey}:data`, 0, -1),
+      };
+    }
+    const own = await metricsAfter(false);
+    // The data point (3 since the last, then a minute of none) and the counts.
+    expect(own).toEqual({ count: '13', prevCount: '5', points: ['0', '3'] });
+    expect(await metricsAfter(true)).toEqual(own);
+  });
+
+  test("BullMQ's metrics count is replaced once, or the text is left alone", () => {
+    const call = "    collectMetrics(KEYS[13], KEYS[13] .. ':data', maxMetricsSize, timestamp)";
+    expect(countOncePerCall(`if x then\n${call}\nend`)).toBe(
+      'if x then\n    countMetrics(KEYS[13], maxMetricsSize, timestamp)\nend',
+    );
+    const def = 'local function collectMetrics(metaKey, dataPointsList, maxDataPoints, timestamp)\nend';
+    expect(countOncePerCall(def)).toBe(def);
+    expect(countOncePerCall(`${call}\n${call}`)).toBe(`${call}\n${call}`);
   });
 });
