@@ -119,7 +119,11 @@ export function printRow(r: {
       `${c.gcPauseMs} ms in all, ${c.lookupsDuringGc} lookups overlapped one`,
   );
   const t = c.tail as unknown as
-    (Record<string, number> & { threadCpuMs: Record<string, number> }) | undefined;
+    | (Record<string, number> & {
+        threadCpuMs: Record<string, number>;
+        over2MsNoGcByQuarter: Record<string, number>;
+      })
+    | undefined;
   if (t)
     console.log(
       `  lookups over 2 ms with no GC pause, starting < 10 ms after one: ${t.over2MsNoGcWithin10MsOfGc}; ` +
@@ -131,7 +135,8 @@ export function printRow(r: {
   if (t)
     console.log(
       `  lookups over 2 ms: ${t.over2Ms} (${t.over2MsWithGc} overlapped a GC pause; the ${t.over2MsNoGc} others: ` +
-        `main-thread CPU median ${t.over2MsNoGcMainCpuMedianMs} ms, process CPU median ${t.over2MsNoGcProcessCpuMedianMs} ms); ` +
+        `main-thread CPU median ${t.over2MsNoGcMainCpuMedianMs} ms, process CPU median ${t.over2MsNoGcProcessCpuMedianMs} ms; ` +
+        `by quarter of the window ${Object.values(t.over2MsNoGcByQuarter).join('/')}); ` +
         `p99 of the lookups no GC pause overlapped ${t.p99WithoutGcMs} ms\n` +
         `  redis script calls: ${t.redisScriptCalls}, time in redis p50 ${t.redisScriptP50Ms} ms  p99 ${t.redisScriptP99Ms} ms  ` +
         `max ${t.redisScriptMaxMs} ms, ${t.redisScriptsOver1Ms} over 1 ms (SLOWLOG)`,
@@ -205,6 +210,16 @@ export function tailOf(m: {
     over2MsNoGcWithin10MsOfGc: slow.filter(
       (x, i) => x.ms > 2 && !x.gc && pauses.some(([, pe]) => pe <= spans[i]![0] && spans[i]![0] - pe < 10),
     ).length,
+    /**
+     * The same, by quarter of the measured window: piled up in the first quarter, they point at
+     * work that ends as the process warms up (V8's compile jobs of functions that tier up then).
+     */
+    over2MsNoGcByQuarter: Object.fromEntries(
+      [1, 2, 3, 4].map((q) => [
+        `q${q}`,
+        slow.filter((x, i) => x.ms > 2 && !x.gc && Math.floor((i * 4) / slow.length) === q - 1).length,
+      ]),
+    ),
     threadCpuMs: threadCpu,
     over2MsNoGcMainCpuMedianMs: round(median(slowOther.map((x) => x.main))),
     over2MsNoGcProcessCpuMedianMs: round(median(slowOther.map((x) => x.cpu))),

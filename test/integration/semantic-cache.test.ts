@@ -11,6 +11,8 @@ import {
   type SemanticCacheOptions,
   type SemanticScope,
 } from '../../shared/cache/semantic';
+import { LSH_BANDS, LSH_ROWS } from '../../shared/cache/semantic/lsh';
+import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
 import { keyBase } from '../../shared/cache/semantic/scope';
 import { GUARD_TRIES } from '../../shared/cache/semantic/semantic-scripts';
 import { ConfigError, ValidationError } from '../../shared/errors';
@@ -671,6 +673,20 @@ describe('SemanticCache (on Redis)', () => {
     expect(await cache.get('Which river flows through Vienna', SCOPE)).toMatchObject({ value: 'the Danube' });
     await cache.set('Which river flows through Budapest?', 'the Danube', SCOPE);
     expect(embedded).toEqual([prompt, 'Which river flows through Budapest?']);
+  });
+
+  it('keeps what a lookup computed for its prompt (the store reuses it) when it missed, not when it hit', async () => {
+    const embedder = new HashedNgramEmbedder();
+    const cache = make({ embedder });
+    const memo = PromptMemo.of(embedder, `${LSH_BANDS}x${LSH_ROWS}`);
+    const stored = `Which river flows through Vienna, asked at ${Date.now()}?`;
+    await cache.set(stored, 'the Danube', SCOPE);
+    const repeat = stored.toUpperCase(); // the same after normalisation: an exact hit, another text
+    expect(await cache.get(repeat, SCOPE)).toMatchObject({ confidence: 'exact', value: 'the Danube' });
+    expect(memo.prepare(repeat).vec).toBeUndefined();
+    const unseen = `How tall is the tower built for the fair of ${Date.now()}?`;
+    expect(await cache.get(unseen, SCOPE)).toBeUndefined();
+    expect(memo.prepare(unseen).vec).toBeInstanceOf(Float32Array);
   });
 
   describe('withModelCache', () => {

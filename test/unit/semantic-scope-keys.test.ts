@@ -1,5 +1,6 @@
 import { HashedNgramEmbedder } from '../../shared/cache/semantic/embedder';
 import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
+import { normalizePrompt } from '../../shared/cache/semantic/text';
 import {
   bandFields,
   bandSuffix,
@@ -82,6 +83,20 @@ describe('the prompt memo shared per embedder', () => {
     expect(PromptMemo.of(e1, '20x12')).not.toBe(PromptMemo.of(e1, '16x12'));
     const p = PromptMemo.of(e1, '20x12').get('How do I reset my password?');
     expect(PromptMemo.of(e1, '20x12').get('How do I reset my password?')).toBe(p);
+  });
+
+  it('keeps what prepare() makes only once keep() is called, and answers it from then on', () => {
+    const memo = new PromptMemo();
+    const text = 'How do I rotate my API keys?';
+    const p = memo.prepare(text);
+    expect(p.normalized).toBe(normalizePrompt(text));
+    expect(memo.prepare(text)).not.toBe(p);
+    memo.keep(text, p);
+    expect(memo.prepare(text)).toBe(p);
+    expect(memo.get(text)).toBe(p);
+    const kept = new PromptMemo(0);
+    kept.keep(text, p);
+    expect(kept.prepare(text)).not.toBe(p);
   });
 });
 

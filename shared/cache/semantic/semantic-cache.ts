@@ -357,7 +357,7 @@ export class SemanticCache<T = unknown> {
       ? CacheMatchConfidence.EXACT
       : (opts.minConfidence ?? this.opts.defaultMinConfidence);
     const keys = this.keysFor(scope);
-    const prepared = this.memo.get(prompt);
+    const prepared = this.memo.prepare(prompt);
     const { normalized, id } = prepared;
 
     // 1. Exact, then (on a miss) the query's band buckets. With the in-process embedder the embedding
@@ -422,7 +422,7 @@ export class SemanticCache<T = unknown> {
         if (hit) return hit;
       }
     }
-    if (minConfidence === CacheMatchConfidence.EXACT) return this.miss();
+    if (minConfidence === CacheMatchConfidence.EXACT) return this.miss(prompt, prepared);
     const threshold = thresholdOf(minConfidence, this.opts.thresholds);
 
     // 2. Similar: candidates by shared LSH bands, re-ranked by cosine.
@@ -436,7 +436,7 @@ export class SemanticCache<T = unknown> {
       signal?.throwIfAborted();
       bands = this.bandsOf(prepared, vec);
     }
-    if (!bands) return this.miss();
+    if (!bands) return this.miss(prompt, prepared);
     if (!buckets) {
       fields ??= prepared.fields ??= bandFields(bands);
       try {
@@ -449,7 +449,7 @@ export class SemanticCache<T = unknown> {
     this.counters.searches++;
     this.counters.visited += visited;
     this.counters.distinct += distinct;
-    if (ranked.length === 0) return this.miss();
+    if (ranked.length === 0) return this.miss(prompt, prepared);
     // While similarity hits are rare, the candidate records are read with a plain HMGET (~2 µs of Redis
     // time against ~28 µs for the script, which moves each record through Lua): the same records whenever
     // the first CANDIDATES slots all hold live ones, else the script reads them (spares, cleanup). The
@@ -556,7 +556,7 @@ export class SemanticCache<T = unknown> {
       }
     }
     this.hitShare -= this.hitShare / HIT_SHARE_WINDOW;
-    return this.miss();
+    return this.miss(prompt, prepared);
   }
 
   private hit(
@@ -569,8 +569,13 @@ export class SemanticCache<T = unknown> {
     return hitFrom<T>(row, `${hash}:${id}`, confidence, similarity, this.counters, this.log);
   }
 
-  private miss(): undefined {
+  /**
+   * A miss: counted, and the prompt's prepared form (embedding, bands) kept for the store that usually
+   * follows one; a hit's is not kept (PromptMemo.prepare).
+   */
+  private miss(prompt: string, prepared: PreparedPrompt): undefined {
     this.counters.misses++;
+    this.memo.keep(prompt, prepared);
     return undefined;
   }
 
