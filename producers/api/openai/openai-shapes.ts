@@ -131,6 +131,50 @@ export function textChunkWriter(meta: AnswerMeta, includeUsage: boolean): (text:
   return (text) => head + JSON.stringify(text) + tail;
 }
 
+/** What every chunk of one answer's stream repeats, made once (see {@link chunkTemplates}). */
+export interface ChunkTemplates {
+  /** The opening event (`data: …` with the assistant role, chat only; '' for completions). */
+  readonly role: string;
+  /** The event of a text chunk: `data: ${JSON.stringify(chunkBody(meta, { text }))}` and the blank line. */
+  readonly text: (text: string) => string;
+}
+
+/** Answers' templates by meta; emptied when it holds {@link TEMPLATES_KEPT} (a few live answers at a time). */
+const templates = new Map<string, ChunkTemplates>();
+const TEMPLATES_KEPT = 256;
+
+/**
+ * The chunk templates of an answer, shared by every answer with the same meta: the callers of one job (identical
+ * requests joined to one generation: same id, model, second and usage flag) get one object, so the opening event
+ * is made once and a text chunk's event once per text for all of them (the last text's event is kept), rather
+ * than once per caller as the hub hands each entry to each of them.
+ */
+export function chunkTemplates(meta: AnswerMeta, includeUsage: boolean): ChunkTemplates {
+  // No field but the model can hold a newline, and the last one is one character: the key is unambiguous.
+  const key = `${meta.kind}\n${meta.id}\n${meta.created}\n${meta.model}\n${includeUsage ? 1 : 0}`;
+  const known = templates.get(key);
+  if (known) return known;
+  if (templates.size >= TEMPLATES_KEPT) templates.clear();
+  const chunk = textChunkWriter(meta, includeUsage);
+  let lastText: string | undefined;
+  let lastEvent = '';
+  const made: ChunkTemplates = {
+    role:
+      meta.kind === 'chat'
+        ? `data: ${JSON.stringify(chunkBody(meta, { role: true }, includeUsage))}\n\n`
+        : '',
+    text: (text) => {
+      if (text !== lastText) {
+        lastEvent = `data: ${chunk(text)}\n\n`;
+        lastText = text;
+      }
+      return lastEvent;
+    },
+  };
+  templates.set(key, made);
+  return made;
+}
+
 /** The last chunk when include_usage: no choices, the usage. */
 export function usageChunkBody(meta: AnswerMeta, usage: StreamUsage): Record<string, unknown> {
   return {

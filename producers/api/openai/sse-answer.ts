@@ -3,10 +3,11 @@ import { type StreamUsage } from '../../../shared/queues/token-stream.js';
 import { type OpenAIErrorBody } from './openai-errors.js';
 import {
   chunkBody,
+  chunkTemplates,
   finishReasonOf,
-  textChunkWriter,
   usageChunkBody,
   type AnswerMeta,
+  type ChunkTemplates,
 } from './openai-shapes.js';
 
 /**
@@ -23,14 +24,15 @@ export class SseAnswer {
   private started = false;
   /** Text sent so far. */
   sent = '';
-  private readonly textChunk: (text: string) => string;
+  /** Shared with the other answers of the same job (see chunkTemplates). */
+  private readonly chunks: ChunkTemplates;
 
   constructor(
     private readonly res: Response,
     private readonly meta: AnswerMeta,
     private readonly includeUsage: boolean,
   ) {
-    this.textChunk = textChunkWriter(meta, includeUsage);
+    this.chunks = chunkTemplates(meta, includeUsage);
   }
 
   get open(): boolean {
@@ -53,9 +55,7 @@ export class SseAnswer {
     this.res.setHeader('Cache-Control', 'no-cache');
     this.res.setHeader('Connection', 'keep-alive');
     this.res.setHeader('X-Accel-Buffering', 'no');
-    return this.meta.kind === 'chat'
-      ? `data: ${JSON.stringify(chunkBody(this.meta, { role: true }, this.includeUsage))}\n\n`
-      : '';
+    return this.chunks.role;
   }
 
   /** Events held back while a batch runs, written together at its end (one write). */
@@ -84,7 +84,8 @@ export class SseAnswer {
     if (t.length === 0) return;
     const head = this.begin();
     this.sent += t;
-    this.out(`${head}data: ${this.textChunk(t)}\n\n`);
+    const event = this.chunks.text(t);
+    this.out(head.length > 0 ? head + event : event);
   }
 
   /** Writes the events `f` makes in one write. */
