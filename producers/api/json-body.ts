@@ -54,15 +54,19 @@ function readJson(req: Request, length: number, next: (err?: unknown) => void): 
   let chunks: Buffer[] | undefined;
   let received = 0;
   let done = false;
-  const finish = (err?: unknown): void => {
-    if (done) return;
+  // Stops listening; false when the read had already ended (answered or abandoned).
+  const detach = (): boolean => {
+    if (done) return false;
     done = true;
     req.removeListener('data', onData);
     req.removeListener('end', onEnd);
     req.removeListener('error', onError);
     req.removeListener('aborted', onAborted);
     req.removeListener('close', cleanup);
-    next(err);
+    return true;
+  };
+  const finish = (err?: unknown): void => {
+    if (detach()) next(err);
   };
   const onData = (chunk: Buffer): void => {
     received += chunk.length;
@@ -112,13 +116,7 @@ function readJson(req: Request, length: number, next: (err?: unknown) => void): 
   };
   // Closed before its end (the caller went away): nothing more will come, and nobody waits for an answer.
   const cleanup = (): void => {
-    if (done) return;
-    done = true;
-    req.removeListener('data', onData);
-    req.removeListener('end', onEnd);
-    req.removeListener('error', onError);
-    req.removeListener('aborted', onAborted);
-    req.removeListener('close', cleanup);
+    detach();
   };
   req.on('data', onData);
   req.on('end', onEnd);
