@@ -10,9 +10,17 @@ import express, { type Request, type RequestHandler } from 'express';
  * answers, refusals included, are body-parser's own. On the lean path the errors are body-parser's too:
  * malformed JSON (400 `entity.parse.failed`, the same message), a body shorter or longer than declared
  * (400 `request.size.invalid`), an aborted request (400 `request.aborted`).
+ *
+ * A body that has already arrived whole (`req.complete`, its bytes still unread) takes the lean path too:
+ * the API hands a request to its route a turn or more after it came (see request-turns.ts), so by then a
+ * small body usually has. Only a request that body-parser counts as finished (on-finished's `isFinished`:
+ * an upgrade, no readable socket, or complete and fully read) goes to express.json, which answers it
+ * without reading.
+ *
+ * `fallback` is the reader for every other request (default: that express.json).
  */
-export function jsonBody(limit: number): RequestHandler {
-  const full = express.json({ limit, strict: true, type: () => true });
+export function jsonBody(limit: number, fallback?: RequestHandler): RequestHandler {
+  const full = fallback ?? express.json({ limit, strict: true, type: () => true });
   return (req, res, next) => {
     const h = req.headers;
     const declared = h['content-length'];
@@ -22,8 +30,10 @@ export function jsonBody(limit: number): RequestHandler {
       h['content-encoding'] !== undefined ||
       h['transfer-encoding'] !== undefined ||
       !utf8(h['content-type']) ||
-      req.complete ||
-      req.readableEnded
+      req.readableEnded ||
+      (req.complete && !req.readable) ||
+      (req as { upgrade?: boolean }).upgrade === true ||
+      !req.socket?.readable
     )
       return full(req, res, next);
     readJson(req, n, next);

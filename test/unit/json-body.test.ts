@@ -20,6 +20,23 @@ async function serve() {
   };
   app.post('/full', express.json({ limit: LIMIT, strict: true, type: () => true }), echo);
   app.post('/lean', jsonBody(LIMIT), echo);
+  // The same reader behind a step that waits until the whole body has arrived (as a request handed to its
+  // route a turn later usually has), with a fallback that counts the requests it was given.
+  const counted = { fallbacks: 0, completeBeforeRead: 0 };
+  const full = express.json({ limit: LIMIT, strict: true, type: () => true });
+  const untilComplete: express.RequestHandler = (req, _res, next) => {
+    const check = (): void => {
+      if (!req.complete) return void setImmediate(check);
+      counted.completeBeforeRead++;
+      next();
+    };
+    check();
+  };
+  const countingFallback: express.RequestHandler = (req, res, next) => {
+    counted.fallbacks++;
+    full(req, res, next);
+  };
+  app.post('/lean-late', untilComplete, jsonBody(LIMIT, countingFallback), echo);
   app.post('/express-answer', (req, res) => {
     res.status(202).json({ jobId: 'j1', text: 'ünïcödé ✓', n: [1, 2.5, null] });
   });
@@ -34,7 +51,7 @@ async function serve() {
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
-  return { port, close: () => new Promise((r) => server.close(r)) };
+  return { port, counted, close: () => new Promise((r) => server.close(r)) };
 }
 
 interface Answer {
@@ -135,6 +152,21 @@ describe('jsonBody', () => {
       body: { model: 'm', prompt: 'p', params: { max_tokens: 8 } },
       hasBody: true,
     });
+  });
+
+  it('reads a body that arrived whole before the reader ran on the lean path, as express.json would', async () => {
+    const before = { ...s.counted };
+    const body = Buffer.from('{"model":"m","prompt":"p","params":{"max_tokens":8}}');
+    const h = { ...JSON_TYPE, 'content-length': String(body.length) };
+    const late = await post(s.port, '/lean-late', h, body);
+    expect(late).toEqual(await post(s.port, '/full', h, body));
+    expect(s.counted.completeBeforeRead).toBe(before.completeBeforeRead + 1);
+    expect(s.counted.fallbacks).toBe(before.fallbacks);
+    // What the lean path does not take still goes to the fallback.
+    const gz = gzipSync(Buffer.from('{"a":"zipped"}'));
+    const gh = { ...JSON_TYPE, 'content-encoding': 'gzip', 'content-length': String(gz.length) };
+    expect(await post(s.port, '/lean-late', gh, gz)).toEqual(await post(s.port, '/full', gh, gz));
+    expect(s.counted.fallbacks).toBe(before.fallbacks + 1);
   });
 
   it('refuses a body shorter than its Content-Length as express.json does', async () => {
