@@ -67,6 +67,10 @@ interface Pending {
 interface Batch {
   /** The keys the batch's finishes share (all but the job's own): a finish whose keys differ starts another. */
   shared: unknown[];
+  /** The arguments the batch's finishes share ({@link SHARED_ARGS}): a finish whose differ starts another. */
+  sharedArgs: unknown[];
+  /** What each riding reply's waiter set adds to its job's key (the first reply's; see replyWithFinish). */
+  waiterSuffix?: string;
   items: Pending[];
   sent?: boolean;
   /** The inbox prefix and lifetime of the replies riding with the batch (the first one's). */
@@ -95,8 +99,18 @@ export const REPLY_FROM_FINISH = '=';
 const COMMAND = `cell0FinishBatch:${BULLMQ_INTERNALS_VERSION}`;
 /** The command name of the batched script that hands its jobs' replies over too. */
 const REPLY_COMMAND = `cell0FinishReply:${BULLMQ_INTERNALS_VERSION}`;
-/** Each job's arguments in the script with replies: BullMQ's 9, then its reply ('' none) and its adder. */
-const REPLY_ARGS = ARGS + 2;
+/**
+ * BullMQ's arguments that every finish of a batch shares (0-based among its 9): the property the value is
+ * stored under, the target set, whether to fetch the next job, the queue's key prefix. The script with replies
+ * takes them once per call; a finish whose differ starts another batch.
+ */
+const SHARED_ARGS = [2, 4, 5, 6] as const;
+/** BullMQ's arguments each finish sends in the script with replies: job id, time, value, options, fields. */
+const OWN_ARGS = [0, 1, 3, 7, 8] as const;
+/** Each job's arguments in the script with replies: its own 5 of BullMQ's, its reply ('' none), its adder. */
+const REPLY_ARGS = OWN_ARGS.length + 2;
+/** The script with replies' arguments before the jobs': inbox prefix, lifetime, marks prefix, shared, suffix. */
+const REPLY_HEAD = 3 + SHARED_ARGS.length + 1;
 
 /** Per connection batched here: the finish just queued (a reply may ride with it until it is sent). */
 const lastQueued = new WeakMap<RedisConnection, { item: Pending; batch: Batch } | undefined>();
@@ -130,11 +144,23 @@ const NO_MARKS: readonly [null, null] = Object.freeze([null, null]);
 /** The inbox of a batch whose call carries no reply (it is sent with the reply script for its marks). */
 const NO_INBOX = Object.freeze({ prefix: '', ttlMs: 0 });
 
-/** Whether a finish's arguments name the keys a batch's finishes share (all but the job's own hash). */
-function sameShared(shared: readonly unknown[], args: readonly unknown[]): boolean {
+/**
+ * Whether a finish's arguments name the keys a batch's finishes share (all but the job's own hash) and
+ * carry the arguments they share ({@link SHARED_ARGS}).
+ */
+function sameShared(b: Batch, args: readonly unknown[]): boolean {
+  const shared = b.shared;
   for (let k = 0; k < JOB_KEY; k++) if (shared[k] !== args[k]) return false;
   for (let k = JOB_KEY + 1; k < KEYS; k++) if (shared[k - 1] !== args[k]) return false;
+  for (let a = 0; a < SHARED_ARGS.length; a++)
+    if (b.sharedArgs[a] !== args[KEYS + SHARED_ARGS[a]!]) return false;
   return true;
+}
+
+/** Whether a finish's job key is its key prefix and job id joined, as BullMQ builds it (the script with
+ * replies builds it so, instead of being sent it). */
+function jobKeyDerivable(args: readonly unknown[]): boolean {
+  return args[JOB_KEY] === `${String(args[KEYS + 6])}${String(args[KEYS])}`;
 }
 
 /** Hands the marks of the jobs a finish call fetched to `m.onFetched` (see FinishMarks). */
@@ -298,15 +324,20 @@ end`;
  * behind a fetch), in the same call: a job fetched by a finish starts with its marks at hand, and the tick
  * sends no command for them.
  *
- * KEYS[1..13] the keys of BullMQ's call without the job's hash (its KEYS[12]); KEYS[14..] per job: its
- *             hash, then its waiter set; last, with a marks prefix, the queue's marks gate
- *             ({prefix}:{queue}:cell0-marks)
+ * KEYS[1..13] the keys of BullMQ's call without the job's hash (its KEYS[12]); KEYS[14], with a marks
+ *             prefix, the queue's marks gate ({prefix}:{queue}:cell0-marks). Each job's hash is not sent:
+ *             it is BullMQ's key prefix and the job's id joined (as BullMQ builds it), and its waiter set
+ *             that hash's key and the waiter suffix joined; all in the queue's hash slot, like the keys.
  * ARGV[1]     inbox key prefix ({prefix}:{queue}:cell0-reply:), followed by each producer id
  * ARGV[2]     inbox lifetime, ms
  * ARGV[3]     marks: the job key prefix ({prefix}:{queue}:) whose jobs' marks are read, '' for none
- * ARGV[4..]   per job: its 9 arguments, its reply ('' for none, '=' to build it from the job's id, finish
- *             time, value and target, as encodeRawReply does), the producer that added it ('' none, '?'
- *             unknown: read from the job's options)
+ * ARGV[4..7]  BullMQ's arguments every finish of the call shares: the value's property, the target, fetch
+ *             next, the key prefix (its ARGV[3], [5], [6], [7])
+ * ARGV[8]     the waiter suffix (':cell0-waiters'), '' when no reply rides
+ * ARGV[9..]   per job: its own 5 of BullMQ's arguments (id, time, value, options, fields to update: its
+ *             ARGV[1], [2], [4], [8], [9]), its reply ('' for none, '=' to build it from the job's id,
+ *             finish time, value and target, as encodeRawReply does), the producer that added it ('' none,
+ *             '?' unknown: read from the job's options)
  * Returns { per job what BullMQ's script returns for it, per job the producers its reply went to (-1 when
  * the job is not in its finished set, or has no reply), marks }: marks is 0 when none were read (none
  * asked, or the gate is absent: no job of the queue has a mark), else per job the `wanted` and `cancel`
@@ -326,18 +357,20 @@ local out = {}
 local counts = {}
 local acc = { lists = {}, order = {} }
 local marksPrefix = ARGV[3]
-local jobs = math.floor((#KEYS - ${KEYS - 1}) / 2)
+local prop, target, fetchNext, keyPrefix, waiterSuffix = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local jobs = math.floor((#ARGV - ${REPLY_HEAD}) / ${REPLY_ARGS})
 for i = 1, jobs do
-  local base = 3 + (i - 1) * ${REPLY_ARGS}
-  local res, keys = finishOne(KEYS[${KEYS - 1} + 2 * i - 1], { unpack(ARGV, base + 1, base + ${ARGS}) })
+  local base = ${REPLY_HEAD} + (i - 1) * ${REPLY_ARGS}
+  local jobId, finishedOn, value = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local jobKey = keyPrefix .. jobId
+  local res, keys = finishOne(jobKey,
+    { jobId, finishedOn, prop, value, target, fetchNext, keyPrefix, ARGV[base + 4], ARGV[base + 5] })
   out[i] = res
-  local reply = ARGV[base + ${ARGS + 1}]
-  if reply ~= "" and redis.call("ZSCORE", keys[${FINISH_SET + 1}], ARGV[base + 1]) then
-    if reply == "${REPLY_FROM_FINISH}" then
-      reply = replyOf(ARGV[base + 1], ARGV[base + 2], ARGV[base + 4], ARGV[base + 5])
-    end
-    local adder = adderOf(keys[${JOB_KEY + 1}], ARGV[base + ${ARGS + 2}])
-    counts[i] = popWaiters(acc, KEYS[${KEYS - 1} + 2 * i], ARGV[1], reply, adder)
+  local reply = ARGV[base + 6]
+  if reply ~= "" and redis.call("ZSCORE", keys[${FINISH_SET + 1}], jobId) then
+    if reply == "${REPLY_FROM_FINISH}" then reply = replyOf(jobId, finishedOn, value, target) end
+    local adder = adderOf(jobKey, ARGV[base + 7])
+    counts[i] = popWaiters(acc, jobKey .. waiterSuffix, ARGV[1], reply, adder)
   else
     counts[i] = -1
   end
@@ -427,10 +460,10 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     const marks = marksWith.get(conn);
     const keys: unknown[] = [...b.shared];
     const argv: unknown[] = [inbox.prefix, inbox.ttlMs, marks?.jobKeyPrefix ?? ''];
+    for (const a of b.sharedArgs) argv.push(a);
+    argv.push(b.waiterSuffix ?? '');
     for (const item of b.items) {
-      const jobKey = item.args[JOB_KEY];
-      keys.push(jobKey, item.reply?.waiterKey ?? jobKey);
-      for (let i = KEYS; i < KEYS + ARGS; i++) argv.push(item.args[i]);
+      for (const a of OWN_ARGS) argv.push(item.args[KEYS + a]);
       argv.push(item.reply?.reply ?? '', item.reply?.adder ?? '');
     }
     if (marks) keys.push(marks.gateKey);
@@ -492,19 +525,20 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
   };
   const batched = function (this: unknown, ...a: unknown[]): unknown {
     const args = (a.length === 1 && Array.isArray(a[0]) ? a[0] : a) as unknown[];
-    if (args.length !== KEYS + ARGS) {
+    // The script with replies builds each job's key (see finishReplyLua): one it could not build goes alone.
+    if (args.length !== KEYS + ARGS || (withReplies && !jobKeyDerivable(args))) {
       stats.single++;
       lastQueued.set(conn, undefined);
       return original.apply(this, a);
     }
-    if (batch && (batch.items.length >= MAX_BATCH || !sameShared(batch.shared, args))) {
+    if (batch && (batch.items.length >= MAX_BATCH || !sameShared(batch, args))) {
       const full = batch;
       batch = undefined;
       flush(full);
     }
     if (!batch) {
       const shared = [...args.slice(0, JOB_KEY), ...args.slice(JOB_KEY + 1, KEYS)];
-      const b: Batch = { shared, items: [] };
+      const b: Batch = { shared, sharedArgs: SHARED_ARGS.map((a) => args[KEYS + a]), items: [] };
       batch = b;
       process.nextTick(() => flush(b));
     }
@@ -548,6 +582,12 @@ export function replyWithFinish(conn: RedisConnection, jobId: string, reply: Fin
   if (!last || last.batch.sent || last.item.reply || String(last.item.args[KEYS]) !== jobId) return false;
   const b = last.batch;
   if (b.inbox && (b.inbox.prefix !== reply.inboxPrefix || b.inbox.ttlMs !== reply.inboxTtlMs)) return false;
+  // The script names the waiter set from the job's key (see finishReplyLua): one suffix per call.
+  const jobKey = String(last.item.args[JOB_KEY]);
+  if (!reply.waiterKey.startsWith(jobKey)) return false;
+  const suffix = reply.waiterKey.slice(jobKey.length);
+  if (b.waiterSuffix !== undefined && b.waiterSuffix !== suffix) return false;
+  b.waiterSuffix = suffix;
   b.inbox ??= { prefix: reply.inboxPrefix, ttlMs: reply.inboxTtlMs };
   last.item.reply = reply;
   return true;

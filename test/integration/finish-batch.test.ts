@@ -293,6 +293,67 @@ describe('finishes batched into one script call', () => {
     }
   });
 
+  test("a call with replies names each job's hash and waiter set once, by its id; a waiter set of another shape rides apart", async () => {
+    const prefix = uniquePrefix('fbk');
+    const queueKey = `${prefix}:q`;
+    const other = conn();
+    const queue = new Queue('q', { connection: other, prefix });
+    const { worker, workerConn } = await gatedWorker(prefix, 3, (job) => ({ id: job.id }));
+    worker.on('error', () => undefined);
+    const stats = (await batchFinishes(workerConn))!;
+    // Every argument of every command the worker's connection sends.
+    const sent: string[] = [];
+    const c = workerConn as unknown as { sendCommand(cmd: { args: unknown[] }): unknown };
+    const send = c.sendCommand.bind(c);
+    c.sendCommand = (cmd) => {
+      for (const a of cmd.args) sent.push(Buffer.isBuffer(a) ? a.toString('latin1') : String(a));
+      return send(cmd);
+    };
+    const counts = new Map<string, number>();
+    const attached = new Map<string, boolean>();
+    hookMoveToFinished(workerConn, (call) => {
+      // Job 'odd' names its waiter set under another key: its reply cannot ride (the script builds the name).
+      const waiterKey = call.jobId === 'odd' ? `${queueKey}:elsewhere` : waiterSetKey(queueKey, call.jobId);
+      attached.set(
+        call.jobId,
+        replyWithFinish(workerConn, call.jobId, {
+          waiterKey,
+          reply: REPLY_FROM_FINISH,
+          adder: '',
+          inboxPrefix: inboxKey(queueKey, ''),
+          inboxTtlMs: 60_000,
+          done: (n) => counts.set(call.jobId, n),
+        }),
+      );
+    });
+    try {
+      const ids = ['a', 'b', 'odd'];
+      await queue.addBulk(ids.map((jobId) => ({ name: 'j', data: {}, opts: { jobId } })));
+      for (const id of ids) await other.sadd(waiterSetKey(queueKey, id), 'waiter');
+      void worker.run();
+      await until(() => counts.size === 2, 10_000, 'the two riding replies answered');
+      await until(async () => (await queue.getCompletedCount()) === 3, 10_000, 'the three jobs completed');
+      expect(stats).toMatchObject({ calls: 1, finishes: 3, withReplies: 1 });
+      expect(Object.fromEntries(attached)).toEqual({ a: true, b: true, odd: false });
+      expect(Object.fromEntries(counts)).toEqual({ a: 1, b: 1 });
+      // The riding replies reached their waiters and emptied the waiter sets the script named.
+      const got = (await other.lrange(inboxKey(queueKey, 'waiter'), 0, -1)).map((t) => decodeReply(t)?.jobId);
+      expect(got.sort()).toEqual(['a', 'b']);
+      expect(await other.exists(waiterSetKey(queueKey, 'a'), waiterSetKey(queueKey, 'b'))).toBe(0);
+      expect(await other.smembers(waiterSetKey(queueKey, 'odd'))).toEqual(['waiter']);
+      // The call sent no job's hash key nor waiter set key: the script built them from the ids.
+      expect(sent).toEqual(expect.arrayContaining([...ids, inboxKey(queueKey, '')]));
+      for (const id of ids) {
+        expect(sent).not.toContain(`${queueKey}:${id}`);
+        expect(sent).not.toContain(waiterSetKey(queueKey, id));
+      }
+      for (const id of ids) expect((await queue.getJob(id))!.returnvalue).toEqual({ id });
+    } finally {
+      await worker.close(true);
+      await queue.close();
+    }
+  });
+
   test("the marks of the jobs a finish fetches come with the finish's call, before the job starts", async () => {
     for (const gated of [true, false]) {
       const prefix = uniquePrefix('fbm');
