@@ -30,7 +30,7 @@ const MAX_BATCH = 64;
 
 /**
  * A reply to the producers waiting for a job, sent in the same script call as the job's finish (see
- * {@link replyWithFinish}): once the job's finish has run and the job is in its finished set, the reply
+ * {@link replyWithFinish}): once the job's finish has moved the job to its finished set, the reply
  * goes to the inbox of the job's adder and of each producer in its waiter set, which is emptied (as
  * reply-finished.lua does, behind the finish).
  */
@@ -338,8 +338,12 @@ end`;
  *             ARGV[1], [2], [4], [8], [9]), its reply ('' for none, '=' to build it from the job's id,
  *             finish time, value and target, as encodeRawReply does), the producer that added it ('' none,
  *             '?' unknown: read from the job's options)
+ * A job's reply goes out when its finish moved it to its finished set, which BullMQ's answer tells (a
+ * negative code or an error when it did not: job or lock gone, not active), with no read of that set; a
+ * reply whose adder is unknown ('?') goes out only while the job is still in that set (its stored options
+ * name the adder: a job removed on completion has none, and its reply follows its event, which knows it).
  * Returns { per job what BullMQ's script returns for it, per job the producers its reply went to (-1 when
- * the job is not in its finished set, or has no reply), marks }: marks is 0 when none were read (none
+ * the job was not finished, or has no reply), marks }: marks is 0 when none were read (none
  * asked, or the gate is absent: no job of the queue has a mark), else per job the `wanted` and `cancel`
  * marks of the job its finish fetched (nil when absent or when it fetched none).
  */
@@ -352,6 +356,12 @@ local function replyOf(jobId, finishedOn, value, target)
   if target == "failed" then v = cjson.encode(value) elseif value == "" then v = "null" end
   return '{"j":' .. cjson.encode(jobId) .. ',"s":' .. (target == "completed" and "1" or "2") ..
     ',"t":' .. finishedOn .. ',"v":' .. v .. '}'
+end
+-- Whether BullMQ's moveToFinished moved its job to its finished set, by its answer: 0 or the next job when
+-- it did; a negative code (job or lock gone, not active) or an error when it did not.
+local function moved(res)
+  if type(res) == "table" then return res.err == nil end
+  return type(res) == "number" and res >= 0
 end
 local out = {}
 local counts = {}
@@ -366,10 +376,10 @@ for i = 1, jobs do
   local res, keys = finishOne(jobKey,
     { jobId, finishedOn, prop, value, target, fetchNext, keyPrefix, ARGV[base + 4], ARGV[base + 5] })
   out[i] = res
-  local reply = ARGV[base + 6]
-  if reply ~= "" and redis.call("ZSCORE", keys[${FINISH_SET + 1}], jobId) then
+  local reply, adder = ARGV[base + 6], ARGV[base + 7]
+  if reply ~= "" and moved(res) and (adder ~= "?" or redis.call("ZSCORE", keys[${FINISH_SET + 1}], jobId)) then
     if reply == "${REPLY_FROM_FINISH}" then reply = replyOf(jobId, finishedOn, value, target) end
-    local adder = adderOf(jobKey, ARGV[base + 7])
+    adder = adderOf(jobKey, adder)
     counts[i] = popWaiters(acc, jobKey .. waiterSuffix, ARGV[1], reply, adder)
   else
     counts[i] = -1
@@ -572,8 +582,8 @@ export function readMarksWithFinishes(conn: RedisConnection, marks: FinishMarks)
 /**
  * Sends `reply` in the same script call as the finish of `jobId` that BullMQ's worker has just handed to
  * `conn` (call it right after that finish, in the same tick, e.g. from a hook of bullmq-internals.ts): the
- * call runs the finish, then, if the job is in its finished set, hands the reply to its producers, so the
- * reply costs no command of its own. Returns false, changing nothing, when that finish is not waiting in a
+ * call runs the finish, then, if it moved the job to its finished set, hands the reply to its producers, so
+ * the reply costs no command of its own. Returns false, changing nothing, when that finish is not waiting in a
  * batch of {@link batchFinishes} on `conn` (not batched there, sent already, another job's, or a reply of
  * another inbox rides with its batch): then send the reply on its own.
  */

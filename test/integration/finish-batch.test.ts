@@ -354,6 +354,53 @@ describe('finishes batched into one script call', () => {
     }
   });
 
+  test('a job removed on completion is answered in its finish call when its adder is known, else after its event', async () => {
+    const prefix = uniquePrefix('fbd');
+    const queueKey = `${prefix}:q`;
+    const other = conn();
+    const queue = new Queue('q', { connection: other, prefix });
+    const { worker, workerConn } = await gatedWorker(prefix, 2, (job) => ({ id: job.id }));
+    worker.on('error', () => undefined);
+    await batchFinishes(workerConn);
+    const counts = new Map<string, number>();
+    hookMoveToFinished(workerConn, (call) => {
+      replyWithFinish(workerConn, call.jobId, {
+        waiterKey: waiterSetKey(queueKey, call.jobId),
+        reply: REPLY_FROM_FINISH,
+        // 'known' has its adder noted by the worker; 'unknown' leaves it to the job's stored options.
+        adder: call.jobId === 'known' ? 'adder' : '?',
+        inboxPrefix: inboxKey(queueKey, ''),
+        inboxTtlMs: 60_000,
+        done: (n) => counts.set(call.jobId, n),
+      });
+    });
+    try {
+      const ids = ['known', 'unknown'];
+      await queue.addBulk(
+        ids.map((jobId) => ({ name: 'j', data: {}, opts: { jobId, removeOnComplete: true } })),
+      );
+      for (const id of ids) await other.sadd(waiterSetKey(queueKey, id), 'waiter');
+      void worker.run();
+      await until(() => counts.size === 2, 10_000, 'the two finishes answered');
+      // Both finished (and were removed): the known adder's reply rode; the other waits for the job event.
+      expect(await other.exists(`${queueKey}:known`, `${queueKey}:unknown`)).toBe(0);
+      expect(Object.fromEntries(counts)).toEqual({ known: 2, unknown: -1 });
+      for (const inbox of ['adder', 'waiter'])
+        expect((await other.lrange(inboxKey(queueKey, inbox), 0, -1)).map((t) => decodeReply(t))).toEqual([
+          {
+            jobId: 'known',
+            status: 'completed',
+            returnvalue: { id: 'known' },
+            finishedOn: expect.any(Number),
+          },
+        ]);
+      expect(await other.smembers(waiterSetKey(queueKey, 'unknown'))).toEqual(['waiter']);
+    } finally {
+      await worker.close(true);
+      await queue.close();
+    }
+  });
+
   test("the marks of the jobs a finish fetches come with the finish's call, before the job starts", async () => {
     for (const gated of [true, false]) {
       const prefix = uniquePrefix('fbm');
