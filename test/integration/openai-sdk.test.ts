@@ -205,6 +205,37 @@ describe('OpenAI-compatible API, through the official openai SDK', () => {
     expect(s404).toBeInstanceOf(NotFoundError);
   });
 
+  it('refuses a malformed or too large JSON body in OpenAI error shape (400, 413)', async () => {
+    const post = (body: string, headers: Record<string, string> = {}) =>
+      fetch(`${fleet.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', ...headers },
+        body,
+      });
+    const bad = await post('{"model": "qwen2.5:7b", "messages": [');
+    expect(bad.status).toBe(400);
+    const badBody = (await bad.json()) as { error: { type: string; message: string; code: string } };
+    expect(badBody.error.type).toBe('invalid_request_error');
+    expect(badBody.error.message).toMatch(/JSON/);
+    // Not an object or array (strict JSON): refused the same way.
+    expect((await post('"just a string"')).status).toBe(400);
+    const large = await post(JSON.stringify({ model: 'qwen2.5:7b', pad: 'x'.repeat(200_000) }));
+    expect(large.status).toBe(413);
+    const largeBody = (await large.json()) as { error: { type: string } };
+    expect(largeBody.error.type).toBe('invalid_request_error');
+    // A chunked body (no declared length) is read too.
+    const chunked = await fetch(`${fleet.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: new Blob([
+        '{"model": "qwen2.5:7b", "messages": [{"role": "user", "content": "hi"}], "n": 2}',
+      ]).stream(),
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(400);
+    expect(((await chunked.json()) as { error: { param: string } }).error.param).toBe('n');
+  });
+
   /** The tenant id of KEY (the namespace its requests run under). */
   async function tenantOfKey(): Promise<string> {
     const ac = new AccessControl({ apiKeys: [KEY], tenantSecret: 'openai-test-secret' });

@@ -5,6 +5,7 @@ import { type InferenceResult } from '../../../shared/queues/results.js';
 import { type Cell0Client } from '../../cell0-client.js';
 import { type SubmitResult } from '../../job-submitter.js';
 import { type AccessControl, tenantOf } from '../access-control.js';
+import { jsonBody } from '../json-body.js';
 import { failedJobError, openAIError, speakOpenAIErrors } from './openai-errors.js';
 import { fleetModels } from './openai-models.js';
 import { parseChatCompletion, parseCompletion, type OpenAIRequestInfo } from './openai-request.js';
@@ -44,7 +45,8 @@ export function openAIRouter(opts: OpenAIRouterOptions): Router {
     next();
   });
   router.use(paths, opts.access.tenantRoute());
-  const json = express.json({ limit: opts.maxBodyBytes, strict: true, type: () => true });
+  // express.json's answers, with a lean path for the usual body (see jsonBody).
+  const json = jsonBody(opts.maxBodyBytes);
   const requireJson: RequestHandler = (req, res, next) => {
     if (!req.is(['application/json', 'application/*+json'])) {
       res.status(415).json(

@@ -223,8 +223,7 @@ async function finishFromOutcome(
   if (o.state === 'completed') {
     provenanceHeaders(res, o.jobId, o.cached, o.joined ?? joined);
     const text = o.result.text;
-    if (text.startsWith(sse.sent)) sse.text(text.slice(sse.sent.length));
-    else if (sse.sent.length > 0) {
+    if (!text.startsWith(sse.sent) && sse.sent.length > 0) {
       sse.fail(
         openAIError(
           502,
@@ -234,7 +233,11 @@ async function finishFromOutcome(
       );
       return;
     }
-    sse.finish(o.result.doneReason, o.result.usage);
+    // The rest of the text and the end in one write (a cached answer: the whole answer in one).
+    sse.batch(() => {
+      if (text.startsWith(sse.sent)) sse.text(text.slice(sse.sent.length));
+      sse.finish(o.result.doneReason, o.result.usage);
+    });
     return;
   }
   let err: { status: number; body: OpenAIErrorBody; retryAfter?: number };
