@@ -222,14 +222,17 @@ program
           services.push(sim);
           ollamaUrl = sim.url;
         }
-        services.push(await startWorker(r.config, log, ollamaUrl ? { ollamaUrl } : {}));
-        services.push(
-          await startApi(r.config, log, {
-            dashboard: true,
-            onFatal,
-            ...(o.port !== undefined ? { port: o.port } : {}),
-          }),
-        );
+        const workerService = await startWorker(r.config, log, ollamaUrl ? { ollamaUrl } : {});
+        services.push(workerService);
+        const api = await startApi(r.config, log, {
+          dashboard: true,
+          onFatal,
+          ...(o.port !== undefined ? { port: o.port } : {}),
+        });
+        services.push(api);
+        // API and worker in one process: the results of the jobs the API adds go to it from the worker
+        // directly, not through its reply inbox in Redis (other producers still get theirs through Redis).
+        workerService.worker.handRepliesTo(api.client.submitter.localReplies);
         log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
       },
       { redisPolicy: true },

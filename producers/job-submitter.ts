@@ -11,7 +11,7 @@ import { connectionLogFor, type RedisConnectionLog } from '../shared/redis/conne
 import { assertNoEviction } from '../shared/redis/redis-memory.js';
 import { isJobId, jobIdFor } from '../shared/queues/job-id.js';
 import { defineJobOutcome, readJobOutcome, type JobOutcome } from '../shared/queues/job-outcome.js';
-import { defineReplyScripts, registerWaiter } from '../shared/queues/job-replies.js';
+import { defineReplyScripts, registerWaiter, type JobReply } from '../shared/queues/job-replies.js';
 import { type JobPolicy } from '../shared/queues/job-policy.js';
 import { type QueueName, queuePrefix } from '../shared/queues/names.js';
 import { shardOf } from '../shared/queues/shards.js';
@@ -195,6 +195,33 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   /** Every lane, of every queue and shard. */
   private *allLanes(): Generator<SubmitLane> {
     for (const lanes of this.lanes.values()) yield* lanes;
+  }
+
+  /**
+   * This producer as the taker of the replies a worker in the same process hands over (`cell0 start`; see
+   * Cell0Worker.handRepliesTo): the replies of the jobs it added, of the queues it has, once each job is
+   * stored as finished, without its inbox in Redis. Replies of jobs it joined still come through the inbox.
+   */
+  readonly localReplies = {
+    producerId: this.producerId,
+    serves: (queueKey: string): boolean => this.laneByKey(queueKey) !== undefined,
+    deliver: (queueKey: string, reply: JobReply): void => this.laneByKey(queueKey)?.handOver(reply),
+  };
+
+  /** Replies taken so far: read from the inboxes, or handed over by a worker of this process. */
+  replyStats(): { inbox: number; handedOver: number } {
+    const r = { inbox: 0, handedOver: 0 };
+    for (const lane of this.allLanes()) {
+      r.inbox += lane.replyCounts.inbox;
+      r.handedOver += lane.replyCounts.handedOver;
+    }
+    return r;
+  }
+
+  /** The ready lane whose queue key is `key` (a queue's, or one shard's). */
+  private laneByKey(key: string): SubmitLane | undefined {
+    for (const lane of this.allLanes()) if (lane.key === key) return lane;
+    return undefined;
   }
 
   /** The lanes (one per shard) of `queue`. */

@@ -115,7 +115,10 @@ export class SubmitLane {
     this.inbox = new ReplyInbox({
       connection: this.inboxConn,
       key: inboxKey(this.key, ctx.producerId),
-      onReply: (r) => this.onReply(r),
+      onReply: (r) => {
+        this.replyCounts.inbox++;
+        this.onReply(r);
+      },
       logger: ctx.log,
     });
     this.adder = new AsyncBatchProcessor<AddItem[], (AfterAdd | Error)[]>({
@@ -370,6 +373,18 @@ export class SubmitLane {
         );
       } else if (outer) outer.push(...group);
     }
+  }
+
+  /** Replies taken so far: read from the inbox, or handed over by the worker of this process. */
+  readonly replyCounts = { inbox: 0, handedOver: 0 };
+
+  /**
+   * A reply handed over by the worker of this process (the job is stored as finished): as if read from the
+   * inbox.
+   */
+  handOver(r: JobReply): void {
+    this.replyCounts.handedOver++;
+    this.onReply(r);
   }
 
   /** A reply from a worker: the job finished; every local waiter of it gets the outcome. */

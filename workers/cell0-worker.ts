@@ -12,7 +12,7 @@ import { type WorkerStatus } from '../shared/fleet/worker-status.js';
 import { QueueName } from '../shared/queues/names.js';
 import { servedShards, shardKey, shardPrefix, shareOf } from '../shared/queues/shards.js';
 import { watchFailures } from './worker/job-outcome.js';
-import { attachReplyPublisher, ReplyPublisher } from './reply-publisher.js';
+import { attachReplyPublisher, ReplyPublisher, type LocalReplies } from './reply-publisher.js';
 import { Admission } from './worker/admission.js';
 import { BackendWait } from './worker/backend-wait.js';
 import { CapacityFollower } from './worker/capacity.js';
@@ -291,9 +291,20 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     return this.tokenStreams?.marksStats();
   }
 
-  /** Replies to waiting producers so far: sent behind the job's finish, or after its event. */
-  replyStats(): { withFinish: number; afterEvent: number } {
+  /**
+   * Replies to waiting producers so far: sent behind the job's finish, or after its event; of the former,
+   * those handed to the producer of this process ({@link handRepliesTo}).
+   */
+  replyStats(): { withFinish: number; afterEvent: number; handedOver: number } {
     return this.replies.stats();
+  }
+
+  /**
+   * The producer in this process (`cell0 start`): the replies of the jobs it added go to it directly once
+   * their finish has stored them, not through its inbox in Redis (see {@link LocalReplies}).
+   */
+  handRepliesTo(local: LocalReplies): void {
+    this.replies.handOverTo(local);
   }
 
   /** Figures of the embedding batches (calls, sizes, waits); undefined when not serving embeddings. */

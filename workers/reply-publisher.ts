@@ -7,6 +7,7 @@ import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-int
 import { REPLY_FROM_FINISH, replyWithFinish } from '../shared/queues/finish-batch.js';
 import {
   adderOf,
+  decodeReply,
   defineReplyScripts,
   encodeRawReply,
   INBOX_TTL_MS,
@@ -23,6 +24,23 @@ interface BehindFinish {
   ok: boolean | undefined;
   /** The job's event, when it came before the answer. */
   event: { queueKey: string; reply: JobReply } | undefined;
+  /** The finish, when its adder is the producer of this process (see {@link LocalReplies}): handed to it once stored. */
+  local: { queueKey: string; call: FinishCall } | undefined;
+}
+
+/**
+ * A producer in the worker's own process (`cell0 start`: the API and the worker in one process) that takes
+ * the replies of the jobs it added straight from the worker, once each job is stored as finished, instead
+ * of through its inbox in Redis (no push, no blocking read, no decode). Its other waiters (producers that
+ * joined the job, itself included when it joined one added elsewhere) still get theirs through Redis.
+ */
+export interface LocalReplies {
+  /** Its producer id: the adder named in the options of the jobs it adds. */
+  readonly producerId: string;
+  /** Whether it reads the replies of the queue whose keys start with `queueKey` (it has that queue). */
+  serves(queueKey: string): boolean;
+  /** Hands it the reply of a job of `queueKey` now stored as finished. Must not throw. */
+  deliver(queueKey: string, reply: JobReply): void;
 }
 
 /** Options of {@link ReplyPublisher}. */
@@ -66,7 +84,9 @@ export class ReplyPublisher {
     RedisConnection,
     { queueKey: string; items: FinishedReply[]; entries: BehindFinish[] }
   >();
-  private readonly counts = { withFinish: 0, afterEvent: 0 };
+  private readonly counts = { withFinish: 0, afterEvent: 0, handedOver: 0 };
+  /** The producer of this process, if any (see {@link handOverTo}). */
+  private local: LocalReplies | undefined;
 
   constructor(opts: ReplyPublisherOptions) {
     this.log = opts.logger ?? silentLogger();
@@ -115,9 +135,21 @@ export class ReplyPublisher {
     return hooked;
   }
 
-  /** Replies sent so far: with the finish (see attachToFinish), and after the job's event. */
-  stats(): { withFinish: number; afterEvent: number } {
+  /**
+   * Replies sent so far: with the finish (see attachToFinish), after the job's event, and of those with
+   * the finish, the ones handed to the producer of this process ({@link handOverTo}).
+   */
+  stats(): { withFinish: number; afterEvent: number; handedOver: number } {
     return { ...this.counts };
+  }
+
+  /**
+   * From now on, the replies sent behind a finish of the jobs `local` added go to it directly once the
+   * finish has stored the job (the script does not push them to its inbox); see {@link LocalReplies}. A
+   * finish that did not store the job is answered when the job's event comes, through Redis as before.
+   */
+  handOverTo(local: LocalReplies): void {
+    this.local = local;
   }
 
   /**
@@ -154,8 +186,13 @@ export class ReplyPublisher {
 
   private behindFinish(conn: RedisConnection, queueKey: string, call: FinishCall): void {
     if (this.closing) return;
-    const adder = this.takeAdder(queueKey, call.jobId);
-    const entry: BehindFinish = { ok: undefined, event: undefined };
+    let adder = this.takeAdder(queueKey, call.jobId);
+    const entry: BehindFinish = { ok: undefined, event: undefined, local: undefined };
+    if (this.local !== undefined && adder === this.local.producerId && this.local.serves(queueKey)) {
+      // Handed over in settle(), once the script has found the job finished; the script skips its inbox.
+      entry.local = { queueKey, call };
+      adder = '';
+    }
     // Usually the reply rides in the finish's own script call (finish-batch.ts): no command of its own, and
     // the script builds it from the finish's arguments (the job's value is not sent a second time).
     const withFinish = replyWithFinish(conn, call.jobId, {
@@ -206,10 +243,27 @@ export class ReplyPublisher {
   /** The answer for a reply sent behind its finish: a job event that came meanwhile is handled now. */
   private settle(entry: BehindFinish, ok: boolean): void {
     entry.ok = ok;
+    const local = entry.local;
+    if (local !== undefined) {
+      entry.local = undefined;
+      if (ok) this.handOver(local.queueKey, local.call);
+    }
     const event = entry.event;
     if (!event) return;
     entry.event = undefined;
     if (!ok) this.publish(event.queueKey, event.reply);
+  }
+
+  /** A finished job's reply to the producer of this process: the reply its inbox would have had. */
+  private handOver(queueKey: string, call: FinishCall): void {
+    const reply = decodeReply(encodeRawReply(call.jobId, call.target, call.finishedOn, call.value));
+    if (!reply) return;
+    this.counts.handedOver++;
+    try {
+      this.local?.deliver(queueKey, reply);
+    } catch (err) {
+      this.log.error({ err }, 'a reply handed to the producer of this process threw');
+    }
   }
 
   /**

@@ -48,7 +48,7 @@ describe('replies sent behind the finish', () => {
       expect(failed.state).toBe('failed');
       // The worker counts a reply once the script's answer is back, which may be after the producer's.
       await until(() => worker.replyStats().withFinish === 31, 5000, 'the last reply counted');
-      expect(worker.replyStats()).toEqual({ withFinish: 31, afterEvent: 0 });
+      expect(worker.replyStats()).toEqual({ withFinish: 31, afterEvent: 0, handedOver: 0 });
     } finally {
       await close();
     }
@@ -121,7 +121,7 @@ describe('replies sent behind the finish', () => {
       );
       const inbox = (await redis.lrange(inboxKey(queueKey, 'p1'), 0, -1)).map(decodeReply);
       expect(inbox.map((r) => r?.jobId).sort()).toEqual(['j1', 'j2']);
-      expect(publisher.stats()).toEqual({ withFinish: 0, afterEvent: 2 });
+      expect(publisher.stats()).toEqual({ withFinish: 0, afterEvent: 2, handedOver: 0 });
       expect(await redis.exists(waiterSetKey(queueKey, 'j1'), waiterSetKey(queueKey, 'j2'))).toBe(0);
     } finally {
       await publisher.close();
