@@ -72,3 +72,18 @@ export async function simStats(pool: Pool): Promise<{ generations: number; token
   const by = s.requests.byEndpoint;
   return { generations: (by['/api/chat'] ?? 0) + (by['/api/generate'] ?? 0), tokens: s.tokensGenerated };
 }
+
+/**
+ * Zeroes the simulator's counters (its highest number of requests in flight among them), so that
+ * {@link simMaxInFlight} after a run reports that run's.
+ */
+export async function simReset(pool: Pool): Promise<void> {
+  const r = await pool.request({ path: '/_sim/reset', method: 'POST' });
+  await r.body.dump();
+}
+
+/** The most requests the simulator served at once since its last reset. */
+export async function simMaxInFlight(pool: Pool): Promise<number> {
+  const r = await pool.request({ path: '/_sim/stats', method: 'GET' });
+  return ((await r.body.json()) as { maxInFlight: number }).maxInFlight;
+}

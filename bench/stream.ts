@@ -26,13 +26,18 @@
  *
  *   npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N]
  *                           [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR]
- *                           [--stages R] [--api-processes N] [--json]
+ *                           [--stages R] [--api-processes N] [--backend-limit adaptive|N]
+ *                           [--backend-limit-max N] [--json]
  * --levels runs only those concurrencies (--levels none: only the identical streams); --cpu-prof DIR writes
  * a CPU profile of cell0 (node --cpu-prof).
  * --stages R: instead of the pairs, R traced burst runs of cell0 per concurrency and the time of each stage
  * of the first token (bench/stream-stages.ts); tracing costs time of its own, so these are shares.
  * --api-processes N: cell0 as one `cell0 worker` and N `cell0 api --reuse-port` processes instead of one
  * `cell0 start` (API and worker in one process).
+ * --backend-limit adaptive|N: cell0's calls in flight to the simulator (CELL0_BACKEND_LIMIT; default
+ * adaptive, cell0's own default); --backend-limit-max N: the adaptive limit's cap (CELL0_BACKEND_LIMIT_MAX,
+ * default 128 here, so that 100 streams can all reach the backend). Each level prints the most calls the
+ * simulator served at once on each side.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -42,7 +47,7 @@ import { benchArgs } from './args.js';
 import { stageRuns, startSpanReceiver } from './stream-stages.js';
 import { median } from './e2e-common.js';
 import { freePort, killChildrenOnInterrupt, startProcess, startRedisServer, stopAll } from './fleet.js';
-import { KEY, direct, viaCell0, type Side } from './stream-clients.js';
+import { KEY, direct, simMaxInFlight, simReset, viaCell0, type Side } from './stream-clients.js';
 import { identicalPairs } from './stream-identical.js';
 import { run, type RunPlan, type RunStats } from './stream-run.js';
 
@@ -54,7 +59,8 @@ const WAVES: Record<number, number> = { 1: 20, 10: 4, 100: 1 };
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const round2 = (_k: string, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v);
 
-type Pair = Record<Side, RunStats>;
+/** Both sides' runs of a pair, each with the most backend calls it had in flight at once. */
+type Pair = Record<Side, RunStats & { backendMax: number }>;
 
 /** The summary of one concurrency's pairs. */
 function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, string[]>) {
@@ -72,6 +78,8 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
       direct: med((x) => x.direct.tokensPerSecP50),
       cell0: med((x) => x.cell0.tokensPerSecP50),
     },
+    /** The most calls the simulator served at once in a run (median over pairs). */
+    backendMax: { direct: med((x) => x.direct.backendMax), cell0: med((x) => x.cell0.backendMax) },
     streamsPerSec: {
       direct: med((x) => x.direct.streamsPerSec ?? NaN),
       cell0: med((x) => x.cell0.streamsPerSec ?? NaN),
@@ -105,7 +113,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
 
 async function main(): Promise<void> {
   const usage =
-    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--json]';
+    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--json]';
   const opts = benchArgs(
     process.argv.slice(2),
     {
@@ -117,10 +125,16 @@ async function main(): Promise<void> {
       'api-processes': 0,
       duration: 5,
       warmup: 2,
+      'backend-limit-max': 128,
     },
     usage,
-    ['levels', 'cpu-prof', 'mode'],
+    ['levels', 'cpu-prof', 'mode', 'backend-limit'],
   );
+  const backendLimit = opts.text['backend-limit'] ?? 'adaptive';
+  if (backendLimit !== 'adaptive' && !/^[1-9][0-9]*$/.test(backendLimit)) {
+    console.error(`bad argument --backend-limit ${backendLimit}\nusage: ${usage}`);
+    process.exit(2);
+  }
   const mode = opts.text.mode ?? 'burst';
   if (!['burst', 'closed', 'both'].includes(mode)) {
     console.error(`bad argument --mode ${mode}\nusage: ${usage}`);
@@ -162,6 +176,11 @@ async function main(): Promise<void> {
     CELL0_DASHBOARD_PORT: String(await freePort()),
     CELL0_INFERENCE_CONCURRENCY: '128',
     CELL0_HTTP_CONNECTIONS_PER_HOST: '128',
+    // Calls in flight to the simulator: adaptive (cell0's default) or pinned (--backend-limit N), and the
+    // adaptive limit's cap lifted above 100 like the two settings above (cell0's default cap, 64, would hold
+    // a third of 100 streams back in the queue while the direct side runs all 100 at once).
+    CELL0_BACKEND_LIMIT: backendLimit,
+    CELL0_BACKEND_LIMIT_MAX: String(opts['backend-limit-max']),
     // The machine's load is not cell0's: a worker must not stop taking jobs because others use the CPU.
     CELL0_MAX_CPU_PERCENT: '0',
     CELL0_LOG_LEVEL: 'warn',
@@ -224,7 +243,7 @@ async function main(): Promise<void> {
         opts['api-processes'] === 0
           ? 'one `cell0 start` process'
           : `one worker and ${opts['api-processes']} API process(es) on one port`
-      }`,
+      }; backend limit ${backendLimit === 'adaptive' ? `adaptive, at most ${opts['backend-limit-max']}` : backendLimit}`,
   );
   const tag = randomBytes(3).toString('hex');
   let pass = true;
@@ -258,8 +277,9 @@ async function main(): Promise<void> {
         for (let p = 0; p < opts.pairs; p++) {
           const order: Side[] = p % 2 === 0 ? ['direct', 'cell0'] : ['cell0', 'direct'];
           const got = {} as Pair;
-          for (const side of order)
-            got[side] = await run(
+          for (const side of order) {
+            await simReset(simPool);
+            const stats = await run(
               side,
               pools[side],
               k,
@@ -269,6 +289,8 @@ async function main(): Promise<void> {
               pids[side],
               side === 'cell0' ? redis : undefined,
             );
+            got[side] = { ...stats, backendMax: await simMaxInFlight(simPool) };
+          }
           pairs.push(got);
           const d = got.direct;
           const c = got.cell0;
@@ -297,7 +319,8 @@ async function main(): Promise<void> {
         );
         console.log(
           `  cell0 added TTFT (${plan.mode}, ${k}): p50 ${f(row.addedTtftP50)} ms (target <= 20), p99 ${f(row.addedTtftP99)} ms (target <= 50)` +
-            ` — ${ok ? 'met' : 'MISSED'}; tokens/s direct ${f(row.tokensPerSec.direct, 0)} cell0 ${f(row.tokensPerSec.cell0, 0)}`,
+            ` — ${ok ? 'met' : 'MISSED'}; tokens/s direct ${f(row.tokensPerSec.direct, 0)} cell0 ${f(row.tokensPerSec.cell0, 0)}` +
+            `; backend calls at once at most: direct ${row.backendMax.direct} cell0 ${row.backendMax.cell0}`,
         );
         console.log(
           `  CPU ms/stream: direct ${JSON.stringify(row.cpuMsPerStream.direct, round2)}; ` +
