@@ -24,6 +24,10 @@
  *                                                      allocate, garbage included)
  *                              [--trace-jit]          (V8's optimisations and deopts during the same lookups,
  *                                                      between "trace-jit: begin/end" lines; use stdbuf -oL)
+ *                              [--spans FILE]         (each of the same lookups' start and end on the system's
+ *                                                      monotonic clock, with its figures, as JSON: to match
+ *                                                      with a system-wide `perf record -k CLOCK_MONOTONIC`;
+ *                                                      bench/semantic-attribution.ts reads both)
  */
 import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -79,6 +83,8 @@ interface Args {
    * two marker lines (run under `stdbuf -oL` so V8's lines and the markers keep their order).
    */
   traceJit: boolean;
+  /** Write each measured lookup at the largest size (monotonic start/end, figures) to this file (JSON). */
+  spans: string | undefined;
 }
 
 /**
@@ -106,6 +112,7 @@ function parseArgs(argv: readonly string[]): Args {
     cpuProfile: undefined,
     heapProfile: undefined,
     traceJit: false,
+    spans: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -116,11 +123,12 @@ function parseArgs(argv: readonly string[]): Args {
     else if (k === '--cpu-profile' && argv[i + 1]) a.cpuProfile = argv[++i];
     else if (k === '--heap-profile' && argv[i + 1]) a.heapProfile = argv[++i];
     else if (k === '--trace-jit') a.traceJit = true;
+    else if (k === '--spans' && argv[i + 1]) a.spans = argv[++i];
     else if (k === '--embedder' && (argv[i + 1] === 'lexical' || argv[i + 1] === 'hashed'))
       a.embedder = argv[++i] as 'lexical' | 'hashed';
     else {
       console.error(
-        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--warm-up N] [--scan-lookups N] [--embedder lexical|hashed] [--cpu-profile FILE] [--heap-profile FILE] [--trace-jit] [--json]`,
+        `unknown argument ${k}\nusage: npm run bench:semantic -- [--lookups N] [--warm-up N] [--scan-lookups N] [--embedder lexical|hashed] [--cpu-profile FILE] [--heap-profile FILE] [--trace-jit] [--spans FILE] [--json]`,
       );
       process.exit(2);
     }
@@ -320,6 +328,8 @@ async function main(): Promise<void> {
       const cpuLat: number[] = [];
       const mainLat: number[] = [];
       const paths: Path[] = [];
+      // Monotonic start and end of each lookup (ns), only when asked for: CLOCK_MONOTONIC, perf's -k clock.
+      const monotonic: bigint[] | undefined = args.spans !== undefined && largest ? [] : undefined;
       const traceJit = args.traceJit && largest;
       if (traceJit) {
         console.log('trace-jit: begin (the measured lookups)');
@@ -330,7 +340,9 @@ async function main(): Promise<void> {
         const c = process.cpuUsage();
         const m = process.threadCpuUsage();
         const s = performance.now();
+        monotonic?.push(process.hrtime.bigint());
         const hit = await cache.get(q.prompt, SCOPE);
+        monotonic?.push(process.hrtime.bigint());
         const e = performance.now();
         const cd = process.cpuUsage(c);
         const md = process.threadCpuUsage(m);
@@ -377,6 +389,23 @@ async function main(): Promise<void> {
       const scriptUs = scriptDurations(await raw.call('SLOWLOG', 'GET', '-1'));
       await raw.config('SET', 'slowlog-log-slower-than', '10000');
       const overlapped = spans.map(([s, e]) => pauses.some(([ps, pe]) => ps < e && pe > s));
+      if (monotonic)
+        writeFileSync(
+          args.spans!,
+          JSON.stringify({
+            pid: process.pid,
+            redisPid: child.pid,
+            lookups: lat.map((ms, i) => ({
+              startNs: String(monotonic[2 * i]),
+              endNs: String(monotonic[2 * i + 1]),
+              ms,
+              mainCpuMs: mainLat[i],
+              cpuMs: cpuLat[i],
+              gc: overlapped[i],
+              path: paths[i],
+            })),
+          }),
+        );
       const gcHit = overlapped.filter(Boolean).length;
       const { byPath, ...tail } = tailOf({
         lat,
