@@ -27,6 +27,47 @@ describe('Breaker', () => {
     expect(b.state).toBe('closed');
   });
 
+  test('counts what a closed breaker runs as opossum does: successes, failures, ignored errors, latency', async () => {
+    const ignored = new Error('slow, not down');
+    const c = new Breaker({
+      name: 'counted',
+      failureThreshold: 2,
+      resetTimeoutMs: 60_000,
+      timeoutMs: false,
+      isIgnorable: (err) => err === ignored,
+    });
+    try {
+      await expect(c.fire(ok)).resolves.toBe('up');
+      await expect(c.fire(fail)).rejects.toThrow('down');
+      expect(c.getMetrics()).toMatchObject({ calls: 2, successes: 1, failures: 1, consecutiveFailures: 1 });
+      // An ignored error is rejected to the caller but counts as a success: the failure run starts over.
+      await expect(c.fire(() => Promise.reject(ignored))).rejects.toBe(ignored);
+      expect(c.getMetrics()).toMatchObject({ calls: 3, successes: 2, failures: 1, consecutiveFailures: 0 });
+      // A function that throws instead of rejecting is a failure too, and the threshold opens the breaker.
+      const opened = new Promise<void>((r) => c.once('breaker:open', () => r()));
+      await expect(c.fire(fail)).rejects.toThrow('down');
+      await expect(
+        c.fire(() => {
+          throw new Error('thrown');
+        }),
+      ).rejects.toThrow('thrown');
+      await opened;
+      expect(c.state).toBe('open');
+      expect(c.retryAfterMs()).toBeGreaterThan(0);
+      let ran = false;
+      await expect(
+        c.fire(async () => {
+          ran = true;
+        }),
+      ).rejects.toBeInstanceOf(BreakerOpenError);
+      expect(ran).toBe(false);
+      expect(c.getMetrics()).toMatchObject({ calls: 6, successes: 2, failures: 3, rejections: 1 });
+      expect(c.getMetrics().p99LatencyMs).toBeGreaterThanOrEqual(0);
+    } finally {
+      c.close();
+    }
+  });
+
   test('close() ends the breaker: idempotent, and later calls are refused without running', async () => {
     b.close();
     b.close();
