@@ -95,6 +95,24 @@ export interface FinishBatchStats {
  */
 export const REPLY_FROM_FINISH = '=';
 
+/**
+ * BullMQ's `moveToFinished` tests its script's answer with `result < 0` before reading it. For an answer that
+ * carries the next job (an array: the job's fields, its id, its delays) that comparison converts the whole
+ * array to a string, every field of the job joined (~1 KB of garbage and a copy of the job per finish),
+ * only to compare NaN with 0. The answer handed back compares as NaN without that string: the same outcome,
+ * since an array of two or more elements joins with a comma, and a string with a comma is never a number.
+ * Anything else is returned as it is.
+ */
+function comparesAsNaN<T>(answer: T): T {
+  if (Array.isArray(answer) && answer.length > 1)
+    Object.defineProperty(answer, Symbol.toPrimitive, { value: asNumberNaN });
+  return answer;
+}
+/** NaN where a number is asked for (as the joined string would convert), else the array's own string. */
+function asNumberNaN(this: unknown[], hint: string): number | string {
+  return hint === 'number' ? NaN : this.join(',');
+}
+
 /** The command name cell0 defines for the batched script on a connection. */
 const COMMAND = `cell0FinishBatch:${BULLMQ_INTERNALS_VERSION}`;
 /** The command name of the batched script that hands its jobs' replies over too. */
@@ -468,16 +486,19 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
       stats.finishes += b.items.length;
     } else stats.single++;
     const marks = marksWith.get(conn);
-    const keys: unknown[] = [...b.shared];
-    const argv: unknown[] = [inbox.prefix, inbox.ttlMs, marks?.jobKeyPrefix ?? ''];
-    for (const a of b.sharedArgs) argv.push(a);
-    argv.push(b.waiterSuffix ?? '');
+    // The call's arguments built in one array (the key count, the keys, then ARGV), handed over with apply:
+    // no spread of the keys and arguments into a copy per call.
+    const args: unknown[] = [b.shared.length + (marks ? 1 : 0)];
+    for (const k of b.shared) args.push(k);
+    if (marks) args.push(marks.gateKey);
+    args.push(inbox.prefix, inbox.ttlMs, marks?.jobKeyPrefix ?? '');
+    for (const a of b.sharedArgs) args.push(a);
+    args.push(b.waiterSuffix ?? '');
     for (const item of b.items) {
-      for (const a of OWN_ARGS) argv.push(item.args[KEYS + a]);
-      argv.push(item.reply?.reply ?? '', item.reply?.adder ?? '');
+      for (const a of OWN_ARGS) args.push(item.args[KEYS + a]);
+      args.push(item.reply?.reply ?? '', item.reply?.adder ?? '');
     }
-    if (marks) keys.push(marks.gateKey);
-    sendWithReplies.call(conn, keys.length, ...keys, ...argv).then(
+    sendWithReplies.apply(conn, args).then(
       ([results, counts, found]) => {
         // Before BullMQ has the fetched jobs: each starts with its marks at hand.
         if (marks) deliverMarks(marks, results, found);
@@ -485,7 +506,7 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
           const item = b.items[i]!;
           const r = results[i];
           if (r instanceof Error) item.reject(r);
-          else item.resolve(r ?? null);
+          else item.resolve(comparesAsNaN(r ?? null));
           replied(item, Number(counts[i] ?? -1));
         }
       },
@@ -509,23 +530,24 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     if (b.items.length === 1) {
       stats.single++;
       const one = b.items[0]!;
-      (original.call(conn, one.args) as Promise<unknown>).then(one.resolve, one.reject);
+      (original.call(conn, one.args) as Promise<unknown>).then(
+        (r) => one.resolve(comparesAsNaN(r)),
+        one.reject,
+      );
       return;
     }
     stats.calls++;
     stats.finishes += b.items.length;
-    const keys: unknown[] = [...b.shared];
-    const argv: unknown[] = [];
-    for (const item of b.items) {
-      keys.push(item.args[JOB_KEY]);
-      for (let i = KEYS; i < KEYS + ARGS; i++) argv.push(item.args[i]);
-    }
-    send.call(conn, keys.length, ...keys, ...argv).then(
+    const args: unknown[] = [b.shared.length + b.items.length];
+    for (const k of b.shared) args.push(k);
+    for (const item of b.items) args.push(item.args[JOB_KEY]);
+    for (const item of b.items) for (let i = KEYS; i < KEYS + ARGS; i++) args.push(item.args[i]);
+    send.apply(conn, args).then(
       (results) => {
         for (let i = 0; i < b.items.length; i++) {
           const r = results[i];
           if (r instanceof Error) b.items[i]!.reject(r);
-          else b.items[i]!.resolve(r ?? null);
+          else b.items[i]!.resolve(comparesAsNaN(r ?? null));
         }
       },
       (err: unknown) => {

@@ -458,6 +458,70 @@ describe('finishes batched into one script call', () => {
     }
   });
 
+  test("a finish's answer that carries the next job compares with 0 without joining the job's fields", async () => {
+    // BullMQ's moveToFinished tests its answer with `result < 0`: for an answer carrying the next job that
+    // used to build a string of every field of that job. Both shapes of the batched call, with replies (the
+    // marks ride in it) and without.
+    for (const withMarks of [false, true]) {
+      const prefix = uniquePrefix('fbn');
+      const queue = new Queue('q', { connection: conn(), prefix });
+      const { worker, workerConn } = await gatedWorker(prefix, 2, (job) => ({ id: job.id }));
+      await batchFinishes(workerConn);
+      if (withMarks)
+        expect(
+          readMarksWithFinishes(workerConn, {
+            gateKey: `${prefix}:q:cell0-marks`,
+            jobKeyPrefix: `${prefix}:q:`,
+            onFetched: () => undefined,
+          }),
+        ).toBe(true);
+      // What each finish answers BullMQ (wrapped as a hook of bullmq-internals.ts wraps it).
+      const target = workerConn as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+      const name = bullmqScript(workerConn, 'moveToFinished', 14)!.name;
+      const batched = target[name]!;
+      const answers: unknown[] = [];
+      target[name] = function (this: unknown, ...a: unknown[]) {
+        const p = batched.apply(this, a);
+        void p.then(
+          (r) => answers.push(r),
+          () => undefined,
+        );
+        return p;
+      };
+      await queue.addBulk(
+        Array.from({ length: 6 }, (_, n) => ({ name: 'j', data: { n, text: 'x'.repeat(200) } })),
+      );
+      let done = 0;
+      const all = new Promise<void>((r) => worker.on('completed', () => ++done === 6 && r()));
+      void worker.run();
+      try {
+        await all;
+      } finally {
+        await worker.close();
+        await queue.close();
+      }
+      const withNext = answers.filter((a): a is unknown[] => Array.isArray(a) && Array.isArray(a[0]));
+      // 2 jobs fetched by the worker's own fetches, the other 4 by finishes.
+      expect(withNext).toHaveLength(4);
+      const compared: { below: boolean; asNumber: number; joins: number }[] = [];
+      const join = jest.spyOn(Array.prototype, 'join');
+      try {
+        for (const a of withNext) {
+          const before = join.mock.calls.length;
+          const below = a < (0 as unknown as unknown[]);
+          const asNumber = Number(a);
+          compared.push({ below, asNumber, joins: join.mock.calls.length - before });
+        }
+      } finally {
+        join.mockRestore();
+      }
+      expect(compared).toEqual(withNext.map(() => ({ below: false, asNumber: NaN, joins: 0 })));
+      // Where a string is asked for, it is still the array's own.
+      for (const a of withNext) expect(String(a)).toBe(a.join(','));
+      expect(await queue.getJobCounts('completed')).toEqual({ completed: 6 });
+    }
+  });
+
   test("the event stream is trimmed by a batched call's first finish, and stays trimmed", async () => {
     const prefix = uniquePrefix('fbt');
     const other = conn();
