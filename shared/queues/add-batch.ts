@@ -167,9 +167,13 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
     if (items.length === 1 && !waiter) return alone(items[0]!);
     stats.calls++;
     stats.adds += items.length;
-    const argv: unknown[] = [waiter?.producerId ?? '', waiter?.ttlMs ?? 0];
-    for (const item of items) for (let i = KEYS; i < KEYS + ARGS; i++) argv.push(item.args[i]);
-    sendBatch.call(conn, KEYS, ...shared, ...argv).then(
+    // The call's arguments built in one array (the key count, the keys, then ARGV), handed over with apply:
+    // no spread of the keys and arguments into a copy per call.
+    const args: unknown[] = [KEYS];
+    for (const k of shared) args.push(k);
+    args.push(waiter?.producerId ?? '', waiter?.ttlMs ?? 0);
+    for (const item of items) for (let i = KEYS; i < KEYS + ARGS; i++) args.push(item.args[i]);
+    sendBatch.apply(conn, args).then(
       (results) => {
         for (let i = 0; i < items.length; i++) {
           const r = results[i];
