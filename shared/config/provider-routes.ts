@@ -71,8 +71,33 @@ export function parseModelRoutes(value: string): ModelRoute[] {
 
 /** True when `model` matches the glob `pattern` (`*` = any run of characters, the rest literal). */
 export function matchesPattern(pattern: string, model: string): boolean {
-  const re = new RegExp('^' + pattern.split('*').map(escapeRegExp).join('.*') + '$');
-  return re.test(model);
+  return matcherOf(pattern)(model);
+}
+
+type Matcher = (model: string) => boolean;
+
+/**
+ * Each pattern's matcher, made once: the load shedder and the inference router match every request's model,
+ * and building the RegExp (split, escape, join, compile) each time was ~1% of a busy API+worker process's CPU.
+ * The patterns come from configuration (this process's routes and priorities, the fleet's status reports), so
+ * there are few; the map is emptied should it ever hold more than MAX_MATCHERS.
+ */
+const matchers = new Map<string, Matcher>();
+const MAX_MATCHERS = 256;
+
+function matcherOf(pattern: string): Matcher {
+  let m = matchers.get(pattern);
+  if (m === undefined) {
+    if (pattern === '*') m = () => true;
+    else if (!pattern.includes('*')) m = (model) => model === pattern;
+    else {
+      const re = new RegExp('^' + pattern.split('*').map(escapeRegExp).join('.*') + '$');
+      m = (model) => re.test(model);
+    }
+    if (matchers.size >= MAX_MATCHERS) matchers.clear();
+    matchers.set(pattern, m);
+  }
+  return m;
 }
 
 function escapeRegExp(s: string): string {

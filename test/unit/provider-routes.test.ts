@@ -93,6 +93,26 @@ describe('matchesPattern', () => {
     expect(matchesPattern(pattern, model)).toBe(expected);
   });
 
+  it('answers the same from the matchers it keeps, also once more patterns than it keeps were seen', () => {
+    // Each pattern's matcher is made once and kept (at most 256): asked again, and after 300 other patterns
+    // have pushed it out, a pattern still matches exactly as before.
+    const cases: [string, string, boolean][] = [
+      ['qwen2.5:*', 'qwen2.5:7b', true],
+      ['qwen2.5:*', 'qwen2x5:7b', false],
+      ['llama3', 'llama3', true],
+      ['llama3', 'llama3:8b', false],
+      ['*', 'm', true],
+    ];
+    for (let round = 0; round < 3; round++) {
+      for (const [pattern, model, expected] of cases) expect(matchesPattern(pattern, model)).toBe(expected);
+      for (let i = 0; i < 300; i++) {
+        expect(matchesPattern(`m${round}-${i}-*`, `m${round}-${i}-x`)).toBe(true);
+        expect(matchesPattern(`m${round}-${i}-*`, `m${round}-${i + 1}-x`)).toBe(false);
+        expect(matchesPattern(`m${round}-${i}`, `m${round}-${i}`)).toBe(true);
+      }
+    }
+  });
+
   it('routes the first matching entry (order is kept by the parser)', () => {
     const routes = parseModelRoutes('gpt-*=openai@https://api.example.com,*=ollama');
     const route = (model: string) => routes.find((r) => matchesPattern(r.pattern, model));
