@@ -14,6 +14,19 @@ import { decodeReply, encodeRawReply, inboxKey, waiterSetKey } from '../../share
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
+/** Runs `worker` until it has completed `n` jobs, then closes it and `queue` (also when it fails). */
+async function runUntilCompleted(worker: Worker, queue: Queue, n: number): Promise<void> {
+  let done = 0;
+  const all = new Promise<void>((r) => worker.on('completed', () => ++done === n && r()));
+  void worker.run();
+  try {
+    await all;
+  } finally {
+    await worker.close();
+    await queue.close();
+  }
+}
+
 /*
  * The finishes a worker makes in one tick go to Redis as one script call that runs BullMQ's own
  * moveToFinished once per job (shared/queues/finish-batch.ts): each job must end exactly as with BullMQ's
@@ -438,15 +451,7 @@ describe('finishes batched into one script call', () => {
       await queue.addBulk(
         ['j1', 'j2', 'j3', 'j4'].map((id) => ({ name: 'j', data: {}, opts: { jobId: id } })),
       );
-      let done = 0;
-      const all = new Promise<void>((r) => worker.on('completed', () => ++done === 4 && r()));
-      void worker.run();
-      try {
-        await all;
-      } finally {
-        await worker.close();
-        await queue.close();
-      }
+      await runUntilCompleted(worker, queue, 4);
       // j1 and j2 came with the worker's first fetches (moveToActive); j3 and j4 with the finishes of those.
       expect([...fetched.keys()].sort()).toEqual(['j3', 'j4']);
       expect(fetched.get('j3')!.marks).toEqual(gated ? ['w3', null] : [null, null]);
@@ -491,15 +496,7 @@ describe('finishes batched into one script call', () => {
       await queue.addBulk(
         Array.from({ length: 6 }, (_, n) => ({ name: 'j', data: { n, text: 'x'.repeat(200) } })),
       );
-      let done = 0;
-      const all = new Promise<void>((r) => worker.on('completed', () => ++done === 6 && r()));
-      void worker.run();
-      try {
-        await all;
-      } finally {
-        await worker.close();
-        await queue.close();
-      }
+      await runUntilCompleted(worker, queue, 6);
       const withNext = answers.filter((a): a is unknown[] => Array.isArray(a) && Array.isArray(a[0]));
       // 2 jobs fetched by the worker's own fetches, the other 4 by finishes.
       expect(withNext).toHaveLength(4);
@@ -543,15 +540,7 @@ describe('finishes batched into one script call', () => {
     await queue.addBulk(Array.from({ length: total }, (_, n) => ({ name: 'j', data: { n } })));
     // Only the finishes trim from here on: untrimmed, each job would add two more events (active, completed).
     const before = await other.xlen(`${prefix}:q:events`);
-    let done = 0;
-    const all = new Promise<void>((r) => worker.on('completed', () => ++done === total && r()));
-    void worker.run();
-    try {
-      await all;
-    } finally {
-      await worker.close();
-      await queue.close();
-    }
+    await runUntilCompleted(worker, queue, total);
     expect(stats.calls).toBeGreaterThan(0);
     expect(stats.finishes).toBeGreaterThan(stats.calls);
     const after = await other.xlen(`${prefix}:q:events`);
@@ -598,15 +587,7 @@ describe('finishes batched into one script call', () => {
       await worker.waitUntilReady();
       const stats = batched ? await batchFinishes(workerConn) : undefined;
       await queue.addBulk(Array.from({ length: 8 }, (_, n) => ({ name: 'j', data: { n } })));
-      let done = 0;
-      const all = new Promise<void>((r) => worker.on('completed', () => ++done === 8 && r()));
-      void worker.run();
-      try {
-        await all;
-      } finally {
-        await worker.close();
-        await queue.close();
-      }
+      await runUntilCompleted(worker, queue, 8);
       if (stats) expect(stats).toEqual({ calls: 1, finishes: 8, single: 0, withReplies: 0 });
       const meta = await other.hgetall(metaKey);
       return {
