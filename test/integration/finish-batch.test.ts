@@ -8,6 +8,9 @@ import {
   REPLY_FROM_FINISH,
   replyWithFinish,
   countOncePerCall,
+  finishBatchLua,
+  finishReplyLua,
+  splitHelpers,
   trimOncePerCall,
 } from '../../shared/queues/finish-batch';
 import { decodeReply, encodeRawReply, inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
@@ -560,6 +563,45 @@ describe('finishes batched into one script call', () => {
     expect(trimOncePerCall(def)).toBe(def);
     const twice = `${body}\n  trimEvents(metaKey, eventStreamKey)`;
     expect(trimOncePerCall(twice)).toBe(twice);
+  });
+
+  test("BullMQ's helpers are defined once per call, outside the function each finish runs", async () => {
+    // BullMQ's own text, as its worker defines it on its connection.
+    const workerConn = conn();
+    const worker = new Worker('q', async () => undefined, {
+      connection: workerConn,
+      prefix: uniquePrefix('fbh'),
+      autorun: false,
+    });
+    await worker.waitUntilReady();
+    const lua = bullmqScript(workerConn, 'moveToFinished', 14)!.lua;
+    await worker.close();
+    const split = splitHelpers(lua)!;
+    // The installed BullMQ's text splits where its script proper begins: all 37 helpers before it.
+    expect(split.rest.split('\n')[0]).toBe('local jobIdKey = KEYS[12]');
+    expect(split.helpers.match(/^local function /gm)).toHaveLength(37);
+    expect(`${split.helpers}\n${split.rest}`).toBe(lua);
+    for (const script of [finishBatchLua(lua), finishReplyLua(lua)]) {
+      const fn = script.indexOf('local function moveToFinished(KEYS, ARGV)\n');
+      // The per-job function begins with the script proper; every helper is defined before it.
+      expect(script.slice(fn).split('\n')[1]).toBe('local jobIdKey = KEYS[12]');
+      expect(script.slice(fn).match(/^local function (removeLock|fetchNextJob)\(/gm)).toBeNull();
+      expect(script.slice(0, fn).match(/^local function (removeLock|fetchNextJob)\(/gm)).toHaveLength(2);
+    }
+  });
+
+  test('a text whose helpers are not plain is not split (it runs whole per finish, as before)', () => {
+    const helper = 'local rcall = redis.call\nlocal function f(k)\n  return rcall("GET", k)\nend';
+    const rest = 'local key = KEYS[1]\nreturn f(key)';
+    expect(splitHelpers(`--[[ KEYS[1] a key ]]\n${helper}\n-- reads KEYS[1]\n${rest}`)).toEqual({
+      helpers: `--[[ KEYS[1] a key ]]\n${helper}\n-- reads KEYS[1]`,
+      rest,
+    });
+    // A helper that reads ARGV, a variable kept across calls, no alias of redis.call, or no script proper.
+    expect(splitHelpers(`${helper}\nlocal function g()\n  return ARGV[1]\nend\n${rest}`)).toBeUndefined();
+    expect(splitHelpers(`${helper}\nlocal seen = {}\n${rest}`)).toBeUndefined();
+    expect(splitHelpers(`local function f(k)\n  return k\nend\n${rest}`)).toBeUndefined();
+    expect(splitHelpers(helper)).toBeUndefined();
   });
 
   test("a batched call's finishes are counted for the metrics as BullMQ's own finishes count them", async () => {
