@@ -175,9 +175,10 @@ export async function startWorker(
             : providers.inference,
         }
       : {}),
-    // The worker holds about twice the inference jobs its backends' limits let through now.
+    // The worker holds about twice the inference jobs its backends' limits let through now (their cap while
+    // a limit is in slow start).
     ...(providers.inference
-      ? { backendCapacity: { [QueueName.INFERENCE]: () => providers.inference?.concurrencyLimit() } }
+      ? { backendCapacity: { [QueueName.INFERENCE]: () => providers.inference?.concurrencyCapacity() } }
       : {}),
     search: metrics ? meteredSearch(providers.search, metrics) : providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,

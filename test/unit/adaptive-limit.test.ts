@@ -169,6 +169,154 @@ describe('ConcurrencyLimiter', () => {
   });
 });
 
+describe('slow start (the limit doubling per first-output time until strain)', () => {
+  function clock() {
+    let t = 0;
+    return { now: () => t, advance: (ms: number) => (t += ms) };
+  }
+
+  /**
+   * A cold burst of `n` streamed calls through a limiter: every call granted gives its first output
+   * `firstMs(k)` after its permit (k: how many first outputs came before it), none ends. Returns how many
+   * first-output times passed until every call had its permit (Infinity past `rounds`), and the permits.
+   */
+  async function burst(
+    lim: ConcurrencyLimiter,
+    c: ReturnType<typeof clock>,
+    n: number,
+    firstMs: (k: number) => number,
+    rounds = 20,
+  ): Promise<{ rounds: number; granted: number }> {
+    const granted: Permit[] = [];
+    for (let i = 0; i < n; i++) void lim.acquire().then((p) => granted.push(p));
+    await new Promise((r) => setImmediate(r));
+    let reported = 0;
+    for (let r = 0; r < rounds; r++) {
+      if (granted.length === n) return { rounds: r, granted: n };
+      const batch = granted.slice(reported);
+      reported = granted.length;
+      c.advance(firstMs(reported));
+      for (const p of batch) p.firstOutput();
+      // Let the permits handed on settle.
+      await new Promise((r) => setImmediate(r));
+    }
+    return { rounds: granted.length === n ? rounds : Infinity, granted: granted.length };
+  }
+
+  it('lets a cold burst of 100 streams through within five first-token times, no call ended', async () => {
+    const c = clock();
+    const lim = new ConcurrencyLimiter({
+      name: 'b',
+      algorithm: new GradientLimit({ max: 128 }),
+      now: c.now,
+    });
+    expect(lim.limit).toBe(4);
+    // A batching server: every first token in 40 ms however many are in flight.
+    const r = await burst(lim, c, 100, () => 40);
+    expect(r.granted).toBe(100);
+    // 4 → 8 → 16 → 32 → 64 → 128: five doublings.
+    expect(r.rounds).toBeLessThanOrEqual(5);
+    expect(lim.limit).toBeGreaterThanOrEqual(100);
+  });
+
+  it('without first outputs (unstreamed calls) the limit keeps its gradient ramp', async () => {
+    const c = clock();
+    const lim = new ConcurrencyLimiter({
+      name: 'b',
+      algorithm: new GradientLimit({ max: 128 }),
+      now: c.now,
+    });
+    const permits: Permit[] = [];
+    for (let i = 0; i < 100; i++) void lim.acquire().then((p) => permits.push(p));
+    await new Promise((r) => setImmediate(r));
+    expect(permits).toHaveLength(4);
+    expect(lim.metrics().waiting).toBe(96);
+  });
+
+  it('ends at the first slow first output: a one-slot server stays small', async () => {
+    const c = clock();
+    const algorithm = new GradientLimit({ max: 128 });
+    const lim = new ConcurrencyLimiter({ name: 'b', algorithm, now: c.now });
+    const permits: Permit[] = [];
+    for (let i = 0; i < 100; i++) void lim.acquire().then((p) => permits.push(p));
+    await new Promise((r) => setImmediate(r));
+    expect(permits).toHaveLength(4);
+    // One slot, 200 ms generations: the first call's first token in 40 ms, the second's after the first
+    // call's generation (240 ms: more than 5 × 40).
+    c.advance(40);
+    permits[0]!.firstOutput();
+    expect(algorithm.slowStart).toBe(true);
+    c.advance(200);
+    permits[1]!.firstOutput();
+    expect(algorithm.slowStart).toBe(false);
+    expect(lim.capacity).toBe(lim.limit);
+    // The first call, let through alone, raised it to 2 × 1: below the start of 4.
+    expect(lim.limit).toBe(4);
+    // Later prompt first outputs no longer move it.
+    permits[2]!.firstOutput();
+    permits[3]!.firstOutput();
+    expect(lim.limit).toBe(4);
+  });
+
+  it('ends on a drop and on a call slower than tolerance × the no-load minimum', () => {
+    const dropped = new GradientLimit({ max: 64 });
+    dropped.update({ rtt: 10, inFlight: 4, dropped: true, at: 0 });
+    expect(dropped.slowStart).toBe(false);
+    const before = dropped.limit;
+    dropped.firstOutput({ latency: 1, inFlight: 64 });
+    expect(dropped.limit).toBe(before);
+
+    const slow = new GradientLimit({ max: 64, tolerance: 2 });
+    slow.firstOutput({ latency: 40, inFlight: 1 });
+    slow.update({ rtt: 10, inFlight: 4, dropped: false, at: 0 });
+    expect(slow.slowStart).toBe(true);
+    slow.update({ rtt: 100, inFlight: 4, dropped: false, at: 1 });
+    expect(slow.slowStart).toBe(false);
+  });
+
+  it('does not grow on first outputs while fewer than half the permits are in use, else to twice those', () => {
+    const limit = new GradientLimit({ initial: 20, max: 128 });
+    expect(limit.slowStart).toBe(false);
+    for (let i = 0; i < 50; i++) limit.firstOutput({ latency: 40, inFlight: 9 });
+    expect(limit.limit).toBe(20);
+    expect(limit.slowStart).toBe(true);
+    limit.firstOutput({ latency: 40, inFlight: 15 });
+    expect(limit.limit).toBe(30);
+    limit.firstOutput({ latency: 40, inFlight: 12 });
+    expect(limit.limit).toBe(30);
+    limit.firstOutput({ latency: 40, inFlight: 100 });
+    expect(limit.limit).toBe(128);
+  });
+
+  it('a limiter in slow start offers its cap as capacity (what a worker holds jobs for); a fixed one its limit', async () => {
+    const c = clock();
+    const adaptive = new ConcurrencyLimiter({
+      name: 'a',
+      algorithm: new GradientLimit({ max: 96 }),
+      now: c.now,
+    });
+    // No first output seen (unstreamed calls only): its limit, as without slow start.
+    expect(adaptive.capacity).toBe(4);
+    const p = await adaptive.acquire();
+    c.advance(40);
+    p.firstOutput();
+    expect(adaptive.capacity).toBe(96);
+    p.success();
+    const q = await adaptive.acquire();
+    q.dropped();
+    expect(adaptive.capacity).toBe(adaptive.limit);
+    const fixed = new ConcurrencyLimiter({ name: 'f', algorithm: new FixedLimit(7) });
+    expect(fixed.capacity).toBe(7);
+    // A first output reported twice, or after the end, counts once / not at all.
+    const r = await fixed.acquire();
+    r.firstOutput();
+    r.firstOutput();
+    r.success();
+    r.firstOutput();
+    expect(fixed.metrics().inFlight).toBe(0);
+  });
+});
+
 describe('CapacityFollower', () => {
   it("holds twice the backends' limit in jobs, at least 1, at most the configured concurrency", () => {
     expect(CapacityFollower.concurrencyFor(3, 64)).toBe(6);

@@ -1,6 +1,7 @@
 import { ProviderUnavailableError } from '../../shared/errors';
 import { inferenceRequestSchema } from '../../shared/queues/schemas';
 import { BackendGuard } from '../../workers/providers/backend-guard';
+import { ConcurrencyLimiter, GradientLimit } from '../../workers/providers/adaptive-limit';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { type InferenceBackend } from '../../workers/providers/provider';
 import { InferenceRouter } from '../../workers/providers/routing';
@@ -52,6 +53,38 @@ describe('InferenceRouter', () => {
     await router.run(job('m'), ctx);
     expect(guard.metrics().breaker.calls).toBe(1);
     expect(guard.metrics().breaker.successes).toBe(1);
+    guard.close();
+  });
+
+  it("reports a streamed call's first token to its permit (the limit's slow start), once per call", async () => {
+    const algorithm = new GradientLimit({ initial: 1, max: 64 });
+    const seen: { latency: number; inFlight: number }[] = [];
+    const firstOutput = algorithm.firstOutput.bind(algorithm);
+    algorithm.firstOutput = (s) => (seen.push(s), firstOutput(s));
+    const guard = new BackendGuard({
+      name: 'g',
+      retry: { maxRetries: 0 },
+      concurrency: new ConcurrencyLimiter({ name: 'g', algorithm }),
+    });
+    const streaming: InferenceBackend = {
+      name: 's',
+      run: async (j, c) => {
+        for (const t of ['a', 'b', 'c']) c.onToken?.(t);
+        return { ...(await new NoopInferenceBackend().run(j)), provider: 's' };
+      },
+      close: async () => undefined,
+    };
+    const router = new InferenceRouter([{ pattern: '*', backend: streaming, guard }]);
+    const tokens: string[] = [];
+    await router.run(job('m'), { ...ctx, onToken: (t) => tokens.push(t) });
+    expect(tokens).toEqual(['a', 'b', 'c']);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.inFlight).toBe(1);
+    // Let through alone, its prompt first token raised the limit to 2 x 1.
+    expect(guard.concurrency!.limit).toBe(2);
+    // An unstreamed call reports none.
+    await router.run(job('m'), ctx);
+    expect(seen).toHaveLength(1);
     guard.close();
   });
 });

@@ -12,7 +12,16 @@ import { RateLimitedError } from '../../shared/errors.js';
  * - a 429, a 503 or a timeout (a "drop") cuts it by `backoff`, once per round trip;
  * - a sample taken while fewer than half the permits were in use does not move it (an idle worker says
  *   nothing about the backend's capacity);
- * - it never exceeds `max` (the fixed setting, kept as a cap) nor falls below `min` (1).
+ * - it never exceeds `max` (the fixed setting, kept as a cap) nor falls below `min` (1);
+ * - **slow start** (as TCP's, per first output rather than per acknowledgement): until the backend first
+ *   shows strain, a call let through with n calls in flight (itself included) whose first output (a streamed
+ *   call's first token) comes within `tolerance` × the quickest first output seen raises the limit to 2n:
+ *   the backend took n at once and answered promptly, so try twice that. A limit whose calls all answer
+ *   promptly thus doubles every first-output time instead of growing by √limit per finished call: a cold
+ *   burst of 100 streams reaches the backend within a few first-token times, not a few whole generations.
+ *   A first output slower than that, a call slower than `tolerance` × the no-load minimum, or a drop ends
+ *   slow start for good (the gradient rules above then hold alone). Only calls that report their first
+ *   output (streamed ones) feed it; app-limited ones (fewer than half the permits in use) do not move it.
  *
  * Every worker process runs its own limiter per backend. They all see the same signal, the backend's
  * latency, so they grow and shrink together and the fleet's total settles where the latency is
@@ -66,6 +75,10 @@ export class GradientLimit {
   private rttAvg = 0;
   private lastDropAt = -Infinity;
   private drops = 0;
+  /** Still in slow start (no strain seen yet). */
+  private starting = true;
+  /** The quickest first output seen (slow start's yardstick). */
+  private minFirst = Infinity;
 
   constructor(opts: GradientLimitOptions) {
     this.max = opts.max;
@@ -89,15 +102,48 @@ export class GradientLimit {
     return Math.max(this.min, Math.floor(this.estimate));
   }
 
+  /**
+   * In slow start: calls have reported first outputs (streamed calls) and the backend has shown no strain
+   * yet (see slow start above). Unstreamed traffic never enters it.
+   */
+  get slowStart(): boolean {
+    return this.starting && this.minFirst < Infinity;
+  }
+
   /** What the limit is working from: the lowest latency seen, the recent average, drops so far. */
-  state(): { limit: number; estimate: number; minRtt: number; rtt: number; drops: number } {
+  state(): {
+    limit: number;
+    estimate: number;
+    minRtt: number;
+    rtt: number;
+    drops: number;
+    slowStart: boolean;
+  } {
     return {
       limit: this.limit,
       estimate: this.estimate,
       minRtt: this.minRtt,
       rtt: this.rttAvg,
       drops: this.drops,
+      slowStart: this.slowStart,
     };
+  }
+
+  /**
+   * Feeds a call's first output (slow start): `latency` from its permit to its first output, `inFlight` the
+   * calls in flight when it was let through (itself included). Returns the new limit.
+   */
+  firstOutput(s: { latency: number; inFlight: number }): number {
+    if (!this.starting || !(Number.isFinite(s.latency) && s.latency >= 0)) return this.limit;
+    this.minFirst = Math.min(this.minFirst, Math.max(s.latency, 1e-6));
+    if (s.latency > this.tolerance * this.minFirst) {
+      this.starting = false;
+      return this.limit;
+    }
+    // App-limited: too few calls in flight to say the backend takes more.
+    if (s.inFlight * 2 < this.estimate) return this.limit;
+    this.estimate = clamp(Math.max(this.estimate, 2 * s.inFlight), this.min, this.max);
+    return this.limit;
   }
 
   /** Feeds one finished call; returns the new limit. */
@@ -105,6 +151,7 @@ export class GradientLimit {
     if (s.dropped) {
       // Several calls in flight fail on the same overload: one cut per round trip, not one per call.
       const roundTrip = this.rttAvg > 0 ? this.rttAvg : 0;
+      this.starting = false;
       if (s.at - this.lastDropAt >= roundTrip) {
         this.lastDropAt = s.at;
         this.drops++;
@@ -118,6 +165,7 @@ export class GradientLimit {
     // App-limited: too few calls in flight to learn anything about the backend's capacity.
     if (s.inFlight * 2 < this.estimate) return this.limit;
     const ratio = this.rttAvg / this.minRtt;
+    if (ratio > this.tolerance) this.starting = false;
     const target =
       ratio <= this.tolerance
         ? this.estimate + Math.sqrt(this.estimate)
@@ -147,10 +195,22 @@ export interface LimitAlgorithm {
   readonly limit: number;
   readonly max: number;
   update(s: LimitSample): number;
+  /** True while the limit may still double per first-output time ({@link GradientLimit}'s slow start). */
+  readonly slowStart?: boolean;
+  /**
+   * A call's first output, `latency` after its permit, `inFlight` the calls in flight when it was let through
+   * (see {@link GradientLimit.firstOutput}); returns the new limit.
+   */
+  firstOutput?(s: { latency: number; inFlight: number }): number;
 }
 
 /** A permit to make one backend call; exactly one of its methods should be called when the call ends. */
 export interface Permit {
+  /**
+   * The call's first output came (a streamed call's first token): feeds the limit's slow start and lets
+   * waiting calls through if it grew. Optional to call; at most once counts.
+   */
+  firstOutput(): void;
   /** The call succeeded; `units` of work done (e.g. tokens produced), to compare calls of any length. */
   success(units?: number): void;
   /** The backend refused (429/503) or timed out: the limit backs off. */
@@ -211,6 +271,16 @@ export class ConcurrencyLimiter {
   }
 
   /**
+   * Calls this limiter may let through soon: its limit, or its cap while in slow start (the limit may double
+   * every first-output time then). What a worker should hold jobs for: held jobs wait for a permit here, in
+   * the process, and start the moment one is free, where jobs left in the queue would wait for a fetch (and
+   * BullMQ's worker notices a raised concurrency only when one of its jobs ends).
+   */
+  get capacity(): number {
+    return this.algorithm.slowStart ? this.algorithm.max : this.algorithm.limit;
+  }
+
+  /**
    * A permit, at once when one is free, else after waiting in line. Rejects with RateLimitedError after
    * `timeoutMs` (the job then waits in the queue, not in this process) or with the signal's reason.
    */
@@ -257,7 +327,9 @@ export class ConcurrencyLimiter {
   private grant(): Permit {
     this.inFlight++;
     const start = this.now();
+    const inFlightAtGrant = this.inFlight;
     let open = true;
+    let first = true;
     const end = (sample?: { rtt: number; dropped: boolean }) => {
       if (!open) return;
       open = false;
@@ -269,6 +341,13 @@ export class ConcurrencyLimiter {
       this.drain();
     };
     return {
+      firstOutput: () => {
+        if (!open || !first) return;
+        first = false;
+        const before = this.algorithm.limit;
+        this.algorithm.firstOutput?.({ latency: this.now() - start, inFlight: inFlightAtGrant });
+        if (this.algorithm.limit > before) this.drain();
+      },
       success: (units = 1) => end({ rtt: (this.now() - start) / Math.max(1, units), dropped: false }),
       dropped: () => end({ rtt: this.now() - start, dropped: true }),
       ignore: () => end(),

@@ -136,7 +136,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
    * (the provider deadline counts from there, not from the wait in line).
    */
   async run<T>(
-    call: (signal: AbortSignal) => Promise<T>,
+    call: (signal: AbortSignal, firstOutput: () => void) => Promise<T>,
     signal: AbortSignal,
     opts: { units?: (result: T) => number; onStart?: () => void } = {},
   ): Promise<T> {
@@ -159,7 +159,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
       try {
         // The failure is noted before the breaker sees it: a breaker that opens on it publishes it at once.
         const result = await this.breaker.fire(() =>
-          call(signal).catch((err: unknown) => {
+          call(signal, firstOutputOf(slot)).catch((err: unknown) => {
             if (countsAgainstBackend(err)) this.lastError = describeError(err as ProviderError);
             throw err;
           }),
@@ -234,6 +234,11 @@ function describeError(err: ProviderError): BackendError {
     ...(typeof sys === 'string' ? { cause: sys } : {}),
     at: new Date().toISOString(),
   };
+}
+
+/** What a call reports its first output to: the permit's (its limit's slow start), or nothing. */
+function firstOutputOf(slot: Permit | undefined): () => void {
+  return slot ? () => slot.firstOutput() : () => undefined;
 }
 
 /**

@@ -3,6 +3,7 @@ import { matchesPattern } from '../../shared/config/provider-routes.js';
 import { type InferenceJobData, type SearchJobData } from '../../shared/queues/schemas.js';
 import { type InferenceResult, type SearchResult } from '../../shared/queues/results.js';
 import { type BackendGuard } from './backend-guard.js';
+import { type ConcurrencyLimiter } from './adaptive-limit.js';
 import { type CallContext, type EmbedResult, type InferenceBackend, type SearchBackend } from './provider.js';
 
 /** One model pattern and the backend (with its guard) that serves it. */
@@ -47,9 +48,23 @@ export class InferenceRouter implements InferenceBackend {
     // told, so its readers do not append the new try's text to the failed one's.
     let tries = 0;
     return r.guard.run(
-      (signal) => {
+      (signal, firstOutput) => {
         if (tries++ > 0) ctx.onRestart?.();
-        return r.backend.run(job, { ...ctx, signal });
+        const onToken = ctx.onToken;
+        // A streamed call's first token is its first output (the concurrency limit's slow start).
+        if (!onToken) return r.backend.run(job, { ...ctx, signal });
+        let first = true;
+        return r.backend.run(job, {
+          ...ctx,
+          signal,
+          onToken: (text) => {
+            if (first) {
+              first = false;
+              firstOutput();
+            }
+            onToken(text);
+          },
+        });
       },
       ctx.signal,
       {
@@ -86,11 +101,24 @@ export class InferenceRouter implements InferenceBackend {
    * undefined when a route has no such limit (an in-process backend, a guard without one).
    */
   concurrencyLimit(): number | undefined {
+    return this.sumOfLimiters((c) => c.limit);
+  }
+
+  /**
+   * Calls the backends behind the routes may take soon: the sum of their guards' limiters' capacities (a
+   * limit in slow start counts at its cap); undefined as for {@link concurrencyLimit}. What a worker holds
+   * jobs for.
+   */
+  concurrencyCapacity(): number | undefined {
+    return this.sumOfLimiters((c) => c.capacity);
+  }
+
+  private sumOfLimiters(of: (c: ConcurrencyLimiter) => number): number | undefined {
     const limits = new Map<unknown, number>();
     for (const r of this.routes) {
       const c = r.guard?.concurrency;
       if (!c) return undefined;
-      limits.set(c, c.limit);
+      limits.set(c, of(c));
     }
     return [...limits.values()].reduce((a, b) => a + b, 0);
   }
