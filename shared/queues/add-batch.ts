@@ -5,12 +5,14 @@
  * its command timer) and a script dispatch of its own in Redis. Here the standard adds issued inside
  * {@link gatherAdds} on one connection go to Redis as one call of a script that runs BullMQ's own
  * `addStandardJob` body once per job, in order: the keys every job shares are sent once, each job adds its
- * 3 arguments. Each add does exactly what BullMQ's call does (the same Lua, keys and arguments, the same
- * data layout, events and markers), and each caller gets its own answer: the job id, a negative code, or
+ * 3 arguments. Each add does exactly what BullMQ's call does (the same Lua, its integer literals given to
+ * redis.call as the strings Redis would make of them; the same keys and arguments, data layout, events and
+ * markers), and each caller gets its own answer: the job id, a negative code, or
  * its own error (a job's Lua error is caught per job; its neighbours are added as usual).
  * Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
  */
 import { type RedisConnection } from '../redis/cluster.js';
+import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { luaInclude } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
 
@@ -83,8 +85,9 @@ function sameKeys(args: unknown[], keys: unknown[]): boolean {
 const batchedOn = new WeakMap<RedisConnection, Batched>();
 
 /**
- * The batched script: BullMQ's addStandardJob text (`lua`) wrapped as a function of (KEYS, ARGV), called per
- * job with the shared keys and that job's 3 arguments. With a producer id, it also tells per job whether the
+ * The batched script: BullMQ's addStandardJob text (`lua`, its integer literals given to redis.call as strings:
+ * see integerArgsAsStrings) wrapped as a function of (KEYS, ARGV), called per job with the shared keys and that
+ * job's 3 arguments. With a producer id, it also tells per job whether the
  * add created the job or met one that exists (a custom id whose hash is there before the add): an add that
  * met one registers the producer as the job's waiter and reads where the job stands, in the same step, so
  * that no outcome can slip between the two (as register-waiters.lua does for an add sent alone).
@@ -98,7 +101,7 @@ const batchedOn = new WeakMap<RedisConnection, Batched>();
  */
 export function addBatchLua(lua: string, jobStatus: string): string {
   return `local function addStandardJob(KEYS, ARGV)
-${lua}
+${integerArgsAsStrings(lua)}
 end
 ${jobStatus}
 local producer = ARGV[1]

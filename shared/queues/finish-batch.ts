@@ -5,7 +5,8 @@
  * the finishes of one tick on one connection go to Redis as one call of a script that runs BullMQ's own
  * `moveToFinished` script body once per job, in order: the keys every job shares are sent once, each job
  * adds its own key and its 9 arguments. Each job's finish does exactly what BullMQ's call does (the same
- * Lua, the same keys and arguments, the same data layout; only the approximate trim of the event stream and
+ * Lua, its helpers defined once per call and its integer literals given to redis.call as the strings Redis
+ * would make of them; the same keys and arguments, the same data layout; only the approximate trim of the event stream and
  * the count for the metrics are done once per call, see trimOncePerCall and countOncePerCall), and each
  * caller gets its own answer: the next
  * job to run, 0, a negative code, or its own error (a job's Lua error is caught per job, its neighbours
@@ -16,6 +17,7 @@
 import { type RedisConnection } from '../redis/cluster.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { LUA_DIR } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
 
@@ -350,7 +352,8 @@ export function splitHelpers(lua: string): { helpers: string; rest: string } | u
  * the keys it ran with.
  */
 function finishOneLua(lua: string): string {
-  const text = countOncePerCall(trimOncePerCall(lua));
+  // BullMQ's integer literals given to redis.call as strings (the same arguments, without Redis's conversion).
+  const text = integerArgsAsStrings(countOncePerCall(trimOncePerCall(lua)));
   const split = splitHelpers(text);
   // The helpers after cell0's own (their names are BullMQ's, as when they were defined inside the function).
   return `local trimmed = false

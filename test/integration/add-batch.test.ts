@@ -1,7 +1,14 @@
 import { Job, Queue } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
-import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../../shared/queues/add-batch';
+import {
+  addBatchLua,
+  addsBatched,
+  batchAdds,
+  gatherAdds,
+  type AddWaiter,
+} from '../../shared/queues/add-batch';
+import { bullmqScript } from '../../shared/queues/bullmq-internals';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -79,6 +86,19 @@ describe('adds batched into one script call', () => {
     expect(stats).toEqual({ calls: 2, adds: 7, single: 0 });
     expect(await batchedConn.llen(`${bp}:q:wait`)).toBe(8);
     await Promise.all([batched.close(), plain.close()]);
+  });
+
+  test("the batched add gives redis.call BullMQ's integer literals as strings, the rest of its text as is", async () => {
+    const c = conn();
+    const queue = new Queue('q', { connection: c, prefix: uniquePrefix('abl') });
+    await queue.waitUntilReady();
+    const lua = bullmqScript(c, 'addStandardJob', 9)!.lua;
+    const script = addBatchLua(lua, '');
+    expect(lua).toContain('rcall("ZADD", markerKey, 0, "0")');
+    expect(script).toContain('rcall("ZADD", markerKey, "0", "0")');
+    const unquoted = (text: string) => text.replace(/"(-?\d+)"/g, '$1');
+    expect(unquoted(script)).toContain(unquoted(lua));
+    await queue.close();
   });
 
   test("one job's error in a batch is that job's only; its neighbours are added", async () => {

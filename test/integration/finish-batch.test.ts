@@ -587,6 +587,8 @@ describe('finishes batched into one script call', () => {
       expect(script.slice(fn).split('\n')[1]).toBe('local jobIdKey = KEYS[12]');
       expect(script.slice(fn).match(/^local function (removeLock|fetchNextJob)\(/gm)).toBeNull();
       expect(script.slice(0, fn).match(/^local function (removeLock|fetchNextJob)\(/gm)).toHaveLength(2);
+      // Its integer literals go to redis.call as strings (see integerArgsAsStrings).
+      expect(script).toContain('rcall("HINCRBY", jobIdKey, "atm", "1")');
     }
   });
 

@@ -28,7 +28,8 @@ local function popWaiters(acc, waiterKey, prefix, reply, adder)
     n = 1
   end
   -- A count past any waiter set's size pops the whole set and deletes it.
-  local waiters = redis.call("SPOP", waiterKey, 1000000)
+  -- (As a string: Redis 7.0 formats a Lua number given to redis.call with snprintf, a string it takes as is.)
+  local waiters = redis.call("SPOP", waiterKey, "1000000")
   for w = 1, #waiters do
     -- The adder joined its own job again (a re-run): one reply is enough.
     if waiters[w] ~= adder then
