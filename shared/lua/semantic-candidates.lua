@@ -9,7 +9,7 @@
   KEYS[1]  vec hash (slot -> "expires at (15 digits) .. id .. LF .. int8 vector (dense or sparse) .. prompt")
   KEYS[2]  LRU sorted set
   KEYS[3]  expiry sorted set
-  KEYS[4]  meta hash (id -> "slot|band values|generation")
+  KEYS[4]  meta hash (id -> "slot|bands|generation", see includes/slot-codes.lua parseMeta)
   KEYS[5]  free slots list
   KEYS[6..] the hashes of the query's band buckets (one per generation read)
   ARGV[1]  entry key prefix

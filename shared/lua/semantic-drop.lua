@@ -9,7 +9,7 @@
 
   KEYS[1]  LRU sorted set
   KEYS[2]  expiry sorted set
-  KEYS[3]  meta hash (id -> "slot|band values")
+  KEYS[3]  meta hash (id -> "slot|bands|generation", see includes/slot-codes.lua parseMeta)
   KEYS[4]  vec hash (slot -> candidate record)
   KEYS[5]  free slots list
   KEYS[6]  next-slot counter

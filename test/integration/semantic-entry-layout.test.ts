@@ -100,6 +100,41 @@ describe('SemanticCache entry layout (on Redis)', () => {
     expect(viaDense!.similarity).toBe(viaSparse!.similarity);
   });
 
+  it('names the band fields in the meta record, and still removes entries whose record names band values', async () => {
+    const { cache, entryKey } = make();
+    const tag = entryKey('x').split(':e:')[0]!;
+    const codes = async (): Promise<number> => {
+      let total = 0;
+      for (const gen of await raw.zrange(`${tag}:gens`, 0, -1))
+        for (const v of await raw.hvalsBuffer(`${tag}:b:${gen}`)) total += v.length;
+      return total / 3;
+    };
+    const prompts = ['How do I reset my password?', 'Where is the nearest train station?'];
+    for (const p of prompts) await cache.set(p, `answer: ${p}`, SCOPE, { ttlSeconds: 30 });
+    expect(await codes()).toBe(40);
+    const meta = `${tag}:meta`;
+    const idOf = (p: string) => cache.entryIdOf(p, SCOPE).split(':')[1]!;
+    // "slot|band fields|generation": the fields as the lookup sends them ("index:value", comma-separated)
+    const rec = (await raw.hget(meta, idOf(prompts[0]!)))!;
+    const [, fields, gen] = rec.split('|');
+    expect(fields!.split(',').map((f) => f.split(':')[0])).toEqual([...Array(20).keys()].map(String));
+    expect(await raw.hget(`${tag}:b:${gen}`, fields!.split(',')[0]!)).toBeTruthy();
+    // The records as earlier stores wrote them (band values only) are taken out of all 20 of their buckets all
+    // the same: when the entry is removed, and when its prompt is stored again (it leaves its old buckets).
+    const asValues = async (prompt: string): Promise<void> => {
+      const [s, f, g] = (await raw.hget(meta, idOf(prompt)))!.split('|');
+      const values = f!.split(',').map((x) => x.split(':')[1]);
+      await raw.hset(meta, idOf(prompt), `${s}|${values.join(',')}|${g}`);
+    };
+    await asValues(prompts[0]!);
+    await cache.reportFalseHit(cache.entryIdOf(prompts[0]!, SCOPE));
+    expect(await codes()).toBe(20);
+    await asValues(prompts[1]!);
+    await cache.set(prompts[1]!, 'again', SCOPE, { ttlSeconds: 30 });
+    expect(await codes()).toBe(20);
+    expect(await cache.get(prompts[1]!, SCOPE)).toMatchObject({ value: 'again' });
+  });
+
   it('gives the scope containers an expiry, also a vec hash made anew under a meta hash that stayed', async () => {
     const { cache, entryKey } = make();
     const tag = entryKey('x').split(':e:')[0]!;

@@ -264,7 +264,7 @@ export class SemanticCache<T = unknown> {
     }
     // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
-    const bands = hasControlChar(prompt) ? [] : (this.bandsOf(prepared, vec) ?? []);
+    const bands = hasControlChar(prompt) ? undefined : this.bandsOf(prepared, vec);
     try {
       const { evicted, expired } = await this.writer.store({
         keys,
@@ -273,7 +273,8 @@ export class SemanticCache<T = unknown> {
         prompt,
         vector: (prepared.quantized ??= storedForm(quantize(vec))),
         ttlMs,
-        bands: bands.map((b) => b.toString(36)).join(','),
+        // the lookup's band fields when it built them (the memo): the same string, not made again
+        fields: bands ? (prepared.fields ??= bandFields(bands)) : '',
         indexKeys: () =>
           scope.tenant
             ? [this.modelIndexKey(scope.model), this.tenantIndexKey(scope.tenant)]

@@ -11,8 +11,11 @@ export interface SemanticWrite {
   prompt: string;
   vector: Buffer;
   ttlMs: number;
-  /** Band values, comma-separated, base 36 ('' when the entry is not indexed). */
-  bands: string;
+  /**
+   * Band fields as the lookup scripts take them (scope.ts bandFields: "index:value", comma-separated; '' when
+   * the entry is not indexed): the prompt's lookup built them already, and the script appends to them as given.
+   */
+  fields: string;
   /**
    * The index sets of the scope (model, and tenant when there is one): asked for only when a store renews
    * them (a new generation, or a sample), as each name costs a hash.
@@ -91,7 +94,7 @@ export class SemanticWriter {
     ];
     let maxTtl = 0;
     for (const w of writes) {
-      args.push(w.id, w.json, w.prompt, w.vector, w.ttlMs, w.bands);
+      args.push(w.id, w.json, w.prompt, w.vector, w.ttlMs, w.fields);
       maxTtl = Math.max(maxTtl, w.ttlMs);
     }
     const sent = (): void => {

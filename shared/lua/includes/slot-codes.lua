@@ -1,7 +1,7 @@
 --[[ Shared by the semantic-cache scripts (inserted where a script says `-- #include slot-codes`):
   code(slot): the 3-byte code of an entry slot; withoutCode(s, c): a bucket without one code (only at a
   3-byte boundary); unpackFrom(key, c): removes one code from a string bucket, deleting it when it empties;
-  leaveFields(key, c, fields): the same for the buckets of a hash generation; parseMeta(rec),
+  leaveFields(key, c, fields): the same for the buckets of a hash generation; parseMeta(rec), bandFields(bands),
   bandKey(prefix, gen, i, v) and leaveBands(prefix, c, bands, gen) read the meta record and find an entry's
   buckets; dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member) removes one entry everywhere and
   returns (entry keys deleted, whether its slot went back on the free list).
@@ -62,9 +62,14 @@ local function isHashGen(gen)
   return gen ~= nil and string.byte(gen, 1) == 104 -- 'h'
 end
 
--- The hash fields ("band index:value") of comma-separated band values, in band order.
+-- The hash fields ("band index:value") of a meta record's bands: its band fields as they are (the form
+-- semantic-set.lua writes), or comma-separated band values in band order (records of earlier stores).
 local function bandFields(bands)
   local fields = {}
+  if string.find(bands, ':', 1, true) then
+    for f in string.gmatch(bands, '[^,]+') do fields[#fields + 1] = f end
+    return fields
+  end
   local i = 0
   for v in string.gmatch(bands, '[^,]+') do
     fields[#fields + 1] = i .. ':' .. v
@@ -74,7 +79,8 @@ local function bandFields(bands)
 end
 
 -- A meta record: "slot|band values" (older entries, band keys without a generation) or
--- "slot|band values|generation" (band keys of that generation). Returns slot, band values, generation.
+-- "slot|bands|generation" (band keys of that generation; bands: band fields, or band values in records of
+-- earlier stores, see bandFields). Returns slot, bands, generation.
 local function parseMeta(rec)
   local bar = string.find(rec, '|', 1, true)
   local rest = string.sub(rec, bar + 1)
@@ -91,9 +97,10 @@ local function bandKey(bprefix, gen, i, v)
   return bprefix .. i .. ':' .. v
 end
 
--- Takes slot code c out of the buckets named by a meta record's band values and generation.
+-- Takes slot code c out of the buckets named by a meta record's bands and generation.
 local function leaveBands(bprefix, c, bands, gen)
   if isHashGen(gen) then return leaveFields(bprefix .. gen, c, bandFields(bands)) end
+  -- string keys per bucket: older entries only, their records hold band values
   local i = 0
   for v in string.gmatch(bands, '[^,]+') do
     unpackFrom(bandKey(bprefix, gen, i, v), c)
