@@ -31,7 +31,9 @@ if ARGV[2] == '1' then
   end
 end
 local gens = {}
-for _, gen in ipairs(redis.call('ZRANGE', KEYS[3], -tonumber(ARGV[4]), -1)) do
+-- the range's ends as strings: a number given to redis.call is formatted with sprintf (~3.5k instructions each,
+-- ~4% of a miss's call)
+for _, gen in ipairs(redis.call('ZRANGE', KEYS[3], '-' .. ARGV[4], '-1')) do
   -- hash generations only: entries of older layouts are found by their exact key until they expire
   if string.byte(gen, 1) == 104 then gens[#gens + 1] = gen end
 end

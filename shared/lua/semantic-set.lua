@@ -207,7 +207,7 @@ if left < maxTtl then
   for _, key in ipairs({ lru, exp, meta, vec, nextSlot, gens, free }) do redis.call('PEXPIRE', key, life) end
 end
 
-local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', nowText, 'LIMIT', 0, tonumber(ARGV[4]))
+local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', nowText, 'LIMIT', '0', ARGV[4])
 for _, member in ipairs(expired) do drop(member) end
 
 local evicted = 0
