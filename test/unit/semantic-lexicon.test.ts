@@ -9,6 +9,7 @@ import {
   lemmaOf,
   lexicon,
   LEXICON_VERSION,
+  termGroup,
 } from '../../shared/cache/semantic/lexicon';
 
 const ROOT = join(__dirname, '..', '..');
@@ -73,6 +74,28 @@ describe('the lexicon (data/lexicon)', () => {
     expect(correctTypo(typo)).toBe(word);
   });
 
+  it('reads a two-word term by its first word as the joined string would read it (termGroup)', () => {
+    const lx = lexicon();
+    let terms = 0;
+    for (const [w, group] of lx.group) {
+      const us = w.indexOf('_');
+      if (us < 0) continue;
+      terms++;
+      expect({ w, g: termGroup(w.slice(0, us), w.slice(us + 1)) }).toEqual({ w, g: group });
+    }
+    expect(terms).toBeGreaterThan(1000);
+    expect(termGroup('cutting', 'board')).toBe(groupOf('chopping_board'));
+    // no term: the same undefined as the joined string's lookup, also for a first part holding "_"
+    for (const [a, b] of [
+      ['cutting', 'table'],
+      ['zzyzx', 'board'],
+      ['cutting_board', 'x'],
+      ['get', 'rid'],
+      ['get', 'rid_of'],
+    ] as const)
+      expect(termGroup(a, b)).toBe(groupOf(`${a}_${b}`));
+  });
+
   it('leaves known words, short words and unknown names alone', () => {
     expect(correctTypo('capitol')).toBeUndefined(); // a word in its own right
     expect(correctTypo('teh')).toBe('the'); // a swap is tried even on three letters
@@ -96,6 +119,21 @@ describe('canonicalize', () => {
     );
     expect(keys('Could you please explain how a VPN works?')).toEqual(keys('How does a VPN work?'));
     expect(keys('what causes gum recesion')).toEqual(keys('What causes gum recession?'));
+  });
+
+  it('reads a word the same wherever it was met first, and keeps a capital out of the lower-case fixes', () => {
+    // lower case: fixed, lemma and group; met again (the word memo): the same
+    const first = canonicalize('gum recesion and tooth decay in dogs').words;
+    const again = canonicalize('in dogs tooth decay and gum recesion').words;
+    const byLower = (ws: typeof first) => new Map(ws.map((w) => [w.text, [w.lower, w.lemma, w.key, w.role]]));
+    expect(byLower(again)).toEqual(byLower(first));
+    expect(byLower(first).get('recesion')).toEqual(['recession', 'recession', 'recession', 'content']);
+    // the same word with a capital at a sentence start is only swap-fixed ("Explian"), never one edit away
+    expect(canonicalize('Recesion: what causes it?').words[0]!.lower).toBe('recesion');
+    expect(canonicalize('Explian recursion').words[0]!.lower).toBe('explain');
+    // an ordinal in lower case is a number with its value, as a Roman numeral (a capital) is
+    expect(canonicalize('the second world war').words[1]).toMatchObject({ role: 'number', key: '2' });
+    expect(canonicalize('world war II').words[2]).toMatchObject({ role: 'number', key: '2' });
   });
 
   it.each([
@@ -133,6 +171,7 @@ describe('the lexicon preload', () => {
     lx.irregular.size,
     lx.group.size,
     lx.termStarts.size,
+    lx.terms.size,
   ];
   const full = sizes(lexicon());
 

@@ -84,21 +84,29 @@ export const WH: ReadonlySet<string> = new Set([
   'why',
 ]);
 
+/** Marks a content word as a frame word of the question (absorbed into its ask class). */
+function absorb(w: CanonicalWord | undefined): void {
+  if (w && w.role === 'content') w.role = 'frame';
+}
+
 /** The ask classes of a prompt's question words; marks the frame words it absorbs. */
 export function classifyAsks(ws: CanonicalWord[]): AskClass[] {
   const asks: AskClass[] = [];
-  // the words that are not politeness, in order (one array: no record per word)
-  const live: CanonicalWord[] = [];
-  for (const w of ws) if (w.role !== 'polite') live.push(w);
-  const at = (k: number): CanonicalWord | undefined => live[k];
-  const absorb = (w: CanonicalWord | undefined): void => {
-    if (w && w.role === 'content') w.role = 'frame';
-  };
+  // the words that are not politeness, in order: the words themselves when none is (most prompts), else
+  // one array of them (no record per word)
+  let live: readonly CanonicalWord[] = ws;
+  for (let i = 0; i < ws.length; i++)
+    if (ws[i]!.role === 'polite') {
+      const kept: CanonicalWord[] = [];
+      for (const x of ws) if (x.role !== 'polite') kept.push(x);
+      live = kept;
+      break;
+    }
   for (let k = 0; k < live.length; k++) {
-    const w = at(k)!;
+    const w = live[k]!;
     if (!WH.has(w.lower)) continue;
-    const next = at(k + 1);
-    const prev = at(k - 1);
+    const next = live[k + 1];
+    const prev = live[k - 1];
     // "when opening the hive", "where it is printed": a subordinate clause, not a question
     if ((w.lower === 'when' || w.lower === 'where') && next) {
       if (next.lower.endsWith('ing') && !AUX.has(next.lower)) continue;
@@ -125,16 +133,16 @@ export function classifyAsks(ws: CanonicalWord[]): AskClass[] {
         break;
       case 'how': {
         const deg = next ? HOW_DEGREE.get(next.lower) : undefined;
-        if (deg === 'amount' && at(k + 2)?.lemma === 'time') {
+        if (deg === 'amount' && live[k + 2]?.lemma === 'time') {
           asks.push('long');
           absorb(next);
-          absorb(at(k + 2));
+          absorb(live[k + 2]);
           break;
         }
         if (deg) {
           asks.push(deg);
           absorb(next);
-          if (deg === 'far' && at(k + 2)?.lower === 'away') absorb(at(k + 2)); // "how far away"
+          if (deg === 'far' && live[k + 2]?.lower === 'away') absorb(live[k + 2]); // "how far away"
           break;
         }
         if (next && next.role === 'content' && !AUX.has(next.lower) && next.lower !== 'to') {

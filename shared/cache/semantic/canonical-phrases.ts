@@ -197,7 +197,12 @@ export function byFirstWord(list: readonly string[]): ReadonlyMap<string, (reado
 export const POLITE = byFirstWord(POLITE_PHRASES);
 export const OPENERS = byFirstWord(POLITE_OPENERS);
 
-export function matchAt(words: readonly string[], i: number, phrase: readonly string[]): boolean {
-  for (let k = 0; k < phrase.length; k++) if (words[i + k] !== phrase[k]) return false;
+/** True when the words from `i` on are `phrase` (each word's `lower` compared). */
+export function matchAt(
+  words: readonly { readonly lower: string }[],
+  i: number,
+  phrase: readonly string[],
+): boolean {
+  for (let k = 0; k < phrase.length; k++) if (words[i + k]?.lower !== phrase[k]) return false;
   return true;
 }

@@ -1,4 +1,4 @@
-import { correctTypo, groupOf, isKnownWord, lemmaOf, lexicon } from './lexicon.js';
+import { correctTypo, groupOf, isKnownWord, lemmaOf, lexicon, termGroup } from './lexicon.js';
 import { STOPWORDS, tokenize, type Token } from './text.js';
 import { agentVerb, classifyAsks, DIFFERENCE_WORDS } from './ask-classes.js';
 import {
@@ -54,36 +54,42 @@ function computeCanonical(prompt: string): CanonicalPrompt {
   // is what its tail pays for in scavenges).
   const out: CanonicalWord[] = [];
   const kinds: Token['kind'][] = [];
-  /** Lower case as written, before typo fixes: what politeness phrases match. */
-  const lowers: string[] = [];
-  for (const t of tokenize(prompt)) {
+  // Indexed loops over arrays here and below: a for-of makes an iterator and a result per step wherever the
+  // function runs unoptimised (after a deopt on a rare branch, until it is optimised again).
+  const tokens = tokenize(prompt);
+  for (let ti = 0; ti < tokens.length; ti++) {
+    const t = tokens[ti]!;
     if (t.kind !== 'word' || (!t.lower.includes("'") && !BARE_CONTRACTIONS.has(t.lower))) {
       out.push(word(t.text, t.lower, t.start));
       kinds.push(t.kind);
-      lowers.push(t.lower);
       continue;
     }
     const parts = expand(t.lower);
     for (let i = 0; i < parts.length; i++) {
       out.push(word(i === 0 ? t.text : parts[i]!, parts[i]!, t.start));
       kinds.push('word');
-      lowers.push(parts[i]!);
     }
   }
 
-  // politeness
+  // politeness: phrases match the lower case as written (each word's `lower` until typos are fixed below)
   for (let i = 0; i < out.length; i++) {
     let len = 0;
-    for (const p of POLITE.get(lowers[i]!) ?? [])
-      if (matchAt(lowers, i, p)) {
-        len = p.length;
-        break;
-      }
-    if (len === 0)
-      for (const p of OPENERS.get(lowers[i]!) ?? [])
-        if (matchAt(lowers, i, p)) {
-          const next = lowers[i + p.length];
-          const after = next === 'please' || next === 'kindly' ? lowers[i + p.length + 1] : next;
+    const first = out[i]!.lower;
+    const polite = POLITE.get(first);
+    if (polite)
+      for (let pi = 0; pi < polite.length; pi++)
+        if (matchAt(out, i, polite[pi]!)) {
+          const p = polite[pi]!;
+          len = p.length;
+          break;
+        }
+    const openers = len === 0 ? OPENERS.get(first) : undefined;
+    if (openers)
+      for (let pi = 0; pi < openers.length; pi++)
+        if (matchAt(out, i, openers[pi]!)) {
+          const p = openers[pi]!;
+          const next = out[i + p.length]?.lower;
+          const after = next === 'please' || next === 'kindly' ? out[i + p.length + 1]?.lower : next;
           if (after !== undefined && (REQUEST_VERBS.has(after) || after === 'let')) len = p.length;
           if (len > 0) break;
         }
@@ -96,6 +102,16 @@ function computeCanonical(prompt: string): CanonicalPrompt {
   for (let i = 0; i < out.length; i++) {
     const w = out[i]!;
     const kind = kinds[i]!;
+    // A lower-case word outside politeness (most words): what it becomes depends on its lower-case form
+    // alone, read from the word memo (one lookup instead of a dozen, most into the lexicon's large maps).
+    if (kind === 'word' && w.role !== 'polite' && !CAPITALISED.test(w.text)) {
+      const known = plainWord(w.lower);
+      w.lower = known.lower;
+      w.lemma = known.lemma;
+      w.key = known.key;
+      w.role = known.role;
+      continue;
+    }
     let lower = w.lower;
     if (
       kind === 'word' &&
@@ -133,7 +149,7 @@ function computeCanonical(prompt: string): CanonicalPrompt {
     const b = out[i + 1]!;
     if (a.role === 'polite' || b.role === 'polite' || a.role === 'number' || b.role === 'number') continue;
     if (!lx.termStarts.has(a.lower) && !lx.termStarts.has(a.lemma)) continue;
-    const g = groupOf(`${a.lower}_${b.lemma}`) ?? groupOf(`${a.lemma}_${b.lemma}`);
+    const g = termGroup(a.lower, b.lemma) ?? termGroup(a.lemma, b.lemma);
     if (g === undefined) continue;
     a.key = g;
     a.role = 'content';
@@ -144,7 +160,12 @@ function computeCanonical(prompt: string): CanonicalPrompt {
 
   const asks = classifyAsks(out); // a new array, ours to change
   // "how does X differ from Y", "how are X and Y different": a difference, however it is asked
-  const differ = out.find((w) => w.role === 'content' && DIFFERENCE_WORDS.has(w.lemma));
+  let differ: CanonicalWord | undefined;
+  for (let i = 0; i < out.length; i++)
+    if (out[i]!.role === 'content' && DIFFERENCE_WORDS.has(out[i]!.lemma)) {
+      differ = out[i];
+      break;
+    }
   if (differ && asks.some((a) => a === 'how' || a === 'what')) {
     for (let k = 0; k < asks.length; k++) if (asks[k] === 'how' || asks[k] === 'what') asks[k] = 'difference';
     differ.role = 'frame';
@@ -158,6 +179,46 @@ function computeCanonical(prompt: string): CanonicalPrompt {
     }
   // one ask or none (most prompts) is already its sorted distinct list: no Set and copies for it
   return { words: out, asks: asks.length < 2 ? asks : [...new Set(asks)].sort() };
+}
+
+/** What a lower-case word outside politeness becomes: its typo fix, lemma, key and role. */
+interface PlainWord {
+  readonly lower: string;
+  readonly lemma: string;
+  readonly key: string;
+  readonly role: WordRole;
+}
+
+/** Words read lately, by lower-case form as tokenised (see {@link plainWord}). */
+const plainWords = new Map<string, PlainWord>();
+/** Bounded as the lexicon's lemma and typo caches are: emptied when full (prompts' vocabulary is small). */
+const MAX_PLAIN_WORDS = 20_000;
+
+/**
+ * The canonical form of a word token outside politeness written without a leading capital, by its lower
+ * case (`lower`): the same steps as the general path of computeCanonical (typo fix, lemma, role, key),
+ * none of which depends on anything but `lower` for such a word (a Roman numeral starts with a capital).
+ * Kept, so each word of a prompt costs one lookup when met again.
+ */
+function plainWord(lower: string): PlainWord {
+  const hit = plainWords.get(lower);
+  if (hit !== undefined) return hit;
+  let fixed = lower;
+  if (!HAS_DIGIT.test(lower) && !STOPWORDS.has(lower) && !MARKERS.has(lower) && !NEGATION_WORDS.has(lower))
+    fixed = fixTypo(lower);
+  const lemma = lemmaOf(fixed);
+  let role: WordRole;
+  if (STARTS_WITH_DIGIT.test(fixed) || ORDINALS.has(fixed)) role = 'number';
+  else if (NEGATION_WORDS.has(fixed)) role = 'negation';
+  else if (MARKERS.has(fixed)) role = 'marker';
+  else if (STOPWORDS.has(fixed) || STOPWORDS.has(lemma)) role = 'function';
+  else role = 'content';
+  // numberValue reads the text for a Roman numeral only, which needs a capital: the lower form does here
+  const key = role === 'number' ? numberValue(fixed, fixed) : (groupOf(lemma) ?? lemma);
+  const out: PlainWord = { lower: fixed, lemma, key, role };
+  if (plainWords.size >= MAX_PLAIN_WORDS) plainWords.clear();
+  plainWords.set(lower, out);
+  return out;
 }
 
 /** A word as tokenised (lemma, key and role are set when the prompt's words are read). */

@@ -34,7 +34,6 @@ const PAIR_EXCLUSIONS: readonly (readonly [string, string])[] = EXCLUSIONS.map((
 class LazyAnalysis implements PromptAnalysis {
   private _tokens?: readonly Token[];
   private _lowers?: string[];
-  private _bigrams?: string[];
   private _canon?: CanonicalPrompt;
   private _tokenForms?: Set<string>;
   private _forms?: Set<string>;
@@ -42,7 +41,7 @@ class LazyAnalysis implements PromptAnalysis {
   private _negations?: number;
   private _exclusions?: number;
   private _numbers?: string[];
-  private _quoted?: Set<string>;
+  private _quoted?: ReadonlySet<string>;
   private _entities?: Map<string, string>;
   private _frame?: { frame: string; entityOrder: string[] };
   private _poles?: Map<number, Map<number, string>>;
@@ -64,16 +63,6 @@ class LazyAnalysis implements PromptAnalysis {
     return (this._lowers ??= this.tokens.map((t) => t.lower));
   }
 
-  private get bigrams(): string[] {
-    if (!this._bigrams) {
-      const lowers = this.lowers;
-      const out: string[] = [];
-      for (let i = 1; i < lowers.length; i++) out.push(lowers[i - 1] + ' ' + lowers[i]!);
-      this._bigrams = out;
-    }
-    return this._bigrams;
-  }
-
   private get canon(): CanonicalPrompt {
     return (this._canon ??= canonicalize(this.text));
   }
@@ -81,15 +70,20 @@ class LazyAnalysis implements PromptAnalysis {
   get tokenForms(): ReadonlySet<string> {
     if (!this._tokenForms) {
       this._tokenForms = new Set<string>();
-      for (const l of this.lowers) addForms(this._tokenForms, l);
+      const lowers = this.lowers;
+      for (let i = 0; i < lowers.length; i++) addForms(this._tokenForms, lowers[i]!);
     }
     return this._tokenForms;
   }
 
   get forms(): ReadonlySet<string> {
     if (!this._forms) {
-      const forms = new Set(this.tokenForms);
-      for (const w of this.canon.words) {
+      // The token forms' set, extended in place rather than copied: tokenForms is only a quick test made
+      // before this one (guard.ts entityOnlyIn), and a superset of it answers that test the same way.
+      const forms = this.tokenForms as Set<string>;
+      const words = this.canon.words;
+      for (let i = 0; i < words.length; i++) {
+        const w = words[i]!;
         forms.add(w.lower);
         forms.add(w.lemma);
         forms.add(w.key);
@@ -108,14 +102,16 @@ class LazyAnalysis implements PromptAnalysis {
     if (this._negations === undefined) {
       if (this._negationWords === undefined) {
         let words = 0;
-        for (const l of this.lowers) if (this.isNegation(l)) words++;
+        const lowers = this.lowers;
+        for (let i = 0; i < lowers.length; i++) if (this.isNegation(lowers[i]!)) words++;
         this._negationWords = words;
       }
       if (this._negationWords === 0) this._negations = 0;
       else {
         // A negation inside politeness ("if it's not too much trouble") negates nothing that is asked.
         const polite = new Set<number>();
-        for (const w of this.canon.words) if (w.role === 'polite') polite.add(w.start);
+        const words = this.canon.words;
+        for (let i = 0; i < words.length; i++) if (words[i]!.role === 'polite') polite.add(words[i]!.start);
         const tokens = this.tokens;
         const lowers = this.lowers;
         let n = 0;
@@ -165,13 +161,14 @@ class LazyAnalysis implements PromptAnalysis {
   }
 
   get poles(): ReadonlyMap<number, ReadonlyMap<number, string>> {
-    return (this._poles ??= extractPoles(this.lowers, this.bigrams));
+    return (this._poles ??= extractPoles(this.lowers));
   }
 
   get content(): readonly string[] {
     if (!this._content) {
       const out: string[] = [];
-      for (const l of this.lowers) if (!STOPWORDS.has(l)) out.push(l);
+      const lowers = this.lowers;
+      for (let i = 0; i < lowers.length; i++) if (!STOPWORDS.has(lowers[i]!)) out.push(lowers[i]!);
       this._content = out;
     }
     return this._content;
@@ -184,7 +181,11 @@ class LazyAnalysis implements PromptAnalysis {
   get sequence(): readonly string[] {
     if (!this._sequence) {
       const out: string[] = [];
-      for (const w of this.canon.words) if (w.role !== 'polite' && w.role !== 'arrow') out.push(w.lower);
+      const words = this.canon.words;
+      for (let i = 0; i < words.length; i++) {
+        const w = words[i]!;
+        if (w.role !== 'polite' && w.role !== 'arrow') out.push(w.lower);
+      }
       this._sequence = out;
     }
     return this._sequence;

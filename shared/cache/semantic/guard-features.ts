@@ -99,13 +99,20 @@ export function extractNumbers(tokens: readonly Token[]): string[] {
 
 // ---- quoted strings -------------------------------------------------------------------------------------
 
-export function extractQuoted(text: string): Set<string> {
-  const s = foldCompat(text)
-    .replace(/[\u201c\u201d\u201e\u00ab\u00bb]/g, '"')
-    .replace(/[\u2018\u2019]/g, "'");
+const CURLY_DOUBLE = /[\u201c\u201d\u201e\u00ab\u00bb]/g;
+const CURLY_SINGLE = /[\u2018\u2019]/g;
+/** Any character that can open or close a quote once folded: without one, there is nothing quoted. */
+const ANY_QUOTE = /["'`\u201c\u201d\u201e\u00ab\u00bb\u2018\u2019]/;
+const QUOTED = /"([^"]+)"|`([^`]+)`|(?:^|[\s([])'([^']+)'(?=$|[\s.,;:!?)\]])/g;
+/** The quoted terms of a prompt without quotes (most): one shared empty set, never changed. */
+const NO_QUOTED: ReadonlySet<string> = new Set<string>();
+
+export function extractQuoted(text: string): ReadonlySet<string> {
+  const folded = foldCompat(text);
+  if (!ANY_QUOTE.test(folded)) return NO_QUOTED;
+  const s = folded.replace(CURLY_DOUBLE, '"').replace(CURLY_SINGLE, "'");
   const out = new Set<string>();
-  const re = /"([^"]+)"|`([^`]+)`|(?:^|[\s([])'([^']+)'(?=$|[\s.,;:!?)\]])/g;
-  for (const m of s.matchAll(re)) {
+  for (const m of s.matchAll(QUOTED)) {
     const q = (m[1] ?? m[2] ?? m[3] ?? '').trim().toLowerCase().replace(/\s+/g, ' ');
     if (q) out.add(q);
   }
@@ -170,19 +177,29 @@ const INNER_CAPITAL = /\p{L}\p{Lu}/u;
 const INITIAL_CAPITAL = /^\p{Lu}/u;
 const I_CONTRACTION = /^i'/i;
 const APOSTROPHES = /'/g;
+const LOWER_WORD = /^[a-z'-]+$/;
 const NOT_ACRONYMS: ReadonlySet<string> = new Set(['ok', 'okay']);
 
 export function extractEntities(text: string, tokens: readonly Token[]): Map<string, string> {
   const out = new Map<string, string>();
-  const words = tokens.filter((t) => t.kind === 'word' && HAS_LETTER.test(t.text));
-  // A prompt written in capitals shouts; its capitals say nothing about names.
-  const caps = words.filter((t) => HAS_UPPER.test(t.text) && !HAS_LOWER.test(t.text)).length;
-  const shouting = words.length >= 3 && caps * 2 > words.length;
+  // A prompt written in capitals shouts; its capitals say nothing about names. (Counted, not filtered
+  // into arrays: this runs for most candidates a lookup reads.)
+  let words = 0;
+  let caps = 0;
+  for (const t of tokens)
+    if (t.kind === 'word' && HAS_LETTER.test(t.text)) {
+      words++;
+      if (HAS_UPPER.test(t.text) && !HAS_LOWER.test(t.text)) caps++;
+    }
+  const shouting = words >= 3 && caps * 2 > words;
   // The same folding as tokenize(), so token offsets index this string.
   const norm = foldCompat(text);
   for (const t of tokens) {
     if (t.kind !== 'word') continue;
     const w = t.text;
+    // Lower-case ASCII letters (with apostrophes and hyphens): no capital, digit or joined code, so no name
+    // (most words; the tests below would all say no)
+    if (LOWER_WORD.test(w)) continue;
     const key = t.lower.replace(POSSESSIVE_S, '');
     const hasLetter = HAS_LETTER.test(w);
     const hasDigit = HAS_DIGIT.test(w);
@@ -192,7 +209,7 @@ export function extractEntities(text: string, tokens: readonly Token[]): Map<str
     if (romanValue(w) !== undefined || NUMBER_WORDS.has(key)) continue;
     if (hasLetter && hasDigit)
       entity = true; // codes: A1, ISO-8601, mp3, h2o
-    else if (JOINED_CODE.test(w))
+    else if ((w.includes('_') || w.includes('.')) && JOINED_CODE.test(w))
       entity = true; // snake_case, file.txt, node.js
     else if (hasUpper && !shouting) {
       const letters = w.replace(NOT_LETTERS, '');
@@ -229,25 +246,39 @@ const POLE_INDEX: ReadonlyMap<string, readonly (readonly [number, number])[]> = 
   return index;
 })();
 
-export function extractPoles(
-  lowers: readonly string[],
-  bigrams: readonly string[],
-): Map<number, Map<number, string>> {
+/** First words of the two-word poles ("most expensive"): the only token pairs worth joining to look up. */
+const POLE_BIGRAM_STARTS: ReadonlySet<string> = new Set(
+  [...POLE_INDEX.keys()].filter((k) => k.includes(' ')).map((k) => k.slice(0, k.indexOf(' '))),
+);
+
+/**
+ * The contrast groups a prompt's words use: group → its poles present → a word that showed it. Words, then
+ * their stems, then two-word poles on adjacent tokens (a token pair is joined into a string only when its
+ * first word starts such a pole: tokens hold no spaces, so no other pair can match one).
+ */
+export function extractPoles(lowers: readonly string[]): Map<number, Map<number, string>> {
   const out = new Map<number, Map<number, string>>();
-  const note = (key: string, shown: string): void => {
-    for (const [g, p] of POLE_INDEX.get(key) ?? []) {
-      const m = out.get(g) ?? new Map<number, string>();
-      if (!m.has(p)) m.set(p, shown);
-      out.set(g, m);
-    }
-  };
   for (const l of lowers) {
-    note(l, l);
+    notePole(out, l, l);
     const s = stem(l);
-    if (s !== l) note(s, l);
+    if (s !== l) notePole(out, s, l);
   }
-  for (const b of bigrams) note(b, b);
+  for (let i = 1; i < lowers.length; i++)
+    if (POLE_BIGRAM_STARTS.has(lowers[i - 1]!)) {
+      const b = lowers[i - 1] + ' ' + lowers[i]!;
+      notePole(out, b, b);
+    }
   return out;
+}
+
+function notePole(out: Map<number, Map<number, string>>, key: string, shown: string): void {
+  const list = POLE_INDEX.get(key);
+  if (list === undefined) return;
+  for (const [g, p] of list) {
+    const m = out.get(g) ?? new Map<number, string>();
+    if (!m.has(p)) m.set(p, shown);
+    out.set(g, m);
+  }
 }
 
 // ---- roles around direction words ----------------------------------------------------------------------

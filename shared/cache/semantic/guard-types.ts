@@ -2,7 +2,10 @@ import { type AskClass } from './canonical.js';
 
 /** What the guard extracts from one prompt; computed once per prompt and compared with each candidate. */
 export interface PromptAnalysis {
-  /** The forms of the prompt's tokens alone (a subset of `forms`, without the canonical words'). */
+  /**
+   * The forms of the prompt's tokens (a subset of `forms`, without the canonical words' until `forms` is
+   * read, which extends this set in place): a test that spares the canonical form when it already answers.
+   */
   readonly tokenForms: ReadonlySet<string>;
   /** Every surface form, stem and hyphen part: membership tests ("does the other prompt mention X"). */
   readonly forms: ReadonlySet<string>;

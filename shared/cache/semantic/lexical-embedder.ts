@@ -45,9 +45,10 @@ export class LexicalEmbedder extends HashedFeatureEmbedder implements Embedder {
 
   protected addFeatures(text: string, v: FeatureVector): void {
     const { words, asks } = canonicalize(text);
-    for (const a of asks) v.addTagged('q\u0001', a, W_ASK);
+    for (let i = 0; i < asks.length; i++) v.addTagged('q\u0001', asks[i]!, W_ASK);
     let prev: string | undefined;
-    for (const w of words) {
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i]!;
       switch (w.role) {
         case 'head':
         case 'content': {

@@ -23,6 +23,11 @@ export interface Lexicon {
   readonly group: ReadonlyMap<string, string>;
   /** First words of the two-word terms in `group` (a quick test before joining two tokens). */
   readonly termStarts: ReadonlySet<string>;
+  /**
+   * The terms of `group` by their first word (to the first "_") and the rest: `terms.get(a)?.get(b)` is
+   * `group.get(a + '_' + b)` for an `a` without "_", without building that string (see termGroup).
+   */
+  readonly terms: ReadonlyMap<string, ReadonlyMap<string, string>>;
 }
 
 const NOUN = 1;
@@ -122,7 +127,17 @@ function* read(): Generator<undefined, Lexicon> {
       }
     }
   }
-  loaded = { words, irregular, group, termStarts };
+  const terms = new Map<string, Map<string, string>>();
+  for (const [w, name] of group) {
+    const us = w.indexOf('_');
+    if (us < 0) continue;
+    yield;
+    const first = w.slice(0, us);
+    let rest = terms.get(first);
+    if (!rest) terms.set(first, (rest = new Map()));
+    rest.set(w.slice(us + 1), name);
+  }
+  loaded = { words, irregular, group, termStarts, terms };
   return loaded;
 }
 
@@ -253,6 +268,16 @@ function computeLemma(w: string): string {
 /** The synonym group of a lemma or two-word term, or undefined. */
 export function groupOf(lemma: string): string | undefined {
   return lexicon().group.get(lemma);
+}
+
+/**
+ * The synonym group of the two-word term `first`_`second`, or undefined: groupOf(`${first}_${second}`),
+ * read from the terms by first word so that no string is built for the many word pairs that are no term.
+ */
+export function termGroup(first: string, second: string): string | undefined {
+  const lx = lexicon();
+  if (first.includes('_')) return lx.group.get(`${first}_${second}`);
+  return lx.terms.get(first)?.get(second);
 }
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz';

@@ -27,6 +27,8 @@ const SUP_SUB =
   '\u00aa\u00b2\u00b3\u00b9\u00ba\u02b0-\u02b8\u02e0-\u02e4\u1d2c-\u1d6a\u1d78\u1d9b-\u1dbf\u2070-\u209f\u2c7c\u2c7d\u2d6f\ua69c\ua69d\ua770\ua7f8\ua7f9';
 const HAS_SUP_SUB = new RegExp(`[${SUP_SUB}]`);
 const NOT_SUP_SUB = new RegExp(`[^${SUP_SUB}]+`, 'g');
+// eslint-disable-next-line no-control-regex -- every ASCII character, control characters included
+const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
 /**
  * Unicode compatibility folding (NFKC: full-width forms, ligatures, compatibility spaces, circled and
@@ -34,6 +36,9 @@ const NOT_SUP_SUB = new RegExp(`[^${SUP_SUB}]+`, 'g');
  * letters ("10²" → "102").
  */
 export function foldCompat(text: string): string {
+  // ASCII is its own NFKC form and holds no superscript: most prompts, and the test is a few times cheaper
+  // than the superscript scan and the normalisation (this runs several times per lookup and candidate).
+  if (ASCII_ONLY.test(text)) return text;
   if (!HAS_SUP_SUB.test(text)) return text.normalize('NFKC');
   return text.replace(NOT_SUP_SUB, (run) => run.normalize('NFKC'));
 }
@@ -94,10 +99,14 @@ export function normalizePrompt(prompt: string): string {
 }
 
 const TRAILING_PUNCTUATION = /[\s.?!;:,\u2026\u3002\uff01\uff1f]+$/;
+/** A character TRAILING_PUNCTUATION takes: it matches only when the last character is one. */
+const TAIL_CHAR = /[\s.?!;:,\u2026\u3002\uff01\uff1f]/;
 const DIGIT = /\d/;
 
 /** Trailing punctuation, possibly mixed with spaces ("what is it ? !"), dropped; a "!" glued to a digit stays. */
 function trimTail(s: string): string {
+  // Most prompts end in a letter or a digit: nothing to drop, and no scan of the whole prompt for a tail.
+  if (s.length === 0 || !TAIL_CHAR.test(s.charAt(s.length - 1))) return s;
   return s.replace(TRAILING_PUNCTUATION, (tail, offset: number) =>
     tail.startsWith('!') && offset > 0 && DIGIT.test(s.charAt(offset - 1)) ? '!' : '',
   );
