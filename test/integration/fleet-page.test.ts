@@ -77,6 +77,19 @@ describe('live fleet page at /admin/fleet (headless Chromium)', () => {
     expect(res?.status()).toBe(200);
     expect(new URL(page.url()).pathname).toBe('/admin/fleet/');
 
+    // The page's p95 is per sampling interval (from deltas of the API's duration buckets), and the sampler
+    // starts with the page's first read: a request timed before that first sample is in its baseline and
+    // never shows. On a loaded machine the page's first read can come after a request sent right after the
+    // page's load event, so the request goes once the page has drawn a sample.
+    await page.waitForFunction(
+      () => {
+        type El = { dataset: Record<string, string | undefined> };
+        const d = (globalThis as unknown as { document: PageDocument<El> }).document;
+        return Number(d.body.dataset.samples) >= 1;
+      },
+      undefined,
+      { timeout: 30_000, polling: 100 },
+    );
     // One work request through the API: the fleet completes a job, the API times a POST.
     const answer = await post(
       `${fleet.url}/v1/inference`,
