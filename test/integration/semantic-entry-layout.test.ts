@@ -118,7 +118,10 @@ describe('SemanticCache entry layout (on Redis)', () => {
     const rec = (await raw.hget(meta, idOf(prompts[0]!)))!;
     const [, fields, gen] = rec.split('|');
     expect(fields!.split(',').map((f) => f.split(':')[0])).toEqual([...Array(20).keys()].map(String));
-    expect(await raw.hget(`${tag}:b:${gen}`, fields!.split(',')[0]!)).toBeTruthy();
+    // the bucket holds the entry under the first named field: one or more 3-byte slot codes
+    const bucket = await raw.hgetBuffer(`${tag}:b:${gen}`, fields!.split(',')[0]!);
+    expect(bucket?.length ?? 0).toBeGreaterThanOrEqual(3);
+    expect(bucket!.length % 3).toBe(0);
     // The records as earlier stores wrote them (band values only) are taken out of all 20 of their buckets all
     // the same: when the entry is removed, and when its prompt is stored again (it leaves its old buckets).
     const asValues = async (prompt: string): Promise<void> => {
