@@ -3,7 +3,10 @@
  * `node --cpu-prof` output) and prints the share of the busy samples (idle and module loading left out) by
  * component, and how much of each share is socket write system calls.
  *
- *   node --import tsx bench/profile-summary.ts FILE.cpuprofile [...]
+ *   node --import tsx bench/profile-summary.ts [--top N] FILE.cpuprofile [...]
+ *
+ * --top N also prints, under each component, its N functions with the most self time (the sampled frame
+ * itself: function, file and line), which is what "other" and the spread components are made of.
  *
  * A sample goes to the first component of the list below that has a frame anywhere on its stack, so a
  * library called by cell0's code counts as that library (ioredis under the semantic cache counts as the
@@ -17,7 +20,7 @@ import { readFileSync } from 'node:fs';
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string };
+  callFrame: { functionName: string; url: string; lineNumber?: number };
   children?: number[];
 }
 interface Profile {
@@ -64,7 +67,17 @@ function frame(n: ProfileNode): string {
   return `${f.functionName || '(anonymous)'} ${f.url}`;
 }
 
-function summarize(file: string): void {
+/** A sampled frame's name for the --top lists: function, the file's path from its package or folder, line. */
+function selfName(n: ProfileNode | undefined): string {
+  if (!n) return '(unknown)';
+  const f = n.callFrame;
+  const url = f.url.replace(/^file:\/\//, '');
+  const i = url.lastIndexOf('node_modules/');
+  const short = i >= 0 ? url.slice(i + 'node_modules/'.length) : url.replace(/^.*\/(dist|src)\//, '');
+  return `${f.functionName || '(anonymous)'} ${short}${short && f.lineNumber !== undefined ? `:${f.lineNumber + 1}` : ''}`;
+}
+
+function summarize(file: string, top: number): void {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -74,7 +87,7 @@ function summarize(file: string): void {
 
   let busy = 0;
   let idle = 0;
-  const share = new Map<string, { all: number; writes: number }>();
+  const share = new Map<string, { all: number; writes: number; self: Map<string, number> }>();
   for (const [id, count] of hits) {
     const stack: string[] = [];
     for (let n = byId.get(id); n; n = byId.get(parent.get(n.id) ?? -1)) stack.push(frame(n));
@@ -87,8 +100,10 @@ function summarize(file: string): void {
     const name = inRequestLogging(stack)
       ? 'request logging (pino-http)'
       : (COMPONENTS.find(([, re]) => stack.some((f) => re.test(f)))?.[0] ?? 'other');
-    const s = share.get(name) ?? { all: 0, writes: 0 };
+    const s = share.get(name) ?? { all: 0, writes: 0, self: new Map<string, number>() };
     s.all += count;
+    const self = selfName(byId.get(id));
+    s.self.set(self, (s.self.get(self) ?? 0) + count);
     if (WRITE_SYSCALL.test(stack[0] ?? '')) s.writes += count;
     share.set(name, s);
   }
@@ -96,13 +111,22 @@ function summarize(file: string): void {
   console.log(
     `${file}\n  busy samples ${busy} (idle ${idle}: ${((100 * idle) / (busy + idle)).toFixed(0)}% of the rest)`,
   );
-  for (const [name, s] of [...share].sort((a, b) => b[1].all - a[1].all))
+  for (const [name, s] of [...share].sort((a, b) => b[1].all - a[1].all)) {
     console.log(`  ${pct(s.all)}  ${name}${s.writes > 0 ? ` (socket writes ${pct(s.writes).trim()})` : ''}`);
+    for (const [fn, c] of [...s.self].sort((a, b) => b[1] - a[1]).slice(0, top))
+      console.log(`          ${pct(c)}  ${fn}`);
+  }
 }
 
-const files = process.argv.slice(2);
-if (files.length === 0) {
-  console.error('usage: node --import tsx bench/profile-summary.ts FILE.cpuprofile [...]');
+const args = process.argv.slice(2);
+let top = 0;
+const t = args.indexOf('--top');
+if (t >= 0) {
+  top = Number(args[t + 1]);
+  args.splice(t, 2);
+}
+if (args.length === 0 || !(Number.isInteger(top) && top >= 0)) {
+  console.error('usage: node --import tsx bench/profile-summary.ts [--top N] FILE.cpuprofile [...]');
   process.exit(2);
 }
-for (const f of files) summarize(f);
+for (const f of args) summarize(f, top);

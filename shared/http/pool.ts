@@ -83,6 +83,12 @@ export interface HttpCall<T> {
   onHttpError: (status: number, headers: Dispatcher.ResponseData['headers'], bodyText: string) => Error;
 }
 
+/**
+ * One HTTP exchange run by {@link HttpPool.callText}: an answer read whole as text (a JSON API's answer), with
+ * no stream in between.
+ */
+export type HttpTextCall = Omit<HttpCall<string>, 'read'>;
+
 /** Error bodies are only read for their message; a proxy's HTML page must not be buffered whole. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
@@ -134,11 +140,15 @@ class Slots {
     return this.waiters.length;
   }
 
+  /** Takes a slot when one is free now (no promise, no turn of the event loop); false when none is. */
+  tryTake(): boolean {
+    if (this.used >= this.size) return false;
+    this.used++;
+    return true;
+  }
+
   async take(signal: AbortSignal): Promise<void> {
-    if (this.used < this.size) {
-      this.used++;
-      return;
-    }
+    if (this.tryTake()) return;
     await new Promise<void>((resolve, reject) => {
       const waiter = {
         grant: () => {
@@ -255,31 +265,7 @@ export class HttpPool {
       }
       return await spec.read(res);
     } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      // The server answered (counted in httpErrors), whatever error onHttpError made of it: a
-      // ModelNotFoundError or a plain Error is no failure to get an answer.
-      if (answerError !== undefined && err === answerError) throw err;
-      if (timedOut) {
-        this.errors++;
-        throw new ProviderError(
-          spec.provider,
-          `${spec.path}: timed out after ${spec.timeoutMs} ms`,
-          undefined,
-          true,
-          {
-            cause: err,
-            kind: 'timeout',
-          },
-        );
-      }
-      if (err instanceof Cell0Error) {
-        if (!(err instanceof ProviderError && err.kind === 'http')) this.errors++;
-        throw err;
-      }
-      this.errors++;
-      if (isConnectionError(err))
-        throw connectionError(spec.provider, spec.path.split('?')[0] ?? spec.path, err);
-      throw err;
+      throw this.failure(spec, err, answerError, timedOut);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
@@ -287,6 +273,169 @@ export class HttpPool {
       if (counted) this.inFlight--;
       if (holdsSlot) this.slots?.give();
     }
+  }
+
+  /**
+   * Runs one exchange whose answer is read whole as text, through undici's dispatcher with a handler that
+   * gathers the body's chunks: no response stream, no per-call AbortController unless the call has to wait
+   * for a slot. Resolves with the body (UTF-8, a leading byte order mark dropped, as undici's `body.text()`
+   * does) of an answer with status < 400; rejects exactly as {@link call} does (the caller's abort reason, a
+   * timeout, a connection error, `onHttpError`'s error, ClosedError). For bodies read as they arrive (NDJSON,
+   * SSE), use call().
+   */
+  callText(spec: HttpTextCall): Promise<string> {
+    if (this.closing !== undefined) return Promise.reject(new ClosedError(`HTTP pool for ${this.origin}`));
+    const { signal } = spec;
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    this.requests++;
+    return new Promise<string>((resolve, reject) => {
+      let settled = false;
+      let timedOut = false;
+      let counted = false;
+      let answerError: Error | undefined;
+      /** Set once the request is handed to undici: aborts it (the socket is dropped, not reused). */
+      let abortRequest: ((reason: Error) => void) | undefined;
+      /** Why the call was cut before undici gave it a connection (onConnect aborts it at once). */
+      let cutReason: Error | undefined;
+      // A free slot of the registry is taken now; only a call that must wait for one gets an AbortController.
+      const slots = this.slots;
+      let holdsSlot = slots !== undefined && slots.tryTake();
+      const slotWait = slots !== undefined && !holdsSlot ? new AbortController() : undefined;
+
+      const finish = (err: unknown, text?: string): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (counted) this.inFlight--;
+        if (holdsSlot) this.slots?.give();
+        if (err === undefined) resolve(text!);
+        else reject(this.failure(spec, err, answerError, timedOut));
+      };
+      // A call cut before undici gave it a connection settles at once; undici aborts it when its turn comes.
+      const cut = (reason: Error): void => {
+        if (settled) return;
+        if (abortRequest !== undefined) return abortRequest(reason);
+        cutReason = reason;
+        slotWait?.abort(reason);
+        finish(reason);
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        cut(new Error(`timed out after ${spec.timeoutMs} ms`));
+      }, spec.timeoutMs);
+      timer.unref();
+      const onAbort = (): void => cut(signal!.reason as Error);
+      signal?.addEventListener('abort', onAbort, { once: true });
+
+      const send = (): void => {
+        this.inFlight++;
+        counted = true;
+        const sent = performance.now();
+        let status = 0;
+        let errorHeaders: Buffer[] | undefined;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const handler: Dispatcher.DispatchHandler = {
+          onConnect: (abort) => {
+            if (cutReason !== undefined) abort(cutReason);
+            else abortRequest = abort;
+          },
+          onHeaders: (statusCode, rawHeaders) => {
+            // 1xx (informational) answers come before the real one.
+            if (statusCode < 200) return true;
+            this.latency.record(performance.now() - sent);
+            status = statusCode;
+            if (statusCode >= 400) {
+              this.httpErrors++;
+              errorHeaders = rawHeaders as Buffer[];
+            }
+            return true;
+          },
+          onData: (chunk) => {
+            // An error body is read for its message only (the first 64 KiB).
+            if (errorHeaders === undefined || size < ERROR_BODY_LIMIT) {
+              chunks.push(chunk);
+              size += chunk.length;
+            }
+            return true;
+          },
+          onComplete: () => {
+            const text = bodyText(chunks, size);
+            if (errorHeaders === undefined) return finish(undefined, text);
+            try {
+              answerError = spec.onHttpError(
+                status,
+                headersOf(errorHeaders),
+                text.slice(0, ERROR_BODY_LIMIT),
+              );
+            } catch (err) {
+              return finish(err);
+            }
+            finish(answerError);
+          },
+          onError: (err) => finish(err),
+        };
+        try {
+          this.pool.dispatch(
+            { path: spec.path, method: spec.method, headers: spec.headers ?? null, body: spec.body ?? null },
+            handler,
+          );
+        } catch (err) {
+          finish(err);
+        }
+      };
+
+      if (slots === undefined || slotWait === undefined) return send();
+      this.waiting++;
+      slots.take(slotWait.signal).then(
+        () => {
+          this.waiting--;
+          // Granted as the call was being cut: the slot goes back.
+          if (settled) return slots.give();
+          holdsSlot = true;
+          send();
+        },
+        (err: unknown) => {
+          this.waiting--;
+          finish(err);
+        },
+      );
+    });
+  }
+
+  /** The error a failed call rejects with (see call()); counts it in `errors` when no answer came. */
+  private failure(
+    spec: HttpTextCall,
+    err: unknown,
+    answerError: Error | undefined,
+    timedOut: boolean,
+  ): unknown {
+    if (spec.signal?.aborted) return spec.signal.reason;
+    // The server answered (counted in httpErrors), whatever error onHttpError made of it: a
+    // ModelNotFoundError or a plain Error is no failure to get an answer.
+    if (answerError !== undefined && err === answerError) return err;
+    if (timedOut) {
+      this.errors++;
+      return new ProviderError(
+        spec.provider,
+        `${spec.path}: timed out after ${spec.timeoutMs} ms`,
+        undefined,
+        true,
+        {
+          cause: err,
+          kind: 'timeout',
+        },
+      );
+    }
+    if (err instanceof Cell0Error) {
+      if (!(err instanceof ProviderError && err.kind === 'http')) this.errors++;
+      return err;
+    }
+    this.errors++;
+    if (isConnectionError(err))
+      return connectionError(spec.provider, spec.path.split('?')[0] ?? spec.path, err);
+    return err;
   }
 
   metrics(): HttpPoolMetrics {
@@ -371,6 +520,27 @@ let defaultRegistry: HttpPoolRegistry | undefined;
 export function getHttpPool(url: string, options?: HttpPoolOptions): HttpPool {
   defaultRegistry ??= new HttpPoolRegistry();
   return defaultRegistry.get(url, options);
+}
+
+/** A gathered body as UTF-8 text, without a leading byte order mark (as undici's `body.text()`). */
+function bodyText(chunks: Buffer[], size: number): string {
+  const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+  const bom = buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf;
+  return buf.toString('utf8', bom ? 3 : 0);
+}
+
+/** Raw response headers (name, value, name, value, …) as an object of lower-case names, as undici's. */
+function headersOf(raw: Buffer[]): Dispatcher.ResponseData['headers'] {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const had = out[name];
+    if (had === undefined) out[name] = value;
+    else if (Array.isArray(had)) had.push(value);
+    else out[name] = [had, value];
+  }
+  return out;
 }
 
 /** Reads at most `limit` bytes of a body as UTF-8 and drops the rest. */

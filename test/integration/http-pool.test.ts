@@ -12,6 +12,7 @@ import {
   readLimited,
   type HttpCall,
   type HttpPoolMetrics,
+  type HttpTextCall,
 } from '../../shared/http/pool';
 import { configErrorFields } from '../helpers/checks';
 import { rejectionOf, until } from '../helpers/wait';
@@ -38,7 +39,8 @@ interface Shared {
 /**
  * Routes: /ok → 200 "ok"; /slow?ms=N → 200 "slow" after N ms; /json → a JSON body; /text → non-JSON;
  * /status/N → status N with body "said no"; /big-error → 500 with a 200 KB body; /slow-body?ms=N → headers
- * at once, the body after N ms.
+ * at once, the body after N ms; /bom → a JSON body behind a UTF-8 byte order mark; /chunks → a body of
+ * 3,000 non-ASCII characters in 3 writes (a character split between two of them).
  */
 async function startServer(shared?: Shared): Promise<TestServer> {
   const timers = new Set<NodeJS.Timeout>();
@@ -84,6 +86,17 @@ async function startServer(shared?: Shared): Promise<TestServer> {
     } else if (url.pathname === '/big-error') {
       res.statusCode = 500;
       res.end('x'.repeat(200 * 1024));
+    } else if (url.pathname === '/bom') {
+      res.setHeader('content-type', 'application/json');
+      res.end(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"a":"é"}')]));
+    } else if (url.pathname === '/chunks') {
+      const all = Buffer.from('é'.repeat(3000));
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+      res.write(all.subarray(0, 1001)); // ends inside a character
+      setImmediate(() => {
+        res.write(all.subarray(1001, 4000));
+        setImmediate(() => res.end(all.subarray(4000)));
+      });
     } else if (url.pathname === '/slow-body') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('first ');
@@ -539,5 +552,212 @@ describe('HttpPool and HttpPoolRegistry (local node:http servers)', () => {
     expect(await p.call(text('/ok'))).toBe('ok');
     await p.close();
     await getHttpPool('http://127.0.0.3:1').close();
+  });
+});
+
+/**
+ * callText runs the exchange through undici's dispatcher with its own handler, not through call(): the same
+ * contract (deadline, abort, slots, typed errors, metrics), checked here on the same servers.
+ */
+describe('HttpPool.callText (the whole body as text, no response stream)', () => {
+  const servers: TestServer[] = [];
+  const closers: Array<{ close(): Promise<void> }> = [];
+  const server = async () => {
+    const s = await startServer();
+    servers.push(s);
+    return s;
+  };
+  const registry = (opts?: ConstructorParameters<typeof HttpPoolRegistry>[0]) => {
+    const r = new HttpPoolRegistry(opts);
+    closers.push(r);
+    return r;
+  };
+  const pool = (url: string, opts?: ConstructorParameters<typeof HttpPool>[1]) => {
+    const p = new HttpPool(url, opts);
+    closers.push(p);
+    return p;
+  };
+  const call = (path: string, extra: Partial<HttpTextCall> = {}): HttpTextCall => ({
+    provider: 'fake',
+    method: 'GET',
+    path,
+    timeoutMs: 10_000,
+    onHttpError: (status, headers, bodyText) =>
+      httpStatusError('fake', path.split('?')[0]!, status, headers['retry-after'], bodyText),
+    ...extra,
+  });
+  afterEach(async () => {
+    await Promise.all(closers.splice(0).map((c) => c.close()));
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  it('answers the body as UTF-8 text (whole characters across chunks, no byte order mark), POST bodies sent', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    expect(await p.callText(call('/ok'))).toBe('ok');
+    // A call made as the first one settles can find the new connection not yet free again and open a second
+    // one; from then on, sequential calls reuse what is open.
+    expect(await p.callText(call('/ok'))).toBe('ok');
+    const opened = s.sockets.size;
+    expect(opened).toBeLessThanOrEqual(2);
+    expect(await p.callText(call('/chunks'))).toBe('é'.repeat(3000));
+    expect(await p.callText(call('/bom'))).toBe('{"a":"é"}');
+    // The same as call() with undici's body.text().
+    expect(await p.call({ ...call('/bom'), read: (res) => res.body.text() })).toBe('{"a":"é"}');
+    const posted = await p.callText(
+      call('/json', { method: 'POST', body: '{"x":1}', headers: { 'content-type': 'application/json' } }),
+    );
+    expect(JSON.parse(posted)).toEqual({ a: 1, path: '/json' });
+    expect(s.sockets.size).toBe(opened); // kept alive and reused
+    expect(p.metrics()).toMatchObject({ requests: 6, httpErrors: 0, errors: 0, inFlight: 0, queued: 0 });
+    expect(p.metrics().latency.count).toBe(6);
+  });
+
+  it("throws onHttpError's error for status >= 400 with the headers and at most 64 KiB of the body", async () => {
+    const s = await server();
+    const p = pool(s.url);
+    const seen: Array<{ status: number; retryAfter: unknown; body: string }> = [];
+    const mine = new Error('mapped');
+    const mapped = (path: string) =>
+      p.callText(
+        call(path, {
+          onHttpError: (status, headers, bodyText) => {
+            seen.push({ status, retryAfter: headers['retry-after'], body: bodyText });
+            return mine;
+          },
+        }),
+      );
+    expect(await rejectionOf(mapped('/status/503'))).toBe(mine);
+    expect(await rejectionOf(mapped('/big-error'))).toBe(mine);
+    expect(seen.map((x) => [x.status, x.retryAfter, x.body.length, x.body.slice(0, 7)])).toEqual([
+      [503, '3', 7, 'said no'],
+      [500, undefined, 64 * 1024, 'xxxxxxx'],
+    ]);
+    const err = await rejectionOf(p.callText(call('/status/429')));
+    expect(err).toMatchObject({ kind: 'http', status: 429, retryable: true, retryAfterMs: 3000 });
+    const missing = await rejectionOf(
+      p.callText(call('/status/404', { onHttpError: () => new ModelNotFoundError('fake', 'nope:7b') })),
+    );
+    expect(missing).toBeInstanceOf(ModelNotFoundError);
+    // An onHttpError that throws rejects the call with what it threw.
+    const thrown = new Error('mapper broke');
+    const broke = await rejectionOf(
+      p.callText(
+        call('/status/400', {
+          onHttpError: () => {
+            throw thrown;
+          },
+        }),
+      ),
+    );
+    expect(broke).toBe(thrown);
+    // As with call(): the broken mapping counts as a failure too (errors), the answer as an HTTP error.
+    expect(p.metrics()).toMatchObject({ requests: 5, httpErrors: 5, errors: 1, inFlight: 0 });
+    expect(await p.callText(call('/ok'))).toBe('ok');
+  });
+
+  it('rejects with a ProviderError of kind "timeout" after timeoutMs, waiting for headers or for the body', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    const t0 = performance.now();
+    const err = await rejectionOf(p.callText(call('/slow?ms=5000', { timeoutMs: 200 })));
+    const elapsed = performance.now() - t0;
+    expect(err).toBeInstanceOf(ProviderError);
+    expect(err).toMatchObject({ kind: 'timeout', retryable: true, provider: 'fake', status: undefined });
+    expect((err as Error).message).toMatch(/\/slow\?ms=5000: timed out after 200 ms/);
+    expect(elapsed).toBeGreaterThanOrEqual(195);
+    expect(elapsed).toBeLessThan(2000);
+    expect(await rejectionOf(p.callText(call('/slow-body?ms=5000', { timeoutMs: 200 })))).toMatchObject({
+      kind: 'timeout',
+    });
+    expect(p.metrics()).toMatchObject({ errors: 2, inFlight: 0, requests: 2 });
+    expect(p.metrics().latency.count).toBe(1); // the body's headers came; the first call's never did
+    await until(() => s.active === 0, 5000, 'the cut calls to close on the server');
+    expect(await p.callText(call('/ok'))).toBe('ok');
+  });
+
+  it('counts the wait for a registry slot in the deadline, and gives the slot back', async () => {
+    const s = await server();
+    const r = registry({ maxConnections: 1 });
+    const hog = r.get(s.url).callText(call('/slow?ms=1000'));
+    await until(() => s.active === 1, 5000, 'the first call to arrive');
+    const waiting = r.get(s.url).callText(call('/ok', { timeoutMs: 100 }));
+    await until(() => r.get(s.url).metrics().queued === 1, 5000, 'the second call to wait for the slot');
+    expect(await rejectionOf(waiting)).toMatchObject({ kind: 'timeout' });
+    expect(r.get(s.url).metrics().queued).toBe(0);
+    expect(await hog).toBe('slow');
+    expect(s.requests).toBe(1); // the timed-out call was never sent
+    // The only slot is free again: calls run one after another.
+    expect(
+      await Promise.all([r.get(s.url).callText(call('/ok')), r.get(s.url).callText(call('/ok'))]),
+    ).toEqual(['ok', 'ok']);
+  });
+
+  it('rejects with a ProviderError of kind "connection" when the server is unreachable', async () => {
+    const port = await freePort();
+    const p = pool(`http://127.0.0.1:${port}`, { connectTimeoutMs: 2000 });
+    const err = await rejectionOf(p.callText(call('/api/generate?secret=1')));
+    expect(err).toBeInstanceOf(ProviderError);
+    const pe = err as ProviderError;
+    expect(pe).toMatchObject({ kind: 'connection', retryable: true, provider: 'fake' });
+    expect(pe.message).toMatch(/\/api\/generate: connection failed \(ECONNREFUSED\)/);
+    expect(pe.message).not.toMatch(/secret/);
+    expect(p.metrics()).toMatchObject({ requests: 1, errors: 1, httpErrors: 0, inFlight: 0 });
+  });
+
+  it('rejects with the abort reason (before, while waiting for a slot, for the answer, while reading)', async () => {
+    const s = await server();
+    const r = registry({ maxConnections: 1 });
+    const p = r.get(s.url);
+    const reason = new Error('job cancelled');
+
+    const already = new AbortController();
+    already.abort(reason);
+    await expect(p.callText(call('/ok', { signal: already.signal }))).rejects.toBe(reason);
+    expect(s.requests).toBe(0);
+
+    const ac = new AbortController();
+    const pending = p.callText(call('/slow?ms=5000', { signal: ac.signal }));
+    await until(() => s.active === 1, 5000, 'the call to arrive');
+    const ac2 = new AbortController();
+    const queued = p.callText(call('/ok', { signal: ac2.signal }));
+    await until(() => p.metrics().queued === 1, 5000, 'the queued call');
+    ac2.abort(reason);
+    await expect(queued).rejects.toBe(reason);
+    ac.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+    await until(() => s.active === 0, 5000, 'the aborted call to close on the server');
+
+    const ac3 = new AbortController();
+    const reading = p.callText(call('/slow-body?ms=5000', { signal: ac3.signal }));
+    await until(() => s.active === 1, 5000, 'the body to start');
+    ac3.abort(reason);
+    await expect(reading).rejects.toBe(reason);
+
+    expect(p.metrics()).toMatchObject({ inFlight: 0, queued: 0, errors: 0 });
+    expect(await p.callText(call('/ok'))).toBe('ok'); // the slot was given back
+  });
+
+  it('a call cut while undici still queues it for a connection settles at once and is never sent', async () => {
+    const s = await server();
+    const p = pool(s.url, { maxConnectionsPerHost: 1 });
+    const hog = p.callText(call('/slow?ms=600'));
+    await until(() => s.active === 1, 5000, 'the first call to arrive');
+    const t0 = performance.now();
+    const err = await rejectionOf(p.callText(call('/ok', { timeoutMs: 100 })));
+    expect(err).toMatchObject({ kind: 'timeout' });
+    expect(performance.now() - t0).toBeLessThan(500); // not when the connection frees at ~600 ms
+    expect(p.metrics().inFlight).toBe(1);
+    expect(await hog).toBe('slow');
+    expect(await p.callText(call('/ok'))).toBe('ok');
+    expect(s.requests).toBe(2); // the cut call never reached the server
+  });
+
+  it('refuses calls after close() with ClosedError', async () => {
+    const s = await server();
+    const p = pool(s.url);
+    expect(await p.callText(call('/ok'))).toBe('ok');
+    await p.close();
+    expect(await rejectionOf(p.callText(call('/ok')))).toBeInstanceOf(ClosedError);
   });
 });

@@ -147,6 +147,9 @@ interface Aggregate<C> {
 export class OllamaClient {
   private readonly opts: ResolvedOptions;
   private readonly endpoint: HttpEndpoint;
+  /** The request headers of a call without and with a JSON body, made once (undici does not change them). */
+  private readonly getHeaders: Record<string, string>;
+  private readonly postHeaders: Record<string, string>;
 
   constructor(opts: OllamaClientOptions) {
     const merged = withDefaults<ResolvedOptions>(DEFAULTS, opts);
@@ -154,6 +157,8 @@ export class OllamaClient {
     if (issues.length > 0)
       throw new ConfigError(issues.map((i) => ({ ...i, field: `OllamaClient.${i.field}` })));
     this.opts = merged;
+    this.getHeaders = { ...merged.headers, accept: 'application/json' };
+    this.postHeaders = { ...this.getHeaders, 'content-type': 'application/json' };
     this.endpoint = new HttpEndpoint(
       merged.baseUrl,
       merged.pools,
@@ -178,14 +183,7 @@ export class OllamaClient {
     signal: AbortSignal | undefined,
   ): Promise<R & { clientTimings: ClientTimings }> {
     const started = performance.now();
-    const res = await this.call<R>({
-      method: 'POST',
-      endpoint,
-      body: { ...req, stream: false },
-      model: req.model,
-      signal,
-      read: async (body) => parseObject(await body.text(), endpoint) as unknown as R,
-    });
+    const res = (await this.callJson('POST', endpoint, { ...req, stream: false }, req.model, signal)) as R;
     const totalMs = performance.now() - started;
     return { ...res, clientTimings: { ttftMs: totalMs, totalMs } };
   }
@@ -298,24 +296,43 @@ export class OllamaClient {
     return this.endpoint.close();
   }
 
-  private postJson<T>(endpoint: string, body: unknown, model: string, signal?: AbortSignal): Promise<T> {
-    return this.call<T>({
-      method: 'POST',
-      endpoint,
-      body,
-      model,
-      signal,
-      read: async (b) => parseObject(await b.text(), endpoint) as unknown as T,
-    });
+  private async postJson<T>(
+    endpoint: string,
+    body: unknown,
+    model: string,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    return (await this.callJson('POST', endpoint, body, model, signal)) as T;
   }
 
-  private getJson<T>(endpoint: string, signal?: AbortSignal): Promise<T> {
-    return this.call<T>({
-      method: 'GET',
-      endpoint,
+  private async getJson<T>(endpoint: string, signal?: AbortSignal): Promise<T> {
+    return (await this.callJson('GET', endpoint, undefined, undefined, signal)) as T;
+  }
+
+  /**
+   * One exchange whose answer is one JSON object, read whole (HttpPool.callText: no response stream); the
+   * same deadline, abort and typed errors as call().
+   */
+  private async callJson(
+    method: HttpMethod,
+    endpoint: string,
+    body: unknown,
+    model: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Record<string, unknown>> {
+    this.endpoint.assertOpen('OllamaClient');
+    const text = await this.endpoint.pool.callText({
+      provider: PROVIDER,
+      method,
+      path: this.endpoint.basePath + endpoint,
+      headers: body === undefined ? this.getHeaders : this.postHeaders,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       signal,
-      read: async (b) => parseObject(await b.text(), endpoint) as unknown as T,
+      timeoutMs: this.opts.timeoutMs,
+      onHttpError: (status, resHeaders, errorText) =>
+        httpError(endpoint, status, resHeaders['retry-after'], errorText, model),
     });
+    return parseObject(text, endpoint);
   }
 
   /** One HTTP exchange through the origin's pool (deadline, abort, typed errors: see HttpPool.call). */
