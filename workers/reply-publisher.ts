@@ -1,6 +1,7 @@
 import { type Worker } from 'bullmq';
 import { type RedisConnection } from '../shared/redis/cluster.js';
 import { AsyncBatchProcessor } from '../shared/batch/index.js';
+import { beforeSend } from '../shared/redis/connection.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { willRetry } from './worker/job-outcome.js';
 import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-internals.js';
@@ -79,7 +80,7 @@ export class ReplyPublisher {
   private adders = new Map<string, Map<string, string>>();
   private olderAdders = new Map<string, Map<string, string>>();
   private readonly rotate: NodeJS.Timeout;
-  /** Replies gathered in this tick, per connection, sent behind the finishes they follow. */
+  /** Replies gathered in this turn, per connection, sent behind the finishes they follow. */
   private readonly gathering = new Map<
     RedisConnection,
     { queueKey: string; items: FinishedReply[]; entries: BehindFinish[] }
@@ -121,7 +122,7 @@ export class ReplyPublisher {
    * Replies, from now on, in the same round trip as the worker's finish of each job: each time BullMQ sends
    * a job's `moveToFinished` on `conn` (the connection `worker` runs on), the reply rides in the same script
    * call when the finish is batched there (finish-batch.ts replyWithFinish), else goes out on `conn` right
-   * behind it (reply-finished.lua, one command per tick); either way Redis runs it once the job is stored as
+   * behind it (reply-finished.lua, one command per turn of the event loop); either way Redis runs it once the job is stored as
    * finished, and the waiting producers have their result without the worker waiting for the finish to
    * return first. A job the script does not find finished is answered the ordinary way when its event
    * comes (so the worker must be attached with {@link attachReplyPublisher} too). Call it once BullMQ has
@@ -212,8 +213,10 @@ export class ReplyPublisher {
     if (!batch) {
       batch = { queueKey, items: [], entries: [] };
       this.gathering.set(conn, batch);
-      // Still in the tick of the finish: the batch goes out behind every finish of this tick.
-      process.nextTick(() => this.sendBehind(conn));
+      // Still in the tick of the finish: the batch goes out behind every finish gathered so far (they are
+      // sent as the connection's held writes leave, see finish-batch.ts, and this follows them).
+      const send = () => this.sendBehind(conn);
+      if (!beforeSend(conn, send)) process.nextTick(send);
     }
     const reply = encodeRawReply(call.jobId, call.target, call.finishedOn, call.value);
     batch.items.push({ jobId: call.jobId, finishedSetKey: call.finishedSetKey, reply, adder });

@@ -11,12 +11,16 @@
  * caller gets its own answer: the next
  * job to run, 0, a negative code, or its own error (a job's Lua error is caught per job, its neighbours
  * are finished as usual). The replies to the producers waiting for those jobs can ride in the same call
- * ({@link replyWithFinish}): then a job's finish and its reply are one command, a lone finish included.
+ * ({@link replyWithFinish}): then a job's finish and its reply are one command, a lone finish included, and
+ * the finishes of a whole turn of the event loop share the call (the jobs whose backend answers came in one
+ * poll end in callbacks of their own, a tick each): it is sent as the connection's writes held over the turn
+ * leave (connection.ts beforeSend), so a finish leaves no later than its own bytes would have.
  * Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
  */
 import { type RedisConnection } from '../redis/cluster.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { beforeSend } from '../redis/connection.js';
 import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { LUA_DIR } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
@@ -85,7 +89,7 @@ export interface FinishBatchStats {
   calls: number;
   /** Finishes sent in those calls. */
   finishes: number;
-  /** Finishes sent alone (BullMQ's own call): a tick with one finish, or a call of another shape. */
+  /** Finishes sent alone (BullMQ's own call): a batch of one finish, or a call of another shape. */
   single: number;
   /** Script calls that carried their finishes' replies too (one finish or more; see replyWithFinish). */
   withReplies: number;
@@ -216,13 +220,22 @@ function deliverMarks(m: FinishMarks, results: unknown[], marks: unknown): void 
  *
  * KEYS[1..13] the keys of BullMQ's call without the job's hash (its KEYS[12]); KEYS[14..] each job's hash
  * ARGV         each job's 9 arguments, one job after the other
- * Returns, per job, what BullMQ's script returns for it (an error reply when its run raised an error).
+ * Returns, per job, what BullMQ's script returns for it (an error reply when its run raised an error). Once a
+ * finish has looked for the next job and found none, the later ones do not look (see finishReplyLua).
  */
 export function finishBatchLua(lua: string): string {
   return `${finishOneLua(lua)}
 local out = {}
+local missed = false
 for i = 1, #KEYS - ${KEYS - 1} do
-  out[i] = finishOne(KEYS[${KEYS - 1} + i], { unpack(ARGV, (i - 1) * ${ARGS} + 1, i * ${ARGS}) })
+  local args = { unpack(ARGV, (i - 1) * ${ARGS} + 1, i * ${ARGS}) }
+  -- After a finish that found no next job, the later ones do not look (as in finishReplyLua).
+  if missed then args[6] = "0" end
+  local res = finishOne(KEYS[${KEYS - 1} + i], args)
+  out[i] = res
+  if args[6] == "1" and (res == 0 or (type(res) == "table" and res.err == nil and type(res[1]) ~= "table")) then
+    missed = true
+  end
 end
 -- Outside any finish's own run: a failure here must not take the finishes' answers with it.
 pcall(collectDueMetrics)
@@ -400,6 +413,13 @@ end`;
  *             ARGV[1], [2], [4], [8], [9]), its reply ('' for none, '=' to build it from the job's id,
  *             finish time, value and target, as encodeRawReply does), the producer that added it ('' none,
  *             '?' unknown: read from the job's options)
+ * Once a finish of the call has tried to fetch the next job and found none (BullMQ's answer 0, or its
+ * {0, 0, ttl, delay} of a queue paused, maxed, rate limited or with delayed jobs only), the finishes after it
+ * do not try (they run as with fetch next off, answering 0): under load, where most finishes of a worker
+ * with free slots find the queue empty, this spares each ~6 reads of the same empty lists and sets. A fetch
+ * by a finish is only BullMQ's saving of a round trip: a job that a later finish of the call would have
+ * found (a delayed job falling due within the call, a parent its child's finish moves to wait, a slot of a
+ * maxed queue that a finish frees) is taken by the worker's next fetch, as when any finish finds none.
  * A job's reply goes out when its finish moved it to its finished set, which BullMQ's answer tells (a
  * negative code or an error when it did not: job or lock gone, not active), with no read of that set; a
  * reply whose adder is unknown ('?') goes out only while the job is still in that set (its stored options
@@ -438,6 +458,11 @@ for i = 1, jobs do
   local res, keys = finishOne(jobKey,
     { jobId, finishedOn, prop, value, target, fetchNext, keyPrefix, ARGV[base + 4], ARGV[base + 5] })
   out[i] = res
+  -- A finish that moved its job but fetched none (the queue empty, paused, maxed or rate limited): the
+  -- finishes after it in this call do not try again (see finishReplyLua).
+  if fetchNext == "1" and moved(res) and not (type(res) == "table" and type(res[1]) == "table") then
+    fetchNext = "0"
+  end
   local reply, adder = ARGV[base + 6], ARGV[base + 7]
   if reply ~= "" and moved(res) and (adder ~= "?" or redis.call("ZSCORE", keys[${FINISH_SET + 1}], jobId)) then
     if reply == "${REPLY_FROM_FINISH}" then reply = replyOf(jobId, finishedOn, value, target) end
@@ -476,11 +501,12 @@ function inboxRepliesLua(): string {
 }
 
 /**
- * Makes BullMQ's `moveToFinished` calls on `conn` that are made in one tick go to Redis as one script call
- * (see the module comment); a call of another shape is passed on unchanged. Call it once BullMQ has loaded
- * its scripts on `conn` (the worker is ready) and before any other hook on that command (hooks added later
- * see each finish as before, and a command they send on `conn` still runs behind it, since the batch goes
- * out at the first process.nextTick after the finish and hooks schedule theirs after it). Resolves false,
+ * Makes BullMQ's `moveToFinished` calls on `conn` that are made in one tick (with the script with replies: in
+ * one turn of the event loop) go to Redis as one script call (see the module comment); a call of another
+ * shape is passed on unchanged. Call it once BullMQ has loaded its scripts on `conn` (the worker is ready)
+ * and before any other hook on that command (hooks added later see each finish as before, and a command
+ * they send on `conn` runs behind it when they send it by beforeSend (connection.ts), or at the tick's end
+ * for a batch sent at the tick's end: the batch goes out first, being scheduled first). Resolves false,
  * undefined, changing nothing, when BullMQ's script is not found as expected or the batched script does not
  * compile; else the connection's counts (the same object when called again).
  */
@@ -616,7 +642,11 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
       const shared = [...args.slice(0, JOB_KEY), ...args.slice(JOB_KEY + 1, KEYS)];
       const b: Batch = { shared, sharedArgs: SHARED_ARGS.map((a) => args[KEYS + a]), items: [] };
       batch = b;
-      process.nextTick(() => flush(b));
+      // With replies, the finishes of the whole turn go in one call (the jobs whose backend answers came in
+      // one poll finish in callbacks of their own), sent as the turn's held writes leave (see beforeSend):
+      // no later than the finish's own bytes would have. Without, at the tick's end as before (a fetch's
+      // marks are then read behind it at that tick's end, see token-streams.ts).
+      if (!withReplies || !beforeSend(conn, () => flush(b))) process.nextTick(() => flush(b));
     }
     const b = batch;
     return new Promise((resolve, reject) => {

@@ -115,20 +115,42 @@ export function coalesceWrites(redis: Redis): void {
     corkedSockets.add(stream);
     const write = stream.write;
     let corked = false;
+    /** Run (in order) right before the held writes go out: see beforeSend. */
+    let due: (() => void)[] = [];
+    const hold = () => {
+      if (corked) return;
+      corked = true;
+      stream.cork();
+      pendingUncorks.add(uncork);
+      setImmediate(uncork);
+    };
     const uncork = () => {
       if (!corked) return;
+      // What is due to go out with this write is issued first (and what that issues, in turn).
+      while (due.length > 0) {
+        const now = due;
+        due = [];
+        for (const fn of now) {
+          try {
+            fn();
+          } catch {
+            // A caller's hook must not keep the connection's writes back.
+          }
+        }
+      }
       corked = false;
       pendingUncorks.delete(uncork);
       stream.uncork();
     };
     uncorkOf.set(redis, uncork);
+    holdOf.set(redis, (fn) => {
+      if (stream.destroyed) return false;
+      hold();
+      due.push(fn);
+      return true;
+    });
     stream.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
-      if (!corked) {
-        corked = true;
-        stream.cork();
-        pendingUncorks.add(uncork);
-        setImmediate(uncork);
-      }
+      hold();
       return write.apply(this, args);
     } as Socket['write'];
   });
@@ -139,6 +161,23 @@ const corkedSockets = new WeakSet<Socket>();
 const pendingUncorks = new Set<() => void>();
 /** The uncork of each connection's current socket (see coalesceWrites). */
 const uncorkOf = new WeakMap<Redis, () => void>();
+/** Each connection's current socket's {@link beforeSend}. */
+const holdOf = new WeakMap<Redis, (fn: () => void) => boolean>();
+
+/**
+ * Runs `fn` right before the writes `redis` holds in this turn of the event loop go out (see
+ * coalesceWrites): at the turn's end, or earlier when {@link flushWrites} / {@link flushWritesOf} sends
+ * them; the connection then holds its writes until that moment even if nothing else is written on it. For
+ * commands best gathered over the whole turn (the finishes of the jobs whose backend answers came in one
+ * poll) that must still leave in the turn's one write, ahead of whatever is written behind them: `fn`
+ * runs before the held writes are sent, in the order of the calls, and what it issues on `redis` goes out
+ * in the same write (a `fn` given from inside another runs in that same flush). Returns false, and does
+ * nothing, when the connection does not hold its writes (not connected now, or a Cluster): then send now.
+ */
+export function beforeSend(redis: RedisConnection, fn: () => void): boolean {
+  if (!(redis instanceof Redis) || redis.status !== 'ready') return false;
+  return holdOf.get(redis)?.(fn) ?? false;
+}
 
 /**
  * Sends now what coalesceWrites holds on every connection. For commands issued from a setImmediate callback

@@ -1,3 +1,4 @@
+import { type EventEmitter } from 'node:events';
 import { Queue, Worker, type Job } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
@@ -128,6 +129,26 @@ describe('finishes batched into one script call', () => {
     });
     await worker.close();
     await queue.close();
+  });
+
+  test('the finishes of one loop phase share one call, each made in a callback of its own', async () => {
+    // As under load, when the backend answers of one poll end their jobs: each job ends in a callback of
+    // its own (here timers that fall due together), and its finish is made there. They still share a call.
+    const prefix = uniquePrefix('fb');
+    const queue = new Queue('q', { connection: conn(), prefix });
+    const { worker, workerConn } = await gatedWorker(prefix, 8, async (job) => {
+      // Set in one tick with one delay: due together, each run in a callback of its own.
+      await new Promise((r) => setTimeout(r, 20));
+      return (job.data as { n: number }).n;
+    });
+    const stats = (await batchFinishes(workerConn))!;
+    await queue.addBulk(Array.from({ length: 8 }, (_, n) => ({ name: 'j', data: { n } })));
+    await runUntilCompleted(worker, queue, 8);
+    // One call (two if the timers straddled a millisecond and fell due in two phases), no finish alone;
+    // a finish per call before (8 alone).
+    expect(stats.single).toBe(0);
+    expect(stats.finishes).toBe(8);
+    expect(stats.calls).toBeLessThanOrEqual(2);
   });
 
   test("one job's error in a batch is that job's only; its neighbours complete", async () => {
@@ -463,6 +484,52 @@ describe('finishes batched into one script call', () => {
       // The finishes went in the script with replies (for the marks), with no reply riding.
       expect(stats!.withReplies).toBe(0);
       expect(stats!.calls + stats!.single).toBeGreaterThan(0);
+    }
+  });
+
+  test('once a finish of a call finds no next job, the later finishes of the call do not look', async () => {
+    // Both shapes of the batched call: with replies (the marks ride in it, as in cell0) and without.
+    for (const withMarks of [false, true]) {
+      const prefix = uniquePrefix('fbs');
+      const queue = new Queue('q', { connection: conn(), prefix });
+      const { worker, workerConn } = await gatedWorker(prefix, 4, (job) => job.id);
+      const stats = (await batchFinishes(workerConn))!;
+      if (withMarks)
+        readMarksWithFinishes(workerConn, {
+          gateKey: `${prefix}:q:cell0-marks`,
+          jobKeyPrefix: `${prefix}:q:`,
+          onFetched: () => undefined,
+        });
+      // Each look for the next job (BullMQ's fetchNextJob) pops the wait list once: counted per finish call
+      // (MONITOR shows a script call, then the commands it ran).
+      const monitor = (await (
+        conn() as unknown as { monitor(): Promise<EventEmitter> }
+      ).monitor()) as EventEmitter & RedisConnection;
+      // Closed with the others, in any case; ended here once its count is taken.
+      conns.push(monitor);
+      const pops: number[] = [];
+      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        if (source !== 'lua') {
+          // The batched call (EVAL the first time on a connection): its keys include the queue's metrics.
+          if (args[0]?.startsWith('eval') && args.includes(`${prefix}:q:metrics:completed`)) pops.push(0);
+          else pops.push(-1);
+        } else if (
+          args[0]?.toLowerCase() === 'rpoplpush' &&
+          args[1] === `${prefix}:q:wait` &&
+          pops.at(-1)! >= 0
+        )
+          pops[pops.length - 1]!++;
+      });
+      // 4 jobs for 4 slots: all taken before any ends, so every finish finds the queue empty.
+      await queue.addBulk(Array.from({ length: 4 }, (_, n) => ({ name: 'j', data: { n } })));
+      await runUntilCompleted(worker, queue, 4);
+      const ended = new Promise((r) => monitor.once('end', r));
+      monitor.disconnect();
+      await ended;
+      expect(stats.calls).toBe(1);
+      expect(stats.finishes).toBe(4);
+      // One look for the call's 4 finishes (4 before).
+      expect({ withMarks, pops: pops.filter((n) => n >= 0) }).toEqual({ withMarks, pops: [1] });
     }
   });
 

@@ -1,6 +1,12 @@
 import { type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { closeRedis, flushWrites, flushWritesOf, waitUntilReady } from '../../shared/redis/connection';
+import {
+  beforeSend,
+  closeRedis,
+  flushWrites,
+  flushWritesOf,
+  waitUntilReady,
+} from '../../shared/redis/connection';
 import { onCluster, testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -107,6 +113,61 @@ maybe('Redis write coalescing', () => {
       await one.del(key);
     } finally {
       await Promise.all(conns.map((c) => closeRedis(c)));
+    }
+  });
+  it('beforeSend(conn, fn) runs fn as the held writes leave, in order, in the same write, within the turn', async () => {
+    const conn = testRedisConnection('coalescing-before-send');
+    try {
+      await waitUntilReady(conn, 5000);
+      const redis = conn as Redis;
+      const writes = countWrites(redis);
+      const key = `${uniquePrefix('coalesce-before')}:list`;
+      const sent: Promise<unknown>[] = [];
+      const order: string[] = [];
+      // Timers due together: callbacks of one phase, as the backend answers of one poll are.
+      await new Promise<void>((resolve) => {
+        setTimeout(() => {
+          sent.push(redis.rpush(key, 'a'));
+          expect(
+            beforeSend(redis, () => {
+              order.push('first');
+              sent.push(redis.rpush(key, 'late-1'));
+              // Given while the held writes are leaving: runs in the same flush, behind this one.
+              beforeSend(redis, () => {
+                order.push('nested');
+                sent.push(redis.rpush(key, 'late-3'));
+              });
+            }),
+          ).toBe(true);
+          beforeSend(redis, () => {
+            order.push('second');
+            sent.push(redis.rpush(key, 'late-2'));
+          });
+        }, 1);
+        setTimeout(() => {
+          sent.push(redis.rpush(key, 'b'));
+          expect(order).toEqual([]); // not before the writes leave
+          resolve();
+        }, 1);
+      });
+      await Promise.all(sent);
+      expect(order).toEqual(['first', 'second', 'nested']);
+      expect(writes()).toBe(1);
+      expect(await redis.lrange(key, 0, -1)).toEqual(['a', 'b', 'late-1', 'late-2', 'late-3']);
+
+      // With nothing else written on the connection, fn still runs (and its command leaves) this turn;
+      // flushWritesOf runs it at once.
+      const alone = await new Promise<unknown>((resolve) => {
+        beforeSend(redis, () => resolve(redis.rpush(key, 'alone')));
+      });
+      expect(alone).toBe(6);
+      let ran = false;
+      beforeSend(redis, () => (ran = true));
+      flushWritesOf(redis);
+      expect(ran).toBe(true);
+      await redis.del(key);
+    } finally {
+      await closeRedis(conn);
     }
   });
 });
