@@ -1,5 +1,6 @@
 import {
   HashedNgramEmbedder,
+  LexicalEmbedder,
   LSH_BANDS,
   LSH_ROWS,
   LshHasher,
@@ -44,6 +45,66 @@ describe('LSH (random hyperplanes, 20 bands x 12 rows)', () => {
     expect(a!.every((x) => x >= 0 && x < 2 ** LSH_ROWS)).toBe(true);
     expect(new LshHasher('another-embedder', e.dims).bandValues(v)).not.toEqual(a);
     expect(new LshHasher(e.name, e.dims).bandValues(new Float32Array(e.dims))).toBeUndefined();
+  });
+
+  it('gives the band values entries were stored under (pinned: a change would hide every stored entry)', () => {
+    const lx = new LexicalEmbedder();
+    const h = new LshHasher(lx.name, lx.dims);
+    expect(h.bandValues(lx.embedOne('How do I reset my password?'))).toEqual([
+      1627, 2949, 3269, 1707, 2822, 2652, 368, 2738, 3318, 876, 3517, 3210, 2308, 2788, 3310, 1819, 3725,
+      1352, 3627, 3832,
+    ]);
+    expect(h.bandValues(lx.embedOne('Request ab12-7: tell me about 1a2b3c4d5e6f and 55433'))).toEqual([
+      3437, 2414, 2624, 2583, 571, 3581, 643, 3505, 3773, 883, 798, 684, 2281, 454, 1909, 424, 1812, 425,
+      3826, 3964,
+    ]);
+    const hn = new HashedNgramEmbedder();
+    expect(new LshHasher(hn.name, hn.dims).bandValues(hn.embedOne('How do I reset my password?'))).toEqual([
+      2221, 3185, 3695, 397, 3258, 3742, 1079, 2403, 2556, 1376, 2933, 3207, 1947, 2185, 2380, 3941, 373, 337,
+      221, 896,
+    ]);
+  });
+
+  it('projects exactly as one dimension at a time, in dimension order (bit-identical band values)', () => {
+    // the plain sum per plane, dimension by dimension: what the band values of stored entries came from
+    const dims = 64;
+    const h = new LshHasher('reference', dims, 5, 12);
+    const planes = h.project(Float32Array.from({ length: dims }, (_, j) => (j === 0 ? 1 : 0))).length;
+    const unit = (j: number): Float64Array =>
+      h.project(Float32Array.from({ length: dims }, (_, i) => (i === j ? 1 : 0)));
+    const columns = Array.from({ length: dims }, (_, j) => unit(j)); // plane weights of dimension j
+    const projection = (v: Float32Array): Float64Array => {
+      const acc = new Float64Array(planes);
+      for (let j = 0; j < dims; j++) {
+        if (v[j] === 0) continue;
+        for (let p = 0; p < planes; p++) acc[p]! += v[j]! * columns[j]![p]!;
+      }
+      return acc;
+    };
+    const reference = (v: Float32Array): number[] | undefined => {
+      const acc = projection(v);
+      if (acc.every((a) => a === 0)) return undefined;
+      return Array.from({ length: 5 }, (_, b) => {
+        let x = 0;
+        for (let r = 0; r < 12; r++) if (acc[b * 12 + r]! >= 0) x |= 1 << r;
+        return x;
+      });
+    };
+    const rand = seededRandom('lsh-reference');
+    let compared = 0;
+    for (let i = 0; i < 3000; i++) {
+      const v = new Float32Array(dims);
+      const nnz = 1 + (i % 23);
+      for (let k = 0; k < nnz; k++) v[Math.floor(rand() * dims)] = (rand() - 0.5) * (i % 5 === 0 ? 1e-30 : 1);
+      if (i % 7 === 0) v[3] = -0;
+      // every bit of every projection, not only their signs: a sum taken in another order differs in its
+      // last bits long before a sign flips
+      expect(Array.from(h.project(v))).toEqual(Array.from(projection(v)));
+      expect(h.bandValues(v)).toEqual(reference(v));
+      compared++;
+    }
+    expect(h.bandValues(new Float32Array(dims))).toBeUndefined();
+    expect(compared).toBe(3000);
   });
 
   it('has the documented theoretical recall', () => {

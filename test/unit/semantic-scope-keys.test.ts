@@ -1,4 +1,6 @@
 import { HashedNgramEmbedder } from '../../shared/cache/semantic/embedder';
+import { LastScope } from '../../shared/cache/semantic/last-scope';
+import { seededRandom } from '../../shared/cache/semantic/lsh';
 import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
 import { normalizePrompt } from '../../shared/cache/semantic/text';
 import {
@@ -128,5 +130,57 @@ describe('band fields', () => {
     expect(Object.keys(a)).toEqual(
       expect.arrayContaining(['vec', 'bands', 'hasBands', 'fields', 'quantized']),
     );
+  });
+});
+
+describe('LastScope (the keys of the scope met last)', () => {
+  it('answers only for a scope equal to the last one, field by field, whatever was changed in between', () => {
+    const rand = seededRandom('last-scope');
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const models = ['m', 'n'];
+    const systems = [undefined, 'Be brief', ''];
+    const tenants = [undefined, 't1', 't2'];
+    const values = [undefined, 0, 1, 8, '8', null, true, ['\n'], { x: 1 }];
+    const last = new LastScope();
+    const kept = new Map<string, ScopeKeys>();
+    let scope: SemanticScope = { model: 'm', params: { max_tokens: 8 } };
+    let reused = 0;
+    for (let i = 0; i < 5000; i++) {
+      // the next scope: often the same fields in a new object, sometimes the same object changed in place
+      const r = rand();
+      if (r < 0.4) scope = { ...scope, params: scope.params ? { ...scope.params } : undefined };
+      else if (r < 0.55 && scope.params)
+        scope.params[pick(['max_tokens', 'temperature', 'stop'])] = pick(values);
+      else if (r < 0.65) scope.model = pick(models);
+      else if (r < 0.75) scope = { ...scope, system: pick(systems), tenant: pick(tenants) };
+      else if (r < 0.8)
+        scope = { ...scope, context: pick([undefined, null, [{ role: 'user', content: 'a' }]]) };
+      else if (r < 0.85) scope = { ...scope, params: pick([undefined, {}, { max_tokens: 8 }]) };
+      const want = scopeHash(scope, SPACE);
+      const got = last.get(scope);
+      if (got) {
+        reused++;
+        expect(got.hash).toBe(want);
+      } else {
+        const keys = scopeKeysOf(kept, 'cell0:sem', scope, SPACE);
+        expect(keys.hash).toBe(want);
+        last.set(scope, keys);
+      }
+    }
+    expect(reused).toBeGreaterThan(1000);
+  });
+
+  it('keeps no scope with a context or an object among its params', () => {
+    const last = new LastScope();
+    const keys = scopeKeysOf(new Map(), 'cell0:sem', { model: 'm' }, SPACE);
+    const stop = ['\n'];
+    last.set({ model: 'm', params: { stop } }, keys);
+    expect(last.get({ model: 'm', params: { stop } })).toBeUndefined();
+    last.set({ model: 'm', context: [{ role: 'user', content: 'a' }] }, keys);
+    expect(last.get({ model: 'm', context: [{ role: 'user', content: 'a' }] })).toBeUndefined();
+    last.set({ model: 'm', params: { max_tokens: 8, seed: undefined } }, keys);
+    expect(last.get({ model: 'm', params: { max_tokens: 8 } })).toBe(keys);
+    expect(last.get({ model: 'm', params: { max_tokens: 8, top_k: 1 } })).toBeUndefined();
+    expect(last.get({ model: 'm' })).toBeUndefined();
   });
 });

@@ -8,7 +8,9 @@ import {
   squaredNorm,
   storedForm,
   storedLength,
+  storedQuantized,
 } from '../../shared/cache/semantic/vector-codec';
+import { seededRandom } from '../../shared/cache/semantic/lsh';
 
 const lx = new LexicalEmbedder();
 const prompts = [
@@ -19,6 +21,37 @@ const prompts = [
 ];
 
 describe('stored vector form (vector-codec storedForm)', () => {
+  it('makes the same bytes straight from the float vector as storedForm(quantize(v)) (storedQuantized)', () => {
+    const rand = seededRandom('stored-quantized');
+    const vectors: Float32Array[] = prompts.map((p) => lx.embedOne(p));
+    for (let i = 0; i < 400; i++)
+      vectors.push(lx.embedOne(`Request t-${i}: tell me about ${rand()} and ${i * 7919}`));
+    // sparse random vectors with components that round to zero (and to -0) next to the largest one
+    for (let i = 0; i < 400; i++) {
+      const v = new Float32Array(512);
+      for (let k = 0; k < 5 + (i % 60); k++)
+        v[Math.floor(rand() * 512)] = (rand() - 0.5) * (i % 3 === 0 ? 1e-3 : 1);
+      v[i % 512] = i % 2 ? 1 : -1;
+      vectors.push(v);
+    }
+    // dense ones, the zero vector, NaN and Infinity, a short and an odd-sized vector
+    for (let i = 0; i < 20; i++) vectors.push(Float32Array.from({ length: 512 }, () => rand() - 0.5));
+    vectors.push(
+      new Float32Array(512),
+      Float32Array.of(0, NaN, 1),
+      Float32Array.of(Infinity, 1, 0, 0, 0, 0, 0, 0),
+    );
+    vectors.push(Float32Array.of(-0, 0.001, 1, 0, 0, 0, 0, 0, 0, 0, 0), new Float32Array(3));
+    let sparse = 0;
+    for (const v of vectors) {
+      const want = storedForm(quantize(v));
+      const got = storedQuantized(v);
+      expect(Buffer.compare(got, want)).toBe(0);
+      if (got[0] === 0x80) sparse++;
+    }
+    expect(sparse).toBeGreaterThan(800); // the fast path itself was taken
+  });
+
   it('stores a lexical vector sparse, shorter, and decodes it to the same int8 bytes', () => {
     for (const p of prompts) {
       const q = quantize(lx.embedOne(p));

@@ -50,6 +50,9 @@ export class LshHasher {
   private readonly nPlanes: number;
   /** bandValues()'s projections (see projectInto). */
   private readonly scratch: Float64Array;
+  /** projectInto()'s non-zero dimensions of the vector: their offsets in `planes`, and their values. */
+  private readonly offs: Int32Array;
+  private readonly xs: Float64Array;
 
   constructor(embedderName: string, dims: number, bands = LSH_BANDS, rows = LSH_ROWS) {
     if (!Number.isInteger(rows) || rows < 1 || rows > 24)
@@ -61,6 +64,8 @@ export class LshHasher {
     this.dims = dims;
     this.nPlanes = bands * rows;
     this.scratch = new Float64Array(this.nPlanes);
+    this.offs = new Int32Array(dims);
+    this.xs = new Float64Array(dims);
     this.planes = drawPlanes(`${LSH_VERSION}|${embedderName}|${dims}|${bands}x${rows}`, dims, this.nPlanes);
   }
 
@@ -72,16 +77,43 @@ export class LshHasher {
   /**
    * project() into `acc` (zeroed here). bandValues() passes one array kept for it: a Float64Array of 240
    * planes is an ArrayBuffer outside the heap, which each scavenge must sweep, once per lookup otherwise.
+   *
+   * The non-zero dimensions are gathered first, then added four at a time: each plane's sum is still
+   * ((acc + x1·w1) + x2·w2) + …, the same additions in the same order as one dimension at a time, so the
+   * projections (and the band values that stored entries were indexed under) are bit-identical, with a
+   * quarter of the loads and stores of `acc` (~2x faster on the lexical embedder's ~25 non-zero dimensions).
    */
   private projectInto(v: Float32Array, acc: Float64Array): Float64Array {
     if (v.length !== this.dims) throw new TypeError(`LshHasher: expected ${this.dims} dims, got ${v.length}`);
     const P = this.nPlanes;
     acc.fill(0);
     const planes = this.planes;
+    const offs = this.offs;
+    const xs = this.xs;
+    let m = 0;
     for (let j = 0; j < v.length; j++) {
       const x = v[j]!;
       if (x === 0) continue; // hashed n-gram vectors are mostly zeros
-      const off = j * P;
+      offs[m] = j * P;
+      xs[m++] = x;
+    }
+    let k = 0;
+    for (; k + 3 < m; k += 4) {
+      const o1 = offs[k]!;
+      const o2 = offs[k + 1]!;
+      const o3 = offs[k + 2]!;
+      const o4 = offs[k + 3]!;
+      const x1 = xs[k]!;
+      const x2 = xs[k + 1]!;
+      const x3 = xs[k + 2]!;
+      const x4 = xs[k + 3]!;
+      for (let p = 0; p < P; p++)
+        acc[p] =
+          acc[p]! + x1 * planes[o1 + p]! + x2 * planes[o2 + p]! + x3 * planes[o3 + p]! + x4 * planes[o4 + p]!;
+    }
+    for (; k < m; k++) {
+      const off = offs[k]!;
+      const x = xs[k]!;
       for (let p = 0; p < P; p++) acc[p]! += x * planes[off + p]!;
     }
     return acc;
@@ -91,12 +123,17 @@ export class LshHasher {
   bandValues(v: Float32Array): number[] | undefined {
     const acc = this.projectInto(v, this.scratch);
     let any = false;
-    for (let p = 0; p < acc.length; p++) if (acc[p] !== 0) any = true;
+    for (let p = 0; p < acc.length; p++)
+      if (acc[p] !== 0) {
+        any = true;
+        break;
+      }
     if (!any) return undefined;
     const out = new Array<number>(this.bands);
-    for (let b = 0; b < this.bands; b++) {
+    // the sign bits without a branch per bit (half of them go each way: a branch mispredicts half the time)
+    for (let b = 0, i = 0; b < this.bands; b++) {
       let x = 0;
-      for (let r = 0; r < this.rows; r++) if (acc[b * this.rows + r]! >= 0) x |= 1 << r;
+      for (let r = 0; r < this.rows; r++, i++) x |= (acc[i]! >= 0 ? 1 : 0) << r;
       out[b] = x;
     }
     return out;

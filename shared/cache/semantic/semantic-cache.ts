@@ -6,6 +6,7 @@ import { hasControlChar } from '../../unicode.js';
 import { CacheMatchConfidence, confidenceOf, thresholdOf, type SemanticThresholds } from './confidence.js';
 import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
+import { LastScope } from './last-scope.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
@@ -47,7 +48,7 @@ import { SemanticWriter } from './semantic-writer.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
 import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
-import { cosineStoredAt, quantize, squaredNorm, storedForm } from './vector-codec.js';
+import { cosineStoredAt, squaredNorm, storedQuantized } from './vector-codec.js';
 
 export type { SemanticCacheOptions, SemanticCacheStats, SemanticHit } from './semantic-cache-options.js';
 export { parseRecord, rankSlots } from './rank-slots.js';
@@ -161,6 +162,8 @@ export class SemanticCache<T = unknown> {
   private readonly memo: PromptMemo;
   /** The keys of the scopes met lately, by canonical form (scope.ts scopeKeysOf). */
   private readonly scopes = new Map<string, ScopeKeys>();
+  /** The keys of the scope met last (most lookups and stores of a process are in one scope). */
+  private readonly lastScope = new LastScope();
   /** Sends stores to Redis, those of one scope that arrive together in one script call. */
   private readonly writer: SemanticWriter;
   private degraded = false;
@@ -271,7 +274,7 @@ export class SemanticCache<T = unknown> {
         id,
         json,
         prompt,
-        vector: (prepared.quantized ??= storedForm(quantize(vec))),
+        vector: (prepared.quantized ??= storedQuantized(vec)),
         ttlMs,
         // the lookup's band fields when it built them (the memo): the same string, not made again
         fields: bands ? (prepared.fields ??= bandFields(bands)) : '',
@@ -373,7 +376,8 @@ export class SemanticCache<T = unknown> {
     /** The query's band fields ("index:value", comma-separated): one script argument, not one per band. */
     let fields: string | undefined;
     let buckets: (Buffer | null)[] | undefined;
-    let queryKeys: string[] = [];
+    /** The generations the lookup script read (its reply's second field): their keys only if the script needs them. */
+    let gens: number | Buffer | null | undefined;
     const readBuckets = (exactFirst: boolean, bandFields: string) =>
       this.redis.run((r) =>
         commands(r).cell0SemanticLookupBuffer(
@@ -389,7 +393,7 @@ export class SemanticCache<T = unknown> {
       );
     /** A reply without an exact hit: the generations read, then every bucket found, concatenated. */
     const takeBuckets = (reply: (number | Buffer | null)[]) => {
-      queryKeys = generationKeys(keys.bandPrefix, reply[1]);
+      gens = reply[1];
       return reply.slice(2) as (Buffer | null)[];
     };
     if (oneTrip) {
@@ -473,6 +477,7 @@ export class SemanticCache<T = unknown> {
     }
     if (!records)
       try {
+        const queryKeys = generationKeys(keys.bandPrefix, gens);
         records = await this.redis.run((r) =>
           commands(r).cell0SemanticCandidatesBuffer(
             5 + queryKeys.length,
@@ -643,7 +648,11 @@ export class SemanticCache<T = unknown> {
   }
 
   private keysFor(scope: SemanticScope): ScopeKeys {
-    return scopeKeysOf(this.scopes, this.base, scope, this.space);
+    const kept = this.lastScope.get(scope);
+    if (kept) return kept;
+    const keys = scopeKeysOf(this.scopes, this.base, scope, this.space);
+    this.lastScope.set(scope, keys);
+    return keys;
   }
 
   private modelIndexKey(model: string): string {
