@@ -20,6 +20,7 @@ import { resolveSubmitterOptions, type JobSubmitterOptions } from './job-submitt
 import { settledWithin, sleep } from '../shared/sleep.js';
 import { applyRetention, countAdd, resultMaxAge } from './retention.js';
 import { SubmitLane, type LaneContext } from './submit-lane.js';
+import { type LocalTaker } from '../shared/queues/take-jobs.js';
 import {
   eventResult,
   finishedResult,
@@ -189,7 +190,20 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       recheckAfterMs: this.recheckAfterMs,
       log: this.log,
       connLog: this.connLog,
+      localTaker: () => this.taker,
     };
+  }
+
+  /** The worker of this process that takes the jobs this producer adds (see {@link takeLocallyWith}). */
+  private taker: LocalTaker | undefined;
+
+  /**
+   * A worker in the same process (`cell0 start`; Cell0Worker#localTaker) takes the jobs this producer adds
+   * right behind their adds, up to its free slots, instead of through its fetch loop (see
+   * shared/queues/take-jobs.ts). The jobs stay durable: taken, they are active and locked as any other.
+   */
+  takeLocallyWith(taker: LocalTaker): void {
+    this.taker = taker;
   }
 
   /** Every lane, of every queue and shard. */

@@ -25,6 +25,7 @@ import {
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
 import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../shared/queues/add-batch.js';
 import { type QueueName } from '../shared/queues/names.js';
+import { type LocalTaker } from '../shared/queues/take-jobs.js';
 import { shardKey, shardPrefix } from '../shared/queues/shards.js';
 import { settledWithin } from '../shared/sleep.js';
 import { telemetryOption, traceMetadata, tracingOn, withSpan } from '../shared/tracing/tracing.js';
@@ -61,6 +62,8 @@ export interface LaneContext {
   recheckAfterMs: number;
   log: Logger;
   connLog: RedisConnectionLog;
+  /** The worker of this process that takes jobs right behind the adds (`cell0 start`), if any. */
+  localTaker: () => LocalTaker | undefined;
 }
 
 /**
@@ -261,6 +264,13 @@ export class SubmitLane {
           ),
         waiter,
       );
+      // A worker of this process with free slots takes the jobs right behind their adds (take-jobs.ts).
+      const taker = this.ctx.localTaker();
+      if (taker) {
+        let count = 0;
+        for (const it of items) if (it.add) count++;
+        taker.takeBehindAdds(this.ctx.conn, this.key, count);
+      }
       // The registration command, sent behind the adds: the joins only, or every item.
       const regIdx: number[] = [];
       items.forEach((it, i) => {

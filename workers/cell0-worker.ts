@@ -32,6 +32,8 @@ import {
 import { Shutdown } from './worker/shutdown.js';
 import { ModelList } from './worker/model-list.js';
 import { TokenStreams } from './worker/token-streams.js';
+import { LocalTake } from './worker/local-take.js';
+import { type LocalTaker } from '../shared/queues/take-jobs.js';
 import { EmbeddingBatcher } from './embedding/index.js';
 import { waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
 import { batchFinishes } from '../shared/queues/finish-batch.js';
@@ -92,6 +94,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
   private readonly tokenStreams: TokenStreams | undefined;
   /** Gathers the embedding jobs that are ready into one backend call per model. */
   private readonly embeddings: EmbeddingBatcher | undefined;
+  /** Takes jobs behind the adds of the producer of this process (see {@link localTaker}). */
+  private readonly localTake: LocalTake;
 
   constructor(options: Cell0WorkerOptions) {
     super();
@@ -177,6 +181,19 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
         servedBy: this.id,
         logger: log,
       });
+    this.localTake = new LocalTake({
+      // Unsharded queues only (a sharded queue's marks are kept on its first shard's keys), and not the
+      // embedding queue, whose batcher gathers the jobs that wait together.
+      workerOf: (key) =>
+        opts.shards === 1 && !key.endsWith(`:${QueueName.EMBEDDING}`)
+          ? this.byKey.get(key)?.worker
+          : undefined,
+      lockDurationMs: opts.lockDurationMs,
+      marksGateOf: (key) => this.tokenStreams?.marksGate(key),
+      onMarks: (jobId, processedOn, marks) => this.tokenStreams?.keepMarks(jobId, processedOn, marks),
+      stopping,
+      log,
+    });
     this.shutdown = new Shutdown({
       timeoutMs: opts.shutdownTimeoutMs,
       workers: () => this.allWorkers(),
@@ -305,6 +322,21 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
    */
   handRepliesTo(local: LocalReplies): void {
     this.replies.handOverTo(local);
+  }
+
+  /**
+   * This worker as the taker of the jobs the producer of this process (`cell0 start`) adds: right behind
+   * the adds, in the same write, a take moves up to as many waiting jobs to active for this worker as it has
+   * free slots, and it runs them at once, without the round trips of its fetch loop (see
+   * shared/queues/take-jobs.ts). Hand it to the producer with JobSubmitter#takeLocallyWith.
+   */
+  get localTaker(): LocalTaker {
+    return this.localTake;
+  }
+
+  /** Jobs taken behind the adds of the producer of this process so far: script calls, asked, taken. */
+  localTakeStats(): { calls: number; asked: number; taken: number } {
+    return this.localTake.stats();
   }
 
   /** Figures of the embedding batches (calls, sizes, waits); undefined when not serving embeddings. */

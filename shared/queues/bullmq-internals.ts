@@ -3,7 +3,7 @@
  * test/integration/bullmq-internals.test.ts pins what this module relies on to the installed version and
  * fails on an upgrade that changes it.
  */
-import { type Worker } from 'bullmq';
+import { raw2NextJobData, type Job, type Worker } from 'bullmq';
 import { type RedisConnection } from '../redis/cluster.js';
 import { shardKey } from './shards.js';
 
@@ -18,6 +18,25 @@ export const BULLMQ_INTERNALS_VERSION = '6.7.0';
 export interface WorkerInternals {
   lockManager?: { close?(): Promise<void>; isRunning?(): boolean };
   stalledCheckStopper?: () => void;
+  /**
+   * The fetch loop's queue of jobs (fetches and running jobs, as promises) while the loop runs, else null:
+   * the loop fetches while `numTotal()` is below the concurrency, starts each job a promise of it resolves
+   * to, and runs on (close() and pause() waiting for it) until it is empty.
+   */
+  mainLoopQueue?: { add(p: Promise<unknown>): void; numTotal(): number } | null;
+  /** Set once close() has begun. */
+  closing?: Promise<void> | null;
+  paused?: boolean;
+  /** The worker's options as merged by BullMQ (its rate limiter, its name). */
+  opts?: { limiter?: unknown; name?: string };
+  /** A Job of the worker's queue for an activation (BullMQ's fetch answer), emitting `active`. */
+  nextJobFromJobData?(jobData: unknown, jobId: unknown, token: string): Promise<Job | undefined>;
+  /**
+   * Runs an active job the worker holds the lock of, as its fetch loop does: tracks its lock (renewed until
+   * it ends), calls the processor, finishes it with the token (fetching the next job when `fetchNext()`
+   * says so), and resolves with that next job, if any.
+   */
+  processJob?(job: Job, token: string, fetchNext: () => boolean): Promise<Job | void>;
 }
 
 /** The internals of `worker`, looked up without assuming they exist. */
@@ -200,4 +219,59 @@ function wrapCommand(
   hooked.cell0Hooks = new Set([...hooks, kind]);
   target[name] = hooked;
   return true;
+}
+
+/**
+ * How many more jobs `worker`'s fetch loop could hold now (its concurrency less what it fetches and runs): 0
+ * when the loop does not run (not started, paused, closing), when the worker has a rate limiter (its fetch
+ * honours it, a take would not), or on a BullMQ without the members {@link runTakenJobs} uses.
+ */
+export function freeSlots(worker: Worker): number {
+  const w = workerInternals(worker);
+  const loop = w.mainLoopQueue;
+  if (!loop || w.closing || w.paused || w.opts?.limiter) return 0;
+  if (typeof w.processJob !== 'function' || typeof w.nextJobFromJobData !== 'function') return 0;
+  return Math.max(0, worker.concurrency - loop.numTotal());
+}
+
+/**
+ * Runs in `worker` the jobs a take (take-jobs.ts) moves to active for it, as if its fetch loop had fetched
+ * them: holds `slots` places in the loop's queue at once (so the loop fetches that many fewer, and close()
+ * and pause() wait for them), then each job taken starts (`onTaken` first, with its fetch answer and Job) and
+ * keeps its place until it is finished; the places of jobs not taken are given back when the take answers.
+ * A job's finish fetches the next one as the loop's own do, and the loop starts it. Call it only with
+ * `slots` ≤ {@link freeSlots}. Never throws; a failed take or start is the worker's `error` event (a job taken
+ * and not started stays active, locked: its lock expires and the stalled check puts it back to wait).
+ */
+export function runTakenJobs<T extends { raw: unknown[]; token: string }>(
+  worker: Worker,
+  slots: number,
+  taken: Promise<T[]>,
+  onTaken?: (t: T, job: Job) => void,
+): void {
+  const w = workerInternals(worker);
+  const loop = w.mainLoopQueue;
+  if (!loop) return;
+  const fetchNext = () => loop.numTotal() <= worker.concurrency;
+  const failed = (err: unknown): undefined => {
+    worker.emit('error', err instanceof Error ? err : new Error(String(err)));
+    return undefined;
+  };
+  // A failed take is reported once (its slots are given back); each job's start reports its own failure.
+  const answered = taken.catch((err: unknown) => (failed(err), [] as T[]));
+  for (let i = 0; i < slots; i++) {
+    loop.add(
+      answered
+        .then(async (jobs) => {
+          const t = jobs[i];
+          if (!t) return undefined;
+          const [jobData, jobId] = raw2NextJobData(t.raw) as [unknown, unknown];
+          const job = await w.nextJobFromJobData!(jobData, jobId, t.token);
+          if (!job) return undefined;
+          onTaken?.(t, job);
+          return w.processJob!(job, t.token, fetchNext);
+        })
+        .catch(failed),
+    );
+  }
 }

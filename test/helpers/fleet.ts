@@ -77,6 +77,11 @@ export async function startTestFleet(
     workerStatus?: (i: number) => Record<string, unknown>;
     /** Fleet page sampling interval, ms (the page polls at this pace). Default 2000. */
     fleetPageIntervalMs?: number;
+    /**
+     * As `cell0 start` (API and worker in one process): the first worker hands the replies of the client's
+     * jobs to it directly and takes the jobs it adds right behind the adds. Default false.
+     */
+    oneProcess?: boolean;
     /** Shards per queue (client and workers). Default 1. */
     shards?: number;
     /** The shards worker i serves. Default: all. */
@@ -137,6 +142,10 @@ export async function startTestFleet(
   });
   void client.start().catch(() => undefined);
   client.metrics = opts.metrics;
+  if (opts.oneProcess && worker) {
+    worker.handRepliesTo(client.submitter.localReplies);
+    client.submitter.takeLocallyWith(worker.localTaker);
+  }
   const responseCache = cacheRedis ? new ResponseCache({ redis: cacheRedis, config: { prefix } }) : undefined;
   // As `cell0 start`'s API: the queue metrics and the scrape-time families (fleet, caches, batched adds).
   const removeSources = opts.metrics

@@ -5,6 +5,7 @@ import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
 import {
   BULLMQ_INTERNALS_VERSION,
+  freeSlots,
   hookMoveToFinished,
   stopLockExtenderAndStalledChecker,
   type FinishCall,
@@ -135,5 +136,32 @@ describe(`BullMQ ${installed} Worker internals`, () => {
     );
     await worker.close();
     await queue.close();
+  });
+  test("the fetch loop's members a local take uses exist; freeSlots follows the loop", async () => {
+    const prefix = uniquePrefix('bmi');
+    const worker = new Worker('q', async () => undefined, { connection: conn(), prefix, concurrency: 5 });
+    const limited = new Worker('q', async () => undefined, {
+      connection: conn(),
+      prefix,
+      concurrency: 5,
+      limiter: { max: 10, duration: 1000 },
+    });
+    const idle = new Worker('q', async () => undefined, { connection: conn(), prefix, autorun: false });
+    const internals = workerInternals(worker);
+    await until(() => !!internals.mainLoopQueue, 5000, 'the fetch loop');
+    expect(typeof internals.processJob).toBe('function');
+    expect(typeof internals.nextJobFromJobData).toBe('function');
+    expect(typeof internals.mainLoopQueue?.add).toBe('function');
+    // Idle, the loop holds one blocking fetch: the other slots are free.
+    await until(() => internals.mainLoopQueue?.numTotal() === 1, 5000, 'the blocking fetch');
+    expect(freeSlots(worker)).toBe(4);
+    // A worker with a rate limiter, or whose loop does not run, takes nothing this way.
+    await until(() => !!workerInternals(limited).mainLoopQueue, 5000, 'the limited loop');
+    expect(freeSlots(limited)).toBe(0);
+    expect(freeSlots(idle)).toBe(0);
+    await worker.pause(true);
+    expect(freeSlots(worker)).toBe(0);
+    await Promise.all([worker.close(), limited.close(), idle.close()]);
+    expect(freeSlots(worker)).toBe(0);
   });
 });

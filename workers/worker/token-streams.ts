@@ -212,6 +212,22 @@ export class TokenStreams {
     );
   }
 
+  /**
+   * The marks gate of the queue `queueKey` when the marks of its jobs are kept as read behind their fetch
+   * (the inference queue's first shard, once {@link readMarksBehindFetches} runs on it): a take behind a
+   * producer's adds (local-take.ts) reads them too, and hands them over through {@link keepMarks}.
+   */
+  marksGate(queueKey: string): string | undefined {
+    return this.rotate && queueKey === inferenceKey(this.opts.prefix)
+      ? marksGateKey(this.opts.prefix, QueueName.INFERENCE)
+      : undefined;
+  }
+
+  /** The marks of a job's activation (its `processedOn`), read with the call that activated it. */
+  keepMarks(jobId: string, processedOn: number, marks: readonly (string | null)[]): void {
+    this.prefetched.set(`${jobId}@${processedOn}`, marks[0] == null && marks[1] == null ? UNMARKED : marks);
+  }
+
   /** The read behind a batch of fetches is answered (or failed). */
   private settled(b: PrefetchBatch): void {
     b.settled = true;

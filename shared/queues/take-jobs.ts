@@ -1,0 +1,184 @@
+/**
+ * A worker's fetch sent behind a producer's adds. BullMQ's worker fetches one job per `moveToActive` round
+ * trip, in sequence, and starts the jobs it fetched only once its fetch loop stops (its concurrency reached,
+ * or the queue empty): of 100 jobs added at once for an idle worker, the 100th starts after about 100 round
+ * trips, and so does the first. When the producer and a worker of the same queue share a process
+ * (`cell0 start`), the producer can send, on its own connection right behind its adds (one write, run in
+ * that order), one call that fetches for that worker up to as many jobs as it added and the worker has free
+ * slots: BullMQ's own `moveToActive` body run once per job, with a lock token of that worker, exactly as the
+ * worker's fetch would (the oldest waiting job first, prioritized jobs, a paused or rate-limited queue, the
+ * lock and its duration, the events). The jobs it takes are active and locked for that worker, durable as any
+ * job the worker fetched itself: a worker that dies leaves them active, their locks expire, the stalled check
+ * puts them back to wait. The call also reads each taken inference job's token stream marks (see
+ * active-marks.lua), so the job starts with them at hand. Part of the BullMQ internals cell0 touches (see
+ * bullmq-internals.ts).
+ */
+import { type RedisConnection } from '../redis/cluster.js';
+import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
+
+/** BullMQ 6.7's moveToActive: 11 keys, then 3 arguments (key prefix, timestamp, packed options). */
+const KEYS = 11;
+
+/** The command name cell0 defines for the take script on a connection. */
+const COMMAND = `cell0TakeJobs:${BULLMQ_INTERNALS_VERSION}`;
+
+/**
+ * The take script: BullMQ's moveToActive text wrapped as a function of (KEYS, ARGV), called once per token
+ * until the queue has no job to give.
+ *
+ * KEYS[1..11] moveToActive's keys (the queue's wait, active, prioritized, events, stalled, limiter, delayed,
+ *             paused, meta, pc and marker keys)
+ * KEYS[12]    the queue's token stream marks gate ({prefix}:{queue}:cell0-marks), or the same as KEYS[2]
+ *             when the queue's jobs have no marks to read
+ * ARGV[1]     key prefix ({prefix}:{queue}:)
+ * ARGV[2]     timestamp, ms
+ * ARGV[3]     the lock's duration, ms
+ * ARGV[4]     the worker's name ('' for none)
+ * ARGV[5]     1 to read each taken job's marks, 0 not to
+ * ARGV[6..]   one lock token per job to take
+ * Returns, per job taken, { moveToActive's answer, wanted, cancel } (a mark absent as nil); when a call of
+ * moveToActive takes no job, its answer alone ends the list.
+ */
+export function takeJobsLua(lua: string): string {
+  return `local function moveToActive(KEYS, ARGV)
+${lua}
+end
+-- moveToActive's options as the worker packs them (a worker with a rate limiter does not take this way).
+local opts = { lockDuration = tonumber(ARGV[3]) }
+if ARGV[4] ~= "" then opts["name"] = ARGV[4] end
+local marks = ARGV[5] == "1" and redis.call("EXISTS", KEYS[12]) == 1
+local out = {}
+for i = 6, #ARGV do
+  opts["token"] = ARGV[i]
+  local res = moveToActive(KEYS, { ARGV[1], ARGV[2], cmsgpack.pack(opts) })
+  if type(res) ~= "table" or type(res[1]) ~= "table" then
+    out[#out + 1] = res
+    break
+  end
+  local wanted, cancel = false, false
+  if marks then
+    local base = ARGV[1] .. res[2]
+    local m = redis.call("MGET", base .. ":cell0-tokens-wanted", base .. ":cell0-cancel")
+    wanted, cancel = m[1], m[2]
+  end
+  out[#out + 1] = { res, wanted, cancel }
+end
+return out
+`;
+}
+
+/** The queue keys a take needs (BullMQ's QueueKeys of the worker's queue). */
+export interface TakeKeys {
+  wait: string;
+  active: string;
+  prioritized: string;
+  events: string;
+  stalled: string;
+  limiter: string;
+  delayed: string;
+  paused: string;
+  meta: string;
+  pc: string;
+  marker: string;
+  /** The key prefix ({prefix}:{queue}:). */
+  '': string;
+}
+
+/** One job a take moved to active. */
+export interface TakenJob {
+  /** BullMQ's moveToActive answer for it ([job fields, job id, rate-limit delay, next delayed]). */
+  raw: unknown[];
+  /** The lock token it was taken with. */
+  token: string;
+  /** Its `wanted` and `cancel` marks, when they were read (else undefined). */
+  marks: readonly (string | null)[] | undefined;
+}
+
+/** What a take sends (besides its keys). */
+export interface TakeRequest {
+  keys: TakeKeys;
+  /** The queue's marks gate, to read each taken job's marks; undefined when it has none. */
+  marksGate: string | undefined;
+  /** One lock token per job to take (the worker's id and a suffix of its own). */
+  tokens: string[];
+  /** The lock's duration, ms (the worker's). */
+  lockDuration: number;
+  /** The worker's name option, if any. */
+  name: string | undefined;
+}
+
+type TakeCommand = (...a: unknown[]) => Promise<unknown>;
+
+/** The connections on which the take script is defined (a WeakSet: no strong reference). */
+const definedOn = new WeakSet<RedisConnection>();
+
+/**
+ * Defines the take script on `conn` (once). Call it once BullMQ has loaded its scripts on `conn` (a Queue on
+ * it is ready). Returns false, changing nothing, when BullMQ's moveToActive is not found as expected.
+ */
+export function defineTakeJobs(conn: RedisConnection): boolean {
+  if (definedOn.has(conn)) return true;
+  const found = bullmqScript(conn, 'moveToActive', KEYS);
+  if (!found) return false;
+  const target = conn as unknown as Record<string, unknown>;
+  if (!(COMMAND in target))
+    conn.defineCommand(COMMAND, { numberOfKeys: KEYS + 1, lua: takeJobsLua(found.lua) });
+  definedOn.add(conn);
+  return true;
+}
+
+/**
+ * Sends the take on `conn` now (it runs in Redis after every command issued on `conn` before it): up to
+ * `tokens.length` waiting jobs moved to active, locked with those tokens. Resolves with the jobs taken, in
+ * token order (fewer when the queue had fewer to give). Call {@link defineTakeJobs} on `conn` first.
+ */
+export async function takeJobs(conn: RedisConnection, req: TakeRequest): Promise<TakenJob[]> {
+  const k = req.keys;
+  const send = (conn as unknown as Record<string, TakeCommand>)[COMMAND];
+  if (!send) throw new Error('the take script is not defined on this connection');
+  const res = (await send.call(
+    conn,
+    k.wait,
+    k.active,
+    k.prioritized,
+    k.events,
+    k.stalled,
+    k.limiter,
+    k.delayed,
+    k.paused,
+    k.meta,
+    k.pc,
+    k.marker,
+    req.marksGate ?? k.active,
+    k[''],
+    Date.now(),
+    req.lockDuration,
+    req.name ?? '',
+    req.marksGate ? 1 : 0,
+    ...req.tokens,
+  )) as unknown[];
+  const out: TakenJob[] = [];
+  for (let i = 0; i < res.length; i++) {
+    const r = res[i];
+    if (!Array.isArray(r) || !Array.isArray(r[0])) break;
+    out.push({
+      raw: r[0] as unknown[],
+      token: req.tokens[i]!,
+      marks: req.marksGate ? [(r[1] as string | null) ?? null, (r[2] as string | null) ?? null] : undefined,
+    });
+  }
+  return out;
+}
+
+/**
+ * A worker in the producer's own process (`cell0 start`) that takes the jobs the producer adds right behind
+ * its adds, when it has free slots (see the top of this file), instead of waiting for its fetch loop.
+ */
+export interface LocalTaker {
+  /**
+   * Called right after the adds of `count` jobs of the queue `queueKey` ({prefix}:{queue}) were issued on
+   * `conn`, before any other command: may issue on `conn`, now, a take of up to `count` waiting jobs for the
+   * worker (it runs in Redis right behind the adds). Must not throw.
+   */
+  takeBehindAdds(conn: RedisConnection, queueKey: string, count: number): void;
+}

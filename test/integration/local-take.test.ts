@@ -1,0 +1,261 @@
+import { type ChildProcess } from 'node:child_process';
+import { Queue } from 'bullmq';
+import OpenAI from 'openai';
+import { ErrorCode } from '../../shared/errors';
+import { startTestFleet, type TestFleet } from '../helpers/fleet';
+import { JobSubmitter } from '../../producers/job-submitter';
+import { QueueName } from '../../shared/queues/names';
+import { shardPrefix } from '../../shared/queues/shards';
+import { closeRedis } from '../../shared/redis/connection';
+import { Cell0Worker } from '../../workers/cell0-worker';
+import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
+import { type SubmitResult } from '../../producers/submit-result';
+import { startReadyChild } from '../helpers/ready-child';
+import { keysMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { until } from '../helpers/wait';
+
+/*
+ * `cell0 start` runs the API's producer and a worker in one process: the worker takes the jobs the producer
+ * adds right behind the adds (one call on the producer's connection, BullMQ's moveToActive once per job), up
+ * to its free slots, instead of fetching them one round trip at a time. The jobs so taken are ordinary
+ * active jobs: coalesced as before, bounded by the worker's concurrency, and durable (a worker that dies
+ * leaves them to the stalled check, and another worker runs them).
+ */
+
+/** A backend that holds every call until released, counting the calls and the most at once. */
+class HeldBackend extends NoopInferenceBackend {
+  calls = 0;
+  running = 0;
+  most = 0;
+  private gate: Promise<void>;
+  release: () => void = () => undefined;
+  constructor() {
+    super();
+    this.gate = new Promise((r) => (this.release = r));
+  }
+  override async run(job: Parameters<NoopInferenceBackend['run']>[0]) {
+    this.calls++;
+    this.running++;
+    this.most = Math.max(this.most, this.running);
+    try {
+      await this.gate;
+      return await super.run(job);
+    } finally {
+      this.running--;
+    }
+  }
+}
+
+async function startPair(tag: string, backend: NoopInferenceBackend, concurrency: number) {
+  const prefix = uniquePrefix(tag);
+  const worker = new Cell0Worker({
+    redisUrl: testRedisUrl(),
+    prefix,
+    queues: [QueueName.INFERENCE],
+    inference: backend,
+    concurrency: { inference: concurrency },
+    heartbeatMs: 0,
+  });
+  const submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });
+  await Promise.all([worker.start(), submitter.start()]);
+  submitter.takeLocallyWith(worker.localTaker);
+  const close = async () => {
+    await submitter.close();
+    await worker.close();
+  };
+  return { prefix, worker, submitter, close };
+}
+
+const submit = (s: JobSubmitter, prompt: string): Promise<SubmitResult> =>
+  s.submit(QueueName.INFERENCE, 'generate', { model: 'noop', prompt }, { waitMs: 20_000 });
+
+describe('jobs taken by the worker of the same process behind their adds', () => {
+  test('every job of a burst is taken behind its add and runs at once; identical requests are one job', async () => {
+    const backend = new HeldBackend();
+    const { worker, submitter, close } = await startPair('ltake', backend, 64);
+    try {
+      const distinct = Array.from({ length: 40 }, (_, i) => submit(submitter, `p${i}`));
+      const same = Array.from({ length: 30 }, () => submit(submitter, 'the same'));
+      // All 41 jobs inside the backend at once, none fetched by the worker's loop.
+      await until(() => backend.running === 41, 10_000, '41 jobs running');
+      expect(worker.localTakeStats().taken).toBe(41);
+      backend.release();
+      const results = await Promise.all([...distinct, ...same]);
+      expect(results.map((r) => r.state)).toEqual(Array(70).fill('completed'));
+      expect(new Set(results.slice(40).map((r) => r.jobId)).size).toBe(1);
+      expect(backend.calls).toBe(41);
+    } finally {
+      backend.release();
+      await close();
+    }
+  });
+
+  test("a take never holds more jobs than the worker's concurrency; the fetch loop runs the rest", async () => {
+    const backend = new HeldBackend();
+    const { worker, submitter, close } = await startPair('ltake', backend, 4);
+    try {
+      const all = Array.from({ length: 30 }, (_, i) => submit(submitter, `q${i}`));
+      await until(() => backend.running === 4, 10_000, '4 jobs running');
+      expect(worker.localTakeStats().taken).toBeLessThanOrEqual(4);
+      backend.release();
+      const results = await Promise.all(all);
+      expect(results.map((r) => r.state)).toEqual(Array(30).fill('completed'));
+      expect(backend.calls).toBe(30);
+      expect(backend.most).toBe(4);
+    } finally {
+      backend.release();
+      await close();
+    }
+  });
+
+  test('close() waits for the jobs a take started', async () => {
+    const backend = new HeldBackend();
+    const { worker, submitter, close } = await startPair('ltake', backend, 16);
+    try {
+      const all = Array.from({ length: 5 }, (_, i) => submit(submitter, `c${i}`));
+      await until(() => backend.running === 5, 10_000, '5 jobs running');
+      expect(worker.localTakeStats().taken).toBe(5);
+      let closed = false;
+      const closing = worker.close().then(() => (closed = true));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(closed).toBe(false);
+      backend.release();
+      await closing;
+      const results = await Promise.all(all);
+      expect(results.map((r) => r.state)).toEqual(Array(5).fill('completed'));
+    } finally {
+      backend.release();
+      await close();
+    }
+  });
+});
+
+describe('streams through an API and worker in one process (as `cell0 start`)', () => {
+  let fleet: TestFleet;
+  let openai: OpenAI;
+  beforeAll(async () => {
+    fleet = await startTestFleet({
+      oneProcess: true,
+      workerConcurrency: 64,
+      sim: { ttftMs: 20, tokensPerSec: 400 },
+    });
+    openai = new OpenAI({ baseURL: `${fleet.url}/v1`, apiKey: 'none', maxRetries: 0 });
+  });
+  afterAll(() => fleet.close());
+
+  const texts = async (stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>) => {
+    const out: string[] = [];
+    for await (const c of stream) if (c.choices[0]?.delta.content) out.push(c.choices[0].delta.content);
+    return out;
+  };
+  const chat = (content: string, max_tokens = 24) => ({
+    model: 'qwen2.5:0.5b',
+    messages: [{ role: 'user' as const, content }],
+    max_tokens,
+    stream: true as const,
+  });
+
+  it('distinct streams are taken behind their adds with their stream marks; 100 identical ones are one generation', async () => {
+    const worker = fleet.worker!;
+    const before = fleet.sim.stats().requests.byEndpoint['/api/chat'] ?? 0;
+    const taken0 = worker.localTakeStats().taken;
+    const marks0 = worker.marksStats()!;
+    const distinct = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => openai.chat.completions.create(chat(`distinct ${i}`)).then(texts)),
+    );
+    for (const d of distinct) expect(d.length).toBeGreaterThan(1);
+    expect(worker.localTakeStats().taken - taken0).toBe(30);
+    // Each job's marks came with its take: none was read as the job started.
+    expect(worker.marksStats()!.atStart).toBe(marks0.atStart);
+    const same = await Promise.all(
+      Array.from({ length: 100 }, () => openai.chat.completions.create(chat('one for all')).then(texts)),
+    );
+    expect(fleet.sim.stats().requests.byEndpoint['/api/chat']! - before).toBe(31);
+    expect(same[0]!.length).toBeGreaterThan(1);
+    for (const r of same) expect(r).toEqual(same[0]);
+  });
+
+  it('a client that aborts mid-stream cancels the job it alone read', async () => {
+    const ac = new AbortController();
+    const req = chat('abandon me, taken locally', 1000);
+    const stream = await openai.chat.completions.create(req, { signal: ac.signal });
+    let seen = 0;
+    for await (const c of stream) {
+      if (c.choices[0]?.delta.content) seen++;
+      if (seen === 3) ac.abort();
+    }
+    const jobId = fleet.client.submitter.jobIdFor(
+      QueueName.INFERENCE,
+      fleet.client.parseInference({ model: req.model, messages: req.messages, params: { max_tokens: 1000 } }),
+    );
+    await until(
+      async () => (await fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'failed',
+      10_000,
+      'the job to be cancelled',
+    );
+    expect((await fleet.client.getJob(QueueName.INFERENCE, jobId))!.error!.code).toBe(
+      ErrorCode.JOB_CANCELLED,
+    );
+    await until(() => fleet.sim.stats().inFlight === 0, 5000, 'the backend call to stop');
+  });
+});
+
+describe('a process killed between a local take and the finish', () => {
+  const redis = testRedisConnection('test:ltake');
+  let child: ChildProcess | undefined;
+  let rescuer: Cell0Worker | undefined;
+  afterAll(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await rescuer?.close();
+    await closeRedis(redis);
+  });
+
+  test('loses no job: its taken jobs go to stalled recovery and another worker runs each once', async () => {
+    const prefix = uniquePrefix('ltakekill');
+    const COUNT = 20;
+    child = await startReadyChild('local-take-child.ts', {
+      REDIS_URL: testRedisUrl(),
+      PREFIX: prefix,
+      COUNT: String(COUNT),
+    });
+    // Every job is active, locked with a token of the take (the worker's id, ":t" and a number).
+    const locks = await keysMatching(redis, `*${prefix.slice(1, -1)}*:lock`);
+    expect(locks).toHaveLength(COUNT);
+    for (const key of locks) expect(await redis.get(key)).toMatch(/:t[0-9a-z]+$/);
+    child.kill('SIGKILL');
+    await new Promise((r) => child!.once('exit', r));
+
+    let runs = 0;
+    rescuer = new Cell0Worker({
+      redisUrl: testRedisUrl(),
+      prefix,
+      queues: [QueueName.INFERENCE],
+      inference: new (class extends NoopInferenceBackend {
+        override run(job: Parameters<NoopInferenceBackend['run']>[0]) {
+          runs++;
+          return super.run(job);
+        }
+      })(),
+      concurrency: { inference: 8 },
+      lockDurationMs: 2000,
+      stalledIntervalMs: 500,
+      heartbeatMs: 0,
+    });
+    await rescuer.start();
+    const queue = new Queue(QueueName.INFERENCE, {
+      connection: redis,
+      prefix: shardPrefix(prefix, QueueName.INFERENCE, 0, 1),
+    });
+    try {
+      await until(async () => (await queue.getCompletedCount()) === COUNT, 30_000, 'every job completed');
+      const counts = await queue.getJobCounts('active', 'wait', 'failed', 'completed', 'delayed');
+      expect(counts).toEqual({ active: 0, wait: 0, failed: 0, completed: COUNT, delayed: 0 });
+      expect(runs).toBe(COUNT);
+      // Each ran a second time, after the stalled check put it back (the first run died with the process).
+      const jobs = await queue.getJobs(['completed']);
+      for (const job of jobs) expect(job.attemptsStarted).toBe(2);
+    } finally {
+      await queue.close();
+    }
+  });
+});
