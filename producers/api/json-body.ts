@@ -1,4 +1,5 @@
-import express, { type Request, type RequestHandler } from 'express';
+import { type IncomingMessage } from 'node:http';
+import express, { type RequestHandler } from 'express';
 
 /**
  * A JSON body reader that answers exactly as `express.json({ limit, strict: true, type: () => true })`,
@@ -22,22 +23,32 @@ import express, { type Request, type RequestHandler } from 'express';
 export function jsonBody(limit: number, fallback?: RequestHandler): RequestHandler {
   const full = fallback ?? express.json({ limit, strict: true, type: () => true });
   return (req, res, next) => {
-    const h = req.headers;
-    const declared = h['content-length'];
-    const n = declared === undefined ? NaN : leanLength(declared);
-    if (
-      !(n > 0 && n <= limit) ||
-      h['content-encoding'] !== undefined ||
-      h['transfer-encoding'] !== undefined ||
-      !utf8(h['content-type']) ||
-      req.readableEnded ||
-      (req.complete && !req.readable) ||
-      (req as { upgrade?: boolean }).upgrade === true ||
-      !req.socket?.readable
-    )
-      return full(req, res, next);
+    const n = leanBodyLength(req, limit);
+    if (n === undefined) return full(req, res, next);
     readJson(req, n, next);
   };
+}
+
+/**
+ * The declared length of a body the lean path reads (a declared length from 1 to `limit`, no content or
+ * transfer encoding, UTF-8, not read or finished yet), else undefined: such a body goes to express.json.
+ */
+export function leanBodyLength(req: IncomingMessage, limit: number): number | undefined {
+  const h = req.headers;
+  const declared = h['content-length'];
+  const n = declared === undefined ? NaN : leanLength(declared);
+  if (
+    !(n > 0 && n <= limit) ||
+    h['content-encoding'] !== undefined ||
+    h['transfer-encoding'] !== undefined ||
+    !utf8(h['content-type']) ||
+    req.readableEnded ||
+    (req.complete && !req.readable) ||
+    (req as { upgrade?: boolean }).upgrade === true ||
+    !req.socket?.readable
+  )
+    return undefined;
+  return n;
 }
 
 /** A Content-Length of plain digits (no sign, space or exponent), else NaN. */
@@ -58,8 +69,13 @@ function utf8(type: string | undefined): boolean {
   return /^;[ \t]*charset=utf-8[ \t]*$/i.test(type.slice(semi));
 }
 
-function readJson(req: Request, length: number, next: (err?: unknown) => void): void {
-  if (!('body' in (req as object))) (req as { body?: unknown }).body = undefined;
+/**
+ * Reads a body of `length` declared bytes that {@link leanBodyLength} let through, parses it as
+ * express.json would into `req.body`, then calls `next` (with body-parser's error on failure).
+ */
+export function readJson(req: IncomingMessage, length: number, next: (err?: unknown) => void): void {
+  const r = req as IncomingMessage & { body?: unknown };
+  if (!('body' in r)) r.body = undefined;
   let first: Buffer | undefined;
   let chunks: Buffer[] | undefined;
   let received = 0;
@@ -99,7 +115,7 @@ function readJson(req: Request, length: number, next: (err?: unknown) => void): 
     // The UTF-8 decoder body-parser uses drops a byte-order mark.
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     try {
-      req.body = parseStrict(text);
+      r.body = parseStrict(text);
     } catch (err) {
       const e = err as Error & { status?: number; statusCode?: number; expose?: boolean; type?: string };
       e.status = e.statusCode = 400;

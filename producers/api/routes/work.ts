@@ -25,11 +25,61 @@ export interface WorkRoutesOptions {
  * result, the failure or 202 with where to poll), POST /cache/false-hits, and 405 for other methods.
  */
 export function addWorkRoutes(v1: Router, opts: WorkRoutesOptions): void {
-  const { client, keysConfigured, resultWaitMs, maxWaitMs } = opts;
+  const { client } = opts;
   const json = jsonBody(opts.maxBodyBytes);
+  const readBody = envelopeReader(opts);
 
-  /** Checks the content type, parses JSON, splits the envelope (`wait`) from the request proper. */
-  const readBody = (req: Request, res: Response): { body: Record<string, unknown>; waitMs: number } => {
+  const requireJson: RequestHandler = (req, res, next) => {
+    if (!req.is(['application/json', 'application/*+json'])) {
+      sendError(res, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json');
+      return;
+    }
+    next();
+  };
+
+  v1.post('/inference', requireJson, json, inferenceHandler(opts));
+
+  v1.post('/search', requireJson, json, async (req, res) => {
+    const { body, waitMs } = readBody(req, res);
+    const data = client.parseSearch(body);
+    respond(req, res, await client.submitSearch(data, { waitMs, signal: disconnectSignal(res) }));
+  });
+
+  // A caller that found a cached answer wrong says so: the entry goes, and the report is counted.
+  v1.post('/cache/false-hits', requireJson, json, async (req, res) => {
+    const body = req.body as unknown;
+    const entry = isPlainObject(body) ? body.cacheEntry : undefined;
+    if (typeof entry !== 'string' || entry.length === 0 || entry.length > 512)
+      throw new ValidationError([
+        { field: 'cacheEntry', reason: 'expected the cacheEntry of a cached answer' },
+      ]);
+    await client.reportFalseHit(entry);
+    res.status(204).end();
+  });
+}
+
+/**
+ * POST /v1/inference's handler once its JSON body is read (`req.body`): validate, submit, wait up to `wait`
+ * ms, answer. Rejects with the error to answer (validation, Redis away, …). Used by the route and by the
+ * API's fast path for that route (inference-fast-path.ts), which gives it plain node:http objects with
+ * `body`, `baseUrl` and `res.locals` set as the router would.
+ */
+export function inferenceHandler(opts: WorkRoutesOptions): (req: Request, res: Response) => Promise<void> {
+  const { client } = opts;
+  const readBody = envelopeReader(opts);
+  return async (req, res) => {
+    const { body, waitMs } = readBody(req, res);
+    const data = client.parseInference(body);
+    respond(req, res, await client.submitInference(data, { waitMs, signal: disconnectSignal(res) }));
+  };
+}
+
+/** Reads a work request's parsed body: splits the envelope (`wait`) from the request proper. */
+function envelopeReader(
+  opts: WorkRoutesOptions,
+): (req: Request, res: Response) => { body: Record<string, unknown>; waitMs: number } {
+  const { keysConfigured, resultWaitMs, maxWaitMs } = opts;
+  return (req, res) => {
     const body = req.body as unknown;
     if (!isPlainObject(body)) {
       throw new ValidationError([{ field: '(body)', reason: 'expected a JSON object' }]);
@@ -55,38 +105,6 @@ export function addWorkRoutes(v1: Router, opts: WorkRoutesOptions): void {
     }
     return { body: rest, waitMs };
   };
-
-  const requireJson: RequestHandler = (req, res, next) => {
-    if (!req.is(['application/json', 'application/*+json'])) {
-      sendError(res, ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'send the request body as application/json');
-      return;
-    }
-    next();
-  };
-
-  v1.post('/inference', requireJson, json, async (req, res) => {
-    const { body, waitMs } = readBody(req, res);
-    const data = client.parseInference(body);
-    respond(req, res, await client.submitInference(data, { waitMs, signal: disconnectSignal(res) }));
-  });
-
-  v1.post('/search', requireJson, json, async (req, res) => {
-    const { body, waitMs } = readBody(req, res);
-    const data = client.parseSearch(body);
-    respond(req, res, await client.submitSearch(data, { waitMs, signal: disconnectSignal(res) }));
-  });
-
-  // A caller that found a cached answer wrong says so: the entry goes, and the report is counted.
-  v1.post('/cache/false-hits', requireJson, json, async (req, res) => {
-    const body = req.body as unknown;
-    const entry = isPlainObject(body) ? body.cacheEntry : undefined;
-    if (typeof entry !== 'string' || entry.length === 0 || entry.length > 512)
-      throw new ValidationError([
-        { field: 'cacheEntry', reason: 'expected the cacheEntry of a cached answer' },
-      ]);
-    await client.reportFalseHit(entry);
-    res.status(204).end();
-  });
 }
 
 /** 405 for every method but POST on the work routes; registered after every other /v1 route. */
