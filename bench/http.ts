@@ -14,9 +14,12 @@
  * request (INFO stats deltas) and the median pair ratios B/A.
  *
  *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off]
- *                         [--cpu-prof DIR] [--stages] [--json]
+ *                         [--cpu-prof DIR] [--stages] [--against DIST] [--json]
  * --variants on: only caches on; off: only the semantic and search caches off; all (default): every variant.
  * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR.
+ * --against DIST: side A is not the proxy but `cell0 start` from another build's compiled output DIST (its
+ * dist/ directory), with the same settings as B: two builds of cell0 side by side, one run of each in turn,
+ * on the same Redis and simulator (the ratios are this build's over that one's).
  * --stages: after each variant, where the last pair's cell0 requests spent their time, from each job's hash
  * (added, taken by the worker, finished) and the client's send and answer times: request→added (HTTP, cache
  * lookup, enqueue), added→active (queue wait), active→finished (backend call, cache write, completion),
@@ -176,10 +179,10 @@ const VARIANTS: Variant[] = [
  * the first variant had served ~10,000 more requests by the third (its CPU per request about halved as V8
  * optimised it), so later variants compared a warm proxy with a fresh cell0.
  */
-async function startBackends(): Promise<{
+async function startBackends(withProxy = true): Promise<{
   sim: Awaited<ReturnType<typeof startProcess>>;
   simUrl: string;
-  proxy: Awaited<ReturnType<typeof startProcess>>;
+  proxy: Awaited<ReturnType<typeof startProcess>> | undefined;
   proxyUrl: string;
 }> {
   const simPort = await freePort();
@@ -197,6 +200,7 @@ async function startBackends(): Promise<{
     'simulator',
   );
   const simUrl = `http://127.0.0.1:${simPort}`;
+  if (!withProxy) return { sim, simUrl, proxy: undefined, proxyUrl: '' };
   const proxyPort = await freePort();
   const proxy = await startProcess(
     process.execPath,
@@ -217,10 +221,13 @@ async function main(): Promise<void> {
   const opts = benchArgs(
     argv.filter((a) => a !== '--stages'),
     { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--stages] [--json]',
-    ['variants', 'cpu-prof'],
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--stages] [--against DIST] [--json]',
+    ['variants', 'cpu-prof', 'against'],
   );
   const profDir = opts.text['cpu-prof'];
+  // Side A: the pass-through proxy, or (--against) cell0 built elsewhere.
+  const against = opts.text.against;
+  const aName = against ? 'cell0 A' : 'proxy';
   const v = opts.text.variants ?? 'all';
   if (!['all', 'on', 'off'].includes(v)) throw new Error(`--variants must be all, on or off, got ${v}`);
   // off: only the run with the semantic and search caches off (the queue and HTTP path alone).
@@ -228,7 +235,11 @@ async function main(): Promise<void> {
   const { url: redisUrl, redis, version: redisVersion, child: redisServer } = await startRedisServer();
 
   const load0 = os.loadavg();
-  console.log('bench:http — POST /v1/inference, unique prompts: cell0 (B) vs a pass-through proxy (A)');
+  console.log(
+    against
+      ? `bench:http — POST /v1/inference, unique prompts: cell0 of this build (B) vs cell0 built in ${against} (A)`
+      : 'bench:http — POST /v1/inference, unique prompts: cell0 (B) vs a pass-through proxy (A)',
+  );
   console.log(`date     ${new Date().toISOString()}`);
   console.log(
     `machine  ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, redis ${redisVersion}`,
@@ -242,33 +253,46 @@ async function main(): Promise<void> {
   try {
     for (const variant of variants) {
       await redis.flushall();
-      const { sim, simUrl, proxy, proxyUrl } = await startBackends();
-      const apiPort = await freePort();
-      const cell0 = await startProcess(
-        process.execPath,
-        [
-          ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
-          CLI,
-          'start',
-          '--port',
-          String(apiPort),
-        ],
-        {
-          REDIS_URL: redisUrl,
-          CELL0_OLLAMA_URL: simUrl,
-          CELL0_DASHBOARD_PORT: String(await freePort()),
-          CELL0_INFERENCE_CONCURRENCY: '64',
-          CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
-          // The machine's load is not cell0's: a worker must not stop taking jobs because others use the CPU.
-          CELL0_MAX_CPU_PERCENT: '0',
-          ...variant.env,
-        },
-        /cell0 start .* ready/,
-        'cell0',
-      );
-      const cell0Url = `http://127.0.0.1:${apiPort}`;
+      const backends = await startBackends(!against);
+      const { sim, simUrl } = backends;
+      const startCell0 = async (cli: string, label: string) => {
+        const apiPort = await freePort();
+        const child = await startProcess(
+          process.execPath,
+          [
+            ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+            cli,
+            'start',
+            '--port',
+            String(apiPort),
+          ],
+          {
+            REDIS_URL: redisUrl,
+            CELL0_OLLAMA_URL: simUrl,
+            CELL0_DASHBOARD_PORT: String(await freePort()),
+            CELL0_INFERENCE_CONCURRENCY: '64',
+            CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
+            // The machine's load is not cell0's: a worker must not stop taking jobs because others use the CPU.
+            CELL0_MAX_CPU_PERCENT: '0',
+            ...variant.env,
+          },
+          /cell0 start .* ready/,
+          label,
+        );
+        return { child, url: `http://127.0.0.1:${apiPort}` };
+      };
+      const { child: cell0, url: cell0Url } = await startCell0(CLI, 'cell0');
+      const sideA = against
+        ? await startCell0(join(against, 'bin', 'cell0.js'), 'cell0 A')
+        : { child: backends.proxy!, url: backends.proxyUrl };
+      const proxy = sideA.child;
+      const proxyUrl = sideA.url;
       const pids = { cell0: cell0.pid, simulator: sim.pid, redis: redisServer.pid };
-      const proxyPids = { proxy: proxy.pid, simulator: sim.pid, redis: redisServer.pid };
+      const proxyPids = {
+        [against ? 'cell0 A' : 'proxy']: proxy.pid,
+        simulator: sim.pid,
+        redis: redisServer.pid,
+      };
       const tag = randomBytes(3).toString('hex');
       await load(proxyUrl, opts.warmup, opts.concurrency, `${tag}w`, proxyPids, redis);
       await load(cell0Url, opts.warmup, opts.concurrency, `${tag}w`, pids, redis);
@@ -297,7 +321,7 @@ async function main(): Promise<void> {
         }
         pairs.push({ a, b });
         console.log(
-          `  pair ${p + 1} (${p % 2 === 0 ? 'A B' : 'B A'}): proxy ${f(a.rps, 0)} req/s p50 ${f(a.p50)} p99 ${f(a.p99)} ms` +
+          `  pair ${p + 1} (${p % 2 === 0 ? 'A B' : 'B A'}): ${aName} ${f(a.rps, 0)} req/s p50 ${f(a.p50)} p99 ${f(a.p99)} ms` +
             ` | cell0 ${f(b.rps, 0)} req/s p50 ${f(b.p50)} p99 ${f(b.p99)} ms | ratio ${f(b.rps / a.rps, 2)}` +
             (a.errors + b.errors > 0
               ? ` | errors A ${a.errors} B ${b.errors} (${b.firstError ?? a.firstError})`
@@ -333,13 +357,13 @@ async function main(): Promise<void> {
       };
       summary.push(row);
       console.log(
-        `  median ratios cell0/proxy: throughput ${f(row.throughputRatio, 2)}, p50 ${f(row.p50Ratio, 2)}, p99 ${f(row.p99Ratio, 2)}`,
+        `  median ratios cell0/${aName}: throughput ${f(row.throughputRatio, 2)}, p50 ${f(row.p50Ratio, 2)}, p99 ${f(row.p99Ratio, 2)}`,
       );
       console.log(
-        `  CPU µs/request: proxy ${JSON.stringify(row.cpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.cpuUsPerRequest.cell0)}`,
+        `  CPU µs/request: ${aName} ${JSON.stringify(row.cpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.cpuUsPerRequest.cell0)}`,
       );
       console.log(
-        `  Redis commands/request: cell0 ${f(row.redisCommandsPerRequest.cell0)} (${Object.entries(
+        `  Redis commands/request: ${against ? `cell0 A ${f(row.redisCommandsPerRequest.proxy)}, ` : ''}cell0 ${f(row.redisCommandsPerRequest.cell0)} (${Object.entries(
           row.redisByCommandLastPair,
         )
           .sort((x, y) => y[1] - x[1])
