@@ -6,6 +6,7 @@ import {
   type RequestHandler,
   type Response,
 } from 'express';
+import { keepRouteLabel } from '../../shared/metrics/http-metrics.js';
 import { leanBodyLength, readJson } from './json-body.js';
 
 /** What {@link inferenceFastPath} runs, in express's order for POST /v1/inference. */
@@ -48,7 +49,8 @@ const JSON_TYPES = new Set(['application/json', 'application/json; charset=utf-8
  * check (415) and the body reader's fallback (express.json) never arise here. A request it takes is answered
  * as express would: the handler's answers are written with node:http's own methods (sendJson), and an error
  * (malformed JSON, validation, Redis away) goes to the app's error handler once the request and response have
- * express's prototypes, with `baseUrl` as express's router leaves it after an error comes out of the /v1 mount.
+ * express's prototypes, with the route label kept and `baseUrl` as express's router leaves them after an
+ * error comes out of the /v1 mount.
  */
 export function inferenceFastPath(
   opts: InferenceFastPathOptions,
@@ -84,7 +86,8 @@ export function inferenceFastPath(
       if (settled) return;
       settled = true;
       toExpress(req, res);
-      // An error leaves the /v1 mount before the app's error handler sees it.
+      // As the /v1 router's last layer does for an error on its way out, which then leaves the mount.
+      keepRouteLabel(req, res);
       req.baseUrl = '';
       onError(err, req, res, noNext);
     };

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type ServerResponse } from 'node:http';
-import { type Request, type RequestHandler, type Response } from 'express';
+import { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { ErrorCode } from '../errors.js';
 import { type Cell0Metrics } from './metrics.js';
 
@@ -31,11 +31,36 @@ export function httpMetrics(
   };
 }
 
+/** Where {@link keepRouteLabel} leaves a request's route label on its response. */
+const ROUTE_LABEL = Symbol('cell0.routeLabel');
+
 /** The matched route's pattern with its mount path, or "unmatched". */
 function routeOf(req: Request): string {
+  const kept = (req.res as { [ROUTE_LABEL]?: string } | undefined)?.[ROUTE_LABEL];
+  if (kept !== undefined) return kept;
   const route = req.route as { path?: unknown } | undefined;
   if (!route || typeof route.path !== 'string') return 'unmatched';
   return `${req.baseUrl}${route.path}`;
+}
+
+/**
+ * Keeps the request's route label (mount path and pattern) as it is now. An error thrown by a route leaves its
+ * router, which gives `req.baseUrl` back to the level above before the app's error handler answers; the
+ * answer would then be counted under the pattern without its mount (`/inference`, not `/v1/inference`).
+ */
+export function keepRouteLabel(req: Request, res: Response): void {
+  const route = req.route as { path?: unknown } | undefined;
+  const r = res as Response & { [ROUTE_LABEL]?: string };
+  if (route && typeof route.path === 'string' && r[ROUTE_LABEL] === undefined)
+    r[ROUTE_LABEL] = `${req.baseUrl}${route.path}`;
+}
+
+/** The last layer of a router: keeps the route label of an error on its way out (see keepRouteLabel). */
+export function keepRouteLabelOnError(): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    keepRouteLabel(req, res);
+    next(err);
+  };
 }
 
 /** Options of {@link serveMetrics}. */

@@ -185,6 +185,34 @@ describe('GET /metrics after a known workload', () => {
   });
 });
 
+describe('HTTP request counts of error answers', () => {
+  it("counts an error a route throws under the route's whole pattern, mount included", async () => {
+    const metrics = new Cell0Metrics({ defaultMetrics: false });
+    const fleet = await startTestFleet({ metrics });
+    try {
+      const inference = `${fleet.url}/v1/inference`;
+      // Thrown by the route (or its body reader) and answered by the app's error handler: malformed JSON and a
+      // missing prompt, on the fast path and through express (a query string), a bad search, a bad batch.
+      expect((await post(inference, null, { raw: '{"model":' })).status).toBe(400);
+      expect((await post(`${inference}?x=1`, { model: 'qwen2.5:7b' })).status).toBe(400);
+      expect((await post(`${fleet.url}/v1/search`, { query: '' })).status).toBe(400);
+      // Answered inside the router, as before: the job id guard.
+      expect((await get(`${fleet.url}/v1/jobs/inference/nope`)).status).toBe(404);
+      const counted = (await metrics.text())
+        .split('\n')
+        .filter((l) => l.startsWith('cell0_http_requests_total{'))
+        .sort();
+      expect(counted).toEqual([
+        'cell0_http_requests_total{route="/v1/inference",method="POST",status="400"} 2',
+        'cell0_http_requests_total{route="/v1/jobs/:queue/:id",method="GET",status="404"} 1',
+        'cell0_http_requests_total{route="/v1/search",method="POST",status="400"} 1',
+      ]);
+    } finally {
+      await fleet.close();
+    }
+  });
+});
+
 describe('GET /metrics behind a bearer token', () => {
   it('answers 401 without the token and the metrics with it', async () => {
     const client = new Cell0Client({ redisUrl: testRedisUrl(), prefix: uniquePrefix('metrics') });

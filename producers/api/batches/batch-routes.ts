@@ -7,6 +7,7 @@ import { BatchBodyTooLargeError, parseBatch, splitBatchBody } from '../../batche
 import { withOwnLimit } from '../body-limit.js';
 import { sendError } from '../error-mapper.js';
 import { type Batches } from '../../batches/batches.js';
+import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
 
 /** What the API is given to serve batches. */
 export interface BatchRoutesConfig {
@@ -122,6 +123,7 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
     res.end();
   });
 
+  router.use(keepRouteLabelOnError());
   return router;
 }
 

@@ -12,6 +12,7 @@ import { parseChatCompletion, parseCompletion, type OpenAIRequestInfo } from './
 import { answerMeta, completionBody, type OpenAIKind } from './openai-shapes.js';
 import { streamAnswer } from './openai-stream.js';
 import { CELL0_JOB_HEADER, provenanceHeaders } from './openai-headers.js';
+import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
 
 /** Options of {@link openAIRouter}. */
 export interface OpenAIRouterOptions {
@@ -95,6 +96,7 @@ export function openAIRouter(opts: OpenAIRouterOptions): Router {
       );
     });
   }
+  router.use(keepRouteLabelOnError());
   return router;
 }
 

@@ -1,6 +1,7 @@
 import express, { type Router } from 'express';
 import { summarizeBackendHealth, type FleetBackendHealth } from '../../../shared/fleet/backend-health.js';
 import { type Cell0Client } from '../../cell0-client.js';
+import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
 
 /** Options of {@link probesRouter}. */
 export interface ProbesOptions {
@@ -72,6 +73,7 @@ export function probesRouter({ client, readyTimeoutMs }: ProbesOptions): Router 
       ...backends,
     });
   });
+  router.use(keepRouteLabelOnError());
   return router;
 }
 

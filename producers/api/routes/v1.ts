@@ -6,6 +6,7 @@ import { addJobIdGuard, addReadRoutes } from './reads.js';
 import { batchRoutes, type BatchRoutesConfig } from '../batches/batch-routes.js';
 import { addMethodNotAllowed, addWorkRoutes, type WorkRoutesOptions } from './work.js';
 import { addEmbeddingsRoute } from './embeddings.js';
+import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
 
 /** Options of {@link v1Router}. */
 export interface V1RouterOptions extends Omit<WorkRoutesOptions, 'keysConfigured'> {
@@ -52,5 +53,6 @@ export function v1Router(opts: V1RouterOptions): Router {
   });
   addReadRoutes(v1, opts.client);
   addMethodNotAllowed(v1);
+  v1.use(keepRouteLabelOnError());
   return v1;
 }
