@@ -87,7 +87,13 @@ export interface HttpCall<T> {
  * One HTTP exchange run by {@link HttpPool.callText}: an answer read whole as text (a JSON API's answer), with
  * no stream in between.
  */
-export type HttpTextCall = Omit<HttpCall<string>, 'read'>;
+export type HttpTextCall<T = string> = Omit<HttpCall<T>, 'read'> & {
+  /**
+   * Turns a successful answer's text into the result (e.g. parses and checks JSON); what it throws rejects the
+   * call, counted as call() counts what its `read` throws. Default: the text itself.
+   */
+  parse?: (text: string) => T;
+};
 
 /** Error bodies are only read for their message; a proxy's HTML page must not be buffered whole. */
 const ERROR_BODY_LIMIT = 64 * 1024;
@@ -279,16 +285,16 @@ export class HttpPool {
    * Runs one exchange whose answer is read whole as text, through undici's dispatcher with a handler that
    * gathers the body's chunks: no response stream, no per-call AbortController unless the call has to wait
    * for a slot. Resolves with the body (UTF-8, a leading byte order mark dropped, as undici's `body.text()`
-   * does) of an answer with status < 400; rejects exactly as {@link call} does (the caller's abort reason, a
-   * timeout, a connection error, `onHttpError`'s error, ClosedError). For bodies read as they arrive (NDJSON,
-   * SSE), use call().
+   * does) of an answer with status < 400, or with what `parse` makes of it; rejects exactly as {@link call}
+   * does (the caller's abort reason, a timeout, a connection error, `onHttpError`'s error, what `parse` throws,
+   * ClosedError). For bodies read as they arrive (NDJSON, SSE), use call().
    */
-  callText(spec: HttpTextCall): Promise<string> {
+  callText<T = string>(spec: HttpTextCall<T>): Promise<T> {
     if (this.closing !== undefined) return Promise.reject(new ClosedError(`HTTP pool for ${this.origin}`));
     const { signal } = spec;
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     this.requests++;
-    return new Promise<string>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       let settled = false;
       let timedOut = false;
       let counted = false;
@@ -302,14 +308,14 @@ export class HttpPool {
       let holdsSlot = slots !== undefined && slots.tryTake();
       const slotWait = slots !== undefined && !holdsSlot ? new AbortController() : undefined;
 
-      const finish = (err: unknown, text?: string): void => {
+      const finish = (err: unknown, value?: T): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (counted) this.inFlight--;
         if (holdsSlot) this.slots?.give();
-        if (err === undefined) resolve(text!);
+        if (err === undefined) resolve(value as T);
         else reject(this.failure(spec, err, answerError, timedOut));
       };
       // A call cut before undici gave it a connection settles at once; undici aborts it when its turn comes.
@@ -362,7 +368,15 @@ export class HttpPool {
           },
           onComplete: () => {
             const text = bodyText(chunks, size);
-            if (errorHeaders === undefined) return finish(undefined, text);
+            if (errorHeaders === undefined) {
+              let value: T;
+              try {
+                value = spec.parse ? spec.parse(text) : (text as T);
+              } catch (err) {
+                return finish(err);
+              }
+              return finish(undefined, value);
+            }
             try {
               answerError = spec.onHttpError(
                 status,
@@ -406,7 +420,7 @@ export class HttpPool {
 
   /** The error a failed call rejects with (see call()); counts it in `errors` when no answer came. */
   private failure(
-    spec: HttpTextCall,
+    spec: HttpTextCall<unknown>,
     err: unknown,
     answerError: Error | undefined,
     timedOut: boolean,
@@ -564,7 +578,11 @@ export async function readJson(
   endpoint: string,
   res: Dispatcher.ResponseData,
 ): Promise<unknown> {
-  const text = await res.body.text();
+  return parseJsonText(provider, endpoint, await res.body.text());
+}
+
+/** A whole body's text as JSON; text that is not JSON becomes a ProviderError of kind "protocol". */
+export function parseJsonText(provider: string, endpoint: string, text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {

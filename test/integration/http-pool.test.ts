@@ -8,6 +8,7 @@ import {
   HttpPool,
   HttpPoolRegistry,
   originOf,
+  parseJsonText,
   readJson,
   readLimited,
   type HttpCall,
@@ -751,6 +752,25 @@ describe('HttpPool.callText (the whole body as text, no response stream)', () =>
     expect(await hog).toBe('slow');
     expect(await p.callText(call('/ok'))).toBe('ok');
     expect(s.requests).toBe(2); // the cut call never reached the server
+  });
+
+  it("parses the answer with `parse`; what it throws rejects the call and counts as call()'s read does", async () => {
+    const s = await server();
+    const p = pool(s.url);
+    const json = (path: string) =>
+      p.callText({
+        ...call(path),
+        parse: (text) => parseJsonText('fake', path, text) as Record<string, unknown>,
+      });
+    expect(await json('/json')).toEqual({ a: 1, path: '/json' });
+    const err = await rejectionOf(json('/text'));
+    expect(err).toMatchObject({ kind: 'protocol', retryable: false, provider: 'fake' });
+    expect((err as Error).message).toMatch(/\/text: answer is not JSON: <html>not json<\/html>/);
+    // The same counts as call() with readJson.
+    const q = pool(s.url);
+    await rejectionOf(q.call({ ...call('/text'), read: (res) => readJson('fake', '/text', res) }));
+    expect(p.metrics()).toMatchObject({ requests: 2, errors: 1, httpErrors: 0, inFlight: 0 });
+    expect(q.metrics()).toMatchObject({ requests: 1, errors: 1, httpErrors: 0, inFlight: 0 });
   });
 
   it('refuses calls after close() with ClosedError', async () => {

@@ -1,7 +1,7 @@
 import { ProviderError, type FieldIssue } from '../../../shared/errors.js';
 import { type HttpEndpoint } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
-import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
+import { parseJsonText, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';
 import { type SearchJobData } from '../../../shared/queues/schemas.js';
 import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
@@ -427,15 +427,15 @@ export class BraveSearch implements SearchBackend {
     if (country !== undefined) params.set('country', country);
     if (job.type === SearchType.ACADEMIC && this.opts.academicGoggles !== undefined)
       params.set('goggles', this.opts.academicGoggles);
-    return this.endpoint.pool.call({
+    return this.endpoint.pool.callText({
       provider: PROVIDER,
       method: 'GET',
       path: `${this.endpoint.basePath}${vertical.path}?${params.toString()}`,
       headers: this.headers,
       signal,
       timeoutMs: this.opts.timeoutMs,
-      read: async (res) => {
-        const body = await readJson(PROVIDER, vertical.path, res);
+      parse: (text) => {
+        const body = parseJsonText(PROVIDER, vertical.path, text);
         if (typeof body !== 'object' || body === null || Array.isArray(body))
           throw new ProviderError(
             PROVIDER,

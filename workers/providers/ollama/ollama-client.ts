@@ -321,7 +321,7 @@ export class OllamaClient {
     signal: AbortSignal | undefined,
   ): Promise<Record<string, unknown>> {
     this.endpoint.assertOpen('OllamaClient');
-    const text = await this.endpoint.pool.callText({
+    return this.endpoint.pool.callText({
       provider: PROVIDER,
       method,
       path: this.endpoint.basePath + endpoint,
@@ -331,8 +331,8 @@ export class OllamaClient {
       timeoutMs: this.opts.timeoutMs,
       onHttpError: (status, resHeaders, errorText) =>
         httpError(endpoint, status, resHeaders['retry-after'], errorText, model),
+      parse: (text) => parseObject(text, endpoint),
     });
-    return parseObject(text, endpoint);
   }
 
   /** One HTTP exchange through the origin's pool (deadline, abort, typed errors: see HttpPool.call). */

@@ -1,7 +1,7 @@
 import { ProviderError, type FieldIssue } from '../../../shared/errors.js';
 import { type HttpEndpoint } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
-import { readJson, type HttpPoolRegistry } from '../../../shared/http/pool.js';
+import { parseJsonText, type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { SearchType } from '../../../shared/queues/enums.js';
 import { type SearchJobData } from '../../../shared/queues/schemas.js';
 import { type SearchHit, type SearchResult } from '../../../shared/queues/results.js';
@@ -261,14 +261,14 @@ export class SearxngSearch implements SearchBackend {
       pageno: String(pageno),
     });
     if (job.language !== undefined) params.set('language', job.language);
-    return this.endpoint.pool.call({
+    return this.endpoint.pool.callText({
       provider: PROVIDER,
       method: 'GET',
       path: `${this.endpoint.basePath}${ENDPOINT}?${params.toString()}`,
       headers: this.headers,
       signal,
       timeoutMs: this.opts.timeoutMs,
-      read: async (res) => parsePage(await readJson(PROVIDER, ENDPOINT, res)),
+      parse: (text) => parsePage(parseJsonText(PROVIDER, ENDPOINT, text)),
       onHttpError: (status, headers, text) => searxngHttpError(status, headers['retry-after'], text),
     });
   }
