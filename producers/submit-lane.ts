@@ -25,7 +25,8 @@ import {
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
 import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../shared/queues/add-batch.js';
 import { type QueueName } from '../shared/queues/names.js';
-import { type LocalTaker } from '../shared/queues/take-jobs.js';
+import { sendTake, takeArguments, type LocalTaker } from '../shared/queues/take-jobs.js';
+import { type AddTake } from '../shared/queues/add-batch.js';
 import { shardKey, shardPrefix } from '../shared/queues/shards.js';
 import { settledWithin } from '../shared/sleep.js';
 import { telemetryOption, traceMetadata, tracingOn, withSpan } from '../shared/tracing/tracing.js';
@@ -254,6 +255,21 @@ export class SubmitLane {
       const waiter: AddWaiter | undefined = addsBatched(this.ctx.conn)
         ? { producerId: this.ctx.producerId, ttlMs: WAITER_TTL_MS, found: new Map() }
         : undefined;
+      // A worker of this process with free slots takes the jobs right behind their adds, in the same script
+      // call when the adds are batched, else in one of its own right behind them (take-jobs.ts).
+      let count = 0;
+      for (const it of items) if (it.add) count++;
+      const pending = this.ctx.localTaker()?.reserve(this.key, count);
+      let take: AddTake | undefined;
+      if (pending) {
+        const { keys, args } = takeArguments(pending.request);
+        take = {
+          keys,
+          args,
+          answered: (res) => pending.answered(res),
+          alone: () => sendTake(this.ctx.conn, pending),
+        };
+      }
       const adds: (Promise<unknown> | undefined)[] = gatherAdds(
         this.ctx.conn,
         () =>
@@ -263,14 +279,8 @@ export class SubmitLane {
               : undefined,
           ),
         waiter,
+        take,
       );
-      // A worker of this process with free slots takes the jobs right behind their adds (take-jobs.ts).
-      const taker = this.ctx.localTaker();
-      if (taker) {
-        let count = 0;
-        for (const it of items) if (it.add) count++;
-        taker.takeBehindAdds(this.ctx.conn, this.key, count);
-      }
       // The registration command, sent behind the adds: the joins only, or every item.
       const regIdx: number[] = [];
       items.forEach((it, i) => {

@@ -15,6 +15,7 @@ import { type RedisConnection } from '../redis/cluster.js';
 import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { luaInclude } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
+import { takeJobsFunction } from './take-jobs.js';
 
 /** BullMQ 6.7's addStandardJob: 9 keys, then 3 arguments (packed args, data, packed options). */
 const KEYS = 9;
@@ -65,10 +66,28 @@ export interface AddWaiter {
 interface Gathering {
   items: Pending[];
   waiter: AddWaiter | undefined;
+  take: AddTake | undefined;
+}
+
+/**
+ * A take (take-jobs.ts) that rides in a gathering's script call, right behind its adds (see {@link gatherAdds}):
+ * run after the last add, in the same step, and when it leaves no job waiting it removes the wait marker the
+ * adds set, so that no worker blocked on the queue is woken for jobs already taken.
+ */
+export interface AddTake {
+  /** The take's 12 keys and its arguments (take-jobs.ts takeArguments). */
+  keys: string[];
+  args: (string | number)[];
+  /** Called once with the take's answer, when it rode with the adds. */
+  answered: (res: Promise<unknown[]>) => void;
+  /** Called instead when it could not ride (the adds went some other way): send it on its own, now. */
+  alone: () => void;
 }
 
 interface Batched {
   stats: AddBatchStats;
+  /** Whether a take can ride in the batched script (BullMQ's fetch was found). */
+  takes: boolean;
   /** Set while gatherAdds runs on the connection. */
   gathering: Gathering | undefined;
   /** Sends what was gathered (see gatherAdds). */
@@ -93,21 +112,27 @@ const batchedOn = new WeakMap<RedisConnection, Batched>();
  * that no outcome can slip between the two (as register-waiters.lua does for an add sent alone).
  *
  * KEYS[1..9]  the keys of BullMQ's call (the same for every job of the batch)
+ * KEYS[10..21] with a take behind the adds (`take`, see {@link AddTake}): the take's keys
  * ARGV[1]     the producer to register for a job an add meets ('' for none: nothing is read or written)
  * ARGV[2]     the waiter set's lifetime, ms
- * ARGV[3..]   each job's 3 arguments, one job after the other
+ * ARGV[3]     T, the take's argument count (0 without a take), then its T arguments
+ * ARGV[4+T..] each job's 3 arguments, one job after the other
  * Returns, per job, what BullMQ's script returns for it (an error reply when its run raised an error), or,
- * for an add that met an existing job (with a producer id), { that, status, value, finishedOn } (jobStatus).
+ * for an add that met an existing job (with a producer id), { that, status, value, finishedOn } (jobStatus);
+ * with a take, then the take's answer (take-jobs.ts).
  */
-export function addBatchLua(lua: string, jobStatus: string): string {
+export function addBatchLua(lua: string, jobStatus: string, take = ''): string {
   return `local function addStandardJob(KEYS, ARGV)
 ${integerArgsAsStrings(lua)}
 end
 ${jobStatus}
+${take}
 local producer = ARGV[1]
+local takeArgs = tonumber(ARGV[3])
+local first = 3 + takeArgs
 local out = {}
-for i = 1, (#ARGV - 2) / ${ARGS} do
-  local b = 2 + (i - 1) * ${ARGS}
+for i = 1, (#ARGV - first) / ${ARGS} do
+  local b = first + (i - 1) * ${ARGS}
   local met
   if producer ~= "" then
     local ok, args = pcall(cmsgpack.unpack, ARGV[b + 1])
@@ -131,6 +156,17 @@ for i = 1, (#ARGV - 2) / ${ARGS} do
   end
   out[i] = res
 end
+if #KEYS > ${KEYS} then
+  local tk = {}
+  for i = 1, 12 do tk[i] = KEYS[${KEYS} + i] end
+  local ta = {}
+  for i = 1, takeArgs do ta[i] = ARGV[3 + i] end
+  out[#out + 1] = cell0TakeJobs(tk, ta)
+  -- Nothing left waiting: the adds' wake-up marker would only wake a worker for jobs already taken.
+  if redis.call("LLEN", tk[1]) == 0 and redis.call("ZCARD", tk[3]) == 0 then
+    redis.call("ZREM", tk[11], "0")
+  end
+end
 return out
 `;
 }
@@ -147,7 +183,9 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
   if (done) return done.stats;
   const found = bullmqScript(conn, 'addStandardJob', KEYS);
   if (!found) return undefined;
-  const lua = addBatchLua(found.lua, luaInclude('job-status'));
+  // BullMQ's fetch, for the takes that ride behind the adds (none when it is not found as expected).
+  const fetch = bullmqScript(conn, 'moveToActive', 11);
+  const lua = addBatchLua(found.lua, luaInclude('job-status'), fetch ? takeJobsFunction(fetch.lua) : '');
   try {
     // A script that does not compile would fail every add of a batch: checked once, here.
     await (conn as unknown as { script(sub: 'LOAD', lua: string): Promise<unknown> }).script('LOAD', lua);
@@ -165,18 +203,30 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
     stats.single++;
     original.call(conn, item.args).then(item.resolve, item.reject);
   };
-  const sendGroup = (items: Pending[], shared: unknown[], waiter: AddWaiter | undefined) => {
+  const sendGroup = (
+    items: Pending[],
+    shared: unknown[],
+    waiter: AddWaiter | undefined,
+    take: AddTake | undefined,
+  ): boolean => {
     // With a registration, even a lone add goes through the batched script (it tells created from met).
-    if (items.length === 1 && !waiter) return alone(items[0]!);
+    if (items.length === 1 && !waiter && !take) {
+      alone(items[0]!);
+      return false;
+    }
     stats.calls++;
     stats.adds += items.length;
     // The call's arguments built in one array (the key count, the keys, then ARGV), handed over with apply:
     // no spread of the keys and arguments into a copy per call.
-    const args: unknown[] = [KEYS];
+    const args: unknown[] = [take ? KEYS + take.keys.length : KEYS];
     for (const k of shared) args.push(k);
-    args.push(waiter?.producerId ?? '', waiter?.ttlMs ?? 0);
+    if (take) for (const k of take.keys) args.push(k);
+    args.push(waiter?.producerId ?? '', waiter?.ttlMs ?? 0, take ? take.args.length : 0);
+    if (take) for (const a of take.args) args.push(a);
     for (const item of items) for (let i = KEYS; i < KEYS + ARGS; i++) args.push(item.args[i]);
-    sendBatch.apply(conn, args).then(
+    const sent = sendBatch.apply(conn, args);
+    take?.answered(sent.then((results) => results[items.length] as unknown[]));
+    sent.then(
       (results) => {
         for (let i = 0; i < items.length; i++) {
           const r = results[i];
@@ -196,23 +246,26 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
         for (const item of items) item.reject(err);
       },
     );
+    return true;
   };
   const batched: Batched = {
     stats,
+    takes: fetch !== undefined,
     gathering: undefined,
     send: (g) => {
-      // In order: a run of adds with the same keys (and at most MAX_BATCH) per call.
+      // In order: a run of adds with the same keys (and at most MAX_BATCH) per call; a take rides in the last.
       let run: Pending[] = [];
       let shared: unknown[] = [];
       for (const item of g.items) {
         if (run.length > 0 && (run.length >= MAX_BATCH || !sameKeys(item.args, shared))) {
-          sendGroup(run, shared, g.waiter);
+          sendGroup(run, shared, g.waiter, undefined);
           run = [];
         }
         if (run.length === 0) shared = item.args.slice(0, KEYS);
         run.push(item);
       }
-      if (run.length > 0) sendGroup(run, shared, g.waiter);
+      const rode = run.length > 0 && sendGroup(run, shared, g.waiter, g.take);
+      if (g.take && !rode) g.take.alone();
     },
   };
   const wrapped = function (this: unknown, ...a: unknown[]): unknown {
@@ -239,17 +292,31 @@ export function addsBatched(conn: RedisConnection): boolean {
  * (the adds in their own order, then what follows). Without {@link batchAdds} on `conn` (or when it
  * changed nothing) it only runs `fn`. Adds issued after an await inside `fn` go as usual. With `waiter`
  * (and batched adds, see {@link addsBatched}), each add also tells whether it created its job, and one that
- * met an existing job registers `waiter.producerId` as its waiter (see {@link AddWaiter}).
+ * met an existing job registers `waiter.producerId` as its waiter (see {@link AddWaiter}). With `take`, the
+ * take runs in the last script call, behind the adds (see {@link AddTake}); when it cannot ride there, its
+ * `alone` is called once the adds were issued.
  */
-export function gatherAdds<T>(conn: RedisConnection, fn: () => T, waiter?: AddWaiter): T {
+export function gatherAdds<T>(conn: RedisConnection, fn: () => T, waiter?: AddWaiter, take?: AddTake): T {
   const b = batchedOn.get(conn);
-  if (!b || b.gathering) return fn();
-  const g: Gathering = { items: [], waiter };
+  if (b?.gathering) {
+    // Inside another gathering the adds leave later, with it: a take sent now would run before them.
+    take?.answered(Promise.resolve([]));
+    return fn();
+  }
+  if (!b || (take && !b.takes)) {
+    try {
+      return b ? gatherAdds(conn, fn, waiter) : fn();
+    } finally {
+      take?.alone();
+    }
+  }
+  const g: Gathering = { items: [], waiter, take };
   b.gathering = g;
   try {
     return fn();
   } finally {
     b.gathering = undefined;
     if (g.items.length > 0) b.send(g);
+    else take?.alone();
   }
 }

@@ -10,8 +10,10 @@
  * lock and its duration, the events). The jobs it takes are active and locked for that worker, durable as any
  * job the worker fetched itself: a worker that dies leaves them active, their locks expire, the stalled check
  * puts them back to wait. The call also reads each taken inference job's token stream marks (see
- * active-marks.lua), so the job starts with them at hand. Part of the BullMQ internals cell0 touches (see
- * bullmq-internals.ts).
+ * active-marks.lua), so the job starts with them at hand. The take usually rides in the batched adds' own
+ * script call, after the last add (add-batch.ts AddTake), which then also removes the queue's wake-up marker
+ * when nothing is left waiting: otherwise Redis would wake a worker blocked on the queue for jobs already
+ * taken. Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
  */
 import { type RedisConnection } from '../redis/cluster.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
@@ -40,30 +42,43 @@ const COMMAND = `cell0TakeJobs:${BULLMQ_INTERNALS_VERSION}`;
  * moveToActive takes no job, its answer alone ends the list.
  */
 export function takeJobsLua(lua: string): string {
+  return `${takeJobsFunction(lua)}
+return cell0TakeJobs(KEYS, ARGV)
+`;
+}
+
+/**
+ * The take as a Lua function `cell0TakeJobs(KEYS, ARGV)` of the keys and arguments above (see
+ * {@link takeJobsLua}), for a script that runs it after something else: the batched adds
+ * (add-batch.ts), which run it right behind their adds in the same call.
+ */
+export function takeJobsFunction(lua: string): string {
   return `local function moveToActive(KEYS, ARGV)
 ${lua}
 end
--- moveToActive's options as the worker packs them (a worker with a rate limiter does not take this way).
-local opts = { lockDuration = tonumber(ARGV[3]) }
-if ARGV[4] ~= "" then opts["name"] = ARGV[4] end
-local marks = ARGV[5] == "1" and redis.call("EXISTS", KEYS[12]) == 1
-local out = {}
-for i = 6, #ARGV do
-  opts["token"] = ARGV[i]
-  local res = moveToActive(KEYS, { ARGV[1], ARGV[2], cmsgpack.pack(opts) })
-  if type(res) ~= "table" or type(res[1]) ~= "table" then
-    out[#out + 1] = res
-    break
+local function cell0TakeJobs(KEYS, ARGV)
+  -- moveToActive's options as the worker packs them (a worker with a rate limiter does not take this way).
+  local opts = { lockDuration = tonumber(ARGV[3]) }
+  if ARGV[4] ~= "" then opts["name"] = ARGV[4] end
+  local marks = ARGV[5] == "1" and redis.call("EXISTS", KEYS[12]) == 1
+  local out = {}
+  for i = 6, #ARGV do
+    opts["token"] = ARGV[i]
+    local res = moveToActive(KEYS, { ARGV[1], ARGV[2], cmsgpack.pack(opts) })
+    if type(res) ~= "table" or type(res[1]) ~= "table" then
+      out[#out + 1] = res
+      break
+    end
+    local wanted, cancel = false, false
+    if marks then
+      local base = ARGV[1] .. res[2]
+      local m = redis.call("MGET", base .. ":cell0-tokens-wanted", base .. ":cell0-cancel")
+      wanted, cancel = m[1], m[2]
+    end
+    out[#out + 1] = { res, wanted, cancel }
   end
-  local wanted, cancel = false, false
-  if marks then
-    local base = ARGV[1] .. res[2]
-    local m = redis.call("MGET", base .. ":cell0-tokens-wanted", base .. ":cell0-cancel")
-    wanted, cancel = m[1], m[2]
-  end
-  out[#out + 1] = { res, wanted, cancel }
+  return out
 end
-return out
 `;
 }
 
@@ -127,36 +142,30 @@ export function defineTakeJobs(conn: RedisConnection): boolean {
   return true;
 }
 
-/**
- * Sends the take on `conn` now (it runs in Redis after every command issued on `conn` before it): up to
- * `tokens.length` waiting jobs moved to active, locked with those tokens. Resolves with the jobs taken, in
- * token order (fewer when the queue had fewer to give). Call {@link defineTakeJobs} on `conn` first.
- */
-export async function takeJobs(conn: RedisConnection, req: TakeRequest): Promise<TakenJob[]> {
+/** The take's 12 keys and its arguments (see {@link takeJobsLua}). */
+export function takeArguments(req: TakeRequest): { keys: string[]; args: (string | number)[] } {
   const k = req.keys;
-  const send = (conn as unknown as Record<string, TakeCommand>)[COMMAND];
-  if (!send) throw new Error('the take script is not defined on this connection');
-  const res = (await send.call(
-    conn,
-    k.wait,
-    k.active,
-    k.prioritized,
-    k.events,
-    k.stalled,
-    k.limiter,
-    k.delayed,
-    k.paused,
-    k.meta,
-    k.pc,
-    k.marker,
-    req.marksGate ?? k.active,
-    k[''],
-    Date.now(),
-    req.lockDuration,
-    req.name ?? '',
-    req.marksGate ? 1 : 0,
-    ...req.tokens,
-  )) as unknown[];
+  return {
+    keys: [
+      k.wait,
+      k.active,
+      k.prioritized,
+      k.events,
+      k.stalled,
+      k.limiter,
+      k.delayed,
+      k.paused,
+      k.meta,
+      k.pc,
+      k.marker,
+      req.marksGate ?? k.active,
+    ],
+    args: [k[''], Date.now(), req.lockDuration, req.name ?? '', req.marksGate ? 1 : 0, ...req.tokens],
+  };
+}
+
+/** The jobs a take's answer names, in token order. */
+export function takenJobs(req: TakeRequest, res: unknown[]): TakenJob[] {
   const out: TakenJob[] = [];
   for (let i = 0; i < res.length; i++) {
     const r = res[i];
@@ -171,14 +180,36 @@ export async function takeJobs(conn: RedisConnection, req: TakeRequest): Promise
 }
 
 /**
+ * A take of jobs for a worker, its slots held in the worker (see {@link LocalTaker.reserve}): send it once,
+ * behind the adds, and hand its answer over with `answered` (exactly once).
+ */
+export interface PendingTake {
+  request: TakeRequest;
+  answered(res: Promise<unknown[]>): void;
+}
+
+/**
  * A worker in the producer's own process (`cell0 start`) that takes the jobs the producer adds right behind
  * its adds, when it has free slots (see the top of this file), instead of waiting for its fetch loop.
  */
 export interface LocalTaker {
   /**
-   * Called right after the adds of `count` jobs of the queue `queueKey` ({prefix}:{queue}) were issued on
-   * `conn`, before any other command: may issue on `conn`, now, a take of up to `count` waiting jobs for the
-   * worker (it runs in Redis right behind the adds). Must not throw.
+   * A take of up to `count` jobs of the queue `queueKey` ({prefix}:{queue}) for the worker, with as many of
+   * its slots held; undefined when it has none free (or does not serve the queue). Must not throw.
    */
-  takeBehindAdds(conn: RedisConnection, queueKey: string, count: number): void;
+  reserve(queueKey: string, count: number): PendingTake | undefined;
+}
+
+/**
+ * Sends `take` on `conn` now, on its own (one call of the take script: it runs in Redis behind every command
+ * issued on `conn` before it), and hands its answer over.
+ */
+export function sendTake(conn: RedisConnection, take: PendingTake): void {
+  if (!defineTakeJobs(conn)) {
+    take.answered(Promise.resolve([]));
+    return;
+  }
+  const send = (conn as unknown as Record<string, TakeCommand>)[COMMAND]!;
+  const { keys, args } = takeArguments(take.request);
+  take.answered(send.call(conn, ...keys, ...args) as Promise<unknown[]>);
 }

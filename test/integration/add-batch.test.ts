@@ -6,8 +6,10 @@ import {
   addsBatched,
   batchAdds,
   gatherAdds,
+  type AddTake,
   type AddWaiter,
 } from '../../shared/queues/add-batch';
+import { takeArguments, takenJobs, type TakeKeys, type TakeRequest } from '../../shared/queues/take-jobs';
 import { bullmqScript } from '../../shared/queues/bullmq-internals';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 
@@ -170,6 +172,54 @@ describe('adds batched into one script call', () => {
     expect(stats).toEqual({ calls: 2, adds: 6, single: 0 });
     expect(await c.exists(waiters('fresh'))).toBe(0);
     expect(await c.lrange(`${prefix}:q:wait`, 0, -1)).toEqual(['fresh', 'new', 'waiting']);
+    await queue.close();
+  });
+  test('a take rides behind the adds in their call: the oldest jobs active and locked, no wake-up left once none waits', async () => {
+    const c = conn();
+    const prefix = uniquePrefix('ab');
+    const queue = new Queue('q', { connection: c, prefix });
+    await queue.waitUntilReady();
+    const stats = (await batchAdds(c))!;
+    const client = await queue.getBackend().client;
+    const add = (id: string) => new Job(queue, 'j', { id }, { jobId: id }, id).addJob(client);
+    const waiter = (): AddWaiter => ({ producerId: 'p1', ttlMs: 60_000, found: new Map() });
+    const request = (tokens: string[]): TakeRequest => ({
+      keys: queue.keys as unknown as TakeKeys,
+      marksGate: undefined,
+      tokens,
+      lockDuration: 30_000,
+      name: undefined,
+    });
+    /** A take of `tokens` for gatherAdds; resolves with the ids of the jobs it took. */
+    const riding = (tokens: string[]) => {
+      const req = request(tokens);
+      const { keys, args } = takeArguments(req);
+      let alone = false;
+      let answer: Promise<unknown[]> | undefined;
+      const take: AddTake = { keys, args, answered: (r) => (answer = r), alone: () => (alone = true) };
+      const ids = async () => takenJobs(req, await answer!).map((t) => t.raw[1]);
+      return { take, ids, alone: () => alone };
+    };
+    const marker = () => c.zscore(`${prefix}:q:marker`, '0');
+
+    const all = riding(['w:t0', 'w:t1', 'w:t2']);
+    await Promise.all(gatherAdds(c, () => ['a', 'b', 'c'].map(add), waiter(), all.take));
+    expect(stats).toEqual({ calls: 1, adds: 3, single: 0 });
+    expect(all.alone()).toBe(false);
+    expect(await all.ids()).toEqual(['a', 'b', 'c']);
+    expect(await c.lrange(`${prefix}:q:active`, 0, -1)).toEqual(['c', 'b', 'a']);
+    expect(await c.get(`${prefix}:q:a:lock`)).toBe('w:t0');
+    expect(await c.get(`${prefix}:q:c:lock`)).toBe('w:t2');
+    expect(await c.llen(`${prefix}:q:wait`)).toBe(0);
+    // The adds' wake-up marker is gone: a worker blocked on the queue is not woken for jobs already taken.
+    expect(await marker()).toBeNull();
+
+    // A take of fewer jobs than were added leaves the rest waiting, and their wake-up in place.
+    const one = riding(['w:t3']);
+    await Promise.all(gatherAdds(c, () => ['d', 'e'].map(add), waiter(), one.take));
+    expect(await one.ids()).toEqual(['d']);
+    expect(await c.lrange(`${prefix}:q:wait`, 0, -1)).toEqual(['e']);
+    expect(await marker()).toBe('0');
     await queue.close();
   });
 });

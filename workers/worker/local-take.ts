@@ -1,8 +1,13 @@
 import { type Job, type Worker } from 'bullmq';
-import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Logger } from '../../shared/logger.js';
 import { freeSlots, runTakenJobs } from '../../shared/queues/bullmq-internals.js';
-import { defineTakeJobs, takeJobs, type LocalTaker, type TakeKeys } from '../../shared/queues/take-jobs.js';
+import {
+  takenJobs,
+  type LocalTaker,
+  type PendingTake,
+  type TakeKeys,
+  type TakeRequest,
+} from '../../shared/queues/take-jobs.js';
 
 /** What {@link LocalTake} needs of its worker. */
 export interface LocalTakeOptions {
@@ -30,25 +35,29 @@ export class LocalTake implements LocalTaker {
 
   constructor(private readonly opts: LocalTakeOptions) {}
 
-  takeBehindAdds(conn: RedisConnection, queueKey: string, count: number): void {
+  reserve(queueKey: string, count: number): PendingTake | undefined {
     try {
-      if (count <= 0 || this.opts.stopping()) return;
+      if (count <= 0 || this.opts.stopping()) return undefined;
       const worker = this.opts.workerOf(queueKey);
-      if (!worker) return;
+      if (!worker) return undefined;
       const slots = Math.min(count, freeSlots(worker));
-      if (slots <= 0 || !defineTakeJobs(conn)) return;
+      if (slots <= 0) return undefined;
       const tokens: string[] = [];
       for (let i = 0; i < slots; i++) tokens.push(`${worker.id}:t${(this.seq++).toString(36)}`);
-      const marksGate = this.opts.marksGateOf(queueKey);
-      this.counts.calls++;
-      this.counts.asked += slots;
-      const taken = takeJobs(conn, {
+      const request: TakeRequest = {
         keys: worker.keys as unknown as TakeKeys,
-        marksGate,
+        marksGate: this.opts.marksGateOf(queueKey),
         tokens,
         lockDuration: this.opts.lockDurationMs,
         name: worker.opts.name,
-      }).then((jobs) => {
+      };
+      this.counts.calls++;
+      this.counts.asked += slots;
+      let answered: (res: Promise<unknown[]>) => void = () => undefined;
+      const taken = new Promise<unknown[]>((resolve, reject) => {
+        answered = (res) => res.then(resolve, reject);
+      }).then((res) => {
+        const jobs = takenJobs(request, res);
         this.counts.taken += jobs.length;
         return jobs;
       });
@@ -56,9 +65,11 @@ export class LocalTake implements LocalTaker {
         if (t.marks && job.id !== undefined && job.processedOn !== undefined)
           this.opts.onMarks(job.id, job.processedOn, t.marks);
       });
+      return { request, answered: (res) => answered(res) };
     } catch (err) {
       // Nothing was taken (the worker's fetch loop takes the jobs).
       this.opts.log.debug({ err, queueKey }, 'could not take jobs behind the adds');
+      return undefined;
     }
   }
 
