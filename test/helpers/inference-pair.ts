@@ -6,17 +6,18 @@ import { type NoopInferenceBackend } from '../../workers/providers/noop-provider
 import { testRedisUrl, uniquePrefix } from './redis';
 
 /**
- * One Cell0Worker serving the inference queue with `backend` (8 at a time, no heartbeat) and one
- * JobSubmitter (one attempt per job) under a fresh prefix on the test Redis, both started.
+ * One Cell0Worker serving the inference queue with `backend` (`concurrency` at a time, 8 unless given;
+ * no heartbeat) and one JobSubmitter (one attempt per job) under a fresh prefix on the test Redis, both
+ * started.
  */
-export async function startInferencePair(tag: string, backend: NoopInferenceBackend) {
+export async function startInferencePair(tag: string, backend: NoopInferenceBackend, concurrency = 8) {
   const prefix = uniquePrefix(tag);
   const worker = new Cell0Worker({
     redisUrl: testRedisUrl(),
     prefix,
     queues: [QueueName.INFERENCE],
     inference: backend,
-    concurrency: { inference: 8 },
+    concurrency: { inference: concurrency },
     heartbeatMs: 0,
   });
   const submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });

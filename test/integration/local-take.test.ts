@@ -3,13 +3,14 @@ import { Queue } from 'bullmq';
 import OpenAI from 'openai';
 import { ErrorCode } from '../../shared/errors';
 import { startTestFleet, type TestFleet } from '../helpers/fleet';
-import { JobSubmitter } from '../../producers/job-submitter';
+import { type JobSubmitter } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
 import { shardPrefix } from '../../shared/queues/shards';
 import { closeRedis } from '../../shared/redis/connection';
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { type SubmitResult } from '../../producers/submit-result';
+import { startInferencePair } from '../helpers/inference-pair';
 import { startReadyChild } from '../helpers/ready-child';
 import { keysMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
@@ -47,23 +48,9 @@ class HeldBackend extends NoopInferenceBackend {
 }
 
 async function startPair(tag: string, backend: NoopInferenceBackend, concurrency: number) {
-  const prefix = uniquePrefix(tag);
-  const worker = new Cell0Worker({
-    redisUrl: testRedisUrl(),
-    prefix,
-    queues: [QueueName.INFERENCE],
-    inference: backend,
-    concurrency: { inference: concurrency },
-    heartbeatMs: 0,
-  });
-  const submitter = new JobSubmitter({ redisUrl: testRedisUrl(), prefix, policy: { attempts: 1 } });
-  await Promise.all([worker.start(), submitter.start()]);
-  submitter.takeLocallyWith(worker.localTaker);
-  const close = async () => {
-    await submitter.close();
-    await worker.close();
-  };
-  return { prefix, worker, submitter, close };
+  const pair = await startInferencePair(tag, backend, concurrency);
+  pair.submitter.takeLocallyWith(pair.worker.localTaker);
+  return pair;
 }
 
 const submit = (s: JobSubmitter, prompt: string): Promise<SubmitResult> =>
