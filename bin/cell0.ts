@@ -234,8 +234,9 @@ program
         // directly, not through its reply inbox in Redis (other producers still get theirs through Redis).
         workerService.worker.handRepliesTo(api.client.submitter.localReplies);
         // And the jobs the API adds are taken by the worker right behind their adds while it has free
-        // slots, without the round trips of its fetch loop (they stay active and locked in Redis as usual).
-        api.client.submitter.takeLocallyWith(workerService.worker.localTaker);
+        // slots, without the round trips of its fetch loop (they stay active and locked in Redis as usual),
+        // unless CELL0_LOCAL_TAKE=0 leaves them all to the fetch loop.
+        if (r.config.workers.localTake) api.client.submitter.takeLocallyWith(workerService.worker.localTaker);
         log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
       },
       { redisPolicy: true },

@@ -190,6 +190,15 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('takes the jobs of cell0 start locally unless CELL0_LOCAL_TAKE turns it off, and refuses anything else', () => {
+    expect(loadConfig({}).workers.localTake).toBe(true);
+    expect(loadConfig({ CELL0_LOCAL_TAKE: '0' }).workers.localTake).toBe(false);
+    expect(loadConfig({ CELL0_LOCAL_TAKE: 'off' }).workers.localTake).toBe(false);
+    expect(issuesOf({ CELL0_LOCAL_TAKE: 'sometimes' })).toEqual([
+      { field: 'CELL0_LOCAL_TAKE', reason: expect.stringContaining('expected 1/0') },
+    ]);
+  });
+
   it('reads the cache settings, and refuses a provider embedder without its vector length', () => {
     const c = loadConfig({
       CELL0_SEARCH_CACHE_TTLS: 'news=120, web=1800',

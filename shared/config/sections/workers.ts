@@ -1,6 +1,6 @@
 import { type FieldIssue } from '../../errors.js';
 import { issue, type EnvVar, type ParsedEnv } from '../env-var.js';
-import { int, parsedList } from '../schemas.js';
+import { bool, int, parsedList } from '../schemas.js';
 import { MAX_QUEUE_SHARDS } from '../../queues/shards.js';
 import { type REDIS_ENV } from './redis.js';
 
@@ -52,6 +52,12 @@ export const WORKERS_ENV = {
     schema: parsedList(parseShardList),
     doc: 'Queue shards this worker serves, such as 0,2 (default all); its concurrency per queue is split over them, at least 1 each',
   },
+  CELL0_LOCAL_TAKE: {
+    section: 'workers',
+    default: '1',
+    schema: bool,
+    doc: 'cell0 start: its worker takes the jobs its API adds, behind the adds, while it has free slots (0: all wait for the fetch loop)',
+  },
   CELL0_PROVIDER_TIMEOUT_MS: {
     section: 'workers',
     default: '120000',
@@ -74,6 +80,8 @@ export interface WorkersConfig {
   embedBatch: { maxBatchSize: number; maxWaitMs: number; maxConcurrentBatches: number };
   /** Queue shards served (CELL0_WORKER_SHARDS); undefined = all. */
   shards: number[] | undefined;
+  /** In `cell0 start`, the worker takes the jobs its process's API adds right behind the adds (CELL0_LOCAL_TAKE). */
+  localTake: boolean;
   providerTimeoutMs: number;
   shutdownTimeoutMs: number;
 }
@@ -114,6 +122,7 @@ export function loadWorkers(p: ParsedEnv<typeof WORKERS_ENV>): WorkersConfig {
       maxConcurrentBatches: p.CELL0_EMBED_BATCHES_IN_FLIGHT,
     },
     shards: p.CELL0_WORKER_SHARDS,
+    localTake: p.CELL0_LOCAL_TAKE,
     providerTimeoutMs: p.CELL0_PROVIDER_TIMEOUT_MS,
     shutdownTimeoutMs: p.CELL0_SHUTDOWN_TIMEOUT_MS,
   };
