@@ -1,7 +1,6 @@
 import { type ChildProcess } from 'node:child_process';
 import { Queue } from 'bullmq';
 import OpenAI from 'openai';
-import { ErrorCode } from '../../shared/errors';
 import { startTestFleet, type TestFleet } from '../helpers/fleet';
 import { type JobSubmitter } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
@@ -12,6 +11,7 @@ import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { type SubmitResult } from '../../producers/submit-result';
 import { startInferencePair } from '../helpers/inference-pair';
 import { startReadyChild } from '../helpers/ready-child';
+import { expectAbortCancelsJob } from '../helpers/stream-abort';
 import { keysMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
@@ -163,27 +163,7 @@ describe('streams through an API and worker in one process (as `cell0 start`)', 
   });
 
   it('a client that aborts mid-stream cancels the job it alone read', async () => {
-    const ac = new AbortController();
-    const req = chat('abandon me, taken locally', 1000);
-    const stream = await openai.chat.completions.create(req, { signal: ac.signal });
-    let seen = 0;
-    for await (const c of stream) {
-      if (c.choices[0]?.delta.content) seen++;
-      if (seen === 3) ac.abort();
-    }
-    const jobId = fleet.client.submitter.jobIdFor(
-      QueueName.INFERENCE,
-      fleet.client.parseInference({ model: req.model, messages: req.messages, params: { max_tokens: 1000 } }),
-    );
-    await until(
-      async () => (await fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'failed',
-      10_000,
-      'the job to be cancelled',
-    );
-    expect((await fleet.client.getJob(QueueName.INFERENCE, jobId))!.error!.code).toBe(
-      ErrorCode.JOB_CANCELLED,
-    );
-    await until(() => fleet.sim.stats().inFlight === 0, 5000, 'the backend call to stop');
+    await expectAbortCancelsJob(fleet, openai, chat('abandon me, taken locally', 1000));
   });
 });
 

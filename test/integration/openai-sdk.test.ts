@@ -1,7 +1,7 @@
 import OpenAI, { type APIError, AuthenticationError, BadRequestError, NotFoundError } from 'openai';
 import { startTestFleet, type TestFleet } from '../helpers/fleet';
+import { expectAbortCancelsJob } from '../helpers/stream-abort';
 import { until } from '../helpers/wait';
-import { ErrorCode } from '../../shared/errors';
 import { QueueName } from '../../shared/queues/names';
 import { AccessControl } from '../../producers/api/access-control';
 
@@ -273,34 +273,12 @@ describe('shared streams and cancellation', () => {
   });
 
   it('a client that aborts mid-stream cancels the job when nobody else reads it', async () => {
-    const ac = new AbortController();
-    const req = {
+    await expectAbortCancelsJob(fleet, openai, {
       model: 'qwen2.5:0.5b',
-      messages: [{ role: 'user' as const, content: 'abandon me' }],
+      messages: [{ role: 'user', content: 'abandon me' }],
       max_tokens: 1000,
-      stream: true as const,
-    };
-    const stream = await openai.chat.completions.create(req, { signal: ac.signal });
-    let seen = 0;
-    // The SDK ends the iteration quietly when its signal aborts.
-    for await (const c of stream) {
-      if (c.choices[0]?.delta.content) seen++;
-      if (seen === 3) ac.abort();
-    }
-    expect(seen).toBe(3);
-    const jobId = fleet.client.submitter.jobIdFor(
-      QueueName.INFERENCE,
-      fleet.client.parseInference({ model: req.model, messages: req.messages, params: { max_tokens: 1000 } }),
-    );
-    await until(
-      async () => (await fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'failed',
-      10_000,
-      'the job to be cancelled',
-    );
-    const job = await fleet.client.getJob(QueueName.INFERENCE, jobId);
-    expect(job!.error!.code).toBe(ErrorCode.JOB_CANCELLED);
-    // The backend call was stopped too (1000 tokens at 100/s would take 10 s).
-    await until(() => fleet.sim.stats().inFlight === 0, 5000, 'the backend call to stop');
+      stream: true,
+    });
   });
 
   it('a client that aborts mid-stream leaves the job running for another reader', async () => {
