@@ -95,8 +95,11 @@ describe('slow is not down (private redis-server)', () => {
     client.submitter.redis.on('breaker:open', () => opened++);
     try {
       await client.start();
-      // The submission's pipeline (waiter registration and BullMQ's add) times out while Redis sleeps.
-      sleepAhead(client.submitter.redis.connection, 0.3);
+      // The submission's pipeline (waiter registration and BullMQ's add) times out while Redis sleeps. The
+      // sleep is long (2 s: timeouts come after 50 ms, the breaker would open only after 10 s of nothing but
+      // timeouts) so that the submissions' commands reach Redis while it still sleeps, however late a busy
+      // host sends them (with 0.3 s a loaded host once sent them after the sleep, and they succeeded).
+      sleepAhead(client.submitter.redis.connection, 2);
       const errs = await Promise.all(
         [1, 2, 3].map((i) => rejectionOf(client.enqueueInference({ model: 'm', prompt: `late ${i}` }))),
       );
