@@ -24,7 +24,7 @@ describe('the Lua script loader', () => {
       'semantic-drop': 7,
       'semantic-fetch': 2,
       'semantic-index': 1,
-      'semantic-lookup': 3,
+      'semantic-lookup': 'variadic',
       'semantic-set': 'variadic',
       'semantic-touch': 1,
       'token-bucket': 2,

@@ -7,6 +7,7 @@ import { CacheMatchConfidence, confidenceOf, thresholdOf, type SemanticThreshold
 import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LastScope } from './last-scope.js';
+import { LookupBatcher, RecordReader, type LookupReply } from './lookup-batch.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
@@ -35,14 +36,7 @@ import {
   tenantIndexKey,
   type MaintenanceContext,
 } from './semantic-maintenance.js';
-import {
-  CANDIDATES,
-  commands,
-  GUARD_TRIES,
-  MAX_GENERATIONS,
-  RANKED,
-  STALE_CLEANUP,
-} from './semantic-scripts.js';
+import { CANDIDATES, commands, GUARD_TRIES, RANKED, STALE_CLEANUP } from './semantic-scripts.js';
 import { SemanticCounters } from './semantic-counters.js';
 import { SemanticWriter } from './semantic-writer.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
@@ -142,7 +136,9 @@ interface Candidate {
  * are rare (under 1 in 16 of the recent searches: unique prompts), the candidate records are read with a
  * plain HMGET instead of the script, ~2 µs of Redis time instead of ~28 (the script moves every record
  * through Lua), and a hit then costs one more call; the answers are the same (the script still reads them
- * whenever one of those records is missing or expiring). Redis and embedder failures become misses (counted in `errors`);
+ * whenever one of those records is missing or expiring). The lookups started within one turn of the event
+ * loop share one lookup script call, and their candidate records' HMGETs of a scope one HMGET (lookup-batch.ts).
+ * Redis and embedder failures become misses (counted in `errors`);
  * with Redis down the breaker answers in microseconds.
  *
  * Entries expire after their TTL (all their keys; index records of expired entries are cleaned lazily,
@@ -166,6 +162,10 @@ export class SemanticCache<T = unknown> {
   private readonly lastScope = new LastScope();
   /** Sends stores to Redis, those of one scope that arrive together in one script call. */
   private readonly writer: SemanticWriter;
+  /** Sends the lookups of one event-loop turn in one script call. */
+  private readonly lookups: LookupBatcher;
+  /** Reads the candidate records of one event-loop turn's lookups of a scope with one HMGET. */
+  private readonly records: RecordReader;
   private degraded = false;
   private readonly counters = new SemanticCounters();
   /**
@@ -191,6 +191,8 @@ export class SemanticCache<T = unknown> {
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
     this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching);
+    this.lookups = new LookupBatcher(this.redis);
+    this.records = new RecordReader(this.redis);
     // The guard and the default embedder read the lexicon (~70k words): read it now, off the first lookup.
     if (opts.guard || embedder instanceof LexicalEmbedder) preloadLexicon();
   }
@@ -379,20 +381,17 @@ export class SemanticCache<T = unknown> {
     /** The generations the lookup script read (its reply's second field): their keys only if the script needs them. */
     let gens: number | Buffer | null | undefined;
     const readBuckets = (exactFirst: boolean, bandFields: string) =>
-      this.redis.run((r) =>
-        commands(r).cell0SemanticLookupBuffer(
-          keys.entry(id),
-          keys.lru,
-          keys.gens,
-          id,
-          exactFirst ? '1' : '0',
-          keys.bandPrefix,
-          MAX_GENERATIONS,
-          bandFields,
-        ),
-      );
+      this.lookups.read({
+        entryKey: keys.entry(id),
+        lruKey: keys.lru,
+        gensKey: keys.gens,
+        id,
+        exactFirst,
+        bandPrefix: keys.bandPrefix,
+        fields: bandFields,
+      });
     /** A reply without an exact hit: the generations read, then every bucket found, concatenated. */
-    const takeBuckets = (reply: (number | Buffer | null)[]) => {
+    const takeBuckets = (reply: LookupReply) => {
       gens = reply[1];
       return reply.slice(2) as (Buffer | null)[];
     };
@@ -402,7 +401,7 @@ export class SemanticCache<T = unknown> {
       fields = bands && (prepared.fields ??= bandFields(bands));
     }
     if (fields) {
-      let reply: [number, ...(Buffer | null)[]];
+      let reply: LookupReply;
       try {
         reply = await readBuckets(true, fields);
       } catch (err) {
@@ -462,6 +461,7 @@ export class SemanticCache<T = unknown> {
     // time against ~28 µs for the script, which moves each record through Lua): the same records whenever
     // the first CANDIDATES slots all hold live ones, else the script reads them (spares, cleanup). The
     // script's ride-along entry of the likeliest answer is then missing: a hit costs one more call (fetch).
+    // The reads of one turn's lookups of the scope go as one HMGET (RecordReader).
     const likely = this.hitShare >= LIKELIEST_SHARE;
     let records: Buffer[] | undefined;
     if (!likely) {
@@ -469,7 +469,7 @@ export class SemanticCache<T = unknown> {
       const slots: string[] = [];
       for (let i = 0; i < ranked.length && i < CANDIDATES; i++) slots.push(String(ranked[i]));
       try {
-        direct = await this.redis.run((r) => r.hmgetBuffer(keys.vec, ...slots));
+        direct = await this.records.read(keys.vec, slots);
       } catch (err) {
         return this.failed('get', err);
       }

@@ -41,7 +41,8 @@ export interface SemCommands {
   /** { likeliest id, its value JSON, prompt, stored at (all empty when none), record1, record2, ... }. */
   cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;
-  cell0SemanticLookupBuffer(...args: Arg[]): Promise<[number, ...(Buffer | null)[]]>;
+  /** Four fields per lookup: 1, value JSON, prompt, stored at, or 0, generations, buckets (or nil), nil. */
+  cell0SemanticLookupBuffer(numKeys: number, ...args: Arg[]): Promise<(number | Buffer | null)[]>;
   cell0SemanticDrop(...args: Arg[]): Promise<[number, number]>;
   cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
   cell0SemanticTouch(lruKey: string, id: string): Promise<number>;
