@@ -15,6 +15,7 @@ import { type RedisConnection } from '../redis/cluster.js';
 import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { luaInclude } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
+import { perJobFunction } from './per-job-script.js';
 import { takeJobsFunction } from './take-jobs.js';
 
 /** BullMQ 6.7's addStandardJob: 9 keys, then 3 arguments (packed args, data, packed options). */
@@ -105,11 +106,12 @@ const batchedOn = new WeakMap<RedisConnection, Batched>();
 
 /**
  * The batched script: BullMQ's addStandardJob text (`lua`, its integer literals given to redis.call as strings:
- * see integerArgsAsStrings) wrapped as a function of (KEYS, ARGV), called per job with the shared keys and that
- * job's 3 arguments. With a producer id, it also tells per job whether the
- * add created the job or met one that exists (a custom id whose hash is there before the add): an add that
- * met one registers the producer as the job's waiter and reads where the job stands, in the same step, so
- * that no outcome can slip between the two (as register-waiters.lua does for an add sent alone).
+ * see integerArgsAsStrings) wrapped as a function of (KEYS, ARGV) whose helpers are made once per call
+ * (per-job-script.ts), called per job with the shared keys and that job's 3 arguments. With a producer id,
+ * it also tells per job whether the add created the job or met one that exists (a custom id whose hash is
+ * there before the add): an add that met one registers the producer as the job's waiter and reads where the
+ * job stands, in the same step, so that no outcome can slip between the two (as register-waiters.lua does
+ * for an add sent alone).
  *
  * KEYS[1..9]  the keys of BullMQ's call (the same for every job of the batch)
  * KEYS[10..21] with a take behind the adds (`take`, see {@link AddTake}): the take's keys
@@ -122,9 +124,7 @@ const batchedOn = new WeakMap<RedisConnection, Batched>();
  * with a take, then the take's answer (take-jobs.ts).
  */
 export function addBatchLua(lua: string, jobStatus: string, take = ''): string {
-  return `local function addStandardJob(KEYS, ARGV)
-${integerArgsAsStrings(lua)}
-end
+  return `${perJobFunction('addStandardJob', argsUnpackedOnce(integerArgsAsStrings(lua)))}
 ${jobStatus}
 ${take}
 local producer = ARGV[1]
@@ -134,14 +134,19 @@ local out = {}
 for i = 1, (#ARGV - first) / ${ARGS} do
   local b = first + (i - 1) * ${ARGS}
   local met
+  local unpacked
   if producer ~= "" then
     local ok, args = pcall(cmsgpack.unpack, ARGV[b + 1])
-    if ok and type(args) == "table" and type(args[1]) == "string" and type(args[2]) == "string"
-      and args[2] ~= "" and redis.call("EXISTS", args[1] .. args[2]) == 1 then
-      met = args
+    if ok and type(args) == "table" then
+      -- BullMQ's add reads these instead of unpacking the same bytes again (see argsUnpackedOnce).
+      unpacked = args
+      if type(args[1]) == "string" and type(args[2]) == "string"
+        and args[2] ~= "" and redis.call("EXISTS", args[1] .. args[2]) == 1 then
+        met = args
+      end
     end
   end
-  local ok, res = pcall(addStandardJob, KEYS, { ARGV[b + 1], ARGV[b + 2], ARGV[b + 3] })
+  local ok, res = pcall(addStandardJob, KEYS, { ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], cell0Args = unpacked })
   if not ok then
     if not (type(res) == "table" and res.err) then res = redis.error_reply(tostring(res)) end
   elseif res == nil then
@@ -169,6 +174,21 @@ if #KEYS > ${KEYS} then
 end
 return out
 `;
+}
+
+/** BullMQ's unpack of its packed arguments in addStandardJob, a line of its own. */
+const ARGS_UNPACK = /^local args = cmsgpack\.unpack\(ARGV\[1\]\)[ \t]*$/gm;
+
+/**
+ * BullMQ's addStandardJob text reading its packed arguments from `ARGV.cell0Args` when the batched script
+ * has unpacked them already (the look for an existing job, with a producer id, unpacks them first), instead
+ * of unpacking the same bytes again: one `cmsgpack.unpack` less per add. The table is the one the same
+ * bytes unpack to, and BullMQ's script only reads it. Returned unchanged when the line is not found exactly
+ * once (another BullMQ's script): then each add unpacks its arguments itself, as BullMQ's own call does.
+ */
+export function argsUnpackedOnce(lua: string): string {
+  if (lua.match(ARGS_UNPACK)?.length !== 1) return lua;
+  return lua.replace(ARGS_UNPACK, 'local args = ARGV.cell0Args or cmsgpack.unpack(ARGV[1])');
 }
 
 /**

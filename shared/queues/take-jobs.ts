@@ -17,6 +17,8 @@
  */
 import { type RedisConnection } from '../redis/cluster.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
+import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
+import { perJobFunction } from './per-job-script.js';
 
 /** BullMQ 6.7's moveToActive: 11 keys, then 3 arguments (key prefix, timestamp, packed options). */
 const KEYS = 11;
@@ -25,8 +27,9 @@ const KEYS = 11;
 const COMMAND = `cell0TakeJobs:${BULLMQ_INTERNALS_VERSION}`;
 
 /**
- * The take script: BullMQ's moveToActive text wrapped as a function of (KEYS, ARGV), called once per token
- * until the queue has no job to give.
+ * The take script: BullMQ's moveToActive text (its integer literals given to redis.call as strings: see
+ * integerArgsAsStrings) wrapped as a function of (KEYS, ARGV) whose helpers are made once per call
+ * (per-job-script.ts), called once per token until the queue has no job to give.
  *
  * KEYS[1..11] moveToActive's keys (the queue's wait, active, prioritized, events, stalled, limiter, delayed,
  *             paused, meta, pc and marker keys)
@@ -53,9 +56,12 @@ return cell0TakeJobs(KEYS, ARGV)
  * (add-batch.ts), which run it right behind their adds in the same call.
  */
 export function takeJobsFunction(lua: string): string {
-  return `local function moveToActive(KEYS, ARGV)
-${lua}
-end
+  const shared = optsShared(lua);
+  // With BullMQ's unpack of its options replaced, each call gets the options' table itself: no pack per job
+  // here and no unpack of it there.
+  const optsArg = shared === lua ? 'cmsgpack.pack(opts)' : '"", cell0Opts = opts';
+  // BullMQ's integer literals given to redis.call as strings (the same arguments, without Redis's conversion).
+  return `${perJobFunction('moveToActive', integerArgsAsStrings(shared))}
 local function cell0TakeJobs(KEYS, ARGV)
   -- moveToActive's options as the worker packs them (a worker with a rate limiter does not take this way).
   local opts = { lockDuration = tonumber(ARGV[3]) }
@@ -64,7 +70,7 @@ local function cell0TakeJobs(KEYS, ARGV)
   local out = {}
   for i = 6, #ARGV do
     opts["token"] = ARGV[i]
-    local res = moveToActive(KEYS, { ARGV[1], ARGV[2], cmsgpack.pack(opts) })
+    local res = moveToActive(KEYS, { ARGV[1], ARGV[2], ${optsArg} })
     if type(res) ~= "table" or type(res[1]) ~= "table" then
       out[#out + 1] = res
       break
@@ -80,6 +86,21 @@ local function cell0TakeJobs(KEYS, ARGV)
   return out
 end
 `;
+}
+
+/** BullMQ's unpack of its options in moveToActive, a line of its own. */
+const OPTS_UNPACK = /^local opts = cmsgpack\.unpack\(ARGV\[3\]\)[ \t]*$/gm;
+
+/**
+ * BullMQ's moveToActive text reading its options from `ARGV.cell0Opts` when the take hands it the table
+ * (the options it would pack and BullMQ's script unpack again: one `cmsgpack.pack` and one
+ * `cmsgpack.unpack` less per job taken). BullMQ's script only reads it. Returned unchanged when the line is
+ * not found exactly once (another BullMQ's script): then the take packs the options for each job, as
+ * BullMQ's worker does.
+ */
+export function optsShared(lua: string): string {
+  if (lua.match(OPTS_UNPACK)?.length !== 1) return lua;
+  return lua.replace(OPTS_UNPACK, 'local opts = ARGV.cell0Opts or cmsgpack.unpack(ARGV[3])');
 }
 
 /** The queue keys a take needs (BullMQ's QueueKeys of the worker's queue). */

@@ -4,6 +4,7 @@ import { type RedisConnection } from '../../shared/redis/cluster';
 import {
   addBatchLua,
   addsBatched,
+  argsUnpackedOnce,
   batchAdds,
   gatherAdds,
   type AddTake,
@@ -11,6 +12,7 @@ import {
 } from '../../shared/queues/add-batch';
 import { takeArguments, takenJobs, type TakeKeys, type TakeRequest } from '../../shared/queues/take-jobs';
 import { bullmqScript } from '../../shared/queues/bullmq-internals';
+import { splitOpening } from '../../shared/queues/per-job-script';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -99,7 +101,15 @@ describe('adds batched into one script call', () => {
     expect(lua).toContain('rcall("ZADD", markerKey, 0, "0")');
     expect(script).toContain('rcall("ZADD", markerKey, "0", "0")');
     const unquoted = (text: string) => text.replace(/"(-?\d+)"/g, '$1');
-    expect(unquoted(script)).toContain(unquoted(lua));
+    // BullMQ's text with its arguments unpacked once (argsUnpackedOnce) and its helpers made once per call
+    // (per-job-script.ts): its helpers and the script proper as they are, its opening locals assigned per add.
+    const once = argsUnpackedOnce(lua);
+    expect(once).toContain('local args = ARGV.cell0Args or cmsgpack.unpack(ARGV[1])');
+    const parts = splitOpening(once)!;
+    expect(parts).toBeDefined();
+    expect(unquoted(script)).toContain(unquoted(parts.helpers));
+    expect(unquoted(script)).toContain(unquoted(parts.rest));
+    for (const o of parts.opening) expect(script).toContain(`\n${o.name} = ${o.value}\n`);
     await queue.close();
   });
 
