@@ -19,13 +19,7 @@ import { probesRouter } from './routes/probes.js';
 import { v1Router } from './routes/v1.js';
 import { inferenceHandler } from './routes/work.js';
 import { inferenceFastPath } from './inference-fast-path.js';
-import {
-  OPENAI_PATHS,
-  openAIHandler,
-  openAIRouter,
-  speakOpenAIErrorsMiddleware,
-} from './openai/openai-router.js';
-import { openAIFastPath } from './openai/openai-fast-path.js';
+import { OPENAI_PATHS, openAIRouter } from './openai/openai-router.js';
 import { type BatchRoutesConfig } from './batches/batch-routes.js';
 
 export { type ErrorBody } from './error-mapper.js';
@@ -79,12 +73,6 @@ export interface ApiOptions {
    * Default true; false sends every request through express. Off while tracing is on.
    */
   inferenceFastPath?: boolean;
-  /**
-   * Answer POST /v1/chat/completions and POST /v1/completions without entering express's app and router when
-   * the request allows it (see openai/openai-fast-path.ts: same middleware, guard, handler and answers).
-   * Default true; false sends every request through express. Off while tracing is on.
-   */
-  openAIFastPath?: boolean;
   /** Extra routers mounted before the 404 handler (Bull Board, fleet pages). */
   mounts?: { path: string; router: Router | Express }[];
   logger?: Logger;
@@ -158,8 +146,6 @@ export function createApi(opts: ApiOptions): Express {
   const onError = errorHandler({ maxBodyBytes, logger: log });
   app.use(onError);
 
-  // Requests answered without express's app and router (each returns false for a request it does not take).
-  const fastPaths: ((req: Request, res: Response) => boolean)[] = [];
   if (opts.inferenceFastPath !== false && !tracing) {
     const fast = inferenceFastPath({
       app,
@@ -176,28 +162,12 @@ export function createApi(opts: ApiOptions): Express {
       }),
       onError,
     });
-    fastPaths.push(fast);
-  }
-  if (opts.openAIFastPath !== false && !tracing) {
-    const handler = (kind: 'chat' | 'completion') => openAIHandler(kind, { client, maxWaitMs, logger: log });
-    fastPaths.push(
-      openAIFastPath({
-        app,
-        before,
-        pathMiddleware: [speakOpenAIErrorsMiddleware, access.tenantRoute()],
-        maxBodyBytes,
-        handlers: { chat: handler('chat'), completion: handler('completion') },
-        onError,
-      }),
-    );
-  }
-  if (fastPaths.length > 0) {
     // express calls app.handle for every request it is given (as a server's listener, or by supertest).
     type Handle = (req: Request, res: Response, callback?: unknown) => void;
     const withHandle = app as unknown as { handle: Handle };
     const handle = withHandle.handle.bind(app);
     withHandle.handle = (req, res, callback) => {
-      if (callback === undefined) for (const fast of fastPaths) if (fast(req, res)) return;
+      if (callback === undefined && fast(req, res)) return;
       handle(req, res, callback);
     };
   }

@@ -41,7 +41,10 @@ export function openAIRouter(opts: OpenAIRouterOptions): Router {
   const log = opts.logger ?? silentLogger();
   const router = express.Router();
   const paths = [...OPENAI_PATHS];
-  router.use(paths, speakOpenAIErrorsMiddleware);
+  router.use(paths, (_req, res, next) => {
+    speakOpenAIErrors(res);
+    next();
+  });
   router.use(paths, opts.access.tenantRoute());
   // express.json's answers, with a lean path for the usual body (see jsonBody).
   const json = jsonBody(opts.maxBodyBytes);
@@ -57,7 +60,17 @@ export function openAIRouter(opts: OpenAIRouterOptions): Router {
     next();
   };
 
-  const handle = (kind: OpenAIKind) => openAIHandler(kind, { client, maxWaitMs, logger: log });
+  const handle = (kind: OpenAIKind) => async (req: Request, res: Response) => {
+    const parse = kind === 'chat' ? parseChatCompletion : parseCompletion;
+    const cacheHeader = req.headers['x-cell0-cache'];
+    const info = parse(req.body, {
+      tenant: tenantOf(res),
+      cacheHeader: Array.isArray(cacheHeader) ? cacheHeader.join(',') : cacheHeader,
+    });
+    const data = client.parseInference(info.request);
+    if (info.stream) return streamAnswer({ req, res, client, kind, info, data, maxWaitMs, log });
+    await answerWhole(res, kind, info, client.submitInference.bind(client), data, maxWaitMs);
+  };
 
   router.post('/chat/completions', requireJson, json, handle('chat'));
   router.post('/completions', requireJson, json, handle('completion'));
@@ -86,36 +99,6 @@ export function openAIRouter(opts: OpenAIRouterOptions): Router {
   router.use(keepRouteLabelOnError());
   return router;
 }
-
-/**
- * The handler of POST /v1/chat/completions (`chat`) or /v1/completions (`completion`) once the guard has
- * admitted the request and its JSON body is read (`req.body`): the router's route, and the OpenAI fast path's
- * (openai-fast-path.ts). A thrown or rejected error goes to the app's error handler.
- */
-export function openAIHandler(
-  kind: OpenAIKind,
-  opts: { client: Cell0Client; maxWaitMs: number; logger: Logger },
-): (req: Request, res: Response) => Promise<void> {
-  const { client, maxWaitMs } = opts;
-  const log = opts.logger;
-  const parse = kind === 'chat' ? parseChatCompletion : parseCompletion;
-  return async (req, res) => {
-    const cacheHeader = req.headers['x-cell0-cache'];
-    const info = parse(req.body, {
-      tenant: tenantOf(res),
-      cacheHeader: Array.isArray(cacheHeader) ? cacheHeader.join(',') : cacheHeader,
-    });
-    const data = client.parseInference(info.request);
-    if (info.stream) return streamAnswer({ req, res, client, kind, info, data, maxWaitMs, log });
-    await answerWhole(res, kind, info, client.submitInference.bind(client), data, maxWaitMs);
-  };
-}
-
-/** The middleware of the OpenAI paths before their routes: every error body this response sends in OpenAI's shape. */
-export const speakOpenAIErrorsMiddleware: RequestHandler = (_req, res, next) => {
-  speakOpenAIErrors(res);
-  next();
-};
 
 /** A non-streamed answer: waits for the job (up to maxWaitMs, then 504 with the job id). */
 async function answerWhole(
