@@ -93,7 +93,10 @@ export const STAGES = [
   ['worker pickup', '→ the worker starts the job (BullMQ fetch)'],
   ['worker prep', '→ backend call starts (stream marks, model lease)'],
   ['backend first token', '→ first token from the backend (the simulator TTFT is in here)'],
-  ['redis relay', "→ the API's XREAD returns it (the worker's XADD, Redis, the hub's read)"],
+  [
+    'redis relay',
+    "→ the API's hub has it (in `cell0 start` handed over by the worker; else the worker's XADD, Redis, the hub's XREAD)",
+  ],
   ['sse write', '→ written to the SSE socket'],
   ['to client', '→ the client reads the first text'],
 ] as const;

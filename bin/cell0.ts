@@ -237,6 +237,9 @@ program
         // slots, without the round trips of its fetch loop (they stay active and locked in Redis as usual),
         // unless CELL0_LOCAL_TAKE=0 leaves them all to the fetch loop.
         if (r.config.workers.localTake) api.client.submitter.takeLocallyWith(workerService.worker.localTaker);
+        // And the entries of the token streams the worker writes reach the API's readers in this process
+        // directly as they are written (still written to Redis for every other reader).
+        workerService.worker.relayTokensTo(api.client.tokenStreams().local);
         log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
       },
       { redisPolicy: true },

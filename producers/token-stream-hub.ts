@@ -5,7 +5,10 @@ import { closeRedis, createRedisConnection } from '../shared/redis/connection.js
 import {
   compareStreamIds,
   decodeEntry,
+  sameEntry,
   tokenStreamKeys,
+  type LocalStreamReaders,
+  type LocalStreamWrite,
   type TokenStreamEntry,
   type TokenStreamKeys,
 } from '../shared/queues/token-stream.js';
@@ -70,6 +73,18 @@ interface Subscription {
   firstTextAt?: number;
   /** The number of this subscription's wake-up (written with its marks, in the same transaction). */
   wakeSeq: number;
+  /** The marks' reply has come: they are in Redis (so is any write this process sends from now on after them). */
+  marked: boolean;
+  /**
+   * The writer of this process that hands the stream's entries over as it writes them (see
+   * {@link TokenStreamHub.writing}): while there is one, the stream is not read from Redis.
+   */
+  writer: object | undefined;
+  /**
+   * Entries handed over by a writer whose write failed without saying whether Redis stored it: when the
+   * stream is read again, copies of them right after `lastId` are skipped.
+   */
+  unstored: TokenStreamEntry[] | undefined;
 }
 
 /** shared/lua/token-stream-open.lua and token-stream-leave.lua, as ioredis commands. */
@@ -274,6 +289,9 @@ export class TokenStreamHub {
         ended: false,
         ready: Promise.resolve(),
         wakeSeq: ++this.wakeSeq,
+        marked: false,
+        writer: undefined,
+        unstored: undefined,
       };
       s.ready = this.scripts
         .cell0TokenStreamOpen(
@@ -286,7 +304,9 @@ export class TokenStreamHub {
           s.wakeSeq,
           WAKE_TTL_MS,
         )
-        .then(() => undefined);
+        .then(() => {
+          s.marked = true;
+        });
       s.ready.catch((err: unknown) =>
         this.log.warn(
           { jobId, err },
@@ -310,7 +330,8 @@ export class TokenStreamHub {
 
   /** One XRANGE past the last received entry, delivered like the loop's reads. */
   async catchUp(sub: Subscription): Promise<void> {
-    if (sub.ended) return;
+    // A writer of this process hands the entries over: what Redis holds beyond `lastId` is already here.
+    if (sub.ended || sub.writer !== undefined) return;
     const rows = await this.opts.redis.xrange(sub.keys.stream, `(${sub.lastId}`, '+');
     this.deliver(sub, rows);
   }
@@ -338,22 +359,113 @@ export class TokenStreamHub {
     }
   }
 
+  /** Entries read from Redis (a read begun before a writer of this process took the stream over is void). */
   private deliver(sub: Subscription, rows: [string, string[]][]): void {
+    if (sub.writer !== undefined) return;
     let added = false;
     for (const [id, fields] of rows) {
       if (compareStreamIds(id, sub.lastId) <= 0) continue;
       sub.lastId = id;
       const e = decodeEntry(fields);
       if (!e) continue;
-      sub.entries.push(e);
-      added = true;
-      if (e.kind === 'text') sub.firstTextAt ??= performance.now();
-      if (e.kind === 'end') {
-        sub.ended = true;
-        this.readSet = undefined;
+      if (sub.unstored) {
+        // The copy of an entry handed over already (its write's answer was lost), or the first entry after
+        // a write that was not stored after all.
+        if (sameEntry(sub.unstored[0]!, e)) {
+          sub.unstored.shift();
+          if (sub.unstored.length === 0) sub.unstored = undefined;
+          continue;
+        }
+        sub.unstored = undefined;
       }
+      this.add(sub, e);
+      this.counts.redis++;
+      added = true;
     }
     if (added) for (const r of sub.readers) r.notify();
+  }
+
+  private add(sub: Subscription, e: TokenStreamEntry): void {
+    sub.entries.push(e);
+    if (e.kind === 'text') sub.firstTextAt ??= performance.now();
+    if (e.kind === 'end') {
+      sub.ended = true;
+      this.readSet = undefined;
+    }
+  }
+
+  /** Counts of {@link deliveries}. */
+  private readonly counts = { local: 0, redis: 0 };
+
+  /** Entries received so far: handed over by a writer of this process, or read from Redis. */
+  deliveries(): { local: number; redis: number } {
+    return { ...this.counts };
+  }
+
+  /**
+   * The readers of this process for the writers of a worker in it (`cell0 start`; see
+   * {@link LocalStreamReaders}). A stream whose readers have marked it takes a write's entries when it has
+   * every entry before them (its place is the writer's last stored entry, or the write empties the stream
+   * first); from then on that writer feeds it and it is not read from Redis, until the writer's attempt is
+   * over or a write is not stored. The entries still go to Redis, so every other reader is as before.
+   */
+  readonly local: LocalStreamReaders = {
+    writing: (jobId, stream, writer, entries, after) => this.writing(jobId, stream, writer, entries, after),
+    released: (jobId, writer) => {
+      const sub = this.subs.get(jobId);
+      if (sub?.writer === writer) this.detach(sub);
+    },
+  };
+
+  private writing(
+    jobId: string,
+    stream: string,
+    writer: object,
+    entries: readonly TokenStreamEntry[],
+    after: string | null,
+  ): LocalStreamWrite | undefined {
+    const sub = this.subs.get(jobId);
+    // Only once the marks are in Redis (they withdrew any cancel, so this write cannot honour one; a
+    // stream is read from Redis only then too) and while its readers are here.
+    if (!sub || sub.keys.stream !== stream || sub.ended || !sub.marked || this.closed) return undefined;
+    if (sub.writer !== writer) {
+      // A write after the writer's own last one: taken only with every entry before it here.
+      if (after !== null && (sub.writer !== undefined || sub.unstored || sub.lastId !== after))
+        return undefined;
+      sub.writer = writer;
+      sub.unstored = undefined;
+      this.readSet = undefined;
+    }
+    for (const e of entries) this.add(sub, e);
+    this.counts.local += entries.length;
+    for (const r of sub.readers) r.notify();
+    return {
+      stored: (lastId) => {
+        if (sub.writer === writer && lastId !== undefined && compareStreamIds(lastId, sub.lastId) > 0)
+          sub.lastId = lastId;
+      },
+      notStored: (maybe) => {
+        if (sub.writer !== writer) return;
+        this.detach(sub);
+        if (maybe) sub.unstored = [...entries];
+      },
+    };
+  }
+
+  /** The stream is read from Redis again, after its last entry stored. */
+  private detach(sub: Subscription): void {
+    sub.writer = undefined;
+    this.readSet = undefined;
+    if (sub.ended || this.closed || this.subs.get(sub.jobId) !== sub) return;
+    // The loop's read may be blocked on a set without it: a wake-up makes it start over. It carries the
+    // number of the last marks sent: it goes on their connection after them, so they are in Redis when it
+    // is (and the wake-up stream keeps one entry: a smaller number would hide theirs).
+    this.opts.redis
+      .pipeline()
+      .xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', String(this.wakeSeq))
+      .pexpire(this.wakeKey, WAKE_TTL_MS)
+      .exec()
+      .catch((err: unknown) => this.log.debug({ err }, 'could not wake the token stream read'));
   }
 
   /**
@@ -410,7 +522,7 @@ export class TokenStreamHub {
     for (const s of this.subs.values())
       if (!s.ended) {
         waiting++;
-        if (s.wakeSeq > this.wakeSeen) continue;
+        if (s.wakeSeq > this.wakeSeen || s.writer !== undefined) continue;
         subs.push(s);
         byKey.set(s.keys.stream, s);
       }

@@ -34,6 +34,7 @@ import { ModelList } from './worker/model-list.js';
 import { TokenStreams } from './worker/token-streams.js';
 import { LocalTake } from './worker/local-take.js';
 import { type LocalTaker } from '../shared/queues/take-jobs.js';
+import { type LocalStreamReaders } from '../shared/queues/token-stream.js';
 import { EmbeddingBatcher } from './embedding/index.js';
 import { waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
 import { batchFinishes } from '../shared/queues/finish-batch.js';
@@ -322,6 +323,15 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
    */
   handRepliesTo(local: LocalReplies): void {
     this.replies.handOverTo(local);
+  }
+
+  /**
+   * The token stream readers of this process (`cell0 start`: the API's hub, TokenStreamHub#local): the
+   * entries of the streams this worker writes are handed to them as they are written, besides going to
+   * Redis, so the API's readers get each token without a round trip through Redis (see LocalStreamReaders).
+   */
+  relayTokensTo(readers: LocalStreamReaders): void {
+    this.tokenStreams?.relayTo(readers);
   }
 
   /**

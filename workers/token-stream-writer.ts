@@ -5,6 +5,8 @@ import { JobCancelledError } from '../shared/errors.js';
 import { type Logger } from '../shared/logger.js';
 import {
   encodeEntry,
+  type LocalStreamReaders,
+  type LocalStreamWrite,
   type StreamUsage,
   type TokenStreamEntry,
   type TokenStreamKeys,
@@ -41,6 +43,11 @@ export interface TokenStreamWriterOptions {
   pacer?: FlushPacer;
   /** The clock the interval is measured on (ms). Default performance.now. */
   now?: () => number;
+  /**
+   * The token stream readers of this process (`cell0 start`: the API's hub): each write's entries are
+   * handed to them as the write is sent, besides going to Redis (see {@link LocalStreamReaders}).
+   */
+  relay?: LocalStreamReaders;
   logger: Logger;
 }
 
@@ -49,13 +56,16 @@ export interface TokenStreamWriterOptions {
  * first, then the keys, the number of writes and each write's values. Per write: 1 (cancel honoured), 0
  * (written) or the error's message.
  */
-type TokenWrite = (numKeys: number, ...args: (string | number)[]) => Promise<(number | string)[]>;
+type TokenWrite = (numKeys: number, ...args: (string | number)[]) => Promise<(number | string | string[])[]>;
+
+/** A write's answer: 1 when a cancel was honoured (nothing written), else the id of its last entry, if any. */
+type WriteAnswer = 1 | { lastId: string | undefined };
 
 /** The writes gathered for one script call. */
 interface GatheredWrites {
   keys: string[];
   args: (string | number)[];
-  waiters: { resolve: (honoured: number) => void; reject: (err: unknown) => void }[];
+  waiters: { resolve: (answer: WriteAnswer) => void; reject: (err: unknown) => void }[];
 }
 
 /**
@@ -76,7 +86,7 @@ function tokenWrite(
   stream: string,
   cancel: string,
   args: (string | number)[],
-): Promise<number> {
+): Promise<WriteAnswer> {
   let byTag = gathered.get(redis);
   if (!byTag) {
     byTag = new Map();
@@ -110,7 +120,8 @@ function sendGathered(redis: RedisConnection): void {
       (res) =>
         g.waiters.forEach((w, i) => {
           const v = res[i];
-          if (typeof v === 'number') w.resolve(v);
+          if (v === 1) w.resolve(1);
+          else if (Array.isArray(v)) w.resolve({ lastId: v[0] });
           else w.reject(new Error(`token stream write refused: ${String(v)}`));
         }),
       (err: unknown) => g.waiters.forEach((w) => w.reject(err)),
@@ -258,6 +269,12 @@ export class TokenStreamWriter {
   private textWritten = false;
   /** When this attempt's writes last set the stream's lifetime (see write()). */
   private renewedAt = -Infinity;
+  /** The id of this attempt's last entry stored in the stream (where its next write's entries follow). */
+  private lastStoredId: string | undefined;
+  /** The write on its way to Redis, if any. */
+  private inFlight: Promise<unknown> | undefined;
+  /** The attempt is over for the readers of this process (see release()). */
+  private released = false;
 
   constructor(private readonly opts: TokenStreamWriterOptions) {
     this.flushMs = opts.flushMs ?? TOKEN_FLUSH_MS;
@@ -275,7 +292,7 @@ export class TokenStreamWriter {
     trim: '0' | '1',
     entries: (string | number)[],
     renew: '0' | '1' = '0',
-  ): Promise<number> {
+  ): Promise<WriteAnswer> {
     const { redis, keys, maxLen, ttlMs } = this.opts;
     return tokenWrite(redis, keys.stream, keys.cancel, [
       checkCancel,
@@ -342,6 +359,21 @@ export class TokenStreamWriter {
     // (readers reset their place on the start entry, which still comes before any text of the attempt).
     this.trimPending = true;
     this.restartPending = true;
+  }
+
+  /**
+   * The attempt is over (however it ended): the readers of this process that this writer fed read the
+   * stream from Redis again once its write on the way is answered (a retry may run elsewhere). Later writes
+   * (text still pending) go to Redis only. Idempotent.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const relay = this.opts.relay;
+    if (!relay) return;
+    const done = () => relay.released(this.opts.jobId, this);
+    if (this.inFlight) void this.inFlight.then(done, done);
+    else done();
   }
 
   /** Adds text: written at once when it is the first, else with the next write (see flushMs). */
@@ -430,6 +462,10 @@ export class TokenStreamWriter {
     if (extra) entries.push(extra);
     // After a cancel nothing more is written: the stream was deleted with the mark.
     if (this.failed || !this.active || entries.length === 0) return;
+    let local: LocalStreamWrite | undefined;
+    // Settled once the write's answer has been told to the readers of this process (see release()).
+    let settle: () => void = () => undefined;
+    this.inFlight = new Promise<void>((resolve) => (settle = resolve));
     try {
       const args: (string | number)[] = [];
       for (const e of entries) {
@@ -445,7 +481,20 @@ export class TokenStreamWriter {
       const now = this.now();
       const renew = extra?.kind === 'end' || now - this.renewedAt >= this.opts.ttlMs / 2;
       if (renew) this.renewedAt = now;
-      const honoured = await this.tokenWrite('1', trim ? '1' : '0', args, renew ? '1' : '0');
+      // The readers of this process get the entries now, not once Redis has them and their read returns.
+      // A write that does not empty the stream follows this attempt's last stored entry.
+      const after = trim ? null : this.lastStoredId;
+      local =
+        this.released || after === undefined
+          ? undefined
+          : this.opts.relay?.writing(this.opts.jobId, this.opts.keys.stream, this, entries, after);
+      const answer = await this.tokenWrite('1', trim ? '1' : '0', args, renew ? '1' : '0');
+      const honoured = answer === 1 ? 1 : 0;
+      if (answer === 1) local?.notStored(false);
+      else {
+        if (answer.lastId !== undefined) this.lastStoredId = answer.lastId;
+        local?.stored(answer.lastId);
+      }
       if (!this.textWritten && honoured !== 1 && entries.some((e) => e.kind === 'text')) {
         this.textWritten = true;
         this.onFirstText?.();
@@ -455,9 +504,14 @@ export class TokenStreamWriter {
         this.ac!.abort(new JobCancelledError(this.opts.jobId));
       }
     } catch (err) {
-      // Readers fall back to the job's result; the generation itself goes on.
+      // Readers fall back to the job's result; the generation itself goes on. Whether Redis stored the
+      // write is not known: the readers of this process skip its entries should they find them there.
+      local?.notStored(true);
       this.failed = true;
       this.opts.logger.warn({ jobId: this.opts.jobId, err }, 'could not write the token stream');
+    } finally {
+      this.inFlight = undefined;
+      settle();
     }
   }
 }

@@ -23,8 +23,9 @@
               the number of values that follow; then the entries: each is its number of fields and values,
               then those (encodeEntry's list)
 
-  Returns per write: 1 when a cancel mark was honoured (nothing written; the stream deleted), 0 when
-  written, or the error's message.
+  Returns per write: 1 when a cancel mark was honoured (nothing written; the stream deleted), when written
+  a list of the id of its last entry (empty for a write of no entry: the writer hands its entries to the
+  readers of its own process and tells them where the stream stands), or the error's message.
 ]]
 local out = {}
 local a = 2
@@ -37,6 +38,7 @@ for w = 1, tonumber(ARGV[1]) do
     out[w] = 1
   else
     local err
+    local lastId
     if ARGV[a + 1] == "1" then
       local r = redis.pcall("XTRIM", stream, "MAXLEN", 0)
       if type(r) == "table" and r.err then err = r.err end
@@ -50,11 +52,11 @@ for w = 1, tonumber(ARGV[1]) do
         if not r then renew = true end
       end
       if not r then r = redis.pcall("XADD", stream, "MAXLEN", "~", maxLen, "*", unpack(ARGV, i + 1, i + n)) end
-      if type(r) == "table" and r.err then err = r.err end
+      if type(r) == "table" and r.err then err = r.err else lastId = r end
       i = i + n + 1
     end
     if not err and renew then redis.call("PEXPIRE", stream, ttl) end
-    out[w] = err or 0
+    out[w] = err or { lastId }
   end
   a = last + 1
 end

@@ -117,3 +117,54 @@ export function compareStreamIds(a: string, b: string): number {
   if (am !== bm) return am - bm;
   return (ad < 0 ? 0 : Number(a.slice(ad + 1))) - (bd < 0 ? 0 : Number(b.slice(bd + 1)));
 }
+
+/**
+ * The token stream readers of a process, as the token stream writers of a worker in the same process see
+ * them (`cell0 start`: the API's TokenStreamHub). A writer hands each write's entries to them as it sends the
+ * write, so a reader here has them without waiting for Redis and its blocking read; the entries still go to
+ * the job's Redis Stream as before, for the readers of other processes, late joiners and replays.
+ */
+export interface LocalStreamReaders {
+  /**
+   * Entries about to be written to job `jobId`'s stream `stream` by `writer` (one write, in order): handed
+   * to this process's readers of that stream now when they have every entry before them: `after` is the id
+   * of the writer's last entry stored in the stream, or null when this write empties the stream first (a
+   * new attempt, whose start entry voids what came before). Returns what to tell once Redis has answered,
+   * or undefined when no reader here took them (they then come from Redis, as before).
+   */
+  writing(
+    jobId: string,
+    stream: string,
+    writer: object,
+    entries: readonly TokenStreamEntry[],
+    after: string | null,
+  ): LocalStreamWrite | undefined;
+  /**
+   * `writer`'s attempt is over and nothing of its is in flight: this process's readers it fed read the
+   * stream from Redis again, after the writer's last stored entry (a retry elsewhere, say).
+   */
+  released(jobId: string, writer: object): void;
+}
+
+/** What a {@link LocalStreamReaders} is told of one write it took, once Redis has answered. */
+export interface LocalStreamWrite {
+  /** Stored: `lastId` is the id of the write's last entry (undefined for a write without entries). */
+  stored(lastId: string | undefined): void;
+  /**
+   * Not stored: `maybe` false when Redis refused it (a cancel honoured), true when it is not known (the
+   * call failed): the readers then skip the write's entries should they find them in the stream.
+   */
+  notStored(maybe: boolean): void;
+}
+
+/** True when two entries are the same (a copy of a handed-over entry read back from Redis). */
+export function sameEntry(a: TokenStreamEntry, b: TokenStreamEntry): boolean {
+  switch (a.kind) {
+    case 'start':
+      return b.kind === 'start' && b.attempt === a.attempt;
+    case 'text':
+      return b.kind === 'text' && b.seq === a.seq && b.text === a.text;
+    case 'end':
+      return b.kind === 'end' && b.finishReason === a.finishReason && b.model === a.model;
+  }
+}

@@ -79,7 +79,8 @@ export async function startTestFleet(
     fleetPageIntervalMs?: number;
     /**
      * As `cell0 start` (API and worker in one process): the first worker hands the replies of the client's
-     * jobs to it directly and takes the jobs it adds right behind the adds. Default false.
+     * jobs to it directly, takes the jobs it adds right behind the adds and hands its token stream entries
+     * to the client's hub as it writes them. Default false.
      */
     oneProcess?: boolean;
     /** Shards per queue (client and workers). Default 1. */
@@ -145,6 +146,7 @@ export async function startTestFleet(
   if (opts.oneProcess && worker) {
     worker.handRepliesTo(client.submitter.localReplies);
     client.submitter.takeLocallyWith(worker.localTaker);
+    worker.relayTokensTo(client.tokenStreams().local);
   }
   const responseCache = cacheRedis ? new ResponseCache({ redis: cacheRedis, config: { prefix } }) : undefined;
   // As `cell0 start`'s API: the queue metrics and the scrape-time families (fleet, caches, batched adds).

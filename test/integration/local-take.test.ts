@@ -147,10 +147,16 @@ describe('streams through an API and worker in one process (as `cell0 start`)', 
     const before = fleet.sim.stats().requests.byEndpoint['/api/chat'] ?? 0;
     const taken0 = worker.localTakeStats().taken;
     const marks0 = worker.marksStats()!;
+    const relayed0 = fleet.client.tokenStreams().deliveries();
     const distinct = await Promise.all(
       Array.from({ length: 30 }, (_, i) => openai.chat.completions.create(chat(`distinct ${i}`)).then(texts)),
     );
     for (const d of distinct) expect(d.length).toBeGreaterThan(1);
+    // Every entry of those streams reached the API's readers from the worker directly, none through an
+    // XREAD (they were written to Redis too): at least a start, a text and an end entry per stream.
+    const relayed = fleet.client.tokenStreams().deliveries();
+    expect(relayed.redis).toBe(relayed0.redis);
+    expect(relayed.local - relayed0.local).toBeGreaterThanOrEqual(30 * 3);
     expect(worker.localTakeStats().taken - taken0).toBe(30);
     // Each job's marks came with its take: none was read as the job started.
     expect(worker.marksStats()!.atStart).toBe(marks0.atStart);

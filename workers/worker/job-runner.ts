@@ -178,6 +178,8 @@ export class JobRunner {
       throw err;
     } finally {
       lease?.release();
+      // The attempt is over: readers this writer fed in this process read on from Redis (a retry elsewhere).
+      stream?.release();
     }
   }
 

@@ -3,7 +3,7 @@ import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Logger } from '../../shared/logger.js';
 import { createRedisConnection, waitUntilReady } from '../../shared/redis/connection.js';
 import { QueueName, queueKey } from '../../shared/queues/names.js';
-import { marksGateKey, tokenStreamKeys } from '../../shared/queues/token-stream.js';
+import { marksGateKey, tokenStreamKeys, type LocalStreamReaders } from '../../shared/queues/token-stream.js';
 import { spanEvents } from '../../shared/tracing/tracing.js';
 import { type CallContext } from '../providers/provider.js';
 import { FlushPacer, TokenStreamWriter } from '../token-stream-writer.js';
@@ -80,8 +80,18 @@ export class TokenStreams {
   private readonly counts = { behindFetch: 0, atStart: 0 };
   /** The text-write interval of this worker's streams, from how many have text waiting (see FlushPacer). */
   private readonly pacer = new FlushPacer();
+  /** The token stream readers of this process, if any (see {@link relayTo}). */
+  private relay: LocalStreamReaders | undefined;
 
   constructor(private readonly opts: TokenStreamsOptions) {}
+
+  /**
+   * From now on, the writers of the attempts that start hand their entries to `readers` (the API's hub in
+   * `cell0 start`) as they write them, besides writing them to Redis: see LocalStreamReaders.
+   */
+  relayTo(readers: LocalStreamReaders): void {
+    this.relay = readers;
+  }
 
   /** Stops the prefetch's clean-up timer (the connections are the worker's to close). Idempotent. */
   close(): void {
@@ -353,6 +363,7 @@ export class TokenStreams {
       maxLen: this.opts.maxLen,
       ttlMs: this.opts.ttlMs,
       pacer: this.pacer,
+      ...(this.relay ? { relay: this.relay } : {}),
       logger: this.opts.log,
     });
   }
