@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isClusterUrl, scanEveryMaster, unlinkFound, type RedisConnection } from '../../shared/redis/cluster';
-import { createRedisConnection } from '../../shared/redis/connection';
+import { closeRedis, createRedisConnection, waitUntilReady } from '../../shared/redis/connection';
+import { RedisClient } from '../../shared/redis/redis-client';
 
 /** The Redis the test run uses (REDIS_URL, or the private server started by the global setup). */
 export function testRedisUrl(): string {
@@ -44,4 +45,22 @@ export async function deleteMatching(conn: RedisConnection, pattern: string): Pr
     async (keys, node) => (n += await unlinkFound(conn, node, keys)),
   );
   return n;
+}
+
+/** A raw connection (for the tests' own reads) and a ready RedisClient, both on the run's Redis. */
+export async function openTestClients(): Promise<{ raw: RedisConnection; client: RedisClient }> {
+  const raw = testRedisConnection('test:raw');
+  const client = new RedisClient({ url: testRedisUrl() });
+  await waitUntilReady(client.connection, 10_000);
+  return { raw, client };
+}
+
+/** Deletes the keys matching `pattern`, then closes what {@link openTestClients} opened. */
+export async function closeTestClients(
+  c: { raw: RedisConnection; client: RedisClient },
+  pattern: string,
+): Promise<void> {
+  await deleteMatching(c.raw, pattern);
+  await c.client.close();
+  await closeRedis(c.raw);
 }

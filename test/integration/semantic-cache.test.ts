@@ -16,12 +16,12 @@ import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
 import { keyBase } from '../../shared/cache/semantic/scope';
 import { GUARD_TRIES } from '../../shared/cache/semantic/semantic-scripts';
 import { ConfigError, ValidationError } from '../../shared/errors';
-import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
+import { waitUntilReady } from '../../shared/redis/connection';
 import { RedisClient } from '../../shared/redis/redis-client';
 import {
-  deleteMatching,
+  closeTestClients,
   keysMatching,
-  testRedisConnection,
+  openTestClients,
   testRedisUrl,
   uniquePrefix,
 } from '../helpers/redis';
@@ -59,16 +59,10 @@ describe('SemanticCache (on Redis)', () => {
     until(async () => (await redisNow()) > ms, 30_000, `Redis's clock to pass ${ms}`);
 
   beforeAll(async () => {
-    raw = testRedisConnection('test:raw');
-    client = new RedisClient({ url: testRedisUrl() });
-    await waitUntilReady(client.connection, 10_000);
+    ({ raw, client } = await openTestClients());
   });
 
-  afterAll(async () => {
-    await deleteMatching(raw, `${base.slice(0, -4)}*`);
-    await client.close();
-    await closeRedis(raw);
-  });
+  afterAll(() => closeTestClients({ raw, client }, `${base.slice(0, -4)}*`));
 
   it('answers the same prompt (after normalisation) with EXACT', async () => {
     const cache = make();

@@ -6,9 +6,8 @@ import {
   type SemanticScope,
 } from '../../shared/cache/semantic';
 import { type RedisConnection } from '../../shared/redis/cluster';
-import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
-import { RedisClient } from '../../shared/redis/redis-client';
-import { deleteMatching, onCluster, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { type RedisClient } from '../../shared/redis/redis-client';
+import { closeTestClients, onCluster, openTestClients, uniquePrefix } from '../helpers/redis';
 
 /**
  * The lookups a process starts within one turn of the event loop go to Redis in one lookup script call,
@@ -44,16 +43,10 @@ describe('SemanticCache lookups of one event-loop turn', () => {
     new SemanticCache<string>({ redis: client, prefix: `{${prefix.replace(/[{}]/g, '')}-${++n}}` });
 
   beforeAll(async () => {
-    raw = testRedisConnection('test:raw');
-    client = new RedisClient({ url: testRedisUrl() });
-    await waitUntilReady(client.connection, 10_000);
+    ({ raw, client } = await openTestClients());
   });
 
-  afterAll(async () => {
-    await deleteMatching(raw, `${base.slice(0, -4)}*`);
-    await client.close();
-    await closeRedis(raw);
-  });
+  afterAll(() => closeTestClients({ raw, client }, `${base.slice(0, -4)}*`));
 
   /** The commands `fn` sends on the client's connection (names, lower case), once it has settled. */
   const commandsOf = async <T>(fn: () => Promise<T>): Promise<{ names: string[]; result: T }> => {
