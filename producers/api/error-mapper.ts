@@ -6,6 +6,7 @@ import {
   failedJobStatus,
   httpStatusOf,
   InputTooLargeError,
+  RedisUnavailableError,
   ValidationError,
   type FieldIssue,
 } from '../../shared/errors.js';
@@ -46,6 +47,14 @@ export const failedStatus = failedJobStatus;
 const REDIS_AWAY = 'the queue store (Redis) is unavailable; retry later';
 
 /**
+ * The messages of ioredis's client-side refusals: a command on a connection that is not up with the offline
+ * queue off, on a closed connection, or out of retries. Only these: a generic ECONNREFUSED may be another
+ * service's.
+ */
+const IOREDIS_AWAY =
+  /^(Stream isn't writeable and enableOfflineQueue options is false|Connection is closed\.?$|Reached the max retries per request limit)/;
+
+/**
  * The one error → HTTP map of the API: a thrown error (cell0's typed errors, or the body reader's) as the
  * answer the caller gets. A cell0 error answers its code's status from the error-code table, with its
  * message, its field issues or reason, and Retry-After when it says when to retry. Undefined for an error
@@ -53,6 +62,10 @@ const REDIS_AWAY = 'the queue store (Redis) is unavailable; retry later';
  */
 export function toHttpError(err: unknown, maxBodyBytes: number): HttpErrorAnswer | undefined {
   if (err instanceof Cell0Error) return cell0Answer(err);
+  // ioredis's own refusals that reached the API unmapped (a connection not up yet or closed): Redis is
+  // away, so 503 with Retry-After as for any other Redis outage, not a 500.
+  if (err instanceof Error && IOREDIS_AWAY.test(err.message))
+    return cell0Answer(new RedisUnavailableError(`Redis is unavailable: ${err.message}`, { cause: err }));
   // The body reader's errors (express.json / raw-body).
   const e = err as { type?: string; status?: number; statusCode?: number; message?: string } | undefined;
   if (e?.type === 'entity.too.large')

@@ -126,6 +126,31 @@ describe('the error-code table', () => {
     });
   });
 
+  it("answers ioredis's own refusals that reached it unmapped as Redis away (503), and nothing else", () => {
+    for (const message of [
+      "Stream isn't writeable and enableOfflineQueue options is false",
+      'Connection is closed.',
+      'Reached the max retries per request limit (which is 1). Refer to "maxRetriesPerRequest" option for details.',
+    ])
+      expect({ message, answer: toHttpError(new Error(message), 1024) }).toMatchObject({
+        message,
+        answer: {
+          status: 503,
+          headers: { 'Retry-After': '1' },
+          body: { error: { code: ErrorCode.REDIS_UNAVAILABLE } },
+        },
+      });
+    // Another service's refusal, or the same words inside another message, stays an unexpected error (500).
+    for (const message of [
+      'connect ECONNREFUSED 127.0.0.1:11434',
+      'upstream said: Connection is closed. Bye',
+    ])
+      expect({ message, answer: toHttpError(new Error(message), 1024) }).toEqual({
+        message,
+        answer: undefined,
+      });
+  });
+
   it("answers the batch route's refusals too: bad lines (400 with bad_lines), too many items, too large a body (413)", () => {
     const issues = [{ field: 'lines[2]', reason: 'not JSON' }];
     expect(toHttpError(new BatchValidationError(issues, 1), 1024)).toEqual({
