@@ -633,16 +633,14 @@ describe('finishes batched into one script call', () => {
   });
 
   test("BullMQ's helpers are defined once per call, outside the function each finish runs", async () => {
-    // BullMQ's own text, as its worker defines it on its connection.
-    const workerConn = conn();
-    const worker = new Worker('q', async () => undefined, {
-      connection: workerConn,
-      prefix: uniquePrefix('fbh'),
-      autorun: false,
-    });
-    await worker.waitUntilReady();
-    const lua = bullmqScript(workerConn, 'moveToFinished', 14)!.lua;
-    await worker.close();
+    // BullMQ's own text, as it defines it on every connection it is given (a queue's as a worker's). A queue,
+    // not a worker: the file's handle check found two sockets left after it under load, and a worker closed
+    // without ever running (this one was the only such) may still be opening its blocking connection.
+    const ownConn = conn();
+    const queue = new Queue('q', { connection: ownConn, prefix: uniquePrefix('fbh') });
+    await queue.waitUntilReady();
+    const lua = bullmqScript(ownConn, 'moveToFinished', 14)!.lua;
+    await queue.close();
     const split = splitHelpers(lua)!;
     // The installed BullMQ's text splits where its script proper begins: all 37 helpers before it.
     expect(split.rest.split('\n')[0]).toBe('local jobIdKey = KEYS[12]');
