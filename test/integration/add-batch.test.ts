@@ -31,6 +31,19 @@ describe('adds batched into one script call', () => {
     await Promise.all(conns.map((c) => closeRedis(c)));
   });
 
+  /** A queue on a connection of its own whose adds are batched (batchAdds), with its BullMQ client. */
+  const batchedQueue = async () => {
+    const c = conn();
+    const prefix = uniquePrefix('ab');
+    const queue = new Queue('q', { connection: c, prefix });
+    await queue.waitUntilReady();
+    expect(addsBatched(c)).toBe(false);
+    const stats = (await batchAdds(c))!;
+    expect(addsBatched(c)).toBe(true);
+    const client = await queue.getBackend().client;
+    return { c, prefix, queue, stats, client };
+  };
+
   /** A job's hash without what differs between two adds of the same job (its times). */
   async function stored(redis: RedisConnection, key: string): Promise<Record<string, string>> {
     const { timestamp: _t, ...rest } = await redis.hgetall(key);
@@ -114,12 +127,7 @@ describe('adds batched into one script call', () => {
   });
 
   test("one job's error in a batch is that job's only; its neighbours are added", async () => {
-    const c = conn();
-    const prefix = uniquePrefix('ab');
-    const queue = new Queue('q', { connection: c, prefix });
-    await queue.waitUntilReady();
-    const stats = (await batchAdds(c))!;
-    const client = await queue.getBackend().client;
+    const { c, prefix, queue, stats, client } = await batchedQueue();
     const name = Object.keys(c).find((k) => k.startsWith('addStandardJob:') && !k.endsWith('Buffer'))!;
     const addRaw = (c as unknown as Record<string, (args: unknown[]) => Promise<unknown>>)[name]!;
     let bad: Promise<unknown> | undefined;
@@ -141,14 +149,7 @@ describe('adds batched into one script call', () => {
   });
 
   test('with a waiter, each add tells whether it created its job; one that met a job registers and reads it', async () => {
-    const c = conn();
-    const prefix = uniquePrefix('ab');
-    const queue = new Queue('q', { connection: c, prefix });
-    await queue.waitUntilReady();
-    expect(addsBatched(c)).toBe(false);
-    const stats = (await batchAdds(c))!;
-    expect(addsBatched(c)).toBe(true);
-    const client = await queue.getBackend().client;
+    const { c, prefix, queue, stats, client } = await batchedQueue();
     const waiters = (id: string) => `${prefix}:q:${id}:cell0-waiters`;
     await queue.add('j', { n: 0 }, { jobId: 'waiting' });
     await c.hset(`${prefix}:q:done`, 'opts', '{}', 'returnvalue', '{"x":1}', 'finishedOn', '42');
@@ -185,12 +186,7 @@ describe('adds batched into one script call', () => {
     await queue.close();
   });
   test('a take rides behind the adds in their call: the oldest jobs active and locked, no wake-up left once none waits', async () => {
-    const c = conn();
-    const prefix = uniquePrefix('ab');
-    const queue = new Queue('q', { connection: c, prefix });
-    await queue.waitUntilReady();
-    const stats = (await batchAdds(c))!;
-    const client = await queue.getBackend().client;
+    const { c, prefix, queue, stats, client } = await batchedQueue();
     const add = (id: string) => new Job(queue, 'j', { id }, { jobId: id }, id).addJob(client);
     const waiter = (): AddWaiter => ({ producerId: 'p1', ttlMs: 60_000, found: new Map() });
     const request = (tokens: string[]): TakeRequest => ({
