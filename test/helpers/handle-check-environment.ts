@@ -4,6 +4,7 @@
  * only prints "did not exit" or force-exits its worker). Cheaper than --detectOpenHandles: it compares the
  * worker process's active resources after the file with those before it, and names what is left.
  */
+import { connect, Socket } from 'node:net';
 import NodeEnvironment from 'jest-environment-node';
 import type { EnvironmentContext, JestEnvironmentConfig } from '@jest/environment';
 
@@ -28,9 +29,69 @@ function excess(before: Map<string, number>): string[] {
   return out;
 }
 
+/** The process's handles (sockets, servers, timers…): node's own list, not part of its typed API. */
+function activeHandles(): object[] {
+  const p = process as unknown as { _getActiveHandles?: () => object[] };
+  return p._getActiveHandles?.() ?? [];
+}
+
+/**
+ * Redis's CLIENT LIST from host:port ('' when that is no Redis or does not answer within 1 s): for a leaked
+ * socket to a Redis, its line there gives the connection's name and last command.
+ */
+function clientList(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    const s = connect({ host, port }, () => s.write('CLIENT LIST\r\n'));
+    const done = () => {
+      s.destroy();
+      resolve(text);
+    };
+    s.setTimeout(1000, done);
+    s.on('data', (d) => {
+      text += d.toString();
+      // A bulk string: "$<length>\r\n<lines>\r\n".
+      const m = /^\$(\d+)\r\n/.exec(text);
+      if (m && Buffer.byteLength(text) >= m[0].length + Number(m[1]) + 2) done();
+      else if (text.startsWith('-')) done();
+    });
+    s.on('error', done);
+  });
+}
+
+/**
+ * What each leaked socket was talking to, to find who opened it, e.g. "127.0.0.1:6379 from :40122 (open; 230
+ * bytes written, 1203 read; redis name=cell0:test cmd=bzpopmin)".
+ */
+async function describeSockets(before: Set<object>): Promise<string[]> {
+  const out: string[] = [];
+  const lists = new Map<string, Promise<string>>();
+  for (const h of activeHandles()) {
+    if (before.has(h) || !(h instanceof Socket)) continue;
+    const state = [h.connecting && 'connecting', h.destroyed && 'destroyed', h.readyState]
+      .filter(Boolean)
+      .join(', ');
+    let redis = '';
+    if (h.remoteAddress && h.remotePort) {
+      const key = `${h.remoteAddress}:${h.remotePort}`;
+      if (!lists.has(key)) lists.set(key, clientList(h.remoteAddress, h.remotePort));
+      const line = (await lists.get(key)!)
+        .split('\n')
+        .find((l) => l.includes(` laddr=`) && l.includes(`addr=${h.localAddress}:${h.localPort} `));
+      if (line) redis = `; redis ${/ name=\S*/.exec(line)?.[0].trim()} ${/ cmd=\S*/.exec(line)?.[0].trim()}`;
+    }
+    out.push(
+      `${h.remoteAddress ?? '?'}:${h.remotePort ?? '?'} from :${h.localPort ?? '?'} (${state}; ` +
+        `${h.bytesWritten} bytes written, ${h.bytesRead} read${redis})`,
+    );
+  }
+  return out;
+}
+
 export default class HandleCheckEnvironment extends NodeEnvironment {
   private readonly testPath: string;
   private before = new Map<string, number>();
+  private handlesBefore = new Set<object>();
 
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context);
@@ -40,6 +101,7 @@ export default class HandleCheckEnvironment extends NodeEnvironment {
   override async setup(): Promise<void> {
     await super.setup();
     this.before = countByType();
+    this.handlesBefore = new Set(activeHandles());
   }
 
   override async teardown(): Promise<void> {
@@ -49,10 +111,12 @@ export default class HandleCheckEnvironment extends NodeEnvironment {
       await new Promise((r) => setTimeout(r, 50));
       left = excess(this.before);
     }
+    const sockets = left.length > 0 ? await describeSockets(this.handlesBefore) : [];
     await super.teardown();
     if (left.length > 0)
       throw new Error(
         `${this.testPath}: open handles ${GRACE_MS} ms after its tests ended: ${left.join(', ')} ` +
+          (sockets.length > 0 ? `[sockets: ${sockets.join('; ')}] ` : '') +
           '(close every server, connection, child process and timer the file started; unref() background timers)',
       );
   }
