@@ -95,6 +95,17 @@ export type HttpTextCall<T = string> = Omit<HttpCall<T>, 'read'> & {
   parse?: (text: string) => T;
 };
 
+/**
+ * One HTTP exchange run by {@link HttpPool.callChunks}: a successful answer's body handed on chunk by chunk
+ * as it arrives (a streamed generation's NDJSON or SSE), with no stream in between.
+ */
+export type HttpChunksCall<T> = Omit<HttpCall<T>, 'read'> & {
+  /** Takes each chunk of a successful answer's body, in order; what it throws rejects the call. */
+  onChunk: (chunk: Buffer) => void;
+  /** Makes the result once the whole body has been handed on; what it throws rejects the call. */
+  onEnd: () => T;
+};
+
 /** Error bodies are only read for their message; a proxy's HTML page must not be buffered whole. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
@@ -287,9 +298,35 @@ export class HttpPool {
    * for a slot. Resolves with the body (UTF-8, a leading byte order mark dropped, as undici's `body.text()`
    * does) of an answer with status < 400, or with what `parse` makes of it; rejects exactly as {@link call}
    * does (the caller's abort reason, a timeout, a connection error, `onHttpError`'s error, what `parse` throws,
-   * ClosedError). For bodies read as they arrive (NDJSON, SSE), use call().
+   * ClosedError). For bodies read as they arrive (NDJSON, SSE), use callChunks() or call().
    */
   callText<T = string>(spec: HttpTextCall<T>): Promise<T> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const { parse, ...rest } = spec;
+    return this.callChunks<T>({
+      ...rest,
+      onChunk: (chunk) => {
+        chunks.push(chunk);
+        size += chunk.length;
+      },
+      onEnd: () => {
+        const text = bodyText(chunks, size);
+        return parse ? parse(text) : (text as T);
+      },
+    });
+  }
+
+  /**
+   * Runs one exchange whose successful answer's body is handed to `onChunk` chunk by chunk as it arrives
+   * (then `onEnd` makes the result), through undici's dispatcher with a handler of its own: no response
+   * stream, no async iteration, no per-call AbortController unless the call has to wait for a slot. A streamed
+   * generation's body comes as one chunk per token or so, and each chunk read through a response stream and
+   * an async iterator cost the worker several promises and stream callbacks; here it is one call. What
+   * `onChunk` or `onEnd` throws rejects the call (and drops the connection); no chunk reaches `onChunk` once
+   * the call is settled or cut (the caller's abort, the deadline). Rejects exactly as {@link call} does.
+   */
+  callChunks<T>(spec: HttpChunksCall<T>): Promise<T> {
     if (this.closing !== undefined) return Promise.reject(new ClosedError(`HTTP pool for ${this.origin}`));
     const { signal } = spec;
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
@@ -303,6 +340,8 @@ export class HttpPool {
       let abortRequest: ((reason: Error) => void) | undefined;
       /** Why the call was cut before undici gave it a connection (onConnect aborts it at once). */
       let cutReason: Error | undefined;
+      /** Cut (aborted, timed out, a chunk refused): chunks still coming are not handed on. */
+      let cutting = false;
       // A free slot of the registry is taken now; only a call that must wait for one gets an AbortController.
       const slots = this.slots;
       let holdsSlot = slots !== undefined && slots.tryTake();
@@ -321,6 +360,7 @@ export class HttpPool {
       // A call cut before undici gave it a connection settles at once; undici aborts it when its turn comes.
       const cut = (reason: Error): void => {
         if (settled) return;
+        cutting = true;
         if (abortRequest !== undefined) return abortRequest(reason);
         cutReason = reason;
         slotWait?.abort(reason);
@@ -340,6 +380,7 @@ export class HttpPool {
         const sent = performance.now();
         let status = 0;
         let errorHeaders: Buffer[] | undefined;
+        /** An error answer's body (its first 64 KiB, for the message). */
         const chunks: Buffer[] = [];
         let size = 0;
         const handler: Dispatcher.DispatchHandler = {
@@ -359,24 +400,37 @@ export class HttpPool {
             return true;
           },
           onData: (chunk) => {
-            // An error body is read for its message only (the first 64 KiB).
-            if (errorHeaders === undefined || size < ERROR_BODY_LIMIT) {
+            if (settled || cutting) return true;
+            if (errorHeaders === undefined) {
+              try {
+                spec.onChunk(chunk);
+              } catch (err) {
+                // The rest of the body is not read: the connection is dropped, not reused.
+                const reason = err instanceof Error ? err : new Error(String(err));
+                answerError = undefined;
+                cutting = true;
+                finish(reason);
+                abortRequest?.(reason);
+              }
+            } else if (size < ERROR_BODY_LIMIT) {
+              // An error body is read for its message only (the first 64 KiB).
               chunks.push(chunk);
               size += chunk.length;
             }
             return true;
           },
           onComplete: () => {
-            const text = bodyText(chunks, size);
+            if (settled) return;
             if (errorHeaders === undefined) {
               let value: T;
               try {
-                value = spec.parse ? spec.parse(text) : (text as T);
+                value = spec.onEnd();
               } catch (err) {
                 return finish(err);
               }
               return finish(undefined, value);
             }
+            const text = bodyText(chunks, size);
             try {
               answerError = spec.onHttpError(
                 status,
@@ -420,7 +474,7 @@ export class HttpPool {
 
   /** The error a failed call rejects with (see call()); counts it in `errors` when no answer came. */
   private failure(
-    spec: HttpTextCall<unknown>,
+    spec: Omit<HttpCall<unknown>, 'read'>,
     err: unknown,
     answerError: Error | undefined,
     timedOut: boolean,

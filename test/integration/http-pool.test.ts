@@ -781,3 +781,120 @@ describe('HttpPool.callText (the whole body as text, no response stream)', () =>
     expect(await rejectionOf(p.callText(call('/ok')))).toBeInstanceOf(ClosedError);
   });
 });
+
+/**
+ * callChunks hands a successful body to onChunk as it arrives, through the same dispatcher handler as
+ * callText (which is built on it): what is special to it is checked here.
+ */
+describe('HttpPool.callChunks (the body chunk by chunk as it arrives, no response stream)', () => {
+  const servers: TestServer[] = [];
+  const pools: HttpPool[] = [];
+  const pool = async () => {
+    const s = await startServer();
+    servers.push(s);
+    const p = new HttpPool(s.url);
+    pools.push(p);
+    return { s, p };
+  };
+  const call = (path: string, extra: Partial<HttpTextCall> = {}) => ({
+    provider: 'fake',
+    method: 'GET' as const,
+    path,
+    timeoutMs: 10_000,
+    onHttpError: (status: number, headers: Record<string, unknown>, bodyText: string) =>
+      httpStatusError('fake', path.split('?')[0]!, status, headers['retry-after'] as string, bodyText),
+    ...extra,
+  });
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((p) => p.close()));
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  it('hands on every chunk in order, then makes the result with onEnd', async () => {
+    const { p } = await pool();
+    const got: Buffer[] = [];
+    const events: string[] = [];
+    const result = await p.callChunks({
+      ...call('/chunks'),
+      onChunk: (c) => {
+        got.push(c);
+        events.push('chunk');
+      },
+      onEnd: () => {
+        events.push('end');
+        return Buffer.concat(got).toString('utf8');
+      },
+    });
+    expect(result).toBe('é'.repeat(3000));
+    expect(events.at(-1)).toBe('end');
+    expect(events.filter((e) => e === 'end')).toHaveLength(1);
+    expect(p.metrics()).toMatchObject({ requests: 1, errors: 0, inFlight: 0 });
+  });
+
+  it('hands a chunk on before the body ends; after an abort no chunk is handed on', async () => {
+    const { s, p } = await pool();
+    const ac = new AbortController();
+    const reason = new Error('job cancelled');
+    const got: string[] = [];
+    let first: () => void = () => undefined;
+    const firstSeen = new Promise<void>((r) => (first = r));
+    const reading = p.callChunks({
+      ...call('/slow-body?ms=5000'),
+      signal: ac.signal,
+      onChunk: (c) => {
+        got.push(c.toString());
+        first();
+      },
+      onEnd: () => got.join(''),
+    });
+    await firstSeen;
+    expect(got).toEqual(['first ']);
+    ac.abort(reason);
+    await expect(reading).rejects.toBe(reason);
+    await until(() => s.active === 0, 5000, 'the aborted call to close on the server');
+    expect(got).toEqual(['first ']);
+    expect(p.metrics()).toMatchObject({ inFlight: 0, errors: 0 });
+  });
+
+  it('what onChunk or onEnd throws rejects the call; the connection is dropped when the body was not over', async () => {
+    const { s, p } = await pool();
+    const refused = new Error('not a line');
+    const calls: string[] = [];
+    const cut = p.callChunks({
+      ...call('/slow-body?ms=5000'),
+      onChunk: (c) => {
+        calls.push(c.toString());
+        throw refused;
+      },
+      onEnd: () => 'never',
+    });
+    expect(await rejectionOf(cut)).toBe(refused);
+    // The rest of the body (5 s away) is not waited for: the socket is closed.
+    await until(() => s.active === 0, 3000, 'the refused call to close on the server');
+    expect(calls).toEqual(['first ']);
+    const late = new Error('no final line');
+    expect(
+      await rejectionOf(
+        p.callChunks({
+          ...call('/ok'),
+          onChunk: () => undefined,
+          onEnd: () => {
+            throw late;
+          },
+        }),
+      ),
+    ).toBe(late);
+    expect(p.metrics()).toMatchObject({ requests: 2, errors: 2, inFlight: 0 });
+    expect(await p.callText(call('/ok'))).toBe('ok');
+  });
+
+  it('an error answer goes to onHttpError, never to onChunk', async () => {
+    const { p } = await pool();
+    let chunks = 0;
+    const err = await rejectionOf(
+      p.callChunks({ ...call('/status/429'), onChunk: () => chunks++, onEnd: () => 'never' }),
+    );
+    expect(err).toMatchObject({ kind: 'http', status: 429, retryAfterMs: 3000 });
+    expect(chunks).toBe(0);
+  });
+});

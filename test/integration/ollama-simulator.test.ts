@@ -15,7 +15,7 @@ import {
   type GenerateRequest,
   type RunningModel,
 } from '../../workers/providers/ollama/index.js';
-import { ndjsonLines } from '../../workers/providers/ollama/ndjson-lines.js';
+import { NdjsonLines } from '../../workers/providers/ollama/ndjson-lines.js';
 import {
   OllamaSimulator,
   SIMULATOR_VERSION,
@@ -863,13 +863,28 @@ describe('client helpers', () => {
     expect(timingsFromOllama({ eval_count: 5, eval_duration: 0 }).tokensPerSec).toBeUndefined();
   });
 
-  test('ndjsonLines keeps a last line without newline and skips blank lines', async () => {
-    async function* source(): AsyncGenerator<Uint8Array> {
-      yield new TextEncoder().encode('{"a":1}\n\n{"b"');
-      yield new TextEncoder().encode(':2}\n{"c":3}');
-    }
+  test('NdjsonLines keeps a last line without newline and skips blank lines', () => {
     const lines: string[] = [];
-    for await (const line of ndjsonLines(source())) lines.push(line);
+    const split = new NdjsonLines((line) => lines.push(line));
+    split.push(new TextEncoder().encode('{"a":1}\n\n{"b"'));
+    split.push(new TextEncoder().encode(':2}\n{"c":3}'));
+    expect(lines).toEqual(['{"a":1}', '{"b":2}']);
+    split.end();
     expect(lines).toEqual(['{"a":1}', '{"b":2}', '{"c":3}']);
+  });
+
+  test('NdjsonLines joins a line cut across chunks, inside a multi-byte character too', () => {
+    const bytes = new TextEncoder().encode('{"t":"é€"}\r\n{"t":"x"}\n  \n{"t":"😀"}\n');
+    // Every cut of the bytes into three chunks gives the same lines.
+    for (let i = 0; i <= bytes.length; i++)
+      for (let j = i; j <= bytes.length; j += 3) {
+        const lines: string[] = [];
+        const split = new NdjsonLines((line) => lines.push(line));
+        split.push(bytes.subarray(0, i));
+        split.push(bytes.subarray(i, j));
+        split.push(bytes.subarray(j));
+        split.end();
+        expect(lines).toEqual(['{"t":"é€"}', '{"t":"x"}', '{"t":"😀"}']);
+      }
   });
 });

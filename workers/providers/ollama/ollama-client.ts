@@ -1,11 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import { type Dispatcher } from 'undici';
 import { ConfigError, ProviderError, type FieldIssue } from '../../../shared/errors.js';
 import { HttpEndpoint, parseHttpUrl } from '../../../shared/http/endpoint.js';
 import { withDefaults } from '../../../shared/with-defaults.js';
 import { type HttpPoolRegistry } from '../../../shared/http/pool.js';
 import { PROVIDER, httpError } from './http-errors.js';
-import { ndjsonLines } from './ndjson-lines.js';
+import { NdjsonLines } from './ndjson-lines.js';
 import {
   type ChatRequest,
   type ChatResponse,
@@ -60,16 +59,6 @@ type ResolvedOptions = Required<Omit<OllamaClientOptions, 'pools' | 'connections
   Pick<OllamaClientOptions, 'pools' | 'connections'>;
 
 type HttpMethod = 'GET' | 'POST';
-
-interface CallSpec<T> {
-  method: HttpMethod;
-  endpoint: string;
-  body?: unknown;
-  /** The model the call is about, for ModelNotFoundError. */
-  model?: string;
-  signal?: AbortSignal;
-  read: (body: Dispatcher.ResponseData['body']) => Promise<T>;
-}
 
 function validate(opts: ResolvedOptions): FieldIssue[] {
   const issues: FieldIssue[] = [];
@@ -195,22 +184,15 @@ export class OllamaClient {
   async generate(req: GenerateRequest, opts: GenerateCallOptions = {}): Promise<GenerateResult> {
     if (req.stream === false) return this.callUnstreamed<GenerateResponse>('/api/generate', req, opts.signal);
     const started = performance.now();
-    const agg = await this.call({
-      method: 'POST',
-      endpoint: '/api/generate',
-      body: { ...req, stream: true },
-      model: req.model,
-      signal: opts.signal,
-      read: (body) =>
-        this.aggregate<GenerateResponse>(
-          body,
-          '/api/generate',
-          started,
-          { text: (c) => c.response, thinking: (c) => c.thinking },
-          opts.onToken,
-          opts.signal,
-        ),
-    });
+    const agg = await this.streamed<GenerateResponse>(
+      '/api/generate',
+      { ...req, stream: true },
+      req.model,
+      started,
+      { text: (c) => c.response, thinking: (c) => c.thinking },
+      opts.onToken,
+      opts.signal,
+    );
     const clientTimings = timingsOf(agg, started);
     const result: GenerateResult = { ...agg.final, response: agg.text, clientTimings };
     if (agg.thinking.length > 0) result.thinking = agg.thinking;
@@ -225,26 +207,19 @@ export class OllamaClient {
     if (req.stream === false) return this.callUnstreamed<ChatResponse>('/api/chat', req, opts.signal);
     const started = performance.now();
     const toolCalls: ToolCall[] = [];
-    const agg = await this.call({
-      method: 'POST',
-      endpoint: '/api/chat',
-      body: { ...req, stream: true },
-      model: req.model,
-      signal: opts.signal,
-      read: (body) =>
-        this.aggregate<ChatResponse>(
-          body,
-          '/api/chat',
-          started,
-          {
-            text: (c) => c.message?.content,
-            thinking: (c) => c.message?.thinking,
-            each: (c) => toolCalls.push(...(c.message?.tool_calls ?? [])),
-          },
-          opts.onToken,
-          opts.signal,
-        ),
-    });
+    const agg = await this.streamed<ChatResponse>(
+      '/api/chat',
+      { ...req, stream: true },
+      req.model,
+      started,
+      {
+        text: (c) => c.message?.content,
+        thinking: (c) => c.message?.thinking,
+        each: (c) => toolCalls.push(...(c.message?.tool_calls ?? [])),
+      },
+      opts.onToken,
+      opts.signal,
+    );
     const message = { ...agg.final.message, role: agg.final.message?.role ?? 'assistant', content: agg.text };
     if (agg.thinking.length > 0) message.thinking = agg.thinking;
     if (toolCalls.length > 0) message.tool_calls = toolCalls;
@@ -335,45 +310,29 @@ export class OllamaClient {
     });
   }
 
-  /** One HTTP exchange through the origin's pool (deadline, abort, typed errors: see HttpPool.call). */
-  private call<T>(spec: CallSpec<T>): Promise<T> {
-    this.endpoint.assertOpen('OllamaClient');
-    const headers: Record<string, string> = { ...this.opts.headers, accept: 'application/json' };
-    let payload: string | undefined;
-    if (spec.body !== undefined) {
-      headers['content-type'] = 'application/json';
-      payload = JSON.stringify(spec.body);
-    }
-    return this.endpoint.pool.call({
-      provider: PROVIDER,
-      method: spec.method,
-      path: this.endpoint.basePath + spec.endpoint,
-      headers,
-      body: payload,
-      signal: spec.signal,
-      timeoutMs: this.opts.timeoutMs,
-      read: (res) => spec.read(res.body),
-      onHttpError: (status, resHeaders, text) =>
-        httpError(spec.endpoint, status, resHeaders['retry-after'], text, spec.model),
-    });
-  }
-
-  /** Reads an NDJSON stream to its end, gathering text, and returns the final (done) chunk. */
-  private async aggregate<C extends { done?: boolean }>(
-    body: Dispatcher.ResponseData['body'],
-    endpoint: string,
+  /**
+   * One streamed call: its NDJSON body read as it arrives (HttpPool.callChunks: each chunk split into lines
+   * and each line parsed in the call that received it, with no response stream or async iteration per
+   * chunk), text gathered; returns the final (done) chunk. The same deadline, abort and typed errors as the
+   * unstreamed calls.
+   */
+  private streamed<C extends { done?: boolean }>(
+    endpoint: '/api/generate' | '/api/chat',
+    body: unknown,
+    model: string,
     started: number,
     parts: StreamParts<C>,
     onToken: ((text: string) => void) | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Aggregate<C>> {
+    this.endpoint.assertOpen('OllamaClient');
     let text = '';
     let thinking = '';
     let ttftMs: number | undefined;
     let final: C | undefined;
-    for await (const line of ndjsonLines(body as AsyncIterable<Buffer>)) {
-      // Lines already read from the socket keep coming after an abort (a stalled host reads several chunks
-      // at once): none reaches onToken once the caller has aborted.
+    const lines = new NdjsonLines((line) => {
+      // Lines of a chunk already read keep coming after an abort (a stalled host reads several chunks at
+      // once): none reaches onToken once the caller has aborted.
       signal?.throwIfAborted();
       const chunk = parseObject(line, endpoint) as unknown as C;
       parts.each?.(chunk);
@@ -386,13 +345,34 @@ export class OllamaClient {
       const thought = parts.thinking(chunk);
       if (typeof thought === 'string') thinking += thought;
       if (chunk.done === true) final = chunk;
-    }
-    if (final === undefined) {
-      throw new ProviderError(PROVIDER, `${endpoint}: stream ended before the final chunk`, undefined, true, {
-        kind: 'protocol',
-      });
-    }
-    return { final, text, thinking, ttftMs };
+    });
+    return this.endpoint.pool.callChunks({
+      provider: PROVIDER,
+      method: 'POST',
+      path: this.endpoint.basePath + endpoint,
+      headers: this.postHeaders,
+      body: JSON.stringify(body),
+      signal,
+      timeoutMs: this.opts.timeoutMs,
+      onHttpError: (status, resHeaders, errorText) =>
+        httpError(endpoint, status, resHeaders['retry-after'], errorText, model),
+      onChunk: (chunk) => lines.push(chunk),
+      onEnd: () => {
+        lines.end();
+        if (final === undefined) {
+          throw new ProviderError(
+            PROVIDER,
+            `${endpoint}: stream ended before the final chunk`,
+            undefined,
+            true,
+            {
+              kind: 'protocol',
+            },
+          );
+        }
+        return { final, text, thinking, ttftMs };
+      },
+    });
   }
 }
 
