@@ -352,6 +352,9 @@ async function main(): Promise<void> {
         redisSocketReadsPerRequest: med((x) => x.b.redisReads),
         redisSocketWritesPerRequest: med((x) => x.b.redisWrites),
         redisBytesPerRequest: { in: med((x) => x.b.redisBytesIn), out: med((x) => x.b.redisBytesOut) },
+        // side A's too when it is cell0 (--against): the two builds' traffic side by side
+        redisBytesPerRequestA: { in: med((x) => x.a.redisBytesIn), out: med((x) => x.a.redisBytesOut) },
+        redisSocketReadsPerRequestA: med((x) => x.a.redisReads),
         errors: pairs.reduce((s, x) => s + x.a.errors + x.b.errors, 0),
         cachedAnswers: pairs.reduce((s, x) => s + x.b.cached, 0),
       };
@@ -372,7 +375,10 @@ async function main(): Promise<void> {
       );
       console.log(
         `  Redis socket reads/writes per request (round trips): cell0 ${f(row.redisSocketReadsPerRequest, 2)} / ${f(row.redisSocketWritesPerRequest, 2)}; ` +
-          `bytes in/out per request ${f(row.redisBytesPerRequest.in, 0)} / ${f(row.redisBytesPerRequest.out, 0)}`,
+          `bytes in/out per request ${f(row.redisBytesPerRequest.in, 0)} / ${f(row.redisBytesPerRequest.out, 0)}` +
+          (against
+            ? `; cell0 A ${f(row.redisSocketReadsPerRequestA, 2)} reads, bytes ${f(row.redisBytesPerRequestA.in, 0)} / ${f(row.redisBytesPerRequestA.out, 0)}`
+            : ''),
       );
       if (stages)
         await printStages(
