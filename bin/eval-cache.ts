@@ -245,6 +245,9 @@ export async function evaluateSemanticCache(opts: EvaluateOptions): Promise<Eval
       }
     }
     try {
+      // Each scope's slot counter outlives invalidate() by the slot hold time (semantic-drop.lua): not a
+      // leftover, deleted here all the same.
+      await deleteMatching(opts.redis, `${keyBase(opts.keyPrefix)}:{*}:next`);
       leftoverKeysDeleted = await deleteMatching(opts.redis, `${keyBase(opts.keyPrefix)}*`);
     } catch (err) {
       opts.log?.warn({ err }, 'eval-cache: sweeping leftover keys failed');

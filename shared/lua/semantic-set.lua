@@ -32,13 +32,16 @@
   KEYS[5]  free slots list
   KEYS[6]  next-slot counter
   KEYS[7]  gens sorted set: generation -> expiry of its buckets (ms)
-  KEYS[8..] entry of each entry (value JSON, prompt, stored at: one string with its TTL, see
+  KEYS[8]  held slots sorted set: slot -> when it may be reused (ms); see includes/slot-codes.lua holdSlot
+  KEYS[9..] entry of each entry (value JSON, prompt, stored at: one string with its TTL, see
            includes/entry-record.lua)
   ARGV[1]  most entries in the scope
   ARGV[2]  entry key prefix (+ id = entry key)
   ARGV[3]  band key prefix (+ generation = the generation's hash of band buckets)
   ARGV[4]  most expired entries to remove in this call
-  ARGV[5..] six per entry, in the order of KEYS[8..]: id, value JSON, prompt, vector bytes, TTL (ms), band
+  ARGV[5]  how long a slot freed while its entry may still be live is held before reuse (ms): evicted
+           entries and entries stored again (which move to a new slot)
+  ARGV[6..] six per entry, in the order of KEYS[9..]: id, value JSON, prompt, vector bytes, TTL (ms), band
            fields ("band index:value (base 36)", comma-separated, in band order: the lookup's form, so the
            script appends to them as they come; empty when the vector is zero)
 
@@ -50,16 +53,26 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local maxEntries = tonumber(ARGV[1])
 local eprefix, bprefix = ARGV[2], ARGV[3]
 local lru, exp, meta, vec, free, nextSlot, gens = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local held = KEYS[8]
 local MAX_SLOT = 16777215
 local pushed = false -- a slot went back on the free list (which may be new, without an expiry)
-local n = #KEYS - 7
+local heldAny = false -- a slot went to the held set (which may be new, without an expiry)
+local holdUntil = string.format('%.0f', now + tonumber(ARGV[5]))
+local n = #KEYS - 8
 
 -- #include slot-codes
 -- #include entry-record
 
+-- an expired entry: its slot back on the free list
 local function drop(member)
   local _, freed = dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member)
   if freed then pushed = true end
+end
+
+-- an entry that may still be live (evicted): its slot held
+local function evict(member)
+  dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil)
+  heldAny = true
 end
 
 local nowText = string.format('%.0f', now)
@@ -69,11 +82,12 @@ local stored = {}
 local maxTtl = 0
 local newGen = 0
 local genLeft = 0
--- 1. Each entry's generation, and its previous record (one HMGET for all): a prompt stored again keeps its
---    slot and leaves its old buckets (the generation may differ).
+-- 1. Each entry's generation, and its previous record (one HMGET for all): a prompt stored again leaves its
+--    old buckets (the generation may differ) and its slot, which is held (a process may hold the old record
+--    for a while, see ARGV[5]); it takes a new one.
 local ids, slots, slotTexts, gensOf, bandsOf, expiries = {}, {}, {}, {}, {}, {}
 for k = 1, n do
-  local a = 4 + (k - 1) * 6
+  local a = 5 + (k - 1) * 6
   ids[k] = ARGV[a + 1]
   bandsOf[k] = ARGV[a + 6]
   stored[ids[k]] = true
@@ -84,7 +98,7 @@ local needSlot = {}
 -- formatting numbers (string.format, a number turned into a string) was ~6% of the script's instructions
 local byTtl = {}
 for k = 1, n do
-  local ttlArg = ARGV[4 + (k - 1) * 6 + 5]
+  local ttlArg = ARGV[5 + (k - 1) * 6 + 5]
   local e = byTtl[ttlArg]
   if not e then
     local ttl = tonumber(ttlArg)
@@ -109,21 +123,25 @@ for k = 1, n do
     local oldSlot, oldBands, oldGen = parseMeta(olds[k])
     if oldSlot >= 0 then
       leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
-      if bandsOf[k] ~= '' then
-        slots[k] = oldSlot
-      else
-        redis.call('HDEL', vec, oldSlot)
-        redis.call('RPUSH', free, oldSlot)
-        pushed = true
-      end
+      redis.call('HDEL', vec, oldSlot)
+      holdSlot(held, oldSlot, holdUntil)
+      heldAny = true
     end
   end
   if slots[k] < 0 and bandsOf[k] ~= '' then needSlot[#needSlot + 1] = k end
 end
 
--- 2. Slots for the new entries: freed ones first (one LPOP), then fresh ones (one INCRBY).
+-- 2. Slots for the new entries: held ones whose hold has passed first (one ZRANGEBYSCORE, one ZREM), then
+--    freed ones (one LPOP), then fresh ones (one INCRBY).
 if #needSlot > 0 then
-  local taken = redis.call('LPOP', free, #needSlot) or {}
+  local taken = redis.call('ZRANGEBYSCORE', held, '-inf', nowText, 'LIMIT', '0', tostring(#needSlot))
+  if #taken > 0 then redis.call('ZREM', held, unpack(taken)) end
+  if #taken < #needSlot then
+    local popped = redis.call('LPOP', free, #needSlot - #taken)
+    if popped then
+      for _, slot in ipairs(popped) do taken[#taken + 1] = slot end
+    end
+  end
   local fresh = #needSlot - #taken
   local last = fresh > 0 and redis.call('INCRBY', nextSlot, fresh) or 0
   for i, k in ipairs(needSlot) do
@@ -131,8 +149,8 @@ if #needSlot > 0 then
     -- out of slots: found by its exact key only
     if slot <= MAX_SLOT then
       slots[k] = slot
-      -- its text for the vec hash's field and the meta record: as the free list holds it (pushed from the
-      -- number, so the same digits), else made once here
+      -- its text for the vec hash's field and the meta record: as the free list or held set holds it
+      -- (pushed from the number, so the same digits), else made once here
       slotTexts[k] = taken[i] or tostring(slot)
     end
   end
@@ -140,10 +158,10 @@ end
 
 -- 3. The entries and their records.
 for k = 1, n do
-  local a = 4 + (k - 1) * 6
+  local a = 5 + (k - 1) * 6
   local id, slot, gen = ids[k], slots[k], gensOf[k]
   local bands = slot >= 0 and bandsOf[k] or ''
-  redis.call('SET', KEYS[7 + k], entryRecord(ARGV[a + 3], ARGV[a + 2], nowText), 'PX', ARGV[a + 5])
+  redis.call('SET', KEYS[8 + k], entryRecord(ARGV[a + 3], ARGV[a + 2], nowText), 'PX', ARGV[a + 5])
   local slotText = slotTexts[k] or slot
   if slot >= 0 then
     vecArgs[#vecArgs + 1] = slotText
@@ -204,7 +222,11 @@ redis.call('ZADD', exp, unpack(expArgs))
 local left = redis.call('PTTL', #vecArgs > 0 and vec or meta)
 if left < maxTtl then
   local life = math.max(2 * maxTtl + 1000, left)
-  for _, key in ipairs({ lru, exp, meta, vec, nextSlot, gens, free }) do redis.call('PEXPIRE', key, life) end
+  for _, key in ipairs({ lru, exp, meta, vec, gens, free, held }) do redis.call('PEXPIRE', key, life) end
+  -- The slot counter is never shortened: it outlives every entry numbered from it, and the scope's deletion
+  -- by the hold time (semantic-drop.lua), so no slot number is given out again while a process may use a
+  -- record of it.
+  if redis.call('PTTL', nextSlot) < life then redis.call('PEXPIRE', nextSlot, life) end
 end
 
 local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', nowText, 'LIMIT', '0', ARGV[4])
@@ -220,18 +242,24 @@ if over > 0 then
   for _, member in ipairs(victims) do
     if evicted >= over then break end
     if not stored[member] then
-      drop(member)
+      evict(member)
       evicted = evicted + 1
     end
   end
   for k = 1, n - 1 do
     if evicted >= over then break end
-    drop(ids[k])
+    evict(ids[k])
     evicted = evicted + 1
   end
 end
 if pushed and redis.call('PTTL', free) == -1 then
   local left = redis.call('PTTL', meta)
   if left > 0 then redis.call('PEXPIRE', free, left) else redis.call('DEL', free) end
+end
+if heldAny and redis.call('PTTL', held) == -1 then
+  -- as long as the scope (a held set that went with an emptied scope only loses slot numbers; the counter
+  -- stays, so none is reused early)
+  local left = redis.call('PTTL', meta)
+  if left > 0 then redis.call('PEXPIRE', held, left) else redis.call('DEL', held) end
 end
 return { evicted, #expired, newGen, genLeft }

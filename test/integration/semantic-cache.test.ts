@@ -14,7 +14,7 @@ import {
 import { LSH_BANDS, LSH_ROWS } from '../../shared/cache/semantic/lsh';
 import { PromptMemo } from '../../shared/cache/semantic/prompt-memo';
 import { keyBase } from '../../shared/cache/semantic/scope';
-import { GUARD_TRIES } from '../../shared/cache/semantic/semantic-scripts';
+import { GUARD_TRIES, SLOT_HOLD_MS } from '../../shared/cache/semantic/semantic-scripts';
 import { ConfigError, ValidationError } from '../../shared/errors';
 import { waitUntilReady } from '../../shared/redis/connection';
 import { RedisClient } from '../../shared/redis/redis-client';
@@ -344,14 +344,15 @@ describe('SemanticCache (on Redis)', () => {
 
     const direct = jest.spyOn(client.connection, 'hmgetBuffer');
     try {
-      // A paraphrase is still answered: its entry fetched after the direct read of the candidates.
+      // A paraphrase is still answered: its entry fetched after the candidates (a record the earlier
+      // lookups read: not read again).
       expect(
         await cache.get('How many calories are in 100 grams of cooked rice please', SCOPE),
       ).toMatchObject({
         value: '100 g',
         confidence: 'high',
       });
-      expect(direct).toHaveBeenCalledTimes(1);
+      expect(direct).toHaveBeenCalledTimes(0);
 
       // An expired candidate makes the direct read step aside: the script reads it and removes it.
       const short = 'how many calories are in 100 grams of cooked rice today';
@@ -361,7 +362,8 @@ describe('SemanticCache (on Redis)', () => {
       expect(await raw.hlen(meta)).toBe(2);
       const hit = await cache.get(short, SCOPE, { minConfidence: CacheMatchConfidence.LOW });
       expect(hit?.value).not.toBe('today');
-      expect(direct).toHaveBeenCalledTimes(2);
+      expect(direct).toHaveBeenCalledTimes(1); // only the new entry's record
+      expect(direct.mock.calls[0]!.slice(1)).toHaveLength(1);
       expect(await raw.hlen(meta)).toBe(1);
     } finally {
       direct.mockRestore();
@@ -433,7 +435,14 @@ describe('SemanticCache (on Redis)', () => {
     expect(await cache.invalidate({ model: 'm1', tenant: 'a' })).toBe(1);
 
     expect(await rejectionOf(cache.invalidate({}))).toBeInstanceOf(ValidationError);
-    expect(await keysUnder(raw, `${baseOf(cache)}:{*`)).toEqual([]);
+    // only the slot counters are left, each until its scope's entries would have expired: a slot number is
+    // not given out again while a process may trust a record of it
+    const left = await keysUnder(raw, `${baseOf(cache)}:{*`);
+    expect(left.length).toBeGreaterThan(0);
+    for (const k of left) {
+      expect(k).toMatch(/:next$/);
+      expect(await raw.pttl(k)).toBeGreaterThan(0);
+    }
   });
 
   it('bounds a scope, evicting the least recently used', async () => {
@@ -471,7 +480,7 @@ describe('SemanticCache (on Redis)', () => {
         cache.set('how do owls hunt at night', 'other tenant', other),
       ]);
       expect(spy).toHaveBeenCalledTimes(2); // one call per scope
-      expect(spy.mock.calls.map((c) => Number(c[0])).sort((a, b) => a - b)).toEqual([8, 10]); // 7 containers + its entries
+      expect(spy.mock.calls.map((c) => Number(c[0])).sort((a, b) => a - b)).toEqual([9, 11]); // 8 containers + its entries
     } finally {
       spy.mockRestore();
     }
@@ -500,7 +509,8 @@ describe('SemanticCache (on Redis)', () => {
     }
     const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
     const keys = `${baseOf(cache)}:{${tag}}`;
-    expect(await raw.llen(`${keys}:free`)).toBe(1); // alpha's slot
+    expect(await raw.zcard(`${keys}:held`)).toBe(1); // alpha's slot, held (evicted while live)
+    await raw.zadd(`${keys}:held`, 0, (await raw.zrange(`${keys}:held`, 0, 0))[0]!); // its hold is over
     const batch = ['delta question about pigs', 'epsilon question about rats', 'zeta question about cats'];
     await Promise.all(batch.map((p) => cache.set(p, p, SCOPE)));
     expect(await raw.zcard(`${keys}:lru`)).toBe(2);
@@ -519,6 +529,79 @@ describe('SemanticCache (on Redis)', () => {
     // the earliest store of the batch went, as if each store had evicted on its own
     expect(await cache.get(batch[0]!, SCOPE)).toBeUndefined();
     expect(Number(await raw.get(`${keys}:next`))).toBe(5); // 3 fresh before; the batch took 1 freed, 2 fresh
+  });
+
+  it('holds the slot of an entry that goes while it may be live (evicted, stored again, reported) until its hold ends', async () => {
+    const cache = make({ maxEntriesPerScope: 2 });
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    const keys = `${baseOf(cache)}:{${tag}}`;
+    const slotOf = async (p: string) =>
+      Number((await raw.hget(`${keys}:meta`, cache.entryIdOf(p, SCOPE).split(':')[1]!))!.split('|')[0]);
+    const held = async () => (await raw.zrange(`${keys}:held`, 0, -1)).map(Number).sort((a, b) => a - b);
+    for (const p of ['alpha question about owls', 'beta question about bees']) {
+      await cache.set(p, p, SCOPE);
+      await new Promise((r) => setTimeout(r, 5)); // distinct LRU timestamps
+    }
+    const alpha = await slotOf('alpha question about owls');
+    const beta = await slotOf('beta question about bees');
+    const t0 = await redisNow();
+    // evicted: alpha's slot is held (a process may use its record for a while), not handed to gamma
+    await cache.set('gamma question about cows', 'gamma', SCOPE);
+    expect(cache.getStats().evictions).toBe(1);
+    expect(await held()).toEqual([alpha]);
+    const until = Number(await raw.zscore(`${keys}:held`, String(alpha)));
+    expect(until).toBeGreaterThanOrEqual(t0 + SLOT_HOLD_MS);
+    expect(await slotOf('gamma question about cows')).not.toBe(alpha);
+    // stored again: the entry moves to a new slot, its old one is held
+    await cache.set('beta question about bees', 'beta again', SCOPE);
+    expect(await slotOf('beta question about bees')).not.toBe(beta);
+    expect(await held()).toEqual([alpha, beta].sort((a, b) => a - b));
+    expect((await cache.get('Please, beta question about bees?', SCOPE))?.value).toBe('beta again');
+    // reported: its slot is held too
+    const gamma = await slotOf('gamma question about cows');
+    await cache.reportFalseHit(cache.entryIdOf('gamma question about cows', SCOPE));
+    expect(await held()).toEqual([alpha, beta, gamma].sort((a, b) => a - b));
+    // a hold that is over: the slot is given out again
+    await raw.zadd(`${keys}:held`, 0, String(alpha));
+    await cache.set('delta question about pigs', 'delta', SCOPE);
+    expect(await slotOf('delta question about pigs')).toBe(alpha);
+    expect(await raw.pttl(`${keys}:held`)).toBeGreaterThan(0);
+  });
+
+  it("a lookup reads only the candidate records it has not read lately; another process's new entries are found", async () => {
+    // Thresholds low enough that the prompts below are candidates of each other; the guard refuses them.
+    const thresholds = { high: 0.75, medium: 0.7, low: 0.6 };
+    // two caches on one prefix, as two processes would be
+    const shared = `{${prefix.replace(/[{}]/g, '')}-kept}`;
+    const reader = new SemanticCache<string>({ redis: client, prefix: shared, thresholds });
+    const writer = new SemanticCache<string>({
+      redis: client,
+      prefix: shared,
+      thresholds,
+      maxEntriesPerScope: 4,
+    });
+    const q = (n: number) => `how many calories are in ${n} grams of cooked rice`;
+    for (const n of [100, 200, 300]) await writer.set(q(n), `${n} g`, SCOPE);
+    const direct = jest.spyOn(client.connection, 'hmgetBuffer');
+    try {
+      // misses make similarity hits rare: the candidate records are then read directly (HMGET), once
+      for (let i = 0; i < 100; i++) expect(await reader.get(q(250), SCOPE)).toBeUndefined();
+      expect(direct).toHaveBeenCalledTimes(1);
+      direct.mockClear();
+      expect(await reader.get(q(260), SCOPE)).toBeUndefined();
+      expect(direct).toHaveBeenCalledTimes(0); // the three records were read by the lookups before
+      // the writer (another process) stores two more: one evicts 100 (its slot held); only the new
+      // records are read, and a paraphrase of a new entry is found
+      await writer.set(q(400), '400 g', SCOPE);
+      await writer.set(q(500), '500 g', SCOPE);
+      expect(writer.getStats().evictions).toBe(1);
+      expect(await reader.get(`Please, ${q(500)}?`, SCOPE)).toMatchObject({ value: '500 g' });
+      expect(direct).toHaveBeenCalledTimes(1);
+      expect(direct.mock.calls[0]!.slice(1)).toHaveLength(2);
+      expect(await reader.get(q(100), SCOPE)).toBeUndefined(); // evicted: not found
+    } finally {
+      direct.mockRestore();
+    }
   });
 
   it('reportFalseHit counts the report and removes the entry', async () => {

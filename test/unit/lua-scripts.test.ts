@@ -21,7 +21,7 @@ describe('the Lua script loader', () => {
       'reply-finished': 'variadic',
       'reply-waiters': 'variadic',
       'semantic-candidates': 'variadic',
-      'semantic-drop': 7,
+      'semantic-drop': 8,
       'semantic-fetch': 2,
       'semantic-index': 1,
       'semantic-lookup': 'variadic',

@@ -107,6 +107,8 @@ export class ScopeKeys {
   readonly next: string;
   /** Generations of band buckets (generation -> when its buckets expire). */
   readonly gens: string;
+  /** Slots freed while their entry may still be live, held before reuse (slot -> reusable from, ms). */
+  readonly held: string;
 
   constructor(
     base: string,
@@ -122,11 +124,12 @@ export class ScopeKeys {
     this.free = `${this.tag}:free`;
     this.next = `${this.tag}:next`;
     this.gens = `${this.tag}:gens`;
+    this.held = `${this.tag}:held`;
   }
 
-  /** The per-scope containers, in the order the drop script takes them. */
-  containers(): [string, string, string, string, string, string, string] {
-    return [this.lru, this.exp, this.meta, this.vec, this.free, this.next, this.gens];
+  /** The per-scope containers, in the order the set and drop scripts take them. */
+  containers(): [string, string, string, string, string, string, string, string] {
+    return [this.lru, this.exp, this.meta, this.vec, this.free, this.next, this.gens, this.held];
   }
 
   entry(id: string): string {

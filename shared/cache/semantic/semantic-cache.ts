@@ -8,6 +8,7 @@ import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LastScope } from './last-scope.js';
 import { LookupBatcher, RecordReader, type LookupReply } from './lookup-batch.js';
+import { EXPIRY_MARGIN_MS, expiryOf, LookupRecords } from './lookup-records.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
@@ -36,7 +37,14 @@ import {
   tenantIndexKey,
   type MaintenanceContext,
 } from './semantic-maintenance.js';
-import { CANDIDATES, commands, GUARD_TRIES, RANKED, STALE_CLEANUP } from './semantic-scripts.js';
+import {
+  CANDIDATES,
+  commands,
+  GUARD_TRIES,
+  RANKED,
+  SLOT_HOLD_MS,
+  STALE_CLEANUP,
+} from './semantic-scripts.js';
 import { SemanticCounters } from './semantic-counters.js';
 import { SemanticWriter } from './semantic-writer.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
@@ -80,34 +88,6 @@ function generationKeys(bandPrefix: string, gens: number | Buffer | null | undef
 const HIT_SHARE_WINDOW = 32;
 /** The hit share from which the candidates script reads the likeliest answer's entry along (1 in 16). */
 const LIKELIEST_SHARE = 1 / 16;
-/**
- * A record whose expiry is this close (ms, by this process's clock) counts as expiring: the candidates
- * script, on Redis's clock, decides about it. Clock skew between this host and Redis's below this margin
- * never makes the direct read return a record the script would have dropped.
- */
-const EXPIRY_MARGIN_MS = 1000;
-
-/**
- * The candidate records of a direct read of the vec hash (HMGET of the first slots), in the candidates
- * script's reply layout (no likeliest entry: four empty fields first), or undefined when one is missing or
- * (nearly) expired: then the script must read them (it takes spares and cleans up).
- */
-function liveRecords(direct: readonly (Buffer | null)[]): Buffer[] | undefined {
-  const out: Buffer[] = [EMPTY, EMPTY, EMPTY, EMPTY];
-  const now = Date.now() + EXPIRY_MARGIN_MS;
-  for (const rec of direct) {
-    if (!rec || rec.length < 15) return undefined;
-    let expiresAt = 0;
-    for (let i = 0; i < 15; i++) {
-      const d = rec[i]! - 48;
-      if (d < 0 || d > 9) return undefined;
-      expiresAt = expiresAt * 10 + d;
-    }
-    if (expiresAt <= now) return undefined;
-    out.push(rec);
-  }
-  return out;
-}
 const EMPTY = Buffer.alloc(0);
 
 /** An entry as the scripts return it: value JSON, prompt, stored at. */
@@ -166,6 +146,8 @@ export class SemanticCache<T = unknown> {
   private readonly lookups: LookupBatcher;
   /** Reads the candidate records of one event-loop turn's lookups of a scope with one HMGET. */
   private readonly records: RecordReader;
+  /** The candidate records read lately: a lookup reads only those it has not (lookup-records.ts). */
+  private readonly kept = new LookupRecords();
   private degraded = false;
   private readonly counters = new SemanticCounters();
   /**
@@ -337,7 +319,14 @@ export class SemanticCache<T = unknown> {
     const keys = new ScopeKeys(this.base, m[1]!);
     try {
       await this.redis.run((r) =>
-        commands(r).cell0SemanticDrop(...keys.containers(), keys.entryPrefix, keys.bandPrefix, 'ids', m[2]!),
+        commands(r).cell0SemanticDrop(
+          ...keys.containers(),
+          keys.entryPrefix,
+          keys.bandPrefix,
+          'ids',
+          SLOT_HOLD_MS,
+          m[2]!,
+        ),
       );
       this.log.info({ entryId }, 'semantic cache: false hit reported, entry removed');
     } catch (err) {
@@ -465,15 +454,42 @@ export class SemanticCache<T = unknown> {
     const likely = this.hitShare >= LIKELIEST_SHARE;
     let records: Buffer[] | undefined;
     if (!likely) {
-      let direct: (Buffer | null)[];
-      const slots: string[] = [];
-      for (let i = 0; i < ranked.length && i < CANDIDATES; i++) slots.push(String(ranked[i]));
-      try {
-        direct = await this.records.read(keys.vec, slots);
-      } catch (err) {
-        return this.failed('get', err);
+      // In the candidates script's reply layout (no likeliest entry: four empty fields first). The records
+      // read lately are used as they are (live: LookupRecords keeps them only while they are); only the
+      // others are read (one HMGET for the turn), and when one of those is missing or (nearly) expired, the
+      // script reads them all (it takes spares and cleans up).
+      const direct: Buffer[] = [EMPTY, EMPTY, EMPTY, EMPTY];
+      const missing: string[] = [];
+      const at: number[] = [];
+      const now = Date.now();
+      for (let i = 0; i < ranked.length && i < CANDIDATES; i++) {
+        const rec = this.kept.get(keys.vec, ranked[i]!, now);
+        direct.push(rec ?? EMPTY);
+        if (rec === undefined) {
+          missing.push(String(ranked[i]));
+          at.push(i);
+        }
       }
-      records = liveRecords(direct);
+      records = direct;
+      if (missing.length > 0) {
+        let read: (Buffer | null)[];
+        const sentAt = Date.now();
+        try {
+          read = await this.records.read(keys.vec, missing);
+        } catch (err) {
+          return this.failed('get', err);
+        }
+        const live = Date.now() + EXPIRY_MARGIN_MS;
+        for (let j = 0; j < at.length; j++) {
+          const rec = read[j];
+          if (!rec || !(expiryOf(rec) > live)) {
+            records = undefined;
+            break;
+          }
+          direct[4 + at[j]!] = rec;
+          this.kept.keep(keys.vec, ranked[at[j]!]!, rec, sentAt);
+        }
+      }
     }
     if (!records)
       try {

@@ -3,7 +3,7 @@ import { type Logger } from '../../logger.js';
 import { type RedisClient } from '../../redis/redis-client.js';
 import { scanEveryMaster } from '../../redis/cluster.js';
 import { ScopeKeys, scopeHash, shortHash, type SemanticScope } from './scope.js';
-import { CLEAR_CHUNK, commands } from './semantic-scripts.js';
+import { CLEAR_CHUNK, commands, SLOT_HOLD_MS } from './semantic-scripts.js';
 
 /** What the whole-scope operations of SemanticCache need. */
 export interface MaintenanceContext {
@@ -73,6 +73,7 @@ export async function invalidateScopes(
           keys.entryPrefix,
           keys.bandPrefix,
           'all',
+          SLOT_HOLD_MS,
           CLEAR_CHUNK,
         ),
       );
@@ -127,6 +128,7 @@ export async function sweepExpiredScopes(
             keys.entryPrefix,
             keys.bandPrefix,
             'expired',
+            SLOT_HOLD_MS,
             CLEAR_CHUNK,
           ),
         );

@@ -14,6 +14,17 @@ export const RANKED = 40;
 export const GUARD_TRIES = 3;
 /** Expired entries a lookup removes at most when it meets them among its candidates. */
 export const STALE_CLEANUP = 16;
+/**
+ * How long a lookup reuses a candidate record it read before (lookup-records.ts), ms: a record of a live
+ * entry changes only when its slot is given to another entry, and a slot freed while its entry may still be
+ * live (evicted, invalidated, reported, stored again) is held for SLOT_HOLD_MS before reuse.
+ */
+export const RECORD_TRUST_MS = 20_000;
+/**
+ * How long the scripts hold such a slot, ms: the trust time and 10 s for clock skew between a process and
+ * Redis (a process reads a record no later than its clock says, and trusts it from that reading).
+ */
+export const SLOT_HOLD_MS = RECORD_TRUST_MS + 10_000;
 /** Expired entries a set() cleans up at most. */
 export const EXPIRED_CLEANUP = 64;
 /** Generations of band buckets a lookup reads at most (those expiring last; see semantic-set.lua). */

@@ -1,7 +1,7 @@
 import { AsyncBatchProcessor } from '../../batch/async-batch-processor.js';
 import { type RedisClient } from '../../redis/redis-client.js';
 import { type ScopeKeys } from './scope.js';
-import { commands, EXPIRED_CLEANUP, INDEX_SAMPLE, type Arg } from './semantic-scripts.js';
+import { commands, EXPIRED_CLEANUP, INDEX_SAMPLE, SLOT_HOLD_MS, type Arg } from './semantic-scripts.js';
 
 /** One prepared store: what semantic-set.lua needs of an entry, and where its scope's index records go. */
 export interface SemanticWrite {
@@ -84,13 +84,14 @@ export class SemanticWriter {
     const writes = [...last.values()];
     const keys = writes[0]!.keys;
     const args: Arg[] = [
-      7 + writes.length,
+      8 + writes.length,
       ...keys.containers(),
       ...writes.map((w) => keys.entry(w.id)),
       this.maxEntriesPerScope,
       keys.entryPrefix,
       keys.bandPrefix,
       EXPIRED_CLEANUP,
+      SLOT_HOLD_MS,
     ];
     let maxTtl = 0;
     for (const w of writes) {

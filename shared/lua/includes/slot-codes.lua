@@ -3,8 +3,9 @@
   3-byte boundary); unpackFrom(key, c): removes one code from a string bucket, deleting it when it empties;
   leaveFields(key, c, fields): the same for the buckets of a hash generation; parseMeta(rec), bandFields(bands),
   bandKey(prefix, gen, i, v) and leaveBands(prefix, c, bands, gen) read the meta record and find an entry's
-  buckets; dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member) removes one entry everywhere and
-  returns (entry keys deleted, whether its slot went back on the free list).
+  buckets; dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil) removes one entry
+  everywhere and returns (entry keys deleted, whether its slot went back on the free list): with `held`
+  given (an entry that may still be live), its slot is held until holdUntil instead (holdSlot).
 
   Layouts of band buckets: a generation named "h<class>.<g>" keeps all of its buckets in one hash (key:
   band prefix .. generation; field: band index .. ':' .. value), so a store appends to its 20 buckets with
@@ -108,7 +109,15 @@ local function leaveBands(bprefix, c, bands, gen)
   end
 end
 
-local function dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member)
+-- Frees a slot whose entry may still be live (evicted, invalidated, reported, stored again): a process that
+-- read its candidate record keeps it for up to the record trust time (lookup-records.ts), so the slot goes
+-- to the held set, reusable from holdUntil (ms) on, not to the free list. A slot freed after its entry
+-- expired goes to the free list: no process trusts a record past its expiry.
+local function holdSlot(held, slot, holdUntil)
+  redis.call('ZADD', held, holdUntil, slot)
+end
+
+local function dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil)
   local pushed = false
   local rec = redis.call('HGET', meta, member)
   if rec then
@@ -116,8 +125,12 @@ local function dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member)
     if slot >= 0 then
       leaveBands(bprefix, code(slot), bands, gen)
       redis.call('HDEL', vec, slot)
-      redis.call('RPUSH', free, slot)
-      pushed = true
+      if held then
+        holdSlot(held, slot, holdUntil)
+      else
+        redis.call('RPUSH', free, slot)
+        pushed = true
+      end
     end
     redis.call('HDEL', meta, member)
   end

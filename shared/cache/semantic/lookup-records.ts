@@ -1,0 +1,89 @@
+import { RECORD_TRUST_MS } from './semantic-scripts.js';
+
+/**
+ * A candidate record a lookup read, and until when (this process's clock, ms) it may be used again: the
+ * trust time after its read, and never closer to its expiry than EXPIRY_MARGIN_MS.
+ */
+interface Kept {
+  rec: Buffer;
+  until: number;
+}
+
+/**
+ * A record whose expiry is this close (ms, by this process's clock) counts as expiring: the candidates
+ * script, on Redis's clock, decides about it. Clock skew between this host and Redis's below this margin
+ * never makes a lookup use a record the script would have dropped (or one whose slot went back to the free
+ * list when it expired).
+ */
+export const EXPIRY_MARGIN_MS = 1000;
+
+/** A candidate record's expiry (its first 15 digits, ms), or -1 when it has none. */
+export function expiryOf(rec: Buffer): number {
+  if (rec.length < 15) return -1;
+  let expiresAt = 0;
+  for (let i = 0; i < 15; i++) {
+    const d = rec[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    expiresAt = expiresAt * 10 + d;
+  }
+  return expiresAt;
+}
+
+/** Records kept per generation (two generations: up to twice this many, ~4 MB, whatever the scopes). */
+export const RECORDS_PER_GENERATION = 8192;
+
+/**
+ * The candidate records the lookups of this process read lately, by scope and slot, so that a lookup
+ * reads from Redis only the records of its candidates it has not read within the last `trustMs`: with
+ * unique prompts most candidates of a lookup were candidates of earlier ones (bench:http's prompts: ~96%
+ * of the records read), and each record is ~130 bytes for Redis to send and the client to parse.
+ *
+ * Why a kept record is still its slot's record: a slot's record is written when an entry takes the slot,
+ * and stays until the entry goes. An entry that expired gives its slot back at once, but a kept record is
+ * never used within EXPIRY_MARGIN_MS of its expiry. An entry that goes while it may still be live (evicted,
+ * invalidated, reported, stored again: it then moves to a new slot) leaves its slot held for SLOT_HOLD_MS
+ * (the trust time and 10 s for clock skew) before a store gives it to another entry, and the slot counter
+ * outlives the scope's deletion by as long, so a slot number is not given out again while a process may
+ * use a record of it (shared/lua/semantic-set.lua, semantic-drop.lua). A record is trusted from the time its
+ * read was sent, so it was read no earlier than that.
+ */
+export class LookupRecords {
+  /** The records kept lately by scope (vec hash key) and slot, and how many; the older generation. */
+  private cur = new Map<string, Map<number, Kept>>();
+  private count = 0;
+  private old = new Map<string, Map<number, Kept>>();
+
+  constructor(
+    private readonly trustMs = RECORD_TRUST_MS,
+    private readonly perGeneration = RECORDS_PER_GENERATION,
+  ) {}
+
+  /**
+   * The record of `slot` in the vec hash `vecKey` read within the trust time before `now` and live (its
+   * expiry more than EXPIRY_MARGIN_MS after `now`), if any.
+   */
+  get(vecKey: string, slot: number, now: number): Buffer | undefined {
+    const k = this.cur.get(vecKey)?.get(slot) ?? this.old.get(vecKey)?.get(slot);
+    return k !== undefined && k.until > now ? k.rec : undefined;
+  }
+
+  /**
+   * Keeps `rec`, the record of `slot` read by a command sent at `sentAt` (this process's clock, taken
+   * before the send): a copy, so the kept bytes do not pin the reply's buffer. When the newer generation is
+   * full it becomes the older one, and the older one is dropped whole.
+   */
+  keep(vecKey: string, slot: number, rec: Buffer, sentAt: number): void {
+    const until = Math.min(sentAt + this.trustMs, expiryOf(rec) - EXPIRY_MARGIN_MS);
+    if (!(until > sentAt)) return;
+    if (this.count >= this.perGeneration) {
+      this.old = this.cur;
+      this.cur = new Map();
+      this.count = 0;
+    }
+    let scope = this.cur.get(vecKey);
+    if (!scope) this.cur.set(vecKey, (scope = new Map()));
+    const before = scope.size;
+    scope.set(slot, { rec: Buffer.from(rec), until });
+    this.count += scope.size - before;
+  }
+}

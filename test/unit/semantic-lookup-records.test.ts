@@ -1,0 +1,51 @@
+import { EXPIRY_MARGIN_MS, expiryOf, LookupRecords } from '../../shared/cache/semantic/lookup-records';
+
+describe('LookupRecords (candidate records a lookup read lately)', () => {
+  // a record: 15 digits of expiry (ms), the id, LF, vector and prompt
+  const record = (expiresAt: number, rest = '123\nabc') =>
+    Buffer.from(String(expiresAt).padStart(15, '0') + rest);
+
+  it('gives a kept record back within the trust time from its read, by scope and slot, and not after', () => {
+    const kept = new LookupRecords(1000, 8);
+    const rec = record(99_999);
+    kept.keep('vec-a', 7, rec, 5000);
+    expect(kept.get('vec-a', 7, 5000)?.equals(rec)).toBe(true);
+    expect(kept.get('vec-a', 7, 5999)?.equals(rec)).toBe(true);
+    expect(kept.get('vec-a', 7, 6000)).toBeUndefined(); // trusted until the read + 1000 ms only
+    expect(kept.get('vec-a', 8, 5000)).toBeUndefined();
+    expect(kept.get('vec-b', 7, 5000)).toBeUndefined();
+  });
+
+  it('never gives back a record within EXPIRY_MARGIN_MS of its expiry, nor one without an expiry', () => {
+    const kept = new LookupRecords(60_000, 8);
+    kept.keep('vec', 1, record(10_000), 5000);
+    expect(kept.get('vec', 1, 8999)).toBeDefined();
+    expect(kept.get('vec', 1, 10_000 - EXPIRY_MARGIN_MS)).toBeUndefined();
+    kept.keep('vec', 2, record(5500), 5000); // expiring
+    expect(kept.get('vec', 2, 5000)).toBeUndefined();
+    kept.keep('vec', 3, Buffer.from('no expiry here'), 5000);
+    expect(kept.get('vec', 3, 5000)).toBeUndefined();
+    expect(expiryOf(record(1_796_431_946_897))).toBe(1_796_431_946_897);
+    expect(expiryOf(Buffer.from('12345'))).toBe(-1);
+  });
+
+  it('keeps a copy, not the reply buffer it was read into', () => {
+    const kept = new LookupRecords(1000, 8);
+    const reply = record(99_999, 'record one');
+    kept.keep('vec', 1, reply, 0);
+    reply.write('XXXXXX', 15);
+    expect(kept.get('vec', 1, 1)?.toString()).toBe(record(99_999, 'record one').toString());
+  });
+
+  it('is bounded: two generations of perGeneration records over all scopes, the older dropped whole', () => {
+    const kept = new LookupRecords(1000, 4);
+    for (let slot = 0; slot < 2; slot++) kept.keep('vec-other', slot, record(99_999), 0);
+    kept.keep('vec-other', 1, record(99_999), 0); // again: not counted twice
+    for (let slot = 2; slot < 9; slot++) kept.keep('vec', slot, record(99_999, `r${slot}`), 0);
+    // other 0, 1 and 2, 3 filled the first generation, 4..7 the second; 8 started a third: the first is gone
+    for (let slot = 0; slot < 2; slot++) expect(kept.get('vec-other', slot, 1)).toBeUndefined();
+    for (let slot = 2; slot < 4; slot++) expect(kept.get('vec', slot, 1)).toBeUndefined();
+    for (let slot = 4; slot < 9; slot++)
+      expect(kept.get('vec', slot, 1)?.toString()).toBe(record(99_999, `r${slot}`).toString());
+  });
+});
