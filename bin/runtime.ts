@@ -176,9 +176,13 @@ export async function startWorker(
         }
       : {}),
     // The worker holds about twice the inference jobs its backends' limits let through now (their cap while
-    // a limit is in slow start).
+    // a limit is in slow start), raised the moment a limit rises.
     ...(providers.inference
-      ? { backendCapacity: { [QueueName.INFERENCE]: () => providers.inference?.concurrencyCapacity() } }
+      ? {
+          backendCapacity: { [QueueName.INFERENCE]: () => providers.inference?.concurrencyCapacity() },
+          backendCapacityRaised: (listener: () => void) =>
+            providers.inference?.onCapacityRaised(listener) ?? (() => undefined),
+        }
       : {}),
     search: metrics ? meteredSearch(providers.search, metrics) : providers.search,
     providerTimeoutMs: config.workers.providerTimeoutMs,

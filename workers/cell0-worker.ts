@@ -33,10 +33,10 @@ import { Shutdown } from './worker/shutdown.js';
 import { ModelList } from './worker/model-list.js';
 import { TokenStreams } from './worker/token-streams.js';
 import { LocalTake } from './worker/local-take.js';
-import { type LocalTaker } from '../shared/queues/take-jobs.js';
+import { sendTake, type LocalTaker } from '../shared/queues/take-jobs.js';
 import { type LocalStreamReaders } from '../shared/queues/token-stream.js';
 import { EmbeddingBatcher } from './embedding/index.js';
-import { waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
+import { freeSlots, wakeFetchLoop, waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
 import { batchFinishes } from '../shared/queues/finish-batch.js';
 import { telemetryOption } from '../shared/tracing/tracing.js';
 
@@ -138,6 +138,8 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       capacity: opts.backendCapacity ?? {},
       workers: () => this.workers.entries(),
       cap: (queue) => this.concurrencyOf(queue),
+      ...(opts.backendCapacityRaised ? { watch: opts.backendCapacityRaised } : {}),
+      raised: (_queue, worker) => this.fillRoom(worker),
     });
     this.backendWait = new BackendWait({
       prefix: opts.prefix,
@@ -290,6 +292,22 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     watchFailures(worker, queue, this.log, (e) => this.emit('job:failed', e));
     this.workers.set(queue, [...(this.workers.get(queue) ?? []), worker]);
     this.byKey.set(key, { worker, conn });
+  }
+
+  /**
+   * `worker`'s concurrency was raised: its fetch loop, waiting for one of its jobs to end, would not fetch
+   * until then. Takes the waiting jobs it now has room for in one call (the take of take-jobs.ts, on the
+   * worker's connection), or, where a take does not apply (sharded or embedding queues), wakes the loop.
+   */
+  private fillRoom(worker: Worker): void {
+    for (const [key, s] of this.byKey) {
+      if (s.worker !== worker) continue;
+      const room = freeSlots(worker);
+      const take = room > 0 ? this.localTake.reserve(key, room) : undefined;
+      if (take) sendTake(s.conn, take);
+      else wakeFetchLoop(worker);
+      return;
+    }
   }
 
   /** Jobs run at once on `queue`. */

@@ -235,6 +235,20 @@ export function freeSlots(worker: Worker): number {
 }
 
 /**
+ * Wakes `worker`'s fetch loop so that it reads its concurrency again: while it holds `concurrency` jobs the
+ * loop waits for one of them to end, and a raised concurrency is seen only then. Hands the loop's queue an
+ * empty answer (as a fetch that found no job), after which the loop fetches up to its concurrency again.
+ * Returns false, changing nothing, when the loop is not running (or the worker closing or paused).
+ */
+export function wakeFetchLoop(worker: Worker): boolean {
+  const w = workerInternals(worker);
+  const loop = w.mainLoopQueue;
+  if (!loop || w.closing || w.paused) return false;
+  loop.add(Promise.resolve(undefined));
+  return true;
+}
+
+/**
  * Runs in `worker` the jobs a take (take-jobs.ts) moves to active for it, as if its fetch loop had fetched
  * them: holds `slots` places in the loop's queue at once (so the loop fetches that many fewer, and close()
  * and pause() wait for them), then each job taken starts (`onTaken` first, with its fetch answer and Job) and

@@ -9,6 +9,7 @@ import {
   hookMoveToFinished,
   stopLockExtenderAndStalledChecker,
   type FinishCall,
+  wakeFetchLoop,
   workerInternals,
 } from '../../shared/queues/bullmq-internals';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
@@ -163,5 +164,34 @@ describe(`BullMQ ${installed} Worker internals`, () => {
     expect(freeSlots(worker)).toBe(0);
     await Promise.all([worker.close(), limited.close(), idle.close()]);
     expect(freeSlots(worker)).toBe(0);
+  });
+
+  test('a raised concurrency is read when the loop is woken, not only when one of its jobs ends', async () => {
+    const prefix = uniquePrefix('bmi');
+    const queue = new Queue('q', { connection: conn(), prefix });
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    let running = 0;
+    const worker = new Worker(
+      'q',
+      async () => {
+        running++;
+        await held;
+      },
+      { connection: conn(), prefix, concurrency: 1 },
+    );
+    try {
+      await queue.addBulk(Array.from({ length: 4 }, (_, i) => ({ name: 'j', data: { i } })));
+      await until(async () => running === 1 && (await queue.getWaitingCount()) === 3, 10_000, '1 running');
+      worker.concurrency = 4;
+      expect(wakeFetchLoop(worker)).toBe(true);
+      // The three waiting jobs start while the first still runs.
+      await until(() => running === 4, 10_000, '4 running');
+    } finally {
+      release();
+      await worker.close();
+      await queue.close();
+    }
+    expect(wakeFetchLoop(worker)).toBe(false);
   });
 });

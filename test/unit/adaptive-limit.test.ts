@@ -317,7 +317,98 @@ describe('slow start (the limit doubling per first-output time until strain)', (
   });
 });
 
+describe('capacity rises reported as they happen', () => {
+  it('tells its listeners when slow start opens its capacity and when its limit grows, not otherwise', async () => {
+    let t = 0;
+    const lim = new ConcurrencyLimiter({
+      name: 'b',
+      algorithm: new GradientLimit({ max: 96 }),
+      now: () => t,
+    });
+    const seen: number[] = [];
+    const off = lim.onCapacityRaised(() => seen.push(lim.capacity));
+    // A listener that throws does not break the permit's bookkeeping.
+    lim.onCapacityRaised(() => {
+      throw new Error('listener');
+    });
+    const permits = await Promise.all([1, 2, 3, 4].map(() => lim.acquire()));
+    t += 40;
+    // The first prompt first output starts slow start: capacity 4 → the cap, at once.
+    permits[0]!.firstOutput();
+    expect(seen).toEqual([96]);
+    // Slow start: the limit doubles but the capacity (the cap) does not rise again.
+    permits[3]!.firstOutput();
+    expect(lim.limit).toBe(8);
+    expect(seen).toEqual([96]);
+    // A drop ends slow start: capacity falls to the limit (no rise told).
+    permits[1]!.dropped();
+    expect(lim.capacity).toBe(lim.limit);
+    expect(seen).toEqual([96]);
+    off();
+    permits[2]!.success();
+    permits[0]!.success();
+    permits[3]!.success();
+    expect(seen).toEqual([96]);
+  });
+
+  it('tells its listeners when a finished call grows the limit (no slow start)', async () => {
+    let t = 0;
+    const lim = new ConcurrencyLimiter({
+      name: 'b',
+      algorithm: new GradientLimit({ initial: 2, max: 8, smoothing: 1 }),
+      now: () => t,
+    });
+    let told = 0;
+    lim.onCapacityRaised(() => told++);
+    const a = await lim.acquire();
+    const b = await lim.acquire();
+    t += 10;
+    a.success();
+    expect(lim.limit).toBeGreaterThan(2);
+    expect(told).toBe(1);
+    b.ignore();
+    expect(told).toBe(1);
+  });
+});
+
 describe('CapacityFollower', () => {
+  it('applies a reported rise at once (not at its next re-read) and fills the raised workers only', async () => {
+    let capacity = 2;
+    let onRaised: () => void = () => undefined;
+    let unwatched = false;
+    const raised: [QueueName, number][] = [];
+    const w = { concurrency: 64 } as unknown as Worker;
+    const f = new CapacityFollower({
+      capacity: { [QueueName.INFERENCE]: () => capacity },
+      workers: () => [[QueueName.INFERENCE, [w]]] as [QueueName, Worker[]][],
+      cap: () => 64,
+      intervalMs: 3_600_000,
+      watch: (l) => {
+        onRaised = l;
+        return () => (unwatched = true);
+      },
+      raised: (queue, worker) => raised.push([queue, worker.concurrency]),
+    });
+    f.start();
+    // Lowered at start (64 → 4): nothing to fill.
+    expect(w.concurrency).toBe(4);
+    expect(raised).toEqual([]);
+    capacity = 20;
+    onRaised();
+    onRaised();
+    // Applied after the current synchronous work, once for the rises of one turn.
+    expect(w.concurrency).toBe(4);
+    await Promise.resolve();
+    expect(w.concurrency).toBe(40);
+    expect(raised).toEqual([[QueueName.INFERENCE, 40]]);
+    f.close();
+    expect(unwatched).toBe(true);
+    capacity = 30;
+    onRaised();
+    await Promise.resolve();
+    expect(w.concurrency).toBe(40);
+  });
+
   it("holds twice the backends' limit in jobs, at least 1, at most the configured concurrency", () => {
     expect(CapacityFollower.concurrencyFor(3, 64)).toBe(6);
     expect(CapacityFollower.concurrencyFor(0, 64)).toBe(1);

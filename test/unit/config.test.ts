@@ -169,6 +169,18 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('reads where the adaptive backend limit starts, 4 by default and never above its cap', () => {
+    expect(loadConfig({}).providers.backendLimit).toMatchObject({ mode: 'adaptive', initial: 4, max: 64 });
+    expect(loadConfig({ CELL0_BACKEND_LIMIT_INITIAL: '32' }).providers.backendLimit.initial).toBe(32);
+    expect(
+      loadConfig({ CELL0_BACKEND_LIMIT_INITIAL: '100', CELL0_BACKEND_LIMIT_MAX: '16' }).providers.backendLimit
+        .initial,
+    ).toBe(16);
+    expect(issuesOf({ CELL0_BACKEND_LIMIT_INITIAL: '0' })).toEqual([
+      { field: 'CELL0_BACKEND_LIMIT_INITIAL', reason: expect.any(String) },
+    ]);
+  });
+
   it('names the variable and the entry when a backend setting is wrong', () => {
     expect(issuesOf({ CELL0_MODEL_ROUTES: 'qwen*=vllm' })).toEqual([
       { field: 'CELL0_MODEL_ROUTES', reason: expect.stringContaining('backend must be ollama or openai') },

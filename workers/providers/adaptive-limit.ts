@@ -259,6 +259,7 @@ export class ConcurrencyLimiter {
   private waited = 0;
   private timedOut = 0;
   private drops = 0;
+  private readonly raisedListeners = new Set<() => void>();
 
   constructor(opts: ConcurrencyLimiterOptions) {
     this.name = opts.name;
@@ -278,6 +279,28 @@ export class ConcurrencyLimiter {
    */
   get capacity(): number {
     return this.algorithm.slowStart ? this.algorithm.max : this.algorithm.limit;
+  }
+
+  /**
+   * Calls `listener` each time {@link capacity} rises (a first output or a finished call raised the limit, or
+   * slow start began), right as it happens: a worker raises the jobs it holds then, not at its next re-read
+   * (a limit in slow start doubles every first-output time). Returns the unsubscribe. `listener` must not
+   * throw (a throw is swallowed).
+   */
+  onCapacityRaised(listener: () => void): () => void {
+    this.raisedListeners.add(listener);
+    return () => this.raisedListeners.delete(listener);
+  }
+
+  private notifyIfRaised(before: number): void {
+    if (this.raisedListeners.size === 0 || this.capacity <= before) return;
+    for (const l of this.raisedListeners) {
+      try {
+        l();
+      } catch {
+        // A listener's failure is its own; the permit's bookkeeping goes on.
+      }
+    }
   }
 
   /**
@@ -333,20 +356,24 @@ export class ConcurrencyLimiter {
     const end = (sample?: { rtt: number; dropped: boolean }) => {
       if (!open) return;
       open = false;
+      const capacity = this.capacity;
       if (sample) {
         if (sample.dropped) this.drops++;
         this.algorithm.update({ ...sample, inFlight: this.inFlight, at: this.now() });
       }
       this.inFlight--;
       this.drain();
+      this.notifyIfRaised(capacity);
     };
     return {
       firstOutput: () => {
         if (!open || !first) return;
         first = false;
         const before = this.algorithm.limit;
+        const capacity = this.capacity;
         this.algorithm.firstOutput?.({ latency: this.now() - start, inFlight: inFlightAtGrant });
         if (this.algorithm.limit > before) this.drain();
+        this.notifyIfRaised(capacity);
       },
       success: (units = 1) => end({ rtt: (this.now() - start) / Math.max(1, units), dropped: false }),
       dropped: () => end({ rtt: this.now() - start, dropped: true }),

@@ -118,7 +118,7 @@ export function buildProviders(config: Config, opts: BuildProvidersOptions): Pro
           algorithm:
             bl.mode === 'fixed'
               ? new FixedLimit(bl.fixed)
-              : new GradientLimit({ max: bl.max, tolerance: bl.tolerance }),
+              : new GradientLimit({ max: bl.max, initial: bl.initial, tolerance: bl.tolerance }),
         }),
         maxPermitWaitMs: config.workers.providerTimeoutMs,
         failureThreshold: p.breakerThreshold,

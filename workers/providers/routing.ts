@@ -113,6 +113,16 @@ export class InferenceRouter implements InferenceBackend {
     return this.sumOfLimiters((c) => c.capacity);
   }
 
+  /**
+   * Calls `listener` each time a capacity {@link concurrencyCapacity} sums rises (see
+   * ConcurrencyLimiter#onCapacityRaised). Returns the unsubscribe.
+   */
+  onCapacityRaised(listener: () => void): () => void {
+    const limiters = new Set(this.routes.map((r) => r.guard?.concurrency).filter((c) => c !== undefined));
+    const offs = [...limiters].map((c) => c.onCapacityRaised(listener));
+    return () => offs.forEach((off) => off());
+  }
+
   private sumOfLimiters(of: (c: ConcurrencyLimiter) => number): number | undefined {
     const limits = new Map<unknown, number>();
     for (const r of this.routes) {

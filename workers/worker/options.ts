@@ -38,9 +38,16 @@ export interface Cell0WorkerOptions {
    * Calls the backends of a queue take at once now (e.g. the sum of their adaptive limits): the worker then
    * holds at most twice that many of the queue's jobs (at least 1, at most `concurrency`), so it does not
    * take jobs another worker could run while they would only wait here for a backend permit. Read every
-   * 250 ms. Default none: `concurrency` jobs.
+   * 250 ms, and at once whenever `backendCapacityRaised` says it rose. Default none: `concurrency` jobs.
    */
   backendCapacity?: Partial<Record<QueueName, () => number | undefined>>;
+  /**
+   * Subscribes a listener called as soon as a `backendCapacity` rises (e.g. an adaptive limit's slow start
+   * doubling it on a prompt first token), so the worker takes the jobs it now has room for at once, in one
+   * call, instead of at its next re-read and one fetch per job (see CapacityFollower). Returns the
+   * unsubscribe. Default none (the 250 ms re-read alone).
+   */
+  backendCapacityRaised?: (listener: () => void) => () => void;
   /**
    * How embedding jobs are gathered into backend calls (one call per model for the jobs that are ready).
    * They are embedded by the `inference` backend's models.

@@ -66,6 +66,12 @@ export const GUARDS_ENV = {
     schema: int(1, 10_000),
     doc: 'Cap of the adaptive backend limit per worker process and backend origin (the HTTP pool keeps at least as many connections to it)',
   },
+  CELL0_BACKEND_LIMIT_INITIAL: {
+    section: 'guards',
+    default: '4',
+    schema: int(1, 10_000),
+    doc: "Adaptive backend limit: where it starts (at most the cap); from there it doubles every first-token time while a backend's first tokens stay prompt. Keep it small when a backend may have one slot; a known batching server may start higher, so that a cold burst reaches it within about one first-token time",
+  },
   CELL0_BACKEND_LIMIT_TOLERANCE: {
     section: 'guards',
     default: '5',
@@ -84,7 +90,13 @@ export interface GuardsConfig {
   breakerResetMs: number;
   backendWaitMaxMs: number;
   /** Calls in flight per worker process and backend origin: adaptive (with its cap) or pinned. */
-  backendLimit: { mode: 'adaptive' | 'fixed'; fixed: number; max: number; tolerance: number };
+  backendLimit: {
+    mode: 'adaptive' | 'fixed';
+    fixed: number;
+    max: number;
+    initial: number;
+    tolerance: number;
+  };
 }
 
 export function loadGuards(p: ParsedEnv<typeof GUARDS_ENV>): GuardsConfig {
@@ -100,6 +112,7 @@ export function loadGuards(p: ParsedEnv<typeof GUARDS_ENV>): GuardsConfig {
       mode: p.CELL0_BACKEND_LIMIT === 'adaptive' ? 'adaptive' : 'fixed',
       fixed: p.CELL0_BACKEND_LIMIT === 'adaptive' ? 0 : p.CELL0_BACKEND_LIMIT,
       max: p.CELL0_BACKEND_LIMIT_MAX,
+      initial: Math.min(p.CELL0_BACKEND_LIMIT_INITIAL, p.CELL0_BACKEND_LIMIT_MAX),
       tolerance: p.CELL0_BACKEND_LIMIT_TOLERANCE,
     },
   };
