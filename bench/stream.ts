@@ -27,7 +27,7 @@
  *   npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N]
  *                           [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR]
  *                           [--stages R] [--api-processes N] [--backend-limit adaptive|N]
- *                           [--backend-limit-max N] [--json]
+ *                           [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--json]
  * --levels runs only those concurrencies (--levels none: only the identical streams); --cpu-prof DIR writes
  * a CPU profile of cell0 (node --cpu-prof).
  * --stages R: instead of the pairs, R traced burst runs of cell0 per concurrency and the time of each stage
@@ -38,6 +38,10 @@
  * adaptive, cell0's own default); --backend-limit-max N: the adaptive limit's cap (CELL0_BACKEND_LIMIT_MAX,
  * default 128 here, so that 100 streams can all reach the backend). Each level prints the most calls the
  * simulator served at once on each side.
+ * --cell0-warmup off: no warm-up streams through cell0 (the simulator's side is still warmed), so the first
+ * cell0 run meets a cold worker: its adaptive backend limit at its start (4) and no connection open to the
+ * simulator — the cold burst of a worker that has just started. --dist DIR: the cell0 build to run (default
+ * this checkout's dist), e.g. an older build's, to compare builds with the same bench code.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -52,7 +56,7 @@ import { identicalPairs } from './stream-identical.js';
 import { run, type RunPlan, type RunStats } from './stream-run.js';
 
 const ROOT = join(__dirname, '..');
-const CLI = join(ROOT, 'dist', 'bin', 'cell0.js');
+const DIST = join(ROOT, 'dist');
 /** Burst mode: concurrency → waves per run (enough streams per run for a p99 over the pairs). */
 const WAVES: Record<number, number> = { 1: 20, 10: 4, 100: 1 };
 
@@ -113,7 +117,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
 
 async function main(): Promise<void> {
   const usage =
-    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--json]';
+    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--json]';
   const opts = benchArgs(
     process.argv.slice(2),
     {
@@ -128,8 +132,14 @@ async function main(): Promise<void> {
       'backend-limit-max': 128,
     },
     usage,
-    ['levels', 'cpu-prof', 'mode', 'backend-limit'],
+    ['levels', 'cpu-prof', 'mode', 'backend-limit', 'cell0-warmup', 'dist'],
   );
+  const cell0Warmup = opts.text['cell0-warmup'] ?? 'on';
+  if (cell0Warmup !== 'on' && cell0Warmup !== 'off') {
+    console.error(`bad argument --cell0-warmup ${cell0Warmup}\nusage: ${usage}`);
+    process.exit(2);
+  }
+  const CLI = join(opts.text.dist ?? DIST, 'bin', 'cell0.js');
   const backendLimit = opts.text['backend-limit'] ?? 'adaptive';
   if (backendLimit !== 'adaptive' && !/^[1-9][0-9]*$/.test(backendLimit)) {
     console.error(`bad argument --backend-limit ${backendLimit}\nusage: ${usage}`);
@@ -156,7 +166,7 @@ async function main(): Promise<void> {
   const simPort = await freePort();
   const sim = await startProcess(
     process.execPath,
-    [CLI, 'simulator', '--port', String(simPort)],
+    [join(DIST, 'bin', 'cell0.js'), 'simulator', '--port', String(simPort)],
     {
       CELL0_SIM_TTFT_MS: String(opts['ttft-ms']),
       CELL0_SIM_TOKENS_PER_SEC: String(opts['tokens-per-sec']),
@@ -243,14 +253,15 @@ async function main(): Promise<void> {
         opts['api-processes'] === 0
           ? 'one `cell0 start` process'
           : `one worker and ${opts['api-processes']} API process(es) on one port`
-      }; backend limit ${backendLimit === 'adaptive' ? `adaptive, at most ${opts['backend-limit-max']}` : backendLimit}`,
+      }; backend limit ${backendLimit === 'adaptive' ? `adaptive, at most ${opts['backend-limit-max']}` : backendLimit}` +
+      `${cell0Warmup === 'off' ? '; cell0 not warmed up' : ''}; cell0 build ${CLI}`,
   );
   const tag = randomBytes(3).toString('hex');
   let pass = true;
   const summary: Record<string, unknown>[] = [];
   try {
     // Warm-up: the model loaded, connections and code paths warm on both sides.
-    for (const side of ['direct', 'cell0'] as const)
+    for (const side of cell0Warmup === 'on' ? (['direct', 'cell0'] as const) : (['direct'] as const))
       await run(side, pools[side], 10, { mode: 'burst', waves: 2 }, `${tag}w`, maxTokens, {});
     if (spans) {
       await stageRuns(spans.traces, {
