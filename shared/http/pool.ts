@@ -100,6 +100,11 @@ export type HttpTextCall<T = string> = Omit<HttpCall<T>, 'read'> & {
  * as it arrives (a streamed generation's NDJSON or SSE), with no stream in between.
  */
 export type HttpChunksCall<T> = Omit<HttpCall<T>, 'read'> & {
+  /**
+   * Sees a successful answer's headers before its first chunk (names lower-cased), e.g. to choose how to read
+   * the body by its content type; what it throws rejects the call.
+   */
+  onHeaders?: (headers: Dispatcher.ResponseData['headers']) => void;
   /** Takes each chunk of a successful answer's body, in order; what it throws rejects the call. */
   onChunk: (chunk: Buffer) => void;
   /** Makes the result once the whole body has been handed on; what it throws rejects the call. */
@@ -383,6 +388,13 @@ export class HttpPool {
         /** An error answer's body (its first 64 KiB, for the message). */
         const chunks: Buffer[] = [];
         let size = 0;
+        /** What a hook threw: the call rejects with it, and the rest of the body is not read (the connection is dropped). */
+        const refuse = (err: unknown): void => {
+          const reason = err instanceof Error ? err : new Error(String(err));
+          cutting = true;
+          finish(reason);
+          abortRequest?.(reason);
+        };
         const handler: Dispatcher.DispatchHandler = {
           onConnect: (abort) => {
             if (cutReason !== undefined) abort(cutReason);
@@ -396,6 +408,12 @@ export class HttpPool {
             if (statusCode >= 400) {
               this.httpErrors++;
               errorHeaders = rawHeaders as Buffer[];
+            } else if (spec.onHeaders !== undefined && !settled && !cutting) {
+              try {
+                spec.onHeaders(headersOf(rawHeaders as Buffer[]));
+              } catch (err) {
+                refuse(err);
+              }
             }
             return true;
           },
@@ -405,12 +423,7 @@ export class HttpPool {
               try {
                 spec.onChunk(chunk);
               } catch (err) {
-                // The rest of the body is not read: the connection is dropped, not reused.
-                const reason = err instanceof Error ? err : new Error(String(err));
-                answerError = undefined;
-                cutting = true;
-                finish(reason);
-                abortRequest?.(reason);
+                refuse(err);
               }
             } else if (size < ERROR_BODY_LIMIT) {
               // An error body is read for its message only (the first 64 KiB).

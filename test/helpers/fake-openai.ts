@@ -38,7 +38,9 @@ export type FakeOpenAIMode =
   /** Never answer (the headers never come). */
   | { kind: 'hang' }
   /** Answer this chat completion with this text (and finish reason). */
-  | { kind: 'reply'; text: string; finishReason?: string };
+  | { kind: 'reply'; text: string; finishReason?: string }
+  /** Answer this chat completion with one JSON completion even when it asks for a stream (some servers do). */
+  | { kind: 'unstreamed' };
 
 /** Options of {@link startFakeOpenAI}. */
 export interface FakeOpenAIOptions {
@@ -163,7 +165,7 @@ export async function startFakeOpenAI(opts: FakeOpenAIOptions = {}): Promise<Fak
 
   async function chat(res: ServerResponse, body: Record<string, unknown>, mode: FakeOpenAIMode | undefined) {
     const model = body.model as string;
-    const stream = body.stream === true;
+    const stream = body.stream === true && mode?.kind !== 'unstreamed';
     const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true;
     const messages = Array.isArray(body.messages) ? (body.messages as Array<{ content?: unknown }>) : [];
     const promptTokens = messages.reduce(

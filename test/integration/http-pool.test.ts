@@ -888,6 +888,33 @@ describe('HttpPool.callChunks (the body chunk by chunk as it arrives, no respons
     expect(await p.callText(call('/ok'))).toBe('ok');
   });
 
+  it("onHeaders sees a successful answer's headers before its first chunk; what it throws rejects the call", async () => {
+    const { s, p } = await pool();
+    const seen: string[] = [];
+    const result = await p.callChunks({
+      ...call('/json'),
+      onHeaders: (h) => seen.push(`headers ${String(h['content-type'])}`),
+      onChunk: (c) => seen.push(`chunk ${c.length}`),
+      onEnd: () => seen.length,
+    });
+    expect(seen[0]).toBe('headers application/json');
+    expect(seen.length).toBeGreaterThan(1);
+    expect(result).toBe(seen.length);
+    const refused = new Error('not an event stream');
+    let chunks = 0;
+    const cut = p.callChunks({
+      ...call('/slow-body?ms=5000'),
+      onHeaders: () => {
+        throw refused;
+      },
+      onChunk: () => chunks++,
+      onEnd: () => 'never',
+    });
+    expect(await rejectionOf(cut)).toBe(refused);
+    await until(() => s.active === 0, 3000, 'the refused call to close on the server');
+    expect(chunks).toBe(0);
+  });
+
   it('an error answer goes to onHttpError, never to onChunk', async () => {
     const { p } = await pool();
     let chunks = 0;

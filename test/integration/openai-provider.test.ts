@@ -64,6 +64,22 @@ describe('OpenAI-compatible provider', () => {
       expect(sent?.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
     });
 
+    it('reads a whole JSON completion from a server that ignores stream: true, with no token handed on', async () => {
+      fake.setNext({ kind: 'unstreamed' });
+      const tokens: string[] = [];
+      const r = await client.chatCompletions(hello(), { onToken: (t) => tokens.push(t) });
+      expect(fake.requests[0]?.body).toMatchObject({ stream: true });
+      expect(r.object).toBe('chat.completion');
+      expect(r.choices[0]?.message.content).toBe('Hello from the fake OpenAI server.');
+      expect(r.usage).toEqual({ prompt_tokens: 2, completion_tokens: 6, total_tokens: 8 });
+      expect(tokens).toEqual([]);
+      expect(r.clientTimings.ttftMs).toBe(r.clientTimings.totalMs);
+      // The connection is reused for the next (streamed) call.
+      expect((await client.chatCompletions(hello())).choices[0]?.message.content).toBe(
+        'Hello from the fake OpenAI server.',
+      );
+    });
+
     it('answers a non-streamed chat completion as the server sent it', async () => {
       const tokens: string[] = [];
       const r = await client.chatCompletions(hello({ stream: false }), { onToken: (t) => tokens.push(t) });

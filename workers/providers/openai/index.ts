@@ -3,6 +3,7 @@ export {
   OPENAI_PROVIDER,
   openAIErrorInfo,
   openAIHttpError,
+  SseEvents,
   sseEvents,
   type OpenAIClientOptions,
   type OpenAIErrorInfo,

@@ -9,7 +9,7 @@ import {
 } from '../../../shared/errors.js';
 import { HttpEndpoint, parseHttpUrl } from '../../../shared/http/endpoint.js';
 import { httpStatusError } from '../../../shared/http/errors.js';
-import { HttpPoolRegistry, readJson, type HttpPool } from '../../../shared/http/pool.js';
+import { HttpPoolRegistry, parseJsonText, readJson, type HttpPool } from '../../../shared/http/pool.js';
 import {
   type ChatCallOptions,
   type ChatCompletion,
@@ -59,7 +59,6 @@ interface CallSpec<T> {
   body?: unknown;
   /** The model the call is about, for ModelNotFoundError. */
   model?: string;
-  accept?: string;
   signal?: AbortSignal;
   read: (res: Dispatcher.ResponseData) => Promise<T>;
 }
@@ -186,22 +185,57 @@ export interface SseEvent {
 }
 
 /**
- * Splits a byte stream into server-sent events (https://html.spec.whatwg.org/#event-stream-interpretation):
- * `data:` lines of one event (up to a blank line) are joined with "\n"; comments (`:` lines, sent as
- * keep-alives by some gateways) and the `event`, `id`, `retry` fields are skipped. llama.cpp server reports
- * a failure after the headers as an `error: {json}` line, yielded at once as an "error" event. Chunk
- * boundaries fall anywhere, so bytes are decoded in streaming mode. A last event without its blank line is
- * still yielded, marked `partial`: the caller decides whether it is whole.
+ * Splits a byte stream, handed over chunk by chunk, into server-sent events
+ * (https://html.spec.whatwg.org/#event-stream-interpretation): `data:` lines of one event (up to a blank line)
+ * are joined with "\n"; comments (`:` lines, sent as keep-alives by some gateways) and the `event`, `id`,
+ * `retry` fields are skipped. llama.cpp server reports a failure after the headers as an `error: {json}` line,
+ * given at once as an "error" event. Chunk boundaries fall anywhere, so bytes are decoded in streaming mode.
+ * A last event without its blank line is still given by end(), marked `partial`: the caller decides whether
+ * it is whole. Synchronous: a streamed answer comes about one chunk per token, and each event reaches its
+ * reader in the call that received the chunk, with no promise or generator step between.
  */
-export async function* sseEvents(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<SseEvent> {
-  const decoder = new TextDecoder('utf-8');
-  let pending = '';
-  let data: string[] = [];
-  function* line(raw: string): Generator<SseEvent> {
+export class SseEvents {
+  private readonly decoder = new TextDecoder('utf-8');
+  private pending = '';
+  private data: string[] = [];
+
+  constructor(private readonly onEvent: (event: SseEvent) => void) {}
+
+  /** Gives every event the chunk completes, in order. */
+  push(chunk: Uint8Array | string): void {
+    this.pending += typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
+    let newline = this.pending.indexOf('\n');
+    if (newline === -1) return;
+    let from = 0;
+    const text = this.pending;
+    while (newline !== -1) {
+      this.line(text.slice(from, newline));
+      from = newline + 1;
+      newline = text.indexOf('\n', from);
+    }
+    this.pending = text.slice(from);
+  }
+
+  /** The stream is over: gives its last line's event, and a last event without its blank line (partial). */
+  end(): void {
+    const rest = this.pending + this.decoder.decode();
+    this.pending = '';
+    if (rest !== '') this.line(rest);
+    if (this.data.length > 0) {
+      const text = this.data.join('\n');
+      this.data = [];
+      this.onEvent({ field: 'data', text, partial: true });
+    }
+  }
+
+  private line(raw: string): void {
     const text = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (text === '') {
-      if (data.length > 0) yield { field: 'data', text: data.join('\n') };
-      data = [];
+      if (this.data.length > 0) {
+        const data = this.data.join('\n');
+        this.data = [];
+        this.onEvent({ field: 'data', text: data });
+      }
       return;
     }
     if (text.startsWith(':')) return;
@@ -209,21 +243,23 @@ export async function* sseEvents(chunks: AsyncIterable<Uint8Array | string>): As
     const field = colon === -1 ? text : text.slice(0, colon);
     let value = colon === -1 ? '' : text.slice(colon + 1);
     if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'data') data.push(value);
-    else if (field === 'error') yield { field: 'error', text: value };
+    if (field === 'data') this.data.push(value);
+    else if (field === 'error') this.onEvent({ field: 'error', text: value });
   }
+}
+
+/** The events of a byte stream read to its end (see {@link SseEvents}). */
+export async function* sseEvents(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<SseEvent> {
+  let ready: SseEvent[] = [];
+  const split = new SseEvents((e) => ready.push(e));
   for await (const chunk of chunks) {
-    pending += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
-    let newline = pending.indexOf('\n');
-    while (newline !== -1) {
-      yield* line(pending.slice(0, newline));
-      pending = pending.slice(newline + 1);
-      newline = pending.indexOf('\n');
-    }
+    split.push(chunk);
+    const now = ready;
+    ready = [];
+    yield* now;
   }
-  pending += decoder.decode();
-  if (pending !== '') yield* line(pending);
-  if (data.length > 0) yield { field: 'data', text: data.join('\n'), partial: true };
+  split.end();
+  yield* ready;
 }
 
 /** A failure the server reported after its 200 header (a stream event or a 200 body holding an error). */
@@ -252,7 +288,11 @@ function protocolError(
 
 /** Parses one JSON answer, refusing a 200 that holds an error and anything not an object. */
 async function readObject(endpoint: string, res: Dispatcher.ResponseData): Promise<Record<string, unknown>> {
-  const body = await readJson(OPENAI_PROVIDER, endpoint, res);
+  return objectOf(endpoint, await readJson(OPENAI_PROVIDER, endpoint, res));
+}
+
+/** A parsed JSON answer as an object, refusing a 200 that holds an error and anything not an object. */
+function objectOf(endpoint: string, body: unknown): Record<string, unknown> {
   if (!isRecord(body)) throw protocolError(endpoint, 'answer is not a JSON object', false);
   const info = openAIErrorInfo(body);
   if (body.error != null || body.object === 'error')
@@ -336,15 +376,7 @@ export class OpenAIClient {
       stream: true,
       stream_options: { ...req.stream_options, include_usage: true },
     };
-    return this.call({
-      method: 'POST',
-      endpoint,
-      body,
-      model: req.model,
-      accept: 'text/event-stream',
-      signal: opts.signal,
-      read: (r) => this.gather(r, endpoint, started, opts.onToken, opts.signal),
-    });
+    return this.gather(body, endpoint, started, opts.onToken, opts.signal);
   }
 
   /** POST /embeddings: one vector per input, in `data[i].index` order as the server sends it. */
@@ -397,7 +429,7 @@ export class OpenAIClient {
 
   private call<T>(spec: CallSpec<T>): Promise<T> {
     this.endpoint.assertOpen('OpenAIClient');
-    const headers: Record<string, string> = { ...this.headers, accept: spec.accept ?? 'application/json' };
+    const headers: Record<string, string> = { ...this.headers, accept: 'application/json' };
     let payload: string | undefined;
     if (spec.body !== undefined) {
       headers['content-type'] = 'application/json';
@@ -417,21 +449,22 @@ export class OpenAIClient {
     });
   }
 
-  /** Reads an SSE stream to its end and gathers choice 0 into one completion. */
-  private async gather(
-    res: Dispatcher.ResponseData,
+  /**
+   * One streamed chat call: its SSE body read as it arrives (HttpPool.callChunks: each chunk split into
+   * events and each event parsed in the call that received it, with no response stream or async iteration
+   * per chunk), choice 0 gathered into one completion. A server that ignores `stream: true` answers one JSON
+   * completion (by its content type), read whole.
+   */
+  private gather(
+    body: ChatCompletionRequest,
     endpoint: string,
     started: number,
     onToken: ((text: string) => void) | undefined,
     signal: AbortSignal | undefined,
   ): Promise<ChatCompletionResult> {
-    const contentType = String(res.headers['content-type'] ?? '');
-    if (contentType.includes('application/json')) {
-      // A server that ignores `stream: true` answers with one JSON completion.
-      const whole = checkCompletion(endpoint, await readObject(endpoint, res));
-      const totalMs = performance.now() - started;
-      return { ...whole, clientTimings: { ttftMs: totalMs, totalMs } };
-    }
+    this.endpoint.assertOpen('OpenAIClient');
+    /** The chunks of a whole JSON answer (a server that does not stream), else undefined. */
+    let whole: Buffer[] | undefined;
     let first: ChatCompletionChunk | undefined;
     let text = '';
     let reasoning = '';
@@ -439,16 +472,17 @@ export class OpenAIClient {
     let usage: CompletionUsage | undefined;
     let ttftMs: number | undefined;
     let done = false;
-    for await (const event of sseEvents(res.body as AsyncIterable<Buffer>)) {
-      // Events already read keep coming after an abort: none reaches onToken once the caller has aborted.
+    const events = new SseEvents((event) => {
+      // Events of a chunk already read keep coming after an abort: none reaches onToken once the caller
+      // has aborted.
       signal?.throwIfAborted();
       if (event.field === 'error') {
         throw reportedError(endpoint, openAIErrorInfo(parseMaybeJson(event.text)), event.text);
       }
-      if (done) continue; // nothing follows [DONE]; read on so the connection can be reused
+      if (done) return; // nothing follows [DONE]; read on so the connection can be reused
       if (event.text.trim() === '[DONE]') {
         done = true;
-        continue;
+        return;
       }
       let parsed: unknown;
       try {
@@ -465,7 +499,7 @@ export class OpenAIClient {
       first ??= chunk;
       if (isRecord(chunk.usage)) usage = chunk.usage as unknown as CompletionUsage;
       const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => c.index === 0) : undefined;
-      if (choice === undefined) continue;
+      if (choice === undefined) return;
       const piece = choice.delta?.content;
       if (typeof piece === 'string' && piece.length > 0) {
         ttftMs ??= performance.now() - started;
@@ -475,20 +509,53 @@ export class OpenAIClient {
       const thought = choice.delta?.reasoning_content;
       if (typeof thought === 'string') reasoning += thought;
       if (choice.finish_reason != null) finishReason = choice.finish_reason;
-    }
-    if (!done) throw protocolError(endpoint, 'stream ended without "data: [DONE]"', true);
-    const totalMs = performance.now() - started;
-    const message: ChatCompletionResult['choices'][number]['message'] = { role: 'assistant', content: text };
-    if (reasoning.length > 0) message.reasoning_content = reasoning;
-    return {
-      id: first?.id ?? '',
-      object: 'chat.completion',
-      created: first?.created ?? Math.floor(Date.now() / 1000),
-      model: first?.model ?? '',
-      ...(first?.system_fingerprint != null ? { system_fingerprint: first.system_fingerprint } : {}),
-      choices: [{ index: 0, message, finish_reason: finishReason }],
-      ...(usage !== undefined ? { usage } : {}),
-      clientTimings: { ttftMs: ttftMs ?? totalMs, totalMs },
-    };
+    });
+    return this.pool.callChunks({
+      provider: OPENAI_PROVIDER,
+      method: 'POST',
+      path: this.endpoint.basePath + endpoint + this.query,
+      headers: { ...this.headers, accept: 'text/event-stream', 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal,
+      timeoutMs: this.opts.timeoutMs,
+      onHttpError: (status, resHeaders, errorText) =>
+        openAIHttpError(endpoint, status, resHeaders, errorText, body.model),
+      onHeaders: (headers) => {
+        if (String(headers['content-type'] ?? '').includes('application/json')) whole = [];
+      },
+      onChunk: (chunk) => {
+        if (whole) whole.push(chunk);
+        else events.push(chunk);
+      },
+      onEnd: () => {
+        if (whole) {
+          const answer = new TextDecoder('utf-8').decode(Buffer.concat(whole));
+          const completion = checkCompletion(
+            endpoint,
+            objectOf(endpoint, parseJsonText(OPENAI_PROVIDER, endpoint, answer)),
+          );
+          const totalMs = performance.now() - started;
+          return { ...completion, clientTimings: { ttftMs: totalMs, totalMs } };
+        }
+        events.end();
+        if (!done) throw protocolError(endpoint, 'stream ended without "data: [DONE]"', true);
+        const totalMs = performance.now() - started;
+        const message: ChatCompletionResult['choices'][number]['message'] = {
+          role: 'assistant',
+          content: text,
+        };
+        if (reasoning.length > 0) message.reasoning_content = reasoning;
+        return {
+          id: first?.id ?? '',
+          object: 'chat.completion',
+          created: first?.created ?? Math.floor(Date.now() / 1000),
+          model: first?.model ?? '',
+          ...(first?.system_fingerprint != null ? { system_fingerprint: first.system_fingerprint } : {}),
+          choices: [{ index: 0, message, finish_reason: finishReason }],
+          ...(usage !== undefined ? { usage } : {}),
+          clientTimings: { ttftMs: ttftMs ?? totalMs, totalMs },
+        };
+      },
+    });
   }
 }
