@@ -65,47 +65,56 @@ describe('LSH (random hyperplanes, 20 bands x 12 rows)', () => {
     ]);
   });
 
-  it('projects exactly as one dimension at a time, in dimension order (bit-identical band values)', () => {
-    // the plain sum per plane, dimension by dimension: what the band values of stored entries came from
-    const dims = 64;
-    const h = new LshHasher('reference', dims, 5, 12);
-    const planes = h.project(Float32Array.from({ length: dims }, (_, j) => (j === 0 ? 1 : 0))).length;
-    const unit = (j: number): Float64Array =>
-      h.project(Float32Array.from({ length: dims }, (_, i) => (i === j ? 1 : 0)));
-    const columns = Array.from({ length: dims }, (_, j) => unit(j)); // plane weights of dimension j
-    const projection = (v: Float32Array): Float64Array => {
-      const acc = new Float64Array(planes);
-      for (let j = 0; j < dims; j++) {
-        if (v[j] === 0) continue;
-        for (let p = 0; p < planes; p++) acc[p]! += v[j]! * columns[j]![p]!;
+  it.each([
+    [5, 12],
+    [20, 12],
+    [3, 5],
+    [1, 1],
+  ])(
+    'projects exactly as one dimension at a time, in dimension order (bit-identical band values, %i x %i)',
+    (bands, rows) => {
+      // the plain sum per plane, dimension by dimension: what the band values of stored entries came from
+      const dims = 64;
+      const h = new LshHasher('reference', dims, bands, rows);
+      const planes = h.project(Float32Array.from({ length: dims }, (_, j) => (j === 0 ? 1 : 0))).length;
+      const unit = (j: number): Float64Array =>
+        h.project(Float32Array.from({ length: dims }, (_, i) => (i === j ? 1 : 0)));
+      const columns = Array.from({ length: dims }, (_, j) => unit(j)); // plane weights of dimension j
+      const projection = (v: Float32Array): Float64Array => {
+        const acc = new Float64Array(planes);
+        for (let j = 0; j < dims; j++) {
+          if (v[j] === 0) continue;
+          for (let p = 0; p < planes; p++) acc[p]! += v[j]! * columns[j]![p]!;
+        }
+        return acc;
+      };
+      const reference = (v: Float32Array): number[] | undefined => {
+        const acc = projection(v);
+        if (acc.every((a) => a === 0)) return undefined;
+        return Array.from({ length: bands }, (_, b) => {
+          let x = 0;
+          for (let r = 0; r < rows; r++) if (acc[b * rows + r]! >= 0) x |= 1 << r;
+          return x;
+        });
+      };
+      const rand = seededRandom('lsh-reference');
+      let compared = 0;
+      for (let i = 0; i < 3000; i++) {
+        const v = new Float32Array(dims);
+        const nnz = 1 + (i % 23);
+        for (let k = 0; k < nnz; k++)
+          v[Math.floor(rand() * dims)] = (rand() - 0.5) * (i % 5 === 0 ? 1e-30 : 1);
+        if (i % 7 === 0) v[3] = -0;
+        // every bit of every projection, not only their signs: a sum taken in another order differs in its
+        // last bits long before a sign flips
+        expect(Array.from(h.project(v))).toEqual(Array.from(projection(v)));
+        expect(h.bandValues(v)).toEqual(reference(v));
+        compared++;
       }
-      return acc;
-    };
-    const reference = (v: Float32Array): number[] | undefined => {
-      const acc = projection(v);
-      if (acc.every((a) => a === 0)) return undefined;
-      return Array.from({ length: 5 }, (_, b) => {
-        let x = 0;
-        for (let r = 0; r < 12; r++) if (acc[b * 12 + r]! >= 0) x |= 1 << r;
-        return x;
-      });
-    };
-    const rand = seededRandom('lsh-reference');
-    let compared = 0;
-    for (let i = 0; i < 3000; i++) {
-      const v = new Float32Array(dims);
-      const nnz = 1 + (i % 23);
-      for (let k = 0; k < nnz; k++) v[Math.floor(rand() * dims)] = (rand() - 0.5) * (i % 5 === 0 ? 1e-30 : 1);
-      if (i % 7 === 0) v[3] = -0;
-      // every bit of every projection, not only their signs: a sum taken in another order differs in its
-      // last bits long before a sign flips
-      expect(Array.from(h.project(v))).toEqual(Array.from(projection(v)));
-      expect(h.bandValues(v)).toEqual(reference(v));
-      compared++;
-    }
-    expect(h.bandValues(new Float32Array(dims))).toBeUndefined();
-    expect(compared).toBe(3000);
-  });
+      expect(h.bandValues(new Float32Array(dims))).toBeUndefined();
+      expect(compared).toBe(3000);
+    },
+  );
 
   it('has the documented theoretical recall', () => {
     expect(lshCandidateProbability(0.9)).toBeGreaterThanOrEqual(0.95);

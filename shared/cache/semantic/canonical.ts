@@ -124,7 +124,8 @@ function computeCanonical(prompt: string): CanonicalPrompt {
       // A capital inside a sentence marks a name: left as written. A capital at a sentence start may be
       // either, so only two swapped letters are fixed there ("Explian"), not edits that turn names into words.
       if (!CAPITALISED.test(w.text)) lower = fixTypo(lower);
-      else if (clauseStart((norm ??= prompt.normalize('NFKC')), out, i) && !isKnownWord(lower))
+      // (a known word first: most capitalised words are, and then the prompt needs no NFKC form)
+      else if (!isKnownWord(lower) && clauseStart((norm ??= prompt.normalize('NFKC')), out, i))
         lower = swapTypo(lower) ?? lower;
     }
     const lemma = kind === 'word' ? lemmaOf(lower) : lower;
@@ -204,7 +205,8 @@ function plainWord(lower: string): PlainWord {
   const hit = plainWords.get(lower);
   if (hit !== undefined) return hit;
   let fixed = lower;
-  if (!HAS_DIGIT.test(lower) && !STOPWORDS.has(lower) && !MARKERS.has(lower) && !NEGATION_WORDS.has(lower))
+  const digit = HAS_DIGIT.test(lower);
+  if (!digit && !STOPWORDS.has(lower) && !MARKERS.has(lower) && !NEGATION_WORDS.has(lower))
     fixed = fixTypo(lower);
   const lemma = lemmaOf(fixed);
   let role: WordRole;
@@ -216,6 +218,9 @@ function plainWord(lower: string): PlainWord {
   // numberValue reads the text for a Roman numeral only, which needs a capital: the lower form does here
   const key = role === 'number' ? numberValue(fixed, fixed) : (groupOf(lemma) ?? lemma);
   const out: PlainWord = { lower: fixed, lemma, key, role };
+  // A word with a digit (an id, a hash, a number) is seldom met twice and is quick to read (no typo fix):
+  // kept, those of unique prompts would only fill the memo and push out the words that come back.
+  if (digit) return out;
   if (plainWords.size >= MAX_PLAIN_WORDS) plainWords.clear();
   plainWords.set(lower, out);
   return out;

@@ -201,24 +201,52 @@ const KEEP: ReadonlySet<string> = new Set(
   ).split(/\s+/),
 );
 
-// British spellings folded to American ones when the American one is the commoner word.
-const SPELLING: readonly (readonly [RegExp, string])[] = [
-  [/isation$/, 'ization'],
-  [/isations$/, 'izations'],
-  [/ise$/, 'ize'],
-  [/ises$/, 'izes'],
-  [/ised$/, 'ized'],
-  [/ising$/, 'izing'],
-  [/yse$/, 'yze'],
-  [/our$/, 'or'],
-  [/ours$/, 'ors'],
-  [/tre$/, 'ter'],
-  [/tres$/, 'ters'],
-  [/ogue$/, 'og'],
-  [/ence$/, 'ense'],
-  [/lled$/, 'led'],
-  [/lling$/, 'ling'],
+// British spellings folded to American ones when the American one is the commoner word: a suffix and its
+// replacement, tried in this order (each as the regex /suffix$/ and its replace would, without a regex).
+const SPELLING: readonly (readonly [string, string])[] = [
+  ['isation', 'ization'],
+  ['isations', 'izations'],
+  ['ise', 'ize'],
+  ['ises', 'izes'],
+  ['ised', 'ized'],
+  ['ising', 'izing'],
+  ['yse', 'yze'],
+  ['our', 'or'],
+  ['ours', 'ors'],
+  ['tre', 'ter'],
+  ['tres', 'ters'],
+  ['ogue', 'og'],
+  ['ence', 'ense'],
+  ['lled', 'led'],
+  ['lling', 'ling'],
 ];
+
+/**
+ * The SPELLING and RULES entries by the last letter of their suffix (each list in its table's order): a word
+ * is tried against those that end as it does only, the others could not match (~36 suffix tests → a few).
+ */
+const SPELLING_BY_LAST = byLastChar(SPELLING);
+const RULES_BY_LAST = byLastChar(RULES);
+
+function byLastChar<E extends readonly [string, ...unknown[]]>(table: readonly E[]): Map<number, E[]> {
+  const out = new Map<number, E[]>();
+  for (const e of table) {
+    const last = e[0].charCodeAt(e[0].length - 1);
+    let list = out.get(last);
+    if (!list) out.set(last, (list = []));
+    list.push(e);
+  }
+  return out;
+}
+
+const NONE: readonly never[] = [];
+
+/** What computeLemma inflects: lower-case letter runs, joined by hyphens. */
+const LETTER_WORD = /^[a-z]+(?:-[a-z]+)*$/;
+/** A doubled final consonant ("ribb" of "ribbed"). */
+const DOUBLED_END = /([bdfgklmnprtvz])\1$/;
+/** A digit: a word with one (an id, a hash, a version) is seldom met twice. */
+const HAS_DIGIT = /\d/;
 
 const lemmaCache = new Map<string, string>();
 
@@ -232,28 +260,51 @@ export function lemmaOf(lower: string): string {
   const hit = lemmaCache.get(lower);
   if (hit !== undefined) return hit;
   const out = computeLemma(lower);
+  // A word with a digit is its own lemma unless it is an irregular form, found in one lookup (LETTER_WORD
+  // stops computeLemma there): kept, the ids and hashes of unique prompts would only fill the cache.
+  if (HAS_DIGIT.test(lower)) return out;
   if (lemmaCache.size > 50_000) lemmaCache.clear();
   lemmaCache.set(lower, out);
   return out;
+}
+
+/**
+ * lemmaOf() without keeping the result: for the typo candidates correctTypo tries (hundreds per unknown
+ * word, nearly all of them no word), which would otherwise fill the cache and push out the words prompts
+ * use.
+ */
+function lemmaOfCandidate(lower: string): string {
+  return lemmaCache.get(lower) ?? computeLemma(lower);
+}
+
+/** isKnownWord() for a typo candidate (see lemmaOfCandidate). */
+function isKnownCandidate(lower: string): boolean {
+  const lx = lexicon();
+  return lx.words.has(lower) || lx.irregular.has(lower) || lemmaOfCandidate(lower) !== lower;
 }
 
 function computeLemma(w: string): string {
   const lx = lexicon();
   const irr = lx.irregular.get(w);
   if (irr !== undefined) return irr;
-  if (w.length <= 3 || KEEP.has(w) || !/^[a-z]+(?:-[a-z]+)*$/.test(w)) return w;
-  for (const [re, to] of SPELLING) {
-    if (!re.test(w)) continue;
-    const us = w.replace(re, to);
+  if (w.length <= 3 || KEEP.has(w) || !LETTER_WORD.test(w)) return w;
+  const last = w.charCodeAt(w.length - 1);
+  const spelling = SPELLING_BY_LAST.get(last) ?? NONE;
+  for (let i = 0; i < spelling.length; i++) {
+    const [suffix, to] = spelling[i]!;
+    if (!w.endsWith(suffix)) continue;
+    const us = w.slice(0, w.length - suffix.length) + to;
     if (us !== w && (lx.words.has(us) || lx.irregular.has(us)) && countOf(us) >= countOf(w))
       return computeLemma(us);
   }
   const own = lx.words.has(w) ? countOf(w) : -1;
-  for (const [suffix, to, pos] of RULES) {
+  const rules = RULES_BY_LAST.get(last) ?? NONE;
+  for (let i = 0; i < rules.length; i++) {
+    const [suffix, to, pos] = rules[i]!;
     if (!w.endsWith(suffix) || w.length - suffix.length < 2) continue;
     const base = w.slice(0, w.length - suffix.length) + to;
     let found = hasPos(base, pos) ? base : undefined;
-    if (!found && to === '' && suffix !== 's' && /([bdfgklmnprtvz])\1$/.test(base)) {
+    if (!found && to === '' && suffix !== 's' && DOUBLED_END.test(base)) {
       const single = base.slice(0, -1); // ribbed → rib, stopping → stop, bigger → big
       if (hasPos(single, pos)) found = single;
     }
@@ -306,7 +357,7 @@ function computeTypo(w: string): string | undefined {
     for (const c of cands) {
       if (found.has(c) || c === w) continue;
       if (STOPWORDS.has(c)) found.set(c, Number.MAX_SAFE_INTEGER);
-      else if (isKnownWord(c)) found.set(c, countOf(lemmaOf(c)) || countOf(c));
+      else if (isKnownCandidate(c)) found.set(c, countOf(lemmaOfCandidate(c)) || countOf(c));
     }
     if (found.size === 0) return null; // nothing of this kind: try the next kind
     const ranked = [...found].sort((a, b) => b[1] - a[1]);
