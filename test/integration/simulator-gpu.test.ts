@@ -52,7 +52,7 @@ describe('simulator with the GPU profile', () => {
     // first has given it back. (Not timed: on a loaded host the second may reach the simulator late in the
     // first's generation, so how long it waited says nothing.)
     let answered = 0;
-    const both = Promise.all([first, second].map((p) => p.finally(() => answered++)));
+    const both = Promise.all([first.finally(() => answered++), second.finally(() => answered++)]);
     const seen = new Set<string>();
     while (answered < 2) {
       const m = sim.stats().gpu?.models[MODEL];
