@@ -7,6 +7,7 @@ import { closeRedis } from '../../shared/redis/connection';
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { HeldBackend } from '../helpers/held-backend';
 import { until } from '../helpers/wait';
 
 /*
@@ -15,26 +16,6 @@ import { until } from '../helpers/wait';
  * worker then: BullMQ's fetch loop, holding `concurrency` jobs, reads a raised concurrency only when one of
  * them ends (a whole generation later), and fetches one job per round trip after that.
  */
-
-/** A backend that holds every call until released, counting the calls running. */
-class HeldBackend extends NoopInferenceBackend {
-  running = 0;
-  private gate: Promise<void>;
-  release: () => void = () => undefined;
-  constructor() {
-    super();
-    this.gate = new Promise((r) => (this.release = r));
-  }
-  override async run(job: Parameters<NoopInferenceBackend['run']>[0]) {
-    this.running++;
-    try {
-      await this.gate;
-      return await super.run(job);
-    } finally {
-      this.running--;
-    }
-  }
-}
 
 test('a raised backend capacity fills the worker at once, in one take, while none of its jobs has ended', async () => {
   const prefix = uniquePrefix('capraise');

@@ -13,6 +13,7 @@ import { startInferencePair } from '../helpers/inference-pair';
 import { startReadyChild } from '../helpers/ready-child';
 import { expectAbortCancelsJob } from '../helpers/stream-abort';
 import { keysMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { HeldBackend } from '../helpers/held-backend';
 import { until } from '../helpers/wait';
 
 /*
@@ -22,30 +23,6 @@ import { until } from '../helpers/wait';
  * active jobs: coalesced as before, bounded by the worker's concurrency, and durable (a worker that dies
  * leaves them to the stalled check, and another worker runs them).
  */
-
-/** A backend that holds every call until released, counting the calls and the most at once. */
-class HeldBackend extends NoopInferenceBackend {
-  calls = 0;
-  running = 0;
-  most = 0;
-  private gate: Promise<void>;
-  release: () => void = () => undefined;
-  constructor() {
-    super();
-    this.gate = new Promise((r) => (this.release = r));
-  }
-  override async run(job: Parameters<NoopInferenceBackend['run']>[0]) {
-    this.calls++;
-    this.running++;
-    this.most = Math.max(this.most, this.running);
-    try {
-      await this.gate;
-      return await super.run(job);
-    } finally {
-      this.running--;
-    }
-  }
-}
 
 async function startPair(tag: string, backend: NoopInferenceBackend, concurrency: number) {
   const pair = await startInferencePair(tag, backend, concurrency);
