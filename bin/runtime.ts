@@ -159,6 +159,7 @@ export async function startWorker(
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
     shards: config.redis.queueShards,
+    queueEvents: config.redis.queueEvents,
     ...(config.workers.shards ? { servedShards: config.workers.shards } : {}),
     queues,
     concurrency: {

@@ -29,6 +29,11 @@ export interface Cell0ClientOptions {
   /** A Redis command slower than this fails with RedisTimeoutError (retryable), ms. Default 2000. */
   commandTimeoutMs?: number;
   /**
+   * Whether this client's batched adds write BullMQ's event stream entries, for QueueEvents listeners
+   * (CELL0_QUEUE_EVENTS; see JobSubmitterOptions.queueEvents). Default false.
+   */
+  queueEvents?: boolean;
+  /**
    * Redis memory use (% of maxmemory) at and over which new work is refused with RedisFullError (reason
    * `watermark`) before Redis itself refuses writes; 0 = off. Read in the background (INFO memory, once a
    * second) and checked by the load shedder given this client's `redisMemory`. Default 90.

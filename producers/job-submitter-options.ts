@@ -35,6 +35,12 @@ export interface JobSubmitterOptions {
    */
   maxBatchSize?: number;
   /**
+   * Whether the adds (and the takes behind them) this producer batches write BullMQ's event stream entries
+   * (`added`, `waiting`, `active`) for QueueEvents listeners. Nothing in cell0 reads them. Default false
+   * (see shared/queues/event-writes.ts).
+   */
+  queueEvents?: boolean;
+  /**
    * A waiter that has had no reply for this long re-reads its job's outcome (then again after twice as long,
    * up to 30 s), so a reply lost with a worker that died just after finishing the job is not waited out.
    * Default 2000 ms.
@@ -50,6 +56,7 @@ export interface ResolvedSubmitterOptions {
   policy: JobPolicy;
   maxBatchSize: number;
   recheckAfterMs: number;
+  queueEvents: boolean;
   queues: readonly QueueName[];
 }
 
@@ -73,6 +80,7 @@ export function resolveSubmitterOptions(opts: JobSubmitterOptions): ResolvedSubm
     policy,
     maxBatchSize,
     recheckAfterMs,
+    queueEvents: opts.queueEvents ?? false,
     queues: opts.queues ?? QUEUE_NAMES,
   };
 }

@@ -87,6 +87,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
   private isInitialized = false;
   /** Counts adds and coalesced requests (jobs added, joined, answered from a stored result, re-run). */
   metrics: Pick<Cell0Metrics, 'jobAdded' | 'jobCoalesced'> | undefined;
+  private readonly queueEvents: boolean;
 
   constructor(opts: JobSubmitterOptions) {
     super();
@@ -97,6 +98,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     this.policy = resolved.policy;
     this.maxBatchSize = resolved.maxBatchSize;
     this.recheckAfterMs = resolved.recheckAfterMs;
+    this.queueEvents = resolved.queueEvents;
     this.queueNames = resolved.queues;
     this.log = opts.logger ?? silentLogger();
     this.connLog = connectionLogFor(this.log);
@@ -188,6 +190,7 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
       producerId: this.producerId,
       maxBatchSize: this.maxBatchSize,
       recheckAfterMs: this.recheckAfterMs,
+      queueEvents: this.queueEvents,
       log: this.log,
       connLog: this.connLog,
       localTaker: () => this.taker,

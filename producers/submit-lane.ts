@@ -24,6 +24,7 @@ import {
 } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
 import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../shared/queues/add-batch.js';
+import { setQueueEvents } from '../shared/queues/event-writes.js';
 import { type QueueName } from '../shared/queues/names.js';
 import { sendTake, takeArguments, type LocalTaker } from '../shared/queues/take-jobs.js';
 import { type AddTake } from '../shared/queues/add-batch.js';
@@ -61,6 +62,8 @@ export interface LaneContext {
   producerId: string;
   maxBatchSize: number;
   recheckAfterMs: number;
+  /** Whether the batched adds and takes write BullMQ's event stream (JobSubmitterOptions.queueEvents). */
+  queueEvents: boolean;
   log: Logger;
   connLog: RedisConnectionLog;
   /** The worker of this process that takes jobs right behind the adds (`cell0 start`), if any. */
@@ -152,6 +155,7 @@ export class SubmitLane {
     try {
       await Promise.all([lane.queue.waitUntilReady(), waitUntilReady(lane.inboxConn, 3000)]);
       // BullMQ's scripts are loaded on the connection now: the adds of one round trip can go as one call.
+      setQueueEvents(ctx.conn, ctx.queueEvents);
       await batchAdds(ctx.conn);
       lane.inbox.start();
       return lane;

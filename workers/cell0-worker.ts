@@ -34,6 +34,7 @@ import { ModelList } from './worker/model-list.js';
 import { TokenStreams } from './worker/token-streams.js';
 import { LocalTake } from './worker/local-take.js';
 import { sendTake, type LocalTaker } from '../shared/queues/take-jobs.js';
+import { setQueueEvents } from '../shared/queues/event-writes.js';
 import { type LocalStreamReaders } from '../shared/queues/token-stream.js';
 import { EmbeddingBatcher } from './embedding/index.js';
 import { freeSlots, wakeFetchLoop, waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
@@ -243,6 +244,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     for (const [key, { conn }] of this.byKey) {
       // First: the hooks below then see each finish of a batch as its own call, and their commands go
       // out behind the batch.
+      setQueueEvents(conn, this.opts.queueEvents);
       if (!(await batchFinishes(conn)))
         this.log.warn({ queueKey: key }, 'finishes go one script call each (BullMQ finish not batched)');
       this.replies.replyBehindFinish(conn, key);

@@ -5,7 +5,7 @@ import { beforeSend } from '../shared/redis/connection.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { willRetry } from './worker/job-outcome.js';
 import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-internals.js';
-import { REPLY_FROM_FINISH, replyWithFinish } from '../shared/queues/finish-batch.js';
+import { LOCAL_ADDER, REPLY_FROM_FINISH, replyWithFinish } from '../shared/queues/finish-batch.js';
 import {
   adderOf,
   decodeReply,
@@ -189,17 +189,21 @@ export class ReplyPublisher {
     if (this.closing) return;
     let adder = this.takeAdder(queueKey, call.jobId);
     const entry: BehindFinish = { ok: undefined, event: undefined, local: undefined };
+    // What the finish script is told: the local producer as such (no inbox, and no event entries, see
+    // finish-batch.ts), where the fallback script below is told '' (no inbox).
+    let finishAdder = adder;
     if (this.local !== undefined && adder === this.local.producerId && this.local.serves(queueKey)) {
       // Handed over in settle(), once the script has found the job finished; the script skips its inbox.
       entry.local = { queueKey, call };
       adder = '';
+      finishAdder = LOCAL_ADDER;
     }
     // Usually the reply rides in the finish's own script call (finish-batch.ts): no command of its own, and
     // the script builds it from the finish's arguments (the job's value is not sent a second time).
     const withFinish = replyWithFinish(conn, call.jobId, {
       waiterKey: waiterSetKey(queueKey, call.jobId),
       reply: REPLY_FROM_FINISH,
-      adder,
+      adder: finishAdder,
       inboxPrefix: this.inboxPrefixOf(queueKey),
       inboxTtlMs: INBOX_TTL_MS,
       done: (count) => {

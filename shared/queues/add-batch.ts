@@ -6,8 +6,8 @@
  * {@link gatherAdds} on one connection go to Redis as one call of a script that runs BullMQ's own
  * `addStandardJob` body once per job, in order: the keys every job shares are sent once, each job adds its
  * 3 arguments. Each add does exactly what BullMQ's call does (the same Lua, its integer literals given to
- * redis.call as the strings Redis would make of them; the same keys and arguments, data layout, events and
- * markers), and each caller gets its own answer: the job id, a negative code, or
+ * redis.call as the strings Redis would make of them; the same keys and arguments, data layout and markers;
+ * its event stream entries only on a connection that keeps them, see event-writes.ts), and each caller gets its own answer: the job id, a negative code, or
  * its own error (a job's Lua error is caught per job; its neighbours are added as usual).
  * Part of the BullMQ internals cell0 touches (see bullmq-internals.ts).
  */
@@ -15,6 +15,7 @@ import { type RedisConnection } from '../redis/cluster.js';
 import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { luaInclude } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
+import { eventLua, eventWritesFor } from './event-writes.js';
 import { perJobFunction } from './per-job-script.js';
 import { takeJobsFunction } from './take-jobs.js';
 
@@ -124,7 +125,8 @@ const batchedOn = new WeakMap<RedisConnection, Batched>();
  * with a take, then the take's answer (take-jobs.ts).
  */
 export function addBatchLua(lua: string, jobStatus: string, take = ''): string {
-  return `${perJobFunction('addStandardJob', argsUnpackedOnce(integerArgsAsStrings(lua)))}
+  return `${eventLua(false)}
+${perJobFunction('addStandardJob', argsUnpackedOnce(integerArgsAsStrings(lua)))}
 ${jobStatus}
 ${take}
 local producer = ARGV[1]
@@ -205,7 +207,12 @@ export async function batchAdds(conn: RedisConnection): Promise<AddBatchStats | 
   if (!found) return undefined;
   // BullMQ's fetch, for the takes that ride behind the adds (none when it is not found as expected).
   const fetch = bullmqScript(conn, 'moveToActive', 11);
-  const lua = addBatchLua(found.lua, luaInclude('job-status'), fetch ? takeJobsFunction(fetch.lua) : '');
+  // Without the event stream's writes unless the connection keeps them (event-writes.ts).
+  const lua = addBatchLua(
+    eventWritesFor(conn, found.lua),
+    luaInclude('job-status'),
+    fetch ? takeJobsFunction(eventWritesFor(conn, fetch.lua)) : '',
+  );
   try {
     // A script that does not compile would fail every add of a batch: checked once, here.
     await (conn as unknown as { script(sub: 'LOAD', lua: string): Promise<unknown> }).script('LOAD', lua);

@@ -7,7 +7,9 @@
  * adds its own key and its 9 arguments. Each job's finish does exactly what BullMQ's call does (the same
  * Lua, its helpers defined once per call and its integer literals given to redis.call as the strings Redis
  * would make of them; the same keys and arguments, the same data layout; only the approximate trim of the event stream and
- * the count for the metrics are done once per call, see trimOncePerCall and countOncePerCall), and each
+ * the count for the metrics are done once per call, see trimOncePerCall and countOncePerCall, and the event
+ * stream entries of the jobs cell0's producers added are left out unless the connection keeps them, see
+ * event-writes.ts), and each
  * caller gets its own answer: the next
  * job to run, 0, a negative code, or its own error (a job's Lua error is caught per job, its neighbours
  * are finished as usual). The replies to the producers waiting for those jobs can ride in the same call
@@ -24,6 +26,7 @@ import { beforeSend } from '../redis/connection.js';
 import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { LUA_DIR } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
+import { eventLua, eventWritesFor } from './event-writes.js';
 
 /** BullMQ 6.7's moveToFinished: 14 keys (the 12th the job's own hash), then 9 arguments. */
 const KEYS = 14;
@@ -49,7 +52,12 @@ export interface FinishReply {
    * encodeRawReply does, and the job's value goes to Redis once instead of twice.
    */
   reply: string;
-  /** The producer that added the job: '' for none, '?' when unknown (read from the job's options). */
+  /**
+   * The producer that added the job: '' for none, '?' when unknown (read from the job's options),
+   * {@link LOCAL_ADDER} for the producer of the finishing process, whose reply is handed over in process (no
+   * inbox). Unless the connection writes every event (event-writes.ts), the finish writes BullMQ's event
+   * entries only for a job with no adder or an unknown one.
+   */
   adder: string;
   /** The inbox key prefix ({prefix}:{queue}:cell0-reply:): the same for every reply of a connection. */
   inboxPrefix: string;
@@ -94,6 +102,9 @@ export interface FinishBatchStats {
   /** Script calls that carried their finishes' replies too (one finish or more; see replyWithFinish). */
   withReplies: number;
 }
+
+/** A {@link FinishReply.adder}: the job's adder is the finishing process's own producer (no inbox). */
+export const LOCAL_ADDER = '-';
 
 /**
  * A {@link FinishReply.reply} that asks the script to build the reply from the finish's own arguments (see
@@ -370,6 +381,7 @@ function finishOneLua(lua: string): string {
   const split = splitHelpers(text);
   // The helpers after cell0's own (their names are BullMQ's, as when they were defined inside the function).
   return `local trimmed = false
+${eventLua(true)}
 ${COUNT_METRICS_LUA}
 ${split?.helpers ?? ''}
 local function moveToFinished(KEYS, ARGV)
@@ -455,6 +467,11 @@ for i = 1, jobs do
   local base = ${REPLY_HEAD} + (i - 1) * ${REPLY_ARGS}
   local jobId, finishedOn, value = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local jobKey = keyPrefix .. jobId
+  local reply, adder = ARGV[base + 6], ARGV[base + 7]
+  -- The event entries of a job no cell0 producer added ('' none, '?' not known here), for its QueueEvents
+  -- listeners; a job of this process's own producer ('${LOCAL_ADDER}') has none, like a job of another's.
+  cell0Events = adder == "" or adder == "?"
+  if adder == "${LOCAL_ADDER}" then adder = "" end
   local res, keys = finishOne(jobKey,
     { jobId, finishedOn, prop, value, target, fetchNext, keyPrefix, ARGV[base + 4], ARGV[base + 5] })
   out[i] = res
@@ -463,7 +480,6 @@ for i = 1, jobs do
   if fetchNext == "1" and moved(res) and not (type(res) == "table" and type(res[1]) == "table") then
     fetchNext = "0"
   end
-  local reply, adder = ARGV[base + 6], ARGV[base + 7]
   if reply ~= "" and moved(res) and (adder ~= "?" or redis.call("ZSCORE", keys[${FINISH_SET + 1}], jobId)) then
     if reply == "${REPLY_FROM_FINISH}" then reply = replyOf(jobId, finishedOn, value, target) end
     adder = adderOf(jobKey, adder)
@@ -518,8 +534,10 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
   if (current.cell0Batched) return current.cell0Batched;
   // Hooked already (bullmq-internals.ts): batches sent under the hook would not be seen by it.
   if (current.cell0Hooks) return undefined;
-  const lua = finishBatchLua(found.lua);
-  const replyLua = finishReplyLua(found.lua);
+  // Without the event stream's writes unless the connection keeps them (event-writes.ts).
+  const bullmqLua = eventWritesFor(conn, found.lua);
+  const lua = finishBatchLua(bullmqLua);
+  const replyLua = finishReplyLua(bullmqLua);
   const load = (text: string) =>
     (conn as unknown as { script(sub: 'LOAD', lua: string): Promise<unknown> }).script('LOAD', text);
   try {

@@ -19,6 +19,7 @@ import { type RedisConnection } from '../redis/cluster.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
 import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { perJobFunction } from './per-job-script.js';
+import { eventLua, eventWritesFor } from './event-writes.js';
 
 /** BullMQ 6.7's moveToActive: 11 keys, then 3 arguments (key prefix, timestamp, packed options). */
 const KEYS = 11;
@@ -45,7 +46,8 @@ const COMMAND = `cell0TakeJobs:${BULLMQ_INTERNALS_VERSION}`;
  * moveToActive takes no job, its answer alone ends the list.
  */
 export function takeJobsLua(lua: string): string {
-  return `${takeJobsFunction(lua)}
+  return `${eventLua(false)}
+${takeJobsFunction(lua)}
 return cell0TakeJobs(KEYS, ARGV)
 `;
 }
@@ -158,7 +160,10 @@ export function defineTakeJobs(conn: RedisConnection): boolean {
   if (!found) return false;
   const target = conn as unknown as Record<string, unknown>;
   if (!(COMMAND in target))
-    conn.defineCommand(COMMAND, { numberOfKeys: KEYS + 1, lua: takeJobsLua(found.lua) });
+    conn.defineCommand(COMMAND, {
+      numberOfKeys: KEYS + 1,
+      lua: takeJobsLua(eventWritesFor(conn, found.lua)),
+    });
   definedOn.add(conn);
   return true;
 }

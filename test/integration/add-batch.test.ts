@@ -13,6 +13,7 @@ import {
 import { takeArguments, takenJobs, type TakeKeys, type TakeRequest } from '../../shared/queues/take-jobs';
 import { bullmqScript } from '../../shared/queues/bullmq-internals';
 import { splitOpening } from '../../shared/queues/per-job-script';
+import { setQueueEvents } from '../../shared/queues/event-writes';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -50,60 +51,72 @@ describe('adds batched into one script call', () => {
     return rest;
   }
 
-  test('adds gathered together share one call; each job is stored as by BullMQ alone, in order', async () => {
-    const batchedConn = conn();
-    const plainConn = conn();
-    const [bp, pp] = [uniquePrefix('ab'), uniquePrefix('ab')];
-    const batched = new Queue('q', { connection: batchedConn, prefix: bp });
-    const plain = new Queue('q', { connection: plainConn, prefix: pp });
-    await Promise.all([batched.waitUntilReady(), plain.waitUntilReady()]);
-    const stats = await batchAdds(batchedConn);
-    expect(stats).toEqual({ calls: 0, adds: 0, single: 0 });
-    expect(await batchAdds(batchedConn)).toBe(stats); // once per connection
+  test.each([
+    ["kept (CELL0_QUEUE_EVENTS=1): its entries are BullMQ's", true],
+    ['left out (the default): the batched adds write none', false],
+  ])(
+    'adds gathered together share one call; each job is stored as by BullMQ alone, in order; events %s',
+    async (_, keepEvents) => {
+      const batchedConn = conn();
+      setQueueEvents(batchedConn, keepEvents);
+      const plainConn = conn();
+      const [bp, pp] = [uniquePrefix('ab'), uniquePrefix('ab')];
+      const batched = new Queue('q', { connection: batchedConn, prefix: bp });
+      const plain = new Queue('q', { connection: plainConn, prefix: pp });
+      await Promise.all([batched.waitUntilReady(), plain.waitUntilReady()]);
+      const stats = await batchAdds(batchedConn);
+      expect(stats).toEqual({ calls: 0, adds: 0, single: 0 });
+      expect(await batchAdds(batchedConn)).toBe(stats); // once per connection
 
-    const specs = Array.from({ length: 5 }, (_, n) => ({
-      data: { n, text: `job "${n}" / é` },
-      opts: { jobId: `id-${n}`, attempts: 3, removeOnComplete: { age: 60, count: 10 } },
-    }));
-    const client = await batched.getBackend().client;
-    // Issued together inside gatherAdds; the LLEN right behind them sees every one (the order is kept).
-    const ids = gatherAdds(batchedConn, () =>
-      specs.map((s) => new Job(batched, 'j', s.data, s.opts, s.opts.jobId).addJob(client)),
-    );
-    const waitingBehind = batchedConn.llen(`${bp}:q:wait`);
-    expect(await Promise.all(ids)).toEqual(specs.map((s) => s.opts.jobId));
-    expect(await waitingBehind).toBe(5);
-    expect(stats).toEqual({ calls: 1, adds: 5, single: 0 });
-
-    for (const s of specs) await plain.add('j', s.data, s.opts);
-    for (const s of specs)
-      expect(await stored(batchedConn, `${bp}:q:${s.opts.jobId}`)).toEqual(
-        await stored(plainConn, `${pp}:q:${s.opts.jobId}`),
+      const specs = Array.from({ length: 5 }, (_, n) => ({
+        data: { n, text: `job "${n}" / é` },
+        opts: { jobId: `id-${n}`, attempts: 3, removeOnComplete: { age: 60, count: 10 } },
+      }));
+      const client = await batched.getBackend().client;
+      // Issued together inside gatherAdds; the LLEN right behind them sees every one (the order is kept).
+      const ids = gatherAdds(batchedConn, () =>
+        specs.map((s) => new Job(batched, 'j', s.data, s.opts, s.opts.jobId).addJob(client)),
       );
-    expect(await batchedConn.lrange(`${bp}:q:wait`, 0, -1)).toEqual(
-      await plainConn.lrange(`${pp}:q:wait`, 0, -1),
-    );
-    expect(await batchedConn.get(`${bp}:q:id`)).toBe(await plainConn.get(`${pp}:q:id`));
-    const events = async (c: RedisConnection, p: string) =>
-      (await c.xrange(`${p}:q:events`, '-', '+')).map(([, fields]) => fields);
-    expect(await events(batchedConn, bp)).toEqual(await events(plainConn, pp));
+      const waitingBehind = batchedConn.llen(`${bp}:q:wait`);
+      expect(await Promise.all(ids)).toEqual(specs.map((s) => s.opts.jobId));
+      expect(await waitingBehind).toBe(5);
+      expect(stats).toEqual({ calls: 1, adds: 5, single: 0 });
 
-    // A job added again (the same id) answers as BullMQ's does: its id, nothing stored twice.
-    const again = gatherAdds(batchedConn, () => [
-      new Job(batched, 'j', { n: 9 }, { jobId: 'id-0' }, 'id-0').addJob(client),
-      new Job(batched, 'j', { n: 9 }, { jobId: 'id-9' }, 'id-9').addJob(client),
-    ]);
-    expect(await Promise.all(again)).toEqual(['id-0', 'id-9']);
-    expect(await batchedConn.llen(`${bp}:q:wait`)).toBe(6);
-    expect(stats).toEqual({ calls: 2, adds: 7, single: 0 });
+      for (const s of specs) await plain.add('j', s.data, s.opts);
+      for (const s of specs)
+        expect(await stored(batchedConn, `${bp}:q:${s.opts.jobId}`)).toEqual(
+          await stored(plainConn, `${pp}:q:${s.opts.jobId}`),
+        );
+      expect(await batchedConn.lrange(`${bp}:q:wait`, 0, -1)).toEqual(
+        await plainConn.lrange(`${pp}:q:wait`, 0, -1),
+      );
+      expect(await batchedConn.get(`${bp}:q:id`)).toBe(await plainConn.get(`${pp}:q:id`));
+      const events = async (c: RedisConnection, p: string) =>
+        (await c.xrange(`${p}:q:events`, '-', '+')).map(([, fields]) => fields);
+      // BullMQ's own adds write `added` and `waiting` per job.
+      expect((await events(plainConn, pp)).map((f) => f[1])).toEqual(
+        specs.flatMap(() => ['added', 'waiting']),
+      );
+      if (keepEvents) expect(await events(batchedConn, bp)).toEqual(await events(plainConn, pp));
+      else expect(await events(batchedConn, bp)).toEqual([]);
 
-    // Outside gatherAdds, and on a transaction made from the connection, adds go as before.
-    await batched.add('j', { n: 10 }, { jobId: 'id-10' });
-    await batched.addBulk([{ name: 'j', data: { n: 11 }, opts: { jobId: 'id-11' } }]);
-    expect(stats).toEqual({ calls: 2, adds: 7, single: 0 });
-    expect(await batchedConn.llen(`${bp}:q:wait`)).toBe(8);
-    await Promise.all([batched.close(), plain.close()]);
-  });
+      // A job added again (the same id) answers as BullMQ's does: its id, nothing stored twice.
+      const again = gatherAdds(batchedConn, () => [
+        new Job(batched, 'j', { n: 9 }, { jobId: 'id-0' }, 'id-0').addJob(client),
+        new Job(batched, 'j', { n: 9 }, { jobId: 'id-9' }, 'id-9').addJob(client),
+      ]);
+      expect(await Promise.all(again)).toEqual(['id-0', 'id-9']);
+      expect(await batchedConn.llen(`${bp}:q:wait`)).toBe(6);
+      expect(stats).toEqual({ calls: 2, adds: 7, single: 0 });
+
+      // Outside gatherAdds, and on a transaction made from the connection, adds go as before.
+      await batched.add('j', { n: 10 }, { jobId: 'id-10' });
+      await batched.addBulk([{ name: 'j', data: { n: 11 }, opts: { jobId: 'id-11' } }]);
+      expect(stats).toEqual({ calls: 2, adds: 7, single: 0 });
+      expect(await batchedConn.llen(`${bp}:q:wait`)).toBe(8);
+      await Promise.all([batched.close(), plain.close()]);
+    },
+  );
 
   test("the batched add gives redis.call BullMQ's integer literals as strings, the rest of its text as is", async () => {
     const c = conn();

@@ -11,10 +11,12 @@ import {
   countOncePerCall,
   finishBatchLua,
   finishReplyLua,
+  LOCAL_ADDER,
   splitHelpers,
   trimOncePerCall,
 } from '../../shared/queues/finish-batch';
 import { decodeReply, encodeRawReply, inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
+import { setQueueEvents } from '../../shared/queues/event-writes';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
@@ -271,6 +273,59 @@ describe('finishes batched into one script call', () => {
       expect((await queue.getJob(lone!.id!))!.returnvalue).toEqual({ n: 7 });
       expect(await other.lrange(inboxKey(queueKey, 'adder'), -1, -1)).toEqual([`reply of ${lone!.id}`]);
     }
+  });
+
+  test.each([
+    ['a job no cell0 producer added (its adder none or unknown) only', false],
+    ['every job, on a connection that keeps the queue events (CELL0_QUEUE_EVENTS=1)', true],
+  ])("a finish with its reply writes BullMQ's completed entry for %s", async (_, keepEvents) => {
+    const prefix = uniquePrefix('fb');
+    const queueKey = `${prefix}:q`;
+    const queue = new Queue('q', { connection: conn(), prefix });
+    const other = conn();
+    const { worker, workerConn } = await gatedWorker(prefix, 4, (job) => ({
+      n: (job.data as { n: number }).n,
+    }));
+    setQueueEvents(workerConn, keepEvents);
+    expect(await batchFinishes(workerConn)).toBeDefined();
+    // By the job's n: added by a producer of another process, by this process's own, by none (a plain BullMQ
+    // producer, whose caller may wait for the entry with waitUntilFinished), by one the worker does not know.
+    const adders = ['p1', LOCAL_ADDER, '', '?'];
+    const counts = new Map<number, number>();
+    hookMoveToFinished(workerConn, (call) => {
+      const n = Number(call.jobId.slice(1));
+      replyWithFinish(workerConn, call.jobId, {
+        waiterKey: waiterSetKey(queueKey, call.jobId),
+        reply: REPLY_FROM_FINISH,
+        adder: adders[n]!,
+        inboxPrefix: inboxKey(queueKey, ''),
+        inboxTtlMs: 60_000,
+        done: (count) => counts.set(n, count),
+      });
+    });
+    await queue.addBulk(adders.map((_a, n) => ({ name: 'j', data: { n }, opts: { jobId: `j${n}` } })));
+    await runUntilCompleted(worker, queue, 4);
+    await until(() => counts.size === 4, 10_000, 'the four replies answered');
+    const completed = (await other.xrange(`${prefix}:q:events`, '-', '+'))
+      .filter(([, f]) => f[1] === 'completed')
+      .map(([, f]) => f[3])
+      .sort();
+    expect(completed).toEqual(keepEvents ? ['j0', 'j1', 'j2', 'j3'] : ['j2', 'j3']);
+    for (let n = 0; n < 4; n++)
+      expect(JSON.parse((await other.hget(`${prefix}:q:j${n}`, 'returnvalue'))!)).toEqual({ n });
+    // Replies as before: to p1's inbox; the local adder has no inbox (handed over in process).
+    expect(counts).toEqual(
+      new Map([
+        [0, 1],
+        [1, 0],
+        [2, 0],
+        [3, 0],
+      ]),
+    );
+    expect((await other.lrange(inboxKey(queueKey, 'p1'), 0, -1)).map((r) => decodeReply(r)?.jobId)).toEqual([
+      'j0',
+    ]);
+    expect(await other.exists(inboxKey(queueKey, LOCAL_ADDER))).toBe(0);
   });
 
   test('a reply built in the script from the finish reads as encodeRawReply makes it', async () => {

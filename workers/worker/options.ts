@@ -30,6 +30,12 @@ export interface Cell0WorkerOptions {
    */
   servedShards?: readonly number[];
   /**
+   * Whether the batched finishes (and the takes) of this worker write BullMQ's event stream entries
+   * (`active`, `completed` with the result, `failed`, `drained`) for QueueEvents listeners. Nothing in cell0
+   * reads them. Default false (see shared/queues/event-writes.ts).
+   */
+  queueEvents?: boolean;
+  /**
    * Jobs run at once per queue. Defaults: inference 4, search 8, embedding 256 (embedding jobs wait together
    * for their shared backend call: see `embedding`).
    */
@@ -141,6 +147,7 @@ export const DEFAULTS = {
   prefix: '{cell0}',
   queues: QUEUE_NAMES,
   shards: 1,
+  queueEvents: false,
   providerTimeoutMs: 120_000,
   shutdownTimeoutMs: 30_000,
   lockDurationMs: 30_000,

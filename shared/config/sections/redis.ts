@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type EnvVar, type ParsedEnv } from '../env-var.js';
-import { int, redisUrl } from '../schemas.js';
+import { bool, int, redisUrl } from '../schemas.js';
 import { MAX_QUEUE_SHARDS } from '../../queues/shards.js';
 import { clusterUrl, isClusterUrl, parseClusterNodes, parseClusterUrl } from '../../redis/cluster.js';
 
@@ -66,6 +66,12 @@ export const REDIS_ENV = {
     schema: int(1, MAX_QUEUE_SHARDS),
     doc: 'Shards per work queue, each its own hash tag, so a cluster spreads a queue over its masters; the same in every process of a fleet (drain the queues before changing it). See docs/scaling.md',
   },
+  CELL0_QUEUE_EVENTS: {
+    section: 'redis',
+    default: '0',
+    schema: bool,
+    doc: "Write BullMQ's event stream entries (added, waiting, active, completed with the result, drained) for the jobs cell0's producers add, for BullMQ QueueEvents listeners. Nothing in cell0 or Bull Board reads them; 0 leaves them out of cell0's batched adds, takes and finishes (a job a plain BullMQ producer added keeps its completed or failed entry, and BullMQ's own calls still write theirs). See docs/redis.md",
+  },
   CELL0_REDIS_COMMAND_TIMEOUT_MS: {
     section: 'redis',
     default: '2000',
@@ -120,6 +126,8 @@ export interface RedisConfig {
   prefix: string;
   /** Shards per work queue (CELL0_QUEUE_SHARDS). */
   queueShards: number;
+  /** Whether cell0's queue scripts write BullMQ's event stream (CELL0_QUEUE_EVENTS). */
+  queueEvents: boolean;
   commandTimeoutMs: number;
   breakerThreshold: number;
   breakerResetMs: number;
@@ -152,6 +160,7 @@ export function loadRedis(p: ParsedEnv<typeof REDIS_ENV>): {
       port: first?.port ?? Number(parsedUrl!.port || 6379),
       prefix: p.CELL0_QUEUE_PREFIX,
       queueShards: p.CELL0_QUEUE_SHARDS,
+      queueEvents: p.CELL0_QUEUE_EVENTS,
       commandTimeoutMs: p.CELL0_REDIS_COMMAND_TIMEOUT_MS,
       breakerThreshold: p.CELL0_REDIS_BREAKER_THRESHOLD,
       breakerResetMs: p.CELL0_REDIS_BREAKER_RESET_MS,
