@@ -288,6 +288,43 @@ describe('slow start (the limit doubling per first-output time until strain)', (
     expect(limit.limit).toBe(128);
   });
 
+  it('a late first output of a call let through almost alone neither raises the limit nor ends slow start', () => {
+    const limit = new GradientLimit({ initial: 20, max: 128 });
+    limit.firstOutput({ latency: 42, inFlight: 10 });
+    expect(limit.slowStart).toBe(true);
+    // One stream at a time (1 of 20 permits in use), its first token late (a busy host): more than 5 × 42.
+    limit.firstOutput({ latency: 225, inFlight: 1 });
+    limit.firstOutput({ latency: 400, inFlight: 9 });
+    expect(limit.slowStart).toBe(true);
+    expect(limit.limit).toBe(20);
+    // A burst then doubles it as before.
+    limit.firstOutput({ latency: 50, inFlight: 20 });
+    expect(limit.limit).toBe(40);
+    // A late first output with half the permits in use (not app-limited) still ends slow start.
+    limit.firstOutput({ latency: 225, inFlight: 20 });
+    expect(limit.slowStart).toBe(false);
+    expect(limit.limit).toBe(40);
+  });
+
+  it('after light traffic with one late first token, a burst of 100 still reaches the backend in a few first-token times', async () => {
+    const c = clock();
+    const algorithm = new GradientLimit({ max: 128 });
+    const lim = new ConcurrencyLimiter({ name: 'b', algorithm, now: c.now });
+    // Light traffic, one stream at a time; the third's first token late (the host busy, 230 ms > 5 × 40).
+    for (const ms of [40, 42, 230, 41]) {
+      const p = await lim.acquire();
+      c.advance(ms);
+      p.firstOutput();
+      c.advance(160);
+      p.success(32);
+    }
+    expect(algorithm.slowStart).toBe(true);
+    // Then 100 streams at once, first tokens in 40 ms: 4 → 8 → … → 128.
+    const r = await burst(lim, c, 100, () => 40);
+    expect(r.granted).toBe(100);
+    expect(r.rounds).toBeLessThanOrEqual(5);
+  });
+
   it('a limiter in slow start offers its cap as capacity (what a worker holds jobs for); a fixed one its limit', async () => {
     const c = clock();
     const adaptive = new ConcurrencyLimiter({

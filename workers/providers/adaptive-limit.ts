@@ -21,7 +21,9 @@ import { RateLimitedError } from '../../shared/errors.js';
  *   burst of 100 streams reaches the backend within a few first-token times, not a few whole generations.
  *   A first output slower than that, a call slower than `tolerance` × the no-load minimum, or a drop ends
  *   slow start for good (the gradient rules above then hold alone). Only calls that report their first
- *   output (streamed ones) feed it; app-limited ones (fewer than half the permits in use) do not move it.
+ *   output (streamed ones) feed it; app-limited ones (let through with fewer than half the permits in use)
+ *   neither raise the limit nor end slow start: one stream at a time whose first token came late (a busy
+ *   host) says nothing about how many calls the backend takes at once.
  *
  * Every worker process runs its own limiter per backend. They all see the same signal, the backend's
  * latency, so they grow and shrink together and the fleet's total settles where the latency is
@@ -136,12 +138,15 @@ export class GradientLimit {
   firstOutput(s: { latency: number; inFlight: number }): number {
     if (!this.starting || !(Number.isFinite(s.latency) && s.latency >= 0)) return this.limit;
     this.minFirst = Math.min(this.minFirst, Math.max(s.latency, 1e-6));
+    // App-limited: too few calls in flight to say the backend takes more, or that it is strained (as for a
+    // finished call's sample). A slow first output of a call let through almost alone is the host's or the
+    // backend's own slowness (a busy event loop, a pause, a long prompt), not a sign of our concurrency:
+    // it neither raises the limit nor ends slow start.
+    if (s.inFlight * 2 < this.estimate) return this.limit;
     if (s.latency > this.tolerance * this.minFirst) {
       this.starting = false;
       return this.limit;
     }
-    // App-limited: too few calls in flight to say the backend takes more.
-    if (s.inFlight * 2 < this.estimate) return this.limit;
     this.estimate = clamp(Math.max(this.estimate, 2 * s.inFlight), this.min, this.max);
     return this.limit;
   }
