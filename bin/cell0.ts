@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, loadEnvFile, redactUrl, type Config } from '../shared/config/config.js';
 import { ConfigError, RedisEvictionPolicyError } from '../shared/errors.js';
@@ -148,8 +149,10 @@ async function run(
     }, cfg.workers.shutdownTimeoutMs + 15_000).unref();
     stopping = (async () => {
       for (const s of [...services].reverse()) {
+        const t0 = performance.now();
         try {
           await s.close();
+          log.debug({ service: s.name, ms: Math.round(performance.now() - t0) }, 'service closed');
         } catch (err) {
           log.error({ err, service: s.name }, 'error while closing');
         }

@@ -202,6 +202,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       timeoutMs: opts.shutdownTimeoutMs,
       workers: () => this.allWorkers(),
       active: () => this.jobs.active,
+      redisReady: () => this.connections.some((c) => c.status === 'ready'),
       log,
     });
     this.jobs = new JobRunner({

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { FlowProducer, Job, Queue, Worker, type FlowJobNode, type JobsOptions } from 'bullmq';
 import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { Cell0Error, ErrorCode, ClosedError } from '../../shared/errors.js';
@@ -5,6 +6,7 @@ import { silentLogger, type Logger } from '../../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../../shared/redis/connection.js';
 import { connectionLogFor } from '../../shared/redis/connection-log.js';
 import { settledWithin, sleep } from '../../shared/sleep.js';
+import { stopLockExtenderAndStalledChecker } from '../../shared/queues/bullmq-internals.js';
 import { withDefaults } from '../../shared/with-defaults.js';
 import { type BatchClient } from './batch-client.js';
 import { type BatchItem } from './batch-input.js';
@@ -399,24 +401,33 @@ export class Batches {
   }
 
   /**
-   * Stops the runner (items in progress are left to BullMQ's stalled recovery after `graceMs`), waits for
-   * batches still being added, closes the queue. Idempotent.
+   * Stops the runner (items in progress are left to BullMQ's stalled recovery), waits for batches still
+   * being added, closes the queue. Idempotent. The steps share one budget of `graceMs`; with Redis
+   * unreachable (its connections made but none ready) they do not wait at all, since BullMQ's closes would only wait for a
+   * reconnect and the items in progress are recovered by the stalled check either way.
    */
   close(graceMs = 2000): Promise<void> {
     this.closing ??= (async () => {
-      await settledWithin(this.starting ?? Promise.resolve(), graceMs);
-      await settledWithin(Promise.allSettled([...this.adding]), graceMs);
+      // Connected once and none ready now: Redis is gone. (Still starting: the full budget.)
+      const down =
+        this.conn !== undefined && ![this.conn, this.workerConn].some((c) => c?.status === 'ready');
+      const until = performance.now() + (down ? 0 : graceMs);
+      const left = () => Math.max(0, until - performance.now());
+      await settledWithin(this.starting ?? Promise.resolve(), left());
+      await settledWithin(Promise.allSettled([...this.adding]), left());
       if (this.worker) {
         const w = this.worker;
         const closed = w.close();
-        if (!(await settledWithin(closed, graceMs))) {
+        if (!(await settledWithin(closed, left()))) {
           this.stop.abort();
-          await settledWithin(w.close(true), graceMs);
+          // A close cut short leaves BullMQ's lock extender and stalled checker re-arming (they would hold
+          // the process open, retrying a Redis that is gone): stop them.
+          if (!(await settledWithin(w.close(true), left()))) await stopLockExtenderAndStalledChecker(w);
         }
       }
       this.stop.abort();
-      await settledWithin(this.runner?.close() ?? Promise.resolve(), graceMs);
-      await settledWithin(Promise.allSettled([this.queue?.close(), this.flow?.close()]), graceMs);
+      await settledWithin(this.runner?.close() ?? Promise.resolve(), left());
+      await settledWithin(Promise.allSettled([this.queue?.close(), this.flow?.close()]), left());
       if (this.workerConn) await closeRedis(this.workerConn);
       if (this.conn) await closeRedis(this.conn);
     })();

@@ -14,6 +14,11 @@ export interface ShutdownOptions {
   workers: () => Worker[];
   /** Jobs running now. */
   active: () => number;
+  /**
+   * False while the worker's Redis connections are down (none is ready): an idle close then cuts them at
+   * once instead of waiting IDLE_CLOSE_GRACE_MS for a BullMQ close that needs Redis. Default: always true.
+   */
+  redisReady?: () => boolean;
   log: Logger;
 }
 
@@ -77,16 +82,23 @@ export class Shutdown {
     return this.forcing;
   }
 
-  /** Resolves 'idle' once no job has been running for `ms` in a row. */
+  /**
+   * Resolves 'idle' once no job has been running for `ms` in a row — or as soon as no job runs while Redis
+   * is unreachable: BullMQ's close then waits for a reconnect, and with no job there is nothing to save.
+   */
   private idleFor(ms: number): { promise: Promise<'idle'>; cancel: () => void } {
     let timer: NodeJS.Timeout | undefined;
     let since = this.opts.active() === 0 ? Date.now() : 0;
+    const redisReady = this.opts.redisReady ?? (() => true);
     const promise = new Promise<'idle'>((resolve) => {
-      timer = setInterval(() => {
+      const check = () => {
         if (this.opts.active() > 0) since = 0;
+        else if (!redisReady()) resolve('idle');
         else if (since === 0) since = Date.now();
         else if (Date.now() - since >= ms) resolve('idle');
-      }, 100);
+      };
+      if (this.opts.active() === 0 && !redisReady()) resolve('idle');
+      timer = setInterval(check, 100);
     });
     return { promise, cancel: () => clearInterval(timer) };
   }
