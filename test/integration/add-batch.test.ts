@@ -1,3 +1,4 @@
+import { type EventEmitter } from 'node:events';
 import { Job, Queue } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
@@ -6,6 +7,7 @@ import {
   addsBatched,
   argsUnpackedOnce,
   batchAdds,
+  existsReadOnce,
   gatherAdds,
   type AddTake,
   type AddWaiter,
@@ -129,8 +131,10 @@ describe('adds batched into one script call', () => {
     const unquoted = (text: string) => text.replace(/"(-?\d+)"/g, '$1');
     // BullMQ's text with its arguments unpacked once (argsUnpackedOnce) and its helpers made once per call
     // (per-job-script.ts): its helpers and the script proper as they are, its opening locals assigned per add.
-    const once = argsUnpackedOnce(lua);
+    const once = existsReadOnce(argsUnpackedOnce(lua));
     expect(once).toContain('local args = ARGV.cell0Args or cmsgpack.unpack(ARGV[1])');
+    expect(lua).toContain('    if rcall("EXISTS", jobIdKey) == 1 then\n');
+    expect(once).toContain('    if (ARGV.cell0Exists or rcall("EXISTS", jobIdKey)) == 1 then\n');
     const parts = splitOpening(once)!;
     expect(parts).toBeDefined();
     expect(unquoted(script)).toContain(unquoted(parts.helpers));
@@ -172,9 +176,25 @@ describe('adds batched into one script call', () => {
 
     const add = (id: string) => new Job(queue, 'j', { id }, { jobId: id }, id).addJob(client);
     const waiter: AddWaiter = { producerId: 'p1', ttlMs: 60_000, found: new Map() };
+    // Each add's job key is looked for once (BullMQ's own look takes the batched script's answer).
+    const monitor = (await (
+      conn() as unknown as { monitor(): Promise<EventEmitter> }
+    ).monitor()) as EventEmitter & RedisConnection;
+    conns.push(monitor);
+    const jobKeyReads: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'exists' && args[1]?.startsWith(`${prefix}:q:`))
+        jobKeyReads.push(args[1].slice(prefix.length + 3));
+    });
     const ids = gatherAdds(c, () => ['new', 'waiting', 'done', 'lost', 'new'].map(add), waiter);
     expect(await Promise.all(ids)).toEqual(['new', 'waiting', 'done', 'lost', 'new']);
     expect(stats).toEqual({ calls: 1, adds: 5, single: 0 });
+    const ended = new Promise((r) => monitor.once('end', r));
+    monitor.disconnect();
+    await ended;
+    // The look for an existing job, then, for one it met, the read of where that job stands (job-status.lua);
+    // BullMQ's own look is answered by the first (before existsReadOnce, each add read its key once more).
+    expect(jobKeyReads).toEqual(['new', 'waiting', 'waiting', 'done', 'done', 'lost', 'lost', 'new', 'new']);
     expect(waiter.found).toEqual(
       new Map<string, true | unknown[]>([
         // The second add of 'new' met the job the first one created: it is registered.
