@@ -1,17 +1,19 @@
 --[[
-  The second step of a similarity lookup. Node has read the query's band buckets (one HMGET per generation) and ranked
+  The second step of a similarity lookup. Node has ranked (from its mirror of the band buckets, semantic-mirror.ts)
   the slots found there by how many bands they share with the query; this script returns the candidate
   records of the first ARGV[4] of those slots whose entry is still alive, in that order, for the exact
   cosine re-rank in Node. Expired entries met on the way are removed with everything that points at them
-  (lazy cleanup, at most ARGV[5] per call), and codes of slots with no record are taken out of the query's
-  buckets, so neither is ever returned again.
+  (lazy cleanup, at most ARGV[5] per call), and slots with no record are taken out of the query's buckets
+  (band events for the mirrors), so neither is ever returned again.
 
   KEYS[1]  vec hash (slot -> "expires at (15 digits) .. id .. LF .. int8 vector (dense or sparse) .. prompt")
   KEYS[2]  LRU sorted set
   KEYS[3]  expiry sorted set
   KEYS[4]  meta hash (id -> "slot|bands|generation", see includes/slot-codes.lua parseMeta)
   KEYS[5]  free slots list
-  KEYS[6..] the hashes of the query's band buckets (one per generation read)
+  KEYS[6]  band stream (band events of the codes taken out, see includes/slot-codes.lua publishBands)
+  KEYS[7..] the band keys of the generations the lookup read (band prefix .. generation; only their names
+           are used)
   ARGV[1]  entry key prefix
   ARGV[2]  band key prefix
   ARGV[3]  number of slots in ARGV[7]
@@ -29,7 +31,7 @@
   (Picking among the first 1–4 records by their cosine with the query, computed here, cost this script 15–25 µs
   more per call than reading record1's entry, to win 0–3% more of the hits.)
 ]]
-local vec, lru, exp, meta, free = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local vec, lru, exp, meta, free, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local eprefix, bprefix = ARGV[1], ARGV[2]
 local slots = {}
 for s in string.gmatch(ARGV[7] or '', '[^,]+') do slots[#slots + 1] = s end
@@ -61,7 +63,10 @@ local function dropStale(slot, id)
     -- no record of where it is: take it out of the buckets at hand; the slot is not reused
     local fields = {}
     for f in string.gmatch(ARGV[6], '[^,]+') do fields[#fields + 1] = f end
-    for k = 6, #KEYS do leaveFields(KEYS[k], c, fields) end
+    -- (the buckets are the mirrors': an event per generation read)
+    if #fields > 0 then
+      for k = 7, #KEYS do leftEvent(c, string.sub(KEYS[k], #bprefix + 1), fields) end
+    end
   end
   if id then
     redis.call('ZREM', lru, id)
@@ -95,6 +100,8 @@ while from <= n do
   if #out - 4 >= want then break end
   from = to + 1
 end
+
+publishBands(stream, meta)
 
 -- The likeliest answer: the entry of the first record, the best by shared bands.
 if ARGV[8] == '1' and #out > 4 then

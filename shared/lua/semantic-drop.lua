@@ -19,6 +19,7 @@
   KEYS[6]  next-slot counter
   KEYS[7]  gens sorted set (generations of band buckets)
   KEYS[8]  held slots sorted set (slot -> when it may be reused)
+  KEYS[9]  band stream (the removals' band events, see includes/slot-codes.lua publishBands)
   ARGV[1]  entry key prefix
   ARGV[2]  band key prefix
 
@@ -26,6 +27,7 @@
             left (mode 'expired'), 0 (mode 'ids') }
 ]]
 local lru, exp, meta, vec, free, nextSlot, gens, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local stream = KEYS[9]
 local eprefix, bprefix = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -47,7 +49,9 @@ end
 
 -- Deletes the scope's containers but the slot counter, which is left for the hold time at least.
 local function deleteScope()
-  redis.call('DEL', lru, exp, meta, vec, free, gens, held)
+  -- the band stream too: a process whose mirror read it finds its last entry gone and rebuilds
+  bandEvents = {}
+  redis.call('DEL', lru, exp, meta, vec, free, gens, held, stream)
   if redis.call('PTTL', nextSlot) < tonumber(ARGV[4]) then redis.call('PEXPIRE', nextSlot, ARGV[4]) end
 end
 
@@ -70,6 +74,7 @@ if ARGV[3] == 'ids' then
   for i = 5, #ARGV do removed = removed + remove(ARGV[i]) end
   fixFreeTtl()
   fixHeldTtl()
+  publishBands(stream, meta)
   return { removed, 0 }
 end
 
@@ -83,6 +88,7 @@ if ARGV[3] == 'expired' then
     return { removed, 0 }
   end
   fixFreeTtl()
+  publishBands(stream, meta)
   return { removed, redis.call('ZCOUNT', exp, '-inf', now) }
 end
 local members = redis.call('ZRANGE', lru, 0, limit - 1)
@@ -102,5 +108,6 @@ if left == 0 then
 else
   fixFreeTtl()
   fixHeldTtl()
+  publishBands(stream, meta)
 end
 return { removed, left }

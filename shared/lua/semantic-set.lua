@@ -2,27 +2,25 @@
   Stores entries of one scope of the semantic cache, then keeps the scope tidy: removes up to ARGV[4]
   expired entries and evicts the least recently used entries beyond ARGV[1].
 
-  Each entry holds a slot number (0 .. 2^24-1, reused after it goes). Band buckets are strings of packed
-  3-byte slot numbers (a lookup reads all of its buckets with one MGET and counts in Node); the vec hash
-  maps a slot to "expires at (15 digits) .. id .. LF .. int8 vector .. prompt", what the re-rank needs (the
-  vector dense, or sparse when that is shorter: see vector-codec.ts storedForm).
+  Each entry holds a slot number (0 .. 2^24-1, reused after it goes). The vec hash maps a slot to "expires
+  at (15 digits) .. id .. LF .. int8 vector .. prompt", what the re-rank needs (the vector dense, or sparse
+  when that is shorter: see vector-codec.ts storedForm).
 
-  Band buckets belong to a generation, so a store never has to read or extend the expiry of the buckets it
-  joins: a generation is "h<class>.<g>", class = ceil(log2(TTL ms)), G = 2^class ms, g = ceil(expires at / G),
-  and its buckets expire at (g + 1) * G, after every entry in it. A generation's buckets are the fields of
-  one hash ("band index:value" -> packed codes, see slot-codes), so a store appends its code to its 20
-  buckets with one HMGET and one HSET, and sets the hash's expiry only when it creates the hash. The gens
-  sorted set maps each generation to that expiry; a lookup reads the buckets of the live ones (usually two
-  per TTL in use) with one HMGET each.
+  Band buckets belong to a generation: a generation is "h<class>.<g>", class = ceil(log2(TTL ms)),
+  G = 2^class ms, g = ceil(expires at / G), and its buckets expire at (g + 1) * G, after every entry in it.
+  The gens sorted set maps each generation to that expiry; a lookup ranks the buckets of the live ones.
+  The buckets themselves are kept by the processes (semantic-mirror.ts), not in Redis: a store notes each
+  entry's "+slot generation fields" band event, and the call's events (with those of the entries it
+  evicts or cleans up) go to the scope's band stream as one entry (includes/slot-codes.lua publishBands);
+  the meta record ("slot|band fields|generation") is what a process builds its mirror from.
   The scope's containers share one expiry: extended (to twice the TTL, plus a second) only when the meta
   hash or the vec hash would not outlive the new entry.
 
   Every key is in the scope's hash slot ({scope hash} tag). Entry keys and band keys of evicted or expired
   entries are built from ARGV[2]/ARGV[3] (same tag, so the same cluster slot).
 
-  One call stores one entry or several of one scope (a batch of set() calls, ids distinct): the band buckets
-  of a generation are appended with one HMGET and one HSET for the whole batch, the vec / meta / LRU /
-  expiry records with one command each, and the scope's upkeep (container expiry, expired cleanup, size
+  One call stores one entry or several of one scope (a batch of set() calls, ids distinct): one band stream
+  entry for the whole batch, the vec / meta / LRU / expiry records with one command each, and the scope's upkeep (container expiry, expired cleanup, size
   bound) runs once per call, not once per entry.
 
   KEYS[1]  LRU sorted set: id -> last store or hit (ms)
@@ -33,7 +31,9 @@
   KEYS[6]  next-slot counter
   KEYS[7]  gens sorted set: generation -> expiry of its buckets (ms)
   KEYS[8]  held slots sorted set: slot -> when it may be reused (ms); see includes/slot-codes.lua holdSlot
-  KEYS[9..] entry of each entry (value JSON, prompt, stored at: one string with its TTL, see
+  KEYS[9]  band stream: the call's changes to the band buckets, one entry (see includes/slot-codes.lua
+           publishBands), read by the processes' mirrors of the buckets (semantic-mirror.ts)
+  KEYS[10..] entry of each entry (value JSON, prompt, stored at: one string with its TTL, see
            includes/entry-record.lua)
   ARGV[1]  most entries in the scope
   ARGV[2]  entry key prefix (+ id = entry key)
@@ -41,7 +41,7 @@
   ARGV[4]  most expired entries to remove in this call
   ARGV[5]  how long a slot freed while its entry may still be live is held before reuse (ms): evicted
            entries and entries stored again (which move to a new slot)
-  ARGV[6..] six per entry, in the order of KEYS[9..]: id, value JSON, prompt, vector bytes, TTL (ms), band
+  ARGV[6..] six per entry, in the order of KEYS[10..]: id, value JSON, prompt, vector bytes, TTL (ms), band
            fields ("band index:value (base 36)", comma-separated, in band order: the lookup's form, so the
            script appends to them as they come; empty when the vector is zero)
 
@@ -53,12 +53,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local maxEntries = tonumber(ARGV[1])
 local eprefix, bprefix = ARGV[2], ARGV[3]
 local lru, exp, meta, vec, free, nextSlot, gens = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local held = KEYS[8]
+local held, stream = KEYS[8], KEYS[9]
 local MAX_SLOT = 16777215
 local pushed = false -- a slot went back on the free list (which may be new, without an expiry)
 local heldAny = false -- a slot went to the held set (which may be new, without an expiry)
 local holdUntil = string.format('%.0f', now + tonumber(ARGV[5]))
-local n = #KEYS - 8
+local n = #KEYS - 9
 
 -- #include slot-codes
 -- #include entry-record
@@ -77,7 +77,7 @@ end
 
 local nowText = string.format('%.0f', now)
 local vecArgs, metaArgs, lruArgs, expArgs = {}, {}, {}, {}
-local appends, genOrder, genExpiry = {}, {}, {} -- generation -> { field -> codes to append }
+local genOrder, genSeen, genExpiry = {}, {}, {} -- the generations joined, and each one's bucket expiry
 local stored = {}
 local maxTtl = 0
 local newGen = 0
@@ -161,23 +161,15 @@ for k = 1, n do
   local a = 5 + (k - 1) * 6
   local id, slot, gen = ids[k], slots[k], gensOf[k]
   local bands = slot >= 0 and bandsOf[k] or ''
-  redis.call('SET', KEYS[8 + k], entryRecord(ARGV[a + 3], ARGV[a + 2], nowText), 'PX', ARGV[a + 5])
+  redis.call('SET', KEYS[9 + k], entryRecord(ARGV[a + 3], ARGV[a + 2], nowText), 'PX', ARGV[a + 5])
   local slotText = slotTexts[k] or slot
   if slot >= 0 then
     vecArgs[#vecArgs + 1] = slotText
     vecArgs[#vecArgs + 1] = expiries[k].record .. id .. '\n' .. ARGV[a + 4] .. ARGV[a + 3]
-    local adds = appends[gen]
-    if not adds then
-      adds = {}
-      appends[gen] = adds
+    if bands ~= '' then joinedEvent(slotText, gen, bands) end
+    if not genSeen[gen] then
+      genSeen[gen] = true
       genOrder[#genOrder + 1] = gen
-    end
-    local c = code(slot)
-    -- the fields as given: building them here ("i:" .. value, per band and entry) was a third of the band
-    -- upkeep's Lua time
-    for f in string.gmatch(bands, '[^,]+') do
-      local a = adds[f]
-      if a then adds[f] = a .. c else adds[f] = c end
     end
     if genExpiry[gen] - now > genLeft then genLeft = genExpiry[gen] - now end
   end
@@ -191,20 +183,7 @@ end
 
 if #vecArgs > 0 then redis.call('HSET', vec, unpack(vecArgs)) end
 for _, gen in ipairs(genOrder) do
-  local bkey = bprefix .. gen
-  local fields = {}
-  for f in pairs(appends[gen]) do fields[#fields + 1] = f end
-  local cur = redis.call('HMGET', bkey, unpack(fields))
-  local args = {}
-  local created = true -- none of its fields there: the hash may be new (an existing one has this expiry)
-  for k = 1, #fields do
-    if cur[k] then created = false end
-    args[#args + 1] = fields[k]
-    args[#args + 1] = (cur[k] or '') .. appends[gen][fields[k]]
-  end
-  redis.call('HSET', bkey, unpack(args))
   local bucketExpiry = string.format('%.0f', genExpiry[gen])
-  if created then redis.call('PEXPIREAT', bkey, bucketExpiry) end
   if redis.call('ZADD', gens, 'GT', bucketExpiry, gen) == 1 then
     -- a new generation: forget those whose buckets have expired
     newGen = 1
@@ -222,7 +201,7 @@ redis.call('ZADD', exp, unpack(expArgs))
 local left = redis.call('PTTL', #vecArgs > 0 and vec or meta)
 if left < maxTtl then
   local life = math.max(2 * maxTtl + 1000, left)
-  for _, key in ipairs({ lru, exp, meta, vec, gens, free, held }) do redis.call('PEXPIRE', key, life) end
+  for _, key in ipairs({ lru, exp, meta, vec, gens, free, held, stream }) do redis.call('PEXPIRE', key, life) end
   -- The slot counter is never shortened: it outlives every entry numbered from it, and the scope's deletion
   -- by the hold time (semantic-drop.lua), so no slot number is given out again while a process may use a
   -- record of it.
@@ -262,4 +241,5 @@ if heldAny and redis.call('PTTL', held) == -1 then
   local left = redis.call('PTTL', meta)
   if left > 0 then redis.call('PEXPIRE', held, left) else redis.call('DEL', held) end
 end
+publishBands(stream, meta)
 return { evicted, #expired, newGen, genLeft }

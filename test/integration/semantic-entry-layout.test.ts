@@ -100,48 +100,53 @@ describe('SemanticCache entry layout (on Redis)', () => {
     expect(viaDense!.similarity).toBe(viaSparse!.similarity);
   });
 
-  it('names the band fields in the meta record, and still removes entries whose record names band values', async () => {
+  it('names the band fields in the meta record and the band events (no buckets in Redis), also for records that name band values', async () => {
     const { cache, entryKey } = make();
     const tag = entryKey('x').split(':e:')[0]!;
-    const codes = async (): Promise<number> => {
-      let total = 0;
-      for (const gen of await raw.zrange(`${tag}:gens`, 0, -1))
-        for (const v of await raw.hvalsBuffer(`${tag}:b:${gen}`)) total += v.length;
-      return total / 3;
-    };
+    // the band stream's event lines, oldest first
+    const events = async (): Promise<string[]> =>
+      (await raw.xrange(`${tag}:bx`, '-', '+'))
+        .map(([, f]) => f[1] ?? '')
+        .join('\n')
+        .split('\n')
+        .filter((l) => l.length > 0);
     const prompts = ['How do I reset my password?', 'Where is the nearest train station?'];
     for (const p of prompts) await cache.set(p, `answer: ${p}`, SCOPE, { ttlSeconds: 30 });
-    expect(await codes()).toBe(40);
     const meta = `${tag}:meta`;
     const idOf = (p: string) => cache.entryIdOf(p, SCOPE).split(':')[1]!;
     // "slot|band fields|generation": the fields as the lookup sends them ("index:value", comma-separated)
-    const rec = (await raw.hget(meta, idOf(prompts[0]!)))!;
-    const [, fields, gen] = rec.split('|');
-    expect(fields!.split(',').map((f) => f.split(':')[0])).toEqual([...Array(20).keys()].map(String));
-    // the bucket holds the entry under the first named field: one or more 3-byte slot codes
-    const bucket = await raw.hgetBuffer(`${tag}:b:${gen}`, fields!.split(',')[0]!);
-    expect(bucket?.length ?? 0).toBeGreaterThanOrEqual(3);
-    expect(bucket!.length % 3).toBe(0);
-    // The records as earlier stores wrote them (band values only) are taken out of all 20 of their buckets all
-    // the same: when the entry is removed, and when its prompt is stored again (it leaves its old buckets).
+    const recOf = async (p: string) =>
+      (await raw.hget(meta, idOf(p)))!.split('|') as [string, string, string];
+    const [slot0, fields0, gen0] = await recOf(prompts[0]!);
+    const [slot1, fields1, gen1] = await recOf(prompts[1]!);
+    expect(fields0.split(',').map((f) => f.split(':')[0])).toEqual([...Array(20).keys()].map(String));
+    // each store told its buckets to the band stream; Redis keeps no bucket
+    expect(await events()).toEqual([`+${slot0} ${gen0} ${fields0}`, `+${slot1} ${gen1} ${fields1}`]);
+    expect(await raw.exists(`${tag}:b:${gen0}`)).toBe(0);
+    // Records as earlier stores wrote them (band values only) leave all 20 of their buckets all the same
+    // (the event names the fields): when the entry is removed, and when its prompt is stored again.
     const asValues = async (prompt: string): Promise<void> => {
-      const [s, f, g] = (await raw.hget(meta, idOf(prompt)))!.split('|');
-      const values = f!.split(',').map((x) => x.split(':')[1]);
+      const [s, f, g] = await recOf(prompt);
+      const values = f.split(',').map((x) => x.split(':')[1]);
       await raw.hset(meta, idOf(prompt), `${s}|${values.join(',')}|${g}`);
     };
     await asValues(prompts[0]!);
     await cache.reportFalseHit(cache.entryIdOf(prompts[0]!, SCOPE));
-    expect(await codes()).toBe(20);
+    expect((await events()).at(-1)).toBe(`-${slot0} ${gen0} ${fields0}`);
     await asValues(prompts[1]!);
     await cache.set(prompts[1]!, 'again', SCOPE, { ttlSeconds: 30 });
-    expect(await codes()).toBe(20);
+    const [slot2, fields2, gen2] = await recOf(prompts[1]!);
+    expect((await events()).slice(-2)).toEqual([
+      `-${slot1} ${gen1} ${fields1}`,
+      `+${slot2} ${gen2} ${fields2}`,
+    ]);
     expect(await cache.get(prompts[1]!, SCOPE)).toMatchObject({ value: 'again' });
   });
 
   it('gives the scope containers an expiry, also a vec hash made anew under a meta hash that stayed', async () => {
     const { cache, entryKey } = make();
     const tag = entryKey('x').split(':e:')[0]!;
-    const containers = ['lru', 'exp', 'meta', 'vec', 'next', 'gens'].map((k) => `${tag}:${k}`);
+    const containers = ['lru', 'exp', 'meta', 'vec', 'next', 'gens', 'bx'].map((k) => `${tag}:${k}`);
     // A prompt with a control character is not indexed: a meta record, no slot, no vec hash.
     await cache.set('plain\u0007bell', 'v0', SCOPE, { ttlSeconds: 30 });
     expect(await raw.exists(`${tag}:vec`)).toBe(0);

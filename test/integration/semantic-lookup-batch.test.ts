@@ -121,6 +121,8 @@ describe('SemanticCache lookups of one event-loop turn', () => {
   it('answers every lookup of a turn as a miss when the call fails, and the next turn again', async () => {
     const cache = make();
     await cache.set('How do I reset my password?', 'Use the reset link.', SCOPE_A);
+    // the scope's band mirror built first (semantic-mirror.ts): the next command is the turn's lookup call
+    await cache.get('What is a spider?', SCOPE_A);
     const spy = jest.spyOn(client.connection, 'sendCommand');
     spy.mockImplementationOnce((...args) => {
       const cmd = args[0];

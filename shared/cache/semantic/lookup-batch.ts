@@ -1,22 +1,30 @@
 import { beforeSend } from '../../redis/connection.js';
 import { type RedisClient } from '../../redis/redis-client.js';
+import { type ScopeKeys } from './scope.js';
+import { type BandMirror } from './semantic-mirror.js';
 import { type Arg, commands, MAX_GENERATIONS } from './semantic-scripts.js';
 
 /** One lookup's reads (see shared/lua/semantic-lookup.lua): its scope's keys, id, and query band fields. */
 export interface LookupRead {
+  keys: ScopeKeys;
   entryKey: string;
-  lruKey: string;
-  gensKey: string;
   id: string;
   /** Read the exact entry first (else the buckets only). */
   exactFirst: boolean;
-  bandPrefix: string;
   /** The query's band fields ("index:value", comma-separated). */
   fields: string;
+  /** The last band stream entry the mirror of the scope applied (BandMirror.since; '' when none). */
+  since: string;
 }
 
-/** { 1, value JSON, prompt, stored at } on an exact hit, else { 0, generations, buckets }. */
+/**
+ * { 1, value JSON, prompt, stored at } on an exact hit; else { 0, generations, null, MIRRORED } when the
+ * scope's mirror (caught up by this reply, semantic-mirror.ts) has the buckets, or { 0, generations, null,
+ * null } when it fell behind (it is then dropped: rebuild it and ask again).
+ */
 export type LookupReply = [number, ...(Buffer | null)[]];
+/** A LookupReply's fourth field when the buckets are the mirror's. */
+export const MIRRORED: Buffer = Buffer.from('1');
 
 /** Most lookups per script call (its keys and arguments grow with each; Lua's unpack has a limit). */
 export const MAX_LOOKUPS_PER_CALL = 32;
@@ -32,14 +40,17 @@ interface Batch {
  * (up to MAX_LOOKUPS_PER_CALL): the first lookup of a turn asks the connection to run the send right before
  * the turn's held writes go out (connection.ts beforeSend), and the lookups started until then join it. The
  * connection writes a turn's commands in one write anyway, so nothing waits longer than it did; Redis runs
- * one script call (one EVALSHA, one Lua call, one ZRANGE per scope, one HMGET per band hash) instead of one
+ * one script call (one EVALSHA, one Lua call, one ZRANGE and one XRANGE per scope) instead of one
  * per lookup, and the client encodes and parses one command. When the connection does not hold its writes
  * (a Cluster, or not connected), each lookup is sent at once, alone.
  */
 export class LookupBatcher {
   private open: Batch | undefined;
 
-  constructor(private readonly redis: RedisClient) {}
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly mirror: BandMirror,
+  ) {}
 
   /** The reads of one lookup; rejects (with the RedisClient's typed errors) when the call fails. */
   read(r: LookupRead): Promise<LookupReply> {
@@ -61,15 +72,28 @@ export class LookupBatcher {
   private send(batch: Batch): void {
     if (this.open === batch) this.open = undefined;
     const { reads } = batch;
-    const args: Arg[] = [3 * reads.length];
-    for (const r of reads) args.push(r.entryKey, r.lruKey, r.gensKey);
+    const args: Arg[] = [4 * reads.length];
+    for (const r of reads) args.push(r.entryKey, r.keys.lru, r.keys.gens, r.keys.stream);
     args.push(MAX_GENERATIONS);
-    for (const r of reads) args.push(r.id, r.exactFirst ? '1' : '0', r.bandPrefix, r.fields);
+    for (const r of reads)
+      args.push(r.id, r.exactFirst ? '1' : '0', r.keys.bandPrefix, r.fields, r.since ?? '');
     this.redis
       .run((c) => commands(c).cell0SemanticLookupBuffer(...(args as [number, ...Arg[]])))
       .then(
         (replies) => {
           const complete = Array.isArray(replies) && replies.length === 4 * reads.length;
+          // The mirrors catch up first (every lookup of the call then ranks from them): the stream entries
+          // since each mirror's position, or that it fell behind.
+          if (complete)
+            for (let i = 0; i < reads.length; i++) {
+              const since = reads[i]!.since;
+              if (since === '' || Number(replies[4 * i]) === 1) continue;
+              if (String(replies[4 * i + 3]) === '1') {
+                const events = replies[4 * i + 2];
+                if (events instanceof Buffer && events.length > 0)
+                  this.mirror.apply(reads[i]!.keys, events.toString('latin1'));
+              } else this.mirror.fellBehind(reads[i]!.keys, since);
+            }
           for (let i = 0; i < reads.length; i++) {
             if (!complete) {
               batch.reject[i]!(new Error(`semantic-lookup: no reply for lookup ${i + 1} of ${reads.length}`));
@@ -80,8 +104,9 @@ export class LookupBatcher {
             const r = replies as (Buffer | null)[];
             // an exact hit: its entry; else the generations and, when band fields were given, the buckets
             if (flag === 1) batch.resolve[i]!([1, r[o + 1]!, r[o + 2]!, r[o + 3]!]);
-            else if (r[o + 2] == null) batch.resolve[i]!([0, r[o + 1]!]);
-            else batch.resolve[i]!([0, r[o + 1]!, r[o + 2]!]);
+            else if (reads[i]!.since !== '' && String(r[o + 3]) === '1')
+              batch.resolve[i]!([0, r[o + 1]!, null, MIRRORED]);
+            else batch.resolve[i]!([0, r[o + 1]!, null, null]);
           }
         },
         (err: unknown) => {

@@ -6,26 +6,31 @@ import { denseAt, storedLength } from './vector-codec.js';
  */
 
 /**
- * Counts, for every slot in the query's band buckets (strings of packed 3-byte big-endian slot numbers),
+ * Counts, for every slot in the query's band buckets (strings of packed 3-byte big-endian slot numbers, or
+ * lists of slot numbers from the process's mirror of the buckets, semantic-mirror.ts),
  * how many buckets hold it, and returns up to `limit` slots, most shared bands first (first seen first
  * among equals). Counting happens here, not in Lua: V8 does it several times faster than Redis's Lua 5.1,
  * and Redis stays free for other clients. An open-addressing table reused across calls keeps it
  * allocation-free (a lookup at 100k entries meets ~2,000 slots; a Map per call fed the GC ~100 KB).
  */
 export function rankSlots(
-  buckets: readonly (Buffer | null)[],
+  buckets: readonly (Buffer | readonly number[] | null)[],
   bands: number,
   limit: number,
 ): { ranked: number[]; visited: number; distinct: number } {
   let visited = 0;
-  for (const b of buckets) if (b) visited += Math.floor(b.length / 3);
+  for (const b of buckets) if (b) visited += b instanceof Buffer ? Math.floor(b.length / 3) : b.length;
   const t = scratch(visited * 2);
   const { keys, counts, order, mask } = t;
   let distinct = 0;
   for (const b of buckets) {
     if (!b) continue;
-    for (let o = 0; o + 2 < b.length; o += 3) {
-      const key = ((b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!) + 1; // 0 marks an empty cell
+    // a bucket of the mirror (slot numbers) or of Redis (packed 3-byte codes); 0 marks an empty cell, so a
+    // slot's key is slot + 1. The two loops are the same but for reading the slot.
+    const packed = b instanceof Buffer;
+    const n = packed ? b.length - 2 : b.length;
+    for (let o = 0; o < n; o += packed ? 3 : 1) {
+      const key = (packed ? (b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]! : b[o]!) + 1;
       let h = Math.imul(key, 0x9e3779b1) >>> t.shift;
       for (;;) {
         const k = keys[h]!;

@@ -109,6 +109,8 @@ export class ScopeKeys {
   readonly gens: string;
   /** Slots freed while their entry may still be live, held before reuse (slot -> reusable from, ms). */
   readonly held: string;
+  /** The band stream: the changes to the band buckets, read by the processes' mirrors (semantic-mirror.ts). */
+  readonly stream: string;
 
   constructor(
     base: string,
@@ -125,11 +127,12 @@ export class ScopeKeys {
     this.next = `${this.tag}:next`;
     this.gens = `${this.tag}:gens`;
     this.held = `${this.tag}:held`;
+    this.stream = `${this.tag}:bx`;
   }
 
   /** The per-scope containers, in the order the set and drop scripts take them. */
-  containers(): [string, string, string, string, string, string, string, string] {
-    return [this.lru, this.exp, this.meta, this.vec, this.free, this.next, this.gens, this.held];
+  containers(): [string, string, string, string, string, string, string, string, string] {
+    return [this.lru, this.exp, this.meta, this.vec, this.free, this.next, this.gens, this.held, this.stream];
   }
 
   entry(id: string): string {

@@ -7,7 +7,7 @@ import { CacheMatchConfidence, confidenceOf, thresholdOf, type SemanticThreshold
 import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LastScope } from './last-scope.js';
-import { LookupBatcher, RecordReader, type LookupReply } from './lookup-batch.js';
+import { LookupBatcher, MIRRORED, RecordReader, type LookupReply } from './lookup-batch.js';
 import { EXPIRY_MARGIN_MS, expiryOf, LookupRecords } from './lookup-records.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
@@ -47,6 +47,7 @@ import {
 } from './semantic-scripts.js';
 import { SemanticCounters } from './semantic-counters.js';
 import { SemanticWriter } from './semantic-writer.js';
+import { BandMirror } from './semantic-mirror.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
 import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
@@ -104,13 +105,14 @@ interface Candidate {
  * (no modules; Redis Cluster and Valkey work: every multi-key script touches one scope's slot).
  *
  * get(): the exact key first (scope hash + normalised prompt → EXACT). On a miss, the prompt is embedded and
- * hashed into LSH bands (lsh.ts); the query's band buckets (packed slot numbers) are read, Node counts the
- * band collisions per slot (rankSlots), a Lua script returns the records (int8 vector, prompt) of the top
+ * hashed into LSH bands (lsh.ts); the query's band buckets are taken from this process's mirror of the
+ * scope's buckets (semantic-mirror.ts: Redis keeps none; the lookup script call returns the band stream
+ * entries the mirror has not applied yet), Node counts the band collisions per slot (rankSlots), a Lua script returns the records (int8 vector, prompt) of the top
  * slots whose entries are alive (and the entry of the first, the best by shared bands), Node re-ranks them
  * by exact cosine, and the most similar one above the threshold that the guard (guard.ts) accepts is
  * answered: with the entry that came along when it is that first one (then marked used without waiting),
  * else fetched. With an in-process embedder (the default) the embedding is computed up front and one script
- * reads the exact key and, only if it misses, the buckets: two round trips on a miss, two on a similarity
+ * reads the exact key and, only if it misses, the band stream's new entries: two round trips on a miss, two on a similarity
  * hit (three when its answer was not the best by shared bands: 5% at 100k entries in bench:semantic), one
  * on an exact hit (a remote embedder is called only after an exact miss: one more). While similarity hits
  * are rare (under 1 in 16 of the recent searches: unique prompts), the candidate records are read with a
@@ -144,6 +146,8 @@ export class SemanticCache<T = unknown> {
   private readonly writer: SemanticWriter;
   /** Sends the lookups of one event-loop turn in one script call. */
   private readonly lookups: LookupBatcher;
+  /** The band buckets of the scopes looked up in, kept in step through their band streams. */
+  private readonly mirror: BandMirror;
   /** Reads the candidate records of one event-loop turn's lookups of a scope with one HMGET. */
   private readonly records: RecordReader;
   /** The candidate records read lately: a lookup reads only those it has not (lookup-records.ts). */
@@ -173,7 +177,8 @@ export class SemanticCache<T = unknown> {
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
     this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching);
-    this.lookups = new LookupBatcher(this.redis);
+    this.mirror = new BandMirror(this.redis, this.lsh.bands);
+    this.lookups = new LookupBatcher(this.redis, this.mirror);
     this.records = new RecordReader(this.redis);
     // The guard and the default embedder read the lexicon (~70k words): read it now, off the first lookup.
     if (opts.guard || embedder instanceof LexicalEmbedder) preloadLexicon();
@@ -360,29 +365,27 @@ export class SemanticCache<T = unknown> {
 
     // 1. Exact, then (on a miss) the query's band buckets. With the in-process embedder the embedding
     // costs ~20 µs, so it is computed up front and one script does both steps in one round trip (it reads
-    // the buckets only when the exact key misses). A remote embedder is called only after an exact miss.
+    // the band stream only when the exact key misses). A remote embedder is called only after an exact miss.
     const oneTrip = this.embedder.inProcess === true && minConfidence !== CacheMatchConfidence.EXACT;
     let vec: Float32Array | undefined;
     let bands: number[] | undefined;
     /** The query's band fields ("index:value", comma-separated): one script argument, not one per band. */
     let fields: string | undefined;
-    let buckets: (Buffer | null)[] | undefined;
+    let buckets: (Buffer | readonly number[] | null)[] | undefined;
     /** The generations the lookup script read (its reply's second field): their keys only if the script needs them. */
     let gens: number | Buffer | null | undefined;
     const readBuckets = (exactFirst: boolean, bandFields: string) =>
-      this.lookups.read({
-        entryKey: keys.entry(id),
-        lruKey: keys.lru,
-        gensKey: keys.gens,
-        id,
-        exactFirst,
-        bandPrefix: keys.bandPrefix,
-        fields: bandFields,
-      });
-    /** A reply without an exact hit: the generations read, then every bucket found, concatenated. */
-    const takeBuckets = (reply: LookupReply) => {
+      this.readLookup(keys, keys.entry(id), id, exactFirst, bandFields);
+    /**
+     * A reply without an exact hit: the generations it listed, and the mirror's buckets (caught up by the
+     * reply) of the query's bands in those generations.
+     */
+    const takeBuckets = (reply: LookupReply): (Buffer | readonly number[] | null)[] => {
       gens = reply[1];
-      return reply.slice(2) as (Buffer | null)[];
+      // not MIRRORED: the mirror fell behind twice in a row (nothing to rank: a miss)
+      return reply[3] === MIRRORED
+        ? this.mirror.buckets(keys, bands ?? [], gens ? gens.toString('latin1') : '')
+        : [];
     };
     if (oneTrip) {
       vec = await this.embedPrepared(prepared, prompt, signal);
@@ -496,12 +499,13 @@ export class SemanticCache<T = unknown> {
         const queryKeys = generationKeys(keys.bandPrefix, gens);
         records = await this.redis.run((r) =>
           commands(r).cell0SemanticCandidatesBuffer(
-            5 + queryKeys.length,
+            6 + queryKeys.length,
             keys.vec,
             keys.lru,
             keys.exp,
             keys.meta,
             keys.free,
+            keys.stream,
             ...queryKeys,
             keys.entryPrefix,
             keys.bandPrefix,
@@ -576,6 +580,30 @@ export class SemanticCache<T = unknown> {
     }
     this.hitShare -= this.hitShare / HIT_SHARE_WINDOW;
     return this.miss(prompt, prepared);
+  }
+
+  /**
+   * One lookup script call (batched with the turn's others, lookup-batch.ts) with the scope's mirror of the
+   * band buckets caught up by it: built first when the scope has none (the first lookup in a scope waits for
+   * it), and when the call says the mirror fell behind (its last stream entry was trimmed), rebuilt and the
+   * call made once more. Rejects when Redis fails.
+   */
+  private async readLookup(
+    keys: ScopeKeys,
+    entryKey: string,
+    id: string,
+    exactFirst: boolean,
+    fields: string,
+  ): Promise<LookupReply> {
+    for (let attempt = 0; ; attempt++) {
+      let since = this.mirror.since(keys);
+      if (since === undefined) {
+        await this.mirror.build(keys);
+        since = this.mirror.since(keys) ?? '';
+      }
+      const reply = await this.lookups.read({ keys, entryKey, id, exactFirst, fields, since });
+      if (attempt > 0 || Number(reply[0]) === 1 || reply[3] === MIRRORED) return reply;
+    }
   }
 
   /**

@@ -42,6 +42,7 @@ const SCRIPTS = [
   'semantic-drop',
   'semantic-index',
   'semantic-touch',
+  'semantic-mirror',
 ] as const;
 export type Arg = string | number | Buffer;
 
@@ -57,6 +58,13 @@ export interface SemCommands {
   cell0SemanticDrop(...args: Arg[]): Promise<[number, number]>;
   cell0SemanticIndex(indexKey: string, scopeHash: string, ttlMs: number): Promise<number>;
   cell0SemanticTouch(lruKey: string, id: string): Promise<number>;
+  /** { last band stream entry id, number of generations, the generations, then every meta record }. */
+  cell0SemanticMirror(
+    gensKey: string,
+    streamKey: string,
+    metaKey: string,
+    maxGenerations: number,
+  ): Promise<(string | number)[]>;
 }
 
 export function commands(redis: RedisConnection): RedisConnection & SemCommands {

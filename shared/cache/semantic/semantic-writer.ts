@@ -84,7 +84,7 @@ export class SemanticWriter {
     const writes = [...last.values()];
     const keys = writes[0]!.keys;
     const args: Arg[] = [
-      8 + writes.length,
+      9 + writes.length,
       ...keys.containers(),
       ...writes.map((w) => keys.entry(w.id)),
       this.maxEntriesPerScope,

@@ -1,16 +1,44 @@
 --[[ Shared by the semantic-cache scripts (inserted where a script says `-- #include slot-codes`):
   code(slot): the 3-byte code of an entry slot; withoutCode(s, c): a bucket without one code (only at a
   3-byte boundary); unpackFrom(key, c): removes one code from a string bucket, deleting it when it empties;
-  leaveFields(key, c, fields): the same for the buckets of a hash generation; parseMeta(rec), bandFields(bands),
+  leaveFields(key, c, fields): the same for the buckets of a hash (earlier versions); parseMeta(rec), bandFields(bands),
   bandKey(prefix, gen, i, v) and leaveBands(prefix, c, bands, gen) read the meta record and find an entry's
   buckets; dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil) removes one entry
   everywhere and returns (entry keys deleted, whether its slot went back on the free list): with `held`
   given (an entry that may still be live), its slot is held until holdUntil instead (holdSlot).
 
-  Layouts of band buckets: a generation named "h<class>.<g>" keeps all of its buckets in one hash (key:
-  band prefix .. generation; field: band index .. ':' .. value), so a store appends to its 20 buckets with
-  one HMGET and one HSET; older generations ("<class>.<g>") and entries without one kept one string key per
-  bucket, still understood here so their entries are removed cleanly. ]]
+  Layouts of band buckets: a generation named "h<class>.<g>" has its buckets in the processes' mirrors only
+  (semantic-mirror.ts), kept from the scope's band stream: a store, eviction or cleanup changes no bucket in
+  Redis, it notes band events, and publishBands(stream, meta) appends the call's events as ONE stream entry
+  (field "e": lines "+slot generation fields" for an entry that joined its buckets, "-slot generation
+  fields" for one that left them, fields = its band fields, comma-separated, joined by LF), the stream
+  trimmed to about BAND_STREAM_LEN entries; a new stream gets the scope's expiry, and with the scope emptied
+  the stream goes. A mirror is built from the meta records (semantic-mirror.lua). Hashes of such
+  generations written by earlier versions (one hash per generation, field "band index:value") are left to
+  expire. Older generations ("<class>.<g>") and entries without one kept one string key per bucket, still
+  understood here so their entries are removed cleanly. ]]
+local BAND_STREAM_LEN = '2048'
+local bandEvents = {}
+
+local function joinedEvent(slotText, gen, fields)
+  bandEvents[#bandEvents + 1] = '+' .. slotText .. ' ' .. gen .. ' ' .. fields
+end
+
+local function leftEvent(c, gen, fields)
+  local slot = string.byte(c, 1) * 65536 + string.byte(c, 2) * 256 + string.byte(c, 3)
+  bandEvents[#bandEvents + 1] = '-' .. slot .. ' ' .. gen .. ' ' .. table.concat(fields, ',')
+end
+
+local function publishBands(stream, meta)
+  if #bandEvents == 0 then return end
+  redis.call('XADD', stream, 'MAXLEN', '~', BAND_STREAM_LEN, '*', 'e', table.concat(bandEvents, '\n'))
+  bandEvents = {}
+  if redis.call('PTTL', stream) == -1 then
+    -- a new stream: as long as the scope; with the scope emptied, gone (a mirror that read it rebuilds)
+    local left = redis.call('PTTL', meta)
+    if left > 0 then redis.call('PEXPIRE', stream, left) else redis.call('DEL', stream) end
+  end
+end
 local function code(slot)
   return string.char(math.floor(slot / 65536) % 256, math.floor(slot / 256) % 256, slot % 256)
 end
@@ -100,7 +128,12 @@ end
 
 -- Takes slot code c out of the buckets named by a meta record's bands and generation.
 local function leaveBands(bprefix, c, bands, gen)
-  if isHashGen(gen) then return leaveFields(bprefix .. gen, c, bandFields(bands)) end
+  if isHashGen(gen) then
+    -- the buckets are the mirrors': an event only
+    local fields = bandFields(bands)
+    if #fields > 0 then leftEvent(c, gen, fields) end
+    return
+  end
   -- string keys per bucket: older entries only, their records hold band values
   local i = 0
   for v in string.gmatch(bands, '[^,]+') do
