@@ -3,10 +3,12 @@ import { type ScopeKeys } from './scope.js';
 import { commands, MAX_GENERATIONS } from './semantic-scripts.js';
 
 /**
- * Scopes a process mirrors at most (the least recently looked up in goes first): each holds one slot number
- * per band of each live entry (20 per entry by default: ~2 MB at the default 10,000 entries per scope).
+ * Scopes a process mirrors at most (the least recently looked up in goes first). A mirror holds one slot
+ * number per band of each live entry, in one small array per bucket: measured ~18 MB of heap for 10,000
+ * entries (the default bound of a scope) in two generations, ~41 MB for 100,000, so up to ~150 MB for 8
+ * full scopes of the default size.
  */
-export const MIRRORED_SCOPES = 16;
+export const MIRRORED_SCOPES = 8;
 
 /** One scope's mirror: its buckets by generation, and the last band stream entry applied. */
 interface ScopeMirror {
