@@ -318,7 +318,7 @@ describe('SemanticCache (on Redis)', () => {
     // the slots in the band buckets as a process that starts now sees them (its mirror, built from Redis)
     const codes = async (): Promise<number> => {
       const keys = new ScopeKeys(baseOf(cache), tag!);
-      const mirror = new BandMirror(client, LSH_BANDS);
+      const mirror = new BandMirror(client, LSH_BANDS, LSH_ROWS);
       await mirror.build(keys);
       return mirror.contents(keys).length;
     };

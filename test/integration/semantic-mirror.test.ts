@@ -4,7 +4,7 @@ import {
   type SemanticCacheOptions,
   type SemanticScope,
 } from '../../shared/cache/semantic';
-import { LSH_BANDS } from '../../shared/cache/semantic/lsh';
+import { LSH_BANDS, LSH_ROWS } from '../../shared/cache/semantic/lsh';
 import { keyBase, ScopeKeys } from '../../shared/cache/semantic/scope';
 import { BandMirror } from '../../shared/cache/semantic/semantic-mirror';
 import { type RedisConnection } from '../../shared/redis/cluster';
@@ -54,7 +54,7 @@ describe('SemanticCache band mirrors (on Redis)', () => {
     (cache as unknown as { mirror: BandMirror }).mirror;
   /** The scope's buckets as a process that starts now sees them (a mirror built from Redis). */
   const fresh = async (keys: ScopeKeys): Promise<string[]> => {
-    const m = new BandMirror(client, LSH_BANDS);
+    const m = new BandMirror(client, LSH_BANDS, LSH_ROWS);
     await m.build(keys);
     return m.contents(keys);
   };

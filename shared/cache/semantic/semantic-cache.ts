@@ -177,7 +177,7 @@ export class SemanticCache<T = unknown> {
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
     this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching);
-    this.mirror = new BandMirror(this.redis, this.lsh.bands);
+    this.mirror = new BandMirror(this.redis, this.lsh.bands, this.lsh.rows);
     this.lookups = new LookupBatcher(this.redis, this.mirror);
     this.records = new RecordReader(this.redis);
     // The guard and the default embedder read the lexicon (~70k words): read it now, off the first lookup.
@@ -384,7 +384,7 @@ export class SemanticCache<T = unknown> {
       gens = reply[1];
       // not MIRRORED: the mirror fell behind twice in a row (nothing to rank: a miss)
       return reply[3] === MIRRORED
-        ? this.mirror.buckets(keys, bands ?? [], gens ? gens.toString('latin1') : '')
+        ? [this.mirror.buckets(keys, bands ?? [], gens ? gens.toString('latin1') : '')]
         : [];
     };
     if (oneTrip) {

@@ -4,11 +4,11 @@ import { commands, MAX_GENERATIONS } from './semantic-scripts.js';
 
 /**
  * Scopes a process mirrors at most (the least recently looked up in goes first). A mirror holds one slot
- * number per band of each live entry, in one small array per bucket: measured ~18 MB of heap for 10,000
- * entries (the default bound of a scope) in two generations, ~41 MB for 100,000, so up to ~150 MB for 8
- * full scopes of the default size.
+ * number per band of each live entry in typed arrays (GenBuckets): measured ~3.5 MB for 10,000 entries (the
+ * default bound of a scope) in two generations, ~18 MB for 100,000, so ~56 MB for 16 full scopes of the
+ * default size.
  */
-export const MIRRORED_SCOPES = 8;
+export const MIRRORED_SCOPES = 16;
 
 /** One scope's mirror: its buckets by generation, and the last band stream entry applied. */
 interface ScopeMirror {
@@ -16,8 +16,8 @@ interface ScopeMirror {
   last: string;
   lastMs: number;
   lastSeq: number;
-  /** generation -> bucket (band value × bands + band index) -> slots. */
-  gens: Map<string, Map<number, number[]>>;
+  /** generation -> its buckets (bucket number: band value × bands + band index). */
+  gens: Map<string, GenBuckets>;
   /** The generations list a lookup gave last, and its names. */
   gensText: string;
   gensList: string[];
@@ -55,11 +55,17 @@ export class BandMirror {
    * @param bands the LSH bands per prompt: a bucket's number in the mirror is its band value × bands + its
    *   band index (a small integer: a Map keyed by it hashes no string).
    */
+  /** Bucket numbers per generation: bands × 2^rows. */
+  private readonly space: number;
+
   constructor(
     private readonly redis: RedisClient,
     private readonly bands: number,
+    rows: number,
     private readonly maxScopes = MIRRORED_SCOPES,
-  ) {}
+  ) {
+    this.space = bands * 2 ** rows;
+  }
 
   /**
    * The id of the last stream entry applied to the scope's mirror, to send with a lookup; undefined when
@@ -85,7 +91,7 @@ export class BandMirror {
       .then(
         (reply) => {
           this.building.delete(keys.hash);
-          const m = mirrorOf(reply, this.bands);
+          const m = mirrorOf(reply, this.bands, this.space);
           if (!m) throw new Error('semantic-mirror: not a mirror reply');
           this.scopes.delete(keys.hash);
           this.scopes.set(keys.hash, m);
@@ -133,19 +139,20 @@ export class BandMirror {
           m.lastMs = ms;
           m.lastSeq = seq;
         }
-      } else if (on && (c === PLUS || c === MINUS)) applyEvent(m, text, from, to, this.bands);
+      } else if (on && (c === PLUS || c === MINUS)) applyEvent(m, text, from, to, this.bands, this.space);
       from = to + 1;
     }
   }
 
   /**
-   * The scope's buckets of the query's band values (in band order) in the generations `gens` (the lookup
-   * script's list, comma-separated): one list of slots per bucket found, generation by generation, band by
-   * band. Generations of the mirror that are not in the list have expired (or are older than the
-   * generations a lookup reads): dropped.
+   * The slots in the scope's buckets of the query's band values (in band order) in the generations `gens`
+   * (the lookup script's list, comma-separated), as one list: generation by generation, band by band, each
+   * bucket in the order its slots joined (what rankSlots counts; bucket boundaries tell it nothing).
+   * Generations of the mirror that are not in the list have expired (or are older than the generations a
+   * lookup reads): dropped.
    */
-  buckets(keys: ScopeKeys, values: readonly number[], gens: string): number[][] {
-    const out: number[][] = [];
+  buckets(keys: ScopeKeys, values: readonly number[], gens: string): number[] {
+    const out: number[] = [];
     const m = this.scopes.get(keys.hash);
     if (!m) return out;
     if (gens !== m.gensText) {
@@ -156,12 +163,8 @@ export class BandMirror {
     if (m.gens.size > names.length) for (const g of m.gens.keys()) if (!names.includes(g)) m.gens.delete(g);
     const bands = this.bands;
     for (let g = 0; g < names.length; g++) {
-      const buckets = m.gens.get(names[g]!);
-      if (!buckets) continue;
-      for (let i = 0; i < values.length; i++) {
-        const slots = buckets.get(values[i]! * bands + i);
-        if (slots !== undefined && slots.length > 0) out.push(slots);
-      }
+      const gen = m.gens.get(names[g]!);
+      if (gen) for (let i = 0; i < values.length; i++) gen.collect(values[i]! * bands + i, out);
     }
     return out;
   }
@@ -175,7 +178,7 @@ export class BandMirror {
   contents(keys: ScopeKeys): string[] {
     const out: string[] = [];
     for (const [gen, buckets] of this.scopes.get(keys.hash)?.gens ?? [])
-      for (const [bucket, slots] of buckets) for (const slot of slots) out.push(`${gen} ${bucket} ${slot}`);
+      buckets.each((bucket, slot) => out.push(`${gen} ${bucket} ${slot}`));
     return out.sort();
   }
 }
@@ -184,10 +187,9 @@ const HASH = 0x23;
 const PLUS = 0x2b;
 const MINUS = 0x2d;
 const COLON = 0x3a;
-const bySlot = (x: number, y: number): number => x - y;
 
 /** A mirror from semantic-mirror.lua's reply; undefined when it is not one. */
-function mirrorOf(reply: (string | number)[], bands: number): ScopeMirror | undefined {
+function mirrorOf(reply: (string | number)[], bands: number, space: number): ScopeMirror | undefined {
   if (!Array.isArray(reply) || typeof reply[0] !== 'string') return undefined;
   const last = reply[0];
   const dash = last.indexOf('-');
@@ -200,8 +202,11 @@ function mirrorOf(reply: (string | number)[], bands: number): ScopeMirror | unde
     gensList: [],
   };
   const n = Number(reply[1]);
-  for (let i = 0; i < n; i++) m.gens.set(String(reply[2 + i]), new Map());
-  // each meta record "slot|band fields|generation" as the event of its store: "+slot generation fields"
+  for (let i = 0; i < n; i++) m.gens.set(String(reply[2 + i]), new GenBuckets(space));
+  // Each meta record "slot|band fields|generation" as the event of its store ("+slot generation fields"), in
+  // slot order: the records come in hash order, and slots are mostly given out in store order, the order in
+  // which stream events fill a bucket (rankSlots keeps first-seen order among equals).
+  const lines: { slot: number; line: string }[] = [];
   for (let i = 2 + n; i < reply.length; i++) {
     const rec = String(reply[i]);
     const a = rec.indexOf('|');
@@ -209,12 +214,10 @@ function mirrorOf(reply: (string | number)[], bands: number): ScopeMirror | unde
     if (b < 0 || b === a + 1 || rec.charCodeAt(0) === MINUS) continue;
     const gen = rec.slice(b + 1);
     if (!m.gens.has(gen)) continue; // expired, or a layout lookups do not read
-    const line = `+${rec.slice(0, a)} ${gen} ${rec.slice(a + 1, b)}`;
-    applyEvent(m, line, 0, line.length, bands);
+    lines.push({ slot: Number(rec.slice(0, a)), line: `+${rec.slice(0, a)} ${gen} ${rec.slice(a + 1, b)}` });
   }
-  // Each bucket in slot order: the meta records come in hash order, and slots are mostly given out in store
-  // order, the order in which stream events fill a bucket (rankSlots keeps first-seen order among equals).
-  for (const buckets of m.gens.values()) for (const slots of buckets.values()) slots.sort(bySlot);
+  lines.sort((x, y) => x.slot - y.slot);
+  for (const { line } of lines) applyEvent(m, line, 0, line.length, bands, space);
   return m;
 }
 
@@ -244,7 +247,14 @@ function bucketOf(text: string, from: number, to: number, bands: number): number
 }
 
 /** The event line text[from, to): "+slot generation fields" (joined) or "-slot generation fields" (left). */
-function applyEvent(m: ScopeMirror, text: string, from: number, to: number, bands: number): void {
+function applyEvent(
+  m: ScopeMirror,
+  text: string,
+  from: number,
+  to: number,
+  bands: number,
+  space: number,
+): void {
   const a = text.indexOf(' ', from);
   const b = a < 0 || a >= to ? -1 : text.indexOf(' ', a + 1);
   if (b < 0 || b >= to) return;
@@ -259,7 +269,7 @@ function applyEvent(m: ScopeMirror, text: string, from: number, to: number, band
   let buckets = m.gens.get(gen);
   if (!buckets) {
     if (!join) return;
-    m.gens.set(gen, (buckets = new Map()));
+    m.gens.set(gen, (buckets = new GenBuckets(space)));
   }
   let at = b + 1;
   while (at < to) {
@@ -267,18 +277,107 @@ function applyEvent(m: ScopeMirror, text: string, from: number, to: number, band
     if (end < 0 || end > to) end = to;
     const bucket = bucketOf(text, at, end, bands);
     at = end + 1;
-    if (bucket < 0) continue;
-    const slots = buckets.get(bucket);
-    if (join) {
-      // each event is applied once (by its stream id), and a slot joins a generation's buckets once
-      if (slots === undefined) buckets.set(bucket, [slot]);
-      else slots.push(slot);
-    } else if (slots !== undefined) {
-      const k = slots.indexOf(slot);
-      if (k >= 0) {
-        slots.splice(k, 1);
-        if (slots.length === 0) buckets.delete(bucket);
+    if (bucket < 0 || bucket >= space) continue;
+    // each event is applied once (by its stream id), and a slot joins a generation's buckets once
+    if (join) buckets.add(bucket, slot);
+    else buckets.remove(bucket, slot);
+  }
+}
+
+/** Bucket numbers up to this many are indexed by typed arrays; beyond (many LSH rows), by a Map. */
+const DENSE_SPACE = 1 << 20;
+
+/**
+ * The buckets of one generation, as linked lists in typed arrays (no object per bucket or slot): a
+ * bucket's first and last node, and per node its slot and the next node (-1: none). Freed nodes are reused.
+ * About 8 bytes per slot in a bucket and 8 bytes per bucket number (bands × 2^rows: 640 KB for 20 × 2^12).
+ */
+class GenBuckets {
+  private readonly heads: Int32Array | undefined;
+  private readonly tails: Int32Array | undefined;
+  private readonly ends: Map<number, [number, number]> | undefined;
+  private slots = new Int32Array(64);
+  private next = new Int32Array(64);
+  private used = 0;
+  private free = -1;
+
+  constructor(space: number) {
+    if (space <= DENSE_SPACE) {
+      this.heads = new Int32Array(space).fill(-1);
+      this.tails = new Int32Array(space).fill(-1);
+    } else this.ends = new Map();
+  }
+
+  add(bucket: number, slot: number): void {
+    let n = this.free;
+    if (n >= 0) this.free = this.next[n]!;
+    else {
+      if (this.used === this.slots.length) {
+        const slots = new Int32Array(this.used * 2);
+        slots.set(this.slots);
+        this.slots = slots;
+        const next = new Int32Array(this.used * 2);
+        next.set(this.next);
+        this.next = next;
       }
+      n = this.used++;
     }
+    this.slots[n] = slot;
+    this.next[n] = -1;
+    const tail = this.tailOf(bucket);
+    if (tail < 0) this.setEnds(bucket, n, n);
+    else {
+      this.next[tail] = n;
+      this.setEnds(bucket, this.headOf(bucket), n);
+    }
+  }
+
+  remove(bucket: number, slot: number): void {
+    let prev = -1;
+    let n = this.headOf(bucket);
+    while (n >= 0 && this.slots[n] !== slot) {
+      prev = n;
+      n = this.next[n]!;
+    }
+    if (n < 0) return;
+    const after = this.next[n]!;
+    if (prev < 0) this.setEnds(bucket, after, after < 0 ? -1 : this.tailOf(bucket));
+    else {
+      this.next[prev] = after;
+      if (after < 0) this.setEnds(bucket, this.headOf(bucket), prev);
+    }
+    this.next[n] = this.free;
+    this.free = n;
+  }
+
+  /** Appends the bucket's slots to `out`, in the order they joined. */
+  collect(bucket: number, out: number[]): void {
+    for (let n = this.headOf(bucket); n >= 0; n = this.next[n]!) out.push(this.slots[n]!);
+  }
+
+  /** Every (bucket, slot) (for tests). */
+  each(fn: (bucket: number, slot: number) => void): void {
+    if (this.heads) {
+      for (let b = 0; b < this.heads.length; b++)
+        for (let n = this.heads[b]!; n >= 0; n = this.next[n]!) fn(b, this.slots[n]!);
+    } else
+      for (const [b, [head]] of this.ends!)
+        for (let n = head; n >= 0; n = this.next[n]!) fn(b, this.slots[n]!);
+  }
+
+  private headOf(bucket: number): number {
+    return this.heads ? this.heads[bucket]! : (this.ends!.get(bucket)?.[0] ?? -1);
+  }
+
+  private tailOf(bucket: number): number {
+    return this.tails ? this.tails[bucket]! : (this.ends!.get(bucket)?.[1] ?? -1);
+  }
+
+  private setEnds(bucket: number, head: number, tail: number): void {
+    if (this.heads) {
+      this.heads[bucket] = head;
+      this.tails![bucket] = tail;
+    } else if (head < 0) this.ends!.delete(bucket);
+    else this.ends!.set(bucket, [head, tail]);
   }
 }
