@@ -4,8 +4,8 @@ import { commands, MAX_GENERATIONS } from './semantic-scripts.js';
 
 /**
  * Scopes a process mirrors at most (the least recently looked up in goes first). A mirror holds one slot
- * number per band of each live entry in typed arrays (GenBuckets): measured ~3.5 MB for 10,000 entries (the
- * default bound of a scope) in two generations, ~18 MB for 100,000, so ~56 MB for 16 full scopes of the
+ * number per band of each live entry in typed arrays (GenBuckets): measured ~4 MB for 10,000 entries (the
+ * default bound of a scope) in two generations, ~36 MB for 100,000, so ~65 MB for 16 full scopes of the
  * default size.
  */
 export const MIRRORED_SCOPES = 16;
@@ -288,96 +288,116 @@ function applyEvent(
 const DENSE_SPACE = 1 << 20;
 
 /**
- * The buckets of one generation, as linked lists in typed arrays (no object per bucket or slot): a
- * bucket's first and last node, and per node its slot and the next node (-1: none). Freed nodes are reused.
- * About 8 bytes per slot in a bucket and 8 bytes per bucket number (bands × 2^rows: 640 KB for 20 × 2^12).
+ * The buckets of one generation in typed arrays (no object per bucket or slot): each bucket's slots are one
+ * run in a shared pool (where it starts, how many, room for how many), in the order they joined, so a lookup
+ * copies a bucket's slots in one pass. A bucket that outgrows its run moves to the pool's end with twice the
+ * room; when the pool's dead runs outweigh the live slots the pool is compacted. About 4–8 bytes per slot and
+ * 12 bytes per bucket number (bands × 2^rows: 960 KB for 20 × 2^12).
  */
 class GenBuckets {
-  private readonly heads: Int32Array | undefined;
-  private readonly tails: Int32Array | undefined;
-  private readonly ends: Map<number, [number, number]> | undefined;
-  private slots = new Int32Array(64);
-  private next = new Int32Array(64);
-  private used = 0;
-  private free = -1;
+  private readonly at: Int32Array | undefined;
+  private readonly len: Int32Array | undefined;
+  private readonly cap: Int32Array | undefined;
+  /** bucket -> [at, len, cap] when the bucket numbers are too many for arrays. */
+  private readonly runs: Map<number, [number, number, number]> | undefined;
+  private pool = new Int32Array(256);
+  private end = 0;
+  private live = 0;
 
   constructor(space: number) {
     if (space <= DENSE_SPACE) {
-      this.heads = new Int32Array(space).fill(-1);
-      this.tails = new Int32Array(space).fill(-1);
-    } else this.ends = new Map();
+      this.at = new Int32Array(space);
+      this.len = new Int32Array(space);
+      this.cap = new Int32Array(space);
+    } else this.runs = new Map();
   }
 
   add(bucket: number, slot: number): void {
-    let n = this.free;
-    if (n >= 0) this.free = this.next[n]!;
-    else {
-      if (this.used === this.slots.length) {
-        const slots = new Int32Array(this.used * 2);
-        slots.set(this.slots);
-        this.slots = slots;
-        const next = new Int32Array(this.used * 2);
-        next.set(this.next);
-        this.next = next;
-      }
-      n = this.used++;
+    let [at, len, cap] = this.run(bucket);
+    if (len === cap) {
+      const room = cap === 0 ? 2 : cap * 2;
+      const from = this.reserve(room);
+      // reserve may have compacted the pool: the run's start is read again
+      at = this.run(bucket)[0];
+      this.pool.copyWithin(from, at, at + len);
+      at = from;
+      cap = room;
     }
-    this.slots[n] = slot;
-    this.next[n] = -1;
-    const tail = this.tailOf(bucket);
-    if (tail < 0) this.setEnds(bucket, n, n);
-    else {
-      this.next[tail] = n;
-      this.setEnds(bucket, this.headOf(bucket), n);
-    }
+    this.pool[at + len] = slot;
+    this.setRun(bucket, at, len + 1, cap);
+    this.live++;
   }
 
   remove(bucket: number, slot: number): void {
-    let prev = -1;
-    let n = this.headOf(bucket);
-    while (n >= 0 && this.slots[n] !== slot) {
-      prev = n;
-      n = this.next[n]!;
-    }
-    if (n < 0) return;
-    const after = this.next[n]!;
-    if (prev < 0) this.setEnds(bucket, after, after < 0 ? -1 : this.tailOf(bucket));
-    else {
-      this.next[prev] = after;
-      if (after < 0) this.setEnds(bucket, this.headOf(bucket), prev);
-    }
-    this.next[n] = this.free;
-    this.free = n;
+    const [at, len, cap] = this.run(bucket);
+    for (let k = 0; k < len; k++)
+      if (this.pool[at + k] === slot) {
+        this.pool.copyWithin(at + k, at + k + 1, at + len);
+        this.setRun(bucket, at, len - 1, cap);
+        this.live--;
+        return;
+      }
   }
 
   /** Appends the bucket's slots to `out`, in the order they joined. */
   collect(bucket: number, out: number[]): void {
-    for (let n = this.headOf(bucket); n >= 0; n = this.next[n]!) out.push(this.slots[n]!);
+    const [at, len] = this.run(bucket);
+    for (let k = 0; k < len; k++) out.push(this.pool[at + k]!);
   }
 
   /** Every (bucket, slot) (for tests). */
   each(fn: (bucket: number, slot: number) => void): void {
-    if (this.heads) {
-      for (let b = 0; b < this.heads.length; b++)
-        for (let n = this.heads[b]!; n >= 0; n = this.next[n]!) fn(b, this.slots[n]!);
-    } else
-      for (const [b, [head]] of this.ends!)
-        for (let n = head; n >= 0; n = this.next[n]!) fn(b, this.slots[n]!);
+    const visit = (b: number, at: number, len: number): void => {
+      for (let k = 0; k < len; k++) fn(b, this.pool[at + k]!);
+    };
+    if (this.at) for (let b = 0; b < this.at.length; b++) visit(b, this.at[b]!, this.len![b]!);
+    else for (const [b, [at, len]] of this.runs!) visit(b, at, len);
   }
 
-  private headOf(bucket: number): number {
-    return this.heads ? this.heads[bucket]! : (this.ends!.get(bucket)?.[0] ?? -1);
+  private run(bucket: number): [number, number, number] {
+    if (this.at) return [this.at[bucket]!, this.len![bucket]!, this.cap![bucket]!];
+    return this.runs!.get(bucket) ?? [0, 0, 0];
   }
 
-  private tailOf(bucket: number): number {
-    return this.tails ? this.tails[bucket]! : (this.ends!.get(bucket)?.[1] ?? -1);
+  private setRun(bucket: number, at: number, len: number, cap: number): void {
+    if (this.at) {
+      this.at[bucket] = at;
+      this.len![bucket] = len;
+      this.cap![bucket] = cap;
+    } else if (len === 0 && cap === 0) this.runs!.delete(bucket);
+    else this.runs!.set(bucket, [at, len, cap]);
   }
 
-  private setEnds(bucket: number, head: number, tail: number): void {
-    if (this.heads) {
-      this.heads[bucket] = head;
-      this.tails![bucket] = tail;
-    } else if (head < 0) this.ends!.delete(bucket);
-    else this.ends!.set(bucket, [head, tail]);
+  /** Room for `n` slots at the pool's end (compacting or growing the pool first when needed); its start. */
+  private reserve(n: number): number {
+    if (this.end + n > this.pool.length) {
+      // compact when at most half the pool is live slots' room, else grow
+      if (this.live * 2 + n <= this.pool.length / 2) this.compact();
+      if (this.end + n > this.pool.length) {
+        const pool = new Int32Array(Math.max(this.pool.length * 2, this.end + n));
+        pool.set(this.pool.subarray(0, this.end));
+        this.pool = pool;
+      }
+    }
+    const from = this.end;
+    this.end += n;
+    return from;
+  }
+
+  /** Every bucket's run moved to the front of a new pool, with room for its slots only (twice, min 2). */
+  private compact(): void {
+    const pool = new Int32Array(this.pool.length);
+    let end = 0;
+    const move = (b: number, at: number, len: number): void => {
+      const cap = len === 0 ? 0 : Math.max(2, len);
+      pool.set(this.pool.subarray(at, at + len), end);
+      this.setRun(b, end, len, cap);
+      end += cap;
+    };
+    if (this.at) {
+      for (let b = 0; b < this.at.length; b++) if (this.cap![b]! > 0) move(b, this.at[b]!, this.len![b]!);
+    } else for (const [b, [at, len]] of [...this.runs!]) move(b, at, len);
+    this.pool = pool;
+    this.end = end;
   }
 }

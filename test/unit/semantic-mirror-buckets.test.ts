@@ -1,0 +1,67 @@
+import { ScopeKeys } from '../../shared/cache/semantic/scope';
+import { BandMirror } from '../../shared/cache/semantic/semantic-mirror';
+import { type RedisClient } from '../../shared/redis/redis-client';
+import { seededRandom } from '../../shared/cache/semantic/lsh';
+
+/**
+ * A mirror's buckets (semantic-mirror.ts GenBuckets: runs in one typed-array pool, moved when they grow,
+ * the pool compacted when dead runs outweigh live slots) hold exactly the slots joined and not left since,
+ * each bucket in join order, through many joins and leaves: checked against a plain model.
+ */
+const BANDS = 4;
+const ROWS = 14;
+
+/** A client whose mirror build answers an empty scope with one generation, "h10.1". */
+const fakeRedis = {
+  run: <T>(fn: (c: unknown) => Promise<T>) =>
+    fn({ defineCommand: () => undefined, cell0SemanticMirror: async () => ['1-0', 1, 'h10.1'] }),
+} as unknown as RedisClient;
+
+describe('BandMirror buckets', () => {
+  it('match a plain model through 20,000 joins and leaves, in join order, compactions included', async () => {
+    const keys = new ScopeKeys('t:sem', 'f'.repeat(32));
+    const mirror = new BandMirror(fakeRedis, BANDS, ROWS);
+    await mirror.build(keys);
+    const model = new Map<number, number[]>(); // bucket -> slots in join order
+    const rand = seededRandom('mirror-buckets');
+    const where = new Map<number, number[]>(); // slot -> its bands' values
+    let id = 2;
+    for (let step = 0; step < 20_000; step++) {
+      const slot = Math.floor(rand() * 300);
+      const values = where.get(slot);
+      // phases: mostly joins (the pool grows), mostly leaves (its runs die), then both (it is compacted)
+      const keep = step < 8000 ? 0.9 : step < 14_000 ? 0.1 : 0.5;
+      if (values ? rand() < keep : rand() >= keep) continue;
+      let line: string;
+      if (values) {
+        // leave
+        line = `-${slot} h10.1 ${values.map((v, i) => `${i}:${v.toString(36)}`).join(',')}`;
+        values.forEach((v, i) => {
+          const b = model.get(v * BANDS + i)!;
+          b.splice(b.indexOf(slot), 1);
+        });
+        where.delete(slot);
+      } else {
+        const vs = Array.from({ length: BANDS }, () => Math.floor(rand() * 2 ** ROWS));
+        line = `+${slot} h10.1 ${vs.map((v, i) => `${i}:${v.toString(36)}`).join(',')}`;
+        vs.forEach((v, i) => {
+          const b = model.get(v * BANDS + i) ?? [];
+          b.push(slot);
+          model.set(v * BANDS + i, b);
+        });
+        where.set(slot, vs);
+      }
+      mirror.apply(keys, `#${id++}-0\n${line}`);
+      if (step % 997 === 0 || step === 19_999) {
+        const expected: string[] = [];
+        for (const [b, slots] of model) for (const s of slots) expected.push(`h10.1 ${b} ${s}`);
+        expect(mirror.contents(keys)).toEqual(expected.sort());
+        // a lookup's list: each bucket in join order
+        const values = [1, 2, 3, 4].map(() => Math.floor(rand() * 2 ** ROWS));
+        const want: number[] = [];
+        values.forEach((v, i) => want.push(...(model.get(v * BANDS + i) ?? [])));
+        expect(mirror.buckets(keys, values, 'h10.1')).toEqual(want);
+      }
+    }
+  });
+});
