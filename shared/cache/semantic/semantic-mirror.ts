@@ -3,12 +3,16 @@ import { type ScopeKeys } from './scope.js';
 import { commands, MAX_GENERATIONS } from './semantic-scripts.js';
 
 /**
- * Scopes a process mirrors at most (the least recently looked up in goes first). A mirror holds one slot
- * number per band of each live entry in typed arrays (GenBuckets): measured ~4 MB for 10,000 entries (the
- * default bound of a scope) in two generations, ~36 MB for 100,000, so ~65 MB for 16 full scopes of the
- * default size.
+ * Scopes a process mirrors at most (the least recently looked up in goes first), and the memory their
+ * mirrors may take together (checked each time a mirror is built). A mirror holds one slot number per band
+ * of each live entry (GenBuckets): a small generation in a map of its non-empty buckets (~100 bytes per
+ * bucket), a larger one in typed arrays (960 KB per generation for 20 bands × 2^12, plus 4–8 bytes per
+ * slot): measured ~4 MB for 10,000 entries (the default bound of a scope) in two generations, ~36 MB for
+ * 100,000. Many small scopes (a scope per tenant, per system prompt, per conversation's history) therefore
+ * all fit, and about 16 full scopes of the default size.
  */
-export const MIRRORED_SCOPES = 16;
+export const MIRRORED_SCOPES = 4096;
+export const MIRROR_BUDGET_BYTES = 64 * 1024 * 1024;
 
 /** One scope's mirror: its buckets by generation, and the last band stream entry applied. */
 interface ScopeMirror {
@@ -63,6 +67,7 @@ export class BandMirror {
     private readonly bands: number,
     rows: number,
     private readonly maxScopes = MIRRORED_SCOPES,
+    private readonly budgetBytes = MIRROR_BUDGET_BYTES,
   ) {
     this.space = bands * 2 ** rows;
   }
@@ -95,7 +100,7 @@ export class BandMirror {
           if (!m) throw new Error('semantic-mirror: not a mirror reply');
           this.scopes.delete(keys.hash);
           this.scopes.set(keys.hash, m);
-          while (this.scopes.size > this.maxScopes) this.scopes.delete(this.scopes.keys().next().value!);
+          this.bound();
           this.rebuilds++;
         },
         (err: unknown) => {
@@ -105,6 +110,25 @@ export class BandMirror {
       );
     this.building.set(keys.hash, p);
     return p;
+  }
+
+  /** Drops the least recently looked-up-in mirrors while there are too many or they take too much memory. */
+  private bound(): void {
+    while (this.scopes.size > this.maxScopes) this.scopes.delete(this.scopes.keys().next().value!);
+    let bytes = 0;
+    for (const m of this.scopes.values()) for (const g of m.gens.values()) bytes += g.bytes();
+    for (const [hash, m] of this.scopes) {
+      if (bytes <= this.budgetBytes || this.scopes.size <= 1) break;
+      for (const g of m.gens.values()) bytes -= g.bytes();
+      this.scopes.delete(hash);
+    }
+  }
+
+  /** The memory the mirrors take, roughly (for tests and stats). */
+  bytes(): number {
+    let bytes = 0;
+    for (const m of this.scopes.values()) for (const g of m.gens.values()) bytes += g.bytes();
+    return bytes;
   }
 
   /**
@@ -287,33 +311,40 @@ function applyEvent(
 /** Bucket numbers up to this many are indexed by typed arrays; beyond (many LSH rows), by a Map. */
 const DENSE_SPACE = 1 << 20;
 
+/** A map bucket's estimated cost in bytes (the map's entry and its [at, len, cap] array). */
+const MAP_BUCKET_BYTES = 100;
+
 /**
- * The buckets of one generation in typed arrays (no object per bucket or slot): each bucket's slots are one
- * run in a shared pool (where it starts, how many, room for how many), in the order they joined, so a lookup
- * copies a bucket's slots in one pass. A bucket that outgrows its run moves to the pool's end with twice the
- * room; when the pool's dead runs outweigh the live slots the pool is compacted. About 4–8 bytes per slot and
- * 12 bytes per bucket number (bands × 2^rows: 960 KB for 20 × 2^12).
+ * The buckets of one generation (no object per slot): each bucket's slots are one run in a shared pool
+ * (where it starts, how many, room for how many), in the order they joined, so a lookup copies a bucket's
+ * slots in one pass. A bucket that outgrows its run moves to the pool's end with twice the room; when the
+ * pool's dead runs outweigh the live slots the pool is compacted. Where the runs are is kept in a map of the
+ * non-empty buckets while they are few (a new or small scope: no 960 KB of arrays for a handful of entries),
+ * and in typed arrays indexed by bucket number (12 bytes per bucket number: 960 KB for 20 × 2^12) once they
+ * are more than 1/16 of the bucket numbers. About 4–8 bytes per slot besides.
  */
 class GenBuckets {
-  private readonly at: Int32Array | undefined;
-  private readonly len: Int32Array | undefined;
-  private readonly cap: Int32Array | undefined;
-  /** bucket -> [at, len, cap] when the bucket numbers are too many for arrays. */
-  private readonly runs: Map<number, [number, number, number]> | undefined;
+  private at: Int32Array | undefined;
+  private len: Int32Array | undefined;
+  private cap: Int32Array | undefined;
+  /** bucket -> [at, len, cap] while the buckets are few, or the bucket numbers too many for arrays. */
+  private runs: Map<number, [number, number, number]> | undefined = new Map();
   private pool = new Int32Array(256);
   private end = 0;
   private live = 0;
 
-  constructor(space: number) {
-    if (space <= DENSE_SPACE) {
-      this.at = new Int32Array(space);
-      this.len = new Int32Array(space);
-      this.cap = new Int32Array(space);
-    } else this.runs = new Map();
+  constructor(private readonly space: number) {}
+
+  /** Its memory, roughly. */
+  bytes(): number {
+    return (this.at ? 12 * this.space : this.runs!.size * MAP_BUCKET_BYTES) + 4 * this.pool.length;
   }
 
   add(bucket: number, slot: number): void {
-    let [at, len, cap] = this.run(bucket);
+    const run = this.run(bucket);
+    let at = run[0];
+    const len = run[1];
+    let cap = run[2];
     if (len === cap) {
       const room = cap === 0 ? 2 : cap * 2;
       const from = this.reserve(room);
@@ -365,7 +396,24 @@ class GenBuckets {
       this.len![bucket] = len;
       this.cap![bucket] = cap;
     } else if (len === 0 && cap === 0) this.runs!.delete(bucket);
-    else this.runs!.set(bucket, [at, len, cap]);
+    else {
+      this.runs!.set(bucket, [at, len, cap]);
+      if (this.runs!.size > this.space >>> 4 && this.space <= DENSE_SPACE) this.toArrays();
+    }
+  }
+
+  /** From the map to typed arrays (the buckets became many). */
+  private toArrays(): void {
+    const runs = this.runs!;
+    this.at = new Int32Array(this.space);
+    this.len = new Int32Array(this.space);
+    this.cap = new Int32Array(this.space);
+    for (const [b, [at, len, cap]] of runs) {
+      this.at[b] = at;
+      this.len[b] = len;
+      this.cap[b] = cap;
+    }
+    this.runs = undefined;
   }
 
   /** Room for `n` slots at the pool's end (compacting or growing the pool first when needed); its start. */
