@@ -11,8 +11,8 @@
            the scope (see includes/slot-codes.lua publishBands)
   ARGV[1]  most generations to read (those whose buckets expire last)
   ARGV[2..] five per lookup, in the order of its keys: id; '1' to read the exact entry first, '0' for the
-           stream only; band key prefix (unused: the lookup's form); the query's band fields ("band
-           index:value (base 36)", comma-separated; '' when it has none: nothing to rank); the id of the
+           stream only; unused (sent empty); non-empty when the query has band fields ('' when it has none:
+           nothing to rank; the process ranks from its mirror, so the fields themselves are not sent); the id of the
            last band stream entry the process's mirror of the scope's buckets has applied
            (semantic-mirror.ts; '0-0' for a mirror of a scope that had no stream)
 

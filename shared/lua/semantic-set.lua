@@ -46,7 +46,9 @@
            script appends to them as they come; empty when the vector is zero)
 
   Returns { evicted, expired removed, 1 when this call created a generation (else 0), ms until the longest-
-            lived generation it joined expires }
+            lived generation it joined expires, the call's time (ms: each entry's candidate record starts with
+            it plus the entry's TTL), then each entry's slot in the order of KEYS[10..] (-1: none) }, so the
+            process can keep the candidate records it just wrote (lookup-records.ts) instead of reading them
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -228,6 +230,7 @@ if over > 0 then
   for k = 1, n - 1 do
     if evicted >= over then break end
     evict(ids[k])
+    slots[k] = -1
     evicted = evicted + 1
   end
 end
@@ -242,4 +245,6 @@ if heldAny and redis.call('PTTL', held) == -1 then
   if left > 0 then redis.call('PEXPIRE', held, left) else redis.call('DEL', held) end
 end
 publishBands(stream, meta)
-return { evicted, #expired, newGen, genLeft }
+local out = { evicted, #expired, newGen, genLeft, now }
+for k = 1, n do out[5 + k] = slots[k] end
+return out

@@ -605,6 +605,34 @@ describe('SemanticCache (on Redis)', () => {
     }
   });
 
+  it('keeps the candidate records of its own stores as written: its lookups do not read them', async () => {
+    const thresholds = { high: 0.75, medium: 0.7, low: 0.6 };
+    const cache = make({ thresholds });
+    const q = (n: number) => `how many calories are in ${n} grams of cooked crème brûlée`;
+    await cache.set(q(100), '100 g', SCOPE);
+    const direct = jest.spyOn(client.connection, 'hmgetBuffer');
+    try {
+      // misses make similarity hits rare (candidate records then come from memory or an HMGET): the
+      // record of the entry this process stored is never read
+      for (let i = 0; i < 100; i++) expect(await cache.get(q(250), SCOPE)).toBeUndefined();
+      await cache.set(q(300), '300 g', SCOPE);
+      expect(await cache.get(`Please, ${q(300)}?`, SCOPE)).toMatchObject({ value: '300 g' });
+      expect(direct).toHaveBeenCalledTimes(0);
+    } finally {
+      direct.mockRestore();
+    }
+    // each kept record is byte for byte the one in Redis (a lookup scores and reads it as if read there)
+    const tag = cache.entryIdOf('x', SCOPE).split(':')[0];
+    const vecKey = `${baseOf(cache)}:{${tag}}:vec`;
+    const kept = (
+      cache as unknown as { kept: { get(k: string, slot: number, now: number): Buffer | undefined } }
+    ).kept;
+    const slots = await raw.hkeys(vecKey);
+    expect(slots).toHaveLength(2);
+    for (const slot of slots)
+      expect(kept.get(vecKey, Number(slot), Date.now())).toEqual(await raw.hgetBuffer(vecKey, slot));
+  });
+
   it('reportFalseHit counts the report and removes the entry', async () => {
     const cache = make();
     await cache.set('How do I reset my password?', 'wrong answer', SCOPE);

@@ -75,8 +75,10 @@ export class LookupBatcher {
     const args: Arg[] = [4 * reads.length];
     for (const r of reads) args.push(r.entryKey, r.keys.lru, r.keys.gens, r.keys.stream);
     args.push(MAX_GENERATIONS);
+    // The script reads neither the band key prefix nor the band fields (only whether there are any: the
+    // mirror ranks): neither is sent, ~200 bytes per lookup less for the client to encode and Redis to read.
     for (const r of reads)
-      args.push(r.id, r.exactFirst ? '1' : '0', r.keys.bandPrefix, r.fields, r.since ?? '');
+      args.push(r.id, r.exactFirst ? '1' : '0', '', r.fields === '' ? '' : '1', r.since ?? '');
     this.redis
       .run((c) => commands(c).cell0SemanticLookupBuffer(...(args as [number, ...Arg[]])))
       .then(

@@ -69,10 +69,11 @@ export class LookupRecords {
 
   /**
    * Keeps `rec`, the record of `slot` read by a command sent at `sentAt` (this process's clock, taken
-   * before the send): a copy, so the kept bytes do not pin the reply's buffer. When the newer generation is
-   * full it becomes the older one, and the older one is dropped whole.
+   * before the send): a copy, so the kept bytes do not pin the reply's buffer (unless `copy` is false: a
+   * buffer of its own). When the newer generation is full it becomes the older one, and the older one is
+   * dropped whole. The record a store of this process wrote counts as read by that store's script call.
    */
-  keep(vecKey: string, slot: number, rec: Buffer, sentAt: number): void {
+  keep(vecKey: string, slot: number, rec: Buffer, sentAt: number, copy = true): void {
     const until = Math.min(sentAt + this.trustMs, expiryOf(rec) - EXPIRY_MARGIN_MS);
     if (!(until > sentAt)) return;
     if (this.count >= this.perGeneration) {
@@ -83,7 +84,7 @@ export class LookupRecords {
     let scope = this.cur.get(vecKey);
     if (!scope) this.cur.set(vecKey, (scope = new Map()));
     const before = scope.size;
-    scope.set(slot, { rec: Buffer.from(rec), until });
+    scope.set(slot, { rec: copy ? Buffer.from(rec) : rec, until });
     this.count += scope.size - before;
   }
 }

@@ -85,6 +85,29 @@ function generationKeys(bandPrefix: string, gens: number | Buffer | null | undef
   return out;
 }
 
+/**
+ * The candidate record semantic-set.lua writes for an entry (its vec hash's value): expiry (15 digits, ms),
+ * id, LF, stored vector, prompt.
+ */
+function ownRecord(expiresAt: number, id: string, vector: Buffer, prompt: string): Buffer {
+  const head = `${String(expiresAt).padStart(15, '0')}${id}\n`;
+  const headLen = head.length;
+  const rec = Buffer.allocUnsafe(headLen + vector.length + Buffer.byteLength(prompt, 'utf8'));
+  rec.write(head, 0, 'latin1');
+  vector.copy(rec, headLen);
+  rec.write(prompt, headLen + vector.length, 'utf8');
+  return rec;
+}
+
+/**
+ * Where a candidate record's first line (expiry, id) ends: the first LF from byte 15 on, or -1. A loop, not
+ * Buffer.indexOf: the native call's checks cost more than the ~15 bytes it scans (24 records per lookup).
+ */
+function lineEnd(rec: Buffer): number {
+  for (let k = 15; k < rec.length; k++) if (rec[k] === 10) return k;
+  return -1;
+}
+
 /** Similarity searches the hit share (SemanticCache.hitShare) averages over, roughly. */
 const HIT_SHARE_WINDOW = 32;
 /** The hit share from which the candidates script reads the likeliest answer's entry along (1 in 16). */
@@ -257,13 +280,14 @@ export class SemanticCache<T = unknown> {
     // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
     const bands = hasControlChar(prompt) ? undefined : this.bandsOf(prepared, vec);
+    const vector = (prepared.quantized ??= storedQuantized(vec));
     try {
-      const { evicted, expired } = await this.writer.store({
+      const { evicted, expired, slot, expiresAt, sentAt } = await this.writer.store({
         keys,
         id,
         json,
         prompt,
-        vector: (prepared.quantized ??= storedQuantized(vec)),
+        vector,
         ttlMs,
         // the lookup's band fields when it built them (the memo): the same string, not made again
         fields: bands ? (prepared.fields ??= bandFields(bands)) : '',
@@ -273,6 +297,10 @@ export class SemanticCache<T = unknown> {
             : [this.modelIndexKey(scope.model)],
         ...(onSent ? { sent: onSent } : {}),
       });
+      // The candidate record the store wrote, as a read of it would return it: kept as read by the store's
+      // call, so a lookup of this process that ranks the new entry among its candidates does not read it.
+      if (slot >= 0 && bands)
+        this.kept.keep(keys.vec, slot, ownRecord(expiresAt, id, vector, prompt), sentAt, false);
       this.counters.sets++;
       this.counters.evictions += evicted;
       this.counters.expiredRemoved += expired;
@@ -528,7 +556,7 @@ export class SemanticCache<T = unknown> {
     const likeliest = records[0] && records[0].length > 0 ? records[0].toString('latin1') : undefined;
     for (let i = 4; i < records.length; i++) {
       const rec = records[i]!;
-      const nl = rec.indexOf(10, 15);
+      const nl = lineEnd(rec);
       if (nl < 0) continue;
       // -1 for a record without a readable vector: below every threshold
       const similarity = Math.min(1, cosineStoredAt(vec, nq, rec, nl + 1));

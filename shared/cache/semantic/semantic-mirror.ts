@@ -372,8 +372,20 @@ class GenBuckets {
 
   /** Appends the bucket's slots to `out`, in the order they joined. */
   collect(bucket: number, out: number[]): void {
-    const [at, len] = this.run(bucket);
-    for (let k = 0; k < len; k++) out.push(this.pool[at + k]!);
+    // the run read in place (no [at, len, cap] made: a lookup collects 20 buckets per generation)
+    let at: number;
+    let len: number;
+    if (this.at) {
+      at = this.at[bucket]!;
+      len = this.len![bucket]!;
+    } else {
+      const run = this.runs!.get(bucket);
+      if (run === undefined) return;
+      at = run[0];
+      len = run[1];
+    }
+    const pool = this.pool;
+    for (let k = 0; k < len; k++) out.push(pool[at + k]!);
   }
 
   /** Every (bucket, slot) (for tests). */

@@ -48,8 +48,11 @@ export type Arg = string | number | Buffer;
 
 /** The commands of shared/lua/semantic-*.lua; the variadic ones take their number of keys first. */
 export interface SemCommands {
-  /** { evicted, expired removed, 1 when the stores opened a new generation, ms their generation lives }. */
-  cell0SemanticSet(numKeys: number, ...args: Arg[]): Promise<[number, number, number, number]>;
+  /**
+   * { evicted, expired removed, 1 when the stores opened a new generation, ms their generation lives, the
+   * call's time (ms), then each entry's slot (-1: none) }.
+   */
+  cell0SemanticSet(numKeys: number, ...args: Arg[]): Promise<number[]>;
   /** { likeliest id, its value JSON, prompt, stored at (all empty when none), record1, record2, ... }. */
   cell0SemanticCandidatesBuffer(numKeys: number, ...args: Arg[]): Promise<Buffer[]>;
   cell0SemanticFetch(entryKey: string, lruKey: string, id: string): Promise<[string, string, string] | null>;

@@ -28,10 +28,18 @@ export interface SemanticWrite {
   sent?: () => void;
 }
 
-/** What one store cost its scope: entries evicted and expired entries removed by its script call. */
+/**
+ * What one store cost its scope (entries evicted and expired entries removed by its script call), and where
+ * its entry went: its slot (-1 when it has none: not indexed, out of slots, evicted by its own call, or a
+ * later store of the same prompt in the batch was written instead), when its candidate record says it
+ * expires (Redis's clock, ms), and when the call was sent (this process's clock, taken before the send).
+ */
 export interface SemanticWriteOutcome {
   evicted: number;
   expired: number;
+  slot: number;
+  expiresAt: number;
+  sentAt: number;
 }
 
 /** How stores are grouped into script calls. */
@@ -101,7 +109,8 @@ export class SemanticWriter {
     const sent = (): void => {
       for (const w of items) w.sent?.();
     };
-    let reply: [number, number, number, number];
+    let reply: number[];
+    const sentAt = Date.now();
     try {
       reply = await this.redis.run((r) => {
         const call = commands(r).cell0SemanticSet(...(args as [number, ...Arg[]]));
@@ -126,9 +135,21 @@ export class SemanticWriter {
           ),
       );
     }
+    // Each written entry's slot (the reply's sixth field on, in the order of `writes`): a store whose prompt
+    // a later store of the batch wrote instead gets none.
+    const now = Number(reply[4]);
+    const slotOf = new Map<SemanticWrite, number>();
+    for (let k = 0; k < writes.length; k++) {
+      const slot = reply[5 + k];
+      if (typeof slot === 'number' && slot >= 0 && now > 0) slotOf.set(writes[k]!, slot);
+    }
     // The call's evictions and removals are counted once, on its first store.
-    return items.map((_, i) =>
-      i === 0 ? { evicted: Number(evicted), expired: Number(expired) } : { evicted: 0, expired: 0 },
-    );
+    return items.map((w, i) => ({
+      evicted: i === 0 ? Number(evicted) : 0,
+      expired: i === 0 ? Number(expired) : 0,
+      slot: slotOf.get(w) ?? -1,
+      expiresAt: now + w.ttlMs,
+      sentAt,
+    }));
   }
 }
