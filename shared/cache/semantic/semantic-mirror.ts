@@ -341,6 +341,26 @@ class GenBuckets {
   }
 
   add(bucket: number, slot: number): void {
+    if (this.at) {
+      // typed arrays: the run read and written in place (no [at, len, cap] made per band of each event)
+      let at = this.at[bucket]!;
+      const len = this.len![bucket]!;
+      let cap = this.cap![bucket]!;
+      if (len === cap) {
+        cap = cap === 0 ? 2 : cap * 2;
+        const from = this.reserve(cap);
+        // reserve may have compacted the pool (the arrays stay): the run's start is read again
+        at = this.at[bucket]!;
+        this.pool.copyWithin(from, at, at + len);
+        at = from;
+        this.at[bucket] = at;
+        this.cap![bucket] = cap;
+      }
+      this.pool[at + len] = slot;
+      this.len![bucket] = len + 1;
+      this.live++;
+      return;
+    }
     const run = this.run(bucket);
     let at = run[0];
     const len = run[1];
@@ -360,6 +380,19 @@ class GenBuckets {
   }
 
   remove(bucket: number, slot: number): void {
+    if (this.at) {
+      const at = this.at[bucket]!;
+      const len = this.len![bucket]!;
+      const pool = this.pool;
+      for (let k = 0; k < len; k++)
+        if (pool[at + k] === slot) {
+          pool.copyWithin(at + k, at + k + 1, at + len);
+          this.len![bucket] = len - 1;
+          this.live--;
+          return;
+        }
+      return;
+    }
     const [at, len, cap] = this.run(bucket);
     for (let k = 0; k < len; k++)
       if (this.pool[at + k] === slot) {
