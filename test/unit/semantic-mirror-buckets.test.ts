@@ -63,7 +63,7 @@ describe('BandMirror buckets', () => {
           const values = [1, 2, 3, 4].map(() => Math.floor(rand() * 2 ** ROWS));
           const want: number[] = [];
           values.forEach((v, i) => want.push(...(model.get(v * BANDS + i) ?? [])));
-          expect(mirror.buckets(keys, values, 'h10.1')).toEqual(want);
+          expect([...mirror.buckets(keys, values, 'h10.1')]).toEqual(want);
         }
       }
       // typed arrays (12 bytes per bucket number) only where the buckets became many

@@ -14,7 +14,7 @@ import { denseAt, storedLength } from './vector-codec.js';
  * allocation-free (a lookup at 100k entries meets ~2,000 slots; a Map per call fed the GC ~100 KB).
  */
 export function rankSlots(
-  buckets: readonly (Buffer | readonly number[] | null)[],
+  buckets: readonly (Buffer | Int32Array | readonly number[] | null)[],
   bands: number,
   limit: number,
 ): { ranked: number[]; visited: number; distinct: number } {

@@ -399,7 +399,7 @@ export class SemanticCache<T = unknown> {
     let bands: number[] | undefined;
     /** The query's band fields ("index:value", comma-separated): one script argument, not one per band. */
     let fields: string | undefined;
-    let buckets: (Buffer | readonly number[] | null)[] | undefined;
+    let buckets: (Buffer | Int32Array | readonly number[] | null)[] | undefined;
     /** The generations the lookup script read (its reply's second field): their keys only if the script needs them. */
     let gens: number | Buffer | null | undefined;
     const readBuckets = (exactFirst: boolean, bandFields: string) =>
@@ -408,7 +408,7 @@ export class SemanticCache<T = unknown> {
      * A reply without an exact hit: the generations it listed, and the mirror's buckets (caught up by the
      * reply) of the query's bands in those generations.
      */
-    const takeBuckets = (reply: LookupReply): (Buffer | readonly number[] | null)[] => {
+    const takeBuckets = (reply: LookupReply): (Buffer | Int32Array | readonly number[] | null)[] => {
       gens = reply[1];
       // not MIRRORED: the mirror fell behind twice in a row (nothing to rank: a miss)
       return reply[3] === MIRRORED

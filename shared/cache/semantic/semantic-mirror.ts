@@ -51,6 +51,8 @@ interface ScopeMirror {
  */
 export class BandMirror {
   private readonly scopes = new Map<string, ScopeMirror>();
+  /** The array buckets() lists a lookup's slots in (grown as needed, reused). */
+  private slots = new Int32Array(1024);
   private readonly building = new Map<string, Promise<void>>();
   /** Mirrors built (for tests and stats). */
   rebuilds = 0;
@@ -173,12 +175,12 @@ export class BandMirror {
    * (the lookup script's list, comma-separated), as one list: generation by generation, band by band, each
    * bucket in the order its slots joined (what rankSlots counts; bucket boundaries tell it nothing).
    * Generations of the mirror that are not in the list have expired (or are older than the generations a
-   * lookup reads): dropped.
+   * lookup reads): dropped. The list is a view of an array the mirror reuses: valid until the next call
+   * (the lookup ranks it at once), so a lookup does not grow a new array of its ~100–2,000 slots.
    */
-  buckets(keys: ScopeKeys, values: readonly number[], gens: string): number[] {
-    const out: number[] = [];
+  buckets(keys: ScopeKeys, values: readonly number[], gens: string): Int32Array {
     const m = this.scopes.get(keys.hash);
-    if (!m) return out;
+    if (!m) return this.slots.subarray(0, 0);
     if (gens !== m.gensText) {
       m.gensText = gens;
       m.gensList = gens.length > 0 ? gens.split(',') : [];
@@ -186,11 +188,24 @@ export class BandMirror {
     const names = m.gensList;
     if (m.gens.size > names.length) for (const g of m.gens.keys()) if (!names.includes(g)) m.gens.delete(g);
     const bands = this.bands;
+    let out = this.slots;
+    let n = 0;
     for (let g = 0; g < names.length; g++) {
       const gen = m.gens.get(names[g]!);
-      if (gen) for (let i = 0; i < values.length; i++) gen.collect(values[i]! * bands + i, out);
+      if (gen)
+        for (let i = 0; i < values.length; i++) {
+          const bucket = values[i]! * bands + i;
+          const count = gen.count(bucket);
+          if (count === 0) continue;
+          if (n + count > out.length) {
+            const grown = new Int32Array(Math.max(out.length * 2, n + count));
+            grown.set(out.subarray(0, n));
+            out = this.slots = grown;
+          }
+          n = gen.copyTo(bucket, out, n);
+        }
     }
-    return out;
+    return out.subarray(0, n);
   }
 
   /** Whether the scope is mirrored (for tests). */
@@ -403,9 +418,19 @@ class GenBuckets {
       }
   }
 
-  /** Appends the bucket's slots to `out`, in the order they joined. */
-  collect(bucket: number, out: number[]): void {
-    // the run read in place (no [at, len, cap] made: a lookup collects 20 buckets per generation)
+  /** How many slots the bucket holds. */
+  count(bucket: number): number {
+    if (this.at) return this.len![bucket]!;
+    const run = this.runs!.get(bucket);
+    return run === undefined ? 0 : run[1];
+  }
+
+  /**
+   * Copies the bucket's slots, in the order they joined, to `out` from `n` on (room for count() of them),
+   * and returns where they end. The run is read in place (no [at, len, cap] made: a lookup reads 20 buckets
+   * per generation).
+   */
+  copyTo(bucket: number, out: Int32Array, n: number): number {
     let at: number;
     let len: number;
     if (this.at) {
@@ -413,12 +438,14 @@ class GenBuckets {
       len = this.len![bucket]!;
     } else {
       const run = this.runs!.get(bucket);
-      if (run === undefined) return;
+      if (run === undefined) return n;
       at = run[0];
       len = run[1];
     }
     const pool = this.pool;
-    for (let k = 0; k < len; k++) out.push(pool[at + k]!);
+    let o = n;
+    for (let k = 0; k < len; k++) out[o++] = pool[at + k]!;
+    return o;
   }
 
   /** Every (bucket, slot) (for tests). */
