@@ -9,6 +9,7 @@ import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js'
 import { LastScope } from './last-scope.js';
 import { LookupBatcher, MIRRORED, RecordReader, type LookupReply } from './lookup-batch.js';
 import { EXPIRY_MARGIN_MS, expiryOf, LookupRecords } from './lookup-records.js';
+import { HashedFeatureEmbedder } from './hashed-features.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
 import { LSH_BANDS, LSH_ROWS, LshHasher } from './lsh.js';
@@ -272,7 +273,7 @@ export class SemanticCache<T = unknown> {
 
     let vec: Float32Array;
     try {
-      vec = await this.embedPrepared(prepared, prompt);
+      vec = this.embedNow(prepared, prompt) ?? (await this.embedPrepared(prepared, prompt));
     } catch (err) {
       this.failed('set', err);
       return;
@@ -416,7 +417,7 @@ export class SemanticCache<T = unknown> {
         : [];
     };
     if (oneTrip) {
-      vec = await this.embedPrepared(prepared, prompt, signal);
+      vec = this.embedNow(prepared, prompt) ?? (await this.embedPrepared(prepared, prompt, signal));
       bands = this.bandsOf(prepared, vec);
       fields = bands && (prepared.fields ??= bandFields(bands));
     }
@@ -692,6 +693,21 @@ export class SemanticCache<T = unknown> {
       this.degraded = false;
       this.log.info('semantic cache: Redis answers again');
     }
+  }
+
+  /**
+   * The prompt's embedding without waiting: the one kept with the prepared prompt, else a built-in
+   * embedder's, computed now (the same vector its embed() gives, without its promises, arrays and the turns
+   * of the microtask queue they cost each lookup and store); undefined for another embedder (embedPrepared).
+   */
+  private embedNow(p: PreparedPrompt, text: string): Float32Array | undefined {
+    if (p.vec) return p.vec;
+    if (!(this.embedder instanceof HashedFeatureEmbedder)) return undefined;
+    const v = this.embedder.embedOne(text);
+    if (!(v instanceof Float32Array) || v.length !== this.embedder.dims)
+      throw new TypeError(`embedder "${this.embedder.name}" returned no ${this.embedder.dims}-dim vector`);
+    p.vec = v;
+    return v;
   }
 
   /** The prompt's embedding: computed once, then kept with the prepared prompt (see PromptMemo). */
