@@ -14,9 +14,13 @@
  * request (INFO stats deltas) and the median pair ratios B/A.
  *
  *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off]
- *                         [--cpu-prof DIR] [--stages] [--against DIST] [--json]
+ *                         [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--json]
  * --variants on: only caches on; off: only the semantic and search caches off; all (default): every variant.
- * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR.
+ * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR: its whole life, start
+ * and warm-up included.
+ * --cpu-prof-timed DIR writes a CPU profile of each cell0 process over its timed runs only (the pairs, after
+ * the warm-up; through the inspector, bench/timed-profile.ts) to DIR, named cell0-<variant>[-A].cpuprofile:
+ * the steady state, without the start's module loading, lexicon read and script preparation.
  * --against DIST: side A is not the proxy but `cell0 start` from another build's compiled output DIST (its
  * dist/ directory), with the same settings as B: two builds of cell0 side by side, one run of each in turn,
  * on the same Redis and simulator (the ratios are this build's over that one's).
@@ -46,6 +50,7 @@ import {
   socketIo,
   stopAll,
 } from './fleet.js';
+import { inspectArgs, TimedProfile } from './timed-profile.js';
 
 const MODEL = 'qwen2.5:0.5b';
 const MAX_TOKENS = 8;
@@ -221,10 +226,11 @@ async function main(): Promise<void> {
   const opts = benchArgs(
     argv.filter((a) => a !== '--stages'),
     { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--stages] [--against DIST] [--json]',
-    ['variants', 'cpu-prof', 'against'],
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--json]',
+    ['variants', 'cpu-prof', 'cpu-prof-timed', 'against'],
   );
   const profDir = opts.text['cpu-prof'];
+  const timedDir = opts.text['cpu-prof-timed'];
   // Side A: the pass-through proxy, or (--against) cell0 built elsewhere.
   const against = opts.text.against;
   const aName = against ? 'cell0 A' : 'proxy';
@@ -257,10 +263,12 @@ async function main(): Promise<void> {
       const { sim, simUrl } = backends;
       const startCell0 = async (cli: string, label: string) => {
         const apiPort = await freePort();
+        const inspectPort = timedDir ? await freePort() : 0;
         const child = await startProcess(
           process.execPath,
           [
             ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+            ...(timedDir ? inspectArgs(inspectPort) : []),
             cli,
             'start',
             '--port',
@@ -279,12 +287,16 @@ async function main(): Promise<void> {
           /cell0 start .* ready/,
           label,
         );
-        return { child, url: `http://127.0.0.1:${apiPort}` };
+        return {
+          child,
+          url: `http://127.0.0.1:${apiPort}`,
+          profile: timedDir ? new TimedProfile(inspectPort) : undefined,
+        };
       };
-      const { child: cell0, url: cell0Url } = await startCell0(CLI, 'cell0');
+      const { child: cell0, url: cell0Url, profile: profileB } = await startCell0(CLI, 'cell0');
       const sideA = against
         ? await startCell0(join(against, 'bin', 'cell0.js'), 'cell0 A')
-        : { child: backends.proxy!, url: backends.proxyUrl };
+        : { child: backends.proxy!, url: backends.proxyUrl, profile: undefined };
       const proxy = sideA.child;
       const proxyUrl = sideA.url;
       const pids = { cell0: cell0.pid, simulator: sim.pid, redis: redisServer.pid };
@@ -297,6 +309,8 @@ async function main(): Promise<void> {
       await load(proxyUrl, opts.warmup, opts.concurrency, `${tag}w`, proxyPids, redis);
       await load(cell0Url, opts.warmup, opts.concurrency, `${tag}w`, pids, redis);
       console.log(`\n${variant.name}`);
+      await profileB?.start();
+      await sideA.profile?.start();
       const pairs: { a: RunResult; b: RunResult }[] = [];
       for (let p = 0; p < opts.pairs; p++) {
         const runA = () => load(proxyUrl, opts.requests, opts.concurrency, `${tag}a${p}`, proxyPids, redis);
@@ -328,6 +342,12 @@ async function main(): Promise<void> {
               : '') +
             (b.cached > 0 ? ` | cached ${b.cached}` : ''),
         );
+      }
+      if (timedDir) {
+        const slug = variant.name.replace(/[^a-z0-9]+/gi, '-');
+        const written = [await profileB?.stop(timedDir, `cell0-${slug}`)];
+        written.push(await sideA.profile?.stop(timedDir, `cell0-${slug}-A`));
+        console.log(`  timed CPU profiles: ${written.filter(Boolean).join(', ')}`);
       }
       const med = (g: (x: { a: RunResult; b: RunResult }) => number) => median(pairs.map(g));
       const last = pairs[pairs.length - 1]!;
