@@ -30,6 +30,7 @@ export const CLUSTER_TESTS = [
   'test/integration/search-cache.test.ts',
   'test/integration/semantic-cache.test.ts',
   'test/integration/semantic-mirror.test.ts',
+  'test/integration/semantic-lookup-batch.test.ts',
   'test/integration/caching.test.ts',
   'test/integration/bullmq-internals.test.ts',
   'test/integration/reply-behind-finish.test.ts',

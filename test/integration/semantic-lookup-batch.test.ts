@@ -135,7 +135,12 @@ describe('SemanticCache lookups of one event-loop turn', () => {
     const prompts = ['How do I reset my password?', 'how do i reset my password', 'What is a spider?'];
     const failed = await Promise.all(prompts.map((p) => cache.get(p, SCOPE_A)));
     spy.mockRestore();
-    expect(failed).toEqual([undefined, undefined, undefined]);
+    if (onCluster()) {
+      // a Cluster's lookups go alone, one call each: only the lookup whose call failed is a miss
+      expect(failed.map((h) => h?.value)).toEqual([undefined, 'Use the reset link.', undefined]);
+    } else {
+      expect(failed).toEqual([undefined, undefined, undefined]);
+    }
     expect(cache.getStats().errors).toBe(onCluster() ? 1 : 3);
     expect((await cache.get('How do I reset my password?', SCOPE_A))?.value).toBe('Use the reset link.');
   });
