@@ -6,7 +6,7 @@
  * read, Lua script preparation) and the warm-up, which in a run of a few seconds are a fifth of the samples
  * or more. The file is a regular .cpuprofile (bench/profile-summary.ts, Chrome DevTools).
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The node arguments that open the inspector of a child on `port` (loopback only). */
@@ -62,6 +62,8 @@ export class TimedProfile {
   async stop(dir: string, name: string): Promise<string> {
     const { profile } = (await this.call('Profiler.stop')) as { profile: unknown };
     const file = join(dir, `${name}.cpuprofile`);
+    // The directory may not exist yet: --cpu-prof creates its own, and this option is used the same way.
+    mkdirSync(dir, { recursive: true });
     writeFileSync(file, JSON.stringify(profile));
     this.ws?.close();
     this.ws = undefined;
