@@ -1,19 +1,22 @@
 --[[
   The reads of one or more lookups in one round trip (a process sends the lookups of one event-loop turn
   together: one script call instead of one per lookup). For each lookup: the exact key first (unless its
-  flag is '0'), then the live generations of its scope and the scope's band stream entries its process's
-  mirror of the buckets has not applied yet (see semantic-set.lua). When the exact entry exists it is
-  answered (and marked used) and nothing else is read. A scope's generations are read with one ZRANGE per
+  flags say stream only), then the live generations of its scope and the scope's band stream entries its
+  process's mirror of the buckets has not applied yet (see semantic-set.lua). When the exact entry exists it
+  is answered (and marked used) and nothing else is read. A scope's generations are read with one ZRANGE per
   call, and its stream once per call and mirror position.
 
-  KEYS[1..] four per lookup: entry of the normalised prompt (see includes/entry-record.lua), LRU sorted set
-           of the scope, gens sorted set of the scope (generation -> expiry of its buckets), band stream of
-           the scope (see includes/slot-codes.lua publishBands)
+  KEYS[1..] one per lookup: entry of the normalised prompt ("<scope tag>:e:<id>", see
+           includes/entry-record.lua). The scope's LRU sorted set, gens sorted set (generation -> expiry of
+           its buckets) and band stream (see includes/slot-codes.lua publishBands) are named from it (the
+           tag plus ":lru", ":gens", ":bx": the same {hash} tag, so the same cluster slot), and the id is its
+           last part: ~150 bytes fewer per lookup for the client to encode and Redis to read, and two
+           arguments fewer for Redis to move into Lua (~2,000 instructions each)
   ARGV[1]  most generations to read (those whose buckets expire last)
-  ARGV[2..] five per lookup, in the order of its keys: id; '1' to read the exact entry first, '0' for the
-           stream only; unused (sent empty); non-empty when the query has band fields ('' when it has none:
-           nothing to rank; the process ranks from its mirror, so the fields themselves are not sent); the id of the
-           last band stream entry the process's mirror of the scope's buckets has applied
+  ARGV[2..] two per lookup, in the order of its keys: flags, two characters: 'x' to read the exact entry
+           first ('-': the stream only), then 'b' when the query has band fields ('-' when it has none:
+           nothing to rank; the process ranks from its mirror, so the fields themselves are not sent); then
+           the id of the last band stream entry the process's mirror of the scope's buckets has applied
            (semantic-mirror.ts; '0-0' for a mirror of a scope that had no stream)
 
   Returns four fields per lookup, in order, in one flat array (a nested table costs the reply's conversion
@@ -28,9 +31,14 @@
 ]]
 -- Most stream entries a lookup call returns to one mirror: one further behind is rebuilt instead.
 local CATCH_UP = 512
+-- its text, for XRANGE's COUNT (a number given to redis.call is formatted with sprintf)
+local CATCH_UP_TEXT = '512'
 -- #include entry-record
+-- #include clock
 
-local n = #KEYS / 4
+local n = #KEYS
+-- per scope tag: { lru, gens, stream } keys, named once per call
+local scopeKeys = {}
 -- per band stream and mirror position: its entries after that position as lines, or false (fell behind)
 local caught = {}
 local replies = {}
@@ -39,22 +47,30 @@ local o = 0 -- the last field of the reply written
 -- per gens key: its generations (hash generations only) and their text, read once per call
 local gensOf, textOf = {}, {}
 for k = 1, n do
-  local a = 1 + (k - 1) * 5
+  local a = 2 * k
+  local entryKey = KEYS[k]
+  local tag, id = string.match(entryKey, '^(.+):e:([^:]+)$')
+  local sk = scopeKeys[tag]
+  if not sk then
+    sk = { tag .. ':lru', tag .. ':gens', tag .. ':bx' }
+    scopeKeys[tag] = sk
+  end
+  local flags = ARGV[a]
   local hit = false
-  if ARGV[a + 2] == '1' then
-    local r = readEntry(KEYS[4 * k - 3])
+  if string.byte(flags, 1) == 120 then -- 'x'
+    local r = readEntry(entryKey)
     if r then
       if not now then
-        local t = redis.call('TIME')
-        now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+        local _
+        _, now = clockNow()
       end
-      redis.call('ZADD', KEYS[4 * k - 2], 'XX', now, ARGV[a + 1])
+      redis.call('ZADD', sk[1], 'XX', now, id)
       replies[o + 1], replies[o + 2], replies[o + 3], replies[o + 4] = 1, r[1], r[2], r[3]
       hit = true
     end
   end
   if not hit then
-    local gkey = KEYS[4 * k - 1]
+    local gkey = sk[2]
     local gens = gensOf[gkey]
     if not gens then
       gens = {}
@@ -68,28 +84,33 @@ for k = 1, n do
       textOf[gkey] = table.concat(gens, ',')
     end
     replies[o + 1], replies[o + 2], replies[o + 3], replies[o + 4] = 0, textOf[gkey], false, '0'
-    local since = ARGV[a + 5]
+    local since = ARGV[a + 1]
     local mirrored = false
-    if ARGV[a + 4] ~= '' and since ~= '' then
-      local skey = KEYS[4 * k]
+    if string.byte(flags, 2) == 98 and since ~= '' then -- 'b'
+      local skey = sk[3]
       local at = skey .. ' ' .. since
       local lines = caught[at]
       if lines == nil then
-        -- from the mirror's last entry on: when that entry is still there, nothing after it was trimmed.
-        -- '0-0': a mirror of an empty scope (no stream then): every entry of the stream is newer, and none
-        -- was trimmed while the stream holds fewer than its length bound (a stream deleted meanwhile went
-        -- with every entry it told of: the scope was emptied)
-        local r, first, ok
+        -- the entries after the mirror's last one. '0-0': a mirror of an empty scope (no stream then): every
+        -- entry of the stream is newer, and none was trimmed while the stream holds fewer than its length
+        -- bound (a stream deleted meanwhile went with every entry it told of: the scope was emptied).
+        -- Otherwise an exclusive range, so that no entry's text is read when there is none (the common case:
+        -- a process applies its own stores' entries from their replies, semantic-set.lua): the mirror is then
+        -- caught up. When there are some, the mirror's last entry must still be there (nothing after it was
+        -- trimmed: trimming takes the oldest), read on its own. With none after it and the entry gone, the
+        -- stream was deleted with the scope: the mirror holds slots of gone entries only, which a lookup
+        -- never answers from (their records are gone), until the next store's entry makes it rebuild.
+        local r, ok
         if since == '0-0' then
-          r = redis.call('XRANGE', skey, '-', '+', 'COUNT', CATCH_UP)
-          first, ok = 1, #r < CATCH_UP
+          r = redis.call('XRANGE', skey, '-', '+', 'COUNT', CATCH_UP_TEXT)
+          ok = #r < CATCH_UP
         else
-          r = redis.call('XRANGE', skey, since, '+', 'COUNT', CATCH_UP + 1)
-          first, ok = 2, r[1] ~= nil and r[1][1] == since and #r <= CATCH_UP
+          r = redis.call('XRANGE', skey, '(' .. since, '+', 'COUNT', CATCH_UP_TEXT)
+          ok = #r == 0 or (#r < CATCH_UP and redis.call('XRANGE', skey, since, since)[1] ~= nil)
         end
         if ok then
           local parts = {}
-          for j = first, #r do
+          for j = 1, #r do
             parts[#parts + 1] = '#' .. r[j][1]
             local f = r[j][2]
             if f[2] and f[2] ~= '' then parts[#parts + 1] = f[2] end

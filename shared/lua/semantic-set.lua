@@ -41,17 +41,22 @@
   ARGV[4]  most expired entries to remove in this call
   ARGV[5]  how long a slot freed while its entry may still be live is held before reuse (ms): evicted
            entries and entries stored again (which move to a new slot)
-  ARGV[6..] six per entry, in the order of KEYS[10..]: id, value JSON, prompt, vector bytes, TTL (ms), band
+  ARGV[6]  the id of the last band stream entry the storing process's mirror of the scope has applied
+           (semantic-mirror.ts; '' when it has no mirror of the scope)
+  ARGV[7..] six per entry, in the order of KEYS[10..]: id, value JSON, prompt, vector bytes, TTL (ms), band
            fields ("band index:value (base 36)", comma-separated, in band order: the lookup's form, so the
            script appends to them as they come; empty when the vector is zero)
 
   Returns { evicted, expired removed, 1 when this call created a generation (else 0), ms until the longest-
             lived generation it joined expires, the call's time (ms: each entry's candidate record starts with
-            it plus the entry's TTL), then each entry's slot in the order of KEYS[10..] (-1: none) }, so the
-            process can keep the candidate records it just wrote (lookup-records.ts) instead of reading them
+            it plus the entry's TTL), then each entry's slot in the order of KEYS[10..] (-1: none), so the
+            process can keep the candidate records it just wrote (lookup-records.ts) instead of reading them;
+            then, when the band stream held nothing after ARGV[6] and the call published an entry: that
+            entry's id and its events as the process applies them to its mirror (includes/slot-codes.lua
+            ownEvents: its own entries' joins without their band fields) }
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- #include clock
+local now, nowText = clockNow()
 local maxEntries = tonumber(ARGV[1])
 local eprefix, bprefix = ARGV[2], ARGV[3]
 local lru, exp, meta, vec, free, nextSlot, gens = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -59,8 +64,14 @@ local held, stream = KEYS[8], KEYS[9]
 local MAX_SLOT = 16777215
 local pushed = false -- a slot went back on the free list (which may be new, without an expiry)
 local heldAny = false -- a slot went to the held set (which may be new, without an expiry)
-local holdUntil = string.format('%.0f', now + tonumber(ARGV[5]))
+local holdText -- until when a slot freed now is held (text, made when first needed: see clock.lua)
+local function holdUntil()
+  holdText = holdText or string.format('%.0f', now + tonumber(ARGV[5]))
+  return holdText
+end
+local since = ARGV[6]
 local n = #KEYS - 9
+local A = 6 -- the entries' arguments start after ARGV[A]
 
 -- #include slot-codes
 -- #include entry-record
@@ -73,11 +84,10 @@ end
 
 -- an entry that may still be live (evicted): its slot held
 local function evict(member)
-  dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil)
+  dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil())
   heldAny = true
 end
 
-local nowText = string.format('%.0f', now)
 local vecArgs, metaArgs, lruArgs, expArgs = {}, {}, {}, {}
 local genOrder, genSeen, genExpiry = {}, {}, {} -- the generations joined, and each one's bucket expiry
 local stored = {}
@@ -89,7 +99,7 @@ local genLeft = 0
 --    for a while, see ARGV[5]); it takes a new one.
 local ids, slots, slotTexts, gensOf, bandsOf, expiries = {}, {}, {}, {}, {}, {}
 for k = 1, n do
-  local a = 5 + (k - 1) * 6
+  local a = A + (k - 1) * 6
   ids[k] = ARGV[a + 1]
   bandsOf[k] = ARGV[a + 6]
   stored[ids[k]] = true
@@ -100,7 +110,7 @@ local needSlot = {}
 -- formatting numbers (string.format, a number turned into a string) was ~6% of the script's instructions
 local byTtl = {}
 for k = 1, n do
-  local ttlArg = ARGV[5 + (k - 1) * 6 + 5]
+  local ttlArg = ARGV[A + (k - 1) * 6 + 5]
   local e = byTtl[ttlArg]
   if not e then
     local ttl = tonumber(ttlArg)
@@ -126,7 +136,7 @@ for k = 1, n do
     if oldSlot >= 0 then
       leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
       redis.call('HDEL', vec, oldSlot)
-      holdSlot(held, oldSlot, holdUntil)
+      holdSlot(held, oldSlot, holdUntil())
       heldAny = true
     end
   end
@@ -160,7 +170,7 @@ end
 
 -- 3. The entries and their records.
 for k = 1, n do
-  local a = 5 + (k - 1) * 6
+  local a = A + (k - 1) * 6
   local id, slot, gen = ids[k], slots[k], gensOf[k]
   local bands = slot >= 0 and bandsOf[k] or ''
   redis.call('SET', KEYS[9 + k], entryRecord(ARGV[a + 3], ARGV[a + 2], nowText), 'PX', ARGV[a + 5])
@@ -168,7 +178,7 @@ for k = 1, n do
   if slot >= 0 then
     vecArgs[#vecArgs + 1] = slotText
     vecArgs[#vecArgs + 1] = expiries[k].record .. id .. '\n' .. ARGV[a + 4] .. ARGV[a + 3]
-    if bands ~= '' then joinedEvent(slotText, gen, bands) end
+    if bands ~= '' then joinedEvent(slotText, gen, bands, id) end
     if not genSeen[gen] then
       genSeen[gen] = true
       genOrder[#genOrder + 1] = gen
@@ -244,7 +254,16 @@ if heldAny and redis.call('PTTL', held) == -1 then
   local left = redis.call('PTTL', meta)
   if left > 0 then redis.call('PEXPIRE', held, left) else redis.call('DEL', held) end
 end
-publishBands(stream, meta)
+-- Whether the stream holds nothing after the storing process's mirror position: then this call's entry is
+-- the next one for that mirror, and the process applies it from the reply (its own events, short) instead
+-- of reading it back through its next lookup (includes/slot-codes.lua ownEvents). An exclusive range: no
+-- entry's text is read when there is none.
+local followsMirror = since ~= '' and #redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', '1') == 0
+local streamId = publishBands(stream, meta)
 local out = { evicted, #expired, newGen, genLeft, now }
 for k = 1, n do out[5 + k] = slots[k] end
+if followsMirror and streamId then
+  out[6 + n] = streamId
+  out[7 + n] = table.concat(ownEvents, '\n')
+end
 return out

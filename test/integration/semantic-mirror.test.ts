@@ -132,6 +132,52 @@ describe('SemanticCache band mirrors (on Redis)', () => {
     expect(a.getStats().errors).toBe(0);
   });
 
+  it("applies a process's own stores from their replies: its lookups read none back, and its mirror stays equal to one built from Redis", async () => {
+    const { a, b, keys } = pair({ maxEntriesPerScope: 12 });
+    expect(await a.get(asked(0), SCOPE, LOW)).toBeUndefined(); // a's mirror of the scope: built
+    const conn = client.connection as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const spy = jest.spyOn(conn, 'cell0SemanticLookupBuffer');
+    /** The stream entries (text) the lookup calls since the last look returned, and the calls. */
+    const readBack = async (): Promise<{ calls: number; text: string }> => {
+      let text = '';
+      for (const result of spy.mock.results) {
+        const reply = (await result.value) as (Buffer | number | null)[];
+        for (let o = 0; o < reply.length; o += 4) text += String(reply[o + 2] ?? '');
+      }
+      const calls = spy.mock.calls.length;
+      spy.mockClear();
+      return { calls, text };
+    };
+    try {
+      // its own stores only (12 of them: the scope's bound, evictions once full): each found by the
+      // next lookup, from the mirror the store's reply caught up; no lookup reads a stream entry back
+      for (let i = 0; i < 16; i++) {
+        await a.set(stored(i), `answer ${i}`, SCOPE, { ttlSeconds: i % 2 === 0 ? 30 : 150 });
+        if (i % 5 === 4) await a.set(stored(i - 2), `again ${i - 2}`, SCOPE); // a new slot
+        expect(await a.get(asked(i), SCOPE, LOW)).toMatchObject({ value: `answer ${i}` });
+      }
+      const own = await readBack();
+      expect(own.calls).toBeGreaterThanOrEqual(16);
+      expect(own.text).toBe('');
+      expect(mirrorOf(a).contents(keys)).toEqual(await fresh(keys));
+      // another process's store between: a's next store does not follow its mirror, so the lookup after
+      // it reads both entries from the stream, and the store after that is applied from its reply again
+      await b.set(stored(20), 'answer 20', SCOPE);
+      await a.set(stored(21), 'answer 21', SCOPE);
+      expect(await a.get(asked(20), SCOPE, LOW)).toMatchObject({ value: 'answer 20' });
+      expect((await readBack()).text).toMatch(/^#\d+-\d+\n[+-]\d+ h/);
+      await a.set(stored(22), 'answer 22', SCOPE);
+      expect(await a.get(asked(22), SCOPE, LOW)).toMatchObject({ value: 'answer 22' });
+      expect(await a.get(asked(21), SCOPE, LOW)).toMatchObject({ value: 'answer 21' });
+      expect((await readBack()).text).toBe('');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(mirrorOf(a).contents(keys)).toEqual(await fresh(keys));
+    expect(mirrorOf(a).rebuilds).toBe(1);
+    expect(a.getStats().errors).toBe(0);
+  });
+
   it('keeps a mirror equal to one built from Redis across evictions, removals, stores again, slot reuse and generations', async () => {
     const { a, b, keys } = pair({ maxEntriesPerScope: 12 });
     expect(await a.get(asked(0), SCOPE, LOW)).toBeUndefined(); // built while the scope is empty

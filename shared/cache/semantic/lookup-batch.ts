@@ -7,6 +7,7 @@ import { type Arg, commands, MAX_GENERATIONS } from './semantic-scripts.js';
 /** One lookup's reads (see shared/lua/semantic-lookup.lua): its scope's keys, id, and query band fields. */
 export interface LookupRead {
   keys: ScopeKeys;
+  /** The prompt's entry key (ScopeKeys.entry of its id): the script names the scope's other keys from it. */
   entryKey: string;
   id: string;
   /** Read the exact entry first (else the buckets only). */
@@ -25,6 +26,9 @@ export interface LookupRead {
 export type LookupReply = [number, ...(Buffer | null)[]];
 /** A LookupReply's fourth field when the buckets are the mirror's. */
 export const MIRRORED: Buffer = Buffer.from('1');
+
+/** A lookup's flags argument (semantic-lookup.lua): exact entry first ('x'), band fields ('b'), by bits. */
+const FLAGS = ['--', '-b', 'x-', 'xb'] as const;
 
 /** Most lookups per script call (its keys and arguments grow with each; Lua's unpack has a limit). */
 export const MAX_LOOKUPS_PER_CALL = 32;
@@ -72,13 +76,14 @@ export class LookupBatcher {
   private send(batch: Batch): void {
     if (this.open === batch) this.open = undefined;
     const { reads } = batch;
-    const args: Arg[] = [4 * reads.length];
-    for (const r of reads) args.push(r.entryKey, r.keys.lru, r.keys.gens, r.keys.stream);
+    // One key per lookup, its entry key: the script names the scope's other keys (and the id) from it.
+    const args: Arg[] = [reads.length];
+    for (const r of reads) args.push(r.entryKey);
     args.push(MAX_GENERATIONS);
     // The script reads neither the band key prefix nor the band fields (only whether there are any: the
     // mirror ranks): neither is sent, ~200 bytes per lookup less for the client to encode and Redis to read.
     for (const r of reads)
-      args.push(r.id, r.exactFirst ? '1' : '0', '', r.fields === '' ? '' : '1', r.since ?? '');
+      args.push(FLAGS[(r.exactFirst ? 2 : 0) + (r.fields === '' ? 0 : 1)]!, r.since ?? '');
     this.redis
       .run((c) => commands(c).cell0SemanticLookupBuffer(...(args as [number, ...Arg[]])))
       .then(

@@ -200,8 +200,8 @@ export class SemanticCache<T = unknown> {
     this.memo = PromptMemo.of(embedder, `${this.lsh.bands}x${this.lsh.rows}`);
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
-    this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching);
     this.mirror = new BandMirror(this.redis, this.lsh.bands, this.lsh.rows);
+    this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching, this.mirror);
     this.lookups = new LookupBatcher(this.redis, this.mirror);
     this.records = new RecordReader(this.redis);
     // The guard and the default embedder read the lexicon (~70k words): read it now, off the first lookup.

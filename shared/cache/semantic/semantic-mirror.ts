@@ -171,6 +171,53 @@ export class BandMirror {
   }
 
   /**
+   * The id of the last stream entry applied to the scope's mirror ('' when the scope is not mirrored), for a
+   * store call to send (semantic-set.lua ARGV[6]); unlike `since`, not a use of the mirror.
+   */
+  position(keys: ScopeKeys): string {
+    return this.scopes.get(keys.hash)?.last ?? '';
+  }
+
+  /**
+   * Applies a store call's own band stream entry from its reply (semantic-set.lua): `id`, published when the
+   * stream held nothing after `since` (the mirror's position when the call was sent), and its events, the
+   * call's own entries' joins as "*entry id slot generation" (their band fields: `fieldsOf(entry id)`, what
+   * the process sent). Applied only while the mirror is still at `since`: the entry then follows what it
+   * applied. Otherwise a lookup's reply brought the entry already (the mirror moved on), or the mirror was
+   * dropped or rebuilt: its next lookups read the stream as before. Returns whether it applied the entry.
+   */
+  applyStored(
+    keys: ScopeKeys,
+    since: string,
+    id: string,
+    events: string,
+    fieldsOf: (entryId: string) => string | undefined,
+  ): boolean {
+    const m = this.scopes.get(keys.hash);
+    const dash = id.indexOf('-');
+    if (!m || m.last !== since || dash <= 0) return false;
+    let from = 0;
+    while (from < events.length) {
+      let to = events.indexOf('\n', from);
+      if (to < 0) to = events.length;
+      if (events.charCodeAt(from) === STAR) {
+        // "*entry id slot generation" -> "+slot generation fields"
+        const a = events.indexOf(' ', from);
+        const fields = a > from && a < to ? fieldsOf(events.slice(from + 1, a)) : undefined;
+        if (fields) {
+          const line = `+${events.slice(a + 1, to)} ${fields}`;
+          applyEvent(m, line, 0, line.length, this.bands, this.space);
+        }
+      } else applyEvent(m, events, from, to, this.bands, this.space);
+      from = to + 1;
+    }
+    m.last = id;
+    m.lastMs = Number(id.slice(0, dash));
+    m.lastSeq = Number(id.slice(dash + 1));
+    return true;
+  }
+
+  /**
    * The slots in the scope's buckets of the query's band values (in band order) in the generations `gens`
    * (the lookup script's list, comma-separated), as one list: generation by generation, band by band, each
    * bucket in the order its slots joined (what rankSlots counts; bucket boundaries tell it nothing).
@@ -223,6 +270,7 @@ export class BandMirror {
 }
 
 const HASH = 0x23;
+const STAR = 0x2a;
 const PLUS = 0x2b;
 const MINUS = 0x2d;
 const COLON = 0x3a;

@@ -1,6 +1,7 @@
 import { AsyncBatchProcessor } from '../../batch/async-batch-processor.js';
 import { type RedisClient } from '../../redis/redis-client.js';
 import { type ScopeKeys } from './scope.js';
+import { type BandMirror } from './semantic-mirror.js';
 import { commands, EXPIRED_CLEANUP, INDEX_SAMPLE, SLOT_HOLD_MS, type Arg } from './semantic-scripts.js';
 
 /** One prepared store: what semantic-set.lua needs of an entry, and where its scope's index records go. */
@@ -69,6 +70,11 @@ export class SemanticWriter {
     private readonly redis: RedisClient,
     private readonly maxEntriesPerScope: number,
     batching: SemanticWriteBatching = {},
+    /**
+     * The process's mirrors of the band buckets: a call sends its scope's mirror position, and the mirror
+     * applies the call's own stream entry from the reply when nothing came between (BandMirror.applyStored).
+     */
+    private readonly mirror?: BandMirror,
   ) {
     this.batcher = new AsyncBatchProcessor<SemanticWrite, SemanticWriteOutcome>({
       handler: (items) => this.write(items),
@@ -91,6 +97,8 @@ export class SemanticWriter {
     for (const w of items) last.set(w.id, w);
     const writes = [...last.values()];
     const keys = writes[0]!.keys;
+    // read in the same turn as the send (or earlier: a stale position only means the reply is not applied)
+    const since = this.mirror?.position(keys) ?? '';
     const args: Arg[] = [
       9 + writes.length,
       ...keys.containers(),
@@ -100,6 +108,7 @@ export class SemanticWriter {
       keys.bandPrefix,
       EXPIRED_CLEANUP,
       SLOT_HOLD_MS,
+      since,
     ];
     let maxTtl = 0;
     for (const w of writes) {
@@ -109,7 +118,7 @@ export class SemanticWriter {
     const sent = (): void => {
       for (const w of items) w.sent?.();
     };
-    let reply: number[];
+    let reply: (number | string)[];
     const sentAt = Date.now();
     try {
       reply = await this.redis.run((r) => {
@@ -137,6 +146,12 @@ export class SemanticWriter {
     }
     // Each written entry's slot (the reply's sixth field on, in the order of `writes`): a store whose prompt
     // a later store of the batch wrote instead gets none.
+    // The call's own band stream entry, when it directly followed the mirror position sent: applied now, so
+    // this process's next lookups do not read back (and parse) what it wrote.
+    const streamId = reply[5 + writes.length];
+    const events = reply[6 + writes.length];
+    if (since !== '' && typeof streamId === 'string' && typeof events === 'string')
+      this.mirror?.applyStored(keys, since, streamId, events, (id) => last.get(id)?.fields);
     const now = Number(reply[4]);
     const slotOf = new Map<SemanticWrite, number>();
     for (let k = 0; k < writes.length; k++) {

@@ -19,25 +19,35 @@
   understood here so their entries are removed cleanly. ]]
 local BAND_STREAM_LEN = '2048'
 local bandEvents = {}
+-- The same events as the storing process needs them (semantic-set.lua's reply): a join of one of the call's
+-- own entries as "*id slot generation", without the band fields that process sent; the others as they are.
+local ownEvents = {}
 
-local function joinedEvent(slotText, gen, fields)
-  bandEvents[#bandEvents + 1] = '+' .. slotText .. ' ' .. gen .. ' ' .. fields
+-- id: the entry's id when it is one of a store call's own entries (its join then goes to ownEvents short)
+local function joinedEvent(slotText, gen, fields, id)
+  local line = '+' .. slotText .. ' ' .. gen .. ' ' .. fields
+  bandEvents[#bandEvents + 1] = line
+  ownEvents[#ownEvents + 1] = id and ('*' .. id .. ' ' .. slotText .. ' ' .. gen) or line
 end
 
 local function leftEvent(c, gen, fields)
   local slot = string.byte(c, 1) * 65536 + string.byte(c, 2) * 256 + string.byte(c, 3)
-  bandEvents[#bandEvents + 1] = '-' .. slot .. ' ' .. gen .. ' ' .. table.concat(fields, ',')
+  local line = '-' .. slot .. ' ' .. gen .. ' ' .. table.concat(fields, ',')
+  bandEvents[#bandEvents + 1] = line
+  ownEvents[#ownEvents + 1] = line
 end
 
+-- Appends the call's events to the stream as one entry; returns its id (nil when there were none).
 local function publishBands(stream, meta)
-  if #bandEvents == 0 then return end
-  redis.call('XADD', stream, 'MAXLEN', '~', BAND_STREAM_LEN, '*', 'e', table.concat(bandEvents, '\n'))
+  if #bandEvents == 0 then return nil end
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', BAND_STREAM_LEN, '*', 'e', table.concat(bandEvents, '\n'))
   bandEvents = {}
   if redis.call('PTTL', stream) == -1 then
     -- a new stream: as long as the scope; with the scope emptied, gone (a mirror that read it rebuilds)
     local left = redis.call('PTTL', meta)
     if left > 0 then redis.call('PEXPIRE', stream, left) else redis.call('DEL', stream) end
   end
+  return id
 end
 local function code(slot)
   return string.char(math.floor(slot / 65536) % 256, math.floor(slot / 256) % 256, slot % 256)
