@@ -27,9 +27,12 @@
  *   npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N]
  *                           [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR]
  *                           [--stages R] [--api-processes N] [--backend-limit adaptive|N]
- *                           [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--json]
+ *                           [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR]
+ *                           [--cpu-prof-timed DIR] [--json]
  * --levels runs only those concurrencies (--levels none: only the identical streams); --cpu-prof DIR writes
- * a CPU profile of cell0 (node --cpu-prof).
+ * a CPU profile of cell0 (node --cpu-prof); --cpu-prof-timed DIR writes a profile of each cell0 process
+ * over the pairs of the --levels runs only (after the warm-up, before the identical streams; through the
+ * inspector, bench/timed-profile.ts), named stream-<process>.cpuprofile (bench/profile-summary.ts reads it).
  * --stages R: instead of the pairs, R traced burst runs of cell0 per concurrency and the time of each stage
  * of the first token (bench/stream-stages.ts); tracing costs time of its own, so these are shares.
  * --api-processes N: cell0 as one `cell0 worker` and N `cell0 api --reuse-port` processes instead of one
@@ -53,6 +56,7 @@ import { median } from './e2e-common.js';
 import { freePort, killChildrenOnInterrupt, startProcess, startRedisServer, stopAll } from './fleet.js';
 import { KEY, direct, simMaxInFlight, simReset, viaCell0, type Side } from './stream-clients.js';
 import { identicalPairs } from './stream-identical.js';
+import { inspectArgs, TimedProfile } from './timed-profile.js';
 import { run, type RunPlan, type RunStats } from './stream-run.js';
 
 const ROOT = join(__dirname, '..');
@@ -117,7 +121,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
 
 async function main(): Promise<void> {
   const usage =
-    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--json]';
+    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--cpu-prof-timed DIR] [--json]';
   const opts = benchArgs(
     process.argv.slice(2),
     {
@@ -132,7 +136,7 @@ async function main(): Promise<void> {
       'backend-limit-max': 128,
     },
     usage,
-    ['levels', 'cpu-prof', 'mode', 'backend-limit', 'cell0-warmup', 'dist'],
+    ['levels', 'cpu-prof', 'cpu-prof-timed', 'mode', 'backend-limit', 'cell0-warmup', 'dist'],
   );
   const cell0Warmup = opts.text['cell0-warmup'] ?? 'on';
   if (cell0Warmup !== 'on' && cell0Warmup !== 'off') {
@@ -196,14 +200,24 @@ async function main(): Promise<void> {
     CELL0_LOG_LEVEL: 'warn',
     ...(spans ? { OTEL_EXPORTER_OTLP_ENDPOINT: spans.url, OTEL_SERVICE_NAME: 'cell0-bench' } : {}),
   };
-  const prof = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  const timedDir = opts.text['cpu-prof-timed'];
+  /** The timed profiles of cell0's processes (--cpu-prof-timed), by process name. */
+  const timedProfiles: Record<string, TimedProfile> = {};
+  /** The node arguments of cell0 process `name`: whole-life or timed profiling. */
+  const profArgs = async (name: string): Promise<string[]> => {
+    const args = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+    if (!timedDir) return args;
+    const port = await freePort();
+    timedProfiles[name] = new TimedProfile(port);
+    return [...args, ...inspectArgs(port)];
+  };
   // cell0's processes by name: `cell0 start` (API and worker in one), or a worker and N API processes
   // sharing the port (--api-processes N).
   const cell0Pids: Record<string, number | undefined> = {};
   if (opts['api-processes'] === 0) {
     const c = await startProcess(
       process.execPath,
-      [...prof, CLI, 'start', '--port', String(apiPort)],
+      [...(await profArgs('cell0')), CLI, 'start', '--port', String(apiPort)],
       env,
       /cell0 start .* ready/,
       'cell0',
@@ -212,7 +226,7 @@ async function main(): Promise<void> {
   } else {
     const w = await startProcess(
       process.execPath,
-      [...prof, CLI, 'worker'],
+      [...(await profArgs('worker')), CLI, 'worker'],
       env,
       /cell0 worker .* ready/,
       'worker',
@@ -221,7 +235,7 @@ async function main(): Promise<void> {
     for (let i = 1; i <= opts['api-processes']; i++) {
       const a = await startProcess(
         process.execPath,
-        [...prof, CLI, 'api', '--port', String(apiPort), '--reuse-port'],
+        [...(await profArgs(`api${i}`)), CLI, 'api', '--port', String(apiPort), '--reuse-port'],
         env,
         /cell0 api .* ready/,
         `api ${i}`,
@@ -276,6 +290,7 @@ async function main(): Promise<void> {
       return;
     }
 
+    for (const p of Object.values(timedProfiles)) await p.start();
     for (const base of plans)
       for (const k of levels) {
         const plan = planFor(base, k);
@@ -351,6 +366,8 @@ async function main(): Promise<void> {
         );
       }
 
+    for (const [name, p] of Object.entries(timedProfiles))
+      console.log(`  timed CPU profile: ${await p.stop(timedDir!, `stream-${name}`)}`);
     console.log(
       '\n100 identical concurrent streams through cell0 (a burst; against 5 single direct streams per pair)',
     );
