@@ -5,6 +5,7 @@ import { closeRedis, createRedisConnection } from '../shared/redis/connection.js
 import {
   compareStreamIds,
   decodeEntry,
+  isRemoteReaderEntry,
   sameEntry,
   tokenStreamKeys,
   type LocalStreamReaders,
@@ -31,6 +32,13 @@ export interface TokenStreamHubOptions {
   cancelTtlMs?: number;
   /** Longest wait of one blocking read, ms (a new stream wakes it at once). Default 5000. */
   blockMs?: number;
+  /**
+   * How long a stream that ended without being written to Redis (its writer, in this process, kept it out
+   * while the readers here were its only ones) is kept after its last reader here left, ms: a caller of the
+   * same job that comes meanwhile (its result not yet out) is handed the whole stream from memory, as it
+   * would have read it from Redis. Default 2000.
+   */
+  endedKeepMs?: number;
   logger?: Logger;
 }
 
@@ -62,8 +70,13 @@ export interface TokenStreamReader {
 interface Subscription {
   jobId: string;
   keys: TokenStreamKeys;
-  /** Id of the last entry received. */
+  /** Id of the last entry received (remote-reader entries included: where the next read starts). */
   lastId: string;
+  /**
+   * Id of the last token stream entry received (remote-reader entries left out): a writer's write that
+   * follows its last stored entry is taken when this is that entry.
+   */
+  lastEntryId: string;
   entries: TokenStreamEntry[];
   readers: Set<LocalReader>;
   ended: boolean;
@@ -85,6 +98,17 @@ interface Subscription {
    * stream is read again, copies of them right after `lastId` are skipped.
    */
   unstored: TokenStreamEntry[] | undefined;
+  /** A remote-reader entry was read: a process other than this one reads the stream too. */
+  remote: boolean;
+  /**
+   * While `writer` keeps the stream out of Redis (its readers here being the only ones): told when a
+   * remote-reader entry is read. The stream stays in the read set meanwhile, for that entry alone.
+   */
+  onRemote: (() => void) | undefined;
+  /** Its end came from a writer that kept the stream out of Redis: its entries are only here. */
+  outOfRedis: boolean;
+  /** Removes the subscription once it has been kept long enough without readers (see endedKeepMs). */
+  keepTimer: NodeJS.Timeout | undefined;
 }
 
 /** shared/lua/token-stream-open.lua and token-stream-leave.lua, as ioredis commands. */
@@ -95,6 +119,7 @@ interface StreamScripts {
     readers: string,
     cancel: string,
     wake: string,
+    stream: string,
     markTtlMs: number,
     wakeSeq: number,
     wakeTtlMs: number,
@@ -201,7 +226,7 @@ export class TokenStreamHub {
 
   constructor(opts: TokenStreamHubOptions) {
     this.opts = withDefaults<Required<Omit<TokenStreamHubOptions, 'logger'>>>(
-      { markTtlMs: 300_000, cancelTtlMs: 30_000, blockMs: 5000 },
+      { markTtlMs: 300_000, cancelTtlMs: 30_000, blockMs: 5000, endedKeepMs: 2000 },
       {
         redisUrl: opts.redisUrl,
         prefix: opts.prefix,
@@ -209,9 +234,10 @@ export class TokenStreamHub {
         markTtlMs: opts.markTtlMs,
         cancelTtlMs: opts.cancelTtlMs,
         blockMs: opts.blockMs,
+        endedKeepMs: opts.endedKeepMs,
       },
     );
-    for (const k of ['markTtlMs', 'cancelTtlMs', 'blockMs'] as const)
+    for (const k of ['markTtlMs', 'cancelTtlMs', 'blockMs', 'endedKeepMs'] as const)
       if (!(Number.isInteger(this.opts[k]) && this.opts[k] > 0))
         throw new TypeError(`TokenStreamHub: option "${k}" must be a positive integer of ms`);
     this.log = opts.logger ?? silentLogger();
@@ -284,6 +310,7 @@ export class TokenStreamHub {
         jobId,
         keys,
         lastId: '0-0',
+        lastEntryId: '0-0',
         entries: [],
         readers: new Set(),
         ended: false,
@@ -292,6 +319,10 @@ export class TokenStreamHub {
         marked: false,
         writer: undefined,
         unstored: undefined,
+        remote: false,
+        onRemote: undefined,
+        outOfRedis: false,
+        keepTimer: undefined,
       };
       s.ready = this.scripts
         .cell0TokenStreamOpen(
@@ -300,6 +331,7 @@ export class TokenStreamHub {
           keys.readers,
           keys.cancel,
           this.wakeKey,
+          keys.stream,
           this.opts.markTtlMs,
           s.wakeSeq,
           WAKE_TTL_MS,
@@ -325,6 +357,8 @@ export class TokenStreamHub {
     }
     const reader = new LocalReader(sub, this);
     sub.readers.add(reader);
+    clearTimeout(sub.keepTimer);
+    sub.keepTimer = undefined;
     return reader;
   }
 
@@ -340,6 +374,20 @@ export class TokenStreamHub {
   async leave(sub: Subscription, reader: LocalReader, cancel: boolean): Promise<void> {
     sub.readers.delete(reader);
     if (sub.readers.size > 0 || this.subs.get(sub.jobId) !== sub) return;
+    if (sub.outOfRedis && sub.keepTimer === undefined && !this.closed) {
+      // Its entries are nowhere else: kept a while for a caller of the job that comes before its result.
+      sub.keepTimer = setTimeout(() => {
+        sub.keepTimer = undefined;
+        if (sub.readers.size === 0 && this.subs.get(sub.jobId) === sub) void this.drop(sub, false);
+      }, this.opts.endedKeepMs);
+      sub.keepTimer.unref();
+      return;
+    }
+    await this.drop(sub, cancel);
+  }
+
+  /** The subscription is over for this process: counted out of the readers (and may cancel the job). */
+  private async drop(sub: Subscription, cancel: boolean): Promise<void> {
     this.subs.delete(sub.jobId);
     this.readSet = undefined;
     try {
@@ -361,11 +409,32 @@ export class TokenStreamHub {
 
   /** Entries read from Redis (a read begun before a writer of this process took the stream over is void). */
   private deliver(sub: Subscription, rows: [string, string[]][]): void {
-    if (sub.writer !== undefined) return;
+    if (sub.writer !== undefined) {
+      // A writer of this process feeds the stream; one that keeps it out of Redis is told of a reader
+      // elsewhere (its remote-reader entry is what it is read for).
+      if (sub.onRemote === undefined) return;
+      for (const [id, fields] of rows) {
+        if (compareStreamIds(id, sub.lastId) <= 0) continue;
+        sub.lastId = id;
+        if (isRemoteReaderEntry(fields)) sub.remote = true;
+      }
+      if (sub.remote) {
+        const tell = sub.onRemote;
+        sub.onRemote = undefined;
+        this.readSet = undefined;
+        tell();
+      }
+      return;
+    }
     let added = false;
     for (const [id, fields] of rows) {
       if (compareStreamIds(id, sub.lastId) <= 0) continue;
       sub.lastId = id;
+      if (isRemoteReaderEntry(fields)) {
+        sub.remote = true;
+        continue;
+      }
+      sub.lastEntryId = id;
       const e = decodeEntry(fields);
       if (!e) continue;
       if (sub.unstored) {
@@ -410,7 +479,8 @@ export class TokenStreamHub {
    * over or a write is not stored. The entries still go to Redis, so every other reader is as before.
    */
   readonly local: LocalStreamReaders = {
-    writing: (jobId, stream, writer, entries, after) => this.writing(jobId, stream, writer, entries, after),
+    writing: (jobId, stream, writer, entries, after, onRemote) =>
+      this.writing(jobId, stream, writer, entries, after, onRemote),
     released: (jobId, writer) => {
       const sub = this.subs.get(jobId);
       if (sub?.writer === writer) this.detach(sub);
@@ -423,6 +493,7 @@ export class TokenStreamHub {
     writer: object,
     entries: readonly TokenStreamEntry[],
     after: string | null,
+    onRemote?: () => void,
   ): LocalStreamWrite | undefined {
     const sub = this.subs.get(jobId);
     // Only once the marks are in Redis (they withdrew any cancel, so this write cannot honour one; a
@@ -430,19 +501,30 @@ export class TokenStreamHub {
     if (!sub || sub.keys.stream !== stream || sub.ended || !sub.marked || this.closed) return undefined;
     if (sub.writer !== writer) {
       // A write after the writer's own last one: taken only with every entry before it here.
-      if (after !== null && (sub.writer !== undefined || sub.unstored || sub.lastId !== after))
+      if (after !== null && (sub.writer !== undefined || sub.unstored || sub.lastEntryId !== after))
         return undefined;
       sub.writer = writer;
       sub.unstored = undefined;
+      // A writer that keeps the stream out of Redis leaves it in the read set (for a remote-reader entry),
+      // unless a reader elsewhere is known already (it then writes to Redis, and is not read back).
+      sub.onRemote = sub.remote ? undefined : onRemote;
+      if (sub.onRemote === undefined) this.readSet = undefined;
+    } else if (onRemote === undefined && sub.onRemote !== undefined) {
+      // The writer writes to Redis now: what it writes is not read back.
+      sub.onRemote = undefined;
       this.readSet = undefined;
     }
     for (const e of entries) this.add(sub, e);
+    if (sub.ended && sub.onRemote !== undefined) sub.outOfRedis = true;
     this.counts.local += entries.length;
     for (const r of sub.readers) r.notify();
+    const remote = sub.remote;
     return {
+      remote,
       stored: (lastId) => {
-        if (sub.writer === writer && lastId !== undefined && compareStreamIds(lastId, sub.lastId) > 0)
-          sub.lastId = lastId;
+        if (sub.writer !== writer || lastId === undefined) return;
+        sub.lastEntryId = lastId;
+        if (compareStreamIds(lastId, sub.lastId) > 0) sub.lastId = lastId;
       },
       notStored: (maybe) => {
         if (sub.writer !== writer) return;
@@ -455,6 +537,7 @@ export class TokenStreamHub {
   /** The stream is read from Redis again, after its last entry stored. */
   private detach(sub: Subscription): void {
     sub.writer = undefined;
+    sub.onRemote = undefined;
     this.readSet = undefined;
     if (sub.ended || this.closed || this.subs.get(sub.jobId) !== sub) return;
     // The loop's read may be blocked on a set without it: a wake-up makes it start over. It carries the
@@ -522,7 +605,7 @@ export class TokenStreamHub {
     for (const s of this.subs.values())
       if (!s.ended) {
         waiting++;
-        if (s.wakeSeq > this.wakeSeen || s.writer !== undefined) continue;
+        if (s.wakeSeq > this.wakeSeen || (s.writer !== undefined && s.onRemote === undefined)) continue;
         subs.push(s);
         byKey.set(s.keys.stream, s);
       }
@@ -581,11 +664,13 @@ export class TokenStreamHub {
     if (this.closed) return;
     this.closed = true;
     this.opts.redis.off('ready', this.loadOpenScript);
-    for (const sub of this.subs.values())
+    for (const sub of this.subs.values()) {
+      clearTimeout(sub.keepTimer);
       for (const r of sub.readers) {
         r.closed = true;
         r.notify();
       }
+    }
     this.subs.clear();
     this.readSet = undefined;
     clearInterval(this.renewTimer);

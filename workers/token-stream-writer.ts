@@ -243,6 +243,12 @@ export class FlushPacer {
  * The end entry goes out at once with the text still pending, in one round trip. Every write also reads
  * `cancel`: once set, the attempt's signal aborts with JobCancelledError. A failed write is logged and
  * never fails the job; the readers then fall back to the job's result.
+ *
+ * With a relay (`cell0 start`), a first attempt whose writes the readers of this process take is not written
+ * to Redis while they are its only readers: its entries are kept here. Once a reader in another process
+ * opens the stream (the hub reads its remote-reader entry and calls back), or the readers here stop taking
+ * the writes (they left: the cancel they set is then checked), the kept entries and every later write go to
+ * Redis as above, from the attempt's first entry.
  */
 export class TokenStreamWriter {
   /** Made on first use: most attempts are not streamed, and nothing reads their signal. */
@@ -275,6 +281,20 @@ export class TokenStreamWriter {
   private inFlight: Promise<unknown> | undefined;
   /** The attempt is over for the readers of this process (see release()). */
   private released = false;
+  /**
+   * Nothing of this attempt is in Redis yet, and it is not to be while the readers of this process are its
+   * only readers: its writes are handed to them and kept here (see {@link kept}). Set when the attempt
+   * opens with a relay; cleared for good once a write goes to Redis.
+   */
+  private localOnly = false;
+  /** The entries handed to this process's readers and not written to Redis (local-only writes). */
+  private kept: TokenStreamEntry[] = [];
+  /** The hand-over of the last local-only write: told where the stream stands once it is in Redis. */
+  private lastLocal: LocalStreamWrite | undefined;
+  /** A reader in another process came: the kept entries go to Redis at once (see onRemote). */
+  private switchPending = false;
+  /** The end entry has been written (or handed over): nothing follows. */
+  private endWritten = false;
 
   constructor(private readonly opts: TokenStreamWriterOptions) {
     this.flushMs = opts.flushMs ?? TOKEN_FLUSH_MS;
@@ -351,6 +371,10 @@ export class TokenStreamWriter {
     if (!wanted) return;
     this.active = true;
     this.attempt = attempt;
+    // A first attempt's stream holds nothing of an earlier one that a reader elsewhere could mistake for
+    // it, so it may stay out of Redis while only this process reads it (see write()). A later attempt is
+    // written as before: its start entry voids the earlier attempt's text there.
+    this.localOnly = this.opts.relay !== undefined && attempt <= 1;
     // A retry starts over: the stream is emptied but keeps its last id, so readers see only newer entries.
     // The emptying and the start entry go with the attempt's first write (its first text, a restart or its
     // end), in that write's script call, behind its cancel check: nothing is written now. A write of their
@@ -408,13 +432,26 @@ export class TokenStreamWriter {
     await this.write({ kind: 'end', ...e });
   }
 
+  /**
+   * The hub of this process found a reader of this stream in another process (its marks' remote-reader
+   * entry, shared/lua/token-stream-open.lua): the entries kept so far go to Redis now, from the first, and
+   * every later write with them, as for a stream without local readers.
+   */
+  private readonly onRemote = (): void => {
+    if (!this.localOnly || this.endWritten || this.released || !this.active) return;
+    this.localOnly = false;
+    this.switchPending = true;
+    this.hurry?.();
+    this.flushing ??= this.flush();
+  };
+
   private async flush(): Promise<void> {
     const pacer = this.opts.pacer;
     if (pacer) pacer.waiting++;
     try {
-      while ((this.pending.length > 0 || this.restartPending) && !this.ending) {
+      while ((this.pending.length > 0 || this.restartPending || this.switchPending) && !this.ending) {
         const interval = pacer ? pacer.intervalMs() : this.flushMs;
-        const wait = this.restartPending ? 0 : this.lastTextAt + interval - this.now();
+        const wait = this.restartPending || this.switchPending ? 0 : this.lastTextAt + interval - this.now();
         if (wait > 0) {
           await new Promise<void>((resolve) => {
             let released = false;
@@ -442,10 +479,11 @@ export class TokenStreamWriter {
   }
 
   /**
-   * One round trip, one write of a token-write.lua call (with the connection's other writes of the turn): the
-   * cancel's check first, then a pending emptying and restart, the pending text, `extra` and the expiry: a
-   * cancel honoured writes none of this write's entries and deletes the stream, all before any reader can
-   * read.
+   * One write: handed to the readers of this process, and (unless they are its only readers, see
+   * {@link localOnly}) one round trip, one write of a token-write.lua call (with the connection's other writes
+   * of the turn): the cancel's check first, then a pending emptying and restart, the pending text, `extra` and
+   * the expiry: a cancel honoured writes none of this write's entries and deletes the stream, all before any
+   * reader can read.
    */
   private async write(extra?: TokenStreamEntry): Promise<void> {
     const entries: TokenStreamEntry[] = [];
@@ -460,15 +498,60 @@ export class TokenStreamWriter {
       this.lastTextAt = this.now();
     }
     if (extra) entries.push(extra);
+    this.switchPending = false;
     // After a cancel nothing more is written: the stream was deleted with the mark.
-    if (this.failed || !this.active || entries.length === 0) return;
+    if (this.failed || !this.active || (entries.length === 0 && this.kept.length === 0)) return;
+    if (extra?.kind === 'end') this.endWritten = true;
+    const relay = this.released ? undefined : this.opts.relay;
+    const { jobId, keys } = this.opts;
+    /** The hand-over of this write's entries to this process's readers, when they took them. */
     let local: LocalStreamWrite | undefined;
+    if (this.localOnly) {
+      // Handed to this process's readers, and not written to Redis while they are the only ones: a write's
+      // script call, its cancel check and each entry's XADD saved, and nothing for a read here to read back.
+      // The attempt's first write starts their stream (null); a later one is taken only by the readers that
+      // have every entry before it (a sentinel no stream id equals: not by readers that came since).
+      local = relay?.writing(
+        jobId,
+        keys.stream,
+        this,
+        entries,
+        this.kept.length === 0 ? null : '',
+        this.onRemote,
+      );
+      if (local && !local.remote) {
+        for (const e of entries) this.kept.push(e);
+        this.lastLocal = local;
+        if (!this.textWritten && entries.some((e) => e.kind === 'text')) {
+          this.textWritten = true;
+          this.onFirstText?.();
+        }
+        return;
+      }
+      // Not taken (the readers here left, and their leave may have set the cancel this write checks; or
+      // their hub closed), or a reader in another process reads the stream: from now on the attempt is
+      // written to Redis, from its first entry (with the emptying of the stream).
+      this.localOnly = false;
+    } else if (this.kept.length > 0) {
+      // The first write to Redis after local-only ones (a reader elsewhere came): these entries go to the
+      // readers here that hold the kept ones (only they take a write after the sentinel).
+      if (entries.length > 0) local = relay?.writing(jobId, keys.stream, this, entries, '');
+    } else if (entries.length > 0 && relay) {
+      const after = this.trimPending ? null : this.lastStoredId;
+      if (after !== undefined) local = relay.writing(jobId, keys.stream, this, entries, after);
+    }
+    // Told where the stream stands once the write is in: this write's hand-over, or the last local-only one
+    // (its readers hold every entry of the attempt so far, all of which this write stores).
+    const told = local ?? (entries.length === 0 ? this.lastLocal : undefined);
+    const written = this.kept.length > 0 ? this.kept.concat(entries) : entries;
+    this.kept = [];
+    this.lastLocal = undefined;
     // Settled once the write's answer has been told to the readers of this process (see release()).
     let settle: () => void = () => undefined;
     this.inFlight = new Promise<void>((resolve) => (settle = resolve));
     try {
       const args: (string | number)[] = [];
-      for (const e of entries) {
+      for (const e of written) {
         const fields = encodeEntry(e);
         args.push(fields.length, ...fields);
       }
@@ -479,23 +562,16 @@ export class TokenStreamWriter {
       // Redis, about six per stream). Between renewals the stream has at least half its lifetime left, and
       // a write that finds it gone makes it again with its lifetime (token-write.lua).
       const now = this.now();
-      const renew = extra?.kind === 'end' || now - this.renewedAt >= this.opts.ttlMs / 2;
+      const renew = this.endWritten || now - this.renewedAt >= this.opts.ttlMs / 2;
       if (renew) this.renewedAt = now;
-      // The readers of this process get the entries now, not once Redis has them and their read returns.
-      // A write that does not empty the stream follows this attempt's last stored entry.
-      const after = trim ? null : this.lastStoredId;
-      local =
-        this.released || after === undefined
-          ? undefined
-          : this.opts.relay?.writing(this.opts.jobId, this.opts.keys.stream, this, entries, after);
       const answer = await this.tokenWrite('1', trim ? '1' : '0', args, renew ? '1' : '0');
       const honoured = answer === 1 ? 1 : 0;
-      if (answer === 1) local?.notStored(false);
+      if (answer === 1) told?.notStored(false);
       else {
         if (answer.lastId !== undefined) this.lastStoredId = answer.lastId;
-        local?.stored(answer.lastId);
+        told?.stored(answer.lastId);
       }
-      if (!this.textWritten && honoured !== 1 && entries.some((e) => e.kind === 'text')) {
+      if (!this.textWritten && honoured !== 1 && written.some((e) => e.kind === 'text')) {
         this.textWritten = true;
         this.onFirstText?.();
       }
@@ -506,7 +582,7 @@ export class TokenStreamWriter {
     } catch (err) {
       // Readers fall back to the job's result; the generation itself goes on. Whether Redis stored the
       // write is not known: the readers of this process skip its entries should they find them there.
-      local?.notStored(true);
+      told?.notStored(true);
       this.failed = true;
       this.opts.logger.warn({ jobId: this.opts.jobId, err }, 'could not write the token stream');
     } finally {

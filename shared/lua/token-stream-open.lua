@@ -10,9 +10,16 @@
   KEYS[3] readers count    ({prefix}:inference:{jobId}:cell0-tokens-readers)
   KEYS[4] cancel mark      ({prefix}:inference:{jobId}:cell0-cancel)
   KEYS[5] the process's wake-up stream ({prefix}:inference:token-hub:{random})
+  KEYS[6] the job's token stream   ({prefix}:inference:{jobId}:cell0-tokens)
   ARGV[1] the marks' lifetime, ms
   ARGV[2] the number of this wake-up
   ARGV[3] the wake-up stream's lifetime, ms
+
+  A process that is not the job's first reader adds a remote-reader entry (k = r) to its token stream: a
+  worker in another reading process (`cell0 start`) keeps the stream out of Redis while its own process's
+  readers are the only ones, and its hub, which reads the stream for this entry, has it write the stream from
+  its first entry (workers/token-stream-writer.ts). Readers skip the entry. A stream it makes lives as long as
+  the marks (NX: a stream's own lifetime is kept).
 
   Returns the number of reading processes.
 ]]
@@ -23,6 +30,10 @@ if not redis.call("SET", KEYS[2], "1", "PX", ARGV[1], "NX") then
 end
 local n = redis.call("INCR", KEYS[3])
 redis.call("PEXPIRE", KEYS[3], ARGV[1])
+if n > 1 then
+  redis.call("XADD", KEYS[6], "*", "k", "r")
+  redis.call("PEXPIRE", KEYS[6], ARGV[1], "NX")
+end
 redis.call("DEL", KEYS[4])
 redis.call("XADD", KEYS[5], "MAXLEN", "1", "*", "w", ARGV[2])
 redis.call("PEXPIRE", KEYS[5], ARGV[3])

@@ -11,6 +11,11 @@
  * with its next write (or when the attempt starts) and stops the job, deleting the mark and the stream in one
  * step, so a caller that asks again never reads the stopped attempt's text. A reader's marks delete `cancel`
  * (an attempt that has not seen it goes on), and it reads the stream only once its marks are in Redis.
+ *
+ * In `cell0 start` a worker hands its writes to the readers of its own process (LocalStreamReaders), and a
+ * job's first attempt stays out of Redis while they are its only readers: a reading process that is not the
+ * job's first reader adds a remote-reader entry to the stream with its marks, and the writer, told of it by
+ * its process's hub, writes the attempt from its first entry and goes on writing (see TokenStreamWriter).
  */
 
 import { queueKey } from './names.js';
@@ -64,6 +69,16 @@ export type TokenStreamEntry =
   /** Text in order; `seq` counts text entries from 0 within the attempt (a gap means trimmed entries). */
   | { kind: 'text'; seq: number; text: string }
   | { kind: 'end'; finishReason: string; model: string; usage: StreamUsage };
+
+/**
+ * The fields of a remote-reader entry: added to a job's stream by the marks of a reading process that is
+ * not the first (shared/lua/token-stream-open.lua), it tells a writer that keeps the stream out of Redis
+ * while its own process's readers are the only ones that another process reads it. Not a
+ * {@link TokenStreamEntry}: readers skip it ({@link decodeEntry} gives undefined).
+ */
+export function isRemoteReaderEntry(fields: readonly string[]): boolean {
+  return fields.length === 2 && fields[0] === 'k' && fields[1] === 'r';
+}
 
 /** The field/value list of an entry, for XADD. */
 export function encodeEntry(e: TokenStreamEntry): string[] {
@@ -131,6 +146,11 @@ export interface LocalStreamReaders {
    * of the writer's last entry stored in the stream, or null when this write empties the stream first (a
    * new attempt, whose start entry voids what came before). Returns what to tell once Redis has answered,
    * or undefined when no reader here took them (they then come from Redis, as before).
+   *
+   * `onRemote`, from a writer that keeps its writes out of Redis while the readers here are the stream's
+   * only readers: called once should the hub find a reader of the stream in another process (the
+   * remote-reader entry its marks add, token-stream-open.lua); the writer then writes the stream to Redis
+   * from its first entry. Until then the hub keeps reading the stream from Redis for that entry alone.
    */
   writing(
     jobId: string,
@@ -138,6 +158,7 @@ export interface LocalStreamReaders {
     writer: object,
     entries: readonly TokenStreamEntry[],
     after: string | null,
+    onRemote?: () => void,
   ): LocalStreamWrite | undefined;
   /**
    * `writer`'s attempt is over and nothing of its is in flight: this process's readers it fed read the
@@ -148,6 +169,8 @@ export interface LocalStreamReaders {
 
 /** What a {@link LocalStreamReaders} is told of one write it took, once Redis has answered. */
 export interface LocalStreamWrite {
+  /** A reader in another process is known to read the stream: it must be written to Redis. */
+  readonly remote: boolean;
   /** Stored: `lastId` is the id of the write's last entry (undefined for a write without entries). */
   stored(lastId: string | undefined): void;
   /**

@@ -1,9 +1,15 @@
 import { type RedisConnection } from '../../shared/redis/cluster';
 import { silentLogger } from '../../shared/logger';
 import { createRedisConnection, closeRedis, waitUntilReady } from '../../shared/redis/connection';
-import { decodeEntry, tokenStreamKeys, type TokenStreamEntry } from '../../shared/queues/token-stream';
+import {
+  decodeEntry,
+  isRemoteReaderEntry,
+  tokenStreamKeys,
+  type TokenStreamEntry,
+} from '../../shared/queues/token-stream';
 import { TokenStreamHub, type TokenStreamReader } from '../../producers/token-stream-hub';
 import { TokenStreamWriter } from '../../workers/token-stream-writer';
+import { JobCancelledError } from '../../shared/errors';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { until } from '../helpers/wait';
 
@@ -54,10 +60,10 @@ function writer(prefix: string, jobId: string, local: TokenStreamHub | undefined
   });
 }
 
-/** The entries the job's Redis Stream holds. */
+/** The entries the job's Redis Stream holds (the remote-reader entries of readers' marks left out). */
 async function stored(prefix: string, jobId: string): Promise<TokenStreamEntry[]> {
   const rows = await producer.xrange(tokenStreamKeys(prefix, 'inference', jobId).stream, '-', '+');
-  return rows.map(([, fields]) => decodeEntry(fields)!);
+  return rows.flatMap(([, fields]) => (isRemoteReaderEntry(fields) ? [] : [decodeEntry(fields)!]));
 }
 
 /** Every entry a reader gets up to and including the end entry. */
@@ -218,7 +224,8 @@ describe('token stream entries handed from a writer to the hub of its own proces
       { kind: 'start', attempt: 1 },
       { kind: 'text', seq: 0, text: 'x' },
     ]);
-    await until(async () => (await stored(prefix, 'j')).length === 2, 5000, 'the first write');
+    // Read by this process alone: nothing of the attempt went to Redis.
+    expect(await producer.exists(tokenStreamKeys(prefix, 'inference', 'j').stream)).toBe(0);
     // The backend call failed: the attempt is over without an end.
     w1.release();
     // The retry runs on a worker of another process (no hand-over): its entries come through Redis.
@@ -233,5 +240,102 @@ describe('token stream entries handed from a writer to the hub of its own proces
     ]);
     expect(here.deliveries()).toEqual({ local: 2, redis: 3 });
     await r.close();
+  });
+  it('a stream read only by this process stays out of Redis: one attempt, every entry handed over, none written', async () => {
+    const prefix = uniquePrefix('relay');
+    const here = hub(prefix);
+    const mine = await here.open('j');
+    const w = writer(prefix, 'j', here);
+    await w.open(1);
+    w.push('one');
+    w.push(' two');
+    await new Promise<void>((r) => setImmediate(r));
+    w.push(' three');
+    await w.end(end);
+    w.release();
+    const got = await readAll(mine);
+    expect(got[0]).toEqual({ kind: 'start', attempt: 1 });
+    expect(got[got.length - 1]).toEqual({ kind: 'end', ...end });
+    expect(got.flatMap((e) => (e.kind === 'text' ? [e.text] : [])).join('')).toBe('one two three');
+    expect(here.deliveries().redis).toBe(0);
+    // No script call wrote an entry: the job has no token stream in Redis at all.
+    expect(await producer.exists(tokenStreamKeys(prefix, 'inference', 'j').stream)).toBe(0);
+    expect(w.signal.aborted).toBe(false);
+    await mine.close();
+  });
+
+  it('a reader of another process that opens mid-stream gets the whole stream from its start, then each write', async () => {
+    const prefix = uniquePrefix('relay');
+    const here = hub(prefix);
+    const there = hub(prefix);
+    const mine = await here.open('j');
+    const w = writer(prefix, 'j', here);
+    await w.open(1);
+    w.push('a');
+    await new Promise<void>((r) => setImmediate(r));
+    w.push('b');
+    await new Promise<void>((r) => setImmediate(r));
+    expect(await producer.exists(tokenStreamKeys(prefix, 'inference', 'j').stream)).toBe(0);
+    // Another process joins the running job: its marks add a remote-reader entry, which this process's hub
+    // reads and tells the writer of; the writer then writes the stream from its first entry.
+    const theirs = await there.open('j');
+    const head: TokenStreamEntry[] = [];
+    while (head.length < 3) head.push((await theirs.next())!);
+    expect(head).toEqual([
+      { kind: 'start', attempt: 1 },
+      { kind: 'text', seq: 0, text: 'a' },
+      { kind: 'text', seq: 1, text: 'b' },
+    ]);
+    w.push('c');
+    await w.end(end);
+    w.release();
+    const all = [...head, { kind: 'text', seq: 2, text: 'c' }, { kind: 'end', ...end }];
+    expect(await stored(prefix, 'j')).toEqual(all);
+    expect(await readAll(theirs)).toEqual(all.slice(3));
+    // This process's reader had every entry once, handed over, none read back from Redis.
+    expect(await readAll(mine)).toEqual(all);
+    expect(here.deliveries()).toEqual({ local: 5, redis: 0 });
+    await Promise.all([mine.close(), theirs.close()]);
+  });
+
+  it('the last reader of a stream kept out of Redis leaves: the next write checks the cancel and stops the attempt', async () => {
+    const prefix = uniquePrefix('relay');
+    const here = hub(prefix);
+    const mine = await here.open('j');
+    const w = writer(prefix, 'j', here);
+    await w.open(1);
+    w.push('a');
+    expect(taken(mine)).toEqual([
+      { kind: 'start', attempt: 1 },
+      { kind: 'text', seq: 0, text: 'a' },
+    ]);
+    await mine.close();
+    w.push('b');
+    await until(() => w.signal.aborted, 5000, 'the attempt to be cancelled');
+    expect(w.signal.reason).toBeInstanceOf(JobCancelledError);
+    // The cancel took the stream (and the mark) with it: a caller that asks again never reads this text.
+    const keys = tokenStreamKeys(prefix, 'inference', 'j');
+    expect(await producer.exists(keys.stream, keys.cancel)).toBe(0);
+    w.release();
+  });
+  it('a caller that comes after a stream kept out of Redis ended and its readers left is handed it whole from memory', async () => {
+    const prefix = uniquePrefix('relay');
+    const here = hub(prefix);
+    const first = await here.open('j');
+    const w = writer(prefix, 'j', here);
+    await w.open(1);
+    w.push('x');
+    await new Promise<void>((r) => setImmediate(r));
+    w.push('y');
+    await w.end(end);
+    w.release();
+    const all = await readAll(first);
+    await first.close();
+    // The job's result may not be out yet: a second request for it still gets the stream, as it would have
+    // read it from Redis had it been written there.
+    const again = await here.open('j');
+    expect(await readAll(again)).toEqual(all);
+    expect(await producer.exists(tokenStreamKeys(prefix, 'inference', 'j').stream)).toBe(0);
+    await again.close();
   });
 });

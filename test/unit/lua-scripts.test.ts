@@ -30,7 +30,7 @@ describe('the Lua script loader', () => {
       'semantic-touch': 1,
       'token-bucket': 2,
       'token-stream-leave': 4,
-      'token-stream-open': 5,
+      'token-stream-open': 6,
       'token-write': 'variadic',
     });
   });
