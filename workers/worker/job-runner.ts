@@ -1,6 +1,7 @@
 import { type EventEmitter } from 'node:events';
 import { UnrecoverableError, WaitingError, type Job, type Worker } from 'bullmq';
 import { ProviderUnavailableError } from '../../shared/errors.js';
+import { linkedSignal } from '../../shared/linked-signal.js';
 import { sampleHotPathLine, type Logger } from '../../shared/logger.js';
 import { encodeFailure } from '../../shared/queues/failure.js';
 import { QueueName } from '../../shared/queues/names.js';
@@ -154,8 +155,10 @@ export class JobRunner {
       return { ...r, servedBy: this.o.workerId };
     }
     // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
-    // stream being written can be (so no costly AbortSignal.any for the jobs nobody streams).
-    const ctxSignal = stream?.streaming ? AbortSignal.any([jobSignal, stream.signal]) : jobSignal;
+    // stream being written can be (so no linked signal for the jobs nobody streams). Not AbortSignal.any:
+    // its composite signal costs more to make and to read, and this one's end is known (linkedSignal).
+    const linked = stream?.streaming ? linkedSignal(jobSignal, stream.signal) : undefined;
+    const ctxSignal = linked?.signal ?? jobSignal;
     // The model must be resident (others evicted by policy if it does not fit) and stays in use, so never
     // evicted, until the call is over.
     const lease = models ? await models.acquire(data.model, { signal: ctxSignal }) : undefined;
@@ -177,6 +180,7 @@ export class JobRunner {
       if (stream?.signal.aborted) throw stream.signal.reason;
       throw err;
     } finally {
+      linked?.unlink();
       lease?.release();
       // The attempt is over: readers this writer fed in this process read on from Redis (a retry elsewhere).
       stream?.release();
