@@ -6,13 +6,33 @@ import { type SearchType } from '../queues/enums.js';
 import { CacheStrategy, ResponseCache } from './http/index.js';
 import { type CachedInference } from './inference-key.js';
 import { SearchCache } from './search-cache.js';
-import { type CacheMatchConfidence, SemanticCache, type Embedder } from './semantic/index.js';
+import {
+  type CacheMatchConfidence,
+  type Embedder,
+  SemanticCache,
+  SemanticLocalState,
+} from './semantic/index.js';
 
 /** The caches of one process, as the configuration asks. */
 export interface Caches {
   inference: SemanticCache<CachedInference<InferenceResult>>;
   search: SearchCache;
   minConfidence: CacheMatchConfidence;
+}
+
+/**
+ * The semantic caches' in-process state (band mirrors, kept candidate records) of this process, by Redis
+ * URL, key prefix and embedder: the caches built here for the API and for the worker of one process
+ * (`cell0 start`) share it, so the worker's stores are applied to the mirror the API's lookups rank from,
+ * and the records they wrote are kept for those lookups (see semantic/local-state.ts).
+ */
+const localStates = new Map<string, SemanticLocalState>();
+
+function localStateFor(config: Config): SemanticLocalState {
+  const key = `${config.redis.url}\0${config.redis.prefix}\0${config.cache.semanticEmbedder}`;
+  let state = localStates.get(key);
+  if (!state) localStates.set(key, (state = new SemanticLocalState()));
+  return state;
 }
 
 /**
@@ -38,6 +58,7 @@ export function buildCaches(
     ttlSeconds: config.cache.ttlSeconds,
     maxEntriesPerScope: config.cache.semanticMaxEntries,
     defaultMinConfidence: minConfidence,
+    localState: localStateFor(config),
     ...(config.cache.semanticThresholds ? { thresholds: config.cache.semanticThresholds } : {}),
     ...(opts.embedder ? { embedder: opts.embedder } : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),

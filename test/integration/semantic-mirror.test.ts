@@ -2,9 +2,12 @@ import {
   CacheMatchConfidence,
   SemanticCache,
   type SemanticCacheOptions,
+  SemanticLocalState,
   type SemanticScope,
 } from '../../shared/cache/semantic';
+import { buildCaches } from '../../shared/cache/from-config';
 import { LSH_BANDS, LSH_ROWS } from '../../shared/cache/semantic/lsh';
+import { loadConfig } from '../../shared/config/config';
 import { keyBase, ScopeKeys } from '../../shared/cache/semantic/scope';
 import { BandMirror } from '../../shared/cache/semantic/semantic-mirror';
 import { type RedisConnection } from '../../shared/redis/cluster';
@@ -176,6 +179,57 @@ describe('SemanticCache band mirrors (on Redis)', () => {
     expect(mirrorOf(a).contents(keys)).toEqual(await fresh(keys));
     expect(mirrorOf(a).rebuilds).toBe(1);
     expect(a.getStats().errors).toBe(0);
+  });
+
+  it("shares a process's mirror and kept records between its caches (an API's and a worker's): the worker's stores are read back by neither the API's lookups nor its record reads", async () => {
+    const p = `{${prefix.replace(/[{}]/g, '')}-${++n}}`;
+    const localState = new SemanticLocalState();
+    // the API's cache looks up, the worker's (its own connection) stores
+    const api = new SemanticCache<string>({ redis: client, prefix: p, localState });
+    const worker = new SemanticCache<string>({ redis: other, prefix: p, localState });
+    const keys = new ScopeKeys(keyBase(p), api.entryIdOf('x', SCOPE).split(':')[0]!);
+    expect(await api.get(asked(0), SCOPE, LOW)).toBeUndefined(); // the mirror of the scope: built
+    const conn = client.connection as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const lookups = jest.spyOn(conn, 'cell0SemanticLookupBuffer');
+    const records = jest.spyOn(conn, 'hmgetBuffer');
+    try {
+      for (let i = 0; i < 12; i++) {
+        await worker.set(stored(i), `answer ${i}`, SCOPE);
+        expect(await api.get(asked(i), SCOPE, LOW)).toMatchObject({ value: `answer ${i}` });
+      }
+      expect(lookups.mock.calls.length).toBeGreaterThanOrEqual(12);
+      for (const result of lookups.mock.results) {
+        const reply = (await result.value) as (Buffer | number | null)[];
+        for (let o = 0; o < reply.length; o += 4) expect(String(reply[o + 2] ?? '')).toBe('');
+      }
+      // every candidate's record was one the worker wrote: kept, not read
+      expect(records).not.toHaveBeenCalled();
+    } finally {
+      lookups.mockRestore();
+      records.mockRestore();
+    }
+    expect(mirrorOf(api)).toBe(mirrorOf(worker));
+    expect(mirrorOf(api).contents(keys)).toEqual(await fresh(keys));
+    expect(mirrorOf(api).rebuilds).toBe(1);
+    expect(api.getStats().errors + worker.getStats().errors).toBe(0);
+    // caches of another layout cannot share it
+    expect(() => new SemanticCache<string>({ redis: client, prefix: '{other}', localState })).toThrow(
+      /another layout/,
+    );
+  });
+
+  it('gives the caches that buildCaches makes for one Redis and prefix (an API and a worker) one local state', () => {
+    const config = (queuePrefix: string) =>
+      loadConfig({ REDIS_URL: testRedisUrl(), CELL0_QUEUE_PREFIX: queuePrefix });
+    const p = `{semmircfg${++n}${Date.now()}}`;
+    const [api, worker, elsewhere] = [
+      buildCaches(config(p), client),
+      buildCaches(config(p), other),
+      buildCaches(config(`{x${p.slice(1)}`), client),
+    ];
+    const mirror = (c: typeof api) => mirrorOf(c!.inference as unknown as SemanticCache<string>);
+    expect(mirror(api)).toBe(mirror(worker));
+    expect(mirror(elsewhere)).not.toBe(mirror(api));
   });
 
   it('keeps a mirror equal to one built from Redis across evictions, removals, stores again, slot reuse and generations', async () => {

@@ -17,6 +17,7 @@ export { LexicalEmbedder, type LexicalEmbedderOptions } from './lexical-embedder
 export { canonicalize, type AskClass, type CanonicalPrompt, type CanonicalWord } from './canonical.js';
 export { LSH_BANDS, LSH_ROWS, LshHasher, lshCandidateProbability } from './lsh.js';
 export { scopeHash, type SemanticScope } from './scope.js';
+export { SemanticLocalState } from './local-state.js';
 export {
   SemanticCache,
   type SemanticCacheOptions,

@@ -5,6 +5,7 @@ import { type RedisClient } from '../../redis/redis-client.js';
 import { withDefaults } from '../../with-defaults.js';
 import { CacheMatchConfidence, DEFAULT_THRESHOLDS, type SemanticThresholds } from './confidence.js';
 import { type Embedder } from './embedder.js';
+import { type SemanticLocalState } from './local-state.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { type SemanticWriteBatching } from './semantic-writer.js';
 
@@ -42,6 +43,12 @@ export interface SemanticCacheOptions {
    * `maxBatchSize` (default 32; 1 = a call per store). set() still resolves only once its entry is stored.
    */
   writeBatching?: SemanticWriteBatching;
+  /**
+   * The process's mirrors of the band buckets and kept candidate records, shared with the other caches given
+   * the same one: caches of one process on the same Redis and prefix, with the same embedder and LSH layout
+   * (an API that looks up and a worker that stores: see local-state.ts). Default: the cache's own.
+   */
+  localState?: SemanticLocalState;
   logger?: Logger;
 }
 

@@ -8,7 +8,7 @@ import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LastScope } from './last-scope.js';
 import { LookupBatcher, MIRRORED, RecordReader, type LookupReply } from './lookup-batch.js';
-import { EXPIRY_MARGIN_MS, expiryOf, LookupRecords } from './lookup-records.js';
+import { EXPIRY_MARGIN_MS, expiryOf, type LookupRecords } from './lookup-records.js';
 import { HashedFeatureEmbedder } from './hashed-features.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
@@ -48,7 +48,8 @@ import {
 } from './semantic-scripts.js';
 import { SemanticCounters } from './semantic-counters.js';
 import { SemanticWriter } from './semantic-writer.js';
-import { BandMirror } from './semantic-mirror.js';
+import { type BandMirror } from './semantic-mirror.js';
+import { SemanticLocalState } from './local-state.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
 import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
@@ -175,7 +176,7 @@ export class SemanticCache<T = unknown> {
   /** Reads the candidate records of one event-loop turn's lookups of a scope with one HMGET. */
   private readonly records: RecordReader;
   /** The candidate records read lately: a lookup reads only those it has not (lookup-records.ts). */
-  private readonly kept = new LookupRecords();
+  private readonly kept: LookupRecords;
   private degraded = false;
   private readonly counters = new SemanticCounters();
   /**
@@ -200,7 +201,15 @@ export class SemanticCache<T = unknown> {
     this.memo = PromptMemo.of(embedder, `${this.lsh.bands}x${this.lsh.rows}`);
     this.base = keyBase(opts.prefix);
     this.log = given.logger ?? silentLogger();
-    this.mirror = new BandMirror(this.redis, this.lsh.bands, this.lsh.rows);
+    // the mirrors and kept records: this cache's own, or those it shares with other caches of the process
+    const local = given.localState ?? new SemanticLocalState();
+    this.mirror = local.mirrorFor(
+      this.redis,
+      this.lsh.bands,
+      this.lsh.rows,
+      `${this.base} ${this.space} ${this.lsh.bands}x${this.lsh.rows}`,
+    );
+    this.kept = local.records;
     this.writer = new SemanticWriter(this.redis, opts.maxEntriesPerScope, given.writeBatching, this.mirror);
     this.lookups = new LookupBatcher(this.redis, this.mirror);
     this.records = new RecordReader(this.redis);
@@ -627,7 +636,7 @@ export class SemanticCache<T = unknown> {
     for (let attempt = 0; ; attempt++) {
       let since = this.mirror.since(keys);
       if (since === undefined) {
-        await this.mirror.build(keys);
+        await this.mirror.build(keys, this.redis);
         since = this.mirror.since(keys) ?? '';
       }
       const reply = await this.lookups.read({ keys, entryKey, id, exactFirst, fields, since });

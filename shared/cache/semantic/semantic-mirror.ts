@@ -89,11 +89,14 @@ export class BandMirror {
     return m.last;
   }
 
-  /** Builds the scope's mirror from Redis (one build at a time per scope); rejects when Redis fails. */
-  build(keys: ScopeKeys): Promise<void> {
+  /**
+   * Builds the scope's mirror from Redis, through `redis` (default: the client given to the constructor; a
+   * cache sharing the mirror gives its own), one build at a time per scope; rejects when Redis fails.
+   */
+  build(keys: ScopeKeys, redis: RedisClient = this.redis): Promise<void> {
     let p = this.building.get(keys.hash);
     if (p) return p;
-    p = this.redis
+    p = redis
       .run((r) => commands(r).cell0SemanticMirror(keys.gens, keys.stream, keys.meta, MAX_GENERATIONS))
       .then(
         (reply) => {
