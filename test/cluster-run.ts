@@ -34,6 +34,7 @@ export const CLUSTER_TESTS = [
   'test/integration/caching.test.ts',
   'test/integration/bullmq-internals.test.ts',
   'test/integration/reply-behind-finish.test.ts',
+  'test/integration/lean-job-path.test.ts',
 ];
 
 /*

@@ -37,7 +37,12 @@ import { sendTake, type LocalTaker } from '../shared/queues/take-jobs.js';
 import { setQueueEvents } from '../shared/queues/event-writes.js';
 import { type LocalStreamReaders } from '../shared/queues/token-stream.js';
 import { EmbeddingBatcher } from './embedding/index.js';
-import { freeSlots, wakeFetchLoop, waitingJobsOnShards } from '../shared/queues/bullmq-internals.js';
+import {
+  freeSlots,
+  leanJobPath,
+  wakeFetchLoop,
+  waitingJobsOnShards,
+} from '../shared/queues/bullmq-internals.js';
 import { batchFinishes } from '../shared/queues/finish-batch.js';
 import { telemetryOption } from '../shared/tracing/tracing.js';
 
@@ -242,7 +247,10 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
     ]);
     // BullMQ's scripts are loaded now: each job's reply can go out right behind its finish, and each
     // inference job's token stream marks be read right behind its fetch (where they share its slot).
-    for (const [key, { conn }] of this.byKey) {
+    for (const [key, { conn, worker }] of this.byKey) {
+      // BullMQ's start and completion of each job without their empty layers (see leanJobPath).
+      if (!(await leanJobPath(worker)))
+        this.log.debug({ queueKey: key }, "jobs start and finish BullMQ's own way (lean path not installed)");
       // First: the hooks below then see each finish of a batch as its own call, and their commands go
       // out behind the batch.
       setQueueEvents(conn, this.opts.queueEvents);

@@ -289,3 +289,237 @@ export function runTakenJobs<T extends { raw: unknown[]; token: string }>(
     );
   }
 }
+
+/**
+ * The members of BullMQ 6.7's worker (src/classes/worker.ts) and its Redis backend (redis-queue-backend.ts)
+ * that {@link leanJobPath} calls: each is BullMQ's own, called as BullMQ's own path calls it.
+ */
+interface LeanWorker {
+  opts: { telemetry?: unknown; runRetryDelay?: number };
+  closing?: unknown;
+  paused?: boolean;
+  drained?: boolean;
+  processorAcceptsSignal?: boolean;
+  lockManager?: {
+    trackJob(
+      jobId: string | undefined,
+      token: string,
+      ts: number | undefined,
+      signal?: boolean,
+    ): AbortController | undefined;
+    untrackJob(jobId: string | undefined): void;
+  };
+  backend?: {
+    closing?: unknown;
+    /** The backend's connection, once ready (a promise). */
+    client?: Promise<unknown>;
+    version?: string;
+    moveToFinishedKeys?: unknown[];
+    moveToCompletedArgs?(
+      job: Job,
+      value: string,
+      removeOnComplete: unknown,
+      token: string,
+      fetchNext: boolean,
+    ): unknown[];
+    execCommand?(client: unknown, command: string, args: unknown[]): Promise<unknown>;
+  };
+  createJob?(jobData: unknown, jobId: unknown): Job;
+  emit(event: string, ...args: unknown[]): boolean;
+  callProcessJob?(job: Job, token: string, signal: AbortSignal | undefined): Promise<unknown>;
+  getUnrecoverableErrorMessage?(job: Job): string | undefined;
+  retryIfFailed?<T>(fn: () => Promise<T>, opts: { delayInMs?: number; onlyEmitError?: boolean }): Promise<T>;
+  handleCompleted?(result: unknown, job: Job, token: string, fetchNext: () => boolean): Promise<Job | void>;
+  handleFailed?(err: unknown, job: Job, token: string, fetchNext: () => boolean): Promise<Job | void>;
+  updateDelays?(rateLimitDelay: unknown, delayUntil: unknown): void;
+  nextJobFromJobData?(jobData: unknown, jobId: unknown, token: string): Promise<Job | undefined>;
+  processJob?(job: Job, token: string, fetchNext?: () => boolean): Promise<Job | void>;
+}
+
+/** What {@link leanJobPath} has done on a worker so far. */
+export interface LeanJobStats {
+  /** Jobs started the lean way (all but those with a repeat key). */
+  started: number;
+  /** Completions finished the lean way. */
+  completed: number;
+  /** Completions handed to BullMQ's own (the lean finish went wrong: see leanJobPath). */
+  handedOver: number;
+}
+
+/** The workers {@link leanJobPath} was installed on, with what it did there. */
+const leanWorkers = new WeakMap<Worker, LeanJobStats>();
+
+/** What {@link leanJobPath} has done on `worker` so far; undefined when it is not installed there. */
+export function leanJobStats(worker: Worker): LeanJobStats | undefined {
+  const s = leanWorkers.get(worker);
+  return s && { ...s };
+}
+
+/**
+ * Gives `worker` a lean start and finish of its jobs: BullMQ's `nextJobFromJobData` and `processJob` replaced
+ * on the instance (its fetch loop, the finishes' fetch of the next job and {@link runTakenJobs} all call
+ * these) by versions that do the same things with about a dozen fewer promises per job. BullMQ 6.7 runs a
+ * job's start and completion through layers that each cost an async frame whatever they do: a span wrapper
+ * (`trace`, a plain call without telemetry) around the job and around the completion, `retryIfFailed` around
+ * the repeat check of the start and around the completion, `waitUntilReady` of the worker, its base class and
+ * its backend (the connection is ready: the job came through it), `Job.moveToCompleted`,
+ * `backend.moveToCompleted`, `backend.moveToFinished` and `await this.client`. Here:
+ *
+ * - a job without a repeat key starts as BullMQ's does (`createJob`, its token, `drained` cleared, the `active`
+ *   event), without the repeat check it would skip anyway; any other start is BullMQ's own;
+ * - a job is tracked by the lock manager (its lock renewed until it ends) and its processor called as BullMQ
+ *   does; a failed job, or one with a deferred failure or past `maxStartedAttempts`, goes BullMQ's own way
+ *   (`handleFailed`: retries, backoff, the `failed` event);
+ * - a completion builds BullMQ's `moveToFinished` call with its backend's own `moveToCompletedArgs` and sends
+ *   it as its backend does (`execCommand`, so cell0's hooks on that command, finish-batch.ts and the replies,
+ *   see it as before), then sets the job's `returnvalue`, `finishedOn` and `attemptsMade`, emits `completed`,
+ *   and starts the next job the finish fetched, as `handleCompleted` does. A completion that fails in any way
+ *   (an unserialisable value, a lost lock, a connection error) is handed to BullMQ's `handleCompleted` as it
+ *   stands, which sends it again and reports or retries as BullMQ does (a finish refused by the script changes
+ *   nothing in Redis, so sending it again gets the same answer).
+ *
+ * Redis sees the same commands with the same keys and arguments. Not installed (false) with telemetry on (the
+ * spans are BullMQ's), or when a member is missing (another BullMQ). Call once the worker is ready.
+ */
+export async function leanJobPath(worker: Worker): Promise<boolean> {
+  if (leanWorkers.has(worker)) return true;
+  const stats: LeanJobStats = { started: 0, completed: 0, handedOver: 0 };
+  const w = worker as unknown as LeanWorker;
+  const backend = w.backend;
+  const locks = w.lockManager;
+  const original = { start: w.nextJobFromJobData, process: w.processJob };
+  if (
+    w.opts.telemetry ||
+    !backend ||
+    !locks ||
+    !original.start ||
+    !original.process ||
+    typeof backend.moveToCompletedArgs !== 'function' ||
+    typeof backend.execCommand !== 'function' ||
+    !Array.isArray(backend.moveToFinishedKeys) ||
+    typeof w.createJob !== 'function' ||
+    typeof w.callProcessJob !== 'function' ||
+    typeof w.getUnrecoverableErrorMessage !== 'function' ||
+    typeof w.retryIfFailed !== 'function' ||
+    typeof w.handleCompleted !== 'function' ||
+    typeof w.handleFailed !== 'function' ||
+    typeof w.updateDelays !== 'function' ||
+    typeof locks.trackJob !== 'function' ||
+    typeof locks.untrackJob !== 'function'
+  )
+    return false;
+  const client = await backend.client;
+  if (!client) return false;
+  if (leanWorkers.has(worker)) return true; // installed meanwhile
+  const finishCommand = 'moveToFinished';
+  const timestampAt = backend.moveToFinishedKeys.length + 1;
+  const start = original.start;
+  const processJob = original.process;
+
+  /** BullMQ's start of a job (nextJobFromJobData) for a job without a repeat key. */
+  const leanStart = function (this: LeanWorker, jobData: unknown, jobId: unknown, token: string) {
+    const repeatKey = jobData && (jobData as { repeatJobKey?: unknown }).repeatJobKey;
+    if (!jobData || repeatKey) return start.call(this, jobData, jobId, token);
+    this.drained = false;
+    stats.started++;
+    const job = this.createJob!(jobData, jobId);
+    job.token = token;
+    this.emit('active', job, 'waiting');
+    return Promise.resolve(job);
+  };
+
+  /**
+   * BullMQ's finish of a completed job (Job.moveToCompleted's call): its answer and the time it stored, or
+   * undefined when the worker's backend is closing (BullMQ's completion then leaves the job active too).
+   * Throws, before the job is taken as finished, when the finish went wrong (then BullMQ's own completion
+   * is run).
+   */
+  const finish = async (
+    self: LeanWorker,
+    result: unknown,
+    job: Job,
+    token: string,
+    fetchNext: () => boolean,
+  ): Promise<{ answer: unknown; finishedOn: number } | undefined> => {
+    if (backend.closing) return undefined;
+    const args = backend.moveToCompletedArgs!(
+      job,
+      JSON.stringify(result),
+      job.opts.removeOnComplete,
+      token,
+      fetchNext() && !(self.closing || self.paused),
+    );
+    const answer = await backend.execCommand!(client, finishCommand, args);
+    if (typeof answer === 'number' && answer < 0) throw new Error(`finish refused (${answer})`);
+    return { answer, finishedOn: args[timestampAt] as number };
+  };
+
+  /** What BullMQ's completion does once the job is finished: the job's fields, `completed`, the next job. */
+  const finished = (
+    self: LeanWorker,
+    result: unknown,
+    job: Job,
+    token: string,
+    done: { answer: unknown; finishedOn: number },
+  ): Promise<Job | undefined> | undefined => {
+    job.returnvalue = result || undefined;
+    job.finishedOn = done.finishedOn;
+    job.attemptsMade += 1;
+    self.emit('completed', job, result, 'active');
+    if (done.answer === undefined) return undefined;
+    const [jobData, jobId, rateLimitDelay, delayUntil] = raw2NextJobData(
+      done.answer as unknown[],
+    ) as unknown[];
+    self.updateDelays!(rateLimitDelay, delayUntil);
+    return self.nextJobFromJobData!(jobData, jobId, token);
+  };
+
+  /** BullMQ's processJob without a span: the lock tracked, the processor, the lean completion. */
+  const leanProcess = async function (
+    this: LeanWorker,
+    job: Job,
+    token: string,
+    fetchNext: () => boolean = () => true,
+  ): Promise<Job | void> {
+    if (this.getUnrecoverableErrorMessage!(job)) return processJob.call(this, job, token, fetchNext);
+    const controller = locks.trackJob(job.id, token, job.processedOn, this.processorAcceptsSignal);
+    const retryDelay = { delayInMs: this.opts.runRetryDelay };
+    try {
+      const result = await this.callProcessJob!(job, token, controller?.signal);
+      locks.untrackJob(job.id);
+      let done: { answer: unknown; finishedOn: number } | undefined;
+      try {
+        done = await finish(this, result, job, token, fetchNext);
+      } catch {
+        stats.handedOver++;
+        return await this.retryIfFailed!(
+          () => this.handleCompleted!(result, job, token, fetchNext),
+          retryDelay,
+        );
+      }
+      if (!done) return undefined;
+      stats.completed++;
+      try {
+        return await finished(this, result, job, token, done);
+      } catch (err) {
+        // As BullMQ's retryIfFailed reports an error of its completion, before the job's failure.
+        if (!this.paused && !this.closing) this.emit('error', err);
+        throw err;
+      }
+    } catch (err) {
+      return await this.retryIfFailed!(
+        () => {
+          locks.untrackJob(job.id);
+          return this.handleFailed!(err, job, token, fetchNext);
+        },
+        { ...retryDelay, onlyEmitError: true },
+      );
+    } finally {
+      locks.untrackJob(job.id);
+    }
+  };
+  w.nextJobFromJobData = leanStart;
+  w.processJob = leanProcess;
+  leanWorkers.set(worker, stats);
+  return true;
+}
