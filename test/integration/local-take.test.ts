@@ -4,6 +4,8 @@ import OpenAI from 'openai';
 import { startTestFleet, type TestFleet } from '../helpers/fleet';
 import { type JobSubmitter } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
+import { type TokenStreamEntry } from '../../shared/queues/token-stream';
+import { TokenStreamHub } from '../../producers/token-stream-hub';
 import { shardPrefix } from '../../shared/queues/shards';
 import { closeRedis } from '../../shared/redis/connection';
 import { Cell0Worker } from '../../workers/cell0-worker';
@@ -15,6 +17,7 @@ import { expectAbortCancelsJob } from '../helpers/stream-abort';
 import { keysMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { HeldBackend } from '../helpers/held-backend';
 import { until } from '../helpers/wait';
+import { sleep } from '../../shared/sleep';
 
 /*
  * `cell0 start` runs the API's producer and a worker in one process: the worker takes the jobs the producer
@@ -147,6 +150,67 @@ describe('streams through an API and worker in one process (as `cell0 start`)', 
 
   it('a client that aborts mid-stream cancels the job it alone read', async () => {
     await expectAbortCancelsJob(fleet, openai, chat('abandon me, taken locally', 1000));
+  });
+
+  it('a reader in another process that opens a stream kept out of Redis gets it whole, from its first entry', async () => {
+    const req = chat('read here first, then from elsewhere', 300);
+    const jobId = fleet.client.submitter.jobIdFor(
+      QueueName.INFERENCE,
+      fleet.client.parseInference({
+        model: req.model,
+        messages: req.messages,
+        params: { max_tokens: req.max_tokens },
+      }),
+    );
+    const fromRedis0 = fleet.client.tokenStreams().deliveries().redis;
+    const stream = await openai.chat.completions.create(req);
+    const here: string[] = [];
+    const it = stream[Symbol.asyncIterator]();
+    // The first text is out: the generation runs, read by this process alone, with nothing in Redis.
+    for (let c = await it.next(); !c.done; c = await it.next()) {
+      const t = c.value.choices[0]?.delta.content;
+      if (t) {
+        here.push(t);
+        break;
+      }
+    }
+    const conn = testRedisConnection();
+    const other = new TokenStreamHub({ redisUrl: testRedisUrl(), prefix: fleet.prefix, redis: conn });
+    try {
+      const r = await other.open(jobId);
+      const rest = (async () => {
+        for (let c = await it.next(); !c.done; c = await it.next()) {
+          const t = c.value.choices[0]?.delta.content;
+          if (t) here.push(t);
+        }
+      })();
+      const there: TokenStreamEntry[] = [];
+      // Each entry is waited for up to 10 s: one that never comes (nothing written to Redis) fails here.
+      const next = () =>
+        Promise.race([
+          r.next(),
+          sleep(10_000, { unref: true }).then(() => {
+            throw new Error(`no entry from Redis after ${JSON.stringify(there)}`);
+          }),
+        ]);
+      for (let e = await next(); e !== undefined; e = await next()) {
+        there.push(e);
+        if (e.kind === 'end') break;
+      }
+      await rest;
+      await r.close({ cancel: false });
+      // The other process's reader got the attempt from its start entry, every text in order, and the end.
+      expect(there[0]).toEqual({ kind: 'start', attempt: 1 });
+      const texts = there.flatMap((e) => (e.kind === 'text' ? [e] : []));
+      expect(texts.map((e) => e.seq)).toEqual(texts.map((_, i) => i));
+      expect(texts.map((e) => e.text).join('')).toBe(here.join(''));
+      expect(there[there.length - 1]!.kind).toBe('end');
+      // This process's reader was fed by the worker throughout, never from Redis.
+      expect(fleet.client.tokenStreams().deliveries().redis).toBe(fromRedis0);
+    } finally {
+      await other.close();
+      await closeRedis(conn);
+    }
   });
 });
 
