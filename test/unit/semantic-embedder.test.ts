@@ -195,3 +195,70 @@ describe('FeatureVector: features hashed in place', () => {
     expect(fnv1a('k\u0001moon')).not.toBe(fnv1a('k\u0001moan'));
   });
 });
+
+describe('FeatureVector.normalized: only the non-zero dimensions visited', () => {
+  /** The vector before normalisation (the class's private array, read for the reference). */
+  const raw = (v: FeatureVector): Float32Array => Float32Array.from((v as unknown as { v: Float32Array }).v);
+  /** Every dimension summed and scaled in order: what normalized() computed before it kept the list. */
+  const dense = (v: Float32Array): Float32Array => {
+    const out = Float32Array.from(v);
+    let norm = 0;
+    for (let i = 0; i < out.length; i++) norm += out[i]! * out[i]!;
+    if (norm > 0) {
+      const inv = 1 / Math.sqrt(norm);
+      for (let i = 0; i < out.length; i++) out[i]! *= inv;
+    }
+    return out;
+  };
+
+  class Probe extends LexicalEmbedder {
+    features(text: string): FeatureVector {
+      const v = new FeatureVector(this.dims);
+      this.addFeatures(text, v);
+      return v;
+    }
+  }
+  const probe = new Probe();
+
+  it('gives the same floats as the dense pass, bit for bit, and the non-zero indices in ascending order', () => {
+    const texts = [
+      'How do I reset my password?',
+      'Request ab12-7: tell me about 1a2b3c4d5e6f and 55433',
+      'What is the capital of France, and why is Paris its capital? Explain the history briefly.',
+      '',
+      '!!!',
+    ];
+    for (let i = 0; i < 300; i++)
+      texts.push(`Request t${i % 7}-${i}: tell me about ${(i * 99991).toString(16)} and ${i * 7919}`);
+    for (const text of texts) {
+      const v = probe.features(text);
+      const want = dense(raw(v));
+      const nonZero: number[] = [-1];
+      const got = v.normalized(nonZero);
+      expect(got.every((x, i) => Object.is(x, want[i]))).toBe(true);
+      expect(nonZero).toEqual([...got.keys()].filter((i) => got[i] !== 0));
+      const again: number[] = [];
+      expect(Array.from(probe.embedOne(text, again))).toEqual(Array.from(want));
+      expect(again).toEqual(nonZero);
+    }
+  });
+
+  it('leaves out a dimension that came back to 0, and lists one touched twice once', () => {
+    const v = new FeatureVector(64);
+    v.add('a', 1);
+    v.add('a', -1); // back to 0
+    v.add('b', 0.5);
+    v.add('a', 0.25); // touched again
+    v.add('b', 0.5);
+    const want = dense(raw(v));
+    const nonZero: number[] = [];
+    expect(Array.from(v.normalized(nonZero))).toEqual(Array.from(want));
+    expect(nonZero).toEqual([fnv1a('a') & 63, fnv1a('b') & 63].sort((x, y) => x - y));
+    const zero = new FeatureVector(16);
+    zero.add('c', 1);
+    zero.add('c', -1);
+    const none: number[] = [-1];
+    expect(Array.from(zero.normalized(none))).toEqual(Array.from(new Float32Array(16)));
+    expect(none).toEqual([]);
+  });
+});

@@ -113,8 +113,36 @@ describe('LSH (random hyperplanes, 20 bands x 12 rows)', () => {
       }
       expect(h.bandValues(new Float32Array(dims))).toBeUndefined();
       expect(compared).toBe(3000);
+      // the same for the JavaScript loop, used where WebAssembly SIMD is not available (lsh-simd.ts)
+      const js = new LshHasher('reference', dims, bands, rows);
+      (js as unknown as { simd: undefined }).simd = undefined;
+      for (let i = 0; i < 500; i++) {
+        const v = new Float32Array(dims);
+        for (let k = 0; k < 1 + (i % 23); k++) v[Math.floor(rand() * dims)] = rand() - 0.5;
+        expect(Array.from(js.project(v))).toEqual(Array.from(projection(v)));
+        expect(js.bandValues(v)).toEqual(reference(v));
+      }
     },
   );
+
+  it('projects in WebAssembly SIMD here, with the non-zero dimensions given or found (lsh-simd.ts)', () => {
+    const e = new LexicalEmbedder();
+    const h = new LshHasher(e.name, e.dims);
+    expect((h as unknown as { simd: unknown }).simd).toBeDefined(); // Node 24 has it: the fast path is taken
+    const js = new LshHasher(e.name, e.dims);
+    (js as unknown as { simd: undefined }).simd = undefined;
+    for (let i = 0; i < 200; i++) {
+      const nonZero: number[] = [];
+      const v = e.embedOne(
+        `Request ab${i % 9}-${i}: tell me about ${(i * 99991).toString(16)} and ${i * 7919}`,
+        nonZero,
+      );
+      const want = js.bandValues(v);
+      expect(h.bandValues(v)).toEqual(want);
+      expect(h.bandValues(v, nonZero)).toEqual(want);
+      expect(Array.from(h.project(v))).toEqual(Array.from(js.project(v)));
+    }
+  });
 
   it('has the documented theoretical recall', () => {
     expect(lshCandidateProbability(0.9)).toBeGreaterThanOrEqual(0.95);

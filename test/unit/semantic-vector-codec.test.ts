@@ -3,6 +3,7 @@ import { parseRecord, recordText } from '../../shared/cache/semantic/rank-slots'
 import {
   cosineQuantized,
   cosineStoredAt,
+  cosineStoredKnown,
   denseAt,
   quantize,
   squaredNorm,
@@ -11,6 +12,7 @@ import {
   storedQuantized,
 } from '../../shared/cache/semantic/vector-codec';
 import { seededRandom } from '../../shared/cache/semantic/lsh';
+import { KeptRecord } from '../../shared/cache/semantic/lookup-records';
 
 const lx = new LexicalEmbedder();
 const prompts = [
@@ -73,6 +75,31 @@ describe('stored vector form (vector-codec storedForm)', () => {
         const dense = Buffer.concat([Buffer.from('header\n'), qb, Buffer.from('prompt')]);
         expect(cosineStoredAt(va, squaredNorm(va), dense, 7)).toBe(cosineQuantized(va, qb));
       }
+  });
+
+  it('scores a kept record as cosineStoredAt does, bit for bit, with its vector found once (KeptRecord)', () => {
+    // records as the lookup reads them: expiry (15 digits), id, LF, stored vector (sparse, or dense), prompt
+    const record = (id: string, stored: Buffer) =>
+      Buffer.concat([Buffer.from(`${'9'.repeat(15)}${id}\n`, 'latin1'), stored, Buffer.from('the prompt')]);
+    const rand = seededRandom('kept-record');
+    const dense = Float32Array.from({ length: 512 }, () => rand() - 0.5);
+    const stored = [...prompts.map((p) => storedQuantized(lx.embedOne(p))), storedQuantized(dense)];
+    expect(stored[stored.length - 1]![0]).not.toBe(0x80); // one dense form among them
+    for (const a of [...prompts.map((p) => lx.embedOne(p)), dense, new Float32Array(512)])
+      for (const [i, s] of stored.entries()) {
+        const rec = record(String(1000 + i), s);
+        const kept = new KeptRecord(rec, 0);
+        const at = kept.vectorOf(512);
+        expect(at).toBe(rec.indexOf(10, 15) + 1);
+        expect(kept.len).toBe(s.length);
+        expect(kept.vectorOf(512)).toBe(at); // worked out once
+        const nq = squaredNorm(a);
+        expect(cosineStoredKnown(a, nq, rec, at, kept.len, kept.ns)).toBe(cosineStoredAt(a, nq, rec, at));
+      }
+    // no vector of those dims there: -1 (below every threshold), as cosineStoredAt's -1
+    expect(new KeptRecord(Buffer.from('999999999999999no line feed'), 0).vectorOf(512)).toBe(-1);
+    expect(new KeptRecord(record('7', stored[0]!.subarray(0, 5)), 0).vectorOf(512)).toBe(-1);
+    expect(new KeptRecord(record('7', stored[0]!), 0).vectorOf(8)).toBe(-1); // indexes beyond 8 dims
   });
 
   it('keeps a dense vector dense (a sparse one would not be shorter)', () => {

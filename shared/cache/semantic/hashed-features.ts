@@ -43,6 +43,12 @@ const GRAM_TAG = 'g\u0001';
 export class FeatureVector {
   private readonly v: Float32Array;
   private readonly mask: number;
+  /**
+   * The dimensions a feature was added to while they were 0, in the order met (a dimension that came back
+   * to 0 and was added to again is listed twice): normalized() then visits only these, not every dimension
+   * (~30 of 512 for a lexical prompt), and hands them on in dimension order (nonZero).
+   */
+  private readonly touched: number[] = [];
 
   constructor(dims: number) {
     this.v = new Float32Array(dims);
@@ -64,8 +70,11 @@ export class FeatureVector {
   }
 
   private addHash(h: number, weight: number): void {
+    const v = this.v;
+    const d = h & this.mask;
+    if (v[d] === 0) this.touched.push(d);
     // The sign comes from the high bit, independent of the low bits that pick the dimension.
-    this.v[h & this.mask]! += h & 0x80000000 ? -weight : weight;
+    v[d]! += h & 0x80000000 ? -weight : weight;
   }
 
   /**
@@ -88,14 +97,41 @@ export class FeatureVector {
       }
   }
 
-  /** The vector, L2-normalised (all zeros stays all zeros). */
-  normalized(): Float32Array {
+  /**
+   * The vector, L2-normalised (all zeros stays all zeros). `nonZero`, when given, is set to the indices of
+   * its non-zero components in ascending order: what the code after an embedding (squaredNorm, the LSH
+   * projection, storedQuantized) would otherwise find by visiting all the dimensions, each.
+   *
+   * The same floats as summing and scaling every dimension in order: the zero ones add +0 to the norm (a
+   * component is never -0: it starts at +0 and x + y is -0 only when both are) and stay 0 when scaled.
+   */
+  normalized(nonZero?: number[]): Float32Array {
     const v = this.v;
+    // the touched dimensions in ascending order (insertion sort: a few dozen, mostly short runs)
+    const t = this.touched;
+    for (let i = 1; i < t.length; i++) {
+      const d = t[i]!;
+      let k = i;
+      for (; k > 0 && t[k - 1]! > d; k--) t[k] = t[k - 1]!;
+      t[k] = d;
+    }
+    let n = 0;
     let norm = 0;
-    for (let i = 0; i < v.length; i++) norm += v[i]! * v[i]!;
+    for (let i = 0; i < t.length; i++) {
+      const d = t[i]!;
+      const x = v[d]!;
+      if (x === 0 || (n > 0 && t[n - 1] === d)) continue; // back to 0, or listed twice
+      norm += x * x;
+      t[n++] = d;
+    }
+    t.length = n;
     if (norm > 0) {
       const inv = 1 / Math.sqrt(norm);
-      for (let i = 0; i < v.length; i++) v[i]! *= inv;
+      for (let i = 0; i < n; i++) v[t[i]!]! *= inv;
+    }
+    if (nonZero) {
+      nonZero.length = 0;
+      for (let i = 0; i < n; i++) nonZero.push(t[i]!);
     }
     return v;
   }
@@ -123,11 +159,14 @@ export abstract class HashedFeatureEmbedder {
     return Promise.resolve(texts.map((t) => this.embedOne(t)));
   }
 
-  /** The vector of one text, synchronously. */
-  embedOne(text: string): Float32Array {
+  /**
+   * The vector of one text, synchronously. `nonZero`, when given, is set to the indices of its non-zero
+   * components in ascending order (see FeatureVector.normalized).
+   */
+  embedOne(text: string, nonZero?: number[]): Float32Array {
     const v = new FeatureVector(this.dims);
     this.addFeatures(text, v);
-    return v.normalized();
+    return v.normalized(nonZero);
   }
 
   /** Adds the features of `text` to `v`. */

@@ -1,12 +1,46 @@
 import { RECORD_TRUST_MS } from './semantic-scripts.js';
+import { storedLength, storedSquaredNorm } from './vector-codec.js';
 
 /**
  * A candidate record a lookup read, and until when (this process's clock, ms) it may be used again: the
- * trust time after its read, and never closer to its expiry than EXPIRY_MARGIN_MS.
+ * trust time after its read, and never closer to its expiry than EXPIRY_MARGIN_MS. With bench:http's unique
+ * prompts a kept record is scored by ~20 lookups (each ranks 24 candidates, ~96% of them kept), so what
+ * scoring needs besides the query is worked out once, on the record's first use (vectorOf), not per lookup:
+ * where its vector starts (a scan for the id's LF), its checked stored length, and its Σ x².
  */
-interface Kept {
-  rec: Buffer;
-  until: number;
+export class KeptRecord {
+  /** Where the stored vector starts, or -1 when the record holds none of `dims` dimensions; -2 until known. */
+  at = -2;
+  /** The stored vector's length in bytes (vector-codec.ts storedLength). */
+  len = 0;
+  /** Σ x² of the stored vector's int8 components. */
+  ns = 0;
+  /** The dims `at`, `len` and `ns` were worked out for. */
+  dims = 0;
+
+  constructor(
+    readonly rec: Buffer,
+    readonly until: number,
+  ) {}
+
+  /** Where the vector of `dims` dimensions starts (len and ns then describe it), or -1 when it has none. */
+  vectorOf(dims: number): number {
+    if (this.at !== -2 && this.dims === dims) return this.at;
+    const rec = this.rec;
+    let at = -1;
+    // the first LF from byte 15 on (after the expiry) ends the id
+    for (let k = 15; k < rec.length; k++)
+      if (rec[k] === 10) {
+        at = k + 1;
+        break;
+      }
+    const len = at < 0 ? -1 : storedLength(rec, at, dims);
+    this.dims = dims;
+    this.len = len < 0 ? 0 : len;
+    this.ns = len < 0 ? 0 : storedSquaredNorm(rec, at, len);
+    this.at = len < 0 ? -1 : at;
+    return this.at;
+  }
 }
 
 /**
@@ -49,9 +83,9 @@ export const RECORDS_PER_GENERATION = 8192;
  */
 export class LookupRecords {
   /** The records kept lately by scope (vec hash key) and slot, and how many; the older generation. */
-  private cur = new Map<string, Map<number, Kept>>();
+  private cur = new Map<string, Map<number, KeptRecord>>();
   private count = 0;
-  private old = new Map<string, Map<number, Kept>>();
+  private old = new Map<string, Map<number, KeptRecord>>();
 
   constructor(
     private readonly trustMs = RECORD_TRUST_MS,
@@ -63,8 +97,13 @@ export class LookupRecords {
    * expiry more than EXPIRY_MARGIN_MS after `now`), if any.
    */
   get(vecKey: string, slot: number, now: number): Buffer | undefined {
+    return this.find(vecKey, slot, now)?.rec;
+  }
+
+  /** get(), as the kept record (with what scoring it needs, once worked out). */
+  find(vecKey: string, slot: number, now: number): KeptRecord | undefined {
     const k = this.cur.get(vecKey)?.get(slot) ?? this.old.get(vecKey)?.get(slot);
-    return k !== undefined && k.until > now ? k.rec : undefined;
+    return k !== undefined && k.until > now ? k : undefined;
   }
 
   /**
@@ -73,9 +112,9 @@ export class LookupRecords {
    * buffer of its own). When the newer generation is full it becomes the older one, and the older one is
    * dropped whole. The record a store of this process wrote counts as read by that store's script call.
    */
-  keep(vecKey: string, slot: number, rec: Buffer, sentAt: number, copy = true): void {
+  keep(vecKey: string, slot: number, rec: Buffer, sentAt: number, copy = true): KeptRecord | undefined {
     const until = Math.min(sentAt + this.trustMs, expiryOf(rec) - EXPIRY_MARGIN_MS);
-    if (!(until > sentAt)) return;
+    if (!(until > sentAt)) return undefined;
     if (this.count >= this.perGeneration) {
       this.old = this.cur;
       this.cur = new Map();
@@ -84,7 +123,9 @@ export class LookupRecords {
     let scope = this.cur.get(vecKey);
     if (!scope) this.cur.set(vecKey, (scope = new Map()));
     const before = scope.size;
-    scope.set(slot, { rec: copy ? Buffer.from(rec) : rec, until });
+    const kept = new KeptRecord(copy ? Buffer.from(rec) : rec, until);
+    scope.set(slot, kept);
     this.count += scope.size - before;
+    return kept;
   }
 }

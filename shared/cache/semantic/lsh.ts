@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { SimdProjector } from './lsh-simd.js';
 
 /**
  * Random-hyperplane LSH (SimHash, Charikar 2002) for cosine similarity.
@@ -53,6 +54,11 @@ export class LshHasher {
   /** projectInto()'s non-zero dimensions of the vector: their offsets in `planes`, and their values. */
   private readonly offs: Int32Array;
   private readonly xs: Float64Array;
+  /**
+   * The projections in WebAssembly SIMD (lsh-simd.ts: the same sums, bit for bit, with ~4x fewer
+   * instructions), shared by the hashers of one vector space and layout; undefined without WebAssembly.
+   */
+  private readonly simd: SimdProjector | undefined;
 
   constructor(embedderName: string, dims: number, bands = LSH_BANDS, rows = LSH_ROWS) {
     if (!Number.isInteger(rows) || rows < 1 || rows > 24)
@@ -66,12 +72,23 @@ export class LshHasher {
     this.scratch = new Float64Array(this.nPlanes);
     this.offs = new Int32Array(dims);
     this.xs = new Float64Array(dims);
-    this.planes = drawPlanes(`${LSH_VERSION}|${embedderName}|${dims}|${bands}x${rows}`, dims, this.nPlanes);
+    const seed = `${LSH_VERSION}|${embedderName}|${dims}|${bands}x${rows}`;
+    this.planes = drawPlanes(seed, dims, this.nPlanes);
+    this.simd = simdProjector(seed, this.planes, dims, this.nPlanes);
   }
 
   /** The projections of `v` on every plane (exposed for tests and diagnostics). */
   project(v: Float32Array): Float64Array {
-    return this.projectInto(v, new Float64Array(this.nPlanes));
+    return Float64Array.from(this.projections(v));
+  }
+
+  /**
+   * The projections of `v` on every plane, in an array kept for them (rewritten by the next call): the
+   * SIMD kernel's when there is one, else projectInto()'s.
+   */
+  private projections(v: Float32Array, nonZero?: readonly number[]): Float64Array {
+    if (v.length !== this.dims) throw new TypeError(`LshHasher: expected ${this.dims} dims, got ${v.length}`);
+    return this.simd ? this.simd.project(v, nonZero) : this.projectInto(v, this.scratch);
   }
 
   /**
@@ -119,9 +136,12 @@ export class LshHasher {
     return acc;
   }
 
-  /** One R-bit integer per band, or undefined for the zero vector (it has no direction to hash). */
-  bandValues(v: Float32Array): number[] | undefined {
-    const acc = this.projectInto(v, this.scratch);
+  /**
+   * One R-bit integer per band, or undefined for the zero vector (it has no direction to hash). `nonZero`:
+   * the indices of v's non-zero components in ascending order, when known (HashedFeatureEmbedder.embedOne).
+   */
+  bandValues(v: Float32Array, nonZero?: readonly number[]): number[] | undefined {
+    const acc = this.projections(v, nonZero);
     let any = false;
     for (let p = 0; p < acc.length; p++)
       if (acc[p] !== 0) {
@@ -147,6 +167,22 @@ export function lshCandidateProbability(cosine: number, bands = LSH_BANDS, rows 
 }
 
 const planeCache = new Map<string, Float32Array>();
+const simdCache = new Map<string, SimdProjector | undefined>();
+
+/**
+ * The SIMD projector of the planes drawn from `seed` (one per vector space and layout: ~1 MB of memory for
+ * 512 dims × 240 planes), or undefined without WebAssembly SIMD. Shared: a projection is used up (band
+ * values read) before the next one starts, all in one synchronous call.
+ */
+function simdProjector(
+  seed: string,
+  planes: Float32Array,
+  dims: number,
+  nPlanes: number,
+): SimdProjector | undefined {
+  if (!simdCache.has(seed)) simdCache.set(seed, SimdProjector.of(planes, dims, nPlanes));
+  return simdCache.get(seed);
+}
 
 /** Gaussian hyperplanes from a PRNG seeded by SHA-256 of `seed`: identical in every process. */
 function drawPlanes(seed: string, dims: number, nPlanes: number): Float32Array {

@@ -12,6 +12,11 @@ import { MemoSlots } from './prompt-memo-slots.js';
 export class PreparedPrompt {
   /** The embedding, once computed. */
   vec: Float32Array | undefined = undefined;
+  /**
+   * The indices of the embedding's non-zero components, ascending, when the embedder gave them (a built-in
+   * one, HashedFeatureEmbedder.embedOne): the code after it visits those, not every dimension.
+   */
+  nonZero: number[] | undefined = undefined;
   /** Its LSH band values (undefined: a zero vector, no bands), once computed (hasBands). */
   bands: number[] | undefined = undefined;
   hasBands = false;

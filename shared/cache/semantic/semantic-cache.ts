@@ -8,7 +8,7 @@ import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LastScope } from './last-scope.js';
 import { LookupBatcher, MIRRORED, RecordReader, type LookupReply } from './lookup-batch.js';
-import { EXPIRY_MARGIN_MS, expiryOf, type LookupRecords } from './lookup-records.js';
+import { EXPIRY_MARGIN_MS, expiryOf, type KeptRecord, type LookupRecords } from './lookup-records.js';
 import { HashedFeatureEmbedder } from './hashed-features.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
@@ -53,7 +53,7 @@ import { SemanticLocalState } from './local-state.js';
 import { hitFrom, layoutOnlyDifference } from './semantic-hit.js';
 import { PromptMemo, type PreparedPrompt } from './prompt-memo.js';
 import { normalizePrompt } from './text.js';
-import { cosineStoredAt, squaredNorm, storedQuantized } from './vector-codec.js';
+import { cosineStoredAt, cosineStoredKnown, squaredNorm, storedQuantized } from './vector-codec.js';
 
 export type { SemanticCacheOptions, SemanticCacheStats, SemanticHit } from './semantic-cache-options.js';
 export { parseRecord, rankSlots } from './rank-slots.js';
@@ -290,7 +290,7 @@ export class SemanticCache<T = unknown> {
     // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
     // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
     const bands = hasControlChar(prompt) ? undefined : this.bandsOf(prepared, vec);
-    const vector = (prepared.quantized ??= storedQuantized(vec));
+    const vector = (prepared.quantized ??= storedQuantized(vec, prepared.nonZero));
     try {
       const { evicted, expired, slot, expiresAt, sentAt } = await this.writer.store({
         keys,
@@ -494,6 +494,8 @@ export class SemanticCache<T = unknown> {
     // The reads of one turn's lookups of the scope go as one HMGET (RecordReader).
     const likely = this.hitShare >= LIKELIEST_SHARE;
     let records: Buffer[] | undefined;
+    /** The kept record of each candidate record (records[4 + i]) when it came from LookupRecords. */
+    let keptAt: (KeptRecord | undefined)[] | undefined;
     if (!likely) {
       // In the candidates script's reply layout (no likeliest entry: four empty fields first). The records
       // read lately are used as they are (live: LookupRecords keeps them only while they are); only the
@@ -503,10 +505,12 @@ export class SemanticCache<T = unknown> {
       const missing: string[] = [];
       const at: number[] = [];
       const now = Date.now();
+      keptAt = [];
       for (let i = 0; i < ranked.length && i < CANDIDATES; i++) {
-        const rec = this.kept.get(keys.vec, ranked[i]!, now);
-        direct.push(rec ?? EMPTY);
-        if (rec === undefined) {
+        const k = this.kept.find(keys.vec, ranked[i]!, now);
+        direct.push(k === undefined ? EMPTY : k.rec);
+        keptAt.push(k);
+        if (k === undefined) {
           missing.push(String(ranked[i]));
           at.push(i);
         }
@@ -528,11 +532,12 @@ export class SemanticCache<T = unknown> {
             break;
           }
           direct[4 + at[j]!] = rec;
-          this.kept.keep(keys.vec, ranked[at[j]!]!, rec, sentAt);
+          keptAt[at[j]!] = this.kept.keep(keys.vec, ranked[at[j]!]!, rec, sentAt);
         }
       }
     }
-    if (!records)
+    if (!records) {
+      keptAt = undefined;
       try {
         const queryKeys = generationKeys(keys.bandPrefix, gens);
         records = await this.redis.run((r) =>
@@ -559,19 +564,31 @@ export class SemanticCache<T = unknown> {
       } catch (err) {
         return this.failed('get', err);
       }
+    }
     // Only candidates at or above the threshold are decoded (id, prompt): the others are never used, and
     // at 100k entries most of the 24 fall below it.
     const candidates: Candidate[] = [];
-    const nq = squaredNorm(vec);
+    const nq = squaredNorm(vec, prepared.nonZero);
+    const dims = this.embedder.dims;
     const likeliest = records[0] && records[0].length > 0 ? records[0].toString('latin1') : undefined;
     for (let i = 4; i < records.length; i++) {
       const rec = records[i]!;
-      const nl = lineEnd(rec);
-      if (nl < 0) continue;
-      // -1 for a record without a readable vector: below every threshold
-      const similarity = Math.min(1, cosineStoredAt(vec, nq, rec, nl + 1));
+      const known = keptAt?.[i - 4];
+      let from: number;
+      let similarity: number;
+      if (known !== undefined) {
+        // a kept record: where its vector is, its length and Σ x² were worked out on its first use
+        from = known.vectorOf(dims);
+        similarity = from < 0 ? -1 : Math.min(1, cosineStoredKnown(vec, nq, rec, from, known.len, known.ns));
+      } else {
+        const nl = lineEnd(rec);
+        if (nl < 0) continue;
+        from = nl + 1;
+        // -1 for a record without a readable vector: below every threshold
+        similarity = Math.min(1, cosineStoredAt(vec, nq, rec, from));
+      }
       if (similarity < threshold) continue;
-      const c = recordText(rec, nl + 1, this.embedder.dims);
+      const c = recordText(rec, from, dims);
       if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
       if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
       // Kept most similar first as they come, equal ones in arrival order, as a stable sort would put them
@@ -712,10 +729,13 @@ export class SemanticCache<T = unknown> {
   private embedNow(p: PreparedPrompt, text: string): Float32Array | undefined {
     if (p.vec) return p.vec;
     if (!(this.embedder instanceof HashedFeatureEmbedder)) return undefined;
-    const v = this.embedder.embedOne(text);
+    // -1: not filled in (a subclass whose embedOne does not take the list); a zero vector's list is empty
+    const nonZero: number[] = [-1];
+    const v = this.embedder.embedOne(text, nonZero);
     if (!(v instanceof Float32Array) || v.length !== this.embedder.dims)
       throw new TypeError(`embedder "${this.embedder.name}" returned no ${this.embedder.dims}-dim vector`);
     p.vec = v;
+    p.nonZero = nonZero[0] === -1 ? undefined : nonZero;
     return v;
   }
 
@@ -727,7 +747,7 @@ export class SemanticCache<T = unknown> {
 
   private bandsOf(p: PreparedPrompt, vec: Float32Array): number[] | undefined {
     if (!p.hasBands) {
-      p.bands = this.lsh.bandValues(vec);
+      p.bands = this.lsh.bandValues(vec, p.vec === vec ? p.nonZero : undefined);
       p.hasBands = true;
     }
     return p.bands;

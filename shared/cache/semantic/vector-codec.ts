@@ -51,18 +51,26 @@ export function storedForm(q: Buffer): Buffer {
  * rest visits only those (~4 → ~1 µs a store). Anything else (a dense result, a zero or non-finite vector,
  * more than 65,535 dims) takes the two calls.
  */
-export function storedQuantized(v: Float32Array): Buffer {
+export function storedQuantized(v: Float32Array, nonZero?: readonly number[]): Buffer {
   const dims = v.length;
   if (dims > 0xffff) return storedForm(quantize(v));
   const at = nonZeroScratch(dims);
   let max = 0;
   let n = 0;
-  for (let i = 0; i < dims; i++) {
-    const x = v[i]!;
-    if (x === 0) continue; // |±0| leaves the max as it is
-    max = Math.max(max, Math.abs(x));
-    at[n++] = i;
-  }
+  if (nonZero)
+    // the indices of the non-zero components, ascending, given (FeatureVector.normalized): the same pass
+    for (let k = 0; k < nonZero.length; k++) {
+      const i = nonZero[k]!;
+      max = Math.max(max, Math.abs(v[i]!));
+      at[n++] = i;
+    }
+  else
+    for (let i = 0; i < dims; i++) {
+      const x = v[i]!;
+      if (x === 0) continue; // |±0| leaves the max as it is
+      max = Math.max(max, Math.abs(x));
+      at[n++] = i;
+    }
   if (!(max > 0 && max < Infinity)) return storedForm(quantize(v));
   const scale = 127 / max;
   let nnz = 0;
@@ -123,9 +131,11 @@ export function denseAt(bytes: Uint8Array, offset: number, dims: number): Buffer
 }
 
 /** Σ q² of a query vector, for cosineStoredAt (computed once per query, not once per candidate). */
-export function squaredNorm(query: Float32Array): number {
+export function squaredNorm(query: Float32Array, nonZero?: readonly number[]): number {
   let nq = 0;
-  for (let i = 0; i < query.length; i++) nq += query[i]! * query[i]!;
+  // the same sum over the non-zero components only (ascending), when they are known: zeros add +0
+  if (nonZero) for (let k = 0; k < nonZero.length; k++) nq += query[nonZero[k]!]! * query[nonZero[k]!]!;
+  else for (let i = 0; i < query.length; i++) nq += query[i]! * query[i]!;
   return nq;
 }
 
@@ -147,6 +157,48 @@ export function cosineStoredAt(query: Float32Array, nq: number, bytes: Uint8Arra
     ns += x * x;
   }
   if (nq === 0 || ns === 0) return 0;
+  return dot / Math.sqrt(nq * ns);
+}
+
+/**
+ * Σ x² of the stored vector at `offset` of `bytes`, `len` bytes long (its storedLength, checked by the
+ * caller), dense or sparse: the `ns` of cosineStoredAt, for cosineStoredKnown.
+ */
+export function storedSquaredNorm(bytes: Uint8Array, offset: number, len: number): number {
+  let ns = 0;
+  if (bytes[offset] !== SPARSE)
+    for (let i = 0; i < len; i++) {
+      const x = (bytes[offset + i]! << 24) >> 24;
+      ns += x * x;
+    }
+  else
+    for (let o = offset + 3; o < offset + len; o += 3) {
+      const x = (bytes[o + 2]! << 24) >> 24;
+      ns += x * x;
+    }
+  return ns;
+}
+
+/**
+ * cosineStoredAt for a stored vector already checked (`len`, its storedLength for query.length dimensions)
+ * whose Σ x² is known (`ns`, storedSquaredNorm): the same value (the same sums in the same order), without
+ * checking the bytes again and summing x² again for each query that scores it.
+ */
+export function cosineStoredKnown(
+  query: Float32Array,
+  nq: number,
+  bytes: Uint8Array,
+  offset: number,
+  len: number,
+  ns: number,
+): number {
+  if (nq === 0 || ns === 0) return 0;
+  let dot = 0;
+  if (bytes[offset] !== SPARSE)
+    for (let i = 0; i < len; i++) dot += query[i]! * ((bytes[offset + i]! << 24) >> 24);
+  else
+    for (let o = offset + 3; o < offset + len; o += 3)
+      dot += query[(bytes[o]! << 8) | bytes[o + 1]!]! * ((bytes[o + 2]! << 24) >> 24);
   return dot / Math.sqrt(nq * ns);
 }
 

@@ -1,0 +1,84 @@
+// A fixed workload of the semantic cache's miss path, shaped like bench:http's requests: unique prompts
+// ("Request T-i: tell me about <12 hex> and <i·7919>", one model, one max_tokens), each looked up (a miss)
+// then stored, CONC at a time, through SemanticCache's real get/set against Redis. The scope is filled with
+// PREFILL such entries first, then WARM requests warm the code, then N requests are measured. With
+// CALLGRIND=1 (under valgrind --tool=callgrind --instr-atstart=no) only the measured requests are counted
+// (callgrind_control -i on/off around them). Prints one JSON line: process CPU per request, hits, misses.
+// usage: node bench/semantic-miss-cpu.mjs DIST REDIS_URL PREFIX PREFILL WARM N CONC
+import { execFile } from 'node:child_process';
+import { clearInterval, setInterval } from 'node:timers';
+
+const [dist, url, prefix] = process.argv.slice(2, 5);
+const [prefill, warm, n, conc] = process.argv.slice(5, 9).map(Number);
+const { SemanticCache } = await import(`${dist}/shared/cache/semantic/semantic-cache.js`);
+const { RedisClient } = await import(`${dist}/shared/redis/redis-client.js`);
+const { waitUntilReady } = await import(`${dist}/shared/redis/connection.js`);
+const client = new RedisClient({ url, commandTimeoutMs: 30_000, breakerThreshold: 1000 });
+await waitUntilReady(client.connection, 10_000);
+// the API's cache (lookups) and the worker's (stores), as in `cell0 start`: two caches, one embedder
+const lookups = new SemanticCache({ redis: client, prefix, ttlSeconds: 3600 });
+const stores = new SemanticCache({ redis: client, prefix, ttlSeconds: 3600, embedder: lookups.embedder });
+const scope = { model: 'sim-model', params: { max_tokens: 32 } };
+let seed = 0x2545f491;
+const hex = () => {
+  let s = '';
+  for (let k = 0; k < 3; k++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    s += (seed >>> 8).toString(16).padStart(6, '0').slice(0, 4);
+  }
+  return s;
+};
+const prompt = (tag, i) => `Request ${tag}-${i}: tell me about ${hex()} and ${i * 7919}`;
+let hits = 0;
+async function run(tag, count) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (next < count) {
+        const i = next++;
+        const p = prompt(tag, i);
+        if (await lookups.get(p, scope)) hits++;
+        else
+          await stores.set(
+            p,
+            { jobId: `job-${tag}-${i}`, result: { text: `answer ${i}`, model: 'sim-model' } },
+            scope,
+          );
+      }
+    }),
+  );
+}
+await run('fill', prefill);
+await run('warm', warm);
+hits = 0;
+// callgrind_control is answered only while this process runs code: not from inside a blocking call, so the
+// child is waited for with the event loop ticking.
+const toggle = async (on) => {
+  if (process.env.CALLGRIND !== '1') return;
+  const tick = setInterval(() => {}, 1);
+  await new Promise((resolve) =>
+    execFile('callgrind_control', ['-i', on ? 'on' : 'off', String(process.pid)], () => resolve()),
+  );
+  clearInterval(tick);
+};
+// a full collection first (node --expose-gc), so that the measured requests do not pay for the fill's
+globalThis.gc?.();
+await toggle(true);
+const cpu0 = process.cpuUsage();
+const t0 = performance.now();
+await run('measure', n);
+const cpu = process.cpuUsage(cpu0);
+const wall = performance.now() - t0;
+await toggle(false);
+const stats = lookups.getStats();
+console.log(
+  JSON.stringify({
+    requests: n,
+    hits,
+    cpuUs: (cpu.user + cpu.system) / n,
+    wallUs: (wall * 1000) / n,
+    search: stats.search ?? stats,
+  }),
+);
+await client.close();
+process.exit(0);
