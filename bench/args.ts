@@ -1,3 +1,5 @@
+import os from 'node:os';
+
 /**
  * Reads `--name value` options of a bench: each numeric option (a key of `defaults`) must be a number > 0,
  * `--json` is a flag, and the names in `strings` take any non-empty text (in `.text`). Anything else prints
@@ -31,4 +33,20 @@ export function benchArgs<N extends string>(
     numbers[name] = Number(value);
   }
   return { ...(numbers as Record<N, number>), json, text };
+}
+
+/** The 1/5/15-minute load averages, as text. */
+export function loadText(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+}
+
+/** Prints a bench's first lines: its title, the date, the machine and the load at the start. */
+export function printBenchHeader(title: string): void {
+  console.log(title);
+  console.log(`date     ${new Date().toISOString()}`);
+  console.log(`machine  ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores, node ${process.version}`);
+  console.log(`load     ${loadText()} (at start)`);
 }

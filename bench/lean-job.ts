@@ -11,11 +11,10 @@
  *   node --import tsx bench/lean-job.ts [--jobs N] [--rounds R] [--json]
  */
 import { promiseHooks } from 'node:v8';
-import os from 'node:os';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { leanJobPath } from '../shared/queues/bullmq-internals.js';
-import { benchArgs } from './args.js';
+import { benchArgs, printBenchHeader } from './args.js';
 import { median } from './e2e-common.js';
 import { startRedisServer, stopAll } from './fleet.js';
 
@@ -67,15 +66,7 @@ async function main(): Promise<void> {
     'node --import tsx bench/lean-job.ts [--jobs N] [--rounds R] [--json]',
   );
   const { url, redis } = await startRedisServer();
-  console.log(`bench:lean-job — ${opts.jobs} jobs per run, ${opts.rounds} rounds`);
-  console.log(`date     ${new Date().toISOString()}`);
-  console.log(`machine  ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores, node ${process.version}`);
-  console.log(
-    `load     ${os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ')}`,
-  );
+  printBenchHeader(`bench:lean-job — ${opts.jobs} jobs per run, ${opts.rounds} rounds`);
   try {
     const rows: { bullmq: Round; lean: Round }[] = [];
     for (let r = 0; r < opts.rounds; r++) {

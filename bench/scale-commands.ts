@@ -14,7 +14,6 @@
  *   npm run bench:scale-commands -- [--jobs N] [--concurrency K] [--apis 1,2,4] [--workers 1,4]
  *     [--shards 1,3,6] [--idle-ms MS] [--by-command]
  */
-import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import {
   commandCalls,
@@ -26,6 +25,7 @@ import {
   stopAll,
 } from './fleet.js';
 import { arg, CELL0, runBench, sendUnique, startSimulator } from './scale-common.js';
+import { printBenchHeader } from './args.js';
 import { sleep } from '../shared/sleep.js';
 
 const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
@@ -40,15 +40,7 @@ async function main(): Promise<void> {
   const idleMs = Number(arg('idle-ms', '5000'));
   const byCommand = process.argv.includes('--by-command');
   const simUrl = await startSimulator();
-  console.log('bench:scale-commands — Redis commands per job against API processes, workers and shards');
-  console.log(`date     ${new Date().toISOString()}`);
-  console.log(`machine  ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores, node ${process.version}`);
-  console.log(
-    `load     ${os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ')} (at start)`,
-  );
+  printBenchHeader('bench:scale-commands — Redis commands per job against API processes, workers and shards');
   console.log(
     `setup    ${jobs} unique inference jobs, concurrency ${concurrency}, worker concurrency 64, idle window ${idleMs} ms`,
   );

@@ -18,7 +18,6 @@
  *
  * On the cluster, commands per job are also given per master (raw, background in): where the load sits.
  */
-import os from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { type ChildProcess } from 'node:child_process';
@@ -36,6 +35,7 @@ import {
   stopAll,
 } from './fleet.js';
 import { arg, CELL0, runBench, sendUnique, startSimulator } from './scale-common.js';
+import { loadText, printBenchHeader } from './args.js';
 import { sleep } from '../shared/sleep.js';
 
 const WORKER = ['--import', 'tsx', join(__dirname, 'scale-worker.ts')];
@@ -110,15 +110,7 @@ async function main(): Promise<void> {
   const workerCounts = list('workers', quick ? '1,4' : '1,2,4').map(Number);
   const apiCounts = list('apis', quick ? '1,4' : '1,2,4').map(Number);
   const simUrl = await startSimulator();
-  const load = () =>
-    os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ');
-  console.log('bench:scale — throughput, latency, CPU and Redis commands per job as the fleet grows');
-  console.log(`date     ${new Date().toISOString()}`);
-  console.log(`machine  ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores, node ${process.version}`);
-  console.log(`load     ${load()} (at start)`);
+  printBenchHeader('bench:scale — throughput, latency, CPU and Redis commands per job as the fleet grows');
   console.log(
     `setup    ${jobs} unique inference jobs per point, concurrency ${concurrency}, worker concurrency 64, idle window ${idleMs} ms${quick ? ' (--quick)' : ''}`,
   );
@@ -206,7 +198,7 @@ async function main(): Promise<void> {
       await Promise.all(apis.map((a) => stop(a.child)));
       await r.stop();
     }
-    console.log(`load     ${load()} (at end)`);
+    console.log(`load     ${loadText()} (at end)`);
   } finally {
     await stopAll();
   }

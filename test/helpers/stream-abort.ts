@@ -12,6 +12,21 @@ export interface AbortableChat {
   stream: true;
 }
 
+/** The id of the inference job a chat request of this shape (no cache options) is submitted as. */
+export function chatJobId(
+  fleet: TestFleet,
+  req: Pick<AbortableChat, 'model' | 'messages' | 'max_tokens'>,
+): string {
+  return fleet.client.submitter.jobIdFor(
+    QueueName.INFERENCE,
+    fleet.client.parseInference({
+      model: req.model,
+      messages: req.messages,
+      params: { max_tokens: req.max_tokens },
+    }),
+  );
+}
+
 /**
  * Streams `req` through `openai`, aborts after the third content chunk, and expects the job that stream alone
  * read to be cancelled (failed with JOB_CANCELLED) and the backend call to stop.
@@ -30,14 +45,7 @@ export async function expectAbortCancelsJob(
     if (seen === 3) ac.abort();
   }
   expect(seen).toBe(3);
-  const jobId = fleet.client.submitter.jobIdFor(
-    QueueName.INFERENCE,
-    fleet.client.parseInference({
-      model: req.model,
-      messages: req.messages,
-      params: { max_tokens: req.max_tokens },
-    }),
-  );
+  const jobId = chatJobId(fleet, req);
   await until(
     async () => (await fleet.client.getJob(QueueName.INFERENCE, jobId))?.state === 'failed',
     10_000,

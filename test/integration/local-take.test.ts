@@ -13,7 +13,7 @@ import { NoopInferenceBackend } from '../../workers/providers/noop-provider';
 import { type SubmitResult } from '../../producers/submit-result';
 import { startInferencePair } from '../helpers/inference-pair';
 import { startReadyChild } from '../helpers/ready-child';
-import { expectAbortCancelsJob } from '../helpers/stream-abort';
+import { chatJobId, expectAbortCancelsJob } from '../helpers/stream-abort';
 import { keysMatching, testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
 import { HeldBackend } from '../helpers/held-backend';
 import { until } from '../helpers/wait';
@@ -154,14 +154,7 @@ describe('streams through an API and worker in one process (as `cell0 start`)', 
 
   it('a reader in another process that opens a stream kept out of Redis gets it whole, from its first entry', async () => {
     const req = chat('read here first, then from elsewhere', 300);
-    const jobId = fleet.client.submitter.jobIdFor(
-      QueueName.INFERENCE,
-      fleet.client.parseInference({
-        model: req.model,
-        messages: req.messages,
-        params: { max_tokens: req.max_tokens },
-      }),
-    );
+    const jobId = chatJobId(fleet, req);
     const fromRedis0 = fleet.client.tokenStreams().deliveries().redis;
     const stream = await openai.chat.completions.create(req);
     const here: string[] = [];
