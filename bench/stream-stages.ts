@@ -2,7 +2,8 @@
  * bench:stream --stages: where a streamed first token's time goes, stage by stage. cell0 runs with
  * OpenTelemetry traces on (OTEL_EXPORTER_OTLP_ENDPOINT pointing at the small OTLP/HTTP JSON receiver below);
  * each stream sends its own W3C traceparent, so the request's spans (API request, semantic-cache lookup,
- * add, the worker's process and backend spans) and the first-token events (stream reader open, first token
+ * add, the worker's process and backend spans), the request span's `connection accepted` and `request
+ * arrived` events, and the first-token events (stream reader open, first token
  * from the backend, first token stored in Redis, received by the API's hub, written to the SSE socket) are
  * found by trace id and laid end to end from the client's send to the client's first text.
  *
@@ -85,7 +86,9 @@ export async function startSpanReceiver(): Promise<{
 
 /** The stages, in order: each from the end of the one before. */
 export const STAGES = [
-  ['http in', 'client send → API request span starts (connection, HTTP parse)'],
+  ['accept wait', 'client send → its connection accepted (0 on a reused connection)'],
+  ['http read', '→ request head read and parsed by Node'],
+  ['request turns', '→ API request span starts (the wait for a request turn)'],
   ['api before cache', '→ semantic-cache lookup starts (body parse, auth, validation, job id)'],
   ['cache lookup', 'semantic-cache lookup (embedding, Redis)'],
   ['reader open', '→ the token stream marks sent (not waited for: they run before the add)'],
@@ -112,8 +115,13 @@ function stagesOf(spans: Span[], sendAt: number, firstAt: number): number[] | un
   const proc = named('process inference');
   const backend = named('backend inference');
   const ev = (s: Span | undefined, n: string) => s?.events.get(n);
+  // A reused connection was accepted before the send; a server without request turns stamps no arrival.
+  const accepted = Math.max(sendAt, ev(server, 'connection accepted') ?? sendAt);
+  const arrived = ev(server, 'request arrived') ?? server?.start;
   const t = [
     sendAt,
+    accepted,
+    arrived === undefined ? undefined : Math.max(accepted, arrived),
     server?.start,
     cache?.start,
     cache?.end,

@@ -1,5 +1,6 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { type AddressInfo } from 'node:net';
+import { stampAccepted } from './request-timing.js';
 import { requestTurns } from './request-turns.js';
 
 /** Options of {@link HttpServer}. */
@@ -49,6 +50,9 @@ export class HttpServer {
         `HttpServer: option "keepAliveTimeoutMs" must be an integer > 0, got ${this.opts.keepAliveTimeoutMs}`,
       );
     this.server = createServer(requestTurns(handler, this.opts.requestsPerTurn));
+    // When each connection was accepted (a burst of new connections waits in the kernel's accept queue: the
+    // event loop accepts one connection per turn), for tracing: see request-timing.ts.
+    this.server.on('connection', stampAccepted);
     // Slow or stuck clients must not hold sockets forever (slowloris); a request gets 60 s to arrive. These
     // time a request once its first byte has arrived; an idle keep-alive connection is timed by
     // keepAliveTimeout alone (the client closes it first: see keepAliveTimeoutMs).

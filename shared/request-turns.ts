@@ -1,4 +1,5 @@
 import { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { stampArrived } from './request-timing.js';
 
 /**
  * Starts at most `perTurn` HTTP requests per turn of the event loop; requests beyond that wait, in arrival
@@ -14,7 +15,8 @@ import { type IncomingMessage, type RequestListener, type ServerResponse } from 
  * spent is the same; only the order changes.
  *
  * A request whose connection closed while it waited is dropped (nothing could answer it). The wait is not in
- * the request's own timings (logging, metrics), which start when the handler is called.
+ * the request's own timings (logging, metrics), which start when the handler is called; each request is
+ * stamped on arrival (see request-timing.ts), so that tracing can show it.
  */
 export function requestTurns(handler: RequestListener, perTurn: number): RequestListener {
   if (!(Number.isInteger(perTurn) && perTurn >= 0))
@@ -43,6 +45,7 @@ export function requestTurns(handler: RequestListener, perTurn: number): Request
     if (waiting.length > 0) schedule();
   };
   return (req, res) => {
+    stampArrived(req);
     if (waiting.length === 0 && started < perTurn) {
       started++;
       // The count starts over at the next turn.

@@ -5,6 +5,7 @@ import type * as SdkNode from '@opentelemetry/sdk-trace-node';
 import type * as BullMQOtelModule from 'bullmq-otel';
 import { type Telemetry } from 'bullmq';
 import { type RequestHandler } from 'express';
+import { acceptedAt, arrivedAt } from '../request-timing.js';
 
 /*
  * OpenTelemetry traces, off by default. Nothing here imports OpenTelemetry until startTracing() is called
@@ -134,6 +135,12 @@ export function httpTracing(): RequestHandler {
       { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method } },
       parent,
     );
+    // What came before the handler (see request-timing.ts): the connection's accept (long before, on a
+    // reused connection) and the parse of the request's head, before its wait for a request turn.
+    const accepted = acceptedAt(req);
+    if (accepted !== undefined) span.addEvent('connection accepted', performance.timeOrigin + accepted);
+    const arrived = arrivedAt(req);
+    if (arrived !== undefined) span.addEvent('request arrived', performance.timeOrigin + arrived);
     res.once('finish', () => {
       const route = (req.route as { path?: unknown } | undefined)?.path;
       const pattern = typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched';

@@ -118,10 +118,16 @@ describe('traces (OpenTelemetry, OTLP/HTTP to a local receiver)', () => {
     const add = named('add inference')!;
     const at = (s: ReceivedSpan, n: string) => s.events.find((e) => e.name === n)?.timeMs;
     expect(http.events.map((e) => e.name)).toEqual([
+      'connection accepted',
+      'request arrived',
       'stream reader open',
       'first token received',
       'first token sent',
     ]);
+    // Before the handler: the connection's accept, then the parse of the request's head (the span's start is
+    // whole ms, from Date.now(): 1 ms of slack).
+    expect(at(http, 'connection accepted')!).toBeLessThanOrEqual(at(http, 'request arrived')!);
+    expect(at(http, 'request arrived')!).toBeLessThanOrEqual(http.startMs + 1);
     expect(backend.events.map((e) => e.name)).toEqual(['first token', 'first token stored']);
     // One process, one clock: each stage ends after the one before it. Span starts are whole ms (from
     // Date.now()), so the add, often under a ms, is compared with 1 ms of slack and left out of the chain.

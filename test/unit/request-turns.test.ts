@@ -1,5 +1,7 @@
 import { type IncomingMessage, type ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { HttpServer } from '../../shared/http-server';
+import { acceptedAt, arrivedAt } from '../../shared/request-timing';
 import { requestTurns } from '../../shared/request-turns';
 
 /** A request as the listener sees it (only its socket is read). */
@@ -54,6 +56,50 @@ describe('requestTurns', () => {
     listener(fakeRequest(2), res);
     await nextTurn();
     expect(started).toEqual([0, 2]);
+  });
+
+  it('stamps each request on arrival, so that a wait for its turn can be seen', async () => {
+    const startedAt = new Map<number, number>();
+    const listener = requestTurns(
+      (req) => startedAt.set((req as IncomingMessage & { id: number }).id, performance.now()),
+      1,
+    );
+    const reqs = [0, 1, 2].map((i) => fakeRequest(i));
+    const before = performance.now();
+    for (const r of reqs) listener(r, res);
+    const after = performance.now();
+    await nextTurn();
+    await nextTurn();
+    for (const r of reqs) {
+      // Stamped when it arrived (the listener's call), not when its turn came.
+      expect(arrivedAt(r)).toBeGreaterThanOrEqual(before);
+      expect(arrivedAt(r)).toBeLessThanOrEqual(after);
+    }
+    expect(startedAt.get(2)).toBeGreaterThan(after);
+  });
+
+  it('an HttpServer stamps each connection when accepted and each request when its head is parsed', async () => {
+    const seen: { accepted?: number; arrived?: number; started: number }[] = [];
+    const server = new HttpServer(
+      (req, r) => {
+        seen.push({ accepted: acceptedAt(req), arrived: arrivedAt(req), started: performance.now() });
+        r.end('ok');
+      },
+      { host: '127.0.0.1', port: 0, requestsPerTurn: 1 },
+    );
+    const { url } = await server.start();
+    try {
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 5 }, () => fetch(url).then((x) => x.text())));
+      expect(seen).toHaveLength(5);
+      for (const s of seen) {
+        expect(s.accepted).toBeGreaterThanOrEqual(t0);
+        expect(s.arrived).toBeGreaterThanOrEqual(s.accepted!);
+        expect(s.started).toBeGreaterThanOrEqual(s.arrived!);
+      }
+    } finally {
+      await server.close();
+    }
   });
 
   it('0 is no limit (the handler itself); a bad value is refused', () => {
