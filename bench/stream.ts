@@ -45,6 +45,8 @@
  * cell0 run meets a cold worker: its adaptive backend limit at its start (4) and no connection open to the
  * simulator — the cold burst of a worker that has just started. --dist DIR: the cell0 build to run (default
  * this checkout's dist), e.g. an older build's, to compare builds with the same bench code.
+ * --cell0-node-flags: the node flags of cell0's processes (default `--max-semi-space-size=16`, what `npm start`
+ * and the Dockerfile run cell0 with; `none`: Node's defaults, whose young generation grows to 128 MB here).
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -63,6 +65,9 @@ const ROOT = join(__dirname, '..');
 const DIST = join(ROOT, 'dist');
 /** Burst mode: concurrency → waves per run (enough streams per run for a p99 over the pairs). */
 const WAVES: Record<number, number> = { 1: 20, 10: 4, 100: 1 };
+
+/** The node flags `npm start` runs cell0 with (package.json's start script, the Dockerfile's entrypoint). */
+const CELL0_NODE_FLAGS = '--max-semi-space-size=16';
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const round2 = (_k: string, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v);
@@ -121,7 +126,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
 
 async function main(): Promise<void> {
   const usage =
-    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--cpu-prof-timed DIR] [--json]';
+    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--cpu-prof-timed DIR] [--cell0-node-flags "FLAGS"|none] [--json]';
   const opts = benchArgs(
     process.argv.slice(2),
     {
@@ -136,8 +141,21 @@ async function main(): Promise<void> {
       'backend-limit-max': 128,
     },
     usage,
-    ['levels', 'cpu-prof', 'cpu-prof-timed', 'mode', 'backend-limit', 'cell0-warmup', 'dist'],
+    [
+      'levels',
+      'cpu-prof',
+      'cpu-prof-timed',
+      'mode',
+      'backend-limit',
+      'cell0-warmup',
+      'dist',
+      'cell0-node-flags',
+    ],
   );
+  // cell0's processes run with the node flags `npm start` gives it (package.json, Dockerfile): the young
+  // generation's cap among them decides how often and how long its scavenges pause the event loop.
+  const flagsText = opts.text['cell0-node-flags'] ?? CELL0_NODE_FLAGS;
+  const cell0NodeFlags = flagsText === 'none' ? [] : flagsText.split(' ').filter((x) => x !== '');
   const cell0Warmup = opts.text['cell0-warmup'] ?? 'on';
   if (cell0Warmup !== 'on' && cell0Warmup !== 'off') {
     console.error(`bad argument --cell0-warmup ${cell0Warmup}\nusage: ${usage}`);
@@ -205,7 +223,7 @@ async function main(): Promise<void> {
   const timedProfiles: Record<string, TimedProfile> = {};
   /** The node arguments of cell0 process `name`: whole-life or timed profiling. */
   const profArgs = async (name: string): Promise<string[]> => {
-    const args = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+    const args = [...cell0NodeFlags, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
     if (!timedDir) return args;
     const port = await freePort();
     timedProfiles[name] = new TimedProfile(port);
@@ -268,7 +286,8 @@ async function main(): Promise<void> {
           ? 'one `cell0 start` process'
           : `one worker and ${opts['api-processes']} API process(es) on one port`
       }; backend limit ${backendLimit === 'adaptive' ? `adaptive, at most ${opts['backend-limit-max']}` : backendLimit}` +
-      `${cell0Warmup === 'off' ? '; cell0 not warmed up' : ''}; cell0 build ${CLI}`,
+      `${cell0Warmup === 'off' ? '; cell0 not warmed up' : ''}; cell0 build ${CLI}` +
+      `; cell0 node flags ${cell0NodeFlags.length > 0 ? cell0NodeFlags.join(' ') : 'none'}`,
   );
   const tag = randomBytes(3).toString('hex');
   let pass = true;
