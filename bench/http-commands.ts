@@ -120,15 +120,21 @@ async function main(): Promise<void> {
     const groups = new Map<string, Map<string, number>>();
     let group = '?';
     let total = 0;
+    // per script group: the keys of each call (a store call's entries are its keys beyond the scope's nine)
+    const keysPerCall = new Map<string, number[]>();
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
       const cmd = String(args[0]).toLowerCase();
       if (cmd === 'info' || cmd === 'monitor') return;
       total++;
-      if (!source.includes('lua'))
-        group =
-          cmd === 'evalsha' || cmd === 'eval'
-            ? `script ${shape(String(args[3] ?? ''))}`
-            : `${cmd} ${shape(String(args[1] ?? ''))}`;
+      if (!source.includes('lua')) {
+        const script = cmd === 'evalsha' || cmd === 'eval';
+        group = script ? `script ${shape(String(args[3] ?? ''))}` : `${cmd} ${shape(String(args[1] ?? ''))}`;
+        if (script) {
+          const calls = keysPerCall.get(group) ?? [];
+          keysPerCall.set(group, calls);
+          calls.push(Number(args[2]));
+        }
+      }
       const g = groups.get(group) ?? new Map<string, number>();
       groups.set(group, g);
       g.set(cmd, (g.get(cmd) ?? 0) + 1);
@@ -156,6 +162,16 @@ async function main(): Promise<void> {
         .map(([c, v]) => `${c} ${(v / n).toFixed(2)}`)
         .join(', ');
       console.log(`${(sum / n).toFixed(2).padStart(7)}  ${name}  (${detail})`);
+    }
+    console.log('Keys per script call (mean; p50 / p90 / max):');
+    for (const [name, calls] of keysPerCall) {
+      if (calls.length / n < 0.05) continue;
+      const sorted = [...calls].sort((a, b) => a - b);
+      const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+      const mean = calls.reduce((a, b) => a + b, 0) / calls.length;
+      console.log(
+        `${mean.toFixed(2).padStart(7)}  ${name}  (${at(0.5)} / ${at(0.9)} / ${sorted[sorted.length - 1]}; ${calls.length} calls)`,
+      );
     }
   } finally {
     await pool.close();

@@ -43,9 +43,17 @@
            entries and entries stored again (which move to a new slot)
   ARGV[6]  the id of the last band stream entry the storing process's mirror of the scope has applied
            (semantic-mirror.ts; '' when it has no mirror of the scope)
-  ARGV[7..] six per entry, in the order of KEYS[10..]: id, value JSON, prompt, vector bytes, TTL (ms), band
-           fields ("band index:value (base 36)", comma-separated, in band order: the lookup's form, so the
-           script appends to them as they come; empty when the vector is zero)
+  ARGV[7..6+n] the entries' ids, in the order of KEYS[10..] (n entries; together, so the HMGET of their
+           previous records takes them as they are)
+  ARGV[7+n..] six per entry, in the same order: value JSON, prompt, the prompt's length in bytes (decimal
+           text, for the entry record: see includes/entry-record.lua), vector bytes, TTL (ms), band fields
+           ("band index:value (base 36)", comma-separated, in band order: the lookup's form, so the script
+           appends to them as they come; empty when the vector is zero)
+
+  Numbers become text through string.format('%d') (the ms values are integers, well below 2^53): Lua's own
+  conversion (tostring, a number in a concatenation) and string.format('%.0f') go through sprintf's floating
+  point path, ~3,500 and ~5,000 instructions each against ~2,000. Per entry the script keeps few tables:
+  each Lua operation costs Redis ~100-150 instructions, and a value put in a growing table ~500.
 
   Returns { evicted, expired removed, 1 when this call created a generation (else 0), ms until the longest-
             lived generation it joined expires, the call's time (ms: each entry's candidate record starts with
@@ -66,12 +74,13 @@ local pushed = false -- a slot went back on the free list (which may be new, wit
 local heldAny = false -- a slot went to the held set (which may be new, without an expiry)
 local holdText -- until when a slot freed now is held (text, made when first needed: see clock.lua)
 local function holdUntil()
-  holdText = holdText or string.format('%.0f', now + tonumber(ARGV[5]))
+  holdText = holdText or string.format('%d', now + tonumber(ARGV[5]))
   return holdText
 end
 local since = ARGV[6]
 local n = #KEYS - 9
-local A = 6 -- the entries' arguments start after ARGV[A]
+local I = 6 -- the ids are ARGV[I + 1 .. I + n]
+local A = 6 + n -- the entries' other arguments start after ARGV[A], six each
 
 -- #include slot-codes
 -- #include entry-record
@@ -90,29 +99,22 @@ end
 
 local vecArgs, metaArgs, lruArgs, expArgs = {}, {}, {}, {}
 local genOrder, genSeen, genExpiry = {}, {}, {} -- the generations joined, and each one's bucket expiry
-local stored = {}
 local maxTtl = 0
 local newGen = 0
 local genLeft = 0
+-- The reply: its first five fields are set at the end; each entry's slot from the sixth on (-1: none).
+local out = { 0, 0, 0, 0, 0 }
 -- 1. Each entry's generation, and its previous record (one HMGET for all): a prompt stored again leaves its
 --    old buckets (the generation may differ) and its slot, which is held (a process may hold the old record
 --    for a while, see ARGV[5]); it takes a new one.
-local ids, slots, slotTexts, gensOf, bandsOf, expiries = {}, {}, {}, {}, {}, {}
-for k = 1, n do
-  local a = A + (k - 1) * 6
-  ids[k] = ARGV[a + 1]
-  bandsOf[k] = ARGV[a + 6]
-  stored[ids[k]] = true
-end
-local olds = redis.call('HMGET', meta, unpack(ids))
-local needSlot = {}
--- Each TTL's expiry, generation and their texts, made once per call: a call's stores mostly share one TTL, and
--- formatting numbers (string.format, a number turned into a string) was ~6% of the script's instructions
+local olds = redis.call('HMGET', meta, unpack(ARGV, I + 1, I + n))
+local needSlots = 0
+-- Each TTL's expiry, generation and their texts, made once per call: a call's stores mostly share one TTL
 local byTtl = {}
 for k = 1, n do
-  local ttlArg = ARGV[A + (k - 1) * 6 + 5]
-  local e = byTtl[ttlArg]
-  if not e then
+  local b = A + (k - 1) * 6
+  local ttlArg = ARGV[b + 5]
+  if not byTtl[ttlArg] then
     local ttl = tonumber(ttlArg)
     if ttl > maxTtl then maxTtl = ttl end
     local expiresAt = now + ttl
@@ -120,19 +122,19 @@ for k = 1, n do
     while 2 ^ class < ttl do class = class + 1 end
     local granule = 2 ^ class
     local g = math.ceil(expiresAt / granule)
-    e = {
-      gen = 'h' .. class .. '.' .. string.format('%.0f', g),
-      at = string.format('%.0f', expiresAt), -- the expiry sorted set's score
-      record = string.format('%015.0f', expiresAt), -- the candidate record's first 15 digits
+    local at = string.format('%d', expiresAt)
+    local e = {
+      gen = string.format('h%d.%d', class, g),
+      at = at, -- the expiry sorted set's score
+      record = string.rep('0', 15 - #at) .. at, -- the candidate record's first 15 digits
     }
     genExpiry[e.gen] = (g + 1) * granule
     byTtl[ttlArg] = e
   end
-  expiries[k] = e
-  gensOf[k] = e.gen
-  slots[k] = -1
-  if olds[k] then
-    local oldSlot, oldBands, oldGen = parseMeta(olds[k])
+  out[5 + k] = -1
+  local old = olds[k]
+  if old then
+    local oldSlot, oldBands, oldGen = parseMeta(old)
     if oldSlot >= 0 then
       leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
       redis.call('HDEL', vec, oldSlot)
@@ -140,62 +142,67 @@ for k = 1, n do
       heldAny = true
     end
   end
-  if slots[k] < 0 and bandsOf[k] ~= '' then needSlot[#needSlot + 1] = k end
+  if ARGV[b + 6] ~= '' then needSlots = needSlots + 1 end
 end
 
--- 2. Slots for the new entries: held ones whose hold has passed first (one ZRANGEBYSCORE, one ZREM), then
---    freed ones (one LPOP), then fresh ones (one INCRBY).
-if #needSlot > 0 then
-  local taken = redis.call('ZRANGEBYSCORE', held, '-inf', nowText, 'LIMIT', '0', tostring(#needSlot))
+-- 2. Slots for the new entries with band fields, in order: held ones whose hold has passed first (one
+--    ZRANGEBYSCORE, one ZREM), then freed ones (one LPOP), then fresh ones (one INCRBY).
+local slotTexts = {}
+if needSlots > 0 then
+  local taken = redis.call('ZRANGEBYSCORE', held, '-inf', nowText, 'LIMIT', '0', string.format('%d', needSlots))
   if #taken > 0 then redis.call('ZREM', held, unpack(taken)) end
-  if #taken < #needSlot then
-    local popped = redis.call('LPOP', free, #needSlot - #taken)
+  if #taken < needSlots then
+    local popped = redis.call('LPOP', free, string.format('%d', needSlots - #taken))
     if popped then
       for _, slot in ipairs(popped) do taken[#taken + 1] = slot end
     end
   end
-  local fresh = #needSlot - #taken
-  local last = fresh > 0 and redis.call('INCRBY', nextSlot, fresh) or 0
-  for i, k in ipairs(needSlot) do
-    local slot = taken[i] and tonumber(taken[i]) or (last - fresh + (i - #taken) - 1)
-    -- out of slots: found by its exact key only
-    if slot <= MAX_SLOT then
-      slots[k] = slot
-      -- its text for the vec hash's field and the meta record: as the free list or held set holds it
-      -- (pushed from the number, so the same digits), else made once here
-      slotTexts[k] = taken[i] or tostring(slot)
+  local fresh = needSlots - #taken
+  local last = fresh > 0 and redis.call('INCRBY', nextSlot, string.format('%d', fresh)) or 0
+  local i = 0
+  for k = 1, n do
+    if ARGV[A + (k - 1) * 6 + 6] ~= '' then
+      i = i + 1
+      local slot = taken[i] and tonumber(taken[i]) or (last - fresh + (i - #taken) - 1)
+      -- out of slots: found by its exact key only
+      if slot <= MAX_SLOT then
+        out[5 + k] = slot
+        -- its text for the vec hash's field and the meta record: as the free list or held set holds it
+        -- (pushed from the number, so the same digits), else made once here
+        slotTexts[k] = taken[i] or string.format('%d', slot)
+      end
     end
   end
 end
 
 -- 3. The entries and their records.
 for k = 1, n do
-  local a = A + (k - 1) * 6
-  local id, slot, gen = ids[k], slots[k], gensOf[k]
-  local bands = slot >= 0 and bandsOf[k] or ''
-  redis.call('SET', KEYS[9 + k], entryRecord(ARGV[a + 3], ARGV[a + 2], nowText), 'PX', ARGV[a + 5])
-  local slotText = slotTexts[k] or slot
+  local b = A + (k - 1) * 6
+  local id, slot, e = ARGV[I + k], out[5 + k], byTtl[ARGV[b + 5]]
+  local gen = e.gen
+  local prompt = ARGV[b + 2]
+  redis.call('SET', KEYS[9 + k], entryRecord(prompt, ARGV[b + 3], ARGV[b + 1], nowText), 'PX', ARGV[b + 5])
+  local bands, slotText = '', '-1'
   if slot >= 0 then
-    vecArgs[#vecArgs + 1] = slotText
-    vecArgs[#vecArgs + 1] = expiries[k].record .. id .. '\n' .. ARGV[a + 4] .. ARGV[a + 3]
-    if bands ~= '' then joinedEvent(slotText, gen, bands, id) end
+    bands, slotText = ARGV[b + 6], slotTexts[k]
+    local v = #vecArgs
+    vecArgs[v + 1], vecArgs[v + 2] = slotText, e.record .. id .. '\n' .. ARGV[b + 4] .. prompt
+    joinedEvent(slotText, gen, bands, id)
     if not genSeen[gen] then
       genSeen[gen] = true
       genOrder[#genOrder + 1] = gen
     end
     if genExpiry[gen] - now > genLeft then genLeft = genExpiry[gen] - now end
   end
-  metaArgs[#metaArgs + 1] = id
-  metaArgs[#metaArgs + 1] = slotText .. '|' .. bands .. '|' .. gen
-  lruArgs[#lruArgs + 1] = nowText
-  lruArgs[#lruArgs + 1] = id
-  expArgs[#expArgs + 1] = expiries[k].at
-  expArgs[#expArgs + 1] = id
+  local m = 2 * k
+  metaArgs[m - 1], metaArgs[m] = id, slotText .. '|' .. bands .. '|' .. gen
+  lruArgs[m - 1], lruArgs[m] = nowText, id
+  expArgs[m - 1], expArgs[m] = e.at, id
 end
 
 if #vecArgs > 0 then redis.call('HSET', vec, unpack(vecArgs)) end
 for _, gen in ipairs(genOrder) do
-  local bucketExpiry = string.format('%.0f', genExpiry[gen])
+  local bucketExpiry = string.format('%d', genExpiry[gen])
   if redis.call('ZADD', gens, 'GT', bucketExpiry, gen) == 1 then
     -- a new generation: forget those whose buckets have expired
     newGen = 1
@@ -213,11 +220,12 @@ redis.call('ZADD', exp, unpack(expArgs))
 local left = redis.call('PTTL', #vecArgs > 0 and vec or meta)
 if left < maxTtl then
   local life = math.max(2 * maxTtl + 1000, left)
-  for _, key in ipairs({ lru, exp, meta, vec, gens, free, held, stream }) do redis.call('PEXPIRE', key, life) end
+  local lifeText = string.format('%d', life)
+  for _, key in ipairs({ lru, exp, meta, vec, gens, free, held, stream }) do redis.call('PEXPIRE', key, lifeText) end
   -- The slot counter is never shortened: it outlives every entry numbered from it, and the scope's deletion
   -- by the hold time (semantic-drop.lua), so no slot number is given out again while a process may use a
   -- record of it.
-  if redis.call('PTTL', nextSlot) < life then redis.call('PEXPIRE', nextSlot, life) end
+  if redis.call('PTTL', nextSlot) < life then redis.call('PEXPIRE', nextSlot, lifeText) end
 end
 
 local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', nowText, 'LIMIT', '0', ARGV[4])
@@ -229,6 +237,8 @@ if over > 0 then
   -- The least recently used go first; the new entries may tie with the oldest on the millisecond, so they
   -- are skipped here (spares) and go only when the others are not enough, earliest stored first (as if
   -- each store had evicted on its own).
+  local stored = {}
+  for k = 1, n do stored[ARGV[I + k]] = true end
   local victims = redis.call('ZRANGE', lru, 0, over + n - 1)
   for _, member in ipairs(victims) do
     if evicted >= over then break end
@@ -239,8 +249,8 @@ if over > 0 then
   end
   for k = 1, n - 1 do
     if evicted >= over then break end
-    evict(ids[k])
-    slots[k] = -1
+    evict(ARGV[I + k])
+    out[5 + k] = -1
     evicted = evicted + 1
   end
 end
@@ -260,8 +270,7 @@ end
 -- entry's text is read when there is none.
 local followsMirror = since ~= '' and #redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', '1') == 0
 local streamId = publishBands(stream, meta)
-local out = { evicted, #expired, newGen, genLeft, now }
-for k = 1, n do out[5 + k] = slots[k] end
+out[1], out[2], out[3], out[4], out[5] = evicted, #expired, newGen, genLeft, now
 if followsMirror and streamId then
   out[6 + n] = streamId
   out[7 + n] = table.concat(ownEvents, '\n')

@@ -52,6 +52,13 @@ describe('SemanticCache entry layout (on Redis)', () => {
       expect(hit).toMatchObject({ value, prompt, confidence: CacheMatchConfidence.EXACT });
       expect(hit!.storedAt).toBeGreaterThan(Date.now() - 600_000);
     }
+    // Byte for byte what every version's readers parse: stored at, LF, the prompt's length in bytes (not
+    // characters: this prompt has umlauts and a check mark), LF, the prompt, the value JSON.
+    const storedAt = (await cache.get(prompt, SCOPE))!.storedAt;
+    expect(await raw.get(key)).toBe(
+      `${storedAt}\n${Buffer.byteLength(prompt)}\n${prompt}${JSON.stringify(value)}`,
+    );
+    expect(Buffer.byteLength(prompt)).toBeGreaterThan(prompt.length);
     // Stored again: one string still, the new value.
     await cache.set(prompt, 'second', SCOPE, { ttlSeconds: 30 });
     expect(await raw.type(key)).toBe('string');

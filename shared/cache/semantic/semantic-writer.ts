@@ -111,8 +111,10 @@ export class SemanticWriter {
       since,
     ];
     let maxTtl = 0;
+    for (const w of writes) args.push(w.id);
     for (const w of writes) {
-      args.push(w.id, w.json, w.prompt, w.vector, w.ttlMs, w.fields);
+      // the prompt's length in bytes for the entry record (the script would turn #prompt into text with sprintf)
+      args.push(w.json, w.prompt, Buffer.byteLength(w.prompt), w.vector, w.ttlMs, w.fields);
       maxTtl = Math.max(maxTtl, w.ttlMs);
     }
     const sent = (): void => {

@@ -1,11 +1,13 @@
 --[[
   An entry of the semantic cache is one string, written with one SET .. PX (its value and its expiry in one
   command): "stored at (ms, Redis clock) LF prompt length (bytes) LF prompt .. value JSON".
-  entryRecord(prompt, value, storedAt) builds it; readEntry(key) returns { value JSON, prompt, stored at }
-  or nil. Entries of the older layout (a hash with fields v, p, t) are still read until they expire.
+  entryRecord(prompt, promptLength, value, storedAt) builds it (the prompt's length as the storing process
+  sends it, decimal text: Lua turns a number into text with sprintf, ~3,000 instructions); readEntry(key)
+  returns { value JSON, prompt, stored at } or nil. Entries of the older layout (a hash with fields v, p, t)
+  are still read until they expire.
 ]]
-local function entryRecord(prompt, value, storedAt)
-  return storedAt .. '\n' .. #prompt .. '\n' .. prompt .. value
+local function entryRecord(prompt, promptLength, value, storedAt)
+  return storedAt .. '\n' .. promptLength .. '\n' .. prompt .. value
 end
 
 local function readEntry(key)

@@ -32,7 +32,7 @@ end
 
 local function leftEvent(c, gen, fields)
   local slot = string.byte(c, 1) * 65536 + string.byte(c, 2) * 256 + string.byte(c, 3)
-  local line = '-' .. slot .. ' ' .. gen .. ' ' .. table.concat(fields, ',')
+  local line = string.format('-%d ', slot) .. gen .. ' ' .. table.concat(fields, ',')
   bandEvents[#bandEvents + 1] = line
   ownEvents[#ownEvents + 1] = line
 end
@@ -40,10 +40,14 @@ end
 -- Appends the call's events to the stream as one entry; returns its id (nil when there were none).
 local function publishBands(stream, meta)
   if #bandEvents == 0 then return nil end
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', BAND_STREAM_LEN, '*', 'e', table.concat(bandEvents, '\n'))
+  local text = table.concat(bandEvents, '\n')
   bandEvents = {}
-  if redis.call('PTTL', stream) == -1 then
+  -- NOMKSTREAM: an existing stream (the common case) takes the entry and keeps its expiry, with no PTTL to
+  -- ask whether the stream is new
+  local id = redis.call('XADD', stream, 'NOMKSTREAM', 'MAXLEN', '~', BAND_STREAM_LEN, '*', 'e', text)
+  if not id then
     -- a new stream: as long as the scope; with the scope emptied, gone (a mirror that read it rebuilds)
+    id = redis.call('XADD', stream, 'MAXLEN', '~', BAND_STREAM_LEN, '*', 'e', text)
     local left = redis.call('PTTL', meta)
     if left > 0 then redis.call('PEXPIRE', stream, left) else redis.call('DEL', stream) end
   end
