@@ -104,13 +104,21 @@ for k = 1, n do
         -- trimmed: trimming takes the oldest), read on its own. With none after it and the entry gone, the
         -- stream was deleted with the scope: the mirror holds slots of gone entries only, which a lookup
         -- never answers from (their records are gone), until the next store's entry makes it rebuild.
+        -- Both ranges are read backwards from the stream's end: a forward range from an id walks the id's
+        -- stream node from the node's first entry (up to 100 small entries when stores come one at a time),
+        -- a reverse one only the entries after it. The entries are then put oldest first.
         local r, ok
         if since == '0-0' then
           r = redis.call('XRANGE', skey, '-', '+', 'COUNT', CATCH_UP_TEXT)
           ok = #r < CATCH_UP
         else
-          r = redis.call('XRANGE', skey, '(' .. since, '+', 'COUNT', CATCH_UP_TEXT)
-          ok = #r == 0 or (#r < CATCH_UP and redis.call('XRANGE', skey, since, since)[1] ~= nil)
+          local q = redis.call('XREVRANGE', skey, '+', '(' .. since, 'COUNT', CATCH_UP_TEXT)
+          ok = #q == 0 or (#q < CATCH_UP and redis.call('XREVRANGE', skey, since, since)[1] ~= nil)
+          r = q
+          if #q > 1 then
+            r = {}
+            for j = #q, 1, -1 do r[#r + 1] = q[j] end
+          end
         end
         if ok then
           local parts = {}

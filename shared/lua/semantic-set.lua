@@ -267,8 +267,9 @@ end
 -- Whether the stream holds nothing after the storing process's mirror position: then this call's entry is
 -- the next one for that mirror, and the process applies it from the reply (its own events, short) instead
 -- of reading it back through its next lookup (includes/slot-codes.lua ownEvents). An exclusive range: no
--- entry's text is read when there is none.
-local followsMirror = since ~= '' and #redis.call('XRANGE', stream, '(' .. since, '+', 'COUNT', '1') == 0
+-- entry's text is read when there is none; backwards from the stream's end, so that it does not walk the
+-- position's stream node from the node's first entry (see semantic-lookup.lua).
+local followsMirror = since ~= '' and #redis.call('XREVRANGE', stream, '+', '(' .. since, 'COUNT', '1') == 0
 local streamId = publishBands(stream, meta)
 out[1], out[2], out[3], out[4], out[5] = evicted, #expired, newGen, genLeft, now
 if followsMirror and streamId then
