@@ -12,8 +12,10 @@
  *   node --import tsx bench/semantic-miss.ts --port P --callgrind-pid $!   # instrumentation on for the rounds
  *   redis-cli -p P shutdown nosave; grep ^totals OUT                        # instructions / (B × R)
  *
- *   node --import tsx bench/semantic-miss.ts --port P [--batch B] [--rounds R] [--dist DIR] [--callgrind-pid PID]
+ *   node --import tsx bench/semantic-miss.ts --port P [--batch B] [--rounds R] [--max-entries M] [--dist DIR] [--callgrind-pid PID]
  * --dist DIR: the SemanticCache of another build's compiled output (its dist/ directory; default this build's).
+ * --max-entries M: the scope's bound (maxEntriesPerScope, default the cache's 10,000); below the warm-up's
+ * 100 × B stores, every measured store call of a full scope also evicts as many entries as it stores.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -55,8 +57,8 @@ const VALUE = {
 async function main(): Promise<void> {
   const opts = benchArgs(
     process.argv.slice(2),
-    { port: 6390, batch: 4, rounds: 300, 'callgrind-pid': 0 },
-    'node --import tsx bench/semantic-miss.ts --port P [--batch B] [--rounds R] [--dist DIR] [--callgrind-pid PID]',
+    { port: 6390, batch: 4, rounds: 300, 'callgrind-pid': 0, 'max-entries': 10_000 },
+    'node --import tsx bench/semantic-miss.ts --port P [--batch B] [--rounds R] [--max-entries M] [--dist DIR] [--callgrind-pid PID]',
     ['dist'],
   );
   const dist = opts.text.dist ?? join(__dirname, '..', 'dist');
@@ -66,7 +68,12 @@ async function main(): Promise<void> {
   await admin.flushall();
   const client = new rc.RedisClient({ url, commandTimeoutMs: 600_000, breakerThreshold: 100_000 });
   await connection.waitUntilReady(client.connection, 10_000);
-  const cache = new sem.SemanticCache<unknown>({ redis: client, prefix: '{bsm}', ttlSeconds: 300 });
+  const cache = new sem.SemanticCache<unknown>({
+    redis: client,
+    prefix: '{bsm}',
+    ttlSeconds: 300,
+    maxEntriesPerScope: opts['max-entries'],
+  });
   const scope = { model: 'qwen2.5:0.5b', params: { max_tokens: 8 } };
   let seed = 1;
   const word = (): string => {
@@ -90,6 +97,7 @@ async function main(): Promise<void> {
     return { calls, bytes: [num('total_net_input_bytes'), num('total_net_output_bytes')] };
   };
   const s0 = await stats();
+  const evictions0 = cache.getStats().evictions;
   const cpu0 = process.cpuUsage();
   const pid = String(opts['callgrind-pid']);
   if (pid !== '0') execFileSync('callgrind_control', ['-i', 'on', pid]);
@@ -120,6 +128,7 @@ async function main(): Promise<void> {
       bytesToRedis: Math.round((s1.bytes[0] - s0.bytes[0]) / n),
       bytesFromRedis: Math.round((s1.bytes[1] - s0.bytes[1]) / n),
       processCpuUsPerRequest: Math.round((cpu.user + cpu.system) / n),
+      evictionsPerRequest: +((st.evictions - evictions0) / n).toFixed(2),
       errors: st.errors,
       byCommand: by.join(', '),
     }),

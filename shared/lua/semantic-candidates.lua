@@ -48,11 +48,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- #include entry-record
 
 local function dropStale(slot, id)
-  local c = code(slot)
   local rec = id and redis.call('HGET', meta, id)
   if rec then
     local _, bands, gen = parseMeta(rec)
-    leaveBands(bprefix, c, bands, gen)
+    leaveBands(bprefix, slot, bands, gen)
     redis.call('HDEL', meta, id)
     redis.call('RPUSH', free, slot)
     if redis.call('PTTL', free) < 0 then
@@ -65,7 +64,8 @@ local function dropStale(slot, id)
     for f in string.gmatch(ARGV[6], '[^,]+') do fields[#fields + 1] = f end
     -- (the buckets are the mirrors': an event per generation read)
     if #fields > 0 then
-      for k = 7, #KEYS do leftEvent(c, string.sub(KEYS[k], #bprefix + 1), fields) end
+      local slotText, text = string.format('%d', slot), table.concat(fields, ',')
+      for k = 7, #KEYS do leftEvent(slotText, string.sub(KEYS[k], #bprefix + 1), text) end
     end
   end
   if id then

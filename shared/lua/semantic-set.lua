@@ -85,16 +85,47 @@ local A = 6 + n -- the entries' other arguments start after ARGV[A], six each
 -- #include slot-codes
 -- #include entry-record
 
--- an expired entry: its slot back on the free list
-local function drop(member)
-  local _, freed = dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member)
-  if freed then pushed = true end
-end
-
--- an entry that may still be live (evicted): its slot held
-local function evict(member)
-  dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil())
-  heldAny = true
+-- Removes entries everywhere, as includes/slot-codes.lua dropEntry does one by one, with one command of each
+-- kind for all of them (an HMGET of their records, then one HDEL, RPUSH or ZADD, ZREM, DEL each): the
+-- expired ones of a call (`hold` nil: their slots back on the free list) or the ones it evicts (their slots
+-- held until `hold`, they may still be live). A store call of a full scope or one whose entries expire
+-- removes about as many entries as it stores; one by one that was seven commands per entry.
+local function dropEntries(members, hold)
+  if #members == 0 then return end
+  local recs = redis.call('HMGET', meta, unpack(members))
+  local freed, holds, gone, entryKeys = {}, {}, {}, {}
+  for i, member in ipairs(members) do
+    local rec = recs[i]
+    if rec then
+      local slot, bands, gen = parseMeta(rec)
+      if slot >= 0 then
+        -- the slot as the record's text (the digits a number would be formatted to, without sprintf)
+        local slotText = string.sub(rec, 1, string.find(rec, '|', 1, true) - 1)
+        leaveBands(bprefix, slot, bands, gen, slotText)
+        freed[#freed + 1] = slotText
+        if hold then
+          holds[#holds + 1] = hold
+          holds[#holds + 1] = slotText
+        end
+      end
+      gone[#gone + 1] = member
+    end
+    entryKeys[i] = eprefix .. member
+  end
+  if #freed > 0 then
+    redis.call('HDEL', vec, unpack(freed))
+    if hold then
+      redis.call('ZADD', held, unpack(holds))
+      heldAny = true
+    else
+      redis.call('RPUSH', free, unpack(freed))
+      pushed = true
+    end
+  end
+  if #gone > 0 then redis.call('HDEL', meta, unpack(gone)) end
+  redis.call('ZREM', lru, unpack(members))
+  redis.call('ZREM', exp, unpack(members))
+  redis.call('DEL', unpack(entryKeys))
 end
 
 local vecArgs, metaArgs, lruArgs, expArgs = {}, {}, {}, {}
@@ -136,7 +167,7 @@ for k = 1, n do
   if old then
     local oldSlot, oldBands, oldGen = parseMeta(old)
     if oldSlot >= 0 then
-      leaveBands(bprefix, code(oldSlot), oldBands, oldGen)
+      leaveBands(bprefix, oldSlot, oldBands, oldGen)
       redis.call('HDEL', vec, oldSlot)
       holdSlot(held, oldSlot, holdUntil())
       heldAny = true
@@ -229,7 +260,7 @@ if left < maxTtl then
 end
 
 local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', nowText, 'LIMIT', '0', ARGV[4])
-for _, member in ipairs(expired) do drop(member) end
+dropEntries(expired)
 
 local evicted = 0
 local over = redis.call('ZCARD', lru) - maxEntries
@@ -239,20 +270,22 @@ if over > 0 then
   -- each store had evicted on its own).
   local stored = {}
   for k = 1, n do stored[ARGV[I + k]] = true end
-  local victims = redis.call('ZRANGE', lru, 0, over + n - 1)
+  local victims = redis.call('ZRANGE', lru, '0', string.format('%d', over + n - 1))
+  local evict = {}
   for _, member in ipairs(victims) do
     if evicted >= over then break end
     if not stored[member] then
-      evict(member)
+      evict[#evict + 1] = member
       evicted = evicted + 1
     end
   end
   for k = 1, n - 1 do
     if evicted >= over then break end
-    evict(ARGV[I + k])
+    evict[#evict + 1] = ARGV[I + k]
     out[5 + k] = -1
     evicted = evicted + 1
   end
+  dropEntries(evict, holdUntil())
 end
 if pushed and redis.call('PTTL', free) == -1 then
   local left = redis.call('PTTL', meta)

@@ -1,9 +1,9 @@
 --[[ Shared by the semantic-cache scripts (inserted where a script says `-- #include slot-codes`):
   code(slot): the 3-byte code of an entry slot; withoutCode(s, c): a bucket without one code (only at a
   3-byte boundary); unpackFrom(key, c): removes one code from a string bucket, deleting it when it empties;
-  leaveFields(key, c, fields): the same for the buckets of a hash (earlier versions); parseMeta(rec), bandFields(bands),
-  bandKey(prefix, gen, i, v) and leaveBands(prefix, c, bands, gen) read the meta record and find an entry's
-  buckets; dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil) removes one entry
+  leaveFields(key, c, fields): the same for the buckets of a hash (earlier versions); parseMeta(rec),
+  bandFields(bands), bandKey(prefix, gen, i, v) and leaveBands(prefix, slot, bands, gen, slotText) read the
+  meta record and find an entry's buckets; dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, held, holdUntil) removes one entry
   everywhere and returns (entry keys deleted, whether its slot went back on the free list): with `held`
   given (an entry that may still be live), its slot is held until holdUntil instead (holdSlot).
 
@@ -30,9 +30,9 @@ local function joinedEvent(slotText, gen, fields, id)
   ownEvents[#ownEvents + 1] = id and ('*' .. id .. ' ' .. slotText .. ' ' .. gen) or line
 end
 
-local function leftEvent(c, gen, fields)
-  local slot = string.byte(c, 1) * 65536 + string.byte(c, 2) * 256 + string.byte(c, 3)
-  local line = string.format('-%d ', slot) .. gen .. ' ' .. table.concat(fields, ',')
+-- slotText: the slot's decimal text; fields: its band fields as text ("index:value", comma-separated)
+local function leftEvent(slotText, gen, fields)
+  local line = '-' .. slotText .. ' ' .. gen .. ' ' .. fields
   bandEvents[#bandEvents + 1] = line
   ownEvents[#ownEvents + 1] = line
 end
@@ -140,15 +140,20 @@ local function bandKey(bprefix, gen, i, v)
   return bprefix .. i .. ':' .. v
 end
 
--- Takes slot code c out of the buckets named by a meta record's bands and generation.
-local function leaveBands(bprefix, c, bands, gen)
+-- Takes a slot (a number; slotText its decimal text when the caller has it) out of the buckets named by a
+-- meta record's bands and generation.
+local function leaveBands(bprefix, slot, bands, gen, slotText)
   if isHashGen(gen) then
-    -- the buckets are the mirrors': an event only
-    local fields = bandFields(bands)
-    if #fields > 0 then leftEvent(c, gen, fields) end
+    -- the buckets are the mirrors': an event only, naming the band fields: the record's own text when it
+    -- holds them in that form (as semantic-set.lua writes it: not split and joined again), else made from
+    -- its band values
+    local fields = bands
+    if not string.find(bands, ':', 1, true) then fields = table.concat(bandFields(bands), ',') end
+    if fields ~= '' then leftEvent(slotText or string.format('%d', slot), gen, fields) end
     return
   end
   -- string keys per bucket: older entries only, their records hold band values
+  local c = code(slot)
   local i = 0
   for v in string.gmatch(bands, '[^,]+') do
     unpackFrom(bandKey(bprefix, gen, i, v), c)
@@ -170,7 +175,7 @@ local function dropEntry(lru, exp, meta, vec, free, eprefix, bprefix, member, he
   if rec then
     local slot, bands, gen = parseMeta(rec)
     if slot >= 0 then
-      leaveBands(bprefix, code(slot), bands, gen)
+      leaveBands(bprefix, slot, bands, gen)
       redis.call('HDEL', vec, slot)
       if held then
         holdSlot(held, slot, holdUntil)
