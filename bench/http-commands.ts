@@ -8,7 +8,10 @@
  * group and per command name. A count, not a timing: it does not depend on the machine's load (MONITOR
  * slows Redis, so no throughput is printed). Never run MONITOR on a shared Redis.
  *
- *   npm run bench:http-commands -- [--requests N] [--concurrency K] [--warmup M] [--caches on|off]
+ *   npm run bench:http-commands -- [--requests N] [--concurrency K] [--warmup M] [--caches on|off] [--dist DIR]
+ *
+ * --dist DIR runs `cell0 start` of another build's compiled output (its dist/ directory; default this build's).
+ * A warm-up above the semantic cache's bound per scope (10,000) measures a full scope, whose stores evict.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,7 +21,7 @@ import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { benchArgs } from './args.js';
 
-const CLI = join(__dirname, '..', 'dist', 'bin', 'cell0.js');
+let CLI = join(__dirname, '..', 'dist', 'bin', 'cell0.js');
 const children: ChildProcess[] = [];
 
 function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
@@ -78,9 +81,10 @@ async function main(): Promise<void> {
   const opts = benchArgs(
     process.argv.slice(2),
     { requests: 300, concurrency: 50, warmup: 100 },
-    'npm run bench:http-commands -- [--requests N] [--concurrency K] [--warmup M] [--caches on|off]',
-    ['caches'],
+    'npm run bench:http-commands -- [--requests N] [--concurrency K] [--warmup M] [--caches on|off] [--dist DIR]',
+    ['caches', 'dist'],
   );
+  if (opts.text.dist) CLI = join(opts.text.dist, 'bin', 'cell0.js');
   const cachesOff = opts.text.caches === 'off';
   const redisPort = await freePort();
   children.push(
