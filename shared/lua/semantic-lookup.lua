@@ -37,10 +37,9 @@ local CATCH_UP_TEXT = '512'
 -- #include clock
 
 local n = #KEYS
--- per scope tag: { lru, gens, stream } keys, named once per call
+-- per scope tag: { lru, gens, stream } keys, named once per call, then per mirror position of its stream:
+-- true once its entries after that position are in the reply, or false (the mirror fell behind)
 local scopeKeys = {}
--- per band stream and mirror position: its entries after that position as lines, or false (fell behind)
-local caught = {}
 local replies = {}
 local now
 local o = 0 -- the last field of the reply written
@@ -49,14 +48,15 @@ local gensOf, textOf = {}, {}
 for k = 1, n do
   local a = 2 * k
   local entryKey = KEYS[k]
-  -- the tag ("<base>:{<scope hash>}") and the id either side of the '}:e:' after it: the base has no braces
+  -- the tag ("<base>:{<scope hash>}") before the '}:e:' that precedes the id: the base has no braces
   -- (scope.ts keyBase), so the first '}' closes the tag. A plain find: string.match's '^(.+):e:([^:]+)$'
   -- backtracks from the key's end, ~5,000 instructions more per lookup.
   local close = string.find(entryKey, '}:e:', 1, true)
-  local tag, id = string.sub(entryKey, 1, close), string.sub(entryKey, close + 4)
+  local tag = string.sub(entryKey, 1, close)
   local sk = scopeKeys[tag]
   if not sk then
-    sk = { tag .. ':lru', tag .. ':gens', tag .. ':bx' }
+    -- its LRU, gens and stream keys, and its stream's entries by mirror position (see below)
+    sk = { tag .. ':lru', tag .. ':gens', tag .. ':bx', {} }
     scopeKeys[tag] = sk
   end
   local flags = ARGV[a]
@@ -68,7 +68,7 @@ for k = 1, n do
         local _
         _, now = clockNow()
       end
-      redis.call('ZADD', sk[1], 'XX', now, id)
+      redis.call('ZADD', sk[1], 'XX', now, string.sub(entryKey, close + 4)) -- the id
       replies[o + 1], replies[o + 2], replies[o + 3], replies[o + 4] = 1, r[1], r[2], r[3]
       hit = true
     end
@@ -91,9 +91,8 @@ for k = 1, n do
     local since = ARGV[a + 1]
     local mirrored = false
     if string.byte(flags, 2) == 98 and since ~= '' then -- 'b'
-      local skey = sk[3]
-      local at = skey .. ' ' .. since
-      local lines = caught[at]
+      local skey, caught = sk[3], sk[4]
+      local lines = caught[since]
       if lines == nil then
         -- the entries after the mirror's last one. '0-0': a mirror of an empty scope (no stream then): every
         -- entry of the stream is newer, and none was trimmed while the stream holds fewer than its length
@@ -128,10 +127,10 @@ for k = 1, n do
             if f[2] and f[2] ~= '' then parts[#parts + 1] = f[2] end
           end
           replies[o + 3] = table.concat(parts, '\n')
-          caught[at] = true
+          caught[since] = true
           mirrored = true
         else
-          caught[at] = false
+          caught[since] = false
         end
       elseif lines then
         replies[o + 3] = ''
