@@ -109,6 +109,20 @@ export class ModelMemoryManager extends ModelMemoryState {
   }
 
   /**
+   * The lease {@link acquire} would resolve to at once, without its promise: `modelId` is resident and usable
+   * now (counted as a hit, as acquire counts it); undefined otherwise, with nothing counted (then acquire it).
+   * For the job path, where the model is nearly always resident.
+   * @throws ClosedError
+   */
+  tryAcquire(modelId: string): ModelLease | undefined {
+    this.assertOpen();
+    const e = this.models.get(modelId);
+    if (e === undefined || !this.isServing(e)) return undefined;
+    this.recordHit(e);
+    return this.lease(e, true, 0);
+  }
+
+  /**
    * Unloads the models idle longer than their keep-alive (resident, not in use, not pinned, not loading),
    * whatever the policy; counted as evictions under TTL. Returns the ids unloaded (a failed unload leaves the
    * model resident and emits model:error).

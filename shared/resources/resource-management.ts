@@ -50,6 +50,11 @@ export interface ResourceManagementOptions {
 /** Something that holds a model resident for one job. */
 export interface ModelLeaser {
   acquire(model: string, opts?: { signal?: AbortSignal }): Promise<ModelLease>;
+  /**
+   * The lease acquire would give at once when the model is resident and usable now, without a promise;
+   * undefined when it is not (or the leaser cannot tell): then acquire.
+   */
+  tryAcquire?(model: string): ModelLease | undefined;
 }
 
 /**
@@ -165,8 +170,16 @@ export class ResourceManagement {
    * model's backend is not managed.
    */
   modelsFor(model: string): ModelLeaser | undefined {
-    const entry = this.managers.find((m) => m.backend.serves(model));
-    if (!entry) return undefined;
+    for (let i = 0; i < this.managers.length; i++)
+      if (this.managers[i]!.backend.serves(model)) return (this.leasers[i] ??= this.leaserOf(i));
+    return undefined;
+  }
+
+  /** The leasers of the managers (by index), made on first use: one per manager, not one per job. */
+  private readonly leasers: ModelLeaser[] = [];
+
+  private leaserOf(i: number): ModelLeaser {
+    const entry = this.managers[i]!;
     return {
       acquire: async (name, opts) => {
         const id = withLatestTag(name);
@@ -182,6 +195,8 @@ export class ResourceManagement {
         }
         return entry.manager.acquire(id, opts);
       },
+      // A model resident now is registered already: nothing to register first.
+      tryAcquire: (name) => entry.manager.tryAcquire(withLatestTag(name)),
     };
   }
 

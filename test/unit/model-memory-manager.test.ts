@@ -469,6 +469,35 @@ describe('ModelMemoryManager: acquire through a driver', () => {
     expect(d.maxHeld).toBeLessThanOrEqual(8 * GB);
   });
 
+  it('tryAcquire leases a resident model at once, as acquire would; else undefined, counting nothing', async () => {
+    const { c, d, m } = setup();
+    // Unknown, then being loaded: not leased, nothing counted, nothing loaded by it.
+    expect(m.tryAcquire('a')).toBeUndefined();
+    const gate = deferred();
+    d.gate = gate.promise;
+    const loading = m.acquire('a');
+    await tick();
+    expect(m.tryAcquire('a')).toBeUndefined();
+    gate.resolve();
+    (await loading).release();
+    expect(m.getStats()).toMatchObject({ hits: 0, misses: 1, loads: 1 });
+    // Resident: a hit, held until released (so never evicted meanwhile), its use time touched.
+    c.t += S;
+    const lease = m.tryAcquire('a');
+    expect(lease).toMatchObject({ modelId: 'a', hit: true, loadMs: 0 });
+    expect(m.getModel('a')).toMatchObject({ inUse: 1, lastAccessAt: c.t });
+    expect(m.getStats()).toMatchObject({ hits: 1, misses: 1, loads: 1, loadTimeSavedMs: 1500 });
+    await warm(m, c, 'b');
+    // a is the least recently used, but held: b goes to make room for c.
+    const cl = await m.acquire('c');
+    expect(d.calls).toEqual(['load:a', 'load:b', 'unload:b', 'load:c']);
+    lease!.release();
+    expect(m.getModel('a')?.inUse).toBe(0);
+    cl.release();
+    await m.close();
+    expect(() => m.tryAcquire('a')).toThrow(ClosedError);
+  });
+
   it('concurrent acquires of one model share one load', async () => {
     const { d, m } = setup();
     const gate = deferred();

@@ -21,6 +21,7 @@ import {
   type EmbeddingResult,
 } from '../../shared/queues/embeddings.js';
 import { tracingOn, withSpan } from '../../shared/tracing/tracing.js';
+import { type ModelLease } from '../../shared/resources/model-memory-types.js';
 import { type EmbeddingBatcher } from '../embedding/index.js';
 import { type Admission } from './admission.js';
 import { isBackendAway, type BackendWait } from './backend-wait.js';
@@ -149,10 +150,24 @@ export class JobRunner {
     const stream = opened instanceof Promise ? await opened : opened;
     const models = opts.models?.(data.model);
     const onStart = () => deadlines.restart(deadline);
-    if (!stream && !models && !tracingOn()) {
-      // The usual job: nobody streams it, no model to make resident, no span.
-      const r = await backend.run(data, { signal: jobSignal, onStart });
-      return { ...r, servedBy: this.o.workerId };
+    if (!stream && !tracingOn()) {
+      // The usual job: nobody streams it, no span, and its model (when models are managed) resident already,
+      // leased without a promise; one that is not is acquired (loaded, or waited for) as below.
+      let lease: ModelLease | undefined;
+      if (models) {
+        jobSignal.throwIfAborted();
+        lease = models.tryAcquire?.(data.model) ?? (await models.acquire(data.model, { signal: jobSignal }));
+      }
+      if (!lease) {
+        const r = await backend.run(data, { signal: jobSignal, onStart });
+        return { ...r, servedBy: this.o.workerId };
+      }
+      try {
+        const r = await backend.run(data, { signal: jobSignal, onStart });
+        return { ...r, servedBy: this.o.workerId };
+      } finally {
+        lease.release();
+      }
     }
     // A cancelled stream (its last reader left) stops the call like the job's own signal does; only a
     // stream being written can be (so no linked signal for the jobs nobody streams). Not AbortSignal.any:
