@@ -2,6 +2,7 @@ import { type Socket } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from '../errors.js';
 import { type Logger } from '../logger.js';
+import { encodeBufferCommandsInOneWrite } from './command-encoding.js';
 import { connectionLogFor } from './connection-log.js';
 import { settledWithin } from '../sleep.js';
 import { isClusterUrl, parseClusterUrl, type RedisConnection } from './cluster.js';
@@ -50,6 +51,8 @@ export function reconnectDelay(times: number): number {
  * Cluster with the same per-role options on each node connection.
  */
 export function createRedisConnection(opts: RedisConnectionOptions): RedisConnection {
+  // Commands with Buffer arguments (BullMQ's scripts, cell0's batched adds and finishes) encoded cheaply.
+  encodeBufferCommandsInOneWrite();
   const failFast = opts.role === 'producer' || opts.role === 'client';
   const options: RedisOptions = {
     connectionName: opts.connectionName ?? `cell0:${opts.role}`,
