@@ -193,6 +193,42 @@ describe('rankSlots (band-collision counting)', () => {
     expect(r.distinct).toBe(10001);
   });
 
+  it("ranks the mirror's slot lists as the same slots packed, by slot and past the by-slot range", () => {
+    // lists of slot numbers (Int32Array, as the mirror gives them, and plain arrays) are counted by slot
+    // below 2^20 (growing the counts as larger slots come), in the table from a slot at or above it;
+    // whichever way, the ranking is the packed buckets' (the table's) ranking
+    const rand = seededRandom('rankSlots/lists');
+    for (let trial = 0; trial < 300; trial++) {
+      const bands = 1 + Math.floor(rand() * 24);
+      const top = [300, 20_000, 2 ** 20 - 1, 2 ** 20 + 5, 2 ** 24 - 1][trial % 5]!;
+      const pool = Array.from({ length: 1 + Math.floor(rand() * 300) }, () => Math.floor(rand() * (top + 1)));
+      const lists = Array.from({ length: bands + Math.floor(rand() * 3) }, () =>
+        Array.from({ length: Math.floor(rand() * 80) }, () => pool[Math.floor(rand() ** 3 * pool.length)]!),
+      );
+      const packed = lists.map((l) => pack(...l));
+      for (const limit of [1, 3, 24, 40, 1000]) {
+        const want = rankSlots(packed, bands, limit);
+        expect(
+          rankSlots(
+            lists.map((l) => Int32Array.from(l)),
+            bands,
+            limit,
+          ),
+        ).toEqual(want);
+        expect(rankSlots(lists, bands, limit)).toEqual(want);
+      }
+    }
+    // a slot the by-slot counts cannot hold, after others were counted there: counted again in the table
+    const r = rankSlots([Int32Array.of(4, 5, 6), Int32Array.of(5, 2 ** 20), Int32Array.of(5, 6)], 3, 10);
+    expect(r).toEqual({ ranked: [5, 6, 4, 2 ** 20], visited: 7, distinct: 4 });
+    // and the by-slot counts were left clear: the next call counts from zero
+    expect(rankSlots([Int32Array.of(4, 6), Int32Array.of(6)], 3, 10)).toEqual({
+      ranked: [6, 4],
+      visited: 3,
+      distinct: 2,
+    });
+  });
+
   it('ranks as a stable sort by shared bands (capped at the band count) would, at every limit', () => {
     // Reference: count each slot's buckets, sort by min(count, bands) descending, first seen first among
     // equals, take `limit`. Slots that sit in more buckets than there are bands (repeats) are capped.
