@@ -386,13 +386,16 @@ const MAP_BUCKET_BYTES = 100;
  * slots in one pass. A bucket that outgrows its run moves to the pool's end with twice the room; when the
  * pool's dead runs outweigh the live slots the pool is compacted. Where the runs are is kept in a map of the
  * non-empty buckets while they are few (a new or small scope: no 960 KB of arrays for a handful of entries),
- * and in typed arrays indexed by bucket number (12 bytes per bucket number: 960 KB for 20 × 2^12) once they
+ * and in one typed array indexed by bucket number (12 bytes per bucket number: 960 KB for 20 × 2^12) once they
  * are more than 1/16 of the bucket numbers. About 4–8 bytes per slot besides.
  */
 class GenBuckets {
-  private at: Int32Array | undefined;
-  private len: Int32Array | undefined;
-  private cap: Int32Array | undefined;
+  /**
+   * Each bucket's run as three numbers side by side (start, length, room: bucket b at 3b, 3b + 1, 3b + 2),
+   * once the buckets are many: an event's or a lookup's visit of a bucket touches one place of the 960 KB,
+   * not one in each of three arrays (a store's ~20 joins each met a cache miss per array).
+   */
+  private runsAt: Int32Array | undefined;
   /** bucket -> [at, len, cap] while the buckets are few, or the bucket numbers too many for arrays. */
   private runs: Map<number, [number, number, number]> | undefined = new Map();
   private pool = new Int32Array(256);
@@ -403,27 +406,29 @@ class GenBuckets {
 
   /** Its memory, roughly. */
   bytes(): number {
-    return (this.at ? 12 * this.space : this.runs!.size * MAP_BUCKET_BYTES) + 4 * this.pool.length;
+    return (this.runsAt ? 12 * this.space : this.runs!.size * MAP_BUCKET_BYTES) + 4 * this.pool.length;
   }
 
   add(bucket: number, slot: number): void {
-    if (this.at) {
+    const t = this.runsAt;
+    if (t) {
       // typed arrays: the run read and written in place (no [at, len, cap] made per band of each event)
-      let at = this.at[bucket]!;
-      const len = this.len![bucket]!;
-      let cap = this.cap![bucket]!;
+      const r = 3 * bucket;
+      let at = t[r]!;
+      const len = t[r + 1]!;
+      let cap = t[r + 2]!;
       if (len === cap) {
         cap = cap === 0 ? 2 : cap * 2;
         const from = this.reserve(cap);
-        // reserve may have compacted the pool (the arrays stay): the run's start is read again
-        at = this.at[bucket]!;
+        // reserve may have compacted the pool (the array stays): the run's start is read again
+        at = t[r]!;
         this.pool.copyWithin(from, at, at + len);
         at = from;
-        this.at[bucket] = at;
-        this.cap![bucket] = cap;
+        t[r] = at;
+        t[r + 2] = cap;
       }
       this.pool[at + len] = slot;
-      this.len![bucket] = len + 1;
+      t[r + 1] = len + 1;
       this.live++;
       return;
     }
@@ -446,14 +451,16 @@ class GenBuckets {
   }
 
   remove(bucket: number, slot: number): void {
-    if (this.at) {
-      const at = this.at[bucket]!;
-      const len = this.len![bucket]!;
+    const t = this.runsAt;
+    if (t) {
+      const r = 3 * bucket;
+      const at = t[r]!;
+      const len = t[r + 1]!;
       const pool = this.pool;
       for (let k = 0; k < len; k++)
         if (pool[at + k] === slot) {
           pool.copyWithin(at + k, at + k + 1, at + len);
-          this.len![bucket] = len - 1;
+          t[r + 1] = len - 1;
           this.live--;
           return;
         }
@@ -471,7 +478,7 @@ class GenBuckets {
 
   /** How many slots the bucket holds. */
   count(bucket: number): number {
-    if (this.at) return this.len![bucket]!;
+    if (this.runsAt) return this.runsAt[3 * bucket + 1]!;
     const run = this.runs!.get(bucket);
     return run === undefined ? 0 : run[1];
   }
@@ -484,9 +491,10 @@ class GenBuckets {
   copyTo(bucket: number, out: Int32Array, n: number): number {
     let at: number;
     let len: number;
-    if (this.at) {
-      at = this.at[bucket]!;
-      len = this.len![bucket]!;
+    const t = this.runsAt;
+    if (t) {
+      at = t[3 * bucket]!;
+      len = t[3 * bucket + 1]!;
     } else {
       const run = this.runs!.get(bucket);
       if (run === undefined) return n;
@@ -504,20 +512,23 @@ class GenBuckets {
     const visit = (b: number, at: number, len: number): void => {
       for (let k = 0; k < len; k++) fn(b, this.pool[at + k]!);
     };
-    if (this.at) for (let b = 0; b < this.at.length; b++) visit(b, this.at[b]!, this.len![b]!);
+    const t = this.runsAt;
+    if (t) for (let b = 0; b < this.space; b++) visit(b, t[3 * b]!, t[3 * b + 1]!);
     else for (const [b, [at, len]] of this.runs!) visit(b, at, len);
   }
 
   private run(bucket: number): [number, number, number] {
-    if (this.at) return [this.at[bucket]!, this.len![bucket]!, this.cap![bucket]!];
+    const t = this.runsAt;
+    if (t) return [t[3 * bucket]!, t[3 * bucket + 1]!, t[3 * bucket + 2]!];
     return this.runs!.get(bucket) ?? [0, 0, 0];
   }
 
   private setRun(bucket: number, at: number, len: number, cap: number): void {
-    if (this.at) {
-      this.at[bucket] = at;
-      this.len![bucket] = len;
-      this.cap![bucket] = cap;
+    const t = this.runsAt;
+    if (t) {
+      t[3 * bucket] = at;
+      t[3 * bucket + 1] = len;
+      t[3 * bucket + 2] = cap;
     } else if (len === 0 && cap === 0) this.runs!.delete(bucket);
     else {
       this.runs!.set(bucket, [at, len, cap]);
@@ -528,13 +539,11 @@ class GenBuckets {
   /** From the map to typed arrays (the buckets became many). */
   private toArrays(): void {
     const runs = this.runs!;
-    this.at = new Int32Array(this.space);
-    this.len = new Int32Array(this.space);
-    this.cap = new Int32Array(this.space);
+    const t = (this.runsAt = new Int32Array(3 * this.space));
     for (const [b, [at, len, cap]] of runs) {
-      this.at[b] = at;
-      this.len[b] = len;
-      this.cap[b] = cap;
+      t[3 * b] = at;
+      t[3 * b + 1] = len;
+      t[3 * b + 2] = cap;
     }
     this.runs = undefined;
   }
@@ -565,8 +574,9 @@ class GenBuckets {
       this.setRun(b, end, len, cap);
       end += cap;
     };
-    if (this.at) {
-      for (let b = 0; b < this.at.length; b++) if (this.cap![b]! > 0) move(b, this.at[b]!, this.len![b]!);
+    const t = this.runsAt;
+    if (t) {
+      for (let b = 0; b < this.space; b++) if (t[3 * b + 2]! > 0) move(b, t[3 * b]!, t[3 * b + 1]!);
     } else for (const [b, [at, len]] of [...this.runs!]) move(b, at, len);
     this.pool = pool;
     this.end = end;
