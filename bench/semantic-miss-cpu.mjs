@@ -15,9 +15,19 @@ const { RedisClient } = await import(`${dist}/shared/redis/redis-client.js`);
 const { waitUntilReady } = await import(`${dist}/shared/redis/connection.js`);
 const client = new RedisClient({ url, commandTimeoutMs: 30_000, breakerThreshold: 1000 });
 await waitUntilReady(client.connection, 10_000);
-// the API's cache (lookups) and the worker's (stores), as in `cell0 start`: two caches, one embedder
-const lookups = new SemanticCache({ redis: client, prefix, ttlSeconds: 3600 });
-const stores = new SemanticCache({ redis: client, prefix, ttlSeconds: 3600, embedder: lookups.embedder });
+// the API's cache (lookups) and the worker's (stores), as in `cell0 start`: two caches, one embedder and one
+// local state (band mirrors, kept records: shared/cache/from-config.ts), so a store's own band stream entry
+// is applied from its reply to the mirror the lookups rank from. SHARED=0: a local state each (as before).
+const { SemanticLocalState } = await import(`${dist}/shared/cache/semantic/local-state.js`);
+const localState = process.env.SHARED === '0' ? undefined : new SemanticLocalState();
+const lookups = new SemanticCache({ redis: client, prefix, ttlSeconds: 3600, localState });
+const stores = new SemanticCache({
+  redis: client,
+  prefix,
+  ttlSeconds: 3600,
+  embedder: lookups.embedder,
+  localState,
+});
 const scope = { model: 'sim-model', params: { max_tokens: 32 } };
 let seed = 0x2545f491;
 const hex = () => {
