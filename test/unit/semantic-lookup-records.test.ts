@@ -37,6 +37,27 @@ describe('LookupRecords (candidate records a lookup read lately)', () => {
     expect(kept.get('vec', 1, 1)?.toString()).toBe(record(99_999, 'record one').toString());
   });
 
+  it('finds what was kept between finds: a scope first kept, a new generation, another scope', () => {
+    // find() remembers the scope it was asked about last and its maps in both generations: asked in turns
+    // with keep(), it must see each new scope map and each change of generation
+    const kept = new LookupRecords(1000, 2);
+    expect(kept.get('vec', 1, 1)).toBeUndefined(); // no map of 'vec' yet
+    kept.keep('vec', 1, record(99_999, 'one'), 0);
+    expect(kept.get('vec', 1, 1)?.toString()).toBe(record(99_999, 'one').toString());
+    kept.keep('vec', 2, record(99_999, 'two'), 0); // the first generation is full
+    expect(kept.get('vec', 2, 1)?.toString()).toBe(record(99_999, 'two').toString());
+    kept.keep('vec', 3, record(99_999, 'three'), 0); // a second generation: 1 and 2 are the older one
+    expect(kept.get('vec', 3, 1)?.toString()).toBe(record(99_999, 'three').toString());
+    expect(kept.get('vec', 1, 1)?.toString()).toBe(record(99_999, 'one').toString());
+    expect(kept.get('vec-other', 3, 1)).toBeUndefined();
+    kept.keep('vec', 4, record(99_999, 'four'), 0);
+    kept.keep('vec-other', 5, record(99_999, 'five'), 0); // a third: 1 and 2 are gone, 3 and 4 older
+    expect(kept.get('vec', 1, 1)).toBeUndefined();
+    expect(kept.get('vec', 4, 1)?.toString()).toBe(record(99_999, 'four').toString());
+    expect(kept.get('vec-other', 5, 1)?.toString()).toBe(record(99_999, 'five').toString());
+    expect(kept.get('vec', 5, 1)).toBeUndefined();
+  });
+
   it('is bounded: two generations of perGeneration records over all scopes, the older dropped whole', () => {
     const kept = new LookupRecords(1000, 4);
     for (let slot = 0; slot < 2; slot++) kept.keep('vec-other', slot, record(99_999), 0);

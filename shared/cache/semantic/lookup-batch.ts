@@ -95,7 +95,7 @@ export class LookupBatcher {
             for (let i = 0; i < reads.length; i++) {
               const since = reads[i]!.since;
               if (since === '' || Number(replies[4 * i]) === 1) continue;
-              if (String(replies[4 * i + 3]) === '1') {
+              if (isOne(replies[4 * i + 3])) {
                 const events = replies[4 * i + 2];
                 if (events instanceof Buffer && events.length > 0)
                   this.mirror.apply(reads[i]!.keys, events.toString('latin1'));
@@ -111,7 +111,7 @@ export class LookupBatcher {
             const r = replies as (Buffer | null)[];
             // an exact hit: its entry; else the generations and, when band fields were given, the buckets
             if (flag === 1) batch.resolve[i]!([1, r[o + 1]!, r[o + 2]!, r[o + 3]!]);
-            else if (reads[i]!.since !== '' && String(r[o + 3]) === '1')
+            else if (reads[i]!.since !== '' && isOne(r[o + 3]))
               batch.resolve[i]!([0, r[o + 1]!, null, MIRRORED]);
             else batch.resolve[i]!([0, r[o + 1]!, null, null]);
           }
@@ -121,6 +121,11 @@ export class LookupBatcher {
         },
       );
   }
+}
+
+/** Whether a reply field is the text "1" (read as a Buffer: its byte, not a string made of it). */
+function isOne(field: unknown): boolean {
+  return field instanceof Buffer ? field.length === 1 && field[0] === 0x31 : String(field) === '1';
 }
 
 interface RecordBatch {

@@ -86,6 +86,14 @@ export class LookupRecords {
   private cur = new Map<string, Map<number, KeptRecord>>();
   private count = 0;
   private old = new Map<string, Map<number, KeptRecord>>();
+  /**
+   * The scope find() was asked about last, and its records in each generation: a lookup asks for its ~24
+   * candidates of one scope in a row, so the two scope maps are found once, not once per candidate.
+   * Forgotten whenever either generation's map of a scope may change (a new generation, a scope's first keep).
+   */
+  private lastKey: string | undefined = undefined;
+  private lastCur: Map<number, KeptRecord> | undefined = undefined;
+  private lastOld: Map<number, KeptRecord> | undefined = undefined;
 
   constructor(
     private readonly trustMs = RECORD_TRUST_MS,
@@ -102,7 +110,12 @@ export class LookupRecords {
 
   /** get(), as the kept record (with what scoring it needs, once worked out). */
   find(vecKey: string, slot: number, now: number): KeptRecord | undefined {
-    const k = this.cur.get(vecKey)?.get(slot) ?? this.old.get(vecKey)?.get(slot);
+    if (vecKey !== this.lastKey) {
+      this.lastKey = vecKey;
+      this.lastCur = this.cur.get(vecKey);
+      this.lastOld = this.old.get(vecKey);
+    }
+    const k = this.lastCur?.get(slot) ?? this.lastOld?.get(slot);
     return k !== undefined && k.until > now ? k : undefined;
   }
 
@@ -119,9 +132,13 @@ export class LookupRecords {
       this.old = this.cur;
       this.cur = new Map();
       this.count = 0;
+      this.lastKey = undefined;
     }
     let scope = this.cur.get(vecKey);
-    if (!scope) this.cur.set(vecKey, (scope = new Map()));
+    if (!scope) {
+      this.cur.set(vecKey, (scope = new Map()));
+      this.lastKey = undefined;
+    }
     const before = scope.size;
     const kept = new KeptRecord(copy ? Buffer.from(rec) : rec, until);
     scope.set(slot, kept);

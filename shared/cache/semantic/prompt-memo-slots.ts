@@ -29,7 +29,11 @@ export class MemoSlots<V> {
 
   /** The slot of `text`: pass it to get() and set(). */
   slotOf(text: string): number {
-    const h = textHash(text);
+    return this.slotOfHash(textHash(text));
+  }
+
+  /** The slot of a text whose textHash is `h`. */
+  slotOfHash(h: number): number {
     return (h ^ (h >>> 16)) & this.mask;
   }
 

@@ -1,6 +1,7 @@
 import { promptId } from './scope.js';
 import { normalizePrompt } from './text.js';
 import { MemoSlots } from './prompt-memo-slots.js';
+import { textHash } from './prompt-memo-doorkeeper.js';
 
 /**
  * What one prompt costs to prepare, kept for the next call with the same prompt. A class whose every field
@@ -29,6 +30,12 @@ export class PreparedPrompt {
     readonly normalized: string,
     /** The exact key's id of the normalised prompt. */
     readonly id: string,
+    /**
+     * The prompt's textHash (prompt-memo-doorkeeper.ts) when `hashed`: a memo finds its slot from it, so a
+     * prompt is hashed once per lookup and store, not again each time its prepared form is kept.
+     */
+    readonly textHash: number,
+    readonly hashed: boolean,
   ) {}
 }
 
@@ -80,14 +87,19 @@ export class PromptMemo {
    */
   prepare(prompt: string): PreparedPrompt {
     const slots = prompt.length <= MAX_PROMPT ? this.slots : undefined;
-    const kept = slots?.get(slots.slotOf(prompt), prompt);
+    const h = slots ? textHash(prompt) : 0;
+    const kept = slots?.get(slots.slotOfHash(h), prompt);
     if (kept) return kept;
     const normalized = normalizePrompt(prompt);
-    return new PreparedPrompt(normalized, promptId(normalized));
+    return new PreparedPrompt(normalized, promptId(normalized), h, slots !== undefined);
   }
 
-  /** Keeps `p` (the prepared form of `prompt`) in place of what its slot held. */
+  /**
+   * Keeps `p` (the prepared form of `prompt`) in place of what its slot held: the slot found from the hash
+   * `p` carries when it was prepared by a memo that hashed it (it is then the hash of `prompt`).
+   */
   keep(prompt: string, p: PreparedPrompt): void {
-    if (this.slots && prompt.length <= MAX_PROMPT) this.slots.set(this.slots.slotOf(prompt), prompt, p);
+    if (this.slots && prompt.length <= MAX_PROMPT)
+      this.slots.set(this.slots.slotOfHash(p.hashed ? p.textHash : textHash(prompt)), prompt, p);
   }
 }
