@@ -69,6 +69,11 @@ export interface CallOptions {
   beforeAdd?: (jobId: string) => Promise<void>;
   /** Called once it is known whether the call joined an identical job (see JobSubmitter.submit). */
   onJoined?: (joined: boolean) => void;
+  /**
+   * The request's job id when the caller computed it already (`jobIdFor(queue, data)` of this very data; never
+   * another id): it is not computed again (submitInference).
+   */
+  jobId?: string;
 }
 
 /** A finished job's id and result. */

@@ -280,9 +280,11 @@ export class Cell0Client {
     data: InferenceJobData,
     opts: CallOptions = {},
   ): Promise<SubmitResult<InferenceResult>> {
-    const add = async (jobId?: string): Promise<SubmitResult<InferenceResult>> => {
+    const add = async (known?: string): Promise<SubmitResult<InferenceResult>> => {
       this.shedder?.check(QueueName.INFERENCE);
-      if (opts.beforeAdd) await opts.beforeAdd(jobId ?? jobIdFor(QueueName.INFERENCE, data));
+      // Computed once per call (a SHA-256 of the canonical request), here or by the caller.
+      const jobId = known ?? jobIdFor(QueueName.INFERENCE, data);
+      if (opts.beforeAdd) await opts.beforeAdd(jobId);
       const name = data.messages ? JobName.CHAT : JobName.GENERATE;
       const away = this.shedder?.backendUnavailable({ queue: QueueName.INFERENCE, model: data.model });
       return this.noteOom(
@@ -297,9 +299,9 @@ export class Cell0Client {
       );
     };
     // No cache, or a request that skips it: nothing to share.
-    if (!this.caches.inference || data.cache?.noCache === true) return add();
+    if (!this.caches.inference || data.cache?.noCache === true) return add(opts.jobId);
     // Identical requests in this process share one lookup (see LookupFlights).
-    const jobId = jobIdFor(QueueName.INFERENCE, data);
+    const jobId = opts.jobId ?? jobIdFor(QueueName.INFERENCE, data);
     const r = await this.lookups.run(
       jobId,
       () => inferenceFromCache(this.caches, this.metrics, data),

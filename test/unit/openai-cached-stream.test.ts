@@ -22,12 +22,20 @@ const result = {
   servedBy: 'test',
 };
 
-async function streamCached(): Promise<{ body: string; headers: Headers; calls: string[] }> {
+async function streamCached(): Promise<{
+  body: string;
+  headers: Headers;
+  calls: string[];
+  given: { data: unknown; jobId: string | undefined }[];
+}> {
+  /** What submitInference was called with: the request and the job id the stream path handed it. */
+  const given: { data: unknown; jobId: string | undefined }[] = [];
   const client = {
     parseInference: (r: unknown) =>
       parseInferenceRequest(r, { maxPromptBytes: 32 * 1024, maxQueryBytes: 2048 }),
     submitter: { jobIdFor },
-    submitInference: (data: unknown) =>
+    submitInference: (data: unknown, opts: { jobId?: string }) =>
+      given.push({ data, jobId: opts.jobId }) &&
       Promise.resolve({
         state: 'completed',
         queue: QueueName.INFERENCE,
@@ -71,7 +79,7 @@ async function streamCached(): Promise<{ body: string; headers: Headers; calls: 
       }),
     });
     expect(r.status).toBe(200);
-    return { body: await r.text(), headers: r.headers, calls };
+    return { body: await r.text(), headers: r.headers, calls, given };
   } finally {
     server.close();
   }
@@ -96,5 +104,11 @@ describe('OpenAI stream of an answer without a token stream', () => {
     expect(chunks.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
     expect(chunks[chunks.length - 1]!.usage?.total_tokens).toBe(7);
     expect(calls).toEqual(['end']);
+  });
+
+  it('hands submitInference the job id it computed (not computed again)', async () => {
+    const { given } = await streamCached();
+    expect(given).toHaveLength(1);
+    expect(given[0]!.jobId).toBe(jobIdFor(QueueName.INFERENCE, given[0]!.data));
   });
 });

@@ -61,6 +61,7 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
   let outcome: Promise<Outcome> = client.submitInference(ctx.data, {
     waitMs: ctx.maxWaitMs,
     signal: ac.signal,
+    jobId,
     // The marks go out on the submitter's connection just before the add, which runs after them: no
     // round trip of their own (see TokenStreamHub.openNow); on a Redis Cluster they are awaited.
     beforeAdd: async (id) => {
@@ -146,7 +147,7 @@ export async function streamAnswer(ctx: StreamContext): Promise<void> {
         // What the stopped attempt delivered before it stopped is this caller's text so far.
         if (await forward()) return;
         if (sse.sent.length > 0) state.replay ??= '';
-        outcome = client.submitInference(ctx.data, { waitMs: ctx.maxWaitMs, signal: ac.signal });
+        outcome = client.submitInference(ctx.data, { waitMs: ctx.maxWaitMs, signal: ac.signal, jobId });
         continue;
       }
       await r.close({ cancel: false });
