@@ -27,7 +27,7 @@
  *   npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N]
  *                           [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR]
  *                           [--stages R] [--api-processes N] [--backend-limit adaptive|N]
- *                           [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR]
+ *                           [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR]
  *                           [--cpu-prof-timed DIR] [--json]
  * --levels runs only those concurrencies (--levels none: only the identical streams); --cpu-prof DIR writes
  * a CPU profile of cell0 (node --cpu-prof); --cpu-prof-timed DIR writes a profile of each cell0 process
@@ -41,6 +41,13 @@
  * adaptive, cell0's own default); --backend-limit-max N: the adaptive limit's cap (CELL0_BACKEND_LIMIT_MAX,
  * default 128 here, so that 100 streams can all reach the backend). Each level prints the most calls the
  * simulator served at once on each side.
+ * Warm-up (not timed): 2 waves of 10 streams on each side, then --warmup-bursts N (default 6) bursts of the
+ * largest level (at least 100 streams) on each side, so that the timed pairs measure a warm service. With the
+ * 20 streams alone the first timed burst of 100 met code V8 had not optimised yet: cell0's event-loop CPU per
+ * stream in pair 1 was 1.70-2.31 ms against ~1.0-1.2 ms in pairs 3-4, and pair 1's TTFT p50 2-3x theirs; after
+ * 3 bursts pair 1 was at 1.10-1.23 ms but pairs 1-2 still ~0.2 ms above pairs 3-4; after 6 or 10 they were
+ * level (docs/benchmarks.md, bench:stream, 2026-12-05 11:33-11:41Z). --warmup-bursts 0: the 20 streams only
+ * (the warm-up before 2026-12-05 11:45Z).
  * --cell0-warmup off: no warm-up streams through cell0 (the simulator's side is still warmed), so the first
  * cell0 run meets a cold worker: its adaptive backend limit at its start (4) and no connection open to the
  * simulator — the cold burst of a worker that has just started. --dist DIR: the cell0 build to run (default
@@ -126,7 +133,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
 
 async function main(): Promise<void> {
   const usage =
-    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--dist DIR] [--cpu-prof-timed DIR] [--cell0-node-flags "FLAGS"|none] [--json]';
+    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR] [--cpu-prof-timed DIR] [--cell0-node-flags "FLAGS"|none] [--json]';
   const opts = benchArgs(
     process.argv.slice(2),
     {
@@ -148,6 +155,7 @@ async function main(): Promise<void> {
       'mode',
       'backend-limit',
       'cell0-warmup',
+      'warmup-bursts',
       'dist',
       'cell0-node-flags',
     ],
@@ -161,6 +169,12 @@ async function main(): Promise<void> {
     console.error(`bad argument --cell0-warmup ${cell0Warmup}\nusage: ${usage}`);
     process.exit(2);
   }
+  const warmupBurstsText = opts.text['warmup-bursts'] ?? '6';
+  if (!/^[0-9]+$/.test(warmupBurstsText)) {
+    console.error(`bad argument --warmup-bursts ${warmupBurstsText}\nusage: ${usage}`);
+    process.exit(2);
+  }
+  const warmupBursts = Number(warmupBurstsText);
   const CLI = join(opts.text.dist ?? DIST, 'bin', 'cell0.js');
   const backendLimit = opts.text['backend-limit'] ?? 'adaptive';
   if (backendLimit !== 'adaptive' && !/^[1-9][0-9]*$/.test(backendLimit)) {
@@ -286,16 +300,22 @@ async function main(): Promise<void> {
           ? 'one `cell0 start` process'
           : `one worker and ${opts['api-processes']} API process(es) on one port`
       }; backend limit ${backendLimit === 'adaptive' ? `adaptive, at most ${opts['backend-limit-max']}` : backendLimit}` +
-      `${cell0Warmup === 'off' ? '; cell0 not warmed up' : ''}; cell0 build ${CLI}` +
+      `${cell0Warmup === 'off' ? '; cell0 not warmed up' : `; cell0 warmed up (20 streams, ${warmupBursts} burst${warmupBursts === 1 ? '' : 's'} of ${Math.max(100, ...levels)})`}; cell0 build ${CLI}` +
       `; cell0 node flags ${cell0NodeFlags.length > 0 ? cell0NodeFlags.join(' ') : 'none'}`,
   );
   const tag = randomBytes(3).toString('hex');
   let pass = true;
   const summary: Record<string, unknown>[] = [];
   try {
-    // Warm-up: the model loaded, connections and code paths warm on both sides.
-    for (const side of cell0Warmup === 'on' ? (['direct', 'cell0'] as const) : (['direct'] as const))
+    // Warm-up: the model loaded, connections and code paths warm on both sides. Then bursts of the
+    // largest level, so that the timed pairs meet code V8 has optimised (see the header: --warmup-bursts).
+    const warmSides = cell0Warmup === 'on' ? (['direct', 'cell0'] as const) : (['direct'] as const);
+    for (const side of warmSides)
       await run(side, pools[side], 10, { mode: 'burst', waves: 2 }, `${tag}w`, maxTokens, {});
+    const warmK = Math.max(100, ...levels);
+    for (let i = 0; i < warmupBursts; i++)
+      for (const side of warmSides)
+        await run(side, pools[side], warmK, { mode: 'burst', waves: 1 }, `${tag}wb${i}`, maxTokens, {});
     if (spans) {
       await stageRuns(spans.traces, {
         levels: levels.map((k) => [k, WAVES[k] ?? 1] as const),
@@ -342,6 +362,10 @@ async function main(): Promise<void> {
           console.log(
             `  pair ${p + 1} (${order.join(', ')}): TTFT p50/p99 direct ${f(d.ttftP50)}/${f(d.ttftP99)} ms, ` +
               `cell0 ${f(c.ttftP50)}/${f(c.ttftP99)} ms; tokens/s direct ${f(d.tokensPerSecP50, 0)} cell0 ${f(c.tokensPerSecP50, 0)}` +
+              `; cell0 event loop ${Object.entries(c.loop)
+                .filter(([n]) => n !== 'simulator' && n !== 'redis')
+                .map(([, l]) => f(l.cpuMs, 2))
+                .join('/')} ms/stream` +
               (plan.mode === 'closed'
                 ? `; streams/s direct ${f(d.streamsPerSec ?? NaN)} cell0 ${f(c.streamsPerSec ?? NaN)} (timed ${d.n}/${c.n})`
                 : '') +
