@@ -61,6 +61,21 @@ async function run(tag, count) {
 await run('fill', prefill);
 await run('warm', warm);
 hits = 0;
+const mirrorBefore = { ...lookups.mirror?.stats };
+// the band stream event lines the lookups' replies carry (read back from Redis), whatever the build: counted
+// around the mirror's apply (SemanticCache's private field), measured requests only
+let linesRead = 0;
+const mirror = lookups.mirror;
+if (mirror && typeof mirror.apply === 'function') {
+  const apply = mirror.apply.bind(mirror);
+  mirror.apply = (keys, text) => {
+    for (let at = 0; at < text.length; at = text.indexOf('\n', at) + 1 || text.length) {
+      const c = text.charCodeAt(at);
+      if (c === 0x2b || c === 0x2d) linesRead++;
+    }
+    return apply(keys, text);
+  };
+}
 // callgrind_control is answered only while this process runs code: not from inside a blocking call, so the
 // child is waited for with the event loop ticking.
 const toggle = async (on) => {
@@ -81,6 +96,13 @@ const cpu = process.cpuUsage(cpu0);
 const wall = performance.now() - t0;
 await toggle(false);
 const stats = lookups.getStats();
+// the lookups' mirror's counts per measured request (builds without them print none): event lines read back
+// by the lookups and applied of them, own store entries applied from their replies at once and later
+const mirrorStats = lookups.mirror?.stats
+  ? Object.fromEntries(
+      Object.entries(lookups.mirror.stats).map(([k, v]) => [k, (v - (mirrorBefore[k] ?? 0)) / n]),
+    )
+  : undefined;
 console.log(
   JSON.stringify({
     requests: n,
@@ -88,6 +110,8 @@ console.log(
     cpuUs: (cpu.user + cpu.system) / n,
     wallUs: (wall * 1000) / n,
     search: stats.search ?? stats,
+    linesReadBack: linesRead / n,
+    ...(mirrorStats ? { mirror: mirrorStats } : {}),
   }),
 );
 await client.close();

@@ -59,9 +59,10 @@
             lived generation it joined expires, the call's time (ms: each entry's candidate record starts with
             it plus the entry's TTL), then each entry's slot in the order of KEYS[10..] (-1: none), so the
             process can keep the candidate records it just wrote (lookup-records.ts) instead of reading them;
-            then, when the band stream held nothing after ARGV[6] and the call published an entry: that
-            entry's id and its events as the process applies them to its mirror (includes/slot-codes.lua
-            ownEvents: its own entries' joins without their band fields) }
+            then, when ARGV[6] is given and the call published an entry: that entry's id, the id of the
+            stream entry before it (ARGV[6] when the stream held nothing after it), and its events as the
+            process applies them to its mirror (includes/slot-codes.lua ownEvents: its own entries' joins
+            without their band fields) }
 ]]
 -- #include clock
 local now, nowText = clockNow()
@@ -297,16 +298,24 @@ if heldAny and redis.call('PTTL', held) == -1 then
   local left = redis.call('PTTL', meta)
   if left > 0 then redis.call('PEXPIRE', held, left) else redis.call('DEL', held) end
 end
--- Whether the stream holds nothing after the storing process's mirror position: then this call's entry is
--- the next one for that mirror, and the process applies it from the reply (its own events, short) instead
--- of reading it back through its next lookup (includes/slot-codes.lua ownEvents). An exclusive range: no
--- entry's text is read when there is none; backwards from the stream's end, so that it does not walk the
--- position's stream node from the node's first entry (see semantic-lookup.lua).
-local followsMirror = since ~= '' and #redis.call('XREVRANGE', stream, '+', '(' .. since, 'COUNT', '1') == 0
+-- The stream's last entry before this call's own (the entry this call's follows), for the storing process's
+-- mirror at ARGV[6]: none after that position (the common case) means its position is that entry; else the
+-- last one after it. An exclusive range: no entry's text is read when there is none; backwards from the
+-- stream's end, so that it does not walk the position's stream node from the node's first entry (see
+-- semantic-lookup.lua). The process applies the call's own events from the reply (short: its own joins
+-- without their band fields, includes/slot-codes.lua ownEvents) once its mirror is at that entry, at once or
+-- when a lookup's catch-up or another store's reply brings it there, instead of reading them back through its
+-- next lookup.
+local prevId
+if since ~= '' then
+  local r = redis.call('XREVRANGE', stream, '+', '(' .. since, 'COUNT', '1')
+  prevId = r[1] and r[1][1] or since
+end
 local streamId = publishBands(stream, meta)
 out[1], out[2], out[3], out[4], out[5] = evicted, #expired, newGen, genLeft, now
-if followsMirror and streamId then
+if prevId and streamId then
   out[6 + n] = streamId
-  out[7 + n] = table.concat(ownEvents, '\n')
+  out[7 + n] = prevId
+  out[8 + n] = table.concat(ownEvents, '\n')
 end
 return out

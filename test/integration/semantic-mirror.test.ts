@@ -181,6 +181,35 @@ describe('SemanticCache band mirrors (on Redis)', () => {
     expect(a.getStats().errors).toBe(0);
   });
 
+  it("applies its own stores' entries also when several calls left from one mirror position, in any order of replies: its lookups read none back", async () => {
+    // one call per store: stores made together leave from the same position, each call's entry follows
+    // the one before it in the stream, not the position sent
+    const { a, keys } = pair({ writeBatching: { maxBatchSize: 1 } });
+    expect(await a.get(asked(0), SCOPE, LOW)).toBeUndefined(); // a's mirror of the scope: built
+    const conn = client.connection as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const spy = jest.spyOn(conn, 'cell0SemanticLookupBuffer');
+    try {
+      for (let round = 0; round < 3; round++) {
+        const ids = [0, 1, 2, 3].map((k) => 10 * round + k);
+        await Promise.all(ids.map((i) => a.set(stored(i), `answer ${i}`, SCOPE)));
+        for (const i of ids)
+          expect(await a.get(asked(i), SCOPE, LOW)).toMatchObject({ value: `answer ${i}` });
+      }
+      expect(spy.mock.calls.length).toBeGreaterThanOrEqual(12);
+      for (const result of spy.mock.results) {
+        const reply = (await result.value) as (Buffer | number | null)[];
+        for (let o = 0; o < reply.length; o += 4) expect(String(reply[o + 2] ?? '')).toBe('');
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    const { ownApplied, ownLater } = mirrorOf(a).stats;
+    expect(ownApplied + ownLater).toBe(12);
+    expect(mirrorOf(a).contents(keys)).toEqual(await fresh(keys));
+    expect(mirrorOf(a).rebuilds).toBe(1);
+    expect(a.getStats().errors).toBe(0);
+  });
+
   it("shares a process's mirror and kept records between its caches (an API's and a worker's): the worker's stores are read back by neither the API's lookups nor its record reads", async () => {
     const p = `{${prefix.replace(/[{}]/g, '')}-${++n}}`;
     const localState = new SemanticLocalState();

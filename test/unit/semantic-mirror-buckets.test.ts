@@ -72,6 +72,131 @@ describe('BandMirror buckets', () => {
     },
   );
 
+  it("applies a process's own store entries from their replies in stream order, each once, whatever comes first: the same buckets as every entry read from the stream", async () => {
+    const ROWS = 8;
+    const keys = new ScopeKeys('t:sem', 'e'.repeat(32));
+    const mirror = new BandMirror(fakeRedis, BANDS, ROWS);
+    await mirror.build(keys); // at '1-0'
+    const rand = seededRandom('mirror-own');
+    const gens = ['h10.1', 'h11.1'];
+    /** The stream: each entry's id, its events as the stream holds them, and for this process's own ones
+     * its store reply's events ("*entry id slot generation" for its joins) and band values by entry id. */
+    const stream: { id: string; text: string; own?: { events: string; values: Map<string, number[]> } }[] = [
+      { id: '1-0', text: '' },
+    ];
+    const live = new Map<number, { gen: string; values: number[] }>(); // slot -> where it joined
+    const fieldsOf = (vs: number[]) => vs.map((v, i) => `${i}:${v.toString(36)}`).join(',');
+    /** The model: the stream's entries up to `at` applied, each bucket's slots in join order. */
+    const model = new Map<string, number[]>(); // "generation bucket" -> slots
+    let at = 0;
+    const expected = (upTo: number): string[] => {
+      for (; at < upTo;) {
+        for (const line of stream[++at]!.text.split('\n')) {
+          const [head, gen, fields] = line.split(' ');
+          const slot = Number(head!.slice(1));
+          fields!.split(',').forEach((f) => {
+            const [i, v] = f.split(':');
+            const key = `${gen} ${parseInt(v!, 36) * BANDS + Number(i)}`;
+            const b = model.get(key) ?? [];
+            if (head![0] === '+') b.push(slot);
+            else b.splice(b.indexOf(slot), 1);
+            model.set(key, b);
+          });
+        }
+      }
+      const out: string[] = [];
+      for (const [key, slots] of model) for (const s of slots) out.push(`${key} ${s}`);
+      return out.sort();
+    };
+    /** Store replies not yet delivered: [due step, stream index]. */
+    let replies: [number, number][] = [];
+    /** Lookup replies not yet delivered: [due step, the mirror's position and the stream's last entry then]. */
+    let lookups: [number, number, number][] = [];
+    /** A lookup reply's catch-up: the stream's entries after `from` up to `to`, as the script gives them. */
+    const catchUp = (from: number, to: number): void =>
+      mirror.apply(
+        keys,
+        stream
+          .slice(from + 1, to + 1)
+          .map((x) => `#${x.id}\n${x.text}`)
+          .join('\n'),
+      );
+    let ms = 2;
+    for (let step = 0; step < 6000; step++) {
+      // a new stream entry: one to three events (joins of free slots, leaves of live ones; a slot freed
+      // and joined again in one entry too), this process's own in about half
+      const own = rand() < 0.5;
+      const lines: string[] = [];
+      const ownLines: string[] = [];
+      const values = new Map<string, number[]>();
+      for (let e = 1 + Math.floor(rand() * 3); e > 0; e--) {
+        const slot = Math.floor(rand() * 60);
+        const was = live.get(slot);
+        if (was) {
+          const line = `-${slot} ${was.gen} ${fieldsOf(was.values)}`;
+          lines.push(line);
+          ownLines.push(line);
+          live.delete(slot);
+        } else {
+          const vs = Array.from({ length: BANDS }, () => Math.floor(rand() * 2 ** ROWS));
+          const gen = gens[Math.floor(rand() * 2)]!;
+          lines.push(`+${slot} ${gen} ${fieldsOf(vs)}`);
+          const entryId = `p${step}.${e}`;
+          ownLines.push(`*${entryId} ${slot} ${gen}`);
+          values.set(entryId, vs);
+          live.set(slot, { gen, values: vs });
+        }
+      }
+      // ids as Redis makes them: a new millisecond, or the next sequence number of the same one
+      const id = rand() < 0.3 ? `${ms}-${stream.length}` : `${++ms}-0`;
+      stream.push({
+        id,
+        text: lines.join('\n'),
+        ...(own ? { own: { events: ownLines.join('\n'), values } } : {}),
+      });
+      if (own) replies.push([step + Math.floor(rand() * 6), stream.length - 1]);
+      // due store replies, in any order (the caches of a process may use two connections)
+      const due = replies.filter(([when]) => when <= step).sort(() => rand() - 0.5);
+      replies = replies.filter(([when]) => when > step);
+      for (const [, k] of due) {
+        const { id: ownId, own: o } = stream[k]!;
+        mirror.applyStored(keys, stream[k - 1]!.id, ownId, o!.events, (entryId) => o!.values.get(entryId));
+      }
+      // sometimes a lookup: Redis runs it now (every entry after the mirror's position now, as the stream
+      // holds it), its reply comes a few steps later, after later store replies perhaps
+      if (rand() < 0.15)
+        lookups.push([
+          step + Math.floor(rand() * 4),
+          stream.findIndex((x) => x.id === mirror.position(keys)),
+          stream.length - 1,
+        ]);
+      for (const [, from, to] of lookups.filter(([when]) => when <= step)) catchUp(from, to);
+      lookups = lookups.filter(([when]) => when > step);
+      const pos = stream.findIndex((x) => x.id === mirror.position(keys));
+      expect(pos).toBeGreaterThanOrEqual(at);
+      if (step % 97 === 0 || step === 5999) expect(mirror.contents(keys)).toEqual(expected(pos));
+      else expected(pos);
+    }
+    // the replies still due, then a last catch-up: the whole stream
+    for (const [, k] of replies) {
+      const { id: ownId, own: o } = stream[k]!;
+      mirror.applyStored(keys, stream[k - 1]!.id, ownId, o!.events, (entryId) => o!.values.get(entryId));
+    }
+    for (const [, from, to] of lookups) catchUp(from, to);
+    catchUp(
+      stream.findIndex((x) => x.id === mirror.position(keys)),
+      stream.length - 1,
+    );
+    expect(mirror.position(keys)).toBe(stream[stream.length - 1]!.id);
+    expect(mirror.contents(keys)).toEqual(expected(stream.length - 1));
+    // the own entries went both ways: from their replies (at once, and held until the mirror got to the
+    // entry before), and read back by a catch-up that came first
+    expect(mirror.stats.ownApplied).toBeGreaterThan(200);
+    expect(mirror.stats.ownLater).toBeGreaterThan(100);
+    expect(mirror.stats.linesApplied).toBeGreaterThan(5000);
+    expect(mirror.stats.linesRead).toBeGreaterThan(mirror.stats.linesApplied);
+  });
+
   it('keeps many small scopes (a scope per tenant or conversation) without a 960 KB array each', async () => {
     const mirror = new BandMirror(fakeRedis, 20, 12);
     const keys = Array.from(

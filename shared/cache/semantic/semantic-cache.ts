@@ -301,6 +301,7 @@ export class SemanticCache<T = unknown> {
         ttlMs,
         // the lookup's band fields when it built them (the memo): the same string, not made again
         fields: bands ? (prepared.fields ??= bandFields(bands)) : '',
+        bands,
         indexKeys: () =>
           scope.tenant
             ? [this.modelIndexKey(scope.model), this.tenantIndexKey(scope.tenant)]

@@ -25,7 +25,24 @@ interface ScopeMirror {
   /** The generations list a lookup gave last, and its names. */
   gensText: string;
   gensList: string[];
+  /**
+   * This process's own store calls' stream entries that came back before the mirror reached the entry each
+   * follows, by the id of that entry: applied when the mirror gets there (BandMirror.applyStored).
+   */
+  pending: Map<string, OwnEntry> | undefined;
 }
+
+/** A store call's own band stream entry, from its reply (BandMirror.applyStored). */
+interface OwnEntry {
+  id: string;
+  ms: number;
+  seq: number;
+  events: string;
+  valuesOf: (entryId: string) => readonly number[] | undefined;
+}
+
+/** Own entries a scope's mirror holds at most while waiting for the entries they follow. */
+const MAX_PENDING = 64;
 
 /**
  * The band buckets of the scopes this process looks up in. Redis keeps no buckets (semantic-set.lua): every
@@ -56,6 +73,12 @@ export class BandMirror {
   private readonly building = new Map<string, Promise<void>>();
   /** Mirrors built (for tests and stats). */
   rebuilds = 0;
+  /**
+   * Counts (for tests and benches): event lines the lookups' replies carried (read back from Redis), and of
+   * those the ones applied (the others the mirror had applied already); store calls' own entries applied
+   * from their replies, at once or later (when the mirror reached the entry they follow).
+   */
+  readonly stats = { linesRead: 0, linesApplied: 0, ownApplied: 0, ownLater: 0 };
 
   /**
    * @param bands the LSH bands per prompt: a bucket's number in the mirror is its band value × bands + its
@@ -168,9 +191,16 @@ export class BandMirror {
           m.lastMs = ms;
           m.lastSeq = seq;
         }
-      } else if (on && (c === PLUS || c === MINUS)) applyEvent(m, text, from, to, this.bands, this.space);
+      } else if (c === PLUS || c === MINUS) {
+        this.stats.linesRead++;
+        if (on) {
+          this.stats.linesApplied++;
+          applyEvent(m, text, from, to, this.bands, this.space);
+        }
+      }
       from = to + 1;
     }
+    if (m.pending) this.applyPending(m);
   }
 
   /**
@@ -182,42 +212,80 @@ export class BandMirror {
   }
 
   /**
-   * Applies a store call's own band stream entry from its reply (semantic-set.lua): `id`, published when the
-   * stream held nothing after `since` (the mirror's position when the call was sent), and its events, the
-   * call's own entries' joins as "*entry id slot generation" (their band fields: `fieldsOf(entry id)`, what
-   * the process sent). Applied only while the mirror is still at `since`: the entry then follows what it
-   * applied. Otherwise a lookup's reply brought the entry already (the mirror moved on), or the mirror was
-   * dropped or rebuilt: its next lookups read the stream as before. Returns whether it applied the entry.
+   * Applies a store call's own band stream entry from its reply (semantic-set.lua): `id`, which follows the
+   * stream's entry `prev`, and its events, the call's own entries' joins as "*entry id slot generation"
+   * (their band values, in band order: `valuesOf(entry id)`, what the process sent) and other events as
+   * text lines. Applied when the mirror is at `prev`, then any own entries held that follow it; held when
+   * the mirror is behind `prev` (an entry of another process, or another call of this one whose reply has
+   * not come yet, lies between), and applied once a lookup's catch-up or another store's reply brings the
+   * mirror to it; dropped when the mirror has it already (a lookup's catch-up read it back), or when the
+   * mirror is dropped or rebuilt. Entries are thus applied in stream order, each once: the mirror stays what
+   * one built from Redis holds. Returns whether it applied the entry now.
    */
   applyStored(
     keys: ScopeKeys,
-    since: string,
+    prev: string,
     id: string,
     events: string,
-    fieldsOf: (entryId: string) => string | undefined,
+    valuesOf: (entryId: string) => readonly number[] | undefined,
   ): boolean {
     const m = this.scopes.get(keys.hash);
     const dash = id.indexOf('-');
-    if (!m || m.last !== since || dash <= 0) return false;
+    if (!m || dash <= 0) return false;
+    const ms = Number(id.slice(0, dash));
+    const seq = Number(id.slice(dash + 1));
+    if (!(ms > m.lastMs || (ms === m.lastMs && seq > m.lastSeq))) return false; // applied already
+    const own: OwnEntry = { id, ms, seq, events, valuesOf };
+    if (m.last !== prev) {
+      if (m.pending && m.pending.size >= MAX_PENDING) this.prunePending(m);
+      const pending = (m.pending ??= new Map());
+      if (pending.size < MAX_PENDING) pending.set(prev, own);
+      return false;
+    }
+    this.applyOwn(m, own);
+    this.stats.ownApplied++;
+    if (m.pending) this.applyPending(m);
+    return true;
+  }
+
+  /** Applies the held own entries that follow the mirror's position, in turn; drops those it has passed. */
+  private applyPending(m: ScopeMirror): void {
+    const pending = m.pending!;
+    for (let next = pending.get(m.last); next !== undefined; next = pending.get(m.last)) {
+      pending.delete(m.last);
+      this.applyOwn(m, next);
+      this.stats.ownLater++;
+    }
+    this.prunePending(m);
+  }
+
+  /** Drops the held own entries the mirror has passed (a lookup's catch-up read them back). */
+  private prunePending(m: ScopeMirror): void {
+    const pending = m.pending!;
+    for (const [prev, e] of pending)
+      if (!(e.ms > m.lastMs || (e.ms === m.lastMs && e.seq > m.lastSeq))) pending.delete(prev);
+    if (pending.size === 0) m.pending = undefined;
+  }
+
+  /** Applies an own entry's events (see applyStored) and moves the mirror's position to it. */
+  private applyOwn(m: ScopeMirror, own: OwnEntry): void {
+    const { events } = own;
     let from = 0;
     while (from < events.length) {
       let to = events.indexOf('\n', from);
       if (to < 0) to = events.length;
       if (events.charCodeAt(from) === STAR) {
-        // "*entry id slot generation" -> "+slot generation fields"
+        // "*entry id slot generation": the join of the entry's slot to the buckets of its band values
         const a = events.indexOf(' ', from);
-        const fields = a > from && a < to ? fieldsOf(events.slice(from + 1, a)) : undefined;
-        if (fields) {
-          const line = `+${events.slice(a + 1, to)} ${fields}`;
-          applyEvent(m, line, 0, line.length, this.bands, this.space);
-        }
+        const b = a < from || a >= to ? -1 : events.indexOf(' ', a + 1);
+        const values = b > a && b < to ? own.valuesOf(events.slice(from + 1, a)) : undefined;
+        if (values) joinValues(m, events, a + 1, b, events.slice(b + 1, to), values, this.bands, this.space);
       } else applyEvent(m, events, from, to, this.bands, this.space);
       from = to + 1;
     }
-    m.last = id;
-    m.lastMs = Number(id.slice(0, dash));
-    m.lastSeq = Number(id.slice(dash + 1));
-    return true;
+    m.last = own.id;
+    m.lastMs = own.ms;
+    m.lastSeq = own.seq;
   }
 
   /**
@@ -290,6 +358,7 @@ function mirrorOf(reply: (string | number)[], bands: number, space: number): Sco
     gens: new Map(),
     gensText: '',
     gensList: [],
+    pending: undefined,
   };
   const n = Number(reply[1]);
   for (let i = 0; i < n; i++) m.gens.set(String(reply[2 + i]), new GenBuckets(space));
@@ -371,6 +440,37 @@ function applyEvent(
     // each event is applied once (by its stream id), and a slot joins a generation's buckets once
     if (join) buckets.add(bucket, slot);
     else buckets.remove(bucket, slot);
+  }
+}
+
+/**
+ * The join of the slot text[from, to) (decimal) to the buckets of generation `gen` of its band values (in
+ * band order): what applyEvent does with "+slot generation fields", from the numbers (no band field text
+ * made and parsed).
+ */
+function joinValues(
+  m: ScopeMirror,
+  text: string,
+  from: number,
+  to: number,
+  gen: string,
+  values: readonly number[],
+  bands: number,
+  space: number,
+): void {
+  let slot = 0;
+  for (let k = from; k < to; k++) {
+    const d = text.charCodeAt(k) - 48;
+    if (d < 0 || d > 9) return;
+    slot = slot * 10 + d;
+  }
+  if (to === from) return;
+  let buckets = m.gens.get(gen);
+  if (!buckets) m.gens.set(gen, (buckets = new GenBuckets(space)));
+  const count = Math.min(values.length, bands);
+  for (let i = 0; i < count; i++) {
+    const bucket = values[i]! * bands + i;
+    if (bucket >= 0 && bucket < space) buckets.add(bucket, slot);
   }
 }
 

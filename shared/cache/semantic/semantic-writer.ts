@@ -18,6 +18,11 @@ export interface SemanticWrite {
    */
   fields: string;
   /**
+   * The band values the fields name, in band order (undefined when not indexed): the mirror applies the
+   * store's own join from them (BandMirror.applyStored), not from its fields as text.
+   */
+  bands: readonly number[] | undefined;
+  /**
    * The index sets of the scope (model, and tenant when there is one): asked for only when a store renews
    * them (a new generation, or a sample), as each name costs a hash.
    */
@@ -72,7 +77,8 @@ export class SemanticWriter {
     batching: SemanticWriteBatching = {},
     /**
      * The process's mirrors of the band buckets: a call sends its scope's mirror position, and the mirror
-     * applies the call's own stream entry from the reply when nothing came between (BandMirror.applyStored).
+     * applies the call's own stream entry from the reply once it is at the entry that one follows
+     * (BandMirror.applyStored).
      */
     private readonly mirror?: BandMirror,
   ) {
@@ -132,6 +138,19 @@ export class SemanticWriter {
       sent(); // the breaker refused the call, or it failed: nothing more will be sent for these stores
     }
     const [evicted, expired, newGeneration, generationLeftMs] = reply;
+    // The call's own band stream entry and the entry it follows: applied to the mirror once the mirror is
+    // there (now, or when a lookup's catch-up or another call's reply brings it there), so this process's
+    // lookups do not read back (and parse) what it wrote.
+    const streamId = reply[5 + writes.length];
+    const prev = reply[6 + writes.length];
+    const events = reply[7 + writes.length];
+    if (
+      since !== '' &&
+      typeof streamId === 'string' &&
+      typeof prev === 'string' &&
+      typeof events === 'string'
+    )
+      this.mirror?.applyStored(keys, prev, streamId, events, (id) => last.get(id)?.bands);
     // The scope's index records for invalidate() (each in its own slot, so separate calls) must outlive
     // its entries: kept as long as the generation these stores joined, so they are renewed when a store
     // opens a new generation (once per TTL or two), and on a sample of other calls in case such a renewal
@@ -148,12 +167,6 @@ export class SemanticWriter {
     }
     // Each written entry's slot (the reply's sixth field on, in the order of `writes`): a store whose prompt
     // a later store of the batch wrote instead gets none.
-    // The call's own band stream entry, when it directly followed the mirror position sent: applied now, so
-    // this process's next lookups do not read back (and parse) what it wrote.
-    const streamId = reply[5 + writes.length];
-    const events = reply[6 + writes.length];
-    if (since !== '' && typeof streamId === 'string' && typeof events === 'string')
-      this.mirror?.applyStored(keys, since, streamId, events, (id) => last.get(id)?.fields);
     const now = Number(reply[4]);
     const slotOf = new Map<SemanticWrite, number>();
     for (let k = 0; k < writes.length; k++) {
