@@ -88,6 +88,13 @@ const toggle = async (on) => {
 };
 // a full collection first (node --expose-gc), so that the measured requests do not pay for the fill's
 globalThis.gc?.();
+// bytes to and from Redis (INFO stats; the whole server's: meaningful when this process is its only client)
+const netBytes = async () => {
+  const info = await client.connection.info('stats');
+  const of = (name) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
+  return { to: of('total_net_input_bytes'), from: of('total_net_output_bytes') };
+};
+const net0 = await netBytes();
 await toggle(true);
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
@@ -95,6 +102,7 @@ await run('measure', n);
 const cpu = process.cpuUsage(cpu0);
 const wall = performance.now() - t0;
 await toggle(false);
+const net1 = await netBytes();
 const stats = lookups.getStats();
 // the lookups' mirror's counts per measured request (builds without them print none): event lines read back
 // by the lookups and applied of them, own store entries applied from their replies at once and later
@@ -111,6 +119,8 @@ console.log(
     wallUs: (wall * 1000) / n,
     search: stats.search ?? stats,
     linesReadBack: linesRead / n,
+    bytesToRedis: (net1.to - net0.to) / n,
+    bytesFromRedis: (net1.from - net0.from) / n,
     ...(mirrorStats ? { mirror: mirrorStats } : {}),
   }),
 );
