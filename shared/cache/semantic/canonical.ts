@@ -112,6 +112,22 @@ function computeCanonical(prompt: string): CanonicalPrompt {
       w.role = known.role;
       continue;
     }
+    // A capitalised word outside politeness met before where its reading did not depend on its place (see
+    // capitalWord): kept by its text as written.
+    const capital = kind === 'word' && w.role !== 'polite';
+    if (capital) {
+      const kept = capitalWords.get(w.text);
+      if (kept !== undefined && kept.from === w.lower) {
+        const known = kept.word;
+        w.lower = known.lower;
+        w.lemma = known.lemma;
+        w.key = known.key;
+        w.role = known.role;
+        continue;
+      }
+    }
+    const from = w.lower;
+    let positional = false;
     let lower = w.lower;
     if (
       kind === 'word' &&
@@ -125,8 +141,10 @@ function computeCanonical(prompt: string): CanonicalPrompt {
       // either, so only two swapped letters are fixed there ("Explian"), not edits that turn names into words.
       if (!CAPITALISED.test(w.text)) lower = fixTypo(lower);
       // (a known word first: most capitalised words are, and then the prompt needs no NFKC form)
-      else if (!isKnownWord(lower) && clauseStart((norm ??= prompt.normalize('NFKC')), out, i))
-        lower = swapTypo(lower) ?? lower;
+      else if (!isKnownWord(lower)) {
+        positional = true;
+        if (clauseStart((norm ??= prompt.normalize('NFKC')), out, i)) lower = swapTypo(lower) ?? lower;
+      }
     }
     const lemma = kind === 'word' ? lemmaOf(lower) : lower;
     let role: WordRole = w.role;
@@ -143,6 +161,7 @@ function computeCanonical(prompt: string): CanonicalPrompt {
     w.lemma = lemma;
     w.key = role === 'number' ? numberValue(w.text, lower) : (groupOf(lemma) ?? lemma);
     w.role = role;
+    if (capital && !positional && !HAS_DIGIT.test(from)) keepCapital(w.text, from, w);
   }
   // two-word terms ("cutting board", "speed up", "get rid of" is three: only pairs here)
   for (let i = 0; i + 1 < out.length; i++) {
@@ -224,6 +243,27 @@ function plainWord(lower: string): PlainWord {
   if (plainWords.size >= MAX_PLAIN_WORDS) plainWords.clear();
   plainWords.set(lower, out);
   return out;
+}
+
+/** A capitalised word's reading (see {@link capitalWords}), for the lower case it was read from. */
+interface CapitalWord {
+  readonly from: string;
+  readonly word: PlainWord;
+}
+
+/**
+ * Capitalised word tokens outside politeness ("Request", "How", "Paris"), by their text as written, with
+ * what the general path of computeCanonical made of them: their lower case (`from`: the token's, or a
+ * contraction's first part), typo fix, lemma, role and key depend on the text and that lower case alone
+ * unless the word is unknown (then a clause start may fix two swapped letters): those are not kept, nor
+ * words with a digit (see plainWord). Most prompts start with one, and the general path reads the lexicon's
+ * large maps a dozen times for it.
+ */
+const capitalWords = new Map<string, CapitalWord>();
+
+function keepCapital(text: string, from: string, w: CanonicalWord): void {
+  if (capitalWords.size >= MAX_PLAIN_WORDS) capitalWords.clear();
+  capitalWords.set(text, { from, word: { lower: w.lower, lemma: w.lemma, key: w.key, role: w.role } });
 }
 
 /** A word as tokenised (lemma, key and role are set when the prompt's words are read). */

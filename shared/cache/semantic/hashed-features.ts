@@ -30,6 +30,29 @@ function avalanche(h: number): number {
   return h >>> 0;
 }
 
+/**
+ * Vectors are handed out as views of a shared zero-filled slab of this many floats (16 of 512 dims): a
+ * `new Float32Array(512)` is a backing store of its own (allocated and zeroed outside V8's heap, tracked and
+ * freed by the collector), about a quarter of a lexical embedding's time; a view of a slab is a small object
+ * on the heap. A slab lives while any of its vectors does (the prompt memo keeps up to 1,024), so at worst
+ * 16 times the vectors' own 2 KB each; a vector's `buffer` is the slab (use byteOffset and byteLength).
+ */
+const SLAB_FLOATS = 8192;
+let slab = new Float32Array(0);
+let slabAt = 0;
+
+/** A new all-zero vector of `dims` floats: a view of the current slab, or its own for dims over a quarter slab. */
+function zeroVector(dims: number): Float32Array {
+  if (dims > SLAB_FLOATS >> 2) return new Float32Array(dims);
+  if (slabAt + dims > slab.length) {
+    slab = new Float32Array(SLAB_FLOATS);
+    slabAt = 0;
+  }
+  const v = slab.subarray(slabAt, slabAt + dims);
+  slabAt += dims;
+  return v;
+}
+
 const CARET = 0x5e; // '^'
 const DOLLAR = 0x24; // '$'
 const SPACE = 0x20;
@@ -51,7 +74,7 @@ export class FeatureVector {
   private readonly touched: number[] = [];
 
   constructor(dims: number) {
-    this.v = new Float32Array(dims);
+    this.v = zeroVector(dims);
     this.mask = dims - 1;
   }
 

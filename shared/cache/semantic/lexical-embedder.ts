@@ -2,7 +2,7 @@ import { canonicalize } from './canonical.js';
 import { DEFAULT_THRESHOLDS } from './confidence.js';
 import type { Embedder } from './embedder.js';
 import { type FeatureVector, HashedFeatureEmbedder } from './hashed-features.js';
-import { isKnownWord, LEXICON_VERSION } from './lexicon.js';
+import { isLexiconForm, LEXICON_VERSION } from './lexicon.js';
 
 /** Options of {@link LexicalEmbedder}. */
 export interface LexicalEmbedderOptions {
@@ -57,7 +57,8 @@ export class LexicalEmbedder extends HashedFeatureEmbedder implements Embedder {
             if (prev < w.key) v.addPair('p\u0001', prev, w.key, W_PAIR);
             else v.addPair('p\u0001', w.key, prev, W_PAIR);
           prev = w.key;
-          if (!isKnownWord(w.lower)) v.addCharGrams(w.lower, W_CHARS);
+          // isKnownWord(w.lower), from the lemma already read: a content word's lemma is lemmaOf(lower)
+          if (w.lemma === w.lower && !isLexiconForm(w.lower)) v.addCharGrams(w.lower, W_CHARS);
           break;
         }
         case 'number':

@@ -162,8 +162,16 @@ export function isVerb(lemma: string): boolean {
 
 /** True when `lower` is an English word of the lexicon (any inflection: "repaired" → "repair"). */
 export function isKnownWord(lower: string): boolean {
+  return isLexiconForm(lower) || lemmaOf(lower) !== lower;
+}
+
+/**
+ * True when `lower` is listed in the lexicon as it is (a word or an irregular form): isKnownWord is this or
+ * a lemma other than the word, so a caller that has the lemma at hand need not look it up again.
+ */
+export function isLexiconForm(lower: string): boolean {
   const lx = lexicon();
-  return lx.words.has(lower) || lx.irregular.has(lower) || lemmaOf(lower) !== lower;
+  return lx.words.has(lower) || lx.irregular.has(lower);
 }
 
 // WordNet's detachment rules (morphy): suffix, replacement, the part of speech the result must have.
