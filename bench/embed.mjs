@@ -8,6 +8,7 @@
 // usage: CORPUS=http|eval [WARM=20000] [AGAINST=DIST2] node --expose-gc bench/embed.mjs DIST [N=100000] [ROUNDS=5]
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { httpPrompt, seededHex } from './http-prompts.mjs';
 
 const dist = resolve(process.argv[2] ?? 'dist');
 const n = Number(process.argv[3] ?? 100_000);
@@ -18,15 +19,7 @@ const load = async (d) =>
 const against = process.env.AGAINST ? resolve(process.env.AGAINST) : undefined;
 const sides = [await load(dist), ...(against ? [await load(against)] : [])];
 
-let seed = 0x2545f491;
-const hex = () => {
-  let s = '';
-  for (let k = 0; k < 3; k++) {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    s += (seed >>> 8).toString(16).padStart(6, '0').slice(0, 4);
-  }
-  return s;
-};
+const hex = seededHex();
 const base = [];
 if (corpus === 'eval') {
   const dir = join(import.meta.dirname, '..', 'test', 'fixtures');
@@ -35,9 +28,7 @@ if (corpus === 'eval') {
       if (line.trim() !== '' && !line.startsWith('#')) base.push(...line.split('\t').slice(1));
 }
 const prompt = (r, i) =>
-  corpus === 'eval'
-    ? `${base[i % base.length]} (${r}-${i})`
-    : `Request r${r}-${i}: tell me about ${hex()} and ${i * 7919}`;
+  corpus === 'eval' ? `${base[i % base.length]} (${r}-${i})` : httpPrompt(hex, `r${r}`, i);
 
 const nz = [];
 let sink = 0;

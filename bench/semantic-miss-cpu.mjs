@@ -7,6 +7,7 @@
 // usage: node bench/semantic-miss-cpu.mjs DIST REDIS_URL PREFIX PREFILL WARM N CONC
 import { execFile } from 'node:child_process';
 import { clearInterval, setInterval } from 'node:timers';
+import { httpPrompt, seededHex } from './http-prompts.mjs';
 
 const [dist, url, prefix] = process.argv.slice(2, 5);
 const [prefill, warm, n, conc] = process.argv.slice(5, 9).map(Number);
@@ -29,16 +30,8 @@ const stores = new SemanticCache({
   localState,
 });
 const scope = { model: 'sim-model', params: { max_tokens: 32 } };
-let seed = 0x2545f491;
-const hex = () => {
-  let s = '';
-  for (let k = 0; k < 3; k++) {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    s += (seed >>> 8).toString(16).padStart(6, '0').slice(0, 4);
-  }
-  return s;
-};
-const prompt = (tag, i) => `Request ${tag}-${i}: tell me about ${hex()} and ${i * 7919}`;
+const hex = seededHex();
+const prompt = (tag, i) => httpPrompt(hex, tag, i);
 let hits = 0;
 async function run(tag, count) {
   let next = 0;

@@ -19,7 +19,7 @@ let original: ToWritable | undefined;
  * Buffer on its own: for the batched finish of a few jobs (14 keys, ~9 arguments per job) ~4.5 µs per job,
  * most of the command's cost to the process. Here the text between two Buffers is joined into one string
  * first, so the Buffer is made with one length sum, one write per run of text and one copy per Buffer:
- * byte for byte the same output (test/unit/command-encoding.test.ts checks it against ioredis's own), ~1 µs
+ * byte for byte the same output (test/integration/command-encoding.test.ts checks it against ioredis's own), ~1 µs
  * per job. Commands without a Buffer argument, and any argument that is neither a string nor a Buffer
  * (ioredis's own encoding decides what that becomes), are left to ioredis's encoder. Idempotent.
  */
