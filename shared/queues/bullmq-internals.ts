@@ -3,8 +3,9 @@
  * test/integration/bullmq-internals.test.ts pins what this module relies on to the installed version and
  * fails on an upgrade that changes it.
  */
-import { raw2NextJobData, type Job, type Worker } from 'bullmq';
+import { type Job, type Worker } from 'bullmq';
 import { type RedisConnection } from '../redis/cluster.js';
+import { completedArgsOf, nextJobData } from './lean-job-codec.js';
 import { shardKey } from './shards.js';
 
 /** The BullMQ version whose internals this module was written against (and its test checks). */
@@ -279,7 +280,7 @@ export function runTakenJobs<T extends { raw: unknown[]; token: string }>(
         .then(async (jobs) => {
           const t = jobs[i];
           if (!t) return undefined;
-          const [jobData, jobId] = raw2NextJobData(t.raw) as [unknown, unknown];
+          const [jobData, jobId] = nextJobData(t.raw) as [unknown, unknown];
           const job = await w.nextJobFromJobData!(jobData, jobId, t.token);
           if (!job) return undefined;
           onTaken?.(t, job);
@@ -415,6 +416,10 @@ export async function leanJobPath(worker: Worker): Promise<boolean> {
   const timestampAt = backend.moveToFinishedKeys.length + 1;
   const start = original.start;
   const processJob = original.process;
+  // BullMQ's completion arguments built directly (lean-job-codec.ts), else by its backend.
+  const completedArgs =
+    completedArgsOf(backend as unknown as Parameters<typeof completedArgsOf>[0]) ??
+    backend.moveToCompletedArgs.bind(backend);
 
   /** BullMQ's start of a job (nextJobFromJobData) for a job without a repeat key. */
   const leanStart = function (this: LeanWorker, jobData: unknown, jobId: unknown, token: string) {
@@ -442,7 +447,7 @@ export async function leanJobPath(worker: Worker): Promise<boolean> {
     fetchNext: () => boolean,
   ): Promise<{ answer: unknown; finishedOn: number } | undefined> => {
     if (backend.closing) return undefined;
-    const args = backend.moveToCompletedArgs!(
+    const args = completedArgs(
       job,
       JSON.stringify(result),
       job.opts.removeOnComplete,
@@ -467,9 +472,7 @@ export async function leanJobPath(worker: Worker): Promise<boolean> {
     job.attemptsMade += 1;
     self.emit('completed', job, result, 'active');
     if (done.answer === undefined) return undefined;
-    const [jobData, jobId, rateLimitDelay, delayUntil] = raw2NextJobData(
-      done.answer as unknown[],
-    ) as unknown[];
+    const [jobData, jobId, rateLimitDelay, delayUntil] = nextJobData(done.answer as unknown[]);
     self.updateDelays!(rateLimitDelay, delayUntil);
     return self.nextJobFromJobData!(jobData, jobId, token);
   };
