@@ -16,6 +16,12 @@ export interface StreamResult {
   coalesced?: string;
 }
 
+/**
+ * Called at each stream's first text, as the client reads it (bench:stream's burst runs read cell0's event-loop
+ * CPU there); undefined: nothing is called.
+ */
+export const firstText: { hook: (() => void) | undefined } = { hook: undefined };
+
 /** Splits a byte stream into lines (NDJSON, SSE) as they arrive. */
 async function* lines(body: AsyncIterable<Buffer>): AsyncGenerator<string> {
   let rest = '';
@@ -93,7 +99,10 @@ export async function streamChat(
     if (msg.error !== undefined) error = msg.error;
     if (msg.text !== undefined && msg.text.length > 0) {
       const now = performance.now();
-      first ??= now;
+      if (first === undefined) {
+        first = now;
+        firstText.hook?.();
+      }
       last = now;
       text += msg.text;
       chunks++;

@@ -14,7 +14,7 @@ import { type Pool } from 'undici';
 import { percentile } from './e2e-common.js';
 import { commandCalls, cpuMsOf } from './fleet.js';
 import { direct, viaCell0, type Side } from './stream-clients.js';
-import { finishResult, type StreamResult } from './stream-read.js';
+import { finishResult, firstText, type StreamResult } from './stream-read.js';
 
 /** How a run's K streams are started. */
 export type RunPlan =
@@ -44,6 +44,13 @@ export interface RunStats {
    * frequent, "name n" each). Commands a script runs count as well as the EVALSHA that ran them.
    */
   commands?: { all: number; xadd: number; xread: number; top: string };
+  /**
+   * Burst runs: per process (not the simulator or Redis), its event loop's CPU ms from a wave's start to the
+   * client's first text of its first stream, and to the first text of its median stream (the K/2-th first
+   * text), mean over waves: the CPU the p50 first token waits behind, a count that holds on a busy host
+   * better than the time.
+   */
+  toFirstText?: Record<string, { first: number; median: number }>;
 }
 
 /** Redis commands per stream between two commandstats readings. */
@@ -80,11 +87,19 @@ async function drive(
   plan: RunPlan,
   k: number,
   one: (name: string) => Promise<StreamResult>,
+  atFirstTexts?: (wave: number, nth: number) => void,
 ): Promise<{ timed: StreamResult[]; all: number; windowMs: number }> {
   if (plan.mode === 'burst') {
     const timed: StreamResult[] = [];
-    for (let w = 0; w < plan.waves; w++)
-      timed.push(...(await Promise.all(Array.from({ length: k }, (_, i) => one(`wave ${w} reader ${i}`)))));
+    for (let w = 0; w < plan.waves; w++) {
+      let n = 0;
+      if (atFirstTexts) firstText.hook = () => atFirstTexts(w, n++);
+      try {
+        timed.push(...(await Promise.all(Array.from({ length: k }, (_, i) => one(`wave ${w} reader ${i}`)))));
+      } finally {
+        firstText.hook = undefined;
+      }
+    }
     return { timed, all: timed.length, windowMs: NaN };
   }
   const timed: StreamResult[] = [];
@@ -119,12 +134,49 @@ export async function run(
   const calls0 = redis ? await commandCalls(redis) : undefined;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
   const loop0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, loopCounts(pid)]));
-  const { timed, all, windowMs } = await drive(plan, k, (name) => {
-    const prompt = `Stream ${tag} ${name}: describe ${randomBytes(6).toString('hex')} in detail`;
-    return (side === 'direct' ? direct : viaCell0)(pool, prompt, maxTokens).catch(
-      (err: unknown): StreamResult => ({ ...finishResult(0, undefined, 0, '', 0, 0), error: String(err) }),
-    );
-  });
+  // Burst runs: each wave's event-loop CPU of the service's processes at its start, at its first first text
+  // and at its median one (only the main thread's schedstat is read there: a file read, no await).
+  const own = Object.entries(pids).filter(([name]) => name !== 'simulator' && name !== 'redis');
+  const marks: { start: number[]; first: number[]; median: number[] }[] = [];
+  const cpuNow = () => own.map(([, pid]) => loopCounts(pid).cpuMs);
+  const atFirstTexts =
+    plan.mode === 'burst' && own.length > 0
+      ? (wave: number, nth: number) => {
+          const m = marks[wave];
+          if (!m) return;
+          if (nth === 0) m.first = cpuNow();
+          if (nth === Math.floor(k / 2)) m.median = cpuNow();
+        }
+      : undefined;
+  const { timed, all, windowMs } = await drive(
+    plan,
+    k,
+    (name) => {
+      if (atFirstTexts && name.endsWith(' reader 0')) marks.push({ start: cpuNow(), first: [], median: [] });
+      const prompt = `Stream ${tag} ${name}: describe ${randomBytes(6).toString('hex')} in detail`;
+      return (side === 'direct' ? direct : viaCell0)(pool, prompt, maxTokens).catch(
+        (err: unknown): StreamResult => ({ ...finishResult(0, undefined, 0, '', 0, 0), error: String(err) }),
+      );
+    },
+    atFirstTexts,
+  );
+  const done = marks.filter((m) => m.median.length > 0);
+  const toFirstText =
+    done.length > 0
+      ? Object.fromEntries(
+          own.map(([name], j) => {
+            const mean = (g: (m: (typeof done)[number]) => number) =>
+              done.reduce((s, m) => s + g(m), 0) / done.length;
+            return [
+              name,
+              {
+                first: mean((m) => m.first[j]! - m.start[j]!),
+                median: mean((m) => m.median[j]! - m.start[j]!),
+              },
+            ];
+          }),
+        )
+      : undefined;
   const ok = timed.filter((r) => r.error === undefined && Number.isFinite(r.ttftMs));
   const ttft = ok.map((r) => r.ttftMs).sort((a, b) => a - b);
   const tps = ok
@@ -147,6 +199,7 @@ export async function run(
   const commands = redis && calls0 ? commandsPer(calls0, await commandCalls(redis), all) : undefined;
   return {
     ...(commands ? { commands } : {}),
+    ...(toFirstText ? { toFirstText } : {}),
     n: timed.length,
     ttftP50: percentile(ttft, 50),
     ttftP99: percentile(ttft, 99),

@@ -28,11 +28,12 @@
  *                           [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR]
  *                           [--stages R] [--api-processes N] [--backend-limit adaptive|N]
  *                           [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR]
- *                           [--cpu-prof-timed DIR] [--json]
+ *                           [--cpu-prof-timed DIR] [--cpu-prof-interval US] [--json]
  * --levels runs only those concurrencies (--levels none: only the identical streams); --cpu-prof DIR writes
  * a CPU profile of cell0 (node --cpu-prof); --cpu-prof-timed DIR writes a profile of each cell0 process
  * over the pairs of the --levels runs only (after the warm-up, before the identical streams; through the
- * inspector, bench/timed-profile.ts), named stream-<process>.cpuprofile (bench/profile-summary.ts reads it).
+ * inspector, bench/timed-profile.ts), named stream-<process>.cpuprofile (bench/profile-summary.ts reads it),
+ * sampled every --cpu-prof-interval US µs (default 1000, --cpu-prof's; 100 resolves a burst's first 50 ms).
  * --stages R: instead of the pairs, R traced burst runs of cell0 per concurrency and the time of each stage
  * of the first token (bench/stream-stages.ts); tracing costs time of its own, so these are shares.
  * --api-processes N: cell0 as one `cell0 worker` and N `cell0 api --reuse-port` processes instead of one
@@ -105,6 +106,19 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
       cell0: med((x) => x.cell0.streamsPerSec ?? NaN),
     },
     cpuMsPerStream: { direct: cpu('direct'), cell0: cpu('cell0') },
+    /**
+     * Burst: of each cell0 process, its event-loop CPU ms from a wave's start to the first text of its first
+     * stream and of its median one (median over pairs).
+     */
+    cell0LoopToFirstText: Object.fromEntries(
+      Object.keys(pairs[0]?.cell0.toFirstText ?? {}).map((n) => [
+        n,
+        {
+          first: med((x) => x.cell0.toFirstText?.[n]?.first ?? NaN),
+          median: med((x) => x.cell0.toFirstText?.[n]?.median ?? NaN),
+        },
+      ]),
+    ),
     /** Per stream, of each cell0 process: event-loop CPU ms, read and write system calls. */
     cell0Loop: Object.fromEntries(
       Object.keys(pairs[0]?.cell0.loop ?? {})
@@ -133,7 +147,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
 
 async function main(): Promise<void> {
   const usage =
-    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR] [--cpu-prof-timed DIR] [--cell0-node-flags "FLAGS"|none] [--json]';
+    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR] [--cpu-prof-timed DIR] [--cpu-prof-interval US] [--cell0-node-flags "FLAGS"|none] [--json]';
   const opts = benchArgs(
     process.argv.slice(2),
     {
@@ -146,6 +160,7 @@ async function main(): Promise<void> {
       duration: 5,
       warmup: 2,
       'backend-limit-max': 128,
+      'cpu-prof-interval': 1000,
     },
     usage,
     [
@@ -329,7 +344,7 @@ async function main(): Promise<void> {
       return;
     }
 
-    for (const p of Object.values(timedProfiles)) await p.start();
+    for (const p of Object.values(timedProfiles)) await p.start(opts['cpu-prof-interval']);
     for (const base of plans)
       for (const k of levels) {
         const plan = planFor(base, k);
@@ -366,6 +381,11 @@ async function main(): Promise<void> {
                 .filter(([n]) => n !== 'simulator' && n !== 'redis')
                 .map(([, l]) => f(l.cpuMs, 2))
                 .join('/')} ms/stream` +
+              (c.toFirstText
+                ? `, to the first/median first text ${Object.values(c.toFirstText)
+                    .map((t) => `${f(t.first, 1)}/${f(t.median, 1)}`)
+                    .join(', ')} ms`
+                : '') +
               (plan.mode === 'closed'
                 ? `; streams/s direct ${f(d.streamsPerSec ?? NaN)} cell0 ${f(c.streamsPerSec ?? NaN)} (timed ${d.n}/${c.n})`
                 : '') +
@@ -401,7 +421,14 @@ async function main(): Promise<void> {
               ([n, l]) =>
                 `${n} event loop ${f(l.cpuMs, 2)} ms CPU, ${f(l.reads)} reads, ${f(l.writes)} writes (system calls)`,
             )
-            .join('; ')}`,
+            .join('; ')}` +
+            (Object.keys(row.cell0LoopToFirstText).length > 0
+              ? `; event-loop CPU from the burst's start to its first / median stream's first text: ${Object.entries(
+                  row.cell0LoopToFirstText,
+                )
+                  .map(([n, t]) => `${n} ${f(t.first, 1)} / ${f(t.median, 1)} ms`)
+                  .join(', ')}`
+              : ''),
         );
         const rc = row.redisCommandsPerStream;
         console.log(
