@@ -300,3 +300,248 @@ export function completedArgsOf(
   };
   return Object.assign(build, { counts });
 }
+
+/**
+ * The options a standard add built directly may carry besides the job id and the adder token (their values
+ * are taken from BullMQ's own call once per options object): those that change nothing in how BullMQ adds
+ * a job. Any other (a delay, a priority, a parent, deduplication, a size limit, telemetry, a timestamp…)
+ * sends the add BullMQ's own way.
+ */
+const LEAN_ADD_OPTIONS: ReadonlySet<string> = new Set([
+  'attempts',
+  'backoff',
+  'removeOnComplete',
+  'removeOnFail',
+  'keepLogs',
+  'stackTraceLimit',
+  'lifo',
+]);
+
+/** BullMQ 6.7's addStandardJob: 9 keys, then the packed arguments, the data and the packed options. */
+const ADD_KEYS = 9;
+
+/** The members of BullMQ 6.7's Job constructor and `addJob(client)` {@link standardAddsOf} calls. */
+export type JobClass = new (
+  queue: never,
+  name: string,
+  data: unknown,
+  opts: Record<string, unknown>,
+  id: string,
+) => { addJob(client: unknown): Promise<unknown> };
+
+/** What a standard add of BullMQ 6.7 sends for jobs of one name and one options object, split for reuse. */
+interface AddTemplate {
+  /** The script command BullMQ calls (`addStandardJob:<version>`). */
+  command: string;
+  /** The add's 9 keys. */
+  keys: unknown[];
+  /** The packed arguments before the job id (array header, the queue's key prefix). */
+  argsHead: Buffer;
+  /** The packed job name, after the job id. */
+  argsName: Buffer;
+  /** The packed options up to the job id's value (map header, the entries before it, its key). */
+  optsHead: Buffer;
+  /** The adder token's key, packed, between the job id and the token. */
+  optsMid: Buffer;
+  /** The packed options after the token. */
+  optsTail: Buffer;
+}
+
+/** A msgpack string header's length and the string's start at `at` of `b` (str8/str16/fixstr), if one is there. */
+function strAt(b: Buffer, at: number): { start: number; end: number } | undefined {
+  const h = b[at];
+  if (h === undefined) return undefined;
+  let start: number, n: number;
+  if ((h & 0xe0) === 0xa0) {
+    start = at + 1;
+    n = h & 0x1f;
+  } else if (h === 0xd9 && at + 1 < b.length) {
+    start = at + 2;
+    n = b[at + 1]!;
+  } else if (h === 0xda && at + 2 < b.length) {
+    start = at + 3;
+    n = b.readUInt16BE(at + 1);
+  } else return undefined;
+  return start + n <= b.length ? { start, end: start + n } : undefined;
+}
+
+/** msgpackr's bytes of an ASCII string shorter than 65,536 characters: str header, then the characters. */
+function writeStr(out: Buffer, at: number, s: string): number {
+  const n = s.length;
+  if (n < 0x20) out[at++] = 0xa0 | n;
+  else if (n < 0x100) {
+    out[at++] = 0xd9;
+    out[at++] = n;
+  } else {
+    out[at++] = 0xda;
+    out[at++] = n >> 8;
+    out[at++] = n & 0xff;
+  }
+  return at + out.write(s, at, 'latin1');
+}
+
+/** Whether `s` is ASCII and short enough for {@link writeStr}. */
+function plainStr(s: string): boolean {
+  if (s.length >= 0x10000) return false;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** The length of {@link writeStr}'s bytes for `s`. */
+function strBytes(s: string): number {
+  const n = s.length;
+  return (n < 0x20 ? 1 : n < 0x100 ? 2 : 3) + n;
+}
+
+/**
+ * BullMQ's own add of a job named `name` with the options `{ ...defaults, jobId: '', [adderKey]: '' }`, its
+ * arguments captured (no command is sent: BullMQ calls the client given to `addJob`), split where the job
+ * id, the token and the timestamp go. Undefined when they are not laid out as expected.
+ */
+function addTemplate(
+  queue: unknown,
+  JobOf: JobClass,
+  name: string,
+  defaults: object,
+  adderKey: string,
+): AddTemplate | undefined {
+  for (const k of Object.keys(defaults)) if (!LEAN_ADD_OPTIONS.has(k)) return undefined;
+  if (!plainStr(adderKey) || !plainStr(name)) return undefined;
+  let command: unknown;
+  let args: unknown[] | undefined;
+  const capture = {
+    runCommand(c: unknown, a: unknown[]): Promise<unknown> {
+      command = c;
+      args = a;
+      return Promise.resolve('');
+    },
+  };
+  try {
+    const job = new JobOf(queue as never, name, {}, { ...defaults, jobId: '', [adderKey]: '' }, '');
+    void job.addJob(capture).catch(() => undefined);
+  } catch {
+    return undefined;
+  }
+  if (typeof command !== 'string' || !command.startsWith('addStandardJob:')) return undefined;
+  if (!args || args.length !== ADD_KEYS + 3 || args[ADD_KEYS + 1] !== '{}') return undefined;
+  const packedArgs = args[ADD_KEYS];
+  const packedOpts = args[ADD_KEYS + 2];
+  if (!Buffer.isBuffer(packedArgs) || !Buffer.isBuffer(packedOpts)) return undefined;
+  // The packed arguments: [prefix, jobId '', name, timestamp (float64), then 6 nils].
+  if (packedArgs[0] !== 0x9a) return undefined;
+  const prefix = strAt(packedArgs, 1);
+  if (!prefix || packedArgs[prefix.end] !== 0xa0) return undefined;
+  const nameAt = strAt(packedArgs, prefix.end + 1);
+  if (!nameAt || packedArgs.toString('latin1', nameAt.start, nameAt.end) !== name) return undefined;
+  const rest = packedArgs.subarray(nameAt.end);
+  if (rest.length !== 9 + 6 || rest[0] !== 0xcb || !rest.subarray(9).equals(Buffer.alloc(6, 0xc0)))
+    return undefined;
+  // The packed options: the job id's key and its empty value, right before the token's key and its empty one.
+  const idKey = Buffer.alloc(strBytes('jobId'));
+  writeStr(idKey, 0, 'jobId');
+  const optsMid = Buffer.alloc(strBytes(adderKey));
+  writeStr(optsMid, 0, adderKey);
+  const marker = Buffer.concat([idKey, Buffer.from([0xa0]), optsMid, Buffer.from([0xa0])]);
+  const at = packedOpts.indexOf(marker);
+  if (at < 0 || packedOpts.indexOf(marker, at + 1) >= 0) return undefined;
+  return {
+    command,
+    keys: args.slice(0, ADD_KEYS),
+    argsHead: Buffer.from(packedArgs.subarray(0, prefix.end)),
+    argsName: Buffer.from(packedArgs.subarray(prefix.end + 1, nameAt.end)),
+    optsHead: Buffer.from(packedOpts.subarray(0, at + idKey.length)),
+    optsMid,
+    optsTail: Buffer.from(packedOpts.subarray(at + marker.length)),
+  };
+}
+
+/**
+ * A queue's standard adds built directly (see {@link standardAddsOf}): the script command and its arguments
+ * for a job `name` with `data`, the options `{ ...defaults, jobId, [adderKey]: token }`, added at `timestamp`;
+ * undefined when this job goes BullMQ's own way.
+ */
+export type StandardAdds = ((
+  name: string,
+  data: unknown,
+  defaults: object,
+  jobId: string,
+  token: string,
+  timestamp?: number,
+) => { command: string; args: unknown[] } | undefined) & { readonly counts: { direct: number; own: number } };
+
+/** Most templates kept per queue (one per job name and options object). */
+const MAX_TEMPLATES = 64;
+
+/**
+ * BullMQ 6.7's standard add of a job (`new Job(queue, name, data, opts, jobId).addJob(client)`, which builds
+ * the Job, its `asJSON`, validates its options, packs `optsAsJSON(opts)` and its arguments with msgpackr, and
+ * calls `addStandardJob`) for `queue`, built directly: the same script command with the same 12 arguments,
+ * byte for byte (test/integration/lean-job-codec.test.ts compares them with BullMQ's over many option sets).
+ * The options are `{ ...defaults, jobId, [adderKey]: token }`: what BullMQ packs for each options object
+ * and job name is taken from its own call once (with an empty id and token) and kept by the object's
+ * identity (so an options object must not change once used); the job id, the token and the timestamp are
+ * written into it as msgpackr writes them. Goes BullMQ's own way (undefined) for options other than
+ * {@link LEAN_ADD_OPTIONS}, an id or token that is not ASCII, an id BullMQ refuses (an integer, one with
+ * a `:` but not two), and anything not laid out as expected.
+ */
+export function standardAddsOf(queue: unknown, JobOf: JobClass, adderKey: string): StandardAdds {
+  const counts = { direct: 0, own: 0 };
+  const templates = new WeakMap<object, Map<string, AddTemplate | undefined>>();
+  let kept = 0;
+  const build = (
+    name: string,
+    data: unknown,
+    defaults: object,
+    jobId: string,
+    token: string,
+    timestamp = Date.now(),
+  ): { command: string; args: unknown[] } | undefined => {
+    // BullMQ's validateOptions refuses an integer id, and one with a ':' unless it has exactly two: its way
+    // (it throws there).
+    const c = jobId.charCodeAt(0);
+    if (
+      !plainStr(jobId) ||
+      !plainStr(token) ||
+      (jobId.includes(':') && jobId.split(':').length !== 3) ||
+      ((c === 45 || (c >= 48 && c <= 57)) && `${parseInt(jobId, 10)}` === jobId) ||
+      !Number.isInteger(timestamp) ||
+      timestamp <= 0xffffffff ||
+      timestamp > Number.MAX_SAFE_INTEGER
+    ) {
+      counts.own++;
+      return undefined;
+    }
+    let byName = templates.get(defaults);
+    if (byName === undefined) templates.set(defaults, (byName = new Map()));
+    let t = byName.get(name);
+    if (t === undefined && !byName.has(name)) {
+      if (kept >= MAX_TEMPLATES) return (counts.own++, undefined);
+      kept++;
+      byName.set(name, (t = addTemplate(queue, JobOf, name, defaults, adderKey)));
+    }
+    if (t === undefined) return (counts.own++, undefined);
+    const argsLen = t.argsHead.length + strBytes(jobId) + t.argsName.length + 9 + 6;
+    const optsLen =
+      t.optsHead.length + strBytes(jobId) + t.optsMid.length + strBytes(token) + t.optsTail.length;
+    const mem = Buffer.allocUnsafe(argsLen + optsLen);
+    let at = t.argsHead.copy(mem, 0);
+    at = writeStr(mem, at, jobId);
+    at += t.argsName.copy(mem, at);
+    mem[at++] = 0xcb;
+    at = mem.writeDoubleBE(timestamp, at);
+    mem.fill(0xc0, at, at + 6);
+    at += 6;
+    const packedArgs = mem.subarray(0, at);
+    at += t.optsHead.copy(mem, at);
+    at = writeStr(mem, at, jobId);
+    at += t.optsMid.copy(mem, at);
+    at = writeStr(mem, at, token);
+    at += t.optsTail.copy(mem, at);
+    const packedOpts = mem.subarray(argsLen, at);
+    const args = t.keys.slice();
+    args.push(packedArgs, JSON.stringify(typeof data === 'undefined' ? {} : data), packedOpts);
+    counts.direct++;
+    return { command: t.command, args };
+  };
+  return Object.assign(build, { counts });
+}
