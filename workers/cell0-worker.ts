@@ -222,6 +222,7 @@ export class Cell0Worker extends EventEmitter<Cell0WorkerEvents> {
       embeddings: this.embeddings,
       stopping,
       workerOf: (key) => this.byKey.get(key)!.worker,
+      connectionOf: (key) => this.byKey.get(key)?.conn,
       events: this,
     });
   }

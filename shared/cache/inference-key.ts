@@ -1,4 +1,5 @@
 import { type InferenceJobData } from '../queues/schemas.js';
+import { type RedisConnection } from '../redis/cluster.js';
 
 /**
  * How an inference request maps onto the semantic cache: the prompt that is compared by meaning, and the
@@ -67,8 +68,11 @@ export interface InferenceCache<R> {
     prompt: string,
     value: CachedInference<R>,
     scope: InferenceCacheKey['scope'],
-    /** `onSent`: called once the write has gone to Redis, or the store ended without one (see SemanticCache.set). */
-    opts?: { ttlSeconds?: number; onSent?: () => void },
+    /**
+     * `onSent`: called once the write has gone to Redis, or the store ended without one; `connection`: one
+     * of the same Redis whose writes the store joins while it is ready (see SemanticCache.set).
+     */
+    opts?: { ttlSeconds?: number; onSent?: () => void; connection?: RedisConnection },
   ): Promise<void>;
   /** Counts a hit the caller found wrong, and removes its entry. */
   reportFalseHit?(entryId: string): Promise<void>;

@@ -5,6 +5,8 @@
  * answer standing; and the next request after an answer, identical or equal once normalised, is an exact
  * hit (the write reaches Redis before the job's completion does).
  */
+import { createHash } from 'node:crypto';
+import { type Socket } from 'node:net';
 import { Cell0Client } from '../../producers/cell0-client';
 import { Cell0Worker } from '../../workers/cell0-worker';
 import { OllamaBackend } from '../../workers/providers/ollama-backend';
@@ -19,6 +21,8 @@ import {
 import { type SubmitResult } from '../../producers/job-submitter';
 import { QueueName } from '../../shared/queues/names';
 import { type InferenceResult } from '../../shared/queues/results';
+import { type RedisConnection } from '../../shared/redis/cluster';
+import { luaScript } from '../../shared/redis/lua-scripts';
 import { RedisClient } from '../../shared/redis/redis-client';
 import { waitUntilReady } from '../../shared/redis/connection';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis';
@@ -40,7 +44,7 @@ describe('the cache write after the answer', () => {
     prompt: string,
     value: Stored,
     scope: Parameters<InferenceCache<InferenceResult>['set']>[2],
-    opts: { ttlSeconds?: number; onSent?: () => void },
+    opts: { ttlSeconds?: number; onSent?: () => void; connection?: RedisConnection },
   ) => Promise<void>;
   const generateCalls = () => sim.stats().requests.byEndpoint['/api/generate'] ?? 0;
   const ask = (prompt: string) =>
@@ -119,6 +123,50 @@ describe('the cache write after the answer', () => {
     expect(cachedOf(third)).toBe('exact');
     expect(third.jobId).toBe(first.jobId);
     expect(generateCalls()).toBe(calls);
+  });
+
+  it("sends the write on the connection that completes the job, in one socket write with the job's completion", async () => {
+    // What each socket write of the connection the worker gives the write carried (latin1 text).
+    const flushes: string[] = [];
+    let given: RedisConnection | undefined;
+    let status: string | undefined;
+    onSet = (prompt, value, scope, opts) => {
+      given = opts.connection;
+      status = given?.status;
+      const stream = (given as unknown as { stream?: Socket } | undefined)?.stream;
+      if (stream && !Object.prototype.hasOwnProperty.call(stream, '_writev')) {
+        const text = (chunk: unknown) => (Buffer.isBuffer(chunk) ? chunk.toString('latin1') : String(chunk));
+        const proto = Object.getPrototypeOf(stream) as Socket & {
+          _writev: (chunks: { chunk: unknown }[], cb: () => void) => void;
+          _write: (chunk: unknown, enc: BufferEncoding, cb: () => void) => void;
+        };
+        Object.assign(stream, {
+          _writev(this: Socket, chunks: { chunk: unknown }[], cb: () => void) {
+            flushes.push(chunks.map((c) => text(c.chunk)).join(''));
+            proto._writev.call(this, chunks, cb);
+          },
+          _write(this: Socket, chunk: unknown, enc: BufferEncoding, cb: () => void) {
+            flushes.push(text(chunk));
+            proto._write.call(this, chunk, enc, cb);
+          },
+        });
+      }
+      return real.set(prompt, value, scope, opts);
+    };
+    const prompt = `Which ocean has the deepest trench ${Date.now()}?`;
+    const a = await ask(prompt);
+    expect(a.state).toBe('completed');
+    expect(status).toBe('ready'); // the job's worker connection, ready
+    const b = await ask(prompt);
+    expect(cachedOf(b)).toBe('exact'); // the entry is in Redis for the next request
+    expect(b.jobId).toBe(a.jobId);
+    // the entry's script call (EVALSHA by its SHA, or EVAL on a connection that has not loaded it) and the
+    // job's completion (BullMQ's moveToFinished, which names the queue's completed set) in the same write
+    const lua = luaScript('semantic-set').lua;
+    const sha = createHash('sha1').update(lua).digest('hex');
+    const withStore = flushes.filter((f) => f.includes(sha) || f.includes(lua.slice(0, 200)));
+    expect(withStore.length).toBeGreaterThan(0);
+    expect(withStore.some((f) => f.includes(':inference:completed'))).toBe(true);
   });
 
   it('keeps the answer when the cache write fails', async () => {

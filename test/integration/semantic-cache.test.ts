@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { type RedisConnection } from '../../shared/redis/cluster';
 import {
@@ -17,12 +18,14 @@ import { keyBase, ScopeKeys } from '../../shared/cache/semantic/scope';
 import { BandMirror } from '../../shared/cache/semantic/semantic-mirror';
 import { GUARD_TRIES, SLOT_HOLD_MS } from '../../shared/cache/semantic/semantic-scripts';
 import { ConfigError, ValidationError } from '../../shared/errors';
-import { waitUntilReady } from '../../shared/redis/connection';
+import { closeRedis, waitUntilReady } from '../../shared/redis/connection';
+import { luaScript } from '../../shared/redis/lua-scripts';
 import { RedisClient } from '../../shared/redis/redis-client';
 import {
   closeTestClients,
   keysMatching,
   openTestClients,
+  testRedisConnection,
   testRedisUrl,
   uniquePrefix,
 } from '../helpers/redis';
@@ -759,6 +762,53 @@ describe('SemanticCache (on Redis)', () => {
     );
     expect(texts).toBe(2);
   });
+  it("sends a store's script call on the connection it is given while that one is ready, else on its own", async () => {
+    // The worker gives its job's queue connection (cell0-worker.ts): the store and the job's completion
+    // behind it then leave in one socket write. Counted on each connection: the semantic-set script's EVALSHA,
+    // or its EVAL (the first call on a connection that has not loaded it).
+    const lua = luaScript('semantic-set').lua;
+    const sha = createHash('sha1').update(lua).digest('hex');
+    const setsOn = (conn: RedisConnection) => {
+      const spy = jest.spyOn(conn, 'sendCommand');
+      return {
+        count: () =>
+          spy.mock.calls.filter(
+            ([c]) =>
+              (c.name === 'evalsha' && String(c.args[0]) === sha) ||
+              (c.name === 'eval' && String(c.args[0]) === lua),
+          ).length,
+        restore: () => spy.mockRestore(),
+      };
+    };
+    const cache = make();
+    const samePrefix = `{${baseOf(cache).slice(0, -':sem'.length)}}`;
+    // another process's view of the scope: a cache with a mirror and kept records of its own
+    const reader = new SemanticCache<string>({ redis: client, prefix: samePrefix });
+    const other = testRedisConnection('test:via');
+    await waitUntilReady(other, 10_000);
+    const onOther = setsOn(other);
+    const onOwn = setsOn(client.connection);
+    try {
+      const prompt = `Which connection carried this store ${Date.now()}?`;
+      await cache.set(prompt, 'the given one', SCOPE, { connection: other });
+      expect(onOther.count()).toBe(1);
+      expect(onOwn.count()).toBe(0);
+      expect(await reader.get(prompt, SCOPE)).toMatchObject({ confidence: 'exact', value: 'the given one' });
+      // a connection that is not ready (closed): the cache's own carries the store
+      await closeRedis(other);
+      const later = `Which connection carried the later store ${Date.now()}?`;
+      await cache.set(later, 'its own', SCOPE, { connection: other });
+      expect(onOther.count()).toBe(1);
+      expect(onOwn.count()).toBe(1);
+      expect(await reader.get(later, SCOPE)).toMatchObject({ confidence: 'exact', value: 'its own' });
+      expect(cache.getStats().errors).toBe(0);
+    } finally {
+      onOther.restore();
+      onOwn.restore();
+      if (other.status !== 'end') await closeRedis(other);
+    }
+  });
+
   it('embeds a prompt once for a lookup and the store that follows it (the miss path of one request)', async () => {
     const local = new HashedNgramEmbedder();
     const embedded: string[] = [];

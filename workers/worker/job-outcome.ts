@@ -8,6 +8,7 @@ import { searchCacheKey } from '../../shared/cache/search-cache.js';
 import { encodeFailure } from '../../shared/queues/failure.js';
 import { type InferenceResult, type SearchResult } from '../../shared/queues/results.js';
 import { toFieldIssues, type InferenceJobData, type SearchJobData } from '../../shared/queues/schemas.js';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type Cell0WorkerOptions } from './options.js';
 
 /*
@@ -30,7 +31,8 @@ type Caches = Cell0WorkerOptions['caches'];
 
 /**
  * Writes an inference answer through to the semantic cache (unless the request said noStore). `onSent` is
- * called once the write has gone to Redis (or when there is none): see SemanticCache.set.
+ * called once the write has gone to Redis (or when there is none): see SemanticCache.set; `connection`, the
+ * job's worker connection, is the one the write joins while it is ready (see SemanticCache.set).
  */
 export async function storeInference(
   caches: Caches,
@@ -38,6 +40,7 @@ export async function storeInference(
   jobId: string,
   result: InferenceResult,
   onSent?: () => void,
+  connection?: RedisConnection,
 ): Promise<void> {
   try {
     const cache = caches?.inference;
@@ -47,6 +50,7 @@ export async function storeInference(
       await cache.set(key.prompt, { jobId, result }, key.scope, {
         ...(data.cache?.ttlSeconds !== undefined ? { ttlSeconds: data.cache.ttlSeconds } : {}),
         ...(onSent ? { onSent } : {}),
+        ...(connection ? { connection } : {}),
       });
   } finally {
     onSent?.();

@@ -22,6 +22,7 @@ import {
 } from '../../shared/queues/embeddings.js';
 import { tracingOn, withSpan } from '../../shared/tracing/tracing.js';
 import { type ModelLease } from '../../shared/resources/model-memory-types.js';
+import { type RedisConnection } from '../../shared/redis/cluster.js';
 import { type EmbeddingBatcher } from '../embedding/index.js';
 import { type Admission } from './admission.js';
 import { isBackendAway, type BackendWait } from './backend-wait.js';
@@ -55,6 +56,11 @@ export interface JobRunnerOptions {
   stopping: () => boolean;
   /** The BullMQ worker of a job's shard, by the job's queue key ("{cell0:inference:2}:inference"). */
   workerOf: (queueKey: string) => Worker;
+  /**
+   * The connection of a job's shard (its BullMQ worker's, which completes the job), by the job's queue
+   * key: an inference answer's cache write joins its writes (see store()).
+   */
+  connectionOf?: (queueKey: string) => RedisConnection | undefined;
   /** Where `job:completed` goes (only built when someone listens). */
   events: EventEmitter<Cell0WorkerEvents>;
 }
@@ -109,8 +115,10 @@ export class JobRunner {
    * completes meanwhile, and since its completion is sent after the write, anything that learns of the
    * answer (a producer's reply, the job's state) reaches Redis after the entry, so the next identical
    * request still finds it. Waiting for the write's batch (up to 1 ms) also keeps the jobs of one batch
-   * finishing together, in one finish call. A failed write is counted and logged by the cache; the answered
-   * job stands.
+   * finishing together, in one finish call. The write goes on the connection that completes the job (its
+   * shard's) while that one is ready: the entry's script call and the completions behind it leave in one
+   * socket write (one system call, one read for Redis, one reply read) instead of one on each connection.
+   * A failed write is counted and logged by the cache; the answered job stands.
    */
   private async store(queue: QueueName, job: Job, data: JobData, result: JobResult): Promise<void> {
     const caches = this.o.opts.caches;
@@ -123,6 +131,7 @@ export class JobRunner {
         job.id ?? '',
         result as InferenceResult,
         onSent,
+        this.o.connectionOf?.(job.queueQualifiedName),
       )
         .catch((err: unknown) =>
           this.o.log.warn({ queue, jobId: job.id, error: (err as Error).message }, 'cache write failed'),

@@ -1,4 +1,5 @@
 import { AsyncBatchProcessor } from '../../batch/async-batch-processor.js';
+import { type RedisConnection } from '../../redis/cluster.js';
 import { type RedisClient } from '../../redis/redis-client.js';
 import { type ScopeKeys } from './scope.js';
 import { type BandMirror } from './semantic-mirror.js';
@@ -32,6 +33,11 @@ export interface SemanticWrite {
    * that): a command sent later on any connection of the same Redis then runs after it.
    */
   sent?: () => void;
+  /**
+   * A connection to the same Redis the store's call may go on instead of the writer's own, while it is
+   * ready (SemanticCache.set): a call of several stores takes its first store's.
+   */
+  connection?: RedisConnection;
 }
 
 /**
@@ -128,8 +134,12 @@ export class SemanticWriter {
     };
     let reply: (number | string)[];
     const sentAt = Date.now();
+    // the first store's connection while it is ready (its commands then go in one socket write with this
+    // call), else the client's own
+    const via = writes[0]!.connection;
     try {
-      reply = await this.redis.run((r) => {
+      reply = await this.redis.run((own) => {
+        const r = via !== undefined && via.status === 'ready' ? via : own;
         const call = commands(r).cell0SemanticSet(...(args as [number, ...Arg[]]));
         sent();
         return call;
