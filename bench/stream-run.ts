@@ -51,6 +51,36 @@ export interface RunStats {
    * better than the time.
    */
   toFirstText?: Record<string, { first: number; median: number }>;
+  /**
+   * Burst runs with --backend-probe on: cell0's event-loop CPU ms from a burst's first request to its backend
+   * calls number 1, K/4, K/2, 3K/4 and K (`at`) and to its last request's arrival, mean over the run's bursts
+   * (bench/backend-call-probe.mjs).
+   */
+  backendCalls?: { at: number[]; arrived: number };
+}
+
+/** The lines of the probe's file (bench/backend-call-probe.mjs), or none yet. */
+function probeLines(file: string): string[] {
+  try {
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
+  } catch {
+    return [];
+  }
+}
+
+/** What the probe wrote since `from` lines, for bursts of k requests (see RunStats.backendCalls). */
+function backendCallsOf(file: string, from: number, k: number): RunStats['backendCalls'] {
+  const bursts = probeLines(file)
+    .slice(from)
+    .map((l) => JSON.parse(l) as { requests: number; arrivedCpu: number; callCpu: number[] })
+    .filter((b) => b.requests === k && b.callCpu.length === k);
+  if (bursts.length === 0) return undefined;
+  const mean = (g: (b: (typeof bursts)[number]) => number) =>
+    bursts.reduce((s, b) => s + g(b), 0) / bursts.length;
+  const nth = [1, Math.ceil(k / 4), Math.ceil(k / 2), Math.ceil((3 * k) / 4), k];
+  return { at: nth.map((n) => mean((b) => b.callCpu[n - 1]!)), arrived: mean((b) => b.arrivedCpu) };
 }
 
 /** Redis commands per stream between two commandstats readings. */
@@ -130,7 +160,9 @@ export async function run(
   maxTokens: number,
   pids: Record<string, number | undefined>,
   redis?: Redis,
+  probeFile?: string,
 ): Promise<RunStats> {
+  const probeFrom = probeFile && plan.mode === 'burst' ? probeLines(probeFile).length : undefined;
   const calls0 = redis ? await commandCalls(redis) : undefined;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
   const loop0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, loopCounts(pid)]));
@@ -177,6 +209,8 @@ export async function run(
           }),
         )
       : undefined;
+  const backendCalls =
+    probeFile && probeFrom !== undefined ? backendCallsOf(probeFile, probeFrom, k) : undefined;
   const ok = timed.filter((r) => r.error === undefined && Number.isFinite(r.ttftMs));
   const ttft = ok.map((r) => r.ttftMs).sort((a, b) => a - b);
   const tps = ok
@@ -200,6 +234,7 @@ export async function run(
   return {
     ...(commands ? { commands } : {}),
     ...(toFirstText ? { toFirstText } : {}),
+    ...(backendCalls ? { backendCalls } : {}),
     n: timed.length,
     ttftP50: percentile(ttft, 50),
     ttftP99: percentile(ttft, 99),

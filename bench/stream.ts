@@ -28,12 +28,15 @@
  *                           [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR]
  *                           [--stages R] [--api-processes N] [--backend-limit adaptive|N]
  *                           [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR]
- *                           [--cpu-prof-timed DIR] [--cpu-prof-interval US] [--json]
+ *                           [--cpu-prof-timed DIR] [--cpu-prof-interval US] [--backend-probe on|off] [--json]
  * --levels runs only those concurrencies (--levels none: only the identical streams); --cpu-prof DIR writes
  * a CPU profile of cell0 (node --cpu-prof); --cpu-prof-timed DIR writes a profile of each cell0 process
  * over the pairs of the --levels runs only (after the warm-up, before the identical streams; through the
  * inspector, bench/timed-profile.ts), named stream-<process>.cpuprofile (bench/profile-summary.ts reads it),
  * sampled every --cpu-prof-interval US µs (default 1000, --cpu-prof's; 100 resolves a burst's first 50 ms).
+ * --backend-probe on: each cell0 process loads bench/backend-call-probe.mjs, and each burst level prints the
+ * process's event-loop CPU from a burst's first request to its backend calls 1, K/4, K/2, 3K/4 and K: the
+ * work each call waited behind (off by default: it reads the thread's CPU time a few times per request).
  * --stages R: instead of the pairs, R traced burst runs of cell0 per concurrency and the time of each stage
  * of the first token (bench/stream-stages.ts); tracing costs time of its own, so these are shares.
  * --api-processes N: cell0 as one `cell0 worker` and N `cell0 api --reuse-port` processes instead of one
@@ -57,7 +60,9 @@
  * and the Dockerfile run cell0 with; `none`: Node's defaults, whose young generation grows to 128 MB here).
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import os from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { benchArgs } from './args.js';
@@ -119,6 +124,16 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
         },
       ]),
     ),
+    /**
+     * --backend-probe on: cell0's event-loop CPU ms from a burst's first request to its backend calls number 1,
+     * K/4, K/2, 3K/4 and K, and to its last request's arrival (median over pairs).
+     */
+    cell0BackendCalls: pairs[0]?.cell0.backendCalls
+      ? {
+          at: pairs[0].cell0.backendCalls.at.map((_, i) => med((x) => x.cell0.backendCalls?.at[i] ?? NaN)),
+          arrived: med((x) => x.cell0.backendCalls?.arrived ?? NaN),
+        }
+      : undefined,
     /** Per stream, of each cell0 process: event-loop CPU ms, read and write system calls. */
     cell0Loop: Object.fromEntries(
       Object.keys(pairs[0]?.cell0.loop ?? {})
@@ -147,7 +162,7 @@ function summarise(k: number, plan: RunPlan, pairs: Pair[], sides: Record<Side, 
 
 async function main(): Promise<void> {
   const usage =
-    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR] [--cpu-prof-timed DIR] [--cpu-prof-interval US] [--cell0-node-flags "FLAGS"|none] [--json]';
+    'npm run bench:stream -- [--mode burst|closed|both] [--duration S] [--warmup S] [--pairs P] [--tokens N] [--ttft-ms T] [--tokens-per-sec R] [--levels 1,10,100] [--cpu-prof DIR] [--stages R] [--api-processes N] [--backend-limit adaptive|N] [--backend-limit-max N] [--cell0-warmup on|off] [--warmup-bursts N] [--dist DIR] [--cpu-prof-timed DIR] [--cpu-prof-interval US] [--backend-probe on|off] [--cell0-node-flags "FLAGS"|none] [--json]';
   const opts = benchArgs(
     process.argv.slice(2),
     {
@@ -173,12 +188,23 @@ async function main(): Promise<void> {
       'warmup-bursts',
       'dist',
       'cell0-node-flags',
+      'backend-probe',
     ],
   );
   // cell0's processes run with the node flags `npm start` gives it (package.json, Dockerfile): the young
   // generation's cap among them decides how often and how long its scavenges pause the event loop.
   const flagsText = opts.text['cell0-node-flags'] ?? CELL0_NODE_FLAGS;
   const cell0NodeFlags = flagsText === 'none' ? [] : flagsText.split(' ').filter((x) => x !== '');
+  const backendProbe = opts.text['backend-probe'] ?? 'off';
+  if (backendProbe !== 'on' && backendProbe !== 'off') {
+    console.error(`bad argument --backend-probe ${backendProbe}\nusage: ${usage}`);
+    process.exit(2);
+  }
+  /** --backend-probe on: where cell0's processes append a line per burst (bench/backend-call-probe.mjs). */
+  const probeFile =
+    backendProbe === 'on'
+      ? join(os.tmpdir(), `cell0-stream-probe-${process.pid}-${randomBytes(4).toString('hex')}.jsonl`)
+      : undefined;
   const cell0Warmup = opts.text['cell0-warmup'] ?? 'on';
   if (cell0Warmup !== 'on' && cell0Warmup !== 'off') {
     console.error(`bad argument --cell0-warmup ${cell0Warmup}\nusage: ${usage}`);
@@ -246,13 +272,18 @@ async function main(): Promise<void> {
     CELL0_MAX_CPU_PERCENT: '0',
     CELL0_LOG_LEVEL: 'warn',
     ...(spans ? { OTEL_EXPORTER_OTLP_ENDPOINT: spans.url, OTEL_SERVICE_NAME: 'cell0-bench' } : {}),
+    ...(probeFile ? { CELL0_BENCH_PROBE_OUT: probeFile } : {}),
   };
   const timedDir = opts.text['cpu-prof-timed'];
   /** The timed profiles of cell0's processes (--cpu-prof-timed), by process name. */
   const timedProfiles: Record<string, TimedProfile> = {};
   /** The node arguments of cell0 process `name`: whole-life or timed profiling. */
   const profArgs = async (name: string): Promise<string[]> => {
-    const args = [...cell0NodeFlags, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
+    const args = [
+      ...cell0NodeFlags,
+      ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+      ...(probeFile ? ['--import', pathToFileURL(join(__dirname, 'backend-call-probe.mjs')).href] : []),
+    ];
     if (!timedDir) return args;
     const port = await freePort();
     timedProfiles[name] = new TimedProfile(port);
@@ -368,6 +399,7 @@ async function main(): Promise<void> {
               maxTokens,
               pids[side],
               side === 'cell0' ? redis : undefined,
+              side === 'cell0' ? probeFile : undefined,
             );
             got[side] = { ...stats, backendMax: await simMaxInFlight(simPool) };
           }
@@ -381,6 +413,9 @@ async function main(): Promise<void> {
                 .filter(([n]) => n !== 'simulator' && n !== 'redis')
                 .map(([, l]) => f(l.cpuMs, 2))
                 .join('/')} ms/stream` +
+              (c.backendCalls
+                ? `, at its backend calls ${c.backendCalls.at.map((x) => f(x, 1)).join('/')} ms (arrivals ${f(c.backendCalls.arrived, 1)})`
+                : '') +
               (c.toFirstText
                 ? `, to the first/median first text ${Object.values(c.toFirstText)
                     .map((t) => `${f(t.first, 1)}/${f(t.median, 1)}`)
@@ -430,6 +465,12 @@ async function main(): Promise<void> {
                   .join(', ')}`
               : ''),
         );
+        if (row.cell0BackendCalls)
+          console.log(
+            `  cell0 event-loop CPU from a burst's first request to its backend calls 1, K/4, K/2, 3K/4, K: ${row.cell0BackendCalls.at
+              .map((x) => f(x, 1))
+              .join(' / ')} ms (to its last request's arrival ${f(row.cell0BackendCalls.arrived, 1)} ms)`,
+          );
         const rc = row.redisCommandsPerStream;
         console.log(
           `  Redis commands/stream (cell0): ${f(rc.all)} (xadd ${f(rc.xadd)}, xread ${f(rc.xread)}); last pair's most frequent: ${rc.top}`,
@@ -474,6 +515,7 @@ async function main(): Promise<void> {
     await cell0Pool.close();
     redis.disconnect();
     await stopAll();
+    if (probeFile) rmSync(probeFile, { force: true });
   }
   process.exitCode = pass ? 0 : 1;
 }
