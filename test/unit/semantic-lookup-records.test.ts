@@ -69,4 +69,42 @@ describe('LookupRecords (candidate records a lookup read lately)', () => {
     for (let slot = 4; slot < 9; slot++)
       expect(kept.get('vec', slot, 1)?.toString()).toBe(record(99_999, `r${slot}`).toString());
   });
+
+  it('finds records by slot whether the slots are dense, sparse, high or above every array bound', () => {
+    // A scope's table indexes its slots in an array while they are dense, and in a map otherwise: every
+    // slot must be found the same way, counted once, and moved into the array when the array grows past it.
+    const kept = new LookupRecords(1000, 100_000);
+    const slots = [0, 1, 5, 63, 64, 200, 5000, 3, 70_000, (1 << 18) + 7, 16_777_215, 300];
+    for (const slot of slots) kept.keep('vec', slot, record(99_999, `s${slot}`), 0);
+    for (const slot of slots)
+      expect(kept.get('vec', slot, 1)?.toString()).toBe(record(99_999, `s${slot}`).toString());
+    for (const slot of [2, 4, 65, 4999, 5001, 69_999, 1 << 18])
+      expect(kept.get('vec', slot, 1)).toBeUndefined();
+    // dense slots up to 6000: the array grows past 5000 and 300 (kept while it was small: in the map)
+    for (let slot = 0; slot < 6000; slot++) kept.keep('vec', slot, record(99_999, `d${slot}`), 0);
+    for (let slot = 0; slot < 6000; slot++)
+      expect(kept.get('vec', slot, 1)?.toString()).toBe(record(99_999, `d${slot}`).toString());
+    for (const slot of [70_000, (1 << 18) + 7, 16_777_215])
+      expect(kept.get('vec', slot, 1)?.toString()).toBe(record(99_999, `s${slot}`).toString());
+    expect(kept.get('vec', 6000, 1)).toBeUndefined();
+  });
+
+  it('counts each slot of a scope once towards a generation, whether in the array or the map', () => {
+    const kept = new LookupRecords(1000, 3);
+    kept.keep('vec', 1, record(99_999, 'a'), 0);
+    kept.keep('vec', 1, record(99_999, 'b'), 0); // again: not counted
+    kept.keep('vec', 100_000, record(99_999, 'c'), 0); // a high slot (the map)
+    kept.keep('vec', 100_000, record(99_999, 'd'), 0); // again: not counted
+    expect(kept.get('vec', 1, 1)?.toString()).toBe(record(99_999, 'b').toString());
+    expect(kept.get('vec', 100_000, 1)?.toString()).toBe(record(99_999, 'd').toString());
+    kept.keep('vec', 2, record(99_999, 'e'), 0); // the third record: the first generation is full
+    kept.keep('vec', 3, record(99_999, 'f'), 0); // a second generation: 1, 100000, 2 are the older one
+    kept.keep('vec', 4, record(99_999, 'g'), 0);
+    kept.keep('vec', 5, record(99_999, 'h'), 0);
+    kept.keep('vec', 6, record(99_999, 'i'), 0); // a third: the first is gone
+    expect(kept.get('vec', 1, 1)).toBeUndefined();
+    expect(kept.get('vec', 100_000, 1)).toBeUndefined();
+    expect(kept.get('vec', 3, 1)?.toString()).toBe(record(99_999, 'f').toString());
+    expect(kept.get('vec', 6, 1)?.toString()).toBe(record(99_999, 'i').toString());
+  });
 });
