@@ -122,6 +122,20 @@ export function cpuMsOf(pid: number | undefined): number {
   }
 }
 
+/**
+ * Read and write system calls a process has made so far (/proc/PID/io syscr, syscw: read(2)/readv(2) and
+ * write(2)/writev(2), socket I/O included), or NaN when it cannot be read.
+ */
+export function syscallsOf(pid: number | undefined): { reads: number; writes: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const num = (k: string) => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
+    return { reads: num('syscr'), writes: num('syscw') };
+  } catch {
+    return { reads: NaN, writes: NaN };
+  }
+}
+
 /** Calls per command so far (INFO commandstats; commands run inside scripts included). */
 export async function commandCalls(redis: Redis): Promise<Map<string, number>> {
   const info = await redis.info('commandstats');

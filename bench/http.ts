@@ -14,7 +14,8 @@
  * request (INFO stats deltas) and the median pair ratios B/A.
  *
  *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off]
- *                         [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--json]
+ *                         [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--dist DIST]
+ *                         [--json]
  * --variants on: only caches on; off: only the semantic and search caches off; all (default): every variant.
  * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR: its whole life, start
  * and warm-up included.
@@ -23,7 +24,10 @@
  * the steady state, without the start's module loading, lexicon read and script preparation.
  * --against DIST: side A is not the proxy but `cell0 start` from another build's compiled output DIST (its
  * dist/ directory), with the same settings as B: two builds of cell0 side by side, one run of each in turn,
- * on the same Redis and simulator (the ratios are this build's over that one's).
+ * on the same Redis and simulator (the ratios are this build's over that one's). Both workers then serve the
+ * same queues (one may take the other's jobs), so each side's CPU and system calls per request are only
+ * roughly its own: for counts, run each build against the proxy in turn (--dist).
+ * --dist DIST: side B is `cell0 start` from DIST's compiled output instead of this checkout's dist/.
  * --stages: after each variant, where the last pair's cell0 requests spent their time, from each job's hash
  * (added, taken by the worker, finished) and the client's send and answer times: request→added (HTTP, cache
  * lookup, enqueue), added→active (queue wait), active→finished (backend call, cache write, completion),
@@ -49,6 +53,7 @@ import {
   stop,
   socketIo,
   stopAll,
+  syscallsOf,
 } from './fleet.js';
 import { inspectArgs, TimedProfile } from './timed-profile.js';
 
@@ -65,6 +70,9 @@ interface RunResult {
   firstError?: string;
   /** CPU ms per request by process. */
   cpuUs: Record<string, number>;
+  /** read(2)/write(2) system calls per request by process (/proc/PID/io; sockets included). */
+  sysReads: Record<string, number>;
+  sysWrites: Record<string, number>;
   /** Redis commands per request (all, and by command). */
   redisPerRequest: number;
   redisByCommand: Record<string, number>;
@@ -98,6 +106,7 @@ async function load(
   let firstError: string | undefined;
   let next = 0;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
+  const sys0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, syscallsOf(pid)]));
   const calls0 = await commandCalls(redis);
   const io0 = await socketIo(redis);
   const t0 = performance.now();
@@ -139,6 +148,13 @@ async function load(
   const io1 = await socketIo(redis);
   const cpuUs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) cpuUs[name] = ((cpuMsOf(pid) - cpu0[name]!) * 1000) / n;
+  const sysReads: Record<string, number> = {};
+  const sysWrites: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    const s1 = syscallsOf(pid);
+    sysReads[name] = (s1.reads - sys0[name]!.reads) / n;
+    sysWrites[name] = (s1.writes - sys0[name]!.writes) / n;
+  }
   await pool.close();
   const redisByCommand: Record<string, number> = {};
   let total = 0;
@@ -156,6 +172,8 @@ async function load(
     errors,
     ...(firstError ? { firstError } : {}),
     cpuUs,
+    sysReads,
+    sysWrites,
     redisPerRequest: total,
     redisByCommand,
     // Less the INFO calls of this measurement (one read and one write each).
@@ -226,8 +244,8 @@ async function main(): Promise<void> {
   const opts = benchArgs(
     argv.filter((a) => a !== '--stages'),
     { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--json]',
-    ['variants', 'cpu-prof', 'cpu-prof-timed', 'against'],
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--dist DIST] [--json]',
+    ['variants', 'cpu-prof', 'cpu-prof-timed', 'against', 'dist'],
   );
   const profDir = opts.text['cpu-prof'];
   const timedDir = opts.text['cpu-prof-timed'];
@@ -293,7 +311,11 @@ async function main(): Promise<void> {
           profile: timedDir ? new TimedProfile(inspectPort) : undefined,
         };
       };
-      const { child: cell0, url: cell0Url, profile: profileB } = await startCell0(CLI, 'cell0');
+      const {
+        child: cell0,
+        url: cell0Url,
+        profile: profileB,
+      } = await startCell0(opts.text.dist ? join(opts.text.dist, 'bin', 'cell0.js') : CLI, 'cell0');
       const sideA = against
         ? await startCell0(join(against, 'bin', 'cell0.js'), 'cell0 A')
         : { child: backends.proxy!, url: backends.proxyUrl, profile: undefined };
@@ -364,6 +386,17 @@ async function main(): Promise<void> {
           ),
           cell0: Object.fromEntries(Object.keys(pids).map((k) => [k, Math.round(med((x) => x.b.cpuUs[k]!))])),
         },
+        syscallsPerRequest: {
+          proxy: Object.fromEntries(
+            Object.keys(proxyPids).map((k) => [
+              k,
+              [med((x) => x.a.sysReads[k]!), med((x) => x.a.sysWrites[k]!)],
+            ]),
+          ),
+          cell0: Object.fromEntries(
+            Object.keys(pids).map((k) => [k, [med((x) => x.b.sysReads[k]!), med((x) => x.b.sysWrites[k]!)]]),
+          ),
+        },
         redisCommandsPerRequest: {
           proxy: med((x) => x.a.redisPerRequest),
           cell0: med((x) => x.b.redisPerRequest),
@@ -384,6 +417,13 @@ async function main(): Promise<void> {
       );
       console.log(
         `  CPU µs/request: ${aName} ${JSON.stringify(row.cpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.cpuUsPerRequest.cell0)}`,
+      );
+      const sysText = (m: Record<string, number[]>) =>
+        Object.entries(m)
+          .map(([k, [r, w]]) => `${k} ${f(r!, 2)}/${f(w!, 2)}`)
+          .join(', ');
+      console.log(
+        `  read/write system calls per request: ${aName} ${sysText(row.syscallsPerRequest.proxy)}; cell0 ${sysText(row.syscallsPerRequest.cell0)}`,
       );
       console.log(
         `  Redis commands/request: ${against ? `cell0 A ${f(row.redisCommandsPerRequest.proxy)}, ` : ''}cell0 ${f(row.redisCommandsPerRequest.cell0)} (${Object.entries(

@@ -6,6 +6,7 @@ import { type Logger } from '../shared/logger.js';
 import {
   closeRedis,
   createRedisConnection,
+  beforeSend,
   flushWrites,
   waitUntilReady,
 } from '../shared/redis/connection.js';
@@ -141,6 +142,9 @@ export class SubmitLane {
       sizeOf: (group) => group.length,
       // Gathered within the current tick; under load, while a round trip is in flight, batches grow.
       maxWaitMs: 0,
+      // Sent as the connection's held writes of this turn leave (the lookups of the requests that came in
+      // this turn), in the same socket write, rather than from a setImmediate of its own behind them.
+      endOfTurn: (fire) => beforeSend(ctx.conn, fire),
       maxConcurrentBatches: 2,
       maxQueuedItems: 1_000_000,
     });

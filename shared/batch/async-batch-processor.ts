@@ -44,6 +44,14 @@ export interface AsyncBatchProcessorOptions<T, R> {
    * than that alone. Default: 1 per item.
    */
   sizeOf?: (item: T) => number;
+  /**
+   * With `maxWaitMs` 0: runs a partition's send through this hook instead of a setImmediate. The hook calls
+   * `fire` later in the same turn of the event loop (e.g. connection.ts `beforeSend`: right before a Redis
+   * connection's held writes leave, so the batch's commands go out in the same socket write as the rest of
+   * the turn's commands on it), or returns false, without calling it, when it cannot (then a setImmediate
+   * as without it). Default: none.
+   */
+  endOfTurn?: (fire: () => void) => boolean;
 }
 
 /** Figures of an {@link AsyncBatchProcessor} since it was made. */
@@ -97,6 +105,8 @@ interface Partition<T, R> {
   /** The sizes of its waiting items, summed. */
   size: number;
   timer: NodeJS.Timeout | undefined;
+  /** The wait handed to `endOfTurn` (fires only while it is still this object). */
+  hooked: object | undefined;
   /** Waiting for a batch slot: flush as soon as one frees. */
   due: boolean;
   /** `holdOpen` is being asked whether to keep waiting. */
@@ -127,10 +137,13 @@ const DEFAULTS = {
  * - `flush()` sends everything waiting now; `close()` refuses new items and drains the rest.
  */
 export class AsyncBatchProcessor<T, R> {
-  private readonly opts: Required<Omit<AsyncBatchProcessorOptions<T, R>, 'keyOf' | 'holdOpen' | 'sizeOf'>> & {
+  private readonly opts: Required<
+    Omit<AsyncBatchProcessorOptions<T, R>, 'keyOf' | 'holdOpen' | 'sizeOf' | 'endOfTurn'>
+  > & {
     keyOf: ((item: T) => string) | undefined;
     holdOpen: AsyncBatchProcessorOptions<T, R>['holdOpen'];
     sizeOf: ((item: T) => number) | undefined;
+    endOfTurn: AsyncBatchProcessorOptions<T, R>['endOfTurn'];
   };
   private readonly partitions = new Map<string, Partition<T, R>>();
   /** Partitions due while every slot was busy, in the order they became due. */
@@ -177,6 +190,7 @@ export class AsyncBatchProcessor<T, R> {
       keyOf: options.keyOf,
       holdOpen: options.holdOpen,
       sizeOf: options.sizeOf,
+      endOfTurn: options.endOfTurn,
     };
     this.sizes = new Uint32Array(merged.statsWindow);
     this.waits = new Float64Array(merged.statsWindow);
@@ -201,7 +215,7 @@ export class AsyncBatchProcessor<T, R> {
     const key = this.opts.keyOf ? this.opts.keyOf(item) : '';
     let part = this.partitions.get(key);
     if (!part) {
-      part = { key, items: [], size: 0, timer: undefined, due: false, holding: false };
+      part = { key, items: [], size: 0, timer: undefined, hooked: undefined, due: false, holding: false };
       this.partitions.set(key, part);
     }
     const p = part;
@@ -292,7 +306,7 @@ export class AsyncBatchProcessor<T, R> {
 
   /** Starts the wait of the partition's oldest item (it is due `maxWaitMs` after it arrived). */
   private arm(p: Partition<T, R>, again = false): void {
-    if (p.timer || p.due || p.holding) return;
+    if (p.timer || p.hooked || p.due || p.holding) return;
     if (this.flushing > 0) return this.markDue(p);
     const oldest = p.items[0];
     if (!oldest) return;
@@ -303,6 +317,17 @@ export class AsyncBatchProcessor<T, R> {
     };
     const left = again ? this.opts.maxWaitMs : this.opts.maxWaitMs - (performance.now() - oldest.addedAt);
     // maxWaitMs 0: after the current tick, so items added together still share one batch.
+    if (this.opts.maxWaitMs === 0 && this.opts.endOfTurn) {
+      const hook = {};
+      p.hooked = hook;
+      const fired = () => {
+        if (p.hooked !== hook) return;
+        p.hooked = undefined;
+        fire();
+      };
+      if (this.opts.endOfTurn(fired)) return;
+      p.hooked = undefined;
+    }
     p.timer =
       this.opts.maxWaitMs === 0
         ? (setImmediate(fire) as unknown as NodeJS.Timeout)
@@ -331,6 +356,7 @@ export class AsyncBatchProcessor<T, R> {
   }
 
   private disarm(p: Partition<T, R>): void {
+    p.hooked = undefined;
     if (!p.timer) return;
     clearTimeout(p.timer);
     clearImmediate(p.timer as unknown as NodeJS.Immediate);

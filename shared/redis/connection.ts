@@ -127,12 +127,15 @@ export function coalesceWrites(redis: Redis): void {
       pendingUncorks.add(uncork);
       setImmediate(uncork);
     };
-    const uncork = () => {
-      if (!corked) return;
+    /** A hook ran: the write waits for the microtasks it started (see uncork). */
+    let draining = false;
+    const runDue = (): boolean => {
+      let ran = false;
       // What is due to go out with this write is issued first (and what that issues, in turn).
       while (due.length > 0) {
         const now = due;
         due = [];
+        ran = true;
         for (const fn of now) {
           try {
             fn();
@@ -141,9 +144,28 @@ export function coalesceWrites(redis: Redis): void {
           }
         }
       }
+      return ran;
+    };
+    const release = () => {
+      draining = false;
+      runDue();
       corked = false;
       pendingUncorks.delete(uncork);
       stream.uncork();
+    };
+    const uncork = () => {
+      if (!corked) return;
+      // A hook may issue its commands after an await that needs no I/O (a batch of adds behind its breaker
+      // and BullMQ's client promise): when one ran, the write leaves once the microtask queue is drained
+      // (a nextTick queued from a microtask), still before the loop goes on, with those commands in it.
+      if (runDue() || draining) {
+        if (!draining) {
+          draining = true;
+          queueMicrotask(() => process.nextTick(release));
+        }
+        return;
+      }
+      release();
     };
     uncorkOf.set(redis, uncork);
     holdOf.set(redis, (fn) => {
@@ -174,7 +196,9 @@ const holdOf = new WeakMap<Redis, (fn: () => void) => boolean>();
  * commands best gathered over the whole turn (the finishes of the jobs whose backend answers came in one
  * poll) that must still leave in the turn's one write, ahead of whatever is written behind them: `fn`
  * runs before the held writes are sent, in the order of the calls, and what it issues on `redis` goes out
- * in the same write (a `fn` given from inside another runs in that same flush). Returns false, and does
+ * in the same write (a `fn` given from inside another runs in that same flush); so does what it issues
+ * after an await that needs no I/O: once a `fn` ran, the write leaves when the microtask queue is drained
+ * (the adds of a turn's misses go behind their breaker and BullMQ's client promise). Returns false, and does
  * nothing, when the connection does not hold its writes (not connected now, or a Cluster): then send now.
  */
 export function beforeSend(redis: RedisConnection, fn: () => void): boolean {

@@ -170,4 +170,36 @@ maybe('Redis write coalescing', () => {
       await closeRedis(conn);
     }
   });
+  it('beforeSend: what a hook issues after an await that needs no I/O still leaves in the same write', async () => {
+    const conn = testRedisConnection('coalescing-before-send-await');
+    try {
+      await waitUntilReady(conn, 5000);
+      const redis = conn as Redis;
+      const writes = countWrites(redis);
+      const key = `${uniquePrefix('coalesce-await')}:list`;
+      const sent: Promise<unknown>[] = [];
+      const ready = Promise.resolve();
+      // As a batch of adds is sent: the hook starts it, and its commands go out behind a resolved promise
+      // (a breaker's wrapper, BullMQ's client promise), in microtasks after the hook returned.
+      await new Promise<void>((resolve) => {
+        setTimeout(() => {
+          sent.push(redis.rpush(key, 'a'));
+          beforeSend(redis, () => {
+            void (async () => {
+              await ready;
+              await ready;
+              sent.push(redis.rpush(key, 'after-await'));
+              resolve();
+            })();
+          });
+        }, 1);
+      });
+      await Promise.all(sent);
+      expect(writes()).toBe(1);
+      expect(await redis.lrange(key, 0, -1)).toEqual(['a', 'after-await']);
+      await redis.del(key);
+    } finally {
+      await closeRedis(conn);
+    }
+  });
 });

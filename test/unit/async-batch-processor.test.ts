@@ -23,6 +23,48 @@ function controlledHandler<T, R>(answer: (items: T[], key: string) => BatchOutco
 const double = (items: number[]) => items.map((n) => n * 2);
 
 describe('AsyncBatchProcessor', () => {
+  test('endOfTurn: with maxWaitMs 0 the batch leaves when the hook fires it, not on a setImmediate of its own', async () => {
+    const c = controlledHandler<number, number>(double);
+    const hooked: (() => void)[] = [];
+    let accept = true;
+    const p = new AsyncBatchProcessor<number, number>({
+      handler: c.handler,
+      maxWaitMs: 0,
+      endOfTurn: (fire) => {
+        if (!accept) return false;
+        hooked.push(fire);
+        return true;
+      },
+    });
+    const first = [p.add(1), p.add(2)];
+    expect(hooked).toHaveLength(1); // one wait for the partition, not one per item
+    // A setImmediate passes and nothing leaves: the batch waits for its hook.
+    await new Promise((r) => setImmediate(r));
+    expect(c.calls).toHaveLength(0);
+    hooked.shift()!();
+    expect(c.calls.map((x) => x.items)).toEqual([[1, 2]]); // fired: sent at once, synchronously
+    c.calls[0]!.release();
+    expect(await Promise.all(first)).toEqual([2, 4]);
+    // A hook that cannot take it (false): a setImmediate, as without the option.
+    accept = false;
+    const second = p.add(3);
+    await c.untilCalls(2);
+    expect(c.calls[1]!.items).toEqual([3]);
+    c.calls[1]!.release();
+    expect(await second).toBe(6);
+    // A partition sent another way (flush) before its hook fires is not sent again by the late hook.
+    accept = true;
+    const third = p.add(4);
+    expect(hooked).toHaveLength(1);
+    void p.flush();
+    expect(c.calls).toHaveLength(3);
+    hooked.shift()!();
+    expect(c.calls).toHaveLength(3);
+    c.calls[2]!.release();
+    expect(await third).toBe(8);
+    await p.close();
+  });
+
   test('sizeOf: batches hold whole items up to maxBatchSize in all; a larger item leaves alone', async () => {
     const c = controlledHandler<number[], number>((groups) => groups.map((g) => g.length));
     const p = new AsyncBatchProcessor<number[], number>({
