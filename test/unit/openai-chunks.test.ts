@@ -21,11 +21,14 @@ describe('textChunkWriter', () => {
     ['completion', true],
     ['completion', false],
   ] as const)('%s (include_usage %s): the same JSON as chunkBody for every text', (kind, includeUsage) => {
-    const meta = answerMeta(kind, 'i-0123abcd', 'qwen2.5:0.5b');
-    const write = textChunkWriter(meta, includeUsage);
-    for (const text of texts) {
-      expect(write(text)).toBe(JSON.stringify(chunkBody(meta, { text }, includeUsage)));
-      expect(JSON.parse(write(text))).toEqual(chunkBody(meta, { text }, includeUsage));
+    // Models a route may name, JSON-escaped in the chunk as chunkBody's JSON.stringify escapes them.
+    for (const model of ['qwen2.5:0.5b', 'org/"quoted"\\model\n\u0001é 😀 \u2028']) {
+      const meta = answerMeta(kind, 'i-0123abcd', model);
+      const write = textChunkWriter(meta, includeUsage);
+      for (const text of texts) {
+        expect(write(text)).toBe(JSON.stringify(chunkBody(meta, { text }, includeUsage)));
+        expect(JSON.parse(write(text))).toEqual(chunkBody(meta, { text }, includeUsage));
+      }
     }
   });
 });
@@ -44,5 +47,11 @@ describe('chunkTemplates', () => {
     for (const text of ['a', 'a', 'b', 'a', ''])
       expect(t.text(text)).toBe(`data: ${JSON.stringify(chunkBody(meta, { text }, true))}\n\n`);
     expect(chunkTemplates(answerMeta('completion', 'i-0123abcd', 'm'), false).role).toBe('');
+    for (const includeUsage of [true, false]) {
+      const odd = answerMeta('chat', 'i-4567ef', 'a "b"\\c\nd é 😀');
+      expect(chunkTemplates(odd, includeUsage).role).toBe(
+        `data: ${JSON.stringify(chunkBody(odd, { role: true }, includeUsage))}\n\n`,
+      );
+    }
   });
 });

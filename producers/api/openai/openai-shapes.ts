@@ -114,8 +114,27 @@ export function chunkBody(
   };
 }
 
-/** A text that cannot occur in a chunk's other fields: where the text goes in {@link textChunkWriter}. */
-const TEXT_MARK = '\u0000cell0-text\u0000';
+/**
+ * The JSON of a stream chunk of `meta` before and after its delta (chat) or text (completion), without the
+ * finish reason: `JSON.stringify(chunkBody(meta, part, includeUsage))` is `head + delta + tail` for a part
+ * that finishes nothing. Built by concatenation, in chunkBody's key order (the test holds them equal), so that
+ * a stream's templates cost no object to build and stringify.
+ */
+function chunkFrame(meta: AnswerMeta, includeUsage: boolean): { head: string; tail: string } {
+  const common =
+    `{"id":${JSON.stringify(meta.id)},"created":${JSON.stringify(meta.created)},` +
+    `"model":${JSON.stringify(meta.model)},"system_fingerprint":${JSON.stringify(SYSTEM_FINGERPRINT)}` +
+    (includeUsage ? ',"usage":null' : '');
+  return meta.kind === 'chat'
+    ? {
+        head: `${common},"object":"chat.completion.chunk","choices":[{"index":0,"delta":`,
+        tail: ',"logprobs":null,"finish_reason":null}]}',
+      }
+    : {
+        head: `${common},"object":"text_completion","choices":[{"index":0,"text":`,
+        tail: ',"logprobs":null,"finish_reason":null}]}',
+      };
+}
 
 /**
  * `JSON.stringify(chunkBody(meta, { text }, includeUsage))` for any `text`, without building the chunk
@@ -123,11 +142,18 @@ const TEXT_MARK = '\u0000cell0-text\u0000';
  * escape of the text.
  */
 export function textChunkWriter(meta: AnswerMeta, includeUsage: boolean): (text: string) => string {
-  const whole = JSON.stringify(chunkBody(meta, { text: TEXT_MARK }, includeUsage));
-  const mark = JSON.stringify(TEXT_MARK);
-  const at = whole.indexOf(mark);
-  const head = whole.slice(0, at);
-  const tail = whole.slice(at + mark.length);
+  return textWriter(meta.kind, chunkFrame(meta, includeUsage));
+}
+
+function textWriter(
+  kind: OpenAIKind,
+  { head, tail }: { head: string; tail: string },
+): (text: string) => string {
+  if (kind === 'chat') {
+    const open = `${head}{"content":`;
+    const close = `}${tail}`;
+    return (text) => open + JSON.stringify(text) + close;
+  }
   return (text) => head + JSON.stringify(text) + tail;
 }
 
@@ -155,14 +181,12 @@ export function chunkTemplates(meta: AnswerMeta, includeUsage: boolean): ChunkTe
   const known = templates.get(key);
   if (known) return known;
   if (templates.size >= TEMPLATES_KEPT) templates.clear();
-  const chunk = textChunkWriter(meta, includeUsage);
+  const frame = chunkFrame(meta, includeUsage);
+  const chunk = textWriter(meta.kind, frame);
   let lastText: string | undefined;
   let lastEvent = '';
   const made: ChunkTemplates = {
-    role:
-      meta.kind === 'chat'
-        ? `data: ${JSON.stringify(chunkBody(meta, { role: true }, includeUsage))}\n\n`
-        : '',
+    role: meta.kind === 'chat' ? `data: ${frame.head}{"role":"assistant","content":""}${frame.tail}\n\n` : '',
     text: (text) => {
       if (text !== lastText) {
         lastEvent = `data: ${chunk(text)}\n\n`;
