@@ -255,7 +255,8 @@ let exitHooked = false;
  * stdout as a pino destination that writes in batches: lines are buffered and leave in one write once
  * LOG_BATCH_CHARS are waiting, or within LOG_BATCH_MS (an unref'd timer), so a busy process pays one system
  * call per ~20 lines instead of one per line (at one line per job, the writes were ~2% of a busy
- * API+worker process's CPU). An error or fatal line is written at once, with what waits before it;
+ * API+worker process's CPU). The batch is one string kept here (~50 ns per line added). An error or fatal
+ * line is written at once, with what waits before it;
  * everything left is written when the process exits (pino's exit hook on its destination). Only lines of
  * the last LOG_BATCH_MS can be lost, and only to a SIGKILL or a crash of the runtime itself.
  *
@@ -265,16 +266,22 @@ let exitHooked = false;
  * of it once a line cost ~1 µs).
  */
 export function batchedStdout(fd = 1): BatchedDestination {
-  const sonic = pino.destination({ dest: fd, sync: true, minLength: LOG_BATCH_CHARS });
-  let pending = false;
-  const timer = setInterval(() => {
-    if (!pending) return;
-    pending = false;
-    sonic.flush();
-  }, LOG_BATCH_MS);
+  // The batch is kept here, as one string, and sonic-boom writes each string it is given at once
+  // (minLength 0): with sonic-boom batching (minLength 4096) each line cost ~580 ns instead of ~50, its
+  // write taking the byte length of the whole buffered string (flattening it) for every line added.
+  const sonic = pino.destination({ dest: fd, sync: true, minLength: 0 });
+  let buffered = '';
+  const out = (): void => {
+    if (buffered === '') return;
+    const batch = buffered;
+    buffered = '';
+    sonic.write(batch);
+  };
+  const timer = setInterval(out, LOG_BATCH_MS);
   timer.unref();
   // pino's destination flushes itself at exit only when its writes are asynchronous.
-  flushAtExit.add(sonic);
+  const atExit = { flush: out };
+  flushAtExit.add(atExit);
   if (!exitHooked) {
     exitHooked = true;
     process.once('exit', () => {
@@ -289,23 +296,26 @@ export function batchedStdout(fd = 1): BatchedDestination {
   }
   sonic.on('close', () => {
     clearInterval(timer);
-    flushAtExit.delete(sonic);
+    flushAtExit.delete(atExit);
   });
   return {
     write(line: string): boolean {
-      sonic.write(line);
+      buffered += line;
       // pino's lines start with their level: `{"level":50` is error, `{"level":60` fatal.
-      if (line.startsWith('{"level":5') || line.startsWith('{"level":6')) {
-        pending = false;
-        sonic.flush();
-      } else pending = true;
+      if (
+        buffered.length >= LOG_BATCH_CHARS ||
+        line.startsWith('{"level":5') ||
+        line.startsWith('{"level":6')
+      )
+        out();
       return true;
     },
     flush(cb?: (err?: Error) => void): void {
-      pending = false;
+      out();
       sonic.flush(cb);
     },
     flushSync(): void {
+      out();
       sonic.flushSync();
     },
   };
