@@ -8,7 +8,7 @@ import { hookMoveToFinished, type FinishCall } from '../shared/queues/bullmq-int
 import { LOCAL_ADDER, REPLY_FROM_FINISH, replyWithFinish } from '../shared/queues/finish-batch.js';
 import {
   adderOf,
-  decodeReply,
+  rawReply,
   defineReplyScripts,
   encodeRawReply,
   INBOX_TTL_MS,
@@ -263,7 +263,8 @@ export class ReplyPublisher {
 
   /** A finished job's reply to the producer of this process: the reply its inbox would have had. */
   private handOver(queueKey: string, call: FinishCall): void {
-    const reply = decodeReply(encodeRawReply(call.jobId, call.target, call.finishedOn, call.value));
+    // What its inbox would have read (decodeReply of encodeRawReply), without the text in between.
+    const reply = rawReply(call.jobId, call.target, call.finishedOn, call.value);
     if (!reply) return;
     this.counts.handedOver++;
     try {

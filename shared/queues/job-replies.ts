@@ -251,6 +251,31 @@ export function encodeRawReply(
   return `{"j":${JSON.stringify(jobId)},"s":${status === 'completed' ? 1 : 2},"t":${finishedOn},"v":${v}}`;
 }
 
+/**
+ * The reply {@link decodeReply} reads from {@link encodeRawReply}'s text, made without that text: a completed
+ * job's value (JSON text) parsed on its own, a failed job's reason as it is. Undefined where that decode is
+ * (a value that is not JSON text, a finish time that is not a finite number); for a value that is JSON text
+ * only within the reply's object (`1,"s":2`), undefined as well (a worker's return value is always JSON).
+ */
+export function rawReply(
+  jobId: string,
+  status: 'completed' | 'failed',
+  finishedOn: number,
+  value: string,
+): JobReply | undefined {
+  if (!Number.isFinite(finishedOn)) return undefined;
+  // + 0: -0 reads back as 0 from the text.
+  const t = finishedOn + 0;
+  if (status === 'failed') return { jobId, status, failedReason: value, finishedOn: t };
+  let returnvalue: unknown;
+  try {
+    returnvalue = JSON.parse(value === '' ? 'null' : value);
+  } catch {
+    return undefined;
+  }
+  return { jobId, status, returnvalue, finishedOn: t };
+}
+
 /** The wire form of a reply: compact JSON (`j` id, `s` 1 completed / 2 failed, `v` value, `t` finished). */
 export function encodeReply(r: JobReply): string {
   return r.status === 'completed'
