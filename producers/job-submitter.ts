@@ -330,7 +330,12 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
         const before = await lane.addAsLeader(name, data, jobId);
         if (this.metrics)
           countAdd(this.metrics, queue, before, started, resultMaxAge(this.policy, opts.maxAgeMs));
-        const r = await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
+        // The add created the job (the usual case): the retention rule has nothing to say (applyRetention
+        // returns undefined for a missing job without a re-add), so it is not called.
+        const r =
+          before.status === 'missing'
+            ? undefined
+            : await this.apply<T>(lane, queue, jobId, before, started, opts.maxAgeMs);
         // Joined: the job was there (queued or running), or its stored result answered.
         noteJoined(before.status === 'pending' || (r !== undefined && before.status === 'completed'));
         if (r) return withJoined(r);
