@@ -794,8 +794,10 @@ describe('SemanticCache (on Redis)', () => {
       expect(onOther.count()).toBe(1);
       expect(onOwn.count()).toBe(0);
       expect(await reader.get(prompt, SCOPE)).toMatchObject({ confidence: 'exact', value: 'the given one' });
-      // a connection that is not ready (closed): the cache's own carries the store
+      // a connection that is not ready (closed): the cache's own carries the store. closeRedis can return
+      // before ioredis has seen the socket close (the status is still 'ready' until its 'end' event).
       await closeRedis(other);
+      if (other.status !== 'end') await once(other, 'end');
       const later = `Which connection carried the later store ${Date.now()}?`;
       await cache.set(later, 'its own', SCOPE, { connection: other });
       expect(onOther.count()).toBe(1);
