@@ -1,9 +1,7 @@
 /*
  * bench:job-codec — what a worker's per-job decoding and completion arguments cost the process: BullMQ's own
  * (raw2NextJobData, backend.moveToCompletedArgs) against cell0's direct ones (shared/queues/lean-job-codec.ts),
- * on a job hash shaped like cell0's inference jobs (as Redis returns it from a fetch); and, measured apart
- * ("add"), what a producer's add of such a job costs to build: BullMQ's `new Job(...).addJob(client)` up to
- * its script call (the client only takes the arguments) against standardAddsOf.
+ * on a job hash shaped like cell0's inference jobs (as Redis returns it from a fetch).
  *
  * Starts a private redis-server, adds one job with cell0's job options, reads its hash, and makes a worker
  * (not running) for its backend. Per round, each side decodes the fetch reply and builds the completion's
@@ -14,14 +12,9 @@
  *   node --import tsx bench/job-codec.ts [--rounds R] [--loops N] [--side bullmq|direct] [--json]
  */
 import { isDeepStrictEqual } from 'node:util';
-import { Job, Queue, Worker, raw2NextJobData, type JobsOptions } from 'bullmq';
+import { Queue, Worker, raw2NextJobData, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import {
-  completedArgsOf,
-  nextJobData,
-  standardAddsOf,
-  type JobClass,
-} from '../shared/queues/lean-job-codec.js';
+import { completedArgsOf, nextJobData } from '../shared/queues/lean-job-codec.js';
 import { benchArgs, printBenchHeader } from './args.js';
 import { median } from './e2e-common.js';
 import { startRedisServer, stopAll } from './fleet.js';
@@ -85,88 +78,37 @@ async function main(): Promise<void> {
       backend.moveToCompletedArgs(job, value, job.opts.removeOnComplete, token, true),
     ];
     const directSide = () => [nextJobData(reply), direct(job, value, job.opts.removeOnComplete, token, true)];
-    // The producer's add of the same job (cell0's options: the policy, the job id, the adder's token).
-    const addData = { model: 'qwen2.5:0.5b', prompt: 'Summarise: a unique prompt of the bench, 1234' };
-    const addDefaults: JobsOptions = Object.freeze({
-      attempts: 3,
-      backoff: { type: 'exponential', delay: 500 },
-      removeOnComplete: false,
-      removeOnFail: { age: 3600, count: 1000 },
-    });
-    let captured: unknown[] = [];
-    const capture = {
-      runCommand(_c: string, a: unknown[]) {
-        captured = a;
-        return Promise.resolve('id');
-      },
-    };
-    const adds = standardAddsOf(queue, Job as unknown as JobClass, 'cell0Reply');
-    let n = 0;
-    const bullmqAdd = () => {
-      const id = `inference-${(n++).toString(16).padStart(32, '0')}`;
-      void new Job(
-        queue,
-        'inference',
-        addData,
-        { ...addDefaults, jobId: id, ...{ cell0Reply: `p1.${n}` } },
-        id,
-      )
-        .addJob(capture as never)
-        .catch(() => undefined);
-      return captured;
-    };
-    const directAdd = () => {
-      const id = `inference-${(n++).toString(16).padStart(32, '0')}`;
-      return adds('inference', addData, addDefaults, id, `p1.${n}`)!.args;
-    };
-    n = 0;
-    const ownArgs = bullmqAdd();
-    n = 0;
-    const directArgs = directAdd();
-    // The timestamps (the packed arguments' last 15 bytes: float64 then 6 nils) can differ by a millisecond.
-    const [ownPacked, directPacked] = [ownArgs[9] as Buffer, directArgs[9] as Buffer];
-    directPacked.copy(ownPacked, ownPacked.length - 15, directPacked.length - 15);
-    if (!isDeepStrictEqual(ownArgs, directArgs)) throw new Error('the two adds differ');
     const a = bullmqSide();
     const b = directSide();
     (a[1] as unknown[])[15] = (b[1] as unknown[])[15]; // the timestamps
     if (!isDeepStrictEqual(a, b)) throw new Error('the two sides differ');
     if (side) {
       const fn = side === 'direct' ? directSide : bullmqSide;
-      const add = side === 'direct' ? directAdd : bullmqAdd;
       for (let i = 0; i < opts.loops; i++) fn();
-      for (let i = 0; i < opts.loops; i++) add();
       console.log(`${side}: ${opts.loops} jobs`);
       return;
     }
     printBenchHeader(`bench:job-codec — ${opts.rounds} rounds of ${opts.loops} jobs per side`);
-    const rows: { bullmq: number; direct: number; bullmqAdd: number; directAdd: number }[] = [];
+    const rows: { bullmq: number; direct: number }[] = [];
     for (let r = 0; r < opts.rounds; r++) {
-      const row = { bullmq: 0, direct: 0, bullmqAdd: 0, directAdd: 0 };
-      for (const s of r % 2 === 0 ? (['bullmq', 'direct'] as const) : (['direct', 'bullmq'] as const)) {
+      const row = { bullmq: 0, direct: 0 };
+      for (const s of r % 2 === 0 ? (['bullmq', 'direct'] as const) : (['direct', 'bullmq'] as const))
         row[s] = nsPerCall(s === 'bullmq' ? bullmqSide : directSide, opts.loops);
-        row[`${s}Add`] = nsPerCall(s === 'bullmq' ? bullmqAdd : directAdd, opts.loops);
-      }
       rows.push(row);
       if (!opts.json)
         console.log(
-          `round ${r + 1}: BullMQ ${row.bullmq.toFixed(0)} ns/job, direct ${row.direct.toFixed(0)} ns/job, ratio ${(row.direct / row.bullmq).toFixed(3)}; ` +
-            `add: BullMQ ${row.bullmqAdd.toFixed(0)} ns, direct ${row.directAdd.toFixed(0)} ns, ratio ${(row.directAdd / row.bullmqAdd).toFixed(3)}`,
+          `round ${r + 1}: BullMQ ${row.bullmq.toFixed(0)} ns/job, direct ${row.direct.toFixed(0)} ns/job, ratio ${(row.direct / row.bullmq).toFixed(3)}`,
         );
     }
     const summary = {
       bullmqNs: median(rows.map((x) => x.bullmq)),
       directNs: median(rows.map((x) => x.direct)),
       ratio: median(rows.map((x) => x.direct / x.bullmq)),
-      addBullmqNs: median(rows.map((x) => x.bullmqAdd)),
-      addDirectNs: median(rows.map((x) => x.directAdd)),
-      addRatio: median(rows.map((x) => x.directAdd / x.bullmqAdd)),
     };
     if (opts.json) console.log(JSON.stringify(summary));
     else
       console.log(
-        `median: BullMQ ${summary.bullmqNs.toFixed(0)} ns/job, direct ${summary.directNs.toFixed(0)} ns/job, ratio ${summary.ratio.toFixed(3)}; ` +
-          `add: BullMQ ${summary.addBullmqNs.toFixed(0)} ns, direct ${summary.addDirectNs.toFixed(0)} ns, ratio ${summary.addRatio.toFixed(3)}`,
+        `median: BullMQ ${summary.bullmqNs.toFixed(0)} ns/job, direct ${summary.directNs.toFixed(0)} ns/job, ratio ${summary.ratio.toFixed(3)}`,
       );
   } finally {
     await worker.close();

@@ -235,20 +235,6 @@ export class JobSubmitter extends EventEmitter<{ ready: []; error: [Error] }> {
     return r;
   }
 
-  /**
-   * Adds so far, by how they were built: `direct`, BullMQ's script arguments built by cell0
-   * (lean-job-codec.ts); `own`, by BullMQ's Job (options the direct build does not cover, trace context, a
-   * MULTI).
-   */
-  addStats(): { direct: number; own: number } {
-    const r = { direct: 0, own: 0 };
-    for (const lane of this.allLanes()) {
-      r.direct += lane.addCounts.direct;
-      r.own += lane.addCounts.own;
-    }
-    return r;
-  }
-
   /** The ready lane whose queue key is `key` (a queue's, or one shard's). */
   private laneByKey(key: string): SubmitLane | undefined {
     for (const lane of this.allLanes()) if (lane.key === key) return lane;

@@ -25,7 +25,6 @@ import {
 } from '../shared/queues/job-replies.js';
 import { jobOptionsFor, TRIM_EVERY, withoutTrimming, type JobPolicy } from '../shared/queues/job-policy.js';
 import { addsBatched, batchAdds, gatherAdds, type AddWaiter } from '../shared/queues/add-batch.js';
-import { leanAddsOf, type LeanAdd } from '../shared/queues/bullmq-internals.js';
 import { setQueueEvents } from '../shared/queues/event-writes.js';
 import { type QueueName } from '../shared/queues/names.js';
 import { sendTake, takeArguments, type LocalTaker } from '../shared/queues/take-jobs.js';
@@ -99,10 +98,6 @@ export class SubmitLane {
   /** Adds sent so far, for each add's token (see job-replies.ts). */
   private tokens = 0;
   private untrimmed: JobsOptions | undefined;
-  /** Adds so far: built directly (see {@link addJob}), or by BullMQ's Job. */
-  readonly addCounts = { direct: 0, own: 0 };
-  /** The lane's lean adds (see {@link addJob}). */
-  private readonly leanAdd: LeanAdd;
 
   private constructor(
     private readonly ctx: LaneContext,
@@ -117,7 +112,6 @@ export class SubmitLane {
       defaultJobOptions: jobOptionsFor(ctx.policy),
       ...telemetryOption(),
     });
-    this.leanAdd = leanAddsOf(ctx.conn, this.queue, ADDER_OPTION);
     const label = shard === 0 ? name : `${name}:${shard}`;
     ctx.connLog.watch(this.queue, `queue:${label}`);
     this.inboxConn = createRedisConnection({
@@ -208,45 +202,19 @@ export class SubmitLane {
   }
 
   /**
-   * The options of the add of `it`: `defaults` (one add in TRIM_EVERY trims the completed set, see
-   * {@link nextDefaults}), with the add's token naming this producer (see job-replies.ts).
+   * The options of the add of `it` (one add in TRIM_EVERY trims the completed set), with the add's token
+   * naming this producer (see job-replies.ts).
    */
-  private static jobOpts(defaults: JobsOptions, it: AddItem, token: string): JobsOptions {
+  private jobOpts(it: AddItem, token: string): JobsOptions {
+    const trimmed = this.queue.defaultJobOptions;
+    const untrimmed = (this.untrimmed ??= withoutTrimming(trimmed));
     return {
-      ...defaults,
+      ...(this.adds++ % TRIM_EVERY === 0 ? trimmed : untrimmed),
       jobId: it.jobId,
       ...{ [ADDER_OPTION]: token },
       // With tracing on, the request's context, for the worker's span of the job (bullmq-otel).
       ...(it.telemetry ? { telemetry: { metadata: it.telemetry } } : {}),
     };
-  }
-
-  /** The default options of the next add: one add in TRIM_EVERY trims the completed set. */
-  private nextDefaults(): JobsOptions {
-    const trimmed = this.queue.defaultJobOptions;
-    // Frozen: the lean adds keep what BullMQ packs for it by its identity (lean-job-codec.ts).
-    const untrimmed = (this.untrimmed ??= Object.freeze(withoutTrimming(trimmed)));
-    return this.adds++ % TRIM_EVERY === 0 ? trimmed : untrimmed;
-  }
-
-  /**
-   * BullMQ's add of `it` on `client` (a MULTI's, or the queue's own: then batched by gatherAdds). On the
-   * queue's client, an add without trace context goes as BullMQ's own script call with its arguments built
-   * directly (lean-job-codec.ts: the same bytes, without BullMQ's Job, asJSON and msgpack encoding per job).
-   */
-  private addJob(it: AddItem, token: string, client: unknown, lean: boolean): Promise<unknown> {
-    const defaults = this.nextDefaults();
-    if (lean && !it.telemetry) {
-      const sent = this.leanAdd(it.name, it.data, defaults, it.jobId, token);
-      if (sent) {
-        this.addCounts.direct++;
-        return sent;
-      }
-    }
-    this.addCounts.own++;
-    return new Job(this.queue, it.name, it.data, SubmitLane.jobOpts(defaults, it, token), it.jobId).addJob(
-      client as Parameters<Job['addJob']>[0],
-    );
   }
 
   /** The jobs of register-waiters.lua for `items`. */
@@ -260,7 +228,10 @@ export class SubmitLane {
       const client = await this.queue.getBackend().client;
       const multi = client.multi();
       items.forEach((it, i) => {
-        if (it.add) void this.addJob(it, tokens[i]!, multi, false).catch(() => undefined);
+        if (it.add)
+          void new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId)
+            .addJob(multi as unknown as typeof client)
+            .catch(() => undefined);
       });
       void registerWaiters(
         multi as unknown as RedisConnection,
@@ -309,7 +280,12 @@ export class SubmitLane {
       }
       const adds: (Promise<unknown> | undefined)[] = gatherAdds(
         this.ctx.conn,
-        () => items.map((it, i) => (it.add ? this.addJob(it, tokens[i]!, client, true) : undefined)),
+        () =>
+          items.map((it, i) =>
+            it.add
+              ? new Job(this.queue, it.name, it.data, this.jobOpts(it, tokens[i]!), it.jobId).addJob(client)
+              : undefined,
+          ),
         waiter,
         take,
       );

@@ -3,9 +3,9 @@
  * test/integration/bullmq-internals.test.ts pins what this module relies on to the installed version and
  * fails on an upgrade that changes it.
  */
-import { Job, type JobsOptions, type Queue, type Worker } from 'bullmq';
+import { type Job, type Worker } from 'bullmq';
 import { type RedisConnection } from '../redis/cluster.js';
-import { completedArgsOf, nextJobData, standardAddsOf, type JobClass } from './lean-job-codec.js';
+import { completedArgsOf, nextJobData } from './lean-job-codec.js';
 import { shardKey } from './shards.js';
 
 /** The BullMQ version whose internals this module was written against (and its test checks). */
@@ -56,51 +56,6 @@ export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise
   const internals = workerInternals(worker);
   internals.stalledCheckStopper?.();
   await internals.lockManager?.close?.().catch(() => undefined);
-}
-
-/** A lane's lean add (see {@link leanAddsOf}), with how many adds were built which way. */
-export type LeanAdd = ((
-  name: string,
-  data: unknown,
-  defaults: JobsOptions,
-  jobId: string,
-  token: string,
-) => Promise<unknown> | undefined) & { readonly counts: { direct: number; own: number } };
-
-/**
- * BullMQ 6.7's standard add of a job to `queue` (`new Job(queue, name, data, opts, jobId).addJob(client)` on
- * the queue's client, `opts` being `{ ...defaults, jobId, [adderKey]: token }`) made directly: its script
- * command called on `conn` (the connection the queue was given, where BullMQ defines its scripts) with the
- * arguments standardAddsOf (lean-job-codec.ts) builds, byte-equal to BullMQ's, and a negative answer thrown
- * as BullMQ throws it (`backend.finishedErrors`). Like BullMQ's, the command is issued synchronously, so
- * gatherAdds (add-batch.ts) batches it. Returns undefined, sending nothing, when the add is to go BullMQ's
- * own way (see standardAddsOf) or the queue's backend or script is not found as expected.
- */
-export function leanAddsOf(conn: RedisConnection, queue: Queue, adderKey: string): LeanAdd {
-  const build = standardAddsOf(queue, Job as unknown as JobClass, adderKey);
-  const backend = (queue as unknown as { backend?: { finishedErrors?: unknown } }).backend;
-  const target = conn as unknown as Record<string, unknown>;
-  const add = (
-    name: string,
-    data: unknown,
-    defaults: JobsOptions,
-    jobId: string,
-    token: string,
-  ): Promise<unknown> | undefined => {
-    const errors = backend?.finishedErrors as
-      ((o: { code: number; parentKey?: string; command: string }) => Error) | undefined;
-    if (typeof errors !== 'function') return undefined;
-    const built = build(name, data, defaults, jobId, token);
-    if (!built) return undefined;
-    const send = target[built.command] as ((args: unknown[]) => Promise<unknown>) | undefined;
-    if (typeof send !== 'function') return undefined;
-    return send.call(conn, built.args).then((result) => {
-      if ((result as number) < 0)
-        throw errors.call(backend, { code: result as number, parentKey: undefined, command: 'addJob' });
-      return result;
-    });
-  };
-  return Object.assign(add, { counts: build.counts });
 }
 
 /**

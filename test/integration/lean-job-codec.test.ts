@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import {
   FlowProducer,
-  Job,
+  type Job,
   Queue,
   Worker,
   raw2NextJobData,
@@ -10,13 +10,7 @@ import {
 } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
-import {
-  completedArgsOf,
-  nextJobData,
-  standardAddsOf,
-  type JobClass,
-} from '../../shared/queues/lean-job-codec';
-import { jobOptionsFor, withoutTrimming, DEFAULT_JOB_POLICY } from '../../shared/queues/job-policy';
+import { completedArgsOf, nextJobData } from '../../shared/queues/lean-job-codec';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
 
 /*
@@ -299,140 +293,5 @@ describe('completedArgsOf', () => {
     } finally {
       now.mockRestore();
     }
-  });
-});
-
-describe('standardAddsOf', () => {
-  const ADDER = 'cell0Reply';
-  /** BullMQ's own arguments of `new Job(queue, name, data, opts, opts.jobId).addJob(client)`, captured. */
-  function bullmqAdd(
-    q: Queue,
-    name: string,
-    data: unknown,
-    opts: JobsOptions,
-  ): { command: string; args: unknown[] } {
-    let out: { command: string; args: unknown[] } | undefined;
-    const client = {
-      runCommand(command: string, args: unknown[]) {
-        out = { command, args };
-        return Promise.resolve('id');
-      },
-    };
-    void new Job(q, name, data, opts, opts.jobId).addJob(client as never).catch(() => undefined);
-    return out!;
-  }
-  const policy = jobOptionsFor(DEFAULT_JOB_POLICY);
-  /** Options objects a producer adds with (its trimmed and untrimmed defaults) and others of the lean set. */
-  const DEFAULTS: JobsOptions[] = [
-    policy,
-    withoutTrimming(policy),
-    {},
-    { attempts: 1 },
-    { backoff: 250, attempts: 2 },
-    { removeOnComplete: true, removeOnFail: 3, keepLogs: 4, stackTraceLimit: 2, lifo: true },
-    { removeOnComplete: { age: 1, count: 2 }, attempts: 9, backoff: { type: 'fixed', delay: 5 } },
-  ];
-  const IDS = [
-    'a1b2c3',
-    'x'.repeat(31),
-    'x'.repeat(32),
-    'y'.repeat(255),
-    'z'.repeat(256),
-    '5f'.repeat(32),
-    'k:v:w',
-    '',
-  ];
-  const TOKENS = ['p.0', 'producer-123.zz', 't'.repeat(40), ''];
-  const DATA: unknown[] = [{ prompt: 'héllo "quoted" ✓', n: 1 }, undefined, [1, null], 'text'];
-
-  it('builds, byte for byte, what BullMQ sends for an add, over many option sets', () => {
-    const build = standardAddsOf(queue, Job as unknown as JobClass, ADDER);
-    const now = jest.spyOn(Date, 'now');
-    let compared = 0;
-    try {
-      for (const defaults of DEFAULTS)
-        for (const name of ['inference', 'search', 'n'.repeat(40)])
-          for (const jobId of IDS)
-            for (const token of TOKENS) {
-              const ts = 1_700_000_000_000 + compared * 7919;
-              now.mockReturnValue(ts);
-              const data = DATA[compared % DATA.length];
-              const direct = build(name, data, defaults, jobId, token, ts);
-              const own = bullmqAdd(queue, name, data, { ...defaults, jobId, [ADDER]: token } as JobsOptions);
-              expect(direct).toBeDefined();
-              expectSame(direct, own);
-              compared++;
-            }
-    } finally {
-      now.mockRestore();
-    }
-    expect(compared).toBe(DEFAULTS.length * 3 * IDS.length * TOKENS.length);
-    expect(build.counts).toEqual({ direct: compared, own: 0 });
-  });
-
-  it('leaves to BullMQ what it does not build the same way', () => {
-    const build = standardAddsOf(queue, Job as unknown as JobClass, ADDER);
-    const ts = 1_700_000_000_000;
-    // Options that change how BullMQ adds (or that it refuses), ids it refuses or that are not ASCII.
-    for (const opts of [{ delay: 10 }, { priority: 2 }, { deduplication: { id: 'd' } }, { sizeLimit: 10 }])
-      expect(build('n', {}, opts, 'id', 't', ts)).toBeUndefined();
-    for (const jobId of ['123', '-4', 'a:b', 'a:b:c:d', 'tök', 'x'.repeat(65_536)])
-      expect(build('n', {}, {}, jobId, 't', ts)).toBeUndefined();
-    expect(build('n', {}, {}, 'id', '✓', ts)).toBeUndefined();
-    expect(build('n', {}, {}, 'id', 't', 1_000)).toBeUndefined();
-    expect(build.counts).toEqual({ direct: 0, own: 12 });
-  });
-
-  it('adds jobs that BullMQ stores and a BullMQ worker runs as its own', async () => {
-    const q = new Queue('lean-add', { connection: conn(), prefix });
-    closers.push(() => q.close());
-    await q.waitUntilReady();
-    const raw = q.opts.connection as unknown as RedisConnection;
-    const build = standardAddsOf(q, Job as unknown as JobClass, ADDER);
-    const defaults = policy;
-    const data = { prompt: 'héllo ✓', n: 2 };
-    // Both added at the same time (BullMQ's Job takes Date.now()).
-    const ts = Date.now();
-    const now = jest.spyOn(Date, 'now').mockReturnValue(ts);
-    const lean = build('inference', data, defaults, 'lean-1', 'p.1')!;
-    const leanId = await (raw as unknown as Record<string, (a: unknown[]) => Promise<unknown>>)[
-      lean.command
-    ]!.call(raw, lean.args);
-    expect(leanId).toBe('lean-1');
-    let own: Job;
-    try {
-      own = await q.add('inference', data, { ...defaults, jobId: 'own-1', [ADDER]: 'p.1' } as JobsOptions);
-    } finally {
-      now.mockRestore();
-    }
-    const hash = async (id: string) => {
-      const h = (await raw.call('HGETALL', `${prefix}:lean-add:${id}`)) as string[];
-      const o: Record<string, string> = {};
-      for (let i = 0; i < h.length; i += 2) o[h[i]!] = h[i + 1]!;
-      return o;
-    };
-    const a = await hash('lean-1');
-    const b = await hash(own.id!);
-    expect(own.id).toBe('own-1');
-    expect(a.opts).toBe(b.opts!.replace('own-1', 'lean-1'));
-    expect({ ...a, opts: '' }).toEqual({ ...b, opts: '' });
-    const seen: unknown[] = [];
-    const done = new Promise<void>((resolve) => {
-      const w = new Worker(
-        'lean-add',
-        async (job) => {
-          seen.push([job.id, job.name, job.data, job.opts.attempts, job.timestamp]);
-          if (seen.length === 2) resolve();
-          return 'ok';
-        },
-        { connection: conn(), prefix },
-      );
-      closers.push(() => w.close());
-    });
-    await done;
-    expect(seen).toEqual([
-      ['lean-1', 'inference', data, defaults.attempts, ts],
-      ['own-1', 'inference', data, defaults.attempts, ts],
-    ]);
   });
 });

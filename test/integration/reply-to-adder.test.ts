@@ -1,7 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import { JobSubmitter } from '../../producers/job-submitter';
 import { QueueName, queueKey, queuePrefix } from '../../shared/queues/names';
-import { TRIM_EVERY } from '../../shared/queues/job-policy';
 import {
   adderOf,
   ADDER_OPTION,
@@ -99,43 +98,6 @@ describe('replies to the producer that added the job', () => {
       joined: false,
     });
     expect(await redis.exists(waiterSetKey(key, job.id!))).toBe(0);
-  });
-
-  test('the adds are BullMQ script calls built directly; the jobs are BullMQ’s, trimmed one in TRIM_EVERY', async () => {
-    const a = await submitter();
-    startWorker();
-    const queries = Array.from({ length: TRIM_EVERY + 1 }, (_, i) => `direct ${i}`);
-    const pending = queries.map((q) => search(a, q));
-    await until(() => started.length === 4, 5000, 'the first jobs to start');
-    // The worker runs 4 at a time: release each as it starts.
-    const released = new Set<Job>();
-    await until(
-      () => {
-        for (const s of started)
-          if (!released.has(s.job)) {
-            released.add(s.job);
-            s.release();
-          }
-        return released.size === queries.length;
-      },
-      10_000,
-      'every job started',
-    );
-    const results = await Promise.all(pending);
-    expect(results.map((r) => r.state)).toEqual(queries.map(() => 'completed'));
-    expect(results.map((r) => (r as { result?: { echo?: unknown } }).result?.echo)).toEqual(
-      queries.map((query) => ({ query })),
-    );
-    expect(a.addStats()).toEqual({ direct: queries.length, own: 0 });
-    // BullMQ reads each job's options back as given: the token naming this producer, the policy, and the
-    // completed-set trimming on one add in TRIM_EVERY.
-    const trimming = started.filter((s) => s.job.opts.removeOnComplete !== false);
-    expect(trimming).toHaveLength(2);
-    for (const s of started) {
-      expect(adderOf(s.job.opts)).toBe(a.producerId);
-      expect(s.job.opts.attempts).toBe(1);
-      expect(s.job.opts.jobId).toBe(s.job.id);
-    }
   });
 
   test('a producer that joins a job another process added is registered in the waiter set; both get the one run', async () => {
