@@ -136,6 +136,20 @@ export function syscallsOf(pid: number | undefined): { reads: number; writes: nu
   }
 }
 
+/**
+ * Voluntary context switches of a process's main thread so far (Linux /proc/PID/status; NaN elsewhere): the
+ * times its event loop went to sleep waiting for work, i.e. its wake-ups. On the reference VM a wake-up costs
+ * the process far more CPU than the work of a small request (see bench:backend-cost in docs/benchmarks.md).
+ */
+export function wakeUpsOf(pid: number | undefined): number {
+  try {
+    const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Calls per command so far (INFO commandstats; commands run inside scripts included). */
 export async function commandCalls(redis: Redis): Promise<Map<string, number>> {
   const info = await redis.info('commandstats');

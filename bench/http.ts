@@ -9,7 +9,8 @@
  * Each variant starts its own simulator, proxy and cell0 on a flushed Redis (so no variant meets processes
  * warmed by an earlier one) and runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
  * unique (nothing coalesces, no cache can answer). Prints per side: requests/s, p50/p99 latency, CPU per
- * request of each process (from /proc), Redis commands per request (INFO commandstats delta of the private
+ * request of each process (from /proc), each process's wake-ups per request (voluntary context switches of its
+ * main thread, /proc/PID/status), Redis commands per request (INFO commandstats delta of the private
  * Redis, commands run inside scripts included), Redis socket reads/writes (round trips) and bytes in/out per
  * request (INFO stats deltas) and the median pair ratios B/A.
  *
@@ -54,6 +55,7 @@ import {
   socketIo,
   stopAll,
   syscallsOf,
+  wakeUpsOf,
 } from './fleet.js';
 import { inspectArgs, TimedProfile } from './timed-profile.js';
 
@@ -73,6 +75,8 @@ interface RunResult {
   /** read(2)/write(2) system calls per request by process (/proc/PID/io; sockets included). */
   sysReads: Record<string, number>;
   sysWrites: Record<string, number>;
+  /** Wake-ups (voluntary context switches of the main thread) per request by process. */
+  wakeUps: Record<string, number>;
   /** Redis commands per request (all, and by command). */
   redisPerRequest: number;
   redisByCommand: Record<string, number>;
@@ -107,6 +111,7 @@ async function load(
   let next = 0;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
   const sys0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, syscallsOf(pid)]));
+  const wake0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, wakeUpsOf(pid)]));
   const calls0 = await commandCalls(redis);
   const io0 = await socketIo(redis);
   const t0 = performance.now();
@@ -155,6 +160,8 @@ async function load(
     sysReads[name] = (s1.reads - sys0[name]!.reads) / n;
     sysWrites[name] = (s1.writes - sys0[name]!.writes) / n;
   }
+  const wakeUps: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) wakeUps[name] = (wakeUpsOf(pid) - wake0[name]!) / n;
   await pool.close();
   const redisByCommand: Record<string, number> = {};
   let total = 0;
@@ -174,6 +181,7 @@ async function load(
     cpuUs,
     sysReads,
     sysWrites,
+    wakeUps,
     redisPerRequest: total,
     redisByCommand,
     // Less the INFO calls of this measurement (one read and one write each).
@@ -397,6 +405,10 @@ async function main(): Promise<void> {
             Object.keys(pids).map((k) => [k, [med((x) => x.b.sysReads[k]!), med((x) => x.b.sysWrites[k]!)]]),
           ),
         },
+        wakeUpsPerRequest: {
+          proxy: Object.fromEntries(Object.keys(proxyPids).map((k) => [k, med((x) => x.a.wakeUps[k]!)])),
+          cell0: Object.fromEntries(Object.keys(pids).map((k) => [k, med((x) => x.b.wakeUps[k]!)])),
+        },
         redisCommandsPerRequest: {
           proxy: med((x) => x.a.redisPerRequest),
           cell0: med((x) => x.b.redisPerRequest),
@@ -424,6 +436,13 @@ async function main(): Promise<void> {
           .join(', ');
       console.log(
         `  read/write system calls per request: ${aName} ${sysText(row.syscallsPerRequest.proxy)}; cell0 ${sysText(row.syscallsPerRequest.cell0)}`,
+      );
+      const wakeText = (m: Record<string, number>) =>
+        Object.entries(m)
+          .map(([k, w]) => `${k} ${f(w, 2)}`)
+          .join(', ');
+      console.log(
+        `  wake-ups (voluntary context switches) per request: ${aName} ${wakeText(row.wakeUpsPerRequest.proxy)}; cell0 ${wakeText(row.wakeUpsPerRequest.cell0)}`,
       );
       console.log(
         `  Redis commands/request: ${against ? `cell0 A ${f(row.redisCommandsPerRequest.proxy)}, ` : ''}cell0 ${f(row.redisCommandsPerRequest.cell0)} (${Object.entries(
