@@ -1,4 +1,11 @@
-import { EXPIRY_MARGIN_MS, expiryOf, LookupRecords } from '../../shared/cache/semantic/lookup-records';
+import {
+  EXPIRY_MARGIN_MS,
+  expiryOf,
+  LookupRecords,
+  NOT_KEPT,
+} from '../../shared/cache/semantic/lookup-records';
+import { seededRandom } from '../../shared/cache/semantic/lsh';
+import { cosineStoredKnown, squaredNorm, storedQuantized } from '../../shared/cache/semantic/vector-codec';
 
 describe('LookupRecords (candidate records a lookup read lately)', () => {
   // a record: 15 digits of expiry (ms), the id, LF, vector and prompt
@@ -106,5 +113,93 @@ describe('LookupRecords (candidate records a lookup read lately)', () => {
     expect(kept.get('vec', 100_000, 1)).toBeUndefined();
     expect(kept.get('vec', 3, 1)?.toString()).toBe(record(99_999, 'f').toString());
     expect(kept.get('vec', 6, 1)?.toString()).toBe(record(99_999, 'i').toString());
+  });
+});
+
+describe('LookupRecords.score (a kept record scored from its scope table)', () => {
+  // a record as the candidates script returns it: 15 digits of expiry, the id, LF, stored vector, prompt
+  const recordOf = (expiresAt: number, id: string, vector: Buffer, prompt: string) =>
+    Buffer.concat([
+      Buffer.from(String(expiresAt).padStart(15, '0') + id + '\n', 'latin1'),
+      vector,
+      Buffer.from(prompt),
+    ]);
+  const dims = 512;
+  const random = seededRandom('lookup-records-score');
+  /** A float vector with `nnz` random non-zero components (the lexical embedder's are ~15–30 of 512). */
+  const vectorOf = (nnz: number): Float32Array => {
+    const v = new Float32Array(dims);
+    for (let k = 0; k < nnz; k++) v[Math.floor(random() * dims)] = random() * 2 - 1;
+    return v;
+  };
+  /** What the lookup computed for a kept record before scores: from its KeptRecord. */
+  const expected = (kept: LookupRecords, vecKey: string, slot: number, now: number, q: Float32Array) => {
+    const k = kept.find(vecKey, slot, now);
+    if (k === undefined) return NOT_KEPT;
+    const from = k.vectorOf(dims);
+    return from < 0 ? -1 : Math.min(1, cosineStoredKnown(q, squaredNorm(q), k.rec, from, k.len, k.ns));
+  };
+
+  it('gives exactly what find() and cosineStoredKnown give, through replaced records, generations and compaction', () => {
+    const kept = new LookupRecords(1000, 600);
+    const slots = [...Array.from({ length: 700 }, (_, i) => i), 70_000, 300_000, 16_777_215];
+    const queries = Array.from({ length: 20 }, (_, i) => vectorOf(1 + (i % 40)));
+    queries.push(new Float32Array(dims)); // the zero vector: 0
+    let checked = 0;
+    let passed = 0;
+    for (let round = 0; round < 6; round++) {
+      const at = round * 200; // a read's time: each round within the 1000 ms trust time of the last two
+      for (let n = 0; n < 250; n++) {
+        const slot = slots[Math.floor(random() * slots.length)]!;
+        const kind = random();
+        // sparse (most), dense (many non-zero), a zero vector, a record without a readable vector
+        const vector =
+          kind < 0.8
+            ? storedQuantized(vectorOf(1 + Math.floor(random() * 40)))
+            : kind < 0.9
+              ? storedQuantized(vectorOf(400))
+              : kind < 0.95
+                ? storedQuantized(new Float32Array(dims))
+                : Buffer.from([0x80, 0, 9, 1]);
+        const rec = recordOf(99_999_999, `id${slot}`, vector, `prompt ${slot}`);
+        kept.keep(round % 2 ? 'vec-b' : 'vec', slot, rec, at, n % 2 === 0);
+      }
+      for (const now of [at + 1, at + 500, at + 999, at + 1000])
+        for (const vecKey of ['vec', 'vec-b', 'vec-none'])
+          for (const q of queries) {
+            const nq = squaredNorm(q);
+            for (const slot of slots.slice(0, 50).concat(slots.slice(-30))) {
+              const got = kept.score(vecKey, slot, now, q, nq, dims);
+              const want = expected(kept, vecKey, slot, now, q);
+              if (!Object.is(got, want))
+                expect({ vecKey, slot, now, got }).toEqual({ vecKey, slot, now, got: want });
+              checked++;
+              if (got > 0.1) passed++;
+            }
+          }
+    }
+    expect(checked).toBeGreaterThan(100_000);
+    expect(passed).toBeGreaterThan(100); // not all misses: the scores are compared where they matter too
+  });
+
+  it('scores a record kept again for its slot from its new vector', () => {
+    const kept = new LookupRecords(1000, 100);
+    const q = vectorOf(30);
+    const a = storedQuantized(q);
+    const b = storedQuantized(vectorOf(30));
+    kept.keep('vec', 5, recordOf(99_999_999, 'a', a, 'a'), 0);
+    expect(kept.score('vec', 5, 1, q, squaredNorm(q), dims)).toBeGreaterThan(0.99);
+    kept.keep('vec', 5, recordOf(99_999_999, 'b', b, 'b'), 0);
+    expect(kept.score('vec', 5, 1, q, squaredNorm(q), dims)).toBe(expected(kept, 'vec', 5, 1, q));
+    expect(kept.score('vec', 5, 1, q, squaredNorm(q), dims)).toBeLessThan(0.5);
+    expect(kept.score('vec', 5, 1000, q, squaredNorm(q), dims)).toBe(NOT_KEPT);
+    // kept again and again (each scored once): the replaced vectors fill the table's arena, which is
+    // compacted; the slots' scores stay their own
+    for (let n = 0; n < 3000; n++) {
+      const slot = n % 7;
+      kept.keep('vec', slot, recordOf(99_999_999, `r${n}`, storedQuantized(vectorOf(25)), 'r'), 0);
+      for (let s = 0; s < 7; s++)
+        expect(kept.score('vec', s, 1, q, squaredNorm(q), dims)).toBe(expected(kept, 'vec', s, 1, q));
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { RECORD_TRUST_MS } from './semantic-scripts.js';
-import { storedLength, storedSquaredNorm } from './vector-codec.js';
+import { cosineStoredKnown, SPARSE, storedLength, storedSquaredNorm } from './vector-codec.js';
 
 /**
  * A candidate record a lookup read, and until when (this process's clock, ms) it may be used again: the
@@ -120,6 +120,28 @@ export class LookupRecords {
   }
 
   /**
+   * The similarity of the record find() would give to the query (`nq` its squaredNorm): the cosine with its
+   * stored vector, at most 1 (Math.min(1, cosineStoredKnown(…)): the same value), or -1 when the record holds
+   * no readable vector of `dims` dimensions; NOT_KEPT when find() would give none. A record's sparse vector
+   * is scored from its scope table's arena (SlotTable): no record object or buffer is touched, so a lookup's
+   * ~24 candidates are scored from a few typed arrays; find() its record when the score passes.
+   */
+  score(vecKey: string, slot: number, now: number, query: Float32Array, nq: number, dims: number): number {
+    if (vecKey !== this.lastKey) {
+      this.lastKey = vecKey;
+      this.lastCur = this.cur.get(vecKey);
+      this.lastOld = this.old.get(vecKey);
+    }
+    // as find(): the newer generation's record of the slot when it has one (live or not), else the older's
+    const cur = this.lastCur;
+    const s = cur === undefined ? ABSENT : cur.score(slot, now, query, nq, dims);
+    if (s !== ABSENT) return s === NOT_LIVE ? NOT_KEPT : s;
+    const old = this.lastOld;
+    const o = old === undefined ? ABSENT : old.score(slot, now, query, nq, dims);
+    return o === ABSENT || o === NOT_LIVE ? NOT_KEPT : o;
+  }
+
+  /**
    * Keeps `rec`, the record of `slot` read by a command sent at `sentAt` (this process's clock, taken
    * before the send): a copy, so the kept bytes do not pin the reply's buffer (unless `copy` is false: a
    * buffer of its own). When the newer generation is full it becomes the older one, and the older one is
@@ -145,6 +167,19 @@ export class LookupRecords {
   }
 }
 
+/** LookupRecords.score's answer for a slot find() gives no record of (below every similarity: -1 and up). */
+export const NOT_KEPT = -2;
+/** SlotTable.score: the table holds no record of the slot (the other generation may). */
+const ABSENT = -4;
+/** SlotTable.score: the table's record of the slot is past its `until`. */
+const NOT_LIVE = -3;
+
+/** A kept record's similarity from its KeptRecord (what the lookup computed before the arenas). */
+function scoreKept(k: KeptRecord, query: Float32Array, nq: number, dims: number): number {
+  const from = k.vectorOf(dims);
+  return from < 0 ? -1 : Math.min(1, cosineStoredKnown(query, nq, k.rec, from, k.len, k.ns));
+}
+
 /** Slots a SlotTable indexes in its array at most (beyond, its map): 2 MB of references per table. */
 const DIRECT_SLOTS = 1 << 18;
 
@@ -160,9 +195,117 @@ class SlotTable {
   private map: Map<number, KeptRecord> | undefined = undefined;
   /** Records held (array and map). */
   private size = 0;
+  /**
+   * By slot, for the array's records (score()), side by side (one cache line for a lookup's visit of a
+   * slot): at 2·slot its `until` (-Infinity: no record), at 2·slot + 1 where its sparse vector's block
+   * starts in the arena + 1 (0: not yet copied there; -1: not sparse or not readable, scored from its
+   * KeptRecord).
+   */
+  private meta = new Float64Array(0);
+  /**
+   * The array's records' sparse vectors, one block after another: the count n of components, Σ x², then
+   * each component as (index << 8) | (int8 value & 0xff), in the stored (ascending index) order; made on a
+   * record's first score, for `dims` dimensions.
+   */
+  private arena = new Int32Array(0);
+  private arenaEnd = 0;
+  /** Arena places that belong to a record still held (the rest are replaced records'). */
+  private arenaLive = 0;
+  private dims = -1;
 
   get(slot: number): KeptRecord | undefined {
     return slot < this.arr.length ? this.arr[slot] : this.map?.get(slot);
+  }
+
+  /**
+   * The similarity of the slot's record to the query (see LookupRecords.score), ABSENT when the table holds
+   * none, NOT_LIVE when it is past its `until` at `now`.
+   */
+  score(slot: number, now: number, query: Float32Array, nq: number, dims: number): number {
+    if (slot < this.arr.length) {
+      const meta = this.meta;
+      const until = meta[2 * slot]!;
+      if (!(until > now)) return until === -Infinity ? ABSENT : NOT_LIVE;
+      let at = meta[2 * slot + 1]!;
+      if (at === 0 || dims !== this.dims) at = this.toArena(slot, dims);
+      if (at < 0) return scoreKept(this.arr[slot]!, query, nq, dims);
+      const arena = this.arena;
+      const ns = arena[at]!;
+      if (nq === 0 || ns === 0) return 0;
+      const end = at + 1 + arena[at - 1]!;
+      let dot = 0;
+      // the sum of cosineStoredKnown's sparse loop, term by term in the same order: the same value
+      for (let p = at + 1; p < end; p++) {
+        const e = arena[p]!;
+        dot += query[e >> 8]! * ((e << 24) >> 24);
+      }
+      return Math.min(1, dot / Math.sqrt(nq * ns));
+    }
+    const k = this.map?.get(slot);
+    if (k === undefined) return ABSENT;
+    if (!(k.until > now)) return NOT_LIVE;
+    return scoreKept(k, query, nq, dims);
+  }
+
+  /**
+   * Copies the slot's record's sparse vector of `dims` dimensions to an arena block; where the block starts
+   * + 1 (-1 when the record has no sparse vector of `dims` dimensions).
+   */
+  private toArena(slot: number, dims: number): number {
+    const meta = this.meta;
+    if (dims !== this.dims) {
+      // another embedder's dims (never in one process's scope, but answered right): every vector again
+      for (let s = 1; s < meta.length; s += 2) meta[s] = 0;
+      this.arenaEnd = 0;
+      this.arenaLive = 0;
+      this.dims = dims;
+    }
+    const k = this.arr[slot]!;
+    const from = k.vectorOf(dims);
+    const rec = k.rec;
+    if (from < 0 || rec[from] !== SPARSE) return (meta[2 * slot + 1] = -1);
+    const n = (k.len - 3) / 3;
+    const start = this.reserve(n + 2);
+    const arena = this.arena;
+    arena[start] = n;
+    arena[start + 1] = k.ns;
+    for (let o = from + 3, p = start + 2; p < start + 2 + n; o += 3, p++)
+      arena[p] = (((rec[o]! << 8) | rec[o + 1]!) << 8) | rec[o + 2]!;
+    this.arenaLive += n + 2;
+    return (meta[2 * slot + 1] = start + 1);
+  }
+
+  /** Room for `n` places at the arena's end (compacting or growing it first when needed); its start. */
+  private reserve(n: number): number {
+    if (this.arenaEnd + n > this.arena.length) {
+      if (this.arenaLive * 2 + n <= this.arena.length) this.compact();
+      if (this.arenaEnd + n > this.arena.length) {
+        const arena = new Int32Array(Math.max(1024, this.arena.length * 2, this.arenaEnd + n));
+        arena.set(this.arena.subarray(0, this.arenaEnd));
+        this.arena = arena;
+      }
+    }
+    const start = this.arenaEnd;
+    this.arenaEnd += n;
+    return start;
+  }
+
+  /** The held records' blocks moved to the front of the arena (replaced records' left out). */
+  private compact(): void {
+    const arena = new Int32Array(this.arena.length);
+    const meta = this.meta;
+    let end = 0;
+    for (let s = 1; s < meta.length; s += 2) {
+      const at = meta[s]!;
+      if (at <= 0) continue;
+      const size = this.arena[at - 1]! + 2;
+      arena.set(this.arena.subarray(at - 1, at - 1 + size), end);
+      meta[s] = end + 1;
+      end += size;
+    }
+    this.arena = arena;
+    this.arenaEnd = end;
+    this.arenaLive = end;
   }
 
   /** Holds `kept` as the record of `slot`; true when the slot had none here before. */
@@ -171,6 +314,11 @@ class SlotTable {
     if (slot < arr.length) {
       const fresh = arr[slot] === undefined;
       arr[slot] = kept;
+      const meta = this.meta;
+      meta[2 * slot] = kept.until;
+      const at = meta[2 * slot + 1]!;
+      if (at > 0) this.arenaLive -= this.arena[at - 1]! + 2;
+      meta[2 * slot + 1] = 0;
       if (fresh) this.size++;
       return fresh;
     }
@@ -196,11 +344,16 @@ class SlotTable {
     const from = arr.length;
     arr.length = length;
     arr.fill(undefined, from);
+    const meta = new Float64Array(2 * length);
+    meta.set(this.meta);
+    for (let s = 2 * from; s < meta.length; s += 2) meta[s] = -Infinity;
+    this.meta = meta;
     const map = this.map;
     if (map === undefined) return;
     for (const [slot, kept] of map)
       if (slot < length) {
         arr[slot] = kept;
+        meta[2 * slot] = kept.until;
         map.delete(slot);
       }
     if (map.size === 0) this.map = undefined;

@@ -9,7 +9,7 @@ import { type Embedder } from './embedder.js';
 import { analyzePrompt, compareAnalyses, type PromptAnalysis } from './guard.js';
 import { LastScope } from './last-scope.js';
 import { LookupBatcher, MIRRORED, RecordReader, type LookupReply } from './lookup-batch.js';
-import { EXPIRY_MARGIN_MS, expiryOf, type KeptRecord, type LookupRecords } from './lookup-records.js';
+import { EXPIRY_MARGIN_MS, expiryOf, NOT_KEPT, type LookupRecords } from './lookup-records.js';
 import { HashedFeatureEmbedder } from './hashed-features.js';
 import { LexicalEmbedder } from './lexical-embedder.js';
 import { preloadLexicon } from './lexicon.js';
@@ -125,6 +125,17 @@ interface Candidate {
   prompt: string;
   similarity: number;
 }
+
+/** A candidate record at or above the lookup's threshold: its place among the candidates, where its vector starts. */
+interface Passed {
+  i: number;
+  rec: Buffer;
+  from: number;
+  similarity: number;
+}
+
+/** The candidates script's reply layout without records (four empty fields): the lookup scored kept or read ones. */
+const EMPTY_RECORDS: Buffer[] = [EMPTY, EMPTY, EMPTY, EMPTY];
 
 /**
  * A cache of model outputs that also answers prompts that mean the same as a stored one, on plain Redis
@@ -503,33 +514,34 @@ export class SemanticCache<T = unknown> {
     // script's ride-along entry of the likeliest answer is then missing: a hit costs one more call (fetch).
     // The reads of one turn's lookups of the scope go as one HMGET (RecordReader).
     const likely = this.hitShare >= LIKELIEST_SHARE;
+    const nq = squaredNorm(vec, prepared.nonZero);
+    const dims = this.embedder.dims;
     let records: Buffer[] | undefined;
-    /** The kept record of each candidate record (records[4 + i]) when it came from LookupRecords. */
-    let keptAt: (KeptRecord | undefined)[] | undefined;
+    /**
+     * The candidates (by their place in `ranked`) at or above the threshold, in that order: the kept
+     * records' scored first, each from its scope's arena (LookupRecords.score), the ones read after.
+     */
+    let passed: Passed[] | undefined;
     if (!likely) {
-      // In the candidates script's reply layout (no likeliest entry: four empty fields first). The records
-      // read lately are used as they are (live: LookupRecords keeps them only while they are); only the
-      // others are read (one HMGET for the turn), and when one of those is missing or (nearly) expired, the
-      // script reads them all (it takes spares and cleans up).
-      // sized up front and filled by index: no push (a builtin call each, growing the arrays) per candidate
+      // The records read lately are used as they are (live: LookupRecords keeps them only while they are);
+      // only the others are read (one HMGET for the turn), and when one of those is missing or (nearly)
+      // expired, the script reads them all (it takes spares and cleans up).
       const n = Math.min(ranked.length, CANDIDATES);
-      const direct = new Array<Buffer>(4 + n);
-      direct[0] = direct[1] = direct[2] = direct[3] = EMPTY;
       // made only when a record is not kept (~4% of bench:http's candidates)
       let missing: string[] | undefined;
       let at: number[] | undefined;
       const now = Date.now();
-      keptAt = new Array<KeptRecord | undefined>(n);
       for (let i = 0; i < n; i++) {
-        const k = this.kept.find(keys.vec, ranked[i]!, now);
-        direct[4 + i] = k === undefined ? EMPTY : k.rec;
-        keptAt[i] = k;
-        if (k === undefined) {
+        const similarity = this.kept.score(keys.vec, ranked[i]!, now, vec, nq, dims);
+        if (similarity === NOT_KEPT) {
           (missing ??= []).push(String(ranked[i]));
           (at ??= []).push(i);
+        } else if (!(similarity < threshold)) {
+          const k = this.kept.find(keys.vec, ranked[i]!, now)!;
+          (passed ??= []).push({ i, rec: k.rec, from: k.vectorOf(dims), similarity });
         }
       }
-      records = direct;
+      records = EMPTY_RECORDS;
       if (missing !== undefined && at !== undefined) {
         let read: (Buffer | null)[];
         const sentAt = Date.now();
@@ -543,15 +555,30 @@ export class SemanticCache<T = unknown> {
           const rec = read[j];
           if (!rec || !(expiryOf(rec) > live)) {
             records = undefined;
+            passed = undefined;
             break;
           }
-          direct[4 + at[j]!] = rec;
-          keptAt[at[j]!] = this.kept.keep(keys.vec, ranked[at[j]!]!, rec, sentAt);
+          const known = this.kept.keep(keys.vec, ranked[at[j]!]!, rec, sentAt);
+          let from: number;
+          let similarity: number;
+          if (known !== undefined) {
+            from = known.vectorOf(dims);
+            similarity =
+              from < 0 ? -1 : Math.min(1, cosineStoredKnown(vec, nq, known.rec, from, known.len, known.ns));
+          } else {
+            const nl = lineEnd(rec);
+            if (nl < 0) continue;
+            from = nl + 1;
+            similarity = Math.min(1, cosineStoredAt(vec, nq, rec, from));
+          }
+          if (!(similarity < threshold))
+            (passed ??= []).push({ i: at[j]!, rec: known?.rec ?? rec, from, similarity });
         }
+        // in candidate order, as one pass over them all would have met them
+        if (passed !== undefined && passed.length > 1) passed.sort((a, b) => a.i - b.i);
       }
     }
     if (!records) {
-      keptAt = undefined;
       try {
         const queryKeys = generationKeys(keys.bandPrefix, gens);
         records = await this.redis.run((r) =>
@@ -578,41 +605,34 @@ export class SemanticCache<T = unknown> {
       } catch (err) {
         return this.failed('get', err);
       }
+      // the script's records (from records[4] on), scored in turn
+      for (let i = 4; i < records.length; i++) {
+        const rec = records[i]!;
+        const nl = lineEnd(rec);
+        if (nl < 0) continue;
+        // -1 for a record without a readable vector: below every threshold
+        const similarity = Math.min(1, cosineStoredAt(vec, nq, rec, nl + 1));
+        if (!(similarity < threshold)) (passed ??= []).push({ i, rec, from: nl + 1, similarity });
+      }
     }
     // Only candidates at or above the threshold are decoded (id, prompt): the others are never used, and
     // at 100k entries most of the 24 fall below it.
     const candidates: Candidate[] = [];
-    const nq = squaredNorm(vec, prepared.nonZero);
-    const dims = this.embedder.dims;
     const likeliest = records[0] && records[0].length > 0 ? records[0].toString('latin1') : undefined;
-    for (let i = 4; i < records.length; i++) {
-      const rec = records[i]!;
-      const known = keptAt?.[i - 4];
-      let from: number;
-      let similarity: number;
-      if (known !== undefined) {
-        // a kept record: where its vector is, its length and Σ x² were worked out on its first use
-        from = known.vectorOf(dims);
-        similarity = from < 0 ? -1 : Math.min(1, cosineStoredKnown(vec, nq, rec, from, known.len, known.ns));
-      } else {
-        const nl = lineEnd(rec);
-        if (nl < 0) continue;
-        from = nl + 1;
-        // -1 for a record without a readable vector: below every threshold
-        similarity = Math.min(1, cosineStoredAt(vec, nq, rec, from));
+    if (passed !== undefined)
+      for (let p = 0; p < passed.length; p++) {
+        const { rec, from, similarity } = passed[p]!;
+        const c = recordText(rec, from, dims);
+        if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
+        if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
+        // Kept most similar first as they come, equal ones in arrival order, as a stable sort would put them
+        // (without the copy Array.prototype.sort makes).
+        const next: Candidate = { id: c.id, prompt: c.prompt, similarity };
+        let k = candidates.length;
+        candidates.push(next);
+        for (; k > 0 && candidates[k - 1]!.similarity < similarity; k--) candidates[k] = candidates[k - 1]!;
+        candidates[k] = next;
       }
-      if (similarity < threshold) continue;
-      const c = recordText(rec, from, dims);
-      if (!c || c.id === id) continue; // a prompt-id collision with a different prompt: not this one
-      if (hasControlChar(c.prompt)) continue; // stored before such prompts were left out of the bands
-      // Kept most similar first as they come, equal ones in arrival order, as a stable sort would put them
-      // (without the copy Array.prototype.sort makes).
-      const next: Candidate = { id: c.id, prompt: c.prompt, similarity };
-      let k = candidates.length;
-      candidates.push(next);
-      for (; k > 0 && candidates[k - 1]!.similarity < similarity; k--) candidates[k] = candidates[k - 1]!;
-      candidates[k] = next;
-    }
 
     let analysis: PromptAnalysis | undefined;
     let refusals = 0;

@@ -15,7 +15,7 @@ export function quantize(v: Float32Array): Buffer {
 }
 
 /** First byte of a sparse stored vector: -128, a value quantize() never writes (it maps to ±127 at most). */
-const SPARSE = 0x80;
+export const SPARSE = 0x80;
 
 /**
  * The quantised vector as the candidate records store it. Dense (the dims bytes as they are) unless the
