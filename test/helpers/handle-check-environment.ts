@@ -7,6 +7,7 @@
 import { connect, Socket } from 'node:net';
 import NodeEnvironment from 'jest-environment-node';
 import type { EnvironmentContext, JestEnvironmentConfig } from '@jest/environment';
+import type { Circus } from '@jest/types';
 
 /** How long teardown lets handles finish closing (sockets end, children exit) before calling them leaked. */
 const GRACE_MS = 5000;
@@ -33,6 +34,36 @@ function excess(before: Map<string, number>): string[] {
 function activeHandles(): object[] {
   const p = process as unknown as { _getActiveHandles?: () => object[] };
   return p._getActiveHandles?.() ?? [];
+}
+
+/**
+ * Where each socket of the worker process was connected from: the stack of its `connect` call, recorded
+ * while a test file runs (see HandleCheckEnvironment.setup), so that a leaked socket names its opener.
+ */
+const openedAt = new WeakMap<Socket, string>();
+const realConnect = Socket.prototype.connect;
+let recording = 0;
+
+function recordOpeners(): void {
+  if (recording++ > 0) return;
+  Socket.prototype.connect = function (this: Socket, ...args: unknown[]) {
+    if (!openedAt.has(this)) {
+      const stack = new Error().stack ?? '';
+      // The frames that are not node's own or jest's: the project's code and the libraries it called.
+      const frames = stack
+        .split('\n')
+        .slice(2)
+        .filter((l) => !/\(node:|node_modules\/(jest|@jest)/.test(l))
+        .slice(0, 8)
+        .map((l) => l.trim().replace(/^at /, ''));
+      openedAt.set(this, frames.join(' < '));
+    }
+    return (realConnect as (...a: unknown[]) => Socket).apply(this, args);
+  } as Socket['connect'];
+}
+
+function stopRecording(): void {
+  if (--recording === 0) Socket.prototype.connect = realConnect;
 }
 
 /**
@@ -82,7 +113,8 @@ async function describeSockets(before: Set<object>): Promise<string[]> {
     }
     out.push(
       `${h.remoteAddress ?? '?'}:${h.remotePort ?? '?'} from :${h.localPort ?? '?'} (${state}; ` +
-        `${h.bytesWritten} bytes written, ${h.bytesRead} read${redis})`,
+        `${h.bytesWritten} bytes written, ${h.bytesRead} read${redis}` +
+        `${openedAt.has(h) ? `; opened at ${openedAt.get(h)}` : ''})`,
     );
   }
   return out;
@@ -92,6 +124,8 @@ export default class HandleCheckEnvironment extends NodeEnvironment {
   private readonly testPath: string;
   private before = new Map<string, number>();
   private handlesBefore = new Set<object>();
+  /** The file's failed tests and hooks: jest reports only the teardown's error once that throws. */
+  private failures: string[] = [];
 
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context);
@@ -102,6 +136,15 @@ export default class HandleCheckEnvironment extends NodeEnvironment {
     await super.setup();
     this.before = countByType();
     this.handlesBefore = new Set(activeHandles());
+    recordOpeners();
+  }
+
+  handleTestEvent(event: Circus.Event): void {
+    if (event.name !== 'test_fn_failure' && event.name !== 'hook_failure') return;
+    const where = event.test?.name ?? (event.name === 'hook_failure' ? `${event.hook.type} hook` : '');
+    const err = event.error as { message?: unknown } | string | undefined;
+    const message = typeof err === 'object' && err !== null ? String(err.message) : String(err);
+    this.failures.push(`"${where}": ${message.split('\n')[0]!.slice(0, 300)}`);
   }
 
   override async teardown(): Promise<void> {
@@ -112,11 +155,14 @@ export default class HandleCheckEnvironment extends NodeEnvironment {
       left = excess(this.before);
     }
     const sockets = left.length > 0 ? await describeSockets(this.handlesBefore) : [];
+    stopRecording();
     await super.teardown();
     if (left.length > 0)
       throw new Error(
         `${this.testPath}: open handles ${GRACE_MS} ms after its tests ended: ${left.join(', ')} ` +
           (sockets.length > 0 ? `[sockets: ${sockets.join('; ')}] ` : '') +
+          // A failed test often left them (it never reached its own close): jest would not show its error.
+          (this.failures.length > 0 ? `[after the failures of ${this.failures.join('; ')}] ` : '') +
           '(close every server, connection, child process and timer the file started; unref() background timers)',
       );
   }

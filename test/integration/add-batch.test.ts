@@ -1,4 +1,3 @@
-import { type EventEmitter } from 'node:events';
 import { Job, Queue } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
@@ -16,7 +15,8 @@ import { takeArguments, takenJobs, type TakeKeys, type TakeRequest } from '../..
 import { bullmqScript } from '../../shared/queues/bullmq-internals';
 import { splitOpening } from '../../shared/queues/per-job-script';
 import { setQueueEvents } from '../../shared/queues/event-writes';
-import { testRedisConnection, uniquePrefix } from '../helpers/redis';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { monitorRedis } from '../helpers/redis-monitor';
 
 /*
  * The standard adds a producer issues together go to Redis as one script call that runs BullMQ's own
@@ -177,21 +177,15 @@ describe('adds batched into one script call', () => {
     const add = (id: string) => new Job(queue, 'j', { id }, { jobId: id }, id).addJob(client);
     const waiter: AddWaiter = { producerId: 'p1', ttlMs: 60_000, found: new Map() };
     // Each add's job key is looked for once (BullMQ's own look takes the batched script's answer).
-    const monitor = (await (
-      conn() as unknown as { monitor(): Promise<EventEmitter> }
-    ).monitor()) as EventEmitter & RedisConnection;
-    conns.push(monitor);
     const jobKeyReads: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => {
+    const monitor = await monitorRedis(testRedisUrl(), ({ args }) => {
       if (args[0]?.toLowerCase() === 'exists' && args[1]?.startsWith(`${prefix}:q:`))
         jobKeyReads.push(args[1].slice(prefix.length + 3));
     });
     const ids = gatherAdds(c, () => ['new', 'waiting', 'done', 'lost', 'new'].map(add), waiter);
     expect(await Promise.all(ids)).toEqual(['new', 'waiting', 'done', 'lost', 'new']);
     expect(stats).toEqual({ calls: 1, adds: 5, single: 0 });
-    const ended = new Promise((r) => monitor.once('end', r));
-    monitor.disconnect();
-    await ended;
+    await monitor.close();
     // The look for an existing job, then, for one it met, the read of where that job stands (job-status.lua);
     // BullMQ's own look is answered by the first (before existsReadOnce, each add read its key once more).
     expect(jobKeyReads).toEqual(['new', 'waiting', 'waiting', 'done', 'done', 'lost', 'lost', 'new', 'new']);

@@ -1,4 +1,3 @@
-import { type EventEmitter } from 'node:events';
 import { Queue, Worker, type Job } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
@@ -17,7 +16,8 @@ import {
 } from '../../shared/queues/finish-batch';
 import { decodeReply, encodeRawReply, inboxKey, waiterSetKey } from '../../shared/queues/job-replies';
 import { setQueueEvents } from '../../shared/queues/event-writes';
-import { testRedisConnection, uniquePrefix } from '../helpers/redis';
+import { testRedisConnection, testRedisUrl, uniquePrefix } from '../helpers/redis';
+import { monitorRedis } from '../helpers/redis-monitor';
 import { until } from '../helpers/wait';
 
 /** Runs `worker` until it has completed `n` jobs, then closes it and `queue` (also when it fails). */
@@ -556,13 +556,8 @@ describe('finishes batched into one script call', () => {
         });
       // Each look for the next job (BullMQ's fetchNextJob) pops the wait list once: counted per finish call
       // (MONITOR shows a script call, then the commands it ran).
-      const monitor = (await (
-        conn() as unknown as { monitor(): Promise<EventEmitter> }
-      ).monitor()) as EventEmitter & RedisConnection;
-      // Closed with the others, in any case; ended here once its count is taken.
-      conns.push(monitor);
       const pops: number[] = [];
-      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      const monitor = await monitorRedis(testRedisUrl(), ({ args, source }) => {
         if (source !== 'lua') {
           // The batched call (EVAL the first time on a connection): its keys include the queue's metrics.
           if (args[0]?.startsWith('eval') && args.includes(`${prefix}:q:metrics:completed`)) pops.push(0);
@@ -577,9 +572,7 @@ describe('finishes batched into one script call', () => {
       // 4 jobs for 4 slots: all taken before any ends, so every finish finds the queue empty.
       await queue.addBulk(Array.from({ length: 4 }, (_, n) => ({ name: 'j', data: { n } })));
       await runUntilCompleted(worker, queue, 4);
-      const ended = new Promise((r) => monitor.once('end', r));
-      monitor.disconnect();
-      await ended;
+      await monitor.close();
       expect(stats.calls).toBe(1);
       expect(stats.finishes).toBe(4);
       // One look for the call's 4 finishes (4 before).
