@@ -7,9 +7,11 @@
  * 1 ms to first token, near-instant tokens, max_tokens 8) and one client in this process:
  *   shape    A  the proxy's call (bench/http-proxy.ts: model, prompt, stream false, options.num_predict;
  *               content-type only), sent through an undici Pool;
- *            B  cell0's call, made by cell0's own OllamaBackend and OllamaClient on an HttpPoolRegistry (the
- *               job's params with the schema's defaults: temperature, top_p, top_k, repeat_penalty besides
- *               num_predict; an accept header), i.e. the bytes a cell0 worker sends;
+ *            B  cell0's call, made by a worker's whole backend stack as `cell0 start` builds it from its
+ *               configuration (buildProviders: the model router, the origin's guard with its adaptive
+ *               concurrency limit and breaker, OllamaBackend, OllamaClient, the pool registry; the job's params
+ *               with the schema's defaults: temperature, top_p, top_k, repeat_penalty besides num_predict; an
+ *               accept header), i.e. the bytes a cell0 worker sends, as many at once as its limit lets through;
  *   arrival  closed: K calls in flight at once, each answered call followed at once by the next (the
  *               simulator never waits: the proxy's regime in bench:http);
  *            R/s: calls started at a fixed rate R, evenly spaced (at most K in flight), below the simulator's
@@ -17,7 +19,7 @@
  *               proxy's rate).
  * For each arrival, P pairs of N calls (A B, B A, …) and per side: calls/s, the simulator's CPU per call (from
  * /proc), its voluntary context switches per call (the times it went to sleep waiting for work, i.e. wake-ups),
- * and the median pair ratio B/A of its CPU per call.
+ * this process's CPU per call (the caller's side), and the median pair ratios B/A of both CPU figures.
  *
  *   node --import tsx bench/backend-cost.ts [--requests N] [--concurrency K] [--pairs P] [--rates R1,R2,...]
  */
@@ -28,10 +30,10 @@ import { Pool } from 'undici';
 import { benchArgs, printBenchHeader, loadText } from './args.js';
 import { median } from './e2e-common.js';
 import { cpuMsOf, freePort, killChildrenOnInterrupt, startProcess, stopAll, wakeUpsOf } from './fleet.js';
-import { HttpPoolRegistry } from '../shared/http/pool.js';
-import { OllamaClient } from '../workers/providers/ollama/ollama-client.js';
-import { OllamaBackend } from '../workers/providers/ollama-backend.js';
+import { loadConfig } from '../shared/config/config.js';
+import { silentLogger } from '../shared/logger.js';
 import { inferenceRequestSchema } from '../shared/queues/schemas.js';
+import { buildProviders } from '../workers/providers/from-config.js';
 
 const MODEL = 'qwen2.5:0.5b';
 const MAX_TOKENS = 8;
@@ -43,6 +45,8 @@ interface Side {
   rps: number;
   cpuUs: number;
   wakeUps: number;
+  /** This process's CPU per call (the caller's side: its HTTP client and, for B, cell0's backend stack). */
+  clientUs: number;
 }
 
 /** N calls with unique prompts: K in flight (closed), or started `rate` per second (open, at most K in flight). */
@@ -50,6 +54,7 @@ async function run(call: Call, n: number, k: number, rate: number, pid: number, 
   let next = 0;
   const cpu0 = cpuMsOf(pid);
   const w0 = wakeUpsOf(pid);
+  const own0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: k }, async () => {
@@ -64,7 +69,9 @@ async function run(call: Call, n: number, k: number, rate: number, pid: number, 
     }),
   );
   const wall = performance.now() - t0;
+  const own = process.cpuUsage(own0);
   return {
+    clientUs: (own.user + own.system) / n,
     rps: (n / wall) * 1000,
     cpuUs: ((cpuMsOf(pid) - cpu0) * 1000) / n,
     wakeUps: (wakeUpsOf(pid) - w0) / n,
@@ -115,9 +122,18 @@ async function main(): Promise<void> {
     await r.body.json();
     if (r.statusCode !== 200) throw new Error(`proxy-shaped call: status ${r.statusCode}`);
   };
-  // B: cell0's call, by cell0's own backend client (64 connections, as bench:http configures cell0).
-  const pools = new HttpPoolRegistry({ defaults: { maxConnectionsPerHost: 64 } });
-  const backend = new OllamaBackend(new OllamaClient({ baseUrl: url, pools }));
+  // B: cell0's call, by a worker's own backend stack as `cell0 start` builds it from its configuration (the
+  // model router, the backend's guard with its adaptive concurrency limit and breaker, the Ollama client and
+  // the pool registry), with bench:http's settings.
+  const providers = buildProviders(
+    loadConfig({
+      CELL0_OLLAMA_URL: url,
+      CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
+      CELL0_INFERENCE_CONCURRENCY: '64',
+    }),
+    { inference: true, search: false, logger: silentLogger() },
+  );
+  const backend = providers.inference!;
   const signal = new AbortController().signal;
   const cell0Call: Call = async (prompt) => {
     const job = inferenceRequestSchema.parse({ model: MODEL, prompt, params: { max_tokens: MAX_TOKENS } });
@@ -148,8 +164,8 @@ async function main(): Promise<void> {
         }
         pairs.push({ a, b });
         console.log(
-          `  pair ${p + 1} (${p % 2 === 0 ? 'A B' : 'B A'}): proxy-shaped ${f(a.rps)} calls/s, simulator ${f(a.cpuUs)} µs/call, ${f(a.wakeUps, 2)} wake-ups/call` +
-            ` | cell0-shaped ${f(b.rps)} calls/s, ${f(b.cpuUs)} µs/call, ${f(b.wakeUps, 2)} wake-ups/call | CPU ratio ${f(b.cpuUs / a.cpuUs, 2)}`,
+          `  pair ${p + 1} (${p % 2 === 0 ? 'A B' : 'B A'}): proxy-shaped ${f(a.rps)} calls/s, simulator ${f(a.cpuUs)} µs/call, ${f(a.wakeUps, 2)} wake-ups/call, caller ${f(a.clientUs)} µs/call` +
+            ` | cell0 ${f(b.rps)} calls/s, ${f(b.cpuUs)} µs/call, ${f(b.wakeUps, 2)} wake-ups/call, caller ${f(b.clientUs)} µs/call | simulator CPU ratio ${f(b.cpuUs / a.cpuUs, 2)}`,
         );
       }
       const med = (g: (x: { a: Side; b: Side }) => number) => median(pairs.map(g));
@@ -158,19 +174,21 @@ async function main(): Promise<void> {
         simulatorCpuUs: { proxyShaped: med((x) => x.a.cpuUs), cell0Shaped: med((x) => x.b.cpuUs) },
         wakeUpsPerCall: { proxyShaped: med((x) => x.a.wakeUps), cell0Shaped: med((x) => x.b.wakeUps) },
         cpuRatio: med((x) => x.b.cpuUs / x.a.cpuUs),
+        callerUs: { proxyShaped: med((x) => x.a.clientUs), cell0: med((x) => x.b.clientUs) },
+        callerRatio: med((x) => x.b.clientUs / x.a.clientUs),
       };
       summary.push(row);
       console.log(
         `  medians: simulator µs/call proxy-shaped ${f(row.simulatorCpuUs.proxyShaped)}, cell0-shaped ${f(row.simulatorCpuUs.cell0Shaped)};` +
-          ` wake-ups/call ${f(row.wakeUpsPerCall.proxyShaped, 2)} / ${f(row.wakeUpsPerCall.cell0Shaped, 2)}; median pair ratio B/A ${f(row.cpuRatio, 2)}`,
+          ` wake-ups/call ${f(row.wakeUpsPerCall.proxyShaped, 2)} / ${f(row.wakeUpsPerCall.cell0Shaped, 2)}; median pair ratio B/A ${f(row.cpuRatio, 2)};` +
+          ` caller µs/call ${f(row.callerUs.proxyShaped)} / ${f(row.callerUs.cell0)} (ratio ${f(row.callerRatio, 2)})`,
       );
     }
     console.log(`\nload     ${loadText()} at the end`);
     if (opts.json) console.log(JSON.stringify({ date: new Date().toISOString(), summary }));
   } finally {
     await pool.close();
-    await backend.close();
-    await pools.close();
+    await providers.close();
     await stopAll();
   }
 }

@@ -79,4 +79,18 @@ describe('OllamaBackend: streamed only when someone streams the job', () => {
     expect(streamed.timings.ttftMs).toBeGreaterThan(0);
     expect(streamed.timings.ttftMs).toBeLessThanOrEqual(streamed.timings.totalMs);
   });
+
+  test.each([
+    ['generate', { model: 'm', prompt: 'hi', params }],
+    ['chat', { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }], params }],
+  ])(
+    '%s: reports the time the backend says it spent (total_duration) to onBackendTime, streamed or not',
+    async (_kind, job) => {
+      const signal = new AbortController().signal;
+      const reported: number[] = [];
+      await backend.run(job, { signal, onBackendTime: (ms) => reported.push(ms) });
+      await backend.run(job, { signal, onBackendTime: (ms) => reported.push(ms), onToken: () => undefined });
+      expect(reported).toEqual([30, 30]);
+    },
+  );
 });

@@ -145,6 +145,53 @@ describe('ConcurrencyLimiter', () => {
     expect(lim.limit).toBe(8);
   });
 
+  it('measures the backend by the time it reports, not the time its answer waited in this process', async () => {
+    // Every call: 8 tokens that the backend says took it 8 ms, answered 80 ms after the permit here (a worker
+    // whose own event loop is the bottleneck), after a first round where nothing waited (no-load 1 ms/token).
+    const run = async (withBackendTime: boolean): Promise<number> => {
+      const c = clock();
+      const lim = new ConcurrencyLimiter({
+        name: 'b',
+        algorithm: new GradientLimit({ initial: 4, max: 64 }),
+        now: c.now,
+      });
+      for (let round = 0; round < 30; round++) {
+        const permits: Permit[] = [];
+        for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
+        c.advance(round === 0 ? 8 : 80);
+        for (const p of permits) p.success(8, withBackendTime ? 8 : undefined);
+      }
+      return lim.limit;
+    };
+    // By this process's clock the calls look 10x slower than at no load: the limit shrinks to its floor.
+    expect(await run(false)).toBe(1);
+    // By the backend's own time they are as fast as ever: the limit grows to its cap.
+    expect(await run(true)).toBe(64);
+  });
+
+  it("never takes a reported time longer than the call's own as its sample", async () => {
+    const c = clock();
+    const lim = new ConcurrencyLimiter({
+      name: 'b',
+      algorithm: new GradientLimit({ initial: 4, max: 64 }),
+      now: c.now,
+    });
+    for (let round = 0; round < 30; round++) {
+      const permits: Permit[] = [];
+      for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
+      c.advance(8);
+      // A backend clock running fast (or a bogus figure) past the first round: capped at the 8 ms seen here.
+      for (const p of permits) p.success(8, round === 0 ? 8 : 800);
+    }
+    expect(lim.limit).toBe(64);
+    // Unusable reports (0, negative, NaN) leave the call's own time as the sample.
+    const permits: Permit[] = [];
+    for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
+    c.advance(8);
+    for (const [i, p] of permits.entries()) p.success(8, [0, -1, NaN][i % 3]);
+    expect(lim.limit).toBe(64);
+  });
+
   it('a wait longer than timeoutMs fails with RateLimitedError and frees its place', async () => {
     const lim = new ConcurrencyLimiter({ name: 'b', algorithm: new FixedLimit(1) });
     const held = await lim.acquire();

@@ -1,4 +1,4 @@
-import { ProviderUnavailableError } from '../../shared/errors';
+import { ProviderError, ProviderUnavailableError } from '../../shared/errors';
 import { inferenceRequestSchema } from '../../shared/queues/schemas';
 import { BackendGuard } from '../../workers/providers/backend-guard';
 import { ConcurrencyLimiter, GradientLimit } from '../../workers/providers/adaptive-limit';
@@ -85,6 +85,55 @@ describe('InferenceRouter', () => {
     // An unstreamed call reports none.
     await router.run(job('m'), ctx);
     expect(seen).toHaveLength(1);
+    guard.close();
+  });
+
+  it("samples the limit with the time the backend reports for a call's successful try, when it reports one", async () => {
+    let now = 0;
+    const algorithm = new GradientLimit({ initial: 4, max: 64 });
+    const samples: number[] = [];
+    const update = algorithm.update.bind(algorithm);
+    algorithm.update = (s) => (samples.push(s.rtt), update(s));
+    const guard = new BackendGuard({
+      name: 'g',
+      retry: { maxRetries: 1, baseDelayMs: 1, maxDelayMs: 1 },
+      concurrency: new ConcurrencyLimiter({ name: 'g', algorithm, now: () => now }),
+    });
+    /** Each try takes 80 ms here; `reports[i]` is what try i says the backend spent (undefined: nothing). */
+    let reports: (number | undefined)[] = [];
+    let fail = 0;
+    let tries = 0;
+    const timed: InferenceBackend = {
+      name: 't',
+      run: async (j, c) => {
+        const reported = reports[tries++];
+        now += 80;
+        if (reported !== undefined) c.onBackendTime?.(reported);
+        if (fail-- > 0) throw new ProviderError('t', '/x: 500', 500, true, { kind: 'http' });
+        const r = await new NoopInferenceBackend().run(j);
+        return { ...r, provider: 't', usage: { promptTokens: 1, completionTokens: 8, totalTokens: 9 } };
+      },
+      close: async () => undefined,
+    };
+    const router = new InferenceRouter([{ pattern: '*', backend: timed, guard }]);
+    const passedOn: number[] = [];
+    const withReport = { ...ctx, onBackendTime: (ms: number) => passedOn.push(ms) };
+
+    // The backend says 8 ms for 8 tokens: the sample is 1 ms per token, not the 10 seen here.
+    reports = [8];
+    await router.run(job('m'), withReport);
+    // A backend that reports nothing: this process's time, 80 ms for 8 tokens.
+    reports = [];
+    tries = 0;
+    await router.run(job('m'), withReport);
+    // A failed try's report is not the retry's: the retry reports nothing, so its own time is the sample.
+    reports = [4];
+    tries = 0;
+    fail = 1;
+    await router.run(job('m'), withReport);
+    expect(samples).toEqual([1, 10, 10]);
+    // The caller's own onBackendTime still hears every report.
+    expect(passedOn).toEqual([8, 4]);
     guard.close();
   });
 });

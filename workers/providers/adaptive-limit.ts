@@ -216,8 +216,15 @@ export interface Permit {
    * waiting calls through if it grew. Optional to call; at most once counts.
    */
   firstOutput(): void;
-  /** The call succeeded; `units` of work done (e.g. tokens produced), to compare calls of any length. */
-  success(units?: number): void;
+  /**
+   * The call succeeded; `units` of work done (e.g. tokens produced), to compare calls of any length.
+   * `backendMs`: the time the backend itself reports having spent on the call (Ollama's `total_duration`, its
+   * own queueing included), when it reports one. The sample is then that time instead of the time since the
+   * permit (never more than it): what the call spent in this process after the backend answered (its reply
+   * waiting behind a busy event loop, its parsing) says nothing about the backend's load, and counted as
+   * backend latency it made the limit shrink whenever the worker itself was the bottleneck.
+   */
+  success(units?: number, backendMs?: number): void;
   /** The backend refused (429/503) or timed out: the limit backs off. */
   dropped(): void;
   /** The call ended for a reason that says nothing about the backend (cancelled, a 4xx): no sample. */
@@ -380,7 +387,14 @@ export class ConcurrencyLimiter {
         if (this.algorithm.limit > before) this.drain();
         this.notifyIfRaised(capacity);
       },
-      success: (units = 1) => end({ rtt: (this.now() - start) / Math.max(1, units), dropped: false }),
+      success: (units = 1, backendMs) => {
+        const elapsed = this.now() - start;
+        const rtt =
+          backendMs !== undefined && Number.isFinite(backendMs) && backendMs > 0
+            ? Math.min(backendMs, elapsed)
+            : elapsed;
+        end({ rtt: rtt / Math.max(1, units), dropped: false });
+      },
       dropped: () => end({ rtt: this.now() - start, dropped: true }),
       ignore: () => end(),
     };

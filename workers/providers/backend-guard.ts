@@ -132,13 +132,19 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
   /**
    * Runs one backend call under the concurrency limit, the rate limit, the breaker and the retry policy.
    * `opts.units` tells the concurrency limit how much work an answer was (e.g. tokens produced), so its
-   * latency compares with other calls'; `opts.onStart` is called once, when the first try gets its permit
-   * (the provider deadline counts from there, not from the wait in line).
+   * latency compares with other calls'; `opts.backendMs` the time the backend reports having spent on the
+   * successful try, when it reports one (see Permit.success: the limit's sample is then the backend's own
+   * time, not this process's); `opts.onStart` is called once, when the first try gets its permit (the
+   * provider deadline counts from there, not from the wait in line).
    */
   async run<T>(
     call: (signal: AbortSignal, firstOutput: () => void) => Promise<T>,
     signal: AbortSignal,
-    opts: { units?: (result: T) => number; onStart?: () => void } = {},
+    opts: {
+      units?: (result: T) => number;
+      backendMs?: (result: T) => number | undefined;
+      onStart?: () => void;
+    } = {},
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       // An open breaker refuses before a token is spent on a call that would not be made.
@@ -164,7 +170,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
             throw err;
           }),
         );
-        slot?.success(opts.units ? safeUnits(opts.units, result) : 1);
+        slot?.success(opts.units ? safeUnits(opts.units, result) : 1, opts.backendMs?.(result));
         return result;
       } catch (err) {
         endPermit(slot, err, signal);

@@ -94,6 +94,7 @@ export class OllamaBackend implements InferenceBackend {
       client = r.clientTimings;
     }
     const t = timingsFromOllama(final);
+    if (t.totalMs !== undefined) ctx.onBackendTime?.(t.totalMs);
     // Unstreamed, nothing arrives before the whole answer: the time before the backend began generating is
     // the call's less its generation time (none when the backend did not report it).
     const ttftMs = streamed

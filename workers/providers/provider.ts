@@ -17,6 +17,12 @@ export interface CallContext {
    * deadline counts from there.
    */
   onStart?: () => void;
+  /**
+   * Called when a call has ended with the time, ms, the backend reports having spent on it, for backends
+   * that report one (Ollama's `total_duration`: from receiving the request to its last token, its own
+   * queueing included). The backend's concurrency limit measures the backend by it (see Permit.success).
+   */
+  onBackendTime?: (ms: number) => void;
 }
 
 /** A model held in a backend's memory, as its list-loaded call reports it. */

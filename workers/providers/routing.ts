@@ -47,16 +47,24 @@ export class InferenceRouter implements InferenceBackend {
     // A retry inside the guard starts the text over (a stream cut short is retried): the token stream is
     // told, so its readers do not append the new try's text to the failed one's.
     let tries = 0;
+    /** The time the backend reported for the current try (its concurrency limit's sample). */
+    let backendMs: number | undefined;
+    const onBackendTime = (ms: number): void => {
+      backendMs = ms;
+      ctx.onBackendTime?.(ms);
+    };
     return r.guard.run(
       (signal, firstOutput) => {
         if (tries++ > 0) ctx.onRestart?.();
+        backendMs = undefined;
         const onToken = ctx.onToken;
         // A streamed call's first token is its first output (the concurrency limit's slow start).
-        if (!onToken) return r.backend.run(job, { ...ctx, signal });
+        if (!onToken) return r.backend.run(job, { ...ctx, signal, onBackendTime });
         let first = true;
         return r.backend.run(job, {
           ...ctx,
           signal,
+          onBackendTime,
           onToken: (text) => {
             if (first) {
               first = false;
@@ -70,6 +78,7 @@ export class InferenceRouter implements InferenceBackend {
       {
         // Latency per token produced: a 500-token answer is not "slower" than a 5-token one.
         units: (res) => res.usage.completionTokens,
+        backendMs: () => backendMs,
         ...(ctx.onStart ? { onStart: ctx.onStart } : {}),
       },
     );
