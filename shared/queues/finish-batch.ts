@@ -27,6 +27,7 @@ import { integerArgsAsStrings } from '../redis/lua-integer-args.js';
 import { LUA_DIR } from '../redis/lua-scripts.js';
 import { BULLMQ_INTERNALS_VERSION, bullmqScript } from './bullmq-internals.js';
 import { eventLua, eventWritesFor } from './event-writes.js';
+import { optsTokenSplit } from './lean-job-codec.js';
 
 /** BullMQ 6.7's moveToFinished: 14 keys (the 12th the job's own hash), then 9 arguments. */
 const KEYS = 14;
@@ -144,8 +145,13 @@ const SHARED_ARGS = [2, 4, 5, 6] as const;
 const OWN_ARGS = [0, 1, 3, 7, 8] as const;
 /** Each job's arguments in the script with replies: its own 5 of BullMQ's, its reply ('' none), its adder. */
 const REPLY_ARGS = OWN_ARGS.length + 2;
-/** The script with replies' arguments before the jobs': inbox prefix, lifetime, marks prefix, shared, suffix. */
-const REPLY_HEAD = 3 + SHARED_ARGS.length + 1;
+/**
+ * The script with replies' arguments before the jobs': inbox prefix, lifetime, marks prefix, shared, suffix,
+ * shared options.
+ */
+const REPLY_HEAD = 3 + SHARED_ARGS.length + 2;
+/** Where BullMQ's arguments carry the packed options (0-based among its 9). */
+const OPTS_ARG = 7;
 
 /** Per connection batched here: the finish just queued (a reply may ride with it until it is sent). */
 const lastQueued = new WeakMap<RedisConnection, { item: Pending; batch: Batch } | undefined>();
@@ -253,6 +259,36 @@ pcall(collectDueMetrics)
 return out
 `;
 }
+
+/** BullMQ's unpacking of a finish's options in moveToFinished. */
+const UNPACK_OPTS = /\bcmsgpack\.unpack\(ARGV\[8\]\)/g;
+
+/**
+ * BullMQ's moveToFinished text with its unpacking of the finish's packed options (`cmsgpack.unpack(ARGV[8])`,
+ * ~11,000 Redis instructions for a worker's 11 options) made through `cell0Opts(ARGV[8])`: a finish whose
+ * options argument is a token (text whose first byte is below 0x80; packed options begin with a map's byte,
+ * 0x80 or above) gets the call's shared options (`cell0OptsPacked`, unpacked once per call) with that token,
+ * as if its own options had been packed with it. The table is shared by the call's finishes, each setting its
+ * token before it runs: BullMQ's finish reads its options and never writes them, and the finishes of a call
+ * run one after the other. Undefined when the unpacking is not found exactly once (another BullMQ's script):
+ * then every finish sends its own options.
+ */
+export function optsOncePerCall(lua: string): string | undefined {
+  if (lua.match(UNPACK_OPTS)?.length !== 1) return undefined;
+  return lua.replace(UNPACK_OPTS, 'cell0Opts(ARGV[8])');
+}
+
+/** The Lua behind {@link optsOncePerCall}. */
+const SHARED_OPTS_LUA = `local cell0OptsPacked, cell0OptsShared = nil, nil
+local function cell0Opts(packed)
+  local first = string.byte(packed, 1)
+  if cell0OptsPacked and first and first < 128 then
+    if not cell0OptsShared then cell0OptsShared = cmsgpack.unpack(cell0OptsPacked) end
+    cell0OptsShared.token = packed
+    return cell0OptsShared
+  end
+  return cmsgpack.unpack(packed)
+end`;
 
 /** BullMQ's trim of the queue's event stream in moveToFinished, a line of its own (its indentation kept). */
 const TRIM_CALL = /^([ \t]*)trimEvents\(metaKey, eventStreamKey\)[ \t]*$/gm;
@@ -377,12 +413,14 @@ export function splitHelpers(lua: string): { helpers: string; rest: string } | u
  */
 function finishOneLua(lua: string): string {
   // BullMQ's integer literals given to redis.call as strings (the same arguments, without Redis's conversion).
-  const text = integerArgsAsStrings(countOncePerCall(trimOncePerCall(lua)));
+  const trimmed = countOncePerCall(trimOncePerCall(lua));
+  const text = integerArgsAsStrings(optsOncePerCall(trimmed) ?? trimmed);
   const split = splitHelpers(text);
   // The helpers after cell0's own (their names are BullMQ's, as when they were defined inside the function).
   return `local trimmed = false
 ${eventLua(true)}
 ${COUNT_METRICS_LUA}
+${SHARED_OPTS_LUA}
 ${split?.helpers ?? ''}
 local function moveToFinished(KEYS, ARGV)
 ${split?.rest ?? text}
@@ -421,8 +459,11 @@ end`;
  * ARGV[4..7]  BullMQ's arguments every finish of the call shares: the value's property, the target, fetch
  *             next, the key prefix (its ARGV[3], [5], [6], [7])
  * ARGV[8]     the waiter suffix (':cell0-waiters'), '' when no reply rides
- * ARGV[9..]   per job: its own 5 of BullMQ's arguments (id, time, value, options, fields to update: its
- *             ARGV[1], [2], [4], [8], [9]), its reply ('' for none, '=' to build it from the job's id,
+ * ARGV[9]     the call's shared packed options ('' none): those of its finishes whose options argument is
+ *             a token, packed with an empty token (see optsOncePerCall)
+ * ARGV[10..]  per job: its own 5 of BullMQ's arguments (id, time, value, options, fields to update: its
+ *             ARGV[1], [2], [4], [8], [9]; its options either packed or, with ARGV[9], its lock token alone:
+ *             then the shared options with that token), its reply ('' for none, '=' to build it from the job's id,
  *             finish time, value and target, as encodeRawReply does), the producer that added it ('' none,
  *             '?' unknown: read from the job's options)
  * Once a finish of the call has tried to fetch the next job and found none (BullMQ's answer 0, or its
@@ -462,6 +503,7 @@ local counts = {}
 local acc = { lists = {}, order = {} }
 local marksPrefix = ARGV[3]
 local prop, target, fetchNext, keyPrefix, waiterSuffix = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+if ARGV[9] ~= "" then cell0OptsPacked = ARGV[9] end
 local jobs = math.floor((#ARGV - ${REPLY_HEAD}) / ${REPLY_ARGS})
 for i = 1, jobs do
   local base = ${REPLY_HEAD} + (i - 1) * ${REPLY_ARGS}
@@ -552,6 +594,8 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     () => false,
   );
   const stats: FinishBatchStats = { calls: 0, finishes: 0, single: 0, withReplies: 0 };
+  // Whether the script with replies takes a finish's options as its token, with the call's shared options.
+  const sharesOpts = optsOncePerCall(bullmqLua) !== undefined;
   if (!(COMMAND in target)) conn.defineCommand(COMMAND, { lua });
   if (withReplies && !(REPLY_COMMAND in target)) conn.defineCommand(REPLY_COMMAND, { lua: replyLua });
   const send = target[COMMAND] as (...a: unknown[]) => Promise<unknown[]>;
@@ -582,8 +626,28 @@ export async function batchFinishes(conn: RedisConnection): Promise<FinishBatchS
     args.push(inbox.prefix, inbox.ttlMs, marks?.jobKeyPrefix ?? '');
     for (const a of b.sharedArgs) args.push(a);
     args.push(b.waiterSuffix ?? '');
+    // The options the call's finishes share (packed with an empty token), from the first finish built so:
+    // each finish with the same ones sends its token alone (see optsOncePerCall).
+    let sharedOpts: Buffer | undefined;
+    if (sharesOpts)
+      for (const item of b.items) {
+        const split = optsTokenSplit(item.args[KEYS + OPTS_ARG]);
+        if (split !== undefined && split.token !== '') {
+          sharedOpts = split.shared;
+          break;
+        }
+      }
+    args.push(sharedOpts ?? '');
     for (const item of b.items) {
-      for (const a of OWN_ARGS) args.push(item.args[KEYS + a]);
+      for (const a of OWN_ARGS) {
+        const v = item.args[KEYS + a];
+        if (a === OPTS_ARG && sharedOpts !== undefined) {
+          const split = optsTokenSplit(v);
+          args.push(
+            split !== undefined && split.shared === sharedOpts && split.token !== '' ? split.token : v,
+          );
+        } else args.push(v);
+      }
       args.push(item.reply?.reply ?? '', item.reply?.adder ?? '');
     }
     sendWithReplies.apply(conn, args).then(

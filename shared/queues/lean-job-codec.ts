@@ -163,6 +163,22 @@ const MAX_TAILS = 64;
 /** Where moveToFinishedArgs puts the packed options: after the 14 keys and 7 arguments. */
 const PACKED_AT = 21;
 
+/**
+ * The packed options of the completion arguments {@link completedArgsOf} built, each with the same options
+ * packed with an empty token (one Buffer per kind of job and worker options, shared by every job of that
+ * kind) and the token: the batched finish sends such a job's options as its token alone, and the shared ones
+ * once per call (finish-batch.ts), so Redis unpacks them once per call instead of once per job.
+ */
+const tokenSplits = new WeakMap<Buffer, { shared: Buffer; token: string }>();
+
+/**
+ * For packed options that {@link completedArgsOf} built: the same options packed with an empty token (the
+ * same Buffer for every job of the same kind and worker options) and the token; else undefined.
+ */
+export function optsTokenSplit(packed: unknown): { shared: Buffer; token: string } | undefined {
+  return Buffer.isBuffer(packed) ? tokenSplits.get(packed) : undefined;
+}
+
 /** The key `token` as msgpackr writes it (a fixstr), and the empty string after it. */
 const TOKEN_KEY = Buffer.from([0xa5, ...Buffer.from('token'), 0xa0]);
 
@@ -208,7 +224,7 @@ export function completedArgsOf(
   const own: typeof bullmqs = (...a) => (counts.own++, bullmqs(...a));
   /** The worker options the packed tails were made with (compared by identity on every call). */
   let seen: Record<string, unknown> = { name: {} };
-  let tails = new Map<string, { head: Buffer; tail: Buffer }>();
+  let tails = new Map<string, { head: Buffer; tail: Buffer; shared: Buffer }>();
   const metricsKey = queue.toKey('metrics:completed');
   const build = (
     job: FinishingJob,
@@ -260,8 +276,9 @@ export function completedArgsOf(
       // BullMQ's own arguments for this job with an empty token: their packed options, split at the token.
       const packed = bullmqs(job, value, removeOnComplete, '', fetchNext)[PACKED_AT];
       if (!Buffer.isBuffer(packed)) return own(job, value, removeOnComplete, token, fetchNext);
-      parts = splitAtToken(packed);
-      if (parts === undefined) return own(job, value, removeOnComplete, token, fetchNext);
+      const split = splitAtToken(packed);
+      if (split === undefined) return own(job, value, removeOnComplete, token, fetchNext);
+      parts = { ...split, shared: packed };
       // A bound on what is kept (a removeOnComplete count per job would make a tail per job).
       if (tails.size >= MAX_TAILS) tails.clear();
       tails.set(tailKey, parts);
@@ -278,6 +295,7 @@ export function completedArgsOf(
     }
     at += out.write(token, at, 'latin1');
     tail.copy(out, at);
+    tokenSplits.set(out, { shared: parts.shared, token });
     const id = job.id;
     keys[10] = queue.keys.completed;
     keys[11] = queue.toKey(id ?? '');

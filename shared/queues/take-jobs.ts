@@ -65,8 +65,10 @@ export function takeJobsFunction(lua: string): string {
   // BullMQ's integer literals given to redis.call as strings (the same arguments, without Redis's conversion).
   return `${perJobFunction('moveToActive', integerArgsAsStrings(shared))}
 local function cell0TakeJobs(KEYS, ARGV)
-  -- moveToActive's options as the worker packs them (a worker with a rate limiter does not take this way).
-  local opts = { lockDuration = tonumber(ARGV[3]) }
+  -- moveToActive's options as the worker packs them (a worker with a rate limiter does not take this way);
+  -- the lock's duration as its text, which BullMQ's script only gives to SET ... PX: the same argument,
+  -- without Redis's snprintf of a number per job taken.
+  local opts = { lockDuration = ARGV[3] }
   if ARGV[4] ~= "" then opts["name"] = ARGV[4] end
   local marks = ARGV[5] == "1" and redis.call("EXISTS", KEYS[12]) == 1
   local out = {}

@@ -132,3 +132,15 @@ function splitArgs(s: string, open: number): { spans: [number, number][] } | und
   }
   return undefined;
 }
+
+/**
+ * `cell0Text(x)`: a Lua number that is an integer below 10^15 in magnitude as the string Redis would make of it
+ * for redis.call (its digits, as snprintf("%.17g") prints it), anything else as it is. `string.format('%d')`
+ * costs ~2,000 instructions against ~3,700 for Redis's conversion (callgrind, Redis 7.0.15), and a 0 none.
+ * For numbers that a script computes or unpacks, where {@link integerArgsAsStrings} cannot see a literal.
+ */
+export const NUMBER_TEXT_LUA = `local function cell0Text(x)
+  if x == 0 then return "0" end
+  if type(x) == "number" and x == math.floor(x) and x > -1e15 and x < 1e15 then return string.format("%d", x) end
+  return x
+end`;

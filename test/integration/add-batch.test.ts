@@ -7,6 +7,7 @@ import {
   argsUnpackedOnce,
   batchAdds,
   existsReadOnce,
+  storedNumbersAsText,
   gatherAdds,
   type AddTake,
   type AddWaiter,
@@ -47,9 +48,13 @@ describe('adds batched into one script call', () => {
     return { c, prefix, queue, stats, client };
   };
 
-  /** A job's hash without what differs between two adds of the same job (its times). */
+  /**
+   * A job's hash without what differs between two adds of the same job (its times), its timestamp checked for
+   * the form BullMQ's add writes (the digits of an integer ms time, as Redis prints a Lua number).
+   */
   async function stored(redis: RedisConnection, key: string): Promise<Record<string, string>> {
-    const { timestamp: _t, ...rest } = await redis.hgetall(key);
+    const { timestamp, ...rest } = await redis.hgetall(key);
+    expect(timestamp).toMatch(/^[1-9]\d{12}$/);
     return rest;
   }
 
@@ -131,8 +136,14 @@ describe('adds batched into one script call', () => {
     const unquoted = (text: string) => text.replace(/"(-?\d+)"/g, '$1');
     // BullMQ's text with its arguments unpacked once (argsUnpackedOnce) and its helpers made once per call
     // (per-job-script.ts): its helpers and the script proper as they are, its opening locals assigned per add.
-    const once = existsReadOnce(argsUnpackedOnce(lua));
+    const once = storedNumbersAsText(existsReadOnce(argsUnpackedOnce(lua)));
     expect(once).toContain('local args = ARGV.cell0Args or cmsgpack.unpack(ARGV[1])');
+    // The job hash's numbers given to HMSET as their text (storedNumbersAsText).
+    expect(lua).toContain('"timestamp", timestamp, "delay", delay, "priority", priority,');
+    expect(once).toContain(
+      '"timestamp", cell0Text(timestamp), "delay", cell0Text(delay), "priority", cell0Text(priority),',
+    );
+    expect(script).toContain('local function cell0Text(x)');
     expect(lua).toContain('    if rcall("EXISTS", jobIdKey) == 1 then\n');
     expect(once).toContain('    if (ARGV.cell0Exists or rcall("EXISTS", jobIdKey)) == 1 then\n');
     const parts = splitOpening(once)!;

@@ -1,7 +1,12 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import { closeRedis } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
-import { bullmqScript, hookMoveToFinished, type FinishCall } from '../../shared/queues/bullmq-internals';
+import {
+  bullmqScript,
+  hookMoveToFinished,
+  leanJobPath,
+  type FinishCall,
+} from '../../shared/queues/bullmq-internals';
 import {
   batchFinishes,
   readMarksWithFinishes,
@@ -578,6 +583,65 @@ describe('finishes batched into one script call', () => {
       // One look for the call's 4 finishes (4 before).
       expect({ withMarks, pops: pops.filter((n) => n >= 0) }).toEqual({ withMarks, pops: [1] });
     }
+  });
+
+  test("a call's finishes built by the lean path send their lock tokens alone, the options once; each fetched job locked with its finish's token", async () => {
+    const prefix = uniquePrefix('fbo');
+    const queue = new Queue('q', { connection: conn(), prefix });
+    const { worker, workerConn } = await gatedWorker(prefix, 3, (job) => ({
+      n: (job.data as { n: number }).n,
+    }));
+    expect(await leanJobPath(worker)).toBe(true);
+    const stats = (await batchFinishes(workerConn))!;
+    // Through the script with replies (as in cell0, where the marks or the replies ride in it).
+    readMarksWithFinishes(workerConn, {
+      gateKey: `${prefix}:q:cell0-marks`,
+      jobKeyPrefix: `${prefix}:q:`,
+      onFetched: () => undefined,
+    });
+    // Each batched finish call's arguments after its keys, and each lock the calls set (the fetched jobs').
+    const calls: string[][] = [];
+    const locks = new Map<string, string>();
+    const monitor = await monitorRedis(testRedisUrl(), ({ args, source }) => {
+      if (source !== 'lua' && args[0]?.startsWith('eval') && args.includes(`${prefix}:q:metrics:completed`))
+        calls.push(args.slice(3 + Number(args[2])));
+      else if (source === 'lua' && args[0]?.toLowerCase() === 'set' && args[1]?.endsWith(':lock'))
+        locks.set(args[1].slice(`${prefix}:q:`.length, -':lock'.length), args[2]!);
+    });
+    // 6 jobs for 3 slots: the first 3 finish in one call, each fetching one of the last 3.
+    await queue.addBulk(
+      Array.from({ length: 6 }, (_, n) => ({ name: 'j', data: { n }, opts: { jobId: `j${n}` } })),
+    );
+    const tokens = new Map<string, string>();
+    worker.on('active', (job) => tokens.set(job.id!, job.token!));
+    await runUntilCompleted(worker, queue, 6);
+    await monitor.close();
+    // Every job completed with its own value: a fetched job locked with a wrong token could not have.
+    for (let n = 0; n < 6; n++) {
+      const h = await workerConn.hgetall(`${prefix}:q:j${n}`);
+      expect({ n, value: h.returnvalue, finished: Number(h.finishedOn) > 0 }).toEqual({
+        n,
+        value: JSON.stringify({ n }),
+        finished: true,
+      });
+    }
+    // The jobs a finish fetched were locked with the token BullMQ's worker holds for them (the finishing
+    // job's, taken from the call's shared options with the token sent alone).
+    expect(locks.size).toBeGreaterThan(0);
+    for (const [id, lock] of locks) expect({ id, lock }).toEqual({ id, lock: tokens.get(id) });
+    // The options went once per call (ARGV[9], packed), each finish sending its token.
+    const batched = calls.filter((a) => (a.length - 9) / 7 >= 2);
+    expect(batched.length).toBeGreaterThan(0);
+    for (const a of batched) {
+      // Packed: a map's first byte (0x8n fixmap or 0xde map16, above 0x7f), the key `token` in it.
+      expect(a[8]!.charCodeAt(0)).toBeGreaterThanOrEqual(0x80);
+      expect(a[8]).toContain('token');
+      for (let base = 9; base < a.length; base += 7) {
+        const [id, , , opts] = a.slice(base, base + 4);
+        expect({ id, opts }).toEqual({ id, opts: tokens.get(id!) });
+      }
+    }
+    expect(stats.calls).toBeGreaterThan(0);
   });
 
   test("a finish's answer that carries the next job compares with 0 without joining the job's fields", async () => {
