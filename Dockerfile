@@ -39,6 +39,7 @@ USER node
 EXPOSE 3000 3001 11435
 # No image-wide HEALTHCHECK: workers serve no HTTP. docker-compose.yml adds one per HTTP service.
 # V8's young generation capped at 2 x 16 MB: left to itself it grows to 2 x 64 MB under steady load on a large
-# host, RSS that is never given back (docs/resources.md, "Memory over time").
-ENTRYPOINT ["node", "--max-semi-space-size=16", "dist/bin/cell0.js"]
+# host, RSS that is never given back; and held there, so that the idle scavenge between bursts of requests does
+# not shrink it for the next burst (docs/resources.md, "Memory over time").
+ENTRYPOINT ["node", "--max-semi-space-size=16", "--min-semi-space-size=16", "dist/bin/cell0.js"]
 CMD ["start"]

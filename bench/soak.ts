@@ -43,7 +43,7 @@ const args = benchArgs(
  * The Node flags the API and the worker run with: those the Dockerfile's entry point and `npm start` give
  * (docs/resources.md "Memory over time"), or --node-flags (none: V8's defaults, to compare).
  */
-const FLEET_NODE_FLAGS = '--max-semi-space-size=16';
+const FLEET_NODE_FLAGS = '--max-semi-space-size=16 --min-semi-space-size=16';
 const nodeFlags = (args.text['node-flags'] ?? FLEET_NODE_FLAGS).split(/\s+/).filter((f) => f && f !== 'none');
 
 const ROOT = resolve(__dirname, '..');

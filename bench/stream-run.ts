@@ -56,7 +56,15 @@ export interface RunStats {
    * calls number 1, K/4, K/2, 3K/4 and K (`at`) and to its last request's arrival, mean over the run's bursts
    * (bench/backend-call-probe.mjs).
    */
-  backendCalls?: { at: number[]; arrived: number };
+  backendCalls?: {
+    at: number[];
+    arrived: number;
+    /**
+     * The bursts whose loop met a scavenge of the young generation before their K/2-th backend call / the
+     * K/2-th response's first write, of all bursts, and the scavenges' pause ms there per burst (mean).
+     */
+    scavenges?: { bursts: number; toHalfCall: number; toHalfText: number; msToHalfText: number };
+  };
 }
 
 /** The lines of the probe's file (bench/backend-call-probe.mjs), or none yet. */
@@ -74,13 +82,34 @@ function probeLines(file: string): string[] {
 function backendCallsOf(file: string, from: number, k: number): RunStats['backendCalls'] {
   const bursts = probeLines(file)
     .slice(from)
-    .map((l) => JSON.parse(l) as { requests: number; arrivedCpu: number; callCpu: number[] })
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          requests: number;
+          arrivedCpu: number;
+          callCpu: number[];
+          scavengesToHalfCall?: [number, number];
+          scavengesToHalfText?: [number, number];
+        },
+    )
     .filter((b) => b.requests === k && b.callCpu.length === k);
   if (bursts.length === 0) return undefined;
   const mean = (g: (b: (typeof bursts)[number]) => number) =>
     bursts.reduce((s, b) => s + g(b), 0) / bursts.length;
   const nth = [1, Math.ceil(k / 4), Math.ceil(k / 2), Math.ceil((3 * k) / 4), k];
-  return { at: nth.map((n) => mean((b) => b.callCpu[n - 1]!)), arrived: mean((b) => b.arrivedCpu) };
+  const scavenges = bursts.every((b) => b.scavengesToHalfCall && b.scavengesToHalfText)
+    ? {
+        bursts: bursts.length,
+        toHalfCall: bursts.filter((b) => b.scavengesToHalfCall![0] > 0).length,
+        toHalfText: bursts.filter((b) => b.scavengesToHalfText![0] > 0).length,
+        msToHalfText: mean((b) => b.scavengesToHalfText![1]),
+      }
+    : undefined;
+  return {
+    at: nth.map((n) => mean((b) => b.callCpu[n - 1]!)),
+    arrived: mean((b) => b.arrivedCpu),
+    ...(scavenges ? { scavenges } : {}),
+  };
 }
 
 /** Redis commands per stream between two commandstats readings. */

@@ -56,8 +56,9 @@
  * cell0 run meets a cold worker: its adaptive backend limit at its start (4) and no connection open to the
  * simulator — the cold burst of a worker that has just started. --dist DIR: the cell0 build to run (default
  * this checkout's dist), e.g. an older build's, to compare builds with the same bench code.
- * --cell0-node-flags: the node flags of cell0's processes (default `--max-semi-space-size=16`, what `npm start`
- * and the Dockerfile run cell0 with; `none`: Node's defaults, whose young generation grows to 128 MB here).
+ * --cell0-node-flags: the node flags of cell0's processes (default `--max-semi-space-size=16
+ * --min-semi-space-size=16`, what `npm start` and the Dockerfile run cell0 with; `none`: Node's defaults, whose
+ * young generation grows to 128 MB here).
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -80,7 +81,7 @@ const DIST = join(ROOT, 'dist');
 const WAVES: Record<number, number> = { 1: 20, 10: 4, 100: 1 };
 
 /** The node flags `npm start` runs cell0 with (package.json's start script, the Dockerfile's entrypoint). */
-const CELL0_NODE_FLAGS = '--max-semi-space-size=16';
+const CELL0_NODE_FLAGS = '--max-semi-space-size=16 --min-semi-space-size=16';
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const round2 = (_k: string, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v);
@@ -414,7 +415,10 @@ async function main(): Promise<void> {
                 .map(([, l]) => f(l.cpuMs, 2))
                 .join('/')} ms/stream` +
               (c.backendCalls
-                ? `, at its backend calls ${c.backendCalls.at.map((x) => f(x, 1)).join('/')} ms (arrivals ${f(c.backendCalls.arrived, 1)})`
+                ? `, at its backend calls ${c.backendCalls.at.map((x) => f(x, 1)).join('/')} ms (arrivals ${f(c.backendCalls.arrived, 1)})` +
+                  (c.backendCalls.scavenges
+                    ? `, bursts with a scavenge before the K/2-th call / first text ${c.backendCalls.scavenges.toHalfCall}/${c.backendCalls.scavenges.toHalfText} of ${c.backendCalls.scavenges.bursts} (${f(c.backendCalls.scavenges.msToHalfText, 1)} ms of pauses)`
+                    : '')
                 : '') +
               (c.toFirstText
                 ? `, to the first/median first text ${Object.values(c.toFirstText)

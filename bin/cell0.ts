@@ -19,6 +19,7 @@ import { isQueueName, QUEUE_NAMES, type QueueName } from '../shared/queues/names
 import { type Service } from './runtime.js';
 import { sleep } from '../shared/sleep.js';
 import { startTracing } from '../shared/tracing/tracing.js';
+import { IdleScavenger } from '../shared/resources/idle-scavenge.js';
 import { type EvalCacheCommandOptions } from './eval-cache.js';
 import { type CalibrateCacheCommandOptions } from './calibrate-cache.js';
 
@@ -109,7 +110,7 @@ function config(): Config {
 async function run(
   role: string,
   start: (cfg: Config, log: Logger, services: Service[], onFatal: (err: Error) => void) => Promise<void>,
-  opts: { redisPolicy?: boolean } = {},
+  opts: { redisPolicy?: boolean; idleScavenge?: boolean } = {},
 ): Promise<void> {
   const cfg = config();
   const log = createLogger({ level: cfg.logLevel, name: role, destination: 'batched' });
@@ -180,6 +181,21 @@ async function run(
       });
     }
     await start(cfg, log, services, onFatal);
+    // Once started (not while it starts): between bursts of work, the young generation is scavenged while
+    // almost nothing in it is alive, so the next burst does not meet a scavenge that copies its requests in
+    // flight (see IdleScavenger).
+    if (opts.idleScavenge && cfg.resources.idleScavengeMs > 0) {
+      const scavenger = new IdleScavenger({
+        idleMs: cfg.resources.idleScavengeMs,
+        onShrink: (from, to) =>
+          log.info(
+            { fromBytes: from, toBytes: to },
+            'idle scavenges stopped: V8 shrank the young generation (run node with --min-semi-space-size equal to --max-semi-space-size)',
+          ),
+      });
+      scavenger.start();
+      services.push({ name: 'idle scavenge', banner: [], close: () => scavenger.close() });
+    }
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`cell0 ${role}: could not start: ${message}\n`);
@@ -245,7 +261,7 @@ program
         workerService.worker.relayTokensTo(api.client.tokenStreams().local);
         log.info({ redis: redactUrl(r.config.redis.url) }, 'cell0 started');
       },
-      { redisPolicy: true },
+      { redisPolicy: true, idleScavenge: true },
     ),
   );
 
@@ -271,7 +287,7 @@ program
           }),
         );
       },
-      { redisPolicy: true },
+      { redisPolicy: true, idleScavenge: true },
     ),
   );
 
@@ -301,7 +317,7 @@ program
           }),
         );
       },
-      { redisPolicy: true },
+      { redisPolicy: true, idleScavenge: true },
     ),
   );
 

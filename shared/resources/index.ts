@@ -24,3 +24,5 @@ export {
   shutdownResourceManagement,
 } from './resource-management.js';
 export type { ResourceManagementOptions, ManagedBackend, ModelLeaser } from './resource-management.js';
+export { IdleScavenger, exposedGc } from './idle-scavenge.js';
+export type { IdleScavengerOptions, GcFunction } from './idle-scavenge.js';

@@ -52,6 +52,12 @@ export const RESOURCES_ENV = {
     schema: int(100, 600_000),
     doc: 'How often each worker samples memory, CPU, disk and its own heap and event loop, ms',
   },
+  CELL0_IDLE_SCAVENGE_MS: {
+    section: 'resources',
+    default: '30',
+    schema: int(0, 60_000),
+    doc: "Scavenge V8's young generation once a process's event loop has been idle this long after work, ms, so that a burst of requests does not meet a scavenge of the burst before it (0 = off)",
+  },
   CELL0_RESOURCE_HYSTERESIS: {
     section: 'resources',
     default: '5',
@@ -93,6 +99,8 @@ export interface PressureConfig {
   behindWaitAgeMs: number;
   maxQueueDepth: number;
   overloadRetryAfterSec: number;
+  /** Idle time after which the young generation is scavenged, ms (0 = off; see IdleScavenger). */
+  idleScavengeMs: number;
 }
 
 /** Checks across the section's variables (run once each is valid on its own). */
@@ -136,5 +144,6 @@ export function loadPressure(p: ParsedEnv<typeof RESOURCES_ENV>): PressureConfig
     behindWaitAgeMs: p.CELL0_BEHIND_WAIT_AGE_MS,
     maxQueueDepth: p.CELL0_MAX_QUEUE_DEPTH,
     overloadRetryAfterSec: p.CELL0_OVERLOAD_RETRY_AFTER_SEC,
+    idleScavengeMs: p.CELL0_IDLE_SCAVENGE_MS,
   };
 }
