@@ -29,7 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { benchArgs, printBenchHeader, loadText } from './args.js';
 import { median } from './e2e-common.js';
-import { cpuMsOf, freePort, killChildrenOnInterrupt, startProcess, stopAll, wakeUpsOf } from './fleet.js';
+import { cpuMsOf, killChildrenOnInterrupt, startInstantSimulator, stopAll, wakeUpsOf } from './fleet.js';
 import { loadConfig } from '../shared/config/config.js';
 import { silentLogger } from '../shared/logger.js';
 import { inferenceRequestSchema } from '../shared/queues/schemas.js';
@@ -94,19 +94,7 @@ async function main(): Promise<void> {
     `setup    ${opts.requests} calls/side/pair, at most ${opts.concurrency} in flight, ${opts.pairs} pairs; simulator TTFT 1 ms, max_tokens ${MAX_TOKENS}`,
   );
 
-  const port = await freePort();
-  const sim = await startProcess(
-    process.execPath,
-    [CLI, 'simulator', '--port', String(port)],
-    {
-      CELL0_SIM_TTFT_MS: '1',
-      CELL0_SIM_TOKENS_PER_SEC: '1000000',
-      CELL0_SIM_LOAD_MS_PER_GB: '1',
-      CELL0_LOG_LEVEL: 'warn',
-    },
-    /ready/,
-    'simulator',
-  );
+  const { child: sim, port } = await startInstantSimulator(CLI);
   const url = `http://127.0.0.1:${port}`;
   const pid = sim.pid!;
 

@@ -7,7 +7,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { Pool } from 'undici';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -251,4 +253,54 @@ export async function redisCpuMs(redis: Redis): Promise<number> {
   const info = await redis.info('cpu');
   const n = (k: string) => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? NaN);
   return (n('used_cpu_sys') + n('used_cpu_user')) * 1000;
+}
+
+/**
+ * N `POST /v1/inference` requests on `pool`, K at a time, each with a prompt never sent before (bench:http's
+ * shape); resolves with the count of non-200 answers.
+ */
+export async function uniqueInferenceLoad(pool: Pool, n: number, k: number, tag: string): Promise<number> {
+  let next = 0;
+  let errors = 0;
+  await Promise.all(
+    Array.from({ length: k }, async () => {
+      while (next < n) {
+        const i = next++;
+        const r = await pool.request({
+          path: '/v1/inference',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'qwen2.5:0.5b',
+            prompt: `Request ${tag}-${i}: tell me about ${randomBytes(6).toString('hex')} and ${i * 7919}`,
+            params: { max_tokens: 8 },
+          }),
+        });
+        await r.body.text();
+        if (r.statusCode !== 200) errors++;
+      }
+    }),
+  );
+  return errors;
+}
+
+/**
+ * bench:http's backend: `cell0 simulator` from `cli` (a build's bin/cell0.js) on a free port, 1 ms to first
+ * token, near-instant tokens and model loads, warnings-only logs.
+ */
+export async function startInstantSimulator(cli: string): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = await startProcess(
+    process.execPath,
+    [cli, 'simulator', '--port', String(port)],
+    {
+      CELL0_SIM_TTFT_MS: '1',
+      CELL0_SIM_TOKENS_PER_SEC: '1000000',
+      CELL0_SIM_LOAD_MS_PER_GB: '1',
+      CELL0_LOG_LEVEL: 'warn',
+    },
+    /ready/,
+    'simulator',
+  );
+  return { child, port };
 }

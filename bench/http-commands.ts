@@ -15,7 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { freePort } from './fleet.js';
+import { freePort, uniqueInferenceLoad as load } from './fleet.js';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
@@ -42,32 +42,6 @@ function start(args: string[], env: Record<string, string>, ready: RegExp): Prom
       reject(new Error(`${args[0]} exited (${code}) before it was ready:\n${seen}`)),
     );
   });
-}
-
-/** N requests, K at a time, each with a prompt never sent before; resolves with the count of non-200s. */
-async function load(pool: Pool, n: number, k: number, tag: string): Promise<number> {
-  let next = 0;
-  let errors = 0;
-  await Promise.all(
-    Array.from({ length: k }, async () => {
-      while (next < n) {
-        const i = next++;
-        const r = await pool.request({
-          path: '/v1/inference',
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
-            model: 'qwen2.5:0.5b',
-            prompt: `Request ${tag}-${i}: tell me about ${randomBytes(6).toString('hex')} and ${i * 7919}`,
-            params: { max_tokens: 8 },
-          }),
-        });
-        await r.body.text();
-        if (r.statusCode !== 200) errors++;
-      }
-    }),
-  );
-  return errors;
 }
 
 /** A key with its variable parts (hashes, numbers) blanked, to name a group. */

@@ -49,6 +49,7 @@ import {
   cpuMsOf,
   freePort,
   killChildrenOnInterrupt,
+  startInstantSimulator,
   startProcess,
   startRedisServer,
   stop,
@@ -216,20 +217,7 @@ async function startBackends(withProxy = true): Promise<{
   proxy: Awaited<ReturnType<typeof startProcess>> | undefined;
   proxyUrl: string;
 }> {
-  const simPort = await freePort();
-  const simEnv = {
-    CELL0_SIM_TTFT_MS: '1',
-    CELL0_SIM_TOKENS_PER_SEC: '1000000',
-    CELL0_SIM_LOAD_MS_PER_GB: '1',
-    CELL0_LOG_LEVEL: 'warn',
-  };
-  const sim = await startProcess(
-    process.execPath,
-    [CLI, 'simulator', '--port', String(simPort)],
-    simEnv,
-    /ready/,
-    'simulator',
-  );
+  const { child: sim, port: simPort } = await startInstantSimulator(CLI);
   const simUrl = `http://127.0.0.1:${simPort}`;
   if (!withProxy) return { sim, simUrl, proxy: undefined, proxyUrl: '' };
   const proxyPort = await freePort();

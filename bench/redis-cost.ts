@@ -26,39 +26,23 @@ import {
   freePort,
   killChildrenOnInterrupt,
   redisCpuMs,
+  startInstantSimulator,
   startProcess,
   startRedisServer,
   stop,
   stopAll,
+  uniqueInferenceLoad,
 } from './fleet.js';
 
 const ROOT = join(__dirname, '..');
 
 async function load(url: string, n: number, k: number, tag: string): Promise<number> {
   const pool = new Pool(url, { connections: k });
-  let next = 0;
-  let errors = 0;
-  await Promise.all(
-    Array.from({ length: k }, async () => {
-      while (next < n) {
-        const i = next++;
-        const r = await pool.request({
-          path: '/v1/inference',
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
-            model: 'qwen2.5:0.5b',
-            prompt: `Request ${tag}-${i}: tell me about ${randomBytes(6).toString('hex')} and ${i * 7919}`,
-            params: { max_tokens: 8 },
-          }),
-        });
-        await r.body.text();
-        if (r.statusCode !== 200) errors++;
-      }
-    }),
-  );
-  await pool.close();
-  return errors;
+  try {
+    return await uniqueInferenceLoad(pool, n, k, tag);
+  } finally {
+    await pool.close();
+  }
 }
 
 interface Side {
@@ -71,19 +55,7 @@ interface Side {
 async function startSide(dist: string, cachesOff: boolean): Promise<Side> {
   const cli = join(dist, 'bin', 'cell0.js');
   const { url: redisUrl, redis, child: redisServer } = await startRedisServer();
-  const simPort = await freePort();
-  const sim = await startProcess(
-    process.execPath,
-    [cli, 'simulator', '--port', String(simPort)],
-    {
-      CELL0_SIM_TTFT_MS: '1',
-      CELL0_SIM_TOKENS_PER_SEC: '1000000',
-      CELL0_SIM_LOAD_MS_PER_GB: '1',
-      CELL0_LOG_LEVEL: 'warn',
-    },
-    /ready/,
-    'simulator',
-  );
+  const { child: sim, port: simPort } = await startInstantSimulator(cli);
   const apiPort = await freePort();
   const cell0 = await startProcess(
     process.execPath,
