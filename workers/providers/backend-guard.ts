@@ -47,6 +47,11 @@ export interface BackendGuardOptions {
   maxPermitWaitMs?: number;
   /** Source of randomness for jitter (tests pin it). Default Math.random. */
   random?: () => number;
+  /**
+   * How the guard waits between tries (tests record the waits). Default {@link sleep}: a timer that the
+   * signal's abort clears, rejecting with its reason.
+   */
+  sleep?: (ms: number, options: { signal: AbortSignal }) => Promise<void>;
 }
 
 /** Counters of one guarded backend. */
@@ -84,6 +89,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
   private readonly retry: Required<RetryPolicy>;
   private readonly maxLimiterWaitMs: number;
   private readonly random: () => number;
+  private readonly sleep: (ms: number, options: { signal: AbortSignal }) => Promise<void>;
   private retries = 0;
   private readonly retriesBy: Record<string, number> = {};
   /** When the breaker entered its current state (epoch ms). */
@@ -98,6 +104,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
     this.maxPermitWaitMs = opts.maxPermitWaitMs ?? 120_000;
     this.maxLimiterWaitMs = opts.maxLimiterWaitMs ?? 5000;
     this.random = opts.random ?? Math.random;
+    this.sleep = opts.sleep ?? sleep;
     this.retry = {
       maxRetries: opts.retry?.maxRetries ?? 2,
       baseDelayMs: opts.retry?.baseDelayMs ?? 250,
@@ -181,7 +188,7 @@ export class BackendGuard extends EventEmitter<BackendGuardEvents> {
         this.retriesBy[reason] = (this.retriesBy[reason] ?? 0) + 1;
         this.emit('retry', { attempt: attempt + 1, delayMs: delay, error: err as ProviderError });
         permit?.release();
-        await sleep(delay, { signal });
+        await this.sleep(delay, { signal });
       } finally {
         permit?.release();
       }
