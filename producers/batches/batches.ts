@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../../shared/logger.js';
 import { closeRedis, createRedisConnection } from '../../shared/redis/connection.js';
 import { connectionLogFor } from '../../shared/redis/connection-log.js';
 import { settledWithin, sleep } from '../../shared/sleep.js';
-import { stopLockExtenderAndStalledChecker } from '../../shared/queues/bullmq-internals.js';
+import { stopCutShortWorker } from '../../shared/queues/bullmq-internals.js';
 import { withDefaults } from '../../shared/with-defaults.js';
 import { type BatchClient } from './batch-client.js';
 import { type BatchItem } from './batch-input.js';
@@ -420,9 +420,9 @@ export class Batches {
         const closed = w.close();
         if (!(await settledWithin(closed, left()))) {
           this.stop.abort();
-          // A close cut short leaves BullMQ's lock extender and stalled checker re-arming (they would hold
-          // the process open, retrying a Redis that is gone): stop them.
-          if (!(await settledWithin(w.close(true), left()))) await stopLockExtenderAndStalledChecker(w);
+          // A close cut short leaves BullMQ's lock extender and stalled checker re-arming and its fetch loop
+          // reconnecting (they would hold the process open, retrying a Redis that is gone): stop them.
+          if (!(await settledWithin(w.close(true), left()))) await stopCutShortWorker(w);
         }
       }
       this.stop.abort();

@@ -1,5 +1,6 @@
 /**
- * The BullMQ internals cell0 touches, in one place. Nothing else in cell0 reaches past BullMQ's public API;
+ * The BullMQ internals cell0 touches, in one place (and the two ioredis members a cut-short close needs, see
+ * {@link stopCutShortWorker}). Nothing else in cell0 reaches past BullMQ's public API;
  * test/integration/bullmq-internals.test.ts pins what this module relies on to the installed version and
  * fails on an upgrade that changes it.
  */
@@ -18,6 +19,16 @@ export const BULLMQ_INTERNALS_VERSION = '6.7.0';
  */
 export interface WorkerInternals {
   lockManager?: { close?(): Promise<void>; isRunning?(): boolean };
+  /**
+   * The worker's Redis backend (RedisQueueBackend): `closing` is set by its close() and, once set, its fetch
+   * watchdog no longer reconnects the blocking connection.
+   */
+  backend?: {
+    close?(force?: boolean): Promise<void>;
+    closing?: unknown;
+    /** The connection of the blocking fetch (BZPOPMIN); its `client` is a promise of the ioredis client. */
+    blockingConnection?: { client?: Promise<unknown> };
+  };
   stalledCheckStopper?: () => void;
   /**
    * The fetch loop's queue of jobs (fetches and running jobs, as promises) while the loop runs, else null:
@@ -46,16 +57,56 @@ export function workerInternals(worker: Worker): WorkerInternals {
 }
 
 /**
- * Stops a closing worker's lock extender and stalled checker. BullMQ's close() stops both only after its
- * fetch loop ends; when that loop is stuck on a connection that is being cut (Redis away, or just back),
- * their timers keep re-arming and hold the process open (the lock extender forever). Call it once close()
- * has begun, so that the woken stalled checker sees the worker closing and ends its loop. Each member is
- * looked up defensively: on a BullMQ without them this only loses the cleanup. Never throws.
+ * Stops what a closing worker leaves running when its close() is cut short (Redis away, or just back):
+ * BullMQ's close() stops these only after its fetch loop ends, and that loop is stuck on the blocking fetch.
+ * - The lock extender and the stalled checker: their timers keep re-arming and hold the process open (the
+ *   lock extender forever).
+ * - The blocking fetch: ioredis strands a BZPOPMIN that was in flight when Redis went (it keeps it for a
+ *   resend after a reconnect, and a disconnect while reconnecting rejects nothing). BullMQ's fetch watchdog
+ *   would settle it after the block timeout plus 1 s, a timer that holds the process meanwhile, and then,
+ *   unless the worker's backend is closing, reconnect and wait for Redis, for ever if Redis stays away.
+ *   Here the backend is marked closing (its forced close, not waited for: it would wait on the same
+ *   connection) and, when the blocking connection is not ready, the commands it holds are rejected with
+ *   ioredis's own "Connection is closed." so that the fetch ends at once.
+ * Call it once close() has begun, so that the woken stalled checker sees the worker closing and ends its
+ * loop. Each member is looked up defensively: on a BullMQ or ioredis without them this only loses the
+ * cleanup. Never throws.
  */
-export async function stopLockExtenderAndStalledChecker(worker: Worker): Promise<void> {
+export async function stopCutShortWorker(worker: Worker): Promise<void> {
   const internals = workerInternals(worker);
   internals.stalledCheckStopper?.();
+  internals.backend?.close?.(true).catch(() => undefined);
+  await settleStrandedCommands(internals.backend?.blockingConnection?.client);
   await internals.lockManager?.close?.().catch(() => undefined);
+}
+
+/** An ioredis client's command queues as ioredis 5 keeps them (Redis.ts, redis/event_handler.ts). */
+interface StrandedQueues {
+  status?: string;
+  /** Commands that were in flight when a ready connection closed, kept for a resend once ready again. */
+  prevCommandQueue?: {
+    shift(): { command?: { reject?(e: Error): void } } | undefined;
+    length: number;
+  } | null;
+  /** Rejects the offline queue and the command queue. */
+  flushQueue?(error: Error): void;
+}
+
+/**
+ * Rejects every command an ioredis client that is not ready still holds (offline, sent, or kept for a
+ * resend), as ioredis does on its own only for the first two. A no-op on a ready client or none.
+ */
+async function settleStrandedCommands(client: Promise<unknown> | undefined): Promise<void> {
+  try {
+    const c = (await client) as StrandedQueues | undefined;
+    if (!c || c.status === 'ready') return;
+    const closed = new Error('Connection is closed.');
+    for (let item = c.prevCommandQueue?.shift(); item; item = c.prevCommandQueue?.shift())
+      item.command?.reject?.(closed);
+    c.flushQueue?.(closed);
+  } catch {
+    // Defensive: the cleanup is best effort.
+  }
 }
 
 /**

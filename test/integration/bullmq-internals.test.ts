@@ -1,18 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
-import { closeRedis } from '../../shared/redis/connection';
+import { closeRedis, createRedisConnection } from '../../shared/redis/connection';
 import { type RedisConnection } from '../../shared/redis/cluster';
 import {
   BULLMQ_INTERNALS_VERSION,
   freeSlots,
   hookMoveToFinished,
-  stopLockExtenderAndStalledChecker,
+  stopCutShortWorker,
   type FinishCall,
   wakeFetchLoop,
   workerInternals,
 } from '../../shared/queues/bullmq-internals';
 import { testRedisConnection, uniquePrefix } from '../helpers/redis';
+import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server';
 import { until } from '../helpers/wait';
 
 /*
@@ -70,7 +71,7 @@ describe(`BullMQ ${installed} Worker internals`, () => {
 
     // As in a close cut short: close() has begun (waiting for the active job) when the adapter runs.
     const closing = worker.close();
-    await stopLockExtenderAndStalledChecker(worker);
+    await stopCutShortWorker(worker);
     expect(internals.lockManager?.isRunning?.()).toBe(false);
 
     release();
@@ -84,7 +85,7 @@ describe(`BullMQ ${installed} Worker internals`, () => {
       prefix: uniquePrefix('bmi'),
       autorun: false,
     });
-    await expect(stopLockExtenderAndStalledChecker(worker)).resolves.toBeUndefined();
+    await expect(stopCutShortWorker(worker)).resolves.toBeUndefined();
     await worker.close();
   });
 
@@ -194,4 +195,70 @@ describe(`BullMQ ${installed} Worker internals`, () => {
     }
     expect(wakeFetchLoop(worker)).toBe(false);
   });
+});
+
+describe('a worker whose close is cut short with Redis gone', () => {
+  let redis: PrivateRedis;
+  beforeAll(async () => {
+    redis = await startPrivateRedis();
+  });
+  afterAll(async () => {
+    await redis.destroy();
+  });
+
+  // BullMQ's fetch watchdog would end the stranded BZPOPMIN only after the block timeout plus 1 s: with a
+  // 30 s drain delay, 31 s. The adapter ends it at once; the 10 s bound is far from both.
+  test('the adapter ends its stranded blocking fetch at once, and nothing reconnects', async () => {
+    const workerConn = createRedisConnection({
+      url: redis.url,
+      role: 'worker',
+      connectionName: 'test:cut-short',
+    });
+    const worker = new Worker('cut', async () => undefined, {
+      connection: workerConn,
+      prefix: uniquePrefix('bmi'),
+      drainDelay: 30,
+      stalledInterval: 60_000,
+    });
+    worker.on('error', () => undefined); // connection refused while Redis is away: expected here
+    await worker.waitUntilReady();
+    // Blocked in its fetch: the blocking connection's last command is the BZPOPMIN.
+    const probe = createRedisConnection({ url: redis.url, role: 'worker', connectionName: 'test:probe' });
+    await until(
+      async () => /cmd=bzpopmin/.test(await probe.client('LIST').then(String)),
+      10_000,
+      'the worker to block in BZPOPMIN',
+    );
+    await closeRedis(probe);
+    await redis.kill();
+    const internals = workerInternals(worker);
+    type Held = { length: number } | null | undefined;
+    const blocking = (await internals.backend?.blockingConnection?.client) as {
+      status: string;
+      prevCommandQueue?: Held;
+      offlineQueue?: Held;
+      commandQueue?: Held;
+    };
+    // The commands the client holds (right after a close, the kept queue is the command queue itself).
+    const held = () =>
+      [...new Set([blocking.prevCommandQueue, blocking.offlineQueue, blocking.commandQueue])].reduce(
+        (n, q) => n + (q?.length ?? 0),
+        0,
+      );
+    await until(() => blocking.status !== 'ready', 10_000, 'the blocking connection to see Redis gone');
+    expect(held()).toBe(1); // the BZPOPMIN, kept by ioredis for a resend
+
+    void worker.close().catch(() => undefined); // never settles: BullMQ waits for the blocking connection's end
+    const t0 = performance.now();
+    await stopCutShortWorker(worker);
+    expect(held()).toBe(0);
+    await until(() => !worker.isRunning(), 10_000, 'the fetch loop to end');
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(internals.backend?.closing).toBeTruthy();
+    // The blocking connection does not come back for a Redis that does.
+    await redis.start();
+    await closeRedis(workerConn);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(blocking.status).not.toBe('ready');
+  }, 40_000);
 });

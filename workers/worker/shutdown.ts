@@ -1,6 +1,6 @@
 import { type Worker } from 'bullmq';
 import { type Logger } from '../../shared/logger.js';
-import { stopLockExtenderAndStalledChecker } from '../../shared/queues/bullmq-internals.js';
+import { stopCutShortWorker } from '../../shared/queues/bullmq-internals.js';
 import { settledWithin } from '../../shared/sleep.js';
 
 /** How long a closing worker with no running job waits for BullMQ's close before cutting connections. */
@@ -65,8 +65,9 @@ export class Shutdown {
     // 'idle': no job is running but BullMQ's close has not returned — it waits for a Redis that is not
     // there. Nothing is left to save, so the connections are simply cut.
     if (first === 'timeout' || first === 'force') await this.abort(graceful);
-    // A close cut short leaves BullMQ's lock extender and stalled checker re-arming: stop them.
-    if (first !== 'done') for (const w of workers()) await stopLockExtenderAndStalledChecker(w);
+    // A close cut short leaves BullMQ's lock extender and stalled checker re-arming and its fetch loop
+    // reconnecting: stop them.
+    if (first !== 'done') for (const w of workers()) await stopCutShortWorker(w);
   }
 
   private abort(graceful: Promise<unknown>): Promise<void> {
