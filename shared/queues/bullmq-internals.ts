@@ -94,11 +94,14 @@ interface StrandedQueues {
 
 /**
  * Rejects every command an ioredis client that is not ready still holds (offline, sent, or kept for a
- * resend), as ioredis does on its own only for the first two. A no-op on a ready client or none.
+ * resend), as ioredis does on its own only for the first two. A no-op on a ready client, or when the
+ * promise of the client has not settled yet.
  */
 async function settleStrandedCommands(client: Promise<unknown> | undefined): Promise<void> {
   try {
-    const c = (await client) as StrandedQueues | undefined;
+    // Only a client that exists already: a worker that never ran may never get one (on a cluster its
+    // promise stays pending), and a client not made yet holds nothing.
+    const c = (await Promise.race([client, Promise.resolve(undefined)])) as StrandedQueues | undefined;
     if (!c || c.status === 'ready') return;
     const closed = new Error('Connection is closed.');
     for (let item = c.prevCommandQueue?.shift(); item; item = c.prevCommandQueue?.shift())
