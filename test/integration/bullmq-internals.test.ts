@@ -254,7 +254,7 @@ describe('a worker whose close is cut short with Redis gone', () => {
     expect(held()).toBe(0);
     await until(() => !worker.isRunning(), 10_000, 'the fetch loop to end');
     expect(performance.now() - t0).toBeLessThan(10_000);
-    expect(internals.backend?.closing).toBeTruthy();
+    expect(internals.backend?.closing).toBeInstanceOf(Promise); // set by its close(), undefined before
     // The blocking connection does not come back for a Redis that does.
     await redis.start();
     await closeRedis(workerConn);
