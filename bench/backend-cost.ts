@@ -29,7 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { benchArgs, printBenchHeader, loadText } from './args.js';
 import { median } from './e2e-common.js';
-import { cpuMsOf, killChildrenOnInterrupt, startInstantSimulator, stopAll, wakeUpsOf } from './fleet.js';
+import { cpuMsOf, runBench, startInstantSimulator, stopAll, wakeUpsOf } from './fleet.js';
 import { loadConfig } from '../shared/config/config.js';
 import { silentLogger } from '../shared/logger.js';
 import { inferenceRequestSchema } from '../shared/queues/schemas.js';
@@ -181,9 +181,4 @@ async function main(): Promise<void> {
   }
 }
 
-killChildrenOnInterrupt();
-main().catch(async (err: unknown) => {
-  console.error(err instanceof Error ? err.stack : err);
-  await stopAll();
-  process.exit(1);
-});
+runBench(main);

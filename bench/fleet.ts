@@ -83,6 +83,19 @@ export async function stopAll(): Promise<void> {
   await Promise.all(all.filter((c) => redisServers.has(c)).map((c) => stop(c)));
 }
 
+/**
+ * Runs a bench's main: kills every child at once when the bench is interrupted (Ctrl-C), and on a failure
+ * prints it, stops every child and exits 1.
+ */
+export function runBench(main: () => Promise<void>): void {
+  killChildrenOnInterrupt();
+  main().catch(async (err: unknown) => {
+    console.error(err instanceof Error ? err.stack : err);
+    await stopAll();
+    process.exit(1);
+  });
+}
+
 /** Kills every child at once when the bench is interrupted (Ctrl-C). */
 export function killChildrenOnInterrupt(): void {
   process.once('SIGINT', () => {
@@ -282,6 +295,23 @@ export async function uniqueInferenceLoad(pool: Pool, n: number, k: number, tag:
     }),
   );
   return errors;
+}
+
+/**
+ * The environment of bench:http's `cell0 start` (API and worker in one process), which the benches that take
+ * its requests apart (bench:redis-cost, bench:http-commands) run too: Redis at `redisUrl`, the simulator at
+ * `simUrl`, worker concurrency 64, 64 connections per backend host, and no CPU gate (the machine's load is
+ * not cell0's: a worker must not stop taking jobs because the benchmark's other processes use the CPU).
+ */
+export async function hotPathCell0Env(redisUrl: string, simUrl: string): Promise<Record<string, string>> {
+  return {
+    REDIS_URL: redisUrl,
+    CELL0_OLLAMA_URL: simUrl,
+    CELL0_DASHBOARD_PORT: String(await freePort()),
+    CELL0_INFERENCE_CONCURRENCY: '64',
+    CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
+    CELL0_MAX_CPU_PERCENT: '0',
+  };
 }
 
 /**

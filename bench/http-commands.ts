@@ -13,36 +13,20 @@
  * --dist DIR runs `cell0 start` of another build's compiled output (its dist/ directory; default this build's).
  * A warm-up above the semantic cache's bound per scope (10,000) measures a full scope, whose stores evict.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { freePort, uniqueInferenceLoad as load } from './fleet.js';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { benchArgs } from './args.js';
-
-let CLI = join(__dirname, '..', 'dist', 'bin', 'cell0.js');
-const children: ChildProcess[] = [];
-
-function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const onData = (b: Buffer) => {
-      if (seen.length < 20_000) seen += b.toString();
-      if (ready.test(seen)) resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) =>
-      reject(new Error(`${args[0]} exited (${code}) before it was ready:\n${seen}`)),
-    );
-  });
-}
+import {
+  freePort,
+  hotPathCell0Env,
+  runBench,
+  startInstantSimulator,
+  startProcess,
+  startRedisServer,
+  stopAll,
+  uniqueInferenceLoad as load,
+} from './fleet.js';
 
 /** A key with its variable parts (hashes, numbers) blanked, to name a group. */
 const shape = (key: string) =>
@@ -58,37 +42,20 @@ async function main(): Promise<void> {
     'npm run bench:http-commands -- [--requests N] [--concurrency K] [--warmup M] [--caches on|off] [--dist DIR]',
     ['caches', 'dist'],
   );
-  if (opts.text.dist) CLI = join(opts.text.dist, 'bin', 'cell0.js');
+  const cli = join(opts.text.dist ?? join(__dirname, '..', 'dist'), 'bin', 'cell0.js');
   const cachesOff = opts.text.caches === 'off';
-  const redisPort = await freePort();
-  children.push(
-    spawn('redis-server', ['--port', String(redisPort), '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    }),
-  );
-  const redisUrl = `redis://127.0.0.1:${redisPort}`;
-  const redis = new Redis(redisUrl, { retryStrategy: (t) => (t > 50 ? null : 100) });
-  redis.on('error', () => undefined);
-  await redis.ping();
-  const simPort = await freePort();
-  await start(
-    ['simulator', '--port', String(simPort)],
-    { CELL0_SIM_TTFT_MS: '1', CELL0_SIM_TOKENS_PER_SEC: '1000000', CELL0_LOG_LEVEL: 'warn' },
-    /ready/,
-  );
+  const { url: redisUrl, redis } = await startRedisServer();
+  const { port: simPort } = await startInstantSimulator(cli);
   const apiPort = await freePort();
-  await start(
-    ['start', '--port', String(apiPort)],
+  await startProcess(
+    process.execPath,
+    [cli, 'start', '--port', String(apiPort)],
     {
-      REDIS_URL: redisUrl,
-      CELL0_OLLAMA_URL: `http://127.0.0.1:${simPort}`,
-      CELL0_DASHBOARD_PORT: String(await freePort()),
-      CELL0_INFERENCE_CONCURRENCY: '64',
-      CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
-      CELL0_MAX_CPU_PERCENT: '0',
+      ...(await hotPathCell0Env(redisUrl, `http://127.0.0.1:${simPort}`)),
       ...(cachesOff ? { CELL0_CACHE_ENABLED: '0' } : {}),
     },
     /cell0 start .* ready/,
+    'cell0',
   );
   const pool = new Pool(`http://127.0.0.1:${apiPort}`, { connections: opts.concurrency });
   const tag = randomBytes(3).toString('hex');
@@ -154,12 +121,8 @@ async function main(): Promise<void> {
   } finally {
     await pool.close();
     redis.disconnect();
-    for (const c of children) c.kill('SIGTERM');
+    await stopAll();
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack : err);
-  for (const c of children) c.kill('SIGKILL');
-  process.exit(1);
-});
+runBench(main);

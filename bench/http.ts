@@ -48,7 +48,8 @@ import {
   commandCalls,
   cpuMsOf,
   freePort,
-  killChildrenOnInterrupt,
+  hotPathCell0Env,
+  runBench,
   startInstantSimulator,
   startProcess,
   startRedisServer,
@@ -288,16 +289,7 @@ async function main(): Promise<void> {
             '--port',
             String(apiPort),
           ],
-          {
-            REDIS_URL: redisUrl,
-            CELL0_OLLAMA_URL: simUrl,
-            CELL0_DASHBOARD_PORT: String(await freePort()),
-            CELL0_INFERENCE_CONCURRENCY: '64',
-            CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
-            // The machine's load is not cell0's: a worker must not stop taking jobs because others use the CPU.
-            CELL0_MAX_CPU_PERCENT: '0',
-            ...variant.env,
-          },
+          { ...(await hotPathCell0Env(redisUrl, simUrl)), ...variant.env },
           /cell0 start .* ready/,
           label,
         );
@@ -471,9 +463,4 @@ async function main(): Promise<void> {
   }
 }
 
-killChildrenOnInterrupt();
-main().catch(async (err: unknown) => {
-  console.error(err instanceof Error ? err.stack : err);
-  await stopAll();
-  process.exit(1);
-});
+runBench(main);

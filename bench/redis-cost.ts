@@ -24,7 +24,8 @@ import { median } from './e2e-common.js';
 import {
   cpuMsOf,
   freePort,
-  killChildrenOnInterrupt,
+  hotPathCell0Env,
+  runBench,
   redisCpuMs,
   startInstantSimulator,
   startProcess,
@@ -61,12 +62,7 @@ async function startSide(dist: string, cachesOff: boolean): Promise<Side> {
     process.execPath,
     [cli, 'start', '--port', String(apiPort)],
     {
-      REDIS_URL: redisUrl,
-      CELL0_OLLAMA_URL: `http://127.0.0.1:${simPort}`,
-      CELL0_DASHBOARD_PORT: String(await freePort()),
-      CELL0_INFERENCE_CONCURRENCY: '64',
-      CELL0_HTTP_CONNECTIONS_PER_HOST: '64',
-      CELL0_MAX_CPU_PERCENT: '0',
+      ...(await hotPathCell0Env(redisUrl, `http://127.0.0.1:${simPort}`)),
       ...(cachesOff ? { CELL0_CACHE_ENABLED: '0' } : {}),
     },
     /cell0 start .* ready/,
@@ -223,9 +219,4 @@ async function main(): Promise<void> {
   }
 }
 
-killChildrenOnInterrupt();
-main().catch(async (err: unknown) => {
-  console.error(err instanceof Error ? err.stack : err);
-  await stopAll();
-  process.exit(1);
-});
+runBench(main);
