@@ -127,7 +127,7 @@ export async function startRedisServer(): Promise<{
 }
 
 /** CPU time (user + system) a process has used so far, ms (Linux /proc; NaN elsewhere). */
-export function cpuMsOf(pid: number | undefined): number {
+export function cpuMsOf(pid: number | string | undefined): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -135,6 +135,15 @@ export function cpuMsOf(pid: number | undefined): number {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * CPU time (user + system) of a process's main thread so far, ms (Linux /proc/PID/task/PID/stat; NaN
+ * elsewhere): a Node process's event loop, without V8's helper threads (concurrent and parallel GC,
+ * background compilation) and libuv's thread pool, which cpuMsOf counts too.
+ */
+export function mainThreadCpuMsOf(pid: number | undefined): number {
+  return cpuMsOf(pid === undefined ? undefined : `${pid}/task/${pid}`);
 }
 
 /**

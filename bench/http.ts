@@ -9,7 +9,8 @@
  * Each variant starts its own simulator, proxy and cell0 on a flushed Redis (so no variant meets processes
  * warmed by an earlier one) and runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
  * unique (nothing coalesces, no cache can answer). Prints per side: requests/s, p50/p99 latency, CPU per
- * request of each process (from /proc), each process's wake-ups per request (voluntary context switches of its
+ * request of each process (from /proc; and of its main thread alone: the rest is V8's helper threads, GC and
+ * background compilation, and libuv's pool), each process's wake-ups per request (voluntary context switches of its
  * main thread, /proc/PID/status), Redis commands per request (INFO commandstats delta of the private
  * Redis, commands run inside scripts included), Redis socket reads/writes (round trips) and bytes in/out per
  * request (INFO stats deltas) and the median pair ratios B/A.
@@ -48,6 +49,7 @@ import {
   commandCalls,
   cpuMsOf,
   freePort,
+  mainThreadCpuMsOf,
   hotPathCell0Env,
   runBench,
   startInstantSimulator,
@@ -74,6 +76,8 @@ interface RunResult {
   firstError?: string;
   /** CPU ms per request by process. */
   cpuUs: Record<string, number>;
+  /** Each process's main-thread CPU per request (µs): cpuUs without its other threads. */
+  mainCpuUs: Record<string, number>;
   /** read(2)/write(2) system calls per request by process (/proc/PID/io; sockets included). */
   sysReads: Record<string, number>;
   sysWrites: Record<string, number>;
@@ -112,6 +116,7 @@ async function load(
   let firstError: string | undefined;
   let next = 0;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMsOf(pid)]));
+  const main0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, mainThreadCpuMsOf(pid)]));
   const sys0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, syscallsOf(pid)]));
   const wake0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, wakeUpsOf(pid)]));
   const calls0 = await commandCalls(redis);
@@ -155,6 +160,9 @@ async function load(
   const io1 = await socketIo(redis);
   const cpuUs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) cpuUs[name] = ((cpuMsOf(pid) - cpu0[name]!) * 1000) / n;
+  const mainCpuUs: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids))
+    mainCpuUs[name] = ((mainThreadCpuMsOf(pid) - main0[name]!) * 1000) / n;
   const sysReads: Record<string, number> = {};
   const sysWrites: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) {
@@ -181,6 +189,7 @@ async function load(
     errors,
     ...(firstError ? { firstError } : {}),
     cpuUs,
+    mainCpuUs,
     sysReads,
     sysWrites,
     wakeUps,
@@ -374,6 +383,14 @@ async function main(): Promise<void> {
           ),
           cell0: Object.fromEntries(Object.keys(pids).map((k) => [k, Math.round(med((x) => x.b.cpuUs[k]!))])),
         },
+        mainThreadCpuUsPerRequest: {
+          proxy: Object.fromEntries(
+            Object.keys(proxyPids).map((k) => [k, Math.round(med((x) => x.a.mainCpuUs[k]!))]),
+          ),
+          cell0: Object.fromEntries(
+            Object.keys(pids).map((k) => [k, Math.round(med((x) => x.b.mainCpuUs[k]!))]),
+          ),
+        },
         syscallsPerRequest: {
           proxy: Object.fromEntries(
             Object.keys(proxyPids).map((k) => [
@@ -409,6 +426,9 @@ async function main(): Promise<void> {
       );
       console.log(
         `  CPU µs/request: ${aName} ${JSON.stringify(row.cpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.cpuUsPerRequest.cell0)}`,
+      );
+      console.log(
+        `  of which main thread: ${aName} ${JSON.stringify(row.mainThreadCpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.mainThreadCpuUsPerRequest.cell0)}`,
       );
       const sysText = (m: Record<string, number[]>) =>
         Object.entries(m)
