@@ -108,6 +108,35 @@ describe('ConcurrencyLimiter', () => {
     return { now: () => t, advance: (ms: number) => (t += ms) };
   }
 
+  /** A limiter on an injected clock with a gradient limit from `initial` up to `max`. */
+  function gradient(initial: number, max: number) {
+    const c = clock();
+    const lim = new ConcurrencyLimiter({
+      name: 'b',
+      algorithm: new GradientLimit({ initial, max }),
+      now: c.now,
+    });
+    return { c, lim };
+  }
+
+  /**
+   * `rounds` rounds of calls that fill the limiter: each takes `lim.limit` permits, lets `ms(round)` pass on
+   * the clock, then ends each permit with `end(permit, round, index)`.
+   */
+  async function fill(
+    { c, lim }: ReturnType<typeof gradient>,
+    rounds: number,
+    ms: (round: number) => number,
+    end: (p: Permit, round: number, i: number) => void,
+  ): Promise<void> {
+    for (let round = 0; round < rounds; round++) {
+      const permits: Permit[] = [];
+      for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
+      c.advance(ms(round));
+      for (const [i, p] of permits.entries()) end(p, round, i);
+    }
+  }
+
   it('lets `limit` calls through, queues the rest in order and hands permits on as calls end', async () => {
     const c = clock();
     const lim = new ConcurrencyLimiter({ name: 'b', algorithm: new FixedLimit(2), now: c.now });
@@ -129,39 +158,29 @@ describe('ConcurrencyLimiter', () => {
   });
 
   it('measures latency per unit with the injected clock and grows an adaptive limit', async () => {
-    const c = clock();
-    const lim = new ConcurrencyLimiter({
-      name: 'b',
-      algorithm: new GradientLimit({ initial: 2, max: 8 }),
-      now: c.now,
-    });
-    for (let round = 0; round < 40; round++) {
-      const permits: Permit[] = [];
-      for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
-      c.advance(100);
-      // 10 tokens in 100 ms whatever the concurrency: flat latency.
-      for (const p of permits) p.success(10);
-    }
-    expect(lim.limit).toBe(8);
+    const g = gradient(2, 8);
+    // 10 tokens in 100 ms whatever the concurrency: flat latency.
+    await fill(
+      g,
+      40,
+      () => 100,
+      (p) => p.success(10),
+    );
+    expect(g.lim.limit).toBe(8);
   });
 
   it('measures the backend by the time it reports, not the time its answer waited in this process', async () => {
     // Every call: 8 tokens that the backend says took it 8 ms, answered 80 ms after the permit here (a worker
     // whose own event loop is the bottleneck), after a first round where nothing waited (no-load 1 ms/token).
     const run = async (withBackendTime: boolean): Promise<number> => {
-      const c = clock();
-      const lim = new ConcurrencyLimiter({
-        name: 'b',
-        algorithm: new GradientLimit({ initial: 4, max: 64 }),
-        now: c.now,
-      });
-      for (let round = 0; round < 30; round++) {
-        const permits: Permit[] = [];
-        for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
-        c.advance(round === 0 ? 8 : 80);
-        for (const p of permits) p.success(8, withBackendTime ? 8 : undefined);
-      }
-      return lim.limit;
+      const g = gradient(4, 64);
+      await fill(
+        g,
+        30,
+        (round) => (round === 0 ? 8 : 80),
+        (p) => p.success(8, withBackendTime ? 8 : undefined),
+      );
+      return g.lim.limit;
     };
     // By this process's clock the calls look 10x slower than at no load: the limit shrinks to its floor.
     expect(await run(false)).toBe(1);
@@ -170,26 +189,23 @@ describe('ConcurrencyLimiter', () => {
   });
 
   it("never takes a reported time longer than the call's own as its sample", async () => {
-    const c = clock();
-    const lim = new ConcurrencyLimiter({
-      name: 'b',
-      algorithm: new GradientLimit({ initial: 4, max: 64 }),
-      now: c.now,
-    });
-    for (let round = 0; round < 30; round++) {
-      const permits: Permit[] = [];
-      for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
-      c.advance(8);
-      // A backend clock running fast (or a bogus figure) past the first round: capped at the 8 ms seen here.
-      for (const p of permits) p.success(8, round === 0 ? 8 : 800);
-    }
-    expect(lim.limit).toBe(64);
+    const g = gradient(4, 64);
+    // A backend clock running fast (or a bogus figure) past the first round: capped at the 8 ms seen here.
+    await fill(
+      g,
+      30,
+      () => 8,
+      (p, round) => p.success(8, round === 0 ? 8 : 800),
+    );
+    expect(g.lim.limit).toBe(64);
     // Unusable reports (0, negative, NaN) leave the call's own time as the sample.
-    const permits: Permit[] = [];
-    for (let i = 0; i < lim.limit; i++) permits.push(await lim.acquire());
-    c.advance(8);
-    for (const [i, p] of permits.entries()) p.success(8, [0, -1, NaN][i % 3]);
-    expect(lim.limit).toBe(64);
+    await fill(
+      g,
+      1,
+      () => 8,
+      (p, _round, i) => p.success(8, [0, -1, NaN][i % 3]),
+    );
+    expect(g.lim.limit).toBe(64);
   });
 
   it('a wait longer than timeoutMs fails with RateLimitedError and frees its place', async () => {

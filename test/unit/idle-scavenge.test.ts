@@ -24,6 +24,20 @@ function fakeLoop() {
   return { utilization, step };
 }
 
+/** `times` checks of `s`, each after `active` ms of work and `idle` ms of idleness on `loop`. */
+function checks(
+  loop: ReturnType<typeof fakeLoop>,
+  s: IdleScavenger,
+  active: number,
+  idle: number,
+  times = 1,
+): void {
+  for (let i = 0; i < times; i++) {
+    loop.step(active, idle);
+    s.check();
+  }
+}
+
 function scavenger(opts: { idleMs?: number; minBusyMs?: number; youngSize?: () => number } = {}) {
   const loop = fakeLoop();
   const calls: { type: string }[] = [];
@@ -38,25 +52,15 @@ describe('IdleScavenger', () => {
     const { s, loop, calls } = scavenger({ idleMs: 30, minBusyMs: 5 });
     try {
       // A burst: 40 ms of work over four checks.
-      for (let i = 0; i < 4; i++) {
-        loop.step(10, 0);
-        s.check();
-      }
+      checks(loop, s, 10, 0, 4);
       expect(calls).toEqual([]);
       // Idle, 10 ms per check (with the check's own few µs of work): nothing before 30 ms.
-      loop.step(0.01, 10);
-      s.check();
-      loop.step(0.01, 10);
-      s.check();
+      checks(loop, s, 0.01, 10, 2);
       expect(calls).toEqual([]);
-      loop.step(0.01, 10);
-      s.check();
+      checks(loop, s, 0.01, 10);
       expect(calls).toEqual([{ type: 'minor' }]);
       // Still idle: no work since, no second scavenge.
-      for (let i = 0; i < 10; i++) {
-        loop.step(0.01, 10);
-        s.check();
-      }
+      checks(loop, s, 0.01, 10, 10);
       expect(calls).toHaveLength(1);
       expect(s.scavenges).toBe(1);
     } finally {
@@ -68,33 +72,18 @@ describe('IdleScavenger', () => {
     const { s, loop, calls } = scavenger({ idleMs: 30, minBusyMs: 5 });
     try {
       // Steady load: some work in every check, however short the checks' idle parts.
-      for (let i = 0; i < 100; i++) {
-        loop.step(2, 8);
-        s.check();
-      }
+      checks(loop, s, 2, 8, 100);
       expect(calls).toEqual([]);
       // Idle for 20 ms, then work again: the idle time starts over.
-      loop.step(0.01, 10);
-      s.check();
-      loop.step(0.01, 10);
-      s.check();
-      loop.step(3, 7);
-      s.check();
-      loop.step(0.01, 10);
-      s.check();
-      loop.step(0.01, 10);
-      s.check();
+      checks(loop, s, 0.01, 10, 2);
+      checks(loop, s, 3, 7);
+      checks(loop, s, 0.01, 10, 2);
       expect(calls).toEqual([]);
-      loop.step(0.01, 10);
-      s.check();
+      checks(loop, s, 0.01, 10);
       expect(calls).toHaveLength(1);
       // Then only 3 ms of work (less than minBusyMs) and a long idle time: not worth a scavenge.
-      loop.step(3, 0);
-      s.check();
-      for (let i = 0; i < 10; i++) {
-        loop.step(0.01, 10);
-        s.check();
-      }
+      checks(loop, s, 3, 0);
+      checks(loop, s, 0.01, 10, 10);
       expect(calls).toHaveLength(1);
     } finally {
       await s.close();
@@ -119,12 +108,8 @@ describe('IdleScavenger', () => {
     s.start();
     try {
       const burstThenIdle = () => {
-        loop.step(20, 0);
-        s.check();
-        for (let i = 0; i < 5; i++) {
-          loop.step(0.01, 10);
-          s.check();
-        }
+        checks(loop, s, 20, 0);
+        checks(loop, s, 0.01, 10, 5);
       };
       burstThenIdle();
       expect(calls).toHaveLength(1);
