@@ -8,7 +8,10 @@
  *      backend host), first with every cache on, then with each cache off in turn.
  * Each variant starts its own simulator, proxy and cell0 on a flushed Redis (so no variant meets processes
  * warmed by an earlier one) and runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
- * unique (nothing coalesces, no cache can answer). Prints per side: requests/s, p50/p99 latency, CPU per
+ * unique (nothing coalesces, no cache can answer), after M warm-up requests on each side (default 4,000: the
+ * proxy's side, proxy and simulator, needs about that many before its CPU per request settles, and with the
+ * earlier 300 the first pairs compared a cold proxy with cell0: docs/benchmarks.md, 2026-12-05 22:30Z). Prints
+ * per side: requests/s, p50/p99 latency, CPU per
  * request of each process (from /proc; and of its main thread alone: the rest is V8's helper threads, GC and
  * background compilation, and libuv's pool), each process's wake-ups per request (voluntary context switches of its
  * main thread, /proc/PID/status), Redis commands per request (INFO commandstats delta of the private
@@ -249,7 +252,7 @@ async function main(): Promise<void> {
   const stages = argv.includes('--stages');
   const opts = benchArgs(
     argv.filter((a) => a !== '--stages'),
-    { requests: 2000, concurrency: 50, pairs: 3, warmup: 300 },
+    { requests: 2000, concurrency: 50, pairs: 3, warmup: 4000 },
     'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--dist DIST] [--json]',
     ['variants', 'cpu-prof', 'cpu-prof-timed', 'against', 'dist'],
   );
