@@ -5,7 +5,8 @@
  * and, as separate processes,
  *   A  a pass-through proxy (bench/http-proxy.ts: express + one undici pool, no queue, no cache);
  *   B  cell0 (`cell0 start`: API and worker in one process, worker concurrency 64, 64 connections per
- *      backend host), first with every cache on, then with each cache off in turn.
+ *      backend host), first with every cache on, then with the semantic cache answering exact matches only
+ *      (CELL0_SEMANTIC_MIN_CONFIDENCE=exact: no similarity search, no index), then with each cache off in turn.
  * Each variant starts its own simulator, proxy and cell0 on a flushed Redis (so no variant meets processes
  * warmed by an earlier one) and runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
  * unique (nothing coalesces, no cache can answer), after M warm-up requests on each side (default 4,000: the
@@ -215,6 +216,9 @@ interface Variant {
 
 const VARIANTS: Variant[] = [
   { name: 'caches on', env: {} },
+  // the semantic cache answering exact matches only (no similarity search, and its stores skip the embedding
+  // and the index): what similarity matching costs on top of the exact cache
+  { name: 'semantic exact only', env: { CELL0_SEMANTIC_MIN_CONFIDENCE: 'exact' } },
   { name: 'semantic+search cache off', env: { CELL0_CACHE_ENABLED: '0' } },
   { name: 'HTTP cache off', env: { CELL0_HTTP_CACHE: '0' } },
 ];
@@ -264,7 +268,12 @@ async function main(): Promise<void> {
   const v = opts.text.variants ?? 'all';
   if (!['all', 'on', 'off'].includes(v)) throw new Error(`--variants must be all, on or off, got ${v}`);
   // off: only the run with the semantic and search caches off (the queue and HTTP path alone).
-  const variants = v === 'on' ? VARIANTS.slice(0, 1) : v === 'off' ? VARIANTS.slice(1, 2) : VARIANTS;
+  const variants =
+    v === 'on'
+      ? VARIANTS.filter((x) => x.name === 'caches on')
+      : v === 'off'
+        ? VARIANTS.filter((x) => x.name === 'semantic+search cache off')
+        : VARIANTS;
   const { url: redisUrl, redis, version: redisVersion, child: redisServer } = await startRedisServer();
 
   const load0 = os.loadavg();

@@ -6,12 +6,7 @@ import { type SearchType } from '../queues/enums.js';
 import { CacheStrategy, ResponseCache } from './http/index.js';
 import { type CachedInference } from './inference-key.js';
 import { SearchCache } from './search-cache.js';
-import {
-  type CacheMatchConfidence,
-  type Embedder,
-  SemanticCache,
-  SemanticLocalState,
-} from './semantic/index.js';
+import { CacheMatchConfidence, type Embedder, SemanticCache, SemanticLocalState } from './semantic/index.js';
 
 /** The caches of one process, as the configuration asks. */
 export interface Caches {
@@ -58,6 +53,10 @@ export function buildCaches(
     ttlSeconds: config.cache.ttlSeconds,
     maxEntriesPerScope: config.cache.semanticMaxEntries,
     defaultMinConfidence: minConfidence,
+    // Answering exact matches only, the process's lookups never read the similarity index: its stores skip
+    // the embedding and the index upkeep (a fleet's processes share one level: entries a process at exact
+    // stores are never found by meaning, by any process).
+    index: minConfidence !== CacheMatchConfidence.EXACT,
     localState: localStateFor(config),
     ...(config.cache.semanticThresholds ? { thresholds: config.cache.semanticThresholds } : {}),
     ...(opts.embedder ? { embedder: opts.embedder } : {}),

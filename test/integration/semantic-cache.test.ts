@@ -833,6 +833,48 @@ describe('SemanticCache (on Redis)', () => {
     expect(embedded).toEqual([prompt, 'Which river flows through Budapest?']);
   });
 
+  it('with index off: stores for the exact key only, without an embedding or any index key', async () => {
+    const local = new HashedNgramEmbedder();
+    const embedded: string[] = [];
+    const embedder = new FunctionEmbedder({
+      name: 'fake/counting-index',
+      dims: local.dims,
+      fn: async (texts) => {
+        embedded.push(...texts);
+        return (await local.embed(texts)).map((v) => Array.from(v));
+      },
+    });
+    const exactOnly = make({ embedder, index: false, defaultMinConfidence: CacheMatchConfidence.EXACT });
+    const indexing = make({ embedder });
+    const stored = 'How do I reset my password?';
+    const paraphrase = 'How can I reset my password?';
+    for (const cache of [exactOnly, indexing]) await cache.set(stored, 'the Danube', SCOPE);
+    // one embedding: the indexing cache's store; none for the exact-only one
+    expect(embedded).toEqual([stored]);
+    // the stores wrote no candidate record, band stream entry, generation or slot for the exact-only scope
+    const indexKey = (k: string) => /:(vec|bx|gens|next)$/.test(k);
+    expect((await keysUnder(raw, `${baseOf(indexing)}:{*`)).filter(indexKey).length).toBe(4);
+    const keys = await keysUnder(raw, `${baseOf(exactOnly)}:{*`);
+    expect(keys.some((k) => k.includes(':e:'))).toBe(true);
+    expect(keys.filter(indexKey)).toEqual([]);
+    // the exact key answers both
+    for (const cache of [exactOnly, indexing])
+      expect(await cache.get(stored.toUpperCase(), SCOPE)).toMatchObject({
+        confidence: 'exact',
+        value: 'the Danube',
+      });
+    // by meaning: only the indexed entry is found, even when the exact-only cache is asked at LOW
+    expect(await indexing.get(paraphrase, SCOPE, { minConfidence: CacheMatchConfidence.LOW })).toMatchObject({
+      confidence: 'high',
+      value: 'the Danube',
+    });
+    expect(
+      await exactOnly.get(paraphrase, SCOPE, { minConfidence: CacheMatchConfidence.LOW }),
+    ).toBeUndefined();
+    expect(exactOnly.getStats().errors).toBe(0);
+    expect(() => make({ index: 'no' as unknown as boolean })).toThrow(/index/);
+  });
+
   it('keeps what a lookup computed for its prompt (the store reuses it) when it missed, not when it hit', async () => {
     const embedder = new HashedNgramEmbedder();
     const cache = make({ embedder });

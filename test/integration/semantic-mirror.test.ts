@@ -261,6 +261,26 @@ describe('SemanticCache band mirrors (on Redis)', () => {
     expect(mirror(elsewhere)).not.toBe(mirror(api));
   });
 
+  it('buildCaches at CELL0_SEMANTIC_MIN_CONFIDENCE=exact stores for the exact key only; at high it indexes', async () => {
+    const vecKeys: Record<string, string[]> = {};
+    for (const level of ['exact', 'high']) {
+      const p = `{${prefix.replace(/[{}]/g, '')}-cfg${++n}}`;
+      const config = loadConfig({
+        REDIS_URL: testRedisUrl(),
+        CELL0_QUEUE_PREFIX: p,
+        CELL0_SEMANTIC_MIN_CONFIDENCE: level,
+      });
+      const caches = buildCaches(config, client)!;
+      expect(caches.minConfidence).toBe(level);
+      const cache = caches.inference as unknown as SemanticCache<string>;
+      await cache.set(stored(1), 'answer 1', SCOPE);
+      expect(await cache.get(stored(1), SCOPE)).toMatchObject({ confidence: 'exact', value: 'answer 1' });
+      vecKeys[level] = (await keysMatching(raw, `${keyBase(p)}:{*`)).filter((k) => k.endsWith(':vec'));
+    }
+    expect(vecKeys.high).toHaveLength(1);
+    expect(vecKeys.exact).toEqual([]);
+  });
+
   it('keeps a mirror equal to one built from Redis across evictions, removals, stores again, slot reuse and generations', async () => {
     const { a, b, keys } = pair({ maxEntriesPerScope: 12 });
     expect(await a.get(asked(0), SCOPE, LOW)).toBeUndefined(); // built while the scope is empty

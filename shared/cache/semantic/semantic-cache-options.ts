@@ -34,6 +34,14 @@ export interface SemanticCacheOptions {
   /** Refuse similarity hits that negate, reverse or change numbers/entities of the prompt. Default true. */
   guard?: boolean;
   /**
+   * Index stored entries for similarity lookups (embedding, LSH bands, candidate record). Default true.
+   * false: set() stores each entry for its exact key only, as a prompt with a control character is stored:
+   * no embedding, no band upkeep, no candidate record; similarity lookups (of any process) never find those
+   * entries. For a process that answers exact matches only (CELL0_SEMANTIC_MIN_CONFIDENCE=exact, see
+   * from-config.ts), whose index no lookup would read.
+   */
+  index?: boolean;
+  /**
    * LSH shape: bands × rows (bits per band). Default 20 × 12 (lsh.ts has the arithmetic). Changing it
    * changes every band key: entries stored under another shape are still found by the exact key only.
    */
@@ -102,6 +110,7 @@ export interface Resolved {
   ttlSeconds: number;
   maxEntriesPerScope: number;
   guard: boolean;
+  index: boolean;
 }
 
 export const DEFAULTS: Resolved = {
@@ -111,6 +120,7 @@ export const DEFAULTS: Resolved = {
   ttlSeconds: 300,
   maxEntriesPerScope: 10_000,
   guard: true,
+  index: true,
 };
 
 /**
@@ -150,6 +160,8 @@ export function resolveOptions(options: SemanticCacheOptions): { opts: Resolved;
       field: 'maxEntriesPerScope',
       reason: `expected an integer >= 1, got ${String(opts.maxEntriesPerScope)}`,
     });
+  if (typeof opts.index !== 'boolean')
+    issues.push({ field: 'index', reason: `expected true or false, got ${String(opts.index)}` });
   if (typeof embedder.embed !== 'function' || !(Number.isInteger(embedder.dims) && embedder.dims > 0))
     issues.push({ field: 'embedder', reason: 'expected an Embedder with name, dims and embed()' });
   if (issues.length > 0)

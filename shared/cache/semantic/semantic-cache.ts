@@ -299,17 +299,22 @@ export class SemanticCache<T = unknown> {
     const prepared = this.memo.get(prompt);
     const id = prepared.id;
 
-    let vec: Float32Array;
-    try {
-      vec = this.embedNow(prepared, prompt) ?? (await this.embedPrepared(prepared, prompt));
-    } catch (err) {
-      this.failed('set', err);
-      return;
+    // Not indexed (options.index false, or a prompt with a control character: the embedder cannot see those
+    // characters, so by meaning it would equal the same prompt without them), an entry is matched exactly
+    // only: it is never a candidate. Without the index its store needs no embedding either.
+    let bands: number[] | undefined;
+    let vector: Buffer = EMPTY;
+    if (this.opts.index) {
+      let vec: Float32Array;
+      try {
+        vec = this.embedNow(prepared, prompt) ?? (await this.embedPrepared(prepared, prompt));
+      } catch (err) {
+        this.failed('set', err);
+        return;
+      }
+      bands = hasControlChar(prompt) ? undefined : this.bandsOf(prepared, vec);
+      vector = prepared.quantized ??= storedQuantized(vec, prepared.nonZero);
     }
-    // A prompt with a control character is matched exactly only: the embedder cannot see those characters,
-    // so by meaning it would equal the same prompt without them. Not indexed, it is never a candidate.
-    const bands = hasControlChar(prompt) ? undefined : this.bandsOf(prepared, vec);
-    const vector = (prepared.quantized ??= storedQuantized(vec, prepared.nonZero));
     try {
       const { evicted, expired, slot, expiresAt, sentAt } = await this.writer.store({
         keys,

@@ -27,7 +27,7 @@ export const CACHING_ENV = {
     section: 'caching',
     default: 'high',
     schema: z.enum(['exact', 'high', 'medium', 'low'], 'expected exact, high, medium or low'),
-    doc: 'Lowest match level of the semantic cache that answers a request (exact = only the same prompt after normalisation)',
+    doc: 'Lowest match level of the semantic cache that answers a request (exact = only the same prompt after normalisation; stores then skip the embedding and the similarity index: give every process of a fleet the same level)',
   },
   CELL0_SEMANTIC_EMBEDDER: {
     section: 'caching',
