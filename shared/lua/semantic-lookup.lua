@@ -27,6 +27,8 @@
             and for the call's other lookups of the same scope and mirror position: the first carries
             them), and '1'. The process ranks the slots in its mirror, caught up, of the generations listed;
           - else nil and '0': the mirror fell behind (or the lookup has no band fields) and must be rebuilt.
+          A lookup without band fields and without a mirror position ('x-' with ''; an exact-only lookup)
+          reads only its exact entry: on a miss, 0, '', nil, '0'.
           No bucket is read here: the buckets live in the processes' mirrors only (see semantic-set.lua).
 ]]
 -- Most stream entries a lookup call returns to one mirror: one further behind is rebuilt instead.
@@ -73,7 +75,10 @@ for k = 1, n do
       hit = true
     end
   end
-  if not hit then
+  if not hit and string.byte(flags, 2) ~= 98 and ARGV[a + 1] == '' then
+    -- exact only: no generation or stream entry is of use to it
+    replies[o + 1], replies[o + 2], replies[o + 3], replies[o + 4] = 0, '', false, '0'
+  elseif not hit then
     local gkey = sk[2]
     local gens = gensOf[gkey]
     if not gens then

@@ -121,6 +121,44 @@ describe('SemanticCache lookups of one event-loop turn', () => {
     expect(cache.getStats().errors).toBe(0);
   });
 
+  it('sends the exact-only lookups of one turn in one call that reads their entries, with the answers of one at a time', async () => {
+    const cache = new SemanticCache<string>({
+      redis: client,
+      prefix: `{${prefix.replace(/[{}]/g, '')}-${++n}}`,
+      defaultMinConfidence: CacheMatchConfidence.EXACT,
+      index: false,
+    });
+    for (const [p, v] of STORED) {
+      await cache.set(p, `${v} (a)`, SCOPE_A);
+      await cache.set(p, `${v} (b)`, SCOPE_B);
+    }
+    const asked: [string, SemanticScope][] = [];
+    for (const scope of [SCOPE_A, SCOPE_B])
+      asked.push(
+        ['How do I reset my password?', scope], // exact
+        ['  how do i RESET my password ', scope], // exact after normalisation
+        ['how can I reset my password', scope], // similar only: a miss at EXACT
+        [benchPrompt('asked', 1), scope], // nothing like it
+      );
+    const alone: ReturnType<typeof shape>[] = [];
+    for (const [p, s] of asked) alone.push(shape(await cache.get(p, s)));
+    expect(alone.map((h) => h?.value)).toEqual([
+      'Use the reset link. (a)',
+      'Use the reset link. (a)',
+      undefined,
+      undefined,
+      'Use the reset link. (b)',
+      'Use the reset link. (b)',
+      undefined,
+      undefined,
+    ]);
+    const { names, result } = await commandsOf(() => Promise.all(asked.map(([p, s]) => cache.get(p, s))));
+    expect(result.map(shape)).toEqual(alone);
+    expect(cache.getStats().errors).toBe(0);
+    if (onCluster()) return; // a Cluster's connections do not hold their writes: each lookup goes alone
+    expect(names).toEqual(['evalsha']);
+  });
+
   it('answers every lookup of a turn as a miss when the call fails, and the next turn again', async () => {
     const cache = make();
     await cache.set('How do I reset my password?', 'Use the reset link.', SCOPE_A);

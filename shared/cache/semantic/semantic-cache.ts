@@ -151,7 +151,8 @@ const EMPTY_RECORDS: Buffer[] = [EMPTY, EMPTY, EMPTY, EMPTY];
  * else fetched. With an in-process embedder (the default) the embedding is computed up front and one script
  * reads the exact key and, only if it misses, the band stream's new entries: two round trips on a miss, two on a similarity
  * hit (three when its answer was not the best by shared bands: 5% at 100k entries in bench:semantic), one
- * on an exact hit (a remote embedder is called only after an exact miss: one more). While similarity hits
+ * on an exact hit (a remote embedder is called only after an exact miss: one more; at minConfidence EXACT one
+ * round trip, the lookups of one turn in one call that reads their exact entries only). While similarity hits
  * are rare (under 1 in 16 of the recent searches: unique prompts), the candidate records are read with a
  * plain HMGET instead of the script, ~2 µs of Redis time instead of ~28 (the script moves every record
  * through Lua), and a hit then costs one more call; the answers are the same (the script still reads them
@@ -472,6 +473,30 @@ export class SemanticCache<T = unknown> {
         }
         // a prompt-id collision: read the buckets below
       } else buckets = takeBuckets(reply);
+    } else if (minConfidence === CacheMatchConfidence.EXACT) {
+      // Exact matches only: the lookups of one event-loop turn share one script call, which reads their
+      // exact entries and nothing else (no mirror position, no band fields).
+      let reply: LookupReply;
+      try {
+        reply = await this.lookups.read({
+          keys,
+          entryKey: keys.entry(id),
+          id,
+          exactFirst: true,
+          fields: '',
+          since: '',
+        });
+      } catch (err) {
+        return this.failed('get', err);
+      }
+      this.recovered();
+      if (Number(reply[0]) === 1) {
+        const row = entryRow(reply);
+        if (normalizePrompt(row[1]) === normalized) {
+          const hit = this.hit(row, keys.hash, id, CacheMatchConfidence.EXACT, 1);
+          if (hit) return hit;
+        }
+      }
     } else {
       let row: [string, string, string] | null;
       try {
