@@ -811,17 +811,23 @@ describe('SemanticCache (on Redis)', () => {
     }
   });
 
-  it('embeds a prompt once for a lookup and the store that follows it (the miss path of one request)', async () => {
+  /** A remote-style embedder (the hashed one behind a function) that records the texts it embeds. */
+  const countingEmbedder = (name: string): { embedder: FunctionEmbedder; embedded: string[] } => {
     const local = new HashedNgramEmbedder();
     const embedded: string[] = [];
     const embedder = new FunctionEmbedder({
-      name: 'fake/counting',
+      name,
       dims: local.dims,
       fn: async (texts) => {
         embedded.push(...texts);
         return (await local.embed(texts)).map((v) => Array.from(v));
       },
     });
+    return { embedder, embedded };
+  };
+
+  it('embeds a prompt once for a lookup and the store that follows it (the miss path of one request)', async () => {
+    const { embedder, embedded } = countingEmbedder('fake/counting');
     const cache = make({ embedder });
     const prompt = 'Which river flows through Vienna?';
     expect(await cache.get(prompt, SCOPE)).toBeUndefined();
@@ -834,16 +840,7 @@ describe('SemanticCache (on Redis)', () => {
   });
 
   it('with index off: stores for the exact key only, without an embedding or any index key', async () => {
-    const local = new HashedNgramEmbedder();
-    const embedded: string[] = [];
-    const embedder = new FunctionEmbedder({
-      name: 'fake/counting-index',
-      dims: local.dims,
-      fn: async (texts) => {
-        embedded.push(...texts);
-        return (await local.embed(texts)).map((v) => Array.from(v));
-      },
-    });
+    const { embedder, embedded } = countingEmbedder('fake/counting-index');
     const exactOnly = make({ embedder, index: false, defaultMinConfidence: CacheMatchConfidence.EXACT });
     const indexing = make({ embedder });
     const stored = 'How do I reset my password?';

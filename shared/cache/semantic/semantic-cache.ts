@@ -457,10 +457,22 @@ export class SemanticCache<T = unknown> {
       bands = this.bandsOf(prepared, vec);
       fields = bands && (prepared.fields ??= bandFields(bands));
     }
-    if (fields) {
+    // Exact matches only (no band fields to send): the lookups of one event-loop turn share one script call,
+    // which reads their exact entries and nothing else (no mirror position).
+    const exactOnly = !fields && minConfidence === CacheMatchConfidence.EXACT;
+    if (fields || exactOnly) {
       let reply: LookupReply;
       try {
-        reply = await readBuckets(true, fields);
+        reply = fields
+          ? await readBuckets(true, fields)
+          : await this.lookups.read({
+              keys,
+              entryKey: keys.entry(id),
+              id,
+              exactFirst: true,
+              fields: '',
+              since: '',
+            });
       } catch (err) {
         return this.failed('get', err);
       }
@@ -471,32 +483,8 @@ export class SemanticCache<T = unknown> {
           const hit = this.hit(row, keys.hash, id, CacheMatchConfidence.EXACT, 1);
           if (hit) return hit;
         }
-        // a prompt-id collision: read the buckets below
-      } else buckets = takeBuckets(reply);
-    } else if (minConfidence === CacheMatchConfidence.EXACT) {
-      // Exact matches only: the lookups of one event-loop turn share one script call, which reads their
-      // exact entries and nothing else (no mirror position, no band fields).
-      let reply: LookupReply;
-      try {
-        reply = await this.lookups.read({
-          keys,
-          entryKey: keys.entry(id),
-          id,
-          exactFirst: true,
-          fields: '',
-          since: '',
-        });
-      } catch (err) {
-        return this.failed('get', err);
-      }
-      this.recovered();
-      if (Number(reply[0]) === 1) {
-        const row = entryRow(reply);
-        if (normalizePrompt(row[1]) === normalized) {
-          const hit = this.hit(row, keys.hash, id, CacheMatchConfidence.EXACT, 1);
-          if (hit) return hit;
-        }
-      }
+        // a prompt-id collision: read the buckets below (an exact-only lookup misses)
+      } else if (fields) buckets = takeBuckets(reply);
     } else {
       let row: [string, string, string] | null;
       try {
