@@ -55,8 +55,12 @@
   point path, ~3,500 and ~5,000 instructions each against ~2,000. Per entry the script keeps few tables:
   each Lua operation costs Redis ~100-150 instructions, and a value put in a growing table ~500.
 
-  Returns { evicted, expired removed, 1 when this call created a generation (else 0), ms until the longest-
-            lived generation it joined expires, the call's time (ms: each entry's candidate record starts with
+  Returns { evicted, expired removed, 1 when the scope's index records (semantic-index.lua: the model and
+            tenant sets invalidate() and the sweep walk) are to be renewed, else 0: this call created a
+            generation, or set the containers' expiry (a new scope, or one whose expiry it extended: so a
+            scope whose entries join no generation, stored for their exact key only, is indexed from its
+            first store), then the ms those records must live at least (until the longest-lived generation
+            the call joined expires, or the containers' expiry it set), the call's time (ms: each entry's candidate record starts with
             it plus the entry's TTL), then each entry's slot in the order of KEYS[10..] (-1: none), so the
             process can keep the candidate records it just wrote (lookup-records.ts) instead of reading them;
             then, when ARGV[6] is given and the call published an entry: that entry's id, the id of the
@@ -250,8 +254,10 @@ redis.call('ZADD', exp, unpack(expArgs))
 -- whenever the meta hash was emptied (gone) and made anew by this call, so was the vec hash (PTTL -1), and
 -- a vec hash made anew under a meta hash that stayed also shows -1.
 local left = redis.call('PTTL', #vecArgs > 0 and vec or meta)
+local containersLife = 0 -- the containers' expiry this call set (ms from now), 0 when it set none
 if left < maxTtl then
   local life = math.max(2 * maxTtl + 1000, left)
+  containersLife = life
   local lifeText = string.format('%d', life)
   for _, key in ipairs({ lru, exp, meta, vec, gens, free, held, stream }) do redis.call('PEXPIRE', key, lifeText) end
   -- The slot counter is never shortened: it outlives every entry numbered from it, and the scope's deletion
@@ -312,6 +318,10 @@ if since ~= '' then
   prevId = r[1] and r[1][1] or since
 end
 local streamId = publishBands(stream, meta)
+if containersLife > 0 then
+  newGen = 1
+  if containersLife > genLeft then genLeft = containersLife end
+end
 out[1], out[2], out[3], out[4], out[5] = evicted, #expired, newGen, genLeft, now
 if prevId and streamId then
   out[6 + n] = streamId

@@ -449,6 +449,29 @@ describe('SemanticCache (on Redis)', () => {
     }
   });
 
+  it('invalidates, counts and sweeps the scopes of entries stored without the index (exact only)', async () => {
+    // stored for their exact key only: no generation is ever opened in these scopes, yet the model and tenant
+    // indexes must know them from their first store
+    const cache = make({ index: false, defaultMinConfidence: CacheMatchConfidence.EXACT });
+    const m1a = { model: 'm1', tenant: 'a' };
+    const m1b = { model: 'm1', tenant: 'b' };
+    const m2a = { model: 'm2', tenant: 'a' };
+    await cache.set('what is a monad', 'x', m1a);
+    await cache.set('what is a monad', 'y', m1b);
+    await cache.set('what is a monad', 'z', m2a);
+    await cache.set('how do I tie a knot\u0007', 'w', m2a); // a control character: never indexed anyway
+    expect(await cache.size()).toBe(4);
+    expect(await cache.invalidate({ model: 'm1' })).toBe(2);
+    expect(await cache.get('what is a monad', m1a)).toBeUndefined();
+    expect(await cache.get('what is a monad', m2a)).toMatchObject({ value: 'z' });
+    expect(await cache.invalidate({ tenant: 'a' })).toBe(2);
+    expect(await cache.size()).toBe(0);
+    // a short-lived entry of a new scope is swept once it has expired
+    await cache.set('what is a functor', 'v', { model: 'm3' }, { ttlSeconds: 0.2 });
+    await redisPast((await redisNow()) + 200);
+    expect(await cache.sweepExpired()).toMatchObject({ removed: 1 });
+  });
+
   it('bounds a scope, evicting the least recently used', async () => {
     const cache = make({ maxEntriesPerScope: 3 });
     const prompts = ['alpha question about owls', 'beta question about bees', 'gamma question about cows'];

@@ -147,7 +147,7 @@ export class SemanticWriter {
     } finally {
       sent(); // the breaker refused the call, or it failed: nothing more will be sent for these stores
     }
-    const [evicted, expired, newGeneration, generationLeftMs] = reply;
+    const [evicted, expired, renewIndex, indexLifeMs] = reply;
     // The call's own band stream entry and the entry it follows: applied to the mirror once the mirror is
     // there (now, or when a lookup's catch-up or another call's reply brings it there), so this process's
     // lookups do not read back (and parse) what it wrote.
@@ -161,12 +161,13 @@ export class SemanticWriter {
       typeof events === 'string'
     )
       this.mirror?.applyStored(keys, prev, streamId, events, (id) => last.get(id)?.bands);
-    // The scope's index records for invalidate() (each in its own slot, so separate calls) must outlive
-    // its entries: kept as long as the generation these stores joined, so they are renewed when a store
-    // opens a new generation (once per TTL or two), and on a sample of other calls in case such a renewal
-    // was lost.
-    if (Number(newGeneration) === 1 || Math.random() < INDEX_SAMPLE) {
-      const lifeMs = Math.max(maxTtl, Number(generationLeftMs) + 1000);
+    // The scope's index records for invalidate() and the sweep (each in its own slot, so separate calls)
+    // must outlive its entries: kept as long as the generation these stores joined or the containers'
+    // expiry the call set, so they are renewed when a store opens a new generation or sets that expiry (a
+    // new scope, then once per TTL or two; a scope whose entries are stored for their exact key only joins
+    // no generation), and on a sample of other calls in case such a renewal was lost.
+    if (Number(renewIndex) === 1 || Math.random() < INDEX_SAMPLE) {
+      const lifeMs = Math.max(maxTtl, Number(indexLifeMs) + 1000);
       await Promise.all(
         writes[0]!
           .indexKeys()
