@@ -892,6 +892,15 @@ describe('SemanticCache (on Redis)', () => {
       await exactOnly.get(paraphrase, SCOPE, { minConfidence: CacheMatchConfidence.LOW }),
     ).toBeUndefined();
     expect(exactOnly.getStats().errors).toBe(0);
+    // bounded like an indexed scope: the least recently used entry goes
+    const small = make({ index: false, maxEntriesPerScope: 2 });
+    for (const p of ['first prompt', 'second prompt', 'third prompt']) await small.set(p, p, SCOPE);
+    expect(await small.get('first prompt', SCOPE)).toBeUndefined();
+    expect(await small.get('third prompt', SCOPE)).toMatchObject({
+      confidence: 'exact',
+      value: 'third prompt',
+    });
+    expect(small.getStats().evictions).toBe(1);
     expect(() => make({ index: 'no' as unknown as boolean })).toThrow(/index/);
   });
 
