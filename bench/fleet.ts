@@ -22,6 +22,19 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The node flags `npm start` runs cell0 with (package.json's start script, the Dockerfile's entry point): the
+ * young generation's size, which decides how often and how long scavenges pause the event loop. The benches
+ * run cell0's processes with them unless told otherwise.
+ */
+export const CELL0_NODE_FLAGS = '--max-semi-space-size=16 --min-semi-space-size=16';
+
+/** A bench's `--cell0-node-flags` value as flags: `none` for Node's defaults, else space-separated flags. */
+export function cell0NodeFlags(text: string | undefined): string[] {
+  const t = text ?? CELL0_NODE_FLAGS;
+  return t === 'none' ? [] : t.split(/\s+/).filter((x) => x !== '');
+}
+
 /** Every process started here and still running (stopAll() ends them). */
 export const children = new Set<ChildProcess>();
 

@@ -21,7 +21,7 @@
  *
  *   npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off]
  *                         [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--dist DIST]
- *                         [--json]
+ *                         [--cell0-node-flags "FLAGS"|none] [--json]
  * --variants on: only caches on; off: only the semantic and search caches off; all (default): every variant.
  * --cpu-prof DIR writes a CPU profile of each cell0 process (node --cpu-prof) to DIR: its whole life, start
  * and warm-up included.
@@ -34,6 +34,8 @@
  * same queues (one may take the other's jobs), so each side's CPU and system calls per request are only
  * roughly its own: for counts, run each build against the proxy in turn (--dist).
  * --dist DIST: side B is `cell0 start` from DIST's compiled output instead of this checkout's dist/.
+ * --cell0-node-flags: the node flags of cell0's processes (default `--max-semi-space-size=16
+ * --min-semi-space-size=16`, what `npm start` and the Dockerfile run cell0 with; `none`: Node's defaults).
  * --stages: after each variant, where the last pair's cell0 requests spent their time, from each job's hash
  * (added, taken by the worker, finished) and the client's send and answer times: request→added (HTTP, cache
  * lookup, enqueue), added→active (queue wait), active→finished (backend call, cache write, completion),
@@ -50,6 +52,7 @@ import { benchArgs } from './args.js';
 import { median, percentile } from './e2e-common.js';
 import { epochNow, printStages, type StageSample } from './e2e-stages.js';
 import {
+  cell0NodeFlags,
   commandCalls,
   cpuMsOf,
   freePort,
@@ -78,7 +81,7 @@ interface RunResult {
   p99: number;
   errors: number;
   firstError?: string;
-  /** CPU ms per request by process. */
+  /** CPU µs per request by process, and the bench's own (`client`: the load generator, this process). */
   cpuUs: Record<string, number>;
   /** Each process's main-thread CPU per request (µs): cpuUs without its other threads. */
   mainCpuUs: Record<string, number>;
@@ -125,6 +128,7 @@ async function load(
   const wake0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, wakeUpsOf(pid)]));
   const calls0 = await commandCalls(redis);
   const io0 = await socketIo(redis);
+  const client0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: k }, async () => {
@@ -160,10 +164,12 @@ async function load(
     }),
   );
   const wall = performance.now() - t0;
+  const clientCpu = process.cpuUsage(client0);
   const calls1 = await commandCalls(redis);
   const io1 = await socketIo(redis);
   const cpuUs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) cpuUs[name] = ((cpuMsOf(pid) - cpu0[name]!) * 1000) / n;
+  cpuUs.client = (clientCpu.user + clientCpu.system) / n;
   const mainCpuUs: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids))
     mainCpuUs[name] = ((mainThreadCpuMsOf(pid) - main0[name]!) * 1000) / n;
@@ -257,9 +263,11 @@ async function main(): Promise<void> {
   const opts = benchArgs(
     argv.filter((a) => a !== '--stages'),
     { requests: 2000, concurrency: 50, pairs: 3, warmup: 4000 },
-    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--dist DIST] [--json]',
-    ['variants', 'cpu-prof', 'cpu-prof-timed', 'against', 'dist'],
+    'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--dist DIST] [--cell0-node-flags "FLAGS"|none] [--json]',
+    ['variants', 'cpu-prof', 'cpu-prof-timed', 'against', 'dist', 'cell0-node-flags'],
   );
+  // cell0 runs with the node flags `npm start` gives it, as deployed (before 2026-12-06, with Node's defaults)
+  const cell0Flags = cell0NodeFlags(opts.text['cell0-node-flags']);
   const profDir = opts.text['cpu-prof'];
   const timedDir = opts.text['cpu-prof-timed'];
   // Side A: the pass-through proxy, or (--against) cell0 built elsewhere.
@@ -289,7 +297,7 @@ async function main(): Promise<void> {
   console.log(`load     ${load0.map((l) => l.toFixed(2)).join(' ')} (1/5/15-minute load average at start)`);
   console.log(
     `setup    ${opts.requests} requests/side/pair, concurrency ${opts.concurrency}, ${opts.pairs} pairs, warm-up ${opts.warmup}; ` +
-      `simulator TTFT 1 ms, max_tokens ${MAX_TOKENS}`,
+      `simulator TTFT 1 ms, max_tokens ${MAX_TOKENS}; cell0 node flags ${cell0Flags.join(' ') || 'none'}`,
   );
   const summary: Record<string, unknown>[] = [];
   try {
@@ -303,6 +311,7 @@ async function main(): Promise<void> {
         const child = await startProcess(
           process.execPath,
           [
+            ...cell0Flags,
             ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
             ...(timedDir ? inspectArgs(inspectPort) : []),
             cli,
@@ -391,9 +400,11 @@ async function main(): Promise<void> {
         cell0: { rps: med((x) => x.b.rps), p50: med((x) => x.b.p50), p99: med((x) => x.b.p99) },
         cpuUsPerRequest: {
           proxy: Object.fromEntries(
-            Object.keys(proxyPids).map((k) => [k, Math.round(med((x) => x.a.cpuUs[k]!))]),
+            [...Object.keys(proxyPids), 'client'].map((k) => [k, Math.round(med((x) => x.a.cpuUs[k]!))]),
           ),
-          cell0: Object.fromEntries(Object.keys(pids).map((k) => [k, Math.round(med((x) => x.b.cpuUs[k]!))])),
+          cell0: Object.fromEntries(
+            [...Object.keys(pids), 'client'].map((k) => [k, Math.round(med((x) => x.b.cpuUs[k]!))]),
+          ),
         },
         mainThreadCpuUsPerRequest: {
           proxy: Object.fromEntries(

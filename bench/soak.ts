@@ -28,6 +28,7 @@ import { Agent, request } from 'undici';
 import { startEmbeddedRedis } from '../shared/redis/embedded-redis.js';
 import { sleep } from '../shared/sleep.js';
 import { benchArgs } from './args.js';
+import { cell0NodeFlags } from './fleet.js';
 
 const USAGE =
   'npm run bench:soak -- [--minutes M (10)] [--rate R requests/s (20)] [--sample-every S (10)] ' +
@@ -43,8 +44,7 @@ const args = benchArgs(
  * The Node flags the API and the worker run with: those the Dockerfile's entry point and `npm start` give
  * (docs/resources.md "Memory over time"), or --node-flags (none: V8's defaults, to compare).
  */
-const FLEET_NODE_FLAGS = '--max-semi-space-size=16 --min-semi-space-size=16';
-const nodeFlags = (args.text['node-flags'] ?? FLEET_NODE_FLAGS).split(/\s+/).filter((f) => f && f !== 'none');
+const nodeFlags = cell0NodeFlags(args.text['node-flags']);
 
 const ROOT = resolve(__dirname, '..');
 const CLI = join(ROOT, 'dist', 'bin', 'cell0.js');

@@ -69,7 +69,14 @@ import { Pool } from 'undici';
 import { benchArgs } from './args.js';
 import { stageRuns, startSpanReceiver } from './stream-stages.js';
 import { median } from './e2e-common.js';
-import { freePort, killChildrenOnInterrupt, startProcess, startRedisServer, stopAll } from './fleet.js';
+import {
+  cell0NodeFlags,
+  freePort,
+  killChildrenOnInterrupt,
+  startProcess,
+  startRedisServer,
+  stopAll,
+} from './fleet.js';
 import { KEY, direct, simMaxInFlight, simReset, viaCell0, type Side } from './stream-clients.js';
 import { identicalPairs } from './stream-identical.js';
 import { inspectArgs, TimedProfile } from './timed-profile.js';
@@ -79,9 +86,6 @@ const ROOT = join(__dirname, '..');
 const DIST = join(ROOT, 'dist');
 /** Burst mode: concurrency → waves per run (enough streams per run for a p99 over the pairs). */
 const WAVES: Record<number, number> = { 1: 20, 10: 4, 100: 1 };
-
-/** The node flags `npm start` runs cell0 with (package.json's start script, the Dockerfile's entrypoint). */
-const CELL0_NODE_FLAGS = '--max-semi-space-size=16 --min-semi-space-size=16';
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const round2 = (_k: string, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v);
@@ -194,8 +198,7 @@ async function main(): Promise<void> {
   );
   // cell0's processes run with the node flags `npm start` gives it (package.json, Dockerfile): the young
   // generation's cap among them decides how often and how long its scavenges pause the event loop.
-  const flagsText = opts.text['cell0-node-flags'] ?? CELL0_NODE_FLAGS;
-  const cell0NodeFlags = flagsText === 'none' ? [] : flagsText.split(' ').filter((x) => x !== '');
+  const cell0Flags = cell0NodeFlags(opts.text['cell0-node-flags']);
   const backendProbe = opts.text['backend-probe'] ?? 'off';
   if (backendProbe !== 'on' && backendProbe !== 'off') {
     console.error(`bad argument --backend-probe ${backendProbe}\nusage: ${usage}`);
@@ -281,7 +284,7 @@ async function main(): Promise<void> {
   /** The node arguments of cell0 process `name`: whole-life or timed profiling. */
   const profArgs = async (name: string): Promise<string[]> => {
     const args = [
-      ...cell0NodeFlags,
+      ...cell0Flags,
       ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
       ...(probeFile ? ['--import', pathToFileURL(join(__dirname, 'backend-call-probe.mjs')).href] : []),
     ];
@@ -348,7 +351,7 @@ async function main(): Promise<void> {
           : `one worker and ${opts['api-processes']} API process(es) on one port`
       }; backend limit ${backendLimit === 'adaptive' ? `adaptive, at most ${opts['backend-limit-max']}` : backendLimit}` +
       `${cell0Warmup === 'off' ? '; cell0 not warmed up' : `; cell0 warmed up (20 streams, ${warmupBursts} burst${warmupBursts === 1 ? '' : 's'} of ${Math.max(100, ...levels)})`}; cell0 build ${CLI}` +
-      `; cell0 node flags ${cell0NodeFlags.length > 0 ? cell0NodeFlags.join(' ') : 'none'}`,
+      `; cell0 node flags ${cell0Flags.length > 0 ? cell0Flags.join(' ') : 'none'}`,
   );
   const tag = randomBytes(3).toString('hex');
   let pass = true;
