@@ -9,9 +9,11 @@
  *      (CELL0_SEMANTIC_MIN_CONFIDENCE=exact: no similarity search, no index), then with each cache off in turn.
  * Each variant starts its own simulator, proxy and cell0 on a flushed Redis (so no variant meets processes
  * warmed by an earlier one) and runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
- * unique (nothing coalesces, no cache can answer), after M warm-up requests on each side (default 4,000: the
- * proxy's side, proxy and simulator, needs about that many before its CPU per request settles, and with the
- * earlier 300 the first pairs compared a cold proxy with cell0: docs/benchmarks.md, 2026-12-05 22:30Z). Prints
+ * unique (nothing coalesces, no cache can answer), after M warm-up requests on each side (default 20,000: the
+ * proxy's side, proxy and simulator, goes on getting faster for some 15,000 requests — with the earlier 4,000
+ * the proxy served 4,200–5,200 requests/s in the first pairs and 7,200–9,000 from the sixth on, and the
+ * ratio fell from 0.43–0.49 to 0.21–0.33 within one run; with 300 the first pairs compared a cold proxy with
+ * cell0: docs/benchmarks.md, 2026-12-05 22:30Z and 2026-12-06 02:10Z). Prints
  * per side: requests/s, p50/p99 latency, CPU per
  * request of each process (from /proc; and of its main thread alone: the rest is V8's helper threads, GC and
  * background compilation, and libuv's pool), each process's wake-ups per request (voluntary context switches of its
@@ -262,7 +264,7 @@ async function main(): Promise<void> {
   const stages = argv.includes('--stages');
   const opts = benchArgs(
     argv.filter((a) => a !== '--stages'),
-    { requests: 2000, concurrency: 50, pairs: 3, warmup: 4000 },
+    { requests: 2000, concurrency: 50, pairs: 3, warmup: 20000 },
     'npm run bench:http -- [--requests N] [--concurrency K] [--pairs P] [--warmup M] [--variants all|on|off] [--cpu-prof DIR] [--cpu-prof-timed DIR] [--stages] [--against DIST] [--dist DIST] [--cell0-node-flags "FLAGS"|none] [--json]',
     ['variants', 'cpu-prof', 'cpu-prof-timed', 'against', 'dist', 'cell0-node-flags'],
   );
