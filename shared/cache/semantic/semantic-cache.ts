@@ -262,6 +262,8 @@ export class SemanticCache<T = unknown> {
    * `onSent` is called once the entry's write has been handed to the Redis connection, or the store ended
    * without one (it may be called more than once): a command sent after that, on any connection to the same
    * Redis, runs after the write, so a caller can answer (complete a job) then without waiting for the reply.
+   * On a Redis Cluster `onSent` waits for the reply: the entry's master is not the one the job completes on,
+   * and nothing orders commands to two masters.
    * `connection`: another connection to the same Redis (a worker's queue connection, which completes the
    * job the answer came from) that the store's script call goes on while it is ready, instead of the cache's
    * own: the call then leaves in the same socket write as the commands issued on it behind it in this turn

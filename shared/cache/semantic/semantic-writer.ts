@@ -1,5 +1,5 @@
 import { AsyncBatchProcessor } from '../../batch/async-batch-processor.js';
-import { type RedisConnection } from '../../redis/cluster.js';
+import { isCluster, type RedisConnection } from '../../redis/cluster.js';
 import { type RedisClient } from '../../redis/redis-client.js';
 import { type ScopeKeys } from './scope.js';
 import { type BandMirror } from './semantic-mirror.js';
@@ -30,7 +30,9 @@ export interface SemanticWrite {
   indexKeys: () => string[];
   /**
    * Called once the store's script call has been handed to the connection (or the store failed before
-   * that): a command sent later on any connection of the same Redis then runs after it.
+   * that): a command sent later on any connection of the same Redis then runs after it. On a Redis Cluster,
+   * where nothing orders commands to different masters (or connections still being opened), once the call
+   * is answered.
    */
   sent?: () => void;
   /**
@@ -71,7 +73,8 @@ export interface SemanticWriteBatching {
  * per generation, writes the vec / meta / LRU / expiry records with one command each and runs the scope's
  * upkeep (container expiry, expired cleanup, size bound) once. A store still resolves only after its entry
  * is in Redis, so the next identical request finds it; a store's `sent` callback says when its call has gone
- * to the connection (a worker completes the job then, without waiting for the reply). Two stores of the same
+ * to the connection (a worker completes the job then, without waiting for the reply; on a cluster, once the
+ * call is answered). Two stores of the same
  * prompt in one batch: the later one is written, both resolve.
  */
 export class SemanticWriter {
@@ -141,11 +144,16 @@ export class SemanticWriter {
       reply = await this.redis.run((own) => {
         const r = via !== undefined && via.status === 'ready' ? via : own;
         const call = commands(r).cell0SemanticSet(...(args as [number, ...Arg[]]));
-        sent();
+        // On one Redis, a command sent after this call on any connection runs after it. On a cluster the
+        // entry's master is usually not the one the caller writes to next (the job's completion), and even
+        // on the same master another connection may be open while this one is still being opened, so
+        // nothing orders them: there the stores count as sent once the call is answered (below).
+        if (!isCluster(r)) sent();
         return call;
       });
     } finally {
-      sent(); // the breaker refused the call, or it failed: nothing more will be sent for these stores
+      // answered (on a cluster), or the breaker refused the call, or it failed: nothing more will be sent
+      sent();
     }
     const [evicted, expired, renewIndex, indexLifeMs] = reply;
     // The call's own band stream entry and the entry it follows: applied to the mirror once the mirror is
