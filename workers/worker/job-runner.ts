@@ -115,8 +115,8 @@ export class JobRunner {
    * completes meanwhile, and since its completion is sent after the write, anything that learns of the
    * answer (a producer's reply, the job's state) reaches Redis after the entry, so the next identical
    * request still finds it (on a Redis Cluster, where the entry and the job sit on different masters, the
-   * write is awaited until Redis answers it). Waiting for the write's batch (up to 1 ms) also keeps the jobs of one batch
-   * finishing together, in one finish call. The write goes on the connection that completes the job (its
+   * write is awaited until Redis answers it). Waiting for the write's batch (up to 1 ms) also keeps the jobs
+   * of one batch finishing together, in one finish call. The write goes on the connection that completes the job (its
    * shard's) while that one is ready: the entry's script call and the completions behind it leave in one
    * socket write (one system call, one read for Redis, one reply read) instead of one on each connection.
    * A failed write is counted and logged by the cache; the answered job stands.

@@ -74,8 +74,7 @@ export interface SemanticWriteBatching {
  * upkeep (container expiry, expired cleanup, size bound) once. A store still resolves only after its entry
  * is in Redis, so the next identical request finds it; a store's `sent` callback says when its call has gone
  * to the connection (a worker completes the job then, without waiting for the reply; on a cluster, once the
- * call is answered). Two stores of the same
- * prompt in one batch: the later one is written, both resolve.
+ * call is answered). Two stores of the same prompt in one batch: the later one is written, both resolve.
  */
 export class SemanticWriter {
   private readonly batcher: AsyncBatchProcessor<SemanticWrite, SemanticWriteOutcome>;
