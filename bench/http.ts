@@ -11,9 +11,10 @@
  * warmed by an earlier one) and runs P pairs of N requests (order alternating A B, B A, …) at concurrency K, every prompt
  * unique (nothing coalesces, no cache can answer), after M warm-up requests on each side (default 20,000: the
  * proxy's side, proxy and simulator, goes on getting faster for some 15,000 requests — with the earlier 4,000
- * the proxy served 4,200–5,200 requests/s in the first pairs and 7,200–9,000 from the sixth on, and the
- * ratio fell from 0.43–0.49 to 0.21–0.33 within one run; with 300 the first pairs compared a cold proxy with
- * cell0: docs/benchmarks.md, 2026-12-05 22:30Z and 2026-12-06 02:10Z). Prints
+ * the proxy served 4,150–4,800 requests/s in the first pair and 7,200–9,000 from the sixth on, and the ratio
+ * fell from 0.43–0.49 to 0.21–0.33 within one run; with 40,000 it is no faster than with 20,000; with 300
+ * the first pairs compared a cold proxy with cell0: docs/benchmarks.md, 2026-12-05 22:30Z and 2026-12-06
+ * 01:51Z). Prints
  * per side: requests/s, p50/p99 latency, CPU per
  * request of each process (from /proc; and of its main thread alone: the rest is V8's helper threads, GC and
  * background compilation, and libuv's pool), each process's wake-ups per request (voluntary context switches of its
