@@ -160,7 +160,7 @@ export async function startApi(
   );
   warnIfOpen(config, access, log);
   const banner = [
-    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/embeddings, POST /v1/batches, GET /v1/jobs/:queue/:id; OpenAI: /v1/chat/completions, /v1/completions, /v1/models)`,
+    `api        ${url}  (POST /v1/inference, POST /v1/search, POST /v1/embeddings, POST /v1/batches, GET /v1/jobs/:queue/:id; OpenAI: /v1/chat/completions, /v1/completions, /v1/models, /v1/files)`,
   ];
   if (opts.dashboard)
     banner.push(

@@ -21,6 +21,7 @@ export const CLUSTER_TESTS = [
   'test/integration/worker-jobs.test.ts',
   'test/integration/api.test.ts',
   'test/integration/batches.test.ts',
+  'test/integration/openai-batches.test.ts',
   'test/integration/embeddings.test.ts',
   'test/integration/maintenance.test.ts',
   'test/integration/stream-abort.test.ts',

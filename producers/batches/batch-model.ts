@@ -50,6 +50,16 @@ export interface BatchView {
   failed_at?: number;
   /** Set when the batch failed as a whole (its requests could not all be enqueued). */
   errors?: { code: string; message: string }[];
+  /** Set when the batch was created in OpenAI's shape (from an input file): GET answers OpenAI's object. */
+  openai?: OpenAIBatchInput;
+}
+
+/** What an OpenAI-shaped batch was created with (POST /v1/batches {input_file_id, endpoint, …}). */
+export interface OpenAIBatchInput {
+  input_file_id: string;
+  endpoint: '/v1/chat/completions' | '/v1/completions' | '/v1/embeddings';
+  completion_window: string;
+  metadata: Record<string, string> | null;
 }
 
 /** One line of a batch's results (JSONL). */
@@ -144,5 +154,6 @@ export function decodeBatch(id: string, h: Record<string, string>): BatchView | 
     if (v !== undefined) view[k] = v;
   }
   if (h.errors) view.errors = JSON.parse(h.errors) as { code: string; message: string }[];
+  if (h.openai) view.openai = JSON.parse(h.openai) as OpenAIBatchInput;
   return view;
 }

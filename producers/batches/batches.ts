@@ -25,7 +25,9 @@ import {
   type BatchStatus,
   type BatchView,
   type ItemsJobData,
+  type OpenAIBatchInput,
 } from './batch-model.js';
+import { BatchFiles } from './batch-files.js';
 import { telemetryOption } from '../../shared/tracing/tracing.js';
 import { queuePrefix } from '../../shared/queues/names.js';
 
@@ -63,6 +65,7 @@ export class Batches {
   /** Status reads by batch: the read (in flight or done) and when it was made. */
   private readonly statusCache = new Map<string, { status: Promise<BatchStatus | undefined>; at: number }>();
   private readonly stop = new AbortController();
+  private fileStore: BatchFiles | undefined;
 
   constructor(opts: BatchesOptions) {
     this.client = opts.client;
@@ -165,7 +168,10 @@ export class Batches {
    * jobs. Resolves once the batch exists and its first items are queued; the rest are added in the
    * background, a chunk per round trip.
    */
-  async create(items: readonly BatchItem[], opts: { owner?: string } = {}): Promise<BatchView> {
+  async create(
+    items: readonly BatchItem[],
+    opts: { owner?: string; openai?: OpenAIBatchInput } = {},
+  ): Promise<BatchView> {
     if (this.closing) throw new ClosedError('Batches');
     await this.start();
     if (items.length === 0) throw new TypeError('Batches.create: a batch needs at least one item');
@@ -181,6 +187,7 @@ export class Batches {
         failed: 0,
         cancelled: 0,
         created_at: now,
+        ...(opts.openai ? { openai: JSON.stringify(opts.openai) } : {}),
       }),
     );
     const chunk = this.opts.chunkSize;
@@ -391,6 +398,18 @@ export class Batches {
       if (this.statusCache.get(id) === entry) this.statusCache.delete(id);
     });
     return status;
+  }
+
+  /** The input files of OpenAI-shaped batches (POST /v1/files), kept as long as batches are. */
+  get files(): BatchFiles {
+    return (this.fileStore ??= new BatchFiles(
+      async (fn) => {
+        await this.start();
+        return this.redis(fn);
+      },
+      this.prefix,
+      this.opts.ttlSeconds,
+    ));
   }
 
   /** A Redis call through the producer's breaker. */

@@ -46,6 +46,8 @@ export const ErrorCode = {
   BACKEND_UNAVAILABLE: 'CELL0_BACKEND_UNAVAILABLE',
   /** No batch with that id for this caller (never created, another tenant's, or its retention ended). */
   BATCH_NOT_FOUND: 'CELL0_BATCH_NOT_FOUND',
+  /** No batch input file (or batch output file) with that id for this caller, or its retention ended. */
+  FILE_NOT_FOUND: 'CELL0_FILE_NOT_FOUND',
   /** A batch item that had not started when its batch was cancelled: it was not run. */
   BATCH_CANCELLED: 'CELL0_BATCH_CANCELLED',
   /** Every caller streaming a job's tokens went away before it finished: the job was stopped. */
@@ -100,6 +102,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: ErrorCodeInfo } = {
   // the API itself answers 202 with the job id: the job stays queued
   [ErrorCode.BACKEND_UNAVAILABLE]: { permanent: false, status: 503 },
   [ErrorCode.BATCH_NOT_FOUND]: { permanent: false, status: 404 },
+  [ErrorCode.FILE_NOT_FOUND]: { permanent: false, status: 404 },
   // an item's outcome inside a batch, not a request's: the batch was cancelled before the item ran
   [ErrorCode.BATCH_CANCELLED]: { permanent: false, status: 409 },
   // nobody was left to read the job's answer: not retried; an identical request later runs it again

@@ -1,5 +1,5 @@
 import express, { type Request, type Response, type Router } from 'express';
-import { ErrorCode } from '../../../shared/errors.js';
+import { ErrorCode, ValidationError } from '../../../shared/errors.js';
 import { type QueueName } from '../../../shared/queues/names.js';
 import { tenantOf } from '../access-control.js';
 import { type BatchClient } from '../../batches/batch-client.js';
@@ -8,6 +8,14 @@ import { withOwnLimit } from '../body-limit.js';
 import { sendError } from '../error-mapper.js';
 import { type Batches } from '../../batches/batches.js';
 import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
+import { type BatchView } from '../../batches/batch-model.js';
+import {
+  isOpenAIBatchBody,
+  openAIBatchItems,
+  openAIBatchObject,
+  parseOpenAIBatchCreate,
+} from '../openai/openai-batches.js';
+import { speakOpenAIErrors } from '../openai/openai-errors.js';
 
 /** What the API is given to serve batches. */
 export interface BatchRoutesConfig {
@@ -70,6 +78,8 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
     const text = typeof req.body === 'string' ? req.body : '';
     const format = req.is('application/json') ? 'json' : 'jsonl';
     const tenant = owner(res).owner;
+    const openai = format === 'json' ? openAIBody(text) : undefined;
+    if (openai) return createOpenAIBatch(req, res, openai, tenant);
     const items = parseBatch(splitBatchBody(text, format), {
       maxItems: opts.maxItems,
       parse: (queue: QueueName, b: unknown) => opts.client.parseFor(queue, withTenant(b, tenant)),
@@ -84,17 +94,60 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
     sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1/batches; use POST`);
   });
 
+  /**
+   * OpenAI's create-batch body ({input_file_id, endpoint, completion_window, metadata}): the input file's
+   * lines are validated and run as the batch's items; the batch is then answered in OpenAI's shape.
+   */
+  const createOpenAIBatch = async (
+    req: Request,
+    res: Response,
+    b: Record<string, unknown>,
+    tenant: string | undefined,
+  ): Promise<void> => {
+    speakOpenAIErrors(res);
+    const input = parseOpenAIBatchCreate(b);
+    const file = await opts.batches.files.read(input.input_file_id, tenant ?? '');
+    if (!file) {
+      sendError(
+        res,
+        ErrorCode.FILE_NOT_FOUND,
+        `no file ${input.input_file_id.slice(0, 80)} (upload it with POST /v1/files)`,
+      );
+      return;
+    }
+    if (file.file.purpose !== 'batch')
+      throw new ValidationError([
+        { field: 'input_file_id', reason: 'expected a file uploaded with purpose "batch"' },
+      ]);
+    const items = openAIBatchItems(file.content, input, {
+      tenant,
+      maxItems: opts.maxItems,
+      parse: (queue, x) => opts.client.parseFor(queue, x),
+      withTenant: (x) => withTenant(x, tenant),
+    });
+    const view = await opts.batches.create(items, { owner: tenant ?? '', openai: input });
+    res.setHeader('Location', `${req.baseUrl}/${view.id}`);
+    res.status(200).json(openAIBatchObject(view));
+  };
+
+  /** The batch in the shape it was created in: OpenAI's object for a batch made from an input file. */
+  const shaped = (res: Response, view: BatchView) => {
+    if (!view.openai) return view;
+    speakOpenAIErrors(res);
+    return openAIBatchObject(view);
+  };
+
   router.get('/:id', async (req, res) => {
     const view = await opts.batches.get(req.params.id as string, owner(res));
     if (!view) return notFound(req, res);
     res.setHeader('Cache-Control', 'no-store');
-    res.json(view);
+    res.json(shaped(res, view));
   });
 
   router.post('/:id/cancel', async (req, res) => {
     const view = await opts.batches.cancel(req.params.id as string, owner(res));
     if (!view) return notFound(req, res);
-    res.json(view);
+    res.json(shaped(res, view));
   });
 
   router.get('/:id/results', async (req, res) => {
@@ -138,6 +191,20 @@ function drained(res: Response): Promise<void> {
     res.on('drain', done);
     res.on('close', done);
   });
+}
+
+/** The body as OpenAI's create-batch object, or undefined (cell0's array, or not JSON: left to splitBatchBody). */
+function openAIBody(text: string): Record<string, unknown> | undefined {
+  if (!text.trimStart().startsWith('{')) return undefined;
+  try {
+    const v: unknown = JSON.parse(text);
+    // an object naming any of OpenAI's create-batch fields; any other object is left to cell0's shape's error
+    return isOpenAIBatchBody(v) && ['input_file_id', 'endpoint', 'completion_window'].some((k) => k in v)
+      ? v
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function notFound(req: Request, res: Response): void {

@@ -6,6 +6,7 @@ import { addJobIdGuard, addReadRoutes } from './reads.js';
 import { batchRoutes, type BatchRoutesConfig } from '../batches/batch-routes.js';
 import { addMethodNotAllowed, addWorkRoutes, type WorkRoutesOptions } from './work.js';
 import { addEmbeddingsRoute } from './embeddings.js';
+import { openAIFilesRouter } from '../openai/openai-files.js';
 import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
 
 /** Options of {@link v1Router}. */
@@ -30,8 +31,17 @@ export function v1Router(opts: V1RouterOptions): Router {
   // below); every other /v1 request then needs a tenant key. Both run before the response cache.
   v1.get([...ADMIN_ROUTES], access.adminRoute());
   v1.use(access.tenantRoute());
-  if (opts.batches)
+  if (opts.batches) {
     v1.use('/batches', batchRoutes({ ...opts.batches, client: opts.client, tenantKeys: access.tenantKeys }));
+    v1.use(
+      '/files',
+      openAIFilesRouter({
+        batches: opts.batches.batches,
+        maxBodyBytes: opts.batches.maxBodyBytes,
+        tenantKeys: access.tenantKeys,
+      }),
+    );
+  }
   addJobIdGuard(v1);
   if (opts.responseCache) {
     const rc = opts.responseCache;

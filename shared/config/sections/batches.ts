@@ -18,7 +18,7 @@ export const BATCHES_ENV = {
     section: 'batches',
     default: '67108864',
     schema: int(1024, 1_073_741_824),
-    doc: 'Largest body of POST /v1/batches (this route only; the others keep CELL0_MAX_BODY_BYTES); larger bodies get 413',
+    doc: 'Largest body of POST /v1/batches and of a POST /v1/files upload (the others keep CELL0_MAX_BODY_BYTES); larger bodies get 413',
   },
   CELL0_BATCH_CONCURRENCY: {
     section: 'batches',
@@ -30,7 +30,7 @@ export const BATCHES_ENV = {
     section: 'batches',
     default: '86400',
     schema: int(1, 31_536_000),
-    doc: 'Seconds a finished batch (status and results) is kept',
+    doc: 'Seconds a finished batch (status and results), and a batch input file (POST /v1/files), is kept',
   },
 } satisfies Record<string, EnvVar>;
 
