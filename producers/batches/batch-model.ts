@@ -113,6 +113,11 @@ export function batchKeys(prefix: string, id: string): { meta: string; done: str
   return { meta: base, done: `${base}:done`, results: `${base}:results` };
 }
 
+/** The sorted set listing one owner's batches (a tenant id, or '' for none) by creation time. */
+export function batchIndexKey(prefix: string, owner: string): string {
+  return `${prefix}:batches:${owner}`;
+}
+
 /** The batch scripts as ioredis commands. */
 export interface BatchCommands {
   /** Records lines (triples: line, status, result line JSON), each once; resolves with how many were new. */

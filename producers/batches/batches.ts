@@ -15,6 +15,7 @@ import { BatchRunner } from './batch-runner.js';
 import {
   BATCH_QUEUE,
   BatchJobName,
+  batchIndexKey,
   batchKeys,
   decodeBatch,
   defineBatchScripts,
@@ -190,6 +191,12 @@ export class Batches {
         ...(opts.openai ? { openai: JSON.stringify(opts.openai) } : {}),
       }),
     );
+    // the owner's list of batches (GET /v1/batches), newest first; ids whose batch is gone are dropped as met
+    const index = batchIndexKey(this.prefix, opts.owner ?? '');
+    await this.redis(async (r) => {
+      await r.zadd(index, now, id);
+      await r.expire(index, this.opts.ttlSeconds + 3600 * 24 * 30);
+    });
     const chunk = this.opts.chunkSize;
     const first = items.slice(0, chunk);
     const gated = items.length > chunk;
@@ -312,6 +319,36 @@ export class Batches {
     const h = await this.redis((r) => r.hgetall(batchKeys(this.prefix, id).meta));
     if (opts.owner !== undefined && h.owner !== opts.owner) return undefined;
     return decodeBatch(id, h);
+  }
+
+  /**
+   * The owner's batches, newest first: at most `limit`, those created before `after` (a batch id) when
+   * given. Batches whose retention ended are left out (and dropped from the list).
+   */
+  async list(owner: string, opts: { limit: number; after?: string }): Promise<BatchView[]> {
+    await this.start();
+    const index = batchIndexKey(this.prefix, owner);
+    let ids: string[];
+    if (opts.after !== undefined) {
+      const score = await this.redis((r) => r.zscore(index, opts.after!));
+      if (score === null) return [];
+      // newest first after `after`: lower scores, and equal scores ordered after it
+      const older = await this.redis((r) => r.zrevrangebyscore(index, score, '-inf'));
+      ids = older.slice(older.indexOf(opts.after) + 1);
+    } else ids = await this.redis((r) => r.zrevrange(index, 0, -1));
+    const out: BatchView[] = [];
+    const gone: string[] = [];
+    for (let i = 0; i < ids.length && out.length < opts.limit; i += 100) {
+      const part = ids.slice(i, i + 100);
+      const views = await Promise.all(part.map((id) => this.get(id, { owner })));
+      for (let k = 0; k < part.length && out.length < opts.limit; k++) {
+        const v = views[k];
+        if (v) out.push(v);
+        else gone.push(part[k]!);
+      }
+    }
+    if (gone.length > 0) await this.redis((r) => r.zrem(index, ...gone));
+    return out;
   }
 
   /**

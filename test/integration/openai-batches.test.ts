@@ -279,6 +279,21 @@ describe("OpenAI's Batch API (files and batches), through the official openai SD
     await expect(b.batches.retrieve(batch.id)).rejects.toBeInstanceOf(NotFoundError);
     await expect(b.files.content(batch.output_file_id!)).rejects.toBeInstanceOf(NotFoundError);
 
+    // batches listed newest first, OpenAI's pages (limit, after), each tenant its own
+    const newest = (await a.batches.list({ limit: 1 })).data;
+    expect(newest.map((x) => x.id)).toEqual([batch.id]);
+    expect(newest[0]).toMatchObject({
+      object: 'batch',
+      endpoint: '/v1/chat/completions',
+      status: 'completed',
+    });
+    const older = await a.batches.list({ limit: 100, after: batch.id });
+    expect(older.data.length).toBeGreaterThan(0);
+    expect(older.data.map((x) => x.id)).not.toContain(batch.id);
+    const times = older.data.map((x) => x.created_at);
+    expect([...times].sort((x, y) => y - x)).toEqual(times);
+    expect((await b.batches.list()).data.map((x) => x.id)).not.toContain(batch.id);
+
     const listed = (await a.files.list()).data.map((f) => f.id);
     expect(listed).toContain(file.id);
     expect((await b.files.list()).data.map((f) => f.id)).not.toContain(file.id);

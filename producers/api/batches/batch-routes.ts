@@ -46,7 +46,10 @@ const JSONL_TYPES = [
  * - `POST /` — a JSON array (application/json) or JSON Lines (application/jsonl, application/x-ndjson) of
  *   `{custom_id, queue, body}`. Every line is validated first: any bad line → 400 listing them, nothing
  *   enqueued. Otherwise 202 with the batch.
- * - `GET /:id` — status, request_counts, timestamps.
+ *   An object instead ({input_file_id, endpoint, completion_window}) is OpenAI's create-batch body: the
+ *   lines of an input file uploaded with POST /v1/files (openai-files.ts), answered in OpenAI's shape.
+ * - `GET /` — the caller's batches, newest first, as OpenAI's list (`limit`, `after`).
+ * - `GET /:id` — status, request_counts, timestamps (OpenAI's Batch object for a batch made from a file).
  * - `GET /:id/results` — JSONL, one line per finished request in finish order, streamed until the batch is
  *   finished (`?follow=0`: only the lines there are now).
  * - `POST /:id/cancel` — requests not yet started are not run.
@@ -89,9 +92,34 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
     res.status(202).json(view);
   });
 
+  // The caller's batches, newest first, as OpenAI's list: {object, data, first_id, last_id, has_more}.
+  router.get('/', async (req, res) => {
+    const limit = req.query.limit === undefined ? 20 : Number(req.query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100)
+      throw new ValidationError([{ field: 'limit', reason: 'expected an integer in 1..100' }]);
+    const after = typeof req.query.after === 'string' ? req.query.after : undefined;
+    const page = await opts.batches.list(owner(res).owner ?? '', {
+      limit: limit + 1,
+      ...(after !== undefined ? { after } : {}),
+    });
+    const data = page.slice(0, limit).map((v) => (v.openai ? openAIBatchObject(v) : v));
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({
+      object: 'list',
+      data,
+      first_id: data[0]?.id ?? null,
+      last_id: data[data.length - 1]?.id ?? null,
+      has_more: page.length > limit,
+    });
+  });
+
   router.all('/', (req, res) => {
-    res.setHeader('Allow', 'POST');
-    sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `${req.method} is not allowed on /v1/batches; use POST`);
+    res.setHeader('Allow', 'GET, POST');
+    sendError(
+      res,
+      ErrorCode.METHOD_NOT_ALLOWED,
+      `${req.method} is not allowed on /v1/batches; use GET or POST`,
+    );
   });
 
   /**
