@@ -43,6 +43,10 @@ describe('OpenAI-compatible API, through the official openai SDK', () => {
     const ids: string[] = [];
     for await (const m of openai.models.list()) ids.push(m.id);
     expect(ids).toEqual(expect.arrayContaining(['qwen2.5:7b', 'llama3.2:3b']));
+    expect(await openai.models.retrieve('qwen2.5:7b')).toMatchObject({ id: 'qwen2.5:7b', object: 'model' });
+    const unknown = await openai.models.retrieve('no-such-model:1b').catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(NotFoundError);
+    expect((unknown as NotFoundError).code).toBe('model_not_found');
   });
 
   it('answers a chat completion in OpenAI shape, and says when an identical request joined it', async () => {

@@ -33,7 +33,7 @@ export const OPENAI_PATHS: readonly string[] = ['/chat/completions', '/completio
 
 /**
  * The OpenAI-compatible routes, mounted under /v1 beside the native ones: POST /chat/completions,
- * POST /completions (with `stream: true` as Server-Sent Events), GET /models. Same Bearer keys as the rest
+ * POST /completions (with `stream: true` as Server-Sent Events), GET /models and /models/:id. Same Bearer keys as the rest
  * of the API; every error in OpenAI's shape.
  */
 export function openAIRouter(opts: OpenAIRouterOptions): Router {
@@ -81,6 +81,22 @@ export function openAIRouter(opts: OpenAIRouterOptions): Router {
       object: 'list',
       data: models.map((id) => ({ id, object: 'model', created, owned_by: 'cell0' })),
     });
+  });
+  // One model (the SDK's models.retrieve): a name the fleet lists, an untagged name matching its `:latest`.
+  router.get('/models/*model', async (req, res) => {
+    const id = ([] as string[]).concat(req.params.model as string | string[]).join('/');
+    const models = await fleetModels(client);
+    const known = models.includes(id) || (!id.includes(':') && models.includes(`${id}:latest`));
+    if (!known) {
+      res.status(404).json(
+        openAIError(404, `The model '${id}' is not one the fleet can route (GET /v1/models lists them)`, {
+          code: ErrorCode.MODEL_NOT_FOUND,
+          param: 'model',
+        }),
+      );
+      return;
+    }
+    res.json({ id, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'cell0' });
   });
   for (const [path, allow] of [
     ['/chat/completions', 'POST'],
