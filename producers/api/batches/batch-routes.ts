@@ -9,13 +9,9 @@ import { sendError } from '../error-mapper.js';
 import { type Batches } from '../../batches/batches.js';
 import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
 import { type BatchView } from '../../batches/batch-model.js';
-import {
-  isOpenAIBatchBody,
-  openAIBatchItems,
-  openAIBatchObject,
-  parseOpenAIBatchCreate,
-} from '../openai/openai-batches.js';
+import { openAIBatchItems, openAIBatchObject, parseOpenAIBatchCreate } from '../openai/openai-batches.js';
 import { speakOpenAIErrors } from '../openai/openai-errors.js';
+import { drained, isPlainObject, listPage, pageLimit } from '../routes/util.js';
 
 /** What the API is given to serve batches. */
 export interface BatchRoutesConfig {
@@ -94,23 +90,19 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
 
   // The caller's batches, newest first, as OpenAI's list: {object, data, first_id, last_id, has_more}.
   router.get('/', async (req, res) => {
-    const limit = req.query.limit === undefined ? 20 : Number(req.query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100)
-      throw new ValidationError([{ field: 'limit', reason: 'expected an integer in 1..100' }]);
+    const limit = pageLimit(req.query.limit, 20, 100);
     const after = typeof req.query.after === 'string' ? req.query.after : undefined;
-    const page = await opts.batches.list(owner(res).owner ?? '', {
+    const read = await opts.batches.list(owner(res).owner ?? '', {
       limit: limit + 1,
       ...(after !== undefined ? { after } : {}),
     });
-    const data = page.slice(0, limit).map((v) => (v.openai ? openAIBatchObject(v) : v));
     res.setHeader('Cache-Control', 'no-store');
-    res.json({
-      object: 'list',
-      data,
-      first_id: data[0]?.id ?? null,
-      last_id: data[data.length - 1]?.id ?? null,
-      has_more: page.length > limit,
-    });
+    res.json(
+      listPage(
+        read.map((v) => (v.openai ? openAIBatchObject(v) : v)),
+        limit,
+      ),
+    );
   });
 
   router.all('/', (req, res) => {
@@ -208,26 +200,13 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
   return router;
 }
 
-/** Resolves when a response that refused a write can take more (or has closed); leaves no listener behind. */
-function drained(res: Response): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
-
 /** The body as OpenAI's create-batch object, or undefined (cell0's array, or not JSON: left to splitBatchBody). */
 function openAIBody(text: string): Record<string, unknown> | undefined {
   if (!text.trimStart().startsWith('{')) return undefined;
   try {
     const v: unknown = JSON.parse(text);
     // an object naming any of OpenAI's create-batch fields; any other object is left to cell0's shape's error
-    return isOpenAIBatchBody(v) && ['input_file_id', 'endpoint', 'completion_window'].some((k) => k in v)
+    return isPlainObject(v) && ['input_file_id', 'endpoint', 'completion_window'].some((k) => k in v)
       ? v
       : undefined;
   } catch {

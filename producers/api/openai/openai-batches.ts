@@ -11,6 +11,7 @@ import {
   type OpenAIBatchInput,
 } from '../../batches/batch-model.js';
 import { failedJobError } from './openai-errors.js';
+import { isPlainObject } from '../routes/util.js';
 import { parseChatCompletion, parseCompletion } from './openai-request.js';
 import { answerMeta, completionBody } from './openai-shapes.js';
 
@@ -26,11 +27,6 @@ export const OPENAI_BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/completions'
 /** OpenAI's only completion window. */
 const COMPLETION_WINDOW = '24h';
 const WINDOW_SECONDS = 24 * 3600;
-
-/** Whether a POST /v1/batches JSON body is OpenAI's shape (an object naming an input file), not cell0's array. */
-export function isOpenAIBatchBody(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Validates OpenAI's create-batch body. Throws ValidationError naming each bad field. */
 export function parseOpenAIBatchCreate(b: Record<string, unknown>): OpenAIBatchInput {
@@ -97,7 +93,7 @@ export function openAIBatchItems(
       entries.push({ line: i + 1, error: `not JSON: ${(err as Error).message}` });
       continue;
     }
-    if (!isOpenAIBatchBody(v)) {
+    if (!isPlainObject(v)) {
       entries.push({ line: i + 1, error: 'expected an object {custom_id, method, url, body}' });
       continue;
     }
@@ -120,7 +116,7 @@ export function openAIBatchItems(
     queues: [queue],
     parse: (q, body) => {
       if (q === QueueName.EMBEDDING) return opts.parse(q, opts.withTenant(body));
-      if (isOpenAIBatchBody(body) && body.stream === true)
+      if (isPlainObject(body) && body.stream === true)
         throw new ValidationError([{ field: 'stream', reason: 'a batch request cannot stream' }]);
       const info = (kind === 'chat' ? parseChatCompletion : parseCompletion)(body, {
         tenant: opts.tenant,
@@ -144,7 +140,7 @@ export function parseBatchFileId(id: string): { batchId: string; which: 'output'
 }
 
 /** A batch as OpenAI's Batch object (for a batch created in OpenAI's shape). */
-export function openAIBatchObject(view: BatchView): Record<string, unknown> {
+export function openAIBatchObject(view: BatchView): Record<string, unknown> & { id: string } {
   const input = view.openai!;
   const c = view.request_counts;
   const final = FINAL_STATUSES.includes(view.status);

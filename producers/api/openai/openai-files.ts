@@ -9,6 +9,7 @@ import { withOwnLimit } from '../body-limit.js';
 import { sendError } from '../error-mapper.js';
 import { openAIResultLine, parseBatchFileId } from './openai-batches.js';
 import { speakOpenAIErrors } from './openai-errors.js';
+import { clip, drained, listPage, pageLimit } from '../routes/util.js';
 
 /** Options of {@link openAIFilesRouter}. */
 export interface OpenAIFilesOptions {
@@ -84,25 +85,16 @@ export function openAIFilesRouter(opts: OpenAIFilesOptions): Router {
   });
 
   router.get('/', async (req, res) => {
-    const limit = req.query.limit === undefined ? 10_000 : Number(req.query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
-      throw new ValidationError([{ field: 'limit', reason: 'expected an integer in 1..10000' }]);
+    const limit = pageLimit(req.query.limit, 10_000, 10_000);
     const after = typeof req.query.after === 'string' ? req.query.after : undefined;
     const purpose = typeof req.query.purpose === 'string' ? req.query.purpose : undefined;
-    const page = await batches.files.list(owner(res), {
+    const read = await batches.files.list(owner(res), {
       limit: limit + 1,
       ...(after !== undefined ? { after } : {}),
       ...(purpose !== undefined ? { purpose } : {}),
     });
-    const data = page.slice(0, limit);
     res.setHeader('Cache-Control', 'no-store');
-    res.json({
-      object: 'list',
-      data,
-      first_id: data[0]?.id ?? null,
-      last_id: data[data.length - 1]?.id ?? null,
-      has_more: page.length > limit,
-    });
+    res.json(listPage(read, limit));
   });
 
   /**
@@ -196,24 +188,11 @@ export function openAIFilesRouter(opts: OpenAIFilesOptions): Router {
   return router;
 }
 
-/** Resolves when a response that refused a write can take more (or has closed). */
-function drained(res: Response): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
-
 function notFound(req: Request, res: Response): void {
   const id = String(req.params.id ?? '');
   sendError(
     res,
     ErrorCode.FILE_NOT_FOUND,
-    `no file ${id.length > 80 ? `${id.slice(0, 80)}…` : id} (never uploaded, deleted, its retention ended, or a batch's file before the batch finished)`,
+    `no file ${clip(id)} (never uploaded, deleted, its retention ended, or a batch's file before the batch finished)`,
   );
 }
