@@ -334,6 +334,13 @@ describe("OpenAI's Batch API while the batch runs (no worker: nothing finishes)"
     expect(created.output_file_id).toBeNull();
     await expect(a.files.content(`file-${created.id}-output`)).rejects.toBeInstanceOf(NotFoundError);
     await expect(a.files.retrieve(`file-${created.id}-errors`)).rejects.toBeInstanceOf(NotFoundError);
+    // every line's job queued (and none can run): the cancel then waits for them, so the batch stays cancelling
+    await until(async () => {
+      const q = (await (await fetch(`${fleet.url}/v1/queues`)).json()) as {
+        queues: { inference: { waiting: number } };
+      };
+      return q.queues.inference.waiting >= 3;
+    }, 10_000);
     const cancelled = await a.batches.cancel(created.id);
     expect(cancelled).toMatchObject({
       id: created.id,
