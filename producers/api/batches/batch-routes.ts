@@ -11,7 +11,7 @@ import { keepRouteLabelOnError } from '../../../shared/metrics/http-metrics.js';
 import { type BatchView } from '../../batches/batch-model.js';
 import { openAIBatchItems, openAIBatchObject, parseOpenAIBatchCreate } from '../openai/openai-batches.js';
 import { speakOpenAIErrors } from '../openai/openai-errors.js';
-import { drained, isPlainObject, listPage, pageLimit } from '../routes/util.js';
+import { clip, drained, isPlainObject, listPage, pageLimit } from '../routes/util.js';
 
 /** What the API is given to serve batches. */
 export interface BatchRoutesConfig {
@@ -131,7 +131,7 @@ export function batchRoutes(opts: BatchRoutesOptions): Router {
       sendError(
         res,
         ErrorCode.FILE_NOT_FOUND,
-        `no file ${input.input_file_id.slice(0, 80)} (upload it with POST /v1/files)`,
+        `no file ${clip(input.input_file_id)} (upload it with POST /v1/files)`,
       );
       return;
     }
@@ -216,11 +216,7 @@ function openAIBody(text: string): Record<string, unknown> | undefined {
 
 function notFound(req: Request, res: Response): void {
   const id = String(req.params.id ?? '');
-  sendError(
-    res,
-    ErrorCode.BATCH_NOT_FOUND,
-    `no batch ${id.length > 80 ? `${id.slice(0, 80)}…` : id} (never created, or its retention ended)`,
-  );
+  sendError(res, ErrorCode.BATCH_NOT_FOUND, `no batch ${clip(id)} (never created, or its retention ended)`);
 }
 
 /**

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { ValidationError, type FieldIssue } from '../../../shared/errors.js';
 import { QueueName } from '../../../shared/queues/names.js';
 import { type InferenceResult } from '../../../shared/queues/results.js';
-import { type BatchItem, parseBatch } from '../../batches/batch-input.js';
+import { type BatchItem, parseBatch, splitBatchBody } from '../../batches/batch-input.js';
 import {
   FINAL_STATUSES,
   isBatchId,
@@ -43,12 +43,9 @@ export function parseOpenAIBatchCreate(b: Record<string, unknown>): OpenAIBatchI
     issues.push({ field: 'completion_window', reason: `expected "${COMPLETION_WINDOW}"` });
   if (metadata !== undefined && metadata !== null) {
     const ok =
-      typeof metadata === 'object' &&
-      !Array.isArray(metadata) &&
+      isPlainObject(metadata) &&
       Object.keys(metadata).length <= 16 &&
-      Object.entries(metadata as Record<string, unknown>).every(
-        ([k, v]) => k.length <= 64 && typeof v === 'string' && v.length <= 512,
-      );
+      Object.entries(metadata).every(([k, v]) => k.length <= 64 && typeof v === 'string' && v.length <= 512);
     if (!ok)
       issues.push({
         field: 'metadata',
@@ -81,35 +78,22 @@ export function openAIBatchItems(
   },
 ): BatchItem[] {
   const queue = input.endpoint === '/v1/embeddings' ? QueueName.EMBEDDING : QueueName.INFERENCE;
-  const entries: { line: number; value?: unknown; error?: string }[] = [];
-  const lines = content.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!.endsWith('\r') ? lines[i]!.slice(0, -1) : lines[i]!;
-    if (raw.trim() === '') continue;
-    let v: unknown;
-    try {
-      v = JSON.parse(raw);
-    } catch (err) {
-      entries.push({ line: i + 1, error: `not JSON: ${(err as Error).message}` });
-      continue;
-    }
-    if (!isPlainObject(v)) {
-      entries.push({ line: i + 1, error: 'expected an object {custom_id, method, url, body}' });
-      continue;
-    }
+  // cell0's JSONL reading (line numbers, blank lines, lines that are not JSON), then each line's OpenAI
+  // envelope checked and turned into cell0's {custom_id, queue, body}, whose body parseBatch checks below
+  const entries = splitBatchBody(content, 'jsonl').map((e) => {
+    if (e.error !== undefined) return e;
+    const v = e.value;
+    if (!isPlainObject(v))
+      return { line: e.line, error: 'expected an object {custom_id, method, url, body}' };
     const { custom_id, method, url, body, ...extra } = v;
     const wrong = [
       ...Object.keys(extra).map((k) => `${k}: unknown field`),
       ...(method === 'POST' ? [] : [`method: expected "POST"`]),
       ...(url === input.endpoint ? [] : [`url: expected "${input.endpoint}" (the batch's endpoint)`]),
     ];
-    if (wrong.length > 0) {
-      entries.push({ line: i + 1, error: wrong.join('; ') });
-      continue;
-    }
-    // cell0's own line shape; parseBatch checks custom_id and the body, naming the OpenAI fields of the body
-    entries.push({ line: i + 1, value: { custom_id, queue, body } });
-  }
+    if (wrong.length > 0) return { line: e.line, error: wrong.join('; ') };
+    return { line: e.line, value: { custom_id, queue, body } };
+  });
   const kind = input.endpoint === '/v1/chat/completions' ? 'chat' : 'completion';
   return parseBatch(entries, {
     maxItems: opts.maxItems,
