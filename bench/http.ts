@@ -17,7 +17,9 @@
  * 01:51Z). Prints
  * per side: requests/s, p50/p99 latency, CPU per
  * request of each process (from /proc; and of its main thread alone: the rest is V8's helper threads, GC and
- * background compilation, and libuv's pool), each process's wake-ups per request (voluntary context switches of its
+ * background compilation, and libuv's pool), each side's whole-machine CPU per request (its processes and its
+ * client together) and the ratio of the two sides' (what the throughput ratio comes to when the two sides
+ * fill the machine: on a 2-core machine they share the cores with Redis, the simulator and the client), each process's wake-ups per request (voluntary context switches of its
  * main thread, /proc/PID/status), Redis commands per request (INFO commandstats delta of the private
  * Redis, commands run inside scripts included), Redis socket reads/writes (round trips) and bytes in/out per
  * request (INFO stats deltas) and the median pair ratios B/A.
@@ -259,6 +261,8 @@ async function startBackends(withProxy = true): Promise<{
 }
 
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+/** The sum of a side's CPU per request over its processes and its client (µs). */
+const sumOf = (cpuUs: Record<string, number>): number => Object.values(cpuUs).reduce((t, v) => t + v, 0);
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
@@ -409,6 +413,13 @@ async function main(): Promise<void> {
             [...Object.keys(pids), 'client'].map((k) => [k, Math.round(med((x) => x.b.cpuUs[k]!))]),
           ),
         },
+        // The whole machine's CPU per request on each side (every process of the side, and its client) and
+        // their ratio, median over the pairs: on a machine the two sides fill, throughput goes as this ratio.
+        machineCpuUsPerRequest: {
+          proxy: Math.round(med((x) => sumOf(x.a.cpuUs))),
+          cell0: Math.round(med((x) => sumOf(x.b.cpuUs))),
+        },
+        machineCpuRatio: med((x) => sumOf(x.a.cpuUs) / sumOf(x.b.cpuUs)),
         mainThreadCpuUsPerRequest: {
           proxy: Object.fromEntries(
             Object.keys(proxyPids).map((k) => [k, Math.round(med((x) => x.a.mainCpuUs[k]!))]),
@@ -452,6 +463,9 @@ async function main(): Promise<void> {
       );
       console.log(
         `  CPU µs/request: ${aName} ${JSON.stringify(row.cpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.cpuUsPerRequest.cell0)}`,
+      );
+      console.log(
+        `  whole machine CPU µs/request: ${aName} side ${row.machineCpuUsPerRequest.proxy}, cell0 side ${row.machineCpuUsPerRequest.cell0}; ${aName} side / cell0 side ${f(row.machineCpuRatio, 2)} (the throughput ratio when the two sides fill the machine)`,
       );
       console.log(
         `  of which main thread: ${aName} ${JSON.stringify(row.mainThreadCpuUsPerRequest.proxy)}; cell0 ${JSON.stringify(row.mainThreadCpuUsPerRequest.cell0)}`,
