@@ -76,6 +76,16 @@ describe("OpenAI's Batch API (files and batches), through the official openai SD
     return batch;
   }
 
+  /** Makes a batch of an uploaded file and waits until it is final. */
+  async function runFile(
+    client: OpenAI,
+    fileId: string,
+    endpoint: '/v1/chat/completions' | '/v1/completions' | '/v1/embeddings',
+  ) {
+    const made = await client.batches.create({ input_file_id: fileId, endpoint, completion_window: '24h' });
+    return finished(client, made.id);
+  }
+
   it('runs a chat batch from an uploaded file: output and error files in OpenAI shape, duplicates sharing one job', async () => {
     const tag = `chat-${Date.now()}`;
     const file = await upload(a, [
@@ -151,16 +161,7 @@ describe("OpenAI's Batch API (files and batches), through the official openai SD
     const cf = await upload(a, [
       line('c1', '/v1/completions', { model: 'qwen2.5:0.5b', prompt: `${tag} once`, max_tokens: 8 }),
     ]);
-    const cb = await finished(
-      a,
-      (
-        await a.batches.create({
-          input_file_id: cf.id,
-          endpoint: '/v1/completions',
-          completion_window: '24h',
-        })
-      ).id,
-    );
+    const cb = await runFile(a, cf.id, '/v1/completions');
     expect(cb.error_file_id).toBeNull();
     const [c] = parseLines(await (await a.files.content(cb.output_file_id!)).text());
     expect(c!.response.body).toMatchObject({ object: 'text_completion' });
@@ -169,11 +170,7 @@ describe("OpenAI's Batch API (files and batches), through the official openai SD
     const ef = await upload(a, [
       line('e1', '/v1/embeddings', { model: 'nomic-embed-text', input: [`${tag} one`, `${tag} two`] }),
     ]);
-    const eb = await finished(
-      a,
-      (await a.batches.create({ input_file_id: ef.id, endpoint: '/v1/embeddings', completion_window: '24h' }))
-        .id,
-    );
+    const eb = await runFile(a, ef.id, '/v1/embeddings');
     expect(eb.request_counts).toEqual({ total: 1, completed: 1, failed: 0 });
     const [e] = parseLines(await (await a.files.content(eb.output_file_id!)).text());
     expect(e!.response.body.object).toBe('list');
@@ -266,16 +263,7 @@ describe("OpenAI's Batch API (files and batches), through the official openai SD
         completion_window: '24h',
       }),
     ).rejects.toBeInstanceOf(NotFoundError);
-    const batch = await finished(
-      a,
-      (
-        await a.batches.create({
-          input_file_id: file.id,
-          endpoint: '/v1/chat/completions',
-          completion_window: '24h',
-        })
-      ).id,
-    );
+    const batch = await runFile(a, file.id, '/v1/chat/completions');
     await expect(b.batches.retrieve(batch.id)).rejects.toBeInstanceOf(NotFoundError);
     await expect(b.files.content(batch.output_file_id!)).rejects.toBeInstanceOf(NotFoundError);
 
