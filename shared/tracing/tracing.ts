@@ -107,10 +107,12 @@ export function withSpan<T>(
 export function spanEvents(): ((name: string, time?: number) => void) | undefined {
   const span = active?.api.trace.getActiveSpan();
   if (!span) return undefined;
-  // Always an explicit time: OpenTelemetry would count a default one from the span's start, which it takes
-  // from Date.now() (whole ms).
+  // Always an explicit time, and as a performance.now() reading, never an epoch one: OpenTelemetry puts such
+  // a reading on the span's own clock (its start from Date.now() plus the monotonic time since), so a span's
+  // events keep their order against its start and end. An epoch time from performance.timeOrigin is on
+  // another clock, which drifts from Date.now() over a process's life (by over a ms minutes after a boot).
   return (name, time = performance.now()) => {
-    span.addEvent(name, performance.timeOrigin + time);
+    span.addEvent(name, time);
   };
 }
 
@@ -138,9 +140,10 @@ export function httpTracing(): RequestHandler {
     // What came before the handler (see request-timing.ts): the connection's accept (long before, on a
     // reused connection) and the parse of the request's head, before its wait for a request turn.
     const accepted = acceptedAt(req);
-    if (accepted !== undefined) span.addEvent('connection accepted', performance.timeOrigin + accepted);
+    // performance.now() readings, on the span's clock (see spanEvents).
+    if (accepted !== undefined) span.addEvent('connection accepted', accepted);
     const arrived = arrivedAt(req);
-    if (arrived !== undefined) span.addEvent('request arrived', performance.timeOrigin + arrived);
+    if (arrived !== undefined) span.addEvent('request arrived', arrived);
     res.once('finish', () => {
       const route = (req.route as { path?: unknown } | undefined)?.path;
       const pattern = typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched';
